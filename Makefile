@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine:
+#   make train   create .venv, install coreaug, train on Fashion-MNIST (30% coreset)
+#   make test    create .venv, install coreaug[test], run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel of torch lies on this machine's disk; override for CUDA, e.g.
+#   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+TRAIN_ARGS ?= --dataset fashion-mnist --subset 0.3 --epochs 3 --out runs/fashion-mnist-coreset-0.3
+
+.PHONY: install install-test train test data-fashion-mnist clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg setup.py
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e '.[test,plot]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Debian's package puts the files in /usr/share/datasets/fashion-mnist; needs root (or sudo).
+data-fashion-mnist:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get install -y -q dataset-fashion-mnist; \
+	    else sudo apt-get install -y -q dataset-fashion-mnist; fi; }
+
+train: install data-fashion-mnist
+	$(BIN)/coreaug train $(TRAIN_ARGS)
+
+test: install data-fashion-mnist
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs *.egg-info
