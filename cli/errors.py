@@ -1,0 +1,25 @@
+"""Turn a user's mistake into one line on stderr and exit code 2, never a traceback."""
+import functools
+import sys
+
+import click
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def fail(message):
+    """Print `error: message` on stderr and exit with code 2."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def user_errors(command):
+    """Decorator: the API's ValueError/FileNotFoundError become `fail(...)`."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as exc:
+            text = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
+            fail(" ".join(text.split()))
+    return wrapper

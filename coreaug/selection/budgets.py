@@ -1,0 +1,48 @@
+"""How many examples a selection takes, in total and per class."""
+import math
+
+import numpy as np
+
+
+def budget_size(fraction, n):
+    """Examples in a subset of `fraction` of `n`: round(fraction * n) (halves up), at least 1."""
+    return min(n, max(1, math.floor(fraction * n + 0.5)))
+
+
+def class_budgets(class_sizes, total, balance="equal"):
+    """Split `total` examples over classes of the given sizes, exactly.
+
+    `equal` gives every class the same share (the paper's setting); `proportional`
+    gives each class a share proportional to its size (largest remainders). In both,
+    a class smaller than its share takes all of its examples and the remainder goes
+    to the other classes, so the budgets always sum to min(total, sum(class_sizes)).
+    Leftover single examples go to the classes with the most room, ties to the
+    lower class position.
+    """
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    total = int(min(total, sizes.sum()))
+    if balance == "proportional":
+        quota = total * sizes / sizes.sum()
+        budgets = np.floor(quota).astype(np.int64)
+        extra = total - budgets.sum()
+        order = np.lexsort((np.arange(sizes.size), -(quota - budgets)))
+        budgets[order[:extra]] += 1
+        return budgets
+    budgets = np.zeros_like(sizes)
+    open_ = np.ones(sizes.size, dtype=bool)
+    remaining = total
+    while remaining > 0:
+        share = remaining // open_.sum()
+        capped = open_ & (sizes - budgets <= share)
+        if capped.any():  # small classes take everything; their remainder is re-split
+            remaining -= int((sizes - budgets)[capped].sum())
+            budgets[capped] = sizes[capped]
+            open_ &= ~capped
+            continue
+        budgets[open_] += share
+        remaining -= share * int(open_.sum())
+        room = np.where(open_, sizes - budgets, -1)
+        order = np.lexsort((np.arange(sizes.size), -room))
+        budgets[order[:remaining]] += 1
+        remaining = 0
+    return budgets

@@ -1,0 +1,41 @@
+"""Exact k-nearest-neighbour similarity graph of one class (faiss)."""
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+
+def knn_graph(features, k):
+    """Sparse facility-location similarities of one class's examples.
+
+    Takes float32 features (n, d) and the neighbours per example `k` (capped at n - 1).
+    Returns a CSR matrix G (n x n, float64 data, int32 indices) whose row j holds the
+    similarities s(i, j) = d_max - ||x_i - x_j|| of the examples i that j can stand for:
+    every i's k nearest neighbours j (exact L2 search), plus i itself with s(i, i) = d_max.
+    d_max is the largest neighbour distance in the graph, so all similarities are >= 0 and,
+    with k = n - 1, G is the dense similarity matrix of CRAIG. Rows are candidates, columns
+    the examples they cover: the layout apricot-select expects for a sparse precomputed matrix.
+    """
+    n = features.shape[0]
+    k = min(k, n - 1)
+    members = np.arange(n)
+    if k == 0:
+        return sp.csr_matrix((np.zeros(n), (members, members)), shape=(n, n))
+    index = faiss.IndexFlatL2(features.shape[1])
+    index.add(features)
+    sq_dist, neighbours = index.search(features, k + 1)
+    # Drop each example's own id, wherever faiss ranked it: with duplicate rows the
+    # self-match is not reliably in column 0. Rows whose own id did not come back
+    # (k + 1 exact duplicates) drop their farthest neighbour instead.
+    drop = neighbours == members[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    keep = ~drop
+    neighbours = neighbours[keep].reshape(n, k)
+    dist = np.sqrt(np.maximum(sq_dist[keep].reshape(n, k), 0.0)).astype(np.float64)
+    d_max = float(dist.max())
+    covered = np.concatenate([np.repeat(members, k), members])
+    candidates = np.concatenate([neighbours.ravel(), members])
+    similarity = np.concatenate([d_max - dist.ravel(), np.full(n, d_max)])
+    graph = sp.csr_matrix((similarity, (candidates, covered)), shape=(n, n))
+    graph.indices = graph.indices.astype(np.int32)
+    graph.indptr = graph.indptr.astype(np.int32)
+    return graph

@@ -1,0 +1,91 @@
+"""`Selection`: the result of any selection strategy, with save/load."""
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Selection:
+    """A weighted subset of a training set.
+
+    Attributes:
+        indices: int64 (k,), unique example indices in selection order (per class,
+            classes in ascending order; within a class, the greedy order for coresets).
+        weights: float32 (k,), per-example weights with mean 1 (the paper's gamma:
+            the size of the cluster each selected example stands for); 1 for baselines.
+        strategy: "coreset", "random" or "maxloss".
+        classes: int64 (c,), the class ids present in the labels.
+        class_counts: int64 (c,), how many examples each class contributed.
+        class_objectives: float64 (c,), the facility-location value F(S) per class on the
+            similarity graph (NaN for strategies that optimise no objective).
+        timings: seconds spent per stage, e.g. {"knn": .., "greedy": .., "weights": .., "total": ..}.
+        n_total: size of the set the selection was taken from.
+    """
+
+    indices: np.ndarray
+    weights: np.ndarray
+    strategy: str
+    classes: np.ndarray
+    class_counts: np.ndarray
+    class_objectives: np.ndarray
+    timings: dict = field(default_factory=dict)
+    n_total: int = 0
+
+    def __len__(self):
+        return int(self.indices.shape[0])
+
+    @property
+    def objective(self):
+        """Total facility-location value over classes (NaN for baselines)."""
+        return float(np.sum(self.class_objectives))
+
+    @property
+    def fraction(self):
+        return len(self) / self.n_total if self.n_total else float("nan")
+
+    def summary(self):
+        """A few human-readable lines: size, per-class counts, objective, seconds."""
+        counts = ", ".join(f"{c}:{n}" for c, n in zip(self.classes.tolist(), self.class_counts.tolist()))
+        times = ", ".join(f"{k} {v:.3f}s" for k, v in self.timings.items())
+        return (f"{self.strategy}: {len(self)} of {self.n_total} examples ({self.fraction:.1%})\n"
+                f"per class: {counts}\n"
+                f"objective: {self.objective:.6g}\n"
+                f"seconds: {times}")
+
+    def save(self, path):
+        """Write the selection to `path` as .npz (keys indices, weights, ...), atomically."""
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".selection-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, indices=self.indices, weights=self.weights, strategy=np.array(self.strategy),
+                         classes=self.classes, class_counts=self.class_counts,
+                         class_objectives=self.class_objectives,
+                         timings=np.array(json.dumps(self.timings)), n_total=np.array(self.n_total))
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Read a selection written by `save` (only `indices` and `weights` are required)."""
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            if "indices" not in data or "weights" not in data:
+                raise ValueError(f"{path} is not a selection file: it needs arrays 'indices' and 'weights'")
+            indices = data["indices"].astype(np.int64)
+            get = lambda key, default: data[key] if key in data else default  # noqa: E731
+            return cls(
+                indices=indices,
+                weights=data["weights"].astype(np.float32),
+                strategy=str(get("strategy", "unknown")),
+                classes=get("classes", np.zeros(0, np.int64)),
+                class_counts=get("class_counts", np.zeros(0, np.int64)),
+                class_objectives=get("class_objectives", np.zeros(0)),
+                timings=json.loads(str(get("timings", "{}"))),
+                n_total=int(get("n_total", indices.size)),
+            )

@@ -1,0 +1,27 @@
+"""Coreset weights: how many class members each selected example stands for."""
+import faiss
+import numpy as np
+
+
+def cluster_sizes(features, selected):
+    """Members assigned to each selected example, by exact nearest-selected search.
+
+    Takes one class's float32 features (n, d) and positions `selected` (k,) into them.
+    Every member goes to its nearest selected example in L2 (equivalently, its most
+    similar one under s = d_max - d); selected examples always count themselves, even
+    when an exact duplicate was also selected. Returns int64 counts (k,) summing to n.
+    """
+    index = faiss.IndexFlatL2(features.shape[1])
+    index.add(np.ascontiguousarray(features[selected]))
+    _, nearest = index.search(features, 1)
+    nearest = nearest[:, 0]
+    nearest[selected] = np.arange(len(selected))
+    return np.bincount(nearest, minlength=len(selected)).astype(np.int64)
+
+
+def normalise_weights(counts):
+    """Cluster sizes scaled to mean 1 over the selection, as float32 (the paper's gamma)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.size == 0:
+        return counts.astype(np.float32)
+    return (counts / counts.mean()).astype(np.float32)
