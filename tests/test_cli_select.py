@@ -1,0 +1,64 @@
+"""`coreaug select`: round trip, summary, and one-line errors with nothing written."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import coreaug
+from cli.main import app
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "f.npy", rng.normal(size=(200, 4)).astype(np.float32))
+    np.save(tmp_path / "l.npy", np.arange(200) % 4)
+    np.save(tmp_path / "loss.npy", rng.random(200))
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["select", *map(str, args)])
+
+
+def test_round_trip_matches_the_api(files):
+    result = run("--features", files / "f.npy", "--labels", files / "l.npy", "--fraction", 0.3, "--out", files / "s.npz")
+    assert result.exit_code == 0, result.output
+    assert "60 of 200" in result.output and "objective" in result.output
+    saved = np.load(files / "s.npz")
+    api = coreaug.select_coreset(np.load(files / "f.npy"), np.load(files / "l.npy"), 0.3)
+    assert saved["indices"].tolist() == api.indices.tolist()
+    np.testing.assert_array_equal(saved["weights"], api.weights)
+
+
+@pytest.mark.parametrize("extra", [["--strategy", "random", "--seed", "2"], ["--strategy", "maxloss", "--losses", "loss.npy"],
+                                   ["--backend", "apricot", "--knn", "5", "--balance", "proportional"]])
+def test_other_strategies_and_options(files, extra):
+    extra = [str(files / e) if e.endswith(".npy") else e for e in extra]
+    result = run("--features", files / "f.npy", "--labels", files / "l.npy", "--fraction", 0.1, "--out", files / "s.npz", *extra)
+    assert result.exit_code == 0, result.output
+    assert len(np.load(files / "s.npz")["indices"]) == 20
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fraction", "1.5"], "fraction must be in (0, 1]"),
+    (["--fraction", "0.3", "--labels", "missing.npy"], "not a readable .npy"),
+    (["--fraction", "0.3", "--strategy", "maxloss"], "--losses is required"),
+    (["--fraction", "0.3", "--features", "l.npy"], "features must be 2-D"),
+])
+def test_errors_are_one_line_exit_2_and_write_nothing(files, args, message):
+    base = {"--features": files / "f.npy", "--labels": files / "l.npy", "--out": files / "s.npz"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = files / args[i + 1] if args[i + 1].endswith(".npy") else args[i + 1]
+    flat = [str(v) for kv in base.items() for v in kv]
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "select", *flat], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (files / "s.npz").exists()
+
+
+def test_missing_output_folder_is_an_error(files):
+    result = run("--features", files / "f.npy", "--labels", files / "l.npy", "--fraction", 0.3, "--out", files / "no" / "s.npz")
+    assert result.exit_code == 2 and "does not exist" in result.output

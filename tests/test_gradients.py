@@ -1,0 +1,67 @@
+"""Gradient estimates equal autograd's gradients, for any model ending in nn.Linear."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+import coreaug
+
+
+def model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Dropout(0.5), nn.Linear(4 * 6 * 6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def data(n=10):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_logit_gradients_equal_autograd_of_cross_entropy():
+    logits = torch.randn(6, 4, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    F.cross_entropy(logits, labels, reduction="sum").backward()
+    torch.testing.assert_close(coreaug.logit_gradients(logits, labels), logits.grad)
+    as_numpy = coreaug.logit_gradients(logits.detach().numpy(), labels.numpy())
+    assert isinstance(as_numpy, np.ndarray)
+    np.testing.assert_allclose(as_numpy, logits.grad.numpy(), atol=1e-6)
+
+
+def test_last_layer_estimates_equal_per_example_weight_gradients():
+    net, (x, y) = model(), data(4)
+    net.eval()
+    est = coreaug.estimate_gradients(net, x, y, kind="last_layer", batch_size=3)
+    for i in range(4):
+        net.zero_grad()
+        F.cross_entropy(net(x[i:i + 1]), y[i:i + 1]).backward()
+        torch.testing.assert_close(est[i], net[-1].weight.grad.flatten(), rtol=1e-4, atol=1e-5)
+
+
+def test_estimates_run_in_eval_mode_and_restore_training_mode():
+    net, (x, y) = model(), data()
+    net.train()
+    a = coreaug.estimate_gradients(net, x, y, batch_size=4)
+    b = coreaug.estimate_gradients(net, x, y, batch_size=7)  # dropout/batchnorm off: batching is irrelevant
+    assert net.training
+    torch.testing.assert_close(a, b)
+    net.eval()
+    torch.testing.assert_close(a, coreaug.logit_gradients(net(x), y))
+
+
+def test_projection_is_seeded_and_keeps_distances_roughly():
+    g = torch.Generator().manual_seed(0)
+    logits, h, y = torch.randn(50, 5, generator=g), torch.randn(50, 40, generator=g), torch.randint(0, 5, (50,), generator=g)
+    full = coreaug.last_layer_gradients(logits, h, y)
+    a = coreaug.last_layer_gradients(logits, h, y, dim=128, seed=3)
+    b = coreaug.last_layer_gradients(logits, h, y, dim=128, seed=3, chunk=7)
+    assert a.shape == (50, 128)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    ratio = torch.pdist(a) / torch.pdist(full)
+    assert 0.6 < ratio.median() < 1.4
+
+
+def test_model_without_linear_layer_is_rejected():
+    with pytest.raises(ValueError, match="nn.Linear"):
+        coreaug.estimate_gradients(nn.Conv2d(1, 3, 8), *data(), kind="last_layer")

@@ -1,0 +1,56 @@
+"""Budgets are exact: round(fraction * n) in total, split per class without overflow."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import coreaug
+from coreaug.selection import budget_size, class_budgets
+
+
+def test_budget_rounds_half_up_and_takes_at_least_one():
+    assert budget_size(0.3, 10) == 3
+    assert budget_size(0.25, 10) == 3  # 2.5 rounds up
+    assert budget_size(0.001, 10) == 1
+    assert budget_size(1.0, 7) == 7
+
+
+def test_equal_split_gives_small_class_all_and_passes_remainder_on():
+    assert class_budgets([2, 100, 100], 30, "equal").tolist() == [2, 14, 14]
+
+
+def test_proportional_split_follows_class_sizes():
+    assert class_budgets([10, 30, 60], 10, "proportional").tolist() == [1, 3, 6]
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(1, 60), min_size=1, max_size=8),
+       fraction=st.floats(0.001, 1.0), balance=st.sampled_from(["equal", "proportional"]))
+def test_budgets_sum_exactly_and_respect_class_sizes(sizes, fraction, balance):
+    total = budget_size(fraction, sum(sizes))
+    budgets = class_budgets(sizes, total, balance)
+    assert budgets.sum() == total
+    assert (budgets >= 0).all() and (budgets <= np.array(sizes)).all()
+    if balance == "equal":  # no class is short while another holds more than one extra
+        short = budgets < np.array(sizes)
+        if short.any():
+            assert budgets[short].max() - budgets[short].min() <= 1
+            assert budgets[short].min() >= budgets.max() - 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 30), min_size=1, max_size=6),
+       fraction=st.floats(0.01, 1.0), balance=st.sampled_from(["equal", "proportional"]))
+def test_every_strategy_selects_exactly_the_budget_per_class(sizes, fraction, balance):
+    labels = np.repeat(np.arange(len(sizes)) * 3, sizes)  # class ids need not be contiguous
+    rng = np.random.default_rng(len(labels))
+    features = rng.normal(size=(labels.size, 4)).astype(np.float32)
+    expected = class_budgets(sizes, budget_size(fraction, labels.size), balance)
+    for sel in (coreaug.select_coreset(features, labels, fraction, balance=balance, knn=5),
+                coreaug.select_random(labels, fraction, balance=balance, seed=1),
+                coreaug.select_maxloss(rng.random(labels.size), labels, fraction, balance=balance)):
+        assert len(np.unique(sel.indices)) == len(sel.indices) == expected.sum()
+        per_class = np.bincount(labels[sel.indices] // 3, minlength=len(sizes))
+        assert per_class.tolist() == expected.tolist()
+        assert sel.weights.shape == sel.indices.shape and sel.weights.dtype == np.float32
+        assert sel.weights.mean() == pytest.approx(1.0, rel=1e-5)
