@@ -1,0 +1,82 @@
+"""The object every loader returns: a dataset as uint8 image tensors plus its metadata."""
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+
+
+@dataclass
+class ImageDataset:
+    """A labelled image dataset held in memory, ready to move to a device in one copy.
+
+    Attributes:
+        name: registry name, e.g. ``"cifar10"``.
+        train_images, test_images: ``torch.uint8`` tensors of shape ``(N, C, H, W)``.
+        train_labels, test_labels: ``torch.int64`` tensors of shape ``(N,)``, values in
+            ``[0, num_classes)``.
+        num_classes: number of classes.
+        class_names: one name per class, or ``None`` where the format carries none.
+        mean, std: per-channel statistics of the train images in [0, 1] units, for
+            normalisation (``(x / 255 - mean) / std``).
+        source: the folder the files were read from, or ``"generated"``.
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    class_names: Optional[List[str]]
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    source: str
+
+    @property
+    def image_shape(self) -> Tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        return tuple(self.train_images.shape[1:])
+
+    @property
+    def in_channels(self) -> int:
+        """Number of image channels, the ``in_channels`` of a model for this data."""
+        return int(self.train_images.shape[1])
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset(name={self.name!r}, train={len(self.train_labels)}, "
+                f"test={len(self.test_labels)}, image_shape={self.image_shape}, "
+                f"num_classes={self.num_classes}, source={self.source!r})")
+
+
+def channel_stats(images: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Exact per-channel mean and standard deviation of uint8 ``(N, C, H, W)`` images, in [0, 1].
+
+    Computed from a 256-bin histogram per channel, so it never makes a float copy of the data
+    (CIFAR-10 as float32 would be 600 MB).
+    """
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
+        total = counts.sum()
+        mean = (counts * levels).sum() / total
+        variance = (counts * (levels - mean) ** 2).sum() / total
+        means.append(float(mean))
+        stds.append(float(variance.sqrt()))
+    return tuple(means), tuple(stds)
+
+
+def make_dataset(name: str, train: Tuple[torch.Tensor, torch.Tensor],
+                 test: Tuple[torch.Tensor, torch.Tensor], num_classes: int,
+                 class_names: Optional[List[str]], source: str) -> ImageDataset:
+    """Assemble an :class:`ImageDataset` from ``(images, labels)`` pairs, computing mean/std.
+
+    Loaders call this last; the checks here are invariants of the loaders, not user input.
+    """
+    for images, labels in (train, test):
+        assert images.dtype == torch.uint8 and images.dim() == 4, (images.dtype, images.shape)
+        assert labels.dtype == torch.int64 and labels.shape == images.shape[:1]
+    mean, std = channel_stats(train[0])
+    return ImageDataset(name=name, train_images=train[0], train_labels=train[1],
+                        test_images=test[0], test_labels=test[1], num_classes=num_classes,
+                        class_names=class_names, mean=mean, std=std, source=source)

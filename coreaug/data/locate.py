@@ -1,0 +1,137 @@
+"""Where dataset files are looked for, and the error that lists every place when they are not.
+
+Search order: ``data_dir``, ``$COREAUG_DATA``, ``~/.cache/coreaug``, ``/usr/share/datasets/<name>``
+(Debian's ``dataset-*`` packages). Each of these roots may hold the dataset's standard folder
+(e.g. ``cifar-10-batches-py``, like torchvision's ``root``) or be that folder itself.
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Debian installs dataset packages here (e.g. dataset-fashion-mnist); a constant so tests can move it.
+SYSTEM_DATA_DIR = Path("/usr/share/datasets")
+ENV_VAR = "COREAUG_DATA"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are in none of the searched folders (and were not, or could not be,
+    downloaded). The message lists every folder searched and how to get the files."""
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """The files a dataset needs and the folder names they conventionally live in.
+
+    Attributes:
+        folders: standard folder names relative to a root, e.g. ``("cifar-10-batches-py",)`` or
+            ``("FashionMNIST/raw", "fashion-mnist")``; the root itself is always tried last.
+        files: role -> accepted file names, first match wins, e.g.
+            ``{"train_images": ("train-images-idx3-ubyte.gz", "train-images-idx3-ubyte")}``.
+    """
+
+    folders: Tuple[str, ...]
+    files: Dict[str, Tuple[str, ...]]
+
+
+def default_download_root(data_dir: Optional[PathLike] = None) -> Path:
+    """Where downloads go: ``data_dir``, else ``$COREAUG_DATA``, else ``~/.cache/coreaug``."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return Path.home() / ".cache" / "coreaug"
+
+
+def search_roots(name: str, data_dir: Optional[PathLike] = None) -> List[Path]:
+    """The roots searched for dataset ``name``, in order (see the module docstring)."""
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    if os.environ.get(ENV_VAR):
+        roots.append(Path(os.environ[ENV_VAR]).expanduser())
+    roots.append(Path.home() / ".cache" / "coreaug")
+    roots.append(SYSTEM_DATA_DIR / name)
+    return roots
+
+
+def candidate_folders(roots: Sequence[Path], layout: FileLayout) -> List[Path]:
+    """Every folder that may hold the files: each root's standard sub-folders, then the root."""
+    folders: List[Path] = []
+    for root in roots:
+        for folder in [root / sub for sub in layout.folders] + [root]:
+            if folder not in folders:
+                folders.append(folder)
+    return folders
+
+
+def files_in(folder: Path, layout: FileLayout) -> Dict[str, Path]:
+    """Role -> path of the files of ``layout`` present in ``folder`` (missing roles left out)."""
+    found = {}
+    for role, names in layout.files.items():
+        for file_name in names:
+            if (folder / file_name).is_file():
+                found[role] = folder / file_name
+                break
+    return found
+
+
+def locate_files(name: str, layout: FileLayout, roots: Sequence[Path],
+                 how_to_get: str) -> Tuple[Path, Dict[str, Path]]:
+    """Find the first folder that holds every file of ``layout``.
+
+    Returns:
+        ``(folder, {role: path})``.
+
+    Raises:
+        DatasetNotFoundError: no folder holds all files; the message lists each folder searched,
+            what a partly filled folder lacks, and ``how_to_get``.
+    """
+    searched = []
+    for folder in candidate_folders(roots, layout):
+        found = files_in(folder, layout)
+        if len(found) == len(layout.files):
+            return folder, found
+        note = ""
+        if found:
+            missing = [layout.files[role][0] for role in layout.files if role not in found]
+            note = f"  (incomplete: lacks {', '.join(missing)})"
+        searched.append(f"  {folder}{note}")
+    wanted = ", ".join(names[0] for names in layout.files.values())
+    raise DatasetNotFoundError(
+        f"dataset {name!r} not found: looked for {wanted} in\n" + "\n".join(searched)
+        + f"\n{how_to_get}"
+    )
+
+
+def find_or_download(name: str, layout: FileLayout, data_dir: Optional[PathLike],
+                     download: bool, fetch: Callable[[Path], None],
+                     how_to_get: str) -> Tuple[Path, Dict[str, Path]]:
+    """Locate the dataset's files; if absent and ``download`` is true, ``fetch(root)`` them into
+    :func:`default_download_root` and locate them there.
+
+    Returns ``(folder, {role: path})`` as :func:`locate_files`.
+    """
+    try:
+        return locate_files(name, layout, search_roots(name, data_dir), how_to_get)
+    except DatasetNotFoundError:
+        if not download:
+            raise
+    root = default_download_root(data_dir)
+    fetch(root)
+    return locate_files(name, layout, [root], how_to_get)
+
+
+def how_to_get(name: str, urls: Sequence[str], data_dir: Optional[PathLike] = None,
+               extra: str = "") -> str:
+    """The closing lines of a :class:`DatasetNotFoundError`: how to obtain dataset ``name``."""
+    lines = [
+        f"To get it: pass download=True to load_dataset (CLI: --download) to fetch "
+        f"{' and '.join(urls)} into {default_download_root(data_dir)};",
+        f"or put the files in one of the folders above (set ${ENV_VAR} to add a folder).",
+    ]
+    if extra:
+        lines.append(extra)
+    return "\n".join(lines)

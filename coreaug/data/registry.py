@@ -1,0 +1,72 @@
+"""Datasets found by name: ``load_dataset("cifar10", "~/data", download=True)``."""
+import inspect
+from typing import Callable, Dict, List, Optional
+
+from .dataset import ImageDataset
+from .locate import PathLike
+
+DatasetLoader = Callable[..., ImageDataset]
+
+_LOADERS: Dict[str, DatasetLoader] = {}
+
+# Parameters every loader takes; the rest of its signature are dataset-specific options.
+COMMON_PARAMETERS = ("data_dir", "download", "progress")
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Decorator making ``loader(data_dir, download, progress, **options) -> ImageDataset``
+    available to :func:`load_dataset` under ``name``."""
+    key = name.lower()
+
+    def decorate(loader: DatasetLoader) -> DatasetLoader:
+        if key in _LOADERS:
+            raise ValueError(f"a dataset named {key!r} is already registered")
+        _LOADERS[key] = loader
+        return loader
+
+    return decorate
+
+
+def available_datasets() -> List[str]:
+    """Names accepted by :func:`load_dataset`, sorted."""
+    return sorted(_LOADERS)
+
+
+def dataset_options(name: str) -> List[str]:
+    """The dataset-specific keyword options of dataset ``name`` (e.g. ``n_train`` for synthetic)."""
+    parameters = inspect.signature(_LOADERS[name]).parameters
+    return [option for option in parameters if option not in COMMON_PARAMETERS]
+
+
+def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bool = False,
+                 progress: bool = True, **kwargs) -> ImageDataset:
+    """Load a dataset by name as uint8 tensors.
+
+    Args:
+        name: one of :func:`available_datasets` (case-insensitive; ``_`` may stand for ``-``).
+        data_dir: a folder holding the dataset's standard folder (e.g. the parent of
+            ``cifar-10-batches-py``) or that folder itself. Searched first, then
+            ``$COREAUG_DATA``, ``~/.cache/coreaug`` and ``/usr/share/datasets/<name>``.
+        download: fetch missing files from the official source (MD5-checked) into ``data_dir``,
+            else ``$COREAUG_DATA``, else ``~/.cache/coreaug``.
+        progress: show a progress bar while downloading.
+        **kwargs: dataset-specific options (see :func:`dataset_options`), e.g.
+            ``load_dataset("synthetic", n_train=500)``.
+
+    Returns:
+        An :class:`ImageDataset`.
+
+    Raises:
+        ValueError: unknown name or option; a corrupted file (the message names it).
+        DatasetNotFoundError: the files are nowhere (the message lists every folder searched).
+    """
+    key = str(name).lower().replace("_", "-")
+    if key not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: "
+                         f"{', '.join(available_datasets())}")
+    unknown = sorted(set(kwargs) - set(dataset_options(key)))
+    if unknown:
+        allowed = ", ".join(dataset_options(key)) or "none"
+        raise ValueError(f"dataset {key!r} has no option {', '.join(unknown)}; "
+                         f"its options: {allowed}")
+    return _LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs)
