@@ -5,6 +5,16 @@ from torch import nn
 
 from coreaug.models import available_models, create_model, register_model
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two-image batches gain nothing from threads, and on a busy 2-core machine OpenMP threads
+    spin-waiting on each other make a forward pass ~50x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 ALL_MODELS = ["cnn", "resnet18", "resnet20", "resnet32", "resnet56", "wrn-16-8"]
 
 

@@ -102,6 +102,22 @@ def fetch_resource(resource: Resource, folder: Path, progress: bool = True) -> P
     )
 
 
+def extract_safely(tar: tarfile.TarFile, folder: Path) -> None:
+    """Extract regular files and folders only, refusing members that point outside ``folder``.
+
+    Python >= 3.11.4 (and 3.9.17 / 3.10.12) enforce this with ``filter="data"``; older ones get
+    the same check by hand.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(folder, filter="data")
+        return
+    for member in tar.getmembers():
+        target = (folder / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or folder.resolve() not in target.parents:
+            raise tarfile.TarError(f"refusing archive member {member.name!r}")
+    tar.extractall(folder)
+
+
 def extract_tar(archive: Path, folder: Path) -> None:
     """Extract a ``.tar.gz`` into ``folder`` via a temporary folder, so a corrupt archive leaves
     no half-extracted dataset behind. Members that would land outside ``folder`` are refused.
@@ -113,7 +129,7 @@ def extract_tar(archive: Path, folder: Path) -> None:
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(staging, filter="data")
+                extract_safely(tar, staging)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
             raise ValueError(f"{archive} is not a readable tar archive ({error}); delete it and "
                              f"download again") from error
