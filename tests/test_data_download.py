@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coreaug.data import DatasetNotFoundError, Resource, cifar, download, load_dataset, locate, mnist
+from coreaug.data import (DatasetNotFoundError, Resource, cifar, download, load_dataset, locate,
+                          mnist)
 
 
 @pytest.fixture(autouse=True)

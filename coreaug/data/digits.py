@@ -6,7 +6,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
 from .dataset import ImageDataset, make_dataset
 from .locate import PathLike
@@ -28,6 +27,9 @@ def load_sklearn_digits(data_dir: Optional[PathLike] = None, download: bool = Fa
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    # Imported here: scikit-learn takes most of a second to import, and only this loader needs it.
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# Debian installs dataset packages here (e.g. dataset-fashion-mnist); a constant so tests can move it.
+# Debian installs dataset packages here (dataset-fashion-mnist); a constant so tests can move it.
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 ENV_VAR = "COREAUG_DATA"
 
