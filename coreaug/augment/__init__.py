@@ -1,0 +1,33 @@
+"""Batched strong augmentation with per-example random choices, on any device.
+
+Ops take a (B, C, H, W) uint8 or float [0, 1] batch and per-example magnitudes (a number or a
+(B,) tensor); policies are found by name (``create_policy("weak+randaugment+cutout")``) and
+called as ``policy(images, generator)``. Outputs keep the input's shape, dtype and device.
+"""
+from .color_ops import brightness, color, contrast, invert, posterize, sharpness, solarize
+from .occlusion import cutout
+from .flip_crop import horizontal_flip, random_crop
+from .geometric import rotate, shear_x, shear_y, translate_x, translate_y
+from .histogram import auto_contrast, equalize
+from .policy import Compose, Policy
+from .registry import available_policies, create_policy, register_policy
+
+# Importing the policy modules registers them.
+from .autoaugment import AutoAugment
+from .maxloss import MaxLossAugment
+from .randaugment import RandAugment, TrivialAugmentWide
+from .weak_cutout import Cutout, Weak
+
+
+def identity(images):
+    """Return ``images`` unchanged (the identity op of RandAugment)."""
+    return images
+
+
+__all__ = [
+    "AutoAugment", "Compose", "Cutout", "MaxLossAugment", "Policy", "RandAugment",
+    "TrivialAugmentWide", "Weak", "auto_contrast", "available_policies", "brightness", "color",
+    "contrast", "create_policy", "cutout", "equalize", "horizontal_flip", "identity", "invert",
+    "posterize", "random_crop", "register_policy", "rotate", "sharpness", "shear_x", "shear_y",
+    "solarize", "translate_x", "translate_y",
+]

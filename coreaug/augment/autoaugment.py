@@ -1,0 +1,99 @@
+"""AutoAugment's CIFAR-10 policy (Cubuk et al., CVPR 2019), a sub-policy drawn per example.
+
+The 25 sub-policies are the published table: two (op, probability, magnitude bin of 10) steps
+each. Magnitude ranges follow torchvision's AutoAugment.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .geometric import check_interpolation
+from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .policy import Policy, check_fill_level, fill_in_image_units
+from .registry import register_policy
+from .sampling import integers, uniform
+from .validation import check_images
+from .working_float import bound_of, to_state
+
+CIFAR10_SUBPOLICIES = (
+    (("invert", 0.1, None), ("contrast", 0.2, 6)),
+    (("rotate", 0.7, 2), ("translate_x", 0.3, 9)),
+    (("sharpness", 0.8, 1), ("sharpness", 0.9, 3)),
+    (("shear_y", 0.5, 8), ("translate_y", 0.7, 9)),
+    (("auto_contrast", 0.5, None), ("equalize", 0.9, None)),
+    (("shear_y", 0.2, 7), ("posterize", 0.3, 7)),
+    (("color", 0.4, 3), ("brightness", 0.6, 7)),
+    (("sharpness", 0.3, 9), ("brightness", 0.7, 9)),
+    (("equalize", 0.6, None), ("equalize", 0.5, None)),
+    (("contrast", 0.6, 7), ("sharpness", 0.6, 5)),
+    (("color", 0.7, 7), ("translate_x", 0.5, 8)),
+    (("equalize", 0.3, None), ("auto_contrast", 0.4, None)),
+    (("translate_y", 0.4, 3), ("sharpness", 0.2, 6)),
+    (("brightness", 0.9, 6), ("color", 0.2, 8)),
+    (("solarize", 0.5, 2), ("invert", 0.0, None)),
+    (("equalize", 0.2, None), ("auto_contrast", 0.6, None)),
+    (("equalize", 0.2, None), ("equalize", 0.6, None)),
+    (("color", 0.9, 9), ("equalize", 0.6, None)),
+    (("auto_contrast", 0.8, None), ("solarize", 0.2, 8)),
+    (("brightness", 0.1, 3), ("color", 0.7, 0)),
+    (("solarize", 0.4, 5), ("auto_contrast", 0.9, None)),
+    (("translate_y", 0.9, 9), ("translate_y", 0.7, 9)),
+    (("auto_contrast", 0.9, None), ("solarize", 0.8, 3)),
+    (("equalize", 0.8, None), ("invert", 0.1, None)),
+    (("translate_y", 0.7, 9), ("auto_contrast", 0.9, None)),
+)
+
+_NUM_BINS = 10
+_RANGES = {
+    "identity": no_magnitude,
+    "shear_x": linear(0.0, 0.3),
+    "shear_y": linear(0.0, 0.3),
+    "translate_x": linear(0.0, 150 / 331, "width"),
+    "translate_y": linear(0.0, 150 / 331, "height"),
+    "rotate": linear(0.0, 30.0),
+    "brightness": linear(0.0, 0.9),
+    "color": linear(0.0, 0.9),
+    "contrast": linear(0.0, 0.9),
+    "sharpness": linear(0.0, 0.9),
+    "posterize": posterize_bits(4),
+    "solarize": linear(255.0, 0.0, "level"),
+    "auto_contrast": no_magnitude,
+    "equalize": no_magnitude,
+    "invert": no_magnitude,
+}
+
+
+@register_policy("autoaugment")
+class AutoAugment(Policy):
+    """AutoAugment, CIFAR-10 policy: each example draws one of the 25 sub-policies and applies
+    its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
+    level for pixels that geometric ops uncover."""
+
+    def __init__(self, interpolation: str = "nearest", fill: float = 0):
+        check_interpolation(interpolation)
+        self.interpolation = interpolation
+        self.fill = check_fill_level(fill)
+        self._ops = OpSet(_RANGES, _NUM_BINS)
+        steps = [step for sub in CIFAR10_SUBPOLICIES for step in sub]
+        shape = (len(CIFAR10_SUBPOLICIES), 2)
+        self._op_table = torch.tensor([self._ops.index(op) for op, _, _ in steps]).view(shape)
+        self._probability = torch.tensor([p for _, p, _ in steps]).view(shape)
+        self._bin_table = torch.tensor([m or 0 for _, _, m in steps]).view(shape)
+
+    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
+                 **context) -> torch.Tensor:
+        check_images(images, gray_or_rgb=True)
+        x = to_state(images)
+        n, device = images.shape[0], images.device
+        fill = fill_in_image_units(self.fill, images, bound_of(x))
+        sub = integers(len(CIFAR10_SUBPOLICIES), n, generator, device)
+        identity = self._ops.index("identity")
+        for step in range(2):
+            op_index = self._op_table.to(device)[sub, step]
+            applied = uniform(n, generator, device) < self._probability.to(device)[sub, step]
+            op_index = torch.where(applied, op_index, identity)
+            bin_index = self._bin_table.to(device)[sub, step]
+            x = self._ops.apply(x, op_index, bin_index, fill, self.interpolation, generator)
+        return x.to(images.dtype)

@@ -1,0 +1,63 @@
+"""The weak augmentations, per example on any dtype: horizontal flip and pad-and-crop.
+
+They move whole pixels, so they index the batch directly (no float copy, no interpolation).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .sampling import uniform
+from .validation import Magnitude, check_images, check_magnitude
+
+
+def flip_kernel(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the examples where the bool mask ``flip`` (B,) is set."""
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def crop_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
+                generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Pad each example by its ``padding`` (B,) whole pixels with ``fill`` and crop back to
+    (H, W) at a uniformly random offset: a random integer shift of up to ``padding`` pixels."""
+    batch, channels, height, width = images.shape
+    most = int(padding.max().item()) if batch else 0
+    if most == 0:
+        return images
+    padded = F.pad(images, (most, most, most, most), value=fill)
+    choices = 2 * padding + 1  # offsets 0..2p within this example's own padding
+    start = most - padding
+    top = start + (uniform(batch, generator, images.device) * choices).floor_().clamp_(max=choices - 1)
+    left = start + (uniform(batch, generator, images.device) * choices).floor_().clamp_(max=choices - 1)
+    rows = top.long().unsqueeze(1) + torch.arange(height, device=images.device)
+    cols = left.long().unsqueeze(1) + torch.arange(width, device=images.device)
+    index = (rows.unsqueeze(2) * (width + 2 * most) + cols.unsqueeze(1)).view(batch, 1, -1)
+    picked = padded.flatten(2).gather(2, index.expand(batch, channels, height * width))
+    return picked.view(batch, channels, height, width)
+
+
+def horizontal_flip(images: torch.Tensor, p: Magnitude = 0.5,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Mirror each example left-right with probability ``p`` (number or (B,) tensor in [0, 1]).
+
+    Takes a (B, C, H, W) uint8 or float batch; returns one of the same shape and dtype.
+    """
+    check_images(images)
+    probability = check_magnitude(p, images.shape[0], images.device, name="p", low=0.0, high=1.0)
+    flip = uniform(images.shape[0], generator, images.device) < probability
+    return flip_kernel(images, flip)
+
+
+def random_crop(images: torch.Tensor, padding: Magnitude = 4, fill: float = 0,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Pad by ``padding`` pixels with ``fill`` and crop back at a random offset, per example.
+
+    ``padding``: whole number or (B,) tensor >= 0 (4 for 32x32 CIFAR). ``fill``: padding value in
+    image units. Returns a batch of the same shape and dtype.
+    """
+    check_images(images)
+    pad = check_magnitude(padding, images.shape[0], images.device, name="padding", low=0.0,
+                          integer=True)
+    return crop_kernel(images, pad, fill, generator)

@@ -1,0 +1,85 @@
+"""Max-loss transforms (Wu et al., ICML 2020): of K candidate augmentations per example, keep the
+one on which the current model's loss is highest."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from .policy import Policy, check_whole
+from .registry import create_policy, register_policy
+from .validation import check_images
+
+
+def default_preprocess(images: torch.Tensor) -> torch.Tensor:
+    """Scale a uint8 batch to float in [0, 1]; pass float batches through."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
+
+
+class MaxLossAugment(Policy):
+    """Draw ``candidates`` augmentations of each example with ``base_policy`` (one batched call
+    on the batch repeated K times) and keep, per example, the candidate with the highest
+    cross-entropy under the model. Cost grows with K: K forward passes of the batch.
+
+    Call as ``policy(images, generator, model=model, labels=labels, preprocess=fn)``:
+    ``preprocess`` maps an augmented batch (the images' dtype) to the model's input
+    (default: uint8 / 255). The model runs under ``torch.no_grad()`` in eval mode; its training
+    mode is restored afterwards.
+    """
+
+    needs_model = True
+
+    def __init__(self, base_policy: Union[Policy, str], candidates: int = 4):
+        if isinstance(base_policy, str):
+            base_policy = create_policy(base_policy)
+        if not callable(base_policy) or getattr(base_policy, "needs_model", False):
+            raise ValueError("base_policy must be an ordinary policy (one without needs_model), "
+                             f"got {base_policy!r}")
+        self.base_policy = base_policy
+        self.candidates = check_whole("candidates", candidates, 1)
+
+    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None, *,
+                 model: Optional[torch.nn.Module] = None, labels: Optional[torch.Tensor] = None,
+                 preprocess: Optional[Callable] = None, **context) -> torch.Tensor:
+        check_images(images)
+        batch = images.shape[0]
+        if model is None or labels is None:
+            raise ValueError("max-loss augmentation needs the model and labels: call "
+                             "policy(images, generator, model=model, labels=labels)")
+        if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) \
+                or labels.is_floating_point():
+            shown = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels)
+            raise ValueError(f"labels must be an integer tensor of shape ({batch},), got {shown}")
+        # Row k * batch + i holds candidate k of example i.
+        candidates = self.base_policy(images.repeat(self.candidates, 1, 1, 1), generator)
+        losses = self._losses(candidates, labels.to(images.device), model,
+                              preprocess or default_preprocess)
+        best = losses.argmax(dim=0)
+        return candidates[best * batch + torch.arange(batch, device=images.device)]
+
+    def _losses(self, candidates, labels, model, preprocess) -> torch.Tensor:
+        batch = labels.shape[0]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                losses = [
+                    F.cross_entropy(model(preprocess(chunk)).float(), labels, reduction="none")
+                    for chunk in candidates.split(batch)
+                ]
+        finally:
+            model.train(was_training)
+        return torch.stack(losses)
+
+
+@register_policy("maxloss")
+def max_loss(base: Union[Policy, str] = "randaugment", candidates: int = 4,
+             **base_kwargs) -> MaxLossAugment:
+    """A MaxLossAugment over ``base`` (a policy or a registered name, built with ``base_kwargs``)
+    with ``candidates`` candidates per example."""
+    if isinstance(base, str):
+        base = create_policy(base, **base_kwargs)
+    elif base_kwargs:
+        raise ValueError(f"keywords {sorted(base_kwargs)} apply only when base is a policy name")
+    return MaxLossAugment(base, candidates)

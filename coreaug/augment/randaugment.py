@@ -1,0 +1,104 @@
+"""RandAugment (Cubuk et al., 2020) and TrivialAugment-Wide (Mueller & Hutter, 2021), per example.
+
+Magnitude ranges follow torchvision's: a magnitude is a bin in [0, num_magnitude_bins - 1];
+translations are fractions of the image size (150/331 of it for RandAugment, 32 pixels of a
+32-pixel image for TrivialAugment-Wide), so 28x28 images get proportionate shifts.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .geometric import check_interpolation
+from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .policy import Policy, check_fill_level, check_whole, fill_in_image_units
+from .registry import register_policy
+from .sampling import integers
+from .validation import check_images
+from .working_float import bound_of, to_state
+
+
+def randaugment_ranges(shear=0.3, translate=150 / 331, degrees=30.0, enhance=0.9, bits_dropped=4):
+    """The 14 ops of the RandAugment paper with their magnitude ranges (torchvision's)."""
+    return {
+        "identity": no_magnitude,
+        "shear_x": linear(0.0, shear),
+        "shear_y": linear(0.0, shear),
+        "translate_x": linear(0.0, translate, "width"),
+        "translate_y": linear(0.0, translate, "height"),
+        "rotate": linear(0.0, degrees),
+        "brightness": linear(0.0, enhance),
+        "color": linear(0.0, enhance),
+        "contrast": linear(0.0, enhance),
+        "sharpness": linear(0.0, enhance),
+        "posterize": posterize_bits(bits_dropped),
+        "solarize": linear(255.0, 0.0, "level"),
+        "auto_contrast": no_magnitude,
+        "equalize": no_magnitude,
+    }
+
+
+class _OneOpPerLayer(Policy):
+    """Shared body: each layer gives every example one uniformly drawn op of the set."""
+
+    def __init__(self, ops: OpSet, interpolation: str, fill: float):
+        check_interpolation(interpolation)
+        self.interpolation = interpolation
+        self.fill = check_fill_level(fill)
+        self._ops = ops
+
+    def _bins(self, n, generator, device) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _augment(self, images, generator, layers):
+        check_images(images, gray_or_rgb=True)
+        x = to_state(images)
+        n, device = images.shape[0], images.device
+        fill = fill_in_image_units(self.fill, images, bound_of(x))
+        for _ in range(layers):
+            op_index = integers(len(self._ops.names), n, generator, device)
+            bin_index = self._bins(n, generator, device)
+            x = self._ops.apply(x, op_index, bin_index, fill, self.interpolation, generator)
+        return x.to(images.dtype)
+
+
+@register_policy("randaugment")
+class RandAugment(_OneOpPerLayer):
+    """RandAugment: ``num_ops`` ops per example, each drawn uniformly from the 14, at one
+    shared ``magnitude`` bin in [0, num_magnitude_bins - 1] (default 9 of 31, as torchvision).
+    Needs 1 or 3 channels; ``fill`` is the 0-255 level for pixels that geometric ops uncover."""
+
+    def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
+                 interpolation: str = "nearest", fill: float = 0):
+        self.num_ops = check_whole("num_ops", num_ops, 0)
+        self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2)
+        self.magnitude = check_whole("magnitude", magnitude, 0, num_magnitude_bins - 1)
+        super().__init__(OpSet(randaugment_ranges(), num_magnitude_bins), interpolation, fill)
+
+    def _bins(self, n, generator, device):
+        return torch.full((n,), self.magnitude, dtype=torch.long, device=device)
+
+    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
+                 **context) -> torch.Tensor:
+        return self._augment(images, generator, self.num_ops)
+
+
+@register_policy("trivialaugment")
+class TrivialAugmentWide(_OneOpPerLayer):
+    """TrivialAugment-Wide: one op per example, uniformly drawn, at a uniformly drawn magnitude
+    bin of ``num_magnitude_bins`` (31), with the wide ranges. Needs 1 or 3 channels."""
+
+    def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",
+                 fill: float = 0):
+        self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2)
+        ranges = randaugment_ranges(shear=0.99, translate=1.0, degrees=135.0, enhance=0.99,
+                                    bits_dropped=6)
+        super().__init__(OpSet(ranges, num_magnitude_bins), interpolation, fill)
+
+    def _bins(self, n, generator, device):
+        return integers(self.num_magnitude_bins, n, generator, device)
+
+    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
+                 **context) -> torch.Tensor:
+        return self._augment(images, generator, 1)

@@ -1,0 +1,81 @@
+"""Checks at the public boundary of coreaug.augment: images and magnitudes.
+
+Every public op and policy validates its arguments here, once, with messages that say what was
+expected; the kernels behind them trust their inputs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+
+Magnitude = Union[float, int, torch.Tensor]
+
+
+def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
+    """Raise ValueError unless ``images`` is a 4-D uint8 or floating batch (B, C, H, W).
+
+    With ``gray_or_rgb`` the channel count must be 1 (grayscale) or 3 (RGB), as ops that use
+    luminance (color, contrast) need.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(
+            f"images must be a 4-D tensor (B, C, H, W), got shape {tuple(images.shape)}; "
+            "add a batch dimension with images.unsqueeze(0)"
+        )
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise ValueError(
+            f"images must be uint8 (0-255) or floating point (0-1), got dtype {images.dtype}"
+        )
+    channels = images.shape[1]
+    if channels < 1:
+        raise ValueError(f"images must have at least 1 channel, got shape {tuple(images.shape)}")
+    if gray_or_rgb and channels not in (1, 3):
+        raise ValueError(
+            f"images must have 1 (grayscale) or 3 (RGB) channels, got {channels} channels "
+            f"in shape {tuple(images.shape)}"
+        )
+
+
+def check_magnitude(
+    value: Magnitude,
+    batch_size: int,
+    device: torch.device,
+    *,
+    name: str,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    integer: bool = False,
+) -> torch.Tensor:
+    """Return ``value`` as a float32 tensor of shape (batch_size,) on ``device``.
+
+    ``value`` is a Python number or a tensor of shape () or (batch_size,): one magnitude per
+    example. Raises ValueError if it has another shape, is not finite, is not a whole number when
+    ``integer``, or lies outside [low, high].
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() > 1 or (value.dim() == 1 and value.shape[0] != batch_size):
+            raise ValueError(
+                f"{name} must be a number or a tensor of shape ({batch_size},) (one per example), "
+                f"got shape {tuple(value.shape)}"
+            )
+        values = value.detach().to(device=device, dtype=torch.float32).expand(batch_size)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = torch.full((batch_size,), float(value), device=device)
+    else:
+        raise ValueError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+    if batch_size == 0:
+        return values
+    lowest, highest = values.min().item(), values.max().item()
+    if not (math.isfinite(lowest) and math.isfinite(highest)):
+        raise ValueError(f"{name} must be finite, got values in [{lowest}, {highest}]")
+    if integer and not bool((values == values.round()).all()):
+        raise ValueError(f"{name} must be whole numbers, got {value}")
+    if (low is not None and lowest < low) or (high is not None and highest > high):
+        expected = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        shown = f"{lowest}" if lowest == highest else f"values in [{lowest}, {highest}]"
+        raise ValueError(f"{name} must be in {expected}, got {shown}")
+    return values

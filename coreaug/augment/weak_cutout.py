@@ -1,0 +1,59 @@
+"""The weak policy (pad-and-crop plus flip, the standard CIFAR baseline) and the Cutout policy."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .occlusion import cutout_kernel
+from .flip_crop import crop_kernel, flip_kernel
+from .policy import Policy, check_fill_level, check_whole
+from .registry import register_policy
+from .sampling import uniform
+from .validation import check_images
+
+
+def _fill_for(images: torch.Tensor, fill_level: float) -> float:
+    return fill_level if images.dtype == torch.uint8 else fill_level / 255.0
+
+
+@register_policy("weak")
+class Weak(Policy):
+    """Pad by ``padding`` pixels (4) with the 0-255 level ``fill``, crop back at a random offset,
+    then flip left-right with probability 1/2 unless ``flip=False`` (digits, SVHN)."""
+
+    def __init__(self, padding: int = 4, flip: bool = True, fill: float = 0):
+        self.padding = check_whole("padding", padding, 0)
+        if not isinstance(flip, bool):
+            raise ValueError(f"flip must be True or False, got {flip!r}")
+        self.flip = flip
+        self.fill = check_fill_level(fill)
+
+    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
+                 **context) -> torch.Tensor:
+        check_images(images)
+        n, device = images.shape[0], images.device
+        padding = torch.full((n,), float(self.padding), device=device)
+        images = crop_kernel(images, padding, _fill_for(images, self.fill), generator)
+        if self.flip:
+            images = flip_kernel(images, uniform(n, generator, device) < 0.5)
+        return images
+
+
+@register_policy("cutout")
+class Cutout(Policy):
+    """Cutout: blank a ``size`` square per example at a random centre with the 0-255 level
+    ``fill``. ``size`` None means 16 pixels per 32 of the shorter side (16 for CIFAR, 14 for
+    28x28)."""
+
+    def __init__(self, size: Optional[int] = None, fill: float = 0):
+        self.size = None if size is None else check_whole("size", size, 0)
+        self.fill = check_fill_level(fill)
+
+    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
+                 **context) -> torch.Tensor:
+        check_images(images)
+        n, _, height, width = images.shape
+        size = self.size if self.size is not None else round(16 * min(height, width) / 32)
+        sizes = torch.full((n,), float(size), device=images.device)
+        return cutout_kernel(images, sizes, _fill_for(images, self.fill), generator)

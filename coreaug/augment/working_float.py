@@ -1,0 +1,66 @@
+"""The float working copy that every kernel computes on, and the way back to the input dtype.
+
+A uint8 batch becomes float32 in 0-255 (``bound`` 255); a float batch stays in 0-1 (``bound`` 1).
+With ``bound`` 255 the values are whole 8-bit levels, and kernels that build an intermediate
+image (grayscale, blur) round it to levels as Pillow does, so results match Pillow's.
+"""
+from __future__ import annotations
+
+import torch
+
+UINT8_BOUND = 255.0
+
+
+def to_working(images: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Return (float copy or view of ``images``, bound): bound 255 for uint8, 1 for float.
+
+    The result may share memory with ``images``; kernels never write into their input.
+    """
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32), UINT8_BOUND
+    if images.dtype in (torch.float16, torch.bfloat16):
+        return images.to(torch.float32), 1.0
+    return images, 1.0
+
+
+def quantize(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """Clamp ``x`` to [0, bound]; with bound 255 also truncate to whole levels, as Pillow stores
+    every intermediate result as uint8 (its blends truncate rather than round)."""
+    x = x.clamp(0.0, bound)
+    return x.floor_() if bound == UINT8_BOUND else x
+
+
+def from_working(x: torch.Tensor, dtype: torch.dtype, bound: float) -> torch.Tensor:
+    """Return the working copy ``x`` as ``dtype`` (uint8 levels or float in [0, 1])."""
+    return quantize(x, bound).to(dtype)
+
+
+def run_kernel(kernel, images: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Apply ``kernel(x, values, bound)`` to the working copy of ``images``; return input dtype."""
+    x, bound = to_working(images)
+    return from_working(kernel(x, values, bound), images.dtype, bound)
+
+
+def to_state(images: torch.Tensor) -> torch.Tensor:
+    """The batch a policy carries between ops: uint8 stays uint8 (every op's result is whole
+    levels, so storing it as uint8 loses nothing and moves a quarter of the bytes); float16 and
+    bfloat16 become float32; float32 and float64 stay."""
+    if images.dtype in (torch.float16, torch.bfloat16):
+        return images.to(torch.float32)
+    return images
+
+
+def bound_of(x: torch.Tensor) -> float:
+    """255 for a uint8 batch, 1 for a float one."""
+    return UINT8_BOUND if x.dtype == torch.uint8 else 1.0
+
+
+def as_working(block: torch.Tensor) -> torch.Tensor:
+    """A float view or copy of a policy's state block, for the colour kernels."""
+    return block.to(torch.float32) if block.dtype == torch.uint8 else block
+
+
+def as_state(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A kernel's float result back in the state dtype, clamped (and truncated for uint8)."""
+    bound = UINT8_BOUND if dtype == torch.uint8 else 1.0
+    return x.clamp(0.0, bound).to(dtype)
