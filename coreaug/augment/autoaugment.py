@@ -45,8 +45,8 @@ CIFAR10_SUBPOLICIES = (
     (("translate_y", 0.7, 9), ("auto_contrast", 0.9, None)),
 )
 
-_NUM_BINS = 10
-_RANGES = {
+AUTOAUGMENT_BINS = 10
+AUTOAUGMENT_RANGES = {
     "identity": no_magnitude,
     "shear_x": linear(0.0, 0.3),
     "shear_y": linear(0.0, 0.3),
@@ -75,7 +75,7 @@ class AutoAugment(Policy):
         check_interpolation(interpolation)
         self.interpolation = interpolation
         self.fill = check_fill_level(fill)
-        self._ops = OpSet(_RANGES, _NUM_BINS)
+        self._ops = OpSet(AUTOAUGMENT_RANGES, AUTOAUGMENT_BINS)
         steps = [step for sub in CIFAR10_SUBPOLICIES for step in sub]
         shape = (len(CIFAR10_SUBPOLICIES), 2)
         self._op_table = torch.tensor([self._ops.index(op) for op, _, _ in steps]).view(shape)

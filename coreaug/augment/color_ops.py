@@ -12,7 +12,6 @@ Pillow for mode "L"), ``contrast`` uses the channel itself as luminance.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .validation import Magnitude, check_images, check_magnitude
 from .working_float import UINT8_BOUND, run_kernel
@@ -45,7 +44,13 @@ def invert_kernel(x, values, bound):
 
 def solarize_kernel(x, thresholds, bound):
     """Invert every value at or above the per-example threshold (image units)."""
-    return torch.where(x >= _per_example(thresholds), bound - x, x)
+    if bound == UINT8_BOUND:
+        # Whole levels: (x - ceil(t) + 1) clamped to [0, 1] is the indicator of x >= t, and
+        # arithmetic is much faster than a bool mask and torch.where on CPU.
+        above = (x - _per_example(thresholds).ceil() + 1.0).clamp_(0.0, 1.0)
+    else:
+        above = (x >= _per_example(thresholds)).to(x.dtype)
+    return x + above * (bound - 2.0 * x)
 
 
 def posterize_kernel(x, bits, bound):
@@ -79,9 +84,11 @@ def _smoothed(x: torch.Tensor, bound: float) -> torch.Tensor:
     height, width = x.shape[2:]
     if height < 3 or width < 3:
         return x
-    # Pillow's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 = (3x3 box sum + 4 * centre) / 13.
-    centre = x[:, :, 1:-1, 1:-1]
-    inner = F.avg_pool2d(x, 3, stride=1).mul_(9.0).add_(centre, alpha=4.0).div_(13.0)
+    # Pillow's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 = (3x3 box sum + 4 * centre) / 13;
+    # the box sum as shifted slices is several times faster than a convolution or pooling here.
+    rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    inner = box.add_(x[:, :, 1:-1, 1:-1], alpha=4.0).div_(13.0)
     if bound == UINT8_BOUND:
         inner = inner.round_()
     # Pillow's filter leaves the one-pixel border as it was.

@@ -15,24 +15,34 @@ from .validation import Magnitude, check_images, check_magnitude
 
 def flip_kernel(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror left-right the examples where the bool mask ``flip`` (B,) is set."""
-    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    return shift_flip_kernel(images, torch.zeros(images.shape[0], device=images.device), 0.0,
+                             flip, None)
 
 
 def crop_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
                 generator: Optional[torch.Generator]) -> torch.Tensor:
     """Pad each example by its ``padding`` (B,) whole pixels with ``fill`` and crop back to
     (H, W) at a uniformly random offset: a random integer shift of up to ``padding`` pixels."""
+    flip = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+    return shift_flip_kernel(images, padding, fill, flip, generator)
+
+
+def shift_flip_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
+                      flip: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Pad-and-crop by ``padding`` (B,) as crop_kernel, mirroring the examples where ``flip``
+    (B,) is set, as one gather (the weak augmentation in a single pass)."""
     batch, channels, height, width = images.shape
+    device = images.device
     most = int(padding.max().item()) if batch else 0
-    if most == 0:
-        return images
-    padded = F.pad(images, (most, most, most, most), value=fill)
+    padded = F.pad(images, (most, most, most, most), value=fill) if most else images
     choices = 2 * padding + 1  # offsets 0..2p within this example's own padding
     start = most - padding
-    top = start + (uniform(batch, generator, images.device) * choices).floor_().clamp_(max=choices - 1)
-    left = start + (uniform(batch, generator, images.device) * choices).floor_().clamp_(max=choices - 1)
-    rows = top.long().unsqueeze(1) + torch.arange(height, device=images.device)
-    cols = left.long().unsqueeze(1) + torch.arange(width, device=images.device)
+    top = start + (uniform(batch, generator, device) * choices).floor_().clamp_(max=choices - 1)
+    left = start + (uniform(batch, generator, device) * choices).floor_().clamp_(max=choices - 1)
+    rows = top.long().unsqueeze(1) + torch.arange(height, device=device)
+    steps = torch.arange(width, device=device)
+    mirrored = torch.where(flip.unsqueeze(1), (width - 1) - steps, steps)
+    cols = left.long().unsqueeze(1) + mirrored
     index = (rows.unsqueeze(2) * (width + 2 * most) + cols.unsqueeze(1)).view(batch, 1, -1)
     picked = padded.flatten(2).gather(2, index.expand(batch, channels, height * width))
     return picked.view(batch, channels, height, width)

@@ -71,13 +71,16 @@ def _source_positions(matrices: torch.Tensor, height: int, width: int):
 
 def _warp_nearest(x, source_x, source_y, fill):
     n, channels, height, width = x.shape
+    # A one-pixel frame of fill around the image: positions outside are clamped onto it, so one
+    # gather does both sampling and filling (no masks: bool tensors are slow on CPU).
+    framed = fill.to(x.dtype).view(1, channels, 1, 1).repeat(n, 1, height + 2, width + 2)
+    framed[:, :, 1:-1, 1:-1] = x
     # Pillow's nearest neighbour is the pixel containing the position: floor, not round.
-    col, row = source_x.floor_(), source_y.floor_()
-    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-    index = row.clamp_(0, height - 1).mul_(width).add_(col.clamp_(0, width - 1)).long()
-    index = index.view(n, 1, height * width).expand(n, channels, height * width)
-    out = x.flatten(2).gather(2, index).view(n, channels, height, width)
-    return torch.where(inside.unsqueeze(1), out, fill.to(x.dtype).view(1, channels, 1, 1))
+    col = source_x.floor_().clamp_(-1, width).add_(1)
+    row = source_y.floor_().clamp_(-1, height).add_(1)
+    index = row.mul_(width + 2).add_(col).long().view(n, 1, height * width)
+    out = framed.flatten(2).gather(2, index.expand(n, channels, height * width))
+    return out.view(n, channels, height, width)
 
 
 def _warp_bilinear(x, source_x, source_y, fill):

@@ -56,6 +56,11 @@ class OpSet:
         """Position of op ``name`` in this set."""
         return self.names.index(name)
 
+    def magnitude_table(self, height: int, width: int, bound: float) -> list:
+        """Per op (in ``names`` order), the kernel values of its magnitude bins, unsigned:
+        a list of lists of floats (for per-image reference pipelines)."""
+        return self._table(height, width, bound, "cpu")[0].tolist()
+
     def _table(self, height, width, bound, device):
         key = (height, width, bound, str(device))
         if key not in self._tables:
@@ -82,16 +87,18 @@ class OpSet:
         group = group_of_kind[op_index]
         order = torch.argsort(group, stable=True)
         counts = torch.bincount(group, minlength=len(self.kinds) + 1).tolist()
-        ordered, op_index, values = x[order], op_index[order], values[order]
-        out, start = torch.empty_like(x), 0
+        # index_select, not x[order] or index_copy_: several times faster on CPU.
+        ordered = x.index_select(0, order)
+        op_index, values = op_index[order], values[order]
+        blocks, start = [], 0
         for group_id, count in enumerate(counts):
             if count:
                 part = slice(start, start + count)
-                result = self._run_group(group_id, ordered[part], op_index[part], values[part],
-                                         bound, fill, interpolation)
-                out.index_copy_(0, order[part], result)
+                blocks.append(self._run_group(group_id, ordered[part], op_index[part],
+                                              values[part], bound, fill, interpolation))
                 start += count
-        return out
+        restore = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=x.device))
+        return torch.cat(blocks).index_select(0, restore)
 
     def _run_group(self, group_id, x, op_index, values, bound, fill, interpolation):
         if group_id == 0:

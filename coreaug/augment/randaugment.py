@@ -39,6 +39,12 @@ def randaugment_ranges(shear=0.3, translate=150 / 331, degrees=30.0, enhance=0.9
     }
 
 
+def trivialaugment_ranges():
+    """TrivialAugment-Wide's ops and wide magnitude ranges (torchvision's)."""
+    return randaugment_ranges(shear=0.99, translate=1.0, degrees=135.0, enhance=0.99,
+                              bits_dropped=6)
+
+
 class _OneOpPerLayer(Policy):
     """Shared body: each layer gives every example one uniformly drawn op of the set."""
 
@@ -92,9 +98,7 @@ class TrivialAugmentWide(_OneOpPerLayer):
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",
                  fill: float = 0):
         self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2)
-        ranges = randaugment_ranges(shear=0.99, translate=1.0, degrees=135.0, enhance=0.99,
-                                    bits_dropped=6)
-        super().__init__(OpSet(ranges, num_magnitude_bins), interpolation, fill)
+        super().__init__(OpSet(trivialaugment_ranges(), num_magnitude_bins), interpolation, fill)
 
     def _bins(self, n, generator, device):
         return integers(self.num_magnitude_bins, n, generator, device)

@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 from .occlusion import cutout_kernel
-from .flip_crop import crop_kernel, flip_kernel
+from .flip_crop import shift_flip_kernel
 from .policy import Policy, check_fill_level, check_whole
 from .registry import register_policy
 from .sampling import uniform
@@ -34,10 +34,8 @@ class Weak(Policy):
         check_images(images)
         n, device = images.shape[0], images.device
         padding = torch.full((n,), float(self.padding), device=device)
-        images = crop_kernel(images, padding, _fill_for(images, self.fill), generator)
-        if self.flip:
-            images = flip_kernel(images, uniform(n, generator, device) < 0.5)
-        return images
+        flip = uniform(n, generator, device) < (0.5 if self.flip else 0.0)
+        return shift_flip_kernel(images, padding, _fill_for(images, self.fill), flip, generator)
 
 
 @register_policy("cutout")
