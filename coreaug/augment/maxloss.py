@@ -74,12 +74,8 @@ class MaxLossAugment(Policy):
 
 
 @register_policy("maxloss")
-def max_loss(base: Union[Policy, str] = "randaugment", candidates: int = 4,
-             **base_kwargs) -> MaxLossAugment:
-    """A MaxLossAugment over ``base`` (a policy or a registered name, built with ``base_kwargs``)
-    with ``candidates`` candidates per example."""
-    if isinstance(base, str):
-        base = create_policy(base, **base_kwargs)
-    elif base_kwargs:
-        raise ValueError(f"keywords {sorted(base_kwargs)} apply only when base is a policy name")
+def max_loss(base: Union[Policy, str] = "randaugment", candidates: int = 4) -> MaxLossAugment:
+    """A MaxLossAugment with ``candidates`` candidates per example drawn by ``base``: a policy,
+    or a registered name such as "randaugment" or "randaugment+cutout" (settings at their
+    defaults; pass ``create_policy(name, **settings)`` to change them)."""
     return MaxLossAugment(base, candidates)

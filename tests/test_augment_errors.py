@@ -1,0 +1,66 @@
+"""Bad input to coreaug.augment raises ValueError saying what was expected."""
+import pytest
+import torch
+
+import coreaug.augment as A
+
+IMAGES = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+
+
+def test_wrong_rank_names_the_expected_layout():
+    with pytest.raises(ValueError, match=r"4-D tensor \(B, C, H, W\), got shape \(3, 32, 32\)"):
+        A.equalize(torch.zeros(3, 32, 32, dtype=torch.uint8))
+
+
+def test_integer_dtype_other_than_uint8_is_rejected():
+    with pytest.raises(ValueError, match="uint8 .* or floating point .* got dtype torch.int32"):
+        A.create_policy("randaugment")(torch.zeros(2, 3, 8, 8, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: A.color(x, 0.5), lambda x: A.contrast(x, 0.5),
+    lambda x: A.create_policy("randaugment")(x), lambda x: A.create_policy("autoaugment")(x),
+])
+def test_colour_ops_need_one_or_three_channels(call):
+    with pytest.raises(ValueError, match="1 \\(grayscale\\) or 3 \\(RGB\\) channels, got 4"):
+        call(torch.zeros(2, 4, 8, 8, dtype=torch.uint8))
+
+
+def test_per_channel_ops_accept_any_channel_count():
+    four = torch.zeros(2, 4, 8, 8, dtype=torch.uint8)
+    assert A.rotate(A.equalize(A.brightness(four, 1.5)), 10.0).shape == four.shape
+    assert A.create_policy("weak+cutout")(four).shape == four.shape
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: A.posterize(IMAGES, 9), r"bits must be in \[0.0, 8.0\], got 9.0"),
+    (lambda: A.posterize(IMAGES, 2.5), "bits must be whole numbers"),
+    (lambda: A.solarize(IMAGES, 300), r"threshold must be in \[0.0, 255.0\]"),
+    (lambda: A.solarize(IMAGES.float(), 128), r"threshold must be in \[0.0, 1.0\]"),
+    (lambda: A.brightness(IMAGES, -0.5), "factor must be in"),
+    (lambda: A.rotate(IMAGES, float("nan")), "degrees must be finite"),
+    (lambda: A.sharpness(IMAGES, torch.ones(3)), r"one per example\), got shape \(3,\)"),
+    (lambda: A.horizontal_flip(IMAGES, p=1.5), r"p must be in \[0.0, 1.0\]"),
+    (lambda: A.cutout(IMAGES, size=-1), "size must be in"),
+    (lambda: A.rotate(IMAGES, 10.0, interpolation="cubic"), "interpolation must be one of"),
+    (lambda: A.rotate(IMAGES, 10.0, fill=[1, 2]), "fill must be a number or 3 numbers"),
+])
+def test_op_argument_out_of_range_says_what_was_expected(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("randaugment", {"magnitude": 31}, r"magnitude must be in \[0, 30\], got 31"),
+    ("randaugment", {"num_ops": -1}, "num_ops must be >= 0"),
+    ("randaugment", {"interpolation": "cubic"}, "interpolation must be one of"),
+    ("trivialaugment", {"num_magnitude_bins": 1}, "num_magnitude_bins must be >= 2"),
+    ("autoaugment", {"fill": 300}, r"fill must be a level in \[0, 255\]"),
+    ("weak", {"padding": 2.5}, "padding must be a whole number"),
+    ("cutout", {"size": -3}, "size must be >= 0"),
+    ("maxloss", {"candidates": 0}, "candidates must be >= 1"),
+    ("weak", {"bogus": 1}, r"policy 'weak' takes \(padding, flip, fill\)"),
+])
+def test_policy_settings_out_of_range_say_what_was_expected(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        A.create_policy(name, **kwargs)

@@ -1,0 +1,176 @@
+"""Policies: found by name, composed, per-example random choices, reproducible."""
+import pytest
+import torch
+
+import coreaug.augment as A
+from coreaug.augment.autoaugment import CIFAR10_SUBPOLICIES
+from coreaug.augment.op_kinds import OP_KINDS
+from coreaug.augment.op_set import OpSet
+from coreaug.augment.randaugment import randaugment_ranges
+
+ORDINARY = ["randaugment", "trivialaugment", "autoaugment", "cutout", "weak"]
+
+
+def sample_images(n=8, channels=3, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(30, 220, size).view(1, 1, 1, size)
+    noise = torch.randn(n, channels, size, size, generator=g) * 30
+    return (ramp + noise).clamp(0, 255).round().to(torch.uint8)
+
+
+def test_available_policies_lists_every_registered_name():
+    assert set(A.available_policies()) >= set(ORDINARY) | {"maxloss"}
+
+
+@pytest.mark.parametrize("name", ORDINARY)
+def test_policy_keeps_shape_dtype_and_device(name):
+    policy = A.create_policy(name)
+    for images in (sample_images(), sample_images(channels=1, size=28),
+                   sample_images().float() / 255):
+        out = policy(images, torch.Generator().manual_seed(0))
+        assert out.shape == images.shape and out.dtype == images.dtype
+        assert out.device == images.device
+
+
+@pytest.mark.parametrize("name", ORDINARY)
+def test_same_seed_gives_the_same_batch(name):
+    policy, images = A.create_policy(name), sample_images(n=32)
+    first = policy(images, torch.Generator().manual_seed(7))
+    again = policy(images, torch.Generator().manual_seed(7))
+    other = policy(images, torch.Generator().manual_seed(8))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_unknown_policy_name_lists_the_available_ones():
+    with pytest.raises(ValueError, match="unknown policy 'randaug'.*randaugment"):
+        A.create_policy("randaug")
+
+
+def test_plus_composes_in_order_and_routes_keywords():
+    policy = A.create_policy("weak+randaugment+cutout", flip=False, magnitude=5)
+    assert isinstance(policy, A.Compose)
+    weak, randaugment, cutout = policy.policies
+    assert isinstance(weak, A.Weak) and not weak.flip
+    assert isinstance(randaugment, A.RandAugment) and randaugment.magnitude == 5
+    assert isinstance(cutout, A.Cutout)
+    images = sample_images()
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    by_hand = A.Compose([A.Weak(flip=False), A.RandAugment(magnitude=5), A.Cutout()])
+    assert torch.equal(policy(images, g1), by_hand(images, g2))
+
+
+def test_keyword_no_chained_policy_takes_is_an_error():
+    with pytest.raises(ValueError, match="no policy in 'weak\\+cutout' takes the keyword 'magnitude'"):
+        A.create_policy("weak+cutout", magnitude=3)
+
+
+def test_register_policy_makes_a_new_name_available():
+    @A.register_policy("test-invert-all")
+    class InvertAll(A.Policy):
+        def __call__(self, images, generator=None, **context):
+            return A.invert(images)
+
+    images = sample_images(n=2)
+    assert torch.equal(A.create_policy("test-invert-all")(images), 255 - images)
+    assert "test-invert-all" in A.available_policies()
+
+
+def _randaugment_candidates(image, magnitude_bin=9, bins=31):
+    """Every output one RandAugment op can give ``image`` (both signs), computed op by op."""
+    ops = OpSet(randaugment_ranges(), bins)
+    table = ops.magnitude_table(32, 32, 255.0)
+    functions = {
+        "identity": lambda x, v: x, "auto_contrast": lambda x, v: A.auto_contrast(x),
+        "equalize": lambda x, v: A.equalize(x), "rotate": A.rotate, "solarize": A.solarize,
+        "color": A.color, "posterize": A.posterize, "contrast": A.contrast,
+        "brightness": A.brightness, "sharpness": A.sharpness, "shear_x": A.shear_x,
+        "shear_y": A.shear_y, "translate_x": A.translate_x, "translate_y": A.translate_y,
+    }
+    candidates = {}
+    for name, row in zip(ops.names, table):
+        kind = OP_KINDS[name]
+        for sign in ((1.0, -1.0) if kind.signed else (1.0,)):
+            value = torch.tensor(kind.base) + sign * torch.tensor(row[magnitude_bin])
+            candidates[(name, sign)] = functions[name](image[None], value)[0]
+    return candidates
+
+
+def test_randaugment_gives_each_example_its_own_op():
+    image = sample_images(n=1)[0]
+    batch = image.expand(96, -1, -1, -1).contiguous()
+    out = A.RandAugment(num_ops=1)(batch, torch.Generator().manual_seed(0))
+    candidates = _randaugment_candidates(image)
+    used = set()
+    for example in out:
+        matches = [key for key, candidate in candidates.items() if torch.equal(example, candidate)]
+        assert matches, "every example is one op applied to the image"
+        used.add(matches[0][0])
+    assert len(used) >= 10  # 96 examples draw nearly all 14 ops; one op per batch would give 1
+
+
+def test_trivialaugment_draws_magnitudes_per_example():
+    image = sample_images(n=1)[0]
+    batch = image.expand(64, -1, -1, -1).contiguous()
+    out = A.create_policy("trivialaugment")(batch, torch.Generator().manual_seed(0))
+    assert len({tuple(example.flatten().tolist()) for example in out}) >= 40
+
+
+def test_randaugment_without_ops_is_identity():
+    images = sample_images()
+    assert torch.equal(A.RandAugment(num_ops=0)(images), images)
+
+
+def test_randaugment_at_magnitude_zero_leaves_most_examples_unchanged():
+    # At magnitude 0 every op is the identity except auto-contrast, equalize and solarize
+    # (threshold 255 still inverts pure white), which have no magnitude-0 identity.
+    images = sample_images(n=200).clamp(max=254)
+    out = A.RandAugment(num_ops=1, magnitude=0)(images, torch.Generator().manual_seed(0))
+    unchanged = (out == images).flatten(1).all(dim=1).float().mean().item()
+    assert unchanged >= 11 / 14 - 0.1
+
+
+def test_autoaugment_table_is_the_cifar10_policy():
+    assert len(CIFAR10_SUBPOLICIES) == 25
+    assert all(len(sub) == 2 for sub in CIFAR10_SUBPOLICIES)
+    assert CIFAR10_SUBPOLICIES[0] == (("invert", 0.1, None), ("contrast", 0.2, 6))
+    assert CIFAR10_SUBPOLICIES[-1] == (("translate_y", 0.7, 9), ("auto_contrast", 0.9, None))
+
+
+def test_weak_without_flip_only_shifts():
+    images = sample_images(n=16)
+    out = A.create_policy("weak", flip=False, padding=0)(images)
+    assert torch.equal(out, images)
+
+
+def test_weak_flips_about_half_the_examples():
+    image = sample_images(n=1)
+    out = A.create_policy("weak", padding=0)(image.expand(200, -1, -1, -1),
+                                             torch.Generator().manual_seed(0))
+    flipped = (out == image.flip(-1)).flatten(1).all(dim=1).float().mean().item()
+    assert 0.35 < flipped < 0.65
+
+
+@pytest.mark.parametrize("size, expected", [(32, 16), (28, 14)])
+def test_cutout_default_size_scales_with_the_image(size, expected):
+    images = torch.full((4, 1, size, size), 255, dtype=torch.uint8)
+    out = A.create_policy("cutout")(images, torch.Generator().manual_seed(0))
+    assert (out == 0).sum(dim=(1, 2, 3)).max().item() <= expected * expected
+
+
+def test_float_policy_result_is_close_to_the_uint8_one():
+    images = sample_images(n=64)
+    policy = A.create_policy("randaugment")
+    ours_uint8 = policy(images, torch.Generator().manual_seed(0)).float()
+    ours_float = policy(images.float() / 255, torch.Generator().manual_seed(0)) * 255
+    assert (ours_uint8 - ours_float).abs().mean().item() < 2.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ORDINARY)
+def test_cuda_batch_with_cpu_generator_matches_cpu(name):
+    images = sample_images(n=32)
+    policy = A.create_policy(name)
+    on_cpu = policy(images, torch.Generator().manual_seed(0))
+    on_cuda = policy(images.cuda(), torch.Generator().manual_seed(0))
+    assert on_cuda.device.type == "cuda"
+    assert (on_cuda.cpu().float() - on_cpu.float()).abs().mean().item() < 1.0
