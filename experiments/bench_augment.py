@@ -9,7 +9,7 @@ produced it. Timings are the best of several repeats because the machine is shar
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import random
 import shlex
 import sys
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import PIL
 import torch
 from PIL import Image, ImageOps
 
@@ -124,6 +125,7 @@ def best_seconds(run, repeats: int, synchronize=lambda: None) -> float:
 
 
 def measure(shape_name, policy_name, args, device):
+    """Seconds per batch: (coreaug, coreaug with one thread or None on CUDA, Pillow or None)."""
     channels, height, width = SHAPES[shape_name]
     cpu_batch = torch.randint(0, 256, (args.batch, channels, height, width), dtype=torch.uint8)
     batch = cpu_batch.to(device)
@@ -133,21 +135,37 @@ def measure(shape_name, policy_name, args, device):
         model = small_cnn(channels).to(device)
         labels = torch.randint(0, 10, (args.batch,), device=device)
         policy = MaxLossAugment(create_policy("randaugment"), candidates=4)
-        ours = best_seconds(lambda: policy(batch, generator, model=model, labels=labels),
-                            args.repeats, synchronize)
-        return ours, None
-    policy = create_policy(policy_name)
-    ours = best_seconds(lambda: policy(batch, generator), args.repeats, synchronize)
-    arrays = cpu_batch.permute(0, 2, 3, 1).contiguous().numpy()
-    pillow = PillowPolicies(height, width).pipeline(policy_name)
-    theirs = best_seconds(lambda: pillow(arrays), args.pillow_repeats)
-    return ours, theirs
+        run = lambda: policy(batch, generator, model=model, labels=labels)  # noqa: E731
+        pillow = None
+    else:
+        policy = create_policy(policy_name)
+        run = lambda: policy(batch, generator)  # noqa: E731
+        arrays = cpu_batch.permute(0, 2, 3, 1).contiguous().numpy()
+        pillow_pipeline = PillowPolicies(height, width).pipeline(policy_name)
+        pillow = lambda: pillow_pipeline(arrays)  # noqa: E731
+    ours = best_seconds(run, args.repeats, synchronize)
+    ours_one_thread = None
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        ours_one_thread = best_seconds(run, args.repeats)
+        torch.set_num_threads(threads)
+    theirs = best_seconds(pillow, args.pillow_repeats) if pillow else None
+    return ours, ours_one_thread, theirs
+
+
+def _rate(batch, seconds):
+    return f"{batch / seconds:,.0f}" if seconds else "n/a"
+
+
+def _ratio(theirs, ours):
+    return f"{theirs / ours:.1f}x" if theirs and ours else "n/a"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=7, help="coreaug repeats (best kept)")
+    parser.add_argument("--repeats", type=int, default=15, help="coreaug repeats (best kept)")
     parser.add_argument("--pillow-repeats", type=int, default=3, help="Pillow repeats (best kept)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="experiments/results/augment.md")
@@ -156,32 +174,40 @@ def main(argv=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA build of torch and a GPU")
 
+    threads = torch.get_num_threads()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = []
     for shape_name in SHAPES:
         for policy_name in POLICIES:
-            ours, theirs = measure(shape_name, policy_name, args, device)
-            ours_rate = args.batch / ours
-            pillow_rate = f"{args.batch / theirs:,.0f}" if theirs else "n/a"
-            ratio = f"{theirs / ours:.1f}x" if theirs else "n/a"
-            rows.append(f"| {shape_name} | {policy_name} | {ours_rate:,.0f} | {pillow_rate} | {ratio} |")
+            ours, ours_one_thread, theirs = measure(shape_name, policy_name, args, device)
+            rows.append(
+                f"| {shape_name} | {policy_name} | {_rate(args.batch, ours)} | "
+                f"{_rate(args.batch, ours_one_thread)} | {_rate(args.batch, theirs)} | "
+                f"{_ratio(theirs, ours)} | {_ratio(theirs, ours_one_thread)} |")
             print(rows[-1], flush=True)
 
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
+             else f"{os.cpu_count()}-core CPU, torch's default {threads} threads")
+    command = ["python", "experiments/bench_augment.py",
+               *map(shlex.quote, sys.argv[1:] if argv is None else argv)]
     lines = [
         "# Augmentation throughput: coreaug (batched, per-example) vs per-image Pillow",
         "",
-        "Command: `" + " ".join(["python", "experiments/bench_augment.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]) + "`",
+        "Command: `" + " ".join(command) + "`",
         "",
-        f"Batch of {args.batch} uint8 images; coreaug on {device.type} ({where}), torch "
-        f"{torch.__version__}; Pillow per image in one process, from a uint8 array through PIL "
-        "and back (as a Dataset would). Images/second from the best of "
-        f"{args.repeats} (coreaug) and {args.pillow_repeats} (Pillow) repeats; the machine is "
-        "shared, so the best repeat is the least disturbed one. maxloss: 4 RandAugment "
-        "candidates per example scored by a small CNN (2 conv layers), no Pillow counterpart.",
+        f"Batches of {args.batch} uint8 images; coreaug on {device.type} ({where}; the "
+        "1-thread column sets `torch.set_num_threads(1)`), torch "
+        f"{torch.__version__}, Pillow {PIL.__version__}. Pillow runs per image in one process, "
+        "from a uint8 array through PIL and back, as a Dataset would. Images/second from the "
+        f"best of {args.repeats} (coreaug) and {args.pillow_repeats} (Pillow) repeats: the machine "
+        f"is shared (1-minute load average {load:.1f} at the start), and with another process on "
+        "a core torch's 2 OpenMP threads stall at every parallel op, so the best repeat is the "
+        "least disturbed one. maxloss: 4 RandAugment candidates per example scored by a small "
+        "CNN (2 conv layers), no Pillow counterpart.",
         "",
-        "| images | policy | coreaug img/s | Pillow img/s | speed-up |",
-        "|---|---|---:|---:|---:|",
+        "| images | policy | coreaug img/s | coreaug 1 thread | Pillow img/s | speed-up | "
+        "speed-up, 1 thread |",
+        "|---|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
     ]

@@ -44,6 +44,8 @@ def test_per_channel_ops_accept_any_channel_count():
     (lambda: A.cutout(IMAGES, size=-1), "size must be in"),
     (lambda: A.rotate(IMAGES, 10.0, interpolation="cubic"), "interpolation must be one of"),
     (lambda: A.rotate(IMAGES, 10.0, fill=[1, 2]), "fill must be a number or 3 numbers"),
+    (lambda: A.cutout(IMAGES.float(), fill=128), r"fill must be a number in \[0, 1\]"),
+    (lambda: A.random_crop(IMAGES, fill=-1), r"fill must be a number in \[0, 255\]"),
 ])
 def test_op_argument_out_of_range_says_what_was_expected(call, message):
     with pytest.raises(ValueError, match=message):

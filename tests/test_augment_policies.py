@@ -157,6 +157,17 @@ def test_cutout_default_size_scales_with_the_image(size, expected):
     assert (out == 0).sum(dim=(1, 2, 3)).max().item() <= expected * expected
 
 
+# TrivialAugment-Wide shifts and rotates far enough to uncover fill in some of 64 examples.
+@pytest.mark.parametrize("name, settings", [("weak", {"padding": 4}), ("cutout", {}),
+                                            ("trivialaugment", {})])
+def test_fill_is_a_0_255_level_scaled_for_float_images(name, settings):
+    policy = A.create_policy(name, fill=102, **settings)
+    images = torch.full((64, 3, 8, 8), 9, dtype=torch.uint8)
+    assert (policy(images, torch.Generator().manual_seed(0)) == 102).any()
+    as_float = policy(images.float() / 255, torch.Generator().manual_seed(0))
+    assert (as_float == 0.4).any()
+
+
 def test_float_policy_result_is_close_to_the_uint8_one():
     images = sample_images(n=64)
     policy = A.create_policy("randaugment")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .sampling import uniform
-from .validation import Magnitude, check_images, check_magnitude
+from .validation import Magnitude, check_fill_value, check_images, check_magnitude
 
 
 def flip_kernel(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ def shift_flip_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
     steps = torch.arange(width, device=device)
     mirrored = torch.where(flip.unsqueeze(1), (width - 1) - steps, steps)
     cols = left.long().unsqueeze(1) + mirrored
-    index = (rows.unsqueeze(2) * (width + 2 * most) + cols.unsqueeze(1)).view(batch, 1, -1)
+    index = (rows.unsqueeze(2) * (width + 2 * most) + cols.unsqueeze(1)).view(batch, 1, height * width)
     picked = padded.flatten(2).gather(2, index.expand(batch, channels, height * width))
     return picked.view(batch, channels, height, width)
 
@@ -70,4 +70,4 @@ def random_crop(images: torch.Tensor, padding: Magnitude = 4, fill: float = 0,
     check_images(images)
     pad = check_magnitude(padding, images.shape[0], images.device, name="padding", low=0.0,
                           integer=True)
-    return crop_kernel(images, pad, fill, generator)
+    return crop_kernel(images, pad, check_fill_value(fill, images), generator)

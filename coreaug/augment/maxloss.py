@@ -51,6 +51,8 @@ class MaxLossAugment(Policy):
                 or labels.is_floating_point():
             shown = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels)
             raise ValueError(f"labels must be an integer tensor of shape ({batch},), got {shown}")
+        if batch == 0:
+            return images
         # Row k * batch + i holds candidate k of example i.
         candidates = self.base_policy(images.repeat(self.candidates, 1, 1, 1), generator)
         losses = self._losses(candidates, labels.to(images.device), model,

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from .sampling import uniform
-from .validation import Magnitude, check_images, check_magnitude
+from .validation import Magnitude, check_fill_value, check_images, check_magnitude
 
 
 def cutout_kernel(images: torch.Tensor, sizes: torch.Tensor, fill: float,
@@ -28,7 +28,7 @@ def cutout_kernel(images: torch.Tensor, sizes: torch.Tensor, fill: float,
     # Blend with a 0/1 square in the images' dtype: a full-size bool mask is slow on CPU.
     square = (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1).to(images.dtype)
     out = images * (1 - square)
-    return out.add_(square * fill) if fill else out
+    return out.add_((square * fill).to(images.dtype)) if fill else out
 
 
 def cutout(images: torch.Tensor, size: Magnitude = 16, fill: float = 0,
@@ -41,4 +41,4 @@ def cutout(images: torch.Tensor, size: Magnitude = 16, fill: float = 0,
     check_images(images)
     sizes = check_magnitude(size, images.shape[0], images.device, name="size", low=0.0,
                             integer=True)
-    return cutout_kernel(images, sizes, fill, generator)
+    return cutout_kernel(images, sizes, check_fill_value(fill, images), generator)

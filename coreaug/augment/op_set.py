@@ -80,6 +80,8 @@ class OpSet:
         state ``x`` (see working_float.to_state); ``fill`` is (C,) in image units. Returns a new
         state tensor."""
         n, _, height, width = x.shape
+        if n == 0:
+            return x
         bound = bound_of(x)
         table, signed, base, group_of_kind = self._table(height, width, bound, x.device)
         sign = torch.where(signed[op_index], signs(n, generator, x.device), 1.0)

@@ -79,3 +79,13 @@ def check_magnitude(
         shown = f"{lowest}" if lowest == highest else f"values in [{lowest}, {highest}]"
         raise ValueError(f"{name} must be in {expected}, got {shown}")
     return values
+
+
+def check_fill_value(fill, images: torch.Tensor) -> float:
+    """Return ``fill`` as a float if it is a number in the images' range ([0, 255] for uint8,
+    [0, 1] for float), else raise ValueError."""
+    high = 255.0 if images.dtype == torch.uint8 else 1.0
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= high:
+        raise ValueError(f"fill must be a number in [0, {high:g}] for {images.dtype} images, "
+                         f"got {fill!r}")
+    return float(fill)
