@@ -1,9 +1,13 @@
 """Entry point of the `coreaug` console script."""
+import sys
+
 import click
 
 from coreaug import __version__
 
+from .errors import fail
 from .select import select
+from .train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,7 +17,16 @@ def app():
 
 
 app.add_command(select)
+app.add_command(train)
 
 
-def main():
-    app()
+def main(args=None):
+    """Run the app; a usage mistake (bad flag or value) is one line on stderr and exit code 2."""
+    try:
+        app.main(args=args, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        fail(exc.format_message())
+    except click.Abort:
+        sys.exit(130)

@@ -2,8 +2,19 @@
 
 The public API is re-exported here; see README.md for usage.
 """
+import os
+
 __version__ = "0.1.0"
 
+# torch and faiss each bring an OpenMP runtime whose idle threads spin by default; on a
+# shared or small machine the spinning threads starve each other (a CPU epoch ran 7x
+# slower under load). Passive waiting must be chosen before the runtime loads, so it is
+# set here, before torch is imported; export OMP_WAIT_POLICY=ACTIVE to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .augment import available_policies, create_policy
+from .data import DatasetNotFoundError, ImageDataset, apply_label_noise, available_datasets, load_dataset
+from .models import available_models, create_model
 from .selection import (
     Selection,
     estimate_gradients,
@@ -13,8 +24,12 @@ from .selection import (
     select_maxloss,
     select_random,
 )
+from .training import TrainConfig, TrainResult, train
 
 __all__ = [
     "Selection", "select_coreset", "select_random", "select_maxloss",
     "logit_gradients", "last_layer_gradients", "estimate_gradients",
+    "TrainConfig", "TrainResult", "train",
+    "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
+    "create_model", "available_models", "create_policy", "available_policies",
 ]

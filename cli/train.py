@@ -1,0 +1,75 @@
+"""`coreaug train`: the flags map one to one onto coreaug.TrainConfig."""
+import click
+
+import coreaug
+from coreaug.training.config import GRADIENT_KINDS, MODES, SCHEDULES, STRATEGIES
+
+from .errors import user_errors
+
+
+def _floats(text):
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--milestones must be comma-separated fractions like 0.5,0.75, got {text!r}") from None
+
+
+def train_options(command):
+    """The TrainConfig flags, shared by `coreaug train` and `coreaug bench`."""
+    options = [
+        click.option("--dataset", default="cifar10", show_default=True, help="cifar10, cifar100, svhn, fashion-mnist, mnist, digits, synthetic."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder)."),
+        click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed)."),
+        click.option("--model", help="resnet20|32|56, resnet18, wrn-16-8, cnn [default: per dataset]."),
+        click.option("--mode", default="append", show_default=True, help="|".join(MODES)),
+        click.option("--select-every", type=int, default=1, show_default=True, help="Re-select every R epochs."),
+        click.option("--augment", default="randaugment", show_default=True, help="Strong augmentation policy (e.g. maxloss, autoaugment, randaugment+cutout)."),
+        click.option("--candidates", type=int, default=4, show_default=True, help="Candidates per example for --augment maxloss."),
+        click.option("--copies", type=int, default=1, show_default=True, help="Augmented copies per selected example."),
+        click.option("--weight-augmented", is_flag=True, help="Give augmented copies the coreset weights."),
+        click.option("--gradients", default="logits", show_default=True, help="Gradient estimate: " + "|".join(GRADIENT_KINDS)),
+        click.option("--knn", type=int, default=10, show_default=True, help="Neighbours per example in the selection graph."),
+        click.option("--balance", default="equal", show_default=True, help="Per-class budgets: equal|proportional."),
+        click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
+        click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
+        click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),
+        click.option("--momentum", type=float, default=0.9, show_default=True),
+        click.option("--nesterov/--no-nesterov", default=True, show_default=True),
+        click.option("--weight-decay", type=float, help="[default: per dataset]"),
+        click.option("--schedule", default="cosine", show_default=True, help="|".join(SCHEDULES)),
+        click.option("--milestones", default="0.5,0.75", show_default=True, help="multistep: fractions of training where lr drops 10x."),
+        click.option("--warmup-epochs", type=float, default=0.0, show_default=True),
+        click.option("--label-smoothing", type=float, default=0.0, show_default=True),
+        click.option("--label-noise", type=float, default=0.0, show_default=True, help="Fraction of training labels flipped (symmetric)."),
+        click.option("--flip/--no-flip", default=None, help="Horizontal flips in weak augmentation [default: per dataset]."),
+        click.option("--train-limit", type=int, help="Train on a fixed random sample of this many examples."),
+        click.option("--test-limit", type=int, help="Evaluate on a fixed random sample of this many examples."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
+        click.option("--compile", is_flag=True, help="torch.compile the model."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_config(**flags):
+    """A TrainConfig from click's flag values (milestones parsed from text)."""
+    flags["milestones"] = _floats(flags["milestones"])
+    return coreaug.TrainConfig(**flags)
+
+
+@click.command("train")
+@click.option("--subset", type=float, default=0.3, show_default=True, help="Selection size as a fraction of the training set.")
+@click.option("--strategy", default="coreset", show_default=True, help="|".join(STRATEGIES))
+@train_options
+@click.option("--out", type=click.Path(), help="Folder for metrics.jsonl, summary.json, checkpoint.pt.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@user_errors
+def train(**flags):
+    """Train a classifier, strongly augmenting only a re-selected coreset."""
+    result = coreaug.train(make_config(**flags))
+    click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
+               f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
+               + (f"; outputs in {result.out}" if result.out else ""))

@@ -1,0 +1,138 @@
+"""`TrainConfig`: every setting of a training run, with per-dataset defaults."""
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+STRATEGIES = ("coreset", "random", "maxloss", "full", "none")
+MODES = ("append", "subset")
+SCHEDULES = ("cosine", "multistep")
+GRADIENT_KINDS = ("logits", "last_layer")
+
+# Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
+# 200 epochs). flip is off where a mirrored image is another class or not an image of one.
+DATASET_DEFAULTS = {
+    "cifar10": dict(model="resnet20", epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True),
+    "cifar100": dict(model="resnet20", epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True),
+    "svhn": dict(model="resnet20", epochs=100, batch_size=128, lr=0.05, weight_decay=5e-4, flip=False),
+    "fashion-mnist": dict(model="cnn", epochs=15, batch_size=128, lr=0.05, weight_decay=5e-4, flip=True),
+    "mnist": dict(model="cnn", epochs=10, batch_size=128, lr=0.05, weight_decay=5e-4, flip=False),
+    "digits": dict(model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4, flip=False),
+    "synthetic": dict(model="cnn", epochs=5, batch_size=64, lr=0.05, weight_decay=5e-4, flip=True),
+}
+FALLBACK_DEFAULTS = dict(model="resnet20", epochs=100, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Fields left as None take the dataset's default (DATASET_DEFAULTS).
+
+    strategy: which examples get strong augmentation: "coreset" (the paper), "random",
+        "maxloss" (highest current loss), "full" (everyone) or "none" (no one).
+    mode: "append" trains all examples weakly augmented plus `copies` strongly augmented
+        copies of the selection each epoch; "subset" trains the weighted selection plus its copies.
+    subset: the selection's fraction of the training set, in (0, 1].
+    select_every: re-select every R epochs (at epochs 0, R, 2R, ...).
+    augment: strong augmentation policy name (see coreaug.augment.available_policies());
+        "maxloss" uses `candidates` candidates per example.
+    weight_augmented: give the augmented copies the coreset weights (else weight 1).
+    train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
+    """
+
+    dataset: str = "cifar10"
+    data_dir: Optional[str] = None
+    download: bool = False
+    model: Optional[str] = None
+    strategy: str = "coreset"
+    mode: str = "append"
+    subset: float = 0.3
+    select_every: int = 1
+    augment: str = "randaugment"
+    candidates: int = 4
+    copies: int = 1
+    weight_augmented: bool = False
+    gradients: str = "logits"
+    knn: int = 10
+    balance: str = "equal"
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: Optional[float] = None
+    schedule: str = "cosine"
+    milestones: Tuple[float, ...] = (0.5, 0.75)
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    label_noise: float = 0.0
+    flip: Optional[bool] = None
+    train_limit: Optional[int] = None
+    test_limit: Optional[int] = None
+    device: str = "auto"
+    compile: bool = False
+    seed: int = 0
+    out: Optional[str] = None
+    resume: bool = False
+    quiet: bool = False
+
+    def resolved(self):
+        """A copy with the dataset's defaults filled in and every field validated."""
+        defaults = DATASET_DEFAULTS.get(self.dataset, FALLBACK_DEFAULTS)
+        filled = {k: v if v is not None or k not in defaults else defaults[k]
+                  for k, v in dataclasses.asdict(self).items()}
+        filled["milestones"] = tuple(filled["milestones"])
+        config = TrainConfig(**filled)
+        config.validate()
+        return config
+
+    def identity(self):
+        """The fields that define what a run computes (not where or how verbosely)."""
+        skip = {"out", "resume", "quiet", "data_dir", "download", "device", "compile"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def validate(self):
+        """Raise ValueError naming the first bad field and what it accepts."""
+        from coreaug.augment import available_policies
+        from coreaug.data import available_datasets
+        from coreaug.models import available_models
+
+        _choice("dataset", self.dataset, available_datasets())
+        _choice("model", self.model, available_models())
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("mode", self.mode, MODES)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("gradients", self.gradients, GRADIENT_KINDS)
+        _choice("balance", self.balance, ("equal", "proportional"))
+        for part in self.augment.split("+"):
+            _choice("augment", part.strip(), available_policies())
+        if not _number(self.subset) or not 0 < self.subset <= 1:
+            raise ValueError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
+        for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("train_limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        for name, low, high in (("lr", 0, math.inf), ("weight_decay", 0, math.inf), ("momentum", 0, 1),
+                                ("label_smoothing", 0, 1), ("label_noise", 0, 1), ("warmup_epochs", 0, math.inf)):
+            value = getattr(self, name)
+            if not _number(value) or not low <= value <= high or (name == "lr" and value == 0):
+                raise ValueError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
+        if not all(_number(m) and 0 < m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def _number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")

@@ -1,0 +1,36 @@
+"""Evaluation passes: test loss and accuracy, per-example losses for max-loss selection."""
+import torch
+import torch.nn.functional as F
+
+
+def _logits(model, images, preprocess, batch_size, autocast):
+    """Eval-mode, no-grad logits of `images` in batches; restores the training mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast():
+            for start in range(0, len(images), batch_size):
+                yield model(preprocess(images[start:start + batch_size])).float()
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model, images, labels, preprocess, batch_size, autocast):
+    """(mean cross-entropy, accuracy) of `model` on a labelled set."""
+    loss = correct = 0.0
+    start = 0
+    for logits in _logits(model, images, preprocess, batch_size, autocast):
+        y = labels[start:start + len(logits)]
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += float((logits.argmax(1) == y).sum())
+        start += len(logits)
+    return loss / len(labels), correct / len(labels)
+
+
+def example_losses(model, images, labels, preprocess, batch_size, autocast):
+    """Per-example cross-entropy (n,) on clean images in eval mode, on the CPU."""
+    out, start = [], 0
+    for logits in _logits(model, images, preprocess, batch_size, autocast):
+        out.append(F.cross_entropy(logits, labels[start:start + len(logits)], reduction="none").cpu())
+        start += len(logits)
+    return torch.cat(out)

@@ -1,0 +1,59 @@
+"""The run's data on the training device: limits, label noise, normalisation."""
+from dataclasses import dataclass
+
+import torch
+
+from coreaug.data import apply_label_noise, load_dataset
+
+
+class Normalize:
+    """uint8 (B, C, H, W) -> float (x / 255 - mean) / std, channels_last on CUDA."""
+
+    def __init__(self, mean, std, device):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.channels_last = torch.device(device).type == "cuda"
+
+    def __call__(self, images):
+        x = (images.float() / 255 - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+@dataclass
+class RunData:
+    """Training and test tensors on the device, plus what the model and the loss need."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    in_channels: int
+    preprocess: Normalize
+    noisy: torch.Tensor  # bool (n_train,), labels flipped by label_noise
+    source: str
+
+
+def _sample(images, labels, limit, seed):
+    """A fixed random sample of `limit` examples (the same for every run seed)."""
+    if limit is None or limit >= len(labels):
+        return images, labels
+    keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:limit]
+    return images[keep], labels[keep]
+
+
+def load_run_data(config, device):
+    """Load config.dataset, apply train/test limits and label noise, move it to `device`."""
+    data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
+    train_x, train_y = _sample(data.train_images, data.train_labels, config.train_limit, 0)
+    test_x, test_y = _sample(data.test_images, data.test_labels, config.test_limit, 1)
+    noisy = torch.zeros(len(train_y), dtype=torch.bool)
+    if config.label_noise > 0:
+        train_y, noisy = apply_label_noise(train_y, config.label_noise, data.num_classes, seed=config.seed)
+        train_y, noisy = torch.as_tensor(train_y), torch.as_tensor(noisy)
+    return RunData(
+        train_images=train_x.to(device), train_labels=train_y.long().to(device),
+        test_images=test_x.to(device), test_labels=test_y.long().to(device),
+        num_classes=data.num_classes, in_channels=data.in_channels,
+        preprocess=Normalize(data.mean, data.std, device), noisy=noisy, source=data.source,
+    )

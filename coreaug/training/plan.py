@@ -1,0 +1,57 @@
+"""What one epoch trains: which examples, with which weights, and which get strong augmentation."""
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class EpochPlan:
+    """The examples of one epoch in training order.
+
+    indices: int64 (m,) positions in the training set (an example may appear several times).
+    weights: float32 (m,) per-example loss weights.
+    augmented: bool (m,) True for the strongly augmented copies.
+    """
+
+    indices: torch.Tensor
+    weights: torch.Tensor
+    augmented: torch.Tensor
+
+    def __len__(self):
+        return int(self.indices.shape[0])
+
+    @property
+    def n_augmented(self):
+        return int(self.augmented.sum())
+
+    def shard(self, rank, world_size):
+        """This rank's disjoint, equally sized share (the plan is cut to a multiple of world_size)."""
+        usable = len(self) - len(self) % world_size
+        take = slice(rank, usable, world_size)
+        return EpochPlan(self.indices[take], self.weights[take], self.augmented[take])
+
+
+def epoch_plan(n, strategy, mode, selected, weights, copies, weight_augmented, generator):
+    """Build and shuffle one epoch's plan.
+
+    Takes the training set size `n`, the strategy and mode of TrainConfig, the current
+    selection (`selected` int64 indices and their `weights`, None for "full"/"none"),
+    the number of augmented `copies` per selected example, whether copies carry the
+    coreset weights, and the torch.Generator that shuffles. Counts per epoch:
+    append: n + copies * |S|; subset: |S| + copies * |S|; full: n + copies * n; none: n.
+    """
+    everyone = torch.arange(n)
+    ones = torch.ones(n)
+    if strategy == "none":
+        parts = [(everyone, ones, False)]
+    elif strategy == "full":
+        parts = [(everyone, ones, False)] + [(everyone, ones, True)] * copies
+    else:
+        copy_weights = weights if weight_augmented else torch.ones_like(weights)
+        base = (everyone, ones, False) if mode == "append" else (selected, weights, False)
+        parts = [base] + [(selected, copy_weights, True)] * copies
+    indices = torch.cat([p[0] for p in parts]).long()
+    plan_weights = torch.cat([p[1] for p in parts]).float()
+    augmented = torch.cat([torch.full((len(p[0]),), p[2]) for p in parts])
+    order = torch.randperm(len(indices), generator=generator)
+    return EpochPlan(indices[order], plan_weights[order], augmented[order])

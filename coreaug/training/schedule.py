@@ -1,0 +1,18 @@
+"""Learning-rate schedules: linear warm-up, then cosine decay or step decay."""
+import math
+
+
+def learning_rate(config, epoch_progress):
+    """The learning rate at `epoch_progress` (fractional epochs since the start, in [0, epochs]).
+
+    Warm-up rises linearly from 0 over `warmup_epochs`; then `cosine` decays to 0 at the
+    last epoch, or `multistep` divides by 10 at each milestone (fractions of the epochs).
+    """
+    if epoch_progress < config.warmup_epochs:
+        return config.lr * epoch_progress / config.warmup_epochs
+    if config.schedule == "cosine":
+        span = config.epochs - config.warmup_epochs
+        t = (epoch_progress - config.warmup_epochs) / span
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    passed = sum(epoch_progress >= m * config.epochs for m in config.milestones)
+    return config.lr * 0.1 ** passed

@@ -1,0 +1,198 @@
+"""`train(TrainConfig) -> TrainResult`: the epoch loop of coreset-augmented training."""
+import contextlib
+import dataclasses
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from coreaug.augment import create_policy
+from coreaug.models import create_model
+
+from .config import TrainConfig
+from .evaluate import evaluate
+from .inputs import load_run_data
+from .plan import epoch_plan
+from .run_files import RunFolder
+from .schedule import learning_rate
+from .selector import select_examples
+
+SELECTING = ("coreset", "random", "maxloss")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-epoch metrics, headline figures and the trained model."""
+
+    config: TrainConfig
+    history: list
+    final_test_accuracy: float
+    best_test_accuracy: float
+    total_seconds: float
+    selection_seconds: float
+    model: torch.nn.Module = field(repr=False)
+    out: str = None
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def epoch_generator(seed, epoch, stream):
+    """A generator seeded by (seed, epoch, stream): an epoch's randomness needs no saved state."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 8 + stream)
+
+
+def _strong_policy(config):
+    kwargs = {"candidates": config.candidates} if "maxloss" in config.augment else {}
+    return create_policy(config.augment, **kwargs)
+
+
+def train(config):
+    """Train `config.model` on `config.dataset`, strongly augmenting the chosen examples.
+
+    Every `select_every` epochs the strategy picks round(subset * n) examples (coreset:
+    weighted facility location over gradient estimates on clean images in eval mode); each
+    epoch trains the plan of `epoch_plan` with SGD (Nesterov momentum, weight decay, the
+    configured schedule) on the weighted cross-entropy. With `config.out`, writes
+    config.json, metrics.jsonl, summary.json and checkpoint.pt there; `resume` continues
+    from the checkpoint. Raises ValueError / FileNotFoundError for bad settings or missing
+    data before anything is written. Returns a TrainResult.
+    """
+    config = config.resolved() if isinstance(config, TrainConfig) else TrainConfig(**config).resolved()
+    identity = config.identity()
+    folder = RunFolder(config.out) if config.out else None
+    checkpoint = folder.check(identity, config.resume) if folder else None
+    device = pick_device(config.device)
+    data = load_run_data(config, device)
+    strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
+    if folder:
+        folder.start(identity, fresh=checkpoint is None)
+
+    torch.manual_seed(config.seed)
+    model = create_model(config.model, data.in_channels, data.num_classes).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    history, selection, start_epoch = [], None, 0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        history, selection, start_epoch = checkpoint["history"], checkpoint["selection"], checkpoint["epoch"]
+    forward = torch.compile(model) if config.compile else model
+    autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda"
+                else contextlib.nullcontext)
+
+    n = len(data.train_labels)
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        sel_times = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
+        selected_now = config.strategy in SELECTING and (epoch % config.select_every == 0 or selection is None)
+        if selected_now:
+            selection = select_examples(config, model, data, epoch, autocast)
+            sel_times = selection[2]
+        indices, weights = (selection[0], selection[1]) if selection else (None, None)
+        plan = epoch_plan(n, config.strategy, config.mode, indices, weights, config.copies,
+                          config.weight_augmented, epoch_generator(config.seed, epoch, 0))
+        loss_sum, correct = _train_epoch(config, forward, model, optimizer, data, plan, strong, weak,
+                                         epoch, autocast, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        test_loss, test_accuracy = evaluate(forward, data.test_images, data.test_labels, data.preprocess,
+                                            1024, autocast)
+        elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + epoch_seconds
+        history.append({
+            "epoch": epoch, "train_loss": loss_sum / len(plan), "train_accuracy": correct / len(plan),
+            "test_loss": test_loss, "test_accuracy": test_accuracy,
+            "lr": learning_rate(config, epoch + 1), "epoch_seconds": epoch_seconds,
+            "selection_seconds": sum(sel_times.values()), **sel_times,
+            "eval_seconds": time.perf_counter() - t1, "elapsed_seconds": elapsed,
+            "n_trained": len(plan), "n_augmented": plan.n_augmented, "selected": selected_now,
+        })
+        if folder:
+            folder.save_epoch({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "selection": selection, "history": history, "config": identity}, history)
+        if not config.quiet:
+            m = history[-1]
+            tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
+                       f"test acc {test_accuracy:.2%}  {epoch_seconds:.1f} s "
+                       f"(selection {m['selection_seconds']:.2f} s)  {len(plan)} trained, {plan.n_augmented} augmented")
+
+    result = _result(config, history, model)
+    if folder:
+        folder.save_summary(_summary(config, result, device))
+    return result
+
+
+def _train_epoch(config, forward, model, optimizer, data, plan, strong, weak, epoch, autocast, device):
+    """One pass over `plan`: weak augmentation for all, strong for the copies; weighted loss."""
+    generator = epoch_generator(config.seed, epoch, 1)
+    steps = -(-len(plan) // config.batch_size)
+    loss_sum = correct = 0.0
+    forward.train()
+    bar = tqdm(total=len(plan), desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
+               disable=config.quiet, leave=False, dynamic_ncols=True)
+    start_time = time.perf_counter()
+    for step in range(steps):
+        take = slice(step * config.batch_size, (step + 1) * config.batch_size)
+        idx, aug = plan.indices[take].to(device), plan.augmented[take].to(device)
+        images, labels = data.train_images[idx], data.train_labels[idx]
+        images = weak(images, generator)
+        if aug.any():
+            context = {"model": forward, "labels": labels[aug], "preprocess": data.preprocess} if strong.needs_model else {}
+            images[aug] = strong(images[aug], generator, **context)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, epoch + step / steps)
+        with autocast():
+            logits = forward(data.preprocess(images))
+            losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=config.label_smoothing)
+            loss = (losses * plan.weights[take].to(device)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(losses.detach().sum())
+        correct += float((logits.argmax(1) == labels).sum())
+        bar.update(len(idx))
+        if step % 10 == 0 or step == steps - 1:
+            seen = min((step + 1) * config.batch_size, len(plan))
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
+                            ex_s=f"{seen / (time.perf_counter() - start_time):.0f}")
+    bar.close()
+    return loss_sum, correct
+
+
+def _result(config, history, model):
+    accuracies = [m["test_accuracy"] for m in history] or [float("nan")]
+    return TrainResult(
+        config=config, history=history, final_test_accuracy=accuracies[-1], best_test_accuracy=max(accuracies),
+        total_seconds=sum(m["epoch_seconds"] for m in history),
+        selection_seconds=sum(m["selection_seconds"] for m in history), model=model, out=config.out,
+    )
+
+
+def _summary(config, result, device):
+    history = result.history
+    return {
+        "config": dataclasses.asdict(config),
+        "final_test_accuracy": result.final_test_accuracy, "best_test_accuracy": result.best_test_accuracy,
+        "total_seconds": result.total_seconds, "selection_seconds": result.selection_seconds,
+        "estimate_seconds": sum(m["estimate_seconds"] for m in history),
+        "facility_location_seconds": sum(m["facility_location_seconds"] for m in history),
+        "eval_seconds": sum(m["eval_seconds"] for m in history),
+        "epochs": len(history), "n_trained": sum(m["n_trained"] for m in history),
+        "n_augmented": sum(m["n_augmented"] for m in history),
+        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus"
+                   + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+    }
