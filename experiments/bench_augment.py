@@ -57,7 +57,8 @@ class PillowPolicies:
         for _ in range(num_ops):
             k = self.rng.randrange(len(self.randaugment.names))
             op = self.randaugment.names[k]
-            image = PILLOW_OPS[op](image, _signed(op, self.randaugment_table[k][magnitude], self.rng))
+            value = _signed(op, self.randaugment_table[k][magnitude], self.rng)
+            image = PILLOW_OPS[op](image, value)
         return image
 
     def trivialaugment_one(self, image):

@@ -4,7 +4,8 @@ Ops take a (B, C, H, W) uint8 or float [0, 1] batch and per-example magnitudes (
 (B,) tensor); policies are found by name (``create_policy("weak+randaugment+cutout")``) and
 called as ``policy(images, generator)``. Outputs keep the input's shape, dtype and device.
 """
-from .color_ops import brightness, color, contrast, invert, posterize, sharpness, solarize
+from .color_ops import (brightness, color, contrast, identity, invert, posterize, sharpness,
+                        solarize)
 from .occlusion import cutout
 from .flip_crop import horizontal_flip, random_crop
 from .geometric import rotate, shear_x, shear_y, translate_x, translate_y
@@ -17,11 +18,6 @@ from .autoaugment import AutoAugment
 from .maxloss import MaxLossAugment
 from .randaugment import RandAugment, TrivialAugmentWide
 from .weak_cutout import Cutout, Weak
-
-
-def identity(images):
-    """Return ``images`` unchanged (the identity op of RandAugment)."""
-    return images
 
 
 __all__ = [

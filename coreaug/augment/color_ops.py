@@ -34,7 +34,8 @@ def luminance(x: torch.Tensor, bound: float) -> torch.Tensor:
         return x
     red, green, blue = _LUMA_WEIGHTS
     gray = (x[:, 0:1] * red).add_(x[:, 1:2], alpha=green).add_(x[:, 2:3], alpha=blue)
-    return gray.round_() if bound == UINT8_BOUND else gray
+    # The weights are 16-bit fractions, so the sum is exact; Pillow rounds half up.
+    return gray.add_(0.5).floor_() if bound == UINT8_BOUND else gray
 
 
 def invert_kernel(x, values, bound):
@@ -98,7 +99,8 @@ def _smoothed(x: torch.Tensor, bound: float) -> torch.Tensor:
 
 
 def sharpness_kernel(x, factors, bound):
-    """Blend with a 3x3 smoothing (Pillow's SMOOTH): factor 0 blurs, 1 is the original, >1 sharpens."""
+    """Blend with a 3x3 smoothing (Pillow's SMOOTH): factor 0 blurs, 1 is the original,
+    above 1 sharpens."""
     return _blend(_smoothed(x, bound), x, factors, bound)
 
 
@@ -106,6 +108,11 @@ def _enhance(kernel, images, factor, *, gray_or_rgb=False):
     check_images(images, gray_or_rgb=gray_or_rgb)
     factors = check_magnitude(factor, images.shape[0], images.device, name="factor", low=0.0)
     return run_kernel(kernel, images, factors)
+
+
+def identity(images: torch.Tensor) -> torch.Tensor:
+    """Return ``images`` unchanged (RandAugment's identity op)."""
+    return images
 
 
 def invert(images: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,14 @@ def crop_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
     return shift_flip_kernel(images, padding, fill, flip, generator)
 
 
+def _random_offsets(padding: torch.Tensor, most: int, generator) -> torch.Tensor:
+    """Per-example crop starts in an image padded by ``most``: uniform over the 2p + 1 starts
+    that stay within the example's own padding p. Returns int64 (B,)."""
+    choices = 2 * padding + 1
+    draws = (uniform(len(padding), generator, padding.device) * choices).floor_()
+    return (most - padding + draws.minimum(choices - 1)).long()
+
+
 def shift_flip_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
                       flip: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
     """Pad-and-crop by ``padding`` (B,) as crop_kernel, mirroring the examples where ``flip``
@@ -35,16 +43,15 @@ def shift_flip_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
     device = images.device
     most = int(padding.max().item()) if batch else 0
     padded = F.pad(images, (most, most, most, most), value=fill) if most else images
-    choices = 2 * padding + 1  # offsets 0..2p within this example's own padding
-    start = most - padding
-    top = start + (uniform(batch, generator, device) * choices).floor_().clamp_(max=choices - 1)
-    left = start + (uniform(batch, generator, device) * choices).floor_().clamp_(max=choices - 1)
-    rows = top.long().unsqueeze(1) + torch.arange(height, device=device)
+    top = _random_offsets(padding, most, generator)
+    left = _random_offsets(padding, most, generator)
+    rows = top.unsqueeze(1) + torch.arange(height, device=device)
     steps = torch.arange(width, device=device)
     mirrored = torch.where(flip.unsqueeze(1), (width - 1) - steps, steps)
-    cols = left.long().unsqueeze(1) + mirrored
-    index = (rows.unsqueeze(2) * (width + 2 * most) + cols.unsqueeze(1)).view(batch, 1, height * width)
-    picked = padded.flatten(2).gather(2, index.expand(batch, channels, height * width))
+    cols = left.unsqueeze(1) + mirrored
+    index = rows.unsqueeze(2) * (width + 2 * most) + cols.unsqueeze(1)
+    index = index.view(batch, 1, height * width).expand(batch, channels, height * width)
+    picked = padded.flatten(2).gather(2, index)
     return picked.view(batch, channels, height, width)
 
 

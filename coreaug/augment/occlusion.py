@@ -14,7 +14,8 @@ from .validation import Magnitude, check_fill_value, check_images, check_magnitu
 
 def cutout_kernel(images: torch.Tensor, sizes: torch.Tensor, fill: float,
                   generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Set a ``sizes`` (B,) pixel square of each example to ``fill``, centred uniformly at random."""
+    """Set a ``sizes`` (B,) pixel square of each example to ``fill``, centred uniformly at
+    random."""
     batch, _, height, width = images.shape
     device = images.device
     centre_y = (uniform(batch, generator, device) * height).floor_()

@@ -15,13 +15,16 @@ from PIL import Image, ImageEnhance, ImageOps
 def to_pil(image: torch.Tensor) -> Image.Image:
     """A (C, H, W) uint8 tensor with 1 or 3 channels as a PIL image ("L" or "RGB")."""
     array = image.permute(1, 2, 0).contiguous().numpy()
-    return Image.fromarray(array[:, :, 0], "L") if array.shape[2] == 1 else Image.fromarray(array, "RGB")
+    if array.shape[2] == 1:
+        return Image.fromarray(array[:, :, 0], "L")
+    return Image.fromarray(array, "RGB")
 
 
 def from_pil(image: Image.Image) -> torch.Tensor:
     """A PIL image as a (C, H, W) uint8 tensor."""
     array = np.asarray(image)
-    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1).copy()).permute(2, 0, 1)
+    array = array.reshape(array.shape[0], array.shape[1], -1).copy()
+    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 def _fillcolor(image: Image.Image, fill: int):
