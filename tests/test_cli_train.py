@@ -1,0 +1,50 @@
+"""`coreaug train` from the command line: a run, and user mistakes as one line + exit 2."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--epochs", "1"]
+
+
+def coreaug(*args, env_home=None):
+    return subprocess.run([sys.executable, "-m", "coreaug", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_python_m_coreaug_train_writes_a_run(tmp_path):
+    proc = coreaug("train", "--subset", "0.3", *TINY, "--out", tmp_path / "run", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "final test accuracy" in proc.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["config"]["dataset"] == "synthetic" and summary["epochs"] == 1
+
+
+def test_progress_bar_and_epoch_line_unless_quiet(tmp_path):
+    proc = coreaug("train", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert "img/s" in proc.stderr and "epoch 1/1" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--model", "vgg"], "unknown model 'vgg'"),
+    (["--augment", "mixup"], "unknown augment 'mixup'"),
+    (["--strategy", "craig"], "unknown strategy 'craig'"),
+    (["--subset", "1.5"], "subset must be a fraction in (0, 1]"),
+    (["--subset", "abc"], "'abc' is not a valid float"),
+    (["--select-every", "0"], "select_every must be an integer >= 1"),
+    (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "dataset 'cifar10' not found"),
+])
+def test_user_mistakes_are_one_line_exit_2_nothing_written(tmp_path, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = coreaug("train", *TINY, *args, "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_with_a_different_config_needs_another_folder(tmp_path):
+    assert coreaug("train", *TINY, "--out", tmp_path / "run", "--quiet").returncode == 0
+    proc = coreaug("train", *TINY, "--subset", "0.5", "--out", tmp_path / "run", "--quiet")
+    assert proc.returncode == 2 and "different config" in proc.stderr

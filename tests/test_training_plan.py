@@ -1,0 +1,75 @@
+"""Epoch plans: exact example counts per strategy and mode, weights where they belong."""
+import pytest
+import torch
+
+from coreaug.selection import budget_size
+from coreaug.training import epoch_plan
+from coreaug.training.schedule import learning_rate
+from coreaug.training import TrainConfig
+
+N = 103
+
+
+def plan_for(strategy, mode="append", fraction=0.3, copies=1, weight_augmented=False):
+    k = budget_size(fraction, N)
+    selected = torch.arange(0, N, 2)[:k] if strategy not in ("full", "none") else None
+    weights = torch.linspace(0.5, 1.5, k) if selected is not None else None
+    return epoch_plan(N, strategy, mode, selected, weights, copies, weight_augmented, torch.Generator().manual_seed(0)), k
+
+
+@pytest.mark.parametrize("strategy", ["coreset", "random", "maxloss"])
+@pytest.mark.parametrize("copies", [1, 3])
+def test_append_trains_everyone_plus_copies_of_the_selection(strategy, copies):
+    plan, k = plan_for(strategy, copies=copies)
+    assert len(plan) == N + copies * k and plan.n_augmented == copies * k
+    assert torch.bincount(plan.indices[~plan.augmented], minlength=N).eq(1).all()
+    assert (plan.weights[~plan.augmented] == 1).all()
+
+
+@pytest.mark.parametrize("strategy", ["coreset", "random", "maxloss"])
+def test_subset_trains_the_weighted_selection_plus_its_copies(strategy):
+    plan, k = plan_for(strategy, mode="subset")
+    assert len(plan) == 2 * k and plan.n_augmented == k
+    originals = plan.indices[~plan.augmented]
+    assert sorted(originals.tolist()) == list(range(0, 2 * k, 2))
+    expected = dict(zip(range(0, 2 * k, 2), torch.linspace(0.5, 1.5, k).tolist()))
+    assert all(abs(w - expected[i]) < 1e-6 for i, w in zip(originals.tolist(), plan.weights[~plan.augmented].tolist()))
+    assert (plan.weights[plan.augmented] == 1).all()
+
+
+def test_weight_augmented_gives_copies_the_coreset_weights():
+    plan, k = plan_for("coreset", weight_augmented=True)
+    assert sorted(plan.weights[plan.augmented].tolist()) == pytest.approx(torch.linspace(0.5, 1.5, k).tolist())
+
+
+def test_full_and_none_references():
+    full, _ = plan_for("full", copies=2)
+    none, _ = plan_for("none")
+    assert len(full) == 3 * N and full.n_augmented == 2 * N
+    assert len(none) == N and none.n_augmented == 0
+
+
+def test_plan_is_shuffled_and_seeded():
+    a, _ = plan_for("coreset")
+    b, _ = plan_for("coreset")
+    assert a.indices.tolist() == b.indices.tolist()
+    assert a.augmented[:20].any() and not a.augmented[: len(a) - 31].all()  # copies are mixed in
+
+
+def test_shards_are_disjoint_and_cover_the_plan():
+    plan, _ = plan_for("coreset")
+    usable = len(plan) - len(plan) % 2
+    shards = [plan.shard(r, 2) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == usable // 2
+    positions = sorted(list(range(0, usable, 2)) + list(range(1, usable, 2)))
+    assert positions == list(range(usable))
+
+
+def test_cosine_schedule_with_warmup_and_multistep():
+    c = TrainConfig(dataset="synthetic", epochs=10, lr=0.1, warmup_epochs=2).resolved()
+    assert learning_rate(c, 1) == pytest.approx(0.05)
+    assert learning_rate(c, 2) == pytest.approx(0.1)
+    assert learning_rate(c, 6) == pytest.approx(0.05)
+    assert learning_rate(c, 10) == pytest.approx(0.0)
+    m = TrainConfig(dataset="synthetic", epochs=10, lr=0.1, schedule="multistep", milestones=(0.5, 0.8)).resolved()
+    assert [round(learning_rate(m, e), 6) for e in (0, 5, 8)] == [0.1, 0.01, 0.001]

@@ -1,0 +1,161 @@
+"""Training runs on small data: accounting, cadence, weights, learning, outputs, resume."""
+import json
+import os
+
+import pytest
+import torch
+
+import coreaug
+from coreaug.selection import budget_size
+from coreaug.training import trainer as trainer_module
+from coreaug.training.run_files import RunFolder
+
+TINY = dict(dataset="synthetic", model="cnn", train_limit=96, test_limit=64, batch_size=32, quiet=True)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("strategy, mode, expected", [
+    ("coreset", "append", 96 + budget_size(0.25, 96)),
+    ("random", "append", 96 + budget_size(0.25, 96)),
+    ("maxloss", "append", 96 + budget_size(0.25, 96)),
+    ("coreset", "subset", 2 * budget_size(0.25, 96)),
+    ("random", "subset", 2 * budget_size(0.25, 96)),
+    ("full", "append", 2 * 96),
+    ("none", "append", 96),
+])
+def test_each_epoch_trains_the_expected_number_of_examples(strategy, mode, expected):
+    result = coreaug.train(coreaug.TrainConfig(**TINY, strategy=strategy, mode=mode, subset=0.25, epochs=2))
+    assert [m["n_trained"] for m in result.history] == [expected, expected]
+    augmented = {"full": 96, "none": 0}.get(strategy, budget_size(0.25, 96))
+    assert [m["n_augmented"] for m in result.history] == [augmented, augmented]
+
+
+def test_selection_happens_every_r_epochs(monkeypatch):
+    calls = []
+    real = trainer_module.select_examples
+    monkeypatch.setattr(trainer_module, "select_examples",
+                        lambda config, model, data, epoch, autocast: calls.append(epoch) or real(config, model, data, epoch, autocast))
+    result = coreaug.train(coreaug.TrainConfig(**TINY, epochs=5, select_every=2))
+    assert calls == [0, 2, 4]
+    assert [m["selected"] for m in result.history] == [True, False, True, False, True]
+    assert all(m["selection_seconds"] == 0 for m in result.history if not m["selected"])
+
+
+def test_weights_reach_the_loss(monkeypatch):
+    real = trainer_module.select_examples
+
+    def run(scale):
+        def scaled(*args):
+            indices, weights, timings = real(*args)
+            return indices, weights * scale, timings
+        monkeypatch.setattr(trainer_module, "select_examples", scaled)
+        return coreaug.train(coreaug.TrainConfig(**TINY, mode="subset", epochs=1))
+
+    same_a, same_b, doubled = run(1.0), run(1.0), run(2.0)
+    assert same_a.history[0]["train_loss"] == same_b.history[0]["train_loss"]
+    params = lambda r: torch.cat([p.detach().flatten() for p in r.model.parameters()])  # noqa: E731
+    assert torch.equal(params(same_a), params(same_b))
+    assert not torch.allclose(params(same_a), params(doubled))
+
+
+def test_two_epochs_on_synthetic_data_learn():
+    result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=600, test_limit=300,
+                                               batch_size=32, epochs=2, quiet=True))
+    assert result.final_test_accuracy > 0.5  # chance is 0.1
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_two_epochs_on_a_real_fashion_mnist_sample_learn():
+    result = coreaug.train(coreaug.TrainConfig(dataset="fashion-mnist", train_limit=1500, test_limit=500,
+                                               batch_size=32, epochs=2, subset=0.3, quiet=True))
+    assert result.final_test_accuracy > 0.55  # chance is 0.1
+    assert result.history[0]["n_trained"] == 1500 + 450
+
+
+def test_run_folder_holds_metrics_summary_and_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    result = coreaug.train(coreaug.TrainConfig(**TINY, epochs=2, out=str(out)))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "summary.json"]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [0, 1]
+    for key in ("train_loss", "test_accuracy", "epoch_seconds", "selection_seconds", "estimate_seconds",
+                "facility_location_seconds", "n_trained", "n_augmented"):
+        assert key in lines[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_test_accuracy"] == result.final_test_accuracy == lines[-1]["test_accuracy"]
+    assert summary["selection_seconds"] == pytest.approx(sum(m["selection_seconds"] for m in lines))
+    assert summary["config"]["subset"] == 0.3
+
+
+def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch):
+    config = dict(TINY, epochs=4, select_every=3, out=str(tmp_path / "whole"))
+    whole = coreaug.train(coreaug.TrainConfig(**config))
+
+    real_save = RunFolder.save_epoch
+    saved = []
+
+    def interrupted(self, checkpoint, history):
+        real_save(self, checkpoint, history)
+        saved.append(checkpoint["epoch"])
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(RunFolder, "save_epoch", interrupted)
+    config["out"] = str(tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config))
+    monkeypatch.setattr(RunFolder, "save_epoch", real_save)
+    resumed = coreaug.train(coreaug.TrainConfig(**config, resume=True))
+
+    keys = ("train_loss", "test_loss", "test_accuracy", "n_trained", "selected")
+    assert [[m[k] for k in keys] for m in resumed.history] == [[m[k] for k in keys] for m in whole.history]
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_label_noise_flips_the_training_labels():
+    config = coreaug.TrainConfig(**TINY, strategy="none", label_noise=0.5, epochs=1).resolved()
+    from coreaug.training.inputs import load_run_data
+    clean = load_run_data(coreaug.TrainConfig(**TINY, strategy="none", epochs=1).resolved(), "cpu")
+    noisy = load_run_data(config, "cpu")
+    assert int(noisy.noisy.sum()) == 48
+    assert (noisy.train_labels[noisy.noisy] != clean.train_labels[noisy.noisy]).all()
+
+
+@pytest.mark.parametrize("augment", ["maxloss", "autoaugment+cutout"])
+def test_other_strong_policies_train(augment):
+    result = coreaug.train(coreaug.TrainConfig(**TINY, augment=augment, candidates=2, epochs=1))
+    assert result.history[0]["n_augmented"] == budget_size(0.3, 96)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(dataset="imagenet"), "unknown dataset"),
+    (dict(model="vgg"), "unknown model"),
+    (dict(augment="mixup"), "unknown augment"),
+    (dict(strategy="craig"), "unknown strategy"),
+    (dict(subset=0.0), "subset must be"),
+    (dict(subset=1.2), "subset must be"),
+    (dict(select_every=0), "select_every must be"),
+    (dict(mode="replace"), "unknown mode"),
+])
+def test_bad_settings_raise_before_anything_is_written(tmp_path, kwargs, match):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=match):
+        coreaug.train(coreaug.TrainConfig(**dict(TINY, epochs=1, out=str(out), **kwargs)))
+    assert not out.exists()
+
+
+def test_out_holding_a_different_run_is_refused(tmp_path):
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out)))
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(ValueError, match="different config.*subset"):
+        coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, subset=0.5, out=str(out)))
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
