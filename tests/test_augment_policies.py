@@ -186,3 +186,15 @@ def test_cuda_batch_with_cpu_generator_matches_cpu(name):
     on_cuda = policy(images.cuda(), torch.Generator().manual_seed(0))
     assert on_cuda.device.type == "cuda"
     assert (on_cuda.cpu().float() - on_cpu.float()).abs().mean().item() < 1.0
+
+
+@pytest.mark.parametrize("name", ORDINARY)
+def test_channels_last_and_strided_batches_give_the_contiguous_result(name):
+    images = sample_images(n=8)
+    policy = A.create_policy(name)
+    expected = policy(images, torch.Generator().manual_seed(0))
+    channels_last = images.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(policy(channels_last, torch.Generator().manual_seed(0)), expected)
+    strided = torch.cat([images, images], dim=3)[..., ::2]
+    assert torch.equal(policy(strided, torch.Generator().manual_seed(0)),
+                       policy(strided.contiguous(), torch.Generator().manual_seed(0)))
