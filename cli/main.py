@@ -6,6 +6,7 @@ import click
 from coreaug import __version__
 
 from .errors import fail
+from .datasets import datasets
 from .select import select
 from .train import train
 
@@ -16,6 +17,7 @@ def app():
     """coreaug: augment a weighted coreset instead of every example."""
 
 
+app.add_command(datasets)
 app.add_command(select)
 app.add_command(train)
 

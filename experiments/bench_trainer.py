@@ -1,0 +1,75 @@
+"""Trainer benchmark: epoch seconds and examples/s per strategy, selection time apart.
+
+Usage:
+    python experiments/bench_trainer.py [--dataset fashion-mnist] [--model cnn] [--epochs 2]
+        [--train-limit N] [--device cpu|cuda] [--out experiments/results/trainer.md]
+
+Runs `none`, `full` and `coreset` (append mode) at 10/30/50% with R = 1 (selection every
+epoch) and reports, per run, the mean over epochs of: epoch seconds (training plus
+selection, evaluation excluded), selection seconds split into gradient estimates and
+facility location, and trained examples per second. Targets: a coreset epoch at fraction f
+costs within 10% of (1 + f) / 2 of a `full` epoch, and selection is at most 10% of an epoch.
+"""
+import argparse
+import platform
+import statistics
+
+import torch
+
+import coreaug
+
+
+def measure(base, **overrides):
+    result = coreaug.train(coreaug.TrainConfig(**base, **overrides))
+    epochs = result.history
+    mean = lambda key: statistics.fmean(m[key] for m in epochs)  # noqa: E731
+    return {
+        "epoch": mean("epoch_seconds"), "selection": mean("selection_seconds"),
+        "estimate": mean("estimate_seconds"), "facility": mean("facility_location_seconds"),
+        "n_trained": epochs[0]["n_trained"], "accuracy": result.final_test_accuracy,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--model", default="cnn")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--augment", default="randaugment")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="experiments/results/trainer.md")
+    args = parser.parse_args()
+    base = dict(dataset=args.dataset, model=args.model, epochs=args.epochs, train_limit=args.train_limit,
+                augment=args.augment, device=args.device, quiet=True, select_every=1)
+    runs = [("none", None), ("full", None), ("coreset", 0.1), ("coreset", 0.3), ("coreset", 0.5)]
+    rows = {}
+    for strategy, fraction in runs:
+        rows[(strategy, fraction)] = measure(base, strategy=strategy, **({"subset": fraction} if fraction else {}))
+        r = rows[(strategy, fraction)]
+        print(f"{strategy} {fraction or ''}: {r['epoch']:.1f} s/epoch, selection {r['selection']:.2f} s", flush=True)
+    full = rows[("full", None)]["epoch"]
+    lines = ["| strategy | fraction | trained/epoch | epoch s | examples/s | selection s (estimates + facility location) "
+             "| selection share | epoch / full | target (1+f)/2 | within 10% | test acc |", "|" + "---|" * 11]
+    for (strategy, fraction), r in rows.items():
+        ratio = r["epoch"] / full
+        target = (1 + fraction) / 2 if fraction else None
+        lines.append(
+            f"| {strategy} | {fraction or '—'} | {r['n_trained']} | {r['epoch']:.1f} | {r['n_trained'] / r['epoch']:.0f} | "
+            f"{r['selection']:.2f} ({r['estimate']:.2f} + {r['facility']:.2f}) | {r['selection'] / r['epoch']:.1%} | "
+            f"{ratio:.3f} | {f'{target:.2f}' if target else '—'} | "
+            f"{('yes' if abs(ratio - target) <= 0.1 * target else 'no') if target else '—'} | {r['accuracy']:.2%} |")
+    command = (f"python experiments/bench_trainer.py --dataset {args.dataset} --model {args.model} --epochs {args.epochs}"
+               + (f" --train-limit {args.train_limit}" if args.train_limit else "") + f" --augment {args.augment} --device {args.device}")
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    text = "\n\n".join([
+        "# Trainer benchmark", f"Command: `{command}`  \nDevice: {device}, torch {torch.__version__}. "
+        f"Mode append, R = 1, strong augmentation {args.augment}; seconds are means over {args.epochs} epochs, "
+        "evaluation excluded.", "\n".join(lines)]) + "\n"
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""`coreaug datasets`: the list, a description, and the not-found error as one line."""
+import subprocess
+import sys
+
+
+def coreaug(*args, **env):
+    import os
+    return subprocess.run([sys.executable, "-m", "coreaug", "datasets", *map(str, args)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+
+
+def test_lists_every_dataset():
+    proc = coreaug()
+    assert proc.returncode == 0
+    assert proc.stdout.split() == ["cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "svhn", "synthetic"]
+
+
+def test_describes_a_dataset():
+    proc = coreaug("digits")
+    assert proc.returncode == 0 and "digits: 1438 train / 359 test images of shape (1, 8, 8), 10 classes" in proc.stdout
+
+
+def test_missing_dataset_is_one_line_listing_where_it_looked(tmp_path):
+    proc = coreaug("cifar10", "--data-dir", tmp_path, HOME=str(tmp_path), COREAUG_DATA=str(tmp_path / "env"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert str(tmp_path) in proc.stderr and "--download" in proc.stderr
