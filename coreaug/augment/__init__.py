@@ -3,6 +3,10 @@
 Ops take a (B, C, H, W) uint8 or float [0, 1] batch and per-example magnitudes (a number or a
 (B,) tensor); policies are found by name (``create_policy("weak+randaugment+cutout")``) and
 called as ``policy(images, generator)``. Outputs keep the input's shape, dtype and device.
+
+Grayscale: every op works on 1-channel batches; ``color`` (saturation) is then the identity and
+``contrast`` uses the channel as luminance. Ops that need luminance require 1 or 3 channels;
+the others take any channel count.
 """
 from .color_ops import (brightness, color, contrast, identity, invert, posterize, sharpness,
                         solarize)
