@@ -5,6 +5,7 @@ import click
 
 from coreaug import __version__
 
+from .bench import bench
 from .errors import fail
 from .datasets import datasets
 from .select import select
@@ -18,6 +19,7 @@ def app():
 
 
 app.add_command(datasets)
+app.add_command(bench)
 app.add_command(select)
 app.add_command(train)
 

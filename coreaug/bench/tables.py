@@ -1,0 +1,146 @@
+"""A finished grid as tables: one row per run (results.csv) and per (strategy, subset) group
+(results.md), with speed-ups against `full` and accuracy gains against `random`."""
+import csv
+import json
+import math
+import os
+
+from .timing import default_target, mean, speedup, std, time_to_target
+
+CSV_COLUMNS = (
+    "name", "strategy", "subset", "seed", "epochs", "final_accuracy", "best_accuracy",
+    "total_seconds", "selection_seconds", "selection_share", "eval_seconds", "n_trained",
+    "n_augmented", "target_accuracy", "time_to_target", "speedup", "target_speedup",
+)
+
+
+def read_run(run):
+    """A run's figures from its summary.json and metrics.jsonl, as a dict (see CSV_COLUMNS)."""
+    with open(os.path.join(run.folder, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(run.folder, "metrics.jsonl")) as f:
+        history = [json.loads(line) for line in f if line.strip()]
+    total = summary["total_seconds"]
+    return {
+        "name": run.name, "strategy": run.strategy, "subset": run.subset, "seed": run.seed,
+        "epochs": summary["epochs"], "final_accuracy": summary["final_test_accuracy"],
+        "best_accuracy": summary["best_test_accuracy"], "total_seconds": total,
+        "selection_seconds": summary["selection_seconds"],
+        "selection_share": summary["selection_seconds"] / total if total > 0 else math.nan,
+        "eval_seconds": summary["eval_seconds"], "n_trained": summary["n_trained"],
+        "n_augmented": summary["n_augmented"], "history": history,
+    }
+
+
+def add_timings(rows, target=None):
+    """Fill each row's target_accuracy, time_to_target, speedup and target_speedup in place.
+
+    `target` is an accuracy in (0, 1]; None takes `default_target`. Speed-ups divide the
+    `full` reference's mean over seeds (training seconds, or time to target) by the run's;
+    NaN without a full reference or for a run that never reached the target.
+    Returns (target, rule), the rule being a sentence saying how the target was chosen.
+    """
+    full = [r for r in rows if r["strategy"] == "full"]
+    if target is None:
+        target, rule = default_target([r["final_accuracy"] for r in rows], [r["final_accuracy"] for r in full])
+    else:
+        rule = "given with --target"
+    for row in rows:
+        row["target_accuracy"] = target
+        row["time_to_target"] = time_to_target(row["history"], target)
+    full_seconds = mean(r["total_seconds"] for r in full)
+    full_to_target = mean(r["time_to_target"] for r in full)
+    for row in rows:
+        row["speedup"] = speedup(full_seconds, row["total_seconds"])
+        row["target_speedup"] = speedup(full_to_target, row["time_to_target"])
+    return target, rule
+
+
+def write_csv(rows, path):
+    """One line per run with CSV_COLUMNS; NaN is written as an empty cell, subset too for references."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if _missing(row[c]) else _csv_value(row[c]) for c in CSV_COLUMNS])
+
+
+def group_rows(rows):
+    """Aggregate runs over seeds per (strategy, subset), in the rows' order. Returns a list of dicts."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["strategy"], row["subset"]), []).append(row)
+    full = [r for r in rows if r["strategy"] == "full"]
+    full_seconds = mean(r["total_seconds"] for r in full)
+    full_to_target = mean(r["time_to_target"] for r in full)
+    random_accuracy = {subset: mean(r["final_accuracy"] for r in members)
+                       for (strategy, subset), members in groups.items() if strategy == "random"}
+    summary = []
+    for (strategy, subset), members in groups.items():
+        accuracy = mean(r["final_accuracy"] for r in members)
+        seconds = mean(r["total_seconds"] for r in members)
+        to_target = mean(r["time_to_target"] for r in members)  # NaN unless every seed got there
+        gain = accuracy - random_accuracy.get(subset, math.nan) if strategy in ("coreset", "maxloss") else math.nan
+        summary.append({
+            "strategy": strategy, "subset": subset, "seeds": len(members),
+            "accuracy": accuracy, "accuracy_std": std(r["final_accuracy"] for r in members),
+            "best_accuracy": mean(r["best_accuracy"] for r in members),
+            "seconds": seconds, "seconds_std": std(r["total_seconds"] for r in members),
+            "speedup": speedup(full_seconds, seconds), "gain_over_random": gain,
+            "selection_share": mean(r["selection_seconds"] for r in members) / seconds if seconds > 0 else math.nan,
+            "reached": sum(not math.isnan(r["time_to_target"]) for r in members),
+            "time_to_target": to_target, "target_speedup": speedup(full_to_target, to_target),
+        })
+    return summary
+
+
+def markdown_table(groups, target, rule):
+    """results.md: the per-group table and a legend saying what each column measures."""
+    lines = [
+        f"Target accuracy: {target:.2%} ({rule}).",
+        "",
+        "| strategy | subset | seeds | final acc (mean ± std) | best acc | train seconds (mean ± std) "
+        "| speed-up vs full | gain over random | selection share | reached target | time to target "
+        "| time-to-target speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in groups:
+        lines.append(
+            f"| {g['strategy']} | {_fraction(g['subset'])} | {g['seeds']} "
+            f"| {g['accuracy']:.2%} ± {100 * g['accuracy_std']:.2f} | {g['best_accuracy']:.2%} "
+            f"| {g['seconds']:.1f} ± {g['seconds_std']:.1f} | {_times(g['speedup'])} "
+            f"| {_points(g['gain_over_random'])} | {g['selection_share']:.0%} | {g['reached']}/{g['seeds']} "
+            f"| {_seconds(g['time_to_target'])} | {_times(g['target_speedup'])} |")
+    lines += [
+        "",
+        "Train seconds are training time (epochs and selection; evaluation left out), summed over epochs.",
+        "Speed-up vs full: full's mean train seconds / the group's. Gain over random: final accuracy minus",
+        "random's at the same subset, in points. Selection share: selection seconds / train seconds.",
+        "Time to target: train seconds until the test accuracy first reaches the target, mean over seeds",
+        "(— unless every seed reached it); its speed-up is full's time to target / the group's.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _missing(value):
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _csv_value(value):
+    return repr(value) if isinstance(value, float) else value
+
+
+def _fraction(subset):
+    return "—" if subset is None else f"{subset:g}"
+
+
+def _times(value):
+    return "—" if math.isnan(value) else f"{value:.2f}x"
+
+
+def _points(value):
+    return "—" if math.isnan(value) else f"{100 * value:+.2f}"
+
+
+def _seconds(value):
+    return "—" if math.isnan(value) else f"{value:.1f} s"

@@ -1,0 +1,61 @@
+"""Time-to-target and speed-up arithmetic on a run's per-epoch metrics.
+
+Times are training seconds: the `elapsed_seconds` of metrics.jsonl, which sums the epochs'
+training and selection time and leaves evaluation out.
+"""
+import math
+
+NAN = float("nan")
+TARGET_FRACTION = 0.99
+
+
+def time_to_target(history, target):
+    """Training seconds until a run first reaches `target` test accuracy.
+
+    Takes the run's metrics rows (dicts with `test_accuracy` and `elapsed_seconds`, in epoch
+    order) and an accuracy in [0, 1]. Returns the `elapsed_seconds` of the first epoch whose
+    test accuracy is >= target, or NaN when no epoch reaches it.
+    """
+    for row in history:
+        if row["test_accuracy"] >= target:
+            return float(row["elapsed_seconds"])
+    return NAN
+
+
+def speedup(reference_seconds, seconds):
+    """How many times faster a run is than the reference: reference_seconds / seconds.
+
+    NaN when either time is NaN (a run that never reached its target) or `seconds` is not > 0.
+    """
+    if math.isnan(reference_seconds) or math.isnan(seconds) or seconds <= 0:
+        return NAN
+    return reference_seconds / seconds
+
+
+def mean(values):
+    """The mean of `values`; NaN if there are none or any is NaN."""
+    values = list(values)
+    return sum(values) / len(values) if values else NAN
+
+
+def std(values):
+    """The sample standard deviation (n - 1); 0 for one value, NaN for none."""
+    values = list(values)
+    if not values:
+        return NAN
+    if len(values) == 1:
+        return 0.0
+    m = mean(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def default_target(final_accuracies, full_final_accuracies):
+    """The default target accuracy of a grid, and the rule that chose it.
+
+    99% of the `full` reference's final test accuracy (mean over its seeds); without a `full`
+    reference in the grid, 99% of the best final accuracy of any run of the grid.
+    Returns (target, rule) where rule is a short sentence for the tables.
+    """
+    if full_final_accuracies:
+        return TARGET_FRACTION * mean(full_final_accuracies), "99% of full's final accuracy (mean over seeds)"
+    return TARGET_FRACTION * max(final_accuracies), "99% of the best final accuracy in the grid (no full reference)"
