@@ -155,6 +155,23 @@ def measure(shape_name, policy_name, args, device):
     return ours, ours_one_thread, theirs
 
 
+def busy_cores(seconds: float = 2.0) -> float:
+    """How many cores other processes keep busy, sampled from /proc/stat while this one sleeps
+    (Linux; NaN elsewhere)."""
+    def snapshot():
+        with open("/proc/stat") as stat:
+            user, nice, system, idle, iowait, irq, softirq = map(int, stat.readline().split()[1:8])
+        busy = user + nice + system + irq + softirq
+        return busy, busy + idle + iowait
+    try:
+        busy_before, total_before = snapshot()
+        time.sleep(seconds)
+        busy_after, total_after = snapshot()
+    except OSError:
+        return float("nan")
+    return (os.cpu_count() or 1) * (busy_after - busy_before) / max(total_after - total_before, 1)
+
+
 def _rate(batch, seconds):
     return f"{batch / seconds:,.0f}" if seconds else "n/a"
 
@@ -176,7 +193,7 @@ def main(argv=None):
         parser.error("--device cuda needs a CUDA build of torch and a GPU")
 
     threads = torch.get_num_threads()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    others = busy_cores()
     rows = []
     for shape_name in SHAPES:
         for policy_name in POLICIES:
@@ -201,10 +218,10 @@ def main(argv=None):
         f"{torch.__version__}, Pillow {PIL.__version__}. Pillow runs per image in one process, "
         "from a uint8 array through PIL and back, as a Dataset would. Images/second from the "
         f"best of {args.repeats} (coreaug) and {args.pillow_repeats} (Pillow) repeats: the machine "
-        f"is shared (1-minute load average {load:.1f} at the start), and with another process on "
-        "a core torch's 2 OpenMP threads stall at every parallel op, so the best repeat is the "
-        "least disturbed one. maxloss: 4 RandAugment candidates per example scored by a small "
-        "CNN (2 conv layers), no Pillow counterpart.",
+        f"is shared (other processes kept {others:.1f} of {os.cpu_count()} cores busy just before "
+        "the run), and with another process on a core torch's OpenMP threads stall at every "
+        "parallel op, so the best repeat is the least disturbed one. maxloss: 4 RandAugment "
+        "candidates per example scored by a small CNN (2 conv layers), no Pillow counterpart.",
         "",
         "| images | policy | coreaug img/s | coreaug 1 thread | Pillow img/s | speed-up | "
         "speed-up, 1 thread |",
