@@ -1,0 +1,168 @@
+"""`coreaug bench` end to end on a tiny synthetic grid: files, numbers, resuming, user mistakes."""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
+        "--epochs", "2", "--quiet"]
+GRID = ["--subsets", "0.3", "--strategies", "coreset,random", "--references", "full", "--seeds", "1"]
+RUNS = ("full-seed0", "coreset-0.3-seed0", "random-0.3-seed0")
+
+
+def coreaug(*args):
+    return subprocess.run([sys.executable, "-m", "coreaug", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """One tiny grid, trained once for the tests that only read it."""
+    out = tmp_path_factory.mktemp("bench") / "grid"
+    proc = coreaug("bench", *TINY, *GRID, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def summary(out, name):
+    return json.loads((out / "runs" / name / "summary.json").read_text())
+
+
+def test_bench_trains_each_run_in_its_folder_and_writes_the_tables(grid):
+    out, proc = grid
+    for name in RUNS:
+        assert (out / "runs" / name / "summary.json").exists()
+        assert (out / "runs" / name / "metrics.jsonl").exists()
+    assert (out / "results.csv").exists() and (out / "results.md").exists()
+    pytest.importorskip("matplotlib")
+    assert (out / "accuracy_vs_time.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_progress_line_per_run(grid):
+    _, proc = grid
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in lines] == [f"[{i}/3] {name}" for i, name in enumerate(RUNS, 1)]
+    assert all("final" in line and "s training" in line for line in lines)
+
+
+def test_runs_take_the_grid_settings(grid):
+    out, _ = grid
+    coreset = summary(out, "coreset-0.3-seed0")["config"]
+    full = summary(out, "full-seed0")["config"]
+    assert (coreset["strategy"], coreset["subset"], coreset["epochs"], coreset["dataset"]) == ("coreset", 0.3, 2, "synthetic")
+    assert full["strategy"] == "full"
+
+
+def test_csv_rows_match_the_run_summaries(grid):
+    out, _ = grid
+    rows = {r["name"]: r for r in csv.DictReader((out / "results.csv").open())}
+    assert set(rows) == set(RUNS)
+    full_seconds = summary(out, "full-seed0")["total_seconds"]
+    for name in RUNS:
+        s = summary(out, name)
+        assert float(rows[name]["final_accuracy"]) == s["final_test_accuracy"]
+        assert float(rows[name]["best_accuracy"]) == s["best_test_accuracy"]
+        assert float(rows[name]["total_seconds"]) == s["total_seconds"]
+        assert float(rows[name]["selection_seconds"]) == s["selection_seconds"]
+        assert float(rows[name]["speedup"]) == pytest.approx(full_seconds / s["total_seconds"])
+    assert rows["full-seed0"]["subset"] == "" and rows["coreset-0.3-seed0"]["subset"] == "0.3"
+
+
+def test_markdown_rows_show_the_summaries_figures(grid):
+    out, _ = grid
+    lines = {line.split("|")[1].strip(): line for line in (out / "results.md").read_text().splitlines()
+             if line.startswith("| ") and "---" not in line}
+    full, coreset = summary(out, "full-seed0"), summary(out, "coreset-0.3-seed0")
+    assert f"| {coreset['final_test_accuracy']:.2%} ± 0.00 |" in lines["coreset"]
+    assert f"| {coreset['total_seconds']:.1f} ± 0.0 |" in lines["coreset"]
+    assert f"| {full['total_seconds'] / coreset['total_seconds']:.2f}x |" in lines["coreset"]
+    assert "| 1.00x |" in lines["full"]
+    target = 0.99 * full["final_test_accuracy"]
+    assert f"Target accuracy: {target:.2%}" in (out / "results.md").read_text()
+
+
+@pytest.fixture
+def copied_grid(grid, tmp_path):
+    out = tmp_path / "grid"
+    shutil.copytree(grid[0], out)
+    return out
+
+
+@pytest.fixture
+def train_calls(monkeypatch):
+    """Count the trainer's calls from the grid (and still train)."""
+    import coreaug.bench.grid
+    calls = []
+    real_train = coreaug.bench.grid.train
+
+    def counting_train(config):
+        calls.append(config)
+        return real_train(config)
+    monkeypatch.setattr(coreaug.bench.grid, "train", counting_train)
+    return calls
+
+
+def test_rerun_skips_finished_runs_without_training(copied_grid, train_calls, capsys):
+    from cli.main import main
+    before = {name: os.stat(copied_grid / "runs" / name / "summary.json").st_mtime_ns for name in RUNS}
+    main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
+    out = capsys.readouterr().out
+    assert train_calls == []
+    assert out.count("skipped") == 3 and "(0 trained now)" in out
+    assert before == {name: os.stat(copied_grid / "runs" / name / "summary.json").st_mtime_ns for name in RUNS}
+
+
+def test_a_run_with_a_checkpoint_but_no_summary_is_resumed(copied_grid, train_calls, capsys):
+    from cli.main import main
+    run = copied_grid / "runs" / "random-0.3-seed0"
+    (run / "summary.json").unlink()
+    metrics = (run / "metrics.jsonl").read_text()
+    main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
+    assert [(c.strategy, c.resume) for c in train_calls] == [("random", True)]
+    assert (run / "summary.json").exists() and (run / "metrics.jsonl").read_text() == metrics
+    assert "[3/3] random-0.3-seed0: final" in capsys.readouterr().out
+
+
+def test_rerun_with_other_settings_is_refused_before_training(copied_grid, train_calls, capsys):
+    stderr = bench_in_process(capsys, *TINY, "--lr", "0.01", *GRID, "--out", copied_grid)
+    assert "other settings" in stderr and stderr.count("\n") == 1 and train_calls == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategies", "coreset,craig"], "unknown strategy 'craig'"),
+    (["--strategies", "full"], "'full' is a reference"),
+    (["--references", "half"], "unknown reference 'half'"),
+    (["--strategies", "", "--references", ""], "the grid is empty"),
+    (["--subsets", ""], "--subsets is empty"),
+    (["--subsets", "0.3,1.5"], "subsets must be fractions in (0, 1], got 1.5"),
+    (["--subsets", "0"], "subsets must be fractions in (0, 1], got 0.0"),
+    (["--subsets", "ten"], "--subsets must be a comma-separated list"),
+    (["--seeds", "0"], "seeds must be an integer >= 1"),
+    (["--target", "1.5"], "target must be an accuracy in (0, 1]"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+])
+def test_user_mistakes_are_one_line_exit_2_nothing_run(tmp_path, capsys, args, message):
+    stderr = bench_in_process(capsys, *TINY, *GRID, *args, "--out", tmp_path / "grid")
+    assert message in stderr and stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert not (tmp_path / "grid").exists()
+
+
+def test_unwritable_out_is_one_line_exit_2_nothing_run(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    stderr = bench_in_process(capsys, *TINY, *GRID, "--out", blocker / "grid")
+    assert "not a writable folder" in stderr and stderr.count("\n") == 1
+    assert blocker.read_text() == "not a folder"
+
+
+def bench_in_process(capsys, *args):
+    """Run `coreaug bench` in this process (no interpreter start-up); expect exit 2, return stderr."""
+    from cli.main import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *map(str, args)])
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
