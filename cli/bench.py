@@ -2,6 +2,7 @@
 import click
 
 import coreaug.bench
+from coreaug.bench.tables import read_run
 
 from .errors import user_errors
 from .train import make_config, train_options
@@ -19,9 +20,9 @@ def _report(run, status, position, total):
     if status == "skipped":
         click.echo(f"{prefix} finished before, skipped ({run.folder})")
         return
-    from coreaug.bench.tables import read_run  # the figures the tables will show
-    row = read_run(run)
-    click.echo(f"{prefix} final {row['final_accuracy']:.2%} (best {row['best_accuracy']:.2%}), "
+    row = read_run(run)  # the figures the tables will show
+    resumed = " resumed," if status == "resumed" else ""
+    click.echo(f"{prefix}{resumed} final {row['final_accuracy']:.2%} (best {row['best_accuracy']:.2%}), "
                f"{row['total_seconds']:.1f} s training, {row['selection_seconds']:.1f} s selection")
 
 

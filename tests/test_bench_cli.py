@@ -124,7 +124,7 @@ def test_a_run_with_a_checkpoint_but_no_summary_is_resumed(copied_grid, train_ca
     main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
     assert [(c.strategy, c.resume) for c in train_calls] == [("random", True)]
     assert (run / "summary.json").exists() and (run / "metrics.jsonl").read_text() == metrics
-    assert "[3/3] random-0.3-seed0: final" in capsys.readouterr().out
+    assert "[3/3] random-0.3-seed0: resumed, final" in capsys.readouterr().out
 
 
 def test_rerun_with_other_settings_is_refused_before_training(copied_grid, train_calls, capsys):

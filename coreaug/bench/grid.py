@@ -34,10 +34,10 @@ class GridRun:
         return self.config.out
 
     def state(self):
-        """"finished" (summary.json written), "partial" (config.json, maybe a checkpoint) or "new"."""
+        """"finished" (summary.json written), "interrupted" (a checkpoint, no summary) or "new"."""
         if os.path.exists(os.path.join(self.folder, "summary.json")):
             return "finished"
-        return "partial" if os.path.exists(os.path.join(self.folder, "config.json")) else "new"
+        return "interrupted" if os.path.exists(os.path.join(self.folder, "checkpoint.pt")) else "new"
 
 
 def plan_grid(config, out, subsets, strategies, references, seeds):
@@ -99,17 +99,18 @@ def check_writable(out):
 def run_grid_runs(runs, report=None):
     """Train every run that has no summary yet (resuming from its checkpoint); skip the others.
 
-    `report(run, status, position)` is called after each run with status "trained" or
-    "skipped". Returns the number of runs trained.
+    `report(run, status, position)` is called after each run with status "trained",
+    "resumed" (continued from its checkpoint) or "skipped". Returns the number of runs trained.
     """
     trained = 0
     for position, run in enumerate(runs, 1):
-        if run.state() == "finished":
+        state = run.state()
+        if state == "finished":
             status = "skipped"
         else:
-            train(run.config)
+            train(run.config)  # resume=True: continues from checkpoint.pt when there is one
             trained += 1
-            status = "trained"
+            status = "resumed" if state == "interrupted" else "trained"
         if report:
             report(run, status, position)
     return trained
