@@ -70,6 +70,8 @@ def make_config(**flags):
 def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected coreset."""
     result = coreaug.train(make_config(**flags))
+    if result.rank != 0:  # under torchrun, rank 0 speaks for the run
+        return
     click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
                f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
                + (f"; outputs in {result.out}" if result.out else ""))

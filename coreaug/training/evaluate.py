@@ -15,8 +15,8 @@ def _logits(model, images, preprocess, batch_size, autocast):
         model.train(was_training)
 
 
-def evaluate(model, images, labels, preprocess, batch_size, autocast):
-    """(mean cross-entropy, accuracy) of `model` on a labelled set."""
+def evaluation_sums(model, images, labels, preprocess, batch_size, autocast):
+    """(summed cross-entropy, number correct) of `model` on a labelled set (0s for an empty one)."""
     loss = correct = 0.0
     start = 0
     for logits in _logits(model, images, preprocess, batch_size, autocast):
@@ -24,6 +24,12 @@ def evaluate(model, images, labels, preprocess, batch_size, autocast):
         loss += float(F.cross_entropy(logits, y, reduction="sum"))
         correct += float((logits.argmax(1) == y).sum())
         start += len(logits)
+    return loss, correct
+
+
+def evaluate(model, images, labels, preprocess, batch_size, autocast):
+    """(mean cross-entropy, accuracy) of `model` on a labelled set."""
+    loss, correct = evaluation_sums(model, images, labels, preprocess, batch_size, autocast)
     return loss / len(labels), correct / len(labels)
 
 

@@ -31,6 +31,15 @@ class EpochPlan:
         return EpochPlan(self.indices[take], self.weights[take], self.augmented[take])
 
 
+def plan_length(n, strategy, mode, selected, copies):
+    """Examples in every epoch's plan for a training set of `n` and a selection of `selected`."""
+    if strategy == "none":
+        return n
+    if strategy == "full":
+        return n * (1 + copies)
+    return (n if mode == "append" else selected) + copies * selected
+
+
 def epoch_plan(n, strategy, mode, selected, weights, copies, weight_augmented, generator):
     """Build and shuffle one epoch's plan.
 

@@ -5,34 +5,49 @@ import torch
 
 from coreaug.selection import estimate_gradients, select_coreset, select_maxloss, select_random
 
+from .distributed import Distributed
 from .evaluate import example_losses
 
+SINGLE_PROCESS = Distributed()
 
-def select_examples(config, model, data, epoch, autocast, estimate_batch_size=1024):
+
+def select_examples(config, model, data, epoch, autocast, estimate_batch_size=1024, distributed=SINGLE_PROCESS):
     """Run the strategy's selection on the clean training set at the start of `epoch`.
 
     Returns (indices int64, weights float32, timings) with timings split into
     "estimate_seconds" (gradient estimates or losses: a forward pass over the training
     set in eval mode) and "facility_location_seconds" (kNN graph, greedy, weights).
+
+    Under torchrun (`distributed` with several processes) each process estimates its
+    `row_slice` of the training set, rank 0 gathers the estimates and selects, and the
+    selection is broadcast, so every process returns the same one (rank 0's timings).
     """
     timings = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
     t0 = time.perf_counter()
-    labels = data.train_labels.cpu()
-    if config.strategy == "random":
-        selection = select_random(labels, config.subset, balance=config.balance,
-                                  seed=config.seed * 100_003 + epoch)
-        timings["facility_location_seconds"] = time.perf_counter() - t0
-    elif config.strategy == "maxloss":
-        losses = example_losses(model, data.train_images, data.train_labels, data.preprocess,
-                                estimate_batch_size, autocast)
-        t1 = time.perf_counter()
-        selection = select_maxloss(losses, labels, config.subset, balance=config.balance)
-        timings["estimate_seconds"], timings["facility_location_seconds"] = t1 - t0, time.perf_counter() - t1
-    else:
+    rows = distributed.row_slice(len(data.train_labels))
+    scores = None
+    if config.strategy == "maxloss":
+        scores = distributed.gather_rows(example_losses(
+            model, data.train_images[rows], data.train_labels[rows], data.preprocess, estimate_batch_size, autocast))
+    elif config.strategy == "coreset":
         with autocast():
-            gradients = estimate_gradients(model, data.train_images, data.train_labels, kind=config.gradients,
-                                           batch_size=estimate_batch_size, transform=data.preprocess)
-        t1 = time.perf_counter()
-        selection = select_coreset(gradients, labels, config.subset, balance=config.balance, knn=config.knn)
-        timings["estimate_seconds"], timings["facility_location_seconds"] = t1 - t0, time.perf_counter() - t1
-    return torch.from_numpy(selection.indices), torch.from_numpy(selection.weights), timings
+            scores = distributed.gather_rows(estimate_gradients(
+                model, data.train_images[rows], data.train_labels[rows], kind=config.gradients,
+                batch_size=estimate_batch_size, transform=data.preprocess))
+    t1 = time.perf_counter()
+
+    def select():
+        labels = data.train_labels.cpu()
+        if config.strategy == "random":
+            selection = select_random(labels, config.subset, balance=config.balance, seed=config.seed * 100_003 + epoch)
+        elif config.strategy == "maxloss":
+            selection = select_maxloss(scores, labels, config.subset, balance=config.balance)
+        else:
+            selection = select_coreset(scores, labels, config.subset, balance=config.balance, knn=config.knn)
+        if config.strategy == "random":  # nothing to estimate: all of it is the selection's
+            timings["facility_location_seconds"] = time.perf_counter() - t0
+        else:
+            timings["estimate_seconds"], timings["facility_location_seconds"] = t1 - t0, time.perf_counter() - t1
+        return torch.from_numpy(selection.indices), torch.from_numpy(selection.weights), timings
+
+    return distributed.on_main(select)

@@ -14,7 +14,8 @@ from coreaug.augment import create_policy
 from coreaug.models import create_model
 
 from .config import TrainConfig
-from .evaluate import evaluate
+from .distributed import check_world_size, join_run
+from .evaluate import evaluation_sums
 from .inputs import load_run_data
 from .plan import epoch_plan
 from .run_files import RunFolder
@@ -36,19 +37,18 @@ class TrainResult:
     selection_seconds: float
     model: torch.nn.Module = field(repr=False)
     out: str = None
+    rank: int = 0
+    world_size: int = 1
 
 
-def pick_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
+def epoch_generator(seed, epoch, stream, rank=0):
+    """A generator seeded by (seed, epoch, stream, rank): an epoch's randomness needs no saved state.
 
-
-def epoch_generator(seed, epoch, stream):
-    """A generator seeded by (seed, epoch, stream): an epoch's randomness needs no saved state."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 8 + stream)
+    Every process draws the same plan (rank left at 0) but its own augmentations (its rank),
+    so that no two processes apply the same random transforms. The CPU generator keeps only
+    a seed's low 32 bits, so the rank enters there, spread by an odd (invertible) multiplier.
+    """
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 8 + stream + rank * 0x9E3779B1) % 2 ** 32)
 
 
 def _strong_policy(config):
@@ -66,17 +66,44 @@ def train(config):
     config.json, metrics.jsonl, summary.json and checkpoint.pt there; `resume` continues
     from the checkpoint. Raises ValueError / FileNotFoundError for bad settings or missing
     data before anything is written. Returns a TrainResult.
+
+    Launched by torchrun with several processes, each process trains its disjoint share
+    of every epoch's plan (`EpochPlan.shard`) in DistributedDataParallel, with
+    `batch_size` as the global batch; rank 0 selects (from gradient estimates that every
+    process computes on a slice of the training set) and broadcasts the selection, logged
+    metrics are sums over all processes, and only rank 0 writes files or prints.
     """
     config = config.resolved() if isinstance(config, TrainConfig) else TrainConfig(**config).resolved()
+    distributed = join_run(config.device)
+    try:
+        return _run(config, distributed)
+    finally:
+        distributed.close()
+
+
+def _open_run(config, distributed):
+    """(run folder or None, checkpoint or None, data), every check passed before a file is written.
+
+    Only rank 0 holds the folder: it reads it, and every process resumes from what it read
+    (so the processes need no shared disk).
+    """
     identity = config.identity()
-    folder = RunFolder(config.out) if config.out else None
-    checkpoint = folder.check(identity, config.resume) if folder else None
-    device = pick_device(config.device)
-    data = load_run_data(config, device)
-    strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
+    folder = RunFolder(config.out) if config.out and distributed.is_main else None
+    checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume)) if config.out else None
+    with distributed.node_main_first():  # a --download happens once per node
+        data = load_run_data(config, distributed.device)
+    check_world_size(config, len(data.train_labels), distributed.world_size)
     if folder:
         folder.start(identity, fresh=checkpoint is None)
+    return folder, checkpoint, data
 
+
+def _run(config, distributed):
+    if not distributed.is_main:
+        config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
+    identity, device = config.identity(), distributed.device
+    strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
+    folder, checkpoint, data = _open_run(config, distributed)
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.in_channels, data.num_classes).to(device)
     if device.type == "cuda":
@@ -88,7 +115,13 @@ def train(config):
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, selection, start_epoch = checkpoint["history"], checkpoint["selection"], checkpoint["epoch"]
+    # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
+    # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
+    train_forward = forward
+    if distributed.world_size > 1:
+        train_forward = distributed.wrap(model)
+        train_forward = torch.compile(train_forward) if config.compile else train_forward
     autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda"
                 else contextlib.nullcontext)
 
@@ -98,27 +131,35 @@ def train(config):
         sel_times = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
         selected_now = config.strategy in SELECTING and (epoch % config.select_every == 0 or selection is None)
         if selected_now:
-            selection = select_examples(config, model, data, epoch, autocast)
+            selection = _select(config, model, data, epoch, autocast, distributed)
             sel_times = selection[2]
         indices, weights = (selection[0], selection[1]) if selection else (None, None)
+        # Every process draws the same plan and trains its own disjoint share of it.
         plan = epoch_plan(n, config.strategy, config.mode, indices, weights, config.copies,
                           config.weight_augmented, epoch_generator(config.seed, epoch, 0))
-        loss_sum, correct = _train_epoch(config, forward, model, optimizer, data, plan, strong, weak,
-                                         epoch, autocast, device)
+        share = plan.shard(distributed.rank, distributed.world_size)
+        loss_sum, correct = _train_epoch(config, train_forward, forward, optimizer, data, share, strong, weak,
+                                         epoch, autocast, distributed)
+        distributed.broadcast_buffers(model)
+        loss_sum, correct, n_trained, n_augmented = distributed.all_reduce_sum(
+            [loss_sum, correct, len(share), share.n_augmented])
+        n_trained, n_augmented = int(n_trained), int(n_augmented)
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        test_loss, test_accuracy = evaluate(forward, data.test_images, data.test_labels, data.preprocess,
-                                            1024, autocast)
+        test_rows = distributed.row_slice(len(data.test_labels))
+        test_loss, test_correct = distributed.all_reduce_sum(evaluation_sums(
+            forward, data.test_images[test_rows], data.test_labels[test_rows], data.preprocess, 1024, autocast))
+        test_loss, test_accuracy = test_loss / len(data.test_labels), test_correct / len(data.test_labels)
         elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + epoch_seconds
         history.append({
-            "epoch": epoch, "train_loss": loss_sum / len(plan), "train_accuracy": correct / len(plan),
+            "epoch": epoch, "train_loss": loss_sum / n_trained, "train_accuracy": correct / n_trained,
             "test_loss": test_loss, "test_accuracy": test_accuracy,
             "lr": learning_rate(config, epoch + 1), "epoch_seconds": epoch_seconds,
             "selection_seconds": sum(sel_times.values()), **sel_times,
             "eval_seconds": time.perf_counter() - t1, "elapsed_seconds": elapsed,
-            "n_trained": len(plan), "n_augmented": plan.n_augmented, "selected": selected_now,
+            "n_trained": n_trained, "n_augmented": n_augmented, "selected": selected_now,
         })
         if folder:
             folder.save_epoch({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -127,30 +168,42 @@ def train(config):
             m = history[-1]
             tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
                        f"test acc {test_accuracy:.2%}  {epoch_seconds:.1f} s "
-                       f"(selection {m['selection_seconds']:.2f} s)  {len(plan)} trained, {plan.n_augmented} augmented")
+                       f"(selection {m['selection_seconds']:.2f} s)  {n_trained} trained, {n_augmented} augmented")
 
-    result = _result(config, history, model)
+    result = _result(config, history, model, distributed)
     if folder:
         folder.save_summary(_summary(config, result, device))
     return result
 
 
-def _train_epoch(config, forward, model, optimizer, data, plan, strong, weak, epoch, autocast, device):
-    """One pass over `plan`: weak augmentation for all, strong for the copies; weighted loss."""
-    generator = epoch_generator(config.seed, epoch, 1)
-    steps = -(-len(plan) // config.batch_size)
+def _select(config, model, data, epoch, autocast, distributed):
+    if distributed.world_size == 1:  # called as before, so that tests can stand in for it
+        return select_examples(config, model, data, epoch, autocast)
+    return select_examples(config, model, data, epoch, autocast, distributed=distributed)
+
+
+def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, weak, epoch, autocast, distributed):
+    """One pass over `plan`: weak augmentation for all, strong for the copies; weighted loss.
+
+    `plan` is this process's share; its batches are batch_size / world_size, so the
+    processes' batches of one step make up one global batch of the epoch's plan.
+    """
+    device, batch_size = distributed.device, config.batch_size // distributed.world_size
+    generator = epoch_generator(config.seed, epoch, 1, distributed.rank)
+    steps = -(-len(plan) // batch_size)
     loss_sum = correct = 0.0
     forward.train()
-    bar = tqdm(total=len(plan), desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
+    world = distributed.world_size  # the bar counts every process's examples, rank 0's times world
+    bar = tqdm(total=len(plan) * world, desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
                disable=config.quiet, leave=False, dynamic_ncols=True)
     start_time = time.perf_counter()
     for step in range(steps):
-        take = slice(step * config.batch_size, (step + 1) * config.batch_size)
+        take = slice(step * batch_size, (step + 1) * batch_size)
         idx, aug = plan.indices[take].to(device), plan.augmented[take].to(device)
         images, labels = data.train_images[idx], data.train_labels[idx]
         images = weak(images, generator)
         if aug.any():
-            context = {"model": forward, "labels": labels[aug], "preprocess": data.preprocess} if strong.needs_model else {}
+            context = {"model": eval_forward, "labels": labels[aug], "preprocess": data.preprocess} if strong.needs_model else {}
             images[aug] = strong(images[aug], generator, **context)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch + step / steps)
@@ -163,21 +216,22 @@ def _train_epoch(config, forward, model, optimizer, data, plan, strong, weak, ep
         optimizer.step()
         loss_sum += float(losses.detach().sum())
         correct += float((logits.argmax(1) == labels).sum())
-        bar.update(len(idx))
+        bar.update(len(idx) * world)
         if step % 10 == 0 or step == steps - 1:
-            seen = min((step + 1) * config.batch_size, len(plan))
+            seen = min((step + 1) * batch_size, len(plan))
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
-                            ex_s=f"{seen / (time.perf_counter() - start_time):.0f}")
+                            ex_s=f"{seen * world / (time.perf_counter() - start_time):.0f}")
     bar.close()
     return loss_sum, correct
 
 
-def _result(config, history, model):
+def _result(config, history, model, distributed):
     accuracies = [m["test_accuracy"] for m in history] or [float("nan")]
     return TrainResult(
         config=config, history=history, final_test_accuracy=accuracies[-1], best_test_accuracy=max(accuracies),
         total_seconds=sum(m["epoch_seconds"] for m in history),
         selection_seconds=sum(m["selection_seconds"] for m in history), model=model, out=config.out,
+        rank=distributed.rank, world_size=distributed.world_size,
     )
 
 
@@ -192,7 +246,8 @@ def _summary(config, result, device):
         "eval_seconds": sum(m["eval_seconds"] for m in history),
         "epochs": len(history), "n_trained": sum(m["n_trained"] for m in history),
         "n_augmented": sum(m["n_augmented"] for m in history),
-        "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "device": str(device), "world_size": result.world_size,
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus"
                    + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
     }

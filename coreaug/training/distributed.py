@@ -1,0 +1,200 @@
+"""Training under torchrun: this process's rank and device, and the few collectives the trainer needs.
+
+torchrun (torch.distributed.run) starts one process per device and tells each its place
+through RANK, WORLD_SIZE and LOCAL_RANK. `join_run` reads them, joins the process group
+(NCCL on CUDA, gloo on the CPU) and returns a `Distributed`; without them it returns the
+single-process `Distributed`, whose collectives give back their input unchanged.
+"""
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def pick_device(name):
+    """The torch.device of a single-process run for `--device` ("auto", "cpu", "cuda[:N]")."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def _rank_device(name, local_rank):
+    """Under torchrun every process of a node takes the GPU numbered by its LOCAL_RANK."""
+    device = pick_device(name)
+    if device.type != "cuda":
+        return device
+    if device.index is not None and device.index != local_rank:
+        raise ValueError(f"under torchrun each process uses cuda:LOCAL_RANK, but --device {name} was given "
+                         f"to the process with LOCAL_RANK={local_rank}; pass --device cuda (or auto)")
+    if local_rank >= torch.cuda.device_count():
+        raise ValueError(f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} visible GPUs; "
+                         "launch at most that many processes per node (--nproc-per-node)")
+    return torch.device("cuda", local_rank)
+
+
+class Distributed:
+    """This process's place in a run and the collectives that keep the processes in step.
+
+    rank, world_size: this process's number and how many there are (1: a single process).
+    local_rank: its number on this node, which picks its GPU. device: where it trains.
+    Every collective is called by all processes in the same order; with world_size 1
+    each one returns its input.
+    """
+
+    def __init__(self, rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False):
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        self.device = torch.device(device)
+        self.owns_group = owns_group
+
+    @property
+    def is_main(self):
+        """Rank 0 selects the coreset, writes the run's files and prints progress."""
+        return self.rank == 0
+
+    def row_slice(self, n):
+        """This process's contiguous share of `n` rows: shares differ by at most one row, in rank order."""
+        return slice(n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size)
+
+    def gather_rows(self, rows):
+        """Every process's `rows` (its `row_slice` of a tensor) joined in rank order, on the main process.
+
+        Shares of unequal length are padded to the longest for the collective and cut back
+        after. Returns the (sum of rows, ...) tensor on the main process, on `rows`' device,
+        and None on the others, which so never hold the whole set (N x d floats: 5 GB for
+        ImageNet's logit gradients).
+        """
+        if self.world_size == 1:
+            return rows
+        counts = torch.zeros(self.world_size, dtype=torch.int64, device=self.device)
+        counts[self.rank] = len(rows)
+        dist.all_reduce(counts)
+        longest = int(counts.max())
+        padded = torch.zeros((longest, *rows.shape[1:]), dtype=rows.dtype, device=self.device)
+        padded[:len(rows)] = rows.to(self.device)
+        shares = [torch.empty_like(padded) for _ in range(self.world_size)] if self.is_main else None
+        dist.gather(padded, shares, dst=0)
+        if not self.is_main:
+            return None
+        return torch.cat([share[:count] for share, count in zip(shares, counts.tolist())]).to(rows.device)
+
+    def broadcast(self, value):
+        """The main process's `value` (any picklable object, e.g. a selection) on every process."""
+        if self.world_size == 1:
+            return value
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0, device=self.device)
+        return box[0]
+
+    def on_main(self, work):
+        """Call `work()` on the main process only; return its result, or raise its exception, everywhere.
+
+        For what only rank 0 may do, such as reading the run folder, while every process
+        needs the outcome (a checkpoint to resume from, or the error to stop on).
+        """
+        outcome = None
+        if self.is_main:
+            try:
+                outcome = (True, work())
+            except Exception as exc:  # noqa: BLE001 - re-raised on every process just below
+                outcome = (False, exc)
+        ok, value = self.broadcast(outcome)
+        if not ok:
+            raise value
+        return value
+
+    def all_reduce_sum(self, values):
+        """Element-wise sums over the processes of a list of numbers, as Python floats (float64)."""
+        if self.world_size == 1:
+            return [float(v) for v in values]
+        total = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return total.tolist()
+
+    def broadcast_buffers(self, model):
+        """Copy rank 0's buffers (BatchNorm running statistics) into every process's `model`.
+
+        DDP keeps parameters equal, but each process updates its running statistics on its
+        own batches; after an epoch they are made equal again so that evaluation, the next
+        selection and the checkpoint all see one model.
+        """
+        if self.world_size == 1:
+            return
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+    @contextlib.contextmanager
+    def node_main_first(self):
+        """Run the block on each node's LOCAL_RANK 0 before its other processes (a download, say)."""
+        if self.world_size > 1 and self.local_rank != 0:
+            dist.barrier()
+        try:
+            yield
+        finally:
+            if self.world_size > 1 and self.local_rank == 0:
+                dist.barrier()
+
+    def wrap(self, model):
+        """`model` in DistributedDataParallel when there are several processes, else itself."""
+        if self.world_size == 1:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    def close(self):
+        """Leave the process group if `join_run` created it."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def join_run(device_name):
+    """This process's `Distributed`, joining torchrun's process group when launched by it.
+
+    Reads WORLD_SIZE, RANK and LOCAL_RANK (set by torchrun); with WORLD_SIZE above 1 it
+    initialises the default process group from MASTER_ADDR/MASTER_PORT (NCCL when the
+    device is CUDA, gloo on the CPU) unless the caller already has, and each process
+    trains on cuda:LOCAL_RANK or the CPU. Otherwise a single-process `Distributed` on
+    `pick_device(device_name)`. Raises ValueError for a device the node cannot give.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1 and not dist.is_initialized():
+        return Distributed(device=pick_device(device_name))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _rank_device(device_name, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, device, owns_group)
+
+
+def check_world_size(config, n_train, world_size):
+    """Raise ValueError unless `world_size` processes can split the run's work evenly.
+
+    Every process needs the same number of steps per epoch (DDP's collectives must pair
+    up), so the global batch is split into equal per-process batches, each process takes
+    an equal share of every epoch's plan (at least one example), and of the training
+    set for the gradient estimates (at least one example).
+    """
+    if world_size == 1:
+        return
+    from coreaug.selection import budget_size
+
+    from .plan import plan_length
+
+    fix = f"launch fewer processes (--nproc-per-node x --nnodes is {world_size})"
+    if config.batch_size % world_size:
+        lower = config.batch_size - config.batch_size % world_size
+        raise ValueError(f"batch_size {config.batch_size} is the global batch and must split evenly over the "
+                         f"{world_size} processes; use a multiple of {world_size} such as "
+                         f"{lower or world_size} or {lower + world_size}, or {fix}")
+    if n_train < world_size:
+        raise ValueError(f"the training set has {n_train} examples, fewer than the {world_size} processes; "
+                         f"raise --train-limit or {fix}")
+    planned = plan_length(n_train, config.strategy, config.mode, budget_size(config.subset, n_train), config.copies)
+    if planned < world_size:
+        raise ValueError(f"each epoch trains {planned} examples, fewer than the {world_size} processes; "
+                         f"raise --subset or --train-limit, or {fix}")

@@ -1,0 +1,217 @@
+"""Training under torchrun: two CPU processes (gloo) agree on the selection, split each epoch
+without overlap, count like one process, resume, fail together, and only rank 0 writes."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from unittest import mock
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import coreaug
+from coreaug.training import trainer as trainer_module
+from coreaug.training.distributed import Distributed, check_world_size
+from coreaug.training.plan import EpochPlan
+
+ARGS = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
+        "--epochs", "2", "--subset", "0.25", "--device", "cpu", "--quiet"]
+RUN = dict(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=2, subset=0.25,
+           device="cpu", quiet=True)
+WORLD = 2
+ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    ONE_THREAD.pop(name, None)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scores(history):
+    """Per-epoch metrics without the timings."""
+    return [{k: v for k, v in m.items() if "seconds" not in k} for m in history]
+
+
+def recorded_run(out):
+    """A run that notes every selection and every epoch plan with this process's share of it."""
+    selections, shares = [], []
+    real_select, real_shard = trainer_module.select_examples, EpochPlan.shard
+
+    def select(*args, **kwargs):
+        selections.append(real_select(*args, **kwargs))
+        return selections[-1]
+
+    def shard(plan, rank, world_size):
+        share = real_shard(plan, rank, world_size)
+        shares.append((plan, share))
+        return share
+
+    with mock.patch.object(trainer_module, "select_examples", select), mock.patch.object(EpochPlan, "shard", shard):
+        result = coreaug.train(coreaug.TrainConfig(**RUN, out=out))
+    return {"history": result.history, "world_size": result.world_size,
+            "selections": [(i, w) for i, w, _ in selections], "shares": shares}
+
+
+def resumed_run(out):
+    """(history and weights of an uninterrupted run, the same of a run cut after 2 epochs and resumed)."""
+    config = dict(RUN, epochs=4, select_every=3)
+    whole = coreaug.train(coreaug.TrainConfig(**config, out=f"{out}/whole"))
+    real_generator = trainer_module.epoch_generator
+
+    def interrupt_at_epoch_2(seed, epoch, stream, rank=0):
+        if epoch == 2:  # every process stops at the same point, after two checkpoints
+            raise KeyboardInterrupt
+        return real_generator(seed, epoch, stream, rank)
+
+    with mock.patch.object(trainer_module, "epoch_generator", interrupt_at_epoch_2), \
+            pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config, out=f"{out}/cut"))
+    resumed = coreaug.train(coreaug.TrainConfig(**config, out=f"{out}/cut", resume=True))
+    return [(scores(r.history), r.model.state_dict()) for r in (whole, resumed)]
+
+
+def error_of(work):
+    try:
+        work()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def worker(rank, port, out):
+    """One of WORLD processes, set up as torchrun would set it up."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        here = Distributed(rank, WORLD)
+        record = {
+            "gathered": here.gather_rows(torch.full((3 - 2 * rank, 2), float(rank))),
+            "recorded": recorded_run(f"{out}/recorded"),
+            "resumed": resumed_run(out),
+            "too_small": error_of(lambda: coreaug.train(coreaug.TrainConfig(**dict(RUN, train_limit=1)))),
+            "other_config": error_of(lambda: coreaug.train(coreaug.TrainConfig(**dict(RUN, subset=0.5),
+                                                                               out=f"{out}/recorded"))),
+        }
+    finally:
+        dist.destroy_process_group()
+    torch.save(record, f"{out}/rank{rank}.pt")
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    """What each of two spawned processes saw, and the folder they shared."""
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(worker, args=(free_port(), str(out)), nprocs=WORLD)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)], out
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The same run in one process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return recorded_run(str(tmp_path_factory.mktemp("single") / "recorded"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_every_rank_trains_on_the_same_selection(ranks):
+    (zero, one), _ = ranks
+    assert len(zero["recorded"]["selections"]) == 2
+    for (i0, w0), (i1, w1) in zip(zero["recorded"]["selections"], one["recorded"]["selections"]):
+        assert torch.equal(i0, i1) and torch.equal(w0, w1)
+
+
+def test_first_selection_matches_the_single_process_one(ranks, single):
+    """Same initial model, estimates gathered in order: rank 0 selects what one process selects."""
+    (zero, _), _ = ranks
+    (i_ddp, w_ddp), (i_one, w_one) = zero["recorded"]["selections"][0], single["selections"][0]
+    assert torch.equal(i_ddp, i_one) and torch.allclose(w_ddp, w_one)
+
+
+def test_shares_are_disjoint_equal_and_cover_the_epoch_plan(ranks):
+    (zero, one), _ = ranks
+    for (plan0, share0), (plan1, share1) in zip(zero["recorded"]["shares"], one["recorded"]["shares"]):
+        assert torch.equal(plan0.indices, plan1.indices) and torch.equal(plan0.augmented, plan1.augmented)
+        assert len(share0) == len(share1) == len(plan0) // 2
+        pairs = lambda p: Counter(zip(p.indices.tolist(), p.augmented.tolist()))  # noqa: E731
+        assert max(pairs(plan0).values()) == 1  # each (example, augmented?) once: a plain set
+        assert pairs(share0) + pairs(share1) == pairs(plan0)
+
+
+def test_example_counts_and_metrics_are_global_and_the_same_on_every_rank(ranks, single):
+    (zero, one), _ = ranks
+    counts = lambda h: [(m["n_trained"], m["n_augmented"]) for m in h]  # noqa: E731
+    assert counts(zero["recorded"]["history"]) == counts(single["history"]) == [(64 + 16, 16)] * 2
+    assert scores(zero["recorded"]["history"]) == scores(one["recorded"]["history"])
+    assert zero["recorded"]["world_size"] == 2
+
+
+def test_rows_of_unequal_shares_are_gathered_in_rank_order_on_rank_0(ranks):
+    (zero, one), _ = ranks
+    assert zero["gathered"].tolist() == [[0.0, 0.0]] * 3 + [[1.0, 1.0]]
+    assert one["gathered"] is None
+
+
+def test_resume_reaches_the_uninterrupted_run(ranks):
+    (zero, one), _ = ranks
+    for record in (zero, one):
+        (whole, whole_weights), (resumed, resumed_weights) = record["resumed"]
+        assert resumed == whole and len(whole) == 4
+        assert all(torch.equal(whole_weights[k], resumed_weights[k]) for k in whole_weights)
+
+
+def test_errors_are_raised_on_every_rank_before_training(ranks):
+    (zero, one), _ = ranks
+    assert zero["too_small"] == one["too_small"] and "fewer than the 2 processes" in zero["too_small"]
+    assert zero["other_config"] == one["other_config"] and "different config" in zero["other_config"]
+
+
+def test_world_size_must_split_the_global_batch_and_the_plan():
+    config = coreaug.TrainConfig(**dict(RUN, batch_size=33)).resolved()
+    with pytest.raises(ValueError, match="batch_size 33 is the global batch .* multiple of 2 such as 32 or 34"):
+        check_world_size(config, 64, 2)
+    config = coreaug.TrainConfig(**dict(RUN, mode="subset", subset=0.01, batch_size=8)).resolved()
+    with pytest.raises(ValueError, match="each epoch trains 2 examples, fewer than the 4 processes"):
+        check_world_size(config, 64, 4)
+    check_world_size(config, 64, 2)
+
+
+def test_ranks_draw_different_augmentations_and_rank_0_draws_the_single_process_ones():
+    draw = lambda rank: torch.rand(8, generator=trainer_module.epoch_generator(0, 3, 1, rank))  # noqa: E731
+    assert torch.equal(draw(0), torch.rand(8, generator=torch.Generator().manual_seed(3 * 8 + 1)))
+    assert not torch.equal(draw(0), draw(1))
+
+
+def test_torchrun_launch_writes_what_a_single_process_writes_from_rank_0_alone(tmp_path):
+    """The README's command: torchrun --nproc-per-node 2 -m coreaug train ..."""
+    (tmp_path / "cwd").mkdir()
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD),
+              "--master-port", str(free_port()), "-m", "coreaug", "train"]
+    ddp = subprocess.run([*launch, *ARGS, "--out", tmp_path / "ddp"], cwd=tmp_path / "cwd", env=ONE_THREAD,
+                         capture_output=True, text=True, timeout=240)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "coreaug", "train", *ARGS, "--out", tmp_path / "one"],
+                         env=ONE_THREAD, capture_output=True, text=True, timeout=240)
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    assert ddp.stdout.count("final test accuracy") == 1  # rank 0 speaks for the run
+    assert list((tmp_path / "cwd").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    metrics = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+               for run in ("ddp", "one")]
+    counts = lambda h: [(m["epoch"], m["n_trained"], m["n_augmented"]) for m in h]  # noqa: E731
+    assert counts(metrics[0]) == counts(metrics[1]) == [(0, 80, 16), (1, 80, 16)]
+    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("ddp", "one")]
+    assert (summaries[0]["world_size"], summaries[1]["world_size"]) == (2, 1)
+    assert (tmp_path / "ddp" / "config.json").read_text() == (tmp_path / "one" / "config.json").read_text()
