@@ -198,3 +198,12 @@ def test_channels_last_and_strided_batches_give_the_contiguous_result(name):
     strided = torch.cat([images, images], dim=3)[..., ::2]
     assert torch.equal(policy(strided, torch.Generator().manual_seed(0)),
                        policy(strided.contiguous(), torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment", "autoaugment"])
+def test_bilinear_policies_keep_shape_dtype_and_range(name):
+    policy = A.create_policy(name, interpolation="bilinear", fill=128)
+    for images in (sample_images(n=32), sample_images(n=32).float() / 255):
+        out = policy(images, torch.Generator().manual_seed(0))
+        assert out.shape == images.shape and out.dtype == images.dtype
+        assert 0 <= out.min().item() and out.max().item() <= (255 if out.dtype == torch.uint8 else 1)
