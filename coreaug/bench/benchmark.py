@@ -28,7 +28,8 @@ def run_grid(config, out, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "rando
     subsets, strategies, references, seeds: the grid (see grid.plan_grid).
     target: the accuracy for time-to-target, in (0, 1]; None means 99% of full's final
         accuracy (mean over seeds), or 99% of the grid's best final accuracy without full.
-    report: called as report(run, status, position, total) after each run ("trained"/"skipped").
+    report: called as report(run, status, position, total) after each run (status: "trained",
+        "resumed" or "skipped").
     Finished runs (summary.json present, same config) are skipped; interrupted ones resume
     from their checkpoint. Every check (unknown strategy, empty grid, subsets out of range,
     bad settings, unwritable `out`) raises ValueError before the first run starts.
@@ -39,7 +40,11 @@ def run_grid(config, out, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "rando
     out = os.path.abspath(out)
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
     check_writable(out)
-    trained = run_grid_runs(runs, report and (lambda run, status, position: report(run, status, position, len(runs))))
+
+    def report_with_total(run, status, position):
+        if report:
+            report(run, status, position, len(runs))
+    trained = run_grid_runs(runs, report_with_total)
     return write_results(runs, out, target, trained)
 
 

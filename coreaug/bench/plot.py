@@ -34,7 +34,7 @@ def plot_accuracy_vs_time(rows, target, path):
         axes.axhline(100 * target, color="black", linestyle="--", linewidth=0.8, label=f"target {target:.1%}")
     axes.set_xlabel("training seconds (evaluation excluded)")
     axes.set_ylabel("test accuracy (%)")
-    axes.set_title("Test accuracy against training time (markers: final epoch; numbers: subset)")
+    axes.set_title("Test accuracy vs training time (dots: final epoch; labels: subset)", fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
