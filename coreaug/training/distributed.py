@@ -166,8 +166,11 @@ def join_run(device_name):
     if device.type == "cuda":
         torch.cuda.set_device(device)
     owns_group = not dist.is_initialized()
-    if owns_group:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if owns_group:  # NCCL is bound to this process's GPU up front, so collectives need not guess it
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, device, owns_group)
 
 
