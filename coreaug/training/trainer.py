@@ -71,7 +71,7 @@ def train(config):
     of every epoch's plan (`EpochPlan.shard`) in DistributedDataParallel, with
     `batch_size` as the global batch; rank 0 selects (from gradient estimates that every
     process computes on a slice of the training set) and broadcasts the selection, logged
-    metrics are sums over all processes, and only rank 0 writes files or prints.
+    metrics count every process's examples, and only rank 0 writes files or prints.
     """
     config = config.resolved() if isinstance(config, TrainConfig) else TrainConfig(**config).resolved()
     distributed = join_run(config.device)
@@ -188,12 +188,13 @@ def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, w
     `plan` is this process's share; its batches are batch_size / world_size, so the
     processes' batches of one step make up one global batch of the epoch's plan.
     """
-    device, batch_size = distributed.device, config.batch_size // distributed.world_size
+    device, world = distributed.device, distributed.world_size
+    batch_size = config.batch_size // world
     generator = epoch_generator(config.seed, epoch, 1, distributed.rank)
     steps = -(-len(plan) // batch_size)
     loss_sum = correct = 0.0
     forward.train()
-    world = distributed.world_size  # the bar counts every process's examples, rank 0's times world
+    # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = tqdm(total=len(plan) * world, desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
                disable=config.quiet, leave=False, dynamic_ncols=True)
     start_time = time.perf_counter()
@@ -203,7 +204,8 @@ def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, w
         images, labels = data.train_images[idx], data.train_labels[idx]
         images = weak(images, generator)
         if aug.any():
-            context = {"model": eval_forward, "labels": labels[aug], "preprocess": data.preprocess} if strong.needs_model else {}
+            context = ({"model": eval_forward, "labels": labels[aug], "preprocess": data.preprocess}
+                       if strong.needs_model else {})
             images[aug] = strong(images[aug], generator, **context)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch + step / steps)
