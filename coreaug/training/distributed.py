@@ -6,10 +6,15 @@ through RANK, WORLD_SIZE and LOCAL_RANK. `join_run` reads them, joins the proces
 single-process `Distributed`, whose collectives give back their input unchanged.
 """
 import contextlib
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
+
+# The other processes wait in a broadcast while rank 0 selects alone, minutes at ImageNet's
+# size; NCCL's default of 10 minutes could end the run there, so both backends get gloo's 30.
+TIMEOUT = datetime.timedelta(minutes=30)
 
 
 def pick_device(name):
@@ -168,9 +173,9 @@ def join_run(device_name):
     owns_group = not dist.is_initialized()
     if owns_group:  # NCCL is bound to this process's GPU up front, so collectives need not guess it
         if device.type == "cuda":
-            dist.init_process_group("nccl", device_id=device)
+            dist.init_process_group("nccl", device_id=device, timeout=TIMEOUT)
         else:
-            dist.init_process_group("gloo")
+            dist.init_process_group("gloo", timeout=TIMEOUT)
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank, device, owns_group)
 
 
