@@ -94,3 +94,12 @@ def test_all_identical_confident_examples_still_fill_the_budget():
     sel = coreaug.select_coreset(g, y, 0.25)
     assert len(np.unique(sel.indices)) == 50
     assert sel.weights.sum() == pytest.approx(50)
+
+
+def test_saved_file_gets_ordinary_permissions(tmp_path):
+    import os
+    x, y = blobs(n=30)
+    coreaug.select_coreset(x, y, 0.2).save(tmp_path / "sel.npz")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "sel.npz").stat().st_mode & 0o777 == 0o666 & ~mask

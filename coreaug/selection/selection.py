@@ -1,10 +1,11 @@
 """`Selection`: the result of any selection strategy, with save/load."""
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from coreaug.files import atomic_write
 
 
 @dataclass
@@ -57,19 +58,10 @@ class Selection:
 
     def save(self, path):
         """Write the selection to `path` as .npz (keys indices, weights, ...), atomically."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".selection-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, indices=self.indices, weights=self.weights, strategy=np.array(self.strategy),
-                         classes=self.classes, class_counts=self.class_counts,
-                         class_objectives=self.class_objectives,
-                         timings=np.array(json.dumps(self.timings)), n_total=np.array(self.n_total))
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(
+            f, indices=self.indices, weights=self.weights, strategy=np.array(self.strategy),
+            classes=self.classes, class_counts=self.class_counts, class_objectives=self.class_objectives,
+            timings=np.array(json.dumps(self.timings)), n_total=np.array(self.n_total)), mode="wb")
 
     @classmethod
     def load(cls, path):

@@ -1,22 +1,12 @@
 """A run's folder: config.json, metrics.jsonl, summary.json and checkpoint.pt, written atomically."""
 import json
 import os
-import tempfile
 
 import torch
 
+from coreaug.files import atomic_write
+
 CHECKPOINT = "checkpoint.pt"
-
-
-def _atomic_write(path, write, mode="w"):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class RunFolder:
@@ -58,12 +48,12 @@ class RunFolder:
             for name in ("metrics.jsonl", "summary.json", CHECKPOINT):
                 if os.path.exists(self.file(name)):
                     os.unlink(self.file(name))
-        _atomic_write(self.file("config.json"), lambda f: json.dump(identity, f, indent=2))
+        atomic_write(self.file("config.json"), lambda f: json.dump(identity, f, indent=2))
 
     def save_epoch(self, checkpoint, history):
         """Checkpoint first, then the metrics it contains, so the two never disagree."""
-        _atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb")
-        _atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+        atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb")
+        atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
 
     def save_summary(self, summary):
-        _atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
+        atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
