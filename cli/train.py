@@ -28,6 +28,8 @@ def train_options(command):
         click.option("--copies", type=int, default=1, show_default=True, help="Augmented copies per selected example."),
         click.option("--weight-augmented", is_flag=True, help="Give augmented copies the coreset weights."),
         click.option("--gradients", default="logits", show_default=True, help="Gradient estimate: " + "|".join(GRADIENT_KINDS)),
+        click.option("--estimates", default="clean", show_default=True,
+                     help="clean: an eval pass over clean images (the paper); training: reuse the last epoch's training logits (free)."),
         click.option("--knn", type=int, default=10, show_default=True, help="Neighbours per example in the selection graph."),
         click.option("--balance", default="equal", show_default=True, help="Per-class budgets: equal|proportional."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),

@@ -1,4 +1,10 @@
-"""Shared test settings: passive OpenMP waiting (set before torch loads), no real data leaks in."""
+"""Shared test settings, applied before torch or faiss load.
+
+One OpenMP thread and passive waiting: on a shared 2-core machine a second thread that
+cannot be scheduled makes every parallel torch op wait milliseconds, so the suite runs
+faster and steadier on one. (test_openmp.py checks the threaded case explicitly.)
+"""
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -41,7 +41,7 @@ def test_selection_happens_every_r_epochs(monkeypatch):
     calls = []
     real = trainer_module.select_examples
     monkeypatch.setattr(trainer_module, "select_examples",
-                        lambda config, model, data, epoch, autocast: calls.append(epoch) or real(config, model, data, epoch, autocast))
+                        lambda config, model, data, epoch, *a, **k: calls.append(epoch) or real(config, model, data, epoch, *a, **k))
     result = coreaug.train(coreaug.TrainConfig(**TINY, epochs=5, select_every=2))
     assert calls == [0, 2, 4]
     assert [m["selected"] for m in result.history] == [True, False, True, False, True]
@@ -52,8 +52,8 @@ def test_weights_reach_the_loss(monkeypatch):
     real = trainer_module.select_examples
 
     def run(scale):
-        def scaled(*args):
-            indices, weights, timings = real(*args)
+        def scaled(*args, **kwargs):
+            indices, weights, timings = real(*args, **kwargs)
             return indices, weights * scale, timings
         monkeypatch.setattr(trainer_module, "select_examples", scaled)
         return coreaug.train(coreaug.TrainConfig(**TINY, mode="subset", epochs=1))
@@ -95,8 +95,9 @@ def test_run_folder_holds_metrics_summary_and_checkpoint(tmp_path):
     assert summary["config"]["subset"] == 0.3
 
 
-def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch):
-    config = dict(TINY, epochs=4, select_every=3, out=str(tmp_path / "whole"))
+@pytest.mark.parametrize("estimates", ["clean", "training"])
+def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch, estimates):
+    config = dict(TINY, epochs=4, select_every=3, estimates=estimates, out=str(tmp_path / "whole"))
     whole = coreaug.train(coreaug.TrainConfig(**config))
 
     real_save = RunFolder.save_epoch
@@ -118,6 +119,28 @@ def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch):
     assert [[m[k] for k in keys] for m in resumed.history] == [[m[k] for k in keys] for m in whole.history]
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("strategy", ["coreset", "maxloss"])
+def test_training_estimates_need_no_extra_pass_after_the_first(monkeypatch, strategy):
+    from coreaug.training import selector
+    passes = []
+    for name in ("estimate_gradients", "example_losses"):
+        real = getattr(selector, name)
+        monkeypatch.setattr(selector, name, lambda *a, _real=real, **k: passes.append(1) or _real(*a, **k))
+    result = coreaug.train(coreaug.TrainConfig(**TINY, strategy=strategy, estimates="training", epochs=3))
+    assert len(passes) == 1  # the first selection only
+    assert [m["selected"] for m in result.history] == [True, True, True]
+    assert result.history[2]["estimate_seconds"] < result.history[0]["estimate_seconds"]
+
+
+def test_training_estimates_match_the_logits_seen_in_training(monkeypatch):
+    from coreaug.training import trainer
+    merged = []
+    real = trainer._merge_logits
+    monkeypatch.setattr(trainer, "_merge_logits", lambda prev, seen: merged.append(seen.clone()) or real(prev, seen))
+    coreaug.train(coreaug.TrainConfig(**TINY, estimates="training", epochs=1))
+    assert (merged[0][:, -1] == 1).all()  # every original trained once in append mode
 
 
 def test_label_noise_flips_the_training_labels():
@@ -144,6 +167,7 @@ def test_other_strong_policies_train(augment):
     (dict(subset=1.2), "subset must be"),
     (dict(select_every=0), "select_every must be"),
     (dict(mode="replace"), "unknown mode"),
+    (dict(estimates="training", mode="subset"), "estimates 'training' needs mode 'append'"),
 ])
 def test_bad_settings_raise_before_anything_is_written(tmp_path, kwargs, match):
     out = tmp_path / "run"

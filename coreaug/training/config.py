@@ -9,6 +9,7 @@ STRATEGIES = ("coreset", "random", "maxloss", "full", "none")
 MODES = ("append", "subset")
 SCHEDULES = ("cosine", "multistep")
 GRADIENT_KINDS = ("logits", "last_layer")
+ESTIMATES = ("clean", "training")
 
 # Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
 # 200 epochs). flip is off where a mirrored image is another class or not an image of one.
@@ -37,6 +38,10 @@ class TrainConfig:
     augment: strong augmentation policy name (see coreaug.augment.available_policies());
         "maxloss" uses `candidates` candidates per example.
     weight_augmented: give the augmented copies the coreset weights (else weight 1).
+    estimates: "clean" computes gradient estimates (or max-loss losses) with an extra eval-mode
+        pass over the clean training set, as in the paper; "training" reuses the logits of the
+        previous epoch's training passes over the (weakly augmented) originals, which costs
+        nothing (append mode, logit gradients; the first selection is a clean pass).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
     """
 
@@ -53,6 +58,7 @@ class TrainConfig:
     copies: int = 1
     weight_augmented: bool = False
     gradients: str = "logits"
+    estimates: str = "clean"
     knn: int = 10
     balance: str = "equal"
     epochs: Optional[int] = None
@@ -103,6 +109,10 @@ class TrainConfig:
         _choice("mode", self.mode, MODES)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("gradients", self.gradients, GRADIENT_KINDS)
+        _choice("estimates", self.estimates, ESTIMATES)
+        if self.estimates == "training" and (self.mode != "append" or self.gradients != "logits"):
+            raise ValueError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
+                             f"and gradients 'logits', got mode {self.mode!r} and gradients {self.gradients!r}")
         _choice("balance", self.balance, ("equal", "proportional"))
         for part in self.augment.split("+"):
             _choice("augment", part.strip(), available_policies())

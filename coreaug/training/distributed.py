@@ -118,6 +118,12 @@ class Distributed:
         dist.all_reduce(total)
         return total.tolist()
 
+    def all_reduce_tensor(self, tensor):
+        """`tensor` summed element-wise over the processes (in place; returned)."""
+        if self.world_size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
     def broadcast_buffers(self, model):
         """Copy rank 0's buffers (BatchNorm running statistics) into every process's `model`.
 

@@ -2,8 +2,9 @@
 import time
 
 import torch
+import torch.nn.functional as F
 
-from coreaug.selection import estimate_gradients, select_coreset, select_maxloss, select_random
+from coreaug.selection import estimate_gradients, logit_gradients, select_coreset, select_maxloss, select_random
 
 from .distributed import Distributed
 from .evaluate import example_losses
@@ -11,7 +12,8 @@ from .evaluate import example_losses
 SINGLE_PROCESS = Distributed()
 
 
-def select_examples(config, model, data, epoch, autocast, estimate_batch_size=1024, distributed=SINGLE_PROCESS):
+def select_examples(config, model, data, epoch, autocast, estimate_batch_size=1024, distributed=SINGLE_PROCESS,
+                    train_logits=None):
     """Run the strategy's selection on the clean training set at the start of `epoch`.
 
     Returns (indices int64, weights float32, timings) with timings split into
@@ -21,12 +23,19 @@ def select_examples(config, model, data, epoch, autocast, estimate_batch_size=10
     Under torchrun (`distributed` with several processes) each process estimates its
     `row_slice` of the training set, rank 0 gathers the estimates and selects, and the
     selection is broadcast, so every process returns the same one (rank 0's timings).
+
+    With `train_logits` (n, c), the logits of the previous epoch's training passes, the
+    estimates come from them instead of a new pass (config.estimates == "training").
     """
     timings = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
     t0 = time.perf_counter()
     rows = distributed.row_slice(len(data.train_labels))
     scores = None
-    if config.strategy == "maxloss":
+    if train_logits is not None:  # every process holds the same merged logits: no pass, no gather
+        labels = data.train_labels.to(train_logits.device)
+        scores = (F.cross_entropy(train_logits, labels, reduction="none") if config.strategy == "maxloss"
+                  else logit_gradients(train_logits, labels)).cpu()
+    elif config.strategy == "maxloss":
         scores = distributed.gather_rows(example_losses(
             model, data.train_images[rows], data.train_labels[rows], data.preprocess, estimate_batch_size, autocast))
     elif config.strategy == "coreset":

@@ -110,11 +110,13 @@ def _run(config, distributed):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
-    history, selection, start_epoch = [], None, 0
+    history, selection, start_epoch, train_logits = [], None, 0, None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, selection, start_epoch = checkpoint["history"], checkpoint["selection"], checkpoint["epoch"]
+        train_logits = _to(checkpoint.get("train_logits"), device)
+    record = config.estimates == "training" and config.strategy in ("coreset", "maxloss")
     # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
@@ -131,15 +133,19 @@ def _run(config, distributed):
         sel_times = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
         selected_now = config.strategy in SELECTING and (epoch % config.select_every == 0 or selection is None)
         if selected_now:
-            selection = _select(config, model, data, epoch, autocast, distributed)
+            selection = select_examples(config, model, data, epoch, autocast, distributed=distributed,
+                                        train_logits=train_logits)
             sel_times = selection[2]
         indices, weights = (selection[0], selection[1]) if selection else (None, None)
         # Every process draws the same plan and trains its own disjoint share of it.
         plan = epoch_plan(n, config.strategy, config.mode, indices, weights, config.copies,
                           config.weight_augmented, epoch_generator(config.seed, epoch, 0))
         share = plan.shard(distributed.rank, distributed.world_size)
+        logit_sums = torch.zeros((n, data.num_classes + 1), device=device) if record else None
         loss_sum, correct = _train_epoch(config, train_forward, forward, optimizer, data, share, strong, weak,
-                                         epoch, autocast, distributed)
+                                         epoch, autocast, distributed, logit_sums)
+        if record:
+            train_logits = _merge_logits(train_logits, distributed.all_reduce_tensor(logit_sums))
         distributed.broadcast_buffers(model)
         loss_sum, correct, n_trained, n_augmented = distributed.all_reduce_sum(
             [loss_sum, correct, len(share), share.n_augmented])
@@ -163,7 +169,8 @@ def _run(config, distributed):
         })
         if folder:
             folder.save_epoch({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "selection": selection, "history": history, "config": identity}, history)
+                               "selection": selection, "history": history, "config": identity,
+                               "train_logits": _to(train_logits, "cpu")}, history)
         if not config.quiet:
             m = history[-1]
             tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
@@ -176,14 +183,24 @@ def _run(config, distributed):
     return result
 
 
-def _select(config, model, data, epoch, autocast, distributed):
-    if distributed.world_size == 1:  # called as before, so that tests can stand in for it
-        return select_examples(config, model, data, epoch, autocast)
-    return select_examples(config, model, data, epoch, autocast, distributed=distributed)
+def _to(tensor, device):
+    return None if tensor is None else tensor.to(device)
 
 
-def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, weak, epoch, autocast, distributed):
+def _merge_logits(previous, logit_sums):
+    """The newest training logits per example: `logit_sums` rows hold summed logits and a count
+    in the last column; examples no process trained this epoch keep their previous logits."""
+    count = logit_sums[:, -1:]
+    fresh = logit_sums[:, :-1] / count.clamp(min=1)
+    return fresh if previous is None else torch.where(count > 0, fresh, previous)
+
+
+def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, weak, epoch, autocast, distributed,
+                 logit_sums=None):
     """One pass over `plan`: weak augmentation for all, strong for the copies; weighted loss.
+
+    With `logit_sums` (n, c + 1), adds each original (not strongly augmented) example's logits and
+    a count of 1 to its row: the free gradient estimates of `estimates="training"`.
 
     `plan` is this process's share; its batches are batch_size / world_size, so the
     processes' batches of one step make up one global batch of the epoch's plan.
@@ -216,6 +233,10 @@ def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, w
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if logit_sums is not None:
+            originals = ~aug
+            rows = logits.detach().float()[originals]
+            logit_sums.index_add_(0, idx[originals], torch.cat([rows, torch.ones(len(rows), 1, device=device)], 1))
         loss_sum += float(losses.detach().sum())
         correct += float((logits.argmax(1) == labels).sum())
         bar.update(len(idx) * world)
