@@ -48,3 +48,15 @@ def test_out_with_a_different_config_needs_another_folder(tmp_path):
     assert coreaug("train", *TINY, "--out", tmp_path / "run", "--quiet").returncode == 0
     proc = coreaug("train", *TINY, "--subset", "0.5", "--out", tmp_path / "run", "--quiet")
     assert proc.returncode == 2 and "different config" in proc.stderr
+
+
+def test_cifar10_trains_from_files_in_the_real_format(tmp_path):
+    from test_data_cifar import write_cifar10
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-py", per_batch=20)
+    proc = coreaug("train", "--subset", "0.3", "--dataset", "cifar10", "--data-dir", tmp_path / "data",
+                   "--epochs", "1", "--batch-size", "32", "--quiet", "--out", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["n_trained"] == 100 + 30 and metrics["n_augmented"] == 30
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["config"]["model"] == "resnet20"  # the CIFAR default
