@@ -116,6 +116,16 @@ def test_rerun_skips_finished_runs_without_training(copied_grid, train_calls, ca
     assert before == {name: os.stat(copied_grid / "runs" / name / "summary.json").st_mtime_ns for name in RUNS}
 
 
+def test_a_finished_run_from_before_a_new_trainer_setting_is_still_skipped(copied_grid, train_calls, capsys):
+    from cli.main import main
+    config_path = copied_grid / "runs" / "coreset-0.3-seed0" / "config.json"
+    stored = json.loads(config_path.read_text())
+    del stored["knn"]  # as if TrainConfig gained `knn` (default 10) after this run was written
+    config_path.write_text(json.dumps(stored))
+    main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
+    assert train_calls == [] and capsys.readouterr().out.count("skipped") == 3
+
+
 def test_a_run_with_a_checkpoint_but_no_summary_is_resumed(copied_grid, train_calls, capsys):
     from cli.main import main
     run = copied_grid / "runs" / "random-0.3-seed0"
