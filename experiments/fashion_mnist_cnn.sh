@@ -8,7 +8,8 @@
 # and should keep most of its accuracy, beating random and max-loss subsets of the same size.
 # It is NOT the paper's CIFAR-10 setting; see experiments/cifar10_resnet20.sh for that.
 #
-# How long: 16 runs, about 30 minutes on 2 CPU cores (full: ~31 s/epoch, none: ~9 s/epoch).
+# How long: 16 runs; 38 minutes measured on 2 shared CPU cores (load average 0.1-7), about
+# 25 minutes on an idle 2-core machine (estimate from the quiet-machine check in the results).
 # Measured results: experiments/results/fashion-mnist/ (results.md, results.csv, plot).
 # Data: Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or --data-dir.
 # Rerunning resumes: finished runs are skipped, an interrupted one continues from its checkpoint.
