@@ -2,6 +2,7 @@
 import click
 
 import coreaug
+from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.training.config import GRADIENT_KINDS, MODES, SCHEDULES, STRATEGIES
 
 from .errors import user_errors
@@ -30,7 +31,7 @@ def train_options(command):
         click.option("--gradients", default="logits", show_default=True, help="Gradient estimate: " + "|".join(GRADIENT_KINDS)),
         click.option("--estimates", default="clean", show_default=True,
                      help="clean: an eval pass over clean images (the paper); training: reuse the last epoch's training logits (free)."),
-        click.option("--knn", type=int, default=10, show_default=True, help="Neighbours per example in the selection graph."),
+        click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the selection graph."),
         click.option("--balance", default="equal", show_default=True, help="Per-class budgets: equal|proportional."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),

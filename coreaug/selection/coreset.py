@@ -11,7 +11,7 @@ from .selection import Selection
 from .weights import cluster_sizes, normalise_weights
 
 BACKENDS = ("own", "apricot")
-DEFAULT_KNN = 10
+DEFAULT_KNN = 20
 
 
 def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own", seed=0):

@@ -5,6 +5,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from coreaug.selection.coreset import DEFAULT_KNN
+
 STRATEGIES = ("coreset", "random", "maxloss", "full", "none")
 MODES = ("append", "subset")
 SCHEDULES = ("cosine", "multistep")
@@ -59,7 +61,7 @@ class TrainConfig:
     weight_augmented: bool = False
     gradients: str = "logits"
     estimates: str = "clean"
-    knn: int = 10
+    knn: int = DEFAULT_KNN
     balance: str = "equal"
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
