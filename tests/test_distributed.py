@@ -196,7 +196,8 @@ def test_ranks_draw_different_augmentations_and_rank_0_draws_the_single_process_
 def test_torchrun_launch_writes_what_a_single_process_writes_from_rank_0_alone(tmp_path):
     """The README's command: torchrun --nproc-per-node 2 -m coreaug train ..."""
     (tmp_path / "cwd").mkdir()
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD),
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")  # the console script users type
+    launch = [torchrun if os.path.exists(torchrun) else "torchrun", "--nproc-per-node", str(WORLD),
               "--master-port", str(free_port()), "-m", "coreaug", "train"]
     ddp = subprocess.run([*launch, *ARGS, "--out", tmp_path / "ddp"], cwd=tmp_path / "cwd", env=ONE_THREAD,
                          capture_output=True, text=True, timeout=240)

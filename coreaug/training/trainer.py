@@ -105,9 +105,7 @@ def _run(config, distributed):
     strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
     folder, checkpoint, data = _open_run(config, distributed)
     torch.manual_seed(config.seed)
-    model = create_model(config.model, data.in_channels, data.num_classes).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = create_model(config.model, data.in_channels, data.num_classes).to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
     history, selection, start_epoch, train_logits = [], None, 0, None
