@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from .budgets import budget_size, class_budgets
+from .budgets import class_members
 from .checks import BALANCES, check_choice, check_fraction, check_labels, check_losses
 from .selection import Selection
 
@@ -14,9 +14,7 @@ def _per_class(labels, fraction, balance, strategy, rank):
     y = check_labels(labels)
     fraction = check_fraction(fraction)
     check_choice(balance, "balance", BALANCES)
-    classes, sizes = np.unique(y, return_counts=True)
-    budgets = class_budgets(sizes, budget_size(fraction, y.size), balance)
-    members_of = np.split(np.argsort(y, kind="stable"), np.cumsum(sizes)[:-1])
+    classes, budgets, members_of = class_members(y, fraction, balance)
     indices = np.concatenate([rank(m)[:b] for m, b in zip(members_of, budgets)]).astype(np.int64)
     return Selection(
         indices=indices, weights=np.ones(indices.size, dtype=np.float32), strategy=strategy,

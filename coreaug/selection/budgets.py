@@ -46,3 +46,15 @@ def class_budgets(class_sizes, total, balance="equal"):
         budgets[order[:remaining]] += 1
         remaining = 0
     return budgets
+
+
+def class_members(labels, fraction, balance):
+    """Per-class budgets of a selection: (classes, budgets, members of each class).
+
+    Takes validated int64 `labels`, the fraction and the balance; `members` lists each
+    class's example indices in ascending order, aligned with `classes` and `budgets`.
+    """
+    classes, sizes = np.unique(labels, return_counts=True)
+    budgets = class_budgets(sizes, budget_size(fraction, labels.size), balance)
+    members = np.split(np.argsort(labels, kind="stable"), np.cumsum(sizes)[:-1])
+    return classes, budgets, members

@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from .budgets import budget_size, class_budgets
+from .budgets import class_members
 from .checks import BALANCES, check_choice, check_features, check_fraction, check_labels, check_positive_int
 from .facility_location import apricot_greedy, lazy_greedy
 from .knn import knn_graph
@@ -39,9 +39,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     knn = check_positive_int(knn, "knn")
     greedy = lazy_greedy if backend == "own" else apricot_greedy
 
-    classes, sizes = np.unique(y, return_counts=True)
-    budgets = class_budgets(sizes, budget_size(fraction, y.size), balance)
-    members_of = np.split(np.argsort(y, kind="stable"), np.cumsum(sizes)[:-1])
+    classes, budgets, members_of = class_members(y, fraction, balance)
     picked, counts, objectives = [], [], np.zeros(classes.size)
     timings = {"knn": 0.0, "greedy": 0.0, "weights": 0.0}
     for c, (members, budget) in enumerate(zip(members_of, budgets)):

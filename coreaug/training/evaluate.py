@@ -27,12 +27,6 @@ def evaluation_sums(model, images, labels, preprocess, batch_size, autocast):
     return loss, correct
 
 
-def evaluate(model, images, labels, preprocess, batch_size, autocast):
-    """(mean cross-entropy, accuracy) of `model` on a labelled set."""
-    loss, correct = evaluation_sums(model, images, labels, preprocess, batch_size, autocast)
-    return loss / len(labels), correct / len(labels)
-
-
 def example_losses(model, images, labels, preprocess, batch_size, autocast):
     """Per-example cross-entropy (n,) on clean images in eval mode, on the CPU."""
     out, start = [], 0
