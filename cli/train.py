@@ -48,7 +48,10 @@ def train_options(command):
         click.option("--train-limit", type=int, help="Train on a fixed random sample of this many examples."),
         click.option("--test-limit", type=int, help="Evaluate on a fixed random sample of this many examples."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
-        click.option("--compile", is_flag=True, help="torch.compile the model."),
+        click.option("--precision", default="auto", show_default=True,
+                     help="auto (bf16 on GPUs that have it, else fp16; fp32 on the CPU), bf16, fp16, fp32."),
+        click.option("--compile", is_flag=True, help="torch.compile the model (once; later epochs reuse it)."),
+        click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
     ]

@@ -10,10 +10,10 @@ from typing import Optional
 import torch
 
 from .geometric import check_interpolation
-from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy, check_fill_level, fill_in_image_units
 from .registry import register_policy
-from .sampling import integers, uniform
+from .sampling import uniform
 from .validation import check_images
 from .working_float import bound_of, to_state
 
@@ -67,8 +67,8 @@ AUTOAUGMENT_RANGES = {
 
 @register_policy("autoaugment")
 class AutoAugment(Policy):
-    """AutoAugment, CIFAR-10 policy: each example draws one of the 25 sub-policies and applies
-    its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
+    """AutoAugment, CIFAR-10 policy: each example draws one of the 25 sub-policies (uniformly,
+    dealt as fixed-size groups) and applies its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
     level for pixels that geometric ops uncover."""
 
     def __init__(self, interpolation: str = "nearest", fill: float = 0):
@@ -78,9 +78,17 @@ class AutoAugment(Policy):
         self._ops = OpSet(AUTOAUGMENT_RANGES, AUTOAUGMENT_BINS)
         steps = [step for sub in CIFAR10_SUBPOLICIES for step in sub]
         shape = (len(CIFAR10_SUBPOLICIES), 2)
-        self._op_table = torch.tensor([self._ops.index(op) for op, _, _ in steps]).view(shape)
+        self._ops_of_step = [[self._ops.index(sub[step][0]) for sub in CIFAR10_SUBPOLICIES] for step in range(2)]
         self._probability = torch.tensor([p for _, p, _ in steps]).view(shape)
         self._bin_table = torch.tensor([m or 0 for _, _, m in steps]).view(shape)
+        self._on_device: dict = {}
+
+    def _tables_on(self, device):
+        """The sub-policy tables on ``device``, copied there once (not once per batch)."""
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = tuple(t.to(device) for t in (self._probability, self._bin_table))
+        return self._on_device[key]
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
@@ -88,12 +96,11 @@ class AutoAugment(Policy):
         x = to_state(images)
         n, device = images.shape[0], images.device
         fill = fill_in_image_units(self.fill, images, bound_of(x))
-        sub = integers(len(CIFAR10_SUBPOLICIES), n, generator, device)
-        identity = self._ops.index("identity")
+        groups = Groups(n, len(CIFAR10_SUBPOLICIES), generator, device)  # a sub-policy each
+        probability, bin_table = self._tables_on(device)
         for step in range(2):
-            op_index = self._op_table.to(device)[sub, step]
-            applied = uniform(n, generator, device) < self._probability.to(device)[sub, step]
-            op_index = torch.where(applied, op_index, identity)
-            bin_index = self._bin_table.to(device)[sub, step]
-            x = self._ops.apply(x, op_index, bin_index, fill, self.interpolation, generator)
+            applied = uniform(n, generator, device) < probability[groups.group, step]
+            bin_index = bin_table[groups.group, step]
+            x = self._ops.apply(x, groups, self._ops_of_step[step], bin_index, fill, self.interpolation,
+                                generator, applied, has_fill=self.fill > 0)
         return x.to(images.dtype)

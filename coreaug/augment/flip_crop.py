@@ -16,7 +16,7 @@ from .validation import Magnitude, check_fill_value, check_images, check_magnitu
 def flip_kernel(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror left-right the examples where the bool mask ``flip`` (B,) is set."""
     return shift_flip_kernel(images, torch.zeros(images.shape[0], device=images.device), 0.0,
-                             flip, None)
+                             flip, None, most=0)
 
 
 def crop_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
@@ -36,12 +36,16 @@ def _random_offsets(padding: torch.Tensor, most: int, generator) -> torch.Tensor
 
 
 def shift_flip_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
-                      flip: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+                      flip: torch.Tensor, generator: Optional[torch.Generator],
+                      most: Optional[int] = None) -> torch.Tensor:
     """Pad-and-crop by ``padding`` (B,) as crop_kernel, mirroring the examples where ``flip``
-    (B,) is set, as one gather (the weak augmentation in a single pass)."""
+    (B,) is set, as one gather (the weak augmentation in a single pass). ``most`` is the
+    largest padding when the caller knows it (read from ``padding`` otherwise, which waits
+    on the device)."""
     batch, channels, height, width = images.shape
     device = images.device
-    most = int(padding.max().item()) if batch else 0
+    if most is None:
+        most = int(padding.max().item()) if batch else 0
     padded = F.pad(images, (most, most, most, most), value=fill) if most else images
     top = _random_offsets(padding, most, generator)
     left = _random_offsets(padding, most, generator)

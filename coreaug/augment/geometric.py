@@ -83,12 +83,12 @@ def _warp_nearest(x, source_x, source_y, fill):
     return out.view(n, channels, height, width)
 
 
-def _warp_bilinear(x, source_x, source_y, fill):
+def _warp_bilinear(x, source_x, source_y, fill, has_fill):
     n, channels, height, width = x.shape
     # grid_sample's [-1, 1] coordinates with align_corners=False are pixel positions * 2 / size - 1.
     grid = torch.stack([source_x * (2.0 / width) - 1.0, source_y * (2.0 / height) - 1.0], dim=-1)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if bool(fill.any()):
+    if has_fill:
         # The weight that fell inside the image tells how much fill to add.
         coverage = F.grid_sample(x.new_ones(n, 1, height, width), grid, mode="bilinear",
                                  padding_mode="zeros", align_corners=False)
@@ -96,16 +96,19 @@ def _warp_bilinear(x, source_x, source_y, fill):
     return out
 
 
-def warp(x: torch.Tensor, matrices: torch.Tensor, fill: torch.Tensor, interpolation: str):
+def warp(x: torch.Tensor, matrices: torch.Tensor, fill: torch.Tensor, interpolation: str,
+         has_fill: bool = True):
     """Warp ``x`` (n, C, H, W) by pixel matrices (n, 2, 3); positions outside take ``fill``.
 
-    ``fill`` is a (C,) tensor in the units of ``x``. Nearest works on any dtype by gathering
-    pixels; bilinear needs a float ``x``. Returns a new tensor of the dtype of ``x``.
+    ``fill`` is a (C,) tensor in the units of ``x``; ``has_fill`` False says it is all zeros
+    (the caller knows it; asking the tensor would wait on the device). Nearest works on any
+    dtype by gathering pixels; bilinear needs a float ``x``. Returns a new tensor of the dtype
+    of ``x``.
     """
     source_x, source_y = _source_positions(matrices.float(), x.shape[2], x.shape[3])
     if interpolation == "nearest":
         return _warp_nearest(x, source_x, source_y, fill)
-    return _warp_bilinear(x, source_x.to(x.dtype), source_y.to(x.dtype), fill)
+    return _warp_bilinear(x, source_x.to(x.dtype), source_y.to(x.dtype), fill, has_fill)
 
 
 def check_fill(fill: Fill, images: torch.Tensor) -> torch.Tensor:
@@ -134,11 +137,12 @@ def _warp_op(images, magnitude, name, matrix, interpolation, fill):
     check_interpolation(interpolation)
     values = check_magnitude(magnitude, images.shape[0], images.device, name=name)
     fill_values = check_fill(fill, images)
+    has_fill = bool(fill_values.any())
     matrices = matrix(values, images.shape[2], images.shape[3])
     if interpolation == "nearest":  # moves whole pixels: no float copy needed
-        return warp(images, matrices, fill_values, interpolation)
+        return warp(images, matrices, fill_values, interpolation, has_fill)
     x, bound = to_working(images)
-    return from_working(warp(x, matrices, fill_values, interpolation), images.dtype, bound)
+    return from_working(warp(x, matrices, fill_values, interpolation, has_fill), images.dtype, bound)
 
 
 def rotate(images: torch.Tensor, degrees: Magnitude, *, interpolation: str = "nearest",

@@ -29,7 +29,9 @@ def equalize_kernel(x, values, bound):
     levels = x if bound == UINT8_BOUND else (x * (255.0 / bound)).round_()
     levels = levels.reshape(rows, height * width).long()
     offsets = torch.arange(rows, device=x.device).mul_(256).unsqueeze(1)
-    counts = torch.bincount((levels + offsets).view(-1), minlength=rows * 256).view(rows, 256)
+    # scatter_add_ into a fixed-size table, not bincount: bincount's output size waits on the device.
+    counts = torch.zeros(rows * 256, dtype=torch.long, device=x.device)
+    counts = counts.scatter_add_(0, (levels + offsets).view(-1), torch.ones_like(levels).view(-1)).view(rows, 256)
     top_count = counts.gather(1, levels.amax(dim=1, keepdim=True))
     # Pillow: step = (pixels - count of the highest level present) // 255; no step, no change.
     step = (height * width - top_count) // 255

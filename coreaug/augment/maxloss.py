@@ -2,6 +2,7 @@
 one on which the current model's loss is highest."""
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Optional, Union
 
 import torch
@@ -24,8 +25,10 @@ class MaxLossAugment(Policy):
 
     Call as ``policy(images, generator, model=model, labels=labels, preprocess=fn)``:
     ``preprocess`` maps an augmented batch (the images' dtype) to the model's input
-    (default: uint8 / 255). The model runs under ``torch.no_grad()`` in eval mode; its training
-    mode is restored afterwards.
+    (default: uint8 / 255); ``autocast``, a zero-argument factory of a context such as
+    ``lambda: torch.autocast("cuda", dtype=torch.bfloat16)``, scores the candidates under the
+    same precision as training. The model runs under ``torch.no_grad()`` in eval mode; its
+    training mode is restored afterwards. The losses are compared in float32.
     """
 
     needs_model = True
@@ -41,7 +44,8 @@ class MaxLossAugment(Policy):
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None, *,
                  model: Optional[torch.nn.Module] = None, labels: Optional[torch.Tensor] = None,
-                 preprocess: Optional[Callable] = None, **context) -> torch.Tensor:
+                 preprocess: Optional[Callable] = None, autocast: Optional[Callable] = None,
+                 **context) -> torch.Tensor:
         check_images(images)
         batch = images.shape[0]
         if model is None or labels is None:
@@ -56,16 +60,16 @@ class MaxLossAugment(Policy):
         # Row k * batch + i holds candidate k of example i.
         candidates = self.base_policy(images.repeat(self.candidates, 1, 1, 1), generator)
         losses = self._losses(candidates, labels.to(images.device), model,
-                              preprocess or default_preprocess)
+                              preprocess or default_preprocess, autocast or contextlib.nullcontext)
         best = losses.argmax(dim=0)
         return candidates[best * batch + torch.arange(batch, device=images.device)]
 
-    def _losses(self, candidates, labels, model, preprocess) -> torch.Tensor:
+    def _losses(self, candidates, labels, model, preprocess, autocast) -> torch.Tensor:
         batch = labels.shape[0]
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 losses = [
                     F.cross_entropy(model(preprocess(chunk)).float(), labels, reduction="none")
                     for chunk in candidates.split(batch)

@@ -1,19 +1,19 @@
 """Per-example application of a policy's op set: every example runs its own op in one pass.
 
-An ``OpSet`` is a list of op kinds with a magnitude range each. Given an op index and a
-magnitude bin per example, it sorts the batch by op so that each kind runs once on a contiguous
-block (all geometric kinds together as one warp), then restores the order: a Python loop over
-op kinds, never over examples.
+An ``OpSet`` is a list of op kinds with a magnitude range each. A policy deals the batch into
+``Groups`` of fixed size (one per op, or one per AutoAugment sub-policy) and each group's op
+runs once on its block: a Python loop over groups, never over examples, and no shape that
+depends on the random draws, so a CUDA batch never waits on the host to size a block.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
 from .geometric import warp
 from .op_kinds import OP_KINDS
-from .sampling import signs
+from .sampling import permutation, signs
 from .working_float import UINT8_BOUND, as_state, as_working, bound_of
 
 # A magnitude range: (num_bins, height, width, bound) -> (num_bins,) magnitudes in kernel units.
@@ -67,53 +67,90 @@ class OpSet:
             rows = [r(self.num_bins, height, width, bound) for r in self.ranges]
             signed = torch.tensor([k.signed for k in self.kinds])
             base = torch.tensor([k.base for k in self.kinds])
-            group = torch.tensor([0 if k.is_geometric else i + 1 for i, k in enumerate(self.kinds)])
-            self._tables[key] = tuple(
-                t.to(device) for t in (torch.stack(rows).float(), signed, base, group)
-            )
+            self._tables[key] = tuple(t.to(device) for t in (torch.stack(rows).float(), signed, base))
         return self._tables[key]
 
-    def apply(self, x: torch.Tensor, op_index: torch.Tensor, bin_index: torch.Tensor,
-              fill: torch.Tensor, interpolation: str,
-              generator: Optional[torch.Generator]) -> torch.Tensor:
-        """Apply op ``op_index[i]`` at magnitude bin ``bin_index[i]`` to example i of the policy
-        state ``x`` (see working_float.to_state); ``fill`` is (C,) in image units. Returns a new
-        state tensor."""
+    def apply(self, x: torch.Tensor, groups: "Groups", kind_of_group: Sequence[int],
+              bin_index: torch.Tensor, fill: torch.Tensor, interpolation: str,
+              generator: Optional[torch.Generator], applied: Optional[torch.Tensor] = None,
+              has_fill: bool = True) -> torch.Tensor:
+        """Give every example of group g op ``kind_of_group[g]`` (an index into ``names``) at
+        magnitude bin ``bin_index[i]``, on the policy state ``x`` (see working_float.to_state).
+
+        ``applied`` (n,) bool, when given, keeps the original where it is False. ``fill`` is (C,)
+        in image units (``has_fill`` False when it is all zeros). Returns a new state tensor.
+        Groups are blocks of fixed size and each kind runs once on the groups that drew it, so
+        no shape depends on the random draws.
+        """
         n, _, height, width = x.shape
         if n == 0:
             return x
         bound = bound_of(x)
-        table, signed, base, group_of_kind = self._table(height, width, bound, x.device)
+        table, signed, base = self._table(height, width, bound, x.device)
+        kinds, order, runs = self._layout(kind_of_group, x.device)
+        op_index = kinds[groups.group]
         sign = torch.where(signed[op_index], signs(n, generator, x.device), 1.0)
         values = base[op_index] + sign * table[op_index, bin_index]
-        group = group_of_kind[op_index]
-        order = torch.argsort(group, stable=True)
-        counts = torch.bincount(group, minlength=len(self.kinds) + 1).tolist()
-        # index_select, not x[order] or index_copy_: several times faster on CPU.
-        ordered = x.index_select(0, order)
-        op_index, values = op_index[order], values[order]
-        blocks, start = [], 0
-        for group_id, count in enumerate(counts):
-            if count:
-                part = slice(start, start + count)
-                blocks.append(self._run_group(group_id, ordered[part], op_index[part],
-                                              values[part], bound, fill, interpolation))
-                start += count
-        restore = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=x.device))
-        return torch.cat(blocks).index_select(0, restore)
+        # Every group gathered in one pass, groups of one kind next to each other, so that each
+        # kind runs once. index_select, not x[rows]: several times faster on CPU.
+        rows = groups.rows.index_select(0, order).flatten()
+        ordered, values = x.index_select(0, rows), values.index_select(0, rows)
+        size = groups.size
+        blocks = [self._run(self.kinds[kind_id], ordered[first * size:last * size], values[first * size:last * size],
+                            bound, fill, interpolation, has_fill) for kind_id, first, last in runs]
+        result = torch.cat(blocks)
+        if applied is not None:
+            result = torch.where(applied.index_select(0, rows).view(-1, 1, 1, 1), result, ordered)
+        # One spare row at the end takes the writes of the empty slots.
+        out = x.new_empty((n + 1,) + x.shape[1:])
+        return out.index_copy_(0, groups.members.index_select(0, order).flatten(), result)[:n]
 
-    def _run_group(self, group_id, x, op_index, values, bound, fill, interpolation):
-        if group_id == 0:
-            height, width = x.shape[2:]
-            matrices = values.new_zeros(len(x), 2, 3)
-            for i, kind in enumerate(self.kinds):
-                if kind.is_geometric:
-                    chosen = (op_index == i).view(-1, 1, 1)
-                    matrices = torch.where(chosen, kind.matrix(values, height, width), matrices)
-            if interpolation == "nearest":  # gathers whole pixels: stays in the state dtype
-                return warp(x, matrices, fill, interpolation)
-            return as_state(warp(as_working(x), matrices, fill, interpolation), x.dtype)
-        kind = self.kinds[group_id - 1]
-        if kind.kernel is None:
+    def _layout(self, kind_of_group, device):
+        """(kind of each group as a device tensor, group order sorted by kind on the device,
+        runs [(kind, first, last)] of that order), cached: the same every batch."""
+        key = (tuple(kind_of_group), str(device))
+        if key not in self._tables:
+            order = sorted(range(len(kind_of_group)), key=lambda g: kind_of_group[g])
+            runs = []
+            for position, g in enumerate(order):
+                if runs and runs[-1][0] == kind_of_group[g]:
+                    runs[-1][2] = position + 1
+                else:
+                    runs.append([kind_of_group[g], position, position + 1])
+            self._tables[key] = (torch.tensor(kind_of_group, device=device), torch.tensor(order, device=device),
+                                 [tuple(r) for r in runs])
+        return self._tables[key]
+
+    @staticmethod
+    def _run(kind, x, values, bound, fill, interpolation, has_fill):
+        if kind.kernel is None and not kind.is_geometric:  # identity
             return x
+        if kind.is_geometric:
+            height, width = x.shape[2:]
+            matrices = kind.matrix(values, height, width)
+            if interpolation == "nearest":  # gathers whole pixels: stays in the state dtype
+                return warp(x, matrices, fill, interpolation, has_fill)
+            return as_state(warp(as_working(x), matrices, fill, interpolation, has_fill), x.dtype)
         return as_state(kind.kernel(as_working(x), values, bound), x.dtype)
+
+
+class Groups:
+    """n examples dealt at random into ``count`` groups of ceil(n / count) slots each.
+
+    Every example lands in each group with probability 1 / count (a uniform op choice per
+    example, as RandAugment draws it), but the group sizes are fixed by n alone, so each
+    group runs as one block without the host reading how many examples drew it.
+
+    group: int64 (n,) the group of each example. members: int64 (count, size) the example in
+    each slot, n for an empty slot (every example fills exactly one slot). rows: the same with empty slots pointing at example 0
+    (a harmless row to compute on; its result is written to the spare row n).
+    """
+
+    def __init__(self, n: int, count: int, generator: Optional[torch.Generator],
+                 device: torch.device):
+        self.size = size = -(-n // count)
+        slot = permutation(count * size, generator, device)[:n]
+        self.group = torch.div(slot, size, rounding_mode="floor")
+        members = torch.full((count * size,), n, dtype=torch.long, device=device)
+        self.members = members.scatter_(0, slot, torch.arange(n, device=device)).view(count, size)
+        self.rows = torch.where(self.members < n, self.members, 0)

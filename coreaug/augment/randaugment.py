@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from .geometric import check_interpolation
-from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy, check_fill_level, check_whole, fill_in_image_units
 from .registry import register_policy
 from .sampling import integers
@@ -62,10 +62,12 @@ class _OneOpPerLayer(Policy):
         x = to_state(images)
         n, device = images.shape[0], images.device
         fill = fill_in_image_units(self.fill, images, bound_of(x))
+        every_op = range(len(self._ops.names))
         for _ in range(layers):
-            op_index = integers(len(self._ops.names), n, generator, device)
+            groups = Groups(n, len(every_op), generator, device)  # one op per example, uniformly
             bin_index = self._bins(n, generator, device)
-            x = self._ops.apply(x, op_index, bin_index, fill, self.interpolation, generator)
+            x = self._ops.apply(x, groups, every_op, bin_index, fill, self.interpolation, generator,
+                                has_fill=self.fill > 0)
         return x.to(images.dtype)
 
 

@@ -33,3 +33,9 @@ def integers(
 def signs(n: int, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
     """Return n float32 draws of -1 or +1 with equal probability on ``device``."""
     return integers(2, n, generator, device).to(torch.float32).mul_(2.0).sub_(1.0)
+
+
+def permutation(n: int, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
+    """Return a uniformly random permutation of 0..n-1 (int64) on ``device``."""
+    draws = torch.randperm(n, generator=generator, device=_draw_device(generator, device))
+    return draws.to(device)

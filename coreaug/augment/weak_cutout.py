@@ -35,7 +35,8 @@ class Weak(Policy):
         n, device = images.shape[0], images.device
         padding = torch.full((n,), float(self.padding), device=device)
         flip = uniform(n, generator, device) < (0.5 if self.flip else 0.0)
-        return shift_flip_kernel(images, padding, _fill_for(images, self.fill), flip, generator)
+        return shift_flip_kernel(images, padding, _fill_for(images, self.fill), flip, generator,
+                                 most=self.padding)
 
 
 @register_policy("cutout")

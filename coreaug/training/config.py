@@ -7,6 +7,8 @@ from typing import Optional, Tuple
 
 from coreaug.selection.coreset import DEFAULT_KNN
 
+from .precision import PRECISIONS
+
 STRATEGIES = ("coreset", "random", "maxloss", "full", "none")
 MODES = ("append", "subset")
 SCHEDULES = ("cosine", "multistep")
@@ -45,6 +47,11 @@ class TrainConfig:
         previous epoch's training passes over the (weakly augmented) originals, which costs
         nothing (append mode, logit gradients; the first selection is a clean pass).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
+    precision: "auto" (bf16 on a GPU that has it, fp16 with a gradient scaler on older GPUs,
+        fp32 on the CPU), "bf16", "fp16" or "fp32": the autocast of training and no-grad passes.
+    compile: torch.compile the model (compiled once; later epochs reuse the graphs).
+    sync_bn: under torchrun on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)
+        instead of each process's own share.
     """
 
     dataset: str = "cifar10"
@@ -78,7 +85,9 @@ class TrainConfig:
     train_limit: Optional[int] = None
     test_limit: Optional[int] = None
     device: str = "auto"
+    precision: str = "auto"
     compile: bool = False
+    sync_bn: bool = False
     seed: int = 0
     out: Optional[str] = None
     resume: bool = False
@@ -116,6 +125,7 @@ class TrainConfig:
             raise ValueError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
                              f"and gradients 'logits', got mode {self.mode!r} and gradients {self.gradients!r}")
         _choice("balance", self.balance, ("equal", "proportional"))
+        _choice("precision", self.precision, PRECISIONS)
         for part in self.augment.split("+"):
             _choice("augment", part.strip(), available_policies())
         if not _number(self.subset) or not 0 < self.subset <= 1:

@@ -171,7 +171,10 @@ def join_run(device_name):
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1 and not dist.is_initialized():
-        return Distributed(device=pick_device(device_name))
+        device = pick_device(device_name)
+        if device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)  # so that code using "cuda" means the chosen GPU too
+        return Distributed(device=device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _rank_device(device_name, local_rank)
     if device.type == "cuda":
@@ -195,6 +198,9 @@ def check_world_size(config, n_train, world_size):
     """
     if world_size == 1:
         return
+    if config.sync_bn and (config.device == "cpu" or not torch.cuda.is_available()):
+        raise ValueError("--sync-bn synchronises BatchNorm across GPUs and needs CUDA (NCCL); "
+                         "drop --sync-bn for CPU processes")
     from coreaug.selection import budget_size
 
     from .plan import plan_length

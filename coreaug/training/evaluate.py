@@ -16,21 +16,23 @@ def _logits(model, images, preprocess, batch_size, autocast):
 
 
 def evaluation_sums(model, images, labels, preprocess, batch_size, autocast):
-    """(summed cross-entropy, number correct) of `model` on a labelled set (0s for an empty one)."""
-    loss = correct = 0.0
+    """(summed cross-entropy, number correct) of `model` on a labelled set (0s for an empty one),
+    as Python floats, accumulated on the device and read once."""
+    sums = torch.zeros(2, dtype=torch.float64, device=labels.device)
     start = 0
     for logits in _logits(model, images, preprocess, batch_size, autocast):
         y = labels[start:start + len(logits)]
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += float((logits.argmax(1) == y).sum())
+        batch = torch.stack([F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(1) == y).sum()])
+        sums += batch.double()
         start += len(logits)
+    loss, correct = sums.tolist()
     return loss, correct
 
 
 def example_losses(model, images, labels, preprocess, batch_size, autocast):
-    """Per-example cross-entropy (n,) on clean images in eval mode, on the CPU."""
+    """Per-example cross-entropy (n,) on clean images in eval mode, moved to the CPU once."""
     out, start = [], 0
     for logits in _logits(model, images, preprocess, batch_size, autocast):
-        out.append(F.cross_entropy(logits, labels[start:start + len(logits)], reduction="none").cpu())
+        out.append(F.cross_entropy(logits, labels[start:start + len(logits)], reduction="none"))
         start += len(logits)
-    return torch.cat(out)
+    return torch.cat(out).cpu()

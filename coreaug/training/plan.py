@@ -1,6 +1,7 @@
 """What one epoch trains: which examples, with which weights, and which get strong augmentation."""
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -24,11 +25,53 @@ class EpochPlan:
     def n_augmented(self):
         return int(self.augmented.sum())
 
+    def on_device(self, batch_size, device):
+        """This plan cut into batches of `batch_size` and moved to `device` once (a `DevicePlan`)."""
+        return DevicePlan.build(self, batch_size, device)
+
     def shard(self, rank, world_size):
         """This rank's disjoint, equally sized share (the plan is cut to a multiple of world_size)."""
         usable = len(self) - len(self) % world_size
         take = slice(rank, usable, world_size)
         return EpochPlan(self.indices[take], self.weights[take], self.augmented[take])
+
+
+@dataclass
+class DevicePlan:
+    """An epoch's plan on the training device, cut into batches, so a step reads only device tensors.
+
+    indices, weights, augmented: the plan's tensors on the device. strong_rows: int64 positions,
+    within their batch, of the strongly augmented entries, batch after batch; batch b's are
+    strong_rows[bounds[b]:bounds[b + 1]] (bounds are host integers, worked out on the host
+    from the plan before it moved, so that a step never asks the device how many to augment).
+    """
+
+    indices: torch.Tensor
+    weights: torch.Tensor
+    augmented: torch.Tensor
+    strong_rows: torch.Tensor
+    bounds: list
+    batch_size: int
+
+    @classmethod
+    def build(cls, plan, batch_size, device):
+        steps = -(-len(plan) // batch_size)
+        positions = np.flatnonzero(plan.augmented.numpy())
+        batch_of = positions // batch_size
+        bounds = np.searchsorted(batch_of, np.arange(steps + 1)).tolist()
+        rows = torch.from_numpy(positions - batch_of * batch_size)
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return cls(move(plan.indices), move(plan.weights), move(plan.augmented), move(rows), bounds, batch_size)
+
+    @property
+    def steps(self):
+        return len(self.bounds) - 1
+
+    def batch(self, step):
+        """(slice of the plan, strong rows of the batch or None) for training step `step`."""
+        take = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        first, last = self.bounds[step], self.bounds[step + 1]
+        return take, (self.strong_rows[first:last] if last > first else None)
 
 
 def plan_length(n, strategy, mode, selected, copies):

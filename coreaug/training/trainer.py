@@ -1,5 +1,4 @@
 """`train(TrainConfig) -> TrainResult`: the epoch loop of coreset-augmented training."""
-import contextlib
 import dataclasses
 import os
 import platform
@@ -18,6 +17,7 @@ from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
 from .inputs import load_run_data
 from .plan import epoch_plan
+from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import RunFolder
 from .schedule import learning_rate
 from .selector import select_examples
@@ -41,14 +41,17 @@ class TrainResult:
     world_size: int = 1
 
 
-def epoch_generator(seed, epoch, stream, rank=0):
-    """A generator seeded by (seed, epoch, stream, rank): an epoch's randomness needs no saved state.
+def epoch_generator(seed, epoch, stream, rank=0, device="cpu"):
+    """A generator on `device` seeded by (seed, epoch, stream, rank): an epoch's randomness needs
+    no saved state.
 
-    Every process draws the same plan (rank left at 0) but its own augmentations (its rank),
-    so that no two processes apply the same random transforms. The CPU generator keeps only
-    a seed's low 32 bits, so the rank enters there, spread by an odd (invertible) multiplier.
+    Every process draws the same plan (rank left at 0, on the CPU) but its own augmentations
+    (its rank, on its training device, so that no draw waits on a copy from the host), so that
+    no two processes apply the same random transforms. The seed keeps only 32 bits, so the
+    rank enters there, spread by an odd (invertible) multiplier.
     """
-    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 8 + stream + rank * 0x9E3779B1) % 2 ** 32)
+    generator = torch.Generator(device=device)
+    return generator.manual_seed(((seed * 1_000_003 + epoch) * 8 + stream + rank * 0x9E3779B1) % 2 ** 32)
 
 
 def _strong_policy(config):
@@ -105,7 +108,12 @@ def _run(config, distributed):
     strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
     folder, checkpoint, data = _open_run(config, distributed)
     torch.manual_seed(config.seed)
-    model = create_model(config.model, data.in_channels, data.num_classes).to(device, memory_format=torch.channels_last)
+    model = create_model(config.model, data.in_channels, data.num_classes)
+    if config.sync_bn and distributed.world_size > 1:  # BatchNorm statistics over the global batch
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device, memory_format=torch.channels_last)
+    precision = resolve_precision(config.precision, device)
+    autocast, scaler = autocast_for(precision, device), gradient_scaler(precision, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
     history, selection, start_epoch, train_logits = [], None, 0, None
@@ -114,6 +122,8 @@ def _run(config, distributed):
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, selection, start_epoch = checkpoint["history"], checkpoint["selection"], checkpoint["epoch"]
         train_logits = _to(checkpoint.get("train_logits"), device)
+        if scaler is not None and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
     record = config.estimates == "training" and config.strategy in ("coreset", "maxloss")
     # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
     # collective, and those passes may differ in number between processes.
@@ -122,8 +132,7 @@ def _run(config, distributed):
     if distributed.world_size > 1:
         train_forward = distributed.wrap(model)
         train_forward = torch.compile(train_forward) if config.compile else train_forward
-    autocast = ((lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda"
-                else contextlib.nullcontext)
+    eval_batch = inference_batch_size(config.batch_size, device)
 
     n = len(data.train_labels)
     for epoch in range(start_epoch, config.epochs):
@@ -131,8 +140,8 @@ def _run(config, distributed):
         sel_times = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
         selected_now = config.strategy in SELECTING and (epoch % config.select_every == 0 or selection is None)
         if selected_now:
-            selection = select_examples(config, model, data, epoch, autocast, distributed=distributed,
-                                        train_logits=train_logits)
+            selection = select_examples(config, model, data, epoch, autocast, estimate_batch_size=eval_batch,
+                                        distributed=distributed, train_logits=train_logits)
             sel_times = selection[2]
         indices, weights = (selection[0], selection[1]) if selection else (None, None)
         # Every process draws the same plan and trains its own disjoint share of it.
@@ -140,8 +149,9 @@ def _run(config, distributed):
                           config.weight_augmented, epoch_generator(config.seed, epoch, 0))
         share = plan.shard(distributed.rank, distributed.world_size)
         logit_sums = torch.zeros((n, data.num_classes + 1), device=device) if record else None
+        compiled_before = compiled_graphs()
         loss_sum, correct = _train_epoch(config, train_forward, forward, optimizer, data, share, strong, weak,
-                                         epoch, autocast, distributed, logit_sums)
+                                         epoch, autocast, distributed, logit_sums, scaler)
         if record:
             train_logits = _merge_logits(train_logits, distributed.all_reduce_tensor(logit_sums))
         distributed.broadcast_buffers(model)
@@ -154,7 +164,7 @@ def _run(config, distributed):
         t1 = time.perf_counter()
         test_rows = distributed.row_slice(len(data.test_labels))
         test_loss, test_correct = distributed.all_reduce_sum(evaluation_sums(
-            forward, data.test_images[test_rows], data.test_labels[test_rows], data.preprocess, 1024, autocast))
+            forward, data.test_images[test_rows], data.test_labels[test_rows], data.preprocess, eval_batch, autocast))
         test_loss, test_accuracy = test_loss / len(data.test_labels), test_correct / len(data.test_labels)
         elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + epoch_seconds
         history.append({
@@ -164,11 +174,13 @@ def _run(config, distributed):
             "selection_seconds": sum(sel_times.values()), **sel_times,
             "eval_seconds": time.perf_counter() - t1, "elapsed_seconds": elapsed,
             "n_trained": n_trained, "n_augmented": n_augmented, "selected": selected_now,
+            **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
         })
         if folder:
             folder.save_epoch({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "selection": selection, "history": history, "config": identity,
-                               "train_logits": _to(train_logits, "cpu")}, history)
+                               "train_logits": _to(train_logits, "cpu"),
+                               "scaler": scaler.state_dict() if scaler is not None else None}, history)
         if not config.quiet:
             m = history[-1]
             tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
@@ -177,8 +189,22 @@ def _run(config, distributed):
 
     result = _result(config, history, model, distributed)
     if folder:
-        folder.save_summary(_summary(config, result, device))
+        folder.save_summary(_summary(config, result, device, precision))
     return result
+
+
+def inference_batch_size(train_batch_size, device):
+    """Batch size of the no-grad passes (evaluation, estimates): on the CPU the training batch,
+    since larger batches overflow the caches (an eval pass of the small CNN over 20,000 images
+    took 3.4 s at 128 and 6 s at 512); on a GPU 1024, to fill it."""
+    return train_batch_size if device.type == "cpu" else max(train_batch_size, 1024)
+
+
+def compiled_graphs():
+    """How many graphs torch.compile has built in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def _to(tensor, device):
@@ -193,57 +219,104 @@ def _merge_logits(previous, logit_sums):
     return fresh if previous is None else torch.where(count > 0, fresh, previous)
 
 
+class EpochTotals:
+    """Loss sum, correct count and logit store of an epoch, accumulated on the device.
+
+    The host reads them once at the end of the epoch (`read`), and the progress bar at most
+    about once a second (`peek`): a training step never waits for them.
+    """
+
+    def __init__(self, device, logit_sums=None):
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)
+        self.logit_sums = logit_sums
+
+    def add(self, losses, logits, labels, indices, original):
+        """Add a batch: per-example `losses`, `logits`, `labels`; with a logit store, the logits
+        of the `original` (float 0/1, not strongly augmented) examples at rows `indices`."""
+        correct = (logits.argmax(1) == labels).sum()
+        self.sums += torch.stack([losses.detach().sum().double(), correct.double()])
+        if self.logit_sums is not None:
+            keep = original.unsqueeze(1)
+            self.logit_sums.index_add_(0, indices, torch.cat([logits.detach().float() * keep, keep], 1))
+
+    def read(self):
+        """(loss sum, correct) as Python floats: one device sync."""
+        loss_sum, correct = self.sums.tolist()
+        return loss_sum, correct
+
+
 def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, weak, epoch, autocast, distributed,
-                 logit_sums=None):
+                 logit_sums=None, scaler=None):
     """One pass over `plan`: weak augmentation for all, strong for the copies; weighted loss.
 
     With `logit_sums` (n, c + 1), adds each original (not strongly augmented) example's logits and
     a count of 1 to its row: the free gradient estimates of `estimates="training"`.
 
     `plan` is this process's share; its batches are batch_size / world_size, so the
-    processes' batches of one step make up one global batch of the epoch's plan.
+    processes' batches of one step make up one global batch of the epoch's plan. Every step
+    is queued on the device without waiting on it: the plan moves there once, random draws
+    come from a generator on the device, sizes are known on the host, and the totals stay on
+    the device until the epoch ends.
     """
     device, world = distributed.device, distributed.world_size
-    batch_size = config.batch_size // world
-    generator = epoch_generator(config.seed, epoch, 1, distributed.rank)
-    steps = -(-len(plan) // batch_size)
-    loss_sum = correct = 0.0
+    batches = plan.on_device(config.batch_size // world, device)
+    generator = epoch_generator(config.seed, epoch, 1, distributed.rank, device)
+    totals = EpochTotals(device, logit_sums)
+    context = {"model": eval_forward, "preprocess": data.preprocess, "autocast": autocast} if strong.needs_model else {}
     forward.train()
     # The bar (rank 0's) counts every process's examples: the shares are equal.
-    bar = tqdm(total=len(plan) * world, desc=f"epoch {epoch + 1}/{config.epochs}", unit="img",
-               disable=config.quiet, leave=False, dynamic_ncols=True)
-    start_time = time.perf_counter()
-    for step in range(steps):
-        take = slice(step * batch_size, (step + 1) * batch_size)
-        idx, aug = plan.indices[take].to(device), plan.augmented[take].to(device)
-        images, labels = data.train_images[idx], data.train_labels[idx]
+    bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
+    for step in range(batches.steps):
+        take, strong_rows = batches.batch(step)
+        idx = batches.indices[take]
+        images, labels = data.train_images.index_select(0, idx), data.train_labels.index_select(0, idx)
         images = weak(images, generator)
-        if aug.any():
-            context = ({"model": eval_forward, "labels": labels[aug], "preprocess": data.preprocess}
-                       if strong.needs_model else {})
-            images[aug] = strong(images[aug], generator, **context)
+        if strong_rows is not None:
+            labels_of = {"labels": labels.index_select(0, strong_rows)} if strong.needs_model else {}
+            picked = strong(images.index_select(0, strong_rows), generator, **context, **labels_of)
+            images = images.index_copy_(0, strong_rows, picked)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, epoch + step / steps)
+            group["lr"] = learning_rate(config, epoch + step / batches.steps)
         with autocast():
             logits = forward(data.preprocess(images))
             losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=config.label_smoothing)
-            loss = (losses * plan.weights[take].to(device)).mean()
+            loss = (losses * batches.weights[take]).mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if logit_sums is not None:
-            originals = ~aug
-            rows = logits.detach().float()[originals]
-            logit_sums.index_add_(0, idx[originals], torch.cat([rows, torch.ones(len(rows), 1, device=device)], 1))
-        loss_sum += float(losses.detach().sum())
-        correct += float((logits.argmax(1) == labels).sum())
-        bar.update(len(idx) * world)
-        if step % 10 == 0 or step == steps - 1:
-            seen = min((step + 1) * batch_size, len(plan))
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
-                            ex_s=f"{seen * world / (time.perf_counter() - start_time):.0f}")
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        totals.add(losses, logits, labels, idx, (~batches.augmented[take]).float())
+        bar.update(len(idx) * world, totals)
     bar.close()
-    return loss_sum, correct
+    return totals.read()
+
+
+class ProgressBar:
+    """tqdm over an epoch's examples (every process's) whose loss and accuracy (this process's)
+    are read from the device at most once a second: each read waits for the queued steps."""
+
+    def __init__(self, total, description, quiet, world_size=1):
+        self.bar = tqdm(total=total, desc=description, unit="img", disable=quiet, leave=False, dynamic_ncols=True)
+        self.quiet, self.world_size, self.seen = quiet, world_size, 0
+        self.start = self.shown = time.perf_counter()
+
+    def update(self, count, totals):
+        self.bar.update(count)
+        self.seen += count
+        now = time.perf_counter()
+        if not self.quiet and now - self.shown >= 1.0:
+            self.shown = now
+            loss_sum, correct = totals.read()
+            mine = self.seen / self.world_size
+            self.bar.set_postfix(loss=f"{loss_sum / mine:.3f}", acc=f"{correct / mine:.1%}",
+                                 ex_s=f"{self.seen / (now - self.start):.0f}")
+
+    def close(self):
+        self.bar.close()
 
 
 def _result(config, history, model, distributed):
@@ -256,10 +329,10 @@ def _result(config, history, model, distributed):
     )
 
 
-def _summary(config, result, device):
+def _summary(config, result, device, precision):
     history = result.history
     return {
-        "config": dataclasses.asdict(config),
+        "config": dataclasses.asdict(config), "precision": precision,
         "final_test_accuracy": result.final_test_accuracy, "best_test_accuracy": result.best_test_accuracy,
         "total_seconds": result.total_seconds, "selection_seconds": result.selection_seconds,
         "estimate_seconds": sum(m["estimate_seconds"] for m in history),

@@ -1,0 +1,33 @@
+"""Numeric precision of a run: the autocast a step runs under and the gradient scaler fp16 needs."""
+import contextlib
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def resolve_precision(name, device):
+    """The precision `name` means on `device`: "auto" is bf16 on a GPU that supports it, fp16
+    (with a gradient scaler) on an older GPU, and fp32 on the CPU."""
+    if name != "auto":
+        return name
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast_for(precision, device):
+    """A zero-argument factory of the autocast context for `precision` ("fp32": no autocast)."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def gradient_scaler(precision, device):
+    """A GradScaler for fp16 (its range is too narrow for small gradients), else None.
+
+    The scaler checks the gradients for inf/NaN on the host before each optimizer step: one
+    device sync per step, the price of fp16; bf16 needs no scaler and no sync.
+    """
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
