@@ -72,10 +72,13 @@ def test_csv_rows_match_the_run_summaries(grid):
     assert rows["full-seed0"]["subset"] == "" and rows["coreset-0.3-seed0"]["subset"] == "0.3"
 
 
+def _table_rows(text):
+    return {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+
+
 def test_markdown_rows_show_the_summaries_figures(grid):
     out, _ = grid
-    lines = {line.split("|")[1].strip(): line for line in (out / "results.md").read_text().splitlines()
-             if line.startswith("| ") and "---" not in line}
+    lines = _table_rows((out / "results.md").read_text().split("\nSelections")[0])
     full, coreset = summary(out, "full-seed0"), summary(out, "coreset-0.3-seed0")
     assert f"| {coreset['final_test_accuracy']:.2%} ± 0.00 |" in lines["coreset"]
     assert f"| {coreset['total_seconds']:.1f} ± 0.0 |" in lines["coreset"]
@@ -83,6 +86,16 @@ def test_markdown_rows_show_the_summaries_figures(grid):
     assert "| 1.00x |" in lines["full"]
     target = 0.99 * full["final_test_accuracy"]
     assert f"Target accuracy: {target:.2%}" in (out / "results.md").read_text()
+
+
+def test_markdown_shows_the_selections_diagnostics(grid):
+    out, _ = grid
+    selections = _table_rows((out / "results.md").read_text().split("\nSelections")[1])
+    with open(out / "runs" / "coreset-0.3-seed0" / "metrics.jsonl") as f:
+        picked = [json.loads(line) for line in f if json.loads(line)["selected"]]
+    loss = sum(m["selection_loss_selected"] for m in picked) / len(picked)
+    assert f"| {loss:.3f} |" in selections["coreset"]
+    assert "full" not in selections  # references select nothing
 
 
 @pytest.fixture

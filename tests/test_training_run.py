@@ -53,8 +53,8 @@ def test_weights_reach_the_loss(monkeypatch):
 
     def run(scale):
         def scaled(*args, **kwargs):
-            indices, weights, timings = real(*args, **kwargs)
-            return indices, weights * scale, timings
+            indices, weights, timings, diagnostics = real(*args, **kwargs)
+            return indices, weights * scale, timings, diagnostics
         monkeypatch.setattr(trainer_module, "select_examples", scaled)
         return coreaug.train(coreaug.TrainConfig(**TINY, mode="subset", epochs=1))
 

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 
 from coreaug.training import TrainConfig, train
+from coreaug.training.run_files import same_settings
 
 SELECTING = ("coreset", "random", "maxloss")
 REFERENCES = ("full", "none")
@@ -125,18 +126,6 @@ def _check_folder_matches(run):
     if not same_settings(stored, run.config.identity()):
         raise ValueError(f"{run.folder} holds a run with other settings than this grid's; "
                          "use the same flags as before, another --out, or remove that folder")
-
-
-def same_settings(stored, identity):
-    """Whether a run folder's config.json (`stored`) describes the run of `identity`.
-
-    A setting that TrainConfig gained after the run was written is missing from `stored`;
-    it counts as matching when `identity` holds that setting's default, so finished runs
-    stay finished when the trainer grows an option they did not use.
-    """
-    current = json.loads(json.dumps(identity))  # tuples -> lists, as stored
-    defaults = json.loads(json.dumps(TrainConfig().identity()))
-    return all(stored.get(key, defaults.get(key)) == value for key, value in current.items())
 
 
 def _check_subset(value):

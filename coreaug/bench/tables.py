@@ -7,11 +7,15 @@ import os
 
 from .timing import default_target, mean, speedup, std, time_to_target
 
+# Per-selection figures in metrics.jsonl (coreaug.training.diagnostics), averaged over a run's selections.
+DIAGNOSTICS = ("selection_noisy_fraction", "selection_noisy_weighted", "selection_loss_selected",
+               "selection_loss_rest", "selection_overlap")
+
 CSV_COLUMNS = (
     "name", "strategy", "subset", "seed", "epochs", "final_accuracy", "best_accuracy",
     "total_seconds", "selection_seconds", "selection_share", "eval_seconds", "n_trained",
     "n_augmented", "target_accuracy", "time_to_target", "speedup", "target_speedup",
-)
+) + tuple(f"mean_{key}" for key in DIAGNOSTICS)
 
 
 def read_run(run):
@@ -29,6 +33,7 @@ def read_run(run):
         "selection_share": summary["selection_seconds"] / total if total > 0 else math.nan,
         "eval_seconds": summary["eval_seconds"], "n_trained": summary["n_trained"],
         "n_augmented": summary["n_augmented"], "history": history,
+        **{f"mean_{key}": mean(m[key] for m in history if m.get(key) is not None) for key in DIAGNOSTICS},
     }
 
 
@@ -90,6 +95,8 @@ def group_rows(rows):
             "selection_share": mean(r["selection_seconds"] for r in members) / seconds if seconds > 0 else math.nan,
             "reached": sum(not math.isnan(r["time_to_target"]) for r in members),
             "time_to_target": to_target, "target_speedup": speedup(full_to_target, to_target),
+            "best_accuracy_std": std(r["best_accuracy"] for r in members),
+            **{key: mean(r.get(f"mean_{key}", math.nan) for r in members) for key in DIAGNOSTICS},
         })
     return summary
 
@@ -107,7 +114,8 @@ def markdown_table(groups, target, rule):
     for g in groups:
         lines.append(
             f"| {g['strategy']} | {_fraction(g['subset'])} | {g['seeds']} "
-            f"| {g['accuracy']:.2%} ± {100 * g['accuracy_std']:.2f} | {g['best_accuracy']:.2%} "
+            f"| {g['accuracy']:.2%} ± {100 * g['accuracy_std']:.2f} "
+            f"| {g['best_accuracy']:.2%} ± {100 * g['best_accuracy_std']:.2f} "
             f"| {g['seconds']:.1f} ± {g['seconds_std']:.1f} | {_times(g['speedup'])} "
             f"| {_points(g['gain_over_random'])} | {g['selection_share']:.0%} | {g['reached']}/{g['seeds']} "
             f"| {_seconds(g['time_to_target'])} | {_times(g['target_speedup'])} |")
@@ -119,7 +127,35 @@ def markdown_table(groups, target, rule):
         "Time to target: train seconds until the test accuracy first reaches the target, mean over seeds",
         "(— unless every seed reached it); its speed-up is full's time to target / the group's.",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _diagnostics_table(groups)) + "\n"
+
+
+def _diagnostics_table(groups):
+    """The selections' figures per group, averaged over selections and seeds (only groups that
+    logged some; blank where the run could not know a figure)."""
+    shown = [g for g in groups if any(not _missing(g[key]) for key in DIAGNOSTICS)]
+    if not shown:
+        return []
+    lines = ["", "Selections (mean over every selection of every seed):", "",
+             "| strategy | subset | flipped labels in selection | flipped, weighted | loss of selected "
+             "| loss of the rest | overlap with previous |", "|---|---|---|---|---|---|---|"]
+    for g in shown:
+        cells = [_share(g["selection_noisy_fraction"]), _share(g["selection_noisy_weighted"]),
+                 _number(g["selection_loss_selected"]), _number(g["selection_loss_rest"]),
+                 _share(g["selection_overlap"])]
+        lines.append(f"| {g['strategy']} | {_fraction(g['subset'])} | " + " | ".join(cells) + " |")
+    lines += ["", "Flipped: share of the picks whose label --label-noise flipped (weighted: by their coreset",
+              "weights). Losses: mean clean-image cross-entropy of the picks and of the other examples at",
+              "selection time (from the selection's own pass; blank for random, which makes none)."]
+    return lines
+
+
+def _share(value):
+    return "" if _missing(value) else f"{value:.1%}"
+
+
+def _number(value):
+    return "" if _missing(value) else f"{value:.3f}"
 
 
 def _missing(value):

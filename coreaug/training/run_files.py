@@ -1,4 +1,9 @@
-"""A run's folder: config.json, metrics.jsonl, summary.json and checkpoint.pt, written atomically."""
+"""A run's folder: config.json, metrics.jsonl, summary.json and checkpoint.pt, written atomically.
+
+A folder belongs to one live run at a time: the run holds an OS lock on it (flock), which the
+OS drops when the process ends however it ends, so `--resume` after a crash still works.
+"""
+import fcntl
 import json
 import os
 
@@ -14,6 +19,7 @@ class RunFolder:
 
     def __init__(self, path):
         self.path = os.path.abspath(path)
+        self._lock = None
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -26,24 +32,55 @@ class RunFolder:
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise ValueError(f"--out {self.path} is a file; give a folder for the run's outputs")
+        if os.path.isdir(self.path):
+            self._take_lock()
         config_path = self.file("config.json")
         if not os.path.exists(config_path):
             return None
         with open(config_path) as f:
             previous = json.load(f)
-        current = json.loads(json.dumps(identity))  # tuples -> lists, as stored
-        if previous != current:
-            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if not same_settings(previous, identity):
+            current = _as_stored(identity)
+            changed = [k for k in current if previous.get(k, DEFAULT_IDENTITY.get(k)) != current[k]]
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
             raise ValueError(f"--out {self.path} already holds a run with a different config ({diff}); "
                              "choose another --out or remove that folder")
         if resume and os.path.exists(self.file(CHECKPOINT)):
-            return torch.load(self.file(CHECKPOINT), map_location="cpu", weights_only=False)
+            return self._load_checkpoint()
         return None
+
+    def _load_checkpoint(self):
+        path = self.file(CHECKPOINT)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
+                             "remove it to train the run from the start, or choose another --out") from None
+
+    def _take_lock(self):
+        """Hold the folder's lock for this process; ValueError at once if another run holds it."""
+        if self._lock is not None:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(f"--out {self.path} is in use by another coreaug run that is still going; "
+                             "wait for it to end or choose another --out") from None
+        self._lock = fd
+
+    def release(self):
+        """Let another run use the folder (the OS also does this when the process ends)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def start(self, identity, fresh):
         """Create the folder and write config.json; a fresh start removes an old run's files."""
         os.makedirs(self.path, exist_ok=True)
+        self._take_lock()
         if fresh:
             for name in ("metrics.jsonl", "summary.json", CHECKPOINT):
                 if os.path.exists(self.file(name)):
@@ -57,3 +94,28 @@ class RunFolder:
 
     def save_summary(self, summary):
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
+
+
+def _as_stored(identity):
+    return json.loads(json.dumps(identity))  # tuples -> lists, as config.json stores them
+
+
+def _default_identity():
+    from .config import TrainConfig
+
+    return _as_stored(TrainConfig().identity())
+
+
+DEFAULT_IDENTITY = _default_identity()
+
+
+def same_settings(stored, identity):
+    """Whether a run folder's config.json (`stored`) describes the run of `identity`: the one
+    rule for `--resume` and `coreaug bench`.
+
+    A setting that TrainConfig gained after the run was written is missing from `stored`; it
+    counts as matching when `identity` holds that setting's default, so a run stays
+    resumable (and a finished bench run finished) when the trainer grows an option it did not
+    use. A setting stored with another value, a changed default included, is another run.
+    """
+    return all(stored.get(key, DEFAULT_IDENTITY.get(key)) == value for key, value in _as_stored(identity).items())

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from coreaug.selection import estimate_gradients, logit_gradients, select_coreset, select_maxloss, select_random
 
+from .diagnostics import losses_from_logit_gradients, selection_diagnostics
 from .distributed import Distributed
 from .evaluate import example_losses
 
@@ -13,12 +14,14 @@ SINGLE_PROCESS = Distributed()
 
 
 def select_examples(config, model, data, epoch, autocast, estimate_batch_size=1024, distributed=SINGLE_PROCESS,
-                    train_logits=None):
+                    train_logits=None, previous=None):
     """Run the strategy's selection on the clean training set at the start of `epoch`.
 
-    Returns (indices int64, weights float32, timings) with timings split into
+    Returns (indices int64, weights float32, timings, diagnostics) with timings split into
     "estimate_seconds" (gradient estimates or losses: a forward pass over the training
-    set in eval mode) and "facility_location_seconds" (kNN graph, greedy, weights).
+    set in eval mode) and "facility_location_seconds" (kNN graph, greedy, weights), and
+    the `selection_diagnostics` of the pick (overlap with the `previous` indices, flipped
+    labels, losses where the pass computed them, objective per class).
 
     Under torchrun (`distributed` with several processes) each process estimates its
     `row_slice` of the training set, rank 0 gathers the estimates and selects, and the
@@ -57,6 +60,14 @@ def select_examples(config, model, data, epoch, autocast, estimate_batch_size=10
             timings["facility_location_seconds"] = time.perf_counter() - t0
         else:
             timings["estimate_seconds"], timings["facility_location_seconds"] = t1 - t0, time.perf_counter() - t1
-        return torch.from_numpy(selection.indices), torch.from_numpy(selection.weights), timings
+        losses = None
+        if config.strategy == "maxloss":
+            losses = scores
+        elif config.strategy == "coreset" and config.gradients == "logits":
+            losses = losses_from_logit_gradients(scores, labels)
+        diagnostics = selection_diagnostics(
+            selection.indices, selection.weights, len(labels), previous=previous, losses=losses,
+            noisy=data.noisy, class_objectives=selection.class_objectives if config.strategy == "coreset" else None)
+        return torch.from_numpy(selection.indices), torch.from_numpy(selection.weights), timings, diagnostics
 
     return distributed.on_main(select)

@@ -92,21 +92,35 @@ def _open_run(config, distributed):
     """
     identity = config.identity()
     folder = RunFolder(config.out) if config.out and distributed.is_main else None
-    checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume)) if config.out else None
-    with distributed.node_main_first():  # a --download happens once per node
-        data = load_run_data(config, distributed.device)
-    check_world_size(config, len(data.train_labels), distributed.world_size)
-    if folder:
-        folder.start(identity, fresh=checkpoint is None)
+    try:
+        checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume)) if config.out else None
+        with distributed.node_main_first():  # a --download happens once per node
+            data = load_run_data(config, distributed.device)
+        check_world_size(config, len(data.train_labels), distributed.world_size)
+        if folder:
+            folder.start(identity, fresh=checkpoint is None)
+    except BaseException:
+        if folder:
+            folder.release()
+        raise
     return folder, checkpoint, data
 
 
 def _run(config, distributed):
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
+    folder, checkpoint, data = _open_run(config, distributed)
+    try:
+        return _train_run(config, distributed, folder, checkpoint, data)
+    finally:
+        if folder:
+            folder.release()
+
+
+def _train_run(config, distributed, folder, checkpoint, data):
+    """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
     identity, device = config.identity(), distributed.device
     strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
-    folder, checkpoint, data = _open_run(config, distributed)
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.in_channels, data.num_classes)
     if config.sync_bn and distributed.world_size > 1:  # BatchNorm statistics over the global batch
@@ -139,10 +153,12 @@ def _run(config, distributed):
         t0 = time.perf_counter()
         sel_times = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
         selected_now = config.strategy in SELECTING and (epoch % config.select_every == 0 or selection is None)
+        diagnostics = {}
         if selected_now:
             selection = select_examples(config, model, data, epoch, autocast, estimate_batch_size=eval_batch,
-                                        distributed=distributed, train_logits=train_logits)
-            sel_times = selection[2]
+                                        distributed=distributed, train_logits=train_logits,
+                                        previous=selection[0] if selection else None)
+            sel_times, diagnostics = selection[2], selection[3]
         indices, weights = (selection[0], selection[1]) if selection else (None, None)
         # Every process draws the same plan and trains its own disjoint share of it.
         plan = epoch_plan(n, config.strategy, config.mode, indices, weights, config.copies,
@@ -173,7 +189,7 @@ def _run(config, distributed):
             "lr": learning_rate(config, epoch + 1), "epoch_seconds": epoch_seconds,
             "selection_seconds": sum(sel_times.values()), **sel_times,
             "eval_seconds": time.perf_counter() - t1, "elapsed_seconds": elapsed,
-            "n_trained": n_trained, "n_augmented": n_augmented, "selected": selected_now,
+            "n_trained": n_trained, "n_augmented": n_augmented, "selected": selected_now, **diagnostics,
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
         })
         if folder:

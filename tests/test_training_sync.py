@@ -1,0 +1,83 @@
+"""The training step never waits on the device: counted on the CPU, at two batch sizes."""
+import pytest
+import torch
+
+import coreaug
+from coreaug.augment import create_policy
+from sync_audit import SyncAudit
+
+BASE = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, subset=0.25, candidates=2)
+
+
+def syncs_per_step(**settings):
+    """(syncing ops per extra training step, counts at each batch size) over two runs that differ
+    only in batch size: per-epoch work (selection, evaluation, logging) cancels out."""
+    runs = []
+    for batch_size in (8, 16):
+        config = coreaug.TrainConfig(**BASE, batch_size=batch_size, **settings)
+        with SyncAudit() as audit:
+            result = coreaug.train(config)
+        steps = sum(-(-m["n_trained"] // batch_size) for m in result.history)
+        runs.append((audit.total, steps, dict(audit.counts)))
+    (count_a, steps_a, a), (count_b, steps_b, b) = runs
+    return (count_a - count_b) / (steps_a - steps_b), (a, b)
+
+
+@pytest.mark.parametrize("augment", ["weak", "randaugment", "trivialaugment", "autoaugment", "cutout",
+                                     "maxloss", "randaugment+cutout"])
+def test_no_sync_per_step_for_any_policy(augment):
+    per_step, counts = syncs_per_step(augment=augment)
+    assert per_step == 0, counts
+
+
+@pytest.mark.parametrize("settings", [
+    dict(strategy="random"), dict(strategy="maxloss"), dict(strategy="full"), dict(strategy="none"),
+    dict(strategy="coreset", mode="subset"), dict(strategy="coreset", estimates="training"),
+    dict(strategy="coreset", copies=2, weight_augmented=True),
+])
+def test_no_sync_per_step_for_any_strategy_or_mode(settings):
+    per_step, counts = syncs_per_step(**settings)
+    assert per_step == 0, counts
+
+
+def test_the_audit_sees_a_sync_in_a_step(monkeypatch):
+    """The audit can fail: a policy that reads a value from every batch is caught."""
+    real = coreaug.training.trainer.create_policy
+
+    class Reading:
+        needs_model = False
+
+        def __init__(self, policy):
+            self.policy = policy
+
+        def __call__(self, images, generator=None, **context):
+            float(images.float().mean())
+            return self.policy(images, generator, **context)
+
+    monkeypatch.setattr(coreaug.training.trainer, "create_policy", lambda name, **k: Reading(real(name, **k)))
+    per_step, counts = syncs_per_step(augment="randaugment")
+    assert per_step >= 1, counts
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_steps_raise_on_any_sync(monkeypatch):
+    """On a GPU, torch itself raises on a sync inside the training steps (from the second step,
+    after the plan's move to the device, to the end-of-epoch read of the totals)."""
+    import coreaug.training.trainer as trainer
+
+    real_update, real_read = trainer.ProgressBar.update, trainer.EpochTotals.read
+
+    def update(self, count, totals):
+        real_update(self, count, totals)
+        torch.cuda.set_sync_debug_mode("error")
+
+    def read(self):
+        torch.cuda.set_sync_debug_mode("default")
+        return real_read(self)
+    monkeypatch.setattr(trainer.ProgressBar, "update", update)
+    monkeypatch.setattr(trainer.EpochTotals, "read", read)
+    try:
+        for augment in ("randaugment", "autoaugment", "maxloss", "weak+randaugment+cutout"):
+            coreaug.train(coreaug.TrainConfig(**BASE, batch_size=16, augment=augment, device="cuda"))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
