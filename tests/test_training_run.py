@@ -136,11 +136,23 @@ def test_training_estimates_need_no_extra_pass_after_the_first(monkeypatch, stra
 
 def test_training_estimates_match_the_logits_seen_in_training(monkeypatch):
     from coreaug.training import trainer
-    merged = []
-    real = trainer._merge_logits
-    monkeypatch.setattr(trainer, "_merge_logits", lambda prev, seen: merged.append(seen.clone()) or real(prev, seen))
+    merged, seen = [], []
+    real_merge, real_add = trainer._merge_logits, trainer.EpochTotals.add
+    monkeypatch.setattr(trainer, "_merge_logits", lambda prev, sums: merged.append(sums.clone()) or real_merge(prev, sums))
+
+    def add(self, losses, logits, labels, indices, original):
+        seen.append((indices.clone(), logits.detach().float().clone(), original.clone()))
+        return real_add(self, losses, logits, labels, indices, original)
+    monkeypatch.setattr(trainer.EpochTotals, "add", add)
     coreaug.train(coreaug.TrainConfig(**TINY, estimates="training", epochs=1))
-    assert (merged[0][:, -1] == 1).all()  # every original trained once in append mode
+    expected = torch.zeros_like(merged[0])
+    for indices, logits, original in seen:
+        rows = original.bool()
+        expected[indices[rows], :-1] += logits[rows]
+        expected[indices[rows], -1] += 1
+    assert (expected[:, -1] == 1).all()  # every original trained once in append mode
+    assert sum(int((~o.bool()).sum()) for _, _, o in seen) > 0  # copies were trained and left out
+    torch.testing.assert_close(merged[0], expected)
 
 
 def test_label_noise_flips_the_training_labels():

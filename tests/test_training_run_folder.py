@@ -1,0 +1,84 @@
+"""A run folder belongs to one live run; damaged checkpoints and changed settings are named."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import coreaug
+from coreaug.training.run_files import RunFolder, same_settings
+
+TINY = dict(dataset="synthetic", model="cnn", train_limit=64, test_limit=32, batch_size=32, quiet=True)
+CLI_TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--quiet"]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "coreaug", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def start_long_run(out):
+    """A `coreaug train` that runs for minutes; returns once it has checkpointed an epoch."""
+    proc = subprocess.Popen([sys.executable, "-m", "coreaug", "train", *CLI_TINY, "--epochs", "5000",
+                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "the run wrote no checkpoint in 2 minutes"
+        time.sleep(0.2)
+    return proc
+
+
+def test_a_second_run_into_a_live_runs_folder_is_refused_and_a_killed_one_frees_it(tmp_path):
+    out = tmp_path / "run"
+    proc = start_long_run(out)
+    try:
+        second = cli("train", *CLI_TINY, "--epochs", "5000", "--out", out, "--resume")
+        assert second.returncode == 2 and "in use by another coreaug run" in second.stderr, second.stderr
+        assert second.stderr.count("\n") == 1
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # kill -9 leaves no lock behind: the folder can be resumed (its checkpoint is read).
+    folder = RunFolder(out)
+    try:
+        checkpoint = folder.check(json.loads((out / "config.json").read_text()), resume=True)
+    finally:
+        folder.release()
+    assert checkpoint is not None and checkpoint["epoch"] >= 1
+
+
+def test_the_lock_is_released_when_a_run_ends(tmp_path):
+    out = str(tmp_path / "run")
+    first = coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=out))
+    again = coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=out, resume=True))  # same process, new lock
+    assert again.history == first.history
+
+
+def test_a_truncated_checkpoint_is_named_in_one_line_exit_2(tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", *CLI_TINY, "--epochs", "1", "--out", out).returncode == 0
+    data = (out / "checkpoint.pt").read_bytes()
+    (out / "checkpoint.pt").write_bytes(data[:len(data) // 3])
+    proc = cli("train", *CLI_TINY, "--epochs", "1", "--out", out, "--resume")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert "checkpoint.pt is truncated or corrupt" in proc.stderr
+
+
+def test_resume_and_bench_share_one_rule_for_new_and_changed_settings(tmp_path):
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out)))
+    stored = json.loads((out / "config.json").read_text())
+    del stored["precision"]  # as if written before TrainConfig had it: its default matches
+    (out / "config.json").write_text(json.dumps(stored))
+    identity = coreaug.TrainConfig(**TINY, epochs=1).resolved().identity()
+    assert same_settings(stored, identity)
+    assert len(coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), resume=True)).history) == 1
+    stored["knn"] = 10  # a default that changed since the run was written: another run
+    (out / "config.json").write_text(json.dumps(stored))
+    assert not same_settings(stored, identity)
+    with pytest.raises(ValueError, match="different config.*knn: 10 -> 20"):
+        coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
