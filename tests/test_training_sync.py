@@ -4,23 +4,13 @@ import torch
 
 import coreaug
 from coreaug.augment import create_policy
-from sync_audit import SyncAudit
+from coreaug.training.sync_audit import syncs_per_step as audited_syncs_per_step
 
 BASE = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, subset=0.25, candidates=2)
 
 
 def syncs_per_step(**settings):
-    """(syncing ops per extra training step, counts at each batch size) over two runs that differ
-    only in batch size: per-epoch work (selection, evaluation, logging) cancels out."""
-    runs = []
-    for batch_size in (8, 16):
-        config = coreaug.TrainConfig(**BASE, batch_size=batch_size, **settings)
-        with SyncAudit() as audit:
-            result = coreaug.train(config)
-        steps = sum(-(-m["n_trained"] // batch_size) for m in result.history)
-        runs.append((audit.total, steps, dict(audit.counts)))
-    (count_a, steps_a, a), (count_b, steps_b, b) = runs
-    return (count_a - count_b) / (steps_a - steps_b), (a, b)
+    return audited_syncs_per_step(BASE, **settings)
 
 
 @pytest.mark.parametrize("augment", ["weak", "randaugment", "trivialaugment", "autoaugment", "cutout",

@@ -62,3 +62,11 @@ def load_synthetic(data_dir: Optional[PathLike] = None, download: bool = False,
     train = sample_examples(prototypes, n_train, generator)
     test = sample_examples(prototypes, n_test, generator)
     return make_dataset("synthetic", train, test, num_classes, None, "generated")
+
+
+@register_dataset("synthetic-cifar")
+def load_synthetic_cifar(data_dir: Optional[PathLike] = None, download: bool = False,
+                         progress: bool = True, seed: int = 0) -> ImageDataset:
+    """The synthetic dataset at CIFAR-10's shape and size: 50,000 + 10,000 RGB 32x32 images in
+    10 classes, for benchmarks of the training step where CIFAR-10 itself is not at hand."""
+    return load_synthetic(n_train=50_000, n_test=10_000, num_classes=10, channels=3, size=32, seed=seed)

@@ -25,6 +25,7 @@ DATASET_DEFAULTS = {
     "mnist": dict(model="cnn", epochs=10, batch_size=128, lr=0.05, weight_decay=5e-4, flip=False),
     "digits": dict(model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4, flip=False),
     "synthetic": dict(model="cnn", epochs=5, batch_size=64, lr=0.05, weight_decay=5e-4, flip=True),
+    "synthetic-cifar": dict(model="resnet20", epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True),
 }
 FALLBACK_DEFAULTS = dict(model="resnet20", epochs=100, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True)
 

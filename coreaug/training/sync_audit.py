@@ -60,3 +60,22 @@ class SyncAudit(TorchDispatchMode):
 def _has_bool_index(args):
     indices = args[1] if len(args) > 1 else ()
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (indices or ()) if i is not None)
+
+
+def syncs_per_step(base, batch_sizes=(8, 16), **settings):
+    """Syncing ops per training step of `coreaug.train(TrainConfig(**base, **settings))`.
+
+    Trains twice, at two batch sizes over the same data and epochs, under `SyncAudit`, and
+    divides the difference in counts by the difference in steps: work done once per epoch
+    (selection, evaluation, logging) cancels out. Returns (per step, (counts, counts)).
+    """
+    import coreaug
+
+    runs = []
+    for batch_size in batch_sizes:
+        with SyncAudit() as audit:
+            result = coreaug.train(coreaug.TrainConfig(**base, batch_size=batch_size, **settings))
+        steps = sum(-(-m["n_trained"] // batch_size) for m in result.history)
+        runs.append((audit.total, steps, dict(audit.counts)))
+    (count_a, steps_a, a), (count_b, steps_b, b) = runs
+    return (count_a - count_b) / (steps_a - steps_b), (a, b)
