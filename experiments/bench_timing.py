@@ -1,0 +1,98 @@
+"""Speed-ups that can be trusted: the grid's settings timed back to back on a quiet machine.
+
+Usage:
+    python experiments/bench_timing.py [--augment randaugment] [--epochs 5] [--repeats 3]
+        [--max-load 0.5] [--out experiments/results/fashion-mnist-500/timing-randaugment.md]
+        [coreaug train settings as KEY=VALUE ...]
+
+Trains each of none, full, and coreset / random / max-loss at 10% and 30% (append mode, seed 0)
+for a few epochs, `--repeats` times, round-robin so that a slow spell of the machine touches every
+setting alike. Before each run it waits (up to 10 minutes) for the 1-minute load average to fall
+under `--max-load` and records it. Reports the median training seconds per epoch (selection
+included, evaluation excluded) and the speed-up against `full`, with every repeat's figure.
+Accuracy is not the point here (few epochs); the accuracy tables come from `coreaug bench`.
+"""
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+import coreaug
+
+SETTING = dict(dataset="fashion-mnist", model="cnn", train_limit=500, test_limit=2000, quiet=True)
+RUNS = [("none", None), ("full", None), ("coreset", 0.1), ("random", 0.1), ("maxloss", 0.1),
+        ("coreset", 0.3), ("random", 0.3), ("maxloss", 0.3)]
+
+
+def wait_for_quiet(max_load, patience=600):
+    """The 1-minute load average once it is under `max_load` (or after `patience` seconds)."""
+    deadline = time.time() + patience
+    while os.getloadavg()[0] > max_load and time.time() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
+def parse_settings(pairs):
+    settings = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        for convert in (int, float):
+            try:
+                value = convert(value)
+                break
+            except ValueError:
+                pass
+        settings[key.replace("-", "_")] = value
+    return settings
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--augment", default="randaugment")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-load", type=float, default=0.5)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("settings", nargs="*", help="more TrainConfig settings, KEY=VALUE")
+    args = parser.parse_args()
+    base = dict(SETTING, augment=args.augment, epochs=args.epochs, **parse_settings(args.settings))
+    per_epoch = {run: [] for run in RUNS}
+    loads = []
+    # Warm-up, not timed: loads the greedy kernel (numba) and the data once.
+    coreaug.train(coreaug.TrainConfig(**dict(base, epochs=1), strategy="coreset", subset=0.1))
+    for repeat in range(args.repeats):
+        for strategy, fraction in RUNS:
+            loads.append(wait_for_quiet(args.max_load))
+            result = coreaug.train(coreaug.TrainConfig(**base, strategy=strategy, **({"subset": fraction} if fraction else {})))
+            per_epoch[(strategy, fraction)].append(result.total_seconds / len(result.history))
+            print(f"repeat {repeat + 1}: {strategy} {fraction or ''} {per_epoch[(strategy, fraction)][-1]:.2f} s/epoch "
+                  f"(load {loads[-1]:.2f})", flush=True)
+    full = statistics.median(per_epoch[("full", None)])
+    lines = ["| strategy | subset | s / epoch (median) | speed-up vs full | every repeat (s / epoch) |", "|---|---|---|---|---|"]
+    for (strategy, fraction), seconds in per_epoch.items():
+        median = statistics.median(seconds)
+        lines.append(f"| {strategy} | {fraction or '—'} | {median:.2f} | {full / median:.2f}x | "
+                     + ", ".join(f"{s:.2f}" for s in seconds) + " |")
+    command = (f"python experiments/bench_timing.py --augment {args.augment} --epochs {args.epochs} "
+               f"--repeats {args.repeats} --max-load {args.max_load}" + "".join(f" {s}" for s in args.settings)
+               + (f" --out {args.out}" if args.out else ""))
+    text = "\n\n".join([
+        "# Timing on a quiet machine", f"Command: `{command}`",
+        f"Setting: {base}. Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads. 1-minute load average before each run: "
+        f"{min(loads):.2f} to {max(loads):.2f} (median {statistics.median(loads):.2f}).",
+        "\n".join(lines),
+        "Seconds per epoch: training plus selection (gradient estimates and facility location), evaluation "
+        "excluded, averaged over the run's epochs; the median over repeats is shown."]) + "\n"
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
