@@ -1,5 +1,5 @@
 """`python -m coreaug ...` runs the same click app as the `coreaug` console script."""
-from cli.main import main
+from coreaug.cli.main import main
 
 if __name__ == "__main__":
     main()

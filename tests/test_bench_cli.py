@@ -120,7 +120,7 @@ def train_calls(monkeypatch):
 
 
 def test_rerun_skips_finished_runs_without_training(copied_grid, train_calls, capsys):
-    from cli.main import main
+    from coreaug.cli.main import main
     before = {name: os.stat(copied_grid / "runs" / name / "summary.json").st_mtime_ns for name in RUNS}
     main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
     out = capsys.readouterr().out
@@ -130,7 +130,7 @@ def test_rerun_skips_finished_runs_without_training(copied_grid, train_calls, ca
 
 
 def test_a_finished_run_from_before_a_new_trainer_setting_is_still_skipped(copied_grid, train_calls, capsys):
-    from cli.main import main
+    from coreaug.cli.main import main
     config_path = copied_grid / "runs" / "coreset-0.3-seed0" / "config.json"
     stored = json.loads(config_path.read_text())
     del stored["knn"]  # as if TrainConfig gained `knn` (default 10) after this run was written
@@ -140,7 +140,7 @@ def test_a_finished_run_from_before_a_new_trainer_setting_is_still_skipped(copie
 
 
 def test_a_run_with_a_checkpoint_but_no_summary_is_resumed(copied_grid, train_calls, capsys):
-    from cli.main import main
+    from coreaug.cli.main import main
     run = copied_grid / "runs" / "random-0.3-seed0"
     (run / "summary.json").unlink()
     metrics = (run / "metrics.jsonl").read_text()
@@ -184,7 +184,7 @@ def test_unwritable_out_is_one_line_exit_2_nothing_run(tmp_path, capsys):
 
 def bench_in_process(capsys, *args):
     """Run `coreaug bench` in this process (no interpreter start-up); expect exit 2, return stderr."""
-    from cli.main import main
+    from coreaug.cli.main import main
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", *map(str, args)])
     assert exit_info.value.code == 2

@@ -12,7 +12,8 @@ def coreaug(*args, **env):
 def test_lists_every_dataset():
     proc = coreaug()
     assert proc.returncode == 0
-    assert proc.stdout.split() == ["cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "svhn", "synthetic"]
+    assert proc.stdout.split() == ["cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "svhn", "synthetic",
+                                   "synthetic-cifar"]
 
 
 def test_describes_a_dataset():
@@ -24,3 +25,14 @@ def test_missing_dataset_is_one_line_listing_where_it_looked(tmp_path):
     proc = coreaug("cifar10", "--data-dir", tmp_path, HOME=str(tmp_path), COREAUG_DATA=str(tmp_path / "env"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert str(tmp_path) in proc.stderr and "--download" in proc.stderr
+
+
+def test_the_cli_is_installed_inside_the_coreaug_package():
+    """`pip install` adds one top-level package; the CLI is coreaug.cli, not a top-level `cli`."""
+    import importlib.metadata
+
+    import coreaug.cli.main
+
+    top_level = importlib.metadata.distribution("coreaug").read_text("top_level.txt")
+    assert top_level.split() == ["coreaug"]
+    assert set(coreaug.cli.main.app.commands) == {"train", "select", "bench", "datasets"}

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import coreaug
-from cli.main import app
+from coreaug.cli.main import app
 
 
 @pytest.fixture
