@@ -25,12 +25,12 @@ from .selection import (
     select_maxloss,
     select_random,
 )
-from .training import TrainConfig, TrainResult, train
+from .training import CoresetAugmentation, TrainConfig, TrainResult, train
 
 __all__ = [
     "Selection", "select_coreset", "select_random", "select_maxloss",
     "logit_gradients", "last_layer_gradients", "estimate_gradients",
-    "TrainConfig", "TrainResult", "train",
+    "TrainConfig", "TrainResult", "train", "CoresetAugmentation",
     "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
     "create_model", "available_models", "create_policy", "available_policies",
     "run_grid", "BenchResult",

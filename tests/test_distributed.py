@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import coreaug
+from coreaug.training.method import CoresetAugmentation
 from coreaug.training import trainer as trainer_module
 from coreaug.training.distributed import Distributed, check_world_size
 from coreaug.training.plan import EpochPlan
@@ -42,21 +43,20 @@ def scores(history):
 def recorded_run(out):
     """A run that notes every selection and every epoch plan with this process's share of it."""
     selections, shares = [], []
-    real_select, real_shard = trainer_module.select_examples, EpochPlan.shard
+    real_use, real_shard = CoresetAugmentation.use, EpochPlan.shard
 
-    def select(*args, **kwargs):
-        selections.append(real_select(*args, **kwargs))
-        return selections[-1]
+    def use(method, selection, epoch, diagnostics=None):
+        selections.append((torch.from_numpy(selection.indices), torch.from_numpy(selection.weights)))
+        return real_use(method, selection, epoch, diagnostics)
 
     def shard(plan, rank, world_size):
         share = real_shard(plan, rank, world_size)
         shares.append((plan, share))
         return share
 
-    with mock.patch.object(trainer_module, "select_examples", select), mock.patch.object(EpochPlan, "shard", shard):
+    with mock.patch.object(CoresetAugmentation, "use", use), mock.patch.object(EpochPlan, "shard", shard):
         result = coreaug.train(coreaug.TrainConfig(**RUN, out=out))
-    return {"history": result.history, "world_size": result.world_size,
-            "selections": [(i, w) for i, w, _ in selections], "shares": shares}
+    return {"history": result.history, "world_size": result.world_size, "selections": selections, "shares": shares}
 
 
 def resumed_run(out):
@@ -65,10 +65,10 @@ def resumed_run(out):
     whole = coreaug.train(coreaug.TrainConfig(**config, out=f"{out}/whole"))
     real_generator = trainer_module.epoch_generator
 
-    def interrupt_at_epoch_2(seed, epoch, stream, rank=0):
+    def interrupt_at_epoch_2(seed, epoch, stream, rank=0, device="cpu"):
         if epoch == 2:  # every process stops at the same point, after two checkpoints
             raise KeyboardInterrupt
-        return real_generator(seed, epoch, stream, rank)
+        return real_generator(seed, epoch, stream, rank, device)
 
     with mock.patch.object(trainer_module, "epoch_generator", interrupt_at_epoch_2), \
             pytest.raises(KeyboardInterrupt):

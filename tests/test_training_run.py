@@ -41,7 +41,8 @@ def test_selection_happens_every_r_epochs(monkeypatch):
     calls = []
     real = trainer_module.select_examples
     monkeypatch.setattr(trainer_module, "select_examples",
-                        lambda config, model, data, epoch, *a, **k: calls.append(epoch) or real(config, model, data, epoch, *a, **k))
+                        lambda config, method, model, data, epoch, *a, **k: calls.append(epoch)
+                        or real(config, method, model, data, epoch, *a, **k))
     result = coreaug.train(coreaug.TrainConfig(**TINY, epochs=5, select_every=2))
     assert calls == [0, 2, 4]
     assert [m["selected"] for m in result.history] == [True, False, True, False, True]
@@ -49,13 +50,14 @@ def test_selection_happens_every_r_epochs(monkeypatch):
 
 
 def test_weights_reach_the_loss(monkeypatch):
-    real = trainer_module.select_examples
+    from coreaug.training.method import CoresetAugmentation
+    real = CoresetAugmentation.use
 
     def run(scale):
-        def scaled(*args, **kwargs):
-            indices, weights, timings, diagnostics = real(*args, **kwargs)
-            return indices, weights * scale, timings, diagnostics
-        monkeypatch.setattr(trainer_module, "select_examples", scaled)
+        def scaled(method, selection, epoch, diagnostics=None):
+            selection.weights = selection.weights * scale
+            return real(method, selection, epoch, diagnostics)
+        monkeypatch.setattr(CoresetAugmentation, "use", scaled)
         return coreaug.train(coreaug.TrainConfig(**TINY, mode="subset", epochs=1))
 
     same_a, same_b, doubled = run(1.0), run(1.0), run(2.0)

@@ -91,13 +91,27 @@ def final_linear(model):
     return linears[-1]
 
 
+def _image_batches(images, batch_size, num_workers):
+    """Batches of `images`: slices of a tensor or array, or a DataLoader over a map-style dataset
+    of (image, label) pairs (the images only)."""
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        for s in range(0, len(images), batch_size):
+            yield torch.as_tensor(images[s:s + batch_size])
+        return
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    for batch in loader:
+        yield batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
-                       transform=None, dim=None, seed=0):
+                       transform=None, dim=None, seed=0, num_workers=0):
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
 
     Runs `model` in eval mode under no_grad over `images` in batches of `batch_size` on
     `device` (default: the model's), after `transform` (e.g. uint8 -> normalised float)
-    if given, and restores the model's training mode. `kind="logits"` gives
+    if given, and restores the model's training mode. `images` is a tensor or array, or a
+    map-style dataset of (image, label) pairs read in order by a DataLoader with
+    `num_workers` workers. `kind="logits"` gives
     softmax - onehot (n, c); `"last_layer"` gives (softmax - onehot) ⊗ h (n, c * e) where
     h is the input of the model's final nn.Linear, taken with a forward hook, optionally
     projected to `dim`. Returns a float32 tensor on the CPU.
@@ -119,8 +133,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     logits, embeddings = [], []
     try:
         with torch.no_grad():
-            for s in range(0, len(images), batch_size):
-                batch = torch.as_tensor(images[s:s + batch_size]).to(device, non_blocking=True)
+            for batch in _image_batches(images, batch_size, num_workers):
+                batch = batch.to(device, non_blocking=True)
                 if transform is not None:
                     batch = transform(batch)
                 logits.append(model(batch).float().cpu())

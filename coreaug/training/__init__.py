@@ -1,6 +1,9 @@
 """The trainer: epochs, selection cadence, weighted loss, checkpoints, logs."""
 from .config import DATASET_DEFAULTS, TrainConfig
-from .plan import EpochPlan, epoch_plan
+from .dataset_face import PlanDataset, PlanSampler
+from .method import CoresetAugmentation
+from .plan import DevicePlan, EpochPlan, epoch_plan
 from .trainer import TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "train", "EpochPlan", "epoch_plan", "DATASET_DEFAULTS"]
+__all__ = ["TrainConfig", "TrainResult", "train", "EpochPlan", "DevicePlan", "epoch_plan", "DATASET_DEFAULTS",
+           "CoresetAugmentation", "PlanDataset", "PlanSampler"]

@@ -5,24 +5,25 @@ import platform
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
 from coreaug.models import create_model
+from coreaug.selection import Selection
 
 from .config import TrainConfig
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
 from .inputs import load_run_data
-from .plan import epoch_plan
+from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import RunFolder
 from .schedule import learning_rate
 from .selector import select_examples
 
-SELECTING = ("coreset", "random", "maxloss")
 
 
 @dataclass
@@ -39,19 +40,6 @@ class TrainResult:
     out: str = None
     rank: int = 0
     world_size: int = 1
-
-
-def epoch_generator(seed, epoch, stream, rank=0, device="cpu"):
-    """A generator on `device` seeded by (seed, epoch, stream, rank): an epoch's randomness needs
-    no saved state.
-
-    Every process draws the same plan (rank left at 0, on the CPU) but its own augmentations
-    (its rank, on its training device, so that no draw waits on a copy from the host), so that
-    no two processes apply the same random transforms. The seed keeps only 32 bits, so the
-    rank enters there, spread by an odd (invertible) multiplier.
-    """
-    generator = torch.Generator(device=device)
-    return generator.manual_seed(((seed * 1_000_003 + epoch) * 8 + stream + rank * 0x9E3779B1) % 2 ** 32)
 
 
 def _strong_policy(config):
@@ -117,28 +105,91 @@ def _run(config, distributed):
             folder.release()
 
 
+@dataclass
+class RunState:
+    """What the epoch loop carries: the model and its compiled or DDP forms, the optimizer, the
+    method's state (`CoresetAugmentation`), precision, and the training logits of
+    `estimates="training"`."""
+
+    model: torch.nn.Module
+    forward: object
+    train_forward: object
+    optimizer: torch.optim.Optimizer
+    method: CoresetAugmentation
+    precision: str
+    autocast: object
+    scaler: object
+    eval_batch: int
+    history: list
+    start_epoch: int = 0
+    train_logits: torch.Tensor = None
+
+
 def _train_run(config, distributed, folder, checkpoint, data):
     """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
-    identity, device = config.identity(), distributed.device
+    run = _start(config, distributed, checkpoint, data)
     strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
+    record = config.estimates == "training" and run.method.needs_model
+    for epoch in range(run.start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        selected = run.method.due(epoch)
+        timings = select_examples(config, run.method, run.model, data, epoch, run.autocast, run.eval_batch,
+                                  distributed, run.train_logits) if selected else dict(NO_SELECTION)
+        # Every process draws the same plan and trains its own disjoint share of it.
+        share = run.method.plan_for(epoch).shard(distributed.rank, distributed.world_size)
+        logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device) if record else None
+        compiled_before = compiled_graphs()
+        sums = _train_epoch(config, run.train_forward, run.forward, run.optimizer, data, share, strong, weak,
+                            epoch, run.autocast, distributed, logit_sums, run.scaler)
+        if record:
+            run.train_logits = _merge_logits(run.train_logits, distributed.all_reduce_tensor(logit_sums))
+        distributed.broadcast_buffers(run.model)
+        loss_sum, correct, n_trained, n_augmented = distributed.all_reduce_sum([*sums, len(share), share.n_augmented])
+        if distributed.device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        test_loss, test_accuracy = _evaluate(run, data, distributed)
+        run.history.append({
+            "epoch": epoch, "train_loss": loss_sum / n_trained, "train_accuracy": correct / n_trained,
+            "test_loss": test_loss, "test_accuracy": test_accuracy,
+            "lr": learning_rate(config, epoch + 1), "epoch_seconds": epoch_seconds,
+            "selection_seconds": sum(timings.values()), **timings,
+            "eval_seconds": time.perf_counter() - t1,
+            "elapsed_seconds": (run.history[-1]["elapsed_seconds"] if run.history else 0.0) + epoch_seconds,
+            "n_trained": int(n_trained), "n_augmented": int(n_augmented), "selected": selected,
+            **(run.method.diagnostics if selected else {}),
+            **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
+        })
+        if folder:
+            folder.save_epoch(_checkpoint(config, run, epoch), run.history)
+        if not config.quiet:
+            _log_epoch(config, run.history[-1])
+
+    result = _result(config, run.history, run.model, distributed)
+    if folder:
+        folder.save_summary(_summary(config, result, distributed.device, run.precision))
+    return result
+
+
+NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
+
+
+def _start(config, distributed, checkpoint, data):
+    """The model, optimizer, precision and method state of a run, restored from `checkpoint` if given."""
+    device = distributed.device
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.in_channels, data.num_classes)
     if config.sync_bn and distributed.world_size > 1:  # BatchNorm statistics over the global batch
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=torch.channels_last)
     precision = resolve_precision(config.precision, device)
-    autocast, scaler = autocast_for(precision, device), gradient_scaler(precision, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
-    history, selection, start_epoch, train_logits = [], None, 0, None
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        history, selection, start_epoch = checkpoint["history"], checkpoint["selection"], checkpoint["epoch"]
-        train_logits = _to(checkpoint.get("train_logits"), device)
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-    record = config.estimates == "training" and config.strategy in ("coreset", "maxloss")
+    method = CoresetAugmentation(
+        data.train_labels.cpu(), strategy=config.strategy, fraction=config.subset, select_every=config.select_every,
+        mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
+        knn=config.knn, balance=config.balance, seed=config.seed, noisy=data.noisy)
     # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
@@ -146,67 +197,48 @@ def _train_run(config, distributed, folder, checkpoint, data):
     if distributed.world_size > 1:
         train_forward = distributed.wrap(model)
         train_forward = torch.compile(train_forward) if config.compile else train_forward
-    eval_batch = inference_batch_size(config.batch_size, device)
+    run = RunState(model, forward, train_forward, optimizer, method, precision, autocast_for(precision, device),
+                   gradient_scaler(precision, device), inference_batch_size(config.batch_size, device), [])
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
+        run.train_logits = _to(checkpoint.get("train_logits"), device)
+        _restore_method(method, checkpoint, config)
+        if run.scaler is not None and checkpoint.get("scaler"):
+            run.scaler.load_state_dict(checkpoint["scaler"])
+    return run
 
-    n = len(data.train_labels)
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        sel_times = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
-        selected_now = config.strategy in SELECTING and (epoch % config.select_every == 0 or selection is None)
-        diagnostics = {}
-        if selected_now:
-            selection = select_examples(config, model, data, epoch, autocast, estimate_batch_size=eval_batch,
-                                        distributed=distributed, train_logits=train_logits,
-                                        previous=selection[0] if selection else None)
-            sel_times, diagnostics = selection[2], selection[3]
-        indices, weights = (selection[0], selection[1]) if selection else (None, None)
-        # Every process draws the same plan and trains its own disjoint share of it.
-        plan = epoch_plan(n, config.strategy, config.mode, indices, weights, config.copies,
-                          config.weight_augmented, epoch_generator(config.seed, epoch, 0))
-        share = plan.shard(distributed.rank, distributed.world_size)
-        logit_sums = torch.zeros((n, data.num_classes + 1), device=device) if record else None
-        compiled_before = compiled_graphs()
-        loss_sum, correct = _train_epoch(config, train_forward, forward, optimizer, data, share, strong, weak,
-                                         epoch, autocast, distributed, logit_sums, scaler)
-        if record:
-            train_logits = _merge_logits(train_logits, distributed.all_reduce_tensor(logit_sums))
-        distributed.broadcast_buffers(model)
-        loss_sum, correct, n_trained, n_augmented = distributed.all_reduce_sum(
-            [loss_sum, correct, len(share), share.n_augmented])
-        n_trained, n_augmented = int(n_trained), int(n_augmented)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        epoch_seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        test_rows = distributed.row_slice(len(data.test_labels))
-        test_loss, test_correct = distributed.all_reduce_sum(evaluation_sums(
-            forward, data.test_images[test_rows], data.test_labels[test_rows], data.preprocess, eval_batch, autocast))
-        test_loss, test_accuracy = test_loss / len(data.test_labels), test_correct / len(data.test_labels)
-        elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + epoch_seconds
-        history.append({
-            "epoch": epoch, "train_loss": loss_sum / n_trained, "train_accuracy": correct / n_trained,
-            "test_loss": test_loss, "test_accuracy": test_accuracy,
-            "lr": learning_rate(config, epoch + 1), "epoch_seconds": epoch_seconds,
-            "selection_seconds": sum(sel_times.values()), **sel_times,
-            "eval_seconds": time.perf_counter() - t1, "elapsed_seconds": elapsed,
-            "n_trained": n_trained, "n_augmented": n_augmented, "selected": selected_now, **diagnostics,
-            **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
-        })
-        if folder:
-            folder.save_epoch({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "selection": selection, "history": history, "config": identity,
-                               "train_logits": _to(train_logits, "cpu"),
-                               "scaler": scaler.state_dict() if scaler is not None else None}, history)
-        if not config.quiet:
-            m = history[-1]
-            tqdm.write(f"epoch {epoch + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
-                       f"test acc {test_accuracy:.2%}  {epoch_seconds:.1f} s "
-                       f"(selection {m['selection_seconds']:.2f} s)  {n_trained} trained, {n_augmented} augmented")
 
-    result = _result(config, history, model, distributed)
-    if folder:
-        folder.save_summary(_summary(config, result, device, precision))
-    return result
+def _restore_method(method, checkpoint, config):
+    if "method" in checkpoint:
+        method.load_state_dict(checkpoint["method"])
+    elif checkpoint.get("selection"):  # written before the method object: (indices, weights, timings)
+        indices, weights = checkpoint["selection"][0].numpy(), checkpoint["selection"][1].numpy()
+        empty = np.zeros(0, dtype=np.int64)
+        method.use(Selection(indices, weights, config.strategy, empty, empty, np.zeros(0), {}, len(method)),
+                   checkpoint["epoch"] - 1)
+
+
+def _evaluate(run, data, distributed):
+    """(test loss, test accuracy) over every process's slice of the test set."""
+    rows = distributed.row_slice(len(data.test_labels))
+    loss, correct = distributed.all_reduce_sum(evaluation_sums(
+        run.forward, data.test_images[rows], data.test_labels[rows], data.preprocess, run.eval_batch, run.autocast))
+    return loss / len(data.test_labels), correct / len(data.test_labels)
+
+
+def _checkpoint(config, run, epoch):
+    return {"epoch": epoch + 1, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "method": run.method.state_dict(), "history": run.history, "config": config.identity(),
+            "train_logits": _to(run.train_logits, "cpu"),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None}
+
+
+def _log_epoch(config, m):
+    tqdm.write(f"epoch {m['epoch'] + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
+               f"test acc {m['test_accuracy']:.2%}  {m['epoch_seconds']:.1f} s "
+               f"(selection {m['selection_seconds']:.2f} s)  {m['n_trained']} trained, {m['n_augmented']} augmented")
 
 
 def inference_batch_size(train_batch_size, device):
