@@ -1,0 +1,181 @@
+"""CoresetAugmentation in hand-written loops: both faces learn, plans match coreaug.train,
+state survives a checkpoint, and wrong use is a clear error."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import coreaug
+from coreaug.models import create_model
+from coreaug.training import trainer as trainer_module
+from coreaug.training.plan import EpochPlan
+
+DATA = coreaug.load_dataset("synthetic", n_train=400, n_test=200)
+
+
+class PILDataset(torch.utils.data.Dataset):
+    """A torchvision-style dataset: (PIL image, int label) pairs, with an optional transform."""
+
+    def __init__(self, images, labels, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+        self.targets = labels.tolist()
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image = Image.fromarray(self.images[i].permute(1, 2, 0).numpy())
+        return (self.transform(image) if self.transform else image), int(self.labels[i])
+
+
+def to_tensor(image):
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+
+
+def flip_to_tensor(image):
+    return to_tensor(image.transpose(Image.FLIP_LEFT_RIGHT) if torch.rand(()) < 0.5 else image)
+
+
+def rotate_to_tensor(image):
+    return to_tensor(image.rotate(float(torch.empty(()).uniform_(-30, 30))))
+
+
+def accuracy(model, images, labels):
+    model.eval()
+    with torch.no_grad():
+        return (model(images).argmax(1) == labels).float().mean().item()
+
+
+def test_a_dataloader_loop_with_pil_transforms_learns():
+    torch.manual_seed(0)
+    train = PILDataset(DATA.train_images, DATA.train_labels)
+    method = coreaug.CoresetAugmentation(train.targets, fraction=0.2)
+    loader = torch.utils.data.DataLoader(method.dataset(train, weak=flip_to_tensor, strong=rotate_to_tensor),
+                                         batch_size=32, sampler=method.sampler())
+    model = create_model("cnn", 3, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for epoch in range(3):
+        method.start_epoch(epoch, model, PILDataset(DATA.train_images, DATA.train_labels, to_tensor), batch_size=100)
+        model.train()
+        seen = 0
+        for images, labels, weights in loader:
+            loss = (F.cross_entropy(model(images), labels, reduction="none") * weights).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(labels)
+        assert seen == 400 + 80  # every original plus one copy of each of the 80 selected
+    test = DATA.test_images.float() / 255
+    assert accuracy(model, test, DATA.test_labels) > 0.5  # chance is 0.1
+
+
+def test_a_device_tensor_loop_learns():
+    torch.manual_seed(0)
+    images, labels = DATA.train_images, DATA.train_labels
+    method = coreaug.CoresetAugmentation(labels, fraction=0.2)
+    weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
+    model = create_model("cnn", 3, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    for epoch in range(3):
+        batches = method.start_epoch(epoch, model, images, preprocess=lambda x: x.float() / 255).on_device(32, "cpu")
+        model.train()
+        for step in range(batches.steps):
+            take, strong_rows = batches.batch(step)
+            idx = batches.indices[take]
+            x = weak(images[idx], generator)
+            if strong_rows is not None:
+                x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), generator))
+            loss = (F.cross_entropy(model(x.float() / 255), labels[idx], reduction="none") * batches.weights[take]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert accuracy(model, DATA.test_images.float() / 255, DATA.test_labels) > 0.5
+
+
+@pytest.mark.parametrize("strategy, mode", [("random", "append"), ("random", "subset"), ("full", "append")])
+def test_the_same_seed_gives_the_plans_coreaug_train_draws(monkeypatch, strategy, mode):
+    plans = []
+    real = EpochPlan.shard
+    monkeypatch.setattr(EpochPlan, "shard", lambda plan, r, w: plans.append(plan) or real(plan, r, w))
+    config = coreaug.TrainConfig(dataset="synthetic", train_limit=96, test_limit=32, batch_size=32, epochs=3,
+                                 strategy=strategy, mode=mode, subset=0.25, seed=7, select_every=2, quiet=True)
+    coreaug.train(config)
+    data = trainer_module.load_run_data(config.resolved(), "cpu")
+    method = coreaug.CoresetAugmentation(data.train_labels, strategy=strategy, mode=mode, fraction=0.25, seed=7,
+                                         select_every=2)
+    for epoch, trained in enumerate(plans):
+        plan = method.start_epoch(epoch)
+        for field in ("indices", "weights", "augmented"):
+            assert torch.equal(getattr(plan, field), getattr(trained, field)), (epoch, field)
+
+
+def test_state_saved_mid_run_continues_identically():
+    images, labels = DATA.train_images, DATA.train_labels
+    model = create_model("cnn", 3, 10)
+    run = coreaug.CoresetAugmentation(labels, fraction=0.1, select_every=2, seed=3)
+    run.start_epoch(0, model, images, preprocess=lambda x: x.float() / 255)
+    run.start_epoch(1)
+    state = torch.load(_saved(run.state_dict()), weights_only=False)
+    restored = coreaug.CoresetAugmentation(labels, fraction=0.1, select_every=2, seed=3)
+    restored.load_state_dict(state)
+    assert not restored.due(1) and restored.due(2)
+    for a, b in ((run.start_epoch(1), restored.start_epoch(1)), (run.plan_for(3), restored.plan_for(3))):
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
+    assert np.array_equal(run.selection.indices, restored.selection.indices)
+    assert restored.selection.strategy == "coreset" and restored.selection.objective == run.selection.objective
+
+
+def _saved(state):
+    import io
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+def test_selecting_before_any_model_is_given_is_an_error():
+    method = coreaug.CoresetAugmentation(DATA.train_labels)
+    with pytest.raises(ValueError, match="coreset selection is due at epoch 0: pass the model"):
+        method.start_epoch(0)
+    with pytest.raises(ValueError, match="no selection yet"):
+        method.plan_for(0)
+    with pytest.raises(ValueError, match="no plan yet"):
+        iter(method.sampler())
+
+
+def test_a_dataset_without_labels_is_an_error():
+    class ImagesOnly(torch.utils.data.Dataset):
+        def __len__(self):
+            return 400
+
+        def __getitem__(self, i):
+            return DATA.train_images[i]
+    method = coreaug.CoresetAugmentation(DATA.train_labels)
+    with pytest.raises(ValueError, match=r"must return \(image, label\) pairs"):
+        method.dataset(ImagesOnly())
+    with pytest.raises(ValueError, match="the dataset has 10 examples but the labels"):
+        method.dataset(PILDataset(DATA.train_images[:10], DATA.train_labels[:10]))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(fraction=0.0), "fraction must be"), (dict(fraction=1.5), "fraction must be"),
+    (dict(strategy="craig"), "unknown strategy 'craig'"), (dict(select_every=0), "select_every must be"),
+    (dict(mode="replace"), "unknown mode"),
+])
+def test_bad_settings_are_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        coreaug.CoresetAugmentation(DATA.train_labels, **kwargs)
+
+
+def test_subset_mode_items_carry_the_coreset_weights():
+    images, labels = DATA.train_images, DATA.train_labels
+    method = coreaug.CoresetAugmentation(labels, fraction=0.1, mode="subset", weight_augmented=True)
+    method.start_epoch(0, create_model("cnn", 3, 10), images, preprocess=lambda x: x.float() / 255)
+    data = method.dataset(PILDataset(images, labels, to_tensor))
+    picked, weights = method.selection.indices, method.selection.weights
+    for i, w in zip(picked[:5], weights[:5]):
+        assert data[int(i)][2] == pytest.approx(w) and data[400 + int(i)][2] == pytest.approx(w)
+    items = list(method.sampler())
+    assert sorted(set(items)) == sorted(set(picked.tolist()) | {400 + int(i) for i in picked})
