@@ -1,0 +1,57 @@
+"""Coreset augmentation in a loop over device tensors: the tensor face of coreaug.CoresetAugmentation.
+
+The training set lives on the device as one uint8 tensor; coreaug's batched policies augment
+there; the epoch's plan arrives as device index tensors. Runs on Fashion-MNIST (Debian's
+dataset-fashion-mnist, or --data-dir), on a GPU when there is one:
+
+    python examples/own_loop_tensors.py [--epochs 3] [--limit 10000] [--data-dir DIR]
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+import coreaug
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=10000)
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = coreaug.load_dataset("fashion-mnist", args.data_dir)
+    images, labels = data.train_images[:args.limit].to(device), data.train_labels[:args.limit].to(device)
+    test_images, test_labels = data.test_images[:2000].to(device), data.test_labels[:2000].to(device)
+
+    def scale(x):
+        return x.float() / 255
+
+    method = coreaug.CoresetAugmentation(labels, fraction=0.3)
+    weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
+    model = coreaug.create_model("cnn", 1, 10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    generator = torch.Generator(device=device).manual_seed(0)
+    for epoch in range(args.epochs):
+        batches = method.start_epoch(epoch, model, images, preprocess=scale).on_device(128, device)
+        model.train()
+        for step in range(batches.steps):
+            take, strong_rows = batches.batch(step)
+            idx = batches.indices[take]
+            x = weak(images[idx], generator)
+            if strong_rows is not None:  # this batch's copies of selected examples
+                x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), generator))
+            loss = (F.cross_entropy(model(scale(x)), labels[idx], reduction="none") * batches.weights[take]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            accuracy = (model(scale(test_images)).argmax(1) == test_labels).float().mean().item()
+        print(f"epoch {epoch + 1}: {len(method.plan)} trained, {method.plan.n_augmented} augmented, "
+              f"test accuracy {accuracy:.2%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The examples/ scripts run on Fashion-MNIST and learn."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAVE_FASHION = os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.skipif(not HAVE_FASHION, reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.parametrize("script", ["own_loop_dataloader.py", "own_loop_tensors.py"])
+def test_example_trains_on_fashion_mnist(script):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), "--epochs", "2", "--limit", "2000"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    accuracies = [float(a) for a in re.findall(r"test accuracy ([\d.]+)%", proc.stdout)]
+    assert len(accuracies) == 2 and accuracies[-1] > 30  # chance is 10%
+    assert "2600 trained, 600 augmented" in proc.stdout  # 2,000 originals + copies of a 30% coreset
