@@ -1,6 +1,5 @@
 """A run folder belongs to one live run; damaged checkpoints and changed settings are named."""
 import json
-import os
 import signal
 import subprocess
 import sys

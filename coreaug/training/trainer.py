@@ -25,7 +25,6 @@ from .schedule import learning_rate
 from .selector import select_examples
 
 
-
 @dataclass
 class TrainResult:
     """What a run produced: per-epoch metrics, headline figures and the trained model."""
@@ -50,9 +49,10 @@ def _strong_policy(config):
 def train(config):
     """Train `config.model` on `config.dataset`, strongly augmenting the chosen examples.
 
-    Every `select_every` epochs the strategy picks round(subset * n) examples (coreset:
-    weighted facility location over gradient estimates on clean images in eval mode); each
-    epoch trains the plan of `epoch_plan` with SGD (Nesterov momentum, weight decay, the
+    The method's state (cadence, selection, plan, weights) is a `CoresetAugmentation`, the
+    object users drive from their own loops. Every `select_every` epochs the strategy picks
+    round(subset * n) examples (coreset: weighted facility location over gradient estimates on
+    clean images in eval mode); each epoch trains the plan of `epoch_plan` with SGD (Nesterov momentum, weight decay, the
     configured schedule) on the weighted cross-entropy. With `config.out`, writes
     config.json, metrics.jsonl, summary.json and checkpoint.pt there; `resume` continues
     from the checkpoint. Raises ValueError / FileNotFoundError for bad settings or missing
