@@ -8,7 +8,7 @@ from coreaug.data import (ImageDataset, locate, available_datasets, channel_stat
 
 def test_available_datasets():
     assert available_datasets() == ["cifar10", "cifar100", "digits", "fashion-mnist", "mnist",
-                                    "svhn", "synthetic"]
+                                    "svhn", "synthetic", "synthetic-cifar"]
 
 
 def test_unknown_dataset_lists_the_available_ones():
