@@ -18,7 +18,12 @@ def _floats(text):
 def train_options(command):
     """The TrainConfig flags, shared by `coreaug train` and `coreaug bench`."""
     options = [
-        click.option("--dataset", default="cifar10", show_default=True, help="cifar10, cifar100, svhn, fashion-mnist, mnist, digits, synthetic."),
+        click.option("--dataset", default="cifar10", show_default=True,
+                     help="cifar10, cifar100, svhn, fashion-mnist, mnist, digits, synthetic, or a folder of images."),
+        click.option("--image-size", type=int, default=64, show_default=True, help="Folder datasets: square size of the images."),
+        click.option("--val-fraction", type=float, default=0.1, show_default=True,
+                     help="Folder datasets without val/ or test/: share of each class held out for testing."),
+        click.option("--skip-bad-images", is_flag=True, help="Folder datasets: leave unreadable images out (counted) instead of stopping."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder)."),
         click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed)."),
         click.option("--model", help="resnet20|32|56, resnet18, wrn-16-8, cnn [default: per dataset]."),

@@ -43,7 +43,9 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
     """Load a dataset by name as uint8 tensors.
 
     Args:
-        name: one of :func:`available_datasets` (case-insensitive; ``_`` may stand for ``-``).
+        name: one of :func:`available_datasets` (case-insensitive; ``_`` may stand for ``-``),
+            or the path of a folder of images (see :mod:`coreaug.data.image_folder`; options
+            ``image_size``, ``val_fraction``, ``seed``, ``skip_bad_images``).
         data_dir: a folder holding the dataset's standard folder (e.g. the parent of
             ``cifar-10-batches-py``) or that folder itself. Searched first, then
             ``$COREAUG_DATA``, ``~/.cache/coreaug`` and ``/usr/share/datasets/<name>``.
@@ -60,10 +62,14 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         ValueError: unknown name or option; a corrupted file (the message names it).
         DatasetNotFoundError: the files are nowhere (the message lists every folder searched).
     """
+    from .image_folder import is_image_folder, load_image_folder
+
     key = str(name).lower().replace("_", "-")
+    if key not in _LOADERS and is_image_folder(name):
+        return load_image_folder(name, progress=progress, **kwargs)
     if key not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: "
-                         f"{', '.join(available_datasets())}")
+                         f"{', '.join(available_datasets())}, or give the path of a folder of images")
     unknown = sorted(set(kwargs) - set(dataset_options(key)))
     if unknown:
         allowed = ", ".join(dataset_options(key)) or "none"

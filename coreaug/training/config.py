@@ -48,6 +48,10 @@ class TrainConfig:
         previous epoch's training passes over the (weakly augmented) originals, which costs
         nothing (append mode, logit gradients; the first selection is a clean pass).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
+    image_size, val_fraction, skip_bad_images: for a `dataset` that is a folder of images
+        (coreaug.data.image_folder): the square size images are resized and cropped to, the
+        share of each class held out when the folder has no val/ or test/ split, and whether
+        unreadable images are left out (counted) rather than an error.
     precision: "auto" (bf16 on a GPU that has it, fp16 with a gradient scaler on older GPUs,
         fp32 on the CPU), "bf16", "fp16" or "fp32": the autocast of training and no-grad passes.
     compile: torch.compile the model (compiled once; later epochs reuse the graphs).
@@ -85,6 +89,9 @@ class TrainConfig:
     flip: Optional[bool] = None
     train_limit: Optional[int] = None
     test_limit: Optional[int] = None
+    image_size: int = 64
+    val_fraction: float = 0.1
+    skip_bad_images: bool = False
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
@@ -115,7 +122,14 @@ class TrainConfig:
         from coreaug.data import available_datasets
         from coreaug.models import available_models
 
-        _choice("dataset", self.dataset, available_datasets())
+        from coreaug.data.image_folder import is_image_folder
+
+        if not is_image_folder(self.dataset):
+            _choice("dataset", self.dataset, available_datasets())
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, numbers.Integral) or self.image_size < 4:
+            raise ValueError(f"image_size must be an integer >= 4, got {self.image_size!r}")
+        if not _number(self.val_fraction) or not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
         _choice("model", self.model, available_models())
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import torch
 
-from coreaug.data import apply_label_noise, load_dataset
+from coreaug.data import apply_label_noise, available_datasets, load_dataset
 
 
 class Normalize:
@@ -47,7 +47,13 @@ def _sample(images, labels, limit, seed):
 
 def load_run_data(config, device):
     """Load config.dataset, apply train/test limits and label noise, move it to `device`."""
-    data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
+    from coreaug.data.image_folder import is_image_folder
+
+    if is_image_folder(config.dataset) and config.dataset not in available_datasets():
+        data = load_dataset(config.dataset, progress=not config.quiet, image_size=config.image_size,
+                            val_fraction=config.val_fraction, skip_bad_images=config.skip_bad_images)
+    else:
+        data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
     train_x, train_y = _sample(data.train_images, data.train_labels, config.train_limit, 0)
     test_x, test_y = _sample(data.test_images, data.test_labels, config.test_limit, 1)
     noisy = torch.zeros(len(train_y), dtype=torch.bool)

@@ -1,0 +1,179 @@
+"""Your own images: a folder in torchvision's ImageFolder convention, decoded into memory.
+
+Layouts recognised under ``root``:
+
+- ``train/<class>/<image>`` with ``val/<class>/...`` or ``test/<class>/...``;
+- TinyImageNet's: ``train/<class>/images/<image>`` and ``val/images/<image>`` labelled by
+  ``val/val_annotations.txt`` (file name, tab, class);
+- ``<class>/<image>`` with no split (Caltech256's): a seeded, per-class ``val_fraction`` of
+  each class becomes the test split.
+
+Classes are the training split's folder names, sorted, and the test split uses the same list.
+Every image (JPEG, PNG, WebP, BMP, GIF, TIFF; grayscale, RGB, RGBA, CMYK, palette) is
+converted to RGB, its shorter side resized to ``image_size`` and centre-cropped to a square.
+"""
+import os
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .dataset import ImageDataset, make_dataset
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+TEST_SPLITS = ("val", "test")
+
+
+def is_image_folder(path) -> bool:
+    """Whether ``path`` names an existing folder (rather than a registered dataset name)."""
+    return isinstance(path, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(str(path)))
+
+
+def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, seed: int = 0,
+                      skip_bad_images: bool = False, progress: bool = True) -> ImageDataset:
+    """Decode the images under ``root`` (see the module docstring) into an ImageDataset.
+
+    Raises ValueError, naming the file or folder, for a folder without images, an empty class
+    folder, a test class the training split lacks, or an unreadable, truncated or empty image
+    (unless ``skip_bad_images``, which leaves such files out and says how many).
+    """
+    root = os.path.abspath(os.path.expanduser(str(root)))
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
+        raise ValueError(f"image_size must be an integer >= 4, got {image_size!r}")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    classes, train_files, test_files = _find_files(root, val_fraction, seed)
+    skipped = []
+    train = _decode(train_files, image_size, skip_bad_images, skipped, progress, "train")
+    test = _decode(test_files, image_size, skip_bad_images, skipped, progress, "test")
+    if skipped and progress:
+        tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
+    return make_dataset(os.path.basename(root), train, test, len(classes), classes, root)
+
+
+def _find_files(root, val_fraction, seed):
+    """(classes, [(path, label)] train, [(path, label)] test) of the layout under ``root``."""
+    if not os.path.isdir(root):
+        raise ValueError(f"{root} is not a folder of images")
+    train_dir = os.path.join(root, "train")
+    if os.path.isdir(train_dir):
+        classes = _class_folders(train_dir)
+        train = _labelled_files(train_dir, classes)
+        test_dir = next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), None)
+        if test_dir is None:
+            raise ValueError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
+                             "folders directly in the root to split off --val-fraction")
+        test = _tiny_imagenet_val(test_dir, classes) if _is_tiny_imagenet_val(test_dir) else _test_files(test_dir, classes)
+        return classes, train, test
+    classes = _class_folders(root)
+    return (classes, *_split(_labelled_files(root, classes), len(classes), val_fraction, seed))
+
+
+def _class_folders(folder) -> List[str]:
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
+    return classes
+
+
+def _images_in(folder) -> List[str]:
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(parent, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
+    files = []
+    for label, name in enumerate(classes):
+        images = _images_in(os.path.join(folder, name))
+        if not images:
+            raise ValueError(f"class folder {os.path.join(folder, name)} holds no images "
+                             f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
+        files += [(path, label) for path in images]
+    return files
+
+
+def _test_files(folder, classes):
+    extra = sorted(set(_class_folders(folder)) - set(classes))
+    if extra:
+        raise ValueError(f"{folder} has classes the training split lacks: {', '.join(extra[:5])}"
+                         f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
+    present = [c for c in classes if os.path.isdir(os.path.join(folder, c))]
+    return [(path, classes.index(c)) for c in present for path in _images_in(os.path.join(folder, c))]
+
+
+def _is_tiny_imagenet_val(folder):
+    return os.path.isfile(os.path.join(folder, "val_annotations.txt")) and os.path.isdir(os.path.join(folder, "images"))
+
+
+def _tiny_imagenet_val(folder, classes):
+    index = {name: label for label, name in enumerate(classes)}
+    files = []
+    with open(os.path.join(folder, "val_annotations.txt")) as f:
+        for line_number, line in enumerate(f, 1):
+            fields = line.split("\t")
+            if len(fields) < 2:
+                continue
+            if fields[1] not in index:
+                raise ValueError(f"{folder}/val_annotations.txt line {line_number} labels {fields[0]} with class "
+                                 f"{fields[1]!r}, which the training split lacks")
+            files.append((os.path.join(folder, "images", fields[0]), index[fields[1]]))
+    return files
+
+
+def _split(files, num_classes, val_fraction, seed):
+    """A seeded split of each class: round(val_fraction * size) images (at least one, and one
+    left to train on) go to the test split."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([label for _, label in files])
+    test_rows = []
+    for label in range(num_classes):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < 2:
+            raise ValueError(f"class {label} has {len(rows)} image; with no val/ folder each class needs at least "
+                             "two (one to train on, one to test)")
+        take = min(len(rows) - 1, max(1, round(val_fraction * len(rows))))
+        test_rows += rng.permutation(rows)[:take].tolist()
+    is_test = np.zeros(len(files), dtype=bool)
+    is_test[test_rows] = True
+    return [f for f, t in zip(files, is_test) if not t], [f for f, t in zip(files, is_test) if t]
+
+
+def _decode(files, size, skip_bad, skipped, progress, split):
+    from PIL import Image
+
+    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    labels, kept = [], 0
+    for path, label in tqdm(files, desc=f"decoding {split}", unit="img", disable=not progress, leave=False):
+        try:
+            with Image.open(path) as image:
+                images[kept] = _square(image.convert("RGB"), size, Image)
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for bad or truncated files
+            if not skip_bad:
+                raise ValueError(f"cannot read image {path} ({exc}); fix or remove it, or pass "
+                                 "--skip-bad-images to leave unreadable images out") from None
+            skipped.append(path)
+            continue
+        labels.append(label)
+        kept += 1
+    if kept == 0:
+        raise ValueError(f"the {split} split has no readable images")
+    tensor = torch.from_numpy(images[:kept]).permute(0, 3, 1, 2).contiguous()
+    return tensor, torch.tensor(labels, dtype=torch.int64)
+
+
+def _square(image, size, Image):
+    """Shorter side resized to ``size`` (bilinear, antialiased), then a centre crop."""
+    width, height = image.size
+    scale = size / min(width, height)
+    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BILINEAR)
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    return np.asarray(resized.crop((left, top, left + size, top + size)))
+
+
+def folder_name(path: Optional[str]) -> str:
+    """A short name for a dataset folder (its base name)."""
+    return os.path.basename(os.path.abspath(os.path.expanduser(str(path))))

@@ -1,0 +1,115 @@
+"""Folders of your own images: the layouts, image kinds, training end to end, and bad data."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import coreaug
+from coreaug.data.image_folder import load_image_folder
+
+COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
+
+
+def write_image(path, colour, size=(40, 30), mode="RGB", fmt=None, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    image = image.convert(mode) if mode != "RGB" else image
+    image.save(path, format=fmt)
+
+
+def write_split(root, split, per_class=6, kinds=(("jpg", "RGB"),)):
+    for c, colour in COLOURS.items():
+        for i in range(per_class):
+            ext, mode = kinds[i % len(kinds)]
+            write_image(root / split / c / f"{i}.{ext}", colour, mode=mode, seed=i)
+
+
+def test_train_and_val_folders_load_with_one_class_list(tmp_path):
+    kinds = (("jpg", "RGB"), ("png", "L"), ("webp", "RGB"), ("jpg", "CMYK"), ("png", "P"))
+    write_split(tmp_path, "train", kinds=kinds)
+    write_split(tmp_path, "val", per_class=2)
+    data = load_image_folder(tmp_path, image_size=16, progress=False)
+    assert data.class_names == ["cat", "dog", "fox"]
+    assert data.train_images.shape == (18, 3, 16, 16) and data.train_images.dtype == torch.uint8
+    assert data.test_images.shape == (6, 3, 16, 16)
+    assert data.train_labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    # Colour survives decoding: the cat images are red on average, the fox images blue.
+    means = data.train_images.float().mean(dim=(2, 3))
+    assert means[0].argmax() == 0 and means[-1].argmax() == 2
+
+
+def test_a_folder_without_a_split_holds_out_val_fraction_of_each_class(tmp_path):
+    for c, colour in COLOURS.items():
+        for i in range(10):
+            write_image(tmp_path / c / f"{i}.png", colour, seed=i)
+    data = load_image_folder(tmp_path, image_size=8, val_fraction=0.2, seed=1, progress=False)
+    assert torch.bincount(data.test_labels).tolist() == [2, 2, 2]
+    assert torch.bincount(data.train_labels).tolist() == [8, 8, 8]
+    again = load_image_folder(tmp_path, image_size=8, val_fraction=0.2, seed=1, progress=False)
+    assert torch.equal(again.test_images, data.test_images)
+
+
+def test_tiny_imagenet_layout_is_recognised(tmp_path):
+    for c, colour in COLOURS.items():
+        for i in range(3):
+            write_image(tmp_path / "train" / c / "images" / f"{c}_{i}.JPEG", colour, seed=i)
+    lines = []
+    for j, c in enumerate(["fox", "cat"]):
+        write_image(tmp_path / "val" / "images" / f"val_{j}.JPEG", COLOURS[c])
+        lines.append(f"val_{j}.JPEG\t{c}\t0\t0\t10\t10\n")
+    (tmp_path / "val" / "val_annotations.txt").write_text("".join(lines))
+    data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert data.test_labels.tolist() == [2, 0] and len(data.train_labels) == 9
+
+
+def test_coreaug_train_on_a_folder_end_to_end(tmp_path):
+    write_split(tmp_path / "data", "train", per_class=12)
+    write_split(tmp_path / "data", "test", per_class=4)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "train", "--dataset", str(tmp_path / "data"),
+                           "--image-size", "16", "--model", "cnn", "--epochs", "2", "--batch-size", "12",
+                           "--subset", "0.25", "--quiet", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["n_trained"] for m in history] == [36 + 9] * 2 and history[-1]["test_accuracy"] > 1 / 3
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: (root / "train" / "dog" / "0.jpg").write_bytes(b""), "cannot read image .*dog/0.jpg"),
+    (lambda root: (root / "train" / "dog" / "1.jpg").write_bytes((root / "train" / "dog" / "1.jpg").read_bytes()[:50]),
+     "cannot read image .*dog/1.jpg"),
+    (lambda root: (root / "train" / "empty").mkdir(), "class folder .*empty holds no images"),
+    (lambda root: write_image(root / "val" / "wolf" / "0.jpg", (9, 9, 9)), "classes the training split lacks: wolf"),
+])
+def test_bad_data_is_named_in_one_line_and_nothing_is_written(tmp_path, damage, message):
+    write_split(tmp_path / "data", "train")
+    write_split(tmp_path / "data", "val", per_class=2)
+    damage(tmp_path / "data")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "train", "--dataset", str(tmp_path / "data"),
+                           "--image-size", "8", "--epochs", "1", "--quiet", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert __import__("re").search(message, proc.stderr), proc.stderr
+    assert not out.exists()
+
+
+def test_skip_bad_images_leaves_them_out_and_counts_them(tmp_path, capsys):
+    write_split(tmp_path, "train")
+    write_split(tmp_path, "val", per_class=2)
+    (tmp_path / "train" / "dog" / "0.jpg").write_bytes(b"not an image")
+    data = load_image_folder(tmp_path, image_size=8, skip_bad_images=True)
+    assert len(data.train_labels) == 17
+    assert "skipped 1 unreadable images" in capsys.readouterr().out
+
+
+def test_a_folder_with_no_images_is_an_error(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="holds no class folders"):
+        load_image_folder(tmp_path / "nothing", progress=False)
