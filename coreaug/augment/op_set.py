@@ -96,21 +96,28 @@ class OpSet:
         rows = groups.rows.index_select(0, order).flatten()
         ordered, values = x.index_select(0, rows), values.index_select(0, rows)
         size = groups.size
-        blocks = [self._run(self.kinds[kind_id], ordered[first * size:last * size], values[first * size:last * size],
-                            bound, fill, interpolation, has_fill) for kind_id, first, last in runs]
+        geometric = [r for r in runs if self.kinds[r[0]].is_geometric]  # sorted first: one warp for all
+        blocks = [self._warp(ordered, values, geometric, size, fill, interpolation, has_fill)] if geometric else []
+        blocks += [self._run(self.kinds[kind_id], ordered[first * size:last * size], values[first * size:last * size],
+                             bound) for kind_id, first, last in runs if not self.kinds[kind_id].is_geometric]
         result = torch.cat(blocks)
         if applied is not None:
             result = torch.where(applied.index_select(0, rows).view(-1, 1, 1, 1), result, ordered)
-        # One spare row at the end takes the writes of the empty slots.
-        out = x.new_empty((n + 1,) + x.shape[1:])
-        return out.index_copy_(0, groups.members.index_select(0, order).flatten(), result)[:n]
+        # Back to the batch's order by a gather (index_copy_ is several times slower on CPU): the
+        # slot of each example, found by scattering slot numbers (empty slots all land on row n).
+        members = groups.members.index_select(0, order).flatten()
+        slot_of = torch.empty(n + 1, dtype=torch.long, device=x.device)
+        slot_of.scatter_(0, members, torch.arange(len(members), device=x.device))
+        return result.index_select(0, slot_of[:n])
 
     def _layout(self, kind_of_group, device):
         """(kind of each group as a device tensor, group order sorted by kind on the device,
         runs [(kind, first, last)] of that order), cached: the same every batch."""
         key = (tuple(kind_of_group), str(device))
         if key not in self._tables:
-            order = sorted(range(len(kind_of_group)), key=lambda g: kind_of_group[g])
+            # Geometric kinds first (one warp runs them all), then the others, each kind's groups together.
+            order = sorted(range(len(kind_of_group)),
+                           key=lambda g: (not self.kinds[kind_of_group[g]].is_geometric, kind_of_group[g]))
             runs = []
             for position, g in enumerate(order):
                 if runs and runs[-1][0] == kind_of_group[g]:
@@ -121,16 +128,20 @@ class OpSet:
                                  [tuple(r) for r in runs])
         return self._tables[key]
 
+    def _warp(self, ordered, values, geometric, size, fill, interpolation, has_fill):
+        """The geometric groups (leading `ordered`) in one warp, each row with its kind's matrix."""
+        height, width = ordered.shape[2:]
+        matrices = torch.cat([self.kinds[kind_id].matrix(values[first * size:last * size], height, width)
+                              for kind_id, first, last in geometric])
+        x = ordered[:geometric[-1][2] * size]
+        if interpolation == "nearest":  # gathers whole pixels: stays in the state dtype
+            return warp(x, matrices, fill, interpolation, has_fill)
+        return as_state(warp(as_working(x), matrices, fill, interpolation, has_fill), x.dtype)
+
     @staticmethod
-    def _run(kind, x, values, bound, fill, interpolation, has_fill):
-        if kind.kernel is None and not kind.is_geometric:  # identity
+    def _run(kind, x, values, bound):
+        if kind.kernel is None:  # identity
             return x
-        if kind.is_geometric:
-            height, width = x.shape[2:]
-            matrices = kind.matrix(values, height, width)
-            if interpolation == "nearest":  # gathers whole pixels: stays in the state dtype
-                return warp(x, matrices, fill, interpolation, has_fill)
-            return as_state(warp(as_working(x), matrices, fill, interpolation, has_fill), x.dtype)
         return as_state(kind.kernel(as_working(x), values, bound), x.dtype)
 
 
