@@ -8,7 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-import coreaug
 from coreaug.data.image_folder import load_image_folder
 
 COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
