@@ -9,9 +9,9 @@ import tempfile
 from dataclasses import dataclass
 
 from coreaug.training import TrainConfig, train
+from coreaug.training.config import SELECTING
 from coreaug.training.run_files import same_settings
 
-SELECTING = ("coreset", "random", "maxloss")
 REFERENCES = ("full", "none")
 
 

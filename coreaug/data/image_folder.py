@@ -13,7 +13,7 @@ Every image (JPEG, PNG, WebP, BMP, GIF, TIFF; grayscale, RGB, RGBA, CMYK, palett
 converted to RGB, its shorter side resized to ``image_size`` and centre-cropped to a square.
 """
 import os
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -173,7 +173,3 @@ def _square(image, size, Image):
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     return np.asarray(resized.crop((left, top, left + size, top + size)))
 
-
-def folder_name(path: Optional[str]) -> str:
-    """A short name for a dataset folder (its base name)."""
-    return os.path.basename(os.path.abspath(os.path.expanduser(str(path))))

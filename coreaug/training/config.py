@@ -9,8 +9,10 @@ from coreaug.selection.coreset import DEFAULT_KNN
 
 from .precision import PRECISIONS
 
-STRATEGIES = ("coreset", "random", "maxloss", "full", "none")
+SELECTING = ("coreset", "random", "maxloss")
+STRATEGIES = SELECTING + ("full", "none")
 MODES = ("append", "subset")
+BALANCES = ("equal", "proportional")
 SCHEDULES = ("cosine", "multistep")
 GRADIENT_KINDS = ("logits", "last_layer")
 ESTIMATES = ("clean", "training")
@@ -139,16 +141,14 @@ class TrainConfig:
         if self.estimates == "training" and (self.mode != "append" or self.gradients != "logits"):
             raise ValueError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
                              f"and gradients 'logits', got mode {self.mode!r} and gradients {self.gradients!r}")
-        _choice("balance", self.balance, ("equal", "proportional"))
+        _choice("balance", self.balance, BALANCES)
         _choice("precision", self.precision, PRECISIONS)
         for part in self.augment.split("+"):
             _choice("augment", part.strip(), available_policies())
         if not _number(self.subset) or not 0 < self.subset <= 1:
             raise ValueError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
         for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            _positive_int(name, getattr(self, name))
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
@@ -168,6 +168,11 @@ class TrainConfig:
 
 def _number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _choice(name, value, choices):

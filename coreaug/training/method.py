@@ -12,21 +12,17 @@ order). It has two faces over that one state:
   N + i a strongly augmented copy of it, each as `(image, label, weight)`; `sampler()`
   yields the plan's items (sharded like `DistributedSampler` with `num_replicas`, `rank`).
 """
-import numbers
-
 import numpy as np
 import torch
 
-from coreaug.selection import Selection, estimate_gradients, logit_gradients, select_coreset, select_maxloss
-from coreaug.selection import select_random
+from coreaug.selection import (Selection, budget_size, estimate_gradients, logit_gradients, select_coreset,
+                               select_maxloss, select_random)
 from coreaug.selection.checks import check_fraction, check_labels
 from coreaug.selection.coreset import DEFAULT_KNN
 
+from .config import BALANCES, GRADIENT_KINDS, MODES, SELECTING, STRATEGIES, _choice, _positive_int
 from .diagnostics import losses_from_logit_gradients, selection_diagnostics
 from .plan import epoch_plan, plan_length
-
-SELECTING = ("coreset", "random", "maxloss")
-STRATEGIES = SELECTING + ("full", "none")
 
 
 def epoch_generator(seed, epoch, stream, rank=0, device="cpu"):
@@ -70,12 +66,11 @@ class CoresetAugmentation:
                  weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None):
         self.labels = torch.as_tensor(check_labels(labels)).long()
         _choice("strategy", strategy, STRATEGIES)
-        _choice("mode", mode, ("append", "subset"))
-        _choice("gradients", gradients, ("logits", "last_layer"))
-        _choice("balance", balance, ("equal", "proportional"))
+        _choice("mode", mode, MODES)
+        _choice("gradients", gradients, GRADIENT_KINDS)
+        _choice("balance", balance, BALANCES)
         for name, value in (("select_every", select_every), ("copies", copies), ("knn", knn)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            _positive_int(name, value)
         self.strategy, self.fraction, self.select_every = strategy, check_fraction(fraction), select_every
         self.mode, self.copies, self.weight_augmented = mode, copies, bool(weight_augmented)
         self.gradients, self.knn, self.balance, self.seed = gradients, knn, balance, seed
@@ -146,8 +141,7 @@ class CoresetAugmentation:
         self.original_weights, self.copy_weights = torch.ones(n), torch.ones(n)
         if self.selection is None:
             return
-        picked = torch.from_numpy(np.asarray(self.selection.indices, dtype=np.int64))
-        weights = torch.from_numpy(np.asarray(self.selection.weights, dtype=np.float32))
+        picked, weights = self._selected()
         if self.mode == "subset":
             self.original_weights = torch.zeros(n).index_copy_(0, picked, weights)
         if self.weight_augmented:
@@ -196,16 +190,13 @@ class CoresetAugmentation:
         """The `EpochPlan` of `epoch` for the current selection (shuffled by the seed and epoch)."""
         if self.selects and self.selection is None:
             raise ValueError("no selection yet: call start_epoch(epoch, model, data) or select(...) first")
-        indices = weights = None
-        if self.selects:
-            indices = torch.from_numpy(np.asarray(self.selection.indices, dtype=np.int64))
-            weights = torch.from_numpy(np.asarray(self.selection.weights, dtype=np.float32))
+        indices, weights = self._selected() if self.selects else (None, None)
         return epoch_plan(len(self), self.strategy, self.mode, indices, weights, self.copies,
                           self.weight_augmented, epoch_generator(self.seed, epoch, 0))
 
     def plan_length(self):
         """Entries in every epoch's plan."""
-        return plan_length(len(self), self.strategy, self.mode, round_budget(self.fraction, len(self)), self.copies)
+        return plan_length(len(self), self.strategy, self.mode, budget_size(self.fraction, len(self)), self.copies)
 
     # Dataset face --------------------------------------------------------------------------
 
@@ -246,13 +237,7 @@ class CoresetAugmentation:
     def _previous(self):
         return None if self.selection is None else self.selection.indices
 
-
-def round_budget(fraction, n):
-    from coreaug.selection import budget_size
-
-    return budget_size(fraction, n)
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+    def _selected(self):
+        """The current selection's (indices int64, weights float32) as CPU tensors."""
+        return (torch.from_numpy(np.asarray(self.selection.indices, dtype=np.int64)),
+                torch.from_numpy(np.asarray(self.selection.weights, dtype=np.float32)))

@@ -270,8 +270,8 @@ def _merge_logits(previous, logit_sums):
 class EpochTotals:
     """Loss sum, correct count and logit store of an epoch, accumulated on the device.
 
-    The host reads them once at the end of the epoch (`read`), and the progress bar at most
-    about once a second (`peek`): a training step never waits for them.
+    The host reads them (`read`) once at the end of the epoch, and the progress bar at most
+    about once a second: a training step never waits for them.
     """
 
     def __init__(self, device, logit_sums=None):
