@@ -1,0 +1,128 @@
+"""Start a model from weights in a local checkpoint file, e.g. a torchvision ResNet's.
+
+Nothing is downloaded: the file is read with ``torch.load(weights_only=True)``, which refuses
+pickled code, so only tensors and plain containers can be in it.
+"""
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Union
+
+import torch
+from torch import nn
+
+# How many offending keys an error message names before it says "and N more".
+_SHOWN = 3
+# Batch norms' step counters: absent from checkpoints saved before PyTorch 0.4.1 (some of
+# torchvision's own), and unused unless momentum=None, so a file without them still fits.
+_OPTIONAL_SUFFIX = "num_batches_tracked"
+
+
+@dataclass(frozen=True)
+class PretrainedReport:
+    """What :func:`load_pretrained` did.
+
+    Attributes:
+        path: the checkpoint file.
+        loaded: how many tensors (parameters and buffers) were copied into the model.
+        classifier_reset: True if the file's classifier had another shape (another number of
+            classes), so the model kept its freshly initialised classifier.
+    """
+
+    path: str
+    loaded: int
+    classifier_reset: bool
+
+    def __str__(self) -> str:
+        kept = "; classifier freshly initialised (the file's has another number of classes)"
+        return f"loaded {self.loaded} tensors from {self.path}" + (kept if self.classifier_reset else "")
+
+
+def _why_unreadable(exc: Exception) -> str:
+    """One short line for torch.load's many ways to fail (some messages are a bare number)."""
+    if "Weights only load failed" in str(exc):
+        return "it holds pickled Python objects, which are never unpickled here"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
+
+
+def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The state dict in ``path``: the file's top level, or its ``"state_dict"`` or ``"model"``
+    entry, with a DDP ``"module."`` prefix removed."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pretrained checkpoint {path!r} does not exist or is not a file")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip, pickle, EOF and weights_only refusals alike
+        raise ValueError(f"{path} is not a readable torch checkpoint ({_why_unreadable(exc)}); save "
+                         "the weights alone with torch.save(model.state_dict(), path)") from None
+    if isinstance(content, Mapping):
+        for key in ("state_dict", "model"):
+            if isinstance(content.get(key), Mapping):
+                content = content[key]
+                break
+    if not isinstance(content, Mapping) or not content or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()):
+        raise ValueError(f"{path} does not hold a state dict (a dict of name -> tensor, at the top "
+                         "level or under 'state_dict' or 'model'); save one with "
+                         "torch.save(model.state_dict(), path)")
+    if all(k.startswith("module.") for k in content):
+        return {k[len("module."):]: v for k, v in content.items()}
+    return dict(content)
+
+
+def _classifier_keys(model: nn.Module) -> List[str]:
+    """State-dict keys of the model's last ``nn.Linear``, the classifier."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        return []
+    prefix = names[-1] + "." if names[-1] else ""
+    return [prefix + name for name, _ in model.get_submodule(names[-1]).named_parameters()]
+
+
+def _listed(keys: List[str]) -> str:
+    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(keys[:_SHOWN]) + more
+
+
+def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> PretrainedReport:
+    """Copy the weights in the local file ``path`` into ``model``, in place.
+
+    Args:
+        model: e.g. ``create_model("resnet50", num_classes=10)``.
+        path: a file written by ``torch.save``: a state dict, or a dict holding one under
+            ``"state_dict"`` or ``"model"`` (as training scripts save them). Keys may carry the
+            ``"module."`` prefix of a DistributedDataParallel model.
+
+    Every key and shape must match the model's, except the classifier (the last ``nn.Linear``,
+    ``fc`` in the ResNets): if its shapes differ, i.e. the file was trained on another number of
+    classes, the model keeps its own freshly initialised classifier and loads everything else.
+
+    Returns:
+        A :class:`PretrainedReport`; ``str(report)`` is one line for a log.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: the file is not a torch checkpoint, holds no state dict, or its keys or
+            shapes do not fit the model (the message names the first few and the file).
+    """
+    path = os.fspath(path)
+    weights = _read_state_dict(path)
+    own = model.state_dict()
+    classifier = _classifier_keys(model)
+    classifier_reset = bool(classifier) and all(k in weights for k in classifier) and any(
+        weights[k].shape != own[k].shape for k in classifier)
+    if classifier_reset:
+        weights = {k: v for k, v in weights.items() if k not in classifier}
+    missing = [k for k in own if k not in weights and not k.endswith(_OPTIONAL_SUFFIX)
+               and not (classifier_reset and k in classifier)]
+    unexpected = [k for k in weights if k not in own]
+    mismatched = [f"{k} {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+                  for k, v in weights.items() if k in own and v.shape != own[k].shape]
+    problems = [f"{label}: {_listed(keys)}" for label, keys in (
+        ("missing from the file", missing), ("not in the model", unexpected),
+        ("shape mismatch", mismatched)) if keys]
+    if problems:
+        raise ValueError(f"{path} does not fit {type(model).__name__} ({'; '.join(problems)}); "
+                         "build the model the checkpoint was saved from (same name and in_channels)")
+    model.load_state_dict(weights, strict=False)
+    return PretrainedReport(path, len(weights), classifier_reset)
