@@ -21,11 +21,12 @@ from .registry import available_policies, create_policy, register_policy
 from .autoaugment import AutoAugment
 from .maxloss import MaxLossAugment
 from .randaugment import RandAugment, TrivialAugmentWide
+from .resized_crop import ResizedCrop
 from .weak_cutout import Cutout, Weak
 
 
 __all__ = [
-    "AutoAugment", "Compose", "Cutout", "MaxLossAugment", "Policy", "RandAugment",
+    "AutoAugment", "Compose", "Cutout", "MaxLossAugment", "Policy", "RandAugment", "ResizedCrop",
     "TrivialAugmentWide", "Weak", "auto_contrast", "available_policies", "brightness", "color",
     "contrast", "create_policy", "cutout", "equalize", "horizontal_flip", "identity", "invert",
     "posterize", "random_crop", "register_policy", "rotate", "sharpness", "shear_x", "shear_y",

@@ -1,7 +1,8 @@
-"""AutoAugment's CIFAR-10 policy (Cubuk et al., CVPR 2019), a sub-policy drawn per example.
+"""AutoAugment's CIFAR-10 and ImageNet policies (Cubuk et al., CVPR 2019), a sub-policy drawn
+per example.
 
-The 25 sub-policies are the published table: two (op, probability, magnitude bin of 10) steps
-each. Magnitude ranges follow torchvision's AutoAugment.
+Each policy is its published table of 25 sub-policies: two (op, probability, magnitude bin of
+10) steps each. Magnitude ranges follow torchvision's AutoAugment.
 """
 from __future__ import annotations
 
@@ -45,6 +46,37 @@ CIFAR10_SUBPOLICIES = (
     (("translate_y", 0.7, 9), ("auto_contrast", 0.9, None)),
 )
 
+IMAGENET_SUBPOLICIES = (
+    (("posterize", 0.4, 8), ("rotate", 0.6, 9)),
+    (("solarize", 0.6, 5), ("auto_contrast", 0.6, None)),
+    (("equalize", 0.8, None), ("equalize", 0.6, None)),
+    (("posterize", 0.6, 7), ("posterize", 0.6, 6)),
+    (("equalize", 0.4, None), ("solarize", 0.2, 4)),
+    (("equalize", 0.4, None), ("rotate", 0.8, 8)),
+    (("solarize", 0.6, 3), ("equalize", 0.6, None)),
+    (("posterize", 0.8, 5), ("equalize", 1.0, None)),
+    (("rotate", 0.2, 3), ("solarize", 0.6, 8)),
+    (("equalize", 0.6, None), ("posterize", 0.4, 6)),
+    (("rotate", 0.8, 8), ("color", 0.4, 0)),
+    (("rotate", 0.4, 9), ("equalize", 0.6, None)),
+    (("equalize", 0.0, None), ("equalize", 0.8, None)),
+    (("invert", 0.6, None), ("equalize", 1.0, None)),
+    (("color", 0.6, 4), ("contrast", 1.0, 8)),
+    (("rotate", 0.8, 8), ("color", 1.0, 2)),
+    (("color", 0.8, 8), ("solarize", 0.8, 7)),
+    (("sharpness", 0.4, 7), ("invert", 0.6, None)),
+    (("shear_x", 0.6, 5), ("equalize", 1.0, None)),
+    (("color", 0.4, 0), ("equalize", 0.6, None)),
+    (("equalize", 0.4, None), ("solarize", 0.2, 4)),
+    (("solarize", 0.6, 5), ("auto_contrast", 0.6, None)),
+    (("invert", 0.6, None), ("equalize", 1.0, None)),
+    (("color", 0.6, 4), ("contrast", 1.0, 8)),
+    (("equalize", 0.8, None), ("equalize", 0.6, None)),
+)
+
+# The published tables by dataset; the ImageNet one repeats some sub-policies, as published.
+AUTOAUGMENT_POLICIES = {"cifar10": CIFAR10_SUBPOLICIES, "imagenet": IMAGENET_SUBPOLICIES}
+
 AUTOAUGMENT_BINS = 10
 AUTOAUGMENT_RANGES = {
     "identity": no_magnitude,
@@ -67,21 +99,31 @@ AUTOAUGMENT_RANGES = {
 
 @register_policy("autoaugment")
 class AutoAugment(Policy):
-    """AutoAugment, CIFAR-10 policy: each example draws one of the 25 sub-policies (uniformly,
-    dealt as fixed-size groups) and applies its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
+    """AutoAugment: each example draws one of the 25 sub-policies of ``policy``'s table
+    ("cifar10", the default, or "imagenet"), uniformly, dealt as fixed-size groups, and applies
+    its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
     level for pixels that geometric ops uncover."""
 
-    def __init__(self, interpolation: str = "nearest", fill: float = 0):
+    def __init__(self, interpolation: str = "nearest", fill: float = 0, policy: str = "cifar10"):
         check_interpolation(interpolation)
+        if policy not in AUTOAUGMENT_POLICIES:
+            raise ValueError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got {policy!r}")
         self.interpolation = interpolation
         self.fill = check_fill_level(fill)
+        self.policy = policy
+        self._subpolicies = table = AUTOAUGMENT_POLICIES[policy]
         self._ops = OpSet(AUTOAUGMENT_RANGES, AUTOAUGMENT_BINS)
-        steps = [step for sub in CIFAR10_SUBPOLICIES for step in sub]
-        shape = (len(CIFAR10_SUBPOLICIES), 2)
-        self._ops_of_step = [[self._ops.index(sub[step][0]) for sub in CIFAR10_SUBPOLICIES] for step in range(2)]
+        steps = [step for sub in table for step in sub]
+        shape = (len(table), 2)
+        self._ops_of_step = [[self._ops.index(sub[step][0]) for sub in table] for step in range(2)]
         self._probability = torch.tensor([p for _, p, _ in steps]).view(shape)
         self._bin_table = torch.tensor([m or 0 for _, _, m in steps]).view(shape)
         self._on_device: dict = {}
+
+    @property
+    def subpolicies(self) -> tuple:
+        """The 25 sub-policies in use: ((op, probability, magnitude bin or None), step 2) each."""
+        return self._subpolicies
 
     def _tables_on(self, device):
         """The sub-policy tables on ``device``, copied there once (not once per batch)."""
@@ -96,7 +138,7 @@ class AutoAugment(Policy):
         x = to_state(images)
         n, device = images.shape[0], images.device
         fill = fill_in_image_units(self.fill, images, bound_of(x))
-        groups = Groups(n, len(CIFAR10_SUBPOLICIES), generator, device)  # a sub-policy each
+        groups = Groups(n, len(self._subpolicies), generator, device)  # a sub-policy each
         probability, bin_table = self._tables_on(device)
         for step in range(2):
             applied = uniform(n, generator, device) < probability[groups.group, step]
@@ -104,3 +146,9 @@ class AutoAugment(Policy):
             x = self._ops.apply(x, groups, self._ops_of_step[step], bin_index, fill, self.interpolation,
                                 generator, applied, has_fill=self.fill > 0)
         return x.to(images.dtype)
+
+
+@register_policy("autoaugment-imagenet")
+def autoaugment_imagenet(interpolation: str = "nearest", fill: float = 0) -> AutoAugment:
+    """AutoAugment with the ImageNet policy: ``AutoAugment(interpolation, fill, "imagenet")``."""
+    return AutoAugment(interpolation, fill, policy="imagenet")

@@ -64,3 +64,12 @@ def as_state(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A kernel's float result back in the state dtype, clamped (and truncated for uint8)."""
     bound = UINT8_BOUND if dtype == torch.uint8 else 1.0
     return x.clamp(0.0, bound).to(dtype)
+
+
+def from_resampled(x: torch.Tensor, dtype: torch.dtype, bound: float) -> torch.Tensor:
+    """Return a resampled working copy ``x`` (a resize, not a Pillow blend) as ``dtype``: rounded
+    to the nearest level for uint8, as torchvision rounds a resized uint8 tensor (truncating
+    would darken every interpolated pixel by half a level on average), clamped to [0, bound]."""
+    if bound == UINT8_BOUND:
+        x = x.round()
+    return x.clamp(0.0, bound).to(dtype)
