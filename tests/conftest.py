@@ -8,3 +8,11 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _decoded_images_cache(tmp_path_factory, monkeypatch):
+    """Image folders decode into a cache; the tests' caches live in the session's temporary folder."""
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "decoded-cache"))

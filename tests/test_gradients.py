@@ -56,10 +56,46 @@ def test_projection_is_seeded_and_keeps_distances_roughly():
     full = coreaug.last_layer_gradients(logits, h, y)
     a = coreaug.last_layer_gradients(logits, h, y, dim=128, seed=3)
     b = coreaug.last_layer_gradients(logits, h, y, dim=128, seed=3, chunk=7)
-    assert a.shape == (50, 128)
+    assert a.shape == (50, 5 * 25)  # the 5 classes kept whole, the 40 embedding dims cut to 128 // 5
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     ratio = torch.pdist(a) / torch.pdist(full)
     assert 0.6 < ratio.median() < 1.4
+    assert not torch.allclose(a, coreaug.last_layer_gradients(logits, h, y, dim=128, seed=4))
+
+
+def test_projection_of_many_classes_cuts_both_sides_and_keeps_distances_roughly():
+    g = torch.Generator().manual_seed(1)
+    logits, h = torch.randn(60, 300, generator=g) * 3, torch.randn(60, 200, generator=g)
+    y = torch.randint(0, 300, (60,), generator=g)
+    full = coreaug.last_layer_gradients(logits, h, y)  # 60,000 numbers per example
+    small = coreaug.last_layer_gradients(logits, h, y, dim=1024)
+    assert small.shape == (60, 32 * 32)
+    ratio = torch.pdist(small) / torch.pdist(full)
+    assert 0.6 < ratio.median() < 1.4
+
+
+def test_estimates_stream_the_projection_batch_by_batch():
+    net, (x, y) = model(), data(10)
+    net.eval()
+    batched = coreaug.estimate_gradients(net, x, y, kind="last_layer", batch_size=3, dim=16, seed=2)
+    with torch.no_grad():
+        captured = []
+        hook = net[-1].register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+        logits = net(x)
+        hook.remove()
+    whole = coreaug.last_layer_gradients(logits, captured[0], y, dim=16, seed=2)
+    assert batched.shape[1] <= 16
+    torch.testing.assert_close(batched, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_logit_estimates_of_many_classes_are_projected_and_can_be_half_precision():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 40))
+    x, y = torch.randn(12, 1, 8, 8), torch.randint(0, 40, (12,))
+    full = coreaug.estimate_gradients(net, x, y)
+    cut = coreaug.estimate_gradients(net, x, y, dim=8, dtype=torch.float16)
+    assert full.shape == (12, 40) and full.dtype == torch.float32
+    assert cut.shape == (12, 8) and cut.dtype == torch.float16
+    assert coreaug.estimate_gradients(net, x, y, dim=64).shape == (12, 40)  # nothing to cut
 
 
 def test_model_without_linear_layer_is_rejected():

@@ -1,4 +1,4 @@
-"""Your own images: a folder in torchvision's ImageFolder convention, decoded into memory.
+"""Your own images: a folder in torchvision's ImageFolder convention, decoded once into a cache.
 
 Layouts recognised under ``root``:
 
@@ -10,16 +10,18 @@ Layouts recognised under ``root``:
 
 Classes are the training split's folder names, sorted, and the test split uses the same list.
 Every image (JPEG, PNG, WebP, BMP, GIF, TIFF; grayscale, RGB, RGBA, CMYK, palette) is
-converted to RGB, its shorter side resized to ``image_size`` and centre-cropped to a square.
+converted to RGB, its shorter side resized to ``image_size`` and centre-cropped to a square,
+and stored in a cache on disk (coreaug.data.image_cache) that later runs read instead.
 """
+import functools
 import os
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from .dataset import ImageDataset, make_dataset
+from .dataset import ImageDataset
+from .image_cache import open_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
@@ -31,8 +33,14 @@ def is_image_folder(path) -> bool:
 
 
 def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, seed: int = 0,
-                      skip_bad_images: bool = False, progress: bool = True) -> ImageDataset:
+                      skip_bad_images: bool = False, progress: bool = True, on_disk: bool = False,
+                      cache_dir: Optional[str] = None, workers: int = 0) -> ImageDataset:
     """Decode the images under ``root`` (see the module docstring) into an ImageDataset.
+
+    Images are decoded once, in ``workers`` DataLoader worker processes, into a cache under
+    ``cache_dir`` (default: coreaug.data.image_cache.default_cache_dir()) that later calls
+    reuse while the folder is unchanged. The dataset's images are uint8 tensors in memory, or,
+    with ``on_disk``, ``DiskImages`` that read rows from the cache as they are needed.
 
     Raises ValueError, naming the file or folder, for a folder without images, an empty class
     folder, a test class the training split lacks, or an unreadable, truncated or empty image
@@ -44,12 +52,22 @@ def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, see
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     classes, train_files, test_files = _find_files(root, val_fraction, seed)
-    skipped = []
-    train = _decode(train_files, image_size, skip_bad_images, skipped, progress, "train")
-    test = _decode(test_files, image_size, skip_bad_images, skipped, progress, "test")
+    cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size,
+                          functools.partial(decode_square, size=image_size), cache_dir, workers,
+                          skip_bad_images, progress)
+    skipped = cache.meta["skipped"]
+    if skipped and not skip_bad_images:  # a cache built by an earlier run that skipped them
+        raise ValueError(f"cannot read image {skipped[0]}; fix or remove it, or pass "
+                         "--skip-bad-images to leave unreadable images out")
     if skipped and progress:
         tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
-    return make_dataset(os.path.basename(root), train, test, len(classes), classes, root)
+    train, test = cache.images("train"), cache.images("test")
+    if not on_disk:
+        train, test = train.load(), test.load()
+    return ImageDataset(name=os.path.basename(root), train_images=train, train_labels=cache.labels("train"),
+                        test_images=test, test_labels=cache.labels("test"), num_classes=len(classes),
+                        class_names=classes, mean=tuple(cache.meta["mean"]), std=tuple(cache.meta["std"]),
+                        source=root)
 
 
 def _find_files(root, val_fraction, seed):
@@ -142,27 +160,13 @@ def _split(files, num_classes, val_fraction, seed):
     return [f for f, t in zip(files, is_test) if not t], [f for f, t in zip(files, is_test) if t]
 
 
-def _decode(files, size, skip_bad, skipped, progress, split):
+def decode_square(path, size):
+    """The image at ``path`` as RGB, resized and centre-cropped to (size, size, 3) uint8.
+    Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file."""
     from PIL import Image
 
-    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    labels, kept = [], 0
-    for path, label in tqdm(files, desc=f"decoding {split}", unit="img", disable=not progress, leave=False):
-        try:
-            with Image.open(path) as image:
-                images[kept] = _square(image.convert("RGB"), size, Image)
-        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for bad or truncated files
-            if not skip_bad:
-                raise ValueError(f"cannot read image {path} ({exc}); fix or remove it, or pass "
-                                 "--skip-bad-images to leave unreadable images out") from None
-            skipped.append(path)
-            continue
-        labels.append(label)
-        kept += 1
-    if kept == 0:
-        raise ValueError(f"the {split} split has no readable images")
-    tensor = torch.from_numpy(images[:kept]).permute(0, 3, 1, 2).contiguous()
-    return tensor, torch.tensor(labels, dtype=torch.int64)
+    with Image.open(path) as image:
+        return _square(image.convert("RGB"), size, Image)
 
 
 def _square(image, size, Image):

@@ -22,7 +22,8 @@ def to_numpy(array, name):
 
 
 def check_features(features):
-    """Features as a C-contiguous float32 (N, D) array with finite values and N >= 1."""
+    """Features as a C-contiguous float32 (N, D) array (float16 stays float16: callers convert
+    a class at a time) with finite values and N >= 1."""
     x = to_numpy(features, "features")
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (n_examples, n_dims), got shape {x.shape}; "
@@ -31,7 +32,7 @@ def check_features(features):
         raise ValueError(f"features must be non-empty, got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise ValueError(f"features must be numeric, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32)
     if not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise ValueError(f"features must be finite, but row {bad} holds NaN or inf "

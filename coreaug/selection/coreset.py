@@ -45,7 +45,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     for c, (members, budget) in enumerate(zip(members_of, budgets)):
         if budget == 0:
             continue
-        class_x = x[members]
+        class_x = np.ascontiguousarray(x[members], dtype=np.float32)
         t0 = time.perf_counter()
         graph = knn_graph(class_x, knn)
         t1 = time.perf_counter()

@@ -5,6 +5,8 @@ the network's output, softmax(z) - onehot(y), or its product with the last layer
 input (the exact gradient of the final linear layer's weights), computed on clean
 images in eval mode.
 """
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -56,30 +58,72 @@ def logit_gradients(logits, labels):
     return g if isinstance(logits, torch.Tensor) else g.numpy()
 
 
+class GradientSketch:
+    """A seeded random projection of per-example gradients to at most `dim` numbers.
+
+    For logit gradients g (n, c): g @ R with R Gaussian (c, dim) / sqrt(dim), or g itself
+    when c <= dim. For last-layer gradients g ⊗ h (c * e numbers, 2 million for ResNet-50 on
+    ImageNet): the Kronecker-structured projection (g @ Rc) ⊗ (h @ Re), which is the product
+    of (c * e, dc * de) Gaussian (Rc ⊗ Re) with g ⊗ h without ever forming either, with
+    dc = min(c, ceil(sqrt(dim))) and de = min(e, dim // dc) (a side not cut keeps its
+    identity). Inner products, and so distances, are kept in expectation (Johnson-
+    Lindenstrauss); the projection needs (c * dc + e * de) numbers instead of c * e * dim.
+    `dim` None keeps everything.
+    """
+
+    def __init__(self, classes, embedding=None, dim=None, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.class_side = self.embedding_side = None
+        if embedding is None:
+            if dim is not None and dim < classes:
+                self.class_side = torch.randn(classes, dim, generator=generator) / dim ** 0.5
+            return
+        if dim is not None and dim < classes * embedding:
+            dc = min(classes, math.ceil(dim ** 0.5))
+            de = min(embedding, max(1, dim // dc))
+            if dc < classes:
+                self.class_side = torch.randn(classes, dc, generator=generator) / dc ** 0.5
+            if de < embedding:
+                self.embedding_side = torch.randn(embedding, de, generator=generator) / de ** 0.5
+
+    def __call__(self, g, h=None):
+        """Projected rows of a batch: g (b, c) logit gradients, h (b, e) last-layer inputs or None."""
+        if self.class_side is not None:
+            self.class_side = self.class_side.to(g.device)
+            g = g @ self.class_side
+        if h is None:
+            return g
+        if self.embedding_side is not None:
+            self.embedding_side = self.embedding_side.to(h.device)
+            h = h @ self.embedding_side
+        return (g[:, :, None] * h[:, None, :]).reshape(len(g), -1)
+
+
 def last_layer_gradients(logits, embeddings, labels, *, dim=None, seed=0, chunk=4096):
     """(softmax - onehot) ⊗ h: the gradient of the final linear layer's weights per example.
 
     Takes logits (n, c), the final layer's inputs `embeddings` (n, e) and labels (n,).
-    Returns float32 (n, c * e), or, with `dim`, its seeded Gaussian random projection to
-    (n, dim) (Johnson-Lindenstrauss: distances kept up to small relative error), computed
-    in chunks so the (n, c * e) matrix is never held whole. Same kind as `logits`.
+    Returns float32 (n, c * e), or, with `dim`, its seeded random projection to at most `dim`
+    numbers (`GradientSketch`), computed in chunks of `chunk` rows so the (n, c * e) matrix is
+    never held whole. Same kind as `logits`.
     """
     z, y = _check_logits(logits, labels)
     h = _as_tensor(embeddings, "embeddings").to(z.device).float()
     if h.ndim != 2 or h.shape[0] != z.shape[0]:
         raise ValueError(f"embeddings must be 2-D (n_examples, n_dims) with {z.shape[0]} rows "
                          f"like the logits, got shape {tuple(h.shape)}")
-    g = _gradients(z, y)
-    width = g.shape[1] * h.shape[1]
-    if dim is None:
-        out = (g[:, :, None] * h[:, None, :]).reshape(len(g), width)
-    else:
+    if dim is not None:
         dim = check_positive_int(dim, "dim")
-        gen = torch.Generator().manual_seed(seed)
-        projection = (torch.randn(width, dim, generator=gen) / dim ** 0.5).to(z.device)
-        out = torch.cat([(g[s:s + chunk, :, None] * h[s:s + chunk, None, :]).reshape(-1, width) @ projection
-                         for s in range(0, len(g), chunk)])
+    g = _gradients(z, y)
+    sketch = GradientSketch(g.shape[1], h.shape[1], dim, seed)
+    out = torch.cat([sketch(g[s:s + chunk], h[s:s + chunk]) for s in range(0, len(g), chunk)])
     return out if isinstance(logits, torch.Tensor) else out.cpu().numpy()
+
+
+def estimate_dtype(n, width):
+    """float16 for estimates over 1 GiB in float32 (ImageNet's), else float32: what the
+    selection needs (distances between nearby gradients) survives half precision."""
+    return torch.float16 if n * width * 4 > 2 ** 30 else torch.float32
 
 
 def final_linear(model):
@@ -91,60 +135,76 @@ def final_linear(model):
     return linears[-1]
 
 
-def _image_batches(images, batch_size, num_workers):
-    """Batches of `images`: slices of a tensor or array, or a DataLoader over a map-style dataset
-    of (image, label) pairs (the images only)."""
+def _image_batches(images, batch_size, num_workers, pin):
+    """Batches of `images`: slices of a tensor or array, reads of DiskImages (read ahead in a
+    thread), or a DataLoader over a map-style dataset of (image, label) pairs (the images only)."""
+    from coreaug.data.image_cache import consecutive, is_on_disk
+
+    if is_on_disk(images):
+        yield from images.batches(consecutive(len(images), batch_size), pin=pin)
+        return
     if isinstance(images, (torch.Tensor, np.ndarray)):
         for s in range(0, len(images), batch_size):
             yield torch.as_tensor(images[s:s + batch_size])
         return
-    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                         pin_memory=pin)
     for batch in loader:
         yield batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
-                       transform=None, dim=None, seed=0, num_workers=0):
+                       transform=None, dim=None, seed=0, num_workers=0, dtype=None):
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
 
     Runs `model` in eval mode under no_grad over `images` in batches of `batch_size` on
     `device` (default: the model's), after `transform` (e.g. uint8 -> normalised float)
-    if given, and restores the model's training mode. `images` is a tensor or array, or a
-    map-style dataset of (image, label) pairs read in order by a DataLoader with
-    `num_workers` workers. `kind="logits"` gives
+    if given, and restores the model's training mode. `images` is a tensor or array, a
+    `DiskImages` (read ahead from disk), or a map-style dataset of (image, label) pairs read
+    in order by a DataLoader with `num_workers` workers. `kind="logits"` gives
     softmax - onehot (n, c); `"last_layer"` gives (softmax - onehot) ⊗ h (n, c * e) where
-    h is the input of the model's final nn.Linear, taken with a forward hook, optionally
-    projected to `dim`. Returns a float32 tensor on the CPU.
+    h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
+    either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
+    batch, so memory holds only the (n, dim) result. Returns a tensor on the CPU of `dtype`
+    (default `estimate_dtype`: float32, or float16 past 1 GiB).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     batch_size = check_positive_int(batch_size, "batch_size")
+    if dim is not None:
+        dim = check_positive_int(dim, "dim")
     labels = torch.as_tensor(check_labels(labels))
     if len(images) != len(labels):
         raise ValueError(f"images has {len(images)} examples but labels has {len(labels)}; they must match")
     if device is None:
         device = next(model.parameters()).device
+    device = torch.device(device)
     captured = []
     hook = None
     if kind == "last_layer":
         hook = final_linear(model).register_forward_hook(lambda m, inp, out: captured.append(inp[0].detach()))
     was_training = model.training
     model.eval()
-    logits, embeddings = [], []
+    out, sketch, start, top = None, None, 0, int(labels.max())
     try:
         with torch.no_grad():
-            for batch in _image_batches(images, batch_size, num_workers):
+            for batch in _image_batches(images, batch_size, num_workers, pin=device.type == "cuda"):
                 batch = batch.to(device, non_blocking=True)
-                if transform is not None:
-                    batch = transform(batch)
-                logits.append(model(batch).float().cpu())
-                if hook is not None:
-                    embeddings.append(captured.pop().float().flatten(1).cpu())
+                logits = model(transform(batch) if transform is not None else batch).float()
+                if start == 0 and top >= logits.shape[1]:
+                    raise ValueError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
+                y = labels[start:start + len(logits)].to(device, non_blocking=True)
+                g = _gradients(logits, y)
+                h = captured.pop().float().flatten(1) if hook is not None else None
+                if sketch is None:
+                    sketch = GradientSketch(g.shape[1], None if h is None else h.shape[1], dim, seed)
+                rows = sketch(g, h)
+                if out is None:
+                    out = torch.empty((len(labels), rows.shape[1]), dtype=dtype or estimate_dtype(len(labels), rows.shape[1]))
+                out[start:start + len(rows)] = rows.to(out.dtype).cpu()
+                start += len(rows)
     finally:
         model.train(was_training)
         if hook is not None:
             hook.remove()
-    logits = torch.cat(logits)
-    if kind == "logits":
-        return logit_gradients(logits, labels)
-    return last_layer_gradients(logits, torch.cat(embeddings), labels, dim=dim, seed=seed)
+    return out

@@ -2,6 +2,7 @@
 import dataclasses
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -16,6 +17,8 @@ BALANCES = ("equal", "proportional")
 SCHEDULES = ("cosine", "multistep")
 GRADIENT_KINDS = ("logits", "last_layer")
 ESTIMATES = ("clean", "training")
+STREAMS = ("auto", "always", "never")
+WEAK = ("auto", "pad-crop", "resized-crop")
 
 # Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
 # 200 epochs). flip is off where a mirrored image is another class or not an image of one.
@@ -54,6 +57,22 @@ class TrainConfig:
         (coreaug.data.image_folder): the square size images are resized and cropped to, the
         share of each class held out when the folder has no val/ or test/ split, and whether
         unreadable images are left out (counted) rather than an error.
+    gradient_dim: gradient estimates wider than this are randomly projected to at most this
+        many numbers per example (coreaug.selection.GradientSketch): last-layer gradients
+        always, logit gradients past `gradient_dim` classes.
+    stream: for a folder dataset, "never" holds the decoded images in memory (on the device),
+        "always" reads each batch from the decoded cache on disk, ahead of the step, and copies
+        it to the device; "auto" streams when the decoded images would take more than half the
+        free host memory (or of the free GPU memory).
+    cache_dir, workers: where a folder's images are decoded to (coreaug.data.image_cache;
+        default ~/.cache/coreaug/decoded) and by how many worker processes (default: up to 8).
+    weak: the weak augmentation every example gets: "pad-crop" (4-pixel pad-and-crop, then a
+        flip unless `flip` is off), "resized-crop" (random-resized crop and flip, for large
+        images), or "auto": resized-crop for folder datasets of 128 px and more, else pad-crop.
+    pretrained: a local state dict file (coreaug.models.load_pretrained) the model starts from;
+        a classifier of another class count is left freshly initialised.
+    norm_decay: apply weight decay to normalisation weights and biases too (off is the
+        usual fine-tuning choice).
     precision: "auto" (bf16 on a GPU that has it, fp16 with a gradient scaler on older GPUs,
         fp32 on the CPU), "bf16", "fp16" or "fp32": the autocast of training and no-grad passes.
     compile: torch.compile the model (compiled once; later epochs reuse the graphs).
@@ -94,6 +113,13 @@ class TrainConfig:
     image_size: int = 64
     val_fraction: float = 0.1
     skip_bad_images: bool = False
+    stream: str = "auto"
+    cache_dir: Optional[str] = None
+    workers: Optional[int] = None
+    weak: str = "auto"
+    gradient_dim: int = 512
+    pretrained: Optional[str] = None
+    norm_decay: bool = True
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
@@ -115,7 +141,7 @@ class TrainConfig:
 
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
-        skip = {"out", "resume", "quiet", "data_dir", "download", "device", "compile"}
+        skip = {"out", "resume", "quiet", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self):
@@ -142,12 +168,23 @@ class TrainConfig:
             raise ValueError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
                              f"and gradients 'logits', got mode {self.mode!r} and gradients {self.gradients!r}")
         _choice("balance", self.balance, BALANCES)
+        _choice("stream", self.stream, STREAMS)
+        _choice("weak", self.weak, WEAK)
+        if self.stream == "always" and not is_image_folder(self.dataset):
+            raise ValueError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
+                             "dataset, which is held in memory")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, numbers.Integral)
+                                         or self.workers < 0):
+            raise ValueError(f"workers must be an integer >= 0 or None, got {self.workers!r}")
+        if self.pretrained is not None and not os.path.isfile(os.path.expanduser(str(self.pretrained))):
+            raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
+                                    "state dict saved with torch.save (nothing is downloaded)")
         _choice("precision", self.precision, PRECISIONS)
         for part in self.augment.split("+"):
             _choice("augment", part.strip(), available_policies())
         if not _number(self.subset) or not 0 < self.subset <= 1:
             raise ValueError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
-        for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn"):
+        for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn", "gradient_dim"):
             _positive_int(name, getattr(self, name))
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)

@@ -2,15 +2,19 @@
 import torch
 import torch.nn.functional as F
 
+from coreaug.data.image_cache import device_batches
+
 
 def _logits(model, images, preprocess, batch_size, autocast):
-    """Eval-mode, no-grad logits of `images` in batches; restores the training mode."""
+    """Eval-mode, no-grad logits of `images` (a device tensor, or DiskImages) in batches;
+    restores the training mode."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     try:
         with torch.no_grad(), autocast():
-            for start in range(0, len(images), batch_size):
-                yield model(preprocess(images[start:start + batch_size])).float()
+            for batch in device_batches(images, batch_size, device):
+                yield model(preprocess(batch)).float()
     finally:
         model.train(was_training)
 

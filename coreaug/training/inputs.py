@@ -1,9 +1,12 @@
-"""The run's data on the training device: limits, label noise, normalisation."""
+"""The run's data on the training device (or, streamed, on disk): limits, label noise, normalisation."""
+import os
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from coreaug.data import apply_label_noise, available_datasets, load_dataset
+from coreaug.data.image_cache import DiskImages, is_on_disk
 
 
 class Normalize:
@@ -24,7 +27,10 @@ class Normalize:
 
 @dataclass
 class RunData:
-    """Training and test tensors on the device, plus what the model and the loss need."""
+    """Training and test tensors on the device, plus what the model and the loss need.
+
+    Streamed (`streamed`), the images are `DiskImages` read batch by batch; labels are
+    always on the device."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -35,6 +41,7 @@ class RunData:
     preprocess: Normalize
     noisy: torch.Tensor  # bool (n_train,), labels flipped by label_noise
     source: str
+    streamed: bool = False
 
 
 def _sample(images, labels, limit, seed):
@@ -46,23 +53,61 @@ def _sample(images, labels, limit, seed):
 
 
 def load_run_data(config, device):
-    """Load config.dataset, apply train/test limits and label noise, move it to `device`."""
+    """Load config.dataset, apply train/test limits and label noise, move it to `device` (or,
+    streaming a folder dataset, leave the images on disk)."""
     from coreaug.data.image_folder import is_image_folder
 
-    if is_image_folder(config.dataset) and config.dataset not in available_datasets():
+    folder = is_image_folder(config.dataset) and config.dataset not in available_datasets()
+    if folder:
+        workers = config.workers if config.workers is not None else min(8, os.cpu_count() or 1)
         data = load_dataset(config.dataset, progress=not config.quiet, image_size=config.image_size,
-                            val_fraction=config.val_fraction, skip_bad_images=config.skip_bad_images)
+                            val_fraction=config.val_fraction, skip_bad_images=config.skip_bad_images,
+                            on_disk=True, cache_dir=config.cache_dir, workers=workers)
     else:
         data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
     train_x, train_y = _sample(data.train_images, data.train_labels, config.train_limit, 0)
     test_x, test_y = _sample(data.test_images, data.test_labels, config.test_limit, 1)
+    streamed = folder and should_stream(config.stream, [train_x, test_x], device)
+    if streamed and not config.quiet:
+        tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({_gib([train_x, test_x]):.1f} GiB decoded) "
+                   f"from {os.path.dirname(train_x.path)}")
+    if not streamed:
+        train_x, test_x = (x.load() if is_on_disk(x) else x for x in (train_x, test_x))
+        train_x, test_x = train_x.to(device), test_x.to(device)
     noisy = torch.zeros(len(train_y), dtype=torch.bool)
     if config.label_noise > 0:
         train_y, noisy = apply_label_noise(train_y, config.label_noise, data.num_classes, seed=config.seed)
         train_y, noisy = torch.as_tensor(train_y), torch.as_tensor(noisy)
     return RunData(
-        train_images=train_x.to(device), train_labels=train_y.long().to(device),
-        test_images=test_x.to(device), test_labels=test_y.long().to(device),
+        train_images=train_x, train_labels=train_y.long().to(device),
+        test_images=test_x, test_labels=test_y.long().to(device),
         num_classes=data.num_classes, in_channels=data.in_channels,
-        preprocess=Normalize(data.mean, data.std, device), noisy=noisy, source=data.source,
+        preprocess=Normalize(data.mean, data.std, device), noisy=noisy, source=data.source, streamed=streamed,
     )
+
+
+def should_stream(mode, images, device):
+    """Whether to read `images` (DiskImages) from disk: `mode` "always"/"never", or "auto":
+    when they take more than half the free host memory, or, on a GPU, of its free memory."""
+    if mode != "auto":
+        return mode == "always"
+    needed = _gib(images) * 2 ** 30
+    if needed > 0.5 * available_host_memory():
+        return True
+    return device.type == "cuda" and needed > 0.5 * torch.cuda.mem_get_info(device)[0]
+
+
+def available_host_memory():
+    """Bytes the host can still give (MemAvailable), or its total memory where /proc is absent."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(images):
+    return sum(len(x) * x.row_bytes if isinstance(x, DiskImages) else x.nelement() for x in images) / 2 ** 30

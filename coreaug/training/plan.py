@@ -4,6 +4,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coreaug.data.image_cache import is_on_disk
+
 
 @dataclass
 class EpochPlan:
@@ -40,7 +42,8 @@ class EpochPlan:
 class DevicePlan:
     """An epoch's plan on the training device, cut into batches, so a step reads only device tensors.
 
-    indices, weights, augmented: the plan's tensors on the device. strong_rows: int64 positions,
+    indices, weights, augmented: the plan's tensors on the device (host_indices: the indices,
+    kept on the host to read streamed images by). strong_rows: int64 positions,
     within their batch, of the strongly augmented entries, batch after batch; batch b's are
     strong_rows[bounds[b]:bounds[b + 1]] (bounds are host integers, worked out on the host
     from the plan before it moved, so that a step never asks the device how many to augment).
@@ -52,6 +55,7 @@ class DevicePlan:
     strong_rows: torch.Tensor
     bounds: list
     batch_size: int
+    host_indices: torch.Tensor = None
 
     @classmethod
     def build(cls, plan, batch_size, device):
@@ -61,7 +65,8 @@ class DevicePlan:
         bounds = np.searchsorted(batch_of, np.arange(steps + 1)).tolist()
         rows = torch.from_numpy(positions - batch_of * batch_size)
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return cls(move(plan.indices), move(plan.weights), move(plan.augmented), move(rows), bounds, batch_size)
+        return cls(move(plan.indices), move(plan.weights), move(plan.augmented), move(rows), bounds, batch_size,
+                   plan.indices)
 
     @property
     def steps(self):
@@ -72,6 +77,21 @@ class DevicePlan:
         take = slice(step * self.batch_size, (step + 1) * self.batch_size)
         first, last = self.bounds[step], self.bounds[step + 1]
         return take, (self.strong_rows[first:last] if last > first else None)
+
+
+    def step_images(self, images):
+        """Each step's uint8 training images, step after step: gathered on the device from an
+        in-memory tensor, or read from DiskImages by a thread ahead of the steps (pinned on a
+        GPU) and copied to the device without waiting."""
+        if not is_on_disk(images):
+            for step in range(self.steps):
+                yield images.index_select(0, self.indices[self.batch(step)[0]])
+            return
+        device = self.indices.device
+        order = self.host_indices.numpy()  # once per epoch, not per step
+        rows = [order[self.batch(step)[0]] for step in range(self.steps)]
+        for batch in images.batches(rows, pin=device.type == "cuda"):
+            yield batch.to(device, non_blocking=True)
 
 
 def plan_length(n, strategy, mode, selected, copies):

@@ -5,9 +5,11 @@ the processes of a torchrun launch, and times the two stages.
 """
 import time
 
+import torch
 import torch.nn.functional as F
 
 from coreaug.selection import estimate_gradients, logit_gradients
+from coreaug.selection.gradients import GradientSketch, estimate_dtype
 
 from .distributed import Distributed
 from .evaluate import example_losses
@@ -34,9 +36,8 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
     rows = distributed.row_slice(len(data.train_labels))
     scores = {}
     if train_logits is not None:  # every process holds the same merged logits: no pass, no gather
-        labels = data.train_labels.to(train_logits.device)
-        scores = ({"losses": F.cross_entropy(train_logits, labels, reduction="none").cpu()} if method.strategy == "maxloss"
-                  else {"estimates": logit_gradients(train_logits, labels).cpu()})
+        scores = scores_from_logits(train_logits, data.train_labels.to(train_logits.device), method.strategy,
+                                    config.gradient_dim)
     elif method.strategy == "maxloss":
         scores = {"losses": distributed.gather_rows(example_losses(
             model, data.train_images[rows], data.train_labels[rows], data.preprocess, estimate_batch_size, autocast))}
@@ -44,7 +45,8 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
         with autocast():
             scores = {"estimates": distributed.gather_rows(estimate_gradients(
                 model, data.train_images[rows], data.train_labels[rows], kind=config.gradients,
-                batch_size=estimate_batch_size, transform=data.preprocess))}
+                batch_size=estimate_batch_size, transform=data.preprocess, dim=config.gradient_dim,
+                dtype=estimate_dtype(len(data.train_labels), config.gradient_dim)))}
     t1 = time.perf_counter()
 
     def choose():
@@ -59,3 +61,16 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
     selection, diagnostics, timings = distributed.on_main(choose)
     method.use(selection, epoch, diagnostics)
     return timings
+
+
+def scores_from_logits(logits, labels, strategy, dim, chunk=65536):
+    """Selection scores from stored logits (n, c), a chunk of rows at a time so that no float32
+    (n, c) copy is made: losses (n,) for "maxloss", else logit gradients projected to at most
+    `dim` numbers (`GradientSketch`), on the CPU."""
+    if strategy == "maxloss":
+        return {"losses": torch.cat([F.cross_entropy(logits[s:s + chunk].float(), labels[s:s + chunk], reduction="none")
+                                     for s in range(0, len(logits), chunk)]).cpu()}
+    sketch = GradientSketch(logits.shape[1], dim=dim)
+    rows = [sketch(logit_gradients(logits[s:s + chunk], labels[s:s + chunk])) for s in range(0, len(logits), chunk)]
+    dtype = estimate_dtype(len(logits), rows[0].shape[1])
+    return {"estimates": torch.cat([r.to(dtype).cpu() for r in rows])}

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from coreaug.augment import create_policy
 from coreaug.models import create_model
 from coreaug.selection import Selection
+from coreaug.selection.gradients import estimate_dtype
 
 from .config import TrainConfig
 from .distributed import check_world_size, join_run
@@ -137,7 +138,8 @@ def _train_run(config, distributed, folder, checkpoint, data):
                                   distributed, run.train_logits) if selected else dict(NO_SELECTION)
         # Every process draws the same plan and trains its own disjoint share of it.
         share = run.method.plan_for(epoch).shard(distributed.rank, distributed.world_size)
-        logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device) if record else None
+        logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device,
+                                 dtype=estimate_dtype(len(run.method), data.num_classes)) if record else None
         compiled_before = compiled_graphs()
         sums = _train_epoch(config, run.train_forward, run.forward, run.optimizer, data, share, strong, weak,
                             epoch, run.autocast, distributed, logit_sums, run.scaler)
@@ -285,7 +287,8 @@ class EpochTotals:
         self.sums += torch.stack([losses.detach().sum().double(), correct.double()])
         if self.logit_sums is not None:
             keep = original.unsqueeze(1)
-            self.logit_sums.index_add_(0, indices, torch.cat([logits.detach().float() * keep, keep], 1))
+            rows = torch.cat([logits.detach().float() * keep, keep], 1)
+            self.logit_sums.index_add_(0, indices, rows.to(self.logit_sums.dtype))
 
     def read(self):
         """(loss sum, correct) as Python floats: one device sync."""
@@ -314,10 +317,10 @@ def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, w
     forward.train()
     # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
-    for step in range(batches.steps):
+    for step, images in enumerate(batches.step_images(data.train_images)):
         take, strong_rows = batches.batch(step)
         idx = batches.indices[take]
-        images, labels = data.train_images.index_select(0, idx), data.train_labels.index_select(0, idx)
+        labels = data.train_labels.index_select(0, idx)
         images = weak(images, generator)
         if strong_rows is not None:
             labels_of = {"labels": labels.index_select(0, strong_rows)} if strong.needs_model else {}

@@ -1,0 +1,288 @@
+"""Decoded images on disk: a folder's images decoded and resized once, then read by rows.
+
+A cache is a folder ``<cache_dir>/<key>/`` holding one split per pair of files:
+``<split>.u8`` (the images, uint8, C x H x W per row, rows back to back) and
+``<split>.labels.npy``, plus ``meta.json`` (shape, classes, per-channel statistics, skipped
+files). The key hashes the image size, the format version and every file's path, label, size
+and modification time, so a changed folder gets a new cache. It is built in a temporary
+folder next to its place and renamed into it, so a killed build leaves no half cache behind.
+
+``DiskImages`` reads rows of a split without holding the split in memory: each read maps
+the file, copies the rows out and, every ``REMAP_BYTES``, drops the mapping so that the
+pages it touched leave the process's resident set (they stay in the OS page cache).
+"""
+import hashlib
+import json
+import os
+import queue
+import shutil
+import threading
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+FORMAT_VERSION = 1
+REMAP_BYTES = 256 << 20
+
+
+def default_cache_dir() -> str:
+    """$COREAUG_CACHE_DIR, else $XDG_CACHE_HOME/coreaug/decoded, else ~/.cache/coreaug/decoded."""
+    if os.environ.get("COREAUG_CACHE_DIR"):
+        return os.environ["COREAUG_CACHE_DIR"]
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
+
+
+def cache_key(splits, image_size: int) -> str:
+    """A hash of the image size and each split's (path, label, size, mtime) list."""
+    digest = hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size}\n".encode())
+    for name, files in splits:
+        digest.update(f"[{name}]\n".encode())
+        for path, label in files:
+            stat = os.stat(path)
+            digest.update(f"{path}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+class DiskImages:
+    """uint8 images (N, C, H, W) in a cache file, read by rows; in memory only while read.
+
+    ``len``, ``shape`` and ``dtype`` read like a tensor's; ``images[rows]`` (a slice, or an
+    integer array or tensor of positions) is a view of some rows, still on disk; ``read(rows)``
+    returns those rows as a uint8 tensor; ``batches(row_batches)`` reads batches ahead in a
+    background thread.
+    """
+
+    dtype = torch.uint8
+
+    def __init__(self, path: str, count: int, image_shape: Tuple[int, int, int], rows: Optional[np.ndarray] = None):
+        self.path, self.count, self.image_shape = path, count, tuple(image_shape)
+        self.rows = rows  # positions in the file, or None for all of them in order
+        self._map, self._mapped_reads = None, 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.count if self.rows is None else len(self.rows)
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return (len(self), *self.image_shape)
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.image_shape))
+
+    def dim(self) -> int:
+        return 4
+
+    def __getitem__(self, rows) -> "DiskImages":
+        if isinstance(rows, slice):
+            chosen = np.arange(len(self))[rows]
+        else:
+            chosen = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows, dtype=np.int64)
+        file_rows = chosen if self.rows is None else self.rows[chosen]
+        return DiskImages(self.path, self.count, self.image_shape, file_rows)
+
+    def read(self, rows) -> torch.Tensor:
+        """The images at positions ``rows`` (int64 array), in that order, as a (len, C, H, W) tensor."""
+        rows = np.asarray(rows, dtype=np.int64)
+        file_rows = rows if self.rows is None else self.rows[rows]
+        with self._lock:
+            if self._map is None:
+                self._map = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.count, self.row_bytes))
+            block = self._map[file_rows]  # a copy: numpy's fancy indexing
+            self._mapped_reads += block.nbytes
+            if self._mapped_reads >= REMAP_BYTES:
+                self._map, self._mapped_reads = None, 0
+        return torch.from_numpy(block).view(len(rows), *self.image_shape)
+
+    def load(self) -> torch.Tensor:
+        """Every image of this view in memory, as one (N, C, H, W) tensor."""
+        if self.rows is None:
+            data = np.fromfile(self.path, dtype=np.uint8, count=self.count * self.row_bytes)
+            return torch.from_numpy(data).view(self.count, *self.image_shape)
+        return self.read(np.arange(len(self)))
+
+    def batches(self, row_batches: Sequence[np.ndarray], pin: bool = False, depth: int = 4):
+        """Yield ``read(rows)`` for each array of positions in ``row_batches``, read up to
+        ``depth`` batches ahead in a thread (pinned, for asynchronous copies to a GPU, if ``pin``).
+        Stopping early (closing the generator) stops the thread."""
+        ahead: queue.Queue = queue.Queue(maxsize=depth)
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for rows in row_batches:
+                    batch = self.read(rows)
+                    batch = batch.pin_memory() if pin else batch
+                    while not stop.is_set():
+                        try:
+                            ahead.put(batch, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ahead.put(None)
+            except BaseException as exc:  # handed to the reader, which raises it
+                ahead.put(exc)
+
+        thread = threading.Thread(target=produce, name="coreaug-read-ahead", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ahead.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+    def __repr__(self) -> str:
+        return f"DiskImages({self.path!r}, shape={self.shape})"
+
+
+def consecutive(count: int, batch_size: int) -> List[np.ndarray]:
+    """Row batches 0..count-1 in order, ``batch_size`` at a time."""
+    return [np.arange(s, min(s + batch_size, count)) for s in range(0, count, batch_size)]
+
+
+def is_on_disk(images) -> bool:
+    return isinstance(images, DiskImages)
+
+
+def device_batches(images, batch_size: int, device):
+    """Consecutive batches of ``images`` (a tensor, or DiskImages read ahead and copied
+    without waiting) on ``device``."""
+    device = torch.device(device)
+    if is_on_disk(images):
+        for batch in images.batches(consecutive(len(images), batch_size), pin=device.type == "cuda"):
+            yield batch.to(device, non_blocking=True)
+        return
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size].to(device, non_blocking=True)
+
+
+class ImageCache:
+    """An opened cache folder: ``images(split)`` (DiskImages), ``labels(split)``, ``meta``."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        with open(os.path.join(folder, "meta.json")) as f:
+            self.meta = json.load(f)
+
+    def images(self, split: str) -> DiskImages:
+        count = self.meta["counts"][split]
+        return DiskImages(os.path.join(self.folder, f"{split}.u8"), count, tuple(self.meta["image_shape"]))
+
+    def labels(self, split: str) -> torch.Tensor:
+        return torch.from_numpy(np.load(os.path.join(self.folder, f"{split}.labels.npy")))
+
+
+def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[str] = None,
+                  workers: int = 0, skip_bad: bool = False, progress: bool = True) -> ImageCache:
+    """The cache of ``splits`` ([(name, [(path, label)])]), built first if absent.
+
+    ``decode(path) -> (H, W, 3) uint8 array`` (it raises ValueError/OSError for a bad image)
+    runs in ``workers`` DataLoader worker processes (0: in this process). A bad image is a
+    ValueError naming it, unless ``skip_bad``; then it is left out and counted in
+    ``meta["skipped"]``. Raises ValueError before decoding anything when the cache folder
+    lacks the disk space the decoded images need.
+    """
+    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    folder = os.path.join(root, cache_key(splits, image_size))
+    if os.path.isfile(os.path.join(folder, "meta.json")):
+        return ImageCache(folder)
+    os.makedirs(root, exist_ok=True)
+    _check_space(root, sum(len(files) for _, files in splits) * 3 * image_size * image_size)
+    building = f"{folder}.building-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    os.makedirs(building)
+    try:
+        meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
+                "counts": {}, "skipped": []}
+        for name, files in splits:
+            meta["counts"][name] = _write_split(building, name, files, decode, workers, skip_bad,
+                                                meta["skipped"], progress)
+        meta["mean"], meta["std"] = _split_stats(os.path.join(building, "train.u8"), meta["counts"]["train"],
+                                                 image_size)
+        with open(os.path.join(building, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        try:
+            os.rename(building, folder)
+        except OSError:  # another process finished the same cache first: use theirs
+            if not os.path.isfile(os.path.join(folder, "meta.json")):
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return ImageCache(folder)
+
+
+def _check_space(root, needed):
+    free = shutil.disk_usage(root).free
+    if needed > 0.95 * free:
+        raise ValueError(f"the decoded images need {needed / 2**30:.1f} GiB but {root} has {free / 2**30:.1f} GiB "
+                         "free; pass --cache-dir on a larger disk or a smaller --image-size")
+
+
+class _Decoding(torch.utils.data.Dataset):
+    """Files decoded by index, for a DataLoader: (image or None, label, error or None)."""
+
+    def __init__(self, files, decode):
+        self.files, self.decode = files, decode
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        path, label = self.files[i]
+        try:
+            return self.decode(path), label, None
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for bad or truncated files
+            return None, label, f"{path} ({exc})"
+
+
+def _as_list(items):
+    return items
+
+
+def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progress):
+    loader = torch.utils.data.DataLoader(_Decoding(files, decode), batch_size=64, num_workers=workers,
+                                         collate_fn=_as_list)
+    labels = []
+    with open(os.path.join(folder, f"{name}.u8"), "wb") as out, \
+            tqdm(total=len(files), desc=f"decoding {name}", unit="img", disable=not progress, leave=False) as bar:
+        for items in loader:
+            for image, label, error in items:
+                if error is not None:
+                    if not skip_bad:
+                        raise ValueError(f"cannot read image {error}; fix or remove it, or pass "
+                                         "--skip-bad-images to leave unreadable images out")
+                    skipped.append(error)
+                    continue
+                out.write(np.ascontiguousarray(image.transpose(2, 0, 1)).tobytes())
+                labels.append(label)
+            bar.update(len(items))
+    if not labels:
+        raise ValueError(f"the {name} split has no readable images")
+    np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))
+    return len(labels)
+
+
+def _split_stats(path, count, size, chunk_rows=4096):
+    """Per-channel mean and std in [0, 1] of a written split, from 256-bin histograms read in chunks."""
+    images = DiskImages(path, count, (3, size, size))
+    counts = torch.zeros(3, 256, dtype=torch.float64)
+    for rows in consecutive(count, chunk_rows):
+        block = images.read(rows)
+        for channel in range(3):
+            counts[channel] += torch.bincount(block[:, channel].reshape(-1), minlength=256).double()
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    total = counts.sum(1)
+    mean = (counts * levels).sum(1) / total
+    std = ((counts * (levels - mean[:, None]) ** 2).sum(1) / total).sqrt()
+    return mean.tolist(), std.tolist()

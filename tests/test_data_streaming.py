@@ -1,0 +1,162 @@
+"""Images on disk: the decoded cache, reading rows without holding them, and training streamed."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import coreaug
+from coreaug.data import image_cache
+from coreaug.data.image_cache import DiskImages, consecutive, open_or_build
+from coreaug.data.image_folder import load_image_folder
+from coreaug.training.inputs import should_stream
+
+from test_data_image_folder import write_split
+
+
+def disk_images(tmp_path, n=10, shape=(3, 4, 4)):
+    pixels = np.arange(n * int(np.prod(shape)), dtype=np.int64).astype(np.uint8).reshape(n, *shape)
+    path = tmp_path / "images.u8"
+    pixels.tofile(path)
+    return DiskImages(str(path), n, shape), torch.from_numpy(pixels)
+
+
+def test_rows_read_in_the_order_asked_and_views_compose(tmp_path):
+    images, pixels = disk_images(tmp_path)
+    assert images.shape == (10, 3, 4, 4) and len(images) == 10
+    assert torch.equal(images.read([7, 2, 2, 9]), pixels[[7, 2, 2, 9]])
+    view = images[torch.tensor([9, 1, 4, 6])][1:]  # rows 1, 4, 6 of the file
+    assert len(view) == 3 and torch.equal(view.load(), pixels[[1, 4, 6]])
+    assert torch.equal(view.read([2, 0]), pixels[[6, 1]])
+    assert torch.equal(images.load(), pixels)
+
+
+def test_batches_are_read_ahead_in_order_and_errors_reach_the_reader(tmp_path):
+    images, pixels = disk_images(tmp_path)
+    batches = list(images.batches(consecutive(10, 4)))
+    assert [len(b) for b in batches] == [4, 4, 2] and torch.equal(torch.cat(batches), pixels)
+    with pytest.raises(IndexError):
+        list(images.batches([np.array([0]), np.array([99])]))
+    early = images.batches(consecutive(10, 1), depth=1)
+    next(early)
+    early.close()  # the read-ahead thread stops instead of waiting forever on a full queue
+
+
+def _rss_file_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) * 1024
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+@pytest.mark.parametrize("remap, grows", [(1 << 20, False), (1 << 40, True)])
+def test_reading_a_split_does_not_keep_it_resident(tmp_path, monkeypatch, remap, grows):
+    monkeypatch.setattr(image_cache, "REMAP_BYTES", remap)
+    n, shape = 256, (3, 128, 128)  # 12 MiB on disk
+    np.random.default_rng(0).integers(0, 255, (n, *shape), dtype=np.uint8).tofile(tmp_path / "big.u8")
+    images = DiskImages(str(tmp_path / "big.u8"), n, shape)
+    before = _rss_file_bytes()
+    for batch in images.batches(consecutive(n, 16)):
+        del batch
+    growth = _rss_file_bytes() - before
+    # Remapped every MiB, at most about one MiB of the file stays mapped; never remapped, all 12.
+    assert (growth > 8 << 20) == grows, growth
+
+
+def _decode_counting(path, size, calls):
+    calls.append(path)
+    return np.full((size, size, 3), 7, dtype=np.uint8)
+
+
+def test_a_cache_is_built_once_and_rebuilt_when_a_file_changes(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"y")
+    splits = [("train", [(str(tmp_path / "a.jpg"), 0), (str(tmp_path / "b.jpg"), 1)]),
+              ("test", [(str(tmp_path / "a.jpg"), 0)])]
+    calls = []
+
+    def decode(path):
+        return _decode_counting(path, 4, calls)
+
+    first = open_or_build(splits, ["a", "b"], 4, decode, tmp_path / "cache", progress=False)
+    again = open_or_build(splits, ["a", "b"], 4, decode, tmp_path / "cache", progress=False)
+    assert len(calls) == 3 and again.folder == first.folder
+    assert first.meta["counts"] == {"train": 2, "test": 1} and first.labels("train").tolist() == [0, 1]
+    (tmp_path / "b.jpg").write_bytes(b"changed")
+    rebuilt = open_or_build(splits, ["a", "b"], 4, decode, tmp_path / "cache", progress=False)
+    assert len(calls) == 6 and rebuilt.folder != first.folder
+
+
+def test_a_failed_build_leaves_no_cache_behind(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+
+    def broken(path):
+        raise OSError("truncated")
+
+    with pytest.raises(ValueError, match="cannot read image .*a.jpg"):
+        open_or_build([("train", [(str(tmp_path / "a.jpg"), 0)])], ["a"], 4, broken, tmp_path / "cache", progress=False)
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_a_cache_that_does_not_fit_on_disk_is_refused_before_decoding(tmp_path, monkeypatch):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
+    with pytest.raises(ValueError, match="need .* GiB .*--cache-dir"):
+        open_or_build([("train", [(str(tmp_path / "a.jpg"), 0)] * 10)], ["a"], 64, np.zeros, tmp_path / "c", progress=False)
+
+
+def test_decoding_in_worker_processes_gives_the_same_images(tmp_path):
+    write_split(tmp_path / "data", "train", per_class=5)
+    write_split(tmp_path / "data", "val", per_class=2)
+    here = load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=tmp_path / "one")
+    workers = load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=tmp_path / "two", workers=2)
+    assert torch.equal(here.train_images, workers.train_images) and torch.equal(here.test_labels, workers.test_labels)
+    on_disk = load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=tmp_path / "two",
+                                on_disk=True)
+    assert isinstance(on_disk.train_images, DiskImages) and torch.equal(on_disk.train_images.load(), here.train_images)
+    assert on_disk.mean == here.mean
+
+
+def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
+    images, _ = disk_images(tmp_path, n=100)  # 4.8 KB
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("coreaug.training.inputs.available_host_memory", lambda: 1 << 30)
+    assert not should_stream("auto", [images], cpu)
+    monkeypatch.setattr("coreaug.training.inputs.available_host_memory", lambda: 8000)
+    assert should_stream("auto", [images], cpu)
+    assert not should_stream("never", [images], cpu) and should_stream("always", [images], cpu)
+
+
+def _folder_run(root, **settings):
+    base = dict(dataset=str(root), image_size=12, model="cnn", epochs=2, batch_size=8, subset=0.3, quiet=True,
+                workers=0)
+    return coreaug.train(coreaug.TrainConfig(**{**base, **settings}))
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(strategy="maxloss", augment="maxloss", candidates=2),
+                                      dict(estimates="training", gradients="logits")])
+def test_streamed_training_equals_training_in_memory(tmp_path, settings):
+    write_split(tmp_path / "data", "train", per_class=10)
+    write_split(tmp_path / "data", "val", per_class=3)
+    streamed = _folder_run(tmp_path / "data", stream="always", **settings)
+    in_memory = _folder_run(tmp_path / "data", stream="never", **settings)
+    keys = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "n_trained", "n_augmented")
+    assert [[m[k] for k in keys] for m in streamed.history] == [[m[k] for k in keys] for m in in_memory.history]
+
+
+def test_streaming_a_built_in_dataset_is_refused():
+    with pytest.raises(ValueError, match="stream 'always' reads a folder"):
+        coreaug.TrainConfig(dataset="synthetic", stream="always").resolved()
+
+
+def test_a_streamed_step_does_not_wait_on_the_device(tmp_path):
+    from coreaug.training.sync_audit import syncs_per_step
+
+    write_split(tmp_path / "data", "train", per_class=12)
+    write_split(tmp_path / "data", "val", per_class=2)
+    base = dict(dataset=str(tmp_path / "data"), image_size=12, model="cnn", epochs=1, subset=0.25, quiet=True,
+                workers=0, stream="always")
+    load_image_folder(tmp_path / "data", image_size=12, progress=False)  # the cache, built before the audit
+    per_step, counts = syncs_per_step(base)
+    assert per_step == 0, counts
