@@ -12,8 +12,8 @@ def syncs_per_step(**settings):
     return audited_syncs_per_step(BASE, **settings)
 
 
-@pytest.mark.parametrize("augment", ["weak", "randaugment", "trivialaugment", "autoaugment", "cutout",
-                                     "maxloss", "randaugment+cutout"])
+@pytest.mark.parametrize("augment", ["weak", "randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet",
+                                     "cutout", "maxloss", "randaugment+cutout"])
 def test_no_sync_per_step_for_any_policy(augment):
     per_step, counts = syncs_per_step(augment=augment)
     assert per_step == 0, counts
@@ -22,7 +22,7 @@ def test_no_sync_per_step_for_any_policy(augment):
 @pytest.mark.parametrize("settings", [
     dict(strategy="random"), dict(strategy="maxloss"), dict(strategy="full"), dict(strategy="none"),
     dict(strategy="coreset", mode="subset"), dict(strategy="coreset", estimates="training"),
-    dict(strategy="coreset", copies=2, weight_augmented=True),
+    dict(strategy="coreset", copies=2, weight_augmented=True), dict(weak="resized-crop"),
 ])
 def test_no_sync_per_step_for_any_strategy_or_mode(settings):
     per_step, counts = syncs_per_step(**settings)

@@ -53,6 +53,9 @@ class CoresetAugmentation:
         copies: strongly augmented copies per selected example.
         weight_augmented: the copies carry the coreset weights (else weight 1).
         gradients: the estimate selected on: "logits" (softmax - onehot) or "last_layer".
+        gradient_dim: estimates wider than this are randomly projected to at most this many
+            numbers per example (`GradientSketch`; last-layer gradients of ImageNet models are
+            millions wide). None keeps them whole.
         knn, balance: facility location's neighbours per example and per-class budgets.
         seed: seeds the plans' order and the random strategy.
         noisy: optional bool (n,) marking labels known to be flipped, for the diagnostics.
@@ -63,7 +66,8 @@ class CoresetAugmentation:
     """
 
     def __init__(self, labels, *, strategy="coreset", fraction=0.3, select_every=1, mode="append", copies=1,
-                 weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None):
+                 weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None,
+                 gradient_dim=512):
         self.labels = torch.as_tensor(check_labels(labels)).long()
         _choice("strategy", strategy, STRATEGIES)
         _choice("mode", mode, MODES)
@@ -71,6 +75,9 @@ class CoresetAugmentation:
         _choice("balance", balance, BALANCES)
         for name, value in (("select_every", select_every), ("copies", copies), ("knn", knn)):
             _positive_int(name, value)
+        if gradient_dim is not None:
+            _positive_int("gradient_dim", gradient_dim)
+        self.gradient_dim = gradient_dim
         self.strategy, self.fraction, self.select_every = strategy, check_fraction(fraction), select_every
         self.mode, self.copies, self.weight_augmented = mode, copies, bool(weight_augmented)
         self.gradients, self.knn, self.balance, self.seed = gradients, knn, balance, seed
@@ -166,7 +173,8 @@ class CoresetAugmentation:
                              f"{len(self)}; pass the training set in the same order")
         kind = self.gradients if self.strategy == "coreset" else "logits"
         g = estimate_gradients(model, data, self.labels, kind=kind, batch_size=batch_size, device=device,
-                               transform=preprocess, num_workers=num_workers)
+                               transform=preprocess, num_workers=num_workers,
+                               dim=self.gradient_dim if self.strategy == "coreset" else None)
         return g if self.strategy == "coreset" else losses_from_logit_gradients(g, self.labels)
 
     # Plans ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
-from coreaug.models import create_model
+from coreaug.models import create_model, load_pretrained
 from coreaug.selection import Selection
 from coreaug.selection.gradients import estimate_dtype
 
@@ -45,6 +45,15 @@ class TrainResult:
 def _strong_policy(config):
     kwargs = {"candidates": config.candidates} if "maxloss" in config.augment else {}
     return create_policy(config.augment, **kwargs)
+
+
+def weak_policy_name(config):
+    """The weak augmentation's policy: "resized-crop" (asked for, or "auto" on a folder dataset
+    of 128 px and more) or "weak" (pad-and-crop and flip)."""
+    from coreaug.data.image_folder import is_image_folder
+
+    large_folder = is_image_folder(config.dataset) and config.image_size >= 128
+    return "resized-crop" if config.weak == "resized-crop" or (config.weak == "auto" and large_folder) else "weak"
 
 
 def train(config):
@@ -129,7 +138,7 @@ class RunState:
 def _train_run(config, distributed, folder, checkpoint, data):
     """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
     run = _start(config, distributed, checkpoint, data)
-    strong, weak = _strong_policy(config), create_policy("weak", flip=config.flip)
+    strong, weak = _strong_policy(config), create_policy(weak_policy_name(config), flip=config.flip)
     record = config.estimates == "training" and run.method.needs_model
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
@@ -182,16 +191,20 @@ def _start(config, distributed, checkpoint, data):
     device = distributed.device
     torch.manual_seed(config.seed)
     model = create_model(config.model, data.in_channels, data.num_classes)
+    if config.pretrained:
+        report = load_pretrained(model, config.pretrained)
+        if not config.quiet:
+            tqdm.write(str(report))
     if config.sync_bn and distributed.world_size > 1:  # BatchNorm statistics over the global batch
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=torch.channels_last)
     precision = resolve_precision(config.precision, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(parameter_groups(model, config.weight_decay, config.norm_decay), lr=config.lr,
+                                momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
     method = CoresetAugmentation(
         data.train_labels.cpu(), strategy=config.strategy, fraction=config.subset, select_every=config.select_every,
         mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
-        knn=config.knn, balance=config.balance, seed=config.seed, noisy=data.noisy)
+        knn=config.knn, balance=config.balance, seed=config.seed, noisy=data.noisy, gradient_dim=config.gradient_dim)
     # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
@@ -210,6 +223,17 @@ def _start(config, distributed, checkpoint, data):
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
     return run
+
+
+def parameter_groups(model, weight_decay, norm_decay=True):
+    """The optimizer's parameter groups: one, or, without `norm_decay`, the weights of
+    convolutions and linear layers (decayed) apart from biases and normalisation weights
+    (1-D parameters, not decayed), the usual choice when fine-tuning."""
+    if norm_decay:
+        return [{"params": list(model.parameters())}]
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
 def _restore_method(method, checkpoint, config):
