@@ -1,8 +1,6 @@
 """Policies for larger images: random-resized crop with flip, and AutoAugment's ImageNet table."""
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import coreaug.augment as A
 from coreaug.augment.autoaugment import (AUTOAUGMENT_RANGES, CIFAR10_SUBPOLICIES,
@@ -53,37 +51,6 @@ def test_new_policies_are_registered(name):
 
 
 @pytest.mark.parametrize("name", NEW_POLICIES)
-def test_policy_keeps_shape_dtype_and_device(name):
-    policy = A.create_policy(name)
-    for images in (sample_images(), sample_images(channels=1),
-                   sample_images().float() / 255, sample_images().double() / 255):
-        out = policy(images, torch.Generator().manual_seed(0))
-        assert out.shape == images.shape and out.dtype == images.dtype
-        assert out.device == images.device
-
-
-@pytest.mark.parametrize("name", NEW_POLICIES)
-def test_same_seed_gives_the_same_batch_and_another_seed_another(name):
-    policy, images = A.create_policy(name), sample_images(n=32)
-    first = policy(images, torch.Generator().manual_seed(7))
-    again = policy(images, torch.Generator().manual_seed(7))
-    other = policy(images, torch.Generator().manual_seed(8))
-    assert torch.equal(first, again) and not torch.equal(first, other)
-
-
-@pytest.mark.parametrize("name", NEW_POLICIES)
-def test_channels_last_and_strided_batches_give_the_contiguous_result(name):
-    images = sample_images(n=8)
-    policy = A.create_policy(name)
-    expected = policy(images, torch.Generator().manual_seed(0))
-    channels_last = images.contiguous(memory_format=torch.channels_last)
-    assert torch.equal(policy(channels_last, torch.Generator().manual_seed(0)), expected)
-    strided = torch.cat([images, images], dim=3)[..., ::2]
-    assert torch.equal(policy(strided, torch.Generator().manual_seed(0)),
-                       policy(strided.contiguous(), torch.Generator().manual_seed(0)))
-
-
-@pytest.mark.parametrize("name", NEW_POLICIES)
 def test_float_result_is_close_to_the_uint8_one(name):
     images = sample_images(n=32)
     policy = A.create_policy(name)
@@ -91,31 +58,6 @@ def test_float_result_is_close_to_the_uint8_one(name):
     ours_float = policy(images.float() / 255, torch.Generator().manual_seed(0)) * 255
     assert (ours_uint8 - ours_float).abs().mean().item() < 2.0
 
-
-@st.composite
-def batches(draw):
-    """A small random batch: 0-5 examples, 1 or 3 channels, 4-20 pixels a side, uint8 or float."""
-    n = draw(st.integers(0, 5))
-    channels = draw(st.sampled_from([1, 3]))
-    height, width = draw(st.integers(4, 20)), draw(st.integers(4, 20))
-    seed = draw(st.integers(0, 2**31 - 1))
-    images = torch.randint(0, 256, (n, channels, height, width), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(seed))
-    if draw(st.booleans()):
-        return images.to(draw(st.sampled_from([torch.float32, torch.float64]))) / 255
-    return images
-
-
-@settings(max_examples=30, deadline=None)
-@given(images=batches(), name=st.sampled_from(NEW_POLICIES), seed=st.integers(0, 1000))
-def test_any_batch_keeps_shape_dtype_and_value_range(images, name, seed):
-    out = A.create_policy(name)(images, torch.Generator().manual_seed(seed))
-    assert out.shape == images.shape and out.dtype == images.dtype
-    if images.is_floating_point() and images.numel():
-        assert out.min().item() >= 0.0 and out.max().item() <= 1.0
-
-
-# No call makes the device wait.
 
 @pytest.mark.parametrize("name", NEW_POLICIES + ["resized-crop+autoaugment-imagenet"])
 def test_a_call_has_no_syncing_op(name):

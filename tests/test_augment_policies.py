@@ -8,7 +8,7 @@ from coreaug.augment.op_kinds import OP_KINDS
 from coreaug.augment.op_set import OpSet
 from coreaug.augment.randaugment import randaugment_ranges
 
-ORDINARY = ["randaugment", "trivialaugment", "autoaugment", "cutout", "weak"]
+ORDINARY = ["randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet", "cutout", "weak", "resized-crop"]
 
 
 def sample_images(n=8, channels=3, size=32, seed=0):

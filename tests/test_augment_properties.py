@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 import coreaug.augment as A
 
-POLICIES = ["randaugment", "trivialaugment", "autoaugment", "weak", "cutout",
+POLICIES = ["randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet", "weak", "resized-crop", "cutout",
             "weak+randaugment+cutout"]
 
 
