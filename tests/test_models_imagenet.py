@@ -13,15 +13,6 @@ from coreaug.selection.gradients import final_linear
 IMAGENET_MODELS = ["resnet18_imagenet", "resnet34", "resnet50", "resnet101", "wide_resnet50_2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small batches gain nothing from threads on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def shapes(name, in_channels=3, num_classes=1000):
     """State-dict shapes of a model built on the meta device: no memory, no init, instant."""
     with torch.device("meta"):
