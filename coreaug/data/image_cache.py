@@ -206,10 +206,10 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
         meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
                 "counts": {}, "skipped": []}
         for name, files in splits:
-            meta["counts"][name] = _write_split(building, name, files, decode, workers, skip_bad,
-                                                meta["skipped"], progress)
-        meta["mean"], meta["std"] = _split_stats(os.path.join(building, "train.u8"), meta["counts"]["train"],
-                                                 image_size)
+            meta["counts"][name], histogram = _write_split(building, name, files, decode, workers, skip_bad,
+                                                           meta["skipped"], progress)
+            if name == "train":
+                meta["mean"], meta["std"] = channel_stats_of(histogram)
         with open(os.path.join(building, "meta.json"), "w") as f:
             json.dump(meta, f)
         try:
@@ -246,41 +246,45 @@ class _Decoding(torch.utils.data.Dataset):
             return None, label, f"{path} ({exc})"
 
 
-def _as_list(items):
-    return items
+def _stack(items):
+    """A worker's batch, ready to write: the good images as one (k, 3, H, W) uint8 tensor (a
+    tensor travels to the main process through shared memory), their labels, the errors, and
+    the batch's 256-bin histogram per channel (for the split's mean and std)."""
+    good = [(image, label) for image, label, error in items if error is None]
+    errors = [error for _, _, error in items if error is not None]
+    if not good:
+        return None, [], errors, torch.zeros(3, 256, dtype=torch.int64)
+    images = torch.from_numpy(np.stack([image for image, _ in good])).permute(0, 3, 1, 2).contiguous()
+    histogram = torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(3)])
+    return images, [label for _, label in good], errors, histogram
 
 
 def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progress):
+    """Decode `files` into `<folder>/<name>.u8` and its labels; returns (count, channel histograms)."""
     loader = torch.utils.data.DataLoader(_Decoding(files, decode), batch_size=64, num_workers=workers,
-                                         collate_fn=_as_list)
-    labels = []
+                                         collate_fn=_stack)
+    labels, histogram = [], torch.zeros(3, 256, dtype=torch.int64)
     with open(os.path.join(folder, f"{name}.u8"), "wb") as out, \
             tqdm(total=len(files), desc=f"decoding {name}", unit="img", disable=not progress, leave=False) as bar:
-        for items in loader:
-            for image, label, error in items:
-                if error is not None:
-                    if not skip_bad:
-                        raise ValueError(f"cannot read image {error}; fix or remove it, or pass "
-                                         "--skip-bad-images to leave unreadable images out")
-                    skipped.append(error)
-                    continue
-                out.write(np.ascontiguousarray(image.transpose(2, 0, 1)).tobytes())
-                labels.append(label)
-            bar.update(len(items))
+        for images, batch_labels, errors, batch_histogram in loader:
+            if errors and not skip_bad:
+                raise ValueError(f"cannot read image {errors[0]}; fix or remove it, or pass "
+                                 "--skip-bad-images to leave unreadable images out")
+            skipped += errors
+            if images is not None:
+                out.write(images.numpy().tobytes())
+                labels += batch_labels
+                histogram += batch_histogram
+            bar.update(len(batch_labels) + len(errors))
     if not labels:
         raise ValueError(f"the {name} split has no readable images")
     np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))
-    return len(labels)
+    return len(labels), histogram
 
 
-def _split_stats(path, count, size, chunk_rows=4096):
-    """Per-channel mean and std in [0, 1] of a written split, from 256-bin histograms read in chunks."""
-    images = DiskImages(path, count, (3, size, size))
-    counts = torch.zeros(3, 256, dtype=torch.float64)
-    for rows in consecutive(count, chunk_rows):
-        block = images.read(rows)
-        for channel in range(3):
-            counts[channel] += torch.bincount(block[:, channel].reshape(-1), minlength=256).double()
+def channel_stats_of(histogram):
+    """Per-channel (mean, std) in [0, 1] from (C, 256) pixel counts."""
+    counts = histogram.double()
     levels = torch.arange(256, dtype=torch.float64) / 255.0
     total = counts.sum(1)
     mean = (counts * levels).sum(1) / total
