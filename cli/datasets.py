@@ -16,6 +16,11 @@ def datasets(name, data_dir, download):
     if name is None:
         click.echo("\n".join(coreaug.available_datasets()))
         return
-    data = coreaug.load_dataset(name, data_dir, download=download)
+    from coreaug.data.image_folder import is_image_folder
+
+    if is_image_folder(name) and name not in coreaug.available_datasets():  # decoded to the cache, not into memory
+        data = coreaug.load_dataset(name, on_disk=True)
+    else:
+        data = coreaug.load_dataset(name, data_dir, download=download)
     click.echo(f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images of shape "
                f"{tuple(data.image_shape)}, {data.num_classes} classes, from {data.source}")

@@ -21,6 +21,16 @@ def test_describes_a_dataset():
     assert proc.returncode == 0 and "digits: 1438 train / 359 test images of shape (1, 8, 8), 10 classes" in proc.stdout
 
 
+def test_describes_a_folder_of_images(tmp_path):
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "pets", "train", per_class=3)
+    write_split(tmp_path / "pets", "val", per_class=1)
+    proc = coreaug(tmp_path / "pets")
+    assert proc.returncode == 0, proc.stderr
+    assert "pets: 9 train / 3 test images of shape (3, 64, 64), 3 classes" in proc.stdout
+
+
 def test_missing_dataset_is_one_line_listing_where_it_looked(tmp_path):
     proc = coreaug("cifar10", "--data-dir", tmp_path, HOME=str(tmp_path), COREAUG_DATA=str(tmp_path / "env"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
