@@ -240,16 +240,22 @@ def _check_space(root, needed):
 
 
 class _Decoding(torch.utils.data.Dataset):
-    """Files decoded by index, for a DataLoader: (image or None, label, error or None)."""
+    """Files decoded by index, for a DataLoader: (image or None, label, error or None).
+
+    The paths are one numpy bytes array, not a list of Python strings: a forked worker that
+    touched a million strings' reference counts would copy the pages holding them (the worker's
+    memory grew with the folder, 33 MB per 15,000 files at 64 px)."""
 
     def __init__(self, files, decode):
-        self.files, self.decode = files, decode
+        self.paths = np.array([os.fsencode(path) for path, _ in files])
+        self.labels = np.array([label for _, label in files], dtype=np.int64)
+        self.decode = decode
 
     def __len__(self):
-        return len(self.files)
+        return len(self.labels)
 
     def __getitem__(self, i):
-        path, label = self.files[i]
+        path, label = os.fsdecode(self.paths[i]), int(self.labels[i])
         try:
             return self.decode(path), label, None
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for bad or truncated files
