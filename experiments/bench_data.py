@@ -424,7 +424,7 @@ def render(args, rows, measured, baseline, started):
               f"workers) start near {(1 + args.workers) * baseline:.0f} MiB and the epoch read (one process, a "
               "read-ahead thread) near "
               f"{baseline:.0f}. RssFile is the main process's file-backed resident pages: its libraries and, "
-              "reading the cache, the cache file's pages mapped since DiskImages last remapped. RssAnon is a worker's "
+              "any cache pages mapped into it (DiskImages reads with pread, so none). RssAnon is a worker's "
               "private memory (its decode buffers and batches).",
               "", "## Verdict", ""]
     lines += verdict(rows, n, n4)
