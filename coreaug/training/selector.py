@@ -71,6 +71,7 @@ def scores_from_logits(logits, labels, strategy, dim, chunk=65536):
         return {"losses": torch.cat([F.cross_entropy(logits[s:s + chunk].float(), labels[s:s + chunk], reduction="none")
                                      for s in range(0, len(logits), chunk)]).cpu()}
     sketch = GradientSketch(logits.shape[1], dim=dim)
-    rows = [sketch(logit_gradients(logits[s:s + chunk], labels[s:s + chunk])) for s in range(0, len(logits), chunk)]
-    dtype = estimate_dtype(len(logits), rows[0].shape[1])
-    return {"estimates": torch.cat([r.to(dtype).cpu() for r in rows])}
+    width = logits.shape[1] if sketch.class_side is None else sketch.class_side.shape[1]
+    dtype = estimate_dtype(len(logits), width)
+    return {"estimates": torch.cat([sketch(logit_gradients(logits[s:s + chunk], labels[s:s + chunk])).to(dtype).cpu()
+                                    for s in range(0, len(logits), chunk)])}
