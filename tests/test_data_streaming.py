@@ -169,3 +169,11 @@ def test_a_streamed_step_does_not_wait_on_the_device(tmp_path):
     load_image_folder(tmp_path / "data", image_size=12, progress=False)  # the cache, built before the audit
     per_step, counts = syncs_per_step(base)
     assert per_step == 0, counts
+
+
+def test_a_truncated_cache_file_says_how_to_rebuild_it(tmp_path):
+    images, _ = disk_images(tmp_path)
+    with open(images.path, "r+b") as f:
+        f.truncate(5 * images.row_bytes)
+    with pytest.raises(ValueError, match="shorter than its 10 images; delete its folder"):
+        images.read([7])

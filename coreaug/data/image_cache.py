@@ -101,7 +101,7 @@ class DiskImages:
             out = torch.from_numpy(buffer)
         for i, row in enumerate(file_rows.tolist()):  # a syscall per row, which waits on the disk
             if os.preadv(self._fd, [buffer[i]], row * size) != size:
-                raise EOFError(f"{self.path} is shorter than its {self.count} images; delete it to rebuild the cache")
+                raise ValueError(f"{self.path} is shorter than its {self.count} images; delete its folder to rebuild the cache")
         return out.view(len(rows), *self.image_shape)
 
     def __del__(self):
