@@ -216,3 +216,21 @@ def test_torchrun_launch_writes_what_a_single_process_writes_from_rank_0_alone(t
     summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("ddp", "one")]
     assert (summaries[0]["world_size"], summaries[1]["world_size"]) == (2, 1)
     assert (tmp_path / "ddp" / "config.json").read_text() == (tmp_path / "one" / "config.json").read_text()
+
+
+def test_torchrun_streams_a_folder_that_rank_0_decodes_once(tmp_path):
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "data", "train", per_class=8)
+    write_split(tmp_path / "data", "val", per_class=2)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    launch = [torchrun if os.path.exists(torchrun) else "torchrun", "--nproc-per-node", str(WORLD),
+              "--master-port", str(free_port()), "-m", "coreaug", "train"]
+    env = {**ONE_THREAD, "COREAUG_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([*launch, "--dataset", tmp_path / "data", "--image-size", "12", "--model", "cnn",
+                          "--stream", "always", "--epochs", "1", "--batch-size", "8", "--subset", "0.25",
+                          "--quiet", "--out", tmp_path / "run"], env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(os.listdir(tmp_path / "cache")) == 1  # one cache, no half-built copy
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["n_trained"], m["n_augmented"]) for m in history] == [(30, 6)]
