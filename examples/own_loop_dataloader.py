@@ -4,7 +4,7 @@ A map-style dataset of (PIL image, label) pairs, per-image transforms in DataLoa
 training loop of your own. Runs on Fashion-MNIST (Debian's dataset-fashion-mnist, or
 --data-dir) in a few minutes on a CPU:
 
-    python examples/own_loop_dataloader.py [--epochs 3] [--limit 10000] [--data-dir DIR]
+    python examples/own_loop_dataloader.py [--epochs 3] [--limit 10000] [--data-dir DIR] [--seed 0]
 
 With torchvision, `weak` and `strong` would be e.g. `T.Compose([T.RandomCrop(28, 4),
 T.RandomHorizontalFlip(), T.ToTensor()])` and `T.Compose([T.RandAugment(), T.ToTensor()])`;
@@ -55,12 +55,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--data-dir")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.manual_seed(args.seed)  # the model's initial weights and the workers' augmentation seeds
     data = coreaug.load_dataset("fashion-mnist", args.data_dir)
     images, labels = data.train_images[:args.limit], data.train_labels[:args.limit]
 
     train_set = FashionMNIST(images, labels)
-    method = coreaug.CoresetAugmentation(train_set.targets, fraction=0.3)
+    method = coreaug.CoresetAugmentation(train_set.targets, fraction=0.3, seed=args.seed)
     loader = torch.utils.data.DataLoader(method.dataset(train_set, weak=weak, strong=strong), batch_size=128,
                                          sampler=method.sampler(), num_workers=2)
     model = coreaug.create_model("cnn", 1, 10)

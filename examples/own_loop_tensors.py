@@ -4,7 +4,7 @@ The training set lives on the device as one uint8 tensor; coreaug's batched poli
 there; the epoch's plan arrives as device index tensors. Runs on Fashion-MNIST (Debian's
 dataset-fashion-mnist, or --data-dir), on a GPU when there is one:
 
-    python examples/own_loop_tensors.py [--epochs 3] [--limit 10000] [--data-dir DIR]
+    python examples/own_loop_tensors.py [--epochs 3] [--limit 10000] [--data-dir DIR] [--seed 0]
 """
 import argparse
 
@@ -19,7 +19,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--data-dir")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.manual_seed(args.seed)  # the model's initial weights
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = coreaug.load_dataset("fashion-mnist", args.data_dir)
     images, labels = data.train_images[:args.limit].to(device), data.train_labels[:args.limit].to(device)
@@ -28,11 +30,11 @@ def main():
     def scale(x):
         return x.float() / 255
 
-    method = coreaug.CoresetAugmentation(labels, fraction=0.3)
+    method = coreaug.CoresetAugmentation(labels, fraction=0.3, seed=args.seed)
     weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
     model = coreaug.create_model("cnn", 1, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    generator = torch.Generator(device=device).manual_seed(0)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     for epoch in range(args.epochs):
         batches = method.start_epoch(epoch, model, images, preprocess=scale).on_device(128, device)
         model.train()
