@@ -48,22 +48,28 @@ class ImageDataset:
                 f"num_classes={self.num_classes}, source={self.source!r})")
 
 
+def channel_histograms(images: torch.Tensor) -> torch.Tensor:
+    """Pixel counts per channel and level, int64 ``(C, 256)``, of uint8 ``(N, C, H, W)`` images."""
+    return torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(images.shape[1])])
+
+
+def stats_of_histograms(counts: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Per-channel (mean, standard deviation) in [0, 1] from ``(C, 256)`` pixel counts."""
+    counts = counts.double()
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    total = counts.sum(1)
+    mean = (counts * levels).sum(1) / total
+    std = ((counts * (levels - mean[:, None]) ** 2).sum(1) / total).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
 def channel_stats(images: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
     """Exact per-channel mean and standard deviation of uint8 ``(N, C, H, W)`` images, in [0, 1].
 
     Computed from a 256-bin histogram per channel, so it never makes a float copy of the data
     (CIFAR-10 as float32 would be 600 MB).
     """
-    levels = torch.arange(256, dtype=torch.float64) / 255.0
-    means, stds = [], []
-    for channel in range(images.shape[1]):
-        counts = torch.bincount(images[:, channel].reshape(-1), minlength=256).double()
-        total = counts.sum()
-        mean = (counts * levels).sum() / total
-        variance = (counts * (levels - mean) ** 2).sum() / total
-        means.append(float(mean))
-        stds.append(float(variance.sqrt()))
-    return tuple(means), tuple(stds)
+    return stats_of_histograms(channel_histograms(images))
 
 
 def make_dataset(name: str, train: Tuple[torch.Tensor, torch.Tensor],

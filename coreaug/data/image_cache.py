@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .dataset import channel_histograms, stats_of_histograms
+
 FORMAT_VERSION = 1
 
 
@@ -166,15 +168,15 @@ def is_on_disk(images) -> bool:
 
 
 def device_batches(images, batch_size: int, device):
-    """Consecutive batches of ``images`` (a tensor, or DiskImages read ahead and copied
-    without waiting) on ``device``."""
+    """Consecutive batches of ``images`` (a tensor or array, or DiskImages read ahead and
+    copied without waiting) on ``device``."""
     device = torch.device(device)
     if is_on_disk(images):
         for batch in images.batches(consecutive(len(images), batch_size), pin=device.type == "cuda"):
             yield batch.to(device, non_blocking=True)
         return
     for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size].to(device, non_blocking=True)
+        yield torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
 
 
 class ImageCache:
@@ -219,7 +221,7 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
             meta["counts"][name], histogram = _write_split(building, name, files, decode, workers, skip_bad,
                                                            meta["skipped"], progress)
             if name == "train":
-                meta["mean"], meta["std"] = channel_stats_of(histogram)
+                meta["mean"], meta["std"] = stats_of_histograms(histogram)
         with open(os.path.join(building, "meta.json"), "w") as f:
             json.dump(meta, f)
         try:
@@ -230,6 +232,12 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return ImageCache(folder)
+
+
+def bad_image(description):
+    """The error for an unreadable image (`description`: its path and Pillow's reason)."""
+    return ValueError(f"cannot read image {description}; fix or remove it, or pass "
+                      "--skip-bad-images to leave unreadable images out")
 
 
 def _check_space(root, needed):
@@ -295,8 +303,7 @@ def _stack(items):
     array = images.numpy()
     for i, (image, _) in enumerate(good):  # decoding is per image anyway
         array[i] = image.transpose(2, 0, 1)
-    histogram = torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(channels)])
-    return images, [label for _, label in good], errors, histogram
+    return images, [label for _, label in good], errors, channel_histograms(images)
 
 
 def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progress):
@@ -308,8 +315,7 @@ def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progre
             tqdm(total=len(files), desc=f"decoding {name}", unit="img", disable=not progress, leave=False) as bar:
         for images, batch_labels, errors, batch_histogram in loader:
             if errors and not skip_bad:
-                raise ValueError(f"cannot read image {errors[0]}; fix or remove it, or pass "
-                                 "--skip-bad-images to leave unreadable images out")
+                raise bad_image(errors[0])
             skipped += errors
             if images is not None:
                 out.write(memoryview(images.numpy()).cast("B"))
@@ -320,13 +326,3 @@ def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progre
         raise ValueError(f"the {name} split has no readable images")
     np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))
     return len(labels), histogram
-
-
-def channel_stats_of(histogram):
-    """Per-channel (mean, std) in [0, 1] from (C, 256) pixel counts."""
-    counts = histogram.double()
-    levels = torch.arange(256, dtype=torch.float64) / 255.0
-    total = counts.sum(1)
-    mean = (counts * levels).sum(1) / total
-    std = ((counts * (levels - mean[:, None]) ** 2).sum(1) / total).sqrt()
-    return mean.tolist(), std.tolist()

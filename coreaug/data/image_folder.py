@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .dataset import ImageDataset
-from .image_cache import open_or_build
+from .image_cache import bad_image, open_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
@@ -57,8 +57,7 @@ def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, see
                           skip_bad_images, progress)
     skipped = cache.meta["skipped"]
     if skipped and not skip_bad_images:  # a cache built by an earlier run that skipped them
-        raise ValueError(f"cannot read image {skipped[0]}; fix or remove it, or pass "
-                         "--skip-bad-images to leave unreadable images out")
+        raise bad_image(skipped[0])
     if skipped and progress:
         tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
     train, test = cache.images("train"), cache.images("test")

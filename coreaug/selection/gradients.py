@@ -135,22 +135,19 @@ def final_linear(model):
     return linears[-1]
 
 
-def _image_batches(images, batch_size, num_workers, pin):
-    """Batches of `images`: slices of a tensor or array, reads of DiskImages (read ahead in a
-    thread), or a DataLoader over a map-style dataset of (image, label) pairs (the images only)."""
-    from coreaug.data.image_cache import consecutive, is_on_disk
+def _image_batches(images, batch_size, num_workers, device):
+    """Batches of `images` on `device`: those of `device_batches` for a tensor, array or
+    DiskImages, or of a DataLoader over a map-style dataset of (image, label) pairs (the
+    images only)."""
+    from coreaug.data.image_cache import device_batches, is_on_disk
 
-    if is_on_disk(images):
-        yield from images.batches(consecutive(len(images), batch_size), pin=pin)
-        return
-    if isinstance(images, (torch.Tensor, np.ndarray)):
-        for s in range(0, len(images), batch_size):
-            yield torch.as_tensor(images[s:s + batch_size])
+    if isinstance(images, (torch.Tensor, np.ndarray)) or is_on_disk(images):
+        yield from device_batches(images, batch_size, device)
         return
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                         pin_memory=pin)
+                                         pin_memory=device.type == "cuda")
     for batch in loader:
-        yield batch[0] if isinstance(batch, (list, tuple)) else batch
+        yield (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device, non_blocking=True)
 
 
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
@@ -188,8 +185,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     out, sketch, start, top = None, None, 0, int(labels.max())
     try:
         with torch.no_grad():
-            for batch in _image_batches(images, batch_size, num_workers, pin=device.type == "cuda"):
-                batch = batch.to(device, non_blocking=True)
+            for batch in _image_batches(images, batch_size, num_workers, device):
                 logits = model(transform(batch) if transform is not None else batch).float()
                 if start == 0 and top >= logits.shape[1]:
                     raise ValueError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")

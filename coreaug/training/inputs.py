@@ -6,7 +6,7 @@ import torch
 from tqdm import tqdm
 
 from coreaug.data import apply_label_noise, available_datasets, load_dataset
-from coreaug.data.image_cache import DiskImages, is_on_disk
+from coreaug.data.image_cache import is_on_disk
 
 
 class Normalize:
@@ -29,8 +29,7 @@ class Normalize:
 class RunData:
     """Training and test tensors on the device, plus what the model and the loss need.
 
-    Streamed (`streamed`), the images are `DiskImages` read batch by batch; labels are
-    always on the device."""
+    Streamed, the images are `DiskImages` read batch by batch; labels are always on the device."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -41,7 +40,6 @@ class RunData:
     preprocess: Normalize
     noisy: torch.Tensor  # bool (n_train,), labels flipped by label_noise
     source: str
-    streamed: bool = False
 
 
 def _sample(images, labels, limit, seed):
@@ -69,8 +67,9 @@ def load_run_data(config, device):
     test_x, test_y = _sample(data.test_images, data.test_labels, config.test_limit, 1)
     streamed = folder and should_stream(config.stream, [train_x, test_x], device)
     if streamed and not config.quiet:
-        tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({_gib([train_x, test_x]):.1f} GiB decoded) "
-                   f"from {os.path.dirname(train_x.path)}")
+        gib = _bytes([train_x, test_x]) / 2 ** 30
+        tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({gib:.1f} GiB decoded) from "
+                   f"{os.path.dirname(train_x.path)}")
     if not streamed:
         train_x, test_x = (x.load() if is_on_disk(x) else x for x in (train_x, test_x))
         train_x, test_x = train_x.to(device), test_x.to(device)
@@ -82,7 +81,7 @@ def load_run_data(config, device):
         train_images=train_x, train_labels=train_y.long().to(device),
         test_images=test_x, test_labels=test_y.long().to(device),
         num_classes=data.num_classes, in_channels=data.in_channels,
-        preprocess=Normalize(data.mean, data.std, device), noisy=noisy, source=data.source, streamed=streamed,
+        preprocess=Normalize(data.mean, data.std, device), noisy=noisy, source=data.source,
     )
 
 
@@ -91,7 +90,7 @@ def should_stream(mode, images, device):
     when they take more than half the free host memory, or, on a GPU, of its free memory."""
     if mode != "auto":
         return mode == "always"
-    needed = _gib(images) * 2 ** 30
+    needed = _bytes(images)
     if needed > 0.5 * available_host_memory():
         return True
     return device.type == "cuda" and needed > 0.5 * torch.cuda.mem_get_info(device)[0]
@@ -109,5 +108,5 @@ def available_host_memory():
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _gib(images):
-    return sum(len(x) * x.row_bytes if isinstance(x, DiskImages) else x.nelement() for x in images) / 2 ** 30
+def _bytes(images):
+    return sum(len(x) * x.row_bytes for x in images)

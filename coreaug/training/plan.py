@@ -78,7 +78,6 @@ class DevicePlan:
         first, last = self.bounds[step], self.bounds[step + 1]
         return take, (self.strong_rows[first:last] if last > first else None)
 
-
     def step_images(self, images):
         """Each step's uint8 training images, step after step: gathered on the device from an
         in-memory tensor, or read from DiskImages by a thread ahead of the steps (pinned on a

@@ -46,6 +46,7 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
             scores = {"estimates": distributed.gather_rows(estimate_gradients(
                 model, data.train_images[rows], data.train_labels[rows], kind=config.gradients,
                 batch_size=estimate_batch_size, transform=data.preprocess, dim=config.gradient_dim,
+                # from the whole set's size, not this process's slice: every rank's rows share a dtype
                 dtype=estimate_dtype(len(data.train_labels), config.gradient_dim)))}
     t1 = time.perf_counter()
 
