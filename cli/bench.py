@@ -4,6 +4,8 @@ import click
 import coreaug.bench
 from coreaug.bench.tables import read_run
 
+from coreaug.training.config import SELECTING
+
 from .errors import user_errors
 from .train import make_config, train_options
 
@@ -29,7 +31,7 @@ def _report(run, status, position, total):
 @click.command("bench")
 @click.option("--subsets", default="0.1,0.3,0.5", show_default=True, help="Selection fractions, comma-separated.")
 @click.option("--strategies", default="coreset,random,maxloss", show_default=True,
-              help="Selecting strategies, comma-separated (coreset, random, maxloss).")
+              help="Selecting strategies (selection rules), comma-separated: " + ", ".join(SELECTING) + ".")
 @click.option("--references", default="none,full", show_default=True,
               help="Reference runs, comma-separated (full: augment everyone; none: no one).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per cell: --seed, --seed + 1, ...")

@@ -53,6 +53,8 @@ def train_options(command):
                      help="Gradient estimates wider than this are randomly projected to this size."),
         click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the selection graph."),
         click.option("--balance", default="equal", show_default=True, help="Per-class budgets: equal|proportional."),
+        click.option("--selection-warmup", type=int,
+                     help="Epochs of random selections before the first model-based one [default: the rule's; crust 20%]."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
         click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),

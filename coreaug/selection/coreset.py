@@ -14,7 +14,8 @@ BACKENDS = ("own", "apricot")
 DEFAULT_KNN = 20
 
 
-def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own", seed=0):
+def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own", seed=0,
+                   keep=None, drop_singletons=False):
     """Select a weighted coreset whose gradients cover the whole set's (CRAIG, per class).
 
     Takes per-example gradient estimates `features` (n, d) (e.g. from `logit_gradients`)
@@ -27,6 +28,11 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     the exact dense objective. The budget is round(fraction * n) in total, split over
     classes by `balance` ("equal" or "proportional", see `class_budgets`).
 
+    `keep` (bool (n,), optional) restricts each class's ground set: examples outside it are
+    neither picked nor counted in the weights (a class keeps at least its budget, the kept
+    ones first). `drop_singletons` replaces picks that stand for no one but themselves (cluster
+    size 1, CRUST's sign of a noisy label) by the next greedy picks, up to the budget.
+
     `seed` is accepted for API symmetry with the baselines; the selection is deterministic.
     Returns a `Selection` with indices, weights, per-class objectives and timings.
     """
@@ -37,6 +43,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     check_choice(balance, "balance", BALANCES)
     check_choice(backend, "backend", BACKENDS)
     knn = check_positive_int(knn, "knn")
+    keep = None if keep is None else np.asarray(keep, dtype=bool)
     greedy = lazy_greedy if backend == "own" else apricot_greedy
 
     classes, budgets, members_of = class_members(y, fraction, balance)
@@ -45,13 +52,18 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     for c, (members, budget) in enumerate(zip(members_of, budgets)):
         if budget == 0:
             continue
+        if keep is not None:
+            members = _kept_members(members, keep[members], budget)
         class_x = np.ascontiguousarray(x[members], dtype=np.float32)
         t0 = time.perf_counter()
         graph = knn_graph(class_x, knn)
         t1 = time.perf_counter()
-        order, gains = greedy(graph, budget)
+        if drop_singletons:
+            order, gains, sizes = _without_singletons(greedy, graph, class_x, budget)
+        else:
+            order, gains = greedy(graph, budget)
         t2 = time.perf_counter()
-        counts.append(cluster_sizes(class_x, order))
+        counts.append(sizes if drop_singletons else cluster_sizes(class_x, order))
         t3 = time.perf_counter()
         picked.append(members[order])
         objectives[c] = gains.sum()
@@ -65,3 +77,31 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
         strategy="coreset", classes=classes.astype(np.int64), class_counts=budgets.astype(np.int64),
         class_objectives=objectives, timings=timings, n_total=int(y.size),
     )
+
+
+def _kept_members(members, kept, budget):
+    """A class's members restricted to the kept ones, topped up to `budget` in index order."""
+    if kept.sum() >= budget:
+        return members[kept]
+    return np.sort(np.concatenate([members[kept], members[~kept][:budget - int(kept.sum())]]))
+
+
+def _without_singletons(greedy, graph, class_x, budget):
+    """Greedy picks with singleton clusters replaced by later picks: (order, gains, cluster sizes).
+
+    The greedy order is extended step by step (at most the class size); picks whose cluster
+    is themselves alone are dropped while enough candidates remain."""
+    n = class_x.shape[0]
+    length = budget
+    while True:
+        order, gains = greedy(graph, length)
+        sizes = cluster_sizes(class_x, order)
+        useful = sizes > 1
+        if useful.sum() >= budget or length == n:
+            break
+        length = min(n, length + (budget - int(useful.sum())) * 2)
+    chosen = np.flatnonzero(useful)[:budget]
+    if chosen.size < budget:  # too few non-singletons in the whole class: fill in greedy order
+        chosen = np.sort(np.concatenate([chosen, np.flatnonzero(~useful)[:budget - chosen.size]]))
+    picks = order[chosen]
+    return picks, gains[chosen], cluster_sizes(class_x, picks)

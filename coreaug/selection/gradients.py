@@ -151,7 +151,7 @@ def _image_batches(images, batch_size, num_workers, device):
 
 
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
-                       transform=None, dim=None, seed=0, num_workers=0, dtype=None):
+                       transform=None, dim=None, seed=0, num_workers=0, dtype=None, with_losses=False):
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
 
     Runs `model` in eval mode under no_grad over `images` in batches of `batch_size` on
@@ -162,8 +162,10 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     softmax - onehot (n, c); `"last_layer"` gives (softmax - onehot) ⊗ h (n, c * e) where
     h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
     either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
-    batch, so memory holds only the (n, dim) result. Returns a tensor on the CPU of `dtype`
-    (default `estimate_dtype`: float32, or float16 past 1 GiB).
+    batch, so memory holds only the (n, dim) result; the projection runs in float32 even
+    under an autocast. Returns a tensor on the CPU of `dtype` (default `estimate_dtype`: float32,
+    or float16 past 1 GiB); with `with_losses`, also the float32 (n,) cross-entropy of each
+    example, from the float32 logits before any projection: `(estimates, losses)`.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
@@ -183,6 +185,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     was_training = model.training
     model.eval()
     out, sketch, start, top = None, None, 0, int(labels.max())
+    losses = torch.empty(len(labels), dtype=torch.float32)
     try:
         with torch.no_grad():
             for batch in _image_batches(images, batch_size, num_workers, device):
@@ -191,10 +194,14 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                     raise ValueError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
                 y = labels[start:start + len(logits)].to(device, non_blocking=True)
                 g = _gradients(logits, y)
+                if with_losses:  # -log p_y, from the float32 softmax before any projection
+                    losses[start:start + len(g)] = (-torch.log((g.gather(1, y.view(-1, 1)) + 1.0)
+                                                               .clamp(min=1e-12))).squeeze(1).cpu()
                 h = captured.pop().float().flatten(1) if hook is not None else None
                 if sketch is None:
                     sketch = GradientSketch(g.shape[1], None if h is None else h.shape[1], dim, seed)
-                rows = sketch(g, h)
+                with torch.autocast(device.type, enabled=False):  # fp16 would quantise the fp32 gradients
+                    rows = sketch(g, h)
                 if out is None:
                     out = torch.empty((len(labels), rows.shape[1]), dtype=dtype or estimate_dtype(len(labels), rows.shape[1]))
                 out[start:start + len(rows)] = rows.to(out.dtype).cpu()
@@ -203,4 +210,4 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
         model.train(was_training)
         if hook is not None:
             hook.remove()
-    return out
+    return (out, losses) if with_losses else out

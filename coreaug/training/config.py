@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from coreaug.selection.coreset import DEFAULT_KNN
+from coreaug.selection.rules import RULES
 
 from .precision import PRECISIONS
 
-SELECTING = ("coreset", "random", "maxloss")
+SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper
 STRATEGIES = SELECTING + ("full", "none")
 MODES = ("append", "subset")
 BALANCES = ("equal", "proportional")
@@ -52,6 +53,8 @@ class TrainConfig:
         pass over the clean training set, as in the paper; "training" reuses the logits of the
         previous epoch's training passes over the (weakly augmented) originals, which costs
         nothing (append mode, logit gradients; the first selection is a clean pass).
+    selection_warmup: epochs before the first model-based selection (random selections of the
+        same budget until then); None takes the rule's own share (crust: 20% of the epochs, else 0).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
     image_size, val_fraction, skip_bad_images: for a `dataset` that is a folder of images
         (coreaug.data.image_folder): the square size images are resized and cropped to, the
@@ -96,6 +99,7 @@ class TrainConfig:
     estimates: str = "clean"
     knn: int = DEFAULT_KNN
     balance: str = "equal"
+    selection_warmup: Optional[int] = None
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -195,6 +199,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not _number(value) or not low <= value <= high or (name == "lr" and value == 0):
                 raise ValueError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
+        if self.selection_warmup is not None and (isinstance(self.selection_warmup, bool) or not isinstance(
+                self.selection_warmup, numbers.Integral) or self.selection_warmup < 0):
+            raise ValueError(f"selection_warmup must be an integer >= 0 (epochs) or None, got {self.selection_warmup!r}")
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
         if not all(_number(m) and 0 < m < 1 for m in self.milestones):

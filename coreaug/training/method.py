@@ -15,13 +15,13 @@ order). It has two faces over that one state:
 import numpy as np
 import torch
 
-from coreaug.selection import (Selection, budget_size, estimate_gradients, logit_gradients, select_coreset,
-                               select_maxloss, select_random)
+from coreaug.selection import Selection, budget_size, estimate_gradients, logit_gradients
+from coreaug.selection.rules import RULES, select_by_rule
 from coreaug.selection.checks import check_fraction, check_labels
 from coreaug.selection.coreset import DEFAULT_KNN
 
 from .config import BALANCES, GRADIENT_KINDS, MODES, SELECTING, STRATEGIES, _choice, _positive_int
-from .diagnostics import losses_from_logit_gradients, selection_diagnostics
+from .diagnostics import selection_diagnostics
 from .plan import epoch_plan, plan_length
 
 
@@ -58,6 +58,9 @@ class CoresetAugmentation:
             millions wide). None keeps them whole.
         knn, balance: facility location's neighbours per example and per-class budgets.
         seed: seeds the plans' order and the random strategy.
+        selection_warmup: epochs before the first model-based selection (random selections of
+            the same budget until then); None takes the rule's share (crust: 20%) of `epochs`.
+        epochs: the run's length, for the rule's default warm-up.
         noisy: optional bool (n,) marking labels known to be flipped, for the diagnostics.
 
     Attributes: `selection` (the current `Selection`, None before the first), `plan` (the
@@ -67,7 +70,7 @@ class CoresetAugmentation:
 
     def __init__(self, labels, *, strategy="coreset", fraction=0.3, select_every=1, mode="append", copies=1,
                  weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None,
-                 gradient_dim=512):
+                 gradient_dim=512, selection_warmup=None, epochs=None):
         self.labels = torch.as_tensor(check_labels(labels)).long()
         _choice("strategy", strategy, STRATEGIES)
         _choice("mode", mode, MODES)
@@ -81,6 +84,12 @@ class CoresetAugmentation:
         self.strategy, self.fraction, self.select_every = strategy, check_fraction(fraction), select_every
         self.mode, self.copies, self.weight_augmented = mode, copies, bool(weight_augmented)
         self.gradients, self.knn, self.balance, self.seed = gradients, knn, balance, seed
+        if selection_warmup is None:  # the rule's own share of the run, when the run's length is known
+            share = self.rule.warmup_share if self.selects else 0.0
+            selection_warmup = int(round(share * epochs)) if epochs is not None else 0
+        elif isinstance(selection_warmup, bool) or not isinstance(selection_warmup, int) or selection_warmup < 0:
+            raise ValueError(f"selection_warmup must be an integer >= 0 (epochs), got {selection_warmup!r}")
+        self.selection_warmup = selection_warmup
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
         self.selection, self.plan, self.epoch, self.diagnostics, self.selected_at = None, None, None, {}, None
         self._set_item_weights()
@@ -94,9 +103,23 @@ class CoresetAugmentation:
         return self.strategy in SELECTING
 
     @property
+    def rule(self):
+        """The selection rule (`coreaug.selection.rules.Rule`), None for full and none."""
+        return RULES.get(self.strategy)
+
+    @property
+    def needs(self):
+        """The scores the rule selects on: a subset of ("estimates", "losses")."""
+        return self.rule.needs if self.selects else ()
+
+    @property
     def needs_model(self):
-        """Whether a selection needs the model's outputs (coreset and maxloss do; random does not)."""
-        return self.strategy in ("coreset", "maxloss")
+        """Whether a selection needs the model's outputs (all rules but random do)."""
+        return bool(self.needs)
+
+    def needs_model_at(self, epoch):
+        """Whether the selection made at `epoch` reads the model (not during the warm-up)."""
+        return self.needs_model and not self.warming_up(epoch)
 
     def due(self, epoch):
         """Whether a selection is due at the start of `epoch` (every R epochs, and whenever none exists)."""
@@ -107,33 +130,34 @@ class CoresetAugmentation:
     def choose(self, epoch, *, estimates=None, losses=None, logits=None):
         """A `Selection` for `epoch` and its diagnostics, without changing the state.
 
-        coreset needs `estimates` (n, d) gradient estimates or `logits` (n, c); maxloss needs
-        `losses` (n,) or `logits`; random needs nothing. Use `select` to also adopt it.
+        The rule (`coreaug.selection.rules.RULES[strategy]`) says what it needs: coreset-like
+        rules `estimates` (n, d) gradient estimates, loss-based ones `losses` (n,); `logits`
+        (n, c) give both; random needs nothing. Tensors may be on any device. During the rule's
+        warm-up (`selection_warmup`) the selection is random. Use `select` to also adopt it.
         """
         labels = self.labels.numpy()
         if logits is not None:
-            estimates = logit_gradients(torch.as_tensor(logits).float(), self.labels.to(torch.as_tensor(logits).device))
-            losses = losses_from_logit_gradients(estimates, self.labels)
-        if self.strategy == "random":
-            selection = select_random(labels, self.fraction, balance=self.balance, seed=self.seed * 100_003 + epoch)
-        elif self.strategy == "maxloss":
-            if losses is None:
-                raise ValueError("maxloss selection needs per-example losses (or logits) from the model; "
-                                 "call start_epoch(epoch, model, data) or select(epoch, losses=...)")
-            selection = select_maxloss(losses, labels, self.fraction, balance=self.balance)
-        elif self.strategy == "coreset":
-            if estimates is None:
-                raise ValueError("coreset selection needs gradient estimates (or logits) from the model; "
-                                 "call start_epoch(epoch, model, data) or select(epoch, estimates=...)")
-            selection = select_coreset(estimates, labels, self.fraction, balance=self.balance, knn=self.knn)
-            if losses is None and self.gradients == "logits":
-                losses = losses_from_logit_gradients(estimates, self.labels)
-        else:
+            logits = torch.as_tensor(logits).detach().float().cpu()
+            estimates = logit_gradients(logits, self.labels)
+            losses = torch.nn.functional.cross_entropy(logits, self.labels, reduction="none")
+        estimates, losses = _on_cpu(estimates), _on_cpu(losses)
+        if not self.selects:
             raise ValueError(f"strategy {self.strategy!r} selects nothing; only {', '.join(SELECTING)} do")
+        seed = self.seed * 100_003 + epoch
+        if self.warming_up(epoch):
+            selection = select_by_rule("random", labels, self.fraction, balance=self.balance, seed=seed)
+        else:
+            selection = select_by_rule(self.strategy, labels, self.fraction, estimates=estimates, losses=losses,
+                                       balance=self.balance, seed=seed, knn=self.knn)
         diagnostics = selection_diagnostics(
             selection.indices, selection.weights, len(labels), previous=self._previous(), losses=losses,
-            noisy=self.noisy, class_objectives=selection.class_objectives if self.strategy == "coreset" else None)
+            noisy=self.noisy,
+            class_objectives=None if np.isnan(selection.class_objectives).all() else selection.class_objectives)
         return selection, diagnostics
+
+    def warming_up(self, epoch):
+        """Whether `epoch` is in the rule's warm-up (random selections before the model is trusted)."""
+        return epoch < self.selection_warmup
 
     def use(self, selection, epoch, diagnostics=None):
         """Adopt `selection` (a `Selection`) as the current one, made at `epoch`."""
@@ -160,9 +184,10 @@ class CoresetAugmentation:
         self.use(selection, epoch, diagnostics)
         return selection
 
-    def estimate(self, model, data, *, batch_size=256, device=None, preprocess=None, num_workers=0):
-        """The model's selection scores on clean examples, in eval mode: gradient estimates
-        (n, d) for coreset, losses (n,) for maxloss.
+    def scores(self, model, data, *, batch_size=256, device=None, preprocess=None, num_workers=0):
+        """What the rule selects on, from the model on clean examples in eval mode: a dict with
+        "estimates" (n, d) gradient estimates and/or "losses" (n,) per-example cross-entropy
+        (from the float32 logits, before any projection), as the rule needs.
 
         `data` is the training set in order: a tensor of images, or a map-style dataset of
         `(image, label)` with the evaluation transform (batched by a DataLoader with
@@ -171,26 +196,31 @@ class CoresetAugmentation:
         if len(data) != len(self):
             raise ValueError(f"data has {len(data)} examples but the labels given to CoresetAugmentation have "
                              f"{len(self)}; pass the training set in the same order")
-        kind = self.gradients if self.strategy == "coreset" else "logits"
-        g = estimate_gradients(model, data, self.labels, kind=kind, batch_size=batch_size, device=device,
-                               transform=preprocess, num_workers=num_workers,
-                               dim=self.gradient_dim if self.strategy == "coreset" else None)
-        return g if self.strategy == "coreset" else losses_from_logit_gradients(g, self.labels)
+        wants_estimates = "estimates" in self.needs
+        g, losses = estimate_gradients(model, data, self.labels, kind=self.gradients if wants_estimates else "logits",
+                                       batch_size=batch_size, device=device, transform=preprocess,
+                                       num_workers=num_workers, dim=self.gradient_dim, with_losses=True)
+        out = {"losses": losses} if "losses" in self.needs else {}
+        if wants_estimates:
+            out["estimates"] = g
+        return out
+
+    def estimate(self, model, data, **options):
+        """The rule's main score (see `scores`): gradient estimates (n, d) for rules that read
+        them (coreset), else losses (n,) (maxloss)."""
+        scores = self.scores(model, data, **options)
+        return scores["estimates"] if "estimates" in scores else scores["losses"]
 
     # Plans ---------------------------------------------------------------------------------
 
     def start_epoch(self, epoch, model=None, data=None, **estimate_options):
-        """Begin `epoch`: select if due (scoring `data` with `model` for coreset and maxloss;
-        options as `estimate`), then draw the epoch's plan. Returns the `EpochPlan`."""
+        """Begin `epoch`: select if due (scoring `data` with `model` for rules that read the
+        model; options as `scores`), then draw the epoch's plan. Returns the `EpochPlan`."""
         if self.due(epoch):
-            if self.needs_model and (model is None or data is None):
+            if self.needs_model_at(epoch) and (model is None or data is None):
                 raise ValueError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
                                  "training data, start_epoch(epoch, model, data), or select(...) first")
-            if self.needs_model:
-                scores = self.estimate(model, data, **estimate_options)
-                self.select(epoch, **({"estimates": scores} if self.strategy == "coreset" else {"losses": scores}))
-            else:
-                self.select(epoch)
+            self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
         self.epoch, self.plan = epoch, self.plan_for(epoch)
         return self.plan
 
@@ -199,8 +229,10 @@ class CoresetAugmentation:
         if self.selects and self.selection is None:
             raise ValueError("no selection yet: call start_epoch(epoch, model, data) or select(...) first")
         indices, weights = self._selected() if self.selects else (None, None)
+        mixup = self.selects and self.rule.mixup
         return epoch_plan(len(self), self.strategy, self.mode, indices, weights, self.copies,
-                          self.weight_augmented, epoch_generator(self.seed, epoch, 0))
+                          self.weight_augmented, epoch_generator(self.seed, epoch, 0),
+                          partner_labels=self.labels if mixup else None)
 
     def plan_length(self):
         """Entries in every epoch's plan."""
@@ -249,3 +281,8 @@ class CoresetAugmentation:
         """The current selection's (indices int64, weights float32) as CPU tensors."""
         return (torch.from_numpy(np.asarray(self.selection.indices, dtype=np.int64)),
                 torch.from_numpy(np.asarray(self.selection.weights, dtype=np.float32)))
+
+
+def _on_cpu(scores):
+    """Scores as CPU tensors (the selection runs on the host), None kept."""
+    return None if scores is None else torch.as_tensor(scores).detach().cpu()

@@ -14,11 +14,14 @@ class EpochPlan:
     indices: int64 (m,) positions in the training set (an example may appear several times).
     weights: float32 (m,) per-example loss weights.
     augmented: bool (m,) True for the strongly augmented copies.
+    partners: int64 (m,) or None: for rules that mix each copy with another selected example
+        of its class (crust), that example's index (meaningful at the copies only).
     """
 
     indices: torch.Tensor
     weights: torch.Tensor
     augmented: torch.Tensor
+    partners: torch.Tensor = None
 
     def __len__(self):
         return int(self.indices.shape[0])
@@ -35,7 +38,8 @@ class EpochPlan:
         """This rank's disjoint, equally sized share (the plan is cut to a multiple of world_size)."""
         usable = len(self) - len(self) % world_size
         take = slice(rank, usable, world_size)
-        return EpochPlan(self.indices[take], self.weights[take], self.augmented[take])
+        return EpochPlan(self.indices[take], self.weights[take], self.augmented[take],
+                         None if self.partners is None else self.partners[take])
 
 
 @dataclass
@@ -56,6 +60,7 @@ class DevicePlan:
     bounds: list
     batch_size: int
     host_indices: torch.Tensor = None
+    partners: torch.Tensor = None
 
     @classmethod
     def build(cls, plan, batch_size, device):
@@ -66,7 +71,7 @@ class DevicePlan:
         rows = torch.from_numpy(positions - batch_of * batch_size)
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return cls(move(plan.indices), move(plan.weights), move(plan.augmented), move(rows), bounds, batch_size,
-                   plan.indices)
+                   plan.indices, None if plan.partners is None else move(plan.partners))
 
     @property
     def steps(self):
@@ -102,7 +107,7 @@ def plan_length(n, strategy, mode, selected, copies):
     return (n if mode == "append" else selected) + copies * selected
 
 
-def epoch_plan(n, strategy, mode, selected, weights, copies, weight_augmented, generator):
+def epoch_plan(n, strategy, mode, selected, weights, copies, weight_augmented, generator, partner_labels=None):
     """Build and shuffle one epoch's plan.
 
     Takes the training set size `n`, the strategy and mode of TrainConfig, the current
@@ -110,6 +115,8 @@ def epoch_plan(n, strategy, mode, selected, weights, copies, weight_augmented, g
     the number of augmented `copies` per selected example, whether copies carry the
     coreset weights, and the torch.Generator that shuffles. Counts per epoch:
     append: n + copies * |S|; subset: |S| + copies * |S|; full: n + copies * n; none: n.
+    With `partner_labels` (the training labels), every copy gets a partner: a selected example
+    of its class drawn uniformly (`EpochPlan.partners`).
     """
     everyone = torch.arange(n)
     ones = torch.ones(n)
@@ -125,4 +132,19 @@ def epoch_plan(n, strategy, mode, selected, weights, copies, weight_augmented, g
     plan_weights = torch.cat([p[1] for p in parts]).float()
     augmented = torch.cat([torch.full((len(p[0]),), p[2]) for p in parts])
     order = torch.randperm(len(indices), generator=generator)
-    return EpochPlan(indices[order], plan_weights[order], augmented[order])
+    partners = None
+    if partner_labels is not None and selected is not None:
+        partners = indices.clone()
+        partners[augmented] = same_class_partners(indices[augmented], partner_labels, selected, generator)
+        partners = partners[order]
+    return EpochPlan(indices[order], plan_weights[order], augmented[order], partners)
+
+
+def same_class_partners(examples, labels, pool, generator):
+    """For each of `examples`, a uniformly drawn member of `pool` with the same label."""
+    pool = pool[torch.argsort(labels[pool], stable=True)]
+    pool_labels = labels[pool]
+    start = torch.searchsorted(pool_labels, labels[examples])
+    count = torch.searchsorted(pool_labels, labels[examples], right=True) - start
+    offset = (torch.rand(len(examples), generator=generator) * count).long().clamp(max=count - 1)
+    return pool[start + offset]

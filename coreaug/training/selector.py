@@ -12,7 +12,6 @@ from coreaug.selection import estimate_gradients, logit_gradients
 from coreaug.selection.gradients import GradientSketch, estimate_dtype
 
 from .distributed import Distributed
-from .evaluate import example_losses
 
 SINGLE_PROCESS = Distributed()
 
@@ -35,25 +34,29 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
     t0 = time.perf_counter()
     rows = distributed.row_slice(len(data.train_labels))
     scores = {}
-    if train_logits is not None:  # every process holds the same merged logits: no pass, no gather
-        scores = scores_from_logits(train_logits, data.train_labels.to(train_logits.device), method.strategy,
+    if not method.needs_model_at(epoch):
+        pass  # random, or a rule's warm-up: nothing to score
+    elif train_logits is not None:  # every process holds the same merged logits: no pass, no gather
+        scores = scores_from_logits(train_logits, data.train_labels.to(train_logits.device), method.needs,
                                     config.gradient_dim)
-    elif method.strategy == "maxloss":
-        scores = {"losses": distributed.gather_rows(example_losses(
-            model, data.train_images[rows], data.train_labels[rows], data.preprocess, estimate_batch_size, autocast))}
-    elif method.strategy == "coreset":
+    else:
+        kind = config.gradients if "estimates" in method.needs else "logits"
         with autocast():
-            scores = {"estimates": distributed.gather_rows(estimate_gradients(
-                model, data.train_images[rows], data.train_labels[rows], kind=config.gradients,
+            estimates, losses = estimate_gradients(
+                model, data.train_images[rows], data.train_labels[rows], kind=kind,
                 batch_size=estimate_batch_size, transform=data.preprocess, dim=config.gradient_dim,
                 # from the whole set's size, not this process's slice: every rank's rows share a dtype
-                dtype=estimate_dtype(len(data.train_labels), config.gradient_dim)))}
+                dtype=estimate_dtype(len(data.train_labels), config.gradient_dim), with_losses=True)
+        # losses always (they are free, and the diagnostics read them); estimates when the rule needs them
+        scores = {"losses": distributed.gather_rows(losses)}
+        if "estimates" in method.needs:
+            scores["estimates"] = distributed.gather_rows(estimates)
     t1 = time.perf_counter()
 
     def choose():
         selection, diagnostics = method.choose(epoch, **scores)
         t2 = time.perf_counter()
-        if method.strategy == "random":  # nothing to estimate: all of it is the selection's
+        if not scores:  # nothing was estimated: all of it is the selection's
             timings = {"estimate_seconds": 0.0, "facility_location_seconds": t2 - t0}
         else:
             timings = {"estimate_seconds": t1 - t0, "facility_location_seconds": t2 - t1}
@@ -64,15 +67,17 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
     return timings
 
 
-def scores_from_logits(logits, labels, strategy, dim, chunk=65536):
+def scores_from_logits(logits, labels, needs, dim, chunk=65536):
     """Selection scores from stored logits (n, c), a chunk of rows at a time so that no float32
-    (n, c) copy is made: losses (n,) for "maxloss", else logit gradients projected to at most
-    `dim` numbers (`GradientSketch`), on the CPU."""
-    if strategy == "maxloss":
-        return {"losses": torch.cat([F.cross_entropy(logits[s:s + chunk].float(), labels[s:s + chunk], reduction="none")
-                                     for s in range(0, len(logits), chunk)]).cpu()}
-    sketch = GradientSketch(logits.shape[1], dim=dim)
-    width = logits.shape[1] if sketch.class_side is None else sketch.class_side.shape[1]
-    dtype = estimate_dtype(len(logits), width)
-    return {"estimates": torch.cat([sketch(logit_gradients(logits[s:s + chunk], labels[s:s + chunk])).to(dtype).cpu()
-                                    for s in range(0, len(logits), chunk)])}
+    (n, c) copy is made: "losses" (n,) always, and "estimates", the logit gradients projected
+    to at most `dim` numbers (`GradientSketch`), when `needs` names them; on the CPU."""
+    chunks = range(0, len(logits), chunk)
+    scores = {"losses": torch.cat([F.cross_entropy(logits[s:s + chunk].float(), labels[s:s + chunk], reduction="none")
+                                   for s in chunks]).cpu()}
+    if "estimates" in needs:
+        sketch = GradientSketch(logits.shape[1], dim=dim)
+        width = logits.shape[1] if sketch.class_side is None else sketch.class_side.shape[1]
+        dtype = estimate_dtype(len(logits), width)
+        scores["estimates"] = torch.cat([sketch(logit_gradients(logits[s:s + chunk], labels[s:s + chunk]))
+                                         .to(dtype).cpu() for s in chunks])
+    return scores

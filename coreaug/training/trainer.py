@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
+from coreaug.data.image_cache import is_on_disk
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection import Selection
 from coreaug.selection.gradients import estimate_dtype
@@ -204,7 +205,8 @@ def _start(config, distributed, checkpoint, data):
     method = CoresetAugmentation(
         data.train_labels.cpu(), strategy=config.strategy, fraction=config.subset, select_every=config.select_every,
         mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
-        knn=config.knn, balance=config.balance, seed=config.seed, noisy=data.noisy, gradient_dim=config.gradient_dim)
+        knn=config.knn, balance=config.balance, seed=config.seed, noisy=data.noisy, gradient_dim=config.gradient_dim,
+        selection_warmup=config.selection_warmup, epochs=config.epochs)
     # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
@@ -349,6 +351,9 @@ def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, w
         if strong_rows is not None:
             labels_of = {"labels": labels.index_select(0, strong_rows)} if strong.needs_model else {}
             picked = strong(images.index_select(0, strong_rows), generator, **context, **labels_of)
+            if batches.partners is not None:
+                picked = mix_with_partners(picked, data.train_images, batches.partners[take].index_select(0, strong_rows),
+                                           weak, generator)
             images = images.index_copy_(0, strong_rows, picked)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch + step / batches.steps)
@@ -368,6 +373,17 @@ def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, w
         bar.update(len(idx) * world, totals)
     bar.close()
     return totals.read()
+
+
+def mix_with_partners(copies, train_images, partners, weak, generator):
+    """Mixup within a class (CRUST): each strongly augmented copy blended with its partner
+    (weakly augmented) by a weight drawn uniformly from [0, 1] (Beta(1, 1)); labels stay."""
+    if is_on_disk(train_images):
+        raise ValueError("mixing copies with partners (strategy crust) needs the images in memory; "
+                         "use --stream never, or another strategy")
+    mates = weak(train_images.index_select(0, partners), generator)
+    lam = torch.rand((len(copies), 1, 1, 1), generator=generator, device=copies.device)
+    return (lam * copies.float() + (1 - lam) * mates.float()).round_().to(copies.dtype)
 
 
 class ProgressBar:

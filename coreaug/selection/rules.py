@@ -1,0 +1,211 @@
+"""Selection rules by name: the paper's coreset, its baselines, and rules beyond the paper.
+
+A rule turns what the model says about each example (gradient estimates, clean losses) into a
+`Selection` with the class budgets of `class_budgets`. One name works everywhere:
+`coreaug train --strategy NAME`, `coreaug bench --strategies`, `CoresetAugmentation(strategy=)`.
+A rule sees only what a user has (the model's outputs, the labels as given), never which labels
+a benchmark flipped.
+
+Adding a rule: write `select_x(labels, fraction, *, estimates, losses, balance, seed, knn)`
+and register it with what it needs.
+"""
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+
+from .baselines import select_maxloss, select_random
+from .budgets import class_members
+from .checks import BALANCES, check_choice, check_features, check_fraction, check_labels, check_losses
+from .coreset import select_coreset
+from .selection import Selection
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named selection rule.
+
+    needs: the scores it reads, a subset of ("estimates", "losses"); empty for random.
+    choose: (labels, fraction, *, estimates, losses, balance, seed, knn) -> Selection.
+    summary: one line for the README and `--help`.
+    warmup_share: share of the training epochs before the first model-based selection (random
+        selections of the same budget until then): CRUST's warm-up.
+    mixup: the strongly augmented copies are mixed with another selected example of their class.
+    """
+
+    name: str
+    needs: Tuple[str, ...]
+    choose: Callable[..., Selection]
+    summary: str
+    warmup_share: float = 0.0
+    mixup: bool = False
+
+
+RULES: Dict[str, Rule] = {}
+
+
+def register_rule(name, needs, summary, warmup_share=0.0, mixup=False):
+    """Decorator: register `choose` as the rule `name` (see `Rule`)."""
+    def decorate(choose):
+        RULES[name] = Rule(name, tuple(needs), choose, summary, warmup_share, mixup)
+        return choose
+    return decorate
+
+
+def _named(selection, name):
+    return dataclasses.replace(selection, strategy=name)
+
+
+@register_rule("coreset", ["estimates"], "the paper's weighted per-class facility location on gradient estimates")
+def _coreset(labels, fraction, *, estimates, losses=None, balance="equal", seed=0, knn=20):
+    return select_coreset(estimates, labels, fraction, balance=balance, knn=knn)
+
+
+@register_rule("random", [], "a uniformly random subset per class, weights 1")
+def _random(labels, fraction, *, estimates=None, losses=None, balance="equal", seed=0, knn=20):
+    return select_random(labels, fraction, balance=balance, seed=seed)
+
+
+@register_rule("maxloss", ["losses"], "the highest-loss examples of each class, weights 1")
+def _maxloss(labels, fraction, *, estimates=None, losses, balance="equal", seed=0, knn=20):
+    return select_maxloss(losses, labels, fraction, balance=balance)
+
+
+def low_loss_mask(losses, labels, fraction, *, share=None, balance="equal"):
+    """bool (n,): per class, the examples left after cutting its highest losses.
+
+    `share` cuts that share of each class; None estimates it per class from the losses: the
+    examples whose label the model rates below chance (loss > ln C, C the number of classes).
+    A class always keeps at least its budget (its lowest losses first).
+    """
+    y = check_labels(labels)
+    loss = check_losses(losses, y.size)
+    classes, budgets, members_of = class_members(y, check_fraction(fraction), balance)
+    keep = np.zeros(y.size, dtype=bool)
+    chance = math.log(max(classes.size, 2))
+    for members, budget in zip(members_of, budgets):
+        order = members[np.argsort(loss[members], kind="stable")]
+        if share is None:
+            cut = int((loss[members] > chance).sum())
+        else:
+            cut = int(math.floor(share * members.size))
+        keep[order[:max(int(budget), members.size - cut)]] = True
+    return keep
+
+
+@register_rule("coreset-lowloss", ["estimates", "losses"],
+               "the coreset over each class's examples the model does not rate below chance (high losses cut first)")
+def select_coreset_lowloss(labels, fraction, *, estimates, losses, balance="equal", seed=0, knn=20, share=None):
+    """Facility location (`select_coreset`) on each class without its highest-loss examples
+    (`low_loss_mask`): under label noise those are mostly the flipped labels."""
+    keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance)
+    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep), "coreset-lowloss")
+
+
+@register_rule("crust", ["estimates"],
+               "CRUST-style: random until 20% of training, then the coreset without singleton clusters; "
+               "copies mixed up within their class", warmup_share=0.2, mixup=True)
+def select_crust(labels, fraction, *, estimates, losses=None, balance="equal", seed=0, knn=20):
+    """The coreset with picks that stand for no one but themselves replaced (Mirzasoleiman et al.
+    2020, CRUST: singleton clusters are mostly noisy labels). The warm-up and the mixup of copies
+    are the trainer's (`Rule.warmup_share`, `Rule.mixup`)."""
+    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, drop_singletons=True), "crust")
+
+
+def _select_per_class(labels, fraction, balance, name, pick):
+    """Run `pick(members, budget) -> (indices, weights)` per class into a `Selection`."""
+    start = time.perf_counter()
+    y = check_labels(labels)
+    classes, budgets, members_of = class_members(y, check_fraction(fraction), balance)
+    check_choice(balance, "balance", BALANCES)
+    picked = [pick(m, int(b)) for m, b in zip(members_of, budgets)]
+    weights = np.concatenate([w for _, w in picked]).astype(np.float64)
+    return Selection(
+        indices=np.concatenate([i for i, _ in picked]).astype(np.int64),
+        weights=(weights / weights.mean()).astype(np.float32) if weights.size else weights.astype(np.float32),
+        strategy=name, classes=classes.astype(np.int64), class_counts=budgets.astype(np.int64),
+        class_objectives=np.full(classes.size, np.nan), timings={"total": time.perf_counter() - start},
+        n_total=int(y.size))
+
+
+@register_rule("infobatch", ["losses"],
+               "InfoBatch-style: every example above its class's mean loss, the rest of the budget "
+               "drawn at random from below it; weights undo the sampling")
+def select_infobatch(labels, fraction, *, estimates=None, losses, balance="equal", seed=0, knn=20):
+    """Loss-proportional selection in the spirit of InfoBatch (Qin et al., ICLR 2024).
+
+    Per class: the examples above the class's mean loss are all taken (a uniform sample of
+    them when they outnumber the budget), the rest of the budget is a uniform sample of the
+    others. Each pick is weighted by the inverse of its group's sampling rate (an unbiased
+    estimate of the class's total), normalised to mean 1 over the selection.
+    """
+    y = check_labels(labels)
+    loss = check_losses(losses, y.size)
+    rng = np.random.default_rng(seed)
+
+    def pick(members, budget):
+        high = loss[members] > loss[members].mean()
+        groups = [members[high], members[~high]]
+        take_high = min(budget, groups[0].size)
+        out, weights = [], []
+        for group, take in zip(groups, (take_high, budget - take_high)):
+            if take == 0:
+                continue
+            out.append(rng.choice(group, size=take, replace=False))
+            weights.append(np.full(take, group.size / take))
+        return (np.concatenate(out), np.concatenate(weights)) if out else (members[:0], np.zeros(0))
+
+    return _select_per_class(y, fraction, balance, "infobatch", pick)
+
+
+@register_rule("ccs", ["estimates"],
+               "CCS-style coverage: the hardest 10% (gradient norm) cut, then an even spread over 50 difficulty strata")
+def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", seed=0, knn=20, hard_cut=0.1, strata=50):
+    """Coverage-centric selection in the spirit of CCS (Zheng et al., ICLR 2023).
+
+    Per class: difficulty is the norm of the gradient estimate; the hardest `hard_cut` share is
+    cut (kept only when the class would otherwise fall short of its budget); the remaining range
+    of difficulty is split into `strata` equal-width strata, and the budget is spread over them
+    as evenly as their sizes allow (smallest strata first), uniformly at random within each.
+    Weights 1.
+    """
+    x = check_features(estimates)
+    y = check_labels(labels, n=x.shape[0])
+    score = np.linalg.norm(np.asarray(x, dtype=np.float32), axis=1)
+    rng = np.random.default_rng(seed)
+
+    def pick(members, budget):
+        order = members[np.argsort(score[members], kind="stable")]
+        kept = order[:max(budget, order.size - int(math.floor(hard_cut * order.size)))]
+        s = score[kept]
+        edges = np.linspace(s.min(), s.max(), strata + 1)[1:-1]
+        stratum = np.searchsorted(edges, s, side="right")
+        sizes = np.bincount(stratum, minlength=strata)
+        quota = np.zeros(strata, dtype=np.int64)
+        remaining = budget
+        for position, k in enumerate(np.argsort(sizes, kind="stable")):  # strata, not examples
+            quota[k] = min(sizes[k], remaining // (strata - position))
+            remaining -= quota[k]
+        chosen = [rng.choice(kept[stratum == k], size=quota[k], replace=False) for k in range(strata) if quota[k]]
+        out = np.concatenate(chosen) if chosen else kept[:0]
+        if out.size < budget:  # floors left a few over: draw them from the rest of the kept
+            rest = np.setdiff1d(kept, out)
+            out = np.concatenate([out, rng.choice(rest, size=budget - out.size, replace=False)])
+        return out, np.ones(out.size)
+
+    return _select_per_class(y, fraction, balance, "ccs", pick)
+
+
+def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balance="equal", seed=0, knn=20):
+    """The `Selection` of rule `name` (see `RULES`), given the scores it needs."""
+    check_choice(name, "strategy", tuple(RULES))
+    rule = RULES[name]
+    given = {"estimates": estimates, "losses": losses}
+    missing = [need for need in rule.needs if given[need] is None]
+    if missing:
+        raise ValueError(f"strategy {name!r} needs {' and '.join(missing)} from the model; "
+                         "pass them (or logits), or call start_epoch(epoch, model, data)")
+    return rule.choose(labels, fraction, estimates=estimates, losses=losses, balance=balance, seed=seed, knn=knn)

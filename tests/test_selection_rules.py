@@ -1,0 +1,165 @@
+"""Selection rules by name: every rule keeps the budgets, and each one does what its line says."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import coreaug
+from coreaug.selection import class_budgets, logit_gradients
+from coreaug.selection.rules import RULES, low_loss_mask, select_by_rule
+from coreaug.training.config import SELECTING
+from coreaug.training.plan import same_class_partners
+
+
+def scores(n=400, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n // classes)
+    logits = torch.from_numpy(rng.normal(size=(n, classes)).astype(np.float32) * 2)
+    y = torch.from_numpy(labels)
+    losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    return labels, logit_gradients(logits, y), losses
+
+
+def test_every_rule_is_a_strategy_of_the_trainer_and_the_bench():
+    assert set(RULES) == set(SELECTING)
+    assert {"coreset", "random", "maxloss", "coreset-lowloss", "crust", "infobatch", "ccs"} <= set(RULES)
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+@pytest.mark.parametrize("fraction", [0.05, 0.3])
+def test_every_rule_takes_each_class_budget_once_with_mean_one_weights(name, fraction):
+    labels, g, losses = scores()
+    selection = select_by_rule(name, labels, fraction, estimates=g, losses=losses, seed=3)
+    picked = np.asarray(selection.indices)
+    assert len(np.unique(picked)) == len(picked)
+    budgets = class_budgets(np.bincount(labels), round(fraction * len(labels)))
+    assert np.bincount(labels[picked], minlength=4).tolist() == budgets.tolist()
+    assert selection.strategy == name
+    assert np.isclose(np.asarray(selection.weights).mean(), 1.0)
+
+
+def test_a_rule_without_its_scores_says_what_it_needs():
+    labels, g, _ = scores()
+    with pytest.raises(ValueError, match="coreset-lowloss.*losses"):
+        select_by_rule("coreset-lowloss", labels, 0.1, estimates=g)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        select_by_rule("nearest", labels, 0.1, estimates=g)
+
+
+def test_loss_filtered_coreset_never_picks_the_cut_share():
+    labels, g, losses = scores()
+    keep = low_loss_mask(losses, labels, 0.1, share=0.5)
+    selection = select_by_rule("coreset-lowloss", labels, 0.1, estimates=g, losses=losses)
+    for c in range(4):  # the estimated share here (loss > ln 4) is at least half of each class
+        members = np.flatnonzero(labels == c)
+        median = np.median(losses.numpy()[members])
+        assert keep[members].sum() == 50 and (losses.numpy()[members][keep[members]] <= median).all()
+    assert (losses.numpy()[selection.indices] <= math.log(4)).all()
+
+
+def test_loss_filter_keeps_at_least_the_budget():
+    labels, _, losses = scores()
+    keep = low_loss_mask(losses, labels, 0.5, share=0.9)
+    assert np.bincount(labels[keep]).tolist() == [50, 50, 50, 50]
+
+
+def test_crust_replaces_picks_that_stand_only_for_themselves():
+    rng = np.random.default_rng(1)
+    tight = rng.normal(scale=0.01, size=(60, 2)) + np.repeat([[0, 0], [1, 0], [0, 1]], 20, axis=0)
+    outliers = np.array([[50.0, 50.0], [-50.0, 50.0], [50.0, -50.0]])
+    features = np.vstack([tight, outliers]).astype(np.float32)
+    labels = np.zeros(len(features), dtype=np.int64)
+    plain = coreaug.select_coreset(features, labels, 6 / len(features))
+    crust = select_by_rule("crust", labels, 6 / len(features), estimates=features)
+    assert set(range(60, 63)) <= set(plain.indices.tolist())  # facility location covers the far points
+    assert not set(range(60, 63)) & set(crust.indices.tolist())
+    assert len(crust) == 6
+
+
+def test_infobatch_takes_everyone_above_the_class_mean_and_reweights_the_rest():
+    labels = np.zeros(100, dtype=np.int64)
+    losses = np.r_[np.full(10, 5.0), np.linspace(0.0, 0.5, 90)]
+    selection = select_by_rule("infobatch", labels, 0.3, losses=losses, seed=0)
+    picked, weights = selection.indices, selection.weights
+    assert set(range(10)) <= set(picked.tolist())
+    high, low = weights[picked < 10], weights[picked >= 10]
+    assert np.allclose(high, high[0]) and np.allclose(low, low[0])
+    assert np.isclose(low[0] / high[0], (90 / 20) / (10 / 10))  # inverse sampling rates
+
+
+def test_ccs_cuts_the_hardest_and_covers_the_rest_of_the_range():
+    labels = np.zeros(1000, dtype=np.int64)
+    norms = np.linspace(0.01, 1.0, 1000, dtype=np.float32)
+    estimates = np.stack([norms, np.zeros_like(norms)], axis=1)
+    selection = select_by_rule("ccs", labels, 0.1, estimates=estimates, seed=0)
+    picked = np.sort(selection.indices)
+    assert picked.max() < 900  # the hardest 10% (largest gradient norm) is cut
+    assert np.histogram(picked, bins=9, range=(0, 900))[0].min() >= 8  # every band of difficulty is covered
+
+
+def test_partners_are_selected_examples_of_the_same_class():
+    labels = torch.tensor([0, 1, 0, 1, 0, 1, 2, 2])
+    pool = torch.tensor([0, 2, 3, 5, 6])
+    partners = same_class_partners(torch.tensor([0, 2, 3, 5, 6] * 20), labels, pool, torch.Generator().manual_seed(0))
+    assert torch.equal(labels[partners], labels[torch.tensor([0, 2, 3, 5, 6] * 20)])
+    assert set(partners.tolist()) <= set(pool.tolist()) and set(partners.tolist()) > {6}
+
+
+def test_crust_selects_at_random_during_its_warm_up_then_reads_the_model():
+    labels, g, losses = scores()
+    method = coreaug.CoresetAugmentation(labels, strategy="crust", fraction=0.1, epochs=10)
+    assert method.selection_warmup == 2
+    assert not method.needs_model_at(0) and not method.needs_model_at(1) and method.needs_model_at(2)
+    method.select(0)  # no scores needed during the warm-up
+    assert method.selection.strategy == "random"
+    method.select(2, estimates=g, losses=losses)
+    assert method.selection.strategy == "crust"
+    plan = method.plan_for(2)
+    copies = plan.augmented
+    assert torch.equal(torch.as_tensor(labels)[plan.partners[copies]], torch.as_tensor(labels)[plan.indices[copies]])
+
+
+def test_method_accepts_scores_as_tensors_on_any_device_and_logits():
+    labels, g, losses = scores()
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset-lowloss", fraction=0.1)
+    logits = torch.log(g + torch.nn.functional.one_hot(torch.as_tensor(labels), 4).float()).clamp(min=-30)
+    by_logits = method.choose(0, logits=logits)[0]
+    by_scores = method.choose(0, estimates=g, losses=losses)[0]
+    assert np.array_equal(by_logits.indices, by_scores.indices)
+
+
+def test_crust_trains_end_to_end_with_mixed_copies():
+    result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", model="cnn", train_limit=96, test_limit=64,
+                                               batch_size=32, quiet=True, strategy="crust", subset=0.25, epochs=3,
+                                               selection_warmup=1))
+    assert [m["selected"] for m in result.history] == [True, True, True]
+    assert all(m["n_augmented"] == 24 for m in result.history)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(estimates="training"), dict(gradients="last_layer"),
+                                      dict(strategy="maxloss"), dict(strategy="coreset-lowloss")])
+def test_more_classes_than_gradient_dim_select_and_log_clean_losses(settings):
+    config = dict(dataset="synthetic", model="cnn", train_limit=96, test_limit=64, batch_size=32, quiet=True,
+                  subset=0.25, epochs=2, gradient_dim=4)  # synthetic has 10 classes: estimates are projected
+    result = coreaug.train(coreaug.TrainConfig(**{**config, **settings}))
+    first = result.history[0]
+    assert first["selected"] and first["selection_loss_selected"] > 0 and first["selection_loss_rest"] > 0
+
+
+def test_the_cli_selects_with_more_classes_than_gradient_dim(tmp_path):
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+    out = CliRunner().invoke(app, ["train", "--dataset", "synthetic", "--train-limit", "96", "--test-limit", "64",
+                                   "--epochs", "1", "--gradient-dim", "4", "--quiet", "--out", str(tmp_path / "run")])
+    assert out.exit_code == 0, out.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_select_takes_scores_on_the_gpu():
+    labels, g, losses = scores()
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.1)
+    on_gpu = method.choose(0, estimates=g.cuda(), losses=losses.cuda())[0]
+    assert np.array_equal(on_gpu.indices, method.choose(0, estimates=g, losses=losses)[0].indices)
+    assert method.choose(0, logits=torch.randn(len(labels), 4, device="cuda"))[0] is not None
