@@ -10,9 +10,12 @@
 #
 # Usage: experiments/cifar10_evidence.sh DATA OUT GRID [PART]
 #   DATA   the extracted archive (holds train/ and test/)
-#   GRID   A-maxloss | A-randaugment | B | C | rules-A-maxloss | ...  (see the case below)
-#   PART   1 or 2: half of the grid's cells, so that two processes share the two cores; run
-#          without PART (or again after both halves) to train what is left and write the tables.
+#   GRID   A-maxloss | A-randaugment: all data + augmented subsets (append mode) at 5/10/30%
+#   PART   a share of the grid's cells, so that two processes share the two cores:
+#          1: the references (none, full) and the paper's strategies at 10%
+#          2: the rules beyond the paper at 10%
+#          3: every strategy at 5% and 30%
+#          none: all of it (run it last: it trains what is left and writes the full tables)
 # Every run is single-threaded; `coreaug bench` skips finished runs, so a grid resumes.
 set -euo pipefail
 DATA="${1:?usage: cifar10_evidence.sh DATA OUT GRID [PART]}"
@@ -22,19 +25,20 @@ PART="${4:-all}"
 export OMP_NUM_THREADS=1
 SET="--dataset $DATA --image-size 32 --model cnn --train-limit 2000 --test-limit 2000 --epochs 20
      --batch-size 64 --select-every 2 --seeds 5 --quiet"
-SELECTING="coreset,random,maxloss"
+PAPER="coreset,random,maxloss"
+BEYOND="coreset-lowloss,crust,infobatch,ccs"
 
-half() {  # half <subsets of part 1> <refs of part 1> <subsets of part 2> <refs of part 2> <all subsets> <all refs>
+cells() {
   case $PART in
-    1) echo "--subsets=$1 --references=$2" ;;
-    2) echo "--subsets=$3 --references=$4" ;;
-    *) echo "--subsets=$5 --references=$6" ;;
+    1) echo "--strategies=$PAPER --subsets=0.1 --references=none,full" ;;
+    2) echo "--strategies=$BEYOND --subsets=0.1 --references=" ;;
+    3) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.3 --references=" ;;
+    *) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.1,0.3 --references=none,full" ;;
   esac
 }
 
 case $GRID in
   A-maxloss|A-randaugment)
-    coreaug bench $SET --augment "${GRID#A-}" --strategies "$SELECTING" \
-      $(half 0.1 none,full 0.05,0.3 "" 0.05,0.1,0.3 none,full) --out "$OUT/A-${GRID#A-}" ;;
+    coreaug bench $SET --augment "${GRID#A-}" $(cells) --out "$OUT/$GRID" ;;
   *) echo "unknown grid $GRID" >&2; exit 2 ;;
 esac

@@ -1,0 +1,108 @@
+"""Issue 16's tables: a CIFAR-10 grid's runs beside the paper's figures, as shares of full
+augmentation's gain over weak augmentation.
+
+Reads every finished run under GRID/runs/ (summary.json, metrics.jsonl, config.json), so a
+grid that is still running gives a partial table (the seed counts say how partial). Writes
+OUT (markdown). The paper's figures are Liu & Mirzasoleiman 2022's appendix (ResNet20, full
+CIFAR-10, 200 epochs, 5 runs); ours are at CPU scale (see experiments/cifar10_evidence.sh),
+on the JPEG copy of CIFAR-10 (quality 75), so only the shares compare.
+
+Usage: python experiments/cifar10_tables.py GRID OUT [--paper table4|none] [--command TEXT]
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+from collections import defaultdict
+
+# Liu & Mirzasoleiman 2022, all data + augmented subsets, max-loss transforms (appendix tables 4/7).
+PAPER_TABLE4 = {"none": 89.46, "full": 93.50,
+                ("random", 0.05): 90.34, ("random", 0.1): 91.07, ("random", 0.3): 92.11,
+                ("maxloss", 0.05): 90.79, ("maxloss", 0.1): 91.39, ("maxloss", 0.3): 92.43,
+                ("coreset", 0.05): 90.87, ("coreset", 0.1): 91.54, ("coreset", 0.3): 92.49}
+PAPERS = {"table4": PAPER_TABLE4, "none": {}}
+
+
+def read_runs(grid):
+    """{(strategy, subset or None): {seed: final accuracy in %}} over the grid's finished runs."""
+    cells = defaultdict(dict)
+    runs = os.path.join(grid, "runs")
+    for name in sorted(os.listdir(runs)):
+        folder = os.path.join(runs, name)
+        if not os.path.exists(os.path.join(folder, "summary.json")):
+            continue
+        with open(os.path.join(folder, "summary.json")) as f:
+            summary = json.load(f)
+        config = summary["config"]
+        strategy = config["strategy"]
+        subset = None if strategy in ("full", "none") else config["subset"]
+        cells[(strategy, subset)][config["seed"]] = 100 * summary["final_test_accuracy"]
+    return cells
+
+
+def _mean_std(values):
+    values = list(values)
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def _share(accuracy, none, full):
+    return 100 * (accuracy - none) / (full - none) if full - none > 0 else math.nan
+
+
+def table(cells, paper):
+    """Markdown lines: one row per (strategy, subset), references first."""
+    none, _ = _mean_std(cells.get(("none", None), {}).values())
+    full, _ = _mean_std(cells.get(("full", None), {}).values())
+    lines = ["| strategy | subset | seeds | final accuracy % (mean ± std) | share of full's gain | "
+             "vs random, same seeds (mean ± std of the paired differences) | paper | paper's share |",
+             "|---|---|---|---|---|---|---|---|"]
+    order = sorted(cells, key=lambda k: (k[1] is not None, k[1] or 0, k[0] != "random", k[0]))
+    for strategy, subset in order:
+        runs = cells[(strategy, subset)]
+        m, s = _mean_std(runs.values())
+        versus = ""
+        random = cells.get(("random", subset), {})
+        if subset is not None and strategy != "random":
+            paired = [runs[k] - random[k] for k in runs if k in random]
+            if paired:
+                d, ds = _mean_std(paired)
+                beyond = " (beyond one std)" if len(paired) > 1 and abs(d) > ds else ""
+                versus = f"{d:+.2f} ± {ds:.2f} over {len(paired)}{beyond}"
+        key = strategy if subset is None else (strategy, subset)
+        theirs = paper.get(key)
+        their_share = _share(theirs, paper["none"], paper["full"]) if theirs is not None and paper else math.nan
+        lines.append(f"| {strategy} | {'' if subset is None else f'{subset:.0%}'} | {len(runs)} | {m:.2f} ± {s:.2f} | "
+                     f"{_share(m, none, full):.0f}% | {versus} | {'' if theirs is None else f'{theirs:.2f}'} | "
+                     f"{'' if math.isnan(their_share) else f'{their_share:.0f}%'} |")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("grid")
+    parser.add_argument("out")
+    parser.add_argument("--paper", choices=sorted(PAPERS), default="table4")
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--command", default="", help="the command that produced the grid, for the record")
+    args = parser.parse_args()
+    cells = read_runs(args.grid)
+    lines = [f"# {args.title or os.path.basename(os.path.normpath(args.grid))}", ""]
+    if args.command:
+        lines += ["Produced by:", "", "```", args.command, f"python experiments/cifar10_tables.py {args.grid} {args.out}",
+                  "```", ""]
+    lines += table(cells, PAPERS[args.paper])
+    lines += ["", "Final test accuracy after the last epoch, on the fixed 2,000-image test sample; real CIFAR-10 "
+              "re-encoded as JPEG (quality 75), which costs a little accuracy against the original files. "
+              "Share of full's gain: (accuracy - none) / (full - none). Paired differences compare runs "
+              "with the same seed (same initialisation and data order)."]
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
