@@ -85,6 +85,18 @@ def error_of(work):
     return None
 
 
+def own_loop_selection(rank):
+    """An own loop's coreset at epoch 0 and this rank's sampler share, with a model that differs
+    between ranks (as BatchNorm statistics and cuDNN make them differ on GPUs)."""
+    torch.manual_seed(rank)
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(64) % 4
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    method = coreaug.CoresetAugmentation(labels, fraction=0.25)
+    method.start_epoch(0, model, images, preprocess=lambda x: x.float() / 255)
+    return {"indices": method.selection.indices.tolist(), "share": list(method.sampler(WORLD, rank))}
+
+
 def worker(rank, port, out):
     """One of WORLD processes, set up as torchrun would set it up."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
@@ -95,6 +107,7 @@ def worker(rank, port, out):
         here = Distributed(rank, WORLD)
         record = {
             "gathered": here.gather_rows(torch.full((3 - 2 * rank, 2), float(rank))),
+            "own_loop": own_loop_selection(rank),
             "recorded": recorded_run(f"{out}/recorded"),
             "resumed": resumed_run(out),
             "too_small": error_of(lambda: coreaug.train(coreaug.TrainConfig(**dict(RUN, train_limit=1)))),
@@ -130,6 +143,13 @@ def test_every_rank_trains_on_the_same_selection(ranks):
     assert len(zero["recorded"]["selections"]) == 2
     for (i0, w0), (i1, w1) in zip(zero["recorded"]["selections"], one["recorded"]["selections"]):
         assert torch.equal(i0, i1) and torch.equal(w0, w1)
+
+
+def test_an_own_loop_selects_on_rank_0_and_every_rank_shards_that_one_plan(ranks):
+    first, second = (r["own_loop"] for r in ranks[0])
+    assert first["indices"] == second["indices"]
+    shares = first["share"] + second["share"]
+    assert len(shares) == len(set(shares)) == 64 + 16  # originals and copies, each once
 
 
 def test_first_selection_matches_the_single_process_one(ranks, single):

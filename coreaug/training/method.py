@@ -213,16 +213,33 @@ class CoresetAugmentation:
 
     # Plans ---------------------------------------------------------------------------------
 
-    def start_epoch(self, epoch, model=None, data=None, **estimate_options):
+    def start_epoch(self, epoch, model=None, data=None, *, src=0, **estimate_options):
         """Begin `epoch`: select if due (scoring `data` with `model` for rules that read the
-        model; options as `scores`), then draw the epoch's plan. Returns the `EpochPlan`."""
+        model; options as `scores`), then draw the epoch's plan. Returns the `EpochPlan`.
+
+        Under an initialised `torch.distributed` process group (DDP), only rank `src` scores
+        and selects, and every rank adopts its selection (`share_selection`), so that the
+        ranks' plans are one plan and `sampler(num_replicas, rank)` shards it exactly. Every
+        rank must call this; pass the bare model (`ddp.module`) to score with.
+        """
         if self.due(epoch):
-            if self.needs_model_at(epoch) and (model is None or data is None):
-                raise ValueError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
-                                 "training data, start_epoch(epoch, model, data), or select(...) first")
-            self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
+            distributed = _world_size() > 1
+            if not distributed or torch.distributed.get_rank() == src:
+                if self.needs_model_at(epoch) and (model is None or data is None):
+                    raise ValueError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
+                                     "training data, start_epoch(epoch, model, data), or select(...) first")
+                self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
+            if distributed:
+                self.share_selection(src)
         self.epoch, self.plan = epoch, self.plan_for(epoch)
         return self.plan
+
+    def share_selection(self, src=0):
+        """Every rank of the `torch.distributed` process group adopts rank `src`'s current
+        selection (with its epoch and diagnostics); all ranks must call it."""
+        state = [self.state_dict() if torch.distributed.get_rank() == src else None]
+        torch.distributed.broadcast_object_list(state, src=src)
+        self.load_state_dict(state[0])
 
     def plan_for(self, epoch):
         """The `EpochPlan` of `epoch` for the current selection (shuffled by the seed and epoch)."""
@@ -281,6 +298,12 @@ class CoresetAugmentation:
         """The current selection's (indices int64, weights float32) as CPU tensors."""
         return (torch.from_numpy(np.asarray(self.selection.indices, dtype=np.int64)),
                 torch.from_numpy(np.asarray(self.selection.weights, dtype=np.float32)))
+
+
+def _world_size():
+    """Processes in the initialised torch.distributed group (1 without one)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _on_cpu(scores):
