@@ -142,10 +142,11 @@ def test_training_estimates_match_the_logits_seen_in_training(monkeypatch):
     monkeypatch.setattr(trainer, "_merge_logits", lambda prev, sums: merged.append(sums.clone()) or real_merge(prev, sums))
 
     def add(self, losses, logits, labels, indices, original):
-        seen.append((indices.clone(), logits.detach().float().clone(), original.clone()))
+        if self.logit_sums is not None:  # the epoch before the selection of epoch 1
+            seen.append((indices.clone(), logits.detach().float().clone(), original.clone()))
         return real_add(self, losses, logits, labels, indices, original)
     monkeypatch.setattr(trainer.EpochTotals, "add", add)
-    coreaug.train(coreaug.TrainConfig(**TINY, estimates="training", epochs=1))
+    coreaug.train(coreaug.TrainConfig(**TINY, estimates="training", epochs=2))
     expected = torch.zeros_like(merged[0])
     for indices, logits, original in seen:
         rows = original.bool()
@@ -196,3 +197,16 @@ def test_out_holding_a_different_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match="different config.*subset"):
         coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, subset=0.5, out=str(out)))
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_training_estimates_are_stored_only_in_the_epoch_before_a_selection(monkeypatch, tmp_path):
+    from coreaug.training import trainer
+    stored, saved = [], []
+    real_merge, real_checkpoint = trainer._merge_logits, trainer._checkpoint
+    monkeypatch.setattr(trainer, "_merge_logits", lambda *a: stored.append(1) or real_merge(*a))
+    monkeypatch.setattr(trainer, "_checkpoint", lambda *a: saved.append(real_checkpoint(*a)) or saved[-1])
+    result = coreaug.train(coreaug.TrainConfig(**TINY, estimates="training", select_every=2, epochs=5,
+                                               out=str(tmp_path / "run")))
+    assert [m["selected"] for m in result.history] == [True, False, True, False, True]
+    assert len(stored) == 2  # epochs 1 and 3, before the selections of epochs 2 and 4
+    assert [c["train_logits"] is not None for c in saved] == [False, True, False, True, False]

@@ -148,12 +148,16 @@ def _train_run(config, distributed, folder, checkpoint, data):
                                   distributed, run.train_logits) if selected else dict(NO_SELECTION)
         # Every process draws the same plan and trains its own disjoint share of it.
         share = run.method.plan_for(epoch).shard(distributed.rank, distributed.world_size)
+        if selected:
+            run.train_logits = None  # used by this selection (or not needed): hold no N x C store until the next
+        # The store is filled only in the epoch before a selection (append mode trains every original each epoch).
+        record_now = record and epoch + 1 < config.epochs and run.method.due(epoch + 1)
         logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device,
-                                 dtype=estimate_dtype(len(run.method), data.num_classes)) if record else None
+                                 dtype=estimate_dtype(len(run.method), data.num_classes)) if record_now else None
         compiled_before = compiled_graphs()
         sums = _train_epoch(config, run.train_forward, run.forward, run.optimizer, data, share, strong, weak,
                             epoch, run.autocast, distributed, logit_sums, run.scaler)
-        if record:
+        if record_now:
             run.train_logits = _merge_logits(run.train_logits, distributed.all_reduce_tensor(logit_sums))
         distributed.broadcast_buffers(run.model)
         loss_sum, correct, n_trained, n_augmented = distributed.all_reduce_sum([*sums, len(share), share.n_augmented])
@@ -259,7 +263,7 @@ def _evaluate(run, data, distributed):
 def _checkpoint(config, run, epoch):
     return {"epoch": epoch + 1, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "method": run.method.state_dict(), "history": run.history, "config": config.identity(),
-            "train_logits": _to(run.train_logits, "cpu"),
+            "train_logits": _to(run.train_logits, "cpu"),  # None except before a selection
             "scaler": run.scaler.state_dict() if run.scaler is not None else None}
 
 
