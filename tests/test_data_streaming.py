@@ -1,5 +1,6 @@
 """Images on disk: the decoded cache, reading rows without holding them, and training streamed."""
 import os
+import time
 
 import numpy as np
 import pytest
@@ -42,6 +43,32 @@ def test_batches_are_read_ahead_in_order_and_errors_reach_the_reader(tmp_path):
     early = images.batches(consecutive(10, 1), depth=1)
     next(early)
     early.close()  # the read-ahead thread stops instead of waiting forever on a full queue
+
+
+def _closes_within(generator, seconds=5.0):
+    """Close `generator` in a helper thread; whether the close returned within `seconds`."""
+    import threading
+
+    closer = threading.Thread(target=generator.close, daemon=True)
+    closer.start()
+    closer.join(seconds)
+    return not closer.is_alive()
+
+
+def test_stopping_during_the_last_batches_does_not_hang(tmp_path):
+    images, _ = disk_images(tmp_path)
+    reader = images.batches(consecutive(10, 5), depth=1)  # two batches: the end-of-data put waits for room
+    next(reader)
+    time.sleep(0.3)  # the thread has queued the last batch and waits to put the end marker
+    assert _closes_within(reader)
+
+
+def test_stopping_when_a_read_has_failed_does_not_hang(tmp_path):
+    images, _ = disk_images(tmp_path)
+    reader = images.batches([np.array([0]), np.array([1]), np.array([99])], depth=1)
+    next(reader)
+    time.sleep(0.3)  # the thread has queued row 1 and waits to put the IndexError of row 99
+    assert _closes_within(reader)
 
 
 def _rss_file_bytes():

@@ -124,21 +124,25 @@ class DiskImages:
         ahead: queue.Queue = queue.Queue(maxsize=depth)
         stop = threading.Event()
 
+        def offer(item):
+            """Put `item` once there is room; False if the reader stopped first. Every put goes
+            through here: a blocking put would hang the reader's join when it stops early."""
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce():
             try:
                 for rows in row_batches:
-                    batch = self.read(rows, pin=pin)
-                    while not stop.is_set():
-                        try:
-                            ahead.put(batch, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not offer(self.read(rows, pin=pin)):
                         return
-                ahead.put(None)
+                offer(None)
             except BaseException as exc:  # handed to the reader, which raises it
-                ahead.put(exc)
+                offer(exc)
 
         thread = threading.Thread(target=produce, name="coreaug-read-ahead", daemon=True)
         thread.start()
