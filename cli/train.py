@@ -2,6 +2,7 @@
 import click
 
 import coreaug
+from coreaug.errors import UsageError
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.training.config import GRADIENT_KINDS, MODES, SCHEDULES, STRATEGIES
 
@@ -12,7 +13,7 @@ def _floats(text):
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"--milestones must be comma-separated fractions like 0.5,0.75, got {text!r}") from None
+        raise UsageError(f"--milestones must be comma-separated fractions like 0.5,0.75, got {text!r}") from None
 
 
 def train_options(command):

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from coreaug.errors import UsageError
+
 from .dataset import channel_histograms, stats_of_histograms
 
 FORMAT_VERSION = 1
@@ -103,7 +105,7 @@ class DiskImages:
             out = torch.from_numpy(buffer)
         for i, row in enumerate(file_rows.tolist()):  # a syscall per row, which waits on the disk
             if os.preadv(self._fd, [buffer[i]], row * size) != size:
-                raise ValueError(f"{self.path} is shorter than its {self.count} images; delete its folder to rebuild the cache")
+                raise UsageError(f"{self.path} is shorter than its {self.count} images; delete its folder to rebuild the cache")
         return out.view(len(rows), *self.image_shape)
 
     def __del__(self):
@@ -205,8 +207,8 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
 
     ``decode(path) -> (H, W, 3) uint8 array`` (it raises ValueError/OSError for a bad image)
     runs in ``workers`` DataLoader worker processes (0: in this process). A bad image is a
-    ValueError naming it, unless ``skip_bad``; then it is left out and counted in
-    ``meta["skipped"]``. Raises ValueError before decoding anything when the cache folder
+    UsageError naming it, unless ``skip_bad``; then it is left out and counted in
+    ``meta["skipped"]``. Raises UsageError before decoding anything when the cache folder
     lacks the disk space the decoded images need.
     """
     root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
@@ -240,14 +242,14 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
 
 def bad_image(description):
     """The error for an unreadable image (`description`: its path and Pillow's reason)."""
-    return ValueError(f"cannot read image {description}; fix or remove it, or pass "
+    return UsageError(f"cannot read image {description}; fix or remove it, or pass "
                       "--skip-bad-images to leave unreadable images out")
 
 
 def _check_space(root, needed):
     free = shutil.disk_usage(root).free
     if needed > 0.95 * free:
-        raise ValueError(f"the decoded images need {needed / 2**30:.1f} GiB but {root} has {free / 2**30:.1f} GiB "
+        raise UsageError(f"the decoded images need {needed / 2**30:.1f} GiB but {root} has {free / 2**30:.1f} GiB "
                          "free; pass --cache-dir on a larger disk or a smaller --image-size")
 
 
@@ -327,6 +329,6 @@ def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progre
                 histogram += batch_histogram
             bar.update(len(batch_labels) + len(errors))
     if not labels:
-        raise ValueError(f"the {name} split has no readable images")
+        raise UsageError(f"the {name} split has no readable images")
     np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))
     return len(labels), histogram

@@ -20,6 +20,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset
 from .image_cache import bad_image, open_or_build
 
@@ -42,15 +44,15 @@ def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, see
     reuse while the folder is unchanged. The dataset's images are uint8 tensors in memory, or,
     with ``on_disk``, ``DiskImages`` that read rows from the cache as they are needed.
 
-    Raises ValueError, naming the file or folder, for a folder without images, an empty class
+    Raises UsageError, naming the file or folder, for a folder without images, an empty class
     folder, a test class the training split lacks, or an unreadable, truncated or empty image
     (unless ``skip_bad_images``, which leaves such files out and says how many).
     """
     root = os.path.abspath(os.path.expanduser(str(root)))
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"image_size must be an integer >= 4, got {image_size!r}")
+        raise UsageError(f"image_size must be an integer >= 4, got {image_size!r}")
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     classes, train_files, test_files = _find_files(root, val_fraction, seed)
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size,
                           functools.partial(decode_square, size=image_size), cache_dir, workers,
@@ -72,14 +74,14 @@ def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, see
 def _find_files(root, val_fraction, seed):
     """(classes, [(path, label)] train, [(path, label)] test) of the layout under ``root``."""
     if not os.path.isdir(root):
-        raise ValueError(f"{root} is not a folder of images")
+        raise UsageError(f"{root} is not a folder of images")
     train_dir = os.path.join(root, "train")
     if os.path.isdir(train_dir):
         classes = _class_folders(train_dir)
         train = _labelled_files(train_dir, classes)
         test_dir = next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), None)
         if test_dir is None:
-            raise ValueError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
+            raise UsageError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
                              "folders directly in the root to split off --val-fraction")
         test = _tiny_imagenet_val(test_dir, classes) if _is_tiny_imagenet_val(test_dir) else _test_files(test_dir, classes)
         return classes, train, test
@@ -90,7 +92,7 @@ def _find_files(root, val_fraction, seed):
 def _class_folders(folder) -> List[str]:
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     if not classes:
-        raise ValueError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
+        raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
     return classes
 
 
@@ -107,7 +109,7 @@ def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
     for label, name in enumerate(classes):
         images = _images_in(os.path.join(folder, name))
         if not images:
-            raise ValueError(f"class folder {os.path.join(folder, name)} holds no images "
+            raise UsageError(f"class folder {os.path.join(folder, name)} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
         files += [(path, label) for path in images]
     return files
@@ -116,7 +118,7 @@ def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
 def _test_files(folder, classes):
     extra = sorted(set(_class_folders(folder)) - set(classes))
     if extra:
-        raise ValueError(f"{folder} has classes the training split lacks: {', '.join(extra[:5])}"
+        raise UsageError(f"{folder} has classes the training split lacks: {', '.join(extra[:5])}"
                          f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
     present = [c for c in classes if os.path.isdir(os.path.join(folder, c))]
     return [(path, classes.index(c)) for c in present for path in _images_in(os.path.join(folder, c))]
@@ -135,7 +137,7 @@ def _tiny_imagenet_val(folder, classes):
             if len(fields) < 2:
                 continue
             if fields[1] not in index:
-                raise ValueError(f"{folder}/val_annotations.txt line {line_number} labels {fields[0]} with class "
+                raise UsageError(f"{folder}/val_annotations.txt line {line_number} labels {fields[0]} with class "
                                  f"{fields[1]!r}, which the training split lacks")
             files.append((os.path.join(folder, "images", fields[0]), index[fields[1]]))
     return files
@@ -150,7 +152,7 @@ def _split(files, num_classes, val_fraction, seed):
     for label in range(num_classes):
         rows = np.flatnonzero(labels == label)
         if len(rows) < 2:
-            raise ValueError(f"class {label} has {len(rows)} image; with no val/ folder each class needs at least "
+            raise UsageError(f"class {label} has {len(rows)} image; with no val/ folder each class needs at least "
                              "two (one to train on, one to test)")
         take = min(len(rows) - 1, max(1, round(val_fraction * len(rows))))
         test_rows += rng.permutation(rows)[:take].tolist()

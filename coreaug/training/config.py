@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from coreaug.errors import UsageError
 from coreaug.selection.coreset import DEFAULT_KNN
 
 from .precision import PRECISIONS
@@ -145,7 +146,7 @@ class TrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self):
-        """Raise ValueError naming the first bad field and what it accepts."""
+        """Raise UsageError naming the first bad field and what it accepts."""
         from coreaug.augment import available_policies
         from coreaug.data import available_datasets
         from coreaug.models import available_models
@@ -155,9 +156,9 @@ class TrainConfig:
         if not is_image_folder(self.dataset):
             _choice("dataset", self.dataset, available_datasets())
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, numbers.Integral) or self.image_size < 4:
-            raise ValueError(f"image_size must be an integer >= 4, got {self.image_size!r}")
+            raise UsageError(f"image_size must be an integer >= 4, got {self.image_size!r}")
         if not _number(self.val_fraction) or not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
+            raise UsageError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
         _choice("model", self.model, available_models())
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)
@@ -165,17 +166,17 @@ class TrainConfig:
         _choice("gradients", self.gradients, GRADIENT_KINDS)
         _choice("estimates", self.estimates, ESTIMATES)
         if self.estimates == "training" and (self.mode != "append" or self.gradients != "logits"):
-            raise ValueError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
+            raise UsageError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
                              f"and gradients 'logits', got mode {self.mode!r} and gradients {self.gradients!r}")
         _choice("balance", self.balance, BALANCES)
         _choice("stream", self.stream, STREAMS)
         _choice("weak", self.weak, WEAK)
         if self.stream == "always" and not is_image_folder(self.dataset):
-            raise ValueError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
+            raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, numbers.Integral)
                                          or self.workers < 0):
-            raise ValueError(f"workers must be an integer >= 0 or None, got {self.workers!r}")
+            raise UsageError(f"workers must be an integer >= 0 or None, got {self.workers!r}")
         if self.pretrained is not None and not os.path.isfile(os.path.expanduser(str(self.pretrained))):
             raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
                                     "state dict saved with torch.save (nothing is downloaded)")
@@ -183,24 +184,24 @@ class TrainConfig:
         for part in self.augment.split("+"):
             _choice("augment", part.strip(), available_policies())
         if not _number(self.subset) or not 0 < self.subset <= 1:
-            raise ValueError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
+            raise UsageError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
         for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn", "gradient_dim"):
             _positive_int(name, getattr(self, name))
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+                raise UsageError(f"{name} must be an integer >= 1 or None, got {value!r}")
         for name, low, high in (("lr", 0, math.inf), ("weight_decay", 0, math.inf), ("momentum", 0, 1),
                                 ("label_smoothing", 0, 1), ("label_noise", 0, 1), ("warmup_epochs", 0, math.inf)):
             value = getattr(self, name)
             if not _number(value) or not low <= value <= high or (name == "lr" and value == 0):
-                raise ValueError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
+                raise UsageError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
+            raise UsageError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
         if not all(_number(m) and 0 < m < 1 for m in self.milestones):
-            raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
+            raise UsageError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+            raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 
 
 def _number(value):
@@ -209,9 +210,9 @@ def _number(value):
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+        raise UsageError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")

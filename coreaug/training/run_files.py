@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
@@ -27,11 +28,11 @@ class RunFolder:
     def check(self, identity, resume):
         """Refuse a folder holding another run; return its checkpoint when resuming it.
 
-        Raises ValueError when `path` is a file, or holds a run whose config differs from
+        Raises UsageError when `path` is a file, or holds a run whose config differs from
         `identity`. Returns the checkpoint dict if `resume` and one exists, else None.
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise ValueError(f"--out {self.path} is a file; give a folder for the run's outputs")
+            raise UsageError(f"--out {self.path} is a file; give a folder for the run's outputs")
         if os.path.isdir(self.path):
             self._take_lock()
         config_path = self.file("config.json")
@@ -43,7 +44,7 @@ class RunFolder:
             current = _as_stored(identity)
             changed = [k for k in current if previous.get(k, DEFAULT_IDENTITY.get(k)) != current[k]]
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
-            raise ValueError(f"--out {self.path} already holds a run with a different config ({diff}); "
+            raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}); "
                              "choose another --out or remove that folder")
         if resume and os.path.exists(self.file(CHECKPOINT)):
             return self._load_checkpoint()
@@ -55,11 +56,11 @@ class RunFolder:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ValueError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
+            raise UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
                              "remove it to train the run from the start, or choose another --out") from None
 
     def _take_lock(self):
-        """Hold the folder's lock for this process; ValueError at once if another run holds it."""
+        """Hold the folder's lock for this process; UsageError at once if another run holds it."""
         if self._lock is not None:
             return
         fd = os.open(self.path, os.O_RDONLY)
@@ -67,7 +68,7 @@ class RunFolder:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ValueError(f"--out {self.path} is in use by another coreaug run that is still going; "
+            raise UsageError(f"--out {self.path} is in use by another coreaug run that is still going; "
                              "wait for it to end or choose another --out") from None
         self._lock = fd
 

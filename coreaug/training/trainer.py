@@ -65,7 +65,7 @@ def train(config):
     clean images in eval mode); each epoch trains the plan of `epoch_plan` with SGD (Nesterov momentum, weight decay, the
     configured schedule) on the weighted cross-entropy. With `config.out`, writes
     config.json, metrics.jsonl, summary.json and checkpoint.pt there; `resume` continues
-    from the checkpoint. Raises ValueError / FileNotFoundError for bad settings or missing
+    from the checkpoint. Raises UsageError / FileNotFoundError for bad settings or missing
     data before anything is written. Returns a TrainResult.
 
     Launched by torchrun with several processes, each process trains its disjoint share
