@@ -93,6 +93,7 @@ def make_config(**flags):
 @train_options
 @click.option("--out", type=click.Path(), help="Folder for metrics.jsonl, summary.json, checkpoint.pt.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its checkpoint and metrics.")
 @user_errors
 def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected coreset."""

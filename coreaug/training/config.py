@@ -79,6 +79,10 @@ class TrainConfig:
     compile: torch.compile the model (compiled once; later epochs reuse the graphs).
     sync_bn: under torchrun on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)
         instead of each process's own share.
+    out, resume, overwrite: the run's folder (config.json, metrics.jsonl, summary.json,
+        checkpoint.pt); `resume` continues the run there from its checkpoint; a folder that
+        holds a run's results is refused unless `resume`, or `overwrite`, which starts the run
+        again (deleting them, and replacing a run of another config).
     """
 
     dataset: str = "cifar10"
@@ -128,6 +132,7 @@ class TrainConfig:
     seed: int = 0
     out: Optional[str] = None
     resume: bool = False
+    overwrite: bool = False
     quiet: bool = False
 
     def resolved(self):
@@ -142,7 +147,7 @@ class TrainConfig:
 
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
-        skip = {"out", "resume", "quiet", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
+        skip = {"out", "resume", "overwrite", "quiet", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self):
@@ -200,6 +205,8 @@ class TrainConfig:
             raise UsageError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
         if not all(_number(m) and 0 < m < 1 for m in self.milestones):
             raise UsageError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
+        if self.resume and self.overwrite:
+            raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 

@@ -13,6 +13,7 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
+RESULTS = ("metrics.jsonl", "summary.json", CHECKPOINT)  # what a fresh start deletes
 
 
 class RunFolder:
@@ -25,11 +26,13 @@ class RunFolder:
     def file(self, name):
         return os.path.join(self.path, name)
 
-    def check(self, identity, resume):
+    def check(self, identity, resume, overwrite=False):
         """Refuse a folder holding another run; return its checkpoint when resuming it.
 
-        Raises UsageError when `path` is a file, or holds a run whose config differs from
-        `identity`. Returns the checkpoint dict if `resume` and one exists, else None.
+        Raises UsageError when `path` is a file, holds a run whose config differs from
+        `identity`, or holds a run's results (checkpoint, metrics, summary) that neither
+        `resume` nor `overwrite` says what to do with: a rerun that forgot --resume must not
+        empty the folder. Returns the checkpoint dict if `resume` and one exists, else None.
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UsageError(f"--out {self.path} is a file; give a folder for the run's outputs")
@@ -40,12 +43,16 @@ class RunFolder:
             return None
         with open(config_path) as f:
             previous = json.load(f)
-        if not same_settings(previous, identity):
+        if not overwrite and not same_settings(previous, identity):
             current = _as_stored(identity)
             changed = [k for k in current if previous.get(k, DEFAULT_IDENTITY.get(k)) != current[k]]
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
             raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}); "
-                             "choose another --out or remove that folder")
+                             "choose another --out, or pass --overwrite to replace that run")
+        kept = [name for name in RESULTS if os.path.exists(self.file(name))]
+        if kept and not resume and not overwrite:
+            raise UsageError(f"--out {self.path} already holds a run ({', '.join(kept)}); pass --resume to continue "
+                             "it, --overwrite to start it again (deleting those files), or choose another --out")
         if resume and os.path.exists(self.file(CHECKPOINT)):
             return self._load_checkpoint()
         return None
@@ -83,7 +90,7 @@ class RunFolder:
         os.makedirs(self.path, exist_ok=True)
         self._take_lock()
         if fresh:
-            for name in ("metrics.jsonl", "summary.json", CHECKPOINT):
+            for name in RESULTS:
                 if os.path.exists(self.file(name)):
                     os.unlink(self.file(name))
         atomic_write(self.file("config.json"), lambda f: json.dump(identity, f, indent=2))

@@ -91,7 +91,7 @@ def _open_run(config, distributed):
     identity = config.identity()
     folder = RunFolder(config.out) if config.out and distributed.is_main else None
     try:
-        checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume)) if config.out else None
+        checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
         with distributed.node_main_first():  # a --download happens once per node
             data = load_run_data(config, distributed.device)
         check_world_size(config, len(data.train_labels), distributed.world_size)
