@@ -112,3 +112,21 @@ def test_a_folder_with_no_images_is_an_error(tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="holds no class folders"):
         load_image_folder(tmp_path / "nothing", progress=False)
+
+
+def test_macos_metadata_files_and_folders_are_skipped(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    (tmp_path / "train" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # resource fork
+    (tmp_path / "train" / "__MACOSX" / "cat").mkdir(parents=True)
+    (tmp_path / "train" / "__MACOSX" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert data.class_names == ["cat", "dog", "fox"] and len(data.train_labels) == 6
+
+
+def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path):
+    write_image(tmp_path / "cat" / "0.png", COLOURS["cat"])
+    write_image(tmp_path / "cat" / "1.png", COLOURS["cat"])
+    write_image(tmp_path / "dog" / "0.png", COLOURS["dog"])
+    with pytest.raises(ValueError, match=r"class folder .*dog has 1 image"):
+        load_image_folder(tmp_path, image_size=8, progress=False)

@@ -27,6 +27,13 @@ from .image_cache import bad_image, open_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
+MACOS_METADATA = "__MACOSX"  # the folder of `._name` files that macOS's Archive Utility zips alongside
+
+
+def _is_listed(name) -> bool:
+    """Whether a file or folder name is the user's: not hidden (`.name`, macOS's `._name`
+    included) and not macOS's `__MACOSX` metadata folder."""
+    return not name.startswith(".") and name != MACOS_METADATA
 
 
 def is_image_folder(path) -> bool:
@@ -86,11 +93,11 @@ def _find_files(root, val_fraction, seed):
         test = _tiny_imagenet_val(test_dir, classes) if _is_tiny_imagenet_val(test_dir) else _test_files(test_dir, classes)
         return classes, train, test
     classes = _class_folders(root)
-    return (classes, *_split(_labelled_files(root, classes), len(classes), val_fraction, seed))
+    return (classes, *_split(_labelled_files(root, classes), [os.path.join(root, c) for c in classes], val_fraction, seed))
 
 
 def _class_folders(folder) -> List[str]:
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
     if not classes:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
     return classes
@@ -99,8 +106,8 @@ def _class_folders(folder) -> List[str]:
 def _images_in(folder) -> List[str]:
     found = []
     for parent, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(parent, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+        dirs[:] = sorted(d for d in dirs if _is_listed(d))
+        found += [os.path.join(parent, n) for n in sorted(names) if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
     return found
 
 
@@ -143,17 +150,17 @@ def _tiny_imagenet_val(folder, classes):
     return files
 
 
-def _split(files, num_classes, val_fraction, seed):
+def _split(files, class_folders, val_fraction, seed):
     """A seeded split of each class: round(val_fraction * size) images (at least one, and one
     left to train on) go to the test split."""
     rng = np.random.default_rng(seed)
     labels = np.array([label for _, label in files])
     test_rows = []
-    for label in range(num_classes):
+    for label, folder in enumerate(class_folders):
         rows = np.flatnonzero(labels == label)
         if len(rows) < 2:
-            raise UsageError(f"class {label} has {len(rows)} image; with no val/ folder each class needs at least "
-                             "two (one to train on, one to test)")
+            raise UsageError(f"class folder {folder} has {len(rows)} image; with no val/ folder each class needs at "
+                             "least two (one to train on, one to test)")
         take = min(len(rows) - 1, max(1, round(val_fraction * len(rows))))
         test_rows += rng.permutation(rows)[:take].tolist()
     is_test = np.zeros(len(files), dtype=bool)
