@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+import coreaug
 from coreaug.data.image_folder import load_image_folder
 
 COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
@@ -129,4 +130,22 @@ def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path):
     write_image(tmp_path / "cat" / "1.png", COLOURS["cat"])
     write_image(tmp_path / "dog" / "0.png", COLOURS["dog"])
     with pytest.raises(ValueError, match=r"class folder .*dog has 1 image"):
+        load_image_folder(tmp_path, image_size=8, progress=False)
+
+
+def _folder_with_a_dangling_link(root):
+    write_split(root, "train", per_class=2)
+    write_split(root, "val", per_class=1)
+    (root / "train" / "dog" / "gone.jpg").symlink_to(root / "nowhere.jpg")
+
+
+def test_a_dangling_symlink_is_a_bad_image_skipped_with_skip_bad_images(tmp_path):
+    _folder_with_a_dangling_link(tmp_path)
+    data = load_image_folder(tmp_path, image_size=8, skip_bad_images=True, progress=False)
+    assert len(data.train_labels) == 6
+
+
+def test_a_dangling_symlink_is_named_in_one_line_without_skip_bad_images(tmp_path):
+    _folder_with_a_dangling_link(tmp_path)
+    with pytest.raises(coreaug.UsageError, match=r"cannot read image .*dog/gone.jpg"):
         load_image_folder(tmp_path, image_size=8, progress=False)

@@ -44,8 +44,12 @@ def cache_key(splits, image_size: int) -> str:
     for name, files in splits:
         digest.update(f"[{name}]\n".encode())
         for path, label in files:
-            stat = os.stat(path)
-            digest.update(f"{path}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            try:
+                stat = os.stat(path)
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:  # a dangling link, say: decoding it fails, as a bad image
+                size, mtime = -1, -1
+            digest.update(f"{path}\t{label}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:24]
 
 
