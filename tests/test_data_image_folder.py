@@ -149,3 +149,14 @@ def test_a_dangling_symlink_is_named_in_one_line_without_skip_bad_images(tmp_pat
     _folder_with_a_dangling_link(tmp_path)
     with pytest.raises(coreaug.UsageError, match=r"cannot read image .*dog/gone.jpg"):
         load_image_folder(tmp_path, image_size=8, progress=False)
+
+
+def test_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    for path in (tmp_path / "train" / "cat").iterdir():
+        path.unlink()
+    for i in range(2):  # mid-grey in 16 bits: level 30000 of 65535
+        Image.fromarray(np.full((30, 40), 30000, dtype=np.uint16)).save(tmp_path / "train" / "cat" / f"{i}.png")
+    data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert (data.train_images[data.train_labels == 0] == 30000 >> 8).all()

@@ -28,7 +28,7 @@ from coreaug.errors import UsageError
 
 from .dataset import channel_histograms, stats_of_histograms
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
 
 
 def default_cache_dir() -> str:

@@ -169,12 +169,24 @@ def _split(files, class_folders, val_fraction, seed):
 
 
 def decode_square(path, size):
-    """The image at ``path`` as RGB, resized and centre-cropped to (size, size, 3) uint8.
-    Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file."""
+    """The image at ``path`` as RGB, resized and centre-cropped to (size, size, 3) uint8; a
+    16-bit image is scaled to 8 bits. Raises OSError/ValueError/SyntaxError (Pillow's) for an
+    unreadable or truncated file."""
     from PIL import Image
 
     with Image.open(path) as image:
-        return _square(image.convert("RGB"), size, Image)
+        return _square(_rgb(image), size, Image)
+
+
+def _rgb(image):
+    """``image`` in RGB. 16-bit grayscale (PNG, TIFF; Pillow's modes I;16 and I) keeps its top 8
+    bits: Pillow's own conversion clips every level over 255, turning the image white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        from PIL import Image
+
+        levels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        return Image.fromarray(levels.astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")
 
 
 def _square(image, size, Image):
