@@ -160,3 +160,20 @@ def test_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
         Image.fromarray(np.full((30, 40), 30000, dtype=np.uint16)).save(tmp_path / "train" / "cat" / f"{i}.png")
     data = load_image_folder(tmp_path, image_size=8, progress=False)
     assert (data.train_images[data.train_labels == 0] == 30000 >> 8).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    for path in (tmp_path / "train" / "cat").iterdir():
+        path.unlink()
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, :40, 0] = 255  # stored: left half red, right half blue
+    pixels[:, 40:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": shown with red on top
+    for i in range(2):
+        Image.fromarray(pixels).save(tmp_path / "train" / "cat" / f"{i}.jpg", exif=exif, quality=95)
+    image = load_image_folder(tmp_path, image_size=16, progress=False).train_images[0].int()
+    red_minus_blue = image[0] - image[2]
+    assert (red_minus_blue[:6] > 100).all() and (red_minus_blue[-6:] < -100).all()

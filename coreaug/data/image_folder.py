@@ -169,13 +169,13 @@ def _split(files, class_folders, val_fraction, seed):
 
 
 def decode_square(path, size):
-    """The image at ``path`` as RGB, resized and centre-cropped to (size, size, 3) uint8; a
-    16-bit image is scaled to 8 bits. Raises OSError/ValueError/SyntaxError (Pillow's) for an
-    unreadable or truncated file."""
-    from PIL import Image
+    """The image at ``path`` as RGB, upright (its EXIF orientation applied, as photo viewers do),
+    resized and centre-cropped to (size, size, 3) uint8; a 16-bit image is scaled to 8 bits.
+    Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as image:
-        return _square(_rgb(image), size, Image)
+        return _square(_rgb(ImageOps.exif_transpose(image)), size, Image)
 
 
 def _rgb(image):
