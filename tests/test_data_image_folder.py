@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -177,3 +178,49 @@ def test_exif_orientation_is_applied(tmp_path):
     image = load_image_folder(tmp_path, image_size=16, progress=False).train_images[0].int()
     red_minus_blue = image[0] - image[2]
     assert (red_minus_blue[:6] > 100).all() and (red_minus_blue[-6:] < -100).all()
+
+
+def _folder_with_one_large_image(root):
+    """Every image 40 x 30 (1,200 pixels) but dog/0.jpg, 100 x 100 (10,000 pixels)."""
+    write_split(root, "train", per_class=2)
+    write_split(root, "val", per_class=1)
+    write_image(root / "train" / "dog" / "0.jpg", COLOURS["dog"], size=(100, 100))
+
+
+def test_an_image_over_the_pixel_limit_is_skipped_with_skip_bad_images(tmp_path, monkeypatch):
+    _folder_with_one_large_image(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # Pillow refuses over twice this: 6,000
+    data = load_image_folder(tmp_path, image_size=8, skip_bad_images=True, progress=False)
+    assert len(data.train_labels) == 5
+
+
+def test_an_image_over_the_pixel_limit_is_named_in_one_error(tmp_path, monkeypatch):
+    _folder_with_one_large_image(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    with pytest.raises(coreaug.UsageError, match=r"cannot read image .*dog/0.jpg .*exceeds limit"):
+        load_image_folder(tmp_path, image_size=8, progress=False)
+
+
+def test_an_image_near_the_pixel_limit_decodes_without_pillow_warning(tmp_path, monkeypatch):
+    _folder_with_one_large_image(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # 10,000 pixels: Pillow warns, does not refuse
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert len(data.train_labels) == 6
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
+    from coreaug.data.image_folder import decode_square
+
+    write_image(tmp_path / "large.jpg", COLOURS["cat"], size=(1600, 1200))
+    opened = []
+    real_open = Image.open
+
+    def recording_open(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image, "open", recording_open)
+        assert decode_square(str(tmp_path / "large.jpg"), 16).shape == (16, 16, 3)
+    assert opened[0].size == (200, 150)  # 1/8 scale: still twice 16 on the shorter side

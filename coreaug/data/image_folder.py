@@ -15,6 +15,7 @@ and stored in a cache on disk (coreaug.data.image_cache) that later runs read in
 """
 import functools
 import os
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -171,11 +172,25 @@ def _split(files, class_folders, val_fraction, seed):
 def decode_square(path, size):
     """The image at ``path`` as RGB, upright (its EXIF orientation applied, as photo viewers do),
     resized and centre-cropped to (size, size, 3) uint8; a 16-bit image is scaled to 8 bits.
-    Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file."""
+
+    A JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 scale that keeps twice ``size``
+    (Pillow's draft, as its thumbnail does), so a 144-megapixel photo takes a few MB, not half
+    a GB. Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file,
+    and ValueError for one over Pillow's pixel limit (PIL.Image.MAX_IMAGE_PIXELS, twice over)."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
-        return _square(_rgb(ImageOps.exif_transpose(image)), size, Image)
+    with warnings.catch_warnings():
+        # Pillow warns from MAX_IMAGE_PIXELS on; the draft bounds what a JPEG costs, and the
+        # warning would land inside the progress bar.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as exc:  # not an OSError: name it as a bad image
+            raise ValueError(f"{str(exc).split(', could be')[0]}, Pillow's guard against decompression "
+                             "bombs; shrink the image") from None
+        with image:
+            image.draft("RGB", (2 * size, 2 * size))
+            return _square(_rgb(ImageOps.exif_transpose(image)), size, Image)
 
 
 def _rgb(image):
