@@ -1,5 +1,6 @@
 """Folders of your own images: the layouts, image kinds, training end to end, and bad data."""
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -224,3 +225,30 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
         patch.setattr(Image, "open", recording_open)
         assert decode_square(str(tmp_path / "large.jpg"), 16).shape == (16, 16, 3)
     assert opened[0].size == (200, 150)  # 1/8 scale: still twice 16 on the shorter side
+
+
+def _write_under_a_non_utf8_name(folder, colour):
+    """An image whose file name is the bytes b"\\xff.jpg", not valid UTF-8 (Latin-1 "ÿ.jpg")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_image(folder / "latin1.jpg", colour)
+    os.rename(folder / "latin1.jpg", os.path.join(os.fsencode(folder), b"\xff.jpg"))
+
+
+def test_a_file_name_that_is_not_utf8_is_read_like_any_other(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    _write_under_a_non_utf8_name(tmp_path / "train" / "dog", COLOURS["dog"])
+    data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert torch.bincount(data.train_labels).tolist() == [2, 3, 2]
+
+
+def test_a_bad_image_with_a_non_utf8_name_is_named_in_the_error(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    os.makedirs(tmp_path / "train" / "dog", exist_ok=True)
+    with open(os.path.join(os.fsencode(tmp_path / "train" / "dog"), b"\xff.jpg"), "wb") as f:
+        f.write(b"not an image")
+    with pytest.raises(coreaug.UsageError) as error:
+        load_image_folder(tmp_path, image_size=8, progress=False)
+    assert "dog/\\xff.jpg" in str(error.value)
+    str(error.value).encode("utf-8")  # printable on a UTF-8 terminal

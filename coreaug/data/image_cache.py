@@ -49,7 +49,7 @@ def cache_key(splits, image_size: int) -> str:
                 size, mtime = stat.st_size, stat.st_mtime_ns
             except OSError:  # a dangling link, say: decoding it fails, as a bad image
                 size, mtime = -1, -1
-            digest.update(f"{path}\t{label}\t{size}\t{mtime}\n".encode())
+            digest.update(os.fsencode(path) + f"\t{label}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -244,6 +244,12 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     return ImageCache(folder)
 
 
+def shown(path) -> str:
+    """``path`` printable: a file name that is not valid UTF-8 (its undecodable bytes held as
+    surrogates, os.fsdecode's way) shows those bytes as ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def bad_image(description):
     """The error for an unreadable image (`description`: its path and Pillow's reason)."""
     return UsageError(f"cannot read image {description}; fix or remove it, or pass "
@@ -277,7 +283,7 @@ class _Decoding(torch.utils.data.Dataset):
         try:
             return self.decode(path), label, None
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for bad or truncated files
-            return None, label, f"{path} ({exc})"
+            return None, label, shown(f"{path} ({exc})")
 
 
 def _fixed_mmap_threshold(worker_id=None):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset
-from .image_cache import bad_image, open_or_build
+from .image_cache import bad_image, open_or_build, shown
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
@@ -117,7 +117,7 @@ def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
     for label, name in enumerate(classes):
         images = _images_in(os.path.join(folder, name))
         if not images:
-            raise UsageError(f"class folder {os.path.join(folder, name)} holds no images "
+            raise UsageError(f"class folder {shown(os.path.join(folder, name))} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
         files += [(path, label) for path in images]
     return files
@@ -126,7 +126,7 @@ def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
 def _test_files(folder, classes):
     extra = sorted(set(_class_folders(folder)) - set(classes))
     if extra:
-        raise UsageError(f"{folder} has classes the training split lacks: {', '.join(extra[:5])}"
+        raise UsageError(f"{folder} has classes the training split lacks: {shown(', '.join(extra[:5]))}"
                          f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
     present = [c for c in classes if os.path.isdir(os.path.join(folder, c))]
     return [(path, classes.index(c)) for c in present for path in _images_in(os.path.join(folder, c))]
@@ -160,7 +160,7 @@ def _split(files, class_folders, val_fraction, seed):
     for label, folder in enumerate(class_folders):
         rows = np.flatnonzero(labels == label)
         if len(rows) < 2:
-            raise UsageError(f"class folder {folder} has {len(rows)} image; with no val/ folder each class needs at "
+            raise UsageError(f"class folder {shown(folder)} has {len(rows)} image; with no val/ folder each class needs at "
                              "least two (one to train on, one to test)")
         take = min(len(rows) - 1, max(1, round(val_fraction * len(rows))))
         test_rows += rng.permutation(rows)[:take].tolist()
