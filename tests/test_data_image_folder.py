@@ -252,3 +252,27 @@ def test_a_bad_image_with_a_non_utf8_name_is_named_in_the_error(tmp_path):
         load_image_folder(tmp_path, image_size=8, progress=False)
     assert "dog/\\xff.jpg" in str(error.value)
     str(error.value).encode("utf-8")  # printable on a UTF-8 terminal
+
+
+def test_image_size_defaults_to_the_images_own_size_and_the_first_line_says_so(tmp_path, capsys):
+    write_split(tmp_path, "train", per_class=2)  # every image 40 x 30
+    write_split(tmp_path, "val", per_class=1)
+    data = load_image_folder(tmp_path, progress=True)
+    assert data.image_shape == (3, 30, 30)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "at 30 px (the images' own size)" in first
+
+
+def test_image_size_defaults_to_64_when_the_sizes_differ_and_says_so(tmp_path, capsys):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    write_image(tmp_path / "train" / "cat" / "0.jpg", COLOURS["cat"], size=(50, 50))
+    data = load_image_folder(tmp_path, progress=True)
+    assert data.image_shape == (3, 64, 64)
+    assert "at 64 px (their sizes differ)" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_a_folder_run_defaults_to_the_images_own_size(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    assert coreaug.TrainConfig(dataset=str(tmp_path)).resolved().image_size == 30
+    assert coreaug.TrainConfig(dataset="synthetic").resolved().image_size == 64

@@ -42,10 +42,50 @@ def is_image_folder(path) -> bool:
     return isinstance(path, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(str(path)))
 
 
-def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, seed: int = 0,
+DEFAULT_IMAGE_SIZE = 64  # for a folder whose images' sizes differ
+
+
+def own_image_size(root, sample: int = 64) -> Optional[int]:
+    """The shorter side of the images under ``root`` when they share one width and height,
+    else None. Reads the headers of up to ``sample`` images (at most 8 per folder, so a large
+    folder is not walked to its end); no image is decoded."""
+    from PIL import Image
+
+    sizes = set()
+    for parent, dirs, names in os.walk(os.path.expanduser(str(root))):
+        dirs[:] = sorted(d for d in dirs if _is_listed(d))
+        for name in sorted(n for n in names if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS))[:8]:
+            try:
+                with Image.open(os.path.join(parent, name)) as image:
+                    sizes.add(tuple(sorted(image.size)))  # (shorter, longer): rotated photos match
+            except Exception:  # noqa: BLE001 - a bad image is reported by the decoding pass
+                continue
+            sample -= 1
+            if len(sizes) > 1 or sample == 0:
+                return None if len(sizes) > 1 else _usable(sizes)
+    return _usable(sizes)
+
+
+def _usable(sizes):
+    shorter = next(iter(sizes))[0] if len(sizes) == 1 else None
+    return shorter if shorter is not None and shorter >= 4 else None
+
+
+def image_size_note(root, image_size: int) -> str:
+    """Why ``image_size`` fits ``root``'s images, for the first line of a run."""
+    own = own_image_size(root)
+    if own == image_size:
+        return "the images' own size"
+    return f"resized from their own {own} px" if own else "their sizes differ"
+
+
+def load_image_folder(root, image_size: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0,
                       skip_bad_images: bool = False, progress: bool = True, on_disk: bool = False,
                       cache_dir: Optional[str] = None, workers: int = 0) -> ImageDataset:
     """Decode the images under ``root`` (see the module docstring) into an ImageDataset.
+
+    ``image_size`` None takes the images' own size when they share one (own_image_size), else
+    64; with ``progress``, the first line printed says the size used and why.
 
     Images are decoded once, in ``workers`` DataLoader worker processes, into a cache under
     ``cache_dir`` (default: coreaug.data.image_cache.default_cache_dir()) that later calls
@@ -57,11 +97,16 @@ def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, see
     (unless ``skip_bad_images``, which leaves such files out and says how many).
     """
     root = os.path.abspath(os.path.expanduser(str(root)))
+    if image_size is None:
+        image_size = own_image_size(root) or DEFAULT_IMAGE_SIZE
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
         raise UsageError(f"image_size must be an integer >= 4, got {image_size!r}")
     if not 0 < val_fraction < 1:
         raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     classes, train_files, test_files = _find_files(root, val_fraction, seed)
+    if progress:
+        tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
+                   f"({image_size_note(root, image_size)})")
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size,
                           functools.partial(decode_square, size=image_size), cache_dir, workers,
                           skip_bad_images, progress)

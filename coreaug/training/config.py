@@ -55,7 +55,8 @@ class TrainConfig:
         nothing (append mode, logit gradients; the first selection is a clean pass).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
     image_size, val_fraction, skip_bad_images: for a `dataset` that is a folder of images
-        (coreaug.data.image_folder): the square size images are resized and cropped to, the
+        (coreaug.data.image_folder): the square size images are resized and cropped to
+        (None: the images' own size when they share one, else 64; resolved() fills it in), the
         share of each class held out when the folder has no val/ or test/ split, and whether
         unreadable images are left out (counted) rather than an error.
     gradient_dim: gradient estimates wider than this are randomly projected to at most this
@@ -115,7 +116,7 @@ class TrainConfig:
     flip: Optional[bool] = None
     train_limit: Optional[int] = None
     test_limit: Optional[int] = None
-    image_size: int = 64
+    image_size: Optional[int] = None
     val_fraction: float = 0.1
     skip_bad_images: bool = False
     stream: str = "auto"
@@ -141,6 +142,11 @@ class TrainConfig:
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
+        if filled["image_size"] is None:
+            from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, is_image_folder, own_image_size
+
+            own = own_image_size(self.dataset) if is_image_folder(self.dataset) else None
+            filled["image_size"] = own or DEFAULT_IMAGE_SIZE
         config = TrainConfig(**filled)
         config.validate()
         return config
