@@ -115,3 +115,28 @@ def test_overwrite_starts_the_run_again(tmp_path):
 def test_resume_and_overwrite_together_are_refused():
     with pytest.raises(coreaug.UsageError, match="pass one of them"):
         coreaug.TrainConfig(**TINY, resume=True, overwrite=True).resolved()
+
+
+def _folder_run(data, out, **settings):
+    return coreaug.TrainConfig(dataset=str(data), image_size=8, model="cnn", epochs=1, batch_size=8, quiet=True,
+                               out=str(out), **settings)
+
+
+def test_resume_after_the_folders_files_changed_is_refused(tmp_path):
+    from test_data_image_folder import COLOURS, write_image, write_split
+
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=1)
+    coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run"))
+    write_image(tmp_path / "data" / "train" / "cat" / "new.jpg", COLOURS["cat"])
+    with pytest.raises(coreaug.UsageError, match="changed .* since the run's checkpoint"):
+        coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run", resume=True))
+
+
+def test_resume_on_the_same_folder_files_continues(tmp_path):
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=1)
+    coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run"))
+    assert len(coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run", resume=True)).history) == 1

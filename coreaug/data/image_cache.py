@@ -38,9 +38,16 @@ def default_cache_dir() -> str:
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
 
 
-def cache_key(splits, image_size: int) -> str:
-    """A hash of the image size and each split's (path, label, size, mtime) list."""
-    digest = hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size}\n".encode())
+def cache_key(splits, image_size: int) -> Tuple[str, str]:
+    """(the cache's name, a hash of the files alone): hashes of the format version, the image
+    size and each split's (path, label, size, mtime) list, and of that list alone."""
+    files = files_digest(splits)
+    return hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size} {files}".encode()).hexdigest()[:24], files
+
+
+def files_digest(splits) -> str:
+    """A hash of each split's (path, label, size, mtime) list: which data a folder holds now."""
+    digest = hashlib.sha256()
     for name, files in splits:
         digest.update(f"[{name}]\n".encode())
         for path, label in files:
@@ -216,7 +223,8 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     lacks the disk space the decoded images need.
     """
     root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
-    folder = os.path.join(root, cache_key(splits, image_size))
+    key, files = cache_key(splits, image_size)
+    folder = os.path.join(root, key)
     if os.path.isfile(os.path.join(folder, "meta.json")):
         return ImageCache(folder)
     os.makedirs(root, exist_ok=True)
@@ -226,7 +234,7 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     os.makedirs(building)
     try:
         meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
-                "counts": {}, "skipped": []}
+                "counts": {}, "skipped": [], "files": files}
         for name, files in splits:
             meta["counts"][name], histogram = _write_split(building, name, files, decode, workers, skip_bad,
                                                            meta["skipped"], progress)

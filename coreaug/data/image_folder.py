@@ -121,7 +121,7 @@ def load_image_folder(root, image_size: Optional[int] = None, val_fraction: floa
     return ImageDataset(name=os.path.basename(root), train_images=train, train_labels=cache.labels("train"),
                         test_images=test, test_labels=cache.labels("test"), num_classes=len(classes),
                         class_names=classes, mean=tuple(cache.meta["mean"]), std=tuple(cache.meta["std"]),
-                        source=root)
+                        source=root, fingerprint=cache.meta["files"])
 
 
 def _find_files(root, val_fraction, seed):

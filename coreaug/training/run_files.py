@@ -104,6 +104,18 @@ class RunFolder:
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
 
 
+def check_same_data(checkpoint, data):
+    """Refuse to resume from `checkpoint` when the folder of images `data` was read from has
+    changed since it was written (files added, removed or modified): the run would go on
+    training on other data than it started with. Checkpoints of built-in datasets, and ones
+    written before coreaug recorded this, carry no fingerprint and pass."""
+    stored = (checkpoint or {}).get("data_fingerprint")
+    if stored is not None and data.fingerprint is not None and stored != data.fingerprint:
+        raise UsageError(f"the images in {data.source} changed (files added, removed or modified) since the run's "
+                         "checkpoint was written, so --resume would continue on other data; restore them, or "
+                         "start the run again with --overwrite")
+
+
 def _as_stored(identity):
     return json.loads(json.dumps(identity))  # tuples -> lists, as config.json stores them
 

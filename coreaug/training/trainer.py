@@ -21,7 +21,7 @@ from .evaluate import evaluation_sums
 from .inputs import load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
-from .run_files import RunFolder
+from .run_files import RunFolder, check_same_data
 from .schedule import learning_rate
 from .selector import select_examples
 
@@ -94,6 +94,7 @@ def _open_run(config, distributed):
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
         with distributed.node_main_first():  # a --download happens once per node
             data = load_run_data(config, distributed.device)
+        check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         if folder:
             folder.start(identity, fresh=checkpoint is None)
@@ -173,7 +174,7 @@ def _train_run(config, distributed, folder, checkpoint, data):
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
         })
         if folder:
-            folder.save_epoch(_checkpoint(config, run, epoch), run.history)
+            folder.save_epoch(_checkpoint(config, run, epoch, data), run.history)
         if not config.quiet:
             _log_epoch(config, run.history[-1])
 
@@ -254,10 +255,10 @@ def _evaluate(run, data, distributed):
     return loss / len(data.test_labels), correct / len(data.test_labels)
 
 
-def _checkpoint(config, run, epoch):
+def _checkpoint(config, run, epoch, data):
     return {"epoch": epoch + 1, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "method": run.method.state_dict(), "history": run.history, "config": config.identity(),
-            "train_logits": _to(run.train_logits, "cpu"),
+            "train_logits": _to(run.train_logits, "cpu"), "data_fingerprint": data.fingerprint,
             "scaler": run.scaler.state_dict() if run.scaler is not None else None}
 
 
