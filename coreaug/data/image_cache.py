@@ -211,10 +211,17 @@ class ImageCache:
     def labels(self, split: str) -> torch.Tensor:
         return torch.from_numpy(np.load(os.path.join(self.folder, f"{split}.labels.npy")))
 
+    def bytes(self) -> int:
+        """The disk space the cache's files take."""
+        return sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
+
 
 def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[str] = None,
-                  workers: int = 0, skip_bad: bool = False, progress: bool = True) -> ImageCache:
-    """The cache of ``splits`` ([(name, [(path, label)])]), built first if absent.
+                  workers: int = 0, skip_bad: bool = False, progress: bool = True,
+                  source: Optional[str] = None) -> ImageCache:
+    """The cache of ``splits`` ([(name, [(path, label)])]) of the folder ``source``, built first
+    if absent. With ``progress``, a new build says how much older caches of ``source`` (other
+    sizes, or the folder before it changed) still take, and how to remove them.
 
     ``decode(path) -> (H, W, 3) uint8 array`` (it raises ValueError/OSError for a bad image)
     runs in ``workers`` DataLoader worker processes (0: in this process). A bad image is a
@@ -223,7 +230,7 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     lacks the disk space the decoded images need.
     """
     root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
-    key, files = cache_key(splits, image_size)
+    key, fingerprint = cache_key(splits, image_size)
     folder = os.path.join(root, key)
     if os.path.isfile(os.path.join(folder, "meta.json")):
         return ImageCache(folder)
@@ -234,7 +241,7 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     os.makedirs(building)
     try:
         meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
-                "counts": {}, "skipped": [], "files": files}
+                "counts": {}, "skipped": [], "files": fingerprint, "source": source}
         for name, files in splits:
             meta["counts"][name], histogram = _write_split(building, name, files, decode, workers, skip_bad,
                                                            meta["skipped"], progress)
@@ -249,7 +256,38 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    others = [cache for cache in caches_in(root, source) if cache.folder != folder] if source else []
+    if others and progress:
+        tqdm.write(f"{len(others)} other decoded cache{'' if len(others) == 1 else 's'} of {shown(source)} (other image sizes, or the folder before it "
+                   f"changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
+                   f"`coreaug datasets {shown(source)} --clear-cache` removes them")
     return ImageCache(folder)
+
+
+def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> List[ImageCache]:
+    """The decoded caches in ``cache_dir`` (default: default_cache_dir()), or only those of the
+    folder ``source``. Builds in progress are not caches yet and are left out."""
+    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if ".building-" not in entry.name and os.path.isfile(os.path.join(entry.path, "meta.json")):
+            cache = ImageCache(entry.path)
+            if source is None or cache.meta.get("source") == os.path.abspath(os.path.expanduser(str(source))):
+                found.append(cache)
+    return found
+
+
+def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) -> Tuple[int, int]:
+    """Remove the decoded caches in ``cache_dir`` (all, or only those of the folder ``source``);
+    returns (how many, bytes freed). A run reading one of them must not be going on: later
+    runs rebuild what they need."""
+    removed = caches_in(cache_dir, source)
+    freed = sum(cache.bytes() for cache in removed)
+    for cache in removed:
+        shutil.rmtree(cache.folder)
+    return len(removed), freed
 
 
 def shown(path) -> str:

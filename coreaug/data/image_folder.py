@@ -109,7 +109,7 @@ def load_image_folder(root, image_size: Optional[int] = None, val_fraction: floa
                    f"({image_size_note(root, image_size)})")
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size,
                           functools.partial(decode_square, size=image_size), cache_dir, workers,
-                          skip_bad_images, progress)
+                          skip_bad_images, progress, source=root)
     skipped = cache.meta["skipped"]
     if skipped and not skip_bad_images:  # a cache built by an earlier run that skipped them
         raise bad_image(skipped[0])
@@ -121,7 +121,7 @@ def load_image_folder(root, image_size: Optional[int] = None, val_fraction: floa
     return ImageDataset(name=os.path.basename(root), train_images=train, train_labels=cache.labels("train"),
                         test_images=test, test_labels=cache.labels("test"), num_classes=len(classes),
                         class_names=classes, mean=tuple(cache.meta["mean"]), std=tuple(cache.meta["std"]),
-                        source=root, fingerprint=cache.meta["files"])
+                        source=root, fingerprint=cache.meta.get("files"))
 
 
 def _find_files(root, val_fraction, seed):
