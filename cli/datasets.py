@@ -44,4 +44,5 @@ def _clear(name, cache_dir):
     count, freed = clear_caches(cache_dir, name)
     caches = "cache" if count == 1 else "caches"
     whose = f" of {name}" if name else ""
-    click.echo(f"removed {count} decoded {caches}{whose} ({freed / 2**20:.0f} MiB) from {cache_dir or default_cache_dir()}")
+    where = cache_dir or default_cache_dir()
+    click.echo(f"removed {count} decoded {caches}{whose} ({freed / 2**20:.0f} MiB) from {where}")

@@ -22,7 +22,8 @@ def train_options(command):
         click.option("--dataset", default="cifar10", show_default=True,
                      help="cifar10, cifar100, svhn, fashion-mnist, mnist, digits, synthetic, or a folder of images."),
         click.option("--image-size", type=int,
-                     help="Folder datasets: square size of the images [default: their own size when they share one, else 64]."),
+                     help="Folder datasets: square size of the images "
+                          "[default: their own size when they share one, else 64]."),
         click.option("--val-fraction", type=float, default=0.1, show_default=True,
                      help="Folder datasets without val/ or test/: share of each class held out for testing."),
         click.option("--skip-bad-images", is_flag=True, help="Folder datasets: leave unreadable images out (counted) instead of stopping."),

@@ -42,7 +42,8 @@ def cache_key(splits, image_size: int) -> Tuple[str, str]:
     """(the cache's name, a hash of the files alone): hashes of the format version, the image
     size and each split's (path, label, size, mtime) list, and of that list alone."""
     files = files_digest(splits)
-    return hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size} {files}".encode()).hexdigest()[:24], files
+    name = hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size} {files}".encode()).hexdigest()[:24]
+    return name, files
 
 
 def files_digest(splits) -> str:
@@ -258,8 +259,9 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
         shutil.rmtree(building, ignore_errors=True)
     others = [cache for cache in caches_in(root, source) if cache.folder != folder] if source else []
     if others and progress:
-        tqdm.write(f"{len(others)} other decoded cache{'' if len(others) == 1 else 's'} of {shown(source)} (other image sizes, or the folder before it "
-                   f"changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
+        caches = "cache" if len(others) == 1 else "caches"
+        tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
+                   f"before it changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
                    f"`coreaug datasets {shown(source)} --clear-cache` removes them")
     return ImageCache(folder)
 

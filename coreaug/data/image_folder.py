@@ -139,7 +139,8 @@ def _find_files(root, val_fraction, seed):
         test = _tiny_imagenet_val(test_dir, classes) if _is_tiny_imagenet_val(test_dir) else _test_files(test_dir, classes)
         return classes, train, test
     classes = _class_folders(root)
-    return (classes, *_split(_labelled_files(root, classes), [os.path.join(root, c) for c in classes], val_fraction, seed))
+    class_folders = [os.path.join(root, c) for c in classes]
+    return (classes, *_split(_labelled_files(root, classes), class_folders, val_fraction, seed))
 
 
 def _class_folders(folder) -> List[str]:
@@ -153,7 +154,8 @@ def _images_in(folder) -> List[str]:
     found = []
     for parent, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if _is_listed(d))
-        found += [os.path.join(parent, n) for n in sorted(names) if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
+        found += [os.path.join(parent, n) for n in sorted(names)
+                  if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
     return found
 
 
@@ -205,8 +207,8 @@ def _split(files, class_folders, val_fraction, seed):
     for label, folder in enumerate(class_folders):
         rows = np.flatnonzero(labels == label)
         if len(rows) < 2:
-            raise UsageError(f"class folder {shown(folder)} has {len(rows)} image; with no val/ folder each class needs at "
-                             "least two (one to train on, one to test)")
+            raise UsageError(f"class folder {shown(folder)} has {len(rows)} image; with no val/ folder each class "
+                             "needs at least two (one to train on, one to test)")
         take = min(len(rows) - 1, max(1, round(val_fraction * len(rows))))
         test_rows += rng.permutation(rows)[:take].tolist()
     is_test = np.zeros(len(files), dtype=bool)
