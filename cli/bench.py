@@ -3,6 +3,7 @@ import click
 
 import coreaug.bench
 from coreaug.bench.tables import read_run
+from coreaug.errors import UsageError
 
 from coreaug.training.config import SELECTING
 
@@ -14,7 +15,7 @@ def _list(flag, text, convert=str):
     try:
         return [convert(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{flag} must be a comma-separated list like 0.1,0.3, got {text!r}") from None
+        raise UsageError(f"{flag} must be a comma-separated list like 0.1,0.3, got {text!r}") from None
 
 
 def _report(run, status, position, total):

@@ -2,6 +2,7 @@
 import click
 
 import coreaug
+from coreaug.errors import UsageError
 
 from .errors import user_errors
 
@@ -10,17 +11,38 @@ from .errors import user_errors
 @click.argument("name", required=False)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder).")
 @click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed).")
+@click.option("--clear-cache", is_flag=True,
+              help="Remove decoded caches of folders of images: NAME's (a folder), or all of them without NAME.")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Where folders' images are decoded to [default: ~/.cache/coreaug/decoded].")
 @user_errors
-def datasets(name, data_dir, download):
+def datasets(name, data_dir, download, clear_cache, cache_dir):
     """Without NAME, list the datasets; with NAME, load it (downloading with --download) and describe it."""
+    from coreaug.data.image_folder import is_image_folder
+
+    if clear_cache:
+        _clear(name, cache_dir)
+        return
     if name is None:
         click.echo("\n".join(coreaug.available_datasets()))
         return
-    from coreaug.data.image_folder import is_image_folder
-
     if is_image_folder(name) and name not in coreaug.available_datasets():  # decoded to the cache, not into memory
-        data = coreaug.load_dataset(name, on_disk=True)
+        data = coreaug.load_dataset(name, on_disk=True, cache_dir=cache_dir)
     else:
         data = coreaug.load_dataset(name, data_dir, download=download)
     click.echo(f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images of shape "
                f"{tuple(data.image_shape)}, {data.num_classes} classes, from {data.source}")
+
+
+def _clear(name, cache_dir):
+    from coreaug.data.image_cache import clear_caches, default_cache_dir
+    from coreaug.data.image_folder import is_image_folder
+
+    if name is not None and not is_image_folder(name):
+        raise UsageError(f"--clear-cache removes the decoded caches of a folder of images; {name} is not a folder "
+                         "(leave NAME out to remove every decoded cache)")
+    count, freed = clear_caches(cache_dir, name)
+    caches = "cache" if count == 1 else "caches"
+    whose = f" of {name}" if name else ""
+    where = cache_dir or default_cache_dir()
+    click.echo(f"removed {count} decoded {caches}{whose} ({freed / 2**20:.0f} MiB) from {where}")

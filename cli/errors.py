@@ -4,7 +4,12 @@ import sys
 
 import click
 
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+from coreaug.errors import UsageError
+
+# The API's UsageError, and the OS's word for a path the user gave that is missing or not
+# usable. Any other error, a ValueError from torch or from coreaug's invariants included,
+# is a failure and keeps its traceback.
+USER_ERRORS = (UsageError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def fail(message):
@@ -14,7 +19,7 @@ def fail(message):
 
 
 def user_errors(command):
-    """Decorator: the API's ValueError/FileNotFoundError become `fail(...)`."""
+    """Decorator: the API's UsageError/FileNotFoundError become `fail(...)`."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:

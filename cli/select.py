@@ -5,6 +5,7 @@ import click
 import numpy as np
 
 import coreaug
+from coreaug.errors import UsageError
 from coreaug.selection.coreset import DEFAULT_KNN
 
 from .errors import user_errors
@@ -14,7 +15,7 @@ def _load_npy(path, name):
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"--{name} {path} is not a readable .npy file ({exc})") from None
+        raise UsageError(f"--{name} {path} is not a readable .npy file ({exc})") from None
 
 
 @click.command("select")
@@ -33,18 +34,18 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
     """Select a weighted subset and write it to OUT (.npz with keys indices, weights)."""
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):
-        raise ValueError(f"--out {out_path}: folder {out_dir} does not exist; create it first")
+        raise UsageError(f"--out {out_path}: folder {out_dir} does not exist; create it first")
     labels = _load_npy(labels_path, "labels")
     if strategy == "coreset":
         if features_path is None:
-            raise ValueError("--features is required with --strategy coreset")
+            raise UsageError("--features is required with --strategy coreset")
         result = coreaug.select_coreset(_load_npy(features_path, "features"), labels, fraction,
                                         balance=balance, knn=knn, backend=backend, seed=seed)
     elif strategy == "random":
         result = coreaug.select_random(labels, fraction, balance=balance, seed=seed)
     else:
         if losses_path is None:
-            raise ValueError("--losses is required with --strategy maxloss")
+            raise UsageError("--losses is required with --strategy maxloss")
         result = coreaug.select_maxloss(_load_npy(losses_path, "losses"), labels, fraction, balance=balance)
     result.save(out_path)
     click.echo(result.summary())

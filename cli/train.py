@@ -2,6 +2,7 @@
 import click
 
 import coreaug
+from coreaug.errors import UsageError
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.training.config import GRADIENT_KINDS, MODES, SCHEDULES, STRATEGIES
 
@@ -12,7 +13,7 @@ def _floats(text):
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"--milestones must be comma-separated fractions like 0.5,0.75, got {text!r}") from None
+        raise UsageError(f"--milestones must be comma-separated fractions like 0.5,0.75, got {text!r}") from None
 
 
 def train_options(command):
@@ -20,7 +21,9 @@ def train_options(command):
     options = [
         click.option("--dataset", default="cifar10", show_default=True,
                      help="cifar10, cifar100, svhn, fashion-mnist, mnist, digits, synthetic, or a folder of images."),
-        click.option("--image-size", type=int, default=64, show_default=True, help="Folder datasets: square size of the images."),
+        click.option("--image-size", type=int,
+                     help="Folder datasets: square size of the images "
+                          "[default: their own size when they share one, else 64]."),
         click.option("--val-fraction", type=float, default=0.1, show_default=True,
                      help="Folder datasets without val/ or test/: share of each class held out for testing."),
         click.option("--skip-bad-images", is_flag=True, help="Folder datasets: leave unreadable images out (counted) instead of stopping."),
@@ -94,6 +97,7 @@ def make_config(**flags):
 @train_options
 @click.option("--out", type=click.Path(), help="Folder for metrics.jsonl, summary.json, checkpoint.pt.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its checkpoint and metrics.")
 @user_errors
 def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected coreset."""

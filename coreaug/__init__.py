@@ -15,6 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .augment import available_policies, create_policy
 from .bench import BenchResult, run_grid
 from .data import DatasetNotFoundError, ImageDataset, apply_label_noise, available_datasets, load_dataset
+from .errors import UsageError
 from .models import available_models, create_model
 from .selection import (
     Selection,
@@ -33,5 +34,5 @@ __all__ = [
     "TrainConfig", "TrainResult", "train", "CoresetAugmentation",
     "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
     "create_model", "available_models", "create_policy", "available_policies",
-    "run_grid", "BenchResult",
+    "run_grid", "BenchResult", "UsageError",
 ]

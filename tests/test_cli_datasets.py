@@ -28,7 +28,7 @@ def test_describes_a_folder_of_images(tmp_path):
     write_split(tmp_path / "pets", "val", per_class=1)
     proc = coreaug(tmp_path / "pets")
     assert proc.returncode == 0, proc.stderr
-    assert "pets: 9 train / 3 test images of shape (3, 64, 64), 3 classes" in proc.stdout
+    assert "pets: 9 train / 3 test images of shape (3, 30, 30), 3 classes" in proc.stdout  # their own size
 
 
 def test_missing_dataset_is_one_line_listing_where_it_looked(tmp_path):

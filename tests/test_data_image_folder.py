@@ -1,13 +1,16 @@
 """Folders of your own images: the layouts, image kinds, training end to end, and bad data."""
 import json
+import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import coreaug
 from coreaug.data.image_folder import load_image_folder
 
 COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
@@ -112,3 +115,164 @@ def test_a_folder_with_no_images_is_an_error(tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(ValueError, match="holds no class folders"):
         load_image_folder(tmp_path / "nothing", progress=False)
+
+
+def test_macos_metadata_files_and_folders_are_skipped(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    (tmp_path / "train" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # resource fork
+    (tmp_path / "train" / "__MACOSX" / "cat").mkdir(parents=True)
+    (tmp_path / "train" / "__MACOSX" / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert data.class_names == ["cat", "dog", "fox"] and len(data.train_labels) == 6
+
+
+def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path):
+    write_image(tmp_path / "cat" / "0.png", COLOURS["cat"])
+    write_image(tmp_path / "cat" / "1.png", COLOURS["cat"])
+    write_image(tmp_path / "dog" / "0.png", COLOURS["dog"])
+    with pytest.raises(ValueError, match=r"class folder .*dog has 1 image"):
+        load_image_folder(tmp_path, image_size=8, progress=False)
+
+
+def _folder_with_a_dangling_link(root):
+    write_split(root, "train", per_class=2)
+    write_split(root, "val", per_class=1)
+    (root / "train" / "dog" / "gone.jpg").symlink_to(root / "nowhere.jpg")
+
+
+def test_a_dangling_symlink_is_a_bad_image_skipped_with_skip_bad_images(tmp_path):
+    _folder_with_a_dangling_link(tmp_path)
+    data = load_image_folder(tmp_path, image_size=8, skip_bad_images=True, progress=False)
+    assert len(data.train_labels) == 6
+
+
+def test_a_dangling_symlink_is_named_in_one_line_without_skip_bad_images(tmp_path):
+    _folder_with_a_dangling_link(tmp_path)
+    with pytest.raises(coreaug.UsageError, match=r"cannot read image .*dog/gone.jpg"):
+        load_image_folder(tmp_path, image_size=8, progress=False)
+
+
+def test_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    for path in (tmp_path / "train" / "cat").iterdir():
+        path.unlink()
+    for i in range(2):  # mid-grey in 16 bits: level 30000 of 65535
+        Image.fromarray(np.full((30, 40), 30000, dtype=np.uint16)).save(tmp_path / "train" / "cat" / f"{i}.png")
+    data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert (data.train_images[data.train_labels == 0] == 30000 >> 8).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    for path in (tmp_path / "train" / "cat").iterdir():
+        path.unlink()
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, :40, 0] = 255  # stored: left half red, right half blue
+    pixels[:, 40:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": shown with red on top
+    for i in range(2):
+        Image.fromarray(pixels).save(tmp_path / "train" / "cat" / f"{i}.jpg", exif=exif, quality=95)
+    image = load_image_folder(tmp_path, image_size=16, progress=False).train_images[0].int()
+    red_minus_blue = image[0] - image[2]
+    assert (red_minus_blue[:6] > 100).all() and (red_minus_blue[-6:] < -100).all()
+
+
+def _folder_with_one_large_image(root):
+    """Every image 40 x 30 (1,200 pixels) but dog/0.jpg, 100 x 100 (10,000 pixels)."""
+    write_split(root, "train", per_class=2)
+    write_split(root, "val", per_class=1)
+    write_image(root / "train" / "dog" / "0.jpg", COLOURS["dog"], size=(100, 100))
+
+
+def test_an_image_over_the_pixel_limit_is_skipped_with_skip_bad_images(tmp_path, monkeypatch):
+    _folder_with_one_large_image(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # Pillow refuses over twice this: 6,000
+    data = load_image_folder(tmp_path, image_size=8, skip_bad_images=True, progress=False)
+    assert len(data.train_labels) == 5
+
+
+def test_an_image_over_the_pixel_limit_is_named_in_one_error(tmp_path, monkeypatch):
+    _folder_with_one_large_image(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    with pytest.raises(coreaug.UsageError, match=r"cannot read image .*dog/0.jpg .*exceeds limit"):
+        load_image_folder(tmp_path, image_size=8, progress=False)
+
+
+def test_an_image_near_the_pixel_limit_decodes_without_pillow_warning(tmp_path, monkeypatch):
+    _folder_with_one_large_image(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # 10,000 pixels: Pillow warns, does not refuse
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert len(data.train_labels) == 6
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
+    from coreaug.data.image_folder import decode_square
+
+    write_image(tmp_path / "large.jpg", COLOURS["cat"], size=(1600, 1200))
+    opened = []
+    real_open = Image.open
+
+    def recording_open(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image, "open", recording_open)
+        assert decode_square(str(tmp_path / "large.jpg"), 16).shape == (16, 16, 3)
+    assert opened[0].size == (200, 150)  # 1/8 scale: still twice 16 on the shorter side
+
+
+def _write_under_a_non_utf8_name(folder, colour):
+    """An image whose file name is the bytes b"\\xff.jpg", not valid UTF-8 (Latin-1 "ÿ.jpg")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_image(folder / "latin1.jpg", colour)
+    os.rename(folder / "latin1.jpg", os.path.join(os.fsencode(folder), b"\xff.jpg"))
+
+
+def test_a_file_name_that_is_not_utf8_is_read_like_any_other(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    _write_under_a_non_utf8_name(tmp_path / "train" / "dog", COLOURS["dog"])
+    data = load_image_folder(tmp_path, image_size=8, progress=False)
+    assert torch.bincount(data.train_labels).tolist() == [2, 3, 2]
+
+
+def test_a_bad_image_with_a_non_utf8_name_is_named_in_the_error(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    os.makedirs(tmp_path / "train" / "dog", exist_ok=True)
+    with open(os.path.join(os.fsencode(tmp_path / "train" / "dog"), b"\xff.jpg"), "wb") as f:
+        f.write(b"not an image")
+    with pytest.raises(coreaug.UsageError) as error:
+        load_image_folder(tmp_path, image_size=8, progress=False)
+    assert "dog/\\xff.jpg" in str(error.value)
+    str(error.value).encode("utf-8")  # printable on a UTF-8 terminal
+
+
+def test_image_size_defaults_to_the_images_own_size_and_the_first_line_says_so(tmp_path, capsys):
+    write_split(tmp_path, "train", per_class=2)  # every image 40 x 30
+    write_split(tmp_path, "val", per_class=1)
+    data = load_image_folder(tmp_path, progress=True)
+    assert data.image_shape == (3, 30, 30)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "at 30 px (the images' own size)" in first
+
+
+def test_image_size_defaults_to_64_when_the_sizes_differ_and_says_so(tmp_path, capsys):
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    write_image(tmp_path / "train" / "cat" / "0.jpg", COLOURS["cat"], size=(50, 50))
+    data = load_image_folder(tmp_path, progress=True)
+    assert data.image_shape == (3, 64, 64)
+    assert "at 64 px (their sizes differ)" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_a_folder_run_defaults_to_the_images_own_size(tmp_path):
+    write_split(tmp_path, "train", per_class=2)
+    assert coreaug.TrainConfig(dataset=str(tmp_path)).resolved().image_size == 30
+    assert coreaug.TrainConfig(dataset="synthetic").resolved().image_size == 64

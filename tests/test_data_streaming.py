@@ -1,5 +1,6 @@
 """Images on disk: the decoded cache, reading rows without holding them, and training streamed."""
 import os
+import time
 
 import numpy as np
 import pytest
@@ -42,6 +43,32 @@ def test_batches_are_read_ahead_in_order_and_errors_reach_the_reader(tmp_path):
     early = images.batches(consecutive(10, 1), depth=1)
     next(early)
     early.close()  # the read-ahead thread stops instead of waiting forever on a full queue
+
+
+def _closes_within(generator, seconds=5.0):
+    """Close `generator` in a helper thread; whether the close returned within `seconds`."""
+    import threading
+
+    closer = threading.Thread(target=generator.close, daemon=True)
+    closer.start()
+    closer.join(seconds)
+    return not closer.is_alive()
+
+
+def test_stopping_during_the_last_batches_does_not_hang(tmp_path):
+    images, _ = disk_images(tmp_path)
+    reader = images.batches(consecutive(10, 5), depth=1)  # two batches: the end-of-data put waits for room
+    next(reader)
+    time.sleep(0.3)  # the thread has queued the last batch and waits to put the end marker
+    assert _closes_within(reader)
+
+
+def test_stopping_when_a_read_has_failed_does_not_hang(tmp_path):
+    images, _ = disk_images(tmp_path)
+    reader = images.batches([np.array([0]), np.array([1]), np.array([99])], depth=1)
+    next(reader)
+    time.sleep(0.3)  # the thread has queued row 1 and waits to put the IndexError of row 99
+    assert _closes_within(reader)
 
 
 def _rss_file_bytes():
@@ -177,3 +204,49 @@ def test_a_truncated_cache_file_says_how_to_rebuild_it(tmp_path):
         f.truncate(5 * images.row_bytes)
     with pytest.raises(ValueError, match="shorter than its 10 images; delete its folder"):
         images.read([7])
+
+
+def _two_versions_of_a_folder(root, cache_dir):
+    """A folder decoded into `cache_dir`, then changed and decoded again: two caches of it."""
+    from test_data_image_folder import COLOURS, write_image
+
+    write_split(root, "train", per_class=2)
+    write_split(root, "val", per_class=1)
+    load_image_folder(root, image_size=8, progress=False, cache_dir=cache_dir)
+    write_image(root / "train" / "cat" / "new.jpg", COLOURS["cat"])
+
+
+def test_a_rebuild_after_the_folder_changed_says_the_old_cache_is_left_and_how_to_clear_it(tmp_path, capsys):
+    _two_versions_of_a_folder(tmp_path / "data", tmp_path / "cache")
+    load_image_folder(tmp_path / "data", image_size=8, progress=True, cache_dir=tmp_path / "cache")
+    out = capsys.readouterr().out
+    assert "1 other decoded cache of" in out and "MiB in" in out
+    assert f"coreaug datasets {tmp_path / 'data'} --clear-cache" in out
+
+
+def test_clear_cache_of_a_folder_removes_its_caches_only(tmp_path):
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    _two_versions_of_a_folder(tmp_path / "data", tmp_path / "cache")
+    load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+    write_split(tmp_path / "other", "train", per_class=2)
+    write_split(tmp_path / "other", "val", per_class=1)
+    load_image_folder(tmp_path / "other", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+    result = CliRunner().invoke(app, ["datasets", str(tmp_path / "data"), "--clear-cache",
+                                      "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"removed 2 decoded caches of {tmp_path / 'data'}")
+    assert [c.meta["source"] for c in image_cache.caches_in(str(tmp_path / "cache"))] == [str(tmp_path / "other")]
+
+
+def test_clear_cache_without_a_folder_removes_every_cache(tmp_path):
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    _two_versions_of_a_folder(tmp_path / "data", tmp_path / "cache")
+    result = CliRunner().invoke(app, ["datasets", "--clear-cache", "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0 and result.output.startswith("removed 1 decoded cache ")
+    assert image_cache.caches_in(str(tmp_path / "cache")) == []

@@ -81,3 +81,62 @@ def test_resume_and_bench_share_one_rule_for_new_and_changed_settings(tmp_path):
     assert not same_settings(stored, identity)
     with pytest.raises(ValueError, match="different config.*knn: 10 -> 20"):
         coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
+
+
+def _run_files(out):
+    return {name: (out / name).read_bytes() for name in ("checkpoint.pt", "metrics.jsonl", "summary.json")}
+
+
+def test_a_rerun_without_resume_is_refused_in_one_line_and_deletes_nothing(tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", *CLI_TINY, "--epochs", "1", "--out", out).returncode == 0
+    before = _run_files(out)
+    proc = cli("train", *CLI_TINY, "--epochs", "1", "--out", out)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "already holds a run" in proc.stderr and "--resume" in proc.stderr and "--overwrite" in proc.stderr
+    assert _run_files(out) == before
+
+
+def test_the_api_refuses_a_rerun_without_resume_too(tmp_path):
+    out = str(tmp_path / "run")
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=out))
+    with pytest.raises(coreaug.UsageError, match="already holds a run"):
+        coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=out))
+
+
+def test_overwrite_starts_the_run_again(tmp_path):
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=2, out=str(out)))
+    again = coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), overwrite=True))
+    assert len(again.history) == 1
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_and_overwrite_together_are_refused():
+    with pytest.raises(coreaug.UsageError, match="pass one of them"):
+        coreaug.TrainConfig(**TINY, resume=True, overwrite=True).resolved()
+
+
+def _folder_run(data, out, **settings):
+    return coreaug.TrainConfig(dataset=str(data), image_size=8, model="cnn", epochs=1, batch_size=8, quiet=True,
+                               out=str(out), **settings)
+
+
+def test_resume_after_the_folders_files_changed_is_refused(tmp_path):
+    from test_data_image_folder import COLOURS, write_image, write_split
+
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=1)
+    coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run"))
+    write_image(tmp_path / "data" / "train" / "cat" / "new.jpg", COLOURS["cat"])
+    with pytest.raises(coreaug.UsageError, match="changed .* since the run's checkpoint"):
+        coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run", resume=True))
+
+
+def test_resume_on_the_same_folder_files_continues(tmp_path):
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=1)
+    coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run"))
+    assert len(coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run", resume=True)).history) == 1

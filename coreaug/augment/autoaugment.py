@@ -10,6 +10,8 @@ from typing import Optional
 
 import torch
 
+from coreaug.errors import UsageError
+
 from .geometric import check_interpolation
 from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy, check_fill_level, fill_in_image_units
@@ -107,7 +109,7 @@ class AutoAugment(Policy):
     def __init__(self, interpolation: str = "nearest", fill: float = 0, policy: str = "cifar10"):
         check_interpolation(interpolation)
         if policy not in AUTOAUGMENT_POLICIES:
-            raise ValueError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got {policy!r}")
+            raise UsageError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got {policy!r}")
         self.interpolation = interpolation
         self.fill = check_fill_level(fill)
         self.policy = policy

@@ -15,6 +15,8 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from coreaug.errors import UsageError
+
 from .validation import Magnitude, check_images, check_magnitude
 from .working_float import from_working, to_working
 
@@ -119,7 +121,7 @@ def check_fill(fill: Fill, images: torch.Tensor) -> torch.Tensor:
         values = values.expand(channels)
     high = 255.0 if images.dtype == torch.uint8 else 1.0
     if values.numel() != channels or bool((values < 0).any() | (values > high).any()):
-        raise ValueError(
+        raise UsageError(
             f"fill must be a number or {channels} numbers (one per channel) in [0, {high:g}], "
             f"got {fill}"
         )
@@ -127,9 +129,9 @@ def check_fill(fill: Fill, images: torch.Tensor) -> torch.Tensor:
 
 
 def check_interpolation(interpolation: str) -> None:
-    """Raise ValueError unless ``interpolation`` is "nearest" or "bilinear"."""
+    """Raise UsageError unless ``interpolation`` is "nearest" or "bilinear"."""
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        raise UsageError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
 
 
 def _warp_op(images, magnitude, name, matrix, interpolation, fill):

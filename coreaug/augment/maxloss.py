@@ -8,6 +8,8 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
+from coreaug.errors import UsageError
+
 from .policy import Policy, check_whole
 from .registry import create_policy, register_policy
 from .validation import check_images
@@ -37,7 +39,7 @@ class MaxLossAugment(Policy):
         if isinstance(base_policy, str):
             base_policy = create_policy(base_policy)
         if not callable(base_policy) or getattr(base_policy, "needs_model", False):
-            raise ValueError("base_policy must be an ordinary policy (one without needs_model), "
+            raise UsageError("base_policy must be an ordinary policy (one without needs_model), "
                              f"got {base_policy!r}")
         self.base_policy = base_policy
         self.candidates = check_whole("candidates", candidates, 1)
@@ -49,12 +51,12 @@ class MaxLossAugment(Policy):
         check_images(images)
         batch = images.shape[0]
         if model is None or labels is None:
-            raise ValueError("max-loss augmentation needs the model and labels: call "
+            raise UsageError("max-loss augmentation needs the model and labels: call "
                              "policy(images, generator, model=model, labels=labels)")
         if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) \
                 or labels.is_floating_point():
             shown = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels)
-            raise ValueError(f"labels must be an integer tensor of shape ({batch},), got {shown}")
+            raise UsageError(f"labels must be an integer tensor of shape ({batch},), got {shown}")
         if batch == 0:
             return images
         # Row k * batch + i holds candidate k of example i.

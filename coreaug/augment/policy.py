@@ -5,6 +5,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from coreaug.errors import UsageError
+
 
 class Policy:
     """A batched augmentation: ``policy(images, generator, **context) -> images``.
@@ -37,7 +39,7 @@ class Compose(Policy):
         policies = list(policies)
         for policy in policies:
             if not callable(policy):
-                raise ValueError(f"Compose takes policies (callables), got {type(policy).__name__}")
+                raise UsageError(f"Compose takes policies (callables), got {type(policy).__name__}")
         self.policies = policies
         self.needs_model = any(getattr(p, "needs_model", False) for p in policies)
 
@@ -48,19 +50,19 @@ class Compose(Policy):
 
 
 def check_whole(name: str, value, low: int, high: Optional[int] = None) -> int:
-    """Return ``value`` if it is an int in [low, high], else raise ValueError naming ``name``."""
+    """Return ``value`` if it is an int in [low, high], else raise UsageError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise UsageError(f"{name} must be a whole number, got {value!r}")
     if value < low or (high is not None and value > high):
         bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {'in ' if high is not None else ''}{bounds}, got {value}")
+        raise UsageError(f"{name} must be {'in ' if high is not None else ''}{bounds}, got {value}")
     return value
 
 
 def check_fill_level(fill) -> float:
     """Return a policy's fill (a Pillow-style fillcolor level in [0, 255]) as a float."""
     if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= 255:
-        raise ValueError(f"fill must be a level in [0, 255] (Pillow's fillcolor), got {fill!r}")
+        raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor), got {fill!r}")
     return float(fill)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+from coreaug.errors import UsageError
+
 from .policy import Compose, Policy
 
 _POLICIES: dict = {}
@@ -12,7 +14,7 @@ _POLICIES: dict = {}
 def register_policy(name: str) -> Callable:
     """Decorator registering a Policy class (or a factory returning one) under ``name``."""
     if not name or "+" in name:
-        raise ValueError(f"policy names must be non-empty and contain no '+', got {name!r}")
+        raise UsageError(f"policy names must be non-empty and contain no '+', got {name!r}")
 
     def register(factory):
         _POLICIES[name] = factory
@@ -32,13 +34,13 @@ def _accepts(factory, keyword: str) -> bool:
 
 def _create_one(name: str, kwargs: dict) -> Policy:
     if name not in _POLICIES:
-        raise ValueError(f"unknown policy {name!r}; available: {', '.join(available_policies())}")
+        raise UsageError(f"unknown policy {name!r}; available: {', '.join(available_policies())}")
     factory = _POLICIES[name]
     try:
         return factory(**kwargs)
     except TypeError as error:  # an unexpected keyword: say which the policy takes
         taken = ", ".join(inspect.signature(factory).parameters)
-        raise ValueError(f"policy {name!r} takes ({taken}); {error}") from None
+        raise UsageError(f"policy {name!r} takes ({taken}); {error}") from None
 
 
 def create_policy(name: str, **kwargs) -> Policy:
@@ -46,21 +48,21 @@ def create_policy(name: str, **kwargs) -> Policy:
 
     ``name`` may chain policies with '+', e.g. ``"weak+randaugment+cutout"``, giving a Compose;
     each keyword then goes to every chained policy that accepts it (``flip=False`` to weak).
-    Raises ValueError for an unknown name (listing the available ones) or a keyword no chained
+    Raises UsageError for an unknown name (listing the available ones) or a keyword no chained
     policy takes.
     """
     if not isinstance(name, str):
-        raise ValueError(f"policy name must be a string, got {type(name).__name__}")
+        raise UsageError(f"policy name must be a string, got {type(name).__name__}")
     names = [part.strip().lower() for part in name.split("+")]
     if len(names) == 1:
         return _create_one(names[0], kwargs)
     for part in names:
         if part not in _POLICIES:
-            raise ValueError(f"unknown policy {part!r} in {name!r}; "
+            raise UsageError(f"unknown policy {part!r} in {name!r}; "
                              f"available: {', '.join(available_policies())}")
     for keyword in kwargs:
         if not any(_accepts(_POLICIES[part], keyword) for part in names):
-            raise ValueError(f"no policy in {name!r} takes the keyword {keyword!r}")
+            raise UsageError(f"no policy in {name!r} takes the keyword {keyword!r}")
     return Compose([
         _create_one(part, {k: v for k, v in kwargs.items() if _accepts(_POLICIES[part], k)})
         for part in names

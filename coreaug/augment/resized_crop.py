@@ -25,6 +25,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from coreaug.errors import UsageError
+
 from .geometric import check_interpolation
 from .policy import Policy
 from .registry import register_policy
@@ -80,7 +82,7 @@ def _check_pair(name: str, value, rule: str, holds) -> tuple:
     numbers_given = isinstance(value, (tuple, list)) and len(value) == 2 and all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     if not numbers_given or not holds(float(value[0]), float(value[1])):
-        raise ValueError(f"{name} must be a pair (low, high) with {rule}, got {value!r}")
+        raise UsageError(f"{name} must be a pair (low, high) with {rule}, got {value!r}")
     return float(value[0]), float(value[1])
 
 
@@ -100,7 +102,7 @@ class ResizedCrop(Policy):
         self.ratio = _check_pair("ratio", ratio, "0 < low <= high (width over height)",
                                  lambda low, high: 0 < low <= high)
         if not isinstance(flip, bool):
-            raise ValueError(f"flip must be True or False, got {flip!r}")
+            raise UsageError(f"flip must be True or False, got {flip!r}")
         self.flip = flip
         check_interpolation(interpolation)
         self.interpolation = interpolation

@@ -10,31 +10,33 @@ from typing import Optional, Union
 
 import torch
 
+from coreaug.errors import UsageError
+
 Magnitude = Union[float, int, torch.Tensor]
 
 
 def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
-    """Raise ValueError unless ``images`` is a 4-D uint8 or floating batch (B, C, H, W).
+    """Raise UsageError unless ``images`` is a 4-D uint8 or floating batch (B, C, H, W).
 
     With ``gray_or_rgb`` the channel count must be 1 (grayscale) or 3 (RGB), as ops that use
     luminance (color, contrast) need.
     """
     if not isinstance(images, torch.Tensor):
-        raise ValueError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
+        raise UsageError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
     if images.dim() != 4:
-        raise ValueError(
+        raise UsageError(
             f"images must be a 4-D tensor (B, C, H, W), got shape {tuple(images.shape)}; "
             "add a batch dimension with images.unsqueeze(0)"
         )
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise ValueError(
+        raise UsageError(
             f"images must be uint8 (0-255) or floating point (0-1), got dtype {images.dtype}"
         )
     channels = images.shape[1]
     if channels < 1:
-        raise ValueError(f"images must have at least 1 channel, got shape {tuple(images.shape)}")
+        raise UsageError(f"images must have at least 1 channel, got shape {tuple(images.shape)}")
     if gray_or_rgb and channels not in (1, 3):
-        raise ValueError(
+        raise UsageError(
             f"images must have 1 (grayscale) or 3 (RGB) channels, got {channels} channels "
             f"in shape {tuple(images.shape)}"
         )
@@ -53,12 +55,12 @@ def check_magnitude(
     """Return ``value`` as a float32 tensor of shape (batch_size,) on ``device``.
 
     ``value`` is a Python number or a tensor of shape () or (batch_size,): one magnitude per
-    example. Raises ValueError if it has another shape, is not finite, is not a whole number when
+    example. Raises UsageError if it has another shape, is not finite, is not a whole number when
     ``integer``, or lies outside [low, high].
     """
     if isinstance(value, torch.Tensor):
         if value.dim() > 1 or (value.dim() == 1 and value.shape[0] != batch_size):
-            raise ValueError(
+            raise UsageError(
                 f"{name} must be a number or a tensor of shape ({batch_size},) (one per example), "
                 f"got shape {tuple(value.shape)}"
             )
@@ -66,26 +68,26 @@ def check_magnitude(
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         values = torch.full((batch_size,), float(value), device=device)
     else:
-        raise ValueError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+        raise UsageError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     if batch_size == 0:
         return values
     lowest, highest = values.min().item(), values.max().item()
     if not (math.isfinite(lowest) and math.isfinite(highest)):
-        raise ValueError(f"{name} must be finite, got values in [{lowest}, {highest}]")
+        raise UsageError(f"{name} must be finite, got values in [{lowest}, {highest}]")
     if integer and not bool((values == values.round()).all()):
-        raise ValueError(f"{name} must be whole numbers, got {value}")
+        raise UsageError(f"{name} must be whole numbers, got {value}")
     if (low is not None and lowest < low) or (high is not None and highest > high):
         expected = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
         shown = f"{lowest}" if lowest == highest else f"values in [{lowest}, {highest}]"
-        raise ValueError(f"{name} must be in {expected}, got {shown}")
+        raise UsageError(f"{name} must be in {expected}, got {shown}")
     return values
 
 
 def check_fill_value(fill, images: torch.Tensor) -> float:
     """Return ``fill`` as a float if it is a number in the images' range ([0, 255] for uint8,
-    [0, 1] for float), else raise ValueError."""
+    [0, 1] for float), else raise UsageError."""
     high = 255.0 if images.dtype == torch.uint8 else 1.0
     if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= high:
-        raise ValueError(f"fill must be a number in [0, {high:g}] for {images.dtype} images, "
+        raise UsageError(f"fill must be a number in [0, {high:g}] for {images.dtype} images, "
                          f"got {fill!r}")
     return float(fill)

@@ -5,6 +5,8 @@ from typing import Optional
 
 import torch
 
+from coreaug.errors import UsageError
+
 from .occlusion import cutout_kernel
 from .flip_crop import shift_flip_kernel
 from .policy import Policy, check_fill_level, check_whole
@@ -25,7 +27,7 @@ class Weak(Policy):
     def __init__(self, padding: int = 4, flip: bool = True, fill: float = 0):
         self.padding = check_whole("padding", padding, 0)
         if not isinstance(flip, bool):
-            raise ValueError(f"flip must be True or False, got {flip!r}")
+            raise UsageError(f"flip must be True or False, got {flip!r}")
         self.flip = flip
         self.fill = check_fill_level(fill)
 

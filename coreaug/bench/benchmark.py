@@ -2,6 +2,8 @@
 import os
 from dataclasses import dataclass
 
+from coreaug.errors import UsageError
+
 from .grid import check_writable, plan_grid, run_grid_runs
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_run, write_csv
@@ -32,16 +34,16 @@ def run_grid(config, out, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "rando
         "resumed" or "skipped").
     Finished runs (summary.json present, same config) are skipped; interrupted ones resume
     from their checkpoint. Every check (unknown strategy, empty grid, subsets out of range,
-    bad settings, unwritable `out`, a launch by torchrun) raises ValueError before the first
+    bad settings, unwritable `out`, a launch by torchrun) raises UsageError before the first
     run starts.
     Returns a BenchResult.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("coreaug bench runs its grid in one process and cannot be launched by torchrun "
+        raise UsageError("coreaug bench runs its grid in one process and cannot be launched by torchrun "
                          f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); run it without torchrun, or launch "
                          "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder")
     if target is not None and (not isinstance(target, (int, float)) or not 0 < target <= 1):
-        raise ValueError(f"target must be an accuracy in (0, 1], got {target!r}")
+        raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
     out = os.path.abspath(out)
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
     check_writable(out)

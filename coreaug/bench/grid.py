@@ -8,6 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+from coreaug.errors import UsageError
 from coreaug.training import TrainConfig, train
 from coreaug.training.config import SELECTING
 from coreaug.training.run_files import same_settings
@@ -48,7 +49,7 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     `seed`, `out` and `resume` are set per run), the grid's folder `out`, the selection
     `subsets` (fractions in (0, 1]), the selecting `strategies` (coreset, random, maxloss),
     the `references` (full, none) and the number of `seeds` (config.seed, config.seed + 1, ...).
-    Returns a list of GridRun, references first. Raises ValueError for an unknown strategy,
+    Returns a list of GridRun, references first. Raises UsageError for an unknown strategy,
     an empty grid, a subset out of range, a bad config, or a run folder that holds a run
     with another config.
     """
@@ -56,20 +57,20 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     subsets = _unique(_check_subset(s) for s in subsets)
     for name in strategies:
         if name in REFERENCES:
-            raise ValueError(f"{name!r} is a reference, not a selecting strategy; pass it with --references {name}")
+            raise UsageError(f"{name!r} is a reference, not a selecting strategy; pass it with --references {name}")
         if name not in SELECTING:
-            raise ValueError(f"unknown strategy {name!r}; choose from: {', '.join(SELECTING)}")
+            raise UsageError(f"unknown strategy {name!r}; choose from: {', '.join(SELECTING)}")
     for name in references:
         if name not in REFERENCES:
-            raise ValueError(f"unknown reference {name!r}; choose from: {', '.join(REFERENCES)}")
+            raise UsageError(f"unknown reference {name!r}; choose from: {', '.join(REFERENCES)}")
     if strategies and not subsets:
-        raise ValueError(f"--subsets is empty but strategies {', '.join(strategies)} need selection "
+        raise UsageError(f"--subsets is empty but strategies {', '.join(strategies)} need selection "
                          "fractions; give e.g. --subsets 0.1,0.3")
     if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+        raise UsageError(f"seeds must be an integer >= 1, got {seeds!r}")
     cells = [(r, None) for r in references] + [(s, f) for s in strategies for f in subsets]
     if not cells:
-        raise ValueError("the grid is empty: give at least one of --strategies (with --subsets) or --references")
+        raise UsageError("the grid is empty: give at least one of --strategies (with --subsets) or --references")
 
     runs = []
     for strategy, subset in cells:
@@ -87,14 +88,14 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
 
 
 def check_writable(out):
-    """Create `out/runs` and prove a file can be written there; ValueError naming the folder if not."""
+    """Create `out/runs` and prove a file can be written there; UsageError naming the folder if not."""
     try:
         os.makedirs(os.path.join(out, "runs"), exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ValueError(f"--out {out} is not a writable folder ({reason}); choose another --out") from None
+        raise UsageError(f"--out {out} is not a writable folder ({reason}); choose another --out") from None
 
 
 def run_grid_runs(runs, report=None):
@@ -124,13 +125,13 @@ def _check_folder_matches(run):
     with open(path) as f:
         stored = json.load(f)
     if not same_settings(stored, run.config.identity()):
-        raise ValueError(f"{run.folder} holds a run with other settings than this grid's; "
+        raise UsageError(f"{run.folder} holds a run with other settings than this grid's; "
                          "use the same flags as before, another --out, or remove that folder")
 
 
 def _check_subset(value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 < value <= 1:
-        raise ValueError(f"subsets must be fractions in (0, 1], got {value!r}")
+        raise UsageError(f"subsets must be fractions in (0, 1], got {value!r}")
     return float(value)
 
 

@@ -10,6 +10,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset, make_dataset
 from .download import Resource, extract_tar, fetch_resource
 from .locate import FileLayout, PathLike, find_or_download, how_to_get
@@ -52,17 +54,17 @@ def read_batch(path: Path) -> dict:
     """Unpickle one batch file into a dict with ``bytes`` keys.
 
     Raises:
-        ValueError: naming the file, if it is truncated, not a pickle, or not a dict.
+        UsageError: naming the file, if it is truncated, not a pickle, or not a dict.
     """
     try:
         with open(path, "rb") as handle:
             batch = NumpyOnlyUnpickler(handle, encoding="bytes").load()
     # Unpickling damaged bytes can fail with almost any exception type; all mean "corrupted".
     except Exception as error:
-        raise ValueError(f"{path} is not a readable CIFAR batch ({type(error).__name__}: "
+        raise UsageError(f"{path} is not a readable CIFAR batch ({type(error).__name__}: "
                          f"{error}); delete it and get it again") from error
     if not isinstance(batch, dict):
-        raise ValueError(f"{path} holds a {type(batch).__name__}, not a CIFAR batch dict")
+        raise UsageError(f"{path} holds a {type(batch).__name__}, not a CIFAR batch dict")
     # Batches re-pickled under Python 3 may carry str keys; the originals carry bytes.
     return {key.encode() if isinstance(key, str) else key: value for key, value in batch.items()}
 
@@ -72,17 +74,17 @@ def batch_arrays(path: Path, label_key: bytes, num_classes: int) -> Tuple[np.nda
     batch = read_batch(path)
     for key in (b"data", label_key):
         if key not in batch:
-            raise ValueError(f"{path} lacks the {key!r} entry of a CIFAR batch "
+            raise UsageError(f"{path} lacks the {key!r} entry of a CIFAR batch "
                              f"(has {sorted(batch)})")
     data = np.asarray(batch[b"data"])
     labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{path}: data has shape {data.shape} and dtype {data.dtype}, expected "
+        raise UsageError(f"{path}: data has shape {data.shape} and dtype {data.dtype}, expected "
                          f"(N, 3072) uint8")
     if len(labels) != len(data):
-        raise ValueError(f"{path} holds {len(data)} images but {len(labels)} labels")
+        raise UsageError(f"{path} holds {len(data)} images but {len(labels)} labels")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{path} holds labels outside 0..{num_classes - 1}: corrupted")
+        raise UsageError(f"{path} holds labels outside 0..{num_classes - 1}: corrupted")
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -90,7 +92,7 @@ def class_names_from(path: Path, key: bytes) -> List[str]:
     """Class names stored under ``key`` of a meta file, decoded to str."""
     meta = read_batch(path)
     if key not in meta:
-        raise ValueError(f"{path} lacks the {key!r} entry of CIFAR metadata")
+        raise UsageError(f"{path} lacks the {key!r} entry of CIFAR metadata")
     return [name.decode() if isinstance(name, bytes) else str(name) for name in meta[key]]
 
 
@@ -106,7 +108,7 @@ def load_cifar(name: str, layout: FileLayout, archive: Resource, train_roles: Li
                                      how_to_get(name, archive.urls, data_dir))
     class_names = class_names_from(paths["meta"], names_key)
     if len(class_names) != num_classes:
-        raise ValueError(f"{paths['meta']} names {len(class_names)} classes, expected "
+        raise UsageError(f"{paths['meta']} names {len(class_names)} classes, expected "
                          f"{num_classes}")
     train = [batch_arrays(paths[role], label_key, num_classes) for role in train_roles]
     test = batch_arrays(paths["test"], label_key, num_classes)

@@ -19,6 +19,8 @@ class ImageDataset:
         mean, std: per-channel statistics of the train images in [0, 1] units, for
             normalisation (``(x / 255 - mean) / std``).
         source: the folder the files were read from, or ``"generated"``.
+        fingerprint: for a folder of images, a hash of its files (path, label, size,
+            modification time), which changes when the folder does; else None.
     """
 
     name: str
@@ -31,6 +33,7 @@ class ImageDataset:
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     source: str
+    fingerprint: Optional[str] = None
 
     @property
     def image_shape(self) -> Tuple[int, int, int]:

@@ -7,6 +7,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset, make_dataset
 from .locate import PathLike
 from .registry import register_dataset
@@ -26,7 +28,7 @@ def load_sklearn_digits(data_dir: Optional[PathLike] = None, download: bool = Fa
     Pixel values 0..16 are scaled to 0..255 (``round(v * 255 / 16)``).
     """
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise UsageError(f"test_fraction must be in (0, 1), got {test_fraction}")
     # Imported here: scikit-learn takes most of a second to import, and only this loader needs it.
     from sklearn.datasets import load_digits
 

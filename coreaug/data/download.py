@@ -15,6 +15,8 @@ from urllib.request import urlopen
 
 from tqdm import tqdm
 
+from coreaug.errors import UsageError
+
 from .locate import DatasetNotFoundError
 
 CHUNK_BYTES = 1 << 20
@@ -43,7 +45,7 @@ def download_file(url: str, target: Path, md5: Optional[str], progress: bool = T
     """Download ``url`` to ``target`` atomically, with a tqdm bar, checking length and MD5.
 
     Raises:
-        ValueError: the body is shorter than its Content-Length or its MD5 differs; nothing is
+        UsageError: the body is shorter than its Content-Length or its MD5 differs; nothing is
             left on disk.
         URLError, OSError: network or file-system errors, likewise leaving nothing behind.
     """
@@ -63,10 +65,10 @@ def download_file(url: str, target: Path, md5: Optional[str], progress: bool = T
                     received += len(chunk)
                     bar.update(len(chunk))
         if declared is not None and received != declared:
-            raise ValueError(f"download of {target.name} from {url} is truncated: got {received} "
+            raise UsageError(f"download of {target.name} from {url} is truncated: got {received} "
                              f"of {declared} bytes; try again")
         if md5 is not None and digest.hexdigest() != md5:
-            raise ValueError(f"checksum mismatch for {target.name} downloaded from {url}: MD5 "
+            raise UsageError(f"checksum mismatch for {target.name} downloaded from {url}: MD5 "
                              f"{digest.hexdigest()}, expected {md5}; the file was discarded, try "
                              f"again or fetch it by hand")
         os.replace(partial, target)
@@ -85,7 +87,7 @@ def fetch_resource(resource: Resource, folder: Path, progress: bool = True) -> P
 
     Raises:
         DatasetNotFoundError: every URL failed to connect; the message gives each reason.
-        ValueError: a download was truncated or its checksum differs.
+        UsageError: a download was truncated or its checksum differs.
     """
     target = folder / resource.filename
     if target.is_file() and (resource.md5 is None or md5_of(target) == resource.md5):
@@ -123,7 +125,7 @@ def extract_tar(archive: Path, folder: Path) -> None:
     no half-extracted dataset behind. Members that would land outside ``folder`` are refused.
 
     Raises:
-        ValueError: the archive is corrupt or truncated (naming it).
+        UsageError: the archive is corrupt or truncated (naming it).
     """
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
     try:
@@ -131,7 +133,7 @@ def extract_tar(archive: Path, folder: Path) -> None:
             with tarfile.open(archive, "r:*") as tar:
                 extract_safely(tar, staging)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-            raise ValueError(f"{archive} is not a readable tar archive ({error}); delete it and "
+            raise UsageError(f"{archive} is not a readable tar archive ({error}); delete it and "
                              f"download again") from error
         for extracted in sorted(staging.rglob("*")):
             if extracted.is_file():

@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from coreaug.errors import UsageError
+
 from .dataset import channel_histograms, stats_of_histograms
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
 
 
 def default_cache_dir() -> str:
@@ -36,14 +38,26 @@ def default_cache_dir() -> str:
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
 
 
-def cache_key(splits, image_size: int) -> str:
-    """A hash of the image size and each split's (path, label, size, mtime) list."""
-    digest = hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size}\n".encode())
+def cache_key(splits, image_size: int) -> Tuple[str, str]:
+    """(the cache's name, a hash of the files alone): hashes of the format version, the image
+    size and each split's (path, label, size, mtime) list, and of that list alone."""
+    files = files_digest(splits)
+    name = hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size} {files}".encode()).hexdigest()[:24]
+    return name, files
+
+
+def files_digest(splits) -> str:
+    """A hash of each split's (path, label, size, mtime) list: which data a folder holds now."""
+    digest = hashlib.sha256()
     for name, files in splits:
         digest.update(f"[{name}]\n".encode())
         for path, label in files:
-            stat = os.stat(path)
-            digest.update(f"{path}\t{label}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            try:
+                stat = os.stat(path)
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:  # a dangling link, say: decoding it fails, as a bad image
+                size, mtime = -1, -1
+            digest.update(os.fsencode(path) + f"\t{label}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -103,7 +117,7 @@ class DiskImages:
             out = torch.from_numpy(buffer)
         for i, row in enumerate(file_rows.tolist()):  # a syscall per row, which waits on the disk
             if os.preadv(self._fd, [buffer[i]], row * size) != size:
-                raise ValueError(f"{self.path} is shorter than its {self.count} images; delete its folder to rebuild the cache")
+                raise UsageError(f"{self.path} is shorter than its {self.count} images; delete its folder to rebuild the cache")
         return out.view(len(rows), *self.image_shape)
 
     def __del__(self):
@@ -124,21 +138,25 @@ class DiskImages:
         ahead: queue.Queue = queue.Queue(maxsize=depth)
         stop = threading.Event()
 
+        def offer(item):
+            """Put `item` once there is room; False if the reader stopped first. Every put goes
+            through here: a blocking put would hang the reader's join when it stops early."""
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce():
             try:
                 for rows in row_batches:
-                    batch = self.read(rows, pin=pin)
-                    while not stop.is_set():
-                        try:
-                            ahead.put(batch, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not offer(self.read(rows, pin=pin)):
                         return
-                ahead.put(None)
+                offer(None)
             except BaseException as exc:  # handed to the reader, which raises it
-                ahead.put(exc)
+                offer(exc)
 
         thread = threading.Thread(target=produce, name="coreaug-read-ahead", daemon=True)
         thread.start()
@@ -194,19 +212,27 @@ class ImageCache:
     def labels(self, split: str) -> torch.Tensor:
         return torch.from_numpy(np.load(os.path.join(self.folder, f"{split}.labels.npy")))
 
+    def bytes(self) -> int:
+        """The disk space the cache's files take."""
+        return sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
+
 
 def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[str] = None,
-                  workers: int = 0, skip_bad: bool = False, progress: bool = True) -> ImageCache:
-    """The cache of ``splits`` ([(name, [(path, label)])]), built first if absent.
+                  workers: int = 0, skip_bad: bool = False, progress: bool = True,
+                  source: Optional[str] = None) -> ImageCache:
+    """The cache of ``splits`` ([(name, [(path, label)])]) of the folder ``source``, built first
+    if absent. With ``progress``, a new build says how much older caches of ``source`` (other
+    sizes, or the folder before it changed) still take, and how to remove them.
 
     ``decode(path) -> (H, W, 3) uint8 array`` (it raises ValueError/OSError for a bad image)
     runs in ``workers`` DataLoader worker processes (0: in this process). A bad image is a
-    ValueError naming it, unless ``skip_bad``; then it is left out and counted in
-    ``meta["skipped"]``. Raises ValueError before decoding anything when the cache folder
+    UsageError naming it, unless ``skip_bad``; then it is left out and counted in
+    ``meta["skipped"]``. Raises UsageError before decoding anything when the cache folder
     lacks the disk space the decoded images need.
     """
     root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
-    folder = os.path.join(root, cache_key(splits, image_size))
+    key, fingerprint = cache_key(splits, image_size)
+    folder = os.path.join(root, key)
     if os.path.isfile(os.path.join(folder, "meta.json")):
         return ImageCache(folder)
     os.makedirs(root, exist_ok=True)
@@ -216,7 +242,7 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     os.makedirs(building)
     try:
         meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
-                "counts": {}, "skipped": []}
+                "counts": {}, "skipped": [], "files": fingerprint, "source": source}
         for name, files in splits:
             meta["counts"][name], histogram = _write_split(building, name, files, decode, workers, skip_bad,
                                                            meta["skipped"], progress)
@@ -231,19 +257,57 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    others = [cache for cache in caches_in(root, source) if cache.folder != folder] if source else []
+    if others and progress:
+        caches = "cache" if len(others) == 1 else "caches"
+        tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
+                   f"before it changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
+                   f"`coreaug datasets {shown(source)} --clear-cache` removes them")
     return ImageCache(folder)
+
+
+def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> List[ImageCache]:
+    """The decoded caches in ``cache_dir`` (default: default_cache_dir()), or only those of the
+    folder ``source``. Builds in progress are not caches yet and are left out."""
+    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if ".building-" not in entry.name and os.path.isfile(os.path.join(entry.path, "meta.json")):
+            cache = ImageCache(entry.path)
+            if source is None or cache.meta.get("source") == os.path.abspath(os.path.expanduser(str(source))):
+                found.append(cache)
+    return found
+
+
+def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) -> Tuple[int, int]:
+    """Remove the decoded caches in ``cache_dir`` (all, or only those of the folder ``source``);
+    returns (how many, bytes freed). A run reading one of them must not be going on: later
+    runs rebuild what they need."""
+    removed = caches_in(cache_dir, source)
+    freed = sum(cache.bytes() for cache in removed)
+    for cache in removed:
+        shutil.rmtree(cache.folder)
+    return len(removed), freed
+
+
+def shown(path) -> str:
+    """``path`` printable: a file name that is not valid UTF-8 (its undecodable bytes held as
+    surrogates, os.fsdecode's way) shows those bytes as ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def bad_image(description):
     """The error for an unreadable image (`description`: its path and Pillow's reason)."""
-    return ValueError(f"cannot read image {description}; fix or remove it, or pass "
+    return UsageError(f"cannot read image {description}; fix or remove it, or pass "
                       "--skip-bad-images to leave unreadable images out")
 
 
 def _check_space(root, needed):
     free = shutil.disk_usage(root).free
     if needed > 0.95 * free:
-        raise ValueError(f"the decoded images need {needed / 2**30:.1f} GiB but {root} has {free / 2**30:.1f} GiB "
+        raise UsageError(f"the decoded images need {needed / 2**30:.1f} GiB but {root} has {free / 2**30:.1f} GiB "
                          "free; pass --cache-dir on a larger disk or a smaller --image-size")
 
 
@@ -267,7 +331,7 @@ class _Decoding(torch.utils.data.Dataset):
         try:
             return self.decode(path), label, None
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for bad or truncated files
-            return None, label, f"{path} ({exc})"
+            return None, label, shown(f"{path} ({exc})")
 
 
 def _fixed_mmap_threshold(worker_id=None):
@@ -323,6 +387,6 @@ def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progre
                 histogram += batch_histogram
             bar.update(len(batch_labels) + len(errors))
     if not labels:
-        raise ValueError(f"the {name} split has no readable images")
+        raise UsageError(f"the {name} split has no readable images")
     np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))
     return len(labels), histogram

@@ -15,16 +15,26 @@ and stored in a cache on disk (coreaug.data.image_cache) that later runs read in
 """
 import functools
 import os
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset
-from .image_cache import bad_image, open_or_build
+from .image_cache import bad_image, open_or_build, shown
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
+MACOS_METADATA = "__MACOSX"  # the folder of `._name` files that macOS's Archive Utility zips alongside
+
+
+def _is_listed(name) -> bool:
+    """Whether a file or folder name is the user's: not hidden (`.name`, macOS's `._name`
+    included) and not macOS's `__MACOSX` metadata folder."""
+    return not name.startswith(".") and name != MACOS_METADATA
 
 
 def is_image_folder(path) -> bool:
@@ -32,29 +42,74 @@ def is_image_folder(path) -> bool:
     return isinstance(path, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(str(path)))
 
 
-def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, seed: int = 0,
+DEFAULT_IMAGE_SIZE = 64  # for a folder whose images' sizes differ
+
+
+def own_image_size(root, sample: int = 64) -> Optional[int]:
+    """The shorter side of the images under ``root`` when they share one width and height,
+    else None. Reads the headers of up to ``sample`` images (at most 8 per folder, so a large
+    folder is not walked to its end); no image is decoded."""
+    from PIL import Image
+
+    sizes = set()
+    for parent, dirs, names in os.walk(os.path.expanduser(str(root))):
+        dirs[:] = sorted(d for d in dirs if _is_listed(d))
+        for name in sorted(n for n in names if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS))[:8]:
+            try:
+                with Image.open(os.path.join(parent, name)) as image:
+                    sizes.add(tuple(sorted(image.size)))  # (shorter, longer): rotated photos match
+            except Exception:  # noqa: BLE001 - a bad image is reported by the decoding pass
+                continue
+            sample -= 1
+            if len(sizes) > 1 or sample == 0:
+                return None if len(sizes) > 1 else _usable(sizes)
+    return _usable(sizes)
+
+
+def _usable(sizes):
+    shorter = next(iter(sizes))[0] if len(sizes) == 1 else None
+    return shorter if shorter is not None and shorter >= 4 else None
+
+
+def image_size_note(root, image_size: int) -> str:
+    """Why ``image_size`` fits ``root``'s images, for the first line of a run."""
+    own = own_image_size(root)
+    if own == image_size:
+        return "the images' own size"
+    return f"resized from their own {own} px" if own else "their sizes differ"
+
+
+def load_image_folder(root, image_size: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0,
                       skip_bad_images: bool = False, progress: bool = True, on_disk: bool = False,
                       cache_dir: Optional[str] = None, workers: int = 0) -> ImageDataset:
     """Decode the images under ``root`` (see the module docstring) into an ImageDataset.
+
+    ``image_size`` None takes the images' own size when they share one (own_image_size), else
+    64; with ``progress``, the first line printed says the size used and why.
 
     Images are decoded once, in ``workers`` DataLoader worker processes, into a cache under
     ``cache_dir`` (default: coreaug.data.image_cache.default_cache_dir()) that later calls
     reuse while the folder is unchanged. The dataset's images are uint8 tensors in memory, or,
     with ``on_disk``, ``DiskImages`` that read rows from the cache as they are needed.
 
-    Raises ValueError, naming the file or folder, for a folder without images, an empty class
+    Raises UsageError, naming the file or folder, for a folder without images, an empty class
     folder, a test class the training split lacks, or an unreadable, truncated or empty image
     (unless ``skip_bad_images``, which leaves such files out and says how many).
     """
     root = os.path.abspath(os.path.expanduser(str(root)))
+    if image_size is None:
+        image_size = own_image_size(root) or DEFAULT_IMAGE_SIZE
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"image_size must be an integer >= 4, got {image_size!r}")
+        raise UsageError(f"image_size must be an integer >= 4, got {image_size!r}")
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     classes, train_files, test_files = _find_files(root, val_fraction, seed)
+    if progress:
+        tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
+                   f"({image_size_note(root, image_size)})")
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size,
                           functools.partial(decode_square, size=image_size), cache_dir, workers,
-                          skip_bad_images, progress)
+                          skip_bad_images, progress, source=root)
     skipped = cache.meta["skipped"]
     if skipped and not skip_bad_images:  # a cache built by an earlier run that skipped them
         raise bad_image(skipped[0])
@@ -66,39 +121,41 @@ def load_image_folder(root, image_size: int = 64, val_fraction: float = 0.1, see
     return ImageDataset(name=os.path.basename(root), train_images=train, train_labels=cache.labels("train"),
                         test_images=test, test_labels=cache.labels("test"), num_classes=len(classes),
                         class_names=classes, mean=tuple(cache.meta["mean"]), std=tuple(cache.meta["std"]),
-                        source=root)
+                        source=root, fingerprint=cache.meta.get("files"))
 
 
 def _find_files(root, val_fraction, seed):
     """(classes, [(path, label)] train, [(path, label)] test) of the layout under ``root``."""
     if not os.path.isdir(root):
-        raise ValueError(f"{root} is not a folder of images")
+        raise UsageError(f"{root} is not a folder of images")
     train_dir = os.path.join(root, "train")
     if os.path.isdir(train_dir):
         classes = _class_folders(train_dir)
         train = _labelled_files(train_dir, classes)
         test_dir = next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), None)
         if test_dir is None:
-            raise ValueError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
+            raise UsageError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
                              "folders directly in the root to split off --val-fraction")
         test = _tiny_imagenet_val(test_dir, classes) if _is_tiny_imagenet_val(test_dir) else _test_files(test_dir, classes)
         return classes, train, test
     classes = _class_folders(root)
-    return (classes, *_split(_labelled_files(root, classes), len(classes), val_fraction, seed))
+    class_folders = [os.path.join(root, c) for c in classes]
+    return (classes, *_split(_labelled_files(root, classes), class_folders, val_fraction, seed))
 
 
 def _class_folders(folder) -> List[str]:
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
     if not classes:
-        raise ValueError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
+        raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
     return classes
 
 
 def _images_in(folder) -> List[str]:
     found = []
     for parent, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(parent, n) for n in sorted(names) if n.lower().endswith(IMAGE_EXTENSIONS)]
+        dirs[:] = sorted(d for d in dirs if _is_listed(d))
+        found += [os.path.join(parent, n) for n in sorted(names)
+                  if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
     return found
 
 
@@ -107,7 +164,7 @@ def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
     for label, name in enumerate(classes):
         images = _images_in(os.path.join(folder, name))
         if not images:
-            raise ValueError(f"class folder {os.path.join(folder, name)} holds no images "
+            raise UsageError(f"class folder {shown(os.path.join(folder, name))} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
         files += [(path, label) for path in images]
     return files
@@ -116,7 +173,7 @@ def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
 def _test_files(folder, classes):
     extra = sorted(set(_class_folders(folder)) - set(classes))
     if extra:
-        raise ValueError(f"{folder} has classes the training split lacks: {', '.join(extra[:5])}"
+        raise UsageError(f"{folder} has classes the training split lacks: {shown(', '.join(extra[:5]))}"
                          f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
     present = [c for c in classes if os.path.isdir(os.path.join(folder, c))]
     return [(path, classes.index(c)) for c in present for path in _images_in(os.path.join(folder, c))]
@@ -135,23 +192,23 @@ def _tiny_imagenet_val(folder, classes):
             if len(fields) < 2:
                 continue
             if fields[1] not in index:
-                raise ValueError(f"{folder}/val_annotations.txt line {line_number} labels {fields[0]} with class "
+                raise UsageError(f"{folder}/val_annotations.txt line {line_number} labels {fields[0]} with class "
                                  f"{fields[1]!r}, which the training split lacks")
             files.append((os.path.join(folder, "images", fields[0]), index[fields[1]]))
     return files
 
 
-def _split(files, num_classes, val_fraction, seed):
+def _split(files, class_folders, val_fraction, seed):
     """A seeded split of each class: round(val_fraction * size) images (at least one, and one
     left to train on) go to the test split."""
     rng = np.random.default_rng(seed)
     labels = np.array([label for _, label in files])
     test_rows = []
-    for label in range(num_classes):
+    for label, folder in enumerate(class_folders):
         rows = np.flatnonzero(labels == label)
         if len(rows) < 2:
-            raise ValueError(f"class {label} has {len(rows)} image; with no val/ folder each class needs at least "
-                             "two (one to train on, one to test)")
+            raise UsageError(f"class folder {shown(folder)} has {len(rows)} image; with no val/ folder each class "
+                             "needs at least two (one to train on, one to test)")
         take = min(len(rows) - 1, max(1, round(val_fraction * len(rows))))
         test_rows += rng.permutation(rows)[:take].tolist()
     is_test = np.zeros(len(files), dtype=bool)
@@ -160,12 +217,38 @@ def _split(files, num_classes, val_fraction, seed):
 
 
 def decode_square(path, size):
-    """The image at ``path`` as RGB, resized and centre-cropped to (size, size, 3) uint8.
-    Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file."""
-    from PIL import Image
+    """The image at ``path`` as RGB, upright (its EXIF orientation applied, as photo viewers do),
+    resized and centre-cropped to (size, size, 3) uint8; a 16-bit image is scaled to 8 bits.
 
-    with Image.open(path) as image:
-        return _square(image.convert("RGB"), size, Image)
+    A JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 scale that keeps twice ``size``
+    (Pillow's draft, as its thumbnail does), so a 144-megapixel photo takes a few MB, not half
+    a GB. Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file,
+    and ValueError for one over Pillow's pixel limit (PIL.Image.MAX_IMAGE_PIXELS, twice over)."""
+    from PIL import Image, ImageOps
+
+    with warnings.catch_warnings():
+        # Pillow warns from MAX_IMAGE_PIXELS on; the draft bounds what a JPEG costs, and the
+        # warning would land inside the progress bar.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as exc:  # not an OSError: name it as a bad image
+            raise ValueError(f"{str(exc).split(', could be')[0]}, Pillow's guard against decompression "
+                             "bombs; shrink the image") from None
+        with image:
+            image.draft("RGB", (2 * size, 2 * size))
+            return _square(_rgb(ImageOps.exif_transpose(image)), size, Image)
+
+
+def _rgb(image):
+    """``image`` in RGB. 16-bit grayscale (PNG, TIFF; Pillow's modes I;16 and I) keeps its top 8
+    bits: Pillow's own conversion clips every level over 255, turning the image white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        from PIL import Image
+
+        levels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        return Image.fromarray(levels.astype(np.uint8), "L").convert("RGB")
+    return image.convert("RGB")
 
 
 def _square(image, size, Image):

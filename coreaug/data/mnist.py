@@ -8,6 +8,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset, make_dataset
 from .download import Resource, fetch_resource
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
@@ -75,10 +77,10 @@ def load_idx_dataset(name: str, layout: FileLayout, resources: List[Resource],
         images = read_idx(paths[f"{split}_images"], IMAGES_MAGIC)
         labels = read_idx(paths[f"{split}_labels"], LABELS_MAGIC)
         if len(images) != len(labels):
-            raise ValueError(f"{paths[f'{split}_images']} holds {len(images)} images but "
+            raise UsageError(f"{paths[f'{split}_images']} holds {len(images)} images but "
                              f"{paths[f'{split}_labels']} holds {len(labels)} labels")
         if labels.size and labels.max() >= len(class_names):
-            raise ValueError(f"{paths[f'{split}_labels']} holds label {labels.max()}, outside "
+            raise UsageError(f"{paths[f'{split}_labels']} holds label {labels.max()}, outside "
                              f"0..{len(class_names) - 1}: corrupted")
         splits.append((torch.from_numpy(images).unsqueeze(1),
                        torch.from_numpy(labels).long()))

@@ -5,6 +5,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from coreaug.errors import UsageError
+
 
 def apply_label_noise(labels, fraction: float, num_classes: int,
                       seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -27,15 +29,15 @@ def apply_label_noise(labels, fraction: float, num_classes: int,
     """
     labels = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels)
     if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be a 1-D integer array, got dtype {labels.dtype} and "
+        raise UsageError(f"labels must be a 1-D integer array, got dtype {labels.dtype} and "
                          f"shape {tuple(labels.shape)}")
     if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+        raise UsageError(f"fraction must be in [0, 1], got {fraction}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        raise UsageError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     labels = labels.long()
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got values "
+        raise UsageError(f"labels must lie in [0, {num_classes}), got values "
                          f"{int(labels.min())}..{int(labels.max())}; check num_classes")
     generator = torch.Generator().manual_seed(seed)
     flipped = torch.randperm(len(labels), generator=generator)[:round(fraction * len(labels))]

@@ -2,6 +2,8 @@
 import inspect
 from typing import Callable, Dict, List, Optional
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset
 from .locate import PathLike
 
@@ -20,7 +22,7 @@ def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
         if key in _LOADERS:
-            raise ValueError(f"a dataset named {key!r} is already registered")
+            raise UsageError(f"a dataset named {key!r} is already registered")
         _LOADERS[key] = loader
         return loader
 
@@ -59,7 +61,7 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         An :class:`ImageDataset`.
 
     Raises:
-        ValueError: unknown name or option; a corrupted file (the message names it).
+        UsageError: unknown name or option; a corrupted file (the message names it).
         DatasetNotFoundError: the files are nowhere (the message lists every folder searched).
     """
     from .image_folder import is_image_folder, load_image_folder
@@ -68,11 +70,11 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
     if key not in _LOADERS and is_image_folder(name):
         return load_image_folder(name, progress=progress, **kwargs)
     if key not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: "
+        raise UsageError(f"unknown dataset {name!r}; choose one of: "
                          f"{', '.join(available_datasets())}, or give the path of a folder of images")
     unknown = sorted(set(kwargs) - set(dataset_options(key)))
     if unknown:
         allowed = ", ".join(dataset_options(key)) or "none"
-        raise ValueError(f"dataset {key!r} has no option {', '.join(unknown)}; "
+        raise UsageError(f"dataset {key!r} has no option {', '.join(unknown)}; "
                          f"its options: {allowed}")
     return _LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs)

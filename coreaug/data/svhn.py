@@ -10,6 +10,8 @@ import numpy as np
 import scipy.io
 import torch
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset, make_dataset
 from .download import Resource, fetch_resource
 from .locate import FileLayout, PathLike, find_or_download, how_to_get
@@ -30,25 +32,25 @@ def read_svhn_mat(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(images (N, 3, 32, 32) uint8, labels (N,) int64 in 0..9)`` from one SVHN .mat file.
 
     Raises:
-        ValueError: naming the file, if it is unreadable or its arrays have the wrong shapes or
+        UsageError: naming the file, if it is unreadable or its arrays have the wrong shapes or
             labels outside 1..10.
     """
     try:
         contents = scipy.io.loadmat(path)
     # scipy raises assorted exception types on damaged .mat files; all mean "corrupted".
     except Exception as error:
-        raise ValueError(f"{path} is not a readable .mat file ({type(error).__name__}: {error}); "
+        raise UsageError(f"{path} is not a readable .mat file ({type(error).__name__}: {error}); "
                          f"delete it and get it again") from error
     if "X" not in contents or "y" not in contents:
-        raise ValueError(f"{path} lacks the X and y arrays of an SVHN file")
+        raise UsageError(f"{path} lacks the X and y arrays of an SVHN file")
     images, labels = contents["X"], np.asarray(contents["y"]).reshape(-1)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
-        raise ValueError(f"{path}: X has shape {images.shape} and dtype {images.dtype}, "
+        raise UsageError(f"{path}: X has shape {images.shape} and dtype {images.dtype}, "
                          f"expected (32, 32, 3, N) uint8")
     if len(labels) != images.shape[3]:
-        raise ValueError(f"{path} holds {images.shape[3]} images but {len(labels)} labels")
+        raise UsageError(f"{path} holds {images.shape[3]} images but {len(labels)} labels")
     if labels.size and (labels.min() < 1 or labels.max() > 10):
-        raise ValueError(f"{path} holds labels outside 1..10: corrupted")
+        raise UsageError(f"{path} holds labels outside 1..10: corrupted")
     images = np.ascontiguousarray(images.transpose(3, 2, 0, 1))
     # SVHN writes digit 0 as label 10.
     return torch.from_numpy(images), torch.from_numpy((labels % 10).astype(np.int64))

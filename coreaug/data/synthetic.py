@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from coreaug.errors import UsageError
+
 from .dataset import ImageDataset, make_dataset
 from .locate import PathLike
 from .registry import register_dataset
@@ -30,9 +32,9 @@ def sample_examples(prototypes: torch.Tensor, count: int, generator: torch.Gener
 
 
 def validate_positive(name: str, value: int, minimum: int) -> None:
-    """Raise a ValueError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
+    """Raise a UsageError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 @register_dataset("synthetic")

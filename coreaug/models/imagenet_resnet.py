@@ -18,6 +18,8 @@ from typing import List, Optional, Type, Union
 import torch
 from torch import nn
 
+from coreaug.errors import UsageError
+
 from .registry import register_model
 from .weight_init import kaiming_init
 
@@ -39,7 +41,7 @@ class BasicBlock(nn.Module):
                  shortcut: Optional[nn.Module] = None, width_per_group: int = 64):
         super().__init__()
         if width_per_group != 64:
-            raise ValueError(f"BasicBlock only supports width_per_group=64, got {width_per_group}")
+            raise UsageError(f"BasicBlock only supports width_per_group=64, got {width_per_group}")
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)

@@ -10,6 +10,8 @@ from typing import Dict, List, Mapping, Union
 import torch
 from torch import nn
 
+from coreaug.errors import UsageError
+
 # How many offending keys an error message names before it says "and N more".
 _SHOWN = 3
 # Batch norms' step counters: absent from checkpoints saved before PyTorch 0.4.1 (some of
@@ -53,7 +55,7 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, pickle, EOF and weights_only refusals alike
-        raise ValueError(f"{path} is not a readable torch checkpoint ({_why_unreadable(exc)}); save "
+        raise UsageError(f"{path} is not a readable torch checkpoint ({_why_unreadable(exc)}); save "
                          "the weights alone with torch.save(model.state_dict(), path)") from None
     if isinstance(content, Mapping):
         for key in ("state_dict", "model"):
@@ -62,7 +64,7 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
                 break
     if not isinstance(content, Mapping) or not content or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()):
-        raise ValueError(f"{path} does not hold a state dict (a dict of name -> tensor, at the top "
+        raise UsageError(f"{path} does not hold a state dict (a dict of name -> tensor, at the top "
                          "level or under 'state_dict' or 'model'); save one with "
                          "torch.save(model.state_dict(), path)")
     if all(k.startswith("module.") for k in content):
@@ -102,7 +104,7 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
-        ValueError: the file is not a torch checkpoint, holds no state dict, or its keys or
+        UsageError: the file is not a torch checkpoint, holds no state dict, or its keys or
             shapes do not fit the model (the message names the first few and the file).
     """
     path = os.fspath(path)
@@ -122,7 +124,7 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
         ("missing from the file", missing), ("not in the model", unexpected),
         ("shape mismatch", mismatched)) if keys]
     if problems:
-        raise ValueError(f"{path} does not fit {type(model).__name__} ({'; '.join(problems)}); "
+        raise UsageError(f"{path} does not fit {type(model).__name__} ({'; '.join(problems)}); "
                          "build the model the checkpoint was saved from (same name and in_channels)")
     model.load_state_dict(weights, strict=False)
     return PretrainedReport(path, len(weights), classifier_reset)

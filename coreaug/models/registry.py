@@ -3,6 +3,8 @@ from typing import Callable, Dict, List
 
 from torch import nn
 
+from coreaug.errors import UsageError
+
 ModelFactory = Callable[[int, int], nn.Module]
 
 _MODELS: Dict[str, ModelFactory] = {}
@@ -18,7 +20,7 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
     def decorate(factory: ModelFactory) -> ModelFactory:
         if key in _MODELS:
-            raise ValueError(f"a model named {key!r} is already registered")
+            raise UsageError(f"a model named {key!r} is already registered")
         _MODELS[key] = factory
         return factory
 
@@ -45,10 +47,10 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
     """
     key = str(name).lower()
     if key not in _MODELS:
-        raise ValueError(
+        raise UsageError(
             f"unknown model {name!r}; choose one of: {', '.join(available_models())}"
         )
     for arg_name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{arg_name} must be a positive integer, got {value!r}")
+            raise UsageError(f"{arg_name} must be a positive integer, got {value!r}")
     return _MODELS[key](in_channels, num_classes)

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coreaug.errors import UsageError
+
 from .registry import register_model
 from .weight_init import kaiming_init
 
@@ -95,7 +97,7 @@ class ResNet(nn.Module):
 def cifar_resnet(depth: int, in_channels: int, num_classes: int) -> ResNet:
     """He et al.'s CIFAR ResNet of ``depth = 6n + 2`` layers with option-A shortcuts."""
     if (depth - 2) % 6 != 0:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, ...), got {depth}")
+        raise UsageError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, ...), got {depth}")
     return ResNet(in_channels, num_classes, [16, 32, 64], (depth - 2) // 6, "zero_pad")
 
 

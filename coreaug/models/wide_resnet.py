@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from coreaug.errors import UsageError
+
 from .registry import register_model
 from .weight_init import kaiming_init
 
@@ -43,7 +45,7 @@ class WideResNet(nn.Module):
                  dropout: float = 0.0):
         super().__init__()
         if (depth - 4) % 6 != 0:
-            raise ValueError(f"Wide ResNet depth must be 6n + 4 (16, 22, 28, ...), got {depth}")
+            raise UsageError(f"Wide ResNet depth must be 6n + 4 (16, 22, 28, ...), got {depth}")
         blocks_per_stage = (depth - 4) // 6
         self.stem = nn.Conv2d(in_channels, 16, 3, 1, padding=1, bias=False)
         blocks = []

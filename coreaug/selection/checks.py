@@ -1,12 +1,14 @@
 """Validation of the selection API's inputs, done once at the public boundary.
 
-Every check raises a ValueError that names the argument, says what was wrong and
+Every check raises a UsageError that names the argument, says what was wrong and
 what to do about it. Inside the engine the data is trusted.
 """
 import math
 import numbers
 
 import numpy as np
+
+from coreaug.errors import UsageError
 
 BALANCES = ("equal", "proportional")
 
@@ -18,7 +20,7 @@ def to_numpy(array, name):
     try:
         return np.asarray(array)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array or tensor, got {type(array).__name__}: {exc}") from None
+        raise UsageError(f"{name} must be an array or tensor, got {type(array).__name__}: {exc}") from None
 
 
 def check_features(features):
@@ -26,16 +28,16 @@ def check_features(features):
     a class at a time) with finite values and N >= 1."""
     x = to_numpy(features, "features")
     if x.ndim != 2:
-        raise ValueError(f"features must be 2-D (n_examples, n_dims), got shape {x.shape}; "
+        raise UsageError(f"features must be 2-D (n_examples, n_dims), got shape {x.shape}; "
                          "reshape with features.reshape(len(features), -1)")
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"features must be non-empty, got shape {x.shape}")
+        raise UsageError(f"features must be non-empty, got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"features must be numeric, got dtype {x.dtype}")
+        raise UsageError(f"features must be numeric, got dtype {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32)
     if not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-        raise ValueError(f"features must be finite, but row {bad} holds NaN or inf "
+        raise UsageError(f"features must be finite, but row {bad} holds NaN or inf "
                          "(check the model's outputs or drop those examples)")
     return x
 
@@ -44,16 +46,16 @@ def check_labels(labels, n=None):
     """Labels as a 1-D int64 array of non-negative class ids (length n if given)."""
     y = to_numpy(labels, "labels")
     if y.ndim != 1:
-        raise ValueError(f"labels must be 1-D (n_examples,), got shape {y.shape}")
+        raise UsageError(f"labels must be 1-D (n_examples,), got shape {y.shape}")
     if y.size == 0:
-        raise ValueError("labels must be non-empty, got 0 labels")
+        raise UsageError("labels must be non-empty, got 0 labels")
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be integer class ids, got dtype {y.dtype}; "
+        raise UsageError(f"labels must be integer class ids, got dtype {y.dtype}; "
                          "cast them with labels.astype('int64') if they are whole numbers")
     if y.min() < 0:
-        raise ValueError(f"labels must be non-negative class ids, got {int(y.min())}")
+        raise UsageError(f"labels must be non-negative class ids, got {int(y.min())}")
     if n is not None and y.shape[0] != n:
-        raise ValueError(f"labels has {y.shape[0]} entries but there are {n} examples; "
+        raise UsageError(f"labels has {y.shape[0]} entries but there are {n} examples; "
                          "they must have the same length")
     return y.astype(np.int64, copy=False)
 
@@ -62,34 +64,34 @@ def check_losses(losses, n):
     """Per-example losses as a finite 1-D float64 array of length n."""
     x = to_numpy(losses, "losses")
     if x.ndim != 1:
-        raise ValueError(f"losses must be 1-D (n_examples,), got shape {x.shape}")
+        raise UsageError(f"losses must be 1-D (n_examples,), got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"losses must be numeric, got dtype {x.dtype}")
+        raise UsageError(f"losses must be numeric, got dtype {x.dtype}")
     if x.shape[0] != n:
-        raise ValueError(f"losses has {x.shape[0]} entries but labels has {n}; "
+        raise UsageError(f"losses has {x.shape[0]} entries but labels has {n}; "
                          "they must have the same length")
     x = x.astype(np.float64, copy=False)
     if not np.isfinite(x).all():
-        raise ValueError("losses must be finite, got NaN or inf")
+        raise UsageError("losses must be finite, got NaN or inf")
     return x
 
 
 def check_fraction(fraction):
     """The subset fraction as a float in (0, 1]."""
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or math.isnan(fraction):
-        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+        raise UsageError(f"fraction must be a number in (0, 1], got {fraction!r}")
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise UsageError(f"fraction must be in (0, 1], got {fraction}")
     return float(fraction)
 
 
 def check_choice(value, name, choices):
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise UsageError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
 
 def check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise UsageError(f"{name} must be a positive integer, got {value!r}")
     return int(value)

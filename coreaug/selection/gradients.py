@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from coreaug.errors import UsageError
+
 from .checks import check_labels, check_positive_int
 
 KINDS = ("logits", "last_layer")
@@ -22,20 +24,20 @@ def _as_tensor(array, name):
     try:
         return torch.as_tensor(np.asarray(array))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be an array or tensor: {exc}") from None
+        raise UsageError(f"{name} must be an array or tensor: {exc}") from None
 
 
 def _check_logits(logits, labels):
     z = _as_tensor(logits, "logits")
     if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] < 2:
-        raise ValueError(f"logits must be 2-D (n_examples, n_classes) with n_classes >= 2, got shape {tuple(z.shape)}")
+        raise UsageError(f"logits must be 2-D (n_examples, n_classes) with n_classes >= 2, got shape {tuple(z.shape)}")
     if not z.is_floating_point():
-        raise ValueError(f"logits must be floating point, got {z.dtype}")
+        raise UsageError(f"logits must be floating point, got {z.dtype}")
     if not torch.isfinite(z).all():
-        raise ValueError("logits must be finite, got NaN or inf")
+        raise UsageError("logits must be finite, got NaN or inf")
     y = torch.as_tensor(check_labels(labels, n=z.shape[0]), device=z.device)
     if int(y.max()) >= z.shape[1]:
-        raise ValueError(f"labels must be < n_classes={z.shape[1]} (the logits' width), got {int(y.max())}")
+        raise UsageError(f"labels must be < n_classes={z.shape[1]} (the logits' width), got {int(y.max())}")
     return z, y
 
 
@@ -110,7 +112,7 @@ def last_layer_gradients(logits, embeddings, labels, *, dim=None, seed=0, chunk=
     z, y = _check_logits(logits, labels)
     h = _as_tensor(embeddings, "embeddings").to(z.device).float()
     if h.ndim != 2 or h.shape[0] != z.shape[0]:
-        raise ValueError(f"embeddings must be 2-D (n_examples, n_dims) with {z.shape[0]} rows "
+        raise UsageError(f"embeddings must be 2-D (n_examples, n_dims) with {z.shape[0]} rows "
                          f"like the logits, got shape {tuple(h.shape)}")
     if dim is not None:
         dim = check_positive_int(dim, "dim")
@@ -130,7 +132,7 @@ def final_linear(model):
     """The last `nn.Linear` registered in `model`: the layer whose gradient is estimated."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError(f"model must end with an nn.Linear layer to estimate last-layer gradients; "
+        raise UsageError(f"model must end with an nn.Linear layer to estimate last-layer gradients; "
                          f"{type(model).__name__} has none")
     return linears[-1]
 
@@ -168,13 +170,13 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     example, from the float32 logits before any projection: `(estimates, losses)`.
     """
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+        raise UsageError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     batch_size = check_positive_int(batch_size, "batch_size")
     if dim is not None:
         dim = check_positive_int(dim, "dim")
     labels = torch.as_tensor(check_labels(labels))
     if len(images) != len(labels):
-        raise ValueError(f"images has {len(images)} examples but labels has {len(labels)}; they must match")
+        raise UsageError(f"images has {len(images)} examples but labels has {len(labels)}; they must match")
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
@@ -191,7 +193,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
             for batch in _image_batches(images, batch_size, num_workers, device):
                 logits = model(transform(batch) if transform is not None else batch).float()
                 if start == 0 and top >= logits.shape[1]:
-                    raise ValueError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
+                    raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
                 y = labels[start:start + len(logits)].to(device, non_blocking=True)
                 g = _gradients(logits, y)
                 if with_losses:  # -log p_y, from the float32 softmax before any projection

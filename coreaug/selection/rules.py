@@ -17,6 +17,8 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
+from coreaug.errors import UsageError
+
 from .baselines import select_maxloss, select_random
 from .budgets import class_members
 from .checks import BALANCES, check_choice, check_features, check_fraction, check_labels, check_losses
@@ -206,6 +208,6 @@ def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balan
     given = {"estimates": estimates, "losses": losses}
     missing = [need for need in rule.needs if given[need] is None]
     if missing:
-        raise ValueError(f"strategy {name!r} needs {' and '.join(missing)} from the model; "
+        raise UsageError(f"strategy {name!r} needs {' and '.join(missing)} from the model; "
                          "pass them (or logits), or call start_epoch(epoch, model, data)")
     return rule.choose(labels, fraction, estimates=estimates, losses=losses, balance=balance, seed=seed, knn=knn)

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
 
@@ -68,7 +69,7 @@ class Selection:
         """Read a selection written by `save` (only `indices` and `weights` are required)."""
         with np.load(os.fspath(path), allow_pickle=False) as data:
             if "indices" not in data or "weights" not in data:
-                raise ValueError(f"{path} is not a selection file: it needs arrays 'indices' and 'weights'")
+                raise UsageError(f"{path} is not a selection file: it needs arrays 'indices' and 'weights'")
             indices = data["indices"].astype(np.int64)
             get = lambda key, default: data[key] if key in data else default  # noqa: E731
             return cls(

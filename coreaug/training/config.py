@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from coreaug.errors import UsageError
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES
 
@@ -57,7 +58,8 @@ class TrainConfig:
         same budget until then); None takes the rule's own share (crust: 20% of the epochs, else 0).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
     image_size, val_fraction, skip_bad_images: for a `dataset` that is a folder of images
-        (coreaug.data.image_folder): the square size images are resized and cropped to, the
+        (coreaug.data.image_folder): the square size images are resized and cropped to
+        (None: the images' own size when they share one, else 64; resolved() fills it in), the
         share of each class held out when the folder has no val/ or test/ split, and whether
         unreadable images are left out (counted) rather than an error.
     gradient_dim: gradient estimates wider than this are randomly projected to at most this
@@ -81,6 +83,10 @@ class TrainConfig:
     compile: torch.compile the model (compiled once; later epochs reuse the graphs).
     sync_bn: under torchrun on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)
         instead of each process's own share.
+    out, resume, overwrite: the run's folder (config.json, metrics.jsonl, summary.json,
+        checkpoint.pt); `resume` continues the run there from its checkpoint; a folder that
+        holds a run's results is refused unless `resume`, or `overwrite`, which starts the run
+        again (deleting them, and replacing a run of another config).
     """
 
     dataset: str = "cifar10"
@@ -114,7 +120,7 @@ class TrainConfig:
     flip: Optional[bool] = None
     train_limit: Optional[int] = None
     test_limit: Optional[int] = None
-    image_size: int = 64
+    image_size: Optional[int] = None
     val_fraction: float = 0.1
     skip_bad_images: bool = False
     stream: str = "auto"
@@ -131,6 +137,7 @@ class TrainConfig:
     seed: int = 0
     out: Optional[str] = None
     resume: bool = False
+    overwrite: bool = False
     quiet: bool = False
 
     def resolved(self):
@@ -139,17 +146,22 @@ class TrainConfig:
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
+        if filled["image_size"] is None:
+            from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, is_image_folder, own_image_size
+
+            own = own_image_size(self.dataset) if is_image_folder(self.dataset) else None
+            filled["image_size"] = own or DEFAULT_IMAGE_SIZE
         config = TrainConfig(**filled)
         config.validate()
         return config
 
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
-        skip = {"out", "resume", "quiet", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
+        skip = {"out", "resume", "overwrite", "quiet", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self):
-        """Raise ValueError naming the first bad field and what it accepts."""
+        """Raise UsageError naming the first bad field and what it accepts."""
         from coreaug.augment import available_policies
         from coreaug.data import available_datasets
         from coreaug.models import available_models
@@ -159,9 +171,9 @@ class TrainConfig:
         if not is_image_folder(self.dataset):
             _choice("dataset", self.dataset, available_datasets())
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, numbers.Integral) or self.image_size < 4:
-            raise ValueError(f"image_size must be an integer >= 4, got {self.image_size!r}")
+            raise UsageError(f"image_size must be an integer >= 4, got {self.image_size!r}")
         if not _number(self.val_fraction) or not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
+            raise UsageError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
         _choice("model", self.model, available_models())
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)
@@ -169,17 +181,17 @@ class TrainConfig:
         _choice("gradients", self.gradients, GRADIENT_KINDS)
         _choice("estimates", self.estimates, ESTIMATES)
         if self.estimates == "training" and (self.mode != "append" or self.gradients != "logits"):
-            raise ValueError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
+            raise UsageError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
                              f"and gradients 'logits', got mode {self.mode!r} and gradients {self.gradients!r}")
         _choice("balance", self.balance, BALANCES)
         _choice("stream", self.stream, STREAMS)
         _choice("weak", self.weak, WEAK)
         if self.stream == "always" and not is_image_folder(self.dataset):
-            raise ValueError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
+            raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, numbers.Integral)
                                          or self.workers < 0):
-            raise ValueError(f"workers must be an integer >= 0 or None, got {self.workers!r}")
+            raise UsageError(f"workers must be an integer >= 0 or None, got {self.workers!r}")
         if self.pretrained is not None and not os.path.isfile(os.path.expanduser(str(self.pretrained))):
             raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
                                     "state dict saved with torch.save (nothing is downloaded)")
@@ -187,27 +199,29 @@ class TrainConfig:
         for part in self.augment.split("+"):
             _choice("augment", part.strip(), available_policies())
         if not _number(self.subset) or not 0 < self.subset <= 1:
-            raise ValueError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
+            raise UsageError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
         for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn", "gradient_dim"):
             _positive_int(name, getattr(self, name))
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+                raise UsageError(f"{name} must be an integer >= 1 or None, got {value!r}")
         for name, low, high in (("lr", 0, math.inf), ("weight_decay", 0, math.inf), ("momentum", 0, 1),
                                 ("label_smoothing", 0, 1), ("label_noise", 0, 1), ("warmup_epochs", 0, math.inf)):
             value = getattr(self, name)
             if not _number(value) or not low <= value <= high or (name == "lr" and value == 0):
-                raise ValueError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
+                raise UsageError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
         if self.selection_warmup is not None and (isinstance(self.selection_warmup, bool) or not isinstance(
                 self.selection_warmup, numbers.Integral) or self.selection_warmup < 0):
-            raise ValueError(f"selection_warmup must be an integer >= 0 (epochs) or None, got {self.selection_warmup!r}")
+            raise UsageError(f"selection_warmup must be an integer >= 0 (epochs) or None, got {self.selection_warmup!r}")
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
+            raise UsageError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
         if not all(_number(m) and 0 < m < 1 for m in self.milestones):
-            raise ValueError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
+            raise UsageError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
+        if self.resume and self.overwrite:
+            raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+            raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 
 
 def _number(value):
@@ -216,9 +230,9 @@ def _number(value):
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+        raise UsageError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")

@@ -2,6 +2,8 @@
 follows the epoch's plan, for training loops built on `torch.utils.data.DataLoader`."""
 import torch
 
+from coreaug.errors import UsageError
+
 
 class PlanDataset(torch.utils.data.Dataset):
     """`base` seen through the method's plans: item i < N is example i under `weak`, item N + i a
@@ -17,16 +19,16 @@ class PlanDataset(torch.utils.data.Dataset):
 
     def __init__(self, method, base, weak=None, strong=None):
         if len(base) != len(method):
-            raise ValueError(f"the dataset has {len(base)} examples but the labels given to CoresetAugmentation "
+            raise UsageError(f"the dataset has {len(base)} examples but the labels given to CoresetAugmentation "
                              f"have {len(method)}; wrap the same training set")
         if len(base):
             item = base[0]
             if not isinstance(item, (tuple, list)) or len(item) < 2:
-                raise ValueError("the dataset must return (image, label) pairs (like torchvision's datasets); "
+                raise UsageError("the dataset must return (image, label) pairs (like torchvision's datasets); "
                                  f"its item 0 is a {type(item).__name__}")
         for name, transform in (("weak", weak), ("strong", strong)):
             if transform is not None and not callable(transform):
-                raise ValueError(f"{name} must be a callable transform or None, got {type(transform).__name__}")
+                raise UsageError(f"{name} must be a callable transform or None, got {type(transform).__name__}")
         self.method, self.base, self.weak, self.strong = method, base, weak, strong
 
     def __len__(self):
@@ -51,12 +53,12 @@ class PlanSampler(torch.utils.data.Sampler):
 
     def __init__(self, method, num_replicas=1, rank=0):
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must be in [0, num_replicas), got rank {rank} of {num_replicas}")
+            raise UsageError(f"rank must be in [0, num_replicas), got rank {rank} of {num_replicas}")
         self.method, self.num_replicas, self.rank = method, num_replicas, rank
 
     def __iter__(self):
         if self.method.plan is None:
-            raise ValueError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
+            raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
         share = self.method.plan.shard(self.rank, self.num_replicas)
         items = share.indices + len(self.method) * share.augmented.long()
         return iter(items.tolist())

@@ -12,6 +12,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from coreaug.errors import UsageError
+
 # The other processes wait in a broadcast while rank 0 selects alone, minutes at ImageNet's
 # size; NCCL's default of 10 minutes could end the run there, so both backends get gloo's 30.
 TIMEOUT = datetime.timedelta(minutes=30)
@@ -22,7 +24,7 @@ def pick_device(name):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
+        raise UsageError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
     return torch.device(name)
 
 
@@ -32,10 +34,10 @@ def _rank_device(name, local_rank):
     if device.type != "cuda":
         return device
     if device.index is not None and device.index != local_rank:
-        raise ValueError(f"under torchrun each process uses cuda:LOCAL_RANK, but --device {name} was given "
+        raise UsageError(f"under torchrun each process uses cuda:LOCAL_RANK, but --device {name} was given "
                          f"to the process with LOCAL_RANK={local_rank}; pass --device cuda (or auto)")
     if local_rank >= torch.cuda.device_count():
-        raise ValueError(f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} visible GPUs; "
+        raise UsageError(f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} visible GPUs; "
                          "launch at most that many processes per node (--nproc-per-node)")
     return torch.device("cuda", local_rank)
 
@@ -167,7 +169,7 @@ def join_run(device_name):
     initialises the default process group from MASTER_ADDR/MASTER_PORT (NCCL when the
     device is CUDA, gloo on the CPU) unless the caller already has, and each process
     trains on cuda:LOCAL_RANK or the CPU. Otherwise a single-process `Distributed` on
-    `pick_device(device_name)`. Raises ValueError for a device the node cannot give.
+    `pick_device(device_name)`. Raises UsageError for a device the node cannot give.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1 and not dist.is_initialized():
@@ -189,7 +191,7 @@ def join_run(device_name):
 
 
 def check_world_size(config, n_train, world_size):
-    """Raise ValueError unless `world_size` processes can split the run's work evenly.
+    """Raise UsageError unless `world_size` processes can split the run's work evenly.
 
     Every process needs the same number of steps per epoch (DDP's collectives must pair
     up), so the global batch is split into equal per-process batches, each process takes
@@ -199,7 +201,7 @@ def check_world_size(config, n_train, world_size):
     if world_size == 1:
         return
     if config.sync_bn and (config.device == "cpu" or not torch.cuda.is_available()):
-        raise ValueError("--sync-bn synchronises BatchNorm across GPUs and needs CUDA (NCCL); "
+        raise UsageError("--sync-bn synchronises BatchNorm across GPUs and needs CUDA (NCCL); "
                          "drop --sync-bn for CPU processes")
     from coreaug.selection import budget_size
 
@@ -208,13 +210,13 @@ def check_world_size(config, n_train, world_size):
     fix = f"launch fewer processes (--nproc-per-node x --nnodes is {world_size})"
     if config.batch_size % world_size:
         lower = config.batch_size - config.batch_size % world_size
-        raise ValueError(f"batch_size {config.batch_size} is the global batch and must split evenly over the "
+        raise UsageError(f"batch_size {config.batch_size} is the global batch and must split evenly over the "
                          f"{world_size} processes; use a multiple of {world_size} such as "
                          f"{lower or world_size} or {lower + world_size}, or {fix}")
     if n_train < world_size:
-        raise ValueError(f"the training set has {n_train} examples, fewer than the {world_size} processes; "
+        raise UsageError(f"the training set has {n_train} examples, fewer than the {world_size} processes; "
                          f"raise --train-limit or {fix}")
     planned = plan_length(n_train, config.strategy, config.mode, budget_size(config.subset, n_train), config.copies)
     if planned < world_size:
-        raise ValueError(f"each epoch trains {planned} examples, fewer than the {world_size} processes; "
+        raise UsageError(f"each epoch trains {planned} examples, fewer than the {world_size} processes; "
                          f"raise --subset or --train-limit, or {fix}")

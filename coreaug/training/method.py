@@ -15,10 +15,11 @@ order). It has two faces over that one state:
 import numpy as np
 import torch
 
+from coreaug.errors import UsageError
 from coreaug.selection import Selection, budget_size, estimate_gradients, logit_gradients
-from coreaug.selection.rules import RULES, select_by_rule
 from coreaug.selection.checks import check_fraction, check_labels
 from coreaug.selection.coreset import DEFAULT_KNN
+from coreaug.selection.rules import RULES, select_by_rule
 
 from .config import BALANCES, GRADIENT_KINDS, MODES, SELECTING, STRATEGIES, _choice, _positive_int
 from .diagnostics import selection_diagnostics
@@ -88,7 +89,7 @@ class CoresetAugmentation:
             share = self.rule.warmup_share if self.selects else 0.0
             selection_warmup = int(round(share * epochs)) if epochs is not None else 0
         elif isinstance(selection_warmup, bool) or not isinstance(selection_warmup, int) or selection_warmup < 0:
-            raise ValueError(f"selection_warmup must be an integer >= 0 (epochs), got {selection_warmup!r}")
+            raise UsageError(f"selection_warmup must be an integer >= 0 (epochs), got {selection_warmup!r}")
         self.selection_warmup = selection_warmup
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
         self.selection, self.plan, self.epoch, self.diagnostics, self.selected_at = None, None, None, {}, None
@@ -142,7 +143,7 @@ class CoresetAugmentation:
             losses = torch.nn.functional.cross_entropy(logits, self.labels, reduction="none")
         estimates, losses = _on_cpu(estimates), _on_cpu(losses)
         if not self.selects:
-            raise ValueError(f"strategy {self.strategy!r} selects nothing; only {', '.join(SELECTING)} do")
+            raise UsageError(f"strategy {self.strategy!r} selects nothing; only {', '.join(SELECTING)} do")
         seed = self.seed * 100_003 + epoch
         if self.warming_up(epoch):
             selection = select_by_rule("random", labels, self.fraction, balance=self.balance, seed=seed)
@@ -194,7 +195,7 @@ class CoresetAugmentation:
         `num_workers`). `preprocess` maps a batch to the model's input.
         """
         if len(data) != len(self):
-            raise ValueError(f"data has {len(data)} examples but the labels given to CoresetAugmentation have "
+            raise UsageError(f"data has {len(data)} examples but the labels given to CoresetAugmentation have "
                              f"{len(self)}; pass the training set in the same order")
         wants_estimates = "estimates" in self.needs
         g, losses = estimate_gradients(model, data, self.labels, kind=self.gradients if wants_estimates else "logits",
@@ -226,7 +227,7 @@ class CoresetAugmentation:
             distributed = _world_size() > 1
             if not distributed or torch.distributed.get_rank() == src:
                 if self.needs_model_at(epoch) and (model is None or data is None):
-                    raise ValueError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
+                    raise UsageError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
                                      "training data, start_epoch(epoch, model, data), or select(...) first")
                 self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
             if distributed:
@@ -244,7 +245,7 @@ class CoresetAugmentation:
     def plan_for(self, epoch):
         """The `EpochPlan` of `epoch` for the current selection (shuffled by the seed and epoch)."""
         if self.selects and self.selection is None:
-            raise ValueError("no selection yet: call start_epoch(epoch, model, data) or select(...) first")
+            raise UsageError("no selection yet: call start_epoch(epoch, model, data) or select(...) first")
         indices, weights = self._selected() if self.selects else (None, None)
         mixup = self.selects and self.rule.mixup
         return epoch_plan(len(self), self.strategy, self.mode, indices, weights, self.copies,

@@ -9,9 +9,11 @@ import os
 
 import torch
 
+from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
+RESULTS = ("metrics.jsonl", "summary.json", CHECKPOINT)  # what a fresh start deletes
 
 
 class RunFolder:
@@ -24,14 +26,16 @@ class RunFolder:
     def file(self, name):
         return os.path.join(self.path, name)
 
-    def check(self, identity, resume):
+    def check(self, identity, resume, overwrite=False):
         """Refuse a folder holding another run; return its checkpoint when resuming it.
 
-        Raises ValueError when `path` is a file, or holds a run whose config differs from
-        `identity`. Returns the checkpoint dict if `resume` and one exists, else None.
+        Raises UsageError when `path` is a file, holds a run whose config differs from
+        `identity`, or holds a run's results (checkpoint, metrics, summary) that neither
+        `resume` nor `overwrite` says what to do with: a rerun that forgot --resume must not
+        empty the folder. Returns the checkpoint dict if `resume` and one exists, else None.
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise ValueError(f"--out {self.path} is a file; give a folder for the run's outputs")
+            raise UsageError(f"--out {self.path} is a file; give a folder for the run's outputs")
         if os.path.isdir(self.path):
             self._take_lock()
         config_path = self.file("config.json")
@@ -39,12 +43,16 @@ class RunFolder:
             return None
         with open(config_path) as f:
             previous = json.load(f)
-        if not same_settings(previous, identity):
+        if not overwrite and not same_settings(previous, identity):
             current = _as_stored(identity)
             changed = [k for k in current if previous.get(k, DEFAULT_IDENTITY.get(k)) != current[k]]
             diff = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
-            raise ValueError(f"--out {self.path} already holds a run with a different config ({diff}); "
-                             "choose another --out or remove that folder")
+            raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}); "
+                             "choose another --out, or pass --overwrite to replace that run")
+        kept = [name for name in RESULTS if os.path.exists(self.file(name))]
+        if kept and not resume and not overwrite:
+            raise UsageError(f"--out {self.path} already holds a run ({', '.join(kept)}); pass --resume to continue "
+                             "it, --overwrite to start it again (deleting those files), or choose another --out")
         if resume and os.path.exists(self.file(CHECKPOINT)):
             return self._load_checkpoint()
         return None
@@ -55,11 +63,11 @@ class RunFolder:
             return torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ValueError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
+            raise UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
                              "remove it to train the run from the start, or choose another --out") from None
 
     def _take_lock(self):
-        """Hold the folder's lock for this process; ValueError at once if another run holds it."""
+        """Hold the folder's lock for this process; UsageError at once if another run holds it."""
         if self._lock is not None:
             return
         fd = os.open(self.path, os.O_RDONLY)
@@ -67,7 +75,7 @@ class RunFolder:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ValueError(f"--out {self.path} is in use by another coreaug run that is still going; "
+            raise UsageError(f"--out {self.path} is in use by another coreaug run that is still going; "
                              "wait for it to end or choose another --out") from None
         self._lock = fd
 
@@ -82,7 +90,7 @@ class RunFolder:
         os.makedirs(self.path, exist_ok=True)
         self._take_lock()
         if fresh:
-            for name in ("metrics.jsonl", "summary.json", CHECKPOINT):
+            for name in RESULTS:
                 if os.path.exists(self.file(name)):
                     os.unlink(self.file(name))
         atomic_write(self.file("config.json"), lambda f: json.dump(identity, f, indent=2))
@@ -94,6 +102,18 @@ class RunFolder:
 
     def save_summary(self, summary):
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
+
+
+def check_same_data(checkpoint, data):
+    """Refuse to resume from `checkpoint` when the folder of images `data` was read from has
+    changed since it was written (files added, removed or modified): the run would go on
+    training on other data than it started with. Checkpoints of built-in datasets, and ones
+    written before coreaug recorded this, carry no fingerprint and pass."""
+    stored = (checkpoint or {}).get("data_fingerprint")
+    if stored is not None and data.fingerprint is not None and stored != data.fingerprint:
+        raise UsageError(f"the images in {data.source} changed (files added, removed or modified) since the run's "
+                         "checkpoint was written, so --resume would continue on other data; restore them, or "
+                         "start the run again with --overwrite")
 
 
 def _as_stored(identity):

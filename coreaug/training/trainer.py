@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from coreaug.augment import create_policy
 from coreaug.data.image_cache import is_on_disk
+from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection import Selection
 from coreaug.selection.gradients import estimate_dtype
@@ -22,7 +23,7 @@ from .evaluate import evaluation_sums
 from .inputs import load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
-from .run_files import RunFolder
+from .run_files import RunFolder, check_same_data
 from .schedule import learning_rate
 from .selector import select_examples
 
@@ -66,7 +67,7 @@ def train(config):
     clean images in eval mode); each epoch trains the plan of `epoch_plan` with SGD (Nesterov momentum, weight decay, the
     configured schedule) on the weighted cross-entropy. With `config.out`, writes
     config.json, metrics.jsonl, summary.json and checkpoint.pt there; `resume` continues
-    from the checkpoint. Raises ValueError / FileNotFoundError for bad settings or missing
+    from the checkpoint. Raises UsageError / FileNotFoundError for bad settings or missing
     data before anything is written. Returns a TrainResult.
 
     Launched by torchrun with several processes, each process trains its disjoint share
@@ -92,9 +93,10 @@ def _open_run(config, distributed):
     identity = config.identity()
     folder = RunFolder(config.out) if config.out and distributed.is_main else None
     try:
-        checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume)) if config.out else None
+        checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
         with distributed.node_main_first():  # a --download happens once per node
             data = load_run_data(config, distributed.device)
+        check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         if folder:
             folder.start(identity, fresh=checkpoint is None)
@@ -178,7 +180,7 @@ def _train_run(config, distributed, folder, checkpoint, data):
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
         })
         if folder:
-            folder.save_epoch(_checkpoint(config, run, epoch), run.history)
+            folder.save_epoch(_checkpoint(config, run, epoch, data), run.history)
         if not config.quiet:
             _log_epoch(config, run.history[-1])
 
@@ -260,10 +262,11 @@ def _evaluate(run, data, distributed):
     return loss / len(data.test_labels), correct / len(data.test_labels)
 
 
-def _checkpoint(config, run, epoch):
+def _checkpoint(config, run, epoch, data):
     return {"epoch": epoch + 1, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "method": run.method.state_dict(), "history": run.history, "config": config.identity(),
             "train_logits": _to(run.train_logits, "cpu"),  # None except before a selection
+            "data_fingerprint": data.fingerprint,
             "scaler": run.scaler.state_dict() if run.scaler is not None else None}
 
 
@@ -383,7 +386,7 @@ def mix_with_partners(copies, train_images, partners, weak, generator):
     """Mixup within a class (CRUST): each strongly augmented copy blended with its partner
     (weakly augmented) by a weight drawn uniformly from [0, 1] (Beta(1, 1)); labels stay."""
     if is_on_disk(train_images):
-        raise ValueError("mixing copies with partners (strategy crust) needs the images in memory; "
+        raise UsageError("mixing copies with partners (strategy crust) needs the images in memory; "
                          "use --stream never, or another strategy")
     mates = weak(train_images.index_select(0, partners), generator)
     lam = torch.rand((len(copies), 1, 1, 1), generator=generator, device=copies.device)

@@ -1,0 +1,11 @@
+"""The one error type of a user's mistake, so that it can be told apart from a failure."""
+
+
+class UsageError(ValueError):
+    """A mistake in what the user gave: a setting, a flag, a file or a folder. The message names
+    it, says what was wrong and what to do.
+
+    A ValueError, so ``except ValueError`` still catches it. The CLI prints it as one line on
+    stderr with exit code 2; any other ValueError (from torch, or one of coreaug's own
+    invariants) is a failure, and keeps its traceback.
+    """

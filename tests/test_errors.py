@@ -1,0 +1,45 @@
+"""A user's mistake is a coreaug.UsageError, shown in one line; any other error keeps its traceback."""
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import coreaug
+from coreaug.cli.main import app
+
+TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--epochs", "1", "--quiet"]
+
+
+def test_usage_error_is_a_value_error():
+    assert issubclass(coreaug.UsageError, ValueError)
+
+
+def test_a_bad_train_setting_raises_usage_error():
+    with pytest.raises(coreaug.UsageError, match="subset must be a fraction"):
+        coreaug.TrainConfig(dataset="synthetic", subset=1.5).resolved()
+
+
+def test_a_bad_selection_argument_raises_usage_error():
+    with pytest.raises(coreaug.UsageError, match="fraction"):
+        coreaug.select_random(np.arange(10) % 2, fraction=1.5)
+
+
+def test_a_bad_policy_name_raises_usage_error():
+    with pytest.raises(coreaug.UsageError, match="unknown policy"):
+        coreaug.create_policy("no-such-policy")
+
+
+def test_the_cli_shows_a_usage_error_in_one_line_with_exit_2(monkeypatch):
+    def mistaken(config):
+        raise coreaug.UsageError("what was wrong, and what to do")
+    monkeypatch.setattr(coreaug, "train", mistaken)
+    result = CliRunner().invoke(app, ["train", *TINY])
+    assert result.exit_code == 2 and result.output == "error: what was wrong, and what to do\n"
+
+
+def test_the_cli_lets_any_other_value_error_through_with_its_traceback(monkeypatch):
+    def failing(config):
+        raise ValueError("an invariant broke mid-run")
+    monkeypatch.setattr(coreaug, "train", failing)
+    result = CliRunner().invoke(app, ["train", *TINY])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+    assert "error:" not in result.output
