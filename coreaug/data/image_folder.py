@@ -159,13 +159,16 @@ def _split(files, num_classes, val_fraction, seed):
     return [f for f, t in zip(files, is_test) if not t], [f for f, t in zip(files, is_test) if t]
 
 
-def decode_square(path, size):
-    """The image at ``path`` as RGB, resized and centre-cropped to (size, size, 3) uint8.
+def decode_square(path, size, mode="RGB"):
+    """The image at ``path`` (or a PIL image) converted to ``mode`` ("RGB", or "L" for one
+    channel), resized and centre-cropped to (size, size, 3) or (size, size) uint8.
     Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file."""
     from PIL import Image
 
+    if isinstance(path, Image.Image):
+        return _square(path.convert(mode), size, Image)
     with Image.open(path) as image:
-        return _square(image.convert("RGB"), size, Image)
+        return _square(image.convert(mode), size, Image)
 
 
 def _square(image, size, Image):

@@ -40,6 +40,7 @@ class RunData:
     preprocess: Normalize
     noisy: torch.Tensor  # bool (n_train,), labels flipped by label_noise
     source: str
+    class_names: list = None  # one name per class (the dataset's, or "0", "1", ...)
 
 
 def _sample(images, labels, limit, seed):
@@ -82,6 +83,7 @@ def load_run_data(config, device):
         test_images=test_x, test_labels=test_y.long().to(device),
         num_classes=data.num_classes, in_channels=data.in_channels,
         preprocess=Normalize(data.mean, data.std, device), noisy=noisy, source=data.source,
+        class_names=list(data.class_names or map(str, range(data.num_classes))),
     )
 
 
