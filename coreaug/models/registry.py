@@ -63,6 +63,12 @@ def import_factory(path: str) -> ModelFactory:
     if not callable(factory):
         raise ValueError(f"model {path!r}: {attribute!r} is not callable; name a function that takes "
                          "in_channels and num_classes and returns an nn.Module")
+    try:
+        inspect.signature(factory).bind(3, 10)
+    except TypeError:
+        raise ValueError(f"model {path!r} must take two arguments, in_channels and num_classes") from None
+    except ValueError:  # a callable without a signature to read: calling it will tell
+        pass
     return factory
 
 
@@ -92,14 +98,7 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
             raise ValueError(f"{arg_name} must be a positive integer, got {value!r}")
     if not is_import_path(name):
         return _MODELS[key](in_channels, num_classes)
-    factory = import_factory(name)
-    try:
-        inspect.signature(factory).bind(in_channels, num_classes)
-    except TypeError:
-        raise ValueError(f"model {name!r} must take two arguments, in_channels and num_classes") from None
-    except ValueError:  # a callable without a signature to read: call it and see
-        pass
-    model = factory(in_channels, num_classes)
+    model = import_factory(name)(in_channels, num_classes)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {name!r} returned a {type(model).__name__}, not an nn.Module; "
                          "the function must return the model")

@@ -175,9 +175,11 @@ class TrainConfig:
             raise ValueError(f"image_size must be an integer >= 4, got {self.image_size!r}")
         if not _number(self.val_fraction) or not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
-        if is_import_path(self.model):
+        if str(self.model).startswith(INSTANCE):
+            pass  # the module passed to train (checked there)
+        elif is_import_path(self.model):
             import_factory(self.model)
-        elif not str(self.model).startswith(INSTANCE):
+        else:
             _choice("model", self.model, available_models())
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if (not isinstance(self.betas, tuple) or len(self.betas) != 2
