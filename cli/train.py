@@ -3,16 +3,16 @@ import click
 
 import coreaug
 from coreaug.selection.coreset import DEFAULT_KNN
-from coreaug.training.config import GRADIENT_KINDS, MODES, SCHEDULES, STRATEGIES
+from coreaug.training.config import GRADIENT_KINDS, MODES, OPTIMIZERS, SCHEDULES, STRATEGIES
 
 from .errors import user_errors
 
 
-def _floats(text):
+def _floats(text, flag="--milestones", example="0.5,0.75"):
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"--milestones must be comma-separated fractions like 0.5,0.75, got {text!r}") from None
+        raise ValueError(f"{flag} must be comma-separated numbers like {example}, got {text!r}") from None
 
 
 def train_options(command):
@@ -35,7 +35,9 @@ def train_options(command):
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder)."),
         click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed)."),
         click.option("--model", help="resnet20|32|56, resnet18, wrn-16-8, cnn (small images); resnet18_imagenet, "
-                                     "resnet34|50|101, wide_resnet50_2 (ImageNet stem) [default: per dataset]."),
+                                     "resnet34|50|101, wide_resnet50_2 (ImageNet stem); or your own as "
+                                     "package.module:function, called with in_channels and num_classes "
+                                     "[default: per dataset]."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="Start from this local state dict file (e.g. torchvision's); nothing is downloaded."),
         click.option("--norm-decay/--no-norm-decay", default=True, show_default=True,
@@ -56,8 +58,11 @@ def train_options(command):
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
         click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),
-        click.option("--momentum", type=float, default=0.9, show_default=True),
-        click.option("--nesterov/--no-nesterov", default=True, show_default=True),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True,
+                     help="sgd (momentum, Nesterov) or adamw (--betas; lr 1e-3 and weight decay 0.05 by default)."),
+        click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD's momentum."),
+        click.option("--nesterov/--no-nesterov", default=True, show_default=True, help="SGD's Nesterov momentum."),
+        click.option("--betas", default="0.9,0.999", show_default=True, help="AdamW's betas."),
         click.option("--weight-decay", type=float, help="[default: per dataset]"),
         click.option("--schedule", default="cosine", show_default=True, help="|".join(SCHEDULES)),
         click.option("--milestones", default="0.5,0.75", show_default=True, help="multistep: fractions of training where lr drops 10x."),
@@ -83,6 +88,7 @@ def train_options(command):
 def make_config(**flags):
     """A TrainConfig from click's flag values (milestones parsed from text)."""
     flags["milestones"] = _floats(flags["milestones"])
+    flags["betas"] = _floats(flags["betas"], "--betas", "0.9,0.999")
     return coreaug.TrainConfig(**flags)
 
 
@@ -90,7 +96,7 @@ def make_config(**flags):
 @click.option("--subset", type=float, default=0.3, show_default=True, help="Selection size as a fraction of the training set.")
 @click.option("--strategy", default="coreset", show_default=True, help="|".join(STRATEGIES))
 @train_options
-@click.option("--out", type=click.Path(), help="Folder for metrics.jsonl, summary.json, checkpoint.pt.")
+@click.option("--out", type=click.Path(), help="Folder for metrics.jsonl, summary.json, checkpoint.pt, model.pt.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @user_errors
 def train(**flags):
