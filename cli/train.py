@@ -1,4 +1,7 @@
 """`coreaug train`: the flags map one to one onto coreaug.TrainConfig."""
+import os
+import time
+
 import click
 
 import coreaug
@@ -79,6 +82,8 @@ def train_options(command):
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
+        click.option("--tensorboard", is_flag=True,
+                     help="Also write each epoch's metrics as TensorBoard scalars to the run's tensorboard/ folder."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -96,14 +101,27 @@ def make_config(**flags):
 @click.option("--subset", type=float, default=0.3, show_default=True, help="Selection size as a fraction of the training set.")
 @click.option("--strategy", default="coreset", show_default=True, help="|".join(STRATEGIES))
 @train_options
-@click.option("--out", type=click.Path(), help="Folder for metrics.jsonl, summary.json, checkpoint.pt, model.pt.")
+@click.option("--out", type=click.Path(),
+              help="Folder for metrics.jsonl, summary.json, checkpoint.pt and model.pt "
+                   "[default: runs/<dataset>-<strategy>-<subset>-<time>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @user_errors
 def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected coreset."""
+    if flags["out"] is None:
+        if flags["resume"]:
+            raise ValueError("--resume continues the run in --out; give --out, the folder of the run to continue")
+        flags["out"] = default_out(flags["dataset"], flags["strategy"], flags["subset"])
+        click.echo(f"run folder: {flags['out']}")
     result = coreaug.train(make_config(**flags))
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
         return
     click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
                f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
                + (f"; outputs in {result.out}" if result.out else ""))
+
+
+def default_out(dataset, strategy, subset):
+    """runs/<dataset>-<strategy>-<subset>-<time>: a folder's name for a folder dataset."""
+    name = os.path.basename(os.path.normpath(dataset)) or "dataset"
+    return os.path.join("runs", f"{name}-{strategy}-{subset:g}-{time.strftime('%Y%m%d-%H%M%S')}")
