@@ -117,3 +117,13 @@ def test_a_folder_that_holds_no_run_is_one_line_exit_2(tmp_path):
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1
         assert "holds no coreaug run" in proc.stderr
 
+
+
+def test_load_run_preprocesses_an_image_file_into_the_input_the_run_evaluated(finished):
+    root, result = finished
+    trained = coreaug.load_run(root / "run")
+    path = root / "data" / "test" / "fox" / "1.jpg"
+    evaluated = load_image_folder(root / "data", image_size=16, progress=False, cache_dir=str(root / "cache"))
+    expected = (evaluated.test_images[8 + 1:8 + 2].float() / 255 - torch.tensor(evaluated.mean).view(1, 3, 1, 1)) \
+        / torch.tensor(evaluated.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(trained.preprocess([path]), expected)

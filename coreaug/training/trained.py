@@ -57,9 +57,10 @@ class Evaluation:
 class TrainedModel:
     """A finished run's model (in eval mode) with its preprocessing and class names.
 
-    `read(image)` decodes a file (or PIL image) as the run's evaluation did, `preprocess`
-    normalises uint8 images into the model's input, `probabilities` and `predict` run the model,
-    `evaluate` scores a labelled dataset. `config` is the run's settings (a dict).
+    `read(image)` decodes a file (or PIL image) as the run's evaluation did, `preprocess` turns
+    images (files, PIL images, or uint8 tensors as `read` gives) into the model's normalised
+    input, `probabilities` and `predict` run the model, `evaluate` scores a labelled dataset.
+    `config` is the run's settings (a dict).
     """
 
     def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu"):
@@ -67,7 +68,7 @@ class TrainedModel:
         self.model = model.to(self.device).eval()
         self.class_names, self.image_size, self.in_channels = list(class_names), image_size, in_channels
         self.mean, self.std, self.config = tuple(mean), tuple(std), config
-        self.preprocess = Normalize(self.mean, self.std, self.device)
+        self.normalize = Normalize(self.mean, self.std, self.device)
 
     def __repr__(self):
         return (f"TrainedModel(model={self.config.get('model')!r}, classes={len(self.class_names)}, "
@@ -90,6 +91,11 @@ class TrainedModel:
         pixels = torch.from_numpy(pixels.copy())
         return pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1).contiguous()
 
+    def preprocess(self, images):
+        """The model's input, float (N, C, S, S) on the model's device, of image files, PIL images
+        or a uint8 tensor ((N, C, S, S), or (C, S, S) for one): read, then normalised."""
+        return self.normalize(self._batch(images).to(self.device))
+
     def _batch(self, images):
         """uint8 (N, C, H, W) from a uint8 tensor ((C, H, W) for one image) or a list of paths / PIL images."""
         if isinstance(images, torch.Tensor):
@@ -109,8 +115,8 @@ class TrainedModel:
         out = []
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                batch = images[start:start + batch_size].to(self.device)
-                out.append(torch.softmax(self.model(self.preprocess(batch)).float(), dim=1).cpu())
+                batch = self.normalize(images[start:start + batch_size].to(self.device))
+                out.append(torch.softmax(self.model(batch).float(), dim=1).cpu())
         return torch.cat(out) if out else torch.zeros((0, len(self.class_names)))
 
     def predict(self, images, top_k=1):
@@ -138,8 +144,8 @@ class TrainedModel:
                                 val_fraction=self.config.get("val_fraction", 0.1))
         else:
             data = load_dataset(dataset, data_dir, download=download, progress=False)
-        labels = data.test_labels[:0].new_tensor([self._class_index(data, label) for label in range(data.num_classes)])
-        labels = labels[data.test_labels]
+        run_index = torch.tensor([self._class_index(data, label) for label in range(data.num_classes)])
+        labels = run_index[data.test_labels]
         predicted = self.probabilities(data.test_images).argmax(1)
         hits = predicted == labels
         per_class = {}
