@@ -127,3 +127,14 @@ def test_load_run_preprocesses_an_image_file_into_the_input_the_run_evaluated(fi
     expected = (evaluated.test_images[8 + 1:8 + 2].float() / 255 - torch.tensor(evaluated.mean).view(1, 3, 1, 1)) \
         / torch.tensor(evaluated.std).view(1, 3, 1, 1)
     torch.testing.assert_close(trained.preprocess([path]), expected)
+
+
+def test_evaluate_finds_the_runs_own_dataset_where_the_run_found_it(tmp_path):
+    from test_data_cifar import write_cifar10
+
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-py", per_batch=20)
+    result = coreaug.train(coreaug.TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "data"), model="cnn",
+                                               epochs=1, batch_size=32, quiet=True, out=str(tmp_path / "run")))
+    proc = cli("evaluate", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"accuracy {result.final_test_accuracy:.2%}") and "test split of cifar10" in proc.stdout

@@ -133,12 +133,13 @@ class TrainedModel:
 
     def evaluate(self, dataset=None, data_dir=None, download=False):
         """An `Evaluation` on the test split of `dataset` (a registered name or a folder of images,
-        read as `coreaug train` reads it; default: the run's own dataset). A folder's classes
-        are matched to the run's by name."""
+        read as `coreaug train` reads it; default: the run's own dataset, in the run's `data_dir`
+        unless `data_dir` is given). A folder's classes are matched to the run's by name."""
         from coreaug.data import available_datasets, load_dataset
         from coreaug.data.image_folder import is_image_folder
 
-        dataset = dataset or self.config["dataset"]
+        if not dataset or dataset == self.config["dataset"]:  # the run's own: where the run found it
+            dataset, data_dir = self.config["dataset"], data_dir or self.config.get("data_dir")
         if is_image_folder(dataset) and dataset not in available_datasets():
             data = load_dataset(dataset, progress=False, image_size=self.image_size,
                                 val_fraction=self.config.get("val_fraction", 0.1))
