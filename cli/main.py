@@ -8,6 +8,8 @@ from coreaug import __version__
 from .bench import bench
 from .errors import fail
 from .datasets import datasets
+from .evaluate import evaluate
+from .predict import predict
 from .select import select
 from .train import train
 
@@ -22,6 +24,8 @@ app.add_command(datasets)
 app.add_command(bench)
 app.add_command(select)
 app.add_command(train)
+app.add_command(predict)
+app.add_command(evaluate)
 
 
 def main(args=None):

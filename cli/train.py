@@ -1,19 +1,22 @@
 """`coreaug train`: the flags map one to one onto coreaug.TrainConfig."""
+import os
+import time
+
 import click
 
 import coreaug
 from coreaug.errors import UsageError
 from coreaug.selection.coreset import DEFAULT_KNN
-from coreaug.training.config import GRADIENT_KINDS, MODES, SCHEDULES, STRATEGIES
+from coreaug.training.config import GRADIENT_KINDS, MODES, OPTIMIZERS, SCHEDULES, STRATEGIES
 
 from .errors import user_errors
 
 
-def _floats(text):
+def _floats(text, flag="--milestones", example="0.5,0.75"):
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise UsageError(f"--milestones must be comma-separated fractions like 0.5,0.75, got {text!r}") from None
+        raise UsageError(f"{flag} must be comma-separated numbers like {example}, got {text!r}") from None
 
 
 def train_options(command):
@@ -38,7 +41,9 @@ def train_options(command):
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder)."),
         click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed)."),
         click.option("--model", help="resnet20|32|56, resnet18, wrn-16-8, cnn (small images); resnet18_imagenet, "
-                                     "resnet34|50|101, wide_resnet50_2 (ImageNet stem) [default: per dataset]."),
+                                     "resnet34|50|101, wide_resnet50_2 (ImageNet stem); or your own as "
+                                     "package.module:function, called with in_channels and num_classes "
+                                     "[default: per dataset]."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="Start from this local state dict file (e.g. torchvision's); nothing is downloaded."),
         click.option("--norm-decay/--no-norm-decay", default=True, show_default=True,
@@ -61,8 +66,11 @@ def train_options(command):
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
         click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),
-        click.option("--momentum", type=float, default=0.9, show_default=True),
-        click.option("--nesterov/--no-nesterov", default=True, show_default=True),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True,
+                     help="sgd (momentum, Nesterov) or adamw (--betas; lr 1e-3 and weight decay 0.05 by default)."),
+        click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD's momentum."),
+        click.option("--nesterov/--no-nesterov", default=True, show_default=True, help="SGD's Nesterov momentum."),
+        click.option("--betas", default="0.9,0.999", show_default=True, help="AdamW's betas."),
         click.option("--weight-decay", type=float, help="[default: per dataset]"),
         click.option("--schedule", default="cosine", show_default=True, help="|".join(SCHEDULES)),
         click.option("--milestones", default="0.5,0.75", show_default=True, help="multistep: fractions of training where lr drops 10x."),
@@ -79,6 +87,8 @@ def train_options(command):
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
+        click.option("--tensorboard", is_flag=True,
+                     help="Also write each epoch's metrics as TensorBoard scalars to the run's tensorboard/ folder."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -88,6 +98,7 @@ def train_options(command):
 def make_config(**flags):
     """A TrainConfig from click's flag values (milestones parsed from text)."""
     flags["milestones"] = _floats(flags["milestones"])
+    flags["betas"] = _floats(flags["betas"], "--betas", "0.9,0.999")
     return coreaug.TrainConfig(**flags)
 
 
@@ -95,15 +106,28 @@ def make_config(**flags):
 @click.option("--subset", type=float, default=0.3, show_default=True, help="Selection size as a fraction of the training set.")
 @click.option("--strategy", default="coreset", show_default=True, help="|".join(STRATEGIES))
 @train_options
-@click.option("--out", type=click.Path(), help="Folder for metrics.jsonl, summary.json, checkpoint.pt.")
+@click.option("--out", type=click.Path(),
+              help="Folder for metrics.jsonl, summary.json, checkpoint.pt and model.pt "
+                   "[default: runs/<dataset>-<strategy>-<subset>-<time>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its checkpoint and metrics.")
 @user_errors
 def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected coreset."""
+    if flags["out"] is None:
+        if flags["resume"]:
+            raise UsageError("--resume continues the run in --out; give --out, the folder of the run to continue")
+        flags["out"] = default_out(flags["dataset"], flags["strategy"], flags["subset"])
+        click.echo(f"run folder: {flags['out']}")
     result = coreaug.train(make_config(**flags))
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
         return
     click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
                f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
                + (f"; outputs in {result.out}" if result.out else ""))
+
+
+def default_out(dataset, strategy, subset):
+    """runs/<dataset>-<strategy>-<subset>-<time>: a folder's name for a folder dataset."""
+    name = os.path.basename(os.path.normpath(dataset)) or "dataset"
+    return os.path.join("runs", f"{name}-{strategy}-{subset:g}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -26,12 +26,12 @@ from .selection import (
     select_maxloss,
     select_random,
 )
-from .training import CoresetAugmentation, TrainConfig, TrainResult, train
+from .training import CoresetAugmentation, TrainConfig, TrainedModel, TrainResult, load_run, train
 
 __all__ = [
     "Selection", "select_coreset", "select_random", "select_maxloss",
     "logit_gradients", "last_layer_gradients", "estimate_gradients",
-    "TrainConfig", "TrainResult", "train", "CoresetAugmentation",
+    "TrainConfig", "TrainResult", "train", "CoresetAugmentation", "load_run", "TrainedModel",
     "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
     "create_model", "available_models", "create_policy", "available_policies",
     "run_grid", "BenchResult", "UsageError",

@@ -45,4 +45,4 @@ def test_the_cli_is_installed_inside_the_coreaug_package():
 
     top_level = importlib.metadata.distribution("coreaug").read_text("top_level.txt")
     assert top_level.split() == ["coreaug"]
-    assert set(coreaug.cli.main.app.commands) == {"train", "select", "bench", "datasets"}
+    assert set(coreaug.cli.main.app.commands) == {"train", "select", "bench", "datasets", "predict", "evaluate"}

@@ -21,7 +21,7 @@ def test_python_m_coreaug_train_writes_a_run(tmp_path):
 
 
 def test_progress_bar_and_epoch_line_unless_quiet(tmp_path):
-    proc = coreaug("train", *TINY)
+    proc = coreaug("train", *TINY, "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     assert "img/s" in proc.stderr and "epoch 1/1" in proc.stdout + proc.stderr
 

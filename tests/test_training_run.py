@@ -82,10 +82,10 @@ def test_two_epochs_on_a_real_fashion_mnist_sample_learn():
     assert result.history[0]["n_trained"] == 1500 + 450
 
 
-def test_run_folder_holds_metrics_summary_and_checkpoint(tmp_path):
+def test_run_folder_holds_metrics_summary_checkpoint_and_model(tmp_path):
     out = tmp_path / "run"
     result = coreaug.train(coreaug.TrainConfig(**TINY, epochs=2, out=str(out)))
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt", "summary.json"]
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [0, 1]
     for key in ("train_loss", "test_accuracy", "epoch_seconds", "selection_seconds", "estimate_seconds",

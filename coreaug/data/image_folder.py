@@ -216,9 +216,9 @@ def _split(files, class_folders, val_fraction, seed):
     return [f for f, t in zip(files, is_test) if not t], [f for f, t in zip(files, is_test) if t]
 
 
-def decode_square(path, size):
-    """The image at ``path`` as RGB, upright (its EXIF orientation applied, as photo viewers do),
-    resized and centre-cropped to (size, size, 3) uint8; a 16-bit image is scaled to 8 bits.
+def decode_square(path, size, mode="RGB"):
+    """The image at ``path`` (or a PIL image) in ``mode`` ("RGB", or "L" for one channel), upright (its EXIF orientation applied, as photo viewers do),
+    resized and centre-cropped to (size, size, 3) or (size, size) uint8; a 16-bit image is scaled to 8 bits.
 
     A JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 scale that keeps twice ``size``
     (Pillow's draft, as its thumbnail does), so a 144-megapixel photo takes a few MB, not half
@@ -226,6 +226,8 @@ def decode_square(path, size):
     and ValueError for one over Pillow's pixel limit (PIL.Image.MAX_IMAGE_PIXELS, twice over)."""
     from PIL import Image, ImageOps
 
+    if isinstance(path, Image.Image):
+        return _square(_in_mode(ImageOps.exif_transpose(path), mode), size, Image)
     with warnings.catch_warnings():
         # Pillow warns from MAX_IMAGE_PIXELS on; the draft bounds what a JPEG costs, and the
         # warning would land inside the progress bar.
@@ -237,18 +239,18 @@ def decode_square(path, size):
                              "bombs; shrink the image") from None
         with image:
             image.draft("RGB", (2 * size, 2 * size))
-            return _square(_rgb(ImageOps.exif_transpose(image)), size, Image)
+            return _square(_in_mode(ImageOps.exif_transpose(image), mode), size, Image)
 
 
-def _rgb(image):
-    """``image`` in RGB. 16-bit grayscale (PNG, TIFF; Pillow's modes I;16 and I) keeps its top 8
+def _in_mode(image, mode="RGB"):
+    """``image`` in ``mode``. 16-bit grayscale (PNG, TIFF; Pillow's modes I;16 and I) keeps its top 8
     bits: Pillow's own conversion clips every level over 255, turning the image white."""
     if image.mode.startswith("I;16") or image.mode == "I":
         from PIL import Image
 
         levels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
-        return Image.fromarray(levels.astype(np.uint8), "L").convert("RGB")
-    return image.convert("RGB")
+        return Image.fromarray(levels.astype(np.uint8), "L").convert(mode)
+    return image.convert(mode)
 
 
 def _square(image, size, Image):

@@ -1,4 +1,9 @@
-"""Models found by name: ``create_model("resnet20", in_channels=1, num_classes=10)``."""
+"""Models found by name: ``create_model("resnet20", in_channels=1, num_classes=10)``, or by the
+import path of the user's own factory: ``create_model("mypackage.nets:small_net", 3, 10)``."""
+import importlib
+import inspect
+import os
+import sys
 from typing import Callable, Dict, List
 
 from torch import nn
@@ -32,11 +37,50 @@ def available_models() -> List[str]:
     return sorted(_MODELS)
 
 
+def is_import_path(name) -> bool:
+    """Whether ``name`` is a ``package.module:function`` path rather than a registered name."""
+    return isinstance(name, str) and ":" in name
+
+
+def import_factory(path: str) -> ModelFactory:
+    """The callable that ``package.module:function`` names, imported (the current folder is on
+    the import path, as for ``python -m``). Raises ValueError saying what could not be found."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"model {path!r} must be an import path like mypackage.nets:make_model "
+                         "(a module, a colon, a function taking in_channels and num_classes)")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"model {path!r}: cannot import module {module_name!r} ({exc}); run from the folder "
+                         "that holds it, or add its folder to PYTHONPATH") from None
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise UsageError(f"model {path!r}: module {module_name!r} has no {attribute!r}; "
+                             "name a function that takes in_channels and num_classes")
+    if not callable(factory):
+        raise UsageError(f"model {path!r}: {attribute!r} is not callable; name a function that takes "
+                         "in_channels and num_classes and returns an nn.Module")
+    try:
+        inspect.signature(factory).bind(3, 10)
+    except TypeError:
+        raise UsageError(f"model {path!r} must take two arguments, in_channels and num_classes") from None
+    except ValueError:  # a callable without a signature to read: calling it will tell
+        pass
+    return factory
+
+
 def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.Module:
-    """Build a freshly initialised model by name.
+    """Build a freshly initialised model by name, or by the import path of a factory.
 
     Args:
-        name: one of :func:`available_models` (case-insensitive), e.g. ``"resnet20"``.
+        name: one of :func:`available_models` (case-insensitive), e.g. ``"resnet20"``, or
+            ``"package.module:function"``, a function called as ``function(in_channels,
+            num_classes)`` that returns an ``nn.Module`` (see :func:`import_factory`).
         in_channels: image channels (1 for MNIST-like data, 3 for CIFAR/SVHN).
         num_classes: outputs of the final ``nn.Linear``.
 
@@ -46,11 +90,18 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
         the globally average-pooled feature vector, which the selection engine hooks.
     """
     key = str(name).lower()
-    if key not in _MODELS:
+    if not is_import_path(name) and key not in _MODELS:
         raise UsageError(
-            f"unknown model {name!r}; choose one of: {', '.join(available_models())}"
+            f"unknown model {name!r}; choose one of: {', '.join(available_models())}, "
+            "or give your own as package.module:function"
         )
     for arg_name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{arg_name} must be a positive integer, got {value!r}")
-    return _MODELS[key](in_channels, num_classes)
+    if not is_import_path(name):
+        return _MODELS[key](in_channels, num_classes)
+    model = import_factory(name)(in_channels, num_classes)
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model {name!r} returned a {type(model).__name__}, not an nn.Module; "
+                         "the function must return the model")
+    return model

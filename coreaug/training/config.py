@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from coreaug.errors import UsageError
+from coreaug.models.registry import import_factory, is_import_path
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES
 
@@ -21,6 +22,11 @@ GRADIENT_KINDS = ("logits", "last_layer")
 ESTIMATES = ("clean", "training")
 STREAMS = ("auto", "always", "never")
 WEAK = ("auto", "pad-crop", "resized-crop")
+OPTIMIZERS = ("sgd", "adamw")
+# The dataset defaults' lr and weight decay are SGD's; AdamW's usual ones replace them.
+OPTIMIZER_DEFAULTS = {"sgd": {}, "adamw": dict(lr=1e-3, weight_decay=0.05)}
+# config.model of a module passed to train(config, model=...): "instance:" and its class.
+INSTANCE = "instance:"
 
 # Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
 # 200 epochs). flip is off where a mirrored image is another class or not an image of one.
@@ -74,6 +80,13 @@ class TrainConfig:
     weak: the weak augmentation every example gets: "pad-crop" (4-pixel pad-and-crop, then a
         flip unless `flip` is off), "resized-crop" (random-resized crop and flip, for large
         images), or "auto": resized-crop for folder datasets of 128 px and more, else pad-crop.
+    model: a registered name (coreaug.available_models()), or "package.module:function", your
+        own factory called as function(in_channels, num_classes); a module passed to
+        train(config, model=...) is recorded as "instance:" and its class.
+    optimizer: "sgd" (momentum, Nesterov) or "adamw" (with `betas`; its lr and weight decay
+        default to 1e-3 and 0.05); both skip weight decay on 1-D parameters without `norm_decay`.
+    tensorboard: also write each epoch's metrics as TensorBoard scalars to `out`/tensorboard
+        (needs the tensorboard package: pip install 'coreaug[tensorboard]').
     pretrained: a local state dict file (coreaug.models.load_pretrained) the model starts from;
         a classifier of another class count is left freshly initialised.
     norm_decay: apply weight decay to normalisation weights and biases too (off is the
@@ -109,8 +122,10 @@ class TrainConfig:
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
+    optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = True
+    betas: Tuple[float, float] = (0.9, 0.999)
     weight_decay: Optional[float] = None
     schedule: str = "cosine"
     milestones: Tuple[float, ...] = (0.5, 0.75)
@@ -139,10 +154,11 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
+    tensorboard: bool = False
 
     def resolved(self):
         """A copy with the dataset's defaults filled in and every field validated."""
-        defaults = DATASET_DEFAULTS.get(self.dataset, FALLBACK_DEFAULTS)
+        defaults = {**DATASET_DEFAULTS.get(self.dataset, FALLBACK_DEFAULTS), **OPTIMIZER_DEFAULTS.get(self.optimizer, {})}
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
@@ -151,13 +167,14 @@ class TrainConfig:
 
             own = own_image_size(self.dataset) if is_image_folder(self.dataset) else None
             filled["image_size"] = own or DEFAULT_IMAGE_SIZE
+        filled["betas"] = tuple(filled["betas"]) if isinstance(filled["betas"], (list, tuple)) else filled["betas"]
         config = TrainConfig(**filled)
         config.validate()
         return config
 
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
-        skip = {"out", "resume", "overwrite", "quiet", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
+        skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self):
@@ -174,7 +191,18 @@ class TrainConfig:
             raise UsageError(f"image_size must be an integer >= 4, got {self.image_size!r}")
         if not _number(self.val_fraction) or not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
-        _choice("model", self.model, available_models())
+        if str(self.model).startswith(INSTANCE):
+            pass  # the module passed to train (checked there)
+        elif is_import_path(self.model):
+            import_factory(self.model)
+        else:
+            _choice("model", self.model, available_models())
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if (not isinstance(self.betas, tuple) or len(self.betas) != 2
+                or not all(_number(b) and 0 <= b < 1 for b in self.betas)):
+            raise UsageError(f"betas must be two numbers in [0, 1) like 0.9,0.999, got {self.betas!r}")
+        if self.tensorboard:
+            _check_tensorboard(self.out)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("mode", self.mode, MODES)
         _choice("schedule", self.schedule, SCHEDULES)
@@ -222,6 +250,16 @@ class TrainConfig:
             raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def _check_tensorboard(out):
+    if not out:
+        raise UsageError("tensorboard writes into the run's folder; give out (--out) too")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise UsageError("tensorboard needs the tensorboard package: pip install 'coreaug[tensorboard]' "
+                         "(or pip install tensorboard)") from None
 
 
 def _number(value):

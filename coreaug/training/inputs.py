@@ -41,6 +41,7 @@ class RunData:
     noisy: torch.Tensor  # bool (n_train,), labels flipped by label_noise
     source: str
     fingerprint: str = None  # a folder's files, hashed (ImageDataset.fingerprint)
+    class_names: list = None  # one name per class (the dataset's, or "0", "1", ...)
 
 
 def _sample(images, labels, limit, seed):
@@ -84,6 +85,7 @@ def load_run_data(config, device):
         num_classes=data.num_classes, in_channels=data.in_channels,
         preprocess=Normalize(data.mean, data.std, device), noisy=noisy, source=data.source,
         fingerprint=data.fingerprint,
+        class_names=list(data.class_names or map(str, range(data.num_classes))),
     )
 
 

@@ -1,4 +1,5 @@
-"""A run's folder: config.json, metrics.jsonl, summary.json and checkpoint.pt, written atomically.
+"""A run's folder: config.json, metrics.jsonl, summary.json, checkpoint.pt and, at the end,
+model.pt, written atomically; with `tensorboard`, the metrics as TensorBoard scalars too.
 
 A folder belongs to one live run at a time: the run holds an OS lock on it (flock), which the
 OS drops when the process ends however it ends, so `--resume` after a crash still works.
@@ -6,6 +7,7 @@ OS drops when the process ends however it ends, so `--resume` after a crash stil
 import fcntl
 import json
 import os
+import shutil
 
 import torch
 
@@ -13,15 +15,18 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
-RESULTS = ("metrics.jsonl", "summary.json", CHECKPOINT)  # what a fresh start deletes
+MODEL = "model.pt"
+TENSORBOARD = "tensorboard"
+RESULTS = ("metrics.jsonl", "summary.json", CHECKPOINT, MODEL)  # what a fresh start deletes
 
 
 class RunFolder:
     """The files of one run in `path`; nothing is written until `start` is called."""
 
-    def __init__(self, path):
+    def __init__(self, path, tensorboard=False):
         self.path = os.path.abspath(path)
         self._lock = None
+        self.tensorboard, self._scalars = tensorboard, None
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -81,6 +86,9 @@ class RunFolder:
 
     def release(self):
         """Let another run use the folder (the OS also does this when the process ends)."""
+        if self._scalars is not None:
+            self._scalars.close()
+            self._scalars = None
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
@@ -93,12 +101,23 @@ class RunFolder:
             for name in RESULTS:
                 if os.path.exists(self.file(name)):
                     os.unlink(self.file(name))
+            shutil.rmtree(self.file(TENSORBOARD), ignore_errors=True)
         atomic_write(self.file("config.json"), lambda f: json.dump(identity, f, indent=2))
 
     def save_epoch(self, checkpoint, history):
         """Checkpoint first, then the metrics it contains, so the two never disagree."""
         atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb")
         atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+        if self.tensorboard:
+            if self._scalars is None:
+                from .scalars import TensorBoardScalars
+
+                self._scalars = TensorBoardScalars(self.file(TENSORBOARD))
+            self._scalars.write(history[-1])
+
+    def save_model(self, contents):
+        """model.pt: the final weights with what using them needs (coreaug.training.trained)."""
+        atomic_write(self.file(MODEL), lambda f: torch.save(contents, f), mode="wb")
 
     def save_summary(self, summary):
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))

@@ -15,9 +15,9 @@ from coreaug.data.image_cache import is_on_disk
 from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection import Selection
-from coreaug.selection.gradients import estimate_dtype
+from coreaug.selection.gradients import estimate_dtype, final_linear
 
-from .config import TrainConfig
+from .config import INSTANCE, TrainConfig
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
 from .inputs import load_run_data
@@ -26,6 +26,7 @@ from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import RunFolder, check_same_data
 from .schedule import learning_rate
 from .selector import select_examples
+from .trained import model_file
 
 
 @dataclass
@@ -58,17 +59,24 @@ def weak_policy_name(config):
     return "resized-crop" if config.weak == "resized-crop" or (config.weak == "auto" and large_folder) else "weak"
 
 
-def train(config):
-    """Train `config.model` on `config.dataset`, strongly augmenting the chosen examples.
+def train(config, model=None):
+    """Train `config.model` (or `model`, any nn.Module) on `config.dataset`, strongly augmenting
+    the chosen examples.
 
     The method's state (cadence, selection, plan, weights) is a `CoresetAugmentation`, the
     object users drive from their own loops. Every `select_every` epochs the strategy picks
     round(subset * n) examples (coreset: weighted facility location over gradient estimates on
-    clean images in eval mode); each epoch trains the plan of `epoch_plan` with SGD (Nesterov momentum, weight decay, the
-    configured schedule) on the weighted cross-entropy. With `config.out`, writes
-    config.json, metrics.jsonl, summary.json and checkpoint.pt there; `resume` continues
-    from the checkpoint. Raises UsageError / FileNotFoundError for bad settings or missing
-    data before anything is written. Returns a TrainResult.
+    clean images in eval mode); each epoch trains the plan of `epoch_plan` with `config.optimizer`
+    (SGD with Nesterov momentum, or AdamW; weight decay, the configured schedule) on the weighted
+    cross-entropy. With `config.out`, writes config.json, metrics.jsonl, summary.json and
+    checkpoint.pt there, and at the end model.pt (`coreaug.load_run` reads it); `resume`
+    continues from the checkpoint. Raises UsageError / FileNotFoundError for bad settings or
+    missing data before anything is written. Returns a TrainResult.
+
+    `model`, your own nn.Module, maps normalised (B, C, H, W) images to (B, classes) logits; its
+    last nn.Linear is the layer of `gradients="last_layer"`. It is trained in place, and the run
+    records its class ("instance:module.Class" as config.model), so `load_run` needs a module
+    like it passed in. (`config.model = "package.module:function"` is rebuilt by `load_run`.)
 
     Launched by torchrun with several processes, each process trains its disjoint share
     of every epoch's plan (`EpochPlan.shard`) in DistributedDataParallel, with
@@ -76,12 +84,31 @@ def train(config):
     process computes on a slice of the training set) and broadcasts the selection, logged
     metrics count every process's examples, and only rank 0 writes files or prints.
     """
-    config = config.resolved() if isinstance(config, TrainConfig) else TrainConfig(**config).resolved()
+    config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
+    config = dataclasses.replace(config, model=given_model_name(config, model)) if model is not None else config
+    config = config.resolved()
+    if model is None and config.model.startswith(INSTANCE):
+        raise UsageError(f"config.model {config.model!r} names a module passed to train; pass it again: "
+                         "coreaug.train(config, model=...)")
     distributed = join_run(config.device)
     try:
-        return _run(config, distributed)
+        return _run(config, distributed, model)
     finally:
         distributed.close()
+
+
+def given_model_name(config, model):
+    """config.model for a module passed to train: "instance:" and its class's qualified name."""
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; or leave it out and set "
+                         "config.model to a registered name or package.module:function")
+    name = f"{INSTANCE}{type(model).__module__}.{type(model).__qualname__}"
+    if config.model not in (None, name):
+        raise UsageError(f"config.model is {config.model!r} but a model was passed to train too; "
+                         "leave config.model unset (None) when passing the model")
+    if config.gradients == "last_layer":
+        final_linear(model)  # a model without an nn.Linear is refused before anything is written
+    return name
 
 
 def _open_run(config, distributed):
@@ -91,7 +118,7 @@ def _open_run(config, distributed):
     (so the processes need no shared disk).
     """
     identity = config.identity()
-    folder = RunFolder(config.out) if config.out and distributed.is_main else None
+    folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
         with distributed.node_main_first():  # a --download happens once per node
@@ -107,12 +134,12 @@ def _open_run(config, distributed):
     return folder, checkpoint, data
 
 
-def _run(config, distributed):
+def _run(config, distributed, model=None):
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
     folder, checkpoint, data = _open_run(config, distributed)
     try:
-        return _train_run(config, distributed, folder, checkpoint, data)
+        return _train_run(config, distributed, folder, checkpoint, data, model)
     finally:
         if folder:
             folder.release()
@@ -138,9 +165,9 @@ class RunState:
     train_logits: torch.Tensor = None
 
 
-def _train_run(config, distributed, folder, checkpoint, data):
+def _train_run(config, distributed, folder, checkpoint, data, model=None):
     """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
-    run = _start(config, distributed, checkpoint, data)
+    run = _start(config, distributed, checkpoint, data, model)
     strong, weak = _strong_policy(config), create_policy(weak_policy_name(config), flip=config.flip)
     record = config.estimates == "training" and run.method.needs_model
     for epoch in range(run.start_epoch, config.epochs):
@@ -186,6 +213,7 @@ def _train_run(config, distributed, folder, checkpoint, data):
 
     result = _result(config, run.history, run.model, distributed)
     if folder:
+        folder.save_model(model_file(config, run.model, data, run.history))
         folder.save_summary(_summary(config, result, distributed.device, run.precision))
     return result
 
@@ -193,11 +221,12 @@ def _train_run(config, distributed, folder, checkpoint, data):
 NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
 
 
-def _start(config, distributed, checkpoint, data):
-    """The model, optimizer, precision and method state of a run, restored from `checkpoint` if given."""
+def _start(config, distributed, checkpoint, data, model=None):
+    """The model (`model`, or `config.model` built), optimizer, precision and method state of a
+    run, restored from `checkpoint` if given."""
     device = distributed.device
     torch.manual_seed(config.seed)
-    model = create_model(config.model, data.in_channels, data.num_classes)
+    model = create_model(config.model, data.in_channels, data.num_classes) if model is None else model
     if config.pretrained:
         report = load_pretrained(model, config.pretrained)
         if not config.quiet:
@@ -206,8 +235,7 @@ def _start(config, distributed, checkpoint, data):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=torch.channels_last)
     precision = resolve_precision(config.precision, device)
-    optimizer = torch.optim.SGD(parameter_groups(model, config.weight_decay, config.norm_decay), lr=config.lr,
-                                momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config, model)
     method = CoresetAugmentation(
         data.train_labels.cpu(), strategy=config.strategy, fraction=config.subset, select_every=config.select_every,
         mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
@@ -231,6 +259,16 @@ def _start(config, distributed, checkpoint, data):
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
     return run
+
+
+def make_optimizer(config, model):
+    """`config.optimizer` over `parameter_groups`: SGD (momentum, Nesterov) or AdamW (betas),
+    at `config.lr` with `config.weight_decay` (the schedule sets the rate each step)."""
+    groups = parameter_groups(model, config.weight_decay, config.norm_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                           weight_decay=config.weight_decay)
 
 
 def parameter_groups(model, weight_decay, norm_decay=True):

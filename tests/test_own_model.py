@@ -1,0 +1,109 @@
+"""Your own model: `coreaug.train(config, model=...)` and `coreaug train --model package.module:function`."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import coreaug
+
+TINY = dict(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=1, quiet=True)
+
+
+class TinyNet(nn.Module):
+    """Any nn.Module: here a convolution, pooling, a hidden linear layer and the classifier."""
+
+    def __init__(self, in_channels=3, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten(), nn.Linear(8, 6), nn.ReLU())
+        self.head = nn.Linear(6, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_train_takes_a_module_and_trains_it_in_place(tmp_path):
+    model = TinyNet()
+    before = model.head.weight.detach().clone()
+    result = coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")), model=model)
+    assert result.model is model and not torch.equal(model.head.weight.detach(), before)
+    assert result.config.model == "instance:test_own_model.TinyNet"
+
+
+def test_last_layer_gradients_select_on_the_input_of_the_modules_last_linear_layer():
+    from coreaug.selection.gradients import final_linear
+
+    model = TinyNet()
+    assert final_linear(model) is model.head  # the hidden nn.Linear(8, 6) comes before it
+    result = coreaug.train(coreaug.TrainConfig(**TINY, gradients="last_layer", subset=0.25), model=model)
+    assert result.history[0]["selected"] and result.history[0]["n_augmented"] == 16
+
+
+def test_a_module_without_a_linear_layer_is_refused_for_last_layer_gradients_before_writing(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match="nn.Linear"):
+        coreaug.train(coreaug.TrainConfig(**TINY, gradients="last_layer", out=str(tmp_path / "run")), model=model)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_given_twice_is_refused():
+    with pytest.raises(ValueError, match="leave config.model unset"):
+        coreaug.train(coreaug.TrainConfig(**TINY, model="cnn"), model=TinyNet())
+
+
+def test_load_run_of_a_passed_module_needs_one_like_it(tmp_path):
+    result = coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")), model=TinyNet())
+    with pytest.raises(ValueError, match=r"passed to coreaug.train \(test_own_model.TinyNet\).*model="):
+        coreaug.load_run(tmp_path / "run")
+    trained = coreaug.load_run(tmp_path / "run", model=TinyNet())
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = torch.softmax(result.model.eval()(trained.preprocess(images)), 1)
+    torch.testing.assert_close(trained.probabilities(images), expected)
+
+
+def write_factory_module(folder):
+    (folder / "my_nets.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        def small(in_channels, num_classes):
+            return nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(4, num_classes))
+
+        def wrong(num_classes):
+            return None
+    """))
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "coreaug", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+CLI_TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
+            "--epochs", "1", "--quiet"]
+
+
+def test_the_cli_trains_a_model_by_import_path_and_load_run_rebuilds_it(tmp_path, monkeypatch):
+    write_factory_module(tmp_path)
+    proc = cli("train", *CLI_TINY, "--model", "my_nets:small", "--out", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.syspath_prepend(str(tmp_path))
+    trained = coreaug.load_run(tmp_path / "run")
+    assert isinstance(trained.model, nn.Sequential) and trained.model[0].in_channels == 3
+    assert trained.model[-1].out_features == 10
+
+
+@pytest.mark.parametrize("path, message", [
+    ("nowhere.nets:small", "cannot import module 'nowhere.nets'"),
+    ("my_nets:large", "module 'my_nets' has no 'large'"),
+    ("my_nets:wrong", "must take two arguments, in_channels and num_classes"),
+])
+def test_a_model_path_that_does_not_work_is_one_line_exit_2(tmp_path, path, message):
+    write_factory_module(tmp_path)
+    proc = cli("train", *CLI_TINY, "--model", path, "--out", "run", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert message in proc.stderr

@@ -1,0 +1,140 @@
+"""A finished run gives a model to use: model.pt, `coreaug predict`, `coreaug evaluate`, `coreaug.load_run`."""
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import coreaug
+from coreaug.data.image_folder import load_image_folder
+
+from test_data_image_folder import COLOURS, write_image, write_split
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "coreaug", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A folder of three colour classes (train/ and test/) and a finished 3-epoch run on it."""
+    root = tmp_path_factory.mktemp("use")
+    write_split(root / "data", "train", per_class=12)
+    write_split(root / "data", "test", per_class=4)
+    result = coreaug.train(coreaug.TrainConfig(
+        dataset=str(root / "data"), image_size=16, model="cnn", epochs=3, batch_size=12, subset=0.25,
+        quiet=True, cache_dir=str(root / "cache"), out=str(root / "run")))
+    return root, result
+
+
+def test_a_finished_run_holds_its_weights_with_what_using_them_needs(finished):
+    root, result = finished
+    state = torch.load(root / "run" / "model.pt", weights_only=True)
+    assert state["model"] == "cnn" and (state["in_channels"], state["num_classes"]) == (3, 3)
+    assert state["class_names"] == ["cat", "dog", "fox"] and state["image_size"] == 16
+    assert len(state["mean"]) == len(state["std"]) == 3
+    assert state["config"]["dataset"] == str(root / "data") and state["config"]["epochs"] == 3
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(state["state_dict"][name], tensor.cpu())
+
+
+def test_load_run_reads_an_image_as_the_run_evaluated_it(finished):
+    root, _ = finished
+    trained = coreaug.load_run(root / "run")
+    evaluated = load_image_folder(root / "data", image_size=16, progress=False, cache_dir=str(root / "cache"))
+    assert torch.equal(trained.read(root / "data" / "test" / "dog" / "2.jpg"), evaluated.test_images[4 + 2])
+    assert not trained.model.training and trained.class_names == ["cat", "dog", "fox"]
+
+
+def test_predictions_on_the_test_images_agree_with_the_runs_test_accuracy(finished):
+    root, result = finished
+    proc = cli("predict", root / "run", root / "data" / "test", "--top-k", "1", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    predictions = json.loads(proc.stdout)
+    assert len(predictions) == 12
+    correct = sum(p["classes"][0] == p["image"].split("/")[-2] for p in predictions)
+    assert correct / len(predictions) == pytest.approx(result.final_test_accuracy, abs=1e-9)
+
+
+def test_load_run_predicts_new_images_of_the_classes_as_well_as_the_run_tested(finished):
+    root, result = finished
+    new = {c: root / "new" / f"{c}.png" for c in COLOURS}
+    for seed, (c, path) in enumerate(new.items(), 100):
+        write_image(path, COLOURS[c], size=(50, 35), seed=seed)
+    predictions = coreaug.load_run(root / "run").predict(list(new.values()))
+    accuracy = sum(p.classes[0] == c for p, c in zip(predictions, new)) / len(new)
+    assert result.final_test_accuracy == 1.0 and accuracy == 1.0
+
+
+def test_evaluate_prints_accuracy_overall_and_per_class(finished):
+    root, result = finished
+    proc = cli("evaluate", root / "run", "--dataset", root / "data")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    correct = round(result.final_test_accuracy * 12)
+    assert lines[0].startswith(f"accuracy {result.final_test_accuracy:.2%} ({correct}/12)")
+    assert [line.split()[0] for line in lines[1:]] == ["cat", "dog", "fox"]
+    assert all(line.endswith("/4)") for line in lines[1:])
+
+
+def test_predict_csv_gives_the_top_k_classes_of_each_image_most_probable_first(finished):
+    root, _ = finished
+    proc = cli("predict", root / "run", root / "data" / "test" / "cat" / "0.jpg", root / "data" / "test" / "fox",
+               "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert len(rows) == 2 * 5 and [r["rank"] for r in rows[:4]] == ["1", "2", "1", "2"]
+    assert rows[0]["image"].endswith("cat/0.jpg") and rows[2]["image"].endswith("fox/0.jpg")
+    assert float(rows[0]["probability"]) >= float(rows[1]["probability"]) > 0
+
+
+def test_predict_names_an_unreadable_image_in_one_line_exit_2(finished, tmp_path):
+    root, _ = finished
+    write_image(tmp_path / "good.png", COLOURS["cat"])
+    (tmp_path / "broken.jpg").write_bytes(b"not an image at all")
+    proc = cli("predict", root / "run", tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "cannot read image" in proc.stderr and "broken.jpg" in proc.stderr
+
+
+def test_a_run_that_is_not_finished_is_one_line_exit_2(finished, tmp_path):
+    root, _ = finished
+    shutil.copytree(root / "run", tmp_path / "run")
+    (tmp_path / "run" / "model.pt").unlink()  # what a run stopped before its end leaves
+    proc = cli("predict", tmp_path / "run", root / "data" / "test")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "not finished (3 of 3 epochs done" in proc.stderr and "--resume" in proc.stderr
+
+
+def test_a_folder_that_holds_no_run_is_one_line_exit_2(tmp_path):
+    for command in (["predict", tmp_path, tmp_path], ["evaluate", tmp_path]):
+        proc = cli(*command)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+        assert "holds no coreaug run" in proc.stderr
+
+
+
+def test_load_run_preprocesses_an_image_file_into_the_input_the_run_evaluated(finished):
+    root, result = finished
+    trained = coreaug.load_run(root / "run")
+    path = root / "data" / "test" / "fox" / "1.jpg"
+    evaluated = load_image_folder(root / "data", image_size=16, progress=False, cache_dir=str(root / "cache"))
+    expected = (evaluated.test_images[8 + 1:8 + 2].float() / 255 - torch.tensor(evaluated.mean).view(1, 3, 1, 1)) \
+        / torch.tensor(evaluated.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(trained.preprocess([path]), expected)
+
+
+def test_evaluate_finds_the_runs_own_dataset_where_the_run_found_it(tmp_path):
+    from test_data_cifar import write_cifar10
+
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-py", per_batch=20)
+    result = coreaug.train(coreaug.TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "data"), model="cnn",
+                                               epochs=1, batch_size=32, quiet=True, out=str(tmp_path / "run")))
+    proc = cli("evaluate", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"accuracy {result.final_test_accuracy:.2%}") and "test split of cifar10" in proc.stdout
