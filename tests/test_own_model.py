@@ -42,6 +42,22 @@ def test_last_layer_gradients_select_on_the_input_of_the_modules_last_linear_lay
     assert result.history[0]["selected"] and result.history[0]["n_augmented"] == 16
 
 
+def test_a_module_names_the_layer_of_last_layer_gradients():
+    from coreaug.selection.gradients import final_linear
+
+    model = TinyNet()
+    hidden = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    assert hidden is not model.head
+    model.gradient_layer = next(name for name, m in model.named_modules() if m is hidden)
+    assert final_linear(model) is hidden
+    model.gradient_layer = "nowhere"
+    with pytest.raises(ValueError, match="not a submodule"):
+        final_linear(model)
+    model.gradient_layer = nn.ReLU()
+    with pytest.raises(ValueError, match="gradient_layer must be the nn.Linear"):
+        final_linear(model)
+
+
 def test_a_module_without_a_linear_layer_is_refused_for_last_layer_gradients_before_writing(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ValueError, match="nn.Linear"):

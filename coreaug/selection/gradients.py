@@ -129,7 +129,21 @@ def estimate_dtype(n, width):
 
 
 def final_linear(model):
-    """The last `nn.Linear` registered in `model`: the layer whose gradient is estimated."""
+    """The layer whose gradient is estimated: the one `model.gradient_layer` names (a submodule
+    name such as "head", or the `nn.Linear` itself) when the model names one, else the last
+    `nn.Linear` registered in `model`."""
+    named = getattr(model, "gradient_layer", None)
+    if isinstance(named, str):
+        try:
+            named = model.get_submodule(named)
+        except AttributeError:
+            raise UsageError(f"model.gradient_layer names {named!r}, which is not a submodule of "
+                             f"{type(model).__name__}") from None
+    if named is not None:
+        if not isinstance(named, nn.Linear):
+            raise UsageError(f"model.gradient_layer must be the nn.Linear that produces the logits, "
+                             f"got {type(named).__name__}")
+        return named
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise UsageError(f"model must end with an nn.Linear layer to estimate last-layer gradients; "
