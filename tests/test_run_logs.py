@@ -68,6 +68,6 @@ def test_resume_without_out_is_one_line_exit_2(tmp_path):
 def test_a_fresh_start_into_a_runs_folder_clears_its_old_events(tmp_path):
     settings = dict(**TINY, epochs=1, out=str(tmp_path / "run"), tensorboard=True)
     coreaug.train(coreaug.TrainConfig(**settings))
-    coreaug.train(coreaug.TrainConfig(**settings))  # not --resume: the run starts again
+    coreaug.train(coreaug.TrainConfig(**settings, overwrite=True))  # the run starts again
     assert len(os.listdir(tmp_path / "run" / "tensorboard")) == 1
     assert [step for step, _ in read_scalars(tmp_path / "run" / "tensorboard")["loss/train"]] == [1]

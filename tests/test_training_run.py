@@ -210,3 +210,13 @@ def test_training_estimates_are_stored_only_in_the_epoch_before_a_selection(monk
     assert [m["selected"] for m in result.history] == [True, False, True, False, True]
     assert len(stored) == 2  # epochs 1 and 3, before the selections of epochs 2 and 4
     assert [c["train_logits"] is not None for c in saved] == [False, True, False, True, False]
+
+
+def test_metrics_say_the_rate_an_epoch_started_at_and_time_with_and_without_evaluation():
+    result = coreaug.train(coreaug.TrainConfig(**TINY, strategy="random", epochs=3, lr=0.05))
+    history = result.history
+    assert history[0]["lr"] == 0.05  # cosine starts at the peak: the rate the first epoch trained with
+    assert history[1]["lr"] < history[0]["lr"]
+    assert history[-1]["training_seconds"] == pytest.approx(sum(m["epoch_seconds"] for m in history))
+    assert history[-1]["elapsed_seconds"] == pytest.approx(
+        sum(m["epoch_seconds"] + m["eval_seconds"] for m in history))

@@ -1,6 +1,8 @@
 """accuracy_vs_time.png: test accuracy against training seconds, one marker per run."""
 import math
 
+from .timing import training_seconds
+
 COLOURS = {"full": "black", "none": "grey", "coreset": "tab:red", "random": "tab:blue", "maxloss": "tab:green",
            "coreset-lowloss": "tab:orange", "crust": "tab:purple", "infobatch": "tab:brown", "ccs": "tab:cyan"}
 
@@ -22,7 +24,7 @@ def plot_accuracy_vs_time(rows, target, path):
     labelled = set()
     for row in rows:
         colour = COLOURS.get(row["strategy"], "tab:olive")
-        seconds = [m["elapsed_seconds"] for m in row["history"]]
+        seconds = [training_seconds(m) for m in row["history"]]
         accuracy = [100 * m["test_accuracy"] for m in row["history"]]
         axes.plot(seconds, accuracy, color=colour, alpha=0.25, linewidth=1)
         label = None if row["strategy"] in labelled else row["strategy"]

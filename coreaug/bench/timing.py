@@ -1,7 +1,8 @@
 """Time-to-target and speed-up arithmetic on a run's per-epoch metrics.
 
-Times are training seconds: the `elapsed_seconds` of metrics.jsonl, which sums the epochs'
-training and selection time and leaves evaluation out.
+Times are training seconds: the `training_seconds` of metrics.jsonl, which sums the epochs'
+training and selection time and leaves evaluation out (runs written before it existed carry
+the same figure as `elapsed_seconds`).
 """
 import math
 
@@ -12,14 +13,19 @@ TARGET_FRACTION = 0.99
 def time_to_target(history, target):
     """Training seconds until a run first reaches `target` test accuracy.
 
-    Takes the run's metrics rows (dicts with `test_accuracy` and `elapsed_seconds`, in epoch
-    order) and an accuracy in [0, 1]. Returns the `elapsed_seconds` of the first epoch whose
+    Takes the run's metrics rows (dicts with `test_accuracy` and `training_seconds`, in epoch
+    order) and an accuracy in [0, 1]. Returns the `training_seconds` of the first epoch whose
     test accuracy is >= target, or NaN when no epoch reaches it.
     """
     for row in history:
         if row["test_accuracy"] >= target:
-            return float(row["elapsed_seconds"])
+            return training_seconds(row)
     return NAN
+
+
+def training_seconds(row):
+    """A metrics row's cumulative training + selection seconds (evaluation excluded)."""
+    return float(row["training_seconds"] if "training_seconds" in row else row["elapsed_seconds"])
 
 
 def speedup(reference_seconds, seconds):

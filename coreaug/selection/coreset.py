@@ -14,7 +14,7 @@ BACKENDS = ("own", "apricot")
 DEFAULT_KNN = 20
 
 
-def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own", seed=0,
+def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own",
                    keep=None, drop_singletons=False):
     """Select a weighted coreset whose gradients cover the whole set's (CRAIG, per class).
 
@@ -33,8 +33,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     ones first). `drop_singletons` replaces picks that stand for no one but themselves (cluster
     size 1, CRUST's sign of a noisy label) by the next greedy picks, up to the budget.
 
-    `seed` is accepted for API symmetry with the baselines; the selection is deterministic.
-    Returns a `Selection` with indices, weights, per-class objectives and timings.
+    The selection is deterministic. Returns a `Selection` with indices, weights, per-class objectives and timings.
     """
     start = time.perf_counter()
     x = check_features(features)

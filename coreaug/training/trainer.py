@@ -5,7 +5,6 @@ import platform
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -14,7 +13,6 @@ from coreaug.augment import create_policy
 from coreaug.data.image_cache import is_on_disk
 from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
-from coreaug.selection import Selection
 from coreaug.selection.gradients import estimate_dtype, final_linear
 
 from .config import INSTANCE, TrainConfig
@@ -184,8 +182,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device,
                                  dtype=estimate_dtype(len(run.method), data.num_classes)) if record_now else None
         compiled_before = compiled_graphs()
-        sums = _train_epoch(config, run.train_forward, run.forward, run.optimizer, data, share, strong, weak,
-                            epoch, run.autocast, distributed, logit_sums, run.scaler)
+        sums = _train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
         if record_now:
             run.train_logits = _merge_logits(run.train_logits, distributed.all_reduce_tensor(logit_sums))
         distributed.broadcast_buffers(run.model)
@@ -195,13 +192,17 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         epoch_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         test_loss, test_accuracy = _evaluate(run, data, distributed)
+        eval_seconds = time.perf_counter() - t1
         run.history.append({
             "epoch": epoch, "train_loss": loss_sum / n_trained, "train_accuracy": correct / n_trained,
             "test_loss": test_loss, "test_accuracy": test_accuracy,
-            "lr": learning_rate(config, epoch + 1), "epoch_seconds": epoch_seconds,
+            "lr": learning_rate(config, epoch), "epoch_seconds": epoch_seconds,
             "selection_seconds": sum(timings.values()), **timings,
-            "eval_seconds": time.perf_counter() - t1,
-            "elapsed_seconds": (run.history[-1]["elapsed_seconds"] if run.history else 0.0) + epoch_seconds,
+            "eval_seconds": eval_seconds,
+            # cumulative: training + selection (what time-to-target counts), and with evaluation too
+            "training_seconds": (run.history[-1].get("training_seconds", run.history[-1]["elapsed_seconds"])
+                                 if run.history else 0.0) + epoch_seconds,
+            "elapsed_seconds": (run.history[-1]["elapsed_seconds"] if run.history else 0.0) + epoch_seconds + eval_seconds,
             "n_trained": int(n_trained), "n_augmented": int(n_augmented), "selected": selected,
             **(run.method.diagnostics if selected else {}),
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
@@ -255,7 +256,7 @@ def _start(config, distributed, checkpoint, data, model=None):
         optimizer.load_state_dict(checkpoint["optimizer"])
         run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
         run.train_logits = _to(checkpoint.get("train_logits"), device)
-        _restore_method(method, checkpoint, config)
+        method.load_state_dict(checkpoint["method"])
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
     return run
@@ -280,16 +281,6 @@ def parameter_groups(model, weight_decay, norm_decay=True):
     params = [p for p in model.parameters() if p.requires_grad]
     return [{"params": [p for p in params if p.ndim > 1]},
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-
-
-def _restore_method(method, checkpoint, config):
-    if "method" in checkpoint:
-        method.load_state_dict(checkpoint["method"])
-    elif checkpoint.get("selection"):  # written before the method object: (indices, weights, timings)
-        indices, weights = checkpoint["selection"][0].numpy(), checkpoint["selection"][1].numpy()
-        empty = np.zeros(0, dtype=np.int64)
-        method.use(Selection(indices, weights, config.strategy, empty, empty, np.zeros(0), {}, len(method)),
-                   checkpoint["epoch"] - 1)
 
 
 def _evaluate(run, data, distributed):
@@ -367,9 +358,11 @@ class EpochTotals:
         return loss_sum, correct
 
 
-def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, weak, epoch, autocast, distributed,
-                 logit_sums=None, scaler=None):
+def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logit_sums=None):
     """One pass over `plan`: weak augmentation for all, strong for the copies; weighted loss.
+
+    Trains `run.train_forward` (DDP-wrapped or compiled) with `run.optimizer` (and `run.scaler`
+    under fp16) in `run.autocast`; max-loss candidates are scored by the bare `run.forward`.
 
     With `logit_sums` (n, c + 1), adds each original (not strongly augmented) example's logits and
     a count of 1 to its row: the free gradient estimates of `estimates="training"`.
@@ -380,11 +373,12 @@ def _train_epoch(config, forward, eval_forward, optimizer, data, plan, strong, w
     come from a generator on the device, sizes are known on the host, and the totals stay on
     the device until the epoch ends.
     """
+    forward, optimizer, autocast, scaler = run.train_forward, run.optimizer, run.autocast, run.scaler
     device, world = distributed.device, distributed.world_size
     batches = plan.on_device(config.batch_size // world, device)
     generator = epoch_generator(config.seed, epoch, 1, distributed.rank, device)
     totals = EpochTotals(device, logit_sums)
-    context = {"model": eval_forward, "preprocess": data.preprocess, "autocast": autocast} if strong.needs_model else {}
+    context = {"model": run.forward, "preprocess": data.preprocess, "autocast": autocast} if strong.needs_model else {}
     forward.train()
     # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
