@@ -6,8 +6,9 @@ import click
 
 import coreaug
 from coreaug.errors import UsageError
-from coreaug.selection.coreset import DEFAULT_KNN
-from coreaug.training.config import GRADIENT_KINDS, MODES, OPTIMIZERS, SCHEDULES, STRATEGIES
+from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, OPTIMIZERS, SCHEDULES, STRATEGIES,
+                                     STREAMS, WEAK)
+from coreaug.training.precision import PRECISIONS
 
 from .errors import user_errors
 
@@ -19,73 +20,84 @@ def _floats(text, flag="--milestones", example="0.5,0.75"):
         raise UsageError(f"{flag} must be comma-separated numbers like {example}, got {text!r}") from None
 
 
+def _default(field):
+    """TrainConfig's default of `field`: the one place defaults are written."""
+    return coreaug.TrainConfig.__dataclass_fields__[field].default
+
+
+def _flag_default(field):
+    """A TrainConfig default as click shows and parses it (tuples as comma-separated text)."""
+    value = _default(field)
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else value
+
+
 def train_options(command):
     """The TrainConfig flags, shared by `coreaug train` and `coreaug bench`."""
     options = [
-        click.option("--dataset", default="cifar10", show_default=True,
+        click.option("--dataset", default=_default("dataset"), show_default=True,
                      help="cifar10, cifar100, svhn, fashion-mnist, mnist, digits, synthetic, or a folder of images."),
         click.option("--image-size", type=int,
                      help="Folder datasets: square size of the images "
                           "[default: their own size when they share one, else 64]."),
-        click.option("--val-fraction", type=float, default=0.1, show_default=True,
+        click.option("--val-fraction", type=float, default=_default("val_fraction"), show_default=True,
                      help="Folder datasets without val/ or test/: share of each class held out for testing."),
         click.option("--skip-bad-images", is_flag=True, help="Folder datasets: leave unreadable images out (counted) instead of stopping."),
-        click.option("--stream", default="auto", show_default=True,
+        click.option("--stream", type=click.Choice(STREAMS), default=_default("stream"), show_default=True,
                      help="Folder datasets: always|never|auto: read batches from the decoded cache on disk instead of "
                           "holding the images in memory (auto: when they would take over half the free memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      help="Folder datasets: where images are decoded to [default: ~/.cache/coreaug/decoded]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),
-        click.option("--weak", default="auto", show_default=True,
+        click.option("--weak", type=click.Choice(WEAK), default=_default("weak"), show_default=True,
                      help="Weak augmentation: pad-crop|resized-crop|auto (resized-crop for folders of 128 px and more)."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder)."),
-        click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed)."),
+        click.option("--download/--no-download", default=_default("download"), show_default=True, help="Download missing files (checksummed)."),
         click.option("--model", help="resnet20|32|56, resnet18, wrn-16-8, cnn (small images); resnet18_imagenet, "
                                      "resnet34|50|101, wide_resnet50_2 (ImageNet stem); or your own as "
                                      "package.module:function, called with in_channels and num_classes "
                                      "[default: per dataset]."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="Start from this local state dict file (e.g. torchvision's); nothing is downloaded."),
-        click.option("--norm-decay/--no-norm-decay", default=True, show_default=True,
+        click.option("--norm-decay/--no-norm-decay", default=_default("norm_decay"), show_default=True,
                      help="Weight decay on biases and normalisation weights too (off for fine-tuning)."),
-        click.option("--mode", default="append", show_default=True, help="|".join(MODES)),
-        click.option("--select-every", type=int, default=1, show_default=True, help="Re-select every R epochs."),
-        click.option("--augment", default="randaugment", show_default=True, help="Strong augmentation policy (e.g. maxloss, autoaugment, randaugment+cutout)."),
-        click.option("--candidates", type=int, default=4, show_default=True, help="Candidates per example for --augment maxloss."),
-        click.option("--copies", type=int, default=1, show_default=True, help="Augmented copies per selected example."),
+        click.option("--mode", type=click.Choice(MODES), default=_default("mode"), show_default=True, help="append: all examples + augmented copies of the selection; subset: the weighted selection + its copies."),
+        click.option("--select-every", type=int, default=_default("select_every"), show_default=True, help="Re-select every R epochs."),
+        click.option("--augment", default=_default("augment"), show_default=True, help="Strong augmentation policy (e.g. maxloss, autoaugment, randaugment+cutout)."),
+        click.option("--candidates", type=int, default=_default("candidates"), show_default=True, help="Candidates per example for --augment maxloss."),
+        click.option("--copies", type=int, default=_default("copies"), show_default=True, help="Augmented copies per selected example."),
         click.option("--weight-augmented", is_flag=True, help="Give augmented copies the coreset weights."),
-        click.option("--gradients", default="logits", show_default=True, help="Gradient estimate: " + "|".join(GRADIENT_KINDS)),
-        click.option("--estimates", default="clean", show_default=True,
+        click.option("--gradients", type=click.Choice(GRADIENT_KINDS), default=_default("gradients"), show_default=True, help="Gradient estimate: softmax - onehot (logits) or its product with the last layer's input."),
+        click.option("--estimates", type=click.Choice(ESTIMATES), default=_default("estimates"), show_default=True,
                      help="clean: an eval pass over clean images (the paper); training: reuse the last epoch's training logits (free)."),
-        click.option("--gradient-dim", type=int, default=512, show_default=True,
+        click.option("--gradient-dim", type=int, default=_default("gradient_dim"), show_default=True,
                      help="Gradient estimates wider than this are randomly projected to this size."),
-        click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the selection graph."),
-        click.option("--balance", default="equal", show_default=True, help="Per-class budgets: equal|proportional."),
+        click.option("--knn", type=int, default=_default("knn"), show_default=True, help="Neighbours per example in the selection graph."),
+        click.option("--balance", type=click.Choice(BALANCES), default=_default("balance"), show_default=True, help="Per-class budgets: equal|proportional."),
         click.option("--selection-warmup", type=int,
                      help="Epochs of random selections before the first model-based one [default: the rule's; crust 20%]."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
         click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),
-        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="sgd", show_default=True,
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_default("optimizer"), show_default=True,
                      help="sgd (momentum, Nesterov) or adamw (--betas; lr 1e-3 and weight decay 0.05 by default)."),
-        click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD's momentum."),
-        click.option("--nesterov/--no-nesterov", default=True, show_default=True, help="SGD's Nesterov momentum."),
-        click.option("--betas", default="0.9,0.999", show_default=True, help="AdamW's betas."),
+        click.option("--momentum", type=float, default=_default("momentum"), show_default=True, help="SGD's momentum."),
+        click.option("--nesterov/--no-nesterov", default=_default("nesterov"), show_default=True, help="SGD's Nesterov momentum."),
+        click.option("--betas", default=_flag_default("betas"), show_default=True, help="AdamW's betas."),
         click.option("--weight-decay", type=float, help="[default: per dataset]"),
-        click.option("--schedule", default="cosine", show_default=True, help="|".join(SCHEDULES)),
-        click.option("--milestones", default="0.5,0.75", show_default=True, help="multistep: fractions of training where lr drops 10x."),
-        click.option("--warmup-epochs", type=float, default=0.0, show_default=True),
-        click.option("--label-smoothing", type=float, default=0.0, show_default=True),
-        click.option("--label-noise", type=float, default=0.0, show_default=True, help="Fraction of training labels flipped (symmetric)."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default=_default("schedule"), show_default=True),
+        click.option("--milestones", default=_flag_default("milestones"), show_default=True, help="multistep: fractions of training where lr drops 10x."),
+        click.option("--warmup-epochs", type=float, default=_default("warmup_epochs"), show_default=True),
+        click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True),
+        click.option("--label-noise", type=float, default=_default("label_noise"), show_default=True, help="Fraction of training labels flipped (symmetric)."),
         click.option("--flip/--no-flip", default=None, help="Horizontal flips in weak augmentation [default: per dataset]."),
         click.option("--train-limit", type=int, help="Train on a fixed random sample of this many examples."),
         click.option("--test-limit", type=int, help="Evaluate on a fixed random sample of this many examples."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
-        click.option("--precision", default="auto", show_default=True,
+        click.option("--device", default=_default("device"), show_default=True, help="auto, cpu, cuda, cuda:N."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
                      help="auto (bf16 on GPUs that have it, else fp16; fp32 on the CPU), bf16, fp16, fp32."),
         click.option("--compile", is_flag=True, help="torch.compile the model (once; later epochs reuse it)."),
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=int, default=_default("seed"), show_default=True),
         click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
         click.option("--tensorboard", is_flag=True,
                      help="Also write each epoch's metrics as TensorBoard scalars to the run's tensorboard/ folder."),
@@ -103,8 +115,8 @@ def make_config(**flags):
 
 
 @click.command("train")
-@click.option("--subset", type=float, default=0.3, show_default=True, help="Selection size as a fraction of the training set.")
-@click.option("--strategy", default="coreset", show_default=True, help="|".join(STRATEGIES))
+@click.option("--subset", type=float, default=_default("subset"), show_default=True, help="Selection size as a fraction of the training set.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=_default("strategy"), show_default=True, help="A selection rule (see the README's Selection rules), or a reference: full, none.")
 @train_options
 @click.option("--out", type=click.Path(),
               help="Folder for metrics.jsonl, summary.json, checkpoint.pt and model.pt "

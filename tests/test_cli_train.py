@@ -30,7 +30,7 @@ def test_progress_bar_and_epoch_line_unless_quiet(tmp_path):
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--model", "vgg"], "unknown model 'vgg'"),
     (["--augment", "mixup"], "unknown augment 'mixup'"),
-    (["--strategy", "craig"], "unknown strategy 'craig'"),
+    (["--strategy", "craig"], "'craig' is not one of 'coreset', 'random'"),
     (["--subset", "1.5"], "subset must be a fraction in (0, 1]"),
     (["--subset", "abc"], "'abc' is not a valid float"),
     (["--select-every", "0"], "select_every must be an integer >= 1"),

@@ -28,18 +28,18 @@ def test_a_bad_policy_name_raises_usage_error():
         coreaug.create_policy("no-such-policy")
 
 
-def test_the_cli_shows_a_usage_error_in_one_line_with_exit_2(monkeypatch):
+def test_the_cli_shows_a_usage_error_in_one_line_with_exit_2(monkeypatch, tmp_path):
     def mistaken(config):
         raise coreaug.UsageError("what was wrong, and what to do")
     monkeypatch.setattr(coreaug, "train", mistaken)
-    result = CliRunner().invoke(app, ["train", *TINY])
+    result = CliRunner().invoke(app, ["train", *TINY, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and result.output == "error: what was wrong, and what to do\n"
 
 
-def test_the_cli_lets_any_other_value_error_through_with_its_traceback(monkeypatch):
+def test_the_cli_lets_any_other_value_error_through_with_its_traceback(monkeypatch, tmp_path):
     def failing(config):
         raise ValueError("an invariant broke mid-run")
     monkeypatch.setattr(coreaug, "train", failing)
-    result = CliRunner().invoke(app, ["train", *TINY])
+    result = CliRunner().invoke(app, ["train", *TINY, "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
     assert "error:" not in result.output
