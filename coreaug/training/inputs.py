@@ -6,7 +6,7 @@ import torch
 from tqdm import tqdm
 
 from coreaug.data import apply_label_noise, available_datasets, load_dataset
-from coreaug.data.image_cache import is_on_disk
+from coreaug.data.image_cache import default_workers, is_on_disk
 
 
 class Normalize:
@@ -51,14 +51,19 @@ def _sample(images, labels, limit, seed):
     return images[keep], labels[keep]
 
 
+def is_folder_dataset(name):
+    """Whether the dataset `name` is a folder of images (a registered name wins over a folder)."""
+    from coreaug.data.image_folder import is_image_folder
+
+    return is_image_folder(name) and name not in available_datasets()
+
+
 def load_run_data(config, device):
     """Load config.dataset, apply train/test limits and label noise, move it to `device` (or,
     streaming a folder dataset, leave the images on disk)."""
-    from coreaug.data.image_folder import is_image_folder
-
-    folder = is_image_folder(config.dataset) and config.dataset not in available_datasets()
+    folder = is_folder_dataset(config.dataset)
     if folder:
-        workers = config.workers if config.workers is not None else min(8, os.cpu_count() or 1)
+        workers = config.workers if config.workers is not None else default_workers()
         data = load_dataset(config.dataset, progress=not config.quiet, image_size=config.image_size,
                             val_fraction=config.val_fraction, skip_bad_images=config.skip_bad_images,
                             on_disk=True, cache_dir=config.cache_dir, workers=workers)

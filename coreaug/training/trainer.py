@@ -1,4 +1,5 @@
 """`train(TrainConfig) -> TrainResult`: the epoch loop of coreset-augmented training."""
+import contextlib
 import dataclasses
 import os
 import platform
@@ -20,7 +21,7 @@ from coreaug.selection.gradients import estimate_dtype
 from .config import TrainConfig
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
-from .inputs import load_run_data
+from .inputs import is_folder_dataset, load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import RunFolder, check_same_data
@@ -94,7 +95,11 @@ def _open_run(config, distributed):
     folder = RunFolder(config.out) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
-        with distributed.node_main_first():  # a --download happens once per node
+        # A --download happens once per node. A folder's decoded cache is built by one process
+        # while the others wait on its progress (image_cache.open_or_build), not in a barrier
+        # whose fixed timeout a long build would outlast.
+        first = contextlib.nullcontext() if is_folder_dataset(config.dataset) else distributed.node_main_first()
+        with first:
             data = load_run_data(config, distributed.device)
         check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
