@@ -29,7 +29,8 @@ def train_options(command):
         click.option("--skip-bad-images", is_flag=True, help="Folder datasets: leave unreadable images out (counted) instead of stopping."),
         click.option("--stream", default="auto", show_default=True,
                      help="Folder datasets: always|never|auto: read batches from the decoded cache on disk instead of "
-                          "holding the images in memory (auto: when they would take over half the free memory)."),
+                          "holding the images in memory (auto: when the node's processes' copies would take over half the free "
+                          "memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      help="Folder datasets: where images are decoded to [default: ~/.cache/coreaug/decoded]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),

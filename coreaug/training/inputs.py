@@ -58,9 +58,11 @@ def is_folder_dataset(name):
     return is_image_folder(name) and name not in available_datasets()
 
 
-def load_run_data(config, device):
+def load_run_data(config, device, distributed=None):
     """Load config.dataset, apply train/test limits and label noise, move it to `device` (or,
-    streaming a folder dataset, leave the images on disk)."""
+    streaming a folder dataset, leave the images on disk). Under torchrun (`distributed`, a
+    Distributed), every process streams if any process's node lacks the memory (should_stream),
+    decided before any of them loads the images."""
     folder = is_folder_dataset(config.dataset)
     if folder:
         workers = config.workers if config.workers is not None else default_workers()
@@ -72,6 +74,8 @@ def load_run_data(config, device):
     train_x, train_y = _sample(data.train_images, data.train_labels, config.train_limit, 0)
     test_x, test_y = _sample(data.test_images, data.test_labels, config.test_limit, 1)
     streamed = folder and should_stream(config.stream, [train_x, test_x], device)
+    if folder and distributed is not None and distributed.world_size > 1:
+        streamed = distributed.all_reduce_sum([float(streamed)])[0] > 0
     if streamed and not config.quiet:
         gib = _bytes([train_x, test_x]) / 2 ** 30
         tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({gib:.1f} GiB decoded) from "
@@ -92,13 +96,17 @@ def load_run_data(config, device):
     )
 
 
-def should_stream(mode, images, device):
+def should_stream(mode, images, device, local_world_size=None):
     """Whether to read `images` (DiskImages) from disk: `mode` "always"/"never", or "auto":
-    when they take more than half the free host memory, or, on a GPU, of its free memory."""
+    when the node's processes together would hold more than half its free host memory (each
+    process holds its own copy: `local_world_size` of them, default $LOCAL_WORLD_SIZE, which
+    torchrun sets, else 1), or, on a GPU, when they take more than half its free memory."""
     if mode != "auto":
         return mode == "always"
+    if local_world_size is None:
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     needed = _bytes(images)
-    if needed > 0.5 * available_host_memory():
+    if needed * local_world_size > 0.5 * available_host_memory():
         return True
     return device.type == "cuda" and needed > 0.5 * torch.cuda.mem_get_info(device)[0]
 

@@ -100,7 +100,7 @@ def _open_run(config, distributed):
         # whose fixed timeout a long build would outlast.
         first = contextlib.nullcontext() if is_folder_dataset(config.dataset) else distributed.node_main_first()
         with first:
-            data = load_run_data(config, distributed.device)
+            data = load_run_data(config, distributed.device, distributed)
         check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         if folder:
