@@ -20,18 +20,24 @@ from .errors import user_errors
 @click.option("--image-size", type=int,
               help="A folder: square size to decode to, as `coreaug train --image-size` "
                    "[default: the images' own size when they share one, else 64].")
+@click.option("--store-size", type=int,
+              help="A folder: size the images are stored at, as `coreaug train --store-size` [default: a "
+                   "run's with --weak auto: 256/224 x --image-size from 128 px on, else --image-size].")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="A folder without val/ or test/: share of each class held out, as in `coreaug train`.")
 @click.option("--skip-bad-images", is_flag=True, help="A folder: leave unreadable images out (counted).")
 @click.option("--workers", type=int, help="A folder: processes decoding images [default: up to 8].")
 @user_errors
-def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, val_fraction, skip_bad_images, workers):
+def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store_size, val_fraction, skip_bad_images,
+             workers):
     """Without NAME, list the datasets; with NAME, load it (downloading with --download) and describe it.
 
     A folder of images is decoded into its cache, the one `coreaug train --dataset NAME` with the
-    same --image-size, --val-fraction and --cache-dir reads: so a cache can be built ahead of a run."""
+    same --image-size, --store-size, --val-fraction and --cache-dir reads: so a cache can be built
+    ahead of a run."""
     from coreaug.data.image_cache import default_workers
-    from coreaug.data.image_folder import is_image_folder
+    from coreaug.data.image_folder import (DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, is_image_folder,
+                                           own_image_size)
 
     if clear_cache:
         _clear(name, cache_dir)
@@ -40,8 +46,11 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, val_f
         click.echo("\n".join(coreaug.available_datasets()))
         return
     if is_image_folder(name) and name not in coreaug.available_datasets():  # decoded to the cache, not into memory
+        image_size = image_size or own_image_size(name) or DEFAULT_IMAGE_SIZE
+        if store_size is None:  # what a run with --weak auto stores
+            store_size = default_store_size(image_size, image_size >= LARGE_IMAGES)
         data = coreaug.load_dataset(name, on_disk=True, cache_dir=cache_dir, image_size=image_size,
-                                    val_fraction=val_fraction, skip_bad_images=skip_bad_images,
+                                    store_size=store_size, val_fraction=val_fraction, skip_bad_images=skip_bad_images,
                                     workers=default_workers() if workers is None else workers)
         click.echo(f"decoded cache: {os.path.dirname(data.train_images.path)}")
     else:

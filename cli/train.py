@@ -24,6 +24,10 @@ def train_options(command):
         click.option("--image-size", type=int,
                      help="Folder datasets: square size of the images "
                           "[default: their own size when they share one, else 64]."),
+        click.option("--store-size", type=int,
+                     help="Folder datasets: size the images are stored at for resized-crop runs, which crop "
+                          "from it; evaluation takes the centre --image-size square "
+                          "[default: 256/224 x --image-size with --weak resized-crop, else --image-size]."),
         click.option("--val-fraction", type=float, default=0.1, show_default=True,
                      help="Folder datasets without val/ or test/: share of each class held out for testing."),
         click.option("--skip-bad-images", is_flag=True, help="Folder datasets: leave unreadable images out (counted) instead of stopping."),
@@ -42,6 +46,10 @@ def train_options(command):
                                      "resnet34|50|101, wide_resnet50_2 (ImageNet stem) [default: per dataset]."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="Start from this local state dict file (e.g. torchvision's); nothing is downloaded."),
+        click.option("--norm",
+                     help="Input mean/std: imagenet (0.485,0.456,0.406 / 0.229,0.224,0.225, what torchvision's "
+                          "weights expect) or dataset (the training set's) [default: imagenet with --pretrained, "
+                          "else dataset]."),
         click.option("--norm-decay/--no-norm-decay", default=True, show_default=True,
                      help="Weight decay on biases and normalisation weights too (off for fine-tuning)."),
         click.option("--mode", default="append", show_default=True, help="|".join(MODES)),

@@ -21,6 +21,8 @@ GRADIENT_KINDS = ("logits", "last_layer")
 ESTIMATES = ("clean", "training")
 STREAMS = ("auto", "always", "never")
 WEAK = ("auto", "pad-crop", "resized-crop")
+NORMS = ("imagenet", "dataset")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's weights expect these
 
 # Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
 # 200 epochs). flip is off where a mirrored image is another class or not an image of one.
@@ -75,8 +77,16 @@ class TrainConfig:
     weak: the weak augmentation every example gets: "pad-crop" (4-pixel pad-and-crop, then a
         flip unless `flip` is off), "resized-crop" (random-resized crop and flip, for large
         images), or "auto": resized-crop for folder datasets of 128 px and more, else pad-crop.
+    store_size: a folder's images are stored at this size and cropped to `image_size`: random-
+        resized crops cut from the whole stored image, evaluation and the clean estimate pass
+        take its centre `image_size` square (None: image_size * 256/224, rounded, when the weak
+        augmentation is resized-crop, as ImageNet's resize-to-256, crop-224; else image_size;
+        coreaug.data.image_folder.default_store_size). Larger needs weak "resized-crop".
     pretrained: a local state dict file (coreaug.models.load_pretrained) the model starts from;
         a classifier of another class count is left freshly initialised.
+    norm: the mean and std that normalise the model's input: "imagenet" (0.485, 0.456, 0.406 /
+        0.229, 0.224, 0.225, what torchvision's weights were trained with; RGB only) or
+        "dataset" (the training set's own); None: "imagenet" with `pretrained`, else "dataset".
     norm_decay: apply weight decay to normalisation weights and biases too (off is the
         usual fine-tuning choice).
     precision: "auto" (bf16 on a GPU that has it, fp16 with a gradient scaler on older GPUs,
@@ -128,8 +138,10 @@ class TrainConfig:
     cache_dir: Optional[str] = None
     workers: Optional[int] = None
     weak: str = "auto"
+    store_size: Optional[int] = None
     gradient_dim: int = 512
     pretrained: Optional[str] = None
+    norm: Optional[str] = None
     norm_decay: bool = True
     device: str = "auto"
     precision: str = "auto"
@@ -152,6 +164,13 @@ class TrainConfig:
 
             own = own_image_size(self.dataset) if is_image_folder(self.dataset) else None
             filled["image_size"] = own or DEFAULT_IMAGE_SIZE
+        if filled["store_size"] is None:
+            from coreaug.data.image_folder import default_store_size
+
+            filled["store_size"] = default_store_size(filled["image_size"], weak_is_resized_crop(
+                filled["dataset"], filled["weak"], filled["image_size"]) and _folder(filled["dataset"]))
+        if filled["norm"] is None:
+            filled["norm"] = "imagenet" if filled["pretrained"] else "dataset"
         config = TrainConfig(**filled)
         config.validate()
         return config
@@ -159,6 +178,11 @@ class TrainConfig:
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
         skip = {"out", "resume", "overwrite", "quiet", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
+        # Runs from before store_size and norm existed computed what these values compute now.
+        if self.store_size == self.image_size:
+            skip.add("store_size")
+        if self.norm == "dataset":
+            skip.add("norm")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self):
@@ -187,6 +211,18 @@ class TrainConfig:
         _choice("balance", self.balance, BALANCES)
         _choice("stream", self.stream, STREAMS)
         _choice("weak", self.weak, WEAK)
+        _choice("norm", self.norm, NORMS)
+        if self.store_size != self.image_size:
+            if isinstance(self.store_size, bool) or not isinstance(self.store_size, numbers.Integral) \
+                    or self.store_size < self.image_size:
+                raise UsageError(f"store_size must be an integer >= image_size ({self.image_size}), "
+                                 f"got {self.store_size!r}")
+            if not _folder(self.dataset):
+                raise UsageError(f"store_size is for a folder of images; {self.dataset!r} is a built-in dataset")
+            if not weak_is_resized_crop(self.dataset, self.weak, self.image_size):
+                raise UsageError(f"store_size {self.store_size} > image_size {self.image_size} needs the resized-crop "
+                                 "weak augmentation (pad-crop trains on the stored images as they are); pass "
+                                 "--weak resized-crop, or leave --store-size out")
         if self.stream == "always" and not is_image_folder(self.dataset):
             raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
@@ -223,6 +259,20 @@ class TrainConfig:
             raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def weak_is_resized_crop(dataset, weak, image_size):
+    """Whether the weak augmentation is the random-resized crop: asked for, or "auto" on a folder
+    of images of LARGE_IMAGES (128) px and more."""
+    from coreaug.data.image_folder import LARGE_IMAGES
+
+    return weak == "resized-crop" or (weak == "auto" and _folder(dataset) and image_size >= LARGE_IMAGES)
+
+
+def _folder(dataset):
+    from coreaug.data.image_folder import is_image_folder
+
+    return is_image_folder(dataset)
 
 
 def _number(value):

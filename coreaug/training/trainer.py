@@ -18,7 +18,7 @@ from coreaug.models import create_model, load_pretrained
 from coreaug.selection import Selection
 from coreaug.selection.gradients import estimate_dtype
 
-from .config import TrainConfig
+from .config import TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
 from .inputs import is_folder_dataset, load_run_data
@@ -53,10 +53,14 @@ def _strong_policy(config):
 def weak_policy_name(config):
     """The weak augmentation's policy: "resized-crop" (asked for, or "auto" on a folder dataset
     of 128 px and more) or "weak" (pad-and-crop and flip)."""
-    from coreaug.data.image_folder import is_image_folder
+    return "resized-crop" if weak_is_resized_crop(config.dataset, config.weak, config.image_size) else "weak"
 
-    large_folder = is_image_folder(config.dataset) and config.image_size >= 128
-    return "resized-crop" if config.weak == "resized-crop" or (config.weak == "auto" and large_folder) else "weak"
+
+def _weak_policy(config, folder):
+    """The weak policy; a resized crop of a folder's stored images outputs `image_size` squares."""
+    name = weak_policy_name(config)
+    size = {"size": config.image_size} if name == "resized-crop" and folder else {}
+    return create_policy(name, flip=config.flip, **size)
 
 
 def train(config):
@@ -146,7 +150,7 @@ class RunState:
 def _train_run(config, distributed, folder, checkpoint, data):
     """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
     run = _start(config, distributed, checkpoint, data)
-    strong, weak = _strong_policy(config), create_policy(weak_policy_name(config), flip=config.flip)
+    strong, weak = _strong_policy(config), _weak_policy(config, is_folder_dataset(config.dataset))
     record = config.estimates == "training" and run.method.needs_model
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
