@@ -46,7 +46,8 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
         click.echo("\n".join(coreaug.available_datasets()))
         return
     if is_image_folder(name) and name not in coreaug.available_datasets():  # decoded to the cache, not into memory
-        image_size = image_size or own_image_size(name) or DEFAULT_IMAGE_SIZE
+        if image_size is None:
+            image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
         if store_size is None:  # what a run with --weak auto stores
             store_size = default_store_size(image_size, image_size >= LARGE_IMAGES)
         data = coreaug.load_dataset(name, on_disk=True, cache_dir=cache_dir, image_size=image_size,
@@ -54,6 +55,11 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
                                     workers=default_workers() if workers is None else workers)
         click.echo(f"decoded cache: {os.path.dirname(data.train_images.path)}")
     else:
+        given = [flag for flag, value in (("--image-size", image_size), ("--store-size", store_size),
+                                          ("--skip-bad-images", skip_bad_images), ("--workers", workers)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} decode a folder of images; {name} is a built-in dataset, "
+                             "loaded as it is: leave them out")
         data = coreaug.load_dataset(name, data_dir, download=download)
     click.echo(f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images of shape "
                f"{tuple(data.image_shape)}, {data.num_classes} classes, from {data.source}")
