@@ -15,6 +15,7 @@ for random-resized crops, see default_store_size) and centre-cropped to a square
 a cache on disk (coreaug.data.image_cache) that later runs read instead.
 """
 import functools
+import numbers
 import os
 import warnings
 from typing import List, Optional, Tuple
@@ -116,7 +117,7 @@ def load_image_folder(root, image_size: Optional[int] = None, val_fraction: floa
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
         raise UsageError(f"image_size must be an integer >= 4, got {image_size!r}")
     store_size = image_size if store_size is None else store_size
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
         raise UsageError(f"workers must be an integer >= 0 (0: decode in this process), got {workers!r}")
     if isinstance(store_size, bool) or not isinstance(store_size, int) or store_size < image_size:
         raise UsageError(f"store_size must be an integer >= image_size ({image_size}), got {store_size!r}")
