@@ -1,4 +1,6 @@
 """`coreaug datasets`: list the datasets, or find (and optionally download) one and describe it."""
+import os
+
 import click
 
 import coreaug
@@ -15,10 +17,27 @@ from .errors import user_errors
               help="Remove decoded caches of folders of images: NAME's (a folder), or all of them without NAME.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Where folders' images are decoded to [default: ~/.cache/coreaug/decoded].")
+@click.option("--image-size", type=int,
+              help="A folder: square size to decode to, as `coreaug train --image-size` "
+                   "[default: the images' own size when they share one, else 64].")
+@click.option("--store-size", type=int,
+              help="A folder: size the images are stored at, as `coreaug train --store-size` [default: a "
+                   "run's with --weak auto: 256/224 x --image-size from 128 px on, else --image-size].")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="A folder without val/ or test/: share of each class held out, as in `coreaug train`.")
+@click.option("--skip-bad-images", is_flag=True, help="A folder: leave unreadable images out (counted).")
+@click.option("--workers", type=int, help="A folder: processes decoding images [default: up to 8].")
 @user_errors
-def datasets(name, data_dir, download, clear_cache, cache_dir):
-    """Without NAME, list the datasets; with NAME, load it (downloading with --download) and describe it."""
-    from coreaug.data.image_folder import is_image_folder
+def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store_size, val_fraction, skip_bad_images,
+             workers):
+    """Without NAME, list the datasets; with NAME, load it (downloading with --download) and describe it.
+
+    A folder of images is decoded into its cache, the one `coreaug train --dataset NAME` with the
+    same --image-size, --store-size, --val-fraction and --cache-dir reads: so a cache can be built
+    ahead of a run."""
+    from coreaug.data.image_cache import default_workers
+    from coreaug.data.image_folder import (DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, is_image_folder,
+                                           own_image_size)
 
     if clear_cache:
         _clear(name, cache_dir)
@@ -27,8 +46,20 @@ def datasets(name, data_dir, download, clear_cache, cache_dir):
         click.echo("\n".join(coreaug.available_datasets()))
         return
     if is_image_folder(name) and name not in coreaug.available_datasets():  # decoded to the cache, not into memory
-        data = coreaug.load_dataset(name, on_disk=True, cache_dir=cache_dir)
+        if image_size is None:
+            image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
+        if store_size is None:  # what a run with --weak auto stores
+            store_size = default_store_size(image_size, image_size >= LARGE_IMAGES)
+        data = coreaug.load_dataset(name, on_disk=True, cache_dir=cache_dir, image_size=image_size,
+                                    store_size=store_size, val_fraction=val_fraction, skip_bad_images=skip_bad_images,
+                                    workers=default_workers() if workers is None else workers)
+        click.echo(f"decoded cache: {os.path.dirname(data.train_images.path)}")
     else:
+        given = [flag for flag, value in (("--image-size", image_size), ("--store-size", store_size),
+                                          ("--skip-bad-images", skip_bad_images), ("--workers", workers)) if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} decode a folder of images; {name} is a built-in dataset, "
+                             "loaded as it is: leave them out")
         data = coreaug.load_dataset(name, data_dir, download=download)
     click.echo(f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images of shape "
                f"{tuple(data.image_shape)}, {data.num_classes} classes, from {data.source}")

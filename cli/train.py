@@ -6,8 +6,8 @@ import click
 
 import coreaug
 from coreaug.errors import UsageError
-from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, OPTIMIZERS, SCHEDULES, STRATEGIES,
-                                     STREAMS, WEAK)
+from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
+                                     STRATEGIES, STREAMS, WEAK)
 from coreaug.training.precision import PRECISIONS
 
 from .errors import user_errors
@@ -39,12 +39,17 @@ def train_options(command):
         click.option("--image-size", type=int,
                      help="Folder datasets: square size of the images "
                           "[default: their own size when they share one, else 64]."),
+        click.option("--store-size", type=int,
+                     help="Folder datasets: size the images are stored at for resized-crop runs, which crop "
+                          "from it; evaluation takes the centre --image-size square "
+                          "[default: 256/224 x --image-size with --weak resized-crop, else --image-size]."),
         click.option("--val-fraction", type=float, default=_default("val_fraction"), show_default=True,
                      help="Folder datasets without val/ or test/: share of each class held out for testing."),
         click.option("--skip-bad-images", is_flag=True, help="Folder datasets: leave unreadable images out (counted) instead of stopping."),
         click.option("--stream", type=click.Choice(STREAMS), default=_default("stream"), show_default=True,
                      help="Folder datasets: always|never|auto: read batches from the decoded cache on disk instead of "
-                          "holding the images in memory (auto: when they would take over half the free memory)."),
+                          "holding the images in memory (auto: when the node's processes' copies would take over half the free "
+                          "memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      help="Folder datasets: where images are decoded to [default: ~/.cache/coreaug/decoded]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),
@@ -58,6 +63,10 @@ def train_options(command):
                                      "[default: per dataset]."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
                      help="Start from this local state dict file (e.g. torchvision's); nothing is downloaded."),
+        click.option("--norm", type=click.Choice(NORMS),
+                     help="Input mean/std: imagenet (0.485,0.456,0.406 / 0.229,0.224,0.225, what torchvision's "
+                          "weights expect) or dataset (the training set's) [default: imagenet with --pretrained, "
+                          "else dataset]."),
         click.option("--norm-decay/--no-norm-decay", default=_default("norm_decay"), show_default=True,
                      help="Weight decay on biases and normalisation weights too (off for fine-tuning)."),
         click.option("--mode", type=click.Choice(MODES), default=_default("mode"), show_default=True, help="append: all examples + augmented copies of the selection; subset: the weighted selection + its copies."),

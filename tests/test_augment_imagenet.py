@@ -179,7 +179,7 @@ def test_flip_keyword_reaches_the_crop_in_a_chain():
     ({"ratio": (1, float("inf"))}, "ratio must be a pair"),
     ({"interpolation": "bicubic"}, "interpolation must be one of"),
     ({"flip": "yes"}, "flip must be True or False"),
-    ({"padding": 4}, r"policy 'resized-crop' takes \(scale, ratio, flip, interpolation\)"),
+    ({"padding": 4}, r"policy 'resized-crop' takes \(scale, ratio, flip, interpolation, size\)"),
 ])
 def test_resized_crop_settings_out_of_range_say_what_was_expected(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -257,3 +257,10 @@ def test_autoaugment_imagenet_changes_most_examples():
 def test_autoaugment_imagenet_bad_input_says_what_was_expected(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_resized_crop_outputs_the_size_asked_for():
+    """A folder stored at 256 px trains on 224 px crops of it."""
+    images = sample_images(n=4)
+    out = A.ResizedCrop(size=images.shape[-1] - 4)(images, torch.Generator().manual_seed(0))
+    assert out.shape == (*images.shape[:2], images.shape[-2] - 4, images.shape[-1] - 4) and out.dtype == torch.uint8

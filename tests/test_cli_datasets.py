@@ -46,3 +46,29 @@ def test_the_cli_is_installed_inside_the_coreaug_package():
     top_level = importlib.metadata.distribution("coreaug").read_text("top_level.txt")
     assert top_level.split() == ["coreaug"]
     assert set(coreaug.cli.main.app.commands) == {"train", "select", "bench", "datasets", "predict", "evaluate"}
+
+
+def test_a_folder_is_stored_as_a_resized_crop_run_stores_it(tmp_path):
+    """--image-size 128: a run with --weak auto takes resized crops from 146 px (128 x 256/224)."""
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "pets", "train", per_class=2)
+    write_split(tmp_path / "pets", "val", per_class=1)
+    proc = coreaug(tmp_path / "pets", "--image-size", "128", "--cache-dir", tmp_path / "cache", "--workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "at 128 px" in proc.stdout + proc.stderr and "stored at 146 px" in proc.stdout + proc.stderr
+    assert "images of shape (3, 146, 146)" in proc.stdout
+
+
+def test_folder_flags_on_a_built_in_dataset_are_one_line():
+    proc = coreaug("digits", "--image-size", "16")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--image-size" in proc.stderr
+
+
+def test_negative_workers_are_one_line(tmp_path):
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "pets", "train", per_class=2)
+    write_split(tmp_path / "pets", "val", per_class=1)
+    proc = coreaug(tmp_path / "pets", "--workers", "-1", "--cache-dir", tmp_path / "cache")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "workers must be" in proc.stderr

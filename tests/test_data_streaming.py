@@ -1,6 +1,7 @@
 """Images on disk: the decoded cache, reading rows without holding them, and training streamed."""
 import os
 import time
+import unittest.mock
 
 import numpy as np
 import pytest
@@ -162,6 +163,55 @@ def test_auto_streams_only_what_does_not_fit(tmp_path, monkeypatch):
     monkeypatch.setattr("coreaug.training.inputs.available_host_memory", lambda: 8000)
     assert should_stream("auto", [images], cpu)
     assert not should_stream("never", [images], cpu) and should_stream("always", [images], cpu)
+
+
+def test_auto_counts_every_process_of_the_node(tmp_path, monkeypatch):
+    """8 processes of a node each hold the set: 8 x 4.8 KB does not fit in half of 20 KB."""
+    images, _ = disk_images(tmp_path, n=100)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("coreaug.training.inputs.available_host_memory", lambda: 20000)
+    assert not should_stream("auto", [images], cpu, local_world_size=1)
+    assert should_stream("auto", [images], cpu, local_world_size=8)
+
+
+def test_auto_reads_the_local_world_size_torchrun_sets(tmp_path, monkeypatch):
+    images, _ = disk_images(tmp_path, n=100)
+    monkeypatch.setattr("coreaug.training.inputs.available_host_memory", lambda: 20000)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert should_stream("auto", [images], torch.device("cpu"))
+
+
+def _decide(rank, port, root, out):
+    """One of two processes of a node; rank 1 measures less free memory (rank 0 already loaded)."""
+    import torch.distributed as dist
+
+    from coreaug.training.distributed import Distributed
+    from coreaug.training.inputs import is_on_disk, load_run_data
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        free = 1 << 40 if rank == 0 else 1000
+        with unittest.mock.patch("coreaug.training.inputs.available_host_memory", lambda: free):
+            config = coreaug.TrainConfig(dataset=root, image_size=12, model="cnn", quiet=True, workers=0,
+                                         cache_dir=os.path.join(out, "cache"))
+            data = load_run_data(config.resolved(), torch.device("cpu"), Distributed(rank, 2))
+        with open(os.path.join(out, f"rank{rank}"), "w") as f:
+            f.write(str(is_on_disk(data.train_images)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_auto_is_one_decision_for_every_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    from test_distributed import free_port
+
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=1)
+    mp.spawn(_decide, args=(free_port(), str(tmp_path / "data"), str(tmp_path)), nprocs=2)
+    assert [(tmp_path / f"rank{r}").read_text() for r in range(2)] == ["True", "True"]
 
 
 def _folder_run(root, **settings):

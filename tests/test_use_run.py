@@ -138,3 +138,16 @@ def test_evaluate_finds_the_runs_own_dataset_where_the_run_found_it(tmp_path):
     proc = cli("evaluate", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"accuracy {result.final_test_accuracy:.2%}") and "test split of cifar10" in proc.stdout
+
+
+def test_a_run_stored_larger_than_it_trains_predicts_on_the_centre_crop_it_evaluated(tmp_path):
+    write_split(tmp_path / "data", "train", per_class=8)
+    write_split(tmp_path / "data", "test", per_class=4)
+    result = coreaug.train(coreaug.TrainConfig(
+        dataset=str(tmp_path / "data"), image_size=16, store_size=20, weak="resized-crop", model="cnn", epochs=2,
+        batch_size=12, subset=0.25, quiet=True, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run")))
+    trained = coreaug.load_run(tmp_path / "run")
+    assert (trained.image_size, trained.store_size) == (16, 20)
+    assert trained.read(tmp_path / "data" / "test" / "dog" / "1.jpg").shape == (3, 20, 20)
+    assert trained.preprocess(tmp_path / "data" / "test" / "dog" / "1.jpg").shape == (1, 3, 16, 16)
+    assert trained.evaluate(str(tmp_path / "data")).accuracy == pytest.approx(result.final_test_accuracy)

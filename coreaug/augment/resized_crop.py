@@ -12,9 +12,11 @@ these differences, chosen so that no draw depends on another and the device neve
   aspect ratio clamped into ``ratio``. With the defaults 14% of draws are clamped here: more
   full-width or full-height boxes than torchvision gives.
 - Boxes have fractional sizes and positions; torchvision rounds them to whole pixels.
-- The output keeps the input's size (images are stored as fixed-size squares); torchvision
-  resizes to a given ``size``. A box is never larger than the output, so resampling only ever
-  enlarges and needs no antialiasing.
+- The output is a ``size`` square (default: the input's own size, as images are stored as
+  fixed-size squares). Resampling is bilinear without antialiasing: it enlarges a box smaller
+  than the output, and shrinks a larger one by at most input / ``size`` (8/7 for a folder
+  stored at 256 px and trained at 224, coreaug.data.image_folder.STORE_RATIO), where
+  torchvision antialiases.
 """
 from __future__ import annotations
 
@@ -64,13 +66,15 @@ def box_matrices(boxes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
 
 
 def resized_crop_kernel(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
-                        interpolation: str) -> torch.Tensor:
-    """Resample each example's box (see ``random_boxes``) to the full (H, W), mirrored where
-    ``flip`` is set, in one ``grid_sample`` for the batch. Takes a non-empty (B, C, H, W) uint8
-    or float batch; returns one of the same shape and dtype (uint8 rounded to levels)."""
+                        interpolation: str, size: Optional[int] = None) -> torch.Tensor:
+    """Resample each example's box (see ``random_boxes``) to a ``size`` square (None: the full
+    (H, W)), mirrored where ``flip`` is set, in one ``grid_sample`` for the batch. Takes a
+    non-empty (B, C, H, W) uint8 or float batch; returns one of the same dtype (uint8 rounded
+    to levels)."""
     x, bound = to_working(images)
     theta = box_matrices(boxes, flip).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    shape = list(x.shape) if size is None else [*x.shape[:2], size, size]
+    grid = F.affine_grid(theta, shape, align_corners=False)
     # Every sample lies inside its box, so inside the image; "border" only keeps rounding error
     # at the edge from blending in zeros.
     out = F.grid_sample(x, grid, mode=interpolation, padding_mode="border", align_corners=False)
@@ -91,12 +95,12 @@ class ResizedCrop(Policy):
     """Random-resized crop and flip (the ImageNet weak augmentation): per example a box of area
     fraction s ~ U(``scale``) and aspect ratio (width / height) log-uniform on ``ratio``, at a
     uniform position inside the image, resampled with ``interpolation`` ("bilinear" or
-    "nearest") to the image's own size; then a left-right flip with probability 1/2 unless
-    ``flip=False``. Any channel count, uint8 or float. See the module docstring for how it
-    differs from torchvision's RandomResizedCrop."""
+    "nearest") to a ``size`` square (None: the image's own size); then a left-right flip with
+    probability 1/2 unless ``flip=False``. Any channel count, uint8 or float. See the module
+    docstring for how it differs from torchvision's RandomResizedCrop."""
 
     def __init__(self, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
-                 interpolation: str = "bilinear"):
+                 interpolation: str = "bilinear", size: Optional[int] = None):
         self.scale = _check_pair("scale", scale, "0 < low <= high <= 1 (fractions of the area)",
                                  lambda low, high: 0 < low <= high <= 1)
         self.ratio = _check_pair("ratio", ratio, "0 < low <= high (width over height)",
@@ -106,13 +110,17 @@ class ResizedCrop(Policy):
         self.flip = flip
         check_interpolation(interpolation)
         self.interpolation = interpolation
+        if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+            raise UsageError(f"size must be a positive integer (pixels) or None, got {size!r}")
+        self.size = size
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
         check_images(images)
         if images.numel() == 0:  # affine_grid takes no empty batch; nothing to crop
-            return images.clone()
+            size = images.shape[-2:] if self.size is None else (self.size, self.size)
+            return images.new_empty((*images.shape[:-2], *size))
         n, device = images.shape[0], images.device
         boxes = random_boxes(n, self.scale, self.ratio, generator, device)
         flip = uniform(n, generator, device) < (0.5 if self.flip else 0.0)
-        return resized_crop_kernel(images, boxes, flip, self.interpolation)
+        return resized_crop_kernel(images, boxes, flip, self.interpolation, self.size)

@@ -4,8 +4,10 @@ A cache is a folder ``<cache_dir>/<key>/`` holding one split per pair of files:
 ``<split>.u8`` (the images, uint8, C x H x W per row, rows back to back) and
 ``<split>.labels.npy``, plus ``meta.json`` (shape, classes, per-channel statistics, skipped
 files). The key hashes the image size, the format version and every file's path, label, size
-and modification time, so a changed folder gets a new cache. It is built in a temporary
-folder next to its place and renamed into it, so a killed build leaves no half cache behind.
+and modification time, so a changed folder gets a new cache. It is built in a build folder
+next to its place and renamed into it, so a killed build leaves no half cache behind, and the
+next build removes a killed build's folder (coreaug.data.cache_builds, which also makes
+processes that want one cache at once wait for one of them to build it).
 
 ``DiskImages`` reads rows of a split without holding the split in memory: one ``pread`` per
 row into the batch's buffer. (A memory map would gather rows in one numpy call, but a fault
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from coreaug.errors import UsageError
 
+from .cache_builds import STALL_SECONDS, claim, remove_stale, wait_for
 from .dataset import channel_histograms, stats_of_histograms
 
 FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
@@ -36,6 +39,11 @@ def default_cache_dir() -> str:
     if os.environ.get("COREAUG_CACHE_DIR"):
         return os.environ["COREAUG_CACHE_DIR"]
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
+
+
+def default_workers() -> int:
+    """Processes decoding a folder's images when not told: one per core, up to 8."""
+    return min(8, os.cpu_count() or 1)
 
 
 def cache_key(splits, image_size: int) -> Tuple[str, str]:
@@ -219,7 +227,7 @@ class ImageCache:
 
 def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[str] = None,
                   workers: int = 0, skip_bad: bool = False, progress: bool = True,
-                  source: Optional[str] = None) -> ImageCache:
+                  source: Optional[str] = None, stall_after: float = STALL_SECONDS) -> ImageCache:
     """The cache of ``splits`` ([(name, [(path, label)])]) of the folder ``source``, built first
     if absent. With ``progress``, a new build says how much older caches of ``source`` (other
     sizes, or the folder before it changed) still take, and how to remove them.
@@ -229,41 +237,52 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
     UsageError naming it, unless ``skip_bad``; then it is left out and counted in
     ``meta["skipped"]``. Raises UsageError before decoding anything when the cache folder
     lacks the disk space the decoded images need.
+
+    Several processes (torchrun's ranks, other runs, other nodes on a shared disk) may ask for
+    one cache at once: one decodes it and the others wait for it, without a time limit while
+    it progresses, and raise UsageError once it has made no progress for ``stall_after``
+    seconds. Builds left by killed processes are removed first (coreaug.data.cache_builds).
     """
     root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
     key, fingerprint = cache_key(splits, image_size)
     folder = os.path.join(root, key)
-    if os.path.isfile(os.path.join(folder, "meta.json")):
-        return ImageCache(folder)
-    os.makedirs(root, exist_ok=True)
-    _check_space(root, sum(len(files) for _, files in splits) * 3 * image_size * image_size)
-    building = f"{folder}.building-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    os.makedirs(building)
-    try:
-        meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
-                "counts": {}, "skipped": [], "files": fingerprint, "source": source}
-        for name, files in splits:
-            meta["counts"][name], histogram = _write_split(building, name, files, decode, workers, skip_bad,
-                                                           meta["skipped"], progress)
-            if name == "train":
-                meta["mean"], meta["std"] = stats_of_histograms(histogram)
-        with open(os.path.join(building, "meta.json"), "w") as f:
-            json.dump(meta, f)
-        try:
-            os.rename(building, folder)
-        except OSError:  # another process finished the same cache first: use theirs
-            if not os.path.isfile(os.path.join(folder, "meta.json")):
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    others = [cache for cache in caches_in(root, source) if cache.folder != folder] if source else []
+    built = False
+    while not built and not os.path.isfile(os.path.join(folder, "meta.json")):
+        os.makedirs(root, exist_ok=True)
+        remove_stale(root, stall_after)
+        build, leader = claim(root, key)
+        if build is not None:
+            _build(build, folder, splits, classes, image_size, decode, workers, skip_bad, progress, source, fingerprint)
+            built = True
+        else:  # another process (another rank, another run) decodes it
+            if progress:
+                tqdm.write(f"waiting for {leader} to finish the decoded cache")
+            wait_for(leader, folder, stall_after)
+    others = [cache for cache in caches_in(root, source) if cache.folder != folder] if built and source else []
     if others and progress:
         caches = "cache" if len(others) == 1 else "caches"
         tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
                    f"before it changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
                    f"`coreaug datasets {shown(source)} --clear-cache` removes them")
     return ImageCache(folder)
+
+
+def _build(build, folder, splits, classes, image_size, decode, workers, skip_bad, progress, source, fingerprint):
+    """Decode ``splits`` into ``build`` and rename it into ``folder``; a failure removes it."""
+    try:
+        _check_space(os.path.dirname(folder), sum(len(files) for _, files in splits) * 3 * image_size * image_size)
+        meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
+                "counts": {}, "skipped": [], "files": fingerprint, "source": source}
+        for name, files in splits:
+            meta["counts"][name], histogram = _write_split(build, name, files, decode, workers, skip_bad,
+                                                           meta["skipped"], progress)
+            if name == "train":
+                meta["mean"], meta["std"] = stats_of_histograms(histogram)
+        with open(os.path.join(build.path, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        build.finish(folder)
+    finally:
+        build.remove()
 
 
 def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> List[ImageCache]:
@@ -370,8 +389,10 @@ def _stack(items):
     return images, [label for _, label in good], errors, channel_histograms(images)
 
 
-def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progress):
-    """Decode `files` into `<folder>/<name>.u8` and its labels; returns (count, channel histograms)."""
+def _write_split(build, name, files, decode, workers, skip_bad, skipped, progress):
+    """Decode `files` into `<build.path>/<name>.u8` and its labels, beating the build's heartbeat
+    as batches arrive; returns (count, channel histograms)."""
+    folder = build.path
     loader = torch.utils.data.DataLoader(_Decoding(files, decode), batch_size=64, num_workers=workers,
                                          collate_fn=_stack, worker_init_fn=_fixed_mmap_threshold)
     labels, histogram = [], torch.zeros(3, 256, dtype=torch.int64)
@@ -386,6 +407,7 @@ def _write_split(folder, name, files, decode, workers, skip_bad, skipped, progre
                 labels += batch_labels
                 histogram += batch_histogram
             bar.update(len(batch_labels) + len(errors))
+            build.beat(bar.n)
     if not labels:
         raise UsageError(f"the {name} split has no readable images")
     np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))

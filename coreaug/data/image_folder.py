@@ -10,10 +10,12 @@ Layouts recognised under ``root``:
 
 Classes are the training split's folder names, sorted, and the test split uses the same list.
 Every image (JPEG, PNG, WebP, BMP, GIF, TIFF; grayscale, RGB, RGBA, CMYK, palette) is
-converted to RGB, its shorter side resized to ``image_size`` and centre-cropped to a square,
-and stored in a cache on disk (coreaug.data.image_cache) that later runs read instead.
+converted to RGB, its shorter side resized to ``store_size`` (by default ``image_size``; larger
+for random-resized crops, see default_store_size) and centre-cropped to a square, and stored in
+a cache on disk (coreaug.data.image_cache) that later runs read instead.
 """
 import functools
+import numbers
 import os
 import warnings
 from typing import List, Optional, Tuple
@@ -43,6 +45,16 @@ def is_image_folder(path) -> bool:
 
 
 DEFAULT_IMAGE_SIZE = 64  # for a folder whose images' sizes differ
+LARGE_IMAGES = 128  # `--weak auto` trains folders of this size and more with random-resized crops
+STORE_RATIO = 256 / 224  # ImageNet's evaluation resize over its crop
+
+
+def default_store_size(image_size: int, resized_crop: bool) -> int:
+    """The size a folder's images are stored at to train at ``image_size``: STORE_RATIO times it
+    (256 px for 224) when training takes random-resized crops, so that crops cut from more than
+    the centre ``image_size`` square and evaluation takes that square of a larger image, as
+    ImageNet's resize-to-256, centre-crop-224 does; else ``image_size`` itself."""
+    return round(image_size * STORE_RATIO) if resized_crop else image_size
 
 
 def own_image_size(root, sample: int = 64) -> Optional[int]:
@@ -81,11 +93,14 @@ def image_size_note(root, image_size: int) -> str:
 
 def load_image_folder(root, image_size: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0,
                       skip_bad_images: bool = False, progress: bool = True, on_disk: bool = False,
-                      cache_dir: Optional[str] = None, workers: int = 0) -> ImageDataset:
+                      cache_dir: Optional[str] = None, workers: int = 0,
+                      store_size: Optional[int] = None) -> ImageDataset:
     """Decode the images under ``root`` (see the module docstring) into an ImageDataset.
 
     ``image_size`` None takes the images' own size when they share one (own_image_size), else
-    64; with ``progress``, the first line printed says the size used and why.
+    64; with ``progress``, the first line printed says the size used and why. The images are
+    stored (and returned) at ``store_size`` (None: ``image_size``; see default_store_size),
+    which a trainer crops to ``image_size``.
 
     Images are decoded once, in ``workers`` DataLoader worker processes, into a cache under
     ``cache_dir`` (default: coreaug.data.image_cache.default_cache_dir()) that later calls
@@ -101,14 +116,20 @@ def load_image_folder(root, image_size: Optional[int] = None, val_fraction: floa
         image_size = own_image_size(root) or DEFAULT_IMAGE_SIZE
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
         raise UsageError(f"image_size must be an integer >= 4, got {image_size!r}")
+    store_size = image_size if store_size is None else store_size
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
+        raise UsageError(f"workers must be an integer >= 0 (0: decode in this process), got {workers!r}")
+    if isinstance(store_size, bool) or not isinstance(store_size, int) or store_size < image_size:
+        raise UsageError(f"store_size must be an integer >= image_size ({image_size}), got {store_size!r}")
     if not 0 < val_fraction < 1:
         raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     classes, train_files, test_files = _find_files(root, val_fraction, seed)
     if progress:
+        stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
-                   f"({image_size_note(root, image_size)})")
-    cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size,
-                          functools.partial(decode_square, size=image_size), cache_dir, workers,
+                   f"({image_size_note(root, image_size)}){stored}")
+    cache = open_or_build([("train", train_files), ("test", test_files)], classes, store_size,
+                          functools.partial(decode_square, size=store_size), cache_dir, workers,
                           skip_bad_images, progress, source=root)
     skipped = cache.meta["skipped"]
     if skipped and not skip_bad_images:  # a cache built by an earlier run that skipped them

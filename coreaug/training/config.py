@@ -27,6 +27,8 @@ OPTIMIZERS = ("sgd", "adamw")
 OPTIMIZER_DEFAULTS = {"sgd": {}, "adamw": dict(lr=1e-3, weight_decay=0.05)}
 # config.model of a module passed to train(config, model=...): "instance:" and its class.
 INSTANCE = "instance:"
+NORMS = ("imagenet", "dataset")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's weights expect these
 
 # Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
 # 200 epochs). flip is off where a mirrored image is another class or not an image of one.
@@ -74,7 +76,8 @@ class TrainConfig:
     stream: for a folder dataset, "never" holds the decoded images in memory (on the device),
         "always" reads each batch from the decoded cache on disk, ahead of the step, and copies
         it to the device; "auto" streams when the decoded images would take more than half the
-        free host memory (or of the free GPU memory).
+        free host memory (one copy per process of the node under torchrun, and every process
+        streams if one node lacks it) or of the free GPU memory.
     cache_dir, workers: where a folder's images are decoded to (coreaug.data.image_cache;
         default ~/.cache/coreaug/decoded) and by how many worker processes (default: up to 8).
     weak: the weak augmentation every example gets: "pad-crop" (4-pixel pad-and-crop, then a
@@ -87,8 +90,16 @@ class TrainConfig:
         default to 1e-3 and 0.05); both skip weight decay on 1-D parameters without `norm_decay`.
     tensorboard: also write each epoch's metrics as TensorBoard scalars to `out`/tensorboard
         (needs the tensorboard package: pip install 'coreaug[tensorboard]').
+    store_size: a folder's images are stored at this size and cropped to `image_size`: random-
+        resized crops cut from the whole stored image, evaluation and the clean estimate pass
+        take its centre `image_size` square (None: image_size * 256/224, rounded, when the weak
+        augmentation is resized-crop, as ImageNet's resize-to-256, crop-224; else image_size;
+        coreaug.data.image_folder.default_store_size). Larger needs weak "resized-crop".
     pretrained: a local state dict file (coreaug.models.load_pretrained) the model starts from;
         a classifier of another class count is left freshly initialised.
+    norm: the mean and std that normalise the model's input: "imagenet" (0.485, 0.456, 0.406 /
+        0.229, 0.224, 0.225, what torchvision's weights were trained with; RGB only) or
+        "dataset" (the training set's own); None: "imagenet" with `pretrained`, else "dataset".
     norm_decay: apply weight decay to normalisation weights and biases too (off is the
         usual fine-tuning choice).
     precision: "auto" (bf16 on a GPU that has it, fp16 with a gradient scaler on older GPUs,
@@ -142,8 +153,10 @@ class TrainConfig:
     cache_dir: Optional[str] = None
     workers: Optional[int] = None
     weak: str = "auto"
+    store_size: Optional[int] = None
     gradient_dim: int = 512
     pretrained: Optional[str] = None
+    norm: Optional[str] = None
     norm_decay: bool = True
     device: str = "auto"
     precision: str = "auto"
@@ -168,6 +181,13 @@ class TrainConfig:
             own = own_image_size(self.dataset) if is_image_folder(self.dataset) else None
             filled["image_size"] = own or DEFAULT_IMAGE_SIZE
         filled["betas"] = tuple(filled["betas"]) if isinstance(filled["betas"], (list, tuple)) else filled["betas"]
+        if filled["store_size"] is None:
+            from coreaug.data.image_folder import default_store_size
+
+            filled["store_size"] = default_store_size(filled["image_size"], weak_is_resized_crop(
+                filled["dataset"], filled["weak"], filled["image_size"]) and _folder(filled["dataset"]))
+        if filled["norm"] is None:
+            filled["norm"] = "imagenet" if filled["pretrained"] else "dataset"
         config = TrainConfig(**filled)
         config.validate()
         return config
@@ -175,6 +195,11 @@ class TrainConfig:
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
         skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
+        # Runs from before store_size and norm existed computed what these values compute now.
+        if self.store_size == self.image_size:
+            skip.add("store_size")
+        if self.norm == "dataset":
+            skip.add("norm")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self):
@@ -214,6 +239,18 @@ class TrainConfig:
         _choice("balance", self.balance, BALANCES)
         _choice("stream", self.stream, STREAMS)
         _choice("weak", self.weak, WEAK)
+        _choice("norm", self.norm, NORMS)
+        if self.store_size != self.image_size:
+            if isinstance(self.store_size, bool) or not isinstance(self.store_size, numbers.Integral) \
+                    or self.store_size < self.image_size:
+                raise UsageError(f"store_size must be an integer >= image_size ({self.image_size}), "
+                                 f"got {self.store_size!r}")
+            if not _folder(self.dataset):
+                raise UsageError(f"store_size is for a folder of images; {self.dataset!r} is a built-in dataset")
+            if not weak_is_resized_crop(self.dataset, self.weak, self.image_size):
+                raise UsageError(f"store_size {self.store_size} > image_size {self.image_size} needs the resized-crop "
+                                 "weak augmentation (pad-crop trains on the stored images as they are); pass "
+                                 "--weak resized-crop, or leave --store-size out")
         if self.stream == "always" and not is_image_folder(self.dataset):
             raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
@@ -260,6 +297,20 @@ def _check_tensorboard(out):
     except ImportError:
         raise UsageError("tensorboard needs the tensorboard package: pip install 'coreaug[tensorboard]' "
                          "(or pip install tensorboard)") from None
+
+
+def weak_is_resized_crop(dataset, weak, image_size):
+    """Whether the weak augmentation is the random-resized crop: asked for, or "auto" on a folder
+    of images of LARGE_IMAGES (128) px and more."""
+    from coreaug.data.image_folder import LARGE_IMAGES
+
+    return weak == "resized-crop" or (weak == "auto" and _folder(dataset) and image_size >= LARGE_IMAGES)
+
+
+def _folder(dataset):
+    from coreaug.data.image_folder import is_image_folder
+
+    return is_image_folder(dataset)
 
 
 def _number(value):

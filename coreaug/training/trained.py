@@ -29,7 +29,9 @@ def model_file(config, model, data, history):
         "format": FORMAT, "version": 1,
         "model": config.model, "in_channels": data.in_channels, "num_classes": data.num_classes,
         "state_dict": {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()},
-        "class_names": list(data.class_names), "image_size": int(data.test_images.shape[-1]),
+        # images are read at store_size (a folder's stored size) and their centre image_size square evaluated
+        "class_names": list(data.class_names), "image_size": int(config.image_size or data.test_images.shape[-1]),
+        "store_size": int(data.test_images.shape[-1]),
         "mean": data.preprocess.mean.flatten().tolist(), "std": data.preprocess.std.flatten().tolist(),
         "config": dataclasses.asdict(config), "epochs": len(history),
         "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
@@ -64,12 +66,13 @@ class TrainedModel:
     `config` is the run's settings (a dict).
     """
 
-    def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu"):
+    def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.class_names, self.image_size, self.in_channels = list(class_names), image_size, in_channels
+        self.store_size = store_size or image_size
         self.mean, self.std, self.config = tuple(mean), tuple(std), config
-        self.normalize = Normalize(self.mean, self.std, self.device)
+        self.normalize = Normalize(self.mean, self.std, self.device, crop=image_size)
 
     def __repr__(self):
         return (f"TrainedModel(model={self.config.get('model')!r}, classes={len(self.class_names)}, "
@@ -77,14 +80,16 @@ class TrainedModel:
 
     def read(self, image):
         """uint8 (C, H, W) of an image file's path or a PIL image: converted to RGB (or grayscale
-        for a one-channel model), shorter side resized to `image_size`, centre-cropped.
+        for a one-channel model), shorter side resized to `store_size` (the run's stored size,
+        `image_size` unless the run stored larger for resized crops), centre-cropped; `preprocess`
+        then takes its centre `image_size` square, as the run's evaluation did.
         Raises ValueError naming the file when it is not a readable image."""
         from coreaug.data.image_folder import decode_square
 
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
         try:
-            pixels = decode_square(image, self.image_size, "L" if self.in_channels == 1 else "RGB")
+            pixels = decode_square(image, self.store_size, "L" if self.in_channels == 1 else "RGB")
         except (OSError, ValueError, SyntaxError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UsageError(f"cannot read image {image} ({reason}); give image files "
@@ -101,7 +106,7 @@ class TrainedModel:
         """uint8 (N, C, H, W) from a uint8 tensor ((C, H, W) for one image) or a list of paths / PIL images."""
         if isinstance(images, torch.Tensor):
             images = images.unsqueeze(0) if images.ndim == 3 else images
-            expected = (self.in_channels, self.image_size, self.image_size)
+            expected = (self.in_channels, self.store_size, self.store_size)
             if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != expected:
                 raise UsageError(f"images must be uint8 (N, {expected[0]}, {expected[1]}, {expected[2]}) as the run "
                                  f"trained on, got {images.dtype} {tuple(images.shape)}; or give image files")
@@ -142,7 +147,7 @@ class TrainedModel:
         if not dataset or dataset == self.config["dataset"]:  # the run's own: where the run found it
             dataset, data_dir = self.config["dataset"], data_dir or self.config.get("data_dir")
         if is_image_folder(dataset) and dataset not in available_datasets():
-            data = load_dataset(dataset, progress=False, image_size=self.image_size,
+            data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
                                 val_fraction=self.config.get("val_fraction", 0.1))
         else:
             data = load_dataset(dataset, data_dir, download=download, progress=False)
@@ -193,7 +198,7 @@ def load_run(run, model=None, device="cpu"):
         raise UsageError(f"the model does not fit the weights of {run} "
                          f"({str(exc).splitlines()[0]}); pass a model built as the run's was") from None
     return TrainedModel(model, state["class_names"], state["image_size"], state["in_channels"],
-                        state["mean"], state["std"], state["config"], device)
+                        state["mean"], state["std"], state["config"], device, state.get("store_size"))
 
 
 def read_model_file(run):

@@ -1,4 +1,5 @@
 """`train(TrainConfig) -> TrainResult`: the epoch loop of coreset-augmented training."""
+import contextlib
 import dataclasses
 import os
 import platform
@@ -15,10 +16,10 @@ from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, final_linear
 
-from .config import INSTANCE, TrainConfig
+from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
-from .inputs import load_run_data
+from .inputs import is_folder_dataset, load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import RunFolder, check_same_data
@@ -51,10 +52,14 @@ def _strong_policy(config):
 def weak_policy_name(config):
     """The weak augmentation's policy: "resized-crop" (asked for, or "auto" on a folder dataset
     of 128 px and more) or "weak" (pad-and-crop and flip)."""
-    from coreaug.data.image_folder import is_image_folder
+    return "resized-crop" if weak_is_resized_crop(config.dataset, config.weak, config.image_size) else "weak"
 
-    large_folder = is_image_folder(config.dataset) and config.image_size >= 128
-    return "resized-crop" if config.weak == "resized-crop" or (config.weak == "auto" and large_folder) else "weak"
+
+def _weak_policy(config, folder):
+    """The weak policy; a resized crop of a folder's stored images outputs `image_size` squares."""
+    name = weak_policy_name(config)
+    size = {"size": config.image_size} if name == "resized-crop" and folder else {}
+    return create_policy(name, flip=config.flip, **size)
 
 
 def train(config, model=None):
@@ -119,8 +124,12 @@ def _open_run(config, distributed):
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
-        with distributed.node_main_first():  # a --download happens once per node
-            data = load_run_data(config, distributed.device)
+        # A --download happens once per node. A folder's decoded cache is built by one process
+        # while the others wait on its progress (image_cache.open_or_build), not in a barrier
+        # whose fixed timeout a long build would outlast.
+        first = contextlib.nullcontext() if is_folder_dataset(config.dataset) else distributed.node_main_first()
+        with first:
+            data = load_run_data(config, distributed.device, distributed)
         check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         if folder:
@@ -166,7 +175,7 @@ class RunState:
 def _train_run(config, distributed, folder, checkpoint, data, model=None):
     """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
     run = _start(config, distributed, checkpoint, data, model)
-    strong, weak = _strong_policy(config), create_policy(weak_policy_name(config), flip=config.flip)
+    strong, weak = _strong_policy(config), _weak_policy(config, is_folder_dataset(config.dataset))
     record = config.estimates == "training" and run.method.needs_model
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()

@@ -1,0 +1,180 @@
+"""Decoded-cache builds in progress: one builder per cache, the others wait, dead builds go.
+
+A build is a folder ``<key>.building-<host>-<pid>-<random>`` next to the cache's place (so two
+nodes, or two runs with one PID in two containers, never share one). It appears, renamed from a
+hidden folder, with ``owner.json`` (host, pid, the process's start time, when it claimed the
+build) already in it, and holds ``heartbeat``, a file the builder rewrites as it decodes (at most
+every HEARTBEAT seconds). Of several builds of one key, the earliest claim builds and the others
+withdraw and wait for it (`claim`, `wait_for`); a later claim may rarely build too, on clocks that disagree,
+and the first rename wins.
+
+A build is stale, and removed by the next build in the same cache folder (`remove_stale`), when
+its owner on this host is gone (no such PID, or a PID reused by a later process), or, owned on
+another host, when its heartbeat is older than ``stale_after``. A build of a live process on
+this host is never removed.
+"""
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from typing import Optional
+
+from coreaug.errors import UsageError
+
+HEARTBEAT_SECONDS = 2.0
+# A build whose heartbeat has not moved for this long has stopped: its waiters give up, and a
+# build of another host that old is removed. Decoding writes a batch every few seconds.
+STALL_SECONDS = 600.0
+OWNER, HEARTBEAT = "owner.json", "heartbeat"
+
+
+def _start_time(pid: int) -> Optional[int]:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat), or None without /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, started: Optional[int]) -> bool:
+    """Whether process ``pid`` of this host still runs and is the one that started at ``started``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    now = _start_time(pid)
+    return started is None or now is None or now == started
+
+
+def _owner(path: str) -> Optional[dict]:
+    try:
+        with open(os.path.join(path, OWNER)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _age(path: str) -> float:
+    """Seconds since the build at ``path`` last beat (or, without a heartbeat, was changed)."""
+    for name in (os.path.join(path, HEARTBEAT), path):
+        try:
+            return time.time() - os.stat(name).st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+def is_stale(path: str, stale_after: float = STALL_SECONDS) -> bool:
+    """Whether the build folder ``path`` is left over: see the module docstring."""
+    owner = _owner(path)
+    if owner is None or owner.get("host") != socket.gethostname():
+        return _age(path) > stale_after
+    return not _alive(int(owner["pid"]), owner.get("started"))
+
+
+def remove_stale(root: str, stale_after: float = STALL_SECONDS) -> int:
+    """Remove the stale builds (of any cache) in the cache folder ``root``; returns how many."""
+    removed = 0
+    for entry in os.scandir(root):
+        if ".building-" in entry.name and entry.is_dir(follow_symlinks=False) and is_stale(entry.path, stale_after):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+class Build:
+    """A build this process claimed: ``path`` (its folder), ``beat()`` while it progresses,
+    ``finish(folder)`` to rename it into the cache's place, ``remove()`` to drop it."""
+
+    def __init__(self, root: str, key: str):
+        name = f"{key}.building-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path = os.path.join(root, name)
+        hidden = os.path.join(root, f".{name}")
+        os.makedirs(hidden)
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid()),
+                      "claimed": time.time()}
+        with open(os.path.join(hidden, OWNER), "w") as f:
+            json.dump(self.owner, f)
+        self._last = 0.0
+        self.beat()
+        os.rename(hidden, self.path)  # appears whole: no one sees it without its owner
+
+    def beat(self, done: int = 0):
+        """Show that the build progresses (``done`` images so far); cheap to call per batch."""
+        now = time.monotonic()
+        if now - self._last >= HEARTBEAT_SECONDS:
+            self._last = now
+            hidden = os.path.join(os.path.dirname(self.path), f".{os.path.basename(self.path)}")
+            folder = self.path if os.path.isdir(self.path) else hidden
+            with open(os.path.join(folder, HEARTBEAT), "w") as f:
+                f.write(f"{done}\n")
+
+    def finish(self, folder: str):
+        """Rename the build into ``folder`` (another process's finished cache there wins)."""
+        for name in (OWNER, HEARTBEAT):
+            os.remove(os.path.join(self.path, name))
+        try:
+            os.rename(self.path, folder)
+        except OSError:
+            if not os.path.isfile(os.path.join(folder, "meta.json")):
+                raise
+
+    def remove(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def builds_of(root: str, key: str):
+    """The visible builds of cache ``key`` in ``root``, earliest claim first: [(path, owner)]."""
+    found = []
+    for entry in os.scandir(root):
+        if entry.name.startswith(f"{key}.building-"):
+            owner = _owner(entry.path)
+            if owner is not None:
+                found.append((entry.path, owner))
+    return sorted(found, key=lambda b: (b[1].get("claimed", 0.0), os.path.basename(b[0])))
+
+
+def claim(root: str, key: str):
+    """(build, leader): a new Build of cache ``key`` and its path if this process is to decode
+    it, else (None, the path of the earlier claim that decodes it, which this one waits for)."""
+    build = Build(root, key)
+    leader = builds_of(root, key)[0][0]
+    if leader == build.path:
+        return build, leader
+    build.remove()
+    return None, leader
+
+
+def wait_for(build_path: str, folder: str, stall_after: float = STALL_SECONDS, poll: float = 1.0) -> bool:
+    """Wait while another process builds the cache ``folder`` in ``build_path``: True once the
+    cache is there, False if the build went away without it (failed, or its owner on this host
+    died: then it is removed), so the caller claims again. There is no time limit while the
+    heartbeat moves; raises UsageError once it has not moved for ``stall_after`` seconds."""
+    meta, beat = os.path.join(folder, "meta.json"), os.path.join(build_path, HEARTBEAT)
+    last, moved = None, time.monotonic()
+    while not os.path.isfile(meta):
+        try:
+            stat = os.stat(beat)
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            if not os.path.isdir(build_path):
+                return os.path.isfile(meta)
+            stamp = None
+        if stamp != last:  # measured on this clock: another host's clock may disagree with ours
+            last, moved = stamp, time.monotonic()
+        owner = _owner(build_path)
+        if owner and owner.get("host") == socket.gethostname() and not _alive(int(owner["pid"]), owner.get("started")):
+            shutil.rmtree(build_path, ignore_errors=True)
+            return False
+        if time.monotonic() - moved > stall_after:
+            who = f"{owner['host']} pid {owner['pid']}" if owner else "another process"
+            raise UsageError(f"the decoded cache build {build_path} (by {who}) has made no progress for "
+                             f"{stall_after:.0f} s; if that process is gone or hung, stop it, delete the folder "
+                             "and run again")
+        time.sleep(poll)
+    return True

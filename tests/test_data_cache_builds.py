@@ -1,0 +1,183 @@
+"""Decoded-cache builds under torchrun and after kills: unique build folders, one builder per
+cache with the others waiting on its progress, killed builds removed, and pre-building from
+the CLI."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import coreaug
+from coreaug.data import cache_builds
+from coreaug.data.cache_builds import Build, remove_stale
+from coreaug.data.image_cache import _build, cache_key, caches_in, open_or_build
+from coreaug.errors import UsageError
+
+ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _splits(tmp_path, n=4):
+    for i in range(n):
+        (tmp_path / f"{i}.jpg").write_bytes(bytes([i]))
+    return [("train", [(str(tmp_path / f"{i}.jpg"), i % 2) for i in range(n)]),
+            ("test", [(str(tmp_path / "0.jpg"), 0)])]
+
+
+def _grey(path, size=4):
+    return np.full((size, size, 3), 7, dtype=np.uint8)
+
+
+def _refuse(path):
+    raise AssertionError(f"decoded {path} although another process builds the cache")
+
+
+def _builds(root):
+    return sorted(name for name in os.listdir(root) if ".building-" in name)
+
+
+def _python(code, **kwargs):
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=ONE_THREAD, **kwargs)
+
+
+def test_build_folders_are_named_by_host_and_a_random_part(tmp_path):
+    first, second = Build(str(tmp_path), "k"), Build(str(tmp_path), "k")
+    assert first.path != second.path  # one process, one key: still two names
+    for build in (first, second):
+        assert f"{socket.gethostname()}-{os.getpid()}-" in os.path.basename(build.path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_build_killed_midway_is_removed_by_the_next_build(tmp_path, sig):
+    root = tmp_path / "cache"
+    code = f"""
+        import time, numpy as np
+        from coreaug.data.image_cache import open_or_build
+        def slow(path):
+            time.sleep(0.2)
+            return np.zeros((4, 4, 3), np.uint8)
+        files = [({str(tmp_path / 'a.jpg')!r}, 0)] * 500
+        open_or_build([("train", files)], ["a"], 4, slow, {str(root)!r}, progress=False)
+    """
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    builder = _python(code)
+    deadline = time.monotonic() + 60
+    while not (root.is_dir() and [b for b in _builds(root) if not b.startswith(".")]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    builder.send_signal(sig)
+    builder.wait(30)
+    assert _builds(root), "the kill left a partial build"
+    open_or_build(_splits(tmp_path), ["a", "b"], 4, _grey, str(root), progress=False)  # another cache
+    assert _builds(root) == []
+
+
+def test_a_build_of_a_live_process_on_this_host_is_kept(tmp_path):
+    code = f"""
+        import sys, time
+        from coreaug.data.cache_builds import Build
+        Build({str(tmp_path)!r}, "k")
+        print("built", flush=True)
+        time.sleep(60)
+    """
+    owner = _python(code, stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "built"
+        assert remove_stale(str(tmp_path), stale_after=0) == 0 and len(_builds(tmp_path)) == 1
+    finally:
+        owner.kill()
+        owner.wait()
+    assert remove_stale(str(tmp_path), stale_after=3600) == 1 and _builds(tmp_path) == []
+
+
+def _build_of_another_host(root, age):
+    folder = root / "k.building-elsewhere-12-abcd"
+    folder.mkdir()
+    (folder / "owner.json").write_text(json.dumps({"host": "elsewhere", "pid": 12, "started": 1, "claimed": 0}))
+    (folder / "heartbeat").write_text("0\n")
+    then = time.time() - age
+    os.utime(folder / "heartbeat", (then, then))
+    return folder
+
+
+def test_a_build_of_another_host_is_removed_only_once_its_heartbeat_is_old(tmp_path):
+    fresh = _build_of_another_host(tmp_path, age=5)
+    assert remove_stale(str(tmp_path), stale_after=60) == 0 and fresh.is_dir()
+    os.utime(fresh / "heartbeat", (time.time() - 120, time.time() - 120))
+    assert remove_stale(str(tmp_path), stale_after=60) == 1 and not fresh.exists()
+
+
+def test_a_wait_lasts_as_long_as_the_build_progresses(tmp_path, monkeypatch):
+    """The waiter's stall bound is 1 s; the build takes 3 s, beating all along: no time out."""
+    monkeypatch.setattr(cache_builds, "HEARTBEAT_SECONDS", 0.0)
+    splits, root = _splits(tmp_path), str(tmp_path / "cache")
+    os.makedirs(root)
+    key, files = cache_key(splits, 4)
+    build = Build(root, key)
+
+    def builder():
+        for done in range(15):
+            time.sleep(0.2)
+            build.beat(done)
+        _build(build, os.path.join(root, key), splits, ["a", "b"], 4, _grey, 0, False, False, None, files)
+
+    thread = threading.Thread(target=builder)
+    started = time.monotonic()
+    thread.start()
+    cache = open_or_build(splits, ["a", "b"], 4, _refuse, root, progress=False, stall_after=1.0)
+    thread.join()
+    assert time.monotonic() - started > 2.5 and cache.meta["counts"] == {"train": 4, "test": 1}
+
+
+def test_a_wait_gives_up_in_one_line_when_the_build_stops_progressing(tmp_path):
+    splits, root = _splits(tmp_path), str(tmp_path / "cache")
+    os.makedirs(root)
+    build = Build(root, cache_key(splits, 4)[0])  # this live process's, and it never beats
+    with pytest.raises(UsageError, match="no progress for 1 s") as error:
+        open_or_build(splits, ["a", "b"], 4, _refuse, root, progress=False, stall_after=1.0)
+    assert build.path in str(error.value) and "\n" not in str(error.value)
+
+
+def test_processes_asking_for_one_cache_at_once_decode_it_once(tmp_path):
+    splits = _splits(tmp_path, n=20)
+    code = f"""
+        import time, numpy as np
+        from coreaug.data.image_cache import open_or_build
+        def slow(path):
+            with open({str(tmp_path / 'decoded.txt')!r}, "a") as f:
+                f.write(path + "\\n")
+            time.sleep(0.05)
+            return np.zeros((4, 4, 3), np.uint8)
+        open_or_build({splits!r}, ["a", "b"], 4, slow, {str(tmp_path / 'cache')!r}, progress=False)
+    """
+    ranks = [_python(code) for _ in range(2)]
+    assert [rank.wait(120) for rank in ranks] == [0, 0]
+    assert len((tmp_path / "decoded.txt").read_text().splitlines()) == 21  # 20 train + 1 test
+    assert len(caches_in(str(tmp_path / "cache"))) == 1 and _builds(tmp_path / "cache") == []
+
+
+def test_coreaug_datasets_prebuilds_the_cache_a_run_reads(tmp_path, monkeypatch):
+    from test_data_image_folder import write_split
+
+    from coreaug.training.inputs import load_run_data
+
+    write_split(tmp_path / "pets", "train", per_class=3)
+    write_split(tmp_path / "pets", "val", per_class=1)
+    cache_dir = tmp_path / "cache"
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "datasets", str(tmp_path / "pets"), "--image-size", "12",
+                           "--cache-dir", str(cache_dir), "--workers", "0"], capture_output=True, text=True,
+                          timeout=120, env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr
+    [cache] = caches_in(str(cache_dir))
+    assert f"decoded cache: {cache.folder}" in proc.stdout and cache.meta["image_shape"] == [3, 12, 12]
+    monkeypatch.setattr("coreaug.data.image_folder.decode_square", _refuse)
+    config = coreaug.TrainConfig(dataset=str(tmp_path / "pets"), image_size=12, cache_dir=str(cache_dir),
+                                 model="cnn", quiet=True)
+    data = load_run_data(config.resolved(), torch.device("cpu"))
+    assert len(data.train_labels) == 9 and [c.folder for c in caches_in(str(cache_dir))] == [cache.folder]
