@@ -62,3 +62,17 @@ def test_errors_are_one_line_exit_2_and_write_nothing(files, args, message):
 def test_missing_output_folder_is_an_error(files):
     result = run("--features", files / "f.npy", "--labels", files / "l.npy", "--fraction", 0.3, "--out", files / "no" / "s.npz")
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_select_takes_every_rule_and_asks_for_the_scores_it_reads(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "y.npy", np.repeat(np.arange(4), 25))
+    np.save(tmp_path / "g.npy", rng.normal(size=(100, 4)).astype(np.float32))
+    np.save(tmp_path / "l.npy", rng.random(100))
+    base = ["select", "--labels", str(tmp_path / "y.npy"), "--fraction", "0.2", "--out", str(tmp_path / "s.npz")]
+    ok = CliRunner().invoke(app, base + ["--strategy", "coreset-lowloss", "--features", str(tmp_path / "g.npy"),
+                                         "--losses", str(tmp_path / "l.npy")])
+    assert ok.exit_code == 0, ok.output
+    assert len(np.load(tmp_path / "s.npz")["indices"]) == 20
+    missing = CliRunner().invoke(app, base + ["--strategy", "infobatch"])
+    assert missing.exit_code == 2 and "--losses is required with --strategy infobatch" in missing.output
