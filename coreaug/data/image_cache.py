@@ -30,6 +30,7 @@ from coreaug.errors import UsageError
 
 from .cache_builds import STALL_SECONDS, claim, remove_stale, wait_for
 from .dataset import channel_histograms, stats_of_histograms
+from .images import Images, TensorImages, consecutive, device_batches  # noqa: F401 (consecutive: a public name here)
 
 FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
 
@@ -69,13 +70,14 @@ def files_digest(splits) -> str:
     return digest.hexdigest()[:24]
 
 
-class DiskImages:
+class DiskImages(Images):
     """uint8 images (N, C, H, W) in a cache file, read by rows; in memory only while read.
 
-    ``len``, ``shape`` and ``dtype`` read like a tensor's; ``images[rows]`` (a slice, or an
-    integer array or tensor of positions) is a view of some rows, still on disk; ``read(rows)``
-    returns those rows as a uint8 tensor; ``batches(row_batches)`` reads batches ahead in a
-    background thread.
+    An `Images` (coreaug.data.images): ``len``, ``shape`` and ``dtype`` read like a tensor's;
+    ``images[rows]`` (a slice, or an integer array or tensor of positions) is a view of some
+    rows, still on disk; ``read(rows)`` returns those rows as a uint8 tensor;
+    ``batches(row_batches)`` reads batches ahead in a background thread; ``to(device)`` loads
+    them all.
     """
 
     dtype = torch.uint8
@@ -96,9 +98,6 @@ class DiskImages:
     def row_bytes(self) -> int:
         return int(np.prod(self.image_shape))
 
-    def dim(self) -> int:
-        return 4
-
     def __getitem__(self, rows) -> "DiskImages":
         if isinstance(rows, slice):
             chosen = np.arange(len(self))[rows]
@@ -108,9 +107,10 @@ class DiskImages:
         return DiskImages(self.path, self.count, self.image_shape, file_rows)
 
     def read(self, rows, pin: bool = False) -> torch.Tensor:
-        """The images at positions ``rows`` (int64 array), in that order, as a (len, C, H, W)
-        tensor (in pinned memory if ``pin``). Raises IndexError for a position out of range."""
-        rows = np.asarray(rows, dtype=np.int64)
+        """The images at positions ``rows`` (int64 array or CPU tensor, or a slice), in that
+        order, as a (len, C, H, W) tensor (in pinned memory if ``pin``). Raises IndexError for
+        a position out of range."""
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
         file_rows = rows if self.rows is None else self.rows[rows]
         if file_rows.size and (file_rows.min() < 0 or file_rows.max() >= self.count):
             raise IndexError(f"rows out of range for {len(self)} images: {rows.min()}..{rows.max()}")
@@ -138,6 +138,10 @@ class DiskImages:
             data = np.fromfile(self.path, dtype=np.uint8, count=self.count * self.row_bytes)
             return torch.from_numpy(data).view(self.count, *self.image_shape)
         return self.read(np.arange(len(self)))
+
+    def to(self, device) -> TensorImages:
+        """Every image of this view in memory on ``device``."""
+        return TensorImages(self.load().to(device))
 
     def batches(self, row_batches: Sequence[np.ndarray], pin: bool = False, depth: int = 4):
         """Yield ``read(rows)`` for each array of positions in ``row_batches``, read up to
@@ -182,27 +186,6 @@ class DiskImages:
 
     def __repr__(self) -> str:
         return f"DiskImages({self.path!r}, shape={self.shape})"
-
-
-def consecutive(count: int, batch_size: int) -> List[np.ndarray]:
-    """Row batches 0..count-1 in order, ``batch_size`` at a time."""
-    return [np.arange(s, min(s + batch_size, count)) for s in range(0, count, batch_size)]
-
-
-def is_on_disk(images) -> bool:
-    return isinstance(images, DiskImages)
-
-
-def device_batches(images, batch_size: int, device):
-    """Consecutive batches of ``images`` (a tensor or array, or DiskImages read ahead and
-    copied without waiting) on ``device``."""
-    device = torch.device(device)
-    if is_on_disk(images):
-        for batch in images.batches(consecutive(len(images), batch_size), pin=device.type == "cuda"):
-            yield batch.to(device, non_blocking=True)
-        return
-    for start in range(0, len(images), batch_size):
-        yield torch.as_tensor(images[start:start + batch_size]).to(device, non_blocking=True)
 
 
 class ImageCache:
