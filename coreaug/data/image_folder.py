@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from coreaug.errors import UsageError
 
+from .cache_decode import bad_image, shown
 from .dataset import ImageDataset
-from .image_cache import bad_image, open_or_build, shown
+from .image_cache import open_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")

@@ -6,7 +6,7 @@ import torch
 from tqdm import tqdm
 
 from coreaug.data import apply_label_noise, available_datasets, load_dataset
-from coreaug.data.image_cache import default_workers
+from coreaug.data.cache_decode import default_workers
 from coreaug.data.images import Images, as_images
 from coreaug.errors import UsageError
 from coreaug.selection.rules import RULES
