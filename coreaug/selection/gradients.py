@@ -14,9 +14,7 @@ from torch import nn
 from coreaug.data.images import as_images, device_batches
 from coreaug.errors import UsageError
 
-from .checks import check_labels, check_positive_int
-
-KINDS = ("logits", "last_layer")
+from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
 
 
 def _as_tensor(array, name):
@@ -169,8 +167,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     or float16 past 1 GiB); with `with_losses`, also the float32 (n,) cross-entropy of each
     example, from the float32 logits before any projection: `(estimates, losses)`.
     """
-    if kind not in KINDS:
-        raise UsageError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    check_choice(kind, "kind", GRADIENT_KINDS)
     batch_size = check_positive_int(batch_size, "batch_size")
     if dim is not None:
         dim = check_positive_int(dim, "dim")
