@@ -41,7 +41,8 @@ def _is_listed(name) -> bool:
 
 
 def is_image_folder(path) -> bool:
-    """Whether ``path`` names an existing folder (rather than a registered dataset name)."""
+    """Whether ``path`` names an existing folder (whether a dataset argument means a folder or a
+    registered dataset is coreaug.data.is_folder_dataset's to say)."""
     return isinstance(path, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(str(path)))
 
 

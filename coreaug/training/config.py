@@ -175,9 +175,9 @@ class TrainConfig:
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
         if filled["image_size"] is None:
-            from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, is_image_folder, own_image_size
+            from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
 
-            own = own_image_size(self.dataset) if is_image_folder(self.dataset) else None
+            own = own_image_size(self.dataset) if _folder(self.dataset) else None
             filled["image_size"] = own or DEFAULT_IMAGE_SIZE
         filled["betas"] = tuple(filled["betas"]) if isinstance(filled["betas"], (list, tuple)) else filled["betas"]
         if filled["store_size"] is None:
@@ -207,9 +207,7 @@ class TrainConfig:
         from coreaug.data import available_datasets
         from coreaug.models import available_models
 
-        from coreaug.data.image_folder import is_image_folder
-
-        if not is_image_folder(self.dataset):
+        if not _folder(self.dataset):
             check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
         check_int(self.image_size, "image_size", 4)
         if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
@@ -249,7 +247,7 @@ class TrainConfig:
                 raise UsageError(f"store_size {self.store_size} > image_size {self.image_size} needs the resized-crop "
                                  "weak augmentation (pad-crop trains on the stored images as they are); pass "
                                  "--weak resized-crop, or leave --store-size out")
-        if self.stream == "always" and not is_image_folder(self.dataset):
+        if self.stream == "always" and not _folder(self.dataset):
             raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
         check_int(self.workers, "workers", 0, optional=True)
@@ -300,6 +298,6 @@ def weak_is_resized_crop(dataset, weak, image_size):
 
 
 def _folder(dataset):
-    from coreaug.data.image_folder import is_image_folder
+    from coreaug.data import is_folder_dataset
 
-    return is_image_folder(dataset)
+    return is_folder_dataset(dataset)

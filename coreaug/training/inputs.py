@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from coreaug.data import apply_label_noise, available_datasets, load_dataset
+from coreaug.data import apply_label_noise, is_folder_dataset, load_dataset
 from coreaug.data.cache_decode import default_workers
 from coreaug.data.images import Images, as_images
 from coreaug.errors import UsageError
@@ -61,13 +61,6 @@ def _sample(images, labels, limit, seed):
         return images, labels
     keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:limit]
     return images[keep], labels[keep]
-
-
-def is_folder_dataset(name):
-    """Whether the dataset `name` is a folder of images (a registered name wins over a folder)."""
-    from coreaug.data.image_folder import is_image_folder
-
-    return is_image_folder(name) and name not in available_datasets()
 
 
 def load_run_data(config, device, distributed=None):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
+from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, final_linear
@@ -18,7 +19,7 @@ from coreaug.selection.gradients import estimate_dtype, final_linear
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
-from .inputs import is_folder_dataset, load_run_data
+from .inputs import load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import RunFolder, check_same_data
