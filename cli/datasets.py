@@ -36,8 +36,8 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     same --image-size, --store-size, --val-fraction and --cache-dir reads: so a cache can be built
     ahead of a run."""
     from coreaug.data.image_cache import default_workers
-    from coreaug.data.image_folder import (DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, is_image_folder,
-                                           own_image_size)
+    from coreaug.data import is_folder_dataset
+    from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, own_image_size
 
     if clear_cache:
         _clear(name, cache_dir)
@@ -45,7 +45,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     if name is None:
         click.echo("\n".join(coreaug.available_datasets()))
         return
-    if is_image_folder(name) and name not in coreaug.available_datasets():  # decoded to the cache, not into memory
+    if is_folder_dataset(name):  # decoded to the cache, not into memory
         if image_size is None:
             image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
         if store_size is None:  # what a run with --weak auto stores
@@ -67,10 +67,12 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
 
 def _clear(name, cache_dir):
     from coreaug.data.image_cache import clear_caches, default_cache_dir
-    from coreaug.data.image_folder import is_image_folder
+    from coreaug.data import is_folder_dataset
 
-    if name is not None and not is_image_folder(name):
-        raise UsageError(f"--clear-cache removes the decoded caches of a folder of images; {name} is not a folder "
+    if name is not None and not is_folder_dataset(name):
+        what = (f"{name} is a built-in dataset (write ./{name} for the folder of that name)"
+                if os.path.isdir(os.path.expanduser(name)) else f"{name} is not a folder")
+        raise UsageError(f"--clear-cache removes the decoded caches of a folder of images; {what} "
                          "(leave NAME out to remove every decoded cache)")
     count, freed = clear_caches(cache_dir, name)
     caches = "cache" if count == 1 else "caches"

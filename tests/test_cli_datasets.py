@@ -72,3 +72,24 @@ def test_negative_workers_are_one_line(tmp_path):
     write_split(tmp_path / "pets", "val", per_class=1)
     proc = coreaug(tmp_path / "pets", "--workers", "-1", "--cache-dir", tmp_path / "cache")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "workers must be" in proc.stderr
+
+
+def test_a_cifar10_folder_in_the_cwd_is_read_only_when_written_as_a_path(tmp_path):
+    import os
+
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "cifar10", "train", per_class=2)
+    write_split(tmp_path / "cifar10", "val", per_class=1)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "HOME": str(tmp_path), "COREAUG_DATA": str(tmp_path / "env"),
+           "COREAUG_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": tests}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "coreaug", "datasets", *args], capture_output=True, text=True,
+                              timeout=120, env=env, cwd=tmp_path)
+
+    folder = run("./cifar10", "--workers", "0")
+    assert folder.returncode == 0 and "cifar10: 6 train / 3 test images" in folder.stdout, folder.stderr
+    named = run("cifar10", "--clear-cache")
+    assert named.returncode == 2 and "write ./cifar10 for the folder of that name" in named.stderr

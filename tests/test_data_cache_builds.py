@@ -18,7 +18,8 @@ import torch
 import coreaug
 from coreaug.data import cache_builds
 from coreaug.data.cache_builds import Build, remove_stale
-from coreaug.data.image_cache import _build, cache_key, caches_in, open_or_build
+from coreaug.data.cache_decode import build_cache
+from coreaug.data.image_cache import cache_key, caches_in, open_or_build
 from coreaug.errors import UsageError
 
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1")
@@ -125,7 +126,7 @@ def test_a_wait_lasts_as_long_as_the_build_progresses(tmp_path, monkeypatch):
         for done in range(15):
             time.sleep(0.2)
             build.beat(done)
-        _build(build, os.path.join(root, key), splits, ["a", "b"], 4, _grey, 0, False, False, None, files)
+        build_cache(build, os.path.join(root, key), splits, ["a", "b"], 4, _grey, 0, False, False, None, files)
 
     thread = threading.Thread(target=builder)
     started = time.monotonic()

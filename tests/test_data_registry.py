@@ -55,3 +55,44 @@ def test_channel_stats_equal_the_float_computation():
     pixels = images.double() / 255
     assert mean == pytest.approx(pixels.mean(dim=(0, 2, 3)).tolist())
     assert std == pytest.approx(pixels.std(dim=(0, 2, 3), unbiased=False).tolist())
+
+
+def _cifar10_folder_in_the_cwd(tmp_path, monkeypatch):
+    """A folder of images named cifar10/ in the working directory, where no CIFAR-10 files are."""
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "cifar10", "train", per_class=2)
+    write_split(tmp_path / "cifar10", "val", per_class=1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("COREAUG_DATA", raising=False)
+    monkeypatch.setattr(locate, "SYSTEM_DATA_DIR", tmp_path / "system")
+
+
+def test_a_registered_name_wins_over_a_folder_of_that_name_unless_written_as_a_path(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from coreaug.data import is_folder_dataset
+
+    _cifar10_folder_in_the_cwd(tmp_path, monkeypatch)
+    (tmp_path / "pets").mkdir()
+    assert not is_folder_dataset("cifar10") and not is_folder_dataset("CIFAR10")
+    assert is_folder_dataset("./cifar10") and is_folder_dataset(str(tmp_path / "cifar10"))
+    assert is_folder_dataset(Path("cifar10")) and is_folder_dataset("~/cifar10")
+    assert is_folder_dataset("pets")  # a folder under a name nothing is registered as
+    assert not is_folder_dataset("./missing") and not is_folder_dataset("synthetic") and not is_folder_dataset(None)
+
+
+def test_loading_and_training_follow_the_one_rule_with_a_cifar10_folder_in_the_cwd(tmp_path, monkeypatch):
+    import coreaug
+
+    _cifar10_folder_in_the_cwd(tmp_path, monkeypatch)
+    with pytest.raises(FileNotFoundError, match="dataset 'cifar10' not found"):
+        load_dataset("cifar10")
+    folder = load_dataset("./cifar10", progress=False, cache_dir=str(tmp_path / "cache"))
+    assert folder.class_names == ["cat", "dog", "fox"] and len(folder.train_labels) == 6
+    with pytest.raises(ValueError, match="stream 'always' reads a folder of images"):
+        coreaug.TrainConfig(dataset="cifar10", stream="always").resolved()
+    config = coreaug.TrainConfig(dataset="./cifar10", stream="always").resolved()
+    assert config.image_size == 30  # the folder's images' own size
+    assert coreaug.TrainConfig(dataset="cifar10").resolved().image_size != 30

@@ -186,7 +186,7 @@ def _decide(rank, port, root, out):
     import torch.distributed as dist
 
     from coreaug.training.distributed import Distributed
-    from coreaug.training.inputs import is_on_disk, load_run_data
+    from coreaug.training.inputs import load_run_data
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_WORLD_SIZE="2")
     torch.set_num_threads(1)
@@ -198,7 +198,7 @@ def _decide(rank, port, root, out):
                                          cache_dir=os.path.join(out, "cache"))
             data = load_run_data(config.resolved(), torch.device("cpu"), Distributed(rank, 2))
         with open(os.path.join(out, f"rank{rank}"), "w") as f:
-            f.write(str(is_on_disk(data.train_images)))
+            f.write(str(data.streamed))
     finally:
         dist.destroy_process_group()
 

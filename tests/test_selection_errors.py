@@ -55,3 +55,21 @@ def test_gradient_estimates_reject_bad_input():
         coreaug.logit_gradients(np.ones((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match="embeddings must be 2-D"):
         coreaug.last_layer_gradients(np.ones((2, 3)), np.ones((3, 4)), np.array([0, 1]))
+
+
+def test_training_and_selection_refuse_a_balance_or_gradient_kind_from_one_list():
+    from coreaug.selection.checks import BALANCES, GRADIENT_KINDS
+
+    for balance in BALANCES:
+        coreaug.TrainConfig(dataset="synthetic", balance=balance).resolved()
+        coreaug.select_coreset(X, Y, 0.3, balance=balance)
+    for kind in GRADIENT_KINDS:
+        coreaug.CoresetAugmentation(Y, gradients=kind)
+    with pytest.raises(ValueError, match="unknown balance 'even'; choose one of: equal, proportional"):
+        coreaug.TrainConfig(dataset="synthetic", balance="even").resolved()
+    with pytest.raises(ValueError, match="unknown gradients 'hessian'; choose one of: logits, last_layer"):
+        coreaug.CoresetAugmentation(Y, gradients="hessian")
+    with pytest.raises(ValueError, match=r"selection_warmup must be an integer >= 0 \(epochs\) or None, got -1"):
+        coreaug.TrainConfig(dataset="synthetic", selection_warmup=-1).resolved()
+    with pytest.raises(ValueError, match=r"selection_warmup must be an integer >= 0 \(epochs\), got -1"):
+        coreaug.CoresetAugmentation(Y, selection_warmup=-1)

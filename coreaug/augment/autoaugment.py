@@ -14,10 +14,10 @@ from coreaug.errors import UsageError
 
 from .geometric import check_interpolation
 from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
-from .policy import Policy, check_fill_level, fill_in_image_units
+from .policy import Policy, fill_in_image_units
 from .registry import register_policy
 from .sampling import uniform
-from .validation import check_images
+from .validation import check_fill_level, check_images
 from .working_float import bound_of, to_state
 
 CIFAR10_SUBPOLICIES = (

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from coreaug.errors import UsageError
 
-from .policy import Policy, check_whole
+from .policy import Policy
 from .registry import create_policy, register_policy
-from .validation import check_images
+from .validation import check_images, check_whole
 
 
 def default_preprocess(images: torch.Tensor) -> torch.Tensor:

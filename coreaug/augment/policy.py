@@ -49,23 +49,6 @@ class Compose(Policy):
         return images
 
 
-def check_whole(name: str, value, low: int, high: Optional[int] = None) -> int:
-    """Return ``value`` if it is an int in [low, high], else raise UsageError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{name} must be a whole number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise UsageError(f"{name} must be {'in ' if high is not None else ''}{bounds}, got {value}")
-    return value
-
-
-def check_fill_level(fill) -> float:
-    """Return a policy's fill (a Pillow-style fillcolor level in [0, 255]) as a float."""
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= 255:
-        raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor), got {fill!r}")
-    return float(fill)
-
-
 def fill_in_image_units(fill_level: float, images: torch.Tensor, bound: float) -> torch.Tensor:
     """The (C,) fill tensor for ``images`` from a 0-255 level (divided by 255 for float images)."""
     return torch.full((images.shape[1],), fill_level * bound / 255.0, device=images.device)

@@ -12,10 +12,10 @@ import torch
 
 from .geometric import check_interpolation
 from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
-from .policy import Policy, check_fill_level, check_whole, fill_in_image_units
+from .policy import Policy, fill_in_image_units
 from .registry import register_policy
 from .sampling import integers
-from .validation import check_images
+from .validation import check_fill_level, check_images, check_whole
 from .working_float import bound_of, to_state
 
 

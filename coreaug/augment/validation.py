@@ -1,4 +1,4 @@
-"""Checks at the public boundary of coreaug.augment: images and magnitudes.
+"""Checks at the public boundary of coreaug.augment: images, magnitudes, fills and whole numbers.
 
 Every public op and policy validates its arguments here, once, with messages that say what was
 expected; the kernels behind them trust their inputs.
@@ -90,4 +90,21 @@ def check_fill_value(fill, images: torch.Tensor) -> float:
     if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= high:
         raise UsageError(f"fill must be a number in [0, {high:g}] for {images.dtype} images, "
                          f"got {fill!r}")
+    return float(fill)
+
+
+def check_whole(name: str, value, low: int, high: Optional[int] = None) -> int:
+    """Return ``value`` if it is an int in [low, high], else raise UsageError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{name} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise UsageError(f"{name} must be {'in ' if high is not None else ''}{bounds}, got {value}")
+    return value
+
+
+def check_fill_level(fill) -> float:
+    """Return a policy's fill (a Pillow-style fillcolor level in [0, 255]) as a float."""
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= 255:
+        raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor), got {fill!r}")
     return float(fill)

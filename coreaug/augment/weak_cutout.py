@@ -9,10 +9,10 @@ from coreaug.errors import UsageError
 
 from .occlusion import cutout_kernel
 from .flip_crop import shift_flip_kernel
-from .policy import Policy, check_fill_level, check_whole
+from .policy import Policy
 from .registry import register_policy
 from .sampling import uniform
-from .validation import check_images
+from .validation import check_fill_level, check_images, check_whole
 
 
 def _fill_for(images: torch.Tensor, fill_level: float) -> float:

@@ -10,7 +10,7 @@ from .dataset import ImageDataset, channel_stats
 from .download import Resource
 from .locate import DatasetNotFoundError, search_roots
 from .noise import apply_label_noise
-from .registry import available_datasets, dataset_options, load_dataset, register_dataset
+from .registry import available_datasets, dataset_options, is_folder_dataset, load_dataset, register_dataset
 # Importing the loader modules registers their names.
 from . import cifar, digits, mnist, svhn, synthetic  # noqa: F401  (imported for registration)
 

@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from coreaug.errors import UsageError
 
+from .cache_decode import bad_image, shown
 from .dataset import ImageDataset
-from .image_cache import bad_image, open_or_build, shown
+from .image_cache import open_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
@@ -40,7 +41,8 @@ def _is_listed(name) -> bool:
 
 
 def is_image_folder(path) -> bool:
-    """Whether ``path`` names an existing folder (rather than a registered dataset name)."""
+    """Whether ``path`` names an existing folder (whether a dataset argument means a folder or a
+    registered dataset is coreaug.data.is_folder_dataset's to say)."""
     return isinstance(path, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(str(path)))
 
 

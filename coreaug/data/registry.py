@@ -1,5 +1,6 @@
 """Datasets found by name: ``load_dataset("cifar10", "~/data", download=True)``."""
 import inspect
+import os
 from typing import Callable, Dict, List, Optional
 
 from coreaug.errors import UsageError
@@ -34,6 +35,31 @@ def available_datasets() -> List[str]:
     return sorted(_LOADERS)
 
 
+def is_folder_dataset(name) -> bool:
+    """Whether the dataset argument ``name`` means a folder of images rather than a registered
+    dataset; the one rule that loading, TrainConfig, the trainer, ``load_run(...).evaluate`` and
+    ``coreaug datasets`` follow.
+
+    A registered name wins (``cifar10`` is CIFAR-10 even where ``./cifar10/`` exists), unless
+    the argument is written as a path: it holds a path separator (``./cifar10``,
+    ``data/cifar10``, ``/abs/cifar10``), starts with ``~``, or is a ``pathlib.Path``. Any other
+    existing folder (``pets``) is a folder dataset. A path that names no folder is not one.
+    """
+    if not isinstance(name, (str, os.PathLike)):
+        return False
+    text = os.fspath(name)
+    if not isinstance(text, str) or not os.path.isdir(os.path.expanduser(text)):
+        return False
+    written_as_path = (not isinstance(name, str) or os.sep in text or bool(os.altsep and os.altsep in text)
+                       or text.startswith("~"))
+    return written_as_path or _key(text) not in _LOADERS
+
+
+def _key(name) -> str:
+    """A dataset name as registered: lower case, ``_`` for ``-``."""
+    return str(name).lower().replace("_", "-")
+
+
 def dataset_options(name: str) -> List[str]:
     """The dataset-specific keyword options of dataset ``name`` (e.g. ``n_train`` for synthetic)."""
     parameters = inspect.signature(_LOADERS[name]).parameters
@@ -64,11 +90,11 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         UsageError: unknown name or option; a corrupted file (the message names it).
         DatasetNotFoundError: the files are nowhere (the message lists every folder searched).
     """
-    from .image_folder import is_image_folder, load_image_folder
+    from .image_folder import load_image_folder
 
-    key = str(name).lower().replace("_", "-")
-    if key not in _LOADERS and is_image_folder(name):
+    if is_folder_dataset(name):
         return load_image_folder(name, progress=progress, **kwargs)
+    key = _key(name)
     if key not in _LOADERS:
         raise UsageError(f"unknown dataset {name!r}; choose one of: "
                          f"{', '.join(available_datasets())}, or give the path of a folder of images")

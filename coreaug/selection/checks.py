@@ -1,7 +1,9 @@
-"""Validation of the selection API's inputs, done once at the public boundary.
+"""Validation at the public boundary, done once: the selection API's inputs, and the checks
+TrainConfig and CoresetAugmentation share with it (choices, integers, numbers).
 
 Every check raises a UsageError that names the argument, says what was wrong and
-what to do about it. Inside the engine the data is trusted.
+what to do about it. Inside the engine the data is trusted. The choices that selection and
+training both take (`BALANCES`, `GRADIENT_KINDS`) are defined here once.
 """
 import math
 import numbers
@@ -11,6 +13,7 @@ import numpy as np
 from coreaug.errors import UsageError
 
 BALANCES = ("equal", "proportional")
+GRADIENT_KINDS = ("logits", "last_layer")
 
 
 def to_numpy(array, name):
@@ -85,13 +88,35 @@ def check_fraction(fraction):
     return float(fraction)
 
 
-def check_choice(value, name, choices):
+def check_choice(value, name, choices, *, unknown=False):
+    """`value` if it is one of `choices`, else a UsageError: "name must be one of 'a', 'b',
+    got 'c'" (the API's wording), or with `unknown`, "unknown name 'c'; choose one of: a, b"
+    (TrainConfig's and the CLI's)."""
     if value not in choices:
+        if unknown:
+            raise UsageError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
         raise UsageError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
 
 def check_positive_int(value, name):
+    """`value` as an int if it is an integer >= 1 ("name must be a positive integer")."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise UsageError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_int(value, name, low=1, *, optional=False, unit=""):
+    """`value` (an integer >= `low`, or None if `optional`) as given, else a UsageError:
+    "name must be an integer >= low [(unit)] [or None], got value"."""
+    if value is None and optional:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        unit = f" ({unit})" if unit else ""
+        raise UsageError(f"{name} must be an integer >= {low}{unit}{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def is_number(value):
+    """Whether `value` is a finite real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from coreaug.data.images import as_images, device_batches
 from coreaug.errors import UsageError
 
-from .checks import check_labels, check_positive_int
-
-KINDS = ("logits", "last_layer")
+from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
 
 
 def _as_tensor(array, name):
@@ -151,29 +150,14 @@ def final_linear(model):
     return linears[-1]
 
 
-def _image_batches(images, batch_size, num_workers, device):
-    """Batches of `images` on `device`: those of `device_batches` for a tensor, array or
-    DiskImages, or of a DataLoader over a map-style dataset of (image, label) pairs (the
-    images only)."""
-    from coreaug.data.image_cache import device_batches, is_on_disk
-
-    if isinstance(images, (torch.Tensor, np.ndarray)) or is_on_disk(images):
-        yield from device_batches(images, batch_size, device)
-        return
-    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                         pin_memory=device.type == "cuda")
-    for batch in loader:
-        yield (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device, non_blocking=True)
-
-
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
                        transform=None, dim=None, seed=0, num_workers=0, dtype=None, with_losses=False):
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
 
     Runs `model` in eval mode under no_grad over `images` in batches of `batch_size` on
     `device` (default: the model's), after `transform` (e.g. uint8 -> normalised float)
-    if given, and restores the model's training mode. `images` is a tensor or array, a
-    `DiskImages` (read ahead from disk), or a map-style dataset of (image, label) pairs read
+    if given, and restores the model's training mode. `images` is a tensor or array, an
+    `Images` (coreaug.data.images; `DiskImages` are read ahead from disk), or a map-style dataset of (image, label) pairs read
     in order by a DataLoader with `num_workers` workers. `kind="logits"` gives
     softmax - onehot (n, c); `"last_layer"` gives (softmax - onehot) ⊗ h (n, c * e) where
     h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
@@ -183,8 +167,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     or float16 past 1 GiB); with `with_losses`, also the float32 (n,) cross-entropy of each
     example, from the float32 logits before any projection: `(estimates, losses)`.
     """
-    if kind not in KINDS:
-        raise UsageError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
+    check_choice(kind, "kind", GRADIENT_KINDS)
     batch_size = check_positive_int(batch_size, "batch_size")
     if dim is not None:
         dim = check_positive_int(dim, "dim")
@@ -194,6 +177,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
+    images = as_images(images, num_workers)
     captured = []
     hook = None
     if kind == "last_layer":
@@ -204,7 +188,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     losses = torch.empty(len(labels), dtype=torch.float32)
     try:
         with torch.no_grad():
-            for batch in _image_batches(images, batch_size, num_workers, device):
+            for batch in device_batches(images, batch_size, device):
                 logits = model(transform(batch) if transform is not None else batch).float()
                 if start == 0 and top >= logits.shape[1]:
                     raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")

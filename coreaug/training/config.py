@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 
 from coreaug.errors import UsageError
 from coreaug.models.registry import import_factory, is_import_path
+from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_int, is_number
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES
 
@@ -16,9 +17,7 @@ from .precision import PRECISIONS
 SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper
 STRATEGIES = SELECTING + ("full", "none")
 MODES = ("append", "subset")
-BALANCES = ("equal", "proportional")
 SCHEDULES = ("cosine", "multistep")
-GRADIENT_KINDS = ("logits", "last_layer")
 ESTIMATES = ("clean", "training")
 STREAMS = ("auto", "always", "never")
 WEAK = ("auto", "pad-crop", "resized-crop")
@@ -176,9 +175,9 @@ class TrainConfig:
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
         if filled["image_size"] is None:
-            from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, is_image_folder, own_image_size
+            from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
 
-            own = own_image_size(self.dataset) if is_image_folder(self.dataset) else None
+            own = own_image_size(self.dataset) if _folder(self.dataset) else None
             filled["image_size"] = own or DEFAULT_IMAGE_SIZE
         filled["betas"] = tuple(filled["betas"]) if isinstance(filled["betas"], (list, tuple)) else filled["betas"]
         if filled["store_size"] is None:
@@ -208,38 +207,35 @@ class TrainConfig:
         from coreaug.data import available_datasets
         from coreaug.models import available_models
 
-        from coreaug.data.image_folder import is_image_folder
-
-        if not is_image_folder(self.dataset):
-            _choice("dataset", self.dataset, available_datasets())
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, numbers.Integral) or self.image_size < 4:
-            raise UsageError(f"image_size must be an integer >= 4, got {self.image_size!r}")
-        if not _number(self.val_fraction) or not 0 < self.val_fraction < 1:
+        if not _folder(self.dataset):
+            check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
+        check_int(self.image_size, "image_size", 4)
+        if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
         if str(self.model).startswith(INSTANCE):
             pass  # the module passed to train (checked there)
         elif is_import_path(self.model):
             import_factory(self.model)
         else:
-            _choice("model", self.model, available_models())
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
+            check_choice(self.model, "model", available_models(), unknown=True)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS, unknown=True)
         if (not isinstance(self.betas, tuple) or len(self.betas) != 2
-                or not all(_number(b) and 0 <= b < 1 for b in self.betas)):
+                or not all(is_number(b) and 0 <= b < 1 for b in self.betas)):
             raise UsageError(f"betas must be two numbers in [0, 1) like 0.9,0.999, got {self.betas!r}")
         if self.tensorboard:
             _check_tensorboard(self.out)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("mode", self.mode, MODES)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("gradients", self.gradients, GRADIENT_KINDS)
-        _choice("estimates", self.estimates, ESTIMATES)
+        check_choice(self.strategy, "strategy", STRATEGIES, unknown=True)
+        check_choice(self.mode, "mode", MODES, unknown=True)
+        check_choice(self.schedule, "schedule", SCHEDULES, unknown=True)
+        check_choice(self.gradients, "gradients", GRADIENT_KINDS, unknown=True)
+        check_choice(self.estimates, "estimates", ESTIMATES, unknown=True)
         if self.estimates == "training" and (self.mode != "append" or self.gradients != "logits"):
             raise UsageError("estimates 'training' needs mode 'append' (every example is trained each epoch) "
                              f"and gradients 'logits', got mode {self.mode!r} and gradients {self.gradients!r}")
-        _choice("balance", self.balance, BALANCES)
-        _choice("stream", self.stream, STREAMS)
-        _choice("weak", self.weak, WEAK)
-        _choice("norm", self.norm, NORMS)
+        check_choice(self.balance, "balance", BALANCES, unknown=True)
+        check_choice(self.stream, "stream", STREAMS, unknown=True)
+        check_choice(self.weak, "weak", WEAK, unknown=True)
+        check_choice(self.norm, "norm", NORMS, unknown=True)
         if self.store_size != self.image_size:
             if isinstance(self.store_size, bool) or not isinstance(self.store_size, numbers.Integral) \
                     or self.store_size < self.image_size:
@@ -251,37 +247,31 @@ class TrainConfig:
                 raise UsageError(f"store_size {self.store_size} > image_size {self.image_size} needs the resized-crop "
                                  "weak augmentation (pad-crop trains on the stored images as they are); pass "
                                  "--weak resized-crop, or leave --store-size out")
-        if self.stream == "always" and not is_image_folder(self.dataset):
+        if self.stream == "always" and not _folder(self.dataset):
             raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, numbers.Integral)
-                                         or self.workers < 0):
-            raise UsageError(f"workers must be an integer >= 0 or None, got {self.workers!r}")
+        check_int(self.workers, "workers", 0, optional=True)
         if self.pretrained is not None and not os.path.isfile(os.path.expanduser(str(self.pretrained))):
             raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
                                     "state dict saved with torch.save (nothing is downloaded)")
-        _choice("precision", self.precision, PRECISIONS)
+        check_choice(self.precision, "precision", PRECISIONS, unknown=True)
         for part in self.augment.split("+"):
-            _choice("augment", part.strip(), available_policies())
-        if not _number(self.subset) or not 0 < self.subset <= 1:
+            check_choice(part.strip(), "augment", available_policies(), unknown=True)
+        if not is_number(self.subset) or not 0 < self.subset <= 1:
             raise UsageError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
         for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn", "gradient_dim"):
-            _positive_int(name, getattr(self, name))
+            check_int(getattr(self, name), name)
         for name in ("train_limit", "test_limit"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-                raise UsageError(f"{name} must be an integer >= 1 or None, got {value!r}")
+            check_int(getattr(self, name), name, optional=True)
         for name, low, high in (("lr", 0, math.inf), ("weight_decay", 0, math.inf), ("momentum", 0, 1),
                                 ("label_smoothing", 0, 1), ("label_noise", 0, 1), ("warmup_epochs", 0, math.inf)):
             value = getattr(self, name)
-            if not _number(value) or not low <= value <= high or (name == "lr" and value == 0):
+            if not is_number(value) or not low <= value <= high or (name == "lr" and value == 0):
                 raise UsageError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
-        if self.selection_warmup is not None and (isinstance(self.selection_warmup, bool) or not isinstance(
-                self.selection_warmup, numbers.Integral) or self.selection_warmup < 0):
-            raise UsageError(f"selection_warmup must be an integer >= 0 (epochs) or None, got {self.selection_warmup!r}")
+        check_int(self.selection_warmup, "selection_warmup", 0, optional=True, unit="epochs")
         if self.warmup_epochs >= self.epochs:
             raise UsageError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
-        if not all(_number(m) and 0 < m < 1 for m in self.milestones):
+        if not all(is_number(m) and 0 < m < 1 for m in self.milestones):
             raise UsageError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
         if self.resume and self.overwrite:
             raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
@@ -308,20 +298,6 @@ def weak_is_resized_crop(dataset, weak, image_size):
 
 
 def _folder(dataset):
-    from coreaug.data.image_folder import is_image_folder
+    from coreaug.data import is_folder_dataset
 
-    return is_image_folder(dataset)
-
-
-def _number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise UsageError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+    return is_folder_dataset(dataset)

@@ -2,11 +2,11 @@
 import torch
 import torch.nn.functional as F
 
-from coreaug.data.image_cache import device_batches
+from coreaug.data.images import device_batches
 
 
 def _logits(model, images, preprocess, batch_size, autocast):
-    """Eval-mode, no-grad logits of `images` (a device tensor, or DiskImages) in batches;
+    """Eval-mode, no-grad logits of `images` (an `Images`: a device tensor, or read from disk) in batches;
     restores the training mode."""
     was_training = model.training
     model.eval()

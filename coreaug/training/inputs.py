@@ -5,9 +5,11 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from coreaug.data import apply_label_noise, available_datasets, load_dataset
-from coreaug.data.image_cache import default_workers, is_on_disk
+from coreaug.data import apply_label_noise, is_folder_dataset, load_dataset
+from coreaug.data.cache_decode import default_workers
+from coreaug.data.images import Images, as_images
 from coreaug.errors import UsageError
+from coreaug.selection.rules import RULES
 
 
 class Normalize:
@@ -35,13 +37,13 @@ class Normalize:
 
 @dataclass
 class RunData:
-    """Training and test tensors on the device, plus what the model and the loss need.
+    """Training and test images (`Images`: a tensor on the device, or, `streamed`, the decoded
+    cache on disk read batch by batch), labels on the device, plus what the model and the loss
+    need."""
 
-    Streamed, the images are `DiskImages` read batch by batch; labels are always on the device."""
-
-    train_images: torch.Tensor
+    train_images: Images
     train_labels: torch.Tensor
-    test_images: torch.Tensor
+    test_images: Images
     test_labels: torch.Tensor
     num_classes: int
     in_channels: int
@@ -50,6 +52,7 @@ class RunData:
     source: str
     fingerprint: str = None  # a folder's files, hashed (ImageDataset.fingerprint)
     class_names: list = None  # one name per class (the dataset's, or "0", "1", ...)
+    streamed: bool = False  # the images are read from disk as the run goes
 
 
 def _sample(images, labels, limit, seed):
@@ -58,13 +61,6 @@ def _sample(images, labels, limit, seed):
         return images, labels
     keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:limit]
     return images[keep], labels[keep]
-
-
-def is_folder_dataset(name):
-    """Whether the dataset `name` is a folder of images (a registered name wins over a folder)."""
-    from coreaug.data.image_folder import is_image_folder
-
-    return is_image_folder(name) and name not in available_datasets()
 
 
 def load_run_data(config, device, distributed=None):
@@ -81,8 +77,8 @@ def load_run_data(config, device, distributed=None):
                             store_size=config.store_size)
     else:
         data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
-    train_x, train_y = _sample(data.train_images, data.train_labels, config.train_limit, 0)
-    test_x, test_y = _sample(data.test_images, data.test_labels, config.test_limit, 1)
+    train_x, train_y = _sample(as_images(data.train_images), data.train_labels, config.train_limit, 0)
+    test_x, test_y = _sample(as_images(data.test_images), data.test_labels, config.test_limit, 1)
     streamed = folder and should_stream(config.stream, [train_x, test_x], device)
     if folder and distributed is not None and distributed.world_size > 1:
         streamed = distributed.all_reduce_sum([float(streamed)])[0] > 0
@@ -90,8 +86,10 @@ def load_run_data(config, device, distributed=None):
         gib = _bytes([train_x, test_x]) / 2 ** 30
         tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({gib:.1f} GiB decoded) from "
                    f"{os.path.dirname(train_x.path)}")
+    if streamed and getattr(RULES.get(config.strategy), "mixup", False):
+        raise UsageError(f"mixing copies with partners (strategy {config.strategy}) needs the images in memory; "
+                         "use --stream never, or another strategy")
     if not streamed:
-        train_x, test_x = (x.load() if is_on_disk(x) else x for x in (train_x, test_x))
         train_x, test_x = train_x.to(device), test_x.to(device)
     noisy = torch.zeros(len(train_y), dtype=torch.bool)
     if config.label_noise > 0:
@@ -105,6 +103,7 @@ def load_run_data(config, device, distributed=None):
         noisy=noisy, source=data.source,
         fingerprint=data.fingerprint,
         class_names=list(data.class_names or map(str, range(data.num_classes))),
+        streamed=streamed,
     )
 
 
@@ -121,7 +120,7 @@ def _norm(norm, data):
 
 
 def should_stream(mode, images, device, local_world_size=None):
-    """Whether to read `images` (DiskImages) from disk: `mode` "always"/"never", or "auto":
+    """Whether to read `images` (`Images` of the decoded cache) from disk: `mode` "always"/"never", or "auto":
     when the node's processes together would hold more than half its free host memory (each
     process holds its own copy: `local_world_size` of them, default $LOCAL_WORLD_SIZE, which
     torchrun sets, else 1), or, on a GPU, when they take more than half its free memory."""

@@ -17,11 +17,11 @@ import torch
 
 from coreaug.errors import UsageError
 from coreaug.selection import Selection, budget_size, estimate_gradients, logit_gradients
-from coreaug.selection.checks import check_fraction, check_labels
+from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_fraction, check_int, check_labels
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES, select_by_rule
 
-from .config import BALANCES, GRADIENT_KINDS, MODES, SELECTING, STRATEGIES, _choice, _positive_int
+from .config import MODES, SELECTING, STRATEGIES
 from .diagnostics import selection_diagnostics
 from .plan import epoch_plan, plan_length
 
@@ -73,14 +73,14 @@ class CoresetAugmentation:
                  weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None,
                  gradient_dim=512, selection_warmup=None, epochs=None):
         self.labels = torch.as_tensor(check_labels(labels)).long()
-        _choice("strategy", strategy, STRATEGIES)
-        _choice("mode", mode, MODES)
-        _choice("gradients", gradients, GRADIENT_KINDS)
-        _choice("balance", balance, BALANCES)
+        check_choice(strategy, "strategy", STRATEGIES, unknown=True)
+        check_choice(mode, "mode", MODES, unknown=True)
+        check_choice(gradients, "gradients", GRADIENT_KINDS, unknown=True)
+        check_choice(balance, "balance", BALANCES, unknown=True)
         for name, value in (("select_every", select_every), ("copies", copies), ("knn", knn)):
-            _positive_int(name, value)
+            check_int(value, name)
         if gradient_dim is not None:
-            _positive_int("gradient_dim", gradient_dim)
+            check_int(gradient_dim, "gradient_dim")
         self.gradient_dim = gradient_dim
         self.strategy, self.fraction, self.select_every = strategy, check_fraction(fraction), select_every
         self.mode, self.copies, self.weight_augmented = mode, copies, bool(weight_augmented)
@@ -88,8 +88,8 @@ class CoresetAugmentation:
         if selection_warmup is None:  # the rule's own share of the run, when the run's length is known
             share = self.rule.warmup_share if self.selects else 0.0
             selection_warmup = int(round(share * epochs)) if epochs is not None else 0
-        elif isinstance(selection_warmup, bool) or not isinstance(selection_warmup, int) or selection_warmup < 0:
-            raise UsageError(f"selection_warmup must be an integer >= 0 (epochs), got {selection_warmup!r}")
+        else:
+            check_int(selection_warmup, "selection_warmup", 0, unit="epochs")
         self.selection_warmup = selection_warmup
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
         self.selection, self.plan, self.epoch, self.diagnostics, self.selected_at = None, None, None, {}, None

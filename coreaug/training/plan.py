@@ -4,8 +4,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from coreaug.data.image_cache import is_on_disk
-
 
 @dataclass
 class EpochPlan:
@@ -84,15 +82,12 @@ class DevicePlan:
         return take, (self.strong_rows[first:last] if last > first else None)
 
     def step_images(self, images):
-        """Each step's uint8 training images, step after step: gathered on the device from an
-        in-memory tensor, or read from DiskImages by a thread ahead of the steps (pinned on a
-        GPU) and copied to the device without waiting."""
-        if not is_on_disk(images):
-            for step in range(self.steps):
-                yield images.index_select(0, self.indices[self.batch(step)[0]])
-            return
+        """Each step's uint8 training images (`images`, an `Images`), step after step, on the
+        training device: the rows are read by the plan's indices where the images want them
+        (on the device, or on the host for images read from disk by a thread ahead of the
+        steps, pinned on a GPU) and copied to the device without waiting."""
         device = self.indices.device
-        order = self.host_indices.numpy()  # once per epoch, not per step
+        order = self.indices if images.rows_device == device else self.host_indices.numpy()  # once per epoch
         rows = [order[self.batch(step)[0]] for step in range(self.steps)]
         for batch in images.batches(rows, pin=device.type == "cuda"):
             yield batch.to(device, non_blocking=True)

@@ -141,12 +141,11 @@ class TrainedModel:
         """An `Evaluation` on the test split of `dataset` (a registered name or a folder of images,
         read as `coreaug train` reads it; default: the run's own dataset, in the run's `data_dir`
         unless `data_dir` is given). A folder's classes are matched to the run's by name."""
-        from coreaug.data import available_datasets, load_dataset
-        from coreaug.data.image_folder import is_image_folder
+        from coreaug.data import is_folder_dataset, load_dataset
 
         if not dataset or dataset == self.config["dataset"]:  # the run's own: where the run found it
             dataset, data_dir = self.config["dataset"], data_dir or self.config.get("data_dir")
-        if is_image_folder(dataset) and dataset not in available_datasets():
+        if is_folder_dataset(dataset):
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
                                 val_fraction=self.config.get("val_fraction", 0.1))
         else:

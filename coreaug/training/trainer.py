@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
-from coreaug.data.image_cache import is_on_disk
+from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, final_linear
@@ -19,7 +19,7 @@ from coreaug.selection.gradients import estimate_dtype, final_linear
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
-from .inputs import is_folder_dataset, load_run_data
+from .inputs import load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import RunFolder, check_same_data
@@ -425,11 +425,9 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
 
 def mix_with_partners(copies, train_images, partners, weak, generator):
     """Mixup within a class (CRUST): each strongly augmented copy blended with its partner
-    (weakly augmented) by a weight drawn uniformly from [0, 1] (Beta(1, 1)); labels stay."""
-    if is_on_disk(train_images):
-        raise UsageError("mixing copies with partners (strategy crust) needs the images in memory; "
-                         "use --stream never, or another strategy")
-    mates = weak(train_images.index_select(0, partners), generator)
+    (weakly augmented) by a weight drawn uniformly from [0, 1] (Beta(1, 1)); labels stay.
+    `train_images` are in memory on the device (load_run_data refuses to stream for crust)."""
+    mates = weak(train_images.read(partners), generator)
     lam = torch.rand((len(copies), 1, 1, 1), generator=generator, device=copies.device)
     return (lam * copies.float() + (1 - lam) * mates.float()).round_().to(copies.dtype)
 

@@ -1,0 +1,145 @@
+"""Decoding a folder's images into a cache build, in parallel DataLoader worker processes.
+
+Each split becomes ``<split>.u8`` (uint8 C x H x W rows back to back) and
+``<split>.labels.npy`` in the build folder, and ``meta.json`` records the shape, classes,
+per-channel statistics and skipped files; the build is then renamed into the cache's place
+(coreaug.data.cache_builds holds the builds' claims and heartbeats).
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from coreaug.errors import UsageError
+
+from .cache_key import FORMAT_VERSION
+from .dataset import channel_histograms, stats_of_histograms
+
+
+def default_workers() -> int:
+    """Processes decoding a folder's images when not told: one per core, up to 8."""
+    return min(8, os.cpu_count() or 1)
+
+
+def build_cache(build, folder, splits, classes, image_size, decode, workers, skip_bad, progress, source, fingerprint):
+    """Decode ``splits`` into ``build`` and rename it into ``folder``; a failure removes it."""
+    try:
+        _check_space(os.path.dirname(folder), sum(len(files) for _, files in splits) * 3 * image_size * image_size)
+        meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
+                "counts": {}, "skipped": [], "files": fingerprint, "source": source}
+        for name, files in splits:
+            meta["counts"][name], histogram = _write_split(build, name, files, decode, workers, skip_bad,
+                                                           meta["skipped"], progress)
+            if name == "train":
+                meta["mean"], meta["std"] = stats_of_histograms(histogram)
+        with open(os.path.join(build.path, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        build.finish(folder)
+    finally:
+        build.remove()
+
+
+def shown(path) -> str:
+    """``path`` printable: a file name that is not valid UTF-8 (its undecodable bytes held as
+    surrogates, os.fsdecode's way) shows those bytes as ``\\xff`` escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def bad_image(description):
+    """The error for an unreadable image (`description`: its path and Pillow's reason)."""
+    return UsageError(f"cannot read image {description}; fix or remove it, or pass "
+                      "--skip-bad-images to leave unreadable images out")
+
+
+def _check_space(root, needed):
+    free = shutil.disk_usage(root).free
+    if needed > 0.95 * free:
+        raise UsageError(f"the decoded images need {needed / 2**30:.1f} GiB but {root} has {free / 2**30:.1f} GiB "
+                         "free; pass --cache-dir on a larger disk or a smaller --image-size")
+
+
+class _Decoding(torch.utils.data.Dataset):
+    """Files decoded by index, for a DataLoader: (image or None, label, error or None).
+
+    The paths are one numpy bytes array, not a list of Python strings: a forked worker that
+    touched a million strings' reference counts would copy the pages holding them (the worker's
+    memory grew with the folder, 33 MB per 15,000 files at 64 px)."""
+
+    def __init__(self, files, decode):
+        self.paths = np.array([os.fsencode(path) for path, _ in files])
+        self.labels = np.array([label for _, label in files], dtype=np.int64)
+        self.decode = decode
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        path, label = os.fsdecode(self.paths[i]), int(self.labels[i])
+        try:
+            return self.decode(path), label, None
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for bad or truncated files
+            return None, label, shown(f"{path} ({exc})")
+
+
+def _fixed_mmap_threshold(worker_id=None):
+    """Fix glibc's mmap threshold at 1 MiB in a decoding worker. Left dynamic, it rises to the
+    largest block freed so far, so the decoder's many image-sized buffers come from the heap,
+    which fragments: a worker's private memory grew from 320 to 600 MB over a 20,000-image build
+    at 224 px (experiments/results/data.md). Elsewhere than glibc, nothing happens."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD: keep freed heap for the next batch
+    except (OSError, AttributeError):
+        pass
+
+
+def _stack(items):
+    """A worker's batch, ready to write: the good images as one (k, 3, H, W) uint8 tensor, made
+    in shared memory (it reaches the main process without a copy, and a worker's heap does not
+    fragment on batch-sized buffers), their labels, the errors, and the batch's 256-bin
+    histogram per channel (for the split's mean and std)."""
+    good = [(image, label) for image, label, error in items if error is None]
+    errors = [error for _, _, error in items if error is not None]
+    if not good:
+        return None, [], errors, torch.zeros(3, 256, dtype=torch.int64)
+    height, width, channels = good[0][0].shape
+    shape = (len(good), channels, height, width)
+    if torch.utils.data.get_worker_info() is not None:  # as DataLoader's own collate does
+        images = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(int(np.prod(shape)))).view(shape)
+    else:
+        images = torch.empty(shape, dtype=torch.uint8)
+    array = images.numpy()
+    for i, (image, _) in enumerate(good):  # decoding is per image anyway
+        array[i] = image.transpose(2, 0, 1)
+    return images, [label for _, label in good], errors, channel_histograms(images)
+
+
+def _write_split(build, name, files, decode, workers, skip_bad, skipped, progress):
+    """Decode `files` into `<build.path>/<name>.u8` and its labels, beating the build's heartbeat
+    as batches arrive; returns (count, channel histograms)."""
+    folder = build.path
+    loader = torch.utils.data.DataLoader(_Decoding(files, decode), batch_size=64, num_workers=workers,
+                                         collate_fn=_stack, worker_init_fn=_fixed_mmap_threshold)
+    labels, histogram = [], torch.zeros(3, 256, dtype=torch.int64)
+    with open(os.path.join(folder, f"{name}.u8"), "wb") as out, \
+            tqdm(total=len(files), desc=f"decoding {name}", unit="img", disable=not progress, leave=False) as bar:
+        for images, batch_labels, errors, batch_histogram in loader:
+            if errors and not skip_bad:
+                raise bad_image(errors[0])
+            skipped += errors
+            if images is not None:
+                out.write(memoryview(images.numpy()).cast("B"))
+                labels += batch_labels
+                histogram += batch_histogram
+            bar.update(len(batch_labels) + len(errors))
+            build.beat(bar.n)
+    if not labels:
+        raise UsageError(f"the {name} split has no readable images")
+    np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))
+    return len(labels), histogram

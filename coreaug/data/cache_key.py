@@ -1,0 +1,41 @@
+"""Which cache a folder's images decode to: the cache folder and each cache's name.
+
+A cache's name hashes the image size, the format version and every file's path, label, size
+and modification time, so a changed folder (or another size, or a new format) gets a new
+cache; the files' hash alone is kept in its meta.json to tell which data a run read.
+"""
+import hashlib
+import os
+from typing import Tuple
+
+FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
+
+
+def default_cache_dir() -> str:
+    """$COREAUG_CACHE_DIR, else $XDG_CACHE_HOME/coreaug/decoded, else ~/.cache/coreaug/decoded."""
+    if os.environ.get("COREAUG_CACHE_DIR"):
+        return os.environ["COREAUG_CACHE_DIR"]
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
+
+
+def cache_key(splits, image_size: int) -> Tuple[str, str]:
+    """(the cache's name, a hash of the files alone): hashes of the format version, the image
+    size and each split's (path, label, size, mtime) list, and of that list alone."""
+    files = files_digest(splits)
+    name = hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size} {files}".encode()).hexdigest()[:24]
+    return name, files
+
+
+def files_digest(splits) -> str:
+    """A hash of each split's (path, label, size, mtime) list: which data a folder holds now."""
+    digest = hashlib.sha256()
+    for name, files in splits:
+        digest.update(f"[{name}]\n".encode())
+        for path, label in files:
+            try:
+                stat = os.stat(path)
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:  # a dangling link, say: decoding it fails, as a bad image
+                size, mtime = -1, -1
+            digest.update(os.fsencode(path) + f"\t{label}\t{size}\t{mtime}\n".encode())
+    return digest.hexdigest()[:24]
