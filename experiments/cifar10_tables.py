@@ -8,8 +8,10 @@ CIFAR-10, 200 epochs, 5 runs); ours are at CPU scale (see experiments/cifar10_ev
 on the JPEG copy of CIFAR-10 (quality 75), so only the shares compare.
 
 Usage: python experiments/cifar10_tables.py GRID OUT [--paper table4|none] [--command TEXT]
+Beside OUT (x.md) it writes x-runs.csv: one row per finished run (the figures behind the table).
 """
 import argparse
+import csv
 import json
 import math
 import os
@@ -24,8 +26,9 @@ PAPER_TABLE4 = {"none": 89.46, "full": 93.50,
 PAPERS = {"table4": PAPER_TABLE4, "none": {}}
 
 
-def read_runs(grid):
-    """{(strategy, subset or None): {seed: final accuracy in %}} over the grid's finished runs."""
+def read_runs(grid, rows=None):
+    """{(strategy, subset or None): {seed: final accuracy in %}} over the grid's finished runs;
+    appends one dict per run to `rows` when given."""
     cells = defaultdict(dict)
     runs = os.path.join(grid, "runs")
     for name in sorted(os.listdir(runs)):
@@ -38,6 +41,10 @@ def read_runs(grid):
         strategy = config["strategy"]
         subset = None if strategy in ("full", "none") else config["subset"]
         cells[(strategy, subset)][config["seed"]] = 100 * summary["final_test_accuracy"]
+        if rows is not None:
+            rows.append({"run": name, "strategy": strategy, "subset": subset, "seed": config["seed"],
+                         "final_accuracy": summary["final_test_accuracy"], "best_accuracy": summary["best_test_accuracy"],
+                         "training_seconds": summary["total_seconds"], "selection_seconds": summary["selection_seconds"]})
     return cells
 
 
@@ -88,7 +95,8 @@ def main():
     parser.add_argument("--title", default=None)
     parser.add_argument("--command", default="", help="the command that produced the grid, for the record")
     args = parser.parse_args()
-    cells = read_runs(args.grid)
+    rows = []
+    cells = read_runs(args.grid, rows)
     lines = [f"# {args.title or os.path.basename(os.path.normpath(args.grid))}", ""]
     if args.command:
         lines += ["Produced by:", "", "```", args.command, f"python experiments/cifar10_tables.py {args.grid} {args.out}",
@@ -101,6 +109,10 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
+    with open(os.path.splitext(args.out)[0] + "-runs.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["run"])
+        writer.writeheader()
+        writer.writerows(rows)
     print("\n".join(lines))
 
 
