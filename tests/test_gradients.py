@@ -101,3 +101,37 @@ def test_logit_estimates_of_many_classes_are_projected_and_can_be_half_precision
 def test_model_without_linear_layer_is_rejected():
     with pytest.raises(ValueError, match="nn.Linear"):
         coreaug.estimate_gradients(nn.Conv2d(1, 3, 8), *data(), kind="last_layer")
+
+
+def test_clean_losses_rank_hard_examples_that_their_gradients_cannot():
+    import coreaug
+
+    class Fixed(torch.nn.Module):  # the label's logit 30, 40, 50 below the other: p_y underflows float32
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return torch.stack([torch.zeros(len(x)), self.scale * x.flatten(1)[:, 0]], 1)
+
+    images = torch.tensor([30.0, 40.0, 50.0]).view(3, 1, 1, 1)
+    labels = torch.zeros(3, dtype=torch.long)
+    method = coreaug.CoresetAugmentation(labels.numpy(), strategy="maxloss", fraction=0.5)
+    losses = method.estimate(Fixed(), images)
+    assert losses.tolist() == pytest.approx([30.0, 40.0, 50.0], rel=1e-4)
+
+
+def test_the_projection_runs_in_float32_under_an_autocast():
+    from coreaug.selection import estimate_gradients
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 40)
+    images = torch.randn(32, 6)
+    labels = torch.arange(32) % 40
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = estimate_gradients(model, images, labels, dim=8)
+    # the model's own pass runs in bfloat16; its float32 gradients must be projected in float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(images).float()
+    from coreaug.selection.gradients import GradientSketch, _gradients
+    exact = GradientSketch(40, dim=8)(_gradients(logits, labels))
+    torch.testing.assert_close(autocast, exact, rtol=1e-5, atol=1e-6)

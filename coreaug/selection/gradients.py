@@ -194,9 +194,9 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                     raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
                 y = labels[start:start + len(logits)].to(device, non_blocking=True)
                 g = _gradients(logits, y)
-                if with_losses:  # -log p_y, from the float32 softmax before any projection
-                    losses[start:start + len(g)] = (-torch.log((g.gather(1, y.view(-1, 1)) + 1.0)
-                                                               .clamp(min=1e-12))).squeeze(1).cpu()
+                if with_losses:  # from the float32 logits (log-softmax): exact even where p_y underflows
+                    losses[start:start + len(g)] = torch.nn.functional.cross_entropy(
+                        logits, y, reduction="none").cpu()
                 h = captured.pop().float().flatten(1) if hook is not None else None
                 if sketch is None:
                     sketch = GradientSketch(g.shape[1], None if h is None else h.shape[1], dim, seed)
