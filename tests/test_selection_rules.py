@@ -163,3 +163,15 @@ def test_select_takes_scores_on_the_gpu():
     on_gpu = method.choose(0, estimates=g.cuda(), losses=losses.cuda())[0]
     assert np.array_equal(on_gpu.indices, method.choose(0, estimates=g, losses=losses)[0].indices)
     assert method.choose(0, logits=torch.randn(len(labels), 4, device="cuda"))[0] is not None
+
+
+def test_a_given_loss_filter_share_is_cut_before_facility_location():
+    labels, g, losses = scores()
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset-lowloss", fraction=0.1, loss_filter=0.8)
+    selection = method.choose(0, estimates=g, losses=losses)[0]
+    kept = low_loss_mask(losses, labels, 0.1, share=0.8)
+    assert kept.sum() == 80 and kept[selection.indices].all()
+    with pytest.raises(ValueError, match="loss_filter applies to strategy 'coreset-lowloss' only"):
+        coreaug.TrainConfig(dataset="synthetic", strategy="coreset", loss_filter=0.2).resolved().validate()
+    with pytest.raises(ValueError, match=r"loss_filter must be a share in \[0, 1\)"):
+        coreaug.CoresetAugmentation(labels, strategy="coreset-lowloss", loss_filter=1.5)

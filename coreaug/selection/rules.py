@@ -201,8 +201,21 @@ def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", see
     return _select_per_class(y, fraction, balance, "ccs", pick)
 
 
-def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balance="equal", seed=0, knn=20):
-    """The `Selection` of rule `name` (see `RULES`), given the scores it needs."""
+def check_loss_filter(strategy, loss_filter):
+    """`loss_filter` if it fits `strategy` (a share in [0, 1) for coreset-lowloss, or None)."""
+    if loss_filter is None:
+        return None
+    if strategy != "coreset-lowloss":
+        raise UsageError(f"loss_filter applies to strategy 'coreset-lowloss' only, not {strategy!r}")
+    if isinstance(loss_filter, bool) or not isinstance(loss_filter, (int, float)) or not 0 <= loss_filter < 1:
+        raise UsageError(f"loss_filter must be a share in [0, 1) or None (estimated), got {loss_filter!r}")
+    return float(loss_filter)
+
+
+def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balance="equal", seed=0, knn=20,
+                   loss_filter=None):
+    """The `Selection` of rule `name` (see `RULES`), given the scores it needs. `loss_filter`
+    (coreset-lowloss only) is the share of each class's highest losses cut; None estimates it."""
     check_choice(name, "strategy", tuple(RULES))
     rule = RULES[name]
     given = {"estimates": estimates, "losses": losses}
@@ -210,4 +223,7 @@ def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balan
     if missing:
         raise UsageError(f"strategy {name!r} needs {' and '.join(missing)} from the model; "
                          "pass them (or logits), or call start_epoch(epoch, model, data)")
+    if check_loss_filter(name, loss_filter) is not None:
+        return select_coreset_lowloss(labels, fraction, estimates=estimates, losses=losses, balance=balance,
+                                      knn=knn, share=loss_filter)
     return rule.choose(labels, fraction, estimates=estimates, losses=losses, balance=balance, seed=seed, knn=knn)

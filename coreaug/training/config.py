@@ -10,7 +10,7 @@ from coreaug.errors import UsageError
 from coreaug.models.registry import import_factory, is_import_path
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_int, is_number
 from coreaug.selection.coreset import DEFAULT_KNN
-from coreaug.selection.rules import RULES
+from coreaug.selection.rules import RULES, check_loss_filter
 
 from .precision import PRECISIONS
 
@@ -61,6 +61,8 @@ class TrainConfig:
         pass over the clean training set, as in the paper; "training" reuses the logits of the
         previous epoch's training passes over the (weakly augmented) originals, which costs
         nothing (append mode, logit gradients; the first selection is a clean pass).
+    loss_filter: coreset-lowloss's share of each class's highest losses cut before facility
+        location (None: estimated per class, the examples the model rates below chance).
     selection_warmup: epochs before the first model-based selection (random selections of the
         same budget until then); None takes the rule's own share (crust: 20% of the epochs, else 0).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
@@ -129,6 +131,7 @@ class TrainConfig:
     knn: int = DEFAULT_KNN
     balance: str = "equal"
     selection_warmup: Optional[int] = None
+    loss_filter: Optional[float] = None
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -269,6 +272,7 @@ class TrainConfig:
             if not is_number(value) or not low <= value <= high or (name == "lr" and value == 0):
                 raise UsageError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
         check_int(self.selection_warmup, "selection_warmup", 0, optional=True, unit="epochs")
+        check_loss_filter(self.strategy, self.loss_filter)
         if self.warmup_epochs >= self.epochs:
             raise UsageError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
         if not all(is_number(m) and 0 < m < 1 for m in self.milestones):

@@ -19,7 +19,7 @@ from coreaug.errors import UsageError
 from coreaug.selection import Selection, budget_size, estimate_gradients, logit_gradients
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_fraction, check_int, check_labels
 from coreaug.selection.coreset import DEFAULT_KNN
-from coreaug.selection.rules import RULES, select_by_rule
+from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 
 from .config import MODES, SELECTING, STRATEGIES
 from .diagnostics import selection_diagnostics
@@ -62,6 +62,8 @@ class CoresetAugmentation:
         selection_warmup: epochs before the first model-based selection (random selections of
             the same budget until then); None takes the rule's share (crust: 20%) of `epochs`.
         epochs: the run's length, for the rule's default warm-up.
+        loss_filter: coreset-lowloss's share of each class's highest losses cut (None: estimated,
+            the examples the model rates below chance).
         noisy: optional bool (n,) marking labels known to be flipped, for the diagnostics.
 
     Attributes: `selection` (the current `Selection`, None before the first), `plan` (the
@@ -71,7 +73,7 @@ class CoresetAugmentation:
 
     def __init__(self, labels, *, strategy="coreset", fraction=0.3, select_every=1, mode="append", copies=1,
                  weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None,
-                 gradient_dim=512, selection_warmup=None, epochs=None):
+                 gradient_dim=512, selection_warmup=None, epochs=None, loss_filter=None):
         self.labels = torch.as_tensor(check_labels(labels)).long()
         check_choice(strategy, "strategy", STRATEGIES, unknown=True)
         check_choice(mode, "mode", MODES, unknown=True)
@@ -91,6 +93,7 @@ class CoresetAugmentation:
         else:
             check_int(selection_warmup, "selection_warmup", 0, unit="epochs")
         self.selection_warmup = selection_warmup
+        self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
         self.selection, self.plan, self.epoch, self.diagnostics, self.selected_at = None, None, None, {}, None
         self._set_item_weights()
@@ -149,7 +152,7 @@ class CoresetAugmentation:
             selection = select_by_rule("random", labels, self.fraction, balance=self.balance, seed=seed)
         else:
             selection = select_by_rule(self.strategy, labels, self.fraction, estimates=estimates, losses=losses,
-                                       balance=self.balance, seed=seed, knn=self.knn)
+                                       balance=self.balance, seed=seed, knn=self.knn, loss_filter=self.loss_filter)
         diagnostics = selection_diagnostics(
             selection.indices, selection.weights, len(labels), previous=self._previous(), losses=losses,
             noisy=self.noisy,

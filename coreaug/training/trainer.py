@@ -250,7 +250,7 @@ def _start(config, distributed, checkpoint, data, model=None):
         data.train_labels.cpu(), strategy=config.strategy, fraction=config.subset, select_every=config.select_every,
         mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
         knn=config.knn, balance=config.balance, seed=config.seed, noisy=data.noisy, gradient_dim=config.gradient_dim,
-        selection_warmup=config.selection_warmup, epochs=config.epochs)
+        selection_warmup=config.selection_warmup, epochs=config.epochs, loss_filter=config.loss_filter)
     # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
