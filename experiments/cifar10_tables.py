@@ -81,7 +81,7 @@ def table(cells, paper):
             paired = [runs[k] - random[k] for k in runs if k in random]
             if paired:
                 d, ds = _mean_std(paired)
-                beyond = " (beyond one std)" if len(paired) > 1 and abs(d) > ds else ""
+                beyond = " (beyond one std)" if len(paired) >= 3 and abs(d) > ds else ""
                 versus = f"{d:+.2f} ± {ds:.2f} over {len(paired)}{beyond}"
         key = strategy if subset is None else (strategy, subset)
         theirs = paper.get(key)
