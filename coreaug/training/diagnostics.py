@@ -1,6 +1,5 @@
 """What a selection holds, logged with every selection: noisy labels, losses, overlap, objective."""
 import numpy as np
-import torch
 
 
 def selection_diagnostics(indices, weights, n, previous=None, losses=None, noisy=None, class_objectives=None):
@@ -34,9 +33,3 @@ def selection_diagnostics(indices, weights, n, previous=None, losses=None, noisy
         out["selection_objective"] = [float(v) for v in class_objectives]
     return out
 
-
-def losses_from_logit_gradients(gradients, labels):
-    """Cross-entropy per example from softmax - onehot: the label's probability is g_y + 1."""
-    g = torch.as_tensor(gradients).float()
-    p = g.gather(1, torch.as_tensor(labels).long().view(-1, 1).to(g.device)).squeeze(1) + 1.0
-    return -torch.log(p.clamp(min=1e-12))

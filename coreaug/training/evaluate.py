@@ -1,4 +1,4 @@
-"""Evaluation passes: test loss and accuracy, per-example losses for max-loss selection."""
+"""Evaluation passes: test loss and accuracy."""
 import torch
 import torch.nn.functional as F
 
@@ -32,11 +32,3 @@ def evaluation_sums(model, images, labels, preprocess, batch_size, autocast):
     loss, correct = sums.tolist()
     return loss, correct
 
-
-def example_losses(model, images, labels, preprocess, batch_size, autocast):
-    """Per-example cross-entropy (n,) on clean images in eval mode, moved to the CPU once."""
-    out, start = [], 0
-    for logits in _logits(model, images, preprocess, batch_size, autocast):
-        out.append(F.cross_entropy(logits, labels[start:start + len(logits)], reduction="none"))
-        start += len(logits)
-    return torch.cat(out).cpu()
