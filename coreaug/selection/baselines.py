@@ -6,22 +6,30 @@ import numpy as np
 from .budgets import class_members
 from .checks import BALANCES, check_choice, check_fraction, check_labels, check_losses
 from .selection import Selection
+from .weights import normalise_weights
 
 
-def _per_class(labels, fraction, balance, strategy, rank):
-    """Take each class's first `budget` members in the order `rank(members)` gives."""
+def per_class_selection(labels, fraction, balance, strategy, pick):
+    """A `Selection` built class by class: `pick(members, budget)` returns the class's picks and
+    their raw weights (normalised to mean 1 over the selection, `normalise_weights`)."""
     start = time.perf_counter()
     y = check_labels(labels)
     fraction = check_fraction(fraction)
     check_choice(balance, "balance", BALANCES)
     classes, budgets, members_of = class_members(y, fraction, balance)
-    indices = np.concatenate([rank(m)[:b] for m, b in zip(members_of, budgets)]).astype(np.int64)
+    picked = [pick(m, int(b)) for m, b in zip(members_of, budgets)]
     return Selection(
-        indices=indices, weights=np.ones(indices.size, dtype=np.float32), strategy=strategy,
+        indices=np.concatenate([i for i, _ in picked]).astype(np.int64),
+        weights=normalise_weights(np.concatenate([w for _, w in picked])), strategy=strategy,
         classes=classes.astype(np.int64), class_counts=budgets.astype(np.int64),
         class_objectives=np.full(classes.size, np.nan),
         timings={"total": time.perf_counter() - start}, n_total=int(y.size),
     )
+
+
+def _per_class(labels, fraction, balance, strategy, rank):
+    """Take each class's first `budget` members in the order `rank(members)` gives; weights 1."""
+    return per_class_selection(labels, fraction, balance, strategy, lambda m, b: (rank(m)[:b], np.ones(b)))
 
 
 def select_random(labels, fraction, *, balance="equal", seed=0):

@@ -11,7 +11,6 @@ and register it with what it needs.
 """
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
@@ -19,9 +18,9 @@ import numpy as np
 
 from coreaug.errors import UsageError
 
-from .baselines import select_maxloss, select_random
+from .baselines import per_class_selection, select_maxloss, select_random
 from .budgets import class_members
-from .checks import BALANCES, check_choice, check_features, check_fraction, check_labels, check_losses
+from .checks import check_choice, check_features, check_fraction, check_labels, check_losses
 from .coreset import select_coreset
 from .selection import Selection
 
@@ -117,22 +116,6 @@ def select_crust(labels, fraction, *, estimates, losses=None, balance="equal", s
     return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, drop_singletons=True), "crust")
 
 
-def _select_per_class(labels, fraction, balance, name, pick):
-    """Run `pick(members, budget) -> (indices, weights)` per class into a `Selection`."""
-    start = time.perf_counter()
-    y = check_labels(labels)
-    classes, budgets, members_of = class_members(y, check_fraction(fraction), balance)
-    check_choice(balance, "balance", BALANCES)
-    picked = [pick(m, int(b)) for m, b in zip(members_of, budgets)]
-    weights = np.concatenate([w for _, w in picked]).astype(np.float64)
-    return Selection(
-        indices=np.concatenate([i for i, _ in picked]).astype(np.int64),
-        weights=(weights / weights.mean()).astype(np.float32) if weights.size else weights.astype(np.float32),
-        strategy=name, classes=classes.astype(np.int64), class_counts=budgets.astype(np.int64),
-        class_objectives=np.full(classes.size, np.nan), timings={"total": time.perf_counter() - start},
-        n_total=int(y.size))
-
-
 @register_rule("infobatch", ["losses"],
                "InfoBatch-style: every example above its class's mean loss, the rest of the budget "
                "drawn at random from below it; weights undo the sampling")
@@ -160,7 +143,7 @@ def select_infobatch(labels, fraction, *, estimates=None, losses, balance="equal
             weights.append(np.full(take, group.size / take))
         return (np.concatenate(out), np.concatenate(weights)) if out else (members[:0], np.zeros(0))
 
-    return _select_per_class(y, fraction, balance, "infobatch", pick)
+    return per_class_selection(y, fraction, balance, "infobatch", pick)
 
 
 @register_rule("ccs", ["estimates"],
@@ -198,7 +181,7 @@ def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", see
             out = np.concatenate([out, rng.choice(rest, size=budget - out.size, replace=False)])
         return out, np.ones(out.size)
 
-    return _select_per_class(y, fraction, balance, "ccs", pick)
+    return per_class_selection(y, fraction, balance, "ccs", pick)
 
 
 def check_loss_filter(strategy, loss_filter):
