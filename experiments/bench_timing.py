@@ -3,10 +3,10 @@
 Usage:
     python experiments/bench_timing.py [--augment randaugment] [--epochs 5] [--repeats 3]
         [--max-load 0.5] [--out experiments/results/fashion-mnist-500/timing-randaugment.md]
-        [coreaug train settings as KEY=VALUE ...]
+        [--runs none,full,coreset:0.1,...] [coreaug train settings as KEY=VALUE ...]
 
-Trains each of none, full, and coreset / random / max-loss at 10% and 30% (append mode, seed 0)
-for a few epochs, `--repeats` times, round-robin so that a slow spell of the machine touches every
+Trains each of `--runs` (by default none, full, and coreset / random / max-loss at 10% and 30%;
+append mode, seed 0) for a few epochs, `--repeats` times, round-robin so that a slow spell of the machine touches every
 setting alike. Before each run it waits (up to 10 minutes) for the 1-minute load average to fall
 under `--max-load` and records it. Reports the median training seconds per epoch (selection
 included, evaluation excluded) and the speed-up against `full`, with every repeat's figure.
@@ -23,8 +23,16 @@ import torch
 import coreaug
 
 SETTING = dict(dataset="fashion-mnist", model="cnn", train_limit=500, test_limit=2000, quiet=True)
-RUNS = [("none", None), ("full", None), ("coreset", 0.1), ("random", 0.1), ("maxloss", 0.1),
-        ("coreset", 0.3), ("random", 0.3), ("maxloss", 0.3)]
+RUNS = "none,full,coreset:0.1,random:0.1,maxloss:0.1,coreset:0.3,random:0.3,maxloss:0.3"
+
+
+def parse_runs(text):
+    """[(strategy, fraction or None)] from "none,full,coreset:0.1,..."."""
+    runs = []
+    for item in text.split(","):
+        strategy, _, fraction = item.strip().partition(":")
+        runs.append((strategy, float(fraction) if fraction else None))
+    return runs
 
 
 def wait_for_quiet(max_load, patience=600):
@@ -56,15 +64,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-load", type=float, default=0.5)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--runs", default=RUNS, help="strategies to time, STRATEGY[:FRACTION] comma-separated")
     parser.add_argument("settings", nargs="*", help="more TrainConfig settings, KEY=VALUE")
     args = parser.parse_args()
     base = dict(SETTING, augment=args.augment, epochs=args.epochs, **parse_settings(args.settings))
-    per_epoch = {run: [] for run in RUNS}
+    runs = parse_runs(args.runs)
+    if ("full", None) not in runs:
+        parser.error("--runs must include full (the speed-ups are against it)")
+    per_epoch = {run: [] for run in runs}
     loads = []
     # Warm-up, not timed: loads the greedy kernel (numba) and the data once.
     coreaug.train(coreaug.TrainConfig(**dict(base, epochs=1), strategy="coreset", subset=0.1))
     for repeat in range(args.repeats):
-        for strategy, fraction in RUNS:
+        for strategy, fraction in runs:
             loads.append(wait_for_quiet(args.max_load))
             result = coreaug.train(coreaug.TrainConfig(**base, strategy=strategy, **({"subset": fraction} if fraction else {})))
             per_epoch[(strategy, fraction)].append(result.total_seconds / len(result.history))
@@ -77,7 +89,8 @@ def main():
         lines.append(f"| {strategy} | {fraction or '—'} | {median:.2f} | {full / median:.2f}x | "
                      + ", ".join(f"{s:.2f}" for s in seconds) + " |")
     command = (f"python experiments/bench_timing.py --augment {args.augment} --epochs {args.epochs} "
-               f"--repeats {args.repeats} --max-load {args.max_load}" + "".join(f" {s}" for s in args.settings)
+               f"--repeats {args.repeats} --max-load {args.max_load}"
+               + ("" if args.runs == RUNS else f" --runs {args.runs}") + "".join(f" {s}" for s in args.settings)
                + (f" --out {args.out}" if args.out else ""))
     text = "\n\n".join([
         "# Timing on a quiet machine", f"Command: `{command}`",
