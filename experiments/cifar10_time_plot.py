@@ -1,0 +1,113 @@
+"""Accuracy against training time per strategy (issue 16, item 7).
+
+The grid's runs give each strategy's test accuracy after every epoch (mean over the seeds); the
+time axis is the epoch count times the strategy's median seconds per epoch measured on a quiet
+machine by `experiments/bench_timing.py` (selection included, evaluation excluded). The grid's
+own timings are not used: its runs shared the two cores with each other and other jobs.
+
+Usage: python experiments/cifar10_time_plot.py GRID TIMING.md OUT.png [--subset 0.1] [--title TEXT]
+Beside OUT.png it writes OUT.md: per strategy, seconds per epoch, the mean final accuracy, and
+the time at which the mean curve first reaches 95% of full augmentation's final accuracy.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+from collections import defaultdict
+
+
+def read_timing(path):
+    """{(strategy, subset or None): median seconds per epoch} from bench_timing.py's table."""
+    rates = {}
+    row = re.compile(r"^\| ([\w-]+) \| ([\d.]+|—) \| ([\d.]+) \|")
+    with open(path) as f:
+        for line in f:
+            match = row.match(line)
+            if match:
+                subset = None if match.group(2) == "—" else float(match.group(2))
+                rates[(match.group(1), subset)] = float(match.group(3))
+    return rates
+
+
+def mean_curves(grid, subset):
+    """{(strategy, subset or None): [mean test accuracy % after epoch e]} over the finished runs
+    at `subset` (and the references), with the seed counts."""
+    curves, seeds = defaultdict(list), defaultdict(int)
+    runs = os.path.join(grid, "runs")
+    for name in sorted(os.listdir(runs)):
+        folder = os.path.join(runs, name)
+        if not os.path.exists(os.path.join(folder, "summary.json")):
+            continue
+        with open(os.path.join(folder, "config.json")) as f:
+            config = json.load(f)
+        strategy = config["strategy"]
+        key = (strategy, None) if strategy in ("full", "none") else (strategy, config["subset"])
+        if key[1] not in (None, subset):
+            continue
+        with open(os.path.join(folder, "metrics.jsonl")) as f:
+            curves[key].append([100 * json.loads(line)["test_accuracy"] for line in f if line.strip()])
+        seeds[key] += 1
+    return {key: [statistics.fmean(epoch) for epoch in zip(*runs)] for key, runs in curves.items()}, seeds
+
+
+def first_time(curve, rate, target):
+    """Seconds until the curve first reaches `target` (None if it never does)."""
+    for epoch, accuracy in enumerate(curve):
+        if accuracy >= target:
+            return (epoch + 1) * rate
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("grid")
+    parser.add_argument("timing")
+    parser.add_argument("out")
+    parser.add_argument("--subset", type=float, default=0.1)
+    parser.add_argument("--title", default="")
+    args = parser.parse_args()
+    rates = read_timing(args.timing)
+    curves, seeds = mean_curves(args.grid, args.subset)
+    keys = [k for k in curves if k in rates]
+    if ("full", None) not in keys:
+        raise SystemExit("the plot needs full's runs and timing (the target is 95% of its final accuracy)")
+    target = 0.95 * curves[("full", None)][-1]
+    order = sorted(keys, key=lambda k: (k[1] is not None, k[0]))
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for key in order:
+        rate, curve = rates[key], curves[key]
+        label = key[0] if key[1] is None else f"{key[0]} {key[1]:g}"
+        style = "-" if key[1] is None else ("--" if key[0] in ("coreset", "random", "maxloss") else ":")
+        ax.plot([(e + 1) * rate for e in range(len(curve))], curve, style, marker=".", label=label)
+    ax.axhline(target, color="grey", linewidth=0.8)
+    ax.text(0, target, " 95% of full's final accuracy", va="bottom", fontsize=8, color="grey")
+    ax.set_xlabel("training seconds at the quiet rate (one thread; selection included, evaluation excluded)")
+    ax.set_ylabel("test accuracy % (mean over seeds)")
+    ax.set_title(args.title or f"{os.path.basename(os.path.normpath(args.grid))}: accuracy against training time")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+
+    lines = [f"Accuracy against training time: `{os.path.basename(args.out)}`, made by "
+             f"`python experiments/cifar10_time_plot.py {args.grid} {args.timing} {args.out} --subset {args.subset:g}`.",
+             "", f"Target: 95% of full's mean final accuracy = {target:.2f}%.", "",
+             "| strategy | seeds | s / epoch (quiet) | final accuracy % (mean) | seconds to the target |",
+             "|---|---|---|---|---|"]
+    for key in order:
+        reached = first_time(curves[key], rates[key], target)
+        label = key[0] if key[1] is None else f"{key[0]} {key[1]:g}"
+        lines.append(f"| {label} | {seeds[key]} | {rates[key]:.2f} | {curves[key][-1]:.2f} | "
+                     + ("not reached" if reached is None else f"{reached:.0f}") + " |")
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
