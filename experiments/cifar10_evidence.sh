@@ -24,6 +24,9 @@
 #          A-time: equal training time instead of equal epochs: full max-loss augmentation for 8
 #             epochs (8 x 7.2 s, about the 20 x 2.9 s of a 10% subset on the quiet timing) and weak
 #             augmentation alone for 30 epochs (30 x 2.0 s): is a subset better than a shorter run?
+#          A-weighted: the coreset at 10% with its copies weighted by cluster size
+#             (--weight-augmented: the weighted sum the paper's analysis is about; its code and
+#             the grids leave the copies at weight 1)
 #   PART   a share of the grid's cells, so that two processes share the two cores:
 #          1: the references (none, full) and the paper's strategies at 10% (C: at 50%)
 #          2: the rules beyond the paper at 10% (C: at 50%)
@@ -58,6 +61,9 @@ case $GRID in
   A-time)
     coreaug bench $SET --augment maxloss --epochs 8 --strategies= --references=full --out "$OUT/A-time-full8"
     coreaug bench $SET --augment maxloss --epochs 30 --strategies= --references=none --out "$OUT/A-time-none30" ;;
+  A-weighted)
+    coreaug bench $SET --augment maxloss --weight-augmented --strategies=coreset --subsets=0.1 --references= \
+      --out "$OUT/A-weighted" ;;
   B)
     case $PART in
       1) RULES="coreset,random" ;;
