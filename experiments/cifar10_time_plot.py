@@ -6,6 +6,7 @@ machine by `experiments/bench_timing.py` (selection included, evaluation exclude
 own timings are not used: its runs shared the two cores with each other and other jobs.
 
 Usage: python experiments/cifar10_time_plot.py GRID TIMING.md OUT.png [--subset 0.1] [--title TEXT]
+           [--extra GRID2=LABEL ...]   (full/none runs of another length, e.g. "full, 8 epochs")
 Beside OUT.png it writes OUT.md: per strategy, seconds per epoch, the mean final accuracy, and
 the time at which the mean curve first reaches 95% of full augmentation's final accuracy.
 """
@@ -15,6 +16,8 @@ import os
 import re
 import statistics
 from collections import defaultdict
+
+PAPER_RULES = ("coreset", "random", "maxloss")
 
 
 def read_timing(path):
@@ -59,6 +62,20 @@ def first_time(curve, rate, target):
     return None
 
 
+def series_of(grid, subset, rates, name=None):
+    """[(label, rate, mean curve, seeds, line style)] of the grid's strategies that have a quiet
+    rate; `name` (when given) labels the references of an extra grid, e.g. "full, 8 epochs".
+    Styles: references solid, the paper's rules dashed, the others dotted."""
+    curves, seeds = mean_curves(grid, subset)
+    keys = sorted((k for k in curves if k in rates), key=lambda k: (k[1] is not None, k[0]))
+    out = []
+    for key in keys:
+        label = (name or key[0]) if key[1] is None else f"{key[0]} {key[1]:g}"
+        style = "-" if key[1] is None else ("--" if key[0] in PAPER_RULES else ":")
+        out.append((label, rates[key], curves[key], seeds[key], style))
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("grid")
@@ -66,44 +83,46 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--subset", type=float, default=0.1)
     parser.add_argument("--title", default="")
+    parser.add_argument("--extra", action="append", default=[], metavar="GRID=LABEL",
+                        help="another grid's full or none runs (another epoch count), at the same quiet rates")
     args = parser.parse_args()
     rates = read_timing(args.timing)
-    curves, seeds = mean_curves(args.grid, args.subset)
-    keys = [k for k in curves if k in rates]
-    if ("full", None) not in keys:
+    series = series_of(args.grid, args.subset, rates)
+    full = next((curve for label, _, curve, _, _ in series if label == "full"), None)
+    if full is None:
         raise SystemExit("the plot needs full's runs and timing (the target is 95% of its final accuracy)")
-    target = 0.95 * curves[("full", None)][-1]
-    order = sorted(keys, key=lambda k: (k[1] is not None, k[0]))
+    target = 0.95 * full[-1]
+    for item in args.extra:
+        folder, _, name = item.partition("=")
+        series += series_of(folder, args.subset, rates, name or os.path.basename(os.path.normpath(folder)))
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for key in order:
-        rate, curve = rates[key], curves[key]
-        label = key[0] if key[1] is None else f"{key[0]} {key[1]:g}"
-        style = "-" if key[1] is None else ("--" if key[0] in ("coreset", "random", "maxloss") else ":")
+    for label, rate, curve, _, style in series:
         ax.plot([(e + 1) * rate for e in range(len(curve))], curve, style, marker=".", label=label)
     ax.axhline(target, color="grey", linewidth=0.8)
     ax.text(0, target, " 95% of full's final accuracy", va="bottom", fontsize=8, color="grey")
     ax.set_xlabel("training seconds at the quiet rate (one thread; selection included, evaluation excluded)")
     ax.set_ylabel("test accuracy % (mean over seeds)")
-    ax.set_title(args.title or f"{os.path.basename(os.path.normpath(args.grid))}: accuracy against training time")
+    ax.set_title(args.title or f"{os.path.basename(os.path.normpath(args.grid))}: accuracy against training time",
+                 fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
 
-    lines = [f"Accuracy against training time: `{os.path.basename(args.out)}`, made by "
-             f"`python experiments/cifar10_time_plot.py {args.grid} {args.timing} {args.out} --subset {args.subset:g}`.",
+    command = " ".join(["python experiments/cifar10_time_plot.py", args.grid, args.timing, args.out,
+                        f"--subset {args.subset:g}", *(f"--extra {e}" for e in args.extra)])
+    lines = [f"Accuracy against training time: `{os.path.basename(args.out)}`, made by `{command}`.",
              "", f"Target: 95% of full's mean final accuracy = {target:.2f}%.", "",
-             "| strategy | seeds | s / epoch (quiet) | final accuracy % (mean) | seconds to the target |",
-             "|---|---|---|---|---|"]
-    for key in order:
-        reached = first_time(curves[key], rates[key], target)
-        label = key[0] if key[1] is None else f"{key[0]} {key[1]:g}"
-        lines.append(f"| {label} | {seeds[key]} | {rates[key]:.2f} | {curves[key][-1]:.2f} | "
-                     + ("not reached" if reached is None else f"{reached:.0f}") + " |")
+             "| strategy | seeds | s / epoch (quiet) | epochs | final accuracy % (mean) | seconds to the target | "
+             "seconds in all |", "|---|---|---|---|---|---|---|"]
+    for label, rate, curve, seeds, _ in series:
+        reached = first_time(curve, rate, target)
+        lines.append(f"| {label} | {seeds} | {rate:.2f} | {len(curve)} | {curve[-1]:.2f} | "
+                     + ("not reached" if reached is None else f"{reached:.0f}") + f" | {len(curve) * rate:.0f} |")
     with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

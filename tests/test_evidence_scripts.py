@@ -81,7 +81,11 @@ def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
     assert plot.first_time([10.0, 40.0, 50.0], 3.0, 45.0) == 9.0
     assert plot.first_time([10.0, 40.0], 3.0, 45.0) is None
     out = tmp_path / "time.png"
-    argv, sys.argv = sys.argv, ["cifar10_time_plot.py", str(grid), str(timing), str(out)]
+    shorter = tmp_path / "A-full1"
+    for seed in range(2):
+        _write_run(shorter, "full", seed, [0.47])
+    argv, sys.argv = sys.argv, ["cifar10_time_plot.py", str(grid), str(timing), str(out), "--extra",
+                                f"{shorter}=full, 1 epoch"]
     try:
         plot.main()
     finally:
@@ -89,4 +93,6 @@ def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
     table = (tmp_path / "time.md").read_text()
     assert out.stat().st_size > 0
     # target 0.95 x 51 = 48.45: full reaches it after 2 epochs (12 s); coreset's 46 never does
-    assert "| full | 3 | 6.00 | 51.00 | 12 |" in table and "| coreset 0.1 | 3 | 3.00 | 46.00 | not reached |" in table
+    assert "| full | 3 | 6.00 | 2 | 51.00 | 12 | 12 |" in table
+    assert "| coreset 0.1 | 3 | 3.00 | 2 | 46.00 | not reached | 6 |" in table
+    assert "| full, 1 epoch | 2 | 6.00 | 1 | 47.00 | not reached | 6 |" in table  # at full's rate
