@@ -21,9 +21,10 @@
 #             pilot (weak only, 150 epochs): test accuracy peaks at 29% (epoch 16) and falls to
 #             23%, training accuracy on the noisy labels passes 50% at epoch 42 and reaches 98%:
 #             the memorising regime the paper's noise table is about.
-#          A-time: equal training time instead of equal epochs: full max-loss augmentation for 8
-#             epochs (8 x 7.2 s, about the 20 x 2.9 s of a 10% subset on the quiet timing) and weak
-#             augmentation alone for 30 epochs (30 x 2.0 s): is a subset better than a shorter run?
+#          A-time: other training lengths, for accuracy against time at equal budgets (quiet
+#             rates: full 7.0 s/epoch, none 1.9, 10% subsets 2.6-3.0). PART 1: full for 8 epochs
+#             and weak only for 30 (the time of a 10% subset's 20 epochs); 2: weak only for 60,
+#             random and coreset at 10% for 40 (about the time of full's 20 epochs); 3: full for 40.
 #          A-weighted: the coreset at 10% with its copies weighted by cluster size
 #             (--weight-augmented: the weighted sum the paper's analysis is about; its code and
 #             the grids leave the copies at weight 1)
@@ -59,8 +60,15 @@ case $GRID in
   A-maxloss|A-randaugment)
     coreaug bench $SET --augment "${GRID#A-}" $(cells) --out "$OUT/$GRID" ;;
   A-time)
-    coreaug bench $SET --augment maxloss --epochs 8 --strategies= --references=full --out "$OUT/A-time-full8"
-    coreaug bench $SET --augment maxloss --epochs 30 --strategies= --references=none --out "$OUT/A-time-none30" ;;
+    case $PART in
+      1) coreaug bench $SET --augment maxloss --epochs 8 --strategies= --references=full --out "$OUT/A-time-full8"
+         coreaug bench $SET --augment maxloss --epochs 30 --strategies= --references=none --out "$OUT/A-time-none30" ;;
+      2) coreaug bench $SET --augment maxloss --epochs 60 --strategies= --references=none --out "$OUT/A-time-none60"
+         coreaug bench $SET --augment maxloss --epochs 40 --strategies=random,coreset --subsets=0.1 --references= \
+           --out "$OUT/A-time-subsets40" ;;
+      3) coreaug bench $SET --augment maxloss --epochs 40 --strategies= --references=full --out "$OUT/A-time-full40" ;;
+      *) for part in 1 2 3; do "$0" "$DATA" "$OUT" A-time $part; done ;;
+    esac ;;
   A-weighted)
     coreaug bench $SET --augment maxloss --weight-augmented --strategies=coreset --subsets=0.1 --references= \
       --out "$OUT/A-weighted" ;;
