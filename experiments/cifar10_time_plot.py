@@ -6,7 +6,7 @@ machine by `experiments/bench_timing.py` (selection included, evaluation exclude
 own timings are not used: its runs shared the two cores with each other and other jobs.
 
 Usage: python experiments/cifar10_time_plot.py GRID TIMING.md OUT.png [--subset 0.1] [--title TEXT]
-           [--extra GRID2=LABEL ...]   (full/none runs of another length, e.g. "full, 8 epochs")
+           [--extra GRID2=SUFFIX ...]   (runs of another length, labelled e.g. "full, 8 epochs")
 Beside OUT.png it writes OUT.md: per strategy, seconds per epoch, the mean final accuracy, and
 the time at which the mean curve first reaches 95% of full augmentation's final accuracy.
 """
@@ -62,15 +62,16 @@ def first_time(curve, rate, target):
     return None
 
 
-def series_of(grid, subset, rates, name=None):
+def series_of(grid, subset, rates, suffix=None):
     """[(label, rate, mean curve, seeds, line style)] of the grid's strategies that have a quiet
-    rate; `name` (when given) labels the references of an extra grid, e.g. "full, 8 epochs".
+    rate; `suffix` (when given) is added to the labels of an extra grid's runs ("full, 8 epochs").
     Styles: references solid, the paper's rules dashed, the others dotted."""
     curves, seeds = mean_curves(grid, subset)
     keys = sorted((k for k in curves if k in rates), key=lambda k: (k[1] is not None, k[0]))
     out = []
     for key in keys:
-        label = (name or key[0]) if key[1] is None else f"{key[0]} {key[1]:g}"
+        label = key[0] if key[1] is None else f"{key[0]} {key[1]:g}"
+        label = f"{label}, {suffix}" if suffix else label
         style = "-" if key[1] is None else ("--" if key[0] in PAPER_RULES else ":")
         out.append((label, rates[key], curves[key], seeds[key], style))
     return out
@@ -83,8 +84,9 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--subset", type=float, default=0.1)
     parser.add_argument("--title", default="")
-    parser.add_argument("--extra", action="append", default=[], metavar="GRID=LABEL",
-                        help="another grid's full or none runs (another epoch count), at the same quiet rates")
+    parser.add_argument("--extra", action="append", default=[], metavar="GRID=SUFFIX",
+                        help="another grid's runs (another epoch count) at the same quiet rates, labelled "
+                             "'<strategy>, SUFFIX'")
     args = parser.parse_args()
     rates = read_timing(args.timing)
     series = series_of(args.grid, args.subset, rates)
@@ -93,16 +95,17 @@ def main():
         raise SystemExit("the plot needs full's runs and timing (the target is 95% of its final accuracy)")
     target = 0.95 * full[-1]
     for item in args.extra:
-        folder, _, name = item.partition("=")
-        series += series_of(folder, args.subset, rates, name or os.path.basename(os.path.normpath(folder)))
+        folder, _, suffix = item.partition("=")
+        series += series_of(folder, args.subset, rates, suffix or os.path.basename(os.path.normpath(folder)))
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for label, rate, curve, _, style in series:
-        ax.plot([(e + 1) * rate for e in range(len(curve))], curve, style, marker=".", label=label)
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10
+    for (label, rate, curve, _, style), colour in zip(series, colours[::2] + colours[1::2]):
+        ax.plot([(e + 1) * rate for e in range(len(curve))], curve, style, marker=".", label=label, color=colour)
     ax.axhline(target, color="grey", linewidth=0.8)
     ax.text(0, target, " 95% of full's final accuracy", va="bottom", fontsize=8, color="grey")
     ax.set_xlabel("training seconds at the quiet rate (one thread; selection included, evaluation excluded)")

@@ -85,7 +85,7 @@ def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
     for seed in range(2):
         _write_run(shorter, "full", seed, [0.47])
     argv, sys.argv = sys.argv, ["cifar10_time_plot.py", str(grid), str(timing), str(out), "--extra",
-                                f"{shorter}=full, 1 epoch"]
+                                f"{shorter}=1 epoch"]
     try:
         plot.main()
     finally:
