@@ -8,6 +8,7 @@ CIFAR-10, 200 epochs, 5 runs); ours are at CPU scale (see experiments/cifar10_ev
 on the JPEG copy of CIFAR-10 (quality 75), so only the shares compare.
 
 Usage: python experiments/cifar10_tables.py GRID OUT [--paper table4|noise|none] [--command TEXT]
+           [--also GRID2=SUFFIX ...]   (another grid's runs as rows "<strategy>, SUFFIX")
 Beside OUT (x.md) it writes x-runs.csv: one row per finished run (the figures behind the table).
 """
 import argparse
@@ -99,12 +100,21 @@ def main():
     parser.add_argument("--paper", choices=sorted(PAPERS), default="table4")
     parser.add_argument("--title", default=None)
     parser.add_argument("--command", default="", help="the command that produced the grid, for the record")
+    parser.add_argument("--also", action="append", default=[], metavar="GRID=SUFFIX",
+                        help="another grid's runs as more rows, '<strategy>, SUFFIX' (paired with this grid's random)")
     args = parser.parse_args()
     rows = []
     cells = read_runs(args.grid, rows)
+    for item in args.also:
+        folder, _, suffix = item.partition("=")
+        more = []
+        for (strategy, subset), runs in read_runs(folder, more).items():
+            cells[(f"{strategy}, {suffix}", subset)] = runs
+        rows += [dict(row, strategy=f"{row['strategy']}, {suffix}") for row in more]
     lines = [f"# {args.title or os.path.basename(os.path.normpath(args.grid))}", ""]
     if args.command:
-        lines += ["Produced by:", "", "```", args.command, f"python experiments/cifar10_tables.py {args.grid} {args.out}",
+        lines += ["Produced by:", "", "```", args.command, " ".join([f"python experiments/cifar10_tables.py {args.grid} {args.out} --paper {args.paper}",
+                                                       *(f"--also '{item}'" for item in args.also)]),
                   "```", ""]
     lines += table(cells, PAPERS[args.paper])
     lines += ["", "Final test accuracy after the last epoch, on the fixed 2,000-image test sample; real CIFAR-10 "

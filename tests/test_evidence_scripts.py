@@ -58,12 +58,18 @@ def test_tables_pair_runs_by_seed_and_give_shares(grid, tmp_path):
     assert "+3.00 ± 1.00 over 3 (beyond one std)" in coreset
     assert "| 91.54 | 51% |" in coreset  # the paper's figure and share beside ours
     out = tmp_path / "A.md"
-    argv, sys.argv = sys.argv, ["cifar10_tables.py", str(grid), str(out)]
+    weighted = tmp_path / "A-weighted"
+    for seed in range(2):
+        _write_run(weighted, "coreset", seed, [0.4, 0.40 + 0.01 * seed], subset=0.1)
+    argv, sys.argv = sys.argv, ["cifar10_tables.py", str(grid), str(out), "--also", f"{weighted}=weighted copies"]
     try:
         tables.main()
     finally:
         sys.argv = argv
-    assert "coreset" in out.read_text() and (tmp_path / "A-runs.csv").read_text().count("\n") == 14
+    text = out.read_text()
+    # another grid's runs are rows of their own, paired with this grid's random: 40 - 42, 41 - 43
+    assert "| coreset, weighted copies | 10% | 2 | 40.50 ± 0.71 | -5% | -2.00 ± 0.00 over 2 |" in text
+    assert (tmp_path / "A-runs.csv").read_text().count("coreset, weighted copies") == 2
 
 
 def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
