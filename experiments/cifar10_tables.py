@@ -32,17 +32,22 @@ PAPER_NOISE = {"none": 70.72, "full": 75.87,
 PAPERS = {"table4": PAPER_TABLE4, "noise": PAPER_NOISE, "none": {}}
 
 
+def finished_runs(grid):
+    """(name, folder, summary) of each finished run under GRID/runs/ (one with a summary.json),
+    in name order."""
+    runs = os.path.join(grid, "runs")
+    for name in sorted(os.listdir(runs)):
+        folder = os.path.join(runs, name)
+        if os.path.exists(os.path.join(folder, "summary.json")):
+            with open(os.path.join(folder, "summary.json")) as f:
+                yield name, folder, json.load(f)
+
+
 def read_runs(grid, rows=None):
     """{(strategy, subset or None): {seed: final accuracy in %}} over the grid's finished runs;
     appends one dict per run to `rows` when given."""
     cells = defaultdict(dict)
-    runs = os.path.join(grid, "runs")
-    for name in sorted(os.listdir(runs)):
-        folder = os.path.join(runs, name)
-        if not os.path.exists(os.path.join(folder, "summary.json")):
-            continue
-        with open(os.path.join(folder, "summary.json")) as f:
-            summary = json.load(f)
+    for name, _, summary in finished_runs(grid):
         config = summary["config"]
         strategy = config["strategy"]
         subset = None if strategy in ("full", "none") else config["subset"]

@@ -15,7 +15,11 @@ import json
 import os
 import re
 import statistics
+import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cifar10_tables import finished_runs  # noqa: E402  (a script beside this one)
 
 PAPER_RULES = ("coreset", "random", "maxloss")
 
@@ -37,13 +41,8 @@ def mean_curves(grid, subset):
     """{(strategy, subset or None): [mean test accuracy % after epoch e]} over the finished runs
     at `subset` (and the references), with the seed counts."""
     curves, seeds = defaultdict(list), defaultdict(int)
-    runs = os.path.join(grid, "runs")
-    for name in sorted(os.listdir(runs)):
-        folder = os.path.join(runs, name)
-        if not os.path.exists(os.path.join(folder, "summary.json")):
-            continue
-        with open(os.path.join(folder, "config.json")) as f:
-            config = json.load(f)
+    for _, folder, summary in finished_runs(grid):
+        config = summary["config"]
         strategy = config["strategy"]
         key = (strategy, None) if strategy in ("full", "none") else (strategy, config["subset"])
         if key[1] not in (None, subset):
