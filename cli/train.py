@@ -88,6 +88,8 @@ def train_options(command):
         click.option("--selection-warmup", type=int,
                      help="Epochs of random selections before the first model-based one [default: the rule's; crust 20%]."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
+        click.option("--eval-every", type=int, default=_default("eval_every"), show_default=True,
+                     help="Evaluate on the test set after every N-th epoch (and the last)."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
         click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_default("optimizer"), show_default=True,

@@ -189,3 +189,14 @@ def bench_in_process(capsys, *args):
         main(["bench", *map(str, args)])
     assert exit_info.value.code == 2
     return capsys.readouterr().err
+
+
+def test_a_grid_evaluating_every_other_epoch_writes_its_tables_and_plot(tmp_path):
+    out = tmp_path / "grid"
+    proc = coreaug("bench", *TINY, "--eval-every", "2", "--subsets", "0.3", "--strategies", "random",
+                   "--references", "full", "--seeds", "1", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    metrics = [json.loads(line) for line in (out / "runs" / "random-0.3-seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["test_accuracy"] is None for m in metrics] == [True, False]
+    assert (out / "results.md").exists() and (out / "results.csv").exists()
+    assert summary(out, "random-0.3-seed0")["final_test_accuracy"] == metrics[-1]["test_accuracy"]

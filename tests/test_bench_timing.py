@@ -104,3 +104,9 @@ def test_without_full_speedups_are_missing_and_target_uses_best_run(grid_rows):
     target, _ = add_timings(rows)
     assert target == pytest.approx(0.99 * 0.90)
     assert all(math.isnan(r["speedup"]) for r in rows)
+
+
+def test_time_to_target_passes_over_epochs_without_an_evaluation():
+    rows = history([0.5, 0.9, 0.8])
+    rows[1]["test_accuracy"] = None  # not evaluated (--eval-every): its 0.9 was never seen
+    assert time_to_target(rows, 0.7) == 30.0

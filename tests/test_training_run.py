@@ -220,3 +220,31 @@ def test_metrics_say_the_rate_an_epoch_started_at_and_time_with_and_without_eval
     assert history[-1]["training_seconds"] == pytest.approx(sum(m["epoch_seconds"] for m in history))
     assert history[-1]["elapsed_seconds"] == pytest.approx(
         sum(m["epoch_seconds"] + m["eval_seconds"] for m in history))
+
+
+def test_eval_every_evaluates_every_nth_epoch_and_the_last(tmp_path, monkeypatch):
+    evaluated = []
+    evaluate = trainer_module._evaluate
+
+    def counting(run, data, distributed):
+        evaluated.append(len(run.history))  # the epoch being finished
+        return evaluate(run, data, distributed)
+
+    monkeypatch.setattr(trainer_module, "_evaluate", counting)
+    out = tmp_path / "run"
+    result = coreaug.train(coreaug.TrainConfig(**dict(TINY, quiet=False), epochs=5, eval_every=2, out=str(out)))
+    assert evaluated == [1, 3, 4]  # after epochs 2 and 4 (1-based), and the last
+    accuracies = [m["test_accuracy"] for m in result.history]
+    assert [a is None for a in accuracies] == [True, False, True, False, False]
+    assert all(m["test_loss"] is None and m["eval_seconds"] < 0.5 for m in result.history if m["test_accuracy"] is None)
+    assert result.final_test_accuracy == accuracies[-1]
+    assert result.best_test_accuracy == max(a for a in accuracies if a is not None)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_test_accuracy"] == result.best_test_accuracy
+    assert [json.loads(line)["test_accuracy"] for line in (out / "metrics.jsonl").read_text().splitlines()] == accuracies
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_eval_every_must_be_a_positive_integer(value):
+    with pytest.raises(coreaug.UsageError, match="eval_every"):
+        coreaug.TrainConfig(**TINY, eval_every=value).resolved()

@@ -24,8 +24,9 @@ def plot_accuracy_vs_time(rows, target, path):
     labelled = set()
     for row in rows:
         colour = COLOURS.get(row["strategy"], "tab:olive")
-        seconds = [training_seconds(m) for m in row["history"]]
-        accuracy = [100 * m["test_accuracy"] for m in row["history"]]
+        evaluated = [m for m in row["history"] if m["test_accuracy"] is not None]  # --eval-every skips some
+        seconds = [training_seconds(m) for m in evaluated]
+        accuracy = [100 * m["test_accuracy"] for m in evaluated]
         axes.plot(seconds, accuracy, color=colour, alpha=0.25, linewidth=1)
         label = None if row["strategy"] in labelled else row["strategy"]
         labelled.add(row["strategy"])

@@ -15,10 +15,11 @@ def time_to_target(history, target):
 
     Takes the run's metrics rows (dicts with `test_accuracy` and `training_seconds`, in epoch
     order) and an accuracy in [0, 1]. Returns the `training_seconds` of the first epoch whose
-    test accuracy is >= target, or NaN when no epoch reaches it.
+    test accuracy is >= target, or NaN when no epoch reaches it. Epochs without an evaluation
+    (`--eval-every`) are passed over.
     """
     for row in history:
-        if row["test_accuracy"] >= target:
+        if row["test_accuracy"] is not None and row["test_accuracy"] >= target:
             return training_seconds(row)
     return NAN
 

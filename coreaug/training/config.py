@@ -63,6 +63,8 @@ class TrainConfig:
         nothing (append mode, logit gradients; the first selection is a clean pass).
     loss_filter: coreset-lowloss's share of each class's highest losses cut before facility
         location (None: estimated per class, the examples the model rates below chance).
+    eval_every: evaluate on the test set after every N-th epoch and after the last (epochs
+        between carry no test figures: None in the history).
     selection_warmup: epochs before the first model-based selection (random selections of the
         same budget until then); None takes the rule's own share (crust: 20% of the epochs, else 0).
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
@@ -133,6 +135,7 @@ class TrainConfig:
     selection_warmup: Optional[int] = None
     loss_filter: Optional[float] = None
     epochs: Optional[int] = None
+    eval_every: int = 1
     batch_size: Optional[int] = None
     lr: Optional[float] = None
     optimizer: str = "sgd"
@@ -262,7 +265,7 @@ class TrainConfig:
             check_choice(part.strip(), "augment", available_policies(), unknown=True)
         if not is_number(self.subset) or not 0 < self.subset <= 1:
             raise UsageError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
-        for name in ("select_every", "epochs", "batch_size", "copies", "candidates", "knn", "gradient_dim"):
+        for name in ("select_every", "eval_every", "epochs", "batch_size", "copies", "candidates", "knn", "gradient_dim"):
             check_int(getattr(self, name), name)
         for name in ("train_limit", "test_limit"):
             check_int(getattr(self, name), name, optional=True)

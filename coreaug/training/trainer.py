@@ -200,7 +200,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
             torch.cuda.synchronize()
         epoch_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        test_loss, test_accuracy = _evaluate(run, data, distributed)
+        test_loss, test_accuracy = _evaluate(run, data, distributed) if evaluates(config, epoch) else (None, None)
         eval_seconds = time.perf_counter() - t1
         run.history.append({
             "epoch": epoch, "train_loss": loss_sum / n_trained, "train_accuracy": correct / n_trained,
@@ -292,6 +292,11 @@ def parameter_groups(model, weight_decay, norm_decay=True):
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
+def evaluates(config, epoch):
+    """Whether `epoch` ends with a test evaluation: every `eval_every`-th epoch, and the last."""
+    return (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+
+
 def _evaluate(run, data, distributed):
     """(test loss, test accuracy) over every process's slice of the test set."""
     rows = distributed.row_slice(len(data.test_labels))
@@ -309,8 +314,9 @@ def _checkpoint(config, run, epoch, data):
 
 
 def _log_epoch(config, m):
+    accuracy = "—" if m["test_accuracy"] is None else f"{m['test_accuracy']:.2%}"
     tqdm.write(f"epoch {m['epoch'] + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
-               f"test acc {m['test_accuracy']:.2%}  {m['epoch_seconds']:.1f} s "
+               f"test acc {accuracy}  {m['epoch_seconds']:.1f} s "
                f"(selection {m['selection_seconds']:.2f} s)  {m['n_trained']} trained, {m['n_augmented']} augmented")
 
 
@@ -457,7 +463,7 @@ class ProgressBar:
 
 
 def _result(config, history, model, distributed):
-    accuracies = [m["test_accuracy"] for m in history] or [float("nan")]
+    accuracies = [m["test_accuracy"] for m in history if m["test_accuracy"] is not None] or [float("nan")]
     return TrainResult(
         config=config, history=history, final_test_accuracy=accuracies[-1], best_test_accuracy=max(accuracies),
         total_seconds=sum(m["epoch_seconds"] for m in history),
