@@ -14,8 +14,9 @@
 #          B: tiny subsets trained alone (subset mode) at 0.5/1/2/5% of a 10,000-image sample
 #             (50 to 500 images: the paper's 0.1-1% of CIFAR-10 in numbers of images), 200 epochs,
 #             R = 10 (the paper re-selects every epoch; a clean pass over 10,000 images each epoch
-#             would cost more than the training here). PART 1: coreset and random (the paper's
-#             claim); 2: the other rules; none: all.
+#             would cost more than the training here), test accuracy every 10 epochs (evaluating
+#             2,000 images every epoch would be half of a run's time). PART 1: coreset and random
+#             (the paper's claim); 2: the other rules; none: all.
 #          C: 50% symmetric label noise on a 500-image sample, 100 epochs, randaugment: all data
 #             + augmented subsets at 10/30/50%, and subset mode at 50% (grid C-subset). The
 #             pilot (weak only, 150 epochs): test accuracy peaks at 29% (epoch 16) and falls to
@@ -80,7 +81,7 @@ case $GRID in
     esac
     for subset in 0.005 0.01 0.02 0.05; do  # one fraction at a time: a stopped grid has whole comparisons
       coreaug bench --dataset "$DATA" --image-size 32 --model cnn --train-limit 10000 --test-limit 2000 \
-        --epochs 200 --batch-size 64 --select-every 10 --seeds 5 --quiet --augment maxloss --mode subset \
+        --epochs 200 --eval-every 10 --batch-size 64 --select-every 10 --seeds 5 --quiet --augment maxloss --mode subset \
         --strategies "$RULES" --subsets $subset --references= --out "$OUT/B"
     done ;;
   C)
