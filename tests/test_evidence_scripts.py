@@ -102,3 +102,17 @@ def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
     assert "| full | 3 | 6.00 | 2 | 51.00 | 12 | 12 |" in table
     assert "| coreset 0.1 | 3 | 3.00 | 2 | 46.00 | not reached | 6 |" in table
     assert "| full, 1 epoch | 2 | 6.00 | 1 | 47.00 | not reached | 6 |" in table  # at full's rate
+
+
+def test_noise_signal_measures_rank_separation_and_the_low_loss_halves():
+    np = pytest.importorskip("numpy")
+    signal = _script("cifar10_noise_signal")
+    flipped = np.array([False, False, True, True])
+    assert signal.auc(np.array([1.0, 2.0, 3.0, 4.0]), flipped) == 1.0  # every flipped label scores higher
+    assert signal.auc(np.array([4.0, 3.0, 2.0, 1.0]), flipped) == 0.0
+    assert signal.auc(np.ones(4), flipped) == 0.5  # ties: no signal
+    # two classes of four; the lower-loss half of class 0 holds one flipped label, of class 1 none
+    loss = np.array([1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    flips = np.array([False, True, True, False, False, False, True, True])
+    assert signal.flipped_in_low_half(loss, labels, flips) == 0.25
