@@ -82,8 +82,11 @@ def table(cells, paper):
         runs = cells[(strategy, subset)]
         m, s = _mean_std(runs.values())
         versus = ""
-        random = cells.get(("random", subset), {})
-        if subset is not None and strategy != "random":
+        # a row of another grid (--also: "<strategy>, SUFFIX") pairs with that grid's random if it has one
+        suffix = strategy.partition(", ")[2]
+        random = cells.get((f"random, {suffix}", subset)) if suffix else None
+        random = random if random is not None else cells.get(("random", subset), {})
+        if subset is not None and not strategy.startswith("random"):
             paired = [runs[k] - random[k] for k in runs if k in random]
             if paired:
                 d, ds = _mean_std(paired)

@@ -59,9 +59,13 @@ def test_tables_pair_runs_by_seed_and_give_shares(grid, tmp_path):
     assert "| 91.54 | 51% |" in coreset  # the paper's figure and share beside ours
     out = tmp_path / "A.md"
     weighted = tmp_path / "A-weighted"
+    longer = tmp_path / "A-longer"
     for seed in range(2):
         _write_run(weighted, "coreset", seed, [0.4, 0.40 + 0.01 * seed], subset=0.1)
-    argv, sys.argv = sys.argv, ["cifar10_tables.py", str(grid), str(out), "--also", f"{weighted}=weighted copies"]
+        _write_run(longer, "coreset", seed, [0.4, 0.60 + 0.01 * seed], subset=0.1)
+        _write_run(longer, "random", seed, [0.4, 0.59], subset=0.1)
+    argv, sys.argv = sys.argv, ["cifar10_tables.py", str(grid), str(out), "--also", f"{weighted}=weighted copies",
+                                "--also", f"{longer}=40 epochs"]
     try:
         tables.main()
     finally:
@@ -70,6 +74,9 @@ def test_tables_pair_runs_by_seed_and_give_shares(grid, tmp_path):
     # another grid's runs are rows of their own, paired with this grid's random: 40 - 42, 41 - 43
     assert "| coreset, weighted copies | 10% | 2 | 40.50 ± 0.71 | -5% | -2.00 ± 0.00 over 2 |" in text
     assert (tmp_path / "A-runs.csv").read_text().count("coreset, weighted copies") == 2
+    # a grid with its own random pairs with it: 60 - 59, 61 - 59
+    assert "| coreset, 40 epochs | 10% | 2 | 60.50 ± 0.71 | 195% | +1.50 ± 0.71 over 2 |" in text
+    assert "| random, 40 epochs | 10% | 2 | 59.00 ± 0.00 | 180% |  |" in text
 
 
 def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
