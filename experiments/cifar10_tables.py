@@ -7,7 +7,7 @@ OUT (markdown). The paper's figures are Liu & Mirzasoleiman 2022's appendix (Res
 CIFAR-10, 200 epochs, 5 runs); ours are at CPU scale (see experiments/cifar10_evidence.sh),
 on the JPEG copy of CIFAR-10 (quality 75), so only the shares compare.
 
-Usage: python experiments/cifar10_tables.py GRID OUT [--paper table4|noise|none] [--command TEXT]
+Usage: python experiments/cifar10_tables.py GRID OUT [--paper table4|noise|tiny|none] [--command TEXT]
            [--also GRID2=SUFFIX ...]   (another grid's runs as rows "<strategy>, SUFFIX")
 Beside OUT (x.md) it writes x-runs.csv: one row per finished run (the figures behind the table).
 """
@@ -29,7 +29,12 @@ PAPER_NOISE = {"none": 70.72, "full": 75.87,
                ("random", 0.1): 72.32, ("random", 0.3): 74.46, ("random", 0.5): 75.36,
                ("maxloss", 0.1): 71.83, ("maxloss", 0.3): 72.45, ("maxloss", 0.5): 73.23,
                ("coreset", 0.1): 73.02, ("coreset", 0.3): 74.67, ("coreset", 0.5): 76.20}
-PAPERS = {"table4": PAPER_TABLE4, "noise": PAPER_NOISE, "none": {}}
+# Same paper, tiny subsets trained alone (subset mode, R = 1, no none/full references), keyed by
+# grid B's fractions of its 10,000-image sample at the same number of images: 0.5% (50 images) is
+# the paper's 0.1% of CIFAR-10, 1% its 0.2%, 5% its 1%; 2% (200 images) stands beside its 0.5% (250).
+PAPER_TINY = {("random", 0.005): 33.5, ("coreset", 0.005): 37.8, ("random", 0.01): 42.7, ("coreset", 0.01): 45.1,
+              ("random", 0.02): 58.7, ("coreset", 0.02): 63.9, ("random", 0.05): 74.4, ("coreset", 0.05): 74.7}
+PAPERS = {"table4": PAPER_TABLE4, "noise": PAPER_NOISE, "tiny": PAPER_TINY, "none": {}}
 
 
 def finished_runs(grid):
@@ -94,9 +99,11 @@ def table(cells, paper):
                 versus = f"{d:+.2f} ± {ds:.2f} over {len(paired)}{beyond}"
         key = strategy if subset is None else (strategy, subset)
         theirs = paper.get(key)
-        their_share = _share(theirs, paper["none"], paper["full"]) if theirs is not None and paper else math.nan
-        lines.append(f"| {strategy} | {'' if subset is None else f'{subset:.0%}'} | {len(runs)} | {m:.2f} ± {s:.2f} | "
-                     f"{_share(m, none, full):.0f}% | {versus} | {'' if theirs is None else f'{theirs:.2f}'} | "
+        their_share = (_share(theirs, paper["none"], paper["full"]) if theirs is not None and "none" in paper
+                       else math.nan)
+        share = _share(m, none, full)
+        lines.append(f"| {strategy} | {'' if subset is None else f'{100 * subset:g}%'} | {len(runs)} | {m:.2f} ± {s:.2f} | "
+                     f"{'' if math.isnan(share) else f'{share:.0f}%'} | {versus} | {'' if theirs is None else f'{theirs:.2f}'} | "
                      f"{'' if math.isnan(their_share) else f'{their_share:.0f}%'} |")
     return lines
 
