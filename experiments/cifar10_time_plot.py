@@ -38,8 +38,9 @@ def read_timing(path):
 
 
 def mean_curves(grid, subset):
-    """{(strategy, subset or None): [mean test accuracy % after epoch e]} over the finished runs
-    at `subset` (and the references), with the seed counts."""
+    """{(strategy, subset or None): [mean test accuracy % after epoch e, None where the runs did
+    not evaluate (--eval-every)]} over the finished runs at `subset` (and the references), with
+    the seed counts."""
     curves, seeds = defaultdict(list), defaultdict(int)
     for _, folder, summary in finished_runs(grid):
         config = summary["config"]
@@ -48,15 +49,16 @@ def mean_curves(grid, subset):
         if key[1] not in (None, subset):
             continue
         with open(os.path.join(folder, "metrics.jsonl")) as f:
-            curves[key].append([100 * json.loads(line)["test_accuracy"] for line in f if line.strip()])
+            curves[key].append([json.loads(line)["test_accuracy"] for line in f if line.strip()])
         seeds[key] += 1
-    return {key: [statistics.fmean(epoch) for epoch in zip(*runs)] for key, runs in curves.items()}, seeds
+    return {key: [None if None in epoch else 100 * statistics.fmean(epoch) for epoch in zip(*runs)]
+            for key, runs in curves.items()}, seeds
 
 
 def first_time(curve, rate, target):
     """Seconds until the curve first reaches `target` (None if it never does)."""
     for epoch, accuracy in enumerate(curve):
-        if accuracy >= target:
+        if accuracy is not None and accuracy >= target:
             return (epoch + 1) * rate
     return None
 
@@ -104,7 +106,9 @@ def main():
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colours = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10
     for (label, rate, curve, _, style), colour in zip(series, colours[::2] + colours[1::2]):
-        ax.plot([(e + 1) * rate for e in range(len(curve))], curve, style, marker=".", label=label, color=colour)
+        evaluated = [(e, a) for e, a in enumerate(curve) if a is not None]
+        ax.plot([(e + 1) * rate for e, _ in evaluated], [a for _, a in evaluated], style, marker=".", label=label,
+                color=colour)
     ax.axhline(target, color="grey", linewidth=0.8)
     ax.text(0, target, " 95% of full's final accuracy", va="bottom", fontsize=8, color="grey")
     ax.set_xlabel("training seconds at the quiet rate (one thread; selection included, evaluation excluded)")

@@ -92,6 +92,7 @@ def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
     assert set(curves) == {("none", None), ("full", None), ("random", 0.1), ("coreset", 0.1)}
     assert curves[("coreset", 0.1)] == pytest.approx([35.0, 46.0]) and seeds[("coreset", 0.1)] == 3
     assert plot.first_time([10.0, 40.0, 50.0], 3.0, 45.0) == 9.0
+    assert plot.first_time([10.0, None, 50.0], 3.0, 45.0) == 9.0  # an epoch not evaluated is passed over
     assert plot.first_time([10.0, 40.0], 3.0, 45.0) is None
     out = tmp_path / "time.png"
     shorter = tmp_path / "A-full1"
