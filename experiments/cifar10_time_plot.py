@@ -12,6 +12,7 @@ the time at which the mean curve first reaches 95% of full augmentation's final 
 """
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -20,6 +21,8 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cifar10_tables import finished_runs  # noqa: E402  (a script beside this one)
+
+from coreaug.bench import time_to_target  # noqa: E402
 
 PAPER_RULES = ("coreset", "random", "maxloss")
 
@@ -56,11 +59,11 @@ def mean_curves(grid, subset):
 
 
 def first_time(curve, rate, target):
-    """Seconds until the curve first reaches `target` (None if it never does)."""
-    for epoch, accuracy in enumerate(curve):
-        if accuracy is not None and accuracy >= target:
-            return (epoch + 1) * rate
-    return None
+    """Seconds until the mean curve first reaches `target` (None if it never does): the bench's
+    `time_to_target` on the curve's epochs placed at the quiet rate."""
+    rows = [{"test_accuracy": accuracy, "training_seconds": (epoch + 1) * rate} for epoch, accuracy in enumerate(curve)]
+    seconds = time_to_target(rows, target)
+    return None if math.isnan(seconds) else seconds
 
 
 def series_of(grid, subset, rates, suffix=None):
