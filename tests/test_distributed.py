@@ -213,6 +213,17 @@ def test_ranks_draw_different_augmentations_and_rank_0_draws_the_single_process_
     assert not torch.equal(draw(0), draw(1))
 
 
+def test_a_completed_run_waits_for_every_rank_before_leaving_and_a_failed_one_does_not():
+    calls = []
+    with mock.patch.object(dist, "is_initialized", return_value=True), \
+            mock.patch.object(dist, "barrier", lambda: calls.append("barrier")), \
+            mock.patch.object(dist, "destroy_process_group", lambda: calls.append("destroy")):
+        Distributed(1, 2, 1, owns_group=True).close(completed=True)
+        Distributed(1, 2, 1, owns_group=True).close()
+        Distributed(1, 2, 1, owns_group=False).close(completed=True)  # the caller's group stays
+    assert calls == ["barrier", "destroy", "destroy"]
+
+
 def test_torchrun_launch_writes_what_a_single_process_writes_from_rank_0_alone(tmp_path):
     """The README's command: torchrun --nproc-per-node 2 -m coreaug train ..."""
     (tmp_path / "cwd").mkdir()
@@ -221,7 +232,7 @@ def test_torchrun_launch_writes_what_a_single_process_writes_from_rank_0_alone(t
               "--master-port", str(free_port()), "-m", "coreaug", "train"]
     ddp = subprocess.run([*launch, *ARGS, "--out", tmp_path / "ddp"], cwd=tmp_path / "cwd", env=ONE_THREAD,
                          capture_output=True, text=True, timeout=240)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.returncode == 0, ddp.stderr[:4000] + "\n...\n" + ddp.stderr[-2000:]  # the failing rank's traceback first
     one = subprocess.run([sys.executable, "-m", "coreaug", "train", *ARGS, "--out", tmp_path / "one"],
                          env=ONE_THREAD, capture_output=True, text=True, timeout=240)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -7,6 +7,7 @@ single-process `Distributed`, whose collectives give back their input unchanged.
 """
 import contextlib
 import datetime
+import gc
 import os
 
 import torch
@@ -156,9 +157,19 @@ class Distributed:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    def close(self):
-        """Leave the process group if `join_run` created it."""
+    def close(self, completed=False):
+        """Leave the process group if `join_run` created it.
+
+        After a `completed` run every process first waits for the others: one that tore its
+        connections down while rank 0 was still writing the run's files, or while a peer was
+        in the last collective, could abort that peer (gloo, SIGABRT). A failed run leaves at
+        once (a barrier would wait for a process that is gone). Objects still holding the
+        group (a DDP wrapper in a reference cycle) are collected before it is destroyed.
+        """
         if self.owns_group and dist.is_initialized():
+            if completed and self.world_size > 1:
+                dist.barrier()
+            gc.collect()
             dist.destroy_process_group()
 
 

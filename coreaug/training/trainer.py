@@ -94,10 +94,13 @@ def train(config, model=None):
         raise UsageError(f"config.model {config.model!r} names a module passed to train; pass it again: "
                          "coreaug.train(config, model=...)")
     distributed = join_run(config.device)
+    completed = False
     try:
-        return _run(config, distributed, model)
+        result = _run(config, distributed, model)
+        completed = True
+        return result
     finally:
-        distributed.close()
+        distributed.close(completed)
 
 
 def given_model_name(config, model):
