@@ -44,7 +44,7 @@ export OMP_NUM_THREADS=1
 SET="--dataset $DATA --image-size 32 --model cnn --train-limit 2000 --test-limit 2000 --epochs 20
      --batch-size 64 --select-every 2 --seeds 5 --quiet"
 PAPER="coreset,random,maxloss"
-BEYOND="coreset-lowloss,crust,infobatch,ccs"
+BEYOND="coreset-history,coreset-lowloss,crust,infobatch,ccs"
 
 cells() {
   case $PART in
@@ -92,7 +92,8 @@ case $GRID in
       *) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3,0.5 --references=none,full" ;;
     esac
     coreaug bench $NOISE $CELLS --out "$OUT/C" ;;
-  C-subset)
-    coreaug bench $NOISE --mode subset --strategies "$PAPER,$BEYOND" --subsets 0.5 --references= --out "$OUT/C-subset" ;;
+  C-subset)  # random and coreset-history first: the comparison with all-data training under noise
+    coreaug bench $NOISE --mode subset --strategies "random,coreset-history,coreset,maxloss,${BEYOND#coreset-history,}" \
+      --subsets 0.5 --references= --out "$OUT/C-subset" ;;
   *) echo "unknown grid $GRID" >&2; exit 2 ;;
 esac

@@ -7,7 +7,7 @@ import torch
 
 import coreaug
 from coreaug.selection import class_budgets, logit_gradients
-from coreaug.selection.rules import RULES, low_loss_mask, select_by_rule
+from coreaug.selection.rules import RULES, low_loss_mask, select_by_rule, upper_group_size
 from coreaug.training.config import SELECTING
 from coreaug.training.plan import same_class_partners
 
@@ -23,7 +23,7 @@ def scores(n=400, classes=4, seed=0):
 
 def test_every_rule_is_a_strategy_of_the_trainer_and_the_bench():
     assert set(RULES) == set(SELECTING)
-    assert {"coreset", "random", "maxloss", "coreset-lowloss", "crust", "infobatch", "ccs"} <= set(RULES)
+    assert {"coreset", "random", "maxloss", "coreset-lowloss", "coreset-history", "crust", "infobatch", "ccs"} <= set(RULES)
 
 
 @pytest.mark.parametrize("name", sorted(RULES))
@@ -171,7 +171,60 @@ def test_a_given_loss_filter_share_is_cut_before_facility_location():
     selection = method.choose(0, estimates=g, losses=losses)[0]
     kept = low_loss_mask(losses, labels, 0.1, share=0.8)
     assert kept.sum() == 80 and kept[selection.indices].all()
-    with pytest.raises(ValueError, match="loss_filter applies to strategy 'coreset-lowloss' only"):
+    with pytest.raises(ValueError, match="loss_filter applies to strategies 'coreset-lowloss' and 'coreset-history' only"):
         coreaug.TrainConfig(dataset="synthetic", strategy="coreset", loss_filter=0.2).resolved().validate()
     with pytest.raises(ValueError, match=r"loss_filter must be a share in \[0, 1\)"):
         coreaug.CoresetAugmentation(labels, strategy="coreset-lowloss", loss_filter=1.5)
+
+
+def test_the_two_group_split_finds_the_high_group():
+    assert upper_group_size([0.1, 0.15, 0.2, 1.9, 2.0, 2.1, 2.2]) == 4
+    assert upper_group_size(np.r_[np.full(30, 0.5), np.full(10, 3.0)]) == 10
+    assert upper_group_size(np.r_[np.zeros(5), np.full(45, 1.0)]) == 45
+    assert upper_group_size(np.full(8, 1.0)) == 0 and upper_group_size([4.0]) == 0
+
+
+def test_history_rule_selects_on_the_mean_loss_over_the_selections():
+    """An example that was hard at every selection is cut; one that is hard only now is not."""
+    labels = np.zeros(100, dtype=np.int64)
+    estimates = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset-history", fraction=0.2)
+    always = np.r_[np.full(30, 3.0), np.full(70, 0.2)]  # examples 0-29 hard at the first selection
+    method.select(0, estimates=estimates, losses=always)
+    assert not set(method.selection.indices.tolist()) & set(range(30))
+    now = np.r_[np.full(30, 1.0), np.full(30, 2.0), np.full(40, 0.2)]  # 30-59 hard now, 0-29 easier now
+    before = (method.loss_sums.clone(), method.loss_count)
+    chosen = method.choose(5, estimates=estimates, losses=now)[0]
+    assert torch.equal(method.loss_sums, before[0]) and method.loss_count == 1  # choose keeps the state
+    means = (always + now) / 2  # 0-29: 2.0, 30-59: 1.1, 60-99: 0.2 -> the split cuts 0-29 and 30-59
+    assert np.allclose(method.mean_losses(torch.as_tensor(now)).numpy(), means)
+    assert set(chosen.indices.tolist()) <= set(range(60, 100))
+    by_current = low_loss_mask(now, labels, 0.2, estimate="split")
+    assert by_current[:30].all() and not by_current[30:60].any()  # on the current losses alone 0-29 look clean
+    method.select(5, estimates=estimates, losses=now)
+    assert method.loss_count == 2 and np.allclose(method.loss_sums.numpy(), always + now)
+
+
+def test_history_survives_a_checkpoint_and_logits_count_once():
+    labels, g, losses = scores()
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset-history", fraction=0.1)
+    logits = torch.log(g + torch.nn.functional.one_hot(torch.as_tensor(labels), 4).float()).clamp(min=-30)
+    method.select(0, logits=logits)
+    assert method.loss_count == 1 and torch.allclose(method.loss_sums.float(), losses, atol=1e-4)
+    restored = coreaug.CoresetAugmentation(labels, strategy="coreset-history", fraction=0.1)
+    restored.load_state_dict(method.state_dict())
+    assert restored.loss_count == 1 and torch.equal(restored.loss_sums, method.loss_sums)
+    assert np.array_equal(restored.choose(2, estimates=g, losses=losses)[0].indices,
+                          method.choose(2, estimates=g, losses=losses)[0].indices)
+    plain = coreaug.CoresetAugmentation(labels, strategy="coreset-lowloss", fraction=0.1)
+    plain.select(0, estimates=g, losses=losses)
+    assert plain.loss_sums is None  # only a loss_history rule keeps sums
+
+
+def test_the_trainer_keeps_the_history_in_its_checkpoint(tmp_path):
+    config = dict(dataset="synthetic", model="cnn", train_limit=96, test_limit=64, batch_size=32, quiet=True,
+                  strategy="coreset-history", subset=0.25, epochs=4, select_every=1)
+    whole = coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "whole")))
+    checkpoint = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    assert checkpoint["method"]["loss_count"] == 4 and checkpoint["method"]["loss_sums"].shape == (96,)
+    assert all(m["selected"] for m in whole.history)

@@ -97,9 +97,10 @@ def test_run_folder_holds_metrics_summary_checkpoint_and_model(tmp_path):
     assert summary["config"]["subset"] == 0.3
 
 
-@pytest.mark.parametrize("estimates", ["clean", "training"])
-def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch, estimates):
-    config = dict(TINY, epochs=4, select_every=3, estimates=estimates, out=str(tmp_path / "whole"))
+@pytest.mark.parametrize("settings", [dict(estimates="clean"), dict(estimates="training"),
+                                      dict(strategy="coreset-history", select_every=1)])  # its loss sums resume too
+def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch, settings):
+    config = {**TINY, "epochs": 4, "select_every": 3, "out": str(tmp_path / "whole"), **settings}
     whole = coreaug.train(coreaug.TrainConfig(**config))
 
     real_save = RunFolder.save_epoch

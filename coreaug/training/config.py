@@ -61,8 +61,9 @@ class TrainConfig:
         pass over the clean training set, as in the paper; "training" reuses the logits of the
         previous epoch's training passes over the (weakly augmented) originals, which costs
         nothing (append mode, logit gradients; the first selection is a clean pass).
-    loss_filter: coreset-lowloss's share of each class's highest losses cut before facility
-        location (None: estimated per class, the examples the model rates below chance).
+    loss_filter: the loss-filtered coresets' share of each class's highest losses cut before
+        facility location (None: estimated per class; coreset-lowloss: the examples the model
+        rates below chance, coreset-history: the high group of a two-group split of the mean losses).
     eval_every: evaluate on the test set after every N-th epoch and after the last (epochs
         between carry no test figures: None in the history).
     selection_warmup: epochs before the first model-based selection (random selections of the

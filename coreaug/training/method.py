@@ -62,8 +62,9 @@ class CoresetAugmentation:
         selection_warmup: epochs before the first model-based selection (random selections of
             the same budget until then); None takes the rule's share (crust: 20%) of `epochs`.
         epochs: the run's length, for the rule's default warm-up.
-        loss_filter: coreset-lowloss's share of each class's highest losses cut (None: estimated,
-            the examples the model rates below chance).
+        loss_filter: the loss-filtered coresets' share of each class's highest losses cut (None:
+            estimated; coreset-lowloss: the examples the model rates below chance, coreset-history:
+            the high group of a two-group split of the mean losses).
         noisy: optional bool (n,) marking labels known to be flipped, for the diagnostics.
 
     Attributes: `selection` (the current `Selection`, None before the first), `plan` (the
@@ -96,6 +97,7 @@ class CoresetAugmentation:
         self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
         self.selection, self.plan, self.epoch, self.diagnostics, self.selected_at = None, None, None, {}, None
+        self.loss_sums, self.loss_count = None, 0  # a loss_history rule's running sums (see remember_losses)
         self._set_item_weights()
 
     def __len__(self):
@@ -141,9 +143,7 @@ class CoresetAugmentation:
         """
         labels = self.labels.numpy()
         if logits is not None:
-            logits = torch.as_tensor(logits).detach().float().cpu()
-            estimates = logit_gradients(logits, self.labels)
-            losses = torch.nn.functional.cross_entropy(logits, self.labels, reduction="none")
+            estimates, losses = self._from_logits(logits)
         estimates, losses = _on_cpu(estimates), _on_cpu(losses)
         if not self.selects:
             raise UsageError(f"strategy {self.strategy!r} selects nothing; only {', '.join(SELECTING)} do")
@@ -151,13 +151,34 @@ class CoresetAugmentation:
         if self.warming_up(epoch):
             selection = select_by_rule("random", labels, self.fraction, balance=self.balance, seed=seed)
         else:
-            selection = select_by_rule(self.strategy, labels, self.fraction, estimates=estimates, losses=losses,
+            rule_losses = self.mean_losses(losses) if self.rule.loss_history and losses is not None else losses
+            selection = select_by_rule(self.strategy, labels, self.fraction, estimates=estimates, losses=rule_losses,
                                        balance=self.balance, seed=seed, knn=self.knn, loss_filter=self.loss_filter)
         diagnostics = selection_diagnostics(
             selection.indices, selection.weights, len(labels), previous=self._previous(), losses=losses,
             noisy=self.noisy,
             class_objectives=None if np.isnan(selection.class_objectives).all() else selection.class_objectives)
         return selection, diagnostics
+
+    def mean_losses(self, losses):
+        """Each example's mean clean loss over the remembered selections and `losses` (n,), the
+        current ones (what a rule with `loss_history` selects on); float32 on the CPU."""
+        current = _on_cpu(losses).double()
+        if self.loss_sums is None:
+            return current.float()
+        return ((self.loss_sums + current) / (self.loss_count + 1)).float()
+
+    def remember_losses(self, losses):
+        """Add a selection's clean losses (n,) to the running sums of a rule with `loss_history`
+        (nothing for other rules). `select` does it; a loop that calls `choose` and `use`
+        itself calls it after `choose`, on the process that chooses."""
+        if not (self.selects and self.rule.loss_history) or losses is None:
+            return
+        current = _on_cpu(losses).double()
+        if current.shape != (len(self),):
+            raise UsageError(f"losses must have one value per example, shape ({len(self)},), got {tuple(current.shape)}")
+        self.loss_sums = current.clone() if self.loss_sums is None else self.loss_sums + current
+        self.loss_count += 1
 
     def warming_up(self, epoch):
         """Whether `epoch` is in the rule's warm-up (random selections before the model is trusted)."""
@@ -184,7 +205,10 @@ class CoresetAugmentation:
 
     def select(self, epoch, *, estimates=None, losses=None, logits=None):
         """Choose (see `choose`) and adopt a selection for `epoch`; returns the `Selection`."""
-        selection, diagnostics = self.choose(epoch, estimates=estimates, losses=losses, logits=logits)
+        if logits is not None:
+            estimates, losses = self._from_logits(logits)
+        selection, diagnostics = self.choose(epoch, estimates=estimates, losses=losses)
+        self.remember_losses(losses)
         self.use(selection, epoch, diagnostics)
         return selection
 
@@ -276,9 +300,11 @@ class CoresetAugmentation:
     # Checkpoints ---------------------------------------------------------------------------
 
     def state_dict(self):
-        """What a checkpoint needs to continue: the current selection and when it was made."""
+        """What a checkpoint needs to continue: the current selection and when it was made (and
+        a loss_history rule's running sums)."""
         s = self.selection
-        return {"selection": None if s is None else {
+        return {"loss_sums": self.loss_sums, "loss_count": self.loss_count,
+                "selection": None if s is None else {
                     "indices": torch.from_numpy(np.asarray(s.indices)), "weights": torch.from_numpy(np.asarray(s.weights)),
                     "strategy": s.strategy, "classes": torch.from_numpy(np.asarray(s.classes)),
                     "class_counts": torch.from_numpy(np.asarray(s.class_counts)),
@@ -293,7 +319,13 @@ class CoresetAugmentation:
             indices=s["indices"].numpy(), weights=s["weights"].numpy(), strategy=s["strategy"],
             classes=s["classes"].numpy(), class_counts=s["class_counts"].numpy(),
             class_objectives=s["class_objectives"].numpy(), timings=s["timings"], n_total=s["n_total"])
+        self.loss_sums, self.loss_count = state.get("loss_sums"), state.get("loss_count", 0)
         self.use(selection, state.get("selected_at"), state.get("diagnostics"))
+
+    def _from_logits(self, logits):
+        """(logit gradient estimates, per-example losses) of `logits` (n, c), on the CPU."""
+        logits = torch.as_tensor(logits).detach().float().cpu()
+        return logit_gradients(logits, self.labels), torch.nn.functional.cross_entropy(logits, self.labels, reduction="none")
 
     def _previous(self):
         return None if self.selection is None else self.selection.indices

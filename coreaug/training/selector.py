@@ -55,6 +55,7 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
 
     def choose():
         selection, diagnostics = method.choose(epoch, **scores)
+        method.remember_losses(scores.get("losses"))  # a loss_history rule's sums live on the choosing process
         t2 = time.perf_counter()
         if not scores:  # nothing was estimated: all of it is the selection's
             timings = {"estimate_seconds": 0.0, "facility_location_seconds": t2 - t0}
