@@ -9,6 +9,7 @@ on the JPEG copy of CIFAR-10 (quality 75), so only the shares compare.
 
 Usage: python experiments/cifar10_tables.py GRID OUT [--paper table4|noise|tiny|none] [--command TEXT]
            [--also GRID2=SUFFIX ...]   (another grid's runs as rows "<strategy>, SUFFIX")
+           [--against none|full ...]   (a column of paired differences with that reference too)
 Beside OUT (x.md) it writes x-runs.csv: one row per finished run (the figures behind the table).
 """
 import argparse
@@ -75,13 +76,25 @@ def _share(accuracy, none, full):
     return 100 * (accuracy - none) / (full - none) if full - none > 0 else math.nan
 
 
-def table(cells, paper):
-    """Markdown lines: one row per (strategy, subset), references first."""
+def _paired(runs, reference):
+    """'d ± s over n' for the paired differences runs - reference over their common seeds ('' if none)."""
+    paired = [runs[k] - reference[k] for k in runs if k in reference]
+    if not paired:
+        return ""
+    d, ds = _mean_std(paired)
+    beyond = " (beyond one std)" if len(paired) >= 3 and abs(d) > ds else ""
+    return f"{d:+.2f} ± {ds:.2f} over {len(paired)}{beyond}"
+
+
+def table(cells, paper, against=()):
+    """Markdown lines: one row per (strategy, subset), references first; `against` names
+    references (none, full) that get a column of paired differences too."""
     none, _ = _mean_std(cells.get(("none", None), {}).values())
     full, _ = _mean_std(cells.get(("full", None), {}).values())
     lines = ["| strategy | subset | seeds | final accuracy % (mean ± std) | share of full's gain | "
-             "vs random, same seeds (mean ± std of the paired differences) | paper | paper's share |",
-             "|---|---|---|---|---|---|---|---|"]
+             "vs random, same seeds (mean ± std of the paired differences) | "
+             + "".join(f"vs {name} (all data), same seeds | " for name in against) + "paper | paper's share |",
+             "|---|---|---|---|---|---|---|---|" + "---|" * len(against)]
     order = sorted(cells, key=lambda k: (k[1] is not None, k[1] or 0, k[0] != "random", k[0]))
     for strategy, subset in order:
         runs = cells[(strategy, subset)]
@@ -92,18 +105,16 @@ def table(cells, paper):
         random = cells.get((f"random, {suffix}", subset)) if suffix else None
         random = random if random is not None else cells.get(("random", subset), {})
         if subset is not None and not strategy.startswith("random"):
-            paired = [runs[k] - random[k] for k in runs if k in random]
-            if paired:
-                d, ds = _mean_std(paired)
-                beyond = " (beyond one std)" if len(paired) >= 3 and abs(d) > ds else ""
-                versus = f"{d:+.2f} ± {ds:.2f} over {len(paired)}{beyond}"
+            versus = _paired(runs, random)
+        references = "".join(f"{_paired(runs, cells.get((name, None), {})) if subset is not None else ''} | "
+                             for name in against)
         key = strategy if subset is None else (strategy, subset)
         theirs = paper.get(key)
         their_share = (_share(theirs, paper["none"], paper["full"]) if theirs is not None and "none" in paper
                        else math.nan)
         share = _share(m, none, full)
         lines.append(f"| {strategy} | {'' if subset is None else f'{100 * subset:g}%'} | {len(runs)} | {m:.2f} ± {s:.2f} | "
-                     f"{'' if math.isnan(share) else f'{share:.0f}%'} | {versus} | {'' if theirs is None else f'{theirs:.2f}'} | "
+                     f"{'' if math.isnan(share) else f'{share:.0f}%'} | {versus} | {references}{'' if theirs is None else f'{theirs:.2f}'} | "
                      f"{'' if math.isnan(their_share) else f'{their_share:.0f}%'} |")
     return lines
 
@@ -117,6 +128,8 @@ def main():
     parser.add_argument("--command", default="", help="the command that produced the grid, for the record")
     parser.add_argument("--also", action="append", default=[], metavar="GRID=SUFFIX",
                         help="another grid's runs as more rows, '<strategy>, SUFFIX' (paired with this grid's random)")
+    parser.add_argument("--against", action="append", default=[], choices=["none", "full"],
+                        help="a column of paired differences with this reference as well")
     args = parser.parse_args()
     rows = []
     cells = read_runs(args.grid, rows)
@@ -129,9 +142,10 @@ def main():
     lines = [f"# {args.title or os.path.basename(os.path.normpath(args.grid))}", ""]
     if args.command:
         lines += ["Produced by:", "", "```", args.command, " ".join([f"python experiments/cifar10_tables.py {args.grid} {args.out} --paper {args.paper}",
-                                                       *(f"--also '{item}'" for item in args.also)]),
+                                                       *(f"--also '{item}'" for item in args.also),
+                                                       *(f"--against {name}" for name in args.against)]),
                   "```", ""]
-    lines += table(cells, PAPERS[args.paper])
+    lines += table(cells, PAPERS[args.paper], args.against)
     lines += ["", "Final test accuracy after the last epoch, on the fixed 2,000-image test sample; real CIFAR-10 "
               "re-encoded as JPEG (quality 75), which costs a little accuracy against the original files. "
               "Share of full's gain: (accuracy - none) / (full - none). Paired differences compare runs "

@@ -57,6 +57,10 @@ def test_tables_pair_runs_by_seed_and_give_shares(grid, tmp_path):
     assert "| 46.00 ± 2.00 | 50% |" in coreset
     assert "+3.00 ± 1.00 over 3 (beyond one std)" in coreset
     assert "| 91.54 | 51% |" in coreset  # the paper's figure and share beside ours
+    versus_all = next(line for line in tables.table(cells, tables.PAPER_TABLE4, ["none", "full"])
+                      if line.startswith("| coreset | 10% |"))
+    # paired with all-data training: coreset 44, 46, 48 against none 40, 41, 42 and full 50, 51, 52
+    assert "| +5.00 ± 1.00 over 3 (beyond one std) | -5.00 ± 1.00 over 3 (beyond one std) | 91.54 |" in versus_all
     out = tmp_path / "A.md"
     weighted = tmp_path / "A-weighted"
     longer = tmp_path / "A-longer"
