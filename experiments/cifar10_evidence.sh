@@ -29,7 +29,8 @@
 #          A-weighted: the coreset at 10% with its copies weighted by cluster size
 #             (--weight-augmented: the weighted sum the paper's analysis is about; its code and
 #             the grids leave the copies at weight 1)
-#   PART   a share of the grid's cells, so that two processes share the two cores:
+#   PART   a share of the grid's cells, so that two processes share the two cores
+#          (C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3):
 #          1: the references (none, full) and the paper's strategies at 10% (C: at 50%)
 #          2: the rules beyond the paper at 10% (C: at 50%)
 #          3: every strategy at 5% and 30% (C: 10% and 30%)
@@ -89,6 +90,7 @@ case $GRID in
       1) CELLS="--strategies=$PAPER --subsets=0.5 --references=none,full" ;;
       2) CELLS="--strategies=$BEYOND --subsets=0.5 --references=" ;;
       3) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3 --references=" ;;
+      history) CELLS="--strategies=random,coreset-history --subsets=0.1,0.3 --references=" ;;  # a share of 3, first
       *) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3,0.5 --references=none,full" ;;
     esac
     coreaug bench $NOISE $CELLS --out "$OUT/C" ;;
