@@ -30,7 +30,8 @@
 #             (--weight-augmented: the weighted sum the paper's analysis is about; its code and
 #             the grids leave the copies at weight 1)
 #   PART   a share of the grid's cells, so that two processes share the two cores
-#          (C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3):
+#          (C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3;
+#          and "seeds10": none, full, random and coreset-history at 50% for seeds 5-9):
 #          1: the references (none, full) and the paper's strategies at 10% (C: at 50%)
 #          2: the rules beyond the paper at 10% (C: at 50%)
 #          3: every strategy at 5% and 30% (C: 10% and 30%)
@@ -91,6 +92,8 @@ case $GRID in
       2) CELLS="--strategies=$BEYOND --subsets=0.5 --references=" ;;
       3) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3 --references=" ;;
       history) CELLS="--strategies=random,coreset-history --subsets=0.1,0.3 --references=" ;;  # a share of 3, first
+      seeds10) NOISE="${NOISE/--seeds 5/--seeds 10}"  # seeds 5-9 of the cells that carry the noise result
+               CELLS="--strategies=random,coreset-history --subsets=0.5 --references=none,full" ;;
       *) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3,0.5 --references=none,full" ;;
     esac
     coreaug bench $NOISE $CELLS --out "$OUT/C" ;;
