@@ -6,7 +6,7 @@ machine by `experiments/bench_timing.py` (selection included, evaluation exclude
 own timings are not used: its runs shared the two cores with each other and other jobs.
 
 Usage: python experiments/cifar10_time_plot.py GRID TIMING.md OUT.png [--subset 0.1] [--title TEXT]
-           [--extra GRID2=SUFFIX ...]   (runs of another length, labelled e.g. "full, 8 epochs")
+           [--also GRID2=SUFFIX ...]     (runs of another length, labelled e.g. "full, 8 epochs")
 Beside OUT.png it writes OUT.md: per strategy, seconds per epoch, the mean final accuracy, and
 the time at which the mean curve first reaches 95% of full augmentation's final accuracy.
 """
@@ -68,7 +68,7 @@ def first_time(curve, rate, target):
 
 def series_of(grid, subset, rates, suffix=None):
     """[(label, rate, mean curve, seeds, line style)] of the grid's strategies that have a quiet
-    rate; `suffix` (when given) is added to the labels of an extra grid's runs ("full, 8 epochs").
+    rate; `suffix` (when given) is added to the labels of a grid given by --also ("full, 8 epochs").
     Styles: references solid, the paper's rules dashed, the others dotted."""
     curves, seeds = mean_curves(grid, subset)
     keys = sorted((k for k in curves if k in rates), key=lambda k: (k[1] is not None, k[0]))
@@ -88,7 +88,7 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--subset", type=float, default=0.1)
     parser.add_argument("--title", default="")
-    parser.add_argument("--extra", action="append", default=[], metavar="GRID=SUFFIX",
+    parser.add_argument("--also", action="append", default=[], metavar="GRID=SUFFIX",
                         help="another grid's runs (another epoch count) at the same quiet rates, labelled "
                              "'<strategy>, SUFFIX'")
     args = parser.parse_args()
@@ -98,7 +98,7 @@ def main():
     if full is None:
         raise SystemExit("the plot needs full's runs and timing (the target is 95% of its final accuracy)")
     target = 0.95 * full[-1]
-    for item in args.extra:
+    for item in args.also:
         folder, _, suffix = item.partition("=")
         series += series_of(folder, args.subset, rates, suffix or os.path.basename(os.path.normpath(folder)))
 
@@ -123,7 +123,7 @@ def main():
     fig.savefig(args.out, dpi=110)
 
     command = " ".join(["python experiments/cifar10_time_plot.py", args.grid, args.timing, args.out,
-                        f"--subset {args.subset:g}", *(f"--extra {e}" for e in args.extra)])
+                        f"--subset {args.subset:g}", *(f"--also '{e}'" for e in args.also)])
     lines = [f"Accuracy against training time: `{os.path.basename(args.out)}`, made by `{command}`.",
              "", f"Target: 95% of full's mean final accuracy = {target:.2f}%.", "",
              "| strategy | seeds | s / epoch (quiet) | epochs | final accuracy % (mean) | seconds to the target | "

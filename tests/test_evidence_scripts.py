@@ -102,7 +102,7 @@ def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
     shorter = tmp_path / "A-full1"
     for seed in range(2):
         _write_run(shorter, "full", seed, [0.47])
-    argv, sys.argv = sys.argv, ["cifar10_time_plot.py", str(grid), str(timing), str(out), "--extra",
+    argv, sys.argv = sys.argv, ["cifar10_time_plot.py", str(grid), str(timing), str(out), "--also",
                                 f"{shorter}=1 epoch"]
     try:
         plot.main()
