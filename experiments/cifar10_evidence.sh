@@ -30,7 +30,9 @@
 #             (--weight-augmented: the weighted sum the paper's analysis is about; its code and
 #             the grids leave the copies at weight 1)
 #   PART   a share of the grid's cells, so that two processes share the two cores
-#          (C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3;
+#          (A-* also take "seeds10": seeds 5-9 of random, coreset, maxloss and coreset-lowloss at 10%,
+#          the cells that carry the paper's claim and the closest calls;
+#          C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3;
 #          and "seeds10": none, full, random and coreset-history at 50% for seeds 5-9):
 #          1: the references (none, full) and the paper's strategies at 10% (C: at 50%)
 #          2: the rules beyond the paper at 10% (C: at 50%)
@@ -53,6 +55,7 @@ cells() {
     1) echo "--strategies=$PAPER --subsets=0.1 --references=none,full" ;;
     2) echo "--strategies=$BEYOND --subsets=0.1 --references=" ;;
     3) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.3 --references=" ;;
+    seeds10) echo "--strategies=random,coreset,maxloss,coreset-lowloss --subsets=0.1 --references= --seeds 10" ;;
     *) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.1,0.3 --references=none,full" ;;
   esac
 }
