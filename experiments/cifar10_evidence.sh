@@ -98,15 +98,14 @@ case $GRID in
       2) CELLS="--strategies=$BEYOND --subsets=0.5 --references=" ;;
       3) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3 --references=" ;;
       history) CELLS="--strategies=random,coreset-history --subsets=0.1,0.3 --references=" ;;  # a share of 3, first
-      seeds10) NOISE="${NOISE/--seeds 5/--seeds 10}"  # seeds 5-9 of the cells that carry the noise result
-               CELLS="--strategies=random,coreset-history --subsets=0.5 --references=none,full" ;;
+      seeds10) CELLS="--strategies=random,coreset-history --subsets=0.5 --references=none,full --seeds 10" ;;  # seeds 5-9 of the cells that carry the noise result
       *) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3,0.5 --references=none,full" ;;
     esac
     coreaug bench $NOISE $CELLS --out "$OUT/C" ;;
   C-subset)  # random and coreset-history first: the comparison with all-data training under noise
-    RULES="random,coreset-history,coreset,maxloss,${BEYOND#coreset-history,}"
+    RULES="random,coreset-history,coreset,maxloss,${BEYOND#coreset-history,}" SEEDS=
     # seeds10: seeds 5-9 of random and the two low-loss rules (grid C's seeds10 has none and full there)
-    [ "$PART" = seeds10 ] && { NOISE="${NOISE/--seeds 5/--seeds 10}"; RULES="random,coreset-lowloss,coreset-history"; }
-    coreaug bench $NOISE --mode subset --strategies "$RULES" --subsets 0.5 --references= --out "$OUT/C-subset" ;;
+    [ "$PART" = seeds10 ] && { RULES="random,coreset-lowloss,coreset-history" SEEDS="--seeds 10"; }
+    coreaug bench $NOISE --mode subset --strategies "$RULES" --subsets 0.5 --references= $SEEDS --out "$OUT/C-subset" ;;
   *) echo "unknown grid $GRID" >&2; exit 2 ;;
 esac
