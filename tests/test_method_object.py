@@ -70,16 +70,22 @@ def test_a_dataloader_loop_with_pil_transforms_learns():
     assert accuracy(model, test, DATA.test_labels) > 0.5  # chance is 0.1
 
 
-def test_a_device_tensor_loop_learns():
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_a_device_tensor_loop_learns(device):
+    """The tensor face with everything on `device`: images, labels (given to the method as a
+    device tensor too) and model."""
     torch.manual_seed(0)
-    images, labels = DATA.train_images, DATA.train_labels
+    images, labels = DATA.train_images.to(device), DATA.train_labels.to(device)
     method = coreaug.CoresetAugmentation(labels, fraction=0.2)
     weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
-    model = create_model("cnn", 3, 10)
+    model = create_model("cnn", 3, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
     for epoch in range(3):
-        batches = method.start_epoch(epoch, model, images, preprocess=lambda x: x.float() / 255).on_device(32, "cpu")
+        batches = method.start_epoch(epoch, model, images, preprocess=lambda x: x.float() / 255).on_device(32, device)
         model.train()
         for step in range(batches.steps):
             take, strong_rows = batches.batch(step)
@@ -91,7 +97,7 @@ def test_a_device_tensor_loop_learns():
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    assert accuracy(model, DATA.test_images.float() / 255, DATA.test_labels) > 0.5
+    assert accuracy(model, DATA.test_images.to(device).float() / 255, DATA.test_labels.to(device)) > 0.5
 
 
 @pytest.mark.parametrize("strategy, mode", [("random", "append"), ("random", "subset"), ("full", "append")])
