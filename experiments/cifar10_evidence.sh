@@ -35,7 +35,8 @@
 #          the cells that carry the paper's claim and the closest calls;
 #          C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3;
 #          and "seeds10": none, full, random and coreset-history at 50% for seeds 5-9;
-#          C-subset takes "seeds10": random, coreset-lowloss and coreset-history for seeds 5-9):
+#          C-subset takes "seeds10": random, coreset-lowloss and coreset-history for seeds 5-9,
+#          and "heldout": coreset-heldout, the rule for subset mode, over seeds 0-9):
 #          1: the references (none, full) and the paper's strategies at 10% (C: at 50%)
 #          2: the rules beyond the paper at 10% (C: at 50%)
 #          3: every strategy at 5% and 30% (C: 10% and 30%)
@@ -103,9 +104,10 @@ case $GRID in
     esac
     coreaug bench $NOISE $CELLS --out "$OUT/C" ;;
   C-subset)  # random and coreset-history first: the comparison with all-data training under noise
-    RULES="random,coreset-history,coreset,maxloss,${BEYOND#coreset-history,}" SEEDS=
+    RULES="random,coreset-history,coreset,maxloss,${BEYOND#coreset-history,},coreset-heldout" SEEDS=
     # seeds10: seeds 5-9 of random and the two low-loss rules (grid C's seeds10 has none and full there)
     [ "$PART" = seeds10 ] && { RULES="random,coreset-lowloss,coreset-history" SEEDS="--seeds 10"; }
+    [ "$PART" = heldout ] && { RULES="coreset-heldout" SEEDS="--seeds 10"; }
     coreaug bench $NOISE --mode subset --strategies "$RULES" --subsets 0.5 --references= $SEEDS --out "$OUT/C-subset" ;;
   *) echo "unknown grid $GRID" >&2; exit 2 ;;
 esac

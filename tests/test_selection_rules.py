@@ -1,4 +1,5 @@
 """Selection rules by name: every rule keeps the budgets, and each one does what its line says."""
+import dataclasses
 import math
 
 import numpy as np
@@ -171,7 +172,7 @@ def test_a_given_loss_filter_share_is_cut_before_facility_location():
     selection = method.choose(0, estimates=g, losses=losses)[0]
     kept = low_loss_mask(losses, labels, 0.1, share=0.8)
     assert kept.sum() == 80 and kept[selection.indices].all()
-    with pytest.raises(ValueError, match="loss_filter applies to strategies 'coreset-lowloss' and 'coreset-history' only"):
+    with pytest.raises(ValueError, match="loss_filter applies to strategies 'coreset-lowloss', 'coreset-history', 'coreset-heldout' only"):
         coreaug.TrainConfig(dataset="synthetic", strategy="coreset", loss_filter=0.2).resolved().validate()
     with pytest.raises(ValueError, match=r"loss_filter must be a share in \[0, 1\)"):
         coreaug.CoresetAugmentation(labels, strategy="coreset-lowloss", loss_filter=1.5)
@@ -203,6 +204,39 @@ def test_history_rule_selects_on_the_mean_loss_over_the_selections():
     assert by_current[:30].all() and not by_current[30:60].any()  # on the current losses alone 0-29 look clean
     method.select(5, estimates=estimates, losses=now)
     assert method.loss_count == 2 and np.allclose(method.loss_sums.numpy(), always + now)
+
+
+def test_heldout_rule_averages_only_the_losses_taken_outside_the_selection_in_use():
+    """A flipped label trained on in subset mode loses its high loss; the held-out mean keeps
+    the high losses it had while it was left out, where the mean over every selection does not."""
+    labels = np.zeros(100, dtype=np.int64)
+    estimates = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    first = np.r_[np.full(20, 3.0), np.full(80, 0.2)]  # 0-19 hard (nothing selected yet: all held out)
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset-heldout", fraction=0.5, mode="subset")
+    method.select(0, estimates=estimates, losses=first)
+    assert method.loss_held.tolist() == [1.0] * 100 and not set(method.selection.indices.tolist()) & set(range(20))
+    # Force 0-9 into the selection in use, as if an earlier selection had taken them and the
+    # model then fit them: their current losses fall to 0.1.
+    method.use(dataclasses.replace(method.selection, indices=np.r_[np.arange(10), method.selection.indices[10:]]), 0)
+    inside = set(method.selection.indices.tolist())
+    now = first.copy()
+    now[:10] = 0.1
+    means = method.mean_losses(torch.as_tensor(now)).numpy()
+    assert np.allclose(means[:10], 3.0)  # their losses now were taken inside the selection: not counted
+    outside = np.array(sorted(set(range(100)) - inside))
+    assert np.allclose(means[outside], first[outside])  # (first + now) / 2 with now == first there
+    history = coreaug.CoresetAugmentation(labels, strategy="coreset-history", fraction=0.5, mode="subset")
+    history.select(0, estimates=estimates, losses=first)
+    assert np.allclose(history.mean_losses(torch.as_tensor(now)).numpy()[:10], 1.55)  # every selection counts
+    chosen = method.choose(2, estimates=estimates, losses=now)[0]
+    assert not set(chosen.indices.tolist()) & set(range(20))
+    method.select(2, estimates=estimates, losses=now)
+    held = np.ones(100)
+    held[sorted(inside)] = 0
+    assert np.array_equal(method.loss_held.numpy(), 1 + held) and method.loss_count == 2
+    restored = coreaug.CoresetAugmentation(labels, strategy="coreset-heldout", fraction=0.5, mode="subset")
+    restored.load_state_dict(method.state_dict())
+    assert torch.equal(restored.loss_held, method.loss_held) and torch.equal(restored.loss_sums, method.loss_sums)
 
 
 def test_history_survives_a_checkpoint_and_logits_count_once():

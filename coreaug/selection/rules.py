@@ -35,8 +35,10 @@ class Rule:
     warmup_share: share of the training epochs before the first model-based selection (random
         selections of the same budget until then): CRUST's warm-up.
     mixup: the strongly augmented copies are mixed with another selected example of their class.
-    loss_history: the losses it is given are each example's mean over every selection so far
-        (`CoresetAugmentation` keeps the sums), not the current ones alone.
+    loss_history: the losses it is given are each example's mean over earlier selections and
+        this one (`CoresetAugmentation` keeps the sums), not the current ones alone: "all" over
+        every selection, "held-out" over those at which the example was outside the selection
+        in use (in subset mode: not trained on since the last selection). "" for neither.
     """
 
     name: str
@@ -45,13 +47,13 @@ class Rule:
     summary: str
     warmup_share: float = 0.0
     mixup: bool = False
-    loss_history: bool = False
+    loss_history: str = ""
 
 
 RULES: Dict[str, Rule] = {}
 
 
-def register_rule(name, needs, summary, warmup_share=0.0, mixup=False, loss_history=False):
+def register_rule(name, needs, summary, warmup_share=0.0, mixup=False, loss_history=""):
     """Decorator: register `choose` as the rule `name` (see `Rule`)."""
     def decorate(choose):
         RULES[name] = Rule(name, tuple(needs), choose, summary, warmup_share, mixup, loss_history)
@@ -130,7 +132,7 @@ def select_coreset_lowloss(labels, fraction, *, estimates, losses, balance="equa
 
 @register_rule("coreset-history", ["estimates", "losses"],
                "the coreset over each class's examples of low loss averaged over every selection so far "
-               "(the high group of a two-group split cut)", loss_history=True)
+               "(the high group of a two-group split cut)", loss_history="all")
 def select_coreset_history(labels, fraction, *, estimates, losses, balance="equal", seed=0, knn=20, share=None):
     """Facility location on each class without the examples whose mean loss over the selections
     so far falls in the class's high group (`low_loss_mask(estimate="split")`).
@@ -142,6 +144,20 @@ def select_coreset_history(labels, fraction, *, estimates, losses, balance="equa
     """
     keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance, estimate="split")
     return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep), "coreset-history")
+
+
+@register_rule("coreset-heldout", ["estimates", "losses"],
+               "for subset mode: as coreset-history, but each example's losses averaged only over the selections "
+               "at which it was left out (not trained on)", loss_history="held-out")
+def select_coreset_heldout(labels, fraction, *, estimates, losses, balance="equal", seed=0, knn=20, share=None):
+    """`select_coreset_history` on held-out mean losses: `losses` average each example's clean
+    losses over the selections at which it was outside the selection in use (its current loss
+    where it never was). In subset mode the model trains on the selection alone, so a flipped
+    label it has trained on loses its high loss and `coreset-history`'s mean keeps those low
+    losses; held-out losses are free of that (cifar10 grid C-subset, where `coreset-lowloss`,
+    whose current losses are mostly held-out ones in subset mode, beat full augmentation)."""
+    keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance, estimate="split")
+    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep), "coreset-heldout")
 
 
 @register_rule("crust", ["estimates"],
@@ -222,7 +238,8 @@ def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", see
     return per_class_selection(y, fraction, balance, "ccs", pick)
 
 
-LOSS_FILTERED = {"coreset-lowloss": select_coreset_lowloss, "coreset-history": select_coreset_history}
+LOSS_FILTERED = {"coreset-lowloss": select_coreset_lowloss, "coreset-history": select_coreset_history,
+                 "coreset-heldout": select_coreset_heldout}
 
 
 def check_loss_filter(strategy, loss_filter):
@@ -230,7 +247,7 @@ def check_loss_filter(strategy, loss_filter):
     if loss_filter is None:
         return None
     if strategy not in LOSS_FILTERED:
-        raise UsageError(f"loss_filter applies to strategies {' and '.join(map(repr, LOSS_FILTERED))} only, "
+        raise UsageError(f"loss_filter applies to strategies {', '.join(map(repr, LOSS_FILTERED))} only, "
                          f"not {strategy!r}")
     if isinstance(loss_filter, bool) or not isinstance(loss_filter, (int, float)) or not 0 <= loss_filter < 1:
         raise UsageError(f"loss_filter must be a share in [0, 1) or None (estimated), got {loss_filter!r}")

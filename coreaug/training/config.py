@@ -63,7 +63,8 @@ class TrainConfig:
         nothing (append mode, logit gradients; the first selection is a clean pass).
     loss_filter: the loss-filtered coresets' share of each class's highest losses cut before
         facility location (None: estimated per class; coreset-lowloss: the examples the model
-        rates below chance, coreset-history: the high group of a two-group split of the mean losses).
+        rates below chance, coreset-history and coreset-heldout: the high group of a two-group split
+        of the mean losses).
     eval_every: evaluate on the test set after every N-th epoch and after the last (epochs
         between carry no test figures: None in the history).
     selection_warmup: epochs before the first model-based selection (random selections of the

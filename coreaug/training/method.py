@@ -63,8 +63,8 @@ class CoresetAugmentation:
             the same budget until then); None takes the rule's share (crust: 20%) of `epochs`.
         epochs: the run's length, for the rule's default warm-up.
         loss_filter: the loss-filtered coresets' share of each class's highest losses cut (None:
-            estimated; coreset-lowloss: the examples the model rates below chance, coreset-history:
-            the high group of a two-group split of the mean losses).
+            estimated; coreset-lowloss: the examples the model rates below chance, coreset-history and
+            coreset-heldout: the high group of a two-group split of the mean losses).
         noisy: optional bool (n,) marking labels known to be flipped, for the diagnostics.
 
     Attributes: `selection` (the current `Selection`, None before the first), `plan` (the
@@ -97,7 +97,9 @@ class CoresetAugmentation:
         self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
         self.selection, self.plan, self.epoch, self.diagnostics, self.selected_at = None, None, None, {}, None
-        self.loss_sums, self.loss_count = None, 0  # a loss_history rule's running sums (see remember_losses)
+        # a loss_history rule's running sums (see remember_losses); loss_held: a "held-out" rule's
+        # count per example of the selections at which it was held out
+        self.loss_sums, self.loss_count, self.loss_held = None, 0, None
         self._set_item_weights()
 
     def __len__(self):
@@ -162,8 +164,15 @@ class CoresetAugmentation:
 
     def mean_losses(self, losses):
         """Each example's mean clean loss over the remembered selections and `losses` (n,), the
-        current ones (what a rule with `loss_history` selects on); float32 on the CPU."""
+        current ones (what a rule with `loss_history` selects on); float32 on the CPU. For a
+        "held-out" rule only the losses taken while the example was outside the selection in use
+        count (its current loss where none did)."""
         current = _on_cpu(losses).double()
+        if self.rule.loss_history == "held-out":
+            held = self._held_out()
+            sums = current * held + (0 if self.loss_sums is None else self.loss_sums)
+            counts = held + (0 if self.loss_held is None else self.loss_held)
+            return torch.where(counts > 0, sums / counts.clamp(min=1), current).float()
         if self.loss_sums is None:
             return current.float()
         return ((self.loss_sums + current) / (self.loss_count + 1)).float()
@@ -171,14 +180,25 @@ class CoresetAugmentation:
     def remember_losses(self, losses):
         """Add a selection's clean losses (n,) to the running sums of a rule with `loss_history`
         (nothing for other rules). `select` does it; a loop that calls `choose` and `use`
-        itself calls it after `choose`, on the process that chooses."""
+        itself calls it after `choose` and before `use`, on the process that chooses."""
         if not (self.selects and self.rule.loss_history) or losses is None:
             return
         current = _on_cpu(losses).double()
         if current.shape != (len(self),):
             raise UsageError(f"losses must have one value per example, shape ({len(self)},), got {tuple(current.shape)}")
+        if self.rule.loss_history == "held-out":
+            held = self._held_out()
+            current = current * held
+            self.loss_held = held.clone() if self.loss_held is None else self.loss_held + held
         self.loss_sums = current.clone() if self.loss_sums is None else self.loss_sums + current
         self.loss_count += 1
+
+    def _held_out(self):
+        """float64 (n,): 1 for the examples outside the selection in use (all before the first), else 0."""
+        held = torch.ones(len(self), dtype=torch.float64)
+        if self.selection is not None:
+            held[torch.as_tensor(np.asarray(self.selection.indices), dtype=torch.long)] = 0.0
+        return held
 
     def warming_up(self, epoch):
         """Whether `epoch` is in the rule's warm-up (random selections before the model is trusted)."""
@@ -301,9 +321,9 @@ class CoresetAugmentation:
 
     def state_dict(self):
         """What a checkpoint needs to continue: the current selection and when it was made (and
-        a loss_history rule's running sums)."""
+        a loss_history rule's running sums and held-out counts)."""
         s = self.selection
-        return {"loss_sums": self.loss_sums, "loss_count": self.loss_count,
+        return {"loss_sums": self.loss_sums, "loss_count": self.loss_count, "loss_held": self.loss_held,
                 "selection": None if s is None else {
                     "indices": torch.from_numpy(np.asarray(s.indices)), "weights": torch.from_numpy(np.asarray(s.weights)),
                     "strategy": s.strategy, "classes": torch.from_numpy(np.asarray(s.classes)),
@@ -320,6 +340,7 @@ class CoresetAugmentation:
             classes=s["classes"].numpy(), class_counts=s["class_counts"].numpy(),
             class_objectives=s["class_objectives"].numpy(), timings=s["timings"], n_total=s["n_total"])
         self.loss_sums, self.loss_count = state.get("loss_sums"), state.get("loss_count", 0)
+        self.loss_held = state.get("loss_held")
         self.use(selection, state.get("selected_at"), state.get("diagnostics"))
 
     def _from_logits(self, logits):
