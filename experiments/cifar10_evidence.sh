@@ -32,7 +32,8 @@
 #             the grids leave the copies at weight 1)
 #   PART   a share of the grid's cells, so that two processes share the two cores
 #          (A-* also take "seeds10": seeds 5-9 of random, coreset, maxloss and coreset-lowloss at 10%,
-#          the cells that carry the paper's claim and the closest calls;
+#          the cells that carry the paper's claim and the closest calls, and "seeds20": seeds 10-19
+#          of random, coreset and maxloss at 10%, to see the paper's half point;
 #          C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3;
 #          and "seeds10": none, full, random and coreset-history at 50% for seeds 5-9;
 #          C-subset takes "seeds10": random, coreset-lowloss and coreset-history for seeds 5-9,
@@ -59,6 +60,7 @@ cells() {
     2) echo "--strategies=$BEYOND --subsets=0.1 --references=" ;;
     3) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.3 --references=" ;;
     seeds10) echo "--strategies=random,coreset,maxloss,coreset-lowloss --subsets=0.1 --references= --seeds 10" ;;
+    seeds20) echo "--strategies=random,coreset,maxloss --subsets=0.1 --references= --seeds 20" ;;
     *) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.1,0.3 --references=none,full" ;;
   esac
 }
