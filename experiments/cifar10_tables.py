@@ -112,7 +112,11 @@ def table(cells, paper, against=()):
         theirs = paper.get(key)
         their_share = (_share(theirs, paper["none"], paper["full"]) if theirs is not None and "none" in paper
                        else math.nan)
-        share = _share(m, none, full)
+        # ... and takes its shares from that grid's own references when both are there (a longer
+        # run against weak-only and full runs of the same length)
+        own = [cells.get((f"{name}, {suffix}", None)) for name in ("none", "full")] if suffix else [None]
+        share = (_share(m, *(_mean_std(ref.values())[0] for ref in own)) if all(own)
+                 else _share(m, none, full))
         lines.append(f"| {strategy} | {'' if subset is None else f'{100 * subset:g}%'} | {len(runs)} | {m:.2f} ± {s:.2f} | "
                      f"{'' if math.isnan(share) else f'{share:.0f}%'} | {versus} | {references}{'' if theirs is None else f'{theirs:.2f}'} | "
                      f"{'' if math.isnan(their_share) else f'{their_share:.0f}%'} |")
@@ -148,7 +152,9 @@ def main():
     lines += table(cells, PAPERS[args.paper], args.against)
     lines += ["", "Final test accuracy after the last epoch, on the fixed 2,000-image test sample; real CIFAR-10 "
               "re-encoded as JPEG (quality 75), which costs a little accuracy against the original files. "
-              "Share of full's gain: (accuracy - none) / (full - none). Paired differences compare runs "
+              "Share of full's gain: (accuracy - none) / (full - none), with the none and full rows of the "
+              "same suffix where both exist (e.g. 40 epochs against 40 epochs), else with the first two rows. "
+              "Paired differences compare runs "
               "with the same seed (same initialisation and data order)."]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -81,6 +81,19 @@ def test_tables_pair_runs_by_seed_and_give_shares(grid, tmp_path):
     # a grid with its own random pairs with it: 60 - 59, 61 - 59
     assert "| coreset, 40 epochs | 10% | 2 | 60.50 ± 0.71 | 195% | +1.50 ± 0.71 over 2 |" in text
     assert "| random, 40 epochs | 10% | 2 | 59.00 ± 0.00 | 180% |  |" in text
+    # with its own references too (none 55, full 65 at 40 epochs), its shares are against them
+    for seed in range(2):
+        _write_run(longer, "none", seed, [0.4, 0.55])
+        _write_run(longer, "full", seed, [0.4, 0.65])
+    argv, sys.argv = sys.argv, ["cifar10_tables.py", str(grid), str(out), "--also", f"{longer}=40 epochs"]
+    try:
+        tables.main()
+    finally:
+        sys.argv = argv
+    text = out.read_text()
+    assert "| coreset, 40 epochs | 10% | 2 | 60.50 ± 0.71 | 55% | +1.50 ± 0.71 over 2 |" in text
+    assert "| none, 40 epochs |  | 2 | 55.00 ± 0.00 | 0% |" in text and "| full, 40 epochs |  | 2 | 65.00 ± 0.00 | 100% |" in text
+    assert "| coreset | 10% | 3 | 46.00 ± 2.00 | 50% |" in text  # this grid's rows keep this grid's references
 
 
 def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
