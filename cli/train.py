@@ -83,8 +83,9 @@ def train_options(command):
         click.option("--knn", type=int, default=_default("knn"), show_default=True, help="Neighbours per example in the selection graph."),
         click.option("--balance", type=click.Choice(BALANCES), default=_default("balance"), show_default=True, help="Per-class budgets: equal|proportional."),
         click.option("--loss-filter", type=float,
-                     help="coreset-lowloss: share of each class's highest losses cut [default: estimated, "
-                          "the examples the model rates below chance]."),
+                     help="coreset-lowloss, coreset-history, coreset-heldout: share of each class's highest "
+                          "losses cut [default: estimated: the examples the model rates below chance "
+                          "(coreset-lowloss), the high group of a two-group split of the mean losses (the others)]."),
         click.option("--selection-warmup", type=int,
                      help="Epochs of random selections before the first model-based one [default: the rule's; crust 20%]."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
