@@ -168,7 +168,7 @@ class CoresetAugmentation:
         "held-out" rule only the losses taken while the example was outside the selection in use
         count (its current loss where none did)."""
         current = _on_cpu(losses).double()
-        if self.rule.loss_history == "held-out":
+        if self.selects and self.rule.loss_history == "held-out":
             held = self._held_out()
             sums = current * held + (0 if self.loss_sums is None else self.loss_sums)
             counts = held + (0 if self.loss_held is None else self.loss_held)
