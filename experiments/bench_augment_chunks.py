@@ -1,0 +1,88 @@
+"""Augmentation per step against augmentation of several steps' batches in one call.
+
+On a GPU a RandAugment call costs about the same for 64 images as for 2,048 (experiments/
+results/gpu.md): the call, not the images, is the cost. This measures what the trainer would
+save by augmenting K steps' batches at once: per step, the weak policy on the batch and the
+strong policy on its copies (as coreaug.train does now), against one weak call on K batches and
+one strong call on their copies, then K slices. Augmentation only (no model), uint8 images of
+CIFAR's shape resident on the device, the trainer's batch layout (half the batch copies, as in
+full augmentation). Times are the best of `--repeats` passes over `--steps` steps.
+
+Usage: python experiments/bench_augment_chunks.py [--device cuda] [--batch 128] [--steps 96]
+           [--chunks 1,4,8,16] [--strong randaugment] [--out experiments/results/augment_chunks.md]
+"""
+import argparse
+import time
+
+import torch
+
+from coreaug.augment import create_policy
+
+
+def augment_steps(images, rows, weak, strong, generator, chunk, batch):
+    """Weak on every step's batch, strong on its copy rows, `chunk` steps per call; returns the last batch."""
+    copies = torch.arange(batch // 2, batch, device=images.device)  # the second half of each batch: copies
+    out = None
+    for first in range(0, len(rows), chunk):
+        block = rows[first:first + chunk]
+        x = weak(images.index_select(0, torch.cat(block)), generator)
+        strong_rows = torch.cat([copies + i * batch for i in range(len(block))])
+        x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), generator))
+        for part in x.split(batch):
+            out = part
+    return out
+
+
+def best_seconds(fn, repeats, sync):
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first pass also warms up
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=96)
+    parser.add_argument("--chunks", default="1,4,8,16")
+    parser.add_argument("--strong", default="randaugment")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="experiments/results/augment_chunks.md")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    generator = torch.Generator(device=device).manual_seed(0)
+    images = torch.randint(0, 256, (4096, 3, 32, 32), dtype=torch.uint8, generator=generator, device=device)
+    order = torch.randint(0, len(images), (args.steps * args.batch,), generator=generator, device=device)
+    rows = list(order.split(args.batch))
+    weak, strong = create_policy("weak"), create_policy(args.strong)
+    lines = [f"| steps per call | ms per step | vs one step per call |", "|---|---|---|"]
+    base = None
+    for chunk in (int(c) for c in args.chunks.split(",")):
+        seconds = best_seconds(lambda: augment_steps(images, rows, weak, strong, generator, chunk, args.batch),
+                               args.repeats, sync)
+        per_step = 1000 * seconds / args.steps
+        base = base or per_step
+        lines.append(f"| {chunk} | {per_step:.2f} | {base / per_step:.1f}x |")
+        print(lines[-1], flush=True)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    text = "\n".join([
+        "# Augmentation of several steps in one call", "",
+        f"Command: `python experiments/bench_augment_chunks.py --device {args.device} --batch {args.batch} "
+        f"--steps {args.steps} --chunks {args.chunks} --strong {args.strong} --out {args.out}`", "",
+        f"{where}, torch {torch.__version__}. Per step: weak on a batch of {args.batch} uint8 3x32x32 images and "
+        f"{args.strong} on its {args.batch // 2} copy rows; with K steps per call, one weak call on K batches and one "
+        f"strong call on their copies. Augmentation only; best of {args.repeats} passes over {args.steps} steps.", "",
+        *lines, ""])
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
