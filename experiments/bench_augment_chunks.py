@@ -12,10 +12,10 @@ Usage: python experiments/bench_augment_chunks.py [--device cuda] [--batch 128] 
            [--chunks 1,4,8,16] [--strong randaugment] [--out experiments/results/augment_chunks.md]
 """
 import argparse
-import time
 
 import torch
 
+from bench_augment import best_seconds  # experiments/ is the script's folder
 from coreaug.augment import create_policy
 
 
@@ -31,17 +31,6 @@ def augment_steps(images, rows, weak, strong, generator, chunk, batch):
         for part in x.split(batch):
             out = part
     return out
-
-
-def best_seconds(fn, repeats, sync):
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first pass also warms up
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main():

@@ -32,6 +32,15 @@ def _write_run(grid, strategy, seed, curve, subset=None):
     (folder / "summary.json").write_text(json.dumps(summary))
 
 
+def _main(script, *argv):
+    """Run `script.main()` (a module from `_script`) with the command line `argv`."""
+    saved, sys.argv = sys.argv, [f"{script.__name__}.py", *map(str, argv)]
+    try:
+        script.main()
+    finally:
+        sys.argv = saved
+
+
 @pytest.fixture
 def grid(tmp_path):
     grid = tmp_path / "A"
@@ -68,12 +77,7 @@ def test_tables_pair_runs_by_seed_and_give_shares(grid, tmp_path):
         _write_run(weighted, "coreset", seed, [0.4, 0.40 + 0.01 * seed], subset=0.1)
         _write_run(longer, "coreset", seed, [0.4, 0.60 + 0.01 * seed], subset=0.1)
         _write_run(longer, "random", seed, [0.4, 0.59], subset=0.1)
-    argv, sys.argv = sys.argv, ["cifar10_tables.py", str(grid), str(out), "--also", f"{weighted}=weighted copies",
-                                "--also", f"{longer}=40 epochs"]
-    try:
-        tables.main()
-    finally:
-        sys.argv = argv
+    _main(tables, grid, out, "--also", f"{weighted}=weighted copies", "--also", f"{longer}=40 epochs")
     text = out.read_text()
     # another grid's runs are rows of their own, paired with this grid's random: 40 - 42, 41 - 43
     assert "| coreset, weighted copies | 10% | 2 | 40.50 ± 0.71 | -5% | -2.00 ± 0.00 over 2 |" in text
@@ -85,11 +89,7 @@ def test_tables_pair_runs_by_seed_and_give_shares(grid, tmp_path):
     for seed in range(2):
         _write_run(longer, "none", seed, [0.4, 0.55])
         _write_run(longer, "full", seed, [0.4, 0.65])
-    argv, sys.argv = sys.argv, ["cifar10_tables.py", str(grid), str(out), "--also", f"{longer}=40 epochs"]
-    try:
-        tables.main()
-    finally:
-        sys.argv = argv
+    _main(tables, grid, out, "--also", f"{longer}=40 epochs")
     text = out.read_text()
     assert "| coreset, 40 epochs | 10% | 2 | 60.50 ± 0.71 | 55% | +1.50 ± 0.71 over 2 |" in text
     assert "| none, 40 epochs |  | 2 | 55.00 ± 0.00 | 0% |" in text and "| full, 40 epochs |  | 2 | 65.00 ± 0.00 | 100% |" in text
@@ -115,12 +115,7 @@ def test_time_plot_reads_timing_and_finds_the_time_to_target(grid, tmp_path):
     shorter = tmp_path / "A-full1"
     for seed in range(2):
         _write_run(shorter, "full", seed, [0.47])
-    argv, sys.argv = sys.argv, ["cifar10_time_plot.py", str(grid), str(timing), str(out), "--also",
-                                f"{shorter}=1 epoch"]
-    try:
-        plot.main()
-    finally:
-        sys.argv = argv
+    _main(plot, grid, timing, out, "--also", f"{shorter}=1 epoch")
     table = (tmp_path / "time.md").read_text()
     assert out.stat().st_size > 0
     # target 0.95 x 51 = 48.45: full reaches it after 2 epochs (12 s); coreset's 46 never does
