@@ -111,6 +111,9 @@ def train_options(command):
         click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
                      help="auto (bf16 on GPUs that have it, else fp16; fp32 on the CPU), bf16, fp16, fp32."),
         click.option("--compile", is_flag=True, help="torch.compile the model (once; later epochs reuse it)."),
+        click.option("--augment-steps", type=int,
+                     help="Steps' batches augmented per call: fewer, larger calls, for GPUs [default: 1; "
+                          "always 1 for maxloss and crust]."),
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
         click.option("--seed", type=int, default=_default("seed"), show_default=True),
         click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),

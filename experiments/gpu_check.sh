@@ -9,8 +9,10 @@
 #      torch.cuda.set_sync_debug_mode("error");
 #   2. bench_trainer.py --device cuda, resnet20 on CIFAR-shaped synthetic data, RandAugment;
 #   3. the same with max-loss transforms (the paper's strong augmentation: its speed-up claim);
-#   4. bench_augment.py --device cuda (coreaug's policies on the GPU against per-image Pillow);
-#   5. with two or more GPUs, a two-process NCCL run under torchrun.
+#   4. gpu_augment_steps.py: trainer epochs with the copies augmented one step per call against
+#      8 steps per call (--augment-steps; the default stays 1 until this has been measured);
+#   5. bench_augment.py --device cuda (coreaug's policies on the GPU against per-image Pillow);
+#   6. with two or more GPUs, a two-process NCCL run under torchrun.
 # Sized for a 15-minute lease with the defaults below (EPOCHS=2: the second epoch is the one
 # measured; TRAIN_LIMIT=25000 of the 50,000 synthetic images); EPOCHS=3 TRAIN_LIMIT= for the full set.
 # Usage: [EPOCHS=2] [TRAIN_LIMIT=25000] experiments/gpu_check.sh [PYTHON]
@@ -60,6 +62,13 @@ trainer() {  # trainer AUGMENT OUT TITLE
 }
 trainer randaugment "$RESULTS/gpu_trainer.md" "Trainer, resnet20 on CIFAR-shaped synthetic data, RandAugment"
 trainer maxloss "$RESULTS/gpu_trainer_maxloss.md" "Trainer, resnet20 on CIFAR-shaped synthetic data, max-loss transforms"
+if "$PY" experiments/gpu_augment_steps.py --device cuda --train-limit "${TRAIN_LIMIT:-50000}" --epochs "$EPOCHS" \
+    --out "$RESULTS/gpu_augment_steps.md"; then
+    { echo; echo "## Steps per augmentation call ([gpu_augment_steps.md](gpu_augment_steps.md))"; echo
+      sed -n '/^|/p' "$RESULTS/gpu_augment_steps.md"; } >> "$RESULTS/gpu.md"
+else
+    status=1
+fi
 if "$PY" experiments/bench_augment.py --device cuda --out "$RESULTS/gpu_augment.md"; then
     { echo; echo "## Augmentation ([gpu_augment.md](gpu_augment.md))"; echo; sed -n '/^|/p' "$RESULTS/gpu_augment.md"; } >> "$RESULTS/gpu.md"
 else

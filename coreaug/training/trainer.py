@@ -400,18 +400,11 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
     forward.train()
     # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
-    for step, images in enumerate(batches.step_images(data.train_images)):
-        take, strong_rows = batches.batch(step)
+    per_call = steps_per_augment_call(config, strong, batches)
+    for step, images in augmented_steps(batches, data, weak, strong, generator, context, per_call):
+        take = batches.batch(step)[0]
         idx = batches.indices[take]
         labels = data.train_labels.index_select(0, idx)
-        images = weak(images, generator)
-        if strong_rows is not None:
-            labels_of = {"labels": labels.index_select(0, strong_rows)} if strong.needs_model else {}
-            picked = strong(images.index_select(0, strong_rows), generator, **context, **labels_of)
-            if batches.partners is not None:
-                picked = mix_with_partners(picked, data.train_images, batches.partners[take].index_select(0, strong_rows),
-                                           weak, generator)
-            images = images.index_copy_(0, strong_rows, picked)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, epoch + step / batches.steps)
         with autocast():
@@ -430,6 +423,51 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
         bar.update(len(idx) * world, totals)
     bar.close()
     return totals.read()
+
+
+def steps_per_augment_call(config, strong, batches):
+    """How many steps' batches one weak and one strong call augment: `config.augment_steps`
+    (None: 1), but always 1 for max-loss transforms (they score with the model as it is at the
+    step) and for copies mixed with partners (crust)."""
+    if strong.needs_model or batches.partners is not None:
+        return 1
+    return config.augment_steps or 1
+
+
+def augmented_steps(batches, data, weak, strong, generator, context, per_call=1):
+    """(step, its weakly augmented uint8 images with the strong copies in place), step after step.
+
+    With `per_call` 1 each step's batch is augmented on its own (max-loss candidates scored with
+    the model as it is then; crust's copies mixed with their partners). With more, the batches of
+    `per_call` steps are augmented by one weak and one strong call and split again: the same
+    per-example draws of the same policies, in a fraction of the calls."""
+    stream = batches.step_images(data.train_images)
+    if per_call == 1:
+        for step, images in enumerate(stream):
+            take, strong_rows = batches.batch(step)
+            images = weak(images, generator)
+            if strong_rows is not None:
+                labels_of = ({"labels": data.train_labels.index_select(0, batches.indices[take].index_select(0, strong_rows))}
+                             if strong.needs_model else {})
+                picked = strong(images.index_select(0, strong_rows), generator, **context, **labels_of)
+                if batches.partners is not None:
+                    picked = mix_with_partners(picked, data.train_images, batches.partners[take].index_select(0, strong_rows),
+                                               weak, generator)
+                images = images.index_copy_(0, strong_rows, picked)
+            yield step, images
+        return
+    for first in range(0, batches.steps, per_call):
+        steps = range(first, min(first + per_call, batches.steps))
+        block = [next(stream) for _ in steps]
+        sizes = [len(images) for images in block]
+        images = weak(torch.cat(block), generator)
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # host integers: no wait on the device
+        rows = [strong_rows + offset for offset, strong_rows in zip(offsets, (batches.batch(s)[1] for s in steps))
+                if strong_rows is not None]
+        if rows:
+            rows = torch.cat(rows)
+            images = images.index_copy_(0, rows, strong(images.index_select(0, rows), generator))
+        yield from zip(steps, images.split(sizes))
 
 
 def mix_with_partners(copies, train_images, partners, weak, generator):
