@@ -439,8 +439,9 @@ def augmented_steps(batches, data, weak, strong, generator, context, per_call=1)
 
     With `per_call` 1 each step's batch is augmented on its own (max-loss candidates scored with
     the model as it is then; crust's copies mixed with their partners). With more, the batches of
-    `per_call` steps are augmented by one weak and one strong call and split again: the same
-    per-example draws of the same policies, in a fraction of the calls."""
+    `per_call` steps are augmented by one weak and one strong call and split again: each example
+    draws from the same policies as before (other draws: the generator is read in another
+    order), in a fraction of the calls."""
     stream = batches.step_images(data.train_images)
     if per_call == 1:
         for step, images in enumerate(stream):
