@@ -60,17 +60,21 @@ def main():
         lines.append(f"| {chunk} | {per_step:.2f} | {base / per_step:.1f}x |")
         print(lines[-1], flush=True)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    text = "\n".join([
-        "# Augmentation of several steps in one call", "",
-        f"Command: `python experiments/bench_augment_chunks.py --device {args.device} --batch {args.batch} "
-        f"--steps {args.steps} --chunks {args.chunks} --strong {args.strong} --out {args.out}`", "",
+    write_markdown(
+        args.out, "Augmentation of several steps in one call",
+        f"python experiments/bench_augment_chunks.py --device {args.device} --batch {args.batch} "
+        f"--steps {args.steps} --chunks {args.chunks} --strong {args.strong} --out {args.out}",
         f"{where}, torch {torch.__version__}. Per step: weak on a batch of {args.batch} uint8 3x32x32 images and "
         f"{args.strong} on its {args.batch // 2} copy rows; with K steps per call, one weak call on K batches and one "
-        f"strong call on their copies. Augmentation only; best of {args.repeats} passes over {args.steps} steps.", "",
-        *lines, ""])
-    with open(args.out, "w") as f:
-        f.write(text)
-    print(f"wrote {args.out}")
+        f"strong call on their copies. Augmentation only; best of {args.repeats} passes over {args.steps} steps.",
+        lines)
+
+
+def write_markdown(out, title, command, about, lines):
+    """Write a result file: the title, the command that made it, what was measured, the table."""
+    with open(out, "w") as f:
+        f.write("\n".join([f"# {title}", "", f"Command: `{command}`", "", about, "", *lines, ""]))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

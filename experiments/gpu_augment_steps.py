@@ -11,6 +11,7 @@ import statistics
 import torch
 
 import coreaug
+from bench_augment_chunks import write_markdown  # experiments/ is the script's folder
 
 
 def main():
@@ -33,15 +34,11 @@ def main():
                          f"{result.final_test_accuracy:.2%} |")
             print(lines[-1], flush=True)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    text = "\n".join(["# Trainer epochs with the augmentation of several steps per call", "",
-                      f"Command: `python experiments/gpu_augment_steps.py --device {args.device} --train-limit "
-                      f"{args.train_limit} --epochs {args.epochs} --steps {args.steps} --out {args.out}`", "",
-                      f"{device}, torch {torch.__version__}; resnet20, batch 128, append mode, R = 1; epoch seconds "
-                      f"are the mean of epochs 2 to {args.epochs} (training and selection, evaluation excluded).", "",
-                      *lines, ""])
-    with open(args.out, "w") as f:
-        f.write(text)
-    print(f"wrote {args.out}")
+    write_markdown(args.out, "Trainer epochs with the augmentation of several steps per call",
+                   f"python experiments/gpu_augment_steps.py --device {args.device} --train-limit {args.train_limit} "
+                   f"--epochs {args.epochs} --steps {args.steps} --out {args.out}",
+                   f"{device}, torch {torch.__version__}; resnet20, batch 128, append mode, R = 1; epoch seconds "
+                   f"are the mean of epochs 2 to {args.epochs} (training and selection, evaluation excluded).", lines)
 
 
 if __name__ == "__main__":

@@ -156,8 +156,8 @@ def select_coreset_heldout(labels, fraction, *, estimates, losses, balance="equa
     label it has trained on loses its high loss and `coreset-history`'s mean keeps those low
     losses; held-out losses are free of that (cifar10 grid C-subset, where `coreset-lowloss`,
     whose current losses are mostly held-out ones in subset mode, beat full augmentation)."""
-    keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance, estimate="split")
-    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep), "coreset-heldout")
+    return _named(select_coreset_history(labels, fraction, estimates=estimates, losses=losses, balance=balance,
+                                         knn=knn, share=share), "coreset-heldout")
 
 
 @register_rule("crust", ["estimates"],
