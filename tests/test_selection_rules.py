@@ -262,3 +262,10 @@ def test_the_trainer_keeps_the_history_in_its_checkpoint(tmp_path):
     checkpoint = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
     assert checkpoint["method"]["loss_count"] == 4 and checkpoint["method"]["loss_sums"].shape == (96,)
     assert all(m["selected"] for m in whole.history)
+
+
+@pytest.mark.parametrize("strategy", ["full", "none", "coreset"])
+def test_mean_losses_of_a_strategy_without_history_are_the_current_losses(strategy):
+    method = coreaug.CoresetAugmentation(np.zeros(6, dtype=np.int64), strategy=strategy, fraction=0.5)
+    losses = torch.arange(6, dtype=torch.float32)
+    assert torch.equal(method.mean_losses(losses), losses)
