@@ -16,7 +16,8 @@
 #             R = 10 (the paper re-selects every epoch; a clean pass over 10,000 images each epoch
 #             would cost more than the training here), test accuracy every 10 epochs (evaluating
 #             2,000 images every epoch would be half of a run's time). PART 1: coreset and random
-#             (the paper's claim); 2: the other rules; none: all.
+#             (the paper's claim); 2: the other rules (2a and 2b: its two halves, side by side);
+#             none: all.
 #          C: 50% symmetric label noise on a 500-image sample, 100 epochs, randaugment: all data
 #             + augmented subsets at 10/30/50%, and subset mode at 50% (grid C-subset). The
 #             pilot (weak only, 150 epochs): test accuracy peaks at 29% (epoch 16) and falls to
@@ -34,8 +35,11 @@
 #          (A-* also take "seeds10": seeds 5-9 of random, coreset, maxloss and coreset-lowloss at 10%,
 #          the cells that carry the paper's claim and the closest calls, and "seeds20": seeds 10-19
 #          of random, coreset and maxloss at 10%, to see the paper's half point;
+#          and "seeds10-5": seeds 5-9 of random and four rules at 5%, where every rule led random;
 #          C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3;
 #          and "seeds10": none, full, random and coreset-history at 50% for seeds 5-9;
+#          and "seeds10-30": random, coreset, maxloss, infobatch and coreset-history at 30% for seeds 5-9
+#          (the cells that decide the default strategy under noise);
 #          C-subset takes "seeds10": random, coreset-lowloss and coreset-history for seeds 5-9,
 #          and "heldout": coreset-heldout, the rule for subset mode, over seeds 0-9):
 #          1: the references (none, full) and the paper's strategies at 10% (C: at 50%)
@@ -61,6 +65,7 @@ cells() {
     3) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.3 --references=" ;;
     seeds10) echo "--strategies=random,coreset,maxloss,coreset-lowloss --subsets=0.1 --references= --seeds 10" ;;
     seeds20) echo "--strategies=random,coreset,maxloss --subsets=0.1 --references= --seeds 20" ;;
+    seeds10-5) echo "--strategies=random,coreset,maxloss,coreset-history,coreset-lowloss --subsets=0.05 --references= --seeds 10" ;;
     *) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.1,0.3 --references=none,full" ;;
   esac
 }
@@ -88,6 +93,8 @@ case $GRID in
     case $PART in
       1) RULES="coreset,random" ;;
       2) RULES="maxloss,$BEYOND" ;;
+      2a) RULES="maxloss,coreset-history,coreset-lowloss" ;;  # PART 2 in two shares, one per core
+      2b) RULES="crust,infobatch,ccs" ;;
       *) RULES="$PAPER,$BEYOND" ;;
     esac
     for subset in 0.005 0.01 0.02 0.05; do  # one fraction at a time: a stopped grid has whole comparisons
@@ -102,6 +109,7 @@ case $GRID in
       3) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3 --references=" ;;
       history) CELLS="--strategies=random,coreset-history --subsets=0.1,0.3 --references=" ;;  # a share of 3, first
       seeds10) CELLS="--strategies=random,coreset-history --subsets=0.5 --references=none,full --seeds 10" ;;  # seeds 5-9 of the cells that carry the noise result
+      seeds10-30) CELLS="--strategies=random,coreset,maxloss,infobatch,coreset-history --subsets=0.3 --references= --seeds 10" ;;  # seeds 5-9 at 30%, where three rules fell below random
       *) CELLS="--strategies=$PAPER,$BEYOND --subsets=0.1,0.3,0.5 --references=none,full" ;;
     esac
     coreaug bench $NOISE $CELLS --out "$OUT/C" ;;
