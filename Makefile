@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make train   create .venv, install coreaug, train on Fashion-MNIST (30% coreset)
+#   make train   create .venv, install coreaug, train on Fashion-MNIST (30% coreset, the paper's method)
 #   make test    create .venv, install coreaug[test], run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +7,7 @@ VENV ?= .venv
 #   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
-TRAIN_ARGS ?= --dataset fashion-mnist --subset 0.3 --epochs 3 --out runs/fashion-mnist-coreset-0.3
+TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 3 --out runs/fashion-mnist-coreset-0.3
 
 .PHONY: install install-test train test data-fashion-mnist clean
 

@@ -62,7 +62,7 @@ def main():
     images, labels = data.train_images[:args.limit], data.train_labels[:args.limit]
 
     train_set = FashionMNIST(images, labels)
-    method = coreaug.CoresetAugmentation(train_set.targets, fraction=0.3, seed=args.seed)
+    method = coreaug.CoresetAugmentation(train_set.targets, strategy="coreset", fraction=0.3, seed=args.seed)
     loader = torch.utils.data.DataLoader(method.dataset(train_set, weak=weak, strong=strong), batch_size=128,
                                          sampler=method.sampler(), num_workers=2)
     model = coreaug.create_model("cnn", 1, 10)

@@ -30,7 +30,7 @@ def main():
     def scale(x):
         return x.float() / 255
 
-    method = coreaug.CoresetAugmentation(labels, fraction=0.3, seed=args.seed)
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.3, seed=args.seed)
     weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
     model = coreaug.create_model("cnn", 1, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)

@@ -81,9 +81,9 @@ fi
     if [ "$GPUS" -ge 2 ]; then
         echo '```'
         "$PY" -m torch.distributed.run --standalone --nproc-per-node 2 -m coreaug train --dataset synthetic-cifar \
-            --train-limit 4096 --test-limit 1024 --epochs 2 --subset 0.3 --device cuda --quiet 2>&1 | tail -3
+            --train-limit 4096 --test-limit 1024 --epochs 2 --strategy coreset --subset 0.3 --device cuda --quiet 2>&1 | tail -3
         "$PY" -m torch.distributed.run --standalone --nproc-per-node 2 -m coreaug train --dataset synthetic-cifar \
-            --train-limit 4096 --test-limit 1024 --epochs 2 --subset 0.3 --device cuda --sync-bn --quiet 2>&1 | tail -3
+            --train-limit 4096 --test-limit 1024 --epochs 2 --strategy coreset --subset 0.3 --device cuda --sync-bn --quiet 2>&1 | tail -3
         echo '```'
     else
         echo "Skipped: one GPU (NCCL needs one GPU per process)."

@@ -18,6 +18,7 @@ def test_python_m_coreaug_train_writes_a_run(tmp_path):
     assert "final test accuracy" in proc.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["dataset"] == "synthetic" and summary["epochs"] == 1
+    assert summary["config"]["strategy"] == "random"  # the default, set by the CIFAR-10 grids
 
 
 def test_progress_bar_and_epoch_line_unless_quiet(tmp_path):

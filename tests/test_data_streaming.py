@@ -216,7 +216,7 @@ def test_auto_is_one_decision_for_every_process(tmp_path):
 
 def _folder_run(root, **settings):
     base = dict(dataset=str(root), image_size=12, model="cnn", epochs=2, batch_size=8, subset=0.3, quiet=True,
-                workers=0)
+                workers=0, strategy="coreset")
     return coreaug.train(coreaug.TrainConfig(**{**base, **settings}))
 
 
@@ -242,7 +242,7 @@ def test_a_streamed_step_does_not_wait_on_the_device(tmp_path):
     write_split(tmp_path / "data", "train", per_class=12)
     write_split(tmp_path / "data", "val", per_class=2)
     base = dict(dataset=str(tmp_path / "data"), image_size=12, model="cnn", epochs=1, subset=0.25, quiet=True,
-                workers=0, stream="always")
+                workers=0, stream="always", strategy="coreset")
     load_image_folder(tmp_path / "data", image_size=12, progress=False)  # the cache, built before the audit
     per_step, counts = syncs_per_step(base)
     assert per_step == 0, counts

@@ -20,9 +20,9 @@ from coreaug.training.distributed import Distributed, check_world_size
 from coreaug.training.plan import EpochPlan
 
 ARGS = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
-        "--epochs", "2", "--subset", "0.25", "--device", "cpu", "--quiet"]
+        "--epochs", "2", "--subset", "0.25", "--strategy", "coreset", "--device", "cpu", "--quiet"]
 RUN = dict(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=2, subset=0.25,
-           device="cpu", quiet=True)
+           device="cpu", quiet=True, strategy="coreset")
 WORLD = 2
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):

@@ -8,6 +8,7 @@ from PIL import Image
 
 import coreaug
 from coreaug.models import create_model
+from coreaug.selection import budget_size
 from coreaug.training import trainer as trainer_module
 from coreaug.training.plan import EpochPlan
 
@@ -50,7 +51,7 @@ def accuracy(model, images, labels):
 def test_a_dataloader_loop_with_pil_transforms_learns():
     torch.manual_seed(0)
     train = PILDataset(DATA.train_images, DATA.train_labels)
-    method = coreaug.CoresetAugmentation(train.targets, fraction=0.2)
+    method = coreaug.CoresetAugmentation(train.targets, strategy="coreset", fraction=0.2)
     loader = torch.utils.data.DataLoader(method.dataset(train, weak=flip_to_tensor, strong=rotate_to_tensor),
                                          batch_size=32, sampler=method.sampler())
     model = create_model("cnn", 3, 10)
@@ -79,7 +80,7 @@ def test_a_device_tensor_loop_learns(device):
     device tensor too) and model."""
     torch.manual_seed(0)
     images, labels = DATA.train_images.to(device), DATA.train_labels.to(device)
-    method = coreaug.CoresetAugmentation(labels, fraction=0.2)
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.2)
     weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
     model = create_model("cnn", 3, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -120,11 +121,11 @@ def test_the_same_seed_gives_the_plans_coreaug_train_draws(monkeypatch, strategy
 def test_state_saved_mid_run_continues_identically():
     images, labels = DATA.train_images, DATA.train_labels
     model = create_model("cnn", 3, 10)
-    run = coreaug.CoresetAugmentation(labels, fraction=0.1, select_every=2, seed=3)
+    run = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.1, select_every=2, seed=3)
     run.start_epoch(0, model, images, preprocess=lambda x: x.float() / 255)
     run.start_epoch(1)
     state = torch.load(_saved(run.state_dict()), weights_only=False)
-    restored = coreaug.CoresetAugmentation(labels, fraction=0.1, select_every=2, seed=3)
+    restored = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.1, select_every=2, seed=3)
     restored.load_state_dict(state)
     assert not restored.due(1) and restored.due(2)
     for a, b in ((run.start_epoch(1), restored.start_epoch(1)), (run.plan_for(3), restored.plan_for(3))):
@@ -142,7 +143,7 @@ def _saved(state):
 
 
 def test_selecting_before_any_model_is_given_is_an_error():
-    method = coreaug.CoresetAugmentation(DATA.train_labels)
+    method = coreaug.CoresetAugmentation(DATA.train_labels, strategy="coreset")
     with pytest.raises(ValueError, match="coreset selection is due at epoch 0: pass the model"):
         method.start_epoch(0)
     with pytest.raises(ValueError, match="no selection yet"):
@@ -158,11 +159,20 @@ def test_a_dataset_without_labels_is_an_error():
 
         def __getitem__(self, i):
             return DATA.train_images[i]
-    method = coreaug.CoresetAugmentation(DATA.train_labels)
+    method = coreaug.CoresetAugmentation(DATA.train_labels, strategy="coreset")
     with pytest.raises(ValueError, match=r"must return \(image, label\) pairs"):
         method.dataset(ImagesOnly())
     with pytest.raises(ValueError, match="the dataset has 10 examples but the labels"):
         method.dataset(PILDataset(DATA.train_images[:10], DATA.train_labels[:10]))
+
+
+def test_the_default_strategy_is_one_everywhere_random():
+    # set by the CIFAR-10 grids (README, Results); the paper's method is strategy="coreset"
+    assert coreaug.CoresetAugmentation(DATA.train_labels).strategy == "random"
+    assert coreaug.TrainConfig().strategy == "random"
+    method = coreaug.CoresetAugmentation(DATA.train_labels, fraction=0.1)
+    method.start_epoch(0)  # a random selection needs no model
+    assert method.selection.strategy == "random" and len(method.selection.indices) == budget_size(0.1, 400)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -177,7 +187,7 @@ def test_bad_settings_are_clear_errors(kwargs, match):
 
 def test_subset_mode_items_carry_the_coreset_weights():
     images, labels = DATA.train_images, DATA.train_labels
-    method = coreaug.CoresetAugmentation(labels, fraction=0.1, mode="subset", weight_augmented=True)
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.1, mode="subset", weight_augmented=True)
     method.start_epoch(0, create_model("cnn", 3, 10), images, preprocess=lambda x: x.float() / 255)
     data = method.dataset(PILDataset(images, labels, to_tensor))
     picked, weights = method.selection.indices, method.selection.weights

@@ -142,7 +142,8 @@ def test_crust_trains_end_to_end_with_mixed_copies():
                                       dict(strategy="maxloss"), dict(strategy="coreset-lowloss")])
 def test_more_classes_than_gradient_dim_select_and_log_clean_losses(settings):
     config = dict(dataset="synthetic", model="cnn", train_limit=96, test_limit=64, batch_size=32, quiet=True,
-                  subset=0.25, epochs=2, gradient_dim=4)  # synthetic has 10 classes: estimates are projected
+                  subset=0.25, epochs=2, gradient_dim=4,  # synthetic has 10 classes: estimates are projected
+                  strategy="coreset")
     result = coreaug.train(coreaug.TrainConfig(**{**config, **settings}))
     first = result.history[0]
     assert first["selected"] and first["selection_loss_selected"] > 0 and first["selection_loss_rest"] > 0

@@ -10,7 +10,7 @@ import coreaug.training.trainer as trainer
 from coreaug.errors import UsageError
 
 BASE = dict(dataset="synthetic", train_limit=200, test_limit=100, epochs=2, batch_size=16, quiet=True,
-            subset=0.3, augment="randaugment", seed=0)
+            subset=0.3, augment="randaugment", seed=0, strategy="coreset")
 
 
 def counting_policies(monkeypatch):
@@ -35,10 +35,10 @@ def counting_policies(monkeypatch):
 @pytest.mark.parametrize("strategy", ["full", "coreset"])
 def test_a_block_of_steps_trains_the_same_examples_in_fewer_calls(monkeypatch, strategy):
     calls = counting_policies(monkeypatch)
-    one = coreaug.train(coreaug.TrainConfig(**BASE, strategy=strategy, augment_steps=1))
+    one = coreaug.train(coreaug.TrainConfig(**dict(BASE, strategy=strategy), augment_steps=1))
     per_step = dict(calls)
     calls.clear()
-    block = coreaug.train(coreaug.TrainConfig(**BASE, strategy=strategy, augment_steps=4))
+    block = coreaug.train(coreaug.TrainConfig(**dict(BASE, strategy=strategy), augment_steps=4))
     for a, b in zip(one.history, block.history):
         assert (a["n_trained"], a["n_augmented"]) == (b["n_trained"], b["n_augmented"])
     steps = [-(-m["n_trained"] // 16) for m in one.history]  # the plan's batches per epoch

@@ -8,7 +8,8 @@ import coreaug
 from coreaug.training.distributed import check_world_size
 from coreaug.training.precision import resolve_precision
 
-TINY = dict(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=1, quiet=True)
+TINY = dict(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=1, quiet=True,
+            strategy="coreset")
 
 
 def test_auto_is_fp32_on_the_cpu():

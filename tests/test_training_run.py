@@ -10,7 +10,8 @@ from coreaug.selection import budget_size
 from coreaug.training import trainer as trainer_module
 from coreaug.training.run_files import RunFolder
 
-TINY = dict(dataset="synthetic", model="cnn", train_limit=96, test_limit=64, batch_size=32, quiet=True)
+TINY = dict(dataset="synthetic", model="cnn", train_limit=96, test_limit=64, batch_size=32, quiet=True,
+            strategy="coreset")  # the method itself, not the default (random)
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,7 @@ def one_thread():
     ("none", "append", 96),
 ])
 def test_each_epoch_trains_the_expected_number_of_examples(strategy, mode, expected):
-    result = coreaug.train(coreaug.TrainConfig(**TINY, strategy=strategy, mode=mode, subset=0.25, epochs=2))
+    result = coreaug.train(coreaug.TrainConfig(**dict(TINY, strategy=strategy), mode=mode, subset=0.25, epochs=2))
     assert [m["n_trained"] for m in result.history] == [expected, expected]
     augmented = {"full": 96, "none": 0}.get(strategy, budget_size(0.25, 96))
     assert [m["n_augmented"] for m in result.history] == [augmented, augmented]
@@ -130,7 +131,7 @@ def test_training_estimates_need_no_extra_pass_after_the_first(monkeypatch, stra
     passes = []
     real = selector.estimate_gradients
     monkeypatch.setattr(selector, "estimate_gradients", lambda *a, **k: passes.append(1) or real(*a, **k))
-    result = coreaug.train(coreaug.TrainConfig(**TINY, strategy=strategy, estimates="training", epochs=3))
+    result = coreaug.train(coreaug.TrainConfig(**dict(TINY, strategy=strategy), estimates="training", epochs=3))
     assert len(passes) == 1  # the first selection only
     assert [m["selected"] for m in result.history] == [True, True, True]
     assert result.history[2]["estimate_seconds"] < result.history[0]["estimate_seconds"]
@@ -159,9 +160,9 @@ def test_training_estimates_match_the_logits_seen_in_training(monkeypatch):
 
 
 def test_label_noise_flips_the_training_labels():
-    config = coreaug.TrainConfig(**TINY, strategy="none", label_noise=0.5, epochs=1).resolved()
+    config = coreaug.TrainConfig(**dict(TINY, strategy="none"), label_noise=0.5, epochs=1).resolved()
     from coreaug.training.inputs import load_run_data
-    clean = load_run_data(coreaug.TrainConfig(**TINY, strategy="none", epochs=1).resolved(), "cpu")
+    clean = load_run_data(coreaug.TrainConfig(**dict(TINY, strategy="none"), epochs=1).resolved(), "cpu")
     noisy = load_run_data(config, "cpu")
     assert int(noisy.noisy.sum()) == 48
     assert (noisy.train_labels[noisy.noisy] != clean.train_labels[noisy.noisy]).all()
@@ -214,7 +215,7 @@ def test_training_estimates_are_stored_only_in_the_epoch_before_a_selection(monk
 
 
 def test_metrics_say_the_rate_an_epoch_started_at_and_time_with_and_without_evaluation():
-    result = coreaug.train(coreaug.TrainConfig(**TINY, strategy="random", epochs=3, lr=0.05))
+    result = coreaug.train(coreaug.TrainConfig(**dict(TINY, strategy="random"), epochs=3, lr=0.05))
     history = result.history
     assert history[0]["lr"] == 0.05  # cosine starts at the peak: the rate the first epoch trained with
     assert history[1]["lr"] < history[0]["lr"]

@@ -10,8 +10,10 @@ import pytest
 import coreaug
 from coreaug.training.run_files import RunFolder, same_settings
 
-TINY = dict(dataset="synthetic", model="cnn", train_limit=64, test_limit=32, batch_size=32, quiet=True)
-CLI_TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--quiet"]
+TINY = dict(dataset="synthetic", model="cnn", train_limit=64, test_limit=32, batch_size=32, quiet=True,
+            strategy="coreset")
+CLI_TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--quiet",
+            "--strategy", "coreset"]
 
 
 def cli(*args):

@@ -5,7 +5,8 @@ import torch
 import coreaug
 from coreaug.training.sync_audit import syncs_per_step as audited_syncs_per_step
 
-BASE = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, subset=0.25, candidates=2)
+BASE = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, subset=0.25, candidates=2,
+            strategy="coreset")
 
 
 def syncs_per_step(**settings):

@@ -21,7 +21,7 @@ from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, che
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 
-from .config import MODES, SELECTING, STRATEGIES
+from .config import DEFAULT_STRATEGY, MODES, SELECTING, STRATEGIES
 from .diagnostics import selection_diagnostics
 from .plan import epoch_plan, plan_length
 
@@ -44,9 +44,10 @@ class CoresetAugmentation:
 
     Args:
         labels: the training set's integer labels (n,), in dataset order.
-        strategy: "coreset" (Liu & Mirzasoleiman's weighted facility location on gradient
-            estimates), "random", "maxloss" (highest current loss), "full" (every example) or
-            "none" (no strong augmentation).
+        strategy: "random" (the default, DEFAULT_STRATEGY: see the README's Results), "coreset"
+            (Liu & Mirzasoleiman's weighted facility location on gradient estimates), "maxloss"
+            (highest current loss), a rule beyond the paper, "full" (every example) or "none"
+            (no strong augmentation).
         fraction: the selection's share of the training set, in (0, 1].
         select_every: re-select at epochs 0, R, 2R, ...
         mode: "append" (every example weakly augmented, plus copies of the selection) or
@@ -72,7 +73,7 @@ class CoresetAugmentation:
     `diagnostics` (figures about the last selection: see training.diagnostics).
     """
 
-    def __init__(self, labels, *, strategy="coreset", fraction=0.3, select_every=1, mode="append", copies=1,
+    def __init__(self, labels, *, strategy=DEFAULT_STRATEGY, fraction=0.3, select_every=1, mode="append", copies=1,
                  weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None,
                  gradient_dim=512, selection_warmup=None, epochs=None, loss_filter=None):
         self.labels = torch.as_tensor(check_labels(labels)).long()

@@ -63,7 +63,8 @@ def _has_bool_index(args):
 
 
 def syncs_per_step(base, batch_sizes=(8, 16), **settings):
-    """Syncing ops per training step of `coreaug.train(TrainConfig(**base, **settings))`.
+    """Syncing ops per training step of `coreaug.train(TrainConfig(**base, **settings))` (settings
+    override base: a base that names the strategy can be audited with another).
 
     Trains twice, at two batch sizes over the same data and epochs, under `SyncAudit`, and
     divides the difference in counts by the difference in steps: work done once per epoch
@@ -74,7 +75,7 @@ def syncs_per_step(base, batch_sizes=(8, 16), **settings):
     runs = []
     for batch_size in batch_sizes:
         with SyncAudit() as audit:
-            result = coreaug.train(coreaug.TrainConfig(**base, batch_size=batch_size, **settings))
+            result = coreaug.train(coreaug.TrainConfig(**{**base, **settings, "batch_size": batch_size}))
         steps = sum(-(-m["n_trained"] // batch_size) for m in result.history)
         runs.append((audit.total, steps, dict(audit.counts)))
     (count_a, steps_a, a), (count_b, steps_b, b) = runs
