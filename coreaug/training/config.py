@@ -17,8 +17,8 @@ from .precision import PRECISIONS
 SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper
 STRATEGIES = SELECTING + ("full", "none")
 # The default rule, set by the CIFAR-10 grids (README, Results): at the default 30% a random subset ties
-# every rule on clean labels, is below none under 50% label noise (the coreset, maxloss and infobatch
-# fall below it there) and needs no selection pass. Pass strategy="coreset" for the paper's method.
+# every rule on clean labels; under 50% label noise no rule beats it beyond one std and the coreset,
+# maxloss and infobatch fall below it; and it needs no selection pass. Pass strategy="coreset" for the paper's method.
 DEFAULT_STRATEGY = "random"
 MODES = ("append", "subset")
 SCHEDULES = ("cosine", "multistep")
