@@ -96,12 +96,13 @@ case $GRID in
       2a) RULES="maxloss,coreset-history,coreset-lowloss" ;;  # PART 2 in two shares, one per core
       2b) RULES="crust,infobatch,ccs" ;;
       2c) RULES="ccs"; SUBSETS="0.05" ;;  # a third share, for the core 2a frees first
+      2d) RULES="infobatch"; SUBSETS="0.05"; LAST_SEEDS="--seed 3 --seeds 2" ;;  # seeds 3-4, while 2b runs 0-2
       *) RULES="$PAPER,$BEYOND" ;;
     esac
     for subset in ${SUBSETS:-0.005 0.01 0.02 0.05}; do  # one fraction at a time: a stopped grid has whole comparisons
       coreaug bench --dataset "$DATA" --image-size 32 --model cnn --train-limit 10000 --test-limit 2000 \
         --epochs 200 --eval-every 10 --batch-size 64 --select-every 10 --seeds 5 --quiet --augment maxloss --mode subset \
-        --strategies "$RULES" --subsets $subset --references= --out "$OUT/B"
+        --strategies "$RULES" --subsets $subset --references= ${LAST_SEEDS:-} --out "$OUT/B"
     done ;;
   C)
     case $PART in
