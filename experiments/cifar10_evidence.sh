@@ -96,7 +96,7 @@ case $GRID in
       2a) RULES="maxloss,coreset-history,coreset-lowloss" ;;  # PART 2 in two shares, one per core
       2b) RULES="crust,infobatch,ccs" ;;
       2c) RULES="ccs"; SUBSETS="0.05" ;;  # a third share, for the core 2a frees first
-      2d) RULES="infobatch"; SUBSETS="0.05"; LAST_SEEDS="--seed 3 --seeds 2" ;;  # seeds 3-4, while 2b runs 0-2
+      2d) RULES="infobatch"; SUBSETS="0.05"; LAST_SEEDS="--seed 4 --seeds 1" ;;  # seed 4, while 2b runs 0-3
       *) RULES="$PAPER,$BEYOND" ;;
     esac
     for subset in ${SUBSETS:-0.005 0.01 0.02 0.05}; do  # one fraction at a time: a stopped grid has whole comparisons
