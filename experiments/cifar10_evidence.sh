@@ -66,6 +66,11 @@ cells() {
     seeds10) echo "--strategies=random,coreset,maxloss,coreset-lowloss --subsets=0.1 --references= --seeds 10" ;;
     seeds20) echo "--strategies=random,coreset,maxloss --subsets=0.1 --references= --seeds 20" ;;
     seeds10-5) echo "--strategies=random,coreset,maxloss,coreset-history,coreset-lowloss --subsets=0.05 --references= --seeds 10" ;;
+    # seeds 5-9 of the rules that had 5 (random, coreset and maxloss have them), in shares for two cores
+    seeds10-10a) echo "--strategies=coreset-history,crust --subsets=0.1 --references= --seed 5 --seeds 5" ;;
+    seeds10-10b) echo "--strategies=infobatch,ccs --subsets=0.1 --references= --seed 5 --seeds 5" ;;
+    seeds10-5b) echo "--strategies=crust --subsets=0.05 --references= --seed 5 --seeds 5" ;;
+    seeds10-5c) echo "--strategies=infobatch,ccs --subsets=0.05 --references= --seed 5 --seeds 5" ;;
     *) echo "--strategies=$PAPER,$BEYOND --subsets=0.05,0.1,0.3 --references=none,full" ;;
   esac
 }
