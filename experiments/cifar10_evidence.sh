@@ -16,7 +16,8 @@
 #             R = 10 (the paper re-selects every epoch; a clean pass over 10,000 images each epoch
 #             would cost more than the training here), test accuracy every 10 epochs (evaluating
 #             2,000 images every epoch would be half of a run's time). PART 1: coreset and random
-#             (the paper's claim); 2: the other rules (2a and 2b: its two halves, side by side);
+#             (the paper's claim); 2: the other rules (2a and 2b: its two halves, side by side;
+#             2c: ccs at 5%, 2d: infobatch's seed 4 at 5%, shares of 2b for a core freed early);
 #             none: all.
 #          C: 50% symmetric label noise on a 500-image sample, 100 epochs, randaugment: all data
 #             + augmented subsets at 10/30/50%, and subset mode at 50% (grid C-subset). The
@@ -36,6 +37,8 @@
 #          the cells that carry the paper's claim and the closest calls, and "seeds20": seeds 10-19
 #          of random, coreset and maxloss at 10%, to see the paper's half point;
 #          and "seeds10-5": seeds 5-9 of random and four rules at 5%, where every rule led random;
+#          and "seeds10-10a"/"seeds10-10b", "seeds10-5b"/"seeds10-5c": seeds 5-9 of the other rules
+#          at 10% and at 5%, in two shares each;
 #          C also takes "history": random and coreset-history at 10% and 30%, a share of PART 3;
 #          and "seeds10": none, full, random and coreset-history at 50% for seeds 5-9;
 #          and "seeds10-30": random, coreset, maxloss, infobatch and coreset-history at 30% for seeds 5-9
@@ -95,6 +98,7 @@ case $GRID in
     coreaug bench $SET --augment maxloss --weight-augmented --strategies=coreset --subsets=0.1 --references= \
       --out "$OUT/A-weighted" ;;
   B)
+    SUBSETS=""; LAST_SEEDS=""  # set only by the parts below, never taken from the caller's environment
     case $PART in
       1) RULES="coreset,random" ;;
       2) RULES="maxloss,$BEYOND" ;;
