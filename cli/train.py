@@ -54,8 +54,8 @@ def train_options(command):
                      help="Folder datasets: where images are decoded to [default: ~/.cache/coreaug/decoded]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),
         click.option("--weak", type=click.Choice(WEAK), default=_default("weak"), show_default=True,
-                     help="Weak augmentation: pad-crop|resized-crop|auto (resized-crop for folders of 128 px and more)."),
-        click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder)."),
+                     help="Weak augmentation every example gets: pad-crop (pad 4, random crop, flip), resized-crop (random-resized crop, scale 0.08-1, ratio 3/4-4/3, and flip), auto (resized-crop for folder datasets of --image-size 128 and more, else pad-crop)."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder) [default: search $COREAUG_DATA, ~/.cache/coreaug, /usr/share/datasets/<name>]."),
         click.option("--download/--no-download", default=_default("download"), show_default=True, help="Download missing files (checksummed)."),
         click.option("--model", help="resnet20|32|56, resnet18, wrn-16-8, cnn (small images); resnet18_imagenet, "
                                      "resnet34|50|101, wide_resnet50_2 (ImageNet stem); or your own as "
@@ -70,16 +70,19 @@ def train_options(command):
         click.option("--norm-decay/--no-norm-decay", default=_default("norm_decay"), show_default=True,
                      help="Weight decay on biases and normalisation weights too (off for fine-tuning)."),
         click.option("--mode", type=click.Choice(MODES), default=_default("mode"), show_default=True, help="append: all examples + augmented copies of the selection; subset: the weighted selection + its copies."),
-        click.option("--select-every", type=int, default=_default("select_every"), show_default=True, help="Re-select every R epochs."),
-        click.option("--augment", default=_default("augment"), show_default=True, help="Strong augmentation policy (e.g. maxloss, autoaugment, randaugment+cutout)."),
-        click.option("--candidates", type=int, default=_default("candidates"), show_default=True, help="Candidates per example for --augment maxloss."),
+        click.option("--select-every", type=int, default=_default("select_every"), show_default=True, help="Re-select every R epochs: at epochs 0, R, 2R, ..."),
+        click.option("--augment", default=_default("augment"), show_default=True, help="Strong augmentation policy: randaugment, trivialaugment, autoaugment (CIFAR-10 policy), autoaugment-imagenet, cutout, maxloss (best of --candidates by loss), or a chain like randaugment+cutout."),
+        click.option("--candidates", type=int, default=_default("candidates"), show_default=True, help="Candidates per example for --augment maxloss (Wu et al., ICML 2020)."),
         click.option("--copies", type=int, default=_default("copies"), show_default=True, help="Augmented copies per selected example."),
-        click.option("--weight-augmented", is_flag=True, help="Give augmented copies the coreset weights."),
+        click.option("--weight-augmented", is_flag=True, help="Give augmented copies the coreset weights (else weight 1)."),
         click.option("--gradients", type=click.Choice(GRADIENT_KINDS), default=_default("gradients"), show_default=True, help="Gradient estimate: softmax - onehot (logits) or its product with the last layer's input."),
         click.option("--estimates", type=click.Choice(ESTIMATES), default=_default("estimates"), show_default=True,
-                     help="clean: an eval pass over clean images (the paper); training: reuse the last epoch's training logits (free)."),
+                     help="clean: an eval pass over the clean training set at each selection (the paper); training: reuse "
+                          "the previous epoch's training logits, at no cost (append mode, logit gradients; the "
+                          "first selection is a clean pass)."),
         click.option("--gradient-dim", type=int, default=_default("gradient_dim"), show_default=True,
-                     help="Gradient estimates wider than this are randomly projected to this size."),
+                     help="Gradient estimates wider than this (last-layer gradients; logit gradients past this many classes) are "
+                          "randomly projected to this size, batch by batch; float16 when they would exceed 1 GiB."),
         click.option("--knn", type=int, default=_default("knn"), show_default=True, help="Neighbours per example in the selection graph."),
         click.option("--balance", type=click.Choice(BALANCES), default=_default("balance"), show_default=True, help="Per-class budgets: equal|proportional."),
         click.option("--loss-filter", type=float,
@@ -90,7 +93,7 @@ def train_options(command):
                      help="Epochs of random selections before the first model-based one [default: the rule's; crust 20%]."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--eval-every", type=int, default=_default("eval_every"), show_default=True,
-                     help="Evaluate on the test set after every N-th epoch (and the last)."),
+                     help="Evaluate on the test set after every N-th epoch and after the last (the others log null test figures)."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
         click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_default("optimizer"), show_default=True,
@@ -98,24 +101,29 @@ def train_options(command):
         click.option("--momentum", type=float, default=_default("momentum"), show_default=True, help="SGD's momentum."),
         click.option("--nesterov/--no-nesterov", default=_default("nesterov"), show_default=True, help="SGD's Nesterov momentum."),
         click.option("--betas", default=_flag_default("betas"), show_default=True, help="AdamW's betas."),
-        click.option("--weight-decay", type=float, help="[default: per dataset]"),
-        click.option("--schedule", type=click.Choice(SCHEDULES), default=_default("schedule"), show_default=True),
+        click.option("--weight-decay", type=float, help="Weight decay [default: per dataset; 0.05 with --optimizer adamw]."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), default=_default("schedule"), show_default=True,
+                     help="Learning-rate schedule: cosine, or multistep (lr / 10 at --milestones)."),
         click.option("--milestones", default=_flag_default("milestones"), show_default=True, help="multistep: fractions of training where lr drops 10x."),
-        click.option("--warmup-epochs", type=float, default=_default("warmup_epochs"), show_default=True),
-        click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True),
-        click.option("--label-noise", type=float, default=_default("label_noise"), show_default=True, help="Fraction of training labels flipped (symmetric)."),
+        click.option("--warmup-epochs", type=float, default=_default("warmup_epochs"), show_default=True,
+                     help="Epochs of linear learning-rate warm-up before the schedule."),
+        click.option("--label-smoothing", type=float, default=_default("label_smoothing"), show_default=True,
+                     help="Label smoothing of the cross-entropy."),
+        click.option("--label-noise", type=float, default=_default("label_noise"), show_default=True, help="Fraction of training labels flipped to another class, uniformly (symmetric noise)."),
         click.option("--flip/--no-flip", default=None, help="Horizontal flips in weak augmentation [default: per dataset]."),
-        click.option("--train-limit", type=int, help="Train on a fixed random sample of this many examples."),
-        click.option("--test-limit", type=int, help="Evaluate on a fixed random sample of this many examples."),
-        click.option("--device", default=_default("device"), show_default=True, help="auto, cpu, cuda, cuda:N."),
+        click.option("--train-limit", type=int, help="Train on a fixed random sample of this many examples (the same for every seed)."),
+        click.option("--test-limit", type=int, help="Evaluate on a fixed random sample of this many examples (the same for every seed)."),
+        click.option("--device", default=_default("device"), show_default=True, help="auto, cpu, cuda, cuda:N (a single process makes N the current GPU)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
-                     help="auto (bf16 on GPUs that have it, else fp16; fp32 on the CPU), bf16, fp16, fp32."),
-        click.option("--compile", is_flag=True, help="torch.compile the model (once; later epochs reuse it)."),
+                     help="auto (bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on the CPU), bf16, fp16, "
+                          "fp32; the resolved value is in summary.json."),
+        click.option("--compile", is_flag=True, help="torch.compile the model (graphs built in the first epoch and reused; graphs_compiled in metrics.jsonl)."),
         click.option("--augment-steps", type=int,
                      help="Steps' batches augmented per call: fewer, larger calls, for GPUs [default: 1; "
                           "always 1 for maxloss and crust]."),
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
-        click.option("--seed", type=int, default=_default("seed"), show_default=True),
+        click.option("--seed", type=int, default=_default("seed"), show_default=True,
+                     help="Seed of everything random (CPU runs repeat exactly)."),
         click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
         click.option("--tensorboard", is_flag=True,
                      help="Also write each epoch's metrics as TensorBoard scalars to the run's tensorboard/ folder."),
@@ -133,14 +141,17 @@ def make_config(**flags):
 
 
 @click.command("train")
-@click.option("--subset", type=float, default=_default("subset"), show_default=True, help="Selection size as a fraction of the training set.")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default=_default("strategy"), show_default=True, help="A selection rule (see the README's Selection rules), or a reference: full, none.")
+@click.option("--subset", type=float, default=_default("subset"), show_default=True, help="Selection size as a fraction of the training set, in (0, 1].")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=_default("strategy"), show_default=True, help="A selection rule: coreset (the paper's), random, maxloss (highest current loss), or one beyond "
+                   "the paper (the manual's Training page describes each); or a reference: full (augment all), "
+                   "none (weak only).")
 @train_options
 @click.option("--out", type=click.Path(),
-              help="Folder for metrics.jsonl, summary.json, checkpoint.pt and model.pt "
+              help="Run folder for config.json, metrics.jsonl, summary.json, checkpoint.pt and model.pt; the first line "
+                   "printed names it "
                    "[default: runs/<dataset>-<strategy>-<subset>-<time>].")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its checkpoint and metrics.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (the same final metrics as an uninterrupted run).")
+@click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its results (and replacing a run of other settings).")
 @user_errors
 def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected coreset."""
