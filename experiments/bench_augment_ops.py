@@ -1,0 +1,275 @@
+"""Benchmark: aten ops dispatched per augmentation policy call, and CPU seconds per call.
+
+On a GPU every aten op is at least one kernel launch, and a small batch's augmentation is bound
+by launches, not arithmetic; so the measure of a policy's cost there is how many ops one call
+dispatches. They are counted here on the CPU with a ``TorchDispatchMode`` (every op, views
+included), at the sizes the trainer calls the strong policy with (a step's copies: 13 and 38 are
+batch 128 at 10% and 30%), on 3x32x32 uint8 images, grouped by op name and by the coreaug module
+that issued them. The syncing ops of ``coreaug.training.sync_audit.SyncAudit`` are counted too
+(they must stay 0). Max-loss transforms are counted with their candidates' forward passes
+through a registry model (``cnn``), and without the model's share (the ops issued while the
+model's forward runs). Seconds per call are the best of several repeats on one thread.
+
+    OMP_NUM_THREADS=1 python experiments/bench_augment_ops.py --save-before
+    OMP_NUM_THREADS=1 python experiments/bench_augment_ops.py
+
+The first form records the counts and timings as the "before" figures
+(experiments/results/augment_ops_before.json); the second writes the table
+(experiments/results/augment_ops.md) with those figures beside the current ones.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from coreaug.augment import create_policy
+from coreaug.models import create_model
+from coreaug.training.sync_audit import SyncAudit
+
+POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss", "weak", "resized-crop",
+            "cutout", "weak+randaugment+cutout")
+COUNT_SIZES = (13, 38, 64, 128)
+TIME_SIZES = (64, 512)
+TIMED_POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss")
+LARGE = (32, 3, 224, 224)  # a timing row on ImageNet-sized images: the dense trade-off
+RESULTS = Path("experiments/results")
+AUGMENT_DIR = str(Path("coreaug") / "augment")
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every aten op dispatched while active: in total, by op name, and by the coreaug
+    module (file) whose code issued it; ops issued inside a model's forward go to ``model``."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_name = collections.Counter()
+        self.by_module = collections.Counter()
+        self.in_model = 0  # depth of model forwards running now
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.by_name[name] += 1
+        self.by_module["model" if self.in_model else _issuing_module()] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_name.values())
+
+
+def _issuing_module() -> str:
+    """The innermost coreaug/augment file on the Python stack (its stem), or "other"."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if AUGMENT_DIR in filename:
+            return Path(filename).stem
+        frame = frame.f_back
+    return "other"
+
+
+class CountedModel(torch.nn.Module):
+    """Wraps a model so that the ops of its forward are counted as the model's."""
+
+    def __init__(self, model: torch.nn.Module, counter: OpCounter):
+        super().__init__()
+        self.model, self.counter = model, counter
+
+    def forward(self, x):
+        self.counter.in_model += 1
+        try:
+            return self.model(x)
+        finally:
+            self.counter.in_model -= 1
+
+
+def sample_batch(n: int, shape=(3, 32, 32), seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g)
+
+
+def make_call(name: str, images: torch.Tensor, counter=None):
+    """A zero-argument function making one call of policy ``name`` on ``images``."""
+    generator = torch.Generator().manual_seed(0)
+    if name != "maxloss":
+        policy = create_policy(name)
+        return lambda: policy(images, generator)
+    policy = create_policy("maxloss")  # randaugment, 4 candidates
+    model = create_model("cnn", in_channels=images.shape[1], num_classes=10)
+    if counter is not None:
+        model = CountedModel(model, counter)
+    labels = torch.randint(0, 10, (images.shape[0],), generator=torch.Generator().manual_seed(1))
+    return lambda: policy(images, generator, model=model, labels=labels)
+
+
+def count(name: str, n: int) -> dict:
+    """Ops of one call (after a warm-up call that fills the policy's caches)."""
+    counter = OpCounter()
+    call = make_call(name, sample_batch(n), counter)
+    call()
+    with SyncAudit() as audit, counter:
+        call()
+    modules = dict(counter.by_module.most_common())
+    return {"ops": counter.total, "model_ops": modules.get("model", 0), "syncs": audit.total,
+            "by_name": dict(counter.by_name.most_common()), "by_module": modules}
+
+
+def best_seconds(call, repeats: int) -> float:
+    call()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(repeats: int) -> dict:
+    counts = {f"{name}@{n}": count(name, n) for name in POLICIES for n in COUNT_SIZES}
+    seconds = {}
+    for name in TIMED_POLICIES:
+        for n in TIME_SIZES:
+            seconds[f"{name}@{n}"] = best_seconds(make_call(name, sample_batch(n)),
+                                                  repeats if n <= 64 else max(3, repeats // 3))
+            print(f"{name} at {n}: {seconds[f'{name}@{n}'] * 1e3:.2f} ms", flush=True)
+    large = sample_batch(LARGE[0], LARGE[1:])
+    for name in ("randaugment", "trivialaugment", "autoaugment"):
+        key = f"{name}@{LARGE[0]}x{LARGE[2]}px"
+        seconds[key] = best_seconds(make_call(name, large), 3)
+        print(f"{key}: {seconds[key] * 1e3:.1f} ms", flush=True)
+    return {"counts": counts, "seconds": seconds, "load": _load(), "commit": _commit(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def _load() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "n/a"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "n/a"
+
+
+def _cell(table: dict, key: str, field: str, fmt="{}") -> str:
+    return fmt.format(table[key][field]) if key in table else "n/a"
+
+
+def _ms(seconds: dict, key: str) -> str:
+    return f"{seconds[key] * 1e3:.2f}" if key in seconds else "n/a"
+
+
+def _where(by_module: dict, top: int = 6) -> str:
+    return ", ".join(f"{module} {ops}" for module, ops in list(by_module.items())[:top])
+
+
+def _names(by_name: dict, top: int = 8) -> str:
+    return ", ".join(f"{name} {ops}" for name, ops in list(by_name.items())[:top])
+
+
+def render(now: dict, before: dict, command: str) -> str:
+    old, new = before.get("counts", {}), now["counts"]
+    lines = [
+        "# Ops dispatched per augmentation call, before and after (issue 26, part 2)",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Counted on the CPU with a `TorchDispatchMode` (every aten op, views included; on CUDA "
+        "each op is at least one kernel launch except views), one call on 3x32x32 uint8 images "
+        "after a warm-up call, at a step's copies (13 and 38: batch 128 at 10% and 30%). "
+        "maxloss: randaugment, 4 candidates, scored by the registry's `cnn` (its forward passes "
+        "are the \"model\" column; \"policy\" is the rest). syncs: ops counted by "
+        "`coreaug.training.sync_audit.SyncAudit` (must be 0). "
+        f"Before: commit {before.get('commit', 'n/a')}; after: commit {now['commit']} "
+        "(the working tree at that commit).",
+        "",
+        "| policy | images | ops before | ops after | policy ops before | policy ops after | "
+        "model ops | syncs before | syncs after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in POLICIES:
+        for n in COUNT_SIZES:
+            key = f"{name}@{n}"
+            policy_old = (old[key]["ops"] - old[key]["model_ops"]) if key in old else "n/a"
+            policy_new = new[key]["ops"] - new[key]["model_ops"]
+            lines.append(f"| {name} | {n} | {_cell(old, key, 'ops')} | {new[key]['ops']} | "
+                         f"{policy_old} | {policy_new} | {new[key]['model_ops']} | "
+                         f"{_cell(old, key, 'syncs')} | {new[key]['syncs']} |")
+    lines += [
+        "",
+        "## Where the ops go (64 images)",
+        "",
+        "By the coreaug.augment module whose code dispatched them (\"other\": torch or the "
+        "policy's caller), and the most frequent op names.",
+        "",
+        "| policy | when | by module | by op name |",
+        "|---|---|---|---|",
+    ]
+    for name in POLICIES:
+        key = f"{name}@64"
+        for when, table in (("before", old), ("after", new)):
+            if key in table:
+                lines.append(f"| {name} | {when} | {_where(table[key]['by_module'])} | "
+                             f"{_names(table[key]['by_name'])} |")
+    old_s, new_s = before.get("seconds", {}), now["seconds"]
+    lines += [
+        "",
+        "## CPU milliseconds per call",
+        "",
+        f"Best of several repeats, {now['threads']} torch thread(s) (OMP_NUM_THREADS=1), torch "
+        f"{now['torch']}. Load (`/proc/loadavg`) before: {before.get('load', 'n/a')}; after: "
+        f"{now['load']} (a shared 2-core machine with a long benchmark on one core). The "
+        f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}.",
+        "",
+        "| policy | images | ms before | ms after |",
+        "|---|---|---:|---:|",
+    ]
+    for key in new_s:
+        name, size = key.split("@")
+        lines.append(f"| {name} | {size} | {_ms(old_s, key)} | {_ms(new_s, key)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9, help="timing repeats (best kept)")
+    parser.add_argument("--save-before", action="store_true",
+                        help="record this run as the before figures")
+    parser.add_argument("--before", default=str(RESULTS / "augment_ops_before.json"))
+    parser.add_argument("--out", default=str(RESULTS / "augment_ops.md"))
+    args = parser.parse_args(argv)
+    now = measure(args.repeats)
+    before_path = Path(args.before)
+    if args.save_before:
+        before_path.parent.mkdir(parents=True, exist_ok=True)
+        before_path.write_text(json.dumps(now, indent=1) + "\n")
+    before = json.loads(before_path.read_text()) if before_path.exists() else {}
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = " ".join(([f"OMP_NUM_THREADS={threads}"] if threads else []) +
+                       ["python", "experiments/bench_augment_ops.py",
+                        *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(render(now, before, command))
+    for name in POLICIES:
+        print(name, [now["counts"][f"{name}@{n}"]["ops"] for n in COUNT_SIZES],
+              "syncs", [now["counts"][f"{name}@{n}"]["syncs"] for n in COUNT_SIZES])
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
