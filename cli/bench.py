@@ -1,4 +1,6 @@
 """`coreaug bench`: a grid of training runs and its speed-up tables."""
+import sys
+
 import click
 
 import coreaug.bench
@@ -18,15 +20,36 @@ def _list(flag, text, convert=str):
         raise UsageError(f"{flag} must be a comma-separated list like 0.1,0.3, got {text!r}") from None
 
 
-def _report(run, status, position, total):
+def _report(run, status, position, total, error=None):
     prefix = f"[{position}/{total}] {run.name}:"
     if status == "skipped":
         click.echo(f"{prefix} finished before, skipped ({run.folder})")
+        return
+    if status == "elsewhere":
+        click.echo(f"{prefix} running elsewhere (another coreaug process holds {run.folder}), left to it")
+        return
+    if status == "failed":
+        click.echo(f"{prefix} failed: {error}")
         return
     row = read_run(run)  # the figures the tables will show
     resumed = " resumed," if status == "resumed" else ""
     click.echo(f"{prefix}{resumed} final {row['final_accuracy']:.2%} (best {row['best_accuracy']:.2%}), "
                f"{row['total_seconds']:.1f} s training, {row['selection_seconds']:.1f} s selection")
+
+
+def _summary(result):
+    """The closing line: what the tables cover, what was written, and what is missing."""
+    grid = len(result.rows) + len(result.missing)
+    if result.rows:
+        written = ", ".join(result.files.values())
+        line = (f"{len(result.rows)} runs ({result.trained} trained now), target {result.target:.2%}; wrote {written}"
+                + ("" if "png" in result.files else " (install matplotlib for accuracy_vs_time.png)"))
+    else:
+        line = f"no run of the grid is finished yet ({result.trained} trained now); no tables written"
+    if result.missing:
+        line += (f"; {len(result.missing)} of the grid's {grid} runs are missing from the tables (not finished: "
+                 "another shard still going, failed or interrupted; the same command finishes them)")
+    return line
 
 
 @click.command("bench")
@@ -38,16 +61,38 @@ def _report(run, status, position, total):
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per cell: --seed, --seed + 1, ...")
 @click.option("--target", type=float,
               help="Accuracy for time-to-target, in (0, 1] [default: 99% of full's final accuracy].")
+@click.option("--jobs", metavar="N",
+              help="Train N runs at a time, each in its own worker process: on the CPU each takes cores / N threads, "
+                   "on GPUs each its own device from --devices (round-robin when N is larger). 1 trains the runs "
+                   "here, one after another [default: one per device of --devices, else 1].")
+@click.option("--devices", metavar="LIST",
+              help="Devices for the --jobs workers, comma-separated, like cuda:0,cuda:1 (or cpu) "
+                   "[default: every visible GPU when --device is cuda or auto and CUDA is available].")
+@click.option("--shard", metavar="I/N",
+              help="Train only the I-th of N parts of the grid (runs sorted by name, dealt round-robin), so N "
+                   "machines share one --out: e.g. a Slurm array job passes "
+                   "--shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT. A run another process holds is "
+                   "left to it; the tables cover the grid's finished runs and say how many are missing.")
 @train_options
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Grid folder: runs/<run>/, results.csv, results.md, accuracy_vs_time.png.")
 @user_errors
-def bench(subsets, strategies, references, seeds, target, out, **flags):
-    """Train strategies x subsets x seeds plus references; tabulate speed-ups and accuracy."""
-    result = coreaug.bench.run_grid(
-        make_config(**flags), out, subsets=_list("--subsets", subsets, float),
-        strategies=_list("--strategies", strategies), references=_list("--references", references),
-        seeds=seeds, target=target, report=_report)
-    written = ", ".join(result.files.values())
-    click.echo(f"{len(result.rows)} runs ({result.trained} trained now), target {result.target:.2%}; wrote {written}"
-               + ("" if "png" in result.files else " (install matplotlib for accuracy_vs_time.png)"))
+def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, out, **flags):
+    """Train strategies x subsets x seeds plus references; tabulate speed-ups and accuracy.
+
+    Finished runs are skipped and interrupted ones resumed, so the same command continues a
+    grid. Exit code 1 when a run failed (the others still train), 130 on Ctrl-C (the runs not
+    finished keep no summary and train on the next call).
+    """
+    try:
+        result = coreaug.bench.run_grid(
+            make_config(**flags), out, subsets=_list("--subsets", subsets, float),
+            strategies=_list("--strategies", strategies), references=_list("--references", references),
+            seeds=seeds, target=target, report=_report, jobs=jobs, devices=devices, shard=shard)
+    except KeyboardInterrupt:
+        click.echo("interrupted: the runs not finished keep no summary; run the same command to resume them", err=True)
+        sys.exit(130)
+    click.echo(_summary(result))
+    if result.failed:
+        click.echo(f"error: {len(result.failed)} run(s) failed: {', '.join(result.failed)}", err=True)
+        sys.exit(1)

@@ -1,17 +1,28 @@
-"""`run_grid`: train a benchmark grid and write results.csv, results.md, accuracy_vs_time.png."""
+"""`run_grid`: train a benchmark grid (in this process or in worker processes, all of it or one
+shard) and write results.csv, results.md, accuracy_vs_time.png over its finished runs."""
+import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coreaug.errors import UsageError
+from coreaug.files import atomic_write
 
-from .grid import check_writable, plan_grid, run_grid_runs
+from .grid import check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_run, write_csv
+from .workers import check_jobs, plan_workers, run_in_workers
 
 
 @dataclass
 class BenchResult:
-    """A finished grid: per-run rows, per-group rows, the target and the files written."""
+    """A grid after a bench: per-run rows and per-group rows of its finished runs, the target,
+    the files written, and what this bench did.
+
+    trained: runs trained (or resumed) by this bench. outcomes: a RunOutcome per run this bench
+    handled (its shard), in the order they ended. missing: names of the grid's runs that are
+    not finished (another shard still going, failed, interrupted), which the tables leave out.
+    failed: {name: error in one line} for the runs that failed here.
+    """
 
     rows: list
     groups: list
@@ -19,10 +30,13 @@ class BenchResult:
     target_rule: str
     trained: int
     files: dict
+    outcomes: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    failed: dict = field(default_factory=dict)
 
 
-def run_grid(config, out, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "random", "maxloss"),
-             references=("none", "full"), seeds=3, target=None, report=None):
+def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "random", "maxloss"),
+             references=("none", "full"), seeds=3, target=None, report=None, jobs=None, devices=None, shard=None):
     """Train every run of a grid in `out/runs/<name>` and write the result tables to `out`.
 
     config: the base coreaug.TrainConfig; its settings apply to every run (strategy, subset,
@@ -30,12 +44,24 @@ def run_grid(config, out, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "rando
     subsets, strategies, references, seeds: the grid (see grid.plan_grid).
     target: the accuracy for time-to-target, in (0, 1]; None means 99% of full's final
         accuracy (mean over seeds), or 99% of the grid's best final accuracy without full.
-    report: called as report(run, status, position, total) after each run (status: "trained",
-        "resumed" or "skipped").
+    report: called as report(run, status, position, total) as each run ends (status:
+        "trained", "resumed", "skipped", "elsewhere": another process holds its folder, or
+        "failed", then with error=<the error in one line> too); position counts the runs
+        reported so far, total the runs this bench handles.
+    jobs: worker processes (see workers.plan_workers); None means one per device in
+        `devices`, else 1. With 1 the runs train here, one after another.
+    devices: "cuda:0,cuda:1" (or a list): the devices the workers take round-robin; None
+        means every visible GPU when config.device is "cuda" or "auto" and CUDA is available.
+    shard: "I/N" or (I, N): train only the I-th of N deterministic parts of the grid (the
+        runs sorted by name and dealt round-robin), so that N processes or machines share
+        one `out`; a run another process holds is left to it ("elsewhere").
     Finished runs (summary.json present, same config) are skipped; interrupted ones resume
-    from their checkpoint. Every check (unknown strategy, empty grid, subsets out of range,
-    bad settings, unwritable `out`, a launch by torchrun) raises UsageError before the first
-    run starts.
+    from their checkpoint. A run that fails with an error of its own is reported and the
+    others go on (with one job, a UsageError or OSError stops the grid: it would stop every
+    run). The tables cover the grid's finished runs (all shards'); BenchResult.missing names
+    the others. Every check (unknown strategy, empty grid, subsets out of range, bad settings,
+    bad jobs, devices or shard, unwritable `out`, a launch by torchrun) raises UsageError
+    before the first run starts. KeyboardInterrupt stops the workers and propagates.
     Returns a BenchResult.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -44,27 +70,51 @@ def run_grid(config, out, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "rando
                          "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder")
     if target is not None and (not isinstance(target, (int, float)) or not 0 < target <= 1):
         raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
+    if jobs is not None:
+        jobs = check_jobs(jobs)
+    if shard is not None:
+        shard = parse_shard(shard)
+    workers = plan_workers(config.device, jobs=jobs, devices=devices)
     out = os.path.abspath(out)
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
+    mine = shard_runs(runs, shard) if shard else runs
     check_writable(out)
 
-    def report_with_total(run, status, position):
+    def report_with_total(outcome, position):
         if report:
-            report(run, status, position, len(runs))
-    trained = run_grid_runs(runs, report_with_total)
-    return write_results(runs, out, target, trained)
+            error = {"error": outcome.error} if outcome.status == "failed" else {}
+            report(outcome.run, outcome.status, position, len(mine), **error)
+    if len(workers) == 1:
+        if devices is not None:  # one job on a chosen device: here, with that device
+            mine = [dataclasses.replace(r, config=dataclasses.replace(r.config, device=workers[0].device)) for r in mine]
+        outcomes = run_grid_runs(mine, report_with_total)
+    else:
+        outcomes = run_in_workers(mine, workers, report_with_total)
+    trained = sum(o.status in ("trained", "resumed") for o in outcomes)
+    finished = [run for run in runs if run.state() == "finished"]
+    result = write_results(finished, out, target, trained) if finished else BenchResult([], [], float("nan"), "", trained, {})
+    result.outcomes = outcomes
+    result.missing = [run.name for run in runs if run.state() != "finished"]
+    result.failed = {o.run.name: o.error for o in outcomes if o.status == "failed"}
+    return result
 
 
 def write_results(runs, out, target=None, trained=0):
-    """Read the finished `runs` and write results.csv, results.md and (with matplotlib) the plot."""
+    """Read the finished `runs` and write results.csv, results.md and (with matplotlib) the plot.
+
+    Each file is replaced whole (written beside it, then renamed), so shards finishing at the
+    same time into one `out` never leave a mixed file. Returns a BenchResult.
+    """
     rows = [read_run(run) for run in runs]
     target, rule = add_timings(rows, target)
     groups = group_rows(rows)
     files = {"csv": os.path.join(out, "results.csv"), "md": os.path.join(out, "results.md")}
-    write_csv(rows, files["csv"])
-    with open(files["md"], "w") as f:
-        f.write(markdown_table(groups, target, rule))
-    plot = plot_accuracy_vs_time(rows, target, os.path.join(out, "accuracy_vs_time.png"))
-    if plot:
-        files["png"] = plot
+    staged = {kind: os.path.join(out, f".{name}.{os.getpid()}.{kind}") for kind, name in
+              (("csv", "results"), ("png", "accuracy_vs_time"))}
+    write_csv(rows, staged["csv"])
+    os.replace(staged["csv"], files["csv"])
+    atomic_write(files["md"], lambda f: f.write(markdown_table(groups, target, rule)))
+    if plot_accuracy_vs_time(rows, target, staged["png"]):
+        files["png"] = os.path.join(out, "accuracy_vs_time.png")
+        os.replace(staged["png"], files["png"])
     return BenchResult(rows, groups, target, rule, trained, files)

@@ -1,5 +1,6 @@
 """The runs of a benchmark grid: one `coreaug.train` run per (strategy, subset, seed), each in
-its own folder, with finished runs skipped and interrupted ones resumed."""
+its own folder, with finished runs skipped, interrupted ones resumed, and runs that another
+process holds (another shard or bench on the same folder) left to it; a grid's shards."""
 import dataclasses
 import json
 import math
@@ -11,9 +12,15 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError
 from coreaug.training import TrainConfig, train
 from coreaug.training.config import SELECTING
-from coreaug.training.run_files import same_settings
+from coreaug.training.run_files import RunFolder, same_settings
 
 REFERENCES = ("full", "none")
+# The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
+# finished before (skipped), held by another process (left to it), or failed with an error.
+STATUSES = ("trained", "resumed", "skipped", "elsewhere", "failed")
+# Errors that would stop every run the same way (a bad setting, missing data): one process
+# running the grid stops at the first and the CLI shows it as a user's mistake.
+STOPPING = (UsageError, OSError)
 
 
 @dataclass
@@ -98,24 +105,110 @@ def check_writable(out):
         raise UsageError(f"--out {out} is not a writable folder ({reason}); choose another --out") from None
 
 
-def run_grid_runs(runs, report=None):
-    """Train every run that has no summary yet (resuming from its checkpoint); skip the others.
+@dataclass
+class RunOutcome:
+    """What a bench did with one run: its `status` (one of STATUSES) and, for a failed run, the
+    error in one line (`error`)."""
 
-    `report(run, status, position)` is called after each run with status "trained",
-    "resumed" (continued from its checkpoint) or "skipped". Returns the number of runs trained.
+    run: GridRun
+    status: str
+    error: str = None
+
+
+def train_grid_run(run):
+    """Train `run` unless it is finished or another process holds its folder; return its status.
+
+    "skipped": summary.json is there. "elsewhere": another coreaug process (another shard, or
+    another bench on the same folder) holds the folder's lock, so it is left to that process.
+    Otherwise trains it (resuming from its checkpoint when there is one) and returns "resumed"
+    or "trained". Errors of the training itself propagate.
     """
-    trained = 0
+    if run.state() == "finished":
+        return "skipped"
+    if folder_in_use(run.folder):
+        return "elsewhere"
+    state = run.state()  # again: it may have finished while the lock was looked at
+    if state == "finished":
+        return "skipped"
+    try:
+        train(run.config)  # resume=True: continues from checkpoint.pt when there is one
+    except UsageError as exc:
+        if IN_USE in str(exc):  # taken by another process between the look and the start
+            return "elsewhere"
+        raise
+    return "resumed" if state == "interrupted" else "trained"
+
+
+IN_USE = "is in use by another coreaug run"  # RunFolder's refusal of a folder another process holds
+
+
+def folder_in_use(folder):
+    """Whether another process holds the lock of run folder `folder` (a missing folder is free)."""
+    if not os.path.isdir(folder):
+        return False
+    probe = RunFolder(folder)
+    try:
+        probe._take_lock()  # the lock a training run takes (flock), taken and let go at once
+    except UsageError:
+        return True
+    finally:
+        probe.release()
+    return False
+
+
+def one_line(exc):
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def run_grid_runs(runs, report=None):
+    """Train the `runs` one after another in this process (see `train_grid_run`).
+
+    `report(outcome, position)` is called after each run with its RunOutcome. A run that
+    fails with an error of the training (not a user's mistake) is reported "failed" and the
+    next run goes on; UsageError and OSError (a bad setting, missing data: every run would
+    fail the same way) stop the grid. Returns the list of RunOutcome, in the runs' order.
+    """
+    outcomes = []
     for position, run in enumerate(runs, 1):
-        state = run.state()
-        if state == "finished":
-            status = "skipped"
-        else:
-            train(run.config)  # resume=True: continues from checkpoint.pt when there is one
-            trained += 1
-            status = "resumed" if state == "interrupted" else "trained"
+        try:
+            outcome = RunOutcome(run, train_grid_run(run))
+        except STOPPING:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
+            outcome = RunOutcome(run, "failed", one_line(exc))
+        outcomes.append(outcome)
         if report:
-            report(run, status, position)
-    return trained
+            report(outcome, position)
+    return outcomes
+
+
+def parse_shard(shard):
+    """`shard` as (index, count): "I/N" text or an (I, N) pair with N >= 1 and I in 1..N.
+
+    Raises UsageError naming --shard for anything else.
+    """
+    text = shard if isinstance(shard, str) else "/".join(map(str, shard)) if isinstance(shard, (tuple, list)) else repr(shard)
+    index, slash, count = text.strip().partition("/")
+    if slash and index.strip().isdigit() and count.strip().isdigit():
+        index, count = int(index), int(count)
+        if count >= 1 and 1 <= index <= count:
+            return index, count
+    raise UsageError(f"--shard must be I/N with N >= 1 and I in 1..N (e.g. --shard 2/4: the second of four "
+                     f"shards), got {text!r}")
+
+
+def shard_runs(runs, shard):
+    """The runs of shard `shard` ("I/N" or (I, N)): the grid's runs sorted by name and dealt
+    round-robin, the first to shard 1, the second to shard 2, ... So every run lands in exactly
+    one shard, and which one depends on the run names alone, not on the order of the flags.
+    Returns them in the order of `runs`.
+    """
+    index, count = parse_shard(shard)
+    names = sorted(run.name for run in runs)
+    mine = {name for k, name in enumerate(names) if k % count == index - 1}
+    return [run for run in runs if run.name in mine]
 
 
 def _check_folder_matches(run):

@@ -1,0 +1,232 @@
+"""A grid's runs in worker processes on one machine (`coreaug bench --jobs N`).
+
+Each worker is a fresh process (spawn: nothing of the parent's CUDA or thread state is
+inherited) that takes runs from one shared queue, so two workers never take the same run; the
+run folder's lock is the second guard. On the CPU each worker gets its share of the cores
+(threads = cores // N, set before torch starts); on CUDA each worker gets its own device, the
+devices dealt round-robin when there are more workers than devices. The parent reports each
+run as it finishes; Ctrl-C in the parent stops the workers, and a run they leave unfinished has
+no summary.json, so a rerun resumes it.
+"""
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import queue
+import re
+import signal
+import threading
+from dataclasses import dataclass
+
+from coreaug.errors import UsageError
+
+from .grid import RunOutcome, one_line, train_grid_run
+
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+@dataclass
+class Worker:
+    """One worker process's place: its device (None: the runs' own `device` setting) and the
+    number of CPU threads torch may use there."""
+
+    device: str
+    threads: int
+
+
+def check_jobs(jobs):
+    """`jobs` as an int >= 1 (an int or its digits as text); UsageError naming --jobs if not."""
+    text = str(jobs).strip()
+    if isinstance(jobs, bool) or not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--jobs must be a whole number of worker processes >= 1 (e.g. --jobs 2), got {jobs!r}")
+    return int(text)
+
+
+def parse_devices(devices):
+    """`devices` ("cuda:0,cuda:1" or a list of names) as a list of device names.
+
+    Each is `cpu`, `cuda` or `cuda:N`; a CUDA device must exist on this machine. Raises
+    UsageError naming --devices for an empty list, a malformed name or a GPU not present.
+    """
+    names = [d.strip() for d in devices.split(",") if d.strip()] if isinstance(devices, str) else [str(d) for d in devices]
+    if not names:
+        raise UsageError(f"--devices must list devices like cuda:0,cuda:1 (or cpu), got {devices!r}")
+    for name in names:
+        if not DEVICE.fullmatch(name):
+            raise UsageError(f"--devices must list devices like cuda:0,cuda:1 (or cpu), got {name!r} in {devices!r}")
+    cuda = [name for name in names if name.startswith("cuda")]
+    if cuda:
+        count = _gpu_count()
+        if count == 0:
+            raise UsageError(f"--devices names {cuda[0]} but CUDA is not available here; pass --devices cpu "
+                             "or leave --devices out")
+        for name in cuda:
+            if int(name.partition(":")[2] or 0) >= count:
+                raise UsageError(f"--devices names {name} but this machine shows {count} GPU(s), cuda:0 to "
+                                 f"cuda:{count - 1}")
+    return names
+
+
+def plan_workers(device, *, jobs=None, devices=None):
+    """The worker processes for runs whose config says `device` ("auto", "cpu", "cuda[:N]").
+
+    devices: the devices to spread the workers over (see parse_devices); None means every
+        visible GPU when `device` is "cuda" or "auto" and CUDA is available, else none (each
+        worker uses `device`).
+    jobs: the number of workers (see check_jobs); None means one per device, or 1.
+    Returns a list of Worker, one per job: devices dealt round-robin, and each worker's share
+    of this process's CPU cores, max(1, cores // jobs), as its thread count.
+    """
+    if devices is not None:
+        devices = parse_devices(devices)
+    elif device in ("auto", "cuda"):
+        devices = [f"cuda:{k}" for k in range(_gpu_count())] or None
+    jobs = check_jobs(jobs) if jobs is not None else len(devices) if devices else 1
+    threads = max(1, _cores() // jobs)
+    return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
+
+
+def run_in_workers(runs, workers, report=None):
+    """Train `runs` in one spawned process per Worker (at most one per run still to train).
+
+    Finished runs are reported "skipped" at once, without a worker. The others go into one
+    queue that the workers take runs from; each run trains with the worker's device and quiet
+    (the parent reports). `report(outcome, position)` is called in this process as each run
+    ends, `position` counting the runs reported so far. A run that fails (any error) is
+    reported "failed" and the workers go on; a worker that dies (killed, out of memory) fails
+    the run it held. On KeyboardInterrupt the workers are terminated and the interrupt goes on:
+    their runs keep a checkpoint and no summary.json. Returns the RunOutcomes, in the order
+    reported.
+    """
+    outcomes = []
+
+    def done(outcome):
+        outcomes.append(outcome)
+        if report:
+            report(outcome, len(outcomes))
+
+    todo = []
+    for run in runs:
+        if run.state() == "finished":
+            done(RunOutcome(run, "skipped"))
+        else:
+            todo.append(run)
+    if not todo:
+        return outcomes
+    context = multiprocessing.get_context("spawn")
+    tasks, results = context.Queue(), context.Queue()
+    for position, run in enumerate(todo):
+        tasks.put((position, run))
+    workers = workers[:len(todo)]
+    for _ in workers:
+        tasks.put(None)  # one stop sign per worker, after every run
+    processes, holding = [], {}  # holding: worker -> position of the run it trains
+    try:
+        for index, worker in enumerate(workers):
+            processes.append(_start(context, index, worker, tasks, results))
+        reported = set()
+        while len(reported) < len(todo):
+            try:
+                message = results.get(timeout=1.0)
+            except queue.Empty:
+                for index, process in enumerate(processes):
+                    if not process.is_alive() and process.exitcode != 0 and index in holding:
+                        position = holding.pop(index)
+                        reported.add(position)
+                        done(RunOutcome(todo[position], "failed",
+                                        f"its worker process ended with exit code {process.exitcode}"))
+                if not any(p.is_alive() for p in processes) and results.empty():
+                    for position in sorted(set(range(len(todo))) - reported):
+                        reported.add(position)
+                        done(RunOutcome(todo[position], "failed", "no worker process was left to train it"))
+                continue
+            if message[0] == "took":
+                holding[message[1]] = message[2]
+            else:
+                _, index, position, status, error = message
+                holding.pop(index, None)
+                if position not in reported:
+                    reported.add(position)
+                    done(RunOutcome(todo[position], status, error))
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join()
+        tasks.cancel_join_thread()  # runs a terminated worker never took must not hold this process
+        tasks.close()
+        results.close()
+    return outcomes
+
+
+def _start(context, index, worker, tasks, results):
+    """Start worker `index`: the thread count in its environment before it imports torch, and
+    SIGINT ignored from its first instruction (the parent decides what Ctrl-C stops)."""
+    threads = str(worker.threads)
+    process = context.Process(target=_work, args=(index, worker, tasks, results), daemon=True,
+                              name=f"coreaug-bench-worker-{index}")
+    with _environment(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads), _sigint_ignored():
+        process.start()
+    return process
+
+
+def _work(index, worker, tasks, results):
+    """A worker's loop: take a run, train it (train_grid_run), send its status; stop at None."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(worker.threads)
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        position, run = task
+        results.put(("took", index, position))
+        config = dataclasses.replace(run.config, quiet=True, **({"device": worker.device} if worker.device else {}))
+        try:
+            status, error = train_grid_run(dataclasses.replace(run, config=config)), None
+        except Exception as exc:  # noqa: BLE001 - one run's error must not stop the others
+            status, error = "failed", one_line(exc)
+        results.put(("done", index, position, status, error))
+
+
+@contextlib.contextmanager
+def _environment(**values):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT while a child starts: an ignored signal stays ignored across exec, so the
+    child is never interrupted mid-import (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _gpu_count():
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (a Slurm or taskset share)
+    except AttributeError:
+        return os.cpu_count() or 1
