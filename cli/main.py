@@ -5,11 +5,13 @@ import click
 
 from coreaug import __version__
 
+from .archive import archive
 from .bench import bench
 from .errors import fail
 from .datasets import datasets
 from .evaluate import evaluate
 from .predict import predict
+from .report import report
 from .select import select
 from .train import train
 
@@ -26,6 +28,8 @@ app.add_command(select)
 app.add_command(train)
 app.add_command(predict)
 app.add_command(evaluate)
+app.add_command(report)
+app.add_command(archive)
 
 
 def main(args=None):

@@ -45,3 +45,51 @@ def plot_accuracy_vs_time(rows, target, path):
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def plot_mean_curves(series, target, path, title):
+    """Draw one mean accuracy curve per cell against training seconds (the report's plot).
+
+    series: (panel, label, seconds, accuracies in %, line style) per cell; one panel per
+    distinct `panel` (e.g. a subset), and a series whose panel is None (a reference) is drawn in
+    every panel. target: the accuracy for time-to-target (a grey line), as a fraction; path:
+    the PNG. Returns the path, or None when matplotlib (the `plot` extra) is not installed or
+    there is nothing to draw.
+    """
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only: no display on servers and in tests
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    if not any(seconds for _, _, seconds, _, _ in series):
+        return None
+    panels = list(dict.fromkeys(panel for panel, *_ in series if panel is not None)) or [None]
+    columns = min(len(panels), 3)
+    rows = math.ceil(len(panels) / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False,
+                                sharex=True, sharey=True)
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10
+    colours = colours[::2] + colours[1::2]
+    for axes, panel in zip(grid.flat, panels):
+        shown = [s for s in series if s[0] in (None, panel)]
+        for number, (_, label, seconds, accuracies, style) in enumerate(shown):
+            axes.plot(seconds, accuracies, style, marker=".", markersize=2, linewidth=1, label=label,
+                      color=colours[number % len(colours)])
+        if not math.isnan(target):
+            axes.axhline(100 * target, color="grey", linewidth=0.8)
+        axes.set_title(panel or title, fontsize=9)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=6, ncol=1 + len(shown) // 14)
+    for axes in list(grid.flat)[len(panels):]:
+        axes.set_visible(False)
+    for axes in grid[-1]:
+        axes.set_xlabel("training seconds (selection included, evaluation excluded)", fontsize=8)
+    for axes in grid[:, 0]:
+        axes.set_ylabel("test accuracy % (mean over seeds)", fontsize=8)
+    figure.suptitle(f"{title}: accuracy against training time"
+                    + ("" if math.isnan(target) else f" (grey line: target {target:.2%})"), fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(figure)
+    return path

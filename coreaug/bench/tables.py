@@ -127,12 +127,15 @@ def markdown_table(groups, target, rule):
         "Time to target: train seconds until the test accuracy first reaches the target, mean over seeds",
         "(— unless every seed reached it); its speed-up is full's time to target / the group's.",
     ]
-    return "\n".join(lines + _diagnostics_table(groups)) + "\n"
+    return "\n".join(lines + diagnostics_table(groups)) + "\n"
 
 
-def _diagnostics_table(groups):
-    """The selections' figures per group, averaged over selections and seeds (only groups that
-    logged some; blank where the run could not know a figure)."""
+def diagnostics_table(groups):
+    """Markdown lines: the selections' figures per group, averaged over selections and seeds.
+
+    Takes dicts with `strategy`, `subset` and the DIAGNOSTICS keys (NaN or None where a run
+    could not know a figure: blank). Only groups that logged some are shown; [] when none did.
+    """
     shown = [g for g in groups if any(not _missing(g[key]) for key in DIAGNOSTICS)]
     if not shown:
         return []

@@ -1,0 +1,492 @@
+"""`write_report`: any grid's runs (a folder or an archive) as Markdown + CSV tables and a plot.
+
+Per cell (strategy, subset, label): accuracy over seeds, paired differences against a
+baseline over the seeds both have with a 95% t-interval, the share of full augmentation's
+gain, seconds per epoch and time to target, the selections' diagnostics, and which runs are
+missing or unfinished. A label marks the runs of another grid given beside the first (e.g.
+"40 epochs"): its cells are compared with the baseline and references of their own label
+when it has them, else with the first grid's.
+"""
+import csv
+import math
+import os
+import statistics
+from dataclasses import dataclass
+
+from scipy import stats
+
+from coreaug.errors import UsageError
+from coreaug.files import atomic_write
+
+from .archive import load_runs
+from .plot import plot_mean_curves
+from .tables import DIAGNOSTICS, diagnostics_table
+from .timing import default_target, speedup, time_to_target, training_seconds
+
+NAN = float("nan")
+REFERENCES = ("full", "none")
+PAPER_RULES = ("coreset", "random", "maxloss")
+_PER_RUN = ("strategy", "subset", "seed")  # config fields that differ by design between a grid's runs
+
+
+@dataclass
+class Run:
+    """A finished run's figures (accuracies as fractions, seconds of training + selection)."""
+
+    label: str
+    name: str
+    strategy: str
+    subset: float
+    seed: int
+    epochs: int
+    final: float
+    best: float
+    seconds: float
+    selection_seconds: float
+    history: list
+
+
+@dataclass
+class Cell:
+    """The runs of one (strategy, label, subset); `subset` is None for the references."""
+
+    strategy: str
+    label: str
+    subset: float
+    runs: list
+
+    @property
+    def title(self):
+        return f"{self.strategy}, {self.label}" if self.label else self.strategy
+
+    def seeds(self):
+        return {run.seed: run for run in self.runs}
+
+
+@dataclass
+class ReportResult:
+    """A written report: the files (md, runs_csv, cells_csv and, with matplotlib, png), one dict
+    per cell (the cells CSV's columns), the target accuracy and its rule, the finished runs read,
+    and one line per missing or unfinished run."""
+
+    files: dict
+    cells: list
+    target: float
+    target_rule: str
+    runs: int
+    problems: list
+
+
+def write_report(path, *, out, also=(), target=None, baseline="random", paper_figures=None,
+                 epoch_seconds=None, subsets=None, name="report", title=None, command=None):
+    """Read a grid's runs and write `<name>.md`, `<name>-runs.csv`, `<name>-cells.csv` and
+    `<name>.png` (with matplotlib, the `plot` extra) to the folder `out`.
+
+    path: a grid folder (as `coreaug bench --out` makes it) or an archive from `archive_grid`.
+    also: (path, label) pairs: other grids whose runs become rows "<strategy>, <label>".
+    target: the accuracy in (0, 1] for time-to-target; None: 99% of full's mean final accuracy.
+    baseline: the strategy (or reference, full/none) that paired differences are taken
+        against; a comma-separated string or a list gives one table per baseline.
+    paper_figures: a CSV with columns strategy,subset,accuracy (percent; subset empty for the
+        references; lines starting with # are comments): a column of published figures.
+    epoch_seconds: a CSV with columns strategy,subset,seconds_per_epoch measured elsewhere
+        (e.g. on a quiet machine); times become epochs x these instead of the runs' own.
+    subsets: keep only these fractions (and the references); None keeps every one.
+    name, title, command: the files' stem, the heading, and the command recorded in the report.
+    Returns a ReportResult. Raises UsageError for a path that is neither a grid folder nor an
+    archive, a grid without finished runs, or a bad option.
+    """
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
+                               or not 0 < target <= 1):
+        raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
+    baselines = _names(baseline)
+    if not baselines:
+        raise UsageError("baseline is empty; give a strategy such as random")
+    wanted = None if subsets is None else {round(float(s), 10) for s in subsets}
+    paper = _read_figures(paper_figures, "--paper-figures", "accuracy") if paper_figures else {}
+    rates = _read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch") if epoch_seconds else None
+
+    sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
+    runs, problems, described, settings = [], [], [], ""
+    for source, label in sources:
+        records = load_runs(source)
+        settings = settings or _settings([r for r in records if r.finished])
+        kept = [r for r in records if r.finished]
+        problems += [f"`{r.name}`" + (f" ({label})" if label else "") + ": "
+                     + (r.problem or "no summary.json (unfinished, or crashed)") for r in records if not r.finished]
+        runs += [run for run in (_run(r, label) for r in kept) if wanted is None or run.subset is None
+                 or round(run.subset, 10) in wanted]
+        described.append(f"`{source}`" + (f" as \"{label}\"" if label else "")
+                         + f": {len(kept)} finished runs of {len(records)}")
+    if not runs:
+        raise UsageError(f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
+                         + "; give a grid whose runs wrote summary.json")
+
+    cells = _cells(runs, baselines[0])
+    problems += _missing_seeds(cells)
+    main_full = [r.final for r in runs if r.strategy == "full" and not r.label]
+    if target is None:
+        target, rule = default_target([r.final for r in runs if not r.label], main_full)
+    else:
+        rule = "given with --target"
+    rows = [_cell_row(cell, cells, baselines, paper, rates, target) for cell in cells.values()]
+
+    os.makedirs(out, exist_ok=True)
+    files = {"md": os.path.join(out, f"{name}.md"), "runs_csv": os.path.join(out, f"{name}-runs.csv"),
+             "cells_csv": os.path.join(out, f"{name}-cells.csv")}
+    png = _plot(cells, rates, target, os.path.join(out, f"{name}.png"), title or name)
+    if png:
+        files["png"] = png
+    text = _markdown(title or name, command, described, settings, cells, rows, baselines,
+                     paper, rates, epoch_seconds, target, rule, problems, png)
+    atomic_write(files["md"], lambda f: f.write(text))
+    _write_csv(files["runs_csv"], [_run_row(run, target, rates) for run in runs])
+    _write_csv(files["cells_csv"], rows)
+    return ReportResult(files, rows, target, rule, len(runs), problems)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def _names(value):
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item.strip()]
+
+
+def _run(record, label):
+    config = dict(record.summary.get("config") or {}, **record.config)
+    strategy = config["strategy"]
+    summary = record.summary
+    return Run(label, record.name, strategy, None if strategy in REFERENCES else float(config["subset"]),
+               int(config["seed"]), int(summary.get("epochs", len(record.metrics))), summary["final_test_accuracy"],
+               summary["best_test_accuracy"], float(summary["total_seconds"]), float(summary["selection_seconds"]),
+               record.metrics)
+
+
+def _read_figures(path, flag, column):
+    """{(strategy, subset or None): float} from a CSV with columns strategy, subset, `column`."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
+    except OSError as exc:
+        raise UsageError(f"{flag} {path} cannot be read ({exc.strerror or exc}); give a CSV file") from None
+    figures = {}
+    for number, row in enumerate(csv.DictReader(lines), 2):
+        try:
+            subset = None if not (row.get("subset") or "").strip() else float(row["subset"])
+            figures[(row["strategy"].strip(), subset)] = float(row[column])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise UsageError(f"{flag} {path}: row {number} needs columns strategy,subset,{column} with numbers "
+                             f"(subset empty for full and none), got {dict(row)!r}") from None
+    return figures
+
+
+def _settings(records):
+    """The config.json fields that every finished run of a grid shares, as `key=value` text."""
+    if not records:
+        return ""
+    first = records[0].config
+    shared = [k for k in first if k not in _PER_RUN and all(r.config.get(k) == first[k] for r in records)]
+    return ", ".join(f"{k}={first[k]}" for k in shared)
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+def _cells(runs, first_baseline):
+    cells = {}
+    for run in runs:
+        cells.setdefault((run.strategy, run.label, run.subset), Cell(run.strategy, run.label, run.subset, []))
+        cells[(run.strategy, run.label, run.subset)].runs.append(run)
+    for cell in cells.values():
+        cell.runs.sort(key=lambda r: r.seed)
+    order = sorted(cells, key=lambda k: (k[2] is not None, k[2] or 0, cells[k].title != first_baseline,
+                                         cells[k].title))
+    return {key: cells[key] for key in order}
+
+
+def _related(cells, name, label, subset):
+    """The cell `name` at `subset` with this label when it exists, else the first grid's."""
+    return cells.get((name, label, subset)) or cells.get((name, "", subset))
+
+
+def _references(cells, label):
+    own = [cells.get((name, label, None)) for name in ("none", "full")]
+    return own if all(own) else [cells.get((name, "", None)) for name in ("none", "full")]
+
+
+def _mean_std(values):
+    values = list(values)
+    if not values:
+        return NAN, NAN
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else NAN
+
+
+def paired_differences(runs, baseline_runs):
+    """Differences (run - baseline) over the seeds both have, with a 95% t-interval.
+
+    Takes two {seed: accuracy} dicts. Returns a dict: n, mean, std (sample), low and high
+    (mean -/+ t(0.975, n - 1) * std / sqrt(n); NaN for fewer than two seeds).
+    """
+    diffs = [runs[seed] - baseline_runs[seed] for seed in sorted(runs) if seed in baseline_runs]
+    mean, std = _mean_std(diffs)
+    half = stats.t.ppf(0.975, len(diffs) - 1) * std / math.sqrt(len(diffs)) if len(diffs) > 1 else NAN
+    return {"n": len(diffs), "mean": mean, "std": std, "low": mean - half, "high": mean + half}
+
+
+def _share(accuracy, none, full):
+    return (accuracy - none) / (full - none) if full - none > 0 else NAN
+
+
+def _rate(rates, cell):
+    if rates is None:
+        return None
+    return rates.get((cell.strategy, cell.subset), NAN)
+
+
+def _mean_curve(cell, rate):
+    """The cell's mean accuracy after each epoch, at the mean cumulative training seconds
+    (or epoch x rate): rows for `time_to_target`. None where a run did not evaluate."""
+    length = min(len(run.history) for run in cell.runs)
+    rows = []
+    for epoch in range(length):
+        accuracies = [run.history[epoch].get("test_accuracy") for run in cell.runs]
+        seconds = ((epoch + 1) * rate if rate is not None
+                   else statistics.fmean(training_seconds(run.history[epoch]) for run in cell.runs))
+        rows.append({"test_accuracy": None if None in accuracies else statistics.fmean(accuracies),
+                     "training_seconds": seconds})
+    return rows
+
+
+def _timing(cell, rates, target):
+    rate = _rate(rates, cell)
+    if rate is not None and math.isnan(rate):
+        return {"seconds_per_epoch": NAN, "selection_per_epoch": NAN, "seconds": NAN, "time_to_target": NAN,
+                "reached": 0}
+    if rate is None:
+        per_epoch = statistics.fmean((r.seconds - r.selection_seconds) / r.epochs for r in cell.runs)
+        selection = statistics.fmean(r.selection_seconds / r.epochs for r in cell.runs)
+        seconds = statistics.fmean(r.seconds for r in cell.runs)
+        reached = sum(not math.isnan(time_to_target(r.history, target)) for r in cell.runs)
+    else:
+        per_epoch, selection = rate, NAN
+        seconds = statistics.fmean(r.epochs * rate for r in cell.runs)
+        reached = sum(any(m.get("test_accuracy") is not None and m["test_accuracy"] >= target for m in r.history)
+                      for r in cell.runs)
+    return {"seconds_per_epoch": per_epoch, "selection_per_epoch": selection, "seconds": seconds,
+            "time_to_target": time_to_target(_mean_curve(cell, rate), target), "reached": reached}
+
+
+def _cell_row(cell, cells, baselines, paper, rates, target):
+    # in percent, as the tables show them (rounding the same figures the same way everywhere)
+    accuracy, accuracy_std = _mean_std(100 * r.final for r in cell.runs)
+    none, full = _references(cells, cell.label)
+    share = _share(accuracy, statistics.fmean(100 * r.final for r in none.runs),
+                   statistics.fmean(100 * r.final for r in full.runs)) if none and full else NAN
+    theirs = paper.get((cell.strategy, cell.subset)) if not cell.label else None
+    paper_none, paper_full = paper.get(("none", None)), paper.get(("full", None))
+    paper_share = (_share(theirs, paper_none, paper_full) if None not in (theirs, paper_none, paper_full)
+                   else NAN)
+    row = {"strategy": cell.strategy, "label": cell.label, "subset": cell.subset, "seeds": len(cell.runs),
+           "final_accuracy_percent": accuracy, "final_accuracy_std": accuracy_std,
+           "best_accuracy_percent": statistics.fmean(100 * r.best for r in cell.runs), "share_of_full_gain": share,
+           "paper_accuracy_percent": NAN if theirs is None else theirs, "paper_share_of_full_gain": paper_share}
+    timing = _timing(cell, rates, target)
+    full_timing = _timing(full, rates, target) if full else None
+    row.update(timing)
+    row["speedup"] = speedup(full_timing["seconds"], timing["seconds"]) if full_timing else NAN
+    row["target_speedup"] = (speedup(full_timing["time_to_target"], timing["time_to_target"])
+                             if full_timing else NAN)
+    for name in baselines:
+        base = _baseline(cells, cell, name)
+        figures = (paired_differences({s: 100 * r.final for s, r in cell.seeds().items()},
+                                      {s: 100 * r.final for s, r in base.seeds().items()})
+                   if base else {"n": 0, "mean": NAN, "std": NAN, "low": NAN, "high": NAN})
+        row.update({f"vs_{name}_{key}": value for key, value in figures.items()})
+    for key in DIAGNOSTICS:
+        values = [m[key] for r in cell.runs for m in r.history if m.get(key) is not None]
+        row[key] = statistics.fmean(values) if values else NAN
+    return row
+
+
+def _baseline(cells, cell, name):
+    """The cell that `cell` is paired with for baseline `name`; None when there is none or it
+    is the cell itself (or `cell` is a reference, which has no subset to match)."""
+    if cell.subset is None or cell.strategy == name:
+        return None
+    return _related(cells, name, cell.label, None if name in REFERENCES else cell.subset)
+
+
+def _missing_seeds(cells):
+    """One line per cell that has fewer seeds than another cell of its grid at the same subset."""
+    groups = {}
+    for cell in cells.values():
+        groups.setdefault((cell.label, cell.subset), []).append(cell)
+    lines = []
+    for members in groups.values():
+        every = set().union(*(c.seeds() for c in members))
+        for cell in members:
+            lacking = sorted(every - set(cell.seeds()))
+            if lacking:
+                lines.append(f"{cell.title} {_subset(cell.subset) or '(reference)'}: {len(cell.runs)} seeds, "
+                             f"lacks {_ranges(lacking)} that other cells at this subset have")
+    return lines
+
+
+def _ranges(seeds):
+    """'seed 3' or 'seeds 0-4, 7' for a sorted list of seeds."""
+    spans = []
+    for seed in seeds:
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+    return ("seed " if len(seeds) == 1 else "seeds ") + text
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def _subset(subset):
+    return "" if subset is None else f"{100 * subset:g}%"
+
+
+def _points(value, sign=False):
+    if math.isnan(value):
+        return "—"
+    return f"{value:+.2f}" if sign else f"{value:.2f}"
+
+
+def _percent(value):
+    return "" if math.isnan(value) else f"{100 * value:.0f}%"
+
+
+def _seconds(value, digits=1):
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _times(value):
+    return "—" if math.isnan(value) else f"{value:.2f}x"
+
+
+def _markdown(title, command, described, settings, cells, rows, baselines, paper, rates, rates_path, target,
+              rule, problems, png):
+    lines = [f"# {title}", ""]
+    if command:
+        lines += ["Produced by:", "", "```", command, "```", ""]
+    lines += ["Runs: " + "; ".join(described) + ".", ""]
+    if settings:
+        lines += [f"Settings every run of the first grid shares: {settings}.", ""]
+    lines += _accuracy_table(cells, rows, bool(paper))
+    for name in baselines:
+        lines += _paired_table(cells, rows, name)
+    lines += _timing_table(cells, rows, rates_path, target, rule)
+    groups = [dict(strategy=cell.title, subset=cell.subset, **{k: row[k] for k in DIAGNOSTICS})
+              for cell, row in zip(cells.values(), rows)]
+    diagnostics = diagnostics_table(groups)
+    if diagnostics:
+        lines += ["## Selections"] + diagnostics + [""]
+    if png:
+        lines += ["## Accuracy against training time", "", f"![accuracy against training time]({os.path.basename(png)})",
+                  "", "Each line is a cell's mean test accuracy over its seeds after each epoch, at the mean training "
+                  "seconds" + (" (epochs x the given seconds per epoch)" if rates is not None else "") + ".", ""]
+    lines += ["## Missing or unfinished runs", ""]
+    lines += [f"- {line}" for line in problems] or ["None: every run finished, and the cells at each subset have "
+                                                    "the same seeds."]
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_table(cells, rows, with_paper):
+    header = "| strategy | subset | seeds | final accuracy % (mean ± std) | best accuracy % (mean) | share of full's gain |"
+    lines = ["## Accuracy per cell", "", header + (" paper | paper's share |" if with_paper else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if with_paper else "")]
+    for cell, row in zip(cells.values(), rows):
+        line = (f"| {cell.title} | {_subset(cell.subset)} | {row['seeds']} | {_points(row['final_accuracy_percent'])} ± "
+                f"{_points(row['final_accuracy_std'])} | {_points(row['best_accuracy_percent'])} | "
+                f"{_percent(row['share_of_full_gain'])} |")
+        if with_paper:
+            theirs = row["paper_accuracy_percent"]
+            line += f" {'' if math.isnan(theirs) else f'{theirs:.2f}'} | {_percent(row['paper_share_of_full_gain'])} |"
+        lines.append(line)
+    lines += ["", "Final test accuracy after the last epoch, mean ± sample std over seeds; best: the best epoch's, "
+              "mean over seeds. Share of full's gain: (accuracy - none) / (full - none), against the none and full "
+              "cells of the row's own label where both exist, else of the first grid."
+              + (" Paper: the published figure for the same strategy and subset, and its share of the published "
+                 "full's gain." if with_paper else ""), ""]
+    return lines
+
+
+def _paired_table(cells, rows, name):
+    lines = [f"## Paired differences against {name}", "",
+             "| strategy | subset | paired seeds | difference, points (mean ± std) | 95% t-interval | excludes zero |",
+             "|---|---|---|---|---|---|"]
+    for cell, row in zip(cells.values(), rows):
+        if _baseline(cells, cell, name) is None:
+            continue
+        n, low, high = row[f"vs_{name}_n"], row[f"vs_{name}_low"], row[f"vs_{name}_high"]
+        interval = "—" if math.isnan(low) else f"{_points(low, True)} to {_points(high, True)}"
+        excludes = "—" if math.isnan(low) else "yes, above" if low > 0 else "yes, below" if high < 0 else "no"
+        lines.append(f"| {cell.title} | {_subset(cell.subset)} | {n} | {_points(row[f'vs_{name}_mean'], True)} ± "
+                     f"{_points(row[f'vs_{name}_std'])} | {interval} | {excludes} |")
+    where = "the same subset" if name not in REFERENCES else "all data"
+    lines += ["", f"Each run minus the {name} run with the same seed (same initialisation and data order) at {where}, "
+              f"in points, over the seeds both have; {name} of the row's own label where it exists, else of the first "
+              "grid. The interval is mean ± t(0.975, n - 1) · std / √n.", ""]
+    return lines
+
+
+def _timing_table(cells, rows, rates_path, target, rule):
+    source = (f"seconds per epoch from `{rates_path}` (measured elsewhere), times = epochs × those"
+              if rates_path else "the runs' own training seconds (evaluation excluded)")
+    lines = ["## Time", "", f"Target accuracy {100 * target:.2f}% ({rule}); {source}.", "",
+             "| strategy | subset | seeds | s / epoch, training | s / epoch, selection | seconds in all | speed-up vs full "
+             "| time to target, s | seeds reaching it | time-to-target speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for cell, row in zip(cells.values(), rows):
+        to_target = row["time_to_target"]
+        lines.append(f"| {cell.title} | {_subset(cell.subset)} | {row['seeds']} | {_seconds(row['seconds_per_epoch'], 2)} "
+                     f"| {_seconds(row['selection_per_epoch'], 2)} | {_seconds(row['seconds'], 0)} | "
+                     f"{_times(row['speedup'])} | {'not reached' if math.isnan(to_target) else f'{to_target:.0f}'} | "
+                     f"{row['reached']}/{row['seeds']} | {_times(row['target_speedup'])} |")
+    lines += ["", "Seconds per epoch: training (selection excluded) and selection, mean over seeds. Time to target: "
+              "when the mean accuracy curve over the seeds first reaches the target; speed-ups divide full's "
+              "figure (of the row's own label where it has one) by the row's.", ""]
+    return lines
+
+
+def _plot(cells, rates, target, path, title):
+    series = []
+    for cell in cells.values():
+        rate = _rate(rates, cell)
+        if rate is not None and math.isnan(rate):
+            continue
+        curve = [row for row in _mean_curve(cell, rate) if row["test_accuracy"] is not None]
+        style = "-" if cell.subset is None else "--" if cell.strategy in PAPER_RULES else ":"
+        label = cell.title if cell.subset is None else f"{cell.strategy} {_subset(cell.subset)}" + (
+            f", {cell.label}" if cell.label else "")
+        panel = None if cell.subset is None else f"subset {_subset(cell.subset)}"
+        series.append((panel, label, [r["training_seconds"] for r in curve], [100 * r["test_accuracy"] for r in curve],
+                       style))
+    return plot_mean_curves(series, target, path, title)
+
+
+def _run_row(run, target, rates):
+    rate = None if rates is None else rates.get((run.strategy, run.subset), NAN)
+    history = run.history if rate is None else [dict(m, training_seconds=(e + 1) * rate)
+                                               for e, m in enumerate(run.history)]
+    row = {"label": run.label, "name": run.name, "strategy": run.strategy, "subset": run.subset, "seed": run.seed,
+           "epochs": run.epochs, "final_accuracy": run.final, "best_accuracy": run.best,
+           "training_seconds": run.seconds, "selection_seconds": run.selection_seconds,
+           "time_to_target": time_to_target(history, target)}
+    for key in DIAGNOSTICS:
+        values = [m[key] for m in run.history if m.get(key) is not None]
+        row[key] = statistics.fmean(values) if values else NAN
+    return row
+
+
+def _write_csv(path, rows):
+    def write(f):
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(list(rows[0]))
+        for row in rows:
+            writer.writerow(["" if value is None or (isinstance(value, float) and math.isnan(value))
+                             else repr(value) if isinstance(value, float) else value for value in row.values()])
+    atomic_write(path, write)
