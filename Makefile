@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make train   create .venv, install coreaug, train on Fashion-MNIST (30% coreset, the paper's method)
-#   make test    create .venv, install coreaug[test], run the whole test suite
+#   make test    create .venv, install coreaug[test,plot,docs], run the whole test suite, build the manual
+#   make docs    build the manual (docs/, mkdocs.yml) into build/site with --strict; preview: .venv/bin/mkdocs serve
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU wheel of torch lies on this machine's disk; override for CUDA, e.g.
@@ -9,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 3 --out runs/fashion-mnist-coreset-0.3
 
-.PHONY: install install-test train test data-fashion-mnist clean
+.PHONY: install install-test train test docs data-fashion-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,15 @@ $(VENV)/.installed: $(BIN)/python setup.cfg setup.py
 
 install: $(VENV)/.installed
 
+# The manual's tools (the docs extra), for make test and make docs only: make train does not need them.
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test,plot,docs]'
+	touch $@
+
+# --strict: a broken link, a missing page or an API name that no longer exists fails the build.
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
 # Debian's package puts the files in /usr/share/datasets/fashion-mnist; needs root (or sudo).
 data-fashion-mnist:
 	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
@@ -31,7 +41,7 @@ data-fashion-mnist:
 train: install data-fashion-mnist
 	$(BIN)/coreaug train $(TRAIN_ARGS)
 
-test: install data-fashion-mnist
+test: install docs data-fashion-mnist
 	$(BIN)/python -m pytest -q
 
 clean:
