@@ -65,7 +65,7 @@ def test_a_build_killed_midway_is_removed_by_the_next_build(tmp_path, sig):
             time.sleep(0.2)
             return np.zeros((4, 4, 3), np.uint8)
         files = [({str(tmp_path / 'a.jpg')!r}, 0)] * 500
-        open_or_build([("train", files)], ["a"], 4, slow, {str(root)!r}, progress=False)
+        open_or_build([("train", files)], ["a"], image_size=4, decode=slow, cache_dir={str(root)!r}, progress=False)
     """
     (tmp_path / "a.jpg").write_bytes(b"x")
     builder = _python(code)
@@ -75,7 +75,7 @@ def test_a_build_killed_midway_is_removed_by_the_next_build(tmp_path, sig):
     builder.send_signal(sig)
     builder.wait(30)
     assert _builds(root), "the kill left a partial build"
-    open_or_build(_splits(tmp_path), ["a", "b"], 4, _grey, str(root), progress=False)  # another cache
+    open_or_build(_splits(tmp_path), ["a", "b"], image_size=4, decode=_grey, cache_dir=str(root), progress=False)  # another cache
     assert _builds(root) == []
 
 
@@ -126,12 +126,14 @@ def test_a_wait_lasts_as_long_as_the_build_progresses(tmp_path, monkeypatch):
         for done in range(15):
             time.sleep(0.2)
             build.beat(done)
-        build_cache(build, os.path.join(root, key), splits, ["a", "b"], 4, _grey, 0, False, False, None, files)
+        build_cache(build, os.path.join(root, key), splits=splits, classes=["a", "b"], image_size=4, decode=_grey,
+                    workers=0, skip_bad=False, progress=False, source=None, fingerprint=files)
 
     thread = threading.Thread(target=builder)
     started = time.monotonic()
     thread.start()
-    cache = open_or_build(splits, ["a", "b"], 4, _refuse, root, progress=False, stall_after=1.0)
+    cache = open_or_build(splits, ["a", "b"], image_size=4, decode=_refuse, cache_dir=root, progress=False,
+                          stall_after=1.0)
     thread.join()
     assert time.monotonic() - started > 2.5 and cache.meta["counts"] == {"train": 4, "test": 1}
 
@@ -141,7 +143,7 @@ def test_a_wait_gives_up_in_one_line_when_the_build_stops_progressing(tmp_path):
     os.makedirs(root)
     build = Build(root, cache_key(splits, 4)[0])  # this live process's, and it never beats
     with pytest.raises(UsageError, match="no progress for 1 s") as error:
-        open_or_build(splits, ["a", "b"], 4, _refuse, root, progress=False, stall_after=1.0)
+        open_or_build(splits, ["a", "b"], image_size=4, decode=_refuse, cache_dir=root, progress=False, stall_after=1.0)
     assert build.path in str(error.value) and "\n" not in str(error.value)
 
 
@@ -155,7 +157,8 @@ def test_processes_asking_for_one_cache_at_once_decode_it_once(tmp_path):
                 f.write(path + "\\n")
             time.sleep(0.05)
             return np.zeros((4, 4, 3), np.uint8)
-        open_or_build({splits!r}, ["a", "b"], 4, slow, {str(tmp_path / 'cache')!r}, progress=False)
+        open_or_build({splits!r}, ["a", "b"], image_size=4, decode=slow, cache_dir={str(tmp_path / 'cache')!r},
+                      progress=False)
     """
     ranks = [_python(code) for _ in range(2)]
     assert [rank.wait(120) for rank in ranks] == [0, 0]

@@ -116,12 +116,13 @@ def test_a_cache_is_built_once_and_rebuilt_when_a_file_changes(tmp_path):
     def decode(path):
         return _decode_counting(path, 4, calls)
 
-    first = open_or_build(splits, ["a", "b"], 4, decode, tmp_path / "cache", progress=False)
-    again = open_or_build(splits, ["a", "b"], 4, decode, tmp_path / "cache", progress=False)
+    first = open_or_build(splits, ["a", "b"], image_size=4, decode=decode, cache_dir=tmp_path / "cache", progress=False)
+    again = open_or_build(splits, ["a", "b"], image_size=4, decode=decode, cache_dir=tmp_path / "cache", progress=False)
     assert len(calls) == 3 and again.folder == first.folder
     assert first.meta["counts"] == {"train": 2, "test": 1} and first.labels("train").tolist() == [0, 1]
     (tmp_path / "b.jpg").write_bytes(b"changed")
-    rebuilt = open_or_build(splits, ["a", "b"], 4, decode, tmp_path / "cache", progress=False)
+    rebuilt = open_or_build(splits, ["a", "b"], image_size=4, decode=decode, cache_dir=tmp_path / "cache",
+                            progress=False)
     assert len(calls) == 6 and rebuilt.folder != first.folder
 
 
@@ -132,7 +133,8 @@ def test_a_failed_build_leaves_no_cache_behind(tmp_path):
         raise OSError("truncated")
 
     with pytest.raises(ValueError, match="cannot read image .*a.jpg"):
-        open_or_build([("train", [(str(tmp_path / "a.jpg"), 0)])], ["a"], 4, broken, tmp_path / "cache", progress=False)
+        open_or_build([("train", [(str(tmp_path / "a.jpg"), 0)])], ["a"], image_size=4, decode=broken,
+                      cache_dir=tmp_path / "cache", progress=False)
     assert os.listdir(tmp_path / "cache") == []
 
 
@@ -140,7 +142,8 @@ def test_a_cache_that_does_not_fit_on_disk_is_refused_before_decoding(tmp_path, 
     (tmp_path / "a.jpg").write_bytes(b"x")
     monkeypatch.setattr(image_cache.shutil, "disk_usage", lambda path: type("U", (), {"free": 1000})())
     with pytest.raises(ValueError, match="need .* GiB .*--cache-dir"):
-        open_or_build([("train", [(str(tmp_path / "a.jpg"), 0)] * 10)], ["a"], 64, np.zeros, tmp_path / "c", progress=False)
+        open_or_build([("train", [(str(tmp_path / "a.jpg"), 0)] * 10)], ["a"], image_size=64, decode=np.zeros,
+                      cache_dir=tmp_path / "c", progress=False)
 
 
 def test_decoding_in_worker_processes_gives_the_same_images(tmp_path):

@@ -14,7 +14,8 @@ def plan_for(strategy, mode="append", fraction=0.3, copies=1, weight_augmented=F
     k = budget_size(fraction, N)
     selected = torch.arange(0, N, 2)[:k] if strategy not in ("full", "none") else None
     weights = torch.linspace(0.5, 1.5, k) if selected is not None else None
-    return epoch_plan(N, strategy, mode, selected, weights, copies, weight_augmented, torch.Generator().manual_seed(0)), k
+    return epoch_plan(N, strategy=strategy, mode=mode, selected=selected, weights=weights, copies=copies,
+                      weight_augmented=weight_augmented, generator=torch.Generator().manual_seed(0)), k
 
 
 @pytest.mark.parametrize("strategy", ["coreset", "random", "maxloss"])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .cache_key import FORMAT_VERSION
@@ -24,7 +25,9 @@ def default_workers() -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def build_cache(build, folder, splits, classes, image_size, decode, workers, skip_bad, progress, source, fingerprint):
+@keyword_only
+def build_cache(build, folder, *, splits, classes, image_size, decode, workers, skip_bad, progress, source,
+                fingerprint):
     """Decode ``splits`` into ``build`` and rename it into ``folder``; a failure removes it."""
     try:
         _check_space(os.path.dirname(folder), sum(len(files) for _, files in splits) * 3 * image_size * image_size)

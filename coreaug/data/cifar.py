@@ -10,6 +10,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset, make_dataset
@@ -96,7 +97,8 @@ def class_names_from(path: Path, key: bytes) -> List[str]:
     return [name.decode() if isinstance(name, bytes) else str(name) for name in meta[key]]
 
 
-def load_cifar(name: str, layout: FileLayout, archive: Resource, train_roles: List[str],
+@keyword_only
+def load_cifar(name: str, *, layout: FileLayout, archive: Resource, train_roles: List[str],
                label_key: bytes, names_key: bytes, num_classes: int,
                data_dir: Optional[PathLike], download: bool, progress: bool) -> ImageDataset:
     """Locate (or download and extract) and read a CIFAR dataset."""
@@ -123,17 +125,21 @@ def load_cifar(name: str, layout: FileLayout, archive: Resource, train_roles: Li
 
 
 @register_dataset("cifar10")
-def load_cifar10(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_cifar10(data_dir: Optional[PathLike] = None, *, download: bool = False,
                  progress: bool = True) -> ImageDataset:
     """CIFAR-10: 50,000 train / 10,000 test, 3x32x32, 10 classes."""
-    return load_cifar("cifar10", CIFAR10_LAYOUT, CIFAR10_ARCHIVE,
-                      [f"train{i}" for i in range(1, 6)], b"labels", b"label_names", 10,
-                      data_dir, download, progress)
+    return load_cifar("cifar10", layout=CIFAR10_LAYOUT, archive=CIFAR10_ARCHIVE,
+                      train_roles=[f"train{i}" for i in range(1, 6)], label_key=b"labels",
+                      names_key=b"label_names", num_classes=10, data_dir=data_dir, download=download,
+                      progress=progress)
 
 
 @register_dataset("cifar100")
-def load_cifar100(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_cifar100(data_dir: Optional[PathLike] = None, *, download: bool = False,
                   progress: bool = True) -> ImageDataset:
     """CIFAR-100 with its 100 fine labels: 50,000 train / 10,000 test, 3x32x32."""
-    return load_cifar("cifar100", CIFAR100_LAYOUT, CIFAR100_ARCHIVE, ["train"], b"fine_labels",
-                      b"fine_label_names", 100, data_dir, download, progress)
+    return load_cifar("cifar100", layout=CIFAR100_LAYOUT, archive=CIFAR100_ARCHIVE, train_roles=["train"],
+                      label_key=b"fine_labels", names_key=b"fine_label_names", num_classes=100,
+                      data_dir=data_dir, download=download, progress=progress)

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset, make_dataset
@@ -15,7 +16,8 @@ from .registry import register_dataset
 
 
 @register_dataset("digits")
-def load_sklearn_digits(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_sklearn_digits(data_dir: Optional[PathLike] = None, *, download: bool = False,
                         progress: bool = True, test_fraction: float = 0.2,
                         seed: int = 0) -> ImageDataset:
     """The digits as 1x8x8 uint8 images, split train/test by a seeded permutation.

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from coreaug.deprecation import keyword_only
+
 from .cache_builds import STALL_SECONDS, claim, remove_stale, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
 from .cache_key import FORMAT_VERSION, cache_key, default_cache_dir, files_digest  # noqa: F401 (public here too)
@@ -49,7 +51,8 @@ class ImageCache:
         return sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
 
 
-def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[str] = None,
+@keyword_only
+def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Optional[str] = None,
                   workers: int = 0, skip_bad: bool = False, progress: bool = True,
                   source: Optional[str] = None, stall_after: float = STALL_SECONDS) -> ImageCache:
     """The cache of ``splits`` ([(name, [(path, label)])]) of the folder ``source``, built first
@@ -76,7 +79,8 @@ def open_or_build(splits, classes, image_size: int, decode, cache_dir: Optional[
         remove_stale(root, stall_after)
         build, leader = claim(root, key)
         if build is not None:
-            build_cache(build, folder, splits, classes, image_size, decode, workers, skip_bad, progress, source, fingerprint)
+            build_cache(build, folder, splits=splits, classes=classes, image_size=image_size, decode=decode,
+                        workers=workers, skip_bad=skip_bad, progress=progress, source=source, fingerprint=fingerprint)
             built = True
         else:  # another process (another rank, another run) decodes it
             if progress:

@@ -23,6 +23,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .cache_decode import bad_image, shown
@@ -93,7 +94,8 @@ def image_size_note(root, image_size: int) -> str:
     return f"resized from their own {own} px" if own else "their sizes differ"
 
 
-def load_image_folder(root, image_size: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0,
+@keyword_only
+def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0,
                       skip_bad_images: bool = False, progress: bool = True, on_disk: bool = False,
                       cache_dir: Optional[str] = None, workers: int = 0,
                       store_size: Optional[int] = None) -> ImageDataset:
@@ -130,9 +132,9 @@ def load_image_folder(root, image_size: Optional[int] = None, val_fraction: floa
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
-    cache = open_or_build([("train", train_files), ("test", test_files)], classes, store_size,
-                          functools.partial(decode_square, size=store_size), cache_dir, workers,
-                          skip_bad_images, progress, source=root)
+    cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size=store_size,
+                          decode=functools.partial(decode_square, size=store_size), cache_dir=cache_dir,
+                          workers=workers, skip_bad=skip_bad_images, progress=progress, source=root)
     skipped = cache.meta["skipped"]
     if skipped and not skip_bad_images:  # a cache built by an earlier run that skipped them
         raise bad_image(skipped[0])

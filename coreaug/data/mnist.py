@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset, make_dataset
@@ -60,7 +61,8 @@ def idx_resources(base_urls, md5s: Dict[str, str]) -> List[Resource]:
             for role, stem in IDX_FILES.items()]
 
 
-def load_idx_dataset(name: str, layout: FileLayout, resources: List[Resource],
+@keyword_only
+def load_idx_dataset(name: str, *, layout: FileLayout, resources: List[Resource],
                      class_names: List[str], data_dir: Optional[PathLike], download: bool,
                      progress: bool, extra_help: str = "") -> ImageDataset:
     """Locate (or download into ``<root>/<name>``) and read the four IDX files of a dataset."""
@@ -88,19 +90,21 @@ def load_idx_dataset(name: str, layout: FileLayout, resources: List[Resource],
 
 
 @register_dataset("mnist")
-def load_mnist(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_mnist(data_dir: Optional[PathLike] = None, *, download: bool = False,
                progress: bool = True) -> ImageDataset:
     """MNIST handwritten digits: 60,000 train / 10,000 test, 1x28x28, 10 classes."""
-    return load_idx_dataset("mnist", idx_layout("MNIST", "mnist"),
-                            idx_resources(MNIST_URLS, MNIST_MD5), DIGIT_CLASSES,
-                            data_dir, download, progress)
+    return load_idx_dataset("mnist", layout=idx_layout("MNIST", "mnist"),
+                            resources=idx_resources(MNIST_URLS, MNIST_MD5), class_names=DIGIT_CLASSES,
+                            data_dir=data_dir, download=download, progress=progress)
 
 
 @register_dataset("fashion-mnist")
-def load_fashion_mnist(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_fashion_mnist(data_dir: Optional[PathLike] = None, *, download: bool = False,
                        progress: bool = True) -> ImageDataset:
     """Fashion-MNIST (Xiao et al. 2017): 60,000 train / 10,000 test, 1x28x28, 10 classes."""
-    return load_idx_dataset("fashion-mnist", idx_layout("FashionMNIST", "fashion-mnist"),
-                            idx_resources(FASHION_MNIST_URLS, FASHION_MNIST_MD5),
-                            FASHION_MNIST_CLASSES, data_dir, download, progress,
-                            "On Debian/Ubuntu: apt-get install dataset-fashion-mnist")
+    return load_idx_dataset("fashion-mnist", layout=idx_layout("FashionMNIST", "fashion-mnist"),
+                            resources=idx_resources(FASHION_MNIST_URLS, FASHION_MNIST_MD5),
+                            class_names=FASHION_MNIST_CLASSES, data_dir=data_dir, download=download,
+                            progress=progress, extra_help="On Debian/Ubuntu: apt-get install dataset-fashion-mnist")

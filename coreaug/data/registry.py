@@ -17,7 +17,7 @@ COMMON_PARAMETERS = ("data_dir", "download", "progress")
 
 
 def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Decorator making ``loader(data_dir, download, progress, **options) -> ImageDataset``
+    """Decorator making ``loader(data_dir, *, download, progress, **options) -> ImageDataset``
     available to :func:`load_dataset` under ``name``."""
     key = name.lower()
 

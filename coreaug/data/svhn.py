@@ -10,6 +10,7 @@ import numpy as np
 import scipy.io
 import torch
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset, make_dataset
@@ -57,7 +58,8 @@ def read_svhn_mat(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 @register_dataset("svhn")
-def load_svhn(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_svhn(data_dir: Optional[PathLike] = None, *, download: bool = False,
               progress: bool = True) -> ImageDataset:
     """SVHN: 73,257 train / 26,032 test, 3x32x32, 10 classes (class k is digit k).
 

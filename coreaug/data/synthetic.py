@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 from torch.nn import functional as F
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset, make_dataset
@@ -38,7 +39,8 @@ def validate_positive(name: str, value: int, minimum: int) -> None:
 
 
 @register_dataset("synthetic")
-def load_synthetic(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_synthetic(data_dir: Optional[PathLike] = None, *, download: bool = False,
                    progress: bool = True, n_train: int = 2000, n_test: int = 500,
                    num_classes: int = 10, channels: int = 3, size: int = 32,
                    seed: int = 0) -> ImageDataset:
@@ -67,7 +69,8 @@ def load_synthetic(data_dir: Optional[PathLike] = None, download: bool = False,
 
 
 @register_dataset("synthetic-cifar")
-def load_synthetic_cifar(data_dir: Optional[PathLike] = None, download: bool = False,
+@keyword_only
+def load_synthetic_cifar(data_dir: Optional[PathLike] = None, *, download: bool = False,
                          progress: bool = True, seed: int = 0) -> ImageDataset:
     """The synthetic dataset at CIFAR-10's shape and size: 50,000 + 10,000 RGB 32x32 images in
     10 classes, for benchmarks of the training step where CIFAR-10 itself is not at hand."""

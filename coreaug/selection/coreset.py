@@ -3,6 +3,8 @@ import time
 
 import numpy as np
 
+from coreaug.deprecation import DEPRECATED, warn_deprecated
+
 from .budgets import class_members
 from .checks import BALANCES, check_choice, check_features, check_fraction, check_labels, check_positive_int
 from .facility_location import apricot_greedy, lazy_greedy
@@ -15,7 +17,7 @@ DEFAULT_KNN = 20
 
 
 def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own",
-                   keep=None, drop_singletons=False):
+                   keep=None, drop_singletons=False, seed=DEPRECATED):
     """Select a weighted coreset whose gradients cover the whole set's (CRAIG, per class).
 
     Takes per-example gradient estimates `features` (n, d) (e.g. from `logit_gradients`)
@@ -34,7 +36,13 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     size 1, CRUST's sign of a noisy label) by the next greedy picks, up to the budget.
 
     The selection is deterministic. Returns a `Selection` with indices, weights, per-class objectives and timings.
+
+    `seed` is deprecated (0.2) and ignored: the selection draws no random numbers, so a seed
+    never changed it. It will be removed in 0.3.
     """
+    if seed is not DEPRECATED:
+        warn_deprecated("select_coreset(seed=...) is deprecated and ignored: the coreset draws no random numbers, "
+                        "so the seed never changed the selection; drop the argument")
     start = time.perf_counter()
     x = check_features(features)
     y = check_labels(labels, n=x.shape[0])

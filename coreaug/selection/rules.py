@@ -16,6 +16,7 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .baselines import per_class_selection, select_maxloss, select_random
@@ -53,7 +54,8 @@ class Rule:
 RULES: Dict[str, Rule] = {}
 
 
-def register_rule(name, needs, summary, warmup_share=0.0, mixup=False, loss_history=""):
+@keyword_only
+def register_rule(name, needs, summary, *, warmup_share=0.0, mixup=False, loss_history=""):
     """Decorator: register `choose` as the rule `name` (see `Rule`)."""
     def decorate(choose):
         RULES[name] = Rule(name, tuple(needs), choose, summary, warmup_share, mixup, loss_history)

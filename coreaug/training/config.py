@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.models.registry import import_factory, is_import_path
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_int, is_number
@@ -48,6 +49,7 @@ DATASET_DEFAULTS = {
 FALLBACK_DEFAULTS = dict(model="resnet20", epochs=100, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True)
 
 
+@keyword_only(positional=1)
 @dataclass
 class TrainConfig:
     """One training run. Fields left as None take the dataset's default (DATASET_DEFAULTS).

@@ -296,9 +296,9 @@ class CoresetAugmentation:
             raise UsageError("no selection yet: call start_epoch(epoch, model, data) or select(...) first")
         indices, weights = self._selected() if self.selects else (None, None)
         mixup = self.selects and self.rule.mixup
-        return epoch_plan(len(self), self.strategy, self.mode, indices, weights, self.copies,
-                          self.weight_augmented, epoch_generator(self.seed, epoch, 0),
-                          partner_labels=self.labels if mixup else None)
+        return epoch_plan(len(self), strategy=self.strategy, mode=self.mode, selected=indices, weights=weights,
+                          copies=self.copies, weight_augmented=self.weight_augmented,
+                          generator=epoch_generator(self.seed, epoch, 0), partner_labels=self.labels if mixup else None)
 
     def plan_length(self):
         """Entries in every epoch's plan."""

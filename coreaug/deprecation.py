@@ -1,0 +1,67 @@
+"""Deprecations: a public signature that changes keeps its old calls working for one release,
+with a FutureWarning that says what to write instead (scikit-learn's way)."""
+import functools
+import inspect
+import warnings
+
+REMOVED_IN = "0.3"  # the release in which what is deprecated now stops working
+
+
+class _Deprecated:
+    """The default of a deprecated parameter, so that any value the caller passes is noticed."""
+
+    def __repr__(self):
+        return "<deprecated>"
+
+
+DEPRECATED = _Deprecated()
+
+
+def warn_deprecated(message):
+    """A FutureWarning pointing at the caller of the public function that calls this."""
+    warnings.warn(f"{message}; it will be removed in coreaug {REMOVED_IN}", FutureWarning, stacklevel=3)
+
+
+def keyword_only(func=None, *, positional=None):
+    """Decorator: `func`'s keyword-only options may still be passed by position until coreaug
+    0.3. Extra positional arguments go to the keyword-only parameters in order, with a
+    FutureWarning naming each one and saying to pass it by keyword.
+
+    On a class it wraps ``__init__``. With ``positional=k`` the parameters after the first k
+    (``self`` not counted) are treated, and shown by ``inspect.signature``, as keyword-only: for
+    a dataclass, whose fields cannot be declared keyword-only before Python 3.10.
+    """
+    if func is None:
+        return functools.partial(keyword_only, positional=positional)
+    if inspect.isclass(func):
+        func.__init__ = keyword_only(func.__init__, positional=None if positional is None else positional + 1)
+        return func
+    signature = inspect.signature(func)
+    params = list(signature.parameters.values())
+    if positional is not None:
+        params = [p.replace(kind=p.KEYWORD_ONLY) if i >= positional and p.kind is p.POSITIONAL_OR_KEYWORD else p
+                  for i, p in enumerate(params)]
+        signature = signature.replace(parameters=params)
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise TypeError(f"keyword_only cannot wrap {func.__qualname__}, which takes *args")
+    n_positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    names = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    shown = func.__qualname__.replace(".__init__", "")
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        extra = args[n_positional:]
+        if extra and len(extra) <= len(names):  # more than that: func raises its own TypeError
+            moved = names[:len(extra)]
+            for name in moved:
+                if name in kwargs:
+                    raise TypeError(f"{shown}() got multiple values for argument {name!r}")
+            warnings.warn(f"{shown}(): pass {', '.join(f'{name}=...' for name in moved)} by keyword; passing "
+                          f"{'it' if len(moved) == 1 else 'them'} by position is deprecated and will be an error "
+                          f"in coreaug {REMOVED_IN}", FutureWarning, stacklevel=2)
+            kwargs.update(zip(moved, extra))
+            args = args[:n_positional]
+        return func(*args, **kwargs)
+
+    wrapper.__signature__ = signature
+    return wrapper
