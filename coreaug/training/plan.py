@@ -4,6 +4,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coreaug.deprecation import keyword_only
+
 
 @dataclass
 class EpochPlan:
@@ -102,7 +104,8 @@ def plan_length(n, strategy, mode, selected, copies):
     return (n if mode == "append" else selected) + copies * selected
 
 
-def epoch_plan(n, strategy, mode, selected, weights, copies, weight_augmented, generator, partner_labels=None):
+@keyword_only
+def epoch_plan(n, *, strategy, mode, selected, weights, copies, weight_augmented, generator, partner_labels=None):
     """Build and shuffle one epoch's plan.
 
     Takes the training set size `n`, the strategy and mode of TrainConfig, the current
