@@ -27,7 +27,7 @@ def _load_npy(path, name):
 @click.option("--fraction", type=float, required=True, help="Subset size as a fraction of n, in (0, 1].")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Where to write the .npz.")
 @click.option("--strategy", type=click.Choice(list(RULES)), default="coreset", show_default=True,
-              help="A selection rule (the README's Selection rules).")
+              help="A selection rule (the manual's Training page describes each).")
 @click.option("--losses", "losses_path", type=click.Path(dir_okay=False),
               help="(n,) .npy of losses (maxloss, coreset-lowloss, infobatch).")
 @click.option("--balance", type=click.Choice(BALANCES), default="equal", show_default=True)
