@@ -49,7 +49,7 @@ def train_options(command):
         click.option("--stream", type=click.Choice(STREAMS), default=_default("stream"), show_default=True,
                      help="Folder datasets: always|never|auto: read batches from the decoded cache on disk instead of "
                           "holding the images in memory (auto: when the node's processes' copies would take over half the free "
-                          "memory)."),
+                          "host or GPU memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      help="Folder datasets: where images are decoded to [default: ~/.cache/coreaug/decoded]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),
@@ -62,7 +62,8 @@ def train_options(command):
                                      "package.module:function, called with in_channels and num_classes "
                                      "[default: per dataset]."),
         click.option("--pretrained", type=click.Path(dir_okay=False),
-                     help="Start from this local state dict file (e.g. torchvision's); nothing is downloaded."),
+                     help="Start from this local state dict file (e.g. torchvision's); nothing is downloaded, and a "
+                          "classifier of another class count stays freshly initialised."),
         click.option("--norm", type=click.Choice(NORMS),
                      help="Input mean/std: imagenet (0.485,0.456,0.406 / 0.229,0.224,0.225, what torchvision's "
                           "weights expect) or dataset (the training set's) [default: imagenet with --pretrained, "
@@ -90,7 +91,7 @@ def train_options(command):
                           "losses cut [default: estimated: the examples the model rates below chance "
                           "(coreset-lowloss), the high group of a two-group split of the mean losses (the others)]."),
         click.option("--selection-warmup", type=int,
-                     help="Epochs of random selections before the first model-based one [default: the rule's; crust 20%]."),
+                     help="Epochs of random selections before the first model-based one [default: the rule's: 20% of --epochs for crust, else 0]."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--eval-every", type=int, default=_default("eval_every"), show_default=True,
                      help="Evaluate on the test set after every N-th epoch and after the last (the others log null test figures)."),
