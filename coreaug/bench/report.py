@@ -228,7 +228,7 @@ def paired_differences(runs, baseline_runs):
     """
     diffs = [runs[seed] - baseline_runs[seed] for seed in sorted(runs) if seed in baseline_runs]
     mean, std = _mean_std(diffs)
-    half = stats.t.ppf(0.975, len(diffs) - 1) * std / math.sqrt(len(diffs)) if len(diffs) > 1 else NAN
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * std / math.sqrt(len(diffs)) if len(diffs) > 1 else NAN
     return {"n": len(diffs), "mean": mean, "std": std, "low": mean - half, "high": mean + half}
 
 
