@@ -225,7 +225,7 @@ def test_a_completed_run_waits_for_every_rank_before_leaving_and_a_failed_one_do
 
 
 def test_torchrun_launch_writes_what_a_single_process_writes_from_rank_0_alone(tmp_path):
-    """The README's command: torchrun --nproc-per-node 2 -m coreaug train ..."""
+    """The manual's command (docs/distributed.md): torchrun --nproc-per-node 2 -m coreaug train ..."""
     (tmp_path / "cwd").mkdir()
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")  # the console script users type
     launch = [torchrun if os.path.exists(torchrun) else "torchrun", "--nproc-per-node", str(WORLD),

@@ -167,7 +167,7 @@ def test_a_dataset_without_labels_is_an_error():
 
 
 def test_the_default_strategy_is_one_everywhere_random():
-    # set by the CIFAR-10 grids (README, Results); the paper's method is strategy="coreset"
+    # set by the CIFAR-10 grids (docs/evidence.md); the paper's method is strategy="coreset"
     assert coreaug.CoresetAugmentation(DATA.train_labels).strategy == "random"
     assert coreaug.TrainConfig().strategy == "random"
     method = coreaug.CoresetAugmentation(DATA.train_labels, fraction=0.1)
