@@ -30,7 +30,7 @@ $(VENV)/.installed-docs: $(VENV)/.installed
 
 # --strict: a broken link, a missing page or an API name that no longer exists fails the build.
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 # Debian's package puts the files in /usr/share/datasets/fashion-mnist; needs root (or sudo).
 data-fashion-mnist:
