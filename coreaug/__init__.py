@@ -4,7 +4,7 @@ The public API is re-exported here; see README.md for usage.
 """
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # torch and faiss each bring an OpenMP runtime whose idle threads spin by default; on a
 # shared or small machine the spinning threads starve each other (a CPU epoch ran 7x
