@@ -34,6 +34,11 @@ class EpochPlan:
         """This plan cut into batches of `batch_size` and moved to `device` once (a `DevicePlan`)."""
         return DevicePlan.build(self, batch_size, device)
 
+    def fixed_steps(self, batch_size, *, generator):
+        """This plan laid out for a compiled step (`fixed_step_plan`): every batch of
+        `batch_size` holds the same number of strong copies, in its last rows."""
+        return fixed_step_plan(self, batch_size, generator=generator)
+
     def shard(self, rank, world_size):
         """This rank's disjoint, equally sized share (the plan is cut to a multiple of world_size)."""
         usable = len(self) - len(self) % world_size
@@ -146,3 +151,49 @@ def same_class_partners(examples, labels, pool, generator):
     count = torch.searchsorted(pool_labels, labels[examples], right=True) - start
     offset = (torch.rand(len(examples), generator=generator) * count).long().clamp(max=count - 1)
     return pool[start + offset]
+
+
+def fixed_step_layout(originals, copies, batch_size):
+    """(steps, copies per step) of the compiled layout for `originals` weak and `copies` strong
+    entries at `batch_size`: the fewest steps whose batches hold every entry when each carries
+    exactly ceil(copies / steps) copies and the rest originals."""
+    steps = max(1, -(-(originals + copies) // batch_size))
+    while True:
+        per_step = -(-copies // steps)
+        if steps * (batch_size - per_step) >= originals:
+            return steps, per_step
+        steps += 1
+
+
+def fixed_step_plan(plan, batch_size, *, generator):
+    """`plan` laid out for a compiled training step: every step the same shapes.
+
+    Every batch has exactly `batch_size` entries, of which the last k = ceil(copies / steps) are
+    strongly augmented copies (`fixed_step_layout`), so the step's shapes and its copies' rows
+    never change from step to step, epoch to epoch or selection to selection. Nothing is dropped:
+    the last batch and the copies' share are topped up with entries drawn at random from the
+    plan's own originals and copies (each drawn at most once until all have been), so the
+    method's budget never shrinks and an epoch trains slightly more entries than `plan` holds
+    (`len` of the result, which the metrics count). Originals and copies are shuffled again by
+    `generator` (a CPU torch.Generator). Returns an `EpochPlan` (partners, if any, follow their
+    entries).
+    """
+    augmented = plan.augmented
+    original_rows, copy_rows = torch.nonzero(~augmented).flatten(), torch.nonzero(augmented).flatten()
+    steps, per_step = fixed_step_layout(len(original_rows), len(copy_rows), batch_size)
+    originals = _topped_up(original_rows, steps * (batch_size - per_step), generator)
+    copies = _topped_up(copy_rows, steps * per_step, generator)
+    order = torch.cat([originals.view(steps, -1), copies.view(steps, per_step)], 1).flatten()
+    return EpochPlan(plan.indices[order], plan.weights[order], plan.augmented[order],
+                     None if plan.partners is None else plan.partners[order])
+
+
+def _topped_up(rows, size, generator):
+    """`rows` and `size - len(rows)` more of them drawn without replacement (again once all
+    have been), shuffled: int64 (size,)."""
+    extra = size - len(rows)
+    if extra > 0:
+        rounds = -(-extra // len(rows))
+        picks = torch.cat([torch.randperm(len(rows), generator=generator) for _ in range(rounds)])[:extra]
+        rows = torch.cat([rows, rows[picks]])
+    return rows[torch.randperm(size, generator=generator)]
