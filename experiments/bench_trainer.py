@@ -1,128 +1,356 @@
-"""Trainer benchmark: epoch seconds and examples/s per strategy, selection time apart.
+"""Trainer benchmark: coreaug's strategies beside a hand-written loop of the same model, one table.
 
 Usage:
     python experiments/bench_trainer.py [--dataset fashion-mnist] [--model cnn] [--epochs 2]
-        [--train-limit N] [--device cpu|cuda] [--precision auto] [--compile]
-        [--out experiments/results/trainer.md]
+        [--train-limit N] [--test-limit N] [--batch-size B] [--image-size S] [--augment randaugment]
+        [--device cpu|cuda] [--precision auto] [--compile | --modes eager,compiled]
+        [--compile-mode MODE] [--rows hand,none,full,random:0.1,...] [--select-every 1]
+        [--count-steps 8] [--quick] [--out experiments/results/trainer.md] [--json PATH]
 
-Runs `none`, `full` and `coreset` (append mode) at 10/30/50% with R = 1 (selection every
-epoch) and reports, per run, the mean over the epochs after the first of: epoch seconds (training plus
-selection, evaluation excluded), selection seconds split into gradient estimates and
-facility location, and trained examples per second. Targets: a coreset epoch at fraction f
-costs at most 10% more than (1 + f) / 2 of a `full` epoch, and selection is at most 10% of an epoch.
-A last run uses `estimates="training"` (the previous epoch's training logits instead of an
-extra pass over the clean training set).
+Each row of `--rows` is trained in each mode of `--modes` (eager; compiled: coreaug's
+``--compile``, and the hand loop's compiled step) for `--epochs` epochs on the same data:
 
-Two more columns: syncing ops per training step (coreaug.training.sync_audit on a small
-synthetic run with the same strategy and policy: 0 means the step never waits on the device),
-and the augmentation's share of the epoch (weak and strong policies timed alone on the device,
-times the epoch's counts, over the epoch seconds).
+- ``hand``: experiments/hand_loop.py, a plain loop of the same model (``coreaug.create_model``),
+  uint8 data on the device, batched pad-crop + flip, bf16 autocast on CUDA, channels_last,
+  SGD Nesterov, the dataset's batch size, last partial batch dropped; weak augmentation only.
+- ``STRATEGY[:FRACTION[:ESTIMATES]][@AUGMENT]``: ``coreaug.train`` in append mode with R =
+  ``--select-every`` (1: selection every epoch), e.g. ``none`` (weak only), ``full`` (every example
+  strongly augmented too), ``random:0.1``, ``coreset:0.3:training``, ``maxloss:0.1@maxloss`` (the
+  max-loss rule with max-loss transforms); AUGMENT defaults to ``--augment``.
+
+Columns (means over epochs 2 to `--epochs`, evaluation excluded):
+examples/s and ms per step count training only (selection seconds apart; a coreaug step trains
+`--batch-size` examples, originals and copies together); epoch s includes the selection.
+aten ops / step: every op dispatched (views included) under a ``TorchDispatchMode``, eager only
+(torch.compile runs compiled code eagerly under such a mode). launches / step: under
+torch.profiler, eager and compiled: on CUDA the device's kernels, copies and fills; on the CPU
+the outermost aten ops plus inductor's C++ kernels (hand_loop.count_launches). For coreaug
+both are counted inside ``coreaug.train`` on a tiny run of the same settings (`--count-steps`
+batches of the training set, 1 epoch against 2, no evaluation or selection between: the
+difference is one epoch of steps, as coreaug.training.sync_audit counts syncs). syncs / step:
+coreaug.training.sync_audit on a small synthetic run of the row's settings (eager; 0: the step
+never waits on the device). compile s: the first epoch's extra seconds over the later ones,
+compiled rows only. graphs after epoch 1: graphs torch.compile built after the first epoch
+(0: no recompilation). augmentation share (eager rows): the weak policy timed at the trainer's
+own call size (one call per step on `--batch-size` images) and the strong policy at its own
+(one call per step on the step's copies: n_augmented / steps images, e.g. about f x B in append
+mode), times the steps, over the training seconds; for ``hand`` its pad_crop_flip at B.
+
+The table and `--json` are rewritten after every row, so a run cut short keeps what it measured.
+``--quick``: 2 epochs, 4 counted steps (small datasets such as ``digits`` finish in minutes on a CPU).
 """
 import argparse
+import json
+import math
+import os
 import platform
 import statistics
+import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
 import coreaug
 from coreaug.augment import create_policy
+from coreaug.models import create_model
+from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
+from coreaug.training.inputs import load_run_data
 from coreaug.training.sync_audit import syncs_per_step
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hand_loop import OpCounter, count_launches, pad_crop_flip, record_compiled_kernels, run_hand_loop  # noqa: E402
+
 AUDIT = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, candidates=2)
+ROWS = "hand,none,full,random:0.1,random:0.3,maxloss:0.1@maxloss"
+MODES = ("eager", "compiled")
 
 
-def measure(base, **overrides):
-    result = coreaug.train(coreaug.TrainConfig(**base, **overrides))
-    epochs = result.history[1:]  # steady state: the first epoch also loads kernels and, with
-    #                              estimates="training", makes the one clean estimation pass
-    mean = lambda key: statistics.fmean(m[key] for m in epochs)  # noqa: E731
+@dataclass
+class Row:
+    """One row's settings: the hand loop, or a coreaug strategy with its fraction, estimates and policy."""
+
+    strategy: str
+    fraction: float = None
+    estimates: str = "clean"
+    augment: str = None
+
+    @property
+    def hand(self):
+        return self.strategy == "hand"
+
+    def settings(self):
+        """TrainConfig fields of a coreaug row (`none` trains no strong policy: any name will do)."""
+        augment = "randaugment" if self.augment == "weak" else self.augment
+        return dict(strategy=self.strategy, estimates=self.estimates, augment=augment,
+                    **({"subset": self.fraction} if self.fraction else {}))
+
+    def label(self):
+        text = self.strategy + (f" {self.fraction:g}" if self.fraction else "")
+        return text + (" (training estimates)" if self.estimates == "training" else "")
+
+
+def parse_rows(text, augment):
+    """[Row] from "hand,none,random:0.1,coreset:0.3:training,maxloss:0.1@maxloss"."""
+    rows = []
+    for item in text.split(","):
+        spec, _, policy = item.strip().partition("@")
+        strategy, fraction, estimates = (spec.split(":") + [None, None])[:3]
+        if strategy == "hand":
+            rows.append(Row("hand", augment="weak"))
+            continue
+        try:
+            fraction = float(fraction) if fraction else None
+        except ValueError:
+            raise SystemExit(f"--rows: {item!r}: the fraction must be a number like 0.1") from None
+        rows.append(Row(strategy, fraction, estimates or "clean", "weak" if strategy == "none" else policy or augment))
+    return rows
+
+
+def train_config(args, **fields):
+    """The TrainConfig of a benchmark run: the command line's settings, then `fields`."""
+    config = dict(dataset=args.dataset, model=args.model, epochs=args.epochs, train_limit=args.train_limit,
+                  test_limit=args.test_limit, batch_size=args.batch_size, image_size=args.image_size,
+                  device=args.device, quiet=True, select_every=args.select_every, precision=args.precision,
+                  stream="never")
+    config.update(fields)
+    return coreaug.TrainConfig(**config)
+
+
+def measure_coreaug(args, row, compiled):
+    """Timing of a coreaug row: coreaug.train for `--epochs`, the steady epochs' means."""
+    result = coreaug.train(train_config(args, compile=compiled, **row.settings()))
+    history = result.history
+    steady = history[1:] or history
+    mean = lambda key: statistics.fmean(m[key] for m in steady)  # noqa: E731
+    epoch, selection = mean("epoch_seconds"), mean("selection_seconds")
+    n_trained = steady[0]["n_trained"]
+    steps = math.ceil(n_trained / args.batch_size)
+    training = epoch - selection
     return {
-        "epoch": mean("epoch_seconds"), "selection": mean("selection_seconds"),
-        "estimate": mean("estimate_seconds"), "facility": mean("facility_location_seconds"),
-        "n_trained": epochs[0]["n_trained"], "n_augmented": epochs[0]["n_augmented"],
+        "epoch_seconds": epoch, "selection_seconds": selection, "training_seconds": training,
+        "n_trained": n_trained, "n_augmented": steady[0]["n_augmented"], "steps": steps,
+        "examples_per_s": n_trained / training, "ms_per_step": 1000 * training / steps,
+        "compile_seconds": history[0]["epoch_seconds"] - epoch if compiled and len(history) > 1 else None,
+        "graphs_after_first": sum(m.get("graphs_compiled", 0) for m in history[1:]) if compiled else None,
         "accuracy": result.final_test_accuracy,
     }
 
 
-def seconds_per_image(policy, images, repeats=5):
-    """Best time per image of `policy` on a batch on its device."""
-    device = images.device
-    generator = torch.Generator(device=device).manual_seed(0)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+def count_coreaug(args, row, compiled):
+    """(aten ops or None, launches) per coreaug training step, counted inside coreaug.train: a
+    tiny run of `--count-steps` batches for 1 epoch and for 2 (selection only at the start,
+    evaluation only at the end), the difference over the second epoch's steps."""
+    fields = dict(row.settings(), compile=compiled, train_limit=args.count_steps * args.batch_size,
+                  test_limit=args.batch_size, select_every=10 ** 6, eval_every=10 ** 6)
+    if compiled:
+        coreaug.train(train_config(args, **fields, epochs=2))  # compiled once, outside the counts
+
+    def run(epochs, holder):
+        holder.append(coreaug.train(train_config(args, **fields, epochs=epochs)))
+
+    ops = None
+    if not compiled:
+        counts = []
+        for epochs in (1, 2):
+            with OpCounter() as counter:
+                run(epochs, [])
+            counts.append(counter.total)
+        ops = counts[1] - counts[0]
+    launches, results = [], []
+    for epochs in (1, 2):
+        launches.append(count_launches(lambda: run(epochs, results), args.device))
+    steps = math.ceil(results[1].history[1]["n_trained"] / args.batch_size)
+    return (None if ops is None else ops / steps), (launches[1] - launches[0]) / steps
+
+
+def seconds_per_call(policy, images, context=None, repeats=5):
+    """Best seconds of one `policy` call on `images` on their device."""
+    generator = torch.Generator(device=images.device).manual_seed(0)
+    sync = torch.cuda.synchronize if images.device.type == "cuda" else (lambda: None)
     best = float("inf")
     for _ in range(repeats + 1):
         sync()
         start = time.perf_counter()
-        policy(images, generator)
+        policy(images, generator, **(context or {}))
         sync()
         best = min(best, time.perf_counter() - start)
-    return best / len(images)
+    return best
 
 
-def augmentation_costs(args):
-    """(weak, strong) seconds per image on the device, on a training-sized batch of the dataset's shape."""
-    data = coreaug.load_dataset(args.dataset, progress=False)
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    images = data.train_images[:512].to(device)
-    strong = "randaugment" if args.augment == "maxloss" else args.augment  # max-loss needs a model: not timed alone
-    return seconds_per_image(create_policy("weak"), images), seconds_per_image(create_policy(strong), images)
+def augmentation_share(args, row, measured, images, labels, num_classes):
+    """The weak and strong policies' seconds per epoch at the trainer's call sizes, over the
+    epoch's training seconds: weak on `batch_size` images and strong on the step's copies
+    (n_augmented / steps), once per step each."""
+    device = torch.device(args.device)
+    batch = images[:args.batch_size].to(device)
+    if row.hand:
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        best = float("inf")
+        for _ in range(6):
+            sync()
+            start = time.perf_counter()
+            pad_crop_flip(batch)
+            sync()
+            best = min(best, time.perf_counter() - start)
+        return measured["steps"] * best / measured["training_seconds"]
+    steps = measured["steps"]
+    flip = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)["flip"]
+    weak = seconds_per_call(create_policy("weak", flip=flip), batch)
+    copies = round(measured["n_augmented"] / steps)
+    strong = 0.0
+    if copies:
+        policy = create_policy(row.augment, **({"candidates": 4} if "maxloss" in row.augment else {}))
+        context = None
+        if policy.needs_model:
+            model = create_model(args.model, images.shape[1], num_classes).to(device, memory_format=torch.channels_last)
+            bf16 = device.type == "cuda" and args.precision in ("auto", "bf16")
+            context = {"model": model, "labels": labels[:copies].to(device),
+                       "preprocess": lambda x: (x.float() / 255).contiguous(memory_format=torch.channels_last),
+                       "autocast": lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)}
+        strong = seconds_per_call(policy, images[:copies].to(device), context)
+    return steps * (weak + strong) / measured["training_seconds"]
 
 
-def main():
+def hand_row(args, compiled, images, labels, num_classes):
+    """Timing and counts of the hand loop, in the dict shape of a coreaug row."""
+    defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
+    r = run_hand_loop(images, labels, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                      device=args.device, compile=compiled, compile_mode=args.compile_mode if compiled else None,
+                      lr=defaults["lr"], weight_decay=defaults["weight_decay"], flip=defaults["flip"],
+                      precision="auto" if args.precision == "auto" else args.precision,
+                      count_steps=args.count_steps, num_classes=num_classes)
+    steady = r["epoch_seconds"][1:] or r["epoch_seconds"]
+    epoch = statistics.fmean(steady)
+    return dict(r, epoch_seconds=epoch, selection_seconds=0.0, training_seconds=epoch,
+                n_trained=r["steps_per_epoch"] * args.batch_size, n_augmented=0, steps=r["steps_per_epoch"],
+                graphs_after_first=None, accuracy=None, every_epoch=r["epoch_seconds"])
+
+
+def _fmt(value, spec, none="—"):
+    return none if value is None else format(value, spec)
+
+
+def table(rows):
+    """The markdown table of the measured rows."""
+    lines = ["| loop | mode | strategy | augment | trained / epoch | epoch s | examples/s | ms / step "
+             "| aten ops / step | launches / step | syncs / step | compile s | graphs after epoch 1 "
+             "| augmentation share | selection s | test acc |", "|" + "---|" * 16]
+    for row, mode, r in rows:
+        lines.append(
+            f"| {'hand' if row.hand else 'coreaug'} | {mode} | {'—' if row.hand else row.label()} | {row.augment} "
+            f"| {r['n_trained']} | {r['epoch_seconds']:.2f} | {r['examples_per_s']:.0f} | {r['ms_per_step']:.1f} "
+            f"| {_fmt(r.get('ops_per_step'), '.0f')} | {_fmt(r.get('launches_per_step'), '.0f')} "
+            f"| {_fmt(r.get('syncs'), '.2g')} | {_fmt(r.get('compile_seconds'), '.1f')} "
+            f"| {_fmt(r.get('graphs_after_first'), 'd')} | {_fmt(r.get('augment_share'), '.1%')} "
+            f"| {r['selection_seconds']:.2f} | {_fmt(r.get('accuracy'), '.2%')} |")
+    return "\n".join(lines)
+
+
+def command_line(args):
+    """The command that reproduces the table."""
+    parts = ["python experiments/bench_trainer.py", f"--dataset {args.dataset}", f"--model {args.model}",
+             f"--epochs {args.epochs}", f"--batch-size {args.batch_size}"]
+    for flag, value in (("--train-limit", args.train_limit), ("--test-limit", args.test_limit),
+                        ("--image-size", args.image_size), ("--compile-mode", args.compile_mode)):
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    parts += [f"--augment {args.augment}", f"--device {args.device}", f"--precision {args.precision}",
+              f"--modes {','.join(args.modes)}", f"--rows {args.rows}", f"--select-every {args.select_every}",
+              f"--count-steps {args.count_steps}", f"--out {args.out}"]
+    return " ".join(parts)
+
+
+def write(args, rows, device_name, started_load):
+    """Write the table so far (and the JSON) to `--out`."""
+    text = "\n\n".join([
+        "# Trainer benchmark: coreaug beside a hand-written loop",
+        f"Command: `{command_line(args)}`  \nDevice: {device_name}, torch {torch.__version__}. "
+        f"Load average (1, 5, 15 min) at the start: {started_load}; at the last row: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. Mode append, R = {args.select_every}; seconds are means "
+        f"over epochs 2 to {args.epochs} (the first also compiles and loads kernels), evaluation excluded; "
+        "the columns are defined in experiments/bench_trainer.py's docstring.",
+        table(rows)]) + "\n"
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": command_line(args), "device": device_name, "rows": [
+                dict(row=row.label(), hand=row.hand, strategy=row.strategy, fraction=row.fraction,
+                     augment=row.augment, mode=mode, **{k: v for k, v in r.items() if k != "every_epoch"})
+                for row, mode, r in rows]}, f, indent=1)
+    return text
+
+
+def parse_args(argv=None):
+    """The command line, with the dataset's defaults (model, batch size) filled in."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--model", default="cnn")
+    parser.add_argument("--model", default=None, help="default: the dataset's")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the dataset's")
+    parser.add_argument("--image-size", type=int, default=None, help="for a folder dataset")
     parser.add_argument("--augment", default="randaugment")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="the compiled mode only (same as --modes compiled)")
+    parser.add_argument("--modes", default=None, help="eager,compiled (default both)")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the hand loop, e.g. reduce-overhead")
+    parser.add_argument("--rows", default=ROWS)
+    parser.add_argument("--select-every", type=int, default=1)
+    parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")
+    parser.add_argument("--quick", action="store_true", help="2 epochs, 4 counted steps")
     parser.add_argument("--out", default="experiments/results/trainer.md")
-    args = parser.parse_args()
-    base = dict(dataset=args.dataset, model=args.model, epochs=args.epochs, train_limit=args.train_limit,
-                augment=args.augment, device=args.device, quiet=True, select_every=1, precision=args.precision,
-                compile=args.compile)
-    runs = [("none", None, "clean"), ("full", None, "clean"), ("coreset", 0.1, "clean"), ("coreset", 0.3, "clean"),
-            ("coreset", 0.5, "clean"), ("coreset", 0.1, "training"), ("coreset", 0.3, "training")]
-    weak_cost, strong_cost = augmentation_costs(args)
-    rows = {}
-    for strategy, fraction, estimates in runs:
-        settings = dict(strategy=strategy, estimates=estimates, **({"subset": fraction} if fraction else {}))
-        rows[(strategy, fraction, estimates)] = r = measure(base, **settings)
-        r["syncs"], _ = syncs_per_step(AUDIT, augment=args.augment, **settings)
-        r["augment_share"] = (r["n_trained"] * weak_cost + r["n_augmented"] * strong_cost) / r["epoch"]
-        print(f"{strategy} {fraction or ''} {estimates}: {r['epoch']:.1f} s/epoch, selection {r['selection']:.2f} s, "
-              f"{r['syncs']:g} syncs/step", flush=True)
-    full = rows[("full", None, "clean")]["epoch"]
-    lines = ["| strategy | fraction | estimates | trained/epoch | epoch s | examples/s | selection s (estimates + facility location) "
-             "| selection share | epoch / full | target (1+f)/2 | at most target + 10% | augmentation share | syncs / step "
-             "| test acc |", "|" + "---|" * 14]
-    for (strategy, fraction, estimates), r in rows.items():
-        ratio = r["epoch"] / full
-        target = (1 + fraction) / 2 if fraction else None
-        lines.append(
-            f"| {strategy} | {fraction or '—'} | {estimates if fraction else '—'} | {r['n_trained']} | {r['epoch']:.1f} | {r['n_trained'] / r['epoch']:.0f} | "
-            f"{r['selection']:.2f} ({r['estimate']:.2f} + {r['facility']:.2f}) | {r['selection'] / r['epoch']:.1%} | "
-            f"{ratio:.3f} | {f'{target:.2f}' if target else '—'} | "
-            f"{('yes' if ratio <= 1.1 * target else 'no') if target else '—'} | {r['augment_share']:.1%} | {r['syncs']:g} "
-            f"| {r['accuracy']:.2%} |")
-    command = (f"python experiments/bench_trainer.py --dataset {args.dataset} --model {args.model} --epochs {args.epochs}"
-               + (f" --train-limit {args.train_limit}" if args.train_limit else "")
-               + f" --augment {args.augment} --device {args.device} --precision {args.precision}"
-               + (" --compile" if args.compile else "") + f" --out {args.out}")
-    device = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-              else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
-    text = "\n\n".join([
-        "# Trainer benchmark", f"Command: `{command}`  \nDevice: {device}, torch {torch.__version__}. "
-        f"Mode append, R = 1, strong augmentation {args.augment}; seconds are means over epochs 2 to {args.epochs} "
-        "(the first also loads kernels, and makes the one clean estimation pass of estimates=training), "
-        f"evaluation excluded. Augmentation alone: weak {weak_cost * 1e6:.1f} µs/image, strong "
-        f"{strong_cost * 1e6:.1f} µs/image on this device (batches of 512).", "\n".join(lines)]) + "\n"
-    with open(args.out, "w") as f:
-        f.write(text)
-    print(text)
+    parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.count_steps = 2, 4
+    defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
+    args.model = args.model or defaults["model"]
+    args.batch_size = args.batch_size or defaults["batch_size"]
+    modes = args.modes or ("compiled" if args.compile else ",".join(MODES))
+    args.modes = [m.strip() for m in modes.split(",")]
+    if any(m not in MODES for m in args.modes):
+        parser.error(f"--modes takes eager and/or compiled, comma-separated, got {modes!r}")
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    record_compiled_kernels()
+    started_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    rows = parse_rows(args.rows, args.augment)
+    data = load_run_data(train_config(args).resolved(), torch.device("cpu"))
+    images, labels = data.train_images.read(slice(None)), data.train_labels
+    device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+                   else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
+    done, syncs = [], {}
+    for row in rows:
+        for mode in args.modes:
+            compiled = mode == "compiled"
+            start = time.perf_counter()
+            if row.hand:
+                r = hand_row(args, compiled, images, labels, data.num_classes)
+            else:
+                r = measure_coreaug(args, row, compiled)
+                if args.count_steps:
+                    r["ops_per_step"], r["launches_per_step"] = count_coreaug(args, row, compiled)
+                key = row.label() + row.augment
+                if key not in syncs:
+                    syncs[key], _ = syncs_per_step(dict(AUDIT, device=args.device), **row.settings())
+                r["syncs"] = syncs[key]
+            if not compiled:
+                r["augment_share"] = augmentation_share(args, row, r, images, labels, data.num_classes)
+            done.append((row, mode, r))
+            write(args, done, device_name, started_load)
+            print(f"{'hand' if row.hand else row.label()} @{row.augment} {mode}: {r['epoch_seconds']:.2f} s/epoch, "
+                  f"{r['ms_per_step']:.1f} ms/step ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(write(args, done, device_name, started_load))
 
 
 if __name__ == "__main__":

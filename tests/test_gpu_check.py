@@ -1,0 +1,90 @@
+"""experiments/gpu_check.sh in its dry mode on the CPU: every section written, the epochs that fit computed
+from the speed table's measurement, and a user's missing pieces named with exit code 2."""
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "gpu_check.sh"
+
+
+def _image_archive(tmp_path, per_class=24, classes=3, size=8):
+    """A tar.gz of train/ and test/ class folders of small JPEG images, the layout of cifar10-jpeg.tar.gz."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tiny-cifar"
+    for split, count in (("train", per_class), ("test", per_class // 3)):
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                pixels[..., c] = 255  # a class colour: something to learn
+                Image.fromarray(pixels).save(folder / f"{i:04d}.jpg", quality=90)
+    archive = tmp_path / "tiny-cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="tiny-cifar")
+    return archive
+
+
+def _run(tmp_path, **env):
+    settings = dict(os.environ, GPU_CHECK_DEVICE="cpu", GPU_CHECK_RESULTS=str(tmp_path / "gpu.md"), MODEL="cnn",
+                    BATCH="16", IMAGE_SIZE="8", TRAIN_LIMIT="48", ROWS="hand,none,random:0.25", MODES="eager",
+                    COUNT_STEPS="0", RECIPE_EPOCHS="3", RECIPE_LIMIT="48", TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
+    settings.update(env)
+    return subprocess.run(["bash", str(SCRIPT), sys.executable], capture_output=True, text=True, env=settings,
+                          cwd=ROOT, timeout=900)
+
+
+def test_dry_run_writes_every_section_and_the_epochs_that_fit(tmp_path):
+    archive = _image_archive(tmp_path)
+    (tmp_path / "gpu.md").write_text("# GPU checks\n\n## Run of 2026-11-30\n\nan earlier measurement\n")
+    done = _run(tmp_path, BUDGET_S="600", CIFAR_TAR=str(archive))  # far more than it takes: a loaded machine starts Python slowly
+    text = (tmp_path / "gpu.md").read_text()
+    assert done.returncode == 0, done.stderr[-2000:] + text
+    assert text.startswith("# GPU checks\n\n## Run of 2026-11-30\n\nan earlier measurement\n")  # kept
+    for heading in ("## Run of", "### Machine", "### CUDA tests", "### Speed table", "### Paper recipe", "### End"):
+        assert heading in text, heading
+    assert "(dry run on cpu)" in text and "72 training images" in text
+    # Every row of the speed table was measured: the hand loop, weak only, the 25% random subset.
+    table = [line for line in text.splitlines() if line.startswith("| hand") or line.startswith("| coreaug")]
+    assert len(table) == 3, text
+    # The written plan is the arithmetic it states.
+    fit = re.search(r"Epochs that fit: (\d+) = min\((\d+), floor\(\((\d+) s left - 20 reserve - 30 start-up - "
+                    r"([\d.]+) compile\) / ([\d.]+) s per epoch\)\)", text)
+    assert fit, text
+    epochs, most, left, compile_s, epoch_s = int(fit[1]), int(fit[2]), int(fit[3]), float(fit[4]), float(fit[5])
+    assert epoch_s > 0 and epochs == max(0, min(most, math.floor((left - 50 - compile_s) / epoch_s)))
+    assert epochs >= 1  # a tiny CPU epoch fits
+    recipe = text[text.index("### Paper recipe"):]
+    assert f"| {epochs} | {epochs} |" in recipe and "89.46 / 91.54 / 93.50" in recipe
+    assert "exit status 0" in text
+
+
+def test_no_time_left_skips_the_recipe_and_still_ends(tmp_path):
+    archive = _image_archive(tmp_path, per_class=6)
+    done = _run(tmp_path, BUDGET_S="1", CIFAR_TAR=str(archive))
+    text = (tmp_path / "gpu.md").read_text()
+    assert "Skipped: no time left." in text and "Skipped: no epoch fits" in text and "### End" in text, text
+
+
+@pytest.mark.parametrize("env, message", [
+    (dict(CIFAR_TAR="/nonexistent/cifar10-jpeg.tar.gz"), "no CIFAR-10 archive"),
+    (dict(GPU_CHECK_DEVICE="cuda"), "CUDA"),
+])
+def test_what_is_missing_is_named_with_exit_code_2(tmp_path, env, message):
+    if env.get("GPU_CHECK_DEVICE") == "cuda":
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+        env = dict(env, CIFAR_TAR=str(_image_archive(tmp_path, per_class=3)))
+    done = _run(tmp_path, **env)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "gpu.md").exists()  # nothing is written before the checks pass
