@@ -71,7 +71,7 @@ def test_maxloss_uses_preprocess_for_the_model_input():
     policy = A.MaxLossAugment(AddRandomLevel(), candidates=2)
     policy(images, model=model, labels=torch.zeros(2, dtype=torch.long),
            preprocess=lambda x: seen.append(x.dtype) or (x.float() - 128) / 64)
-    assert seen == [torch.uint8, torch.uint8]
+    assert seen and set(seen) == {torch.uint8}  # small candidates are scored in one pass
 
 
 def test_maxloss_needs_a_model_and_says_how_to_pass_it():

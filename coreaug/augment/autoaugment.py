@@ -16,9 +16,9 @@ from .geometric import check_interpolation
 from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy, fill_in_image_units
 from .registry import register_policy
-from .sampling import uniform
+from .sampling import integers, signs, uniform
 from .validation import check_fill_level, check_images
-from .working_float import bound_of, to_state
+from .working_float import bound_of, to_state, to_working
 
 CIFAR10_SUBPOLICIES = (
     (("invert", 0.1, None), ("contrast", 0.2, 6)),
@@ -102,8 +102,9 @@ AUTOAUGMENT_RANGES = {
 @register_policy("autoaugment")
 class AutoAugment(Policy):
     """AutoAugment: each example draws one of the 25 sub-policies of ``policy``'s table
-    ("cifar10", the default, or "imagenet"), uniformly, dealt as fixed-size groups, and applies
-    its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
+    ("cifar10", the default, or "imagenet"), uniformly (independently per example on the dense
+    path; dealt as fixed-size groups on the grouped one, see op_set), and applies its two
+    steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
     level for pixels that geometric ops uncover."""
 
     def __init__(self, interpolation: str = "nearest", fill: float = 0, policy: str = "cifar10"):
@@ -120,6 +121,7 @@ class AutoAugment(Policy):
         self._ops_of_step = [[self._ops.index(sub[step][0]) for sub in table] for step in range(2)]
         self._probability = torch.tensor([p for _, p, _ in steps]).view(shape)
         self._bin_table = torch.tensor([m or 0 for _, _, m in steps]).view(shape)
+        self._identity = self._ops.index("identity")
         self._on_device: dict = {}
 
     @property
@@ -128,25 +130,47 @@ class AutoAugment(Policy):
         return self._subpolicies
 
     def _tables_on(self, device):
-        """The sub-policy tables on ``device``, copied there once (not once per batch)."""
+        """The sub-policy tables on ``device``, copied there once (not once per batch): per
+        sub-policy and step the probability, magnitude bin and op (an index into the op set),
+        each (25, 2), and the identity op's index."""
         key = str(device)
         if key not in self._on_device:
-            self._on_device[key] = tuple(t.to(device) for t in (self._probability, self._bin_table))
+            kinds = torch.tensor(self._ops_of_step).t()
+            identity = torch.tensor(self._ops.index("identity"))
+            self._on_device[key] = tuple(t.to(device) for t in (self._probability, self._bin_table, kinds, identity))
         return self._on_device[key]
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
         check_images(images, gray_or_rgb=True)
-        x = to_state(images)
         n, device = images.shape[0], images.device
+        if n == 0:
+            return images
+        probability, bin_table, kinds, identity = self._tables_on(device)
+        if self._ops.use_dense(images):
+            return self._dense(images, generator, probability, bin_table, kinds, identity)
+        x = to_state(images)
         fill = fill_in_image_units(self.fill, images, bound_of(x))
         groups = Groups(n, len(self._subpolicies), generator, device)  # a sub-policy each
-        probability, bin_table = self._tables_on(device)
         for step in range(2):
             applied = uniform(n, generator, device) < probability[groups.group, step]
             bin_index = bin_table[groups.group, step]
             x = self._ops.apply(x, groups, self._ops_of_step[step], bin_index, fill, self.interpolation,
                                 generator, applied, has_fill=self.fill > 0)
+        return x.to(images.dtype)
+
+    def _dense(self, images, generator, probability, bin_table, kinds, identity):
+        """Each example draws its own sub-policy; its two steps are two dense layers (an
+        example whose step is not applied takes the identity in that layer)."""
+        n, device = images.shape[0], images.device
+        x, bound = to_working(images)
+        subpolicy = integers(len(self._subpolicies), n, generator, device)
+        applied = uniform(2 * n, generator, device).view(n, 2) < probability.index_select(0, subpolicy)
+        kind = torch.where(applied, kinds.index_select(0, subpolicy), identity).t()
+        bin_index = bin_table.index_select(0, subpolicy).t()
+        sign = signs(2 * n, generator, device).view(2, n)
+        present = [set(step) | {self._identity} for step in self._ops_of_step]
+        x = self._ops.apply_layers(x, kind, bin_index, sign, self.fill, self.interpolation, bound, present)
         return x.to(images.dtype)
 
 

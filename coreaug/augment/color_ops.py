@@ -28,13 +28,25 @@ def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor, boun
     return (degenerate + _per_example(factor) * (x - degenerate)).clamp_(0.0, bound)
 
 
+_TABLES: dict = {}
+
+
+def _constant(name: str, make, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small constant tensor made once per dtype and device (not once per batch)."""
+    key = (name, dtype, str(device))
+    if key not in _TABLES:
+        _TABLES[key] = make().to(dtype=dtype, device=device)
+    return _TABLES[key]
+
+
 def luminance(x: torch.Tensor, bound: float) -> torch.Tensor:
     """Return the grayscale (n, 1, H, W) of a working copy with 1 or 3 channels (Pillow's "L")."""
     if x.shape[1] == 1:
         return x
-    red, green, blue = _LUMA_WEIGHTS
-    gray = (x[:, 0:1] * red).add_(x[:, 1:2], alpha=green).add_(x[:, 2:3], alpha=blue)
-    # The weights are 16-bit fractions, so the sum is exact; Pillow rounds half up.
+    weights = _constant("luma", lambda: torch.tensor(_LUMA_WEIGHTS).view(1, 3, 1, 1), x.dtype, x.device)
+    # The weights are 16-bit fractions, so for 8-bit levels every product and sum is exact
+    # (in any order); Pillow rounds half up.
+    gray = (x * weights).sum(dim=1, keepdim=True)
     return gray.add_(0.5).floor_() if bound == UINT8_BOUND else gray
 
 
@@ -81,27 +93,28 @@ def color_kernel(x, factors, bound):
     return _blend(luminance(x, bound), x, factors, bound)
 
 
-def _smoothed(x: torch.Tensor, bound: float) -> torch.Tensor:
+def smoothed(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """Pillow's SMOOTH filter ([[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13) of a working copy, its
+    one-pixel border left as it was (as Pillow's filter leaves it): sharpness's degenerate."""
     height, width = x.shape[2:]
     if height < 3 or width < 3:
         return x
-    # Pillow's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]] / 13 = (3x3 box sum + 4 * centre) / 13;
-    # the box sum as shifted slices is several times faster than a convolution or pooling here.
+    border = _constant(f"border{height}x{width}", lambda: torch.nn.functional.pad(
+        torch.zeros(height - 2, width - 2, dtype=torch.bool), (1, 1, 1, 1), value=True), torch.bool, x.device)
+    # Pillow's (3x3 box sum + 4 * centre) / 13, the box sum as shifted slices (views): several
+    # times faster than a convolution or pooling on the CPU, and whole levels sum exactly.
     rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
     box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
     inner = box.add_(x[:, :, 1:-1, 1:-1], alpha=4.0).div_(13.0)
     if bound == UINT8_BOUND:
         inner = inner.round_()
-    # Pillow's filter leaves the one-pixel border as it was.
-    smoothed = x.clone()
-    smoothed[:, :, 1:-1, 1:-1] = inner
-    return smoothed
+    return torch.where(border, x, torch.nn.functional.pad(inner, (1, 1, 1, 1)))
 
 
 def sharpness_kernel(x, factors, bound):
     """Blend with a 3x3 smoothing (Pillow's SMOOTH): factor 0 blurs, 1 is the original,
     above 1 sharpens."""
-    return _blend(_smoothed(x, bound), x, factors, bound)
+    return _blend(smoothed(x, bound), x, factors, bound)
 
 
 def _enhance(kernel, images, factor, *, gray_or_rgb=False):

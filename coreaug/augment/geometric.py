@@ -24,93 +24,142 @@ Fill = Union[float, int, Sequence[float]]
 INTERPOLATIONS = ("nearest", "bilinear")
 
 
-def _affine(values: torch.Tensor, a, b, c, d, e, f) -> torch.Tensor:
-    entries = torch.broadcast_tensors(a, b, c, d, e, f)
-    return torch.stack(entries, dim=-1).view(-1, 2, 3).to(values)
+# Every affine op's matrix is T0 + v T1 + cos(r v) T2 + sin(r v) T3: four fixed rows of six
+# entries per op ("terms") and r, radians per unit of the op's value v (pi/180 for rotate, 0
+# otherwise). One formula for all ops lets a batch whose examples run different ops build every
+# matrix at once, and the single ops use the same arithmetic, so both give the same pixels.
+_IDENTITY = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+_ZERO = [0.0] * 6
+_LINEAR_TERM = {"shear_x": [0.0, 1.0, 0.0, 0.0, 0.0, 0.0], "shear_y": [0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+                "translate_x": [0.0, 0.0, -1.0, 0.0, 0.0, 0.0],
+                "translate_y": [0.0, 0.0, 0.0, 0.0, 0.0, -1.0]}
+
+
+def affine_terms(name: str, height: int, width: int) -> tuple:
+    """(terms, radians): the four rows of six matrix entries of op ``name`` (see above) as lists,
+    and its radians per unit of value. An op that is not affine gets the identity matrix."""
+    if name == "rotate":  # counter-clockwise about the image centre
+        cx, cy = width / 2.0, height / 2.0
+        return [[0.0, 0.0, cx, 0.0, 0.0, cy], _ZERO, [1.0, 0.0, -cx, 0.0, 1.0, -cy],
+                [0.0, -1.0, cy, 1.0, 0.0, -cx]], math.pi / 180.0
+    return [_IDENTITY, _LINEAR_TERM.get(name, _ZERO), _ZERO, _ZERO], 0.0
+
+
+def affine_matrices(terms: torch.Tensor, values: torch.Tensor, radians: torch.Tensor) -> torch.Tensor:
+    """(n, 2, 3) matrices from per-example ``terms`` (n, 4, 6), ``values`` (n,) and ``radians``
+    (n,): T0 + v T1 + cos(r v) T2 + sin(r v) T3."""
+    angle = values * radians
+    basis = torch.stack([torch.ones_like(values), values, angle.cos(), angle.sin()], dim=1)
+    return (basis.unsqueeze(2) * terms).sum(dim=1).view(-1, 2, 3)
+
+
+def _op_matrices(name: str, values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    terms, radians = affine_terms(name, height, width)
+    terms = torch.tensor(terms, dtype=values.dtype, device=values.device).expand(len(values), 4, 6)
+    return affine_matrices(terms, values, torch.full_like(values, radians))
 
 
 def rotate_matrix(degrees: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(n, 2, 3) matrices that rotate counter-clockwise by ``degrees`` about the image centre."""
-    radians = degrees * (math.pi / 180.0)
-    cos, sin = torch.cos(radians), torch.sin(radians)
-    cx, cy = width / 2.0, height / 2.0
-    return _affine(degrees, cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy)
+    return _op_matrices("rotate", degrees, height, width)
 
 
 def shear_x_matrix(factors: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(n, 2, 3) matrices sampling input x + factor * y: Pillow's (1, m, 0, 0, 1, 0)."""
-    one, zero = torch.ones_like(factors), torch.zeros_like(factors)
-    return _affine(factors, one, factors, zero, zero, one, zero)
+    return _op_matrices("shear_x", factors, height, width)
 
 
 def shear_y_matrix(factors: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(n, 2, 3) matrices sampling input y + factor * x: Pillow's (1, 0, 0, m, 1, 0)."""
-    one, zero = torch.ones_like(factors), torch.zeros_like(factors)
-    return _affine(factors, one, zero, zero, factors, one, zero)
+    return _op_matrices("shear_y", factors, height, width)
 
 
 def translate_x_matrix(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(n, 2, 3) matrices moving the content right by ``pixels``."""
-    one, zero = torch.ones_like(pixels), torch.zeros_like(pixels)
-    return _affine(pixels, one, zero, -pixels, zero, one, zero)
+    return _op_matrices("translate_x", pixels, height, width)
 
 
 def translate_y_matrix(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(n, 2, 3) matrices moving the content down by ``pixels``."""
-    one, zero = torch.ones_like(pixels), torch.zeros_like(pixels)
-    return _affine(pixels, one, zero, zero, zero, one, -pixels)
+    return _op_matrices("translate_y", pixels, height, width)
 
 
-def _source_positions(matrices: torch.Tensor, height: int, width: int):
-    """Input positions (x, y), each (n, H, W), sampled by every output pixel centre."""
-    xs = torch.arange(width, device=matrices.device, dtype=matrices.dtype).add_(0.5)
-    ys = torch.arange(height, device=matrices.device, dtype=matrices.dtype).add_(0.5)
-    m = matrices.view(-1, 6, 1, 1)
-    source_x = m[:, 0] * xs + m[:, 1] * ys.unsqueeze(1) + m[:, 2]
-    source_y = m[:, 3] * xs + m[:, 4] * ys.unsqueeze(1) + m[:, 5]
-    return source_x, source_y
+_GRIDS: dict = {}
 
 
-def _warp_nearest(x, source_x, source_y, fill):
+def _grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> tuple:
+    """Cached per size, dtype and device: the pixel centres as homogeneous columns (3, H*W),
+    and (2, 1) columns for x and y: the lowest and highest frame positions, the flat-index
+    strides of the framed image, and grid_sample's scale."""
+    key = (height, width, dtype, str(device))
+    if key not in _GRIDS:
+        ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype),
+                                indexing="ij")
+        centres = torch.stack([xs.flatten() + 0.5, ys.flatten() + 0.5, torch.ones(height * width, dtype=dtype)])
+        columns = torch.tensor([[-1.0, width, 1.0, 2.0 / width], [-1.0, height, width + 2.0, 2.0 / height]],
+                               dtype=dtype)
+        _GRIDS[key] = tuple(t.to(device) for t in (centres, *columns.unsqueeze(2).unbind(1)))
+    return _GRIDS[key]
+
+
+def _source_positions(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Input positions (n, 2, H*W), x then y, sampled by every output pixel centre."""
+    centres = _grid(height, width, matrices.dtype, matrices.device)[0]
+    return (matrices.unsqueeze(3) * centres).sum(dim=2)
+
+
+def _framed(x: torch.Tensor, fill) -> torch.Tensor:
+    """``x`` inside a one-pixel frame of ``fill`` (a number, or a (C,) tensor in x's units)."""
+    if not isinstance(fill, torch.Tensor):
+        return F.pad(x, (1, 1, 1, 1), value=float(fill))
     n, channels, height, width = x.shape
-    # A one-pixel frame of fill around the image: positions outside are clamped onto it, so one
-    # gather does both sampling and filling (no masks: bool tensors are slow on CPU).
     framed = fill.to(x.dtype).view(1, channels, 1, 1).repeat(n, 1, height + 2, width + 2)
     framed[:, :, 1:-1, 1:-1] = x
-    # Pillow's nearest neighbour is the pixel containing the position: floor, not round.
-    col = source_x.floor_().clamp_(-1, width).add_(1)
-    row = source_y.floor_().clamp_(-1, height).add_(1)
-    index = row.mul_(width + 2).add_(col).long().view(n, 1, height * width)
-    out = framed.flatten(2).gather(2, index.expand(n, channels, height * width))
+    return framed
+
+
+def _warp_nearest(x, source, fill):
+    n, channels, height, width = x.shape
+    _, low, high, stride, _ = _grid(height, width, source.dtype, source.device)
+    # Positions outside are clamped onto a one-pixel frame of fill, so one gather does both
+    # sampling and filling (no masks). Pillow's nearest neighbour is the pixel containing the
+    # position: floor, not round.
+    cells = source.floor().clamp_(low, high)
+    index = (cells * stride).sum(dim=1).add_(width + 3).long()  # +1 row and +1 column: the frame
+    framed = _framed(x, fill).flatten(2)
+    out = framed.gather(2, index.view(n, 1, height * width).expand(n, channels, height * width))
     return out.view(n, channels, height, width)
 
 
-def _warp_bilinear(x, source_x, source_y, fill, has_fill):
+def _warp_bilinear(x, source, fill, has_fill):
     n, channels, height, width = x.shape
+    scale = _grid(height, width, source.dtype, source.device)[4]
     # grid_sample's [-1, 1] coordinates with align_corners=False are pixel positions * 2 / size - 1.
-    grid = torch.stack([source_x * (2.0 / width) - 1.0, source_y * (2.0 / height) - 1.0], dim=-1)
+    grid = (source * scale).sub_(1.0).transpose(1, 2).reshape(n, height, width, 2).to(x.dtype)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if has_fill:
         # The weight that fell inside the image tells how much fill to add.
         coverage = F.grid_sample(x.new_ones(n, 1, height, width), grid, mode="bilinear",
                                  padding_mode="zeros", align_corners=False)
-        out = out.add_((1.0 - coverage) * fill.to(x.dtype).view(1, channels, 1, 1))
+        if isinstance(fill, torch.Tensor):
+            fill = fill.to(x.dtype).view(1, channels, 1, 1)
+        out = out.add_((1.0 - coverage) * fill)
     return out
 
 
-def warp(x: torch.Tensor, matrices: torch.Tensor, fill: torch.Tensor, interpolation: str,
+def warp(x: torch.Tensor, matrices: torch.Tensor, fill, interpolation: str,
          has_fill: bool = True):
     """Warp ``x`` (n, C, H, W) by pixel matrices (n, 2, 3); positions outside take ``fill``.
 
-    ``fill`` is a (C,) tensor in the units of ``x``; ``has_fill`` False says it is all zeros
-    (the caller knows it; asking the tensor would wait on the device). Nearest works on any
-    dtype by gathering pixels; bilinear needs a float ``x``. Returns a new tensor of the dtype
-    of ``x``.
+    ``fill`` is a number or a (C,) tensor in the units of ``x``; ``has_fill`` False says it is
+    all zeros (the caller knows it; asking the tensor would wait on the device). Nearest works
+    on any dtype by gathering pixels; bilinear needs a float ``x``. Returns a new tensor of the
+    dtype of ``x``.
     """
-    source_x, source_y = _source_positions(matrices.float(), x.shape[2], x.shape[3])
+    source = _source_positions(matrices.float(), x.shape[2], x.shape[3])
     if interpolation == "nearest":
-        return _warp_nearest(x, source_x, source_y, fill)
-    return _warp_bilinear(x, source_x.to(x.dtype), source_y.to(x.dtype), fill, has_fill)
+        return _warp_nearest(x, source, fill)
+    return _warp_bilinear(x, source, fill, has_fill)
 
 
 def check_fill(fill: Fill, images: torch.Tensor) -> torch.Tensor:

@@ -13,34 +13,52 @@ from .working_float import UINT8_BOUND, run_kernel
 
 def auto_contrast_kernel(x, values, bound):
     """Stretch each channel linearly so its darkest value becomes 0 and its brightest ``bound``."""
-    flat = x.flatten(2)
-    low, high = flat.amin(dim=2), flat.amax(dim=2)
-    spread = high - low
-    flat_channel = spread <= 0  # Pillow leaves a one-level channel unchanged
-    scale = torch.where(flat_channel, torch.ones_like(spread), bound / spread.clamp(min=1e-12))
-    low = torch.where(flat_channel, torch.zeros_like(low), low)
-    return (x - low[..., None, None]).mul_(scale[..., None, None]).clamp_(0.0, bound)
+    low, high = x.flatten(2).aminmax(dim=2)
+    spread = (high - low).unsqueeze_(2).unsqueeze_(3)
+    low = low.view_as(spread)
+    # A one-level channel (spread 0) stays as it was, as in Pillow: (x - low) is 0 there, and
+    # adding low back gives x, without a mask.
+    stretched = (x - low).mul_(bound / spread.clamp(min=1e-12))
+    return stretched.add_(low * (spread <= 0)).clamp_(0.0, bound)
 
 
 def equalize_kernel(x, values, bound):
     """Equalize the 256-level histogram of each channel, with Pillow's lookup table."""
     n, channels, height, width = x.shape
-    rows = n * channels
     levels = x if bound == UINT8_BOUND else (x * (255.0 / bound)).round_()
-    levels = levels.reshape(rows, height * width).long()
-    offsets = torch.arange(rows, device=x.device).mul_(256).unsqueeze(1)
+    levels = levels.reshape(n * channels, height * width).long()
     # scatter_add_ into a fixed-size table, not bincount: bincount's output size waits on the device.
-    counts = torch.zeros(rows * 256, dtype=torch.long, device=x.device)
-    counts = counts.scatter_add_(0, (levels + offsets).view(-1), torch.ones_like(levels).view(-1)).view(rows, 256)
+    counts = torch.zeros(n * channels, 256, dtype=torch.long, device=x.device)
+    counts = counts.scatter_add_(1, levels, _ones_like(levels))
     top_count = counts.gather(1, levels.amax(dim=1, keepdim=True))
     # Pillow: step = (pixels - count of the highest level present) // 255; no step, no change.
     step = (height * width - top_count) // 255
-    below = counts.cumsum(dim=1) - counts
-    lut = (below + step // 2) // step.clamp(min=1)
-    identity = torch.arange(256, device=x.device).expand(rows, 256)
-    lut = torch.where(step > 0, lut.clamp_(max=255), identity)
+    # Where there is no step the table is the identity: below // 1 + the level's own offset.
+    below = counts.cumsum(dim=1).sub_(counts)
+    no_step = step <= 0
+    lut = below.add_(step // 2).floor_divide_(step.clamp(min=1)).clamp_(max=255)
+    lut = torch.where(no_step, _levels(x.device), lut)
     mapped = lut.gather(1, levels).view(n, channels, height, width).to(x.dtype)
     return mapped if bound == UINT8_BOUND else mapped.mul_(bound / 255.0)
+
+
+_CONSTANTS: dict = {}
+
+
+def _levels(device) -> torch.Tensor:
+    """0..255 as int64 on ``device``, made once."""
+    key = ("levels", str(device))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.arange(256, device=device)
+    return _CONSTANTS[key]
+
+
+def _ones_like(levels: torch.Tensor) -> torch.Tensor:
+    """A ones tensor of the shape of ``levels`` without writing one per batch (an expanded view)."""
+    key = ("one", str(levels.device))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.ones(1, dtype=torch.long, device=levels.device)
+    return _CONSTANTS[key].expand_as(levels)
 
 
 def auto_contrast(images: torch.Tensor) -> torch.Tensor:

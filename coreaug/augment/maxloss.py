@@ -14,6 +14,11 @@ from .policy import Policy
 from .registry import create_policy, register_policy
 from .validation import check_images, check_whole
 
+# Candidates of at most this many values in all are scored in one forward pass (one launch per
+# layer for all K); larger ones (big images) one candidate set at a time, which bounds the
+# memory of the activations.
+ONE_PASS_MAX_VALUES = 2 ** 24
+
 
 def default_preprocess(images: torch.Tensor) -> torch.Tensor:
     """Scale a uint8 batch to float in [0, 1]; pass float batches through."""
@@ -23,7 +28,9 @@ def default_preprocess(images: torch.Tensor) -> torch.Tensor:
 class MaxLossAugment(Policy):
     """Draw ``candidates`` augmentations of each example with ``base_policy`` (one batched call
     on the batch repeated K times) and keep, per example, the candidate with the highest
-    cross-entropy under the model. Cost grows with K: K forward passes of the batch.
+    cross-entropy under the model. Cost grows with K: a forward pass over the K candidates of
+    every example (one pass for small images, one per candidate set above
+    ``ONE_PASS_MAX_VALUES`` values).
 
     Call as ``policy(images, generator, model=model, labels=labels, preprocess=fn)``:
     ``preprocess`` maps an augmented batch (the images' dtype) to the model's input
@@ -67,18 +74,20 @@ class MaxLossAugment(Policy):
         return candidates[best * batch + torch.arange(batch, device=images.device)]
 
     def _losses(self, candidates, labels, model, preprocess, autocast) -> torch.Tensor:
+        """Cross-entropy of every candidate, (K, batch) float32."""
         batch = labels.shape[0]
+        one_pass = candidates.numel() <= ONE_PASS_MAX_VALUES
+        chunks = [candidates] if one_pass else candidates.split(batch)
+        targets = labels.repeat(self.candidates) if one_pass else labels
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad(), autocast():
-                losses = [
-                    F.cross_entropy(model(preprocess(chunk)).float(), labels, reduction="none")
-                    for chunk in candidates.split(batch)
-                ]
+                losses = [F.cross_entropy(model(preprocess(chunk)).float(), targets, reduction="none")
+                          for chunk in chunks]
         finally:
             model.train(was_training)
-        return torch.stack(losses)
+        return losses[0].view(self.candidates, batch) if one_pass else torch.stack(losses)
 
 
 @register_policy("maxloss")

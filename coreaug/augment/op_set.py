@@ -1,9 +1,16 @@
 """Per-example application of a policy's op set: every example runs its own op in one pass.
 
-An ``OpSet`` is a list of op kinds with a magnitude range each. A policy deals the batch into
-``Groups`` of fixed size (one per op, or one per AutoAugment sub-policy) and each group's op
-runs once on its block: a Python loop over groups, never over examples, and no shape that
-depends on the random draws, so a CUDA batch never waits on the host to size a block.
+An ``OpSet`` is a list of op kinds with a magnitude range each, applied two ways:
+
+- dense (``apply_layers``, see dense_layers): every kind runs on the whole batch and each
+  example keeps its own op's result; each example draws its op independently. A fixed, small
+  number of kernel launches per layer: the path for GPUs and for small images.
+- grouped (``apply``): the batch is dealt into ``Groups`` of fixed size (one per op, or one per
+  AutoAugment sub-policy) and each group's op runs once on its block: a Python loop over
+  groups, never over examples, less arithmetic and several times more launches; the path for
+  large images on the CPU (``use_dense``).
+
+Neither has a shape that depends on the random draws, so a CUDA batch never waits on the host.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
+from .dense_layers import DENSE_MAX_PIXELS, DenseLayers
 from .geometric import warp
 from .op_kinds import OP_KINDS
 from .sampling import permutation, signs
@@ -51,6 +59,27 @@ class OpSet:
         self.ranges = [ranges[name] for name in self.names]
         self.num_bins = num_bins
         self._tables: dict = {}
+        self._dense = DenseLayers(self.kinds, self.ranges, num_bins)
+
+    @staticmethod
+    def use_dense(images: torch.Tensor) -> bool:
+        """True when ``images`` take the dense path: on any accelerator, and on the CPU for
+        images of at most ``DENSE_MAX_PIXELS`` pixels (the grouped path does less arithmetic)."""
+        return images.device.type != "cpu" or images.shape[2] * images.shape[3] <= DENSE_MAX_PIXELS
+
+    def apply_layers(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
+                     fill_level: float, interpolation: str, bound: float,
+                     present: Optional[Sequence[Sequence[int]]] = None) -> torch.Tensor:
+        """The dense path: run layers on the float working copy ``x`` (see working_float): in
+        layer l example i gets op ``kind[l, i]`` (an index into ``names``) at magnitude bin
+        ``bin_index[l, i]`` (or one bin for all, an int), with ``sign[l, i]`` (+1 or -1) for
+        signed kinds. ``present[l]`` lists the kinds layer l can draw (default: all), so the
+        others are not computed. ``fill_level`` is a 0-255 level. Returns the new working copy."""
+        layers = kind.shape[0]
+        every = frozenset(range(len(self.kinds)))
+        present = [every] * layers if present is None else [frozenset(p) for p in present]
+        fill = fill_level * bound / UINT8_BOUND
+        return self._dense.apply(x, kind, bin_index, sign, fill, interpolation, bound, present)
 
     def index(self, name: str) -> int:
         """Position of op ``name`` in this set."""

@@ -14,9 +14,9 @@ from .geometric import check_interpolation
 from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy, fill_in_image_units
 from .registry import register_policy
-from .sampling import integers
+from .sampling import integers, signs
 from .validation import check_fill_level, check_images, check_whole
-from .working_float import bound_of, to_state
+from .working_float import bound_of, to_state, to_working
 
 
 def randaugment_ranges(shear=0.3, translate=150 / 331, degrees=30.0, enhance=0.9, bits_dropped=4):
@@ -59,13 +59,26 @@ class _OneOpPerLayer(Policy):
 
     def _augment(self, images, generator, layers):
         check_images(images, gray_or_rgb=True)
-        x = to_state(images)
         n, device = images.shape[0], images.device
+        if n == 0 or layers == 0:
+            return images
+        if self._ops.use_dense(images):  # every example draws its op independently
+            x, bound = to_working(images)
+            draws = layers * n
+            kind = integers(len(self._ops.names), draws, generator, device).view(layers, n)
+            bins = self._bins(draws, generator, device)
+            bins = bins if isinstance(bins, int) else bins.view(layers, n)
+            sign = signs(draws, generator, device).view(layers, n)
+            x = self._ops.apply_layers(x, kind, bins, sign, self.fill, self.interpolation, bound)
+            return x.to(images.dtype)
+        x = to_state(images)
         fill = fill_in_image_units(self.fill, images, bound_of(x))
         every_op = range(len(self._ops.names))
         for _ in range(layers):
             groups = Groups(n, len(every_op), generator, device)  # one op per example, uniformly
             bin_index = self._bins(n, generator, device)
+            if isinstance(bin_index, int):
+                bin_index = torch.full((n,), bin_index, dtype=torch.long, device=device)
             x = self._ops.apply(x, groups, every_op, bin_index, fill, self.interpolation, generator,
                                 has_fill=self.fill > 0)
         return x.to(images.dtype)
@@ -85,7 +98,7 @@ class RandAugment(_OneOpPerLayer):
         super().__init__(OpSet(randaugment_ranges(), num_magnitude_bins), interpolation, fill)
 
     def _bins(self, n, generator, device):
-        return torch.full((n,), self.magnitude, dtype=torch.long, device=device)
+        return self.magnitude  # one bin for every example
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:

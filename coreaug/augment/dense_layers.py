@@ -1,0 +1,189 @@
+"""Every example's own op in one dense pass: each op kind runs on the whole batch, and each
+example keeps the result of the op it drew.
+
+Every op of a layer is written as one blend ``D + F * (x - D)`` (then clamped, and truncated to
+whole levels for uint8 data, as Pillow stores each result): per example a degenerate image ``D``
+and a factor ``F``. Brightness blends with black, contrast with the mean grey level, color with
+the grayscale image, sharpness with the smoothed image (``F`` the op's factor); identity is
+``F = 1``; invert and solarize blend with mid-grey at ``F = -1`` (solarize only on pixels at or
+above its threshold); posterize, auto-contrast, equalize and the affine ops make their own
+result ``D`` and take ``F = 0``. So a layer computes each degenerate image once for the whole
+batch (the affine ops as one warp with a matrix per example, the identity for the others),
+picks every example's ``D`` with one gather and blends once.
+
+The trade-off: the arithmetic of every op kind is spent on every example, about as much work as
+running all the kinds on the batch, for a fixed number of kernel launches (about 60 per layer)
+whatever the batch and whatever the draws. On a GPU and on small images (CIFAR's 32x32) the
+launches are the cost and the arithmetic is nearly free; on large images on a CPU the
+arithmetic dominates and this runs several times slower than giving each op kind only its own
+examples (``OpSet.apply``, the grouped path, which the policies use above
+``DENSE_MAX_PIXELS`` pixels per image on the CPU).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .color_ops import luminance, posterize_kernel, smoothed
+from .geometric import affine_matrices, affine_terms, warp
+from .histogram import auto_contrast_kernel, equalize_kernel
+from .working_float import UINT8_BOUND
+
+# Images above this many pixels take the grouped path on the CPU (see the module docstring).
+DENSE_MAX_PIXELS = 64 * 64
+
+# Per op kind: (degenerate image, F when it is not the op's factor, blends with F = factor,
+# degenerate level as a fraction of the bound for "flat").
+_FORMS = {
+    "identity": ("flat", 1.0, False, 0.0),
+    "brightness": ("flat", 0.0, True, 0.0),
+    "invert": ("flat", -1.0, False, 0.5),
+    "solarize": ("flat", 1.0, False, 0.5),
+    "contrast": ("flat", 0.0, True, 0.0),
+    "color": ("gray", 0.0, True, 0.0),
+    "sharpness": ("smooth", 0.0, True, 0.0),
+    "posterize": ("posterized", 0.0, False, 0.0),
+    "auto_contrast": ("auto_contrast", 0.0, False, 0.0),
+    "equalize": ("equalized", 0.0, False, 0.0),
+}
+_GEOMETRIC_FORM = ("warped", 0.0, False, 0.0)
+_SLOT_ORDER = ("flat", "gray", "smooth", "posterized", "auto_contrast", "equalized", "warped")
+# Columns of the per-kind parameter table.
+_F, _BLEND, _FLAT, _CONTRAST, _SOLARIZE, _SIGNED, _BASE, _RADIANS = range(8)
+
+
+@dataclass
+class _Layer:
+    """One layer's per-example parameters, each (n,): which degenerate (``slot``, an index into
+    the layer's candidates), factor ``F``, flat level, contrast and solarize flags, op value."""
+
+    slot: torch.Tensor
+    factor: torch.Tensor
+    flat: torch.Tensor
+    contrast: torch.Tensor
+    solarize: torch.Tensor
+    value: torch.Tensor
+    matrices: torch.Tensor
+
+
+class DenseLayers:
+    """The dense path of an ``OpSet``: its kinds' blend forms as device tables, cached per image
+    size, dtype and device; ``apply`` runs a call's layers."""
+
+    def __init__(self, kinds: Sequence, ranges: Sequence, num_bins: int):
+        self.kinds, self.ranges, self.num_bins = list(kinds), list(ranges), num_bins
+        self.forms = [_GEOMETRIC_FORM if k.is_geometric else _FORMS[k.name] for k in self.kinds]
+        self._cache: dict = {}
+
+    def _tables(self, height, width, bound, dtype, device):
+        key = (height, width, bound, dtype, str(device))
+        if key not in self._cache:
+            rows, terms = [], []
+            for kind, form in zip(self.kinds, self.forms):
+                term, radians = affine_terms(kind.name if kind.is_geometric else "identity", height, width)
+                rows.append([form[1], float(form[2]), form[3] * bound, float(kind.name == "contrast"),
+                             2.0 * (kind.name == "solarize"), float(kind.signed), kind.base, radians])
+                terms.append(term)
+            magnitudes = torch.stack([r(self.num_bins, height, width, bound) for r in self.ranges])
+            tables = (torch.tensor(rows), torch.tensor(terms), magnitudes.float().flatten())
+            self._cache[key] = tuple(t.to(dtype=dtype, device=device) for t in tables)
+        return self._cache[key]
+
+    def _slots(self, present: frozenset, device) -> tuple:
+        """(degenerate images computed for a layer whose kinds are ``present``, the names of
+        those kinds, each kind's index into the degenerate images as a device tensor), cached."""
+        key = (present, str(device))
+        if key not in self._cache:
+            used = {self.forms[k][0] for k in present}
+            names = [slot for slot in _SLOT_ORDER if slot in used]
+            index = [names.index(form[0]) if k in present else 0 for k, form in enumerate(self.forms)]
+            kinds = {self.kinds[k].name for k in present}
+            self._cache[key] = (names, kinds, torch.tensor(index, device=device))
+        return self._cache[key]
+
+    def apply(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
+              fill: float, interpolation: str, bound: float, present: Sequence[frozenset]) -> torch.Tensor:
+        """Run ``len(present)`` layers on the float working copy ``x`` (n, C, H, W): in layer l
+        example i gets op ``kind[l, i]`` (an index into the kinds) at magnitude bin
+        ``bin_index[l, i]`` (or one bin for all, an int), negated where ``sign[l, i]`` is -1 for signed kinds; ``present[l]``
+        holds the kinds that layer can draw (the others are not computed). ``fill`` is the level
+        for uncovered pixels in image units. Returns a new working copy (whole levels for bound
+        255)."""
+        layers, n = kind.shape
+        height, width = x.shape[2:]
+        params, terms, magnitudes = self._tables(height, width, bound, x.dtype, x.device)
+        flat_kind = kind.flatten()
+        columns = params.index_select(0, flat_kind).unbind(1)
+        bins = bin_index if isinstance(bin_index, int) else bin_index.flatten()
+        magnitude = magnitudes.index_select(0, flat_kind * self.num_bins + bins)
+        # Signed kinds take the sign drawn for the example, the others +1.
+        signed = columns[_SIGNED].mul(sign.flatten() - 1.0).add_(1.0)
+        value = magnitude.mul_(signed).add_(columns[_BASE])
+        factor = columns[_BLEND].mul(value).add_(columns[_F])
+        matrices = affine_matrices(terms.index_select(0, flat_kind), value, columns[_RADIANS])
+        per_layer = [t.view(layers, n, *t.shape[1:]).unbind(0) for t in
+                     (factor, columns[_FLAT], columns[_CONTRAST], columns[_SOLARIZE], value, matrices)]
+        for layer in range(layers):
+            names, kinds, slot_of_kind = self._slots(present[layer], x.device)
+            parts = [p[layer] for p in per_layer]
+            x = self._layer(x, names, kinds, _Layer(slot_of_kind.index_select(0, kind[layer]), *parts),
+                            fill, interpolation, bound)
+        return x
+
+    @staticmethod
+    def _layer(x, names, kinds, p: _Layer, fill, interpolation, bound):
+        n = x.shape[0]
+        per_example = (n, 1, 1, 1)
+        gray = luminance(x, bound) if {"color", "contrast"} & kinds else None
+        candidates = []
+        for name in names:
+            if name == "flat":
+                flat = p.flat
+                if "contrast" in kinds:  # contrast's degenerate: the mean grey, Pillow's int(mean + 0.5)
+                    mean = gray.mean(dim=(1, 2, 3))
+                    mean = mean.add_(0.5).floor_() if bound == UINT8_BOUND else mean
+                    flat = (mean - flat).mul_(p.contrast).add_(flat)
+                candidates.append(flat.view(per_example).expand_as(x))
+            elif name == "gray":
+                candidates.append(gray.expand_as(x))
+            elif name == "smooth":
+                candidates.append(smoothed(x, bound))
+            elif name == "posterized":
+                candidates.append(posterize_kernel(x, p.value.clamp(0.0, 8.0), bound))
+            elif name == "auto_contrast":
+                candidates.append(auto_contrast_kernel(x, None, bound))
+            elif name == "equalized":
+                candidates.append(equalize_kernel(x, None, bound))
+            else:
+                candidates.append(warp(x, p.matrices, fill, interpolation, has_fill=fill > 0))
+        if len(candidates) == 1:
+            degenerate = candidates[0]
+        else:
+            degenerate = torch.stack(candidates).view(len(candidates) * n, *x.shape[1:])
+            degenerate = degenerate.index_select(0, p.slot.mul(n).add_(_positions(n, x.device)))
+        factor = p.factor.view(per_example)
+        if "solarize" in kinds:
+            factor = factor - p.solarize.view(per_example) * _at_or_above(x, p.value.view(per_example), bound)
+        out = (x - degenerate).mul_(factor).add_(degenerate).clamp_(0.0, bound)
+        return out.floor_() if bound == UINT8_BOUND else out
+
+
+def _at_or_above(x, thresholds, bound):
+    """1 where x >= the example's threshold, else 0, in x's dtype (solarize's mask)."""
+    if bound == UINT8_BOUND:  # whole levels: (x - ceil(t) + 1) clamped to [0, 1] is the indicator
+        return (x - thresholds.ceil()).add_(1.0).clamp_(0.0, 1.0)
+    return (x >= thresholds).to(x.dtype)
+
+
+_POSITIONS: dict = {}
+
+
+def _positions(n: int, device) -> torch.Tensor:
+    """0..n-1 on ``device``, cached per size."""
+    key = (n, str(device))
+    if key not in _POSITIONS:
+        _POSITIONS[key] = torch.arange(n, device=device)
+    return _POSITIONS[key]
+
