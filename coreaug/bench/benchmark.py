@@ -4,6 +4,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
@@ -35,6 +36,7 @@ class BenchResult:
     failed: dict = field(default_factory=dict)
 
 
+@keyword_only  # subsets, strategies, ... by position: warned until 0.3
 def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "random", "maxloss"),
              references=("none", "full"), seeds=3, target=None, report=None, jobs=None, devices=None, shard=None):
     """Train every run of a grid in `out/runs/<name>` and write the result tables to `out`.
