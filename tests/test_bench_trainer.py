@@ -1,0 +1,52 @@
+"""experiments/bench_trainer.py: rows parsed from --rows, and one eager run's table and JSON."""
+import importlib.util
+import json
+import pathlib
+import sys
+
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "bench_trainer.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("bench_trainer", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_name_strategy_fraction_estimates_and_policy(bench):
+    rows = bench.parse_rows("hand,none,random:0.1,coreset:0.3:training,maxloss:0.1@maxloss", "randaugment")
+    assert [r.hand for r in rows] == [True, False, False, False, False]
+    assert rows[1].augment == "weak" and rows[1].settings()["strategy"] == "none"
+    assert rows[2].settings() == dict(strategy="random", estimates="clean", augment="randaugment", subset=0.1)
+    assert rows[3].estimates == "training" and rows[3].fraction == 0.3
+    assert rows[4].augment == "maxloss" and rows[4].settings()["augment"] == "maxloss"
+
+
+def test_a_bad_mode_is_refused(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--modes", "eager,jit"])
+    assert "--modes" in capsys.readouterr().err
+
+
+def test_an_eager_run_writes_every_row_with_counts(bench, tmp_path):
+    out, data = tmp_path / "table.md", tmp_path / "rows.json"
+    bench.main(["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
+                "--epochs", "2", "--modes", "eager", "--rows", "hand,none,random:0.25", "--count-steps", "2",
+                "--out", str(out), "--json", str(data)])
+    rows = json.loads(data.read_text())["rows"]
+    assert [(r["row"], r["mode"]) for r in rows] == [("hand", "eager"), ("none", "eager"), ("random 0.25", "eager")]
+    hand, none, subset = rows
+    assert none["n_trained"] == 64 and subset["n_trained"] == 80 and subset["n_augmented"] == 16
+    assert none["steps"] == 4 and subset["steps"] == 5
+    # Ops are counted per step: a weak-only step is the model, the loss and the update; the subset's
+    # steps add a strong policy call on some of them.
+    assert 30 < hand["ops_per_step"] and 30 < none["ops_per_step"] < subset["ops_per_step"]
+    assert none["launches_per_step"] > 10 and none["syncs"] == 0
+    assert all(0 < r["augment_share"] < 1 for r in rows)
+    table = out.read_text()
+    assert table.count("| hand |") == 1 and table.count("| coreaug |") == 2 and "Command: `python" in table
