@@ -64,7 +64,7 @@ def _summary(result):
 @click.option("--jobs", metavar="N",
               help="Train N runs at a time, each in its own worker process: on the CPU each takes cores / N threads, "
                    "on GPUs each its own device from --devices (round-robin when N is larger). 1 trains the runs "
-                   "here, one after another [default: one per device of --devices, else 1].")
+                   "here, one after another [default: one per device of --devices (every visible GPU), 1 on the CPU].")
 @click.option("--devices", metavar="LIST",
               help="Devices for the --jobs workers, comma-separated, like cuda:0,cuda:1 (or cpu) "
                    "[default: every visible GPU when --device is cuda or auto and CUDA is available].")

@@ -11,7 +11,7 @@ import pytest
 
 import coreaug
 from coreaug.bench import workers
-from coreaug.bench.grid import folder_in_use, parse_shard, plan_grid, shard_runs
+from coreaug.bench.grid import folder_in_use, plan_grid, shard_runs
 from coreaug.cli.main import main
 
 # A model that writes the run folder that built it to trained.txt (in the current folder), and

@@ -11,7 +11,7 @@ from coreaug.files import atomic_write
 from .grid import check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_run, write_csv
-from .workers import check_jobs, plan_workers, run_in_workers
+from .workers import plan_workers, run_in_workers
 
 
 @dataclass
@@ -72,8 +72,6 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
                          "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder")
     if target is not None and (not isinstance(target, (int, float)) or not 0 < target <= 1):
         raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
-    if jobs is not None:
-        jobs = check_jobs(jobs)
     if shard is not None:
         shard = parse_shard(shard)
     workers = plan_workers(config.device, jobs=jobs, devices=devices)

@@ -189,7 +189,10 @@ def parse_shard(shard):
 
     Raises UsageError naming --shard for anything else.
     """
-    text = shard if isinstance(shard, str) else "/".join(map(str, shard)) if isinstance(shard, (tuple, list)) else repr(shard)
+    if isinstance(shard, (tuple, list)):
+        text = "/".join(map(str, shard))
+    else:
+        text = shard if isinstance(shard, str) else repr(shard)
     index, slash, count = text.strip().partition("/")
     if slash and index.strip().isdigit() and count.strip().isdigit():
         index, count = int(index), int(count)
