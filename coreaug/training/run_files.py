@@ -1,14 +1,22 @@
 """A run's folder: config.json, metrics.jsonl, summary.json, checkpoint.pt and, at the end,
 model.pt, written atomically; with `tensorboard`, the metrics as TensorBoard scalars too.
 
+Nothing in a run folder runs code when read: a folder may come from someone else's archive.
+checkpoint.pt holds only CHECKPOINT_TYPES and is read with torch.load(weights_only=True), which
+unpickles no other class or function; model.pt is read the same way (coreaug.training.trained).
+
 A folder belongs to one live run at a time: the run holds an OS lock on it (flock), which the
 OS drops when the process ends however it ends, so `--resume` after a crash still works.
 """
+import collections
 import fcntl
 import json
 import os
+import pickle
+import re
 import shutil
 
+import numpy as np
 import torch
 
 from coreaug.errors import UsageError
@@ -18,6 +26,9 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 TENSORBOARD = "tensorboard"
 RESULTS = ("metrics.jsonl", "summary.json", CHECKPOINT, MODEL)  # what a fresh start deletes
+# The allow-list of what a checkpoint holds (trainer._checkpoint: the model's, optimizer's, method's
+# and scaler's state dicts, the history, the config): exact types, no subclasses.
+CHECKPOINT_TYPES = (dict, collections.OrderedDict, list, tuple, str, int, float, bool, type(None), torch.Tensor)
 
 
 class RunFolder:
@@ -63,13 +74,22 @@ class RunFolder:
         return None
 
     def _load_checkpoint(self):
+        """The checkpoint, read without running code; UsageError (one line) for a damaged file or
+        one holding anything outside CHECKPOINT_TYPES."""
         path = self.file(CHECKPOINT)
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
-                             "remove it to train the run from the start, or choose another --out") from None
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "Weights only load failed" not in str(exc):
+                raise _corrupt(path, exc) from None
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            raise _foreign(path, found.group(1) if found else "pickled Python objects") from None
+        except Exception as exc:  # noqa: BLE001 - zip and EOF errors all mean a damaged file
+            raise _corrupt(path, exc) from None
+        odd = _foreign_type(checkpoint)
+        if odd is not None:
+            raise _foreign(path, f"a {odd[1]} at {odd[0]}")
+        return checkpoint
 
     def _take_lock(self):
         """Hold the folder's lock for this process; UsageError at once if another run holds it."""
@@ -105,7 +125,14 @@ class RunFolder:
         atomic_write(self.file("config.json"), lambda f: json.dump(identity, f, indent=2))
 
     def save_epoch(self, checkpoint, history):
-        """Checkpoint first, then the metrics it contains, so the two never disagree."""
+        """Checkpoint first, then the metrics it contains, so the two never disagree. numpy scalars
+        are saved as Python numbers; any other type outside CHECKPOINT_TYPES is a TypeError (a
+        bug: `--resume` would refuse the file)."""
+        checkpoint = _plain(checkpoint)
+        odd = _foreign_type(checkpoint)
+        if odd is not None:
+            raise TypeError(f"the checkpoint would hold a {odd[1]} at {odd[0]}, which --resume does not load; "
+                            "save it as a tensor, number, string, list or dict")
         atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb")
         atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
         if self.tensorboard:
@@ -121,6 +148,48 @@ class RunFolder:
 
     def save_summary(self, summary):
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
+
+
+def _plain(obj):
+    """`obj` with numpy scalars as Python numbers: dicts and lists changed in place (a state
+    dict keeps its `_metadata`), tuples rebuilt, tensors untouched."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            obj[key] = _plain(value)
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            obj[i] = _plain(value)
+    elif type(obj) is tuple:
+        return tuple(_plain(value) for value in obj)
+    return obj.item() if isinstance(obj, np.generic) else obj
+
+
+def _foreign_type(obj):
+    """(where, type name) of the first object in `obj` whose type is not in CHECKPOINT_TYPES, else None."""
+    stack = [("checkpoint", obj)]
+    while stack:
+        where, value = stack.pop()
+        if type(value) not in CHECKPOINT_TYPES:
+            return where, f"{type(value).__module__}.{type(value).__qualname__}"
+        if isinstance(value, dict):
+            stack.extend((f"{where} key", key) for key in value)
+            stack.extend((f"{where}[{key!r}]", item) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _corrupt(path, exc):
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
+                      "remove it to train the run from the start, or choose another --out")
+
+
+def _foreign(path, what):
+    return UsageError(f"{path} holds objects coreaug does not load ({what}); it may be from an older coreaug or "
+                      "someone else's archive, and reading it could run code. Train the run again (--overwrite), "
+                      "or, if you trust the file, convert it to tensors, numbers, strings, lists and dicts "
+                      "(torch.load(..., weights_only=False), then torch.save)")
 
 
 def check_same_data(checkpoint, data):
