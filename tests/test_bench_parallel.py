@@ -241,8 +241,11 @@ def test_bad_jobs_devices_shard_are_one_line_exit_2_nothing_run(tmp_path, args, 
     assert not (tmp_path / "grid").exists()
 
 
-def test_a_gpu_device_without_cuda_is_one_line_exit_2(tmp_path):
+def test_a_gpu_without_cuda_is_one_line_exit_2_nothing_run(tmp_path):
     if workers._gpu_count():
         pytest.skip("this machine has CUDA")
     code, _, err = bench(*TINY[:-2], *GRID, "--devices", "cuda:0", "--out", tmp_path / "grid")
     assert code == 2 and "--devices names cuda:0 but CUDA is not available" in err and err.count("\n") == 1
+    code, _, err = bench(*TINY[:-2], *GRID, "--device", "cuda", "--jobs", "2", "--out", tmp_path / "grid")
+    assert code == 2 and "torch sees no CUDA device" in err and err.count("\n") == 1
+    assert not (tmp_path / "grid").exists()

@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from coreaug.errors import UsageError
+from coreaug.training.distributed import pick_device
 
 from .grid import RunOutcome, one_line, train_grid_run
 
@@ -81,6 +82,8 @@ def plan_workers(device, *, jobs=None, devices=None):
         devices = parse_devices(devices)
     elif device in ("auto", "cuda"):
         devices = [f"cuda:{k}" for k in range(_gpu_count())] or None
+    if devices is None:
+        pick_device(device)  # a GPU asked for where there is none: refused here, not in every worker
     jobs = check_jobs(jobs) if jobs is not None else len(devices) if devices else 1
     threads = max(1, _cores() // jobs)
     return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
@@ -172,12 +175,14 @@ def _start(context, index, worker, tasks, results):
 
 
 def _work(index, worker, tasks, results):
-    """A worker's loop: take a run, train it (train_grid_run), send its status; stop at None."""
+    """A worker's loop: take a run, train it (train_grid_run), send its status; stop at None,
+    or when the parent is gone."""
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(worker.threads)
-    while True:
+    parent = os.getppid()
+    while os.getppid() == parent:  # a parent killed outright (SIGKILL) leaves no one to report to: stop
         task = tasks.get()
         if task is None:
             return
