@@ -68,9 +68,11 @@ def solarize_kernel(x, thresholds, bound):
 
 def posterize_kernel(x, bits, bound):
     """Keep the top ``bits`` (0-8) bits of each 8-bit level, per example."""
-    levels = x if bound == UINT8_BOUND else (x * (255.0 / bound)).round_()
+    if bound == UINT8_BOUND:
+        step = torch.pow(2.0, 8.0 - _per_example(bits))
+        return x.div(step).floor_().mul_(step)
     step = torch.pow(2.0, 8.0 - _per_example(bits))
-    return levels.div(step).floor_().mul_(step).mul_(bound / 255.0)
+    return (x * (255.0 / bound)).round_().div_(step).floor_().mul_(step).mul_(bound / 255.0)
 
 
 def brightness_kernel(x, factors, bound):
@@ -101,10 +103,9 @@ def smoothed(x: torch.Tensor, bound: float) -> torch.Tensor:
         return x
     border = _constant(f"border{height}x{width}", lambda: torch.nn.functional.pad(
         torch.zeros(height - 2, width - 2, dtype=torch.bool), (1, 1, 1, 1), value=True), torch.bool, x.device)
-    # Pillow's (3x3 box sum + 4 * centre) / 13, the box sum as shifted slices (views): several
-    # times faster than a convolution or pooling on the CPU, and whole levels sum exactly.
-    rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
-    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    # Pillow's (3x3 box sum + 4 * centre) / 13, the box sum as sums over sliding windows (views):
+    # several times faster than a convolution or pooling on the CPU; whole levels sum exactly.
+    box = x.unfold(2, 3, 1).sum(dim=-1).unfold(3, 3, 1).sum(dim=-1)
     inner = box.add_(x[:, :, 1:-1, 1:-1], alpha=4.0).div_(13.0)
     if bound == UINT8_BOUND:
         inner = inner.round_()

@@ -122,14 +122,14 @@ class DenseLayers:
         signed = columns[_SIGNED].mul(sign.flatten() - 1.0).add_(1.0)
         value = magnitude.mul_(signed).add_(columns[_BASE])
         factor = columns[_BLEND].mul(value).add_(columns[_F])
-        matrices = affine_matrices(terms.index_select(0, flat_kind), value, columns[_RADIANS])
-        per_layer = [t.view(layers, n, *t.shape[1:]).unbind(0) for t in
-                     (factor, columns[_FLAT], columns[_CONTRAST], columns[_SOLARIZE], value, matrices)]
+        matrices = affine_matrices(terms.index_select(0, flat_kind), value, columns[_RADIANS]).view(layers, n, 2, 3)
+        # One (5, layers, n) tensor of the per-example numbers, so a layer takes its own in two ops.
+        numbers = torch.stack([factor, columns[_FLAT], columns[_CONTRAST], columns[_SOLARIZE], value])
+        numbers = numbers.view(5, layers, n)
         for layer in range(layers):
             names, kinds, slot_of_kind = self._slots(present[layer], x.device)
-            parts = [p[layer] for p in per_layer]
-            x = self._layer(x, names, kinds, _Layer(slot_of_kind.index_select(0, kind[layer]), *parts),
-                            fill, interpolation, bound)
+            p = _Layer(slot_of_kind.index_select(0, kind[layer]), *numbers[:, layer].unbind(0), matrices[layer])
+            x = self._layer(x, names, kinds, p, fill, interpolation, bound)
         return x
 
     @staticmethod

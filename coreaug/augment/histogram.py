@@ -12,14 +12,15 @@ from .working_float import UINT8_BOUND, run_kernel
 
 
 def auto_contrast_kernel(x, values, bound):
-    """Stretch each channel linearly so its darkest value becomes 0 and its brightest ``bound``."""
-    low, high = x.flatten(2).aminmax(dim=2)
-    spread = (high - low).unsqueeze_(2).unsqueeze_(3)
-    low = low.view_as(spread)
+    """Stretch each channel linearly so its darkest value becomes 0 and its brightest ``bound``
+    (before clamping: callers clamp to [0, bound], as float error may pass it by an ulp)."""
+    flat = x.flatten(2)
+    low, high = flat.aminmax(dim=2, keepdim=True)
+    spread = high - low
     # A one-level channel (spread 0) stays as it was, as in Pillow: (x - low) is 0 there, and
     # adding low back gives x, without a mask.
-    stretched = (x - low).mul_(bound / spread.clamp(min=1e-12))
-    return stretched.add_(low * (spread <= 0)).clamp_(0.0, bound)
+    stretched = (flat - low).mul_(spread.clamp(min=1e-12).reciprocal_().mul_(bound))
+    return stretched.add_(low * (spread <= 0)).view_as(x)
 
 
 def equalize_kernel(x, values, bound):
