@@ -11,7 +11,9 @@ import pytest
 
 import coreaug
 from coreaug.bench import workers
-from coreaug.bench.grid import folder_in_use, plan_grid, shard_runs
+from coreaug.bench import grid as grid_module
+from coreaug.bench.grid import folder_in_use, plan_grid, shard_runs, train_grid_run
+from coreaug.errors import UsageError
 from coreaug.cli.main import main
 
 # A model that writes the run folder that built it to trained.txt (in the current folder), and
@@ -130,6 +132,20 @@ def test_a_locked_run_is_left_to_the_process_holding_it(here):
     assert lines["none-seed0"].startswith("running elsewhere") and "final" in lines["random-0.3-seed0"]
     assert "1 of the grid's 2 runs are missing" in out and trained(here) == ["random-0.3-seed0"]
     assert not (grid / "runs" / "none-seed0" / "config.json").exists()  # not touched
+
+
+def test_a_run_taken_between_the_look_and_the_start_is_left_to_its_process(tmp_path, monkeypatch):
+    run = _plan(tmp_path, strategies=("random",), subsets=(0.3,), seeds=1)[0]
+
+    def refused(message):
+        def train(config):
+            raise UsageError(message)
+        return train
+    monkeypatch.setattr(grid_module, "train", refused(f"--out {run.folder} is in use by another coreaug run that is still going"))
+    assert train_grid_run(run) == "elsewhere"
+    monkeypatch.setattr(grid_module, "train", refused("--dataset x does not exist"))
+    with pytest.raises(UsageError, match="does not exist"):  # any other refusal is the user's to see
+        train_grid_run(run)
 
 
 def test_a_failing_run_does_not_stop_the_others(here):

@@ -21,6 +21,7 @@ STATUSES = ("trained", "resumed", "skipped", "elsewhere", "failed")
 # Errors that would stop every run the same way (a bad setting, missing data): one process
 # running the grid stops at the first and the CLI shows it as a user's mistake.
 STOPPING = (UsageError, OSError)
+IN_USE = "is in use by another coreaug run"  # RunFolder's refusal of a folder another process holds
 
 
 @dataclass
@@ -137,9 +138,6 @@ def train_grid_run(run):
             return "elsewhere"
         raise
     return "resumed" if state == "interrupted" else "trained"
-
-
-IN_USE = "is in use by another coreaug run"  # RunFolder's refusal of a folder another process holds
 
 
 def folder_in_use(folder):
