@@ -184,18 +184,18 @@ def augmentation_share(args, row, measured, images, labels, num_classes):
     (n_augmented / steps), once per step each."""
     device = torch.device(args.device)
     batch = images[:args.batch_size].to(device)
+    flip = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)["flip"]
     if row.hand:
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         best = float("inf")
         for _ in range(6):
             sync()
             start = time.perf_counter()
-            pad_crop_flip(batch)
+            pad_crop_flip(batch, flip=flip)
             sync()
             best = min(best, time.perf_counter() - start)
         return measured["steps"] * best / measured["training_seconds"]
     steps = measured["steps"]
-    flip = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)["flip"]
     weak = seconds_per_call(create_policy("weak", flip=flip), batch)
     copies = round(measured["n_augmented"] / steps)
     strong = 0.0
@@ -298,7 +298,8 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--compile", action="store_true", help="the compiled mode only (same as --modes compiled)")
     parser.add_argument("--modes", default=None, help="eager,compiled (default both)")
-    parser.add_argument("--compile-mode", default=None, help="torch.compile mode of the hand loop, e.g. reduce-overhead")
+    parser.add_argument("--compile-mode", default=None,
+                        help="torch.compile mode of the hand loop, e.g. reduce-overhead")
     parser.add_argument("--rows", default=ROWS)
     parser.add_argument("--select-every", type=int, default=1)
     parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")

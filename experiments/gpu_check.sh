@@ -23,7 +23,8 @@
 #      speed table's max-loss epoch time says fit in what is left (eager or compiled, whichever fits
 #      more, compile time counted), the cosine schedule set for that length; its test accuracy is
 #      written beside the paper's (ResNet20, 200 epochs: weak only 89.46, 10% coreset 91.54, full
-#      max-loss 93.50). Cut short by the budget, the last evaluated epoch is reported as such.
+#      max-loss 93.50). Cut short by the budget, the last evaluated epoch is reported as such;
+#   4. with two or more GPUs and a minute left, a two-process NCCL run with --sync-bn.
 #
 # Usage: [BUDGET_S=840] [TRAIN_LIMIT=10000] experiments/gpu_check.sh [PYTHON]
 #        (PYTHON: default .venv/bin/python if present, else python3)
@@ -41,7 +42,7 @@ PY="${1:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 BUDGET_S="${BUDGET_S:-840}"
 DEVICE="${GPU_CHECK_DEVICE:-cuda}"
 TRAIN_LIMIT="${TRAIN_LIMIT:-10000}"
-ROWS="${ROWS:-hand,none,full,random:0.1,random:0.3,maxloss:0.1@maxloss}"
+ROWS="${ROWS:-hand,none,maxloss:0.1@maxloss,full,random:0.1,random:0.3}"  # max-loss early: the recipe's epoch estimate
 MODES="${MODES:-eager,compiled}"
 COUNT_STEPS="${COUNT_STEPS:-8}"
 TABLE_SHARE="${TABLE_SHARE:-0.45}"
@@ -247,6 +248,20 @@ EOF
     fi
 else
     append "" "Skipped: no epoch fits in the time left."
+fi
+# -- 4. With two or more GPUs and time left, a two-process NCCL run. --------------------------------
+section "Two processes over NCCL"
+GPUS=0
+[ "$DEVICE" = cuda ] && GPUS=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU')
+if [ "$GPUS" -ge 2 ] && [ "$(left)" -gt 60 ]; then
+    append '```'
+    timeout --kill-after=5 $(( $(left) - 5 )) "$PY" -m torch.distributed.run --standalone --nproc-per-node 2 -m coreaug \
+        train --dataset synthetic-cifar --train-limit 4096 --test-limit 1024 --epochs 2 --strategy coreset --subset 0.3 \
+        --device cuda --sync-bn --quiet 2>&1 | tail -3 >> "$OUT"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    append '```'
+else
+    append "Skipped: $( [ "$GPUS" -ge 2 ] && echo "no time left" || echo "fewer than two GPUs (NCCL needs one GPU per process)")."
 fi
 section "End"
 append "Finished after $(( $(date +%s) - START )) s of the $BUDGET_S s budget; exit status $status."

@@ -176,7 +176,8 @@ def run_hand_loop(images, labels, *, model="cnn", epochs=2, batch_size=128, devi
     Returns a dict: examples_per_s and ms_per_step (over the epochs after the first; the first
     alone when there is one), epoch_seconds (each epoch), compile_seconds (the first epoch's
     excess over the others, with `compile` and more than one epoch, else None), ops_per_step
-    (aten ops under OpCounter; None when compiled), launches_per_step (`count_launches`), steps_per_epoch, batch_size, train_loss (the last epoch's mean), precision, optimizer.
+    (aten ops under OpCounter; None when compiled), launches_per_step (`count_launches`),
+    steps_per_epoch, batch_size, train_loss (the last epoch's mean), precision, optimizer.
     """
     _check(images, labels, epochs, batch_size, precision, optimizer)
     device = torch.device(device)
@@ -204,7 +205,8 @@ def run_hand_loop(images, labels, *, model="cnn", epochs=2, batch_size=128, devi
         return loss, (logits.argmax(1) == targets).sum()
 
     steps = len(images) // batch_size
-    rates = torch.tensor(cosine_rates(lr, steps, epochs), dtype=torch.float32, device=device)
+    rates_host = cosine_rates(lr, steps, epochs)
+    rates = torch.tensor(rates_host, dtype=torch.float32, device=device)
     lr_now = rates[:1].clone()  # the compiled update reads the rate from here
     opt = torch.optim.SGD(net.parameters(), lr=lr_now if optimizer == "compiled" else lr, momentum=momentum,
                           nesterov=True, weight_decay=weight_decay,
@@ -225,7 +227,6 @@ def run_hand_loop(images, labels, *, model="cnn", epochs=2, batch_size=128, devi
         update()
         return loss.detach(), correct
 
-    rates_host = cosine_rates(lr, steps, epochs)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     net.train()
     epoch_seconds, train_loss = [], float("nan")

@@ -46,11 +46,13 @@ def _run(tmp_path, **env):
 def test_dry_run_writes_every_section_and_the_epochs_that_fit(tmp_path):
     archive = _image_archive(tmp_path)
     (tmp_path / "gpu.md").write_text("# GPU checks\n\n## Run of 2026-11-30\n\nan earlier measurement\n")
-    done = _run(tmp_path, BUDGET_S="600", CIFAR_TAR=str(archive))  # far more than it takes: a loaded machine starts Python slowly
+    # A budget far above what it takes (about 30 s of CPU): a loaded machine starts Python slowly.
+    done = _run(tmp_path, BUDGET_S="600", CIFAR_TAR=str(archive))
     text = (tmp_path / "gpu.md").read_text()
     assert done.returncode == 0, done.stderr[-2000:] + text
     assert text.startswith("# GPU checks\n\n## Run of 2026-11-30\n\nan earlier measurement\n")  # kept
-    for heading in ("## Run of", "### Machine", "### CUDA tests", "### Speed table", "### Paper recipe", "### End"):
+    for heading in ("## Run of", "### Machine", "### CUDA tests", "### Speed table", "### Paper recipe",
+                    "### Two processes over NCCL", "### End"):
         assert heading in text, heading
     assert "(dry run on cpu)" in text and "72 training images" in text
     # Every row of the speed table was measured: the hand loop, weak only, the 25% random subset.
