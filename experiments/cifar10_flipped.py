@@ -1,34 +1,31 @@
 """Issue 16, grid C: the share of flipped labels in each selection, over the epochs, per strategy.
 
 Reads `selection_noisy_fraction` (logged at every selection of a run with --label-noise; the
-record of flipped labels is used to measure selections, never by a rule) from every run under
-GRID/runs/, averages it over seeds per (strategy, subset) and epoch, and writes a PNG and a
-markdown table of the mean share over the run.
+record of flipped labels is used to measure selections, never by a rule) from every run of GRID
+(a grid folder or its archive, e.g. experiments/results/cifar10/runs/C.runs.jsonl.xz), averages
+it over seeds per (strategy, subset) and epoch, and writes a PNG and a markdown table of the mean
+share over the run and at the first and last selection (`coreaug report` gives the mean over
+every selection only).
 
 Usage: python experiments/cifar10_flipped.py GRID OUT_PREFIX
 """
-import json
-import os
 import statistics
 import sys
 from collections import defaultdict
 
+from coreaug.bench import load_runs
+
 
 def flipped_shares(grid):
-    """{(strategy, subset): {epoch: [share per seed]}} over the grid's runs (finished or not)."""
+    """{(strategy, subset): {epoch: [share per seed]}} over the grid's runs (finished or not);
+    GRID is a grid folder or its archive (`coreaug archive`)."""
     out = defaultdict(lambda: defaultdict(list))
-    runs = os.path.join(grid, "runs")
-    for name in sorted(os.listdir(runs)):
-        metrics = os.path.join(runs, name, "metrics.jsonl")
-        if not os.path.exists(metrics):
+    for run in load_runs(grid):
+        if run.config is None:
             continue
-        with open(os.path.join(runs, name, "config.json")) as f:
-            config = json.load(f)
-        with open(metrics) as f:
-            for line in f:
-                m = json.loads(line)
-                if m.get("selection_noisy_fraction") is not None:
-                    out[(config["strategy"], config["subset"])][m["epoch"]].append(m["selection_noisy_fraction"])
+        for m in run.metrics:
+            if m.get("selection_noisy_fraction") is not None:
+                out[(run.config["strategy"], run.config["subset"])][m["epoch"]].append(m["selection_noisy_fraction"])
     return out
 
 
@@ -42,8 +39,9 @@ def main():
         means = [statistics.fmean(by_epoch[e]) for e in epochs]
         seeds = max(len(v) for v in by_epoch.values())
         lines.append(f"| {strategy} | {subset:.0%} | {seeds} | {statistics.fmean(means):.1%} | {means[0]:.1%} | {means[-1]:.1%} |")
+    command = f"python experiments/cifar10_flipped.py {grid} {prefix}"
     with open(prefix + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(f"Produced by `{command}`.\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
     try:
         import matplotlib

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Keep the finished runs of the CIFAR-10 grids in the repository (their config.json,
-# metrics.jsonl and summary.json: a few KB each; never checkpoints or weights), and put them back
-# into a grid folder in a later session, so that `coreaug bench` skips them and the grid goes on.
+# Keep the finished runs of the CIFAR-10 grids in the repository, one archive per grid
+# (experiments/results/cifar10/runs/<grid>.runs.jsonl.xz, written by `coreaug archive`: each run's
+# config.json, metrics.jsonl and summary.json; never checkpoints or weights), and put them back
+# into grid folders in a later session, so that `coreaug bench` skips them and the grid goes on.
 #
-# Usage: experiments/cifar10_runs.sh save OUT      OUT/<grid>/runs/* -> experiments/results/cifar10/runs/
+# Usage: experiments/cifar10_runs.sh save OUT      OUT/<grid>/runs/* merged into runs/<grid>.runs.jsonl.xz
 #        experiments/cifar10_runs.sh restore OUT   the reverse (then rerun cifar10_evidence.sh DATA OUT ...)
 # The runs record the data folder they read (config.json "dataset"): extract the archive to the same
 # path (/work/data here) or `coreaug bench` treats them as another config.
@@ -13,16 +14,17 @@ OUT="${2:?usage: cifar10_runs.sh save|restore OUT}"
 KEPT="$(dirname "$0")/results/cifar10/runs"
 case $MODE in
   save)
-    for summary in "$OUT"/*/runs/*/summary.json; do
-      run="$(dirname "$summary")"; grid="$(basename "$(dirname "$(dirname "$run")")")"
-      mkdir -p "$KEPT/$grid/$(basename "$run")"
-      cp "$run"/config.json "$run"/metrics.jsonl "$run"/summary.json "$KEPT/$grid/$(basename "$run")/"
+    for runs in "$OUT"/*/runs; do
+      grid="$(basename "$(dirname "$runs")")"
+      # the kept runs first (a finished run already in OUT stays as it is), so the archive loses none
+      if [ -f "$KEPT/$grid.runs.jsonl.xz" ]; then
+        coreaug archive --restore "$KEPT/$grid.runs.jsonl.xz" --out "$OUT/$grid"
+      fi
+      coreaug archive "$OUT/$grid" --to "$KEPT/$grid.runs.jsonl.xz"
     done ;;
   restore)
-    for run in "$KEPT"/*/*; do
-      grid="$(basename "$(dirname "$run")")"
-      mkdir -p "$OUT/$grid/runs"
-      cp -rn "$run" "$OUT/$grid/runs/"
+    for archive in "$KEPT"/*.runs.jsonl.xz; do
+      coreaug archive --restore "$archive" --out "$OUT/$(basename "$archive" .runs.jsonl.xz)"
     done ;;
   *) echo "unknown mode $MODE (save or restore)" >&2; exit 2 ;;
 esac

@@ -446,9 +446,10 @@ def _timing_table(cells, rows, rates_path, target, rule):
                      f"| {_seconds(row['selection_per_epoch'], 2)} | {_seconds(row['seconds'], 0)} | "
                      f"{_times(row['speedup'])} | {'not reached' if math.isnan(to_target) else f'{to_target:.0f}'} | "
                      f"{row['reached']}/{row['seeds']} | {_times(row['target_speedup'])} |")
-    lines += ["", "Seconds per epoch: training (selection excluded) and selection, mean over seeds. Time to target: "
-              "when the mean accuracy curve over the seeds first reaches the target; speed-ups divide full's "
-              "figure (of the row's own label where it has one) by the row's.", ""]
+    per_epoch = ("Seconds per epoch: the given figure (training and selection together)" if rates_path else
+                 "Seconds per epoch: training (selection excluded) and selection, mean over seeds")
+    lines += ["", f"{per_epoch}. Time to target: when the mean accuracy curve over the seeds first reaches the "
+              "target; speed-ups divide full's figure (of the row's own label where it has one) by the row's.", ""]
     return lines
 
 
