@@ -272,15 +272,20 @@ def write(args, rows, device_name, started_load):
         "the columns are defined in experiments/bench_trainer.py's docstring.",
         table(rows)]) + "\n"
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    _replace(args.out, text)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"command": command_line(args), "device": device_name, "rows": [
-                dict(row=row.label(), hand=row.hand, strategy=row.strategy, fraction=row.fraction,
-                     augment=row.augment, mode=mode, **{k: v for k, v in r.items() if k != "every_epoch"})
-                for row, mode, r in rows]}, f, indent=1)
+        _replace(args.json, json.dumps({"command": command_line(args), "device": device_name, "rows": [
+            dict(row=row.label(), hand=row.hand, strategy=row.strategy, fraction=row.fraction,
+                 augment=row.augment, mode=mode, **{k: v for k, v in r.items() if k != "every_epoch"})
+            for row, mode, r in rows]}, indent=1))
     return text
+
+
+def _replace(path, text):
+    """Write `text` to `path` whole or not at all (a run killed mid-write leaves the previous file)."""
+    with open(f"{path}.part", "w") as f:
+        f.write(text)
+    os.replace(f"{path}.part", path)
 
 
 def parse_args(argv=None):

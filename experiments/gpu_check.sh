@@ -26,6 +26,8 @@
 #      max-loss 93.50). Cut short by the budget, the last evaluated epoch is reported as such;
 #   4. with two or more GPUs and a minute left, a two-process NCCL run with --sync-bn.
 #
+# BUDGET_S is the script's own time, from its start: a lease that counts the machine's start-up too, or caps
+# each command (e.g. at 600 s), needs a smaller one (e.g. BUDGET_S=540 in one 600 s command).
 # Usage: [BUDGET_S=840] [TRAIN_LIMIT=10000] experiments/gpu_check.sh [PYTHON]
 #        (PYTHON: default .venv/bin/python if present, else python3)
 # Settings (environment): BUDGET_S, TRAIN_LIMIT (speed table), ROWS and MODES (bench_trainer.py's
