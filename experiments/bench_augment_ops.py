@@ -11,11 +11,14 @@ through a registry model (``cnn``), and without the model's share (the ops issue
 model's forward runs). Seconds per call are the best of several repeats on one thread.
 
     OMP_NUM_THREADS=1 python experiments/bench_augment_ops.py --save-before
-    OMP_NUM_THREADS=1 python experiments/bench_augment_ops.py
+    OMP_NUM_THREADS=1 python experiments/bench_augment_ops.py --before-code DIR
 
 The first form records the counts and timings as the "before" figures
 (experiments/results/augment_ops_before.json); the second writes the table
-(experiments/results/augment_ops.md) with those figures beside the current ones.
+(experiments/results/augment_ops.md) with those figures beside the current ones, and with
+``--before-code`` times the old code again beside the new, in the same run (DIR holds the old
+``coreaug`` package, e.g. from ``git archive COMMIT coreaug | tar -x -C DIR``): the machine is
+shared, so timings taken at different moments compare badly.
 """
 from __future__ import annotations
 
@@ -124,14 +127,36 @@ def count(name: str, n: int) -> dict:
             "by_name": dict(counter.by_name.most_common()), "by_module": modules}
 
 
-def best_seconds(call, repeats: int) -> float:
+def best_seconds(call, repeats: int, clock=time.perf_counter) -> float:
     call()  # warm-up
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         call()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
+
+
+def cpu_seconds(repeats: int) -> dict:
+    """CPU seconds (this process's, not the wall clock: robust to a loaded machine) per call,
+    best of ``repeats``, for the timed policies at the timed sizes."""
+    seconds = {}
+    for name in TIMED_POLICIES:
+        for n in TIME_SIZES:
+            seconds[f"{name}@{n}"] = best_seconds(make_call(name, sample_batch(n)),
+                                                  repeats if n <= 64 else max(3, repeats // 3), time.process_time)
+    large = sample_batch(LARGE[0], LARGE[1:])
+    for name in ("randaugment", "trivialaugment", "autoaugment"):
+        seconds[f"{name}@{LARGE[0]}x{LARGE[2]}px"] = best_seconds(make_call(name, large), 3, time.process_time)
+    return seconds
+
+
+def cpu_seconds_of(code_dir: str, repeats: int) -> dict:
+    """``cpu_seconds`` of the coreaug package in ``code_dir``, in a subprocess."""
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(code_dir))
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--cpu-seconds-only", "--repeats", str(repeats)],
+                          capture_output=True, text=True, check=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def measure(repeats: int) -> dict:
@@ -227,21 +252,27 @@ def render(now: dict, before: dict, command: str) -> str:
                 lines.append(f"| {name} | {when} | {_where(table[key]['by_module'])} | "
                              f"{_names(table[key]['by_name'])} |")
     old_s, new_s = before.get("seconds", {}), now["seconds"]
+    old_cpu, new_cpu = now.get("cpu_before", {}), now.get("cpu", {})
     lines += [
         "",
-        "## CPU milliseconds per call",
+        "## Milliseconds per call on the CPU",
         "",
         f"Best of several repeats, {now['threads']} torch thread(s) (OMP_NUM_THREADS=1), torch "
-        f"{now['torch']}. Load (`/proc/loadavg`) before: {before.get('load', 'n/a')}; after: "
-        f"{now['load']} (a shared 2-core machine with a long benchmark on one core). The "
-        f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}.",
+        f"{now['torch']}, a shared 2-core machine. \"wall\": wall-clock, before from the first run "
+        f"(load `{before.get('load', 'n/a')}`), after from this one (load `{now['load']}`, "
+        "`/proc/loadavg`): other processes' load inflates it. \"CPU\": this process's CPU time, "
+        f"less sensitive to load, the old code (`--before-code`: commit {before.get('commit', 'n/a')}'s `coreaug`) and the new timed in the same run, "
+        "alternating. The "
+        f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}, which take the "
+        "grouped path on the CPU (`coreaug.augment.dense_layers.DENSE_MAX_PIXELS`).",
         "",
-        "| policy | images | ms before | ms after |",
-        "|---|---|---:|---:|",
+        "| policy | images | wall ms before | wall ms after | CPU ms before | CPU ms after |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for key in new_s:
         name, size = key.split("@")
-        lines.append(f"| {name} | {size} | {_ms(old_s, key)} | {_ms(new_s, key)} |")
+        lines.append(f"| {name} | {size} | {_ms(old_s, key)} | {_ms(new_s, key)} | "
+                     f"{_ms(old_cpu, key)} | {_ms(new_cpu, key)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -252,8 +283,17 @@ def main(argv=None):
                         help="record this run as the before figures")
     parser.add_argument("--before", default=str(RESULTS / "augment_ops_before.json"))
     parser.add_argument("--out", default=str(RESULTS / "augment_ops.md"))
+    parser.add_argument("--before-code", help="a folder holding the old coreaug package, timed beside")
+    parser.add_argument("--cpu-seconds-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cpu_seconds_only:  # the subprocess of --before-code
+        print(json.dumps(cpu_seconds(args.repeats)))
+        return
     now = measure(args.repeats)
+    if args.before_code:
+        rounds = [(cpu_seconds_of(args.before_code, args.repeats), cpu_seconds(args.repeats)) for _ in range(2)]
+        now["cpu_before"] = {k: min(r[0][k] for r in rounds) for k in rounds[0][0]}
+        now["cpu"] = {k: min(r[1][k] for r in rounds) for k in rounds[0][1]}
     before_path = Path(args.before)
     if args.save_before:
         before_path.parent.mkdir(parents=True, exist_ok=True)

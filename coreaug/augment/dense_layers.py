@@ -9,15 +9,18 @@ the grayscale image, sharpness with the smoothed image (``F`` the op's factor); 
 above its threshold); posterize, auto-contrast, equalize and the affine ops make their own
 result ``D`` and take ``F = 0``. So a layer computes each degenerate image once for the whole
 batch (the affine ops as one warp with a matrix per example, the identity for the others),
-picks every example's ``D`` with one gather and blends once.
+picks every example's ``D`` with one gather (the channel-constant ones, black, grey levels and
+the grayscale image, are added on: copying them out to full images costs time) and blends once.
 
 The trade-off: the arithmetic of every op kind is spent on every example, about as much work as
-running all the kinds on the batch, for a fixed number of kernel launches (about 60 per layer)
-whatever the batch and whatever the draws. On a GPU and on small images (CIFAR's 32x32) the
-launches are the cost and the arithmetic is nearly free; on large images on a CPU the
-arithmetic dominates and this runs several times slower than giving each op kind only its own
-examples (``OpSet.apply``, the grouped path, which the policies use above
-``DENSE_MAX_PIXELS`` pixels per image on the CPU).
+running all the kinds on the batch, for a fixed number of ops dispatched (about 110 per layer,
+each at most one kernel launch) whatever the batch and whatever the draws. On a GPU and on
+small images (CIFAR's 32x32) the launches are the cost and the arithmetic is nearly free. On a
+CPU the arithmetic counts: at 32x32 a call costs about 1.2x the grouped path's CPU time at 13
+images and several times it at 512 (experiments/results/augment_ops.md), and on large images it
+would cost an order of magnitude more, so above ``DENSE_MAX_PIXELS`` pixels per image the CPU
+takes the grouped path (``OpSet.apply``: each op kind runs on its own fixed-size group of
+examples), which does a fraction of the arithmetic for about twice the ops.
 """
 from __future__ import annotations
 
@@ -49,15 +52,17 @@ _FORMS = {
     "equalize": ("equalized", 0.0, False, 0.0),
 }
 _GEOMETRIC_FORM = ("warped", 0.0, False, 0.0)
-_SLOT_ORDER = ("flat", "gray", "smooth", "posterized", "auto_contrast", "equalized", "warped")
+_CHANNEL_CONSTANT = ("flat", "gray")  # degenerate images added on, not gathered
+_SLOT_ORDER = ("smooth", "posterized", "auto_contrast", "equalized", "warped")
 # Columns of the per-kind parameter table.
-_F, _BLEND, _FLAT, _CONTRAST, _SOLARIZE, _SIGNED, _BASE, _RADIANS = range(8)
+_F, _BLEND, _FLAT, _CONTRAST, _SOLARIZE, _GRAY, _SIGNED, _BASE, _RADIANS = range(9)
 
 
 @dataclass
 class _Layer:
     """One layer's per-example parameters, each (n,): which degenerate (``slot``, an index into
-    the layer's candidates), factor ``F``, flat level, contrast and solarize flags, op value."""
+    the layer's full-image candidates), factor ``F``, flat level, contrast, solarize and
+    grayscale flags, op value; and its (n, 2, 3) matrix."""
 
     slot: torch.Tensor
     factor: torch.Tensor
@@ -65,6 +70,7 @@ class _Layer:
     contrast: torch.Tensor
     solarize: torch.Tensor
     value: torch.Tensor
+    gray: torch.Tensor
     matrices: torch.Tensor
 
 
@@ -84,7 +90,8 @@ class DenseLayers:
             for kind, form in zip(self.kinds, self.forms):
                 term, radians = affine_terms(kind.name if kind.is_geometric else "identity", height, width)
                 rows.append([form[1], float(form[2]), form[3] * bound, float(kind.name == "contrast"),
-                             2.0 * (kind.name == "solarize"), float(kind.signed), kind.base, radians])
+                             2.0 * (kind.name == "solarize"), float(kind.name == "color"), float(kind.signed),
+                             kind.base, radians])
                 terms.append(term)
             magnitudes = torch.stack([r(self.num_bins, height, width, bound) for r in self.ranges])
             tables = (torch.tensor(rows), torch.tensor(terms), magnitudes.float().flatten())
@@ -92,13 +99,15 @@ class DenseLayers:
         return self._cache[key]
 
     def _slots(self, present: frozenset, device) -> tuple:
-        """(degenerate images computed for a layer whose kinds are ``present``, the names of
-        those kinds, each kind's index into the degenerate images as a device tensor), cached."""
+        """(full-image degenerates computed for a layer whose kinds are ``present``, the names of
+        those kinds, each kind's index into the full-image degenerates as a device tensor, the
+        number of them for the channel-constant ones), cached."""
         key = (present, str(device))
         if key not in self._cache:
             used = {self.forms[k][0] for k in present}
             names = [slot for slot in _SLOT_ORDER if slot in used]
-            index = [names.index(form[0]) if k in present else 0 for k, form in enumerate(self.forms)]
+            index = [names.index(form[0]) if k in present and form[0] in names else len(names)
+                     for k, form in enumerate(self.forms)]
             kinds = {self.kinds[k].name for k in present}
             self._cache[key] = (names, kinds, torch.tensor(index, device=device))
         return self._cache[key]
@@ -123,9 +132,10 @@ class DenseLayers:
         value = magnitude.mul_(signed).add_(columns[_BASE])
         factor = columns[_BLEND].mul(value).add_(columns[_F])
         matrices = affine_matrices(terms.index_select(0, flat_kind), value, columns[_RADIANS]).view(layers, n, 2, 3)
-        # One (5, layers, n) tensor of the per-example numbers, so a layer takes its own in two ops.
-        numbers = torch.stack([factor, columns[_FLAT], columns[_CONTRAST], columns[_SOLARIZE], value])
-        numbers = numbers.view(5, layers, n)
+        # One (6, layers, n) tensor of the per-example numbers, so a layer takes its own in two ops.
+        numbers = torch.stack([factor, columns[_FLAT], columns[_CONTRAST], columns[_SOLARIZE], value,
+                               columns[_GRAY]])
+        numbers = numbers.view(6, layers, n)
         for layer in range(layers):
             names, kinds, slot_of_kind = self._slots(present[layer], x.device)
             p = _Layer(slot_of_kind.index_select(0, kind[layer]), *numbers[:, layer].unbind(0), matrices[layer])
@@ -137,18 +147,19 @@ class DenseLayers:
         n = x.shape[0]
         per_example = (n, 1, 1, 1)
         gray = luminance(x, bound) if {"color", "contrast"} & kinds else None
+        added = None  # the channel-constant degenerate, 0 for examples that gather theirs
+        if set(_CHANNEL_CONSTANT) & used_forms(kinds):
+            added = p.flat
+            if "contrast" in kinds:  # contrast's degenerate: the mean grey, Pillow's int(mean + 0.5)
+                mean = gray.mean(dim=(1, 2, 3))
+                mean = mean.add_(0.5).floor_() if bound == UINT8_BOUND else mean
+                added = (mean - added).mul_(p.contrast).add_(added)
+            added = added.view(per_example)
+            if "color" in kinds:
+                added = (gray - added).mul_(p.gray.view(per_example)).add_(added)
         candidates = []
         for name in names:
-            if name == "flat":
-                flat = p.flat
-                if "contrast" in kinds:  # contrast's degenerate: the mean grey, Pillow's int(mean + 0.5)
-                    mean = gray.mean(dim=(1, 2, 3))
-                    mean = mean.add_(0.5).floor_() if bound == UINT8_BOUND else mean
-                    flat = (mean - flat).mul_(p.contrast).add_(flat)
-                candidates.append(flat.view(per_example).expand_as(x))
-            elif name == "gray":
-                candidates.append(gray.expand_as(x))
-            elif name == "smooth":
+            if name == "smooth":
                 candidates.append(smoothed(x, bound))
             elif name == "posterized":
                 candidates.append(posterize_kernel(x, p.value.clamp(0.0, 8.0), bound))
@@ -158,11 +169,17 @@ class DenseLayers:
                 candidates.append(equalize_kernel(x, None, bound))
             else:
                 candidates.append(warp(x, p.matrices, fill, interpolation, has_fill=fill > 0))
-        if len(candidates) == 1:
+        if not candidates:
+            degenerate = added
+        elif added is None and len(candidates) == 1:
             degenerate = candidates[0]
         else:
-            degenerate = torch.stack(candidates).view(len(candidates) * n, *x.shape[1:])
-            degenerate = degenerate.index_select(0, p.slot.mul(n).add_(_positions(n, x.device)))
+            # Examples with a channel-constant degenerate gather a row of zeros (the last).
+            rows = torch.cat([*candidates, _zero_row(x)]) if added is not None else torch.cat(candidates)
+            index = p.slot.mul(n).add_(_positions(n, x.device)).clamp_(max=len(candidates) * n)
+            degenerate = rows.index_select(0, index)
+            if added is not None:
+                degenerate = degenerate.add_(added)
         factor = p.factor.view(per_example)
         if "solarize" in kinds:
             factor = factor - p.solarize.view(per_example) * _at_or_above(x, p.value.view(per_example), bound)
@@ -178,6 +195,19 @@ def _at_or_above(x, thresholds, bound):
 
 
 _POSITIONS: dict = {}
+
+
+def used_forms(kinds) -> set:
+    """The degenerate images that op kinds (names) blend with."""
+    return {_GEOMETRIC_FORM[0] if name not in _FORMS else _FORMS[name][0] for name in kinds}
+
+
+def _zero_row(x: torch.Tensor) -> torch.Tensor:
+    """A (1, C, H, W) zero image like ``x``'s, cached."""
+    key = ("zero", *x.shape[1:], x.dtype, str(x.device))
+    if key not in _POSITIONS:
+        _POSITIONS[key] = x.new_zeros(1, *x.shape[1:])
+    return _POSITIONS[key]
 
 
 def _positions(n: int, device) -> torch.Tensor:
