@@ -107,17 +107,7 @@ def write_report(path, *, out, also=(), target=None, baseline="random", paper_fi
     rates = _read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch") if epoch_seconds else None
 
     sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
-    runs, problems, described, settings = [], [], [], ""
-    for source, label in sources:
-        records = load_runs(source)
-        settings = settings or _settings([r for r in records if r.finished])
-        kept = [r for r in records if r.finished]
-        problems += [f"`{r.name}`" + (f" ({label})" if label else "") + ": "
-                     + (r.problem or "no summary.json (unfinished, or crashed)") for r in records if not r.finished]
-        runs += [run for run in (_run(r, label) for r in kept) if wanted is None or run.subset is None
-                 or round(run.subset, 10) in wanted]
-        described.append(f"`{source}`" + (f" as \"{label}\"" if label else "")
-                         + f": {len(kept)} finished runs of {len(records)}")
+    runs, problems, described, settings = _read_sources(sources, wanted)
     if not runs:
         raise UsageError(f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
                          + "; give a grid whose runs wrote summary.json")
@@ -126,7 +116,7 @@ def write_report(path, *, out, also=(), target=None, baseline="random", paper_fi
     problems += _missing_seeds(cells)
     main_full = [r.final for r in runs if r.strategy == "full" and not r.label]
     if target is None:
-        target, rule = default_target([r.final for r in runs if not r.label], main_full)
+        target, rule = default_target([r.final for r in runs if not r.label] or [r.final for r in runs], main_full)
     else:
         rule = "given with --target"
     rows = [_cell_row(cell, cells, baselines, paper, rates, target) for cell in cells.values()]
@@ -152,14 +142,41 @@ def _names(value):
     return [item.strip() for item in items if item.strip()]
 
 
+def _read_sources(sources, wanted):
+    """The finished runs of every (path, label) as Runs (only the `wanted` subsets, when given),
+    one line per run that could not be read, one line describing each source, and the settings
+    the first source's runs share."""
+    runs, problems, described, settings = [], [], [], ""
+    for source, label in sources:
+        records = load_runs(source)
+        kept, read = [], []
+        for record in records:
+            run, problem = _run(record, label) if record.finished else (None, record.problem)
+            if run is None:
+                problems.append(f"`{record.name}`" + (f" ({label})" if label else "") + ": "
+                                + (problem or "no summary.json (unfinished, or crashed)"))
+            else:
+                kept.append(record)
+                read.append(run)
+        runs += [run for run in read if wanted is None or run.subset is None or round(run.subset, 10) in wanted]
+        settings = settings if described else _settings(kept)
+        described.append(f"`{source}`" + (f" as \"{label}\"" if label else "")
+                         + f": {len(kept)} finished runs of {len(records)}")
+    return runs, problems, described, settings
+
+
 def _run(record, label):
-    config = dict(record.summary.get("config") or {}, **record.config)
-    strategy = config["strategy"]
-    summary = record.summary
-    return Run(label, record.name, strategy, None if strategy in REFERENCES else float(config["subset"]),
-               int(config["seed"]), int(summary.get("epochs", len(record.metrics))), summary["final_test_accuracy"],
-               summary["best_test_accuracy"], float(summary["total_seconds"]), float(summary["selection_seconds"]),
-               record.metrics)
+    """(Run, None) for a finished record, or (None, why) when its files lack a figure."""
+    try:
+        config = dict(record.summary.get("config") or {}, **record.config)
+        strategy = config["strategy"]
+        summary = record.summary
+        return Run(label, record.name, strategy, None if strategy in REFERENCES else float(config["subset"]),
+                   int(config["seed"]), int(summary.get("epochs", len(record.metrics))),
+                   float(summary["final_test_accuracy"]), float(summary["best_test_accuracy"]),
+                   float(summary["total_seconds"]), float(summary["selection_seconds"]), record.metrics), None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return None, f"config.json or summary.json lacks a usable {exc}"
 
 
 def _read_figures(path, flag, column):
