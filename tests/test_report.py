@@ -247,3 +247,24 @@ def test_selection_diagnostics_are_shown_where_runs_logged_them(tmp_path):
     write_report(grid, out=tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Selections" in text and "| maxloss | 0.3 | 65.0% |" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "1.5"], "target must be an accuracy in (0, 1]"),
+    (["--subsets", "ten"], "--subsets must be a comma-separated list"),
+    (["--paper-figures", "{tmp}/paper.csv"], "row 2 needs columns strategy,subset,accuracy"),
+    (["--epoch-seconds", "{tmp}/missing.csv"], "--epoch-seconds {tmp}/missing.csv cannot be read"),
+    (["--baseline", ","], "baseline is empty"),
+])
+def test_bad_options_are_one_line_exit_2(grid, tmp_path, capsys, args, message):
+    from coreaug.cli.main import main
+    (tmp_path / "paper.csv").write_text("strategy,subset,accuracy\ncoreset,0.1,ninety\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(grid), "--out", str(tmp_path / "out"), *[a.format(tmp=tmp_path) for a in args]])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.format(tmp=tmp_path) in err and err.count("\n") == 1
+
+
+def test_subsets_keep_those_fractions_and_the_references(grid, tmp_path):
+    result = write_report(grid, out=tmp_path / "out", subsets=[0.3])
+    assert sorted((r["strategy"], r["subset"]) for r in result.cells) == [("full", None), ("none", None), ("random", 0.3)]

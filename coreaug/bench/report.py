@@ -102,7 +102,10 @@ def write_report(path, *, out, also=(), target=None, baseline="random", paper_fi
     baselines = _names(baseline)
     if not baselines:
         raise UsageError("baseline is empty; give a strategy such as random")
-    wanted = None if subsets is None else {round(float(s), 10) for s in subsets}
+    try:
+        wanted = None if subsets is None else {round(float(s), 10) for s in subsets}
+    except (TypeError, ValueError):
+        raise UsageError(f"subsets must be fractions such as [0.1, 0.3], got {subsets!r}") from None
     paper = _read_figures(paper_figures, "--paper-figures", "accuracy") if paper_figures else {}
     rates = _read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch") if epoch_seconds else None
 
