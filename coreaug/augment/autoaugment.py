@@ -132,12 +132,14 @@ class AutoAugment(Policy):
     def _tables_on(self, device):
         """The sub-policy tables on ``device``, copied there once (not once per batch): per
         sub-policy and step the probability, magnitude bin and op (an index into the op set),
-        each (25, 2), and the identity op's index."""
+        each (25, 2), the same three as (2, 25), and the identity op's index."""
         key = str(device)
         if key not in self._on_device:
-            kinds = torch.tensor(self._ops_of_step).t()
+            kinds = torch.tensor(self._ops_of_step)
             identity = torch.tensor(self._ops.index("identity"))
-            self._on_device[key] = tuple(t.to(device) for t in (self._probability, self._bin_table, kinds, identity))
+            tables = (self._probability, self._bin_table, self._probability.t().contiguous(),
+                      self._bin_table.t().contiguous(), kinds, identity)
+            self._on_device[key] = tuple(t.to(device) for t in tables)
         return self._on_device[key]
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
@@ -146,9 +148,9 @@ class AutoAugment(Policy):
         n, device = images.shape[0], images.device
         if n == 0:
             return images
-        probability, bin_table, kinds, identity = self._tables_on(device)
+        probability, bin_table, *by_step = self._tables_on(device)
         if self._ops.use_dense(images):
-            return self._dense(images, generator, probability, bin_table, kinds, identity)
+            return self._dense(images, generator, *by_step)
         x = to_state(images)
         fill = fill_in_image_units(self.fill, images, bound_of(x))
         groups = Groups(n, len(self._subpolicies), generator, device)  # a sub-policy each
@@ -161,13 +163,14 @@ class AutoAugment(Policy):
 
     def _dense(self, images, generator, probability, bin_table, kinds, identity):
         """Each example draws its own sub-policy; its two steps are two dense layers (an
-        example whose step is not applied takes the identity in that layer)."""
+        example whose step is not applied takes the identity in that layer). The tables are
+        (2, 25): step by sub-policy."""
         n, device = images.shape[0], images.device
         x, bound = to_working(images)
         subpolicy = integers(len(self._subpolicies), n, generator, device)
-        applied = uniform(2 * n, generator, device).view(n, 2) < probability.index_select(0, subpolicy)
-        kind = torch.where(applied, kinds.index_select(0, subpolicy), identity).t()
-        bin_index = bin_table.index_select(0, subpolicy).t()
+        applied = uniform(2 * n, generator, device).view(2, n) < probability.index_select(1, subpolicy)
+        kind = torch.where(applied, kinds.index_select(1, subpolicy), identity)
+        bin_index = bin_table.index_select(1, subpolicy)
         sign = signs(2 * n, generator, device).view(2, n)
         present = [set(step) | {self._identity} for step in self._ops_of_step]
         x = self._ops.apply_layers(x, kind, bin_index, sign, self.fill, self.interpolation, bound, present)

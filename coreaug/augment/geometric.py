@@ -88,24 +88,25 @@ _GRIDS: dict = {}
 
 
 def _grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> tuple:
-    """Cached per size, dtype and device: the pixel centres as homogeneous columns (3, H*W),
-    and (2, 1) columns for x and y: the lowest and highest frame positions, the flat-index
-    strides of the framed image, and grid_sample's scale."""
+    """Cached per size, dtype and device: the x and y of the pixel centres, each (H*W,), and
+    (2, 1) columns for x and y: the lowest and highest frame positions, the flat-index strides
+    of the framed image, and grid_sample's scale."""
     key = (height, width, dtype, str(device))
     if key not in _GRIDS:
         ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype),
                                 indexing="ij")
-        centres = torch.stack([xs.flatten() + 0.5, ys.flatten() + 0.5, torch.ones(height * width, dtype=dtype)])
+        centres = (xs.flatten() + 0.5, ys.flatten() + 0.5)
         columns = torch.tensor([[-1.0, width, 1.0, 2.0 / width], [-1.0, height, width + 2.0, 2.0 / height]],
                                dtype=dtype)
-        _GRIDS[key] = tuple(t.to(device) for t in (centres, *columns.unsqueeze(2).unbind(1)))
+        _GRIDS[key] = tuple(t.to(device) for t in (*centres, *columns.unsqueeze(2).unbind(1)))
     return _GRIDS[key]
 
 
 def _source_positions(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Input positions (n, 2, H*W), x then y, sampled by every output pixel centre."""
-    centres = _grid(height, width, matrices.dtype, matrices.device)[0]
-    return (matrices.unsqueeze(3) * centres).sum(dim=2)
+    xs, ys = _grid(height, width, matrices.dtype, matrices.device)[:2]
+    # m2 + m0 x + m1 y, for both rows of every matrix: two passes over the (n, 2, H*W) result.
+    return torch.addcmul(matrices[..., 2:], matrices[..., :1], xs).addcmul_(matrices[..., 1:2], ys)
 
 
 def _framed(x: torch.Tensor, fill) -> torch.Tensor:
@@ -120,7 +121,7 @@ def _framed(x: torch.Tensor, fill) -> torch.Tensor:
 
 def _warp_nearest(x, source, fill):
     n, channels, height, width = x.shape
-    _, low, high, stride, _ = _grid(height, width, source.dtype, source.device)
+    low, high, stride = _grid(height, width, source.dtype, source.device)[2:5]
     # Positions outside are clamped onto a one-pixel frame of fill, so one gather does both
     # sampling and filling (no masks). Pillow's nearest neighbour is the pixel containing the
     # position: floor, not round.
@@ -133,7 +134,7 @@ def _warp_nearest(x, source, fill):
 
 def _warp_bilinear(x, source, fill, has_fill):
     n, channels, height, width = x.shape
-    scale = _grid(height, width, source.dtype, source.device)[4]
+    scale = _grid(height, width, source.dtype, source.device)[5]
     # grid_sample's [-1, 1] coordinates with align_corners=False are pixel positions * 2 / size - 1.
     grid = (source * scale).sub_(1.0).transpose(1, 2).reshape(n, height, width, 2).to(x.dtype)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
