@@ -106,8 +106,9 @@ else
     [ -f "$CIFAR_TAR" ] || missing "no CIFAR-10 archive at $CIFAR_TAR (see ../shared/data/README.md), or set CIFAR_DIR"
     mkdir -p "$WORK/data"
     # 60,000 small files: seconds on a GPU machine's disk, a minute or more on a busy small one.
-    timeout "$(( $(left) / 3 ))" tar -xzf "$CIFAR_TAR" -C "$WORK/data" \
-        || missing "could not extract $CIFAR_TAR into $WORK/data in $(( $(left) / 3 )) s (a third of the budget left)"
+    EXTRACT_S=$(( $(left) / 3 > 60 ? $(left) / 3 : 60 ))
+    timeout "$EXTRACT_S" tar -xzf "$CIFAR_TAR" -C "$WORK/data" \
+        || missing "could not extract $CIFAR_TAR into $WORK/data in $EXTRACT_S s (a third of the budget left, at least 60)"
     DATA="$(dirname "$(find "$WORK/data" -maxdepth 3 -type d -name train | head -1)")"
 fi
 [ -d "$DATA/train" ] || missing "no train/ folder of class folders in $DATA"
