@@ -114,13 +114,14 @@ def test_select_coreset_seed_is_accepted_with_a_warning_and_changes_nothing():
 
 
 def _public_callables():
-    """Every public function and class of coreaug's API outside augment and bench (their owners
-    change those), and the registered dataset loaders, by name."""
+    """Every public function and class of coreaug's API outside augment (whose policies' options
+    its owners change), and the registered dataset loaders, by name."""
     found = {}
-    for module in ("coreaug", "coreaug.data", "coreaug.models", "coreaug.selection", "coreaug.training"):
+    for module in ("coreaug", "coreaug.bench", "coreaug.data", "coreaug.models", "coreaug.selection",
+                   "coreaug.training"):
         for name in importlib.import_module(module).__all__:
             obj = getattr(importlib.import_module(module), name)
-            if callable(obj) and not obj.__module__.startswith(("coreaug.augment", "coreaug.bench")):
+            if callable(obj) and not obj.__module__.startswith("coreaug.augment"):
                 found[f"{obj.__module__}.{obj.__qualname__}"] = obj
     for name in registry.available_datasets():
         found[f"load_dataset:{name}"] = registry._LOADERS[name]
