@@ -98,7 +98,9 @@ def test_a_device_tensor_loop_learns(device):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    assert accuracy(model, DATA.test_images.to(device).float() / 255, DATA.test_labels.to(device)) > 0.5
+    # It learns (chance is 0.1): over seeds 0-9 of this loop the accuracy spans 0.37-0.96 (0.39-0.95
+    # with the grouped policies' draws), so a bound of 0.5 held by the seed.
+    assert accuracy(model, DATA.test_images.to(device).float() / 255, DATA.test_labels.to(device)) > 0.3
 
 
 @pytest.mark.parametrize("strategy, mode", [("random", "append"), ("random", "subset"), ("full", "append")])
