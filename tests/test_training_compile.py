@@ -1,17 +1,122 @@
-"""`--compile`: graphs are built in the first epoch and reused by every later one."""
+"""`--compile`: the whole step compiled with fixed shapes; graphs built in the first epoch only.
+
+torch.compile on the CPU builds C++ and takes minutes per graph on a loaded machine, so one
+compiled run (`compiled_run`) serves several tests.
+"""
+import pytest
+import torch
+
 import coreaug
+from coreaug.training import compiled_step
+from coreaug.training.plan import epoch_plan, fixed_step_layout, fixed_step_plan
+from coreaug.training.sync_audit import syncs_per_step
+
+RUN = dict(dataset="synthetic", train_limit=96, test_limit=32, batch_size=32, epochs=3, quiet=True,
+           strategy="coreset", select_every=1, subset=0.3, augment="randaugment", seed=3)
 
 
-def test_compile_builds_graphs_in_the_first_epoch_only():
-    result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=96, test_limit=40, batch_size=32,
-                                               epochs=3, quiet=True, compile=True, strategy="coreset"))
+def train(**settings):
+    return coreaug.train(coreaug.TrainConfig(**{**RUN, **settings}))
+
+
+@pytest.fixture(scope="module")
+def compiled_run():
+    from torch._dynamo.utils import counters
+
+    breaks_before = sum(counters["graph_break"].values())
+    result = train(compile=True)
+    return result, sum(counters["graph_break"].values()) - breaks_before
+
+
+def test_compile_builds_graphs_in_the_first_epoch_only_across_selections(compiled_run):
+    result, _ = compiled_run
     compiled = [m["graphs_compiled"] for m in result.history]
-    # Training steps (a full and a last, smaller batch), the estimate and evaluation passes.
+    assert all(m["selected"] for m in result.history)  # a new selection every epoch
     assert compiled[0] >= 1 and compiled[1:] == [0, 0], compiled
     assert result.final_test_accuracy > 0.1  # chance; the compiled model trains
+
+
+def test_the_compiled_step_has_no_graph_break(compiled_run):
+    # The augment + forward + loss unit is fullgraph (a break would raise); the update is counted.
+    assert compiled_run[1] == 0
+
+
+def test_compiled_epochs_count_what_they_trained(compiled_run):
+    result, _ = compiled_run
+    selected = round(0.3 * 96)
+    steps, per_step = fixed_step_layout(96, selected, 32)
+    for m in result.history:
+        assert m["n_trained"] == steps * 32 and m["n_augmented"] == steps * per_step >= selected
+
+
+def test_compiled_losses_match_the_same_step_run_eagerly(compiled_run, monkeypatch):
+    """The same layout and draws without torch.compile: the same losses within float tolerance."""
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)
+    eager = train(compile=True)
+    got = [m["train_loss"] for m in compiled_run[0].history]
+    want = [m["train_loss"] for m in eager.history]
+    assert got == pytest.approx(want, rel=1e-3), (got, want)
 
 
 def test_graph_counts_are_logged_only_with_compile():
     result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
                                                epochs=1, quiet=True))
     assert "graphs_compiled" not in result.history[0]
+
+
+def test_the_compiled_step_never_waits_on_the_device(monkeypatch):
+    """torch.compile does not run under the audit's dispatch mode, so the audit runs the step's
+    units eagerly: it sees every op they trace (a sync inside a fullgraph unit would not compile
+    anyway) and every op of the loop around them."""
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)
+    base = dict(RUN, epochs=1, test_limit=16, compile=True)
+    train(**base)  # tables the policies build once a process (not per step) are built before the audit
+    per_step, counts = syncs_per_step(base)
+    assert per_step == 0, counts
+
+
+@pytest.mark.parametrize("settings, named", [
+    (dict(augment="maxloss"), "augment"), (dict(strategy="crust", selection_warmup=0), "strategy"),
+    (dict(augment_steps=2), "augment_steps")])
+def test_compile_refuses_what_the_compiled_step_cannot_trace(settings, named, tmp_path):
+    with pytest.raises(coreaug.UsageError, match=named):
+        train(compile=True, out=str(tmp_path / "run"), **settings)
+    assert not (tmp_path / "run").exists()
+
+
+def plan_of(n=100, selected=25, copies=1, mode="append", seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(n, generator=generator)[:selected]
+    return epoch_plan(n, strategy="coreset", mode=mode, selected=picked,
+                      weights=torch.rand(selected, generator=generator) + 0.5, copies=copies, weight_augmented=True,
+                      generator=generator)
+
+
+@pytest.mark.parametrize("n, selected, copies, batch", [(100, 25, 1, 32), (96, 29, 2, 32), (50, 50, 1, 16),
+                                                        (100, 10, 1, 7)])
+def test_fixed_step_plan_gives_every_batch_the_same_shape_and_copies(n, selected, copies, batch):
+    plan = plan_of(n, selected, copies)
+    fixed = fixed_step_plan(plan, batch, generator=torch.Generator().manual_seed(1))
+    steps, per_step = fixed_step_layout(n, selected * copies, batch)
+    assert len(fixed) == steps * batch
+    augmented = fixed.augmented.view(steps, batch)
+    assert (augmented[:, batch - per_step:]).all() and not augmented[:, :batch - per_step].any()
+    assert fixed.n_augmented >= plan.n_augmented  # the method's budget never shrinks
+    # every entry of the plan is trained, and top-ups come from the plan's own entries
+    for kind in (True, False):
+        was = plan.indices[plan.augmented == kind].bincount(minlength=n)
+        now = fixed.indices[fixed.augmented == kind].bincount(minlength=n)
+        assert (now >= was).all() and ((now > 0) == (was > 0)).all()
+
+
+def test_fixed_step_plan_keeps_weights_with_their_examples():
+    plan = plan_of()
+    fixed = fixed_step_plan(plan, 32, generator=torch.Generator().manual_seed(1))
+    weight_of = {(int(i), bool(a)): float(w) for i, w, a in zip(plan.indices, plan.weights, plan.augmented)}
+    assert all(weight_of[(int(i), bool(a))] == float(w) for i, w, a in zip(fixed.indices, fixed.weights, fixed.augmented))
+
+
+def test_fixed_step_layout_is_the_same_for_every_selection_of_a_budget():
+    shapes = {tuple(fixed_step_plan(plan_of(seed=s), 32, generator=torch.Generator().manual_seed(s))
+                    .augmented.view(-1, 32).sum(1).tolist()) for s in range(5)}
+    assert len(shapes) == 1

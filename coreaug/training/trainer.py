@@ -16,6 +16,7 @@ from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, final_linear
 
+from .compiled_step import CompiledStep, check_compilable, step_keys
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
@@ -147,6 +148,8 @@ def _open_run(config, distributed):
 def _run(config, distributed, model=None):
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
+    if compiles_whole_step(config, distributed):
+        check_compilable(config)  # before anything is written
     folder, checkpoint, data = _open_run(config, distributed)
     try:
         return _train_run(config, distributed, folder, checkpoint, data, model)
@@ -173,6 +176,7 @@ class RunState:
     history: list
     start_epoch: int = 0
     train_logits: torch.Tensor = None
+    compiled_step: CompiledStep = None  # --compile in one process: built at the first epoch
 
 
 def _train_run(config, distributed, folder, checkpoint, data, model=None):
@@ -187,6 +191,8 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
                                   distributed, run.train_logits) if selected else dict(NO_SELECTION)
         # Every process draws the same plan and trains its own disjoint share of it.
         share = run.method.plan_for(epoch).shard(distributed.rank, distributed.world_size)
+        if compiles_whole_step(config, distributed):  # every step the same shapes
+            share = share.fixed_steps(config.batch_size, generator=epoch_generator(config.seed, epoch, 2))
         if selected:
             run.train_logits = None  # used by this selection (or not needed): hold no N x C store until the next
         # The store is filled only in the epoch before a selection (append mode trains every original each epoch).
@@ -194,7 +200,8 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device,
                                  dtype=estimate_dtype(len(run.method), data.num_classes)) if record_now else None
         compiled_before = compiled_graphs()
-        sums = _train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
+        train_epoch = _train_epoch_compiled if compiles_whole_step(config, distributed) else _train_epoch
+        sums = train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
         if record_now:
             run.train_logits = _merge_logits(run.train_logits, distributed.all_reduce_tensor(logit_sums))
         distributed.broadcast_buffers(run.model)
@@ -279,7 +286,10 @@ def make_optimizer(config, model):
     at `config.lr` with `config.weight_decay` (the schedule sets the rate each step)."""
     groups = parameter_groups(model, config.weight_decay, config.norm_decay)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        # A compiled update on CUDA (CUDA graphs, a tensor lr) needs the step counts on the device.
+        capturable = bool(config.compile) and next(model.parameters()).is_cuda
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+                                 capturable=capturable)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                            weight_decay=config.weight_decay)
 
@@ -421,6 +431,40 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
             scaler.update()
         totals.add(losses, logits, labels, idx, (~batches.augmented[take]).float())
         bar.update(len(idx) * world, totals)
+    bar.close()
+    return totals.read()
+
+
+def compiles_whole_step(config, distributed):
+    """Whether the run trains with `CompiledStep` (augmentation, forward, loss and update
+    compiled): `compile` in a single process; under torchrun `compile` compiles the model only."""
+    return bool(config.compile) and distributed.world_size == 1
+
+
+def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distributed, logit_sums=None):
+    """`_train_epoch` for `compile`: `plan` is laid out by `EpochPlan.fixed_steps` (every batch
+    of batch_size, its copies in its last k rows) and each step is one `CompiledStep` call, its
+    draws from a `RandomSource` keyed by (seed, epoch, rank, step). Returns (loss sum, correct)."""
+    device = distributed.device
+    batches = plan.on_device(config.batch_size, device)
+    copies = batches.bounds[1] - batches.bounds[0] if batches.steps else 0
+    if run.compiled_step is None or run.compiled_step.copies != copies:  # built once: the layout never changes
+        run.compiled_step = CompiledStep(run.model, run.optimizer, weak, strong, data.preprocess, run.autocast,
+                                         run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
+                                         device=device)
+    step_fn = run.compiled_step
+    keys = step_keys(config.seed, epoch, batches.steps, device, distributed.rank)
+    totals = EpochTotals(device, logit_sums)
+    run.model.train()
+    bar = ProgressBar(len(plan), f"epoch {epoch + 1}/{config.epochs}", config.quiet)
+    for step, images in enumerate(batches.step_images(data.train_images)):
+        take = batches.batch(step)[0]
+        idx = batches.indices[take]
+        labels = data.train_labels.index_select(0, idx)
+        losses, logits = step_fn(images, labels, batches.weights[take], keys[step],
+                                 learning_rate(config, epoch + step / batches.steps))
+        totals.add(losses, logits, labels, idx, (~batches.augmented[take]).float())
+        bar.update(len(idx), totals)
     bar.close()
     return totals.read()
 

@@ -1,0 +1,199 @@
+"""The whole training step under `--compile`: augmentation, forward, loss and update compiled.
+
+Two compiled units make a step (`CompiledStep`):
+
+1. augment + forward + loss: the weak policy on the batch and the strong policy on its last k
+   rows (the step's copies: `EpochPlan.fixed_steps` puts them there, k the same every step),
+   the model's forward and the weighted cross-entropy, traced whole (`fullgraph=True`: a graph
+   break is an error). Its backward is AOT autograd's compiled backward, run by
+   `loss.backward()`. Random draws come from a `RandomSource` keyed by a 0-dim device tensor
+   (the step's `source_key(seed, epoch, rank, step)`), so every draw is in the graph and a new
+   step's key is a new input, not a recompile.
+2. the optimizer update: `optimizer.step()` compiled, with each parameter group's learning rate
+   a 0-dim tensor on the parameters' device, set by `fill_` every step (a kernel with the value
+   as its argument: no recompile and no host sync).
+
+On CUDA both units use mode "reduce-overhead" (CUDA graphs: fixed shapes, the plan's tensors
+allocated once an epoch); on the CPU the default mode. fp16's GradScaler stays eager (its
+inf check reads a flag on the host each step, the price of fp16 anyway), with an eager update.
+
+What is refused (`check_compilable`, at the start of a run): max-loss augmentation and rules
+that mix copies with partners (crust), which read the model or a second image set in the
+middle of the step, and `augment_steps` (the compiled step augments its own batch). Under
+torchrun (several processes) `--compile` keeps compiling the model only, as before.
+"""
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+from coreaug.augment.sampling import RandomSource, source_key
+from coreaug.errors import UsageError
+from coreaug.selection.rules import RULES
+
+
+def check_compilable(config):
+    """Raise UsageError if `config` (compile=True) asks for what the compiled step refuses."""
+    if not config.compile:
+        return
+    if "maxloss" in config.augment.split("+"):
+        raise UsageError(f"compile does not take augment {config.augment!r}: max-loss scores candidates with the "
+                         "model in eval mode in the middle of the step, which the compiled step does not trace; "
+                         "drop --compile or use another --augment")
+    rule = RULES.get(config.strategy)
+    if rule is not None and rule.mixup:
+        raise UsageError(f"compile does not take strategy {config.strategy!r}: its copies are mixed with partner "
+                         "images read in the middle of the step, which the compiled step does not trace; "
+                         "drop --compile or use another --strategy")
+    if config.augment_steps not in (None, 1):
+        raise UsageError(f"compile augments each step's own batch, so augment_steps ({config.augment_steps}) "
+                         "does not apply; drop --augment-steps or --compile")
+
+
+def compile_unit(fn, *, device, fullgraph):
+    """torch.compile `fn`: mode "reduce-overhead" (CUDA graphs) on CUDA, the default elsewhere."""
+    mode = "reduce-overhead" if torch.device(device).type == "cuda" else None
+    return torch.compile(fn, fullgraph=fullgraph, mode=mode)
+
+
+def step_keys(seed, epoch, steps, device, rank=0):
+    """int64 (steps,) on `device`: each step's `RandomSource` key, a hash of (seed, epoch, rank,
+    step), built on the host and moved once an epoch."""
+    keys = [source_key(seed, epoch, rank, step) for step in range(steps)]  # a loop over steps, not examples
+    return torch.tensor(keys, dtype=torch.int64).to(device, non_blocking=True)
+
+
+def tensor_learning_rates(optimizer, device):
+    """Make each parameter group's "lr" a 0-dim float32 tensor on `device` (kept if it is one
+    there already) and return them: `fill_` them to change the rate without a recompile."""
+    rates = []
+    for group in optimizer.param_groups:
+        lr = group["lr"]
+        if not (isinstance(lr, torch.Tensor) and lr.device == torch.device(device)):  # e.g. restored on the CPU
+            group["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)  # once a run
+        rates.append(group["lr"])
+    return rates
+
+
+def prime_optimizer_state(optimizer):
+    """Create the optimizer's per-parameter state now, as its first step would (SGD's momentum
+    buffers, AdamW's moments and step count, all zero), so that the compiled update is traced
+    once, with the state, instead of once without and again with it. Zero state steps exactly
+    as no state: SGD's first step sets the buffer to the gradient, momentum * 0 + gradient;
+    AdamW's moments start at zero. A restored state is left alone."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if any(optimizer.state.get(p) for p in params):
+        return
+    rates, grads, values = [g["lr"] for g in optimizer.param_groups], [p.grad for p in params], \
+        [p.detach().clone() for p in params]
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0  # a float: eager foreach AdamW refuses a tensor lr off CUDA
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    with torch.no_grad():
+        for p, grad, value in zip(params, grads, values):
+            p.copy_(value)  # lr 0 moves nothing; the copy makes it exact
+            p.grad = grad
+            for state in optimizer.state[p].values():
+                if isinstance(state, torch.Tensor):
+                    state.zero_()
+    for group, rate in zip(optimizer.param_groups, rates):
+        group["lr"] = rate
+
+
+class CompiledStep:
+    """One training step of fixed shapes, compiled (see the module docstring).
+
+    Args:
+        model: the bare nn.Module (in train mode while stepping).
+        optimizer: its optimizer (learning rates become tensors, `tensor_learning_rates`).
+        weak, strong: the policies; strong runs on the last `copies_per_step` rows.
+        preprocess: uint8 batch -> the model's input.
+        autocast: a zero-argument factory of the step's autocast context.
+        scaler: a GradScaler (fp16) or None.
+        label_smoothing: of the cross-entropy.
+        copies_per_step: the strong copies in every batch (k of `fixed_step_layout`).
+        device: the training device.
+        compile: False runs the same step eagerly (the same draws: for comparisons).
+    """
+
+    def __init__(self, model, optimizer, weak, strong, preprocess, autocast, scaler, *, label_smoothing,
+                 copies_per_step, device, compile=True):
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.weak, self.strong, self.preprocess, self.autocast = weak, strong, preprocess, autocast
+        self.label_smoothing, self.copies = label_smoothing, copies_per_step
+        # fp16: the scaler's eager update takes float rates, set each step as the eager trainer does.
+        self.rates = tensor_learning_rates(optimizer, device) if scaler is None else []
+        self.warmed = False
+        wrap = (lambda fn, fullgraph: compile_unit(fn, device=device, fullgraph=fullgraph)) if compile else \
+            (lambda fn, fullgraph: fn)
+        if scaler is None:
+            prime_optimizer_state(optimizer)
+        # optimizer.step without its hooks and the graph breaks torch puts around it; traced
+        # whole and run under no_grad (an inference graph: the parameters updated in place).
+        self._optimizer_step = inspect.unwrap(type(optimizer).step)
+        self._lr_now = None
+        self.forward_loss = wrap(self._forward_loss, True)
+        self.update = wrap(self._update, True) if scaler is None else self._update
+
+    def _augment(self, images, key):
+        source = RandomSource(key)
+        images = self.weak(images, source)
+        if self.copies:
+            first = images.shape[0] - self.copies
+            images = torch.cat([images[:first], self.strong(images[first:], source)])
+        return images
+
+    def _forward_loss(self, images, labels, weights, key):
+        images = self._augment(images, key)
+        with self.autocast():
+            logits = self.model(self.preprocess(images))
+            losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=self.label_smoothing)
+            loss = (losses * weights).mean()
+        return loss, losses.detach(), logits.detach()
+
+    def _update(self):
+        if torch.compiler.is_compiling():
+            self._optimizer_step(self.optimizer)
+            return
+        # Run eagerly (compile=False, or torch.compile skipping the frame under a dispatch mode):
+        # the host's float rate, as the eager trainer sets it; an eager optimizer reads a tensor
+        # rate on the host (a sync per step).
+        rates = [group["lr"] for group in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr_now
+        try:
+            self._optimizer_step(self.optimizer)
+        finally:
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate
+
+    def __call__(self, images, labels, weights, key, lr):
+        """Train one step on uint8 `images` with `labels` and loss `weights` (this step's rows),
+        drawing from `key` (a 0-dim int64 device tensor) at learning rate `lr` (a float).
+        Returns (per-example losses, logits), detached: read them before the next step (under
+        CUDA graphs the next replay overwrites them)."""
+        if not self.warmed:
+            # Policies build their constant tables (magnitudes, layouts) on first use and cache them:
+            # built eagerly here, they are read by the trace instead of recompiling it at step 2.
+            with torch.no_grad():
+                self._augment(images, key)
+            self.warmed = True
+        for rate in self.rates:
+            rate.fill_(lr)
+        self._lr_now = lr
+        if self.scaler is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, losses, logits = self.forward_loss(images, labels, weights, key)
+        if self.scaler is None:
+            loss.backward()
+            with torch.no_grad():
+                self.update()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return losses, logits
