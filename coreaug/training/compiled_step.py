@@ -151,7 +151,9 @@ class CompiledStep:
             logits = self.model(self.preprocess(images))
             losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=self.label_smoothing)
             loss = (losses * weights).mean()
-        return loss, losses.detach(), logits.detach()
+        correct = (logits.argmax(1) == labels).sum()
+        sums = torch.stack([losses.detach().sum().double(), correct.double()])  # the epoch's totals, in the graph
+        return loss, sums, logits.detach()
 
     def _update(self):
         if torch.compiler.is_compiling():
@@ -172,8 +174,8 @@ class CompiledStep:
     def __call__(self, images, labels, weights, key, lr):
         """Train one step on uint8 `images` with `labels` and loss `weights` (this step's rows),
         drawing from `key` (a 0-dim int64 device tensor) at learning rate `lr` (a float).
-        Returns (per-example losses, logits), detached: read them before the next step (under
-        CUDA graphs the next replay overwrites them)."""
+        Returns (float64 (2,): the batch's loss sum and correct count, logits), detached: use
+        them before the next step (under CUDA graphs the next replay overwrites them)."""
         if not self.warmed:
             # Policies build their constant tables (magnitudes, layouts) on first use and cache them:
             # built eagerly here, they are read by the trace instead of recompiling it at step 2.
@@ -187,7 +189,7 @@ class CompiledStep:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss, losses, logits = self.forward_loss(images, labels, weights, key)
+        loss, sums, logits = self.forward_loss(images, labels, weights, key)
         if self.scaler is None:
             loss.backward()
             with torch.no_grad():
@@ -196,4 +198,4 @@ class CompiledStep:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        return losses, logits
+        return sums, logits

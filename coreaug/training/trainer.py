@@ -380,6 +380,15 @@ class EpochTotals:
             rows = torch.cat([logits.detach().float() * keep, keep], 1)
             self.logit_sums.index_add_(0, indices, rows.to(self.logit_sums.dtype))
 
+    def add_sums(self, sums, logits, indices, augmented=None):
+        """Add a batch's (loss sum, correct) `sums` computed by the step (float64 (2,)); with a
+        logit store, the `logits` of the entries not `augmented` (bool) at rows `indices`."""
+        self.sums += sums
+        if self.logit_sums is not None:
+            keep = (~augmented).float().unsqueeze(1)
+            rows = torch.cat([logits.float() * keep, keep], 1)
+            self.logit_sums.index_add_(0, indices, rows.to(self.logit_sums.dtype))
+
     def read(self):
         """(loss sum, correct) as Python floats: one device sync."""
         loss_sum, correct = self.sums.tolist()
@@ -461,9 +470,9 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         take = batches.batch(step)[0]
         idx = batches.indices[take]
         labels = data.train_labels.index_select(0, idx)
-        losses, logits = step_fn(images, labels, batches.weights[take], keys[step],
-                                 learning_rate(config, epoch + step / batches.steps))
-        totals.add(losses, logits, labels, idx, (~batches.augmented[take]).float())
+        sums, logits = step_fn(images, labels, batches.weights[take], keys[step],
+                               learning_rate(config, epoch + step / batches.steps))
+        totals.add_sums(sums, logits, idx, batches.augmented[take] if logit_sums is not None else None)
         bar.update(len(idx), totals)
     bar.close()
     return totals.read()
