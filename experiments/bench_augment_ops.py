@@ -261,7 +261,8 @@ def render(now: dict, before: dict, command: str) -> str:
         f"{now['torch']}, a shared 2-core machine. \"wall\": wall-clock, before from the first run "
         f"(load `{before.get('load', 'n/a')}`), after from this one (load `{now['load']}`, "
         "`/proc/loadavg`): other processes' load inflates it. \"CPU\": this process's CPU time, "
-        f"less sensitive to load, the old code (`--before-code`: commit {before.get('commit', 'n/a')}'s `coreaug`) and the new timed in the same run, "
+        "less sensitive to load, the old code (`--before-code`: commit "
+        f"{before.get('commit', 'n/a')}'s `coreaug`) and the new timed in the same run, "
         "alternating. The "
         f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}, which take the "
         "grouped path on the CPU (`coreaug.augment.dense_layers.DENSE_MAX_PIXELS`).",

@@ -16,8 +16,9 @@ The trade-off: the arithmetic of every op kind is spent on every example, about 
 running all the kinds on the batch, for a fixed number of ops dispatched (about 110 per layer,
 each at most one kernel launch) whatever the batch and whatever the draws. On a GPU and on
 small images (CIFAR's 32x32) the launches are the cost and the arithmetic is nearly free. On a
-CPU the arithmetic counts: at 32x32 a call costs about 1.2x the grouped path's CPU time at 13
-images and several times it at 512 (experiments/results/augment_ops.md), and on large images it
+CPU the arithmetic counts: at 32x32 a RandAugment call took about 3x the CPU time of the grouped
+path at 64 images and 6x at 512 (experiments/results/augment_ops.md; in a training step on the
+copies, 13-38 images, a few milliseconds beside the model's step), and on large images it
 would cost an order of magnitude more, so above ``DENSE_MAX_PIXELS`` pixels per image the CPU
 takes the grouped path (``OpSet.apply``: each op kind runs on its own fixed-size group of
 examples), which does a fraction of the arithmetic for about twice the ops.
@@ -100,8 +101,8 @@ class DenseLayers:
 
     def _slots(self, present: frozenset, device) -> tuple:
         """(full-image degenerates computed for a layer whose kinds are ``present``, the names of
-        those kinds, each kind's index into the full-image degenerates as a device tensor, the
-        number of them for the channel-constant ones), cached."""
+        those kinds, each kind's index into the full-image degenerates as a device tensor: one
+        past the last for kinds with a channel-constant degenerate), cached."""
         key = (present, str(device))
         if key not in self._cache:
             used = {self.forms[k][0] for k in present}
@@ -116,8 +117,9 @@ class DenseLayers:
               fill: float, interpolation: str, bound: float, present: Sequence[frozenset]) -> torch.Tensor:
         """Run ``len(present)`` layers on the float working copy ``x`` (n, C, H, W): in layer l
         example i gets op ``kind[l, i]`` (an index into the kinds) at magnitude bin
-        ``bin_index[l, i]`` (or one bin for all, an int), negated where ``sign[l, i]`` is -1 for signed kinds; ``present[l]``
-        holds the kinds that layer can draw (the others are not computed). ``fill`` is the level
+        ``bin_index[l, i]`` (or one bin for all, an int), negated where ``sign[l, i]`` is -1 for
+        signed kinds; ``present[l]`` holds the kinds that layer can draw (the others are not
+        computed). ``fill`` is the level
         for uncovered pixels in image units. Returns a new working copy (whole levels for bound
         255)."""
         layers, n = kind.shape

@@ -46,7 +46,10 @@ def trivialaugment_ranges():
 
 
 class _OneOpPerLayer(Policy):
-    """Shared body: each layer gives every example one uniformly drawn op of the set."""
+    """Shared body: each layer gives every example one uniformly drawn op of the set. On the
+    dense path (images up to 64x64, and any image on an accelerator; see op_set) each example
+    draws its op independently, and all layers' draws are made at once: ops, then magnitude
+    bins (TrivialAugment), then signs."""
 
     def __init__(self, ops: OpSet, interpolation: str, fill: float):
         check_interpolation(interpolation)
