@@ -5,8 +5,9 @@ Usage:
         [--batch-size 32] [--augment randaugment] [--strategy random] [--subset 0.25] [--epochs 5]
         [--select-every 1] [--threads 1] [--repeats 3] [--out experiments/results/compiled_step.md]
 
-Trains the same run with `coreaug.train`, eager and with ``compile=True`` (alternating, `--repeats` times) (augmentation,
-forward, loss and update compiled, fixed shapes: coreaug.training.compiled_step), and writes one
+Trains the same run with `coreaug.train`, eager and with ``compile=True`` (augmentation, forward,
+loss and update compiled, fixed shapes: coreaug.training.compiled_step), alternating, `--repeats`
+times (the fastest run of each mode is compared), and writes one
 table: epoch seconds (median of epochs 2 to `--epochs`: selection included, evaluation (every
 epoch, so that its graphs are built in epoch 1) not),
 ms per step, compile seconds (the compiled run's first epoch minus its median later epoch),

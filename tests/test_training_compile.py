@@ -58,6 +58,20 @@ def test_compiled_losses_match_the_same_step_run_eagerly(compiled_run, monkeypat
     assert got == pytest.approx(want, rel=1e-3), (got, want)
 
 
+def test_the_compiled_step_keeps_the_training_logits_for_the_next_selection(monkeypatch):
+    """estimates="training": the compiled step's logits of the originals feed the next selection."""
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)  # the same Python, eagerly
+    stored = []
+    real = coreaug.training.trainer._merge_logits
+    monkeypatch.setattr(coreaug.training.trainer, "_merge_logits",
+                        lambda previous, sums: stored.append(sums.clone()) or real(previous, sums))
+    result = train(compile=True, estimates="training", epochs=2, test_limit=16)
+    assert [m["selected"] for m in result.history] == [True, True]
+    (sums,) = stored
+    assert (sums[:, -1] >= 1).all()  # every original trained (top-ups twice), counted once per pass
+    assert torch.isfinite(sums).all() and sums[:, :-1].abs().sum() > 0
+
+
 def test_graph_counts_are_logged_only_with_compile():
     result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
                                                epochs=1, quiet=True))
@@ -113,7 +127,8 @@ def test_fixed_step_plan_keeps_weights_with_their_examples():
     plan = plan_of()
     fixed = fixed_step_plan(plan, 32, generator=torch.Generator().manual_seed(1))
     weight_of = {(int(i), bool(a)): float(w) for i, w, a in zip(plan.indices, plan.weights, plan.augmented)}
-    assert all(weight_of[(int(i), bool(a))] == float(w) for i, w, a in zip(fixed.indices, fixed.weights, fixed.augmented))
+    pairs = zip(fixed.indices, fixed.weights, fixed.augmented)
+    assert all(weight_of[(int(i), bool(a))] == float(w) for i, w, a in pairs)
 
 
 def test_fixed_step_layout_is_the_same_for_every_selection_of_a_budget():
