@@ -72,6 +72,43 @@ def test_the_compiled_step_keeps_the_training_logits_for_the_next_selection(monk
     assert torch.isfinite(sums).all() and sums[:, :-1].abs().sum() > 0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch):
+    """On a GPU (CUDA graphs), torch raises on a sync inside a compiled step after the first
+    epoch's steps (warm-up and graph capture)."""
+    calls, real = [], compiled_step.CompiledStep.__call__
+
+    def call(self, *args):
+        calls.append(1)
+        if len(calls) <= 4:  # epoch 1: compiling, warming up and capturing
+            return real(self, *args)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return real(self, *args)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    monkeypatch.setattr(compiled_step.CompiledStep, "__call__", call)
+    result = train(compile=True, device="cuda", epochs=2)
+    assert len(calls) > 4 and result.history[1]["graphs_compiled"] == 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
+    lambda params: torch.optim.AdamW(params, lr=0.01, weight_decay=0.05)])
+def test_primed_optimizer_state_steps_exactly_as_a_fresh_one(make):
+    torch.manual_seed(0)
+    start, grads = torch.randn(5, 3), [torch.randn(5, 3) for _ in range(3)]
+    fresh, primed = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    a, b = make([fresh]), make([primed])
+    compiled_step.prime_optimizer_state(b)
+    assert torch.equal(primed, start) and b.state[primed]
+    for grad in grads:
+        fresh.grad, primed.grad = grad.clone(), grad.clone()
+        a.step()
+        b.step()
+    assert torch.allclose(fresh, primed, rtol=0, atol=1e-7)
+
+
 def test_graph_counts_are_logged_only_with_compile():
     result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
                                                epochs=1, quiet=True))
