@@ -45,7 +45,7 @@ def test_the_cli_is_installed_inside_the_coreaug_package():
 
     top_level = importlib.metadata.distribution("coreaug").read_text("top_level.txt")
     assert top_level.split() == ["coreaug"]
-    assert set(coreaug.cli.main.app.commands) == {"train", "select", "bench", "datasets", "predict", "evaluate"}
+    assert set(coreaug.cli.main.app.commands) == {"train", "select", "bench", "report", "archive", "datasets", "predict", "evaluate"}
 
 
 def test_a_folder_is_stored_as_a_resized_crop_run_stores_it(tmp_path):
