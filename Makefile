@@ -8,7 +8,7 @@ VENV ?= .venv
 #   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
-TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 3 --out runs/fashion-mnist-coreset-0.3
+TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 2 --out runs/fashion-mnist-coreset-0.3
 
 .PHONY: install install-test train test docs data-fashion-mnist clean
 
