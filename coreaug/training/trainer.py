@@ -285,13 +285,21 @@ def make_optimizer(config, model):
     """`config.optimizer` over `parameter_groups`: SGD (momentum, Nesterov) or AdamW (betas),
     at `config.lr` with `config.weight_decay` (the schedule sets the rate each step)."""
     groups = parameter_groups(model, config.weight_decay, config.norm_decay)
+    foreach = foreach_update(model)
     if config.optimizer == "adamw":
         # A compiled update on CUDA (CUDA graphs, a tensor lr) needs the step counts on the device.
         capturable = bool(config.compile) and next(model.parameters()).is_cuda
         return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
-                                 capturable=capturable)
+                                 capturable=capturable, foreach=foreach)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                           weight_decay=config.weight_decay)
+                           weight_decay=config.weight_decay, foreach=foreach)
+
+
+def foreach_update(model):
+    """True on the CPU and CUDA: the update then runs a few ops over all parameters at once
+    (torch's CPU default is a loop over them: 57 ops a step for the cnn's 11 parameters against
+    7), with the same arithmetic, bitwise. None (torch's own choice) on other devices."""
+    return True if next(model.parameters()).device.type in ("cpu", "cuda") else None
 
 
 def parameter_groups(model, weight_decay, norm_decay=True):
