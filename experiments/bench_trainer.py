@@ -57,6 +57,8 @@ from coreaug.models import create_model
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
 from coreaug.training.inputs import load_run_data
 from coreaug.training.sync_audit import syncs_per_step
+from coreaug.training.compiled_step import check_compilable
+from coreaug.errors import UsageError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hand_loop import OpCounter, count_launches, pad_crop_flip, record_compiled_kernels, run_hand_loop  # noqa: E402
@@ -135,6 +137,15 @@ def measure_coreaug(args, row, compiled):
         "graphs_after_first": sum(m.get("graphs_compiled", 0) for m in history[1:]) if compiled else None,
         "accuracy": result.final_test_accuracy,
     }
+
+
+def compile_refusal(args, row):
+    """Why `--compile` refuses `row` (coreaug.training.compiled_step.check_compilable), or None."""
+    try:
+        check_compilable(train_config(args, compile=True, **row.settings()).resolved())
+    except UsageError as error:
+        return str(error)
+    return None
 
 
 def count_coreaug(args, row, compiled):
@@ -339,6 +350,10 @@ def main(argv=None):
     for row in rows:
         for mode in args.modes:
             compiled = mode == "compiled"
+            refused = None if row.hand or not compiled else compile_refusal(args, row)
+            if refused:  # e.g. max-loss transforms: the row stays eager-only, and the run goes on
+                print(f"{row.label()} @{row.augment} compiled: skipped, {refused}", flush=True)
+                continue
             start = time.perf_counter()
             if row.hand:
                 r = hand_row(args, compiled, images, labels, data.num_classes)
