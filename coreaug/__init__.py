@@ -1,6 +1,6 @@
 """coreaug: strong data augmentation on a weighted coreset instead of every example.
 
-The public API is re-exported here; see README.md for usage.
+The public API is re-exported here; see README.md and the manual in docs/ for usage.
 """
 import os
 

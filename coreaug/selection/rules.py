@@ -32,7 +32,7 @@ class Rule:
 
     needs: the scores it reads, a subset of ("estimates", "losses"); empty for random.
     choose: (labels, fraction, *, estimates, losses, balance, seed, knn) -> Selection.
-    summary: one line for the README and `--help`.
+    summary: what the rule picks, in one line.
     warmup_share: share of the training epochs before the first model-based selection (random
         selections of the same budget until then): CRUST's warm-up.
     mixup: the strongly augmented copies are mixed with another selected example of their class.

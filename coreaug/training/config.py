@@ -17,7 +17,7 @@ from .precision import PRECISIONS
 
 SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper
 STRATEGIES = SELECTING + ("full", "none")
-# The default rule, set by the CIFAR-10 grids (README, Results): at the default 30% a random subset ties
+# The default rule, set by the CIFAR-10 grids (docs/evidence.md): at the default 30% a random subset ties
 # every rule on clean labels; under 50% label noise no rule beats it beyond one std and the coreset,
 # maxloss and infobatch fall below it; and it needs no selection pass. Pass strategy="coreset" for the paper's method.
 DEFAULT_STRATEGY = "random"

@@ -44,7 +44,7 @@ class CoresetAugmentation:
 
     Args:
         labels: the training set's integer labels (n,), in dataset order.
-        strategy: "random" (the default, DEFAULT_STRATEGY: see the README's Results), "coreset"
+        strategy: "random" (the default, DEFAULT_STRATEGY: see docs/evidence.md), "coreset"
             (Liu & Mirzasoleiman's weighted facility location on gradient estimates), "maxloss"
             (highest current loss), a rule beyond the paper, "full" (every example) or "none"
             (no strong augmentation).
