@@ -351,7 +351,7 @@ def main(argv=None):
         for mode in args.modes:
             compiled = mode == "compiled"
             refused = None if row.hand or not compiled else compile_refusal(args, row)
-            if refused:  # e.g. max-loss transforms: the row stays eager-only, and the run goes on
+            if refused:  # e.g. crust: the row stays eager-only, and the run goes on
                 print(f"{row.label()} @{row.augment} compiled: skipped, {refused}", flush=True)
                 continue
             start = time.perf_counter()

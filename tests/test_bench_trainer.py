@@ -55,12 +55,12 @@ def test_an_eager_run_writes_every_row_with_counts(bench, tmp_path):
 def test_a_row_the_compiled_step_refuses_is_skipped_with_its_reason(bench, tmp_path, capsys):
     args = bench.parse_args(["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
                              "--epochs", "1"])
-    maxloss, randaug = bench.parse_rows("maxloss:0.1@maxloss,random:0.1", "randaugment")
-    assert "maxloss" in bench.compile_refusal(args, maxloss)
-    assert bench.compile_refusal(args, randaug) is None
+    crust, maxloss = bench.parse_rows("crust:0.1,maxloss:0.1@maxloss", "randaugment")
+    assert "crust" in bench.compile_refusal(args, crust)
+    assert bench.compile_refusal(args, maxloss) is None
     out, data = tmp_path / "table.md", tmp_path / "rows.json"
     bench.main(["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
-                "--epochs", "1", "--modes", "compiled", "--rows", "maxloss:0.1@maxloss", "--count-steps", "0",
+                "--epochs", "1", "--modes", "compiled", "--rows", "crust:0.1", "--count-steps", "0",
                 "--out", str(out), "--json", str(data)])
     assert "compiled: skipped" in capsys.readouterr().out
     assert json.loads(data.read_text())["rows"] == []

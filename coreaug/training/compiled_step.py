@@ -17,10 +17,16 @@ On CUDA both units use mode "reduce-overhead" (CUDA graphs: fixed shapes, the pl
 allocated once an epoch); on the CPU the default mode with inductor's C++ wrapper. fp16's GradScaler stays eager (its
 inf check reads a flag on the host each step, the price of fp16 anyway), with an eager update.
 
-What is refused (`check_compilable`, at the start of a run): max-loss augmentation and rules
-that mix copies with partners (crust), which read the model or a second image set in the
-middle of the step, and `augment_steps` (the compiled step augments its own batch). Under
-torchrun (several processes) `--compile` keeps compiling the model only, as before.
+Max-loss transforms are traced into unit 1: the policy's K candidates of the copies are scored
+by the same model in the same graph, in eval mode (BatchNorm reads its running statistics and
+does not update them) under no_grad, and dynamo replays the `eval()` / `train()` toggles as
+attribute writes; the chosen copies then go through the training forward. The eager twin
+(`compile=False`) makes the same draws and picks the same candidates.
+
+What is refused (`check_compilable`, at the start of a run): rules that mix copies with
+partners (crust), which read a second image set in the middle of the step, and `augment_steps`
+(the compiled step augments its own batch). Under torchrun (several processes) `--compile`
+keeps compiling the model only, as before.
 """
 import inspect
 
@@ -36,10 +42,6 @@ def check_compilable(config):
     """Raise UsageError if `config` (compile=True) asks for what the compiled step refuses."""
     if not config.compile:
         return
-    if "maxloss" in config.augment.split("+"):
-        raise UsageError(f"compile does not take augment {config.augment!r}: max-loss scores candidates with the "
-                         "model in eval mode in the middle of the step, which the compiled step does not trace; "
-                         "drop --compile or use another --augment")
     rule = RULES.get(config.strategy)
     if rule is not None and rule.mixup:
         raise UsageError(f"compile does not take strategy {config.strategy!r}: its copies are mixed with partner "
@@ -141,16 +143,24 @@ class CompiledStep:
         self.forward_loss = wrap(self._forward_loss, True)
         self.update = wrap(self._update, True) if scaler is None else self._update
 
-    def _augment(self, images, key):
+    def _augment(self, images, labels, key):
         source = RandomSource(key)
         images = self.weak(images, source)
         if self.copies:
             first = images.shape[0] - self.copies
-            images = torch.cat([images[:first], self.strong(images[first:], source)])
+            images = torch.cat([images[:first], self.strong(images[first:], source, **self._scoring(labels[first:]))])
         return images
 
+    def _scoring(self, labels):
+        """What a policy that scores with the model (max-loss) is called with, as the eager
+        trainer calls it: the bare model (eval mode and no_grad inside the policy, traced into
+        the unit), the copies' labels, the preprocessing and the step's autocast."""
+        if not getattr(self.strong, "needs_model", False):
+            return {}
+        return {"model": self.model, "labels": labels, "preprocess": self.preprocess, "autocast": self.autocast}
+
     def _forward_loss(self, images, labels, weights, key):
-        images = self._augment(images, key)
+        images = self._augment(images, labels, key)
         with self.autocast():
             logits = self.model(self.preprocess(images))
             losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=self.label_smoothing)
@@ -184,7 +194,7 @@ class CompiledStep:
             # Policies build their constant tables (magnitudes, layouts) on first use and cache them:
             # built eagerly here, they are read by the trace instead of recompiling it at step 2.
             with torch.no_grad():
-                self._augment(images, key)
+                self._augment(images, labels, key)
             self.warmed = True
         for rate in self.rates:
             rate.fill_(lr)

@@ -118,7 +118,7 @@ class TrainConfig:
         fp32 on the CPU), "bf16", "fp16" or "fp32": the autocast of training and no-grad passes.
     compile: compile the whole training step (augmentation, forward, loss, update; fixed shapes,
         see coreaug.training.compiled_step; graphs built in the first epoch, reused after);
-        refuses max-loss augmentation, crust and augment_steps. Under torchrun: the model only.
+        max-loss augmentation scored inside it; refuses crust and augment_steps. Under torchrun: the model only.
     augment_steps: how many steps' batches one weak and one strong augmentation call take (the
         same kind of draws per example, fewer calls: on a GPU a RandAugment call costs about the
         same for 64 images as for 2,048). None: 1. Always 1 for max-loss transforms and crust.
