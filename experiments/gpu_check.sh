@@ -15,8 +15,8 @@
 #   2. the speed table (experiments/bench_trainer.py --device cuda, resnet20, batch 128, TRAIN_LIMIT
 #      training images, 2 epochs: the second is the one measured): the hand-written loop
 #      (experiments/hand_loop.py) and coreaug's weak only (none), full RandAugment, random 10% and
-#      30%, and the max-loss rule at 10% with max-loss transforms, each eager and compiled (max-loss
-#      eager only: --compile refuses it, and the benchmark skips that row with the reason); columns
+#      30%, and the max-loss rule at 10% with max-loss transforms, each eager and compiled (a row
+#      that --compile refuses, such as crust, is skipped with the reason); columns
 #      examples/s, ms per step, aten ops and launches per step, syncs per step, compile seconds;
 #      capped at TABLE_SHARE of the budget (rows not reached are missing from the table);
 #   3. with the time left, the paper's recipe: resnet20 on the whole training set, --strategy coreset
