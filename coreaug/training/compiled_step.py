@@ -14,7 +14,7 @@ Two compiled units make a step (`CompiledStep`):
    as its argument: no recompile and no host sync).
 
 On CUDA both units use mode "reduce-overhead" (CUDA graphs: fixed shapes, the plan's tensors
-allocated once an epoch); on the CPU the default mode with inductor's C++ wrapper. fp16's GradScaler stays eager (its
+allocated once an epoch); on the CPU the default mode. fp16's GradScaler stays eager (its
 inf check reads a flag on the host each step, the price of fp16 anyway), with an eager update.
 
 Max-loss transforms are traced into unit 1: the policy's K candidates of the copies are scored
@@ -53,13 +53,13 @@ def check_compilable(config):
 
 
 def compile_unit(fn, *, device, fullgraph):
-    """torch.compile `fn`: mode "reduce-overhead" (CUDA graphs) on CUDA; elsewhere inductor's C++
-    wrapper, which calls the graph's kernels from C++ instead of Python (the step's kernels are
-    tiny: on 8x8 digits the Python wrapper was about a tenth of a compiled step, see
-    experiments/results/compiled_step.md), at the price of a longer first, cold compile."""
-    if torch.device(device).type == "cuda":
-        return torch.compile(fn, fullgraph=fullgraph, mode="reduce-overhead")
-    return torch.compile(fn, fullgraph=fullgraph, options={"cpp_wrapper": True})
+    """torch.compile `fn`: mode "reduce-overhead" (CUDA graphs) on CUDA, the default elsewhere.
+
+    Not inductor's C++ wrapper on the CPU: it cut a compiled step of the cnn on 8x8 digits by
+    about 8% under the profiler, but made a cold compile about ten times longer (a minute against
+    4-8 s; experiments/results/compiled_step.md), a poor trade for an opt-in CPU mode."""
+    mode = "reduce-overhead" if torch.device(device).type == "cuda" else None
+    return torch.compile(fn, fullgraph=fullgraph, mode=mode)
 
 
 def step_keys(seed, epoch, steps, device, rank=0):
