@@ -29,7 +29,8 @@
 # of a Slurm array: every task writes to the same OUT); REPORTS (default OUT/reports) is where
 # `coreaug report` writes each grid's tables, after the grid's runs.
 # Seeds per cell (as the results README reports them): 5, and more where a comparison was close:
-# grid A-maxloss 10 for every rule at 5% and 10%, 40 for random, coreset and maxloss at 10%;
+# grid A-maxloss 10 for every rule at 5% and 10%, 30 for random, crust and coreset-history at 5%,
+# 40 for random, coreset and maxloss at 10%;
 # grid C 10 for the references and random and coreset-history at 50%, and five rules at 30%;
 # grid C-subset 10 for random, coreset-lowloss, coreset-history and coreset-heldout.
 set -euo pipefail
@@ -59,6 +60,8 @@ grid() {
       if [ "$1" = A-maxloss ]; then
         bench $SET --augment maxloss --strategies=$PAPER,$BEYOND --subsets=0.05,0.1 --references= --seeds 10 \
           --out "$OUT/$1"
+        bench $SET --augment maxloss --strategies=random,crust,coreset-history --subsets=0.05 --references= \
+          --seeds 30 --out "$OUT/$1"
         bench $SET --augment maxloss --strategies=$PAPER --subsets=0.1 --references= --seeds 40 --out "$OUT/$1"
       fi
       report "$1" ;;

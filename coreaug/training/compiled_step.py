@@ -56,8 +56,8 @@ def compile_unit(fn, *, device, fullgraph):
     """torch.compile `fn`: mode "reduce-overhead" (CUDA graphs) on CUDA, the default elsewhere.
 
     Not inductor's C++ wrapper on the CPU: it cut a compiled step of the cnn on 8x8 digits by
-    about 8% under the profiler, but made a cold compile about ten times longer (a minute against
-    4-8 s; experiments/results/compiled_step.md), a poor trade for an opt-in CPU mode."""
+    about 8% under the profiler, but whole epochs and cold compiles took the same time with and
+    without it, within the noise (experiments/results/compiled_step.md)."""
     mode = "reduce-overhead" if torch.device(device).type == "cuda" else None
     return torch.compile(fn, fullgraph=fullgraph, mode=mode)
 
