@@ -7,17 +7,22 @@ Usage:
 
 Trains the same run with `coreaug.train`, eager and with ``compile=True`` (augmentation, forward,
 loss and update compiled, fixed shapes: coreaug.training.compiled_step), alternating, `--repeats`
-times (the fastest run of each mode is compared), and writes one
+times (the fastest run of each mode is compared), each run in a fresh process as a user's run is
+(in one process, each compiled run adds entries to dynamo's caches that every later step's
+lookup checks first), and writes one
 table: epoch seconds (median of epochs 2 to `--epochs`: selection included, evaluation (every
 epoch, so that its graphs are built in epoch 1) not),
 ms per step, compile seconds (the compiled run's first epoch minus its median later epoch),
 graphs compiled in epoch 1 and after it, examples trained per epoch, and the final test accuracy.
-The command and the machine's load (/proc/loadavg, before and after) are written with it.
+The command and the machine's load (/proc/loadavg, before and after) are written with it; the
+`## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -40,6 +45,7 @@ def parse(argv):
     parser.add_argument("--repeats", type=int, default=3,
                         help="eager and compiled runs alternate this many times (the machine's load drifts)")
     parser.add_argument("--out", default="experiments/results/compiled_step.md")
+    parser.add_argument("--one", choices=["eager", "compiled"], help=argparse.SUPPRESS)  # a run, in its own process
     return parser.parse_args(argv)
 
 
@@ -76,6 +82,24 @@ def run(args, compile):
     }
 
 
+def run_in_process(argv, compile):
+    """`run` in a fresh Python process (this script with --one): its row."""
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--one",
+                           "compiled" if compile else "eager"], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def kept_sections(path):
+    """The `## ` sections of an earlier `path` (the reading of the table, written by hand):
+    kept below a regenerated table. Empty if there is no such file or section."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        text = f.read()
+    start = text.find("\n## ")
+    return text[start + 1:] if start >= 0 else ""
+
+
 def table(rows):
     head = ("| mode | epoch s (median, epochs 2+) | ms / step | first epoch s | compile s | graphs epoch 1 | "
             "graphs after | trained / epoch | augmented / epoch | final test acc |")
@@ -89,12 +113,16 @@ def table(rows):
 
 
 def main(argv=None):
-    args = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
     torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(run(args, args.one == "compiled")))
+        return
     command = "OMP_NUM_THREADS=%s python experiments/bench_compiled_step.py %s" % (
-        os.environ.get("OMP_NUM_THREADS", "?"), " ".join(sys.argv[1:] if argv is None else argv))
+        os.environ.get("OMP_NUM_THREADS", "?"), " ".join(argv))
     load_before, cached = load(), inductor_cache_files()
-    rows = [run(args, compile) for _ in range(args.repeats) for compile in (False, True)]
+    rows = [run_in_process(argv, compile) for _ in range(args.repeats) for compile in (False, True)]
     for number, row in enumerate(rows):
         row["mode"] += f" #{number // 2 + 1}"
     eager = min((r for r in rows if r["mode"].startswith("eager")), key=lambda r: r["epoch_s"])
@@ -118,14 +146,16 @@ def main(argv=None):
         f"Compiled / eager epoch seconds, fastest run of each: {compiled['epoch_s']:.2f} / {eager['epoch_s']:.2f} = "
         f"{compiled['epoch_s'] / eager['epoch_s']:.2f} (target of issue 26: at most 0.5). Runs alternate, "
         "eager then compiled, because other work on the machine changes the load from minute to minute; "
-        "compiled runs after the first rebuild their graphs in the process (dynamo) from inductor's cache.",
+        "each run is a fresh process (as a user's run is), so every compiled run traces its graphs again "
+        "(dynamo) and reads them from inductor's cache when it holds them.",
         "",
         "The compiled run trains a few more entries per epoch: every batch is full and carries the same "
         "number of copies (coreaug.training.plan.fixed_step_plan tops up the last batch and the copies).",
     ]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    notes = kept_sections(args.out)
     with open(args.out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + (f"\n{notes}" if notes else ""))
     print("\n".join(lines))
 
 
