@@ -8,9 +8,8 @@ Usage:
 Trains the same run with `coreaug.train`, eager and with ``compile=True`` (augmentation, forward,
 loss and update compiled, fixed shapes: coreaug.training.compiled_step), alternating, `--repeats`
 times (the fastest run of each mode is compared), each run in a fresh process as a user's run is
-(in one process, each compiled run adds entries to dynamo's caches that every later step's
-lookup checks first), and writes one
-table: epoch seconds (median of epochs 2 to `--epochs`: selection included, evaluation (every
+(speed differs from process to process on a virtual machine: several runs of each mode in
+fresh processes are what can be compared), and writes one table: epoch seconds (median of epochs 2 to `--epochs`: selection included, evaluation (every
 epoch, so that its graphs are built in epoch 1) not),
 ms per step, compile seconds (the compiled run's first epoch minus its median later epoch),
 graphs compiled in epoch 1 and after it, examples trained per epoch, and the final test accuracy.

@@ -109,6 +109,23 @@ def test_primed_optimizer_state_steps_exactly_as_a_fresh_one(make):
     assert torch.allclose(fresh, primed, rtol=0, atol=1e-7)
 
 
+def test_many_compiled_runs_in_one_process_stay_under_the_recompile_limit(monkeypatch):
+    """Each run's CompiledStep compiles its units again (new model, optimizer, policies); before
+    the units had their own code objects, earlier runs' cache entries counted towards torch's
+    recompile limit and the run after the limit failed (FailOnRecompileLimitHit). dynamo's
+    "eager" backend keeps the caching as it is and skips inductor's code generation."""
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(compiled_step, "compile_unit",
+                        lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph, backend="eager"))
+    limit = 2
+    with torch._dynamo.config.patch(recompile_limit=limit):
+        results = [train(compile=True, epochs=1, test_limit=16, subset=subset)
+                   for subset in (0.3, 0.3, 0.5, 0.2)[:limit + 2]]
+    assert all(r.history[0]["graphs_compiled"] >= 1 for r in results)
+    assert not counters["recompiles"].get("recompile_limit_hit")
+
+
 def test_graph_counts_are_logged_only_with_compile():
     result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
                                                epochs=1, quiet=True))

@@ -29,6 +29,7 @@ partners (crust), which read a second image set in the middle of the step, and `
 keeps compiling the model only, as before.
 """
 import inspect
+import types
 
 import torch
 import torch.nn.functional as F
@@ -108,6 +109,21 @@ def prime_optimizer_state(optimizer):
         group["lr"] = rate
 
 
+def own_code(method):
+    """`method` (bound) rebuilt on a copy of its function's code object.
+
+    dynamo keeps compiled graphs per code object, and both units' guards name this step's
+    objects (the optimizer, the policies, the copies per step): each new run's CompiledStep
+    compiles them again, and the entries of earlier runs (even those whose optimizer is gone)
+    count towards torch's recompile limit (8), so the ninth compiled run in one process (a
+    bench grid in one worker, a notebook) failed with FailOnRecompileLimitHit under fullgraph.
+    With its own code objects each CompiledStep has its own caches, dropped with it."""
+    fn = method.__func__
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__qualname__, copy.__kwdefaults__ = fn.__qualname__, fn.__kwdefaults__
+    return types.MethodType(copy, method.__self__)
+
+
 class CompiledStep:
     """One training step of fixed shapes, compiled (see the module docstring).
 
@@ -140,8 +156,8 @@ class CompiledStep:
         # whole and run under no_grad (an inference graph: the parameters updated in place).
         self._optimizer_step = inspect.unwrap(type(optimizer).step)
         self._lr_now = None
-        self.forward_loss = wrap(self._forward_loss, True)
-        self.update = wrap(self._update, True) if scaler is None else self._update
+        self.forward_loss = wrap(own_code(self._forward_loss), True)
+        self.update = wrap(own_code(self._update), True) if scaler is None else self._update
 
     def _augment(self, images, labels, key):
         source = RandomSource(key)
