@@ -36,7 +36,8 @@ own call size (one call per step on `--batch-size` images) and the strong policy
 (one call per step on the step's copies: n_augmented / steps images, e.g. about f x B in append
 mode), times the steps, over the training seconds; for ``hand`` its pad_crop_flip at B.
 
-The table and `--json` are rewritten after every row, so a run cut short keeps what it measured.
+The table and `--json` are rewritten after every row, so a run cut short keeps what it measured;
+the `## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
 ``--quick``: 2 epochs, 4 counted steps (small datasets such as ``digits`` finish in minutes on a CPU).
 """
 import argparse
@@ -61,6 +62,7 @@ from coreaug.training.compiled_step import check_compilable
 from coreaug.errors import UsageError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_compiled_step import kept_sections  # noqa: E402
 from hand_loop import OpCounter, count_launches, pad_crop_flip, record_compiled_kernels, run_hand_loop  # noqa: E402
 
 AUDIT = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, candidates=2)
@@ -272,8 +274,8 @@ def command_line(args):
     return " ".join(parts)
 
 
-def write(args, rows, device_name, started_load):
-    """Write the table so far (and the JSON) to `--out`."""
+def write(args, rows, device_name, started_load, notes=""):
+    """Write the table so far (and the JSON) to `--out`, `notes` (hand-written `## ` sections) below it."""
     text = "\n\n".join([
         "# Trainer benchmark: coreaug beside a hand-written loop",
         f"Command: `{command_line(args)}`  \nDevice: {device_name}, torch {torch.__version__}. "
@@ -283,7 +285,7 @@ def write(args, rows, device_name, started_load):
         "the columns are defined in experiments/bench_trainer.py's docstring.",
         table(rows)]) + "\n"
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    _replace(args.out, text)
+    _replace(args.out, text + (f"\n{notes}" if notes else ""))
     if args.json:
         _replace(args.json, json.dumps({"command": command_line(args), "device": device_name, "rows": [
             dict(row=row.label(), hand=row.hand, strategy=row.strategy, fraction=row.fraction,
@@ -341,6 +343,7 @@ def main(argv=None):
     args = parse_args(argv)
     record_compiled_kernels()
     started_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    notes = kept_sections(args.out)  # the reading of an earlier table, written by hand: kept below the new one
     rows = parse_rows(args.rows, args.augment)
     data = load_run_data(train_config(args).resolved(), torch.device("cpu"))
     images, labels = data.train_images.read(slice(None)), data.train_labels
@@ -368,10 +371,10 @@ def main(argv=None):
             if not compiled:
                 r["augment_share"] = augmentation_share(args, row, r, images, labels, data.num_classes)
             done.append((row, mode, r))
-            write(args, done, device_name, started_load)
+            write(args, done, device_name, started_load, notes)
             print(f"{'hand' if row.hand else row.label()} @{row.augment} {mode}: {r['epoch_seconds']:.2f} s/epoch, "
                   f"{r['ms_per_step']:.1f} ms/step ({time.perf_counter() - start:.0f} s)", flush=True)
-    print(write(args, done, device_name, started_load))
+    print(write(args, done, device_name, started_load, notes))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def test_a_bad_mode_is_refused(bench, capsys):
 
 def test_an_eager_run_writes_every_row_with_counts(bench, tmp_path):
     out, data = tmp_path / "table.md", tmp_path / "rows.json"
+    out.write_text("# An earlier table\n\n| old |\n\n## Reading it\n\nWritten by hand.\n")
     bench.main(["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
                 "--epochs", "2", "--modes", "eager", "--rows", "hand,none,random:0.25", "--count-steps", "2",
                 "--out", str(out), "--json", str(data)])
@@ -50,6 +51,8 @@ def test_an_eager_run_writes_every_row_with_counts(bench, tmp_path):
     assert all(0 < r["augment_share"] < 1 for r in rows)
     table = out.read_text()
     assert table.count("| hand |") == 1 and table.count("| coreaug |") == 2 and "Command: `python" in table
+    assert "| old |" not in table and table.endswith("\n## Reading it\n\nWritten by hand.\n")  # kept below the table
+    assert table.index("| hand |") < table.index("## Reading it")
 
 
 def test_a_row_the_compiled_step_refuses_is_skipped_with_its_reason(bench, tmp_path, capsys):
