@@ -3,7 +3,7 @@
 Usage:
     OMP_NUM_THREADS=1 python experiments/bench_compiled_step.py [--dataset digits] [--model cnn]
         [--batch-size 32] [--augment randaugment] [--strategy random] [--subset 0.25] [--epochs 5]
-        [--select-every 1] [--threads 1] [--repeats 3] [--out experiments/results/compiled_step.md]
+        [--select-every 1] [--threads 1] [--repeats 3] [--baseline DIR] [--out experiments/results/compiled_step.md]
 
 Trains the same run with `coreaug.train`, eager and with ``compile=True`` (augmentation, forward,
 loss and update compiled, fixed shapes: coreaug.training.compiled_step), alternating, `--repeats`
@@ -13,7 +13,9 @@ fresh processes are what can be compared), and writes one table: epoch seconds (
 epoch, so that its graphs are built in epoch 1) not),
 ms per step, compile seconds (the compiled run's first epoch minus its median later epoch),
 graphs compiled in epoch 1 and after it, examples trained per epoch, and the final test accuracy.
-The command and the machine's load (/proc/loadavg, before and after) are written with it; the
+With `--baseline DIR` (a checkout of an earlier coreaug, e.g. `git worktree add /tmp/before REV`),
+that code's eager run joins each repeat, in a fresh process with DIR first on the Python path: the
+compiled step against the eager one as it was. The command and the machine's load (/proc/loadavg, before and after) are written with it; the
 `## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
 """
 import argparse
@@ -43,6 +45,8 @@ def parse(argv):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3,
                         help="eager and compiled runs alternate this many times (the machine's load drifts)")
+    parser.add_argument("--baseline", default=None,
+                        help="a checkout of an earlier coreaug whose eager run joins each repeat")
     parser.add_argument("--out", default="experiments/results/compiled_step.md")
     parser.add_argument("--one", choices=["eager", "compiled"], help=argparse.SUPPRESS)  # a run, in its own process
     return parser.parse_args(argv)
@@ -81,11 +85,24 @@ def run(args, compile):
     }
 
 
-def run_in_process(argv, compile):
-    """`run` in a fresh Python process (this script with --one): its row."""
+def run_in_process(argv, compile, baseline=None):
+    """`run` in a fresh Python process (this script with --one): its row. With `baseline` (a
+    checkout's folder) the process imports that checkout's coreaug."""
+    env = dict(os.environ)
+    if baseline:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(baseline), env.get("PYTHONPATH")) if p)
     done = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--one",
-                           "compiled" if compile else "eager"], check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+                           "compiled" if compile else "eager"], check=True, capture_output=True, text=True, env=env)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    if baseline:
+        row["mode"], row["baseline"] = f"eager at {revision(baseline)}", True
+    return row
+
+
+def revision(folder):
+    """The short commit a checkout is at (its folder's name where git cannot tell)."""
+    done = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else os.path.basename(os.path.normpath(folder))
 
 
 def kept_sections(path):
@@ -121,11 +138,16 @@ def main(argv=None):
     command = "OMP_NUM_THREADS=%s python experiments/bench_compiled_step.py %s" % (
         os.environ.get("OMP_NUM_THREADS", "?"), " ".join(argv))
     load_before, cached = load(), inductor_cache_files()
-    rows = [run_in_process(argv, compile) for _ in range(args.repeats) for compile in (False, True)]
-    for number, row in enumerate(rows):
-        row["mode"] += f" #{number // 2 + 1}"
-    eager = min((r for r in rows if r["mode"].startswith("eager")), key=lambda r: r["epoch_s"])
-    compiled = min((r for r in rows if r["mode"].startswith("compiled")), key=lambda r: r["epoch_s"])
+    runs = [(False, None), (True, None)] + ([(False, args.baseline)] if args.baseline else [])
+    rows = []
+    for repeat in range(args.repeats):
+        for compile, baseline in runs:
+            rows.append(run_in_process(argv, compile, baseline))
+            rows[-1]["mode"] += f" #{repeat + 1}"
+    fastest = lambda rows: min(rows, key=lambda r: r["epoch_s"])  # noqa: E731
+    eager = fastest(r for r in rows if r["mode"].startswith("eager") and not r.get("baseline"))
+    compiled = fastest(r for r in rows if r["mode"].startswith("compiled"))
+    before = fastest(r for r in rows if r.get("baseline")) if args.baseline else None
     lines = [
         "# The compiled training step against the eager one (CPU)",
         "",
@@ -147,6 +169,9 @@ def main(argv=None):
         "eager then compiled, because other work on the machine changes the load from minute to minute; "
         "each run is a fresh process (as a user's run is), so every compiled run traces its graphs again "
         "(dynamo) and reads them from inductor's cache when it holds them.",
+        *(["", f"Against the eager run at {revision(args.baseline)} (`--baseline`), fastest run: "
+           f"{compiled['epoch_s']:.2f} / {before['epoch_s']:.2f} = {compiled['epoch_s'] / before['epoch_s']:.2f}; "
+           f"today's eager against it: {eager['epoch_s'] / before['epoch_s']:.2f}."] if before else []),
         "",
         "The compiled run trains a few more entries per epoch: every batch is full and carries the same "
         "number of copies (coreaug.training.plan.fixed_step_plan tops up the last batch and the copies).",
