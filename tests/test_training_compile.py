@@ -3,8 +3,11 @@
 torch.compile on the CPU builds C++ and takes minutes per graph on a loaded machine, so one
 compiled run (`compiled_run`) serves several tests.
 """
+import contextlib
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 import coreaug
 from coreaug.training import compiled_step
@@ -116,14 +119,55 @@ def test_many_compiled_runs_in_one_process_stay_under_the_recompile_limit(monkey
     "eager" backend keeps the caching as it is and skips inductor's code generation."""
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(compiled_step, "compile_unit",
-                        lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph, backend="eager"))
+    monkeypatch.setattr(compiled_step, "compile_unit", eager_backend)
     limit = 2
     with torch._dynamo.config.patch(recompile_limit=limit):
         results = [train(compile=True, epochs=1, test_limit=16, subset=subset)
                    for subset in (0.3, 0.3, 0.5, 0.2)[:limit + 2]]
     assert all(r.history[0]["graphs_compiled"] >= 1 for r in results)
     assert not counters["recompiles"].get("recompile_limit_hit")
+
+
+def eager_backend(fn, *, device, fullgraph):
+    """dynamo as compile_unit uses it (caches, guards, fullgraph), without inductor's code generation."""
+    return torch.compile(fn, fullgraph=fullgraph, backend="eager")
+
+
+def test_guards_are_checked_through_the_first_epoch_then_at_each_epochs_first_step(monkeypatch):
+    monkeypatch.setattr(compiled_step, "compile_unit", eager_backend)
+    stances, real = [], torch.compiler.set_stance
+    monkeypatch.setattr(torch.compiler, "set_stance", lambda *a, **k: stances.append(k) or real(*a, **k))
+    result = train(compile=True, epochs=3, test_limit=16)
+    steps, _ = fixed_step_layout(96, round(0.3 * 96), 32)
+    assert steps > 1 and len(result.history) == 3
+    assert stances == [dict(skip_guard_eval_unsafe=True)] * (2 * (steps - 1))  # epochs 2 and 3, after their first step
+
+
+def test_a_change_between_epochs_is_seen_by_the_next_epochs_first_step(monkeypatch):
+    """Guards skipped within an epoch must not hide what changed between epochs."""
+    monkeypatch.setattr(compiled_step, "compile_unit", eager_backend)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, foreach=True)
+    step = compiled_step.CompiledStep(model, optimizer, lambda images, source: images, None, lambda x: x.float() / 255,
+                                      contextlib.nullcontext, None, label_smoothing=0.0, copies_per_step=0,
+                                      device="cpu")
+    images, labels = torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8), torch.randint(0, 3, (8,))
+    weights, key = torch.ones(8), torch.tensor(7)
+
+    def loss_sum(smoothing):
+        with torch.no_grad():
+            return F.cross_entropy(model(images.float() / 255), labels, reduction="sum", label_smoothing=smoothing)
+
+    for epoch in range(3):
+        step.new_epoch()
+        for _ in range(2):
+            want = loss_sum(0.0)
+            assert step(images, labels, weights, key, 0.1)[0][0].item() == pytest.approx(want.item(), rel=1e-5)
+    step.label_smoothing = 0.4  # between epochs: the next epoch's first step checks the guards and recompiles
+    step.new_epoch()
+    want = loss_sum(0.4)
+    assert step(images, labels, weights, key, 0.1)[0][0].item() == pytest.approx(want.item(), rel=1e-5)
 
 
 def test_graph_counts_are_logged_only_with_compile():

@@ -14,8 +14,15 @@ Two compiled units make a step (`CompiledStep`):
    as its argument: no recompile and no host sync).
 
 On CUDA both units use mode "reduce-overhead" (CUDA graphs: fixed shapes, the plan's tensors
-allocated once an epoch); on the CPU the default mode. fp16's GradScaler stays eager (its
-inf check reads a flag on the host each step, the price of fp16 anyway), with an eager update.
+allocated once an epoch); on the CPU the default mode. fp16's GradScaler stays eager (its inf
+check reads a flag on the host each step, the price of fp16 anyway), with an eager update.
+
+Guards: dynamo checks each unit's guards (about 600 for unit 1: the modules, policies and
+globals it reads; 0.09 ms a step on a CPU core, experiments/results/step_guards.md) at every
+step of the first epoch, then at each epoch's first step only (`CompiledStep.new_epoch`); the other steps
+run the units' compiled graphs without them (`skip_guard_eval_unsafe`). Nothing they guard
+changes within an epoch: shapes are fixed, the rate and the draws' key are tensor inputs, and
+evaluation and selection happen between epochs.
 
 Max-loss transforms are traced into unit 1: the policy's K candidates of the copies are scored
 by the same model in the same graph, in eval mode (BatchNorm reads its running statistics and
@@ -127,6 +134,9 @@ def own_code(method):
 class CompiledStep:
     """One training step of fixed shapes, compiled (see the module docstring).
 
+    Call `new_epoch()` before an epoch's steps: its first step checks the units' guards (and
+    recompiles if, say, a policy changed between epochs); the rest skip them (`skip_guards`).
+
     Args:
         model: the bare nn.Module (in train mode while stepping).
         optimizer: its optimizer (learning rates become tensors, `tensor_learning_rates`).
@@ -156,6 +166,7 @@ class CompiledStep:
         # whole and run under no_grad (an inference graph: the parameters updated in place).
         self._optimizer_step = inspect.unwrap(type(optimizer).step)
         self._lr_now = None
+        self.compiled, self.epochs, self.guards_due = compile, 0, True
         self.forward_loss = wrap(own_code(self._forward_loss), True)
         self.update = wrap(own_code(self._update), True) if scaler is None else self._update
 
@@ -201,11 +212,27 @@ class CompiledStep:
             for group, rate in zip(self.optimizer.param_groups, rates):
                 group["lr"] = rate
 
+    skip_guards = True  # from the second epoch, after its first step (False: check them every step)
+
+    def new_epoch(self):
+        """Check the guards again at the next step (the model, policies or optimizer may have
+        changed since the last epoch: evaluation, selection). Every step of the first epoch
+        checks them (it compiles)."""
+        self.epochs += 1
+        self.guards_due = True
+
     def __call__(self, images, labels, weights, key, lr):
         """Train one step on uint8 `images` with `labels` and loss `weights` (this step's rows),
         drawing from `key` (a 0-dim int64 device tensor) at learning rate `lr` (a float).
         Returns (float64 (2,): the batch's loss sum and correct count, logits), detached: use
         them before the next step (under CUDA graphs the next replay overwrites them)."""
+        if self.compiled and self.skip_guards and self.epochs > 1 and not self.guards_due:
+            with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                return self._step(images, labels, weights, key, lr)
+        self.guards_due = False
+        return self._step(images, labels, weights, key, lr)
+
+    def _step(self, images, labels, weights, key, lr):
         if not self.warmed:
             # Policies build their constant tables (magnitudes, layouts) on first use and cache them:
             # built eagerly here, they are read by the trace instead of recompiling it at step 2.

@@ -470,6 +470,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
                                          run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
                                          device=device)
     step_fn = run.compiled_step
+    step_fn.new_epoch()
     keys = step_keys(config.seed, epoch, batches.steps, device, distributed.rank)
     totals = EpochTotals(device, logit_sums)
     run.model.train()
