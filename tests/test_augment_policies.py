@@ -143,6 +143,23 @@ def test_weak_without_flip_only_shifts():
     assert torch.equal(out, images)
 
 
+def test_weak_crops_at_every_offset_and_flips_independently():
+    """Each output is the padded image cropped at one of the (2p + 1)^2 offsets, mirrored or not,
+    and all 2 (2p + 1)^2 outcomes come up about equally often."""
+    height, width, padding, n = 5, 6, 2, 5000
+    image = (torch.arange(height * width).view(1, 1, height, width) + 1).to(torch.uint8)  # every pixel distinct
+    out = A.create_policy("weak", padding=padding)(image.expand(n, -1, -1, -1), torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(image, (padding,) * 4)[0, 0]
+    starts = range(2 * padding + 1)
+    crops = [padded[t:t + height, l:l + width] for t in starts for l in starts]
+    outcomes = torch.stack(crops + [c.flip(-1) for c in crops])  # (50, H, W)
+    matches = (out[:, 0].unsqueeze(1) == outcomes.unsqueeze(0)).flatten(2).all(2)  # (n, 50)
+    assert torch.equal(matches.sum(1), torch.ones(n, dtype=torch.long))  # exactly one outcome each
+    counts = matches.sum(0).float()
+    expected = n / len(outcomes)
+    assert counts.min() > 0.6 * expected and counts.max() < 1.4 * expected, counts
+
+
 def test_weak_flips_about_half_the_examples():
     image = sample_images(n=1)
     out = A.create_policy("weak", padding=0)(image.expand(200, -1, -1, -1),

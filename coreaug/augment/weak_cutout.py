@@ -8,10 +8,9 @@ import torch
 from coreaug.errors import UsageError
 
 from .occlusion import cutout_kernel
-from .flip_crop import shift_flip_kernel
+from .flip_crop import pad_crop_flip_kernel
 from .policy import Policy
 from .registry import register_policy
-from .sampling import uniform
 from .validation import check_fill_level, check_images, check_whole
 
 
@@ -34,11 +33,8 @@ class Weak(Policy):
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
         check_images(images)
-        n, device = images.shape[0], images.device
-        padding = torch.full((n,), float(self.padding), device=device)
-        flip = uniform(n, generator, device) < (0.5 if self.flip else 0.0)
-        return shift_flip_kernel(images, padding, _fill_for(images, self.fill), flip, generator,
-                                 most=self.padding)
+        return pad_crop_flip_kernel(images, self.padding, _fill_for(images, self.fill), 0.5 if self.flip else 0.0,
+                                    generator)
 
 
 @register_policy("cutout")
