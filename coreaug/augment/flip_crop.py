@@ -42,21 +42,11 @@ def shift_flip_kernel(images: torch.Tensor, padding: torch.Tensor, fill: float,
     (B,) is set, as one gather (the weak augmentation in a single pass). ``most`` is the
     largest padding when the caller knows it (read from ``padding`` otherwise, which waits
     on the device)."""
-    batch, channels, height, width = images.shape
-    device = images.device
     if most is None:
-        most = int(padding.max().item()) if batch else 0
-    padded = F.pad(images, (most, most, most, most), value=fill) if most else images
+        most = int(padding.max().item()) if images.shape[0] else 0
     top = _random_offsets(padding, most, generator)
     left = _random_offsets(padding, most, generator)
-    rows = top.unsqueeze(1) + torch.arange(height, device=device)
-    steps = torch.arange(width, device=device)
-    mirrored = torch.where(flip.unsqueeze(1), (width - 1) - steps, steps)
-    cols = left.unsqueeze(1) + mirrored
-    index = rows.unsqueeze(2) * (width + 2 * most) + cols.unsqueeze(1)
-    index = index.view(batch, 1, height * width).expand(batch, channels, height * width)
-    picked = padded.flatten(2).gather(2, index)
-    return picked.view(batch, channels, height, width)
+    return _crop_flip_gather(images, most, fill, top.unsqueeze(1), left.unsqueeze(1), flip.unsqueeze(1))
 
 
 def pad_crop_flip_kernel(images: torch.Tensor, padding: int, fill: float, flip_probability: float,
@@ -64,18 +54,22 @@ def pad_crop_flip_kernel(images: torch.Tensor, padding: int, fill: float, flip_p
     """Pad every example by ``padding`` whole pixels of ``fill``, crop it back to (H, W) at a
     uniformly random offset and mirror it left-right with ``flip_probability``: the weak
     augmentation, one padding for the whole batch. An example's three draws (flip, top, left)
-    come from one call and the result from one gather: fewer ops than `shift_flip_kernel`, whose
-    paddings differ per example."""
-    batch, channels, height, width = images.shape
-    device = images.device
-    draws = uniform(3 * batch, generator, device).view(3, batch, 1)
-    flip = draws[0] < flip_probability
+    come from one call: fewer ops than `shift_flip_kernel`, whose paddings differ per example."""
+    draws = uniform(3 * images.shape[0], generator, images.device).view(3, -1, 1)
     top, left = (draws[1:] * (2 * padding + 1)).floor_().clamp_(max=2 * padding).long().unbind(0)  # (B, 1) each
-    steps = torch.arange(max(height, width), device=device)
+    return _crop_flip_gather(images, padding, fill, top, left, draws[0] < flip_probability)
+
+
+def _crop_flip_gather(images: torch.Tensor, most: int, fill: float, top: torch.Tensor, left: torch.Tensor,
+                      flip: torch.Tensor) -> torch.Tensor:
+    """``images`` padded by ``most`` pixels of ``fill`` and cropped back to (H, W) from each
+    example's ``top``, ``left`` (int64 (B, 1)), mirrored where ``flip`` (bool (B, 1)): one gather."""
+    batch, channels, height, width = images.shape
+    steps = torch.arange(max(height, width), device=images.device)
     cols = torch.where(flip, (width - 1) - steps[:width], steps[:width]) + left
-    rows = (top + steps[:height]) * (width + 2 * padding)
+    rows = (top + steps[:height]) * (width + 2 * most)
     index = (rows.unsqueeze(2) + cols.unsqueeze(1)).view(batch, 1, height * width)
-    padded = F.pad(images, (padding, padding, padding, padding), value=fill) if padding else images
+    padded = F.pad(images, (most, most, most, most), value=fill) if most else images
     picked = padded.flatten(2).gather(2, index.expand(batch, channels, height * width))
     return picked.view(batch, channels, height, width)
 
