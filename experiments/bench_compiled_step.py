@@ -8,15 +8,16 @@ Usage:
 Trains the same run with `coreaug.train`, eager and with ``compile=True`` (augmentation, forward,
 loss and update compiled, fixed shapes: coreaug.training.compiled_step), alternating, `--repeats`
 times (the fastest run of each mode is compared), each run in a fresh process as a user's run is
-(speed differs from process to process on a virtual machine: several runs of each mode in
-fresh processes are what can be compared), and writes one table: epoch seconds (median of epochs 2 to `--epochs`: selection included, evaluation (every
-epoch, so that its graphs are built in epoch 1) not),
-ms per step, compile seconds (the compiled run's first epoch minus its median later epoch),
-graphs compiled in epoch 1 and after it, examples trained per epoch, and the final test accuracy.
-With `--baseline DIR` (a checkout of an earlier coreaug, e.g. `git worktree add /tmp/before REV`),
-that code's eager run joins each repeat, in a fresh process with DIR first on the Python path: the
-compiled step against the eager one as it was. The command and the machine's load (/proc/loadavg, before and after) are written with it; the
-`## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
+(speed differs from process to process on a virtual machine: several runs of each mode in fresh
+processes are what can be compared), and writes one table: epoch seconds (median of epochs 2 to
+`--epochs`: selection included, evaluation (every epoch, so that its graphs are built in epoch
+1) not), ms per step, compile seconds (the compiled run's first epoch minus its median later
+epoch), graphs compiled in epoch 1 and after it, examples trained per epoch, and the final test
+accuracy. With `--baseline DIR` (a checkout of an earlier coreaug, e.g. `git worktree add
+/tmp/before REV`), that code's eager run joins each repeat, in a fresh process with DIR first on
+the Python path: the compiled step against the eager one as it was. The command and the
+machine's load (/proc/loadavg, before and after) are written with it; the `## ` sections of an
+earlier `--out` file (its reading, written by hand) are kept below the table.
 """
 import argparse
 import json
@@ -32,17 +33,22 @@ import torch
 import coreaug
 
 
-def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_arguments(parser):
+    """The run's options, issue 26's CPU target case by default (also bench_step_guards.py's)."""
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--model", default="cnn")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--augment", default="randaugment")
     parser.add_argument("--strategy", default="random")
     parser.add_argument("--subset", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run_arguments(parser)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--select-every", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3,
                         help="eager and compiled runs alternate this many times (the machine's load drifts)")
     parser.add_argument("--baseline", default=None,

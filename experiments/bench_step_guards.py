@@ -26,17 +26,14 @@ import torch
 import coreaug
 from coreaug.training import compiled_step, trainer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_compiled_step import load, run_arguments  # noqa: E402
+
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--model", default="cnn")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--augment", default="randaugment")
-    parser.add_argument("--strategy", default="random")
-    parser.add_argument("--subset", type=float, default=0.25)
+    run_arguments(parser)
     parser.add_argument("--epochs", type=int, default=41, help="the first compiles; the rest make pairs")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="experiments/results/step_guards.md")
     return parser.parse_args(argv)
 
@@ -66,11 +63,6 @@ def paired_epochs(args):
     finally:
         trainer._train_epoch_compiled = real
     return seconds, -(-result.history[-1]["n_trained"] // args.batch_size)
-
-
-def load():
-    with open("/proc/loadavg") as f:
-        return f.read().strip()
 
 
 def main(argv=None):

@@ -112,6 +112,11 @@ def test_primed_optimizer_state_steps_exactly_as_a_fresh_one(make):
     assert torch.allclose(fresh, primed, rtol=0, atol=1e-7)
 
 
+def eager_backend(fn, *, device, fullgraph):
+    """dynamo as compile_unit uses it (caches, guards, fullgraph), without inductor's code generation."""
+    return torch.compile(fn, fullgraph=fullgraph, backend="eager")
+
+
 def test_many_compiled_runs_in_one_process_stay_under_the_recompile_limit(monkeypatch):
     """Each run's CompiledStep compiles its units again (new model, optimizer, policies); before
     the units had their own code objects, earlier runs' cache entries counted towards torch's
@@ -126,11 +131,6 @@ def test_many_compiled_runs_in_one_process_stay_under_the_recompile_limit(monkey
                    for subset in (0.3, 0.3, 0.5, 0.2)[:limit + 2]]
     assert all(r.history[0]["graphs_compiled"] >= 1 for r in results)
     assert not counters["recompiles"].get("recompile_limit_hit")
-
-
-def eager_backend(fn, *, device, fullgraph):
-    """dynamo as compile_unit uses it (caches, guards, fullgraph), without inductor's code generation."""
-    return torch.compile(fn, fullgraph=fullgraph, backend="eager")
 
 
 def test_guards_are_checked_through_the_first_epoch_then_at_each_epochs_first_step(monkeypatch):

@@ -19,8 +19,8 @@ check reads a flag on the host each step, the price of fp16 anyway), with an eag
 
 Guards: dynamo checks each unit's guards (about 600 for unit 1: the modules, policies and
 globals it reads; 0.09 ms a step on a CPU core, experiments/results/step_guards.md) at every
-step of the first epoch, then at each epoch's first step only (`CompiledStep.new_epoch`); the other steps
-run the units' compiled graphs without them (`skip_guard_eval_unsafe`). Nothing they guard
+step of the first epoch, then at each epoch's first step only (`CompiledStep.new_epoch`); the
+other steps run the units' compiled graphs without them (`skip_guard_eval_unsafe`). Nothing they guard
 changes within an epoch: shapes are fixed, the rate and the draws' key are tensor inputs, and
 evaluation and selection happen between epochs.
 
