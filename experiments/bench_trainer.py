@@ -31,7 +31,10 @@ difference is one epoch of steps, as coreaug.training.sync_audit counts syncs). 
 coreaug.training.sync_audit on a small synthetic run of the row's settings (eager; 0: the step
 never waits on the device). compile s: the first epoch's extra seconds over the later ones,
 compiled rows only. graphs after epoch 1: graphs torch.compile built after the first epoch
-(0: no recompilation). augmentation share (eager rows): the weak policy timed at the trainer's
+(0: no recompilation). CUDA graph skips: compiled rows that ask for CUDA graphs (coreaug's
+``--compile`` on CUDA; the hand loop with ``--compile-mode reduce-overhead``, which ``auto``
+gives it on CUDA): the graphs inductor ran without them (0: every graph replays; torch logs why
+it skips, "skipping cudagraphs due to ..."). augmentation share (eager rows): the weak policy timed at the trainer's
 own call size (one call per step on `--batch-size` images) and the strong policy at its own
 (one call per step on the step's copies: n_augmented / steps images, e.g. about f x B in append
 mode), times the steps, over the training seconds; for ``hand`` its pad_crop_flip at B.
@@ -41,6 +44,7 @@ the `## ` sections of an earlier `--out` file (its reading, written by hand) are
 ``--quick``: 2 epochs, 4 counted steps (small datasets such as ``digits`` finish in minutes on a CPU).
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -58,7 +62,7 @@ from coreaug.models import create_model
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
 from coreaug.training.inputs import load_run_data
 from coreaug.training.sync_audit import syncs_per_step
-from coreaug.training.compiled_step import check_compilable
+from coreaug.training.compiled_step import CudaGraphSkips, check_compilable, compile_mode
 from coreaug.errors import UsageError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -137,6 +141,7 @@ def measure_coreaug(args, row, compiled):
         "examples_per_s": n_trained / training, "ms_per_step": 1000 * training / steps,
         "compile_seconds": history[0]["epoch_seconds"] - epoch if compiled and len(history) > 1 else None,
         "graphs_after_first": sum(m.get("graphs_compiled", 0) for m in history[1:]) if compiled else None,
+        "graph_skips": sum(m["cudagraph_skips"] for m in history) if "cudagraph_skips" in history[0] else None,
         "accuracy": result.final_test_accuracy,
     }
 
@@ -228,16 +233,20 @@ def augmentation_share(args, row, measured, images, labels, num_classes):
 def hand_row(args, compiled, images, labels, num_classes):
     """Timing and counts of the hand loop, in the dict shape of a coreaug row."""
     defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
-    r = run_hand_loop(images, labels, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                      device=args.device, compile=compiled, compile_mode=args.compile_mode if compiled else None,
-                      lr=defaults["lr"], weight_decay=defaults["weight_decay"], flip=defaults["flip"],
-                      precision="auto" if args.precision == "auto" else args.precision,
-                      count_steps=args.count_steps, num_classes=num_classes)
+    graphs = compiled and args.compile_mode == "reduce-overhead"
+    skips = CudaGraphSkips()
+    with skips if graphs else contextlib.nullcontext():
+        r = run_hand_loop(images, labels, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                          device=args.device, compile=compiled, compile_mode=args.compile_mode if compiled else None,
+                          lr=defaults["lr"], weight_decay=defaults["weight_decay"], flip=defaults["flip"],
+                          precision="auto" if args.precision == "auto" else args.precision,
+                          count_steps=args.count_steps, num_classes=num_classes)
     steady = r["epoch_seconds"][1:] or r["epoch_seconds"]
     epoch = statistics.fmean(steady)
     return dict(r, epoch_seconds=epoch, selection_seconds=0.0, training_seconds=epoch,
                 n_trained=r["steps_per_epoch"] * args.batch_size, n_augmented=0, steps=r["steps_per_epoch"],
-                graphs_after_first=None, accuracy=None, every_epoch=r["epoch_seconds"])
+                graphs_after_first=None, graph_skips=skips.count if graphs else None, accuracy=None,
+                every_epoch=r["epoch_seconds"])
 
 
 def _fmt(value, spec, none="—"):
@@ -248,14 +257,15 @@ def table(rows):
     """The markdown table of the measured rows."""
     lines = ["| loop | mode | strategy | augment | trained / epoch | epoch s | examples/s | ms / step "
              "| aten ops / step | launches / step | syncs / step | compile s | graphs after epoch 1 "
-             "| augmentation share | selection s | test acc |", "|" + "---|" * 16]
+             "| CUDA graph skips | augmentation share | selection s | test acc |", "|" + "---|" * 17]
     for row, mode, r in rows:
         lines.append(
             f"| {'hand' if row.hand else 'coreaug'} | {mode} | {'—' if row.hand else row.label()} | {row.augment} "
             f"| {r['n_trained']} | {r['epoch_seconds']:.2f} | {r['examples_per_s']:.0f} | {r['ms_per_step']:.1f} "
             f"| {_fmt(r.get('ops_per_step'), '.0f')} | {_fmt(r.get('launches_per_step'), '.0f')} "
             f"| {_fmt(r.get('syncs'), '.2g')} | {_fmt(r.get('compile_seconds'), '.1f')} "
-            f"| {_fmt(r.get('graphs_after_first'), 'd')} | {_fmt(r.get('augment_share'), '.1%')} "
+            f"| {_fmt(r.get('graphs_after_first'), 'd')} | {_fmt(r.get('graph_skips'), 'd')} "
+            f"| {_fmt(r.get('augment_share'), '.1%')} "
             f"| {r['selection_seconds']:.2f} | {_fmt(r.get('accuracy'), '.2%')} |")
     return "\n".join(lines)
 
@@ -316,8 +326,9 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--compile", action="store_true", help="the compiled mode only (same as --modes compiled)")
     parser.add_argument("--modes", default=None, help="eager,compiled (default both)")
-    parser.add_argument("--compile-mode", default=None,
-                        help="torch.compile mode of the hand loop, e.g. reduce-overhead")
+    parser.add_argument("--compile-mode", default="auto",
+                        help="torch.compile mode of the hand loop; auto: coreaug's for the device "
+                             "(reduce-overhead on CUDA, the default on the CPU); default: torch's default")
     parser.add_argument("--rows", default=ROWS)
     parser.add_argument("--select-every", type=int, default=1)
     parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")
@@ -336,6 +347,10 @@ def parse_args(argv=None):
         parser.error(f"--modes takes eager and/or compiled, comma-separated, got {modes!r}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.compile_mode == "auto":
+        args.compile_mode = compile_mode(args.device)
+    elif args.compile_mode == "default":
+        args.compile_mode = None
     return args
 
 

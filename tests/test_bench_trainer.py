@@ -53,6 +53,15 @@ def test_an_eager_run_writes_every_row_with_counts(bench, tmp_path):
     assert table.count("| hand |") == 1 and table.count("| coreaug |") == 2 and "Command: `python" in table
     assert "| old |" not in table and table.endswith("\n## Reading it\n\nWritten by hand.\n")  # kept below the table
     assert table.index("| hand |") < table.index("## Reading it")
+    # Eager rows ask for no CUDA graphs: the column is empty for every row.
+    assert "| CUDA graph skips |" in table and all(r["graph_skips"] is None for r in rows)
+
+
+def test_the_hand_loops_compile_mode_follows_coreaugs_for_the_device(bench):
+    assert bench.parse_args(["--device", "cpu"]).compile_mode is None  # torch's default mode, as coreaug's step
+    assert bench.parse_args(["--device", "cuda"]).compile_mode == "reduce-overhead"  # CUDA graphs, as coreaug's
+    assert bench.parse_args(["--device", "cuda", "--compile-mode", "default"]).compile_mode is None
+    assert bench.parse_args(["--compile-mode", "max-autotune"]).compile_mode == "max-autotune"
 
 
 def test_a_row_the_compiled_step_refuses_is_skipped_with_its_reason(bench, tmp_path, capsys):

@@ -76,9 +76,10 @@ def test_the_compiled_step_keeps_the_training_logits_for_the_next_selection(monk
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch):
+@pytest.mark.parametrize("augment", ["randaugment", "maxloss"])
+def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch, augment):
     """On a GPU (CUDA graphs), torch raises on a sync inside a compiled step after the first
-    epoch's steps (warm-up and graph capture)."""
+    epoch's steps (warm-up and graph capture); max-loss scores its candidates inside the step."""
     calls, real = [], compiled_step.CompiledStep.__call__
 
     def call(self, *args):
@@ -91,8 +92,36 @@ def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch):
         finally:
             torch.cuda.set_sync_debug_mode("default")
     monkeypatch.setattr(compiled_step.CompiledStep, "__call__", call)
-    result = train(compile=True, device="cuda", epochs=2)
+    result = train(compile=True, device="cuda", epochs=2, augment=augment)
     assert len(calls) > 4 and result.history[1]["graphs_compiled"] == 0
+    assert [m["cudagraph_skips"] for m in result.history] == [0, 0]  # every compiled graph replays
+
+
+def test_a_cpu_run_counts_no_cuda_graph_skips(compiled_run):
+    assert all("cudagraph_skips" not in m for m in compiled_run[0].history)  # the CPU asks for no CUDA graphs
+
+
+def test_graphs_run_without_cuda_graphs_are_counted_and_warned_about(monkeypatch):
+    """Graphs compiled for CUDA graphs that inductor runs without them (on the CPU: every one,
+    the CPU being a reason) are counted in the epochs' history, with one warning a run."""
+    monkeypatch.setattr(compiled_step, "compile_mode", lambda device: "reduce-overhead")
+    with pytest.warns(RuntimeWarning, match="without CUDA graphs") as warned:
+        result = train(compile=True, epochs=2, strategy="none", test_limit=16)
+    skips = [m["cudagraph_skips"] for m in result.history]
+    assert skips[0] >= 1 and skips[1] == 0, skips
+    assert len([w for w in warned if "CUDA graphs" in str(w.message)]) == 1
+
+
+def test_cuda_graph_skips_keep_the_reasons_torch_logs_inside_their_context():
+    from torch._inductor import cudagraph_utils
+
+    cudagraph_utils.log_cudagraph_skip_and_bump_counter("skipping cudagraphs due to before")  # not counted
+    with compiled_step.CudaGraphSkips() as skips:
+        for reason in ("mutated inputs", "cpu device", "mutated inputs"):
+            cudagraph_utils.log_cudagraph_skip_and_bump_counter(f"skipping cudagraphs due to {reason}")
+    cudagraph_utils.log_cudagraph_skip_and_bump_counter("skipping cudagraphs due to after")  # not counted
+    assert skips.count == 3
+    assert skips.reasons == ["skipping cudagraphs due to mutated inputs", "skipping cudagraphs due to cpu device"]
 
 
 @pytest.mark.parametrize("make", [

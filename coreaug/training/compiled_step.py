@@ -60,14 +60,64 @@ def check_compilable(config):
                          "does not apply; drop --augment-steps or --compile")
 
 
+def compile_mode(device):
+    """torch.compile's mode for the step's units on `device`: "reduce-overhead" (CUDA graphs) on
+    CUDA, the default (None) elsewhere."""
+    return "reduce-overhead" if torch.device(device).type == "cuda" else None
+
+
+def uses_cuda_graphs(device):
+    """True when the step's units on `device` are compiled to replay as CUDA graphs."""
+    return compile_mode(device) == "reduce-overhead"
+
+
 def compile_unit(fn, *, device, fullgraph):
-    """torch.compile `fn`: mode "reduce-overhead" (CUDA graphs) on CUDA, the default elsewhere.
+    """torch.compile `fn` in `compile_mode(device)`.
 
     Not inductor's C++ wrapper on the CPU: it cut a compiled step of the cnn on 8x8 digits by
     about 8% under the profiler, but whole epochs and cold compiles took the same time with and
     without it, within the noise (experiments/results/compiled_step.md)."""
-    mode = "reduce-overhead" if torch.device(device).type == "cuda" else None
-    return torch.compile(fn, fullgraph=fullgraph, mode=mode)
+    return torch.compile(fn, fullgraph=fullgraph, mode=compile_mode(device))
+
+
+class CudaGraphSkips:
+    """Counts the compiled graphs that inductor runs without CUDA graphs although their mode asks
+    for them (torch's counter "cudagraph_skips": e.g. a graph with a CPU tensor, a mutated input,
+    a dynamic shape), and keeps the reasons torch logs for them ("skipping cudagraphs due to
+    ..."), while the context is entered. Such a graph launches its kernels one by one, the cost
+    CUDA graphs exist to remove. `count` and `reasons` cover what happened inside the context."""
+
+    def __init__(self):
+        import logging
+
+        from torch._inductor import cudagraph_utils
+
+        self.count, self.reasons, self._before = 0, [], None
+        self._log = cudagraph_utils.cudagraphs_log
+        reasons = self.reasons
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                message = record.getMessage()
+                if message not in reasons:
+                    reasons.append(message)
+
+        self._handler = Keep()
+
+    @staticmethod
+    def total():
+        from torch._dynamo.utils import counters
+
+        return counters["inductor"]["cudagraph_skips"]
+
+    def __enter__(self):
+        self._before = self.total()
+        self._log.addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        self._log.removeHandler(self._handler)
+        self.count += self.total() - self._before
 
 
 def step_keys(seed, epoch, steps, device, rank=0):

@@ -4,6 +4,7 @@ import dataclasses
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -16,7 +17,7 @@ from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, final_linear
 
-from .compiled_step import CompiledStep, check_compilable, step_keys
+from .compiled_step import CompiledStep, CudaGraphSkips, check_compilable, step_keys, uses_cuda_graphs
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
@@ -200,8 +201,13 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device,
                                  dtype=estimate_dtype(len(run.method), data.num_classes)) if record_now else None
         compiled_before = compiled_graphs()
-        train_epoch = _train_epoch_compiled if compiles_whole_step(config, distributed) else _train_epoch
-        sums = train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
+        whole_step = compiles_whole_step(config, distributed)
+        train_epoch = _train_epoch_compiled if whole_step else _train_epoch
+        graph_skips = CudaGraphSkips() if whole_step and uses_cuda_graphs(distributed.device) else None
+        with graph_skips or contextlib.nullcontext():
+            sums = train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
+        if graph_skips is not None and graph_skips.count and not any(m.get("cudagraph_skips") for m in run.history):
+            warn_cuda_graph_skips(graph_skips)
         if record_now:
             run.train_logits = _merge_logits(run.train_logits, distributed.all_reduce_tensor(logit_sums))
         distributed.broadcast_buffers(run.model)
@@ -225,6 +231,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
             "n_trained": int(n_trained), "n_augmented": int(n_augmented), "selected": selected,
             **(run.method.diagnostics if selected else {}),
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
+            **({"cudagraph_skips": graph_skips.count} if graph_skips is not None else {}),
         })
         if folder:
             folder.save_epoch(_checkpoint(config, run, epoch, data), run.history)
@@ -346,6 +353,14 @@ def inference_batch_size(train_batch_size, device):
     since larger batches overflow the caches (an eval pass of the small CNN over 20,000 images
     took 3.4 s at 128 and 6 s at 512); on a GPU 1024, to fill it."""
     return train_batch_size if device.type == "cpu" else max(train_batch_size, 1024)
+
+
+def warn_cuda_graph_skips(skips):
+    """Say (a warning, once a run) that some of the compiled step's graphs run without CUDA graphs."""
+    why = "; ".join(skips.reasons) or "torch logged no reason"
+    warnings.warn(f"compile: {skips.count} of the compiled step's graphs run without CUDA graphs ({why}), so their "
+                  "kernels are launched one by one and the step is slower than with graph replay; the epochs' "
+                  "'cudagraph_skips' count them", RuntimeWarning, stacklevel=3)
 
 
 def compiled_graphs():
