@@ -17,7 +17,7 @@
 #      (experiments/hand_loop.py) and coreaug's weak only (none), full RandAugment, random 10% and
 #      30%, and the max-loss rule at 10% with max-loss transforms, each eager and compiled (a row
 #      that --compile refuses, such as crust, is skipped with the reason); columns
-#      examples/s, ms per step, aten ops and launches per step, syncs per step, compile seconds;
+#      examples/s, ms per step, aten ops and launches per step, syncs per step, compile seconds, CUDA graph skips;
 #      capped at TABLE_SHARE of the budget (rows not reached are missing from the table);
 #   3. with the time left, the paper's recipe: resnet20 on the whole training set, --strategy coreset
 #      --subset 0.1 --augment maxloss --select-every 20, 200 epochs if they fit, else as many as the

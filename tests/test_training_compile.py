@@ -306,3 +306,30 @@ def test_fixed_step_layout_is_the_same_for_every_selection_of_a_budget():
     shapes = {tuple(fixed_step_plan(plan_of(seed=s), 32, generator=torch.Generator().manual_seed(s))
                     .augmented.view(-1, 32).sum(1).tolist()) for s in range(5)}
     assert len(shapes) == 1
+
+
+# Tensor factories that take a device: called without one inside a compiled unit, they make a
+# CPU tensor even on a GPU, a CPU node in the graph, and inductor then runs the graph without
+# CUDA graphs ("skipping cudagraphs due to cpu device").
+FACTORIES = (torch.tensor, torch.as_tensor, torch.scalar_tensor, torch.arange, torch.linspace, torch.zeros,
+             torch.ones, torch.full, torch.empty, torch.eye, torch.rand, torch.randn, torch.randint)
+
+
+@pytest.mark.parametrize("augment", ["randaugment", "autoaugment", "maxloss"])
+def test_the_compiled_units_make_every_tensor_on_the_inputs_device(monkeypatch, augment):
+    """Read from the graphs dynamo traces (the CPU cannot tell a CPU tensor from a device one)."""
+    graphs = []
+
+    def capture(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(compiled_step, "compile_unit",
+                        lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph, backend=capture))
+    train(compile=True, epochs=1, test_limit=16, augment=augment)
+    calls = [node for gm in graphs for node in gm.graph.nodes if node.op in ("call_function", "call_method")]
+    assert len(graphs) == 2 and len(calls) > 100  # the two units, traced
+    deviceless = [f"{node.target.__name__}: {node.meta.get('stack_trace', '').strip().splitlines()[-2:]}"
+                  for node in calls if node.target in FACTORIES and "device" not in node.kwargs]
+    to_host = [node.target for node in calls if node.target in ("cpu", "numpy", "tolist", "item")]
+    assert not deviceless and not to_host, deviceless + to_host
