@@ -316,20 +316,36 @@ FACTORIES = (torch.tensor, torch.as_tensor, torch.scalar_tensor, torch.arange, t
 
 
 @pytest.mark.parametrize("augment", ["randaugment", "autoaugment", "maxloss"])
-def test_the_compiled_units_make_every_tensor_on_the_inputs_device(monkeypatch, augment):
-    """Read from the graphs dynamo traces (the CPU cannot tell a CPU tensor from a device one)."""
-    graphs = []
+def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, augment):
+    """Read from the graphs dynamo and AOT autograd trace on the CPU: no tensor made without a
+    device and nothing read back to the host (on a GPU, a CPU node), and no input mutated in
+    place unless it is static (parameters, buffers, optimizer state: a CUDA graph may write them
+    where they are; any other mutated input makes inductor skip CUDA graphs, "mutated inputs")."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs, units = [], []
+
+    def forward_compiler(gm, example_inputs):
+        meta = torch._guards.TracingContext.try_get().fw_metadata
+        mutated = [i for i, info in enumerate(meta.input_info) if info.mutates_data or info.mutates_metadata]
+        units.append((mutated, set(meta.static_input_indices)))
+        return gm
+
+    aot = aot_autograd(fw_compiler=forward_compiler, bw_compiler=lambda gm, example_inputs: gm)
 
     def capture(gm, example_inputs):
         graphs.append(gm)
-        return gm.forward
+        return aot(gm, example_inputs)
 
     monkeypatch.setattr(compiled_step, "compile_unit",
                         lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph, backend=capture))
     train(compile=True, epochs=1, test_limit=16, augment=augment)
     calls = [node for gm in graphs for node in gm.graph.nodes if node.op in ("call_function", "call_method")]
-    assert len(graphs) == 2 and len(calls) > 100  # the two units, traced
+    assert len(graphs) == len(units) == 2 and len(calls) > 100  # the two units, traced
     deviceless = [f"{node.target.__name__}: {node.meta.get('stack_trace', '').strip().splitlines()[-2:]}"
                   for node in calls if node.target in FACTORIES and "device" not in node.kwargs]
     to_host = [node.target for node in calls if node.target in ("cpu", "numpy", "tolist", "item")]
     assert not deviceless and not to_host, deviceless + to_host
+    (forward_mutated, _), (update_mutated, _) = units
+    assert forward_mutated and update_mutated  # BatchNorm's running statistics; the parameters and momenta
+    assert all(set(mutated) <= static for mutated, static in units), units
