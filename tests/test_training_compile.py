@@ -318,20 +318,26 @@ FACTORIES = (torch.tensor, torch.as_tensor, torch.scalar_tensor, torch.arange, t
 @pytest.mark.parametrize("augment", ["randaugment", "autoaugment", "maxloss"])
 def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, augment):
     """Read from the graphs dynamo and AOT autograd trace on the CPU: no tensor made without a
-    device and nothing read back to the host (on a GPU, a CPU node), and no input mutated in
-    place unless it is static (parameters, buffers, optimizer state: a CUDA graph may write them
-    where they are; any other mutated input makes inductor skip CUDA graphs, "mutated inputs")."""
+    device and nothing read back to the host (on a GPU, a CPU node), no input mutated in place
+    unless it is static (parameters, buffers, optimizer state: a CUDA graph may write them where
+    they are; any other mutated input makes inductor skip CUDA graphs, "mutated inputs"), and no
+    op inductor will not capture (torch's own check: data-dependent shapes, unsafe ops)."""
     from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.utils import get_first_incompatible_cudagraph_node
 
-    graphs, units = [], []
+    graphs, units, unsafe = [], [], []
 
     def forward_compiler(gm, example_inputs):
         meta = torch._guards.TracingContext.try_get().fw_metadata
         mutated = [i for i, info in enumerate(meta.input_info) if info.mutates_data or info.mutates_metadata]
         units.append((mutated, set(meta.static_input_indices)))
+        return backward_compiler(gm, example_inputs)
+
+    def backward_compiler(gm, example_inputs):
+        unsafe.append(get_first_incompatible_cudagraph_node(gm))  # e.g. an op of data-dependent shape
         return gm
 
-    aot = aot_autograd(fw_compiler=forward_compiler, bw_compiler=lambda gm, example_inputs: gm)
+    aot = aot_autograd(fw_compiler=forward_compiler, bw_compiler=backward_compiler)
 
     def capture(gm, example_inputs):
         graphs.append(gm)
@@ -349,3 +355,4 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
     (forward_mutated, _), (update_mutated, _) = units
     assert forward_mutated and update_mutated  # BatchNorm's running statistics; the parameters and momenta
     assert all(set(mutated) <= static for mutated, static in units), units
+    assert len(unsafe) >= 3 and unsafe == [None] * len(unsafe), unsafe  # forward, backward, update
