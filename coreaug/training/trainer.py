@@ -357,7 +357,7 @@ def inference_batch_size(train_batch_size, device):
 
 def warn_cuda_graph_skips(skips):
     """Say (a warning, once a run) that some of the compiled step's graphs run without CUDA graphs."""
-    why = "; ".join(skips.reasons) or "torch logged no reason"
+    why = "; ".join(reason.splitlines()[0] for reason in skips.reasons) or "torch logged no reason"  # no stack traces
     warnings.warn(f"compile: {skips.count} of the compiled step's graphs run without CUDA graphs ({why}), so their "
                   "kernels are launched one by one and the step is slower than with graph replay; the epochs' "
                   "'cudagraph_skips' count them", RuntimeWarning, stacklevel=3)
