@@ -199,6 +199,16 @@ def test_a_change_between_epochs_is_seen_by_the_next_epochs_first_step(monkeypat
     assert step(images, labels, weights, key, 0.1)[0][0].item() == pytest.approx(want.item(), rel=1e-5)
 
 
+def test_a_run_that_compiles_its_step_says_so_once_before_the_wait(monkeypatch, capsys):
+    from coreaug.training.trainer import COMPILING
+
+    monkeypatch.setattr(compiled_step, "compile_unit", eager_backend)
+    train(compile=True, epochs=2, test_limit=16, quiet=False)
+    assert capsys.readouterr().out.count(COMPILING) == 1  # with the epochs' log lines
+    train(compile=True, epochs=1, test_limit=16)  # quiet
+    assert COMPILING not in capsys.readouterr().out
+
+
 def test_graph_counts_are_logged_only_with_compile():
     result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
                                                epochs=1, quiet=True))

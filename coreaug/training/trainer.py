@@ -473,6 +473,10 @@ def compiles_whole_step(config, distributed):
     return bool(config.compile) and distributed.world_size == 1
 
 
+COMPILING = ("compile: the first steps compile the training step (seconds when torch's compiler cache holds its "
+             "graphs, a minute or more when it is empty); the later steps and epochs reuse it")
+
+
 def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distributed, logit_sums=None):
     """`_train_epoch` for `compile`: `plan` is laid out by `EpochPlan.fixed_steps` (every batch
     of batch_size, its copies in its last k rows) and each step is one `CompiledStep` call, its
@@ -484,6 +488,8 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         run.compiled_step = CompiledStep(run.model, run.optimizer, weak, strong, data.preprocess, run.autocast,
                                          run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
                                          device=device)
+        if not config.quiet:  # else the bar sits at 0 while torch compiles
+            tqdm.write(COMPILING)
     step_fn = run.compiled_step
     step_fn.new_epoch()
     keys = step_keys(config.seed, epoch, batches.steps, device, distributed.rank)
