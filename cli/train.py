@@ -118,7 +118,7 @@ def train_options(command):
         click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
                      help="auto (bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on the CPU), bf16, fp16, "
                           "fp32; the resolved value is in summary.json."),
-        click.option("--compile", is_flag=True, help="Compile the whole training step: augmentation, model and update, fixed shapes (graphs built in the first epoch and reused; graphs_compiled in metrics.jsonl)."),
+        click.option("--compile", is_flag=True, help="Compile the whole training step: augmentation, model and update, fixed shapes (graphs built in the first epoch and reused; graphs_compiled in metrics.jsonl), replayed as CUDA graphs on a GPU (cudagraph_skips counts graphs that are not)."),
         click.option("--augment-steps", type=int,
                      help="Steps' batches augmented per call: fewer, larger calls, for GPUs [default: 1; "
                           "always 1 for maxloss and crust]."),

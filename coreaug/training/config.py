@@ -117,7 +117,8 @@ class TrainConfig:
     precision: "auto" (bf16 on a GPU that has it, fp16 with a gradient scaler on older GPUs,
         fp32 on the CPU), "bf16", "fp16" or "fp32": the autocast of training and no-grad passes.
     compile: compile the whole training step (augmentation, forward, loss, update; fixed shapes,
-        see coreaug.training.compiled_step; graphs built in the first epoch, reused after);
+        see coreaug.training.compiled_step; graphs built in the first epoch, reused after; CUDA
+        graphs on a GPU, those skipped warned about and counted per epoch, "cudagraph_skips");
         max-loss augmentation scored inside it; refuses crust and augment_steps. Under torchrun: the model only.
     augment_steps: how many steps' batches one weak and one strong augmentation call take (the
         same kind of draws per example, fewer calls: on a GPU a RandAugment call costs about the
