@@ -199,6 +199,18 @@ def test_a_change_between_epochs_is_seen_by_the_next_epochs_first_step(monkeypat
     assert step(images, labels, weights, key, 0.1)[0][0].item() == pytest.approx(want.item(), rel=1e-5)
 
 
+def test_a_compiled_adamw_update_trains_on_the_cpu_as_its_eager_twin(monkeypatch):
+    """AdamW's foreach form refuses the compiled update's tensor learning rate off CUDA; the CPU
+    takes the single-tensor form."""
+    monkeypatch.setattr(compiled_step, "compile_unit", eager_backend)
+    compiled = train(compile=True, optimizer="adamw", test_limit=16)
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)
+    twin = train(compile=True, optimizer="adamw", test_limit=16)
+    assert [m["graphs_compiled"] for m in compiled.history][1:] == [0, 0]
+    assert [m["train_loss"] for m in compiled.history] == pytest.approx([m["train_loss"] for m in twin.history],
+                                                                        rel=1e-4)
+
+
 def test_a_run_that_compiles_its_step_says_so_once_before_the_wait(monkeypatch, capsys):
     from coreaug.training.trainer import COMPILING
 

@@ -262,7 +262,7 @@ def _start(config, distributed, checkpoint, data, model=None):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=torch.channels_last)
     precision = resolve_precision(config.precision, device)
-    optimizer = make_optimizer(config, model)
+    optimizer = make_optimizer(config, model, compiled_update=compiles_whole_step(config, distributed))
     method = CoresetAugmentation(
         data.train_labels.cpu(), strategy=config.strategy, fraction=config.subset, select_every=config.select_every,
         mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
@@ -288,14 +288,21 @@ def _start(config, distributed, checkpoint, data, model=None):
     return run
 
 
-def make_optimizer(config, model):
+def make_optimizer(config, model, compiled_update=None):
     """`config.optimizer` over `parameter_groups`: SGD (momentum, Nesterov) or AdamW (betas),
-    at `config.lr` with `config.weight_decay` (the schedule sets the rate each step)."""
+    at `config.lr` with `config.weight_decay` (the schedule sets the rate each step).
+    `compiled_update` (default: `config.compile`): the update will be compiled with a tensor
+    learning rate (`CompiledStep`)."""
     groups = parameter_groups(model, config.weight_decay, config.norm_decay)
     foreach = foreach_update(model)
+    compiled_update = bool(config.compile) if compiled_update is None else compiled_update
     if config.optimizer == "adamw":
         # A compiled update on CUDA (CUDA graphs, a tensor lr) needs the step counts on the device.
-        capturable = bool(config.compile) and next(model.parameters()).is_cuda
+        capturable = compiled_update and next(model.parameters()).is_cuda
+        if compiled_update and not capturable:
+            # torch's foreach AdamW refuses a tensor lr unless capturable (a mode for CUDA and
+            # other accelerators, not the CPU); compiled, the single-tensor form fuses the same arithmetic.
+            foreach = False
         return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
                                  capturable=capturable, foreach=foreach)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
