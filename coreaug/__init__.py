@@ -12,7 +12,7 @@ __version__ = "0.2.0"
 # set here, before torch is imported; export OMP_WAIT_POLICY=ACTIVE to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .augment import available_policies, create_policy
+from .augment import RandomSource, available_policies, create_policy
 from .bench import BenchResult, run_grid
 from .data import DatasetNotFoundError, ImageDataset, apply_label_noise, available_datasets, load_dataset
 from .errors import UsageError
@@ -33,6 +33,6 @@ __all__ = [
     "logit_gradients", "last_layer_gradients", "estimate_gradients",
     "TrainConfig", "TrainResult", "train", "CoresetAugmentation", "load_run", "TrainedModel",
     "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
-    "create_model", "available_models", "create_policy", "available_policies",
+    "create_model", "available_models", "create_policy", "available_policies", "RandomSource",
     "run_grid", "BenchResult", "UsageError",
 ]

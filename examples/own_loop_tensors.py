@@ -4,7 +4,11 @@ The training set lives on the device as one uint8 tensor; coreaug's batched poli
 there; the epoch's plan arrives as device index tensors. Runs on Fashion-MNIST (Debian's
 dataset-fashion-mnist, or --data-dir), on a GPU when there is one:
 
-    python examples/own_loop_tensors.py [--epochs 3] [--limit 10000] [--data-dir DIR] [--seed 0]
+    python examples/own_loop_tensors.py [--epochs 3] [--limit 10000] [--data-dir DIR] [--seed 0] [--compile]
+
+With --compile, augmentation, forward and loss are one torch.compile graph: the plan is laid
+out in batches of one shape with their copies last (`fixed_steps`), and the policies draw from a
+`coreaug.RandomSource` keyed per step instead of a generator (a generator breaks the graph).
 """
 import argparse
 
@@ -20,6 +24,7 @@ def main():
     parser.add_argument("--limit", type=int, default=10000)
     parser.add_argument("--data-dir")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="compile augmentation, forward and loss")
     args = parser.parse_args()
     torch.manual_seed(args.seed)  # the model's initial weights
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -35,16 +40,36 @@ def main():
     model = coreaug.create_model("cnn", 1, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     generator = torch.Generator(device=device).manual_seed(args.seed)
+
+    def compiled_loss(x, y, weights, key, copies):
+        """Weak augmentation for the batch, strong for its last `copies` rows, the weighted loss."""
+        source = coreaug.RandomSource(key)
+        x = weak(x, source)
+        if copies:
+            x = torch.cat([x[:-copies], strong(x[-copies:], source)])
+        return (F.cross_entropy(model(scale(x)), y, reduction="none") * weights).mean()
+
+    compiled_loss = torch.compile(compiled_loss, fullgraph=True)  # compiled at its first call(s)
     for epoch in range(args.epochs):
-        batches = method.start_epoch(epoch, model, images, preprocess=scale).on_device(128, device)
+        plan = method.start_epoch(epoch, model, images, preprocess=scale)
+        if args.compile:  # every batch of 128 with the same number of copies, last: one shape for every step
+            plan = plan.fixed_steps(128, generator=torch.Generator().manual_seed(args.seed + epoch))
+        batches = plan.on_device(128, device)
+        if args.compile:  # one key per step: the policies' draws, reproducible by seed
+            keys = coreaug.RandomSource.keys(args.seed, epoch, steps=batches.steps, device=device)
         model.train()
         for step in range(batches.steps):
             take, strong_rows = batches.batch(step)
             idx = batches.indices[take]
-            x = weak(images[idx], generator)
-            if strong_rows is not None:  # this batch's copies of selected examples
-                x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), generator))
-            loss = (F.cross_entropy(model(scale(x)), labels[idx], reduction="none") * batches.weights[take]).mean()
+            if args.compile:
+                copies = batches.bounds[1] - batches.bounds[0]  # the same in every batch
+                loss = compiled_loss(images[idx], labels[idx], batches.weights[take], keys[step], copies)
+            else:
+                x = weak(images[idx], generator)
+                if strong_rows is not None:  # this batch's copies of selected examples
+                    x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), generator))
+                loss = (F.cross_entropy(model(scale(x)), labels[idx], reduction="none")
+                        * batches.weights[take]).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

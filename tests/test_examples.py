@@ -11,10 +11,10 @@ HAVE_FASHION = os.path.exists("/usr/share/datasets/fashion-mnist/train-images-id
 
 
 @pytest.mark.skipif(not HAVE_FASHION, reason="Debian's dataset-fashion-mnist is not installed")
-@pytest.mark.parametrize("script", ["own_loop_dataloader.py", "own_loop_tensors.py"])
+@pytest.mark.parametrize("script", ["own_loop_dataloader.py", "own_loop_tensors.py", "own_loop_tensors.py --compile"])
 def test_example_trains_on_fashion_mnist(script):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), "--epochs", "2", "--limit", "2000"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script.split()[0]), *script.split()[1:],
+                           "--epochs", "2", "--limit", "2000"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     accuracies = [float(a) for a in re.findall(r"test accuracy ([\d.]+)%", proc.stdout)]
     assert len(accuracies) == 2 and accuracies[-1] > 30  # chance is 10%

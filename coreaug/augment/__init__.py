@@ -16,6 +16,7 @@ from .geometric import rotate, shear_x, shear_y, translate_x, translate_y
 from .histogram import auto_contrast, equalize
 from .policy import Compose, Policy
 from .registry import available_policies, create_policy, register_policy
+from .sampling import RandomSource
 
 # Importing the policy modules registers them.
 from .autoaugment import AutoAugment
@@ -26,7 +27,7 @@ from .weak_cutout import Cutout, Weak
 
 
 __all__ = [
-    "AutoAugment", "Compose", "Cutout", "MaxLossAugment", "Policy", "RandAugment", "ResizedCrop",
+    "AutoAugment", "Compose", "Cutout", "MaxLossAugment", "Policy", "RandAugment", "RandomSource", "ResizedCrop",
     "TrivialAugmentWide", "Weak", "auto_contrast", "available_policies", "brightness", "color",
     "contrast", "create_policy", "cutout", "equalize", "horizontal_flip", "identity", "invert",
     "posterize", "random_crop", "register_policy", "rotate", "sharpness", "shear_x", "shear_y",

@@ -42,10 +42,12 @@ def source_key(*numbers: int) -> int:
 
 
 class RandomSource:
-    """Random numbers for augmentation that torch.compile can trace: a stand-in for a generator.
+    """Random numbers for augmentation that torch.compile can trace: pass one to a policy in
+    place of a `torch.Generator` (`policy(images, RandomSource(key))`), e.g. inside a training
+    step you compile yourself (a generator breaks the graph at every draw).
 
-    ``key`` is an int64 tensor holding a 32-bit value (0-dim, on the batch's device; e.g. the
-    `source_key` of (seed, epoch, step)); it may change from call to call without a recompile.
+    ``key`` is an int64 tensor holding a 32-bit value (0-dim, on the batch's device; one per
+    step from `RandomSource.keys`); it may change from call to call without a recompile.
     Draw number d (the d-th call of `uniform`, `integers`, `signs` or `permutation` on this
     source, a host counter) gives position j the number mix32(mix32(key ^ salt(d)) + j * golden):
     a function of (key, d, j) only, computed by a few elementwise integer ops on the device, so
@@ -56,6 +58,14 @@ class RandomSource:
     def __init__(self, key: torch.Tensor):
         self.key = key
         self.draws = 0
+
+    @staticmethod
+    def keys(*numbers: int, steps: int, device=None) -> torch.Tensor:
+        """int64 (steps,) on ``device``: key s is `source_key(*numbers, s)`, e.g. with numbers
+        (seed, epoch) one key per step of an epoch, reproducible by seed. Built on the host and
+        moved at once: make them once an epoch, and index them per step (``keys[step]``)."""
+        keys = [source_key(*numbers, step) for step in range(steps)]  # a loop over steps, not examples
+        return torch.tensor(keys, dtype=torch.int64).to(device or "cpu", non_blocking=True)
 
     def restart(self) -> "RandomSource":
         """Start again at draw 0 (the same numbers again); returns self."""

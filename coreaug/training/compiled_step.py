@@ -41,7 +41,7 @@ import types
 import torch
 import torch.nn.functional as F
 
-from coreaug.augment.sampling import RandomSource, source_key
+from coreaug.augment.sampling import RandomSource
 from coreaug.errors import UsageError
 from coreaug.selection.rules import RULES
 
@@ -123,8 +123,7 @@ class CudaGraphSkips:
 def step_keys(seed, epoch, steps, device, rank=0):
     """int64 (steps,) on `device`: each step's `RandomSource` key, a hash of (seed, epoch, rank,
     step), built on the host and moved once an epoch."""
-    keys = [source_key(seed, epoch, rank, step) for step in range(steps)]  # a loop over steps, not examples
-    return torch.tensor(keys, dtype=torch.int64).to(device, non_blocking=True)
+    return RandomSource.keys(seed, epoch, rank, steps=steps, device=device)
 
 
 def tensor_learning_rates(optimizer, device):
