@@ -378,3 +378,23 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
     assert forward_mutated and update_mutated  # BatchNorm's running statistics; the parameters and momenta
     assert all(set(mutated) <= static for mutated, static in units), units
     assert len(unsafe) >= 3 and unsafe == [None] * len(unsafe), unsafe  # forward, backward, update
+
+
+def test_a_compiled_evaluation_pads_its_last_batch_instead_of_compiling_again():
+    """The evaluation of a compiled run: one graph for every batch, the same sums as the eager model."""
+    from torch._dynamo.utils import counters
+
+    from coreaug.data.images import as_images
+    from coreaug.training.evaluate import evaluation_sums
+
+    torch.manual_seed(0)
+    model = coreaug.create_model("cnn", 3, 10)
+    model(torch.rand(4, 3, 16, 16))  # BatchNorm statistics of some images, not the initial ones
+    images = as_images(torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8))
+    labels = torch.randint(0, 10, (40,))
+    scale = lambda x: x.float() / 255  # noqa: E731
+    before = counters["stats"]["unique_graphs"]
+    compiled = evaluation_sums(torch.compile(model, backend="eager"), images, labels, scale, 32, contextlib.nullcontext)
+    assert counters["stats"]["unique_graphs"] - before == 1  # batches of 32 and 8: not a second graph
+    assert compiled == pytest.approx(evaluation_sums(model, images, labels, scale, 32, contextlib.nullcontext),
+                                     rel=1e-5)
