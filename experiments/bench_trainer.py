@@ -40,6 +40,8 @@ own call size (one call per step on `--batch-size` images) and the strong policy
 mode), times the steps, over the training seconds; for ``hand`` its pad_crop_flip at B.
 
 The table and `--json` are rewritten after every row, so a run cut short keeps what it measured;
+a row that raises is named under the table ("Failed: ...") and the rows after it still run (the
+exit status is then 1);
 the `## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
 ``--quick``: 2 epochs, 4 counted steps (small datasets such as ``digits`` finish in minutes on a CPU).
 """
@@ -52,6 +54,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 import torch
@@ -284,8 +287,9 @@ def command_line(args):
     return " ".join(parts)
 
 
-def write(args, rows, device_name, started_load, notes=""):
-    """Write the table so far (and the JSON) to `--out`, `notes` (hand-written `## ` sections) below it."""
+def write(args, rows, device_name, started_load, notes="", failed=()):
+    """Write the table so far (and the JSON) to `--out`, `notes` (hand-written `## ` sections) below
+    it; `failed` lists the rows that raised, with their errors, under the table."""
     text = "\n\n".join([
         "# Trainer benchmark: coreaug beside a hand-written loop",
         f"Command: `{command_line(args)}`  \nDevice: {device_name}, torch {torch.__version__}. "
@@ -293,14 +297,14 @@ def write(args, rows, device_name, started_load, notes=""):
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. Mode append, R = {args.select_every}; seconds are means "
         f"over epochs 2 to {args.epochs} (the first also compiles and loads kernels), evaluation excluded; "
         "the columns are defined in experiments/bench_trainer.py's docstring.",
-        table(rows)]) + "\n"
+        table(rows), *([f"Failed: {'; '.join(failed)}."] if failed else [])]) + "\n"
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     _replace(args.out, text + (f"\n{notes}" if notes else ""))
     if args.json:
         _replace(args.json, json.dumps({"command": command_line(args), "device": device_name, "rows": [
             dict(row=row.label(), hand=row.hand, strategy=row.strategy, fraction=row.fraction,
                  augment=row.augment, mode=mode, **{k: v for k, v in r.items() if k != "every_epoch"})
-            for row, mode, r in rows]}, indent=1))
+            for row, mode, r in rows], "failed": list(failed)}, indent=1))
     return text
 
 
@@ -364,7 +368,7 @@ def main(argv=None):
     images, labels = data.train_images.read(slice(None)), data.train_labels
     device_name = (torch.cuda.get_device_name() if args.device.startswith("cuda")
                    else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
-    done, syncs = [], {}
+    done, syncs, failed = [], {}, []
     for row in rows:
         for mode in args.modes:
             compiled = mode == "compiled"
@@ -373,23 +377,39 @@ def main(argv=None):
                 print(f"{row.label()} @{row.augment} compiled: skipped, {refused}", flush=True)
                 continue
             start = time.perf_counter()
-            if row.hand:
-                r = hand_row(args, compiled, images, labels, data.num_classes)
-            else:
-                r = measure_coreaug(args, row, compiled)
-                if args.count_steps:
-                    r["ops_per_step"], r["launches_per_step"] = count_coreaug(args, row, compiled)
-                key = row.label() + row.augment
-                if key not in syncs:
-                    syncs[key], _ = syncs_per_step(dict(AUDIT, device=args.device), **row.settings())
-                r["syncs"] = syncs[key]
-            if not compiled:
-                r["augment_share"] = augmentation_share(args, row, r, images, labels, data.num_classes)
+            try:
+                r = measure_row(args, row, compiled, images, labels, data.num_classes, syncs)
+            except Exception as error:  # noqa: BLE001 - one row's failure must not cost the rows after it
+                traceback.print_exc()
+                failed.append(f"{'hand' if row.hand else row.label()} @{row.augment} {mode} "
+                              f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})")
+                print(f"{failed[-1]}: failed, going on", flush=True)
+                write(args, done, device_name, started_load, notes, failed)
+                continue
             done.append((row, mode, r))
-            write(args, done, device_name, started_load, notes)
+            write(args, done, device_name, started_load, notes, failed)
             print(f"{'hand' if row.hand else row.label()} @{row.augment} {mode}: {r['epoch_seconds']:.2f} s/epoch, "
                   f"{r['ms_per_step']:.1f} ms/step ({time.perf_counter() - start:.0f} s)", flush=True)
-    print(write(args, done, device_name, started_load, notes))
+    print(write(args, done, device_name, started_load, notes, failed))
+    if failed:
+        raise SystemExit(f"{len(failed)} row(s) failed: {'; '.join(failed)}")
+
+
+def measure_row(args, row, compiled, images, labels, num_classes, syncs):
+    """One row's measurements (`syncs` caches the sync audit by strategy and policy)."""
+    if row.hand:
+        r = hand_row(args, compiled, images, labels, num_classes)
+    else:
+        r = measure_coreaug(args, row, compiled)
+        if args.count_steps:
+            r["ops_per_step"], r["launches_per_step"] = count_coreaug(args, row, compiled)
+        key = row.label() + row.augment
+        if key not in syncs:
+            syncs[key], _ = syncs_per_step(dict(AUDIT, device=args.device), **row.settings())
+        r["syncs"] = syncs[key]
+    if not compiled:
+        r["augment_share"] = augmentation_share(args, row, r, images, labels, num_classes)
+    return r
 
 
 if __name__ == "__main__":

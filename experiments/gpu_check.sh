@@ -157,7 +157,7 @@ if [ "$TABLE_S" -gt 0 ]; then
     if [ -f "$WORK/speed.md" ]; then
         sed -n '/^Command/p; /^Device/p' "$WORK/speed.md" >> "$OUT"
         append ""
-        sed -n '/^|/p' "$WORK/speed.md" >> "$OUT"
+        sed -n '/^|/p; /^Failed/p' "$WORK/speed.md" >> "$OUT"
     fi
     if [ "$rc" -ne 0 ]; then
         [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || status=1

@@ -76,3 +76,23 @@ def test_a_row_the_compiled_step_refuses_is_skipped_with_its_reason(bench, tmp_p
                 "--out", str(out), "--json", str(data)])
     assert "compiled: skipped" in capsys.readouterr().out
     assert json.loads(data.read_text())["rows"] == []
+
+
+def test_a_row_that_fails_is_named_and_the_rows_after_it_still_run(bench, tmp_path, monkeypatch):
+    real = bench.measure_coreaug
+
+    def measure(args, row, compiled):
+        if row.strategy == "none":
+            raise RuntimeError("out of memory\nmore detail")
+        return real(args, row, compiled)
+
+    monkeypatch.setattr(bench, "measure_coreaug", measure)
+    out, data = tmp_path / "table.md", tmp_path / "rows.json"
+    with pytest.raises(SystemExit, match="1 row"):
+        bench.main(["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
+                    "--epochs", "1", "--modes", "eager", "--rows", "none,random:0.25", "--count-steps", "0",
+                    "--out", str(out), "--json", str(data)])
+    written = json.loads(data.read_text())
+    assert [r["row"] for r in written["rows"]] == ["random 0.25"]
+    assert written["failed"] == ["none @weak eager (RuntimeError: out of memory)"]
+    assert "Failed: none @weak eager (RuntimeError: out of memory)." in out.read_text()
