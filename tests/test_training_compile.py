@@ -387,8 +387,16 @@ def test_a_compiled_evaluation_pads_its_last_batch_instead_of_compiling_again():
     from coreaug.data.images import as_images
     from coreaug.training.evaluate import evaluation_sums
 
+    class Net(torch.nn.Module):  # its own forward code: no graph of an earlier test is reused
+        def __init__(self):
+            super().__init__()
+            self.body = coreaug.create_model("cnn", 3, 10)
+
+        def forward(self, x):
+            return self.body(x)
+
     torch.manual_seed(0)
-    model = coreaug.create_model("cnn", 3, 10)
+    model = Net()
     model(torch.rand(4, 3, 16, 16))  # BatchNorm statistics of some images, not the initial ones
     images = as_images(torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8))
     labels = torch.randint(0, 10, (40,))
