@@ -65,6 +65,7 @@ from coreaug.models import create_model
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
 from coreaug.training.inputs import load_run_data
 from coreaug.training.sync_audit import syncs_per_step
+from coreaug.bench.grid import one_line
 from coreaug.training.compiled_step import CudaGraphSkips, check_compilable, compile_mode
 from coreaug.errors import UsageError
 
@@ -236,9 +237,8 @@ def augmentation_share(args, row, measured, images, labels, num_classes):
 def hand_row(args, compiled, images, labels, num_classes):
     """Timing and counts of the hand loop, in the dict shape of a coreaug row."""
     defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
-    graphs = compiled and args.compile_mode == "reduce-overhead"
-    skips = CudaGraphSkips()
-    with skips if graphs else contextlib.nullcontext():
+    skips = CudaGraphSkips() if compiled and args.compile_mode == "reduce-overhead" else None
+    with skips or contextlib.nullcontext():
         r = run_hand_loop(images, labels, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                           device=args.device, compile=compiled, compile_mode=args.compile_mode if compiled else None,
                           lr=defaults["lr"], weight_decay=defaults["weight_decay"], flip=defaults["flip"],
@@ -248,7 +248,7 @@ def hand_row(args, compiled, images, labels, num_classes):
     epoch = statistics.fmean(steady)
     return dict(r, epoch_seconds=epoch, selection_seconds=0.0, training_seconds=epoch,
                 n_trained=r["steps_per_epoch"] * args.batch_size, n_augmented=0, steps=r["steps_per_epoch"],
-                graphs_after_first=None, graph_skips=skips.count if graphs else None, accuracy=None,
+                graphs_after_first=None, graph_skips=None if skips is None else skips.count, accuracy=None,
                 every_epoch=r["epoch_seconds"])
 
 
@@ -381,8 +381,7 @@ def main(argv=None):
                 r = measure_row(args, row, compiled, images, labels, data.num_classes, syncs)
             except Exception as error:  # noqa: BLE001 - one row's failure must not cost the rows after it
                 traceback.print_exc()
-                failed.append(f"{'hand' if row.hand else row.label()} @{row.augment} {mode} "
-                              f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''})")
+                failed.append(f"{'hand' if row.hand else row.label()} @{row.augment} {mode} ({one_line(error)})")
                 print(f"{failed[-1]}: failed, going on", flush=True)
                 write(args, done, device_name, started_load, notes, failed)
                 continue
