@@ -7,8 +7,10 @@ dataset-fashion-mnist, or --data-dir), on a GPU when there is one:
     python examples/own_loop_tensors.py [--epochs 3] [--limit 10000] [--data-dir DIR] [--seed 0] [--compile]
 
 With --compile, augmentation, forward and loss are one torch.compile graph: the plan is laid
-out in batches of one shape with their copies last (`fixed_steps`), and the policies draw from a
-`coreaug.RandomSource` keyed per step instead of a generator (a generator breaks the graph).
+out in batches of one shape with their copies last (`fixed_steps`). Either way the policies draw
+from a `coreaug.RandomSource` with a key per plan entry (`image_keys`: seed, epoch, example and
+copy), so an example is augmented the same eager or compiled (a torch.Generator would break the
+compiled graph, and its draws depend on the batch).
 """
 import argparse
 
@@ -39,14 +41,13 @@ def main():
     weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
     model = coreaug.create_model("cnn", 1, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    generator = torch.Generator(device=device).manual_seed(args.seed)
 
-    def compiled_loss(x, y, weights, key, copies):
+    def compiled_loss(x, y, weights, keys, copies):
         """Weak augmentation for the batch, strong for its last `copies` rows, the weighted loss."""
-        source = coreaug.RandomSource(key)
+        source = coreaug.RandomSource(keys)  # a key per row
         x = weak(x, source)
         if copies:
-            x = torch.cat([x[:-copies], strong(x[-copies:], source)])
+            x = torch.cat([x[:-copies], strong(x[-copies:], source.select(slice(-copies, None)))])
         return (F.cross_entropy(model(scale(x)), y, reduction="none") * weights).mean()
 
     compiled_loss = torch.compile(compiled_loss, fullgraph=True)  # compiled at its first call(s)
@@ -55,19 +56,20 @@ def main():
         if args.compile:  # every batch of 128 with the same number of copies, last: one shape for every step
             plan = plan.fixed_steps(128, generator=torch.Generator().manual_seed(args.seed + epoch))
         batches = plan.on_device(128, device)
-        if args.compile:  # one key per step: the policies' draws, reproducible by seed
-            keys = coreaug.RandomSource.keys(args.seed, epoch, steps=batches.steps, device=device)
+        keys = batches.image_keys(args.seed, epoch)  # a key per entry: its draws, reproducible by seed
         model.train()
         for step in range(batches.steps):
             take, strong_rows = batches.batch(step)
             idx = batches.indices[take]
             if args.compile:
                 copies = batches.bounds[1] - batches.bounds[0]  # the same in every batch
-                loss = compiled_loss(images[idx], labels[idx], batches.weights[take], keys[step], copies)
+                loss = compiled_loss(images[idx], labels[idx], batches.weights[take], keys[take], copies)
             else:
-                x = weak(images[idx], generator)
-                if strong_rows is not None:  # this batch's copies of selected examples
-                    x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), generator))
+                source = coreaug.RandomSource(keys[take])
+                x = weak(images[idx], source)
+                if strong_rows is not None:  # this batch's copies of selected examples, their own draws
+                    copies = source.select(strong_rows)
+                    x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), copies))
                 loss = (F.cross_entropy(model(scale(x)), labels[idx], reduction="none")
                         * batches.weights[take]).mean()
             optimizer.zero_grad()

@@ -9,7 +9,7 @@ import coreaug.augment as A
 from coreaug.augment.op_kinds import OP_KINDS
 from coreaug.augment.op_set import OpSet
 from coreaug.augment.randaugment import randaugment_ranges, trivialaugment_ranges
-from coreaug.augment.sampling import integers, signs
+from coreaug.augment.sampling import RandomSource, integers, signs
 from coreaug.training.sync_audit import SyncAudit
 
 # Ops per call measured when the dense path was written (experiments/results/augment_ops.md),
@@ -29,11 +29,12 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def ops_and_syncs(policy, images):
+def ops_and_syncs(policy, images, randomness=lambda seed: torch.Generator().manual_seed(seed)):
     """(ops, syncing ops) of one call after a warm-up call (which fills the caches)."""
-    policy(images, torch.Generator().manual_seed(0))
+    policy(images, randomness(0))
+    second = randomness(1)
     with SyncAudit() as audit, OpCounter() as counter:
-        policy(images, torch.Generator().manual_seed(1))
+        policy(images, second)
     return sum(counter.counts.values()), audit.total
 
 
@@ -48,6 +49,21 @@ def test_a_call_dispatches_a_bounded_number_of_ops_whatever_the_batch_and_none_s
     assert counted[0] == counted[1], "the number of ops depends on the batch"
     ops, syncs = counted[0]
     assert ops <= MOST_OPS[name]
+    assert syncs == 0
+
+
+@pytest.mark.parametrize("name", sorted(MOST_OPS))
+def test_drawing_from_a_key_per_image_costs_a_few_ops_more_than_a_generator_whatever_the_batch(name):
+    """As the trainer calls a policy: a `RandomSource` with a key per image (made once an epoch)
+    in place of a generator. The call hashes its images' numbers in one block (about 14 ops)
+    and cuts each draw from it (a slice and a view, and a shift or two)."""
+    keyed = []
+    for n in (13, 64):
+        keys = lambda seed: RandomSource(RandomSource.image_keys(torch.arange(n), seed))  # noqa: E731
+        keyed.append(ops_and_syncs(A.create_policy(name), cifar_batch(n), keys))
+    assert keyed[0] == keyed[1], "the number of ops depends on the batch"
+    ops, syncs = keyed[0]
+    assert ops <= ops_and_syncs(A.create_policy(name), cifar_batch(13))[0] + 24
     assert syncs == 0
 
 

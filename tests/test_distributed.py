@@ -63,14 +63,14 @@ def resumed_run(out):
     """(history and weights of an uninterrupted run, the same of a run cut after 2 epochs and resumed)."""
     config = dict(RUN, epochs=4, select_every=3)
     whole = coreaug.train(coreaug.TrainConfig(**config, out=f"{out}/whole"))
-    real_generator = trainer_module.epoch_generator
+    real_epoch = trainer_module._train_epoch
 
-    def interrupt_at_epoch_2(seed, epoch, stream, rank=0, device="cpu"):
+    def interrupt_at_epoch_2(config, run, data, plan, strong, weak, epoch, *args, **kwargs):
         if epoch == 2:  # every process stops at the same point, after two checkpoints
             raise KeyboardInterrupt
-        return real_generator(seed, epoch, stream, rank, device)
+        return real_epoch(config, run, data, plan, strong, weak, epoch, *args, **kwargs)
 
-    with mock.patch.object(trainer_module, "epoch_generator", interrupt_at_epoch_2), \
+    with mock.patch.object(trainer_module, "_train_epoch", interrupt_at_epoch_2), \
             pytest.raises(KeyboardInterrupt):
         coreaug.train(coreaug.TrainConfig(**config, out=f"{out}/cut"))
     resumed = coreaug.train(coreaug.TrainConfig(**config, out=f"{out}/cut", resume=True))
@@ -205,12 +205,6 @@ def test_world_size_must_split_the_global_batch_and_the_plan():
     with pytest.raises(ValueError, match="each epoch trains 2 examples, fewer than the 4 processes"):
         check_world_size(config, 64, 4)
     check_world_size(config, 64, 2)
-
-
-def test_ranks_draw_different_augmentations_and_rank_0_draws_the_single_process_ones():
-    draw = lambda rank: torch.rand(8, generator=trainer_module.epoch_generator(0, 3, 1, rank))  # noqa: E731
-    assert torch.equal(draw(0), torch.rand(8, generator=torch.Generator().manual_seed(3 * 8 + 1)))
-    assert not torch.equal(draw(0), draw(1))
 
 
 def test_a_completed_run_waits_for_every_rank_before_leaving_and_a_failed_one_does_not():

@@ -201,7 +201,7 @@ def test_subset_mode_items_carry_the_coreset_weights():
 
 def test_a_step_compiled_in_your_own_loop_draws_from_a_random_source_without_recompiling():
     """The own loop's compiled path (docs/your-model.md): fixed-shape batches, the policies drawing
-    from coreaug.RandomSource keyed per step. dynamo traces the step whole (fullgraph: a graph
+    from coreaug.RandomSource keyed per entry. dynamo traces the step whole (fullgraph: a graph
     break raises) and builds its graphs in the first steps only; the same keys give the same
     losses eagerly."""
     from torch._dynamo.utils import counters
@@ -210,10 +210,10 @@ def test_a_step_compiled_in_your_own_loop_draws_from_a_random_source_without_rec
     images, labels = DATA.train_images[:160], DATA.train_labels[:160]
     weak, strong = coreaug.create_policy("weak"), coreaug.create_policy("randaugment")
 
-    def step_loss(model, x, y, weights, key, copies):
-        source = coreaug.RandomSource(key)
+    def step_loss(model, x, y, weights, keys, copies):
+        source = coreaug.RandomSource(keys)
         x = weak(x, source)
-        x = torch.cat([x[:-copies], strong(x[-copies:], source)])
+        x = torch.cat([x[:-copies], strong(x[-copies:], source.select(slice(-copies, None)))])
         return (F.cross_entropy(model(x.float() / 255), y, reduction="none") * weights).mean()
 
     compiled = torch.compile(step_loss, fullgraph=True, backend="eager")  # dynamo alone: no code generation
@@ -223,23 +223,21 @@ def test_a_step_compiled_in_your_own_loop_draws_from_a_random_source_without_rec
     for epoch in range(3):
         plan = method.start_epoch(epoch).fixed_steps(32, generator=torch.Generator().manual_seed(epoch))
         batches = plan.on_device(32, "cpu")
-        keys = coreaug.RandomSource.keys(0, epoch, steps=batches.steps)
+        keys = batches.image_keys(0, epoch)
         copies = batches.bounds[1] - batches.bounds[0]
         assert copies > 0 and all(b - a == copies for a, b in zip(batches.bounds, batches.bounds[1:]))
         for step in range(batches.steps):
             take = batches.batch(step)[0]
             idx = batches.indices[take]
-            args = (images[idx], labels[idx], batches.weights[take], keys[step], copies)
+            args = (images[idx], labels[idx], batches.weights[take], keys[take], copies)
             loss = compiled(model, *args)
             assert loss.item() == pytest.approx(step_loss(model, *args).item(), rel=1e-6)
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[1:] == [graphs[0]] * 2  # nothing compiled after the first epoch's first steps
-    assert keys.dtype == torch.int64 and len(set(keys.tolist())) == len(keys)  # a key per step
+    assert keys.dtype == torch.int64 and len(set(keys.tolist())) == len(keys)  # a key per entry
 
 
-def test_random_source_keys_are_the_training_steps_keys():
+def test_random_source_keys_hash_their_numbers_and_the_step():
     from coreaug.augment.sampling import source_key
-    from coreaug.training.compiled_step import step_keys
 
     assert coreaug.RandomSource.keys(3, 1, 0, steps=4).tolist() == [source_key(3, 1, 0, s) for s in range(4)]
-    assert torch.equal(step_keys(3, 1, 4, "cpu"), coreaug.RandomSource.keys(3, 1, 0, steps=4))

@@ -4,7 +4,7 @@ Numbers are drawn on the generator's device (CPU when there is none for a CPU ba
 to the batch's device, so a CPU generator can drive a CUDA batch and results are reproducible.
 
 Every function also takes a `RandomSource` in place of the generator: counter-based numbers
-(a hash of a key tensor, the draw's number and the position within the draw) made by integer
+(a hash of a key and a counter: with a key per image, each image's own stream) made by integer
 tensor ops on the batch's device, which torch.compile traces into its graph (a torch.Generator
 breaks the graph at every draw) and which eager and compiled code compute alike.
 """
@@ -46,18 +46,30 @@ class RandomSource:
     place of a `torch.Generator` (`policy(images, RandomSource(key))`), e.g. inside a training
     step you compile yourself (a generator breaks the graph at every draw).
 
-    ``key`` is an int64 tensor holding a 32-bit value (0-dim, on the batch's device; one per
-    step from `RandomSource.keys`); it may change from call to call without a recompile.
-    Draw number d (the d-th call of `uniform`, `integers`, `signs` or `permutation` on this
-    source, a host counter) gives position j the number mix32(mix32(key ^ salt(d)) + j * golden):
-    a function of (key, d, j) only, computed by a few elementwise integer ops on the device, so
-    eager and compiled code draw the same numbers and no draw waits on the host. A new source
-    (or `restart`) starts again at draw 0.
+    ``key`` is an int64 tensor of 32-bit values on the batch's device, made of a few elementwise
+    integer ops there (eager and compiled code draw the same, and no draw waits on the host); it
+    may change from call to call without a recompile. Either:
+
+    - one key per image, (n,) (e.g. `RandomSource.image_keys`, or `DevicePlan.image_keys` in a
+      training loop): image r has its own stream of numbers, number c being
+      mix32((key[r] + c * golden) mod 2 ** 32). A draw of k values per image (a call of `uniform`,
+      `integers`, `signs` or `permutation` for k * n values; policies lay them out value-major,
+      viewed (k, n)) takes each image's next k numbers. So an image is augmented the same alone
+      or in any batch, split or joined; `select` hands some images' streams to the next call.
+    - one 0-dim key for the call (e.g. one per step from `RandomSource.keys`): draw number d
+      (a host counter) gives position j the number mix32(mix32(key ^ salt(d)) + j * golden), so
+      an image's numbers depend on its position in the batch.
+
+    A new source (or `restart`) starts again at the first number.
     """
+
+    BLOCK = 16  # per-image numbers hashed at once: a step's draws mostly come from one block
 
     def __init__(self, key: torch.Tensor):
         self.key = key
-        self.draws = 0
+        self.draws = 0  # a 0-dim key's draw counter
+        self.drawn = 0  # with a key per image: the numbers each image has drawn
+        self._block = None  # with a key per image: (first number, hashes (count, n)) made ahead
 
     @staticmethod
     def keys(*numbers: int, steps: int, device=None) -> torch.Tensor:
@@ -68,17 +80,60 @@ class RandomSource:
         return torch.tensor(keys, dtype=torch.int64).to(device or "cpu", non_blocking=True)
 
     def restart(self) -> "RandomSource":
-        """Start again at draw 0 (the same numbers again); returns self."""
-        self.draws = 0
+        """Start again at the first number (the same numbers again); returns self."""
+        self.draws = self.drawn = 0
         return self
+
+    @staticmethod
+    def image_keys(indices: torch.Tensor, *numbers: int, slots: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """int64 keys, one per image, for a source keyed per image: a hash of (numbers, the
+        image's index, its slot), computed on ``indices``' device without waiting on it.
+        ``numbers`` are host integers such as (seed, epoch); ``indices`` int64 (n,) identify
+        the images (positions in the training set); ``slots`` int64 (n,) tell apart several
+        appearances of one image (0 for the image itself, j for its j-th augmented copy), or
+        None for all 0."""
+        base = source_key(*numbers)
+        image = (indices.long() & MASK32) * _GOLDEN
+        if slots is not None:
+            image = image + slots.long()
+        return mix32(mix32(image & MASK32) ^ base)
+
+    def select(self, rows) -> "RandomSource":
+        """A source for some of this one's images (``rows``: a slice or an int64 index tensor of
+        positions), each continuing its own stream: their next draws are what they would have
+        drawn in a call on all the images. Needs a key per image."""
+        if self.key.dim() != 1:
+            raise ValueError("RandomSource.select needs one key per image (a 1-dim key)")
+        pick = (lambda t: t[:, rows]) if isinstance(rows, slice) else (lambda t: t.index_select(1, rows))
+        source = RandomSource(pick(self.key.unsqueeze(0)).squeeze(0))
+        source.drawn = self.drawn
+        if self._block is not None:
+            source._block = (self._block[0], pick(self._block[1]))
+        return source
 
     def hashes(self, n: int, device: torch.device) -> torch.Tensor:
         """The next draw: n int64 hashes in [0, 2 ** 32) on ``device``."""
-        salt = mix32((self.draws * _GOLDEN + 1) & MASK32)  # a host integer: a constant in a graph
-        self.draws += 1
-        start = mix32(self.key.to(device) ^ salt)
-        positions = torch.arange(n, device=device, dtype=torch.int64)
-        return mix32((start + positions * _GOLDEN) & MASK32)
+        if self.key.dim() == 0:
+            salt = mix32((self.draws * _GOLDEN + 1) & MASK32)  # a host integer: a constant in a graph
+            self.draws += 1
+            start = mix32(self.key.to(device) ^ salt)
+            positions = torch.arange(n, device=device, dtype=torch.int64)
+            return mix32((start + positions * _GOLDEN) & MASK32)
+        images = self.key.shape[0]  # position j: image j mod images, its number j div images
+        if images == 0:
+            return torch.zeros(n, dtype=torch.int64, device=device)
+        each = -(-n // images)
+        first, block = self._block if self._block is not None else (0, None)
+        if block is None or block.device != torch.device(device) or first > self.drawn \
+                or first + block.shape[0] < self.drawn + each:
+            first, count = self.drawn, max(self.BLOCK, each)
+            numbers = torch.arange(first * _GOLDEN, (first + count) * _GOLDEN, _GOLDEN, device=device)
+            block = mix32((self.key.to(device).unsqueeze(0) + numbers.unsqueeze(1)) & MASK32)  # (count, images)
+            self._block = (first, block)
+        start = self.drawn - first
+        self.drawn += each
+        drawn = block[start:start + each].reshape(-1)
+        return drawn if drawn.shape[0] == n else drawn[:n]
 
 
 Randomness = Union[torch.Generator, RandomSource, None]
@@ -106,9 +161,9 @@ def integers(
     high: int, n: int, generator: Randomness, device: torch.device, low: int = 0
 ) -> torch.Tensor:
     """Return n int64 draws uniform on [low, high) on ``device``."""
-    if isinstance(generator, RandomSource):  # floor(u * span): a bias below span / 2 ** 24
-        span = high - low
-        return (_uniform_from(generator, n, device) * span).long().clamp_(max=span - 1) + low
+    if isinstance(generator, RandomSource):  # floor(hash * span / 2 ** 32): a bias below span / 2 ** 32
+        drawn = (generator.hashes(n, device) * (high - low)) >> 32  # below 2 ** 63: no overflow (span < 2 ** 31)
+        return drawn + low if low else drawn
     draws = torch.randint(
         low, high, (n,), generator=generator, device=_draw_device(generator, device)
     )
@@ -117,6 +172,8 @@ def integers(
 
 def signs(n: int, generator: Randomness, device: torch.device) -> torch.Tensor:
     """Return n float32 draws of -1 or +1 with equal probability on ``device``."""
+    if isinstance(generator, RandomSource):  # the hash's top bit
+        return (generator.hashes(n, device) >> 31).to(torch.float32).mul_(2.0).sub_(1.0)
     return integers(2, n, generator, device).to(torch.float32).mul_(2.0).sub_(1.0)
 
 

@@ -6,9 +6,10 @@ Two compiled units make a step (`CompiledStep`):
    rows (the step's copies: `EpochPlan.fixed_steps` puts them there, k the same every step),
    the model's forward and the weighted cross-entropy, traced whole (`fullgraph=True`: a graph
    break is an error). Its backward is AOT autograd's compiled backward, run by
-   `loss.backward()`. Random draws come from a `RandomSource` keyed by a 0-dim device tensor
-   (the step's `source_key(seed, epoch, rank, step)`), so every draw is in the graph and a new
-   step's key is a new input, not a recompile.
+   `loss.backward()`. Random draws come from a `RandomSource` keyed per entry (an int64 key per
+   row, `DevicePlan.image_keys`: a hash of seed, epoch, example and slot, the eager step's
+   keys), so every draw is in the graph, each entry draws what it draws in the eager step, and
+   a new step's keys are a new input, not a recompile.
 2. the optimizer update: `optimizer.step()` compiled, with each parameter group's learning rate
    a 0-dim tensor on the parameters' device, set by `fill_` every step (a kernel with the value
    as its argument: no recompile and no host sync).
@@ -120,12 +121,6 @@ class CudaGraphSkips:
         self.count += self.total() - self._before
 
 
-def step_keys(seed, epoch, steps, device, rank=0):
-    """int64 (steps,) on `device`: each step's `RandomSource` key, a hash of (seed, epoch, rank,
-    step), built on the host and moved once an epoch."""
-    return RandomSource.keys(seed, epoch, rank, steps=steps, device=device)
-
-
 def tensor_learning_rates(optimizer, device):
     """Make each parameter group's "lr" a 0-dim float32 tensor on `device` (kept if it is one
     there already) and return them: `fill_` them to change the rate without a recompile."""
@@ -224,7 +219,8 @@ class CompiledStep:
         images = self.weak(images, source)
         if self.copies:
             first = images.shape[0] - self.copies
-            images = torch.cat([images[:first], self.strong(images[first:], source, **self._scoring(labels[first:]))])
+            copies = source.select(slice(first, None)) if key.dim() else source
+            images = torch.cat([images[:first], self.strong(images[first:], copies, **self._scoring(labels[first:]))])
         return images
 
     def _scoring(self, labels):
@@ -272,7 +268,8 @@ class CompiledStep:
 
     def __call__(self, images, labels, weights, key, lr):
         """Train one step on uint8 `images` with `labels` and loss `weights` (this step's rows),
-        drawing from `key` (a 0-dim int64 device tensor) at learning rate `lr` (a float).
+        drawing from `key` (int64 on the device: a key per row, or one 0-dim key for the step; see
+        `RandomSource`) at learning rate `lr` (a float).
         Returns (float64 (2,): the batch's loss sum and correct count, logits), detached: use
         them before the next step (under CUDA graphs the next replay overwrites them)."""
         if self.compiled and self.skip_guards and self.epochs > 1 and not self.guards_due:

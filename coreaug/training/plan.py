@@ -4,6 +4,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from coreaug.augment.sampling import RandomSource
 from coreaug.deprecation import keyword_only
 
 
@@ -16,12 +17,18 @@ class EpochPlan:
     augmented: bool (m,) True for the strongly augmented copies.
     partners: int64 (m,) or None: for rules that mix each copy with another selected example
         of its class (crust), that example's index (meaningful at the copies only).
+    slots: int64 (m,) or None: which appearance of its example an entry is (0 the example
+        itself, j its j-th copy; entries repeated to fill a compiled step's batches add
+        `REPEAT_SLOTS` per repeat). An entry's random draws are keyed by (seed, epoch, index,
+        slot) (`RandomSource.image_keys`), so an example is augmented the same whatever the
+        batch, process or layout it lands in. None: all 0.
     """
 
     indices: torch.Tensor
     weights: torch.Tensor
     augmented: torch.Tensor
     partners: torch.Tensor = None
+    slots: torch.Tensor = None
 
     def __len__(self):
         return int(self.indices.shape[0])
@@ -44,15 +51,19 @@ class EpochPlan:
         usable = len(self) - len(self) % world_size
         take = slice(rank, usable, world_size)
         return EpochPlan(self.indices[take], self.weights[take], self.augmented[take],
-                         None if self.partners is None else self.partners[take])
+                         None if self.partners is None else self.partners[take], self.entry_slots()[take])
+
+    def entry_slots(self):
+        """`slots`, zeros when the plan has none: int64 (m,)."""
+        return torch.zeros_like(self.indices) if self.slots is None else self.slots
 
 
 @dataclass
 class DevicePlan:
     """An epoch's plan on the training device, cut into batches, so a step reads only device tensors.
 
-    indices, weights, augmented: the plan's tensors on the device (host_indices: the indices,
-    kept on the host to read streamed images by). strong_rows: int64 positions,
+    indices, weights, augmented, slots: the plan's tensors on the device (host_indices: the
+    indices, kept on the host to read streamed images by). strong_rows: int64 positions,
     within their batch, of the strongly augmented entries, batch after batch; batch b's are
     strong_rows[bounds[b]:bounds[b + 1]] (bounds are host integers, worked out on the host
     from the plan before it moved, so that a step never asks the device how many to augment).
@@ -66,6 +77,7 @@ class DevicePlan:
     batch_size: int
     host_indices: torch.Tensor = None
     partners: torch.Tensor = None
+    slots: torch.Tensor = None
 
     @classmethod
     def build(cls, plan, batch_size, device):
@@ -76,7 +88,12 @@ class DevicePlan:
         rows = torch.from_numpy(positions - batch_of * batch_size)
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
         return cls(move(plan.indices), move(plan.weights), move(plan.augmented), move(rows), bounds, batch_size,
-                   plan.indices, None if plan.partners is None else move(plan.partners))
+                   plan.indices, None if plan.partners is None else move(plan.partners), move(plan.entry_slots()))
+
+    def image_keys(self, *numbers):
+        """int64 (m,) on the device: every entry's `RandomSource` key, a hash of (numbers, e.g.
+        seed and epoch; its example's index; its slot). Made once an epoch, indexed per step."""
+        return RandomSource.image_keys(self.indices, *numbers, slots=self.slots)
 
     @property
     def steps(self):
@@ -134,13 +151,14 @@ def epoch_plan(n, *, strategy, mode, selected, weights, copies, weight_augmented
     indices = torch.cat([p[0] for p in parts]).long()
     plan_weights = torch.cat([p[1] for p in parts]).float()
     augmented = torch.cat([torch.full((len(p[0]),), p[2]) for p in parts])
+    slots = torch.cat([torch.full((len(p[0]),), slot, dtype=torch.int64) for slot, p in enumerate(parts)])
     order = torch.randperm(len(indices), generator=generator)
     partners = None
     if partner_labels is not None and selected is not None:
         partners = indices.clone()
         partners[augmented] = same_class_partners(indices[augmented], partner_labels, selected, generator)
         partners = partners[order]
-    return EpochPlan(indices[order], plan_weights[order], augmented[order], partners)
+    return EpochPlan(indices[order], plan_weights[order], augmented[order], partners, slots[order])
 
 
 def same_class_partners(examples, labels, pool, generator):
@@ -181,19 +199,29 @@ def fixed_step_plan(plan, batch_size, *, generator):
     augmented = plan.augmented
     original_rows, copy_rows = torch.nonzero(~augmented).flatten(), torch.nonzero(augmented).flatten()
     steps, per_step = fixed_step_layout(len(original_rows), len(copy_rows), batch_size)
-    originals = _topped_up(original_rows, steps * (batch_size - per_step), generator)
-    copies = _topped_up(copy_rows, steps * per_step, generator)
+    originals, original_repeats = _topped_up(original_rows, steps * (batch_size - per_step), generator)
+    copies, copy_repeats = _topped_up(copy_rows, steps * per_step, generator)
     order = torch.cat([originals.view(steps, -1), copies.view(steps, per_step)], 1).flatten()
+    repeats = torch.cat([original_repeats.view(steps, -1), copy_repeats.view(steps, per_step)], 1).flatten()
     return EpochPlan(plan.indices[order], plan.weights[order], plan.augmented[order],
-                     None if plan.partners is None else plan.partners[order])
+                     None if plan.partners is None else plan.partners[order],
+                     plan.entry_slots()[order] + REPEAT_SLOTS * repeats)
+
+
+# A repeated entry's slot: its own plus this per repeat, so that it draws its own augmentation.
+REPEAT_SLOTS = 1 << 16
 
 
 def _topped_up(rows, size, generator):
     """`rows` and `size - len(rows)` more of them drawn without replacement (again once all
-    have been), shuffled: int64 (size,)."""
+    have been), shuffled: (int64 (size,) rows, int64 (size,) how many times each entry was
+    already drawn before: 0 for the originals, 1 in the first round of repeats, ...)."""
     extra = size - len(rows)
+    repeats = torch.zeros(len(rows), dtype=torch.int64)
     if extra > 0:
         rounds = -(-extra // len(rows))
         picks = torch.cat([torch.randperm(len(rows), generator=generator) for _ in range(rounds)])[:extra]
+        repeats = torch.cat([repeats, torch.arange(extra) // len(rows) + 1])
         rows = torch.cat([rows, rows[picks]])
-    return rows[torch.randperm(size, generator=generator)]
+    order = torch.randperm(size, generator=generator)
+    return rows[order], repeats[order]

@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
+from coreaug.augment.sampling import RandomSource, uniform
 from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, final_linear
 
-from .compiled_step import CompiledStep, CudaGraphSkips, check_compilable, step_keys, uses_cuda_graphs
+from .compiled_step import CompiledStep, CudaGraphSkips, check_compilable, uses_cuda_graphs
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
@@ -437,20 +438,20 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
     `plan` is this process's share; its batches are batch_size / world_size, so the
     processes' batches of one step make up one global batch of the epoch's plan. Every step
     is queued on the device without waiting on it: the plan moves there once, random draws
-    come from a generator on the device, sizes are known on the host, and the totals stay on
-    the device until the epoch ends.
+    come from `RandomSource`s keyed per entry on the device (`entry_sources`), sizes are known
+    on the host, and the totals stay on the device until the epoch ends.
     """
     forward, optimizer, autocast, scaler = run.train_forward, run.optimizer, run.autocast, run.scaler
     device, world = distributed.device, distributed.world_size
     batches = plan.on_device(config.batch_size // world, device)
-    generator = epoch_generator(config.seed, epoch, 1, distributed.rank, device)
+    keys = batches.image_keys(config.seed, epoch)
     totals = EpochTotals(device, logit_sums)
     context = {"model": run.forward, "preprocess": data.preprocess, "autocast": autocast} if strong.needs_model else {}
     forward.train()
     # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
     per_call = steps_per_augment_call(config, strong, batches)
-    for step, images in augmented_steps(batches, data, weak, strong, generator, context, per_call):
+    for step, images in augmented_steps(batches, data, weak, strong, keys, context, per_call):
         take = batches.batch(step)[0]
         idx = batches.indices[take]
         labels = data.train_labels.index_select(0, idx)
@@ -487,7 +488,7 @@ COMPILING = ("compile: the first steps compile the training step (seconds when t
 def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distributed, logit_sums=None):
     """`_train_epoch` for `compile`: `plan` is laid out by `EpochPlan.fixed_steps` (every batch
     of batch_size, its copies in its last k rows) and each step is one `CompiledStep` call, its
-    draws from a `RandomSource` keyed by (seed, epoch, rank, step). Returns (loss sum, correct)."""
+    draws from a `RandomSource` keyed per entry, as the eager step's. Returns (loss sum, correct)."""
     device = distributed.device
     batches = plan.on_device(config.batch_size, device)
     copies = batches.bounds[1] - batches.bounds[0] if batches.steps else 0
@@ -499,7 +500,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
             tqdm.write(COMPILING)
     step_fn = run.compiled_step
     step_fn.new_epoch()
-    keys = step_keys(config.seed, epoch, batches.steps, device, distributed.rank)
+    keys = batches.image_keys(config.seed, epoch)
     totals = EpochTotals(device, logit_sums)
     run.model.train()
     bar = ProgressBar(len(plan), f"epoch {epoch + 1}/{config.epochs}", config.quiet)
@@ -507,7 +508,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         take = batches.batch(step)[0]
         idx = batches.indices[take]
         labels = data.train_labels.index_select(0, idx)
-        sums, logits = step_fn(images, labels, batches.weights[take], keys[step],
+        sums, logits = step_fn(images, labels, batches.weights[take], keys[take],
                                learning_rate(config, epoch + step / batches.steps))
         totals.add_sums(sums, logits, idx, batches.augmented[take] if logit_sums is not None else None)
         bar.update(len(idx), totals)
@@ -524,26 +525,30 @@ def steps_per_augment_call(config, strong, batches):
     return config.augment_steps or 1
 
 
-def augmented_steps(batches, data, weak, strong, generator, context, per_call=1):
+def augmented_steps(batches, data, weak, strong, keys, context, per_call=1):
     """(step, its weakly augmented uint8 images with the strong copies in place), step after step.
 
-    With `per_call` 1 each step's batch is augmented on its own (max-loss candidates scored with
-    the model as it is then; crust's copies mixed with their partners). With more, the batches of
-    `per_call` steps are augmented by one weak and one strong call and split again: each example
-    draws from the same policies as before (other draws: the generator is read in another
-    order), in a fraction of the calls."""
+    `keys` holds every entry's `RandomSource` key (`DevicePlan.image_keys`): an entry draws
+    its weak augmentation, and a copy then its strong one, from its own key (`entry_sources`),
+    so each entry is augmented the same whatever batch, layout, process or call it is in. With
+    `per_call` 1 each step's batch is augmented on its own (max-loss candidates scored with the
+    model as it is then; crust's copies mixed with their partners). With more, the batches of
+    `per_call` steps are augmented by one weak and one strong call and split again: the same
+    images in a fraction of the calls."""
     stream = batches.step_images(data.train_images)
     if per_call == 1:
         for step, images in enumerate(stream):
             take, strong_rows = batches.batch(step)
-            images = weak(images, generator)
+            source = RandomSource(keys[take])
+            images = weak(images, source)
             if strong_rows is not None:
                 labels_of = ({"labels": data.train_labels.index_select(0, batches.indices[take].index_select(0, strong_rows))}
                              if strong.needs_model else {})
-                picked = strong(images.index_select(0, strong_rows), generator, **context, **labels_of)
+                copies = source.select(strong_rows)
+                picked = strong(images.index_select(0, strong_rows), copies, **context, **labels_of)
                 if batches.partners is not None:
                     picked = mix_with_partners(picked, data.train_images, batches.partners[take].index_select(0, strong_rows),
-                                               weak, generator)
+                                               weak, copies)
                 images = images.index_copy_(0, strong_rows, picked)
             yield step, images
         return
@@ -551,22 +556,24 @@ def augmented_steps(batches, data, weak, strong, generator, context, per_call=1)
         steps = range(first, min(first + per_call, batches.steps))
         block = [next(stream) for _ in steps]
         sizes = [len(images) for images in block]
-        images = weak(torch.cat(block), generator)
+        source = RandomSource(keys[first * batches.batch_size:steps[-1] * batches.batch_size + sizes[-1]])
+        images = weak(torch.cat(block), source)
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # host integers: no wait on the device
         rows = [strong_rows + offset for offset, strong_rows in zip(offsets, (batches.batch(s)[1] for s in steps))
                 if strong_rows is not None]
         if rows:
             rows = torch.cat(rows)
-            images = images.index_copy_(0, rows, strong(images.index_select(0, rows), generator))
+            images = images.index_copy_(0, rows, strong(images.index_select(0, rows), source.select(rows)))
         yield from zip(steps, images.split(sizes))
 
 
-def mix_with_partners(copies, train_images, partners, weak, generator):
+def mix_with_partners(copies, train_images, partners, weak, source):
     """Mixup within a class (CRUST): each strongly augmented copy blended with its partner
     (weakly augmented) by a weight drawn uniformly from [0, 1] (Beta(1, 1)); labels stay.
-    `train_images` are in memory on the device (load_run_data refuses to stream for crust)."""
-    mates = weak(train_images.read(partners), generator)
-    lam = torch.rand((len(copies), 1, 1, 1), generator=generator, device=copies.device)
+    `train_images` are in memory on the device (load_run_data refuses to stream for crust).
+    `source` is the copies' own (its draws continue after their strong augmentation)."""
+    mates = weak(train_images.read(partners), source)
+    lam = uniform(len(copies), source, copies.device).view(-1, 1, 1, 1)
     return (lam * copies.float() + (1 - lam) * mates.float()).round_().to(copies.dtype)
 
 
