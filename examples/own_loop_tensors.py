@@ -68,8 +68,8 @@ def main():
                 source = coreaug.RandomSource(keys[take])
                 x = weak(images[idx], source)
                 if strong_rows is not None:  # this batch's copies of selected examples, their own draws
-                    copies = source.select(strong_rows)
-                    x = x.index_copy(0, strong_rows, strong(x.index_select(0, strong_rows), copies))
+                    x = x.index_copy(0, strong_rows,
+                                     strong(x.index_select(0, strong_rows), source.select(strong_rows)))
                 loss = (F.cross_entropy(model(scale(x)), labels[idx], reduction="none")
                         * batches.weights[take]).mean()
             optimizer.zero_grad()

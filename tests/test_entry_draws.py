@@ -8,7 +8,7 @@ import torch
 
 import coreaug
 from coreaug.augment import create_policy
-from coreaug.augment.sampling import RandomSource, source_key, uniform
+from coreaug.augment.sampling import RandomSource, integers, uniform
 from coreaug.data.images import TensorImages
 from coreaug.training import compiled_step
 from coreaug.training.plan import REPEAT_SLOTS, epoch_plan
@@ -169,3 +169,39 @@ def test_a_run_trains_the_same_whatever_the_steps_per_augmentation_call():
     assert [m["train_loss"] for m in one.history] == [m["train_loss"] for m in block.history]
     for a, b in zip(one.model.state_dict().values(), block.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_compiled_draws_with_a_key_per_image_equal_eager_ones_and_new_keys_do_not_recompile():
+    from torch._dynamo.utils import counters
+
+    def draws(keys):
+        source = RandomSource(keys)
+        first = uniform(3 * 8, source, keys.device)
+        copies = source.select(slice(5, None))  # the last 3 rows go on, past the first block
+        return first, uniform(20 * 3, copies, keys.device), integers(7, 2 * 3, copies, keys.device)
+
+    compiled = torch.compile(draws, fullgraph=True, backend="aot_eager")  # traced as inductor sees it
+    before = counters["stats"]["unique_graphs"]
+    for epoch in range(3):
+        keys = RandomSource.image_keys(torch.arange(8) + 8 * epoch, 0, epoch)
+        for got, want in zip(compiled(keys), draws(keys)):
+            assert torch.equal(got, want)
+    assert counters["stats"]["unique_graphs"] - before == 1
+
+
+def test_the_numbers_hashed_ahead_are_reused_until_used_up(monkeypatch):
+    import coreaug.augment.sampling as sampling
+
+    made = []
+    real = sampling.mix32
+    source = RandomSource(keys_for(5, 2))
+    monkeypatch.setattr(sampling, "mix32", lambda x: made.append(1) or real(x))
+    for draw in range(RandomSource.BLOCK // 2):  # two numbers per image a draw: one block in all
+        uniform(2 * 5, source, ("cpu", torch.device("cpu"))[draw % 2])
+    assert len(made) == 1
+    uniform(2 * 5, source, "cpu")
+    assert len(made) == 2
+    # A block made on cuda:0 serves draws asked for on "cuda" (a policy passes its batch's device).
+    assert sampling._same_device(torch.device("cuda", 0), torch.device("cuda"))
+    assert not sampling._same_device(torch.device("cuda", 0), torch.device("cuda", 1))
+    assert not sampling._same_device(torch.device("cpu"), torch.device("cuda"))

@@ -124,7 +124,7 @@ class RandomSource:
             return torch.zeros(n, dtype=torch.int64, device=device)
         each = -(-n // images)
         first, block = self._block if self._block is not None else (0, None)
-        if block is None or block.device != torch.device(device) or first > self.drawn \
+        if block is None or not _same_device(block.device, torch.device(device)) or first > self.drawn \
                 or first + block.shape[0] < self.drawn + each:
             first, count = self.drawn, max(self.BLOCK, each)
             numbers = torch.arange(first * _GOLDEN, (first + count) * _GOLDEN, _GOLDEN, device=device)
@@ -134,6 +134,11 @@ class RandomSource:
         self.drawn += each
         drawn = block[start:start + each].reshape(-1)
         return drawn if drawn.shape[0] == n else drawn[:n]
+
+
+def _same_device(held: torch.device, wanted: torch.device) -> bool:
+    """Whether a tensor on ``held`` is on ``wanted`` ("cuda" without an index: any CUDA device)."""
+    return held.type == wanted.type and (wanted.index is None or held.index == wanted.index)
 
 
 Randomness = Union[torch.Generator, RandomSource, None]
