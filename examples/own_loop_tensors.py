@@ -56,7 +56,8 @@ def main():
         if args.compile:  # every batch of 128 with the same number of copies, last: one shape for every step
             plan = plan.fixed_steps(128, generator=torch.Generator().manual_seed(args.seed + epoch))
         batches = plan.on_device(128, device)
-        keys = batches.image_keys(args.seed, epoch)  # a key per entry: its draws, reproducible by seed
+        draws = batches.draws(args.seed, epoch)  # a random stream per entry, reproducible by seed
+        keys = draws.keys
         model.train()
         for step in range(batches.steps):
             take, strong_rows = batches.batch(step)
@@ -65,7 +66,7 @@ def main():
                 copies = batches.bounds[1] - batches.bounds[0]  # the same in every batch
                 loss = compiled_loss(images[idx], labels[idx], batches.weights[take], keys[take], copies)
             else:
-                source = coreaug.RandomSource(keys[take])
+                source = draws.source(take)
                 x = weak(images[idx], source)
                 if strong_rows is not None:  # this batch's copies of selected examples, their own draws
                     x = x.index_copy(0, strong_rows,

@@ -55,16 +55,19 @@ def test_a_call_dispatches_a_bounded_number_of_ops_whatever_the_batch_and_none_s
 @pytest.mark.parametrize("name", sorted(MOST_OPS))
 def test_drawing_from_a_key_per_image_costs_a_few_ops_more_than_a_generator_whatever_the_batch(name):
     """As the trainer calls a policy: a `RandomSource` with a key per image (made once an epoch)
-    in place of a generator. The call hashes its images' numbers in one block (about 14 ops)
-    and cuts each draw from it (a slice and a view, and a shift or two)."""
-    keyed = []
+    and its first numbers hashed ahead for many steps at once, in place of a generator: each
+    draw cuts its numbers (a slice, a transpose and a copy or view) and converts them (a shift
+    or two). Without numbers made ahead, the call hashes them itself (about 14 ops more)."""
+    ahead, own = [], []
     for n in (13, 64):
-        keys = lambda seed: RandomSource(RandomSource.image_keys(torch.arange(n), seed))  # noqa: E731
-        keyed.append(ops_and_syncs(A.create_policy(name), cifar_batch(n), keys))
-    assert keyed[0] == keyed[1], "the number of ops depends on the batch"
-    ops, syncs = keyed[0]
-    assert ops <= ops_and_syncs(A.create_policy(name), cifar_batch(13))[0] + 24
-    assert syncs == 0
+        keys = {seed: RandomSource.image_keys(torch.arange(n), seed) for seed in (0, 1)}
+        ahead.append(ops_and_syncs(A.create_policy(name), cifar_batch(n),
+                                   lambda seed: RandomSource(keys[seed], RandomSource.ahead(keys[seed]))))  # noqa: B023
+        own.append(ops_and_syncs(A.create_policy(name), cifar_batch(n), lambda seed: RandomSource(keys[seed])))  # noqa: B023
+    assert ahead[0] == ahead[1] and own[0] == own[1], "the number of ops depends on the batch"
+    assert ahead[0][0] <= ops_and_syncs(A.create_policy(name), cifar_batch(13))[0] + 16
+    assert ahead[0][0] < own[0][0] <= ahead[0][0] + 20
+    assert ahead[0][1] == own[0][1] == 0
 
 
 def test_randaugment_dispatches_at_most_half_the_ops_of_the_grouped_path():

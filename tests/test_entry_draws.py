@@ -123,7 +123,7 @@ def augmented_entries(plan, images, weak, strong, batch_size, per_call=1, compil
     (`augmented_steps`) or its compiled step's eager twin augments them."""
     data = types.SimpleNamespace(train_images=TensorImages(images), train_labels=torch.zeros(len(images)).long())
     batches = plan.on_device(batch_size, "cpu")
-    keys = batches.image_keys(7, 2)
+    draws = batches.draws(7, 2, chunk_steps=2)  # numbers made ahead two batches at a time
     found = {}
     if compiled_layout:
         copies = batches.bounds[1] - batches.bounds[0]
@@ -131,10 +131,10 @@ def augmented_entries(plan, images, weak, strong, batch_size, per_call=1, compil
                                           weak, strong, None, None, None, label_smoothing=0.0,
                                           copies_per_step=copies, device="cpu", compile=False)
         labels = torch.zeros(batch_size, dtype=torch.int64)
-        stream = ((s, step._augment(x, labels, keys[batches.batch(s)[0]]))
+        stream = ((s, step._augment(x, labels, *draws.rows(batches.batch(s)[0])))
                   for s, x in enumerate(batches.step_images(data.train_images)))
     else:
-        stream = augmented_steps(batches, data, weak, strong, keys, {}, per_call)
+        stream = augmented_steps(batches, data, weak, strong, draws, {}, per_call)
     for s, augmented in stream:
         take = batches.batch(s)[0]
         for entry, image in zip(zip(batches.indices[take].tolist(), batches.slots[take].tolist()), augmented):
@@ -205,3 +205,14 @@ def test_the_numbers_hashed_ahead_are_reused_until_used_up(monkeypatch):
     assert sampling._same_device(torch.device("cuda", 0), torch.device("cuda"))
     assert not sampling._same_device(torch.device("cuda", 0), torch.device("cuda", 1))
     assert not sampling._same_device(torch.device("cpu"), torch.device("cuda"))
+
+
+def test_plan_draws_hand_each_slice_its_entries_keys_and_first_numbers_across_chunks():
+    batches = plan_of().on_device(8, "cpu")
+    draws = batches.draws(1, 4, chunk_steps=3)
+    keys = batches.image_keys(1, 4)
+    for take in (slice(0, 8), slice(8, 16), slice(16, 24), slice(20, 36), slice(0, 8), slice(48, 56)):
+        got_keys, numbers = draws.rows(take)
+        assert torch.equal(got_keys, keys[take])
+        assert torch.equal(numbers, RandomSource.ahead(keys[take]))
+    assert draws.source(slice(0, 8)).key.shape == (8,)

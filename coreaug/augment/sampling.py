@@ -55,21 +55,34 @@ class RandomSource:
       mix32((key[r] + c * golden) mod 2 ** 32). A draw of k values per image (a call of `uniform`,
       `integers`, `signs` or `permutation` for k * n values; policies lay them out value-major,
       viewed (k, n)) takes each image's next k numbers. So an image is augmented the same alone
-      or in any batch, split or joined; `select` hands some images' streams to the next call.
+      or in any batch, split or joined (on the dense path: any accelerator, and the CPU up to
+      64x64 pixels; the grouped path deals a batch into groups); `select` hands some images'
+      streams to the next call.
     - one 0-dim key for the call (e.g. one per step from `RandomSource.keys`): draw number d
       (a host counter) gives position j the number mix32(mix32(key ^ salt(d)) + j * golden), so
       an image's numbers depend on its position in the batch.
 
-    A new source (or `restart`) starts again at the first number.
+    With a key per image, a source hashes its images' numbers `BLOCK` at a time (about 14 ops
+    for the block); ``numbers`` passes the first numbers made ahead (`RandomSource.ahead`, e.g.
+    for many steps' images at once), so the draws only cut them. A new source (or `restart`)
+    starts again at the first number.
     """
 
-    BLOCK = 16  # per-image numbers hashed at once: a step's draws mostly come from one block
+    BLOCK = 32  # per-image numbers hashed at once: a step's draws (max-loss's candidates too) fit in one
 
-    def __init__(self, key: torch.Tensor):
+    def __init__(self, key: torch.Tensor, numbers: Optional[torch.Tensor] = None):
         self.key = key
         self.draws = 0  # a 0-dim key's draw counter
         self.drawn = 0  # with a key per image: the numbers each image has drawn
-        self._block = None  # with a key per image: (first number, hashes (count, n)) made ahead
+        # With a key per image: (number of the block's first column, hashes (images, count)).
+        self._block = None if numbers is None else (0, numbers)
+
+    @staticmethod
+    def ahead(keys: torch.Tensor, count: int = BLOCK, first: int = 0) -> torch.Tensor:
+        """int64 (n, count) on ``keys``' device: numbers ``first`` to ``first + count - 1`` of
+        each image's stream, for ``RandomSource(keys, numbers)`` (numbers 0 on)."""
+        numbers = torch.arange(first * _GOLDEN, (first + count) * _GOLDEN, _GOLDEN, device=keys.device)
+        return mix32((keys.unsqueeze(1) + numbers.unsqueeze(0)) & MASK32)
 
     @staticmethod
     def keys(*numbers: int, steps: int, device=None) -> torch.Tensor:
@@ -104,8 +117,8 @@ class RandomSource:
         drawn in a call on all the images. Needs a key per image."""
         if self.key.dim() != 1:
             raise ValueError("RandomSource.select needs one key per image (a 1-dim key)")
-        pick = (lambda t: t[:, rows]) if isinstance(rows, slice) else (lambda t: t.index_select(1, rows))
-        source = RandomSource(pick(self.key.unsqueeze(0)).squeeze(0))
+        pick = (lambda t: t[rows]) if isinstance(rows, slice) else (lambda t: t.index_select(0, rows))
+        source = RandomSource(pick(self.key))
         source.drawn = self.drawn
         if self._block is not None:
             source._block = (self._block[0], pick(self._block[1]))
@@ -125,14 +138,13 @@ class RandomSource:
         each = -(-n // images)
         first, block = self._block if self._block is not None else (0, None)
         if block is None or not _same_device(block.device, torch.device(device)) or first > self.drawn \
-                or first + block.shape[0] < self.drawn + each:
-            first, count = self.drawn, max(self.BLOCK, each)
-            numbers = torch.arange(first * _GOLDEN, (first + count) * _GOLDEN, _GOLDEN, device=device)
-            block = mix32((self.key.to(device).unsqueeze(0) + numbers.unsqueeze(1)) & MASK32)  # (count, images)
+                or first + block.shape[1] < self.drawn + each:
+            first = self.drawn
+            block = self.ahead(self.key.to(device), max(self.BLOCK, each), first)
             self._block = (first, block)
         start = self.drawn - first
         self.drawn += each
-        drawn = block[start:start + each].reshape(-1)
+        drawn = block[:, start:start + each].t().reshape(-1)  # value-major: image r's k-th at k * images + r
         return drawn if drawn.shape[0] == n else drawn[:n]
 
 

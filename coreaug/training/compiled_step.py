@@ -214,8 +214,8 @@ class CompiledStep:
         self.forward_loss = wrap(own_code(self._forward_loss), True)
         self.update = wrap(own_code(self._update), True) if scaler is None else self._update
 
-    def _augment(self, images, labels, key):
-        source = RandomSource(key)
+    def _augment(self, images, labels, key, numbers=None):
+        source = RandomSource(key, numbers)
         images = self.weak(images, source)
         if self.copies:
             first = images.shape[0] - self.copies
@@ -231,8 +231,8 @@ class CompiledStep:
             return {}
         return {"model": self.model, "labels": labels, "preprocess": self.preprocess, "autocast": self.autocast}
 
-    def _forward_loss(self, images, labels, weights, key):
-        images = self._augment(images, labels, key)
+    def _forward_loss(self, images, labels, weights, key, numbers):
+        images = self._augment(images, labels, key, numbers)
         with self.autocast():
             logits = self.model(self.preprocess(images))
             losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=self.label_smoothing)
@@ -266,24 +266,25 @@ class CompiledStep:
         self.epochs += 1
         self.guards_due = True
 
-    def __call__(self, images, labels, weights, key, lr):
+    def __call__(self, images, labels, weights, key, lr, numbers=None):
         """Train one step on uint8 `images` with `labels` and loss `weights` (this step's rows),
         drawing from `key` (int64 on the device: a key per row, or one 0-dim key for the step; see
-        `RandomSource`) at learning rate `lr` (a float).
+        `RandomSource`; with a key per row, `numbers` may hold their first numbers made ahead,
+        `RandomSource.ahead`) at learning rate `lr` (a float).
         Returns (float64 (2,): the batch's loss sum and correct count, logits), detached: use
         them before the next step (under CUDA graphs the next replay overwrites them)."""
         if self.compiled and self.skip_guards and self.epochs > 1 and not self.guards_due:
             with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
-                return self._step(images, labels, weights, key, lr)
+                return self._step(images, labels, weights, key, lr, numbers)
         self.guards_due = False
-        return self._step(images, labels, weights, key, lr)
+        return self._step(images, labels, weights, key, lr, numbers)
 
-    def _step(self, images, labels, weights, key, lr):
+    def _step(self, images, labels, weights, key, lr, numbers):
         if not self.warmed:
             # Policies build their constant tables (magnitudes, layouts) on first use and cache them:
             # built eagerly here, they are read by the trace instead of recompiling it at step 2.
             with torch.no_grad():
-                self._augment(images, labels, key)
+                self._augment(images, labels, key, numbers)
             self.warmed = True
         for rate in self.rates:
             rate.fill_(lr)
@@ -292,7 +293,7 @@ class CompiledStep:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss, sums, logits = self.forward_loss(images, labels, weights, key)
+        loss, sums, logits = self.forward_loss(images, labels, weights, key, numbers)
         if self.scaler is None:
             loss.backward()
             with torch.no_grad():

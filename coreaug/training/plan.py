@@ -95,6 +95,11 @@ class DevicePlan:
         seed and epoch; its example's index; its slot). Made once an epoch, indexed per step."""
         return RandomSource.image_keys(self.indices, *numbers, slots=self.slots)
 
+    def draws(self, *numbers, chunk_steps=64):
+        """The entries' random sources (`PlanDraws`) for `image_keys(*numbers)`, their first
+        numbers hashed `chunk_steps` batches at a time."""
+        return PlanDraws(self.image_keys(*numbers), chunk_steps * self.batch_size)
+
     @property
     def steps(self):
         return len(self.bounds) - 1
@@ -115,6 +120,29 @@ class DevicePlan:
         rows = [order[self.batch(step)[0]] for step in range(self.steps)]
         for batch in images.batches(rows, pin=device.type == "cuda"):
             yield batch.to(device, non_blocking=True)
+
+
+class PlanDraws:
+    """Each plan entry's `RandomSource`: its key (`DevicePlan.image_keys`) and its first
+    `RandomSource.BLOCK` numbers, hashed ahead for `chunk` entries at a time (a dozen ops a
+    chunk, where a source would hash its own in each step's call)."""
+
+    def __init__(self, keys, chunk):
+        self.keys, self.chunk = keys, max(1, chunk)
+        self._first, self._numbers = 0, None
+
+    def rows(self, take):
+        """(keys, numbers made ahead) of the entries in `take` (a slice of the plan)."""
+        start, stop = take.start or 0, min(take.stop, len(self.keys))
+        held = 0 if self._numbers is None else self._numbers.shape[0]
+        if start < self._first or stop > self._first + held:
+            end = min(len(self.keys), max(stop, start + self.chunk))
+            self._first, self._numbers = start, RandomSource.ahead(self.keys[start:end])
+        return self.keys[start:stop], self._numbers[start - self._first:stop - self._first]
+
+    def source(self, take):
+        """A `RandomSource` for the entries in `take`, each drawing from its own stream."""
+        return RandomSource(*self.rows(take))
 
 
 def plan_length(n, strategy, mode, selected, copies):

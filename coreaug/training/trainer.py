@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
-from coreaug.augment.sampling import RandomSource, uniform
+from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError
 from coreaug.models import create_model, load_pretrained
@@ -438,20 +438,20 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
     `plan` is this process's share; its batches are batch_size / world_size, so the
     processes' batches of one step make up one global batch of the epoch's plan. Every step
     is queued on the device without waiting on it: the plan moves there once, random draws
-    come from `RandomSource`s keyed per entry on the device (`entry_sources`), sizes are known
+    come from `RandomSource`s keyed per entry on the device (`DevicePlan.draws`), sizes are known
     on the host, and the totals stay on the device until the epoch ends.
     """
     forward, optimizer, autocast, scaler = run.train_forward, run.optimizer, run.autocast, run.scaler
     device, world = distributed.device, distributed.world_size
     batches = plan.on_device(config.batch_size // world, device)
-    keys = batches.image_keys(config.seed, epoch)
+    draws = batches.draws(config.seed, epoch)
     totals = EpochTotals(device, logit_sums)
     context = {"model": run.forward, "preprocess": data.preprocess, "autocast": autocast} if strong.needs_model else {}
     forward.train()
     # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
     per_call = steps_per_augment_call(config, strong, batches)
-    for step, images in augmented_steps(batches, data, weak, strong, keys, context, per_call):
+    for step, images in augmented_steps(batches, data, weak, strong, draws, context, per_call):
         take = batches.batch(step)[0]
         idx = batches.indices[take]
         labels = data.train_labels.index_select(0, idx)
@@ -500,7 +500,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
             tqdm.write(COMPILING)
     step_fn = run.compiled_step
     step_fn.new_epoch()
-    keys = batches.image_keys(config.seed, epoch)
+    draws = batches.draws(config.seed, epoch)
     totals = EpochTotals(device, logit_sums)
     run.model.train()
     bar = ProgressBar(len(plan), f"epoch {epoch + 1}/{config.epochs}", config.quiet)
@@ -508,8 +508,9 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         take = batches.batch(step)[0]
         idx = batches.indices[take]
         labels = data.train_labels.index_select(0, idx)
-        sums, logits = step_fn(images, labels, batches.weights[take], keys[take],
-                               learning_rate(config, epoch + step / batches.steps))
+        keys, numbers = draws.rows(take)
+        sums, logits = step_fn(images, labels, batches.weights[take], keys,
+                               learning_rate(config, epoch + step / batches.steps), numbers)
         totals.add_sums(sums, logits, idx, batches.augmented[take] if logit_sums is not None else None)
         bar.update(len(idx), totals)
     bar.close()
@@ -525,12 +526,11 @@ def steps_per_augment_call(config, strong, batches):
     return config.augment_steps or 1
 
 
-def augmented_steps(batches, data, weak, strong, keys, context, per_call=1):
+def augmented_steps(batches, data, weak, strong, draws, context, per_call=1):
     """(step, its weakly augmented uint8 images with the strong copies in place), step after step.
 
-    `keys` holds every entry's `RandomSource` key (`DevicePlan.image_keys`): an entry draws
-    its weak augmentation, and a copy then its strong one, from its own key (`entry_sources`),
-    so each entry is augmented the same whatever batch, layout, process or call it is in. With
+    `draws` (`DevicePlan.draws`) gives every entry its own `RandomSource` stream: an entry
+    draws its weak augmentation, and a copy then its strong one, from it, so each entry is augmented the same whatever batch, layout, process or call it is in. With
     `per_call` 1 each step's batch is augmented on its own (max-loss candidates scored with the
     model as it is then; crust's copies mixed with their partners). With more, the batches of
     `per_call` steps are augmented by one weak and one strong call and split again: the same
@@ -539,7 +539,7 @@ def augmented_steps(batches, data, weak, strong, keys, context, per_call=1):
     if per_call == 1:
         for step, images in enumerate(stream):
             take, strong_rows = batches.batch(step)
-            source = RandomSource(keys[take])
+            source = draws.source(take)
             images = weak(images, source)
             if strong_rows is not None:
                 labels_of = ({"labels": data.train_labels.index_select(0, batches.indices[take].index_select(0, strong_rows))}
@@ -556,7 +556,7 @@ def augmented_steps(batches, data, weak, strong, keys, context, per_call=1):
         steps = range(first, min(first + per_call, batches.steps))
         block = [next(stream) for _ in steps]
         sizes = [len(images) for images in block]
-        source = RandomSource(keys[first * batches.batch_size:steps[-1] * batches.batch_size + sizes[-1]])
+        source = draws.source(slice(first * batches.batch_size, first * batches.batch_size + sum(sizes)))
         images = weak(torch.cat(block), source)
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]  # host integers: no wait on the device
         rows = [strong_rows + offset for offset, strong_rows in zip(offsets, (batches.batch(s)[1] for s in steps))
