@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import torch
 
 import coreaug
-from coreaug.augment import create_policy
+from coreaug.augment import RandomSource, create_policy
 from coreaug.models import create_model
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
 from coreaug.training.inputs import load_run_data
@@ -187,14 +187,16 @@ def count_coreaug(args, row, compiled):
 
 
 def seconds_per_call(policy, images, context=None, repeats=5):
-    """Best seconds of one `policy` call on `images` on their device."""
-    generator = torch.Generator(device=images.device).manual_seed(0)
+    """Best seconds of one `policy` call on `images` on their device, drawing as the trainer
+    does: from a key per image, their first numbers made ahead (`DevicePlan.draws`)."""
+    keys = RandomSource.image_keys(torch.arange(len(images), device=images.device), 0)
+    numbers = RandomSource.ahead(keys)
     sync = torch.cuda.synchronize if images.device.type == "cuda" else (lambda: None)
     best = float("inf")
     for _ in range(repeats + 1):
         sync()
         start = time.perf_counter()
-        policy(images, generator, **(context or {}))
+        policy(images, RandomSource(keys, numbers), **(context or {}))
         sync()
         best = min(best, time.perf_counter() - start)
     return best
