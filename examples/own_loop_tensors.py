@@ -8,8 +8,8 @@ dataset-fashion-mnist, or --data-dir), on a GPU when there is one:
 
 With --compile, augmentation, forward and loss are one torch.compile graph: the plan is laid
 out in batches of one shape with their copies last (`fixed_steps`). Either way the policies draw
-from a `coreaug.RandomSource` with a key per plan entry (`image_keys`: seed, epoch, example and
-copy), so an example is augmented the same eager or compiled (a torch.Generator would break the
+from a `coreaug.RandomSource` with a key per plan entry (`batches.draws`: seed, epoch, example
+and copy), so an example is augmented the same eager or compiled (a torch.Generator would break the
 compiled graph, and its draws depend on the batch).
 """
 import argparse

@@ -8,8 +8,9 @@ Two compiled units make a step (`CompiledStep`):
    break is an error). Its backward is AOT autograd's compiled backward, run by
    `loss.backward()`. Random draws come from a `RandomSource` keyed per entry (an int64 key per
    row, `DevicePlan.image_keys`: a hash of seed, epoch, example and slot, the eager step's
-   keys; their first numbers hashed ahead, `DevicePlan.draws`), so every draw is in the graph, each entry draws what it draws in the eager step, and
-   a new step's keys are a new input, not a recompile.
+   keys; their first numbers hashed ahead, `DevicePlan.draws`), so every draw is in the graph,
+   each entry draws what it draws in the eager step, and a new step's keys are a new input, not
+   a recompile.
 2. the optimizer update: `optimizer.step()` compiled, with each parameter group's learning rate
    a 0-dim tensor on the parameters' device, set by `fill_` every step (a kernel with the value
    as its argument: no recompile and no host sync).

@@ -26,17 +26,13 @@ from .diagnostics import selection_diagnostics
 from .plan import epoch_plan, plan_length
 
 
-def epoch_generator(seed, epoch, stream, rank=0, device="cpu"):
-    """A generator on `device` seeded by (seed, epoch, stream, rank): an epoch's randomness needs
-    no saved state.
-
-    Every process draws the same plan (rank left at 0, on the CPU) but its own augmentations
-    (its rank, on its training device, so that no draw waits on a copy from the host), so that
-    no two processes apply the same random transforms. The seed keeps only 32 bits, so the
-    rank enters there, spread by an odd (invertible) multiplier.
+def epoch_generator(seed, epoch, stream):
+    """A CPU generator seeded by (seed, epoch, stream): an epoch's randomness needs no saved
+    state. Every process draws the same plan from it (stream 0 shuffles the plan, 2 lays it out
+    for a compiled step); augmentations draw from each entry's own key
+    (`DevicePlan.draws`), not from a generator.
     """
-    generator = torch.Generator(device=device)
-    return generator.manual_seed(((seed * 1_000_003 + epoch) * 8 + stream + rank * 0x9E3779B1) % 2 ** 32)
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 8 + stream) % 2 ** 32)
 
 
 class CoresetAugmentation:

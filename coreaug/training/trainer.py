@@ -530,11 +530,12 @@ def augmented_steps(batches, data, weak, strong, draws, context, per_call=1):
     """(step, its weakly augmented uint8 images with the strong copies in place), step after step.
 
     `draws` (`DevicePlan.draws`) gives every entry its own `RandomSource` stream: an entry
-    draws its weak augmentation, and a copy then its strong one, from it, so each entry is augmented the same whatever batch, layout, process or call it is in. With
-    `per_call` 1 each step's batch is augmented on its own (max-loss candidates scored with the
-    model as it is then; crust's copies mixed with their partners). With more, the batches of
-    `per_call` steps are augmented by one weak and one strong call and split again: the same
-    images in a fraction of the calls."""
+    draws its weak augmentation, and a copy then its strong one, from it, so each entry is
+    augmented the same whatever batch, layout, process or call it is in. With `per_call` 1 each
+    step's batch is augmented on its own (max-loss candidates scored with the model as it is
+    then; crust's copies mixed with their partners). With more, the batches of `per_call` steps
+    are augmented by one weak and one strong call and split again: the same images in a
+    fraction of the calls."""
     stream = batches.step_images(data.train_images)
     if per_call == 1:
         for step, images in enumerate(stream):
