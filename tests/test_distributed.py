@@ -1,5 +1,6 @@
 """Training under torchrun: two CPU processes (gloo) agree on the selection, split each epoch
 without overlap, count like one process, resume, fail together, and only rank 0 writes."""
+import copy
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ import coreaug
 from coreaug.training.method import CoresetAugmentation
 from coreaug.training import trainer as trainer_module
 from coreaug.training.distributed import Distributed, check_world_size
-from coreaug.training.plan import EpochPlan
+from coreaug.training.plan import EpochPlan, fixed_step_layout
 
 ARGS = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
         "--epochs", "2", "--subset", "0.25", "--strategy", "coreset", "--device", "cpu", "--quiet"]
@@ -97,6 +98,47 @@ def own_loop_selection(rank):
     return {"indices": method.selection.indices.tolist(), "share": list(method.sampler(WORLD, rank))}
 
 
+COMPILED = dict(RUN, epochs=3, select_every=1, augment="randaugment")
+
+
+def compiled_runs(rank, out):
+    """A `compile` run under torchrun (dynamo and AOT autograd; inductor's C++ builds, minutes
+    per graph on a loaded machine, are left out) of a model passed in, initialised differently
+    in each process (as a user's unseeded model would be), its graph breaks, and the same steps
+    run without torch.compile (the layout and draws of the compiled step, eagerly)."""
+    from torch._dynamo.utils import counters
+
+    from coreaug.training import compiled_step
+
+    def model():
+        torch.manual_seed(rank)
+        return coreaug.create_model("cnn", 3, 10)
+
+    traced = lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph, backend="aot_eager")  # noqa: E731
+    breaks = sum(counters["graph_break"].values())
+    with mock.patch.object(compiled_step, "compile_unit", traced):
+        compiled = coreaug.train(coreaug.TrainConfig(**COMPILED, compile=True, out=f"{out}/compiled"), model=model())
+    breaks = sum(counters["graph_break"].values()) - breaks
+    with mock.patch.object(compiled_step, "compile_unit", lambda fn, **options: fn):
+        twin = coreaug.train(coreaug.TrainConfig(**COMPILED, compile=True), model=model())
+    return {"history": compiled.history, "twin": twin.history, "breaks": breaks,
+            "model": {k: v.clone() for k, v in compiled.model.state_dict().items()}}
+
+
+def gradients_beside_ddp(rank):
+    """One backward of a model on this rank's own batch, in DistributedDataParallel and bare with
+    `Distributed.average_gradients` after it: (DDP's gradients, the averaged ones, the local ones)."""
+    torch.manual_seed(0)
+    model = coreaug.create_model("cnn", 3, 4).to(memory_format=torch.channels_last)
+    ddp, bare = torch.nn.parallel.DistributedDataParallel(copy.deepcopy(model)), copy.deepcopy(model)
+    images = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(rank))
+    ddp(images).logsumexp(1).mean().backward()
+    bare(images).logsumexp(1).mean().backward()
+    local = [p.grad.clone() for p in bare.parameters()]
+    Distributed(rank, WORLD).average_gradients(list(bare.parameters()))
+    return [p.grad for p in ddp.parameters()], [p.grad for p in bare.parameters()], local
+
+
 def worker(rank, port, out):
     """One of WORLD processes, set up as torchrun would set it up."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
@@ -108,6 +150,8 @@ def worker(rank, port, out):
         record = {
             "gathered": here.gather_rows(torch.full((3 - 2 * rank, 2), float(rank))),
             "own_loop": own_loop_selection(rank),
+            "gradients": gradients_beside_ddp(rank),
+            "compiled": compiled_runs(rank, out),
             "recorded": recorded_run(f"{out}/recorded"),
             "resumed": resumed_run(out),
             "too_small": error_of(lambda: coreaug.train(coreaug.TrainConfig(**dict(RUN, train_limit=1)))),
@@ -175,6 +219,36 @@ def test_example_counts_and_metrics_are_global_and_the_same_on_every_rank(ranks,
     assert counts(zero["recorded"]["history"]) == counts(single["history"]) == [(64 + 16, 16)] * 2
     assert scores(zero["recorded"]["history"]) == scores(one["recorded"]["history"])
     assert zero["recorded"]["world_size"] == 2
+
+
+def test_averaged_gradients_are_ddps(ranks):
+    (zero, one), _ = ranks
+    for record in (zero, one):
+        ddp, averaged, local = record["gradients"]
+        assert all(torch.equal(a, b) for a, b in zip(ddp, averaged))
+    assert not all(torch.equal(a, b) for a, b in zip(zero["gradients"][2], one["gradients"][2]))  # the batches differ
+
+
+def test_the_compiled_step_under_torchrun_keeps_every_process_on_one_model(ranks):
+    """`compile` with two processes: the whole step compiled in each (no DDP), rank 0's model
+    given to both at the start and the gradients averaged between the step's units, so that
+    both processes hold one model at the end, with no graph break
+    and no graph compiled after the first epoch across selections."""
+    (zero, one), _ = ranks
+    models = [record["compiled"]["model"] for record in (zero, one)]
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+    history = zero["compiled"]["history"]
+    assert all(m["selected"] for m in history) and [m["graphs_compiled"] for m in history][1:] == [0, 0]
+    assert zero["compiled"]["breaks"] == one["compiled"]["breaks"] == 0
+    assert scores(history) == scores(one["compiled"]["history"])
+
+
+def test_the_compiled_step_under_torchrun_trains_as_its_eager_twin_and_counts_the_global_layout(ranks):
+    (zero, _), _ = ranks
+    compiled, twin = zero["compiled"]["history"], zero["compiled"]["twin"]
+    assert [m["train_loss"] for m in compiled] == pytest.approx([m["train_loss"] for m in twin], rel=1e-4)
+    steps, per_step = fixed_step_layout(64, 16, 32, WORLD)  # every original, a 25% subset's copies
+    assert [(m["n_trained"], m["n_augmented"]) for m in compiled] == [(steps * 32, steps * per_step)] * 3
 
 
 def test_rows_of_unequal_shares_are_gathered_in_rank_order_on_rank_0(ranks):

@@ -316,6 +316,24 @@ def test_fixed_step_plan_gives_every_batch_the_same_shape_and_copies(n, selected
         assert (now >= was).all() and ((now > 0) == (was > 0)).all()
 
 
+@pytest.mark.parametrize("world", [2, 4])
+def test_every_process_shares_each_fixed_step_with_the_same_copies_in_its_last_rows(world):
+    """Under torchrun the compiled layout is made for the global batch, its copies a multiple of
+    the processes, and sharded: every process's batch then has batch / world entries, the same
+    copies in its last rows, step after step, and the shares together are the layout."""
+    plan = plan_of(100, 29, 1)
+    fixed = plan.fixed_steps(32, generator=torch.Generator().manual_seed(1), world_size=world)
+    steps, per_step = fixed_step_layout(100, 29, 32, world)
+    assert per_step % world == 0 and per_step >= fixed_step_layout(100, 29, 32)[1] and len(fixed) == steps * 32
+    shares = [fixed.shard(rank, world) for rank in range(world)]
+    for share in shares:
+        augmented = share.augmented.view(steps, 32 // world)
+        copies = per_step // world
+        assert augmented[:, 32 // world - copies:].all() and not augmented[:, :32 // world - copies].any()
+    assert sorted(torch.cat([share.indices * 2**17 + share.slots for share in shares]).tolist()) == \
+        sorted((fixed.indices * 2**17 + fixed.slots).tolist())
+
+
 def test_fixed_step_plan_keeps_weights_with_their_examples():
     plan = plan_of()
     fixed = fixed_step_plan(plan, 32, generator=torch.Generator().manual_seed(1))

@@ -34,8 +34,15 @@ attribute writes; the chosen copies then go through the training forward. The ea
 
 What is refused (`check_compilable`, at the start of a run): rules that mix copies with
 partners (crust), which read a second image set in the middle of the step, and `augment_steps`
-(the compiled step augments its own batch). Under torchrun (several processes) `--compile`
-keeps compiling the model only, as before.
+(the compiled step augments its own batch).
+
+Under torchrun each process runs this step on its share of every batch (`EpochPlan.fixed_steps`
+with `world_size`: the copies of a batch a multiple of the processes, so every share has the
+same shapes), without DDP: rank 0's model is broadcast at the start, and between backward and
+the update the gradients are averaged over the processes in one all-reduce
+(`Distributed.average_gradients`, outside the graphs; DDP's average, bit for bit). With
+`--sync-bn` (BatchNorm layers that call collectives in the forward) `--compile` compiles the
+model only, under DDP.
 """
 import inspect
 import types
@@ -193,11 +200,15 @@ class CompiledStep:
         copies_per_step: the strong copies in every batch (k of `fixed_step_layout`).
         device: the training device.
         compile: False runs the same step eagerly (the same draws: for comparisons).
+        reduce_gradients: None, or called with the optimizer's parameters between backward and
+            update (under torchrun: `Distributed.average_gradients`, eagerly, between the units).
     """
 
     def __init__(self, model, optimizer, weak, strong, preprocess, autocast, scaler, *, label_smoothing,
-                 copies_per_step, device, compile=True):
+                 copies_per_step, device, compile=True, reduce_gradients=None):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
+        self.reduce_gradients = reduce_gradients
+        self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.weak, self.strong, self.preprocess, self.autocast = weak, strong, preprocess, autocast
         self.label_smoothing, self.copies = label_smoothing, copies_per_step
         # fp16: the scaler's eager update takes float rates, set each step as the eager trainer does.
@@ -280,6 +291,10 @@ class CompiledStep:
         self.guards_due = False
         return self._step(images, labels, weights, key, lr, numbers)
 
+    def _reduce(self):
+        if self.reduce_gradients is not None:
+            self.reduce_gradients(self.parameters)
+
     def _step(self, images, labels, weights, key, lr, numbers):
         if not self.warmed:
             # Policies build their constant tables (magnitudes, layouts) on first use and cache them:
@@ -297,10 +312,12 @@ class CompiledStep:
         loss, sums, logits = self.forward_loss(images, labels, weights, key, numbers)
         if self.scaler is None:
             loss.backward()
+            self._reduce()
             with torch.no_grad():
                 self.update()
         else:
             self.scaler.scale(loss).backward()
+            self._reduce()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         return sums, logits

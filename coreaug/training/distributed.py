@@ -139,6 +139,32 @@ class Distributed:
         for buffer in model.buffers():
             dist.broadcast(buffer.data, src=0)
 
+    def broadcast_state(self, model):
+        """Copy rank 0's parameters and buffers into every process's `model` (what DDP does when
+        it wraps a model), so that every process starts from one model."""
+        if self.world_size == 1:
+            return
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
+    def average_gradients(self, parameters):
+        """Replace each of `parameters`' gradients by its mean over the processes, as DDP does
+        in its backward (each process's gradients divided by world_size, then summed), here in
+        one all-reduce of them all flattened: for a step that runs without DDP (the compiled
+        step, between its backward and its update). Nothing waits on the host on CUDA (NCCL
+        queues the collective on the stream). Parameters without a gradient are left alone
+        (every process has the same ones: they run one model)."""
+        if self.world_size == 1:
+            return
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([grad.reshape(-1) for grad in grads]).div_(self.world_size)
+        dist.all_reduce(flat)
+        means = flat.split([grad.numel() for grad in grads])
+        torch._foreach_copy_(grads, [mean.view(grad.shape) for mean, grad in zip(means, grads)])
+
     @contextlib.contextmanager
     def node_main_first(self):
         """Run the block on each node's LOCAL_RANK 0 before its other processes (a download, say)."""

@@ -41,10 +41,13 @@ class EpochPlan:
         """This plan cut into batches of `batch_size` and moved to `device` once (a `DevicePlan`)."""
         return DevicePlan.build(self, batch_size, device)
 
-    def fixed_steps(self, batch_size, *, generator):
+    def fixed_steps(self, batch_size, *, generator, world_size=1):
         """This plan laid out for a compiled step (`fixed_step_plan`): every batch of
-        `batch_size` holds the same number of strong copies, in its last rows."""
-        return fixed_step_plan(self, batch_size, generator=generator)
+        `batch_size` holds the same number of strong copies, in its last rows. With
+        `world_size`, that number is a multiple of it, so that every process's `shard` of the
+        result is laid out the same way at batch_size / world_size (a batch_size that
+        world_size divides)."""
+        return fixed_step_plan(self, batch_size, generator=generator, multiple=world_size)
 
     def shard(self, rank, world_size):
         """This rank's disjoint, equally sized share (the plan is cut to a multiple of world_size)."""
@@ -199,19 +202,21 @@ def same_class_partners(examples, labels, pool, generator):
     return pool[start + offset]
 
 
-def fixed_step_layout(originals, copies, batch_size):
+def fixed_step_layout(originals, copies, batch_size, multiple=1):
     """(steps, copies per step) of the compiled layout for `originals` weak and `copies` strong
     entries at `batch_size`: the fewest steps whose batches hold every entry when each carries
-    exactly ceil(copies / steps) copies and the rest originals."""
+    exactly ceil(copies / steps) copies, rounded up to a multiple of `multiple` (the processes
+    of a run, which share every batch), and the rest originals."""
     steps = max(1, -(-(originals + copies) // batch_size))
     while True:
         per_step = -(-copies // steps)
+        per_step = -(-per_step // multiple) * multiple
         if steps * (batch_size - per_step) >= originals:
             return steps, per_step
         steps += 1
 
 
-def fixed_step_plan(plan, batch_size, *, generator):
+def fixed_step_plan(plan, batch_size, *, generator, multiple=1):
     """`plan` laid out for a compiled training step: every step the same shapes.
 
     Every batch has exactly `batch_size` entries, of which the last k = ceil(copies / steps) are
@@ -226,7 +231,7 @@ def fixed_step_plan(plan, batch_size, *, generator):
     """
     augmented = plan.augmented
     original_rows, copy_rows = torch.nonzero(~augmented).flatten(), torch.nonzero(augmented).flatten()
-    steps, per_step = fixed_step_layout(len(original_rows), len(copy_rows), batch_size)
+    steps, per_step = fixed_step_layout(len(original_rows), len(copy_rows), batch_size, multiple)
     originals, original_repeats = _topped_up(original_rows, steps * (batch_size - per_step), generator)
     copies, copy_repeats = _topped_up(copy_rows, steps * per_step, generator)
     order = torch.cat([originals.view(steps, -1), copies.view(steps, per_step)], 1).flatten()

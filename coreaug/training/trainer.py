@@ -192,9 +192,11 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         timings = select_examples(config, run.method, run.model, data, epoch, run.autocast, run.eval_batch,
                                   distributed, run.train_logits) if selected else dict(NO_SELECTION)
         # Every process draws the same plan and trains its own disjoint share of it.
-        share = run.method.plan_for(epoch).shard(distributed.rank, distributed.world_size)
-        if compiles_whole_step(config, distributed):  # every step the same shapes
-            share = share.fixed_steps(config.batch_size, generator=epoch_generator(config.seed, epoch, 2))
+        plan = run.method.plan_for(epoch)
+        if compiles_whole_step(config, distributed):  # every step the same shapes, in every process
+            plan = plan.fixed_steps(config.batch_size, generator=epoch_generator(config.seed, epoch, 2),
+                                    world_size=distributed.world_size)
+        share = plan.shard(distributed.rank, distributed.world_size)
         if selected:
             run.train_logits = None  # used by this selection (or not needed): hold no N x C store until the next
         # The store is filled only in the epoch before a selection (append mode trains every original each epoch).
@@ -273,7 +275,11 @@ def _start(config, distributed, checkpoint, data, model=None):
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
     train_forward = forward
-    if distributed.world_size > 1:
+    if compiles_whole_step(config, distributed):
+        # No DDP: the compiled step averages the gradients itself (`Distributed.average_gradients`);
+        # the processes start from rank 0's model, as DDP makes them.
+        distributed.broadcast_state(model)
+    elif distributed.world_size > 1:
         train_forward = distributed.wrap(model)
         train_forward = torch.compile(train_forward) if config.compile else train_forward
     run = RunState(model, forward, train_forward, optimizer, method, precision, autocast_for(precision, device),
@@ -477,8 +483,9 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
 
 def compiles_whole_step(config, distributed):
     """Whether the run trains with `CompiledStep` (augmentation, forward, loss and update
-    compiled): `compile` in a single process; under torchrun `compile` compiles the model only."""
-    return bool(config.compile) and distributed.world_size == 1
+    compiled): `compile`, in one process or several; with `sync_bn` under torchrun (its
+    BatchNorm layers call collectives inside the forward) `compile` compiles the model only."""
+    return bool(config.compile) and not (config.sync_bn and distributed.world_size > 1)
 
 
 COMPILING = ("compile: the first steps compile the training step (seconds when torch's compiler cache holds its "
@@ -488,14 +495,17 @@ COMPILING = ("compile: the first steps compile the training step (seconds when t
 def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distributed, logit_sums=None):
     """`_train_epoch` for `compile`: `plan` is laid out by `EpochPlan.fixed_steps` (every batch
     of batch_size, its copies in its last k rows) and each step is one `CompiledStep` call, its
-    draws from a `RandomSource` keyed per entry, as the eager step's. Returns (loss sum, correct)."""
-    device = distributed.device
-    batches = plan.on_device(config.batch_size, device)
+    draws from a `RandomSource` keyed per entry, as the eager step's. Under torchrun `plan` is
+    this process's share (batches of batch_size / world_size) and the step averages the
+    gradients over the processes between backward and update. Returns (loss sum, correct)."""
+    device, world = distributed.device, distributed.world_size
+    batches = plan.on_device(config.batch_size // world, device)
     copies = batches.bounds[1] - batches.bounds[0] if batches.steps else 0
     if run.compiled_step is None or run.compiled_step.copies != copies:  # built once: the layout never changes
         run.compiled_step = CompiledStep(run.model, run.optimizer, weak, strong, data.preprocess, run.autocast,
                                          run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
-                                         device=device)
+                                         device=device,
+                                         reduce_gradients=distributed.average_gradients if world > 1 else None)
         if not config.quiet:  # else the bar sits at 0 while torch compiles
             tqdm.write(COMPILING)
     step_fn = run.compiled_step
@@ -503,7 +513,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
     draws = batches.draws(config.seed, epoch)
     totals = EpochTotals(device, logit_sums)
     run.model.train()
-    bar = ProgressBar(len(plan), f"epoch {epoch + 1}/{config.epochs}", config.quiet)
+    bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
     for step, images in enumerate(batches.step_images(data.train_images)):
         take = batches.batch(step)[0]
         idx = batches.indices[take]
@@ -512,7 +522,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         sums, logits = step_fn(images, labels, batches.weights[take], keys,
                                learning_rate(config, epoch + step / batches.steps), numbers)
         totals.add_sums(sums, logits, idx, batches.augmented[take] if logit_sums is not None else None)
-        bar.update(len(idx), totals)
+        bar.update(len(idx) * world, totals)
     bar.close()
     return totals.read()
 
