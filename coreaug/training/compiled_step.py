@@ -1,32 +1,39 @@
 """The whole training step under `--compile`: augmentation, forward, loss and update compiled.
 
-Two compiled units make a step (`CompiledStep`):
+With torch's SGD (the default optimizer) the step is one compiled graph (`CompiledStep`,
+`one_graph_update`): the weak policy on the batch and the strong policy on its last k rows (the
+step's copies: `EpochPlan.fixed_steps` puts them there, k the same every step), the model's
+forward through `torch.func.functional_call`, the weighted cross-entropy, its gradients by
+`torch.func.grad` and torch's functional SGD update (`torch.optim.sgd.sgd`, the code of
+`SGD.step`) on the parameters and momentum buffers in place, traced whole (`fullgraph=True`:
+a graph break is an error). No autograd engine runs and no `.grad` is written or zeroed.
 
-1. augment + forward + loss: the weak policy on the batch and the strong policy on its last k
-   rows (the step's copies: `EpochPlan.fixed_steps` puts them there, k the same every step),
-   the model's forward and the weighted cross-entropy, traced whole (`fullgraph=True`: a graph
-   break is an error). Its backward is AOT autograd's compiled backward, run by
-   `loss.backward()`. Random draws come from a `RandomSource` keyed per entry (an int64 key per
-   row, `DevicePlan.image_keys`: a hash of seed, epoch, example and slot, the eager step's
-   keys; their first numbers hashed ahead, `DevicePlan.draws`), so every draw is in the graph,
-   each entry draws what it draws in the eager step, and a new step's keys are a new input, not
-   a recompile.
-2. the optimizer update: `optimizer.step()` compiled, with each parameter group's learning rate
-   a 0-dim tensor on the parameters' device, set by `fill_` every step (a kernel with the value
-   as its argument: no recompile and no host sync).
+Otherwise (AdamW, fp16's gradient scaler, torchrun's gradient averaging) two compiled units:
 
-On CUDA both units use mode "reduce-overhead" (CUDA graphs: fixed shapes, the plan's tensors
-allocated once an epoch); on the CPU the default mode. fp16's GradScaler stays eager (its inf
-check reads a flag on the host each step, the price of fp16 anyway), with an eager update.
+1. augment + forward + loss, as above; its backward is AOT autograd's compiled backward, run
+   by `loss.backward()`;
+2. the optimizer update: `optimizer.step()` compiled (fp16: the scaler's step, eager).
 
-Guards: dynamo checks each unit's guards (about 600 for unit 1: the modules, policies and
-globals it reads; 0.09 ms a step on a CPU core, experiments/results/step_guards.md) at every
+Random draws come from a `RandomSource` keyed per entry (an int64 key per row,
+`DevicePlan.image_keys`: a hash of seed, epoch, example and slot, the eager step's keys; their
+first numbers hashed ahead, `DevicePlan.draws`), so every draw is in the graph, each entry
+draws what it draws in the eager step, and a new step's keys are a new input, not a recompile.
+Each parameter group's learning rate is a 0-dim tensor on the parameters' device, set by
+`fill_` every step (a kernel with the value as its argument: no recompile and no host sync).
+
+On CUDA the graphs use mode "reduce-overhead" (CUDA graphs: fixed shapes, the plan's tensors
+allocated once an epoch; parameters, buffers and optimizer state updated where they are); on
+the CPU the default mode. fp16's GradScaler stays eager (its inf check reads a flag on the host
+each step, the price of fp16 anyway), with an eager update.
+
+Guards: dynamo checks each compiled unit's guards (about 600 for the one with the forward: the
+modules, policies and globals it reads; 0.09 ms a step on a CPU core, experiments/results/step_guards.md) at every
 step of the first epoch, then at each epoch's first step only (`CompiledStep.new_epoch`); the
 other steps run the units' compiled graphs without them (`skip_guard_eval_unsafe`). Nothing they guard
 changes within an epoch: shapes are fixed, the rate and the draws' key are tensor inputs, and
 evaluation and selection happen between epochs.
 
-Max-loss transforms are traced into unit 1: the policy's K candidates of the copies are scored
+Max-loss transforms are traced with the forward: the policy's K candidates of the copies are scored
 by the same model in the same graph, in eval mode (BatchNorm reads its running statistics and
 does not update them) under no_grad, and dynamo replays the `eval()` / `train()` toggles as
 attribute writes; the chosen copies then go through the training forward. The eager twin
@@ -40,7 +47,7 @@ Under torchrun each process runs this step on its share of every batch (`EpochPl
 with `world_size`: the copies of a batch a multiple of the processes, so every share has the
 same shapes), without DDP: rank 0's model is broadcast at the start, and between backward and
 the update the gradients are averaged over the processes in one all-reduce
-(`Distributed.average_gradients`, outside the graphs; DDP's average, bit for bit). With
+(`Distributed.average_gradients`, between the two units; DDP's average, bit for bit). With
 `--sync-bn` (BatchNorm layers that call collectives in the forward) `--compile` compiles the
 model only, under DDP.
 """
@@ -82,12 +89,17 @@ def uses_cuda_graphs(device):
 
 
 def compile_unit(fn, *, device, fullgraph):
-    """torch.compile `fn` in `compile_mode(device)`.
+    """torch.compile `fn` in `compile_mode(device)`; on the CPU with inductor's C++ wrapper.
 
-    Not inductor's C++ wrapper on the CPU: it cut a compiled step of the cnn on 8x8 digits by
-    about 8% under the profiler, but whole epochs and cold compiles took the same time with and
-    without it, within the noise (experiments/results/compiled_step.md)."""
-    return torch.compile(fn, fullgraph=fullgraph, mode=compile_mode(device))
+    The C++ wrapper calls a graph's kernels from C++ instead of from generated Python: the
+    one-graph step of the cnn on 8x8 digits took 0.90x the time (median of 20 paired
+    measurements in one process; the same parameters bit for bit), for a longer first compile
+    (experiments/results/compiled_step.md). On CUDA the graphs replay as CUDA graphs, which
+    skip the wrapper anyway."""
+    mode = compile_mode(device)
+    if mode is None and torch.device(device).type == "cpu":  # torch takes a mode or options, not both
+        return torch.compile(fn, fullgraph=fullgraph, options={"cpp_wrapper": True})
+    return torch.compile(fn, fullgraph=fullgraph, mode=mode)
 
 
 class CudaGraphSkips:
