@@ -141,6 +141,48 @@ def test_primed_optimizer_state_steps_exactly_as_a_fresh_one(make):
     assert torch.allclose(fresh, primed, rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("nesterov, weight_decay, norm_decay", [(True, 5e-4, False), (False, 0.0, True)])
+def test_the_one_graph_step_updates_as_autograd_and_the_optimizer_do(monkeypatch, nesterov, weight_decay, norm_decay):
+    """The one-graph step's gradients (`torch.func.grad`) and functional SGD move a model as
+    `loss.backward()` and `SGD.step()` do, run eagerly (compile=False) for a few steps, with two
+    parameter groups (biases and BatchNorm weights undecayed), a frozen layer left alone, and
+    BatchNorm's running statistics updated the same."""
+    from coreaug.augment import create_policy
+
+    def run(one_graph):
+        monkeypatch.setattr(compiled_step, "one_graph_update", lambda *args: one_graph)
+        torch.manual_seed(0)
+        model = coreaug.create_model("cnn", 3, 4).to(memory_format=torch.channels_last)
+        frozen = model.features[0][0].weight
+        frozen.requires_grad_(False)
+        config = coreaug.TrainConfig(nesterov=nesterov, weight_decay=weight_decay, norm_decay=norm_decay,
+                                     lr=0.1, compile=True)
+        from coreaug.training.trainer import make_optimizer
+
+        optimizer = make_optimizer(config, model, compiled_update=True)
+        step = compiled_step.CompiledStep(model, optimizer, create_policy("weak"), create_policy("randaugment"),
+                                          lambda x: x.float() / 255, contextlib.nullcontext, None,
+                                          label_smoothing=0.1, copies_per_step=3, device="cpu", compile=False)
+        assert step.one_graph == one_graph
+        generator = torch.Generator().manual_seed(1)
+        sums = []
+        for s in range(4):
+            images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8, generator=generator)
+            labels = torch.randint(0, 4, (8,), generator=generator)
+            keys = torch.arange(8) + 8 * s
+            sums.append(step(images, labels, torch.rand(8, generator=generator) + 0.5, keys, 0.1)[0])
+        return model, frozen, torch.stack(sums)
+
+    (one, one_frozen, one_sums), (two, two_frozen, two_sums) = run(True), run(False)
+    assert torch.allclose(one_sums, two_sums, rtol=1e-5)
+    torch.manual_seed(0)
+    initial = coreaug.create_model("cnn", 3, 4)
+    assert torch.equal(one_frozen, initial.features[0][0].weight) and torch.equal(two_frozen, one_frozen)
+    assert not torch.allclose(one.classifier.weight, initial.classifier.weight)  # trained
+    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
+
+
 def eager_backend(fn, *, device, fullgraph):
     """dynamo as compile_unit uses it (caches, guards, fullgraph), without inductor's code generation."""
     return torch.compile(fn, fullgraph=fullgraph, backend="eager")

@@ -92,9 +92,9 @@ def compile_unit(fn, *, device, fullgraph):
     """torch.compile `fn` in `compile_mode(device)`; on the CPU with inductor's C++ wrapper.
 
     The C++ wrapper calls a graph's kernels from C++ instead of from generated Python: the
-    one-graph step of the cnn on 8x8 digits took 0.90x the time (median of 20 paired
-    measurements in one process; the same parameters bit for bit), for a longer first compile
-    (experiments/results/compiled_step.md). On CUDA the graphs replay as CUDA graphs, which
+    one-graph step of the cnn on 8x8 digits took 0.74x the two units' time with it, 0.78x
+    without (paired in one process; the same parameters bit for bit), for a longer first
+    compile (experiments/results/step_forms.md). On CUDA the graphs replay as CUDA graphs, which
     skip the wrapper anyway."""
     mode = compile_mode(device)
     if mode is None and torch.device(device).type == "cpu":  # torch takes a mode or options, not both
@@ -186,7 +186,8 @@ def one_graph_update(optimizer, scaler, reduce_gradients):
     functional SGD (`torch.optim.sgd.sgd`: the arithmetic of `SGD.step`) applied to them in the
     same graph. Then no autograd engine runs the backward, no `.grad` is written and zeroed, and
     dynamo looks up one unit's guards, not two: a compiled step of the cnn on 8x8 digits took
-    about 0.8x the two units' time (experiments/results/compiled_step.md). For torch's SGD
+    0.78x the two units' time, with the same results bit for bit
+    (experiments/results/step_forms.md). For torch's SGD
     without a gradient scaler, in one process; otherwise (AdamW, fp16, torchrun's gradient
     averaging between backward and update) two units: forward + loss, whose backward autograd
     runs, and `optimizer.step()`."""
@@ -258,14 +259,17 @@ class CompiledStep:
 
     def _split_parameters(self):
         """For the one-graph step: the model's parameters by name, those the optimizer updates
-        (differentiated, in its groups' order) apart from the others (held as they are), its
+        (differentiated, in its groups' order; not those with requires_grad False when the step
+        is built, which get no gradient from autograd either) apart from the others (held as
+        they are), its
         buffers, and each group's momentum buffers marked as static addresses (on CUDA the
         graph updates them in place, as it does the parameters and buffers)."""
-        updated = {id(p) for p in self.parameters}
+        updated = {id(p) for p in self.parameters if p.requires_grad}  # as autograd leaves them: no gradient
         named = dict(self.model.named_parameters())
         self.name_of = {id(p): name for name, p in named.items()}
         self.trained = {name: p for name, p in named.items() if id(p) in updated}
         self.held = {name: p for name, p in named.items() if id(p) not in updated}
+        self.group_params = [[p for p in group["params"] if id(p) in updated] for group in self.optimizer.param_groups]
         self.buffers = dict(self.model.named_buffers())
         for p in self.parameters:
             momentum = self.optimizer.state.get(p, {}).get("momentum_buffer")
@@ -315,8 +319,7 @@ class CompiledStep:
 
         grads, (losses, logits) = torch.func.grad(loss_of, has_aux=True)(self.trained, self.buffers)
         with torch.no_grad():
-            for group in self.optimizer.param_groups:
-                params = group["params"]
+            for group, params in zip(self.optimizer.param_groups, self.group_params):
                 functional_sgd(
                     params, [grads[self.name_of[id(p)]] for p in params],
                     [self.optimizer.state[p].get("momentum_buffer") for p in params],

@@ -1,0 +1,146 @@
+"""The compiled step's forms side by side in one process: two units or one graph, inductor's
+Python or C++ wrapper (issue 26's CPU case: the cnn on 8x8 one-channel images, batch 32, 7
+RandAugment copies a step, SGD with Nesterov momentum).
+
+Usage:
+    OMP_NUM_THREADS=1 python experiments/bench_step_forms.py [--repeats 20] [--steps 50]
+        [--out experiments/results/step_forms.md]
+
+Builds one `coreaug.training.compiled_step.CompiledStep` per form, each on its own copy of the
+same model (the same seed), compiles them (a few warm-up steps), then times `--steps` steps of
+each in turn, `--repeats` times, and reports ms a step (median and fastest) and the median of
+the per-repeat ratios against the first form: in one process the forms share the process's
+speed, which on a virtual machine differs from process to process by more than the gaps
+measured. After the timing, fresh copies of each form train 20 steps on the same batches and
+their parameters and BatchNorm statistics are compared with the first form's (largest absolute
+difference). The forms:
+
+- two units, Python wrapper: forward + loss compiled, autograd's backward, `optimizer.step()`
+  compiled (the step before the one graph);
+- one graph, Python wrapper: augmentation, forward, loss, `torch.func.grad` and torch's
+  functional SGD in one graph, inductor's default wrapper;
+- one graph, C++ wrapper: the same with `cpp_wrapper` (what `--compile` does on the CPU).
+"""
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+import coreaug
+from coreaug.augment import create_policy
+from coreaug.augment.sampling import RandomSource
+from coreaug.training import compiled_step
+from coreaug.training.config import TrainConfig
+from coreaug.training.trainer import make_optimizer
+
+FORMS = {  # name: (one graph?, inductor options)
+    "two units, Python wrapper": (False, None),
+    "one graph, Python wrapper": (True, None),
+    "one graph, C++ wrapper": (True, {"cpp_wrapper": True}),
+}
+BATCH, COPIES, BATCHES = 32, 7, 64
+
+
+def batches():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (BATCHES, BATCH, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (BATCHES, BATCH), generator=generator)
+    keys = [RandomSource.image_keys(torch.arange(BATCH) + BATCH * b, 0) for b in range(BATCHES)]
+    return images, labels, keys
+
+
+def build(form):
+    """(a function training step s, the model) for `form`."""
+    one_graph, options = FORMS[form]
+    torch.manual_seed(0)
+    model = coreaug.create_model("cnn", 1, 10).to(memory_format=torch.channels_last)
+    config = TrainConfig(dataset="digits", compile=True).resolved()
+    optimizer = make_optimizer(config, model, compiled_update=True)
+    real_unit, real_choice = compiled_step.compile_unit, compiled_step.one_graph_update
+    compiled_step.compile_unit = lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph,
+                                                                               options=options)
+    compiled_step.one_graph_update = lambda *args: one_graph
+    try:
+        step = compiled_step.CompiledStep(
+            model, optimizer, create_policy("weak"), create_policy("randaugment"), lambda x: x.float() / 255,
+            lambda: torch.autocast("cpu", enabled=False), None, label_smoothing=0.0, copies_per_step=COPIES,
+            device="cpu")
+    finally:
+        compiled_step.compile_unit, compiled_step.one_graph_update = real_unit, real_choice
+    images, labels, keys = batches()
+    weights = torch.ones(BATCH)
+    model.train()
+
+    def train_step(s):
+        return step(images[s % BATCHES], labels[s % BATCHES], weights, keys[s % BATCHES], 0.05)
+
+    def warm_up():
+        for s in range(3):  # the first epoch: compiles, guards checked every step
+            train_step(s)
+        step.new_epoch()
+        step.new_epoch()  # from here as in a later epoch: guards at its first step only
+        train_step(3)
+
+    return train_step, warm_up, model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--out", default="experiments/results/step_forms.md")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load_before = open("/proc/loadavg").read().strip()
+    forms, compile_s = {}, {}
+    for form in FORMS:
+        train_step, warm_up, _ = build(form)
+        start = time.perf_counter()
+        warm_up()
+        compile_s[form] = time.perf_counter() - start
+        forms[form] = train_step
+    times = {form: [] for form in forms}
+    for _ in range(args.repeats):
+        for form, train_step in forms.items():
+            start = time.perf_counter()
+            for s in range(args.steps):
+                train_step(s)
+            times[form].append((time.perf_counter() - start) / args.steps * 1e3)
+    first = next(iter(FORMS))
+    differences = {}
+    reference = None
+    for form in FORMS:  # fresh copies: 20 steps each on the same batches
+        train_step, _, model = build(form)
+        for s in range(20):
+            train_step(s)
+        state = [t.detach().float().clone() for t in model.state_dict().values()]
+        reference = reference or state
+        differences[form] = max((a - b).abs().max().item() for a, b in zip(state, reference))
+    load_after = open("/proc/loadavg").read().strip()
+    lines = [
+        "# The compiled step's forms, paired in one process (CPU)", "",
+        f"Command: `OMP_NUM_THREADS=1 python experiments/bench_step_forms.py --repeats {args.repeats} "
+        f"--steps {args.steps}`  ",
+        f"Machine: {platform.machine()}, torch {torch.__version__}, 1 thread; load (/proc/loadavg) before: "
+        f"`{load_before}`, after: `{load_after}`.", "",
+        f"The cnn on 8x8 one-channel images, batch {BATCH}, {COPIES} RandAugment copies a step, SGD (Nesterov, "
+        f"weight decay); {args.repeats} repeats of {args.steps} steps of each form in turn, after their warm-up "
+        "(compile s: the warm-up's 4 steps, reading inductor's cache when it holds the graphs). Ratio: the "
+        f"median over the repeats of the form's time / the first form's in the same repeat. Largest difference: "
+        "parameters and BatchNorm statistics after 20 steps from the same start, against the first form's.", "",
+        "| form | ms / step (median) | fastest | ratio to the first (median) | compile s | largest difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for form in FORMS:
+        ratio = statistics.median(t / f for t, f in zip(times[form], times[first]))
+        lines.append(f"| {form} | {statistics.median(times[form]):.2f} | {min(times[form]):.2f} | {ratio:.2f} | "
+                     f"{compile_s[form]:.1f} | {differences[form]:.1e} |")
+    with open(args.out, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
