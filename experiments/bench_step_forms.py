@@ -11,7 +11,10 @@ same model (the same seed), compiles them (a few warm-up steps), then times `--s
 each in turn, `--repeats` times, and reports ms a step (median and fastest) and the median of
 the per-repeat ratios against the first form: in one process the forms share the process's
 speed, which on a virtual machine differs from process to process by more than the gaps
-measured. After the timing, fresh copies of each form train 20 steps on the same batches and
+measured. Launches a step: torch.profiler's outermost aten ops plus inductor's kernels over
+10 steps (hand_loop.count_launches, as bench_trainer.py counts them; not for the C++ wrapper,
+whose calls the profiler does not show one aten op per launch: its kernels are the Python
+wrapper's). After the timing, fresh copies of each form train 20 steps on the same batches and
 their parameters and BatchNorm statistics are compared with the first form's (largest absolute
 difference). The forms:
 
@@ -22,8 +25,10 @@ difference). The forms:
 - one graph, C++ wrapper: the same with `cpp_wrapper` (what `--compile` does on the CPU).
 """
 import argparse
+import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -34,6 +39,9 @@ from coreaug.augment.sampling import RandomSource
 from coreaug.training import compiled_step
 from coreaug.training.config import TrainConfig
 from coreaug.training.trainer import make_optimizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hand_loop import count_launches, record_compiled_kernels  # noqa: E402
 
 FORMS = {  # name: (one graph?, inductor options)
     "two units, Python wrapper": (False, None),
@@ -93,6 +101,7 @@ def main():
     parser.add_argument("--out", default="experiments/results/step_forms.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    record_compiled_kernels()
     load_before = open("/proc/loadavg").read().strip()
     forms, compile_s = {}, {}
     for form in FORMS:
@@ -108,6 +117,8 @@ def main():
             for s in range(args.steps):
                 train_step(s)
             times[form].append((time.perf_counter() - start) / args.steps * 1e3)
+    launches = {form: count_launches(lambda: [train_step(s) for s in range(10)], "cpu") / 10
+                for form, train_step in forms.items() if not FORMS[form][1]}
     first = next(iter(FORMS))
     differences = {}
     reference = None
@@ -130,13 +141,14 @@ def main():
         "(compile s: the warm-up's 4 steps, reading inductor's cache when it holds the graphs). Ratio: the "
         f"median over the repeats of the form's time / the first form's in the same repeat. Largest difference: "
         "parameters and BatchNorm statistics after 20 steps from the same start, against the first form's.", "",
-        "| form | ms / step (median) | fastest | ratio to the first (median) | compile s | largest difference |",
-        "|---|---|---|---|---|---|",
+        "| form | ms / step (median) | fastest | ratio to the first (median) | launches / step | compile s "
+        "| largest difference |",
+        "|---|---|---|---|---|---|---|",
     ]
     for form in FORMS:
         ratio = statistics.median(t / f for t, f in zip(times[form], times[first]))
         lines.append(f"| {form} | {statistics.median(times[form]):.2f} | {min(times[form]):.2f} | {ratio:.2f} | "
-                     f"{compile_s[form]:.1f} | {differences[form]:.1e} |")
+                     f"{f'{launches[form]:.0f}' if form in launches else '—'} | {compile_s[form]:.1f} | {differences[form]:.1e} |")
     with open(args.out, "w") as out:
         out.write("\n".join(lines) + "\n")
     print("\n".join(lines))

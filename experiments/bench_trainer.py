@@ -24,7 +24,9 @@ examples/s and ms per step count training only (selection seconds apart; a corea
 aten ops / step: every op dispatched (views included) under a ``TorchDispatchMode``, eager only
 (torch.compile runs compiled code eagerly under such a mode). launches / step: under
 torch.profiler, eager and compiled: on CUDA the device's kernels, copies and fills; on the CPU
-the outermost aten ops plus inductor's C++ kernels (hand_loop.count_launches). For coreaug
+the outermost aten ops plus inductor's C++ kernels (hand_loop.count_launches; a compiled
+coreaug step with inductor's Python wrapper, as on CUDA, not the C++ one it uses on the CPU,
+whose calls the profiler does not show one aten op per launch). For coreaug
 both are counted inside ``coreaug.train`` on a tiny run of the same settings (`--count-steps`
 batches of the training set, 1 epoch against 2, no evaluation or selection between: the
 difference is one epoch of steps, as coreaug.training.sync_audit counts syncs). syncs / step:
@@ -162,7 +164,22 @@ def compile_refusal(args, row):
 def count_coreaug(args, row, compiled):
     """(aten ops or None, launches) per coreaug training step, counted inside coreaug.train: a
     tiny run of `--count-steps` batches for 1 epoch and for 2 (selection only at the start,
-    evaluation only at the end), the difference over the second epoch's steps."""
+    evaluation only at the end), the difference over the second epoch's steps. A compiled step
+    on the CPU is counted with inductor's Python wrapper, as CUDA runs it: under the C++
+    wrapper (the CPU's) the profiler does not see its calls one aten op per launch (it shows
+    allocations and conversions in their place)."""
+    if compiled and torch.device(args.device).type == "cpu":
+        from unittest import mock
+
+        from coreaug.training import compiled_step
+
+        python_wrapper = lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph)  # noqa: E731
+        with mock.patch.object(compiled_step, "compile_unit", python_wrapper):
+            return _count_coreaug(args, row, compiled)
+    return _count_coreaug(args, row, compiled)
+
+
+def _count_coreaug(args, row, compiled):
     fields = dict(row.settings(), compile=compiled, train_limit=args.count_steps * args.batch_size,
                   test_limit=args.batch_size, select_every=10 ** 6, eval_every=10 ** 6)
     if compiled:

@@ -92,9 +92,9 @@ def compile_unit(fn, *, device, fullgraph):
     """torch.compile `fn` in `compile_mode(device)`; on the CPU with inductor's C++ wrapper.
 
     The C++ wrapper calls a graph's kernels from C++ instead of from generated Python: the
-    one-graph step of the cnn on 8x8 digits took 0.74x the two units' time with it, 0.78x
-    without (paired in one process; the same parameters bit for bit), for a longer first
-    compile (experiments/results/step_forms.md). On CUDA the graphs replay as CUDA graphs, which
+    one-graph step of the cnn on 8x8 digits took 0.95-1.00x the time without it (two runs,
+    paired in one process; the same parameters bit for bit: experiments/results/step_forms.md),
+    a small gain, for a few seconds more of a cold compile. On CUDA the graphs replay as CUDA graphs, which
     skip the wrapper anyway."""
     mode = compile_mode(device)
     if mode is None and torch.device(device).type == "cpu":  # torch takes a mode or options, not both
