@@ -17,6 +17,14 @@ def test_sgd_with_nesterov_momentum_is_the_default():
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
 
 
+def test_nesterov_without_momentum_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="nesterov=True needs a momentum above 0.*nesterov=False"):
+        coreaug.train(coreaug.TrainConfig(**TINY, momentum=0.0, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+    plain = coreaug.TrainConfig(**TINY, momentum=0.0, nesterov=False).resolved()  # plain SGD is fine
+    assert make_optimizer(plain, create_model("cnn", 3, 10)).defaults["momentum"] == 0.0
+
+
 def test_adamw_takes_its_betas_and_leaves_1d_parameters_undecayed_without_norm_decay():
     config = coreaug.TrainConfig(**TINY, optimizer="adamw", betas=(0.8, 0.95), norm_decay=False).resolved()
     decayed, plain = make_optimizer(config, create_model("resnet20", 3, 10)).param_groups

@@ -291,6 +291,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not is_number(value) or not low <= value <= high or (name == "lr" and value == 0):
                 raise UsageError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise UsageError("nesterov=True needs a momentum above 0, got momentum=0; set nesterov=False for plain "
+                             "SGD, or a momentum such as 0.9")
         check_int(self.selection_warmup, "selection_warmup", 0, optional=True, unit="epochs")
         check_int(self.augment_steps, "augment_steps", optional=True, unit="steps")
         check_loss_filter(self.strategy, self.loss_filter)
