@@ -147,8 +147,9 @@ def main():
     ]
     for form in FORMS:
         ratio = statistics.median(t / f for t, f in zip(times[form], times[first]))
+        counted = f"{launches[form]:.0f}" if form in launches else "—"
         lines.append(f"| {form} | {statistics.median(times[form]):.2f} | {min(times[form]):.2f} | {ratio:.2f} | "
-                     f"{f'{launches[form]:.0f}' if form in launches else '—'} | {compile_s[form]:.1f} | {differences[form]:.1e} |")
+                     f"{counted} | {compile_s[form]:.1f} | {differences[form]:.1e} |")
     with open(args.out, "w") as out:
         out.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -27,9 +27,10 @@ the CPU the default mode. fp16's GradScaler stays eager (its inf check reads a f
 each step, the price of fp16 anyway), with an eager update.
 
 Guards: dynamo checks each compiled unit's guards (about 600 for the one with the forward: the
-modules, policies and globals it reads; 0.09 ms a step on a CPU core, experiments/results/step_guards.md) at every
-step of the first epoch, then at each epoch's first step only (`CompiledStep.new_epoch`); the
-other steps run the units' compiled graphs without them (`skip_guard_eval_unsafe`). Nothing they guard
+modules, policies and globals it reads; 0.09 ms a step on a CPU core,
+experiments/results/step_guards.md) at every step of the first epoch, then at each epoch's
+first step only (`CompiledStep.new_epoch`); the other steps run the units' compiled graphs
+without them (`skip_guard_eval_unsafe`). Nothing they guard
 changes within an epoch: shapes are fixed, the rate and the draws' key are tensor inputs, and
 evaluation and selection happen between epochs.
 
@@ -94,8 +95,8 @@ def compile_unit(fn, *, device, fullgraph):
     The C++ wrapper calls a graph's kernels from C++ instead of from generated Python: the
     one-graph step of the cnn on 8x8 digits took 0.95-1.00x the time without it (two runs,
     paired in one process; the same parameters bit for bit: experiments/results/step_forms.md),
-    a small gain, for a few seconds more of a cold compile. On CUDA the graphs replay as CUDA graphs, which
-    skip the wrapper anyway."""
+    a small gain, for a few seconds more of a cold compile. On CUDA the graphs replay as CUDA
+    graphs, which skip the wrapper anyway."""
     mode = compile_mode(device)
     if mode is None and torch.device(device).type == "cpu":  # torch takes a mode or options, not both
         return torch.compile(fn, fullgraph=fullgraph, options={"cpp_wrapper": True})
@@ -186,11 +187,10 @@ def one_graph_update(optimizer, scaler, reduce_gradients):
     functional SGD (`torch.optim.sgd.sgd`: the arithmetic of `SGD.step`) applied to them in the
     same graph. Then no autograd engine runs the backward, no `.grad` is written and zeroed, and
     dynamo looks up one unit's guards, not two: a compiled step of the cnn on 8x8 digits took
-    0.78x the two units' time, with the same results bit for bit
-    (experiments/results/step_forms.md). For torch's SGD
-    without a gradient scaler, in one process; otherwise (AdamW, fp16, torchrun's gradient
-    averaging between backward and update) two units: forward + loss, whose backward autograd
-    runs, and `optimizer.step()`."""
+    0.77-0.78x the two units' time, with the same results bit for bit
+    (experiments/results/step_forms.md). For torch's SGD without a gradient scaler, in one
+    process; otherwise (AdamW, fp16, torchrun's gradient averaging between backward and
+    update) two units: forward + loss, whose backward autograd runs, and `optimizer.step()`."""
     return type(optimizer) is torch.optim.SGD and scaler is None and reduce_gradients is None
 
 
@@ -261,15 +261,15 @@ class CompiledStep:
         """For the one-graph step: the model's parameters by name, those the optimizer updates
         (differentiated, in its groups' order; not those with requires_grad False when the step
         is built, which get no gradient from autograd either) apart from the others (held as
-        they are), its
-        buffers, and each group's momentum buffers marked as static addresses (on CUDA the
-        graph updates them in place, as it does the parameters and buffers)."""
+        they are), its buffers, and the momentum buffers marked as static addresses (on CUDA
+        the graph updates them in place, as it does the parameters and buffers)."""
         updated = {id(p) for p in self.parameters if p.requires_grad}  # as autograd leaves them: no gradient
         named = dict(self.model.named_parameters())
         self.name_of = {id(p): name for name, p in named.items()}
         self.trained = {name: p for name, p in named.items() if id(p) in updated}
         self.held = {name: p for name, p in named.items() if id(p) not in updated}
-        self.group_params = [[p for p in group["params"] if id(p) in updated] for group in self.optimizer.param_groups]
+        self.group_params = [[p for p in group["params"] if id(p) in updated]
+                             for group in self.optimizer.param_groups]
         self.buffers = dict(self.model.named_buffers())
         for p in self.parameters:
             momentum = self.optimizer.state.get(p, {}).get("momentum_buffer")

@@ -119,7 +119,8 @@ class TrainConfig:
     compile: compile the whole training step (augmentation, forward, loss, update; fixed shapes,
         see coreaug.training.compiled_step; graphs built in the first epoch, reused after; CUDA
         graphs on a GPU, those skipped warned about and counted per epoch, "cudagraph_skips");
-        max-loss augmentation scored inside it; refuses crust and augment_steps. Under torchrun too (each process its share; with sync_bn: the model only).
+        max-loss augmentation scored inside it; refuses crust and augment_steps. Under torchrun
+        too (each process its share of every batch; with sync_bn: the model only).
     augment_steps: how many steps' batches one weak and one strong augmentation call take (the
         same augmented images, each example drawing from its own key, in fewer calls (images
         over 64x64 on the CPU: the same kind of draws); on a GPU a RandAugment call costs
