@@ -265,11 +265,11 @@ class CompiledStep:
         the graph updates them in place, as it does the parameters and buffers)."""
         updated = {id(p) for p in self.parameters if p.requires_grad}  # as autograd leaves them: no gradient
         named = dict(self.model.named_parameters())
-        self.name_of = {id(p): name for name, p in named.items()}
+        name_of = {id(p): name for name, p in named.items()}
         self.trained = {name: p for name, p in named.items() if id(p) in updated}
         self.held = {name: p for name, p in named.items() if id(p) not in updated}
-        self.group_params = [[p for p in group["params"] if id(p) in updated]
-                             for group in self.optimizer.param_groups]
+        self.group_names = [[name_of[id(p)] for p in group["params"] if id(p) in updated]
+                            for group in self.optimizer.param_groups]
         self.buffers = dict(self.model.named_buffers())
         for p in self.parameters:
             momentum = self.optimizer.state.get(p, {}).get("momentum_buffer")
@@ -293,15 +293,25 @@ class CompiledStep:
             return {}
         return {"model": self.model, "labels": labels, "preprocess": self.preprocess, "autocast": self.autocast}
 
-    def _forward_loss(self, images, labels, weights, key, numbers):
-        images = self._augment(images, labels, key, numbers)
+    def _loss(self, forward, inputs, labels, weights):
+        """(the weighted loss, per-example losses and logits detached) of `forward(inputs)`, in
+        the step's autocast: what both forms of the step differentiate."""
         with self.autocast():
-            logits = self.model(self.preprocess(images))
+            logits = forward(inputs)
             losses = F.cross_entropy(logits.float(), labels, reduction="none", label_smoothing=self.label_smoothing)
             loss = (losses * weights).mean()
+        return loss, (losses.detach(), logits.detach())
+
+    @staticmethod
+    def _sums(losses, logits, labels):
+        """float64 (2,): the batch's loss sum and correct count, the epoch's totals, in the graph."""
         correct = (logits.argmax(1) == labels).sum()
-        sums = torch.stack([losses.detach().sum().double(), correct.double()])  # the epoch's totals, in the graph
-        return loss, sums, logits.detach()
+        return torch.stack([losses.sum().double(), correct.double()])
+
+    def _forward_loss(self, images, labels, weights, key, numbers):
+        images = self._augment(images, labels, key, numbers)
+        loss, (losses, logits) = self._loss(self.model, self.preprocess(images), labels, weights)
+        return loss, self._sums(losses, logits, labels), logits
 
     def _train_step(self, images, labels, weights, key, numbers):
         """Augmentation, forward, loss, gradients (`torch.func.grad`) and the SGD update: one
@@ -310,24 +320,20 @@ class CompiledStep:
         inputs = self.preprocess(images)
 
         def loss_of(trained, buffers):
-            with self.autocast():
-                logits = torch.func.functional_call(self.model, (trained, self.held, buffers), (inputs,))
-                losses = F.cross_entropy(logits.float(), labels, reduction="none",
-                                         label_smoothing=self.label_smoothing)
-                loss = (losses * weights).mean()
-            return loss, (losses.detach(), logits.detach())
+            forward = lambda x: torch.func.functional_call(self.model, (trained, self.held, buffers), (x,))  # noqa: E731
+            return self._loss(forward, inputs, labels, weights)
 
         grads, (losses, logits) = torch.func.grad(loss_of, has_aux=True)(self.trained, self.buffers)
         with torch.no_grad():
-            for group, params in zip(self.optimizer.param_groups, self.group_params):
+            for group, names in zip(self.optimizer.param_groups, self.group_names):
+                params = [self.trained[name] for name in names]
                 functional_sgd(
-                    params, [grads[self.name_of[id(p)]] for p in params],
+                    params, [grads[name] for name in names],
                     [self.optimizer.state[p].get("momentum_buffer") for p in params],
                     foreach=group["foreach"], weight_decay=group["weight_decay"], momentum=group["momentum"],
                     lr=group["lr"] if torch.compiler.is_compiling() else self._lr_now,
                     dampening=group["dampening"], nesterov=group["nesterov"], maximize=group["maximize"])
-        correct = (logits.argmax(1) == labels).sum()
-        return torch.stack([losses.sum().double(), correct.double()]), logits
+        return self._sums(losses, logits, labels), logits
 
     def _update(self):
         if torch.compiler.is_compiling():

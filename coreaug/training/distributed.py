@@ -144,9 +144,9 @@ class Distributed:
         it wraps a model), so that every process starts from one model."""
         if self.world_size == 1:
             return
-        with torch.no_grad():
-            for tensor in [*model.parameters(), *model.buffers()]:
-                dist.broadcast(tensor.data, src=0)
+        for parameter in model.parameters():
+            dist.broadcast(parameter.data, src=0)
+        self.broadcast_buffers(model)
 
     def average_gradients(self, parameters):
         """Replace each of `parameters`' gradients by its mean over the processes, as DDP does

@@ -186,6 +186,8 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
     run = _start(config, distributed, checkpoint, data, model)
     strong, weak = _strong_policy(config), _weak_policy(config, is_folder_dataset(config.dataset))
     record = config.estimates == "training" and run.method.needs_model
+    whole_step = compiles_whole_step(config, distributed)
+    train_epoch = _train_epoch_compiled if whole_step else _train_epoch
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
         selected = run.method.due(epoch)
@@ -193,7 +195,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
                                   distributed, run.train_logits) if selected else dict(NO_SELECTION)
         # Every process draws the same plan and trains its own disjoint share of it.
         plan = run.method.plan_for(epoch)
-        if compiles_whole_step(config, distributed):  # every step the same shapes, in every process
+        if whole_step:  # every step the same shapes, in every process
             plan = plan.fixed_steps(config.batch_size, generator=epoch_generator(config.seed, epoch, 2),
                                     world_size=distributed.world_size)
         share = plan.shard(distributed.rank, distributed.world_size)
@@ -204,8 +206,6 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device,
                                  dtype=estimate_dtype(len(run.method), data.num_classes)) if record_now else None
         compiled_before = compiled_graphs()
-        whole_step = compiles_whole_step(config, distributed)
-        train_epoch = _train_epoch_compiled if whole_step else _train_epoch
         graph_skips = CudaGraphSkips() if whole_step and uses_cuda_graphs(distributed.device) else None
         with graph_skips or contextlib.nullcontext():
             sums = train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
