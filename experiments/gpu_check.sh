@@ -36,7 +36,8 @@
 #   --rows / --modes), COUNT_STEPS, TABLE_SHARE (0.45), TESTS_S (120), RECIPE_EPOCHS (most, 200),
 #   RECIPE_LIMIT (training images of the recipe; default all), EVAL_EVERY (10), MODEL (resnet20),
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
-#   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md).
+#   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
+#   the logs are copied to at the end).
 # Dry run on a CPU, everything tiny (what tests/test_gpu_check.py runs on an image folder it makes):
 #   GPU_CHECK_DEVICE=cpu BUDGET_S=60 TRAIN_LIMIT=256 MODES=eager CIFAR_DIR=... experiments/gpu_check.sh
 set -uo pipefail
@@ -61,7 +62,14 @@ CIFAR_TAR="${CIFAR_TAR:-../shared/data/cifar10-jpeg.tar.gz}"
 OUT="${GPU_CHECK_RESULTS:-experiments/results/gpu.md}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")"
 export COREAUG_CACHE_DIR="${COREAUG_CACHE_DIR:-$WORK/decoded}"
-trap 'rm -rf "$WORK"' EXIT
+# GPU_CHECK_LOGS (a folder): the logs and the speed table's files are copied there at the end, for a lease
+# whose temporary folders do not come back.
+keep_logs() {
+    [ -n "${GPU_CHECK_LOGS:-}" ] || return 0
+    mkdir -p "$GPU_CHECK_LOGS" && cp "$WORK"/*.log "$WORK"/*.md "$WORK"/*.json* "$GPU_CHECK_LOGS"/ 2> /dev/null
+    return 0
+}
+trap 'keep_logs; rm -rf "$WORK"' EXIT
 
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 append() { printf '%s\n' "$@" >> "$OUT"; }
@@ -137,8 +145,9 @@ if [ "$DEVICE" = cuda ]; then
     timeout --kill-after=5 "$TESTS_S" "$PY" -m pytest -x -q -p no:cacheprovider tests/test_augment_policies.py \
         tests/test_training_sync.py tests/test_selection_rules.py tests/test_data_streaming.py \
         tests/test_method_object.py tests/test_training_compile.py -k "(cuda or gpu or pinned) and not cuda_graph" \
-        2>&1 | tail -6 >> "$OUT"
-    rc=${PIPESTATUS[0]}
+        > "$WORK/tests.log" 2>&1
+    rc=$?
+    tail -6 "$WORK/tests.log" >> "$OUT"
     append '```'
     [ "$rc" -eq 0 ] || { status=1; append "" "Exit code $rc$( [ "$rc" -eq 124 ] && echo " (cut at $TESTS_S s)")."; }
 else
@@ -227,6 +236,7 @@ if [ "$EPOCHS_FIT" -ge 1 ]; then
         --eval-every "$EVAL_EVERY" --device "$DEVICE" "${COMPILE_ARG[@]}" "${LIMIT_ARG[@]}" --out "$RUN" --quiet \
         > "$WORK/recipe.log" 2>&1
     rc=$?
+    cp "$RUN/metrics.jsonl" "$WORK/recipe_metrics.jsonl" 2> /dev/null
     "$PY" - "$RUN/metrics.jsonl" "$EPOCHS_FIT" "$rc" >> "$OUT" <<'EOF'
 import json, sys
 path, planned, rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

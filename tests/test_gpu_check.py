@@ -47,7 +47,7 @@ def test_dry_run_writes_every_section_and_the_epochs_that_fit(tmp_path):
     archive = _image_archive(tmp_path)
     (tmp_path / "gpu.md").write_text("# GPU checks\n\n## Run of 2026-11-30\n\nan earlier measurement\n")
     # A budget far above what it takes (about 30 s of CPU): a loaded machine starts Python slowly.
-    done = _run(tmp_path, BUDGET_S="600", CIFAR_TAR=str(archive))
+    done = _run(tmp_path, BUDGET_S="600", CIFAR_TAR=str(archive), GPU_CHECK_LOGS=str(tmp_path / "logs"))
     text = (tmp_path / "gpu.md").read_text()
     assert done.returncode == 0, done.stderr[-2000:] + text
     assert text.startswith("# GPU checks\n\n## Run of 2026-11-30\n\nan earlier measurement\n")  # kept
@@ -68,6 +68,10 @@ def test_dry_run_writes_every_section_and_the_epochs_that_fit(tmp_path):
     recipe = text[text.index("### Paper recipe"):]
     assert f"| {epochs} | {epochs} |" in recipe and "89.46 / 91.54 / 93.50" in recipe
     assert "exit status 0" in text
+    # The logs outlive the temporary folder: the speed table's files and the recipe's metrics, one line an epoch.
+    kept = sorted(path.name for path in (tmp_path / "logs").iterdir())
+    assert {"speed.log", "speed.md", "speed.json", "recipe.log", "recipe_metrics.jsonl"} <= set(kept), kept
+    assert len((tmp_path / "logs" / "recipe_metrics.jsonl").read_text().splitlines()) == epochs
 
 
 def test_no_time_left_skips_the_recipe_and_still_ends(tmp_path):
