@@ -33,7 +33,7 @@
 # Usage: [BUDGET_S=840] [TRAIN_LIMIT=10000] experiments/gpu_check.sh [PYTHON]
 #        (PYTHON: default .venv/bin/python if present, else python3)
 # Settings (environment): BUDGET_S, TRAIN_LIMIT (speed table), ROWS and MODES (bench_trainer.py's
-#   --rows / --modes), COUNT_STEPS, TABLE_SHARE (0.45), TESTS_S (120), RECIPE_EPOCHS (most, 200),
+#   --rows / --modes), COUNT_STEPS, TABLE_SHARE (0.45), TESTS_S (120; 0 skips the tests), RECIPE_EPOCHS (most, 200),
 #   RECIPE_LIMIT (training images of the recipe; default all), EVAL_EVERY (10), MODEL (resnet20),
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
 #   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
@@ -81,7 +81,10 @@ missing() { echo "gpu_check: $1" >&2; exit 2; }
 # imported; torch is imported for its version and, on cuda, its devices.
 check() {
     "$PY" - "$DEVICE" <<'EOF'
-import importlib.util, sys
+import importlib.util, os, sys
+# Looked up as a script in experiments/ will (`python -` puts the working folder first, where coreaug's source is
+# found but not its cli package, which only an install maps).
+sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
 names = {"torch": "torch (a CUDA build)", "numpy": "numpy", "scipy": "scipy", "faiss": "faiss-cpu",
          "apricot": "apricot-select", "sklearn": "scikit-learn", "click": "click", "tqdm": "tqdm",
          "numba": "numba", "PIL": "pillow", "coreaug": "coreaug"}
@@ -139,7 +142,7 @@ status=0
 
 # -- 1. The CUDA tests. ----------------------------------------------------------------------------
 section "CUDA tests"
-if [ "$DEVICE" = cuda ]; then
+if [ "$DEVICE" = cuda ] && [ "$TESTS_S" -gt 0 ]; then
     append '```'
     # The compiled steps last (they compile for tens of seconds): the others are reported even if the time runs out.
     timeout --kill-after=5 "$TESTS_S" "$PY" -m pytest -x -q -p no:cacheprovider tests/test_augment_policies.py \
@@ -150,6 +153,8 @@ if [ "$DEVICE" = cuda ]; then
     tail -6 "$WORK/tests.log" >> "$OUT"
     append '```'
     [ "$rc" -eq 0 ] || { status=1; append "" "Exit code $rc$( [ "$rc" -eq 124 ] && echo " (cut at $TESTS_S s)")."; }
+elif [ "$DEVICE" = cuda ]; then
+    append "Skipped: TESTS_S=0."
 else
     append "Skipped: a dry run on $DEVICE (the CUDA tests skip themselves without a GPU)."
 fi
