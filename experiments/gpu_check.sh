@@ -38,6 +38,12 @@
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
 #   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
 #   the logs are copied to at the end).
+# A leased machine whose Python cannot `pip install -e .` (a read-only environment, no build tools): put a
+# copy of coreaug with its cli package first on PYTHONPATH, and link cli into the tree's copy so that
+# `python -m coreaug` run from the repository root finds it too (what the 2026-12-04 run did, faiss-cpu and
+# apricot-select carried as wheels in .whl/, the archive in .gpudata/):
+#   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; ln -sfn ../cli coreaug/cli
+#   cp -rL coreaug /tmp/site/; PYTHONPATH=/tmp/site CIFAR_TAR=.gpudata/cifar10-jpeg.tar.gz experiments/gpu_check.sh python3
 # Dry run on a CPU, everything tiny (what tests/test_gpu_check.py runs on an image folder it makes):
 #   GPU_CHECK_DEVICE=cpu BUDGET_S=60 TRAIN_LIMIT=256 MODES=eager CIFAR_DIR=... experiments/gpu_check.sh
 set -uo pipefail
