@@ -400,10 +400,12 @@ def main(argv=None):
                 r = measure_row(args, row, compiled, images, labels, data.num_classes, syncs)
             except Exception as error:  # noqa: BLE001 - one row's failure must not cost the rows after it
                 traceback.print_exc()
+                fresh_compile_state(compiled)
                 failed.append(f"{'hand' if row.hand else row.label()} @{row.augment} {mode} ({one_line(error)})")
                 print(f"{failed[-1]}: failed, going on", flush=True)
                 write(args, done, device_name, started_load, notes, failed)
                 continue
+            fresh_compile_state(compiled)
             done.append((row, mode, r))
             write(args, done, device_name, started_load, notes, failed)
             print(f"{'hand' if row.hand else row.label()} @{row.augment} {mode}: {r['epoch_seconds']:.2f} s/epoch, "
@@ -411,6 +413,15 @@ def main(argv=None):
     print(write(args, done, device_name, started_load, notes, failed))
     if failed:
         raise SystemExit(f"{len(failed)} row(s) failed: {'; '.join(failed)}")
+
+
+def fresh_compile_state(compiled):
+    """After a compiled row, forget its graphs and CUDA graph trees (`torch._dynamo.reset`), as a new
+    process would start: a row that fails inside a tree leaves it mid-warm-up, and every compiled
+    row after it failed on that tree (experiments/results/gpu.md, 2026-12-04). Kernels built stay
+    in inductor's cache on disk."""
+    if compiled:
+        torch._dynamo.reset()
 
 
 def measure_row(args, row, compiled, images, labels, num_classes, syncs):

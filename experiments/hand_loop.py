@@ -215,6 +215,8 @@ def run_hand_loop(images, labels, *, model="cnn", epochs=2, batch_size=128, devi
     update = torch.compile(opt.step, mode=compile_mode) if optimizer == "compiled" else opt.step
 
     def train_step(batch, targets, step):
+        if compile:  # one step, one path of CUDA graph trees: the compiled update reads the backward's gradients
+            torch.compiler.cudagraph_mark_step_begin()
         if optimizer == "compiled":
             lr_now.copy_(rates[step])
         else:

@@ -96,3 +96,22 @@ def test_a_row_that_fails_is_named_and_the_rows_after_it_still_run(bench, tmp_pa
     assert [r["row"] for r in written["rows"]] == ["random 0.25"]
     assert written["failed"] == ["none @weak eager (RuntimeError: out of memory)"]
     assert "Failed: none @weak eager (RuntimeError: out of memory)." in out.read_text()
+
+
+@pytest.mark.parametrize("modes,resets_seen", [("compiled", [0, 1]), ("eager", [0, 0])])
+def test_a_failed_compiled_row_leaves_no_compile_state_to_the_next(bench, tmp_path, monkeypatch, modes, resets_seen):
+    """A compiled row that fails inside CUDA graph trees leaves them mid-warm-up: the rows after it
+    start from dynamo's reset, as a new process would (eager rows need none)."""
+    resets, seen = [], []
+    monkeypatch.setattr(bench.torch._dynamo, "reset", lambda: resets.append(1))
+
+    def measure(args, row, compiled, *rest):
+        seen.append(len(resets))
+        raise RuntimeError("accessing tensor output of CUDAGraphs that has been overwritten")
+
+    monkeypatch.setattr(bench, "measure_row", measure)
+    with pytest.raises(SystemExit, match="2 row"):
+        bench.main(["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
+                    "--epochs", "1", "--modes", modes, "--rows", "none,random:0.25", "--count-steps", "0",
+                    "--out", str(tmp_path / "table.md"), "--json", str(tmp_path / "rows.json")])
+    assert seen == resets_seen and len(resets) == (2 if modes == "compiled" else 0)

@@ -76,10 +76,12 @@ def test_the_compiled_step_keeps_the_training_logits_for_the_next_selection(monk
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("augment", ["randaugment", "maxloss"])
-def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch, augment):
+@pytest.mark.parametrize("augment,optimizer", [("randaugment", "sgd"), ("maxloss", "sgd"), ("randaugment", "adamw")])
+def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch, augment, optimizer):
     """On a GPU (CUDA graphs), torch raises on a sync inside a compiled step after the first
-    epoch's steps (warm-up and graph capture); max-loss scores its candidates inside the step."""
+    epoch's steps (warm-up and graph capture); max-loss scores its candidates inside the step.
+    SGD's step is one graph; AdamW's two units (forward + loss, then the update reading the
+    backward's gradients) are one path of CUDA graph trees."""
     calls, real = [], compiled_step.CompiledStep.__call__
 
     def call(self, *args):
@@ -92,7 +94,7 @@ def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch, augment):
         finally:
             torch.cuda.set_sync_debug_mode("default")
     monkeypatch.setattr(compiled_step.CompiledStep, "__call__", call)
-    result = train(compile=True, device="cuda", epochs=2, augment=augment)
+    result = train(compile=True, device="cuda", epochs=2, augment=augment, optimizer=optimizer)
     assert len(calls) > 4 and result.history[1]["graphs_compiled"] == 0
     assert [m["cudagraph_skips"] for m in result.history] == [0, 0]  # every compiled graph replays
 
@@ -105,11 +107,16 @@ def test_graphs_run_without_cuda_graphs_are_counted_and_warned_about(monkeypatch
     """Graphs compiled for CUDA graphs that inductor runs without them (on the CPU: every one,
     the CPU being a reason) are counted in the epochs' history, with one warning a run."""
     monkeypatch.setattr(compiled_step, "compile_mode", lambda device: "reduce-overhead")
+    # Every step is marked as one for CUDA graph trees, before its units run.
+    steps, marks, real = [], [], compiled_step.CompiledStep._step
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(len(steps)))
+    monkeypatch.setattr(compiled_step.CompiledStep, "_step", lambda self, *args: steps.append(1) or real(self, *args))
     with pytest.warns(RuntimeWarning, match="without CUDA graphs") as warned:
         result = train(compile=True, epochs=2, strategy="none", test_limit=16)
     skips = [m["cudagraph_skips"] for m in result.history]
     assert skips[0] >= 1 and skips[1] == 0, skips
     assert len([w for w in warned if "CUDA graphs" in str(w.message)]) == 1
+    assert len(steps) == 6 and marks == list(range(1, 7)), marks  # 3 steps an epoch, each marked once
 
 
 def test_cuda_graph_skips_keep_the_reasons_torch_logs_inside_their_context():

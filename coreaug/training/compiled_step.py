@@ -22,9 +22,11 @@ Each parameter group's learning rate is a 0-dim tensor on the parameters' device
 `fill_` every step (a kernel with the value as its argument: no recompile and no host sync).
 
 On CUDA the graphs use mode "reduce-overhead" (CUDA graphs: fixed shapes, the plan's tensors
-allocated once an epoch; parameters, buffers and optimizer state updated where they are); on
-the CPU the default mode. fp16's GradScaler stays eager (its inf check reads a flag on the host
-each step, the price of fp16 anyway), with an eager update.
+allocated once an epoch; parameters, buffers and optimizer state updated where they are), and
+each step begins with `torch.compiler.cudagraph_mark_step_begin()`, so that the units of one
+step are one path of CUDA graph trees (the update reads the backward's gradients); on the CPU
+the default mode. fp16's GradScaler stays eager (its inf check reads a flag on the host each
+step, the price of fp16 anyway), with an eager update.
 
 Guards: dynamo checks each compiled unit's guards (about 600 for the one with the forward: the
 modules, policies and globals it reads; 0.09 ms a step on a CPU core,
@@ -249,6 +251,7 @@ class CompiledStep:
         self._optimizer_step = inspect.unwrap(type(optimizer).step)
         self._lr_now = None
         self.compiled, self.epochs, self.guards_due = compile, 0, True
+        self.cuda_graphs = compile and uses_cuda_graphs(device)
         self.one_graph = one_graph_update(optimizer, scaler, reduce_gradients)
         if self.one_graph:
             self._split_parameters()
@@ -384,6 +387,13 @@ class CompiledStep:
             with torch.no_grad():
                 self._augment(images, labels, key, numbers)
             self.warmed = True
+        if self.cuda_graphs:
+            # A new step for CUDA graph trees: the units called until the next mark (forward, backward,
+            # update) are one path of the tree. Unmarked, every compiled call starts a new generation once
+            # no backward is pending, so the update would free the gradients it reads, the backward's
+            # outputs, in the warm-up (torch 2.11 raised "accessing tensor output of CUDAGraphs that has
+            # been overwritten" there). The last step's returned totals and logits are invalid from here.
+            torch.compiler.cudagraph_mark_step_begin()
         for rate in self.rates:
             rate.fill_(lr)
         self._lr_now = lr
