@@ -8,6 +8,7 @@ import coreaug
 from coreaug.errors import UsageError
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
                                      STRATEGIES, STREAMS, WEAK)
+from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
 
 from .errors import user_errors
@@ -119,6 +120,11 @@ def train_options(command):
                      help="auto (bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on the CPU), bf16, fp16, "
                           "fp32; the resolved value is in summary.json."),
         click.option("--compile", is_flag=True, help="Compile the whole training step: augmentation, model and update, fixed shapes (graphs built in the first epoch and reused; graphs_compiled in metrics.jsonl), replayed as CUDA graphs on a GPU (cudagraph_skips counts graphs that are not)."),
+        click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=_default("compile_mode"),
+                     show_default=True,
+                     help="torch.compile's mode with --compile: auto (reduce-overhead, CUDA graphs, on a GPU; torch's "
+                          "default elsewhere), default (no CUDA graphs), reduce-overhead, max-autotune, "
+                          "max-autotune-no-cudagraphs."),
         click.option("--augment-steps", type=int,
                      help="Steps' batches augmented per call: fewer, larger calls, for GPUs [default: 1; "
                           "always 1 for maxloss and crust]."),

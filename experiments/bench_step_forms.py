@@ -67,8 +67,8 @@ def build(form):
     config = TrainConfig(dataset="digits", compile=True).resolved()
     optimizer = make_optimizer(config, model, compiled_update=True)
     real_unit, real_choice = compiled_step.compile_unit, compiled_step.one_graph_update
-    compiled_step.compile_unit = lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph,
-                                                                               options=options)
+    compiled_step.compile_unit = lambda fn, *, device, fullgraph, mode="auto": torch.compile(fn, fullgraph=fullgraph,
+                                                                                             options=options)
     compiled_step.one_graph_update = lambda *args: one_graph
     try:
         step = compiled_step.CompiledStep(

@@ -33,10 +33,10 @@ difference is one epoch of steps, as coreaug.training.sync_audit counts syncs). 
 coreaug.training.sync_audit on a small synthetic run of the row's settings (eager; 0: the step
 never waits on the device). compile s: the first epoch's extra seconds over the later ones,
 compiled rows only. graphs after epoch 1: graphs torch.compile built after the first epoch
-(0: no recompilation). CUDA graph skips: compiled rows that ask for CUDA graphs (coreaug's
-``--compile`` on CUDA; the hand loop with ``--compile-mode reduce-overhead``, which ``auto``
-gives it on CUDA): the graphs inductor ran without them (0: every graph replays; torch logs why
-it skips, "skipping cudagraphs due to ..."). augmentation share (eager rows): the weak policy timed at the trainer's
+(0: no recompilation). CUDA graph skips: compiled rows that ask for CUDA graphs (``--compile-mode``
+reduce-overhead or max-autotune; ``auto`` gives both loops reduce-overhead on CUDA):
+the graphs inductor ran without them (0: every graph replays; torch logs why it skips,
+"skipping cudagraphs due to ..."). augmentation share (eager rows): the weak policy timed at the trainer's
 own call size (one call per step on `--batch-size` images) and the strong policy at its own
 (one call per step on the step's copies: n_augmented / steps images, e.g. about f x B in append
 mode), times the steps, over the training seconds; for ``hand`` its pad_crop_flip at B.
@@ -68,7 +68,7 @@ from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
 from coreaug.training.inputs import load_run_data
 from coreaug.training.sync_audit import syncs_per_step
 from coreaug.bench.grid import one_line
-from coreaug.training.compiled_step import CudaGraphSkips, check_compilable, compile_mode
+from coreaug.training.compiled_step import CUDA_GRAPH_MODES, CudaGraphSkips, check_compilable, compile_mode
 from coreaug.errors import UsageError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -131,9 +131,17 @@ def train_config(args, **fields):
     return coreaug.TrainConfig(**config)
 
 
+def coreaug_compile(args, compiled):
+    """TrainConfig's compile fields of a row: `--compile-mode` (resolved for the device) in
+    coreaug's terms, as the hand loop is compiled."""
+    if not compiled:
+        return {"compile": False}
+    return {"compile": True, "compile_mode": "default" if args.compile_mode is None else args.compile_mode}
+
+
 def measure_coreaug(args, row, compiled):
     """Timing of a coreaug row: coreaug.train for `--epochs`, the steady epochs' means."""
-    result = coreaug.train(train_config(args, compile=compiled, **row.settings()))
+    result = coreaug.train(train_config(args, **coreaug_compile(args, compiled), **row.settings()))
     history = result.history
     steady = history[1:] or history
     mean = lambda key: statistics.fmean(m[key] for m in steady)  # noqa: E731
@@ -173,14 +181,16 @@ def count_coreaug(args, row, compiled):
 
         from coreaug.training import compiled_step
 
-        python_wrapper = lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph)  # noqa: E731
+        def python_wrapper(fn, *, device, fullgraph, mode="auto"):
+            return torch.compile(fn, fullgraph=fullgraph)
+
         with mock.patch.object(compiled_step, "compile_unit", python_wrapper):
             return _count_coreaug(args, row, compiled)
     return _count_coreaug(args, row, compiled)
 
 
 def _count_coreaug(args, row, compiled):
-    fields = dict(row.settings(), compile=compiled, train_limit=args.count_steps * args.batch_size,
+    fields = dict(row.settings(), **coreaug_compile(args, compiled), train_limit=args.count_steps * args.batch_size,
                   test_limit=args.batch_size, select_every=10 ** 6, eval_every=10 ** 6)
     if compiled:
         coreaug.train(train_config(args, **fields, epochs=2))  # compiled once, outside the counts
@@ -256,7 +266,7 @@ def augmentation_share(args, row, measured, images, labels, num_classes):
 def hand_row(args, compiled, images, labels, num_classes):
     """Timing and counts of the hand loop, in the dict shape of a coreaug row."""
     defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
-    skips = CudaGraphSkips() if compiled and args.compile_mode == "reduce-overhead" else None
+    skips = CudaGraphSkips() if compiled and args.compile_mode in CUDA_GRAPH_MODES else None
     with skips or contextlib.nullcontext():
         r = run_hand_loop(images, labels, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                           device=args.device, compile=compiled, compile_mode=args.compile_mode if compiled else None,
@@ -350,8 +360,9 @@ def parse_args(argv=None):
     parser.add_argument("--compile", action="store_true", help="the compiled mode only (same as --modes compiled)")
     parser.add_argument("--modes", default=None, help="eager,compiled (default both)")
     parser.add_argument("--compile-mode", default="auto",
-                        help="torch.compile mode of the hand loop; auto: coreaug's for the device "
-                             "(reduce-overhead on CUDA, the default on the CPU); default: torch's default")
+                        help="torch.compile mode of the compiled rows, the hand loop's and coreaug's "
+                             "(--compile-mode); auto: reduce-overhead (CUDA graphs) on CUDA, the default on the "
+                             "CPU; default: torch's default")
     parser.add_argument("--rows", default=ROWS)
     parser.add_argument("--select-every", type=int, default=1)
     parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")

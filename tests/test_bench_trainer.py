@@ -62,6 +62,13 @@ def test_the_hand_loops_compile_mode_follows_coreaugs_for_the_device(bench):
     assert bench.parse_args(["--device", "cuda"]).compile_mode == "reduce-overhead"  # CUDA graphs, as coreaug's
     assert bench.parse_args(["--device", "cuda", "--compile-mode", "default"]).compile_mode is None
     assert bench.parse_args(["--compile-mode", "max-autotune"]).compile_mode == "max-autotune"
+    # coreaug's compiled rows are compiled in the same mode as the hand loop's.
+    for argv, mode in ((["--device", "cuda"], "reduce-overhead"), (["--device", "cpu"], "default"),
+                       (["--device", "cuda", "--compile-mode", "default"], "default")):
+        args = bench.parse_args(argv)
+        assert bench.coreaug_compile(args, True) == {"compile": True, "compile_mode": mode}
+        assert bench.coreaug_compile(args, False) == {"compile": False}
+        assert bench.train_config(args, **bench.coreaug_compile(args, True)).resolved().compile_mode == mode
 
 
 def test_a_row_the_compiled_step_refuses_is_skipped_with_its_reason(bench, tmp_path, capsys):

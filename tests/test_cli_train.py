@@ -36,6 +36,8 @@ def test_progress_bar_and_epoch_line_unless_quiet(tmp_path):
     (["--subset", "abc"], "'abc' is not a valid float"),
     (["--select-every", "0"], "select_every must be an integer >= 1"),
     (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "dataset 'cifar10' not found"),
+    (["--compile-mode", "default"], "compile_mode 'default' applies to a compiled step; add compile (--compile)"),
+    (["--compile", "--compile-mode", "fast"], "'fast' is not one of 'auto', 'default'"),
 ])
 def test_user_mistakes_are_one_line_exit_2_nothing_written(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]

@@ -104,15 +104,15 @@ def test_a_cpu_run_counts_no_cuda_graph_skips(compiled_run):
 
 
 def test_graphs_run_without_cuda_graphs_are_counted_and_warned_about(monkeypatch):
-    """Graphs compiled for CUDA graphs that inductor runs without them (on the CPU: every one,
-    the CPU being a reason) are counted in the epochs' history, with one warning a run."""
-    monkeypatch.setattr(compiled_step, "compile_mode", lambda device: "reduce-overhead")
+    """Graphs compiled for CUDA graphs (compile_mode "reduce-overhead") that inductor runs
+    without them (on the CPU: every one, the CPU being a reason) are counted in the epochs'
+    history, with one warning a run."""
     # Every step is marked as one for CUDA graph trees, before its units run.
     steps, marks, real = [], [], compiled_step.CompiledStep._step
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(len(steps)))
     monkeypatch.setattr(compiled_step.CompiledStep, "_step", lambda self, *args: steps.append(1) or real(self, *args))
     with pytest.warns(RuntimeWarning, match="without CUDA graphs") as warned:
-        result = train(compile=True, epochs=2, strategy="none", test_limit=16)
+        result = train(compile=True, compile_mode="reduce-overhead", epochs=2, strategy="none", test_limit=16)
     skips = [m["cudagraph_skips"] for m in result.history]
     assert skips[0] >= 1 and skips[1] == 0, skips
     assert len([w for w in warned if "CUDA graphs" in str(w.message)]) == 1
@@ -476,3 +476,26 @@ def test_a_compiled_evaluation_pads_its_last_batch_instead_of_compiling_again():
     assert counters["stats"]["unique_graphs"] - before == 1  # batches of 32 and 8: not a second graph
     assert compiled == pytest.approx(evaluation_sums(model, images, labels, scale, 32, contextlib.nullcontext),
                                      rel=1e-5)
+
+
+@pytest.mark.parametrize("device,mode,expected,graphs", [
+    ("cpu", "auto", {"options": {"cpp_wrapper": True}}, False),
+    ("cuda", "auto", {"mode": "reduce-overhead"}, True),
+    ("cuda", "default", {"mode": None}, False),
+    ("cpu", "reduce-overhead", {"mode": "reduce-overhead"}, True),
+    ("cuda", "max-autotune", {"mode": "max-autotune"}, True),
+    ("cuda", "max-autotune-no-cudagraphs", {"mode": "max-autotune-no-cudagraphs"}, False)])
+def test_the_compile_mode_reaches_torch_compile(monkeypatch, device, mode, expected, graphs):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: calls.append(options) or fn)
+    compiled_step.compile_unit(lambda x: x, device=device, fullgraph=True, mode=mode)
+    assert calls == [dict(fullgraph=True, **expected)]
+    assert compiled_step.uses_cuda_graphs(device, mode) is graphs
+
+
+def test_a_bad_or_idle_compile_mode_is_refused_before_anything_is_written(tmp_path):
+    for settings, message in ((dict(compile=True, compile_mode="fast"), "unknown compile_mode 'fast'"),
+                              (dict(compile_mode="default"), "applies to a compiled step")):
+        with pytest.raises(coreaug.UsageError, match=message):
+            train(out=str(tmp_path / "run"), **settings)
+        assert not (tmp_path / "run").exists()

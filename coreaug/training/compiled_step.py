@@ -80,26 +80,34 @@ def check_compilable(config):
                          "does not apply; drop --augment-steps or --compile")
 
 
-def compile_mode(device):
-    """torch.compile's mode for the step's units on `device`: "reduce-overhead" (CUDA graphs) on
-    CUDA, the default (None) elsewhere."""
-    return "reduce-overhead" if torch.device(device).type == "cuda" else None
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
-def uses_cuda_graphs(device):
-    """True when the step's units on `device` are compiled to replay as CUDA graphs."""
-    return compile_mode(device) == "reduce-overhead"
+def compile_mode(device, mode="auto"):
+    """torch.compile's mode for the step's units on `device`, for `mode` (one of COMPILE_MODES):
+    "auto" is "reduce-overhead" (CUDA graphs) on CUDA and torch's default (None) elsewhere;
+    "default" is None; the others are torch's modes of that name."""
+    if mode == "auto":
+        return "reduce-overhead" if torch.device(device).type == "cuda" else None
+    return None if mode == "default" else mode
 
 
-def compile_unit(fn, *, device, fullgraph):
-    """torch.compile `fn` in `compile_mode(device)`; on the CPU with inductor's C++ wrapper.
+def uses_cuda_graphs(device, mode="auto"):
+    """True when the step's units on `device` are compiled to replay as CUDA graphs (on the CPU
+    inductor skips them, and counts each graph skipped)."""
+    return compile_mode(device, mode) in CUDA_GRAPH_MODES
+
+
+def compile_unit(fn, *, device, fullgraph, mode="auto"):
+    """torch.compile `fn` in `compile_mode(device, mode)`; on the CPU with inductor's C++ wrapper.
 
     The C++ wrapper calls a graph's kernels from C++ instead of from generated Python: the
     one-graph step of the cnn on 8x8 digits took 0.95-1.00x the time without it (two runs,
     paired in one process; the same parameters bit for bit: experiments/results/step_forms.md),
     a small gain, for a few seconds more of a cold compile. On CUDA the graphs replay as CUDA
     graphs, which skip the wrapper anyway."""
-    mode = compile_mode(device)
+    mode = compile_mode(device, mode)
     if mode is None and torch.device(device).type == "cpu":  # torch takes a mode or options, not both
         return torch.compile(fn, fullgraph=fullgraph, options={"cpp_wrapper": True})
     return torch.compile(fn, fullgraph=fullgraph, mode=mode)
@@ -228,12 +236,13 @@ class CompiledStep:
         copies_per_step: the strong copies in every batch (k of `fixed_step_layout`).
         device: the training device.
         compile: False runs the same step eagerly (the same draws: for comparisons).
+        compile_mode: one of COMPILE_MODES (`compile_mode`): "auto" is CUDA graphs on CUDA.
         reduce_gradients: None, or called with the optimizer's parameters between backward and
             update (under torchrun: `Distributed.average_gradients`, eagerly, between the units).
     """
 
     def __init__(self, model, optimizer, weak, strong, preprocess, autocast, scaler, *, label_smoothing,
-                 copies_per_step, device, compile=True, reduce_gradients=None):
+                 copies_per_step, device, compile=True, compile_mode="auto", reduce_gradients=None):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
         self.reduce_gradients = reduce_gradients
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -242,8 +251,8 @@ class CompiledStep:
         # fp16: the scaler's eager update takes float rates, set each step as the eager trainer does.
         self.rates = tensor_learning_rates(optimizer, device) if scaler is None else []
         self.warmed = False
-        wrap = (lambda fn, fullgraph: compile_unit(fn, device=device, fullgraph=fullgraph)) if compile else \
-            (lambda fn, fullgraph: fn)
+        wrap = (lambda fn, fullgraph: compile_unit(fn, device=device, fullgraph=fullgraph, mode=compile_mode)) \
+            if compile else (lambda fn, fullgraph: fn)
         if scaler is None:
             prime_optimizer_state(optimizer)
         # optimizer.step without its hooks and the graph breaks torch puts around it; traced
@@ -251,7 +260,7 @@ class CompiledStep:
         self._optimizer_step = inspect.unwrap(type(optimizer).step)
         self._lr_now = None
         self.compiled, self.epochs, self.guards_due = compile, 0, True
-        self.cuda_graphs = compile and uses_cuda_graphs(device)
+        self.cuda_graphs = compile and uses_cuda_graphs(device, compile_mode)
         self.one_graph = one_graph_update(optimizer, scaler, reduce_gradients)
         if self.one_graph:
             self._split_parameters()

@@ -13,6 +13,7 @@ from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, che
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES, check_loss_filter
 
+from .compiled_step import COMPILE_MODES
 from .precision import PRECISIONS
 
 SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper
@@ -121,6 +122,10 @@ class TrainConfig:
         graphs on a GPU, those skipped warned about and counted per epoch, "cudagraph_skips");
         max-loss augmentation scored inside it; refuses crust and augment_steps. Under torchrun
         too (each process its share of every batch; with sync_bn: the model only).
+    compile_mode: torch.compile's mode for the step with `compile`: "auto" ("reduce-overhead",
+        CUDA graphs, on a GPU; torch's default elsewhere), "default", "reduce-overhead",
+        "max-autotune" or "max-autotune-no-cudagraphs" (e.g. "default" on a GPU: compiled
+        kernels launched one by one, without CUDA graphs' memory pool).
     augment_steps: how many steps' batches one weak and one strong augmentation call take (the
         same augmented images, each example drawing from its own key, in fewer calls (images
         over 64x64 on the CPU: the same kind of draws); on a GPU a RandAugment call costs
@@ -183,6 +188,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    compile_mode: str = "auto"
     augment_steps: Optional[int] = None
     sync_bn: bool = False
     seed: int = 0
@@ -217,7 +223,8 @@ class TrainConfig:
 
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
-        skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile", "stream", "cache_dir", "workers"}
+        skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile",
+                "compile_mode", "stream", "cache_dir", "workers"}
         # Runs from before store_size and norm existed computed what these values compute now.
         if self.store_size == self.image_size:
             skip.add("store_size")
@@ -279,6 +286,10 @@ class TrainConfig:
             raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
                                     "state dict saved with torch.save (nothing is downloaded)")
         check_choice(self.precision, "precision", PRECISIONS, unknown=True)
+        check_choice(self.compile_mode, "compile_mode", COMPILE_MODES, unknown=True)
+        if self.compile_mode != "auto" and not self.compile:
+            raise UsageError(f"compile_mode {self.compile_mode!r} applies to a compiled step; add compile (--compile) "
+                             "or leave compile_mode out")
         for part in self.augment.split("+"):
             check_choice(part.strip(), "augment", available_policies(), unknown=True)
         if not is_number(self.subset) or not 0 < self.subset <= 1:

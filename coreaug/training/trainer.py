@@ -206,7 +206,8 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         logit_sums = torch.zeros((len(run.method), data.num_classes + 1), device=distributed.device,
                                  dtype=estimate_dtype(len(run.method), data.num_classes)) if record_now else None
         compiled_before = compiled_graphs()
-        graph_skips = CudaGraphSkips() if whole_step and uses_cuda_graphs(distributed.device) else None
+        graph_skips = CudaGraphSkips() if whole_step and uses_cuda_graphs(distributed.device, config.compile_mode) \
+            else None
         with graph_skips or contextlib.nullcontext():
             sums = train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
         if graph_skips is not None and graph_skips.count and not any(m.get("cudagraph_skips") for m in run.history):
@@ -504,7 +505,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
     if run.compiled_step is None or run.compiled_step.copies != copies:  # built once: the layout never changes
         run.compiled_step = CompiledStep(run.model, run.optimizer, weak, strong, data.preprocess, run.autocast,
                                          run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
-                                         device=device,
+                                         device=device, compile_mode=config.compile_mode,
                                          reduce_gradients=distributed.average_gradients if world > 1 else None)
         if not config.quiet:  # else the bar sits at 0 while torch compiles
             tqdm.write(COMPILING)
