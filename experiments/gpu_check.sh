@@ -33,7 +33,8 @@
 # Usage: [BUDGET_S=840] [TRAIN_LIMIT=10000] experiments/gpu_check.sh [PYTHON]
 #        (PYTHON: default .venv/bin/python if present, else python3)
 # Settings (environment): BUDGET_S, TRAIN_LIMIT (speed table), ROWS and MODES (bench_trainer.py's
-#   --rows / --modes), COUNT_STEPS, TABLE_SHARE (0.45), TESTS_S (120; 0 skips the tests), RECIPE_EPOCHS (most, 200),
+#   --rows / --modes), COMPILE_MODE (the compiled rows' and recipe's --compile-mode: auto, or e.g. default
+#   for compiled kernels without CUDA graphs), COUNT_STEPS, TABLE_SHARE (0.45), TESTS_S (120; 0 skips the tests), RECIPE_EPOCHS (most, 200),
 #   RECIPE_LIMIT (training images of the recipe; default all), EVAL_EVERY (10), MODEL (resnet20),
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
 #   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
@@ -55,6 +56,7 @@ DEVICE="${GPU_CHECK_DEVICE:-cuda}"
 TRAIN_LIMIT="${TRAIN_LIMIT:-10000}"
 ROWS="${ROWS:-hand,none,maxloss:0.1@maxloss,full,random:0.1,random:0.3}"  # max-loss early: the recipe's epoch estimate
 MODES="${MODES:-eager,compiled}"
+COMPILE_MODE="${COMPILE_MODE:-auto}"
 COUNT_STEPS="${COUNT_STEPS:-8}"
 TABLE_SHARE="${TABLE_SHARE:-0.45}"
 TESTS_S="${TESTS_S:-120}"
@@ -134,7 +136,7 @@ fi
 
 # -- The run's heading, and the machine. -----------------------------------------------------------
 [ -f "$OUT" ] || append "# GPU checks" "" "Each run of experiments/gpu_check.sh appends a section, newest last."
-append "" "## Run of $(date -u '+%Y-%m-%d %H:%M') UTC: \`BUDGET_S=$BUDGET_S TRAIN_LIMIT=$TRAIN_LIMIT experiments/gpu_check.sh\`$( [ "$DEVICE" = cuda ] || echo " (dry run on $DEVICE)")"
+append "" "## Run of $(date -u '+%Y-%m-%d %H:%M') UTC: \`BUDGET_S=$BUDGET_S TRAIN_LIMIT=$TRAIN_LIMIT $( [ "$COMPILE_MODE" = auto ] || echo "COMPILE_MODE=$COMPILE_MODE ")experiments/gpu_check.sh\`$( [ "$DEVICE" = cuda ] || echo " (dry run on $DEVICE)")"
 section "Machine"
 append '```'
 if [ "$DEVICE" = cuda ]; then
@@ -172,7 +174,7 @@ section "Speed table: coreaug beside a hand-written loop ($MODEL, batch $BATCH, 
 if [ "$TABLE_S" -gt 0 ]; then
     timeout --kill-after=10 "$TABLE_S" "$PY" experiments/bench_trainer.py --device "$DEVICE" --dataset "$DATA" \
         --image-size "$IMAGE_SIZE" --model "$MODEL" --batch-size "$BATCH" --epochs 2 --train-limit "$TRAIN_LIMIT" \
-        --test-limit 1000 --rows "$ROWS" --modes "$MODES" --count-steps "$COUNT_STEPS" \
+        --test-limit 1000 --rows "$ROWS" --modes "$MODES" --compile-mode "$COMPILE_MODE" --count-steps "$COUNT_STEPS" \
         --out "$WORK/speed.md" --json "$WORK/speed.json" > "$WORK/speed.log" 2>&1
     rc=$?
     if [ -f "$WORK/speed.md" ]; then
@@ -239,7 +241,7 @@ if [ "$EPOCHS_FIT" -ge 1 ]; then
     LIMIT_ARG=()
     [ -n "$RECIPE_LIMIT" ] && LIMIT_ARG=(--train-limit "$RECIPE_LIMIT" --test-limit "$RECIPE_LIMIT")
     COMPILE_ARG=()
-    [ "$MODE" = compiled ] && COMPILE_ARG=(--compile)
+    [ "$MODE" = compiled ] && COMPILE_ARG=(--compile --compile-mode "$COMPILE_MODE")
     RECIPE_S=$(( $(left) - 15 ))
     append "" "Command: \`coreaug train --dataset CIFAR10_JPEG --image-size $IMAGE_SIZE --model $MODEL --strategy coreset --subset 0.1 --augment maxloss --select-every 20 --epochs $EPOCHS_FIT --batch-size $BATCH --eval-every $EVAL_EVERY --device $DEVICE ${COMPILE_ARG[*]} ${LIMIT_ARG[*]}\` (at most $RECIPE_S s)"
     timeout --kill-after=10 "$RECIPE_S" "$PY" -m coreaug train --dataset "$DATA" --image-size "$IMAGE_SIZE" --model "$MODEL" \
