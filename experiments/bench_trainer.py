@@ -40,6 +40,9 @@ the graphs inductor ran without them (0: every graph replays; torch logs why it 
 own call size (one call per step on `--batch-size` images) and the strong policy at its own
 (one call per step on the step's copies: n_augmented / steps images, e.g. about f x B in append
 mode), times the steps, over the training seconds; for ``hand`` its pad_crop_flip at B.
+On CUDA a second table gives each row's host time per step in CUDA runtime and driver calls
+(cudaLaunchKernel, cudaMemcpyAsync, cudaGraphLaunch, allocations...), from the counting runs'
+profiles: a step's ms less that is Python and torch's dispatch.
 
 The table and `--json` are rewritten after every row, so a run cut short keeps what it measured;
 a row that raises is named under the table ("Failed: ...") and the rows after it still run (the
@@ -170,7 +173,8 @@ def compile_refusal(args, row):
 
 
 def count_coreaug(args, row, compiled):
-    """(aten ops or None, launches) per coreaug training step, counted inside coreaug.train: a
+    """(aten ops or None, launches, runtime calls) per coreaug training step (the calls as
+    `calls_per_step` gives them; none on the CPU), counted inside coreaug.train: a
     tiny run of `--count-steps` batches for 1 epoch and for 2 (selection only at the start,
     evaluation only at the end), the difference over the second epoch's steps. A compiled step
     on the CPU is counted with inductor's Python wrapper, as CUDA runs it: under the C++
@@ -206,11 +210,24 @@ def _count_coreaug(args, row, compiled):
                 run(epochs, [])
             counts.append(counter.total)
         ops = counts[1] - counts[0]
-    launches, results = [], []
-    for epochs in (1, 2):
-        launches.append(count_launches(lambda: run(epochs, results), args.device))
+    launches, results, calls = [], [], [{}, {}]
+    for epochs, host in zip((1, 2), calls):
+        launches.append(count_launches(lambda: run(epochs, results), args.device, host))
     steps = math.ceil(results[1].history[1]["n_trained"] / args.batch_size)
-    return (None if ops is None else ops / steps), (launches[1] - launches[0]) / steps
+    return (None if ops is None else ops / steps), (launches[1] - launches[0]) / steps, \
+        calls_per_step(calls[0], calls[1], steps)
+
+
+def calls_per_step(one, two, steps):
+    """{name: (microseconds, calls) per step} of the runtime calls of an epoch of `steps` steps:
+    a two-epoch run's `two` less a one-epoch run's `one` (start-up and evaluation cancel)."""
+    names = set(one) | set(two)
+    per_step = {}
+    for name in names:
+        (micros_one, count_one), (micros_two, count_two) = one.get(name, (0.0, 0)), two.get(name, (0.0, 0))
+        if count_two > count_one:
+            per_step[name] = (max(0.0, micros_two - micros_one) / steps, (count_two - count_one) / steps)
+    return per_step
 
 
 def seconds_per_call(policy, images, context=None, repeats=5):
@@ -281,6 +298,27 @@ def hand_row(args, compiled, images, labels, num_classes):
                 every_epoch=r["epoch_seconds"])
 
 
+def host_table(rows, top=4):
+    """[a heading and the markdown table of the rows' host time in CUDA runtime calls per step], or []
+    when no row has any (the CPU): against a row's ms / step, what the host spends in the driver
+    (launches, copies, allocations, event queries) rather than in Python and torch's dispatch."""
+    rows = [(row, mode, r) for row, mode, r in rows if r.get("host_calls")]
+    if not rows:
+        return []
+    lines = ["| loop | mode | strategy | augment | ms / step | runtime calls ms / step | calls / step "
+             f"| the {top} longest: µs and calls a step |", "|" + "---|" * 8]
+    for row, mode, r in rows:
+        calls = r["host_calls"]
+        longest = sorted(calls.items(), key=lambda item: -item[1][0])[:top]
+        lines.append(
+            f"| {'hand' if row.hand else 'coreaug'} | {mode} | {'—' if row.hand else row.label()} | {row.augment} "
+            f"| {r['ms_per_step']:.1f} | {sum(m for m, _ in calls.values()) / 1000:.2f} "
+            f"| {sum(c for _, c in calls.values()):.0f} "
+            f"| {', '.join(f'{name} {micros:.0f} µs x{count:.0f}' for name, (micros, count) in longest)} |")
+    return ["Host time per step in CUDA runtime and driver calls (torch.profiler, the counted steps):",
+            "\n".join(lines)]
+
+
 def _fmt(value, spec, none="—"):
     return none if value is None else format(value, spec)
 
@@ -326,7 +364,7 @@ def write(args, rows, device_name, started_load, notes="", failed=()):
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. Mode append, R = {args.select_every}; seconds are means "
         f"over epochs 2 to {args.epochs} (the first also compiles and loads kernels), evaluation excluded; "
         "the columns are defined in experiments/bench_trainer.py's docstring.",
-        table(rows), *([f"Failed: {'; '.join(failed)}."] if failed else [])]) + "\n"
+        table(rows), *host_table(rows), *([f"Failed: {'; '.join(failed)}."] if failed else [])]) + "\n"
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     _replace(args.out, text + (f"\n{notes}" if notes else ""))
     if args.json:
@@ -442,7 +480,7 @@ def measure_row(args, row, compiled, images, labels, num_classes, syncs):
     else:
         r = measure_coreaug(args, row, compiled)
         if args.count_steps:
-            r["ops_per_step"], r["launches_per_step"] = count_coreaug(args, row, compiled)
+            r["ops_per_step"], r["launches_per_step"], r["host_calls"] = count_coreaug(args, row, compiled)
         key = row.label() + row.augment
         if key not in syncs:
             syncs[key], _ = syncs_per_step(dict(AUDIT, device=args.device), **row.settings())

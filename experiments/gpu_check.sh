@@ -180,7 +180,9 @@ if [ "$TABLE_S" -gt 0 ]; then
     if [ -f "$WORK/speed.md" ]; then
         sed -n '/^Command/p; /^Device/p' "$WORK/speed.md" >> "$OUT"
         append ""
-        sed -n '/^|/p; /^Failed/p' "$WORK/speed.md" >> "$OUT"
+        # The tables (speed; on CUDA, host time in runtime calls) and the failures, a blank line between.
+        awk '/^\|/ { print; table = 1; next } /^Failed|^Host time/ { if (table) print ""; print; print ""; table = 0 }' \
+            "$WORK/speed.md" >> "$OUT"
     fi
     if [ "$rc" -ne 0 ]; then
         [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || status=1

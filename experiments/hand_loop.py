@@ -82,10 +82,27 @@ CUDA_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "c
                  "cudaMemsetAsync", "cudaGraphLaunch"}
 
 
-def count_launches(run, device):
+def is_runtime_call(name):
+    """True for a CUDA runtime or driver API call's profiler name (cudaLaunchKernel, cuMemAlloc...)."""
+    return name.startswith("cuda") or (name.startswith("cu") and name[2:3].isupper())
+
+
+def runtime_calls(events):
+    """{name: (host microseconds, calls)} of the CUDA runtime and driver API calls among profiler
+    `events`: where a GPU step's host time goes besides Python and torch's dispatch."""
+    calls = {}
+    for event in events:
+        if is_runtime_call(event.name):
+            micros, count = calls.get(event.name, (0.0, 0))
+            calls[event.name] = (micros + event.cpu_time_total, count + 1)
+    return calls
+
+
+def count_launches(run, device, host=None):
     """How many launches `run()` makes, under torch.profiler: on CUDA, the device's kernel, copy
     and fill events (or, where the profiler reports none, the host's launch calls); on the CPU,
-    the outermost aten ops plus inductor's compiled kernels (see `record_compiled_kernels`)."""
+    the outermost aten ops plus inductor's compiled kernels (see `record_compiled_kernels`).
+    With a dict `host`, it is given `runtime_calls` of what ran (empty on the CPU)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -95,6 +112,8 @@ def count_launches(run, device):
         if cuda:
             torch.cuda.synchronize()
     events = prof.events()
+    if host is not None:
+        host.update(runtime_calls(events))
     if cuda:
         on_device = sum(1 for e in events if e.device_type == DeviceType.CUDA)
         return on_device or sum(1 for e in events if e.name in CUDA_LAUNCHES)
@@ -177,6 +196,7 @@ def run_hand_loop(images, labels, *, model="cnn", epochs=2, batch_size=128, devi
     alone when there is one), epoch_seconds (each epoch), compile_seconds (the first epoch's
     excess over the others, with `compile` and more than one epoch, else None), ops_per_step
     (aten ops under OpCounter; None when compiled), launches_per_step (`count_launches`),
+    host_calls (per step, {CUDA runtime call: (host microseconds, calls)}; empty on the CPU),
     steps_per_epoch, batch_size, train_loss (the last epoch's mean), precision, optimizer.
     """
     _check(images, labels, epochs, batch_size, precision, optimizer)
@@ -246,23 +266,26 @@ def run_hand_loop(images, labels, *, model="cnn", epochs=2, batch_size=128, devi
         train_loss = sums[0].item() / steps
     steady = epoch_seconds[1:] or epoch_seconds
     seconds = sum(steady) / len(steady)
+    host_calls = {}
     ops, launches = count_step_ops(train_step, images, labels, batch_size, count_steps, steps * epochs - 1,
-                                   dispatch=not compile)
+                                   dispatch=not compile, host=host_calls)
     return {
         "examples_per_s": steps * batch_size / seconds, "ms_per_step": 1000 * seconds / steps,
         "epoch_seconds": epoch_seconds,
         "compile_seconds": epoch_seconds[0] - seconds if compile and epochs > 1 else None,
-        "ops_per_step": ops, "launches_per_step": launches, "steps_per_epoch": steps, "batch_size": batch_size,
+        "ops_per_step": ops, "launches_per_step": launches, "host_calls": host_calls, "steps_per_epoch": steps,
+        "batch_size": batch_size,
         "train_loss": train_loss,
         "precision": "bf16" if bf16 else "fp32", "optimizer": optimizer, "compile": bool(compile),
         "compile_mode": compile_mode, "device": str(device),
     }
 
 
-def count_step_ops(train_step, images, labels, batch_size, count_steps, last_step, *, dispatch=True):
+def count_step_ops(train_step, images, labels, batch_size, count_steps, last_step, *, dispatch=True, host=None):
     """(aten ops, launches) per `train_step`, means over `count_steps` steps: under OpCounter
     (None without `dispatch`, e.g. for compiled steps, which run eagerly under it) and under
-    torch.profiler (`count_launches`). (None, None) for `count_steps` 0."""
+    torch.profiler (`count_launches`; a dict `host` is given the runtime calls per step,
+    {name: (microseconds, calls)}). (None, None) for `count_steps` 0."""
     if not count_steps:
         return None, None
     batch, targets = images[:batch_size], labels[:batch_size]
@@ -277,7 +300,11 @@ def count_step_ops(train_step, images, labels, batch_size, count_steps, last_ste
         with OpCounter() as counter:
             steps()
         ops = counter.total / count_steps
-    return ops, count_launches(steps, images.device) / count_steps
+    calls = {}
+    launches = count_launches(steps, images.device, calls)
+    if host is not None:
+        host.update({name: (micros / count_steps, count / count_steps) for name, (micros, count) in calls.items()})
+    return ops, launches / count_steps
 
 
 def main():

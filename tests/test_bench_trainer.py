@@ -122,3 +122,17 @@ def test_a_failed_compiled_row_leaves_no_compile_state_to_the_next(bench, tmp_pa
                     "--epochs", "1", "--modes", modes, "--rows", "none,random:0.25", "--count-steps", "0",
                     "--out", str(tmp_path / "table.md"), "--json", str(tmp_path / "rows.json")])
     assert seen == resets_seen and len(resets) == (2 if modes == "compiled" else 0)
+
+
+def test_runtime_calls_per_step_are_two_epochs_less_one_and_tabled_on_cuda_only(bench):
+    one = {"cudaLaunchKernel": (1000.0, 200), "cudaMalloc": (500.0, 3), "cudaDeviceSynchronize": (50.0, 2)}
+    two = {"cudaLaunchKernel": (5000.0, 1000), "cudaMalloc": (500.0, 3), "cudaDeviceSynchronize": (60.0, 2),
+           "cudaMemcpyAsync": (800.0, 40)}
+    per_step = bench.calls_per_step(one, two, steps=4)
+    assert per_step == {"cudaLaunchKernel": (1000.0, 200.0), "cudaMemcpyAsync": (200.0, 10.0)}  # set-up cancels
+    row, = bench.parse_rows("none", "randaugment")
+    measured = {"ms_per_step": 2.5, "host_calls": per_step}
+    heading, table = bench.host_table([(row, "eager", measured)], top=1)
+    assert "CUDA runtime" in heading
+    assert table.splitlines()[2] == "| coreaug | eager | none | weak | 2.5 | 1.20 | 210 | cudaLaunchKernel 1000 µs x200 |"
+    assert bench.host_table([(row, "eager", dict(measured, host_calls={}))]) == []  # the CPU: no table

@@ -94,3 +94,19 @@ def test_bad_settings_name_the_argument(hand_loop, kwargs, named):
 def test_float_images_are_refused(hand_loop):
     with pytest.raises(ValueError, match="uint8"):
         hand_loop.run_hand_loop(torch.zeros(8, 3, 8, 8), torch.zeros(8, dtype=torch.long), epochs=1, batch_size=4)
+
+
+def test_runtime_calls_sum_the_host_time_of_cuda_api_calls_only(hand_loop):
+    from types import SimpleNamespace
+
+    events = [SimpleNamespace(name=name, cpu_time_total=micros) for name, micros in (
+        ("cudaLaunchKernel", 5.0), ("aten::add", 40.0), ("cudaLaunchKernel", 7.0), ("cuMemAlloc_v2", 30.0),
+        ("cudnn::convolution", 9.0), ("custom_op", 1.0), ("cudaGraphLaunch", 3.0))]
+    calls = hand_loop.runtime_calls(events)
+    assert calls == {"cudaLaunchKernel": (12.0, 2), "cuMemAlloc_v2": (30.0, 1), "cudaGraphLaunch": (3.0, 1)}
+
+
+def test_a_cpu_run_reports_no_runtime_calls(hand_loop):
+    images, labels = _data()
+    r = hand_loop.run_hand_loop(images, labels, model="cnn", epochs=1, batch_size=16, count_steps=2)
+    assert r["host_calls"] == {} and r["launches_per_step"] > 10
