@@ -114,7 +114,9 @@ def compiled_runs(rank, out):
         torch.manual_seed(rank)
         return coreaug.create_model("cnn", 3, 10)
 
-    traced = lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph, backend="aot_eager")  # noqa: E731
+    def traced(fn, *, device, fullgraph, mode="auto"):
+        return torch.compile(fn, fullgraph=fullgraph, backend="aot_eager")
+
     breaks = sum(counters["graph_break"].values())
     with mock.patch.object(compiled_step, "compile_unit", traced):
         compiled = coreaug.train(coreaug.TrainConfig(**COMPILED, compile=True, out=f"{out}/compiled"), model=model())

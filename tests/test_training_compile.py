@@ -190,7 +190,7 @@ def test_the_one_graph_step_updates_as_autograd_and_the_optimizer_do(monkeypatch
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
 
 
-def eager_backend(fn, *, device, fullgraph):
+def eager_backend(fn, *, device, fullgraph, mode="auto"):
     """dynamo as compile_unit uses it (caches, guards, fullgraph), without inductor's code generation."""
     return torch.compile(fn, fullgraph=fullgraph, backend="eager")
 
@@ -435,7 +435,8 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
         return aot(gm, example_inputs)
 
     monkeypatch.setattr(compiled_step, "compile_unit",
-                        lambda fn, *, device, fullgraph: torch.compile(fn, fullgraph=fullgraph, backend=capture))
+                        lambda fn, *, device, fullgraph, mode="auto": torch.compile(fn, fullgraph=fullgraph,
+                                                                                   backend=capture))
     train(compile=True, epochs=1, test_limit=16, augment=augment, optimizer=optimizer)
     calls = [node for gm in graphs for node in gm.graph.nodes if node.op in ("call_function", "call_method")]
     one_graph = optimizer == "sgd"
