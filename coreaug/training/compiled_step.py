@@ -1,14 +1,15 @@
 """The whole training step under `--compile`: augmentation, forward, loss and update compiled.
 
-With torch's SGD (the default optimizer) the step is one compiled graph (`CompiledStep`,
+With torch's SGD (the default optimizer) or AdamW the step is one compiled graph (`CompiledStep`,
 `one_graph_update`): the weak policy on the batch and the strong policy on its last k rows (the
 step's copies: `EpochPlan.fixed_steps` puts them there, k the same every step), the model's
 forward through `torch.func.functional_call`, the weighted cross-entropy, its gradients by
-`torch.func.grad` and torch's functional SGD update (`torch.optim.sgd.sgd`, the code of
-`SGD.step`) on the parameters and momentum buffers in place, traced whole (`fullgraph=True`:
+`torch.func.grad` and torch's functional SGD or AdamW update (`torch.optim.sgd.sgd`,
+`torch.optim.adamw.adamw`: the code of their `step`) on the parameters and the optimizer's
+state (momentum buffers; moments and step counts) in place, traced whole (`fullgraph=True`:
 a graph break is an error). No autograd engine runs and no `.grad` is written or zeroed.
 
-Otherwise (AdamW, fp16's gradient scaler, torchrun's gradient averaging) two compiled units:
+Otherwise (fp16's gradient scaler, torchrun's gradient averaging) two compiled units:
 
 1. augment + forward + loss, as above; its backward is AOT autograd's compiled backward, run
    by `loss.backward()`;
@@ -59,6 +60,7 @@ import types
 
 import torch
 import torch.nn.functional as F
+from torch.optim.adamw import adamw as functional_adamw
 from torch.optim.sgd import sgd as functional_sgd
 
 from coreaug.augment.sampling import RandomSource
@@ -194,14 +196,16 @@ def prime_optimizer_state(optimizer):
 
 def one_graph_update(optimizer, scaler, reduce_gradients):
     """Whether the step is one graph: the gradients taken with `torch.func.grad` and torch's
-    functional SGD (`torch.optim.sgd.sgd`: the arithmetic of `SGD.step`) applied to them in the
-    same graph. Then no autograd engine runs the backward, no `.grad` is written and zeroed, and
-    dynamo looks up one unit's guards, not two: a compiled step of the cnn on 8x8 digits took
-    0.77-0.78x the two units' time, with the same results bit for bit
-    (experiments/results/step_forms.md). For torch's SGD without a gradient scaler, in one
-    process; otherwise (AdamW, fp16, torchrun's gradient averaging between backward and
-    update) two units: forward + loss, whose backward autograd runs, and `optimizer.step()`."""
-    return type(optimizer) is torch.optim.SGD and scaler is None and reduce_gradients is None
+    functional SGD or AdamW (`torch.optim.sgd.sgd`, `torch.optim.adamw.adamw`: the arithmetic of
+    their `step`) applied to them in the same graph. Then no autograd engine runs the backward,
+    no `.grad` is written and zeroed, and dynamo looks up one unit's guards, not two: a compiled
+    SGD step of the cnn on 8x8 digits took 0.77-0.78x the two units' time, with the same results
+    bit for bit (experiments/results/step_forms.md). For torch's SGD and AdamW (not fused)
+    without a gradient scaler, in one process; otherwise (fp16, torchrun's gradient averaging
+    between backward and update, another optimizer) two units: forward + loss, whose backward
+    autograd runs, and `optimizer.step()`."""
+    return (type(optimizer) in (torch.optim.SGD, torch.optim.AdamW) and scaler is None and reduce_gradients is None
+            and not any(group.get("fused") or group.get("differentiable") for group in optimizer.param_groups))
 
 
 def own_code(method):
@@ -284,9 +288,9 @@ class CompiledStep:
                             for group in self.optimizer.param_groups]
         self.buffers = dict(self.model.named_buffers())
         for p in self.parameters:
-            momentum = self.optimizer.state.get(p, {}).get("momentum_buffer")
-            if momentum is not None:
-                torch._dynamo.mark_static_address(momentum)
+            for state in self.optimizer.state.get(p, {}).values():  # momentum; moments and step counts
+                if isinstance(state, torch.Tensor):
+                    torch._dynamo.mark_static_address(state)
 
     def _augment(self, images, labels, key, numbers=None):
         source = RandomSource(key, numbers)
@@ -326,8 +330,8 @@ class CompiledStep:
         return loss, self._sums(losses, logits, labels), logits
 
     def _train_step(self, images, labels, weights, key, numbers):
-        """Augmentation, forward, loss, gradients (`torch.func.grad`) and the SGD update: one
-        graph (`one_graph_update`)."""
+        """Augmentation, forward, loss, gradients (`torch.func.grad`) and the SGD or AdamW
+        update: one graph (`one_graph_update`)."""
         images = self._augment(images, labels, key, numbers)
         inputs = self.preprocess(images)
 
@@ -338,14 +342,28 @@ class CompiledStep:
         grads, (losses, logits) = torch.func.grad(loss_of, has_aux=True)(self.trained, self.buffers)
         with torch.no_grad():
             for group, names in zip(self.optimizer.param_groups, self.group_names):
-                params = [self.trained[name] for name in names]
-                functional_sgd(
-                    params, [grads[name] for name in names],
-                    [self.optimizer.state[p].get("momentum_buffer") for p in params],
-                    foreach=group["foreach"], weight_decay=group["weight_decay"], momentum=group["momentum"],
-                    lr=group["lr"] if torch.compiler.is_compiling() else self._lr_now,
-                    dampening=group["dampening"], nesterov=group["nesterov"], maximize=group["maximize"])
+                self._functional_update(group, [self.trained[name] for name in names], [grads[name] for name in names])
         return self._sums(losses, logits, labels), logits
+
+    def _functional_update(self, group, params, grads):
+        """One parameter group's SGD or AdamW update of `params` by `grads`, in place, on the
+        optimizer's state, as its `step` would make it (the one-graph step's update)."""
+        state = [self.optimizer.state[p] for p in params]
+        lr = group["lr"] if torch.compiler.is_compiling() else self._lr_now
+        if type(self.optimizer) is torch.optim.SGD:
+            functional_sgd(params, grads, [s.get("momentum_buffer") for s in state], foreach=group["foreach"],
+                           weight_decay=group["weight_decay"], momentum=group["momentum"], lr=lr,
+                           dampening=group["dampening"], nesterov=group["nesterov"], maximize=group["maximize"])
+            return
+        beta1, beta2 = group["betas"]
+        # Traced, the capturable form keeps the step count and rate as tensors in the graph (the other
+        # turns them into Python numbers, a read back to the host); eagerly it is for CUDA only.
+        capturable = group["capturable"] or torch.compiler.is_compiling()
+        functional_adamw(params, grads, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
+                         [s["max_exp_avg_sq"] for s in state] if group["amsgrad"] else [],
+                         [s["step"] for s in state], foreach=group["foreach"], capturable=capturable,
+                         amsgrad=group["amsgrad"], beta1=beta1, beta2=beta2, lr=lr,
+                         weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
 
     def _update(self):
         if torch.compiler.is_compiling():
