@@ -3,8 +3,11 @@ Python or C++ wrapper (issue 26's CPU case: the cnn on 8x8 one-channel images, b
 RandAugment copies a step, SGD with Nesterov momentum).
 
 Usage:
-    OMP_NUM_THREADS=1 python experiments/bench_step_forms.py [--repeats 20] [--steps 50]
+    OMP_NUM_THREADS=1 python experiments/bench_step_forms.py [--repeats 20] [--steps 50] [--optimizer sgd]
         [--out experiments/results/step_forms.md]
+
+`--optimizer adamw`: the same with coreaug's AdamW (its defaults: lr 1e-3, weight decay 0.05; the
+one graph runs torch's functional AdamW, `torch.optim.adamw.adamw`).
 
 Builds one `coreaug.training.compiled_step.CompiledStep` per form, each on its own copy of the
 same model (the same seed), compiles them (a few warm-up steps), then times `--steps` steps of
@@ -59,12 +62,12 @@ def batches():
     return images, labels, keys
 
 
-def build(form):
-    """(a function training step s, the model) for `form`."""
+def build(form, optimizer_name="sgd"):
+    """(a function training step s, the model) for `form`, training with `optimizer_name`."""
     one_graph, options = FORMS[form]
     torch.manual_seed(0)
     model = coreaug.create_model("cnn", 1, 10).to(memory_format=torch.channels_last)
-    config = TrainConfig(dataset="digits", compile=True).resolved()
+    config = TrainConfig(dataset="digits", compile=True, optimizer=optimizer_name).resolved()
     optimizer = make_optimizer(config, model, compiled_update=True)
     real_unit, real_choice = compiled_step.compile_unit, compiled_step.one_graph_update
     compiled_step.compile_unit = lambda fn, *, device, fullgraph, mode="auto": torch.compile(fn, fullgraph=fullgraph,
@@ -98,6 +101,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
     parser.add_argument("--out", default="experiments/results/step_forms.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -105,7 +109,7 @@ def main():
     load_before = open("/proc/loadavg").read().strip()
     forms, compile_s = {}, {}
     for form in FORMS:
-        train_step, warm_up, _ = build(form)
+        train_step, warm_up, _ = build(form, args.optimizer)
         start = time.perf_counter()
         warm_up()
         compile_s[form] = time.perf_counter() - start
@@ -123,7 +127,7 @@ def main():
     differences = {}
     reference = None
     for form in FORMS:  # fresh copies: 20 steps each on the same batches
-        train_step, _, model = build(form)
+        train_step, _, model = build(form, args.optimizer)
         for s in range(20):
             train_step(s)
         state = [t.detach().float().clone() for t in model.state_dict().values()]
@@ -133,11 +137,13 @@ def main():
     lines = [
         "# The compiled step's forms, paired in one process (CPU)", "",
         f"Command: `OMP_NUM_THREADS=1 python experiments/bench_step_forms.py --repeats {args.repeats} "
-        f"--steps {args.steps}`  ",
+        f"--steps {args.steps}{' --optimizer adamw' if args.optimizer == 'adamw' else ''}"
+        f"{'' if args.out == 'experiments/results/step_forms.md' else ' --out ' + args.out}`  ",
         f"Machine: {platform.machine()}, torch {torch.__version__}, 1 thread; load (/proc/loadavg) before: "
         f"`{load_before}`, after: `{load_after}`.", "",
-        f"The cnn on 8x8 one-channel images, batch {BATCH}, {COPIES} RandAugment copies a step, SGD (Nesterov, "
-        f"weight decay); {args.repeats} repeats of {args.steps} steps of each form in turn, after their warm-up "
+        f"The cnn on 8x8 one-channel images, batch {BATCH}, {COPIES} RandAugment copies a step, "
+        f"{'SGD (Nesterov, weight decay)' if args.optimizer == 'sgd' else 'AdamW (lr 1e-3, weight decay 0.05)'}; "
+        f"{args.repeats} repeats of {args.steps} steps of each form in turn, after their warm-up "
         "(compile s: the warm-up's 4 steps, reading inductor's cache when it holds the graphs). Ratio: the "
         f"median over the repeats of the form's time / the first form's in the same repeat. Largest difference: "
         "parameters and BatchNorm statistics after 20 steps from the same start, against the first form's.", "",

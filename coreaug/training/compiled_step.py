@@ -199,8 +199,9 @@ def one_graph_update(optimizer, scaler, reduce_gradients):
     functional SGD or AdamW (`torch.optim.sgd.sgd`, `torch.optim.adamw.adamw`: the arithmetic of
     their `step`) applied to them in the same graph. Then no autograd engine runs the backward,
     no `.grad` is written and zeroed, and dynamo looks up one unit's guards, not two: a compiled
-    SGD step of the cnn on 8x8 digits took 0.77-0.78x the two units' time, with the same results
-    bit for bit (experiments/results/step_forms.md). For torch's SGD and AdamW (not fused)
+    SGD step of the cnn on 8x8 digits took 0.77-0.78x the two units' time, an AdamW step 0.83-0.85x,
+    with the same results bit for bit and 29 kernel launches a step against 43
+    (experiments/results/step_forms.md, step_forms_adamw.md). For torch's SGD and AdamW (not fused)
     without a gradient scaler, in one process; otherwise (fp16, torchrun's gradient averaging
     between backward and update, another optimizer) two units: forward + loss, whose backward
     autograd runs, and `optimizer.step()`."""
