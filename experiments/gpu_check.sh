@@ -39,12 +39,12 @@
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
 #   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
 #   the logs are copied to at the end).
-# A leased machine whose Python cannot `pip install -e .` (a read-only environment, no build tools): put a
-# copy of coreaug with its cli package first on PYTHONPATH, and link cli into the tree's copy so that
-# `python -m coreaug` run from the repository root finds it too (what the 2026-12-04 run did, faiss-cpu and
-# apricot-select carried as wheels in .whl/, the archive in .gpudata/):
-#   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; ln -sfn ../cli coreaug/cli
-#   cp -rL coreaug /tmp/site/; PYTHONPATH=/tmp/site CIFAR_TAR=.gpudata/cifar10-jpeg.tar.gz experiments/gpu_check.sh python3
+# coreaug not installed: the script installs this tree (`pip install --no-deps -e .`, offline); a Python that
+# cannot install (a leased machine's read-only one) runs the tree's source from PYTHONPATH, with cli/ linked
+# as coreaug/cli for the run. A lease's missing packages can travel as wheels, e.g. (the 2026-12-04 run:
+# faiss-cpu and apricot-select in .whl/, the archive in .gpudata/):
+#   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+#   PYTHONPATH=/tmp/site CIFAR_TAR=.gpudata/cifar10-jpeg.tar.gz experiments/gpu_check.sh python3
 # Dry run on a CPU, everything tiny (what tests/test_gpu_check.py runs on an image folder it makes):
 #   GPU_CHECK_DEVICE=cpu BUDGET_S=60 TRAIN_LIMIT=256 MODES=eager CIFAR_DIR=... experiments/gpu_check.sh
 set -uo pipefail
@@ -77,7 +77,7 @@ keep_logs() {
     mkdir -p "$GPU_CHECK_LOGS" && cp "$WORK"/*.log "$WORK"/*.md "$WORK"/*.json* "$GPU_CHECK_LOGS"/ 2> /dev/null
     return 0
 }
-trap 'keep_logs; rm -rf "$WORK"' EXIT
+trap 'keep_logs; rm -rf "$WORK"; [ -z "${LINKED_CLI:-}" ] || rm -f "$LINKED_CLI"' EXIT
 
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
 append() { printf '%s\n' "$@" >> "$OUT"; }
@@ -89,10 +89,10 @@ missing() { echo "gpu_check: $1" >&2; exit 2; }
 # imported; torch is imported for its version and, on cuda, its devices.
 check() {
     "$PY" - "$DEVICE" <<'EOF'
-import importlib.util, os, sys
-# Looked up as a script in experiments/ will (`python -` puts the working folder first, where coreaug's source is
-# found but not its cli package, which only an install maps).
-sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
+import importlib.util, sys
+# Looked up as a script in experiments/ will import them: `python -` puts the working folder first (""), where
+# coreaug's source is found but not its cli package, which an install maps (or PYTHONPATH with cli linked).
+sys.path[:] = [p for p in sys.path if p != ""]
 names = {"torch": "torch (a CUDA build)", "numpy": "numpy", "scipy": "scipy", "faiss": "faiss-cpu",
          "apricot": "apricot-select", "sklearn": "scikit-learn", "click": "click", "tqdm": "tqdm",
          "numba": "numba", "PIL": "pillow", "coreaug": "coreaug"}
@@ -109,10 +109,19 @@ print(f"ok torch {torch.__version__} cuda {torch.version.cuda} bf16 {bf16}")
 EOF
 }
 FOUND=$(check) || missing "$PY does not run: pass a Python as the first argument"
+LINKED_CLI=""
 if [ "$FOUND" = "missing coreaug" ]; then
     echo "gpu_check: coreaug is not importable; installing this tree offline (pip install --no-deps -e .)" >&2
-    "$PY" -m pip install --no-index --no-deps --no-build-isolation -q -e . > /dev/null 2>&1 \
-        || missing "coreaug is not installed and 'pip install --no-deps -e .' failed offline: run it by hand"
+    if ! "$PY" -m pip install --no-index --no-deps --no-build-isolation -q -e . > "$WORK/pip.log" 2>&1; then
+        # A Python that cannot install (read-only, no build tools): this tree's source first on PYTHONPATH, its cli
+        # package linked where an install maps it (coreaug.cli), the link removed at the end.
+        tail -3 "$WORK/pip.log" >&2
+        if [ ! -e coreaug/cli ]; then
+            ln -s ../cli coreaug/cli && LINKED_CLI=coreaug/cli
+        fi
+        export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+        echo "gpu_check: pip could not install it; running this tree's source from PYTHONPATH" >&2
+    fi
     FOUND=$(check)
 fi
 case "$FOUND" in

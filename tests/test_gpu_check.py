@@ -34,12 +34,12 @@ def _image_archive(tmp_path, per_class=24, classes=3, size=8):
     return archive
 
 
-def _run(tmp_path, **env):
+def _run(tmp_path, python=sys.executable, **env):
     settings = dict(os.environ, GPU_CHECK_DEVICE="cpu", GPU_CHECK_RESULTS=str(tmp_path / "gpu.md"), MODEL="cnn",
                     BATCH="16", IMAGE_SIZE="8", TRAIN_LIMIT="48", ROWS="hand,none,random:0.25", MODES="eager",
                     COUNT_STEPS="0", RECIPE_EPOCHS="3", RECIPE_LIMIT="48", TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
     settings.update(env)
-    return subprocess.run(["bash", str(SCRIPT), sys.executable], capture_output=True, text=True, env=settings,
+    return subprocess.run(["bash", str(SCRIPT), str(python)], capture_output=True, text=True, env=settings,
                           cwd=ROOT, timeout=900)
 
 
@@ -94,3 +94,29 @@ def test_what_is_missing_is_named_with_exit_code_2(tmp_path, env, message):
     done = _run(tmp_path, **env)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert not (tmp_path / "gpu.md").exists()  # nothing is written before the checks pass
+
+
+def test_a_python_that_cannot_install_coreaug_runs_the_trees_source(tmp_path):
+    """As on a leased GPU machine: coreaug not installed and pip unable to install it. The script
+    runs this tree's source from PYTHONPATH, with cli/ linked as coreaug/cli for the run only."""
+    hide = tmp_path / "hide"  # this environment's editable install of coreaug, hidden
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n")
+    python = tmp_path / "python"  # pip fails, as in a read-only environment
+    python.write_text(f'#!/bin/bash\n[ "$1 $2" = "-m pip" ] && {{ echo read-only >&2; exit 1; }}\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    hidden = subprocess.run([str(python), "-c", "import coreaug"], cwd=tmp_path, capture_output=True,
+                            env=dict(os.environ, PYTHONPATH=str(hide)))
+    assert hidden.returncode != 0  # the stand-in Python does not find coreaug by itself
+    link = ROOT / "coreaug" / "cli"
+    assert not link.exists()
+    done = _run(tmp_path, python=python, PYTHONPATH=str(hide), BUDGET_S="600",
+                CIFAR_TAR=str(_image_archive(tmp_path)), ROWS="none", RECIPE_EPOCHS="1")
+    text = (tmp_path / "gpu.md").read_text()
+    assert done.returncode == 0, done.stderr[-2000:] + text
+    assert "running this tree's source from PYTHONPATH" in done.stderr
+    assert "| coreaug |" in text and "| 1 | 1 |" in text  # the benchmark and `python -m coreaug train` ran
+    assert not link.exists() and not link.is_symlink()  # the link is gone with the run
