@@ -34,7 +34,8 @@
 #        (PYTHON: default .venv/bin/python if present, else python3)
 # Settings (environment): BUDGET_S, TRAIN_LIMIT (speed table), ROWS and MODES (bench_trainer.py's
 #   --rows / --modes), COMPILE_MODE (the compiled rows' and recipe's --compile-mode: auto, or e.g. default
-#   for compiled kernels without CUDA graphs), COUNT_STEPS, TABLE_SHARE (0.45), TESTS_S (120; 0 skips the tests), RECIPE_EPOCHS (most, 200),
+#   for compiled kernels without CUDA graphs), COUNT_STEPS, TABLE_SHARE (0.6: each compiled row compiles;
+#   the recipe has what is left), TESTS_S (120; 0 skips the tests), RECIPE_EPOCHS (most, 200),
 #   RECIPE_LIMIT (training images of the recipe; default all), EVAL_EVERY (10), MODEL (resnet20),
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
 #   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
@@ -58,7 +59,7 @@ ROWS="${ROWS:-hand,none,maxloss:0.1@maxloss,full,random:0.1,random:0.3}"  # max-
 MODES="${MODES:-eager,compiled}"
 COMPILE_MODE="${COMPILE_MODE:-auto}"
 COUNT_STEPS="${COUNT_STEPS:-8}"
-TABLE_SHARE="${TABLE_SHARE:-0.45}"
+TABLE_SHARE="${TABLE_SHARE:-0.6}"
 TESTS_S="${TESTS_S:-120}"
 RECIPE_EPOCHS="${RECIPE_EPOCHS:-200}"
 RECIPE_LIMIT="${RECIPE_LIMIT:-}"
