@@ -520,12 +520,31 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         idx = batches.indices[take]
         labels = data.train_labels.index_select(0, idx)
         keys, numbers = draws.rows(take)
-        sums, logits = step_fn(images, labels, batches.weights[take], keys,
-                               learning_rate(config, epoch + step / batches.steps), numbers)
+        try:
+            sums, logits = step_fn(images, labels, batches.weights[take], keys,
+                                   learning_rate(config, epoch + step / batches.steps), numbers)
+        except Exception as error:
+            if step_fn.cuda_graphs and raised_in_cuda_graph_trees(error):
+                first = (str(error).strip().splitlines() or [""])[0]
+                raise RuntimeError(
+                    f"the compiled step failed inside torch's CUDA graph trees ({type(error).__name__}: {first}); "
+                    "--compile-mode default (compile_mode='default') compiles the step without CUDA graphs") from error
+            raise
         totals.add_sums(sums, logits, idx, batches.augmented[take] if logit_sums is not None else None)
         bar.update(len(idx) * world, totals)
     bar.close()
     return totals.read()
+
+
+def raised_in_cuda_graph_trees(error):
+    """True when `error` was raised inside torch's CUDA graph trees (torch/_inductor/cudagraph_trees.py),
+    which record and replay the compiled step's graphs under "reduce-overhead"."""
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.endswith("cudagraph_trees.py"):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def steps_per_augment_call(config, strong, batches):
