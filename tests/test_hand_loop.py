@@ -110,3 +110,19 @@ def test_a_cpu_run_reports_no_runtime_calls(hand_loop):
     images, labels = _data()
     r = hand_loop.run_hand_loop(images, labels, model="cnn", epochs=1, batch_size=16, count_steps=2)
     assert r["host_calls"] == {} and r["launches_per_step"] > 10
+
+
+def test_the_compiled_hand_loop_marks_every_step_and_trains_as_eager(hand_loop, monkeypatch):
+    """Compiled (forward + loss, and the update with a tensor rate): each step marked as one for
+    CUDA graph trees before its units run (on a GPU the update reads the backward's gradients),
+    and about the eager loop's loss (inductor draws its own random numbers for the crops)."""
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    images, labels = _data()
+    settings = dict(model="cnn", epochs=2, batch_size=16, lr=0.05, count_steps=0, flip=False)
+    torch.manual_seed(0)
+    compiled = hand_loop.run_hand_loop(images, labels, compile=True, **settings)
+    assert compiled["optimizer"] == "compiled" and len(marks) == 2 * compiled["steps_per_epoch"]
+    eager = hand_loop.run_hand_loop(images, labels, optimizer="foreach", **settings)
+    assert marks == [1] * 8  # the eager loop marks nothing
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=0.05)
