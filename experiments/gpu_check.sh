@@ -42,10 +42,8 @@
 #   the logs are copied to at the end).
 # coreaug not installed: the script installs this tree (`pip install --no-deps -e .`, offline); a Python that
 # cannot install (a leased machine's read-only one) runs the tree's source from PYTHONPATH, with cli/ linked
-# as coreaug/cli for the run. A lease's missing packages can travel as wheels, e.g. (the 2026-12-04 run:
-# faiss-cpu and apricot-select in .whl/, the archive in .gpudata/):
-#   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-#   PYTHONPATH=/tmp/site CIFAR_TAR=.gpudata/cifar10-jpeg.tar.gz experiments/gpu_check.sh python3
+# as coreaug/cli for the run. On a lease that lacks packages: experiments/gpu_lease.sh (wheels and archive
+# carried, this script run into the folder the lease returns).
 # Dry run on a CPU, everything tiny (what tests/test_gpu_check.py runs on an image folder it makes):
 #   GPU_CHECK_DEVICE=cpu BUDGET_S=60 TRAIN_LIMIT=256 MODES=eager CIFAR_DIR=... experiments/gpu_check.sh
 set -uo pipefail

@@ -15,6 +15,7 @@
 # GPU_LEASE_WHEELS: the wheels' folder (default .whl).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PY="${GPU_LEASE_PYTHON:-python3}"
 WHEELS="faiss-cpu==1.15.1"             # binary wheels for the lease's Python 3.12
 BUILT="apricot-select==0.6.1"          # no wheel on PyPI: built here (pure Python)
 case "${1:-}" in
@@ -29,14 +30,14 @@ case "${1:-}" in
         python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
             --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
             --platform manylinux2014_x86_64 -d .whl $WHEELS || exit 1
-        "${GPU_LEASE_PYTHON:-python3}" -m pip wheel -q --no-deps -w .whl $BUILT || exit 1
+        "$PY" -m pip wheel -q --no-deps -w .whl $BUILT || exit 1
         echo "gpu_lease: ready; carry .whl and .gpudata, and run: experiments/gpu_lease.sh run"
         ;;
     run)
         : "${OUT:?OUT (the folder the lease returns) is not set}"
         wheels="${GPU_LEASE_WHEELS:-.whl}"
         if compgen -G "$wheels/*.whl" > /dev/null; then
-            "${GPU_LEASE_PYTHON:-python3}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+            "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
                 --upgrade --target /tmp/site "$wheels"/*.whl || exit 1
             export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
         fi
@@ -44,7 +45,7 @@ case "${1:-}" in
         cp experiments/results/gpu.md "$OUT/gpu.md"
         PYTHONUNBUFFERED=1 BUDGET_S="${BUDGET_S:-540}" CIFAR_TAR="${CIFAR_TAR:-.gpudata/cifar10-jpeg.tar.gz}" \
             GPU_CHECK_RESULTS="$OUT/gpu.md" GPU_CHECK_LOGS="$OUT/logs" \
-            bash experiments/gpu_check.sh "${GPU_LEASE_PYTHON:-python3}" 2>&1 | tee "$OUT/stderr.log"
+            bash experiments/gpu_check.sh "$PY" 2>&1 | tee "$OUT/stderr.log"
         exit "${PIPESTATUS[0]}"
         ;;
     *)
