@@ -13,10 +13,12 @@ Each row of `--rows` is trained in each mode of `--modes` (eager; compiled: core
 - ``hand``: experiments/hand_loop.py, a plain loop of the same model (``coreaug.create_model``),
   uint8 data on the device, batched pad-crop + flip, bf16 autocast on CUDA, channels_last,
   SGD Nesterov, the dataset's batch size, last partial batch dropped; weak augmentation only.
-- ``STRATEGY[:FRACTION[:ESTIMATES]][@AUGMENT]``: ``coreaug.train`` in append mode with R =
+- ``STRATEGY[:FRACTION[:ESTIMATES]][@AUGMENT][/K]``: ``coreaug.train`` in append mode with R =
   ``--select-every`` (1: selection every epoch), e.g. ``none`` (weak only), ``full`` (every example
   strongly augmented too), ``random:0.1``, ``coreset:0.3:training``, ``maxloss:0.1@maxloss`` (the
-  max-loss rule with max-loss transforms); AUGMENT defaults to ``--augment``.
+  max-loss rule with max-loss transforms); AUGMENT defaults to ``--augment``. ``/K``: with
+  ``--augment-steps K`` (one weak and one strong call augment K steps' batches), e.g. ``full/8``;
+  eager only (``--compile`` refuses it, so its compiled row is skipped with the reason).
 
 Columns (means over epochs 2 to `--epochs`, evaluation excluded):
 examples/s and ms per step count training only (selection seconds apart; a coreaug step trains
@@ -91,6 +93,7 @@ class Row:
     fraction: float = None
     estimates: str = "clean"
     augment: str = None
+    augment_steps: int = None
 
     @property
     def hand(self):
@@ -100,27 +103,35 @@ class Row:
         """TrainConfig fields of a coreaug row (`none` trains no strong policy: any name will do)."""
         augment = "randaugment" if self.augment == "weak" else self.augment
         return dict(strategy=self.strategy, estimates=self.estimates, augment=augment,
-                    **({"subset": self.fraction} if self.fraction else {}))
+                    **({"subset": self.fraction} if self.fraction else {}),
+                    **({"augment_steps": self.augment_steps} if self.augment_steps else {}))
 
     def label(self):
         text = self.strategy + (f" {self.fraction:g}" if self.fraction else "")
-        return text + (" (training estimates)" if self.estimates == "training" else "")
+        text += " (training estimates)" if self.estimates == "training" else ""
+        return text + (f", {self.augment_steps} steps a call" if self.augment_steps else "")
 
 
 def parse_rows(text, augment):
-    """[Row] from "hand,none,random:0.1,coreset:0.3:training,maxloss:0.1@maxloss"."""
+    """[Row] from "hand,none,random:0.1,coreset:0.3:training,maxloss:0.1@maxloss,full/8"."""
     rows = []
     for item in text.split(","):
-        spec, _, policy = item.strip().partition("@")
+        spec, slash, steps = item.strip().partition("/")
+        spec, _, policy = spec.partition("@")
         strategy, fraction, estimates = (spec.split(":") + [None, None])[:3]
+        if slash and not (steps.isdigit() and int(steps) >= 1):
+            raise SystemExit(f"--rows: {item!r}: /K takes a whole number of steps a call, like /8")
         if strategy == "hand":
+            if slash:
+                raise SystemExit(f"--rows: {item!r}: the hand loop augments each step's batch (no /K)")
             rows.append(Row("hand", augment="weak"))
             continue
         try:
             fraction = float(fraction) if fraction else None
         except ValueError:
             raise SystemExit(f"--rows: {item!r}: the fraction must be a number like 0.1") from None
-        rows.append(Row(strategy, fraction, estimates or "clean", "weak" if strategy == "none" else policy or augment))
+        rows.append(Row(strategy, fraction, estimates or "clean", "weak" if strategy == "none" else policy or augment,
+                        int(steps) if slash else None))
     return rows
 
 
@@ -249,11 +260,12 @@ def seconds_per_call(policy, images, context=None, repeats=5):
 def augmentation_share(args, row, measured, images, labels, num_classes):
     """The weak and strong policies' seconds per epoch at the trainer's call sizes, over the
     epoch's training seconds: weak on `batch_size` images and strong on the step's copies
-    (n_augmented / steps), once per step each."""
+    (n_augmented / steps), once per step each; with a row's /K, once per K steps on K times
+    as many (max-loss transforms stay at one step a call, as the trainer keeps them)."""
     device = torch.device(args.device)
-    batch = images[:args.batch_size].to(device)
     flip = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)["flip"]
     if row.hand:
+        batch = images[:args.batch_size].to(device)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         best = float("inf")
         for _ in range(6):
@@ -264,20 +276,22 @@ def augmentation_share(args, row, measured, images, labels, num_classes):
             best = min(best, time.perf_counter() - start)
         return measured["steps"] * best / measured["training_seconds"]
     steps = measured["steps"]
-    weak = seconds_per_call(create_policy("weak", flip=flip), batch)
-    copies = round(measured["n_augmented"] / steps)
+    policy = create_policy(row.augment, **({"candidates": 4} if "maxloss" in row.augment else {}))
+    per_call = 1 if getattr(policy, "needs_model", False) else row.augment_steps or 1
+    calls = math.ceil(steps / per_call)
+    weak = seconds_per_call(create_policy("weak", flip=flip), images[:per_call * args.batch_size].to(device))
+    copies = round(measured["n_augmented"] / steps) * per_call
     strong = 0.0
     if copies:
-        policy = create_policy(row.augment, **({"candidates": 4} if "maxloss" in row.augment else {}))
         context = None
-        if policy.needs_model:
+        if getattr(policy, "needs_model", False):
             model = create_model(args.model, images.shape[1], num_classes).to(device, memory_format=torch.channels_last)
             bf16 = device.type == "cuda" and args.precision in ("auto", "bf16")
             context = {"model": model, "labels": labels[:copies].to(device),
                        "preprocess": lambda x: (x.float() / 255).contiguous(memory_format=torch.channels_last),
                        "autocast": lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)}
         strong = seconds_per_call(policy, images[:copies].to(device), context)
-    return steps * (weak + strong) / measured["training_seconds"]
+    return calls * (weak + strong) / measured["training_seconds"]
 
 
 def hand_row(args, compiled, images, labels, num_classes):
@@ -370,7 +384,8 @@ def write(args, rows, device_name, started_load, notes="", failed=()):
     if args.json:
         _replace(args.json, json.dumps({"command": command_line(args), "device": device_name, "rows": [
             dict(row=row.label(), hand=row.hand, strategy=row.strategy, fraction=row.fraction,
-                 augment=row.augment, mode=mode, **{k: v for k, v in r.items() if k != "every_epoch"})
+                 augment=row.augment, augment_steps=row.augment_steps, mode=mode,
+                 **{k: v for k, v in r.items() if k != "every_epoch"})
             for row, mode, r in rows], "failed": list(failed)}, indent=1))
     return text
 

@@ -13,10 +13,11 @@
 # gpu.md as soon as it is measured (a run cut short keeps what ran; earlier runs stay in the file):
 #   1. the CUDA tests, short (-x -q, TESTS_S seconds at most), the compiled step's (CUDA graphs, any sync raises) last;
 #   2. the speed table (experiments/bench_trainer.py --device cuda, resnet20, batch 128, TRAIN_LIMIT
-#      training images, 2 epochs: the second is the one measured): the hand-written loop
+#      training images, TABLE_EPOCHS epochs: those after the first are measured): the hand-written loop
 #      (experiments/hand_loop.py) and coreaug's weak only (none), full RandAugment, random 10% and
 #      30%, and the max-loss rule at 10% with max-loss transforms, each eager and compiled (a row
-#      that --compile refuses, such as crust, is skipped with the reason); columns
+#      that --compile refuses, such as crust, is skipped with the reason), then full and random 30%
+#      with --augment-steps 8 (eager only: one weak and one strong call for 8 steps); columns
 #      examples/s, ms per step, aten ops and launches per step, syncs per step, compile seconds, CUDA graph skips;
 #      capped at TABLE_SHARE of the budget (rows not reached are missing from the table);
 #   3. with the time left, the paper's recipe: resnet20 on the whole training set, --strategy coreset
@@ -33,7 +34,7 @@
 # Usage: [BUDGET_S=840] [TRAIN_LIMIT=10000] experiments/gpu_check.sh [PYTHON]
 #        (PYTHON: default .venv/bin/python if present, else python3)
 # Settings (environment): BUDGET_S, TRAIN_LIMIT (speed table), ROWS and MODES (bench_trainer.py's
-#   --rows / --modes), COMPILE_MODE (the compiled rows' and recipe's --compile-mode: auto, or e.g. default
+#   --rows / --modes), TABLE_EPOCHS (3), COMPILE_MODE (the compiled rows' and recipe's --compile-mode: auto, or e.g. default
 #   for compiled kernels without CUDA graphs), COUNT_STEPS, TABLE_SHARE (0.6: each compiled row compiles;
 #   the recipe has what is left), TESTS_S (120; 0 skips the tests), RECIPE_EPOCHS (most, 200),
 #   RECIPE_LIMIT (training images of the recipe; default all), EVAL_EVERY (10), MODEL (resnet20),
@@ -53,7 +54,9 @@ PY="${1:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 BUDGET_S="${BUDGET_S:-840}"
 DEVICE="${GPU_CHECK_DEVICE:-cuda}"
 TRAIN_LIMIT="${TRAIN_LIMIT:-10000}"
-ROWS="${ROWS:-hand,none,maxloss:0.1@maxloss,full,random:0.1,random:0.3}"  # max-loss early: the recipe's epoch estimate
+# max-loss early (the recipe's epoch estimate); --augment-steps last (eager only, never measured on a GPU)
+ROWS="${ROWS:-hand,none,maxloss:0.1@maxloss,full,random:0.1,random:0.3,full/8,random:0.3/8}"
+TABLE_EPOCHS="${TABLE_EPOCHS:-3}"
 MODES="${MODES:-eager,compiled}"
 COMPILE_MODE="${COMPILE_MODE:-auto}"
 COUNT_STEPS="${COUNT_STEPS:-8}"
@@ -181,7 +184,7 @@ TABLE_S=$(awk -v b="$BUDGET_S" -v s="$TABLE_SHARE" -v l="$(left)" 'BEGIN { t = i
 section "Speed table: coreaug beside a hand-written loop ($MODEL, batch $BATCH, $TRAIN_LIMIT training images, at most $TABLE_S s)"
 if [ "$TABLE_S" -gt 0 ]; then
     timeout --kill-after=10 "$TABLE_S" "$PY" experiments/bench_trainer.py --device "$DEVICE" --dataset "$DATA" \
-        --image-size "$IMAGE_SIZE" --model "$MODEL" --batch-size "$BATCH" --epochs 2 --train-limit "$TRAIN_LIMIT" \
+        --image-size "$IMAGE_SIZE" --model "$MODEL" --batch-size "$BATCH" --epochs "$TABLE_EPOCHS" --train-limit "$TRAIN_LIMIT" \
         --test-limit 1000 --rows "$ROWS" --modes "$MODES" --compile-mode "$COMPILE_MODE" --count-steps "$COUNT_STEPS" \
         --out "$WORK/speed.md" --json "$WORK/speed.json" > "$WORK/speed.log" 2>&1
     rc=$?

@@ -27,6 +27,40 @@ def test_rows_name_strategy_fraction_estimates_and_policy(bench):
     assert rows[4].augment == "maxloss" and rows[4].settings()["augment"] == "maxloss"
 
 
+def test_a_row_can_augment_several_steps_a_call_eagerly(bench, capsys):
+    full, subset = bench.parse_rows("full/8,random:0.3@trivialaugment/4", "randaugment")
+    assert full.settings() == dict(strategy="full", estimates="clean", augment="randaugment", augment_steps=8)
+    assert subset.augment == "trivialaugment" and subset.fraction == 0.3 and subset.augment_steps == 4
+    assert full.label() == "full, 8 steps a call" and bench.parse_rows("full", "randaugment")[0].augment_steps is None
+    for bad in ("full/0", "full/x", "full/", "hand/4"):
+        with pytest.raises(SystemExit, match="/K|no /K"):
+            bench.parse_rows(bad, "randaugment")
+    # --compile augments each step's own batch: the compiled row is skipped with coreaug's reason.
+    args = bench.parse_args(["--dataset", "synthetic", "--train-limit", "64", "--batch-size", "16"])
+    assert "augment_steps" in bench.compile_refusal(args, full)
+
+
+def test_the_augmentation_share_times_the_calls_the_trainer_makes(bench, monkeypatch):
+    import torch
+    calls = []
+    monkeypatch.setattr(bench, "seconds_per_call",
+                        lambda policy, images, context=None: calls.append(len(images)) or 0.01)
+    args = bench.parse_args(["--dataset", "synthetic", "--batch-size", "16", "--model", "cnn"])
+    images, labels = torch.zeros(256, 3, 8, 8, dtype=torch.uint8), torch.zeros(256, dtype=torch.long)
+    measured = {"steps": 10, "n_augmented": 40, "training_seconds": 1.0}
+    one, = bench.parse_rows("random:0.25", "randaugment")
+    assert bench.augmentation_share(args, one, measured, images, labels, 10) == pytest.approx(10 * 0.02)
+    assert calls == [16, 4]  # a step's batch (weak), its copies (strong), once a step
+    calls.clear()
+    four, = bench.parse_rows("random:0.25/4", "randaugment")
+    assert bench.augmentation_share(args, four, measured, images, labels, 10) == pytest.approx(3 * 0.02)
+    assert calls == [64, 16]  # four steps' batches and copies, in ceil(10 / 4) calls
+    calls.clear()
+    maxloss, = bench.parse_rows("random:0.25@maxloss/4", "randaugment")  # scored by the model: a call a step
+    assert bench.augmentation_share(args, maxloss, measured, images, labels, 10) == pytest.approx(10 * 0.02)
+    assert calls == [16, 4]
+
+
 def test_a_bad_mode_is_refused(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--modes", "eager,jit"])
