@@ -46,8 +46,9 @@ On CUDA a second table gives each row's host time per step in CUDA runtime and d
 (cudaLaunchKernel, cudaMemcpyAsync, cudaGraphLaunch, allocations...), from the counting runs'
 profiles: a step's ms less that is Python and torch's dispatch.
 
-The table and `--json` are rewritten after every row, so a run cut short keeps what it measured;
-a row that raises is named under the table ("Failed: ...") and the rows after it still run (the
+The table and `--json` are rewritten after every row, so a run cut short keeps what it measured
+(the JSON and the progress lines also give every epoch's seconds, `epochs_s`, the first included:
+a one-off cost in one epoch shows there); a row that raises is named under the table ("Failed: ...") and the rows after it still run (the
 exit status is then 1);
 the `## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
 ``--quick``: 2 epochs, 4 counted steps (small datasets such as ``digits`` finish in minutes on a CPU).
@@ -170,7 +171,7 @@ def measure_coreaug(args, row, compiled):
         "compile_seconds": history[0]["epoch_seconds"] - epoch if compiled and len(history) > 1 else None,
         "graphs_after_first": sum(m.get("graphs_compiled", 0) for m in history[1:]) if compiled else None,
         "graph_skips": sum(m["cudagraph_skips"] for m in history) if "cudagraph_skips" in history[0] else None,
-        "accuracy": result.final_test_accuracy,
+        "accuracy": result.final_test_accuracy, "epochs_s": [m["epoch_seconds"] for m in history],
     }
 
 
@@ -309,7 +310,7 @@ def hand_row(args, compiled, images, labels, num_classes):
     return dict(r, epoch_seconds=epoch, selection_seconds=0.0, training_seconds=epoch,
                 n_trained=r["steps_per_epoch"] * args.batch_size, n_augmented=0, steps=r["steps_per_epoch"],
                 graphs_after_first=None, graph_skips=None if skips is None else skips.count, accuracy=None,
-                every_epoch=r["epoch_seconds"])
+                epochs_s=r["epoch_seconds"])
 
 
 def host_table(rows, top=4):
@@ -384,8 +385,7 @@ def write(args, rows, device_name, started_load, notes="", failed=()):
     if args.json:
         _replace(args.json, json.dumps({"command": command_line(args), "device": device_name, "rows": [
             dict(row=row.label(), hand=row.hand, strategy=row.strategy, fraction=row.fraction,
-                 augment=row.augment, augment_steps=row.augment_steps, mode=mode,
-                 **{k: v for k, v in r.items() if k != "every_epoch"})
+                 augment=row.augment, augment_steps=row.augment_steps, mode=mode, **r)
             for row, mode, r in rows], "failed": list(failed)}, indent=1))
     return text
 
@@ -473,7 +473,8 @@ def main(argv=None):
             done.append((row, mode, r))
             write(args, done, device_name, started_load, notes, failed)
             print(f"{'hand' if row.hand else row.label()} @{row.augment} {mode}: {r['epoch_seconds']:.2f} s/epoch, "
-                  f"{r['ms_per_step']:.1f} ms/step ({time.perf_counter() - start:.0f} s)", flush=True)
+                  f"{r['ms_per_step']:.1f} ms/step, epochs {', '.join(f'{x:.2f}' for x in r['epochs_s'])} s "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
     print(write(args, done, device_name, started_load, notes, failed))
     if failed:
         raise SystemExit(f"{len(failed)} row(s) failed: {'; '.join(failed)}")
