@@ -4,7 +4,7 @@ Usage:
     python experiments/bench_trainer.py [--dataset fashion-mnist] [--model cnn] [--epochs 2]
         [--train-limit N] [--test-limit N] [--batch-size B] [--image-size S] [--augment randaugment]
         [--device cpu|cuda] [--precision auto] [--compile | --modes eager,compiled]
-        [--compile-mode MODE] [--rows hand,none,full,random:0.1,...] [--select-every 1]
+        [--compile-mode MODE] [--fallback-mode MODE] [--rows hand,none,full,random:0.1,...] [--select-every 1]
         [--count-steps 8] [--quick] [--out experiments/results/trainer.md] [--json PATH]
 
 Each row of `--rows` is trained in each mode of `--modes` (eager; compiled: coreaug's
@@ -48,9 +48,10 @@ profiles: a step's ms less that is Python and torch's dispatch.
 
 The table and `--json` are rewritten after every row, so a run cut short keeps what it measured
 (the JSON and the progress lines also give every epoch's seconds, `epochs_s`, the first included:
-a one-off cost in one epoch shows there); a row that raises is named under the table ("Failed: ...") and the rows after it still run (the
-exit status is then 1);
-the `## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
+a one-off cost in one epoch shows there); a row that raises is named under the table ("Failed:
+...") and the rows after it still run (the exit status is then 1); with ``--fallback-mode MODE`` a
+compiled row that raised is measured again once in that compile mode (``default``: compiled
+kernels without CUDA graphs), its mode written "compiled (default mode)"; the `## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
 ``--quick``: 2 epochs, 4 counted steps (small datasets such as ``digits`` finish in minutes on a CPU).
 """
 import argparse
@@ -74,7 +75,8 @@ from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
 from coreaug.training.inputs import load_run_data
 from coreaug.training.sync_audit import syncs_per_step
 from coreaug.bench.grid import one_line
-from coreaug.training.compiled_step import CUDA_GRAPH_MODES, CudaGraphSkips, check_compilable, compile_mode
+from coreaug.training.compiled_step import (COMPILE_MODES, CUDA_GRAPH_MODES, CudaGraphSkips, check_compilable,
+                                            compile_mode)
 from coreaug.errors import UsageError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -326,7 +328,8 @@ def host_table(rows, top=4):
         calls = r["host_calls"]
         longest = sorted(calls.items(), key=lambda item: -item[1][0])[:top]
         lines.append(
-            f"| {'hand' if row.hand else 'coreaug'} | {mode} | {'—' if row.hand else row.label()} | {row.augment} "
+            f"| {'hand' if row.hand else 'coreaug'} | {mode_label(mode, r)} | {'—' if row.hand else row.label()} "
+            f"| {row.augment} "
             f"| {r['ms_per_step']:.1f} | {sum(m for m, _ in calls.values()) / 1000:.2f} "
             f"| {sum(c for _, c in calls.values()):.0f} "
             f"| {', '.join(f'{name} {micros:.0f} µs x{count:.0f}' for name, (micros, count) in longest)} |")
@@ -338,6 +341,11 @@ def _fmt(value, spec, none="—"):
     return none if value is None else format(value, spec)
 
 
+def mode_label(mode, r):
+    """"eager", "compiled", or "compiled (default mode)" for a row measured in `--fallback-mode`."""
+    return f"{mode} ({r['fallback_mode']} mode)" if r.get("fallback_mode") else mode
+
+
 def table(rows):
     """The markdown table of the measured rows."""
     lines = ["| loop | mode | strategy | augment | trained / epoch | epoch s | examples/s | ms / step "
@@ -345,7 +353,8 @@ def table(rows):
              "| CUDA graph skips | augmentation share | selection s | test acc |", "|" + "---|" * 17]
     for row, mode, r in rows:
         lines.append(
-            f"| {'hand' if row.hand else 'coreaug'} | {mode} | {'—' if row.hand else row.label()} | {row.augment} "
+            f"| {'hand' if row.hand else 'coreaug'} | {mode_label(mode, r)} | {'—' if row.hand else row.label()} "
+            f"| {row.augment} "
             f"| {r['n_trained']} | {r['epoch_seconds']:.2f} | {r['examples_per_s']:.0f} | {r['ms_per_step']:.1f} "
             f"| {_fmt(r.get('ops_per_step'), '.0f')} | {_fmt(r.get('launches_per_step'), '.0f')} "
             f"| {_fmt(r.get('syncs'), '.2g')} | {_fmt(r.get('compile_seconds'), '.1f')} "
@@ -360,7 +369,8 @@ def command_line(args):
     parts = ["python experiments/bench_trainer.py", f"--dataset {args.dataset}", f"--model {args.model}",
              f"--epochs {args.epochs}", f"--batch-size {args.batch_size}"]
     for flag, value in (("--train-limit", args.train_limit), ("--test-limit", args.test_limit),
-                        ("--image-size", args.image_size), ("--compile-mode", args.compile_mode)):
+                        ("--image-size", args.image_size), ("--compile-mode", args.compile_mode),
+                        ("--fallback-mode", args.fallback_mode)):
         if value is not None:
             parts.append(f"{flag} {value}")
     parts += [f"--augment {args.augment}", f"--device {args.device}", f"--precision {args.precision}",
@@ -416,6 +426,9 @@ def parse_args(argv=None):
                         help="torch.compile mode of the compiled rows, the hand loop's and coreaug's "
                              "(--compile-mode); auto: reduce-overhead (CUDA graphs) on CUDA, the default on the "
                              "CPU; default: torch's default")
+    parser.add_argument("--fallback-mode", default=None, choices=[m for m in COMPILE_MODES if m != "auto"],
+                        help="a compiled row that fails is measured again once in this --compile-mode (e.g. "
+                             "default: compiled kernels without CUDA graphs), named so in the table")
     parser.add_argument("--rows", default=ROWS)
     parser.add_argument("--select-every", type=int, default=1)
     parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")
@@ -460,16 +473,20 @@ def main(argv=None):
                 print(f"{row.label()} @{row.augment} compiled: skipped, {refused}", flush=True)
                 continue
             start = time.perf_counter()
-            try:
-                r = measure_row(args, row, compiled, images, labels, data.num_classes, syncs)
-            except Exception as error:  # noqa: BLE001 - one row's failure must not cost the rows after it
-                traceback.print_exc()
-                fresh_compile_state(compiled)
-                failed.append(f"{'hand' if row.hand else row.label()} @{row.augment} {mode} ({one_line(error)})")
+            name = f"{'hand' if row.hand else row.label()} @{row.augment} {mode}"
+            r = attempt_row(args, row, compiled, name, failed, images, labels, data.num_classes, syncs)
+            again = fallback_args(args) if compiled and r is None else None
+            if again is not None:  # e.g. CUDA graph trees failed: compiled kernels without them still measure
+                print(f"{failed[-1]}: failed, trying again with --compile-mode {args.fallback_mode}", flush=True)
+                write(args, done, device_name, started_load, notes, failed)
+                r = attempt_row(again, row, compiled, f"{name} ({args.fallback_mode} mode)", failed, images, labels,
+                                data.num_classes, syncs)
+                if r is not None:
+                    r["fallback_mode"] = args.fallback_mode
+            if r is None:
                 print(f"{failed[-1]}: failed, going on", flush=True)
                 write(args, done, device_name, started_load, notes, failed)
                 continue
-            fresh_compile_state(compiled)
             done.append((row, mode, r))
             write(args, done, device_name, started_load, notes, failed)
             print(f"{'hand' if row.hand else row.label()} @{row.augment} {mode}: {r['epoch_seconds']:.2f} s/epoch, "
@@ -478,6 +495,31 @@ def main(argv=None):
     print(write(args, done, device_name, started_load, notes, failed))
     if failed:
         raise SystemExit(f"{len(failed)} row(s) failed: {'; '.join(failed)}")
+
+
+def attempt_row(args, row, compiled, name, failed, *data):
+    """`measure_row(args, row, compiled, *data)`, or None after naming its error in `failed`
+    (one row's failure must not cost the rows after it); torch.compile's state reset after a
+    compiled row either way (`fresh_compile_state`)."""
+    try:
+        return measure_row(args, row, compiled, *data)
+    except Exception as error:  # noqa: BLE001
+        traceback.print_exc()
+        failed.append(f"{name} ({one_line(error)})")
+        return None
+    finally:
+        fresh_compile_state(compiled)
+
+
+def fallback_args(args):
+    """`args` with `--fallback-mode` as the compile mode, for a compiled row that failed in
+    another mode; None without a fallback or when it is the mode that failed."""
+    if args.fallback_mode is None:
+        return None
+    mode = None if args.fallback_mode == "default" else args.fallback_mode
+    if mode == args.compile_mode:
+        return None
+    return argparse.Namespace(**dict(vars(args), compile_mode=mode))
 
 
 def fresh_compile_state(compiled):

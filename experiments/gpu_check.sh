@@ -17,13 +17,16 @@
 #      (experiments/hand_loop.py) and coreaug's weak only (none), full RandAugment, random 10% and
 #      30%, and the max-loss rule at 10% with max-loss transforms, each eager and compiled (a row
 #      that --compile refuses, such as crust, is skipped with the reason), then full and random 30%
-#      with --augment-steps 8 (eager only: one weak and one strong call for 8 steps); columns
+#      with --augment-steps 8 (eager only: one weak and one strong call for 8 steps); a compiled row that
+#      fails (say inside CUDA graph trees) is measured again with --compile-mode default (bench_trainer.py
+#      --fallback-mode default: compiled kernels, no CUDA graphs), its failure still named; columns
 #      examples/s, ms per step, aten ops and launches per step, syncs per step, compile seconds, CUDA graph skips;
 #      capped at TABLE_SHARE of the budget (rows not reached are missing from the table);
 #   3. with the time left, the paper's recipe: resnet20 on the whole training set, --strategy coreset
 #      --subset 0.1 --augment maxloss --select-every 20, 200 epochs if they fit, else as many as the
 #      speed table's max-loss epoch time says fit in what is left (eager or compiled, whichever fits
-#      more, compile time counted), the cosine schedule set for that length; its test accuracy is
+#      more, compile time counted, in the compile mode that row was measured in: experiments/gpu_plan.py),
+#      the cosine schedule set for that length; its test accuracy is
 #      written beside the paper's (ResNet20, 200 epochs: weak only 89.46, 10% coreset 91.54, full
 #      max-loss 93.50). Cut short by the budget, the last evaluated epoch is reported as such;
 #   4. with two or more GPUs and a minute left, a two-process NCCL run with --sync-bn; with 3 minutes
@@ -186,7 +189,7 @@ if [ "$TABLE_S" -gt 0 ]; then
     timeout --kill-after=10 "$TABLE_S" "$PY" experiments/bench_trainer.py --device "$DEVICE" --dataset "$DATA" \
         --image-size "$IMAGE_SIZE" --model "$MODEL" --batch-size "$BATCH" --epochs "$TABLE_EPOCHS" --train-limit "$TRAIN_LIMIT" \
         --test-limit 1000 --rows "$ROWS" --modes "$MODES" --compile-mode "$COMPILE_MODE" --count-steps "$COUNT_STEPS" \
-        --out "$WORK/speed.md" --json "$WORK/speed.json" > "$WORK/speed.log" 2>&1
+        --fallback-mode default --out "$WORK/speed.md" --json "$WORK/speed.json" > "$WORK/speed.log" 2>&1
     rc=$?
     if [ -f "$WORK/speed.md" ]; then
         sed -n '/^Command/p; /^Device/p' "$WORK/speed.md" >> "$OUT"
@@ -212,49 +215,20 @@ section "Paper recipe: $MODEL, coreset 10% with max-loss transforms, R = 20"
 TRAIN_IMAGES=$(find "$DATA/train" -type f | wc -l)
 [ -n "$RECIPE_LIMIT" ] && [ "$RECIPE_LIMIT" -lt "$TRAIN_IMAGES" ] && TRAIN_IMAGES=$RECIPE_LIMIT
 LEFT=$(left)
-PLAN=$("$PY" - "$WORK/speed.json" "$LEFT" "$TRAIN_IMAGES" "$TRAIN_LIMIT" "$RECIPE_EPOCHS" <<'EOF'
-# Epochs that fit: (time left - a reserve - start-up - compile) / (an epoch of the whole set x 1.15: evaluation
-# every EVAL_EVERY epochs and a selection every 20), from the speed table's max-loss 10% row (else its
-# slowest row, with a note); eager or compiled, whichever fits more.
-import json, math, sys
-path, left, images, limit, most = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-RESERVE, STARTUP, MARGIN = 20.0, 30.0, 1.15
-try:
-    rows = json.load(open(path))["rows"]
-except (OSError, ValueError, KeyError):
-    rows = []
-coreaug_rows = [r for r in rows if not r["hand"]]
-chosen = [r for r in coreaug_rows if r["strategy"] == "maxloss" and r["augment"] == "maxloss"]
-basis = "the max-loss 10% row"
-if not chosen and coreaug_rows:
-    slowest = max(coreaug_rows, key=lambda r: r["epoch_seconds"])
-    chosen, basis = [dict(r, epoch_seconds=r["epoch_seconds"] * 1.5) for r in coreaug_rows if r["row"] == slowest["row"]], \
-        "no max-loss row measured: 1.5 x the slowest row"
-best = None
-for r in chosen:
-    epoch = r["epoch_seconds"] * images / max(1, min(limit, images)) * MARGIN
-    # A fresh process compiles everything again: count the table's longest compile, not only this row's
-    # (whose graphs an earlier row may have built).
-    compile_s = max([0.0] + [x.get("compile_seconds") or 0.0 for x in rows if x["mode"] == r["mode"]])
-    epochs = max(0, min(most, math.floor((left - RESERVE - STARTUP - compile_s) / epoch)))
-    if best is None or epochs > best[0]:
-        best = (epochs, r["mode"], epoch, compile_s)
-if best is None:
-    print(f"0 none 0 0 {left:.0f} no-measurement")
-else:
-    epochs, mode, epoch, compile_s = best
-    print(f"{epochs} {mode} {epoch:.3f} {compile_s:.1f} {left:.0f} {basis.replace(' ', '_')}")
-EOF
-)
-read -r EPOCHS_FIT MODE EPOCH_S COMPILE_S LEFT_AT BASIS <<< "$PLAN"
+# Epochs that fit, eager or compiled, from the speed table (experiments/gpu_plan.py says how).
+PLAN=$("$PY" experiments/gpu_plan.py "$WORK/speed.json" "$LEFT" "$TRAIN_IMAGES" "$TRAIN_LIMIT" "$RECIPE_EPOCHS")
+read -r EPOCHS_FIT MODE EPOCH_S COMPILE_S LEFT_AT FALLBACK BASIS <<< "$PLAN"
+# The compiled row measured only in the table's fallback mode (CUDA graphs failed): the recipe compiles in that one.
+RECIPE_COMPILE_MODE="$COMPILE_MODE" SHOWN_MODE="$MODE"
+if [ -n "${FALLBACK:-}" ] && [ "$FALLBACK" != - ]; then RECIPE_COMPILE_MODE="$FALLBACK" SHOWN_MODE="$MODE ($FALLBACK mode)"; fi
 EPOCHS_FIT="${EPOCHS_FIT:-0}"
-append "Epochs that fit: $EPOCHS_FIT = min($RECIPE_EPOCHS, floor(($LEFT_AT s left - 20 reserve - 30 start-up - $COMPILE_S compile) / $EPOCH_S s per epoch)), mode $MODE; the epoch estimate is ${BASIS//_/ } of the speed table, scaled to $TRAIN_IMAGES training images, x 1.15 for evaluation and selection."
+append "Epochs that fit: $EPOCHS_FIT = min($RECIPE_EPOCHS, floor(($LEFT_AT s left - 20 reserve - 30 start-up - $COMPILE_S compile) / $EPOCH_S s per epoch)), mode $SHOWN_MODE; the epoch estimate is ${BASIS//_/ } of the speed table, scaled to $TRAIN_IMAGES training images, x 1.15 for evaluation and selection."
 if [ "$EPOCHS_FIT" -ge 1 ]; then
     RUN="$WORK/recipe"
     LIMIT_ARG=()
     [ -n "$RECIPE_LIMIT" ] && LIMIT_ARG=(--train-limit "$RECIPE_LIMIT" --test-limit "$RECIPE_LIMIT")
     COMPILE_ARG=()
-    [ "$MODE" = compiled ] && COMPILE_ARG=(--compile --compile-mode "$COMPILE_MODE")
+    [ "$MODE" = compiled ] && COMPILE_ARG=(--compile --compile-mode "$RECIPE_COMPILE_MODE")
     RECIPE_S=$(( $(left) - 15 ))
     append "" "Command: \`coreaug train --dataset CIFAR10_JPEG --image-size $IMAGE_SIZE --model $MODEL --strategy coreset --subset 0.1 --augment maxloss --select-every 20 --epochs $EPOCHS_FIT --batch-size $BATCH --eval-every $EVAL_EVERY --device $DEVICE ${COMPILE_ARG[*]} ${LIMIT_ARG[*]}\` (at most $RECIPE_S s)"
     timeout --kill-after=10 "$RECIPE_S" "$PY" -m coreaug train --dataset "$DATA" --image-size "$IMAGE_SIZE" --model "$MODEL" \

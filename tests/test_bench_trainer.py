@@ -172,3 +172,39 @@ def test_runtime_calls_per_step_are_two_epochs_less_one_and_tabled_on_cuda_only(
     assert "CUDA runtime" in heading
     assert table.splitlines()[2] == "| coreaug | eager | none | weak | 2.5 | 1.20 | 210 | cudaLaunchKernel 1000 µs x200 |"
     assert bench.host_table([(row, "eager", dict(measured, host_calls={}))]) == []  # the CPU: no table
+
+
+def test_a_compiled_row_that_fails_is_measured_again_in_the_fallback_mode(bench, tmp_path, monkeypatch):
+    """--fallback-mode default: a compiled row that raised under CUDA graphs is measured again
+    without them, from a reset torch.compile, and written as such; its failure stays named."""
+    modes, resets = [], []
+    monkeypatch.setattr(bench.torch._dynamo, "reset", lambda: resets.append(len(modes)))
+
+    def measure(args, row, compiled, *rest):
+        modes.append(args.compile_mode)
+        if args.compile_mode == "reduce-overhead":
+            raise RuntimeError("accessing tensor output of CUDAGraphs that has been overwritten")
+        return dict(epoch_seconds=1.0, selection_seconds=0.0, training_seconds=1.0, n_trained=64, n_augmented=0,
+                    steps=4, examples_per_s=64.0, ms_per_step=250.0, epochs_s=[2.0, 1.0])
+
+    monkeypatch.setattr(bench, "measure_row", measure)
+    out, data = tmp_path / "table.md", tmp_path / "rows.json"
+    argv = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
+            "--epochs", "2", "--modes", "compiled", "--rows", "none", "--count-steps", "0",
+            "--compile-mode", "reduce-overhead", "--out", str(out), "--json", str(data)]
+    with pytest.raises(SystemExit, match="1 row"):  # the failure in reduce-overhead is still reported
+        bench.main(argv + ["--fallback-mode", "default"])
+    assert modes == ["reduce-overhead", None] and resets == [1, 2]  # reset after each, before the retry
+    written = json.loads(data.read_text())
+    assert [(r["row"], r["mode"], r["fallback_mode"]) for r in written["rows"]] == [("none", "compiled", "default")]
+    assert written["failed"][0].startswith("none @weak compiled (RuntimeError: accessing tensor output")
+    assert "| coreaug | compiled (default mode) | none |" in out.read_text()
+    assert "--fallback-mode default" in written["command"]
+    # Without a fallback, or when the fallback is the mode that failed, the row is not tried again.
+    for extra in ([], ["--fallback-mode", "reduce-overhead"]):
+        modes.clear()
+        with pytest.raises(SystemExit, match="1 row"):
+            bench.main(argv + extra)
+        assert modes == ["reduce-overhead"] and json.loads(data.read_text())["rows"] == []
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--fallback-mode", "fast"])
