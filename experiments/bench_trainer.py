@@ -5,7 +5,7 @@ Usage:
         [--train-limit N] [--test-limit N] [--batch-size B] [--image-size S] [--augment randaugment]
         [--device cpu|cuda] [--precision auto] [--compile | --modes eager,compiled]
         [--compile-mode MODE] [--fallback-mode MODE] [--rows hand,none,full,random:0.1,...] [--select-every 1]
-        [--count-steps 8] [--quick] [--out experiments/results/trainer.md] [--json PATH]
+        [--count-steps 8] [--count-modes eager,compiled] [--quick] [--out experiments/results/trainer.md] [--json PATH]
 
 Each row of `--rows` is trained in each mode of `--modes` (eager; compiled: coreaug's
 ``--compile``, and the hand loop's compiled step) for `--epochs` epochs on the same data:
@@ -31,7 +31,9 @@ coreaug step with inductor's Python wrapper, as on CUDA, not the C++ one it uses
 whose calls the profiler does not show one aten op per launch). For coreaug
 both are counted inside ``coreaug.train`` on a tiny run of the same settings (`--count-steps`
 batches of the training set, 1 epoch against 2, no evaluation or selection between: the
-difference is one epoch of steps, as coreaug.training.sync_audit counts syncs). syncs / step:
+difference is one epoch of steps, as coreaug.training.sync_audit counts syncs); only rows of the
+modes in `--count-modes` are counted (a compiled coreaug row's count compiles its step three times
+more: on a GPU with a short lease, `--count-modes eager`). syncs / step:
 coreaug.training.sync_audit on a small synthetic run of the row's settings (eager; 0: the step
 never waits on the device). compile s: the first epoch's extra seconds over the later ones,
 compiled rows only. graphs after epoch 1: graphs torch.compile built after the first epoch
@@ -306,7 +308,7 @@ def hand_row(args, compiled, images, labels, num_classes):
                           device=args.device, compile=compiled, compile_mode=args.compile_mode if compiled else None,
                           lr=defaults["lr"], weight_decay=defaults["weight_decay"], flip=defaults["flip"],
                           precision="auto" if args.precision == "auto" else args.precision,
-                          count_steps=args.count_steps, num_classes=num_classes)
+                          count_steps=counted_steps(args, compiled), num_classes=num_classes)
     steady = r["epoch_seconds"][1:] or r["epoch_seconds"]
     epoch = statistics.fmean(steady)
     return dict(r, epoch_seconds=epoch, selection_seconds=0.0, training_seconds=epoch,
@@ -375,7 +377,10 @@ def command_line(args):
             parts.append(f"{flag} {value}")
     parts += [f"--augment {args.augment}", f"--device {args.device}", f"--precision {args.precision}",
               f"--modes {','.join(args.modes)}", f"--rows {args.rows}", f"--select-every {args.select_every}",
-              f"--count-steps {args.count_steps}", f"--out {args.out}"]
+              f"--count-steps {args.count_steps}"]
+    if args.count_modes != list(MODES):
+        parts.append(f"--count-modes {','.join(args.count_modes) or repr('')}")
+    parts.append(f"--out {args.out}")
     return " ".join(parts)
 
 
@@ -432,6 +437,9 @@ def parse_args(argv=None):
     parser.add_argument("--rows", default=ROWS)
     parser.add_argument("--select-every", type=int, default=1)
     parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")
+    parser.add_argument("--count-modes", default=",".join(MODES),
+                        help="the modes whose rows are counted (eager,compiled): a compiled coreaug row's counts "
+                             "train three more tiny runs, each compiling its step again")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 4 counted steps")
     parser.add_argument("--out", default="experiments/results/trainer.md")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
@@ -445,6 +453,10 @@ def parse_args(argv=None):
     args.modes = [m.strip() for m in modes.split(",")]
     if any(m not in MODES for m in args.modes):
         parser.error(f"--modes takes eager and/or compiled, comma-separated, got {modes!r}")
+    count_modes = args.count_modes
+    args.count_modes = [m.strip() for m in count_modes.split(",") if m.strip()]
+    if any(m not in MODES for m in args.count_modes):
+        parser.error(f"--count-modes takes eager and/or compiled, comma-separated, got {count_modes!r}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.compile_mode == "auto":
@@ -531,13 +543,18 @@ def fresh_compile_state(compiled):
         torch._dynamo.reset()
 
 
+def counted_steps(args, compiled):
+    """`--count-steps` for a row of this mode; 0 for a mode not in `--count-modes`."""
+    return args.count_steps if ("compiled" if compiled else "eager") in args.count_modes else 0
+
+
 def measure_row(args, row, compiled, images, labels, num_classes, syncs):
     """One row's measurements (`syncs` caches the sync audit by strategy and policy)."""
     if row.hand:
         r = hand_row(args, compiled, images, labels, num_classes)
     else:
         r = measure_coreaug(args, row, compiled)
-        if args.count_steps:
+        if counted_steps(args, compiled):
             r["ops_per_step"], r["launches_per_step"], r["host_calls"] = count_coreaug(args, row, compiled)
         key = row.label() + row.augment
         if key not in syncs:

@@ -208,3 +208,27 @@ def test_a_compiled_row_that_fails_is_measured_again_in_the_fallback_mode(bench,
         assert modes == ["reduce-overhead"] and json.loads(data.read_text())["rows"] == []
     with pytest.raises(SystemExit):
         bench.parse_args(["--fallback-mode", "fast"])
+
+
+def test_only_the_rows_of_the_count_modes_are_counted(bench, monkeypatch):
+    """--count-modes eager: a compiled row is timed but not counted (its counting runs would
+    compile the step three more times); the hand loop's compiled row likewise."""
+    counted, hand_steps = [], []
+    monkeypatch.setattr(bench, "measure_coreaug", lambda args, row, compiled: {"steps": 1})
+    monkeypatch.setattr(bench, "count_coreaug", lambda args, row, compiled: counted.append(compiled) or (1, 1, {}))
+    monkeypatch.setattr(bench, "syncs_per_step", lambda *a, **k: (0, None))
+    monkeypatch.setattr(bench, "augmentation_share", lambda *a: 0.1)
+    monkeypatch.setattr(bench, "run_hand_loop", lambda *a, count_steps, **k: hand_steps.append(count_steps) or {
+        "epoch_seconds": [1.0], "steps_per_epoch": 1})
+    args = bench.parse_args(["--count-modes", "eager", "--count-steps", "6"])
+    assert args.count_modes == ["eager"] and "--count-modes eager" in bench.command_line(args)
+    none, = bench.parse_rows("none", "randaugment")
+    hand, = bench.parse_rows("hand", "randaugment")
+    for compiled in (False, True):
+        r = bench.measure_row(args, none, compiled, None, None, 10, {})
+        assert ("ops_per_step" in r) is not compiled
+        bench.measure_row(args, hand, compiled, None, None, 10, {})
+    assert counted == [False] and hand_steps == [6, 0]
+    assert "--count-modes" not in bench.command_line(bench.parse_args([]))  # both, the default
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--count-modes", "eager,jit"])
