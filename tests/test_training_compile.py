@@ -533,3 +533,79 @@ def test_a_failure_inside_cuda_graph_trees_names_the_mode_without_them(monkeypat
     monkeypatch.setattr(compiled_step.CompiledStep, "__call__", lambda self, *args: namespace["replay"]())
     with pytest.raises(AssertionError):
         train(compile=True, epochs=1, test_limit=16)
+
+
+def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd"):
+    from coreaug.augment import create_policy
+    from coreaug.training.trainer import make_optimizer
+
+    torch.manual_seed(0)
+    model = coreaug.create_model("cnn", 3, 4).to(memory_format=torch.channels_last)
+    config = coreaug.TrainConfig(optimizer=optimizer, lr=0.1, compile=True, weight_decay=5e-4, nesterov=True,
+                                 norm_decay=False)
+    opt = make_optimizer(config, model, compiled_update=True)
+    if backend is not None:
+        monkeypatch.setattr(compiled_step, "compile_unit",
+                            lambda fn, *, device, fullgraph, mode="auto": torch.compile(fn, fullgraph=fullgraph,
+                                                                                       backend=backend))
+    step = compiled_step.CompiledStep(model, opt, create_policy("weak"), create_policy("randaugment"),
+                                      lambda x: x.float() / 255, contextlib.nullcontext, None, label_smoothing=0.0,
+                                      copies_per_step=2, device="cpu", compile=compile)
+    return model, opt, step
+
+
+def _batch(s):
+    generator = torch.Generator().manual_seed(s)
+    return (torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8, generator=generator),
+            torch.randint(0, 4, (8,), generator=generator), torch.ones(8), torch.arange(8) + 8 * s, 0.1)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_the_one_graph_step_keeps_parameters_buffers_and_state_in_a_few_flat_tensors(optimizer):
+    """The model's parameters and buffers and the optimizer's state become views of a few flat
+    tensors (per group, state key and buffer dtype), with their values and memory layouts; the
+    step updates them there, and an optimizer state loaded between epochs is read from then on."""
+    torch.manual_seed(0)
+    model = coreaug.create_model("cnn", 3, 4).to(memory_format=torch.channels_last)
+    before = {name: (t.clone(), t.stride()) for name, t in model.state_dict().items()}
+    model, opt, step = _cnn_step(optimizer=optimizer)
+    assert step.flat is not None
+    tensors = [*model.parameters(), *model.buffers(), *(v for s in opt.state.values() for v in s.values())]
+    storages = {t.untyped_storage().data_ptr() for t in tensors}
+    keys = len(next(iter(opt.state.values())))  # momentum; moments and step count
+    assert len(tensors) > 30 and len(storages) == len(opt.param_groups) * (1 + keys) + 2  # buffers: float, int64
+    for name, t in model.state_dict().items():
+        assert torch.equal(t, before[name][0]) and t.stride() == before[name][1], name  # channels-last kept
+    step(*_batch(0))
+    changed = [name for name, t in model.state_dict().items() if not torch.equal(t, before[name][0])]
+    assert "classifier.weight" in changed and any("running_mean" in name for name in changed)
+    # A state loaded between epochs (new tensors): the next epoch's step reads and updates those.
+    state = opt.state_dict()
+    key = "momentum_buffer" if optimizer == "sgd" else "exp_avg"
+    for entry in state["state"].values():
+        entry[key] = torch.full_like(entry[key], 0.5)
+    opt.load_state_dict(state)
+    assert not step._flat_still_held()
+    step.new_epoch()
+    assert step._flat_still_held()
+    held = [s[key] for s in opt.state.values()]
+    assert all(torch.equal(t, torch.full_like(t, 0.5)) for t in held)
+    step(*_batch(1))
+    assert all(not torch.equal(t, torch.full_like(t, 0.5)) for t in held)  # the views the step updates
+
+
+def test_the_compiled_one_graph_step_takes_a_few_flat_inputs_not_one_per_tensor(monkeypatch):
+    inputs = []
+
+    def backend(gm, example_inputs):
+        inputs.append(len(example_inputs))
+        return gm
+
+    model, _, step = _cnn_step(monkeypatch, compile=True, backend=backend)
+    step(*_batch(0))
+    step(*_batch(1))
+    monkeypatch.setattr(compiled_step.CompiledStep, "_flatten", lambda self: setattr(self, "flat", None))
+    model, _, unflat = _cnn_step(monkeypatch, compile=True, backend=backend)
+    unflat(*_batch(0))
+    per_tensor = len(list(model.parameters())) + len(list(model.buffers()))
+    assert len(inputs) == 2 and inputs[0] + per_tensor <= inputs[1], inputs  # one graph each, no recompile
