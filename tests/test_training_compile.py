@@ -502,7 +502,7 @@ def test_the_compile_mode_reaches_torch_compile(monkeypatch, device, mode, expec
     calls = []
     monkeypatch.setattr(torch, "compile", lambda fn, **options: calls.append(options) or fn)
     compiled_step.compile_unit(lambda x: x, device=device, fullgraph=True, mode=mode)
-    assert calls == [dict(fullgraph=True, **expected)]
+    assert calls == [dict(fullgraph=True, dynamic=False, **expected)]
     assert compiled_step.uses_cuda_graphs(device, mode) is graphs
 
 
@@ -535,7 +535,7 @@ def test_a_failure_inside_cuda_graph_trees_names_the_mode_without_them(monkeypat
         train(compile=True, epochs=1, test_limit=16)
 
 
-def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd"):
+def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd", copies=2):
     from coreaug.augment import create_policy
     from coreaug.training.trainer import make_optimizer
 
@@ -550,7 +550,7 @@ def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd"):
                                                                                        backend=backend))
     step = compiled_step.CompiledStep(model, opt, create_policy("weak"), create_policy("randaugment"),
                                       lambda x: x.float() / 255, contextlib.nullcontext, None, label_smoothing=0.0,
-                                      copies_per_step=2, device="cpu", compile=compile)
+                                      copies_per_step=copies, device="cpu", compile=compile)
     return model, opt, step
 
 
@@ -609,3 +609,27 @@ def test_the_compiled_one_graph_step_takes_a_few_flat_inputs_not_one_per_tensor(
     unflat(*_batch(0))
     per_tensor = len(list(model.parameters())) + len(list(model.buffers()))
     assert len(inputs) == 2 and inputs[0] + per_tensor <= inputs[1], inputs  # one graph each, no recompile
+
+
+def test_a_second_step_with_other_shapes_in_one_process_compiles_static_shapes(monkeypatch):
+    """dynamo remembers sizes per code location: without dynamic=False, a second run's step with
+    another number of copies in the same process (a bench grid's worker) was traced with a
+    symbolic size instead of its own fixed shapes."""
+    real_compile, graphs = torch.compile, []
+
+    def backend(gm, example_inputs):
+        graphs.append([type(x).__name__ for x in example_inputs if not isinstance(x, torch.Tensor)])
+        return gm
+
+    def compile_with_backend(fn, *, fullgraph, dynamic=None, mode=None, options=None):
+        return real_compile(fn, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
+
+    monkeypatch.setattr(torch, "compile", compile_with_backend)
+    torch._dynamo.reset()
+    for copies in (2, 3):
+        _, _, step = _cnn_step(copies=copies)
+        step.compiled = True
+        step.train_step = compiled_step.compile_unit(compiled_step.own_code(step._train_step), device="cpu",
+                                                     fullgraph=True)
+        step(*_batch(copies))
+    assert graphs == [[], []]  # tensors only: no symbolic size

@@ -116,11 +116,16 @@ def compile_unit(fn, *, device, fullgraph, mode="auto"):
     one-graph step of the cnn on 8x8 digits took 0.95-1.00x the time without it (two runs,
     paired in one process; the same parameters bit for bit: experiments/results/step_forms.md),
     a small gain, for a few seconds more of a cold compile. On CUDA the graphs replay as CUDA
-    graphs, which skip the wrapper anyway."""
+    graphs, which skip the wrapper anyway.
+
+    Static shapes (`dynamic=False`): a step's shapes never change within a run, but dynamo keeps
+    what it saw per code location, so in one process (a bench grid's worker, a notebook) a
+    second run with another number of copies a step was traced with a dynamic size (a symbolic
+    input, code for any size) instead of its own fixed shapes."""
     mode = compile_mode(device, mode)
     if mode is None and torch.device(device).type == "cpu":  # torch takes a mode or options, not both
-        return torch.compile(fn, fullgraph=fullgraph, options={"cpp_wrapper": True})
-    return torch.compile(fn, fullgraph=fullgraph, mode=mode)
+        return torch.compile(fn, fullgraph=fullgraph, dynamic=False, options={"cpp_wrapper": True})
+    return torch.compile(fn, fullgraph=fullgraph, dynamic=False, mode=mode)
 
 
 class CudaGraphSkips:
