@@ -1,21 +1,12 @@
 """experiments/bench_trainer.py: rows parsed from --rows, and one eager run's table and JSON."""
-import importlib.util
 import json
-import pathlib
-import sys
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "bench_trainer.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_trainer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(experiment):
+    return experiment("bench_trainer")
 
 
 def test_rows_name_strategy_fraction_estimates_and_policy(bench):

@@ -1,7 +1,6 @@
 """Issue 16's evidence scripts: the noise-signal measures, and cifar10_evidence.sh runs every grid
 through `coreaug bench --jobs` (checked against a stub `coreaug` that records its calls). The
 tables come from `coreaug report` (tests/test_report.py)."""
-import importlib.util
 import os
 import subprocess
 
@@ -10,16 +9,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_noise_signal_measures_rank_separation_and_the_low_loss_halves():
+def test_noise_signal_measures_rank_separation_and_the_low_loss_halves(experiment):
     np = pytest.importorskip("numpy")
-    signal = _script("cifar10_noise_signal")
+    signal = experiment("cifar10_noise_signal")
     flipped = np.array([False, False, True, True])
     assert signal.auc(np.array([1.0, 2.0, 3.0, 4.0]), flipped) == 1.0  # every flipped label scores higher
     assert signal.auc(np.array([4.0, 3.0, 2.0, 1.0]), flipped) == 0.0

@@ -1,19 +1,12 @@
 """experiments/gpu_plan.py: the epochs of the paper's recipe that fit in a GPU check's time left."""
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "gpu_plan.py"
-
 
 @pytest.fixture(scope="module")
-def gpu_plan():
-    spec = importlib.util.spec_from_file_location("gpu_plan", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def gpu_plan(experiment):
+    return experiment("gpu_plan")
 
 
 def row(mode, epoch_s, compile_s=None, strategy="maxloss", augment="maxloss", **extra):

@@ -1,19 +1,12 @@
 """experiments/hand_loop.py: the hand-written reference loop trains, times and counts its steps."""
-import importlib.util
-import pathlib
 
 import pytest
 import torch
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "hand_loop.py"
-
 
 @pytest.fixture(scope="module")
-def hand_loop():
-    spec = importlib.util.spec_from_file_location("hand_loop", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def hand_loop(experiment):
+    return experiment("hand_loop")
 
 
 def _data(n=64, size=8, classes=3):
