@@ -9,3 +9,9 @@ class UsageError(ValueError):
     stderr with exit code 2; any other ValueError (from torch, or one of coreaug's own
     invariants) is a failure, and keeps its traceback.
     """
+
+
+def one_line(exc):
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -4,8 +4,9 @@ Usage:
     python experiments/bench_trainer.py [--dataset fashion-mnist] [--model cnn] [--epochs 2]
         [--train-limit N] [--test-limit N] [--batch-size B] [--image-size S] [--augment randaugment]
         [--device cpu|cuda] [--precision auto] [--compile | --modes eager,compiled]
-        [--compile-mode MODE] [--fallback-mode MODE] [--rows hand,none,full,random:0.1,...] [--select-every 1]
-        [--count-steps 8] [--count-modes eager,compiled] [--quick] [--out experiments/results/trainer.md] [--json PATH]
+        [--compile-mode MODE] [--fallback-mode MODE] [--rows hand,none,full,random:0.1,...]
+        [--select-every 1] [--count-steps 8] [--count-modes eager,compiled] [--quick]
+        [--out experiments/results/trainer.md] [--json PATH]
 
 Each row of `--rows` is trained in each mode of `--modes` (eager; compiled: coreaug's
 ``--compile``, and the hand loop's compiled step) for `--epochs` epochs on the same data:
@@ -53,7 +54,8 @@ The table and `--json` are rewritten after every row, so a run cut short keeps w
 a one-off cost in one epoch shows there); a row that raises is named under the table ("Failed:
 ...") and the rows after it still run (the exit status is then 1); with ``--fallback-mode MODE`` a
 compiled row that raised is measured again once in that compile mode (``default``: compiled
-kernels without CUDA graphs), its mode written "compiled (default mode)"; the `## ` sections of an earlier `--out` file (its reading, written by hand) are kept below the table.
+kernels without CUDA graphs), its mode written "compiled (default mode)"; the `## ` sections of an
+earlier `--out` file (its reading, written by hand) are kept below the table.
 ``--quick``: 2 epochs, 4 counted steps (small datasets such as ``digits`` finish in minutes on a CPU).
 """
 import argparse
@@ -74,12 +76,13 @@ import coreaug
 from coreaug.augment import RandomSource, create_policy
 from coreaug.models import create_model
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
+from coreaug.selection.rules import RULES
 from coreaug.training.inputs import load_run_data
 from coreaug.training.sync_audit import syncs_per_step
-from coreaug.bench.grid import one_line
+from coreaug.training.trainer import augment_call_steps
 from coreaug.training.compiled_step import (COMPILE_MODES, CUDA_GRAPH_MODES, CudaGraphSkips, check_compilable,
                                             compile_mode)
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, one_line
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_compiled_step import kept_sections  # noqa: E402
@@ -282,14 +285,14 @@ def augmentation_share(args, row, measured, images, labels, num_classes):
         return measured["steps"] * best / measured["training_seconds"]
     steps = measured["steps"]
     policy = create_policy(row.augment, **({"candidates": 4} if "maxloss" in row.augment else {}))
-    per_call = 1 if getattr(policy, "needs_model", False) else row.augment_steps or 1
+    per_call = augment_call_steps(row.augment_steps, policy, getattr(RULES.get(row.strategy), "mixup", False))
     calls = math.ceil(steps / per_call)
     weak = seconds_per_call(create_policy("weak", flip=flip), images[:per_call * args.batch_size].to(device))
     copies = round(measured["n_augmented"] / steps) * per_call
     strong = 0.0
     if copies:
         context = None
-        if getattr(policy, "needs_model", False):
+        if policy.needs_model:
             model = create_model(args.model, images.shape[1], num_classes).to(device, memory_format=torch.channels_last)
             bf16 = device.type == "cuda" and args.precision in ("auto", "bf16")
             context = {"model": model, "labels": labels[:copies].to(device),
@@ -330,8 +333,7 @@ def host_table(rows, top=4):
         calls = r["host_calls"]
         longest = sorted(calls.items(), key=lambda item: -item[1][0])[:top]
         lines.append(
-            f"| {'hand' if row.hand else 'coreaug'} | {mode_label(mode, r)} | {'—' if row.hand else row.label()} "
-            f"| {row.augment} "
+            f"{row_cells(row, mode, r)} "
             f"| {r['ms_per_step']:.1f} | {sum(m for m, _ in calls.values()) / 1000:.2f} "
             f"| {sum(c for _, c in calls.values()):.0f} "
             f"| {', '.join(f'{name} {micros:.0f} µs x{count:.0f}' for name, (micros, count) in longest)} |")
@@ -348,6 +350,12 @@ def mode_label(mode, r):
     return f"{mode} ({r['fallback_mode']} mode)" if r.get("fallback_mode") else mode
 
 
+def row_cells(row, mode, r):
+    """A row's first four cells in both tables: loop, mode, strategy, augment."""
+    return f"| {'hand' if row.hand else 'coreaug'} | {mode_label(mode, r)} | {'—' if row.hand else row.label()} " \
+        f"| {row.augment}"
+
+
 def table(rows):
     """The markdown table of the measured rows."""
     lines = ["| loop | mode | strategy | augment | trained / epoch | epoch s | examples/s | ms / step "
@@ -355,8 +363,7 @@ def table(rows):
              "| CUDA graph skips | augmentation share | selection s | test acc |", "|" + "---|" * 17]
     for row, mode, r in rows:
         lines.append(
-            f"| {'hand' if row.hand else 'coreaug'} | {mode_label(mode, r)} | {'—' if row.hand else row.label()} "
-            f"| {row.augment} "
+            f"{row_cells(row, mode, r)} "
             f"| {r['n_trained']} | {r['epoch_seconds']:.2f} | {r['examples_per_s']:.0f} | {r['ms_per_step']:.1f} "
             f"| {_fmt(r.get('ops_per_step'), '.0f')} | {_fmt(r.get('launches_per_step'), '.0f')} "
             f"| {_fmt(r.get('syncs'), '.2g')} | {_fmt(r.get('compile_seconds'), '.1f')} "

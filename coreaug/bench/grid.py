@@ -9,7 +9,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, one_line
 from coreaug.training import TrainConfig, train
 from coreaug.training.config import SELECTING
 from coreaug.training.run_files import RunFolder, same_settings
@@ -152,12 +152,6 @@ def folder_in_use(folder):
     finally:
         probe.release()
     return False
-
-
-def one_line(exc):
-    """An exception as one line: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def run_grid_runs(runs, report=None):

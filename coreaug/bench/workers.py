@@ -18,10 +18,10 @@ import signal
 import threading
 from dataclasses import dataclass
 
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, one_line
 from coreaug.training.distributed import pick_device
 
-from .grid import RunOutcome, one_line, train_grid_run
+from .grid import RunOutcome, train_grid_run
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 

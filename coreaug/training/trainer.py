@@ -14,7 +14,7 @@ from tqdm import tqdm
 from coreaug.augment import create_policy
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, one_line
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, final_linear
 
@@ -525,9 +525,8 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
                                    learning_rate(config, epoch + step / batches.steps), numbers)
         except Exception as error:
             if step_fn.cuda_graphs and raised_in_cuda_graph_trees(error):
-                first = (str(error).strip().splitlines() or [""])[0]
                 raise RuntimeError(
-                    f"the compiled step failed inside torch's CUDA graph trees ({type(error).__name__}: {first}); "
+                    f"the compiled step failed inside torch's CUDA graph trees ({one_line(error)}); "
                     "--compile-mode default (compile_mode='default') compiles the step without CUDA graphs") from error
             raise
         totals.add_sums(sums, logits, idx, batches.augmented[take] if logit_sums is not None else None)
@@ -548,12 +547,17 @@ def raised_in_cuda_graph_trees(error):
 
 
 def steps_per_augment_call(config, strong, batches):
-    """How many steps' batches one weak and one strong call augment: `config.augment_steps`
-    (None: 1), but always 1 for max-loss transforms (they score with the model as it is at the
-    step) and for copies mixed with partners (crust)."""
-    if strong.needs_model or batches.partners is not None:
+    """`augment_call_steps` of a run (`config`) for an epoch's `batches`."""
+    return augment_call_steps(config.augment_steps, strong, batches.partners is not None)
+
+
+def augment_call_steps(augment_steps, strong, mixes_partners=False):
+    """How many steps' batches one weak and one strong call augment: `augment_steps` (None: 1),
+    but always 1 for max-loss transforms (they score with the model as it is at the step) and for
+    copies mixed with partners (crust)."""
+    if strong.needs_model or mixes_partners:
         return 1
-    return config.augment_steps or 1
+    return augment_steps or 1
 
 
 def augmented_steps(batches, data, weak, strong, draws, context, per_call=1):
