@@ -212,12 +212,12 @@ def one_graph_update(optimizer, scaler, reduce_gradients):
     functional SGD or AdamW (`torch.optim.sgd.sgd`, `torch.optim.adamw.adamw`: the arithmetic of
     their `step`) applied to them in the same graph. Then no autograd engine runs the backward,
     no `.grad` is written and zeroed, and dynamo looks up one unit's guards, not two: a compiled
-    SGD step of the cnn on 8x8 digits took 0.77-0.78x the two units' time, an AdamW step 0.83-0.85x,
-    with the same results bit for bit and 29 kernel launches a step against 43
-    (experiments/results/step_forms.md, step_forms_adamw.md). For torch's SGD and AdamW (not fused)
-    without a gradient scaler, in one process; otherwise (fp16, torchrun's gradient averaging
-    between backward and update, another optimizer) two units: forward + loss, whose backward
-    autograd runs, and `optimizer.step()`."""
+    SGD or AdamW step of the cnn on 8x8 digits took 0.83-0.84x the two units' time, with the same
+    results bit for bit and 30 kernel launches a step against 43 (one of them gathers a group's
+    gradients into its flat tensor, `FlatTensors.gather`; experiments/results/step_forms.md,
+    step_forms_adamw.md). For torch's SGD and AdamW (not fused) without a gradient scaler, in one
+    process; otherwise (fp16, torchrun's gradient averaging between backward and update, another
+    optimizer) two units: forward + loss, whose backward autograd runs, and `optimizer.step()`."""
     return (type(optimizer) in (torch.optim.SGD, torch.optim.AdamW) and scaler is None and reduce_gradients is None
             and not any(group.get("fused") or group.get("differentiable") for group in optimizer.param_groups))
 
@@ -392,11 +392,16 @@ class CompiledStep:
         self.group_names = [[name_of[id(p)] for p in group["params"] if id(p) in updated]
                             for group in self.optimizer.param_groups]
         self.buffers = dict(self.model.named_buffers())
-        self._flatten()
-        for p in self.parameters:
-            for state in self.optimizer.state.get(p, {}).values():  # momentum; moments and step counts
-                if isinstance(state, torch.Tensor):
-                    torch._dynamo.mark_static_address(state)
+        self._flatten()  # marks the flat tensors static
+        if self.flat is None:
+            for p in self.parameters:
+                for state in self.optimizer.state.get(p, {}).values():  # momentum; moments and step counts
+                    if isinstance(state, torch.Tensor):
+                        torch._dynamo.mark_static_address(state)
+
+    def _trained_groups(self):
+        """The trained parameters of each optimizer group, in the group's order."""
+        return [[self.trained[name] for name in names] for names in self.group_names]
 
     def _flatten(self):
         """Move the trained parameters (a `FlatTensors` per optimizer group), the optimizer's tensor
@@ -406,7 +411,7 @@ class CompiledStep:
         its own input as before, when they do not fit (parameters of mixed dtypes in a group, a
         tensor with gaps, state held for some parameters only)."""
         self.flat = None
-        groups = [[self.trained[name] for name in names] for names in self.group_names]
+        groups = self._trained_groups()
         states = []
         for params in groups:
             first = self.optimizer.state.get(params[0], {}) if params else {}
@@ -456,8 +461,7 @@ class CompiledStep:
         def held(tensor, flat):
             return tensor is not None and tensor.untyped_storage().data_ptr() == flat.flat.untyped_storage().data_ptr()
 
-        groups = [[self.trained[name] for name in names] for names in self.group_names]
-        for params, flat, state in zip(groups, self.flat["params"], self.flat["states"]):
+        for params, flat, state in zip(self._trained_groups(), self.flat["params"], self.flat["states"]):
             if not all(held(p, flat) for p in params if flat is not None) or not all(
                     held(self.optimizer.state.get(p, {}).get(key), f) for key, f in state.items() for p in params):
                 return False
@@ -469,8 +473,8 @@ class CompiledStep:
         trained parameter) as the step reads them: views of the flat tensors (in the graph, of
         its inputs), or the tensors themselves when nothing was flattened."""
         if self.flat is None:
-            return self.trained, self.buffers, [[self.optimizer.state[self.trained[name]] for name in names]
-                                                for names in self.group_names]
+            return self.trained, self.buffers, [[self.optimizer.state[p] for p in params]
+                                                for params in self._trained_groups()]
         trained, buffers, states = {}, {}, []
         for names, flat, state in zip(self.group_names, self.flat["params"], self.flat["states"]):
             trained.update(zip(names, flat.views(flat.flat) if flat else []))
