@@ -54,38 +54,39 @@ FORMS = {  # name: (one graph?, inductor options)
 BATCH, COPIES, BATCHES = 32, 7, 64
 
 
-def batches():
+def batches(channels=1, size=8, count=BATCHES):
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (BATCHES, BATCH, 1, 8, 8), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (BATCHES, BATCH), generator=generator)
-    keys = [RandomSource.image_keys(torch.arange(BATCH) + BATCH * b, 0) for b in range(BATCHES)]
+    images = torch.randint(0, 256, (count, BATCH, channels, size, size), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (count, BATCH), generator=generator)
+    keys = [RandomSource.image_keys(torch.arange(BATCH) + BATCH * b, 0) for b in range(count)]
     return images, labels, keys
 
 
-def build(form, optimizer_name="sgd"):
-    """(a function training step s, the model) for `form`, training with `optimizer_name`."""
-    one_graph, options = FORMS[form]
+def step_for(model_name="cnn", channels=1, size=8, optimizer_name="sgd", patches=(), count=BATCHES):
+    """(train_step(s), warm_up(), model, step): a `CompiledStep` of `model_name` (seed 0) with
+    `optimizer_name`, built while each (object, attribute, value) of `patches` is set, training
+    on `count` random batches of `BATCH` uint8 images (`COPIES` RandAugment copies a step)."""
     torch.manual_seed(0)
-    model = coreaug.create_model("cnn", 1, 10).to(memory_format=torch.channels_last)
+    model = coreaug.create_model(model_name, channels, 10).to(memory_format=torch.channels_last)
     config = TrainConfig(dataset="digits", compile=True, optimizer=optimizer_name).resolved()
     optimizer = make_optimizer(config, model, compiled_update=True)
-    real_unit, real_choice = compiled_step.compile_unit, compiled_step.one_graph_update
-    compiled_step.compile_unit = lambda fn, *, device, fullgraph, mode="auto": torch.compile(fn, fullgraph=fullgraph,
-                                                                                             options=options)
-    compiled_step.one_graph_update = lambda *args: one_graph
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    for obj, name, value in patches:
+        setattr(obj, name, value)
     try:
         step = compiled_step.CompiledStep(
             model, optimizer, create_policy("weak"), create_policy("randaugment"), lambda x: x.float() / 255,
             lambda: torch.autocast("cpu", enabled=False), None, label_smoothing=0.0, copies_per_step=COPIES,
             device="cpu")
     finally:
-        compiled_step.compile_unit, compiled_step.one_graph_update = real_unit, real_choice
-    images, labels, keys = batches()
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+    images, labels, keys = batches(channels, size, count)
     weights = torch.ones(BATCH)
     model.train()
 
     def train_step(s):
-        return step(images[s % BATCHES], labels[s % BATCHES], weights, keys[s % BATCHES], 0.05)
+        return step(images[s % count], labels[s % count], weights, keys[s % count], 0.05)
 
     def warm_up():
         for s in range(3):  # the first epoch: compiles, guards checked every step
@@ -94,6 +95,18 @@ def build(form, optimizer_name="sgd"):
         step.new_epoch()  # from here as in a later epoch: guards at its first step only
         train_step(3)
 
+    return train_step, warm_up, model, step
+
+
+def build(form, optimizer_name="sgd"):
+    """(a function training step s, its warm-up, the model) for `form`, training with `optimizer_name`."""
+    one_graph, options = FORMS[form]
+
+    def unit(fn, *, device, fullgraph, mode="auto"):
+        return torch.compile(fn, fullgraph=fullgraph, options=options)
+
+    train_step, warm_up, model, _ = step_for(optimizer_name=optimizer_name, patches=(
+        (compiled_step, "compile_unit", unit), (compiled_step, "one_graph_update", lambda *args: one_graph)))
     return train_step, warm_up, model
 
 

@@ -18,22 +18,22 @@ passing the inputs); graph inputs: the compiled graph's inputs. Largest differen
 BatchNorm statistics after the timed steps (the same batches in the same order), between the forms.
 """
 import argparse
+import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
 
-import coreaug
-from coreaug.augment import create_policy
-from coreaug.augment.sampling import RandomSource
 from coreaug.training import compiled_step
-from coreaug.training.config import TrainConfig
-from coreaug.training.trainer import make_optimizer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_step_forms import BATCH, COPIES, step_for  # noqa: E402
 
 MODELS = {"cnn": (1, 8), "resnet20": (3, 32)}  # channels, size
 FORMS = ("a tensor an input", "flat tensors")
-BATCH, COPIES, BATCHES = 32, 7, 8
+BATCHES = 8
 
 
 class GraphTimer:
@@ -63,38 +63,12 @@ class GraphTimer:
 
 
 def build(model_name, flat):
-    """(train_step(s), model) of the one-graph step on `model_name`, flat or a tensor an input."""
+    """(train_step(s), model) of the one-graph step on `model_name`, flat or a tensor an input, warmed up."""
     channels, size = MODELS[model_name]
-    torch.manual_seed(0)
-    model = coreaug.create_model(model_name, channels, 10).to(memory_format=torch.channels_last)
-    config = TrainConfig(dataset="digits", compile=True, optimizer="sgd").resolved()
-    optimizer = make_optimizer(config, model, compiled_update=True)
-    real = compiled_step.CompiledStep._flatten
-    if not flat:
-        compiled_step.CompiledStep._flatten = lambda self: setattr(self, "flat", None)
-    try:
-        step = compiled_step.CompiledStep(
-            model, optimizer, create_policy("weak"), create_policy("randaugment"), lambda x: x.float() / 255,
-            lambda: torch.autocast("cpu", enabled=False), None, label_smoothing=0.0, copies_per_step=COPIES,
-            device="cpu")
-    finally:
-        compiled_step.CompiledStep._flatten = real
-    assert (getattr(step, "flat", None) is not None) == flat
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (BATCHES, BATCH, channels, size, size), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (BATCHES, BATCH), generator=generator)
-    keys = [RandomSource.image_keys(torch.arange(BATCH) + BATCH * b, 0) for b in range(BATCHES)]
-    weights = torch.ones(BATCH)
-    model.train()
-
-    def train_step(s):
-        return step(images[s % BATCHES], labels[s % BATCHES], weights, keys[s % BATCHES], 0.05)
-
-    for s in range(3):  # the first epoch: compiles, guards checked every step
-        train_step(s)
-    step.new_epoch()
-    step.new_epoch()  # from here as in a later epoch: guards at its first step only
-    train_step(3)
+    patches = () if flat else ((compiled_step.CompiledStep, "_flatten", lambda self: setattr(self, "flat", None)),)
+    train_step, warm_up, model, step = step_for(model_name, channels, size, patches=patches, count=BATCHES)
+    assert (step.flat is not None) == flat
+    warm_up()
     return train_step, model
 
 
