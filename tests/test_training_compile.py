@@ -76,14 +76,15 @@ def test_the_compiled_step_keeps_the_training_logits_for_the_next_selection(monk
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("augment, optimizer, one_graph", [
-    ("randaugment", "sgd", True), ("maxloss", "sgd", True), ("randaugment", "adamw", True),
-    ("randaugment", "adamw", False)])
-def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch, augment, optimizer, one_graph):
+@pytest.mark.parametrize("augment, optimizer, one_graph, precision", [
+    ("randaugment", "sgd", True, "bf16"), ("maxloss", "sgd", True, "bf16"), ("randaugment", "adamw", True, "bf16"),
+    ("randaugment", "adamw", False, "bf16"), ("randaugment", "sgd", True, "fp16")])
+def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch, augment, optimizer, one_graph, precision):
     """On a GPU (CUDA graphs), torch raises on a sync inside a compiled step after the first
     epoch's steps (warm-up and graph capture); max-loss scores its candidates inside the step.
-    SGD's and AdamW's steps are one graph; where they are two units (fp16, torchrun), forward +
-    loss and then the update reading the backward's gradients are one path of CUDA graph trees."""
+    SGD's and AdamW's steps are one graph (fp16's loss scaling too); where they are two units
+    (torchrun), forward + loss and then the update reading the backward's gradients are one path
+    of CUDA graph trees."""
     if not one_graph:
         monkeypatch.setattr(compiled_step, "one_graph_update", lambda *args: False)
     calls, real = [], compiled_step.CompiledStep.__call__
@@ -98,7 +99,7 @@ def test_compiled_cuda_steps_raise_on_any_sync(monkeypatch, augment, optimizer, 
         finally:
             torch.cuda.set_sync_debug_mode("default")
     monkeypatch.setattr(compiled_step.CompiledStep, "__call__", call)
-    result = train(compile=True, device="cuda", epochs=2, augment=augment, optimizer=optimizer)
+    result = train(compile=True, device="cuda", epochs=2, augment=augment, optimizer=optimizer, precision=precision)
     assert len(calls) > 4 and result.history[1]["graphs_compiled"] == 0
     assert [m["cudagraph_skips"] for m in result.history] == [0, 0]  # every compiled graph replays
 
@@ -282,12 +283,14 @@ def test_graph_counts_are_logged_only_with_compile():
     assert "graphs_compiled" not in result.history[0]
 
 
-def test_the_compiled_step_never_waits_on_the_device(monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_compiled_step_never_waits_on_the_device(monkeypatch, precision):
     """torch.compile does not run under the audit's dispatch mode, so the audit runs the step's
     units eagerly: it sees every op they trace (a sync inside a fullgraph unit would not compile
-    anyway) and every op of the loop around them."""
+    anyway) and every op of the loop around them. fp16's loss scaling included (GradScaler's own
+    `step` reads its inf flag on the host)."""
     monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)
-    base = dict(RUN, epochs=1, test_limit=16, compile=True)
+    base = dict(RUN, epochs=1, test_limit=16, compile=True, precision=precision)
     train(**base)  # tables the policies build once a process (not per step) are built before the audit
     per_step, counts = syncs_per_step(base)
     assert per_step == 0, counts
@@ -410,13 +413,15 @@ FACTORIES = (torch.tensor, torch.as_tensor, torch.scalar_tensor, torch.arange, t
              torch.ones, torch.full, torch.empty, torch.eye, torch.rand, torch.randn, torch.randint)
 
 
-@pytest.mark.parametrize("augment, optimizer, one_graph", [
-    ("randaugment", "sgd", True), ("autoaugment", "sgd", True), ("maxloss", "sgd", True), ("randaugment", "adamw", True),
-    ("randaugment", "adamw", False)])
-def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, augment, optimizer, one_graph):
+@pytest.mark.parametrize("augment, optimizer, one_graph, precision", [
+    ("randaugment", "sgd", True, "fp32"), ("autoaugment", "sgd", True, "fp32"), ("maxloss", "sgd", True, "fp32"),
+    ("randaugment", "adamw", True, "fp32"), ("randaugment", "adamw", False, "fp32"),
+    ("randaugment", "sgd", True, "fp16")])
+def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, augment, optimizer, one_graph,
+                                                                precision):
     """Read from the graphs dynamo and AOT autograd trace on the CPU (SGD and AdamW: the step is
-    one graph; two units where one is not possible (fp16, torchrun), forward + loss with its
-    backward, and the update): no tensor made without a
+    one graph, fp16's loss scaling included; two units where one is not possible (torchrun),
+    forward + loss with its backward, and the update): no tensor made without a
     device and nothing read back to the host (on a GPU, a CPU node), no input mutated in place
     unless it is static (parameters, buffers, optimizer state: a CUDA graph may write them where
     they are; any other mutated input makes inductor skip CUDA graphs, "mutated inputs"), and no
@@ -450,7 +455,7 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
                                                                                    backend=capture))
     if not one_graph:
         monkeypatch.setattr(compiled_step, "one_graph_update", lambda *args: False)
-    train(compile=True, epochs=1, test_limit=16, augment=augment, optimizer=optimizer)
+    train(compile=True, epochs=1, test_limit=16, augment=augment, optimizer=optimizer, precision=precision)
     calls = [node for gm in graphs for node in gm.graph.nodes if node.op in ("call_function", "call_method")]
     assert len(graphs) == len(units) == (1 if one_graph else 2) and len(calls) > 100  # the step, traced
     deviceless = [f"{node.target.__name__}: {node.meta.get('stack_trace', '').strip().splitlines()[-2:]}"
@@ -535,7 +540,8 @@ def test_a_failure_inside_cuda_graph_trees_names_the_mode_without_them(monkeypat
         train(compile=True, epochs=1, test_limit=16)
 
 
-def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd", copies=2):
+def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd", copies=2, scaler=None,
+              autocast=contextlib.nullcontext):
     from coreaug.augment import create_policy
     from coreaug.training.trainer import make_optimizer
 
@@ -546,10 +552,10 @@ def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd", co
     opt = make_optimizer(config, model, compiled_update=True)
     if backend is not None:
         monkeypatch.setattr(compiled_step, "compile_unit",
-                            lambda fn, *, device, fullgraph, mode="auto": torch.compile(fn, fullgraph=fullgraph,
-                                                                                       backend=backend))
+                            lambda fn, *, device, fullgraph, mode="auto": torch.compile(
+                                fn, fullgraph=fullgraph, dynamic=False, backend=backend))  # as compile_unit
     step = compiled_step.CompiledStep(model, opt, create_policy("weak"), create_policy("randaugment"),
-                                      lambda x: x.float() / 255, contextlib.nullcontext, None, label_smoothing=0.0,
+                                      lambda x: x.float() / 255, autocast, scaler, label_smoothing=0.0,
                                       copies_per_step=copies, device="cpu", compile=compile)
     return model, opt, step
 
@@ -633,3 +639,50 @@ def test_a_second_step_with_other_shapes_in_one_process_compiles_static_shapes(m
                                                      fullgraph=True)
         step(*_batch(copies))
     assert graphs == [[], []]  # tensors only: no symbolic size
+
+
+def _fp16_steps(monkeypatch, optimizer, one_graph, compile=False):
+    """Six fp16 steps of the cnn with a GradScaler (small growth interval, factors that are not
+    powers of two), its scale set to overflow fp16 before the fourth: the model, optimizer and
+    scaler, the scale after each step, whether each step left the parameters as they were, and
+    whether it backed the scale off."""
+    monkeypatch.setattr(compiled_step, "one_graph_update", lambda *args: one_graph)
+    scaler = torch.amp.GradScaler("cpu", growth_interval=2, growth_factor=1.7, backoff_factor=0.3)
+    model, opt, step = _cnn_step(optimizer=optimizer, scaler=scaler, compile=compile,
+                                 autocast=lambda: torch.autocast("cpu", dtype=torch.float16))
+    assert step.one_graph == one_graph
+    scales, unchanged, before = [], [], []
+    for s in range(6):
+        if s == 3:  # a scale whose products overflow fp16: the next steps are skipped
+            scaler.load_state_dict({**scaler.state_dict(), "scale": 1e30})
+        before.append(scaler.get_scale())
+        params = [p.detach().clone() for p in model.parameters()]
+        step(*_batch(s))
+        scales.append(scaler.get_scale())
+        unchanged.append(all(torch.equal(a, b) for a, b in zip(params, model.parameters())))
+    backed_off = [now < then for now, then in zip(scales, before)]
+    return model, opt, scaler, scales, unchanged, backed_off
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fp16s_loss_scaling_in_the_one_graph_step_is_gradscalers(monkeypatch, optimizer):
+    """fp16: the one-graph step scales the loss, unscales and checks the gradients, skips the update
+    of a step with an inf and grows or backs off the scale as GradScaler's `scale`, `step` and
+    `update` do (the two-unit step runs them), bit for bit, without reading anything on the host;
+    a scale loaded into the scaler between steps is the one the step uses."""
+    one, two = _fp16_steps(monkeypatch, optimizer, True), _fp16_steps(monkeypatch, optimizer, False)
+    assert one[3:] == two[3:]
+    scales, unchanged, backed_off = one[3:]
+    assert unchanged == backed_off, (unchanged, scales)  # a step with an inf is skipped, and only such a step
+    assert unchanged[3] and not all(unchanged) and max(scales[:3]) > 2.0 ** 16, scales  # skipped; trained; grown
+    assert one[2].state_dict() == two[2].state_dict()
+    for (name, a), b in zip(one[0].state_dict().items(), two[0].state_dict().values()):
+        assert torch.equal(a, b), name
+    for a, b in zip(one[1].state_dict()["state"].values(), two[1].state_dict()["state"].values()):
+        assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_the_compiled_fp16_step_skips_exactly_the_steps_whose_scale_it_backs_off(monkeypatch):
+    """The same six steps, the one graph compiled by inductor."""
+    _, _, _, scales, unchanged, backed_off = _fp16_steps(monkeypatch, "sgd", True, compile=True)
+    assert unchanged == backed_off and unchanged[3] and not all(unchanged), (unchanged, scales)

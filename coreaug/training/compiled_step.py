@@ -9,7 +9,12 @@ forward through `torch.func.functional_call`, the weighted cross-entropy, its gr
 state (momentum buffers; moments and step counts) in place, traced whole (`fullgraph=True`:
 a graph break is an error). No autograd engine runs and no `.grad` is written or zeroed.
 
-Otherwise (fp16's gradient scaler, torchrun's gradient averaging) two compiled units:
+With fp16 the graph also does GradScaler's work (`LossScaling`): the loss multiplied by the
+scale, the gradients divided by it and checked for infs and NaNs, the update of a step with one
+undone (`torch.where`) and the scale grown or backed off, on the device (GradScaler's `step`
+reads the flag on the host); the same updates and scales as GradScaler's, bit for bit.
+
+Otherwise (torchrun's gradient averaging, another optimizer) two compiled units:
 
 1. augment + forward + loss, as above; its backward is AOT autograd's compiled backward, run
    by `loss.backward()`;
@@ -26,8 +31,8 @@ On CUDA the graphs use mode "reduce-overhead" (CUDA graphs: fixed shapes, the pl
 allocated once an epoch; parameters, buffers and optimizer state updated where they are), and
 each step begins with `torch.compiler.cudagraph_mark_step_begin()`, so that the units of one
 step are one path of CUDA graph trees (the update reads the backward's gradients); on the CPU
-the default mode. fp16's GradScaler stays eager (its inf check reads a flag on the host each
-step, the price of fp16 anyway), with an eager update.
+the default mode. In the two-unit form fp16's GradScaler stays eager (its inf check reads a
+flag on the host each step), with an eager update.
 
 Guards: dynamo checks each compiled unit's guards (about 600 for the one with the forward: the
 modules, policies and globals it reads; 0.09 ms a step on a CPU core,
@@ -207,7 +212,7 @@ def prime_optimizer_state(optimizer):
         group["lr"] = rate
 
 
-def one_graph_update(optimizer, scaler, reduce_gradients):
+def one_graph_update(optimizer, reduce_gradients):
     """Whether the step is one graph: the gradients taken with `torch.func.grad` and torch's
     functional SGD or AdamW (`torch.optim.sgd.sgd`, `torch.optim.adamw.adamw`: the arithmetic of
     their `step`) applied to them in the same graph. Then no autograd engine runs the backward,
@@ -215,11 +220,67 @@ def one_graph_update(optimizer, scaler, reduce_gradients):
     SGD or AdamW step of the cnn on 8x8 digits took 0.83-0.84x the two units' time, with the same
     results bit for bit and 30 kernel launches a step against 43 (one of them gathers a group's
     gradients into its flat tensor, `FlatTensors.gather`; experiments/results/step_forms.md,
-    step_forms_adamw.md). For torch's SGD and AdamW (not fused) without a gradient scaler, in one
-    process; otherwise (fp16, torchrun's gradient averaging between backward and update, another
-    optimizer) two units: forward + loss, whose backward autograd runs, and `optimizer.step()`."""
-    return (type(optimizer) in (torch.optim.SGD, torch.optim.AdamW) and scaler is None and reduce_gradients is None
+    step_forms_adamw.md). fp16's gradient scaling is in the graph too (`LossScaling`). For
+    torch's SGD and AdamW (not fused), in one process; otherwise (torchrun's gradient averaging
+    between backward and update, another optimizer) two units: forward + loss, whose backward
+    autograd runs, and `optimizer.step()` (fp16: GradScaler's, eager)."""
+    return (type(optimizer) in (torch.optim.SGD, torch.optim.AdamW) and reduce_gradients is None
             and not any(group.get("fused") or group.get("differentiable") for group in optimizer.param_groups))
+
+
+class LossScaling:
+    """fp16's loss scaling inside the one-graph step, as `torch.amp.GradScaler`'s `scale`, `step`
+    and `update` do it, with nothing read back to the host: the loss is multiplied by the scale,
+    the gradients divided by it and checked for infs and NaNs (`unscale`: the arithmetic of
+    GradScaler's `unscale_`), the update kept only where none was found (`keep`: a `torch.where` over what
+    it wrote, where GradScaler's `step` reads the flag on the host and skips `optimizer.step()`),
+    and the scale grown or backed off (`update`: GradScaler's `update`). The scale and
+    growth tracker are the scaler's own tensors, updated in place: its `state_dict` (checkpoints),
+    `get_scale` and `load_state_dict` read and write what the step uses."""
+
+    def __init__(self, scaler, device):
+        if scaler._scale is None:  # GradScaler makes its tensors at its first `scale` call
+            scaler.scale(torch.ones((), device=device))
+        self.scaler, self.scale, self.growth = scaler, scaler._scale, scaler._growth_tracker
+        for t in (self.scale, self.growth):
+            torch._dynamo.mark_static_address(t)  # updated in place by the graph
+        self.read_settings()
+
+    def read_settings(self):
+        """Read the scaler's growth factor, backoff factor and growth interval (eagerly: dynamo does
+        not trace GradScaler's getters; the step calls this at each epoch's start)."""
+        self.settings = (self.scaler.get_growth_factor(), self.scaler.get_backoff_factor(),
+                         self.scaler.get_growth_interval())
+
+    def unscale(self, grads):
+        """Divide `grads` (in place) by the scale; returns a (1,) float tensor, nonzero when one
+        of them holds an inf or a NaN."""
+        # GradScaler's op for this returns a list, which inductor's C++ wrapper (the CPU's) cannot
+        # call: the same arithmetic in plain ops (a product by the float32 reciprocal, rounded as there).
+        found = torch.stack([torch.isfinite(g).all() for g in grads]).logical_not().any().float().view(1)
+        torch._foreach_mul_(grads, self.scale.double().reciprocal().float())
+        return found
+
+    @staticmethod
+    def keep(found, written, before):
+        """Put the tensors `written` by an update back to their values `before` it where `found`."""
+        skipped = found[0] > 0
+        for tensor, old in zip(written, before):
+            tensor.copy_(torch.where(skipped, old, tensor))
+
+    def update(self, found):
+        """GradScaler's `update` (`torch._amp_update_scale_`) in plain ops (inductor's C++
+        wrapper would call that op through a slower fallback): after a step with an inf or a NaN
+        the scale is multiplied by the backoff factor; after `growth_interval` steps without one,
+        by the growth factor (when the product is finite); in float64, rounded to float32, as there."""
+        growth_factor, backoff_factor, interval = self.settings
+        skipped, counted = found[0] > 0, self.growth + 1
+        due = counted == interval
+        grown = (self.scale.double() * growth_factor).float()
+        scale = torch.where(skipped, (self.scale.double() * backoff_factor).float(),
+                            torch.where(due & torch.isfinite(grown), grown, self.scale))
+        self.growth.copy_(torch.where(skipped | due, torch.zeros_like(counted), counted))
+        self.scale.copy_(scale)
 
 
 def _is_dense(t):
@@ -357,12 +418,14 @@ class CompiledStep:
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.weak, self.strong, self.preprocess, self.autocast = weak, strong, preprocess, autocast
         self.label_smoothing, self.copies = label_smoothing, copies_per_step
-        # fp16: the scaler's eager update takes float rates, set each step as the eager trainer does.
-        self.rates = tensor_learning_rates(optimizer, device) if scaler is None else []
+        self.one_graph = one_graph_update(optimizer, reduce_gradients)
+        # fp16 in two units: the scaler's eager update takes float rates, set each step as the eager trainer does.
+        eager_scaler = scaler is not None and not self.one_graph
+        self.rates = [] if eager_scaler else tensor_learning_rates(optimizer, device)
         self.warmed = False
         wrap = (lambda fn, fullgraph: compile_unit(fn, device=device, fullgraph=fullgraph, mode=compile_mode)) \
             if compile else (lambda fn, fullgraph: fn)
-        if scaler is None:
+        if not eager_scaler:
             prime_optimizer_state(optimizer)
         # optimizer.step without its hooks and the graph breaks torch puts around it; traced
         # whole and run under no_grad (an inference graph: the parameters updated in place).
@@ -370,8 +433,8 @@ class CompiledStep:
         self._lr_now = None
         self.compiled, self.epochs, self.guards_due = compile, 0, True
         self.cuda_graphs = compile and uses_cuda_graphs(device, compile_mode)
-        self.one_graph = one_graph_update(optimizer, scaler, reduce_gradients)
         if self.one_graph:
+            self.scaling = LossScaling(scaler, device) if scaler is not None else None
             self._split_parameters()
             self.train_step = wrap(own_code(self._train_step), True)
         else:
@@ -533,28 +596,46 @@ class CompiledStep:
 
         def loss_of(trained, buffers):
             forward = lambda x: torch.func.functional_call(self.model, (trained, self.held, buffers), (x,))  # noqa: E731
-            return self._loss(forward, inputs, labels, weights)
+            loss, aux = self._loss(forward, inputs, labels, weights)
+            return (loss * self.scaling.scale if self.scaling else loss), aux  # fp16: GradScaler's scale
 
         grads, (losses, logits) = torch.func.grad(loss_of, has_aux=True)(trained, buffers)
         with torch.no_grad():
-            for i, (group, names, state) in enumerate(zip(self.optimizer.param_groups, self.group_names, states)):
+            groups = [i for i, names in enumerate(self.group_names) if names]
+            if self.flat is None:
+                group_grads = [[grads[name] for name in self.group_names[i]] for i in groups]
+            else:  # each group's gradients as one flat tensor: its update runs on its flat tensors
+                group_grads = [[self.flat["params"][i].gather([grads[name] for name in self.group_names[i]])]
+                               for i in groups]
+            found = self.scaling.unscale([g for gs in group_grads for g in gs]) if self.scaling else None
+            for i, grad in zip(groups, group_grads):
+                group = self.optimizer.param_groups[i]
                 if self.flat is None:
-                    self._functional_update(group, [trained[name] for name in names],
-                                            [grads[name] for name in names], state)
-                elif names:  # the group's parameters as one flat tensor: one update, in place on the inputs
-                    self._flat_update(group, self.flat["params"][i], self.flat["states"][i],
-                                      [grads[name] for name in names])
+                    params = [trained[name] for name in self.group_names[i]]
+                    written = params + [t for s in states[i] for t in s.values() if isinstance(t, torch.Tensor)]
+                else:
+                    written = [self.flat["params"][i].flat] + [f.flat for f in self.flat["states"][i].values()]
+                before = [t.clone() for t in written] if found is not None else None
+                if self.flat is None:
+                    self._functional_update(group, params, grad, states[i])
+                else:
+                    self._flat_update(group, self.flat["params"][i], self.flat["states"][i], grad[0])
+                if found is not None:
+                    self.scaling.keep(found, written, before)
+            if found is not None:
+                self.scaling.update(found)
         return self._sums(losses, logits, labels), logits
 
-    def _flat_update(self, group, params, state, grads):
-        """`_functional_update` of a group's flat parameters `params` by its gathered `grads`, on
-        its flat `state`, the flat tensors themselves updated (updating their views instead would
-        have the graph rewrite a whole flat tensor per view). Every parameter of a group has the
-        same step count: one, the first's, counts for all, and is then copied to the others."""
+    def _flat_update(self, group, params, state, grad):
+        """`_functional_update` of a group's flat parameters `params` by its gathered gradient
+        `grad`, on its flat `state`, the flat tensors themselves updated (updating their views
+        instead would have the graph rewrite a whole flat tensor per view). Every parameter of a
+        group has the same step count: one, the first's, counts for all, and is then copied to
+        the others."""
         steps = state.get("step")
         one_step = steps.views(steps.flat)[0] if steps is not None else None
         tensors = {key: (one_step if key == "step" else flat.flat) for key, flat in state.items()}
-        self._functional_update(group, [params.flat], [params.gather(grads)], [tensors])
+        self._functional_update(group, [params.flat], [grad], [tensors])
         if steps is not None:
             steps.flat.fill_(one_step.clone())
 
@@ -602,6 +683,8 @@ class CompiledStep:
         checks them (it compiles)."""
         self.epochs += 1
         self.guards_due = True
+        if self.one_graph and self.scaling is not None:
+            self.scaling.read_settings()
         if self.one_graph and self.flat is not None and not self._flat_still_held():
             self.buffers = dict(self.model.named_buffers())  # e.g. a state loaded between epochs:
             self._flatten()  # the graph reads the tensors held now
@@ -640,7 +723,7 @@ class CompiledStep:
         for rate in self.rates:
             rate.fill_(lr)
         self._lr_now = lr
-        if self.scaler is not None:
+        if self.scaler is not None and not self.one_graph:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         if self.one_graph:

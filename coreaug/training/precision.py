@@ -27,7 +27,8 @@ def autocast_for(precision, device):
 def gradient_scaler(precision, device):
     """A GradScaler for fp16 (its range is too narrow for small gradients), else None.
 
-    The scaler checks the gradients for inf/NaN on the host before each optimizer step: one
-    device sync per step, the price of fp16; bf16 needs no scaler and no sync.
+    In the eager step the scaler checks the gradients for inf/NaN on the host before each
+    optimizer step: one device sync per step; the compiled one-graph step does the scaler's
+    work on the device (`compiled_step.LossScaling`), no sync. bf16 needs no scaler.
     """
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
