@@ -8,6 +8,9 @@ Usage:
 
 `--optimizer adamw`: the same with coreaug's AdamW (its defaults: lr 1e-3, weight decay 0.05; the
 one graph runs torch's functional AdamW, `torch.optim.adamw.adamw`).
+`--precision fp16`: the step in fp16 autocast with a GradScaler (the one graph scales, checks and
+skips inside the graph, `compiled_step.LossScaling`; the two units run GradScaler's eager `step`
+and `update`, which read its inf flag on the host each step).
 
 Builds one `coreaug.training.compiled_step.CompiledStep` per form, each on its own copy of the
 same model (the same seed), compiles them (a few warm-up steps), then times `--steps` steps of
@@ -62,10 +65,12 @@ def batches(channels=1, size=8, count=BATCHES):
     return images, labels, keys
 
 
-def step_for(model_name="cnn", channels=1, size=8, optimizer_name="sgd", patches=(), count=BATCHES):
+def step_for(model_name="cnn", channels=1, size=8, optimizer_name="sgd", patches=(), count=BATCHES,
+             precision="fp32"):
     """(train_step(s), warm_up(), model, step): a `CompiledStep` of `model_name` (seed 0) with
     `optimizer_name`, built while each (object, attribute, value) of `patches` is set, training
-    on `count` random batches of `BATCH` uint8 images (`COPIES` RandAugment copies a step)."""
+    on `count` random batches of `BATCH` uint8 images (`COPIES` RandAugment copies a step) in
+    `precision` ("fp32", or "fp16": autocast and a GradScaler)."""
     torch.manual_seed(0)
     model = coreaug.create_model(model_name, channels, 10).to(memory_format=torch.channels_last)
     config = TrainConfig(dataset="digits", compile=True, optimizer=optimizer_name).resolved()
@@ -76,8 +81,9 @@ def step_for(model_name="cnn", channels=1, size=8, optimizer_name="sgd", patches
     try:
         step = compiled_step.CompiledStep(
             model, optimizer, create_policy("weak"), create_policy("randaugment"), lambda x: x.float() / 255,
-            lambda: torch.autocast("cpu", enabled=False), None, label_smoothing=0.0, copies_per_step=COPIES,
-            device="cpu")
+            lambda: torch.autocast("cpu", dtype=torch.float16, enabled=precision == "fp16"),
+            torch.amp.GradScaler("cpu") if precision == "fp16" else None, label_smoothing=0.0,
+            copies_per_step=COPIES, device="cpu")
     finally:
         for obj, name, value in saved:
             setattr(obj, name, value)
@@ -98,14 +104,15 @@ def step_for(model_name="cnn", channels=1, size=8, optimizer_name="sgd", patches
     return train_step, warm_up, model, step
 
 
-def build(form, optimizer_name="sgd"):
-    """(a function training step s, its warm-up, the model) for `form`, training with `optimizer_name`."""
+def build(form, optimizer_name="sgd", precision="fp32"):
+    """(a function training step s, its warm-up, the model) for `form`, training with
+    `optimizer_name` in `precision`."""
     one_graph, options = FORMS[form]
 
     def unit(fn, *, device, fullgraph, mode="auto"):
         return torch.compile(fn, fullgraph=fullgraph, options=options)
 
-    train_step, warm_up, model, _ = step_for(optimizer_name=optimizer_name, patches=(
+    train_step, warm_up, model, _ = step_for(optimizer_name=optimizer_name, precision=precision, patches=(
         (compiled_step, "compile_unit", unit), (compiled_step, "one_graph_update", lambda *args: one_graph)))
     return train_step, warm_up, model
 
@@ -115,6 +122,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     parser.add_argument("--out", default="experiments/results/step_forms.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -122,7 +130,7 @@ def main():
     load_before = open("/proc/loadavg").read().strip()
     forms, compile_s = {}, {}
     for form in FORMS:
-        train_step, warm_up, _ = build(form, args.optimizer)
+        train_step, warm_up, _ = build(form, args.optimizer, args.precision)
         start = time.perf_counter()
         warm_up()
         compile_s[form] = time.perf_counter() - start
@@ -140,7 +148,7 @@ def main():
     differences = {}
     reference = None
     for form in FORMS:  # fresh copies: 20 steps each on the same batches
-        train_step, _, model = build(form, args.optimizer)
+        train_step, _, model = build(form, args.optimizer, args.precision)
         for s in range(20):
             train_step(s)
         state = [t.detach().float().clone() for t in model.state_dict().values()]
@@ -151,11 +159,13 @@ def main():
         "# The compiled step's forms, paired in one process (CPU)", "",
         f"Command: `OMP_NUM_THREADS=1 python experiments/bench_step_forms.py --repeats {args.repeats} "
         f"--steps {args.steps}{' --optimizer adamw' if args.optimizer == 'adamw' else ''}"
+        f"{' --precision fp16' if args.precision == 'fp16' else ''}"
         f"{'' if args.out == 'experiments/results/step_forms.md' else ' --out ' + args.out}`  ",
         f"Machine: {platform.machine()}, torch {torch.__version__}, 1 thread; load (/proc/loadavg) before: "
         f"`{load_before}`, after: `{load_after}`.", "",
         f"The cnn on 8x8 one-channel images, batch {BATCH}, {COPIES} RandAugment copies a step, "
-        f"{'SGD (Nesterov, weight decay)' if args.optimizer == 'sgd' else 'AdamW (lr 1e-3, weight decay 0.05)'}; "
+        f"{'SGD (Nesterov, weight decay)' if args.optimizer == 'sgd' else 'AdamW (lr 1e-3, weight decay 0.05)'}"
+        f"{', fp16 autocast and a GradScaler' if args.precision == 'fp16' else ''}; "
         f"{args.repeats} repeats of {args.steps} steps of each form in turn, after their warm-up "
         "(compile s: the warm-up's 4 steps, reading inductor's cache when it holds the graphs). Ratio: the "
         f"median over the repeats of the form's time / the first form's in the same repeat. Largest difference: "
