@@ -114,16 +114,28 @@ def compiled_runs(rank, out):
         torch.manual_seed(rank)
         return coreaug.create_model("cnn", 3, 10)
 
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.utils import get_first_incompatible_cudagraph_node
+
+    units, unsafe = [], []
+
+    def check(gm, example_inputs):
+        unsafe.append(get_first_incompatible_cudagraph_node(gm))  # e.g. a collective CUDA graphs cannot replay
+        return gm
+
     def traced(fn, *, device, fullgraph, mode="auto"):
-        return torch.compile(fn, fullgraph=fullgraph, backend="aot_eager")
+        aot = aot_autograd(fw_compiler=check, bw_compiler=check)
+        return torch.compile(fn, fullgraph=fullgraph, backend=lambda gm, inputs: units.append(gm) or aot(gm, inputs))
 
     breaks = sum(counters["graph_break"].values())
     with mock.patch.object(compiled_step, "compile_unit", traced):
         compiled = coreaug.train(coreaug.TrainConfig(**COMPILED, compile=True, out=f"{out}/compiled"), model=model())
     breaks = sum(counters["graph_break"].values()) - breaks
+    collectives = [str(node.target) for gm in units for node in gm.graph.nodes if "all_reduce" in str(node.target)]
     with mock.patch.object(compiled_step, "compile_unit", lambda fn, **options: fn):
         twin = coreaug.train(coreaug.TrainConfig(**COMPILED, compile=True), model=model())
-    return {"history": compiled.history, "twin": twin.history, "breaks": breaks,
+    return {"history": compiled.history, "twin": twin.history, "breaks": breaks, "units": len(units),
+            "unsafe": unsafe, "collectives": collectives,
             "model": {k: v.clone() for k, v in compiled.model.state_dict().items()}}
 
 
@@ -137,8 +149,10 @@ def gradients_beside_ddp(rank):
     ddp(images).logsumexp(1).mean().backward()
     bare(images).logsumexp(1).mean().backward()
     local = [p.grad.clone() for p in bare.parameters()]
-    Distributed(rank, WORLD).average_gradients(list(bare.parameters()))
-    return [p.grad for p in ddp.parameters()], [p.grad for p in bare.parameters()], local
+    here = Distributed(rank, WORLD)
+    means = [m.clone() for m in here.mean_of(local)]  # the one-graph step's average, run eagerly
+    here.average_gradients(list(bare.parameters()))
+    return [p.grad for p in ddp.parameters()], [p.grad for p in bare.parameters()], local, means
 
 
 def worker(rank, port, out):
@@ -226,17 +240,22 @@ def test_example_counts_and_metrics_are_global_and_the_same_on_every_rank(ranks,
 def test_averaged_gradients_are_ddps(ranks):
     (zero, one), _ = ranks
     for record in (zero, one):
-        ddp, averaged, local = record["gradients"]
+        ddp, averaged, local, means = record["gradients"]
         assert all(torch.equal(a, b) for a, b in zip(ddp, averaged))
+        assert len(means) == len(ddp) and all(torch.equal(a, b) for a, b in zip(ddp, means))
     assert not all(torch.equal(a, b) for a, b in zip(zero["gradients"][2], one["gradients"][2]))  # the batches differ
 
 
 def test_the_compiled_step_under_torchrun_keeps_every_process_on_one_model(ranks):
-    """`compile` with two processes: the whole step compiled in each (no DDP), rank 0's model
-    given to both at the start and the gradients averaged between the step's units, so that
-    both processes hold one model at the end, with no graph break
-    and no graph compiled after the first epoch across selections."""
+    """`compile` with two processes: the whole step compiled in each (no DDP) as one graph, rank
+    0's model given to both at the start and the gradients averaged inside the graph (one
+    functional all-reduce, which CUDA graphs can replay), so that both processes hold one model
+    at the end, with no graph break and no graph compiled after the first epoch across selections."""
     (zero, one), _ = ranks
+    for record in (zero, one):
+        compiled = record["compiled"]
+        assert compiled["units"] == 1 and len(compiled["collectives"]) == 1, compiled["collectives"]
+        assert compiled["unsafe"] and compiled["unsafe"] == [None] * len(compiled["unsafe"]), compiled["unsafe"]
     models = [record["compiled"]["model"] for record in (zero, one)]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
     history = zero["compiled"]["history"]

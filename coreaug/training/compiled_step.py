@@ -14,7 +14,7 @@ scale, the gradients divided by it and checked for infs and NaNs, the update of 
 undone (`torch.where`) and the scale grown or backed off, on the device (GradScaler's `step`
 reads the flag on the host); the same updates and scales as GradScaler's, bit for bit.
 
-Otherwise (torchrun's gradient averaging, another optimizer) two compiled units:
+Otherwise (an optimizer other than torch's SGD and AdamW) two compiled units:
 
 1. augment + forward + loss, as above; its backward is AOT autograd's compiled backward, run
    by `loss.backward()`;
@@ -62,9 +62,11 @@ partners (crust), which read a second image set in the middle of the step, and `
 
 Under torchrun each process runs this step on its share of every batch (`EpochPlan.fixed_steps`
 with `world_size`: the copies of a batch a multiple of the processes, so every share has the
-same shapes), without DDP: rank 0's model is broadcast at the start, and between backward and
-the update the gradients are averaged over the processes in one all-reduce
-(`Distributed.average_gradients`, between the two units; DDP's average, bit for bit). With
+same shapes), without DDP: rank 0's model is broadcast at the start, and between the gradients
+and the update (before fp16's inf check, as under DDP) the graph averages them over the
+processes in one all-reduce (`Distributed.mean_of`: torch's functional collectives, traced
+into the graph; DDP's average, bit for bit; in the two-unit form `Distributed.average_gradients`
+between the units). With
 `--sync-bn` (BatchNorm layers that call collectives in the forward) `--compile` compiles the
 model only, under DDP.
 """
@@ -212,7 +214,7 @@ def prime_optimizer_state(optimizer):
         group["lr"] = rate
 
 
-def one_graph_update(optimizer, reduce_gradients):
+def one_graph_update(optimizer):
     """Whether the step is one graph: the gradients taken with `torch.func.grad` and torch's
     functional SGD or AdamW (`torch.optim.sgd.sgd`, `torch.optim.adamw.adamw`: the arithmetic of
     their `step`) applied to them in the same graph. Then no autograd engine runs the backward,
@@ -220,11 +222,12 @@ def one_graph_update(optimizer, reduce_gradients):
     SGD or AdamW step of the cnn on 8x8 digits took 0.83-0.84x the two units' time, with the same
     results bit for bit and 30 kernel launches a step against 43 (one of them gathers a group's
     gradients into its flat tensor, `FlatTensors.gather`; experiments/results/step_forms.md,
-    step_forms_adamw.md). fp16's gradient scaling is in the graph too (`LossScaling`). For
-    torch's SGD and AdamW (not fused), in one process; otherwise (torchrun's gradient averaging
-    between backward and update, another optimizer) two units: forward + loss, whose backward
-    autograd runs, and `optimizer.step()` (fp16: GradScaler's, eager)."""
-    return (type(optimizer) in (torch.optim.SGD, torch.optim.AdamW) and reduce_gradients is None
+    step_forms_adamw.md). fp16's loss scaling (`LossScaling`) and torchrun's gradient averaging
+    (`Distributed.mean_of`, a functional all-reduce) are in the graph too. For torch's SGD and
+    AdamW (not fused); with another optimizer two units: forward + loss, whose backward autograd
+    runs, and `optimizer.step()` (torchrun: the gradients averaged between them; fp16:
+    GradScaler's step, eager)."""
+    return (type(optimizer) in (torch.optim.SGD, torch.optim.AdamW)
             and not any(group.get("fused") or group.get("differentiable") for group in optimizer.param_groups))
 
 
@@ -407,18 +410,19 @@ class CompiledStep:
         device: the training device.
         compile: False runs the same step eagerly (the same draws: for comparisons).
         compile_mode: one of COMPILE_MODES (`compile_mode`): "auto" is CUDA graphs on CUDA.
-        reduce_gradients: None, or called with the optimizer's parameters between backward and
-            update (under torchrun: `Distributed.average_gradients`, eagerly, between the units).
+        processes: under torchrun, the `Distributed` that averages the gradients over the
+            processes: in the one graph (`mean_of`, traced), or between the two units
+            (`average_gradients`, eagerly); None in one process.
     """
 
     def __init__(self, model, optimizer, weak, strong, preprocess, autocast, scaler, *, label_smoothing,
-                 copies_per_step, device, compile=True, compile_mode="auto", reduce_gradients=None):
+                 copies_per_step, device, compile=True, compile_mode="auto", processes=None):
         self.model, self.optimizer, self.scaler = model, optimizer, scaler
-        self.reduce_gradients = reduce_gradients
+        self.processes = processes
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.weak, self.strong, self.preprocess, self.autocast = weak, strong, preprocess, autocast
         self.label_smoothing, self.copies = label_smoothing, copies_per_step
-        self.one_graph = one_graph_update(optimizer, reduce_gradients)
+        self.one_graph = one_graph_update(optimizer)
         # fp16 in two units: the scaler's eager update takes float rates, set each step as the eager trainer does.
         eager_scaler = scaler is not None and not self.one_graph
         self.rates = [] if eager_scaler else tensor_learning_rates(optimizer, device)
@@ -607,6 +611,9 @@ class CompiledStep:
             else:  # each group's gradients as one flat tensor: its update runs on its flat tensors
                 group_grads = [[self.flat["params"][i].gather([grads[name] for name in self.group_names[i]])]
                                for i in groups]
+            if self.processes is not None:  # DDP's average, in one all-reduce, before GradScaler's check as under DDP
+                means = iter(self.processes.mean_of([g for gs in group_grads for g in gs]))
+                group_grads = [[next(means) for _ in gs] for gs in group_grads]
             found = self.scaling.unscale([g for gs in group_grads for g in gs]) if self.scaling else None
             for i, grad in zip(groups, group_grads):
                 group = self.optimizer.param_groups[i]
@@ -703,8 +710,8 @@ class CompiledStep:
         return self._step(images, labels, weights, key, lr, numbers)
 
     def _reduce(self):
-        if self.reduce_gradients is not None:
-            self.reduce_gradients(self.parameters)
+        if self.processes is not None:
+            self.processes.average_gradients(self.parameters)
 
     def _step(self, images, labels, weights, key, lr, numbers):
         if not self.warmed:

@@ -165,6 +165,19 @@ class Distributed:
         means = flat.split([grad.numel() for grad in grads])
         torch._foreach_copy_(grads, [mean.view(grad.shape) for mean, grad in zip(means, grads)])
 
+    def mean_of(self, tensors):
+        """`tensors` averaged over the processes, as new tensors: divided by world_size, then
+        summed, in one all-reduce of them all flattened (`average_gradients`' arithmetic), with
+        torch's functional collectives, which dynamo traces into a compiled graph (the one-graph
+        compiled step averages its gradients so, between their gather and the update)."""
+        if self.world_size == 1:
+            return list(tensors)
+        from torch.distributed._functional_collectives import all_reduce
+
+        flat = torch.cat([t.reshape(-1) for t in tensors]) / self.world_size
+        summed = all_reduce(flat, "sum", dist.group.WORLD)
+        return [mean.view(t.shape) for mean, t in zip(summed.split([t.numel() for t in tensors]), tensors)]
+
     @contextlib.contextmanager
     def node_main_first(self):
         """Run the block on each node's LOCAL_RANK 0 before its other processes (a download, say)."""

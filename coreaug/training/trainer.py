@@ -277,7 +277,7 @@ def _start(config, distributed, checkpoint, data, model=None):
     forward = torch.compile(model) if config.compile else model
     train_forward = forward
     if compiles_whole_step(config, distributed):
-        # No DDP: the compiled step averages the gradients itself (`Distributed.average_gradients`);
+        # No DDP: the compiled step averages the gradients itself (`Distributed.mean_of` in its graph);
         # the processes start from rank 0's model, as DDP makes them.
         distributed.broadcast_state(model)
     elif distributed.world_size > 1:
@@ -498,7 +498,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
     of batch_size, its copies in its last k rows) and each step is one `CompiledStep` call, its
     draws from a `RandomSource` keyed per entry, as the eager step's. Under torchrun `plan` is
     this process's share (batches of batch_size / world_size) and the step averages the
-    gradients over the processes between backward and update. Returns (loss sum, correct)."""
+    gradients over the processes inside its graph. Returns (loss sum, correct)."""
     device, world = distributed.device, distributed.world_size
     batches = plan.on_device(config.batch_size // world, device)
     copies = batches.bounds[1] - batches.bounds[0] if batches.steps else 0
@@ -506,7 +506,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         run.compiled_step = CompiledStep(run.model, run.optimizer, weak, strong, data.preprocess, run.autocast,
                                          run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
                                          device=device, compile_mode=config.compile_mode,
-                                         reduce_gradients=distributed.average_gradients if world > 1 else None)
+                                         processes=distributed if world > 1 else None)
         if not config.quiet:  # else the bar sits at 0 while torch compiles
             tqdm.write(COMPILING)
     step_fn = run.compiled_step
