@@ -468,8 +468,11 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
     assert len(unsafe) >= (1 if one_graph else 3) and unsafe == [None] * len(unsafe), unsafe
 
 
-def test_a_compiled_evaluation_pads_its_last_batch_instead_of_compiling_again():
-    """The evaluation of a compiled run: one graph for every batch, the same sums as the eager model."""
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_compiled_evaluation_pads_its_last_batch_instead_of_compiling_again(channels):
+    """The evaluation of a compiled run: one graph for every batch, the same sums as the eager model.
+    One channel, channels-last (digits, MNIST as coreaug holds them): the padded last batch
+    keeps the strides of the others, which for one channel differ from a contiguous batch's."""
     from torch._dynamo.utils import counters
 
     from coreaug.data.images import as_images
@@ -478,15 +481,16 @@ def test_a_compiled_evaluation_pads_its_last_batch_instead_of_compiling_again():
     class Net(torch.nn.Module):  # its own forward code: no graph of an earlier test is reused
         def __init__(self):
             super().__init__()
-            self.body = coreaug.create_model("cnn", 3, 10)
+            self.body = coreaug.create_model("cnn", channels, 10)
 
         def forward(self, x):
             return self.body(x)
 
     torch.manual_seed(0)
     model = Net()
-    model(torch.rand(4, 3, 16, 16))  # BatchNorm statistics of some images, not the initial ones
-    images = as_images(torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8))
+    model(torch.rand(4, channels, 16, 16))  # BatchNorm statistics of some images, not the initial ones
+    stored = torch.randint(0, 256, (40, 16, 16, channels), dtype=torch.uint8).permute(0, 3, 1, 2)  # channels-last
+    images = as_images(stored if channels == 1 else stored.contiguous())
     labels = torch.randint(0, 10, (40,))
     scale = lambda x: x.float() / 255  # noqa: E731
     before = counters["stats"]["unique_graphs"]

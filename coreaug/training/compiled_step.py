@@ -286,7 +286,7 @@ class LossScaling:
         self.scale.copy_(scale)
 
 
-def _is_dense(t):
+def is_dense(t):
     """True when `t` covers its memory without gaps or overlaps (contiguous, channels-last, any
     permutation of a contiguous tensor): it can live in a 1-D block of `numel` elements."""
     expected = 1
@@ -332,7 +332,7 @@ class FlatTensors:
         """Whether `tensors` (at least one) share a dtype and device and are each dense."""
         tensors = list(tensors)
         return bool(tensors) and all(isinstance(t, torch.Tensor) and t.dtype == tensors[0].dtype
-                                     and t.device == tensors[0].device and _is_dense(t) for t in tensors)
+                                     and t.device == tensors[0].device and is_dense(t) for t in tensors)
 
     def views(self, flat):
         """The tensors, as views of `flat` (this object's `flat`, or the graph's input for it)."""

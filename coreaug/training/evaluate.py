@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from coreaug.data.images import device_batches
+from coreaug.training.compiled_step import is_dense
 
 
 def _logits(model, images, preprocess, batch_size, autocast):
@@ -20,10 +21,25 @@ def _logits(model, images, preprocess, batch_size, autocast):
             for batch in device_batches(images, batch_size, device):
                 n = len(batch)
                 if fixed and n < batch_size:
-                    batch = torch.cat([batch, batch.new_zeros((batch_size - n, *batch.shape[1:]))])
+                    batch = _padded(batch, batch_size)
                 yield model(preprocess(batch))[:n].float()
     finally:
         model.train(was_training)
+
+
+def _padded(batch, batch_size):
+    """`batch` followed by zero images up to `batch_size` rows, with the strides of the batches
+    before it (slices of the same tensor) when its layout is dense with the rows outermost:
+    dynamo guards on strides, and with one channel a channels-last batch and a contiguous one
+    (`torch.cat`'s result) differ only there, so the compiled model would trace the last batch
+    again."""
+    if batch.stride(0) == batch[0].numel() and is_dense(batch[0]):
+        padded = torch.empty_strided((batch_size, *batch.shape[1:]), batch.stride(), dtype=batch.dtype,
+                                     device=batch.device)
+        padded[len(batch):] = 0
+        padded[:len(batch)] = batch
+        return padded
+    return torch.cat([batch, batch.new_zeros((batch_size - len(batch), *batch.shape[1:]))])
 
 
 def evaluation_sums(model, images, labels, preprocess, batch_size, autocast):
