@@ -66,11 +66,12 @@ def batches(channels=1, size=8, count=BATCHES):
 
 
 def step_for(model_name="cnn", channels=1, size=8, optimizer_name="sgd", patches=(), count=BATCHES,
-             precision="fp32"):
+             precision="fp32", processes=None):
     """(train_step(s), warm_up(), model, step): a `CompiledStep` of `model_name` (seed 0) with
     `optimizer_name`, built while each (object, attribute, value) of `patches` is set, training
     on `count` random batches of `BATCH` uint8 images (`COPIES` RandAugment copies a step) in
-    `precision` ("fp32", or "fp16": autocast and a GradScaler)."""
+    `precision` ("fp32", or "fp16": autocast and a GradScaler); `processes`: a `Distributed` under
+    torchrun (the step averages the gradients over its processes)."""
     torch.manual_seed(0)
     model = coreaug.create_model(model_name, channels, 10).to(memory_format=torch.channels_last)
     config = TrainConfig(dataset="digits", compile=True, optimizer=optimizer_name).resolved()
@@ -83,7 +84,7 @@ def step_for(model_name="cnn", channels=1, size=8, optimizer_name="sgd", patches
             model, optimizer, create_policy("weak"), create_policy("randaugment"), lambda x: x.float() / 255,
             lambda: torch.autocast("cpu", dtype=torch.float16, enabled=precision == "fp16"),
             torch.amp.GradScaler("cpu") if precision == "fp16" else None, label_smoothing=0.0,
-            copies_per_step=COPIES, device="cpu")
+            copies_per_step=COPIES, device="cpu", processes=processes)
     finally:
         for obj, name, value in saved:
             setattr(obj, name, value)
