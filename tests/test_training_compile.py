@@ -291,8 +291,7 @@ def test_the_compiled_step_never_waits_on_the_device(monkeypatch, precision):
     `step` reads its inf flag on the host)."""
     monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)
     base = dict(RUN, epochs=1, test_limit=16, compile=True, precision=precision)
-    train(**base)  # tables the policies build once a process (not per step) are built before the audit
-    per_step, counts = syncs_per_step(base)
+    per_step, counts = syncs_per_step(base)  # trains each setting once before its audited run
     assert per_step == 0, counts
 
 
@@ -344,7 +343,6 @@ def test_compiled_maxloss_matches_the_same_step_run_eagerly(compiled_maxloss_run
 def test_the_compiled_maxloss_step_never_waits_on_the_device(monkeypatch):
     monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)
     base = dict(RUN, epochs=1, test_limit=16, compile=True, **MAXLOSS)
-    train(**base)
     per_step, counts = syncs_per_step(base)
     assert per_step == 0, counts
 

@@ -27,8 +27,9 @@ def autocast_for(precision, device):
 def gradient_scaler(precision, device):
     """A GradScaler for fp16 (its range is too narrow for small gradients), else None.
 
-    In the eager step the scaler checks the gradients for inf/NaN on the host before each
-    optimizer step: one device sync per step; the compiled one-graph step does the scaler's
-    work on the device (`compiled_step.LossScaling`), no sync. bf16 needs no scaler.
+    Neither step reads its inf check on the host: the eager step's optimizer is torch's fused
+    one (`make_optimizer(scaled=True)`), which takes the scaler's flag and scale as tensors,
+    and the compiled one-graph step does the scaler's work in its graph
+    (`compiled_step.LossScaling`). bf16 needs no scaler.
     """
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None

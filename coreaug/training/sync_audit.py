@@ -68,10 +68,15 @@ def syncs_per_step(base, batch_sizes=(8, 16), **settings):
 
     Trains twice, at two batch sizes over the same data and epochs, under `SyncAudit`, and
     divides the difference in counts by the difference in steps: work done once per epoch
-    (selection, evaluation, logging) cancels out. Returns (per step, (counts, counts)).
+    (selection, evaluation, logging) cancels out. Each is trained once before, unaudited: the
+    policies build constant tables once a process at their first use (a few per batch layout,
+    `lift_fresh`), which would otherwise fall in whichever audited run met that layout first.
+    Returns (per step, (counts, counts)).
     """
     import coreaug
 
+    for batch_size in batch_sizes:
+        coreaug.train(coreaug.TrainConfig(**{**base, **settings, "batch_size": batch_size}))
     runs = []
     for batch_size in batch_sizes:
         with SyncAudit() as audit:

@@ -266,7 +266,8 @@ def _start(config, distributed, checkpoint, data, model=None):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=torch.channels_last)
     precision = resolve_precision(config.precision, device)
-    optimizer = make_optimizer(config, model, compiled_update=compiles_whole_step(config, distributed))
+    whole_step = compiles_whole_step(config, distributed)
+    optimizer = make_optimizer(config, model, compiled_update=whole_step, scaled=precision == "fp16")
     method = CoresetAugmentation(
         data.train_labels.cpu(), strategy=config.strategy, fraction=config.subset, select_every=config.select_every,
         mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
@@ -276,7 +277,7 @@ def _start(config, distributed, checkpoint, data, model=None):
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
     train_forward = forward
-    if compiles_whole_step(config, distributed):
+    if whole_step:
         # No DDP: the compiled step averages the gradients itself (`Distributed.mean_of` in its graph);
         # the processes start from rank 0's model, as DDP makes them.
         distributed.broadcast_state(model)
@@ -296,14 +297,22 @@ def _start(config, distributed, checkpoint, data, model=None):
     return run
 
 
-def make_optimizer(config, model, compiled_update=None):
+def make_optimizer(config, model, compiled_update=None, scaled=False):
     """`config.optimizer` over `parameter_groups`: SGD (momentum, Nesterov) or AdamW (betas),
     at `config.lr` with `config.weight_decay` (the schedule sets the rate each step).
     `compiled_update` (default: `config.compile`): the update will be compiled with a tensor
-    learning rate (`CompiledStep`)."""
+    learning rate (`CompiledStep`). `scaled`: fp16's GradScaler will step it eagerly: torch's
+    fused implementation, to which the scaler hands its inf flag and the scale as tensors (the
+    kernel unscales, and skips a step with an inf), where for another implementation it reads
+    the flag on the host each step (a device sync)."""
     groups = parameter_groups(model, config.weight_decay, config.norm_decay)
     foreach = foreach_update(model)
     compiled_update = bool(config.compile) if compiled_update is None else compiled_update
+    if scaled and not compiled_update and next(model.parameters()).device.type in ("cpu", "cuda"):
+        kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.SGD
+        options = dict(betas=config.betas) if config.optimizer == "adamw" else dict(
+            momentum=config.momentum, nesterov=config.nesterov)
+        return kind(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True, **options)
     if config.optimizer == "adamw":
         # A compiled update on CUDA (CUDA graphs, a tensor lr) needs the step counts on the device.
         capturable = compiled_update and next(model.parameters()).is_cuda
