@@ -422,8 +422,10 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
     forward + loss with its backward, and the update): no tensor made without a
     device and nothing read back to the host (on a GPU, a CPU node), no input mutated in place
     unless it is static (parameters, buffers, optimizer state: a CUDA graph may write them where
-    they are; any other mutated input makes inductor skip CUDA graphs, "mutated inputs"), and no
-    op inductor will not capture (torch's own check: data-dependent shapes, unsafe ops)."""
+    they are; any other mutated input makes inductor skip CUDA graphs, "mutated inputs"), no
+    op inductor will not capture (torch's own check: data-dependent shapes, unsafe ops), and in
+    the one graph no input but the step's own arguments that is not static (the policies' cached
+    tables, the learning rates: a CUDA graph copies each other input at every replay)."""
     from torch._dynamo.backends.common import aot_autograd
     from torch._inductor.utils import get_first_incompatible_cudagraph_node
 
@@ -448,9 +450,8 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
         graphs.append(gm)
         return aot(gm, example_inputs)
 
-    monkeypatch.setattr(compiled_step, "compile_unit",
-                        lambda fn, *, device, fullgraph, mode="auto": torch.compile(fn, fullgraph=fullgraph,
-                                                                                   backend=capture))
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, *, device, fullgraph, mode="auto": torch.compile(
+        fn, fullgraph=fullgraph, dynamic=False, backend=capture))
     if not one_graph:
         monkeypatch.setattr(compiled_step, "one_graph_update", lambda *args: False)
     train(compile=True, epochs=1, test_limit=16, augment=augment, optimizer=optimizer, precision=precision)
@@ -464,6 +465,10 @@ def test_the_compiled_units_keep_to_what_cuda_graphs_can_replay(monkeypatch, aug
     assert all(mutated for mutated, _ in units)
     assert all(set(mutated) <= static for mutated, static in units), units
     assert len(unsafe) >= (1 if one_graph else 3) and unsafe == [None] * len(unsafe), unsafe
+    if one_graph:  # CUDA graphs copy each input not static into their own buffer at every replay
+        names = [node.name for node in graphs[0].graph.nodes if node.op == "placeholder"]
+        moving = {name for i, name in enumerate(names) if i not in units[0][1]}
+        assert moving <= {"l_images_", "l_labels_", "l_weights_", "l_key_", "l_numbers_"}, moving  # the step's own
 
 
 @pytest.mark.parametrize("channels", [3, 1])

@@ -12,6 +12,7 @@ import torch
 
 from coreaug.errors import UsageError
 
+from .constants import static
 from .geometric import check_interpolation
 from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy, fill_in_image_units
@@ -139,7 +140,7 @@ class AutoAugment(Policy):
             identity = torch.tensor(self._ops.index("identity"))
             tables = (self._probability, self._bin_table, self._probability.t().contiguous(),
                       self._bin_table.t().contiguous(), kinds, identity)
-            self._on_device[key] = tuple(t.to(device) for t in tables)
+            self._on_device[key] = tuple(static(t.to(device)) for t in tables)
         return self._on_device[key]
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,

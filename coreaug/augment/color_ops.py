@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .constants import static
 from .validation import Magnitude, check_images, check_magnitude
 from .working_float import UINT8_BOUND, run_kernel
 
@@ -35,7 +36,7 @@ def _constant(name: str, make, dtype: torch.dtype, device: torch.device) -> torc
     """A small constant tensor made once per dtype and device (not once per batch)."""
     key = (name, dtype, str(device))
     if key not in _TABLES:
-        _TABLES[key] = make().to(dtype=dtype, device=device)
+        _TABLES[key] = static(make().to(dtype=dtype, device=device))
     return _TABLES[key]
 
 

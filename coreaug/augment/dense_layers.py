@@ -31,6 +31,7 @@ from typing import Sequence
 import torch
 
 from .color_ops import luminance, posterize_kernel, smoothed
+from .constants import static
 from .geometric import affine_matrices, affine_terms, warp
 from .histogram import auto_contrast_kernel, equalize_kernel
 from .working_float import UINT8_BOUND
@@ -96,7 +97,7 @@ class DenseLayers:
                 terms.append(term)
             magnitudes = torch.stack([r(self.num_bins, height, width, bound) for r in self.ranges])
             tables = (torch.tensor(rows), torch.tensor(terms), magnitudes.float().flatten())
-            self._cache[key] = tuple(t.to(dtype=dtype, device=device) for t in tables)
+            self._cache[key] = tuple(static(t.to(dtype=dtype, device=device)) for t in tables)
         return self._cache[key]
 
     def _slots(self, present: frozenset, device) -> tuple:
@@ -110,7 +111,7 @@ class DenseLayers:
             index = [names.index(form[0]) if k in present and form[0] in names else len(names)
                      for k, form in enumerate(self.forms)]
             kinds = {self.kinds[k].name for k in present}
-            self._cache[key] = (names, kinds, torch.tensor(index, device=device))
+            self._cache[key] = (names, kinds, static(torch.tensor(index, device=device)))
         return self._cache[key]
 
     def apply(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
@@ -208,7 +209,7 @@ def _zero_row(x: torch.Tensor) -> torch.Tensor:
     """A (1, C, H, W) zero image like ``x``'s, cached."""
     key = ("zero", *x.shape[1:], x.dtype, str(x.device))
     if key not in _POSITIONS:
-        _POSITIONS[key] = x.new_zeros(1, *x.shape[1:])
+        _POSITIONS[key] = static(x.new_zeros(1, *x.shape[1:]))
     return _POSITIONS[key]
 
 
@@ -216,6 +217,6 @@ def _positions(n: int, device) -> torch.Tensor:
     """0..n-1 on ``device``, cached per size."""
     key = (n, str(device))
     if key not in _POSITIONS:
-        _POSITIONS[key] = torch.arange(n, device=device)
+        _POSITIONS[key] = static(torch.arange(n, device=device))
     return _POSITIONS[key]
 

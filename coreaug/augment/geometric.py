@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from coreaug.errors import UsageError
 
+from .constants import static
 from .validation import Magnitude, check_images, check_magnitude
 from .working_float import from_working, to_working
 
@@ -98,7 +99,7 @@ def _grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> 
         centres = (xs.flatten() + 0.5, ys.flatten() + 0.5)
         columns = torch.tensor([[-1.0, width, 1.0, 2.0 / width], [-1.0, height, width + 2.0, 2.0 / height]],
                                dtype=dtype)
-        _GRIDS[key] = tuple(t.to(device) for t in (*centres, *columns.unsqueeze(2).unbind(1)))
+        _GRIDS[key] = tuple(static(t.to(device)) for t in (*centres, *columns.unsqueeze(2).unbind(1)))
     return _GRIDS[key]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from .constants import static
 from .validation import check_images
 from .working_float import UINT8_BOUND, run_kernel
 
@@ -50,7 +51,7 @@ def _levels(device) -> torch.Tensor:
     """0..255 as int64 on ``device``, made once."""
     key = ("levels", str(device))
     if key not in _CONSTANTS:
-        _CONSTANTS[key] = torch.arange(256, device=device)
+        _CONSTANTS[key] = static(torch.arange(256, device=device))
     return _CONSTANTS[key]
 
 
@@ -58,7 +59,7 @@ def _ones_like(levels: torch.Tensor) -> torch.Tensor:
     """A ones tensor of the shape of ``levels`` without writing one per batch (an expanded view)."""
     key = ("one", str(levels.device))
     if key not in _CONSTANTS:
-        _CONSTANTS[key] = torch.ones(1, dtype=torch.long, device=levels.device)
+        _CONSTANTS[key] = static(torch.ones(1, dtype=torch.long, device=levels.device))
     return _CONSTANTS[key].expand_as(levels)
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
+from .constants import static
 from .dense_layers import DENSE_MAX_PIXELS, DenseLayers
 from .geometric import warp
 from .op_kinds import OP_KINDS
@@ -96,7 +97,7 @@ class OpSet:
             rows = [r(self.num_bins, height, width, bound) for r in self.ranges]
             signed = torch.tensor([k.signed for k in self.kinds])
             base = torch.tensor([k.base for k in self.kinds])
-            self._tables[key] = tuple(t.to(device) for t in (torch.stack(rows).float(), signed, base))
+            self._tables[key] = tuple(static(t.to(device)) for t in (torch.stack(rows).float(), signed, base))
         return self._tables[key]
 
     def apply(self, x: torch.Tensor, groups: "Groups", kind_of_group: Sequence[int],
@@ -153,8 +154,8 @@ class OpSet:
                     runs[-1][2] = position + 1
                 else:
                     runs.append([kind_of_group[g], position, position + 1])
-            self._tables[key] = (torch.tensor(kind_of_group, device=device), torch.tensor(order, device=device),
-                                 [tuple(r) for r in runs])
+            self._tables[key] = (static(torch.tensor(kind_of_group, device=device)),
+                                 static(torch.tensor(order, device=device)), [tuple(r) for r in runs])
         return self._tables[key]
 
     def _warp(self, ordered, values, geometric, size, fill, interpolation, has_fill):

@@ -183,6 +183,7 @@ def tensor_learning_rates(optimizer, device):
         lr = group["lr"]
         if not (isinstance(lr, torch.Tensor) and lr.device == torch.device(device)):  # e.g. restored on the CPU
             group["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)  # once a run
+        torch._dynamo.mark_static_address(group["lr"])  # read where it is (CUDA graphs: not copied in per replay)
         rates.append(group["lr"])
     return rates
 

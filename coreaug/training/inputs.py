@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from coreaug.augment.constants import static
 from coreaug.data import apply_label_noise, is_folder_dataset, load_dataset
 from coreaug.data.cache_decode import default_workers
 from coreaug.data.images import Images, as_images
@@ -22,8 +23,8 @@ class Normalize:
     """
 
     def __init__(self, mean, std, device, crop=None):
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.mean = static(torch.tensor(mean, device=device).view(1, -1, 1, 1))  # static: see constants.static
+        self.std = static(torch.tensor(std, device=device).view(1, -1, 1, 1))
         self.crop = crop
 
     def __call__(self, images):
