@@ -42,3 +42,36 @@ def test_bench_under_torchrun_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot be launched by torchrun"):
         coreaug.run_grid(coreaug.TrainConfig(**TINY), str(tmp_path / "grid"), subsets=(0.5,))
     assert not (tmp_path / "grid").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_an_eager_fp16_run_resumed_compiled_updates_as_a_compiled_run_does(tmp_path, monkeypatch, optimizer):
+    """A checkpoint holds what the optimizer has learnt, not how this run updates: an eager fp16
+    run's fused optimizer (for its gradient scaler), cut and resumed with `compile`, becomes the
+    compiled step's own (one graph, AdamW's step counts where its form keeps them)."""
+    from unittest import mock
+
+    from coreaug.training import compiled_step, trainer
+
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)  # the same Python, eagerly
+    seen, real_epoch, real_new_epoch = [], trainer._train_epoch, compiled_step.CompiledStep.new_epoch
+
+    def new_epoch(self):
+        seen.append((self.one_graph, any(group.get("fused") for group in self.optimizer.param_groups),
+                     {state["step"].device.type for state in self.optimizer.state.values() if "step" in state}))
+        return real_new_epoch(self)
+
+    def cut(config, run, data, plan, strong, weak, epoch, *args, **kwargs):
+        assert all(group["fused"] for group in run.optimizer.param_groups)  # the eager fp16 run's
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(config, run, data, plan, strong, weak, epoch, *args, **kwargs)
+
+    settings = dict(dataset="synthetic", train_limit=64, test_limit=16, batch_size=16, epochs=2, quiet=True,
+                    precision="fp16", optimizer=optimizer, out=str(tmp_path / "run"))
+    with mock.patch.object(trainer, "_train_epoch", cut), pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**settings))
+    monkeypatch.setattr(compiled_step.CompiledStep, "new_epoch", new_epoch)
+    result = coreaug.train(coreaug.TrainConfig(**settings, resume=True, compile=True))
+    assert [m["epoch"] for m in result.history] == [0, 1]
+    assert seen == [(True, False, {"cpu"} if optimizer == "adamw" else set())], seen

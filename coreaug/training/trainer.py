@@ -288,7 +288,7 @@ def _start(config, distributed, checkpoint, data, model=None):
                    gradient_scaler(precision, device), inference_batch_size(config.batch_size, device), [])
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        load_optimizer_state(optimizer, checkpoint["optimizer"])
         run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
         run.train_logits = _to(checkpoint.get("train_logits"), device)
         method.load_state_dict(checkpoint["method"])
@@ -324,6 +324,28 @@ def make_optimizer(config, model, compiled_update=None, scaled=False):
                                  capturable=capturable, foreach=foreach)
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                            weight_decay=config.weight_decay, foreach=foreach)
+
+
+IMPLEMENTATION = ("foreach", "fused", "capturable")  # how an optimizer updates, not what it computes
+
+
+def load_optimizer_state(optimizer, state):
+    """`optimizer.load_state_dict(state)`, keeping this run's implementation of the update
+    (`IMPLEMENTATION`: what `make_optimizer` chose for this run's device, precision and
+    `--compile`, which may differ from the checkpoint's: an eager fp16 run's fused optimizer
+    resumed compiled, a CPU run resumed on a GPU) rather than the checkpoint's, and AdamW's
+    step counts where that implementation keeps them (on the parameters' device, float32, when
+    fused or capturable; on the CPU otherwise, where torch's other forms read them)."""
+    kept = [{key: group[key] for key in IMPLEMENTATION if key in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, implementation in zip(optimizer.param_groups, kept):
+        group.update(implementation)
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            step = optimizer.state.get(p, {}).get("step")
+            if isinstance(step, torch.Tensor):
+                optimizer.state[p]["step"] = step.to(dtype=torch.float32, device=p.device) if on_device \
+                    else step.to(device="cpu")
 
 
 def foreach_update(model):
