@@ -264,8 +264,8 @@ def render(now: dict, before: dict, command: str) -> str:
         "less sensitive to load, the old code (`--before-code`: commit "
         f"{before.get('commit', 'n/a')}'s `coreaug`) and the new timed in the same run, "
         "alternating. The "
-        f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}, which take the "
-        "grouped path on the CPU (`coreaug.augment.dense_layers.DENSE_MAX_PIXELS`).",
+        f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}, which run kind by "
+        "kind on the CPU (`coreaug.augment.dense_layers.DENSE_MAX_PIXELS`).",
         "",
         "| policy | images | wall ms before | wall ms after | CPU ms before | CPU ms after |",
         "|---|---|---:|---:|---:|---:|",

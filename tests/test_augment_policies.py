@@ -224,3 +224,24 @@ def test_bilinear_policies_keep_shape_dtype_and_range(name):
         out = policy(images, torch.Generator().manual_seed(0))
         assert out.shape == images.shape and out.dtype == images.dtype
         assert 0 <= out.min().item() and out.max().item() <= (255 if out.dtype == torch.uint8 else 1)
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_large_images_on_the_cpu_get_the_dense_paths_result_alone_or_in_any_batch(monkeypatch, name, dtype):
+    """Above 64x64 pixels the CPU runs each op kind on the examples that drew it: every example
+    gets what the whole-batch (dense) path gives it, and an image is augmented the same alone
+    as in its batch (a key per image)."""
+    from coreaug.augment.sampling import RandomSource
+
+    images = sample_images(24, size=72)
+    images = images if dtype is torch.uint8 else images.float() / 255
+    keys = RandomSource.image_keys(torch.arange(24), 0)
+    policy = A.create_policy(name)
+    assert not OpSet.use_dense(images)
+    by_kind = policy(images, RandomSource(keys))
+    assert by_kind.dtype == dtype and not torch.equal(by_kind, images)
+    alone = torch.cat([policy(images[i:i + 1], RandomSource(keys[i:i + 1])) for i in (0, 11, 23)])
+    assert torch.equal(alone, by_kind[[0, 11, 23]])
+    monkeypatch.setattr(OpSet, "use_dense", staticmethod(lambda images: True))
+    assert torch.equal(policy(images, RandomSource(keys)), by_kind)

@@ -14,12 +14,12 @@ from coreaug.errors import UsageError
 
 from .constants import static
 from .geometric import check_interpolation
-from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
-from .policy import Policy, fill_in_image_units
+from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .policy import Policy
 from .registry import register_policy
 from .sampling import integers, signs, uniform
 from .validation import check_fill_level, check_images
-from .working_float import bound_of, to_state, to_working
+from .working_float import to_working
 
 CIFAR10_SUBPOLICIES = (
     (("invert", 0.1, None), ("contrast", 0.2, 6)),
@@ -103,9 +103,8 @@ AUTOAUGMENT_RANGES = {
 @register_policy("autoaugment")
 class AutoAugment(Policy):
     """AutoAugment: each example draws one of the 25 sub-policies of ``policy``'s table
-    ("cifar10", the default, or "imagenet"), uniformly (independently per example on the dense
-    path; dealt as fixed-size groups on the grouped one, see op_set), and applies its two
-    steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
+    ("cifar10", the default, or "imagenet"), uniformly and independently per example, and
+    applies its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
     level for pixels that geometric ops uncover."""
 
     def __init__(self, interpolation: str = "nearest", fill: float = 0, policy: str = "cifar10"):
@@ -132,14 +131,13 @@ class AutoAugment(Policy):
 
     def _tables_on(self, device):
         """The sub-policy tables on ``device``, copied there once (not once per batch): per
-        sub-policy and step the probability, magnitude bin and op (an index into the op set),
-        each (25, 2), the same three as (2, 25), and the identity op's index."""
+        step and sub-policy the probability, magnitude bin and op (an index into the op set),
+        each (2, 25), and the identity op's index."""
         key = str(device)
         if key not in self._on_device:
             kinds = torch.tensor(self._ops_of_step)
             identity = torch.tensor(self._ops.index("identity"))
-            tables = (self._probability, self._bin_table, self._probability.t().contiguous(),
-                      self._bin_table.t().contiguous(), kinds, identity)
+            tables = (self._probability.t().contiguous(), self._bin_table.t().contiguous(), kinds, identity)
             self._on_device[key] = tuple(static(t.to(device)) for t in tables)
         return self._on_device[key]
 
@@ -149,18 +147,7 @@ class AutoAugment(Policy):
         n, device = images.shape[0], images.device
         if n == 0:
             return images
-        probability, bin_table, *by_step = self._tables_on(device)
-        if self._ops.use_dense(images):
-            return self._dense(images, generator, *by_step)
-        x = to_state(images)
-        fill = fill_in_image_units(self.fill, images, bound_of(x))
-        groups = Groups(n, len(self._subpolicies), generator, device)  # a sub-policy each
-        for step in range(2):
-            applied = uniform(n, generator, device) < probability[groups.group, step]
-            bin_index = bin_table[groups.group, step]
-            x = self._ops.apply(x, groups, self._ops_of_step[step], bin_index, fill, self.interpolation,
-                                generator, applied, has_fill=self.fill > 0)
-        return x.to(images.dtype)
+        return self._dense(images, generator, *self._tables_on(device))
 
     def _dense(self, images, generator, probability, bin_table, kinds, identity):
         """Each example draws its own sub-policy; its two steps are two dense layers (an

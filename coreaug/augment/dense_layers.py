@@ -16,12 +16,13 @@ The trade-off: the arithmetic of every op kind is spent on every example, about 
 running all the kinds on the batch, for a fixed number of ops dispatched (about 110 per layer,
 each at most one kernel launch) whatever the batch and whatever the draws. On a GPU and on
 small images (CIFAR's 32x32) the launches are the cost and the arithmetic is nearly free. On a
-CPU the arithmetic counts: at 32x32 a RandAugment call took about 3x the CPU time of the grouped
-path at 64 images and 6x at 512 (experiments/results/augment_ops.md; in a training step on the
-copies, 13-38 images, a few milliseconds beside the model's step), and on large images it
+CPU the arithmetic counts: at 32x32 a RandAugment call took about 3x the CPU time of the former
+grouped path (each op on a fixed-size group of examples) at 64 images and 6x at 512
+(experiments/results/augment_ops.md; in a training step on the copies, 13-38 images, a few
+milliseconds beside the model's step), and on large images it
 would cost an order of magnitude more, so above ``DENSE_MAX_PIXELS`` pixels per image the CPU
-takes the grouped path (``OpSet.apply``: each op kind runs on its own fixed-size group of
-examples), which does a fraction of the arithmetic for about twice the ops.
+runs each layer kind by kind (``apply(by_kind=True)``: each kind's layer on the examples that
+drew it, the same result per example), a fraction of the arithmetic for more ops.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from .geometric import affine_matrices, affine_terms, warp
 from .histogram import auto_contrast_kernel, equalize_kernel
 from .working_float import UINT8_BOUND
 
-# Images above this many pixels take the grouped path on the CPU (see the module docstring).
+# Images above this many pixels run kind by kind on the CPU (see the module docstring).
 DENSE_MAX_PIXELS = 64 * 64
 
 # Per op kind: (degenerate image, F when it is not the op's factor, blends with F = factor,
@@ -115,14 +116,16 @@ class DenseLayers:
         return self._cache[key]
 
     def apply(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
-              fill: float, interpolation: str, bound: float, present: Sequence[frozenset]) -> torch.Tensor:
+              fill: float, interpolation: str, bound: float, present: Sequence[frozenset],
+              by_kind: bool = False) -> torch.Tensor:
         """Run ``len(present)`` layers on the float working copy ``x`` (n, C, H, W): in layer l
         example i gets op ``kind[l, i]`` (an index into the kinds) at magnitude bin
         ``bin_index[l, i]`` (or one bin for all, an int), negated where ``sign[l, i]`` is -1 for
         signed kinds; ``present[l]`` holds the kinds that layer can draw (the others are not
-        computed). ``fill`` is the level
-        for uncovered pixels in image units. Returns a new working copy (whole levels for bound
-        255)."""
+        computed). ``fill`` is the level for uncovered pixels in image units. ``by_kind``: each
+        layer runs kind by kind on the examples that drew it (`_layer_by_kind`; the same result
+        per example). Returns a new working copy (whole levels for bound 255; with ``by_kind``
+        as uint8)."""
         layers, n = kind.shape
         height, width = x.shape[2:]
         params, terms, magnitudes = self._tables(height, width, bound, x.dtype, x.device)
@@ -139,11 +142,38 @@ class DenseLayers:
         numbers = torch.stack([factor, columns[_FLAT], columns[_CONTRAST], columns[_SOLARIZE], value,
                                columns[_GRAY]])
         numbers = numbers.view(6, layers, n)
+        if by_kind:
+            # After the first layer the batch moves as uint8 when it holds whole levels (a quarter of
+            # the bytes), and is returned so: the policies' final conversion to uint8 then copies nothing.
+            for layer in range(layers):
+                x = self._layer_by_kind(x, kind[layer], numbers[:, layer], matrices[layer], fill, interpolation,
+                                        bound)
+            return x
         for layer in range(layers):
             names, kinds, slot_of_kind = self._slots(present[layer], x.device)
             p = _Layer(slot_of_kind.index_select(0, kind[layer]), *numbers[:, layer].unbind(0), matrices[layer])
             x = self._layer(x, names, kinds, p, fill, interpolation, bound)
         return x
+
+    def _layer_by_kind(self, state, kind, numbers, matrices, fill, interpolation, bound):
+        """A layer run kind by kind, each on the examples that drew it, then put back in the
+        batch's order: a kind's arithmetic is spent on its own examples only (the CPU's path
+        for large images, ``by_kind``). Every example's result is the one the whole-batch layer
+        gives it. The blocks' sizes are read on the host, which on the CPU waits for nothing.
+        ``state``: the float working copy, or uint8 levels (bound 255); returns uint8 levels for
+        bound 255, else the float working copy."""
+        order = torch.argsort(kind, stable=True)
+        blocks, start = [], 0
+        for k, count in enumerate(torch.bincount(kind, minlength=len(self.kinds)).tolist()):
+            if count:
+                rows = order[start:start + count]
+                start += count
+                names, kinds, slot_of_kind = self._slots(frozenset({k}), state.device)
+                p = _Layer(slot_of_kind.index_select(0, kind.index_select(0, rows)),
+                           *numbers.index_select(1, rows).unbind(0), matrices.index_select(0, rows))
+                block = self._layer(state.index_select(0, rows).float(), names, kinds, p, fill, interpolation, bound)
+                blocks.append(block.to(torch.uint8) if bound == UINT8_BOUND else block)  # whole levels: exact
+        return torch.cat(blocks).index_select(0, torch.argsort(order))
 
     @staticmethod
     def _layer(x, names, kinds, p: _Layer, fill, interpolation, bound):

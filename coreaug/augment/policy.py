@@ -47,8 +47,3 @@ class Compose(Policy):
         for policy in self.policies:
             images = policy(images, generator, **context)
         return images
-
-
-def fill_in_image_units(fill_level: float, images: torch.Tensor, bound: float) -> torch.Tensor:
-    """The (C,) fill tensor for ``images`` from a 0-255 level (divided by 255 for float images)."""
-    return torch.full((images.shape[1],), fill_level * bound / 255.0, device=images.device)

@@ -11,12 +11,12 @@ from typing import Optional
 import torch
 
 from .geometric import check_interpolation
-from .op_set import Groups, OpSet, linear, no_magnitude, posterize_bits
-from .policy import Policy, fill_in_image_units
+from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .policy import Policy
 from .registry import register_policy
 from .sampling import integers, signs
 from .validation import check_fill_level, check_images, check_whole
-from .working_float import bound_of, to_state, to_working
+from .working_float import to_working
 
 
 def randaugment_ranges(shear=0.3, translate=150 / 331, degrees=30.0, enhance=0.9, bits_dropped=4):
@@ -46,10 +46,9 @@ def trivialaugment_ranges():
 
 
 class _OneOpPerLayer(Policy):
-    """Shared body: each layer gives every example one uniformly drawn op of the set. On the
-    dense path (images up to 64x64, and any image on an accelerator; see op_set) each example
-    draws its op independently, and all layers' draws are made at once: ops, then magnitude
-    bins (TrivialAugment), then signs."""
+    """Shared body: each layer gives every example one uniformly drawn op of the set. Each
+    example draws its op independently, and all layers' draws are made at once: ops, then
+    magnitude bins (TrivialAugment), then signs (see op_set for how a layer runs)."""
 
     def __init__(self, ops: OpSet, interpolation: str, fill: float):
         check_interpolation(interpolation)
@@ -65,25 +64,13 @@ class _OneOpPerLayer(Policy):
         n, device = images.shape[0], images.device
         if n == 0 or layers == 0:
             return images
-        if self._ops.use_dense(images):  # every example draws its op independently
-            x, bound = to_working(images)
-            draws = layers * n
-            kind = integers(len(self._ops.names), draws, generator, device).view(layers, n)
-            bins = self._bins(draws, generator, device)
-            bins = bins if isinstance(bins, int) else bins.view(layers, n)
-            sign = signs(draws, generator, device).view(layers, n)
-            x = self._ops.apply_layers(x, kind, bins, sign, self.fill, self.interpolation, bound)
-            return x.to(images.dtype)
-        x = to_state(images)
-        fill = fill_in_image_units(self.fill, images, bound_of(x))
-        every_op = range(len(self._ops.names))
-        for _ in range(layers):
-            groups = Groups(n, len(every_op), generator, device)  # one op per example, uniformly
-            bin_index = self._bins(n, generator, device)
-            if isinstance(bin_index, int):
-                bin_index = torch.full((n,), bin_index, dtype=torch.long, device=device)
-            x = self._ops.apply(x, groups, every_op, bin_index, fill, self.interpolation, generator,
-                                has_fill=self.fill > 0)
+        x, bound = to_working(images)  # every example draws its op independently
+        draws = layers * n
+        kind = integers(len(self._ops.names), draws, generator, device).view(layers, n)
+        bins = self._bins(draws, generator, device)
+        bins = bins if isinstance(bins, int) else bins.view(layers, n)
+        sign = signs(draws, generator, device).view(layers, n)
+        x = self._ops.apply_layers(x, kind, bins, sign, self.fill, self.interpolation, bound)
         return x.to(images.dtype)
 
 

@@ -55,9 +55,8 @@ class RandomSource:
       mix32((key[r] + c * golden) mod 2 ** 32). A draw of k values per image (a call of `uniform`,
       `integers`, `signs` or `permutation` for k * n values; policies lay them out value-major,
       viewed (k, n)) takes each image's next k numbers. So an image is augmented the same alone
-      or in any batch, split or joined (on the dense path: any accelerator, and the CPU up to
-      64x64 pixels; the grouped path deals a batch into groups); `select` hands some images'
-      streams to the next call.
+      or in any batch, split or joined, on any device; `select` hands some images' streams to
+      the next call.
     - one 0-dim key for the call (e.g. one per step from `RandomSource.keys`): draw number d
       (a host counter) gives position j the number mix32(mix32(key ^ salt(d)) + j * golden), so
       an image's numbers depend on its position in the batch.

@@ -41,31 +41,6 @@ def run_kernel(kernel, images: torch.Tensor, values: torch.Tensor) -> torch.Tens
     return from_working(kernel(x, values, bound), images.dtype, bound)
 
 
-def to_state(images: torch.Tensor) -> torch.Tensor:
-    """The batch a policy carries between ops: uint8 stays uint8 (every op's result is whole
-    levels, so storing it as uint8 loses nothing and moves a quarter of the bytes); float16 and
-    bfloat16 become float32; float32 and float64 stay."""
-    if images.dtype in (torch.float16, torch.bfloat16):
-        return images.to(torch.float32)
-    return images
-
-
-def bound_of(x: torch.Tensor) -> float:
-    """255 for a uint8 batch, 1 for a float one."""
-    return UINT8_BOUND if x.dtype == torch.uint8 else 1.0
-
-
-def as_working(block: torch.Tensor) -> torch.Tensor:
-    """A float view or copy of a policy's state block, for the colour kernels."""
-    return block.to(torch.float32) if block.dtype == torch.uint8 else block
-
-
-def as_state(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A kernel's float result back in the state dtype, clamped (and truncated for uint8)."""
-    bound = UINT8_BOUND if dtype == torch.uint8 else 1.0
-    return x.clamp(0.0, bound).to(dtype)
-
-
 def from_resampled(x: torch.Tensor, dtype: torch.dtype, bound: float) -> torch.Tensor:
     """Return a resampled working copy ``x`` (a resize, not a Pillow blend) as ``dtype``: rounded
     to the nearest level for uint8, as torchvision rounds a resized uint8 tensor (truncating

@@ -127,9 +127,9 @@ class TrainConfig:
         "max-autotune" or "max-autotune-no-cudagraphs" (e.g. "default" on a GPU: compiled
         kernels launched one by one, without CUDA graphs' memory pool).
     augment_steps: how many steps' batches one weak and one strong augmentation call take (the
-        same augmented images, each example drawing from its own key, in fewer calls (images
-        over 64x64 on the CPU: the same kind of draws); on a GPU a RandAugment call costs
-        about the same for 64 images as for 2,048). None: 1. Always 1 for max-loss transforms and crust.
+        same augmented images, each example drawing from its own key, in fewer calls; on a GPU a
+        RandAugment call costs about the same for 64 images as for 2,048). None: 1. Always 1 for
+        max-loss transforms and crust.
     sync_bn: under torchrun on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)
         instead of each process's own share.
     out, resume, overwrite: the run's folder (config.json, metrics.jsonl, summary.json,

@@ -1,0 +1,101 @@
+"""Policies on large images on the CPU (above 64x64 pixels), against an earlier checkout.
+
+Usage:
+    OMP_NUM_THREADS=1 python experiments/bench_augment_large.py --baseline DIR [--repeats 7]
+        [--out experiments/results/augment_large.md]
+
+`--baseline DIR`: a checkout of an earlier coreaug (`git worktree add DIR REV`), timed on the
+same batches in its own process, turn by turn with this tree's (the machine's speed drifts).
+For each policy and image size: ms a call (median and fastest over `--repeats` calls, after
+one warm-up call) on a batch of uint8 images drawn with a fixed seed, with a key per image.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+CASES = [("randaugment", 3, 96, 64), ("trivialaugment", 3, 96, 64), ("autoaugment-imagenet", 3, 96, 64),
+         ("randaugment", 3, 224, 32), ("autoaugment-imagenet", 3, 224, 32)]
+
+
+def time_cases(repeats):
+    """{case: [ms per call]} for this process's coreaug."""
+    import torch
+
+    import coreaug
+    from coreaug.augment.sampling import RandomSource
+
+    torch.set_num_threads(1)
+    result = {}
+    for name, channels, size, batch in CASES:
+        policy = coreaug.create_policy(name)
+        images = torch.randint(0, 256, (batch, channels, size, size), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(0))
+        keys = RandomSource.image_keys(torch.arange(batch), 0)
+        policy(images, RandomSource(keys))  # warm-up: tables, caches
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            policy(images, RandomSource(keys))
+            times.append((time.perf_counter() - start) * 1e3)
+        result[f"{name} {channels}x{size}x{size} x{batch}"] = times
+    return result
+
+
+def revision(path):
+    return subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "?"
+
+
+def in_process(repeats, tree):
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    out = subprocess.run([sys.executable, __file__, "--one", "--repeats", str(repeats)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=False)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--turns", type=int, default=3, help="alternations of this tree and the baseline")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="experiments/results/augment_large.md")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(time_cases(args.repeats)))
+        return
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    trees = [("this tree", here)] + ([(f"at {revision(args.baseline)}", args.baseline)] if args.baseline else [])
+    load_before = open("/proc/loadavg").read().strip()
+    times = {label: {} for label, _ in trees}
+    for _ in range(args.turns):
+        for label, tree in trees:
+            for case, ms in in_process(args.repeats, tree).items():
+                times[label].setdefault(case, []).extend(ms)
+    load_after = open("/proc/loadavg").read().strip()
+    import torch
+
+    lines = ["# Policies on large images on the CPU", "",
+             f"Command: `OMP_NUM_THREADS=1 python experiments/bench_augment_large.py"
+             f"{' --baseline DIR' if args.baseline else ''} --repeats {args.repeats} --turns {args.turns}`  ",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, one thread; load "
+             f"(/proc/loadavg) before: `{load_before}`, after: `{load_after}`.", "",
+             f"ms a call on uint8 images, a key per image; {args.turns} turns of each tree in its own process "
+             f"({args.repeats} calls each after a warm-up): median and fastest of all calls.", "",
+             "| policy, images, batch | " + " | ".join(f"{label} median | fastest" for label, _ in trees) + " |",
+             "|---|" + "---|---|" * len(trees)]
+    for case in times[trees[0][0]]:
+        cells = [f"{statistics.median(times[label][case]):.1f} | {min(times[label][case]):.1f}" for label, _ in trees]
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    with open(args.out, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
