@@ -40,7 +40,7 @@
 #   --rows / --modes), TABLE_EPOCHS (3), COMPILE_MODE (the compiled rows' and recipe's --compile-mode:
 #   auto, or e.g. default for compiled kernels without CUDA graphs), COUNT_STEPS, COUNT_MODES (eager:
 #   the modes whose rows are counted), TABLE_SHARE (0.6: each compiled row compiles; the recipe has what
-#   is left), TESTS_S (120; 0 skips the tests), RECIPE_EPOCHS (most, 200),
+#   is left), TESTS_S (150; 0 skips the tests), RECIPE_EPOCHS (most, 200),
 #   RECIPE_LIMIT (training images of the recipe; default all), EVAL_EVERY (10), MODEL (resnet20),
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
 #   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
@@ -66,7 +66,7 @@ COMPILE_MODE="${COMPILE_MODE:-auto}"
 COUNT_STEPS="${COUNT_STEPS:-8}"
 COUNT_MODES="${COUNT_MODES:-eager}"  # a compiled row's counts compile its step three more times: time the lease lacks
 TABLE_SHARE="${TABLE_SHARE:-0.6}"
-TESTS_S="${TESTS_S:-120}"
+TESTS_S="${TESTS_S:-150}"
 RECIPE_EPOCHS="${RECIPE_EPOCHS:-200}"
 RECIPE_LIMIT="${RECIPE_LIMIT:-}"
 EVAL_EVERY="${EVAL_EVERY:-10}"
