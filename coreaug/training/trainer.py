@@ -308,11 +308,14 @@ def make_optimizer(config, model, compiled_update=None, scaled=False):
     groups = parameter_groups(model, config.weight_decay, config.norm_decay)
     foreach = foreach_update(model)
     compiled_update = bool(config.compile) if compiled_update is None else compiled_update
-    if scaled and not compiled_update and next(model.parameters()).device.type in ("cpu", "cuda"):
+    if scaled and not compiled_update:
         kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.SGD
         options = dict(betas=config.betas) if config.optimizer == "adamw" else dict(
             momentum=config.momentum, nesterov=config.nesterov)
-        return kind(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True, **options)
+        try:
+            return kind(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True, **options)
+        except RuntimeError:  # no fused kernel for this device in this torch (CPU before 2.4): the scaler syncs
+            groups = parameter_groups(model, config.weight_decay, config.norm_decay)
     if config.optimizer == "adamw":
         # A compiled update on CUDA (CUDA graphs, a tensor lr) needs the step counts on the device.
         capturable = compiled_update and next(model.parameters()).is_cuda
