@@ -245,3 +245,15 @@ def test_large_images_on_the_cpu_get_the_dense_paths_result_alone_or_in_any_batc
     assert torch.equal(alone, by_kind[[0, 11, 23]])
     monkeypatch.setattr(OpSet, "use_dense", staticmethod(lambda images: True))
     assert torch.equal(policy(images, RandomSource(keys)), by_kind)
+
+
+def test_large_images_on_the_cpu_trace_into_one_graph_with_the_same_result():
+    """Inside a compiled graph (a compiled step) large CPU images take the dense path (kind by
+    kind reads its block sizes on the host, which a graph cannot): no graph break, the same images."""
+    from coreaug.augment.sampling import RandomSource
+
+    images = sample_images(12, size=72)
+    keys = RandomSource.image_keys(torch.arange(12), 0)
+    policy = A.create_policy("randaugment")
+    traced = torch.compile(lambda x, k: policy(x, RandomSource(k)), fullgraph=True, backend="eager")
+    assert torch.equal(traced(images, keys), policy(images, RandomSource(keys)))

@@ -73,15 +73,16 @@ class OpSet:
         one bin for all, an int), with ``sign[l, i]`` (+1 or -1) for signed kinds. ``present[l]``
         lists the kinds layer l can draw (default: all), so the others are not computed.
         ``fill_level`` is a 0-255 level. Dense (every kind on the whole batch) where
-        ``use_dense``, else kind by kind on the examples that drew each, with the same result
-        per example. Returns the new working copy (whole levels for uint8 data; kind by kind,
+        ``use_dense`` or inside a compiled graph, else kind by kind on the examples that drew
+        each, with the same result per example. Returns the new working copy (whole levels for uint8 data; kind by kind,
         as uint8)."""
         layers = kind.shape[0]
         every = frozenset(range(len(self.kinds)))
         present = [every] * layers if present is None else [frozenset(p) for p in present]
         fill = fill_level * bound / UINT8_BOUND
-        return self._dense.apply(x, kind, bin_index, sign, fill, interpolation, bound, present,
-                                 by_kind=not self.use_dense(x))
+        # Traced (a compiled step), dense whatever the size: kind by kind reads block sizes on the host.
+        by_kind = not self.use_dense(x) and not torch.compiler.is_compiling()
+        return self._dense.apply(x, kind, bin_index, sign, fill, interpolation, bound, present, by_kind=by_kind)
 
     def index(self, name: str) -> int:
         """Position of op ``name`` in this set."""
