@@ -249,11 +249,18 @@ def test_large_images_on_the_cpu_get_the_dense_paths_result_alone_or_in_any_batc
 
 def test_large_images_on_the_cpu_trace_into_one_graph_with_the_same_result():
     """Inside a compiled graph (a compiled step) large CPU images take the dense path (kind by
-    kind reads its block sizes on the host, which a graph cannot): no graph break, the same images."""
+    kind reads its block sizes on the host, which a graph cannot): no graph break, the same
+    images, and one trace after an eager call (a compiled step's warm-up), which made the dense
+    path's tables too (had the trace made them, the next call would trace again)."""
+    from torch._dynamo.utils import counters
+
     from coreaug.augment.sampling import RandomSource
 
     images = sample_images(12, size=72)
     keys = RandomSource.image_keys(torch.arange(12), 0)
     policy = A.create_policy("randaugment")
+    eager = policy(images, RandomSource(keys))  # kind by kind
+    before = counters["stats"]["unique_graphs"]
     traced = torch.compile(lambda x, k: policy(x, RandomSource(k)), fullgraph=True, backend="eager")
-    assert torch.equal(traced(images, keys), policy(images, RandomSource(keys)))
+    assert torch.equal(traced(images, keys), eager) and torch.equal(traced(images, keys), eager)
+    assert counters["stats"]["unique_graphs"] - before == 1

@@ -143,6 +143,13 @@ class DenseLayers:
                                columns[_GRAY]])
         numbers = numbers.view(6, layers, n)
         if by_kind:
+            primed = ("primed", tuple(x.shape[1:]), x.dtype, str(x.device), tuple(present))
+            if primed not in self._cache:  # once: the whole-batch path's tables (and its ops' constants)
+                # made eagerly, as a compiled step's warm-up runs this path and its trace the other (see op_set)
+                self._cache[primed] = True
+                one = bin_index if isinstance(bin_index, int) else bin_index[:, :1]
+                self.apply(x[:1], kind[:, :1], one, sign[:, :1], fill, interpolation, bound, present)
+            _positions(n, x.device)
             # After the first layer the batch moves as uint8 when it holds whole levels (a quarter of
             # the bytes), and is returned so: the policies' final conversion to uint8 then copies nothing.
             for layer in range(layers):
