@@ -116,11 +116,10 @@ class AutoAugment(Policy):
         self.policy = policy
         self._subpolicies = table = AUTOAUGMENT_POLICIES[policy]
         self._ops = OpSet(AUTOAUGMENT_RANGES, AUTOAUGMENT_BINS)
-        steps = [step for sub in table for step in sub]
-        shape = (len(table), 2)
+        # Per step and sub-policy (2, 25): the op (an index into the op set), its probability and bin.
         self._ops_of_step = [[self._ops.index(sub[step][0]) for sub in table] for step in range(2)]
-        self._probability = torch.tensor([p for _, p, _ in steps]).view(shape)
-        self._bin_table = torch.tensor([m or 0 for _, _, m in steps]).view(shape)
+        self._probability = torch.tensor([[sub[step][1] for sub in table] for step in range(2)])
+        self._bin_table = torch.tensor([[sub[step][2] or 0 for sub in table] for step in range(2)])
         self._identity = self._ops.index("identity")
         self._on_device: dict = {}
 
@@ -135,25 +134,19 @@ class AutoAugment(Policy):
         each (2, 25), and the identity op's index."""
         key = str(device)
         if key not in self._on_device:
-            kinds = torch.tensor(self._ops_of_step)
-            identity = torch.tensor(self._ops.index("identity"))
-            tables = (self._probability.t().contiguous(), self._bin_table.t().contiguous(), kinds, identity)
+            tables = (self._probability, self._bin_table, torch.tensor(self._ops_of_step), torch.tensor(self._identity))
             self._on_device[key] = tuple(static(t.to(device)) for t in tables)
         return self._on_device[key]
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
+        """Each example draws its own sub-policy; its two steps are two layers (an example whose
+        step is not applied takes the identity in that layer)."""
         check_images(images, gray_or_rgb=True)
         n, device = images.shape[0], images.device
         if n == 0:
             return images
-        return self._dense(images, generator, *self._tables_on(device))
-
-    def _dense(self, images, generator, probability, bin_table, kinds, identity):
-        """Each example draws its own sub-policy; its two steps are two dense layers (an
-        example whose step is not applied takes the identity in that layer). The tables are
-        (2, 25): step by sub-policy."""
-        n, device = images.shape[0], images.device
+        probability, bin_table, kinds, identity = self._tables_on(device)
         x, bound = to_working(images)
         subpolicy = integers(len(self._subpolicies), n, generator, device)
         applied = uniform(2 * n, generator, device).view(2, n) < probability.index_select(1, subpolicy)

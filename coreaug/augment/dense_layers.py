@@ -149,7 +149,7 @@ class DenseLayers:
                 self._cache[primed] = True
                 one = bin_index if isinstance(bin_index, int) else bin_index[:, :1]
                 self.apply(x[:1], kind[:, :1], one, sign[:, :1], fill, interpolation, bound, present)
-            _positions(n, x.device)
+            _positions(n, x.device)  # the whole-batch path's, at this batch's size
             # After the first layer the batch moves as uint8 when it holds whole levels (a quarter of
             # the bytes), and is returned so: the policies' final conversion to uint8 then copies nothing.
             for layer in range(layers):

@@ -17,7 +17,6 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
-from .constants import static
 from .dense_layers import DENSE_MAX_PIXELS, DenseLayers
 from .op_kinds import OP_KINDS
 from .working_float import UINT8_BOUND
@@ -56,7 +55,6 @@ class OpSet:
         self.kinds = [OP_KINDS[name] for name in self.names]
         self.ranges = [ranges[name] for name in self.names]
         self.num_bins = num_bins
-        self._tables: dict = {}
         self._dense = DenseLayers(self.kinds, self.ranges, num_bins)
 
     @staticmethod
@@ -74,8 +72,8 @@ class OpSet:
         lists the kinds layer l can draw (default: all), so the others are not computed.
         ``fill_level`` is a 0-255 level. Dense (every kind on the whole batch) where
         ``use_dense`` or inside a compiled graph, else kind by kind on the examples that drew
-        each, with the same result per example. Returns the new working copy (whole levels for uint8 data; kind by kind,
-        as uint8)."""
+        each, with the same result per example. Returns the new working copy (whole levels for
+        uint8 data; kind by kind, as uint8)."""
         layers = kind.shape[0]
         every = frozenset(range(len(self.kinds)))
         present = [every] * layers if present is None else [frozenset(p) for p in present]
@@ -91,13 +89,4 @@ class OpSet:
     def magnitude_table(self, height: int, width: int, bound: float) -> list:
         """Per op (in ``names`` order), the kernel values of its magnitude bins, unsigned:
         a list of lists of floats (for per-image reference pipelines)."""
-        return self._table(height, width, bound, "cpu")[0].tolist()
-
-    def _table(self, height, width, bound, device):
-        key = (height, width, bound, str(device))
-        if key not in self._tables:
-            rows = [r(self.num_bins, height, width, bound) for r in self.ranges]
-            signed = torch.tensor([k.signed for k in self.kinds])
-            base = torch.tensor([k.base for k in self.kinds])
-            self._tables[key] = tuple(static(t.to(device)) for t in (torch.stack(rows).float(), signed, base))
-        return self._tables[key]
+        return torch.stack([r(self.num_bins, height, width, bound) for r in self.ranges]).float().tolist()
