@@ -158,18 +158,15 @@ class Distributed:
         if self.world_size == 1:
             return
         grads = [p.grad for p in parameters if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([grad.reshape(-1) for grad in grads]).div_(self.world_size)
-        dist.all_reduce(flat)
-        means = flat.split([grad.numel() for grad in grads])
-        torch._foreach_copy_(grads, [mean.view(grad.shape) for mean, grad in zip(means, grads)])
+        if grads:
+            torch._foreach_copy_(grads, self.mean_of(grads))
 
     def mean_of(self, tensors):
         """`tensors` averaged over the processes, as new tensors: divided by world_size, then
-        summed, in one all-reduce of them all flattened (`average_gradients`' arithmetic), with
-        torch's functional collectives, which dynamo traces into a compiled graph (the one-graph
-        compiled step averages its gradients so, between their gather and the update)."""
+        summed (DDP's arithmetic), in one all-reduce of them all flattened, with torch's
+        functional collectives, which dynamo traces into a compiled graph (the one-graph
+        compiled step averages its gradients so, between their gather and the update) and which
+        run eagerly too (`average_gradients`)."""
         if self.world_size == 1:
             return list(tensors)
         from torch.distributed._functional_collectives import all_reduce
