@@ -306,27 +306,25 @@ def make_optimizer(config, model, compiled_update=None, scaled=False):
     kernel unscales, and skips a step with an inf), where for another implementation it reads
     the flag on the host each step (a device sync)."""
     groups = parameter_groups(model, config.weight_decay, config.norm_decay)
-    foreach = foreach_update(model)
     compiled_update = bool(config.compile) if compiled_update is None else compiled_update
-    if scaled and not compiled_update:
-        kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.SGD
-        options = dict(betas=config.betas) if config.optimizer == "adamw" else dict(
-            momentum=config.momentum, nesterov=config.nesterov)
-        try:
-            return kind(groups, lr=config.lr, weight_decay=config.weight_decay, fused=True, **options)
-        except RuntimeError:  # no fused kernel for this device in this torch (CPU before 2.4): the scaler syncs
-            groups = parameter_groups(model, config.weight_decay, config.norm_decay)
+    foreach = foreach_update(model)
     if config.optimizer == "adamw":
+        kind, options = torch.optim.AdamW, dict(betas=config.betas)
         # A compiled update on CUDA (CUDA graphs, a tensor lr) needs the step counts on the device.
         capturable = compiled_update and next(model.parameters()).is_cuda
-        if compiled_update and not capturable:
-            # torch's foreach AdamW refuses a tensor lr unless capturable (a mode for CUDA and
-            # other accelerators, not the CPU); compiled, the single-tensor form fuses the same arithmetic.
-            foreach = False
-        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
-                                 capturable=capturable, foreach=foreach)
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                           weight_decay=config.weight_decay, foreach=foreach)
+        # torch's foreach AdamW refuses a tensor lr unless capturable (a mode for CUDA and other
+        # accelerators, not the CPU); compiled, the single-tensor form fuses the same arithmetic.
+        implementation = dict(capturable=capturable, foreach=False if compiled_update and not capturable else foreach)
+    else:
+        kind, options = torch.optim.SGD, dict(momentum=config.momentum, nesterov=config.nesterov)
+        implementation = dict(foreach=foreach)
+    options.update(lr=config.lr, weight_decay=config.weight_decay)
+    if scaled and not compiled_update:
+        try:
+            return kind(groups, fused=True, **options)
+        except RuntimeError:  # no fused kernel for this device in this torch (CPU before 2.4): the scaler syncs
+            groups = parameter_groups(model, config.weight_decay, config.norm_decay)  # the attempt filled these in
+    return kind(groups, **options, **implementation)
 
 
 IMPLEMENTATION = ("foreach", "fused", "capturable")  # how an optimizer updates, not what it computes
