@@ -7,7 +7,8 @@ Usage:
 `--baseline DIR`: a checkout of an earlier coreaug (`git worktree add DIR REV`), timed on the
 same batches in its own process, turn by turn with this tree's (the machine's speed drifts).
 For each policy and image size: ms a call (median and fastest over `--repeats` calls, after
-one warm-up call, two compiled) on a batch of uint8 images drawn with a fixed seed, with a key per image.
+one warm-up call, two compiled) on a batch of uint8 images drawn with a fixed seed, with a key
+per image.
 `--compiled`: also this tree's call compiled whole (`torch.compile(fullgraph=True)`, as inside
 a compiled training step, where large images take the dense path), in the first turn.
 """
@@ -19,6 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_compiled_step import revision  # noqa: E402
 
 CASES = [("randaugment", 3, 96, 64), ("trivialaugment", 3, 96, 64), ("autoaugment-imagenet", 3, 96, 64),
          ("randaugment", 3, 224, 32), ("autoaugment-imagenet", 3, 224, 32)]
@@ -53,16 +57,10 @@ def time_cases(repeats, compiled=False):
     return result
 
 
-def revision(path):
-    return subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip() or "?"
-
-
 def in_process(repeats, tree, compiled=False):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
-    out = subprocess.run([sys.executable, __file__, "--one", "--repeats", str(repeats)] + (["--compiled"] if compiled
-                                                                                          else []),
-                         env=env, capture_output=True, text=True, check=True).stdout
+    argv = [sys.executable, __file__, "--one", "--repeats", str(repeats)] + (["--compiled"] if compiled else [])
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
