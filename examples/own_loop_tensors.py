@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import coreaug
+from coreaug.training import compile_supported
 
 
 def main():
@@ -28,6 +29,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="compile augmentation, forward and loss")
     args = parser.parse_args()
+    if args.compile and not compile_supported():
+        parser.error(f"--compile needs torch 2.9 or later (this is torch {torch.__version__}); drop --compile")
     torch.manual_seed(args.seed)  # the model's initial weights
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = coreaug.load_dataset("fashion-mnist", args.data_dir)

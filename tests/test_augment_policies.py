@@ -7,6 +7,7 @@ from coreaug.augment.autoaugment import CIFAR10_SUBPOLICIES
 from coreaug.augment.op_kinds import OP_KINDS
 from coreaug.augment.op_set import OpSet
 from coreaug.augment.randaugment import randaugment_ranges
+from test_compile_support import needs_compile
 
 ORDINARY = ["randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet", "cutout", "weak", "resized-crop"]
 
@@ -247,6 +248,7 @@ def test_large_images_on_the_cpu_get_the_dense_paths_result_alone_or_in_any_batc
     assert torch.equal(policy(images, RandomSource(keys)), by_kind)
 
 
+@needs_compile
 def test_large_images_on_the_cpu_trace_into_one_graph_with_the_same_result():
     """Inside a compiled graph (a compiled step) large CPU images take the dense path (kind by
     kind reads its block sizes on the host, which a graph cannot): no graph break, the same

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from test_compile_support import needs_compile
+
 
 @pytest.fixture(scope="module")
 def bench(experiment):
@@ -98,6 +100,7 @@ def test_the_hand_loops_compile_mode_follows_coreaugs_for_the_device(bench):
         assert bench.train_config(args, **bench.coreaug_compile(args, True)).resolved().compile_mode == mode
 
 
+@needs_compile
 def test_a_row_the_compiled_step_refuses_is_skipped_with_its_reason(bench, tmp_path, capsys):
     args = bench.parse_args(["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "16",
                              "--epochs", "1"])
@@ -132,6 +135,7 @@ def test_a_row_that_fails_is_named_and_the_rows_after_it_still_run(bench, tmp_pa
     assert "Failed: none @weak eager (RuntimeError: out of memory)." in out.read_text()
 
 
+@needs_compile
 @pytest.mark.parametrize("modes,resets_seen", [("compiled", [0, 1]), ("eager", [0, 0])])
 def test_a_failed_compiled_row_leaves_no_compile_state_to_the_next(bench, tmp_path, monkeypatch, modes, resets_seen):
     """A compiled row that fails inside CUDA graph trees leaves them mid-warm-up: the rows after it
@@ -165,6 +169,7 @@ def test_runtime_calls_per_step_are_two_epochs_less_one_and_tabled_on_cuda_only(
     assert bench.host_table([(row, "eager", dict(measured, host_calls={}))]) == []  # the CPU: no table
 
 
+@needs_compile
 def test_a_compiled_row_that_fails_is_measured_again_in_the_fallback_mode(bench, tmp_path, monkeypatch):
     """--fallback-mode default: a compiled row that raised under CUDA graphs is measured again
     without them, from a reset torch.compile, and written as such; its failure stays named."""

@@ -15,10 +15,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import coreaug
+from coreaug.training.compiled_step import compile_supported
 from coreaug.training.method import CoresetAugmentation
 from coreaug.training import trainer as trainer_module
 from coreaug.training.distributed import Distributed, check_world_size
 from coreaug.training.plan import EpochPlan, fixed_step_layout
+from test_compile_support import needs_compile
 
 ARGS = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
         "--epochs", "2", "--subset", "0.25", "--strategy", "coreset", "--device", "cpu", "--quiet"]
@@ -167,7 +169,7 @@ def worker(rank, port, out):
             "gathered": here.gather_rows(torch.full((3 - 2 * rank, 2), float(rank))),
             "own_loop": own_loop_selection(rank),
             "gradients": gradients_beside_ddp(rank),
-            "compiled": compiled_runs(rank, out),
+            "compiled": compiled_runs(rank, out) if compile_supported() else None,
             "recorded": recorded_run(f"{out}/recorded"),
             "resumed": resumed_run(out),
             "too_small": error_of(lambda: coreaug.train(coreaug.TrainConfig(**dict(RUN, train_limit=1)))),
@@ -246,6 +248,7 @@ def test_averaged_gradients_are_ddps(ranks):
     assert not all(torch.equal(a, b) for a, b in zip(zero["gradients"][2], one["gradients"][2]))  # the batches differ
 
 
+@needs_compile
 def test_the_compiled_step_under_torchrun_keeps_every_process_on_one_model(ranks):
     """`compile` with two processes: the whole step compiled in each (no DDP) as one graph, rank
     0's model given to both at the start and the gradients averaged inside the graph (one
@@ -264,6 +267,7 @@ def test_the_compiled_step_under_torchrun_keeps_every_process_on_one_model(ranks
     assert scores(history) == scores(one["compiled"]["history"])
 
 
+@needs_compile
 def test_the_compiled_step_under_torchrun_trains_as_its_eager_twin_and_counts_the_global_layout(ranks):
     (zero, _), _ = ranks
     compiled, twin = zero["compiled"]["history"], zero["compiled"]["twin"]

@@ -6,12 +6,14 @@ import sys
 
 import pytest
 
+from test_compile_support import needs_compile
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_FASHION = os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
 @pytest.mark.skipif(not HAVE_FASHION, reason="Debian's dataset-fashion-mnist is not installed")
-@pytest.mark.parametrize("script", ["own_loop_dataloader.py", "own_loop_tensors.py", "own_loop_tensors.py --compile"])
+@pytest.mark.parametrize("script", ["own_loop_dataloader.py", "own_loop_tensors.py", pytest.param("own_loop_tensors.py --compile", marks=needs_compile)])
 def test_example_trains_on_fashion_mnist(script):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script.split()[0]), *script.split()[1:],
                            "--epochs", "2", "--limit", "2000"], capture_output=True, text=True, timeout=600)

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from test_compile_support import needs_compile
+
 
 @pytest.fixture(scope="module")
 def hand_loop(experiment):
@@ -105,6 +107,7 @@ def test_a_cpu_run_reports_no_runtime_calls(hand_loop):
     assert r["host_calls"] == {} and r["launches_per_step"] > 10
 
 
+@needs_compile
 def test_the_compiled_hand_loop_marks_every_step_and_trains_as_eager(hand_loop, monkeypatch):
     """Compiled (forward + loss, and the update with a tensor rate): each step marked as one for
     CUDA graph trees before its units run (on a GPU the update reads the backward's gradients),

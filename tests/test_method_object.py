@@ -11,6 +11,7 @@ from coreaug.models import create_model
 from coreaug.selection import budget_size
 from coreaug.training import trainer as trainer_module
 from coreaug.training.plan import EpochPlan
+from test_compile_support import needs_compile
 
 DATA = coreaug.load_dataset("synthetic", n_train=400, n_test=200)
 
@@ -199,6 +200,7 @@ def test_subset_mode_items_carry_the_coreset_weights():
     assert sorted(set(items)) == sorted(set(picked.tolist()) | {400 + int(i) for i in picked})
 
 
+@needs_compile
 def test_a_step_compiled_in_your_own_loop_draws_from_a_random_source_without_recompiling():
     """The own loop's compiled path (docs/your-model.md): fixed-shape batches, the policies drawing
     from coreaug.RandomSource keyed per entry. dynamo traces the step whole (fullgraph: a graph

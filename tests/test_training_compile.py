@@ -13,6 +13,9 @@ import coreaug
 from coreaug.training import compiled_step
 from coreaug.training.plan import epoch_plan, fixed_step_layout, fixed_step_plan
 from coreaug.training.sync_audit import syncs_per_step
+from test_compile_support import needs_compile
+
+pytestmark = needs_compile
 
 RUN = dict(dataset="synthetic", train_limit=96, test_limit=32, batch_size=32, epochs=3, quiet=True,
            strategy="coreset", select_every=1, subset=0.3, augment="randaugment", seed=3)

@@ -7,6 +7,8 @@ import torch
 import coreaug
 from coreaug.training.distributed import check_world_size
 from coreaug.training.precision import resolve_precision
+from coreaug.training.trainer import has_fused_step
+from test_compile_support import needs_compile
 
 TINY = dict(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=1, quiet=True,
             strategy="coreset")
@@ -44,6 +46,36 @@ def test_bench_under_torchrun_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "grid").exists()
 
 
+class FusedOnlyOnCuda(torch.optim.SGD):
+    """SGD as torch 2.3 has it for CPU parameters: fused=True is taken, and its first step fails."""
+
+    def step(self, closure=None):
+        if self.defaults.get("fused") and self.param_groups[0]["params"][0].device.type != "cuda":
+            raise NotImplementedError("Could not run 'aten::_fused_sgd_' with arguments from the 'CPU' backend")
+        return super().step(closure)
+
+
+def test_an_fp16_run_where_torch_has_no_fused_update_for_the_device_trains_unfused(tmp_path, monkeypatch):
+    assert not has_fused_step(FusedOnlyOnCuda, torch.device("cpu"))
+    built = []
+
+    class Recorded(FusedOnlyOnCuda):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self.defaults.get("fused"))
+
+    monkeypatch.setattr(torch.optim, "SGD", Recorded)
+    result = coreaug.train(coreaug.TrainConfig(**dict(TINY, epochs=2), precision="fp16"))
+    assert built == [True, None] and len(result.history) == 2  # the one-element probe, then the run's: unfused
+    assert result.history[-1]["train_loss"] == result.history[-1]["train_loss"]  # not NaN
+
+
+needs_fused_cpu_update = pytest.mark.skipif(not has_fused_step(torch.optim.SGD, torch.device("cpu")),
+                                            reason="this torch has no fused SGD for CPU parameters (2.4 and later do)")
+
+
+@needs_compile
+@needs_fused_cpu_update
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_an_eager_fp16_run_resumed_compiled_updates_as_a_compiled_run_does(tmp_path, monkeypatch, optimizer):
     """A checkpoint holds what the optimizer has learnt, not how this run updates: an eager fp16

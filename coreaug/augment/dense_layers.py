@@ -101,7 +101,7 @@ class DenseLayers:
             self._cache[key] = tuple(static(t.to(dtype=dtype, device=device)) for t in tables)
         return self._cache[key]
 
-    def _slots(self, present: frozenset, device) -> tuple:
+    def _slots(self, present: tuple, device) -> tuple:
         """(full-image degenerates computed for a layer whose kinds are ``present``, the names of
         those kinds, each kind's index into the full-image degenerates as a device tensor: one
         past the last for kinds with a channel-constant degenerate), cached."""
@@ -116,7 +116,7 @@ class DenseLayers:
         return self._cache[key]
 
     def apply(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
-              fill: float, interpolation: str, bound: float, present: Sequence[frozenset],
+              fill: float, interpolation: str, bound: float, present: Sequence[tuple],
               by_kind: bool = False) -> torch.Tensor:
         """Run ``len(present)`` layers on the float working copy ``x`` (n, C, H, W): in layer l
         example i gets op ``kind[l, i]`` (an index into the kinds) at magnitude bin
@@ -175,7 +175,7 @@ class DenseLayers:
             if count:
                 rows = order[start:start + count]
                 start += count
-                names, kinds, slot_of_kind = self._slots(frozenset({k}), state.device)
+                names, kinds, slot_of_kind = self._slots((k,), state.device)
                 p = _Layer(slot_of_kind.index_select(0, kind.index_select(0, rows)),
                            *numbers.index_select(1, rows).unbind(0), matrices.index_select(0, rows))
                 block = self._layer(state.index_select(0, rows).float(), names, kinds, p, fill, interpolation, bound)

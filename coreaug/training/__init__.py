@@ -1,4 +1,5 @@
 """The trainer: epochs, selection cadence, weighted loss, checkpoints, logs."""
+from .compiled_step import compile_supported
 from .config import DATASET_DEFAULTS, TrainConfig
 from .dataset_face import PlanDataset, PlanSampler
 from .method import CoresetAugmentation
@@ -7,4 +8,5 @@ from .trained import Evaluation, Prediction, TrainedModel, load_run
 from .trainer import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "train", "EpochPlan", "DevicePlan", "epoch_plan", "DATASET_DEFAULTS",
-           "CoresetAugmentation", "PlanDataset", "PlanSampler", "load_run", "TrainedModel", "Prediction", "Evaluation"]
+           "CoresetAugmentation", "PlanDataset", "PlanSampler", "load_run", "TrainedModel", "Prediction", "Evaluation",
+           "compile_supported"]

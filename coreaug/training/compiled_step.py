@@ -56,9 +56,9 @@ does not update them) under no_grad, and dynamo replays the `eval()` / `train()`
 attribute writes; the chosen copies then go through the training forward. The eager twin
 (`compile=False`) makes the same draws and picks the same candidates.
 
-What is refused (`check_compilable`, at the start of a run): rules that mix copies with
-partners (crust), which read a second image set in the middle of the step, and `augment_steps`
-(the compiled step augments its own batch).
+What is refused (`check_compilable`, at the start of a run): torch before 2.9
+(`compile_supported`), rules that mix copies with partners (crust), which read a second image
+set in the middle of the step, and `augment_steps` (the compiled step augments its own batch).
 
 Under torchrun each process runs this step on its share of every batch (`EpochPlan.fixed_steps`
 with `world_size`: the copies of a batch a multiple of the processes, so every share has the
@@ -71,6 +71,7 @@ between the units). With
 model only, under DDP.
 """
 import inspect
+import re
 import types
 
 import torch
@@ -81,6 +82,20 @@ from torch.optim.sgd import sgd as functional_sgd
 from coreaug.augment.sampling import RandomSource
 from coreaug.errors import UsageError
 from coreaug.selection.rules import RULES
+
+
+COMPILES_FROM = (2, 9)  # the oldest torch release whose compiler builds and runs the step (see `compile_supported`)
+
+
+def compile_supported(version=None):
+    """Whether torch `version` (default: the one imported) compiles coreaug's step: 2.9 and later.
+
+    On the CPU, coreaug's compile tests pass with torch 2.9.1, 2.11 and 2.13; with 2.8.0 a
+    compiled kernel aborts the process at its first step, 2.7.1's inductor writes C++ that
+    does not build, and 2.5.1 and 2.3.1 cannot trace the step (experiments/results/torch_versions.md).
+    """
+    release = re.match(r"(\d+)\.(\d+)", version or torch.__version__)
+    return release is not None and (int(release.group(1)), int(release.group(2))) >= COMPILES_FROM
 
 
 def check_compilable(config):
@@ -95,6 +110,10 @@ def check_compilable(config):
     if config.augment_steps not in (None, 1):
         raise UsageError(f"compile augments each step's own batch, so augment_steps ({config.augment_steps}) "
                          "does not apply; drop --augment-steps or --compile")
+    if not compile_supported():
+        raise UsageError(f"compile needs torch {'.'.join(map(str, COMPILES_FROM))} or later, and this is torch "
+                         f"{torch.__version__}: older releases fail to build or run the compiled step; "
+                         "upgrade torch or drop --compile")
 
 
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -148,7 +167,8 @@ class CudaGraphSkips:
         from torch._inductor import cudagraph_utils
 
         self.count, self.reasons, self._before = 0, [], None
-        self._log = cudagraph_utils.cudagraphs_log
+        # torch logs a skip on its "cudagraphs" artifact log (2.7 and older: "perf_hints")
+        self._log = getattr(cudagraph_utils, "cudagraphs_log", None) or cudagraph_utils.perf_hint_log
         reasons = self.reasons
 
         class Keep(logging.Handler):

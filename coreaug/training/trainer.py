@@ -1,6 +1,7 @@
 """`train(TrainConfig) -> TrainResult`: the epoch loop of coreset-augmented training."""
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import time
@@ -319,12 +320,24 @@ def make_optimizer(config, model, compiled_update=None, scaled=False):
         kind, options = torch.optim.SGD, dict(momentum=config.momentum, nesterov=config.nesterov)
         implementation = dict(foreach=foreach)
     options.update(lr=config.lr, weight_decay=config.weight_decay)
-    if scaled and not compiled_update:
-        try:
-            return kind(groups, fused=True, **options)
-        except RuntimeError:  # no fused kernel for this device in this torch (CPU before 2.4): the scaler syncs
-            groups = parameter_groups(model, config.weight_decay, config.norm_decay)  # the attempt filled these in
-    return kind(groups, **options, **implementation)
+    if scaled and not compiled_update and has_fused_step(kind, next(model.parameters()).device):
+        return kind(groups, fused=True, **options)
+    return kind(groups, **options, **implementation)  # under a scaler without a fused kernel: it syncs
+
+
+@functools.lru_cache(maxsize=None)
+def has_fused_step(kind, device):
+    """Whether torch's fused `kind` (SGD, AdamW) steps on `device` in this torch: one step of a
+    one-element parameter. torch 2.3 builds a fused optimizer for CPU parameters and fails at
+    its first step (NotImplementedError: its fused kernels are CUDA's; the CPU's came in 2.4);
+    others refuse at once (RuntimeError)."""
+    weight = torch.zeros(1, device=device, requires_grad=True)
+    weight.grad = torch.zeros(1, device=device)
+    try:
+        kind([weight], lr=0.0, fused=True).step()
+    except (RuntimeError, NotImplementedError):
+        return False
+    return True
 
 
 IMPLEMENTATION = ("foreach", "fused", "capturable")  # how an optimizer updates, not what it computes

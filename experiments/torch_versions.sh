@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite under several torch releases, one fresh virtual environment each: which
+# releases coreaug runs on (setup.cfg's floor is torch 2.3) and from which one `--compile` works.
+#
+#   experiments/torch_versions.sh [VERSION...]     default: 2.3.1 2.5.1 2.7.1 2.8.0 2.9.1 2.11.0
+#
+# Each version: a venv in $VENVS/v$VERSION (default /tmp/coreaug-torch-versions; several GB each:
+# torch from PyPI, CUDA build included, used on the CPU), `pip install torch==$VERSION` (numpy<2
+# for 2.3, built against numpy 1) and `pip install -e .[test]`, then `pytest -q` on tests/ with
+# the suite's own settings (tests/conftest.py). A venv that exists is reused. Writes one row per
+# version to $OUT (default experiments/results/torch_versions.md; the table is rewritten each
+# run, the rows of versions not run this time kept), the failures' names under it, and the logs
+# to $VENVS/suite-$VERSION.log. Needs PyPI; runs the suites one after another (about 10-15
+# minutes each on 2 cores).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENVS="${VENVS:-/tmp/coreaug-torch-versions}"
+OUT="${OUT:-experiments/results/torch_versions.md}"
+PY="${PYTHON:-python3}"
+versions=("$@")
+[ ${#versions[@]} -eq 0 ] && versions=(2.3.1 2.5.1 2.7.1 2.8.0 2.9.1 2.11.0)
+mkdir -p "$VENVS" "$(dirname "$OUT")"
+rows="$VENVS/rows.tsv"
+touch "$rows"
+for version in "${versions[@]}"; do
+    venv="$VENVS/v$version"
+    log="$VENVS/suite-$version.log"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, coreaug" 2>/dev/null; then
+        numpy=()
+        case "$version" in 2.3.*) numpy=("numpy<2") ;; esac
+        "$PY" -m venv "$venv" &&
+            "$venv/bin/pip" install -q "torch==$version" "${numpy[@]}" &&
+            "$venv/bin/pip" install -q -e ".[test]" || { echo "torch $version: install failed" >&2; continue; }
+    fi
+    echo "torch $version: running the suite (log: $log)" >&2
+    start=$(date +%s)
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -rfE tests > "$log" 2>&1
+    minutes=$(( ($(date +%s) - start + 30) / 60 ))
+    summary=$(grep -E "^(=+ )?[0-9]+ (passed|failed)" "$log" | tail -n 1 | sed 's/=//g; s/^ *//; s/ *$//')
+    [ -n "$summary" ] || summary="no summary (the process died: $(tail -n 1 "$log" | cut -c1-80))"
+    failures=$(grep -E "^(FAILED|ERROR) " "$log" | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | paste -sd ';' -)
+    python=$("$venv/bin/python" -c "import platform; print(platform.python_version())")
+    grep -v "^$version	" "$rows" > "$rows.new"; mv "$rows.new" "$rows"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$version" "$python" "$summary" "$minutes" "$failures" >> "$rows"
+done
+{
+    echo "# The test suite under torch releases"
+    echo
+    echo "Command: \`experiments/torch_versions.sh $*\`  "
+    echo "Machine: $(uname -m), $(nproc) cores, torch from PyPI (its CUDA build, run on the CPU); last run $(date -u +%Y-%m-%d)."
+    echo
+    echo "| torch | Python | result | minutes |"
+    echo "|---|---|---|---|"
+    sort -t. -k1,1n -k2,2n -k3,3n "$rows" | while IFS=$'\t' read -r version python summary minutes failures; do
+        echo "| $version | $python | $summary | $minutes |"
+    done
+    echo
+    sort -t. -k1,1n -k2,2n -k3,3n "$rows" | while IFS=$'\t' read -r version python summary minutes failures; do
+        [ -n "$failures" ] || continue
+        echo "Failed or errored under torch $version:"
+        echo
+        tr ';' '\n' <<< "$failures" | sed 's/^/- /'
+        echo
+    done
+} > "$OUT"
+echo "wrote $OUT" >&2
