@@ -2,7 +2,7 @@
 # The whole test suite under several torch releases, one fresh virtual environment each: which
 # releases coreaug runs on (setup.cfg's floor is torch 2.3) and from which one `--compile` works.
 #
-#   experiments/torch_versions.sh [VERSION...]     default: 2.3.1 2.5.1 2.7.1 2.8.0 2.9.1 2.11.0
+#   experiments/torch_versions.sh [VERSION...]     default: 2.3.1 2.5.1 2.7.1 2.8.0 2.9.1 2.11.0 2.13.0
 #
 # Each version: a venv in $VENVS/v$VERSION (default /tmp/coreaug-torch-versions; several GB each:
 # torch from PyPI, CUDA build included, used on the CPU), `pip install torch==$VERSION` (numpy<2
@@ -10,15 +10,15 @@
 # the suite's own settings (tests/conftest.py). A venv that exists is reused. Writes one row per
 # version to $OUT (default experiments/results/torch_versions.md; the table is rewritten each
 # run, the rows of versions not run this time kept), the failures' names under it, and the logs
-# to $VENVS/suite-$VERSION.log. Needs PyPI; runs the suites one after another (about 10-15
-# minutes each on 2 cores).
+# to $VENVS/suite-$VERSION.log; each row names the code it tested (git describe --dirty). Needs PyPI;
+# runs the suites one after another (about 10-15 minutes each on 2 cores).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENVS="${VENVS:-/tmp/coreaug-torch-versions}"
 OUT="${OUT:-experiments/results/torch_versions.md}"
 PY="${PYTHON:-python3}"
 versions=("$@")
-[ ${#versions[@]} -eq 0 ] && versions=(2.3.1 2.5.1 2.7.1 2.8.0 2.9.1 2.11.0)
+[ ${#versions[@]} -eq 0 ] && versions=(2.3.1 2.5.1 2.7.1 2.8.0 2.9.1 2.11.0 2.13.0)
 mkdir -p "$VENVS" "$(dirname "$OUT")"
 rows="$VENVS/rows.tsv"
 touch "$rows"
@@ -40,23 +40,25 @@ for version in "${versions[@]}"; do
     [ -n "$summary" ] || summary="no summary (the process died: $(tail -n 1 "$log" | cut -c1-80))"
     failures=$(grep -E "^(FAILED|ERROR) " "$log" | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | paste -sd ';' -)
     python=$("$venv/bin/python" -c "import platform; print(platform.python_version())")
-    grep -v "^$version	" "$rows" > "$rows.new"; mv "$rows.new" "$rows"
-    printf '%s\t%s\t%s\t%s\t%s\n' "$version" "$python" "$summary" "$minutes" "$failures" >> "$rows"
+    commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+    failures=${failures:--}  # a field, not an empty one (read with IFS=tab merges empty fields)
+    grep -v "^$version	" "$rows" > "$rows.$$"; mv "$rows.$$" "$rows"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$version" "$python" "$summary" "$minutes" "$failures" "$commit" >> "$rows"
 done
 {
     echo "# The test suite under torch releases"
     echo
-    echo "Command: \`experiments/torch_versions.sh $*\`  "
+    echo "Command: \`experiments/torch_versions.sh $(sort -t. -k1,1n -k2,2n -k3,3n "$rows" | cut -f1 | paste -sd' ' -)\`  "
     echo "Machine: $(uname -m), $(nproc) cores, torch from PyPI (its CUDA build, run on the CPU); last run $(date -u +%Y-%m-%d)."
     echo
-    echo "| torch | Python | result | minutes |"
-    echo "|---|---|---|---|"
-    sort -t. -k1,1n -k2,2n -k3,3n "$rows" | while IFS=$'\t' read -r version python summary minutes failures; do
-        echo "| $version | $python | $summary | $minutes |"
+    echo "| torch | Python | result | minutes | code (git describe) |"
+    echo "|---|---|---|---|---|"
+    sort -t. -k1,1n -k2,2n -k3,3n "$rows" | while IFS=$'\t' read -r version python summary minutes failures commit; do
+        echo "| $version | $python | $summary | $minutes | $commit |"
     done
     echo
-    sort -t. -k1,1n -k2,2n -k3,3n "$rows" | while IFS=$'\t' read -r version python summary minutes failures; do
-        [ -n "$failures" ] || continue
+    sort -t. -k1,1n -k2,2n -k3,3n "$rows" | while IFS=$'\t' read -r version python summary minutes failures commit; do
+        [ "$failures" != "-" ] || continue
         echo "Failed or errored under torch $version:"
         echo
         tr ';' '\n' <<< "$failures" | sed 's/^/- /'
