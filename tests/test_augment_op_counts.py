@@ -65,7 +65,8 @@ def test_drawing_from_a_key_per_image_costs_a_few_ops_more_than_a_generator_what
                                    lambda seed: RandomSource(keys[seed], RandomSource.ahead(keys[seed]))))  # noqa: B023
         own.append(ops_and_syncs(A.create_policy(name), cifar_batch(n), lambda seed: RandomSource(keys[seed])))  # noqa: B023
     assert ahead[0] == ahead[1] and own[0] == own[1], "the number of ops depends on the batch"
-    assert ahead[0][0] <= ops_and_syncs(A.create_policy(name), cifar_batch(13))[0] + 18  # AutoAugment: 14 (torch 2.13), 17 (2.3, 2.5)
+    # AutoAugment's excess: 14 under torch 2.13, 17 under 2.3 and 2.5 (their decompositions differ)
+    assert ahead[0][0] <= ops_and_syncs(A.create_policy(name), cifar_batch(13))[0] + 18
     assert ahead[0][0] < own[0][0] <= ahead[0][0] + 20
     assert ahead[0][1] == own[0][1] == 0
 
