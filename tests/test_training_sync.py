@@ -4,7 +4,7 @@ import torch
 
 import coreaug
 from coreaug.training.sync_audit import syncs_per_step as audited_syncs_per_step
-from coreaug.training.trainer import has_fused_step
+from test_training_precision import needs_fused_cpu_update
 
 BASE = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, subset=0.25, candidates=2,
             strategy="coreset")
@@ -30,8 +30,7 @@ def test_no_sync_per_step_for_any_policy(augment):
     dict(strategy="full", augment_steps=4), dict(strategy="coreset", augment_steps=3, copies=2),
     # GradScaler hands its inf flag to the fused update: nothing read on the host (torch 2.3 has no fused
     # update for CPU parameters, and the scaler reads the flag each step)
-    pytest.param(dict(precision="fp16"), marks=pytest.mark.skipif(
-        not has_fused_step(torch.optim.SGD, torch.device("cpu")), reason="no fused SGD for CPU parameters")),
+    pytest.param(dict(precision="fp16"), marks=needs_fused_cpu_update),
 ])
 def test_no_sync_per_step_for_any_strategy_or_mode(settings):
     per_step, counts = syncs_per_step(**settings)

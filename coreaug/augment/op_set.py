@@ -75,7 +75,7 @@ class OpSet:
         each, with the same result per example. Returns the new working copy (whole levels for
         uint8 data; kind by kind, as uint8)."""
         layers = kind.shape[0]
-        every = tuple(range(len(self.kinds)))  # sorted tuples: dict keys dynamo takes in any torch version
+        every = tuple(range(len(self.kinds)))  # sorted tuples: torch 2.7's dynamo took no frozenset in a cache key
         present = [every] * layers if present is None else [tuple(sorted(set(p))) for p in present]
         fill = fill_level * bound / UINT8_BOUND
         # Traced (a compiled step), dense whatever the size: kind by kind reads block sizes on the host.

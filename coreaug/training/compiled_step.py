@@ -167,7 +167,7 @@ class CudaGraphSkips:
         from torch._inductor import cudagraph_utils
 
         self.count, self.reasons, self._before = 0, [], None
-        # torch logs a skip on its "cudagraphs" artifact log (2.7 and older: "perf_hints")
+        # torch logs a skip on its "cudagraphs" artifact log (2.11; 2.9 and older: on "perf_hints")
         self._log = getattr(cudagraph_utils, "cudagraphs_log", None) or cudagraph_utils.perf_hint_log
         reasons = self.reasons
 

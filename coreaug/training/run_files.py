@@ -82,7 +82,7 @@ class RunFolder:
         except pickle.UnpicklingError as exc:
             if "Weights only load failed" not in str(exc):
                 raise _corrupt(path, exc) from None
-            found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(exc))  # torch 2.4 and later; 2.3
+            found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(exc))  # torch 2.5 and later; 2.3
             raise _foreign(path, found.group(1) if found else "pickled Python objects") from None
         except Exception as exc:  # noqa: BLE001 - zip and EOF errors all mean a damaged file
             raise _corrupt(path, exc) from None
