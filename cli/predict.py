@@ -1,35 +1,16 @@
 """`coreaug predict`: a finished run's classes and probabilities for image files."""
 import csv
 import json
-import os
 import sys
 
 import click
 
 import coreaug
-from coreaug.data.image_folder import IMAGE_EXTENSIONS
-from coreaug.errors import UsageError
+from coreaug.training.trained import image_files
 
 from .errors import user_errors
 
 CHUNK = 256  # images read and classified at a time, so a large folder never sits in memory
-
-
-def image_files(paths):
-    """The files of `paths` in order, a folder's images (recursively, sorted) in its place."""
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(os.path.join(parent, name) for parent, _, names in os.walk(path)
-                           for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
-            if not found:
-                raise UsageError(f"folder {path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            files += found
-        elif os.path.exists(path):
-            files.append(path)
-        else:
-            raise UsageError(f"image {path} does not exist; give image files or folders of them")
-    return files
 
 
 @click.command("predict")

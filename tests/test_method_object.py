@@ -181,11 +181,41 @@ def test_the_default_strategy_is_one_everywhere_random():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(fraction=0.0), "fraction must be"), (dict(fraction=1.5), "fraction must be"),
     (dict(strategy="craig"), "unknown strategy 'craig'"), (dict(select_every=0), "select_every must be"),
-    (dict(mode="replace"), "unknown mode"),
+    (dict(mode="replace"), "unknown mode"), (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(seed=0.5), "seed must be an integer"), (dict(noisy=torch.zeros(3, dtype=torch.bool)), "noisy must mark"),
 ])
 def test_bad_settings_are_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         coreaug.CoresetAugmentation(DATA.train_labels, **kwargs)
+
+
+def test_a_state_or_selection_of_another_training_set_is_refused_and_changes_nothing():
+    labels = torch.arange(300) % 10
+    big = coreaug.CoresetAugmentation(labels, fraction=0.5)
+    big.start_epoch(0)
+    small = coreaug.CoresetAugmentation(labels[:100], fraction=0.5)
+    small.start_epoch(0)
+    before = small.selection
+    with pytest.raises(coreaug.UsageError, match="taken from 300 examples .* have 100"):
+        small.load_state_dict(big.state_dict())
+    with pytest.raises(coreaug.UsageError, match="taken from 300 examples"):
+        small.use(big.selection, 1)
+    foreign = coreaug.Selection(indices=np.array([5, 150]), weights=np.ones(2, dtype=np.float32), strategy="random",
+                                classes=np.arange(2), class_counts=np.ones(2, dtype=np.int64),
+                                class_objectives=np.full(2, np.nan))
+    with pytest.raises(coreaug.UsageError, match=r"indices outside \[0, 100\)"):
+        small.use(foreign, 1)
+    assert small.selection is before
+
+
+def test_the_samplers_length_is_the_current_plans():
+    """A selection of another size than the fraction's (a saved one, say) sets the epoch's length."""
+    labels = torch.arange(300) % 10
+    method = coreaug.CoresetAugmentation(labels, fraction=0.5, mode="subset", select_every=100)
+    method.use(coreaug.select_random(labels, 0.2), 0)
+    method.start_epoch(1)
+    assert len(method.sampler()) == len(list(method.sampler())) == 2 * 60
+    assert len(method.sampler(num_replicas=2, rank=1)) == len(list(method.sampler(num_replicas=2, rank=1))) == 60
 
 
 def test_subset_mode_items_carry_the_coreset_weights():

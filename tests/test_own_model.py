@@ -123,3 +123,22 @@ def test_a_model_path_that_does_not_work_is_one_line_exit_2(tmp_path, path, mess
     proc = cli("train", *CLI_TINY, "--model", path, "--out", "run", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr
+
+
+class TupleNet(TinyNet):
+    def forward(self, x):
+        return self.head(self.features(x)), None
+
+
+@pytest.mark.parametrize("model, match", [
+    (TinyNet(num_classes=3), r"logits of shape \(batch, 10\) .* returned a floating tensor of shape \(2, 3\)"),
+    (TupleNet(), "returned a tuple"),
+    (TinyNet().double(), "fails on a batch of the run's inputs, shape \\(2, 3, 32, 32\\): RuntimeError"),
+])
+def test_a_module_that_cannot_train_on_the_dataset_is_refused_before_writing(tmp_path, model, match):
+    """One forward of two inputs, before the run folder exists: the class count, the output
+    type, the dtype the run feeds it; in eval mode, leaving its train mode and statistics alone."""
+    model.train()
+    with pytest.raises(coreaug.UsageError, match=match):
+        coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")), model=model)
+    assert not (tmp_path / "run").exists() and model.training

@@ -2,10 +2,14 @@
 import pytest
 import torch
 
+import coreaug
+from coreaug.errors import UsageError
 from coreaug.selection import budget_size
 from coreaug.training import epoch_plan
 from coreaug.training.schedule import learning_rate
 from coreaug.training import TrainConfig
+from coreaug.training.compiled_step import check_compilable
+from coreaug.training.plan import fixed_step_layout
 
 N = 103
 
@@ -76,3 +80,32 @@ def test_cosine_schedule_with_warmup_and_multistep():
     assert learning_rate(c, 10) == pytest.approx(0.0)
     m = TrainConfig(dataset="synthetic", epochs=10, lr=0.1, schedule="multistep", milestones=(0.5, 0.8)).resolved()
     assert [round(learning_rate(m, e), 6) for e in (0, 5, 8)] == [0.1, 0.01, 0.001]
+
+
+@pytest.mark.parametrize("batch_size, world_size", [(1, 1), (2, 2), (4, 4), (4, 8)])
+def test_a_compiled_layout_too_small_for_copies_and_an_original_is_refused_not_a_hang(batch_size, world_size):
+    """Each batch holds a multiple of world_size copies and at least one original: a batch of
+    world_size or fewer entries cannot (the layout's search never ended)."""
+    plan = epoch_plan(20, strategy="random", mode="append", selected=torch.arange(10), weights=torch.ones(10),
+                      copies=1, weight_augmented=False, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=f"a batch of {batch_size} cannot hold"):
+        plan.fixed_steps(batch_size, generator=torch.Generator().manual_seed(0), world_size=world_size) \
+            if batch_size % world_size == 0 else fixed_step_layout(10, 10, batch_size, world_size)
+
+
+def test_a_compiled_layout_needs_a_batch_that_the_processes_divide():
+    plan = epoch_plan(20, strategy="none", mode="append", selected=None, weights=None, copies=1,
+                      weight_augmented=False, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="multiple of world_size"):
+        plan.fixed_steps(32, generator=torch.Generator().manual_seed(0), world_size=3)
+    assert len(plan.fixed_steps(1, generator=torch.Generator().manual_seed(0))) == 20  # no copies: any batch
+
+
+def test_compile_with_a_batch_no_larger_than_the_processes_is_refused_before_anything_is_written(tmp_path):
+    config = TrainConfig(dataset="digits", epochs=1, compile=True, batch_size=1, train_limit=20, test_limit=20,
+                         out=str(tmp_path / "run"), quiet=True)
+    with pytest.raises(UsageError, match=r"batch_size \(1\) must exceed the processes' count \(1\)"):
+        check_compilable(config.resolved())
+    with pytest.raises(UsageError, match="must exceed"):
+        coreaug.train(config)
+    assert not (tmp_path / "run").exists()

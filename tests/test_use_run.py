@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,6 +70,20 @@ def test_load_run_predicts_new_images_of_the_classes_as_well_as_the_run_tested(f
     predictions = coreaug.load_run(root / "run").predict(list(new.values()))
     accuracy = sum(p.classes[0] == c for p, c in zip(predictions, new)) / len(new)
     assert result.final_test_accuracy == 1.0 and accuracy == 1.0
+
+
+def test_predict_takes_folders_as_the_cli_does_and_an_empty_list(finished):
+    root, _ = finished
+    run = coreaug.load_run(root / "run")
+    folder = root / "data" / "test"
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    by_folder = run.predict([folder], top_k=np.int64(2))
+    assert [p.image for p in by_folder] == files and all(len(p.classes) == 2 for p in by_folder)
+    assert [p.classes for p in by_folder] == [p.classes for p in run.predict(files, top_k=2)]
+    assert run.predict([]) == [] and run.probabilities([]).shape == (0, 3)
+    (root / "empty").mkdir()
+    with pytest.raises(coreaug.UsageError, match="holds no images"):
+        run.predict([root / "empty"])
 
 
 def test_evaluate_prints_accuracy_overall_and_per_class(finished):
@@ -151,3 +166,19 @@ def test_a_run_stored_larger_than_it_trains_predicts_on_the_centre_crop_it_evalu
     assert trained.read(tmp_path / "data" / "test" / "dog" / "1.jpg").shape == (3, 20, 20)
     assert trained.preprocess(tmp_path / "data" / "test" / "dog" / "1.jpg").shape == (1, 3, 16, 16)
     assert trained.evaluate(str(tmp_path / "data")).accuracy == pytest.approx(result.final_test_accuracy)
+
+
+def test_a_registered_datasets_run_records_the_size_it_trained_at_and_refuses_a_folders_sizes(tmp_path):
+    """image_size and store_size size a folder's images; digits keep their 8x8, and the run says so
+    (its model file once said 64, the folder default, and image_size=4 was ignored in training but
+    cropped in evaluate)."""
+    result = coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=100, quiet=True,
+                                               out=str(tmp_path / "run")))
+    run = coreaug.load_run(tmp_path / "run")
+    assert (run.image_size, run.store_size) == (8, 8)
+    assert run.evaluate().accuracy == pytest.approx(result.final_test_accuracy)
+    for name in ("image_size", "store_size"):
+        with pytest.raises(coreaug.UsageError, match=f"{name} sizes the images of a folder dataset; digits's"):
+            coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, quiet=True, out=str(tmp_path / name),
+                                              **{name: 4}))
+        assert not (tmp_path / name).exists()

@@ -98,8 +98,9 @@ def compile_supported(version=None):
     return release is not None and (int(release.group(1)), int(release.group(2))) >= COMPILES_FROM
 
 
-def check_compilable(config):
-    """Raise UsageError if `config` (compile=True) asks for what the compiled step refuses."""
+def check_compilable(config, world_size=1):
+    """Raise UsageError if `config` (compile=True) asks for what the compiled step refuses, in a
+    run of `world_size` processes."""
     if not config.compile:
         return
     rule = RULES.get(config.strategy)
@@ -110,6 +111,10 @@ def check_compilable(config):
     if config.augment_steps not in (None, 1):
         raise UsageError(f"compile augments each step's own batch, so augment_steps ({config.augment_steps}) "
                          "does not apply; drop --augment-steps or --compile")
+    if config.strategy != "none" and config.copies > 0 and config.batch_size <= world_size:
+        raise UsageError(f"compile gives every batch the same strong copies, at least one per process, and an "
+                         f"original besides: batch_size ({config.batch_size}) must exceed the processes' count "
+                         f"({world_size}); raise --batch-size or drop --compile")
     if not compile_supported():
         raise UsageError(f"compile needs torch {'.'.join(map(str, COMPILES_FROM))} or later, and this is torch "
                          f"{torch.__version__}: older releases fail to build or run the compiled step; "

@@ -204,6 +204,7 @@ class TrainConfig:
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
+        self._check_sizes_apply()
         if filled["image_size"] is None:
             from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
 
@@ -220,6 +221,19 @@ class TrainConfig:
         config = TrainConfig(**filled)
         config.validate()
         return config
+
+    def _check_sizes_apply(self):
+        """image_size and store_size size a folder's images; a registered dataset's keep their own
+        size. (Runs record the folder default for them, so that value is let through.)"""
+        from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE
+
+        if _folder(self.dataset):
+            return
+        for name in ("image_size", "store_size"):
+            value = getattr(self, name)
+            if value is not None and value != DEFAULT_IMAGE_SIZE:
+                raise UsageError(f"{name} sizes the images of a folder dataset; {self.dataset}'s images keep their "
+                                 f"own size, so leave {name} out (got {value!r})")
 
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
@@ -298,6 +312,7 @@ class TrainConfig:
             check_int(getattr(self, name), name)
         for name in ("train_limit", "test_limit"):
             check_int(getattr(self, name), name, optional=True)
+        check_int(self.seed, "seed", 0)
         for name, low, high in (("lr", 0, math.inf), ("weight_decay", 0, math.inf), ("momentum", 0, 1),
                                 ("label_smoothing", 0, 1), ("label_noise", 0, 1), ("warmup_epochs", 0, math.inf)):
             value = getattr(self, name)

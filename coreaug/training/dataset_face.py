@@ -64,4 +64,7 @@ class PlanSampler(torch.utils.data.Sampler):
         return iter(items.tolist())
 
     def __len__(self):
-        return self.method.plan_length() // self.num_replicas
+        """This rank's items in the current plan (before the first `start_epoch`, in the plans
+        that the method's fraction makes)."""
+        plan = self.method.plan
+        return (len(plan) if plan is not None else self.method.plan_length()) // self.num_replicas

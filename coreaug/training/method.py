@@ -79,6 +79,7 @@ class CoresetAugmentation:
         check_choice(balance, "balance", BALANCES, unknown=True)
         for name, value in (("select_every", select_every), ("copies", copies), ("knn", knn)):
             check_int(value, name)
+        check_int(seed, "seed", 0)
         if gradient_dim is not None:
             check_int(gradient_dim, "gradient_dim")
         self.gradient_dim = gradient_dim
@@ -93,6 +94,9 @@ class CoresetAugmentation:
         self.selection_warmup = selection_warmup
         self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
+        if self.noisy is not None and self.noisy.shape != self.labels.shape:
+            raise UsageError(f"noisy must mark each of the {len(self.labels)} examples, shape ({len(self.labels)},), "
+                             f"got {tuple(self.noisy.shape)}")
         self.selection, self.plan, self.epoch, self.diagnostics, self.selected_at = None, None, None, {}, None
         # a loss_history rule's running sums (see remember_losses); loss_held: a "held-out" rule's
         # count per example of the selections at which it was held out
@@ -202,10 +206,23 @@ class CoresetAugmentation:
         return epoch < self.selection_warmup
 
     def use(self, selection, epoch, diagnostics=None):
-        """Adopt `selection` (a `Selection`) as the current one, made at `epoch`."""
+        """Adopt `selection` (a `Selection`) as the current one, made at `epoch`. Raises
+        UsageError for a selection of another training set (its size, or an index out of range)."""
+        if selection is not None:
+            self._check_fits(selection)
         self.selection, self.diagnostics = selection, dict(diagnostics or {})
         self.selected_at = epoch
         self._set_item_weights()
+
+    def _check_fits(self, selection):
+        n = len(self)
+        indices = np.asarray(selection.indices)
+        if selection.n_total and selection.n_total != n:
+            raise UsageError(f"the selection was taken from {selection.n_total} examples but the labels given to "
+                             f"CoresetAugmentation have {n}; use a selection (or state) of this training set")
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            raise UsageError(f"the selection holds indices outside [0, {n}) (from {indices.min()} to "
+                             f"{indices.max()}); use a selection of this training set")
 
     def _set_item_weights(self):
         """Per-example loss weights of originals and of copies under the current selection
@@ -336,6 +353,12 @@ class CoresetAugmentation:
             indices=s["indices"].numpy(), weights=s["weights"].numpy(), strategy=s["strategy"],
             classes=s["classes"].numpy(), class_counts=s["class_counts"].numpy(),
             class_objectives=s["class_objectives"].numpy(), timings=s["timings"], n_total=s["n_total"])
+        for name in ("loss_sums", "loss_held"):
+            if state.get(name) is not None and len(state[name]) != len(self):
+                raise UsageError(f"the state's {name} cover {len(state[name])} examples but the labels given to "
+                                 f"CoresetAugmentation have {len(self)}; load a state of this training set")
+        if selection is not None:
+            self._check_fits(selection)  # before anything changes
         self.loss_sums, self.loss_count = state.get("loss_sums"), state.get("loss_count", 0)
         self.loss_held = state.get("loss_held")
         self.use(selection, state.get("selected_at"), state.get("diagnostics"))

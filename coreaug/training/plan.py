@@ -47,6 +47,8 @@ class EpochPlan:
         `world_size`, that number is a multiple of it, so that every process's `shard` of the
         result is laid out the same way at batch_size / world_size (a batch_size that
         world_size divides)."""
+        if batch_size < 1 or world_size < 1 or batch_size % world_size:
+            raise ValueError(f"batch_size ({batch_size}) must be a positive multiple of world_size ({world_size})")
         return fixed_step_plan(self, batch_size, generator=generator, multiple=world_size)
 
     def shard(self, rank, world_size):
@@ -206,7 +208,11 @@ def fixed_step_layout(originals, copies, batch_size, multiple=1):
     """(steps, copies per step) of the compiled layout for `originals` weak and `copies` strong
     entries at `batch_size`: the fewest steps whose batches hold every entry when each carries
     exactly ceil(copies / steps) copies, rounded up to a multiple of `multiple` (the processes
-    of a run, which share every batch), and the rest originals."""
+    of a run, which share every batch), and the rest originals. Raises ValueError when no such
+    layout exists: copies and originals in batches of at most `multiple` entries."""
+    if copies and originals and batch_size <= multiple:
+        raise ValueError(f"a batch of {batch_size} cannot hold strong copies (a multiple of {multiple}) and an "
+                         f"original besides; use a batch_size above {multiple}")
     steps = max(1, -(-(originals + copies) // batch_size))
     while True:
         per_step = -(-copies // steps)

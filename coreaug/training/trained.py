@@ -7,12 +7,14 @@ did: decoded, shorter side resized to the image size, centre-cropped, normalised
 """
 import dataclasses
 import json
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import torch
 
+from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError
 from coreaug.models import create_model
 
@@ -30,7 +32,9 @@ def model_file(config, model, data, history):
         "model": config.model, "in_channels": data.in_channels, "num_classes": data.num_classes,
         "state_dict": {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()},
         # images are read at store_size (a folder's stored size) and their centre image_size square evaluated
-        "class_names": list(data.class_names), "image_size": int(config.image_size or data.test_images.shape[-1]),
+        # (a registered dataset's images keep their own size: config.image_size is a folder's)
+        "class_names": list(data.class_names),
+        "image_size": int(config.image_size if is_folder_dataset(config.dataset) else data.test_images.shape[-1]),
         "store_size": int(data.test_images.shape[-1]),
         "mean": data.preprocess.mean.flatten().tolist(), "std": data.preprocess.std.flatten().tolist(),
         "config": dataclasses.asdict(config), "epochs": len(history),
@@ -111,8 +115,9 @@ class TrainedModel:
                 raise UsageError(f"images must be uint8 (N, {expected[0]}, {expected[1]}, {expected[2]}) as the run "
                                  f"trained on, got {images.dtype} {tuple(images.shape)}; or give image files")
             return images
-        if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
-            images = [images]
+        images = image_files(images)
+        if not images:
+            return torch.zeros((0, self.in_channels, self.store_size, self.store_size), dtype=torch.uint8)
         return torch.stack([self.read(image) for image in images])
 
     def probabilities(self, images, batch_size=256):
@@ -126,11 +131,15 @@ class TrainedModel:
         return torch.cat(out) if out else torch.zeros((0, len(self.class_names)))
 
     def predict(self, images, top_k=1):
-        """A `Prediction` per image (file paths, PIL images or a uint8 tensor): its `top_k` classes
-        and their probabilities, most probable first."""
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        """A `Prediction` per image (file paths, folders of image files, PIL images, or a uint8
+        tensor): its `top_k` classes and their probabilities, most probable first; a folder's
+        images (recursively, sorted by path) in its place, each named by its path."""
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}")
-        names = [str(x) for x in images] if isinstance(images, (list, tuple)) else None
+        top_k = int(top_k)
+        if not isinstance(images, torch.Tensor):
+            images = image_files(images)
+        names = [str(x) for x in images] if isinstance(images, list) else None
         probabilities = self.probabilities(images)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
         names = names or [str(i) for i in range(len(probabilities))]
@@ -174,6 +183,31 @@ class TrainedModel:
             raise UsageError(f"class {name!r} of {data.source} is not one of the run's classes "
                              f"({', '.join(self.class_names[:10])}); evaluate on a dataset of the run's classes")
         return self.class_names.index(name)
+
+
+def image_files(images):
+    """`images` (an image file's path, a folder, a PIL image, or a list or tuple of them) as a list,
+    a folder's image files (recursively, sorted) in its place. Raises UsageError for a path that
+    does not exist or a folder that holds no images."""
+    from coreaug.data.image_folder import IMAGE_EXTENSIONS
+
+    if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
+        images = [images]
+    files = []
+    for image in images:
+        if hasattr(image, "convert"):
+            files.append(image)
+        elif os.path.isdir(image):
+            found = sorted(os.path.join(parent, name) for parent, _, names in os.walk(image)
+                           for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise UsageError(f"folder {image} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files += found
+        elif os.path.exists(image):
+            files.append(image)
+        else:
+            raise UsageError(f"image {image} does not exist; give image files or folders of them")
+    return files
 
 
 def load_run(run, model=None, device="cpu"):

@@ -121,7 +121,33 @@ def given_model_name(config, model):
     return name
 
 
-def _open_run(config, distributed):
+def check_given_model(model, data):
+    """Raise UsageError unless `model` (a module passed to train) maps a batch of two of the run's
+    float32 inputs (zeros, preprocessed as the run's images) to floating (2, num_classes) logits: run once
+    in eval mode without gradients, on the device its parameters are on, before anything is
+    written (a wrong class count or output would otherwise fail in the first step)."""
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    shape = (2, data.in_channels, *data.test_images.shape[-2:])
+    inputs = data.preprocess(torch.zeros(shape, dtype=torch.uint8, device=data.train_labels.device)).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(inputs)
+    except Exception as error:  # noqa: BLE001 - the user's module: its error, named as theirs
+        raise UsageError(f"the model passed to train fails on a batch of the run's inputs, shape {tuple(inputs.shape)}: "
+                         f"{one_line(error)}") from error
+    finally:
+        model.train(was_training)
+    if not (isinstance(out, torch.Tensor) and out.is_floating_point() and tuple(out.shape) == (2, data.num_classes)):
+        got = f"a {'floating ' if out.is_floating_point() else ''}tensor of shape {tuple(out.shape)}" \
+            if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise UsageError(f"the model passed to train must return floating logits of shape (batch, {data.num_classes}) "
+                         f"for the dataset's {data.num_classes} classes; it returned {got} for a batch of 2")
+
+
+def _open_run(config, distributed, model=None):
     """(run folder or None, checkpoint or None, data), every check passed before a file is written.
 
     Only rank 0 holds the folder: it reads it, and every process resumes from what it read
@@ -139,6 +165,8 @@ def _open_run(config, distributed):
             data = load_run_data(config, distributed.device, distributed)
         check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
+        if model is not None:
+            check_given_model(model, data)
         if folder:
             folder.start(identity, fresh=checkpoint is None)
     except BaseException:
@@ -152,8 +180,8 @@ def _run(config, distributed, model=None):
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
     if compiles_whole_step(config, distributed):
-        check_compilable(config)  # before anything is written
-    folder, checkpoint, data = _open_run(config, distributed)
+        check_compilable(config, distributed.world_size)  # before anything is written
+    folder, checkpoint, data = _open_run(config, distributed, model)
     try:
         return _train_run(config, distributed, folder, checkpoint, data, model)
     finally:
