@@ -40,3 +40,15 @@ def test_every_relative_link_in_the_readme_exists():
     assert relative_links(readme), "the README links into the manual"
     assert broken_links(readme, ROOT) == []
 
+
+
+def test_the_config_and_result_docstrings_name_every_field():
+    """docs/api.md is generated from these docstrings: a field they leave out is undocumented."""
+    import dataclasses
+
+    from coreaug import TrainConfig, TrainResult
+
+    for cls in (TrainConfig, TrainResult):
+        doc = cls.__doc__
+        missing = [f.name for f in dataclasses.fields(cls) if not re.search(rf"\b{f.name}\b", doc)]
+        assert not missing, f"{cls.__name__}'s docstring does not describe {missing}"

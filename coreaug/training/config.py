@@ -55,6 +55,10 @@ FALLBACK_DEFAULTS = dict(model="resnet20", epochs=100, batch_size=128, lr=0.1, w
 class TrainConfig:
     """One training run. Fields left as None take the dataset's default (DATASET_DEFAULTS).
 
+    dataset, data_dir, download: a registered dataset's name (coreaug.available_datasets()) or a
+        folder of images; the folder holding a registered dataset's files (None: searched in
+        $COREAUG_DATA, ~/.cache/coreaug, /usr/share/datasets/<name>), and whether missing files
+        are downloaded (checksummed).
     strategy: which examples get strong augmentation: "random" (the default, DEFAULT_STRATEGY),
         "coreset" (the paper), "maxloss" (highest current loss), a rule beyond the paper (see
         coreaug.selection.rules), "full" (everyone) or "none" (no one).
@@ -64,7 +68,12 @@ class TrainConfig:
     select_every: re-select every R epochs (at epochs 0, R, 2R, ...).
     augment: strong augmentation policy name (see coreaug.augment.available_policies());
         "maxloss" uses `candidates` candidates per example.
+    copies: strongly augmented copies per selected example, each epoch.
     weight_augmented: give the augmented copies the coreset weights (else weight 1).
+    gradients, knn, balance: what the coreset selects on ("logits": softmax - onehot, or
+        "last_layer": its product with the last nn.Linear's input), facility location's
+        neighbours per example, and the per-class budgets ("equal", as the paper, or
+        "proportional").
     estimates: "clean" computes gradient estimates (or max-loss losses) with an extra eval-mode
         pass over the clean training set, as in the paper; "training" reuses the logits of the
         previous epoch's training passes over the (weakly augmented) originals, which costs
@@ -73,6 +82,18 @@ class TrainConfig:
         facility location (None: estimated per class; coreset-lowloss: the examples the model
         rates below chance, coreset-history and coreset-heldout: the high group of a two-group split
         of the mean losses).
+    epochs, batch_size, lr, momentum, nesterov, weight_decay: the run's length, the global batch
+        (split over the processes under torchrun) and the optimizer's settings.
+    schedule, milestones, warmup_epochs: the learning rate's schedule: "cosine" (to 0 at the
+        end) or "multistep" (divided by 10 at each milestone, fractions of the run), after a
+        linear warm-up of `warmup_epochs` (coreaug.training.schedule.learning_rate).
+    label_smoothing: of the cross-entropy. label_noise: the share of training labels flipped
+        to another class, drawn by `seed` (for experiments on noisy labels).
+    flip: whether the pad-crop weak augmentation flips images (None: the dataset's default).
+    seed: seeds the model's initialisation, the selections, plans and augmentation draws
+        (an integer >= 0; one seed, one run).
+    device: "auto" (CUDA when available), "cpu" or "cuda[:N]".
+    quiet: no progress bars or messages.
     eval_every: evaluate on the test set after every N-th epoch and after the last (epochs
         between carry no test figures: None in the history).
     selection_warmup: epochs before the first model-based selection (random selections of the
@@ -80,7 +101,8 @@ class TrainConfig:
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
     image_size, val_fraction, skip_bad_images: for a `dataset` that is a folder of images
         (coreaug.data.image_folder): the square size images are resized and cropped to
-        (None: the images' own size when they share one, else 64; resolved() fills it in), the
+        (None: the images' own size when they share one, else 64; resolved() fills it in; a
+        registered dataset's images keep their own size and refuse another), the
         share of each class held out when the folder has no val/ or test/ split, and whether
         unreadable images are left out (counted) rather than an error.
     gradient_dim: gradient estimates wider than this are randomly projected to at most this

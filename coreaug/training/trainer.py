@@ -34,7 +34,16 @@ from .trained import model_file
 
 @dataclass
 class TrainResult:
-    """What a run produced: per-epoch metrics, headline figures and the trained model."""
+    """What a run produced: per-epoch metrics, headline figures and the trained model.
+
+    config: the resolved TrainConfig (the dataset's defaults filled in).
+    history: one dict per epoch, as metrics.jsonl holds them (epoch, train_loss, test_accuracy:
+        None in epochs not evaluated, epoch_seconds, selection_seconds, n_trained, n_augmented, ...).
+    final_test_accuracy, best_test_accuracy: of the last and the best evaluated epoch (NaN if none).
+    total_seconds, selection_seconds: summed over the epochs (selection's share included in the total).
+    model: the trained module (the bare one, not its compiled or DDP wrapper).
+    out: the run's folder, None without one. rank, world_size: this process's under torchrun.
+    """
 
     config: TrainConfig
     history: list
