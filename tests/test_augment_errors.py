@@ -66,3 +66,46 @@ def test_op_argument_out_of_range_says_what_was_expected(call, message):
 def test_policy_settings_out_of_range_say_what_was_expected(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         A.create_policy(name, **kwargs)
+
+
+class ScoringModel(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+SOURCE_CALLS = {
+    **{name: (lambda name: lambda x, source: A.create_policy(name)(x, source))(name)
+       for name in ["randaugment", "trivialaugment", "autoaugment", "weak", "cutout", "resized-crop",
+                    "weak+randaugment"]},
+    "maxloss": lambda x, source: A.create_policy("maxloss")(
+        x, source, model=ScoringModel(), labels=torch.zeros(len(x), dtype=torch.long)),
+    "horizontal_flip": lambda x, source: A.horizontal_flip(x, generator=source),
+    "random_crop": lambda x, source: A.random_crop(x, generator=source),
+    "cutout op": lambda x, source: A.cutout(x, 4, generator=source),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_CALLS))
+@pytest.mark.parametrize("keys", [3, 8])
+def test_a_random_source_needs_one_key_per_image_of_the_batch(name, keys):
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=rf"RandomSource has {keys} keys \(one per image\) but the batch has 4 images"):
+        SOURCE_CALLS[name](images, A.RandomSource(torch.arange(keys)))
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_CALLS))
+def test_a_random_source_with_a_key_per_image_or_one_key_for_the_call_is_accepted(name):
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    for key in (torch.arange(4), torch.tensor(7)):
+        assert SOURCE_CALLS[name](images, A.RandomSource(key)).shape == images.shape
+
+
+def test_a_random_source_key_must_be_0_dim_or_one_per_image():
+    with pytest.raises(ValueError, match=r"0-dim .* or \(n,\) .* got shape \(2, 2\)"):
+        A.RandomSource(torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_a_policy_refuses_a_seed_in_place_of_a_generator():
+    with pytest.raises(ValueError, match="generator must be a torch.Generator, a coreaug.RandomSource or None, "
+                                         "got int"):
+        A.create_policy("randaugment")(IMAGES, 0)

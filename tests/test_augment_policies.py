@@ -266,3 +266,33 @@ def test_large_images_on_the_cpu_trace_into_one_graph_with_the_same_result():
     traced = torch.compile(lambda x, k: policy(x, RandomSource(k)), fullgraph=True, backend="eager")
     assert torch.equal(traced(images, keys), eager) and torch.equal(traced(images, keys), eager)
     assert counters["stats"]["unique_graphs"] - before == 1
+
+
+LEVEL_POLICIES = ["randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet", "resized-crop"]
+
+
+@pytest.mark.parametrize("name", LEVEL_POLICIES)
+@pytest.mark.parametrize("low, high", [(0.0, 1.01), (-0.6, 1.9)])  # a bicubic resize's overshoot; normalised data
+def test_float_images_outside_0_1_are_clamped_into_it(name, low, high):
+    images = sample_images(n=16).float() / 255
+    images[0, 0, 0, 0], images[1, 1, 2, 3] = high, low
+    policy = A.create_policy(name)
+    out = policy(images, torch.Generator().manual_seed(0))
+    assert torch.equal(out, policy(images.clamp(0, 1), torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_images_outside_0_1_are_clamped_into_it(dtype):
+    images = (sample_images(n=16).float() / 255).to(dtype)
+    images[0, 0, 0, 0] = 1.5
+    policy = A.create_policy("trivialaugment")
+    out = policy(images, torch.Generator().manual_seed(0))
+    assert out.dtype == dtype
+    assert torch.equal(out, policy(images.clamp(0, 1), torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("op", [A.equalize, lambda x: A.posterize(x, 3), A.auto_contrast])
+def test_level_ops_clamp_float_images_outside_0_1(op):
+    images = sample_images(n=4).float() / 255
+    images[0, 0, 0, 0] = 1.01
+    assert torch.equal(op(images), op(images.clamp(0, 1)))

@@ -1,6 +1,7 @@
 """Bad input gets a ValueError that names the argument."""
 import numpy as np
 import pytest
+import torch
 
 import coreaug
 
@@ -73,3 +74,62 @@ def test_training_and_selection_refuse_a_balance_or_gradient_kind_from_one_list(
         coreaug.TrainConfig(dataset="synthetic", selection_warmup=-1).resolved()
     with pytest.raises(ValueError, match=r"selection_warmup must be an integer >= 0 \(epochs\), got -1"):
         coreaug.CoresetAugmentation(Y, selection_warmup=-1)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_features_and_losses_select_as_their_float32_values(dtype):
+    g = torch.as_tensor(X).to(getattr(torch, dtype))
+    expected = coreaug.select_coreset(g.float(), Y, 0.3)
+    got = coreaug.select_coreset(g, Y, 0.3)
+    assert np.array_equal(got.indices, expected.indices) and np.array_equal(got.weights, expected.weights)
+    losses = torch.as_tensor(X[:, 0]).to(getattr(torch, dtype))
+    assert np.array_equal(coreaug.select_maxloss(losses, Y, 0.3).indices,
+                          coreaug.select_maxloss(losses.float(), Y, 0.3).indices)
+
+
+@pytest.mark.parametrize("keep, match", [
+    (np.ones(10, bool), r"keep must be a bool mask of shape \(20,\), one entry per example, got shape \(10,\)"),
+    (np.ones((20, 1), bool), r"keep must be a bool mask of shape \(20,\)"),
+    (np.arange(20), "keep must be a bool mask .* values other than 0 and 1"),
+])
+def test_select_coreset_refuses_a_keep_that_is_not_one_flag_per_example(keep, match):
+    with pytest.raises(ValueError, match=match):
+        coreaug.select_coreset(X, Y, 0.3, keep=keep)
+
+
+def test_keep_may_be_a_0_1_array_or_a_tensor():
+    mask = np.arange(20) % 3 != 0
+    expected = coreaug.select_coreset(X, Y, 0.3, keep=mask).indices
+    assert np.array_equal(coreaug.select_coreset(X, Y, 0.3, keep=mask.astype(int)).indices, expected)
+    assert np.array_equal(coreaug.select_coreset(X, Y, 0.3, keep=torch.as_tensor(mask)).indices, expected)
+
+
+@pytest.mark.parametrize("features", [X.astype(np.float64) * 1e300, X * 1e20])
+def test_features_too_large_for_float32_distances_are_refused_with_the_fix(features):
+    with pytest.raises(ValueError, match=r"features must lie within \+-.* got a value of magnitude .* rescale them"):
+        coreaug.select_coreset(features, Y, 0.3)
+
+
+def test_large_features_that_fit_float32_distances_select_as_rescaled_ones():
+    scaled = coreaug.select_coreset(X.astype(np.float64) * 1e17, Y, 0.3)
+    assert np.array_equal(scaled.indices, coreaug.select_coreset(X, Y, 0.3).indices)
+
+
+def test_last_layer_gradients_refuse_a_chunk_below_one():
+    with pytest.raises(ValueError, match="chunk must be a positive integer, got 0"):
+        coreaug.last_layer_gradients(np.ones((2, 3)), np.ones((2, 4)), np.array([0, 1]), chunk=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_last_layer_gradients_refuse_embeddings_that_are_not_finite(bad):
+    embeddings = np.ones((2, 4))
+    embeddings[1, 2] = bad
+    with pytest.raises(ValueError, match="embeddings must be finite"):
+        coreaug.last_layer_gradients(np.ones((2, 3)), embeddings, np.array([0, 1]))
+
+
+def test_estimating_with_a_model_without_parameters_needs_a_device():
+    images, labels = torch.randn(6, 3, 1, 1), torch.arange(6) % 3
+    with pytest.raises(ValueError, match="device must be given for a model without parameters"):
+        coreaug.estimate_gradients(torch.nn.Flatten(), images, labels)
+    assert coreaug.estimate_gradients(torch.nn.Flatten(), images, labels, device="cpu").shape == (6, 3)

@@ -17,7 +17,7 @@ from .geometric import check_interpolation
 from .op_set import OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy
 from .registry import register_policy
-from .sampling import integers, signs, uniform
+from .sampling import check_randomness, integers, signs, uniform
 from .validation import check_fill_level, check_images
 from .working_float import to_working
 
@@ -105,7 +105,8 @@ class AutoAugment(Policy):
     """AutoAugment: each example draws one of the 25 sub-policies of ``policy``'s table
     ("cifar10", the default, or "imagenet"), uniformly and independently per example, and
     applies its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
-    level for pixels that geometric ops uncover."""
+    level for pixels that geometric ops uncover. Float images are taken as [0, 1]: values outside
+    it are clamped into it."""
 
     def __init__(self, interpolation: str = "nearest", fill: float = 0, policy: str = "cifar10"):
         check_interpolation(interpolation)
@@ -143,6 +144,7 @@ class AutoAugment(Policy):
         """Each example draws its own sub-policy; its two steps are two layers (an example whose
         step is not applied takes the identity in that layer)."""
         check_images(images, gray_or_rgb=True)
+        check_randomness(generator, images.shape[0])
         n, device = images.shape[0], images.device
         if n == 0:
             return images

@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .sampling import uniform
+from .sampling import check_randomness, uniform
 from .validation import Magnitude, check_fill_value, check_images, check_magnitude
 
 
@@ -81,6 +81,7 @@ def horizontal_flip(images: torch.Tensor, p: Magnitude = 0.5,
     Takes a (B, C, H, W) uint8 or float batch; returns one of the same shape and dtype.
     """
     check_images(images)
+    check_randomness(generator, images.shape[0])
     probability = check_magnitude(p, images.shape[0], images.device, name="p", low=0.0, high=1.0)
     flip = uniform(images.shape[0], generator, images.device) < probability
     return flip_kernel(images, flip)
@@ -94,6 +95,7 @@ def random_crop(images: torch.Tensor, padding: Magnitude = 4, fill: float = 0,
     image units. Returns a batch of the same shape and dtype.
     """
     check_images(images)
+    check_randomness(generator, images.shape[0])
     pad = check_magnitude(padding, images.shape[0], images.device, name="padding", low=0.0,
                           integer=True)
     return crop_kernel(images, pad, check_fill_value(fill, images), generator)

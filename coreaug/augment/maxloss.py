@@ -12,6 +12,7 @@ from coreaug.errors import UsageError
 
 from .policy import Policy
 from .registry import create_policy, register_policy
+from .sampling import RandomSource, check_randomness
 from .validation import check_images, check_whole
 
 # Candidates of at most this many values in all are scored in one forward pass (one launch per
@@ -57,6 +58,7 @@ class MaxLossAugment(Policy):
                  **context) -> torch.Tensor:
         check_images(images)
         batch = images.shape[0]
+        check_randomness(generator, batch)
         if model is None or labels is None:
             raise UsageError("max-loss augmentation needs the model and labels: call "
                              "policy(images, generator, model=model, labels=labels)")
@@ -66,12 +68,23 @@ class MaxLossAugment(Policy):
             raise UsageError(f"labels must be an integer tensor of shape ({batch},), got {shown}")
         if batch == 0:
             return images
-        # Row k * batch + i holds candidate k of example i.
-        candidates = self.base_policy(images.repeat(self.candidates, 1, 1, 1), generator)
+        candidates = self._candidates(images, generator)
         losses = self._losses(candidates, labels.to(images.device), model,
                               preprocess or default_preprocess, autocast or contextlib.nullcontext)
         best = losses.argmax(dim=0)
         return candidates[best * batch + torch.arange(batch, device=images.device)]
+
+    def _candidates(self, images, generator):
+        """The base policy's candidates: row k * batch + i holds candidate k of example i. With a
+        key per image, example i's K candidates take the next numbers of its own stream."""
+        repeated = images.repeat(self.candidates, 1, 1, 1)
+        if not isinstance(generator, RandomSource):
+            return self.base_policy(repeated, generator)
+        generator.copies = self.candidates  # the K copies of each keyed image are one call's batch
+        try:
+            return self.base_policy(repeated, generator)
+        finally:
+            generator.copies = 1
 
     def _losses(self, candidates, labels, model, preprocess, autocast) -> torch.Tensor:
         """Cross-entropy of every candidate, (K, batch) float32."""

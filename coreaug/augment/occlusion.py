@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from .sampling import uniform
+from .sampling import check_randomness, uniform
 from .validation import Magnitude, check_fill_value, check_images, check_magnitude
 
 
@@ -40,6 +40,7 @@ def cutout(images: torch.Tensor, size: Magnitude = 16, fill: float = 0,
     units. Returns a batch of the same shape and dtype.
     """
     check_images(images)
+    check_randomness(generator, images.shape[0])
     sizes = check_magnitude(size, images.shape[0], images.device, name="size", low=0.0,
                             integer=True)
     return cutout_kernel(images, sizes, check_fill_value(fill, images), generator)

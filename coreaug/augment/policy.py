@@ -13,9 +13,12 @@ class Policy:
 
     Takes a (B, C, H, W) uint8 or float [0, 1] batch on any device and returns an augmented batch
     of the same shape, dtype and device, drawing every random choice per example from
-    ``generator`` (a CPU generator may drive a CUDA batch). Ordinary policies ignore
-    ``context``; policies with ``needs_model`` (max-loss) read ``model``, ``labels`` and
-    ``preprocess`` from it.
+    ``generator`` (a CPU generator may drive a CUDA batch, and a `RandomSource` with a key per
+    image needs one key per image of the batch). Policies that compute on the pixel values
+    (RandAugment, TrivialAugment, AutoAugment, resized-crop) clamp float values outside [0, 1]
+    into it; the weak and cutout policies move or blank pixels and leave values as they are.
+    Ordinary policies ignore ``context``; policies with ``needs_model`` (max-loss) read
+    ``model``, ``labels`` and ``preprocess`` from it.
     """
 
     needs_model: bool = False

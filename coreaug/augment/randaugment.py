@@ -14,7 +14,7 @@ from .geometric import check_interpolation
 from .op_set import OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy
 from .registry import register_policy
-from .sampling import integers, signs
+from .sampling import check_randomness, integers, signs
 from .validation import check_fill_level, check_images, check_whole
 from .working_float import to_working
 
@@ -61,6 +61,7 @@ class _OneOpPerLayer(Policy):
 
     def _augment(self, images, generator, layers):
         check_images(images, gray_or_rgb=True)
+        check_randomness(generator, images.shape[0])
         n, device = images.shape[0], images.device
         if n == 0 or layers == 0:
             return images
@@ -78,7 +79,8 @@ class _OneOpPerLayer(Policy):
 class RandAugment(_OneOpPerLayer):
     """RandAugment: ``num_ops`` ops per example, each drawn uniformly from the 14, at one
     shared ``magnitude`` bin in [0, num_magnitude_bins - 1] (default 9 of 31, as torchvision).
-    Needs 1 or 3 channels; ``fill`` is the 0-255 level for pixels that geometric ops uncover."""
+    Needs 1 or 3 channels; ``fill`` is the 0-255 level for pixels that geometric ops uncover.
+    Float images are taken as [0, 1]: values outside it are clamped into it."""
 
     def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
                  interpolation: str = "nearest", fill: float = 0):
@@ -98,7 +100,8 @@ class RandAugment(_OneOpPerLayer):
 @register_policy("trivialaugment")
 class TrivialAugmentWide(_OneOpPerLayer):
     """TrivialAugment-Wide: one op per example, uniformly drawn, at a uniformly drawn magnitude
-    bin of ``num_magnitude_bins`` (31), with the wide ranges. Needs 1 or 3 channels."""
+    bin of ``num_magnitude_bins`` (31), with the wide ranges. Needs 1 or 3 channels. Float
+    images are taken as [0, 1]: values outside it are clamped into it."""
 
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",
                  fill: float = 0):

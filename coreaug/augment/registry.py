@@ -50,6 +50,11 @@ def create_policy(name: str, **kwargs) -> Policy:
     each keyword then goes to every chained policy that accepts it (``flip=False`` to weak).
     Raises UsageError for an unknown name (listing the available ones) or a keyword no chained
     policy takes.
+
+    A policy is called as ``policy(images, generator)`` on a (B, C, H, W) uint8 (0-255) or
+    float batch; float images are taken as [0, 1], and the policies that compute on pixel
+    values ("randaugment", "trivialaugment", the autoaugments, "resized-crop") clamp values
+    outside it into it (a resize's small overshoot; normalise after augmenting, not before).
     """
     if not isinstance(name, str):
         raise UsageError(f"policy name must be a string, got {type(name).__name__}")

@@ -32,7 +32,7 @@ from coreaug.errors import UsageError
 from .geometric import check_interpolation
 from .policy import Policy
 from .registry import register_policy
-from .sampling import uniform
+from .sampling import check_randomness, uniform
 from .validation import check_images
 from .working_float import from_resampled, to_working
 
@@ -96,7 +96,8 @@ class ResizedCrop(Policy):
     fraction s ~ U(``scale``) and aspect ratio (width / height) log-uniform on ``ratio``, at a
     uniform position inside the image, resampled with ``interpolation`` ("bilinear" or
     "nearest") to a ``size`` square (None: the image's own size); then a left-right flip with
-    probability 1/2 unless ``flip=False``. Any channel count, uint8 or float. See the module
+    probability 1/2 unless ``flip=False``. Any channel count, uint8 or float (taken as [0, 1]:
+    values outside it are clamped into it). See the module
     docstring for how it differs from torchvision's RandomResizedCrop."""
 
     def __init__(self, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
@@ -117,6 +118,7 @@ class ResizedCrop(Policy):
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
         check_images(images)
+        check_randomness(generator, images.shape[0])
         if images.numel() == 0:  # affine_grid takes no empty batch; nothing to crop
             size = images.shape[-2:] if self.size is None else (self.size, self.size)
             return images.new_empty((*images.shape[:-2], *size))

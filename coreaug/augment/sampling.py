@@ -14,6 +14,7 @@ from typing import Optional, Union
 
 import torch
 
+from coreaug.errors import UsageError
 
 MASK32 = 0xFFFFFFFF
 # Odd multipliers below 2 ** 31: a 32-bit value times one stays below 2 ** 63, so int64 tensor
@@ -56,7 +57,8 @@ class RandomSource:
       `integers`, `signs` or `permutation` for k * n values; policies lay them out value-major,
       viewed (k, n)) takes each image's next k numbers. So an image is augmented the same alone
       or in any batch, split or joined, on any device; `select` hands some images' streams to
-      the next call.
+      the next call. A policy called with such a source needs one key per image of its batch
+      (it raises a UsageError otherwise: another count would hand images other images' numbers).
     - one 0-dim key for the call (e.g. one per step from `RandomSource.keys`): draw number d
       (a host counter) gives position j the number mix32(mix32(key ^ salt(d)) + j * golden), so
       an image's numbers depend on its position in the batch.
@@ -70,7 +72,13 @@ class RandomSource:
     BLOCK = 32  # per-image numbers hashed at once: a step's draws (max-loss's candidates too) fit in one
 
     def __init__(self, key: torch.Tensor, numbers: Optional[torch.Tensor] = None):
+        if not isinstance(key, torch.Tensor) or key.dim() > 1 or key.is_floating_point():
+            shown = f"shape {tuple(key.shape)} {key.dtype}" if isinstance(key, torch.Tensor) else type(key).__name__
+            raise UsageError(f"RandomSource key must be an int64 tensor, 0-dim (one key for the call) or (n,) "
+                             f"(one per image), got {shown}")
         self.key = key
+        # Images of a policy's batch per key: max-loss draws an image's K candidates from its stream.
+        self.copies = 1
         self.draws = 0  # a 0-dim key's draw counter
         self.drawn = 0  # with a key per image: the numbers each image has drawn
         # With a key per image: (number of the block's first column, hashes (images, count)).
@@ -123,6 +131,17 @@ class RandomSource:
             source._block = (self._block[0], pick(self._block[1]))
         return source
 
+    def check_batch(self, images: int) -> None:
+        """Raise UsageError unless a policy call on ``images`` images can draw from this source:
+        any number with a 0-dim key, else one key per image (``copies`` per key). Reads shapes
+        only, so it never waits on the device."""
+        if self.key.dim() == 1 and images != self.key.shape[0] * self.copies:
+            keys = self.key.shape[0]
+            each = f" x {self.copies} copies" if self.copies != 1 else ""
+            raise UsageError(f"the RandomSource has {keys} keys{each} (one per image) but the batch has {images} "
+                             "images; give one key per image (e.g. RandomSource(keys[take]) for the rows of the "
+                             "batch) or one 0-dim key for the whole call")
+
     def hashes(self, n: int, device: torch.device) -> torch.Tensor:
         """The next draw: n int64 hashes in [0, 2 ** 32) on ``device``."""
         if self.key.dim() == 0:
@@ -153,6 +172,16 @@ def _same_device(held: torch.device, wanted: torch.device) -> bool:
 
 
 Randomness = Union[torch.Generator, RandomSource, None]
+
+
+def check_randomness(generator: Randomness, images: int) -> None:
+    """Raise UsageError unless ``generator`` is a torch.Generator, None (the global generator) or
+    a `RandomSource` that fits a batch of ``images`` images (`RandomSource.check_batch`)."""
+    if isinstance(generator, RandomSource):
+        generator.check_batch(images)
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise UsageError(f"generator must be a torch.Generator, a coreaug.RandomSource or None, "
+                         f"got {type(generator).__name__}")
 
 
 def _draw_device(generator: Optional[torch.Generator], device: torch.device) -> torch.device:

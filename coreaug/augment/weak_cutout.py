@@ -11,6 +11,7 @@ from .occlusion import cutout_kernel
 from .flip_crop import pad_crop_flip_kernel
 from .policy import Policy
 from .registry import register_policy
+from .sampling import check_randomness
 from .validation import check_fill_level, check_images, check_whole
 
 
@@ -33,6 +34,7 @@ class Weak(Policy):
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
         check_images(images)
+        check_randomness(generator, images.shape[0])
         return pad_crop_flip_kernel(images, self.padding, _fill_for(images, self.fill), 0.5 if self.flip else 0.0,
                                     generator)
 
@@ -50,6 +52,7 @@ class Cutout(Policy):
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
         check_images(images)
+        check_randomness(generator, images.shape[0])
         n, _, height, width = images.shape
         size = self.size if self.size is not None else round(16 * min(height, width) / 32)
         sizes = torch.full((n,), float(size), device=images.device)

@@ -45,7 +45,8 @@ def select_random(labels, fraction, *, balance="equal", seed=0):
 def select_maxloss(losses, labels, fraction, *, balance="equal"):
     """The highest-loss examples of each class with the coreset's budgets; weights 1.
 
-    Takes per-example `losses` (n,), integer `labels` (n,), `fraction` and `balance`.
+    Takes per-example `losses` (n,) (finite, of any float dtype, bfloat16 included), integer
+    `labels` (n,), `fraction` and `balance`.
     Ties go to the lower index. Returns a `Selection` (strategy "maxloss").
     """
     y = check_labels(labels)

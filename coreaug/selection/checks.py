@@ -17,9 +17,16 @@ GRADIENT_KINDS = ("logits", "last_layer")
 
 
 def to_numpy(array, name):
-    """Return `array` (numpy array, torch tensor on any device, or sequence) as numpy."""
+    """Return `array` (numpy array, torch tensor on any device, or sequence) as numpy. A float
+    tensor of a dtype numpy lacks (bfloat16, float8) comes back as float32."""
     if hasattr(array, "detach") and hasattr(array, "cpu"):  # a torch tensor, without importing torch
-        array = array.detach().cpu().numpy()
+        array = array.detach().cpu()
+        try:
+            array = array.numpy()
+        except TypeError:  # a dtype numpy lacks
+            if not array.is_floating_point():
+                raise UsageError(f"{name} must be a numeric tensor numpy can hold, got dtype {array.dtype}") from None
+            array = array.float().numpy()
     try:
         return np.asarray(array)
     except (TypeError, ValueError) as exc:
@@ -28,7 +35,8 @@ def to_numpy(array, name):
 
 def check_features(features):
     """Features as a C-contiguous float32 (N, D) array (float16 stays float16: callers convert
-    a class at a time) with finite values and N >= 1."""
+    a class at a time; bfloat16 tensors become float32) with finite values small enough for
+    float32 distances (`largest_feature`) and N >= 1."""
     x = to_numpy(features, "features")
     if x.ndim != 2:
         raise UsageError(f"features must be 2-D (n_examples, n_dims), got shape {x.shape}; "
@@ -37,12 +45,35 @@ def check_features(features):
         raise UsageError(f"features must be non-empty, got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise UsageError(f"features must be numeric, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32)
-    if not np.isfinite(x).all():
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise UsageError(f"features must be finite, but row {bad} holds NaN or inf "
                          "(check the model's outputs or drop those examples)")
-    return x
+    largest, limit = max(abs(float(x.max())), abs(float(x.min()))), largest_feature(x.shape[1])
+    if largest > limit:
+        raise UsageError(f"features must lie within +-{limit:.3g} for {x.shape[1]} dims (squared distances "
+                         f"between them are computed in float32), got a value of magnitude {largest:.3g}; "
+                         "rescale them, e.g. features / abs(features).max() (a common scale leaves the "
+                         "picks and weights as they are)")
+    return np.ascontiguousarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32)
+
+
+def largest_feature(dims):
+    """The largest feature magnitude whose squared distances fit float32 in `dims` dimensions:
+    (2 * m) ** 2 * dims below float32's maximum."""
+    return math.sqrt(float(np.finfo(np.float32).max) / (4 * dims))
+
+
+def check_keep(keep, n):
+    """`keep` as a bool (n,) mask, one entry per example; 0/1 integers are taken as bools."""
+    mask = to_numpy(keep, "keep")
+    if mask.ndim != 1 or mask.shape[0] != n:
+        raise UsageError(f"keep must be a bool mask of shape ({n},), one entry per example, got shape "
+                         f"{mask.shape}; build it as mask = np.zeros({n}, bool); mask[kept] = True")
+    if mask.dtype != bool and not (np.issubdtype(mask.dtype, np.number) and np.isin(mask, (0, 1)).all()):
+        raise UsageError(f"keep must be a bool mask (True for examples that may be picked), got dtype "
+                         f"{mask.dtype} with values other than 0 and 1")
+    return mask.astype(bool, copy=False)
 
 
 def check_labels(labels, n=None):

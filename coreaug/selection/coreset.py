@@ -6,7 +6,8 @@ import numpy as np
 from coreaug.deprecation import DEPRECATED, warn_deprecated
 
 from .budgets import class_members
-from .checks import BALANCES, check_choice, check_features, check_fraction, check_labels, check_positive_int
+from .checks import (BALANCES, check_choice, check_features, check_fraction, check_keep, check_labels,
+                     check_positive_int)
 from .facility_location import apricot_greedy, lazy_greedy
 from .knn import knn_graph
 from .selection import Selection
@@ -21,8 +22,9 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     """Select a weighted coreset whose gradients cover the whole set's (CRAIG, per class).
 
     Takes per-example gradient estimates `features` (n, d) (e.g. from `logit_gradients`)
-    and integer `labels` (n,), as numpy arrays or torch tensors on any device, and the
-    subset `fraction` in (0, 1]. Per class, builds the exact `knn`-nearest-neighbour
+    and integer `labels` (n,), as numpy arrays or torch tensors on any device (features of
+    any float dtype, bfloat16 included; finite, and small enough for float32 distances), and
+    the subset `fraction` in (0, 1]. Per class, builds the exact `knn`-nearest-neighbour
     similarity graph (s = d_max - distance, `knn_graph`), maximises facility location
     greedily to the class budget (`backend="own"`: the project's lazy-greedy kernel;
     `"apricot"`: apricot-select on the same graph), then weights every pick by the number
@@ -50,7 +52,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     check_choice(balance, "balance", BALANCES)
     check_choice(backend, "backend", BACKENDS)
     knn = check_positive_int(knn, "knn")
-    keep = None if keep is None else np.asarray(keep, dtype=bool)
+    keep = None if keep is None else check_keep(keep, y.size)
     greedy = lazy_greedy if backend == "own" else apricot_greedy
 
     classes, budgets, members_of = class_members(y, fraction, balance)

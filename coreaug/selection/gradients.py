@@ -106,15 +106,19 @@ def last_layer_gradients(logits, embeddings, labels, *, dim=None, seed=0, chunk=
     Takes logits (n, c), the final layer's inputs `embeddings` (n, e) and labels (n,).
     Returns float32 (n, c * e), or, with `dim`, its seeded random projection to at most `dim`
     numbers (`GradientSketch`), computed in chunks of `chunk` rows so the (n, c * e) matrix is
-    never held whole. Same kind as `logits`.
+    never held whole. Same kind as `logits`. Logits and embeddings must be finite.
     """
     z, y = _check_logits(logits, labels)
     h = _as_tensor(embeddings, "embeddings").to(z.device).float()
     if h.ndim != 2 or h.shape[0] != z.shape[0]:
         raise UsageError(f"embeddings must be 2-D (n_examples, n_dims) with {z.shape[0]} rows "
                          f"like the logits, got shape {tuple(h.shape)}")
+    if not torch.isfinite(h).all():
+        raise UsageError("embeddings must be finite (in float32), got NaN, inf or values beyond float32's range; "
+                         "check the model's outputs or drop those examples")
     if dim is not None:
         dim = check_positive_int(dim, "dim")
+    chunk = check_positive_int(chunk, "chunk")
     g = _gradients(z, y)
     sketch = GradientSketch(g.shape[1], h.shape[1], dim, seed)
     out = torch.cat([sketch(g[s:s + chunk], h[s:s + chunk]) for s in range(0, len(g), chunk)])
@@ -155,10 +159,11 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
 
     Runs `model` in eval mode under no_grad over `images` in batches of `batch_size` on
-    `device` (default: the model's), after `transform` (e.g. uint8 -> normalised float)
-    if given, and restores the model's training mode. `images` is a tensor or array, an
-    `Images` (coreaug.data.images; `DiskImages` are read ahead from disk), or a map-style dataset of (image, label) pairs read
-    in order by a DataLoader with `num_workers` workers. `kind="logits"` gives
+    `device` (default: the model's; a model without parameters needs it), after `transform`
+    (e.g. uint8 -> normalised float) if given, and restores the model's training mode. `images`
+    is a tensor or array, an `Images` (coreaug.data.images; `DiskImages` are read ahead from
+    disk), or a map-style dataset of (image, label) pairs read in order by a DataLoader with
+    `num_workers` workers. `kind="logits"` gives
     softmax - onehot (n, c); `"last_layer"` gives (softmax - onehot) ⊗ h (n, c * e) where
     h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
     either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
@@ -175,7 +180,11 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     if len(images) != len(labels):
         raise UsageError(f"images has {len(images)} examples but labels has {len(labels)}; they must match")
     if device is None:
-        device = next(model.parameters()).device
+        held = next(model.parameters(), None)
+        if held is None:
+            raise UsageError(f"device must be given for a model without parameters ({type(model).__name__} has "
+                             "none to take the device from): pass device='cpu' or device='cuda'")
+        device = held.device
     device = torch.device(device)
     images = as_images(images, num_workers)
     captured = []
