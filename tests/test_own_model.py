@@ -142,3 +142,28 @@ def test_a_module_that_cannot_train_on_the_dataset_is_refused_before_writing(tmp
     with pytest.raises(coreaug.UsageError, match=match):
         coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")), model=model)
     assert not (tmp_path / "run").exists() and model.training
+
+
+class AuxNet(TinyNet):
+    """A second head registered after the classifier: the last nn.Linear, never called."""
+
+    def __init__(self, uses_aux=False):
+        super().__init__()
+        self.aux = nn.Linear(6, 1)
+        self.uses_aux = uses_aux
+
+    def forward(self, x):
+        h = self.features(x)
+        return (self.head(h) + self.aux(h)) if self.uses_aux else self.head(h)
+
+
+@pytest.mark.parametrize("uses_aux, match", [(False, "called it 0 times"), (True, r"whose output \(2, 1\)")])
+def test_a_last_linear_that_does_not_produce_the_logits_is_refused_naming_gradient_layer(tmp_path, uses_aux, match):
+    """It was `IndexError: pop from empty list` in the first selection, after the run folder was written."""
+    with pytest.raises(coreaug.UsageError, match=f"'aux' .*{match}.*gradient_layer"):
+        coreaug.train(coreaug.TrainConfig(**TINY, strategy="coreset", gradients="last_layer",
+                                          out=str(tmp_path / "run")), model=AuxNet(uses_aux))
+    assert not (tmp_path / "run").exists()
+    model = AuxNet(uses_aux)
+    model.gradient_layer = "head"
+    coreaug.train(coreaug.TrainConfig(**TINY, strategy="coreset", gradients="last_layer"), model=model)

@@ -154,6 +154,24 @@ def final_linear(model):
     return linears[-1]
 
 
+def _captured_input(captured, layer, model, logits):
+    """The input of the gradient layer `layer` in the forward that gave `logits`, as float (n, e);
+    UsageError when that layer did not produce the logits (not called, or another head's)."""
+    name = next((n for n, m in model.named_modules() if m is layer), "?")
+    fix = ("set model.gradient_layer to the name of the nn.Linear that produces the logits "
+           "(e.g. model.gradient_layer = \"head\")")
+    if len(captured) != 1:
+        raise UsageError(f"last-layer gradients read the input of {name!r} (model.gradient_layer, else the last "
+                         f"nn.Linear registered in {type(model).__name__}), but the forward called it "
+                         f"{len(captured)} times; {fix}")
+    h, shape = captured.pop()
+    if tuple(shape) != tuple(logits.shape):
+        raise UsageError(f"last-layer gradients read the input of {name!r} (model.gradient_layer, else the last "
+                         f"nn.Linear registered), whose output {tuple(shape)} is not the logits "
+                         f"{tuple(logits.shape)}; {fix}")
+    return h.float().flatten(1)
+
+
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
                        transform=None, dim=None, seed=0, num_workers=0, dtype=None, with_losses=False):
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
@@ -190,7 +208,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     captured = []
     hook = None
     if kind == "last_layer":
-        hook = final_linear(model).register_forward_hook(lambda m, inp, out: captured.append(inp[0].detach()))
+        layer = final_linear(model)
+        hook = layer.register_forward_hook(lambda m, inp, out: captured.append((inp[0].detach(), out.shape)))
     was_training = model.training
     model.eval()
     out, sketch, start, top = None, None, 0, int(labels.max())
@@ -206,7 +225,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                 if with_losses:  # from the float32 logits (log-softmax): exact even where p_y underflows
                     losses[start:start + len(g)] = torch.nn.functional.cross_entropy(
                         logits, y, reduction="none").cpu()
-                h = captured.pop().float().flatten(1) if hook is not None else None
+                h = _captured_input(captured, layer, model, logits) if hook is not None else None
                 if sketch is None:
                     sketch = GradientSketch(g.shape[1], None if h is None else h.shape[1], dim, seed)
                 with torch.autocast(device.type, enabled=False):  # fp16 would quantise the fp32 gradients

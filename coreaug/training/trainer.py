@@ -17,7 +17,7 @@ from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError, one_line
 from coreaug.models import create_model, load_pretrained
-from coreaug.selection.gradients import estimate_dtype, final_linear
+from coreaug.selection.gradients import estimate_dtype, estimate_gradients, final_linear
 
 from .compiled_step import CompiledStep, CudaGraphSkips, check_compilable, uses_cuda_graphs
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
@@ -130,11 +130,12 @@ def given_model_name(config, model):
     return name
 
 
-def check_given_model(model, data):
+def check_given_model(model, data, gradients="logits"):
     """Raise UsageError unless `model` (a module passed to train) maps a batch of two of the run's
     float32 inputs (zeros, preprocessed as the run's images) to floating (2, num_classes) logits: run once
     in eval mode without gradients, on the device its parameters are on, before anything is
-    written (a wrong class count or output would otherwise fail in the first step)."""
+    written (a wrong class count or output would otherwise fail in the first step). With
+    `gradients` "last_layer", the gradient layer must be the one that produces the logits."""
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     shape = (2, data.in_channels, *data.test_images.shape[-2:])
@@ -154,6 +155,8 @@ def check_given_model(model, data):
             if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
         raise UsageError(f"the model passed to train must return floating logits of shape (batch, {data.num_classes}) "
                          f"for the dataset's {data.num_classes} classes; it returned {got} for a batch of 2")
+    if gradients == "last_layer":  # the estimate's own checks, on the same two inputs
+        estimate_gradients(model, inputs, torch.zeros(2, dtype=torch.long), kind="last_layer", device=device)
 
 
 def _open_run(config, distributed, model=None):
@@ -175,7 +178,7 @@ def _open_run(config, distributed, model=None):
         check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         if model is not None:
-            check_given_model(model, data)
+            check_given_model(model, data, config.gradients)
         if folder:
             folder.start(identity, fresh=checkpoint is None)
     except BaseException:
