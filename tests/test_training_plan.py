@@ -109,3 +109,25 @@ def test_compile_with_a_batch_no_larger_than_the_processes_is_refused_before_any
     with pytest.raises(UsageError, match="must exceed"):
         coreaug.train(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_last_batch_of_one_joins_the_batch_before():
+    """BatchNorm cannot train on one example (resnet18_imagenet on 32 px, any BatchNorm1d), so the
+    batches of 129 entries at 64 are 64 and 65, every entry once, the copies' rows where they are."""
+    plan = epoch_plan(99, strategy="random", mode="append", selected=torch.arange(30), weights=torch.ones(30),
+                      copies=1, weight_augmented=False, generator=torch.Generator().manual_seed(0))
+    batches = plan.on_device(64, "cpu")
+    takes = [batches.batch(step) for step in range(batches.steps)]
+    assert [t.stop - t.start for t, _ in takes] == [64, 65]
+    rows = torch.cat([rows + t.start for t, rows in takes])
+    assert torch.equal(rows, torch.nonzero(plan.augmented).flatten())
+    assert [b.steps for b in (plan.on_device(65, "cpu"), plan.on_device(128, "cpu"), plan.on_device(200, "cpu"))] \
+        == [2, 1, 1]
+
+
+def test_a_model_with_batchnorm1d_trains_when_one_example_is_left_over(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 8), torch.nn.BatchNorm1d(8),
+                                torch.nn.ReLU(), torch.nn.Linear(8, 10))
+    result = coreaug.train(TrainConfig(dataset="synthetic", train_limit=99, test_limit=20, batch_size=64, epochs=1,
+                                       quiet=True), model=model)
+    assert result.history[0]["n_trained"] == 99 + 30

@@ -87,8 +87,10 @@ class DevicePlan:
     @classmethod
     def build(cls, plan, batch_size, device):
         steps = -(-len(plan) // batch_size)
+        if steps > 1 and len(plan) % batch_size == 1:
+            steps -= 1  # a last batch of one joins the one before: BatchNorm cannot train on a single example
         positions = np.flatnonzero(plan.augmented.numpy())
-        batch_of = positions // batch_size
+        batch_of = np.minimum(positions // batch_size, steps - 1)
         bounds = np.searchsorted(batch_of, np.arange(steps + 1)).tolist()
         rows = torch.from_numpy(positions - batch_of * batch_size)
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
@@ -110,8 +112,10 @@ class DevicePlan:
         return len(self.bounds) - 1
 
     def batch(self, step):
-        """(slice of the plan, strong rows of the batch or None) for training step `step`."""
-        take = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        """(slice of the plan, strong rows of the batch or None) for training step `step`: batches
+        of batch_size, the last shorter, or one longer where a single entry would be left over."""
+        stop = len(self.indices) if step == self.steps - 1 else (step + 1) * self.batch_size
+        take = slice(step * self.batch_size, stop)
         first, last = self.bounds[step], self.bounds[step + 1]
         return take, (self.strong_rows[first:last] if last > first else None)
 
