@@ -45,10 +45,13 @@ def _summary(result):
         line = (f"{len(result.rows)} runs ({result.trained} trained now), target {result.target:.2%}; wrote {written}"
                 + ("" if "png" in result.files else " (install matplotlib for accuracy_vs_time.png)"))
     else:
-        line = f"no run of the grid is finished yet ({result.trained} trained now); no tables written"
+        line = f"no run of the grid is finished (and readable) yet ({result.trained} trained now); no tables written"
     if result.missing:
-        line += (f"; {len(result.missing)} of the grid's {grid} runs are missing from the tables (not finished: "
-                 "another shard still going, failed or interrupted; the same command finishes them)")
+        unfinished = len(result.missing) - len(result.unreadable)
+        parts = ([f"{unfinished} not finished (another shard still going, failed or interrupted; the same command "
+                  "finishes them)"] if unfinished else []) + (
+            [f"{len(result.unreadable)} unreadable (named above)"] if result.unreadable else [])
+        line += f"; {len(result.missing)} of the grid's {grid} runs are missing from the tables: " + ", ".join(parts)
     return line
 
 
@@ -81,8 +84,11 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
     """Train strategies x subsets x seeds plus references; tabulate speed-ups and accuracy.
 
     Finished runs are skipped and interrupted ones resumed, so the same command continues a
-    grid. Exit code 1 when a run failed (the others still train), 130 on Ctrl-C (the runs not
-    finished keep no summary and train on the next call).
+    grid. Exit code 1 when a run failed (the others still train; a run whose checkpoint is
+    damaged fails alone), 130 on Ctrl-C (the runs not finished keep no summary and train on
+    the next call). A finished run whose files cannot be read is named on stderr and left out
+    of the tables. A folder dataset is recorded by its absolute path, so the grid continues
+    from any working directory.
     """
     try:
         result = coreaug.bench.run_grid(
@@ -92,6 +98,9 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
     except KeyboardInterrupt:
         click.echo("interrupted: the runs not finished keep no summary; run the same command to resume them", err=True)
         sys.exit(130)
+    for name, problem in result.unreadable.items():
+        click.echo(f"warning: {name} finished, but {problem}; left out of the tables (remove its folder "
+                   "to train it again)", err=True)
     click.echo(_summary(result))
     if result.failed:
         click.echo(f"error: {len(result.failed)} run(s) failed: {', '.join(result.failed)}", err=True)

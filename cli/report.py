@@ -22,7 +22,7 @@ def _source(argument):
 
 def _command(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, name, title):
     words = ["coreaug", "report", *paths, "--out", out]
-    for flag, value in (("--target", target), ("--baseline", None if baseline == "random" else baseline),
+    for flag, value in (("--target", target), ("--baseline", baseline),
                         ("--paper-figures", paper_figures), ("--epoch-seconds", epoch_seconds),
                         ("--subsets", subsets), ("--name", None if name == "report" else name), ("--title", title)):
         if value is not None:
@@ -36,17 +36,19 @@ def _command(paths, out, target, baseline, paper_figures, epoch_seconds, subsets
               help="Folder for NAME.md, NAME-runs.csv, NAME-cells.csv and NAME.png.")
 @click.option("--target", type=float,
               help="Accuracy for time-to-target, in (0, 1] [default: 99% of full's final accuracy].")
-@click.option("--baseline", default="random", show_default=True,
+@click.option("--baseline",
               help="Strategy the paired differences are taken against; comma-separated for more tables "
-                   "(full and none pair with the references).")
+                   "(full and none pair with the references); one the runs lack is refused "
+                   "[default: random, when the runs have it].")
 @click.option("--paper-figures", type=click.Path(dir_okay=False),
               help="CSV strategy,subset,accuracy (percent; subset empty for full and none): a column of "
                    "published figures and their share of full's gain.")
 @click.option("--epoch-seconds", type=click.Path(dir_okay=False),
               help="CSV strategy,subset,seconds_per_epoch measured elsewhere (e.g. a quiet machine): times "
                    "become epochs x these instead of the runs' own.")
-@click.option("--subsets", help="Only these fractions (and the references), comma-separated.")
-@click.option("--name", default="report", show_default=True, help="Stem of the files written.")
+@click.option("--subsets", help="Only these fractions (and the references), comma-separated; a fraction no grid "
+                                "has is refused.")
+@click.option("--name", default="report", show_default=True, help="Stem of the files written (not empty).")
 @click.option("--title", help="Heading of the Markdown [default: NAME].")
 @user_errors
 def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, name, title):

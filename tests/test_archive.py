@@ -66,6 +66,15 @@ def test_default_archive_name_is_beside_the_grid(fake_grid):
     assert result.path == str(fake_grid) + ".runs.jsonl.xz" and os.path.isfile(result.path)
 
 
+def test_archiving_the_current_folder_writes_beside_it_not_a_hidden_file_inside(fake_grid, monkeypatch, capsys):
+    from coreaug.cli.main import main
+    monkeypatch.chdir(fake_grid)
+    main(["archive", "."])
+    beside = str(fake_grid) + ".runs.jsonl.xz"
+    assert os.path.isfile(beside) and f"into {beside} (" in capsys.readouterr().out
+    assert not any(name.endswith(".runs.jsonl.xz") for name in os.listdir(fake_grid))
+
+
 def test_report_from_the_archive_equals_the_report_from_the_folder(fake_grid, tmp_path):
     archive = archive_grid(fake_grid, to=tmp_path / "A.runs.jsonl.xz").path
     from_folder = write_report(fake_grid, out=tmp_path / "folder", target=0.42)

@@ -80,8 +80,8 @@ def test_markdown_rows_show_the_summaries_figures(grid):
     out, _ = grid
     lines = _table_rows((out / "results.md").read_text().split("\nSelections")[0])
     full, coreset = summary(out, "full-seed0"), summary(out, "coreset-0.3-seed0")
-    assert f"| {coreset['final_test_accuracy']:.2%} ± 0.00 |" in lines["coreset"]
-    assert f"| {coreset['total_seconds']:.1f} ± 0.0 |" in lines["coreset"]
+    assert f"| {coreset['final_test_accuracy']:.2%} ± — |" in lines["coreset"]  # one seed: no std
+    assert f"| {coreset['total_seconds']:.1f} ± — |" in lines["coreset"]
     assert f"| {full['total_seconds'] / coreset['total_seconds']:.2f}x |" in lines["coreset"]
     assert "| 1.00x |" in lines["full"]
     target = 0.99 * full["final_test_accuracy"]
@@ -151,8 +151,69 @@ def test_a_run_with_a_checkpoint_but_no_summary_is_resumed(copied_grid, train_ca
 
 
 def test_rerun_with_other_settings_is_refused_before_training(copied_grid, train_calls, capsys):
+    stored = json.loads((copied_grid / "runs" / "full-seed0" / "config.json").read_text())
     stderr = bench_in_process(capsys, *TINY, "--lr", "0.01", *GRID, "--out", copied_grid)
     assert "other settings" in stderr and stderr.count("\n") == 1 and train_calls == []
+    assert f"(lr: {stored['lr']!r} -> 0.01)" in stderr  # the setting, stored -> now, as train --resume says it
+
+
+def test_a_damaged_checkpoint_fails_its_run_alone_and_the_others_train(copied_grid, train_calls, capsys):
+    from coreaug.cli.main import main
+    damaged = copied_grid / "runs" / "random-0.3-seed0"
+    (damaged / "summary.json").unlink()
+    (damaged / "checkpoint.pt").write_bytes((damaged / "checkpoint.pt").read_bytes()[:500])
+    shutil.rmtree(copied_grid / "runs" / "full-seed0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 1 and err.strip().endswith("error: 1 run(s) failed: random-0.3-seed0")
+    assert f"random-0.3-seed0: failed: UsageError: {damaged}/checkpoint.pt is truncated or corrupt" in out
+    assert (copied_grid / "runs" / "full-seed0" / "summary.json").exists()  # trained after the damaged run
+    assert "2 runs (1 trained now)" in out
+
+
+@pytest.mark.parametrize("damage", [
+    ("coreset-0.3-seed0", "metrics.jsonl", lambda text: text[:-40], "metrics.jsonl unreadable"),
+    ("full-seed0", "summary.json", lambda text: "", "summary.json unreadable"),
+    ("random-0.3-seed0", "config.json", lambda text: '{"data', "config.json unreadable"),
+    ("full-seed0", "summary.json", lambda text: "{}", "summary.json or metrics.jsonl lacks a usable 'total_seconds'"),
+])
+def test_a_finished_run_with_an_unreadable_file_is_named_and_left_out_of_the_tables(copied_grid, train_calls,
+                                                                                    capsys, damage):
+    from coreaug.cli.main import main
+    name, file, cut, problem = damage
+    path = copied_grid / "runs" / name / file
+    path.write_text(cut(path.read_text()))
+    main(["bench", *TINY, *GRID, "--out", str(copied_grid)])  # exit 0: nothing failed now
+    out, err = capsys.readouterr()
+    assert train_calls == [] and "Traceback" not in err
+    assert err.startswith(f"warning: {name} finished, but {problem}") and err.count("\n") == 1
+    assert name not in [row["name"] for row in csv.DictReader((copied_grid / "results.csv").open())]
+    assert "1 of the grid's 3 runs are missing from the tables: 1 unreadable (named above)" in out
+    assert "Runs: 2 of the grid's 3; 1 missing from the table" in (copied_grid / "results.md").read_text()
+
+
+def test_an_unfinished_run_with_an_unreadable_config_fails_alone(copied_grid, train_calls, capsys):
+    from coreaug.cli.main import main
+    run = copied_grid / "runs" / "random-0.3-seed0"
+    (run / "summary.json").unlink()
+    (run / "config.json").write_text('{"data')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1 and train_calls == []
+    assert f"random-0.3-seed0: failed: UsageError: {run} holds a config.json that cannot be read" in out
+
+
+def test_an_error_names_a_run_by_its_folder_not_by_a_sibling_sharing_its_start(tmp_path):
+    from coreaug.bench.grid import names_run, plan_grid
+    from coreaug.errors import UsageError
+    from coreaug.training import TrainConfig
+    runs = {r.name: r for r in plan_grid(TrainConfig(dataset="synthetic"), str(tmp_path), [], [], ["none"], 11)}
+    error = UsageError(f"{runs['none-seed10'].folder}/checkpoint.pt is truncated or corrupt")
+    assert names_run(error, runs["none-seed10"]) and not names_run(error, runs["none-seed1"])
+    assert names_run(FileNotFoundError(2, "No such file", runs["none-seed1"].folder + "/x"), runs["none-seed1"])
+    assert not names_run(UsageError("--dataset ./x does not exist"), runs["none-seed1"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -163,6 +224,7 @@ def test_rerun_with_other_settings_is_refused_before_training(copied_grid, train
     (["--subsets", ""], "--subsets is empty"),
     (["--subsets", "0.3,1.5"], "subsets must be fractions in (0, 1], got 1.5"),
     (["--subsets", "0"], "subsets must be fractions in (0, 1], got 0.0"),
+    (["--subsets", "0.3,0.3000001"], "--subsets 0.3 and 0.3000001 would share the run folders <strategy>-0.3-seed<k>"),
     (["--subsets", "ten"], "--subsets must be a comma-separated list"),
     (["--seeds", "0"], "seeds must be an integer >= 1"),
     (["--target", "1.5"], "target must be an accuracy in (0, 1]"),
@@ -200,3 +262,47 @@ def test_a_grid_evaluating_every_other_epoch_writes_its_tables_and_plot(tmp_path
     assert [m["test_accuracy"] is None for m in metrics] == [True, False]
     assert (out / "results.md").exists() and (out / "results.csv").exists()
     assert summary(out, "random-0.3-seed0")["final_test_accuracy"] == metrics[-1]["test_accuracy"]
+
+
+FOLDER = ["--val-fraction", "0.25", "--model", "cnn", "--epochs", "1", "--batch-size", "8", "--quiet",
+          "--strategies", "", "--references", "none", "--seeds", "1"]
+
+
+@pytest.fixture
+def image_folder(tmp_path, monkeypatch):
+    """work/imgs: two classes of eight 8x8 PNGs; work/ is the current folder."""
+    from PIL import Image
+    import numpy as np
+    rng = np.random.default_rng(0)
+    for label in range(2):
+        (tmp_path / "work" / "imgs" / f"c{label}").mkdir(parents=True)
+        for k in range(8):
+            pixels = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "work" / "imgs" / f"c{label}" / f"{k}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    return tmp_path / "work" / "imgs"
+
+
+def test_a_folder_dataset_is_one_grid_however_its_path_is_spelled(image_folder, tmp_path, monkeypatch, capsys):
+    from coreaug.cli.main import main
+    main(["bench", "--dataset", "./imgs", *FOLDER, "--out", "grid"])
+    stored = json.loads((tmp_path / "work" / "grid" / "runs" / "none-seed0" / "config.json").read_text())
+    assert stored["dataset"] == os.path.realpath(image_folder)
+    capsys.readouterr()
+    main(["bench", "--dataset", str(image_folder), *FOLDER, "--out", "grid"])
+    assert "none-seed0: finished before, skipped" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # another working folder, another spelling
+    main(["bench", "--dataset", "work/imgs", *FOLDER, "--out", "work/grid"])
+    assert "none-seed0: finished before, skipped" in capsys.readouterr().out
+
+
+def test_a_run_that_stored_its_folder_relative_resumes_under_an_absolute_spelling(image_folder, tmp_path, capsys):
+    from coreaug.cli.main import main
+    main(["bench", "--dataset", "imgs", *FOLDER, "--out", "grid"])
+    run = tmp_path / "work" / "grid" / "runs" / "none-seed0"
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(dict(config, dataset="imgs")))  # as coreaug 0.2 stored it
+    (run / "summary.json").unlink()
+    capsys.readouterr()
+    main(["bench", "--dataset", str(image_folder), *FOLDER, "--out", "grid"])
+    assert "none-seed0: resumed, final" in capsys.readouterr().out and (run / "summary.json").exists()

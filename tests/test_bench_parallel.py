@@ -114,9 +114,11 @@ def test_shards_share_one_out_and_the_tables_say_what_is_missing(here):
     assert code == 0 and set(progress(out)) == {"none-seed1", "random-0.3-seed1"}  # sorted names, dealt 1, 2, 1, 2
     assert "2 runs (2 trained now)" in out and "2 of the grid's 4 runs are missing" in out
     assert csv_names(grid) == ["none-seed1", "random-0.3-seed1"]
+    assert "Runs: 2 of the grid's 4; 2 missing from the table" in (grid / "results.md").read_text()
     code, out, _ = bench(*TINY, *GRID, "--seeds", "2", "--shard", "1/2", "--out", grid)
     assert code == 0 and set(progress(out)) == {"none-seed0", "random-0.3-seed0"}
     assert "4 runs (2 trained now)" in out and "missing" not in out
+    assert "Runs: all 4 of the grid's runs are in the table." in (grid / "results.md").read_text()
     assert csv_names(grid) == sorted(["none-seed0", "none-seed1", "random-0.3-seed0", "random-0.3-seed1"])
     assert trained(here) == csv_names(grid)  # each once
 

@@ -110,3 +110,40 @@ def test_time_to_target_passes_over_epochs_without_an_evaluation():
     rows = history([0.5, 0.9, 0.8])
     rows[1]["test_accuracy"] = None  # not evaluated (--eval-every): its 0.9 was never seen
     assert time_to_target(rows, 0.7) == 30.0
+
+
+@pytest.mark.parametrize("strategy", ["coreset-lowloss", "coreset-history", "coreset-heldout", "crust", "infobatch",
+                                      "ccs", "maxloss"])
+def test_every_selecting_strategy_has_a_gain_over_random(grid_rows, strategy):
+    rows = grid_rows + [row(strategy, 0.1, 0, [0.7, 0.95], 10.0)]
+    add_timings(rows)
+    groups = {(g["strategy"], g["subset"]): g for g in group_rows(rows)}
+    assert groups[strategy, 0.1]["gain_over_random"] == pytest.approx(0.95 - 0.85)
+    assert math.isnan(groups["full", None]["gain_over_random"])
+
+
+def test_one_seed_has_no_std(grid_rows):
+    rows = [r for r in grid_rows if r["seed"] == 0]
+    target, rule = add_timings(rows)
+    assert math.isnan(group_rows(rows)[0]["accuracy_std"])
+    coreset_line = next(line for line in markdown_table(group_rows(rows), target, rule).splitlines()
+                        if line.startswith("| coreset"))
+    assert "| 90.00% ± — | 90.00% ± — | 30.0 ± — |" in coreset_line
+
+
+def test_markdown_says_how_many_of_the_grids_runs_are_missing(grid_rows):
+    target, rule = add_timings(grid_rows)
+    text = markdown_table(group_rows(grid_rows), target, rule, runs=8, missing=["none-seed0", "none-seed1"])
+    assert ("Runs: 6 of the grid's 8; 2 missing from the table (not finished: another shard still going, failed or "
+            "interrupted; or unreadable): none-seed0, none-seed1.") in text
+    assert "Runs: all 6 of the grid's runs are in the table." in markdown_table(group_rows(grid_rows), target, rule,
+                                                                                runs=6)
+
+
+def test_a_gain_that_rounds_to_zero_has_no_minus(grid_rows):
+    rows = grid_rows + [row("ccs", 0.1, 0, [0.7, 0.84999], 10.0)]
+    rows[4]["final_accuracy"] = rows[5]["final_accuracy"] = 0.85
+    target, rule = add_timings(rows)
+    ccs_line = next(line for line in markdown_table(group_rows(rows), target, rule).splitlines()
+                    if line.startswith("| ccs"))
+    assert "| +0.00 |" in ccs_line

@@ -123,7 +123,8 @@ def test_time_per_epoch_time_to_target_and_speedups(grid, tmp_path):
     assert float(coreset["target_speedup"]) == pytest.approx(4 / 6) and float(coreset["speedup"]) == pytest.approx(8 / 6)
     # random's mean final 43% never reaches 44%, though its seed 2 does
     assert random["time_to_target"] == "" and random["reached"] == "1"
-    assert "| random | 10% | 3 | 1.75 | 0.25 | 4 | 2.00x | not reached | 1/3 | — |" in (tmp_path / "out" / "report.md").read_text()
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| random | 10% | 3 | 1.75 | 0.25 | 4.0 | 2.00x | not reached | 1/3 | — |" in text  # 4 s: one decimal
 
 
 def test_epoch_seconds_from_a_file_replace_the_runs_own(grid, tmp_path):
@@ -246,7 +247,7 @@ def test_selection_diagnostics_are_shown_where_runs_logged_them(tmp_path):
         write_run(grid, "maxloss", seed, [0.3], subset=0.3, metrics={"selection_noisy_fraction": 0.6 + 0.1 * seed})
     write_report(grid, out=tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "## Selections" in text and "| maxloss | 0.3 | 65.0% |" in text
+    assert "## Selections" in text and "| maxloss | 30% | 65.0% |" in text  # the subset as every table writes it
 
 
 @pytest.mark.parametrize("args, message", [
@@ -255,6 +256,10 @@ def test_selection_diagnostics_are_shown_where_runs_logged_them(tmp_path):
     (["--paper-figures", "{tmp}/paper.csv"], "row 2 needs columns strategy,subset,accuracy"),
     (["--epoch-seconds", "{tmp}/missing.csv"], "--epoch-seconds {tmp}/missing.csv cannot be read"),
     (["--baseline", ","], "baseline is empty"),
+    (["--baseline", "Random"], "--baseline 'Random' is no strategy or reference of the runs reported; "
+                               "choose from: coreset, full, none, random"),
+    (["--subsets", "0.1,0.5"], "--subsets 0.5: no grid has finished runs at that fraction; the grids have 0.1,0.3"),
+    (["--name", ""], "name must be a file stem such as report"),
 ])
 def test_bad_options_are_one_line_exit_2(grid, tmp_path, capsys, args, message):
     from coreaug.cli.main import main
@@ -268,3 +273,62 @@ def test_bad_options_are_one_line_exit_2(grid, tmp_path, capsys, args, message):
 def test_subsets_keep_those_fractions_and_the_references(grid, tmp_path):
     result = write_report(grid, out=tmp_path / "out", subsets=[0.3])
     assert sorted((r["strategy"], r["subset"]) for r in result.cells) == [("full", None), ("none", None), ("random", 0.3)]
+
+
+def test_the_runs_line_counts_the_runs_reported_not_the_runs_read(grid, tmp_path):
+    write_report(grid, out=tmp_path / "out", subsets=[0.3])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert ": 9 finished runs at the subsets asked for and the references (of 15 finished, 15 in all)." in text
+
+
+def test_a_cell_without_a_rate_says_so_and_still_counts_the_seeds_reaching_the_target(grid, tmp_path):
+    rates = tmp_path / "rates.csv"
+    rates.write_text("strategy,subset,seconds_per_epoch\nfull,,2\nnone,,1\nrandom,0.1,1.2\nrandom,0.3,1.2\n")
+    write_report(grid, out=tmp_path / "out", target=0.44, epoch_seconds=rates)
+    text = (tmp_path / "out" / "report.md").read_text()
+    # coreset's seeds end at 44%, 46%, 49%: all three reach 44%, and the CSV has no rate for coreset
+    assert "| coreset | 10% | 3 | — | — | — | — | no rate in the CSV | 3/3 | — |" in text
+    assert "no rate in the CSV: `" in text
+
+
+def test_seconds_under_ten_keep_decimals(tmp_path):
+    grid = tmp_path / "S"
+    for seed in range(2):
+        write_run(grid, "full", seed, [0.3, 0.5], epoch_seconds=0.2, selection=0.0)
+        write_run(grid, "random", seed, [0.3, 0.5], subset=0.3, epoch_seconds=2.4, selection=0.0)
+    write_report(grid, out=tmp_path / "out", target=0.5)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| full |  | 2 | 0.20 | 0.00 | 0.40 | 1.00x | 0.40 | 2/2 | 1.00x |" in text
+    assert "| random | 30% | 2 | 2.40 | 0.00 | 4.8 | 0.08x | 4.8 | 2/2 | 0.08x |" in text
+
+
+def test_a_difference_that_rounds_to_zero_prints_without_a_minus(tmp_path):
+    grid = tmp_path / "Z"
+    for seed, (random, coreset) in enumerate([(0.5, 0.49998), (0.5, 0.5)]):
+        write_run(grid, "random", seed, [random], subset=0.3)
+        write_run(grid, "coreset", seed, [coreset], subset=0.3)
+    write_report(grid, out=tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "-0.00" not in text and "| coreset | 30% | 2 | +0.00 ± 0.00 |" in text
+
+
+def test_a_labels_baseline_comes_first_among_its_cells(grid, tmp_path):
+    other = tmp_path / "B"
+    for seed in range(2):
+        for strategy in ("random", "coreset", "ccs"):
+            write_run(other, strategy, seed, [0.3, 0.4], subset=0.1)
+    result = write_report(grid, out=tmp_path / "out", also=[(other, "lbl")])
+    at_10 = [(r["strategy"], r["label"]) for r in result.cells if r["subset"] == 0.1]
+    assert at_10 == [("random", ""), ("coreset", ""), ("random", "lbl"), ("ccs", "lbl"), ("coreset", "lbl")]
+
+
+def test_without_random_the_default_report_has_no_paired_table(tmp_path):
+    grid = tmp_path / "N"
+    for seed in range(2):
+        write_run(grid, "coreset", seed, [0.4], subset=0.3)
+        write_run(grid, "full", seed, [0.5])
+    result = write_report(grid, out=tmp_path / "out")
+    assert "Paired differences" not in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(UsageError, match="--baseline 'random' is no strategy or reference of the runs reported"):
+        write_report(grid, out=tmp_path / "out", baseline="random")
+    assert len(result.cells) == 2

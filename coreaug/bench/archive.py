@@ -86,7 +86,7 @@ def runs_folder(path):
 
 def read_folder(folder):
     """The RunRecords of every run folder in `folder` (a grid's runs/), in name order."""
-    return [_read_run(os.path.join(folder, name), name) for name in sorted(os.listdir(folder))
+    return [read_record(os.path.join(folder, name), name) for name in sorted(os.listdir(folder))
             if os.path.isdir(os.path.join(folder, name))]
 
 
@@ -148,10 +148,11 @@ def archive_grid(grid, *, to=None):
         raise UsageError(f"GRID {grid} is not a folder; give the --out folder of `coreaug bench`")
     records = load_runs(grid)
     if to is None:
-        to = os.path.normpath(grid) + SUFFIX
+        to = os.path.abspath(grid) + SUFFIX  # abspath first: "." is the grid's own name, not a hidden ".."
     to = os.fspath(to)
     if os.path.isdir(to):
-        raise UsageError(f"--to {to} is a folder; give a file name such as {os.path.basename(grid)}{SUFFIX}")
+        raise UsageError(f"--to {to} is a folder; give a file name such as "
+                         f"{os.path.basename(os.path.abspath(grid))}{SUFFIX}")
     text = "".join(record.as_json() + "\n" for record in records).encode("utf-8")
     data = lzma.compress(text, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=9 | lzma.PRESET_EXTREME)
     try:
@@ -200,7 +201,9 @@ def _write_run(folder, record):
     atomic_write(os.path.join(folder, "summary.json"), lambda f: json.dump(record.summary, f, indent=2))
 
 
-def _read_run(folder, name):
+def read_record(folder, name):
+    """The RunRecord of run folder `folder` named `name`; its `problem` says which file could
+    not be read (or is missing) and why."""
     problems = []
 
     def read(file, rows=False):

@@ -10,7 +10,7 @@ from coreaug.files import atomic_write
 
 from .grid import check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
 from .plot import plot_accuracy_vs_time
-from .tables import add_timings, group_rows, markdown_table, read_run, write_csv
+from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
 from .workers import plan_workers, run_in_workers
 
 
@@ -20,9 +20,11 @@ class BenchResult:
     the files written, and what this bench did.
 
     trained: runs trained (or resumed) by this bench. outcomes: a RunOutcome per run this bench
-    handled (its shard), in the order they ended. missing: names of the grid's runs that are
-    not finished (another shard still going, failed, interrupted), which the tables leave out.
-    failed: {name: error in one line} for the runs that failed here.
+    handled (its shard), in the order they ended. missing: names of the grid's runs that the
+    tables leave out: not finished (another shard still going, failed, interrupted) or
+    unreadable. failed: {name: error in one line} for the runs that failed here. unreadable:
+    {name: why} for finished runs whose files cannot be read (left out, as `coreaug report`
+    leaves them out; remove such a run's folder to train it again).
     """
 
     rows: list
@@ -34,6 +36,7 @@ class BenchResult:
     outcomes: list = field(default_factory=list)
     missing: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
+    unreadable: dict = field(default_factory=dict)
 
 
 @keyword_only  # subsets, strategies, ... by position: warned until 0.3
@@ -58,12 +61,14 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         runs sorted by name and dealt round-robin), so that N processes or machines share
         one `out`; a run another process holds is left to it ("elsewhere").
     Finished runs (summary.json present, same config) are skipped; interrupted ones resume
-    from their checkpoint. A run that fails with an error of its own is reported and the
-    others go on (with one job, a UsageError or OSError stops the grid: it would stop every
-    run). The tables cover the grid's finished runs (all shards'); BenchResult.missing names
-    the others. Every check (unknown strategy, empty grid, subsets out of range, bad settings,
-    bad jobs, devices or shard, unwritable `out`, a launch by torchrun) raises UsageError
-    before the first run starts. KeyboardInterrupt stops the workers and propagates.
+    from their checkpoint. A run that fails with an error of its own (a damaged checkpoint
+    included) is reported and the others go on (with one job, a UsageError or OSError that
+    does not name the run's folder stops the grid: it would stop every run). The tables cover
+    the grid's finished runs (all shards') whose files can be read; BenchResult.missing names
+    the others and results.md says how many they are. Every check (unknown strategy, empty
+    grid, subsets out of range or sharing a run name, bad settings, bad jobs, devices or
+    shard, unwritable `out`, a launch by torchrun) raises UsageError before the first run
+    starts. KeyboardInterrupt stops the workers and propagates.
     Returns a BenchResult.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -92,20 +97,27 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         outcomes = run_in_workers(mine, workers, report_with_total)
     trained = sum(o.status in ("trained", "resumed") for o in outcomes)
     finished = [run for run in runs if run.state() == "finished"]
-    result = write_results(finished, out, target, trained) if finished else BenchResult([], [], float("nan"), "", trained, {})
+    done = {run.name for run in finished}
+    unfinished = [run.name for run in runs if run.name not in done]
+    result = write_results(finished, out, target, trained, unfinished=unfinished)
     result.outcomes = outcomes
-    result.missing = [run.name for run in runs if run.state() != "finished"]
     result.failed = {o.run.name: o.error for o in outcomes if o.status == "failed"}
     return result
 
 
-def write_results(runs, out, target=None, trained=0):
+def write_results(runs, out, target=None, trained=0, *, unfinished=()):
     """Read the finished `runs` and write results.csv, results.md and (with matplotlib) the plot.
 
+    unfinished: names of the grid's other runs; results.md says how many of the grid's runs
+    the tables leave out (these and the finished runs whose files cannot be read).
     Each file is replaced whole (written beside it, then renamed), so shards finishing at the
-    same time into one `out` never leave a mixed file. Returns a BenchResult.
+    same time into one `out` never leave a mixed file. Returns a BenchResult; without a
+    readable run, no file is written.
     """
-    rows = [read_run(run) for run in runs]
+    rows, unreadable = read_runs(runs)
+    missing = list(unfinished) + list(unreadable)
+    if not rows:
+        return BenchResult([], [], float("nan"), "", trained, {}, missing=missing, unreadable=unreadable)
     target, rule = add_timings(rows, target)
     groups = group_rows(rows)
     files = {"csv": os.path.join(out, "results.csv"), "md": os.path.join(out, "results.md")}
@@ -113,8 +125,9 @@ def write_results(runs, out, target=None, trained=0):
               (("csv", "results"), ("png", "accuracy_vs_time"))}
     write_csv(rows, staged["csv"])
     os.replace(staged["csv"], files["csv"])
-    atomic_write(files["md"], lambda f: f.write(markdown_table(groups, target, rule)))
+    text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=missing)
+    atomic_write(files["md"], lambda f: f.write(text))
     if plot_accuracy_vs_time(rows, target, staged["png"]):
         files["png"] = os.path.join(out, "accuracy_vs_time.png")
         os.replace(staged["png"], files["png"])
-    return BenchResult(rows, groups, target, rule, trained, files)
+    return BenchResult(rows, groups, target, rule, trained, files, missing=missing, unreadable=unreadable)

@@ -6,20 +6,24 @@ import json
 import math
 import numbers
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 
+from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError, one_line
 from coreaug.training import TrainConfig, train
 from coreaug.training.config import SELECTING
-from coreaug.training.run_files import RunFolder, same_settings
+from coreaug.training.run_files import DEFAULT_IDENTITY, RunFolder, same_settings
 
 REFERENCES = ("full", "none")
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
 # finished before (skipped), held by another process (left to it), or failed with an error.
 STATUSES = ("trained", "resumed", "skipped", "elsewhere", "failed")
 # Errors that would stop every run the same way (a bad setting, missing data): one process
-# running the grid stops at the first and the CLI shows it as a user's mistake.
+# running the grid stops at the first and the CLI shows it as a user's mistake. One that names
+# the run's own folder (a damaged checkpoint or config.json, a folder that is a file) fails that
+# run alone (`names_run`).
 STOPPING = (UsageError, OSError)
 IN_USE = "is in use by another coreaug run"  # RunFolder's refusal of a folder another process holds
 
@@ -58,11 +62,15 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     `subsets` (fractions in (0, 1]), the selecting `strategies` (coreset, random, maxloss),
     the `references` (full, none) and the number of `seeds` (config.seed, config.seed + 1, ...).
     Returns a list of GridRun, references first. Raises UsageError for an unknown strategy,
-    an empty grid, a subset out of range, a bad config, or a run folder that holds a run
-    with another config.
+    an empty grid, a subset out of range, two subsets that would share a run name, a bad
+    config, or a run folder that holds a run with another config. A folder dataset is named by
+    its absolute path, so `./pets`, `pets` and `/abs/pets` are one grid.
     """
     strategies, references = _unique(strategies), _unique(references)
     subsets = _unique(_check_subset(s) for s in subsets)
+    _check_subset_names(subsets)
+    if is_folder_dataset(config.dataset):
+        config = dataclasses.replace(config, dataset=_folder_path(config.dataset))
     for name in strategies:
         if name in REFERENCES:
             raise UsageError(f"{name!r} is a reference, not a selecting strategy; pass it with --references {name}")
@@ -84,15 +92,13 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     for strategy, subset in cells:
         for k in range(seeds):
             seed = config.seed + k
-            name = f"{strategy}-seed{seed}" if subset is None else f"{strategy}-{subset:g}-seed{seed}"
+            name = f"{strategy}-seed{seed}" if subset is None else f"{strategy}-{_subset_name(subset)}-seed{seed}"
             # References train everyone (full) or no one (none) strongly; subset is unused there,
             # so it is pinned to 1 to keep their config (and folder identity) one per seed.
             run_config = dataclasses.replace(config, strategy=strategy, subset=1.0 if subset is None else subset,
                                              seed=seed, out=os.path.join(out, "runs", name), resume=True).resolved()
             runs.append(GridRun(name, strategy, subset, seed, run_config))
-    for run in runs:
-        _check_folder_matches(run)
-    return runs
+    return [_match_folder(run) for run in runs]
 
 
 def check_writable(out):
@@ -122,7 +128,8 @@ def train_grid_run(run):
     "skipped": summary.json is there. "elsewhere": another coreaug process (another shard, or
     another bench on the same folder) holds the folder's lock, so it is left to that process.
     Otherwise trains it (resuming from its checkpoint when there is one) and returns "resumed"
-    or "trained". Errors of the training itself propagate.
+    or "trained". Errors of the training itself propagate, and a config.json that cannot be
+    read is a UsageError naming the folder.
     """
     if run.state() == "finished":
         return "skipped"
@@ -131,6 +138,10 @@ def train_grid_run(run):
     state = run.state()  # again: it may have finished while the lock was looked at
     if state == "finished":
         return "skipped"
+    _, problem = _stored_config(run)
+    if problem:
+        raise UsageError(f"{run.folder} holds a {problem}, so its run cannot be resumed; remove that folder "
+                         "to train the run again")
     try:
         train(run.config)  # resume=True: continues from checkpoint.pt when there is one
     except UsageError as exc:
@@ -138,6 +149,14 @@ def train_grid_run(run):
             return "elsewhere"
         raise
     return "resumed" if state == "interrupted" else "trained"
+
+
+def names_run(error, run):
+    """Whether `error` is about `run`'s own files: its message or file name is the run's folder
+    or a path inside it (not a sibling whose name starts the same, seed1 against seed10)."""
+    texts = [str(error), os.fspath(getattr(error, "filename", None) or "")]
+    pattern = re.escape(run.folder) + r"(?=$|[/\s'\",;:)])"
+    return any(re.search(pattern, text) for text in texts)
 
 
 def folder_in_use(folder):
@@ -158,16 +177,19 @@ def run_grid_runs(runs, report=None):
     """Train the `runs` one after another in this process (see `train_grid_run`).
 
     `report(outcome, position)` is called after each run with its RunOutcome. A run that
-    fails with an error of the training (not a user's mistake) is reported "failed" and the
-    next run goes on; UsageError and OSError (a bad setting, missing data: every run would
-    fail the same way) stop the grid. Returns the list of RunOutcome, in the runs' order.
+    fails with an error of the training, or with a refusal that names its own folder (a
+    damaged checkpoint, a folder taken by a file), is reported "failed" and the next run goes
+    on; any other UsageError or OSError (a bad setting, missing data: every run would fail the
+    same way) stops the grid. Returns the list of RunOutcome, in the runs' order.
     """
     outcomes = []
     for position, run in enumerate(runs, 1):
         try:
             outcome = RunOutcome(run, train_grid_run(run))
-        except STOPPING:
-            raise
+        except STOPPING as exc:
+            if not names_run(exc, run):
+                raise
+            outcome = RunOutcome(run, "failed", one_line(exc))
         except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
             outcome = RunOutcome(run, "failed", one_line(exc))
         outcomes.append(outcome)
@@ -206,15 +228,67 @@ def shard_runs(runs, shard):
     return [run for run in runs if run.name in mine]
 
 
-def _check_folder_matches(run):
+def _match_folder(run):
+    """`run`, checked against what its folder's config.json holds.
+
+    A stored folder dataset spelled otherwise (`hard` where the grid now says `/abs/hard`) that
+    names the same folder from here keeps its spelling, so `coreaug train --resume` takes the
+    run as its own. UsageError listing `setting: stored -> now` for a run of other settings; a
+    config.json that cannot be read is left to `train_grid_run` (that run fails alone).
+    """
+    stored, _ = _stored_config(run)
+    if stored is None:
+        return run
+    spelled = stored.get("dataset")
+    if (spelled != run.config.dataset and isinstance(spelled, str) and is_folder_dataset(spelled)
+            and _folder_path(spelled) == run.config.dataset):
+        run = dataclasses.replace(run, config=dataclasses.replace(run.config, dataset=spelled))
+    if not same_settings(stored, run.config.identity()):
+        raise UsageError(f"{run.folder} holds a run with other settings than this grid's "
+                         f"({_differences(stored, run.config.identity())}); use the same flags as before, "
+                         "another --out, or remove that folder")
+    return run
+
+
+def _stored_config(run):
+    """(config.json as a dict, None), (None, None) without one, or (None, why it is unreadable)."""
     path = os.path.join(run.folder, "config.json")
     if not os.path.exists(path):
-        return
-    with open(path) as f:
-        stored = json.load(f)
-    if not same_settings(stored, run.config.identity()):
-        raise UsageError(f"{run.folder} holds a run with other settings than this grid's; "
-                         "use the same flags as before, another --out, or remove that folder")
+        return None, None
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+    except (OSError, ValueError) as exc:
+        return None, f"config.json that cannot be read ({one_line(exc)})"
+    if not isinstance(stored, dict):
+        return None, "config.json that is not a run's settings"
+    return stored, None
+
+
+def _differences(stored, identity):
+    """`setting: stored -> now` for each setting where the folder's config.json differs, as
+    `coreaug train --resume` lists them."""
+    now = json.loads(json.dumps(identity))  # tuples -> lists, as config.json stores them
+    changed = [k for k in now if stored.get(k, DEFAULT_IDENTITY.get(k)) != now[k]]
+    return ", ".join(f"{k}: {stored.get(k, DEFAULT_IDENTITY.get(k))!r} -> {now[k]!r}" for k in changed)
+
+
+def _folder_path(dataset):
+    return os.path.realpath(os.path.expanduser(os.fspath(dataset)))
+
+
+def _subset_name(subset):
+    return f"{subset:g}"
+
+
+def _check_subset_names(subsets):
+    names = {}
+    for subset in subsets:
+        other = names.setdefault(_subset_name(subset), subset)
+        if other != subset:
+            raise UsageError(f"--subsets {other!r} and {subset!r} would share the run folders "
+                             f"<strategy>-{_subset_name(subset)}-seed<k> (run names keep 6 significant digits); "
+                             "give fractions that differ within 6 digits")
 
 
 def _check_subset(value):

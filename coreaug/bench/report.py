@@ -77,7 +77,7 @@ class ReportResult:
     problems: list
 
 
-def write_report(path, *, out, also=(), target=None, baseline="random", paper_figures=None,
+def write_report(path, *, out, also=(), target=None, baseline=None, paper_figures=None,
                  epoch_seconds=None, subsets=None, name="report", title=None, command=None):
     """Read a grid's runs and write `<name>.md`, `<name>-runs.csv`, `<name>-cells.csv` and
     `<name>.png` (with matplotlib, the `plot` extra) to the folder `out`.
@@ -86,7 +86,8 @@ def write_report(path, *, out, also=(), target=None, baseline="random", paper_fi
     also: (path, label) pairs: other grids whose runs become rows "<strategy>, <label>".
     target: the accuracy in (0, 1] for time-to-target; None: 99% of full's mean final accuracy.
     baseline: the strategy (or reference, full/none) that paired differences are taken
-        against; a comma-separated string or a list gives one table per baseline.
+        against; a comma-separated string or a list gives one table per baseline. None:
+        random when the runs have it (else no such table).
     paper_figures: a CSV with columns strategy,subset,accuracy (percent; subset empty for the
         references; lines starting with # are comments): a column of published figures.
     epoch_seconds: a CSV with columns strategy,subset,seconds_per_epoch measured elsewhere
@@ -94,13 +95,16 @@ def write_report(path, *, out, also=(), target=None, baseline="random", paper_fi
     subsets: keep only these fractions (and the references); None keeps every one.
     name, title, command: the files' stem, the heading, and the command recorded in the report.
     Returns a ReportResult. Raises UsageError for a path that is neither a grid folder nor an
-    archive, a grid without finished runs, or a bad option.
+    archive, a grid without finished runs, or a bad option: a baseline that is no strategy
+    or reference of the runs reported, a subset no grid has, an empty name.
     """
+    if not isinstance(name, str) or not name.strip() or os.sep in name or name.startswith("."):
+        raise UsageError(f"name must be a file stem such as report (no folder, not starting with a dot), got {name!r}")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
                                or not 0 < target <= 1):
         raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
-    baselines = _names(baseline)
-    if not baselines:
+    baselines = None if baseline is None else _names(baseline)
+    if baselines == []:
         raise UsageError("baseline is empty; give a strategy such as random")
     try:
         wanted = None if subsets is None else {round(float(s), 10) for s in subsets}
@@ -114,8 +118,11 @@ def write_report(path, *, out, also=(), target=None, baseline="random", paper_fi
     if not runs:
         raise UsageError(f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
                          + "; give a grid whose runs wrote summary.json")
+    if baselines is None:
+        baselines = ["random"] if any(run.strategy == "random" for run in runs) else []
+    _check_baselines(runs, baselines)
 
-    cells = _cells(runs, baselines[0])
+    cells = _cells(runs, baselines[0] if baselines else None)
     problems += _missing_seeds(cells)
     main_full = [r.final for r in runs if r.strategy == "full" and not r.label]
     if target is None:
@@ -148,8 +155,8 @@ def _names(value):
 def _read_sources(sources, wanted):
     """The finished runs of every (path, label) as Runs (only the `wanted` subsets, when given),
     one line per run that could not be read, one line describing each source, and the settings
-    the first source's runs share."""
-    runs, problems, described, settings = [], [], [], ""
+    the first source's runs share. UsageError for a wanted subset that no source has."""
+    runs, problems, described, settings, have = [], [], [], "", set()
     for source, label in sources:
         records = load_runs(source)
         kept, read = [], []
@@ -161,11 +168,35 @@ def _read_sources(sources, wanted):
             else:
                 kept.append(record)
                 read.append(run)
-        runs += [run for run in read if wanted is None or run.subset is None or round(run.subset, 10) in wanted]
+        have |= {round(run.subset, 10) for run in read if run.subset is not None}
+        shown = [run for run in read if wanted is None or run.subset is None or round(run.subset, 10) in wanted]
+        runs += shown
         settings = settings if described else _settings(kept)
-        described.append(f"`{source}`" + (f" as \"{label}\"" if label else "")
-                         + f": {len(kept)} finished runs of {len(records)}")
+        described.append(f"`{source}`" + (f" as \"{label}\"" if label else "") + f": {len(shown)} finished runs"
+                         + (f" of {len(records)}" if len(shown) == len(kept) else
+                            f" at the subsets asked for and the references (of {len(kept)} finished, "
+                            f"{len(records)} in all)"))
+    if wanted:
+        _check_subsets(wanted, have)
     return runs, problems, described, settings
+
+
+def _check_baselines(runs, baselines):
+    """UsageError for a baseline that no run reported has as its strategy."""
+    strategies = sorted({run.strategy for run in runs})
+    for name in baselines:
+        if name not in strategies:
+            raise UsageError(f"--baseline {name!r} is no strategy or reference of the runs reported; "
+                             f"choose from: {', '.join(strategies)}")
+
+
+def _check_subsets(wanted, have):
+    """UsageError for a wanted subset that no grid has a finished run at."""
+    absent = sorted(wanted - have)
+    if absent:
+        raise UsageError(f"--subsets {','.join(f'{s:g}' for s in absent)}: no grid has finished runs at "
+                         f"{'that fraction' if len(absent) == 1 else 'those fractions'}; "
+                         f"the grids have {','.join(f'{s:g}' for s in sorted(have)) or 'none'}")
 
 
 def _run(record, label):
@@ -212,14 +243,16 @@ def _settings(records):
 # --- figures ---------------------------------------------------------------------------------
 
 def _cells(runs, first_baseline):
+    """The runs as Cells, ordered by subset (references first), then by grid (the first, then
+    the labels in the order given), then the first baseline before the other strategies."""
+    grids = {label: k for k, label in enumerate(dict.fromkeys(run.label for run in runs))}
     cells = {}
     for run in runs:
         cells.setdefault((run.strategy, run.label, run.subset), Cell(run.strategy, run.label, run.subset, []))
         cells[(run.strategy, run.label, run.subset)].runs.append(run)
     for cell in cells.values():
         cell.runs.sort(key=lambda r: r.seed)
-    order = sorted(cells, key=lambda k: (k[2] is not None, k[2] or 0, cells[k].title != first_baseline,
-                                         cells[k].title))
+    order = sorted(cells, key=lambda k: (k[2] is not None, k[2] or 0, grids[k[1]], k[0] != first_baseline, k[0]))
     return {key: cells[key] for key in order}
 
 
@@ -277,20 +310,21 @@ def _mean_curve(cell, rate):
 
 
 def _timing(cell, rates, target):
+    """Seconds per epoch, in all and to target of a cell, and how many of its seeds reach the
+    target; with `rates`, a cell the CSV has no rate for has no times (NaN), its seeds still counted."""
     rate = _rate(rates, cell)
+    reached = sum(any(m.get("test_accuracy") is not None and m["test_accuracy"] >= target for m in r.history)
+                  for r in cell.runs)
     if rate is not None and math.isnan(rate):
         return {"seconds_per_epoch": NAN, "selection_per_epoch": NAN, "seconds": NAN, "time_to_target": NAN,
-                "reached": 0}
+                "reached": reached}
     if rate is None:
         per_epoch = statistics.fmean((r.seconds - r.selection_seconds) / r.epochs for r in cell.runs)
         selection = statistics.fmean(r.selection_seconds / r.epochs for r in cell.runs)
         seconds = statistics.fmean(r.seconds for r in cell.runs)
-        reached = sum(not math.isnan(time_to_target(r.history, target)) for r in cell.runs)
     else:
         per_epoch, selection = rate, NAN
         seconds = statistics.fmean(r.epochs * rate for r in cell.runs)
-        reached = sum(any(m.get("test_accuracy") is not None and m["test_accuracy"] >= target for m in r.history)
-                      for r in cell.runs)
     return {"seconds_per_epoch": per_epoch, "selection_per_epoch": selection, "seconds": seconds,
             "time_to_target": time_to_target(_mean_curve(cell, rate), target), "reached": reached}
 
@@ -372,6 +406,7 @@ def _subset(subset):
 def _points(value, sign=False):
     if math.isnan(value):
         return "—"
+    value = round(value, 2) + 0.0  # + 0.0 turns -0.0 into 0.0: no "-0.00"
     return f"{value:+.2f}" if sign else f"{value:.2f}"
 
 
@@ -379,8 +414,13 @@ def _percent(value):
     return "" if math.isnan(value) else f"{100 * value:.0f}%"
 
 
-def _seconds(value, digits=1):
-    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+def _seconds(value, digits=None):
+    """Seconds with `digits` decimals; None: whole seconds from 10 s, one decimal from 1 s, two below."""
+    if math.isnan(value):
+        return "—"
+    if digits is None:
+        digits = 0 if value >= 10 else 1 if value >= 1 else 2
+    return f"{value:.{digits}f}"
 
 
 def _times(value):
@@ -401,7 +441,7 @@ def _markdown(title, command, described, settings, cells, rows, baselines, paper
     lines += _timing_table(cells, rows, rates_path, target, rule)
     groups = [dict(strategy=cell.title, subset=cell.subset, **{k: row[k] for k in DIAGNOSTICS})
               for cell, row in zip(cells.values(), rows)]
-    diagnostics = diagnostics_table(groups)
+    diagnostics = diagnostics_table(groups, _subset)
     if diagnostics:
         lines += ["## Selections"] + diagnostics + [""]
     if png:
@@ -460,14 +500,21 @@ def _timing_table(cells, rows, rates_path, target, rule):
              "| strategy | subset | seeds | s / epoch, training | s / epoch, selection | seconds in all | speed-up vs full "
              "| time to target, s | seeds reaching it | time-to-target speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    unrated = False
     for cell, row in zip(cells.values(), rows):
         to_target = row["time_to_target"]
+        no_rate = bool(rates_path) and math.isnan(row["seconds_per_epoch"])
+        unrated |= no_rate
+        when = "no rate in the CSV" if no_rate else "not reached" if math.isnan(to_target) else _seconds(to_target)
         lines.append(f"| {cell.title} | {_subset(cell.subset)} | {row['seeds']} | {_seconds(row['seconds_per_epoch'], 2)} "
-                     f"| {_seconds(row['selection_per_epoch'], 2)} | {_seconds(row['seconds'], 0)} | "
-                     f"{_times(row['speedup'])} | {'not reached' if math.isnan(to_target) else f'{to_target:.0f}'} | "
-                     f"{row['reached']}/{row['seeds']} | {_times(row['target_speedup'])} |")
+                     f"| {_seconds(row['selection_per_epoch'], 2)} | {_seconds(row['seconds'])} | "
+                     f"{_times(row['speedup'])} | {when} | {row['reached']}/{row['seeds']} | "
+                     f"{_times(row['target_speedup'])} |")
     per_epoch = ("Seconds per epoch: the given figure (training and selection together)" if rates_path else
                  "Seconds per epoch: training (selection excluded) and selection, mean over seeds")
+    if unrated:
+        per_epoch += (f"; no rate in the CSV: `{rates_path}` has no row for that strategy and subset, so the row "
+                      "has no times (its seeds reaching the target are still counted)")
     lines += ["", f"{per_epoch}. Time to target: when the mean accuracy curve over the seeds first reaches the "
               "target; speed-ups divide full's figure (of the row's own label where it has one) by the row's.", ""]
     return lines

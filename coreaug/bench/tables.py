@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+from .archive import read_record
 from .timing import default_target, mean, speedup, std, time_to_target
 
 # Per-selection figures in metrics.jsonl (coreaug.training.diagnostics), averaged over a run's selections.
@@ -35,6 +36,23 @@ def read_run(run):
         "n_augmented": summary["n_augmented"], "history": history,
         **{f"mean_{key}": mean(m[key] for m in history if m.get(key) is not None) for key in DIAGNOSTICS},
     }
+
+
+def read_runs(runs):
+    """The figures of each finished run in `runs` that can be read (a list of read_run dicts), and
+    {name: why} for those whose config.json, metrics.jsonl or summary.json cannot be read or lacks
+    a figure: they are left out, as `coreaug report` leaves them out."""
+    rows, unreadable = [], {}
+    for run in runs:
+        problem = read_record(run.folder, run.name).problem
+        if problem is None:
+            try:
+                rows.append(read_run(run))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                problem = f"summary.json or metrics.jsonl lacks a usable {exc}"
+        if problem is not None:
+            unreadable[run.name] = problem
+    return rows, unreadable
 
 
 def add_timings(rows, target=None):
@@ -85,7 +103,8 @@ def group_rows(rows):
         accuracy = mean(r["final_accuracy"] for r in members)
         seconds = mean(r["total_seconds"] for r in members)
         to_target = mean(r["time_to_target"] for r in members)  # NaN unless every seed got there
-        gain = accuracy - random_accuracy.get(subset, math.nan) if strategy in ("coreset", "maxloss") else math.nan
+        # every selecting strategy against random at its subset (references have no subset)
+        gain = accuracy - random_accuracy.get(subset, math.nan) if strategy != "random" else math.nan
         summary.append({
             "strategy": strategy, "subset": subset, "seeds": len(members),
             "accuracy": accuracy, "accuracy_std": std(r["final_accuracy"] for r in members),
@@ -101,11 +120,16 @@ def group_rows(rows):
     return summary
 
 
-def markdown_table(groups, target, rule):
-    """results.md: the per-group table and a legend saying what each column measures."""
-    lines = [
-        f"Target accuracy: {target:.2%} ({rule}).",
-        "",
+def markdown_table(groups, target, rule, *, runs=None, missing=()):
+    """results.md: the per-group table and a legend saying what each column measures.
+
+    runs: the number of the grid's runs; missing: the names of those the table leaves out
+    (unfinished or unreadable), counted in a line above the table (left out when runs is None).
+    """
+    lines = [f"Target accuracy: {target:.2%} ({rule}).", ""]
+    if runs is not None:
+        lines += [_coverage(runs, missing), ""]
+    lines += [
         "| strategy | subset | seeds | final acc (mean ± std) | best acc | train seconds (mean ± std) "
         "| speed-up vs full | gain over random | selection share | reached target | time to target "
         "| time-to-target speed-up |",
@@ -114,14 +138,15 @@ def markdown_table(groups, target, rule):
     for g in groups:
         lines.append(
             f"| {g['strategy']} | {_fraction(g['subset'])} | {g['seeds']} "
-            f"| {g['accuracy']:.2%} ± {100 * g['accuracy_std']:.2f} "
-            f"| {g['best_accuracy']:.2%} ± {100 * g['best_accuracy_std']:.2f} "
-            f"| {g['seconds']:.1f} ± {g['seconds_std']:.1f} | {_times(g['speedup'])} "
+            f"| {g['accuracy']:.2%} ± {_spread(100 * g['accuracy_std'], 2)} "
+            f"| {g['best_accuracy']:.2%} ± {_spread(100 * g['best_accuracy_std'], 2)} "
+            f"| {g['seconds']:.1f} ± {_spread(g['seconds_std'], 1)} | {_times(g['speedup'])} "
             f"| {_points(g['gain_over_random'])} | {g['selection_share']:.0%} | {g['reached']}/{g['seeds']} "
             f"| {_seconds(g['time_to_target'])} | {_times(g['target_speedup'])} |")
     lines += [
         "",
-        "Train seconds are training time (epochs and selection; evaluation left out), summed over epochs.",
+        "Train seconds are training time (epochs and selection; evaluation left out), summed over epochs;",
+        "± is the sample std over seeds (— for one seed).",
         "Speed-up vs full: full's mean train seconds / the group's. Gain over random: final accuracy minus",
         "random's at the same subset, in points. Selection share: selection seconds / train seconds.",
         "Time to target: train seconds until the test accuracy first reaches the target, mean over seeds",
@@ -130,12 +155,14 @@ def markdown_table(groups, target, rule):
     return "\n".join(lines + diagnostics_table(groups)) + "\n"
 
 
-def diagnostics_table(groups):
+def diagnostics_table(groups, subset_text=None):
     """Markdown lines: the selections' figures per group, averaged over selections and seeds.
 
     Takes dicts with `strategy`, `subset` and the DIAGNOSTICS keys (NaN or None where a run
-    could not know a figure: blank). Only groups that logged some are shown; [] when none did.
+    could not know a figure: blank), and how to write a subset (default: the fraction, 0.3).
+    Only groups that logged some are shown; [] when none did.
     """
+    subset_text = subset_text or _fraction
     shown = [g for g in groups if any(not _missing(g[key]) for key in DIAGNOSTICS)]
     if not shown:
         return []
@@ -146,11 +173,24 @@ def diagnostics_table(groups):
         cells = [_share(g["selection_noisy_fraction"]), _share(g["selection_noisy_weighted"]),
                  _number(g["selection_loss_selected"]), _number(g["selection_loss_rest"]),
                  _share(g["selection_overlap"])]
-        lines.append(f"| {g['strategy']} | {_fraction(g['subset'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {g['strategy']} | {subset_text(g['subset'])} | " + " | ".join(cells) + " |")
     lines += ["", "Flipped: share of the picks whose label --label-noise flipped (weighted: by their coreset",
               "weights). Losses: mean clean-image cross-entropy of the picks and of the other examples at",
               "selection time (from the selection's own pass; blank for random, which makes none)."]
     return lines
+
+
+def _coverage(runs, missing, shown=10):
+    missing = list(missing)
+    if not missing:
+        return f"Runs: all {runs} of the grid's runs are in the table."
+    names = ", ".join(missing[:shown]) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
+    return (f"Runs: {runs - len(missing)} of the grid's {runs}; {len(missing)} missing from the table (not finished: "
+            f"another shard still going, failed or interrupted; or unreadable): {names}.")
+
+
+def _spread(value, digits):
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _share(value):
@@ -178,7 +218,7 @@ def _times(value):
 
 
 def _points(value):
-    return "—" if math.isnan(value) else f"{100 * value:+.2f}"
+    return "—" if math.isnan(value) else f"{round(100 * value, 2) + 0.0:+.2f}"  # + 0.0: no -0.00
 
 
 def _seconds(value):

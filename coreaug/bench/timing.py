@@ -46,12 +46,10 @@ def mean(values):
 
 
 def std(values):
-    """The sample standard deviation (n - 1); 0 for one value, NaN for none."""
+    """The sample standard deviation (n - 1); NaN for fewer than two values (one seed has none)."""
     values = list(values)
-    if not values:
+    if len(values) < 2:
         return NAN
-    if len(values) == 1:
-        return 0.0
     m = mean(values)
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
