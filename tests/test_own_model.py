@@ -91,6 +91,12 @@ def write_factory_module(folder):
 
         def wrong(num_classes):
             return None
+
+        def three_classes(in_channels, num_classes):
+            return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, 3))
+
+        def lazy(in_channels, num_classes):
+            return nn.Sequential(nn.Flatten(), nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, num_classes))
     """))
 
 
@@ -123,6 +129,16 @@ def test_a_model_path_that_does_not_work_is_one_line_exit_2(tmp_path, path, mess
     proc = cli("train", *CLI_TINY, "--model", path, "--out", "run", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr
+    assert not (tmp_path / "run").exists()  # nothing written: the corrected command is not refused
+
+
+def test_a_factorys_model_is_tried_before_anything_is_written_and_lazy_modules_train(tmp_path):
+    write_factory_module(tmp_path)
+    proc = cli("train", *CLI_TINY, "--model", "my_nets:three_classes", "--out", "run", cwd=tmp_path)
+    assert proc.returncode == 2 and "model 'my_nets:three_classes' must return floating logits of shape " \
+        "(batch, 10)" in proc.stderr and not (tmp_path / "run").exists()
+    proc = cli("train", *CLI_TINY, "--model", "my_nets:lazy", "--out", "run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # was: "Attempted to use an uninitialized parameter" in .to()
 
 
 class TupleNet(TinyNet):

@@ -142,3 +142,46 @@ def test_resume_on_the_same_folder_files_continues(tmp_path):
     write_split(tmp_path / "data", "val", per_class=1)
     coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run"))
     assert len(coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run", resume=True)).history) == 1
+
+
+def test_a_folder_left_before_the_first_epoch_ended_does_not_block_the_next_run(tmp_path):
+    """Only config.json (a run stopped by an error or a kill in its first epoch): nothing to keep."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({**coreaug.TrainConfig(**TINY).resolved().identity(), "lr": 9.0}))
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out)))
+    assert json.loads((out / "config.json").read_text())["lr"] != 9.0 and (out / "model.pt").exists()
+
+
+@pytest.mark.parametrize("text", ["", '{"data', "[1, 2]"])
+def test_a_runs_unreadable_config_is_one_line_and_overwrite_replaces_it(tmp_path, text):
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out)))
+    (out / "config.json").write_text(text)
+    proc = cli("train", *CLI_TINY, "--epochs", "1", "--out", out, "--resume")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "config.json cannot be read" in proc.stderr
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), overwrite=True))
+    assert json.loads((out / "config.json").read_text())["dataset"] == "synthetic"
+
+
+def test_settings_that_mean_the_same_run_resume_it(tmp_path, monkeypatch):
+    """A folder dataset typed another way (a trailing slash, from another working folder), and the
+    documented defaults given explicitly (augment_steps 1, selection_warmup 0 for a rule without
+    a warm-up), are the run's own settings."""
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "data", "train", per_class=6)
+    write_split(tmp_path / "data", "test", per_class=2)
+    monkeypatch.chdir(tmp_path)
+    base = dict(model="cnn", batch_size=8, quiet=True, strategy="coreset", cache_dir=str(tmp_path / "cache"))
+    coreaug.train(coreaug.TrainConfig(dataset="data", epochs=2, out="run", **base))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"] == str(tmp_path / "data")
+    monkeypatch.chdir(tmp_path / "data")
+    result = coreaug.train(coreaug.TrainConfig(dataset="../data/", epochs=2, out="../run", resume=True,
+                                               augment_steps=1, selection_warmup=0, **base))
+    assert [m["epoch"] for m in result.history] == [0, 1]
+    stored = {**json.loads((tmp_path / "run" / "config.json").read_text()), "dataset": "data"}  # an older run's
+    monkeypatch.chdir(tmp_path)
+    assert same_settings(stored, coreaug.TrainConfig(dataset="./data/", epochs=2, **base).resolved().identity())
+    assert not same_settings(stored, coreaug.TrainConfig(dataset="./data/", epochs=2, selection_warmup=1,
+                                                         **base).resolved().identity())

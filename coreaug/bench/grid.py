@@ -10,11 +10,10 @@ import re
 import tempfile
 from dataclasses import dataclass
 
-from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError, one_line
 from coreaug.training import TrainConfig, train
 from coreaug.training.config import SELECTING
-from coreaug.training.run_files import DEFAULT_IDENTITY, RunFolder, same_settings
+from coreaug.training.run_files import RunFolder, differences, same_settings
 
 REFERENCES = ("full", "none")
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
@@ -69,8 +68,6 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     strategies, references = _unique(strategies), _unique(references)
     subsets = _unique(_check_subset(s) for s in subsets)
     _check_subset_names(subsets)
-    if is_folder_dataset(config.dataset):
-        config = dataclasses.replace(config, dataset=_folder_path(config.dataset))
     for name in strategies:
         if name in REFERENCES:
             raise UsageError(f"{name!r} is a reference, not a selecting strategy; pass it with --references {name}")
@@ -232,21 +229,17 @@ def _match_folder(run):
     """`run`, checked against what its folder's config.json holds.
 
     A stored folder dataset spelled otherwise (`hard` where the grid now says `/abs/hard`) that
-    names the same folder from here keeps its spelling, so `coreaug train --resume` takes the
-    run as its own. UsageError listing `setting: stored -> now` for a run of other settings; a
-    config.json that cannot be read is left to `train_grid_run` (that run fails alone).
+    names the same folder from here is the same setting (`same_settings`). UsageError listing
+    `setting: stored -> now` for a run of other settings; a config.json that cannot be read is
+    left to `train_grid_run` (that run fails alone).
     """
     stored, _ = _stored_config(run)
     if stored is None:
         return run
-    spelled = stored.get("dataset")
-    if (spelled != run.config.dataset and isinstance(spelled, str) and is_folder_dataset(spelled)
-            and _folder_path(spelled) == run.config.dataset):
-        run = dataclasses.replace(run, config=dataclasses.replace(run.config, dataset=spelled))
     if not same_settings(stored, run.config.identity()):
-        raise UsageError(f"{run.folder} holds a run with other settings than this grid's "
-                         f"({_differences(stored, run.config.identity())}); use the same flags as before, "
-                         "another --out, or remove that folder")
+        diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in differences(stored, run.config.identity()))
+        raise UsageError(f"{run.folder} holds a run with other settings than this grid's ({diff}); use the same "
+                         "flags as before, another --out, or remove that folder")
     return run
 
 
@@ -263,18 +256,6 @@ def _stored_config(run):
     if not isinstance(stored, dict):
         return None, "config.json that is not a run's settings"
     return stored, None
-
-
-def _differences(stored, identity):
-    """`setting: stored -> now` for each setting where the folder's config.json differs, as
-    `coreaug train --resume` lists them."""
-    now = json.loads(json.dumps(identity))  # tuples -> lists, as config.json stores them
-    changed = [k for k in now if stored.get(k, DEFAULT_IDENTITY.get(k)) != now[k]]
-    return ", ".join(f"{k}: {stored.get(k, DEFAULT_IDENTITY.get(k))!r} -> {now[k]!r}" for k in changed)
-
-
-def _folder_path(dataset):
-    return os.path.realpath(os.path.expanduser(os.fspath(dataset)))
 
 
 def _subset_name(subset):

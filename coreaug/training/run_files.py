@@ -55,18 +55,25 @@ class RunFolder:
         if os.path.isdir(self.path):
             self._take_lock()
         config_path = self.file("config.json")
-        if not os.path.exists(config_path):
-            return None
-        with open(config_path) as f:
-            previous = json.load(f)
+        kept = [name for name in RESULTS if os.path.exists(self.file(name))]
+        if not os.path.exists(config_path) or not kept:
+            return None  # no run, or one stopped before its first epoch ended: nothing to keep or resume
+        try:
+            with open(config_path) as f:
+                previous = json.load(f)
+            if not isinstance(previous, dict):
+                raise ValueError(f"a JSON {type(previous).__name__}, not an object")
+        except (OSError, ValueError) as exc:
+            if overwrite:
+                return None
+            raise UsageError(f"--out {self.path} holds a run ({', '.join(kept)}) whose config.json cannot be read "
+                             f"({str(exc).splitlines()[0]}); pass --overwrite to start it again, or choose another "
+                             "--out") from None
         if not overwrite and not same_settings(previous, identity):
-            current = _as_stored(identity)
-            changed = [k for k in current if previous.get(k, DEFAULT_IDENTITY.get(k)) != current[k]]
-            diff = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
+            diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in differences(previous, identity))
             raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}); "
                              "choose another --out, or pass --overwrite to replace that run")
-        kept = [name for name in RESULTS if os.path.exists(self.file(name))]
-        if kept and not resume and not overwrite:
+        if not resume and not overwrite:
             raise UsageError(f"--out {self.path} already holds a run ({', '.join(kept)}); pass --resume to continue "
                              "it, --overwrite to start it again (deleting those files), or choose another --out")
         if resume and os.path.exists(self.file(CHECKPOINT)):
@@ -224,6 +231,32 @@ def same_settings(stored, identity):
     A setting that TrainConfig gained after the run was written is missing from `stored`; it
     counts as matching when `identity` holds that setting's default, so a run stays
     resumable (and a finished bench run finished) when the trainer grows an option it did not
-    use. A setting stored with another value, a changed default included, is another run.
+    use. A setting stored with another value, a changed default included, is another run;
+    values that mean the same run are the same (`_meaning`).
     """
-    return all(stored.get(key, DEFAULT_IDENTITY.get(key)) == value for key, value in _as_stored(identity).items())
+    return not differences(stored, identity)
+
+
+def differences(stored, identity):
+    """[(setting, stored value, value now)] where `stored` (a config.json) and `identity` differ
+    (see `same_settings`)."""
+    current = _as_stored(identity)
+    return [(key, stored.get(key), value) for key, value in current.items()
+            if _meaning(key, stored.get(key, DEFAULT_IDENTITY.get(key)), stored) != _meaning(key, value, current)]
+
+
+def _meaning(key, value, settings):
+    """A setting's value as the run reads it: a folder dataset's real path (it was stored as
+    typed: "data/pets/" and "./data/pets" are one folder), augment_steps 1 and None alike (one
+    step a call), selection_warmup 0 and None alike for rules without a warm-up of their own."""
+    from coreaug.data import is_folder_dataset
+    from coreaug.selection.rules import RULES
+
+    if key == "dataset" and isinstance(value, str) and is_folder_dataset(value):
+        return os.path.realpath(os.path.expanduser(value))
+    if key == "augment_steps" and value == 1:
+        return None
+    if key == "selection_warmup" and value == 0:
+        rule = RULES.get(settings.get("strategy"))
+        return None if rule is None or not rule.warmup_share else value
+    return value

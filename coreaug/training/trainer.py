@@ -130,11 +130,12 @@ def given_model_name(config, model):
     return name
 
 
-def check_given_model(model, data, gradients="logits"):
-    """Raise UsageError unless `model` (a module passed to train) maps a batch of two of the run's
-    float32 inputs (zeros, preprocessed as the run's images) to floating (2, num_classes) logits: run once
-    in eval mode without gradients, on the device its parameters are on, before anything is
-    written (a wrong class count or output would otherwise fail in the first step). With
+def check_given_model(model, data, gradients="logits", what="the model passed to train"):
+    """Raise UsageError unless `model` (a module passed to train, or built by the user's factory;
+    `what` in the message) maps a batch of two of the run's float32 inputs (zeros, preprocessed
+    as the run's images) to floating (2, num_classes) logits: run once in eval mode without
+    gradients, on the device its parameters are on, before anything is written (a wrong class
+    count or output would otherwise fail in the first step; lazy modules get their shapes). With
     `gradients` "last_layer", the gradient layer must be the one that produces the logits."""
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -146,21 +147,22 @@ def check_given_model(model, data, gradients="logits"):
         with torch.no_grad():
             out = model(inputs)
     except Exception as error:  # noqa: BLE001 - the user's module: its error, named as theirs
-        raise UsageError(f"the model passed to train fails on a batch of the run's inputs, shape {tuple(inputs.shape)}: "
+        raise UsageError(f"{what} fails on a batch of the run's inputs, shape {tuple(inputs.shape)}: "
                          f"{one_line(error)}") from error
     finally:
         model.train(was_training)
     if not (isinstance(out, torch.Tensor) and out.is_floating_point() and tuple(out.shape) == (2, data.num_classes)):
         got = f"a {'floating ' if out.is_floating_point() else ''}tensor of shape {tuple(out.shape)}" \
             if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
-        raise UsageError(f"the model passed to train must return floating logits of shape (batch, {data.num_classes}) "
+        raise UsageError(f"{what} must return floating logits of shape (batch, {data.num_classes}) "
                          f"for the dataset's {data.num_classes} classes; it returned {got} for a batch of 2")
     if gradients == "last_layer":  # the estimate's own checks, on the same two inputs
         estimate_gradients(model, inputs, torch.zeros(2, dtype=torch.long), kind="last_layer", device=device)
 
 
 def _open_run(config, distributed, model=None):
-    """(run folder or None, checkpoint or None, data), every check passed before a file is written.
+    """(run folder or None, checkpoint or None, data, model), every check passed before a file is
+    written: `model`, or config.model built (a factory's tried on two inputs, as `model` is).
 
     Only rank 0 holds the folder: it reads it, and every process resumes from what it read
     (so the processes need no shared disk).
@@ -177,7 +179,12 @@ def _open_run(config, distributed, model=None):
             data = load_run_data(config, distributed.device, distributed)
         check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
-        if model is not None:
+        torch.manual_seed(config.seed)  # the model's initialisation
+        if model is None:  # built here, so that a factory's failure leaves nothing written
+            model = create_model(config.model, data.in_channels, data.num_classes)
+            if ":" in config.model:  # the user's factory (package.module:function)
+                check_given_model(model, data, config.gradients, f"model {config.model!r}")
+        else:
             check_given_model(model, data, config.gradients)
         if folder:
             folder.start(identity, fresh=checkpoint is None)
@@ -185,7 +192,7 @@ def _open_run(config, distributed, model=None):
         if folder:
             folder.release()
         raise
-    return folder, checkpoint, data
+    return folder, checkpoint, data, model
 
 
 def _run(config, distributed, model=None):
@@ -193,7 +200,7 @@ def _run(config, distributed, model=None):
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
     if compiles_whole_step(config, distributed):
         check_compilable(config, distributed.world_size)  # before anything is written
-    folder, checkpoint, data = _open_run(config, distributed, model)
+    folder, checkpoint, data, model = _open_run(config, distributed, model)
     try:
         return _train_run(config, distributed, folder, checkpoint, data, model)
     finally:
@@ -293,12 +300,10 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
 NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
 
 
-def _start(config, distributed, checkpoint, data, model=None):
-    """The model (`model`, or `config.model` built), optimizer, precision and method state of a
+def _start(config, distributed, checkpoint, data, model):
+    """The model (built by `_open_run`) on the device, optimizer, precision and method state of a
     run, restored from `checkpoint` if given."""
     device = distributed.device
-    torch.manual_seed(config.seed)
-    model = create_model(config.model, data.in_channels, data.num_classes) if model is None else model
     if config.pretrained:
         report = load_pretrained(model, config.pretrained)
         if not config.quiet:
