@@ -126,7 +126,7 @@ def train_grid_run(run):
     another bench on the same folder) holds the folder's lock, so it is left to that process.
     Otherwise trains it (resuming from its checkpoint when there is one) and returns "resumed"
     or "trained". Errors of the training itself propagate, and a config.json that cannot be
-    read is a UsageError naming the folder.
+    read beside a checkpoint is a UsageError naming the folder.
     """
     if run.state() == "finished":
         return "skipped"
@@ -136,7 +136,7 @@ def train_grid_run(run):
     if state == "finished":
         return "skipped"
     _, problem = _stored_config(run)
-    if problem:
+    if problem and state == "interrupted":  # as RunFolder.check refuses it; without results it starts afresh
         raise UsageError(f"{run.folder} holds a {problem}, so its run cannot be resumed; remove that folder "
                          "to train the run again")
     try:
