@@ -12,7 +12,7 @@ from .errors import user_errors
                                 "[default: the run's own].")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder).")
 @click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+@click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
 @user_errors
 def evaluate(run, dataset, data_dir, download, device):
     """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class."""

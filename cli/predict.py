@@ -2,10 +2,13 @@
 import csv
 import json
 import sys
+import warnings
 
 import click
+import torch
 
 import coreaug
+from coreaug.errors import UsageError
 from coreaug.training.trained import image_files
 
 from .errors import user_errors
@@ -20,22 +23,65 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
               help="Classes shown per image, most probable first (at most the run's classes).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
               help="csv: image,rank,class,probability rows; json: a list of {image, classes, probabilities}.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
+@click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
+@click.option("--skip-bad-images", is_flag=True,
+              help="Leave unreadable images out (each named on stderr, then counted) instead of stopping. "
+                   "Without it, a file that is not an image stops predict before anything is printed; "
+                   "a damaged one found only when decoded stops it after the rows of the images before it.")
 @user_errors
-def predict(run, images, top_k, fmt, device):
-    """Classify IMAGES (files, or folders of them) with the model of the finished run RUN."""
+def predict(run, images, top_k, fmt, device, skip_bad_images):
+    """Classify IMAGES (files, or folders of them: their images, recursively, sorted, without hidden
+    files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN."""
     trained = coreaug.load_run(run, device=device)
     files = image_files(images)
+    if not skip_bad_images:
+        _check_headers(files)
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer:
         writer.writerow(["image", "rank", "class", "probability"])
-    rows = []
+    rows, skipped, done = [], 0, 0
     for start in range(0, len(files), CHUNK):
-        for p in trained.predict(files[start:start + CHUNK], top_k=top_k):
+        chunk, pixels = [], []
+        for path in files[start:start + CHUNK]:
+            try:
+                pixels.append(trained.read(path))
+                chunk.append(path)
+            except UsageError as exc:  # the whole chunk is read before any of its rows is written
+                what = str(exc).partition("; give ")[0]  # "cannot read image PATH (why)"
+                if not skip_bad_images:
+                    printed = f"the rows of the {done} images before it were printed; " if writer and done else ""
+                    raise UsageError(f"{what}; {printed}pass --skip-bad-images to leave unreadable images out") \
+                        from None
+                click.echo(f"skipped: {what}", err=True)
+                skipped += 1
+        if not pixels:
+            continue
+        for path, p in zip(chunk, trained.predict(torch.stack(pixels), top_k=top_k)):
             if writer:
-                writer.writerows([p.image, rank, name, f"{prob:.6f}"]
+                writer.writerows([path, rank, name, f"{prob:.6f}"]
                                  for rank, (name, prob) in enumerate(zip(p.classes, p.probabilities), 1))
             else:
-                rows.append({"image": p.image, "classes": p.classes, "probabilities": p.probabilities})
+                rows.append({"image": path, "classes": p.classes, "probabilities": p.probabilities})
+        done += len(chunk)
     if not writer:
         click.echo(json.dumps(rows, indent=1))
+    if skipped:
+        click.echo(f"skipped {skipped} unreadable image{'s' if skipped != 1 else ''} of {len(files)}", err=True)
+
+
+def _check_headers(files):
+    """UsageError naming the first file whose header is not an image's: a cheap pass (no pixel is
+    decoded) that stops predict before any row is printed. A file damaged past its header is
+    found when decoded."""
+    from PIL import Image
+
+    for path in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels are not decoded here
+                with Image.open(path):
+                    pass
+        except Exception as exc:  # noqa: BLE001 - Pillow's errors for a file that is not an image vary
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"cannot read image {path} ({reason}); give image files (JPEG, PNG, WebP, BMP, GIF, "
+                             "TIFF), or pass --skip-bad-images to leave unreadable ones out") from None

@@ -34,7 +34,8 @@ def _load_npy(path, name):
 @click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the graph.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="own", show_default=True,
               help="Facility location of --strategy coreset: own kernel or apricot-select.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rules that draw at random.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the rules that draw at random (an integer >= 0).")
 @user_errors
 def select(features_path, labels_path, fraction, out_path, strategy, losses_path, balance, knn, backend, seed):
     """Select a weighted subset and write it to OUT (.npz with keys indices, weights)."""

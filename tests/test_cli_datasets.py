@@ -93,3 +93,9 @@ def test_a_cifar10_folder_in_the_cwd_is_read_only_when_written_as_a_path(tmp_pat
     assert folder.returncode == 0 and "cifar10: 6 train / 3 test images" in folder.stdout, folder.stderr
     named = run("cifar10", "--clear-cache")
     assert named.returncode == 2 and "write ./cifar10 for the folder of that name" in named.stderr
+
+
+def test_a_path_that_names_no_folder_is_one_line_that_it_does_not_exist(tmp_path):
+    proc = coreaug(tmp_path / "typo")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / 'typo'} does not exist" in proc.stderr and "unknown dataset" not in proc.stderr

@@ -76,3 +76,18 @@ def test_select_takes_every_rule_and_asks_for_the_scores_it_reads(tmp_path):
     assert len(np.load(tmp_path / "s.npz")["indices"]) == 20
     missing = CliRunner().invoke(app, base + ["--strategy", "infobatch"])
     assert missing.exit_code == 2 and "--losses is required with --strategy infobatch" in missing.output
+
+
+def test_a_negative_seed_is_one_line_exit_2(files):
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "select", "--strategy", "random", "--labels",
+                           str(files / "l.npy"), "--fraction", "0.3", "--out", str(files / "s.npz"), "--seed", "-1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "--seed" in proc.stderr and not (files / "s.npz").exists()
+
+
+def test_select_by_rule_refuses_a_negative_seed_naming_it(files):
+    from coreaug.selection.rules import select_by_rule
+
+    with pytest.raises(coreaug.UsageError, match="seed must be an integer >= 0, got -1"):
+        select_by_rule("random", np.load(files / "l.npy"), 0.3, seed=-1)

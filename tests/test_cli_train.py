@@ -38,13 +38,18 @@ def test_progress_bar_and_epoch_line_unless_quiet(tmp_path):
     (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "dataset 'cifar10' not found"),
     (["--compile-mode", "default"], "compile_mode 'default' applies to a compiled step; add compile (--compile)"),
     (["--compile", "--compile-mode", "fast"], "'fast' is not one of 'auto', 'default'"),
+    (["--dataset", "{tmp}/typo"], "dataset folder {tmp}/typo does not exist"),
+    (["--dataset", "{tmp}/typo", "--image-size", "32"], "dataset folder {tmp}/typo does not exist"),
+    (["--schedule", "multistep", "--milestones", ""], "schedule 'multistep' divides the learning rate at its "
+                                                     "milestones and none were given"),
+    (["--device", "cuda:x"], "device must be 'auto', 'cpu' or 'cuda[:N]', got 'cuda:x'"),
 ])
 def test_user_mistakes_are_one_line_exit_2_nothing_written(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
     proc = coreaug("train", *TINY, *args, "--out", tmp_path / "run")
     assert proc.returncode == 2
-    assert message in proc.stderr and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert not (tmp_path / "run").exists()
+    assert message.format(tmp=tmp_path) in proc.stderr and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
 
 def test_out_with_a_different_config_needs_another_folder(tmp_path):
@@ -63,3 +68,16 @@ def test_cifar10_trains_from_files_in_the_real_format(tmp_path):
     assert metrics["n_trained"] == 100 + 30 and metrics["n_augmented"] == 30
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["model"] == "resnet20"  # the CIFAR default
+
+
+def test_out_starting_with_a_tilde_is_in_the_home_folder_not_a_folder_named_tilde(tmp_path):
+    import os
+
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "train", *TINY, "--quiet", "--out", "~/runs/x"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path / "cwd",
+                          env={**os.environ, "HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "home" / "runs" / "x" / "summary.json").exists()
+    assert not (tmp_path / "cwd" / "~").exists() and str(tmp_path / "home" / "runs" / "x") in proc.stdout

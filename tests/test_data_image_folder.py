@@ -276,3 +276,14 @@ def test_a_folder_run_defaults_to_the_images_own_size(tmp_path):
     write_split(tmp_path, "train", per_class=2)
     assert coreaug.TrainConfig(dataset=str(tmp_path)).resolved().image_size == 30
     assert coreaug.TrainConfig(dataset="synthetic").resolved().image_size == 64
+
+
+def test_images_below_the_minimum_size_get_the_default_size_and_the_first_line_says_why(tmp_path, capsys):
+    for split, count in (("train", 2), ("val", 1)):
+        for c, colour in COLOURS.items():
+            for i in range(count):
+                write_image(tmp_path / split / c / f"{i}.png", colour, size=(2, 2), seed=i)
+    data = load_image_folder(tmp_path, progress=True)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert data.image_shape == (3, 64, 64)
+    assert "at 64 px (their own 2 px is below the 4 px minimum)" in first and "sizes differ" not in first

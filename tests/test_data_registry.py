@@ -96,3 +96,29 @@ def test_loading_and_training_follow_the_one_rule_with_a_cifar10_folder_in_the_c
     config = coreaug.TrainConfig(dataset="./cifar10", stream="always").resolved()
     assert config.image_size == 30  # the folder's images' own size
     assert coreaug.TrainConfig(dataset="cifar10").resolved().image_size != 30
+
+
+@pytest.mark.parametrize("spelled", ["data/typo", "./typo", ".typo", "~/coreaug-no-such-folder/typo", "{tmp}/typo"])
+def test_a_dataset_written_as_a_path_that_names_no_folder_is_a_missing_folder_not_an_unknown_name(
+        tmp_path, monkeypatch, spelled):
+    import os
+    from pathlib import Path
+
+    import coreaug
+
+    monkeypatch.chdir(tmp_path)
+    spelled = spelled.format(tmp=tmp_path)
+    where = os.path.abspath(os.path.expanduser(spelled))
+    for load in (lambda: load_dataset(spelled), lambda: coreaug.TrainConfig(dataset=spelled).resolved(),
+                 lambda: coreaug.TrainConfig(dataset=spelled, image_size=32).resolved()):
+        with pytest.raises(FileNotFoundError, match="does not exist") as error:
+            load()
+        assert where in str(error.value) and "unknown dataset" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset(Path(spelled))
+
+
+def test_a_name_that_is_not_a_path_is_still_an_unknown_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset 'typo'; choose one of"):
+        load_dataset("typo")

@@ -52,3 +52,27 @@ def test_the_config_and_result_docstrings_name_every_field():
         doc = cls.__doc__
         missing = [f.name for f in dataclasses.fields(cls) if not re.search(rf"\b{f.name}\b", doc)]
         assert not missing, f"{cls.__name__}'s docstring does not describe {missing}"
+
+
+def test_the_training_pages_defaults_table_has_every_dataset_and_folders_as_the_code_has_them():
+    from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
+
+    with open(os.path.join(ROOT, "docs", "training.md")) as f:
+        text = f.read()
+    rows = re.findall(r"^\| ([^|]+) \| (\S+) \| (\d+) \| (\d+) \| ([\d.e-]+) \| ([\d.e-]+) \| (yes|no) \|$", text, re.M)
+    documented = {name.strip(): row for names, *row in rows for name in names.split(",")}
+    expected = {**DATASET_DEFAULTS, "a folder of images": FALLBACK_DEFAULTS}
+    assert set(documented) == set(expected)
+    for name, (model, epochs, batch, lr, decay, flip) in documented.items():
+        want = expected[name]
+        assert (model, int(epochs), int(batch), float(lr), float(decay), flip == "yes") == \
+            (want["model"], want["epochs"], want["batch_size"], want["lr"], want["weight_decay"], want["flip"]), name
+
+
+def test_the_training_page_counts_subset_modes_epoch_as_the_plan_does():
+    from coreaug.training.plan import plan_length
+
+    with open(os.path.join(ROOT, "docs", "training.md")) as f:
+        subset = next(line for line in f.read().split("\n- ") if line.startswith("`--mode subset`"))
+    assert "(1 + K)·round(fN)" in " ".join(subset.split()) and "(K = 1)" not in subset
+    assert plan_length(100, "random", "subset", 30, 3) == (1 + 3) * 30

@@ -43,3 +43,18 @@ def test_the_cli_lets_any_other_value_error_through_with_its_traceback(monkeypat
     result = CliRunner().invoke(app, ["train", *TINY, "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
     assert "error:" not in result.output
+
+
+def test_multistep_without_milestones_is_refused_not_a_constant_rate():
+    with pytest.raises(coreaug.UsageError, match="schedule 'multistep' divides the learning rate at its milestones"):
+        coreaug.TrainConfig(dataset="synthetic", schedule="multistep", milestones=()).resolved()
+    assert coreaug.TrainConfig(dataset="synthetic", milestones=()).resolved().milestones == ()  # cosine reads none
+
+
+def test_an_out_starting_with_a_tilde_is_expanded_once_where_the_config_is_made(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert coreaug.TrainConfig(out="~/runs/x").out == str(tmp_path / "runs" / "x")
+    assert coreaug.TrainConfig(out=Path("~/runs/x")).resolved().out == str(tmp_path / "runs" / "x")
+    assert coreaug.TrainConfig(out="runs/~x").out == "runs/~x"

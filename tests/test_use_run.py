@@ -182,3 +182,87 @@ def test_a_registered_datasets_run_records_the_size_it_trained_at_and_refuses_a_
             coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, quiet=True, out=str(tmp_path / name),
                                               **{name: 4}))
         assert not (tmp_path / name).exists()
+
+
+def test_evaluate_and_predict_take_the_devices_train_takes(finished):
+    root, _ = finished
+    for command in (["evaluate", root / "run"], ["predict", root / "run", root / "data" / "test" / "cat" / "0.jpg"]):
+        proc = cli(*command, "--device", "auto")
+        assert proc.returncode == 0, proc.stderr
+    assert coreaug.load_run(root / "run", device="auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "mps", "cuda:99"])
+def test_a_device_train_refuses_is_one_line_exit_2_in_evaluate_and_predict(finished, device):
+    root, _ = finished
+    for command in (["evaluate", root / "run"], ["predict", root / "run", root / "data" / "test" / "cat" / "0.jpg"]):
+        proc = cli(*command, "--device", device)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert f"device {device!r}" in proc.stderr or f"got {device!r}" in proc.stderr
+    with pytest.raises(coreaug.UsageError, match="device"):
+        coreaug.load_run(root / "run", device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_one_line_exit_2(finished):
+    root, _ = finished
+    proc = cli("evaluate", root / "run", "--device", "cuda")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "torch sees no CUDA device; use --device cpu" in proc.stderr
+
+
+def test_predict_reads_a_folder_as_training_does_without_hidden_files_or_macos_metadata(finished, tmp_path):
+    root, _ = finished
+    for name in ("ok.png", ".hidden.png", ".hid/y.png", "__MACOSX/x.png", "sub/kept.png"):
+        write_image(tmp_path / name, COLOURS["cat"])
+    (tmp_path / "._ok.png").write_bytes(b"\x00\x05\x16\x07AppleDouble")  # what macOS leaves beside ok.png
+    expected = [str(tmp_path / "ok.png"), str(tmp_path / "sub" / "kept.png")]
+    assert [p.image for p in coreaug.load_run(root / "run").predict(tmp_path)] == expected
+    proc = cli("predict", root / "run", tmp_path, "--top-k", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert [row["image"] for row in csv.DictReader(io.StringIO(proc.stdout))] == expected
+
+
+def _many_images_and_one_bad(folder, bad_bytes, count=300):
+    """`count` good images (more than predict's chunk of 256) and zz_bad.png, which sorts last."""
+    write_image(folder / "img000.png", COLOURS["dog"])
+    for i in range(1, count):
+        shutil.copyfile(folder / "img000.png", folder / f"img{i:03d}.png")
+    (folder / "zz_bad.png").write_bytes(bad_bytes)
+
+
+def _truncated_png(tmp_path):
+    """A PNG cut after its header: Pillow opens it, and fails only when decoding its pixels."""
+    write_image(tmp_path / "whole.png", COLOURS["fox"], size=(64, 64))
+    return (tmp_path / "whole.png").read_bytes()[:200]
+
+
+def test_predict_stops_before_printing_anything_when_a_file_is_not_an_image(finished, tmp_path):
+    root, _ = finished
+    _many_images_and_one_bad(tmp_path / "many", b"not an image at all")
+    proc = cli("predict", root / "run", tmp_path / "many", "--top-k", "1")
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1
+    assert "zz_bad.png" in proc.stderr and "--skip-bad-images" in proc.stderr
+
+
+def test_predict_names_an_image_damaged_past_its_header_and_the_rows_printed_before_it(finished, tmp_path):
+    root, _ = finished
+    _many_images_and_one_bad(tmp_path / "many", _truncated_png(tmp_path))
+    proc = cli("predict", root / "run", tmp_path / "many", "--top-k", "1")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "zz_bad.png (image file is truncated)" in proc.stderr
+    assert "rows of the 256 images before it were printed" in proc.stderr and "--skip-bad-images" in proc.stderr
+
+
+def test_predict_skip_bad_images_leaves_unreadable_images_out_named_and_counted(finished, tmp_path):
+    root, _ = finished
+    _many_images_and_one_bad(tmp_path / "many", _truncated_png(tmp_path))
+    (tmp_path / "many" / "zz_junk.png").write_bytes(b"not an image at all")
+    for fmt in ("csv", "json"):
+        proc = cli("predict", root / "run", tmp_path / "many", "--top-k", "1", "--format", fmt, "--skip-bad-images")
+        assert proc.returncode == 0, proc.stderr
+        images = ([row["image"] for row in csv.DictReader(io.StringIO(proc.stdout))] if fmt == "csv"
+                  else [p["image"] for p in json.loads(proc.stdout)])
+        assert len(images) == 300 and not any("zz_" in image for image in images)
+        assert proc.stderr.splitlines()[-1] == "skipped 2 unreadable images of 302"
+        assert "zz_bad.png" in proc.stderr and "zz_junk.png" in proc.stderr and "Traceback" not in proc.stderr

@@ -47,7 +47,8 @@ def is_image_folder(path) -> bool:
     return isinstance(path, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(str(path)))
 
 
-DEFAULT_IMAGE_SIZE = 64  # for a folder whose images' sizes differ
+DEFAULT_IMAGE_SIZE = 64  # for a folder whose images' sizes differ (or are below MIN_IMAGE_SIZE)
+MIN_IMAGE_SIZE = 4  # the smallest image_size; a folder of smaller images is trained at DEFAULT_IMAGE_SIZE
 LARGE_IMAGES = 128  # `--weak auto` trains folders of this size and more with random-resized crops
 STORE_RATIO = 256 / 224  # ImageNet's evaluation resize over its crop
 
@@ -61,9 +62,16 @@ def default_store_size(image_size: int, resized_crop: bool) -> int:
 
 
 def own_image_size(root, sample: int = 64) -> Optional[int]:
-    """The shorter side of the images under ``root`` when they share one width and height,
-    else None. Reads the headers of up to ``sample`` images (at most 8 per folder, so a large
-    folder is not walked to its end); no image is decoded."""
+    """The shorter side of the images under ``root`` when they share one width and height (and
+    it is at least MIN_IMAGE_SIZE), else None. Reads the headers of up to ``sample`` images (at
+    most 8 per folder, so a large folder is not walked to its end); no image is decoded."""
+    shorter = _shared_size(_sampled_sizes(root, sample))
+    return shorter if shorter is not None and shorter >= MIN_IMAGE_SIZE else None
+
+
+def _sampled_sizes(root, sample=64):
+    """The set of (shorter, longer) sides of up to ``sample`` images under ``root`` (see
+    own_image_size), read until a second size turns up."""
     from PIL import Image
 
     sizes = set()
@@ -77,21 +85,25 @@ def own_image_size(root, sample: int = 64) -> Optional[int]:
                 continue
             sample -= 1
             if len(sizes) > 1 or sample == 0:
-                return None if len(sizes) > 1 else _usable(sizes)
-    return _usable(sizes)
+                return sizes
+    return sizes
 
 
-def _usable(sizes):
-    shorter = next(iter(sizes))[0] if len(sizes) == 1 else None
-    return shorter if shorter is not None and shorter >= 4 else None
+def _shared_size(sizes):
+    return next(iter(sizes))[0] if len(sizes) == 1 else None
 
 
 def image_size_note(root, image_size: int) -> str:
     """Why ``image_size`` fits ``root``'s images, for the first line of a run."""
-    own = own_image_size(root)
-    if own == image_size:
+    sizes = _sampled_sizes(root)
+    shorter = _shared_size(sizes)
+    if shorter == image_size:
         return "the images' own size"
-    return f"resized from their own {own} px" if own else "their sizes differ"
+    if shorter is not None and shorter < MIN_IMAGE_SIZE and image_size == DEFAULT_IMAGE_SIZE:
+        return f"their own {shorter} px is below the {MIN_IMAGE_SIZE} px minimum"
+    if shorter is not None:
+        return f"resized from their own {shorter} px"
+    return "their sizes differ" if sizes else "no image's size could be read"
 
 
 @keyword_only
@@ -175,7 +187,11 @@ def _class_folders(folder) -> List[str]:
     return classes
 
 
-def _images_in(folder) -> List[str]:
+def images_under(folder) -> List[str]:
+    """The image files under ``folder``, recursively (each folder's files, sorted, then its
+    subfolders, sorted): the files a dataset reads, and `coreaug predict FOLDER` too. Names
+    with an image extension (IMAGE_EXTENSIONS, any case) only; hidden files and folders
+    (``.name``, macOS's ``._name`` included) and ``__MACOSX/`` folders are left out."""
     found = []
     for parent, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if _is_listed(d))
@@ -187,7 +203,7 @@ def _images_in(folder) -> List[str]:
 def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
     files = []
     for label, name in enumerate(classes):
-        images = _images_in(os.path.join(folder, name))
+        images = images_under(os.path.join(folder, name))
         if not images:
             raise UsageError(f"class folder {shown(os.path.join(folder, name))} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
@@ -201,7 +217,7 @@ def _test_files(folder, classes):
         raise UsageError(f"{folder} has classes the training split lacks: {shown(', '.join(extra[:5]))}"
                          f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
     present = [c for c in classes if os.path.isdir(os.path.join(folder, c))]
-    return [(path, classes.index(c)) for c in present for path in _images_in(os.path.join(folder, c))]
+    return [(path, classes.index(c)) for c in present for path in images_under(os.path.join(folder, c))]
 
 
 def _is_tiny_imagenet_val(folder):

@@ -42,17 +42,35 @@ def is_folder_dataset(name) -> bool:
 
     A registered name wins (``cifar10`` is CIFAR-10 even where ``./cifar10/`` exists), unless
     the argument is written as a path: it holds a path separator (``./cifar10``,
-    ``data/cifar10``, ``/abs/cifar10``), starts with ``~``, or is a ``pathlib.Path``. Any other
-    existing folder (``pets``) is a folder dataset. A path that names no folder is not one.
+    ``data/cifar10``, ``/abs/cifar10``), starts with ``~`` or ``.``, or is a ``pathlib.Path``.
+    Any other existing folder (``pets``) is a folder dataset. A path that names no folder is not
+    one (check_folder_exists refuses it as a missing folder, not an unknown name).
     """
     if not isinstance(name, (str, os.PathLike)):
         return False
     text = os.fspath(name)
     if not isinstance(text, str) or not os.path.isdir(os.path.expanduser(text)):
         return False
-    written_as_path = (not isinstance(name, str) or os.sep in text or bool(os.altsep and os.altsep in text)
-                       or text.startswith("~"))
-    return written_as_path or _key(text) not in _LOADERS
+    return _written_as_path(name) or _key(text) not in _LOADERS
+
+
+def _written_as_path(name) -> bool:
+    """Whether the dataset argument ``name`` can only mean a path: a ``pathlib.Path``, or text
+    with a path separator or starting with ``~`` or ``.`` (no registered name does)."""
+    if not isinstance(name, str):
+        return isinstance(name, os.PathLike)
+    return os.sep in name or bool(os.altsep and os.altsep in name) or name.startswith(("~", "."))
+
+
+def check_folder_exists(name) -> None:
+    """Raise FileNotFoundError, naming the absolute path, when the dataset argument ``name`` is
+    written as a path (see is_folder_dataset) but names no folder: a mistyped folder, which
+    would otherwise be reported as an unknown dataset name."""
+    if _written_as_path(name) and not is_folder_dataset(name):
+        path = os.path.abspath(os.path.expanduser(os.fspath(name)))
+        what = "is not a folder" if os.path.exists(path) else "does not exist"
+        raise FileNotFoundError(f"dataset folder {os.fspath(name)} {what} ({path}); give the path of a folder of "
+                                "images, or a registered dataset's name")
 
 
 def _key(name) -> str:
@@ -88,12 +106,15 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
 
     Raises:
         UsageError: unknown name or option; a corrupted file (the message names it).
+        FileNotFoundError: ``name`` is written as a path (see :func:`is_folder_dataset`) but
+            names no folder.
         DatasetNotFoundError: the files are nowhere (the message lists every folder searched).
     """
     from .image_folder import load_image_folder
 
     if is_folder_dataset(name):
         return load_image_folder(name, progress=progress, **kwargs)
+    check_folder_exists(name)
     key = _key(name)
     if key not in _LOADERS:
         raise UsageError(f"unknown dataset {name!r}; choose one of: "

@@ -21,7 +21,7 @@ from coreaug.errors import UsageError
 
 from .baselines import per_class_selection, select_maxloss, select_random
 from .budgets import class_members
-from .checks import check_choice, check_features, check_fraction, check_labels, check_losses
+from .checks import check_choice, check_features, check_fraction, check_int, check_labels, check_losses
 from .coreset import select_coreset
 from .selection import Selection
 
@@ -260,8 +260,9 @@ def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balan
                    loss_filter=None):
     """The `Selection` of rule `name` (see `RULES`), given the scores it needs. `loss_filter`
     (the loss-filtered coresets only) is the share of each class's highest losses cut; None
-    estimates it."""
+    estimates it. `seed` (an integer >= 0) seeds the rules that draw at random."""
     check_choice(name, "strategy", tuple(RULES))
+    check_int(seed, "seed", 0)
     rule = RULES[name]
     given = {"estimates": estimates, "losses": losses}
     missing = [need for need in rule.needs if given[need] is None]

@@ -155,9 +155,10 @@ class TrainConfig:
     sync_bn: under torchrun on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)
         instead of each process's own share.
     out, resume, overwrite: the run's folder (config.json, metrics.jsonl, summary.json,
-        checkpoint.pt); `resume` continues the run there from its checkpoint; a folder that
-        holds a run's results is refused unless `resume`, or `overwrite`, which starts the run
-        again (deleting them, and replacing a run of another config).
+        checkpoint.pt; a leading "~" is the home folder); `resume` continues the run there from
+        its checkpoint; a folder that holds a run's results is refused unless `resume`, or
+        `overwrite`, which starts the run again (deleting them, and replacing a run of another
+        config).
     """
 
     dataset: str = "cifar10"
@@ -220,12 +221,20 @@ class TrainConfig:
     quiet: bool = False
     tensorboard: bool = False
 
+    def __post_init__(self):
+        # out is a path from here on (the run folder, TrainResult.out): "~/runs/x" means the home
+        # folder's, as --dataset's "~" does, not a folder named "~" in the working folder.
+        if isinstance(self.out, (str, os.PathLike)) and str(os.fspath(self.out)).startswith("~"):
+            self.out = os.path.expanduser(os.fspath(self.out))
+
     def resolved(self):
         """A copy with the dataset's defaults filled in and every field validated."""
         defaults = {**DATASET_DEFAULTS.get(self.dataset, FALLBACK_DEFAULTS), **OPTIMIZER_DEFAULTS.get(self.optimizer, {})}
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
+        if _folder(self.dataset):  # one folder, one name: from any working folder, typed any way
+            filled["dataset"] = os.path.realpath(os.path.expanduser(os.fspath(self.dataset)))
         self._check_sizes_apply()
         if filled["image_size"] is None:
             from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
@@ -248,7 +257,9 @@ class TrainConfig:
         """image_size and store_size size a folder's images; a registered dataset's keep their own
         size. (Runs record the folder default for them, so that value is let through.)"""
         from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE
+        from coreaug.data.registry import check_folder_exists
 
+        check_folder_exists(self.dataset)  # a mistyped folder is not "a registered dataset"
         if _folder(self.dataset):
             return
         for name in ("image_size", "store_size"):
@@ -272,9 +283,11 @@ class TrainConfig:
         """Raise UsageError naming the first bad field and what it accepts."""
         from coreaug.augment import available_policies
         from coreaug.data import available_datasets
+        from coreaug.data.registry import check_folder_exists
         from coreaug.models import available_models
 
         if not _folder(self.dataset):
+            check_folder_exists(self.dataset)  # a path that names no folder: FileNotFoundError, not "unknown dataset"
             check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
         check_int(self.image_size, "image_size", 4)
         if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
@@ -350,6 +363,10 @@ class TrainConfig:
             raise UsageError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
         if not all(is_number(m) and 0 < m < 1 for m in self.milestones):
             raise UsageError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
+        if self.schedule == "multistep" and not self.milestones:
+            raise UsageError("schedule 'multistep' divides the learning rate at its milestones and none were given; "
+                             "pass milestones (--milestones), fractions of training in (0, 1) such as 0.5,0.75, or "
+                             "schedule 'cosine'")
         if self.resume and self.overwrite:
             raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):

@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import gc
 import os
+import re
 
 import torch
 import torch.distributed as dist
@@ -20,13 +21,25 @@ from coreaug.errors import UsageError
 TIMEOUT = datetime.timedelta(minutes=30)
 
 
+DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?")
+
+
 def pick_device(name):
-    """The torch.device of a single-process run for `--device` ("auto", "cpu", "cuda[:N]")."""
-    if name == "auto":
+    """The torch.device for `--device` ("auto": CUDA when available, "cpu", "cuda[:N]"; or a
+    torch.device of those kinds): the one check of train, evaluate, predict and load_run.
+    Raises UsageError for any other name and for a GPU this machine does not have."""
+    text = str(name)
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
+    if not DEVICE_NAME.fullmatch(text):
+        raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {text!r} was asked for but torch sees no CUDA device; use --device cpu")
+    device = torch.device(text)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"device {text!r} was asked for but torch sees {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}; use one of them, or --device cuda")
+    return device
 
 
 def _rank_device(name, local_rank):

@@ -19,6 +19,7 @@ from coreaug.errors import UsageError
 from coreaug.models import create_model
 
 from .config import INSTANCE
+from .distributed import pick_device
 from .inputs import Normalize
 from .run_files import CHECKPOINT, MODEL
 
@@ -71,7 +72,7 @@ class TrainedModel:
     """
 
     def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None):
-        self.device = torch.device(device)
+        self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.class_names, self.image_size, self.in_channels = list(class_names), image_size, in_channels
         self.store_size = store_size or image_size
@@ -187,9 +188,11 @@ class TrainedModel:
 
 def image_files(images):
     """`images` (an image file's path, a folder, a PIL image, or a list or tuple of them) as a list,
-    a folder's image files (recursively, sorted) in its place. Raises UsageError for a path that
-    does not exist or a folder that holds no images."""
-    from coreaug.data.image_folder import IMAGE_EXTENSIONS
+    a folder's image files (recursively, sorted by path) in its place: those a dataset folder's
+    scan reads (coreaug.data.image_folder.images_under: no hidden files or folders, `._name`
+    or `__MACOSX/`). Raises UsageError for a path that does not exist or a folder that holds no
+    images."""
+    from coreaug.data.image_folder import IMAGE_EXTENSIONS, images_under
 
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
         images = [images]
@@ -198,8 +201,7 @@ def image_files(images):
         if hasattr(image, "convert"):
             files.append(image)
         elif os.path.isdir(image):
-            found = sorted(os.path.join(parent, name) for parent, _, names in os.walk(image)
-                           for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(images_under(image))
             if not found:
                 raise UsageError(f"folder {image} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
@@ -216,8 +218,9 @@ def load_run(run, model=None, device="cpu"):
     The model is rebuilt from model.pt (a registered name, or the run's `package.module:function`
     imported again); a run that trained a module passed to `coreaug.train(config, model=...)`
     needs that module's like passed as `model`, whose weights are then replaced by the run's.
-    Raises ValueError for a folder that holds no run, a run that is not finished, or a model
-    that does not fit the weights.
+    `device` is what `coreaug train --device` takes: "auto" (CUDA when available), "cpu" or
+    "cuda[:N]". Raises ValueError for a folder that holds no run, a run that is not finished, a
+    model that does not fit the weights, or a device that is not one of those or not on this machine.
     """
     state = read_model_file(run)
     if model is None:
