@@ -287,3 +287,21 @@ def test_images_below_the_minimum_size_get_the_default_size_and_the_first_line_s
     first = capsys.readouterr().out.splitlines()[0]
     assert data.image_shape == (3, 64, 64)
     assert "at 64 px (their own 2 px is below the 4 px minimum)" in first and "sizes differ" not in first
+
+
+def test_a_channel_constant_over_the_training_set_trains_without_nan(tmp_path):
+    """Its std is 0; normalising divided by it, so every loss and probability was NaN."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("test", 3)):
+        for c, label in enumerate(("a", "b")):
+            for i in range(count):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                pixels[..., 0] = 60 + 120 * c  # red tells the classes apart
+                pixels[..., 2] = 0  # blue is always 0
+                (tmp_path / split / label).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(tmp_path / split / label / f"{i}.png")
+    result = coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path), model="cnn", epochs=2, batch_size=8, quiet=True,
+                                               cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run")))
+    assert all(np.isfinite(m["train_loss"]) and np.isfinite(m["test_loss"]) for m in result.history)
+    probabilities = coreaug.load_run(tmp_path / "run").probabilities(sorted((tmp_path / "test" / "a").glob("*.png")))
+    assert torch.isfinite(probabilities).all()

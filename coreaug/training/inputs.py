@@ -13,10 +13,13 @@ from coreaug.errors import UsageError
 from coreaug.selection.rules import RULES
 
 
+MIN_STD = 1 / 255  # one level: the least a channel's spread is taken as
+
+
 class Normalize:
-    """uint8 (B, C, H, W) -> float (x / 255 - mean) / std, in channels_last memory format; with
-    `crop`, images larger than `crop` x `crop` (a folder's stored images, in evaluation and the
-    clean estimate pass) are cut to their centre square of that size first.
+    """uint8 (B, C, H, W) -> float (x / 255 - mean) / std (std at least MIN_STD), in channels_last
+    memory format; with `crop`, images larger than `crop` x `crop` (a folder's stored images, in
+    evaluation and the clean estimate pass) are cut to their centre square of that size first.
 
     channels_last is faster on CPUs too (oneDNN convolutions): 1.5x for a training step and
     2.5x for the eval pass of the small CNN on 2 cores, measured.
@@ -24,7 +27,8 @@ class Normalize:
 
     def __init__(self, mean, std, device, crop=None):
         self.mean = static(torch.tensor(mean, device=device).view(1, -1, 1, 1))  # static: see constants.static
-        self.std = static(torch.tensor(std, device=device).view(1, -1, 1, 1))
+        # A channel constant over the training set (std 0: say, a blue channel always 0) maps to 0, not NaN.
+        self.std = static(torch.tensor(std, device=device).view(1, -1, 1, 1).clamp(min=MIN_STD))
         self.crop = crop
 
     def __call__(self, images):
