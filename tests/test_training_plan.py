@@ -131,3 +131,14 @@ def test_a_model_with_batchnorm1d_trains_when_one_example_is_left_over(tmp_path)
     result = coreaug.train(TrainConfig(dataset="synthetic", train_limit=99, test_limit=20, batch_size=64, epochs=1,
                                        quiet=True), model=model)
     assert result.history[0]["n_trained"] == 99 + 30
+
+
+def test_a_plans_batches_and_shares_refuse_sizes_and_ranks_that_make_no_batches():
+    plan = epoch_plan(10, strategy="none", mode="append", selected=None, weights=None, copies=1,
+                      weight_augmented=False, generator=torch.Generator().manual_seed(0))
+    for size in (0, -1):
+        with pytest.raises(UsageError, match="batch_size must be an integer >= 1"):
+            plan.on_device(size, "cpu")
+    with pytest.raises(UsageError, match=r"rank must be in \[0, world_size\), got rank 5 of 2"):
+        plan.shard(5, 2)
+    assert sorted(torch.cat([plan.shard(r, 2).indices for r in range(2)]).tolist()) == list(range(10))

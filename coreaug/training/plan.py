@@ -6,6 +6,8 @@ import torch
 
 from coreaug.augment.sampling import RandomSource
 from coreaug.deprecation import keyword_only
+from coreaug.errors import UsageError
+from coreaug.selection.checks import check_int
 
 
 @dataclass
@@ -39,6 +41,7 @@ class EpochPlan:
 
     def on_device(self, batch_size, device):
         """This plan cut into batches of `batch_size` and moved to `device` once (a `DevicePlan`)."""
+        check_int(batch_size, "batch_size")
         return DevicePlan.build(self, batch_size, device)
 
     def fixed_steps(self, batch_size, *, generator, world_size=1):
@@ -53,6 +56,9 @@ class EpochPlan:
 
     def shard(self, rank, world_size):
         """This rank's disjoint, equally sized share (the plan is cut to a multiple of world_size)."""
+        check_int(world_size, "world_size")
+        if not 0 <= rank < world_size:
+            raise UsageError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
         usable = len(self) - len(self) % world_size
         take = slice(rank, usable, world_size)
         return EpochPlan(self.indices[take], self.weights[take], self.augmented[take],
