@@ -107,3 +107,31 @@ def test_an_eager_fp16_run_resumed_compiled_updates_as_a_compiled_run_does(tmp_p
     result = coreaug.train(coreaug.TrainConfig(**settings, resume=True, compile=True))
     assert [m["epoch"] for m in result.history] == [0, 1]
     assert seen == [(True, False, {"cpu"} if optimizer == "adamw" else set())], seen
+
+
+@needs_fused_cpu_update
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_first_fp16_step_skipped_for_an_inf_leaves_the_fused_update_training_as_fp32_would(optimizer):
+    """GradScaler skips a step whose gradients overflow (its scale starts at 65536); torch's fused
+    SGD had made its momentum buffers with empty_like in that step and left them unwritten, so
+    the next steps read leftover memory as momentum: NaN weights from the first epoch."""
+    from coreaug.training.trainer import make_optimizer
+
+    config = coreaug.TrainConfig(dataset="synthetic", optimizer=optimizer).resolved()
+    models = [torch.nn.Linear(3, 2) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    scaled, plain = make_optimizer(config, models[0], scaled=True), make_optimizer(config, models[1])
+    assert scaled.defaults["fused"]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    x = torch.ones(4, 3)
+    for step, factor in enumerate([float("inf"), 1.0, 1.0]):
+        scaler.scale(models[0](x).sum() * factor).backward()
+        scaler.step(scaled)
+        scaler.update()
+        scaled.zero_grad()
+        if step:  # the skipped step is no step for the plain one
+            models[1](x).sum().backward()
+            plain.step()
+            plain.zero_grad()
+    for mine, theirs in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(mine, theirs, atol=1e-6), (mine, theirs)

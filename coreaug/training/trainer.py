@@ -19,7 +19,7 @@ from coreaug.errors import UsageError, one_line
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, estimate_gradients, final_linear
 
-from .compiled_step import CompiledStep, CudaGraphSkips, check_compilable, uses_cuda_graphs
+from .compiled_step import CompiledStep, CudaGraphSkips, check_compilable, prime_optimizer_state, uses_cuda_graphs
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
@@ -366,7 +366,12 @@ def make_optimizer(config, model, compiled_update=None, scaled=False):
         implementation = dict(foreach=foreach)
     options.update(lr=config.lr, weight_decay=config.weight_decay)
     if scaled and not compiled_update and has_fused_step(kind, next(model.parameters()).device):
-        return kind(groups, fused=True, **options)
+        optimizer = kind(groups, fused=True, **options)
+        # torch's fused SGD makes its momentum buffers with empty_like in its first step, and a first
+        # step GradScaler skips (an inf: its scale starts at 65536) leaves them unwritten, so the
+        # next steps read leftover memory as momentum (NaN weights). Zero buffers step as none do.
+        prime_optimizer_state(optimizer)
+        return optimizer
     return kind(groups, **options, **implementation)  # under a scaler without a fused kernel: it syncs
 
 
