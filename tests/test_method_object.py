@@ -275,3 +275,22 @@ def test_random_source_keys_hash_their_numbers_and_the_step():
     from coreaug.augment.sampling import source_key
 
     assert coreaug.RandomSource.keys(3, 1, 0, steps=4).tolist() == [source_key(3, 1, 0, s) for s in range(4)]
+
+
+def test_a_saved_selection_is_used_as_it_is_in_an_own_loop(tmp_path):
+    """A file of indices and weights only (what `coreaug select` promises) and the epoch it is
+    adopted at: not refused for an unknown training-set size, not replaced by a new selection."""
+    labels = torch.arange(200) % 10
+    np.savez(tmp_path / "sel.npz", indices=np.arange(0, 120, 2), weights=np.ones(60, dtype=np.float32))
+    saved = coreaug.Selection.load(tmp_path / "sel.npz")
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.3)
+    method.use(saved, 0)
+    plan = method.start_epoch(0)  # a coreset is due at 0, and needs a model: the adopted one stands
+    assert method.selection is saved and int(plan.augmented.sum()) == 60
+    for bad, match in ((dict(indices=np.arange(3.0), weights=np.ones(3)), "indices must be 1-D integers"),
+                       (dict(indices=np.arange(3), weights=np.ones(4)), "one per index"),
+                       (dict(indices=np.array([1, 1, 2]), weights=np.ones(3)), "repeat"),
+                       (dict(indices=np.arange(3), weights=np.array([1.0, np.nan, 1.0])), "finite")):
+        np.savez(tmp_path / "bad.npz", **bad)
+        with pytest.raises(coreaug.UsageError, match=match):
+            coreaug.Selection.load(tmp_path / "bad.npz")

@@ -24,7 +24,7 @@ class Selection:
         class_objectives: float64 (c,), the facility-location value F(S) per class on the
             similarity graph (NaN for strategies that optimise no objective).
         timings: seconds spent per stage, e.g. {"knn": .., "greedy": .., "weights": .., "total": ..}.
-        n_total: size of the set the selection was taken from.
+        n_total: size of the set the selection was taken from (0: not known).
     """
 
     indices: np.ndarray
@@ -70,15 +70,33 @@ class Selection:
         with np.load(os.fspath(path), allow_pickle=False) as data:
             if "indices" not in data or "weights" not in data:
                 raise UsageError(f"{path} is not a selection file: it needs arrays 'indices' and 'weights'")
-            indices = data["indices"].astype(np.int64)
+            indices, weights = data["indices"], data["weights"]
+            problem = _bad_selection(indices, weights)
+            if problem:
+                raise UsageError(f"{path} is not a usable selection: {problem}")
             get = lambda key, default: data[key] if key in data else default  # noqa: E731
             return cls(
-                indices=indices,
-                weights=data["weights"].astype(np.float32),
+                indices=indices.astype(np.int64),
+                weights=weights.astype(np.float32),
                 strategy=str(get("strategy", "unknown")),
                 classes=get("classes", np.zeros(0, np.int64)),
                 class_counts=get("class_counts", np.zeros(0, np.int64)),
                 class_objectives=get("class_objectives", np.zeros(0)),
                 timings=json.loads(str(get("timings", "{}"))),
-                n_total=int(get("n_total", indices.size)),
+                n_total=int(get("n_total", 0)),  # 0: not known
             )
+
+
+def _bad_selection(indices, weights):
+    """What is wrong with a selection file's `indices` and `weights` arrays, or None."""
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":
+        return f"indices must be 1-D integers, got {indices.dtype} of shape {indices.shape}"
+    if weights.shape != indices.shape or weights.dtype.kind not in "iuf":
+        return f"weights must be numbers, one per index ({indices.size}), got {weights.dtype} of shape {weights.shape}"
+    if indices.size and indices.min() < 0:
+        return f"indices must be >= 0, got {indices.min()}"
+    if np.unique(indices).size != indices.size:
+        return "indices repeat an example"
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        return "weights must be finite and >= 0"
+    return None

@@ -131,8 +131,9 @@ class CoresetAugmentation:
         return self.needs_model and not self.warming_up(epoch)
 
     def due(self, epoch):
-        """Whether a selection is due at the start of `epoch` (every R epochs, and whenever none exists)."""
-        return self.selects and (self.selection is None or epoch % self.select_every == 0)
+        """Whether a selection is due at the start of `epoch` (every R epochs, and whenever none
+        exists), unless one was made or adopted (`use`) at `epoch` already."""
+        return self.selects and (self.selection is None or (epoch % self.select_every == 0 and self.selected_at != epoch))
 
     # Selecting -----------------------------------------------------------------------------
 
