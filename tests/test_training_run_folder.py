@@ -185,3 +185,16 @@ def test_settings_that_mean_the_same_run_resume_it(tmp_path, monkeypatch):
     assert same_settings(stored, coreaug.TrainConfig(dataset="./data/", epochs=2, **base).resolved().identity())
     assert not same_settings(stored, coreaug.TrainConfig(dataset="./data/", epochs=2, selection_warmup=1,
                                                          **base).resolved().identity())
+
+
+def test_data_dir_and_pretrained_are_recorded_by_their_real_paths(tmp_path, monkeypatch):
+    """evaluate reads the run's data_dir from whatever folder it is run in; resume compares pretrained."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    torch.save(coreaug.models.create_model("cnn", 3, 10).state_dict(), tmp_path / "w.pt")
+    config = coreaug.TrainConfig(dataset="synthetic", data_dir="data/", pretrained="./w.pt").resolved()
+    assert (config.data_dir, config.pretrained) == (str(tmp_path / "data"), str(tmp_path / "w.pt"))
+    stored = json.loads(json.dumps({**config.identity(), "pretrained": "w.pt"}))  # as config.json holds it
+    assert same_settings(stored, config.identity())

@@ -266,3 +266,16 @@ def test_predict_skip_bad_images_leaves_unreadable_images_out_named_and_counted(
         assert len(images) == 300 and not any("zz_" in image for image in images)
         assert proc.stderr.splitlines()[-1] == "skipped 2 unreadable images of 302"
         assert "zz_bad.png" in proc.stderr and "zz_junk.png" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_reads_a_folder_as_its_run_did_cache_and_unreadable_images_included(tmp_path, monkeypatch):
+    """It decoded into ~/.cache and stopped at an image the run had left out with --skip-bad-images."""
+    write_split(tmp_path / "data", "train", per_class=6)
+    write_split(tmp_path / "data", "test", per_class=2)
+    (tmp_path / "data" / "train" / "cat" / "bad.jpg").write_text("not an image")
+    result = coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "data"), model="cnn", epochs=1, batch_size=6,
+                                               quiet=True, skip_bad_images=True, cache_dir=str(tmp_path / "cache"),
+                                               out=str(tmp_path / "run")))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    evaluation = coreaug.load_run(tmp_path / "run").evaluate()
+    assert evaluation.accuracy == pytest.approx(result.final_test_accuracy) and not (tmp_path / "home").exists()

@@ -235,6 +235,9 @@ class TrainConfig:
         filled["milestones"] = tuple(filled["milestones"])
         if _folder(self.dataset):  # one folder, one name: from any working folder, typed any way
             filled["dataset"] = os.path.realpath(os.path.expanduser(os.fspath(self.dataset)))
+        for name in ("data_dir", "pretrained"):  # paths, likewise (evaluate reads data_dir from another folder)
+            if filled[name] is not None:
+                filled[name] = os.path.realpath(os.path.expanduser(os.fspath(filled[name])))
         self._check_sizes_apply()
         if filled["image_size"] is None:
             from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size

@@ -246,13 +246,14 @@ def differences(stored, identity):
 
 
 def _meaning(key, value, settings):
-    """A setting's value as the run reads it: a folder dataset's real path (it was stored as
-    typed: "data/pets/" and "./data/pets" are one folder), augment_steps 1 and None alike (one
+    """A setting's value as the run reads it: a folder dataset's, data_dir's and pretrained's real
+    path (they were stored as typed: "data/pets/" and "./data/pets" are one folder), augment_steps 1 and None alike (one
     step a call), selection_warmup 0 and None alike for rules without a warm-up of their own."""
     from coreaug.data import is_folder_dataset
     from coreaug.selection.rules import RULES
 
-    if key == "dataset" and isinstance(value, str) and is_folder_dataset(value):
+    if (key == "dataset" and isinstance(value, str) and is_folder_dataset(value)) or \
+            (key in ("data_dir", "pretrained") and isinstance(value, str)):
         return os.path.realpath(os.path.expanduser(value))
     if key == "augment_steps" and value == 1:
         return None

@@ -149,15 +149,20 @@ class TrainedModel:
 
     def evaluate(self, dataset=None, data_dir=None, download=False):
         """An `Evaluation` on the test split of `dataset` (a registered name or a folder of images,
-        read as `coreaug train` reads it; default: the run's own dataset, in the run's `data_dir`
-        unless `data_dir` is given). A folder's classes are matched to the run's by name."""
+        read as `coreaug train` reads it, with the run's cache folder, workers and skip_bad_images;
+        default: the run's own dataset, in the run's `data_dir` unless `data_dir` is given). A
+        folder's classes are matched to the run's by name."""
         from coreaug.data import is_folder_dataset, load_dataset
+        from coreaug.data.cache_decode import default_workers
 
         if not dataset or dataset == self.config["dataset"]:  # the run's own: where the run found it
             dataset, data_dir = self.config["dataset"], data_dir or self.config.get("data_dir")
-        if is_folder_dataset(dataset):
+        if is_folder_dataset(dataset):  # decoded where and as the run decoded it
+            workers = self.config.get("workers")
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
-                                val_fraction=self.config.get("val_fraction", 0.1))
+                                val_fraction=self.config.get("val_fraction", 0.1), cache_dir=self.config.get("cache_dir"),
+                                skip_bad_images=self.config.get("skip_bad_images", False),
+                                workers=default_workers() if workers is None else workers)
         else:
             data = load_dataset(dataset, data_dir, download=download, progress=False)
         run_index = torch.tensor([self._class_index(data, label) for label in range(data.num_classes)])
