@@ -294,3 +294,16 @@ def test_a_saved_selection_is_used_as_it_is_in_an_own_loop(tmp_path):
         np.savez(tmp_path / "bad.npz", **bad)
         with pytest.raises(coreaug.UsageError, match=match):
             coreaug.Selection.load(tmp_path / "bad.npz")
+
+
+def test_the_sampler_takes_the_process_groups_share_by_default(monkeypatch):
+    """As DistributedSampler: the own-loop DataLoader recipe run under torchrun as written gave
+    every process the whole plan."""
+    from coreaug.training import method as method_module
+
+    method = coreaug.CoresetAugmentation(DATA.train_labels, fraction=0.1)
+    method.start_epoch(0)
+    whole = list(method.sampler())
+    monkeypatch.setattr(method_module, "_world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    assert list(method.sampler()) == list(method.sampler(2, 1)) == whole[1::2][:len(whole) // 2]

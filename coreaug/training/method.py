@@ -326,10 +326,16 @@ class CoresetAugmentation:
 
         return PlanDataset(self, base, weak, strong)
 
-    def sampler(self, num_replicas=1, rank=0):
-        """The current plan's items for a DataLoader, this rank's share: see `PlanSampler`."""
+    def sampler(self, num_replicas=None, rank=None):
+        """The current plan's items for a DataLoader, this rank's share: see `PlanSampler`. As
+        torch's DistributedSampler, `num_replicas` and `rank` default to the initialised
+        process group's (1 and 0 without one)."""
         from .dataset_face import PlanSampler
 
+        if num_replicas is None:
+            num_replicas = _world_size()
+        if rank is None:
+            rank = torch.distributed.get_rank() if _world_size() > 1 else 0
         return PlanSampler(self, num_replicas, rank)
 
     # Checkpoints ---------------------------------------------------------------------------
