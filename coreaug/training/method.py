@@ -133,7 +133,8 @@ class CoresetAugmentation:
     def due(self, epoch):
         """Whether a selection is due at the start of `epoch` (every R epochs, and whenever none
         exists), unless one was made or adopted (`use`) at `epoch` already."""
-        return self.selects and (self.selection is None or (epoch % self.select_every == 0 and self.selected_at != epoch))
+        return self.selects and (self.selection is None
+                                 or (epoch % self.select_every == 0 and self.selected_at != epoch))
 
     # Selecting -----------------------------------------------------------------------------
 

@@ -160,8 +160,8 @@ class TrainedModel:
         if is_folder_dataset(dataset):  # decoded where and as the run decoded it
             workers = self.config.get("workers")
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
-                                val_fraction=self.config.get("val_fraction", 0.1), cache_dir=self.config.get("cache_dir"),
-                                skip_bad_images=self.config.get("skip_bad_images", False),
+                                val_fraction=self.config.get("val_fraction", 0.1),
+                                cache_dir=self.config.get("cache_dir"), skip_bad_images=self.config.get("skip_bad_images", False),
                                 workers=default_workers() if workers is None else workers)
         else:
             data = load_dataset(dataset, data_dir, download=download, progress=False)
