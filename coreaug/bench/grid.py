@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError, one_line
 from coreaug.training import TrainConfig, train
 from coreaug.training.config import SELECTING
-from coreaug.training.run_files import RunFolder, differences, same_settings
+from coreaug.training.run_files import RunFolder, differences
 
 REFERENCES = ("full", "none")
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
@@ -236,8 +236,9 @@ def _match_folder(run):
     stored, _ = _stored_config(run)
     if stored is None:
         return run
-    if not same_settings(stored, run.config.identity()):
-        diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in differences(stored, run.config.identity()))
+    changed = differences(stored, run.config.identity())
+    if changed:
+        diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
         raise UsageError(f"{run.folder} holds a run with other settings than this grid's ({diff}); use the same "
                          "flags as before, another --out, or remove that folder")
     return run

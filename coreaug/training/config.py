@@ -238,7 +238,6 @@ class TrainConfig:
         for name in ("data_dir", "pretrained"):  # paths, likewise (evaluate reads data_dir from another folder)
             if filled[name] is not None:
                 filled[name] = os.path.realpath(os.path.expanduser(os.fspath(filled[name])))
-        self._check_sizes_apply()
         if filled["image_size"] is None:
             from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
 
@@ -258,11 +257,10 @@ class TrainConfig:
 
     def _check_sizes_apply(self):
         """image_size and store_size size a folder's images; a registered dataset's keep their own
-        size. (Runs record the folder default for them, so that value is let through.)"""
+        size. (Runs record the folder default for them, and resolved() fills it in, so that value
+        is let through.)"""
         from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE
-        from coreaug.data.registry import check_folder_exists
 
-        check_folder_exists(self.dataset)  # a mistyped folder is not "a registered dataset"
         if _folder(self.dataset):
             return
         for name in ("image_size", "store_size"):
@@ -292,6 +290,7 @@ class TrainConfig:
         if not _folder(self.dataset):
             check_folder_exists(self.dataset)  # a path that names no folder: FileNotFoundError, not "unknown dataset"
             check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
+        self._check_sizes_apply()
         check_int(self.image_size, "image_size", 4)
         if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")

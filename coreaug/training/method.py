@@ -365,11 +365,9 @@ class CoresetAugmentation:
             if state.get(name) is not None and len(state[name]) != len(self):
                 raise UsageError(f"the state's {name} cover {len(state[name])} examples but the labels given to "
                                  f"CoresetAugmentation have {len(self)}; load a state of this training set")
-        if selection is not None:
-            self._check_fits(selection)  # before anything changes
+        self.use(selection, state.get("selected_at"), state.get("diagnostics"))  # checks it before changing anything
         self.loss_sums, self.loss_count = state.get("loss_sums"), state.get("loss_count", 0)
         self.loss_held = state.get("loss_held")
-        self.use(selection, state.get("selected_at"), state.get("diagnostics"))
 
     def _from_logits(self, logits):
         """(logit gradient estimates, per-example losses) of `logits` (n, c), on the CPU."""

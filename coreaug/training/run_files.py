@@ -69,8 +69,9 @@ class RunFolder:
             raise UsageError(f"--out {self.path} holds a run ({', '.join(kept)}) whose config.json cannot be read "
                              f"({str(exc).splitlines()[0]}); pass --overwrite to start it again, or choose another "
                              "--out") from None
-        if not overwrite and not same_settings(previous, identity):
-            diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in differences(previous, identity))
+        changed = [] if overwrite else differences(previous, identity)
+        if changed:
+            diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
             raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}); "
                              "choose another --out, or pass --overwrite to replace that run")
         if not resume and not overwrite:
