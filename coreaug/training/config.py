@@ -371,7 +371,9 @@ class TrainConfig:
                              "schedule 'cosine'")
         if self.resume and self.overwrite:
             raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
-        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+        from .distributed import DEVICE_NAME  # the names pick_device takes
+
+        if self.device != "auto" and not DEVICE_NAME.fullmatch(str(self.device)):
             raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 
 
