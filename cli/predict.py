@@ -8,7 +8,7 @@ import click
 import torch
 
 import coreaug
-from coreaug.errors import UsageError
+from coreaug.errors import UnreadableImage, UsageError, first_line
 from coreaug.training.trained import image_files
 
 from .errors import user_errors
@@ -46,8 +46,8 @@ def predict(run, images, top_k, fmt, device, skip_bad_images):
             try:
                 pixels.append(trained.read(path))
                 chunk.append(path)
-            except UsageError as exc:  # the whole chunk is read before any of its rows is written
-                what = str(exc).partition("; give ")[0]  # "cannot read image PATH (why)"
+            except UnreadableImage as exc:  # the whole chunk is read before any of its rows is written
+                what = exc.what
                 if not skip_bad_images:
                     printed = f"the rows of the {done} images before it were printed; " if writer and done else ""
                     raise UsageError(f"{what}; {printed}pass --skip-bad-images to leave unreadable images out") \
@@ -82,6 +82,5 @@ def _check_headers(files):
                 with Image.open(path):
                     pass
         except Exception as exc:  # noqa: BLE001 - Pillow's errors for a file that is not an image vary
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"cannot read image {path} ({reason}); give image files (JPEG, PNG, WebP, BMP, GIF, "
-                             "TIFF), or pass --skip-bad-images to leave unreadable ones out") from None
+            raise UnreadableImage(path, first_line(exc), "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass "
+                                  "--skip-bad-images to leave unreadable ones out") from None

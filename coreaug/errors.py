@@ -11,6 +11,22 @@ class UsageError(ValueError):
     """
 
 
+class UnreadableImage(UsageError):
+    """An image file that cannot be decoded. ``what`` is the short form, "cannot read image PATH
+    (why)", for callers that give their own advice after it (predict's --skip-bad-images)."""
+
+    def __init__(self, path, reason, advice="give image files (JPEG, PNG, WebP, BMP, GIF, TIFF)"):
+        self.path = path
+        self.what = f"cannot read image {path} ({reason})"
+        super().__init__(f"{self.what}; {advice}")
+
+
+def first_line(exc):
+    """An exception's reason as one line: its message's first line, or its type's name when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def one_line(exc):
     """An exception as one line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()

@@ -117,6 +117,20 @@ def test_predict_names_an_unreadable_image_in_one_line_exit_2(finished, tmp_path
     assert "cannot read image" in proc.stderr and "broken.jpg" in proc.stderr
 
 
+def test_an_unreadable_image_is_named_whole_whatever_its_name_holds(finished, tmp_path):
+    """predict once cut the reason out of the message at "; give ", so a file named with it lost its name."""
+    root, _ = finished
+    write_image(tmp_path / "good.png", COLOURS["cat"])
+    bad = tmp_path / "bad; give this.jpg"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(coreaug.UsageError) as caught:
+        coreaug.load_run(root / "run").read(bad)
+    assert caught.value.what.startswith(f"cannot read image {bad} (") and str(caught.value).startswith(caught.value.what)
+    proc = cli("predict", root / "run", tmp_path, "--top-k", "1", "--skip-bad-images")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[0].startswith(f"skipped: cannot read image {bad} (")
+
+
 def test_a_run_that_is_not_finished_is_one_line_exit_2(finished, tmp_path):
     root, _ = finished
     shutil.copytree(root / "run", tmp_path / "run")

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, first_line
 from coreaug.files import atomic_write
 
 SUFFIX = ".runs.jsonl.xz"
@@ -105,7 +105,7 @@ def read_archive(path):
                 if line.strip():
                     records.append(_record(json.loads(line), number))
     except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise UsageError(f"{path} is not a grid archive ({reason}); give a file written by `coreaug archive` "
                          "or a grid folder") from None
     return records
@@ -214,7 +214,7 @@ def read_record(folder, name):
             with open(path, encoding="utf-8") as f:
                 return [json.loads(line) for line in f if line.strip()] if rows else json.load(f)
         except (OSError, ValueError) as exc:
-            problems.append(f"{file} unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+            problems.append(f"{file} unreadable ({first_line(exc)})")
             return None
     config, metrics, summary = read("config.json"), read("metrics.jsonl", rows=True), read("summary.json")
     if config is None and not problems:

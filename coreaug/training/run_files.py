@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 import torch
 
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, first_line
 from coreaug.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
@@ -67,7 +67,7 @@ class RunFolder:
             if overwrite:
                 return None
             raise UsageError(f"--out {self.path} holds a run ({', '.join(kept)}) whose config.json cannot be read "
-                             f"({str(exc).splitlines()[0]}); pass --overwrite to start it again, or choose another "
+                             f"({first_line(exc)}); pass --overwrite to start it again, or choose another "
                              "--out") from None
         changed = [] if overwrite else differences(previous, identity)
         if changed:
@@ -188,7 +188,7 @@ def _foreign_type(obj):
 
 
 def _corrupt(path, exc):
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = first_line(exc)
     return UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
                       "remove it to train the run from the start, or choose another --out")
 

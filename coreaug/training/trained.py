@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 import torch
 
 from coreaug.data import is_folder_dataset
-from coreaug.errors import UsageError
+from coreaug.errors import UnreadableImage, UsageError, first_line
 from coreaug.models import create_model
 
 from .config import INSTANCE
@@ -88,7 +88,7 @@ class TrainedModel:
         for a one-channel model), shorter side resized to `store_size` (the run's stored size,
         `image_size` unless the run stored larger for resized crops), centre-cropped; `preprocess`
         then takes its centre `image_size` square, as the run's evaluation did.
-        Raises ValueError naming the file when it is not a readable image."""
+        Raises UnreadableImage (a UsageError) naming the file when it is not a readable image."""
         from coreaug.data.image_folder import decode_square
 
         if not hasattr(image, "convert") and not os.path.isfile(image):
@@ -96,9 +96,7 @@ class TrainedModel:
         try:
             pixels = decode_square(image, self.store_size, "L" if self.in_channels == 1 else "RGB")
         except (OSError, ValueError, SyntaxError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"cannot read image {image} ({reason}); give image files "
-                             "(JPEG, PNG, WebP, BMP, GIF, TIFF)") from None
+            raise UnreadableImage(image, first_line(exc)) from None
         pixels = torch.from_numpy(pixels.copy())
         return pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1).contiguous()
 
@@ -237,7 +235,7 @@ def load_run(run, model=None, device="cpu"):
         model.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
         raise UsageError(f"the model does not fit the weights of {run} "
-                         f"({str(exc).splitlines()[0]}); pass a model built as the run's was") from None
+                         f"({first_line(exc)}); pass a model built as the run's was") from None
     return TrainedModel(model, state["class_names"], state["image_size"], state["in_channels"],
                         state["mean"], state["std"], state["config"], device, state.get("store_size"))
 
@@ -256,7 +254,7 @@ def read_model_file(run):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
-        raise UsageError(f"{path} is truncated or corrupt ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+        raise UsageError(f"{path} is truncated or corrupt ({first_line(exc)}); "
                          "train the run again") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a coreaug model file; give the folder of a coreaug run")
