@@ -281,6 +281,16 @@ def test_float_images_outside_0_1_are_clamped_into_it(name, low, high):
     assert torch.equal(out, policy(images.clamp(0, 1), torch.Generator().manual_seed(0)))
 
 
+@pytest.mark.parametrize("name", LEVEL_POLICIES)
+def test_nan_and_infinite_float_values_become_0_and_the_bounds(name):
+    """A NaN once became an out-of-bounds index in equalize (on CUDA a device-side assert)."""
+    images = sample_images(n=16).float() / 255
+    images[0, 0, 0, 0], images[1, 1, 2, 3], images[2, 2, 1, 1] = float("nan"), float("inf"), -float("inf")
+    policy = A.create_policy(name)
+    out = policy(images, torch.Generator().manual_seed(0))
+    assert torch.equal(out, policy(torch.nan_to_num(images, nan=0.0).clamp(0, 1), torch.Generator().manual_seed(0)))
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_images_outside_0_1_are_clamped_into_it(dtype):
     images = (sample_images(n=16).float() / 255).to(dtype)

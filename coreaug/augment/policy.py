@@ -16,7 +16,7 @@ class Policy:
     ``generator`` (a CPU generator may drive a CUDA batch, and a `RandomSource` with a key per
     image needs one key per image of the batch). Policies that compute on the pixel values
     (RandAugment, TrivialAugment, AutoAugment, resized-crop) clamp float values outside [0, 1]
-    into it; the weak and cutout policies move or blank pixels and leave values as they are.
+    into it and make NaN 0; the weak and cutout policies move or blank pixels and leave values as they are.
     Ordinary policies ignore ``context``; policies with ``needs_model`` (max-loss) read
     ``model``, ``labels`` and ``preprocess`` from it.
     """

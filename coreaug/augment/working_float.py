@@ -2,8 +2,9 @@
 
 A uint8 batch becomes float32 in 0-255 (``bound`` 255); a float batch stays in 0-1 (``bound`` 1),
 its values clamped into [0, 1] (a bicubic resize overshoots by a little; normalised data is far
-outside): kernels that index by level (equalize, posterize) need values in range, and a clamp
-costs one op where a range check would wait on the device.
+outside) and NaN made 0: kernels that index by level (equalize, posterize) need values in range
+(out of range, an index is out of bounds: on CUDA a device-side assert that ends the process),
+and two ops cost less than a range check that would wait on the device.
 With ``bound`` 255 the values are whole 8-bit levels, and kernels that build an intermediate
 image (grayscale, blur) round it to levels as Pillow does, so results match Pillow's.
 """
@@ -16,12 +17,11 @@ UINT8_BOUND = 255.0
 
 def to_working(images: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Return (float copy of ``images``, bound): bound 255 for uint8, 1 for float, whose values
-    are clamped into [0, 1] (one op more for float input; none for uint8)."""
+    are clamped into [0, 1], NaN made 0 (two ops more for float input; none for uint8)."""
     if images.dtype == torch.uint8:
         return images.to(torch.float32), UINT8_BOUND
-    if images.dtype in (torch.float16, torch.bfloat16):
-        return images.to(torch.float32).clamp_(0.0, 1.0), 1.0
-    return images.clamp(0.0, 1.0), 1.0
+    x = images.to(torch.float32) if images.dtype in (torch.float16, torch.bfloat16) else images
+    return torch.nan_to_num(x, nan=0.0).clamp_(0.0, 1.0), 1.0
 
 
 def quantize(x: torch.Tensor, bound: float) -> torch.Tensor:
