@@ -137,6 +137,21 @@ def test_labels_out_of_range_are_rejected(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 
+@pytest.mark.parametrize("labels", [["cat"], [1.5], [float("nan")]])
+def test_labels_that_are_not_whole_numbers_are_rejected_naming_the_file(tmp_path, labels):
+    """A string was a ValueError traceback from numpy, and 1.5 was taken as class 1."""
+    write_cifar10(tmp_path)
+    dump(tmp_path / "test_batch", {b"data": np.zeros((1, 3072), np.uint8), b"labels": labels})
+    with pytest.raises(ValueError, match="test_batch holds labels that are not whole numbers"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_whole_float_labels_are_read_as_classes(tmp_path):
+    write_cifar10(tmp_path)
+    dump(tmp_path / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": np.array([3.0, 9.0])})
+    assert load_dataset("cifar10", tmp_path).test_labels.tolist() == [3, 9]
+
+
 def test_incomplete_folder_is_reported_not_loaded(tmp_path):
     write_cifar10(tmp_path / "cifar-10-batches-py")
     (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()

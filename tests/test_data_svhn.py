@@ -70,3 +70,18 @@ def test_label_zero_is_not_an_svhn_label(tmp_path):
     write_svhn_mat(tmp_path / "train_32x32.mat", [0, 1])
     with pytest.raises(ValueError, match="train_32x32.mat holds labels outside 1..10"):
         load_dataset("svhn", tmp_path)
+
+
+def test_svhn_labels_that_are_not_whole_numbers_are_rejected_naming_the_file(tmp_path):
+    write_svhn(tmp_path)
+    scipy.io.savemat(tmp_path / "train_32x32.mat",
+                     {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1.5], [2.0]])})
+    with pytest.raises(ValueError, match="train_32x32.mat holds labels that are not whole numbers"):
+        load_dataset("svhn", tmp_path)
+
+
+def test_svhn_labels_stored_as_doubles_load_as_digits(tmp_path):
+    write_svhn(tmp_path)
+    scipy.io.savemat(tmp_path / "train_32x32.mat",
+                     {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[10.0], [2.0]])})
+    assert load_dataset("svhn", tmp_path).train_labels.tolist() == [0, 2]

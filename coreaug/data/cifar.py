@@ -13,7 +13,7 @@ import torch
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
-from .dataset import ImageDataset, make_dataset
+from .dataset import ImageDataset, file_labels, make_dataset
 from .download import Resource, extract_tar, fetch_resource
 from .locate import FileLayout, PathLike, find_or_download, how_to_get
 from .registry import register_dataset
@@ -78,14 +78,12 @@ def batch_arrays(path: Path, label_key: bytes, num_classes: int) -> Tuple[np.nda
             raise UsageError(f"{path} lacks the {key!r} entry of a CIFAR batch "
                              f"(has {sorted(batch)})")
     data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+    labels = file_labels(batch[label_key], path, 0, num_classes - 1)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise UsageError(f"{path}: data has shape {data.shape} and dtype {data.dtype}, expected "
                          f"(N, 3072) uint8")
     if len(labels) != len(data):
         raise UsageError(f"{path} holds {len(data)} images but {len(labels)} labels")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise UsageError(f"{path} holds labels outside 0..{num_classes - 1}: corrupted")
     return data.reshape(-1, 3, 32, 32), labels
 
 

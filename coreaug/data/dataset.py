@@ -2,7 +2,10 @@
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
+
+from coreaug.errors import UsageError
 
 
 @dataclass
@@ -49,6 +52,17 @@ class ImageDataset:
         return (f"ImageDataset(name={self.name!r}, train={len(self.train_labels)}, "
                 f"test={len(self.test_labels)}, image_shape={self.image_shape}, "
                 f"num_classes={self.num_classes}, source={self.source!r})")
+
+
+def file_labels(values, path, low: int, high: int) -> np.ndarray:
+    """The int64 labels (N,) of a dataset file's label array, or a UsageError naming the file when
+    they are not whole numbers in low..high (strings, fractions, NaN: a damaged or foreign file)."""
+    labels = np.asarray(values).reshape(-1)
+    if labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and not np.array_equal(labels, np.floor(labels))):
+        raise UsageError(f"{path} holds labels that are not whole numbers ({labels.dtype}): corrupted")
+    if labels.size and (labels.min() < low or labels.max() > high):
+        raise UsageError(f"{path} holds labels outside {low}..{high}: corrupted")
+    return labels.astype(np.int64)
 
 
 def channel_histograms(images: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
-from .dataset import ImageDataset, make_dataset
+from .dataset import ImageDataset, file_labels, make_dataset
 from .download import Resource, fetch_resource
 from .locate import FileLayout, PathLike, find_or_download, how_to_get
 from .registry import register_dataset
@@ -44,17 +44,15 @@ def read_svhn_mat(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
                          f"delete it and get it again") from error
     if "X" not in contents or "y" not in contents:
         raise UsageError(f"{path} lacks the X and y arrays of an SVHN file")
-    images, labels = contents["X"], np.asarray(contents["y"]).reshape(-1)
+    images, labels = contents["X"], file_labels(contents["y"], path, 1, 10)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:3] != (32, 32, 3):
         raise UsageError(f"{path}: X has shape {images.shape} and dtype {images.dtype}, "
                          f"expected (32, 32, 3, N) uint8")
     if len(labels) != images.shape[3]:
         raise UsageError(f"{path} holds {images.shape[3]} images but {len(labels)} labels")
-    if labels.size and (labels.min() < 1 or labels.max() > 10):
-        raise UsageError(f"{path} holds labels outside 1..10: corrupted")
     images = np.ascontiguousarray(images.transpose(3, 2, 0, 1))
     # SVHN writes digit 0 as label 10.
-    return torch.from_numpy(images), torch.from_numpy((labels % 10).astype(np.int64))
+    return torch.from_numpy(images), torch.from_numpy(labels % 10)
 
 
 @register_dataset("svhn")
