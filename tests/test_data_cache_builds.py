@@ -185,3 +185,15 @@ def test_coreaug_datasets_prebuilds_the_cache_a_run_reads(tmp_path, monkeypatch)
                                  model="cnn", quiet=True)
     data = load_run_data(config.resolved(), torch.device("cpu"))
     assert len(data.train_labels) == 9 and [c.folder for c in caches_in(str(cache_dir))] == [cache.folder]
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_a_cache_folder_that_is_a_file_is_one_usage_error_naming_it_and_its_origin(tmp_path, monkeypatch, under):
+    """It was a FileExistsError/NotADirectoryError traceback from os.makedirs."""
+    (tmp_path / "afile").write_text("")
+    root = tmp_path / "afile" / under if under else tmp_path / "afile"
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(root))
+    with pytest.raises(UsageError, match=f"cannot use {root} as the decoded-image cache \\(from COREAUG_CACHE_DIR\\)"):
+        open_or_build(_splits(tmp_path), ["a", "b"], image_size=4, decode=_grey, progress=False)
+    with pytest.raises(UsageError, match=r"\(from --cache-dir\).*pass --cache-dir"):
+        open_or_build(_splits(tmp_path), ["a", "b"], image_size=4, decode=_grey, cache_dir=str(root), progress=False)

@@ -259,6 +259,20 @@ def test_a_truncated_cache_file_says_how_to_rebuild_it(tmp_path):
         images.read([7])
 
 
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_cache_file_cut_short_is_refused_when_opened_in_memory_or_on_disk(tmp_path, on_disk):
+    """Read into memory it was a reshape traceback; streamed, an error only when a step read past its end."""
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=2)
+    cache = str(tmp_path / "cache")
+    load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache)
+    (train,) = list((tmp_path / "cache").glob("*/train.u8"))
+    with open(train, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(coreaug.UsageError, match=f"{train} holds 100 bytes, not the .* delete {train.parent} to rebuild"):
+        load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache, on_disk=on_disk)
+
+
 def _two_versions_of_a_folder(root, cache_dir):
     """A folder decoded into `cache_dir`, then changed and decoded again: two caches of it."""
     from test_data_image_folder import COLOURS, write_image

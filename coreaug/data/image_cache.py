@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from coreaug.deprecation import keyword_only
+from coreaug.errors import UsageError, first_line
 
 from .cache_builds import STALL_SECONDS, claim, remove_stale, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
@@ -40,8 +41,15 @@ class ImageCache:
             self.meta = json.load(f)
 
     def images(self, split: str) -> DiskImages:
-        count = self.meta["counts"][split]
-        return DiskImages(os.path.join(self.folder, f"{split}.u8"), count, tuple(self.meta["image_shape"]))
+        """The split's images on disk; a UsageError when its file is not the size its count and
+        shape take (cut short by a full disk or a copy), so no mode of reading it meets that later."""
+        count, shape = self.meta["counts"][split], tuple(self.meta["image_shape"])
+        path = os.path.join(self.folder, f"{split}.u8")
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        if size != count * int(np.prod(shape)):
+            found = "is missing" if size is None else f"holds {size} bytes, not the {count * int(np.prod(shape))}"
+            raise UsageError(f"{path} {found} of its {count} images; delete {self.folder} to rebuild the cache")
+        return DiskImages(path, count, shape)
 
     def labels(self, split: str) -> torch.Tensor:
         return torch.from_numpy(np.load(os.path.join(self.folder, f"{split}.labels.npy")))
@@ -75,7 +83,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     folder = os.path.join(root, key)
     built = False
     while not built and not os.path.isfile(os.path.join(folder, "meta.json")):
-        os.makedirs(root, exist_ok=True)
+        _make_cache_folder(root, cache_dir)
         remove_stale(root, stall_after)
         build, leader = claim(root, key)
         if build is not None:
@@ -93,6 +101,21 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
                    f"before it changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
                    f"`coreaug datasets {shown(source)} --clear-cache` removes them")
     return ImageCache(folder)
+
+
+def _make_cache_folder(root: str, cache_dir: Optional[str]) -> None:
+    """Create the cache folder ``root``, or a UsageError naming it and where it came from."""
+    try:
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise NotADirectoryError("it is a file")
+        os.makedirs(root, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as exc:
+        given = "--cache-dir" if cache_dir else "COREAUG_CACHE_DIR" if os.environ.get("COREAUG_CACHE_DIR") else None
+        origin = f" (from {given})" if given else ""
+        raise UsageError(f"cannot use {root} as the decoded-image cache{origin}: {exc.strerror or first_line(exc)}; "
+                         "pass --cache-dir or set COREAUG_CACHE_DIR to a folder you can write") from None
 
 
 def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> List[ImageCache]:
