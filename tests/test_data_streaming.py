@@ -269,7 +269,8 @@ def test_a_cache_file_cut_short_is_refused_when_opened_in_memory_or_on_disk(tmp_
     (train,) = list((tmp_path / "cache").glob("*/train.u8"))
     with open(train, "r+b") as f:
         f.truncate(100)
-    with pytest.raises(coreaug.UsageError, match=f"{train} holds 100 bytes, not the .* delete {train.parent} to rebuild"):
+    refused = f"{train} holds 100 bytes, not the .* delete {train.parent} to rebuild"
+    with pytest.raises(coreaug.UsageError, match=refused):
         load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache, on_disk=on_disk)
 
 
