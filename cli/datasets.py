@@ -68,13 +68,20 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
 def _clear(name, cache_dir):
     from coreaug.data.image_cache import clear_caches, default_cache_dir
     from coreaug.data import is_folder_dataset
+    from coreaug.data.registry import _key, _written_as_path, available_datasets
 
     if name is not None and not is_folder_dataset(name):
-        what = (f"{name} is a built-in dataset (write ./{name} for the folder of that name)"
-                if os.path.isdir(os.path.expanduser(name)) else f"{name} is not a folder")
-        raise UsageError(f"--clear-cache removes the decoded caches of a folder of images; {what} "
-                         "(leave NAME out to remove every decoded cache)")
+        registered = not _written_as_path(name) and _key(name) in available_datasets()
+        if registered or os.path.lexists(os.path.expanduser(name)):
+            hint = f" (write ./{name} for the folder of that name)" if os.path.isdir(os.path.expanduser(name)) else ""
+            what = f"{name} is a built-in dataset{hint}" if registered else f"{name} is not a folder"
+            raise UsageError(f"--clear-cache removes the decoded caches of a folder of images; {what} "
+                             "(leave NAME out to remove every decoded cache)")
+        # else a folder deleted since its caches were built: they are found by its path
     count, freed = clear_caches(cache_dir, name)
+    if name is not None and not count and not os.path.isdir(os.path.expanduser(name)):
+        raise UsageError(f"{name} is not a folder, and no decoded cache in {cache_dir or default_cache_dir()} "
+                         "was built from a folder of that path")
     caches = "cache" if count == 1 else "caches"
     whose = f" of {name}" if name else ""
     where = cache_dir or default_cache_dir()

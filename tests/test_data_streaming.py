@@ -318,3 +318,28 @@ def test_clear_cache_without_a_folder_removes_every_cache(tmp_path):
     result = CliRunner().invoke(app, ["datasets", "--clear-cache", "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0 and result.output.startswith("removed 1 decoded cache ")
     assert image_cache.caches_in(str(tmp_path / "cache")) == []
+
+
+def test_clear_cache_of_a_deleted_folder_removes_the_caches_it_left(tmp_path):
+    """It was refused as "not a folder", leaving no way but clearing every cache."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    _two_versions_of_a_folder(tmp_path / "data", tmp_path / "cache")
+    write_split(tmp_path / "other", "train", per_class=2)
+    write_split(tmp_path / "other", "val", per_class=1)
+    load_image_folder(tmp_path / "other", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+    shutil.rmtree(tmp_path / "data")
+
+    def clear(name):
+        return CliRunner().invoke(app, ["datasets", name, "--clear-cache", "--cache-dir", str(tmp_path / "cache")])
+
+    result = clear(str(tmp_path / "data"))
+    assert result.exit_code == 0 and result.output.startswith(f"removed 1 decoded cache of {tmp_path / 'data'}")
+    assert [c.meta["source"] for c in image_cache.caches_in(str(tmp_path / "cache"))] == [str(tmp_path / "other")]
+    again = clear(str(tmp_path / "data"))  # nothing left of it: a mistyped path is not "removed 0"
+    assert again.exit_code == 2 and "is not a folder, and no decoded cache" in again.output
+    assert len(image_cache.caches_in(str(tmp_path / "cache"))) == 1
