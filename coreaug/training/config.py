@@ -269,6 +269,12 @@ class TrainConfig:
                 raise UsageError(f"{name} sizes the images of a folder dataset; {self.dataset}'s images keep their "
                                  f"own size, so leave {name} out (got {value!r})")
 
+    def check_pretrained_file(self) -> None:
+        """FileNotFoundError when ``pretrained`` names no file."""
+        if self.pretrained is not None and not os.path.isfile(os.path.expanduser(str(self.pretrained))):
+            raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
+                                    "state dict saved with torch.save (nothing is downloaded)")
+
     def identity(self):
         """The fields that define what a run computes (not where or how verbosely)."""
         skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile",
@@ -333,9 +339,8 @@ class TrainConfig:
             raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
         check_int(self.workers, "workers", 0, optional=True)
-        if self.pretrained is not None and not os.path.isfile(os.path.expanduser(str(self.pretrained))):
-            raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
-                                    "state dict saved with torch.save (nothing is downloaded)")
+        if not self.resume:  # a resumed run's checkpoint holds every weight: its file is read only when it starts
+            self.check_pretrained_file()
         check_choice(self.precision, "precision", PRECISIONS, unknown=True)
         check_choice(self.compile_mode, "compile_mode", COMPILE_MODES, unknown=True)
         if self.compile_mode != "auto" and not self.compile:

@@ -171,6 +171,8 @@ def _open_run(config, distributed, model=None):
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
+        if checkpoint is None:  # a run resumed from its checkpoint does not read the pretrained weights again
+            config.check_pretrained_file()
         # A --download happens once per node. A folder's decoded cache is built by one process
         # while the others wait on its progress (image_cache.open_or_build), not in a barrier
         # whose fixed timeout a long build would outlast.
@@ -304,7 +306,7 @@ def _start(config, distributed, checkpoint, data, model):
     """The model (built by `_open_run`) on the device, optimizer, precision and method state of a
     run, restored from `checkpoint` if given."""
     device = distributed.device
-    if config.pretrained:
+    if config.pretrained and checkpoint is None:
         report = load_pretrained(model, config.pretrained)
         if not config.quiet:
             tqdm.write(str(report))
