@@ -269,7 +269,7 @@ def test_image_size_defaults_to_64_when_the_sizes_differ_and_says_so(tmp_path, c
     write_image(tmp_path / "train" / "cat" / "0.jpg", COLOURS["cat"], size=(50, 50))
     data = load_image_folder(tmp_path, progress=True)
     assert data.image_shape == (3, 64, 64)
-    assert "at 64 px (their sizes differ)" in capsys.readouterr().out.splitlines()[0]
+    assert "at 64 px (resized from sizes that differ)" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_a_folder_run_defaults_to_the_images_own_size(tmp_path):

@@ -103,7 +103,7 @@ def image_size_note(root, image_size: int) -> str:
         return f"their own {shorter} px is below the {MIN_IMAGE_SIZE} px minimum"
     if shorter is not None:
         return f"resized from their own {shorter} px"
-    return "their sizes differ" if sizes else "no image's size could be read"
+    return "resized from sizes that differ" if sizes else "no image's size could be read"
 
 
 @keyword_only
