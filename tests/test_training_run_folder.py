@@ -8,6 +8,7 @@ import time
 import pytest
 
 import coreaug
+from coreaug.data.image_cache import caches_in
 from coreaug.training.run_files import RunFolder, same_settings
 
 TINY = dict(dataset="synthetic", model="cnn", train_limit=64, test_limit=32, batch_size=32, quiet=True,
@@ -133,6 +134,8 @@ def test_resume_after_the_folders_files_changed_is_refused(tmp_path):
     write_image(tmp_path / "data" / "train" / "cat" / "new.jpg", COLOURS["cat"])
     with pytest.raises(coreaug.UsageError, match="changed .* since the run's checkpoint"):
         coreaug.train(_folder_run(tmp_path / "data", tmp_path / "run", resume=True))
+    # Refused from the folder's listing, before the changed folder was decoded into a cache of its own.
+    assert len(caches_in(source=str(tmp_path / "data"))) == 1
 
 
 def test_resume_on_the_same_folder_files_continues(tmp_path):

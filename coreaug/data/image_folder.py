@@ -28,6 +28,7 @@ from coreaug.errors import UsageError
 
 from .cache_decode import bad_image, shown
 from .dataset import ImageDataset
+from .cache_key import files_digest
 from .image_cache import open_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -159,6 +160,13 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
                         test_images=test, test_labels=cache.labels("test"), num_classes=len(classes),
                         class_names=classes, mean=tuple(cache.meta["mean"]), std=tuple(cache.meta["std"]),
                         source=root, fingerprint=cache.meta.get("files"))
+
+
+def folder_fingerprint(root, val_fraction: float = 0.1, seed: int = 0) -> str:
+    """The hash of ``root``'s files that ``load_image_folder`` with these arguments records
+    (ImageDataset.fingerprint), from a listing of the files alone: nothing is decoded."""
+    _, train_files, test_files = _find_files(os.path.abspath(os.path.expanduser(str(root))), val_fraction, seed)
+    return files_digest([("train", train_files), ("test", test_files)])
 
 
 def _find_files(root, val_fraction, seed):

@@ -200,14 +200,21 @@ def _foreign(path, what):
                       "(torch.load(..., weights_only=False), then torch.save)")
 
 
-def check_same_data(checkpoint, data):
-    """Refuse to resume from `checkpoint` when the folder of images `data` was read from has
-    changed since it was written (files added, removed or modified): the run would go on
-    training on other data than it started with. Checkpoints of built-in datasets, and ones
-    written before coreaug recorded this, carry no fingerprint and pass."""
+def check_same_data(checkpoint, config):
+    """Refuse to resume from `checkpoint` when config's folder of images has changed since it
+    was written (files added, removed or modified): the run would go on training on other data
+    than it started with. Checked from the folder's listing, before a changed folder is decoded
+    into a cache of its own. Checkpoints of built-in datasets, and ones written before coreaug
+    recorded this, carry no fingerprint and pass."""
+    from coreaug.data import is_folder_dataset
+    from coreaug.data.image_folder import folder_fingerprint
+
     stored = (checkpoint or {}).get("data_fingerprint")
-    if stored is not None and data.fingerprint is not None and stored != data.fingerprint:
-        raise UsageError(f"the images in {data.source} changed (files added, removed or modified) since the run's "
+    if stored is None or not is_folder_dataset(config.dataset):
+        return
+    if stored != folder_fingerprint(config.dataset, config.val_fraction):
+        source = os.path.abspath(os.path.expanduser(str(config.dataset)))
+        raise UsageError(f"the images in {source} changed (files added, removed or modified) since the run's "
                          "checkpoint was written, so --resume would continue on other data; restore them, or "
                          "start the run again with --overwrite")
 

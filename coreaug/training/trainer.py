@@ -176,10 +176,10 @@ def _open_run(config, distributed, model=None):
         # A --download happens once per node. A folder's decoded cache is built by one process
         # while the others wait on its progress (image_cache.open_or_build), not in a barrier
         # whose fixed timeout a long build would outlast.
+        distributed.on_main(lambda: check_same_data(checkpoint, config))
         first = contextlib.nullcontext() if is_folder_dataset(config.dataset) else distributed.node_main_first()
         with first:
             data = load_run_data(config, distributed.device, distributed)
-        check_same_data(checkpoint, data)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         torch.manual_seed(config.seed)  # the model's initialisation
         if model is None:  # built here, so that a factory's failure leaves nothing written
