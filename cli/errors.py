@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from coreaug.errors import UsageError
+from coreaug.errors import TrainingDiverged, UsageError
 
 # The API's UsageError, and the OS's word for a path the user gave that is missing or not
 # usable. Any other error, a ValueError from torch or from coreaug's invariants included,
@@ -27,4 +27,7 @@ def user_errors(command):
         except USER_ERRORS as exc:
             text = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
             fail(" ".join(text.split()))
+        except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
     return wrapper

@@ -20,16 +20,20 @@ def _load_npy(path, name):
         raise UsageError(f"--{name} {path} is not a readable .npy file ({exc})") from None
 
 
+def _needing(score):
+    return ", ".join(name for name, rule in RULES.items() if score in rule.needs)
+
+
 @click.command("select")
 @click.option("--features", "features_path", type=click.Path(dir_okay=False),
-              help="(n, d) .npy of gradient estimates (coreset, coreset-lowloss, crust, ccs).")
+              help=f"(n, d) .npy of gradient estimates ({_needing('estimates')}).")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False), required=True, help="(n,) .npy of integer labels.")
 @click.option("--fraction", type=float, required=True, help="Subset size as a fraction of n, in (0, 1].")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Where to write the .npz.")
 @click.option("--strategy", type=click.Choice(list(RULES)), default="coreset", show_default=True,
               help="A selection rule (the manual's Training page describes each).")
 @click.option("--losses", "losses_path", type=click.Path(dir_okay=False),
-              help="(n,) .npy of losses (maxloss, coreset-lowloss, infobatch).")
+              help=f"(n,) .npy of losses ({_needing('losses')}).")
 @click.option("--balance", type=click.Choice(BALANCES), default="equal", show_default=True)
 @click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the graph.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="own", show_default=True,

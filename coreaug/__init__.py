@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .augment import RandomSource, available_policies, create_policy
 from .bench import BenchResult, run_grid
 from .data import DatasetNotFoundError, ImageDataset, apply_label_noise, available_datasets, load_dataset
-from .errors import UsageError
+from .errors import TrainingDiverged, UsageError
 from .models import available_models, create_model
 from .selection import (
     Selection,
@@ -34,5 +34,5 @@ __all__ = [
     "TrainConfig", "TrainResult", "train", "CoresetAugmentation", "load_run", "TrainedModel",
     "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
     "create_model", "available_models", "create_policy", "available_policies", "RandomSource",
-    "run_grid", "BenchResult", "UsageError",
+    "run_grid", "BenchResult", "UsageError", "TrainingDiverged",
 ]

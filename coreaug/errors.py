@@ -21,6 +21,11 @@ class UnreadableImage(UsageError):
         super().__init__(f"{self.what}; {advice}")
 
 
+class TrainingDiverged(RuntimeError):
+    """Training made the model's weights NaN or infinite (a learning rate too high, say): the
+    run cannot go on, and its later epochs would only train on NaN."""
+
+
 def first_line(exc):
     """An exception's reason as one line: its message's first line, or its type's name when it has none."""
     text = str(exc).strip().splitlines()

@@ -78,6 +78,17 @@ def test_select_takes_every_rule_and_asks_for_the_scores_it_reads(tmp_path):
     assert missing.exit_code == 2 and "--losses is required with --strategy infobatch" in missing.output
 
 
+def test_help_names_every_rule_that_needs_features_or_losses():
+    """coreset-history and coreset-heldout need both, and the help named neither."""
+    from coreaug.selection.rules import RULES
+
+    text = " ".join(CliRunner().invoke(app, ["select", "--help"], terminal_width=1000).output.split())
+    for flag, score in (("--features", "estimates"), ("--losses", "losses")):
+        needing = [name for name, rule in RULES.items() if score in rule.needs]
+        assert f"({', '.join(needing)})" in text.split(flag, 1)[1].split("--", 1)[0]
+    assert "coreset-history" in needing
+
+
 def test_a_negative_seed_is_one_line_exit_2(files):
     proc = subprocess.run([sys.executable, "-m", "coreaug", "select", "--strategy", "random", "--labels",
                            str(files / "l.npy"), "--fraction", "0.3", "--out", str(files / "s.npz"), "--seed", "-1"],

@@ -23,6 +23,12 @@ def test_proportional_split_follows_class_sizes():
     assert class_budgets([10, 30, 60], 10, "proportional").tolist() == [1, 3, 6]
 
 
+@pytest.mark.parametrize("sizes, budgets", [([3, 29, 29, 17], [1, 7, 6, 4]), ([29, 3, 29, 17], [7, 1, 6, 4])])
+def test_proportional_remainders_that_tie_exactly_go_to_the_lower_class_position(sizes, budgets):
+    """Remainders 9/13, 9/13, 9/13 computed in floats differed in their last bits: the small class lost the tie."""
+    assert class_budgets(sizes, 18, "proportional").tolist() == budgets
+
+
 @settings(max_examples=200, deadline=None)
 @given(sizes=st.lists(st.integers(1, 60), min_size=1, max_size=8),
        fraction=st.floats(0.001, 1.0), balance=st.sampled_from(["equal", "proportional"]))

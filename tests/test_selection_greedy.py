@@ -78,3 +78,10 @@ def test_many_duplicates_give_distinct_picks_to_the_budget():
         order, gains = backend(knn_graph(x, 10), 40)
         assert len(order) == 40 and len(set(order.tolist())) == 40
         assert np.isfinite(gains).all()
+
+
+def test_groups_of_more_than_knn_copies_get_a_pick_each_not_the_first_rows():
+    """All neighbours at distance 0 made every similarity 0 and the greedy took rows 0, 1, 2."""
+    x = np.repeat(np.eye(3, dtype=np.float32), 30, axis=0)  # rows 0-29 one estimate, 30-59 the next, ...
+    order, gains = lazy_greedy(knn_graph(x, 10), 3)  # (apricot's ties repeat picks: its issue #19)
+    assert sorted(order // 30) == [0, 1, 2] and gains.sum() == 90

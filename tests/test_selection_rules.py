@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import coreaug
-from coreaug.selection import class_budgets, logit_gradients
+from coreaug.selection import class_budgets, facility_location_value, knn_graph, logit_gradients
 from coreaug.selection.rules import RULES, low_loss_mask, select_by_rule, upper_group_size
 from coreaug.training.config import SELECTING
 from coreaug.training.plan import same_class_partners
@@ -76,6 +76,8 @@ def test_crust_replaces_picks_that_stand_only_for_themselves():
     assert set(range(60, 63)) <= set(plain.indices.tolist())  # facility location covers the far points
     assert not set(range(60, 63)) & set(crust.indices.tolist())
     assert len(crust) == 6
+    # Its objective is F of the picks it returns (it summed their gains in the longer greedy order).
+    assert crust.class_objectives[0] == pytest.approx(facility_location_value(knn_graph(features, 20), crust.indices))
 
 
 def test_infobatch_takes_everyone_above_the_class_mean_and_reweights_the_rest():
@@ -105,6 +107,12 @@ def test_partners_are_selected_examples_of_the_same_class():
     partners = same_class_partners(torch.tensor([0, 2, 3, 5, 6] * 20), labels, pool, torch.Generator().manual_seed(0))
     assert torch.equal(labels[partners], labels[torch.tensor([0, 2, 3, 5, 6] * 20)])
     assert set(partners.tolist()) <= set(pool.tolist()) and set(partners.tolist()) > {6}
+    examples = torch.tensor([0, 2, 3, 5, 6] * 20)
+    # Never itself while its class has another member of the pool (class 2 has one: 6 is its own partner).
+    assert ((partners != examples) | (examples == 6)).all()
+    drawn = same_class_partners(torch.zeros(3000, dtype=torch.int64), labels, torch.tensor([0, 2, 4, 3]),
+                                torch.Generator().manual_seed(1))
+    assert sorted(set(drawn.tolist())) == [2, 4] and abs((drawn == 2).float().mean() - 0.5) < 0.05  # uniform
 
 
 def test_crust_selects_at_random_during_its_warm_up_then_reads_the_model():

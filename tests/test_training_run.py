@@ -1,6 +1,8 @@
 """Training runs on small data: accounting, cadence, weights, learning, outputs, resume."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -145,6 +147,20 @@ def test_a_run_resumes_after_its_pretrained_file_is_gone_and_a_new_run_still_nee
     with pytest.raises(FileNotFoundError, match="pretrained weights .*w.pt do not exist"):
         coreaug.train(coreaug.TrainConfig(**{**config, "out": str(tmp_path / "new")}, resume=True))
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("strategy", ["random", "maxloss"])
+def test_a_run_whose_weights_diverge_stops_at_that_epoch_naming_it(tmp_path, strategy):
+    """random trained on NaN to the end; a model-based rule stopped with 'losses must be finite', exit 2."""
+    config = coreaug.TrainConfig(**{**TINY, "strategy": strategy}, epochs=4, lr=1e8, out=str(tmp_path / "run"))
+    with pytest.raises(coreaug.TrainingDiverged, match="training diverged at epoch 1: the train loss is nan"):
+        coreaug.train(config)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [0]
+    args = ["--dataset", "synthetic", "--train-limit", "96", "--test-limit", "64", "--epochs", "3", "--lr", "1e8"]
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "train", *args, "--quiet", "--out", str(tmp_path / "cli")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "training diverged" in proc.stderr
 
 
 @pytest.mark.parametrize("strategy", ["coreset", "maxloss"])

@@ -16,16 +16,15 @@ def class_budgets(class_sizes, total, balance="equal"):
     gives each class a share proportional to its size (largest remainders). In both,
     a class smaller than its share takes all of its examples and the remainder goes
     to the other classes, so the budgets always sum to min(total, sum(class_sizes)).
-    Leftover single examples go to the classes with the most room, ties to the
-    lower class position.
+    Leftover single examples go to the classes with the most room (`equal`) or the largest
+    remainders (`proportional`), ties to the lower class position.
     """
     sizes = np.asarray(class_sizes, dtype=np.int64)
     total = int(min(total, sizes.sum()))
     if balance == "proportional":
-        quota = total * sizes / sizes.sum()
-        budgets = np.floor(quota).astype(np.int64)
+        budgets, remainders = np.divmod(total * sizes, sizes.sum())  # in integers: equal remainders tie exactly
         extra = total - budgets.sum()
-        order = np.lexsort((np.arange(sizes.size), -(quota - budgets)))
+        order = np.lexsort((np.arange(sizes.size), -remainders))
         budgets[order[:extra]] += 1
         return budgets
     budgets = np.zeros_like(sizes)

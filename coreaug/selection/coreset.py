@@ -68,14 +68,15 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
         graph = knn_graph(class_x, knn)
         t1 = time.perf_counter()
         if drop_singletons:
-            order, gains, sizes = _without_singletons(greedy, graph, class_x, budget)
+            order, objective, sizes = _without_singletons(greedy, graph, class_x, budget)
         else:
             order, gains = greedy(graph, budget)
+            objective = gains.sum()
         t2 = time.perf_counter()
         counts.append(sizes if drop_singletons else cluster_sizes(class_x, order))
         t3 = time.perf_counter()
         picked.append(members[order])
-        objectives[c] = gains.sum()
+        objectives[c] = objective
         timings["knn"] += t1 - t0
         timings["greedy"] += t2 - t1
         timings["weights"] += t3 - t2
@@ -96,7 +97,7 @@ def _kept_members(members, kept, budget):
 
 
 def _without_singletons(greedy, graph, class_x, budget):
-    """Greedy picks with singleton clusters replaced by later picks: (order, gains, cluster sizes).
+    """Greedy picks with singleton clusters replaced by later picks: (order, F(order), cluster sizes).
 
     The greedy order is extended step by step (at most the class size); picks whose cluster
     is themselves alone are dropped while enough candidates remain."""
@@ -113,4 +114,7 @@ def _without_singletons(greedy, graph, class_x, budget):
     if chosen.size < budget:  # too few non-singletons in the whole class: fill in greedy order
         chosen = np.sort(np.concatenate([chosen, np.flatnonzero(~useful)[:budget - chosen.size]]))
     picks = order[chosen]
-    return picks, gains[chosen], cluster_sizes(class_x, picks)
+    # F of the picks kept (what each member's best pick gives it), not the sum of their gains in
+    # the longer greedy order, which counts the dropped picks' cover as theirs.
+    objective = float(graph[picks].max(axis=0).sum())
+    return picks, objective, cluster_sizes(class_x, picks)

@@ -11,7 +11,8 @@ def knn_graph(features, k):
     Returns a CSR matrix G (n x n, float64 data, int32 indices) whose row j holds the
     similarities s(i, j) = d_max - ||x_i - x_j|| of the examples i that j can stand for:
     every i's k nearest neighbours j (exact L2 search), plus i itself with s(i, i) = d_max.
-    d_max is the largest neighbour distance in the graph, so all similarities are >= 0 and,
+    d_max is the largest neighbour distance in the graph (1 when all are 0: duplicates only),
+    so all similarities are >= 0 and,
     with k = n - 1, G is the dense similarity matrix of CRAIG. Rows are candidates, columns
     the examples they cover: the layout apricot-select expects for a sparse precomputed matrix.
     """
@@ -31,7 +32,10 @@ def knn_graph(features, k):
     keep = ~drop
     neighbours = neighbours[keep].reshape(n, k)
     dist = np.sqrt(np.maximum(sq_dist[keep].reshape(n, k), 0.0)).astype(np.float64)
-    d_max = float(dist.max())
+    # Every neighbour an exact duplicate (k + 1 copies of each estimate) makes d_max 0 and every
+    # similarity 0, and the greedy would take the first rows whatever they are: any positive d_max
+    # lets a pick cover its copies.
+    d_max = float(dist.max()) or 1.0
     covered = np.concatenate([np.repeat(members, k), members])
     candidates = np.concatenate([neighbours.ravel(), members])
     similarity = np.concatenate([d_max - dist.ravel(), np.full(n, d_max)])

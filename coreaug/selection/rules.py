@@ -87,7 +87,8 @@ def low_loss_mask(losses, labels, fraction, *, share=None, balance="equal", esti
 
     `share` cuts that share of each class; None estimates it per class from the losses, by
     `estimate`: "chance", the examples whose label the model rates below chance (loss > ln C,
-    C the number of classes), or "split", the upper of the two groups that the best
+    C the number of classes among `labels`, which may be fewer than the model's outputs: a
+    uniform guess among the classes it is trained on), or "split", the upper of the two groups that the best
     two-group split of the class's losses makes (`upper_group_size`). A class always keeps
     at least its budget (its lowest losses first).
     """

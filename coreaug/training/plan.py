@@ -205,12 +205,20 @@ def epoch_plan(n, *, strategy, mode, selected, weights, copies, weight_augmented
 
 
 def same_class_partners(examples, labels, pool, generator):
-    """For each of `examples`, a uniformly drawn member of `pool` with the same label."""
-    pool = pool[torch.argsort(labels[pool], stable=True)]
-    pool_labels = labels[pool]
-    start = torch.searchsorted(pool_labels, labels[examples])
-    count = torch.searchsorted(pool_labels, labels[examples], right=True) - start
-    offset = (torch.rand(len(examples), generator=generator) * count).long().clamp(max=count - 1)
+    """For each of `examples`, a uniformly drawn other member of `pool` with the same label
+    (itself only where it is its class's one member of the pool)."""
+    n = len(labels)
+    key = labels[pool] * n + pool  # pool sorted by (label, index): each class a run, found by searchsorted
+    keys, order = torch.sort(key)
+    pool = pool[order]
+    own_key = labels[examples] * n + examples
+    start = torch.searchsorted(keys, labels[examples] * n)
+    count = torch.searchsorted(keys, (labels[examples] + 1) * n) - start
+    own = torch.searchsorted(keys, own_key) - start  # the example's place in its class's run
+    present = (own < count) & (keys[(start + own).clamp(max=len(keys) - 1)] == own_key)
+    others = count - present.long()
+    offset = torch.minimum((torch.rand(len(examples), generator=generator) * others).long(), (others - 1).clamp(min=0))
+    offset = offset + (present & (others > 0) & (offset >= own)).long()  # skip the example itself
     return pool[start + offset]
 
 

@@ -2,6 +2,7 @@
 import contextlib
 import dataclasses
 import functools
+import math
 import os
 import platform
 import time
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from coreaug.augment import create_policy
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
-from coreaug.errors import UsageError, one_line
+from coreaug.errors import TrainingDiverged, UsageError, one_line
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, estimate_gradients, final_linear
 
@@ -291,12 +292,26 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
             folder.save_epoch(_checkpoint(config, run, epoch, data), run.history)
         if not config.quiet:
             _log_epoch(config, run.history[-1])
+        check_diverged(run.model, run.history[-1])
 
     result = _result(config, run.history, run.model, distributed)
     if folder:
         folder.save_model(model_file(config, run.model, data, run.history))
         folder.save_summary(_summary(config, result, distributed.device, run.precision))
     return result
+
+
+def check_diverged(model, metrics):
+    """Raise TrainingDiverged when an epoch's train loss is not finite because the weights are
+    not (with fp16 a step GradScaler skipped leaves them finite: the run goes on). Reads the
+    weights only after such an epoch, so a finite run never waits on the device for it."""
+    if math.isfinite(metrics["train_loss"]):
+        return
+    broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if broken:
+        raise TrainingDiverged(f"training diverged at epoch {metrics['epoch'] + 1}: the train loss is "
+                               f"{metrics['train_loss']} and {len(broken)} weight tensors are NaN or infinite "
+                               f"(first: {broken[0]}); lower --lr and start the run again with --overwrite")
 
 
 NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
