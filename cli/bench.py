@@ -5,6 +5,7 @@ import click
 
 import coreaug.bench
 from coreaug.bench.tables import read_run
+from coreaug.bench.workers import Terminated
 from coreaug.errors import UsageError
 
 from coreaug.training.config import SELECTING
@@ -85,19 +86,20 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
 
     Finished runs are skipped and interrupted ones resumed, so the same command continues a
     grid. Exit code 1 when a run failed (the others still train; a run whose checkpoint is
-    damaged fails alone), 130 on Ctrl-C (the runs not finished keep no summary and train on
-    the next call). A finished run whose files cannot be read is named on stderr and left out
-    of the tables. A folder dataset is recorded by its absolute path, so the grid continues
-    from any working directory.
+    damaged fails alone), 130 on Ctrl-C and 143 on SIGTERM (the workers stop; the runs not
+    finished keep no summary and train on the next call). A finished run whose files cannot
+    be read is named on stderr and left out of the tables. A folder dataset is recorded by
+    its absolute path, so the grid continues from any working directory.
     """
     try:
         result = coreaug.bench.run_grid(
             make_config(**flags), out, subsets=_list("--subsets", subsets, float),
             strategies=_list("--strategies", strategies), references=_list("--references", references),
             seeds=seeds, target=target, report=_report, jobs=jobs, devices=devices, shard=shard)
-    except KeyboardInterrupt:
-        click.echo("interrupted: the runs not finished keep no summary; run the same command to resume them", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"{how}: the runs not finished keep no summary; run the same command to resume them", err=True)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
     for name, problem in result.unreadable.items():
         click.echo(f"warning: {name} finished, but {problem}; left out of the tables (remove its folder "
                    "to train it again)", err=True)

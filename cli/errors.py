@@ -1,10 +1,12 @@
 """Turn a user's mistake into one line on stderr and exit code 2, never a traceback."""
+import errno
 import functools
 import sys
 
 import click
 
 from coreaug.errors import TrainingDiverged, UsageError
+from coreaug.files import DISK_ERRORS
 
 # The API's UsageError, and the OS's word for a path the user gave that is missing or not
 # usable. Any other error, a ValueError from torch or from coreaug's invariants included,
@@ -27,6 +29,13 @@ def user_errors(command):
         except USER_ERRORS as exc:
             text = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
             fail(" ".join(text.split()))
+        except OSError as exc:
+            if exc.errno not in DISK_ERRORS + (errno.ENAMETOOLONG,):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            advice = "; free some space and run it again (a run goes on from its last epoch with --resume)" \
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            fail(f"{exc.strerror}{where}{advice}")
         except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)

@@ -32,6 +32,13 @@ def first_line(exc):
     return text[0] if text else type(exc).__name__
 
 
+def mismatch_reason(exc):
+    """load_state_dict's RuntimeError as one line: its first two mismatches (its first line only
+    says "Error(s) in loading state_dict for Sequential:")."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    return "; ".join(lines[1:3]) if len(lines) > 1 else first_line(exc)
+
+
 def one_line(exc):
     """An exception as one line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()

@@ -1,6 +1,11 @@
 """Atomic file writes: a reader sees the old file or the new one, never a partial one."""
+import errno
 import os
 import tempfile
+
+# A disk that cannot take the file: the OS's reason is what the user needs, not the error of the
+# library that was writing (torch.save's says "[enforce fail at inline_container.cc] unexpected pos").
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 def _umask():
@@ -13,7 +18,8 @@ def atomic_write(path, write, mode="w"):
     """Call `write(f)` on a temporary file beside `path`, then rename it over `path`.
 
     The file gets the usual permissions (0666 less the umask), not mkstemp's 0600; on any
-    error the temporary file is removed and `path` is untouched.
+    error the temporary file is removed and `path` is untouched. A full or read-only disk is an
+    OSError naming `path` (its errno in DISK_ERRORS), whatever the writer raised around it.
     """
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
@@ -22,6 +28,20 @@ def atomic_write(path, write, mode="w"):
             write(f)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         os.unlink(tmp)
+        cause = _disk_error(exc)
+        if cause is not None:
+            raise OSError(cause.errno, cause.strerror, path) from exc
         raise
+
+
+def _disk_error(exc):
+    """The OSError of a full or read-only disk in `exc`'s chain of causes, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

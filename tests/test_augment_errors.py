@@ -109,3 +109,25 @@ def test_a_policy_refuses_a_seed_in_place_of_a_generator():
     with pytest.raises(ValueError, match="generator must be a torch.Generator, a coreaug.RandomSource or None, "
                                          "got int"):
         A.create_policy("randaugment")(IMAGES, 0)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("randaugment", {"num_ops": "int32", "magnitude": "int64", "num_magnitude_bins": "int64"}),
+    ("trivialaugment", {"num_magnitude_bins": "int16"}),
+    ("cutout", {"size": "int64"}), ("weak", {"padding": "int64"}), ("maxloss", {"candidates": "int64"}),
+    ("randaugment", {"magnitude": "tensor"}),
+])
+def test_whole_number_settings_take_numpy_integers_and_0_dim_integer_tensors(name, kwargs):
+    np = pytest.importorskip("numpy")
+    defaults = {"num_ops": 2, "magnitude": 9, "num_magnitude_bins": 31, "size": 8, "padding": 4, "candidates": 3}
+    given = {key: torch.tensor(defaults[key]) if kind == "tensor" else getattr(np, kind)(defaults[key])
+             for key, kind in kwargs.items()}
+    policy = A.create_policy(name, **given)
+    for key in kwargs:
+        assert getattr(policy, key) == defaults[key] and type(getattr(policy, key)) is int
+
+
+@pytest.mark.parametrize("value", [True, 2.0, torch.tensor(2.0), torch.tensor([2])])
+def test_whole_number_settings_refuse_bools_floats_and_tensors_of_values(value):
+    with pytest.raises(ValueError, match="num_ops must be a whole number"):
+        A.RandAugment(num_ops=value)

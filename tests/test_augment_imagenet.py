@@ -264,3 +264,27 @@ def test_resized_crop_outputs_the_size_asked_for():
     images = sample_images(n=4)
     out = A.ResizedCrop(size=images.shape[-1] - 4)(images, torch.Generator().manual_seed(0))
     assert out.shape == (*images.shape[:2], images.shape[-2] - 4, images.shape[-1] - 4) and out.dtype == torch.uint8
+
+
+def test_the_aspect_ratio_is_in_pixels_on_non_square_images():
+    """ratio=(1, 1) gives square boxes in pixels on a 24x48 image (as torchvision), resampled
+    to a square output without distortion; a ratio in fractions of the sides would give boxes
+    twice as wide as tall."""
+    height, width = 24, 48
+    xs = ((torch.arange(width, dtype=torch.float32) + 0.5) / width).view(1, width).expand(height, width)
+    ys = ((torch.arange(height, dtype=torch.float32) + 0.5) / height).view(height, 1).expand(height, width)
+    images = torch.stack([xs, ys]).expand(100, 2, height, width).contiguous()
+    out = A.ResizedCrop(scale=(0.2, 0.3), ratio=(1, 1), flip=False, size=32)(images, torch.Generator().manual_seed(0))
+    left, top, box_width, box_height, flipped = measured_boxes(out)
+    assert torch.allclose(box_width * width, box_height * height, rtol=1e-3)
+    area = box_width * box_height
+    assert area.min().item() >= 0.2 - 1e-3 and area.max().item() <= 0.3 + 1e-3
+
+
+def test_boxes_on_square_images_are_what_they_were():
+    from coreaug.augment.resized_crop import random_boxes
+
+    drawn = random_boxes(64, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0), torch.device("cpu"))
+    square = random_boxes(64, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0), torch.device("cpu"),
+                          32, 32)
+    assert torch.equal(drawn, square)

@@ -95,3 +95,20 @@ def test_compose_passes_the_model_to_maxloss_inside_it():
     out = policy(images, torch.Generator().manual_seed(0), model=BrightnessScorer(),
                  labels=torch.zeros(4, dtype=torch.long))
     assert out.shape == images.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_maxloss_takes_labels_of_any_integer_dtype(dtype):
+    """numpy's default int32 labels, for one: cross_entropy wants int64, so they are converted."""
+    images = torch.full((4, 1, 2, 2), 100, dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 0, 1])
+    policy = A.MaxLossAugment(AddRandomLevel(), candidates=5)
+    expected = policy(images, torch.Generator().manual_seed(0), model=BrightnessScorer(), labels=labels)
+    out = policy(images, torch.Generator().manual_seed(0), model=BrightnessScorer(), labels=labels.to(dtype))
+    assert torch.equal(out, expected)
+
+
+def test_maxloss_refuses_float_labels_naming_their_dtype():
+    policy = A.MaxLossAugment(AddRandomLevel(), candidates=2)
+    with pytest.raises(ValueError, match=r"integer tensor of shape \(4,\).*got a torch.float32 tensor"):
+        policy(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), model=BrightnessScorer(), labels=torch.zeros(4))

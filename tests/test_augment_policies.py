@@ -306,3 +306,117 @@ def test_level_ops_clamp_float_images_outside_0_1(op):
     images = sample_images(n=4).float() / 255
     images[0, 0, 0, 0] = 1.01
     assert torch.equal(op(images), op(images.clamp(0, 1)))
+
+
+PICKLED = [name for name in A.available_policies() if not name.startswith("test-")] + ["weak+randaugment+cutout"]
+
+
+@pytest.mark.parametrize("name", PICKLED)
+def test_every_policy_pickles_and_the_copy_gives_the_same_batch(name):
+    """DataLoader workers started by spawn (macOS, Windows, Linux from Python 3.14) get the
+    policy pickled; its caches are left behind and made again."""
+    import pickle
+
+    policy, images = A.create_policy(name), sample_images(n=8)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))
+    context = {"model": model, "labels": torch.arange(8) % 4} if policy.needs_model else {}
+    first = policy(images, torch.Generator().manual_seed(3), **context)  # fills the caches
+    copy = pickle.loads(pickle.dumps(policy))
+    assert type(copy) is type(policy)
+    assert torch.equal(copy(images, torch.Generator().manual_seed(3), **context), first)
+
+
+def test_trivialaugment_translates_up_to_32_pixels_at_any_size():
+    """As torchvision's TrivialAugmentWide and the paper: 32 px whatever the size (at 32x32 the
+    shifts are what they were, a fraction of the size, 0 to 1)."""
+    from coreaug.augment.randaugment import trivialaugment_ranges
+
+    ops = OpSet(trivialaugment_ranges(), 31)
+    wanted = torch.linspace(0.0, 32.0, 31).tolist()  # torchvision's table
+    for height, width in ((32, 32), (28, 28), (224, 224), (17, 300)):
+        table = ops.magnitude_table(height, width, 255.0)
+        assert table[ops.index("translate_x")] == wanted and table[ops.index("translate_y")] == wanted
+    assert wanted == (torch.linspace(0.0, 1.0, 31) * 32).tolist()  # what 32x32 images got before
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_a_translation_of_half_a_pixel_more_than_whole_is_a_clean_shift(axis):
+    """A range in fractions of the size gives 23 * 15 / 30 = 11.5 px on a 23-px side: every
+    pixel moves by the same whole number (Pillow's nearest pixel: floor(x + 0.5 - 11.5)), not
+    some by 11 and others by 12 (float32 bins gave 11.499999)."""
+    import math
+    from fractions import Fraction
+
+    from coreaug.augment.op_set import linear
+
+    height, width = (17, 23) if axis == "x" else (23, 17)
+    side = width if axis == "x" else height
+    ops = OpSet({f"translate_{axis}": linear(0.0, 1.0, "width" if axis == "x" else "height")}, 31)
+    along = torch.arange(1, side + 1, dtype=torch.float32)  # level = position + 1; fill 0
+    image = along.view(1, 1, 1, side).expand(1, 1, height, side) if axis == "x" else \
+        along.view(1, 1, side, 1).expand(1, 1, side, width)
+    bins = torch.arange(31).repeat(2)
+    sign = torch.tensor([1.0] * 31 + [-1.0] * 31)
+    x = image.expand(62, 1, height, width).contiguous()
+    out = ops.apply_layers(x, torch.zeros(1, 62, dtype=torch.long), bins.view(1, 62), sign.view(1, 62), 0.0,
+                           "nearest", 255.0)
+    for i in range(62):
+        shift = Fraction(side * int(bins[i]), 30) * int(sign[i])
+        source = [p + math.floor(Fraction(1, 2) - shift) for p in range(side)]
+        expected = torch.tensor([s + 1.0 if 0 <= s < side else 0.0 for s in source])
+        line = out[i, 0, 0] if axis == "x" else out[i, 0, :, 0]
+        assert torch.equal(line, expected), (int(bins[i]), int(sign[i]))
+
+
+@pytest.mark.parametrize("name", PICKLED)
+@pytest.mark.parametrize("shape", [(3, 3, 0, 5), (3, 3, 5, 0)])
+def test_images_of_no_pixels_come_back_unchanged(name, shape):
+    policy, images = A.create_policy(name), torch.zeros(shape, dtype=torch.uint8)
+    context = {"model": torch.nn.Flatten(), "labels": torch.zeros(3, dtype=torch.long)} if policy.needs_model else {}
+    out = policy(images, torch.Generator().manual_seed(0), **context)
+    assert out.shape == shape and out.dtype == images.dtype
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet"])
+def test_policies_are_differentiable_in_float_images_that_require_grad(name):
+    images = (sample_images(n=16).float() / 255).requires_grad_()
+    out = A.create_policy(name)(images, torch.Generator().manual_seed(0))
+    out.square().sum().backward()
+    assert images.grad is not None and bool(images.grad.isfinite().all()) and images.grad.abs().sum() > 0
+
+
+def test_tables_first_made_under_inference_mode_serve_later_calls_that_require_grad():
+    """A fresh process, so the first call makes the tables (under inference_mode they would be
+    inference tensors, which autograd cannot save)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, coreaug.augment as A\n"
+        "images = torch.rand(4, 3, 32, 32)\n"
+        "for name in ('randaugment', 'trivialaugment', 'autoaugment'):\n"
+        "    policy = A.create_policy(name)\n"
+        "    with torch.inference_mode():\n"
+        "        policy(images, torch.Generator().manual_seed(0))\n"
+        "    x = images.clone().requires_grad_()\n"
+        "    policy(x, torch.Generator().manual_seed(0)).sum().backward()\n"
+        "    assert x.grad is not None\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_caches_keep_a_bounded_number_of_sizes_and_results_do_not_change_after_eviction():
+    from coreaug.augment import color_ops, dense_layers, geometric
+    from coreaug.augment.constants import CACHE_ENTRIES
+
+    policy = A.RandAugment()
+    first = sample_images(n=3, size=9)
+    before = policy(first, torch.Generator().manual_seed(1))
+    for k in range(3 * CACHE_ENTRIES):  # ever new image sizes and batch sizes
+        policy(torch.zeros(1 + k % 5, 3, 4 + k, 5, dtype=torch.uint8), torch.Generator().manual_seed(k))
+        policy(torch.zeros(k + 1, 3, 4, 4, dtype=torch.uint8), torch.Generator().manual_seed(k))
+    caches = [geometric._GRIDS, color_ops._TABLES, dense_layers._POSITIONS, dense_layers._ZERO_ROWS,
+              policy._ops._dense._tables_cache]
+    assert all(len(cache) <= CACHE_ENTRIES for cache in caches)
+    assert torch.equal(policy(first, torch.Generator().manual_seed(1)), before)

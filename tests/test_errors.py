@@ -45,6 +45,41 @@ def test_the_cli_lets_any_other_value_error_through_with_its_traceback(monkeypat
     assert "error:" not in result.output
 
 
+def test_a_full_disk_under_torch_save_is_an_os_error_naming_the_file_and_the_cli_says_so_in_one_line(monkeypatch,
+                                                                                                        tmp_path):
+    """torch.save on a full disk raised "[enforce fail at inline_container.cc] unexpected pos", burying the reason."""
+    import errno
+
+    from coreaug.files import atomic_write
+
+    def full(f):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 389184 vs 389072")
+    target = tmp_path / "checkpoint.pt"
+    with pytest.raises(OSError) as caught:
+        atomic_write(target, full, "wb")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+    def writing(config):
+        atomic_write(target, full, "wb")
+    monkeypatch.setattr(coreaug, "train", writing)
+    result = CliRunner().invoke(app, ["train", *TINY, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert result.output.startswith(f"error: No space left on device: {target}; free some space")
+
+
+def test_an_out_name_too_long_for_the_disk_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "train", *TINY, "--out", str(tmp_path / ("x" * 300))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "File name too long" in proc.stderr
+
+
 def test_multistep_without_milestones_is_refused_not_a_constant_rate():
     with pytest.raises(coreaug.UsageError, match="schedule 'multistep' divides the learning rate at its milestones"):
         coreaug.TrainConfig(dataset="synthetic", schedule="multistep", milestones=()).resolved()

@@ -201,3 +201,93 @@ def test_data_dir_and_pretrained_are_recorded_by_their_real_paths(tmp_path, monk
     assert (config.data_dir, config.pretrained) == (str(tmp_path / "data"), str(tmp_path / "w.pt"))
     stored = json.loads(json.dumps({**config.identity(), "pretrained": "w.pt"}))  # as config.json holds it
     assert same_settings(stored, config.identity())
+
+
+def _finished(out, **settings):
+    return coreaug.train(coreaug.TrainConfig(**{**TINY, "epochs": 1, **settings}, out=str(out)))
+
+
+def test_a_resume_that_finds_results_but_no_checkpoint_is_refused_with_nothing_deleted(tmp_path):
+    """It retrained from epoch 0, replacing model.pt, summary.json and metrics.jsonl."""
+    out = tmp_path / "run"
+    _finished(out)
+    (out / "checkpoint.pt").unlink()
+    before = {name: (out / name).read_bytes() for name in ("model.pt", "summary.json", "metrics.jsonl")}
+    with pytest.raises(coreaug.UsageError, match="no checkpoint.pt to resume from; pass --overwrite"):
+        _finished(out, resume=True)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert len(_finished(out, overwrite=True).history) == 1
+
+
+def test_results_without_a_config_json_are_not_emptied_by_another_run(tmp_path):
+    """Any run into the folder deleted them, whatever its settings, without --resume or --overwrite."""
+    out = tmp_path / "run"
+    _finished(out)
+    (out / "config.json").unlink()
+    with pytest.raises(coreaug.UsageError, match=r"holds a run's results \(.*\) but no config.json"):
+        _finished(out, seed=3)
+    assert (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+
+
+def test_a_config_json_that_is_not_a_coreaug_runs_is_refused_not_replaced(tmp_path):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "config.json").write_text('{"my": "project settings"}')
+    with pytest.raises(coreaug.UsageError, match="config.json that cannot be read as a coreaug run's"):
+        _finished(out)
+    assert json.loads((out / "config.json").read_text()) == {"my": "project settings"}
+
+
+def test_a_resume_with_no_run_says_it_starts_one(tmp_path):
+    proc = cli("train", *[a for a in CLI_TINY if a != "--quiet"], "--epochs", "1", "--out", tmp_path / "rnu",
+               "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "holds no run to resume, so the run starts from its first epoch" in proc.stdout + proc.stderr
+
+
+def test_results_that_arrive_between_check_and_start_are_refused_not_deleted(tmp_path):
+    """Two runs into one new --out: the second, checked before the first made the folder, deleted its results."""
+    out = tmp_path / "run"
+    late = RunFolder(str(out))
+    late.check(coreaug.TrainConfig(**TINY).identity(), resume=False)  # the folder does not exist yet
+    _finished(out)  # another run takes the folder meanwhile and finishes
+    try:
+        with pytest.raises(coreaug.UsageError, match="received a run's results .* from another coreaug run"):
+            late.start(coreaug.TrainConfig(**TINY).identity(), fresh=True)
+    finally:
+        late.release()
+    assert (out / "model.pt").exists()
+
+
+def test_compile_is_part_of_a_runs_identity_and_augment_steps_is_not(tmp_path):
+    """A compiled run trains fixed-shape steps (other batches): an eager run resumed compiled was neither run."""
+    out = tmp_path / "run"
+    _finished(out)
+    with pytest.raises(coreaug.UsageError, match="compile: False -> True"):
+        _finished(out, compile=True, resume=True)
+    assert len(_finished(out, augment_steps=2, resume=True).history) == 1
+
+
+def test_a_resume_with_a_model_that_does_not_fit_the_checkpoint_is_one_usage_error(tmp_path):
+    """It was load_state_dict's size-mismatch traceback."""
+    import torch
+
+    def model(*hidden):
+        sizes = [3 * 32 * 32, *hidden, 10]
+        return torch.nn.Sequential(torch.nn.Flatten(), *[torch.nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])])
+
+    config = {**TINY, "model": None, "strategy": "random", "out": str(tmp_path / "own")}
+    coreaug.train(coreaug.TrainConfig(**config, epochs=1), model=model(16))
+    before = (tmp_path / "own" / "checkpoint.pt").read_bytes()
+    with pytest.raises(coreaug.UsageError, match="the model does not fit the checkpoint of .*size mismatch"):
+        coreaug.train(coreaug.TrainConfig(**config, epochs=1, resume=True), model=model(24))
+    assert (tmp_path / "own" / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_temporary_file_a_killed_run_left_is_removed_when_the_run_goes_on(tmp_path):
+    """A SIGTERM inside checkpoint.pt's write left a checkpoint-sized .tmp-* file that nothing removed."""
+    out = tmp_path / "run"
+    _finished(out)
+    (out / ".tmp-abc123").write_bytes(b"half a checkpoint")
+    _finished(out, resume=True)
+    assert not (out / ".tmp-abc123").exists()

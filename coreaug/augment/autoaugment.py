@@ -12,7 +12,7 @@ import torch
 
 from coreaug.errors import UsageError
 
-from .constants import static
+from .constants import ConstantCache, static
 from .geometric import check_interpolation
 from .op_set import OpSet, linear, no_magnitude, posterize_bits
 from .policy import Policy
@@ -122,7 +122,7 @@ class AutoAugment(Policy):
         self._probability = torch.tensor([[sub[step][1] for sub in table] for step in range(2)])
         self._bin_table = torch.tensor([[sub[step][2] or 0 for sub in table] for step in range(2)])
         self._identity = self._ops.index("identity")
-        self._on_device: dict = {}
+        self._on_device = ConstantCache()
 
     @property
     def subpolicies(self) -> tuple:
@@ -133,11 +133,8 @@ class AutoAugment(Policy):
         """The sub-policy tables on ``device``, copied there once (not once per batch): per
         step and sub-policy the probability, magnitude bin and op (an index into the op set),
         each (2, 25), and the identity op's index."""
-        key = str(device)
-        if key not in self._on_device:
-            tables = (self._probability, self._bin_table, torch.tensor(self._ops_of_step), torch.tensor(self._identity))
-            self._on_device[key] = tuple(static(t.to(device)) for t in tables)
-        return self._on_device[key]
+        return self._on_device.get(str(device), lambda: tuple(static(t.to(device, copy=True)) for t in (
+            self._probability, self._bin_table, torch.tensor(self._ops_of_step), torch.tensor(self._identity))))
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
@@ -146,7 +143,7 @@ class AutoAugment(Policy):
         check_images(images, gray_or_rgb=True)
         check_randomness(generator, images.shape[0])
         n, device = images.shape[0], images.device
-        if n == 0:
+        if images.numel() == 0:  # no examples, or images of no pixels
             return images
         probability, bin_table, kinds, identity = self._tables_on(device)
         x, bound = to_working(images)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .constants import static
+from .constants import ConstantCache, static
 from .validation import Magnitude, check_images, check_magnitude
 from .working_float import UINT8_BOUND, run_kernel
 
@@ -29,15 +29,13 @@ def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor, boun
     return (degenerate + _per_example(factor) * (x - degenerate)).clamp_(0.0, bound)
 
 
-_TABLES: dict = {}
+_TABLES = ConstantCache()
 
 
 def _constant(name: str, make, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A small constant tensor made once per dtype and device (not once per batch)."""
-    key = (name, dtype, str(device))
-    if key not in _TABLES:
-        _TABLES[key] = static(make().to(dtype=dtype, device=device))
-    return _TABLES[key]
+    """A small constant tensor made once per dtype and device (not once per batch), kept while
+    in recent use (see constants.ConstantCache)."""
+    return _TABLES.get((name, dtype, str(device)), lambda: static(make().to(dtype=dtype, device=device)))
 
 
 def luminance(x: torch.Tensor, bound: float) -> torch.Tensor:

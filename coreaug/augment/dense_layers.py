@@ -32,7 +32,7 @@ from typing import Sequence
 import torch
 
 from .color_ops import luminance, posterize_kernel, smoothed
-from .constants import static
+from .constants import ConstantCache, static
 from .geometric import affine_matrices, affine_terms, warp
 from .histogram import auto_contrast_kernel, equalize_kernel
 from .working_float import UINT8_BOUND
@@ -79,41 +79,45 @@ class _Layer:
 
 class DenseLayers:
     """The dense path of an ``OpSet``: its kinds' blend forms as device tables, cached per image
-    size, dtype and device; ``apply`` runs a call's layers."""
+    size, dtype and device (the most recently used few: see constants.ConstantCache); ``apply``
+    runs a call's layers."""
 
     def __init__(self, kinds: Sequence, ranges: Sequence, num_bins: int):
         self.kinds, self.ranges, self.num_bins = list(kinds), list(ranges), num_bins
         self.forms = [_GEOMETRIC_FORM if k.is_geometric else _FORMS[k.name] for k in self.kinds]
-        self._cache: dict = {}
+        self._tables_cache = ConstantCache()  # per image size, dtype and device: the recent ones
+        self._slots_cache = ConstantCache(64)  # per set of kinds (a few per policy) and device
+        self._primed = ConstantCache()
 
     def _tables(self, height, width, bound, dtype, device):
-        key = (height, width, bound, dtype, str(device))
-        if key not in self._cache:
-            rows, terms = [], []
-            for kind, form in zip(self.kinds, self.forms):
-                term, radians = affine_terms(kind.name if kind.is_geometric else "identity", height, width)
-                rows.append([form[1], float(form[2]), form[3] * bound, float(kind.name == "contrast"),
-                             2.0 * (kind.name == "solarize"), float(kind.name == "color"), float(kind.signed),
-                             kind.base, radians])
-                terms.append(term)
-            magnitudes = torch.stack([r(self.num_bins, height, width, bound) for r in self.ranges])
-            tables = (torch.tensor(rows), torch.tensor(terms), magnitudes.float().flatten())
-            self._cache[key] = tuple(static(t.to(dtype=dtype, device=device)) for t in tables)
-        return self._cache[key]
+        return self._tables_cache.get((height, width, bound, dtype, str(device)),
+                                      lambda: self._make_tables(height, width, bound, dtype, device))
+
+    def _make_tables(self, height, width, bound, dtype, device):
+        rows, terms = [], []
+        for kind, form in zip(self.kinds, self.forms):
+            term, radians = affine_terms(kind.name if kind.is_geometric else "identity", height, width)
+            rows.append([form[1], float(form[2]), form[3] * bound, float(kind.name == "contrast"),
+                         2.0 * (kind.name == "solarize"), float(kind.name == "color"), float(kind.signed),
+                         kind.base, radians])
+            terms.append(term)
+        magnitudes = torch.stack([r(self.num_bins, height, width, bound) for r in self.ranges])
+        tables = (torch.tensor(rows), torch.tensor(terms), magnitudes.float().flatten())
+        return tuple(static(t.to(dtype=dtype, device=device)) for t in tables)
 
     def _slots(self, present: tuple, device) -> tuple:
         """(full-image degenerates computed for a layer whose kinds are ``present``, the names of
         those kinds, each kind's index into the full-image degenerates as a device tensor: one
         past the last for kinds with a channel-constant degenerate), cached."""
-        key = (present, str(device))
-        if key not in self._cache:
-            used = {self.forms[k][0] for k in present}
-            names = [slot for slot in _SLOT_ORDER if slot in used]
-            index = [names.index(form[0]) if k in present and form[0] in names else len(names)
-                     for k, form in enumerate(self.forms)]
-            kinds = {self.kinds[k].name for k in present}
-            self._cache[key] = (names, kinds, static(torch.tensor(index, device=device)))
-        return self._cache[key]
+        return self._slots_cache.get((present, str(device)), lambda: self._make_slots(present, device))
+
+    def _make_slots(self, present: tuple, device) -> tuple:
+        used = {self.forms[k][0] for k in present}
+        names = [slot for slot in _SLOT_ORDER if slot in used]
+        index = [names.index(form[0]) if k in present and form[0] in names else len(names)
+                 for k, form in enumerate(self.forms)]
+        kinds = {self.kinds[k].name for k in present}
+        return names, kinds, static(torch.tensor(index, device=device))
 
     def apply(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
               fill: float, interpolation: str, bound: float, present: Sequence[tuple],
@@ -144,9 +148,9 @@ class DenseLayers:
         numbers = numbers.view(6, layers, n)
         if by_kind:
             primed = ("primed", tuple(x.shape[1:]), x.dtype, str(x.device), tuple(present))
-            if primed not in self._cache:  # once: the whole-batch path's tables (and its ops' constants)
+            if primed not in self._primed:  # once: the whole-batch path's tables (and its ops' constants)
                 # made eagerly, as a compiled step's warm-up runs this path and its trace the other (see op_set)
-                self._cache[primed] = True
+                self._primed.get(primed, lambda: True)
                 one = bin_index if isinstance(bin_index, int) else bin_index[:, :1]
                 self.apply(x[:1], kind[:, :1], one, sign[:, :1], fill, interpolation, bound, present)
             _positions(n, x.device)  # the whole-batch path's, at this batch's size
@@ -234,7 +238,8 @@ def _at_or_above(x, thresholds, bound):
     return (x >= thresholds).to(x.dtype)
 
 
-_POSITIONS: dict = {}
+_POSITIONS = ConstantCache()  # per batch size and device
+_ZERO_ROWS = ConstantCache()  # per image shape, dtype and device
 
 
 def used_forms(kinds) -> set:
@@ -244,16 +249,10 @@ def used_forms(kinds) -> set:
 
 def _zero_row(x: torch.Tensor) -> torch.Tensor:
     """A (1, C, H, W) zero image like ``x``'s, cached."""
-    key = ("zero", *x.shape[1:], x.dtype, str(x.device))
-    if key not in _POSITIONS:
-        _POSITIONS[key] = static(x.new_zeros(1, *x.shape[1:]))
-    return _POSITIONS[key]
+    return _ZERO_ROWS.get((*x.shape[1:], x.dtype, str(x.device)), lambda: static(x.new_zeros(1, *x.shape[1:])))
 
 
 def _positions(n: int, device) -> torch.Tensor:
     """0..n-1 on ``device``, cached per size."""
-    key = (n, str(device))
-    if key not in _POSITIONS:
-        _POSITIONS[key] = static(torch.arange(n, device=device))
-    return _POSITIONS[key]
+    return _POSITIONS.get((n, str(device)), lambda: static(torch.arange(n, device=device)))
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from coreaug.errors import UsageError
 
-from .constants import static
+from .constants import ConstantCache, static
 from .validation import Magnitude, check_images, check_magnitude
 from .working_float import from_working, to_working
 
@@ -85,22 +85,23 @@ def translate_y_matrix(pixels: torch.Tensor, height: int, width: int) -> torch.T
     return _op_matrices("translate_y", pixels, height, width)
 
 
-_GRIDS: dict = {}
+_GRIDS = ConstantCache()
 
 
 def _grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> tuple:
     """Cached per size, dtype and device: the x and y of the pixel centres, each (H*W,), and
     (2, 1) columns for x and y: the lowest and highest frame positions, the flat-index strides
     of the framed image, and grid_sample's scale."""
-    key = (height, width, dtype, str(device))
-    if key not in _GRIDS:
-        ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype),
-                                indexing="ij")
-        centres = (xs.flatten() + 0.5, ys.flatten() + 0.5)
-        columns = torch.tensor([[-1.0, width, 1.0, 2.0 / width], [-1.0, height, width + 2.0, 2.0 / height]],
-                               dtype=dtype)
-        _GRIDS[key] = tuple(static(t.to(device)) for t in (*centres, *columns.unsqueeze(2).unbind(1)))
-    return _GRIDS[key]
+    return _GRIDS.get((height, width, dtype, str(device)), lambda: _make_grid(height, width, dtype, device))
+
+
+def _make_grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> tuple:
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype),
+                            indexing="ij")
+    centres = (xs.flatten() + 0.5, ys.flatten() + 0.5)
+    columns = torch.tensor([[-1.0, width, 1.0, 2.0 / width], [-1.0, height, width + 2.0, 2.0 / height]],
+                           dtype=dtype)
+    return tuple(static(t.to(device)) for t in (*centres, *columns.unsqueeze(2).unbind(1)))
 
 
 def _source_positions(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:

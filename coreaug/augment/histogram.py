@@ -7,21 +7,56 @@ from __future__ import annotations
 
 import torch
 
-from .constants import static
+from .constants import ConstantCache, static
 from .validation import check_images
 from .working_float import UINT8_BOUND, run_kernel
 
 
 def auto_contrast_kernel(x, values, bound):
     """Stretch each channel linearly so its darkest value becomes 0 and its brightest ``bound``
-    (before clamping: callers clamp to [0, bound], as float error may pass it by an ulp)."""
+    (before clamping: callers clamp to [0, bound], as float error may pass it by an ulp).
+
+    8-bit levels get Pillow's values exactly: each channel is mapped through Pillow's own
+    256-level table for its (low, high), int(level * scale - low * scale) with scale = 255 /
+    (high - low) in double precision. That lands a level under the exact stretch where the
+    stretch is a whole number and the rounding falls below it (a channel's brightest level
+    becomes 254 for about one (low, high) pair in five), as Pillow does. The tables of every
+    (low, high) are made once (`_pillow_tables`), so a call picks each channel's (one small
+    gather) and looks its pixels up (another): no float64 on the device, fewer ops than the
+    arithmetic. A one-level channel stays as it was, as in Pillow."""
+    n, channels = x.shape[:2]
     flat = x.flatten(2)
     low, high = flat.aminmax(dim=2, keepdim=True)
+    if bound == UINT8_BOUND:
+        row = high.add(low, alpha=256.0).view(-1).long()  # low * 256 + high
+        tables = _pillow_tables(x.device).index_select(0, row).view(n, channels, 256).to(x.dtype)
+        return tables.gather(2, flat.long()).view_as(x)
     spread = high - low
-    # A one-level channel (spread 0) stays as it was, as in Pillow: (x - low) is 0 there, and
-    # adding low back gives x, without a mask.
-    stretched = (flat - low).mul_(spread.clamp(min=1e-12).reciprocal_().mul_(bound))
+    # (x - low) is 0 in a one-level channel (spread 0), and adding low back gives x, without a
+    # mask. Not in place on a tensor autograd keeps (float images that require grad).
+    stretched = (flat - low).div_(spread.clamp(min=1e-12))
     return stretched.add_(low * (spread <= 0)).view_as(x)
+
+
+def _pillow_tables(device) -> torch.Tensor:
+    """uint8 (65536, 256) on ``device``: row low * 256 + high is Pillow's autocontrast table for
+    a channel whose levels span [low, high] (ImageOps.autocontrast, cutoff 0), the identity
+    where high <= low. 16 MB, made once per device (in about 0.1 s on a CPU)."""
+    return _CONSTANTS.get(("autocontrast", str(device)), lambda: static(_make_pillow_tables().to(device)))
+
+
+def _make_pillow_tables() -> torch.Tensor:
+    levels = torch.arange(256, dtype=torch.float64)
+    spread = levels.view(1, 256) - levels.view(256, 1)  # [low, high]: high - low
+    scale = torch.full_like(spread, 255.0) / spread.clamp(min=1.0)  # a true division, as Pillow's 255.0 / (hi - lo)
+    offset = -(scale * levels.view(256, 1))
+    tables = []
+    for low in range(0, 256, 32):  # 16 MB of float64 at a time (no Python loop to trace per level)
+        # Pillow: int(ix * scale + offset), two roundings in double, truncated, clamped to 0-255.
+        stretched = (levels * scale[low:low + 32, :, None]).add_(offset[low:low + 32, :, None])
+        tables.append(stretched.trunc_().clamp_(0.0, 255.0).to(torch.uint8))
+    identity = levels.to(torch.uint8).expand(256, 256, 256)  # where high <= low
+    return torch.where((spread > 0).unsqueeze(2), torch.cat(tables), identity).reshape(65536, 256)
 
 
 def equalize_kernel(x, values, bound):
@@ -44,23 +79,19 @@ def equalize_kernel(x, values, bound):
     return mapped if bound == UINT8_BOUND else mapped.mul_(bound / 255.0)
 
 
-_CONSTANTS: dict = {}
+_CONSTANTS = ConstantCache()
 
 
 def _levels(device) -> torch.Tensor:
     """0..255 as int64 on ``device``, made once."""
-    key = ("levels", str(device))
-    if key not in _CONSTANTS:
-        _CONSTANTS[key] = static(torch.arange(256, device=device))
-    return _CONSTANTS[key]
+    return _CONSTANTS.get(("levels", str(device)), lambda: static(torch.arange(256, device=device)))
 
 
 def _ones_like(levels: torch.Tensor) -> torch.Tensor:
     """A ones tensor of the shape of ``levels`` without writing one per batch (an expanded view)."""
-    key = ("one", str(levels.device))
-    if key not in _CONSTANTS:
-        _CONSTANTS[key] = static(torch.ones(1, dtype=torch.long, device=levels.device))
-    return _CONSTANTS[key].expand_as(levels)
+    one = _CONSTANTS.get(("one", str(levels.device)),
+                         lambda: static(torch.ones(1, dtype=torch.long, device=levels.device)))
+    return one.expand_as(levels)
 
 
 def auto_contrast(images: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,8 @@ class MaxLossAugment(Policy):
     every example (one pass for small images, one per candidate set above
     ``ONE_PASS_MAX_VALUES`` values).
 
-    Call as ``policy(images, generator, model=model, labels=labels, preprocess=fn)``:
+    Call as ``policy(images, generator, model=model, labels=labels, preprocess=fn)``, with
+    ``labels`` the (B,) class indices in any integer dtype:
     ``preprocess`` maps an augmented batch (the images' dtype) to the model's input
     (default: uint8 / 255); ``autocast``, a zero-argument factory of a context such as
     ``lambda: torch.autocast("cuda", dtype=torch.bfloat16)``, scores the candidates under the
@@ -62,14 +63,15 @@ class MaxLossAugment(Policy):
         if model is None or labels is None:
             raise UsageError("max-loss augmentation needs the model and labels: call "
                              "policy(images, generator, model=model, labels=labels)")
-        if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) \
-                or labels.is_floating_point():
-            shown = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels)
-            raise UsageError(f"labels must be an integer tensor of shape ({batch},), got {shown}")
-        if batch == 0:
+        if not isinstance(labels, torch.Tensor) or labels.shape != (batch,) or labels.is_floating_point() \
+                or labels.is_complex() or labels.dtype == torch.bool:
+            shown = (f"a {labels.dtype} tensor of shape {tuple(labels.shape)}" if isinstance(labels, torch.Tensor)
+                     else type(labels).__name__)
+            raise UsageError(f"labels must be an integer tensor of shape ({batch},) (class indices), got {shown}")
+        if images.numel() == 0:  # no examples, or images of no pixels: nothing to score
             return images
         candidates = self._candidates(images, generator)
-        losses = self._losses(candidates, labels.to(images.device), model,
+        losses = self._losses(candidates, labels.to(images.device, torch.long), model,
                               preprocess or default_preprocess, autocast or contextlib.nullcontext)
         best = losses.argmax(dim=0)
         return candidates[best * batch + torch.arange(batch, device=images.device)]

@@ -1,8 +1,9 @@
 """RandAugment (Cubuk et al., 2020) and TrivialAugment-Wide (Mueller & Hutter, 2021), per example.
 
-Magnitude ranges follow torchvision's: a magnitude is a bin in [0, num_magnitude_bins - 1];
-translations are fractions of the image size (150/331 of it for RandAugment, 32 pixels of a
-32-pixel image for TrivialAugment-Wide), so 28x28 images get proportionate shifts.
+Magnitude ranges follow torchvision's: a magnitude is a bin in [0, num_magnitude_bins - 1].
+RandAugment's translations are a fraction of the image size (up to 150/331 of it, so 28x28
+images get proportionate shifts); TrivialAugment-Wide's are up to 32 pixels at any size, as in
+the paper and torchvision's TrivialAugmentWide (a quarter of a 128-px image, a seventh of 224).
 """
 from __future__ import annotations
 
@@ -40,9 +41,11 @@ def randaugment_ranges(shear=0.3, translate=150 / 331, degrees=30.0, enhance=0.9
 
 
 def trivialaugment_ranges():
-    """TrivialAugment-Wide's ops and wide magnitude ranges (torchvision's)."""
-    return randaugment_ranges(shear=0.99, translate=1.0, degrees=135.0, enhance=0.99,
-                              bits_dropped=6)
+    """TrivialAugment-Wide's ops and wide magnitude ranges (torchvision's): translations up to
+    32 pixels whatever the image size."""
+    ranges = randaugment_ranges(shear=0.99, degrees=135.0, enhance=0.99, bits_dropped=6)
+    ranges.update(translate_x=linear(0.0, 32.0), translate_y=linear(0.0, 32.0))
+    return ranges
 
 
 class _OneOpPerLayer(Policy):
@@ -63,7 +66,7 @@ class _OneOpPerLayer(Policy):
         check_images(images, gray_or_rgb=True)
         check_randomness(generator, images.shape[0])
         n, device = images.shape[0], images.device
-        if n == 0 or layers == 0:
+        if images.numel() == 0 or layers == 0:  # no examples, or images of no pixels
             return images
         x, bound = to_working(images)  # every example draws its op independently
         draws = layers * n
@@ -86,7 +89,7 @@ class RandAugment(_OneOpPerLayer):
                  interpolation: str = "nearest", fill: float = 0):
         self.num_ops = check_whole("num_ops", num_ops, 0)
         self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2)
-        self.magnitude = check_whole("magnitude", magnitude, 0, num_magnitude_bins - 1)
+        self.magnitude = check_whole("magnitude", magnitude, 0, self.num_magnitude_bins - 1)
         super().__init__(OpSet(randaugment_ranges(), num_magnitude_bins), interpolation, fill)
 
     def _bins(self, n, generator, device):
@@ -100,7 +103,8 @@ class RandAugment(_OneOpPerLayer):
 @register_policy("trivialaugment")
 class TrivialAugmentWide(_OneOpPerLayer):
     """TrivialAugment-Wide: one op per example, uniformly drawn, at a uniformly drawn magnitude
-    bin of ``num_magnitude_bins`` (31), with the wide ranges. Needs 1 or 3 channels. Float
+    bin of ``num_magnitude_bins`` (31), with the wide ranges (translations up to 32 pixels at
+    any size, as torchvision's TrivialAugmentWide). Needs 1 or 3 channels. Float
     images are taken as [0, 1]: values outside it are clamped into it."""
 
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",

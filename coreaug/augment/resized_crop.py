@@ -38,18 +38,21 @@ from .working_float import from_resampled, to_working
 
 
 def random_boxes(n: int, scale: tuple, ratio: tuple, generator: Optional[torch.Generator],
-                 device: torch.device) -> torch.Tensor:
-    """Draw n crop boxes: a float32 (n, 4) tensor of (left, top, width, height), each a fraction
-    of the image's width or height.
+                 device: torch.device, height: int = 1, width: int = 1) -> torch.Tensor:
+    """Draw n crop boxes of an image of ``height`` x ``width`` pixels: a float32 (n, 4) tensor of
+    (left, top, width, height), each a fraction of the image's width or height.
 
-    The area fraction s ~ U(scale) and the aspect ratio r (width over height) is log-uniform on
-    ``ratio``; width sqrt(s r) and height sqrt(s / r) are each clamped to 1 (see the module
-    docstring), and the position is uniform over those that keep the box inside the image.
+    The area fraction s ~ U(scale) and the aspect ratio r (width over height, in pixels) is
+    log-uniform on ``ratio``; as fractions, width sqrt(s r H / W) and height sqrt(s W / (r H))
+    are each clamped to 1 (see the module docstring), and the position is uniform over those
+    that keep the box inside the image.
     """
     draws = uniform(4 * n, generator, device).view(4, n)
     area = scale[0] + (scale[1] - scale[0]) * draws[0]
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
     aspect = torch.exp(log_low + (log_high - log_low) * draws[1])
+    if height != width:  # the ratio in pixels: in fractions of the sides, r H / W
+        aspect = aspect * (height / width)
     width = (area * aspect).sqrt().clamp(max=1.0)
     height = (area / aspect).sqrt().clamp(max=1.0)
     return torch.stack([(1.0 - width) * draws[2], (1.0 - height) * draws[3], width, height], dim=1)
@@ -93,12 +96,12 @@ def _check_pair(name: str, value, rule: str, holds) -> tuple:
 @register_policy("resized-crop")
 class ResizedCrop(Policy):
     """Random-resized crop and flip (the ImageNet weak augmentation): per example a box of area
-    fraction s ~ U(``scale``) and aspect ratio (width / height) log-uniform on ``ratio``, at a
-    uniform position inside the image, resampled with ``interpolation`` ("bilinear" or
-    "nearest") to a ``size`` square (None: the image's own size); then a left-right flip with
-    probability 1/2 unless ``flip=False``. Any channel count, uint8 or float (taken as [0, 1]:
-    values outside it are clamped into it). See the module
-    docstring for how it differs from torchvision's RandomResizedCrop."""
+    fraction s ~ U(``scale``) and aspect ratio (width / height, in pixels) log-uniform on
+    ``ratio``, at a uniform position inside the image, resampled with ``interpolation``
+    ("bilinear" or "nearest") to a ``size`` square (None: the image's own size); then a
+    left-right flip with probability 1/2 unless ``flip=False``. Any channel count, uint8 or
+    float (taken as [0, 1]: values outside it are clamped into it). See the module docstring
+    for how it differs from torchvision's RandomResizedCrop."""
 
     def __init__(self, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
                  interpolation: str = "bilinear", size: Optional[int] = None):
@@ -123,6 +126,6 @@ class ResizedCrop(Policy):
             size = images.shape[-2:] if self.size is None else (self.size, self.size)
             return images.new_empty((*images.shape[:-2], *size))
         n, device = images.shape[0], images.device
-        boxes = random_boxes(n, self.scale, self.ratio, generator, device)
+        boxes = random_boxes(n, self.scale, self.ratio, generator, device, *images.shape[2:])
         flip = uniform(n, generator, device) < (0.5 if self.flip else 0.0)
         return resized_crop_kernel(images, boxes, flip, self.interpolation, self.size)

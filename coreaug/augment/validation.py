@@ -6,6 +6,7 @@ expected; the kernels behind them trust their inputs.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Union
 
 import torch
@@ -93,10 +94,24 @@ def check_fill_value(fill, images: torch.Tensor) -> float:
     return float(fill)
 
 
+def _whole(value) -> Optional[int]:
+    """``value`` as an int if it is an integer (a Python or numpy integer, or a 0-dim integer
+    tensor), not a bool; else None."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and not value.is_complex() and value.dtype != torch.bool:
+        return int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):  # numpy's bool_ is not Integral
+        return int(value)
+    return None
+
+
 def check_whole(name: str, value, low: int, high: Optional[int] = None) -> int:
-    """Return ``value`` if it is an int in [low, high], else raise UsageError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{name} must be a whole number, got {value!r}")
+    """Return ``value`` as an int if it is an integer (Python or numpy, or a 0-dim integer
+    tensor; not a bool) in [low, high], else raise UsageError naming ``name``."""
+    whole = _whole(value)
+    if whole is None:
+        raise UsageError(f"{name} must be a whole number (an int), got {value!r}")
+    value = whole
     if value < low or (high is not None and value > high):
         bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise UsageError(f"{name} must be {'in ' if high is not None else ''}{bounds}, got {value}")
@@ -105,6 +120,6 @@ def check_whole(name: str, value, low: int, high: Optional[int] = None) -> int:
 
 def check_fill_level(fill) -> float:
     """Return a policy's fill (a Pillow-style fillcolor level in [0, 255]) as a float."""
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= 255:
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real) or not 0 <= fill <= 255:
         raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor), got {fill!r}")
     return float(fill)

@@ -5,8 +5,9 @@ inherited) that takes runs from one shared queue, so two workers never take the 
 run folder's lock is the second guard. On the CPU each worker gets its share of the cores
 (threads = cores // N, set before torch starts); on CUDA each worker gets its own device, the
 devices dealt round-robin when there are more workers than devices. The parent reports each
-run as it finishes; Ctrl-C in the parent stops the workers, and a run they leave unfinished has
-no summary.json, so a rerun resumes it.
+run as it finishes. Ctrl-C or SIGTERM (`kill`, `timeout`, systemd) in the parent stops the
+workers, and a worker whose parent is gone however it ended (SIGKILL included) stops too; a run
+they leave unfinished has no summary.json, so a rerun resumes it.
 """
 import contextlib
 import dataclasses
@@ -16,6 +17,7 @@ import queue
 import re
 import signal
 import threading
+import time
 from dataclasses import dataclass
 
 from coreaug.errors import UsageError, one_line
@@ -24,6 +26,12 @@ from coreaug.training.distributed import pick_device
 from .grid import RunOutcome, train_grid_run
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+STOP_SECONDS = 10  # a stopped worker's time to unwind its run (leave a GPU kernel, close files) before it is killed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to a process waiting on bench workers, raised where Ctrl-C raises
+    KeyboardInterrupt so that it stops the workers the same way (`coreaug bench` exits 143)."""
 
 
 @dataclass
@@ -97,8 +105,10 @@ def run_in_workers(runs, workers, report=None):
     (the parent reports). `report(outcome, position)` is called in this process as each run
     ends, `position` counting the runs reported so far. A run that fails (any error) is
     reported "failed" and the workers go on; a worker that dies (killed, out of memory) fails
-    the run it held. On KeyboardInterrupt the workers are terminated and the interrupt goes on:
-    their runs keep a checkpoint and no summary.json. Returns the RunOutcomes, in the order
+    the run it held. On KeyboardInterrupt, or SIGTERM (raised as Terminated, from the main
+    thread where SIGTERM has no handler of the caller's), the workers are stopped and the
+    interrupt goes on: their runs keep a checkpoint and no summary.json. The workers also stop
+    when this process dies without a word (SIGKILL). Returns the RunOutcomes, in the order
     reported.
     """
     outcomes = []
@@ -124,43 +134,47 @@ def run_in_workers(runs, workers, report=None):
     for _ in workers:
         tasks.put(None)  # one stop sign per worker, after every run
     processes, holding = [], {}  # holding: worker -> position of the run it trains
+    finished = False
     try:
-        for index, worker in enumerate(workers):
-            processes.append(_start(context, index, worker, tasks, results))
-        reported = set()
-        while len(reported) < len(todo):
-            try:
-                message = results.get(timeout=1.0)
-            except queue.Empty:
-                for index, process in enumerate(processes):
-                    if not process.is_alive() and process.exitcode != 0 and index in holding:
-                        position = holding.pop(index)
-                        reported.add(position)
-                        done(RunOutcome(todo[position], "failed",
-                                        f"its worker process ended with exit code {process.exitcode}"))
-                if not any(p.is_alive() for p in processes) and results.empty():
-                    for position in sorted(set(range(len(todo))) - reported):
-                        reported.add(position)
-                        done(RunOutcome(todo[position], "failed", "no worker process was left to train it"))
-                continue
-            if message[0] == "took":
-                holding[message[1]] = message[2]
-            else:
-                _, index, position, status, error = message
-                holding.pop(index, None)
-                if position not in reported:
-                    reported.add(position)
-                    done(RunOutcome(todo[position], status, error))
+        with _sigterm_raises():
+            for index, worker in enumerate(workers):
+                processes.append(_start(context, index, worker, tasks, results))
+            _wait(processes, todo, results, holding, done)
+        finished = True
     finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join()
-        tasks.cancel_join_thread()  # runs a terminated worker never took must not hold this process
+        _stop(processes, finished=finished)
+        tasks.cancel_join_thread()  # runs a stopped worker never took must not hold this process
         tasks.close()
         results.close()
     return outcomes
+
+
+def _wait(processes, todo, results, holding, done):
+    """Report each of `todo` as its worker sends its status, or as failed when its worker died."""
+    reported = set()
+    while len(reported) < len(todo):
+        try:
+            message = results.get(timeout=1.0)
+        except queue.Empty:
+            for index, process in enumerate(processes):
+                if not process.is_alive() and process.exitcode != 0 and index in holding:
+                    position = holding.pop(index)
+                    reported.add(position)
+                    done(RunOutcome(todo[position], "failed",
+                                    f"its worker process ended with exit code {process.exitcode}"))
+            if not any(p.is_alive() for p in processes) and results.empty():
+                for position in sorted(set(range(len(todo))) - reported):
+                    reported.add(position)
+                    done(RunOutcome(todo[position], "failed", "no worker process was left to train it"))
+            continue
+        if message[0] == "took":
+            holding[message[1]] = message[2]
+        else:
+            _, index, position, status, error = message
+            holding.pop(index, None)
+            if position not in reported:
+                reported.add(position)
+                done(RunOutcome(todo[position], status, error))
 
 
 def _start(context, index, worker, tasks, results):
@@ -174,15 +188,36 @@ def _start(context, index, worker, tasks, results):
     return process
 
 
+def _stop(processes, *, finished):
+    """End the workers. After the last run they stop at their stop signs and are waited for,
+    so each exits cleanly (its exit handlers run: no semaphore left to the resource tracker);
+    otherwise (an interrupt, an error here) they are terminated, which unwinds each one's run
+    (see _work). A worker not gone within STOP_SECONDS is killed."""
+    if not finished:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def _work(index, worker, tasks, results):
-    """A worker's loop: take a run, train it (train_grid_run), send its status; stop at None,
-    or when the parent is gone."""
+    """A worker's loop: take a run, train it (train_grid_run), send its status; stop at None.
+
+    SIGTERM (terminate(), or the parent gone) raises SystemExit, so the run unwinds as on an
+    error (its lock released, a file half-written removed) and the exit handlers run."""
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    _stop_with_parent()
     torch.set_num_threads(worker.threads)
-    parent = os.getppid()
-    while os.getppid() == parent:  # a parent killed outright (SIGKILL) leaves no one to report to: stop
+    while True:
         task = tasks.get()
         if task is None:
             return
@@ -194,6 +229,40 @@ def _work(index, worker, tasks, results):
         except Exception as exc:  # noqa: BLE001 - one run's error must not stop the others
             status, error = "failed", one_line(exc)
         results.put(("done", index, position, status, error))
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _stop_with_parent():
+    """SIGTERM this worker once its parent is gone, however the parent ended (SIGKILL
+    included): the parent's end of the pipe it started the worker through closes then."""
+    parent = multiprocessing.parent_process()
+
+    def watch():
+        parent.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="coreaug-bench-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Raise Terminated on SIGTERM in the block, as Ctrl-C raises KeyboardInterrupt. Only from
+    the main thread, and only where SIGTERM has its default action (a handler of the caller's
+    stays): elsewhere a SIGTERM ends this process and the workers stop with it."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated()
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

@@ -276,9 +276,11 @@ class TrainConfig:
                                     "state dict saved with torch.save (nothing is downloaded)")
 
     def identity(self):
-        """The fields that define what a run computes (not where or how verbosely)."""
-        skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile",
-                "compile_mode", "stream", "cache_dir", "workers"}
+        """The fields that define what a run computes (not where, how fast or how verbosely).
+        `compile` is one (its fixed-shape steps train other batches than eager steps do);
+        `augment_steps` is not (K steps' batches augmented in one call are the same images)."""
+        skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device",
+                "compile_mode", "stream", "cache_dir", "workers", "augment_steps"}
         # Runs from before store_size and norm existed computed what these values compute now.
         if self.store_size == self.image_size:
             skip.add("store_size")

@@ -26,6 +26,7 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 TENSORBOARD = "tensorboard"
 RESULTS = ("metrics.jsonl", "summary.json", CHECKPOINT, MODEL)  # what a fresh start deletes
+RUN_KEYS = {"dataset", "model", "strategy", "epochs"}  # settings every coreaug run's config.json holds
 # The allow-list of what a checkpoint holds (trainer._checkpoint: the model's, optimizer's, method's
 # and scaler's state dicts, the history, the config): exact types, no subclasses.
 CHECKPOINT_TYPES = (dict, collections.OrderedDict, list, tuple, str, int, float, bool, type(None), torch.Tensor)
@@ -38,6 +39,8 @@ class RunFolder:
         self.path = os.path.abspath(path)
         self._lock = None
         self.tensorboard, self._scalars = tensorboard, None
+        self._checked = None  # the results `check` found (and overwrite), which a fresh `start` may delete
+        self.note = None  # what `check` has to tell the user: a --resume with nothing to resume
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -46,29 +49,44 @@ class RunFolder:
         """Refuse a folder holding another run; return its checkpoint when resuming it.
 
         Raises UsageError when `path` is a file, holds a run whose config differs from
-        `identity`, or holds a run's results (checkpoint, metrics, summary) that neither
-        `resume` nor `overwrite` says what to do with: a rerun that forgot --resume must not
-        empty the folder. Returns the checkpoint dict if `resume` and one exists, else None.
+        `identity` or a config.json that is not a coreaug run's, or holds a run's results
+        (checkpoint, metrics, summary, model) that neither `resume` nor `overwrite` says what
+        to do with: a rerun that forgot --resume must not empty the folder, nor may a resume
+        that finds no checkpoint.pt beside them, nor a run into a folder whose results have no
+        config.json to say which run they are. Returns the checkpoint dict if `resume` and one
+        exists, else None (with `note` set when `resume` found no run at all).
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UsageError(f"--out {self.path} is a file; give a folder for the run's outputs")
-        if os.path.isdir(self.path):
-            self._take_lock()
+        kept = [name for name in RESULTS if os.path.exists(self.file(name))] if os.path.isdir(self.path) else []
+        self._checked = (set(kept), overwrite)
+        if not os.path.isdir(self.path):
+            if resume:
+                self.note = f"--resume: {self.path} holds no run to resume, so the run starts from its first epoch"
+            return None
+        self._take_lock()
         config_path = self.file("config.json")
-        kept = [name for name in RESULTS if os.path.exists(self.file(name))]
-        if not os.path.exists(config_path) or not kept:
-            return None  # no run, or one stopped before its first epoch ended: nothing to keep or resume
+        if not os.path.exists(config_path):
+            if kept and not overwrite:
+                raise UsageError(f"--out {self.path} holds a run's results ({', '.join(kept)}) but no config.json "
+                                 "saying which run they are; pass --overwrite to replace them, or choose another --out")
+            return None
         try:
             with open(config_path) as f:
                 previous = json.load(f)
             if not isinstance(previous, dict):
                 raise ValueError(f"a JSON {type(previous).__name__}, not an object")
+            if not RUN_KEYS <= set(previous):
+                raise ValueError("not a coreaug run's settings")
         except (OSError, ValueError) as exc:
             if overwrite:
                 return None
-            raise UsageError(f"--out {self.path} holds a run ({', '.join(kept)}) whose config.json cannot be read "
-                             f"({first_line(exc)}); pass --overwrite to start it again, or choose another "
+            what = f"a run ({', '.join(kept)}) whose config.json" if kept else "a config.json that"
+            raise UsageError(f"--out {self.path} holds {what} cannot be read as a coreaug run's ({first_line(exc)}); "
+                             "pass --overwrite to start the run there anyway (replacing it), or choose another "
                              "--out") from None
+        if not kept:
+            return None  # a run stopped before its first epoch ended: nothing to keep or resume
         changed = [] if overwrite else differences(previous, identity)
         if changed:
             diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
@@ -79,6 +97,10 @@ class RunFolder:
                              "it, --overwrite to start it again (deleting those files), or choose another --out")
         if resume and os.path.exists(self.file(CHECKPOINT)):
             return self._load_checkpoint()
+        if resume and not overwrite:
+            raise UsageError(f"--out {self.path} holds a run's results ({', '.join(kept)}) but no {CHECKPOINT} to "
+                             "resume from; pass --overwrite to train it again from the start (deleting them), or "
+                             "choose another --out")
         return None
 
     def _load_checkpoint(self):
@@ -122,9 +144,19 @@ class RunFolder:
             self._lock = None
 
     def start(self, identity, fresh):
-        """Create the folder and write config.json; a fresh start removes an old run's files."""
+        """Create the folder and write config.json; a fresh start removes an old run's files,
+        those `check` found (and allowed) only: results another run wrote in the meantime (the
+        folder was free when checked, the lock is taken here) are refused, not deleted."""
         os.makedirs(self.path, exist_ok=True)
         self._take_lock()
+        found, overwrite = self._checked or (set(), False)
+        arrived = [name for name in RESULTS if os.path.exists(self.file(name)) and name not in found]
+        if fresh and arrived and not overwrite:
+            raise UsageError(f"--out {self.path} received a run's results ({', '.join(arrived)}) from another "
+                             "coreaug run while this one was preparing; choose another --out")
+        for entry in os.scandir(self.path):  # a write a killed run left half done (atomic_write's temporaries)
+            if entry.name.startswith(".tmp-") and entry.is_file():
+                os.unlink(entry.path)
         if fresh:
             for name in RESULTS:
                 if os.path.exists(self.file(name)):
@@ -255,16 +287,14 @@ def differences(stored, identity):
 
 def _meaning(key, value, settings):
     """A setting's value as the run reads it: a folder dataset's, data_dir's and pretrained's real
-    path (they were stored as typed: "data/pets/" and "./data/pets" are one folder), augment_steps 1 and None alike (one
-    step a call), selection_warmup 0 and None alike for rules without a warm-up of their own."""
+    path (they were stored as typed: "data/pets/" and "./data/pets" are one folder), selection_warmup 0 and
+    None alike for rules without a warm-up of their own."""
     from coreaug.data import is_folder_dataset
     from coreaug.selection.rules import RULES
 
     if (key == "dataset" and isinstance(value, str) and is_folder_dataset(value)) or \
             (key in ("data_dir", "pretrained") and isinstance(value, str)):
         return os.path.realpath(os.path.expanduser(value))
-    if key == "augment_steps" and value == 1:
-        return None
     if key == "selection_warmup" and value == 0:
         rule = RULES.get(settings.get("strategy"))
         return None if rule is None or not rule.warmup_share else value

@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 import torch
 
 from coreaug.data import is_folder_dataset
-from coreaug.errors import UnreadableImage, UsageError, first_line
+from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason
 from coreaug.models import create_model
 
 from .config import INSTANCE
@@ -235,7 +235,7 @@ def load_run(run, model=None, device="cpu"):
         model.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
         raise UsageError(f"the model does not fit the weights of {run} "
-                         f"({first_line(exc)}); pass a model built as the run's was") from None
+                         f"({mismatch_reason(exc)}); pass a model built as the run's was") from None
     return TrainedModel(model, state["class_names"], state["image_size"], state["in_channels"],
                         state["mean"], state["std"], state["config"], device, state.get("store_size"))
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from coreaug.augment import create_policy
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
-from coreaug.errors import TrainingDiverged, UsageError, one_line
+from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import estimate_dtype, estimate_gradients, final_linear
 
@@ -172,6 +172,8 @@ def _open_run(config, distributed, model=None):
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
+        if folder and folder.note and not config.quiet:
+            tqdm.write(folder.note)
         if checkpoint is None:  # a run resumed from its checkpoint does not read the pretrained weights again
             config.check_pretrained_file()
         # A --download happens once per node. A folder's decoded cache is built by one process
@@ -189,6 +191,13 @@ def _open_run(config, distributed, model=None):
                 check_given_model(model, data, config.gradients, f"model {config.model!r}")
         else:
             check_given_model(model, data, config.gradients)
+        if checkpoint is not None:  # the run's weights, before anything is written
+            try:
+                model.load_state_dict(checkpoint["model"])
+            except RuntimeError as exc:
+                raise UsageError(f"the model does not fit the checkpoint of {config.out} ({mismatch_reason(exc)}); "
+                                 "resume with a model built as the run's was, or pass --overwrite to start "
+                                 "it again") from None
         if folder:
             folder.start(identity, fresh=checkpoint is None)
     except BaseException:
@@ -349,8 +358,7 @@ def _start(config, distributed, checkpoint, data, model):
         train_forward = torch.compile(train_forward) if config.compile else train_forward
     run = RunState(model, forward, train_forward, optimizer, method, precision, autocast_for(precision, device),
                    gradient_scaler(precision, device), inference_batch_size(config.batch_size, device), [])
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+    if checkpoint is not None:  # the model's weights were loaded by `_open_run`
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
         run.train_logits = _to(checkpoint.get("train_logits"), device)
