@@ -61,6 +61,16 @@ def test_the_cli_refuses_such_a_checkpoint_in_one_line_with_exit_2(tmp_path):
     assert not marker.exists()
 
 
+def test_a_checkpoint_of_random_bytes_is_named_corrupt_not_foreign(tmp_path):
+    """It was called a file of foreign objects, pointing the user at torch.load(weights_only=False)."""
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out)))
+    (out / "checkpoint.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(coreaug.UsageError, match=r"checkpoint\.pt is truncated or corrupt") as caught:
+        coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
+    assert "weights_only=False" not in str(caught.value)
+
+
 def test_a_type_that_torch_would_load_but_a_checkpoint_never_holds_is_refused(tmp_path):
     out = tmp_path / "run"
     coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out)))

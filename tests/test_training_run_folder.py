@@ -291,3 +291,15 @@ def test_a_temporary_file_a_killed_run_left_is_removed_when_the_run_goes_on(tmp_
     (out / ".tmp-abc123").write_bytes(b"half a checkpoint")
     _finished(out, resume=True)
     assert not (out / ".tmp-abc123").exists()
+
+
+def test_a_damaged_model_pt_beside_its_checkpoint_says_resume_writes_it_again_and_it_does(tmp_path):
+    """It said "train the run again", where --resume rewrites model.pt from checkpoint.pt in a second."""
+    out = tmp_path / "run"
+    _finished(out)
+    good = (out / "model.pt").read_bytes()
+    (out / "model.pt").write_bytes(good[:100])
+    with pytest.raises(coreaug.UsageError, match="--resume writes it again from checkpoint.pt"):
+        coreaug.load_run(out)
+    _finished(out, resume=True)
+    assert coreaug.load_run(out).class_names

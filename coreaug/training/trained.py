@@ -254,8 +254,9 @@ def read_model_file(run):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
-        raise UsageError(f"{path} is truncated or corrupt ({first_line(exc)}); "
-                         "train the run again") from None
+        again = ("`coreaug train` with the run's settings and --resume writes it again from checkpoint.pt"
+                 if os.path.isfile(os.path.join(os.path.dirname(path), "checkpoint.pt")) else "train the run again")
+        raise UsageError(f"{path} is truncated or corrupt ({first_line(exc)}); {again}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a coreaug model file; give the folder of a coreaug run")
     return state
