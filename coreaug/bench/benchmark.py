@@ -68,7 +68,9 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     the others and results.md says how many they are. Every check (unknown strategy, empty
     grid, subsets out of range or sharing a run name, bad settings, bad jobs, devices or
     shard, unwritable `out`, a launch by torchrun) raises UsageError before the first run
-    starts. KeyboardInterrupt stops the workers and propagates.
+    starts. KeyboardInterrupt stops the workers and propagates; so does SIGTERM while workers
+    train (raised as workers.Terminated, a KeyboardInterrupt, where SIGTERM has no handler of
+    the caller's), and the workers stop by themselves if this process is killed outright.
     Returns a BenchResult.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

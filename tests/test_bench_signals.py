@@ -1,0 +1,163 @@
+"""`coreaug bench --jobs N` stopped from outside: SIGTERM (`kill`, `timeout`, systemd) stops its
+workers as Ctrl-C does, a parent killed outright takes its workers with it, the workers exit
+cleanly (no semaphore left to multiprocessing's resource tracker), and the same command then
+finishes every run."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import coreaug
+from coreaug.bench import workers
+from coreaug.bench.grid import folder_in_use, plan_grid
+
+from test_bench_parallel import bench, progress
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
+
+# A model whose forward pass sleeps while a file `slow` is in the current folder: runs that are
+# still training when the test signals bench, and a quick rerun once the file is gone.
+MODEL = '''
+import os, time, torch
+
+class Slow(torch.nn.Sequential):
+    def forward(self, x):
+        if os.path.exists("slow"):
+            time.sleep(0.2)
+        return super().forward(x)
+
+def make(in_channels, num_classes):
+    return Slow(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(4 * in_channels, num_classes))
+'''
+ARGS = ["bench", "--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
+        "--epochs", "40", "--quiet", "--model", "bench_slow_model:make", "--strategies", "random", "--subsets", "0.5",
+        "--references", "none", "--seeds", "1", "--jobs", "2", "--out", "grid"]
+RUNS = ["none-seed0", "random-0.5-seed0"]
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """A folder holding the slow model, made the current folder."""
+    (tmp_path / "bench_slow_model.py").write_text(MODEL)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def children(pid):
+    """The live (not zombie) processes whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == pid and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def alive(pids):
+    return [pid for pid in pids if _running(pid)]
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(condition, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def start_bench(here):
+    """Start `python -m coreaug bench` (slow runs, 2 jobs) in its own session, its output in
+    files, and return once both workers train: (the process, its children). Whatever of it
+    is left at the end of the test is killed."""
+    started = []
+
+    def start():
+        (here / "slow").write_text("")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        with open(here / "out.txt", "w") as out, open(here / "err.txt", "w") as err:
+            process = subprocess.Popen([sys.executable, "-m", "coreaug", *ARGS], cwd=here, env=env,
+                                       start_new_session=True, stdout=out, stderr=err)
+        started.append(process.pid)
+        wait_for(lambda: all((here / "grid" / "runs" / run / "metrics.jsonl").exists() for run in RUNS)
+                 or process.poll() is not None, 90, "both workers to finish an epoch")
+        assert process.poll() is None, (here / "err.txt").read_text()
+        started.extend(children(process.pid))
+        return process, started[1:]
+    yield start
+    for pid in alive(started):  # a test that failed: no process of its bench goes on
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read()
+            if b"coreaug" in command or b"multiprocessing" in command:
+                os.kill(pid, signal.SIGKILL)
+
+
+def assert_stopped_then_rerun_finishes_every_run(here, started):
+    wait_for(lambda: not alive(started), 10, "the workers to stop")  # each run sleeps 20 s more if not stopped
+    assert not any((here / "grid" / "runs" / run / "summary.json").exists() for run in RUNS)
+    (here / "slow").unlink()
+    assert not any(folder_in_use(here / "grid" / "runs" / run) for run in RUNS)  # no worker holds a run
+    code, out, err = bench(*ARGS[1:])
+    lines = progress(out)
+    assert code == 0 and err == "", err
+    assert sorted(lines) == RUNS and all(line.startswith("resumed, final") for line in lines.values()), out
+
+
+def test_sigterm_stops_the_workers_exits_143_and_the_rerun_resumes_every_run(here, start_bench):
+    process, started = start_bench()
+    assert len(started) >= 2  # the workers (and multiprocessing's resource tracker)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    assert_stopped_then_rerun_finishes_every_run(here, started)
+    err = (here / "err.txt").read_text()
+    assert err.startswith("terminated (SIGTERM): the runs not finished keep no summary")
+    assert "leaked" not in err  # the workers unwound and exited cleanly: no semaphore left to the tracker
+
+
+def test_workers_stop_when_bench_is_killed_outright(here, start_bench):
+    process, started = start_bench()
+    process.kill()  # SIGKILL: bench runs no code of its own
+    process.wait(timeout=30)
+    assert_stopped_then_rerun_finishes_every_run(here, started)
+
+
+def test_workers_end_by_themselves_after_the_last_run(here, monkeypatch):
+    """Each worker ends at its stop sign (exit code 0), not terminated once the last run is
+    reported: a terminated worker leaves its semaphores to the resource tracker, which warns."""
+    started = []
+    start = workers._start
+
+    def recorded(*args):
+        started.append(start(*args))
+        return started[-1]
+    monkeypatch.setattr(workers, "_start", recorded)
+    config = coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=1,
+                                 quiet=True, model="bench_slow_model:make")
+    runs = plan_grid(config, str(here / "grid"), [0.5], ["random"], ["none"], 1)
+    outcomes = workers.run_in_workers(runs, [workers.Worker(None, 1)] * 2)
+    assert sorted(o.status for o in outcomes) == ["trained", "trained"]
+    assert [p.exitcode for p in started] == [0, 0]
+
+
+def test_sigterm_exits_143_with_one_line(monkeypatch):
+    def terminated(*args, **kwargs):
+        raise workers.Terminated
+    monkeypatch.setattr(coreaug.bench, "run_grid", terminated)
+    code, _, err = bench("--dataset", "synthetic", "--out", "unused")
+    assert code == 143 and err.count("\n") == 1 and err.startswith("terminated (SIGTERM):")
