@@ -276,10 +276,10 @@ class TrainConfig:
                                     "state dict saved with torch.save (nothing is downloaded)")
 
     def identity(self):
-        """The fields that define what a run computes (not where, how fast or how verbosely).
-        `compile` is one (its fixed-shape steps train other batches than eager steps do);
-        `augment_steps` is not (K steps' batches augmented in one call are the same images)."""
-        skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device",
+        """The fields that define what a run computes (not where, how fast or how verbosely): a
+        run may go on on another device, compiled or not, with another `augment_steps` (K steps'
+        batches augmented in one call are the same images)."""
+        skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile",
                 "compile_mode", "stream", "cache_dir", "workers", "augment_steps"}
         # Runs from before store_size and norm existed computed what these values compute now.
         if self.store_size == self.image_size:
