@@ -22,7 +22,8 @@ from .errors import user_errors
                    "[default: the images' own size when they share one, else 64].")
 @click.option("--store-size", type=int,
               help="A folder: size the images are stored at, as `coreaug train --store-size` [default: a "
-                   "run's with --weak auto: 256/224 x --image-size from 128 px on, else --image-size].")
+                   "run's with --weak auto: 256/224 x --image-size from 128 px on, else --image-size]. Above "
+                   "--image-size it serves only runs with resized crops (--weak resized-crop below 128 px).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="A folder without val/ or test/: share of each class held out, as in `coreaug train`.")
 @click.option("--skip-bad-images", is_flag=True, help="A folder: leave unreadable images out (counted).")

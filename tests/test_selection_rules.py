@@ -278,3 +278,22 @@ def test_mean_losses_of_a_strategy_without_history_are_the_current_losses(strate
     method = coreaug.CoresetAugmentation(np.zeros(6, dtype=np.int64), strategy=strategy, fraction=0.5)
     losses = torch.arange(6, dtype=torch.float32)
     assert torch.equal(method.mean_losses(losses), losses)
+
+
+def test_a_rule_registered_after_import_works_in_train_and_the_own_loop_object():
+    """TrainConfig and CoresetAugmentation checked names against a tuple frozen at import."""
+    from coreaug.selection.rules import register_rule
+
+    @register_rule("every-other", [], "the even positions of each class")
+    def every_other(labels, fraction, *, estimates=None, losses=None, balance="equal", seed=0, knn=20):
+        return coreaug.select_random(labels, fraction, balance=balance, seed=seed)
+
+    try:
+        method = coreaug.CoresetAugmentation(torch.arange(40) % 2, strategy="every-other", fraction=0.25)
+        method.start_epoch(0)
+        assert method.selects and len(method.selection) == 10
+        result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", model="cnn", train_limit=64, test_limit=32,
+                                                   batch_size=32, epochs=1, quiet=True, strategy="every-other"))
+        assert result.history[0]["selected"]
+    finally:
+        del RULES["every-other"]

@@ -86,6 +86,16 @@ def test_predict_takes_folders_as_the_cli_does_and_an_empty_list(finished):
         run.predict([root / "empty"])
 
 
+def test_a_list_holding_a_tensor_is_one_usage_error_naming_the_forms(finished):
+    """It was a TypeError traceback from os.path.isdir."""
+    root, _ = finished
+    trained = coreaug.load_run(root / "run")
+    image = trained.read(root / "data" / "test" / "dog" / "2.jpg")
+    with pytest.raises(coreaug.UsageError, match="a list of images holds a Tensor; .* one uint8 tensor"):
+        trained.predict([image])
+    assert len(trained.predict(image.unsqueeze(0))) == 1
+
+
 def test_evaluate_prints_accuracy_overall_and_per_class(finished):
     root, result = finished
     proc = cli("evaluate", root / "run", "--dataset", root / "data")

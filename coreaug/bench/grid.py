@@ -11,8 +11,8 @@ import tempfile
 from dataclasses import dataclass
 
 from coreaug.errors import UsageError, one_line
+from coreaug.selection.rules import RULES
 from coreaug.training import TrainConfig, train
-from coreaug.training.config import SELECTING
 from coreaug.training.run_files import RunFolder, differences
 
 REFERENCES = ("full", "none")
@@ -71,8 +71,8 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     for name in strategies:
         if name in REFERENCES:
             raise UsageError(f"{name!r} is a reference, not a selecting strategy; pass it with --references {name}")
-        if name not in SELECTING:
-            raise UsageError(f"unknown strategy {name!r}; choose from: {', '.join(SELECTING)}")
+        if name not in RULES:
+            raise UsageError(f"unknown strategy {name!r}; choose from: {', '.join(RULES)}")
     for name in references:
         if name not in REFERENCES:
             raise UsageError(f"unknown reference {name!r}; choose from: {', '.join(REFERENCES)}")

@@ -18,7 +18,7 @@ class Selection:
             classes in ascending order; within a class, the greedy order for coresets).
         weights: float32 (k,), per-example weights with mean 1 (the paper's gamma:
             the size of the cluster each selected example stands for); 1 for baselines.
-        strategy: "coreset", "random" or "maxloss".
+        strategy: the rule's name ("coreset", "random", "maxloss", or another of coreaug.selection.rules.RULES).
         classes: int64 (c,), the class ids present in the labels.
         class_counts: int64 (c,), how many examples each class contributed.
         class_objectives: float64 (c,), the facility-location value F(S) per class on the

@@ -16,8 +16,15 @@ from coreaug.selection.rules import RULES, check_loss_filter
 from .compiled_step import COMPILE_MODES
 from .precision import PRECISIONS
 
-SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper
+SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper (the CLI's choices)
 STRATEGIES = SELECTING + ("full", "none")
+REFERENCE_STRATEGIES = ("full", "none")
+
+
+def strategies():
+    """Every strategy the API takes now: the rules registered so far (a user's `register_rule`
+    included, which the import-time STRATEGIES of the CLI lack) and the references."""
+    return tuple(RULES) + REFERENCE_STRATEGIES
 # The default rule, set by the CIFAR-10 grids (docs/evidence.md): at the default 30% a random subset ties
 # every rule on clean labels; under 50% label noise no rule beats it beyond one std and the coreset,
 # maxloss and infobatch fall below it; and it needs no selection pass. Pass strategy="coreset" for the paper's method.
@@ -106,7 +113,7 @@ class TrainConfig:
         share of each class held out when the folder has no val/ or test/ split, and whether
         unreadable images are left out (counted) rather than an error.
     gradient_dim: gradient estimates wider than this are randomly projected to at most this
-        many numbers per example (coreaug.selection.GradientSketch): last-layer gradients
+        many numbers per example (coreaug.selection.gradients.GradientSketch): last-layer gradients
         always, logit gradients past `gradient_dim` classes.
     stream: for a folder dataset, "never" holds the decoded images in memory (on the device),
         "always" reads each batch from the decoded cache on disk, ahead of the step, and copies
@@ -314,7 +321,7 @@ class TrainConfig:
             raise UsageError(f"betas must be two numbers in [0, 1) like 0.9,0.999, got {self.betas!r}")
         if self.tensorboard:
             _check_tensorboard(self.out)
-        check_choice(self.strategy, "strategy", STRATEGIES, unknown=True)
+        check_choice(self.strategy, "strategy", strategies(), unknown=True)
         check_choice(self.mode, "mode", MODES, unknown=True)
         check_choice(self.schedule, "schedule", SCHEDULES, unknown=True)
         check_choice(self.gradients, "gradients", GRADIENT_KINDS, unknown=True)

@@ -21,7 +21,7 @@ from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, che
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 
-from .config import DEFAULT_STRATEGY, MODES, SELECTING, STRATEGIES
+from .config import DEFAULT_STRATEGY, MODES, strategies
 from .diagnostics import selection_diagnostics
 from .plan import epoch_plan, plan_length
 
@@ -73,7 +73,7 @@ class CoresetAugmentation:
                  weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None,
                  gradient_dim=512, selection_warmup=None, epochs=None, loss_filter=None):
         self.labels = torch.as_tensor(check_labels(labels)).long()
-        check_choice(strategy, "strategy", STRATEGIES, unknown=True)
+        check_choice(strategy, "strategy", strategies(), unknown=True)
         check_choice(mode, "mode", MODES, unknown=True)
         check_choice(gradients, "gradients", GRADIENT_KINDS, unknown=True)
         check_choice(balance, "balance", BALANCES, unknown=True)
@@ -109,7 +109,7 @@ class CoresetAugmentation:
     @property
     def selects(self):
         """Whether the strategy selects (coreset, random, maxloss) rather than full or none."""
-        return self.strategy in SELECTING
+        return self.strategy in RULES
 
     @property
     def rule(self):
@@ -151,7 +151,7 @@ class CoresetAugmentation:
             estimates, losses = self._from_logits(logits)
         estimates, losses = _on_cpu(estimates), _on_cpu(losses)
         if not self.selects:
-            raise UsageError(f"strategy {self.strategy!r} selects nothing; only {', '.join(SELECTING)} do")
+            raise UsageError(f"strategy {self.strategy!r} selects nothing; only {', '.join(RULES)} do")
         seed = self.seed * 100_003 + epoch
         if self.warming_up(epoch):
             selection = select_by_rule("random", labels, self.fraction, balance=self.balance, seed=seed)

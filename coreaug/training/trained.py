@@ -203,6 +203,9 @@ def image_files(images):
     for image in images:
         if hasattr(image, "convert"):
             files.append(image)
+        elif not isinstance(image, (str, os.PathLike)):
+            raise UsageError(f"a list of images holds a {type(image).__name__}; give paths, folders or PIL images in "
+                             "a list, or the images as one uint8 tensor (N, C, S, S)")
         elif os.path.isdir(image):
             found = sorted(images_under(image))
             if not found:
