@@ -167,6 +167,9 @@ def train(**flags):
             raise UsageError("--resume continues the run in --out; give --out, the folder of the run to continue")
         flags["out"] = default_out(flags["dataset"], flags["strategy"], flags["subset"])
         click.echo(f"run folder: {flags['out']}")
+    elif flags["resume"] and not os.path.exists(os.path.expanduser(flags["out"])) and not flags["quiet"] \
+            and os.environ.get("RANK", "0") == "0":  # (bench resumes every run it trains, and says what it does)
+        click.echo(f"--resume: {flags['out']} holds no run to resume, so the run starts from its first epoch")
     result = coreaug.train(make_config(**flags))
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
         return

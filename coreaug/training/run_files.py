@@ -40,7 +40,6 @@ class RunFolder:
         self._lock = None
         self.tensorboard, self._scalars = tensorboard, None
         self._checked = None  # the results `check` found (and overwrite), which a fresh `start` may delete
-        self.note = None  # what `check` has to tell the user: a --resume with nothing to resume
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -54,15 +53,13 @@ class RunFolder:
         to do with: a rerun that forgot --resume must not empty the folder, nor may a resume
         that finds no checkpoint.pt beside them, nor a run into a folder whose results have no
         config.json to say which run they are. Returns the checkpoint dict if `resume` and one
-        exists, else None (with `note` set when `resume` found no run at all).
+        exists, else None.
         """
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UsageError(f"--out {self.path} is a file; give a folder for the run's outputs")
         kept = [name for name in RESULTS if os.path.exists(self.file(name))] if os.path.isdir(self.path) else []
         self._checked = (set(kept), overwrite)
         if not os.path.isdir(self.path):
-            if resume:
-                self.note = f"--resume: {self.path} holds no run to resume, so the run starts from its first epoch"
             return None
         self._take_lock()
         config_path = self.file("config.json")

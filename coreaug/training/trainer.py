@@ -172,8 +172,6 @@ def _open_run(config, distributed, model=None):
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
-        if folder and folder.note and not config.quiet:
-            tqdm.write(folder.note)
         if checkpoint is None:  # a run resumed from its checkpoint does not read the pretrained weights again
             config.check_pretrained_file()
         # A --download happens once per node. A folder's decoded cache is built by one process
