@@ -8,7 +8,8 @@ VENV ?= .venv
 #   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
-TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 2 --out runs/fashion-mnist-coreset-0.3
+# --resume: make train again continues an interrupted run, or prints a finished one's result.
+TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 2 --out runs/fashion-mnist-coreset-0.3 --resume
 
 .PHONY: install install-test train test docs data-fashion-mnist clean
 

@@ -169,7 +169,7 @@ def train(**flags):
         click.echo(f"run folder: {flags['out']}")
     elif flags["resume"] and not os.path.exists(os.path.expanduser(flags["out"])) and not flags["quiet"] \
             and os.environ.get("RANK", "0") == "0":  # (bench resumes every run it trains, and says what it does)
-        click.echo(f"--resume: {flags['out']} holds no run to resume, so the run starts from its first epoch")
+        click.echo(f"--resume: no run in {flags['out']} yet; starting it")
     result = coreaug.train(make_config(**flags))
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
         return

@@ -242,7 +242,7 @@ def test_a_resume_with_no_run_says_it_starts_one(tmp_path):
     proc = cli("train", *[a for a in CLI_TINY if a != "--quiet"], "--epochs", "1", "--out", tmp_path / "rnu",
                "--resume")
     assert proc.returncode == 0, proc.stderr
-    assert "holds no run to resume, so the run starts from its first epoch" in proc.stdout + proc.stderr
+    assert f"--resume: no run in {tmp_path / 'rnu'} yet; starting it" in proc.stdout
 
 
 def test_results_that_arrive_between_check_and_start_are_refused_not_deleted(tmp_path):
