@@ -157,6 +157,13 @@ def test_rerun_with_other_settings_is_refused_before_training(copied_grid, train
     assert f"(lr: {stored['lr']!r} -> 0.01)" in stderr  # the setting, stored -> now, as train --resume says it
 
 
+def test_a_grid_rerun_compiled_refuses_the_runs_it_finished_eagerly(copied_grid, train_calls, capsys):
+    """compile is not part of a run's identity (a run may go on compiled), so the grid counted its eager
+    runs as finished and would have timed one cell's runs two ways."""
+    stderr = bench_in_process(capsys, *TINY, "--compile", *GRID, "--out", copied_grid)
+    assert "(compile: False -> True)" in stderr and stderr.count("\n") == 1 and train_calls == []
+
+
 def test_a_damaged_checkpoint_fails_its_run_alone_and_the_others_train(copied_grid, train_calls, capsys):
     from coreaug.cli.main import main
     damaged = copied_grid / "runs" / "random-0.3-seed0"

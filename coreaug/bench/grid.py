@@ -236,12 +236,24 @@ def _match_folder(run):
     stored, _ = _stored_config(run)
     if stored is None:
         return run
-    changed = differences(stored, run.config.identity())
+    changed = differences(stored, run.config.identity()) + _compiled_otherwise(run)
     if changed:
         diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
         raise UsageError(f"{run.folder} holds a run with other settings than this grid's ({diff}); use the same "
                          "flags as before, another --out, or remove that folder")
     return run
+
+
+def _compiled_otherwise(run):
+    """[("compile", finished, now)] when `run`'s folder holds a run finished compiled and the grid
+    now trains eagerly, or the other way: a run may go on compiled (compile is not a setting of
+    its identity), but a grid that counts it finished would time one cell's runs two ways."""
+    try:
+        with open(os.path.join(run.folder, "summary.json"), encoding="utf-8") as f:
+            finished = json.load(f)["config"].get("compile", False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no finished run, or one read elsewhere
+        return []
+    return [] if finished == run.config.compile else [("compile", finished, run.config.compile)]
 
 
 def _stored_config(run):
