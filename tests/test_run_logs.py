@@ -71,3 +71,41 @@ def test_a_fresh_start_into_a_runs_folder_clears_its_old_events(tmp_path):
     coreaug.train(coreaug.TrainConfig(**settings, overwrite=True))  # the run starts again
     assert len(os.listdir(tmp_path / "run" / "tensorboard")) == 1
     assert [step for step, _ in read_scalars(tmp_path / "run" / "tensorboard")["loss/train"]] == [1]
+
+
+def test_a_run_killed_between_its_checkpoint_and_its_scalars_has_every_epoch_once_after_resume(tmp_path, monkeypatch):
+    """The epoch checkpointed but not yet in TensorBoard was missing for good: steps [1, 3, 4]."""
+    from coreaug.training.run_files import RunFolder
+
+    config = dict(TINY, epochs=4, out=str(tmp_path / "run"), tensorboard=True)
+    real = RunFolder._write_scalars
+
+    def killed_at_the_second(self, metrics, purge_step=None):
+        if metrics["epoch"] == 1:
+            raise KeyboardInterrupt
+        return real(self, metrics, purge_step)
+    monkeypatch.setattr(RunFolder, "_write_scalars", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config))
+    monkeypatch.setattr(RunFolder, "_write_scalars", real)
+    coreaug.train(coreaug.TrainConfig(**config, resume=True))
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    scalars = read_scalars(tmp_path / "run" / "tensorboard")
+    assert scalars["loss/train"] == [(m["epoch"] + 1, pytest.approx(m["train_loss"], rel=1e-6)) for m in history]
+
+
+def test_a_resumed_run_whose_scalars_were_written_keeps_each_epoch_once(tmp_path, monkeypatch):
+    from coreaug.training.run_files import RunFolder
+
+    config = dict(TINY, epochs=3, out=str(tmp_path / "run"), tensorboard=True)
+    real = RunFolder.save_epoch
+
+    def stop_after_the_first(self, checkpoint, history):
+        real(self, checkpoint, history)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(RunFolder, "save_epoch", stop_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config))
+    monkeypatch.setattr(RunFolder, "save_epoch", real)
+    coreaug.train(coreaug.TrainConfig(**config, resume=True))
+    assert [step for step, _ in read_scalars(tmp_path / "run" / "tensorboard")["loss/train"]] == [1, 2, 3]

@@ -172,12 +172,22 @@ class RunFolder:
                             "save it as a tensor, number, string, list or dict")
         atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb")
         atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+        self._write_scalars(history[-1])
+
+    def resume_scalars(self, history):
+        """A resumed run writes its last checkpointed epoch's scalars again, over whatever the
+        stopped run wrote from that step on: a run killed between its checkpoint and its
+        scalars would otherwise miss that epoch in TensorBoard for good."""
+        if history:
+            self._write_scalars(history[-1], purge_step=history[-1]["epoch"] + 1)
+
+    def _write_scalars(self, metrics, purge_step=None):
         if self.tensorboard:
             if self._scalars is None:
                 from .scalars import TensorBoardScalars
 
-                self._scalars = TensorBoardScalars(self.file(TENSORBOARD))
-            self._scalars.write(history[-1])
+                self._scalars = TensorBoardScalars(self.file(TENSORBOARD), purge_step)
+            self._scalars.write(metrics)
 
     def save_model(self, contents):
         """model.pt: the final weights with what using them needs (coreaug.training.trained)."""

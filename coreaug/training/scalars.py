@@ -22,10 +22,12 @@ class TensorBoardScalars:
     """Writes one epoch's metrics (a metrics.jsonl row) at a time to an event file in `folder`;
     the step is the number of epochs done. Needs the tensorboard package."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, purge_step=None):
+        """`purge_step`: TensorBoard drops what earlier event files hold from that step on (the
+        epochs a resumed run writes again)."""
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=folder)
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
 
     def write(self, metrics):
         """Every number in `metrics` (booleans as 0/1; None and text left out), then flush."""

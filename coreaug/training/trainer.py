@@ -198,6 +198,8 @@ def _open_run(config, distributed, model=None):
                                  "it again") from None
         if folder:
             folder.start(identity, fresh=checkpoint is None)
+            if checkpoint is not None:
+                folder.resume_scalars(checkpoint["history"])
     except BaseException:
         if folder:
             folder.release()
