@@ -313,3 +313,27 @@ def test_a_run_that_stored_its_folder_relative_resumes_under_an_absolute_spellin
     capsys.readouterr()
     main(["bench", "--dataset", str(image_folder), *FOLDER, "--out", "grid"])
     assert "none-seed0: resumed, final" in capsys.readouterr().out and (run / "summary.json").exists()
+
+
+def test_a_compiled_grid_run_forgets_its_graphs_after_it_ends_failed_or_not(tmp_path, monkeypatch):
+    """A compiled run that failed inside torch's CUDA graph trees left them mid-warm-up, and every later
+    compiled run in the process failed on them (the trainer benchmark's GPU log, 2026-12-04)."""
+    import torch
+
+    import coreaug.bench.grid as grid
+    from coreaug import TrainConfig
+
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+
+    def failing(config):
+        raise RuntimeError("a CUDA graph tree failed")
+    monkeypatch.setattr(grid, "train", failing)
+    runs = grid.plan_grid(TrainConfig(dataset="synthetic", epochs=1, compile=True), str(tmp_path / "g"),
+                          subsets=[0.3], strategies=["random"], references=[], seeds=2)
+    outcomes = grid.run_grid_runs(runs)
+    assert [o.status for o in outcomes] == ["failed", "failed"] and len(resets) == 2
+    eager = grid.plan_grid(TrainConfig(dataset="synthetic", epochs=1), str(tmp_path / "e"), subsets=[0.3],
+                           strategies=["random"], references=[], seeds=1)
+    grid.run_grid_runs(eager)
+    assert len(resets) == 2  # an eager run leaves torch's compiled state alone

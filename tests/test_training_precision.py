@@ -19,6 +19,14 @@ def test_auto_is_fp32_on_the_cpu():
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
+@pytest.mark.parametrize("capability, chosen", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_is_bf16_only_on_gpus_with_bf16_arithmetic(monkeypatch, capability, chosen):
+    """torch.cuda.is_bf16_supported() says yes on a V100 or T4 (emulated): auto chose slow bf16 there."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == chosen
+
+
 @pytest.mark.parametrize("precision", ["auto", "bf16", "fp16", "fp32"])
 def test_each_precision_trains_and_is_recorded(tmp_path, precision):
     result = coreaug.train(coreaug.TrainConfig(**TINY, precision=precision, out=str(tmp_path / "run")))

@@ -145,7 +145,21 @@ def train_grid_run(run):
         if IN_USE in str(exc):  # taken by another process between the look and the start
             return "elsewhere"
         raise
+    finally:
+        forget_compiled(run.config)
     return "resumed" if state == "interrupted" else "trained"
+
+
+def forget_compiled(config):
+    """After a compiled run, forget its graphs and CUDA graph trees (`torch._dynamo.reset`), as the
+    next run's own process would start: a run that failed inside a tree left it mid-warm-up, and
+    every compiled run after it in the process failed on it (experiments/results/gpu.md,
+    2026-12-04, in the trainer benchmark). Each run compiles its own step anyway; inductor's
+    kernels stay cached on disk."""
+    if config.compile:
+        import torch
+
+        torch._dynamo.reset()
 
 
 def names_run(error, run):

@@ -7,13 +7,15 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def resolve_precision(name, device):
-    """The precision `name` means on `device`: "auto" is bf16 on a GPU that supports it, fp16
-    (with a gradient scaler) on an older GPU, and fp32 on the CPU."""
+    """The precision `name` means on `device`: "auto" is bf16 on a GPU with bf16 arithmetic
+    (compute capability 8.0 on: A100, H100, RTX 30 and later), fp16 (with a gradient scaler) on
+    an older GPU (V100, T4), and fp32 on the CPU. Not `torch.cuda.is_bf16_supported()`, which
+    says yes on older GPUs too, where bf16 is emulated, slowly."""
     if name != "auto":
         return name
     if device.type != "cuda":
         return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
 
 
 def autocast_for(precision, device):
