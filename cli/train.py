@@ -73,7 +73,7 @@ def train_options(command):
                      help="Weight decay on biases and normalisation weights too (off for fine-tuning)."),
         click.option("--mode", type=click.Choice(MODES), default=_default("mode"), show_default=True, help="append: all examples + augmented copies of the selection; subset: the weighted selection + its copies."),
         click.option("--select-every", type=int, default=_default("select_every"), show_default=True, help="Re-select every R epochs: at epochs 0, R, 2R, ..."),
-        click.option("--augment", default=_default("augment"), show_default=True, help="Strong augmentation policy: randaugment, trivialaugment, autoaugment (CIFAR-10 policy), autoaugment-imagenet, cutout, maxloss (best of --candidates by loss), or a chain like randaugment+cutout."),
+        click.option("--augment", default=_default("augment"), show_default=True, help="Strong augmentation policy: randaugment, trivialaugment, autoaugment (CIFAR-10 policy), autoaugment-imagenet, cutout, maxloss (best of --candidates by loss), weak, resized-crop, or a chain like randaugment+cutout."),
         click.option("--candidates", type=int, default=_default("candidates"), show_default=True, help="Candidates per example for --augment maxloss (Wu et al., ICML 2020)."),
         click.option("--copies", type=int, default=_default("copies"), show_default=True, help="Augmented copies per selected example."),
         click.option("--weight-augmented", is_flag=True, help="Give augmented copies the coreset weights (else weight 1)."),

@@ -117,6 +117,14 @@ def test_a_folder_with_no_images_is_an_error(tmp_path):
         load_image_folder(tmp_path / "nothing", progress=False)
 
 
+def test_a_folder_of_one_class_is_refused_naming_it(tmp_path):
+    """It trained to 100% with nothing to tell apart."""
+    write_image(tmp_path / "one" / "train" / "cat" / "0.png", COLOURS["cat"])
+    write_image(tmp_path / "one" / "val" / "cat" / "0.png", COLOURS["cat"])
+    with pytest.raises(ValueError, match=r"holds one class folder \(cat\); a classifier needs two or more"):
+        load_image_folder(tmp_path / "one", progress=False)
+
+
 def test_macos_metadata_files_and_folders_are_skipped(tmp_path):
     write_split(tmp_path, "train", per_class=2)
     write_split(tmp_path, "val", per_class=1)

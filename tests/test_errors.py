@@ -80,6 +80,11 @@ def test_an_out_name_too_long_for_the_disk_is_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "File name too long" in proc.stderr
 
 
+def test_an_empty_out_is_refused_not_a_run_that_keeps_nothing():
+    with pytest.raises(coreaug.UsageError, match="out is empty"):
+        coreaug.TrainConfig(dataset="synthetic", out="").resolved()
+
+
 def test_multistep_without_milestones_is_refused_not_a_constant_rate():
     with pytest.raises(coreaug.UsageError, match="schedule 'multistep' divides the learning rate at its milestones"):
         coreaug.TrainConfig(dataset="synthetic", schedule="multistep", milestones=()).resolved()

@@ -157,6 +157,10 @@ def test_a_run_whose_weights_diverge_stops_at_that_epoch_naming_it(tmp_path, str
         coreaug.train(config)
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [0]
+    # One epoch, weights finite but outputs not: it exited 0 with a NaN test loss.
+    with pytest.raises(coreaug.TrainingDiverged, match="the model's outputs on the test set are not finite"):
+        coreaug.train(coreaug.TrainConfig(dataset="digits", train_limit=120, test_limit=60, epochs=1, lr=1e6,
+                                          quiet=True))
     args = ["--dataset", "synthetic", "--train-limit", "96", "--test-limit", "64", "--epochs", "3", "--lr", "1e8"]
     proc = subprocess.run([sys.executable, "-m", "coreaug", "train", *args, "--quiet", "--out", str(tmp_path / "cli")],
                           capture_output=True, text=True, timeout=300)

@@ -192,6 +192,9 @@ def _class_folders(folder) -> List[str]:
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
     if not classes:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
+    if len(classes) == 1:  # it trained to 100% with nothing to tell apart
+        raise UsageError(f"{folder} holds one class folder ({classes[0]}); a classifier needs two or more, "
+                         "images in <folder>/<class>/<image>")
     return classes
 
 

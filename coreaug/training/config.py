@@ -319,6 +319,8 @@ class TrainConfig:
         if (not isinstance(self.betas, tuple) or len(self.betas) != 2
                 or not all(is_number(b) and 0 <= b < 1 for b in self.betas)):
             raise UsageError(f"betas must be two numbers in [0, 1) like 0.9,0.999, got {self.betas!r}")
+        if self.out is not None and not str(os.fspath(self.out)).strip():  # it trained and kept nothing
+            raise UsageError("out is empty; give the run's folder, or leave it out (--out) for runs/<name>")
         if self.tensorboard:
             _check_tensorboard(self.out)
         check_choice(self.strategy, "strategy", strategies(), unknown=True)

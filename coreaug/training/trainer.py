@@ -311,16 +311,21 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
 
 
 def check_diverged(model, metrics):
-    """Raise TrainingDiverged when an epoch's train loss is not finite because the weights are
-    not (with fp16 a step GradScaler skipped leaves them finite: the run goes on). Reads the
-    weights only after such an epoch, so a finite run never waits on the device for it."""
-    if math.isfinite(metrics["train_loss"]):
+    """Raise TrainingDiverged when an epoch leaves the model's weights NaN or infinite, or its
+    outputs on the test set (a NaN or infinite test loss: weights too large for any output to
+    be finite). A NaN train loss alone is not enough: with fp16 a step GradScaler skipped leaves
+    the weights finite, and the run goes on. Reads the weights only after an epoch with a loss
+    that is not finite, so a finite run never waits on the device for it."""
+    train_loss, test_loss = metrics["train_loss"], metrics.get("test_loss")
+    if math.isfinite(train_loss) and (test_loss is None or math.isfinite(test_loss)):
         return
     broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    if broken:
+    if broken or (test_loss is not None and not math.isfinite(test_loss)):
+        what = (f"{len(broken)} weight tensors are NaN or infinite (first: {broken[0]})" if broken
+                else "the model's outputs on the test set are not finite")
         raise TrainingDiverged(f"training diverged at epoch {metrics['epoch'] + 1}: the train loss is "
-                               f"{metrics['train_loss']} and {len(broken)} weight tensors are NaN or infinite "
-                               f"(first: {broken[0]}); lower --lr and start the run again with --overwrite")
+                               f"{train_loss:.4g}, the test loss {test_loss}, and {what}; lower --lr and start "
+                               "the run again with --overwrite")
 
 
 NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
