@@ -94,18 +94,10 @@ def test_a_run_killed_between_its_checkpoint_and_its_scalars_has_every_epoch_onc
     assert scalars["loss/train"] == [(m["epoch"] + 1, pytest.approx(m["train_loss"], rel=1e-6)) for m in history]
 
 
-def test_a_resumed_run_whose_scalars_were_written_keeps_each_epoch_once(tmp_path, monkeypatch):
-    from coreaug.training.run_files import RunFolder
+def test_a_resumed_run_whose_scalars_were_written_keeps_each_epoch_once(tmp_path):
+    from test_training_run import train_to_first_checkpoint
 
     config = dict(TINY, epochs=3, out=str(tmp_path / "run"), tensorboard=True)
-    real = RunFolder.save_epoch
-
-    def stop_after_the_first(self, checkpoint, history):
-        real(self, checkpoint, history)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(RunFolder, "save_epoch", stop_after_the_first)
-    with pytest.raises(KeyboardInterrupt):
-        coreaug.train(coreaug.TrainConfig(**config))
-    monkeypatch.setattr(RunFolder, "save_epoch", real)
+    train_to_first_checkpoint(coreaug.TrainConfig(**config))
     coreaug.train(coreaug.TrainConfig(**config, resume=True))
     assert [step for step, _ in read_scalars(tmp_path / "run" / "tensorboard")["loss/train"]] == [1, 2, 3]

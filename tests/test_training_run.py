@@ -127,20 +127,25 @@ def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch, settings):
         assert torch.equal(a, b)
 
 
-def test_a_run_resumes_after_its_pretrained_file_is_gone_and_a_new_run_still_needs_it(tmp_path, monkeypatch):
-    """The checkpoint holds every weight; resume once refused a run whose pretrained file had moved."""
-    source = coreaug.train(coreaug.TrainConfig(**TINY, epochs=1))
-    torch.save(source.model.state_dict(), tmp_path / "w.pt")
-    config = {**TINY, "epochs": 3, "pretrained": str(tmp_path / "w.pt"), "out": str(tmp_path / "run")}
+def train_to_first_checkpoint(config):
+    """Train `config` until its first epoch is checkpointed, then stop it as Ctrl-C would."""
     real_save = RunFolder.save_epoch
 
     def interrupted(self, checkpoint, history):
         real_save(self, checkpoint, history)
         raise KeyboardInterrupt
-    monkeypatch.setattr(RunFolder, "save_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        coreaug.train(coreaug.TrainConfig(**config))
-    monkeypatch.setattr(RunFolder, "save_epoch", real_save)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunFolder, "save_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            coreaug.train(config)
+
+
+def test_a_run_resumes_after_its_pretrained_file_is_gone_and_a_new_run_still_needs_it(tmp_path):
+    """The checkpoint holds every weight; resume once refused a run whose pretrained file had moved."""
+    source = coreaug.train(coreaug.TrainConfig(**TINY, epochs=1))
+    torch.save(source.model.state_dict(), tmp_path / "w.pt")
+    config = {**TINY, "epochs": 3, "pretrained": str(tmp_path / "w.pt"), "out": str(tmp_path / "run")}
+    train_to_first_checkpoint(coreaug.TrainConfig(**config))
     (tmp_path / "w.pt").unlink()
     resumed = coreaug.train(coreaug.TrainConfig(**config, resume=True))
     assert [m["epoch"] for m in resumed.history] == [0, 1, 2]
