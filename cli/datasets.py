@@ -69,10 +69,10 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
 def _clear(name, cache_dir):
     from coreaug.data.image_cache import clear_caches, default_cache_dir
     from coreaug.data import is_folder_dataset
-    from coreaug.data.registry import _key, _written_as_path, available_datasets
+    from coreaug.data.registry import names_registered_dataset
 
     if name is not None and not is_folder_dataset(name):
-        registered = not _written_as_path(name) and _key(name) in available_datasets()
+        registered = names_registered_dataset(name)
         if registered or os.path.lexists(os.path.expanduser(name)):
             hint = f" (write ./{name} for the folder of that name)" if os.path.isdir(os.path.expanduser(name)) else ""
             what = f"{name} is a built-in dataset{hint}" if registered else f"{name} is not a folder"

@@ -14,10 +14,10 @@ from coreaug.files import DISK_ERRORS
 USER_ERRORS = (UsageError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
-def fail(message):
-    """Print `error: message` on stderr and exit with code 2."""
+def fail(message, code=2):
+    """Print `error: message` on stderr and exit with `code` (2: the user's mistake)."""
     click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def user_errors(command):
@@ -37,6 +37,5 @@ def user_errors(command):
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
             fail(f"{exc.strerror}{where}{advice}")
         except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            fail(str(exc), code=1)
     return wrapper

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError, one_line
 from coreaug.selection.rules import RULES
 from coreaug.training import TrainConfig, train
+from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
 from coreaug.training.run_files import RunFolder, differences
 
-REFERENCES = ("full", "none")
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
 # finished before (skipped), held by another process (left to it), or failed with an error.
 STATUSES = ("trained", "resumed", "skipped", "elsewhere", "failed")

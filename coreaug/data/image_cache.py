@@ -45,9 +45,9 @@ class ImageCache:
         shape take (cut short by a full disk or a copy), so no mode of reading it meets that later."""
         count, shape = self.meta["counts"][split], tuple(self.meta["image_shape"])
         path = os.path.join(self.folder, f"{split}.u8")
-        size = os.path.getsize(path) if os.path.isfile(path) else None
-        if size != count * int(np.prod(shape)):
-            found = "is missing" if size is None else f"holds {size} bytes, not the {count * int(np.prod(shape))}"
+        size, expected = os.path.getsize(path) if os.path.isfile(path) else None, count * int(np.prod(shape))
+        if size != expected:
+            found = "is missing" if size is None else f"holds {size} bytes, not the {expected}"
             raise UsageError(f"{path} {found} of its {count} images; delete {self.folder} to rebuild the cache")
         return DiskImages(path, count, shape)
 

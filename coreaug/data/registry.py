@@ -51,7 +51,13 @@ def is_folder_dataset(name) -> bool:
     text = os.fspath(name)
     if not isinstance(text, str) or not os.path.isdir(os.path.expanduser(text)):
         return False
-    return _written_as_path(name) or _key(text) not in _LOADERS
+    return not names_registered_dataset(name)
+
+
+def names_registered_dataset(name) -> bool:
+    """Whether the dataset argument ``name`` names a registered dataset: a registered name not
+    written as a path (``cifar10``, not ``./cifar10``), whether or not a folder of that name exists."""
+    return not _written_as_path(name) and _key(os.fspath(name)) in _LOADERS
 
 
 def _written_as_path(name) -> bool:

@@ -17,14 +17,16 @@ from .compiled_step import COMPILE_MODES
 from .precision import PRECISIONS
 
 SELECTING = tuple(RULES)  # coreset, random, maxloss and the rules beyond the paper (the CLI's choices)
-STRATEGIES = SELECTING + ("full", "none")
-REFERENCE_STRATEGIES = ("full", "none")
+REFERENCE_STRATEGIES = ("full", "none")  # everyone strongly augmented, or no one
+STRATEGIES = SELECTING + REFERENCE_STRATEGIES
 
 
 def strategies():
     """Every strategy the API takes now: the rules registered so far (a user's `register_rule`
     included, which the import-time STRATEGIES of the CLI lack) and the references."""
     return tuple(RULES) + REFERENCE_STRATEGIES
+
+
 # The default rule, set by the CIFAR-10 grids (docs/evidence.md): at the default 30% a random subset ties
 # every rule on clean labels; under 50% label noise no rule beats it beyond one std and the coreset,
 # maxloss and infobatch fall below it; and it needs no selection pass. Pass strategy="coreset" for the paper's method.

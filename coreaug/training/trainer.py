@@ -172,7 +172,7 @@ def _open_run(config, distributed, model=None):
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
-        if checkpoint is None:  # a run resumed from its checkpoint does not read the pretrained weights again
+        if checkpoint is None and config.resume:  # validate left it to here: a checkpoint would not need it
             config.check_pretrained_file()
         # A --download happens once per node. A folder's decoded cache is built by one process
         # while the others wait on its progress (image_cache.open_or_build), not in a barrier
@@ -317,10 +317,11 @@ def check_diverged(model, metrics):
     the weights finite, and the run goes on. Reads the weights only after an epoch with a loss
     that is not finite, so a finite run never waits on the device for it."""
     train_loss, test_loss = metrics["train_loss"], metrics.get("test_loss")
-    if math.isfinite(train_loss) and (test_loss is None or math.isfinite(test_loss)):
+    outputs_broken = test_loss is not None and not math.isfinite(test_loss)
+    if math.isfinite(train_loss) and not outputs_broken:
         return
     broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    if broken or (test_loss is not None and not math.isfinite(test_loss)):
+    if broken or outputs_broken:
         what = (f"{len(broken)} weight tensors are NaN or infinite (first: {broken[0]})" if broken
                 else "the model's outputs on the test set are not finite")
         raise TrainingDiverged(f"training diverged at epoch {metrics['epoch'] + 1}: the train loss is "
