@@ -98,3 +98,39 @@ def test_an_out_starting_with_a_tilde_is_expanded_once_where_the_config_is_made(
     assert coreaug.TrainConfig(out="~/runs/x").out == str(tmp_path / "runs" / "x")
     assert coreaug.TrainConfig(out=Path("~/runs/x")).resolved().out == str(tmp_path / "runs" / "x")
     assert coreaug.TrainConfig(out="runs/~x").out == "runs/~x"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("overwrite", "False", "overwrite must be True or False, got 'False'"),  # truthy: it deleted a finished run
+    ("quiet", 0, "quiet must be True or False"),
+    ("flip", "x", "flip must be True or False or None"),
+    ("augment", None, "augment must be a name"),
+    ("dataset", ["digits"], "dataset must be a path"),
+    ("out", 1, "out must be a path .* or None"),
+    ("cache_dir", 1.5, "cache_dir must be a path"),
+    ("milestones", 0.5, "milestones must be a list"),
+])
+def test_a_field_of_the_wrong_kind_is_one_usage_error_before_anything_runs(tmp_path, field, value, message):
+    finished = tmp_path / "run"
+    finished.mkdir()
+    (finished / "summary.json").write_text("{}")
+    config = {"dataset": "synthetic", "out": str(finished), **{field: value}}
+    with pytest.raises(coreaug.UsageError, match=message):
+        coreaug.train(coreaug.TrainConfig(**config))
+    assert (finished / "summary.json").read_text() == "{}"
+
+
+def test_numpy_numbers_and_a_torch_device_train_and_are_recorded_as_python_values(tmp_path):
+    import json
+
+    import torch
+
+    config = coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, quiet=True, out=str(tmp_path / "r"),
+                                 epochs=np.int64(1), seed=np.int64(3), lr=np.float32(0.05), subset=np.float64(0.5),
+                                 flip=np.bool_(False), device=torch.device("cpu"))
+    assert (type(config.seed), type(config.lr), type(config.flip), config.device) == (int, float, bool, "cpu")
+    coreaug.train(config)  # the seed reached torch's generators, summary.json took the device
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["seed"] == 3
+    method = coreaug.CoresetAugmentation(torch.arange(40) % 4, seed=np.int64(3), copies=np.int64(1))
+    assert torch.equal(method.start_epoch(0).indices, coreaug.CoresetAugmentation(torch.arange(40) % 4, seed=3)
+                       .start_epoch(0).indices)

@@ -42,6 +42,12 @@ OPTIMIZER_DEFAULTS = {"sgd": {}, "adamw": dict(lr=1e-3, weight_decay=0.05)}
 # config.model of a module passed to train(config, model=...): "instance:" and its class.
 INSTANCE = "instance:"
 NORMS = ("imagenet", "dataset")
+# Fields checked for their kind before anything else (TrainConfig._check_types).
+BOOLEANS = ("download", "weight_augmented", "nesterov", "flip", "skip_bad_images", "norm_decay", "compile", "sync_bn",
+            "resume", "overwrite", "quiet", "tensorboard")
+PATHS = ("dataset", "data_dir", "cache_dir", "pretrained", "out")
+NAMES = ("model", "strategy", "mode", "augment", "gradients", "estimates", "balance", "optimizer", "schedule", "stream",
+         "weak", "norm", "device", "precision", "compile_mode")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's weights expect these
 
 # Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
@@ -231,6 +237,14 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self):
+        # numpy scalars (seeds from np.arange, values read from a DataFrame) as Python's own numbers:
+        # torch's generators and config.json's writer refuse them
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+                setattr(self, field.name, value.item())
+        if type(self.device).__module__ == "torch":  # a torch.device: its name, as summary.json records it
+            self.device = str(self.device)
         # out is a path from here on (the run folder, TrainResult.out): "~/runs/x" means the home
         # folder's, as --dataset's "~" does, not a folder named "~" in the working folder.
         if isinstance(self.out, (str, os.PathLike)) and str(os.fspath(self.out)).startswith("~"):
@@ -238,6 +252,7 @@ class TrainConfig:
 
     def resolved(self):
         """A copy with the dataset's defaults filled in and every field validated."""
+        self._check_types()  # before the defaults are looked up by dataset and milestones made a tuple
         defaults = {**DATASET_DEFAULTS.get(self.dataset, FALLBACK_DEFAULTS), **OPTIMIZER_DEFAULTS.get(self.optimizer, {})}
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
@@ -297,6 +312,25 @@ class TrainConfig:
             skip.add("norm")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
+    def _check_types(self):
+        """UsageError for a field of the wrong kind: a yes/no field that is not True or False
+        (overwrite="False" would delete a finished run), a path or name that is not a string."""
+        for name in BOOLEANS:
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (value is None and name == "flip"):
+                raise UsageError(f"{name} must be True or False{' or None' if name == 'flip' else ''}, got {value!r}")
+        for name in PATHS:
+            value = getattr(self, name)
+            if not (value is None and name != "dataset") and not isinstance(value, (str, os.PathLike)):
+                raise UsageError(f"{name} must be a path (a string){'' if name == 'dataset' else ' or None'}, "
+                                 f"got {value!r}")
+        for name in NAMES:
+            value = getattr(self, name)
+            if not (value is None and name in ("model", "norm")) and not isinstance(value, str):
+                raise UsageError(f"{name} must be a name (a string), got {value!r}")
+        if not isinstance(self.milestones, (list, tuple)):
+            raise UsageError(f"milestones must be a list of fractions of training in (0, 1), got {self.milestones!r}")
+
     def validate(self):
         """Raise UsageError naming the first bad field and what it accepts."""
         from coreaug.augment import available_policies
@@ -304,6 +338,7 @@ class TrainConfig:
         from coreaug.data.registry import check_folder_exists
         from coreaug.models import available_models
 
+        self._check_types()
         if not _folder(self.dataset):
             check_folder_exists(self.dataset)  # a path that names no folder: FileNotFoundError, not "unknown dataset"
             check_choice(self.dataset, "dataset", available_datasets(), unknown=True)

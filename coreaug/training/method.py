@@ -82,16 +82,17 @@ class CoresetAugmentation:
         check_int(seed, "seed", 0)
         if gradient_dim is not None:
             check_int(gradient_dim, "gradient_dim")
-        self.gradient_dim = gradient_dim
-        self.strategy, self.fraction, self.select_every = strategy, check_fraction(fraction), select_every
-        self.mode, self.copies, self.weight_augmented = mode, copies, bool(weight_augmented)
-        self.gradients, self.knn, self.balance, self.seed = gradients, knn, balance, seed
+        self.gradient_dim = None if gradient_dim is None else int(gradient_dim)
+        # int(): a numpy integer passes check_int, and torch's Generator.manual_seed refuses it
+        self.strategy, self.fraction, self.select_every = strategy, check_fraction(fraction), int(select_every)
+        self.mode, self.copies, self.weight_augmented = mode, int(copies), bool(weight_augmented)
+        self.gradients, self.knn, self.balance, self.seed = gradients, int(knn), balance, int(seed)
         if selection_warmup is None:  # the rule's own share of the run, when the run's length is known
             share = self.rule.warmup_share if self.selects else 0.0
             selection_warmup = int(round(share * epochs)) if epochs is not None else 0
         else:
             check_int(selection_warmup, "selection_warmup", 0, unit="epochs")
-        self.selection_warmup = selection_warmup
+        self.selection_warmup = int(selection_warmup)
         self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
         self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
         if self.noisy is not None and self.noisy.shape != self.labels.shape:
