@@ -127,7 +127,25 @@ def test_resume_reaches_the_same_final_metrics(tmp_path, monkeypatch, settings):
         assert torch.equal(a, b)
 
 
-def train_to_first_checkpoint(config):
+def dropout_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                               torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(32, 10))
+
+
+def test_resume_goes_on_with_the_models_own_random_draws_as_an_uninterrupted_run(tmp_path):
+    config = {**TINY, "model": None, "epochs": 3, "out": str(tmp_path / "whole")}
+    whole = coreaug.train(coreaug.TrainConfig(**config), model=dropout_net())
+    config["out"] = str(tmp_path / "cut")
+    train_to_first_checkpoint(coreaug.TrainConfig(**config), model=dropout_net())
+    torch.manual_seed(123)  # whatever the process drew since: the checkpoint holds the generators' state
+    resumed = coreaug.train(coreaug.TrainConfig(**config, resume=True), model=dropout_net())
+    assert [m["train_loss"] for m in resumed.history] == [m["train_loss"] for m in whole.history]
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def train_to_first_checkpoint(config, **train_args):
     """Train `config` until its first epoch is checkpointed, then stop it as Ctrl-C would."""
     real_save = RunFolder.save_epoch
 
@@ -137,7 +155,7 @@ def train_to_first_checkpoint(config):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(RunFolder, "save_epoch", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            coreaug.train(config)
+            coreaug.train(config, **train_args)
 
 
 def test_a_run_resumes_after_its_pretrained_file_is_gone_and_a_new_run_still_needs_it(tmp_path):

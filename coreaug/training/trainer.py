@@ -371,6 +371,7 @@ def _start(config, distributed, checkpoint, data, model):
         method.load_state_dict(checkpoint["method"])
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
+        _restore_global_rng(checkpoint.get("rng"), device)
     return run
 
 
@@ -479,7 +480,23 @@ def _checkpoint(config, run, epoch, data):
             "method": run.method.state_dict(), "history": run.history, "config": config.identity(),
             "train_logits": _to(run.train_logits, "cpu"),  # None except before a selection
             "data_fingerprint": data.fingerprint,
-            "scaler": run.scaler.state_dict() if run.scaler is not None else None}
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "rng": _global_rng_state(next(run.model.parameters()).device)}
+
+
+def _global_rng_state(device):
+    """torch's global generators (CPU, and the device's on CUDA): what a model's own random
+    draws (dropout) come from. coreaug's selections, plans and augmentations draw from generators
+    seeded by (seed, epoch), so a resume needs these alone to go on as an uninterrupted run."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _restore_global_rng(state, device):
+    if state is None:  # a checkpoint from before coreaug saved them: the seed's stream
+        return
+    torch.set_rng_state(state["cpu"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _log_epoch(config, m):
