@@ -315,3 +315,19 @@ def test_eval_every_evaluates_every_nth_epoch_and_the_last(tmp_path, monkeypatch
 def test_eval_every_must_be_a_positive_integer(value):
     with pytest.raises(coreaug.UsageError, match="eval_every"):
         coreaug.TrainConfig(**TINY, eval_every=value).resolved()
+
+
+def test_the_clean_estimates_precision_is_chosen_from_their_real_width(monkeypatch):
+    from coreaug.training import selector
+
+    widths = []
+
+    def spy(n, width):
+        widths.append(width)
+        return torch.float32
+    monkeypatch.setattr(selector, "estimate_dtype", spy)
+    coreaug.train(coreaug.TrainConfig(**{**TINY, "epochs": 1, "strategy": "coreset"}))
+    coreaug.train(coreaug.TrainConfig(**{**TINY, "epochs": 1, "strategy": "coreset", "gradients": "last_layer",
+                                         "gradient_dim": 64}))
+    # 10 classes' logit gradients (were taken at gradient_dim 512: float16 from 524,288 examples on)
+    assert widths == [10, 64]

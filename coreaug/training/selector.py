@@ -41,12 +41,15 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
                                     config.gradient_dim)
     else:
         kind = config.gradients if "estimates" in method.needs else "logits"
+        # the estimates' width: logit gradients keep their classes up to gradient_dim; last-layer ones
+        # (classes x features) are taken at gradient_dim
+        width = min(int(method.labels.max()) + 1, config.gradient_dim) if kind == "logits" else config.gradient_dim
         with autocast():
             estimates, losses = estimate_gradients(
                 model, data.train_images[rows], data.train_labels[rows], kind=kind,
                 batch_size=estimate_batch_size, transform=data.preprocess, dim=config.gradient_dim,
                 # from the whole set's size, not this process's slice: every rank's rows share a dtype
-                dtype=estimate_dtype(len(data.train_labels), config.gradient_dim), with_losses=True)
+                dtype=estimate_dtype(len(data.train_labels), width), with_losses=True)
         # losses always (they are free, and the diagnostics read them); estimates when the rule needs them
         scores = {"losses": distributed.gather_rows(losses)}
         if "estimates" in method.needs:
