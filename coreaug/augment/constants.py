@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import sys
 from typing import Callable, Hashable
 
 import torch
@@ -17,8 +18,10 @@ def static(tensor: torch.Tensor) -> torch.Tensor:
     copied into the graph's own buffer at each replay: a copy per cached table per step, for
     tensors that never change. Nothing changes for eager code. Made while dynamo traces (a
     policy first called inside a user's compiled function), it is left unmarked: dynamo
-    forbids the call there, and the tensor is then the graph's own constant."""
-    if not torch.compiler.is_compiling():
+    forbids the call there, and the tensor is then the graph's own constant. Before anything
+    has imported dynamo (every eager run: torch.compile imports it when a step is set up), nothing
+    is compiled, so the mark is left out and dynamo's import (seconds) with it."""
+    if "torch._dynamo" in sys.modules and not torch.compiler.is_compiling():
         torch._dynamo.mark_static_address(tensor)
     return tensor
 

@@ -13,8 +13,6 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from scipy import stats
-
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
@@ -279,6 +277,8 @@ def paired_differences(runs, baseline_runs):
     Takes two {seed: accuracy} dicts. Returns a dict: n, mean, std (sample), low and high
     (mean -/+ t(0.975, n - 1) * std / sqrt(n); NaN for fewer than two seeds).
     """
+    from scipy import stats  # here: `import coreaug` (every command) would take its second or two
+
     diffs = [runs[seed] - baseline_runs[seed] for seed in sorted(runs) if seed in baseline_runs]
     mean, std = _mean_std(diffs)
     half = float(stats.t.ppf(0.975, len(diffs) - 1)) * std / math.sqrt(len(diffs)) if len(diffs) > 1 else NAN

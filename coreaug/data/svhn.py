@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
-import scipy.io
 import torch
 
 from coreaug.deprecation import keyword_only
@@ -36,6 +35,8 @@ def read_svhn_mat(path: Path) -> Tuple[torch.Tensor, torch.Tensor]:
         UsageError: naming the file, if it is unreadable or its arrays have the wrong shapes or
             labels outside 1..10.
     """
+    import scipy.io  # here, not at `import coreaug`
+
     try:
         contents = scipy.io.loadmat(path)
     # scipy raises assorted exception types on damaged .mat files; all mean "corrupted".
