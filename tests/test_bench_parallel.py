@@ -164,6 +164,7 @@ def test_a_failing_run_does_not_stop_the_others(here):
 # --- worker processes ------------------------------------------------------------------------
 
 def test_workers_share_the_cores_and_take_the_devices_round_robin(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(workers, "_cores", lambda: 8)
     monkeypatch.setattr(workers, "_gpu_count", lambda: 2)
     assert [(w.device, w.threads) for w in workers.plan_workers("cpu", jobs=3)] == [(None, 2)] * 3
@@ -173,6 +174,15 @@ def test_workers_share_the_cores_and_take_the_devices_round_robin(monkeypatch):
     assert [(w.device, w.threads) for w in workers.plan_workers("cpu", jobs=16)] == [(None, 1)] * 16
     monkeypatch.setattr(workers, "_gpu_count", lambda: 0)
     assert [w.device for w in workers.plan_workers("auto")] == [None]
+
+
+def test_workers_take_the_thread_count_the_user_set_so_jobs_change_no_result(monkeypatch):
+    monkeypatch.setattr(workers, "_cores", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # what --jobs 1 trains with, in this process
+    assert [w.threads for w in workers.plan_workers("cpu", jobs=3)] == [4, 4, 4]
+    assert [w.threads for w in workers.plan_workers("cpu", jobs=16)] == [4] * 16
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert [w.threads for w in workers.plan_workers("cpu", jobs=3)] == [2, 2, 2]  # cores // jobs
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +197,7 @@ def two_jobs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(here)
         patch.setattr(workers, "_cores", lambda: 6)  # each worker: 3 threads
+        patch.delenv("OMP_NUM_THREADS", raising=False)
         (here / "fail-none-seed1").write_text("")
         first = bench(*args), trained(here), csv_names(grid)
         (here / "fail-none-seed1").unlink()

@@ -83,8 +83,10 @@ def plan_workers(device, *, jobs=None, devices=None):
         visible GPU when `device` is "cuda" or "auto" and CUDA is available, else none (each
         worker uses `device`).
     jobs: the number of workers (see check_jobs); None means one per device, or 1.
-    Returns a list of Worker, one per job: devices dealt round-robin, and each worker's share
-    of this process's CPU cores, max(1, cores // jobs), as its thread count.
+    Returns a list of Worker, one per job: devices dealt round-robin, and as each one's thread
+    count OMP_NUM_THREADS where the user set it (a CPU run's figures depend on the thread count:
+    the same in every worker and in a run trained alone), else its share of this process's CPU
+    cores, max(1, cores // jobs).
     """
     if devices is not None:
         devices = parse_devices(devices)
@@ -93,7 +95,7 @@ def plan_workers(device, *, jobs=None, devices=None):
     if devices is None:
         pick_device(device)  # a GPU asked for where there is none: refused here, not in every worker
     jobs = check_jobs(jobs) if jobs is not None else len(devices) if devices else 1
-    threads = max(1, _cores() // jobs)
+    threads = _threads_set() or max(1, _cores() // jobs)
     return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
 
 
@@ -297,6 +299,12 @@ def _gpu_count():
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _threads_set():
+    """OMP_NUM_THREADS as a whole number >= 1, or None where it is unset or not one."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
 
 
 def _cores():
