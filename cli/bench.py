@@ -66,7 +66,8 @@ def _summary(result):
 @click.option("--target", type=float,
               help="Accuracy for time-to-target, in (0, 1] [default: 99% of full's final accuracy].")
 @click.option("--jobs", metavar="N",
-              help="Train N runs at a time, each in its own worker process: on the CPU each takes cores / N threads, "
+              help="Train N runs at a time, each in its own worker process: on the CPU each takes cores / N threads "
+                   "(OMP_NUM_THREADS where set: a CPU run's figures depend on its thread count), "
                    "on GPUs each its own device from --devices (round-robin when N is larger). 1 trains the runs "
                    "here, one after another [default: one per device of --devices (every visible GPU), 1 on the CPU].")
 @click.option("--devices", metavar="LIST",
