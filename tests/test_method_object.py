@@ -307,3 +307,39 @@ def test_the_sampler_takes_the_process_groups_share_by_default(monkeypatch):
     monkeypatch.setattr(method_module, "_world_size", lambda: 2)
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
     assert list(method.sampler()) == list(method.sampler(2, 1)) == whole[1::2][:len(whole) // 2]
+
+
+class Uncallable(torch.nn.Module):
+    def forward(self, x):
+        raise AssertionError("a strategy that reads no model ran it")
+
+
+@pytest.mark.parametrize("strategy", ["random", "full", "none"])
+def test_strategies_that_read_no_model_score_nothing_and_estimate_is_a_clear_error(strategy):
+    """estimate() was `KeyError: 'losses'`, after scores() had run the model over the whole set for nothing."""
+    method = coreaug.CoresetAugmentation(DATA.train_labels, strategy=strategy)
+    assert method.scores(Uncallable(), DATA.train_images, device="cpu") == {}
+    with pytest.raises(coreaug.UsageError, match=f"strategy '{strategy}' selects on no scores.*coreset, maxloss"):
+        method.estimate(Uncallable(), DATA.train_images, device="cpu")
+
+
+@pytest.mark.parametrize("changed, match", [
+    (dict(strategy="random", fraction=0.1), r"strategy 'coreset' \(this method: 'random'\), fraction 0.3 \(this "
+                                            r"method: 0.1\)"),
+    (dict(mode="subset"), r"mode 'append' \(this method: 'subset'\)"),
+    (dict(balance="proportional"), r"balance 'equal' \(this method: 'proportional'\)"),
+    (dict(labels=DATA.train_labels.flip(0)), "labels .*another order"),
+])
+def test_a_state_saved_under_other_settings_is_refused_naming_them_and_changes_nothing(changed, match):
+    """A 30% coreset state was adopted by a "random 10%" method without a word (plan_length then disagreed)."""
+    settings = dict(labels=DATA.train_labels, strategy="coreset", fraction=0.3, seed=1)
+    saved = coreaug.CoresetAugmentation(**settings)
+    saved.start_epoch(0, create_model("cnn", 3, 10), DATA.train_images, preprocess=lambda x: x.float() / 255)
+    state = torch.load(_saved(saved.state_dict()), weights_only=False)
+    other = coreaug.CoresetAugmentation(**{**settings, **changed})
+    with pytest.raises(coreaug.UsageError, match=f"saved under other settings: {match}"):
+        other.load_state_dict(state)
+    assert other.selection is None
+    same = coreaug.CoresetAugmentation(**{**settings, "seed": 7, "select_every": 5, "copies": 2})
+    same.load_state_dict(state)  # the plan's settings may change
+    assert np.array_equal(same.selection.indices, saved.selection.indices)

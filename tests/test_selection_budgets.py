@@ -1,7 +1,7 @@
 """Budgets are exact: round(fraction * n) in total, split per class without overflow."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import coreaug
@@ -51,12 +51,57 @@ def test_every_strategy_selects_exactly_the_budget_per_class(sizes, fraction, ba
     labels = np.repeat(np.arange(len(sizes)) * 3, sizes)  # class ids need not be contiguous
     rng = np.random.default_rng(len(labels))
     features = rng.normal(size=(labels.size, 4)).astype(np.float32)
-    expected = class_budgets(sizes, budget_size(fraction, labels.size), balance)
-    for sel in (coreaug.select_coreset(features, labels, fraction, balance=balance, knn=5),
+    expected = class_budgets(sizes, budget_size(fraction, labels.size), balance, seed=1)
+    for sel in (coreaug.select_coreset(features, labels, fraction, balance=balance, knn=5, tie_seed=1),
                 coreaug.select_random(labels, fraction, balance=balance, seed=1),
-                coreaug.select_maxloss(rng.random(labels.size), labels, fraction, balance=balance)):
+                coreaug.select_maxloss(rng.random(labels.size), labels, fraction, balance=balance, tie_seed=1)):
         assert len(np.unique(sel.indices)) == len(sel.indices) == expected.sum()
         per_class = np.bincount(labels[sel.indices] // 3, minlength=len(sizes))
         assert per_class.tolist() == expected.tolist()
         assert sel.weights.shape == sel.indices.shape and sel.weights.dtype == np.float32
         assert sel.weights.mean() == pytest.approx(1.0, rel=1e-5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=8), total=st.integers(1, 200),
+       balance=st.sampled_from(["equal", "proportional"]), seed=st.integers(0, 2 ** 32))
+@example(sizes=[6, 29, 40, 27], total=78, balance="proportional", seed=0)  # remainders 60 of 102 tie
+def test_a_seed_reorders_only_classes_that_tie(sizes, total, balance, seed):
+    """Classes tie for a leftover example when they have the same size (equal) or the same exact
+    remainder (proportional); a seed changes nothing else, so without ties the budgets stay."""
+    sizes = np.array(sizes)
+    plain, seeded = class_budgets(sizes, total, balance), class_budgets(sizes, total, balance, seed=seed)
+    assert seeded.sum() == plain.sum() and (seeded <= sizes).all()
+    if balance == "equal":  # classes of one size tie
+        key, base = sizes, 0
+    else:  # classes of one exact remainder tie, whatever their quotients
+        key, base = np.divmod(min(total, sizes.sum()) * sizes, sizes.sum())[::-1]
+    for k in np.unique(key):  # the extra examples of a tied group are the same, handed out in another order
+        assert sorted((seeded - base)[key == k]) == sorted((plain - base)[key == k])
+    if np.unique(key).size == key.size:
+        assert seeded.tolist() == plain.tolist()
+
+
+def test_without_a_seed_leftovers_go_to_the_lower_class_positions():
+    assert class_budgets([1] * 10, 6).tolist() == [1] * 6 + [0] * 4
+    assert class_budgets([20] * 10, 61).tolist() == [7] + [6] * 9
+
+
+def test_a_budget_below_the_class_count_goes_to_other_classes_under_other_seeds():
+    """Every selection of a seeded method gave classes 0-5 the 6 examples of a 3% subset of 10
+    classes: in subset mode classes 6-9 were never trained."""
+    assert len({tuple(class_budgets([20] * 10, 6, seed=seed)) for seed in range(10)}) > 1
+    labels = np.arange(200) % 10
+    rng = np.random.default_rng(0)
+    features, losses = rng.normal(size=(200, 4)).astype(np.float32), rng.random(200)
+    for select in (lambda seed: coreaug.select_random(labels, 0.03, seed=seed),
+                   lambda seed: coreaug.select_coreset(features, labels, 0.03, knn=5, tie_seed=seed),
+                   lambda seed: coreaug.select_maxloss(losses, labels, 0.03, tie_seed=seed)):
+        picked = [labels[select(seed).indices] for seed in range(20)]
+        assert all(len(set(p.tolist())) == 6 for p in picked)  # one example of 6 classes each time
+        assert set(np.concatenate(picked).tolist()) == set(range(10))
+    method = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.03, mode="subset", seed=5)
+    trained = set()
+    for epoch in range(20):
+        trained |= set(labels[method.start_epoch(epoch).indices.numpy()].tolist())
+    assert trained == set(range(10))

@@ -133,3 +133,25 @@ def test_estimating_with_a_model_without_parameters_needs_a_device():
     with pytest.raises(ValueError, match="device must be given for a model without parameters"):
         coreaug.estimate_gradients(torch.nn.Flatten(), images, labels)
     assert coreaug.estimate_gradients(torch.nn.Flatten(), images, labels, device="cpu").shape == (6, 3)
+
+
+@pytest.mark.parametrize("select, match", [
+    (lambda: coreaug.select_random(Y, 0.3, seed=-1), "seed must be an integer >= 0 or None, got -1"),
+    (lambda: coreaug.select_random(Y, 0.3, seed="a"), "seed must be an integer >= 0 or None, got 'a'"),
+    (lambda: coreaug.select_random(Y, 0.3, seed=0.5), "seed must be an integer"),
+    (lambda: coreaug.select_coreset(X, Y, 0.3, tie_seed=-2), "tie_seed must be an integer >= 0 or None, got -2"),
+    (lambda: coreaug.select_maxloss(np.ones(20), Y, 0.3, tie_seed="x"), "tie_seed must be an integer"),
+    (lambda: coreaug.selection.class_budgets([3, 3], 3, seed=1.5), "seed must be an integer"),
+])
+def test_selection_seeds_are_checked_naming_the_argument(select, match):
+    """select_random(seed=-1) was numpy's "expected non-negative integer", seed="a" a TypeError."""
+    with pytest.raises(coreaug.UsageError, match=match):
+        select()
+
+
+def test_select_random_draws_from_a_generator_or_fresh_entropy_as_numpy_does():
+    from_generator = coreaug.select_random(Y, 0.3, seed=np.random.default_rng(4))
+    assert np.array_equal(from_generator.indices, coreaug.select_random(Y, 0.3, seed=np.random.default_rng(4)).indices)
+    assert len(coreaug.select_random(Y, 0.3, seed=None)) == 6
+    assert np.array_equal(coreaug.select_random(Y, 0.3, seed=np.int64(2)).indices,
+                          coreaug.select_random(Y, 0.3, seed=2).indices)

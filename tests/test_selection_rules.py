@@ -297,3 +297,13 @@ def test_a_rule_registered_after_import_works_in_train_and_the_own_loop_object()
         assert result.history[0]["selected"]
     finally:
         del RULES["every-other"]
+
+
+@pytest.mark.parametrize("name, loss_filter", [(name, None) for name in sorted(RULES)] + [("coreset-lowloss", 0.2)])
+def test_every_rule_gives_a_budget_below_the_class_count_to_classes_its_seed_draws(name, loss_filter):
+    """The 3 examples of 4 classes went to classes 0-2 at every selection, whatever the seed."""
+    labels, g, losses = scores()
+    chosen = [select_by_rule(name, labels, 3 / 400, estimates=g, losses=losses, seed=seed, loss_filter=loss_filter)
+              for seed in range(12)]
+    assert all(len(selection) == 3 == len(set(labels[selection.indices])) for selection in chosen)
+    assert set(np.concatenate([labels[selection.indices] for selection in chosen]).tolist()) == {0, 1, 2, 3}

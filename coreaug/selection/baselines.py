@@ -4,19 +4,20 @@ import time
 import numpy as np
 
 from .budgets import class_members
-from .checks import BALANCES, check_choice, check_fraction, check_labels, check_losses
+from .checks import BALANCES, check_choice, check_fraction, check_int, check_labels, check_losses
 from .selection import Selection
 from .weights import normalise_weights
 
 
-def per_class_selection(labels, fraction, balance, strategy, pick):
+def per_class_selection(labels, fraction, balance, strategy, pick, seed=None):
     """A `Selection` built class by class: `pick(members, budget)` returns the class's picks and
-    their raw weights (normalised to mean 1 over the selection, `normalise_weights`)."""
+    their raw weights (normalised to mean 1 over the selection, `normalise_weights`); `seed` breaks
+    ties between classes for the budget's leftover examples (`class_budgets`)."""
     start = time.perf_counter()
     y = check_labels(labels)
     fraction = check_fraction(fraction)
     check_choice(balance, "balance", BALANCES)
-    classes, budgets, members_of = class_members(y, fraction, balance)
+    classes, budgets, members_of = class_members(y, fraction, balance, seed)
     picked = [pick(m, int(b)) for m, b in zip(members_of, budgets)]
     return Selection(
         indices=np.concatenate([i for i, _ in picked]).astype(np.int64),
@@ -27,28 +28,36 @@ def per_class_selection(labels, fraction, balance, strategy, pick):
     )
 
 
-def _per_class(labels, fraction, balance, strategy, rank):
+def _per_class(labels, fraction, balance, strategy, rank, seed=None):
     """Take each class's first `budget` members in the order `rank(members)` gives; weights 1."""
-    return per_class_selection(labels, fraction, balance, strategy, lambda m, b: (rank(m)[:b], np.ones(b)))
+    return per_class_selection(labels, fraction, balance, strategy, lambda m, b: (rank(m)[:b], np.ones(b)), seed)
 
 
 def select_random(labels, fraction, *, balance="equal", seed=0):
     """A uniformly random subset per class with the coreset's budgets; weights 1.
 
-    Takes integer `labels` (n,), `fraction` in (0, 1], `balance` and a `seed`.
+    Takes integer `labels` (n,), `fraction` in (0, 1], `balance` and a `seed`: an integer >= 0,
+    which also breaks ties between classes for the budget's leftover examples (`class_budgets`),
+    a `np.random.Generator` to draw from, or None for a different selection at every call.
     Returns a `Selection` (strategy "random").
     """
+    if not isinstance(seed, np.random.Generator):
+        check_int(seed, "seed", 0, optional=True)
     rng = np.random.default_rng(seed)
-    return _per_class(labels, fraction, balance, "random", rng.permutation)
+    ties = None if seed is None or isinstance(seed, np.random.Generator) else int(seed)
+    return _per_class(labels, fraction, balance, "random", rng.permutation, ties)
 
 
-def select_maxloss(losses, labels, fraction, *, balance="equal"):
+def select_maxloss(losses, labels, fraction, *, balance="equal", tie_seed=None):
     """The highest-loss examples of each class with the coreset's budgets; weights 1.
 
     Takes per-example `losses` (n,) (finite, of any float dtype, bfloat16 included), integer
-    `labels` (n,), `fraction` and `balance`.
-    Ties go to the lower index. Returns a `Selection` (strategy "maxloss").
+    `labels` (n,), `fraction` and `balance`. Ties within a class go to the lower index; ties
+    between classes for the budget's leftover examples to the lower class positions, or with
+    `tie_seed` (an integer >= 0) in an order drawn from it (`class_budgets`).
+    Returns a `Selection` (strategy "maxloss").
     """
     y = check_labels(labels)
     loss = check_losses(losses, y.size)
-    return _per_class(y, fraction, balance, "maxloss", lambda m: m[np.argsort(-loss[m], kind="stable")])
+    check_int(tie_seed, "tie_seed", 0, optional=True)
+    return _per_class(y, fraction, balance, "maxloss", lambda m: m[np.argsort(-loss[m], kind="stable")], tie_seed)

@@ -3,13 +3,15 @@ import math
 
 import numpy as np
 
+from .checks import check_int
+
 
 def budget_size(fraction, n):
     """Examples in a subset of `fraction` of `n`: round(fraction * n) (halves up), at least 1."""
     return min(n, max(1, math.floor(fraction * n + 0.5)))
 
 
-def class_budgets(class_sizes, total, balance="equal"):
+def class_budgets(class_sizes, total, balance="equal", *, seed=None):
     """Split `total` examples over classes of the given sizes, exactly.
 
     `equal` gives every class the same share (the paper's setting); `proportional`
@@ -17,14 +19,18 @@ def class_budgets(class_sizes, total, balance="equal"):
     a class smaller than its share takes all of its examples and the remainder goes
     to the other classes, so the budgets always sum to min(total, sum(class_sizes)).
     Leftover single examples go to the classes with the most room (`equal`) or the largest
-    remainders (`proportional`), ties to the lower class position.
+    remainders (`proportional`). Ties among those go to the lower class positions, or, with a
+    `seed` (an integer >= 0), to classes in an order drawn from it: with a budget below the
+    number of classes, selections of other seeds leave out other classes.
     """
     sizes = np.asarray(class_sizes, dtype=np.int64)
     total = int(min(total, sizes.sum()))
+    check_int(seed, "seed", 0, optional=True)
+    ties = np.arange(sizes.size) if seed is None else np.random.default_rng(seed).permutation(sizes.size)
     if balance == "proportional":
         budgets, remainders = np.divmod(total * sizes, sizes.sum())  # in integers: equal remainders tie exactly
         extra = total - budgets.sum()
-        order = np.lexsort((np.arange(sizes.size), -remainders))
+        order = np.lexsort((ties, -remainders))
         budgets[order[:extra]] += 1
         return budgets
     budgets = np.zeros_like(sizes)
@@ -41,19 +47,20 @@ def class_budgets(class_sizes, total, balance="equal"):
         budgets[open_] += share
         remaining -= share * int(open_.sum())
         room = np.where(open_, sizes - budgets, -1)
-        order = np.lexsort((np.arange(sizes.size), -room))
+        order = np.lexsort((ties, -room))
         budgets[order[:remaining]] += 1
         remaining = 0
     return budgets
 
 
-def class_members(labels, fraction, balance):
+def class_members(labels, fraction, balance, seed=None):
     """Per-class budgets of a selection: (classes, budgets, members of each class).
 
-    Takes validated int64 `labels`, the fraction and the balance; `members` lists each
-    class's example indices in ascending order, aligned with `classes` and `budgets`.
+    Takes validated int64 `labels`, the fraction, the balance and the seed of ties between classes
+    (`class_budgets`); `members` lists each class's example indices in ascending order, aligned
+    with `classes` and `budgets`.
     """
     classes, sizes = np.unique(labels, return_counts=True)
-    budgets = class_budgets(sizes, budget_size(fraction, labels.size), balance)
+    budgets = class_budgets(sizes, budget_size(fraction, labels.size), balance, seed=seed)
     members = np.split(np.argsort(labels, kind="stable"), np.cumsum(sizes)[:-1])
     return classes, budgets, members

@@ -6,7 +6,7 @@ import numpy as np
 from coreaug.deprecation import DEPRECATED, warn_deprecated
 
 from .budgets import class_members
-from .checks import (BALANCES, check_choice, check_features, check_fraction, check_keep, check_labels,
+from .checks import (BALANCES, check_choice, check_features, check_fraction, check_int, check_keep, check_labels,
                      check_positive_int)
 from .facility_location import apricot_greedy, lazy_greedy
 from .knn import knn_graph
@@ -18,7 +18,7 @@ DEFAULT_KNN = 20
 
 
 def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own",
-                   keep=None, drop_singletons=False, seed=DEPRECATED):
+                   keep=None, drop_singletons=False, tie_seed=None, seed=DEPRECATED):
     """Select a weighted coreset whose gradients cover the whole set's (CRAIG, per class).
 
     Takes per-example gradient estimates `features` (n, d) (e.g. from `logit_gradients`)
@@ -30,16 +30,19 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     `"apricot"`: apricot-select on the same graph), then weights every pick by the number
     of class members nearest to it, normalised to mean 1. `knn >= class size - 1` gives
     the exact dense objective. The budget is round(fraction * n) in total, split over
-    classes by `balance` ("equal" or "proportional", see `class_budgets`).
+    classes by `balance` ("equal" or "proportional", see `class_budgets`); the leftover examples
+    of a budget that does not split evenly go, among classes that tie, to the lower class
+    positions, or with `tie_seed` (an integer >= 0) in an order drawn from it.
 
     `keep` (bool (n,), optional) restricts each class's ground set: examples outside it are
     neither picked nor counted in the weights (a class keeps at least its budget, the kept
     ones first). `drop_singletons` replaces picks that stand for no one but themselves (cluster
     size 1, CRUST's sign of a noisy label) by the next greedy picks, up to the budget.
 
-    The selection is deterministic. Returns a `Selection` with indices, weights, per-class objectives and timings.
+    The selection is deterministic (for a given `tie_seed`). Returns a `Selection` with indices,
+    weights, per-class objectives and timings.
 
-    `seed` is deprecated (0.2) and ignored: the selection draws no random numbers, so a seed
+    `seed` is deprecated (0.2) and ignored: the selection drew no random numbers, so a seed
     never changed it. It will be removed in 0.3.
     """
     if seed is not DEPRECATED:
@@ -52,10 +55,11 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     check_choice(balance, "balance", BALANCES)
     check_choice(backend, "backend", BACKENDS)
     knn = check_positive_int(knn, "knn")
+    check_int(tie_seed, "tie_seed", 0, optional=True)
     keep = None if keep is None else check_keep(keep, y.size)
     greedy = lazy_greedy if backend == "own" else apricot_greedy
 
-    classes, budgets, members_of = class_members(y, fraction, balance)
+    classes, budgets, members_of = class_members(y, fraction, balance, tie_seed)
     picked, counts, objectives = [], [], np.zeros(classes.size)
     timings = {"knn": 0.0, "greedy": 0.0, "weights": 0.0}
     for c, (members, budget) in enumerate(zip(members_of, budgets)):

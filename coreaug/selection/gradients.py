@@ -6,6 +6,7 @@ input (the exact gradient of the final linear layer's weights), computed on clea
 images in eval mode.
 """
 import math
+import sys
 
 import numpy as np
 import torch
@@ -38,6 +39,25 @@ def _check_logits(logits, labels):
     if int(y.max()) >= z.shape[1]:
         raise UsageError(f"labels must be < n_classes={z.shape[1]} (the logits' width), got {int(y.max())}")
     return z, y
+
+
+def check_model_logits(out, batch, what="the model", classes=None):
+    """`out`, what a model (`what`, for the message) returned for a batch of `batch` inputs, if it
+    is floating logits (batch, classes) (any width with `classes` None); else a UsageError that
+    says what it returned. One rule for `coreaug.train`'s model check and the selection's passes."""
+    width = classes if classes is not None else "n_classes"
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and out.ndim == 2 and len(out) == batch \
+            and (classes is None or out.shape[1] == classes):
+        return out
+    if isinstance(out, torch.Tensor):
+        got = f"a {'floating ' if out.is_floating_point() else ''}tensor of shape {tuple(out.shape)}"
+    else:
+        got = f"a {type(out).__name__}"
+    advice = ("; wrap it in a module whose forward returns the logits alone (a model returning (logits, features) "
+              "or a dict is not one)") if isinstance(out, (tuple, list, dict)) else ""
+    classes_of = f" for the dataset's {classes} classes" if classes is not None else ""
+    raise UsageError(f"{what} must return floating logits of shape (batch, {width}){classes_of}; "
+                     f"it returned {got} for a batch of {batch}{advice}")
 
 
 def _gradients(z, y):
@@ -131,10 +151,21 @@ def estimate_dtype(n, width):
     return torch.float16 if n * width * 4 > 2 ** 30 else torch.float32
 
 
+def uncompiled(model):
+    """The module that `torch.compile(module)` wrapped (else `model` itself): forward hooks
+    registered after a graph was compiled do not run in it, and its submodules' names gain
+    "_orig_mod.". Nothing is compiled before dynamo is loaded, and its import (seconds) is left
+    to those who compile."""
+    if "torch._dynamo" in sys.modules and isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+        return model._orig_mod
+    return model
+
+
 def final_linear(model):
     """The layer whose gradient is estimated: the one `model.gradient_layer` names (a submodule
     name such as "head", or the `nn.Linear` itself) when the model names one, else the last
-    `nn.Linear` registered in `model`."""
+    `nn.Linear` registered in `model` (a compiled model's: `uncompiled`)."""
+    model = uncompiled(model)
     named = getattr(model, "gradient_layer", None)
     if isinstance(named, str):
         try:
@@ -186,9 +217,11 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
     either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
     batch, so memory holds only the (n, dim) result; the projection runs in float32 even
-    under an autocast. Returns a tensor on the CPU of `dtype` (default `estimate_dtype`: float32,
-    or float16 past 1 GiB); with `with_losses`, also the float32 (n,) cross-entropy of each
-    example, from the float32 logits before any projection: `(estimates, losses)`.
+    under an autocast. A compiled model (`torch.compile(module)`) gives last-layer gradients
+    through its module, uncompiled (`uncompiled`). Returns a tensor on the CPU of `dtype`
+    (default `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
+    float32 (n,) cross-entropy of each example, from the float32 logits before any projection:
+    `(estimates, losses)`. A model that returns more than the logits is a UsageError.
     """
     check_choice(kind, "kind", GRADIENT_KINDS)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -207,7 +240,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     images = as_images(images, num_workers)
     captured = []
     hook = None
-    if kind == "last_layer":
+    if kind == "last_layer":  # read by a hook, which a compiled model's graph may skip: score with its module
+        model = uncompiled(model)
         layer = final_linear(model)
         hook = layer.register_forward_hook(lambda m, inp, out: captured.append((inp[0].detach(), out.shape)))
     was_training = model.training
@@ -217,7 +251,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     try:
         with torch.no_grad():
             for batch in device_batches(images, batch_size, device):
-                logits = model(transform(batch) if transform is not None else batch).float()
+                logits = check_model_logits(model(transform(batch) if transform is not None else batch),
+                                            len(batch)).float()
                 if start == 0 and top >= logits.shape[1]:
                     raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
                 y = labels[start:start + len(logits)].to(device, non_blocking=True)

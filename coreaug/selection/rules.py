@@ -69,7 +69,7 @@ def _named(selection, name):
 
 @register_rule("coreset", ["estimates"], "the paper's weighted per-class facility location on gradient estimates")
 def _coreset(labels, fraction, *, estimates, losses=None, balance="equal", seed=0, knn=20):
-    return select_coreset(estimates, labels, fraction, balance=balance, knn=knn)
+    return select_coreset(estimates, labels, fraction, balance=balance, knn=knn, tie_seed=seed)
 
 
 @register_rule("random", [], "a uniformly random subset per class, weights 1")
@@ -79,10 +79,10 @@ def _random(labels, fraction, *, estimates=None, losses=None, balance="equal", s
 
 @register_rule("maxloss", ["losses"], "the highest-loss examples of each class, weights 1")
 def _maxloss(labels, fraction, *, estimates=None, losses, balance="equal", seed=0, knn=20):
-    return select_maxloss(losses, labels, fraction, balance=balance)
+    return select_maxloss(losses, labels, fraction, balance=balance, tie_seed=seed)
 
 
-def low_loss_mask(losses, labels, fraction, *, share=None, balance="equal", estimate="chance"):
+def low_loss_mask(losses, labels, fraction, *, share=None, balance="equal", estimate="chance", tie_seed=None):
     """bool (n,): per class, the examples left after cutting its highest losses.
 
     `share` cuts that share of each class; None estimates it per class from the losses, by
@@ -90,11 +90,11 @@ def low_loss_mask(losses, labels, fraction, *, share=None, balance="equal", esti
     C the number of classes among `labels`, which may be fewer than the model's outputs: a
     uniform guess among the classes it is trained on), or "split", the upper of the two groups that the best
     two-group split of the class's losses makes (`upper_group_size`). A class always keeps
-    at least its budget (its lowest losses first).
+    at least its budget (its lowest losses first; `tie_seed` as the selection's, `class_budgets`).
     """
     y = check_labels(labels)
     loss = check_losses(losses, y.size)
-    classes, budgets, members_of = class_members(y, check_fraction(fraction), balance)
+    classes, budgets, members_of = class_members(y, check_fraction(fraction), balance, tie_seed)
     keep = np.zeros(y.size, dtype=bool)
     chance = math.log(max(classes.size, 2))
     for members, budget in zip(members_of, budgets):
@@ -129,8 +129,9 @@ def upper_group_size(ascending):
 def select_coreset_lowloss(labels, fraction, *, estimates, losses, balance="equal", seed=0, knn=20, share=None):
     """Facility location (`select_coreset`) on each class without its highest-loss examples
     (`low_loss_mask`): under label noise those are mostly the flipped labels."""
-    keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance)
-    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep), "coreset-lowloss")
+    keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance, tie_seed=seed)
+    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep, tie_seed=seed),
+                  "coreset-lowloss")
 
 
 @register_rule("coreset-history", ["estimates", "losses"],
@@ -145,8 +146,9 @@ def select_coreset_history(labels, fraction, *, estimates, losses, balance="equa
     hard now: once the network memorises flipped labels their current losses fall, their means
     less (experiments/results/cifar10/noise-signal.md: AUC 0.68-0.72 against 0.57-0.68).
     """
-    keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance, estimate="split")
-    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep), "coreset-history")
+    keep = low_loss_mask(losses, labels, fraction, share=share, balance=balance, estimate="split", tie_seed=seed)
+    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, keep=keep, tie_seed=seed),
+                  "coreset-history")
 
 
 @register_rule("coreset-heldout", ["estimates", "losses"],
@@ -160,7 +162,7 @@ def select_coreset_heldout(labels, fraction, *, estimates, losses, balance="equa
     losses; held-out losses are free of that (cifar10 grid C-subset, where `coreset-lowloss`,
     whose current losses are mostly held-out ones in subset mode, beat full augmentation)."""
     return _named(select_coreset_history(labels, fraction, estimates=estimates, losses=losses, balance=balance,
-                                         knn=knn, share=share), "coreset-heldout")
+                                         seed=seed, knn=knn, share=share), "coreset-heldout")
 
 
 @register_rule("crust", ["estimates"],
@@ -170,7 +172,8 @@ def select_crust(labels, fraction, *, estimates, losses=None, balance="equal", s
     """The coreset with picks that stand for no one but themselves replaced (Mirzasoleiman et al.
     2020, CRUST: singleton clusters are mostly noisy labels). The warm-up and the mixup of copies
     are the trainer's (`Rule.warmup_share`, `Rule.mixup`)."""
-    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, drop_singletons=True), "crust")
+    return _named(select_coreset(estimates, labels, fraction, balance=balance, knn=knn, drop_singletons=True,
+                                 tie_seed=seed), "crust")
 
 
 @register_rule("infobatch", ["losses"],
@@ -200,7 +203,7 @@ def select_infobatch(labels, fraction, *, estimates=None, losses, balance="equal
             weights.append(np.full(take, group.size / take))
         return (np.concatenate(out), np.concatenate(weights)) if out else (members[:0], np.zeros(0))
 
-    return per_class_selection(y, fraction, balance, "infobatch", pick)
+    return per_class_selection(y, fraction, balance, "infobatch", pick, seed)
 
 
 @register_rule("ccs", ["estimates"],
@@ -238,7 +241,7 @@ def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", see
             out = np.concatenate([out, rng.choice(rest, size=budget - out.size, replace=False)])
         return out, np.ones(out.size)
 
-    return per_class_selection(y, fraction, balance, "ccs", pick)
+    return per_class_selection(y, fraction, balance, "ccs", pick, seed)
 
 
 LOSS_FILTERED = {"coreset-lowloss": select_coreset_lowloss, "coreset-history": select_coreset_history,
@@ -261,7 +264,8 @@ def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balan
                    loss_filter=None):
     """The `Selection` of rule `name` (see `RULES`), given the scores it needs. `loss_filter`
     (the loss-filtered coresets only) is the share of each class's highest losses cut; None
-    estimates it. `seed` (an integer >= 0) seeds the rules that draw at random."""
+    estimates it. `seed` (an integer >= 0) seeds the rules that draw at random, and every rule's
+    ties between classes for the budget's leftover examples (`class_budgets`)."""
     check_choice(name, "strategy", tuple(RULES))
     check_int(seed, "seed", 0)
     rule = RULES[name]
@@ -272,5 +276,5 @@ def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balan
                          "pass them (or logits), or call start_epoch(epoch, model, data)")
     if check_loss_filter(name, loss_filter) is not None:
         return LOSS_FILTERED[name](labels, fraction, estimates=estimates, losses=losses, balance=balance,
-                                   knn=knn, share=loss_filter)
+                                   seed=seed, knn=knn, share=loss_filter)
     return rule.choose(labels, fraction, estimates=estimates, losses=losses, balance=balance, seed=seed, knn=knn)

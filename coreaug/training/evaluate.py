@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from coreaug.data.images import device_batches
+from coreaug.selection.gradients import uncompiled
 from coreaug.training.compiled_step import is_dense
 
 
@@ -15,7 +16,7 @@ def _logits(model, images, preprocess, batch_size, autocast):
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    fixed = isinstance(model, torch._dynamo.eval_frame.OptimizedModule)  # what torch.compile(module) returns
+    fixed = uncompiled(model) is not model  # torch.compile(module)'s wrapper
     try:
         with torch.no_grad(), autocast():
             for batch in device_batches(images, batch_size, device):

@@ -12,6 +12,8 @@ order). It has two faces over that one state:
   N + i a strongly augmented copy of it, each as `(image, label, weight)`; `sampler()`
   yields the plan's items (sharded like `DistributedSampler` with `num_replicas`, `rank`).
 """
+import zlib
+
 import numpy as np
 import torch
 
@@ -256,11 +258,14 @@ class CoresetAugmentation:
 
         `data` is the training set in order: a tensor of images, or a map-style dataset of
         `(image, label)` with the evaluation transform (batched by a DataLoader with
-        `num_workers`). `preprocess` maps a batch to the model's input.
+        `num_workers`). `preprocess` maps a batch to the model's input. An empty dict, without a
+        pass over the data, for strategies that read no model (random, full, none).
         """
         if len(data) != len(self):
             raise UsageError(f"data has {len(data)} examples but the labels given to CoresetAugmentation have "
                              f"{len(self)}; pass the training set in the same order")
+        if not self.needs:
+            return {}
         wants_estimates = "estimates" in self.needs
         g, losses = estimate_gradients(model, data, self.labels, kind=self.gradients if wants_estimates else "logits",
                                        batch_size=batch_size, device=device, transform=preprocess,
@@ -272,7 +277,10 @@ class CoresetAugmentation:
 
     def estimate(self, model, data, **options):
         """The rule's main score (see `scores`): gradient estimates (n, d) for rules that read
-        them (coreset), else losses (n,) (maxloss)."""
+        them (coreset), else losses (n,) (maxloss). UsageError for strategies that read no model."""
+        if not self.needs:
+            raise UsageError(f"strategy {self.strategy!r} selects on no scores of the model, so estimate() has "
+                             f"nothing to return; only {', '.join(n for n, r in RULES.items() if r.needs)} read them")
         scores = self.scores(model, data, **options)
         return scores["estimates"] if "estimates" in scores else scores["losses"]
 
@@ -344,9 +352,11 @@ class CoresetAugmentation:
 
     def state_dict(self):
         """What a checkpoint needs to continue: the current selection and when it was made (and
-        a loss_history rule's running sums and held-out counts)."""
+        a loss_history rule's running sums and held-out counts), with the settings it was made
+        under (`load_state_dict` checks them)."""
         s = self.selection
-        return {"loss_sums": self.loss_sums, "loss_count": self.loss_count, "loss_held": self.loss_held,
+        return {"settings": self._settings(),
+                "loss_sums": self.loss_sums, "loss_count": self.loss_count, "loss_held": self.loss_held,
                 "selection": None if s is None else {
                     "indices": torch.from_numpy(np.asarray(s.indices)), "weights": torch.from_numpy(np.asarray(s.weights)),
                     "strategy": s.strategy, "classes": torch.from_numpy(np.asarray(s.classes)),
@@ -356,7 +366,9 @@ class CoresetAugmentation:
                 "selected_at": self.selected_at, "diagnostics": dict(self.diagnostics)}
 
     def load_state_dict(self, state):
-        """Restore what `state_dict` returned."""
+        """Restore what `state_dict` returned. UsageError, changing nothing, for a state of another
+        training set or one saved under another strategy, fraction, balance or mode (a selection
+        made elsewhere is adopted with `use`)."""
         s = state.get("selection")
         selection = None if s is None else Selection(
             indices=s["indices"].numpy(), weights=s["weights"].numpy(), strategy=s["strategy"],
@@ -366,9 +378,31 @@ class CoresetAugmentation:
             if state.get(name) is not None and len(state[name]) != len(self):
                 raise UsageError(f"the state's {name} cover {len(state[name])} examples but the labels given to "
                                  f"CoresetAugmentation have {len(self)}; load a state of this training set")
+        if selection is not None:
+            self._check_fits(selection)
+        self._check_settings(state.get("settings"))
         self.use(selection, state.get("selected_at"), state.get("diagnostics"))  # checks it before changing anything
         self.loss_sums, self.loss_count = state.get("loss_sums"), state.get("loss_count", 0)
         self.loss_held = state.get("loss_held")
+
+    def _settings(self):
+        """What a state's selection depends on beyond its examples: the rule's settings and the labels
+        (a CRC-32 of them, to tell a reordered training set)."""
+        return {"strategy": self.strategy, "fraction": self.fraction, "balance": self.balance, "mode": self.mode,
+                "labels": zlib.crc32(self.labels.numpy().tobytes())}
+
+    def _check_settings(self, saved):
+        """UsageError naming the settings that differ between a state's `saved` ones (None: a state of
+        an older coreaug, which kept none) and this method's."""
+        if saved is None:
+            return
+        mine = self._settings()
+        differ = ["labels (other labels, or the same in another order)" if key == "labels"
+                  else f"{key} {saved[key]!r} (this method: {mine[key]!r})"
+                  for key in mine if key in saved and saved[key] != mine[key]]
+        if differ:
+            raise UsageError(f"the state was saved under other settings: {', '.join(differ)}; load it into a "
+                             "CoresetAugmentation made with the same ones (or adopt a selection with use())")
 
     def _from_logits(self, logits):
         """(logit gradient estimates, per-example losses) of `logits` (n, c), on the CPU."""
