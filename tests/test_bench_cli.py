@@ -337,3 +337,12 @@ def test_a_compiled_grid_run_forgets_its_graphs_after_it_ends_failed_or_not(tmp_
                            strategies=["random"], references=[], seeds=1)
     grid.run_grid_runs(eager)
     assert len(resets) == 2  # an eager run leaves torch's compiled state alone
+
+
+def test_a_compiled_grid_refuses_a_strategy_compile_cannot_trace_before_any_run_trains(tmp_path, train_calls,
+                                                                                       capsys):
+    """The refusal came from train() when crust's turn came, after the grid's other cells had trained."""
+    stderr = bench_in_process(capsys, *TINY, "--compile", "--strategies", "random,crust", "--subsets", "0.3",
+                              "--references", "none", "--seeds", "1", "--out", tmp_path / "grid")
+    assert "compile does not take strategy 'crust'" in stderr and stderr.count("\n") == 1 and train_calls == []
+    assert not (tmp_path / "grid").exists()

@@ -127,6 +127,20 @@ def test_graphs_run_without_cuda_graphs_are_counted_and_warned_about(monkeypatch
     assert len(steps) == 6 and marks == list(range(1, 7)), marks  # 3 steps an epoch, each marked once
 
 
+def test_a_cuda_graph_mode_on_the_cpu_is_warned_about_as_the_cpus_not_the_graphs():
+    """It said "torch logged no reason ... slower than with graph replay": a CPU has no replay to lose."""
+    from coreaug.training.trainer import warn_cuda_graph_skips
+
+    skips = compiled_step.CudaGraphSkips()
+    skips.count = 1
+    with pytest.warns(RuntimeWarning, match=r"asks for CUDA graphs, which the cpu does not have, .*compiled as by "
+                                            r"--compile-mode default less its C\+\+ wrapper.*auto off a GPU") as warned:
+        warn_cuda_graph_skips(skips, torch.device("cpu"))
+    assert "no reason" not in str(warned[0].message)
+    with pytest.warns(RuntimeWarning, match="torch logged no reason"):  # on CUDA: the graphs' own reasons
+        warn_cuda_graph_skips(skips, torch.device("cuda"))
+
+
 def test_cuda_graph_skips_keep_the_reasons_torch_logs_inside_their_context():
     from torch._inductor import cudagraph_utils
 
@@ -401,6 +415,21 @@ def test_fixed_step_plan_keeps_weights_with_their_examples():
     assert all(weight_of[(int(i), bool(a))] == float(w) for i, w, a in pairs)
 
 
+def test_a_compiled_layout_far_larger_than_its_plan_is_warned_about_with_the_copies_share(monkeypatch):
+    """A plan of about a batch or less is topped up to whole batches: the docs said "slightly more
+    entries", but 10 originals and 10 copies at batch 64 train 64 entries, the copies 16% of them."""
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)  # the same Python, eagerly
+    with pytest.warns(RuntimeWarning, match=r"an epoch trains 64 entries, 3\.2x the plan's 20: whole batches of "
+                                            r"64, .*the strong copies are 16% of the rows trained rather than 50%") \
+            as warned:
+        result = train(compile=True, strategy="random", mode="subset", subset=0.1, batch_size=64, epochs=2,
+                       test_limit=16)
+    assert len([w for w in warned if "topped up" in str(w.message)]) == 1  # once a run
+    assert [m["n_trained"] for m in result.history] == [64, 64]
+    fixed = plan_of(100, 25, 1, "append").fixed_steps(32, generator=torch.Generator().manual_seed(0))
+    assert compiled_step.warn_layout_growth(fixed, 32) < compiled_step.GROWTH_WARNED  # 128 for 125: no warning
+
+
 def test_fixed_step_layout_is_the_same_for_every_selection_of_a_budget():
     shapes = {tuple(fixed_step_plan(plan_of(seed=s), 32, generator=torch.Generator().manual_seed(s))
                     .augmented.view(-1, 32).sum(1).tolist()) for s in range(5)}
@@ -548,6 +577,49 @@ def test_a_failure_inside_cuda_graph_trees_names_the_mode_without_them(monkeypat
     monkeypatch.setattr(compiled_step.CompiledStep, "__call__", lambda self, *args: namespace["replay"]())
     with pytest.raises(AssertionError):
         train(compile=True, epochs=1, test_limit=16)
+
+
+class BranchingModel(torch.nn.Module):
+    """Trains eagerly; dynamo cannot trace its forward whole (a Python branch on a tensor's value)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        h = F.relu(self.conv(x)).mean((2, 3))
+        if h.sum() > 0:
+            h = h * 2
+        return self.fc(h)
+
+
+def test_a_model_compile_cannot_trace_whole_is_refused_in_one_line_naming_its_line(monkeypatch):
+    """It was dynamo's 100-line traceback; the reason and the model's line were deep inside it."""
+    monkeypatch.setattr(compiled_step, "compile_unit", eager_backend)
+    config = coreaug.TrainConfig(**{**RUN, "epochs": 1, "test_limit": 16, "compile": True})
+    with pytest.raises(coreaug.UsageError, match=r"^compile cannot trace the training step into one graph: "
+                                                  r"Data-dependent branching at .*test_training_compile\.py:\d+ in "
+                                                  r"forward \(`if h\.sum\(\) > 0:`\); .*drop --compile$") as raised:
+        coreaug.train(config, model=BranchingModel())
+    assert "\n" not in str(raised.value)
+    assert isinstance(raised.value.__cause__, torch._dynamo.exc.Unsupported)  # torch's whole message, chained
+
+
+def test_code_compile_cannot_trace_is_the_users_only_outside_torch_and_coreaug():
+    """The same refusal raised in coreaug's own code is coreaug's failure: it keeps its traceback."""
+    def refusal(filename):
+        namespace = {}
+        exec(compile("def step(x):\n    if x.sum() > 0:\n        x = x * 2\n    return x\n", filename, "exec"),
+             namespace)
+        try:
+            torch.compile(namespace["step"], fullgraph=True, backend="eager")(torch.ones(3))
+        except torch._dynamo.exc.Unsupported as error:
+            return compiled_step.untraceable_code(error)
+        raise AssertionError("dynamo traced a data-dependent branch")
+
+    assert "at /elsewhere/model.py:2 in step;" in str(refusal("/elsewhere/model.py"))
+    assert refusal(f"{compiled_step.COREAUG_DIR}/models/model.py") is None
+    assert compiled_step.untraceable_code(ValueError("a model's own error")) is None
 
 
 def _cnn_step(monkeypatch=None, compile=False, backend=None, optimizer="sgd", copies=2, scaler=None,

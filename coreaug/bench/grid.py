@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError, one_line
 from coreaug.selection.rules import RULES
 from coreaug.training import TrainConfig, train
+from coreaug.training.compiled_step import check_compilable
 from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
 from coreaug.training.run_files import RunFolder, differences
 
@@ -62,7 +63,8 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     the `references` (full, none) and the number of `seeds` (config.seed, config.seed + 1, ...).
     Returns a list of GridRun, references first. Raises UsageError for an unknown strategy,
     an empty grid, a subset out of range, two subsets that would share a run name, a bad
-    config, or a run folder that holds a run with another config. A folder dataset is named by
+    config (a strategy that `compile` refuses included), or a run folder that holds a run with
+    another config. A folder dataset is named by
     its absolute path, so `./pets`, `pets` and `/abs/pets` are one grid.
     """
     strategies, references = _unique(strategies), _unique(references)
@@ -94,6 +96,7 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
             # so it is pinned to 1 to keep their config (and folder identity) one per seed.
             run_config = dataclasses.replace(config, strategy=strategy, subset=1.0 if subset is None else subset,
                                              seed=seed, out=os.path.join(out, "runs", name), resume=True).resolved()
+            check_compilable(run_config)  # train() checks it too, but only when that run's turn comes
             runs.append(GridRun(name, strategy, subset, seed, run_config))
     return [_match_folder(run) for run in runs]
 

@@ -58,7 +58,10 @@ attribute writes; the chosen copies then go through the training forward. The ea
 
 What is refused (`check_compilable`, at the start of a run): torch before 2.9
 (`compile_supported`), rules that mix copies with partners (crust), which read a second image
-set in the middle of the step, and `augment_steps` (the compiled step augments its own batch).
+set in the middle of the step, `augment_steps` (the compiled step augments its own batch) and,
+on the CPU, a machine where inductor finds no C++ compiler (`check_cpp_compiler`). A model whose
+forward dynamo cannot trace whole is found at the first step, when it is traced
+(`untraceable_code` says where and why).
 
 Under torchrun each process runs this step on its share of every batch (`EpochPlan.fixed_steps`
 with `world_size`: the copies of a batch a multiple of the processes, so every share has the
@@ -71,8 +74,10 @@ between the units). With
 model only, under DDP.
 """
 import inspect
+import os
 import re
 import types
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -80,8 +85,9 @@ from torch.optim.adamw import adamw as functional_adamw
 from torch.optim.sgd import sgd as functional_sgd
 
 from coreaug.augment.sampling import RandomSource
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, first_line
 from coreaug.selection.rules import RULES
+from coreaug.training.plan import REPEAT_SLOTS
 
 
 COMPILES_FROM = (2, 9)  # the oldest torch release whose compiler builds and runs the step (see `compile_supported`)
@@ -98,9 +104,10 @@ def compile_supported(version=None):
     return release is not None and (int(release.group(1)), int(release.group(2))) >= COMPILES_FROM
 
 
-def check_compilable(config, world_size=1):
+def check_compilable(config, world_size=1, device=None):
     """Raise UsageError if `config` (compile=True) asks for what the compiled step refuses, in a
-    run of `world_size` processes."""
+    run of `world_size` processes; given the run's `device`, also if it is the CPU and inductor
+    finds no C++ compiler there (`check_cpp_compiler`)."""
     if not config.compile:
         return
     rule = RULES.get(config.strategy)
@@ -119,6 +126,87 @@ def check_compilable(config, world_size=1):
         raise UsageError(f"compile needs torch {'.'.join(map(str, COMPILES_FROM))} or later, and this is torch "
                          f"{torch.__version__}: older releases fail to build or run the compiled step; "
                          "upgrade torch or drop --compile")
+    if device is not None and torch.device(device).type == "cpu":
+        check_cpp_compiler()
+
+
+def check_cpp_compiler():
+    """Raise UsageError if inductor finds no working C++ compiler, which it runs to build the
+    compiled step's code for the CPU (GPUs take Triton's kernels instead: not checked there).
+    The check is torch's own search (`torch._inductor.cpp_builder.get_cpp_compiler`: $CXX, else
+    g++, clang++ on macOS, each tried with `--version`, the answer cached): well under a second
+    once inductor is imported, where a missing compiler otherwise ends the run with a 100-line
+    traceback after its first step is traced, a minute or more in."""
+    from torch._inductor import cpp_builder, exc
+
+    search = getattr(cpp_builder, "get_cpp_compiler", None)
+    if search is None:  # another torch layout: leave the question to the compile itself
+        return
+    try:
+        search()
+    except exc.InvalidCxxCompiler as error:
+        raise UsageError(f"compile on the CPU needs a C++ compiler, which torch's inductor runs to build the "
+                         f"compiled step, and none works here ({first_line(error)}); install g++ (e.g. "
+                         "apt-get install g++) or set CXX to a compiler, or drop --compile") from error
+
+
+TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+COREAUG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def untraceable_code(error):
+    """A UsageError for `error` when it is dynamo refusing to trace code that is neither torch's nor
+    coreaug's (a given model's forward: a Python branch on a tensor's value, `.item()`, numpy,
+    print) into the step's one graph (`fullgraph=True`): what failed, where (that code's line, the
+    innermost of dynamo's `real_stack` outside torch) and what to do, with `error` to chain. None
+    for any other error, and for one raised in coreaug's code, a failure that keeps its traceback."""
+    from torch._dynamo import exc
+
+    if not isinstance(error, (exc.Unsupported, exc.UserError)):
+        return None
+    frames = [frame for frame in getattr(error, "real_stack", None) or () if not _inside(frame.filename, TORCH_DIR)]
+    if not frames or _inside(frames[-1].filename, COREAUG_DIR):
+        return None
+    frame = frames[-1]
+    line = f" (`{frame.line.strip()}`)" if frame.line else ""
+    return UsageError(f"compile cannot trace the training step into one graph: {first_line(error)} at "
+                      f"{frame.filename}:{frame.lineno} in {frame.name}{line}; the compiled step traces the model's "
+                      "forward whole, which a Python branch on a tensor's value, .item(), numpy or print prevents: "
+                      "rewrite that code (torch.where for a branch) or drop --compile")
+
+
+def _inside(filename, folder):
+    return os.path.abspath(filename).startswith(folder + os.sep)
+
+
+GROWTH_WARNED = 1.5  # `warn_layout_growth` speaks from this many entries per entry of the plan
+
+
+def warn_layout_growth(plan, batch_size):
+    """Say (a warning) when `plan`, an epoch laid out by `EpochPlan.fixed_steps` for batches of
+    `batch_size`, trains GROWTH_WARNED or more times the entries the plan itself held. The
+    layout fills whole batches, each with the same number of copies, and tops the originals'
+    rows up with repeats of the plan's originals (and the copies' rows with its copies): up to a
+    batch more an epoch, a few percent of a plan of many batches, but for a plan of about a
+    batch or less (a small subset or dataset, a large batch) a multiple, and the copies' share
+    of the loss drops (14 originals and 14 copies at batch 128: one step whose 114 originals'
+    rows hold 100 repeats, the 14 copies 11% of the rows rather than half). Returns the growth
+    (entries trained / entries of the plan)."""
+    repeats = plan.entry_slots() >= REPEAT_SLOTS
+    own = len(plan) - int(repeats.sum())
+    growth = len(plan) / max(own, 1)
+    if growth < GROWTH_WARNED:
+        return growth
+    copies = ""
+    if plan.n_augmented:
+        share_now, share_own = plan.n_augmented / len(plan), int((plan.augmented & ~repeats).sum()) / own
+        copies = f", and the strong copies are {share_now:.0%} of the rows trained rather than {share_own:.0%}"
+    warnings.warn(f"compile: every step has the same shape, so an epoch trains {len(plan)} entries, {growth:.1f}x the "
+                  f"plan's {own}: whole batches of {batch_size}, topped up with repeats of the plan's own "
+                  f"entries{copies}; a compiled epoch trains otherwise than an eager one here (the top-up is under a "
+                  "batch an epoch: a smaller --batch-size keeps it small), or drop --compile", RuntimeWarning,
+                  stacklevel=3)
+    return growth
 
 
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
