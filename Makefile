@@ -4,9 +4,12 @@
 #   make docs    build the manual (docs/, mkdocs.yml) into build/site with --strict; preview: .venv/bin/mkdocs serve
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU wheel of torch lies on this machine's disk; override for CUDA, e.g.
+# torch's CPU wheel from pytorch.org's CPU index (PyPI's Linux wheel of torch is the CUDA build, with GBs of
+# CUDA libraries); torch 2.13 needs Python >= 3.10. Offline, pip retries that index for about a minute, then
+# takes the wheel from its own find-links folder where one holds it (as on the project's CI machine).
+# Read when .venv is created (make clean to change it); for CUDA, e.g.
 #   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 # --resume: make train again continues an interrupted run, or prints a finished one's result.
 TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 2 --out runs/fashion-mnist-coreset-0.3 --resume
@@ -20,9 +23,13 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python setup.cfg setup.py
 	$(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -e '.[test,plot]'
-	touch $@
+	echo '$(TORCH_SPEC)' > $@
 
+# The stamp holds the TORCH_SPEC that installed torch: say so when another one is passed later.
 install: $(VENV)/.installed
+	@test ! -s $< || test "$$(cat $<)" = '$(TORCH_SPEC)' || \
+	  echo "make: $(VENV) keeps the torch of TORCH_SPEC='$$(cat $<)';" \
+	    "to install TORCH_SPEC='$(TORCH_SPEC)': make clean first"
 
 # The manual's tools (the docs extra), for make test and make docs only: make train does not need them.
 $(VENV)/.installed-docs: $(VENV)/.installed
@@ -33,11 +40,18 @@ $(VENV)/.installed-docs: $(VENV)/.installed
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
-# Debian's package puts the files in /usr/share/datasets/fashion-mnist; needs root (or sudo).
+# Debian's package puts the files in /usr/share/datasets/fashion-mnist; needs root (or sudo). apt-get update
+# first where apt does not know the package (fresh containers have no package lists). Without apt or root,
+# nothing is installed: coreaug also looks in $COREAUG_DATA and ~/.cache/coreaug, and says where it looked.
+FASHION_MNIST_FILE ?= /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 data-fashion-mnist:
-	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get install -y -q dataset-fashion-mnist; \
-	    else sudo apt-get install -y -q dataset-fashion-mnist; fi; }
+	@test -f $(FASHION_MNIST_FILE) || \
+	  if ! command -v apt-get >/dev/null || { [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; }; then \
+	    echo "make: cannot install dataset-fashion-mnist (needs apt-get, and root or sudo):" \
+	      "coreaug looks for Fashion-MNIST in \$$COREAUG_DATA and ~/.cache/coreaug too"; \
+	  else sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    { apt-cache show dataset-fashion-mnist >/dev/null 2>&1 || $$sudo apt-get update -q; } && \
+	    $$sudo apt-get install -y -q dataset-fashion-mnist; fi
 
 train: install data-fashion-mnist
 	$(BIN)/coreaug train $(TRAIN_ARGS)

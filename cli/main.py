@@ -16,6 +16,10 @@ from .select import select
 from .train import train
 
 
+# click 8.2+ raises this UsageError for a group run without arguments; older clicks print the help themselves.
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="coreaug")
 def app():
@@ -38,6 +42,9 @@ def main(args=None):
         app.main(args=args, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except NO_ARGS_IS_HELP as exc:  # a bare `coreaug` (click >= 8.2 raises it): the help, not an error
+        click.echo(exc.ctx.get_help())
+        sys.exit(0)
     except click.UsageError as exc:
         fail(exc.format_message())
     except click.Abort:

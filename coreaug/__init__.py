@@ -3,6 +3,8 @@
 The public API is re-exported here; see README.md and the manual in docs/ for usage.
 """
 import os
+import sys
+import warnings
 
 __version__ = "0.2.0"
 
@@ -10,6 +12,13 @@ __version__ = "0.2.0"
 # shared or small machine the spinning threads starve each other (a CPU epoch ran 7x
 # slower under load). Passive waiting must be chosen before the runtime loads, so it is
 # set here, before torch is imported; export OMP_WAIT_POLICY=ACTIVE to override.
+# Imported after torch or faiss, the setting comes too late: say so instead of having it look set.
+_loaded = [name for name in ("torch", "faiss") if name in sys.modules]
+if _loaded and "OMP_WAIT_POLICY" not in os.environ:
+    warnings.warn(f"coreaug was imported after {' and '.join(_loaded)}, whose OpenMP threads now spin while idle "
+                  "(a CPU epoch ran 7x slower under load): import coreaug first, or set OMP_WAIT_POLICY=PASSIVE "
+                  "(ACTIVE to keep spinning) in the environment before starting Python", stacklevel=2)
+del _loaded
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .augment import RandomSource, available_policies, create_policy

@@ -12,12 +12,11 @@ here they are written with Pillow so that the example needs nothing more than co
 """
 import argparse
 
+import coreaug  # before torch: it sets OMP_WAIT_POLICY, read when torch loads OpenMP
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-
-import coreaug
 
 
 class FashionMNIST(torch.utils.data.Dataset):

@@ -14,10 +14,10 @@ compiled graph, and its draws depend on the batch).
 """
 import argparse
 
+import coreaug  # before torch: it sets OMP_WAIT_POLICY, read when torch loads OpenMP
 import torch
 import torch.nn.functional as F
 
-import coreaug
 from coreaug.training import compile_supported
 
 
@@ -45,7 +45,7 @@ def main():
     model = coreaug.create_model("cnn", 1, 10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
-    def compiled_loss(x, y, weights, keys, copies):
+    def step_loss(x, y, weights, keys, copies):
         """Weak augmentation for the batch, strong for its last `copies` rows, the weighted loss."""
         source = coreaug.RandomSource(keys)  # a key per row
         x = weak(x, source)
@@ -53,7 +53,7 @@ def main():
             x = torch.cat([x[:-copies], strong(x[-copies:], source.select(slice(-copies, None)))])
         return (F.cross_entropy(model(scale(x)), y, reduction="none") * weights).mean()
 
-    compiled_loss = torch.compile(compiled_loss, fullgraph=True)  # compiled at its first call(s)
+    compiled_loss = torch.compile(step_loss, fullgraph=True)  # compiled at its first call
     for epoch in range(args.epochs):
         plan = method.start_epoch(epoch, model, images, preprocess=scale)
         if args.compile:  # every batch of 128 with the same number of copies, last: one shape for every step
@@ -67,7 +67,11 @@ def main():
             idx = batches.indices[take]
             if args.compile:
                 copies = batches.bounds[1] - batches.bounds[0]  # the same in every batch
-                loss = compiled_loss(images[idx], labels[idx], batches.weights[take], keys[take], copies)
+                step_args = (images[idx], labels[idx], batches.weights[take], keys[take], copies)
+                if epoch == 0 and step == 0:
+                    with torch.no_grad():
+                        step_loss(*step_args)  # once eagerly: the policies build their tables (one compile)
+                loss = compiled_loss(*step_args)
             else:
                 source = draws.source(take)
                 x = weak(images[idx], source)

@@ -332,3 +332,19 @@ def test_without_random_the_default_report_has_no_paired_table(tmp_path):
     with pytest.raises(UsageError, match="--baseline 'random' is no strategy or reference of the runs reported"):
         write_report(grid, out=tmp_path / "out", baseline="random")
     assert len(result.cells) == 2
+
+
+def test_plotting_leaves_the_callers_matplotlib_backend_alone(grid, tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    from coreaug.bench.plot import plot_accuracy_vs_time
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's inline or an interactive backend
+    try:
+        write_report(grid, out=tmp_path / "out", name="A")
+        history = [{"test_accuracy": 0.5, "training_seconds": 1.0}]
+        row = {"strategy": "random", "history": history, "total_seconds": 1.0, "final_accuracy": 0.5, "subset": 0.3}
+        assert plot_accuracy_vs_time([row], 0.4, tmp_path / "a.png") == tmp_path / "a.png"
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"

@@ -15,12 +15,11 @@ def plot_accuracy_vs_time(rows, target, path):
     (it is the optional `plot` extra).
     """
     try:
-        import matplotlib
-        matplotlib.use("Agg")  # files only: no display on servers and in tests
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         return None
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5))  # not pyplot: the caller's backend and open figures stay as they are
+    axes = figure.subplots()
     labelled = set()
     for row in rows:
         colour = COLOURS.get(row["strategy"], "tab:olive")
@@ -43,7 +42,6 @@ def plot_accuracy_vs_time(rows, target, path):
     axes.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
 
 
@@ -58,8 +56,7 @@ def plot_mean_curves(series, target, path, title):
     """
     try:
         import matplotlib
-        matplotlib.use("Agg")  # files only: no display on servers and in tests
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         return None
     if not any(seconds for _, _, seconds, _, _ in series):
@@ -67,9 +64,9 @@ def plot_mean_curves(series, target, path, title):
     panels = list(dict.fromkeys(panel for panel, *_ in series if panel is not None)) or [None]
     columns = min(len(panels), 3)
     rows = math.ceil(len(panels) / columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.8 * rows), squeeze=False,
-                                sharex=True, sharey=True)
-    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10
+    figure = Figure(figsize=(5.2 * columns, 3.8 * rows))  # not pyplot: the caller's backend stays as it is
+    grid = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    colours = matplotlib.colormaps["tab20"].colors  # 20 distinct colours: the default cycle repeats after 10
     colours = colours[::2] + colours[1::2]
     for axes, panel in zip(grid.flat, panels):
         shown = [s for s in series if s[0] in (None, panel)]
@@ -91,5 +88,4 @@ def plot_mean_curves(series, target, path, title):
                     + ("" if math.isnan(target) else f" (grey line: target {target:.2%})"), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=90, metadata={"Software": None})
-    plt.close(figure)
     return path

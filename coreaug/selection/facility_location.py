@@ -7,13 +7,31 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, inline="always")
+def _njit(**options):
+    """numba.njit, cached on disk where numba finds a writable place for its cache.
+
+    numba picks the cache folder when a function is decorated, i.e. at `import coreaug`: next to
+    this file, else in ~/.cache/numba (or $NUMBA_CACHE_DIR). A read-only install with no writable
+    home (a container run as another user) has none; there the kernel is compiled in each process
+    instead of the import failing.
+    """
+    def decorate(function):
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            if "cannot cache" not in str(exc):
+                raise
+            return numba.njit(**options)(function)
+    return decorate
+
+
+@_njit(inline="always")
 def _before(keys, ids, a, b):
     """Heap order: larger gain first, lower index on ties (np.argmax's choice)."""
     return keys[a] > keys[b] or (keys[a] == keys[b] and ids[a] < ids[b])
 
 
-@numba.njit(cache=True)
+@_njit()
 def _sift_down(keys, ids, size, pos):
     while True:
         left = 2 * pos + 1
@@ -29,7 +47,7 @@ def _sift_down(keys, ids, size, pos):
         pos = best
 
 
-@numba.njit(cache=True)
+@_njit()
 def _lazy_greedy(indptr, indices, data, budget):
     n = indptr.shape[0] - 1
     cover = np.zeros(n)
