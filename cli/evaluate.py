@@ -8,18 +8,22 @@ from .errors import user_errors
 
 @click.command("evaluate")
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--dataset", help="A registered dataset or a folder of images, read as training reads it "
+@click.option("--dataset", help="A registered dataset or a folder of images, read as training reads it; a "
+                                "folder without train/ is scored whole (its val/ or test/, or its class folders) "
                                 "[default: the run's own].")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder).")
 @click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed).")
+@click.option("--skip-bad-images/--no-skip-bad-images", default=None,
+              help="Folder datasets: leave unreadable images out instead of stopping [default: as the run did].")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
 @user_errors
-def evaluate(run, dataset, data_dir, download, device):
-    """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class."""
+def evaluate(run, dataset, data_dir, download, skip_bad_images, device):
+    """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class
+    (a folder other than the run's own without a train/ split: on all its labelled images)."""
     trained = coreaug.load_run(run, device=device)
     dataset = dataset or trained.config["dataset"]
-    result = trained.evaluate(dataset, data_dir=data_dir, download=download)
-    click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the test split of {dataset}")
+    result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images)
+    click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the {result.scored} of {dataset}")
     width = max(map(len, result.per_class), default=0)
     for name, (correct, total) in result.per_class.items():
         click.echo(f"  {name:<{width}}  {correct / total:.2%} ({correct}/{total})")

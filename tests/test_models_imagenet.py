@@ -246,6 +246,32 @@ def test_a_checkpoint_holding_pickled_objects_is_refused_not_run(tmp_path):
         load_pretrained(create_model("cnn"), tmp_path / "code.pth")
 
 
+def test_a_file_of_another_kind_is_not_said_to_hold_pickled_objects(tmp_path):
+    """torch says "Weights only load failed" for a PNG or a script too; they hold no pickled objects."""
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "photo.png")
+    (tmp_path / "mynets.py").write_text("import torch\n")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    for name, reason in (("photo.png", "not a file torch.save writes"), ("mynets.py", "not a file torch.save writes"),
+                         ("empty.pth", "the file is empty")):
+        with pytest.raises(coreaug.UsageError) as caught:
+            load_pretrained(create_model("cnn"), tmp_path / name)
+        assert f"{name} is not a readable torch checkpoint ({reason}" in str(caught.value)
+        assert "pickled" not in str(caught.value)
+
+
+def test_a_backbone_file_without_a_classifier_loads_and_keeps_the_fresh_classifier(tmp_path):
+    """It was refused ("missing from the file: fc.weight, fc.bias") though a head of another size loads."""
+    source = create_model("resnet18_imagenet")
+    torch.save({k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}, tmp_path / "backbone.pth")
+    model = create_model("resnet18_imagenet", num_classes=3)
+    fresh = model.fc.weight.detach().clone()
+    report = load_pretrained(model, tmp_path / "backbone.pth")
+    assert report.classifier_reset and report.classifier_absent and "the file has none" in str(report)
+    assert torch.equal(model.fc.weight, fresh) and torch.equal(model.conv1.weight, source.conv1.weight)
+
+
 def test_load_pretrained_fits_the_cifar_models_too(tmp_path):
     source = create_model("resnet20", num_classes=100)
     torch.save(source.state_dict(), tmp_path / "cifar100.pth")

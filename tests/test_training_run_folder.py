@@ -301,3 +301,23 @@ def test_a_damaged_model_pt_beside_its_checkpoint_says_resume_writes_it_again_an
         coreaug.load_run(out)
     _finished(out, resume=True)
     assert coreaug.load_run(out).class_names
+
+
+@pytest.mark.parametrize("weights", ["extra key", "other channels", "not a checkpoint"])
+def test_a_pretrained_file_that_does_not_fit_leaves_no_run_folder_behind(tmp_path, weights):
+    """It was read only after config.json was written, leaving a run that predict called unfinished."""
+    import torch
+
+    path = tmp_path / "w.pt"
+    if weights == "not a checkpoint":
+        path.write_text("not weights\n")
+    else:
+        state = coreaug.models.create_model("cnn", 1 if weights == "other channels" else 3, 10).state_dict()
+        torch.save({**state, "extra.weight": torch.zeros(1)} if weights == "extra key" else state, path)
+    with pytest.raises(coreaug.UsageError, match=r"w\.pt (does not fit|is not a readable torch checkpoint)"):
+        coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, pretrained=str(path), out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()  # nor is an existing folder written to
+    with pytest.raises(coreaug.UsageError):
+        coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, pretrained=str(path), out=str(tmp_path / "run")))
+    assert list((tmp_path / "run").iterdir()) == []

@@ -303,3 +303,156 @@ def test_evaluate_reads_a_folder_as_its_run_did_cache_and_unreadable_images_incl
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     evaluation = coreaug.load_run(tmp_path / "run").evaluate()
     assert evaluation.accuracy == pytest.approx(result.final_test_accuracy) and not (tmp_path / "home").exists()
+
+
+def test_a_one_channel_run_evaluates_a_folder_read_in_grayscale_as_predict_reads_its_files(tmp_path):
+    """evaluate decoded the folder in RGB and refused its (N, 3, 8, 8) images: no one-channel run
+    could be scored on a folder. Now it scores the images predict reads, one for one."""
+    from PIL import Image
+
+    from coreaug.data import load_dataset
+
+    coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=200, quiet=True,
+                                      out=str(tmp_path / "run")))
+    digits = load_dataset("digits", progress=False)
+    files, labels = [], []
+    for i in range(60):
+        label = str(int(digits.test_labels[i]))
+        for split in ("train", "val"):
+            (tmp_path / "folder" / split / label).mkdir(parents=True, exist_ok=True)
+        path = tmp_path / "folder" / "val" / label / f"{i}.png"
+        Image.fromarray(digits.test_images[i, 0].numpy(), "L").save(path)
+        Image.fromarray(digits.test_images[i, 0].numpy(), "L").save(tmp_path / "folder" / "train" / label / f"{i}.png")
+        files.append(path)
+        labels.append(label)
+    run = coreaug.load_run(tmp_path / "run")
+    evaluation = run.evaluate(str(tmp_path / "folder"))
+    predicted = [p.classes[0] for p in run.predict(files)]
+    assert evaluation.total == 60 and evaluation.correct == sum(p == y for p, y in zip(predicted, labels))
+    proc = cli("evaluate", tmp_path / "run", "--dataset", tmp_path / "folder")
+    assert proc.returncode == 0 and f"({evaluation.correct}/60)" in proc.stdout, proc.stderr
+
+
+def test_evaluate_on_a_dataset_of_other_images_names_both_kinds_in_one_line(tmp_path):
+    coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=100, quiet=True,
+                                      out=str(tmp_path / "run")))
+    proc = cli("evaluate", tmp_path / "run", "--dataset", "synthetic")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "the run's model takes 1-channel 8 px images, synthetic has 3-channel 32 px ones" in proc.stderr
+
+
+def test_grayscale_is_pillows_luma_of_rgb_pixels():
+    from PIL import Image
+
+    from coreaug.training.trained import grayscale
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+    assert np.array_equal(grayscale(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0, 0].numpy(), expected)
+
+
+def test_evaluate_reads_a_folders_test_images_from_its_cache_in_batches_never_the_training_split(finished, monkeypatch):
+    """It loaded both splits into memory: an ImageNet-sized folder's training split would not fit."""
+    from coreaug.data.disk_images import DiskImages
+
+    root, result = finished
+    read, original = [], DiskImages.read
+
+    def counted(self, rows, pin=False):
+        images = original(self, rows, pin)
+        read.append(len(images))
+        return images
+
+    monkeypatch.setattr(DiskImages, "read", counted)
+    monkeypatch.setattr(DiskImages, "load", lambda self: pytest.fail("a whole split was loaded into memory"))
+    evaluation = coreaug.load_run(root / "run").evaluate(batch_size=5)
+    assert evaluation.accuracy == pytest.approx(result.final_test_accuracy) and evaluation.total == 12
+    assert read == [5, 5, 2]
+
+
+def test_evaluate_skip_bad_images_leaves_a_folders_unreadable_image_out_as_it_advises(finished, tmp_path):
+    """The error said "pass --skip-bad-images", which evaluate did not take."""
+    root, _ = finished
+    shutil.copytree(root / "data", tmp_path / "data")
+    (tmp_path / "data" / "test" / "cat" / "zz_bad.jpg").write_text("not an image")
+    refused = cli("evaluate", root / "run", "--dataset", tmp_path / "data")
+    assert refused.returncode == 2 and "zz_bad.jpg" in refused.stderr and "--skip-bad-images" in refused.stderr
+    proc = cli("evaluate", root / "run", "--dataset", tmp_path / "data", "--skip-bad-images")
+    assert proc.returncode == 0 and "/12) on the test split" in proc.stdout, proc.stderr
+
+
+def test_a_class_named_with_a_slash_is_matched_by_its_folder_name(tmp_path):
+    """Fashion-MNIST's "T-shirt/top" cannot name a folder, so its runs could not be evaluated on one."""
+    from coreaug.training.trained import TrainedModel
+
+    for split in ("train", "val"):
+        write_image(tmp_path / "fm" / split / "T-shirt_top" / "0.png", (200, 40, 40), size=(8, 8))
+        write_image(tmp_path / "fm" / split / "Trouser" / "0.png", (40, 200, 40), size=(8, 8))
+    trained = TrainedModel(coreaug.create_model("cnn", 3, 2), ["T-shirt/top", "Trouser"], 8, 3, (0.5,) * 3,
+                           (0.25,) * 3, {"dataset": "fashion-mnist", "model": "cnn", "workers": 0,
+                                         "cache_dir": str(tmp_path / "cache")})
+    evaluation = trained.evaluate(str(tmp_path / "fm"))
+    assert evaluation.total == 2 and set(evaluation.per_class) == {"T-shirt/top", "Trouser"}
+    (tmp_path / "fm" / "val" / "Coat").mkdir()
+    write_image(tmp_path / "fm" / "train" / "Coat" / "0.png", (40, 40, 200), size=(8, 8))
+    with pytest.raises(coreaug.UsageError, match=r"class 'Coat' .* \(T-shirt_top, Trouser, as folder names\)"):
+        trained.evaluate(str(tmp_path / "fm"))
+
+
+def test_a_bench_grid_given_as_a_run_points_at_its_runs(tmp_path):
+    (tmp_path / "grid" / "runs" / "coreset-0.3-seed0").mkdir(parents=True)
+    proc = cli("evaluate", tmp_path / "grid")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert f"grid is a bench grid, not a run; give one of its runs, e.g. {tmp_path}/grid/runs/coreset-0.3-seed0" \
+        in proc.stderr
+
+
+def test_predict_names_a_pil_image_by_its_file_and_refuses_one_without_pixels(finished):
+    from PIL import Image
+
+    root, _ = finished
+    trained = coreaug.load_run(root / "run")
+    path = root / "data" / "test" / "cat" / "0.jpg"
+    with Image.open(path) as opened:
+        made = Image.new("RGB", (8, 8))
+        assert [p.image for p in trained.predict([opened, made])] == [str(path), "1"]
+    with pytest.raises(coreaug.UsageError, match=r"cannot read image the PIL image \(no pixels: 0x0\)"):
+        trained.predict(Image.new("RGB", (0, 0)))
+    with pytest.raises(coreaug.UsageError, match=r"is a folder; read takes one image file"):
+        trained.read(root / "data")
+
+
+@pytest.mark.parametrize("layout", ["classes", "val only"])
+def test_evaluate_scores_every_image_of_a_labelled_folder_without_a_training_split(finished, tmp_path, layout):
+    """<class>/ scored only the held-out tenth, and val/<class>/ without train/ was refused."""
+    root, _ = finished
+    split = tmp_path / "new" / ("val" if layout == "val only" else "")
+    for name in ("cat", "dog"):
+        shutil.copytree(root / "data" / "train" / name, split / name)
+    trained = coreaug.load_run(root / "run")
+    evaluation = trained.evaluate(str(tmp_path / "new"), batch_size=5)
+    files = [split / name / f"{i}.jpg" for name in ("cat", "dog") for i in range(12)]
+    predicted = [p.classes[0] for p in trained.predict(files)]
+    assert evaluation.total == 24 and set(evaluation.per_class) == {"cat", "dog"}
+    assert evaluation.correct == sum(p == f.parent.name for p, f in zip(predicted, files))
+    proc = cli("evaluate", root / "run", "--dataset", tmp_path / "new")
+    assert proc.returncode == 0 and f"({evaluation.correct}/24) on the labelled images of" in proc.stdout, proc.stderr
+
+
+def test_evaluate_of_the_runs_own_folder_under_another_spelling_is_its_test_split(finished, monkeypatch):
+    root, result = finished
+    monkeypatch.chdir(root)
+    evaluation = coreaug.load_run(root / "run").evaluate("./data/")
+    assert evaluation.total == 12 and evaluation.scored == "test split"
+    assert evaluation.accuracy == pytest.approx(result.final_test_accuracy)
+
+
+def test_a_labelled_folders_unreadable_image_stops_evaluate_unless_skipped(finished, tmp_path):
+    root, _ = finished
+    for name in ("cat", "dog"):
+        shutil.copytree(root / "data" / "test" / name, tmp_path / "new" / name)
+    (tmp_path / "new" / "dog" / "bad.jpg").write_text("not an image")
+    trained = coreaug.load_run(root / "run")
+    with pytest.raises(coreaug.UsageError, match=r"cannot read image .*bad\.jpg .*pass --skip-bad-images"):
+        trained.evaluate(str(tmp_path / "new"))
+    assert trained.evaluate(str(tmp_path / "new"), skip_bad_images=True).total == 8

@@ -4,6 +4,7 @@ Nothing is downloaded: the file is read with ``torch.load(weights_only=True)``, 
 pickled code, so only tensors and plain containers can be in it.
 """
 import os
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Union
 
@@ -27,24 +28,39 @@ class PretrainedReport:
         path: the checkpoint file.
         loaded: how many tensors (parameters and buffers) were copied into the model.
         classifier_reset: True if the file's classifier had another shape (another number of
-            classes), so the model kept its freshly initialised classifier.
+            classes) or the file has none (a backbone's weights), so the model kept its freshly
+            initialised classifier.
+        classifier_absent: True if the file has no classifier.
     """
 
     path: str
     loaded: int
     classifier_reset: bool
+    classifier_absent: bool = False
 
     def __str__(self) -> str:
-        kept = "; classifier freshly initialised (the file's has another number of classes)"
+        why = "the file has none" if self.classifier_absent else "the file's has another number of classes"
+        kept = f"; classifier freshly initialised ({why})"
         return f"loaded {self.loaded} tensors from {self.path}" + (kept if self.classifier_reset else "")
 
 
-def _why_unreadable(exc: Exception) -> str:
-    """One short line for torch.load's many ways to fail (some messages are a bare number)."""
+def _why_unreadable(exc: Exception, path: str) -> str:
+    """One short line for torch.load's many ways to fail (some messages are a bare number).
+    torch says "Weights only load failed" for any file that is not a zip archive too (a PNG, a
+    script), so the file's first bytes tell a foreign file from one holding pickled objects."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        return "not a file torch.save writes: neither a zip archive nor a pickle"
     if "Weights only load failed" in str(exc):
-        return "it holds pickled Python objects, which are never unpickled here"
+        found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(exc))  # torch 2.5 and later; 2.3
+        what = f" ({found.group(1)})" if found else ""
+        return f"it holds pickled Python objects{what}, which are never unpickled here"
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
+    reason = f"{type(exc).__name__}: {lines[0].split('. ')[0][:120]}" if lines else type(exc).__name__
+    return f"it is truncated or corrupt: {reason}"
 
 
 def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
@@ -55,7 +71,7 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, pickle, EOF and weights_only refusals alike
-        raise UsageError(f"{path} is not a readable torch checkpoint ({_why_unreadable(exc)}); save "
+        raise UsageError(f"{path} is not a readable torch checkpoint ({_why_unreadable(exc, path)}); save "
                          "the weights alone with torch.save(model.state_dict(), path)") from None
     if isinstance(content, Mapping):
         for key in ("state_dict", "model"):
@@ -97,7 +113,8 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
 
     Every key and shape must match the model's, except the classifier (the last ``nn.Linear``,
     ``fc`` in the ResNets): if its shapes differ, i.e. the file was trained on another number of
-    classes, the model keeps its own freshly initialised classifier and loads everything else.
+    classes, or the file has none of its keys (a backbone's weights), the model keeps its own
+    freshly initialised classifier and loads everything else.
 
     Returns:
         A :class:`PretrainedReport`; ``str(report)`` is one line for a log.
@@ -111,7 +128,8 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
     weights = _read_state_dict(path)
     own = model.state_dict()
     classifier = _classifier_keys(model)
-    classifier_reset = bool(classifier) and all(k in weights for k in classifier) and any(
+    absent = bool(classifier) and not any(k in weights for k in classifier)
+    classifier_reset = absent or bool(classifier) and all(k in weights for k in classifier) and any(
         weights[k].shape != own[k].shape for k in classifier)
     if classifier_reset:
         weights = {k: v for k, v in weights.items() if k not in classifier}
@@ -127,4 +145,4 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
         raise UsageError(f"{path} does not fit {type(model).__name__} ({'; '.join(problems)}); "
                          "build the model the checkpoint was saved from (same name and in_channels)")
     model.load_state_dict(weights, strict=False)
-    return PretrainedReport(path, len(weights), classifier_reset)
+    return PretrainedReport(path, len(weights), classifier_reset, absent)

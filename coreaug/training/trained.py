@@ -54,12 +54,14 @@ class Prediction:
 
 @dataclass
 class Evaluation:
-    """Accuracy of a run's model on a labelled set, overall and per class (name -> (correct, total))."""
+    """Accuracy of a run's model on a labelled set, overall and per class (name -> (correct, total));
+    `scored` says which images: "test split", or "labelled images" (a labelled folder's, all)."""
 
     accuracy: float
     correct: int
     total: int
     per_class: Dict[str, Tuple[int, int]]
+    scored: str = "test split"
 
 
 class TrainedModel:
@@ -88,11 +90,16 @@ class TrainedModel:
         for a one-channel model), shorter side resized to `store_size` (the run's stored size,
         `image_size` unless the run stored larger for resized crops), centre-cropped; `preprocess`
         then takes its centre `image_size` square, as the run's evaluation did.
-        Raises UnreadableImage (a UsageError) naming the file when it is not a readable image."""
+        Raises UnreadableImage (a UsageError) naming the file when it is not a readable image (or a
+        PIL image without pixels), UsageError for a folder, FileNotFoundError for a missing file."""
         from coreaug.data.image_folder import decode_square
 
+        if not hasattr(image, "convert") and os.path.isdir(image):
+            raise UsageError(f"{image} is a folder; read takes one image file (predict takes folders)")
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
+        if hasattr(image, "convert") and 0 in image.size:
+            raise UnreadableImage(image_name(image, "the PIL image"), f"no pixels: {image.size[0]}x{image.size[1]}")
         try:
             pixels = decode_square(image, self.store_size, "L" if self.in_channels == 1 else "RGB")
         except (OSError, ValueError, SyntaxError) as exc:
@@ -132,61 +139,162 @@ class TrainedModel:
     def predict(self, images, top_k=1):
         """A `Prediction` per image (file paths, folders of image files, PIL images, or a uint8
         tensor): its `top_k` classes and their probabilities, most probable first; a folder's
-        images (recursively, sorted by path) in its place, each named by its path."""
+        images (recursively, sorted by path) in its place, each named by its path (a PIL image by
+        the file it was opened from, else, as a tensor's images, by its position)."""
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}")
         top_k = int(top_k)
         if not isinstance(images, torch.Tensor):
             images = image_files(images)
-        names = [str(x) for x in images] if isinstance(images, list) else None
+        names = [image_name(x, str(i)) for i, x in enumerate(images)] if isinstance(images, list) else None
         probabilities = self.probabilities(images)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
         names = names or [str(i) for i in range(len(probabilities))]
         return [Prediction(name, [self.class_names[i] for i in row.tolist()], p.tolist())
                 for name, row, p in zip(names, indices, values)]
 
-    def evaluate(self, dataset=None, data_dir=None, download=False):
+    def evaluate(self, dataset=None, data_dir=None, download=False, skip_bad_images=None, batch_size=256):
         """An `Evaluation` on the test split of `dataset` (a registered name or a folder of images,
-        read as `coreaug train` reads it, with the run's cache folder, workers and skip_bad_images;
-        default: the run's own dataset, in the run's `data_dir` unless `data_dir` is given). A
-        folder's classes are matched to the run's by name."""
+        read as `coreaug train` reads it, with the run's cache folder and workers; default: the
+        run's own dataset, in the run's `data_dir` unless `data_dir` is given). A folder's images
+        are read at the run's size (in grayscale for a one-channel model, as `read` reads a file),
+        `batch_size` at a time (never all in memory), and its classes matched to the run's by name;
+        `skip_bad_images` (None: the run's setting) leaves its unreadable images out. A folder
+        other than the run's own without a train/ split is a labelled set scored whole: every
+        image of its val/ or test/ split, or of its class folders. A registered dataset's images
+        must be of the run's channels and size."""
         from coreaug.data import is_folder_dataset, load_dataset
         from coreaug.data.cache_decode import default_workers
 
-        if not dataset or dataset == self.config["dataset"]:  # the run's own: where the run found it
-            dataset, data_dir = self.config["dataset"], data_dir or self.config.get("data_dir")
-        if is_folder_dataset(dataset):  # decoded where and as the run decoded it
+        own = self.config["dataset"]
+        if not dataset or dataset == own or is_folder_dataset(dataset) and is_folder_dataset(own) \
+                and os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
+            dataset, data_dir = own, data_dir or self.config.get("data_dir")  # where the run found it
+        if skip_bad_images is None:
+            skip_bad_images = self.config.get("skip_bad_images", False)
+        folder = is_folder_dataset(dataset)
+        if folder and dataset != own and not os.path.isdir(os.path.join(os.path.expanduser(str(dataset)), "train")):
+            return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
+        if folder:  # decoded where and as the run decoded it
             workers = self.config.get("workers")
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
-                                val_fraction=self.config.get("val_fraction", 0.1),
-                                cache_dir=self.config.get("cache_dir"), skip_bad_images=self.config.get("skip_bad_images", False),
+                                val_fraction=self.config.get("val_fraction", 0.1), on_disk=True,
+                                cache_dir=self.config.get("cache_dir"), skip_bad_images=skip_bad_images,
                                 workers=default_workers() if workers is None else workers)
         else:
             data = load_dataset(dataset, data_dir, download=download, progress=False)
         run_index = torch.tensor([self._class_index(data, label) for label in range(data.num_classes)])
-        labels = run_index[data.test_labels]
-        predicted = self.probabilities(data.test_images).argmax(1)
-        hits = predicted == labels
+        predicted = [self.probabilities(batch, batch_size).argmax(1)
+                     for batch in self._test_batches(data, folder, batch_size)]
+        return self._scored(run_index[data.test_labels], predicted)
+
+    def _evaluate_files(self, files, batch_size, skip_bad_images):
+        """An `Evaluation` of [(path, class name, where)] image files, read as `read` reads them,
+        `batch_size` at a time."""
+        indices = {(name, where): self._run_class(name, where) for _, name, where in files}
+        labels, predicted = [], []
+        for start in range(0, len(files), batch_size):
+            images = []
+            for path, name, where in files[start:start + batch_size]:
+                try:
+                    images.append(self.read(path))
+                except UnreadableImage as error:
+                    if not skip_bad_images:
+                        raise UsageError(f"{error.what}; fix or remove it, or pass --skip-bad-images to leave "
+                                         "unreadable images out") from None
+                    continue
+                labels.append(indices[name, where])
+            if images:
+                predicted.append(self.probabilities(torch.stack(images), batch_size).argmax(1))
+        return self._scored(torch.tensor(labels, dtype=torch.long), predicted, "labelled images")
+
+    def _scored(self, labels, predicted, scored="test split"):
+        """The `Evaluation` of run class indices `labels` against a list of predicted batches."""
+        hits = torch.cat(predicted) == labels if predicted else torch.zeros(0, dtype=torch.bool)
         per_class = {}
         for index, name in enumerate(self.class_names):
             rows = labels == index
             if rows.any():
                 per_class[name] = (int(hits[rows].sum()), int(rows.sum()))
         correct, total = int(hits.sum()), len(labels)
-        return Evaluation(correct / total if total else float("nan"), correct, total, per_class)
+        return Evaluation(correct / total if total else float("nan"), correct, total, per_class, scored)
+
+    def _test_batches(self, data, folder, batch_size):
+        """`data`'s test images, `batch_size` at a time, as the model takes them: a folder's
+        (decoded in RGB) in grayscale for a one-channel model, as `read` converts a file.
+        UsageError naming both kinds of image when they are of another channel count or size."""
+        from coreaug.data.images import as_images, consecutive
+
+        images = as_images(data.test_images)
+        gray = folder and self.in_channels == 1 and images.shape[1] == 3
+        channels, height, width = (1 if gray else images.shape[1]), *images.shape[-2:]
+        if (channels, height, width) != (self.in_channels, self.store_size, self.store_size):
+            size = f"{width} px" if width == height else f"{width}x{height} px"
+            raise UsageError(f"the run's model takes {self.in_channels}-channel {self.store_size} px images, "
+                             f"{data.name} has {channels}-channel {size} ones; evaluate on a dataset of "
+                             "the run's kind of images, or on a folder of images (read at the run's size)")
+        for batch in images.batches(consecutive(len(images), batch_size)):
+            yield grayscale(batch) if gray else batch
 
     def _class_index(self, data, label):
-        """The run's class index of `data`'s class `label`, by name where `data` names its classes."""
+        """The run's class index of `data`'s class `label`, by name where `data` names its classes (a
+        folder's by the name with "/" written "_")."""
         if data.class_names is None:
             if data.num_classes != len(self.class_names):
                 raise UsageError(f"{data.name} has {data.num_classes} classes, the run's model {len(self.class_names)}; "
                                  "evaluate on a dataset of the run's classes")
             return label
-        name = data.class_names[label]
-        if name not in self.class_names:
-            raise UsageError(f"class {name!r} of {data.source} is not one of the run's classes "
-                             f"({', '.join(self.class_names[:10])}); evaluate on a dataset of the run's classes")
-        return self.class_names.index(name)
+        return self._run_class(data.class_names[label], data.source)
+
+    def _run_class(self, name, source):
+        """The run's class index of the class `name` of `source` (a folder's: "/" written "_")."""
+        # A folder cannot be named "T-shirt/top" (Fashion-MNIST's): "T-shirt_top" stands for it.
+        as_folders = [c.replace("/", "_") for c in self.class_names]
+        if name in self.class_names:
+            return self.class_names.index(name)
+        if name in as_folders:
+            return as_folders.index(name)
+        raise UsageError(f"class {name!r} of {source} is not one of the run's classes "
+                         f"({', '.join(as_folders[:10])}{' ...' if len(as_folders) > 10 else ''}, as folder "
+                         "names); evaluate on a dataset of the run's classes")
+
+
+def labelled_images(root):
+    """[(path, class name, class folder)] of every image of the labelled folder `root`, which has
+    no train/ split: of its val/ or test/ split's class folders when it has one, else of its own
+    class folders (images in <class>/<image>, recursively; hidden files and folders left out, as
+    a dataset's scan leaves them). UsageError for a folder without class folders of images."""
+    from coreaug.data.image_folder import MACOS_METADATA, TEST_SPLITS, images_under
+
+    root = os.path.abspath(os.path.expanduser(str(root)))
+    if not os.path.isdir(root):
+        raise UsageError(f"{root} is not a folder of images")
+    split = next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), root)
+    classes = sorted(e.name for e in os.scandir(split)
+                     if e.is_dir() and not e.name.startswith(".") and e.name != MACOS_METADATA)
+    files = [(path, name, os.path.join(split, name)) for name in classes
+             for path in images_under(os.path.join(split, name))]
+    if not files:
+        raise UsageError(f"{split} holds no class folders of images; a labelled set goes in <folder>/<class>/<image>")
+    return files
+
+
+def grayscale(images, chunk=4096):
+    """uint8 (N, 1, H, W) of uint8 RGB (N, 3, H, W): the ITU-R 601-2 luma of Pillow's convert("L"),
+    in Pillow's integer arithmetic, so a gray image's three equal channels give back its own value."""
+    out = torch.empty((len(images), 1, *images.shape[-2:]), dtype=torch.uint8)
+    weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(1, 3, 1, 1)
+    for start in range(0, len(images), chunk):
+        rgb = images[start:start + chunk].to(torch.int32)
+        out[start:start + chunk] = ((rgb * weights).sum(1, keepdim=True) + 0x8000) >> 16
+    return out
+
+
+def image_name(image, default):
+    """A path's text, or the file a PIL image was opened from (`default` for one made in memory)."""
+    if hasattr(image, "convert"):
+        return str(getattr(image, "filename", "") or default)
+    return str(image)
 
 
 def image_files(images):
@@ -226,8 +334,12 @@ def load_run(run, model=None, device="cpu"):
     needs that module's like passed as `model`, whose weights are then replaced by the run's.
     `device` is what `coreaug train --device` takes: "auto" (CUDA when available), "cpu" or
     "cuda[:N]". Raises ValueError for a folder that holds no run, a run that is not finished, a
-    model that does not fit the weights, or a device that is not one of those or not on this machine.
+    `model` that is not a module or does not fit the weights, or a device that is not one of those
+    or not on this machine.
     """
+    if model is not None and not isinstance(model, torch.nn.Module):
+        raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; pass a module built as the "
+                         "run's was, or leave it out for a run of a registered model")
     state = read_model_file(run)
     if model is None:
         if str(state["model"]).startswith(INSTANCE):
@@ -253,6 +365,11 @@ def read_model_file(run):
         if os.path.exists(os.path.join(run, "config.json")) or os.path.exists(os.path.join(run, CHECKPOINT)):
             raise UsageError(f"{run} holds a run that is not finished ({_progress(run)}; no {MODEL} yet); "
                              f"wait for it to end, or continue it with coreaug train ... --resume --out {run}")
+        grid = os.path.join(run, "runs")
+        runs = sorted(e.name for e in os.scandir(grid) if e.is_dir()) if os.path.isdir(grid) else []
+        if runs:
+            raise UsageError(f"{run} is a bench grid, not a run; give one of its runs, "
+                             f"e.g. {os.path.join(grid, runs[0])}")
         raise UsageError(f"{run} holds no coreaug run (no {MODEL}); give the --out folder of a finished coreaug train")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
