@@ -134,3 +134,13 @@ def test_numpy_numbers_and_a_torch_device_train_and_are_recorded_as_python_value
     method = coreaug.CoresetAugmentation(torch.arange(40) % 4, seed=np.int64(3), copies=np.int64(1))
     assert torch.equal(method.start_epoch(0).indices, coreaug.CoresetAugmentation(torch.arange(40) % 4, seed=3)
                        .start_epoch(0).indices)
+
+
+def test_a_compiled_module_passed_to_train_is_refused_naming_the_module_and_compile(tmp_path):
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    with pytest.raises(coreaug.UsageError, match="torch.compile's wrapper; pass the module itself .Sequential."):
+        coreaug.train(coreaug.TrainConfig(dataset="synthetic", model=None, out=str(tmp_path / "r")),
+                      model=torch.compile(net, backend="eager"))
+    assert not (tmp_path / "r").exists()  # nothing written: its weights would have been saved as _orig_mod.*

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import coreaug
+from test_compile_support import needs_compile
 
 TINY = dict(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=1, quiet=True)
 
@@ -183,3 +184,55 @@ def test_a_last_linear_that_does_not_produce_the_logits_is_refused_naming_gradie
     model = AuxNet(uses_aux)
     model.gradient_layer = "head"
     coreaug.train(coreaug.TrainConfig(**TINY, strategy="coreset", gradients="last_layer"), model=model)
+
+
+class DictNet(TinyNet):
+    def forward(self, x):
+        return {"logits": self.head(self.features(x))}
+
+
+@pytest.mark.parametrize("model, got", [(TupleNet(), "a tuple"), (DictNet(), "a dict")])
+@pytest.mark.parametrize("gradients", ["logits", "last_layer"])
+def test_an_own_loop_model_that_returns_more_than_logits_is_the_same_one_line_error_as_in_train(model, got, gradients):
+    """It was `AttributeError: 'tuple' object has no attribute 'float'` from inside estimate_gradients."""
+    images, labels = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8), torch.arange(40) % 10
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", gradients=gradients)
+    with pytest.raises(coreaug.UsageError, match=rf"must return floating logits of shape \(batch, n_classes\); "
+                                                 rf"it returned {got} for a batch of 16; wrap it"):
+        method.start_epoch(0, model, images, preprocess=lambda b: b.float() / 255, batch_size=16)
+    assert method.selection is None
+
+
+@needs_compile
+def test_last_layer_gradients_of_a_compiled_model_are_its_modules():
+    """A graph compiled before the selection's forward hook was registered skipped it: "the
+    forward called it 0 times; set model.gradient_layer ...", which did not help."""
+    torch.manual_seed(0)
+    images, labels = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8), torch.arange(64) % 10
+    model = TinyNet()
+    compiled = torch.compile(model, backend="eager")
+    compiled.eval()
+    with torch.no_grad():  # a validation pass compiles the eval-mode graph of this batch shape
+        for start in range(0, 64, 32):
+            compiled(images[start:start + 32].float() / 255)
+    kwargs = dict(kind="last_layer", transform=lambda b: b.float() / 255, batch_size=32)
+    torch.testing.assert_close(coreaug.estimate_gradients(compiled, images, labels, **kwargs),
+                               coreaug.estimate_gradients(model, images, labels, **kwargs))
+
+
+def test_a_module_with_every_parameter_frozen_is_refused_before_writing(tmp_path):
+    """Its first backward raised a bare RuntimeError after config.json was written; a partly frozen one trains."""
+    with pytest.raises(coreaug.UsageError, match=r"the model passed to train has no trainable parameters"):
+        coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")), model=TinyNet().requires_grad_(False))
+    assert not (tmp_path / "run").exists()
+    model = TinyNet()
+    model.features.requires_grad_(False)
+    before = model.features[0].weight.detach().clone()
+    coreaug.train(coreaug.TrainConfig(**TINY), model=model)
+    assert torch.equal(model.features[0].weight, before)
+
+
+def test_load_run_refuses_a_model_that_is_not_a_module_in_one_line(tmp_path):
+    coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")), model=TinyNet())
+    with pytest.raises(coreaug.UsageError, match=r"^model must be a torch.nn.Module, got str;"):
+        coreaug.load_run(tmp_path / "run", model="TinyNet")

@@ -98,6 +98,7 @@ def test_run_folder_holds_metrics_summary_checkpoint_and_model(tmp_path):
     assert summary["final_test_accuracy"] == result.final_test_accuracy == lines[-1]["test_accuracy"]
     assert summary["selection_seconds"] == pytest.approx(sum(m["selection_seconds"] for m in lines))
     assert summary["config"]["subset"] == 0.3
+    assert summary["coreaug"] == coreaug.__version__  # which coreaug trained it, beside torch's version
 
 
 @pytest.mark.parametrize("settings", [dict(estimates="clean"), dict(estimates="training"),

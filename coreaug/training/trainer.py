@@ -18,9 +18,10 @@ from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
 from coreaug.models import create_model, load_pretrained
-from coreaug.selection.gradients import estimate_dtype, estimate_gradients, final_linear
+from coreaug.selection.gradients import check_model_logits, estimate_dtype, estimate_gradients, final_linear, uncompiled
 
-from .compiled_step import CompiledStep, CudaGraphSkips, check_compilable, prime_optimizer_state, uses_cuda_graphs
+from .compiled_step import (CompiledStep, CudaGraphSkips, check_compilable, prime_optimizer_state, untraceable_code,
+                            uses_cuda_graphs, warn_layout_growth)
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
@@ -122,6 +123,10 @@ def given_model_name(config, model):
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; or leave it out and set "
                          "config.model to a registered name or package.module:function")
+    if uncompiled(model) is not model:  # its weights would be saved as "_orig_mod.*", under torch's class name
+        raise UsageError("the model passed to train is torch.compile's wrapper; pass the module itself "
+                         f"({type(uncompiled(model)).__name__}), and compile=True (--compile) to compile the "
+                         "whole training step")
     name = f"{INSTANCE}{type(model).__module__}.{type(model).__qualname__}"
     if config.model not in (None, name):
         raise UsageError(f"config.model is {config.model!r} but a model was passed to train too; "
@@ -137,7 +142,12 @@ def check_given_model(model, data, gradients="logits", what="the model passed to
     as the run's images) to floating (2, num_classes) logits: run once in eval mode without
     gradients, on the device its parameters are on, before anything is written (a wrong class
     count or output would otherwise fail in the first step; lazy modules get their shapes). With
-    `gradients` "last_layer", the gradient layer must be the one that produces the logits."""
+    `gradients` "last_layer", the gradient layer must be the one that produces the logits. A model
+    with no parameter to train (all frozen) is refused too: its first step could not backpropagate."""
+    if not any(p.requires_grad for p in model.parameters()):
+        count = sum(1 for _ in model.parameters())
+        raise UsageError(f"{what} has no trainable parameters ({count} parameter tensors, none with "
+                         "requires_grad=True); unfreeze what should train, e.g. its classifier's requires_grad_()")
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     shape = (2, data.in_channels, *data.test_images.shape[-2:])
@@ -152,11 +162,7 @@ def check_given_model(model, data, gradients="logits", what="the model passed to
                          f"{one_line(error)}") from error
     finally:
         model.train(was_training)
-    if not (isinstance(out, torch.Tensor) and out.is_floating_point() and tuple(out.shape) == (2, data.num_classes)):
-        got = f"a {'floating ' if out.is_floating_point() else ''}tensor of shape {tuple(out.shape)}" \
-            if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
-        raise UsageError(f"{what} must return floating logits of shape (batch, {data.num_classes}) "
-                         f"for the dataset's {data.num_classes} classes; it returned {got} for a batch of 2")
+    check_model_logits(out, 2, what, data.num_classes)
     if gradients == "last_layer":  # the estimate's own checks, on the same two inputs
         estimate_gradients(model, inputs, torch.zeros(2, dtype=torch.long), kind="last_layer", device=device)
 
@@ -189,6 +195,10 @@ def _open_run(config, distributed, model=None):
                 check_given_model(model, data, config.gradients, f"model {config.model!r}")
         else:
             check_given_model(model, data, config.gradients)
+        if config.pretrained and checkpoint is None:  # a file that does not fit is refused before a file is written
+            report = load_pretrained(model, config.pretrained)
+            if not config.quiet:
+                tqdm.write(str(report))
         if checkpoint is not None:  # the run's weights, before anything is written
             try:
                 model.load_state_dict(checkpoint["model"])
@@ -211,7 +221,7 @@ def _run(config, distributed, model=None):
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
     if compiles_whole_step(config, distributed):
-        check_compilable(config, distributed.world_size)  # before anything is written
+        check_compilable(config, distributed.world_size, distributed.device)  # before anything is written
     folder, checkpoint, data, model = _open_run(config, distributed, model)
     try:
         return _train_run(config, distributed, folder, checkpoint, data, model)
@@ -271,7 +281,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         with graph_skips or contextlib.nullcontext():
             sums = train_epoch(config, run, data, share, strong, weak, epoch, distributed, logit_sums)
         if graph_skips is not None and graph_skips.count and not any(m.get("cudagraph_skips") for m in run.history):
-            warn_cuda_graph_skips(graph_skips)
+            warn_cuda_graph_skips(graph_skips, distributed.device)
         if record_now:
             run.train_logits = _merge_logits(run.train_logits, distributed.all_reduce_tensor(logit_sums))
         distributed.broadcast_buffers(run.model)
@@ -333,13 +343,9 @@ NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
 
 
 def _start(config, distributed, checkpoint, data, model):
-    """The model (built by `_open_run`) on the device, optimizer, precision and method state of a
-    run, restored from `checkpoint` if given."""
+    """The model (built by `_open_run`, its pretrained or checkpoint weights loaded) on the device,
+    optimizer, precision and method state of a run, restored from `checkpoint` if given."""
     device = distributed.device
-    if config.pretrained and checkpoint is None:
-        report = load_pretrained(model, config.pretrained)
-        if not config.quiet:
-            tqdm.write(str(report))
     if config.sync_bn and distributed.world_size > 1:  # BatchNorm statistics over the global batch
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=torch.channels_last)
@@ -513,8 +519,16 @@ def inference_batch_size(train_batch_size, device):
     return train_batch_size if device.type == "cpu" else max(train_batch_size, 1024)
 
 
-def warn_cuda_graph_skips(skips):
-    """Say (a warning, once a run) that some of the compiled step's graphs run without CUDA graphs."""
+def warn_cuda_graph_skips(skips, device=None):
+    """Say (a warning, once a run) that some of the compiled step's graphs run without CUDA graphs;
+    on a `device` other than CUDA (a CUDA graph mode asked for on the CPU) that there are none to
+    replay there, rather than blame the graphs."""
+    if device is not None and torch.device(device).type != "cuda":
+        warnings.warn(f"compile: --compile-mode asks for CUDA graphs, which the {torch.device(device).type} does not "
+                      f"have, so the step's {skips.count} graph(s) run without CUDA graphs, compiled as by "
+                      "--compile-mode default less its C++ wrapper (the epochs' 'cudagraph_skips' count them); leave "
+                      "--compile-mode at auto off a GPU", RuntimeWarning, stacklevel=3)
+        return
     why = "; ".join(reason.splitlines()[0] for reason in skips.reasons) or "torch logged no reason"  # no stack traces
     warnings.warn(f"compile: {skips.count} of the compiled step's graphs run without CUDA graphs ({why}), so their "
                   "kernels are launched one by one and the step is slower than with graph replay; the epochs' "
@@ -650,6 +664,8 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
                                          run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
                                          device=device, compile_mode=config.compile_mode,
                                          processes=distributed if world > 1 else None)
+        if distributed.is_main:
+            warn_layout_growth(plan, config.batch_size)
         if not config.quiet:  # else the bar sits at 0 while torch compiles
             tqdm.write(COMPILING)
     step_fn = run.compiled_step
@@ -671,6 +687,9 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
                 raise RuntimeError(
                     f"the compiled step failed inside torch's CUDA graph trees ({one_line(error)}); "
                     "--compile-mode default (compile_mode='default') compiles the step without CUDA graphs") from error
+            untraceable = untraceable_code(error)  # the model's code, traced at the first step
+            if untraceable is not None:
+                raise untraceable from error
             raise
         totals.add_sums(sums, logits, idx, batches.augmented[take] if logit_sums is not None else None)
         bar.update(len(idx) * world, totals)
@@ -790,6 +809,8 @@ def _result(config, history, model, distributed):
 
 
 def _summary(config, result, device, precision):
+    from coreaug import __version__  # here: the package imports this module
+
     history = result.history
     return {
         "config": dataclasses.asdict(config), "precision": precision,
@@ -801,7 +822,7 @@ def _summary(config, result, device, precision):
         "epochs": len(history), "n_trained": sum(m["n_trained"] for m in history),
         "n_augmented": sum(m["n_augmented"] for m in history),
         "device": str(device), "world_size": result.world_size,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "coreaug": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus"
                    + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
     }
