@@ -86,6 +86,21 @@ def test_predict_takes_folders_as_the_cli_does_and_an_empty_list(finished):
         run.predict([root / "empty"])
 
 
+def test_predict_decodes_a_folder_a_batch_at_a_time_at_the_runs_cpu_batch(finished, monkeypatch):
+    from coreaug.training.trained import TrainedModel
+
+    root, _ = finished
+    run = coreaug.load_run(root / "run")
+    assert run.batch_size == 12  # the run's training batch on the CPU, as the trainer's no-grad passes
+    whole = run.probabilities([root / "data" / "test"])
+    decoded = []
+    real_batch = TrainedModel._batch
+    monkeypatch.setattr(TrainedModel, "_batch", lambda self, images: decoded.append(len(images))
+                        or real_batch(self, images))
+    assert torch.allclose(run.probabilities([root / "data" / "test"], batch_size=5), whole, atol=1e-6)
+    assert decoded == [5, 5, 2]  # 12 files: never every image in memory at once
+
+
 def test_a_list_holding_a_tensor_is_one_usage_error_naming_the_forms(finished):
     """It was a TypeError traceback from os.path.isdir."""
     root, _ = finished

@@ -126,15 +126,26 @@ class TrainedModel:
             return torch.zeros((0, self.in_channels, self.store_size, self.store_size), dtype=torch.uint8)
         return torch.stack([self.read(image) for image in images])
 
-    def probabilities(self, images, batch_size=256):
-        """Softmax probabilities (N, classes), float32 on the CPU, of images as `_batch` takes them."""
-        images = self._batch(images)
+    def probabilities(self, images, batch_size=None):
+        """Softmax probabilities (N, classes), float32 on the CPU, of images as `_batch` takes them,
+        `batch_size` at a time (None: the trainer's no-grad batch, `inference_batch_size`); files
+        are decoded a batch at a time, so a folder of any size fits in memory."""
+        batch_size = batch_size or self.batch_size
+        images = self._batch(images) if isinstance(images, torch.Tensor) else image_files(images)
         out = []
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                batch = self.normalize(images[start:start + batch_size].to(self.device))
+                batch = self.normalize(self._batch(images[start:start + batch_size]).to(self.device))
                 out.append(torch.softmax(self.model(batch).float(), dim=1).cpu())
         return torch.cat(out) if out else torch.zeros((0, len(self.class_names)))
+
+    @property
+    def batch_size(self):
+        """The trainer's no-grad batch for the run: its training batch on the CPU (larger ones
+        overflow the caches), at least 1024 on a GPU."""
+        from .trainer import inference_batch_size
+
+        return inference_batch_size(self.config.get("batch_size") or 128, self.device)
 
     def predict(self, images, top_k=1):
         """A `Prediction` per image (file paths, folders of image files, PIL images, or a uint8
@@ -153,19 +164,21 @@ class TrainedModel:
         return [Prediction(name, [self.class_names[i] for i in row.tolist()], p.tolist())
                 for name, row, p in zip(names, indices, values)]
 
-    def evaluate(self, dataset=None, data_dir=None, download=False, skip_bad_images=None, batch_size=256):
+    def evaluate(self, dataset=None, data_dir=None, download=False, skip_bad_images=None, batch_size=None):
         """An `Evaluation` on the test split of `dataset` (a registered name or a folder of images,
         read as `coreaug train` reads it, with the run's cache folder and workers; default: the
         run's own dataset, in the run's `data_dir` unless `data_dir` is given). A folder's images
         are read at the run's size (in grayscale for a one-channel model, as `read` reads a file),
-        `batch_size` at a time (never all in memory), and its classes matched to the run's by name;
-        `skip_bad_images` (None: the run's setting) leaves its unreadable images out. A folder
+        `batch_size` at a time (None: as `probabilities`; never all in memory), and its classes
+        matched to the run's by name; `skip_bad_images` (None: the run's setting) leaves its
+        unreadable images out. A folder
         other than the run's own without a train/ split is a labelled set scored whole: every
         image of its val/ or test/ split, or of its class folders. A registered dataset's images
         must be of the run's channels and size."""
         from coreaug.data import is_folder_dataset, load_dataset
         from coreaug.data.cache_decode import default_workers
 
+        batch_size = batch_size or self.batch_size
         own = self.config["dataset"]
         if not dataset or dataset == own or is_folder_dataset(dataset) and is_folder_dataset(own) \
                 and os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
