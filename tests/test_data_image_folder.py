@@ -135,6 +135,23 @@ def test_macos_metadata_files_and_folders_are_skipped(tmp_path):
     assert data.class_names == ["cat", "dog", "fox"] and len(data.train_labels) == 6
 
 
+def test_linked_subfolders_are_read_each_real_folder_once_and_a_loop_ends(tmp_path):
+    from coreaug.data.image_folder import images_under
+
+    write_split(tmp_path / "data", "train", per_class=2)
+    write_split(tmp_path / "data", "val", per_class=1)
+    for i in range(3):  # on another disk, linked into the cat class (they were skipped without a word)
+        write_image(tmp_path / "elsewhere" / f"more{i}.jpg", COLOURS["cat"], seed=10 + i)
+    cat = tmp_path / "data" / "train" / "cat"
+    os.symlink(tmp_path / "elsewhere", cat / "linked")
+    os.symlink(tmp_path / "elsewhere", cat / "linked-again")  # the same real folder: read once
+    os.symlink(cat, cat / "loop")  # a link back up the tree: not walked again
+    files = images_under(cat)
+    assert [os.path.relpath(f, cat) for f in files] == ["0.jpg", "1.jpg"] + [f"linked/more{i}.jpg" for i in range(3)]
+    data = load_image_folder(tmp_path / "data", image_size=8, progress=False)
+    assert data.train_labels.tolist().count(0) == 5 and len(data.train_labels) == 9
+
+
 def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path):
     write_image(tmp_path / "cat" / "0.png", COLOURS["cat"])
     write_image(tmp_path / "cat" / "1.png", COLOURS["cat"])

@@ -202,10 +202,18 @@ def images_under(folder) -> List[str]:
     """The image files under ``folder``, recursively (each folder's files, sorted, then its
     subfolders, sorted): the files a dataset reads, and `coreaug predict FOLDER` too. Names
     with an image extension (IMAGE_EXTENSIONS, any case) only; hidden files and folders
-    (``.name``, macOS's ``._name`` included) and ``__MACOSX/`` folders are left out."""
-    found = []
-    for parent, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if _is_listed(d))
+    (``.name``, macOS's ``._name`` included) and ``__MACOSX/`` folders are left out. Linked
+    folders are followed (a folder assembled from several disks), each real folder once: a link
+    back up the tree is not walked again."""
+    found, seen = [], {os.path.realpath(folder)}
+    for parent, dirs, names in os.walk(folder, followlinks=True):
+        kept = []
+        for d in sorted(dirs):
+            path = os.path.realpath(os.path.join(parent, d))
+            if _is_listed(d) and path not in seen:
+                kept.append(d)
+                seen.add(path)
+        dirs[:] = kept
         found += [os.path.join(parent, n) for n in sorted(names)
                   if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
     return found
