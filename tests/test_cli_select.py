@@ -40,6 +40,9 @@ def test_other_strategies_and_options(files, extra):
     result = run("--features", files / "f.npy", "--labels", files / "l.npy", "--fraction", 0.1, "--out", files / "s.npz", *extra)
     assert result.exit_code == 0, result.output
     assert len(np.load(files / "s.npz")["indices"]) == 20
+    coreset = "--strategy" not in extra
+    assert ("objective: none (this rule optimises none)" in result.output) != coreset  # was "objective: nan"
+    assert "nan" not in result.output
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,5 +1,6 @@
 """`Selection`: the result of any selection strategy, with save/load."""
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -52,9 +53,10 @@ class Selection:
         """A few human-readable lines: size, per-class counts, objective, seconds."""
         counts = ", ".join(f"{c}:{n}" for c, n in zip(self.classes.tolist(), self.class_counts.tolist()))
         times = ", ".join(f"{k} {v:.3f}s" for k, v in self.timings.items())
+        objective = f"{self.objective:.6g}" if math.isfinite(self.objective) else "none (this rule optimises none)"
         return (f"{self.strategy}: {len(self)} of {self.n_total} examples ({self.fraction:.1%})\n"
                 f"per class: {counts}\n"
-                f"objective: {self.objective:.6g}\n"
+                f"objective: {objective}\n"
                 f"seconds: {times}")
 
     def save(self, path):
