@@ -114,7 +114,7 @@ def check_compilable(config, world_size=1, device=None):
     if rule is not None and rule.mixup:
         raise UsageError(f"compile does not take strategy {config.strategy!r}: its copies are mixed with partner "
                          "images read in the middle of the step, which the compiled step does not trace; "
-                         "drop --compile or use another --strategy")
+                         "drop --compile or choose another strategy")
     if config.augment_steps not in (None, 1):
         raise UsageError(f"compile augments each step's own batch, so augment_steps ({config.augment_steps}) "
                          "does not apply; drop --augment-steps or --compile")
