@@ -78,6 +78,8 @@ CIFAR_TAR="${CIFAR_TAR:-../shared/data/cifar10-jpeg.tar.gz}"
 OUT="${GPU_CHECK_RESULTS:-experiments/results/gpu.md}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")"
 export COREAUG_CACHE_DIR="${COREAUG_CACHE_DIR:-$WORK/decoded}"
+# The benchmark scripts import torch before coreaug: OpenMP's wait policy set where they start.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 # GPU_CHECK_LOGS (a folder): the logs and the speed table's files are copied there at the end, for a lease
 # whose temporary folders do not come back.
 keep_logs() {
