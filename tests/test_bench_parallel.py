@@ -216,6 +216,7 @@ def test_two_jobs_train_each_run_once_and_a_failed_run_stops_no_other(two_jobs):
     assert "5 runs (5 trained now)" in out and "1 of the grid's 6 runs are missing" in out
     summary = json.loads((grid / "runs" / "none-seed0" / "summary.json").read_text())
     assert summary["threads"] == 3 and summary["config"]["quiet"] is True
+    assert json.loads((grid / "grid.json").read_text())["runs"] == sorted(done + ["none-seed1"])  # the plan
 
 
 def test_two_jobs_rerun_trains_only_what_is_missing_and_tables_every_run(two_jobs):

@@ -184,6 +184,20 @@ def test_a_missing_seed_and_a_crashed_run_are_reported_and_the_rest_written(grid
     assert len(result.problems) == 4 and (tmp_path / "out" / "report-runs.csv").exists()
 
 
+def test_runs_a_running_grid_has_not_started_are_named_from_its_plan(grid, tmp_path):
+    from coreaug.bench.archive import planned_runs, record_plan
+
+    names = sorted(p.name for p in (grid / "runs").iterdir())
+    record_plan(grid, names + ["maxloss-0.1-seed0"])  # as bench writes it before its first run
+    record_plan(grid, ["maxloss-0.1-seed1"])  # a later command's runs are added
+    assert planned_runs(grid) == sorted(names + ["maxloss-0.1-seed0", "maxloss-0.1-seed1"])
+    result = write_report(grid, out=tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    section = text.split("## Missing or unfinished runs", 1)[1]
+    assert "`maxloss-0.1-seed0`: not started" in section and "`maxloss-0.1-seed1`: not started" in section
+    assert f"15 finished runs of {len(names) + 2}" in text and len(result.problems) == 2
+
+
 def _file(path, data):
     path.write_bytes(data)
     return path

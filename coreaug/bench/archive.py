@@ -18,6 +18,7 @@ from coreaug.errors import UsageError, first_line
 from coreaug.files import atomic_write
 
 SUFFIX = ".runs.jsonl.xz"
+PLAN = "grid.json"  # {"runs": [name, ...]}: every run a bench of the grid planned, started or not
 FILES = ("config.json", "metrics.jsonl", "summary.json")
 _XZ_MAGIC, _GZIP_MAGIC = b"\xfd7zXZ\x00", b"\x1f\x8b"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=+-]*$")  # a folder name, never a path
@@ -132,6 +133,24 @@ def load_runs(path):
     if not records:
         raise UsageError(f"{path} holds no runs; give a grid folder whose runs/ has run folders, or a non-empty archive")
     return records
+
+
+def record_plan(grid, names):
+    """Add `names` to the runs `grid`'s PLAN file lists (written before any run starts, so that a
+    report made while the grid trains can name the runs not started yet)."""
+    names = sorted(set(planned_runs(grid)) | set(names))
+    atomic_write(os.path.join(grid, PLAN), lambda f: json.dump({"runs": names}, f, indent=1))
+
+
+def planned_runs(path):
+    """The run names `path`'s PLAN file lists ([] for an archive, a grid bench wrote none for,
+    or a file that cannot be read)."""
+    try:
+        with open(os.path.join(path, PLAN)) as f:
+            names = json.load(f)["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
 def archive_grid(grid, *, to=None):

@@ -8,6 +8,7 @@ from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
+from .archive import record_plan
 from .grid import check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
@@ -86,6 +87,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
     mine = shard_runs(runs, shard) if shard else runs
     check_writable(out)
+    record_plan(out, [run.name for run in runs])
 
     def report_with_total(outcome, position):
         if report:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
-from .archive import load_runs
+from .archive import load_runs, planned_runs
 from .plot import plot_mean_curves
 from .tables import DIAGNOSTICS, diagnostics_table
 from .timing import default_target, speedup, time_to_target, training_seconds
@@ -157,6 +157,9 @@ def _read_sources(sources, wanted):
     runs, problems, described, settings, have = [], [], [], "", set()
     for source, label in sources:
         records = load_runs(source)
+        not_started = sorted(set(planned_runs(source)) - {record.name for record in records})
+        problems += [f"`{name}`" + (f" ({label})" if label else "") + ": not started" for name in not_started]
+        total = len(records) + len(not_started)
         kept, read = [], []
         for record in records:
             run, problem = _run(record, label) if record.finished else (None, record.problem)
@@ -171,9 +174,9 @@ def _read_sources(sources, wanted):
         runs += shown
         settings = settings if described else _settings(kept)
         described.append(f"`{source}`" + (f" as \"{label}\"" if label else "") + f": {len(shown)} finished runs"
-                         + (f" of {len(records)}" if len(shown) == len(kept) else
+                         + (f" of {total}" if len(shown) == len(kept) else
                             f" at the subsets asked for and the references (of {len(kept)} finished, "
-                            f"{len(records)} in all)"))
+                            f"{total} in all)"))
     if wanted:
         _check_subsets(wanted, have)
     return runs, problems, described, settings
