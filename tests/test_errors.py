@@ -144,3 +144,11 @@ def test_a_compiled_module_passed_to_train_is_refused_naming_the_module_and_comp
         coreaug.train(coreaug.TrainConfig(dataset="synthetic", model=None, out=str(tmp_path / "r")),
                       model=torch.compile(net, backend="eager"))
     assert not (tmp_path / "r").exists()  # nothing written: its weights would have been saved as _orig_mod.*
+
+
+@pytest.mark.parametrize("field", ["momentum", "label_smoothing"])
+def test_a_momentum_or_label_smoothing_of_one_is_refused(field):
+    # momentum 1 never forgets a gradient; label smoothing 1 trains on uniform targets
+    with pytest.raises(coreaug.UsageError, match=rf"{field} must be a number in \[0, 1\), got 1"):
+        coreaug.TrainConfig(dataset="synthetic", **{field: 1}).resolved()
+    assert getattr(coreaug.TrainConfig(dataset="synthetic", **{field: 0.99}).resolved(), field) == 0.99

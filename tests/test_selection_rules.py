@@ -91,6 +91,15 @@ def test_infobatch_takes_everyone_above_the_class_mean_and_reweights_the_rest():
     assert np.isclose(low[0] / high[0], (90 / 20) / (10 / 10))  # inverse sampling rates
 
 
+def test_infobatch_weights_of_a_class_whose_high_group_fills_the_budget_stand_for_the_whole_class():
+    # class 0: 100 examples, 40 above its mean loss; class 1: 10 examples, 2 above; a budget of 5 in all (3 + 2)
+    labels = np.r_[np.zeros(100, dtype=np.int64), np.ones(10, dtype=np.int64)]
+    losses = np.r_[np.full(40, 5.0), np.zeros(60), np.full(2, 5.0), np.zeros(8)]
+    selection = select_by_rule("infobatch", labels, 5 / 110, losses=losses, balance="equal", seed=0)
+    totals = [selection.weights[labels[selection.indices] == c].sum() for c in (0, 1)]
+    assert totals[0] / totals[1] == pytest.approx(100 / 10)  # was 40 / 2: each class its high group alone
+
+
 def test_ccs_cuts_the_hardest_and_covers_the_rest_of_the_range():
     labels = np.zeros(1000, dtype=np.int64)
     norms = np.linspace(0.01, 1.0, 1000, dtype=np.float32)

@@ -34,6 +34,25 @@ def test_without_norm_decay_only_weights_of_two_or_more_dims_decay():
     assert len(parameter_groups(model, 5e-4)) == 1
 
 
+def test_without_norm_decay_no_normalisation_layer_or_bias_decays_whatever_its_shape():
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.norm = torch.nn.LayerNorm([4, 8, 8])  # 3-D weight and bias: they decayed
+            self.head = torch.nn.Linear(256, 10)
+            self.bias = torch.nn.Parameter(torch.zeros(1, 10))  # a bias of its own, 2-D
+
+    net = Net()
+    decayed, plain = parameter_groups(net, 5e-4, norm_decay=False)
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert sorted(names[id(p)] for p in decayed["params"]) == ["conv.weight", "head.weight"]
+    assert sorted(names[id(p)] for p in plain["params"]) == ["bias", "conv.bias", "head.bias", "norm.bias",
+                                                             "norm.weight"]
+
+
 def test_a_run_starts_from_the_pretrained_weights(tmp_path):
     settings = dict(dataset="synthetic", train_limit=64, test_limit=64, epochs=3, batch_size=16, quiet=True,
                     strategy="none")

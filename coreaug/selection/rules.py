@@ -185,7 +185,9 @@ def select_infobatch(labels, fraction, *, estimates=None, losses, balance="equal
     Per class: the examples above the class's mean loss are all taken (a uniform sample of
     them when they outnumber the budget), the rest of the budget is a uniform sample of the
     others. Each pick is weighted by the inverse of its group's sampling rate (an unbiased
-    estimate of the class's total), normalised to mean 1 over the selection.
+    estimate of the class's total), normalised to mean 1 over the selection. When the high group
+    fills the budget, nothing below is sampled to stand for the rest, so its picks stand for the
+    whole class (weight class size / picks): a class's weights sum to its size either way.
     """
     y = check_labels(labels)
     loss = check_losses(losses, y.size)
@@ -200,7 +202,8 @@ def select_infobatch(labels, fraction, *, estimates=None, losses, balance="equal
             if take == 0:
                 continue
             out.append(rng.choice(group, size=take, replace=False))
-            weights.append(np.full(take, group.size / take))
+            stands_for = members.size if take_high == budget else group.size  # the whole class, or its group
+            weights.append(np.full(take, stands_for / take))
         return (np.concatenate(out), np.concatenate(weights)) if out else (members[:0], np.zeros(0))
 
     return per_class_selection(y, fraction, balance, "infobatch", pick, seed)

@@ -403,11 +403,15 @@ class TrainConfig:
         for name in ("train_limit", "test_limit"):
             check_int(getattr(self, name), name, optional=True)
         check_int(self.seed, "seed", 0)
-        for name, low, high in (("lr", 0, math.inf), ("weight_decay", 0, math.inf), ("momentum", 0, 1),
-                                ("label_smoothing", 0, 1), ("label_noise", 0, 1), ("warmup_epochs", 0, math.inf)):
+        # momentum 1 never forgets a gradient, label smoothing 1 trains on uniform targets: open above
+        for name, low, high, closed in (("lr", 0, math.inf, True), ("weight_decay", 0, math.inf, True),
+                                        ("momentum", 0, 1, False), ("label_smoothing", 0, 1, False),
+                                        ("label_noise", 0, 1, True), ("warmup_epochs", 0, math.inf, True)):
             value = getattr(self, name)
-            if not is_number(value) or not low <= value <= high or (name == "lr" and value == 0):
-                raise UsageError(f"{name} must be a number in [{low}, {high}]{' and > 0' if name == 'lr' else ''}, got {value!r}")
+            if not is_number(value) or not low <= value <= high or (value == high and not closed) \
+                    or (name == "lr" and value == 0):
+                raise UsageError(f"{name} must be a number in [{low}, {high}{']' if closed else ')'}"
+                                 f"{' and > 0' if name == 'lr' else ''}, got {value!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise UsageError("nesterov=True needs a momentum above 0, got momentum=0; set nesterov=False for plain "
                              "SGD, or a momentum such as 0.9")

@@ -457,15 +457,22 @@ def foreach_update(model):
     return True if next(model.parameters()).device.type in ("cpu", "cuda") else None
 
 
+NORM_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm,
+               *((torch.nn.RMSNorm,) if hasattr(torch.nn, "RMSNorm") else ()))
+
+
 def parameter_groups(model, weight_decay, norm_decay=True):
     """The optimizer's parameter groups: one, or, without `norm_decay`, the weights of
     convolutions and linear layers (decayed) apart from biases and normalisation weights
-    (1-D parameters, not decayed), the usual choice when fine-tuning."""
+    (not decayed: every parameter of a normalisation layer, every bias, and any other 1-D
+    parameter), the usual choice when fine-tuning."""
     if norm_decay:
         return [{"params": list(model.parameters())}]
+    of_norms = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    kept = {id(p) for name, p in model.named_parameters() if p.ndim <= 1 or name.rpartition(".")[2] == "bias"}
     params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.ndim > 1]},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [{"params": [p for p in params if id(p) not in of_norms | kept]},
+            {"params": [p for p in params if id(p) in of_norms | kept], "weight_decay": 0.0}]
 
 
 def evaluates(config, epoch):
