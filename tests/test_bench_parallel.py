@@ -279,3 +279,22 @@ def test_a_gpu_without_cuda_is_one_line_exit_2_nothing_run(tmp_path):
     code, _, err = bench(*TINY[:-2], *GRID, "--device", "cuda", "--jobs", "2", "--out", tmp_path / "grid")
     assert code == 2 and "torch sees no CUDA device" in err and err.count("\n") == 1
     assert not (tmp_path / "grid").exists()
+
+
+def test_two_jobs_on_a_folder_never_decoded_decode_it_once_here_and_train(tmp_path, monkeypatch):
+    from PIL import Image
+
+    for c, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
+        for i in range(8):
+            folder = tmp_path / "pets" / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (12, 10), tuple(min(255, v + 7 * i) for v in colour)).save(folder / f"{i}.png")
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, err = bench("--dataset", tmp_path / "pets", "--image-size", "8", "--epochs", "1", "--batch-size", "8",
+                           "--workers", "2", "--quiet", *GRID, "--seeds", "1", "--jobs", "2", "--out", tmp_path / "grid")
+    # each worker decoded it in daemon processes, which may start none: every run failed
+    assert code == 0, out + err
+    lines = progress(out)
+    assert "daemonic" not in out + err and sorted(lines) == ["none-seed0", "random-0.3-seed0"]
+    assert all(line.startswith("final ") for line in lines.values()), lines
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1  # decoded once

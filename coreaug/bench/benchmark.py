@@ -4,9 +4,11 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from coreaug.data import is_folder_dataset
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
+from coreaug.training.inputs import load_folder
 
 from .archive import record_plan
 from .grid import check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
@@ -98,6 +100,11 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
             mine = [dataclasses.replace(r, config=dataclasses.replace(r.config, device=workers[0].device)) for r in mine]
         outcomes = run_grid_runs(mine, report_with_total)
     else:
+        todo = [run for run in mine if run.state() != "finished"]
+        if todo and is_folder_dataset(todo[0].config.dataset):
+            # Decoded here, once, with its own worker processes: bench's workers may start none (they
+            # are daemons), and would each decode it (the grid's runs share the folder's settings).
+            load_folder(todo[0].config, progress=True)
         outcomes = run_in_workers(mine, workers, report_with_total)
     trained = sum(o.status in ("trained", "resumed") for o in outcomes)
     finished = [run for run in runs if run.state() == "finished"]

@@ -68,6 +68,15 @@ def _sample(images, labels, limit, seed):
     return images[keep], labels[keep]
 
 
+def load_folder(config, progress):
+    """config's folder dataset as a run reads it: decoded into its cache (built here if missing,
+    in config.workers processes) and returned as images on disk."""
+    workers = config.workers if config.workers is not None else default_workers()
+    return load_dataset(config.dataset, progress=progress, image_size=config.image_size,
+                        val_fraction=config.val_fraction, skip_bad_images=config.skip_bad_images,
+                        on_disk=True, cache_dir=config.cache_dir, workers=workers, store_size=config.store_size)
+
+
 def load_run_data(config, device, distributed=None):
     """Load config.dataset, apply train/test limits and label noise, move it to `device` (or,
     streaming a folder dataset, leave the images on disk). Under torchrun (`distributed`, a
@@ -75,11 +84,7 @@ def load_run_data(config, device, distributed=None):
     decided before any of them loads the images."""
     folder = is_folder_dataset(config.dataset)
     if folder:
-        workers = config.workers if config.workers is not None else default_workers()
-        data = load_dataset(config.dataset, progress=not config.quiet, image_size=config.image_size,
-                            val_fraction=config.val_fraction, skip_bad_images=config.skip_bad_images,
-                            on_disk=True, cache_dir=config.cache_dir, workers=workers,
-                            store_size=config.store_size)
+        data = load_folder(config, progress=not config.quiet)
     else:
         data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
     train_x, train_y = _sample(as_images(data.train_images), data.train_labels, config.train_limit, 0)
