@@ -197,3 +197,52 @@ def test_a_cache_folder_that_is_a_file_is_one_usage_error_naming_it_and_its_orig
         open_or_build(_splits(tmp_path), ["a", "b"], image_size=4, decode=_grey, progress=False)
     with pytest.raises(UsageError, match=r"\(from --cache-dir\).*pass --cache-dir"):
         open_or_build(_splits(tmp_path), ["a", "b"], image_size=4, decode=_grey, cache_dir=str(root), progress=False)
+
+
+def _cache(tmp_path, size=4, source="pets"):
+    """A cache of 4 + 1 images of ``source``, built or opened (one folder's files: one key per size)."""
+    splits = [("train", [(str(tmp_path / f"{i}.jpg"), i % 2) for i in range(4)]),
+              ("test", [(str(tmp_path / "0.jpg"), 0)])]
+    if not (tmp_path / "0.jpg").exists():
+        _splits(tmp_path)
+    return open_or_build(splits, ["a", "b"], image_size=size, decode=lambda p: _grey(p, size),
+                         cache_dir=str(tmp_path / "cache"), progress=False, source=str(tmp_path / source))
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty"])
+def test_a_cache_folder_without_a_readable_meta_json_is_replaced_by_the_next_build(tmp_path, damage):
+    """A removal cut short (no meta.json) made every later build decode, then fail with "Directory
+    not empty" on the rename; an empty meta.json (a crash) was a JSONDecodeError traceback."""
+    folder = _cache(tmp_path).folder
+    meta = os.path.join(folder, "meta.json")
+    os.remove(meta) if damage == "missing" else open(meta, "w").close()
+    cache = _cache(tmp_path)
+    assert cache.folder == folder and cache.meta["counts"] == {"train": 4, "test": 1}
+    assert [c.folder for c in caches_in(str(tmp_path / "cache"))] == [folder] and _builds(tmp_path / "cache") == []
+
+
+def test_opening_a_cache_with_a_damaged_meta_json_is_one_usage_error_naming_the_folder(tmp_path):
+    from coreaug.data.image_cache import ImageCache
+
+    folder = _cache(tmp_path).folder
+    with open(os.path.join(folder, "meta.json"), "w") as f:
+        f.write('{"counts": {"tra')  # cut short
+    with pytest.raises(UsageError, match=f"unreadable .*; delete {folder} to rebuild"):
+        ImageCache(folder)
+
+
+def test_caches_without_a_readable_meta_json_are_not_listed_and_clear_cache_removes_them(tmp_path):
+    from coreaug.data.image_cache import clear_caches
+
+    root = tmp_path / "cache"
+    empty, missing, kept = _cache(tmp_path, 4, "a").folder, _cache(tmp_path, 5, "b").folder, _cache(tmp_path, 6, "c")
+    open(os.path.join(empty, "meta.json"), "w").close()
+    os.remove(os.path.join(missing, "meta.json"))
+    (root / "notes").mkdir()  # not named as a cache: not coreaug's to remove
+    assert [c.folder for c in caches_in(str(root))] == [kept.folder]
+    new = _cache(tmp_path, 7, "c")  # a new build lists the other caches of its folder: no JSONDecodeError
+    assert clear_caches(str(root), str(tmp_path / "c"))[0] == 4  # c's two caches, and the two no one's
+    assert sorted(os.listdir(root)) == ["notes"] and not os.path.exists(new.folder)
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "datasets", "--clear-cache", "--cache-dir", str(root)],
+                          capture_output=True, text=True, timeout=120, env=ONE_THREAD)
+    assert proc.returncode == 0 and "removed 0 decoded caches" in proc.stdout, proc.stderr

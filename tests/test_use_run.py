@@ -471,3 +471,18 @@ def test_a_labelled_folders_unreadable_image_stops_evaluate_unless_skipped(finis
     with pytest.raises(coreaug.UsageError, match=r"cannot read image .*bad\.jpg .*pass --skip-bad-images"):
         trained.evaluate(str(tmp_path / "new"))
     assert trained.evaluate(str(tmp_path / "new"), skip_bad_images=True).total == 8
+
+
+def test_evaluate_refuses_the_runs_own_folder_when_files_added_would_redraw_its_test_split(tmp_path):
+    for c, colour in COLOURS.items():  # no val/: the test split is drawn from the files
+        for i in range(10):
+            write_image(tmp_path / "data" / c / f"{i}.png", colour, seed=i)
+    coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "data"), image_size=8, model="cnn", epochs=1,
+                                      batch_size=8, quiet=True, cache_dir=str(tmp_path / "cache"),
+                                      out=str(tmp_path / "run")))
+    run = coreaug.load_run(tmp_path / "run")
+    assert run.evaluate().total == 3  # one held-out image a class
+    for c, colour in COLOURS.items():
+        write_image(tmp_path / "data" / c / "new.png", colour, seed=99)
+    with pytest.raises(coreaug.UsageError, match="changed .* drawn again it would hold images the run trained on"):
+        run.evaluate()  # it scored a split drawn again, mostly of training images

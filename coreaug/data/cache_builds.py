@@ -87,6 +87,18 @@ def remove_stale(root: str, stale_after: float = STALL_SECONDS) -> int:
     return removed
 
 
+def read_meta(folder: str) -> Optional[dict]:
+    """The cache ``folder``'s meta.json, or None when it is missing or unreadable: then the
+    folder is no cache (a removal cut short, or a crash before the file reached the disk), and
+    a build replaces it."""
+    try:
+        with open(os.path.join(folder, "meta.json")) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 class Build:
     """A build this process claimed: ``path`` (its folder), ``beat()`` while it progresses,
     ``finish(folder)`` to rename it into the cache's place, ``remove()`` to drop it."""
@@ -115,14 +127,20 @@ class Build:
                 f.write(f"{done}\n")
 
     def finish(self, folder: str):
-        """Rename the build into ``folder`` (another process's finished cache there wins)."""
+        """Rename the build into ``folder``: another process's finished cache there wins, and a
+        folder there that is no cache (read_meta) is replaced."""
         for name in (OWNER, HEARTBEAT):
             os.remove(os.path.join(self.path, name))
-        try:
-            os.rename(self.path, folder)
-        except OSError:
-            if not os.path.isfile(os.path.join(folder, "meta.json")):
-                raise
+        for replace in (True, False):
+            try:
+                os.rename(self.path, folder)
+                return
+            except OSError:
+                if read_meta(folder) is not None:
+                    return
+                if not (replace and os.path.isdir(folder)):
+                    raise
+                shutil.rmtree(folder, ignore_errors=True)
 
     def remove(self):
         shutil.rmtree(self.path, ignore_errors=True)
@@ -155,15 +173,15 @@ def wait_for(build_path: str, folder: str, stall_after: float = STALL_SECONDS, p
     cache is there, False if the build went away without it (failed, or its owner on this host
     died: then it is removed), so the caller claims again. There is no time limit while the
     heartbeat moves; raises UsageError once it has not moved for ``stall_after`` seconds."""
-    meta, beat = os.path.join(folder, "meta.json"), os.path.join(build_path, HEARTBEAT)
+    beat = os.path.join(build_path, HEARTBEAT)
     last, moved = None, time.monotonic()
-    while not os.path.isfile(meta):
+    while read_meta(folder) is None:
         try:
             stat = os.stat(beat)
             stamp = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             if not os.path.isdir(build_path):
-                return os.path.isfile(meta)
+                return read_meta(folder) is not None
             stamp = None
         if stamp != last:  # measured on this clock: another host's clock may disagree with ours
             last, moved = stamp, time.monotonic()

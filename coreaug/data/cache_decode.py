@@ -40,6 +40,8 @@ def build_cache(build, folder, *, splits, classes, image_size, decode, workers, 
                 meta["mean"], meta["std"] = stats_of_histograms(histogram)
         with open(os.path.join(build.path, "meta.json"), "w") as f:
             json.dump(meta, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash then leaves no empty meta.json
         build.finish(folder)
     finally:
         build.remove()

@@ -14,8 +14,8 @@ The jobs live apart: a cache's name (coreaug.data.cache_key), reading its rows f
 the builds' claims and waits (coreaug.data.cache_builds); this module opens, builds, lists and
 removes caches, and keeps the names that were public here importable from it.
 """
-import json
 import os
+import re
 import shutil
 from typing import List, Optional, Tuple
 
@@ -26,19 +26,26 @@ from tqdm import tqdm
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, first_line
 
-from .cache_builds import STALL_SECONDS, claim, remove_stale, wait_for
+from .cache_builds import STALL_SECONDS, claim, read_meta, remove_stale, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
 from .cache_key import FORMAT_VERSION, cache_key, default_cache_dir, files_digest  # noqa: F401 (public here too)
 from .disk_images import DiskImages
 from .images import consecutive, device_batches  # noqa: F401 (public here)
 
-class ImageCache:
-    """An opened cache folder: ``images(split)`` (DiskImages), ``labels(split)``, ``meta``."""
+_KEY = re.compile(r"[0-9a-f]{24}")  # a cache's folder name (cache_key)
 
-    def __init__(self, folder: str):
+
+class ImageCache:
+    """An opened cache folder: ``images(split)`` (DiskImages), ``labels(split)``, ``meta``
+    (``meta``: its meta.json when already read); a UsageError naming the folder to delete when
+    its meta.json is missing or unreadable."""
+
+    def __init__(self, folder: str, meta: Optional[dict] = None):
         self.folder = folder
-        with open(os.path.join(folder, "meta.json")) as f:
-            self.meta = json.load(f)
+        self.meta = read_meta(folder) if meta is None else meta
+        if self.meta is None:
+            raise UsageError(f"{os.path.join(folder, 'meta.json')} is missing or unreadable (a removal or a crash cut "
+                             f"short); delete {folder} to rebuild the cache")
 
     def images(self, split: str) -> DiskImages:
         """The split's images on disk; a UsageError when its file is not the size its count and
@@ -82,7 +89,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     key, fingerprint = cache_key(splits, image_size)
     folder = os.path.join(root, key)
     built = False
-    while not built and not os.path.isfile(os.path.join(folder, "meta.json")):
+    while not built and read_meta(folder) is None:
         _make_cache_folder(root, cache_dir)
         remove_stale(root, stall_after)
         build, leader = claim(root, key)
@@ -120,25 +127,35 @@ def _make_cache_folder(root: str, cache_dir: Optional[str]) -> None:
 
 def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> List[ImageCache]:
     """The decoded caches in ``cache_dir`` (default: default_cache_dir()), or only those of the
-    folder ``source``. Builds in progress are not caches yet and are left out."""
+    folder ``source``. Builds in progress are not caches yet and are left out, and so are folders
+    without a readable meta.json (damaged_in)."""
     root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
     if not os.path.isdir(root):
         return []
-    found = []
+    found, wanted = [], source and os.path.abspath(os.path.expanduser(str(source)))
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if ".building-" not in entry.name and os.path.isfile(os.path.join(entry.path, "meta.json")):
-            cache = ImageCache(entry.path)
-            if source is None or cache.meta.get("source") == os.path.abspath(os.path.expanduser(str(source))):
-                found.append(cache)
+        meta = read_meta(entry.path) if ".building-" not in entry.name else None  # None: no cache (damaged_in)
+        if meta is not None and (source is None or meta.get("source") == wanted):
+            found.append(ImageCache(entry.path, meta))
     return found
 
 
+def damaged_in(cache_dir: Optional[str] = None) -> List[str]:
+    """The folders in ``cache_dir`` named as caches but without a readable meta.json: no
+    caches, and no one's (builds in progress are ``.building-`` folders, not these)."""
+    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    if not os.path.isdir(root):
+        return []
+    return [entry.path for entry in sorted(os.scandir(root), key=lambda e: e.name)
+            if _KEY.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False) and read_meta(entry.path) is None]
+
+
 def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) -> Tuple[int, int]:
-    """Remove the decoded caches in ``cache_dir`` (all, or only those of the folder ``source``);
-    returns (how many, bytes freed). A run reading one of them must not be going on: later
-    runs rebuild what they need."""
-    removed = caches_in(cache_dir, source)
-    freed = sum(cache.bytes() for cache in removed)
-    for cache in removed:
-        shutil.rmtree(cache.folder)
+    """Remove the decoded caches in ``cache_dir`` (all, or only those of the folder ``source``),
+    and the damaged ones (damaged_in: their folder is unknown); returns (how many, bytes freed).
+    A run reading one of them must not be going on: later runs rebuild what they need."""
+    removed = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
+    freed = sum(entry.stat().st_size for folder in removed for entry in os.scandir(folder) if entry.is_file())
+    for folder in removed:
+        shutil.rmtree(folder)
     return len(removed), freed

@@ -40,6 +40,7 @@ def model_file(config, model, data, history):
         "mean": data.preprocess.mean.flatten().tolist(), "std": data.preprocess.std.flatten().tolist(),
         "config": dataclasses.asdict(config), "epochs": len(history),
         "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "data_fingerprint": data.fingerprint,  # a folder's files (None for a registered dataset)
     }
 
 
@@ -73,12 +74,14 @@ class TrainedModel:
     `config` is the run's settings (a dict).
     """
 
-    def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None):
+    def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None,
+                 data_fingerprint=None):
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.class_names, self.image_size, self.in_channels = list(class_names), image_size, in_channels
         self.store_size = store_size or image_size
         self.mean, self.std, self.config = tuple(mean), tuple(std), config
+        self.data_fingerprint = data_fingerprint  # the files of the run's folder, as it trained on them
         self.normalize = Normalize(self.mean, self.std, self.device, crop=image_size)
 
     def __repr__(self):
@@ -189,6 +192,7 @@ class TrainedModel:
         if folder and dataset != own and not os.path.isdir(os.path.join(os.path.expanduser(str(dataset)), "train")):
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
         if folder:  # decoded where and as the run decoded it
+            self._check_split_unchanged(dataset)
             workers = self.config.get("workers")
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
                                 val_fraction=self.config.get("val_fraction", 0.1), on_disk=True,
@@ -200,6 +204,21 @@ class TrainedModel:
         predicted = [self.probabilities(batch, batch_size).argmax(1)
                      for batch in self._test_batches(data, folder, batch_size)]
         return self._scored(run_index[data.test_labels], predicted)
+
+    def _check_split_unchanged(self, root):
+        """UsageError when the run's own folder, whose test split is drawn from its files (no val/
+        or test/ folder), has other files than the run trained on: the split drawn again would hold
+        images the run trained on. (Runs written before coreaug recorded the files pass.)"""
+        from coreaug.data.image_folder import folder_fingerprint
+
+        root = os.path.realpath(os.path.expanduser(str(root)))
+        if self.data_fingerprint is None or os.path.isdir(os.path.join(root, "train")):
+            return
+        if folder_fingerprint(root, self.config.get("val_fraction", 0.1)) != self.data_fingerprint:
+            raise UsageError(f"the images in {root} changed (files added, removed or modified) since the run "
+                             "trained; its test split is drawn from the folder's files, so drawn again it would "
+                             "hold images the run trained on. Evaluate on a folder of new labelled images "
+                             "instead (scored whole), or restore the folder")
 
     def _evaluate_files(self, files, batch_size, skip_bad_images):
         """An `Evaluation` of [(path, class name, where)] image files, read as `read` reads them,
@@ -365,7 +384,8 @@ def load_run(run, model=None, device="cpu"):
         raise UsageError(f"the model does not fit the weights of {run} "
                          f"({mismatch_reason(exc)}); pass a model built as the run's was") from None
     return TrainedModel(model, state["class_names"], state["image_size"], state["in_channels"],
-                        state["mean"], state["std"], state["config"], device, state.get("store_size"))
+                        state["mean"], state["std"], state["config"], device, state.get("store_size"),
+                        state.get("data_fingerprint"))
 
 
 def read_model_file(run):
