@@ -330,3 +330,15 @@ def test_a_channel_constant_over_the_training_set_trains_without_nan(tmp_path):
     assert all(np.isfinite(m["train_loss"]) and np.isfinite(m["test_loss"]) for m in result.history)
     probabilities = coreaug.load_run(tmp_path / "run").probabilities(sorted((tmp_path / "test" / "a").glob("*.png")))
     assert torch.isfinite(probabilities).all()
+
+
+def test_a_folder_reached_through_a_link_has_the_cache_of_its_real_path(tmp_path):
+    from coreaug.data.image_cache import caches_in
+
+    write_split(tmp_path / "data", "train", per_class=2)
+    write_split(tmp_path / "data", "val", per_class=1)
+    os.symlink(tmp_path / "data", tmp_path / "link")
+    cache = str(tmp_path / "cache")
+    by_link = load_image_folder(tmp_path / "link", image_size=8, progress=False, cache_dir=cache)
+    load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=cache)
+    assert len(caches_in(cache)) == 1 and by_link.source == str(tmp_path / "data")  # was a cache per spelling

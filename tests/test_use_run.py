@@ -486,3 +486,21 @@ def test_evaluate_refuses_the_runs_own_folder_when_files_added_would_redraw_its_
         write_image(tmp_path / "data" / c / "new.png", colour, seed=99)
     with pytest.raises(coreaug.UsageError, match="changed .* drawn again it would hold images the run trained on"):
         run.evaluate()  # it scored a split drawn again, mostly of training images
+
+
+def test_evaluate_reads_the_cache_the_run_used_from_anywhere_without_its_environment(tmp_path, monkeypatch):
+    from coreaug.data.image_cache import caches_in
+
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COREAUG_CACHE_DIR", "scratch")  # relative, as a job script may set it
+    coreaug.train(coreaug.TrainConfig(dataset="data", image_size=8, model="cnn", epochs=1, batch_size=8, quiet=True,
+                                      out="run"))
+    recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["cache_dir"]
+    assert recorded == str(tmp_path / "scratch")  # was null: evaluate decoded the folder again elsewhere
+    monkeypatch.delenv("COREAUG_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "run")
+    assert coreaug.load_run(".").evaluate().total == 6
+    assert not (tmp_path / "home").exists() and len(caches_in(str(tmp_path / "scratch"))) == 1

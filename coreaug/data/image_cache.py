@@ -132,7 +132,7 @@ def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> 
     root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
     if not os.path.isdir(root):
         return []
-    found, wanted = [], source and os.path.abspath(os.path.expanduser(str(source)))
+    found, wanted = [], source and os.path.realpath(os.path.expanduser(str(source)))
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         meta = read_meta(entry.path) if ".building-" not in entry.name else None  # None: no cache (damaged_in)
         if meta is not None and (source is None or meta.get("source") == wanted):

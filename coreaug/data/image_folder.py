@@ -128,7 +128,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
     folder, a test class the training split lacks, or an unreadable, truncated or empty image
     (unless ``skip_bad_images``, which leaves such files out and says how many).
     """
-    root = os.path.abspath(os.path.expanduser(str(root)))
+    root = os.path.realpath(os.path.expanduser(str(root)))  # one folder, one cache, however it is reached
     if image_size is None:
         image_size = own_image_size(root) or DEFAULT_IMAGE_SIZE
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
@@ -165,7 +165,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
 def folder_fingerprint(root, val_fraction: float = 0.1, seed: int = 0) -> str:
     """The hash of ``root``'s files that ``load_image_folder`` with these arguments records
     (ImageDataset.fingerprint), from a listing of the files alone: nothing is decoded."""
-    _, train_files, test_files = _find_files(os.path.abspath(os.path.expanduser(str(root))), val_fraction, seed)
+    _, train_files, test_files = _find_files(os.path.realpath(os.path.expanduser(str(root))), val_fraction, seed)
     return files_digest([("train", train_files), ("test", test_files)])
 
 

@@ -259,7 +259,13 @@ class TrainConfig:
         filled["milestones"] = tuple(filled["milestones"])
         if _folder(self.dataset):  # one folder, one name: from any working folder, typed any way
             filled["dataset"] = os.path.realpath(os.path.expanduser(os.fspath(self.dataset)))
-        for name in ("data_dir", "pretrained"):  # paths, likewise (evaluate reads data_dir from another folder)
+        # A folder dataset's cache folder: the one this run uses (COREAUG_CACHE_DIR's or the default when not
+        # given), so that evaluate, from anywhere and without that variable, reads the same cache.
+        if filled["cache_dir"] is None and _folder(self.dataset):
+            from coreaug.data.image_cache import default_cache_dir
+
+            filled["cache_dir"] = default_cache_dir()
+        for name in ("data_dir", "pretrained", "cache_dir"):  # paths, likewise (evaluate reads them from elsewhere)
             if filled[name] is not None:
                 filled[name] = os.path.realpath(os.path.expanduser(os.fspath(filled[name])))
         if filled["image_size"] is None:
