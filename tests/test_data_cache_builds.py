@@ -246,3 +246,20 @@ def test_caches_without_a_readable_meta_json_are_not_listed_and_clear_cache_remo
     proc = subprocess.run([sys.executable, "-m", "coreaug", "datasets", "--clear-cache", "--cache-dir", str(root)],
                           capture_output=True, text=True, timeout=120, env=ONE_THREAD)
     assert proc.returncode == 0 and "removed 0 decoded caches" in proc.stdout, proc.stderr
+
+
+def test_clearing_every_cache_removes_the_builds_of_killed_processes_and_keeps_live_ones(tmp_path):
+    import socket
+
+    from coreaug.data.image_cache import clear_caches
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"k.building-{socket.gethostname()}-{gone.stdout.strip()}-abcd"
+    dead.mkdir()
+    (dead / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": int(gone.stdout), "started": 1,
+                                                 "claimed": 0}))
+    (dead / "train.u8").write_bytes(bytes(1000))  # what it decoded before it was killed
+    live = _build_of_another_host(tmp_path, age=5)  # beating: its owner may be decoding now
+    size = sum(p.stat().st_size for p in dead.iterdir())
+    assert clear_caches(str(tmp_path)) == (1, size)
+    assert not dead.exists() and live.is_dir()  # the dead build was left, and not counted

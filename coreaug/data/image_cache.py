@@ -26,7 +26,7 @@ from tqdm import tqdm
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, first_line
 
-from .cache_builds import STALL_SECONDS, claim, read_meta, remove_stale, wait_for
+from .cache_builds import STALL_SECONDS, claim, is_stale, read_meta, remove_stale, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
 from .cache_key import FORMAT_VERSION, cache_key, default_cache_dir, files_digest  # noqa: F401 (public here too)
 from .disk_images import DiskImages
@@ -106,7 +106,8 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
         caches = "cache" if len(others) == 1 else "caches"
         tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
                    f"before it changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
-                   f"`coreaug datasets {shown(source)} --clear-cache` removes them")
+                   f"`coreaug datasets {shown(source)} --clear-cache` removes every cache of it, this one "
+                   "included, when no run reads them")
     return ImageCache(folder)
 
 
@@ -152,9 +153,14 @@ def damaged_in(cache_dir: Optional[str] = None) -> List[str]:
 
 def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) -> Tuple[int, int]:
     """Remove the decoded caches in ``cache_dir`` (all, or only those of the folder ``source``),
-    and the damaged ones (damaged_in: their folder is unknown); returns (how many, bytes freed).
+    and the damaged ones (damaged_in: their folder is unknown), and, clearing all, the builds
+    left by killed processes (is_stale: a live build is kept); returns (how many, bytes freed).
     A run reading one of them must not be going on: later runs rebuild what they need."""
     removed = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
+    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    if source is None and os.path.isdir(root):  # a killed build's folder holds what it decoded: maybe most
+        removed += [entry.path for entry in os.scandir(root) if ".building-" in entry.name
+                    and entry.is_dir(follow_symlinks=False) and is_stale(entry.path)]
     freed = sum(entry.stat().st_size for folder in removed for entry in os.scandir(folder) if entry.is_file())
     for folder in removed:
         shutil.rmtree(folder)
