@@ -263,3 +263,17 @@ def test_clearing_every_cache_removes_the_builds_of_killed_processes_and_keeps_l
     size = sum(p.stat().st_size for p in dead.iterdir())
     assert clear_caches(str(tmp_path)) == (1, size)
     assert not dead.exists() and live.is_dir()  # the dead build was left, and not counted
+
+
+def test_a_build_of_a_container_sharing_the_host_name_is_judged_by_its_heartbeat_not_its_pid(tmp_path):
+    import socket
+
+    folder = tmp_path / "k.building-same-1-abcd"
+    folder.mkdir()
+    # PID 1 of its own PID namespace: here PID 1 is another process, started at another time
+    (folder / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid_ns": "pid:[1]", "pid": 1,
+                                                   "started": 1, "claimed": 0}))
+    (folder / "heartbeat").write_text("0\n")
+    assert remove_stale(str(tmp_path), stale_after=60) == 0 and folder.is_dir()  # it was removed while it decoded
+    os.utime(folder / "heartbeat", (time.time() - 120, time.time() - 120))
+    assert remove_stale(str(tmp_path), stale_after=60) == 1 and not folder.exists()

@@ -11,7 +11,8 @@ and the first rename wins.
 A build is stale, and removed by the next build in the same cache folder (`remove_stale`), when
 its owner on this host is gone (no such PID, or a PID reused by a later process), or, owned on
 another host, when its heartbeat is older than ``stale_after``. A build of a live process on
-this host is never removed.
+this host is never removed. "This host" is the host name and the PID namespace: containers
+that share the host name (host networking) each count as another host.
 """
 import json
 import os
@@ -51,6 +52,21 @@ def _alive(pid: int, started: Optional[int]) -> bool:
     return started is None or now is None or now == started
 
 
+def _pid_namespace() -> Optional[str]:
+    """This process's PID namespace ("pid:[4026531836]"): containers that share the host name
+    (docker --network host) have their own, where PIDs name other processes."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _on_this_host(owner: dict) -> bool:
+    """Whether `owner`'s PID can be looked up here: the same host name and PID namespace (a
+    build recorded before the namespace was, by its host name alone)."""
+    return owner.get("host") == socket.gethostname() and owner.get("pid_ns", _pid_namespace()) == _pid_namespace()
+
+
 def _owner(path: str) -> Optional[dict]:
     try:
         with open(os.path.join(path, OWNER)) as f:
@@ -72,7 +88,7 @@ def _age(path: str) -> float:
 def is_stale(path: str, stale_after: float = STALL_SECONDS) -> bool:
     """Whether the build folder ``path`` is left over: see the module docstring."""
     owner = _owner(path)
-    if owner is None or owner.get("host") != socket.gethostname():
+    if owner is None or not _on_this_host(owner):
         return _age(path) > stale_after
     return not _alive(int(owner["pid"]), owner.get("started"))
 
@@ -108,7 +124,8 @@ class Build:
         self.path = os.path.join(root, name)
         hidden = os.path.join(root, f".{name}")
         os.makedirs(hidden)
-        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_time(os.getpid()),
+        self.owner = {"host": socket.gethostname(), "pid_ns": _pid_namespace(), "pid": os.getpid(),
+                      "started": _start_time(os.getpid()),
                       "claimed": time.time()}
         with open(os.path.join(hidden, OWNER), "w") as f:
             json.dump(self.owner, f)
@@ -186,7 +203,7 @@ def wait_for(build_path: str, folder: str, stall_after: float = STALL_SECONDS, p
         if stamp != last:  # measured on this clock: another host's clock may disagree with ours
             last, moved = stamp, time.monotonic()
         owner = _owner(build_path)
-        if owner and owner.get("host") == socket.gethostname() and not _alive(int(owner["pid"]), owner.get("started")):
+        if owner and _on_this_host(owner) and not _alive(int(owner["pid"]), owner.get("started")):
             shutil.rmtree(build_path, ignore_errors=True)
             return False
         if time.monotonic() - moved > stall_after:
