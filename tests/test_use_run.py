@@ -393,7 +393,7 @@ def test_evaluate_skip_bad_images_leaves_a_folders_unreadable_image_out_as_it_ad
     refused = cli("evaluate", root / "run", "--dataset", tmp_path / "data")
     assert refused.returncode == 2 and "zz_bad.jpg" in refused.stderr and "--skip-bad-images" in refused.stderr
     proc = cli("evaluate", root / "run", "--dataset", tmp_path / "data", "--skip-bad-images")
-    assert proc.returncode == 0 and "/12) on the test split" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "(12/12) on the labelled images of" in proc.stdout, proc.stderr
 
 
 def test_a_class_named_with_a_slash_is_matched_by_its_folder_name(tmp_path):
@@ -408,8 +408,7 @@ def test_a_class_named_with_a_slash_is_matched_by_its_folder_name(tmp_path):
                                          "cache_dir": str(tmp_path / "cache")})
     evaluation = trained.evaluate(str(tmp_path / "fm"))
     assert evaluation.total == 2 and set(evaluation.per_class) == {"T-shirt/top", "Trouser"}
-    (tmp_path / "fm" / "val" / "Coat").mkdir()
-    write_image(tmp_path / "fm" / "train" / "Coat" / "0.png", (40, 40, 200), size=(8, 8))
+    write_image(tmp_path / "fm" / "val" / "Coat" / "0.png", (40, 40, 200), size=(8, 8))
     with pytest.raises(coreaug.UsageError, match=r"class 'Coat' .* \(T-shirt_top, Trouser, as folder names\)"):
         trained.evaluate(str(tmp_path / "fm"))
 
@@ -504,3 +503,16 @@ def test_evaluate_reads_the_cache_the_run_used_from_anywhere_without_its_environ
     monkeypatch.chdir(tmp_path / "run")
     assert coreaug.load_run(".").evaluate().total == 6
     assert not (tmp_path / "home").exists() and len(caches_in(str(tmp_path / "scratch"))) == 1
+
+
+def test_evaluate_on_another_folder_with_a_training_split_reads_its_val_images_alone(finished, tmp_path):
+    root, _ = finished
+    write_split(tmp_path / "other", "train", per_class=5)
+    write_split(tmp_path / "other", "val", per_class=2)
+    result = coreaug.load_run(root / "run").evaluate(tmp_path / "other")
+    assert result.total == 6 and result.scored == "labelled images"
+    decoded = [json.loads(m.read_text())["counts"] for m in (root / "cache").glob("*/meta.json")]
+    assert {"train": 15, "test": 6} not in decoded  # its training split was decoded to score its val/
+    (tmp_path / "lonely" / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(coreaug.UsageError, match="has train/ but no val/ or test/ folder"):
+        coreaug.load_run(root / "run").evaluate(tmp_path / "lonely")

@@ -174,9 +174,9 @@ class TrainedModel:
         are read at the run's size (in grayscale for a one-channel model, as `read` reads a file),
         `batch_size` at a time (None: as `probabilities`; never all in memory), and its classes
         matched to the run's by name; `skip_bad_images` (None: the run's setting) leaves its
-        unreadable images out. A folder
-        other than the run's own without a train/ split is a labelled set scored whole: every
-        image of its val/ or test/ split, or of its class folders. A registered dataset's images
+        unreadable images out. A folder other than the run's own is read as image files, never
+        decoded into a cache: every image of its val/ or test/ split (its train/ split, if any,
+        is not read), or, without a split, of its class folders. A registered dataset's images
         must be of the run's channels and size."""
         from coreaug.data import is_folder_dataset, load_dataset
         from coreaug.data.cache_decode import default_workers
@@ -189,7 +189,7 @@ class TrainedModel:
         if skip_bad_images is None:
             skip_bad_images = self.config.get("skip_bad_images", False)
         folder = is_folder_dataset(dataset)
-        if folder and dataset != own and not os.path.isdir(os.path.join(os.path.expanduser(str(dataset)), "train")):
+        if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
         if folder:  # decoded where and as the run decoded it
             self._check_split_unchanged(dataset)
@@ -292,16 +292,19 @@ class TrainedModel:
 
 
 def labelled_images(root):
-    """[(path, class name, class folder)] of every image of the labelled folder `root`, which has
-    no train/ split: of its val/ or test/ split's class folders when it has one, else of its own
-    class folders (images in <class>/<image>, recursively; hidden files and folders left out, as
-    a dataset's scan leaves them). UsageError for a folder without class folders of images."""
+    """[(path, class name, class folder)] of every image of the labelled folder `root`: of its val/
+    or test/ split's class folders when it has one, else of its own class folders (images in
+    <class>/<image>, recursively; hidden files and folders left out, as a dataset's scan leaves
+    them). UsageError for a folder without class folders of images, or with train/ alone."""
     from coreaug.data.image_folder import MACOS_METADATA, TEST_SPLITS, images_under
 
     root = os.path.abspath(os.path.expanduser(str(root)))
     if not os.path.isdir(root):
         raise UsageError(f"{root} is not a folder of images")
     split = next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), root)
+    if split == root and os.path.isdir(os.path.join(root, "train")):
+        raise UsageError(f"{root} has train/ but no val/ or test/ folder to evaluate on; give the folder of "
+                         "labelled images to score")
     classes = sorted(e.name for e in os.scandir(split)
                      if e.is_dir() and not e.name.startswith(".") and e.name != MACOS_METADATA)
     files = [(path, name, os.path.join(split, name)) for name in classes
