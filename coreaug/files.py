@@ -36,6 +36,14 @@ def atomic_write(path, write, mode="w"):
         raise
 
 
+def saved_by_torch(path):
+    """Whether the file starts as torch.save writes: a zip archive, or (before torch 1.6) a pickle.
+    Anything else is damaged bytes or another kind of file, not one holding foreign objects."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def _disk_error(exc):
     """The OSError of a full or read-only disk in `exc`'s chain of causes, or None."""
     seen = set()

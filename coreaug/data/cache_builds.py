@@ -20,7 +20,7 @@ import secrets
 import shutil
 import socket
 import time
-from typing import Optional
+from typing import List, Optional
 
 from coreaug.errors import UsageError
 
@@ -93,14 +93,18 @@ def is_stale(path: str, stale_after: float = STALL_SECONDS) -> bool:
     return not _alive(int(owner["pid"]), owner.get("started"))
 
 
+def stale_builds(root: str, stale_after: float = STALL_SECONDS) -> List[str]:
+    """The stale builds (of any cache) in the cache folder ``root``: their folders."""
+    return [entry.path for entry in os.scandir(root)
+            if ".building-" in entry.name and entry.is_dir(follow_symlinks=False) and is_stale(entry.path, stale_after)]
+
+
 def remove_stale(root: str, stale_after: float = STALL_SECONDS) -> int:
     """Remove the stale builds (of any cache) in the cache folder ``root``; returns how many."""
-    removed = 0
-    for entry in os.scandir(root):
-        if ".building-" in entry.name and entry.is_dir(follow_symlinks=False) and is_stale(entry.path, stale_after):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed += 1
-    return removed
+    stale = stale_builds(root, stale_after)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
 
 
 def read_meta(folder: str) -> Optional[dict]:

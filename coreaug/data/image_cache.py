@@ -26,7 +26,7 @@ from tqdm import tqdm
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, first_line
 
-from .cache_builds import STALL_SECONDS, claim, is_stale, read_meta, remove_stale, wait_for
+from .cache_builds import STALL_SECONDS, claim, read_meta, remove_stale, stale_builds, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
 from .cache_key import FORMAT_VERSION, cache_key, default_cache_dir, files_digest  # noqa: F401 (public here too)
 from .disk_images import DiskImages
@@ -85,7 +85,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     it progresses, and raise UsageError once it has made no progress for ``stall_after``
     seconds. Builds left by killed processes are removed first (coreaug.data.cache_builds).
     """
-    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    root = _root(cache_dir)
     key, fingerprint = cache_key(splits, image_size)
     folder = os.path.join(root, key)
     built = False
@@ -126,11 +126,16 @@ def _make_cache_folder(root: str, cache_dir: Optional[str]) -> None:
                          "pass --cache-dir or set COREAUG_CACHE_DIR to a folder you can write") from None
 
 
+def _root(cache_dir: Optional[str]) -> str:
+    """The cache folder `cache_dir` names (None: default_cache_dir()), absolute."""
+    return os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+
+
 def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> List[ImageCache]:
     """The decoded caches in ``cache_dir`` (default: default_cache_dir()), or only those of the
     folder ``source``. Builds in progress are not caches yet and are left out, and so are folders
     without a readable meta.json (damaged_in)."""
-    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    root = _root(cache_dir)
     if not os.path.isdir(root):
         return []
     found, wanted = [], source and os.path.realpath(os.path.expanduser(str(source)))
@@ -144,7 +149,7 @@ def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> 
 def damaged_in(cache_dir: Optional[str] = None) -> List[str]:
     """The folders in ``cache_dir`` named as caches but without a readable meta.json: no
     caches, and no one's (builds in progress are ``.building-`` folders, not these)."""
-    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    root = _root(cache_dir)
     if not os.path.isdir(root):
         return []
     return [entry.path for entry in sorted(os.scandir(root), key=lambda e: e.name)
@@ -157,10 +162,9 @@ def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) 
     left by killed processes (is_stale: a live build is kept); returns (how many, bytes freed).
     A run reading one of them must not be going on: later runs rebuild what they need."""
     removed = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
-    root = os.path.abspath(os.path.expanduser(cache_dir or default_cache_dir()))
+    root = _root(cache_dir)
     if source is None and os.path.isdir(root):  # a killed build's folder holds what it decoded: maybe most
-        removed += [entry.path for entry in os.scandir(root) if ".building-" in entry.name
-                    and entry.is_dir(follow_symlinks=False) and is_stale(entry.path)]
+        removed += stale_builds(root)
     freed = sum(entry.stat().st_size for folder in removed for entry in os.scandir(folder) if entry.is_file())
     for folder in removed:
         shutil.rmtree(folder)

@@ -177,7 +177,7 @@ def _find_files(root, val_fraction, seed):
     if os.path.isdir(train_dir):
         classes = _class_folders(train_dir)
         train = _labelled_files(train_dir, classes)
-        test_dir = next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), None)
+        test_dir = test_split_folder(root)
         if test_dir is None:
             raise UsageError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
                              "folders directly in the root to split off --val-fraction")
@@ -188,8 +188,18 @@ def _find_files(root, val_fraction, seed):
     return (classes, *_split(_labelled_files(root, classes), class_folders, val_fraction, seed))
 
 
+def test_split_folder(root) -> Optional[str]:
+    """``root``'s val/ (else test/) folder, or None when it has neither."""
+    return next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), None)
+
+
+def listed_folders(folder) -> List[str]:
+    """The names of ``folder``'s subfolders a dataset reads (hidden ones left out), sorted."""
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
+
+
 def _class_folders(folder) -> List[str]:
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
+    classes = listed_folders(folder)
     if not classes:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
     if len(classes) == 1:  # it trained to 100% with nothing to tell apart

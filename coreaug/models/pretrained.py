@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from coreaug.errors import UsageError
+from coreaug.files import saved_by_torch
 
 # How many offending keys an error message names before it says "and N more".
 _SHOWN = 3
@@ -48,11 +49,9 @@ def _why_unreadable(exc: Exception, path: str) -> str:
     """One short line for torch.load's many ways to fail (some messages are a bare number).
     torch says "Weights only load failed" for any file that is not a zip archive too (a PNG, a
     script), so the file's first bytes tell a foreign file from one holding pickled objects."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not head:
+    if os.path.getsize(path) == 0:
         return "the file is empty"
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+    if not saved_by_torch(path):
         return "not a file torch.save writes: neither a zip archive nor a pickle"
     if "Weights only load failed" in str(exc):
         found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(exc))  # torch 2.5 and later; 2.3

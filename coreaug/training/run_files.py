@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from coreaug.errors import UsageError, first_line
-from coreaug.files import atomic_write
+from coreaug.files import atomic_write, saved_by_torch
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -107,7 +107,7 @@ class RunFolder:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            if "Weights only load failed" not in str(exc) or not _saved_by_torch(path):
+            if "Weights only load failed" not in str(exc) or not saved_by_torch(path):
                 raise _corrupt(path, exc) from None
             found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(exc))  # torch 2.5 and later; 2.3
             raise _foreign(path, found.group(1) if found else "pickled Python objects") from None
@@ -230,14 +230,6 @@ def _corrupt(path, exc):
     reason = first_line(exc)
     return UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
                       "remove it to train the run from the start, or choose another --out")
-
-
-def _saved_by_torch(path):
-    """Whether the file starts as torch.save writes: a zip archive, or (before torch 1.6) a pickle.
-    Anything else is damaged bytes, not a checkpoint holding foreign objects."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _foreign(path, what):

@@ -296,18 +296,16 @@ def labelled_images(root):
     or test/ split's class folders when it has one, else of its own class folders (images in
     <class>/<image>, recursively; hidden files and folders left out, as a dataset's scan leaves
     them). UsageError for a folder without class folders of images, or with train/ alone."""
-    from coreaug.data.image_folder import MACOS_METADATA, TEST_SPLITS, images_under
+    from coreaug.data.image_folder import images_under, listed_folders, test_split_folder
 
     root = os.path.abspath(os.path.expanduser(str(root)))
     if not os.path.isdir(root):
         raise UsageError(f"{root} is not a folder of images")
-    split = next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), root)
+    split = test_split_folder(root) or root
     if split == root and os.path.isdir(os.path.join(root, "train")):
         raise UsageError(f"{root} has train/ but no val/ or test/ folder to evaluate on; give the folder of "
                          "labelled images to score")
-    classes = sorted(e.name for e in os.scandir(split)
-                     if e.is_dir() and not e.name.startswith(".") and e.name != MACOS_METADATA)
-    files = [(path, name, os.path.join(split, name)) for name in classes
+    files = [(path, name, os.path.join(split, name)) for name in listed_folders(split)
              for path in images_under(os.path.join(split, name))]
     if not files:
         raise UsageError(f"{split} holds no class folders of images; a labelled set goes in <folder>/<class>/<image>")

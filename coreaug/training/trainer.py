@@ -468,11 +468,11 @@ def parameter_groups(model, weight_decay, norm_decay=True):
     parameter), the usual choice when fine-tuning."""
     if norm_decay:
         return [{"params": list(model.parameters())}]
-    of_norms = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
-    kept = {id(p) for name, p in model.named_parameters() if p.ndim <= 1 or name.rpartition(".")[2] == "bias"}
+    undecayed = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    undecayed |= {id(p) for name, p in model.named_parameters() if p.ndim <= 1 or name.rpartition(".")[2] == "bias"}
     params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if id(p) not in of_norms | kept]},
-            {"params": [p for p in params if id(p) in of_norms | kept], "weight_decay": 0.0}]
+    return [{"params": [p for p in params if id(p) not in undecayed]},
+            {"params": [p for p in params if id(p) in undecayed], "weight_decay": 0.0}]
 
 
 def evaluates(config, epoch):
