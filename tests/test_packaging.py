@@ -93,6 +93,20 @@ def test_make_says_when_a_new_torch_spec_is_not_installed_into_an_existing_venv(
     assert "make clean first" in proc.stdout and "torch==2.13.0" in proc.stdout
 
 
+def test_make_tries_the_torch_index_twice_not_pips_default_five_times(tmp_path):
+    # Offline (as on CI) pip's default 5 retries per package of pytorch.org's index cost about 80 s.
+    venv, log = tmp_path / "venv", tmp_path / "pip.log"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+    (venv / "bin" / "pip").write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    (venv / "bin" / "pip").chmod(0o755)
+    proc = _make("install", f"VENV={venv}")
+    assert proc.returncode == 0, proc.stderr
+    torch_call, project_call = log.read_text().splitlines()
+    assert "download.pytorch.org/whl/cpu" in torch_call and "--retries 2" in torch_call
+    assert "-e .[test,plot]" in project_call
+
+
 def test_the_sdist_carries_the_license_the_tests_conftest_the_manual_and_the_examples(tmp_path):
     if shutil.which("git") is None or not os.path.isdir(os.path.join(ROOT, ".git")):
         pytest.skip("needs a git checkout")
