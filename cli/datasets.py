@@ -41,6 +41,13 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, own_image_size
 
     if clear_cache:
+        ctx = click.get_current_context()
+        given = [f"--{param.replace('_', '-')}" for param in ("image_size", "store_size", "val_fraction",
+                                                               "skip_bad_images", "workers", "download", "data_dir")
+                 if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT]
+        if given:  # a user naming a size expects only that cache to go; every size's would
+            raise UsageError(f"--clear-cache removes every decoded cache of {name or 'every folder'}, whatever its "
+                             f"size and split: leave {', '.join(given)} out")
         _clear(name, cache_dir)
         return
     if name is None:
@@ -70,6 +77,7 @@ def _clear(name, cache_dir):
     from coreaug.data.image_cache import clear_caches, default_cache_dir
     from coreaug.data import is_folder_dataset
     from coreaug.data.registry import names_registered_dataset
+    from coreaug.files import size_text
 
     if name is not None and not is_folder_dataset(name):
         registered = names_registered_dataset(name)
@@ -86,4 +94,4 @@ def _clear(name, cache_dir):
     caches = "cache" if count == 1 else "caches"
     whose = f" of {name}" if name else ""
     where = cache_dir or default_cache_dir()
-    click.echo(f"removed {count} decoded {caches}{whose} ({freed / 2**20:.0f} MiB) from {where}")
+    click.echo(f"removed {count} decoded {caches}{whose} ({size_text(freed)}) from {where}")

@@ -8,6 +8,14 @@ import tempfile
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
+def size_text(size: float) -> str:
+    """A byte count as a person reads it: "740 KiB", "12 MiB", "1.3 GiB" (never "0 MiB")."""
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}" if unit == "GiB" else f"{size / scale:.0f} {unit}"
+    return f"{size / 2 ** 10:.0f} KiB"
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

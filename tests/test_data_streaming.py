@@ -13,7 +13,7 @@ from coreaug.data.image_cache import DiskImages, consecutive, open_or_build
 from coreaug.data.image_folder import load_image_folder
 from coreaug.training.inputs import should_stream
 
-from test_data_image_folder import write_split
+from test_data_image_folder import COLOURS, write_split
 
 
 def disk_images(tmp_path, n=10, shape=(3, 4, 4)):
@@ -274,6 +274,42 @@ def test_a_cache_file_cut_short_is_refused_when_opened_in_memory_or_on_disk(tmp_
         load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache, on_disk=on_disk)
 
 
+@pytest.mark.parametrize("damage", ["cut", "missing", "other_count"])
+def test_a_damaged_labels_file_is_refused_naming_the_cache_to_delete(tmp_path, damage):
+    """A cut-short labels file was numpy's ValueError traceback, a missing one a bare "No such file"."""
+    write_split(tmp_path / "data", "train", per_class=4)
+    write_split(tmp_path / "data", "val", per_class=2)
+    cache = str(tmp_path / "cache")
+    load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache)
+    (labels,) = list((tmp_path / "cache").glob("*/train.labels.npy"))
+    if damage == "cut":
+        with open(labels, "r+b") as f:
+            f.truncate(100)
+    elif damage == "missing":
+        labels.unlink()
+    else:
+        np.save(labels, np.zeros(3, dtype=np.int64))
+    with pytest.raises(coreaug.UsageError, match=f"{labels} .* delete {labels.parent} to rebuild"):
+        load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache)
+
+
+def test_a_cache_folder_inside_the_dataset_is_refused_unless_hidden(tmp_path):
+    """Built once inside a class-folder dataset, the cache was then read as a class of it."""
+    write_split(tmp_path / "data", "train", per_class=2)
+    with pytest.raises(coreaug.UsageError, match="is inside .*data/train, where it would be read .* outside it"):
+        load_image_folder(tmp_path / "data" / "train", image_size=8, progress=False,
+                          cache_dir=tmp_path / "data" / "train" / "decoded")
+    assert not (tmp_path / "data" / "train" / "decoded").exists()
+    write_split(tmp_path / "data", "val", per_class=1)  # train/ and val/ are read: a cache beside them is fine
+    load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "data" / "decoded")
+    with pytest.raises(coreaug.UsageError, match="is inside .*data/val, where"):
+        load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "data" / "val" / "c")
+    for _ in range(2):  # a hidden folder is not listed: built, then read again
+        data = load_image_folder(tmp_path / "data" / "train", image_size=8, progress=False,
+                                 cache_dir=tmp_path / "data" / "train" / ".cache")
+        assert data.num_classes == len(COLOURS)
+
+
 def _two_versions_of_a_folder(root, cache_dir):
     """A folder decoded into `cache_dir`, then changed and decoded again: two caches of it."""
     from test_data_image_folder import COLOURS, write_image
@@ -288,7 +324,7 @@ def test_a_rebuild_after_the_folder_changed_says_the_old_cache_is_left_and_how_t
     _two_versions_of_a_folder(tmp_path / "data", tmp_path / "cache")
     load_image_folder(tmp_path / "data", image_size=8, progress=True, cache_dir=tmp_path / "cache")
     out = capsys.readouterr().out
-    assert "1 other decoded cache of" in out and "MiB in" in out
+    assert "1 other decoded cache of" in out and "KiB in" in out  # a few KiB: not "0 MiB"
     assert f"coreaug datasets {tmp_path / 'data'} --clear-cache" in out
 
 
@@ -318,6 +354,30 @@ def test_clear_cache_without_a_folder_removes_every_cache(tmp_path):
     result = CliRunner().invoke(app, ["datasets", "--clear-cache", "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0 and result.output.startswith("removed 1 decoded cache ")
     assert image_cache.caches_in(str(tmp_path / "cache")) == []
+
+
+def test_clear_cache_refuses_flags_that_would_seem_to_choose_one_cache(tmp_path):
+    """--image-size 32 with --clear-cache removed the caches of every size without a word."""
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    _two_versions_of_a_folder(tmp_path / "data", tmp_path / "cache")
+    load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+    for flags in (["--image-size", "8"], ["--val-fraction", "0.2"], ["--workers", "1"]):
+        result = CliRunner().invoke(app, ["datasets", str(tmp_path / "data"), "--clear-cache", *flags,
+                                          "--cache-dir", str(tmp_path / "cache")])
+        assert result.exit_code == 2 and f"leave {flags[0]} out" in result.output, result.output
+    assert len(image_cache.caches_in(str(tmp_path / "cache"))) == 2
+    result = CliRunner().invoke(app, ["datasets", str(tmp_path / "data"), "--clear-cache",
+                                      "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0 and "KiB) from" in result.output, result.output
+
+
+def test_sizes_are_written_in_the_unit_that_shows_them():
+    from coreaug.files import size_text
+
+    assert [size_text(n) for n in (3000, 5 * 2**20, 1.25 * 2**30)] == ["3 KiB", "5 MiB", "1.2 GiB"]
 
 
 def test_clear_cache_of_a_deleted_folder_removes_the_caches_it_left(tmp_path):

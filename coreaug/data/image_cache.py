@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, first_line
+from coreaug.files import size_text
 
 from .cache_builds import STALL_SECONDS, claim, read_meta, remove_stale, stale_builds, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
@@ -59,7 +60,18 @@ class ImageCache:
         return DiskImages(path, count, shape)
 
     def labels(self, split: str) -> torch.Tensor:
-        return torch.from_numpy(np.load(os.path.join(self.folder, f"{split}.labels.npy")))
+        """The split's labels; a UsageError naming the folder to delete when their file is missing,
+        cut short or holds another count than the split's images."""
+        path, count = os.path.join(self.folder, f"{split}.labels.npy"), self.meta["counts"][split]
+        try:
+            labels = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path} cannot be read ({first_line(exc)}); delete {self.folder} to rebuild "
+                             "the cache") from None
+        if labels.shape != (count,):
+            raise UsageError(f"{path} holds {labels.size} labels, not the {count} of its images; delete "
+                             f"{self.folder} to rebuild the cache")
+        return torch.from_numpy(labels)
 
     def bytes(self) -> int:
         """The disk space the cache's files take."""
@@ -105,7 +117,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     if others and progress:
         caches = "cache" if len(others) == 1 else "caches"
         tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
-                   f"before it changed) take {sum(c.bytes() for c in others) / 2**20:.0f} MiB in {root}; "
+                   f"before it changed) take {size_text(sum(c.bytes() for c in others))} in {root}; "
                    f"`coreaug datasets {shown(source)} --clear-cache` removes every cache of it, this one "
                    "included, when no run reads them")
     return ImageCache(folder)

@@ -28,7 +28,7 @@ from coreaug.errors import UsageError
 
 from .cache_decode import bad_image, shown
 from .dataset import ImageDataset
-from .cache_key import files_digest
+from .cache_key import default_cache_dir, files_digest
 from .image_cache import open_or_build
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -107,6 +107,22 @@ def image_size_note(root, image_size: int) -> str:
     return "resized from sizes that differ" if sizes else "no image's size could be read"
 
 
+def _check_cache_outside(root: str, cache_dir: Optional[str]) -> None:
+    """A UsageError when the decoded cache would sit among the folder's listed files: built once,
+    it would then be read as a class (or a split) of the dataset. A hidden folder is fine."""
+    if not os.path.isdir(root):
+        return  # _find_files says so
+    cache = os.path.realpath(os.path.expanduser(str(cache_dir or default_cache_dir())))
+    train = os.path.join(root, "train")
+    read = [train, test_split_folder(root)] if os.path.isdir(train) else [root]
+    for folder in filter(None, read):
+        inside = os.path.relpath(cache, folder)  # "..", a hidden name, leads outside what is read
+        if inside == "." or all(map(_is_listed, inside.split(os.sep))):
+            raise UsageError(f"the decoded-image cache {cache} is inside {folder}, where it would be read as part "
+                             "of the dataset; pass a --cache-dir (or COREAUG_CACHE_DIR) outside it, or a hidden "
+                             "one such as .cache")
+
+
 @keyword_only
 def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: float = 0.1, seed: int = 0,
                       skip_bad_images: bool = False, progress: bool = True, on_disk: bool = False,
@@ -140,6 +156,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         raise UsageError(f"store_size must be an integer >= image_size ({image_size}), got {store_size!r}")
     if not 0 < val_fraction < 1:
         raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    _check_cache_outside(root, cache_dir)
     classes, train_files, test_files = _find_files(root, val_fraction, seed)
     if progress:
         stored = f", stored at {store_size} px" if store_size != image_size else ""

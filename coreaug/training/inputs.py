@@ -10,6 +10,7 @@ from coreaug.data import apply_label_noise, is_folder_dataset, load_dataset
 from coreaug.data.cache_decode import default_workers
 from coreaug.data.images import Images, as_images
 from coreaug.errors import UsageError
+from coreaug.files import size_text
 from coreaug.selection.rules import RULES
 
 
@@ -93,8 +94,8 @@ def load_run_data(config, device, distributed=None):
     if folder and distributed is not None and distributed.world_size > 1:
         streamed = distributed.all_reduce_sum([float(streamed)])[0] > 0
     if streamed and not config.quiet:
-        gib = _bytes([train_x, test_x]) / 2 ** 30
-        tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({gib:.1f} GiB decoded) from "
+        decoded = size_text(_bytes([train_x, test_x]))
+        tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({decoded} decoded) from "
                    f"{os.path.dirname(train_x.path)}")
     if streamed and getattr(RULES.get(config.strategy), "mixup", False):
         raise UsageError(f"mixing copies with partners (strategy {config.strategy}) needs the images in memory; "
