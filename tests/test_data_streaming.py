@@ -310,6 +310,21 @@ def test_a_cache_folder_inside_the_dataset_is_refused_unless_hidden(tmp_path):
         assert data.num_classes == len(COLOURS)
 
 
+def test_a_cache_removed_under_a_streamed_run_is_named_with_the_way_on(tmp_path):
+    """A run whose cache was cleared died at its next evaluation with a bare "No such file"."""
+    import shutil
+
+    write_split(tmp_path / "data", "train", per_class=2)
+    write_split(tmp_path / "data", "val", per_class=1)
+    data = load_image_folder(tmp_path / "data", image_size=8, progress=False, on_disk=True,
+                             cache_dir=tmp_path / "cache")
+    data.train_images.read([0])  # opened: still readable once removed
+    shutil.rmtree(os.path.dirname(data.test_images.path))
+    assert data.train_images.read([1]).shape == (1, 3, 8, 8)
+    with pytest.raises(coreaug.UsageError, match="test.u8 is gone: its decoded cache was removed .* --resume"):
+        data.test_images.read([0])
+
+
 def _two_versions_of_a_folder(root, cache_dir):
     """A folder decoded into `cache_dir`, then changed and decoded again: two caches of it."""
     from test_data_image_folder import COLOURS, write_image

@@ -63,7 +63,12 @@ class DiskImages(Images):
         if file_rows.size and (file_rows.min() < 0 or file_rows.max() >= self.count):
             raise IndexError(f"rows out of range for {len(self)} images: {rows.min()}..{rows.max()}")
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise UsageError(f"{self.path} is gone: its decoded cache was removed after it was opened "
+                                 "(`coreaug datasets --clear-cache` while a run read it?); run the command again to "
+                                 "rebuild it (a training run with --resume goes on from its last checkpoint)") from None
         size = self.row_bytes
         if pin:  # page-locked, so the copy to the GPU can run while the step computes
             out = torch.empty((len(rows), size), dtype=torch.uint8, pin_memory=True)
