@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
+import coreaug  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 from PIL import Image, ImageOps
 

@@ -13,6 +13,7 @@ Usage: python experiments/bench_augment_chunks.py [--device cuda] [--batch 128] 
 """
 import argparse
 
+import coreaug  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
 from bench_augment import best_seconds  # experiments/ is the script's folder

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import coreaug  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 

@@ -28,9 +28,9 @@ import subprocess
 import sys
 import time
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 
 
 def run_arguments(parser):

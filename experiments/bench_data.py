@@ -47,10 +47,10 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 from PIL import Image
 
-import coreaug
 from coreaug.data.image_cache import DiskImages
 from coreaug.data.image_folder import load_image_folder
 

@@ -22,11 +22,11 @@ import argparse
 import platform
 import time
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before faiss and torch load OpenMP
 import faiss
 import numpy as np
 import torch
 
-import coreaug
 from coreaug.selection import budget_size, class_budgets, cluster_sizes, last_layer_gradients, logit_gradients
 
 

@@ -23,11 +23,11 @@ import socket
 import time
 
 import numpy as np
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import coreaug
 from coreaug.training.distributed import Distributed
 
 N, CLASSES = 1_281_167, 1000

@@ -37,9 +37,9 @@ import statistics
 import sys
 import time
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 from coreaug.augment import create_policy
 from coreaug.augment.sampling import RandomSource
 from coreaug.training import compiled_step

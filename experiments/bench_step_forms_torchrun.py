@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 
+import coreaug  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp

@@ -21,9 +21,9 @@ import statistics
 import sys
 import time
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 from coreaug.training import compiled_step, trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

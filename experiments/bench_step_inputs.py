@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 
+import coreaug  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
 from coreaug.training import compiled_step

@@ -18,9 +18,9 @@ import platform
 import statistics
 import time
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 
 SETTING = dict(dataset="fashion-mnist", model="cnn", train_limit=500, test_limit=2000, quiet=True)
 RUNS = "none,full,coreset:0.1,random:0.1,maxloss:0.1,coreset:0.3,random:0.3,maxloss:0.3"

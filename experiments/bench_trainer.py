@@ -70,9 +70,9 @@ import time
 import traceback
 from dataclasses import dataclass
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 from coreaug.augment import RandomSource, create_policy
 from coreaug.models import create_model
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS

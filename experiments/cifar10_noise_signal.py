@@ -14,9 +14,9 @@ import argparse
 import os
 
 import numpy as np
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 from coreaug.training.method import CoresetAugmentation
 
 

@@ -9,9 +9,9 @@ import dataclasses
 import sys
 
 import numpy as np
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 from coreaug.selection import rules
 
 

@@ -8,9 +8,9 @@ Each run's epochs after the first are averaged (the first also loads kernels).
 import argparse
 import statistics
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-import coreaug
 from bench_augment_chunks import write_markdown  # experiments/ is the script's folder
 
 

@@ -41,11 +41,11 @@ import json
 import math
 import time
 
+import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import coreaug
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
 
 PRECISIONS = ("auto", "bf16", "fp32")
