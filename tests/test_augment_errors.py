@@ -131,3 +131,38 @@ def test_whole_number_settings_take_numpy_integers_and_0_dim_integer_tensors(nam
 def test_whole_number_settings_refuse_bools_floats_and_tensors_of_values(value):
     with pytest.raises(ValueError, match="num_ops must be a whole number"):
         A.RandAugment(num_ops=value)
+
+
+def test_op_magnitudes_and_fills_take_numpy_scalars():
+    np = pytest.importorskip("numpy")
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(A.rotate(images, np.int64(30)), A.rotate(images, 30))
+    assert torch.equal(A.rotate(images, np.float32(30)), A.rotate(images, 30.0))
+    assert torch.equal(A.posterize(images, np.int64(4)), A.posterize(images, 4))
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(A.cutout(images, size=np.int64(4), fill=np.uint8(9), generator=g1),
+                       A.cutout(images, size=4, fill=9, generator=g2))
+    with pytest.raises(ValueError, match="degrees must be a real number or a tensor, got bool"):
+        A.rotate(images, True)
+
+
+@pytest.mark.parametrize("shape, hint", [
+    ((1, 1, 3, 8, 8), r"fold the leading dimensions into the batch with images.flatten\(0, -4\)"),
+    ((3, 8, 8), r"add a batch dimension with images.unsqueeze\(0\)"),
+    ((8, 8), r"add channel and batch dimensions with images\[None, None\]"),
+])
+def test_wrong_rank_hint_fits_the_rank(shape, hint):
+    with pytest.raises(ValueError, match=r"4-D tensor \(B, C, H, W\), got shape .*; " + hint):
+        A.create_policy("randaugment")(torch.zeros(shape, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("key, rows, message", [
+    (torch.tensor(5), torch.tensor([0]), r"needs one key per image .* got a key of shape \(\)"),
+    (torch.arange(4), torch.tensor([7]), r"positions must be in \[0, 4\)"),
+    (torch.arange(4), torch.tensor([0.0]), r"1-dim int64 tensor of positions, got shape \(1,\) torch.float32"),
+    (torch.arange(4), [0], r"a slice or a 1-dim int64 tensor of positions, got \[0\]"),
+])
+def test_random_source_select_misuse_is_a_usage_error(key, rows, message):
+    from coreaug.errors import UsageError
+    with pytest.raises(UsageError, match=message):
+        A.RandomSource(key).select(rows)

@@ -197,6 +197,15 @@ def test_resized_crop_takes_any_channel_count_and_an_empty_batch():
     assert A.ResizedCrop()(four[:0]).shape == (0, 4, 16, 16)
 
 
+
+def test_resized_crop_to_a_size_refuses_images_without_pixels_and_keeps_an_empty_batch():
+    """A `size` square cannot be cropped from no pixels (it came back as uninitialised memory)."""
+    with pytest.raises(ValueError, match=r"pixels to crop 4x4 squares from, got shape \(2, 3, 0, 5\)"):
+        A.ResizedCrop(size=4)(torch.zeros(2, 3, 0, 5, dtype=torch.uint8))
+    assert A.ResizedCrop(size=4)(torch.zeros(0, 3, 0, 5)).shape == (0, 3, 4, 4)
+    assert A.ResizedCrop()(torch.zeros(2, 3, 0, 5)).shape == (2, 3, 0, 5)  # no size: the shape kept
+
+
 # AutoAugment's ImageNet policy.
 
 def test_imagenet_table_is_the_published_one():

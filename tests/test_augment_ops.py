@@ -104,6 +104,25 @@ def test_bilinear_integer_translation_equals_nearest():
     assert (nearest.int() - bilinear.int()).abs().max().item() <= 1
 
 
+@pytest.mark.parametrize("op, magnitude", [
+    (A.rotate, 0.0), (A.shear_x, 0.0), (A.shear_y, 0.0), (A.translate_x, 1.0), (A.translate_y, -2.0),
+])
+def test_bilinear_warp_by_whole_pixels_keeps_uint8_levels_exactly(op, magnitude):
+    """grid_sample's float32 error (199.99998 for 200) is rounded, not truncated to a level darker."""
+    images = sample_images(n=4, height=33, width=17)
+    assert torch.equal(op(images, magnitude, interpolation="bilinear"), op(images, magnitude))
+    flat = torch.full((2, 3, 33, 17), 200, dtype=torch.uint8)
+    assert op(flat, 10.0, interpolation="bilinear", fill=200).unique().tolist() == [200]
+
+
+@pytest.mark.parametrize("height, width", [(33, 17), (70, 66)])  # the dense path and the CPU's kind by kind
+def test_randaugment_at_magnitude_zero_is_the_same_bilinear_or_nearest(height, width):
+    images = sample_images(n=40, height=height, width=width)
+    results = [A.RandAugment(magnitude=0, num_ops=1, interpolation=interpolation)(
+        images, torch.Generator().manual_seed(0)) for interpolation in ("nearest", "bilinear")]
+    assert torch.equal(*results)
+
+
 def test_random_crop_is_a_whole_pixel_shift_within_the_padding():
     images = sample_images(n=8)
     g = torch.Generator().manual_seed(3)
@@ -128,6 +147,18 @@ def test_cutout_blanks_one_square_per_example_clipped_at_the_border():
     assert blanked.max().item() == 64 and blanked.min().item() >= 16  # 8x8, at least a corner 4x4
     rows = (out[:, 0] == 0).any(dim=2).sum(dim=1)
     assert (rows <= 8).all()
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_cutout_square_is_the_fill_whatever_was_there(value):
+    """The square is fill (it was inf * 0 = NaN); pixels outside it are left as they are."""
+    images = torch.full((8, 2, 6, 6), value)
+    out = A.cutout(images, size=4, fill=0.5, generator=torch.Generator().manual_seed(0))
+    policy = A.create_policy("cutout", size=4, fill=255)(images, torch.Generator().manual_seed(0))
+    for result, fill in ((out, 0.5), (policy, 1.0)):
+        square = result == fill
+        assert square.flatten(1).sum(1).min() >= 2 * 2 * 2  # at least a clipped corner in each channel
+        assert torch.equal(result[~square].isnan(), images[~square].isnan())  # the rest kept
 
 
 def test_float_images_give_the_uint8_result_within_one_level():

@@ -187,6 +187,31 @@ def test_fill_is_a_0_255_level_scaled_for_float_images(name, settings):
     assert (as_float == 0.4).any()
 
 
+@pytest.mark.parametrize("name, settings", [("randaugment", {"num_ops": 1}), ("trivialaugment", {})])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("size, dtype", [(20, torch.uint8), (20, torch.float32), (70, torch.uint8)])
+def test_a_fill_per_channel_gives_each_channel_what_its_level_alone_gives(name, settings, interpolation, size, dtype):
+    """As torchvision's policies take: fill=[124, 116, 104] (one op per example, so channels stay apart)."""
+    images = sample_images(n=64, size=size)
+    images = images if dtype is torch.uint8 else images.float() / 255
+    levels = [124, 116, 104]
+    per_channel = A.create_policy(name, fill=levels, interpolation=interpolation, **settings)
+    out = per_channel(images, torch.Generator().manual_seed(1))
+    assert per_channel.fill == (124.0, 116.0, 104.0)
+    for channel, level in enumerate(levels):
+        alone = A.create_policy(name, fill=level, interpolation=interpolation, **settings)
+        assert torch.equal(out[:, channel], alone(images, torch.Generator().manual_seed(1))[:, channel])
+    assert (out[:, 0] == (124 if dtype is torch.uint8 else 124 / 255)).any()  # some fill was uncovered
+
+
+def test_a_fill_per_channel_must_match_the_channels():
+    assert A.create_policy("autoaugment", fill=[7]).fill == 7.0
+    with pytest.raises(ValueError, match=r"fill has 3 levels \(one per channel\) but the images have 1 channels"):
+        A.create_policy("autoaugment", fill=[1, 2, 3])(sample_images(n=2, channels=1))
+    with pytest.raises(ValueError, match=r"one per channel, got \[300, 1, 1\]"):
+        A.create_policy("randaugment", fill=[300, 1, 1])
+
+
 def test_float_policy_result_is_close_to_the_uint8_one():
     images = sample_images(n=64)
     policy = A.create_policy("randaugment")
@@ -225,6 +250,17 @@ def test_bilinear_policies_keep_shape_dtype_and_range(name):
         out = policy(images, torch.Generator().manual_seed(0))
         assert out.shape == images.shape and out.dtype == images.dtype
         assert 0 <= out.min().item() and out.max().item() <= (255 if out.dtype == torch.uint8 else 1)
+
+
+@pytest.mark.parametrize("name", ["randaugment", "autoaugment-imagenet"])
+def test_large_float64_images_on_the_cpu_are_computed_in_float64_as_on_the_dense_path(monkeypatch, name):
+    """Kind by kind computed float64 images in float32: up to 21 levels off the dense result with bilinear."""
+    images = sample_images(40, size=67).double() / 255
+    policy = A.create_policy(name, interpolation="bilinear", fill=77)
+    assert not OpSet.use_dense(images)
+    by_kind = policy(images, torch.Generator().manual_seed(4))
+    monkeypatch.setattr(OpSet, "use_dense", staticmethod(lambda images: True))
+    assert torch.equal(policy(images, torch.Generator().manual_seed(4)), by_kind)
 
 
 @pytest.mark.parametrize("name", ["randaugment", "trivialaugment", "autoaugment", "autoaugment-imagenet"])
@@ -332,11 +368,11 @@ def test_trivialaugment_translates_up_to_32_pixels_at_any_size():
     from coreaug.augment.randaugment import trivialaugment_ranges
 
     ops = OpSet(trivialaugment_ranges(), 31)
-    wanted = torch.linspace(0.0, 32.0, 31).tolist()  # torchvision's table
+    wanted = torch.linspace(0.0, 32.0, 31).trunc().tolist()  # torchvision's table, shifted by int(magnitude)
     for height, width in ((32, 32), (28, 28), (224, 224), (17, 300)):
         table = ops.magnitude_table(height, width, 255.0)
         assert table[ops.index("translate_x")] == wanted and table[ops.index("translate_y")] == wanted
-    assert wanted == (torch.linspace(0.0, 1.0, 31) * 32).tolist()  # what 32x32 images got before
+    assert wanted == (torch.linspace(0.0, 1.0, 31) * 32).trunc().tolist()  # what 32x32 images got before
 
 
 @pytest.mark.parametrize("axis", ["x", "y"])
@@ -420,3 +456,39 @@ def test_caches_keep_a_bounded_number_of_sizes_and_results_do_not_change_after_e
               policy._ops._dense._tables_cache]
     assert all(len(cache) <= CACHE_ENTRIES for cache in caches)
     assert torch.equal(policy(first, torch.Generator().manual_seed(1)), before)
+
+
+def test_a_name_registered_with_capitals_or_spaces_is_created_by_its_listed_name(monkeypatch):
+    import coreaug
+    from coreaug.augment import registry
+    monkeypatch.setattr(registry, "_POLICIES", dict(registry._POLICIES))  # leave the real registry as it was
+
+    @A.register_policy(" Test-MixedCase ")
+    class Inverted(A.Policy):
+        def __call__(self, images, generator=None, **context):
+            return A.invert(images)
+
+    assert "test-mixedcase" in A.available_policies() and "Test-MixedCase" not in A.available_policies()
+    images = sample_images(n=2)
+    for name in ("test-mixedcase", "Test-MixedCase", " test-mixedcase"):
+        assert torch.equal(A.create_policy(name)(images), 255 - images)
+    assert isinstance(A.create_policy("weak+Test-MixedCase"), A.Compose)
+    coreaug.TrainConfig(dataset="digits", augment="test-mixedcase").resolved()  # the listed name trains
+
+
+@pytest.mark.parametrize("height, width", [(28, 28), (32, 32), (23, 41), (224, 224)])
+def test_translations_shift_by_the_magnitude_truncated_to_whole_pixels_as_torchvision(height, width):
+    """torchvision's policies shift by int(magnitude): RandAugment's default bin on 28x28 is 3.8 px, a 3-px shift."""
+    from coreaug.augment.autoaugment import AUTOAUGMENT_BINS, AUTOAUGMENT_RANGES
+    from coreaug.augment.randaugment import trivialaugment_ranges
+
+    for ranges, bins, high in ((randaugment_ranges(), 31, 150 / 331), (AUTOAUGMENT_RANGES, AUTOAUGMENT_BINS, 150 / 331),
+                               (trivialaugment_ranges(), 31, None)):
+        ops = OpSet(ranges, bins)
+        table = ops.magnitude_table(height, width, 255.0)
+        for name, side in (("translate_x", width), ("translate_y", height)):
+            steps = torch.linspace(0.0, 32.0 if high is None else high * side, bins)  # torchvision's float32 table
+            assert table[ops.index(name)] == [float(int(v)) for v in steps.tolist()], name
+    if (height, width) == (28, 28):
+        ops = OpSet(randaugment_ranges(), 31)
+        assert ops.magnitude_table(28, 28, 255.0)[ops.index("translate_x")][9] == 3.0

@@ -14,11 +14,11 @@ from coreaug.errors import UsageError
 
 from .constants import ConstantCache, static
 from .geometric import check_interpolation
-from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .op_set import OpSet, linear, no_magnitude, posterize_bits, whole_pixels
 from .policy import Policy
 from .registry import register_policy
 from .sampling import check_randomness, integers, signs, uniform
-from .validation import check_fill_level, check_images
+from .validation import check_fill_channels, check_fill_levels, check_images
 from .working_float import to_working
 
 CIFAR10_SUBPOLICIES = (
@@ -85,8 +85,8 @@ AUTOAUGMENT_RANGES = {
     "identity": no_magnitude,
     "shear_x": linear(0.0, 0.3),
     "shear_y": linear(0.0, 0.3),
-    "translate_x": linear(0.0, 150 / 331, "width"),
-    "translate_y": linear(0.0, 150 / 331, "height"),
+    "translate_x": whole_pixels(linear(0.0, 150 / 331, "width")),
+    "translate_y": whole_pixels(linear(0.0, 150 / 331, "height")),
     "rotate": linear(0.0, 30.0),
     "brightness": linear(0.0, 0.9),
     "color": linear(0.0, 0.9),
@@ -105,15 +105,15 @@ class AutoAugment(Policy):
     """AutoAugment: each example draws one of the 25 sub-policies of ``policy``'s table
     ("cifar10", the default, or "imagenet"), uniformly and independently per example, and
     applies its two steps, each with its own probability. Needs 1 or 3 channels; ``fill`` is the 0-255
-    level for pixels that geometric ops uncover. Float images are taken as [0, 1]: values outside
-    it are clamped into it."""
+    level for pixels that geometric ops uncover (or a list of one per channel, as torchvision's).
+    Float images are taken as [0, 1]: values outside it are clamped into it."""
 
     def __init__(self, interpolation: str = "nearest", fill: float = 0, policy: str = "cifar10"):
         check_interpolation(interpolation)
         if policy not in AUTOAUGMENT_POLICIES:
             raise UsageError(f"policy must be one of {tuple(AUTOAUGMENT_POLICIES)}, got {policy!r}")
         self.interpolation = interpolation
-        self.fill = check_fill_level(fill)
+        self.fill = check_fill_levels(fill)
         self.policy = policy
         self._subpolicies = table = AUTOAUGMENT_POLICIES[policy]
         self._ops = OpSet(AUTOAUGMENT_RANGES, AUTOAUGMENT_BINS)
@@ -141,6 +141,7 @@ class AutoAugment(Policy):
         """Each example draws its own sub-policy; its two steps are two layers (an example whose
         step is not applied takes the identity in that layer)."""
         check_images(images, gray_or_rgb=True)
+        check_fill_channels(self.fill, images)
         check_randomness(generator, images.shape[0])
         n, device = images.shape[0], images.device
         if images.numel() == 0:  # no examples, or images of no pixels

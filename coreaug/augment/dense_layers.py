@@ -126,10 +126,10 @@ class DenseLayers:
         example i gets op ``kind[l, i]`` (an index into the kinds) at magnitude bin
         ``bin_index[l, i]`` (or one bin for all, an int), negated where ``sign[l, i]`` is -1 for
         signed kinds; ``present[l]`` holds the kinds that layer can draw (the others are not
-        computed). ``fill`` is the level for uncovered pixels in image units. ``by_kind``: each
-        layer runs kind by kind on the examples that drew it (`_layer_by_kind`; the same result
-        per example). Returns a new working copy (whole levels for bound 255; with ``by_kind``
-        as uint8)."""
+        computed). ``fill`` is the level for uncovered pixels in image units (or a (C,) tensor of one
+        per channel). ``by_kind``: each layer runs kind by kind on the examples that drew it
+        (`_layer_by_kind`; the same result per example). Returns a new working copy (whole levels
+        for bound 255; with ``by_kind`` as uint8)."""
         layers, n = kind.shape
         height, width = x.shape[2:]
         params, terms, magnitudes = self._tables(height, width, bound, x.dtype, x.device)
@@ -182,7 +182,9 @@ class DenseLayers:
                 names, kinds, slot_of_kind = self._slots((k,), state.device)
                 p = _Layer(slot_of_kind.index_select(0, kind.index_select(0, rows)),
                            *numbers.index_select(1, rows).unbind(0), matrices.index_select(0, rows))
-                block = self._layer(state.index_select(0, rows).float(), names, kinds, p, fill, interpolation, bound)
+                block = state.index_select(0, rows)
+                block = block.float() if block.dtype == torch.uint8 else block  # float64 stays float64, as dense
+                block = self._layer(block, names, kinds, p, fill, interpolation, bound)
                 blocks.append(block.to(torch.uint8) if bound == UINT8_BOUND else block)  # whole levels: exact
         return torch.cat(blocks).index_select(0, torch.argsort(order))
 
@@ -212,7 +214,11 @@ class DenseLayers:
             elif name == "equalized":
                 candidates.append(equalize_kernel(x, None, bound))
             else:
-                candidates.append(warp(x, p.matrices, fill, interpolation, has_fill=fill > 0))
+                has_fill = isinstance(fill, torch.Tensor) or fill > 0  # a per-channel fill: a (C,) tensor
+                warped = warp(x, p.matrices, fill, interpolation, has_fill=has_fill)
+                if interpolation == "bilinear" and bound == UINT8_BOUND:  # a resample: to the nearest level,
+                    warped = warped.round_()  # as from_resampled (the final floor would darken float32 error)
+                candidates.append(warped)
         if not candidates:
             degenerate = added
         elif added is None and len(candidates) == 1:

@@ -4,8 +4,9 @@ Matrices are 2x3, in pixel coordinates whose pixel centres sit at (i + 0.5, j + 
 output position to the input position it samples: Pillow's ``Image.transform(AFFINE, data)``
 convention, so ``shear_x(m)`` is Pillow's ``(1, m, 0, 0, 1, 0)``. The warp is one
 call for the whole batch with per-example matrices: nearest gathers pixels directly (any dtype,
-Pillow's floor rule), bilinear uses ``grid_sample``; positions that fall outside the image take a
-fill value (Pillow's ``fillcolor``).
+Pillow's floor rule), bilinear uses ``grid_sample``, rounding uint8 results to the nearest level as
+torchvision does (Pillow truncates; float32's error would then darken whole levels by one);
+positions that fall outside the image take a fill value (Pillow's ``fillcolor``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from coreaug.errors import UsageError
 
 from .constants import ConstantCache, static
 from .validation import Magnitude, check_images, check_magnitude
-from .working_float import from_working, to_working
+from .working_float import from_resampled, to_working
 
 Fill = Union[float, int, Sequence[float]]
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -195,8 +196,8 @@ def _warp_op(images, magnitude, name, matrix, interpolation, fill):
     matrices = matrix(values, images.shape[2], images.shape[3])
     if interpolation == "nearest":  # moves whole pixels: no float copy needed
         return warp(images, matrices, fill_values, interpolation, has_fill)
-    x, bound = to_working(images)
-    return from_working(warp(x, matrices, fill_values, interpolation, has_fill), images.dtype, bound)
+    x, bound = to_working(images)  # bilinear resamples: rounded back to levels (float32 error is not darkening)
+    return from_resampled(warp(x, matrices, fill_values, interpolation, has_fill), images.dtype, bound)
 
 
 def rotate(images: torch.Tensor, degrees: Magnitude, *, interpolation: str = "nearest",

@@ -26,8 +26,11 @@ def cutout_kernel(images: torch.Tensor, sizes: torch.Tensor, fill: float,
     cols = torch.arange(width, device=device, dtype=torch.float32)
     in_rows = (rows >= top) & (rows < top + sizes.unsqueeze(1))
     in_cols = (cols >= left) & (cols < left + sizes.unsqueeze(1))
-    # Blend with a 0/1 square in the images' dtype: a full-size bool mask is slow on CPU.
-    square = (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1).to(images.dtype)
+    square = (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1)
+    if images.is_floating_point():  # the square is fill whatever was there (a blend makes inf * 0 NaN)
+        return torch.where(square, fill, images)
+    # uint8: blend with a 0/1 square in the images' dtype (a bool mask selecting is slower on CPU).
+    square = square.to(images.dtype)
     out = images * (1 - square)
     return out.add_((square * fill).to(images.dtype)) if fill else out
 

@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
+from .constants import ConstantCache, static
 from .dense_layers import DENSE_MAX_PIXELS, DenseLayers
 from .op_kinds import OP_KINDS
 from .working_float import UINT8_BOUND
@@ -48,6 +49,16 @@ def linear(low: float, high: float, unit: Optional[str] = None) -> MagnitudeRang
     return functools.partial(_linear_magnitudes, low, high, unit)
 
 
+def _whole_pixels(magnitudes, num_bins, height, width, bound):
+    return magnitudes(num_bins, height, width, bound).trunc()
+
+
+def whole_pixels(magnitudes: MagnitudeRange) -> MagnitudeRange:
+    """A translation's range with its bins truncated to whole pixels, as torchvision's policies
+    shift by ``int(magnitude)`` (3 px, not 3.8 rounded to 4, at RandAugment's default bin on 28x28)."""
+    return functools.partial(_whole_pixels, magnitudes)
+
+
 def _posterize_magnitudes(most_bits_dropped, num_bins, height, width, bound):
     dropped = (torch.arange(num_bins) / ((num_bins - 1) / most_bits_dropped)).round()
     return 8.0 - dropped
@@ -67,6 +78,7 @@ class OpSet:
         self.ranges = [ranges[name] for name in self.names]
         self.num_bins = num_bins
         self._dense = DenseLayers(self.kinds, self.ranges, num_bins)
+        self._fills = ConstantCache()  # per-channel fills as device tensors, per fill, dtype and device
 
     @staticmethod
     def use_dense(images: torch.Tensor) -> bool:
@@ -81,17 +93,25 @@ class OpSet:
         gets op ``kind[l, i]`` (an index into ``names``) at magnitude bin ``bin_index[l, i]`` (or
         one bin for all, an int), with ``sign[l, i]`` (+1 or -1) for signed kinds. ``present[l]``
         lists the kinds layer l can draw (default: all), so the others are not computed.
-        ``fill_level`` is a 0-255 level. Dense (every kind on the whole batch) where
+        ``fill_level`` is a 0-255 level, or a tuple of one per channel. Dense (every kind on the whole batch) where
         ``use_dense`` or inside a compiled graph, else kind by kind on the examples that drew
         each, with the same result per example. Returns the new working copy (whole levels for
         uint8 data; kind by kind, as uint8)."""
         layers = kind.shape[0]
         every = tuple(range(len(self.kinds)))  # sorted tuples: torch 2.7's dynamo took no frozenset in a cache key
         present = [every] * layers if present is None else [tuple(sorted(set(p))) for p in present]
-        fill = fill_level * bound / UINT8_BOUND
+        fill = self._fill(fill_level, bound, x)
         # Traced (a compiled step), dense whatever the size: kind by kind reads block sizes on the host.
         by_kind = not self.use_dense(x) and not torch.compiler.is_compiling()
         return self._dense.apply(x, kind, bin_index, sign, fill, interpolation, bound, present, by_kind=by_kind)
+
+    def _fill(self, fill_level, bound: float, x: torch.Tensor):
+        """The fill in the working copy's units: a number, or for a tuple of levels a (C,) tensor
+        on ``x``'s device, made once (not copied to the device at every call)."""
+        if not isinstance(fill_level, tuple):
+            return fill_level * bound / UINT8_BOUND
+        return self._fills.get((fill_level, bound, x.dtype, str(x.device)), lambda: static(
+            torch.tensor([level * bound / UINT8_BOUND for level in fill_level], dtype=x.dtype).to(x.device)))
 
     def index(self, name: str) -> int:
         """Position of op ``name`` in this set."""

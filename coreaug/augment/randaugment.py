@@ -4,6 +4,8 @@ Magnitude ranges follow torchvision's: a magnitude is a bin in [0, num_magnitude
 RandAugment's translations are a fraction of the image size (up to 150/331 of it, so 28x28
 images get proportionate shifts); TrivialAugment-Wide's are up to 32 pixels at any size, as in
 the paper and torchvision's TrivialAugmentWide (a quarter of a 128-px image, a seventh of 224).
+A shift is the magnitude truncated to whole pixels, as torchvision's ``int(magnitude)`` (and
+AutoAugment's likewise).
 """
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ from typing import Optional
 import torch
 
 from .geometric import check_interpolation
-from .op_set import OpSet, linear, no_magnitude, posterize_bits
+from .op_set import OpSet, linear, no_magnitude, posterize_bits, whole_pixels
 from .policy import Policy
 from .registry import register_policy
 from .sampling import check_randomness, integers, signs
-from .validation import check_fill_level, check_images, check_whole
+from .validation import check_fill_channels, check_fill_levels, check_images, check_whole
 from .working_float import to_working
 
 
@@ -26,8 +28,8 @@ def randaugment_ranges(shear=0.3, translate=150 / 331, degrees=30.0, enhance=0.9
         "identity": no_magnitude,
         "shear_x": linear(0.0, shear),
         "shear_y": linear(0.0, shear),
-        "translate_x": linear(0.0, translate, "width"),
-        "translate_y": linear(0.0, translate, "height"),
+        "translate_x": whole_pixels(linear(0.0, translate, "width")),
+        "translate_y": whole_pixels(linear(0.0, translate, "height")),
         "rotate": linear(0.0, degrees),
         "brightness": linear(0.0, enhance),
         "color": linear(0.0, enhance),
@@ -44,7 +46,7 @@ def trivialaugment_ranges():
     """TrivialAugment-Wide's ops and wide magnitude ranges (torchvision's): translations up to
     32 pixels whatever the image size."""
     ranges = randaugment_ranges(shear=0.99, degrees=135.0, enhance=0.99, bits_dropped=6)
-    ranges.update(translate_x=linear(0.0, 32.0), translate_y=linear(0.0, 32.0))
+    ranges.update(translate_x=whole_pixels(linear(0.0, 32.0)), translate_y=whole_pixels(linear(0.0, 32.0)))
     return ranges
 
 
@@ -53,10 +55,10 @@ class _OneOpPerLayer(Policy):
     example draws its op independently, and all layers' draws are made at once: ops, then
     magnitude bins (TrivialAugment), then signs (see op_set for how a layer runs)."""
 
-    def __init__(self, ops: OpSet, interpolation: str, fill: float):
+    def __init__(self, ops: OpSet, interpolation: str, fill):
         check_interpolation(interpolation)
         self.interpolation = interpolation
-        self.fill = check_fill_level(fill)
+        self.fill = check_fill_levels(fill)
         self._ops = ops
 
     def _bins(self, n, generator, device) -> torch.Tensor:
@@ -64,6 +66,7 @@ class _OneOpPerLayer(Policy):
 
     def _augment(self, images, generator, layers):
         check_images(images, gray_or_rgb=True)
+        check_fill_channels(self.fill, images)
         check_randomness(generator, images.shape[0])
         n, device = images.shape[0], images.device
         if images.numel() == 0 or layers == 0:  # no examples, or images of no pixels
@@ -82,7 +85,8 @@ class _OneOpPerLayer(Policy):
 class RandAugment(_OneOpPerLayer):
     """RandAugment: ``num_ops`` ops per example, each drawn uniformly from the 14, at one
     shared ``magnitude`` bin in [0, num_magnitude_bins - 1] (default 9 of 31, as torchvision).
-    Needs 1 or 3 channels; ``fill`` is the 0-255 level for pixels that geometric ops uncover.
+    Needs 1 or 3 channels; ``fill`` is the 0-255 level for pixels that geometric ops uncover (or a
+    list of one per channel, as torchvision's).
     Float images are taken as [0, 1]: values outside it are clamped into it."""
 
     def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
@@ -104,8 +108,8 @@ class RandAugment(_OneOpPerLayer):
 class TrivialAugmentWide(_OneOpPerLayer):
     """TrivialAugment-Wide: one op per example, uniformly drawn, at a uniformly drawn magnitude
     bin of ``num_magnitude_bins`` (31), with the wide ranges (translations up to 32 pixels at
-    any size, as torchvision's TrivialAugmentWide). Needs 1 or 3 channels. Float
-    images are taken as [0, 1]: values outside it are clamped into it."""
+    any size, as torchvision's TrivialAugmentWide). Needs 1 or 3 channels; ``fill`` as RandAugment's.
+    Float images are taken as [0, 1]: values outside it are clamped into it."""
 
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",
                  fill: float = 0):

@@ -11,13 +11,20 @@ from .policy import Compose, Policy
 _POLICIES: dict = {}
 
 
+def _key(name: str) -> str:
+    """A policy name as registered and looked up: stripped and lower-case (names are case-insensitive)."""
+    return name.strip().lower()
+
+
 def register_policy(name: str) -> Callable:
-    """Decorator registering a Policy class (or a factory returning one) under ``name``."""
-    if not name or "+" in name:
-        raise UsageError(f"policy names must be non-empty and contain no '+', got {name!r}")
+    """Decorator registering a Policy class (or a factory returning one) under ``name``, stored
+    lower-case and stripped as ``create_policy`` and TrainConfig look names up ("MyAug" -> "myaug")."""
+    if not isinstance(name, str) or not name.strip() or "+" in name:
+        raise UsageError(f"policy names must be non-empty strings and contain no '+', got {name!r}")
+    key = _key(name)
 
     def register(factory):
-        _POLICIES[name] = factory
+        _POLICIES[key] = factory
         return factory
     return register
 
@@ -25,6 +32,12 @@ def register_policy(name: str) -> Callable:
 def available_policies() -> list:
     """Names accepted by ``create_policy``, sorted."""
     return sorted(_POLICIES)
+
+
+def takes_keyword(name: str, keyword: str) -> bool:
+    """Whether a policy of ``name`` (registered, or a '+' chain of them) takes ``keyword``, so that
+    ``create_policy(name, keyword=...)`` passes it on (the trainer's ``flip`` to a chained "weak")."""
+    return any(_key(part) in _POLICIES and _accepts(_POLICIES[_key(part)], keyword) for part in name.split("+"))
 
 
 def _accepts(factory, keyword: str) -> bool:
@@ -48,8 +61,9 @@ def create_policy(name: str, **kwargs) -> Policy:
 
     ``name`` may chain policies with '+', e.g. ``"weak+randaugment+cutout"``, giving a Compose;
     each keyword then goes to every chained policy that accepts it (``flip=False`` to weak).
-    Raises UsageError for an unknown name (listing the available ones) or a keyword no chained
-    policy takes.
+    Names are case-insensitive here (registered lower-case; TrainConfig and the CLI take them as
+    ``available_policies`` lists them). Raises UsageError for an unknown name (listing the
+    available ones) or a keyword no chained policy takes.
 
     A policy is called as ``policy(images, generator)`` on a (B, C, H, W) uint8 (0-255) or
     float batch; float images are taken as [0, 1], and the policies that compute on pixel
@@ -58,7 +72,7 @@ def create_policy(name: str, **kwargs) -> Policy:
     """
     if not isinstance(name, str):
         raise UsageError(f"policy name must be a string, got {type(name).__name__}")
-    names = [part.strip().lower() for part in name.split("+")]
+    names = [_key(part) for part in name.split("+")]
     if len(names) == 1:
         return _create_one(names[0], kwargs)
     for part in names:

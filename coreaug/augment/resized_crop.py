@@ -123,6 +123,9 @@ class ResizedCrop(Policy):
         check_images(images)
         check_randomness(generator, images.shape[0])
         if images.numel() == 0:  # affine_grid takes no empty batch; nothing to crop
+            if self.size is not None and images.shape[0]:  # no pixels to make a `size` square of
+                raise UsageError(f"resized-crop needs images with pixels to crop {self.size}x{self.size} squares from, "
+                                 f"got shape {tuple(images.shape)}")
             size = images.shape[-2:] if self.size is None else (self.size, self.size)
             return images.new_empty((*images.shape[:-2], *size))
         n, device = images.shape[0], images.device

@@ -123,9 +123,19 @@ class RandomSource:
         positions), each continuing its own stream: their next draws are what they would have
         drawn in a call on all the images. Needs a key per image."""
         if self.key.dim() != 1:
-            raise ValueError("RandomSource.select needs one key per image (a 1-dim key)")
+            raise UsageError(f"RandomSource.select needs one key per image (a 1-dim key, e.g. from "
+                             f"RandomSource.image_keys), got a key of shape {tuple(self.key.shape)}")
+        if not isinstance(rows, slice) and not (isinstance(rows, torch.Tensor) and rows.dim() == 1
+                                                and rows.dtype in (torch.int64, torch.int32)):
+            shown = f"shape {tuple(rows.shape)} {rows.dtype}" if isinstance(rows, torch.Tensor) else repr(rows)
+            raise UsageError(f"RandomSource.select takes a slice or a 1-dim int64 tensor of positions, got {shown}")
         pick = (lambda t: t[rows]) if isinstance(rows, slice) else (lambda t: t.index_select(0, rows))
-        source = RandomSource(pick(self.key))
+        try:
+            key = pick(self.key)
+        except IndexError:  # on the CPU; a GPU index is not read back to check it (that would wait on the device)
+            raise UsageError(f"RandomSource.select: positions must be in [0, {self.key.shape[0]}) "
+                             "(one per image of the source)") from None
+        source = RandomSource(key)
         source.drawn = self.drawn
         if self._block is not None:
             source._block = (self._block[0], pick(self._block[1]))

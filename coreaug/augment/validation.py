@@ -25,10 +25,11 @@ def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
     if not isinstance(images, torch.Tensor):
         raise UsageError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
     if images.dim() != 4:
-        raise UsageError(
-            f"images must be a 4-D tensor (B, C, H, W), got shape {tuple(images.shape)}; "
-            "add a batch dimension with images.unsqueeze(0)"
-        )
+        hint = {2: "; add channel and batch dimensions with images[None, None]",
+                3: "; add a batch dimension with images.unsqueeze(0)"}.get(
+            images.dim(), "; fold the leading dimensions into the batch with images.flatten(0, -4)"
+            if images.dim() > 4 else "")
+        raise UsageError(f"images must be a 4-D tensor (B, C, H, W), got shape {tuple(images.shape)}{hint}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise UsageError(
             f"images must be uint8 (0-255) or floating point (0-1), got dtype {images.dtype}"
@@ -66,10 +67,10 @@ def check_magnitude(
                 f"got shape {tuple(value.shape)}"
             )
         values = value.detach().to(device=device, dtype=torch.float32).expand(batch_size)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy scalars too
         values = torch.full((batch_size,), float(value), device=device)
     else:
-        raise UsageError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+        raise UsageError(f"{name} must be a real number or a tensor, got {type(value).__name__}")
     if batch_size == 0:
         return values
     lowest, highest = values.min().item(), values.max().item()
@@ -88,7 +89,7 @@ def check_fill_value(fill, images: torch.Tensor) -> float:
     """Return ``fill`` as a float if it is a number in the images' range ([0, 255] for uint8,
     [0, 1] for float), else raise UsageError."""
     high = 255.0 if images.dtype == torch.uint8 else 1.0
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)) or not 0 <= fill <= high:
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real) or not 0 <= fill <= high:
         raise UsageError(f"fill must be a number in [0, {high:g}] for {images.dtype} images, "
                          f"got {fill!r}")
     return float(fill)
@@ -123,3 +124,22 @@ def check_fill_level(fill) -> float:
     if isinstance(fill, bool) or not isinstance(fill, numbers.Real) or not 0 <= fill <= 255:
         raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor), got {fill!r}")
     return float(fill)
+
+
+def check_fill_levels(fill):
+    """Return the fill of RandAugment, TrivialAugment or AutoAugment: one 0-255 level (a float), or
+    a list or tuple of one level per channel (a tuple of floats), as torchvision's policies take."""
+    if not isinstance(fill, (list, tuple)):
+        return check_fill_level(fill)
+    if not fill or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 255 for v in fill):
+        raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor) or a list of one per channel, "
+                         f"got {fill!r}")
+    levels = tuple(float(v) for v in fill)
+    return levels[0] if len(levels) == 1 else levels
+
+
+def check_fill_channels(fill, images: torch.Tensor) -> None:
+    """Raise UsageError unless a per-channel ``fill`` (a tuple) has one level per channel of ``images``."""
+    if isinstance(fill, tuple) and len(fill) != images.shape[1]:
+        raise UsageError(f"fill has {len(fill)} levels (one per channel) but the images have {images.shape[1]} "
+                         f"channels, shape {tuple(images.shape)}")
