@@ -40,20 +40,30 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     from coreaug.data import is_folder_dataset
     from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, own_image_size
 
+    ctx = click.get_current_context()
+
+    def given(*params):
+        """The flags of `params` the user gave (a flag left at its default is not named)."""
+        return [f"--{param.replace('_', '-')}" for param in params
+                if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT]
+
     if clear_cache:
-        ctx = click.get_current_context()
-        given = [f"--{param.replace('_', '-')}" for param in ("image_size", "store_size", "val_fraction",
-                                                               "skip_bad_images", "workers", "download", "data_dir")
-                 if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT]
-        if given:  # a user naming a size expects only that cache to go; every size's would
+        _check_clears_a_folder(name)  # before the flags: no advice to drop flags that cannot make it work
+        flags = given("image_size", "store_size", "val_fraction", "skip_bad_images", "workers", "download", "data_dir")
+        if flags:  # a user naming a size expects only that cache to go; every size's would
             raise UsageError(f"--clear-cache removes every decoded cache of {name or 'every folder'}, whatever its "
-                             f"size and split: leave {', '.join(given)} out")
+                             f"size and split: leave {', '.join(flags)} out")
         _clear(name, cache_dir)
         return
     if name is None:
         click.echo("\n".join(coreaug.available_datasets()))
         return
     if is_folder_dataset(name):  # decoded to the cache, not into memory
+        ignored = given("data_dir", "download")
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} {'apply' if len(ignored) > 1 else 'applies'} to a built-in "
+                             f"dataset; {name} is a folder of images, read where it is: leave "
+                             f"{'them' if len(ignored) > 1 else 'it'} out")
         if image_size is None:
             image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
         if store_size is None:  # what a run with --weak auto stores
@@ -63,21 +73,21 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
                                     workers=default_workers() if workers is None else workers)
         click.echo(f"decoded cache: {os.path.dirname(data.train_images.path)}")
     else:
-        given = [flag for flag, value in (("--image-size", image_size), ("--store-size", store_size),
-                                          ("--skip-bad-images", skip_bad_images), ("--workers", workers)) if value]
-        if given:
-            raise UsageError(f"{', '.join(given)} decode a folder of images; {name} is a built-in dataset, "
-                             "loaded as it is: leave them out")
+        ignored = given("image_size", "store_size", "val_fraction", "cache_dir", "skip_bad_images", "workers")
+        if ignored:
+            several = len(ignored) > 1
+            raise UsageError(f"{', '.join(ignored)} {'apply' if several else 'applies'} to a folder of images; "
+                             f"{name} is a built-in dataset, loaded as it is: leave {'them' if several else 'it'} out")
         data = coreaug.load_dataset(name, data_dir, download=download)
     click.echo(f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images of shape "
                f"{tuple(data.image_shape)}, {data.num_classes} classes, from {data.source}")
 
 
-def _clear(name, cache_dir):
-    from coreaug.data.image_cache import clear_caches, default_cache_dir
+def _check_clears_a_folder(name):
+    """UsageError when NAME is a built-in dataset (or names something that is not a folder):
+    --clear-cache removes the decoded caches of folders of images."""
     from coreaug.data import is_folder_dataset
     from coreaug.data.registry import names_registered_dataset
-    from coreaug.files import size_text
 
     if name is not None and not is_folder_dataset(name):
         registered = names_registered_dataset(name)
@@ -87,6 +97,12 @@ def _clear(name, cache_dir):
             raise UsageError(f"--clear-cache removes the decoded caches of a folder of images; {what} "
                              "(leave NAME out to remove every decoded cache)")
         # else a folder deleted since its caches were built: they are found by its path
+
+
+def _clear(name, cache_dir):
+    from coreaug.data.image_cache import clear_caches, default_cache_dir
+    from coreaug.files import size_text
+
     count, freed = clear_caches(cache_dir, name)
     if name is not None and not count and not os.path.isdir(os.path.expanduser(name)):
         raise UsageError(f"{name} is not a folder, and no decoded cache in {cache_dir or default_cache_dir()} "

@@ -99,3 +99,36 @@ def test_a_path_that_names_no_folder_is_one_line_that_it_does_not_exist(tmp_path
     proc = coreaug(tmp_path / "typo")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert f"{tmp_path / 'typo'} does not exist" in proc.stderr and "unknown dataset" not in proc.stderr
+
+
+def test_a_data_dir_without_the_dataset_is_one_line_not_another_copy(tmp_path):
+    env = dict(HOME=str(tmp_path), COREAUG_DATA=str(tmp_path / "env"))
+    proc = coreaug("cifar10", "--data-dir", tmp_path / "typo", **env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert f"not found in the data folder given, {tmp_path / 'typo'} (no such folder)" in proc.stderr
+
+
+def test_flags_a_built_in_dataset_ignores_are_refused_in_one_line():
+    proc = coreaug("digits", "--val-fraction", "0.5", "--cache-dir", "/tmp/x")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--val-fraction, --cache-dir apply to a folder of images; digits is a built-in dataset" in proc.stderr
+    proc = coreaug("digits", "--workers", "0")
+    assert proc.returncode == 2 and "--workers applies to a folder of images" in proc.stderr
+    assert "leave it out" in proc.stderr
+
+
+def test_flags_a_folder_ignores_are_refused_in_one_line(tmp_path):
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "pets", "train", per_class=2)
+    write_split(tmp_path / "pets", "val", per_class=1)
+    proc = coreaug(tmp_path / "pets", "--data-dir", tmp_path, "--download")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--data-dir, --download apply to a built-in dataset" in proc.stderr
+    assert "is a folder of images" in proc.stderr
+
+
+def test_clear_cache_of_a_built_in_dataset_says_so_whatever_the_other_flags():
+    proc = coreaug("cifar10", "--clear-cache", "--data-dir", "data")
+    assert proc.returncode == 2 and "cifar10 is a built-in dataset" in proc.stderr
+    assert "leave --data-dir" not in proc.stderr

@@ -1,4 +1,4 @@
-"""Where dataset files are looked for: data_dir, $COREAUG_DATA, ~/.cache/coreaug,
+"""Where dataset files are looked for: data_dir alone when given, else $COREAUG_DATA, ~/.cache/coreaug,
 /usr/share/datasets/<name>, and the error that lists them all."""
 import gzip
 from pathlib import Path
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from coreaug.data import DatasetNotFoundError, load_dataset, locate, search_roots
+from coreaug.errors import UsageError
 
 
 @pytest.fixture
@@ -30,11 +31,30 @@ def write_mnist(folder: Path, n_train: int) -> None:
         (folder / f"{stem}.gz").write_bytes(gzip.compress(content))
 
 
-def test_search_order_is_data_dir_env_home_cache_system(tmp_path, system_dir, monkeypatch):
+def test_search_order_is_env_home_cache_system(tmp_path, system_dir, monkeypatch):
     monkeypatch.setenv("COREAUG_DATA", str(tmp_path / "env"))
-    assert search_roots("mnist", tmp_path / "given") == [
-        tmp_path / "given", tmp_path / "env", tmp_path / "home" / ".cache" / "coreaug",
-        system_dir / "mnist"]
+    assert search_roots("mnist") == [tmp_path / "env", tmp_path / "home" / ".cache" / "coreaug", system_dir / "mnist"]
+
+
+def test_a_data_dir_given_is_the_only_folder_searched(tmp_path, system_dir, monkeypatch):
+    monkeypatch.setenv("COREAUG_DATA", str(tmp_path / "env"))
+    assert search_roots("mnist", tmp_path / "given") == [tmp_path / "given"]
+
+
+@pytest.mark.parametrize("given", ["typo", "incomplete"])
+def test_a_data_dir_without_the_dataset_is_one_line_not_a_fallback(tmp_path, system_dir, monkeypatch, given):
+    """A typo'd or incomplete data_dir does not silently read another copy (that of $COREAUG_DATA)."""
+    write_mnist(tmp_path / "env", n_train=2)
+    monkeypatch.setenv("COREAUG_DATA", str(tmp_path / "env"))
+    write_mnist(tmp_path / "incomplete", n_train=1)
+    (tmp_path / "incomplete" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(locate.DataDirLacksDataset) as caught:
+        load_dataset("mnist", tmp_path / given)
+    message = str(caught.value)
+    assert "\n" not in message and isinstance(caught.value, UsageError) and isinstance(caught.value, FileNotFoundError)
+    assert f"{tmp_path / given}" in message and "train-images-idx3-ubyte.gz" in message
+    assert ("(no such folder)" in message) == (given == "typo")
+    assert ("incomplete: lacks t10k-labels-idx1-ubyte.gz" in message) == (given == "incomplete")
 
 
 def test_coreaug_data_environment_variable_is_searched(tmp_path, system_dir, monkeypatch):
@@ -67,12 +87,11 @@ def test_data_dir_wins_over_environment_and_cache(tmp_path, system_dir, monkeypa
 def test_not_found_error_lists_every_place_and_how_to_get_it(tmp_path, system_dir, monkeypatch):
     monkeypatch.setenv("COREAUG_DATA", str(tmp_path / "env"))
     with pytest.raises(DatasetNotFoundError) as caught:
-        load_dataset("mnist", tmp_path / "given")
+        load_dataset("mnist")
     message = str(caught.value)
-    for place in (tmp_path / "given" / "MNIST" / "raw", tmp_path / "given" / "mnist",
-                  tmp_path / "given", tmp_path / "env",
+    for place in (tmp_path / "env" / "MNIST" / "raw", tmp_path / "env" / "mnist", tmp_path / "env",
                   tmp_path / "home" / ".cache" / "coreaug", system_dir / "mnist"):
-        assert f"  {place}\n" in message
+        assert f"  {place}\n" in message or f"  {place}.\n" in message  # the last one ends the list
     assert "train-images-idx3-ubyte.gz" in message
     assert "download=True" in message and "--download" in message
     assert "https://ossci-datasets.s3.amazonaws.com/mnist/" in message

@@ -127,3 +127,11 @@ def test_real_fashion_mnist_from_debian_package_loads():
     # The published statistics of Fashion-MNIST.
     assert data.mean[0] == pytest.approx(0.2860, abs=1e-4)
     assert data.std[0] == pytest.approx(0.3530, abs=1e-4)
+
+
+def test_train_and_test_images_of_different_sizes_are_one_error_naming_both_files(tmp_path):
+    write_idx_dataset(tmp_path, gzipped=False)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((6, 32, 32)), 2051))
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte holds 32x32 images but .*t10k-images-idx3-ubyte "
+                                         r"28x28"):
+        load_dataset("mnist", tmp_path)

@@ -516,3 +516,21 @@ def test_evaluate_on_another_folder_with_a_training_split_reads_its_val_images_a
     (tmp_path / "lonely" / "train" / "cat").mkdir(parents=True)
     with pytest.raises(coreaug.UsageError, match="has train/ but no val/ or test/ folder"):
         coreaug.load_run(root / "run").evaluate(tmp_path / "lonely")
+
+
+def test_evaluate_reads_a_tiny_imagenet_layout_folder_as_training_does(finished, tmp_path):
+    """val/images labelled by val/val_annotations.txt, not a class named `images`."""
+    root, _ = finished
+    files = [root / "data" / "test" / name / f"{i}.jpg" for name in ("fox", "cat") for i in range(2)]
+    lines = []
+    for j, path in enumerate(files):
+        (tmp_path / "copy" / "train" / path.parent.name / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "copy" / "val" / "images").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, tmp_path / "copy" / "val" / "images" / f"val_{j}.JPEG")
+        lines.append(f"val_{j}.JPEG\t{path.parent.name}\t0\t0\t10\t10\n")
+    (tmp_path / "copy" / "val" / "val_annotations.txt").write_text("".join(lines))
+    trained = coreaug.load_run(root / "run")
+    evaluation = trained.evaluate(str(tmp_path / "copy"))
+    predicted = [p.classes[0] for p in trained.predict(files)]
+    assert evaluation.total == 4 and set(evaluation.per_class) == {"fox", "cat"}
+    assert evaluation.correct == sum(p == f.parent.name for p, f in zip(predicted, files))

@@ -76,8 +76,7 @@ def _sampled_sizes(root, sample=64):
     from PIL import Image
 
     sizes = set()
-    for parent, dirs, names in os.walk(os.path.expanduser(str(root))):
-        dirs[:] = sorted(d for d in dirs if _is_listed(d))
+    for parent, names in _walk_listed(os.path.expanduser(str(root))):
         for name in sorted(n for n in names if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS))[:8]:
             try:
                 with Image.open(os.path.join(parent, name)) as image:
@@ -170,6 +169,12 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         raise bad_image(skipped[0])
     if skipped and progress:
         tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
+    empty = [name for name, count in zip(classes, np.bincount(cache.labels("train").numpy(), minlength=len(classes)))
+             if not count]
+    if empty:  # a class the model would have an output for and never learn
+        more = " ..." if len(empty) > 5 else ""
+        raise UsageError(f"--skip-bad-images left class {shown(', '.join(empty[:5]))}{more} with no readable "
+                         "training image; fix its images or remove its folder")
     train, test = cache.images("train"), cache.images("test")
     if not on_disk:
         train, test = train.load(), test.load()
@@ -187,9 +192,38 @@ def folder_fingerprint(root, val_fraction: float = 0.1, seed: int = 0) -> str:
 
 
 def _find_files(root, val_fraction, seed):
-    """(classes, [(path, label)] train, [(path, label)] test) of the layout under ``root``."""
+    """(classes, [(path, label)] train, [(path, label)] test) of the layout under ``root``; a
+    UsageError for a folder that is not one, with a hint where it holds a built-in dataset's files."""
     if not os.path.isdir(root):
         raise UsageError(f"{root} is not a folder of images")
+    try:
+        return _layout_files(root, val_fraction, seed)
+    except UsageError as error:
+        builtin = _builtin_datasets_in(root)
+        if not builtin:
+            raise
+        datasets = f"dataset {builtin[0]}" if len(builtin) == 1 else f"datasets {', '.join(builtin)}"
+        name = builtin[0] if len(builtin) == 1 else "NAME"
+        raise UsageError(f"{error}. {shown(root)} holds the files of the built-in {datasets}: use "
+                         f"--dataset {name} --data-dir {shown(root)}") from None
+
+
+def _builtin_datasets_in(root) -> List[str]:
+    """The built-in datasets whose files ``root`` holds (in itself or its standard folders)."""
+    from pathlib import Path
+
+    from .cifar import CIFAR10_LAYOUT, CIFAR100_LAYOUT
+    from .locate import candidate_folders, files_in
+    from .mnist import idx_layout
+    from .svhn import SVHN_LAYOUT
+
+    layouts = {"cifar10": CIFAR10_LAYOUT, "cifar100": CIFAR100_LAYOUT, "svhn": SVHN_LAYOUT,
+               "mnist": idx_layout("MNIST", "mnist"), "fashion-mnist": idx_layout("FashionMNIST", "fashion-mnist")}
+    return [name for name, layout in layouts.items() if any(len(files_in(folder, layout)) == len(layout.files)
+                                                            for folder in candidate_folders([Path(root)], layout))]
+
+
+def _layout_files(root, val_fraction, seed):
     train_dir = os.path.join(root, "train")
     if os.path.isdir(train_dir):
         classes = _class_folders(train_dir)
@@ -198,7 +232,13 @@ def _find_files(root, val_fraction, seed):
         if test_dir is None:
             raise UsageError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
                              "folders directly in the root to split off --val-fraction")
-        test = _tiny_imagenet_val(test_dir, classes) if _is_tiny_imagenet_val(test_dir) else _test_files(test_dir, classes)
+        if is_tiny_imagenet_val(test_dir):
+            test = _tiny_imagenet_val(test_dir, classes)
+            if not test:  # found now, not after the training split is decoded
+                raise UsageError(f"{shown(os.path.join(test_dir, 'val_annotations.txt'))} lists no images; the test "
+                                 "split needs some (a line per image: file name, tab, class)")
+        else:
+            test = _test_files(test_dir, classes)
         return classes, train, test
     classes = _class_folders(root)
     class_folders = [os.path.join(root, c) for c in classes]
@@ -232,7 +272,14 @@ def images_under(folder) -> List[str]:
     (``.name``, macOS's ``._name`` included) and ``__MACOSX/`` folders are left out. Linked
     folders are followed (a folder assembled from several disks), each real folder once: a link
     back up the tree is not walked again."""
-    found, seen = [], {os.path.realpath(folder)}
+    return [os.path.join(parent, n) for parent, names in _walk_listed(folder) for n in sorted(names)
+            if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
+
+
+def _walk_listed(folder):
+    """(folder, file names) of ``folder`` and its listed subfolders, in images_under's order,
+    following links to folders, each real folder once."""
+    seen = {os.path.realpath(folder)}
     for parent, dirs, names in os.walk(folder, followlinks=True):
         kept = []
         for d in sorted(dirs):
@@ -241,14 +288,14 @@ def images_under(folder) -> List[str]:
                 kept.append(d)
                 seen.add(path)
         dirs[:] = kept
-        found += [os.path.join(parent, n) for n in sorted(names)
-                  if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
-    return found
+        yield parent, names
 
 
-def _labelled_files(folder, classes) -> List[Tuple[str, int]]:
+def _labelled_files(folder, classes, labels=None) -> List[Tuple[str, int]]:
+    """[(path, label)] of the images of each class folder (labels: ``labels``, else 0, 1, ...); a
+    UsageError for a class folder without images."""
     files = []
-    for label, name in enumerate(classes):
+    for label, name in zip(labels or range(len(classes)), classes):
         images = images_under(os.path.join(folder, name))
         if not images:
             raise UsageError(f"class folder {shown(os.path.join(folder, name))} holds no images "
@@ -263,25 +310,35 @@ def _test_files(folder, classes):
         raise UsageError(f"{folder} has classes the training split lacks: {shown(', '.join(extra[:5]))}"
                          f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
     present = [c for c in classes if os.path.isdir(os.path.join(folder, c))]
-    return [(path, classes.index(c)) for c in present for path in images_under(os.path.join(folder, c))]
+    return _labelled_files(folder, present, labels=[classes.index(c) for c in present])
 
 
-def _is_tiny_imagenet_val(folder):
+def is_tiny_imagenet_val(folder):
+    """Whether ``folder`` (a val/ split) is TinyImageNet's: images/ labelled by val_annotations.txt."""
     return os.path.isfile(os.path.join(folder, "val_annotations.txt")) and os.path.isdir(os.path.join(folder, "images"))
+
+
+def tiny_imagenet_annotations(folder) -> List[Tuple[str, str, int]]:
+    """[(image path, class name, line number)] of TinyImageNet's ``folder``/val_annotations.txt:
+    a line per image, its file name and class separated by tabs (further columns, the box, are
+    ignored); lines without both are skipped."""
+    annotations = []
+    with open(os.path.join(folder, "val_annotations.txt")) as f:
+        for line_number, line in enumerate(f, 1):
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) >= 2:
+                annotations.append((os.path.join(folder, "images", fields[0]), fields[1], line_number))
+    return annotations
 
 
 def _tiny_imagenet_val(folder, classes):
     index = {name: label for label, name in enumerate(classes)}
     files = []
-    with open(os.path.join(folder, "val_annotations.txt")) as f:
-        for line_number, line in enumerate(f, 1):
-            fields = line.split("\t")
-            if len(fields) < 2:
-                continue
-            if fields[1] not in index:
-                raise UsageError(f"{folder}/val_annotations.txt line {line_number} labels {fields[0]} with class "
-                                 f"{fields[1]!r}, which the training split lacks")
-            files.append((os.path.join(folder, "images", fields[0]), index[fields[1]]))
+    for path, name, line_number in tiny_imagenet_annotations(folder):
+        if name not in index:
+            raise UsageError(f"{folder}/val_annotations.txt line {line_number} labels {os.path.basename(path)} with "
+                             f"class {name!r}, which the training split lacks")
+        files.append((path, index[name]))
     return files
 
 
@@ -304,8 +361,10 @@ def _split(files, class_folders, val_fraction, seed):
 
 
 def decode_square(path, size, mode="RGB"):
-    """The image at ``path`` (or a PIL image) in ``mode`` ("RGB", or "L" for one channel), upright (its EXIF orientation applied, as photo viewers do),
-    resized and centre-cropped to (size, size, 3) or (size, size) uint8; a 16-bit image is scaled to 8 bits.
+    """The image at ``path`` (or a PIL image) in ``mode`` ("RGB", or "L" for one channel), upright (its EXIF
+    orientation applied, as photo viewers do), resized and centre-cropped to (size, size, 3) or (size, size)
+    uint8; a 16-bit image is scaled to 8 bits, a file of 32-bit integer or float pixels is refused
+    (ValueError: their range is unknown).
 
     A JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 scale that keeps twice ``size``
     (Pillow's draft, as its thumbnail does), so a 144-megapixel photo takes a few MB, not half
@@ -313,20 +372,34 @@ def decode_square(path, size, mode="RGB"):
     and ValueError for one over Pillow's pixel limit (PIL.Image.MAX_IMAGE_PIXELS, twice over)."""
     from PIL import Image, ImageOps
 
-    if isinstance(path, Image.Image):
-        return _square(_in_mode(ImageOps.exif_transpose(path), mode), size, Image)
     with warnings.catch_warnings():
         # Pillow warns from MAX_IMAGE_PIXELS on; the draft bounds what a JPEG costs, and the
-        # warning would land inside the progress bar.
+        # warning would land inside the progress bar. Its "Palette images with Transparency" warning
+        # would be printed once per such image (catch_warnings resets "once"): the RGB is right.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+        if isinstance(path, Image.Image):
+            return _square(_in_mode(ImageOps.exif_transpose(path), mode), size, Image)
         try:
             image = Image.open(path)
         except Image.DecompressionBombError as exc:  # not an OSError: name it as a bad image
             raise ValueError(f"{str(exc).split(', could be')[0]}, Pillow's guard against decompression "
                              "bombs; shrink the image") from None
         with image:
+            _check_depth(image)
             image.draft("RGB", (2 * size, 2 * size))
             return _square(_in_mode(ImageOps.exif_transpose(image), mode), size, Image)
+
+
+def _check_depth(image):
+    """A ValueError for an image file of 32-bit integer or floating-point pixels (scientific TIFFs):
+    what range its values span (0..1, 0..255, 0..65535 ...) is not in the file, and read as 16-bit
+    it would turn black or white. Pillow reads 16-bit files as I;16 (or, older, as I: kept)."""
+    rawmode = image.tile[0][3] if image.tile and len(image.tile[0]) > 3 else None
+    rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
+    if image.mode == "F" or (image.mode == "I" and isinstance(rawmode, str) and not rawmode.startswith("I;16")):
+        kind = "floating-point" if image.mode == "F" else "32-bit integer"
+        raise ValueError(f"{kind} pixels, whose range is not known; save it as an 8- or 16-bit image")
 
 
 def _in_mode(image, mode="RGB"):
@@ -341,10 +414,16 @@ def _in_mode(image, mode="RGB"):
 
 
 def _square(image, size, Image):
-    """Shorter side resized to ``size`` (bilinear, antialiased), then a centre crop."""
+    """Shorter side resized to ``size`` (bilinear, antialiased), then a centre crop: done in one
+    step, resizing only the source box that the crop keeps (Pillow's ``box``), so a long thin image
+    (a 5000 x 1 banner) costs size x size pixels, not a (5000 * size) x size intermediate. The box
+    is the crop's own square mapped back to the source, so the pixels are those of resizing the
+    whole image and then cropping."""
     width, height = image.size
     scale = size / min(width, height)
-    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BILINEAR)
-    left, top = (resized.width - size) // 2, (resized.height - size) // 2
-    return np.asarray(resized.crop((left, top, left + size, top + size)))
+    resized_width, resized_height = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (resized_width - size) // 2, (resized_height - size) // 2
+    x_scale, y_scale = width / resized_width, height / resized_height
+    box = (left * x_scale, top * y_scale, (left + size) * x_scale, (top + size) * y_scale)
+    return np.asarray(image.resize((size, size), Image.BILINEAR, box=box))
 

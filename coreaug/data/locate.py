@@ -1,13 +1,17 @@
 """Where dataset files are looked for, and the error that lists every place when they are not.
 
-Search order: ``data_dir``, ``$COREAUG_DATA``, ``~/.cache/coreaug``, ``/usr/share/datasets/<name>``
-(Debian's ``dataset-*`` packages). Each of these roots may hold the dataset's standard folder
-(e.g. ``cifar-10-batches-py``, like torchvision's ``root``) or be that folder itself.
+Search order: ``$COREAUG_DATA``, ``~/.cache/coreaug``, ``/usr/share/datasets/<name>`` (Debian's
+``dataset-*`` packages); a ``data_dir`` given is the only folder searched: a typo in it, or a copy
+missing a file, is an error rather than a silent read of another copy. Each of these roots may hold
+the dataset's standard folder (e.g. ``cifar-10-batches-py``, like torchvision's ``root``) or be
+that folder itself.
 """
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from coreaug.errors import UsageError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -19,6 +23,11 @@ ENV_VAR = "COREAUG_DATA"
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are in none of the searched folders (and were not, or could not be,
     downloaded). The message lists every folder searched and how to get the files."""
+
+
+class DataDirLacksDataset(DatasetNotFoundError, UsageError):
+    """The ``data_dir`` given does not hold the dataset's files (it is the only folder searched):
+    one line, naming the files looked for and where."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,11 @@ def default_download_root(data_dir: Optional[PathLike] = None) -> Path:
 
 
 def search_roots(name: str, data_dir: Optional[PathLike] = None) -> List[Path]:
-    """The roots searched for dataset ``name``, in order (see the module docstring)."""
-    roots = []
+    """The roots searched for dataset ``name``, in order (see the module docstring): ``data_dir``
+    alone when it is given."""
     if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
+        return [Path(data_dir).expanduser()]
+    roots = []
     if os.environ.get(ENV_VAR):
         roots.append(Path(os.environ[ENV_VAR]).expanduser())
     roots.append(Path.home() / ".cache" / "coreaug")
@@ -79,8 +89,9 @@ def files_in(folder: Path, layout: FileLayout) -> Dict[str, Path]:
 
 
 def locate_files(name: str, layout: FileLayout, roots: Sequence[Path],
-                 how_to_get: str) -> Tuple[Path, Dict[str, Path]]:
-    """Find the first folder that holds every file of ``layout``.
+                 how_to_get: str, data_dir: Optional[PathLike] = None) -> Tuple[Path, Dict[str, Path]]:
+    """Find the first folder that holds every file of ``layout`` (``roots`` being the ``data_dir``
+    the user gave, when not None: its error is then one line, DataDirLacksDataset).
 
     Returns:
         ``(folder, {role: path})``.
@@ -100,9 +111,16 @@ def locate_files(name: str, layout: FileLayout, roots: Sequence[Path],
             note = f"  (incomplete: lacks {', '.join(missing)})"
         searched.append(f"  {folder}{note}")
     wanted = ", ".join(names[0] for names in layout.files.values())
+    if data_dir is not None:
+        where = str(data_dir) if os.path.isdir(data_dir) else f"{data_dir} (no such folder)"
+        raise DataDirLacksDataset(
+            f"dataset {name!r} not found in the data folder given, {where}: looked for {wanted} in "
+            + ", ".join(" ".join(line.split()) for line in searched) + " (a data folder given is the only one "
+            f"searched: leave it out to search ${ENV_VAR}, ~/.cache/coreaug and {SYSTEM_DATA_DIR / name}). "
+            + " ".join(how_to_get.split("\n")))
     raise DatasetNotFoundError(
         f"dataset {name!r} not found: looked for {wanted} in\n" + "\n".join(searched)
-        + f"\n{how_to_get}"
+        + f".\n{how_to_get}"  # the period ends the list in the CLI's one line too ("... /x. To get it")
     )
 
 
@@ -115,13 +133,13 @@ def find_or_download(name: str, layout: FileLayout, data_dir: Optional[PathLike]
     Returns ``(folder, {role: path})`` as :func:`locate_files`.
     """
     try:
-        return locate_files(name, layout, search_roots(name, data_dir), how_to_get)
+        return locate_files(name, layout, search_roots(name, data_dir), how_to_get, data_dir)
     except DatasetNotFoundError:
         if not download:
             raise
     root = default_download_root(data_dir)
     fetch(root)
-    return locate_files(name, layout, [root], how_to_get)
+    return locate_files(name, layout, [root], how_to_get, data_dir)
 
 
 def how_to_get(name: str, urls: Sequence[str], data_dir: Optional[PathLike] = None,

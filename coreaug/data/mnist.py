@@ -86,6 +86,10 @@ def load_idx_dataset(name: str, *, layout: FileLayout, resources: List[Resource]
                              f"0..{len(class_names) - 1}: corrupted")
         splits.append((torch.from_numpy(images).unsqueeze(1),
                        torch.from_numpy(labels).long()))
+    if splits[0][0].shape[2:] != splits[1][0].shape[2:]:  # a model would train at one size, test at another
+        (height, width), (test_height, test_width) = splits[0][0].shape[2:], splits[1][0].shape[2:]
+        raise UsageError(f"{paths['train_images']} holds {height}x{width} images but {paths['test_images']} "
+                         f"{test_height}x{test_width}: both splits of {name} must be of one size")
     return make_dataset(name, splits[0], splits[1], len(class_names), class_names, str(folder))
 
 

@@ -99,8 +99,8 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
             or the path of a folder of images (see :mod:`coreaug.data.image_folder`; options
             ``image_size``, ``val_fraction``, ``seed``, ``skip_bad_images``).
         data_dir: a folder holding the dataset's standard folder (e.g. the parent of
-            ``cifar-10-batches-py``) or that folder itself. Searched first, then
-            ``$COREAUG_DATA``, ``~/.cache/coreaug`` and ``/usr/share/datasets/<name>``.
+            ``cifar-10-batches-py``) or that folder itself, the only folder searched (None:
+            ``$COREAUG_DATA``, ``~/.cache/coreaug`` and ``/usr/share/datasets/<name>``, in order).
         download: fetch missing files from the official source (MD5-checked) into ``data_dir``,
             else ``$COREAUG_DATA``, else ``~/.cache/coreaug``.
         progress: show a progress bar while downloading.
@@ -114,7 +114,8 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         UsageError: unknown name or option; a corrupted file (the message names it).
         FileNotFoundError: ``name`` is written as a path (see :func:`is_folder_dataset`) but
             names no folder.
-        DatasetNotFoundError: the files are nowhere (the message lists every folder searched).
+        DatasetNotFoundError: the files are nowhere (the message lists every folder searched);
+            a ``data_dir`` without them raises its subclass DataDirLacksDataset, a UsageError too.
     """
     from .image_folder import load_image_folder
 

@@ -295,8 +295,11 @@ def labelled_images(root):
     """[(path, class name, class folder)] of every image of the labelled folder `root`: of its val/
     or test/ split's class folders when it has one, else of its own class folders (images in
     <class>/<image>, recursively; hidden files and folders left out, as a dataset's scan leaves
-    them). UsageError for a folder without class folders of images, or with train/ alone."""
-    from coreaug.data.image_folder import images_under, listed_folders, test_split_folder
+    them), or, for TinyImageNet's layout, of val/images as val/val_annotations.txt labels them (the
+    class folder given as that file). UsageError for a folder without class folders of images, or
+    with train/ alone."""
+    from coreaug.data.image_folder import (images_under, is_tiny_imagenet_val, listed_folders, test_split_folder,
+                                           tiny_imagenet_annotations)
 
     root = os.path.abspath(os.path.expanduser(str(root)))
     if not os.path.isdir(root):
@@ -305,6 +308,12 @@ def labelled_images(root):
     if split == root and os.path.isdir(os.path.join(root, "train")):
         raise UsageError(f"{root} has train/ but no val/ or test/ folder to evaluate on; give the folder of "
                          "labelled images to score")
+    if is_tiny_imagenet_val(split):  # as training reads it: val/images is not a class
+        annotations = os.path.join(split, "val_annotations.txt")
+        files = [(path, name, annotations) for path, name, _ in tiny_imagenet_annotations(split)]
+        if not files:
+            raise UsageError(f"{annotations} lists no images; a line per image: file name, tab, class")
+        return files
     files = [(path, name, os.path.join(split, name)) for name in listed_folders(split)
              for path in images_under(os.path.join(split, name))]
     if not files:
