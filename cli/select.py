@@ -1,5 +1,6 @@
 """`coreaug select`: a selection from saved features and labels, written as .npz."""
 import os
+import zipfile
 
 import click
 import numpy as np
@@ -13,11 +14,25 @@ from coreaug.selection.rules import RULES, select_by_rule
 from .errors import user_errors
 
 
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
 def _load_npy(path, name):
+    """The array that np.save wrote to `path`. An .npz archive or any other file is a UsageError that
+    says what the file is: np.load would return an archive's key names, or blame pickled data."""
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+        if magic == NPY_MAGIC:
+            return np.load(path, allow_pickle=False)
+        if not magic.startswith(ZIP_MAGIC):
+            raise OSError("it does not start with the .npy header; write the array with np.save(path, array)")
+        with np.load(path, allow_pickle=False) as archive:
+            keys = ", ".join(archive.files)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise UsageError(f"--{name} {path} is not a readable .npy file ({exc})") from None
+    raise UsageError(f"--{name} {path} is an .npz archive (arrays: {keys}), not a .npy array; "
+                     "save the one array with np.save(path, array)")
 
 
 def _needing(score):
@@ -37,15 +52,20 @@ def _needing(score):
 @click.option("--balance", type=click.Choice(BALANCES), default="equal", show_default=True)
 @click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the graph.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="own", show_default=True,
-              help="Facility location of --strategy coreset: own kernel or apricot-select.")
+              help="Facility location of --strategy coreset (other strategies refuse apricot): own kernel, "
+                   "or apricot-select, a cross-check whose greedy may score lower when similarities tie.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the rules that draw at random (an integer >= 0).")
+              help="Seed of the random draws and of the order in which classes that tie get the budget's "
+                   "leftover examples, as select_by_rule(seed=); a training run with --seed T selects "
+                   "at epoch E with T * 100003 + E.")
 @user_errors
 def select(features_path, labels_path, fraction, out_path, strategy, losses_path, balance, knn, backend, seed):
     """Select a weighted subset and write it to OUT (.npz with keys indices, weights)."""
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out {out_path}: folder {out_dir} does not exist; create it first")
+    if backend != "own" and strategy != "coreset":
+        raise UsageError(f"--backend {backend} applies to --strategy coreset only; drop it for --strategy {strategy}")
     labels = _load_npy(labels_path, "labels")
     given = {"estimates": features_path, "losses": losses_path}
     for need in RULES[strategy].needs:
@@ -54,8 +74,9 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
             raise UsageError(f"{flag} is required with --strategy {strategy}")
     features = None if features_path is None else _load_npy(features_path, "features")
     losses = None if losses_path is None else _load_npy(losses_path, "losses")
-    if strategy == "coreset":
-        result = coreaug.select_coreset(features, labels, fraction, balance=balance, knn=knn, backend=backend)
+    if strategy == "coreset":  # select_by_rule("coreset") with a backend
+        result = coreaug.select_coreset(features, labels, fraction, balance=balance, knn=knn, backend=backend,
+                                        tie_seed=seed)
     else:
         result = select_by_rule(strategy, labels, fraction, estimates=features, losses=losses, balance=balance,
                                 seed=seed, knn=knn)

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import coreaug
 from coreaug.cli.main import app
+from coreaug.selection.rules import select_by_rule
 
 
 @pytest.fixture
@@ -105,3 +106,62 @@ def test_select_by_rule_refuses_a_negative_seed_naming_it(files):
 
     with pytest.raises(coreaug.UsageError, match="seed must be an integer >= 0, got -1"):
         select_by_rule("random", np.load(files / "l.npy"), 0.3, seed=-1)
+
+
+@pytest.fixture
+def tied(tmp_path):
+    """61 examples in 9 classes at fraction 0.1: 6 picks, so the seed decides which classes get one."""
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).normal(size=(61, 4)).astype(np.float32))
+    np.save(tmp_path / "l.npy", np.repeat(np.arange(10), 7)[:61])
+    return tmp_path
+
+
+def test_coreset_seed_orders_class_ties_as_training_does(tied):
+    features, labels = np.load(tied / "f.npy"), np.load(tied / "l.npy")
+    counts = {}
+    for seed in (0, 5, 1 * 100_003 + 2):
+        result = run("--features", tied / "f.npy", "--labels", tied / "l.npy", "--fraction", 0.1,
+                     "--out", tied / "s.npz", "--seed", seed)
+        assert result.exit_code == 0, result.output
+        saved = np.load(tied / "s.npz")
+        rule = select_by_rule("coreset", labels, 0.1, estimates=features, seed=seed)
+        assert saved["indices"].tolist() == rule.indices.tolist()
+        counts[seed] = saved["class_counts"].tolist()
+    assert counts[0] != counts[5]  # was the same: --seed was dropped for coreset
+    for train_seed, epoch, seed in [(0, 0, 0), (1, 2, 100_005)]:  # the CLI help's T * 100003 + E
+        method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.1, seed=train_seed)
+        assert method.choose(epoch, estimates=features)[0].class_counts.tolist() == counts[seed]
+
+
+def test_backend_apricot_is_refused_for_other_strategies(files):
+    result = run("--features", files / "f.npy", "--labels", files / "l.npy", "--fraction", 0.1,
+                 "--out", files / "s.npz", "--strategy", "crust", "--backend", "apricot")
+    assert result.exit_code == 2
+    assert "--backend apricot applies to --strategy coreset only" in result.output
+    assert not (files / "s.npz").exists()
+
+
+@pytest.mark.parametrize("name, make, message", [
+    ("sel.npz", lambda p: np.savez(p, indices=np.arange(3), weights=np.ones(3)),
+     "is an .npz archive (arrays: indices, weights), not a .npy array"),  # was "got dtype <U7" / "shape (2,)"
+    ("text.npy", lambda p: p.write_text("hello"), "does not start with the .npy header"),  # was "pickled"
+])
+def test_a_file_that_is_not_npy_is_named_for_what_it_is(files, name, make, message):
+    make(files / name)
+    for flag in ("--labels", "--features"):
+        paths = {"--features": files / "f.npy", "--labels": files / "l.npy", flag: files / name}
+        result = run(*[str(v) for kv in paths.items() for v in kv], "--fraction", 0.1, "--out", files / "s.npz")
+        assert result.exit_code == 2
+        assert message in result.output and "pickled" not in result.output and "dtype" not in result.output
+
+
+def test_summary_of_many_classes_stays_short(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([np.arange(1000), rng.integers(0, 990, 1000)])
+    np.save(tmp_path / "l.npy", labels)
+    result = run("--strategy", "random", "--labels", tmp_path / "l.npy", "--fraction", 0.3, "--out", tmp_path / "s.npz")
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.output.splitlines())) < 120
+    counts = np.load(tmp_path / "s.npz")["class_counts"]
+    assert (f"per class: 1000 classes, least {counts.min()}, median {np.median(counts):g}, most {counts.max()}, "
+            f"{(counts == 0).sum()} with none") in result.output

@@ -103,3 +103,17 @@ def test_saved_file_gets_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "sel.npz").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_class_at_a_tiny_common_scale_selects_as_at_a_usual_one():
+    rng = np.random.default_rng(0)
+    centres, sizes = [np.zeros(4), np.eye(4)[0], np.eye(4)[1]], [30, 20, 10]
+    x = np.concatenate([c + rng.normal(0, 0.05, (s, 4)) for c, s in zip(centres, sizes)]).astype(np.float32)
+    x = np.concatenate([x, x])  # class 1 as given, class 0 at 2**-90 (float32 squared distances underflow)
+    y = np.repeat([0, 1], 60)
+    tiny = x * np.where(y == 0, 2.0 ** -90, 1.0).astype(np.float32)[:, None]
+    usual, sel = coreaug.select_coreset(x, y, 6 / 120), coreaug.select_coreset(tiny, y, 6 / 120)
+    assert sel.indices.tolist() == usual.indices.tolist()  # was picks 0, 1, 2 for class 0: all in one cluster
+    np.testing.assert_array_equal(sel.weights, usual.weights)
+    assert np.round(sel.weights[:3] / sel.weights[:3].sum() * 60).tolist() == [30, 20, 10]
+    assert sel.class_objectives.tolist() == [usual.class_objectives[0] * 2.0 ** -90, usual.class_objectives[1]]

@@ -155,3 +155,11 @@ def test_select_random_draws_from_a_generator_or_fresh_entropy_as_numpy_does():
     assert len(coreaug.select_random(Y, 0.3, seed=None)) == 6
     assert np.array_equal(coreaug.select_random(Y, 0.3, seed=np.int64(2)).indices,
                           coreaug.select_random(Y, 0.3, seed=2).indices)
+
+
+def test_uint64_labels_beyond_int64_are_refused_not_wrapped_to_negative_ids():
+    labels = np.array([2 ** 63 + 5] * 5 + [3] * 5, dtype=np.uint64)
+    for select in (lambda: coreaug.select_random(labels, 0.4), lambda: coreaug.select_coreset(X[:10], labels, 0.4)):
+        with pytest.raises(coreaug.UsageError, match=r"class ids below 2\*\*63, got 9223372036854775813"):
+            select()
+    assert coreaug.select_random(labels % 2 ** 63, 0.4).classes.tolist() == [3, 5]  # uint64 ids that fit still work

@@ -88,6 +88,9 @@ def check_labels(labels, n=None):
                          "cast them with labels.astype('int64') if they are whole numbers")
     if y.min() < 0:
         raise UsageError(f"labels must be non-negative class ids, got {int(y.min())}")
+    if int(y.max()) > np.iinfo(np.int64).max:  # uint64 ids that int64 would wrap to negative ones
+        raise UsageError(f"labels must be class ids below 2**63, got {int(y.max())}; "
+                         "number the classes 0, 1, 2, ... (np.unique(labels, return_inverse=True)[1])")
     if n is not None and y.shape[0] != n:
         raise UsageError(f"labels has {y.shape[0]} entries but there are {n} examples; "
                          "they must have the same length")

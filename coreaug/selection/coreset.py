@@ -15,6 +15,9 @@ from .weights import cluster_sizes, normalise_weights
 
 BACKENDS = ("own", "apricot")
 DEFAULT_KNN = 20
+# Below this largest magnitude a class's float32 squared distances can fall under float32's
+# smallest normal number (2**-126 > (2**-40 * 2**-23) ** 2): such a class is scaled up first.
+SMALLEST_SCALE = 2.0 ** -40
 
 
 def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own",
@@ -23,11 +26,14 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
 
     Takes per-example gradient estimates `features` (n, d) (e.g. from `logit_gradients`)
     and integer `labels` (n,), as numpy arrays or torch tensors on any device (features of
-    any float dtype, bfloat16 included; finite, and small enough for float32 distances), and
+    any float dtype, bfloat16 included; finite, and small enough for float32 distances; a class
+    whose values all lie below 2**-40 is scaled up by a power of two first, exactly), and
     the subset `fraction` in (0, 1]. Per class, builds the exact `knn`-nearest-neighbour
     similarity graph (s = d_max - distance, `knn_graph`), maximises facility location
-    greedily to the class budget (`backend="own"`: the project's lazy-greedy kernel;
-    `"apricot"`: apricot-select on the same graph), then weights every pick by the number
+    greedily to the class budget (`backend="own"`: the project's lazy-greedy kernel, an exact
+    greedy; `"apricot"`: apricot-select on the same graph, a cross-check whose lazy greedy may
+    take a zero-gain pick while others gain, and so score lower, when similarities tie, e.g. on
+    duplicate or rounded estimates), then weights every pick by the number
     of class members nearest to it, normalised to mean 1. `knn >= class size - 1` gives
     the exact dense objective. The budget is round(fraction * n) in total, split over
     classes by `balance` ("equal" or "proportional", see `class_budgets`); the leftover examples
@@ -67,7 +73,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
             continue
         if keep is not None:
             members = _kept_members(members, keep[members], budget)
-        class_x = np.ascontiguousarray(x[members], dtype=np.float32)
+        class_x, scale = _at_unit_scale(np.ascontiguousarray(x[members], dtype=np.float32))
         t0 = time.perf_counter()
         graph = knn_graph(class_x, knn)
         t1 = time.perf_counter()
@@ -80,7 +86,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
         counts.append(sizes if drop_singletons else cluster_sizes(class_x, order))
         t3 = time.perf_counter()
         picked.append(members[order])
-        objectives[c] = objective
+        objectives[c] = objective * scale
         timings["knn"] += t1 - t0
         timings["greedy"] += t2 - t1
         timings["weights"] += t3 - t2
@@ -91,6 +97,19 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
         strategy="coreset", classes=classes.astype(np.int64), class_counts=budgets.astype(np.int64),
         class_objectives=objectives, timings=timings, n_total=int(y.size),
     )
+
+
+def _at_unit_scale(class_x):
+    """One class's float32 features, and the power of two they were divided by: 1 unless their
+    largest magnitude is below `SMALLEST_SCALE`, where squared distances in float32 would lose
+    their digits or vanish and the greedy would take the first rows. Then they are scaled into
+    [0.5, 1): a power of two scales every distance exactly, so the picks and weights are those
+    of the same features at a usual scale, and the objective times the power is the features' own."""
+    largest = float(np.abs(class_x).max())
+    if largest == 0 or largest >= SMALLEST_SCALE:
+        return class_x, 1.0
+    exponent = int(np.frexp(largest)[1])  # largest = m * 2**exponent with m in [0.5, 1)
+    return np.ldexp(class_x, -exponent).astype(np.float32), 2.0 ** exponent
 
 
 def _kept_members(members, kept, budget):

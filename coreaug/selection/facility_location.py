@@ -96,8 +96,10 @@ def apricot_greedy(graph, budget):
     """Reference backend: apricot-select's lazy greedy on the same sparse graph.
 
     apricot may repeat indices when many gains tie (its issue #19); repeats are
-    dropped and the budget is filled with the lowest unpicked indices (all of which
-    have zero gain by then). Returns (order, gains) like `lazy_greedy`.
+    dropped and the budget is filled with the lowest unpicked indices (zero gain by then).
+    Under ties apricot's lazy greedy can also take a zero-gain pick while others still gain,
+    so F(S) may come out lower than `lazy_greedy`'s: a cross-check for untied data, not an
+    exact greedy. Returns (order, gains) like `lazy_greedy`.
     """
     from apricot import FacilityLocationSelection
 

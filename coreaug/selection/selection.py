@@ -9,6 +9,8 @@ import numpy as np
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
+LISTED_CLASSES = 20  # more classes than this are summarised in `Selection.summary`, not listed
+
 
 @dataclass
 class Selection:
@@ -50,8 +52,14 @@ class Selection:
         return len(self) / self.n_total if self.n_total else float("nan")
 
     def summary(self):
-        """A few human-readable lines: size, per-class counts, objective, seconds."""
-        counts = ", ".join(f"{c}:{n}" for c, n in zip(self.classes.tolist(), self.class_counts.tolist()))
+        """A few human-readable lines: size, per-class counts (up to `LISTED_CLASSES` classes, else
+        their least, median and most, and how many classes got none), objective, seconds."""
+        if self.classes.size <= LISTED_CLASSES:
+            counts = ", ".join(f"{c}:{n}" for c, n in zip(self.classes.tolist(), self.class_counts.tolist()))
+        else:
+            n = self.class_counts
+            counts = (f"{n.size} classes, least {int(n.min())}, median {float(np.median(n)):g}, "
+                      f"most {int(n.max())}, {int((n == 0).sum())} with none")
         times = ", ".join(f"{k} {v:.3f}s" for k, v in self.timings.items())
         objective = f"{self.objective:.6g}" if math.isfinite(self.objective) else "none (this rule optimises none)"
         return (f"{self.strategy}: {len(self)} of {self.n_total} examples ({self.fraction:.1%})\n"
