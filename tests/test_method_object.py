@@ -343,3 +343,15 @@ def test_a_state_saved_under_other_settings_is_refused_naming_them_and_changes_n
     same = coreaug.CoresetAugmentation(**{**settings, "seed": 7, "select_every": 5, "copies": 2})
     same.load_state_dict(state)  # the plan's settings may change
     assert np.array_equal(same.selection.indices, saved.selection.indices)
+
+
+def test_uint8_images_without_preprocess_are_one_line_naming_the_fix():
+    """Forgetting preprocess= on uint8 images was torch's "expected scalar type Byte but found Float"."""
+    data = coreaug.load_dataset("digits")
+    model = create_model("cnn", in_channels=1, num_classes=10)
+    method = coreaug.CoresetAugmentation(data.train_labels, strategy="coreset", fraction=0.3)
+    with pytest.raises(coreaug.UsageError, match="cannot take the uint8 images .* pass preprocess="):
+        method.start_epoch(0, model, data.train_images)
+    with pytest.raises(coreaug.UsageError, match="estimate_gradients: transform="):
+        coreaug.estimate_gradients(model, data.train_images[:8], data.train_labels[:8])
+    method.start_epoch(0, model, data.train_images, preprocess=lambda x: x.float() / 255)  # the fix works

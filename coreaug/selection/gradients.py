@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from coreaug.data.images import as_images, device_batches
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, first_line
 
 from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
 
@@ -58,6 +58,19 @@ def check_model_logits(out, batch, what="the model", classes=None):
     classes_of = f" for the dataset's {classes} classes" if classes is not None else ""
     raise UsageError(f"{what} must return floating logits of shape (batch, {width}){classes_of}; "
                      f"it returned {got} for a batch of {batch}{advice}")
+
+
+def _model_on(model, inputs):
+    """``model(inputs)``; where the model cannot take integer images (uint8 given without a
+    ``preprocess=``/``transform=``), a UsageError saying so: torch's own error names only dtypes."""
+    try:
+        return model(inputs)
+    except RuntimeError as exc:
+        if not isinstance(inputs, torch.Tensor) or inputs.is_floating_point():
+            raise
+        raise UsageError(f"the model cannot take the {str(inputs.dtype).replace('torch.', '')} images it was given "
+                         f"({first_line(exc)}); pass preprocess= (estimate_gradients: transform=) to turn them into "
+                         "its input, e.g. lambda x: x.float() / 255") from None
 
 
 def _gradients(z, y):
@@ -251,7 +264,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     try:
         with torch.no_grad():
             for batch in device_batches(images, batch_size, device):
-                logits = check_model_logits(model(transform(batch) if transform is not None else batch),
+                logits = check_model_logits(_model_on(model, transform(batch) if transform is not None else batch),
                                             len(batch)).float()
                 if start == 0 and top >= logits.shape[1]:
                     raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
