@@ -4,7 +4,7 @@ import sys
 import click
 
 import coreaug.bench
-from coreaug.bench.tables import read_run
+from coreaug.bench.tables import left_out, read_run
 from coreaug.bench.workers import Terminated
 from coreaug.errors import UsageError
 
@@ -48,11 +48,8 @@ def _summary(result):
     else:
         line = f"no run of the grid is finished (and readable) yet ({result.trained} trained now); no tables written"
     if result.missing:
-        unfinished = len(result.missing) - len(result.unreadable)
-        parts = ([f"{unfinished} not finished (another shard still going, failed or interrupted; the same command "
-                  "finishes them)"] if unfinished else []) + (
-            [f"{len(result.unreadable)} unreadable (named above)"] if result.unreadable else [])
-        line += f"; {len(result.missing)} of the grid's {grid} runs are missing from the tables: " + ", ".join(parts)
+        line += (f"; {len(result.missing)} of the grid's {grid} runs are missing from the tables: "
+                 + "; ".join(left_out(result.why)))
     return line
 
 

@@ -75,6 +75,10 @@ def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, 
         sources[0][0], out=out, also=sources[1:], target=target, baseline=baseline, paper_figures=paper_figures,
         epoch_seconds=epoch_seconds, subsets=wanted, name=name, title=title,
         command=_command(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, name, title))
-    note = f"; {len(result.problems)} missing or unfinished (listed in the report)" if result.problems else ""
+    lacking = len(result.problems) - result.missing_runs  # lines of cells that lack a seed another cell has
+    notes = ([f"{result.missing_runs} run{'s' * (result.missing_runs != 1)} missing or unfinished"]
+             if result.missing_runs else []) + (
+        [f"{lacking} cell{'s lack' if lacking != 1 else ' lacks'} a seed"] if lacking else [])
+    note = f"; {', '.join(notes)} (listed in the report)" if notes else ""
     click.echo(f"{result.runs} runs in {len(result.cells)} cells{note}; wrote {', '.join(result.files.values())}"
-               + ("" if "png" in result.files else " (install matplotlib for the plot)"))
+               + (f" ({result.no_plot})" if result.no_plot else ""))

@@ -179,6 +179,44 @@ def test_a_damaged_checkpoint_fails_its_run_alone_and_the_others_train(copied_gr
     assert "2 runs (1 trained now)" in out
 
 
+def test_a_narrower_rerun_keeps_every_run_of_the_grid_in_the_tables(copied_grid, train_calls, capsys):
+    from coreaug.cli.main import main
+    narrower = [arg if arg != "coreset,random" else "coreset" for arg in GRID]
+    main(["bench", *TINY, *narrower, "--out", str(copied_grid)])
+    out = capsys.readouterr().out
+    assert train_calls == [] and "3 runs (0 trained now)" in out and "missing" not in out
+    assert sorted(row["name"] for row in csv.DictReader((copied_grid / "results.csv").open())) == sorted(RUNS)
+    text = (copied_grid / "results.md").read_text()
+    assert "Runs: all 3 of the grid's runs are in the table." in text and "| random | 0.3 | 1 |" in text
+    (copied_grid / "runs" / "random-0.3-seed0" / "summary.json").unlink()  # the earlier command's run, unfinished
+    main(["bench", *TINY, *narrower, "--out", str(copied_grid)])
+    assert train_calls == [] and ("1 of the grid's 3 runs are missing from the tables: 1 not finished, planned by "
+                                  "an earlier command of this grid (that command trains them): random-0.3-seed0"
+                                  ) in capsys.readouterr().out
+
+
+def test_a_failed_run_and_another_shards_run_are_counted_apart_and_said_what_finishes_them(copied_grid, train_calls,
+                                                                                           capsys):
+    from coreaug.cli.main import main
+    failing = copied_grid / "runs" / "random-0.3-seed0"  # shard 1 of 2 (runs sorted by name, dealt in turn)
+    (failing / "summary.json").unlink()
+    (failing / "checkpoint.pt").write_text("junk\n")
+    (copied_grid / "runs" / "full-seed0" / "summary.json").unlink()  # shard 2's, not finished
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *TINY, *GRID, "--shard", "1/2", "--out", str(copied_grid)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1 and [config.out for config in train_calls] == [str(failing)]
+    assert "checkpoint.pt is truncated or corrupt and cannot be resumed (not a file torch.save wrote)" in out
+    assert ("2 of the grid's 3 runs are missing from the tables: 1 failed (fix its error, or remove its folder, "
+            "and run the command again): random-0.3-seed0; 1 left to the other shards (their --shard commands "
+            "train them): full-seed0") in out
+    assert "the same command" not in out
+    text = (copied_grid / "results.md").read_text()
+    assert ("Runs: 1 of the grid's 3; 2 missing from the table: 1 failed (fix its error, or remove its folder, and "
+            "run the command again): random-0.3-seed0; 1 left to the other shards") in text
+    assert "(no finished full run)" in text
+
+
 @pytest.mark.parametrize("damage", [
     ("coreset-0.3-seed0", "metrics.jsonl", lambda text: text[:-40], "metrics.jsonl unreadable"),
     ("full-seed0", "summary.json", lambda text: "", "summary.json unreadable"),
@@ -196,7 +234,8 @@ def test_a_finished_run_with_an_unreadable_file_is_named_and_left_out_of_the_tab
     assert train_calls == [] and "Traceback" not in err
     assert err.startswith(f"warning: {name} finished, but {problem}") and err.count("\n") == 1
     assert name not in [row["name"] for row in csv.DictReader((copied_grid / "results.csv").open())]
-    assert "1 of the grid's 3 runs are missing from the tables: 1 unreadable (named above)" in out
+    assert ("1 of the grid's 3 runs are missing from the tables: 1 unreadable (remove its folder to train it "
+            f"again): {name}") in out
     assert "Runs: 2 of the grid's 3; 1 missing from the table" in (copied_grid / "results.md").read_text()
 
 

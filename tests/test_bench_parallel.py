@@ -298,3 +298,14 @@ def test_two_jobs_on_a_folder_never_decoded_decode_it_once_here_and_train(tmp_pa
     assert "daemonic" not in out + err and sorted(lines) == ["none-seed0", "random-0.3-seed0"]
     assert all(line.startswith("final ") for line in lines.values()), lines
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1  # decoded once
+
+
+def test_two_jobs_stop_the_grid_on_a_mistake_every_run_shares_exit_2_whole_message(tmp_path):
+    (tmp_path / "empty").mkdir()
+    args = ["--dataset", "cifar10", "--data-dir", tmp_path / "empty", "--epochs", "1", "--quiet", *GRID,
+            "--seeds", "2", "--jobs", "2", "--out", tmp_path / "grid"]
+    code, out, err = bench(*args)
+    assert code == 2 and "failed" not in out and err.count("\n") == 1, (out, err)
+    assert err.startswith("error: ") and str(tmp_path / "empty") in err  # the whole message: where it looked
+    assert bench(*args[:-4], "--jobs", "1", "--out", tmp_path / "one")[::2] == (2, err)  # as one job says it
+    assert not (tmp_path / "grid" / "results.md").exists()

@@ -118,13 +118,13 @@ def test_time_per_epoch_time_to_target_and_speedups(grid, tmp_path):
     # full: 4 s per epoch, coreset 3 s, each with 0.5 s of selection over its 2 epochs
     assert float(full["seconds_per_epoch"]) == 3.75 and float(full["selection_per_epoch"]) == 0.25
     assert float(coreset["seconds_per_epoch"]) == pytest.approx(2.75)
-    # mean curves: full reaches 44% after its first epoch (45%) at 4 s, coreset after its second at 6 s
+    # every seed: full reaches 44% after its first epoch (45%) at 4 s, coreset after its second at 6 s
     assert float(full["time_to_target"]) == 4.0 and float(coreset["time_to_target"]) == 6.0
     assert float(coreset["target_speedup"]) == pytest.approx(4 / 6) and float(coreset["speedup"]) == pytest.approx(8 / 6)
-    # random's mean final 43% never reaches 44%, though its seed 2 does
+    # random: only its seed 2 reaches 44%, so the cell has no time
     assert random["time_to_target"] == "" and random["reached"] == "1"
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "| random | 10% | 3 | 1.75 | 0.25 | 4.0 | 2.00x | not reached | 1/3 | — |" in text  # 4 s: one decimal
+    assert "| random | 10% | 3 | 1.75 | 0.25 | 4.0 | 2.00x | not by every seed | 1/3 | — |" in text  # 4 s: 1 decimal
 
 
 def test_epoch_seconds_from_a_file_replace_the_runs_own(grid, tmp_path):
@@ -206,6 +206,8 @@ def _file(path, data):
 @pytest.mark.parametrize("make, message", [
     (lambda tmp: tmp / "nowhere", "does not exist"),
     (lambda tmp: tmp, "is neither a grid folder"),
+    (lambda tmp: write_run(tmp / "g", "full", 0, [0.5]), "is a run folder, not a grid; give its grid, {tmp}/g "
+                                                         "(the folder holding runs/)"),
     (lambda tmp: (tmp / "g" / "runs").mkdir(parents=True) or tmp / "g", "holds no runs"),
     (lambda tmp: _file(tmp / "x.runs.jsonl.xz", b"not an archive"), "is not a grid archive"),
     (lambda tmp: _file(tmp / "y.runs.jsonl.xz", b"\xfd7zXZ\x00 and then no xz stream"), "is not a grid archive"),
@@ -217,7 +219,7 @@ def test_a_path_that_is_no_grid_is_one_line_exit_2(tmp_path, capsys, make, messa
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+    assert exit_info.value.code == 2 and message.format(tmp=tmp_path / "empty") in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -274,10 +276,19 @@ def test_selection_diagnostics_are_shown_where_runs_logged_them(tmp_path):
                                "choose from: coreset, full, none, random"),
     (["--subsets", "0.1,0.5"], "--subsets 0.5: no grid has finished runs at that fraction; the grids have 0.1,0.3"),
     (["--name", ""], "name must be a file stem such as report"),
+    (["--epoch-seconds", "{tmp}/garbage.csv"], "--epoch-seconds {tmp}/garbage.csv needs a header line "
+                                               "strategy,subset,seconds_per_epoch (got garbage)"),
+    (["--epoch-seconds", "{tmp}/header.csv"], "--epoch-seconds {tmp}/header.csv has a header but no rows"),
+    (["--epoch-seconds", "{tmp}/typo.csv"], "--epoch-seconds {tmp}/typo.csv: no row names a cell of the runs "
+                                            "reported (rows coresett 0.1; the runs have full, none, coreset 0.1, "
+                                            "random 0.1, random 0.3)"),
 ])
 def test_bad_options_are_one_line_exit_2(grid, tmp_path, capsys, args, message):
     from coreaug.cli.main import main
     (tmp_path / "paper.csv").write_text("strategy,subset,accuracy\ncoreset,0.1,ninety\n")
+    (tmp_path / "garbage.csv").write_text("garbage\n")
+    (tmp_path / "header.csv").write_text("strategy,subset,seconds_per_epoch\n")
+    (tmp_path / "typo.csv").write_text("strategy,subset,seconds_per_epoch\ncoresett,0.1,2\n")
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(grid), "--out", str(tmp_path / "out"), *[a.format(tmp=tmp_path) for a in args]])
     err = capsys.readouterr().err
@@ -362,3 +373,60 @@ def test_plotting_leaves_the_callers_matplotlib_backend_alone(grid, tmp_path):
     finally:
         matplotlib.use(before)
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_tables_and_the_report_give_one_time_to_target_each_seeds_own_mean_over_seeds(tmp_path):
+    from types import SimpleNamespace
+
+    from coreaug.bench import write_results
+    grid = tmp_path / "A"
+    # full's seeds reach 80% at 4 s and 2 s (mean 3 s), though their mean curve (67.5%, 75%, 90%) does only at 6 s
+    runs = [("full", None, 0, [0.5, 0.9, 0.9], 2.0), ("full", None, 1, [0.85, 0.6, 0.9], 2.0),
+            ("coreset", 0.1, 0, [0.82, 0.9], 1.0), ("coreset", 0.1, 1, [0.81, 0.9], 1.0),
+            ("random", 0.1, 0, [0.9, 0.9], 1.0), ("random", 0.1, 1, [0.5, 0.6], 1.0)]  # one seed of two reaches it
+    listed = []
+    for strategy, subset, seed, curve, seconds in runs:
+        folder = write_run(grid, strategy, seed, curve, subset=subset, epoch_seconds=seconds)
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps(dict(summary, eval_seconds=0.0, n_trained=1, n_augmented=1)))
+        listed.append(SimpleNamespace(name=folder.name, strategy=strategy, subset=subset, seed=seed,
+                                      folder=str(folder)))
+    (tmp_path / "bench").mkdir()
+    bench = {(g["strategy"], g["subset"]): g for g in write_results(listed, str(tmp_path / "bench"), 0.8).groups}
+    report = cells_csv(write_report(grid, out=tmp_path / "out", target=0.8))
+    for key, strategy, subset in [(("full", "", ""), "full", None), (("coreset", "", "0.1"), "coreset", 0.1)]:
+        assert float(report[key]["time_to_target"]) == pytest.approx(bench[(strategy, subset)]["time_to_target"])
+        assert float(report[key]["target_speedup"]) == pytest.approx(bench[(strategy, subset)]["target_speedup"])
+    assert bench[("full", None)]["time_to_target"] == pytest.approx(3.0)
+    assert bench[("coreset", 0.1)]["target_speedup"] == pytest.approx(3.0)
+    assert report[("random", "", "0.1")]["time_to_target"] == "" and report[("random", "", "0.1")]["reached"] == "1"
+    assert math.isnan(bench[("random", 0.1)]["time_to_target"]) and bench[("random", 0.1)]["reached"] == 1
+    assert "| random | 10% | 2 | 0.75 | 0.25 | 2.0 | 3.00x | not by every seed | 1/2 | — |" in \
+        (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_cli_counts_missing_runs_apart_from_cells_lacking_a_seed(grid, tmp_path, capsys):
+    from coreaug.cli.main import main
+    (grid / "runs" / "coreset-0.1-seed1" / "summary.json").write_text("{bad")  # unreadable
+    (grid / "runs" / "random-0.3-seed1" / "summary.json").unlink()  # unfinished
+    main(["report", str(grid), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "13 runs in 5 cells; 2 runs missing or unfinished, 1 cell lacks a seed (listed in the report)" in out
+
+
+def test_a_repeated_baseline_gives_one_table(grid, tmp_path):
+    write_report(grid, out=tmp_path / "out", baseline="random,random, random")
+    assert (tmp_path / "out" / "report.md").read_text().count("## Paired differences against random") == 1
+
+
+def test_without_a_plot_to_draw_an_earlier_plot_goes_and_the_cli_says_why(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from coreaug.cli.main import main
+    grid = tmp_path / "E"
+    (write_run(grid, "full", 0, [0.4, 0.5]) / "metrics.jsonl").write_text("")  # no epochs: no curve to draw
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "report.png").write_bytes(b"an earlier call's plot")
+    main(["report", str(grid), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "(no plot: nothing to draw)" in out and "install matplotlib" not in out
+    assert not (tmp_path / "out" / "report.png").exists()

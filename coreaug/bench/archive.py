@@ -124,6 +124,10 @@ def load_runs(path):
         records = read_archive(path)
     elif os.path.isdir(path):
         folder = runs_folder(path)
+        if folder is None and os.path.isfile(os.path.join(path, "config.json")):
+            grid = os.path.dirname(os.path.abspath(path))
+            grid = os.path.dirname(grid) if os.path.basename(grid) == "runs" else grid
+            raise UsageError(f"{path} is a run folder, not a grid; give its grid, {grid} (the folder holding runs/)")
         if folder is None:
             raise UsageError(f"{path} is neither a grid folder (with a runs/ subfolder) nor a grid archive; "
                              "give the --out folder of `coreaug bench` or a file written by `coreaug archive`")

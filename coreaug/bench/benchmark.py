@@ -10,8 +10,8 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 from coreaug.training.inputs import load_folder
 
-from .archive import record_plan
-from .grid import check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
+from .archive import planned_runs, read_record, record_plan
+from .grid import REFERENCES, GridRun, check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
 from .workers import plan_workers, run_in_workers
@@ -22,12 +22,15 @@ class BenchResult:
     """A grid after a bench: per-run rows and per-group rows of its finished runs, the target,
     the files written, and what this bench did.
 
-    trained: runs trained (or resumed) by this bench. outcomes: a RunOutcome per run this bench
-    handled (its shard), in the order they ended. missing: names of the grid's runs that the
-    tables leave out: not finished (another shard still going, failed, interrupted) or
-    unreadable. failed: {name: error in one line} for the runs that failed here. unreadable:
-    {name: why} for finished runs whose files cannot be read (left out, as `coreaug report`
-    leaves them out; remove such a run's folder to train it again).
+    The grid is every run grid.json lists: this bench's and those of earlier commands on the
+    same folder (a narrower rerun does not shrink the tables). trained: runs trained (or
+    resumed) by this bench. outcomes: a RunOutcome per run this bench handled (its shard), in
+    the order they ended. missing: names of the grid's runs that the tables leave out, and why:
+    {name: kind} with the kinds of tables.LEFT_OUT (failed here, unreadable, trained by another
+    process, left to other shards, planned by an earlier command, not finished). failed:
+    {name: error in one line} for the runs that failed here. unreadable: {name: why} for
+    finished runs whose files cannot be read (left out, as `coreaug report` leaves them out;
+    remove such a run's folder to train it again).
     """
 
     rows: list
@@ -40,6 +43,7 @@ class BenchResult:
     missing: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
     unreadable: dict = field(default_factory=dict)
+    why: dict = field(default_factory=dict)
 
 
 @keyword_only  # subsets, strategies, ... by position: warned until 0.3
@@ -65,10 +69,11 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         one `out`; a run another process holds is left to it ("elsewhere").
     Finished runs (summary.json present, same config) are skipped; interrupted ones resume
     from their checkpoint. A run that fails with an error of its own (a damaged checkpoint
-    included) is reported and the others go on (with one job, a UsageError or OSError that
-    does not name the run's folder stops the grid: it would stop every run). The tables cover
-    the grid's finished runs (all shards') whose files can be read; BenchResult.missing names
-    the others and results.md says how many they are. Every check (unknown strategy, empty
+    included) is reported and the others go on (a UsageError or OSError that does not name the
+    run's folder stops the grid, with any number of jobs: it would stop every run). The tables
+    cover the finished runs (all shards', and earlier commands' that grid.json lists) whose
+    files can be read; BenchResult.missing names the others and results.md says how many
+    they are and why. Every check (unknown strategy, empty
     grid, subsets out of range or sharing a run name, bad settings, bad jobs, devices or
     shard, unwritable `out`, a launch by torchrun) raises UsageError before the first run
     starts. KeyboardInterrupt stops the workers and propagates; so does SIGTERM while workers
@@ -107,28 +112,71 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
             load_folder(todo[0].config, progress=True)
         outcomes = run_in_workers(mine, workers, report_with_total)
     trained = sum(o.status in ("trained", "resumed") for o in outcomes)
-    finished = [run for run in runs if run.state() == "finished"]
-    done = {run.name for run in finished}
-    unfinished = [run.name for run in runs if run.name not in done]
+    grid = runs + _earlier_runs(out, runs)
+    grid.sort(key=lambda run: run.subset is not None)  # references first, as plan_grid lists them
+    finished = [run for run in grid if run.state() == "finished"]
+    done, ours, kinds = {run.name for run in finished}, {run.name for run in mine}, {}
+    for outcome in outcomes:
+        kinds[outcome.run.name] = {"failed": "failed", "elsewhere": "elsewhere"}.get(outcome.status)
+    planned = {run.name for run in runs}
+    unfinished = {run.name: kinds.get(run.name) or ("unfinished" if run.name in ours else
+                                                    "shard" if run.name in planned else "earlier")
+                  for run in grid if run.name not in done}
     result = write_results(finished, out, target, trained, unfinished=unfinished)
     result.outcomes = outcomes
     result.failed = {o.run.name: o.error for o in outcomes if o.status == "failed"}
     return result
 
 
+@dataclass
+class _ListedRun:
+    """A run that grid.json lists from an earlier command on the same folder but this command's
+    flags do not plan: named by its folder's config.json (strategy, subset and seed are None
+    where it cannot be read: such a run is unfinished, or unreadable once finished)."""
+
+    name: str
+    strategy: str
+    subset: float
+    seed: int
+    folder: str
+
+    state = GridRun.state
+
+
+def _earlier_runs(out, runs):
+    """The runs grid.json lists that `runs` (this command's) lack, in name order."""
+    ours = {run.name for run in runs}
+    listed = []
+    for name in planned_runs(out):
+        if name in ours:
+            continue
+        folder = os.path.join(out, "runs", name)
+        config = read_record(folder, name).config if os.path.isdir(folder) else None
+        try:
+            strategy = config["strategy"]
+            subset = None if strategy in REFERENCES else float(config["subset"])
+            listed.append(_ListedRun(name, strategy, subset, int(config["seed"]), folder))
+        except (KeyError, TypeError, ValueError):  # not started, or its config.json is damaged
+            listed.append(_ListedRun(name, None, None, None, folder))
+    return listed
+
+
 def write_results(runs, out, target=None, trained=0, *, unfinished=()):
     """Read the finished `runs` and write results.csv, results.md and (with matplotlib) the plot.
 
-    unfinished: names of the grid's other runs; results.md says how many of the grid's runs
-    the tables leave out (these and the finished runs whose files cannot be read).
+    unfinished: the grid's other runs, as {name: why} (a key of tables.LEFT_OUT) or a list of
+    names; results.md says how many of the grid's runs the tables leave out and why (these and
+    the finished runs whose files cannot be read).
     Each file is replaced whole (written beside it, then renamed), so shards finishing at the
     same time into one `out` never leave a mixed file. Returns a BenchResult; without a
     readable run, no file is written.
     """
     rows, unreadable = read_runs(runs)
-    missing = list(unfinished) + list(unreadable)
+    why = dict(unfinished) if isinstance(unfinished, dict) else dict.fromkeys(unfinished)
+    why.update(dict.fromkeys(unreadable, "unreadable"))
+    missing = list(why)
     if not rows:
-        return BenchResult([], [], float("nan"), "", trained, {}, missing=missing, unreadable=unreadable)
+        return BenchResult([], [], float("nan"), "", trained, {}, missing=missing, unreadable=unreadable, why=why)
     target, rule = add_timings(rows, target)
     groups = group_rows(rows)
     files = {"csv": os.path.join(out, "results.csv"), "md": os.path.join(out, "results.md")}
@@ -136,9 +184,9 @@ def write_results(runs, out, target=None, trained=0, *, unfinished=()):
               (("csv", "results"), ("png", "accuracy_vs_time"))}
     write_csv(rows, staged["csv"])
     os.replace(staged["csv"], files["csv"])
-    text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=missing)
+    text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=why)
     atomic_write(files["md"], lambda f: f.write(text))
     if plot_accuracy_vs_time(rows, target, staged["png"]):
         files["png"] = os.path.join(out, "accuracy_vs_time.png")
         os.replace(staged["png"], files["png"])
-    return BenchResult(rows, groups, target, rule, trained, files, missing=missing, unreadable=unreadable)
+    return BenchResult(rows, groups, target, rule, trained, files, missing=missing, unreadable=unreadable, why=why)

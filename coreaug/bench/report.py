@@ -7,7 +7,9 @@ missing or unfinished. A label marks the runs of another grid given beside the f
 "40 epochs"): its cells are compared with the baseline and references of their own label
 when it has them, else with the first grid's.
 """
+import contextlib
 import csv
+import importlib.util
 import math
 import os
 import statistics
@@ -19,7 +21,7 @@ from coreaug.files import atomic_write
 from .archive import load_runs, planned_runs
 from .plot import plot_mean_curves
 from .tables import DIAGNOSTICS, diagnostics_table
-from .timing import default_target, speedup, time_to_target, training_seconds
+from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
 
 NAN = float("nan")
 REFERENCES = ("full", "none")
@@ -65,7 +67,8 @@ class Cell:
 class ReportResult:
     """A written report: the files (md, runs_csv, cells_csv and, with matplotlib, png), one dict
     per cell (the cells CSV's columns), the target accuracy and its rule, the finished runs read,
-    and one line per missing or unfinished run."""
+    one line per missing or unfinished run, the runs missing or unfinished (`problems` also
+    holds a line per cell lacking a seed), and why no plot was written ("" when it was)."""
 
     files: dict
     cells: list
@@ -73,6 +76,8 @@ class ReportResult:
     target_rule: str
     runs: int
     problems: list
+    missing_runs: int = 0
+    no_plot: str = ""
 
 
 def write_report(path, *, out, also=(), target=None, baseline=None, paper_figures=None,
@@ -121,6 +126,11 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     _check_baselines(runs, baselines)
 
     cells = _cells(runs, baselines[0] if baselines else None)
+    if rates is not None and not any((cell.strategy, cell.subset) in rates for cell in cells.values()):
+        raise UsageError(f"--epoch-seconds {epoch_seconds}: no row names a cell of the runs reported (rows "
+                         f"{_pairs(rates)}; the runs have {_pairs({(c.strategy, c.subset) for c in cells.values()})});"
+                         " give rows strategy,subset,seconds_per_epoch for them")
+    missing_runs = len(problems)
     problems += _missing_seeds(cells)
     main_full = [r.final for r in runs if r.strategy == "full" and not r.label]
     if target is None:
@@ -135,19 +145,24 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     png = _plot(cells, rates, target, os.path.join(out, f"{name}.png"), title or name)
     if png:
         files["png"] = png
+    else:
+        with contextlib.suppress(FileNotFoundError):  # an earlier call's plot, of other figures
+            os.remove(os.path.join(out, f"{name}.png"))
     text = _markdown(title or name, command, described, settings, cells, rows, baselines,
                      paper, rates, epoch_seconds, target, rule, problems, png)
     atomic_write(files["md"], lambda f: f.write(text))
     _write_csv(files["runs_csv"], [_run_row(run, target, rates) for run in runs])
     _write_csv(files["cells_csv"], rows)
-    return ReportResult(files, rows, target, rule, len(runs), problems)
+    no_plot = "" if png else ("no plot: nothing to draw" if importlib.util.find_spec("matplotlib")
+                              else "install matplotlib for the plot")
+    return ReportResult(files, rows, target, rule, len(runs), problems, missing_runs, no_plot)
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 def _names(value):
     items = value.split(",") if isinstance(value, str) else list(value)
-    return [item.strip() for item in items if item.strip()]
+    return list(dict.fromkeys(item.strip() for item in items if item.strip()))  # each once: one table each
 
 
 def _read_sources(sources, wanted):
@@ -221,15 +236,27 @@ def _read_figures(path, flag, column):
             lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
     except OSError as exc:
         raise UsageError(f"{flag} {path} cannot be read ({exc.strerror or exc}); give a CSV file") from None
+    reader = csv.DictReader(lines)
+    if not {"strategy", "subset", column} <= set(reader.fieldnames or ()):
+        raise UsageError(f"{flag} {path} needs a header line strategy,subset,{column} (got "
+                         f"{','.join(reader.fieldnames or ()) or 'none'}); give a CSV with those columns")
     figures = {}
-    for number, row in enumerate(csv.DictReader(lines), 2):
+    for number, row in enumerate(reader, 2):
         try:
             subset = None if not (row.get("subset") or "").strip() else float(row["subset"])
             figures[(row["strategy"].strip(), subset)] = float(row[column])
         except (KeyError, TypeError, ValueError, AttributeError):
             raise UsageError(f"{flag} {path}: row {number} needs columns strategy,subset,{column} with numbers "
                              f"(subset empty for full and none), got {dict(row)!r}") from None
+    if not figures:
+        raise UsageError(f"{flag} {path} has a header but no rows; give one row strategy,subset,{column} per cell")
     return figures
+
+
+def _pairs(keys):
+    """(strategy, subset) pairs as text: "full, coreset 0.1"."""
+    return ", ".join(strategy if subset is None else f"{strategy} {subset:g}"
+                     for strategy, subset in sorted(keys, key=lambda k: (k[1] is not None, k[1] or 0, k[0])))
 
 
 def _settings(records):
@@ -312,13 +339,21 @@ def _mean_curve(cell, rate):
     return rows
 
 
+def _rated(history, rate):
+    """A run's metrics rows with its training seconds taken as epochs x `rate` (None: its own)."""
+    if rate is None:
+        return history
+    return [dict(m, training_seconds=(epoch + 1) * rate) for epoch, m in enumerate(history)]
+
+
 def _timing(cell, rates, target):
     """Seconds per epoch, in all and to target of a cell, and how many of its seeds reach the
-    target; with `rates`, a cell the CSV has no rate for has no times (NaN), its seeds still counted."""
+    target; time to target by bench's rule (`cell_time_to_target`: each seed's, mean over the
+    seeds, NaN unless all reach it). With `rates`, a cell the CSV has no rate for has no times
+    (NaN), its seeds still counted."""
     rate = _rate(rates, cell)
-    reached = sum(any(m.get("test_accuracy") is not None and m["test_accuracy"] >= target for m in r.history)
-                  for r in cell.runs)
     if rate is not None and math.isnan(rate):
+        _, reached = cell_time_to_target([r.history for r in cell.runs], target)
         return {"seconds_per_epoch": NAN, "selection_per_epoch": NAN, "seconds": NAN, "time_to_target": NAN,
                 "reached": reached}
     if rate is None:
@@ -328,8 +363,9 @@ def _timing(cell, rates, target):
     else:
         per_epoch, selection = rate, NAN
         seconds = statistics.fmean(r.epochs * rate for r in cell.runs)
+    to_target, reached = cell_time_to_target([_rated(r.history, rate) for r in cell.runs], target)
     return {"seconds_per_epoch": per_epoch, "selection_per_epoch": selection, "seconds": seconds,
-            "time_to_target": time_to_target(_mean_curve(cell, rate), target), "reached": reached}
+            "time_to_target": to_target, "reached": reached}
 
 
 def _cell_row(cell, cells, baselines, paper, rates, target):
@@ -508,7 +544,8 @@ def _timing_table(cells, rows, rates_path, target, rule):
         to_target = row["time_to_target"]
         no_rate = bool(rates_path) and math.isnan(row["seconds_per_epoch"])
         unrated |= no_rate
-        when = "no rate in the CSV" if no_rate else "not reached" if math.isnan(to_target) else _seconds(to_target)
+        when = ("no rate in the CSV" if no_rate else _seconds(to_target) if not math.isnan(to_target)
+                else "not reached" if not row["reached"] else "not by every seed")
         lines.append(f"| {cell.title} | {_subset(cell.subset)} | {row['seeds']} | {_seconds(row['seconds_per_epoch'], 2)} "
                      f"| {_seconds(row['selection_per_epoch'], 2)} | {_seconds(row['seconds'])} | "
                      f"{_times(row['speedup'])} | {when} | {row['reached']}/{row['seeds']} | "
@@ -518,8 +555,9 @@ def _timing_table(cells, rows, rates_path, target, rule):
     if unrated:
         per_epoch += (f"; no rate in the CSV: `{rates_path}` has no row for that strategy and subset, so the row "
                       "has no times (its seeds reaching the target are still counted)")
-    lines += ["", f"{per_epoch}. Time to target: when the mean accuracy curve over the seeds first reaches the "
-              "target; speed-ups divide full's figure (of the row's own label where it has one) by the row's.", ""]
+    lines += ["", f"{per_epoch}. Time to target: each seed's seconds until its test accuracy first reaches the "
+              "target, mean over the seeds (none unless every seed reaches it), as bench's results.md takes it; "
+              "speed-ups divide full's figure (of the row's own label where it has one) by the row's.", ""]
     return lines
 
 
@@ -541,8 +579,7 @@ def _plot(cells, rates, target, path, title):
 
 def _run_row(run, target, rates):
     rate = None if rates is None else rates.get((run.strategy, run.subset), NAN)
-    history = run.history if rate is None else [dict(m, training_seconds=(e + 1) * rate)
-                                               for e, m in enumerate(run.history)]
+    history = _rated(run.history, rate)
     row = {"label": run.label, "name": run.name, "strategy": run.strategy, "subset": run.subset, "seed": run.seed,
            "epochs": run.epochs, "final_accuracy": run.final, "best_accuracy": run.best,
            "training_seconds": run.seconds, "selection_seconds": run.selection_seconds,

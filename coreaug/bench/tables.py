@@ -6,7 +6,19 @@ import math
 import os
 
 from .archive import read_record
-from .timing import default_target, mean, speedup, std, time_to_target
+from .timing import cell_time_to_target, default_target, mean, speedup, std, time_to_target
+
+# Why a run of the grid is missing from the tables (BenchResult.why), in the words of results.md
+# and of bench's closing line.
+LEFT_OUT = {
+    "failed": "failed (fix its error, or remove its folder, and run the command again)",
+    "unreadable": "unreadable (remove its folder to train it again)",
+    "elsewhere": "being trained by another process",
+    "shard": "left to the other shards (their --shard commands train them)",
+    "earlier": "not finished, planned by an earlier command of this grid (that command trains them)",
+    "unfinished": "not finished (the same command trains them)",
+    None: "not finished (another shard still going, failed or interrupted)",
+}
 
 # Per-selection figures in metrics.jsonl (coreaug.training.diagnostics), averaged over a run's selections.
 DIAGNOSTICS = ("selection_noisy_fraction", "selection_noisy_weighted", "selection_loss_selected",
@@ -45,6 +57,8 @@ def read_runs(runs):
     rows, unreadable = [], {}
     for run in runs:
         problem = read_record(run.folder, run.name).problem
+        if problem is None and run.strategy is None:  # a run grid.json lists, of a config.json without them
+            problem = "config.json lacks its strategy, subset or seed"
         if problem is None:
             try:
                 rows.append(read_run(run))
@@ -59,8 +73,9 @@ def add_timings(rows, target=None):
     """Fill each row's target_accuracy, time_to_target, speedup and target_speedup in place.
 
     `target` is an accuracy in (0, 1]; None takes `default_target`. Speed-ups divide the
-    `full` reference's mean over seeds (training seconds, or time to target) by the run's;
-    NaN without a full reference or for a run that never reached the target.
+    `full` reference's mean over seeds (training seconds, or time to target as
+    `cell_time_to_target` takes it) by the run's; NaN without a full reference, or for a run
+    (or a full seed) that never reached the target.
     Returns (target, rule), the rule being a sentence saying how the target was chosen.
     """
     full = [r for r in rows if r["strategy"] == "full"]
@@ -72,7 +87,7 @@ def add_timings(rows, target=None):
         row["target_accuracy"] = target
         row["time_to_target"] = time_to_target(row["history"], target)
     full_seconds = mean(r["total_seconds"] for r in full)
-    full_to_target = mean(r["time_to_target"] for r in full)
+    full_to_target, _ = _time_to_target(full)
     for row in rows:
         row["speedup"] = speedup(full_seconds, row["total_seconds"])
         row["target_speedup"] = speedup(full_to_target, row["time_to_target"])
@@ -95,14 +110,14 @@ def group_rows(rows):
         groups.setdefault((row["strategy"], row["subset"]), []).append(row)
     full = [r for r in rows if r["strategy"] == "full"]
     full_seconds = mean(r["total_seconds"] for r in full)
-    full_to_target = mean(r["time_to_target"] for r in full)
+    full_to_target, _ = _time_to_target(full)
     random_accuracy = {subset: mean(r["final_accuracy"] for r in members)
                        for (strategy, subset), members in groups.items() if strategy == "random"}
     summary = []
     for (strategy, subset), members in groups.items():
         accuracy = mean(r["final_accuracy"] for r in members)
         seconds = mean(r["total_seconds"] for r in members)
-        to_target = mean(r["time_to_target"] for r in members)  # NaN unless every seed got there
+        to_target, reached = _time_to_target(members)  # NaN unless every seed got there
         # every selecting strategy against random at its subset (references have no subset)
         gain = accuracy - random_accuracy.get(subset, math.nan) if strategy != "random" else math.nan
         summary.append({
@@ -112,7 +127,7 @@ def group_rows(rows):
             "seconds": seconds, "seconds_std": std(r["total_seconds"] for r in members),
             "speedup": speedup(full_seconds, seconds), "gain_over_random": gain,
             "selection_share": mean(r["selection_seconds"] for r in members) / seconds if seconds > 0 else math.nan,
-            "reached": sum(not math.isnan(r["time_to_target"]) for r in members),
+            "reached": reached,
             "time_to_target": to_target, "target_speedup": speedup(full_to_target, to_target),
             "best_accuracy_std": std(r["best_accuracy"] for r in members),
             **{key: mean(r.get(f"mean_{key}", math.nan) for r in members) for key in DIAGNOSTICS},
@@ -120,11 +135,19 @@ def group_rows(rows):
     return summary
 
 
+def _time_to_target(rows):
+    """(seconds, seeds reaching it) of a cell's rows, by the rule `coreaug report` uses too."""
+    if not rows:
+        return math.nan, 0
+    return cell_time_to_target([r["history"] for r in rows], rows[0]["target_accuracy"])
+
+
 def markdown_table(groups, target, rule, *, runs=None, missing=()):
     """results.md: the per-group table and a legend saying what each column measures.
 
-    runs: the number of the grid's runs; missing: the names of those the table leaves out
-    (unfinished or unreadable), counted in a line above the table (left out when runs is None).
+    runs: the number of the grid's runs; missing: those the table leaves out, counted in a line
+    above the table (left out when runs is None): {name: why} with LEFT_OUT's keys, each kind
+    counted and named on its own, or a list of names (unfinished or unreadable).
     """
     lines = [f"Target accuracy: {target:.2%} ({rule}).", ""]
     if runs is not None:
@@ -149,8 +172,9 @@ def markdown_table(groups, target, rule, *, runs=None, missing=()):
         "± is the sample std over seeds (— for one seed).",
         "Speed-up vs full: full's mean train seconds / the group's. Gain over random: final accuracy minus",
         "random's at the same subset, in points. Selection share: selection seconds / train seconds.",
-        "Time to target: train seconds until the test accuracy first reaches the target, mean over seeds",
-        "(— unless every seed reached it); its speed-up is full's time to target / the group's.",
+        "Time to target: each seed's train seconds until its test accuracy first reaches the target, mean",
+        "over seeds (— unless every seed reached it; reached target counts those that did); its speed-up is",
+        "full's time to target / the group's. `coreaug report` takes it the same way.",
     ]
     return "\n".join(lines + diagnostics_table(groups)) + "\n"
 
@@ -181,12 +205,31 @@ def diagnostics_table(groups, subset_text=None):
 
 
 def _coverage(runs, missing, shown=10):
-    missing = list(missing)
     if not missing:
         return f"Runs: all {runs} of the grid's runs are in the table."
+    if isinstance(missing, dict):
+        return f"Runs: {runs - len(missing)} of the grid's {runs}; {len(missing)} missing from the table: " \
+            + "; ".join(left_out(missing, shown)) + "."
+    missing = list(missing)
     names = ", ".join(missing[:shown]) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
     return (f"Runs: {runs - len(missing)} of the grid's {runs}; {len(missing)} missing from the table (not finished: "
             f"another shard still going, failed or interrupted; or unreadable): {names}.")
+
+
+def left_out(why, shown=10):
+    """The runs the tables leave out, one phrase per kind: "1 failed (...): full-seed0".
+
+    why: {name: a key of LEFT_OUT}; at most `shown` names per kind, then "and N more".
+    """
+    kinds = {}
+    for name, kind in why.items():
+        kinds.setdefault(kind, []).append(name)
+    parts = []
+    for kind in sorted(kinds, key=list(LEFT_OUT).index):
+        names = kinds[kind]
+        listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+        parts.append(f"{len(names)} {LEFT_OUT[kind]}: {listed}")
+    return parts
 
 
 def _spread(value, digits):

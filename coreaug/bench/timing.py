@@ -19,9 +19,22 @@ def time_to_target(history, target):
     (`--eval-every`) are passed over.
     """
     for row in history:
-        if row["test_accuracy"] is not None and row["test_accuracy"] >= target:
+        if row.get("test_accuracy") is not None and row["test_accuracy"] >= target:
             return training_seconds(row)
     return NAN
+
+
+def cell_time_to_target(histories, target):
+    """A cell's time to `target`, the one rule of results.md and `coreaug report`: each seed's
+    first time reaching it (`time_to_target`), mean over the seeds.
+
+    Takes one metrics history per seed. Returns (seconds, reached): seconds is NaN unless every
+    seed reached the target (a mean over the seeds that got there would flatter the cell), and
+    reached counts the seeds that did.
+    """
+    times = [time_to_target(history, target) for history in histories]
+    reached = sum(not math.isnan(t) for t in times)
+    return (mean(times) if reached == len(times) else NAN), reached
 
 
 def training_seconds(row):
@@ -57,10 +70,10 @@ def std(values):
 def default_target(final_accuracies, full_final_accuracies):
     """The default target accuracy of a grid, and the rule that chose it.
 
-    99% of the `full` reference's final test accuracy (mean over its seeds); without a `full`
-    reference in the grid, 99% of the best final accuracy of any run of the grid.
+    99% of the `full` reference's final test accuracy (mean over its seeds); without a finished
+    `full` run in the grid, 99% of the best final accuracy of any run of the grid.
     Returns (target, rule) where rule is a short sentence for the tables.
     """
     if full_final_accuracies:
         return TARGET_FRACTION * mean(full_final_accuracies), "99% of full's final accuracy (mean over seeds)"
-    return TARGET_FRACTION * max(final_accuracies), "99% of the best final accuracy in the grid (no full reference)"
+    return TARGET_FRACTION * max(final_accuracies), "99% of the best final accuracy in the grid (no finished full run)"

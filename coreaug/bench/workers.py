@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import queue
 import re
 import signal
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError, one_line
 from coreaug.training.distributed import pick_device
 
-from .grid import RunOutcome, train_grid_run
+from .grid import STOPPING, RunOutcome, names_run, train_grid_run
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 STOP_SECONDS = 10  # a stopped worker's time to unwind its run (leave a GPU kernel, close files) before it is killed
@@ -105,9 +106,11 @@ def run_in_workers(runs, workers, report=None):
     Finished runs are reported "skipped" at once, without a worker. The others go into one
     queue that the workers take runs from; each run trains with the worker's device and quiet
     (the parent reports). `report(outcome, position)` is called in this process as each run
-    ends, `position` counting the runs reported so far. A run that fails (any error) is
-    reported "failed" and the workers go on; a worker that dies (killed, out of memory) fails
-    the run it held. On KeyboardInterrupt, or SIGTERM (raised as Terminated, from the main
+    ends, `position` counting the runs reported so far. A run that fails with an error of its
+    own is reported "failed" and the workers go on; a worker that dies (killed, out of memory)
+    fails the run it held. A UsageError or OSError that does not name the run's folder (a bad
+    setting, missing data: every run would fail the same way) stops the workers and is raised
+    here whole, as one job raises it. On KeyboardInterrupt, or SIGTERM (raised as Terminated, from the main
     thread where SIGTERM has no handler of the caller's), the workers are stopped and the
     interrupt goes on: their runs keep a checkpoint and no summary.json. The workers also stop
     when this process dies without a word (SIGKILL). Returns the RunOutcomes, in the order
@@ -171,6 +174,8 @@ def _wait(processes, todo, results, holding, done):
             continue
         if message[0] == "took":
             holding[message[1]] = message[2]
+        elif message[0] == "stop":  # every run would fail the same way: the grid stops, as with one job
+            raise message[3]
         else:
             _, index, position, status, error = message
             holding.pop(index, None)
@@ -228,9 +233,23 @@ def _work(index, worker, tasks, results):
         config = dataclasses.replace(run.config, quiet=True, **({"device": worker.device} if worker.device else {}))
         try:
             status, error = train_grid_run(dataclasses.replace(run, config=config)), None
+        except STOPPING as exc:
+            if not names_run(exc, run):  # not this run's own: the parent stops the grid with it
+                results.put(("stop", index, position, _portable(exc)))
+                return
+            status, error = "failed", one_line(exc)
         except Exception as exc:  # noqa: BLE001 - one run's error must not stop the others
             status, error = "failed", one_line(exc)
         results.put(("done", index, position, status, error))
+
+
+def _portable(exc):
+    """`exc` as it can cross to the parent (pickled): itself, or a UsageError with its whole message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any exception type of the training's
+        return UsageError(str(exc))
 
 
 def _exit_on_signal(signum, frame):
