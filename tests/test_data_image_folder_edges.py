@@ -121,3 +121,14 @@ def test_a_built_in_datasets_folder_given_as_a_folder_hints_at_the_name(tmp_path
     for given in (tmp_path / "data", tmp_path / "data" / "cifar-10-batches-py"):
         with pytest.raises(UsageError, match=f"use --dataset cifar10 --data-dir {given}$"):
             load_dataset(str(given))
+
+
+def test_a_split_every_image_of_which_was_skipped_names_the_count_and_the_first(tmp_path):
+    """It said only "the test split has no readable images", naming no file."""
+    write_split(tmp_path, "train", per_class=2)
+    write_split(tmp_path, "val", per_class=1)
+    for image in (tmp_path / "val").rglob("*.*"):
+        image.write_bytes(b"not an image")
+    with pytest.raises(UsageError, match=r"test split has no readable images: --skip-bad-images left out all \d+ "
+                                         r"of them \(the first: .*val.*\)"):
+        load_image_folder(tmp_path, image_size=8, progress=False, skip_bad_images=True)

@@ -145,6 +145,9 @@ def _write_split(build, name, files, decode, workers, skip_bad, skipped, progres
             bar.update(len(batch_labels) + len(errors))
             build.beat(bar.n)
     if not labels:
-        raise UsageError(f"the {name} split has no readable images")
+        if not files:
+            raise UsageError(f"the {name} split has no images")
+        raise UsageError(f"the {name} split has no readable images: --skip-bad-images left out all {len(files)} of "
+                         f"them (the first: {skipped[-len(files)]})")
     np.save(os.path.join(folder, f"{name}.labels.npy"), np.asarray(labels, dtype=np.int64))
     return len(labels), histogram
