@@ -1,15 +1,21 @@
 """`coreaug train`: the flags map one to one onto coreaug.TrainConfig."""
 import os
+import select
+import shlex
+import sys
 import time
 
 import click
+from click.core import ParameterSource
 
 import coreaug
+from coreaug.bench.workers import Terminated, sigterm_raises
 from coreaug.errors import UsageError
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
                                      STRATEGIES, STREAMS, WEAK)
 from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
+from coreaug.training.run_files import CHECKPOINT, RESULTS
 
 from .errors import user_errors
 
@@ -36,7 +42,7 @@ def train_options(command):
     """The TrainConfig flags, shared by `coreaug train` and `coreaug bench`."""
     options = [
         click.option("--dataset", default=_default("dataset"), show_default=True,
-                     help="cifar10, cifar100, svhn, fashion-mnist, mnist, digits, synthetic, or a folder of images."),
+                     help=f"{', '.join(coreaug.available_datasets())}, or a folder of images."),
         click.option("--image-size", type=int,
                      help="Folder datasets: square size of the images "
                           "[default: their own size when they share one, else 64]."),
@@ -161,21 +167,110 @@ def make_config(**flags):
 @click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its results (and replacing a run of other settings).")
 @user_errors
 def train(**flags):
-    """Train a classifier, strongly augmenting only a re-selected coreset."""
-    if flags["out"] is None:
+    """Train a classifier, strongly augmenting only a re-selected coreset.
+
+    Stopped by Ctrl-C (exit code 130) or SIGTERM (143), it says after which epoch and prints the
+    command that continues it (--resume). A --resume of a finished run prints its result and
+    writes nothing."""
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for the run
+    named = flags["out"] is None
+    if named:
         if flags["resume"]:
             raise UsageError("--resume continues the run in --out; give --out, the folder of the run to continue")
         flags["out"] = default_out(flags["dataset"], flags["strategy"], flags["subset"])
+    config = make_config(**flags).resolved()  # a mistake in the settings is refused before a folder is named
+    if named and main_process:
         click.echo(f"run folder: {flags['out']}")
-    elif flags["resume"] and not os.path.exists(os.path.expanduser(flags["out"])) and not flags["quiet"] \
-            and os.environ.get("RANK", "0") == "0":  # (bench resumes every run it trains, and says what it does)
-        click.echo(f"--resume: no run in {flags['out']} yet; starting it")
-    result = coreaug.train(make_config(**flags))
-    if result.rank != 0:  # under torchrun, rank 0 speaks for the run
-        return
-    click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
-               f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
-               + (f"; outputs in {result.out}" if result.out else ""))
+    elif flags["resume"] and not flags["quiet"] and main_process:  # (bench resumes every run it trains: not here)
+        note = fresh_resume_note(flags["out"])
+        if note:
+            click.echo(note)
+    try:
+        with sigterm_raises():
+            result = coreaug.train(config)
+        if result.rank == 0:
+            click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
+                       f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
+                       + (f"; outputs in {result.out}" if result.out else ""))
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        if main_process:
+            click.echo(stopped_line("terminated (SIGTERM)" if terminated else "interrupted", flags["out"],
+                                    config.epochs), err=True)
+        sys.exit(143 if terminated else 130)
+    except BrokenPipeError:
+        if not stdout_closed():  # another pipe (a worker's): a failure, with its traceback
+            raise
+        _silence_stdout()  # stdout's reader went away (`| head`, a `| tee` that died): said on stderr
+        if main_process:
+            click.echo(stopped_line("stdout closed", flags["out"], config.epochs), err=True)
+        sys.exit(1)
+
+
+def fresh_resume_note(out):
+    """The line a --resume into `out` prints when it finds no run to continue (None when it finds one)."""
+    path = os.path.expanduser(out)
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
+        return f"--resume: no run in {out} yet; starting it"
+    if not any(os.path.exists(os.path.join(path, name)) for name in RESULTS):
+        return f"--resume: the run in {out} stopped before its first epoch ended (nothing to resume); starting it again"
+    return None
+
+
+def stopped_line(how, out, epochs):
+    """One line for a run stopped from outside: how, after which epoch (as its folder `out` keeps
+    it), and the command that continues it."""
+    done = epochs_kept(out)
+    if done >= epochs and os.path.exists(os.path.join(out, "summary.json")):
+        return f"{how}: the run had finished; its result: {resume_command(out)}"
+    where = f"after epoch {done} of {epochs}" if done else "before its first epoch ended"
+    return f"{how}: the run stopped {where}; continue it with: {resume_command(out)}"
+
+
+def epochs_kept(out):
+    """The epochs `--resume` would not train again: metrics.jsonl's rows beside a checkpoint.pt."""
+    try:
+        if not os.path.exists(os.path.join(out, CHECKPOINT)):
+            return 0
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
+
+
+def resume_command(out):
+    """`coreaug train` with the flags given on this command line, --out `out` and --resume."""
+    ctx = click.get_current_context()
+    words = ["coreaug", "train"]
+    for param in ctx.command.params:
+        if param.name in ("out", "resume", "overwrite") or \
+                ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if getattr(param, "is_flag", False):
+            words += [param.opts[0]] if value else param.secondary_opts[:1]
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words + ["--out", out, "--resume"])
+
+
+def stdout_closed():
+    """Whether stdout is a pipe whose reader has gone (polling its end reports an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (io.UnsupportedOperation is an OSError)
+        return False
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null, so that Python's flush at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        pass
 
 
 def default_out(dataset, strategy, subset):

@@ -114,3 +114,26 @@ def test_saving_a_type_resume_would_refuse_is_an_error_at_once(tmp_path):
     with pytest.raises(TypeError, match=r"numpy\.ndarray at checkpoint\['selection'\]"):
         RunFolder(tmp_path).save_epoch({"epoch": 1, "selection": np.arange(3)}, [{"epoch": 0}])
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_corrupt_checkpoints_advice_is_overwrite_and_following_it_trains(tmp_path):
+    """It said "remove it to train the run from the start", which a resume then refused (results, no checkpoint)."""
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out)))
+    (out / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(coreaug.UsageError, match=r"truncated or corrupt .*; pass --overwrite to train the run again"):
+        coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
+    assert coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), overwrite=True)).history
+
+
+def test_a_folder_that_takes_no_file_is_named_not_the_temporary_one(tmp_path, monkeypatch):
+    """A read-only --out was reported as "Read-only file system: OUT/.tmp-2kzp57pc", a file the user never made."""
+    import errno
+    import tempfile
+
+    def refused(dir, prefix):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(dir, prefix + "2kzp57pc"))
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OSError) as caught:
+        atomic_write(tmp_path / "config.json", lambda f: f.write("{}"))
+    assert caught.value.errno == errno.EROFS and caught.value.filename == str(tmp_path)

@@ -300,7 +300,7 @@ def test_image_size_defaults_to_64_when_the_sizes_differ_and_says_so(tmp_path, c
 def test_a_folder_run_defaults_to_the_images_own_size(tmp_path):
     write_split(tmp_path, "train", per_class=2)
     assert coreaug.TrainConfig(dataset=str(tmp_path)).resolved().image_size == 30
-    assert coreaug.TrainConfig(dataset="synthetic").resolved().image_size == 64
+    assert coreaug.TrainConfig(dataset="synthetic").resolved().image_size == 32  # its own, not the folder default
 
 
 def test_images_below_the_minimum_size_get_the_default_size_and_the_first_line_says_why(tmp_path, capsys):

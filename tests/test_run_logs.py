@@ -101,3 +101,22 @@ def test_a_resumed_run_whose_scalars_were_written_keeps_each_epoch_once(tmp_path
     train_to_first_checkpoint(coreaug.TrainConfig(**config))
     coreaug.train(coreaug.TrainConfig(**config, resume=True))
     assert [step for step, _ in read_scalars(tmp_path / "run" / "tensorboard")["loss/train"]] == [1, 2, 3]
+
+
+def test_a_usage_mistake_names_no_run_folder(tmp_path):
+    """It printed "run folder: runs/..." for a folder that the refused run never made."""
+    proc = subprocess.run([sys.executable, "-m", "coreaug", "train", *CLI_TINY, "--subset", "1.5"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "subset must be a fraction" in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "runs").exists()
+
+
+def test_without_a_terminal_progress_is_a_plain_line_now_and_then(tmp_path, monkeypatch, capsys):
+    """A log file got a bar's carriage-return frames, about 1 KB a second, as one endless line."""
+    import coreaug.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "PLAIN_PROGRESS_SECONDS", 0)  # every step, here: a long epoch's every minute
+    coreaug.train(coreaug.TrainConfig(**{**TINY, "quiet": False}, epochs=1))
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert re.search(r"^epoch 1/1: 32/\d+ img \(\d+%\)  loss [\d.]+  acc [\d.]+%  \d+ img/s$", err, re.M), err

@@ -74,3 +74,12 @@ def test_how_many_steps_per_call():
     assert trainer.steps_per_augment_call(given, plain, mixed) == 1
     with pytest.raises(UsageError, match="augment_steps must be an integer >= 1"):
         coreaug.TrainConfig(dataset="synthetic", augment_steps=0).resolved()
+
+
+@pytest.mark.parametrize("augment", ["weak", "resized-crop", "randaugment+weak", "maxloss+weak"])
+@pytest.mark.parametrize("flip", [None, False, True])
+def test_a_strong_policy_that_flips_follows_the_flip_setting(augment, flip):
+    config = coreaug.TrainConfig(dataset="digits", augment=augment, flip=flip).resolved()  # digits: no flip
+    strong = trainer._strong_policy(config)
+    flipping = [p for p in getattr(strong, "policies", [strong]) if hasattr(p, "flip")]
+    assert len(flipping) == 1 and flipping[0].flip is bool(flip)

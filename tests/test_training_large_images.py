@@ -100,7 +100,7 @@ def _pets(root, per_class=2):
 
 @pytest.mark.parametrize("weak, size, folder, store", [
     ("auto", 224, True, 256), ("auto", 128, True, 146), ("auto", 64, True, 64), ("resized-crop", 56, True, 64),
-    ("pad-crop", 224, True, 224), ("resized-crop", None, False, 64),  # a registered dataset keeps its own size
+    ("pad-crop", 224, True, 224), ("resized-crop", None, False, 32),  # a registered dataset keeps its own size
 ])
 def test_resized_crop_runs_store_256_for_224_and_other_runs_the_image_size(tmp_path, weak, size, folder, store):
     dataset = str(tmp_path) if folder else "synthetic"

@@ -332,3 +332,83 @@ def test_the_clean_estimates_precision_is_chosen_from_their_real_width(monkeypat
                                          "gradient_dim": 64}))
     # 10 classes' logit gradients (were taken at gradient_dim 512: float16 from 524,288 examples on)
     assert widths == [10, 64]
+
+
+def test_a_built_in_datasets_run_records_the_real_size_of_its_images(tmp_path):
+    """config.json (and so `coreaug report`) once said image_size=64, the folder default, for 8x8 digits."""
+    from coreaug.training.config import IMAGE_SIZES
+
+    for name in ("digits", "synthetic"):
+        assert coreaug.load_dataset(name).train_images.shape[-1] == IMAGE_SIZES[name]
+        assert coreaug.TrainConfig(dataset=name).resolved().image_size == IMAGE_SIZES[name]
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(tmp_path / "run")))
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["image_size"] == 32 and "store_size" not in stored  # store_size is recorded only when it differs
+
+
+@pytest.mark.parametrize("name", ["image_size", "store_size"])
+def test_a_built_in_dataset_takes_its_own_image_size_and_refuses_the_folder_default(name):
+    assert getattr(coreaug.TrainConfig(dataset="digits", **{name: 8}).resolved(), name) == 8
+    for value in (64, 32):
+        with pytest.raises(coreaug.UsageError, match=f"digits's images are 8 px, so pass 8 or leave {name} out "
+                                                     f"\\(got {value}\\)"):
+            coreaug.TrainConfig(dataset="digits", **{name: value}).resolved()
+
+
+def test_a_dataset_registered_by_the_user_records_no_image_size_and_refuses_one(tmp_path, monkeypatch):
+    from coreaug.data import registry
+
+    monkeypatch.setitem(registry._LOADERS, "tiny-own", lambda data_dir=None, *, download=False, progress=True:
+                        coreaug.load_dataset("synthetic", n_train=64, n_test=32))
+    result = coreaug.train(coreaug.TrainConfig(**{**TINY, "dataset": "tiny-own"}, epochs=1, out=str(tmp_path / "run")))
+    assert result.config.image_size is None
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["image_size"] is None
+    assert coreaug.load_run(tmp_path / "run").image_size == 32
+    with pytest.raises(coreaug.UsageError, match="tiny-own's images keep their own size, so leave image_size out"):
+        coreaug.TrainConfig(dataset="tiny-own", image_size=32).resolved()
+
+
+def test_a_run_that_recorded_the_folder_default_for_a_built_in_dataset_resumes(tmp_path):
+    """Runs of built-in datasets once recorded image_size 64; --resume must not call that other settings."""
+    config = {**TINY, "epochs": 2, "out": str(tmp_path / "run")}
+    train_to_first_checkpoint(coreaug.TrainConfig(**config))
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**stored, "image_size": 64}))
+    resumed = coreaug.train(coreaug.TrainConfig(**config, resume=True))
+    assert [m["epoch"] for m in resumed.history] == [0, 1]
+
+
+def test_missing_inputs_raise_what_the_training_page_says(tmp_path):
+    """docs/training.md ("Errors") once said FileNotFoundError for every missing file; load_run, report and
+    predict raise UsageError for theirs."""
+    with pytest.raises(FileNotFoundError, match="dataset folder"):
+        coreaug.TrainConfig(dataset=str(tmp_path / "typo" / "data")).resolved()
+    with pytest.raises(FileNotFoundError, match="pretrained weights"):
+        coreaug.TrainConfig(**TINY, pretrained=str(tmp_path / "w.pt")).resolved()
+    with pytest.raises(coreaug.UsageError, match="is not a folder"):
+        coreaug.load_run(tmp_path / "nope")
+    with pytest.raises(coreaug.UsageError, match="does not exist"):
+        coreaug.bench.write_report(tmp_path / "nope", out=str(tmp_path / "report"))
+    coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(tmp_path / "run")))
+    run = coreaug.load_run(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run.read(tmp_path / "no.png")
+    for use in (run.predict, run.preprocess):
+        with pytest.raises(coreaug.UsageError, match="does not exist") as error:
+            use([tmp_path / "no.png"])
+        assert not isinstance(error.value, FileNotFoundError)
+
+
+@pytest.mark.parametrize("field, value", [("val_fraction", 0.5), ("skip_bad_images", True)])
+def test_folder_only_settings_are_refused_for_a_built_in_dataset(field, value):
+    """`coreaug train --dataset cifar10 --val-fraction 0.5` was accepted and ignored."""
+    with pytest.raises(coreaug.UsageError, match=f"{field} applies to a folder of images; digits is a built-in"):
+        coreaug.TrainConfig(dataset="digits", **{field: value}).resolved()
+    coreaug.TrainConfig(dataset="digits", val_fraction=0.1).resolved()  # the default, as every run records it
+
+
+def test_policy_names_are_taken_in_any_case_and_recorded_as_listed():
+    """create_policy took "RandAugment" but TrainConfig refused it."""
+    config = coreaug.TrainConfig(dataset="digits", augment="Weak + MaxLoss").resolved()
+    assert config.augment == "weak+maxloss"
+    assert coreaug.TrainConfig(dataset="digits", augment="RandAugment").resolved().augment == "randaugment"

@@ -286,6 +286,7 @@ def test_a_temporary_file_a_killed_run_left_is_removed_when_the_run_goes_on(tmp_
     """A SIGTERM inside checkpoint.pt's write left a checkpoint-sized .tmp-* file that nothing removed."""
     out = tmp_path / "run"
     _finished(out)
+    (out / "summary.json").unlink()  # killed before its last write: the resume completes the run
     (out / ".tmp-abc123").write_bytes(b"half a checkpoint")
     _finished(out, resume=True)
     assert not (out / ".tmp-abc123").exists()
@@ -321,3 +322,81 @@ def test_a_pretrained_file_that_does_not_fit_leaves_no_run_folder_behind(tmp_pat
     with pytest.raises(coreaug.UsageError):
         coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, pretrained=str(path), out=str(tmp_path / "run")))
     assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_a_resume_of_a_finished_run_reports_it_and_writes_nothing(tmp_path, monkeypatch):
+    """It rewrote config.json, model.pt and summary.json (recording the new process's threads and device),
+    and failed on a read-only folder."""
+    import coreaug.training.run_files as run_files
+
+    out = tmp_path / "run"
+    first = _finished(out, epochs=2)
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(30, "Read-only file system", path)
+    monkeypatch.setattr(run_files, "atomic_write", read_only)
+    again = _finished(out, epochs=2, resume=True)
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == before
+    assert again.history == first.history and again.final_test_accuracy == first.final_test_accuracy
+
+
+def _stop_at_last_metrics(monkeypatch, epochs):
+    """save_epoch that, at the last epoch, replaces checkpoint.pt and is killed before metrics.jsonl."""
+    real = RunFolder.save_epoch
+
+    def save_epoch(self, checkpoint, history):
+        if len(history) < epochs:
+            return real(self, checkpoint, history)
+        import torch
+        from coreaug.files import atomic_write
+
+        atomic_write(self.file("checkpoint.pt"), lambda f: torch.save(checkpoint, f), mode="wb")
+        raise KeyboardInterrupt  # where a kill -9 between the two writes stops the run
+    monkeypatch.setattr(RunFolder, "save_epoch", save_epoch)
+
+
+def test_a_run_stopped_between_its_last_checkpoint_and_metrics_finishes_with_every_epoch(tmp_path, monkeypatch):
+    """The resume ran no epoch and wrote model.pt and summary.json, leaving metrics.jsonl an epoch short for good."""
+    whole = _finished(tmp_path / "whole", epochs=2)
+    out = tmp_path / "run"
+    _stop_at_last_metrics(monkeypatch, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        _finished(out, epochs=2)
+    monkeypatch.undo()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    resumed = _finished(out, epochs=2, resume=True)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows == resumed.history and len(rows) == 2
+    assert [m["test_accuracy"] for m in rows] == [m["test_accuracy"] for m in whole.history]
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+
+
+def test_a_finished_run_whose_metrics_lack_its_last_epoch_gets_them_back_on_resume(tmp_path):
+    """(as a resume before this fix left it): the checkpoint's history is written, nothing else."""
+    out = tmp_path / "run"
+    first = _finished(out, epochs=2)
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (out / "metrics.jsonl").write_text(lines[0])
+    summary = (out / "summary.json").read_bytes()
+    _finished(out, epochs=2, resume=True)
+    assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == first.history
+    assert (out / "summary.json").read_bytes() == summary
+
+
+def test_a_resume_that_finds_no_checkpoint_says_it_starts_from_the_first_epoch(tmp_path):
+    """Only a missing folder was announced: a run stopped in its first epoch began again silently."""
+    out = tmp_path / "run"
+    assert cli("train", *CLI_TINY, "--epochs", "1", "--out", out).returncode == 0
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "config.json").write_bytes((out / "config.json").read_bytes())  # all a first-epoch stop keeps
+    (tmp_path / "empty").mkdir()
+    loud = [a for a in CLI_TINY if a != "--quiet"]
+    proc = cli("train", *loud, "--epochs", "1", "--out", stopped, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert f"--resume: the run in {stopped} stopped before its first epoch ended (nothing to resume); " \
+           "starting it again" in proc.stdout
+    proc = cli("train", *loud, "--epochs", "1", "--out", tmp_path / "empty", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert f"--resume: no run in {tmp_path / 'empty'} yet; starting it" in proc.stdout

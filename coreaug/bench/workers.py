@@ -141,7 +141,7 @@ def run_in_workers(runs, workers, report=None):
     processes, holding = [], {}  # holding: worker -> position of the run it trains
     finished = False
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             for index, worker in enumerate(workers):
                 processes.append(_start(context, index, worker, tasks, results))
             _wait(processes, todo, results, holding, done)
@@ -268,7 +268,7 @@ def _stop_with_parent():
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
+def sigterm_raises():
     """Raise Terminated on SIGTERM in the block, as Ctrl-C raises KeyboardInterrupt. Only from
     the main thread, and only where SIGTERM has its default action (a handler of the caller's
     stays): elsewhere a SIGTERM ends this process and the workers stop with it."""

@@ -63,6 +63,10 @@ DATASET_DEFAULTS = {
     "synthetic-cifar": dict(model="resnet20", epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True),
 }
 FALLBACK_DEFAULTS = dict(model="resnet20", epochs=100, batch_size=128, lr=0.1, weight_decay=5e-4, flip=True)
+# The built-in datasets' image sizes (synthetic at its loader's default size), which their runs record
+# as image_size. A dataset registered by the user has no entry: its size is known once it is loaded.
+IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "svhn": 32, "fashion-mnist": 28, "mnist": 28, "digits": 8,
+               "synthetic": 32, "synthetic-cifar": 32}
 
 
 @keyword_only(positional=1)
@@ -117,7 +121,8 @@ class TrainConfig:
     image_size, val_fraction, skip_bad_images: for a `dataset` that is a folder of images
         (coreaug.data.image_folder): the square size images are resized and cropped to
         (None: the images' own size when they share one, else 64; resolved() fills it in; a
-        registered dataset's images keep their own size and refuse another), the
+        built-in dataset's images keep their own size, IMAGE_SIZES, which it records and which is
+        the one size it accepts; one registered by the user records None and accepts none), the
         share of each class held out when the folder has no val/ or test/ split, and whether
         unreadable images are left out (counted) rather than an error.
     gradient_dim: gradient estimates wider than this are randomly projected to at most this
@@ -257,6 +262,9 @@ class TrainConfig:
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
+        # policy names are case-insensitive, as create_policy takes them: recorded as listed ("RandAugment" ->
+        # "randaugment"), so that the run's checks ("maxloss" in augment) and its identity read one spelling
+        filled["augment"] = "+".join(part.strip().lower() for part in filled["augment"].split("+"))
         if _folder(self.dataset):  # one folder, one name: from any working folder, typed any way
             filled["dataset"] = os.path.realpath(os.path.expanduser(os.fspath(self.dataset)))
         # A folder dataset's cache folder: the one this run uses (COREAUG_CACHE_DIR's or the default when not
@@ -268,11 +276,12 @@ class TrainConfig:
         for name in ("data_dir", "pretrained", "cache_dir"):  # paths, likewise (evaluate reads them from elsewhere)
             if filled[name] is not None:
                 filled[name] = os.path.realpath(os.path.expanduser(os.fspath(filled[name])))
-        if filled["image_size"] is None:
+        if filled["image_size"] is None and _folder(self.dataset):
             from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
 
-            own = own_image_size(self.dataset) if _folder(self.dataset) else None
-            filled["image_size"] = own or DEFAULT_IMAGE_SIZE
+            filled["image_size"] = own_image_size(self.dataset) or DEFAULT_IMAGE_SIZE
+        elif filled["image_size"] is None:  # a registered dataset's own size (None: one registered by the user)
+            filled["image_size"] = _own_size(self.dataset)
         filled["betas"] = tuple(filled["betas"]) if isinstance(filled["betas"], (list, tuple)) else filled["betas"]
         if filled["store_size"] is None:
             from coreaug.data.image_folder import default_store_size
@@ -287,17 +296,22 @@ class TrainConfig:
 
     def _check_sizes_apply(self):
         """image_size and store_size size a folder's images; a registered dataset's keep their own
-        size. (Runs record the folder default for them, and resolved() fills it in, so that value
-        is let through.)"""
-        from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE
-
+        size, the one value let through (resolved() fills it in; None for a dataset the user registered)."""
         if _folder(self.dataset):
             return
+        own = _own_size(self.dataset)
         for name in ("image_size", "store_size"):
             value = getattr(self, name)
-            if value is not None and value != DEFAULT_IMAGE_SIZE:
-                raise UsageError(f"{name} sizes the images of a folder dataset; {self.dataset}'s images keep their "
-                                 f"own size, so leave {name} out (got {value!r})")
+            if value is not None and value != own:
+                size = f"are {own} px, so pass {own} or leave {name} out" if own else f"keep their own size, so " \
+                    f"leave {name} out"
+                raise UsageError(f"{name} sizes the images of a folder dataset; {self.dataset}'s images {size} "
+                                 f"(got {value!r})")
+        default = TrainConfig.__dataclass_fields__["val_fraction"].default
+        if self.val_fraction != default or self.skip_bad_images:  # silently ignored before
+            flag = "val_fraction" if self.val_fraction != default else "skip_bad_images"
+            raise UsageError(f"{flag} applies to a folder of images; {self.dataset} is a built-in dataset with its own "
+                             f"test split, loaded as it is: leave {flag} out")
 
     def check_pretrained_file(self) -> None:
         """FileNotFoundError when ``pretrained`` names no file."""
@@ -349,7 +363,7 @@ class TrainConfig:
             check_folder_exists(self.dataset)  # a path that names no folder: FileNotFoundError, not "unknown dataset"
             check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
         self._check_sizes_apply()
-        check_int(self.image_size, "image_size", 4)
+        check_int(self.image_size, "image_size", 4, optional=not _folder(self.dataset))
         if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")
         if str(self.model).startswith(INSTANCE):
@@ -456,6 +470,11 @@ def weak_is_resized_crop(dataset, weak, image_size):
     from coreaug.data.image_folder import LARGE_IMAGES
 
     return weak == "resized-crop" or (weak == "auto" and _folder(dataset) and image_size >= LARGE_IMAGES)
+
+
+def _own_size(dataset):
+    """A registered dataset's image size (IMAGE_SIZES), None for one the user registered."""
+    return IMAGE_SIZES.get(str(dataset).lower().replace("_", "-"))
 
 
 def _folder(dataset):

@@ -40,6 +40,7 @@ class RunFolder:
         self._lock = None
         self.tensorboard, self._scalars = tensorboard, None
         self._checked = None  # the results `check` found (and overwrite), which a fresh `start` may delete
+        self.done = False  # a finished run that a resume only reports (`finished`)
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -174,6 +175,35 @@ class RunFolder:
         atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
         self._write_scalars(history[-1])
 
+    def finished(self, checkpoint, epochs):
+        """Whether `checkpoint` ends the run (all `epochs` done) and its model.pt and summary.json
+        were written and read back: a `--resume` then only reports the run, writing nothing (`done`
+        says so afterwards). A missing or damaged one is written again from the checkpoint."""
+        self.done = checkpoint is not None and checkpoint["epoch"] >= epochs and self._readable_results()
+        return self.done
+
+    def _readable_results(self):
+        try:
+            with open(self.file("summary.json")) as f:
+                if not isinstance(json.load(f), dict):
+                    return False
+            torch.load(self.file(MODEL), map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - missing, truncated or foreign files all mean "write them again"
+            return False
+        return True
+
+    def sync_metrics(self, history):
+        """Write metrics.jsonl from a resumed checkpoint's `history` when it holds another number of
+        epochs: a run stopped between the two writes of `save_epoch` kept a checkpoint one epoch ahead,
+        and after its last epoch no later `save_epoch` would write that epoch's row."""
+        try:
+            with open(self.file("metrics.jsonl")) as f:
+                rows = sum(1 for line in f if line.strip())
+        except FileNotFoundError:
+            rows = None
+        if rows != len(history):
+            atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+
     def resume_scalars(self, history):
         """A resumed run writes its last checkpointed epoch's scalars again, over whatever the
         stopped run wrote from that step on: a run killed between its checkpoint and its
@@ -227,9 +257,10 @@ def _foreign_type(obj):
 
 
 def _corrupt(path, exc):
-    reason = first_line(exc)
-    return UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); "
-                      "remove it to train the run from the start, or choose another --out")
+    # torch.load's KeyError on a file it did not write is a bare number (a magic number it looked up)
+    reason = "not a file torch.save wrote" if isinstance(exc, KeyError) else first_line(exc)
+    return UsageError(f"{path} is truncated or corrupt and cannot be resumed ({reason}); pass --overwrite to "
+                      "train the run again from the start (deleting its results), or choose another --out")
 
 
 def _foreign(path, what):
@@ -295,8 +326,9 @@ def differences(stored, identity):
 def _meaning(key, value, settings):
     """A setting's value as the run reads it: a folder dataset's, data_dir's and pretrained's real
     path (they were stored as typed: "data/pets/" and "./data/pets" are one folder), selection_warmup 0 and
-    None alike for rules without a warm-up of their own."""
+    None alike for rules without a warm-up of their own, and a registered dataset's image_size not at all."""
     from coreaug.data import is_folder_dataset
+    from coreaug.data.registry import names_registered_dataset
     from coreaug.selection.rules import RULES
 
     if (key == "dataset" and isinstance(value, str) and is_folder_dataset(value)) or \
@@ -305,4 +337,7 @@ def _meaning(key, value, settings):
     if key == "selection_warmup" and value == 0:
         rule = RULES.get(settings.get("strategy"))
         return None if rule is None or not rule.warmup_share else value
+    dataset = settings.get("dataset")
+    if key == "image_size" and isinstance(dataset, str) and names_registered_dataset(dataset):
+        return None  # a registered dataset's images keep their own size (older runs recorded the folder default, 64)
     return value

@@ -5,6 +5,7 @@ import functools
 import math
 import os
 import platform
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from coreaug.augment import create_policy
+from coreaug.augment.registry import takes_keyword
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
@@ -61,6 +63,8 @@ class TrainResult:
 
 def _strong_policy(config):
     kwargs = {"candidates": config.candidates} if "maxloss" in config.augment else {}
+    if takes_keyword(config.augment, "flip"):  # a chained weak / resized-crop mirrors only as config.flip says
+        kwargs["flip"] = config.flip
     return create_policy(config.augment, **kwargs)
 
 
@@ -206,9 +210,12 @@ def _open_run(config, distributed, model=None):
                 raise UsageError(f"the model does not fit the checkpoint of {config.out} ({mismatch_reason(exc)}); "
                                  "resume with a model built as the run's was, or pass --overwrite to start "
                                  "it again") from None
-        if folder:
+        if folder and folder.finished(checkpoint, config.epochs):  # reported from its files, rewritten only
+            folder.sync_metrics(checkpoint["history"])  # where metrics.jsonl lacks its last epoch
+        elif folder:
             folder.start(identity, fresh=checkpoint is None)
             if checkpoint is not None:
+                folder.sync_metrics(checkpoint["history"])
                 folder.resume_scalars(checkpoint["history"])
     except BaseException:
         if folder:
@@ -314,7 +321,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
         check_diverged(run.model, run.history[-1])
 
     result = _result(config, run.history, run.model, distributed)
-    if folder:
+    if folder and not folder.done:  # a finished run's files stay as it wrote them
         folder.save_model(model_file(config, run.model, data, run.history))
         folder.save_summary(_summary(config, result, distributed.device, run.precision))
     return result
@@ -781,28 +788,51 @@ def mix_with_partners(copies, train_images, partners, weak, source):
     return (lam * copies.float() + (1 - lam) * mates.float()).round_().to(copies.dtype)
 
 
+PLAIN_PROGRESS_SECONDS = 60  # how often a plain progress line is written where stderr is no terminal
+
+
 class ProgressBar:
     """tqdm over an epoch's examples (every process's) whose loss and accuracy (this process's)
-    are read from the device at most once a second: each read waits for the queued steps."""
+    are read from the device at most once a second: each read waits for the queued steps.
+
+    Where stderr is not a terminal (a log file, `nohup`, a batch job) a bar's carriage-return
+    frames would fill the log with one endless line: there a plain line on stderr every
+    PLAIN_PROGRESS_SECONDS says how far the epoch is instead."""
 
     def __init__(self, total, description, quiet, world_size=1):
-        self.bar = tqdm(total=total, desc=description, unit="img", disable=quiet, leave=False, dynamic_ncols=True)
+        self.plain = not quiet and not stderr_is_terminal()
+        self.bar = tqdm(total=total, desc=description, unit="img", disable=quiet or self.plain, leave=False,
+                        dynamic_ncols=True)
+        self.total, self.description = total, description
         self.quiet, self.world_size, self.seen = quiet, world_size, 0
+        self.every = PLAIN_PROGRESS_SECONDS if self.plain else 1.0
         self.start = self.shown = time.perf_counter()
 
     def update(self, count, totals):
         self.bar.update(count)
         self.seen += count
         now = time.perf_counter()
-        if not self.quiet and now - self.shown >= 1.0:
+        if not self.quiet and now - self.shown >= self.every:
             self.shown = now
             loss_sum, correct = totals.read()
             mine = self.seen / self.world_size
-            self.bar.set_postfix(loss=f"{loss_sum / mine:.3f}", acc=f"{correct / mine:.1%}",
-                                 ex_s=f"{self.seen / (now - self.start):.0f}")
+            loss, accuracy, rate = f"{loss_sum / mine:.3f}", f"{correct / mine:.1%}", self.seen / (now - self.start)
+            if self.plain:
+                tqdm.write(f"{self.description}: {self.seen}/{self.total} img ({self.seen / self.total:.0%})  "
+                           f"loss {loss}  acc {accuracy}  {rate:.0f} img/s", file=sys.stderr)
+            else:
+                self.bar.set_postfix(loss=loss, acc=accuracy, ex_s=f"{rate:.0f}")
 
     def close(self):
         self.bar.close()
+
+
+def stderr_is_terminal():
+    """Whether stderr is a terminal, where a progress bar may redraw itself."""
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
 
 
 def _result(config, history, model, distributed):
