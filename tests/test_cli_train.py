@@ -157,18 +157,14 @@ LONG = [("--dataset", "synthetic"), ("--train-limit", "64"), ("--test-limit", "3
 def start_run(out, *extra, stdout=subprocess.DEVNULL):
     """A long `coreaug train` (Ctrl-C reaching it as in a terminal); returns once it has checkpointed an epoch."""
     import signal
-    import time
+
+    from test_training_run_folder import wait_until_written
 
     args = [word for pair in LONG for word in pair]
     proc = subprocess.Popen([sys.executable, "-m", "coreaug", "train", *args, *extra, "--out", str(out)],
                             stdout=stdout, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while not (out / "metrics.jsonl").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline, "the run wrote no metrics in 2 minutes"
-        time.sleep(0.1)
-    return proc
+    return wait_until_written(proc, out / "metrics.jsonl")
 
 
 @pytest.mark.parametrize("signal_name, code, how", [("SIGINT", 130, "interrupted"),

@@ -259,13 +259,19 @@ def test_a_truncated_cache_file_says_how_to_rebuild_it(tmp_path):
         images.read([7])
 
 
-@pytest.mark.parametrize("on_disk", [False, True])
-def test_a_cache_file_cut_short_is_refused_when_opened_in_memory_or_on_disk(tmp_path, on_disk):
-    """Read into memory it was a reshape traceback; streamed, an error only when a step read past its end."""
+def _decoded_folder(tmp_path):
+    """A small train/val folder (tmp_path/data) decoded into tmp_path/cache; returns the cache folder."""
     write_split(tmp_path / "data", "train", per_class=4)
     write_split(tmp_path / "data", "val", per_class=2)
     cache = str(tmp_path / "cache")
     load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache)
+    return cache
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_cache_file_cut_short_is_refused_when_opened_in_memory_or_on_disk(tmp_path, on_disk):
+    """Read into memory it was a reshape traceback; streamed, an error only when a step read past its end."""
+    cache = _decoded_folder(tmp_path)
     (train,) = list((tmp_path / "cache").glob("*/train.u8"))
     with open(train, "r+b") as f:
         f.truncate(100)
@@ -277,10 +283,7 @@ def test_a_cache_file_cut_short_is_refused_when_opened_in_memory_or_on_disk(tmp_
 @pytest.mark.parametrize("damage", ["cut", "missing", "other_count"])
 def test_a_damaged_labels_file_is_refused_naming_the_cache_to_delete(tmp_path, damage):
     """A cut-short labels file was numpy's ValueError traceback, a missing one a bare "No such file"."""
-    write_split(tmp_path / "data", "train", per_class=4)
-    write_split(tmp_path / "data", "val", per_class=2)
-    cache = str(tmp_path / "cache")
-    load_image_folder(tmp_path / "data", image_size=12, progress=False, cache_dir=cache)
+    cache = _decoded_folder(tmp_path)
     (labels,) = list((tmp_path / "cache").glob("*/train.labels.npy"))
     if damage == "cut":
         with open(labels, "r+b") as f:

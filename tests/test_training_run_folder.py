@@ -26,11 +26,16 @@ def start_long_run(out):
     """A `coreaug train` that runs for minutes; returns once it has checkpointed an epoch."""
     proc = subprocess.Popen([sys.executable, "-m", "coreaug", "train", *CLI_TINY, "--epochs", "5000",
                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists():
+    return wait_until_written(proc, out / "checkpoint.pt")
+
+
+def wait_until_written(proc, path, seconds=120):
+    """`proc` once the run it is has written `path` (failing if it exits or takes `seconds`)."""
+    deadline = time.time() + seconds
+    while not path.exists():
         assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline, "the run wrote no checkpoint in 2 minutes"
-        time.sleep(0.2)
+        assert time.time() < deadline, f"the run wrote no {path.name} in {seconds} s"
+        time.sleep(0.1)
     return proc
 
 
