@@ -107,8 +107,8 @@ def test_an_eager_fp16_run_resumed_compiled_updates_as_a_compiled_run_does(tmp_p
             raise KeyboardInterrupt
         return real_epoch(config, run, data, plan, strong, weak, epoch, *args, **kwargs)
 
-    settings = dict(dataset="synthetic", train_limit=64, test_limit=16, batch_size=16, epochs=2, quiet=True,
-                    precision="fp16", optimizer=optimizer, out=str(tmp_path / "run"))
+    settings = dict(dataset="digits", train_limit=64, test_limit=16, batch_size=16, epochs=2, quiet=True,
+                    precision="fp16", optimizer=optimizer, out=str(tmp_path / "run"))  # 8x8: fp16 convs are slow
     with mock.patch.object(trainer, "_train_epoch", cut), pytest.raises(KeyboardInterrupt):
         coreaug.train(coreaug.TrainConfig(**settings))
     monkeypatch.setattr(compiled_step.CompiledStep, "new_epoch", new_epoch)
