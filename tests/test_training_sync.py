@@ -29,8 +29,9 @@ def test_no_sync_per_step_for_any_policy(augment):
     dict(strategy="coreset-history"), dict(strategy="coreset-heldout", mode="subset"),
     dict(strategy="full", augment_steps=4), dict(strategy="coreset", augment_steps=3, copies=2),
     # GradScaler hands its inf flag to the fused update: nothing read on the host (torch 2.3 has no fused
-    # update for CPU parameters, and the scaler reads the flag each step)
-    pytest.param(dict(precision="fp16", dataset="digits"), marks=needs_fused_cpu_update),  # 8x8: fp16 convs are slow on a CPU
+    # update for CPU parameters, and the scaler reads the flag each step); on 8x8 digits: fp16 convolutions are
+    # slow on a CPU
+    pytest.param(dict(precision="fp16", dataset="digits"), marks=needs_fused_cpu_update),
 ])
 def test_no_sync_per_step_for_any_strategy_or_mode(settings):
     per_step, counts = syncs_per_step(**settings)
