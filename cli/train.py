@@ -15,7 +15,7 @@ from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES,
                                      STRATEGIES, STREAMS, WEAK)
 from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
-from coreaug.training.run_files import CHECKPOINT, RESULTS
+from coreaug.training.run_files import CHECKPOINT, RESULTS, metrics_rows
 
 from .errors import user_errors
 
@@ -229,13 +229,7 @@ def stopped_line(how, out, epochs):
 
 def epochs_kept(out):
     """The epochs `--resume` would not train again: metrics.jsonl's rows beside a checkpoint.pt."""
-    try:
-        if not os.path.exists(os.path.join(out, CHECKPOINT)):
-            return 0
-        with open(os.path.join(out, "metrics.jsonl")) as f:
-            return sum(1 for line in f if line.strip())
-    except OSError:
-        return 0
+    return (metrics_rows(out) or 0) if os.path.exists(os.path.join(out, CHECKPOINT)) else 0
 
 
 def resume_command(out):

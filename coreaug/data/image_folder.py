@@ -169,8 +169,10 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         raise bad_image(skipped[0])
     if skipped and progress:
         tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
-    empty = [name for name, count in zip(classes, np.bincount(cache.labels("train").numpy(), minlength=len(classes)))
-             if not count]
+    train_labels = cache.labels("train")
+    # only skipped images can leave a class empty (a class folder without images is refused when listed)
+    empty = [name for name, count in zip(classes, np.bincount(train_labels.numpy(), minlength=len(classes)))
+             if not count] if skipped else []
     if empty:  # a class the model would have an output for and never learn
         more = " ..." if len(empty) > 5 else ""
         raise UsageError(f"--skip-bad-images left class {shown(', '.join(empty[:5]))}{more} with no readable "
@@ -178,7 +180,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
     train, test = cache.images("train"), cache.images("test")
     if not on_disk:
         train, test = train.load(), test.load()
-    return ImageDataset(name=os.path.basename(root), train_images=train, train_labels=cache.labels("train"),
+    return ImageDataset(name=os.path.basename(root), train_images=train, train_labels=train_labels,
                         test_images=test, test_labels=cache.labels("test"), num_classes=len(classes),
                         class_names=classes, mean=tuple(cache.meta["mean"]), std=tuple(cache.meta["std"]),
                         source=root, fingerprint=cache.meta.get("files"))

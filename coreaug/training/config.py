@@ -294,9 +294,10 @@ class TrainConfig:
         config.validate()
         return config
 
-    def _check_sizes_apply(self):
+    def _check_folder_settings(self):
         """image_size and store_size size a folder's images; a registered dataset's keep their own
-        size, the one value let through (resolved() fills it in; None for a dataset the user registered)."""
+        size, the one value let through (resolved() fills it in; None for a dataset the user registered).
+        val_fraction and skip_bad_images apply to a folder only."""
         if _folder(self.dataset):
             return
         own = _own_size(self.dataset)
@@ -362,7 +363,7 @@ class TrainConfig:
         if not _folder(self.dataset):
             check_folder_exists(self.dataset)  # a path that names no folder: FileNotFoundError, not "unknown dataset"
             check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
-        self._check_sizes_apply()
+        self._check_folder_settings()
         check_int(self.image_size, "image_size", 4, optional=not _folder(self.dataset))
         if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must be a fraction in (0, 1), got {self.val_fraction!r}")

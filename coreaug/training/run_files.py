@@ -172,8 +172,11 @@ class RunFolder:
             raise TypeError(f"the checkpoint would hold a {odd[1]} at {odd[0]}, which --resume does not load; "
                             "save it as a tensor, number, string, list or dict")
         atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb")
-        atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+        self._write_metrics(history)
         self._write_scalars(history[-1])
+
+    def _write_metrics(self, history):
+        atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
 
     def finished(self, checkpoint, epochs):
         """Whether `checkpoint` ends the run (all `epochs` done) and its model.pt and summary.json
@@ -196,13 +199,8 @@ class RunFolder:
         """Write metrics.jsonl from a resumed checkpoint's `history` when it holds another number of
         epochs: a run stopped between the two writes of `save_epoch` kept a checkpoint one epoch ahead,
         and after its last epoch no later `save_epoch` would write that epoch's row."""
-        try:
-            with open(self.file("metrics.jsonl")) as f:
-                rows = sum(1 for line in f if line.strip())
-        except FileNotFoundError:
-            rows = None
-        if rows != len(history):
-            atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+        if metrics_rows(self.path) != len(history):
+            self._write_metrics(history)
 
     def resume_scalars(self, history):
         """A resumed run writes its last checkpointed epoch's scalars again, over whatever the
@@ -239,6 +237,16 @@ def _plain(obj):
     elif type(obj) is tuple:
         return tuple(_plain(value) for value in obj)
     return obj.item() if isinstance(obj, np.generic) else obj
+
+
+def metrics_rows(folder):
+    """The epochs the metrics.jsonl of the run folder `folder` holds (its non-blank lines), None
+    without a readable one."""
+    try:
+        with open(os.path.join(folder, "metrics.jsonl")) as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return None
 
 
 def _foreign_type(obj):

@@ -21,7 +21,7 @@ from coreaug.models import create_model
 from .config import INSTANCE
 from .distributed import pick_device
 from .inputs import Normalize
-from .run_files import CHECKPOINT, MODEL
+from .run_files import CHECKPOINT, MODEL, metrics_rows
 
 FORMAT = "coreaug-model"
 
@@ -427,11 +427,7 @@ def read_model_file(run):
 
 def _progress(run):
     """'N of M epochs done', from the folder's metrics.jsonl and config.json."""
-    try:
-        with open(os.path.join(run, "metrics.jsonl")) as f:
-            done = sum(1 for line in f if line.strip())
-    except OSError:
-        done = 0
+    done = metrics_rows(run) or 0
     try:
         with open(os.path.join(run, "config.json")) as f:
             return f"{done} of {json.load(f)['epochs']} epochs done"
