@@ -113,9 +113,9 @@ def test_a_usage_mistake_names_no_run_folder(tmp_path):
 
 def test_without_a_terminal_progress_is_a_plain_line_now_and_then(tmp_path, monkeypatch, capsys):
     """A log file got a bar's carriage-return frames, about 1 KB a second, as one endless line."""
-    import coreaug.training.trainer as trainer
+    from coreaug import progress
 
-    monkeypatch.setattr(trainer, "PLAIN_PROGRESS_SECONDS", 0)  # every step, here: a long epoch's every minute
+    monkeypatch.setattr(progress, "PLAIN_PROGRESS_SECONDS", 0)  # every step, here: a long epoch's every minute
     coreaug.train(coreaug.TrainConfig(**{**TINY, "quiet": False}, epochs=1))
     err = capsys.readouterr().err
     assert "\r" not in err

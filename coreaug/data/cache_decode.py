@@ -11,10 +11,10 @@ import shutil
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
+from coreaug.progress import progress_bar
 
 from .cache_key import FORMAT_VERSION
 from .dataset import channel_histograms, stats_of_histograms
@@ -133,7 +133,7 @@ def _write_split(build, name, files, decode, workers, skip_bad, skipped, progres
                                          collate_fn=_stack, worker_init_fn=_fixed_mmap_threshold)
     labels, histogram = [], torch.zeros(3, 256, dtype=torch.int64)
     with open(os.path.join(folder, f"{name}.u8"), "wb") as out, \
-            tqdm(total=len(files), desc=f"decoding {name}", unit="img", disable=not progress, leave=False) as bar:
+            progress_bar(len(files), f"decoding {name}", "img", disable=not progress, leave=False) as bar:
         for images, batch_labels, errors, batch_histogram in loader:
             if errors and not skip_bad:
                 raise bad_image(errors[0])

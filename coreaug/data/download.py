@@ -13,9 +13,8 @@ from typing import Optional, Tuple
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from tqdm import tqdm
-
 from coreaug.errors import UsageError
+from coreaug.progress import progress_bar
 
 from .locate import DatasetNotFoundError
 
@@ -57,8 +56,8 @@ def download_file(url: str, target: Path, md5: Optional[str], progress: bool = T
         received = 0
         with os.fdopen(descriptor, "wb") as out, urlopen(url, timeout=60) as response:
             declared = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=declared, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=target.name, disable=not progress) as bar:
+            with progress_bar(declared, target.name, "B", disable=not progress, unit_scale=True,
+                              unit_divisor=1024) as bar:
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     out.write(chunk)
                     digest.update(chunk)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from coreaug import progress
 from coreaug.augment import create_policy
 from coreaug.augment.registry import takes_keyword
 from coreaug.augment.sampling import uniform
@@ -788,24 +789,21 @@ def mix_with_partners(copies, train_images, partners, weak, source):
     return (lam * copies.float() + (1 - lam) * mates.float()).round_().to(copies.dtype)
 
 
-PLAIN_PROGRESS_SECONDS = 60  # how often a plain progress line is written where stderr is no terminal
-
-
 class ProgressBar:
     """tqdm over an epoch's examples (every process's) whose loss and accuracy (this process's)
     are read from the device at most once a second: each read waits for the queued steps.
 
     Where stderr is not a terminal (a log file, `nohup`, a batch job) a bar's carriage-return
     frames would fill the log with one endless line: there a plain line on stderr every
-    PLAIN_PROGRESS_SECONDS says how far the epoch is instead."""
+    progress.PLAIN_PROGRESS_SECONDS says how far the epoch is instead."""
 
     def __init__(self, total, description, quiet, world_size=1):
-        self.plain = not quiet and not stderr_is_terminal()
+        self.plain = not quiet and not progress.stderr_is_terminal()
         self.bar = tqdm(total=total, desc=description, unit="img", disable=quiet or self.plain, leave=False,
                         dynamic_ncols=True)
         self.total, self.description = total, description
         self.quiet, self.world_size, self.seen = quiet, world_size, 0
-        self.every = PLAIN_PROGRESS_SECONDS if self.plain else 1.0
+        self.every = progress.PLAIN_PROGRESS_SECONDS if self.plain else 1.0
         self.start = self.shown = time.perf_counter()
 
     def update(self, count, totals):
@@ -825,14 +823,6 @@ class ProgressBar:
 
     def close(self):
         self.bar.close()
-
-
-def stderr_is_terminal():
-    """Whether stderr is a terminal, where a progress bar may redraw itself."""
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
-        return False
 
 
 def _result(config, history, model, distributed):
