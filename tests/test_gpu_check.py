@@ -96,9 +96,12 @@ def test_what_is_missing_is_named_with_exit_code_2(tmp_path, env, message):
     assert not (tmp_path / "gpu.md").exists()  # nothing is written before the checks pass
 
 
-def test_a_python_that_cannot_install_coreaug_runs_the_trees_source(tmp_path):
-    """As on a leased GPU machine: coreaug not installed and pip unable to install it. The script
-    runs this tree's source from PYTHONPATH, with cli/ linked as coreaug/cli for the run only."""
+def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
+    """experiments/gpu_lease.sh run (dry, on the CPU): gpu_check.sh appends to $OUT/gpu.md, a copy of the
+    committed results, and its logs land in $OUT/logs; the tree's results file is left as it is.
+
+    As on a leased GPU machine, coreaug is not installed and pip cannot install it: the script runs
+    this tree's source from PYTHONPATH, with cli/ linked as coreaug/cli for the run only."""
     hide = tmp_path / "hide"  # this environment's editable install of coreaug, hidden
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(
@@ -113,21 +116,10 @@ def test_a_python_that_cannot_install_coreaug_runs_the_trees_source(tmp_path):
     assert hidden.returncode != 0  # the stand-in Python does not find coreaug by itself
     link = ROOT / "coreaug" / "cli"
     assert not link.exists()
-    done = _run(tmp_path, python=python, PYTHONPATH=str(hide), BUDGET_S="600",
-                CIFAR_TAR=str(_image_archive(tmp_path)), ROWS="none", RECIPE_EPOCHS="1")
-    text = (tmp_path / "gpu.md").read_text()
-    assert done.returncode == 0, done.stderr[-2000:] + text
-    assert "running this tree's source from PYTHONPATH" in done.stderr
-    assert "| coreaug |" in text and "| 1 | 1 |" in text  # the benchmark and `python -m coreaug train` ran
-    assert not link.exists() and not link.is_symlink()  # the link is gone with the run
-
-
-def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
-    """experiments/gpu_lease.sh run (dry, on the CPU): gpu_check.sh appends to $OUT/gpu.md, a copy of the
-    committed results, and its logs land in $OUT/logs; the tree's results file is left as it is."""
     out, results = tmp_path / "out", ROOT / "experiments" / "results" / "gpu.md"
     before = results.read_text()
-    settings = dict(os.environ, OUT=str(out), GPU_LEASE_PYTHON=sys.executable, GPU_LEASE_WHEELS=str(tmp_path / "none"),
+    settings = dict(os.environ, OUT=str(out), GPU_LEASE_PYTHON=str(python), PYTHONPATH=str(hide),
+                    GPU_LEASE_WHEELS=str(tmp_path / "none"),
                     GPU_CHECK_DEVICE="cpu", MODEL="cnn", BATCH="16", IMAGE_SIZE="8", TRAIN_LIMIT="48", ROWS="none",
                     MODES="eager", COUNT_STEPS="0", RECIPE_EPOCHS="1", RECIPE_LIMIT="48", BUDGET_S="600",
                     CIFAR_TAR=str(_image_archive(tmp_path)), TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
@@ -136,6 +128,10 @@ def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     text = (out / "gpu.md").read_text()
     assert text.startswith(before) and "(dry run on cpu)" in text[len(before):] and "| coreaug |" in text
-    assert (out / "logs" / "speed.md").exists() and "gpu_check: done" in (out / "stderr.log").read_text()
+    log = (out / "stderr.log").read_text()
+    assert (out / "logs" / "speed.md").exists() and "gpu_check: done" in log
+    assert "running this tree's source from PYTHONPATH" in log
+    assert "| 1 | 1 |" in text  # the benchmark and `python -m coreaug train` ran
     assert results.read_text() == before
+    assert not link.exists() and not link.is_symlink()  # the link is gone with the run
     assert subprocess.run(["bash", str(ROOT / "experiments" / "gpu_lease.sh")], capture_output=True).returncode == 2
