@@ -15,14 +15,23 @@ from .errors import user_errors
 @click.option("--download/--no-download", default=False, show_default=True, help="Download missing files (checksummed).")
 @click.option("--skip-bad-images/--no-skip-bad-images", default=None,
               help="Folder datasets: leave unreadable images out instead of stopping [default: as the run did].")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="The run's own folder dataset: where its images are decoded to [default: the run's cache "
+                   "folder, or, where that cannot be written here, COREAUG_CACHE_DIR or ~/.cache/coreaug/decoded].")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
 @user_errors
-def evaluate(run, dataset, data_dir, download, skip_bad_images, device):
+def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device):
     """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class
     (a folder other than the run's own without a train/ split: on all its labelled images)."""
     trained = coreaug.load_run(run, device=device)
     dataset = dataset or trained.config["dataset"]
-    result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images)
+    result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images,
+                              cache_dir=cache_dir)
+    for what in result.skipped:  # as predict names them
+        click.echo(f"skipped: {what}", err=True)
+    if result.skipped:
+        count, seen = len(result.skipped), len(result.skipped) + result.total
+        click.echo(f"skipped {count} unreadable image{'s' if count != 1 else ''} of {seen}", err=True)
     click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the {result.scored} of {dataset}")
     width = max(map(len, result.per_class), default=0)
     for name, (correct, total) in result.per_class.items():

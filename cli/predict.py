@@ -64,9 +64,31 @@ def predict(run, images, top_k, fmt, device, skip_bad_images):
                 rows.append({"image": path, "classes": p.classes, "probabilities": p.probabilities})
         done += len(chunk)
     if not writer:
-        click.echo(json.dumps(rows, indent=1))
+        _write_json(rows)
+    _flush_or_exit()
     if skipped:
         click.echo(f"skipped {skipped} unreadable image{'s' if skipped != 1 else ''} of {len(files)}", err=True)
+
+
+def _write_json(rows):
+    """json.dumps(rows, indent=1) on stdout, an element at a time (as CSV's rows are written), so
+    that a reader who goes away fails a later write rather than leaving a whole list half read."""
+    if not rows:
+        sys.stdout.write("[]\n")
+        return
+    for i, row in enumerate(rows):
+        sys.stdout.write(("[\n" if i == 0 else ",\n") + json.dumps([row], indent=1)[2:-2])
+    sys.stdout.write("\n]\n")
+
+
+def _flush_or_exit():
+    """Flush stdout; exit 1 (as click does when a write fails on a closed pipe) when its reader has
+    gone: the last rows may have fitted in the pipe before it went, so no write failed."""
+    from .train import stdout_closed
+
+    sys.stdout.flush()
+    if stdout_closed():
+        sys.exit(1)
 
 
 def _check_headers(files):

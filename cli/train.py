@@ -1,4 +1,5 @@
 """`coreaug train`: the flags map one to one onto coreaug.TrainConfig."""
+import dataclasses
 import os
 import select
 import shlex
@@ -12,7 +13,7 @@ import coreaug
 from coreaug.bench.workers import Terminated, sigterm_raises
 from coreaug.errors import UsageError
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
-                                     STRATEGIES, STREAMS, WEAK)
+                                     STRATEGIES, STREAMS, WEAK, unused_options)
 from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
 from coreaug.training.run_files import CHECKPOINT, RESULTS, metrics_rows
@@ -162,7 +163,7 @@ def make_config(**flags):
 @click.option("--out", type=click.Path(),
               help="Run folder for config.json, metrics.jsonl, summary.json, checkpoint.pt and model.pt; the first line "
                    "printed names it "
-                   "[default: runs/<dataset>-<strategy>-<subset>-<time>].")
+                   "[default: runs/<dataset>-<strategy>-<subset>-<time>-seed<seed>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (the same final metrics as an uninterrupted run).")
 @click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its results (and replacing a run of other settings).")
 @user_errors
@@ -177,17 +178,30 @@ def train(**flags):
     if named:
         if flags["resume"]:
             raise UsageError("--resume continues the run in --out; give --out, the folder of the run to continue")
-        flags["out"] = default_out(flags["dataset"], flags["strategy"], flags["subset"])
+        flags["out"] = default_out(flags["dataset"], flags["strategy"], flags["subset"], flags["seed"])
     config = make_config(**flags).resolved()  # a mistake in the settings is refused before a folder is named
-    if named and main_process:
-        click.echo(f"run folder: {flags['out']}")
+    refuse_unused_flags(config)
+    made = []  # the folders this command created, removed again if the run is refused
+    if named and main_process:  # a folder of its own, even beside a run started in the same second
+        made = [path for path in ("runs",) if not os.path.isdir(path)]
+        flags["out"] = claim_folder(flags["out"])
+        made.append(flags["out"])
+        config = dataclasses.replace(config, out=flags["out"])
     elif flags["resume"] and not flags["quiet"] and main_process:  # (bench resumes every run it trains: not here)
         note = fresh_resume_note(flags["out"])
         if note:
             click.echo(note)
+
+    def announce(path):  # the folder is named once the trainer's own checks (device, channels, weights) pass too
+        click.echo(f"run folder: {flags['out']}")
     try:
         with sigterm_raises():
-            result = coreaug.train(config)
+            try:
+                result = coreaug.train(config, on_start=announce) if made else coreaug.train(config)
+            except BaseException:
+                for path in reversed(made):  # refused before writing: the folder claimed for it goes
+                    _remove_if_empty(path)
+                raise
         if result.rank == 0:
             click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
                        f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
@@ -205,6 +219,18 @@ def train(**flags):
         if main_process:
             click.echo(stopped_line("stdout closed", flags["out"], config.epochs), err=True)
         sys.exit(1)
+
+
+def refuse_unused_flags(config):
+    """UsageError for a flag given on this command line that another option makes unused (--candidates
+    without --augment maxloss, --betas with SGD, ...: config.unused_options), as --compile-mode without
+    --compile is refused. (Flags a strategy leaves unused are let through: a loop over strategies shares them.)"""
+    ctx = click.get_current_context()
+    for name, (needs, instead) in unused_options(config).items():
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            param = next(p for p in ctx.command.params if p.name == name)
+            raise UsageError(f"{param.opts[0]} applies to {needs}; this run has {instead}, which never reads it: "
+                             f"leave {param.opts[0]} out")
 
 
 def fresh_resume_note(out):
@@ -267,7 +293,29 @@ def _silence_stdout():
         pass
 
 
-def default_out(dataset, strategy, subset):
-    """runs/<dataset>-<strategy>-<subset>-<time>: a folder's name for a folder dataset."""
+def default_out(dataset, strategy, subset, seed=0):
+    """runs/<dataset>-<strategy>-<subset>-<time>-seed<seed>: a folder's name for a folder dataset."""
     name = os.path.basename(os.path.normpath(dataset)) or "dataset"
-    return os.path.join("runs", f"{name}-{strategy}-{subset:g}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return os.path.join("runs", f"{name}-{strategy}-{subset:g}-{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}")
+
+
+def claim_folder(out):
+    """Create `out`, or `out`-2, `out`-3, ... when it exists (another run named it in the same second),
+    and return the one created: os.mkdir creates it or fails, so two runs never share one."""
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    for number in range(1, 10_000):
+        path = out if number == 1 else f"{out}-{number}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise UsageError(f"{out} and 9,998 numbered folders beside it exist already; give --out")
+
+
+def _remove_if_empty(path):
+    """Remove the folder `path` if nothing was written into it (a run refused before its first file)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

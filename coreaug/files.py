@@ -28,14 +28,14 @@ def atomic_write(path, write, mode="w"):
     The file gets the usual permissions (0666 less the umask), not mkstemp's 0600; on any
     error the temporary file is removed and `path` is untouched. A full or read-only disk is an
     OSError naming `path` (its errno in DISK_ERRORS), whatever the writer raised around it; a
-    folder that takes no new file (read-only, full, no permission) is one naming that folder.
+    folder that takes no new file (missing, read-only, full, no permission) is one naming that folder.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     except OSError as exc:  # named by the folder that refused it, not the temporary name the user never saw
-        if exc.errno in DISK_ERRORS + (errno.EACCES, errno.EPERM):
+        if exc.errno in DISK_ERRORS + (errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR):
             raise OSError(exc.errno, exc.strerror, folder) from None
         raise
     try:

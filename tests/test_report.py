@@ -423,7 +423,9 @@ def test_without_a_plot_to_draw_an_earlier_plot_goes_and_the_cli_says_why(tmp_pa
     pytest.importorskip("matplotlib")
     from coreaug.cli.main import main
     grid = tmp_path / "E"
-    (write_run(grid, "full", 0, [0.4, 0.5]) / "metrics.jsonl").write_text("")  # no epochs: no curve to draw
+    metrics = write_run(grid, "full", 0, [0.4, 0.5]) / "metrics.jsonl"
+    rows = [dict(json.loads(line), test_accuracy=None) for line in metrics.read_text().splitlines()]
+    metrics.write_text("".join(json.dumps(row) + "\n" for row in rows))  # no evaluated epoch: no curve to draw
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "report.png").write_bytes(b"an earlier call's plot")
     main(["report", str(grid), "--out", str(tmp_path / "out")])

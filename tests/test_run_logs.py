@@ -52,7 +52,7 @@ def test_without_out_a_run_writes_to_runs_and_says_where_in_its_first_line(tmp_p
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
-    match = re.fullmatch(r"run folder: (runs/synthetic-random-0\.25-\d{8}-\d{6})", first)
+    match = re.fullmatch(r"run folder: (runs/synthetic-random-0\.25-\d{8}-\d{6}-seed0)", first)
     assert match, first
     assert os.listdir(tmp_path / "runs") == [os.path.basename(match[1])]
     assert (tmp_path / match[1] / "model.pt").exists()

@@ -136,8 +136,9 @@ def test_estimating_with_a_model_without_parameters_needs_a_device():
 
 
 @pytest.mark.parametrize("select, match", [
-    (lambda: coreaug.select_random(Y, 0.3, seed=-1), "seed must be an integer >= 0 or None, got -1"),
-    (lambda: coreaug.select_random(Y, 0.3, seed="a"), "seed must be an integer >= 0 or None, got 'a'"),
+    (lambda: coreaug.select_random(Y, 0.3, seed=-1),
+     "seed must be an integer >= 0, a np.random.Generator or None, got -1"),
+    (lambda: coreaug.select_random(Y, 0.3, seed="a"), "seed must be an integer >= 0, a np.random.Generator or None"),
     (lambda: coreaug.select_random(Y, 0.3, seed=0.5), "seed must be an integer"),
     (lambda: coreaug.select_coreset(X, Y, 0.3, tie_seed=-2), "tie_seed must be an integer >= 0 or None, got -2"),
     (lambda: coreaug.select_maxloss(np.ones(20), Y, 0.3, tie_seed="x"), "tie_seed must be an integer"),

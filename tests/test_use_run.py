@@ -160,6 +160,7 @@ def test_a_run_that_is_not_finished_is_one_line_exit_2(finished, tmp_path):
     root, _ = finished
     shutil.copytree(root / "run", tmp_path / "run")
     (tmp_path / "run" / "model.pt").unlink()  # what a run stopped before its end leaves
+    (tmp_path / "run" / "summary.json").unlink()
     proc = cli("predict", tmp_path / "run", root / "data" / "test")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "not finished (3 of 3 epochs done" in proc.stderr and "--resume" in proc.stderr

@@ -8,6 +8,7 @@ from coreaug.data import is_folder_dataset
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
+from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
 
 from .archive import planned_runs, read_record, record_plan
@@ -51,9 +52,11 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
              references=("none", "full"), seeds=3, target=None, report=None, jobs=None, devices=None, shard=None):
     """Train every run of a grid in `out/runs/<name>` and write the result tables to `out`.
 
-    config: the base coreaug.TrainConfig; its settings apply to every run (strategy, subset,
-        seed, out and resume are set per run; seeds are config.seed, config.seed + 1, ...).
-    subsets, strategies, references, seeds: the grid (see grid.plan_grid).
+    config: the base coreaug.TrainConfig (or a dict of its settings, as train takes); its settings
+        apply to every run (strategy, subset, seed, out and resume are set per run; seeds are
+        config.seed, config.seed + 1, ...).
+    subsets, strategies, references, seeds: the grid (see grid.plan_grid); a single value for an
+        axis is one value.
     target: the accuracy for time-to-target, in (0, 1]; None means 99% of full's final
         accuracy (mean over seeds), or 99% of the grid's best final accuracy without full.
     report: called as report(run, status, position, total) as each run ends (status:
@@ -85,6 +88,10 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         raise UsageError("coreaug bench runs its grid in one process and cannot be launched by torchrun "
                          f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); run it without torchrun, or launch "
                          "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder")
+    if not isinstance(config, TrainConfig) and hasattr(config, "keys"):  # a dict of its settings, as train takes
+        config = TrainConfig(**config)
+    elif not isinstance(config, TrainConfig):
+        raise UsageError(f"config must be a coreaug.TrainConfig or a dict of its settings, got {type(config).__name__}")
     if target is not None and (not isinstance(target, (int, float)) or not 0 < target <= 1):
         raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
     if shard is not None:

@@ -67,8 +67,8 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     another config. A folder dataset is named by
     its absolute path, so `./pets`, `pets` and `/abs/pets` are one grid.
     """
-    strategies, references = _unique(strategies), _unique(references)
-    subsets = _unique(_check_subset(s) for s in subsets)
+    strategies, references = _unique(_axis(strategies, "strategies")), _unique(_axis(references, "references"))
+    subsets = _unique(_check_subset(s) for s in _axis(subsets, "subsets"))
     _check_subset_names(subsets)
     for name in strategies:
         if name in REFERENCES:
@@ -306,6 +306,16 @@ def _check_subset(value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0 < value <= 1:
         raise UsageError(f"subsets must be fractions in (0, 1], got {value!r}")
     return float(value)
+
+
+def _axis(values, name):
+    """A grid axis as a list: a single name or number is one value (not "random" split into letters)."""
+    if isinstance(values, (str, numbers.Real)):
+        return [values]
+    try:
+        return list(values)
+    except TypeError:
+        raise UsageError(f"{name} must be a list of values, got {values!r}") from None
 
 
 def _unique(items):

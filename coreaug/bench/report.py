@@ -534,9 +534,10 @@ def _paired_table(cells, rows, name):
 
 def _timing_table(cells, rows, rates_path, target, rule):
     source = (f"seconds per epoch from `{rates_path}` (measured elsewhere), times = epochs × those"
-              if rates_path else "the runs' own training seconds (evaluation excluded)")
+              if rates_path else "the runs' own seconds of training and selection (evaluation excluded)")
     lines = ["## Time", "", f"Target accuracy {100 * target:.2f}% ({rule}); {source}.", "",
-             "| strategy | subset | seeds | s / epoch, training | s / epoch, selection | seconds in all | speed-up vs full "
+             "| strategy | subset | seeds | s / epoch, training without selection | s / epoch, selection "
+             "| seconds, training + selection | speed-up vs full "
              "| time to target, s | seeds reaching it | time-to-target speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     unrated = False
@@ -551,7 +552,9 @@ def _timing_table(cells, rows, rates_path, target, rule):
                      f"{_times(row['speedup'])} | {when} | {row['reached']}/{row['seeds']} | "
                      f"{_times(row['target_speedup'])} |")
     per_epoch = ("Seconds per epoch: the given figure (training and selection together)" if rates_path else
-                 "Seconds per epoch: training (selection excluded) and selection, mean over seeds")
+                 "Seconds per epoch: training without selection, and selection, mean over seeds; seconds, "
+                 "training + selection: their sum over the epochs (evaluation excluded), as bench's results.md "
+                 "counts a run's seconds")
     if unrated:
         per_epoch += (f"; no rate in the CSV: `{rates_path}` has no row for that strategy and subset, so the row "
                       "has no times (its seeds reaching the target are still counted)")

@@ -153,9 +153,9 @@ def markdown_table(groups, target, rule, *, runs=None, missing=()):
     if runs is not None:
         lines += [_coverage(runs, missing), ""]
     lines += [
-        "| strategy | subset | seeds | final acc (mean ± std) | best acc | train seconds (mean ± std) "
-        "| speed-up vs full | gain over random | selection share | reached target | time to target "
-        "| time-to-target speed-up |",
+        "| strategy | subset | seeds | final acc (mean ± std) | best acc "
+        "| seconds, training + selection (mean ± std) | speed-up vs full | gain over random | selection share "
+        "| reached target | time to target | time-to-target speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in groups:
@@ -168,13 +168,13 @@ def markdown_table(groups, target, rule, *, runs=None, missing=()):
             f"| {_seconds(g['time_to_target'])} | {_times(g['target_speedup'])} |")
     lines += [
         "",
-        "Train seconds are training time (epochs and selection; evaluation left out), summed over epochs;",
-        "± is the sample std over seeds (— for one seed).",
-        "Speed-up vs full: full's mean train seconds / the group's. Gain over random: final accuracy minus",
-        "random's at the same subset, in points. Selection share: selection seconds / train seconds.",
-        "Time to target: each seed's train seconds until its test accuracy first reaches the target, mean",
-        "over seeds (— unless every seed reached it; reached target counts those that did); its speed-up is",
-        "full's time to target / the group's. `coreaug report` takes it the same way.",
+        "Seconds, training + selection: the epochs' time with their selections (evaluation left out), summed",
+        "over epochs, as `coreaug report`'s \"seconds, training + selection\"; ± is the sample std over seeds",
+        "(— for one seed). Speed-up vs full: full's mean seconds / the group's. Gain over random: final",
+        "accuracy minus random's at the same subset, in points. Selection share: selection seconds / those",
+        "seconds. Time to target: each seed's seconds (training + selection) until its test accuracy first",
+        "reaches the target, mean over seeds (— unless every seed reached it; reached target counts those",
+        "that did); its speed-up is full's time to target / the group's. `coreaug report` takes it the same way.",
     ]
     return "\n".join(lines + diagnostics_table(groups)) + "\n"
 

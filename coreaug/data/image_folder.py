@@ -31,7 +31,8 @@ from .dataset import ImageDataset
 from .cache_key import default_cache_dir, files_digest
 from .image_cache import open_or_build
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# .jfif/.jpe: JPEGs as some browsers save them; .apng: an animated PNG, read (as a GIF is) by its first frame
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
 MACOS_METADATA = "__MACOSX"  # the folder of `._name` files that macOS's Archive Utility zips alongside
 
@@ -380,8 +381,9 @@ def decode_square(path, size, mode="RGB"):
         # would be printed once per such image (catch_warnings resets "once"): the RGB is right.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
-        if isinstance(path, Image.Image):
-            return _square(_in_mode(ImageOps.exif_transpose(path), mode), size, Image)
+        if isinstance(path, Image.Image):  # refused or scaled as its file would be
+            _check_depth(path)
+            return _square(_in_mode(ImageOps.exif_transpose(_eight_bit_levels(path)), mode), size, Image)
         try:
             image = Image.open(path)
         except Image.DecompressionBombError as exc:  # not an OSError: name it as a bad image
@@ -397,11 +399,26 @@ def _check_depth(image):
     """A ValueError for an image file of 32-bit integer or floating-point pixels (scientific TIFFs):
     what range its values span (0..1, 0..255, 0..65535 ...) is not in the file, and read as 16-bit
     it would turn black or white. Pillow reads 16-bit files as I;16 (or, older, as I: kept)."""
-    rawmode = image.tile[0][3] if image.tile and len(image.tile[0]) > 3 else None
+    tile = getattr(image, "tile", None)  # a file's (an image made in memory has none)
+    rawmode = tile[0][3] if tile and len(tile[0]) > 3 else None
     rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
     if image.mode == "F" or (image.mode == "I" and isinstance(rawmode, str) and not rawmode.startswith("I;16")):
         kind = "floating-point" if image.mode == "F" else "32-bit integer"
         raise ValueError(f"{kind} pixels, whose range is not known; save it as an 8- or 16-bit image")
+
+
+def _eight_bit_levels(image):
+    """A PIL image of 32-bit integer pixels made in memory (mode I with no file behind it, as
+    ``Image.fromarray`` makes of an int32 array) as 8-bit levels when they all lie in 0..255; other
+    values are refused as a file of them is (a ValueError: their range is not known). Any other
+    image is returned as it is."""
+    if image.mode != "I" or getattr(image, "tile", None):
+        return image
+    low, high = image.getextrema()
+    if low < 0 or high > 255:
+        raise ValueError(f"32-bit integer pixels ({low}..{high}), whose range is not known; give 8-bit levels "
+                         "(0..255, as mode L or RGB) or a 16-bit image (mode I;16)")
+    return image.convert("L")
 
 
 def _in_mode(image, mode="RGB"):

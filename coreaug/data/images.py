@@ -18,6 +18,8 @@ from typing import Iterator, List
 import numpy as np
 import torch
 
+from coreaug.errors import UsageError
+
 
 class Images:
     """What every source of images offers (see the module docstring)."""
@@ -94,11 +96,14 @@ class TensorImages(Images):
 
 class DatasetImages(Images):
     """The images of a map-style dataset of (image, label) pairs (or of images), read in the
-    batches asked for by a DataLoader with ``num_workers`` worker processes."""
+    batches asked for by a DataLoader with ``num_workers`` worker processes. With ``labels``
+    (one per item of the dataset), every batch's labels are checked against them: a UsageError
+    names the first item whose label differs (a dataset in another order than the labels)."""
 
-    def __init__(self, dataset, num_workers: int = 0, rows=None):
+    def __init__(self, dataset, num_workers: int = 0, rows=None, labels=None):
         self.dataset, self.num_workers = dataset, num_workers
         self.rows = rows  # positions in the dataset, or None for all of them in order
+        self.labels = labels
 
     def __len__(self) -> int:
         return len(self.dataset) if self.rows is None else len(self.rows)
@@ -112,13 +117,15 @@ class DatasetImages(Images):
         return chosen if self.rows is None else self.rows[chosen]
 
     def __getitem__(self, rows) -> "DatasetImages":
-        return DatasetImages(self.dataset, self.num_workers, self._positions(rows))
+        return DatasetImages(self.dataset, self.num_workers, self._positions(rows), self.labels)
 
     def batches(self, row_batches, pin: bool = False) -> Iterator[torch.Tensor]:
         sampler = [self._positions(rows).tolist() for rows in row_batches]
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.num_workers,
                                              pin_memory=pin)
-        for batch in loader:
+        for positions, batch in zip(sampler, loader):
+            if self.labels is not None and isinstance(batch, (list, tuple)) and len(batch) > 1:
+                _check_labels(positions, batch[1], self.labels)
             yield batch[0] if isinstance(batch, (list, tuple)) else batch
 
     def read(self, rows, pin: bool = False) -> torch.Tensor:
@@ -126,6 +133,19 @@ class DatasetImages(Images):
 
     def to(self, device) -> TensorImages:
         return TensorImages(torch.cat(list(self.batches(consecutive(len(self), 256))))).to(device)
+
+
+def _check_labels(positions, got, labels):
+    """UsageError naming the first of the items at `positions` whose label (`got`) is not `labels`' own."""
+    if not isinstance(got, torch.Tensor) or got.numel() != len(positions):
+        return  # labels of another kind (estimate_gradients reads its labels from the caller)
+    got = got.reshape(-1).long()
+    want = torch.as_tensor(labels)[torch.as_tensor(positions, dtype=torch.long)].long()
+    differ = torch.nonzero(got != want).flatten()
+    if len(differ):
+        first = int(differ[0])
+        raise UsageError(f"item {positions[first]}'s label is {int(got[first])} but labels[{positions[first]}] is "
+                         f"{int(want[first])}: pass the training set in the order of the labels")
 
 
 def as_images(images, num_workers: int = 0) -> Images:

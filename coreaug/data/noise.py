@@ -1,5 +1,6 @@
 """Symmetric label noise, for the paper's noisy-label experiments (training on coresets of
 label-noisy CIFAR-10)."""
+import numbers
 from typing import Tuple
 
 import numpy as np
@@ -22,7 +23,7 @@ def apply_label_noise(labels, fraction: float, num_classes: int,
         labels: ``(N,)`` integer labels in ``[0, num_classes)``, tensor or array.
         fraction: share of labels to corrupt, in ``[0, 1]``.
         num_classes: number of classes (>= 2).
-        seed: the same seed always flips the same examples to the same labels.
+        seed: an integer >= 0; the same seed always flips the same examples to the same labels.
 
     Returns:
         ``(noisy_labels, flipped_mask)``: int64 labels and a bool mask of the flipped examples.
@@ -31,15 +32,19 @@ def apply_label_noise(labels, fraction: float, num_classes: int,
     if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise UsageError(f"labels must be a 1-D integer array, got dtype {labels.dtype} and "
                          f"shape {tuple(labels.shape)}")
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        raise UsageError(f"fraction must be a number in [0, 1], got {fraction!r}")
     if not 0 <= fraction <= 1:
         raise UsageError(f"fraction must be in [0, 1], got {fraction}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise UsageError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:  # as every other seed
+        raise UsageError(f"seed must be an integer >= 0, got {seed!r}")
     labels = labels.long()
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise UsageError(f"labels must lie in [0, {num_classes}), got values "
                          f"{int(labels.min())}..{int(labels.max())}; check num_classes")
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(int(seed))  # a numpy integer is not one to torch
     flipped = torch.randperm(len(labels), generator=generator)[:round(fraction * len(labels))]
     # Adding 1..C-1 modulo C lands uniformly on every class except the original.
     offsets = torch.randint(1, num_classes, (len(flipped),), generator=generator)

@@ -3,6 +3,8 @@ import inspect
 import os
 from typing import Callable, Dict, List, Optional
 
+import torch
+
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset
@@ -75,7 +77,8 @@ def check_folder_exists(name) -> None:
     if _written_as_path(name) and not is_folder_dataset(name):
         path = os.path.abspath(os.path.expanduser(os.fspath(name)))
         what = "is not a folder" if os.path.exists(path) else "does not exist"
-        raise FileNotFoundError(f"dataset folder {os.fspath(name)} {what} ({path}); give the path of a folder of "
+        where = f" ({path})" if path != os.fspath(name) else ""  # the absolute path, once
+        raise FileNotFoundError(f"dataset folder {os.fspath(name)} {what}{where}; give the path of a folder of "
                                 "images, or a registered dataset's name")
 
 
@@ -111,7 +114,8 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         An :class:`ImageDataset`.
 
     Raises:
-        UsageError: unknown name or option; a corrupted file (the message names it).
+        UsageError: unknown name or option; a corrupted file (the message names it); a registered
+            loader's labels outside ``[0, num_classes)``.
         FileNotFoundError: ``name`` is written as a path (see :func:`is_folder_dataset`) but
             names no folder.
         DatasetNotFoundError: the files are nowhere (the message lists every folder searched);
@@ -131,4 +135,18 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         allowed = ", ".join(dataset_options(key)) or "none"
         raise UsageError(f"dataset {key!r} has no option {', '.join(unknown)}; "
                          f"its options: {allowed}")
-    return _LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs)
+    return _checked_labels(_LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs), key)
+
+
+def _checked_labels(data, key):
+    """`data`, a registered loader's, once its labels are in [0, num_classes) (ImageDataset's promise);
+    else UsageError naming the dataset: torch would fail later with "Target 3 is out of bounds"."""
+    for split in ("train", "test"):
+        labels = getattr(data, f"{split}_labels", None)
+        if isinstance(labels, torch.Tensor) and labels.numel() and not labels.is_floating_point():
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= data.num_classes:
+                raise UsageError(f"dataset {key!r}'s loader gave {split} labels in [{low}, {high}], outside "
+                                 f"[0, num_classes) = [0, {data.num_classes}); number its classes 0 to "
+                                 f"num_classes - 1, or raise num_classes")
+    return data

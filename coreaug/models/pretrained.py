@@ -96,6 +96,22 @@ def _classifier_keys(model: nn.Module) -> List[str]:
     return [prefix + name for name, _ in model.get_submodule(names[-1]).named_parameters()]
 
 
+# torchvision's ResNets by (blocks per stage, bottleneck blocks, layer1's first width): coreaug's names for them.
+_TORCHVISION_RESNETS = {((2, 2, 2, 2), False, 64): "resnet18_imagenet", ((3, 4, 6, 3), False, 64): "resnet34",
+                        ((3, 4, 6, 3), True, 64): "resnet50", ((3, 4, 23, 3), True, 64): "resnet101",
+                        ((3, 4, 6, 3), True, 128): "wide_resnet50_2"}
+
+
+def _torchvision_resnet(weights: Mapping[str, torch.Tensor]) -> Union[str, None]:
+    """coreaug's name of the model whose layout the torchvision ResNet state dict `weights` has
+    (resnet18's is resnet18_imagenet: coreaug's resnet18 has a CIFAR stem), or None."""
+    if "conv1.weight" not in weights or "layer1.0.conv1.weight" not in weights:
+        return None
+    blocks = tuple(len({k.split(".")[1] for k in weights if k.startswith(f"layer{stage}.")}) for stage in range(1, 5))
+    shape = (blocks, "layer1.0.conv3.weight" in weights, weights["layer1.0.conv1.weight"].shape[0])
+    return _TORCHVISION_RESNETS.get(shape)
+
+
 def _listed(keys: List[str]) -> str:
     more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
     return ", ".join(keys[:_SHOWN]) + more
@@ -141,7 +157,9 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
         ("missing from the file", missing), ("not in the model", unexpected),
         ("shape mismatch", mismatched)) if keys]
     if problems:
-        raise UsageError(f"{path} does not fit {type(model).__name__} ({'; '.join(problems)}); "
-                         "build the model the checkpoint was saved from (same name and in_channels)")
+        name = _torchvision_resnet(weights) if missing or unexpected else None  # another layout, not a shape
+        advice = (f"it holds a torchvision ResNet's weights: build the model as {name} (--model {name})" if name
+                  else "build the model the checkpoint was saved from (same name and in_channels)")
+        raise UsageError(f"{path} does not fit {type(model).__name__} ({'; '.join(problems)}); {advice}")
     model.load_state_dict(weights, strict=False)
     return PretrainedReport(path, len(weights), classifier_reset, absent)

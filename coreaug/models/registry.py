@@ -2,6 +2,7 @@
 import path of the user's own factory: ``create_model("mypackage.nets:small_net", 3, 10)``."""
 import importlib
 import inspect
+import numbers
 import os
 import sys
 from typing import Callable, Dict, List
@@ -19,7 +20,9 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Decorator that makes ``factory(in_channels, num_classes) -> nn.Module`` available by name.
 
     Names are lower-case; registering a taken name is an error so that two modules cannot
-    silently shadow each other.
+    silently shadow each other. A name lasts for the process that registered it: a run trained
+    with it is rebuilt by ``load_run`` only after registering it again (``coreaug predict`` and
+    ``evaluate`` cannot); a ``package.module:function`` path needs no registration.
     """
     key = name.lower()
 
@@ -49,6 +52,10 @@ def import_factory(path: str) -> ModelFactory:
     if not module_name or not attribute:
         raise UsageError(f"model {path!r} must be an import path like mypackage.nets:make_model "
                          "(a module, a colon, a function taking in_channels and num_classes)")
+    if module_name.startswith(".") or module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        raise UsageError(f"model {path!r}: give a module name, not a file path or a relative one: "
+                         f"{module_of(module_name)}:{attribute} (run from the folder that holds it, or add that "
+                         "folder to PYTHONPATH)")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -74,6 +81,13 @@ def import_factory(path: str) -> ModelFactory:
     return factory
 
 
+def module_of(file_path: str) -> str:
+    """The module a file path (or a relative module name) names, imported from the file's folder:
+    "./mynets.py", "../nets/mynets.py" and ".mynets" are "mynets"."""
+    name = file_path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].removesuffix(".py").lstrip(".")
+    return name or file_path
+
+
 def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.Module:
     """Build a freshly initialised model by name, or by the import path of a factory.
 
@@ -96,8 +110,9 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
             "or give your own as package.module:function"
         )
     for arg_name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise UsageError(f"{arg_name} must be a positive integer, got {value!r}")
+    in_channels, num_classes = int(in_channels), int(num_classes)  # a NumPy integer (labels.max() + 1) too
     if not is_import_path(name):
         return _MODELS[key](in_channels, num_classes)
     model = import_factory(name)(in_channels, num_classes)

@@ -1,7 +1,10 @@
 """Baseline selections with the coreset's budgets and weight 1: random and max-loss."""
+import numbers
 import time
 
 import numpy as np
+
+from coreaug.errors import UsageError
 
 from .budgets import class_members
 from .checks import BALANCES, check_choice, check_fraction, check_int, check_labels, check_losses
@@ -41,8 +44,9 @@ def select_random(labels, fraction, *, balance="equal", seed=0):
     a `np.random.Generator` to draw from, or None for a different selection at every call.
     Returns a `Selection` (strategy "random").
     """
-    if not isinstance(seed, np.random.Generator):
-        check_int(seed, "seed", 0, optional=True)
+    if not isinstance(seed, np.random.Generator) and seed is not None \
+            and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise UsageError(f"seed must be an integer >= 0, a np.random.Generator or None, got {seed!r}")
     rng = np.random.default_rng(seed)
     ties = None if seed is None or isinstance(seed, np.random.Generator) else int(seed)
     return _per_class(labels, fraction, balance, "random", rng.permutation, ties)

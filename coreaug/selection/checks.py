@@ -114,7 +114,9 @@ def check_losses(losses, n):
 
 
 def check_fraction(fraction):
-    """The subset fraction as a float in (0, 1]."""
+    """The subset fraction as a float in (0, 1] (a 0-dim tensor or array holding one is taken)."""
+    if getattr(fraction, "ndim", None) == 0 and hasattr(fraction, "item"):  # torch.tensor(0.3), np.array(0.3)
+        fraction = fraction.item()
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or math.isnan(fraction):
         raise UsageError(f"fraction must be a number in (0, 1], got {fraction!r}")
     if not 0 < fraction <= 1:
@@ -138,6 +140,14 @@ def check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise UsageError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_bool(value, name):
+    """`value` as a bool if it is True or False (numpy's too), else a UsageError: a string such as
+    "no" from a YAML or CLI value would otherwise count as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_int(value, name, low=1, *, optional=False, unit=""):

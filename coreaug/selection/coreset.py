@@ -6,8 +6,8 @@ import numpy as np
 from coreaug.deprecation import DEPRECATED, warn_deprecated
 
 from .budgets import class_members
-from .checks import (BALANCES, check_choice, check_features, check_fraction, check_int, check_keep, check_labels,
-                     check_positive_int)
+from .checks import (BALANCES, check_bool, check_choice, check_features, check_fraction, check_int, check_keep,
+                     check_labels, check_positive_int)
 from .facility_location import apricot_greedy, lazy_greedy
 from .knn import knn_graph
 from .selection import Selection
@@ -35,7 +35,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     take a zero-gain pick while others gain, and so score lower, when similarities tie, e.g. on
     duplicate or rounded estimates), then weights every pick by the number
     of class members nearest to it, normalised to mean 1. `knn >= class size - 1` gives
-    the exact dense objective. The budget is round(fraction * n) in total, split over
+    the exact dense objective. The budget is round(fraction * n) in total (at least 1), split over
     classes by `balance` ("equal" or "proportional", see `class_budgets`); the leftover examples
     of a budget that does not split evenly go, among classes that tie, to the lower class
     positions, or with `tie_seed` (an integer >= 0) in an order drawn from it.
@@ -63,6 +63,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     knn = check_positive_int(knn, "knn")
     check_int(tie_seed, "tie_seed", 0, optional=True)
     keep = None if keep is None else check_keep(keep, y.size)
+    drop_singletons = check_bool(drop_singletons, "drop_singletons")
     greedy = lazy_greedy if backend == "own" else apricot_greedy
 
     classes, budgets, members_of = class_members(y, fraction, balance, tie_seed)

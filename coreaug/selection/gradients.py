@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from coreaug.data.images import as_images, device_batches
+from coreaug.data.images import Images, as_images, device_batches
 from coreaug.errors import UsageError, first_line
 
 from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
@@ -29,8 +29,10 @@ def _as_tensor(array, name):
 
 def _check_logits(logits, labels):
     z = _as_tensor(logits, "logits")
-    if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] < 2:
+    if z.ndim != 2 or z.shape[1] < 2:
         raise UsageError(f"logits must be 2-D (n_examples, n_classes) with n_classes >= 2, got shape {tuple(z.shape)}")
+    if z.shape[0] == 0:
+        raise UsageError(f"logits must hold at least one example, got shape {tuple(z.shape)}")
     if not z.is_floating_point():
         raise UsageError(f"logits must be floating point, got {z.dtype}")
     if not torch.isfinite(z).all():
@@ -61,16 +63,59 @@ def check_model_logits(out, batch, what="the model", classes=None):
 
 
 def _model_on(model, inputs):
-    """``model(inputs)``; where the model cannot take integer images (uint8 given without a
-    ``preprocess=``/``transform=``), a UsageError saying so: torch's own error names only dtypes."""
+    """``model(inputs)``; where the model cannot take the images' dtype (uint8 given without a
+    ``preprocess=``/``transform=``, or float64 ones, numpy's default, for a float32 model), a
+    UsageError saying so: torch's own error names only dtypes."""
     try:
         return model(inputs)
     except RuntimeError as exc:
-        if not isinstance(inputs, torch.Tensor) or inputs.is_floating_point():
+        if not isinstance(inputs, torch.Tensor):
+            raise
+        if not inputs.is_floating_point():
+            example = "lambda x: x.float() / 255"
+        elif any(p.is_floating_point() and p.dtype != inputs.dtype for p in model.parameters()):
+            held = next(p.dtype for p in model.parameters() if p.is_floating_point())
+            example = f"lambda x: x.to({held})"
+        else:
             raise
         raise UsageError(f"the model cannot take the {str(inputs.dtype).replace('torch.', '')} images it was given "
                          f"({first_line(exc)}); pass preprocess= (estimate_gradients: transform=) to turn them into "
-                         "its input, e.g. lambda x: x.float() / 255") from None
+                         f"its input, e.g. {example}") from None
+
+
+def _scoring_device(device):
+    """`device` as a torch.device, checked as `coreaug.training.distributed.pick_device` checks
+    train's: a UsageError for a name torch does not know or a CUDA device this machine lacks."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"device {str(device)!r} was asked for but torch sees no CUDA device; pass device='cpu'")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"device {str(device)!r} was asked for but torch sees {count} CUDA device(s), cuda:0 to "
+                             f"cuda:{count - 1}; pass one of them")
+    return device
+
+
+def _check_items(images):
+    """UsageError when `images`, a dataset (not a tensor, array or `Images`), gives items a
+    DataLoader cannot batch into images: dicts (Hugging Face style), PIL images (no ToTensor)."""
+    if isinstance(images, (torch.Tensor, np.ndarray, Images)) or len(images) == 0:
+        return
+    item = images[0]
+    image = item[0] if isinstance(item, (tuple, list)) and item else item
+    if isinstance(image, (torch.Tensor, np.ndarray)):
+        return
+    if isinstance(item, dict):
+        raise UsageError(f"images, a dataset, must give (image, label) pairs, but item 0 is a dict with keys "
+                         f"{', '.join(map(repr, item))}; wrap it, e.g. a dataset whose __getitem__ returns "
+                         "(item['image'], item['label']) as tensors")
+    raise UsageError(f"images, a dataset, must give (image, label) pairs with the image a tensor, but item 0's "
+                     f"image is of type {type(image).__name__}; give it the evaluation transform (e.g. "
+                     "torchvision's T.ToTensor())")
 
 
 def _gradients(z, y):
@@ -231,8 +276,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
     batch, so memory holds only the (n, dim) result; the projection runs in float32 even
     under an autocast. A compiled model (`torch.compile(module)`) gives last-layer gradients
-    through its module, uncompiled (`uncompiled`). Returns a tensor on the CPU of `dtype`
-    (default `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
+    through its module, uncompiled (`uncompiled`). Returns a tensor on the CPU of `dtype`, a
+    floating torch dtype (default `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
     float32 (n,) cross-entropy of each example, from the float32 logits before any projection:
     `(estimates, losses)`. A model that returns more than the logits is a UsageError.
     """
@@ -240,16 +285,20 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     batch_size = check_positive_int(batch_size, "batch_size")
     if dim is not None:
         dim = check_positive_int(dim, "dim")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise UsageError(f"dtype must be a floating torch dtype such as torch.float32 or torch.float16 (or None), "
+                         f"got {dtype!r}")
     labels = torch.as_tensor(check_labels(labels))
     if len(images) != len(labels):
         raise UsageError(f"images has {len(images)} examples but labels has {len(labels)}; they must match")
+    _check_items(images)
     if device is None:
         held = next(model.parameters(), None)
         if held is None:
             raise UsageError(f"device must be given for a model without parameters ({type(model).__name__} has "
                              "none to take the device from): pass device='cpu' or device='cuda'")
         device = held.device
-    device = torch.device(device)
+    device = _scoring_device(device)
     images = as_images(images, num_workers)
     captured = []
     hook = None

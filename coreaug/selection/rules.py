@@ -23,7 +23,7 @@ from .baselines import per_class_selection, select_maxloss, select_random
 from .budgets import class_members
 from .checks import check_choice, check_features, check_fraction, check_int, check_labels, check_losses
 from .coreset import select_coreset
-from .selection import Selection
+from .selection import Selection, check_selection
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,16 @@ class Rule:
 
 
 RULES: Dict[str, Rule] = {}
+NEEDS = ("estimates", "losses")
 
 
 @keyword_only
 def register_rule(name, needs, summary, *, warmup_share=0.0, mixup=False, loss_history=""):
-    """Decorator: register `choose` as the rule `name` (see `Rule`)."""
+    """Decorator: register `choose` as the rule `name` (see `Rule`). `needs` is checked here, at
+    the decoration, so a misspelt need fails where it is written, not at the run's first selection."""
+    if not isinstance(needs, (list, tuple, set, frozenset)) or any(need not in NEEDS for need in needs):
+        raise UsageError(f"needs must be a list of some of {NEEDS} (empty for none), got {needs!r}")
+
     def decorate(choose):
         RULES[name] = Rule(name, tuple(needs), choose, summary, warmup_share, mixup, loss_history)
         return choose
@@ -268,7 +273,9 @@ def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balan
     """The `Selection` of rule `name` (see `RULES`), given the scores it needs. `loss_filter`
     (the loss-filtered coresets only) is the share of each class's highest losses cut; None
     estimates it. `seed` (an integer >= 0) seeds the rules that draw at random, and every rule's
-    ties between classes for the budget's leftover examples (`class_budgets`)."""
+    ties between classes for the budget's leftover examples (`class_budgets`). What the rule
+    returns must be a `Selection` of unique indices into the labels with finite weights >= 0
+    (`check_selection`), else a UsageError naming the rule."""
     check_choice(name, "strategy", tuple(RULES))
     check_int(seed, "seed", 0)
     rule = RULES[name]
@@ -278,6 +285,11 @@ def select_by_rule(name, labels, fraction, *, estimates=None, losses=None, balan
         raise UsageError(f"strategy {name!r} needs {' and '.join(missing)} from the model; "
                          "pass them (or logits), or call start_epoch(epoch, model, data)")
     if check_loss_filter(name, loss_filter) is not None:
-        return LOSS_FILTERED[name](labels, fraction, estimates=estimates, losses=losses, balance=balance,
-                                   seed=seed, knn=knn, share=loss_filter)
-    return rule.choose(labels, fraction, estimates=estimates, losses=losses, balance=balance, seed=seed, knn=knn)
+        selection = LOSS_FILTERED[name](labels, fraction, estimates=estimates, losses=losses, balance=balance,
+                                        seed=seed, knn=knn, share=loss_filter)
+    else:
+        selection = rule.choose(labels, fraction, estimates=estimates, losses=losses, balance=balance, seed=seed,
+                                knn=knn)
+    # A registered rule is the user's code: what it returns is checked as a saved selection is
+    # (negative weights would train by gradient ascent, NaN ones look like a too-high lr).
+    return check_selection(selection, check_labels(labels).size, f"rule {name!r} returned")

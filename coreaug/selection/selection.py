@@ -1,13 +1,17 @@
 """`Selection`: the result of any selection strategy, with save/load."""
+import dataclasses
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
+
+from .checks import to_numpy
 
 LISTED_CLASSES = 20  # more classes than this are summarised in `Selection.summary`, not listed
 
@@ -44,8 +48,8 @@ class Selection:
 
     @property
     def objective(self):
-        """Total facility-location value over classes (NaN for baselines)."""
-        return float(np.sum(self.class_objectives))
+        """Total facility-location value over classes (NaN for baselines, and where not known)."""
+        return float(np.sum(self.class_objectives)) if np.size(self.class_objectives) else float("nan")
 
     @property
     def fraction(self):
@@ -54,15 +58,20 @@ class Selection:
     def summary(self):
         """A few human-readable lines: size, per-class counts (up to `LISTED_CLASSES` classes, else
         their least, median and most, and how many classes got none), objective, seconds."""
-        if self.classes.size <= LISTED_CLASSES:
+        if self.classes.size == 0:  # a selection file that kept only indices and weights
+            counts = "not known"
+        elif self.classes.size <= LISTED_CLASSES:
             counts = ", ".join(f"{c}:{n}" for c, n in zip(self.classes.tolist(), self.class_counts.tolist()))
         else:
             n = self.class_counts
             counts = (f"{n.size} classes, least {int(n.min())}, median {float(np.median(n)):g}, "
                       f"most {int(n.max())}, {int((n == 0).sum())} with none")
-        times = ", ".join(f"{k} {v:.3f}s" for k, v in self.timings.items())
-        objective = f"{self.objective:.6g}" if math.isfinite(self.objective) else "none (this rule optimises none)"
-        return (f"{self.strategy}: {len(self)} of {self.n_total} examples ({self.fraction:.1%})\n"
+        times = ", ".join(f"{k} {v:.3f}s" for k, v in self.timings.items()) or "not known"
+        objective = (f"{self.objective:.6g}" if math.isfinite(self.objective)
+                     else "none (this rule optimises none)" if self.classes.size else "not known")
+        of = (f"of {self.n_total} examples ({self.fraction:.1%})" if self.n_total
+              else "examples (of a set of unknown size)")
+        return (f"{self.strategy}: {len(self)} {of}\n"
                 f"per class: {counts}\n"
                 f"objective: {objective}\n"
                 f"seconds: {times}")
@@ -76,11 +85,23 @@ class Selection:
 
     @classmethod
     def load(cls, path):
-        """Read a selection written by `save` (only `indices` and `weights` are required)."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
+        """Read a selection written by `save` (only `indices` and `weights` are required). A file
+        that is not one (another .npy/.npz, text, object arrays) is a UsageError; a missing one a
+        FileNotFoundError."""
+        not_one = f"{path} is not a selection file (an .npz written by Selection.save)"
+        try:
+            data = np.load(os.fspath(path), allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile):  # not numpy's advice to unpickle it
+            raise UsageError(f"{not_one}: numpy reads no arrays from it") from None
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise UsageError(f"{not_one}: it holds a single array, not arrays 'indices' and 'weights'")
+        with data:
             if "indices" not in data or "weights" not in data:
-                raise UsageError(f"{path} is not a selection file: it needs arrays 'indices' and 'weights'")
-            indices, weights = data["indices"], data["weights"]
+                raise UsageError(f"{not_one}: it needs arrays 'indices' and 'weights'")
+            try:
+                indices, weights = data["indices"], data["weights"]
+            except ValueError:  # object arrays, which allow_pickle=False refuses
+                raise UsageError(f"{not_one}: its 'indices' or 'weights' hold Python objects, not numbers") from None
             problem = _bad_selection(indices, weights)
             if problem:
                 raise UsageError(f"{path} is not a usable selection: {problem}")
@@ -97,8 +118,28 @@ class Selection:
             )
 
 
+def check_selection(selection, n, what):
+    """`selection` if it is a `Selection` of unique indices in [0, `n`) with finite weights >= 0
+    (indices then int64, weights float32), else a UsageError "`what` ...", e.g. "rule 'x'
+    returned": for selections made outside coreaug (a registered rule's, a user's)."""
+    if not isinstance(selection, Selection):
+        raise UsageError(f"{what} an object of type {type(selection).__name__}, not a coreaug.Selection; "
+                         "return one, e.g. from select_random or select_coreset")
+    indices = to_numpy(selection.indices, "the selection's indices")
+    weights = to_numpy(selection.weights, "the selection's weights")
+    problem = _bad_selection(indices, weights)
+    if problem is None and indices.size and int(indices.max()) >= n:
+        problem = f"indices must be < {n}, the number of examples, got {int(indices.max())}"
+    if problem:
+        raise UsageError(f"{what} an unusable selection: {problem}")
+    if indices.dtype == np.int64 and weights.dtype == np.float32 and indices is selection.indices \
+            and weights is selection.weights:
+        return selection
+    return dataclasses.replace(selection, indices=indices.astype(np.int64), weights=weights.astype(np.float32))
+
+
 def _bad_selection(indices, weights):
-    """What is wrong with a selection file's `indices` and `weights` arrays, or None."""
+    """What is wrong with a selection's `indices` and `weights` arrays, or None."""
     if indices.ndim != 1 or indices.dtype.kind not in "iu":
         return f"indices must be 1-D integers, got {indices.dtype} of shape {indices.shape}"
     if weights.shape != indices.shape or weights.dtype.kind not in "iuf":

@@ -48,6 +48,9 @@ BOOLEANS = ("download", "weight_augmented", "nesterov", "flip", "skip_bad_images
 PATHS = ("dataset", "data_dir", "cache_dir", "pretrained", "out")
 NAMES = ("model", "strategy", "mode", "augment", "gradients", "estimates", "balance", "optimizer", "schedule", "stream",
          "weak", "norm", "device", "precision", "compile_mode")
+# The most each of these integers takes: past them a run would allocate candidates x batch images, copies x
+# the selection, a batch of more images than any dataset, or overflow torch's 64-bit seed (2**64 - 1).
+UPPER_BOUNDS = {"batch_size": 2 ** 20, "copies": 64, "candidates": 64, "seed": 2 ** 64 - 1}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's weights expect these
 
 # Common practice for each dataset (He et al. 2016 for the CIFAR ResNets; the paper trains
@@ -110,7 +113,7 @@ class TrainConfig:
         to another class, drawn by `seed` (for experiments on noisy labels).
     flip: whether the pad-crop weak augmentation flips images (None: the dataset's default).
     seed: seeds the model's initialisation, the selections, plans and augmentation draws
-        (an integer >= 0; one seed, one run).
+        (an integer in [0, 2**64); one seed, one run).
     device: "auto" (CUDA when available), "cpu" or "cuda[:N]".
     quiet: no progress bars or messages.
     eval_every: evaluate on the test set after every N-th epoch and after the last (epochs
@@ -333,6 +336,18 @@ class TrainConfig:
             skip.add("norm")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
+    def _check_selection_warmup(self):
+        """UsageError for a selection_warmup that leaves a model-based rule no selection of its own (every
+        selection random: a 'coreset' run that is a random one), as warmup_epochs >= epochs is refused."""
+        rule = RULES.get(self.strategy)
+        if self.selection_warmup is None or rule is None or not rule.needs:
+            return
+        last = (self.epochs - 1) // self.select_every * self.select_every  # the run's last selection
+        if self.selection_warmup > last:
+            raise UsageError(f"selection_warmup ({self.selection_warmup}) must be at most {last}, the epoch of the "
+                             f"run's last selection (epochs {self.epochs}, select_every {self.select_every}): after it "
+                             f"{self.strategy!r} would never select by the model, every selection random")
+
     def _check_types(self):
         """UsageError for a field of the wrong kind: a yes/no field that is not True or False
         (overwrite="False" would delete a finished run), a path or name that is not a string."""
@@ -424,6 +439,10 @@ class TrainConfig:
         for name in ("train_limit", "test_limit"):
             check_int(getattr(self, name), name, optional=True)
         check_int(self.seed, "seed", 0)
+        for name, high in UPPER_BOUNDS.items():  # sizes of tensors and plans: a typo, not a run, past these
+            if getattr(self, name) > high:
+                low = int(name != "seed")
+                raise UsageError(f"{name} must be an integer in [{low}, {high}], got {getattr(self, name)!r}")
         # momentum 1 never forgets a gradient, label smoothing 1 trains on uniform targets: open above
         for name, low, high, closed in (("lr", 0, math.inf, True), ("weight_decay", 0, math.inf, True),
                                         ("momentum", 0, 1, False), ("label_smoothing", 0, 1, False),
@@ -431,12 +450,16 @@ class TrainConfig:
             value = getattr(self, name)
             if not is_number(value) or not low <= value <= high or (value == high and not closed) \
                     or (name == "lr" and value == 0):
-                raise UsageError(f"{name} must be a number in [{low}, {high}{']' if closed else ')'}"
-                                 f"{' and > 0' if name == 'lr' else ''}, got {value!r}")
+                if high == math.inf:
+                    what = "a finite number > 0" if name == "lr" else f"a finite number >= {low}"
+                else:
+                    what = f"a number in [{low}, {high}{']' if closed else ')'}"
+                raise UsageError(f"{name} must be {what}, got {value!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise UsageError("nesterov=True needs a momentum above 0, got momentum=0; set nesterov=False for plain "
                              "SGD, or a momentum such as 0.9")
         check_int(self.selection_warmup, "selection_warmup", 0, optional=True, unit="epochs")
+        self._check_selection_warmup()
         check_int(self.augment_steps, "augment_steps", optional=True, unit="steps")
         check_loss_filter(self.strategy, self.loss_filter)
         if self.warmup_epochs >= self.epochs:
@@ -453,6 +476,45 @@ class TrainConfig:
 
         if self.device != "auto" and not DEVICE_NAME.fullmatch(str(self.device)):
             raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def unused_options(settings):
+    """{field: (what it applies to, what this run has instead)} for the fields of `settings` (a resolved
+    TrainConfig, or its dict) that another of its options makes unused: candidates without maxloss
+    augmentation, betas with SGD, momentum and nesterov with AdamW, milestones with the cosine schedule.
+    `coreaug train` refuses them when given on its command line, as compile_mode without compile; the
+    API lets them be, since a sweep shares one base config across options."""
+    get = settings.get if isinstance(settings, dict) else lambda name: getattr(settings, name)
+    unused = {}
+    if "maxloss" not in str(get("augment")).split("+"):
+        unused["candidates"] = ("augment 'maxloss'", f"augment {get('augment')!r}")
+    if get("optimizer") == "sgd":
+        unused["betas"] = ("optimizer 'adamw'", "optimizer 'sgd'")
+    else:
+        unused.update(dict.fromkeys(("momentum", "nesterov"), ("optimizer 'sgd'", f"optimizer {get('optimizer')!r}")))
+    if get("schedule") == "cosine":
+        unused["milestones"] = ("schedule 'multistep'", "schedule 'cosine'")
+    return unused
+
+
+def unused_settings(settings):
+    """The fields of `settings` (a TrainConfig or its dict) that its run never reads: `unused_options`'
+    and those its strategy leaves unread (gradients, knn and gradient_dim without gradient estimates;
+    estimates and selection_warmup for random, full and none; select_every and weight_augmented for full
+    and none; the strong augmentation's for none). A --resume or a bench rerun need not repeat them."""
+    get = settings.get if isinstance(settings, dict) else lambda name: getattr(settings, name)
+    rule = RULES.get(get("strategy"))
+    needs = rule.needs if rule else ()
+    unused = set(unused_options(settings))
+    if "estimates" not in needs:
+        unused.update(("gradients", "knn", "gradient_dim"))
+    if not needs:
+        unused.update(("estimates", "selection_warmup"))
+    if get("strategy") in REFERENCE_STRATEGIES:  # everyone strongly augmented (full) or no one (none); subset,
+        unused.update(("select_every", "weight_augmented"))  # balance and mode stay: the method's state holds them
+    if get("strategy") == "none":
+        unused.update(("augment", "copies", "candidates"))
+    return unused
 
 
 def _check_tensorboard(out):

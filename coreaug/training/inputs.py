@@ -18,19 +18,22 @@ MIN_STD = 1 / 255  # one level: the least a channel's spread is taken as
 
 
 class Normalize:
-    """uint8 (B, C, H, W) -> float (x / 255 - mean) / std (std at least MIN_STD), in channels_last
-    memory format; with `crop`, images larger than `crop` x `crop` (a folder's stored images, in
-    evaluation and the clean estimate pass) are cut to their centre square of that size first.
+    """uint8 (B, C, H, W) -> float (x / 255 - mean) / std (std at least MIN_STD), in `memory_format`
+    (channels_last; torch.contiguous_format for a model of the user's that cannot take
+    channels_last, as `coreaug.train` finds by trying it); with `crop`, images larger than `crop` x
+    `crop` (a folder's stored images, in evaluation and the clean estimate pass) are cut to their
+    centre square of that size first.
 
     channels_last is faster on CPUs too (oneDNN convolutions): 1.5x for a training step and
     2.5x for the eval pass of the small CNN on 2 cores, measured.
     """
 
-    def __init__(self, mean, std, device, crop=None):
+    def __init__(self, mean, std, device, crop=None, memory_format=torch.channels_last):
         self.mean = static(torch.tensor(mean, device=device).view(1, -1, 1, 1))  # static: see constants.static
         # A channel constant over the training set (std 0: say, a blue channel always 0) maps to 0, not NaN.
         self.std = static(torch.tensor(std, device=device).view(1, -1, 1, 1).clamp(min=MIN_STD))
         self.crop = crop
+        self.memory_format = memory_format
 
     def __call__(self, images):
         height, width = images.shape[-2:]
@@ -38,7 +41,7 @@ class Normalize:
             top, left = (height - self.crop) // 2, (width - self.crop) // 2
             images = images[..., top:top + self.crop, left:left + self.crop]
         x = (images.float() / 255 - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=self.memory_format)
 
 
 @dataclass

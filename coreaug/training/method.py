@@ -12,11 +12,14 @@ order). It has two faces over that one state:
   N + i a strongly augmented copy of it, each as `(image, label, weight)`; `sampler()`
   yields the plan's items (sharded like `DistributedSampler` with `num_replicas`, `rank`).
 """
+import inspect
+import numbers
 import zlib
 
 import numpy as np
 import torch
 
+from coreaug.data.images import DatasetImages, Images
 from coreaug.errors import UsageError
 from coreaug.selection import Selection, budget_size, estimate_gradients, logit_gradients
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_fraction, check_int, check_labels
@@ -25,7 +28,11 @@ from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 
 from .config import DEFAULT_STRATEGY, MODES, strategies
 from .diagnostics import selection_diagnostics
+from .distributed import pick_device
 from .plan import epoch_plan, plan_length
+
+# What state_dict() writes: a dict with none of these is not one (a model's state_dict, a whole checkpoint)
+STATE_KEYS = ("settings", "selection", "selected_at", "loss_sums", "loss_count", "loss_held", "diagnostics")
 
 
 def epoch_generator(seed, epoch, stream):
@@ -87,6 +94,10 @@ class CoresetAugmentation:
         self.gradient_dim = None if gradient_dim is None else int(gradient_dim)
         # int(): a numpy integer passes check_int, and torch's Generator.manual_seed refuses it
         self.strategy, self.fraction, self.select_every = strategy, check_fraction(fraction), int(select_every)
+        if not isinstance(weight_augmented, (bool, np.bool_)):
+            raise UsageError(f"weight_augmented must be True or False, got {weight_augmented!r}")
+        if epochs is not None:
+            check_int(epochs, "epochs")
         self.mode, self.copies, self.weight_augmented = mode, int(copies), bool(weight_augmented)
         self.gradients, self.knn, self.balance, self.seed = gradients, int(knn), balance, int(seed)
         if selection_warmup is None:  # the rule's own share of the run, when the run's length is known
@@ -96,7 +107,7 @@ class CoresetAugmentation:
             check_int(selection_warmup, "selection_warmup", 0, unit="epochs")
         self.selection_warmup = int(selection_warmup)
         self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
-        self.noisy = None if noisy is None else torch.as_tensor(noisy, dtype=torch.bool)
+        self.noisy = None if noisy is None else _bool_mask(noisy, "noisy")
         if self.noisy is not None and self.noisy.shape != self.labels.shape:
             raise UsageError(f"noisy must mark each of the {len(self.labels)} examples, shape ({len(self.labels)},), "
                              f"got {tuple(self.noisy.shape)}")
@@ -104,6 +115,7 @@ class CoresetAugmentation:
         # a loss_history rule's running sums (see remember_losses); loss_held: a "held-out" rule's
         # count per example of the selections at which it was held out
         self.loss_sums, self.loss_count, self.loss_held = None, 0, None
+        self.version = 0  # bumped by every use(): a DataLoader worker holding an older one is refused
         self._set_item_weights()
 
     def __len__(self):
@@ -149,10 +161,11 @@ class CoresetAugmentation:
         (n, c) give both; random needs nothing. Tensors may be on any device. During the rule's
         warm-up (`selection_warmup`) the selection is random. Use `select` to also adopt it.
         """
+        epoch = check_epoch(epoch)
         labels = self.labels.numpy()
         if logits is not None:
             estimates, losses = self._from_logits(logits)
-        estimates, losses = _on_cpu(estimates), _on_cpu(losses)
+        estimates, losses = _on_cpu(estimates), _losses_on_cpu(losses)
         if not self.selects:
             raise UsageError(f"strategy {self.strategy!r} selects nothing; only {', '.join(RULES)} do")
         seed = self.seed * 100_003 + epoch
@@ -173,7 +186,7 @@ class CoresetAugmentation:
         current ones (what a rule with `loss_history` selects on); float32 on the CPU. For a
         "held-out" rule only the losses taken while the example was outside the selection in use
         count (its current loss where none did)."""
-        current = _on_cpu(losses).double()
+        current = _losses_on_cpu(losses).double()
         if self.selects and self.rule.loss_history == "held-out":
             held = self._held_out()
             sums = current * held + (0 if self.loss_sums is None else self.loss_sums)
@@ -189,7 +202,7 @@ class CoresetAugmentation:
         itself calls it after `choose` and before `use`, on the process that chooses."""
         if not (self.selects and self.rule.loss_history) or losses is None:
             return
-        current = _on_cpu(losses).double()
+        current = _losses_on_cpu(losses).double()
         if current.shape != (len(self),):
             raise UsageError(f"losses must have one value per example, shape ({len(self)},), got {tuple(current.shape)}")
         if self.rule.loss_history == "held-out":
@@ -215,9 +228,12 @@ class CoresetAugmentation:
         UsageError for a selection of another training set (its size, or an index out of range)."""
         if selection is not None:
             self._check_fits(selection)
+            # a Python int: a numpy one would not load with torch.load's weights_only=True
+            epoch = None if epoch is None else check_epoch(epoch)
         self.selection, self.diagnostics = selection, dict(diagnostics or {})
         self.selected_at = epoch
         self._set_item_weights()
+        self.version += 1  # the dataset face's workers compare theirs (see PlanDataset)
 
     def _check_fits(self, selection):
         n = len(self)
@@ -233,17 +249,22 @@ class CoresetAugmentation:
         """Per-example loss weights of originals and of copies under the current selection
         (what the dataset face hands out with each item)."""
         n = len(self)
-        self.original_weights, self.copy_weights = torch.ones(n), torch.ones(n)
-        if self.selection is None:
-            return
-        picked, weights = self._selected()
-        if self.mode == "subset":
-            self.original_weights = torch.zeros(n).index_copy_(0, picked, weights)
-        if self.weight_augmented:
-            self.copy_weights = self.copy_weights.index_copy_(0, picked, weights)
+        with torch.inference_mode(False):  # weights that may enter a loss, whatever mode the caller is in
+            self.original_weights, self.copy_weights = torch.ones(n), torch.ones(n)
+            # which examples' copies the plans hold: a copy outside them is refused (PlanDataset)
+            self.copied = torch.full((n,), self.strategy == "full")
+            if self.selection is None:
+                return
+            picked, weights = self._selected()
+            self.copied[picked] = True
+            if self.mode == "subset":
+                self.original_weights = torch.zeros(n).index_copy_(0, picked, weights)
+            if self.weight_augmented:
+                self.copy_weights = self.copy_weights.index_copy_(0, picked, weights)
 
     def select(self, epoch, *, estimates=None, losses=None, logits=None):
         """Choose (see `choose`) and adopt a selection for `epoch`; returns the `Selection`."""
+        epoch = check_epoch(epoch)
         if logits is not None:
             estimates, losses = self._from_logits(logits)
         selection, diagnostics = self.choose(epoch, estimates=estimates, losses=losses)
@@ -261,19 +282,42 @@ class CoresetAugmentation:
         `num_workers`). `preprocess` maps a batch to the model's input. An empty dict, without a
         pass over the data, for strategies that read no model (random, full, none).
         """
-        if len(data) != len(self):
+        if data is not None and len(data) != len(self):
             raise UsageError(f"data has {len(data)} examples but the labels given to CoresetAugmentation have "
                              f"{len(self)}; pass the training set in the same order")
         if not self.needs:
             return {}
+        if data is None or model is None:
+            raise UsageError(f"a {self.strategy} selection scores the training data with the model: pass both, "
+                             "scores(model, data)")
+        if device is not None:
+            device = pick_device(device)
+        data = self._scoring_images(data, num_workers)
         wants_estimates = "estimates" in self.needs
-        g, losses = estimate_gradients(model, data, self.labels, kind=self.gradients if wants_estimates else "logits",
+        g, losses = estimate_gradients(bare_model(model), data, self.labels,
+                                       kind=self.gradients if wants_estimates else "logits",
                                        batch_size=batch_size, device=device, transform=preprocess,
                                        num_workers=num_workers, dim=self.gradient_dim, with_losses=True)
         out = {"losses": losses} if "losses" in self.needs else {}
         if wants_estimates:
             out["estimates"] = g
         return out
+
+    def _scoring_images(self, data, num_workers):
+        """`data` as scores reads it: a dataset's items checked to be (image tensor, label) pairs (or
+        image tensors) and, as its batches are read, its labels against this method's (a dataset in
+        another order)."""
+        if isinstance(data, (torch.Tensor, np.ndarray, Images)) or not len(data):
+            return data
+        item = data[0]
+        if isinstance(item, (torch.Tensor, np.ndarray)):
+            return DatasetImages(data, num_workers)  # images alone: no labels to check
+        image = item[0] if isinstance(item, (tuple, list)) and len(item) >= 2 else None
+        if not isinstance(image, (torch.Tensor, np.ndarray)):
+            held = f"a {type(item).__name__}" if image is None else f"a pair whose image is a {type(image).__name__}"
+            raise UsageError("the data to score must be a tensor of images or a dataset of (image tensor, label) "
+                             f"pairs, with the evaluation transform (T.ToTensor(), say); its item 0 is {held}")
+        return DatasetImages(data, num_workers, labels=self.labels)
 
     def estimate(self, model, data, **options):
         """The rule's main score (see `scores`): gradient estimates (n, d) for rules that read
@@ -290,39 +334,85 @@ class CoresetAugmentation:
         """Begin `epoch`: select if due (scoring `data` with `model` for rules that read the
         model; options as `scores`), then draw the epoch's plan. Returns the `EpochPlan`.
 
-        Under an initialised `torch.distributed` process group (DDP), only rank `src` scores
-        and selects, and every rank adopts its selection (`share_selection`), so that the
-        ranks' plans are one plan and `sampler(num_replicas, rank)` shards it exactly. Every
-        rank must call this; pass the bare model (`ddp.module`) to score with.
+        Under an initialised `torch.distributed` process group (DDP), only rank `src` decides
+        whether a selection is due, scores and selects; every rank whose state differs from
+        rank `src`'s (a selection made there, a state loaded there alone) then adopts its state,
+        so that the ranks' plans are one plan and `sampler()` shards it exactly. Every rank must
+        call this. A DistributedDataParallel model scores through its module (`ddp.module`).
         """
-        if self.due(epoch):
-            distributed = _world_size() > 1
-            if not distributed or torch.distributed.get_rank() == src:
-                if self.needs_model_at(epoch) and (model is None or data is None):
-                    raise UsageError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
-                                     "training data, start_epoch(epoch, model, data), or select(...) first")
-                self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
-            if distributed:
-                self.share_selection(src)
+        epoch = check_epoch(epoch)
+        unknown = sorted(set(estimate_options) - set(SCORE_OPTIONS))
+        if unknown:
+            raise UsageError(f"start_epoch got unknown option(s) {', '.join(unknown)}; the options of scores() are "
+                             f"{', '.join(SCORE_OPTIONS)}")
+        if _world_size() > 1 and self.selects:
+            self._start_on_every_rank(epoch, model, data, src, estimate_options)
+        elif self.due(epoch):
+            self._select_now(epoch, model, data, estimate_options)
         self.epoch, self.plan = epoch, self.plan_for(epoch)
         return self.plan
 
+    def _select_now(self, epoch, model, data, estimate_options):
+        if self.needs_model_at(epoch) and (model is None or data is None):
+            raise UsageError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
+                             "training data, start_epoch(epoch, model, data), or select(...) first")
+        self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
+
+    def _start_on_every_rank(self, epoch, model, data, src, estimate_options):
+        """start_epoch's selection under a process group: rank `src` alone decides and selects; every
+        rank gathers every rank's fingerprint of its state (or src's error, raised on every rank)
+        and, where any differs from src's, all adopt src's state, so that no rank's own state
+        decides which collectives it joins."""
+        dist = torch.distributed
+        failed = None
+        if dist.get_rank() == src:
+            try:
+                if self.due(epoch):
+                    self._select_now(epoch, model, data, estimate_options)
+            except Exception as exc:  # noqa: BLE001 -- raised again below, on every rank
+                failed = exc
+        marks = [None] * dist.get_world_size()
+        mine = ("failed", isinstance(failed, UsageError), str(failed)) if failed is not None else self._fingerprint()
+        dist.all_gather_object(marks, mine)
+        if failed is not None:
+            raise failed
+        if marks[src][0] == "failed":
+            error = UsageError if marks[src][1] else RuntimeError
+            raise error(f"rank {src} failed to select at epoch {epoch}: {marks[src][2]}")
+        if any(mark != marks[src] for mark in marks):
+            self.share_selection(src)
+
+    def _fingerprint(self):
+        """What tells two ranks' states apart, in a few numbers: when and what was selected, and the loss history."""
+        s = self.selection
+        chosen = None if s is None else (zlib.crc32(np.asarray(s.indices, dtype=np.int64).tobytes()),
+                                         zlib.crc32(np.asarray(s.weights, dtype=np.float32).tobytes()))
+        sums = None if self.loss_sums is None else zlib.crc32(self.loss_sums.numpy().tobytes())
+        return ("state", self.selected_at, chosen, self.loss_count, sums)
+
     def share_selection(self, src=0):
         """Every rank of the `torch.distributed` process group adopts rank `src`'s current
-        selection (with its epoch and diagnostics); all ranks must call it."""
+        selection (with its epoch and diagnostics); all ranks must call it. (`start_epoch` calls it
+        where a rank's state differs from rank `src`'s.)"""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise UsageError("share_selection needs an initialised torch.distributed process group; without one "
+                             "there is no other process to share the selection with")
         state = [self.state_dict() if torch.distributed.get_rank() == src else None]
         torch.distributed.broadcast_object_list(state, src=src)
         self.load_state_dict(state[0])
 
     def plan_for(self, epoch):
         """The `EpochPlan` of `epoch` for the current selection (shuffled by the seed and epoch)."""
+        epoch = check_epoch(epoch)
         if self.selects and self.selection is None:
             raise UsageError("no selection yet: call start_epoch(epoch, model, data) or select(...) first")
-        indices, weights = self._selected() if self.selects else (None, None)
         mixup = self.selects and self.rule.mixup
-        return epoch_plan(len(self), strategy=self.strategy, mode=self.mode, selected=indices, weights=weights,
-                          copies=self.copies, weight_augmented=self.weight_augmented,
-                          generator=epoch_generator(self.seed, epoch, 0), partner_labels=self.labels if mixup else None)
+        with torch.inference_mode(False):  # a plan made under the caller's inference mode could not enter a loss
+            indices, weights = self._selected() if self.selects else (None, None)
+            return epoch_plan(len(self), strategy=self.strategy, mode=self.mode, selected=indices, weights=weights,
+                              copies=self.copies, weight_augmented=self.weight_augmented,
+                              generator=epoch_generator(self.seed, epoch, 0),
+                              partner_labels=self.labels if mixup else None)
 
     def plan_length(self):
         """Entries in every epoch's plan."""
@@ -339,13 +429,10 @@ class CoresetAugmentation:
     def sampler(self, num_replicas=None, rank=None):
         """The current plan's items for a DataLoader, this rank's share: see `PlanSampler`. As
         torch's DistributedSampler, `num_replicas` and `rank` default to the initialised
-        process group's (1 and 0 without one)."""
+        process group's (1 and 0 without one), read when it is iterated (a sampler made before
+        `init_process_group` still shards)."""
         from .dataset_face import PlanSampler
 
-        if num_replicas is None:
-            num_replicas = _world_size()
-        if rank is None:
-            rank = torch.distributed.get_rank() if _world_size() > 1 else 0
         return PlanSampler(self, num_replicas, rank)
 
     # Checkpoints ---------------------------------------------------------------------------
@@ -368,7 +455,14 @@ class CoresetAugmentation:
     def load_state_dict(self, state):
         """Restore what `state_dict` returned. UsageError, changing nothing, for a state of another
         training set or one saved under another strategy, fraction, balance or mode (a selection
-        made elsewhere is adopted with `use`)."""
+        made elsewhere is adopted with `use`), and for anything else (a model's state_dict, a
+        whole checkpoint). Under a process group, call it on every rank (on rank `src` alone,
+        `start_epoch` hands its state to the others)."""
+        if not isinstance(state, dict) or not any(key in state for key in STATE_KEYS):
+            keys = ", ".join(map(str, list(state)[:5])) if isinstance(state, dict) else type(state).__name__
+            raise UsageError("this is not a CoresetAugmentation state_dict(): "
+                             f"{'its keys are ' + (keys or '(none)') if isinstance(state, dict) else 'a ' + keys}; "
+                             "pass the dict that state_dict() returned (e.g. checkpoint['method'])")
         s = state.get("selection")
         selection = None if s is None else Selection(
             indices=s["indices"].numpy(), weights=s["weights"].numpy(), strategy=s["strategy"],
@@ -416,6 +510,48 @@ class CoresetAugmentation:
         """The current selection's (indices int64, weights float32) as CPU tensors."""
         return (torch.from_numpy(np.asarray(self.selection.indices, dtype=np.int64)),
                 torch.from_numpy(np.asarray(self.selection.weights, dtype=np.float32)))
+
+
+# The options start_epoch passes on to scores (checked up front: a misspelt one would stop a run at its first selection)
+SCORE_OPTIONS = tuple(name for name, p in inspect.signature(CoresetAugmentation.scores).parameters.items()
+                      if p.kind == p.KEYWORD_ONLY)
+
+
+def check_epoch(epoch):
+    """`epoch` as a Python int (a numpy or 0-dim torch integer taken as one), else a UsageError naming it."""
+    if isinstance(epoch, torch.Tensor) and epoch.dim() == 0 and not epoch.is_floating_point() \
+            and epoch.dtype != torch.bool:
+        epoch = epoch.item()
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise UsageError(f"epoch must be an integer >= 0, got {epoch!r}")
+    return int(epoch)
+
+
+def bare_model(model):
+    """The module to score with: a DistributedDataParallel model's `.module` (its forward would start
+    collectives the other ranks do not join while rank src scores alone), compiled or not."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    inner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper, without importing dynamo
+    if isinstance(inner, ddp):
+        return inner.module
+    return model
+
+
+def _bool_mask(mask, name):
+    """`mask` as a bool tensor, else a UsageError (0.5 or indices read as a mask would be nonsense)."""
+    values = torch.as_tensor(np.asarray(mask) if isinstance(mask, (list, tuple)) else mask)
+    if values.dtype != torch.bool:
+        raise UsageError(f"{name} must be a bool mask, one True/False per example (not {values.dtype} values: "
+                         f"for indices, make a mask with mask[indices] = True)")
+    return values
+
+
+def _losses_on_cpu(losses):
+    """Losses on the CPU in a dtype numpy reads (float32 for bfloat16 and float16), None kept."""
+    losses = _on_cpu(losses)
+    if losses is not None and losses.is_floating_point() and losses.dtype not in (torch.float32, torch.float64):
+        losses = losses.float()
+    return losses
 
 
 def _world_size():

@@ -1,4 +1,5 @@
 """What one epoch trains: which examples, with which weights, and which get strong augmentation."""
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,6 +9,8 @@ from coreaug.augment.sampling import RandomSource
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.selection.checks import check_int
+
+from .distributed import pick_device
 
 
 @dataclass
@@ -42,7 +45,7 @@ class EpochPlan:
     def on_device(self, batch_size, device):
         """This plan cut into batches of `batch_size` and moved to `device` once (a `DevicePlan`)."""
         check_int(batch_size, "batch_size")
-        return DevicePlan.build(self, batch_size, device)
+        return DevicePlan.build(self, batch_size, pick_device(device))
 
     def fixed_steps(self, batch_size, *, generator, world_size=1):
         """This plan laid out for a compiled step (`fixed_step_plan`): every batch of
@@ -50,8 +53,10 @@ class EpochPlan:
         `world_size`, that number is a multiple of it, so that every process's `shard` of the
         result is laid out the same way at batch_size / world_size (a batch_size that
         world_size divides)."""
-        if batch_size < 1 or world_size < 1 or batch_size % world_size:
-            raise ValueError(f"batch_size ({batch_size}) must be a positive multiple of world_size ({world_size})")
+        check_int(batch_size, "batch_size")
+        check_int(world_size, "world_size")
+        if batch_size % world_size:
+            raise UsageError(f"batch_size ({batch_size}) must be a positive multiple of world_size ({world_size})")
         return fixed_step_plan(self, batch_size, generator=generator, multiple=world_size)
 
     def shard(self, rank, world_size):
@@ -120,6 +125,8 @@ class DevicePlan:
     def batch(self, step):
         """(slice of the plan, strong rows of the batch or None) for training step `step`: batches
         of batch_size, the last shorter, or one longer where a single entry would be left over."""
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 0 <= step < self.steps:
+            raise UsageError(f"step must be an integer in [0, steps) = [0, {self.steps}), got {step!r}")
         stop = len(self.indices) if step == self.steps - 1 else (step + 1) * self.batch_size
         take = slice(step * self.batch_size, stop)
         first, last = self.bounds[step], self.bounds[step + 1]

@@ -1,5 +1,6 @@
 """Numeric precision of a run: the autocast a step runs under and the gradient scaler fp16 needs."""
 import contextlib
+import warnings
 
 import torch
 
@@ -10,7 +11,11 @@ def resolve_precision(name, device):
     """The precision `name` means on `device`: "auto" is bf16 on a GPU with bf16 arithmetic
     (compute capability 8.0 on: A100, H100, RTX 30 and later), fp16 (with a gradient scaler) on
     an older GPU (V100, T4), and fp32 on the CPU. Not `torch.cuda.is_bf16_supported()`, which
-    says yes on older GPUs too, where bf16 is emulated, slowly."""
+    says yes on older GPUs too, where bf16 is emulated, slowly. fp16 on the CPU is warned about:
+    torch's float16 autocast there makes a step 10-50x slower than fp32 or bf16."""
+    if name == "fp16" and device.type == "cpu":
+        warnings.warn("precision fp16 is for GPUs: on the CPU torch's float16 autocast makes each step 10-50x "
+                      "slower than fp32 or bf16 (which the CPU runs at fp32's speed); pass --precision fp32 or bf16")
     if name != "auto":
         return name
     if device.type != "cuda":

@@ -203,11 +203,12 @@ class RunFolder:
             self._write_metrics(history)
 
     def resume_scalars(self, history):
-        """A resumed run writes its last checkpointed epoch's scalars again, over whatever the
-        stopped run wrote from that step on: a run killed between its checkpoint and its
-        scalars would otherwise miss that epoch in TensorBoard for good."""
-        if history:
-            self._write_scalars(history[-1], purge_step=history[-1]["epoch"] + 1)
+        """A resumed run writes the scalars of every epoch its checkpoint holds again, over whatever
+        the stopped runs wrote (TensorBoard drops their steps from the first on): a run killed
+        between its checkpoint and its scalars would otherwise miss that epoch for good, and one
+        trained without `tensorboard` until this resume would show only the epochs from here on."""
+        for metrics in history:
+            self._write_scalars(metrics, purge_step=history[0]["epoch"] + 1)
 
     def _write_scalars(self, metrics, purge_step=None):
         if self.tensorboard:
@@ -326,9 +327,12 @@ def same_settings(stored, identity):
 def differences(stored, identity):
     """[(setting, stored value, value now)] where `stored` (a config.json) and `identity` differ
     (see `same_settings`)."""
+    from .config import unused_settings
+
     current = _as_stored(identity)
-    return [(key, stored.get(key), value) for key, value in current.items()
-            if _meaning(key, stored.get(key, DEFAULT_IDENTITY.get(key)), stored) != _meaning(key, value, current)]
+    unused = unused_settings(current)  # settings the run never reads (knn for random, ...): not part of which run
+    return [(key, stored.get(key), value) for key, value in current.items() if key not in unused
+            and _meaning(key, stored.get(key, DEFAULT_IDENTITY.get(key)), stored) != _meaning(key, value, current)]
 
 
 def _meaning(key, value, settings):

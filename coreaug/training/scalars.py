@@ -30,9 +30,13 @@ class TensorBoardScalars:
         self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
 
     def write(self, metrics):
-        """Every number in `metrics` (booleans as 0/1; None and text left out), then flush."""
+        """Every number in `metrics` (booleans as 0/1; None and text left out) and a per-class list
+        of numbers (selection_objective: facility location per class) as its sum over the classes,
+        the objective of the whole selection; then flush."""
         step = metrics["epoch"] + 1
         for name, value in metrics.items():
+            if isinstance(value, list) and value and all(isinstance(v, numbers.Real) for v in value):
+                value = sum(value)
             if name != "epoch" and isinstance(value, numbers.Real):
                 self.writer.add_scalar(scalar_tag(name), float(value), step)
         self.writer.flush()

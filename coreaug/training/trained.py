@@ -16,11 +16,12 @@ import torch
 
 from coreaug.data import is_folder_dataset
 from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason
-from coreaug.models import create_model
+from coreaug.models import available_models, create_model
 
 from .config import INSTANCE
 from .distributed import pick_device
 from .inputs import Normalize
+from .precision import autocast_for, resolve_precision
 from .run_files import CHECKPOINT, MODEL, metrics_rows
 
 FORMAT = "coreaug-model"
@@ -38,6 +39,7 @@ def model_file(config, model, data, history):
         "image_size": int(config.image_size if is_folder_dataset(config.dataset) else data.test_images.shape[-1]),
         "store_size": int(data.test_images.shape[-1]),
         "mean": data.preprocess.mean.flatten().tolist(), "std": data.preprocess.std.flatten().tolist(),
+        "channels_last": data.preprocess.memory_format == torch.channels_last,  # False: a model that cannot take it
         "config": dataclasses.asdict(config), "epochs": len(history),
         "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
         "data_fingerprint": data.fingerprint,  # a folder's files (None for a registered dataset)
@@ -56,13 +58,16 @@ class Prediction:
 @dataclass
 class Evaluation:
     """Accuracy of a run's model on a labelled set, overall and per class (name -> (correct, total));
-    `scored` says which images: "test split", or "labelled images" (a labelled folder's, all)."""
+    `scored` says which images: "test split", or "labelled images" (a labelled folder's, all);
+    `skipped`, the unreadable images of a labelled folder that `skip_bad_images` left out, each
+    "cannot read image PATH (why)" (not counted in `total`)."""
 
     accuracy: float
     correct: int
     total: int
     per_class: Dict[str, Tuple[int, int]]
     scored: str = "test split"
+    skipped: List[str] = dataclasses.field(default_factory=list)
 
 
 class TrainedModel:
@@ -71,18 +76,24 @@ class TrainedModel:
     `read(image)` decodes a file (or PIL image) as the run's evaluation did, `preprocess` turns
     images (files, PIL images, or uint8 tensors as `read` gives) into the model's normalised
     input, `probabilities` and `predict` run the model, `evaluate` scores a labelled dataset.
-    `config` is the run's settings (a dict).
+    `config` is the run's settings (a dict). The model runs under the run's precision (its
+    autocast, as the run's own evaluation did, so `evaluate` gives back its test accuracy), as
+    that precision resolves on this device: "auto" is fp32 on the CPU; fp16 runs in fp32 on the
+    CPU, where torch's float16 autocast is 10-50x slower (probabilities may then differ from the
+    run's in the last digits).
     """
 
     def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None,
-                 data_fingerprint=None):
+                 data_fingerprint=None, *, channels_last=True):
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.class_names, self.image_size, self.in_channels = list(class_names), image_size, in_channels
         self.store_size = store_size or image_size
         self.mean, self.std, self.config = tuple(mean), tuple(std), config
         self.data_fingerprint = data_fingerprint  # the files of the run's folder, as it trained on them
-        self.normalize = Normalize(self.mean, self.std, self.device, crop=image_size)
+        self.normalize = Normalize(self.mean, self.std, self.device, crop=image_size,
+                                   memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.autocast = autocast_for(_precision(config.get("precision"), self.device), self.device)
 
     def __repr__(self):
         return (f"TrainedModel(model={self.config.get('model')!r}, classes={len(self.class_names)}, "
@@ -94,11 +105,17 @@ class TrainedModel:
         `image_size` unless the run stored larger for resized crops), centre-cropped; `preprocess`
         then takes its centre `image_size` square, as the run's evaluation did.
         Raises UnreadableImage (a UsageError) naming the file when it is not a readable image (or a
-        PIL image without pixels), UsageError for a folder, FileNotFoundError for a missing file."""
+        PIL image without pixels, or of floating-point or 32-bit integer pixels outside 0..255, as
+        such a file is; a link to a file that is gone included), UsageError for a folder,
+        FileNotFoundError for a missing file. `~` in a path is the home folder."""
         from coreaug.data.image_folder import decode_square
 
+        if not hasattr(image, "convert"):
+            image = os.path.expanduser(image)
         if not hasattr(image, "convert") and os.path.isdir(image):
             raise UsageError(f"{image} is a folder; read takes one image file (predict takes folders)")
+        if not hasattr(image, "convert") and os.path.islink(image) and not os.path.exists(image):
+            raise UnreadableImage(image, f"a link to {os.readlink(image)}, which does not exist")
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
         if hasattr(image, "convert") and 0 in image.size:
@@ -106,7 +123,7 @@ class TrainedModel:
         try:
             pixels = decode_square(image, self.store_size, "L" if self.in_channels == 1 else "RGB")
         except (OSError, ValueError, SyntaxError) as exc:
-            raise UnreadableImage(image, first_line(exc)) from None
+            raise UnreadableImage(image_name(image, "the PIL image"), first_line(exc)) from None
         pixels = torch.from_numpy(pixels.copy())
         return pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1).contiguous()
 
@@ -116,13 +133,16 @@ class TrainedModel:
         return self.normalize(self._batch(images).to(self.device))
 
     def _batch(self, images):
-        """uint8 (N, C, H, W) from a uint8 tensor ((C, H, W) for one image) or a list of paths / PIL images."""
+        """uint8 (N, C, H, W) from a uint8 tensor ((C, H, W) for one image: at `store_size`, as `read`
+        gives it, or already its centre `image_size` square) or a list of paths / PIL images."""
         if isinstance(images, torch.Tensor):
             images = images.unsqueeze(0) if images.ndim == 3 else images
-            expected = (self.in_channels, self.store_size, self.store_size)
-            if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != expected:
-                raise UsageError(f"images must be uint8 (N, {expected[0]}, {expected[1]}, {expected[2]}) as the run "
-                                 f"trained on, got {images.dtype} {tuple(images.shape)}; or give image files")
+            sizes = sorted({self.store_size, self.image_size})
+            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != self.in_channels \
+                    or images.shape[2] != images.shape[3] or images.shape[3] not in sizes:
+                size = " or ".join(f"(N, {self.in_channels}, {s}, {s})" for s in reversed(sizes))
+                raise UsageError(f"images must be uint8 {size} as the run trained on, got {images.dtype} "
+                                 f"{tuple(images.shape)}; or give image files")
             return images
         images = image_files(images)
         if not images:
@@ -133,14 +153,22 @@ class TrainedModel:
         """Softmax probabilities (N, classes), float32 on the CPU, of images as `_batch` takes them,
         `batch_size` at a time (None: the trainer's no-grad batch, `inference_batch_size`); files
         are decoded a batch at a time, so a folder of any size fits in memory."""
-        batch_size = batch_size or self.batch_size
+        batch_size = self._batch_size(batch_size)
         images = self._batch(images) if isinstance(images, torch.Tensor) else image_files(images)
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             for start in range(0, len(images), batch_size):
                 batch = self.normalize(self._batch(images[start:start + batch_size]).to(self.device))
                 out.append(torch.softmax(self.model(batch).float(), dim=1).cpu())
         return torch.cat(out) if out else torch.zeros((0, len(self.class_names)))
+
+    def _batch_size(self, batch_size):
+        """`batch_size` checked (None: `self.batch_size`): UsageError unless an integer >= 1."""
+        if batch_size is None:
+            return self.batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise UsageError(f"batch_size must be an integer >= 1 (None: the run's), got {batch_size!r}")
+        return int(batch_size)
 
     @property
     def batch_size(self):
@@ -150,42 +178,51 @@ class TrainedModel:
 
         return inference_batch_size(self.config.get("batch_size") or 128, self.device)
 
-    def predict(self, images, top_k=1):
+    def predict(self, images, top_k=1, batch_size=None):
         """A `Prediction` per image (file paths, folders of image files, PIL images, or a uint8
         tensor): its `top_k` classes and their probabilities, most probable first; a folder's
         images (recursively, sorted by path) in its place, each named by its path (a PIL image by
-        the file it was opened from, else, as a tensor's images, by its position)."""
+        the file it was opened from, else, as a tensor's images, by its position). `batch_size`:
+        as `probabilities`."""
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}")
-        top_k = int(top_k)
+        top_k, batch_size = int(top_k), self._batch_size(batch_size)
         if not isinstance(images, torch.Tensor):
             images = image_files(images)
         names = [image_name(x, str(i)) for i, x in enumerate(images)] if isinstance(images, list) else None
-        probabilities = self.probabilities(images)
+        probabilities = self.probabilities(images, batch_size)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
         names = names or [str(i) for i in range(len(probabilities))]
         return [Prediction(name, [self.class_names[i] for i in row.tolist()], p.tolist())
                 for name, row, p in zip(names, indices, values)]
 
-    def evaluate(self, dataset=None, data_dir=None, download=False, skip_bad_images=None, batch_size=None):
+    def evaluate(self, dataset=None, data_dir=None, download=False, skip_bad_images=None, batch_size=None,
+                 cache_dir=None):
         """An `Evaluation` on the test split of `dataset` (a registered name or a folder of images,
-        read as `coreaug train` reads it, with the run's cache folder and workers; default: the
-        run's own dataset, in the run's `data_dir` unless `data_dir` is given). A folder's images
+        read as `coreaug train` reads it, with the run's workers and cache folder, or `cache_dir`,
+        or, where the run's cannot be made or written here, COREAUG_CACHE_DIR's or the default;
+        default: the run's own dataset, in the run's `data_dir` unless `data_dir` is given). A folder's images
         are read at the run's size (in grayscale for a one-channel model, as `read` reads a file),
         `batch_size` at a time (None: as `probabilities`; never all in memory), and its classes
         matched to the run's by name; `skip_bad_images` (None: the run's setting) leaves its
-        unreadable images out. A folder other than the run's own is read as image files, never
+        unreadable images out (named in the Evaluation's `skipped`; a UsageError when it leaves
+        out every image). A folder other than the run's own is read as image files, never
         decoded into a cache: every image of its val/ or test/ split (its train/ split, if any,
         is not read), or, without a split, of its class folders. A registered dataset's images
         must be of the run's channels and size."""
         from coreaug.data import is_folder_dataset, load_dataset
         from coreaug.data.cache_decode import default_workers
+        from coreaug.data.registry import names_registered_dataset
 
-        batch_size = batch_size or self.batch_size
+        batch_size = self._batch_size(batch_size)
         own = self.config["dataset"]
         if not dataset or dataset == own or is_folder_dataset(dataset) and is_folder_dataset(own) \
                 and os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
             dataset, data_dir = own, data_dir or self.config.get("data_dir")  # where the run found it
+            if not names_registered_dataset(own) and not os.path.isdir(os.path.expanduser(str(own))):
+                raise UsageError(f"the run's dataset folder {own} does not exist here (moved or deleted); give "
+                                 "its new path as --dataset (dataset= in Python; without val/ or test/ it is then "
+                                 "scored whole, training images included), or a folder of new labelled images")
         if skip_bad_images is None:
             skip_bad_images = self.config.get("skip_bad_images", False)
         folder = is_folder_dataset(dataset)
@@ -196,7 +233,8 @@ class TrainedModel:
             workers = self.config.get("workers")
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
                                 val_fraction=self.config.get("val_fraction", 0.1), on_disk=True,
-                                cache_dir=self.config.get("cache_dir"), skip_bad_images=skip_bad_images,
+                                cache_dir=cache_dir or _usable_cache_dir(self.config.get("cache_dir")),
+                                skip_bad_images=skip_bad_images,
                                 workers=default_workers() if workers is None else workers)
         else:
             data = load_dataset(dataset, data_dir, download=download, progress=False)
@@ -222,23 +260,30 @@ class TrainedModel:
 
     def _evaluate_files(self, files, batch_size, skip_bad_images):
         """An `Evaluation` of [(path, class name, where)] image files, read as `read` reads them,
-        `batch_size` at a time."""
+        `batch_size` at a time; a missing file (a val_annotations.txt line naming none) is unreadable."""
         indices = {(name, where): self._run_class(name, where) for _, name, where in files}
-        labels, predicted = [], []
+        labels, predicted, skipped = [], [], []
         for start in range(0, len(files), batch_size):
             images = []
             for path, name, where in files[start:start + batch_size]:
                 try:
                     images.append(self.read(path))
-                except UnreadableImage as error:
+                except (UnreadableImage, FileNotFoundError) as error:
+                    what = getattr(error, "what", f"cannot read image {path} (no such file)")
                     if not skip_bad_images:
-                        raise UsageError(f"{error.what}; fix or remove it, or pass --skip-bad-images to leave "
+                        raise UsageError(f"{what}; fix or remove it, or pass --skip-bad-images to leave "
                                          "unreadable images out") from None
+                    skipped.append(what)
                     continue
                 labels.append(indices[name, where])
             if images:
                 predicted.append(self.probabilities(torch.stack(images), batch_size).argmax(1))
-        return self._scored(torch.tensor(labels, dtype=torch.long), predicted, "labelled images")
+        if skipped and not labels:
+            raise UsageError(f"all {len(files)} labelled image{'s' if len(files) != 1 else ''} are unreadable (the "
+                             f"first: {skipped[0]}); there is nothing to score")
+        result = self._scored(torch.tensor(labels, dtype=torch.long), predicted, "labelled images")
+        result.skipped = skipped
+        return result
 
     def _scored(self, labels, predicted, scored="test split"):
         """The `Evaluation` of run class indices `labels` against a list of predicted batches."""
@@ -343,8 +388,8 @@ def image_files(images):
     """`images` (an image file's path, a folder, a PIL image, or a list or tuple of them) as a list,
     a folder's image files (recursively, sorted by path) in its place: those a dataset folder's
     scan reads (coreaug.data.image_folder.images_under: no hidden files or folders, `._name`
-    or `__MACOSX/`). Raises UsageError for a path that does not exist or a folder that holds no
-    images."""
+    or `__MACOSX/`); `~` in a path is the home folder. Raises UsageError for a path that does not
+    exist or a folder that holds no images."""
     from coreaug.data.image_folder import IMAGE_EXTENSIONS, images_under
 
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
@@ -356,13 +401,14 @@ def image_files(images):
         elif not isinstance(image, (str, os.PathLike)):
             raise UsageError(f"a list of images holds a {type(image).__name__}; give paths, folders or PIL images in "
                              "a list, or the images as one uint8 tensor (N, C, S, S)")
-        elif os.path.isdir(image):
+        elif os.path.isdir(os.path.expanduser(image)):
+            image = os.path.expanduser(image)
             found = sorted(images_under(image))
             if not found:
                 raise UsageError(f"folder {image} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
-        elif os.path.exists(image):
-            files.append(image)
+        elif os.path.lexists(os.path.expanduser(image)):  # a link to a file that is gone: read says so
+            files.append(os.path.expanduser(image))
         else:
             raise UsageError(f"image {image} does not exist; give image files or folders of them")
     return files
@@ -387,6 +433,12 @@ def load_run(run, model=None, device="cpu"):
         if str(state["model"]).startswith(INSTANCE):
             raise UsageError(f"{run} trained a model passed to coreaug.train ({state['model'][len(INSTANCE):]}), "
                              "which the run cannot rebuild; pass one like it: coreaug.load_run(RUN, model=...)")
+        if ":" not in state["model"] and state["model"].lower() not in available_models():
+            raise UsageError(f"{run} trained model {state['model']!r}, a name this process does not know: one "
+                             "registered with coreaug.models.register_model is known only in the process that "
+                             "registered it; register it again before coreaug.load_run(RUN), or pass a model built "
+                             "as the run's was (model=...). coreaug predict and evaluate cannot: for runs they "
+                             "use, train with --model package.module:function")
         model = create_model(state["model"], state["in_channels"], state["num_classes"])
     try:
         model.load_state_dict(state["state_dict"])
@@ -395,16 +447,20 @@ def load_run(run, model=None, device="cpu"):
                          f"({mismatch_reason(exc)}); pass a model built as the run's was") from None
     return TrainedModel(model, state["class_names"], state["image_size"], state["in_channels"],
                         state["mean"], state["std"], state["config"], device, state.get("store_size"),
-                        state.get("data_fingerprint"))
+                        state.get("data_fingerprint"), channels_last=state.get("channels_last", True))
 
 
 def read_model_file(run):
     """model.pt of the run folder `run`, as a dict; ValueError saying why there is none."""
-    run = os.fspath(run)
+    run = os.path.expanduser(os.fspath(run))
     path = os.path.join(run, MODEL)
     if not os.path.isdir(run):
         raise UsageError(f"{run} is not a folder; give the folder of a coreaug run (the --out of coreaug train)")
     if not os.path.exists(path):
+        if os.path.exists(os.path.join(run, "summary.json")):
+            raise UsageError(f"{run} holds a finished run whose weights are not kept (no {MODEL}: it was restored "
+                             f"from an archive, which keeps no models, or {MODEL} was removed); only training it "
+                             f"again gives a model: coreaug train ... --overwrite --out {run}")
         if os.path.exists(os.path.join(run, "config.json")) or os.path.exists(os.path.join(run, CHECKPOINT)):
             raise UsageError(f"{run} holds a run that is not finished ({_progress(run)}; no {MODEL} yet); "
                              f"wait for it to end, or continue it with coreaug train ... --resume --out {run}")
@@ -423,6 +479,28 @@ def read_model_file(run):
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a coreaug model file; give the folder of a coreaug run")
     return state
+
+
+def _precision(name, device):
+    """The precision a run of precision `name` is used at on `device` (see TrainedModel): fp32 for
+    a run from before coreaug recorded it, and for fp16 on the CPU."""
+    if not name or name == "fp16" and device.type == "cpu":
+        return "fp32"
+    return resolve_precision(name, device)
+
+
+def _usable_cache_dir(cache_dir):
+    """`cache_dir` (a run's recorded cache folder) when it can be made and written here, else None
+    (COREAUG_CACHE_DIR's, or the default): a run copied from another machine or user may record a
+    folder that is not there or not theirs."""
+    if not cache_dir:
+        return None
+    root = os.path.abspath(os.path.expanduser(cache_dir))
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError:
+        return None
+    return cache_dir if os.path.isdir(root) and os.access(root, os.W_OK | os.X_OK) else None
 
 
 def _progress(run):

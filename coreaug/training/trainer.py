@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parameter import is_lazy
 from tqdm import tqdm
 
 from coreaug import progress
@@ -82,7 +83,7 @@ def _weak_policy(config, folder):
     return create_policy(name, flip=config.flip, **size)
 
 
-def train(config, model=None):
+def train(config, model=None, *, on_start=None):
     """Train `config.model` (or `model`, any nn.Module) on `config.dataset`, strongly augmenting
     the chosen examples.
 
@@ -94,12 +95,22 @@ def train(config, model=None):
     cross-entropy. With `config.out`, writes config.json, metrics.jsonl, summary.json and
     checkpoint.pt there, and at the end model.pt (`coreaug.load_run` reads it); `resume`
     continues from the checkpoint. Raises UsageError / FileNotFoundError for bad settings or
-    missing data before anything is written. Returns a TrainResult.
+    missing data before anything is written, and TrainingDiverged (a RuntimeError) when an epoch
+    leaves the weights, or the outputs on the test set, NaN or infinite. Returns a TrainResult.
 
     `model`, your own nn.Module, maps normalised (B, C, H, W) images to (B, classes) logits; its
     last nn.Linear is the layer of `gradients="last_layer"`. It is trained in place, and the run
     records its class ("instance:module.Class" as config.model), so `load_run` needs a module
     like it passed in. (`config.model = "package.module:function"` is rebuilt by `load_run`.)
+    It is fed channels_last inputs, or contiguous ones if it fails on those (a `.view` of its
+    features); a model that returns more than the logits in training mode is refused too.
+
+    torch's global random state (the CPU's and the device's), which the run seeds with
+    `config.seed` (for the model's initialisation and dropout), is given back as it was on
+    entry, so the caller's own draws after `train` go on as they would have without it.
+
+    `on_start`, if given, is called with the run folder's path once every check has passed, just
+    before the run's first file is written there (the CLI's "run folder:" line).
 
     Launched by torchrun with several processes, each process trains its disjoint share
     of every epoch's plan (`EpochPlan.shard`) in DistributedDataParallel, with
@@ -107,6 +118,9 @@ def train(config, model=None):
     process computes on a slice of the training set) and broadcasts the selection, logged
     metrics count every process's examples, and only rank 0 writes files or prints.
     """
+    if not isinstance(config, TrainConfig) and not hasattr(config, "keys"):  # ** takes any mapping
+        raise UsageError(f"config must be a coreaug.TrainConfig or a dict of its settings, got "
+                         f"{type(config).__name__} {config!r:.80}")
     config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     config = dataclasses.replace(config, model=given_model_name(config, model)) if model is not None else config
     config = config.resolved()
@@ -116,7 +130,8 @@ def train(config, model=None):
     distributed = join_run(config.device)
     completed = False
     try:
-        result = _run(config, distributed, model)
+        with keeps_global_rng(distributed.device):  # seeded by the run: the caller's own draws go on as before
+            result = _run(config, distributed, model, on_start)
         completed = True
         return result
     finally:
@@ -144,11 +159,17 @@ def given_model_name(config, model):
 def check_given_model(model, data, gradients="logits", what="the model passed to train"):
     """Raise UsageError unless `model` (a module passed to train, or built by the user's factory;
     `what` in the message) maps a batch of two of the run's float32 inputs (zeros, preprocessed
-    as the run's images) to floating (2, num_classes) logits: run once in eval mode without
-    gradients, on the device its parameters are on, before anything is written (a wrong class
-    count or output would otherwise fail in the first step; lazy modules get their shapes). With
-    `gradients` "last_layer", the gradient layer must be the one that produces the logits. A model
-    with no parameter to train (all frozen) is refused too: its first step could not backpropagate."""
+    as the run's images) to floating (2, num_classes) logits in eval mode and in training mode (a
+    model that returns (logits, aux) when training, as GoogLeNet does, would fail in the first
+    step): run once in each without gradients, on the device its parameters are on, before
+    anything is written, and leaving the model as it was (`training_output`); lazy modules get
+    their shapes. With `gradients` "last_layer", the gradient layer must be the one that produces
+    the logits. A model with no parameter to train (all frozen) is refused too: its first step
+    could not backpropagate.
+
+    Returns the memory format the run feeds the model in: channels_last, or, for a model that
+    fails on channels_last inputs and not on contiguous ones (a `.view` of its input or its
+    convolutions' features), torch.contiguous_format."""
     if not any(p.requires_grad for p in model.parameters()):
         count = sum(1 for _ in model.parameters())
         raise UsageError(f"{what} has no trainable parameters ({count} parameter tensors, none with "
@@ -157,22 +178,80 @@ def check_given_model(model, data, gradients="logits", what="the model passed to
     device = first.device if first is not None else torch.device("cpu")
     shape = (2, data.in_channels, *data.test_images.shape[-2:])
     inputs = data.preprocess(torch.zeros(shape, dtype=torch.uint8, device=data.train_labels.device)).to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(inputs)
-    except Exception as error:  # noqa: BLE001 - the user's module: its error, named as theirs
-        raise UsageError(f"{what} fails on a batch of the run's inputs, shape {tuple(inputs.shape)}: "
-                         f"{one_line(error)}") from error
-    finally:
-        model.train(was_training)
-    check_model_logits(out, 2, what, data.num_classes)
+    for memory_format in (torch.channels_last, torch.contiguous_format):
+        inputs, mode = inputs.contiguous(memory_format=memory_format), ""
+        try:
+            evaluated = eval_output(model, inputs)
+            mode = " in training mode"
+            trained = training_output(model, inputs)
+            break
+        except Exception as error:  # noqa: BLE001 - the user's module: its error, named as theirs
+            failure = error
+    else:
+        raise UsageError(f"{what} fails{mode} on a batch of the run's inputs, shape {tuple(inputs.shape)}: "
+                         f"{one_line(failure)}") from failure
+    check_model_logits(evaluated, 2, what, data.num_classes)
+    check_model_logits(trained, 2, f"{what} in training mode", data.num_classes)
     if gradients == "last_layer":  # the estimate's own checks, on the same two inputs
         estimate_gradients(model, inputs, torch.zeros(2, dtype=torch.long), kind="last_layer", device=device)
+    return memory_format
 
 
-def _open_run(config, distributed, model=None):
+def eval_output(model, inputs):
+    """`model(inputs)` in eval mode without gradients, the model left in its mode."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            return model.eval()(inputs)
+    finally:
+        model.train(was_training)
+
+
+def training_output(model, inputs):
+    """`model(inputs)` in training mode without gradients, leaving the model as it was: its mode,
+    its buffers (BatchNorm's running statistics and batch counts) and torch's random state
+    (dropout draws from it) restored."""
+    saved = [(buffer, buffer.clone()) for buffer in model.buffers() if not is_lazy(buffer)]
+    was_training = model.training
+    try:
+        with keeps_global_rng(inputs.device), torch.no_grad():
+            return model.train()(inputs)
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def keeps_global_rng(device):
+    """A context that gives torch's global random generators (the CPU's, and `device`'s on CUDA)
+    back the state they had on entering it."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda")
+
+
+def check_batch_of_one(model, data, batch_size, what, processes=1):
+    """UsageError when each of `processes` trains batches of one image (`batch_size`, the global
+    batch) and `model` cannot: BatchNorm in training mode needs more than one value per channel,
+    which a batch of one with maps pooled to 1x1 (an ImageNet-stem ResNet on small images) does
+    not give it. Tried on one input in training mode, the model left as it was."""
+    batch_norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if batch_size // processes != 1 or not batch_norm:
+        return
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    shape = (1, data.in_channels, *data.test_images.shape[-2:])
+    inputs = data.preprocess(torch.zeros(shape, dtype=torch.uint8, device=data.train_labels.device)).to(device)
+    try:
+        training_output(model, inputs)
+    except ValueError as error:  # torch's "Expected more than 1 value per channel when training"
+        each = f" over {processes} processes (one image each)" if processes > 1 else ""
+        raise UsageError(f"{what} cannot train on batches of one image (--batch-size {batch_size}{each}): "
+                         f"{one_line(error)}; its BatchNorm layers need two or more images a batch: use "
+                         f"--batch-size {2 * processes} or more") from error
+
+
+def _open_run(config, distributed, model=None, on_start=None):
     """(run folder or None, checkpoint or None, data, model), every check passed before a file is
     written: `model`, or config.model built (a factory's tried on two inputs, as `model` is).
 
@@ -194,16 +273,16 @@ def _open_run(config, distributed, model=None):
             data = load_run_data(config, distributed.device, distributed)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         torch.manual_seed(config.seed)  # the model's initialisation
+        what = "the model passed to train" if model is not None else f"model {config.model!r}"
         if model is None:  # built here, so that a factory's failure leaves nothing written
             model = create_model(config.model, data.in_channels, data.num_classes)
-            if ":" in config.model:  # the user's factory (package.module:function)
-                check_given_model(model, data, config.gradients, f"model {config.model!r}")
-        else:
-            check_given_model(model, data, config.gradients)
+        if ":" in config.model:  # the user's: a module passed to train ("instance:..."), or package.module:function
+            data.preprocess.memory_format = check_given_model(model, data, config.gradients, what)
+        check_batch_of_one(model, data, config.batch_size, what,
+                           1 if config.sync_bn else distributed.world_size)  # SyncBatchNorm: the global batch's
+        report = None
         if config.pretrained and checkpoint is None:  # a file that does not fit is refused before a file is written
             report = load_pretrained(model, config.pretrained)
-            if not config.quiet:
-                tqdm.write(str(report))
         if checkpoint is not None:  # the run's weights, before anything is written
             try:
                 model.load_state_dict(checkpoint["model"])
@@ -214,10 +293,14 @@ def _open_run(config, distributed, model=None):
         if folder and folder.finished(checkpoint, config.epochs):  # reported from its files, rewritten only
             folder.sync_metrics(checkpoint["history"])  # where metrics.jsonl lacks its last epoch
         elif folder:
+            if on_start is not None:
+                on_start(folder.path)
             folder.start(identity, fresh=checkpoint is None)
             if checkpoint is not None:
                 folder.sync_metrics(checkpoint["history"])
                 folder.resume_scalars(checkpoint["history"])
+        if report is not None and not config.quiet:  # after on_start's line
+            tqdm.write(str(report))
     except BaseException:
         if folder:
             folder.release()
@@ -225,17 +308,30 @@ def _open_run(config, distributed, model=None):
     return folder, checkpoint, data, model
 
 
-def _run(config, distributed, model=None):
+def _run(config, distributed, model=None, on_start=None):
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
     if compiles_whole_step(config, distributed):
         check_compilable(config, distributed.world_size, distributed.device)  # before anything is written
-    folder, checkpoint, data, model = _open_run(config, distributed, model)
+    if not config.quiet and cifar_stem_on_large_images(config):
+        tqdm.write(f"note: {config.model} has a CIFAR stem (no downsampling before its first stage: slow at "
+                   f"{config.image_size} px); for images of 128 px and more --model resnet18_imagenet (or resnet34, "
+                   "resnet50) is usually what you want", file=sys.stderr)
+    folder, checkpoint, data, model = _open_run(config, distributed, model, on_start)
     try:
         return _train_run(config, distributed, folder, checkpoint, data, model)
     finally:
         if folder:
             folder.release()
+
+
+CIFAR_STEMS = ("resnet20", "resnet32", "resnet56", "resnet18", "wrn-16-8")  # built-ins made for 32 px images
+
+
+def cifar_stem_on_large_images(config):
+    """Whether `config` trains a built-in model with a CIFAR stem (resnet20, a folder's default,
+    among them) on a folder of images of 128 px or more, where an ImageNet stem is the usual choice."""
+    return is_folder_dataset(config.dataset) and config.image_size >= 128 and config.model.lower() in CIFAR_STEMS
 
 
 @dataclass
@@ -356,7 +452,7 @@ def _start(config, distributed, checkpoint, data, model):
     device = distributed.device
     if config.sync_bn and distributed.world_size > 1:  # BatchNorm statistics over the global batch
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=data.preprocess.memory_format)  # channels_last but for some own models
     precision = resolve_precision(config.precision, device)
     whole_step = compiles_whole_step(config, distributed)
     optimizer = make_optimizer(config, model, compiled_update=whole_step, scaled=precision == "fp16")
@@ -782,8 +878,12 @@ def augmented_steps(batches, data, weak, strong, draws, context, per_call=1):
 def mix_with_partners(copies, train_images, partners, weak, source):
     """Mixup within a class (CRUST): each strongly augmented copy blended with its partner
     (weakly augmented) by a weight drawn uniformly from [0, 1] (Beta(1, 1)); labels stay.
-    `train_images` are in memory on the device (load_run_data refuses to stream for crust).
-    `source` is the copies' own (its draws continue after their strong augmentation)."""
+    `train_images` are in memory on the device (load_run_data refuses to stream for crust): an
+    `Images`, or the uint8 tensor of an own loop. `source` is the copies' own (its draws
+    continue after their strong augmentation)."""
+    if not hasattr(train_images, "read"):
+        from coreaug.data.images import as_images
+        train_images = as_images(train_images)
     mates = weak(train_images.read(partners), source)
     lam = uniform(len(copies), source, copies.device).view(-1, 1, 1, 1)
     return (lam * copies.float() + (1 - lam) * mates.float()).round_().to(copies.dtype)
