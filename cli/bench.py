@@ -35,7 +35,7 @@ def _report(run, status, position, total, error=None):
     row = read_run(run)  # the figures the tables will show
     resumed = " resumed," if status == "resumed" else ""
     click.echo(f"{prefix}{resumed} final {row['final_accuracy']:.2%} (best {row['best_accuracy']:.2%}), "
-               f"{row['total_seconds']:.1f} s training, {row['selection_seconds']:.1f} s selection")
+               f"{row['total_seconds']:.1f} s training ({row['selection_seconds']:.1f} s of it selection)")
 
 
 def _summary(result):

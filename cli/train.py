@@ -204,7 +204,7 @@ def train(**flags):
                 raise
         if result.rank == 0:
             click.echo(f"final test accuracy {result.final_test_accuracy:.2%} (best {result.best_test_accuracy:.2%}), "
-                       f"{result.total_seconds:.1f} s training, {result.selection_seconds:.1f} s selection"
+                       f"{result.total_seconds:.1f} s training ({result.selection_seconds:.1f} s of it selection)"
                        + (f"; outputs in {result.out}" if result.out else ""))
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)

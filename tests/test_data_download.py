@@ -132,7 +132,10 @@ def test_present_file_with_right_checksum_is_not_downloaded_again(tmp_path, monk
     assert download.fetch_resource(resource, tmp_path) == tmp_path / "f.bin"
 
 
-def test_progress_bar_is_shown_on_stderr(tmp_path, capsys):
+def test_progress_bar_is_shown_on_stderr(tmp_path, capsys, monkeypatch):
+    from coreaug import progress
+
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)  # a bar (off a terminal: tests/test_progress.py)
     (tmp_path / "src.bin").write_bytes(b"y" * 5000)
     download.download_file((tmp_path / "src.bin").as_uri(), tmp_path / "out" / "f.bin", None,
                            progress=True)
