@@ -171,7 +171,8 @@ def test_the_cli_selects_with_more_classes_than_gradient_dim(tmp_path):
 
     from coreaug.cli.main import app
     out = CliRunner().invoke(app, ["train", "--dataset", "synthetic", "--train-limit", "96", "--test-limit", "64",
-                                   "--epochs", "1", "--strategy", "coreset", "--gradient-dim", "4", "--quiet", "--out", str(tmp_path / "run")])
+                                   "--epochs", "1", "--strategy", "coreset", "--gradient-dim", "4", "--quiet",
+                                   "--out", str(tmp_path / "run")])
     assert out.exit_code == 0, out.output
 
 

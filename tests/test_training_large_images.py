@@ -84,7 +84,8 @@ def test_a_folder_of_large_images_fine_tunes_an_imagenet_resnet_streamed(tmp_pat
                            "--image-size", "128", "--model", "resnet18_imagenet", "--pretrained",
                            str(tmp_path / "imagenet.pt"), "--no-norm-decay", "--lr", "0.001", "--stream", "always",
                            "--epochs", "1", "--batch-size", "6", "--subset", "0.5", "--augment",
-                           "autoaugment-imagenet", "--strategy", "coreset", "--gradients", "last_layer", "--workers", "0",
+                           "autoaugment-imagenet", "--strategy", "coreset", "--gradients", "last_layer",
+                           "--workers", "0",
                            "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "classifier freshly initialised" in proc.stdout + proc.stderr
