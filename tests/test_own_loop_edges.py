@@ -1,6 +1,7 @@
 """CoresetAugmentation at the edges of an own loop: epochs, states, scoring data, devices and the
 dataset face used other than as documented are clear errors (or work), never a silent change of
 training; under torchrun no rank's own state splits the collectives."""
+import dataclasses
 import datetime
 import io
 import re
@@ -293,3 +294,20 @@ def test_under_torchrun_rank_src_alone_decides_and_a_ddp_model_scores_through_it
     assert len(shares) == len(set(shares))
     assert "selection is due at epoch 0: pass the model" in zero["failed"]
     assert one["failed"].startswith("rank 0 failed to select at epoch 0: a coreset selection is due")
+
+
+def test_use_refuses_a_selection_that_could_not_train():
+    """use() checked a user's Selection's size and range only: negative weights trained by gradient ascent."""
+    labels = torch.arange(30) % 3
+    method = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.3)
+    good = coreaug.select_random(labels.numpy(), 0.3, seed=0)
+    for bad, message in ((dataclasses.replace(good, weights=-good.weights), "weights must be finite and >= 0"),
+                         (dataclasses.replace(good, weights=good.weights * np.nan), "weights must be finite"),
+                         (dataclasses.replace(good, indices=np.repeat(good.indices[:1], len(good.indices))),
+                          "indices repeat an example"),
+                         (np.arange(5), "not a coreaug.Selection")):
+        with pytest.raises(coreaug.UsageError, match=message):
+            method.use(bad, 0)
+        assert method.selection is None  # nothing adopted
+    method.use(good, 0)
+    assert np.array_equal(method.selection.indices, good.indices)

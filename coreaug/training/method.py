@@ -25,6 +25,7 @@ from coreaug.selection import Selection, budget_size, estimate_gradients, logit_
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_fraction, check_int, check_labels
 from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
+from coreaug.selection.selection import check_selection
 
 from .config import DEFAULT_STRATEGY, MODES, strategies
 from .diagnostics import selection_diagnostics
@@ -225,9 +226,11 @@ class CoresetAugmentation:
 
     def use(self, selection, epoch, diagnostics=None):
         """Adopt `selection` (a `Selection`) as the current one, made at `epoch`. Raises
-        UsageError for a selection of another training set (its size, or an index out of range)."""
+        UsageError for a selection of another training set (its size, or an index out of range),
+        or one that could not train (repeated indices, weights negative or not finite)."""
         if selection is not None:
             self._check_fits(selection)
+            selection = check_selection(selection, len(self), "use() was given")
             # a Python int: a numpy one would not load with torch.load's weights_only=True
             epoch = None if epoch is None else check_epoch(epoch)
         self.selection, self.diagnostics = selection, dict(diagnostics or {})
@@ -237,6 +240,8 @@ class CoresetAugmentation:
 
     def _check_fits(self, selection):
         n = len(self)
+        if not isinstance(selection, Selection):
+            check_selection(selection, n, "use() was given")  # names what it was given
         indices = np.asarray(selection.indices)
         if selection.n_total and selection.n_total != n:
             raise UsageError(f"the selection was taken from {selection.n_total} examples but the labels given to "
