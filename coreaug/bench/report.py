@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
-from .archive import load_runs, planned_runs
+from .archive import PER_RUN, load_runs, planned_runs
 from .plot import plot_mean_curves
 from .tables import DIAGNOSTICS, diagnostics_table
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
@@ -26,7 +26,6 @@ from .timing import cell_time_to_target, default_target, speedup, time_to_target
 NAN = float("nan")
 REFERENCES = ("full", "none")
 PAPER_RULES = ("coreset", "random", "maxloss")
-_PER_RUN = ("strategy", "subset", "seed")  # config fields that differ by design between a grid's runs
 
 
 @dataclass
@@ -264,7 +263,7 @@ def _settings(records):
     if not records:
         return ""
     first = records[0].config
-    shared = [k for k in first if k not in _PER_RUN and all(r.config.get(k) == first[k] for r in records)]
+    shared = [k for k in first if k not in PER_RUN and all(r.config.get(k) == first[k] for r in records)]
     return ", ".join(f"{k}={first[k]}" for k in shared)
 
 

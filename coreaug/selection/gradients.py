@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from coreaug.data.images import Images, as_images, device_batches
+from coreaug.devices import check_cuda_present
 from coreaug.errors import UsageError, first_line
 
 from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
@@ -85,19 +86,13 @@ def _model_on(model, inputs):
 
 def _scoring_device(device):
     """`device` as a torch.device, checked as `coreaug.training.distributed.pick_device` checks
-    train's: a UsageError for a name torch does not know or a CUDA device this machine lacks."""
+    train's (`check_cuda_present`): a UsageError for a name torch does not know or a CUDA device
+    this machine lacks."""
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise UsageError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise UsageError(f"device {str(device)!r} was asked for but torch sees no CUDA device; pass device='cpu'")
-        if device.index is not None and device.index >= count:
-            raise UsageError(f"device {str(device)!r} was asked for but torch sees {count} CUDA device(s), cuda:0 to "
-                             f"cuda:{count - 1}; pass one of them")
-    return device
+    return check_cuda_present(device, str(device), "pass device='cpu'", "pass one of them")
 
 
 def _check_items(images):

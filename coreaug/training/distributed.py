@@ -14,6 +14,7 @@ import re
 import torch
 import torch.distributed as dist
 
+from coreaug.devices import check_cuda_present
 from coreaug.errors import UsageError
 
 # The other processes wait in a broadcast while rank 0 selects alone, minutes at ImageNet's
@@ -33,13 +34,7 @@ def pick_device(name):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not DEVICE_NAME.fullmatch(text):
         raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device {text!r} was asked for but torch sees no CUDA device; use --device cpu")
-    device = torch.device(text)
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise UsageError(f"device {text!r} was asked for but torch sees {torch.cuda.device_count()} CUDA device(s), "
-                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}; use one of them, or --device cuda")
-    return device
+    return check_cuda_present(torch.device(text), text, "use --device cpu", "use one of them, or --device cuda")
 
 
 def _rank_device(name, local_rank):
