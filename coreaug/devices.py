@@ -1,6 +1,6 @@
 """The check that a CUDA device asked for is one this machine has, shared by `coreaug train`'s
 --device (coreaug.training.distributed.pick_device) and the API's device= arguments
-(coreaug.selection.gradients)."""
+(`api_device`: estimate_gradients, CoresetAugmentation.scores, EpochPlan.on_device)."""
 import torch
 
 from coreaug.errors import UsageError
@@ -19,3 +19,18 @@ def check_cuda_present(device, name, no_cuda, other_index):
         raise UsageError(f"device {name!r} was asked for but torch sees {count} CUDA device(s), cuda:0 to "
                          f"cuda:{count - 1}; {other_index}")
     return device
+
+
+def api_device(device):
+    """The torch.device a Python API's `device=` names: "auto" (CUDA when available, else the
+    CPU), or anything `torch.device` takes ("cpu", "cuda:1", "mps", ...), unlike `--device`,
+    which is CPU or CUDA only. A UsageError for a name torch does not know or a CUDA device this
+    machine lacks."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError("device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:N' or 'mps', "
+                         f"got {device!r}") from None
+    return check_cuda_present(checked, str(device), "pass device='cpu'", "pass one of them")

@@ -136,7 +136,7 @@ def test_score_options_are_checked_at_the_first_epoch_and_devices_as_corearugs_o
         method.start_epoch(0, tiny_model(), FLOATS, batchsize=16)
     assert method.selection is None
     method = coreaug.CoresetAugmentation(LABELS, strategy="coreset", fraction=0.3)
-    with pytest.raises(coreaug.UsageError, match="device must be 'auto', 'cpu' or 'cuda"):
+    with pytest.raises(coreaug.UsageError, match="device must be 'auto' or a torch device"):
         method.start_epoch(0, tiny_model(), FLOATS, device="gpu")
     plan = method.start_epoch(0, tiny_model(), FLOATS, device="cpu")
     with pytest.raises(coreaug.UsageError, match="device must be"):
@@ -311,3 +311,20 @@ def test_use_refuses_a_selection_that_could_not_train():
         assert method.selection is None  # nothing adopted
     method.use(good, 0)
     assert np.array_equal(method.selection.indices, good.indices)
+
+
+def test_api_device_arguments_take_any_torch_device_and_auto():
+    """scores(device=) and plan.on_device took only --device's 'cpu'/'cuda' names, refusing an own
+    loop on Apple's 'mps'; the API's device= arguments take any device torch knows, and 'auto'."""
+    from coreaug.devices import api_device
+    from coreaug.training.distributed import pick_device
+
+    assert api_device("mps") == torch.device("mps") and api_device(torch.device("xpu:1")) == torch.device("xpu:1")
+    assert api_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(coreaug.UsageError, match="device must be 'auto' or a torch device.*got 'gpu'"):
+        api_device("gpu")
+    with pytest.raises(coreaug.UsageError, match="device must be 'auto', 'cpu' or 'cuda"):
+        pick_device("mps")  # --device: CPU or CUDA only
+    method = coreaug.CoresetAugmentation(LABELS, strategy="coreset", fraction=0.3)
+    plan = method.start_epoch(0, tiny_model(), FLOATS, device="auto")
+    assert plan.on_device(16, "auto").indices.device == api_device("auto")

@@ -72,7 +72,7 @@ def test_estimate_gradients_refuses_a_dtype_device_or_items_it_cannot_use():
         with pytest.raises(UsageError, match="dtype must be a floating torch dtype"):
             coreaug.estimate_gradients(model, images, labels, dtype=dtype)
     assert coreaug.estimate_gradients(model, images, labels, dtype=torch.float16).dtype == torch.float16
-    with pytest.raises(UsageError, match="device must be a torch device such as 'cpu'.*got 'gpu'"):
+    with pytest.raises(UsageError, match="device must be 'auto' or a torch device such as 'cpu'.*got 'gpu'"):
         coreaug.estimate_gradients(model, images, labels, device="gpu")
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="device 'cuda' was asked for but torch sees no CUDA device"):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from coreaug.data.images import Images, as_images, device_batches
-from coreaug.devices import check_cuda_present
+from coreaug.devices import api_device
 from coreaug.errors import UsageError, first_line
 
 from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
@@ -82,17 +82,6 @@ def _model_on(model, inputs):
         raise UsageError(f"the model cannot take the {str(inputs.dtype).replace('torch.', '')} images it was given "
                          f"({first_line(exc)}); pass preprocess= (estimate_gradients: transform=) to turn them into "
                          f"its input, e.g. {example}") from None
-
-
-def _scoring_device(device):
-    """`device` as a torch.device, checked as `coreaug.training.distributed.pick_device` checks
-    train's (`check_cuda_present`): a UsageError for a name torch does not know or a CUDA device
-    this machine lacks."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise UsageError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    return check_cuda_present(device, str(device), "pass device='cpu'", "pass one of them")
 
 
 def _check_items(images):
@@ -293,7 +282,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
             raise UsageError(f"device must be given for a model without parameters ({type(model).__name__} has "
                              "none to take the device from): pass device='cpu' or device='cuda'")
         device = held.device
-    device = _scoring_device(device)
+    device = api_device(device)
     images = as_images(images, num_workers)
     captured = []
     hook = None

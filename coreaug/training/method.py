@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from coreaug.data.images import DatasetImages, Images
+from coreaug.devices import api_device
 from coreaug.errors import UsageError
 from coreaug.selection import Selection, budget_size, estimate_gradients, logit_gradients
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_fraction, check_int, check_labels
@@ -29,7 +30,6 @@ from coreaug.selection.selection import check_selection
 
 from .config import DEFAULT_STRATEGY, MODES, strategies
 from .diagnostics import selection_diagnostics
-from .distributed import pick_device
 from .plan import epoch_plan, plan_length
 
 # What state_dict() writes: a dict with none of these is not one (a model's state_dict, a whole checkpoint)
@@ -296,7 +296,7 @@ class CoresetAugmentation:
             raise UsageError(f"a {self.strategy} selection scores the training data with the model: pass both, "
                              "scores(model, data)")
         if device is not None:
-            device = pick_device(device)
+            device = api_device(device)
         data = self._scoring_images(data, num_workers)
         wants_estimates = "estimates" in self.needs
         g, losses = estimate_gradients(bare_model(model), data, self.labels,

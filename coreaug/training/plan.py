@@ -7,10 +7,10 @@ import torch
 
 from coreaug.augment.sampling import RandomSource
 from coreaug.deprecation import keyword_only
+from coreaug.devices import api_device
 from coreaug.errors import UsageError
 from coreaug.selection.checks import check_int
 
-from .distributed import pick_device
 
 
 @dataclass
@@ -45,7 +45,7 @@ class EpochPlan:
     def on_device(self, batch_size, device):
         """This plan cut into batches of `batch_size` and moved to `device` once (a `DevicePlan`)."""
         check_int(batch_size, "batch_size")
-        return DevicePlan.build(self, batch_size, pick_device(device))
+        return DevicePlan.build(self, batch_size, api_device(device))
 
     def fixed_steps(self, batch_size, *, generator, world_size=1):
         """This plan laid out for a compiled step (`fixed_step_plan`): every batch of
