@@ -144,7 +144,11 @@ def test_loading_a_file_that_is_not_a_selection_is_one_usage_error(tmp_path):
     np.save(tmp_path / "array.npy", np.arange(3))
     (tmp_path / "text.npz").write_text("hello")
     np.savez(tmp_path / "objects.npz", indices=np.array([1, 2], dtype=object), weights=np.ones(2))
-    for name in ("array.npy", "text.npz", "objects.npz"):
+    # valid indices and weights, but an optional array that is not what save writes (was numpy's ValueError)
+    np.savez(tmp_path / "timings.npz", indices=np.arange(2), weights=np.ones(2), timings=np.array("{not json"))
+    np.savez(tmp_path / "classes.npz", indices=np.arange(2), weights=np.ones(2),
+             classes=np.array([object()], dtype=object))
+    for name in ("array.npy", "text.npz", "objects.npz", "timings.npz", "classes.npz"):
         with pytest.raises(UsageError, match="is not a selection file \\(an .npz written by Selection.save\\)") as err:
             coreaug.Selection.load(tmp_path / name)
         assert "pickle" not in str(err.value)

@@ -105,17 +105,21 @@ class Selection:
             problem = _bad_selection(indices, weights)
             if problem:
                 raise UsageError(f"{path} is not a usable selection: {problem}")
-            get = lambda key, default: data[key] if key in data else default  # noqa: E731
-            return cls(
-                indices=indices.astype(np.int64),
-                weights=weights.astype(np.float32),
-                strategy=str(get("strategy", "unknown")),
-                classes=get("classes", np.zeros(0, np.int64)),
-                class_counts=get("class_counts", np.zeros(0, np.int64)),
-                class_objectives=get("class_objectives", np.zeros(0)),
-                timings=json.loads(str(get("timings", "{}"))),
-                n_total=int(get("n_total", 0)),  # 0: not known
-            )
+            try:
+                get = lambda key, default: data[key] if key in data else default  # noqa: E731
+                return cls(
+                    indices=indices.astype(np.int64),
+                    weights=weights.astype(np.float32),
+                    strategy=str(get("strategy", "unknown")),
+                    classes=get("classes", np.zeros(0, np.int64)),
+                    class_counts=get("class_counts", np.zeros(0, np.int64)),
+                    class_objectives=get("class_objectives", np.zeros(0)),
+                    timings=json.loads(str(get("timings", "{}"))),
+                    n_total=int(get("n_total", 0)),  # 0: not known
+                )
+            except (ValueError, TypeError):  # object arrays, bad JSON in timings, a non-number n_total
+                raise UsageError(f"{not_one}: its optional arrays (strategy, classes, class_counts, "
+                                 "class_objectives, timings, n_total) are not what Selection.save writes") from None
 
 
 def check_selection(selection, n, what):
