@@ -173,6 +173,8 @@ def test_api_edges_are_usage_errors():
         method.plan.fixed_steps(15, generator=torch.Generator(), world_size=2)
     with pytest.raises(coreaug.UsageError, match="batch_size must be an integer >= 1"):
         method.plan.fixed_steps(0, generator=torch.Generator())
+    with pytest.raises(coreaug.UsageError, match="a batch of 2 cannot hold strong copies"):  # was a ValueError
+        method.plan.fixed_steps(2, generator=torch.Generator(), world_size=2)
 
 
 @pytest.mark.parametrize("kwargs, match", [

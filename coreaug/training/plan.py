@@ -233,10 +233,10 @@ def fixed_step_layout(originals, copies, batch_size, multiple=1):
     """(steps, copies per step) of the compiled layout for `originals` weak and `copies` strong
     entries at `batch_size`: the fewest steps whose batches hold every entry when each carries
     exactly ceil(copies / steps) copies, rounded up to a multiple of `multiple` (the processes
-    of a run, which share every batch), and the rest originals. Raises ValueError when no such
+    of a run, which share every batch), and the rest originals. Raises UsageError when no such
     layout exists: copies and originals in batches of at most `multiple` entries."""
     if copies and originals and batch_size <= multiple:
-        raise ValueError(f"a batch of {batch_size} cannot hold strong copies (a multiple of {multiple}) and an "
+        raise UsageError(f"a batch of {batch_size} cannot hold strong copies (a multiple of {multiple}) and an "
                          f"original besides; use a batch_size above {multiple}")
     steps = max(1, -(-(originals + copies) // batch_size))
     while True:
