@@ -114,12 +114,15 @@ def test_restore_replaces_a_damaged_run_and_an_empty_metrics_file_is_a_problem(g
     archive = archive_grid(grid).path
     (grid / "runs" / "none-seed0" / "summary.json").write_text('{"config": {')  # truncated
     (grid / "runs" / "none-seed1" / "metrics.jsonl").write_text("")             # emptied
+    for leftover in ("checkpoint.pt", "model.pt"):  # the damaged run's weights, not the archived run's
+        (grid / "runs" / "none-seed0" / leftover).write_bytes(b"old")
     assert read_record(grid / "runs" / "none-seed1", "none-seed1").problem == \
         "summary.json but no epoch in metrics.jsonl"
     main(["archive", "--restore", archive, "--out", str(grid)])
     out = capsys.readouterr().out
     assert "restored 2 runs" in out and "2 were there already; 2 of them in place of a damaged run" in out
     assert all(r.finished for r in load_runs(grid))
+    assert sorted(os.listdir(grid / "runs" / "none-seed0")) == ["config.json", "metrics.jsonl", "summary.json"]
 
 
 def test_archive_of_a_grids_runs_folder_goes_beside_the_grid_and_a_run_folder_is_pointed_to_its_holder(

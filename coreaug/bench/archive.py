@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from coreaug.errors import UsageError, first_line
 from coreaug.files import atomic_write
-from coreaug.training.run_files import CHECKPOINT, RunFolder, differences
+from coreaug.training.run_files import CHECKPOINT, MODEL, RunFolder, differences
 
 SUFFIX = ".runs.jsonl.xz"
 PLAN = "grid.json"  # {"runs": [name, ...]}: every run a bench of the grid planned, started or not
@@ -262,7 +262,8 @@ def restore_grid(archive, *, out):
     Each run gets config.json, metrics.jsonl and summary.json as `coreaug train` writes them,
     so that `coreaug bench --out OUT` with the grid's flags skips it. A run whose folder already
     holds a finished run is kept as it is; one whose folder holds a summary.json beside files
-    that cannot be read is replaced (RestoreResult.replaced). Left out, and named in
+    that cannot be read is replaced (RestoreResult.replaced; its checkpoint.pt and model.pt,
+    which are not the archived run's weights, are removed). Left out, and named in
     RestoreResult.why: unfinished or unreadable runs of the archive, names that are not plain
     folder names, and folders a live coreaug run holds (their lock is held while a run is
     written). Returns a RestoreResult. Raises UsageError, with nothing written, for a file that
@@ -349,6 +350,9 @@ def _restore_run(folder, record):
         there = read_record(folder, record.name)
         if there.finished:
             return "kept"
+        for stale in (CHECKPOINT, MODEL):  # an earlier, interrupted or damaged run's: not this record's weights
+            if os.path.exists(os.path.join(folder, stale)):
+                os.remove(os.path.join(folder, stale))
         # summary.json last: a run counts as finished only once its other files are in place
         atomic_write(os.path.join(folder, "config.json"), lambda f: json.dump(record.config, f, indent=2))
         atomic_write(os.path.join(folder, "metrics.jsonl"),
