@@ -41,11 +41,12 @@ def _command(paths, out, target, baseline, paper_figures, epoch_seconds, subsets
                    "(full and none pair with the references); one the runs lack is refused "
                    "[default: random, when the runs have it].")
 @click.option("--paper-figures", type=click.Path(dir_okay=False),
-              help="CSV strategy,subset,accuracy (percent; subset empty for full and none): a column of "
-                   "published figures and their share of full's gain.")
+              help="CSV strategy,subset,accuracy (percent, 75.3 not 0.753: a figure of at most 1 is refused "
+                   "as a fraction; subset empty for full and none): a column of published figures and their "
+                   "share of full's gain.")
 @click.option("--epoch-seconds", type=click.Path(dir_okay=False),
-              help="CSV strategy,subset,seconds_per_epoch measured elsewhere (e.g. a quiet machine): times "
-                   "become epochs x these instead of the runs' own.")
+              help="CSV strategy,subset,seconds_per_epoch measured elsewhere (e.g. a quiet machine; positive "
+                   "seconds): times become epochs x these instead of the runs' own.")
 @click.option("--subsets", help="Only these fractions (and the references), comma-separated; a fraction no grid "
                                 "has is refused.")
 @click.option("--name", default="report", show_default=True, help="Stem of the files written (not empty).")

@@ -90,15 +90,18 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     baseline: the strategy (or reference, full/none) that paired differences are taken
         against; a comma-separated string or a list gives one table per baseline. None:
         random when the runs have it (else no such table).
-    paper_figures: a CSV with columns strategy,subset,accuracy (percent; subset empty for the
-        references; lines starting with # are comments): a column of published figures.
+    paper_figures: a CSV with columns strategy,subset,accuracy (percent in (1, 100]: a figure of
+        at most 1 is refused as a fraction; subset empty for the references; lines starting with #
+        are comments): a column of published figures.
     epoch_seconds: a CSV with columns strategy,subset,seconds_per_epoch measured elsewhere
-        (e.g. on a quiet machine); times become epochs x these instead of the runs' own.
+        (e.g. on a quiet machine; positive seconds); times become epochs x these instead of the
+        runs' own.
     subsets: keep only these fractions (and the references); None keeps every one.
     name, title, command: the files' stem, the heading, and the command recorded in the report.
     Returns a ReportResult. Raises UsageError for a path that is neither a grid folder nor an
     archive, a grid without finished runs, or a bad option: a baseline that is no strategy
-    or reference of the runs reported, a subset no grid has, an empty name.
+    or reference of the runs reported, a subset no grid has, an empty name, a CSV row whose
+    figure is out of range (naming the row).
     """
     if not isinstance(name, str) or not name.strip() or os.sep in name or name.startswith("."):
         raise UsageError(f"name must be a file stem such as report (no folder, not starting with a dot), got {name!r}")
@@ -112,8 +115,9 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
         wanted = None if subsets is None else {round(float(s), 10) for s in subsets}
     except (TypeError, ValueError):
         raise UsageError(f"subsets must be fractions such as [0.1, 0.3], got {subsets!r}") from None
-    paper = _read_figures(paper_figures, "--paper-figures", "accuracy") if paper_figures else {}
-    rates = _read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch") if epoch_seconds else None
+    paper = _read_figures(paper_figures, "--paper-figures", "accuracy", _bad_percent) if paper_figures else {}
+    rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate) if epoch_seconds
+             else None)
 
     sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
     runs, problems, described, settings = _read_sources(sources, wanted)
@@ -228,8 +232,9 @@ def _run(record, label):
         return None, f"config.json or summary.json lacks a usable {exc}"
 
 
-def _read_figures(path, flag, column):
-    """{(strategy, subset or None): float} from a CSV with columns strategy, subset, `column`."""
+def _read_figures(path, flag, column, bad):
+    """{(strategy, subset or None): float} from a CSV with columns strategy, subset, `column`;
+    `bad(value)` says what is wrong with a figure ("" when nothing is): a UsageError naming the row."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
@@ -243,13 +248,29 @@ def _read_figures(path, flag, column):
     for number, row in enumerate(reader, 2):
         try:
             subset = None if not (row.get("subset") or "").strip() else float(row["subset"])
-            figures[(row["strategy"].strip(), subset)] = float(row[column])
+            strategy, value = row["strategy"].strip(), float(row[column])
         except (KeyError, TypeError, ValueError, AttributeError):
             raise UsageError(f"{flag} {path}: row {number} needs columns strategy,subset,{column} with numbers "
                              f"(subset empty for full and none), got {dict(row)!r}") from None
+        problem = bad(value)
+        if problem:
+            raise UsageError(f"{flag} {path}: row {number} ({_pairs([(strategy, subset)])}): {column} {value:g} "
+                             f"{problem}")
+        figures[(strategy, subset)] = value
     if not figures:
         raise UsageError(f"{flag} {path} has a header but no rows; give one row strategy,subset,{column} per cell")
     return figures
+
+
+def _bad_rate(seconds):
+    return "" if math.isfinite(seconds) and seconds > 0 else "is no time; give a positive number of seconds"
+
+
+def _bad_percent(accuracy):
+    """Published accuracies are percent: one of at most 1 reads as a fraction, and is refused."""
+    if 0 < accuracy <= 1:
+        return f"reads as a fraction; give percent ({100 * accuracy:g} for {accuracy:g})"
+    return "" if 1 < accuracy <= 100 else "is no percentage; give a number in (1, 100] (75.3 for 75.3%)"
 
 
 def _pairs(keys):
@@ -289,8 +310,16 @@ def _related(cells, name, label, subset):
 
 
 def _references(cells, label):
+    """(none, full) for the share of full's gain: the label's own pair where it has both, else the
+    first grid's (a share of one grid's none and another's full would measure neither)."""
     own = [cells.get((name, label, None)) for name in ("none", "full")]
     return own if all(own) else [cells.get((name, "", None)) for name in ("none", "full")]
+
+
+def _no_gain(none, full):
+    """True when both references exist and full's mean final accuracy is not above none's: there
+    is no gain to take a share of."""
+    return bool(none and full) and _mean_final(full) - _mean_final(none) <= 0  # as `_share` takes it
 
 
 def _mean_std(values):
@@ -382,6 +411,7 @@ def _cell_row(cell, cells, baselines, paper, rates, target):
            "best_accuracy_percent": statistics.fmean(100 * r.best for r in cell.runs), "share_of_full_gain": share,
            "paper_accuracy_percent": NAN if theirs is None else theirs, "paper_share_of_full_gain": paper_share}
     timing = _timing(cell, rates, target)
+    full = _related(cells, "full", cell.label, None)  # speed-ups: the label's own full wherever it has one
     full_timing = _timing(full, rates, target) if full else None
     row.update(timing)
     row["speedup"] = speedup(full_timing["seconds"], timing["seconds"]) if full_timing else NAN
@@ -496,10 +526,15 @@ def _accuracy_table(cells, rows, with_paper):
     header = "| strategy | subset | seeds | final accuracy % (mean ± std) | best accuracy % (mean) | share of full's gain |"
     lines = ["## Accuracy per cell", "", header + (" paper | paper's share |" if with_paper else ""),
              "|---|---|---|---|---|---|" + ("---|---|" if with_paper else "")]
+    no_gain = {}  # label of the references -> (none, full) whose full is not above none
     for cell, row in zip(cells.values(), rows):
+        none, full = _references(cells, cell.label)
+        share = _percent(row["share_of_full_gain"])
+        if _no_gain(none, full):
+            no_gain[none.label] = (none, full)
+            share = "— (full ≤ none)"
         line = (f"| {cell.title} | {_subset(cell.subset)} | {row['seeds']} | {_points(row['final_accuracy_percent'])} ± "
-                f"{_points(row['final_accuracy_std'])} | {_points(row['best_accuracy_percent'])} | "
-                f"{_percent(row['share_of_full_gain'])} |")
+                f"{_points(row['final_accuracy_std'])} | {_points(row['best_accuracy_percent'])} | {share} |")
         if with_paper:
             theirs = row["paper_accuracy_percent"]
             line += f" {'' if math.isnan(theirs) else f'{theirs:.2f}'} | {_percent(row['paper_share_of_full_gain'])} |"
@@ -508,17 +543,31 @@ def _accuracy_table(cells, rows, with_paper):
               "mean over seeds. Share of full's gain: (accuracy - none) / (full - none), against the none and full "
               "cells of the row's own label where both exist, else of the first grid."
               + (" Paper: the published figure for the same strategy and subset, and its share of the published "
-                 "full's gain." if with_paper else ""), ""]
+                 "full's gain." if with_paper else "")
+              + "".join(f" Full ≤ none: {_grid(label)}'s full ({_points(_mean_final(full))}%) is not above its none "
+                        f"({_points(_mean_final(none))}%), so there is no gain to take a share of (more seeds or "
+                        "epochs may separate them)." for label, (none, full) in no_gain.items()), ""]
     return lines
+
+
+def _grid(label):
+    return f"the grid \"{label}\"" if label else "the first grid"
+
+
+def _mean_final(cell):
+    return statistics.fmean(100 * r.final for r in cell.runs)
 
 
 def _paired_table(cells, rows, name):
     lines = [f"## Paired differences against {name}", "",
              "| strategy | subset | paired seeds | difference, points (mean ± std) | 95% t-interval | excludes zero |",
              "|---|---|---|---|---|---|"]
-    for cell, row in zip(cells.values(), rows):
-        if _baseline(cells, cell, name) is None:
-            continue
+    paired = [(cell, row) for cell, row in zip(cells.values(), rows) if _baseline(cells, cell, name) is not None]
+    if not paired:
+        return [f"## Paired differences against {name}", "",
+                f"Nothing to pair: no other strategy's cell has a {name} cell to pair with (at its subset, of its "
+                "own label or the first grid's).", ""]
+    for cell, row in paired:
         n, low, high = row[f"vs_{name}_n"], row[f"vs_{name}_low"], row[f"vs_{name}_high"]
         interval = "—" if math.isnan(low) else f"{_points(low, True)} to {_points(high, True)}"
         excludes = "—" if math.isnan(low) else "yes, above" if low > 0 else "yes, below" if high < 0 else "no"
@@ -559,7 +608,8 @@ def _timing_table(cells, rows, rates_path, target, rule):
                       "has no times (its seeds reaching the target are still counted)")
     lines += ["", f"{per_epoch}. Time to target: each seed's seconds until its test accuracy first reaches the "
               "target, mean over the seeds (none unless every seed reaches it), as bench's results.md takes it; "
-              "speed-ups divide full's figure (of the row's own label where it has one) by the row's.", ""]
+              "speed-ups divide full's figure (of the row's own label where it has one, else the first grid's) "
+              "by the row's.", ""]
     return lines
 
 
@@ -584,7 +634,7 @@ def _run_row(run, target, rates):
     history = _rated(run.history, rate)
     row = {"label": run.label, "name": run.name, "strategy": run.strategy, "subset": run.subset, "seed": run.seed,
            "epochs": run.epochs, "final_accuracy": run.final, "best_accuracy": run.best,
-           "training_seconds": run.seconds, "selection_seconds": run.selection_seconds,
+           "total_seconds": run.seconds, "selection_seconds": run.selection_seconds,
            "time_to_target": time_to_target(history, target)}
     for key in DIAGNOSTICS:
         values = [m[key] for m in run.history if m.get(key) is not None]

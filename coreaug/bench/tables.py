@@ -51,9 +51,9 @@ def read_run(run):
 
 
 def read_runs(runs):
-    """The figures of each finished run in `runs` that can be read (a list of read_run dicts), and
-    {name: why} for those whose config.json, metrics.jsonl or summary.json cannot be read or lacks
-    a figure: they are left out, as `coreaug report` leaves them out."""
+    """The figures of each finished run in `runs` that can be read (read_run dicts in `table_order`,
+    then by seed), and {name: why} for those whose config.json, metrics.jsonl or summary.json
+    cannot be read or lacks a figure: they are left out, as `coreaug report` leaves them out."""
     rows, unreadable = [], {}
     for run in runs:
         problem = read_record(run.folder, run.name).problem
@@ -66,7 +66,13 @@ def read_runs(runs):
                 problem = f"summary.json or metrics.jsonl lacks a usable {exc}"
         if problem is not None:
             unreadable[run.name] = problem
-    return rows, unreadable
+    return sorted(rows, key=lambda r: (*table_order(r["strategy"], r["subset"]), r["seed"])), unreadable
+
+
+def table_order(strategy, subset):
+    """The tables' fixed row order, whatever command trained the runs: the references (full, none),
+    then each subset from the smallest, random first and the other strategies by name."""
+    return subset is not None, subset or 0, strategy != "random", strategy
 
 
 def add_timings(rows, target=None):
@@ -104,10 +110,11 @@ def write_csv(rows, path):
 
 
 def group_rows(rows):
-    """Aggregate runs over seeds per (strategy, subset), in the rows' order. Returns a list of dicts."""
+    """Aggregate runs over seeds per (strategy, subset), in `table_order`. Returns a list of dicts."""
     groups = {}
     for row in rows:
         groups.setdefault((row["strategy"], row["subset"]), []).append(row)
+    groups = {key: groups[key] for key in sorted(groups, key=lambda key: table_order(*key))}
     full = [r for r in rows if r["strategy"] == "full"]
     full_seconds = mean(r["total_seconds"] for r in full)
     full_to_target, _ = _time_to_target(full)
