@@ -411,7 +411,9 @@ def _cell_row(cell, cells, baselines, paper, rates, target):
            "best_accuracy_percent": statistics.fmean(100 * r.best for r in cell.runs), "share_of_full_gain": share,
            "paper_accuracy_percent": NAN if theirs is None else theirs, "paper_share_of_full_gain": paper_share}
     timing = _timing(cell, rates, target)
-    full = _related(cells, "full", cell.label, None)  # speed-ups: the label's own full wherever it has one
+    full = _related(cells, "full", cell.label, None)  # speed-ups: the label's own full wherever it has one,
+    if full is cell and cell.label:  # but a label's full against itself is always 1.00x: the first grid's full
+        full = cells.get(("full", "", None))
     full_timing = _timing(full, rates, target) if full else None
     row.update(timing)
     row["speedup"] = speedup(full_timing["seconds"], timing["seconds"]) if full_timing else NAN
@@ -608,8 +610,8 @@ def _timing_table(cells, rows, rates_path, target, rule):
                       "has no times (its seeds reaching the target are still counted)")
     lines += ["", f"{per_epoch}. Time to target: each seed's seconds until its test accuracy first reaches the "
               "target, mean over the seeds (none unless every seed reaches it), as bench's results.md takes it; "
-              "speed-ups divide full's figure (of the row's own label where it has one, else the first grid's) "
-              "by the row's.", ""]
+              "speed-ups divide full's figure (of the row's own label where it has one, else, and for a label's "
+              "own full row, the first grid's) by the row's.", ""]
     return lines
 
 
