@@ -11,6 +11,8 @@ setting alike. Before each run it waits (up to 10 minutes) for the 1-minute load
 under `--max-load` and records it. Reports the median training seconds per epoch (selection
 included, evaluation excluded) and the speed-up against `full`, with every repeat's figure.
 Accuracy is not the point here (few epochs); the accuracy tables come from `coreaug bench`.
+With `--out X.md` it also writes X.csv, the medians as `coreaug report --epoch-seconds` reads them
+(strategy,subset,seconds_per_epoch).
 """
 import argparse
 import os
@@ -57,6 +59,21 @@ def parse_settings(pairs):
     return settings
 
 
+def epoch_seconds_csv(per_epoch, source):
+    """The median seconds per epoch of each run as the CSV `coreaug report --epoch-seconds` reads;
+    `per_epoch`: {(strategy, fraction or None): [seconds per epoch of each repeat]}, `source`: the
+    Markdown file they came from (named in a comment line)."""
+    repeats = max(len(seconds) for seconds in per_epoch.values())
+    lines = [f"# Quiet-machine seconds per epoch (training + selection, evaluation excluded; median of {repeats} "
+             f"repeat{'s' if repeats != 1 else ''})",
+             f"# from {source} (experiments/bench_timing.py; its command and load are there), for "
+             "`coreaug report --epoch-seconds`.",
+             "strategy,subset,seconds_per_epoch"]
+    for (strategy, fraction), seconds in per_epoch.items():
+        lines.append(f"{strategy},{'' if fraction is None else fraction},{statistics.median(seconds):.2f}")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--augment", default="randaugment")
@@ -67,6 +84,8 @@ def main():
     parser.add_argument("--runs", default=RUNS, help="strategies to time, STRATEGY[:FRACTION] comma-separated")
     parser.add_argument("settings", nargs="*", help="more TrainConfig settings, KEY=VALUE")
     args = parser.parse_args()
+    if args.out and args.out.endswith(".csv"):
+        parser.error(f"--out {args.out}: give the Markdown file (X.md); the CSV for coreaug report goes beside it")
     base = dict(SETTING, augment=args.augment, epochs=args.epochs, **parse_settings(args.settings))
     runs = parse_runs(args.runs)
     if ("full", None) not in runs:
@@ -100,11 +119,15 @@ def main():
         "\n".join(lines),
         "Seconds per epoch: training plus selection (gradient estimates and facility location), evaluation "
         "excluded, averaged over the run's epochs; the median over repeats is shown."]) + "\n"
+    print(text)
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w") as f:
             f.write(text)
-    print(text)
+        csv = os.path.splitext(args.out)[0] + ".csv"
+        with open(csv, "w") as f:
+            f.write(epoch_seconds_csv(per_epoch, os.path.basename(args.out)))
+        print(f"Wrote {args.out} and {csv} (for coreaug report --epoch-seconds).")
 
 
 if __name__ == "__main__":

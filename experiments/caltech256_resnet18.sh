@@ -11,12 +11,11 @@
 # --pretrained FILE. The decoded cache takes ~4.4 GB at 224 px (30k images).
 # How long: 4 runs x 40 epochs; not run here (no data, no GPU), unmeasured.
 # Usage: experiments/caltech256_resnet18.sh --data-dir DIR/256_ObjectCategories --pretrained FILE [OUT] [flags]
+#        (OUT: a folder given before the other flags, or --out OUT anywhere; see experiments/recipe_args.sh)
 set -euo pipefail
+NEEDS_DATA_DIR=1
 source "$(dirname "$0")/recipe_args.sh"
-case " ${EXTRA[*]-} " in
-    *" --pretrained "*) ;;
-    *) echo "$(basename "$0"): give --pretrained FILE, ImageNet weights for resnet18_imagenet" >&2; exit 2 ;;
-esac
+[ -n "$PRETRAINED" ] || recipe_error "give --pretrained FILE, ImageNet weights for resnet18_imagenet"
 OUT="${OUT:-experiments/results/caltech256-resnet18}"
 exec coreaug bench --dataset "$DATA_DIR" --val-fraction 0.2 --image-size 224 --model resnet18_imagenet \
     --weak resized-crop --no-norm-decay --mode append --augment randaugment --subsets 0.3 --select-every 5 \

@@ -9,8 +9,8 @@ every selection only).
 
 Usage: python experiments/cifar10_flipped.py GRID OUT_PREFIX
 """
+import argparse
 import statistics
-import sys
 from collections import defaultdict
 
 from coreaug.bench import load_runs
@@ -29,8 +29,18 @@ def flipped_shares(grid):
     return out
 
 
-def main():
-    grid, prefix = sys.argv[1], sys.argv[2]
+def parse_args(argv=None):
+    """GRID and OUT_PREFIX from the command line (argparse's usage line and exit 2 when missing)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\nUsage:")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", metavar="GRID", help="a grid folder or its archive")
+    parser.add_argument("prefix", metavar="OUT_PREFIX", help="writes OUT_PREFIX.md and OUT_PREFIX.png")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    grid, prefix = args.grid, args.prefix
     shares = flipped_shares(grid)
     lines = ["| strategy | subset | seeds | flipped share of the selections (mean over epochs) | first | last |",
              "|---|---|---|---|---|---|"]

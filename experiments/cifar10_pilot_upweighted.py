@@ -5,8 +5,8 @@ README of experiments/results/cifar10 has the figure).
 
 Usage: python experiments/cifar10_pilot_upweighted.py DATA SEED OUT
 """
+import argparse
 import dataclasses
-import sys
 
 import numpy as np
 import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
@@ -27,8 +27,19 @@ def upweighted(rule):
     return dataclasses.replace(rule, choose=choose)
 
 
-def main():
-    data, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def parse_args(argv=None):
+    """DATA, SEED and OUT from the command line (argparse's usage line and exit 2 when missing)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\nUsage:")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", metavar="DATA", help="the CIFAR-10 class folders (grid A's dataset)")
+    parser.add_argument("seed", metavar="SEED", type=int)
+    parser.add_argument("out", metavar="OUT", help="the run folder (overwritten)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    data, seed, out = args.data, args.seed, args.out
     torch.set_num_threads(1)
     rules.RULES["random"] = upweighted(rules.RULES["random"])
     result = coreaug.train(coreaug.TrainConfig(

@@ -5,11 +5,13 @@
 #
 # Usage: experiments/cifar10_reports.sh [RUNS]   RUNS: where the archives (or grid folders) are
 #        (default experiments/results/cifar10/runs; a grid still running can be given as its folder)
+# Without an activated environment: COREAUG=".venv/bin/python -m coreaug" PYTHON=.venv/bin/python
 set -euo pipefail
 RUNS="${1:-experiments/results/cifar10/runs}"
 RESULTS=experiments/results/cifar10
 PAPER=experiments/paper
 COREAUG="${COREAUG:-coreaug}"
+PYTHON="${PYTHON:-python}"
 grid() { if [ -d "$RUNS/$1" ]; then echo "$RUNS/$1"; else echo "$RUNS/$1.runs.jsonl.xz"; fi; }
 
 $COREAUG report "$(grid A-maxloss)" "$(grid A-weighted)=weighted copies" "$(grid A-time-full8)=8 epochs" \
@@ -30,5 +32,5 @@ $COREAUG report "$(grid A-maxloss)" "$(grid A-time-full8)=8 epochs" "$(grid A-ti
   "$(grid A-time-full40)=40 epochs" --subsets 0.1 --target 0.5365 --epoch-seconds $RESULTS/timing-maxloss-rules.csv \
   --out $RESULTS --name time-maxloss --title "Grid A, max-loss transforms, 10%: accuracy against training time"
 # the flipped share of each selection over the epochs (first and last selection: not in the report)
-python experiments/cifar10_flipped.py "$(grid C)" $RESULTS/C-flipped
-python experiments/cifar10_flipped.py "$(grid C-subset)" $RESULTS/C-subset-flipped
+$PYTHON experiments/cifar10_flipped.py "$(grid C)" $RESULTS/C-flipped
+$PYTHON experiments/cifar10_flipped.py "$(grid C-subset)" $RESULTS/C-subset-flipped

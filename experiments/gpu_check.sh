@@ -53,6 +53,18 @@
 #   GPU_CHECK_DEVICE=cpu BUDGET_S=60 TRAIN_LIMIT=256 MODES=eager CIFAR_DIR=... experiments/gpu_check.sh
 set -uo pipefail
 START=$(date +%s)
+# The settings given in the environment, for the heading's command (so that it reproduces the run); BUDGET_S
+# and TRAIN_LIMIT are always shown. A value with characters outside [A-Za-z0-9_.,:@/+=-] is single-quoted.
+SETTINGS=""
+for name in ROWS TABLE_EPOCHS MODES COMPILE_MODE COUNT_STEPS COUNT_MODES TABLE_SHARE TESTS_S RECIPE_EPOCHS \
+        RECIPE_LIMIT EVAL_EVERY MODEL BATCH IMAGE_SIZE; do
+    value="${!name:-}"
+    case "$value" in
+        "") continue ;;
+        *[!A-Za-z0-9_.,:@/+=-]*) value="'${value//\'/\'\\\'\'}'" ;;
+    esac
+    SETTINGS+="$name=$value "
+done
 cd "$(dirname "$0")/.."
 PY="${1:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 BUDGET_S="${BUDGET_S:-840}"
@@ -155,7 +167,7 @@ fi
 
 # -- The run's heading, and the machine. -----------------------------------------------------------
 [ -f "$OUT" ] || append "# GPU checks" "" "Each run of experiments/gpu_check.sh appends a section, newest last."
-append "" "## Run of $(date -u '+%Y-%m-%d %H:%M') UTC: \`BUDGET_S=$BUDGET_S TRAIN_LIMIT=$TRAIN_LIMIT $( [ "$COMPILE_MODE" = auto ] || echo "COMPILE_MODE=$COMPILE_MODE ")experiments/gpu_check.sh\`$( [ "$DEVICE" = cuda ] || echo " (dry run on $DEVICE)")"
+append "" "## Run of $(date -u '+%Y-%m-%d %H:%M') UTC: \`BUDGET_S=$BUDGET_S TRAIN_LIMIT=$TRAIN_LIMIT ${SETTINGS}experiments/gpu_check.sh\`$( [ "$DEVICE" = cuda ] || echo " (dry run on $DEVICE)")"
 section "Machine"
 append '```'
 if [ "$DEVICE" = cuda ]; then

@@ -9,6 +9,7 @@ training images to TRAIN_IMAGES, x 1.15 for evaluation and a selection every 20 
 compiled, whichever fits more. compile_mode is the compiled row's `--fallback-mode` when it was
 measured only in that mode (CUDA graphs failed), else "-"; basis has no spaces.
 """
+import argparse
 import json
 import math
 import sys
@@ -38,8 +39,21 @@ def plan(rows, left, images, limit, most):
     return best
 
 
+def parse_args(argv):
+    """The five arguments of the usage line (argparse's usage line and exit 2 when one is missing)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\nUsage:")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", metavar="SPEED_JSON")
+    parser.add_argument("left", metavar="SECONDS_LEFT", type=float)
+    parser.add_argument("images", metavar="TRAIN_IMAGES", type=int)
+    parser.add_argument("limit", metavar="TABLE_TRAIN_LIMIT", type=int)
+    parser.add_argument("most", metavar="MOST_EPOCHS", type=int)
+    return parser.parse_args(argv)
+
+
 def main(argv):
-    path, left, images, limit, most = argv[0], float(argv[1]), int(argv[2]), int(argv[3]), int(argv[4])
+    args = parse_args(argv)
+    path, left, images, limit, most = args.path, args.left, args.images, args.limit, args.most
     try:
         with open(path) as f:
             rows = json.load(f)["rows"]

@@ -9,7 +9,9 @@
 # Data: a folder with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the usual ImageNet layout).
 # How long: 3 runs x 90 epochs of ResNet-50; days of 8-GPU time, unmeasured.
 # Usage: GPUS=8 experiments/imagenet_resnet50.sh --data-dir DIR [OUT] [coreaug train flags]
+#        (OUT, or --out OUT, holds the three runs' folders: OUT/coreset-0.5, OUT/random-0.5, OUT/full-1.0)
 set -euo pipefail
+NEEDS_DATA_DIR=1
 source "$(dirname "$0")/recipe_args.sh"
 OUT="${OUT:-experiments/results/imagenet-resnet50}"
 for run in "coreset 0.5" "random 0.5" "full 1.0"; do

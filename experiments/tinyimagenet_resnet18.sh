@@ -10,6 +10,7 @@
 # How long: 8 cells x 1 seed of 100 epochs; not run here (no data, no GPU), unmeasured.
 # Usage: experiments/tinyimagenet_resnet18.sh --data-dir DIR/tiny-imagenet-200 [OUT] [coreaug bench flags]
 set -euo pipefail
+NEEDS_DATA_DIR=1
 source "$(dirname "$0")/recipe_args.sh"
 OUT="${OUT:-experiments/results/tinyimagenet-resnet18}"
 exec coreaug bench --dataset "$DATA_DIR" --image-size 64 --model resnet18 --weak pad-crop \
