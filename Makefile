@@ -2,26 +2,39 @@
 #   make train   create .venv, install coreaug, train on Fashion-MNIST (30% coreset, the paper's method)
 #   make test    create .venv, install coreaug[test,plot,docs], run the whole test suite, build the manual
 #   make docs    build the manual (docs/, mkdocs.yml) into build/site with --strict; preview: .venv/bin/mkdocs serve
+#   make clean   remove what make built (.venv, *.egg-info, build/), never runs/ (the trained models)
 PYTHON ?= python3
 VENV ?= .venv
 # torch's CPU wheel from pytorch.org's CPU index (PyPI's Linux wheel of torch is the CUDA build, with GBs of
 # CUDA libraries); torch 2.13 needs Python >= 3.10. Offline, pip tries that index twice per package, then takes
 # the wheel from its own find-links folder where one holds it (as on the project's CI machine): --retries 2 made
 # torch's install there 25 s, against 102 s with pip's default of 5 retries.
-# Read when .venv is created (make clean to change it); for CUDA, e.g.
+# Read when .venv is created (make clean, then make again, to change it); for CUDA, e.g.
 #   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
 TORCH_SPEC ?= torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# The Python that .venv needs: torch 2.13 (as pinned by the default TORCH_SPEC) needs 3.10, coreaug 3.9 (another
+# TORCH_SPEC on 3.9: pip picks the newest torch that supports it). Checked before .venv is made, and of .venv's own
+# python, so that a too-old Python stops with a line naming it rather than with pip's resolver error.
+PYTHON_MIN := $(if $(findstring torch==2.13,$(TORCH_SPEC)),3.10,3.9)
+PYTHON_CHECK = import platform, sys; sys.exit(sys.version_info[:2] < tuple(int(p) for p in "$(PYTHON_MIN)".split(".")) \
+  and "make: %s is Python %s; %s" % (sys.argv[1], platform.python_version(), sys.argv[2]))
+PYTHON_NEEDS = coreaug with TORCH_SPEC='$(TORCH_SPEC)' needs Python $(PYTHON_MIN) or newer
 BIN := $(VENV)/bin
 # --resume: make train again continues an interrupted run, or prints a finished one's result.
 TRAIN_ARGS ?= --dataset fashion-mnist --strategy coreset --subset 0.3 --epochs 2 --out runs/fashion-mnist-coreset-0.3 --resume
 
 .PHONY: install install-test train test docs data-fashion-mnist clean
 
+# A venv that python -m venv left half made (Debian without python3-venv: no pip) is removed, so that the next make
+# makes it again; a folder that was there before is left as it was.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c '$(PYTHON_CHECK)' '$(PYTHON)' "$(PYTHON_NEEDS): pass PYTHON=python3.11 (or another)"
+	if [ -e $(VENV) ]; then $(PYTHON) -m venv $(VENV); else $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }; fi
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python setup.cfg setup.py
+	@test ! -x $(BIN)/python || $(BIN)/python -c '$(PYTHON_CHECK)' '$(BIN)/python' \
+	  "$(PYTHON_NEEDS): make clean (removes $(VENV) and build files only), then make again with PYTHON=python3.11"
 	$(BIN)/pip install -q --retries 2 $(TORCH_SPEC)
 	$(BIN)/pip install -q -e '.[test,plot]'
 	echo '$(TORCH_SPEC)' > $@
@@ -30,7 +43,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg setup.py
 install: $(VENV)/.installed
 	@test ! -s $< || test "$$(cat $<)" = '$(TORCH_SPEC)' || \
 	  echo "make: $(VENV) keeps the torch of TORCH_SPEC='$$(cat $<)';" \
-	    "to install TORCH_SPEC='$(TORCH_SPEC)': make clean first"
+	    "to install TORCH_SPEC='$(TORCH_SPEC)': make clean first (it removes $(VENV) and build files, not runs/)"
 
 # The manual's tools (the docs extra), for make test and make docs only: make train does not need them.
 $(VENV)/.installed-docs: $(VENV)/.installed
@@ -60,5 +73,7 @@ train: install data-fashion-mnist
 test: install docs data-fashion-mnist
 	$(BIN)/python -m pytest -q
 
+# What make built: the venv, the editable install's egg-info and build/ (the manual, setuptools' files). Never
+# runs/, where make train and coreaug train without --out write every trained model.
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) *.egg-info build

@@ -23,7 +23,8 @@ NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="coreaug")
 def app():
-    """coreaug: augment a weighted coreset instead of every example."""
+    """coreaug: strongly augment a re-selected subset of each class (random by default, or the paper's weighted
+    coreset) instead of every example."""
 
 
 app.add_command(datasets)

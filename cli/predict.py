@@ -20,7 +20,8 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
 @click.argument("run", type=click.Path(file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Classes shown per image, most probable first (at most the run's classes).")
+              help="Classes shown per image, most probable first (at most the run's classes); five, a "
+                   "ranking to read, where Python's TrainedModel.predict gives one (top_k=1).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
               help="csv: image,rank,class,probability rows; json: a list of {image, classes, probabilities}.")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")

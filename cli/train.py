@@ -90,8 +90,9 @@ def train_options(command):
                           "the previous epoch's training logits, at no cost (append mode, logit gradients; the "
                           "first selection is a clean pass)."),
         click.option("--gradient-dim", type=int, default=_default("gradient_dim"), show_default=True,
-                     help="Gradient estimates wider than this (last-layer gradients; logit gradients past this many classes) are "
-                          "randomly projected to this size, batch by batch; float16 when they would exceed 1 GiB."),
+                     help="Gradient estimates wider than this (last-layer gradients; logit gradients past this many "
+                          "classes) are randomly projected to at most this size, batch by batch; float16 when they "
+                          "would exceed 1 GiB."),
         click.option("--knn", type=int, default=_default("knn"), show_default=True, help="Neighbours per example in the selection graph."),
         click.option("--balance", type=click.Choice(BALANCES), default=_default("balance"), show_default=True, help="Per-class budgets: equal|proportional."),
         click.option("--loss-filter", type=float,
@@ -99,7 +100,8 @@ def train_options(command):
                           "losses cut [default: estimated: the examples the model rates below chance "
                           "(coreset-lowloss), the high group of a two-group split of the mean losses (the others)]."),
         click.option("--selection-warmup", type=int,
-                     help="Epochs of random selections before the first model-based one [default: the rule's: 20% of --epochs for crust, else 0]."),
+                     help="Epochs of random selections before the first model-based one [default: the rule's: 20% "
+                          "of --epochs for crust, at most the epoch of the last selection; else 0]."),
         click.option("--epochs", type=int, help="Epochs [default: per dataset]."),
         click.option("--eval-every", type=int, default=_default("eval_every"), show_default=True,
                      help="Evaluate on the test set after every N-th epoch and after the last (the others log null test figures)."),
@@ -149,6 +151,9 @@ def train_options(command):
 
 def make_config(**flags):
     """A TrainConfig from click's flag values (milestones parsed from text)."""
+    if flags["optimizer"] == "sgd" and flags["nesterov"] and flags["momentum"] == 0:  # TrainConfig names its fields
+        raise UsageError("Nesterov momentum (on by default) needs a --momentum above 0, got --momentum 0; pass "
+                         "--no-nesterov for plain SGD, or a momentum such as 0.9")
     flags["milestones"] = _floats(flags["milestones"])
     flags["betas"] = _floats(flags["betas"], "--betas", "0.9,0.999")
     return coreaug.TrainConfig(**flags)
@@ -168,7 +173,8 @@ def make_config(**flags):
 @click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its results (and replacing a run of other settings).")
 @user_errors
 def train(**flags):
-    """Train a classifier, strongly augmenting only a re-selected coreset.
+    """Train a classifier, strongly augmenting only a re-selected subset (random by default, or the paper's
+    coreset: --strategy).
 
     Stopped by Ctrl-C (exit code 130) or SIGTERM (143), it says after which epoch and prints the
     command that continues it (--resume). A --resume of a finished run prints its result and
@@ -259,9 +265,13 @@ def epochs_kept(out):
 
 
 def resume_command(out):
-    """`coreaug train` with the flags given on this command line, --out `out` and --resume."""
+    """`coreaug train` with the flags given on this command line, --out `out` and --resume; under
+    torchrun, launched as this run was: `torchrun --nproc-per-node N -m coreaug train ...` with N
+    this node's processes (LOCAL_WORLD_SIZE), and over several nodes a word on the launch's other options."""
     ctx = click.get_current_context()
-    words = ["coreaug", "train"]
+    per_node = os.environ.get("LOCAL_WORLD_SIZE")  # set by torchrun
+    words = ["torchrun", "--nproc-per-node", per_node, "-m"] if per_node else []
+    words += ["coreaug", "train"]
     for param in ctx.command.params:
         if param.name in ("out", "resume", "overwrite") or \
                 ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
@@ -271,7 +281,10 @@ def resume_command(out):
             words += [param.opts[0]] if value else param.secondary_opts[:1]
         else:
             words += [param.opts[0], str(value)]
-    return shlex.join(words + ["--out", out, "--resume"])
+    command = shlex.join(words + ["--out", out, "--resume"])
+    if per_node and int(os.environ.get("WORLD_SIZE", per_node)) > int(per_node):
+        command += " (on every node, with the launch's --nnodes and --rdzv-* options)"
+    return command
 
 
 def stdout_closed():

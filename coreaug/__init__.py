@@ -1,12 +1,16 @@
-"""coreaug: strong data augmentation on a weighted coreset instead of every example.
+"""coreaug: strong data augmentation on a re-selected subset (random by default, or the paper's
+weighted coreset) instead of every example.
 
-The public API is re-exported here; see README.md and the manual in docs/ for usage.
+The public API is re-exported here, each name with its docstring (help(coreaug.train),
+help(coreaug.TrainConfig)); `coreaug --help` and `coreaug COMMAND --help` describe the command line.
+The manual is docs/ (and README.md) in the source distribution or a checkout.
 """
 import os
 import sys
 import warnings
 
-__version__ = "0.2.0"
+# Between releases, the next release with .dev0 (CHANGELOG.md's [Unreleased]); setup.cfg reads it from here.
+__version__ = "0.3.0.dev0"
 
 # torch and faiss each bring an OpenMP runtime whose idle threads spin by default; on a
 # shared or small machine the spinning threads starve each other (a CPU epoch ran 7x

@@ -13,11 +13,12 @@ class UsageError(ValueError):
 
 class UnreadableImage(UsageError):
     """An image file that cannot be decoded. ``what`` is the short form, "cannot read image PATH
-    (why)", for callers that give their own advice after it (predict's --skip-bad-images)."""
+    (why)", for callers that give their own advice after it (predict's --skip-bad-images).
+    ``name`` replaces "image PATH" for an image that is no file (a PIL image made in memory)."""
 
-    def __init__(self, path, reason, advice="give image files (JPEG, PNG, WebP, BMP, GIF, TIFF)"):
+    def __init__(self, path, reason, advice="give image files (JPEG, PNG, WebP, BMP, GIF, TIFF)", name=None):
         self.path = path
-        self.what = f"cannot read image {path} ({reason})"
+        self.what = f"cannot read {name or f'image {path}'} ({reason})"
         super().__init__(f"{self.what}; {advice}")
 
 

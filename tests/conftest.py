@@ -14,6 +14,29 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _find_the_checkouts_cli():
+    """Make `coreaug.cli` importable from this tree's cli/ where the tree's coreaug/ shadows the install.
+
+    `python -m pytest` puts the current folder first on sys.path: in an unpacked sdist or a checkout with a
+    non-editable `pip install .`, `coreaug` is then this tree's coreaug/, whose CLI lies beside it in cli/
+    (setup.cfg installs that folder as coreaug.cli), as coreaug/__main__.py handles for `python -m coreaug`.
+    """
+    import coreaug
+
+    try:
+        import coreaug.cli  # noqa: F401
+    except ModuleNotFoundError as exc:
+        checkout = os.path.dirname(os.path.dirname(os.path.abspath(coreaug.__file__)))
+        if exc.name != "coreaug.cli" or not os.path.isfile(os.path.join(checkout, "cli", "main.py")):
+            raise
+        coreaug.__path__.append(checkout)
+
+
+_find_the_checkouts_cli()
+
 
 @pytest.fixture(autouse=True)
 def _decoded_images_cache(tmp_path_factory, monkeypatch):
@@ -21,7 +44,7 @@ def _decoded_images_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "decoded-cache"))
 
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = ROOT / "experiments"
 
 
 def load_experiment(name):

@@ -431,7 +431,7 @@ def test_predict_names_a_pil_image_by_its_file_and_refuses_one_without_pixels(fi
     with Image.open(path) as opened:
         made = Image.new("RGB", (8, 8))
         assert [p.image for p in trained.predict([opened, made])] == [str(path), "1"]
-    with pytest.raises(coreaug.UsageError, match=r"cannot read image the PIL image \(no pixels: 0x0\)"):
+    with pytest.raises(coreaug.UsageError, match=r"^cannot read a PIL image \(no pixels: 0x0\)"):
         trained.predict(Image.new("RGB", (0, 0)))
     with pytest.raises(coreaug.UsageError, match=r"is a folder; read takes one image file"):
         trained.read(root / "data")

@@ -22,6 +22,7 @@ MASK32 = 0xFFFFFFFF
 _MULTIPLIERS = (0x7FEB352D, 0x5BD1E995)
 _GOLDEN = 0x61C88647  # spreads consecutive positions (2 ** 32 / phi, below 2 ** 31)
 _POSITION_BITS = 21  # permutation keys: hash << 21 | position, unique below 2 ** 21 entries
+_HIGH_BITS = 0x3C6EF372  # salts the folds of a number's bits past the 32nd (source_key)
 
 
 def mix32(x):
@@ -35,10 +36,16 @@ def mix32(x):
 
 def source_key(*numbers: int) -> int:
     """The 32-bit key of a `RandomSource` for a tuple of whole numbers (seed, epoch, step, ...):
-    each number is folded into the hash in turn."""
+    each number is folded into the hash in turn, 32 bits at a time: a number below 2 ** 32 in one
+    fold (the keys coreaug always made), a larger one (a seed up to 2 ** 64) in one more fold per
+    further 32 bits, so that seeds 2 ** 32 apart draw differently."""
     key = 0x2545F491
     for number in numbers:
-        key = mix32((key ^ mix32(int(number) & MASK32)) & MASK32)
+        number = int(number)
+        key = mix32((key ^ mix32(number & MASK32)) & MASK32)
+        while number > MASK32:  # salted, so that (2 ** 32 + a, b) is not (a, 1, b)
+            number >>= 32
+            key = mix32((key ^ mix32((number & MASK32) ^ _HIGH_BITS)) & MASK32)
     return key
 
 

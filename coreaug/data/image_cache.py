@@ -14,6 +14,8 @@ The jobs live apart: a cache's name (coreaug.data.cache_key), reading its rows f
 the builds' claims and waits (coreaug.data.cache_builds); this module opens, builds, lists and
 removes caches, and keeps the names that were public here importable from it.
 """
+import contextlib
+import contextvars
 import os
 import re
 import shutil
@@ -34,6 +36,20 @@ from .disk_images import DiskImages
 from .images import consecutive, device_batches  # noqa: F401 (public here)
 
 _KEY = re.compile(r"[0-9a-f]{24}")  # a cache's folder name (cache_key)
+_BUILDS_SHOWN = contextvars.ContextVar("builds_shown", default=None)  # builds_shown's setting
+
+
+@contextlib.contextmanager
+def builds_shown(show: bool):
+    """Within the block, a cache this process builds shows its progress (and the note on older
+    caches) when ``show``, whatever ``progress`` open_or_build is given, which still rules the
+    rest ("waiting for ..."). Under torchrun only rank 0 prints, but whichever rank claims a
+    cache first builds it: the trainer so shows the build on the rank that makes it."""
+    token = _BUILDS_SHOWN.set(show)
+    try:
+        yield
+    finally:
+        _BUILDS_SHOWN.reset(token)
 
 
 class ImageCache:
@@ -83,8 +99,9 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
                   workers: int = 0, skip_bad: bool = False, progress: bool = True,
                   source: Optional[str] = None, stall_after: float = STALL_SECONDS) -> ImageCache:
     """The cache of ``splits`` ([(name, [(path, label)])]) of the folder ``source``, built first
-    if absent. With ``progress``, a new build says how much older caches of ``source`` (other
-    sizes, or the folder before it changed) still take, and how to remove them.
+    if absent. With ``progress``, a new build shows its progress and says how much older caches
+    of ``source`` (other sizes, or the folder before it changed) still take, and how to remove
+    them (builds_shown may decide this for a build apart from ``progress``).
 
     ``decode(path) -> (H, W, 3) uint8 array`` (it raises ValueError/OSError for a bad image)
     runs in ``workers`` DataLoader worker processes (0: in this process). A bad image is a
@@ -100,21 +117,22 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     root = _root(cache_dir)
     key, fingerprint = cache_key(splits, image_size)
     folder = os.path.join(root, key)
-    built = False
+    built, show_build = False, progress if _BUILDS_SHOWN.get() is None else _BUILDS_SHOWN.get()
     while not built and read_meta(folder) is None:
         _make_cache_folder(root, cache_dir)
         remove_stale(root, stall_after)
         build, leader = claim(root, key)
         if build is not None:
             build_cache(build, folder, splits=splits, classes=classes, image_size=image_size, decode=decode,
-                        workers=workers, skip_bad=skip_bad, progress=progress, source=source, fingerprint=fingerprint)
+                        workers=workers, skip_bad=skip_bad, progress=show_build, source=source,
+                        fingerprint=fingerprint)
             built = True
         else:  # another process (another rank, another run) decodes it
             if progress:
                 tqdm.write(f"waiting for {leader} to finish the decoded cache")
             wait_for(leader, folder, stall_after)
     others = [cache for cache in caches_in(root, source) if cache.folder != folder] if built and source else []
-    if others and progress:
+    if others and show_build:
         caches = "cache" if len(others) == 1 else "caches"
         tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
                    f"before it changed) take {size_text(sum(c.bytes() for c in others))} in {root}; "
@@ -132,8 +150,10 @@ def _make_cache_folder(root: str, cache_dir: Optional[str]) -> None:
         if not os.access(root, os.W_OK | os.X_OK):
             raise PermissionError("not writable")
     except OSError as exc:
-        given = "--cache-dir" if cache_dir else "COREAUG_CACHE_DIR" if os.environ.get("COREAUG_CACHE_DIR") else None
-        origin = f" (from {given})" if given else ""
+        # A run's config fills cache_dir with default_cache_dir() when none was given: that one is not --cache-dir's.
+        given = cache_dir and os.path.realpath(_root(cache_dir)) != os.path.realpath(_root(None))
+        origin = (" (from --cache-dir)" if given else " (from COREAUG_CACHE_DIR)" if os.environ.get("COREAUG_CACHE_DIR")
+                  else " (the default)")
         raise UsageError(f"cannot use {root} as the decoded-image cache{origin}: {exc.strerror or first_line(exc)}; "
                          "pass --cache-dir or set COREAUG_CACHE_DIR to a folder you can write") from None
 

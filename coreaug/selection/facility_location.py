@@ -3,25 +3,39 @@
 `lazy_greedy` is the project's own kernel (numba, compiled once and cached on disk);
 `apricot_greedy` runs apricot-select on the same sparse graph, as a reference.
 """
+import os
+
 import numba
 import numpy as np
+
+
+def numba_cache_dir() -> str:
+    """Where the compiled kernel is cached: $XDG_CACHE_HOME/coreaug/numba, else ~/.cache/coreaug/numba."""
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "numba")
 
 
 def _njit(**options):
     """numba.njit, cached on disk where numba finds a writable place for its cache.
 
-    numba picks the cache folder when a function is decorated, i.e. at `import coreaug`: next to
-    this file, else in ~/.cache/numba (or $NUMBA_CACHE_DIR). A read-only install with no writable
-    home (a container run as another user) has none; there the kernel is compiled in each process
-    instead of the import failing.
+    numba picks the cache folder when a function is decorated, i.e. at `import coreaug`: here
+    numba_cache_dir() (or $NUMBA_CACHE_DIR), so that `pip uninstall coreaug` leaves no cache files
+    in the package's folder; where that is not writable, numba's own choice: next to this file,
+    else ~/.cache/numba. A read-only install with no writable home (a container run as another
+    user) has none; there the kernel is compiled in each process instead of the import failing.
     """
     def decorate(function):
+        own = not numba.config.CACHE_DIR  # numba reads it (from $NUMBA_CACHE_DIR) as it decorates
+        if own:
+            numba.config.CACHE_DIR = numba_cache_dir()
         try:
             return numba.njit(cache=True, **options)(function)
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             if "cannot cache" not in str(exc):
                 raise
             return numba.njit(**options)(function)
+        finally:
+            if own:
+                numba.config.CACHE_DIR = ""
     return decorate
 
 

@@ -113,13 +113,17 @@ class TrainConfig:
         to another class, drawn by `seed` (for experiments on noisy labels).
     flip: whether the pad-crop weak augmentation flips images (None: the dataset's default).
     seed: seeds the model's initialisation, the selections, plans and augmentation draws
-        (an integer in [0, 2**64); one seed, one run).
+        (an integer in [0, 2**64)). Selections, plans and augmentations read the whole seed; the
+        initialisation, dropout on the CPU and label_noise draw from torch's CPU generator, which
+        keeps a seed's low 32 bits, so seeds 2**32 apart share those (below 2**32: one seed, one run).
     device: "auto" (CUDA when available), "cpu" or "cuda[:N]".
     quiet: no progress bars or messages.
     eval_every: evaluate on the test set after every N-th epoch and after the last (epochs
         between carry no test figures: None in the history).
     selection_warmup: epochs before the first model-based selection (random selections of the
-        same budget until then); None takes the rule's own share (crust: 20% of the epochs, else 0).
+        same budget until then); None takes the rule's own share (crust: 20% of the epochs, else 0),
+        at most the epoch of the run's last selection (default_selection_warmup); a rule that reads
+        the model refuses a value past that epoch.
     train_limit, test_limit: use a fixed random sample of this many examples (for quick runs).
     image_size, val_fraction, skip_bad_images: for a `dataset` that is a folder of images
         (coreaug.data.image_folder): the square size images are resized and cropped to
@@ -338,11 +342,12 @@ class TrainConfig:
 
     def _check_selection_warmup(self):
         """UsageError for a selection_warmup that leaves a model-based rule no selection of its own (every
-        selection random: a 'coreset' run that is a random one), as warmup_epochs >= epochs is refused."""
+        selection random: a 'coreset' run that is a random one), as warmup_epochs >= epochs is refused.
+        The default (None) never does: default_selection_warmup stops at the last selection."""
         rule = RULES.get(self.strategy)
         if self.selection_warmup is None or rule is None or not rule.needs:
             return
-        last = (self.epochs - 1) // self.select_every * self.select_every  # the run's last selection
+        last = last_selection(self.epochs, self.select_every)
         if self.selection_warmup > last:
             raise UsageError(f"selection_warmup ({self.selection_warmup}) must be at most {last}, the epoch of the "
                              f"run's last selection (epochs {self.epochs}, select_every {self.select_every}): after it "
@@ -470,12 +475,33 @@ class TrainConfig:
             raise UsageError("schedule 'multistep' divides the learning rate at its milestones and none were given; "
                              "pass milestones (--milestones), fractions of training in (0, 1) such as 0.5,0.75, or "
                              "schedule 'cosine'")
+        early = [float(m) for m in self.milestones if m * self.epochs <= self.warmup_epochs]
+        if self.schedule == "multistep" and early:  # the warm-up ramps past it to the full rate, then drops 10x
+            raise UsageError(f"milestone {early[0]:g} (epoch {early[0] * self.epochs:g} of {self.epochs}) falls "
+                             f"within the learning-rate warm-up (warmup_epochs {self.warmup_epochs:g}), which ignores "
+                             f"it: give milestones above {self.warmup_epochs / self.epochs:g} (--milestones), or "
+                             "fewer warmup_epochs (--warmup-epochs)")
         if self.resume and self.overwrite:
             raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
         from .distributed import DEVICE_NAME  # the names pick_device takes
 
         if self.device != "auto" and not DEVICE_NAME.fullmatch(str(self.device)):
             raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+
+def last_selection(epochs, select_every):
+    """The epoch of a run's last selection: selections are at epochs 0, R, 2R, ... below `epochs`."""
+    return (epochs - 1) // select_every * select_every
+
+
+def default_selection_warmup(strategy, epochs, select_every=1):
+    """The warm-up a run takes when selection_warmup is None: the rule's own share of `epochs`
+    (`Rule.warmup_share`, rounded: crust's 20%; 0 for the others, full and none), cut to the epoch of
+    the run's last selection, which the rule then makes by the model (crust over 5 epochs selecting
+    every 5: 0, not 1, which would leave its one selection random)."""
+    rule = RULES.get(strategy)
+    share = rule.warmup_share if rule is not None else 0.0
+    return min(int(round(share * epochs)), last_selection(epochs, select_every))
 
 
 def unused_options(settings):

@@ -19,6 +19,7 @@ import zlib
 import numpy as np
 import torch
 
+from coreaug.augment.sampling import source_key
 from coreaug.data.images import DatasetImages, Images
 from coreaug.devices import api_device
 from coreaug.errors import UsageError
@@ -28,12 +29,13 @@ from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 from coreaug.selection.selection import check_selection
 
-from .config import DEFAULT_STRATEGY, MODES, strategies
+from .config import DEFAULT_STRATEGY, MODES, default_selection_warmup, strategies
 from .diagnostics import selection_diagnostics
 from .plan import epoch_plan, plan_length
 
 # What state_dict() writes: a dict with none of these is not one (a model's state_dict, a whole checkpoint)
 STATE_KEYS = ("settings", "selection", "selected_at", "loss_sums", "loss_count", "loss_held", "diagnostics")
+PLAN_SEEDS = 2 ** 29  # seeds below it draw their plans as they always did (epoch_generator)
 
 
 def epoch_generator(seed, epoch, stream):
@@ -41,8 +43,15 @@ def epoch_generator(seed, epoch, stream):
     state. Every process draws the same plan from it (stream 0 shuffles the plan, 2 lays it out
     for a compiled step); augmentations draw from each entry's own key
     (`DevicePlan.draws`), not from a generator.
+
+    torch's CPU generator keeps 32 bits of its seed. Below PLAN_SEEDS (2 ** 29) a seed takes
+    ((seed * 1_000_003 + epoch) * 8 + stream) mod 2 ** 32, the plans of every run so far; that
+    repeats every 2 ** 29 seeds, so a larger seed takes a hash of the whole seed, epoch and stream
+    (`source_key`): two seeds share an epoch's plan by chance (1 in 2 ** 32), not every epoch's.
     """
-    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 8 + stream) % 2 ** 32)
+    if seed < PLAN_SEEDS:
+        return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 8 + stream) % 2 ** 32)
+    return torch.Generator().manual_seed(source_key(seed, epoch, stream))
 
 
 class CoresetAugmentation:
@@ -67,7 +76,8 @@ class CoresetAugmentation:
         knn, balance: facility location's neighbours per example and per-class budgets.
         seed: seeds the plans' order and the random strategy.
         selection_warmup: epochs before the first model-based selection (random selections of
-            the same budget until then); None takes the rule's share (crust: 20%) of `epochs`.
+            the same budget until then); None takes the rule's share (crust: 20%) of `epochs`, at
+            most the epoch of the last selection (`default_selection_warmup`).
         epochs: the run's length, for the rule's default warm-up.
         loss_filter: the loss-filtered coresets' share of each class's highest losses cut (None:
             estimated; coreset-lowloss: the examples the model rates below chance, coreset-history and
@@ -102,8 +112,7 @@ class CoresetAugmentation:
         self.mode, self.copies, self.weight_augmented = mode, int(copies), bool(weight_augmented)
         self.gradients, self.knn, self.balance, self.seed = gradients, int(knn), balance, int(seed)
         if selection_warmup is None:  # the rule's own share of the run, when the run's length is known
-            share = self.rule.warmup_share if self.selects else 0.0
-            selection_warmup = int(round(share * epochs)) if epochs is not None else 0
+            selection_warmup = 0 if epochs is None else default_selection_warmup(strategy, epochs, self.select_every)
         else:
             check_int(selection_warmup, "selection_warmup", 0, unit="epochs")
         self.selection_warmup = int(selection_warmup)

@@ -6,7 +6,9 @@ def learning_rate(config, epoch_progress):
     """The learning rate at `epoch_progress` (fractional epochs since the start, in [0, epochs]).
 
     Warm-up rises linearly from 0 over `warmup_epochs`; then `cosine` decays to 0 at the
-    last epoch, or `multistep` divides by 10 at each milestone (fractions of the epochs).
+    last epoch, or `multistep` divides by 10 at each milestone (fractions of the epochs; the
+    warm-up ramps to the full rate whatever they say, so `TrainConfig` refuses a milestone
+    within it).
     """
     if epoch_progress < config.warmup_epochs:
         return config.lr * epoch_progress / config.warmup_epochs

@@ -119,11 +119,11 @@ class TrainedModel:
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
         if hasattr(image, "convert") and 0 in image.size:
-            raise UnreadableImage(image_name(image, "the PIL image"), f"no pixels: {image.size[0]}x{image.size[1]}")
+            raise _unreadable(image, f"no pixels: {image.size[0]}x{image.size[1]}")
         try:
             pixels = decode_square(image, self.store_size, "L" if self.in_channels == 1 else "RGB")
         except (OSError, ValueError, SyntaxError) as exc:
-            raise UnreadableImage(image_name(image, "the PIL image"), first_line(exc)) from None
+            raise _unreadable(image, first_line(exc)) from None
         pixels = torch.from_numpy(pixels.copy())
         return pixels.unsqueeze(0) if pixels.ndim == 2 else pixels.permute(2, 0, 1).contiguous()
 
@@ -182,8 +182,9 @@ class TrainedModel:
         """A `Prediction` per image (file paths, folders of image files, PIL images, or a uint8
         tensor): its `top_k` classes and their probabilities, most probable first; a folder's
         images (recursively, sorted by path) in its place, each named by its path (a PIL image by
-        the file it was opened from, else, as a tensor's images, by its position). `batch_size`:
-        as `probabilities`."""
+        the file it was opened from, else, as a tensor's images, by its position). `top_k` is 1,
+        the answer a program acts on, where `coreaug predict --top-k` shows five, a ranking to read.
+        `batch_size`: as `probabilities`."""
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}")
         top_k, batch_size = int(top_k), self._batch_size(batch_size)
@@ -375,6 +376,15 @@ def grayscale(images, chunk=4096):
         rgb = images[start:start + chunk].to(torch.int32)
         out[start:start + chunk] = ((rgb * weights).sum(1, keepdim=True) + 0x8000) >> 16
     return out
+
+
+def _unreadable(image, reason):
+    """UnreadableImage for a path or a PIL image: named by its file, or, for a PIL image made in memory
+    (no file to name or replace), as "a PIL image", with advice for such an image."""
+    if not hasattr(image, "convert") or getattr(image, "filename", ""):
+        return UnreadableImage(image_name(image, ""), reason)
+    return UnreadableImage(None, reason, "images are read from PIL images of 8- or 16-bit pixels (mode L, RGB or "
+                           "I;16, say) and from image files", name="a PIL image")
 
 
 def image_name(image, default):

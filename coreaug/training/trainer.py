@@ -20,6 +20,7 @@ from coreaug.augment import create_policy
 from coreaug.augment.registry import takes_keyword
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
+from coreaug.data.image_cache import builds_shown
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import check_model_logits, estimate_dtype, estimate_gradients, final_linear, uncompiled
@@ -309,6 +310,7 @@ def _open_run(config, distributed, model=None, on_start=None):
 
 
 def _run(config, distributed, model=None, on_start=None):
+    show_build = not config.quiet  # a decoded cache's build shows on the rank that makes it (builds_shown)
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
     if compiles_whole_step(config, distributed):
@@ -317,7 +319,8 @@ def _run(config, distributed, model=None, on_start=None):
         tqdm.write(f"note: {config.model} has a CIFAR stem (no downsampling before its first stage: slow at "
                    f"{config.image_size} px); for images of 128 px and more --model resnet18_imagenet (or resnet34, "
                    "resnet50) is usually what you want", file=sys.stderr)
-    folder, checkpoint, data, model = _open_run(config, distributed, model, on_start)
+    with builds_shown(show_build):
+        folder, checkpoint, data, model = _open_run(config, distributed, model, on_start)
     try:
         return _train_run(config, distributed, folder, checkpoint, data, model)
     finally:
