@@ -4,7 +4,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from coreaug.data import is_folder_dataset
+from coreaug.data import is_folder_dataset, load_dataset
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
@@ -12,10 +12,10 @@ from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
 
 from .archive import planned_runs, read_record, record_plan
-from .grid import REFERENCES, GridRun, check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
+from .grid import REFERENCES, GridRun, check_out, check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
-from .workers import plan_workers, run_in_workers
+from .workers import exit_if_bootstrapping, plan_workers, run_in_workers
 
 
 @dataclass
@@ -76,14 +76,19 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     run's folder stops the grid, with any number of jobs: it would stop every run). The tables
     cover the finished runs (all shards', and earlier commands' that grid.json lists) whose
     files can be read; BenchResult.missing names the others and results.md says how many
-    they are and why. Every check (unknown strategy, empty
-    grid, subsets out of range or sharing a run name, bad settings, bad jobs, devices or
-    shard, unwritable `out`, a launch by torchrun) raises UsageError before the first run
-    starts. KeyboardInterrupt stops the workers and propagates; so does SIGTERM while workers
+    they are and why. Every check (unknown strategy, empty grid, subsets out of range or
+    sharing a run name, bad settings, bad jobs, devices or shard, an `out` that cannot be
+    written, is a run folder or lies inside a folder dataset's images, missing data, a launch by
+    torchrun) raises UsageError before the first run starts and before grid.json lists the
+    runs. config.loss_filter goes to the runs of the loss-filtered coresets only. With jobs >= 2
+    the workers are spawned processes that import the calling script again: from a script,
+    call run_grid under `if __name__ == "__main__":` (without it, a UsageError says so).
+    KeyboardInterrupt stops the workers and propagates; so does SIGTERM while workers
     train (raised as workers.Terminated, a KeyboardInterrupt, where SIGTERM has no handler of
     the caller's), and the workers stop by themselves if this process is killed outright.
     Returns a BenchResult.
     """
+    exit_if_bootstrapping()  # a worker importing a script without the __main__ guard: its parent says so
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("coreaug bench runs its grid in one process and cannot be launched by torchrun "
                          f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); run it without torchrun, or launch "
@@ -100,7 +105,11 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     out = os.path.abspath(out)
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
     mine = shard_runs(runs, shard) if shard else runs
+    check_out(out, runs[0].config)
     check_writable(out)
+    todo = [run for run in mine if run.state() != "finished"]
+    if todo:  # missing data stops the grid here, before grid.json plans runs that cannot train
+        _load_data(todo[0].config)
     record_plan(out, [run.name for run in runs])
 
     def report_with_total(outcome, position):
@@ -112,11 +121,6 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
             mine = [dataclasses.replace(r, config=dataclasses.replace(r.config, device=workers[0].device)) for r in mine]
         outcomes = run_grid_runs(mine, report_with_total)
     else:
-        todo = [run for run in mine if run.state() != "finished"]
-        if todo and is_folder_dataset(todo[0].config.dataset):
-            # Decoded here, once, with its own worker processes: bench's workers may start none (they
-            # are daemons), and would each decode it (the grid's runs share the folder's settings).
-            load_folder(todo[0].config, progress=True)
         outcomes = run_in_workers(mine, workers, report_with_total)
     trained = sum(o.status in ("trained", "resumed") for o in outcomes)
     grid = runs + _earlier_runs(out, runs)
@@ -133,6 +137,17 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     result.outcomes = outcomes
     result.failed = {o.run.name: o.error for o in outcomes if o.status == "failed"}
     return result
+
+
+def _load_data(config):
+    """Load the grid's data once here (its runs share the data settings): missing data is one
+    error before anything is planned. A folder dataset is decoded into its cache here, with its
+    own worker processes: bench's workers may start none (they are daemons), and would each
+    decode it."""
+    if is_folder_dataset(config.dataset):
+        load_folder(config, progress=not config.quiet)
+    else:
+        load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
 
 
 @dataclass

@@ -8,14 +8,22 @@ import numbers
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
+from coreaug.data import is_folder_dataset
+from coreaug.data.image_folder import _is_listed
 from coreaug.errors import UsageError, one_line
-from coreaug.selection.rules import RULES
+from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
 from coreaug.training import TrainConfig, train
 from coreaug.training.compiled_step import check_compilable
 from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
-from coreaug.training.run_files import RunFolder, differences
+from coreaug.training.config import WEAK, weak_is_resized_crop
+from coreaug.training.distributed import pick_device
+from coreaug.training.precision import resolve_precision
+from coreaug.training.run_files import DEFAULT_IDENTITY, RunFolder, differences
 
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
 # finished before (skipped), held by another process (left to it), or failed with an error.
@@ -78,6 +86,7 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     for name in references:
         if name not in REFERENCES:
             raise UsageError(f"unknown reference {name!r}; choose from: {', '.join(REFERENCES)}")
+    _check_loss_filter(config.loss_filter, strategies)
     if strategies and not subsets:
         raise UsageError(f"--subsets is empty but strategies {', '.join(strategies)} need selection "
                          "fractions; give e.g. --subsets 0.1,0.3")
@@ -94,11 +103,54 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
             name = f"{strategy}-seed{seed}" if subset is None else f"{strategy}-{_subset_name(subset)}-seed{seed}"
             # References train everyone (full) or no one (none) strongly; subset is unused there,
             # so it is pinned to 1 to keep their config (and folder identity) one per seed.
+            # loss_filter goes to the rules that read it only, as --knn is unread by random.
             run_config = dataclasses.replace(config, strategy=strategy, subset=1.0 if subset is None else subset,
-                                             seed=seed, out=os.path.join(out, "runs", name), resume=True).resolved()
+                                             seed=seed, out=os.path.join(out, "runs", name), resume=True,
+                                             loss_filter=config.loss_filter if strategy in LOSS_FILTERED else None)
+            run_config = run_config.resolved()
             check_compilable(run_config)  # train() checks it too, but only when that run's turn comes
+            _check_streamed_mixup(run_config)
             runs.append(GridRun(name, strategy, subset, seed, run_config))
     return [_match_folder(run) for run in runs]
+
+
+def _check_loss_filter(loss_filter, strategies):
+    """UsageError for a loss_filter that none of the grid's `strategies` reads, or of a bad value
+    (the grid's other runs, references included, train without it)."""
+    if loss_filter is None:
+        return
+    readers = [name for name in strategies if name in LOSS_FILTERED]
+    if not readers:
+        raise UsageError(f"loss_filter applies to strategies {', '.join(map(repr, LOSS_FILTERED))} only, and "
+                         f"this grid's strategies ({', '.join(strategies) or 'none'}) do not read it; add one of "
+                         "them to --strategies, or leave --loss-filter out")
+    check_loss_filter(readers[0], loss_filter)
+
+
+def _check_streamed_mixup(config):
+    """The refusal a run of `config` would raise once its data is read (training.inputs), raised
+    while the grid is planned: a rule mixing partners cannot stream the images from disk."""
+    if config.stream == "always" and getattr(RULES.get(config.strategy), "mixup", False):
+        raise UsageError(f"mixing copies with partners (strategy {config.strategy}) needs the images in memory; "
+                         "use --stream never, or another strategy")
+
+
+def check_out(out, config):
+    """UsageError, before anything is written, for an --out where a grid cannot live: a run
+    folder (the grid's runs would nest inside another run), or a folder inside a folder dataset
+    (`config.dataset`, resolved), whose files would be read as part of it: runs/ as a class, the
+    plot's PNG in the sampling of the images' size (a hidden folder, `PATH/.grids`, is fine)."""
+    for name in ("config.json", "summary.json"):
+        if os.path.isfile(os.path.join(out, name)):
+            raise UsageError(f"--out {out} is a run folder (it holds {name}), not a grid's; choose another --out "
+                             "for the grid")
+    if not is_folder_dataset(config.dataset) or not os.path.isdir(config.dataset):
+        return
+    inside = os.path.relpath(os.path.realpath(out), config.dataset)  # "..", a hidden name, leads outside it
+    if inside == "." or all(map(_is_listed, inside.split(os.sep))):
+        raise UsageError(f"--out {out} is {'' if inside == '.' else 'inside '}the folder of --dataset, "
+                         f"{config.dataset}, where the grid's files would be read as part of the dataset (runs/ as "
+                         "a class); choose an --out outside it")
 
 
 def check_writable(out):
@@ -142,6 +194,7 @@ def train_grid_run(run):
     if problem and state == "interrupted":  # as RunFolder.check refuses it; without results it starts afresh
         raise UsageError(f"{run.folder} holds a {problem}, so its run cannot be resumed; remove that folder "
                          "to train the run again")
+    warm_selection(run)
     try:
         train(run.config)  # resume=True: continues from checkpoint.pt when there is one
     except UsageError as exc:
@@ -151,6 +204,17 @@ def train_grid_run(run):
     finally:
         forget_compiled(run.config)
     return "resumed" if state == "interrupted" else "trained"
+
+
+def warm_selection(run):
+    """Load the coreset's compiled greedy kernel (numba, ~0.5 s the first time in a process) before
+    a `run` whose rule selects by gradient estimates starts its clock: else the first such run of
+    each process (each worker) pays it in its selection seconds, and one seed of a cell is slower."""
+    if "estimates" not in getattr(RULES.get(run.strategy), "needs", ()):
+        return
+    from coreaug.selection.coreset import select_coreset
+
+    select_coreset(np.arange(8, dtype=np.float32).reshape(4, 2), np.array([0, 0, 1, 1]), 0.5)
 
 
 def forget_compiled(config):
@@ -254,11 +318,36 @@ def _match_folder(run):
     if stored is None:
         return run
     changed = differences(stored, run.config.identity()) + _compiled_otherwise(run)
+    same = {key: stored.get(key, DEFAULT_IDENTITY.get(key)) for key, was, now in changed
+            if _same_here(key, stored.get(key, DEFAULT_IDENTITY.get(key)), now, run.config)}
+    changed = [change for change in changed if change[0] not in same]
     if changed:
         diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
         raise UsageError(f"{run.folder} holds a run with other settings than this grid's ({diff}); use the same "
                          "flags as before, another --out, or remove that folder")
-    return run
+    # the run goes on as stored, so that its own resume check (train) finds the same settings
+    return dataclasses.replace(run, config=dataclasses.replace(run.config, **same)) if same else run
+
+
+def _same_here(key, stored, now, config):
+    """Whether a setting stored as `stored` and given now as `now` mean the same for the run of
+    `config` (resolved): val_fraction, unread by a folder with its own train/ split; weak and
+    precision as "auto" resolves for this run's images and device (auto is pad-crop below 128
+    px and fp32 on the CPU)."""
+    if key == "val_fraction":
+        return is_folder_dataset(config.dataset) and os.path.isdir(os.path.join(config.dataset, "train"))
+    if key == "weak":
+        return stored in WEAK and weak_is_resized_crop(config.dataset, stored, config.image_size) == \
+            weak_is_resized_crop(config.dataset, now, config.image_size)
+    if key == "precision":
+        try:
+            device = pick_device(config.device)
+        except UsageError:
+            return False
+        with warnings.catch_warnings():  # fp16 on the CPU is warned about when the run starts
+            warnings.simplefilter("ignore")
+            return resolve_precision(stored, device) == resolve_precision(now, device)
+    return False
 
 
 def _compiled_otherwise(run):

@@ -17,6 +17,7 @@ import pickle
 import queue
 import re
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from .grid import STOPPING, RunOutcome, names_run, train_grid_run
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 STOP_SECONDS = 10  # a stopped worker's time to unwind its run (leave a GPU kernel, close files) before it is killed
+UNGUARDED_EXIT = 86  # a worker that reached run_grid while importing the calling script (see exit_if_bootstrapping)
+UNGUARDED = ("run_grid with jobs >= 2 trains in worker processes, which import the calling script again (Python's "
+             "spawn start method) and reached run_grid there: put the call under `if __name__ == \"__main__\":` "
+             "in the script")
 
 
 class Terminated(KeyboardInterrupt):
@@ -100,6 +105,15 @@ def plan_workers(device, *, jobs=None, devices=None):
     return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
 
 
+def exit_if_bootstrapping():
+    """In a worker process still importing the calling script (a script that calls run_grid
+    without the `__main__` guard: spawn runs the script's top level again), exit at once with
+    UNGUARDED_EXIT, so that the parent raises the one error that says so, and the worker trains,
+    writes and prints nothing."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # multiprocessing's own test
+        sys.exit(UNGUARDED_EXIT)
+
+
 def run_in_workers(runs, workers, report=None):
     """Train `runs` in one spawned process per Worker (at most one per run still to train).
 
@@ -110,11 +124,12 @@ def run_in_workers(runs, workers, report=None):
     own is reported "failed" and the workers go on; a worker that dies (killed, out of memory)
     fails the run it held. A UsageError or OSError that does not name the run's folder (a bad
     setting, missing data: every run would fail the same way) stops the workers and is raised
-    here whole, as one job raises it. On KeyboardInterrupt, or SIGTERM (raised as Terminated, from the main
-    thread where SIGTERM has no handler of the caller's), the workers are stopped and the
-    interrupt goes on: their runs keep a checkpoint and no summary.json. The workers also stop
-    when this process dies without a word (SIGKILL). Returns the RunOutcomes, in the order
-    reported.
+    here whole, as one job raises it; so is a UsageError when the workers, importing the calling
+    script again, reach run_grid there (a script without the `__main__` guard). On
+    KeyboardInterrupt, or SIGTERM (raised as Terminated, from the main thread where SIGTERM has
+    no handler of the caller's), the workers are stopped and the interrupt goes on: their runs
+    keep a checkpoint and no summary.json. The workers also stop when this process dies without
+    a word (SIGKILL). Returns the RunOutcomes, in the order reported.
     """
     outcomes = []
 
@@ -161,6 +176,8 @@ def _wait(processes, todo, results, holding, done):
         try:
             message = results.get(timeout=1.0)
         except queue.Empty:
+            if any(process.exitcode == UNGUARDED_EXIT for process in processes):
+                raise UsageError(UNGUARDED)
             for index, process in enumerate(processes):
                 if not process.is_alive() and process.exitcode != 0 and index in holding:
                     position = holding.pop(index)

@@ -192,7 +192,8 @@ def select_infobatch(labels, fraction, *, estimates=None, losses, balance="equal
     others. Each pick is weighted by the inverse of its group's sampling rate (an unbiased
     estimate of the class's total), normalised to mean 1 over the selection. When the high group
     fills the budget, nothing below is sampled to stand for the rest, so its picks stand for the
-    whole class (weight class size / picks): a class's weights sum to its size either way.
+    whole class (weight class size / picks). Either way, before the normalisation a class's
+    weights sum to its size, so after it they sum in proportion to its size.
     """
     y = check_labels(labels)
     loss = check_losses(losses, y.size)
