@@ -11,7 +11,8 @@
 #   1. randaugment and max-loss transforms: coreset / random / max-loss at 10% and 30%, full, none
 #   2. label noise 40% and 60%: subset mode, 50% subsets, against full data (full and none)
 #   3. ablations of the coreset at 10% with randaugment, compared with grid 1's random runs
-# About 3 CPU-hours in all on 2 cores (each run single-threaded; two grids at a time).
+# About 3 CPU-hours in all on 2 cores (each run single-threaded; the grids run one after another,
+# the committed ones ran two at a time, as two invocations of this script).
 # Selection every epoch (R = 1, bench's default; the r5 ablation every 5 epochs), as the committed
 # runs were made: deliberately not the paper's R = 20 of 200 epochs.
 # Usage: experiments/fashion_mnist_evidence.sh OUT [grid ...]   grids: randaugment maxloss

@@ -51,6 +51,24 @@ def test_an_out_inside_the_dataset_or_in_a_run_folder_is_refused_before_anything
     assert os.listdir(run) == ["config.json"]
 
 
+def test_a_train_run_folder_among_the_datasets_files_is_refused_before_anything_is_written(tmp_path):
+    """`coreaug train --out pets/run1` trained, and the next run read pets/run1 as a class of no images."""
+    data = image_folder(tmp_path / "pets")
+    split = image_folder(tmp_path / "split", splits=("train", "test"))
+    before = listing(data), listing(split)
+    cache = str(tmp_path / "cache")
+    for dataset, out in ((data, data / "run1"), (split, split / "train" / "runs" / "r")):
+        config = coreaug.TrainConfig(dataset=str(dataset), model="cnn", epochs=1, quiet=True, out=str(out),
+                                     cache_dir=cache)
+        with pytest.raises(UsageError, match=r"--out .* is inside .*, the folder of the dataset, where the run folder"):
+            coreaug.train(config)
+    assert (listing(data), listing(split)) == before
+    for out in (data / ".runs" / "r", split / "runs" / "r"):  # a hidden folder, or the root beside train/ and test/
+        coreaug.train(coreaug.TrainConfig(dataset=str(data if ".runs" in str(out) else split), model="cnn", epochs=1,
+                                          quiet=True, out=str(out), cache_dir=cache, batch_size=4))
+        assert os.path.isfile(out / "summary.json")
+
+
 def test_loss_filter_goes_to_the_loss_filtered_strategies_runs_only(tmp_path):
     config = coreaug.TrainConfig(dataset="synthetic", epochs=2, loss_filter=0.2)
     runs = plan_grid(config, str(tmp_path), (0.5,), ("coreset-lowloss", "random"), ("none", "full"), 1)

@@ -107,20 +107,31 @@ def image_size_note(root, image_size: int) -> str:
     return "resized from sizes that differ" if sizes else "no image's size could be read"
 
 
-def _check_cache_outside(root: str, cache_dir: Optional[str]) -> None:
-    """A UsageError when the decoded cache would sit among the folder's listed files: built once,
-    it would then be read as a class (or a split) of the dataset. A hidden folder is fine."""
+def read_as_part(root: str, path: str) -> Optional[str]:
+    """The folder of the image-folder dataset `root` that `path` lies among the listed files of
+    (`root` itself, or its train/ or test/ split), where a folder written there would be read as
+    a class (or a split) of the dataset; None when it is outside them (a hidden folder is)."""
     if not os.path.isdir(root):
-        return  # _find_files says so
-    cache = os.path.realpath(os.path.expanduser(str(cache_dir or default_cache_dir())))
+        return None  # _find_files says so
+    path = os.path.realpath(os.path.expanduser(str(path)))
     train = os.path.join(root, "train")
     read = [train, test_split_folder(root)] if os.path.isdir(train) else [root]
     for folder in filter(None, read):
-        inside = os.path.relpath(cache, folder)  # "..", a hidden name, leads outside what is read
+        inside = os.path.relpath(path, os.path.realpath(folder))  # "..", a hidden name, leads outside what is read
         if inside == "." or all(map(_is_listed, inside.split(os.sep))):
-            raise UsageError(f"the decoded-image cache {cache} is inside {folder}, where it would be read as part "
-                             "of the dataset; pass a --cache-dir (or COREAUG_CACHE_DIR) outside it, or a hidden "
-                             "one such as .cache")
+            return folder
+    return None
+
+
+def _check_cache_outside(root: str, cache_dir: Optional[str]) -> None:
+    """A UsageError when the decoded cache would sit among the folder's listed files: built once,
+    it would then be read as a class (or a split) of the dataset. A hidden folder is fine."""
+    cache = os.path.realpath(os.path.expanduser(str(cache_dir or default_cache_dir())))
+    folder = read_as_part(root, cache)
+    if folder is not None:
+        raise UsageError(f"the decoded-image cache {cache} is inside {folder}, where it would be read as part "
+                         "of the dataset; pass a --cache-dir (or COREAUG_CACHE_DIR) outside it, or a hidden "
+                         "one such as .cache")
 
 
 @keyword_only

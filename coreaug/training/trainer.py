@@ -21,6 +21,7 @@ from coreaug.augment.registry import takes_keyword
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_cache import builds_shown
+from coreaug.data.image_folder import read_as_part
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import check_model_logits, estimate_dtype, estimate_gradients, final_linear, uncompiled
@@ -252,6 +253,18 @@ def check_batch_of_one(model, data, batch_size, what, processes=1):
                          f"--batch-size {2 * processes} or more") from error
 
 
+def check_out_outside_data(config):
+    """UsageError, before anything is written, for an `out` among the files of a folder dataset
+    (`config.dataset`): the run folder would be read as a class of it by the next run."""
+    if not config.out or not is_folder_dataset(config.dataset):
+        return
+    part = read_as_part(os.path.expanduser(str(config.dataset)), config.out)
+    if part is not None:
+        raise UsageError(f"--out {config.out} is inside {part}, the folder of the dataset, where the run folder would "
+                         "be read as one of its classes; choose an --out outside it (or a hidden folder such as "
+                         ".runs)")
+
+
 def _open_run(config, distributed, model=None, on_start=None):
     """(run folder or None, checkpoint or None, data, model), every check passed before a file is
     written: `model`, or config.model built (a factory's tried on two inputs, as `model` is).
@@ -260,6 +273,7 @@ def _open_run(config, distributed, model=None, on_start=None):
     (so the processes need no shared disk).
     """
     identity = config.identity()
+    check_out_outside_data(config)
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
