@@ -195,6 +195,7 @@ def test_a_cache_folder_that_is_a_file_is_one_usage_error_naming_it_and_its_orig
     monkeypatch.setenv("COREAUG_CACHE_DIR", str(root))
     with pytest.raises(UsageError, match=f"cannot use {root} as the decoded-image cache \\(from COREAUG_CACHE_DIR\\)"):
         open_or_build(_splits(tmp_path), ["a", "b"], image_size=4, decode=_grey, progress=False)
+    monkeypatch.delenv("COREAUG_CACHE_DIR")  # the same folder as the variable's reads as the variable's
     with pytest.raises(UsageError, match=r"\(from --cache-dir\).*pass --cache-dir"):
         open_or_build(_splits(tmp_path), ["a", "b"], image_size=4, decode=_grey, cache_dir=str(root), progress=False)
 
