@@ -1,4 +1,5 @@
 """`coreaug bench`: a grid of training runs and its speed-up tables."""
+import os
 import sys
 
 import click
@@ -7,11 +8,15 @@ import coreaug.bench
 from coreaug.bench.tables import left_out, read_run
 from coreaug.bench.workers import Terminated
 from coreaug.errors import UsageError
+from coreaug.files import DISK_ERRORS
 
 from coreaug.training.config import SELECTING
 
-from .errors import user_errors
+from .errors import disk_error_line, fail, user_errors
 from .train import make_config, train_options
+
+# After a full disk: the finished runs are skipped and interrupted ones resumed (bench has no --resume).
+BENCH_AGAIN = "run the same command again (it keeps the finished runs and resumes the others)"
 
 
 def _list(flag, text, convert=str):
@@ -19,6 +24,14 @@ def _list(flag, text, convert=str):
         return [convert(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UsageError(f"{flag} must be a comma-separated list like 0.1,0.3, got {text!r}") from None
+
+
+def _fail_if_only_the_plot(exc, out):
+    """One line for a disk that refused accuracy_vs_time.png, written last: saying where the tables are."""
+    tables = os.path.join(out, "results.md")
+    if exc.errno in DISK_ERRORS and os.path.basename(exc.filename or "") == "accuracy_vs_time.png" \
+            and os.path.isfile(tables):
+        fail(disk_error_line(exc, BENCH_AGAIN, done=f"the tables were written to {tables}"))
 
 
 def _report(run, status, position, total, error=None):
@@ -78,7 +91,7 @@ def _summary(result):
 @train_options
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Grid folder: runs/<run>/, results.csv, results.md, accuracy_vs_time.png.")
-@user_errors
+@user_errors(again=BENCH_AGAIN)
 def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, out, **flags):
     """Train strategies x subsets x seeds plus references; tabulate speed-ups and accuracy.
 
@@ -98,6 +111,9 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         click.echo(f"{how}: the runs not finished keep no summary; run the same command to resume them", err=True)
         sys.exit(143 if isinstance(exc, Terminated) else 130)
+    except OSError as exc:
+        _fail_if_only_the_plot(exc, out)
+        raise
     for name, problem in result.unreadable.items():
         click.echo(f"warning: {name} finished, but {problem}; left out of the tables (remove its folder "
                    "to train it again)", err=True)

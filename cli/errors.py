@@ -20,8 +20,15 @@ def fail(message, code=2):
     sys.exit(code)
 
 
-def user_errors(command):
-    """Decorator: the API's UsageError/FileNotFoundError become `fail(...)`."""
+def user_errors(command=None, *, again="run it again"):
+    """Decorator: the API's UsageError/FileNotFoundError become `fail(...)`, and so does a disk that
+    cannot take a file (full, over quota, read-only, file too large), naming the file where the OS
+    did. `again`: what the user does once space is freed, for the command it wraps (train: its
+    --resume; bench: the same command, which continues the grid). Used bare or as
+    `@user_errors(again=...)`."""
+    if command is None:
+        return functools.partial(user_errors, again=again)
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -32,10 +39,16 @@ def user_errors(command):
         except OSError as exc:
             if exc.errno not in DISK_ERRORS + (errno.ENAMETOOLONG,):
                 raise
-            where = f": {exc.filename}" if exc.filename else ""
-            advice = "; free some space and run it again (a run goes on from its last epoch with --resume)" \
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-            fail(f"{exc.strerror}{where}{advice}")
+            fail(disk_error_line(exc, again))
         except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
             fail(str(exc), code=1)
     return wrapper
+
+
+def disk_error_line(exc, again="run it again", done=""):
+    """The line for a disk that refused a file: the OS's reason, the file (when the OSError names
+    one), `done` (what was written before it, if anything) and, for a full disk, what to do."""
+    where = f": {exc.filename}" if exc.filename else ""
+    done = f"; {done}" if done else ""
+    advice = f"; free some space and {again}" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return f"{exc.strerror}{where}{done}{advice}"

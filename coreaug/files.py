@@ -16,6 +16,12 @@ def size_text(size: float) -> str:
     return f"{size / 2 ** 10:.0f} KiB"
 
 
+def make_folder(path):
+    """Create the folder `path` (and its parents) unless it exists; a link to a folder that does not exist (a
+    `runs -> /scratch/...` link whose scratch was purged) creates the folder it points to, as --cache-dir does."""
+    os.makedirs(os.path.realpath(os.path.expanduser(os.fspath(path))), exist_ok=True)
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -12,6 +12,7 @@ config.json) or whose names are not plain folder names are left out, and named.
 The same runs give the same bytes (sorted runs, fixed key order, xz has no timestamp), so an
 unchanged grid is an unchanged file in git.
 """
+import fcntl
 import gzip
 import json
 import lzma
@@ -24,7 +25,7 @@ from coreaug.files import atomic_write
 from coreaug.training.run_files import CHECKPOINT, MODEL, RunFolder, differences
 
 SUFFIX = ".runs.jsonl.xz"
-PLAN = "grid.json"  # {"runs": [name, ...]}: every run a bench of the grid planned, started or not
+PLAN = "grid.json"  # {"runs": [name, ...]}: every run a bench of the grid planned, started or not; see record_plan
 FILES = ("config.json", "metrics.jsonl", "summary.json")
 _XZ_MAGIC, _GZIP_MAGIC = b"\xfd7zXZ\x00", b"\x1f\x8b"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=+-]*$")  # a folder name, never a path
@@ -173,11 +174,42 @@ def _holder(run):
     return f"the folder holding it, {parent} (a folder of run folders)"
 
 
-def record_plan(grid, names):
+def record_plan(grid, names, *, settings=None, shards=None, check=None):
     """Add `names` to the runs `grid`'s PLAN file lists (written before any run starts, so that a
-    report made while the grid trains can name the runs not started yet)."""
-    names = sorted(set(planned_runs(grid)) | set(names))
-    atomic_write(os.path.join(grid, PLAN), lambda f: json.dump({"runs": names}, f, indent=1))
+    report made while the grid trains can name the runs not started yet).
+
+    settings: the settings every run of the grid shares (`grid.grid_settings`), kept under
+    "settings" unless the file holds some already. shards: {"count": N, "runs": [...]}, the deal
+    of a --shard command, kept under "shards". check(plan): called with the file's dict as read
+    ({} for none), to refuse (UsageError) a command of another grid before anything is written.
+    Reading, checking and writing happen under an exclusive lock on the grid folder, so that two
+    commands starting together see each other's plan.
+    """
+    fd = os.open(grid, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and a write: let go when fd closes
+        plan = read_plan(grid)
+        if check is not None:
+            check(plan)
+        plan["runs"] = sorted(set(planned_runs(grid)) | set(names))
+        if settings is not None and not isinstance(plan.get("settings"), dict):
+            plan["settings"] = settings
+        if shards is not None:
+            plan["shards"] = shards
+        atomic_write(os.path.join(grid, PLAN), lambda f: json.dump(plan, f, indent=1, sort_keys=True))
+    finally:
+        os.close(fd)
+
+
+def read_plan(grid):
+    """The PLAN file of the grid folder `grid` as a dict ({} without one, or for one that cannot be
+    read); one written before settings were recorded holds "runs" alone."""
+    try:
+        with open(os.path.join(grid, PLAN)) as f:
+            plan = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return plan if isinstance(plan, dict) else {}
 
 
 def planned_runs(path):

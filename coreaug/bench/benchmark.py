@@ -12,10 +12,11 @@ from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
 
 from .archive import planned_runs, read_record, record_plan
-from .grid import REFERENCES, GridRun, check_out, check_writable, parse_shard, plan_grid, run_grid_runs, shard_runs
+from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_writable, grid_settings,
+                   parse_shard, plan_grid, run_grid_runs, shard_runs)
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
-from .workers import exit_if_bootstrapping, plan_workers, run_in_workers
+from .workers import exit_if_bootstrapping, plan_workers, run_in_workers, sigterm_raises
 
 
 @dataclass
@@ -83,9 +84,11 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     runs. config.loss_filter goes to the runs of the loss-filtered coresets only. With jobs >= 2
     the workers are spawned processes that import the calling script again: from a script,
     call run_grid under `if __name__ == "__main__":` (without it, a UsageError says so).
-    KeyboardInterrupt stops the workers and propagates; so does SIGTERM while workers
-    train (raised as workers.Terminated, a KeyboardInterrupt, where SIGTERM has no handler of
-    the caller's), and the workers stop by themselves if this process is killed outright.
+    KeyboardInterrupt stops the workers and propagates; so does SIGTERM while the runs
+    train, here or in workers (raised as workers.Terminated, a KeyboardInterrupt, where SIGTERM
+    has no handler of the caller's), and the workers stop by themselves if this process is
+    killed outright. A command whose settings (or, with shard, whose runs) differ from those
+    grid.json records for `out` is refused before anything trains, even one started together.
     Returns a BenchResult.
     """
     exit_if_bootstrapping()  # a worker importing a script without the __main__ guard: its parent says so
@@ -110,7 +113,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     todo = [run for run in mine if run.state() != "finished"]
     if todo:  # missing data stops the grid here, before grid.json plans runs that cannot train
         _load_data(todo[0].config)
-    record_plan(out, [run.name for run in runs])
+    record_grid(out, runs, config, shard)
 
     def report_with_total(outcome, position):
         if report:
@@ -119,7 +122,8 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     if len(workers) == 1:
         if devices is not None:  # one job on a chosen device: here, with that device
             mine = [dataclasses.replace(r, config=dataclasses.replace(r.config, device=workers[0].device)) for r in mine]
-        outcomes = run_grid_runs(mine, report_with_total)
+        with sigterm_raises():  # SIGTERM unwinds the run here as with workers (`coreaug bench` exits 143)
+            outcomes = run_grid_runs(mine, report_with_total)
     else:
         outcomes = run_in_workers(mine, workers, report_with_total)
     trained = sum(o.status in ("trained", "resumed") for o in outcomes)
@@ -137,6 +141,22 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     result.outcomes = outcomes
     result.failed = {o.run.name: o.error for o in outcomes if o.status == "failed"}
     return result
+
+
+def record_grid(out, runs, config, shard=None):
+    """List the `runs` (planned by plan_grid from the base TrainConfig `config`) in `out`'s grid.json
+    with the grid's settings and, for a shard (I, N), the runs the shards deal. UsageError, with
+    nothing written, when grid.json records other settings (another command of the grid, maybe
+    started at the same moment: the file is read and written under a lock) or, for a shard, when
+    the unfinished shards of the grid deal other runs (`grid.check_settings`, `grid.check_deal`)."""
+    names, shard = [run.name for run in runs], parse_shard(shard) if shard else None
+
+    def check(plan):
+        check_settings(plan.get("settings"), runs, out)
+        if shard:
+            check_deal(plan.get("shards"), runs, shard, out)
+    record_plan(out, names, settings=grid_settings(config, runs), check=check,
+                shards={"count": shard[1], "runs": sorted(names)} if shard else None)
 
 
 def _load_data(config):
@@ -202,13 +222,12 @@ def write_results(runs, out, target=None, trained=0, *, unfinished=()):
     target, rule = add_timings(rows, target)
     groups = group_rows(rows)
     files = {"csv": os.path.join(out, "results.csv"), "md": os.path.join(out, "results.md")}
-    staged = {kind: os.path.join(out, f".{name}.{os.getpid()}.{kind}") for kind, name in
-              (("csv", "results"), ("png", "accuracy_vs_time"))}
-    write_csv(rows, staged["csv"])
-    os.replace(staged["csv"], files["csv"])
+    staged = os.path.join(out, f".results.{os.getpid()}.csv")
+    write_csv(rows, staged)
+    os.replace(staged, files["csv"])
     text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=why)
     atomic_write(files["md"], lambda f: f.write(text))
-    if plot_accuracy_vs_time(rows, target, staged["png"]):
-        files["png"] = os.path.join(out, "accuracy_vs_time.png")
-        os.replace(staged["png"], files["png"])
+    png = os.path.join(out, "accuracy_vs_time.png")
+    if plot_accuracy_vs_time(rows, target, png):  # written beside it and renamed, as the tables are
+        files["png"] = png
     return BenchResult(rows, groups, target, rule, trained, files, missing=missing, unreadable=unreadable, why=why)

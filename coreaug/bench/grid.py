@@ -25,6 +25,8 @@ from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
 from coreaug.training.run_files import DEFAULT_IDENTITY, RunFolder, differences
 
+from .archive import PER_RUN
+
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
 # finished before (skipped), held by another process (left to it), or failed with an error.
 STATUSES = ("trained", "resumed", "skipped", "elsewhere", "failed")
@@ -304,6 +306,62 @@ def shard_runs(runs, shard):
     names = sorted(run.name for run in runs)
     mine = {name for k, name in enumerate(names) if k % count == index - 1}
     return [run for run in runs if run.name in mine]
+
+
+def grid_settings(config, runs):
+    """The settings every run of the grid `runs` (planned from the base TrainConfig `config`) shares,
+    as grid.json records them: a run's identity, as config.json stores it, less the settings the
+    grid's runs differ in (archive.PER_RUN), with the grid's own loss_filter."""
+    settings = json.loads(json.dumps(runs[0].config.identity()))  # tuples -> lists, as config.json holds them
+    settings["loss_filter"] = config.loss_filter
+    return {key: value for key, value in settings.items() if key not in PER_RUN}
+
+
+def check_settings(recorded, runs, out):
+    """UsageError naming `setting: the grid's -> this command's` where the `runs` of this command
+    differ from the settings grid.json records for the grid `out` (`recorded`; None for a grid.json
+    of an older coreaug, which recorded none): another command of the grid, maybe training right
+    now, made it with those. Settings a run does not read, and values that mean the same for it
+    (as for a run folder's config.json), are no difference."""
+    if not isinstance(recorded, dict):
+        return
+    changed = {}
+    for run in runs:
+        now = run.config.identity()
+        stored = {**recorded, **{key: now.get(key) for key in PER_RUN}}
+        if run.strategy not in LOSS_FILTERED:  # the grid's loss_filter goes to those runs alone
+            stored["loss_filter"] = now.get("loss_filter")
+        for key, was, value in differences(stored, now):
+            was = stored.get(key, DEFAULT_IDENTITY.get(key))
+            if key not in changed and not _same_here(key, was, value, run.config):
+                changed[key] = (was, value)
+    if changed:
+        diff = ", ".join(f"{key}: {was!r} -> {now!r}" for key, (was, now) in changed.items())
+        raise UsageError(f"--out {out} is the grid of a bench command with other settings ({diff}: the grid's -> "
+                         "this command's), which may be training now; use the same flags as it, or another --out")
+
+
+def check_deal(recorded, runs, shard, out):
+    """UsageError when the --shard commands of the grid `out` deal other runs than this one (`runs`,
+    dealt over `shard`'s N): `recorded` is the deal grid.json records ({"count": N, "runs": [...]},
+    None for none) and some of its runs are unfinished. Shards dealing two lists would each leave a
+    run to a shard that never trains it. Once every run of the recorded deal has finished, a new
+    deal may start (a grid grown by more --seeds, say)."""
+    names = sorted(run.name for run in runs)
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("runs"), list):
+        return
+    theirs = [name for name in recorded["runs"] if isinstance(name, str)]
+    if theirs == names and recorded.get("count") == shard[1]:
+        return
+    unfinished = [name for name in theirs if not os.path.exists(os.path.join(out, "runs", name, "summary.json"))]
+    if not unfinished:
+        return
+    only = sorted(set(names) - set(theirs)) or sorted(set(theirs) - set(names))
+    what = f"runs ({'this command alone plans' if set(names) - set(theirs) else 'they alone plan'} "
+    what = (what + ", ".join(only) + ")") if only else f"shards ({recorded.get('count')!r} -> {shard[1]})"
+    raise UsageError(f"--out {out} is shared by --shard commands that deal other {what}, and {len(unfinished)} of "
+                     f"their runs are not finished; give every --shard command of the grid the same --subsets, "
+                     "--strategies, --references, --seeds and N (--shard I/N), or run this one when theirs are done")
 
 
 def _match_folder(run):

@@ -1,6 +1,8 @@
 """accuracy_vs_time.png: test accuracy against training seconds, one marker per run."""
 import math
 
+from coreaug.files import atomic_write
+
 from .timing import training_seconds
 
 COLOURS = {"full": "black", "none": "grey", "coreset": "tab:red", "random": "tab:blue", "maxloss": "tab:green",
@@ -41,7 +43,7 @@ def plot_accuracy_vs_time(rows, target, path):
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    _save(figure, path, dpi=120)
     return path
 
 
@@ -87,5 +89,11 @@ def plot_mean_curves(series, target, path, title):
     figure.suptitle(f"{title}: accuracy against training time"
                     + ("" if math.isnan(target) else f" (grey line: target {target:.2%})"), fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=90, metadata={"Software": None})
+    _save(figure, path, dpi=90, metadata={"Software": None})
     return path
+
+
+def _save(figure, path, **options):
+    """Write `figure` as the PNG `path` atomically (beside it, then renamed): a disk that cannot take it leaves
+    no partial file and no earlier plot damaged, and is an OSError naming `path` (Pillow's names none)."""
+    atomic_write(path, lambda f: figure.savefig(f, format="png", **options), mode="wb")

@@ -16,9 +16,10 @@ import statistics
 from dataclasses import dataclass
 
 from coreaug.errors import UsageError
-from coreaug.files import atomic_write
+from coreaug.files import atomic_write, make_folder
 
-from .archive import PER_RUN, load_runs, planned_runs
+from .archive import PER_RUN, load_runs, planned_runs, runs_folder
+from .grid import folder_in_use
 from .plot import plot_mean_curves
 from .tables import DIAGNOSTICS, diagnostics_table
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
@@ -122,7 +123,8 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
     runs, problems, described, settings = _read_sources(sources, wanted)
     if not runs:
-        raise UsageError(f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
+        raise UsageError((not wanted and _in_progress(os.fspath(path)))
+                         or f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
                          + "; give a grid whose runs wrote summary.json")
     if baselines is None:
         baselines = ["random"] if any(run.strategy == "random" for run in runs) else []
@@ -142,7 +144,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
         rule = "given with --target"
     rows = [_cell_row(cell, cells, baselines, paper, rates, target) for cell in cells.values()]
 
-    os.makedirs(out, exist_ok=True)
+    make_folder(out)
     files = {"md": os.path.join(out, f"{name}.md"), "runs_csv": os.path.join(out, f"{name}-runs.csv"),
              "cells_csv": os.path.join(out, f"{name}-cells.csv")}
     png = _plot(cells, rates, target, os.path.join(out, f"{name}.png"), title or name)
@@ -166,6 +168,22 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
 def _names(value):
     items = value.split(",") if isinstance(value, str) else list(value)
     return list(dict.fromkeys(item.strip() for item in items if item.strip()))  # each once: one table each
+
+
+def _in_progress(path):
+    """For a grid folder `path` without finished runs: None unless every run it holds or plans is
+    unfinished (no damaged one among them), else the refusal saying so and how many train now."""
+    if not os.path.isdir(path):
+        return None
+    records = load_runs(path)
+    if any(record.summary is not None or record.problem is not None for record in records):
+        return None
+    folder = runs_folder(path)
+    live = sum(folder_in_use(os.path.join(folder, record.name)) for record in records)
+    total = len(set(planned_runs(path)) | {record.name for record in records})
+    now = (f"{live} training now; report it again once some have finished" if live else
+           "none training now; run its bench command again to continue them")
+    return f"{path} holds no finished runs yet: its {total} runs are in progress ({now})"
 
 
 def _read_sources(sources, wanted):

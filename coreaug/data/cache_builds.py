@@ -131,11 +131,15 @@ class Build:
         self.owner = {"host": socket.gethostname(), "pid_ns": _pid_namespace(), "pid": os.getpid(),
                       "started": _start_time(os.getpid()),
                       "claimed": time.time()}
-        with open(os.path.join(hidden, OWNER), "w") as f:
-            json.dump(self.owner, f)
-        self._last = 0.0
-        self.beat()
-        os.rename(hidden, self.path)  # appears whole: no one sees it without its owner
+        try:
+            with open(os.path.join(hidden, OWNER), "w") as f:
+                json.dump(self.owner, f)
+            self._last = 0.0
+            self.beat()
+            os.rename(hidden, self.path)  # appears whole: no one sees it without its owner
+        except BaseException:  # a full disk: no hidden folder left behind
+            shutil.rmtree(hidden, ignore_errors=True)
+            raise
 
     def beat(self, done: int = 0):
         """Show that the build progresses (``done`` images so far); cheap to call per batch."""

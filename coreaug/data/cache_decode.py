@@ -5,6 +5,7 @@ Each split becomes ``<split>.u8`` (uint8 C x H x W rows back to back) and
 per-channel statistics and skipped files; the build is then renamed into the cache's place
 (coreaug.data.cache_builds holds the builds' claims and heartbeats).
 """
+import errno
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import torch
 
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
+from coreaug.files import DISK_ERRORS, size_text
 from coreaug.progress import progress_bar
 
 from .cache_key import FORMAT_VERSION
@@ -62,8 +64,43 @@ def bad_image(description):
 def _check_space(root, needed):
     free = shutil.disk_usage(root).free
     if needed > 0.95 * free:
-        raise UsageError(f"the decoded images need {needed / 2**30:.1f} GiB but {root} has {free / 2**30:.1f} GiB "
-                         "free; pass --cache-dir on a larger disk or a smaller --image-size")
+        raise UsageError(f"the decoded images need {size_text(needed)} (and 5% to spare) but {root} has "
+                         f"{size_text(free)} free; pass --cache-dir on a larger disk or a smaller --image-size")
+
+
+def disk_refused(exc, root):
+    """The UsageError for a build in the cache folder ``root`` whose write failed with the OSError
+    ``exc`` (a full, over-quota or read-only disk, a file too large: the errnos of DISK_ERRORS), else
+    None. It names the folder (the file, a build's, means nothing to the user, and the OS often
+    names none) and what to change: no epoch ran, so --resume is no help."""
+    if exc.errno not in DISK_ERRORS:
+        return None
+    if exc.errno == errno.EFBIG:
+        why = ("a decoded split is larger than this process's file-size limit (ulimit -f) or the file system's; "
+               "raise the limit, or pass --cache-dir on another disk or a smaller --image-size")
+    elif exc.errno == errno.EROFS:
+        why = ("the decoded-image cache cannot be written there; pass --cache-dir or set COREAUG_CACHE_DIR to a "
+               "folder you can write")
+    else:
+        why = ("the decoded images did not fit in this cache folder; free some space there, or pass --cache-dir on a "
+               "larger disk or a smaller --image-size")
+    return UsageError(f"{exc.strerror}: {root}: {why}")
+
+
+def _shared_memory_error(exc, workers):
+    """The UsageError for DataLoader workers that could not hand a batch over in shared memory
+    (/dev/shm: docker's default is 64 MB), or None for another RuntimeError."""
+    text = str(exc)
+    if "shared memory" not in text and "</torch_" not in text:
+        return None
+    if "File too large" in text:
+        why = ("the file-size limit (ulimit -f) is smaller than the batches of images they hand over in shared "
+               "memory (and than the cache's files); raise it")
+    else:
+        total = shutil.disk_usage("/dev/shm").total if os.path.isdir("/dev/shm") else None
+        why = (f"/dev/shm{f' ({size_text(total)})' if total else ''} is too small for the images they hand over; "
+               "pass --workers 0 (or fewer), or give the container more shared memory (docker run --shm-size=1g)")
+    return UsageError(f"decoding with {workers} worker process{'es' if workers > 1 else ''} failed: {why}")
 
 
 class _Decoding(torch.utils.data.Dataset):
@@ -134,16 +171,25 @@ def _write_split(build, name, files, decode, workers, skip_bad, skipped, progres
     labels, histogram = [], torch.zeros(3, 256, dtype=torch.int64)
     with open(os.path.join(folder, f"{name}.u8"), "wb") as out, \
             progress_bar(len(files), f"decoding {name}", "img", disable=not progress, leave=False) as bar:
-        for images, batch_labels, errors, batch_histogram in loader:
-            if errors and not skip_bad:
-                raise bad_image(errors[0])
-            skipped += errors
-            if images is not None:
-                out.write(memoryview(images.numpy()).cast("B"))
-                labels += batch_labels
-                histogram += batch_histogram
-            bar.update(len(batch_labels) + len(errors))
-            build.beat(bar.n)
+        batches = iter(loader)
+        try:
+            for images, batch_labels, errors, batch_histogram in batches:
+                if errors and not skip_bad:
+                    raise bad_image(errors[0])
+                skipped += errors
+                if images is not None:
+                    out.write(memoryview(images.numpy()).cast("B"))
+                    labels += batch_labels
+                    histogram += batch_histogram
+                bar.update(len(batch_labels) + len(errors))
+                build.beat(bar.n)
+        except RuntimeError as exc:  # a worker's, re-raised by the DataLoader with its 70-line traceback as text
+            short_of_memory = _shared_memory_error(exc, workers)
+            if short_of_memory is None:
+                raise
+            raise short_of_memory from None
+        finally:  # on an error too, the workers stop now, not when the garbage collector finds them (after 5 s)
+            getattr(batches, "_shutdown_workers", lambda: None)()
     if not labels:
         if not files:
             raise UsageError(f"the {name} split has no images")

@@ -31,6 +31,7 @@ from coreaug.files import size_text
 
 from .cache_builds import STALL_SECONDS, claim, read_meta, remove_stale, stale_builds, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
+from .cache_decode import disk_refused
 from .cache_key import FORMAT_VERSION, cache_key, default_cache_dir, files_digest  # noqa: F401 (public here too)
 from .disk_images import DiskImages
 from .images import consecutive, device_batches  # noqa: F401 (public here)
@@ -107,7 +108,8 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     runs in ``workers`` DataLoader worker processes (0: in this process). A bad image is a
     UsageError naming it, unless ``skip_bad``; then it is left out and counted in
     ``meta["skipped"]``. Raises UsageError before decoding anything when the cache folder
-    lacks the disk space the decoded images need.
+    lacks the disk space the decoded images need, and one naming it when its disk fills (or
+    /dev/shm, for the workers) as they are written.
 
     Several processes (torchrun's ranks, other runs, other nodes on a shared disk) may ask for
     one cache at once: one decodes it and the others wait for it, without a time limit while
@@ -120,17 +122,23 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     built, show_build = False, progress if _BUILDS_SHOWN.get() is None else _BUILDS_SHOWN.get()
     while not built and read_meta(folder) is None:
         _make_cache_folder(root, cache_dir)
-        remove_stale(root, stall_after)
-        build, leader = claim(root, key)
-        if build is not None:
-            build_cache(build, folder, splits=splits, classes=classes, image_size=image_size, decode=decode,
-                        workers=workers, skip_bad=skip_bad, progress=show_build, source=source,
-                        fingerprint=fingerprint)
-            built = True
-        else:  # another process (another rank, another run) decodes it
-            if progress:
-                tqdm.write(f"waiting for {leader} to finish the decoded cache")
-            wait_for(leader, folder, stall_after)
+        try:
+            remove_stale(root, stall_after)
+            build, leader = claim(root, key)
+            if build is not None:
+                build_cache(build, folder, splits=splits, classes=classes, image_size=image_size, decode=decode,
+                            workers=workers, skip_bad=skip_bad, progress=show_build, source=source,
+                            fingerprint=fingerprint)
+                built = True
+            else:  # another process (another rank, another run) decodes it
+                if progress:
+                    tqdm.write(f"waiting for {leader} to finish the decoded cache")
+                wait_for(leader, folder, stall_after)
+        except OSError as exc:  # a full disk: the OS's error names no file, or a build's
+            refused = disk_refused(exc, root)
+            if refused is None:
+                raise
+            raise refused from exc
     others = [cache for cache in caches_in(root, source) if cache.folder != folder] if built and source else []
     if others and show_build:
         caches = "cache" if len(others) == 1 else "caches"

@@ -4,14 +4,41 @@
 `apricot_greedy` runs apricot-select on the same sparse graph, as a reference.
 """
 import os
+import warnings
 
 import numba
 import numpy as np
+from numba.core import caching
 
 
 def numba_cache_dir() -> str:
     """Where the compiled kernel is cached: $XDG_CACHE_HOME/coreaug/numba, else ~/.cache/coreaug/numba."""
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "numba")
+
+
+class _KernelCache(caching.FunctionCache):
+    """numba's on-disk cache of a kernel, where a cache that cannot be written (a full or
+    over-quota disk) or read costs a compile, never the run: the first failed write warns once,
+    and from then on this process compiles the kernels without saving them."""
+
+    unwritable = False  # set for the process by the first failed write
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except OSError:
+            return None
+
+    def save_overload(self, sig, data):
+        if _KernelCache.unwritable:
+            return
+        try:
+            super().save_overload(sig, data)  # numba writes to a temporary file: a failure leaves no partial one
+        except OSError as exc:
+            _KernelCache.unwritable = True
+            warnings.warn(f"cannot save the compiled greedy kernel in numba's cache {self._cache_path} "
+                          f"({exc.strerror or exc}); each process compiles it again (a few seconds): free some "
+                          "space there or set NUMBA_CACHE_DIR to a writable folder")
 
 
 def _njit(**options):
@@ -22,20 +49,24 @@ def _njit(**options):
     in the package's folder; where that is not writable, numba's own choice: next to this file,
     else ~/.cache/numba. A read-only install with no writable home (a container run as another
     user) has none; there the kernel is compiled in each process instead of the import failing.
+    A cache whose writes fail later (a full or over-quota disk) does the same (_KernelCache).
     """
     def decorate(function):
-        own = not numba.config.CACHE_DIR  # numba reads it (from $NUMBA_CACHE_DIR) as it decorates
+        kernel = numba.njit(**options)(function)
+        if not isinstance(kernel, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT: the plain function
+            return kernel
+        own = not numba.config.CACHE_DIR  # numba reads it (from $NUMBA_CACHE_DIR) as the cache is made
         if own:
             numba.config.CACHE_DIR = numba_cache_dir()
         try:
-            return numba.njit(cache=True, **options)(function)
+            kernel._cache = _KernelCache(kernel.py_func)  # what njit(cache=True) does, with our cache class
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             if "cannot cache" not in str(exc):
                 raise
-            return numba.njit(**options)(function)
         finally:
             if own:
                 numba.config.CACHE_DIR = ""
+        return kernel
     return decorate
 
 

@@ -15,12 +15,13 @@ import os
 import pickle
 import re
 import shutil
+import threading
 
 import numpy as np
 import torch
 
 from coreaug.errors import UsageError, first_line
-from coreaug.files import atomic_write, saved_by_torch
+from coreaug.files import DISK_ERRORS, atomic_write, make_folder, saved_by_torch
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -145,7 +146,7 @@ class RunFolder:
         """Create the folder and write config.json; a fresh start removes an old run's files,
         those `check` found (and allowed) only: results another run wrote in the meantime (the
         folder was free when checked, the lock is taken here) are refused, not deleted."""
-        os.makedirs(self.path, exist_ok=True)
+        make_folder(self.path)
         self._take_lock()
         found, overwrite = self._checked or (set(), False)
         arrived = [name for name in RESULTS if os.path.exists(self.file(name)) and name not in found]
@@ -211,12 +212,31 @@ class RunFolder:
             self._write_scalars(metrics, purge_step=history[0]["epoch"] + 1)
 
     def _write_scalars(self, metrics, purge_step=None):
-        if self.tensorboard:
+        """A disk that cannot take the event file is an OSError naming it, as for the other files: TensorBoard's
+        writer thread raises it without a path (and its traceback is silenced: `_quiet_event_writer_threads`)."""
+        if not self.tensorboard:
+            return
+        try:
             if self._scalars is None:
                 from .scalars import TensorBoardScalars
 
+                _quiet_event_writer_threads()
                 self._scalars = TensorBoardScalars(self.file(TENSORBOARD), purge_step)
             self._scalars.write(metrics)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRORS or exc.filename:
+                raise
+            self._drop_scalars()
+            raise OSError(exc.errno, exc.strerror, _events_file(self.file(TENSORBOARD))) from exc
+
+    def _drop_scalars(self):
+        """Close the event writer after its disk refused it: its final flush fails the same way, said already."""
+        scalars, self._scalars = self._scalars, None
+        if scalars is not None:
+            try:
+                scalars.close()
+            except OSError:
+                pass
 
     def save_model(self, contents):
         """model.pt: the final weights with what using them needs (coreaug.training.trained)."""
@@ -224,6 +244,32 @@ class RunFolder:
 
     def save_summary(self, summary):
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
+
+
+def _events_file(folder):
+    """The event file this process writes in `folder` (TensorBoard names it
+    events.out.tfevents.<time>.<host>.<pid>.<n>), or `folder` when none was created."""
+    try:
+        names = sorted(name for name in os.listdir(folder)
+                       if name.startswith("events.out.tfevents.") and f".{os.getpid()}." in name)
+    except OSError:
+        names = []
+    return os.path.join(folder, names[-1]) if names else folder
+
+
+def _quiet_event_writer_threads():
+    """Leave out the traceback of TensorBoard's writer thread dying of an OSError: the thread keeps the error for
+    the main thread, which raises it at its next write or flush (every epoch's write flushes), so it is said once, in
+    one line. Installed once for the process; any other thread's exception goes to the hook that was there."""
+    if getattr(threading.excepthook, "coreaug_quiet", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args):
+        if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+            previous(args)
+    hook.coreaug_quiet = True
+    threading.excepthook = hook
 
 
 def _plain(obj):

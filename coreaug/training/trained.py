@@ -22,7 +22,7 @@ from .config import INSTANCE
 from .distributed import pick_device
 from .inputs import Normalize
 from .precision import autocast_for, resolve_precision
-from .run_files import CHECKPOINT, MODEL, metrics_rows
+from .run_files import CHECKPOINT, MODEL, RunFolder, metrics_rows
 
 FORMAT = "coreaug-model"
 
@@ -460,6 +460,20 @@ def load_run(run, model=None, device="cpu"):
                         state.get("data_fingerprint"), channels_last=state.get("channels_last", True))
 
 
+def _training_now(run):
+    """Whether a live coreaug process holds the lock of the run folder `run` (it trains there now)."""
+    probe = RunFolder(run)
+    try:
+        probe._take_lock()  # the lock a training run holds, taken and let go at once
+    except UsageError:
+        return True
+    except OSError:  # a folder that cannot be opened: nothing known, the plain advice stands
+        return False
+    finally:
+        probe.release()
+    return False
+
+
 def read_model_file(run):
     """model.pt of the run folder `run`, as a dict; ValueError saying why there is none."""
     run = os.path.expanduser(os.fspath(run))
@@ -472,6 +486,9 @@ def read_model_file(run):
                              f"from an archive, which keeps no models, or {MODEL} was removed); only training it "
                              f"again gives a model: coreaug train ... --overwrite --out {run}")
         if os.path.exists(os.path.join(run, "config.json")) or os.path.exists(os.path.join(run, CHECKPOINT)):
+            if _training_now(run):  # --resume would be refused: the folder is in use
+                raise UsageError(f"{run} holds a run that is still training ({_progress(run)}; another coreaug "
+                                 f"process holds its folder, and it writes {MODEL} when it ends); wait for it to end")
             raise UsageError(f"{run} holds a run that is not finished ({_progress(run)}; no {MODEL} yet); "
                              f"wait for it to end, or continue it with coreaug train ... --resume --out {run}")
         grid = os.path.join(run, "runs")
