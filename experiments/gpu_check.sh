@@ -167,7 +167,9 @@ fi
 
 # -- The run's heading, and the machine. -----------------------------------------------------------
 [ -f "$OUT" ] || append "# GPU checks" "" "Each run of experiments/gpu_check.sh appends a section, newest last."
-append "" "## Run of $(date -u '+%Y-%m-%d %H:%M') UTC: \`BUDGET_S=$BUDGET_S TRAIN_LIMIT=$TRAIN_LIMIT ${SETTINGS}experiments/gpu_check.sh\`$( [ "$DEVICE" = cuda ] || echo " (dry run on $DEVICE)")"
+DRY_NOTE=$( [ "$DEVICE" = cuda ] || echo " (dry run on $DEVICE)")
+append "" "## Run of $(date -u '+%Y-%m-%d %H:%M') UTC: \
+\`BUDGET_S=$BUDGET_S TRAIN_LIMIT=$TRAIN_LIMIT ${SETTINGS}experiments/gpu_check.sh\`$DRY_NOTE"
 section "Machine"
 append '```'
 if [ "$DEVICE" = cuda ]; then
