@@ -14,28 +14,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
+from coreaug.checkout import find_checkouts_cli  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _find_the_checkouts_cli():
-    """Make `coreaug.cli` importable from this tree's cli/ where the tree's coreaug/ shadows the install.
-
-    `python -m pytest` puts the current folder first on sys.path: in an unpacked sdist or a checkout with a
-    non-editable `pip install .`, `coreaug` is then this tree's coreaug/, whose CLI lies beside it in cli/
-    (setup.cfg installs that folder as coreaug.cli), as coreaug/__main__.py handles for `python -m coreaug`.
-    """
-    import coreaug
-
-    try:
-        import coreaug.cli  # noqa: F401
-    except ModuleNotFoundError as exc:
-        checkout = os.path.dirname(os.path.dirname(os.path.abspath(coreaug.__file__)))
-        if exc.name != "coreaug.cli" or not os.path.isfile(os.path.join(checkout, "cli", "main.py")):
-            raise
-        coreaug.__path__.append(checkout)
-
-
-_find_the_checkouts_cli()
+find_checkouts_cli()  # `python -m pytest` in an unpacked sdist after a non-editable install (coreaug.checkout)
 
 
 @pytest.fixture(autouse=True)
