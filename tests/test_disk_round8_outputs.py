@@ -67,6 +67,11 @@ def test_out_that_is_a_dangling_link_creates_the_folder_it_points_to(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "purged" / "rep" / "report.md").is_file()
 
+    from coreaug.bench.grid import check_writable  # bench --out: "not a writable folder" before
+    (tmp_path / "grid2").symlink_to(tmp_path / "purged" / "grid2")
+    check_writable(str(tmp_path / "grid2"))
+    assert (tmp_path / "purged" / "grid2" / "runs").is_dir()
+
 
 def test_report_plot_on_a_full_disk_names_it_and_leaves_the_earlier_plot_whole(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")

@@ -16,6 +16,7 @@ import numpy as np
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_folder import _is_listed
 from coreaug.errors import UsageError, one_line
+from coreaug.files import make_folder
 from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
 from coreaug.training import TrainConfig, train
 from coreaug.training.compiled_step import check_compilable
@@ -158,6 +159,7 @@ def check_out(out, config):
 def check_writable(out):
     """Create `out/runs` and prove a file can be written there; UsageError naming the folder if not."""
     try:
+        make_folder(out)  # a link to a folder that is gone (purged scratch): the folder it points to
         os.makedirs(os.path.join(out, "runs"), exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
