@@ -191,7 +191,7 @@ def record_plan(grid, names, *, settings=None, shards=None, check=None):
         plan = read_plan(grid)
         if check is not None:
             check(plan)
-        plan["runs"] = sorted(set(planned_runs(grid)) | set(names))
+        plan["runs"] = sorted(set(_run_names(plan)) | set(names))
         if settings is not None and not isinstance(plan.get("settings"), dict):
             plan["settings"] = settings
         if shards is not None:
@@ -220,11 +220,12 @@ def planned_runs(path):
             return [record.name for record in read_archive(path) if record.planned]
         except (UsageError, OSError):
             return []
-    try:
-        with open(os.path.join(path, PLAN)) as f:
-            names = json.load(f)["runs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
+    return _run_names(read_plan(path))
+
+
+def _run_names(plan):
+    """The run names of a PLAN file's dict (`read_plan`): the strings of its "runs" list."""
+    names = plan.get("runs")
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 

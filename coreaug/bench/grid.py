@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coreaug.data import is_folder_dataset
-from coreaug.data.image_folder import _is_listed
+from coreaug.data.image_folder import lies_among
 from coreaug.errors import UsageError, one_line
 from coreaug.files import make_folder
 from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
@@ -24,7 +24,7 @@ from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
 from coreaug.training.config import WEAK, weak_is_resized_crop
 from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
-from coreaug.training.run_files import DEFAULT_IDENTITY, RunFolder, differences
+from coreaug.training.run_files import DEFAULT_IDENTITY, differences, folder_in_use
 
 from .archive import PER_RUN
 
@@ -149,9 +149,9 @@ def check_out(out, config):
                              "for the grid")
     if not is_folder_dataset(config.dataset) or not os.path.isdir(config.dataset):
         return
-    inside = os.path.relpath(os.path.realpath(out), config.dataset)  # "..", a hidden name, leads outside it
-    if inside == "." or all(map(_is_listed, inside.split(os.sep))):
-        raise UsageError(f"--out {out} is {'' if inside == '.' else 'inside '}the folder of --dataset, "
+    if lies_among(config.dataset, out):  # the whole folder: the plot's PNG in its root is sampled too
+        same = os.path.realpath(out) == os.path.realpath(config.dataset)
+        raise UsageError(f"--out {out} is {'' if same else 'inside '}the folder of --dataset, "
                          f"{config.dataset}, where the grid's files would be read as part of the dataset (runs/ as "
                          "a class); choose an --out outside it")
 
@@ -239,20 +239,6 @@ def names_run(error, run):
     texts = [str(error), os.fspath(getattr(error, "filename", None) or "")]
     pattern = re.escape(run.folder) + r"(?=$|[/\s'\",;:)])"
     return any(re.search(pattern, text) for text in texts)
-
-
-def folder_in_use(folder):
-    """Whether another process holds the lock of run folder `folder` (a missing folder is free)."""
-    if not os.path.isdir(folder):
-        return False
-    probe = RunFolder(folder)
-    try:
-        probe._take_lock()  # the lock a training run takes (flock), taken and let go at once
-    except UsageError:
-        return True
-    finally:
-        probe.release()
-    return False
 
 
 def run_grid_runs(runs, report=None):

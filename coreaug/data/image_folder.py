@@ -107,20 +107,22 @@ def image_size_note(root, image_size: int) -> str:
     return "resized from sizes that differ" if sizes else "no image's size could be read"
 
 
+def lies_among(folder: str, path: str) -> bool:
+    """Whether `path` is `folder` or lies among what a listing of `folder` reads: no hidden name
+    (".cache", or ".." out of it) on the way down."""
+    inside = os.path.relpath(os.path.realpath(os.path.expanduser(str(path))), os.path.realpath(folder))
+    return inside == "." or all(map(_is_listed, inside.split(os.sep)))
+
+
 def read_as_part(root: str, path: str) -> Optional[str]:
     """The folder of the image-folder dataset `root` that `path` lies among the listed files of
     (`root` itself, or its train/ or test/ split), where a folder written there would be read as
     a class (or a split) of the dataset; None when it is outside them (a hidden folder is)."""
     if not os.path.isdir(root):
         return None  # _find_files says so
-    path = os.path.realpath(os.path.expanduser(str(path)))
     train = os.path.join(root, "train")
     read = [train, test_split_folder(root)] if os.path.isdir(train) else [root]
-    for folder in filter(None, read):
-        inside = os.path.relpath(path, os.path.realpath(folder))  # "..", a hidden name, leads outside what is read
-        if inside == "." or all(map(_is_listed, inside.split(os.sep))):
-            return folder
-    return None
+    return next((folder for folder in filter(None, read) if lies_among(folder, path)), None)
 
 
 def _check_cache_outside(root: str, cache_dir: Optional[str]) -> None:

@@ -370,6 +370,21 @@ def same_settings(stored, identity):
     return not differences(stored, identity)
 
 
+def folder_in_use(folder):
+    """Whether another process holds the lock of run folder `folder` (a run trains in it now; a
+    missing folder is free): the lock a training run takes (flock), taken and let go at once."""
+    if not os.path.isdir(folder):
+        return False
+    probe = RunFolder(folder)
+    try:
+        probe._take_lock()
+    except UsageError:
+        return True
+    finally:
+        probe.release()
+    return False
+
+
 def differences(stored, identity):
     """[(setting, stored value, value now)] where `stored` (a config.json) and `identity` differ
     (see `same_settings`)."""

@@ -22,7 +22,7 @@ from .config import INSTANCE
 from .distributed import pick_device
 from .inputs import Normalize
 from .precision import autocast_for, resolve_precision
-from .run_files import CHECKPOINT, MODEL, RunFolder, metrics_rows
+from .run_files import CHECKPOINT, MODEL, folder_in_use, metrics_rows
 
 FORMAT = "coreaug-model"
 
@@ -462,16 +462,10 @@ def load_run(run, model=None, device="cpu"):
 
 def _training_now(run):
     """Whether a live coreaug process holds the lock of the run folder `run` (it trains there now)."""
-    probe = RunFolder(run)
     try:
-        probe._take_lock()  # the lock a training run holds, taken and let go at once
-    except UsageError:
-        return True
+        return folder_in_use(run)
     except OSError:  # a folder that cannot be opened: nothing known, the plain advice stands
         return False
-    finally:
-        probe.release()
-    return False
 
 
 def read_model_file(run):
