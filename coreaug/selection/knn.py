@@ -3,6 +3,12 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from coreaug.errors import UsageError
+
+# What one class's graph holds at its peak, per member and neighbour: faiss's distances and ids, the
+# kept float64 distances, the COO triplets and the CSR copy (measured: about 64 bytes).
+BYTES_PER_NEIGHBOUR = 64
+
 
 def knn_graph(features, k):
     """Sparse facility-location similarities of one class's examples.
@@ -15,9 +21,21 @@ def knn_graph(features, k):
     so all similarities are >= 0 and,
     with k = n - 1, G is the dense similarity matrix of CRAIG. Rows are candidates, columns
     the examples they cover: the layout apricot-select expects for a sparse precomputed matrix.
+    Memory: about BYTES_PER_NEIGHBOUR * n * k bytes; running out is a UsageError that says so.
     """
     n = features.shape[0]
     k = min(k, n - 1)
+    try:
+        return _graph(features, n, k)
+    except MemoryError:
+        need = BYTES_PER_NEIGHBOUR * n * max(k, 1) / 2**30
+        raise UsageError(f"out of memory building the selection graph of a class of {n} examples with knn={k}: "
+                         f"it needs about {need:.1f} GiB ({BYTES_PER_NEIGHBOUR} bytes per example and neighbour); "
+                         "give a smaller knn (the default is 20)") from None
+
+
+def _graph(features, n, k):
+    """knn_graph's work, for `n` examples and `k` (already capped) neighbours."""
     members = np.arange(n)
     if k == 0:
         return sp.csr_matrix((np.zeros(n), (members, members)), shape=(n, n))
