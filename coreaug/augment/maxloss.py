@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from coreaug.errors import UsageError
+from coreaug.selection.gradients import check_module, eval_modes, restore_modes
 
 from .policy import Policy
 from .registry import create_policy, register_policy
@@ -38,8 +39,9 @@ class MaxLossAugment(Policy):
     ``preprocess`` maps an augmented batch (the images' dtype) to the model's input
     (default: uint8 / 255); ``autocast``, a zero-argument factory of a context such as
     ``lambda: torch.autocast("cuda", dtype=torch.bfloat16)``, scores the candidates under the
-    same precision as training. The model runs under ``torch.no_grad()`` in eval mode; its
-    training mode is restored afterwards. The losses are compared in float32.
+    same precision as training. The model, a torch.nn.Module, runs under ``torch.no_grad()`` in
+    eval mode; each of its submodules gets its own train/eval mode back afterwards (a BatchNorm
+    frozen in eval mode stays frozen). The losses are compared in float32.
     """
 
     needs_model = True
@@ -68,6 +70,8 @@ class MaxLossAugment(Policy):
             shown = (f"a {labels.dtype} tensor of shape {tuple(labels.shape)}" if isinstance(labels, torch.Tensor)
                      else type(labels).__name__)
             raise UsageError(f"labels must be an integer tensor of shape ({batch},) (class indices), got {shown}")
+        check_module(model)
+        _check_factories(preprocess, autocast)
         if images.numel() == 0:  # no examples, or images of no pixels: nothing to score
             return images
         candidates = self._candidates(images, generator)
@@ -80,13 +84,17 @@ class MaxLossAugment(Policy):
         """The base policy's candidates: row k * batch + i holds candidate k of example i. With a
         key per image, example i's K candidates take the next numbers of its own stream."""
         repeated = images.repeat(self.candidates, 1, 1, 1)
-        if not isinstance(generator, RandomSource):
-            return self.base_policy(repeated, generator)
-        generator.copies = self.candidates  # the K copies of each keyed image are one call's batch
+        keyed = isinstance(generator, RandomSource)
+        if keyed:
+            generator.copies = self.candidates  # the K copies of each keyed image are one call's batch
         try:
             return self.base_policy(repeated, generator)
+        except UsageError as exc:  # its message shows the repeated batch, not the one the caller passed
+            raise UsageError(f"{exc} (max-loss's base policy is given the {images.shape[0]} images "
+                             f"{self.candidates} times over, one copy per candidate)") from None
         finally:
-            generator.copies = 1
+            if keyed:
+                generator.copies = 1
 
     def _losses(self, candidates, labels, model, preprocess, autocast) -> torch.Tensor:
         """Cross-entropy of every candidate, (K, batch) float32."""
@@ -94,15 +102,27 @@ class MaxLossAugment(Policy):
         one_pass = candidates.numel() <= ONE_PASS_MAX_VALUES
         chunks = [candidates] if one_pass else candidates.split(batch)
         targets = labels.repeat(self.candidates) if one_pass else labels
-        was_training = model.training
-        model.eval()
+        modes = eval_modes(model)
         try:
             with torch.no_grad(), autocast():
                 losses = [F.cross_entropy(model(preprocess(chunk)).float(), targets, reduction="none")
                           for chunk in chunks]
         finally:
-            model.train(was_training)
+            restore_modes(modes)
         return losses[0].view(self.candidates, batch) if one_pass else torch.stack(losses)
+
+
+def _check_factories(preprocess, autocast):
+    """UsageError for a `preprocess` that is no function, or an `autocast` given as a context
+    (``torch.autocast(...)``, itself callable as a decorator) instead of a factory of one."""
+    if preprocess is not None and not callable(preprocess):
+        raise UsageError(f"preprocess must be a function from an augmented batch to the model's input "
+                         f"(e.g. lambda x: x.float() / 255), got a {type(preprocess).__name__}")
+    context = hasattr(autocast, "__enter__") and not isinstance(autocast, type)
+    if autocast is not None and (context or not callable(autocast)):
+        got = f"{type(autocast).__name__}(...), a context itself" if context else f"a {type(autocast).__name__}"
+        raise UsageError(f"autocast must be a zero-argument factory of a context, such as lambda: "
+                         f"torch.autocast('cuda', dtype=torch.bfloat16), got {got}; wrap it in lambda: ...")
 
 
 @register_policy("maxloss")

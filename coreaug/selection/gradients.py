@@ -102,6 +102,30 @@ def _check_items(images):
                      "torchvision's T.ToTensor())")
 
 
+def check_module(model, name="model"):
+    """UsageError unless `model` is a torch.nn.Module (or, like the trainer's compiled scoring, offers
+    its `modules()` and `eval()`): scoring switches its modules to eval mode and back."""
+    if not (isinstance(model, nn.Module) or hasattr(model, "modules") and hasattr(model, "eval")):
+        raise UsageError(f"{name} must be a torch.nn.Module (run in eval mode, then each submodule's mode "
+                         f"restored), got a {type(model).__name__}; wrap it in one, a module whose forward calls it")
+
+
+def eval_modes(model):
+    """Switch `model` (a `check_module` one) to eval mode; returns each of its modules' train/eval
+    flag, which `restore_modes` gives back. Each its own: `model.train(was_training)` would give
+    every submodule the root's, training again a BatchNorm frozen in eval mode (fine-tuning) or
+    stopping the dropout an eval model keeps on. Python only: no tensor op, no device sync."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    return modes
+
+
+def restore_modes(modes):
+    """Give each module back the train/eval flag `eval_modes` saved."""
+    for module, training in modes:
+        module.training = training
+
+
 def _gradients(z, y):
     # softmax in float32 (bf16 logits collapse confident examples onto one point), then minus
     # one at each label, without the (n, c) one-hot (10 GB of int64 at ImageNet's n and c).
@@ -249,12 +273,14 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                        transform=None, dim=None, seed=0, num_workers=0, dtype=None, with_losses=False):
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
 
-    Runs `model` in eval mode under no_grad over `images` in batches of `batch_size` on
-    `device` (default: the model's; a model without parameters needs it), after `transform`
-    (e.g. uint8 -> normalised float) if given, and restores the model's training mode. `images`
+    Runs `model`, a torch.nn.Module, in eval mode under no_grad over `images` in batches of
+    `batch_size` on `device` (default: the model's; a model without parameters needs it), after
+    `transform` (e.g. uint8 -> normalised float) if given, and gives each of its submodules back
+    its own train/eval mode (a BatchNorm frozen in eval mode stays so). `images`
     is a tensor or array, an `Images` (coreaug.data.images; `DiskImages` are read ahead from
     disk), or a map-style dataset of (image, label) pairs read in order by a DataLoader with
-    `num_workers` workers. `kind="logits"` gives
+    `num_workers` workers (pass a DataLoader's `.dataset`). The model needs two logits or more
+    (a one-logit binary model's estimates would all be 0). `kind="logits"` gives
     softmax - onehot (n, c); `"last_layer"` gives (softmax - onehot) ⊗ h (n, c * e) where
     h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
     either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
@@ -272,7 +298,13 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise UsageError(f"dtype must be a floating torch dtype such as torch.float32 or torch.float16 (or None), "
                          f"got {dtype!r}")
+    check_module(model)
     labels = torch.as_tensor(check_labels(labels))
+    if isinstance(images, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)):
+        fix = ("pass its dataset (loader.dataset): estimate_gradients batches it itself, in order "
+               "(batch_size=, num_workers=)") if isinstance(images, torch.utils.data.DataLoader) else \
+            "pass a map-style dataset (one with __len__ and __getitem__), a tensor or an array"
+        raise UsageError(f"images must be the examples in the labels' order, got a {type(images).__name__}; {fix}")
     if len(images) != len(labels):
         raise UsageError(f"images has {len(images)} examples but labels has {len(labels)}; they must match")
     _check_items(images)
@@ -290,8 +322,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
         model = uncompiled(model)
         layer = final_linear(model)
         hook = layer.register_forward_hook(lambda m, inp, out: captured.append((inp[0].detach(), out.shape)))
-    was_training = model.training
-    model.eval()
+    modes = eval_modes(model)
     out, sketch, start, top = None, None, 0, int(labels.max())
     losses = torch.empty(len(labels), dtype=torch.float32)
     try:
@@ -299,6 +330,10 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
             for batch in device_batches(images, batch_size, device):
                 logits = check_model_logits(_model_on(model, transform(batch) if transform is not None else batch),
                                             len(batch)).float()
+                if start == 0 and logits.shape[1] < 2:  # softmax of one logit is 1: every estimate would be 0
+                    raise UsageError(f"logits must be 2-D (n_examples, n_classes) with n_classes >= 2, got shape "
+                                     f"{tuple(logits.shape)} from the model; give a binary model two logits "
+                                     "(one per class)")
                 if start == 0 and top >= logits.shape[1]:
                     raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
                 y = labels[start:start + len(logits)].to(device, non_blocking=True)
@@ -316,7 +351,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                 out[start:start + len(rows)] = rows.to(out.dtype).cpu()
                 start += len(rows)
     finally:
-        model.train(was_training)
+        restore_modes(modes)
         if hook is not None:
             hook.remove()
     return (out, losses) if with_losses else out

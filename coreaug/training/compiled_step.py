@@ -479,6 +479,10 @@ class FunctionalModel:
     def training(self):
         return self.model.training
 
+    def modules(self):
+        """The model's modules, whose train/eval flags max-loss scoring saves and restores."""
+        return self.model.modules()
+
     def eval(self):
         self.model.eval()
         return self
