@@ -24,8 +24,8 @@ def check_cuda_present(device, name, no_cuda, other_index):
 def api_device(device):
     """The torch.device a Python API's `device=` names: "auto" (CUDA when available, else the
     CPU), or anything `torch.device` takes ("cpu", "cuda:1", "mps", ...), unlike `--device`,
-    which is CPU or CUDA only. A UsageError for a name torch does not know or a CUDA device this
-    machine lacks."""
+    which is CPU or CUDA only. A UsageError for a name torch does not know or a device this
+    machine lacks (a CUDA index past its devices, mps or xpu where torch has none)."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -33,4 +33,18 @@ def api_device(device):
     except (RuntimeError, TypeError, ValueError):
         raise UsageError("device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:N' or 'mps', "
                          f"got {device!r}") from None
-    return check_cuda_present(checked, str(device), "pass device='cpu'", "pass one of them")
+    check_cuda_present(checked, str(device), "pass device='cpu'", "pass one of them")
+    if checked.type not in ("cpu", "cuda", "meta") and not _device_type_available(checked.type):
+        raise UsageError(f"device {str(device)!r} was asked for but this torch has no {checked.type} device; "
+                         "pass device='cpu' (or 'auto')")
+    return checked
+
+
+def _device_type_available(kind):
+    """Whether torch can use devices of `kind` ("mps", "xpu", ...) here: its backend's is_available(),
+    True where torch offers none to ask (the first use of the device then tells)."""
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    backend = getattr(torch, kind, None)
+    available = getattr(backend, "is_available", None)
+    return bool(available()) if callable(available) else True

@@ -315,12 +315,14 @@ def test_use_refuses_a_selection_that_could_not_train():
     assert np.array_equal(method.selection.indices, good.indices)
 
 
-def test_api_device_arguments_take_any_torch_device_and_auto():
+def test_api_device_arguments_take_any_torch_device_and_auto(monkeypatch):
     """scores(device=) and plan.on_device took only --device's 'cpu'/'cuda' names, refusing an own
     loop on Apple's 'mps'; the API's device= arguments take any device torch knows, and 'auto'."""
+    from coreaug import devices
     from coreaug.devices import api_device
     from coreaug.training.distributed import pick_device
 
+    monkeypatch.setattr(devices, "_device_type_available", lambda kind: True)  # as on a Mac (mps), an XPU box
     assert api_device("mps") == torch.device("mps") and api_device(torch.device("xpu:1")) == torch.device("xpu:1")
     assert api_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(coreaug.UsageError, match="device must be 'auto' or a torch device.*got 'gpu'"):

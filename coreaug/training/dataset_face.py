@@ -1,8 +1,13 @@
 """The dataset face of `CoresetAugmentation`: a wrapped map-style dataset and a sampler that
 follows the epoch's plan, for training loops built on `torch.utils.data.DataLoader`."""
+import functools
+import numbers
+import warnings
+
 import torch
 
 from coreaug.errors import UsageError
+from coreaug.selection.checks import check_int
 
 from . import method as method_module
 
@@ -11,18 +16,24 @@ class PlanDataset(torch.utils.data.Dataset):
     """`base` seen through the method's plans: item i < N is example i under `weak`, item N + i a
     copy of example i under `strong`; each item is `(image, label, weight)`.
 
-    `base` is any map-style dataset whose items are `(image, label)` (a torchvision dataset, say);
-    `weak` and `strong` are callables on one image (torchvision transforms, say), None for
-    none. The weight is the current plan's: 1 for originals in append mode, the coreset weight
+    `base` is any map-style dataset whose items are `(image, label)` (a torchvision dataset, say),
+    in the order of the method's labels (each integer label read is checked against them); fields
+    after the label (an index, say) follow the weight, a copy's its example's. `weak` and `strong`
+    are callables on one image (torchvision transforms, say), None for none. The weight is the
+    current plan's: 1 for originals in append mode, the coreset weight
     in subset mode; the copies' is the coreset weight with `weight_augmented`, else 1. Weights
     are read when an item is loaded, so start each epoch (`start_epoch`) before iterating, and
     leave the DataLoader's `persistent_workers` off: a worker that holds the weights of an
     earlier selection is refused (UsageError) when the sampler hands it an item. So is a copy
     of an example the current plans do not copy (a DataLoader without `sampler=method.sampler()`
-    would train every copy).
+    would train every copy), and an index that is not the sampler's warns once (a sampler over
+    the originals alone would train no copy).
     """
 
     def __init__(self, method, base, weak=None, strong=None):
+        method_module.check_map_style(base, "the dataset to wrap", "train on it",
+                                      "build the DataLoader on method.dataset(...) instead",
+                                      "TensorDataset(data.train_images, data.train_labels)")
         if len(base) != len(method):
             raise UsageError(f"the dataset has {len(base)} examples but the labels given to CoresetAugmentation "
                              f"have {len(method)}; wrap the same training set")
@@ -31,6 +42,8 @@ class PlanDataset(torch.utils.data.Dataset):
             if not isinstance(item, (tuple, list)) or len(item) < 2:
                 raise UsageError("the dataset must return (image, label) pairs (like torchvision's datasets); "
                                  f"its item 0 is a {type(item).__name__}")
+            self._labels = method.labels.numpy()
+            self._check_label(0, item[1])
         for name, transform in (("weak", weak), ("strong", strong)):
             if transform is not None and not callable(transform):
                 raise UsageError(f"{name} must be a callable transform or None, got {type(transform).__name__}")
@@ -42,33 +55,66 @@ class PlanDataset(torch.utils.data.Dataset):
     def __getitem__(self, item):
         n = len(self.base)
         version = getattr(item, "version", None)  # a PlanSampler's item: the selection it was drawn under
-        if version is not None and version != self.method.version:
+        if version is None:
+            self._warn_foreign_index()
+        elif version > self.method.version:
             raise UsageError("this DataLoader worker holds the weights of an earlier selection (persistent_workers "
                              "keeps them from the first epoch): leave persistent_workers off")
+        elif version < self.method.version:
+            raise UsageError("the selection changed (start_epoch, use or load_state_dict) while the DataLoader was "
+                             "iterating the plan drawn before it: start a new pass over the DataLoader after it")
         copy = item >= n
         index = item - n if copy else item
         if copy and not self.method.copied[index]:
             raise UsageError(f"item {item} is a strongly augmented copy of example {index}, which the current plan "
                              "does not copy: iterate the dataset with sampler=method.sampler()")
-        image, label = self.base[index][:2]
+        image, label, *extra = self.base[index]
+        self._check_label(index, label)
         transform = self.strong if copy else self.weak
         if transform is not None:
             image = transform(image)
         weights = self.method.copy_weights if copy else self.method.original_weights
-        return image, label, weights[index]
+        return (image, label, weights[index], *extra)
+
+    def _check_label(self, index, label):
+        """UsageError where an integer `label` is not the method's label of example `index` (a
+        dataset in another order); other labels (one-hot, smoothed) are not checked."""
+        if isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point():
+            label = label.item()
+        if isinstance(label, numbers.Integral) and not isinstance(label, bool) and label != self._labels[index]:
+            raise UsageError(f"item {index}'s label is {int(label)} but labels[{index}] is {int(self._labels[index])}: "
+                             "wrap the training set in the order of the labels given to CoresetAugmentation")
+
+    def _warn_foreign_index(self):
+        if not getattr(self, "_warned", False):
+            self._warned = True
+            warnings.warn("the dataset of method.dataset() is being read by an index that is not method.sampler()'s; "
+                          "a DataLoader must iterate it with sampler=method.sampler() (a sampler over the originals "
+                          "alone trains no strong copy)", stacklevel=2)
 
 
 class PlanItem(int):
-    """A `PlanDataset` index that carries the method's `version` it was drawn under, so that a
+    """A `PlanDataset` index that carries the method's `version` it was drawn under (a class
+    attribute of one subclass per version, `plan_item_type`: no per-item dict), so that a
     DataLoader worker holding an older copy of the method can tell."""
 
-    def __new__(cls, item, version):
-        self = super().__new__(cls, item)
-        self.version = version
-        return self
+    __slots__ = ()
+    version = None
 
     def __reduce__(self):
-        return PlanItem, (int(self), self.version)
+        return self._make, (int(self),)  # the same _make for every item: pickled once per batch
+
+
+@functools.lru_cache(maxsize=64)
+def plan_item_type(version):
+    """The `PlanItem` subclass of `version`."""
+    kind = type("PlanItem", (PlanItem,), {"__slots__": (), "version": version})
+    kind._make = functools.partial(_plan_item, version)
+    return kind
+
+
+def _plan_item(version, item):
+    return plan_item_type(version)(item)
 
 
 class PlanSampler(torch.utils.data.Sampler):
@@ -78,9 +124,13 @@ class PlanSampler(torch.utils.data.Sampler):
     initialised process group's when the sampler is iterated (1 and 0 without one)."""
 
     def __init__(self, method, num_replicas=None, rank=None):
-        if num_replicas is not None and rank is not None and not 0 <= rank < num_replicas:
+        num_replicas = check_int(num_replicas, "num_replicas", optional=True)
+        rank = check_int(rank, "rank", 0, optional=True)
+        if num_replicas is not None and rank is not None and not rank < num_replicas:
             raise UsageError(f"rank must be in [0, num_replicas), got rank {rank} of {num_replicas}")
-        self.method, self._num_replicas, self._rank = method, num_replicas, rank
+        self.method = method
+        self._num_replicas = None if num_replicas is None else int(num_replicas)
+        self._rank = None if rank is None else int(rank)
 
     @property
     def num_replicas(self):
@@ -98,13 +148,21 @@ class PlanSampler(torch.utils.data.Sampler):
     def __iter__(self):
         if self.method.plan is None:
             raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
-        share = self.method.plan.shard(self.rank, self.num_replicas)
+        rank, world = self.rank, self.num_replicas
+        if not rank < world:
+            raise UsageError(f"rank must be in [0, num_replicas), got rank {rank} of {world}")
+        share = self.method.plan.shard(rank, world)
         items = share.indices + len(self.method) * share.augmented.long()
-        version = self.method.version
-        return iter([PlanItem(item, version) for item in items.tolist()])
+        return _items(items, plan_item_type(self.method.version))
 
     def __len__(self):
         """This rank's items in the current plan (before the first `start_epoch`, in the plans
         that the method's fraction makes)."""
         plan = self.method.plan
         return (len(plan) if plan is not None else self.method.plan_length()) // self.num_replicas
+
+
+def _items(items, kind, chunk=1 << 16):
+    """`items` (an int64 tensor) as `kind`s, made a chunk at a time as the DataLoader asks for them."""
+    for start in range(0, len(items), chunk):
+        yield from map(kind, items[start:start + chunk].tolist())

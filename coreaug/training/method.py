@@ -13,13 +13,16 @@ order). It has two faces over that one state:
   yields the plan's items (sharded like `DistributedSampler` with `num_replicas`, `rank`).
 """
 import inspect
+import math
 import numbers
+import re
 import zlib
 
 import numpy as np
 import torch
 
 from coreaug.augment.sampling import source_key
+from coreaug.data.dataset import ImageDataset
 from coreaug.data.images import DatasetImages, Images
 from coreaug.devices import api_device
 from coreaug.errors import UsageError
@@ -92,7 +95,8 @@ class CoresetAugmentation:
     def __init__(self, labels, *, strategy=DEFAULT_STRATEGY, fraction=0.3, select_every=1, mode="append", copies=1,
                  weight_augmented=False, gradients="logits", knn=DEFAULT_KNN, balance="equal", seed=0, noisy=None,
                  gradient_dim=512, selection_warmup=None, epochs=None, loss_filter=None):
-        self.labels = torch.as_tensor(check_labels(labels)).long()
+        # a copy: a view of the caller's int64 labels would follow their later edits (pseudo-labels)
+        self.labels = torch.as_tensor(check_labels(labels)).long().clone()
         check_choice(strategy, "strategy", strategies(), unknown=True)
         check_choice(mode, "mode", MODES, unknown=True)
         check_choice(gradients, "gradients", GRADIENT_KINDS, unknown=True)
@@ -117,7 +121,7 @@ class CoresetAugmentation:
             check_int(selection_warmup, "selection_warmup", 0, unit="epochs")
         self.selection_warmup = int(selection_warmup)
         self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
-        self.noisy = None if noisy is None else _bool_mask(noisy, "noisy")
+        self.noisy = None if noisy is None else _bool_mask(noisy, "noisy").clone()
         if self.noisy is not None and self.noisy.shape != self.labels.shape:
             raise UsageError(f"noisy must mark each of the {len(self.labels)} examples, shape ({len(self.labels)},), "
                              f"got {tuple(self.noisy.shape)}")
@@ -168,8 +172,10 @@ class CoresetAugmentation:
 
         The rule (`coreaug.selection.rules.RULES[strategy]`) says what it needs: coreset-like
         rules `estimates` (n, d) gradient estimates, loss-based ones `losses` (n,); `logits`
-        (n, c) give both; random needs nothing. Tensors may be on any device. During the rule's
-        warm-up (`selection_warmup`) the selection is random. Use `select` to also adopt it.
+        (n, c) give both; random needs nothing. Their rows are the examples in the labels' order
+        (rows collected in a plan's shuffled order select the wrong examples: put them back, e.g.
+        `full[batches.indices[take][~aug]] = logits[~aug]`). Tensors may be on any device. During
+        the rule's warm-up (`selection_warmup`) the selection is random. Use `select` to also adopt it.
         """
         epoch = check_epoch(epoch)
         labels = self.labels.numpy()
@@ -236,7 +242,8 @@ class CoresetAugmentation:
     def use(self, selection, epoch, diagnostics=None):
         """Adopt `selection` (a `Selection`) as the current one, made at `epoch`. Raises
         UsageError for a selection of another training set (its size, or an index out of range),
-        or one that could not train (repeated indices, weights negative or not finite)."""
+        or one that could not train (repeated indices, weights negative or not finite). A plan
+        drawn already (`start_epoch`) is drawn again for its epoch from the new selection."""
         if selection is not None:
             self._check_fits(selection)
             selection = check_selection(selection, len(self), "use() was given")
@@ -246,6 +253,8 @@ class CoresetAugmentation:
         self.selected_at = epoch
         self._set_item_weights()
         self.version += 1  # the dataset face's workers compare theirs (see PlanDataset)
+        if self.plan is not None:  # the old plan's copies would be refused (dataset face) or trained (tensor face)
+            self.plan = self.plan_for(self.epoch) if selection is not None or not self.selects else None
 
     def _check_fits(self, selection):
         n = len(self)
@@ -296,6 +305,9 @@ class CoresetAugmentation:
         `num_workers`). `preprocess` maps a batch to the model's input. An empty dict, without a
         pass over the data, for strategies that read no model (random, full, none).
         """
+        if data is not None:
+            check_map_style(data, "the data to score", "score it", "scores batches it itself: batch_size=, "
+                            "num_workers=", "data.train_images (with preprocess=)")
         if data is not None and len(data) != len(self):
             raise UsageError(f"data has {len(data)} examples but the labels given to CoresetAugmentation have "
                              f"{len(self)}; pass the training set in the same order")
@@ -308,10 +320,20 @@ class CoresetAugmentation:
             device = api_device(device)
         data = self._scoring_images(data, num_workers)
         wants_estimates = "estimates" in self.needs
-        g, losses = estimate_gradients(bare_model(model), data, self.labels,
-                                       kind=self.gradients if wants_estimates else "logits",
-                                       batch_size=batch_size, device=device, transform=preprocess,
-                                       num_workers=num_workers, dim=self.gradient_dim, with_losses=True)
+        try:
+            g, losses = estimate_gradients(bare_model(model), data, self.labels,
+                                           kind=self.gradients if wants_estimates else "logits",
+                                           batch_size=batch_size, device=device, transform=preprocess,
+                                           num_workers=num_workers, dim=self.gradient_dim, with_losses=True)
+        except RuntimeError as exc:  # torch's collate of a batch of images of different sizes
+            sizes = re.search(r"stack expects each tensor to be equal size, but got \[([\d, ]*)\] at entry (\d+) "
+                              r"and \[([\d, ]*)\] at entry (\d+)", str(exc))
+            if sizes is None:
+                raise
+            shape = lambda text: "x".join(text.replace(" ", "").split(","))  # noqa: E731
+            raise UsageError(f"the data to score has images of different sizes ({shape(sizes[1])} and "
+                             f"{shape(sizes[3])} in one batch): give its transform a fixed size "
+                             "(T.Resize and T.CenterCrop, say)") from None
         out = {"losses": losses} if "losses" in self.needs else {}
         if wants_estimates:
             out["estimates"] = g
@@ -359,6 +381,7 @@ class CoresetAugmentation:
         if unknown:
             raise UsageError(f"start_epoch got unknown option(s) {', '.join(unknown)}; the options of scores() are "
                              f"{', '.join(SCORE_OPTIONS)}")
+        self.plan = None  # drawn below, not also by a selection's use()
         if _world_size() > 1 and self.selects:
             self._start_on_every_rank(epoch, model, data, src, estimate_options)
         elif self.due(epoch):
@@ -489,6 +512,8 @@ class CoresetAugmentation:
         if selection is not None:
             self._check_fits(selection)
         self._check_settings(state.get("settings"))
+        if state.get("settings") is None:
+            self._check_older_state(selection)
         self.use(selection, state.get("selected_at"), state.get("diagnostics"))  # checks it before changing anything
         self.loss_sums, self.loss_count = state.get("loss_sums"), state.get("loss_count", 0)
         self.loss_held = state.get("loss_held")
@@ -499,15 +524,36 @@ class CoresetAugmentation:
         return {"strategy": self.strategy, "fraction": self.fraction, "balance": self.balance, "mode": self.mode,
                 "labels": zlib.crc32(self.labels.numpy().tobytes())}
 
+    def _check_older_state(self, selection):
+        """An older coreaug's state kept no settings: UsageError where its own selection tells
+        another strategy (a rule other than random, which a warm-up selects by) or another
+        fraction (its size, more than one example from this method's budget) than this method's."""
+        if selection is None:
+            return
+        saved, size = selection.strategy, len(np.asarray(selection.indices))
+        if not self.selects:
+            differ = [f"a {saved} selection (this method: strategy {self.strategy!r}, which selects nothing)"]
+        else:
+            budget = budget_size(self.fraction, len(self))
+            differ = ([f"strategy {saved!r} (this method: {self.strategy!r})"]
+                      if saved in RULES and saved not in ("random", self.strategy) else [])
+            if abs(size - budget) > 1:  # one apart: a budget rounded otherwise in that version
+                differ.append(f"a selection of {size} examples (this method's fraction {self.fraction!r} "
+                              f"selects {budget})")
+        if differ:
+            raise UsageError(f"the state (of an older coreaug) was saved under other settings: {', '.join(differ)}; "
+                             "load it into a CoresetAugmentation made with the same ones (or adopt a selection "
+                             "with use())")
+
     def _check_settings(self, saved):
         """UsageError naming the settings that differ between a state's `saved` ones (None: a state of
-        an older coreaug, which kept none) and this method's."""
+        an older coreaug, which kept none: see `_check_older_state`) and this method's."""
         if saved is None:
             return
         mine = self._settings()
         differ = ["labels (other labels, or the same in another order)" if key == "labels"
                   else f"{key} {saved[key]!r} (this method: {mine[key]!r})"
-                  for key in mine if key in saved and saved[key] != mine[key]]
+                  for key in mine if key in saved and not _same_setting(key, saved[key], mine[key])]
         if differ:
             raise UsageError(f"the state was saved under other settings: {', '.join(differ)}; load it into a "
                              "CoresetAugmentation made with the same ones (or adopt a selection with use())")
@@ -539,6 +585,31 @@ def check_epoch(epoch):
     if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
         raise UsageError(f"epoch must be an integer >= 0, got {epoch!r}")
     return int(epoch)
+
+
+def _same_setting(key, saved, mine):
+    """Whether a state's setting `saved` is this method's `mine` (a fraction given as a float32, e.g.
+    np.float32(0.3), is the same fraction: both select the same budget)."""
+    if key == "fraction" and isinstance(saved, numbers.Real) and isinstance(mine, numbers.Real):
+        return math.isclose(saved, mine, rel_tol=1e-6)
+    return saved == mine
+
+
+def check_map_style(data, what, use, batching, from_image_dataset):
+    """UsageError for `data` that cannot be read by index in the labels' order: coreaug's own
+    ImageDataset, a DataLoader, an IterableDataset, a generator. `use` says what the data is for
+    ("score it"), `batching` what batches it instead of a DataLoader, `from_image_dataset` what to
+    pass of an ImageDataset."""
+    if isinstance(data, ImageDataset):
+        raise UsageError(f"{what} is a coreaug ImageDataset (what load_dataset returns): to {use}, pass "
+                         f"{from_image_dataset}")
+    if isinstance(data, torch.utils.data.DataLoader):
+        raise UsageError(f"{what} is a DataLoader: pass its .dataset, a map-style dataset in the labels' order "
+                         f"({batching})")
+    if isinstance(data, torch.utils.data.IterableDataset) or not hasattr(data, "__len__") \
+            or not hasattr(data, "__getitem__"):
+        raise UsageError(f"{what} must be a tensor of images or a map-style dataset (with len() and indexing) in "
+                         f"the labels' order, got a {type(data).__name__}, which cannot be read by index")
 
 
 def bare_model(model):

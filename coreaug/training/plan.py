@@ -52,9 +52,14 @@ class EpochPlan:
         `batch_size` holds the same number of strong copies, in its last rows. With
         `world_size`, that number is a multiple of it, so that every process's `shard` of the
         result is laid out the same way at batch_size / world_size (a batch_size that
-        world_size divides)."""
+        world_size divides). `generator` is a CPU torch.Generator (None would lay the batches out
+        by torch's global RNG, whatever the model drew from it: not again on a resume)."""
         check_int(batch_size, "batch_size")
         check_int(world_size, "world_size")
+        if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+            got = f"one on {generator.device}" if isinstance(generator, torch.Generator) else type(generator).__name__
+            raise UsageError("generator must be a CPU torch.Generator (e.g. torch.Generator().manual_seed(epoch)), "
+                             f"got {got}")
         if batch_size % world_size:
             raise UsageError(f"batch_size ({batch_size}) must be a positive multiple of world_size ({world_size})")
         return fixed_step_plan(self, batch_size, generator=generator, multiple=world_size)
@@ -110,12 +115,14 @@ class DevicePlan:
 
     def image_keys(self, *numbers):
         """int64 (m,) on the device: every entry's `RandomSource` key, a hash of (numbers, e.g.
-        seed and epoch; its example's index; its slot). Made once an epoch, indexed per step."""
-        return RandomSource.image_keys(self.indices, *numbers, slots=self.slots)
+        seed and epoch, integers; its example's index; its slot). Made once an epoch, indexed
+        per step."""
+        return RandomSource.image_keys(self.indices, *_key_numbers(numbers), slots=self.slots)
 
     def draws(self, *numbers, chunk_steps=64):
         """The entries' random sources (`PlanDraws`) for `image_keys(*numbers)`, their first
         numbers hashed `chunk_steps` batches at a time."""
+        check_int(chunk_steps, "chunk_steps")
         return PlanDraws(self.image_keys(*numbers), chunk_steps * self.batch_size)
 
     @property
@@ -124,7 +131,11 @@ class DevicePlan:
 
     def batch(self, step):
         """(slice of the plan, strong rows of the batch or None) for training step `step`: batches
-        of batch_size, the last shorter, or one longer where a single entry would be left over."""
+        of batch_size, the last shorter, or one longer where a single entry would be left over.
+        `step` is an integer (a numpy or 0-dim torch one taken as one)."""
+        if isinstance(step, torch.Tensor) and step.dim() == 0 and not step.is_floating_point() \
+                and step.dtype != torch.bool:
+            step = step.item()
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 0 <= step < self.steps:
             raise UsageError(f"step must be an integer in [0, steps) = [0, {self.steps}), got {step!r}")
         stop = len(self.indices) if step == self.steps - 1 else (step + 1) * self.batch_size
@@ -142,6 +153,21 @@ class DevicePlan:
         rows = [order[self.batch(step)[0]] for step in range(self.steps)]
         for batch in images.batches(rows, pin=device.type == "cuda"):
             yield batch.to(device, non_blocking=True)
+
+
+def _key_numbers(values):
+    """The numbers that key the draws (seed, epoch, ...) as Python ints (numpy and 0-dim torch integers
+    taken as ones), else a UsageError: a float seed would be truncated (0.5 drawing as 0)."""
+    checked = []
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+                and value.dtype != torch.bool:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise UsageError("the numbers of draws() and image_keys() (seed, epoch, ...) must be integers, "
+                             f"got {value!r}")
+        checked.append(int(value))
+    return checked
 
 
 class PlanDraws:
