@@ -68,10 +68,14 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
         raise UsageError(f"--backend {backend} applies to --strategy coreset only; drop it for --strategy {strategy}")
     labels = _load_npy(labels_path, "labels")
     given = {"estimates": features_path, "losses": losses_path}
+    flags = {"estimates": "--features", "losses": "--losses"}
     for need in RULES[strategy].needs:
         if given[need] is None:
-            flag = "--features" if need == "estimates" else "--losses"
-            raise UsageError(f"{flag} is required with --strategy {strategy}")
+            raise UsageError(f"{flags[need]} is required with --strategy {strategy}")
+    for need in given:  # a file the rule would not read is refused, as --backend apricot with another rule is
+        if given[need] is not None and need not in RULES[strategy].needs:
+            raise UsageError(f"{flags[need]} is not read by --strategy {strategy}; drop it (the rules that read "
+                             f"it: {_needing(need)})")
     features = None if features_path is None else _load_npy(features_path, "features")
     losses = None if losses_path is None else _load_npy(losses_path, "losses")
     if strategy == "coreset":  # select_by_rule("coreset") with a backend

@@ -1,6 +1,7 @@
 """Atomic file writes: a reader sees the old file or the new one, never a partial one."""
 import errno
 import os
+import stat
 import tempfile
 
 # A disk that cannot take the file: the OS's reason is what the user needs, not the error of the
@@ -35,9 +36,14 @@ def atomic_write(path, write, mode="w"):
     error the temporary file is removed and `path` is untouched. A full or read-only disk is an
     OSError naming `path` (its errno in DISK_ERRORS), whatever the writer raised around it; a
     folder that takes no new file (missing, read-only, full, no permission) is one naming that folder.
+    A symbolic link is written at the file it points to, so the link keeps pointing at the new data;
+    a device or pipe (/dev/null, a FIFO) is written into directly, never replaced by a file.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)
+    if _not_a_file(target):
+        return _write_in_place(path, target, write, mode)
+    folder = os.path.dirname(target)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
     except OSError as exc:  # named by the folder that refused it, not the temporary name the user never saw
@@ -48,9 +54,31 @@ def atomic_write(path, write, mode="w"):
         with os.fdopen(fd, mode) as f:
             write(f)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as exc:
         os.unlink(tmp)
+        cause = _disk_error(exc)
+        if cause is not None:
+            raise OSError(cause.errno, cause.strerror, path) from exc
+        raise
+
+
+def _not_a_file(path):
+    """Whether `path` exists and is neither a regular file nor a folder: a device or a pipe, which a
+    rename would replace for every other user of it (as root, `--out /dev/null` would replace /dev/null)."""
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(kind) or stat.S_ISDIR(kind))
+
+
+def _write_in_place(path, target, write, mode):
+    """`write(f)` on the device or pipe `target` itself (not atomic: there is no file to swap)."""
+    try:
+        with open(target, mode) as f:
+            write(f)
+    except BaseException as exc:
         cause = _disk_error(exc)
         if cause is not None:
             raise OSError(cause.errno, cause.strerror, path) from exc

@@ -119,7 +119,7 @@ def test_a_full_disk_outside_train_names_the_file_and_gives_no_resume_advice(tmp
     def full(self, path):
         raise OSError(errno.ENOSPC, FULL, *([str(tmp_path / filename)] if filename else []))
     monkeypatch.setattr(selection.Selection, "save", full)
-    result = CliRunner().invoke(app, ["select", "--features", str(tmp_path / "f.npy"), "--labels",
+    result = CliRunner().invoke(app, ["select", "--labels",  # --strategy random reads no --features
                                       str(tmp_path / "l.npy"), "--fraction", "0.5", "--out", str(tmp_path / "sel.npz"),
                                       "--strategy", "random"])
     where = f": {tmp_path / filename}" if filename else ""

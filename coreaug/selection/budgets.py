@@ -1,5 +1,6 @@
 """How many examples a selection takes, in total and per class."""
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -7,8 +8,12 @@ from .checks import check_int
 
 
 def budget_size(fraction, n):
-    """Examples in a subset of `fraction` of `n`: round(fraction * n) (halves up), at least 1."""
-    return min(n, max(1, math.floor(fraction * n + 0.5)))
+    """Examples in a subset of `fraction` of `n`: round(fraction * n) (halves up), at least 1.
+
+    The product is taken of the fraction as written in decimal (its shortest repr), exactly:
+    0.29 * 50 is 14.5, so 15, where floats make it 14.499999999999998."""
+    exact = Fraction(repr(float(fraction))) * n
+    return min(n, max(1, math.floor(exact + Fraction(1, 2))))
 
 
 def class_budgets(class_sizes, total, balance="equal", *, seed=None):

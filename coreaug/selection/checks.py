@@ -18,7 +18,11 @@ GRADIENT_KINDS = ("logits", "last_layer")
 
 def to_numpy(array, name):
     """Return `array` (numpy array, torch tensor on any device, or sequence) as numpy. A float
-    tensor of a dtype numpy lacks (bfloat16, float8) comes back as float32."""
+    tensor of a dtype numpy lacks (bfloat16, float8) comes back as float32. A scipy.sparse matrix is
+    refused: numpy would make a 0-d object array of it."""
+    if hasattr(array, "toarray") and hasattr(array, "nnz"):  # scipy.sparse, without importing scipy
+        raise UsageError(f"{name} must be a dense array, got a sparse {type(array).__name__}; "
+                         f"pass {name}.toarray()")
     if hasattr(array, "detach") and hasattr(array, "cpu"):  # a torch tensor, without importing torch
         array = array.detach().cpu()
         try:
@@ -83,6 +87,10 @@ def check_labels(labels, n=None):
         raise UsageError(f"labels must be 1-D (n_examples,), got shape {y.shape}")
     if y.size == 0:
         raise UsageError("labels must be non-empty, got 0 labels")
+    if y.dtype.kind in "USO":  # class names: a cast to int64 fails on them
+        raise UsageError(f"labels must be integer class ids, got dtype {y.dtype}; number the classes "
+                         "0, 1, 2, ... with np.unique(labels, return_inverse=True)[1] (np.unique(labels) "
+                         "then names them back)")
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
         raise UsageError(f"labels must be integer class ids, got dtype {y.dtype}; "
                          "cast them with labels.astype('int64') if they are whole numbers")
@@ -91,9 +99,9 @@ def check_labels(labels, n=None):
     if int(y.max()) > np.iinfo(np.int64).max:  # uint64 ids that int64 would wrap to negative ones
         raise UsageError(f"labels must be class ids below 2**63, got {int(y.max())}; "
                          "number the classes 0, 1, 2, ... (np.unique(labels, return_inverse=True)[1])")
-    if n is not None and y.shape[0] != n:
-        raise UsageError(f"labels has {y.shape[0]} entries but there are {n} examples; "
-                         "they must have the same length")
+    if n is not None and y.shape[0] != n:  # named by the rows first: in the own loop the labels are right
+        raise UsageError(f"the features (gradient estimates, logits) have {n} rows but there are {y.shape[0]} "
+                         "labels; they must have the same length: one row per example, in the labels' order")
     return y.astype(np.int64, copy=False)
 
 
@@ -120,7 +128,10 @@ def check_fraction(fraction):
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or math.isnan(fraction):
         raise UsageError(f"fraction must be a number in (0, 1], got {fraction!r}")
     if not 0 < fraction <= 1:
-        raise UsageError(f"fraction must be in (0, 1], got {fraction}")
+        count = ""
+        if fraction > 1 and float(fraction).is_integer():  # a count given as the fraction
+            count = f"; to select {fraction:.0f} of n examples pass {fraction:.0f} / n (the budget rounds it back)"
+        raise UsageError(f"fraction must be in (0, 1], got {fraction}{count}")
     return float(fraction)
 
 

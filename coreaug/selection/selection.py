@@ -11,7 +11,7 @@ import numpy as np
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
-from .checks import to_numpy
+from .checks import is_number, to_numpy
 
 LISTED_CLASSES = 20  # more classes than this are summarised in `Selection.summary`, not listed
 
@@ -86,8 +86,8 @@ class Selection:
     @classmethod
     def load(cls, path):
         """Read a selection written by `save` (only `indices` and `weights` are required). A file
-        that is not one (another .npy/.npz, text, object arrays) is a UsageError; a missing one a
-        FileNotFoundError."""
+        that is not one (another .npy/.npz, text, object arrays, optional arrays of other types or
+        shapes than `save` writes) is a UsageError; a missing one a FileNotFoundError."""
         not_one = f"{path} is not a selection file (an .npz written by Selection.save)"
         try:
             data = np.load(os.fspath(path), allow_pickle=False)
@@ -107,19 +107,25 @@ class Selection:
                 raise UsageError(f"{path} is not a usable selection: {problem}")
             try:
                 get = lambda key, default: data[key] if key in data else default  # noqa: E731
-                return cls(
-                    indices=indices.astype(np.int64),
-                    weights=weights.astype(np.float32),
-                    strategy=str(get("strategy", "unknown")),
-                    classes=get("classes", np.zeros(0, np.int64)),
-                    class_counts=get("class_counts", np.zeros(0, np.int64)),
-                    class_objectives=get("class_objectives", np.zeros(0)),
-                    timings=json.loads(str(get("timings", "{}"))),
-                    n_total=int(get("n_total", 0)),  # 0: not known
-                )
-            except (ValueError, TypeError):  # object arrays, bad JSON in timings, a non-number n_total
-                raise UsageError(f"{not_one}: its optional arrays (strategy, classes, class_counts, "
-                                 "class_objectives, timings, n_total) are not what Selection.save writes") from None
+                extras = {"strategy": get("strategy", np.array("unknown")),
+                          "classes": get("classes", np.zeros(0, np.int64)),
+                          "class_counts": get("class_counts", np.zeros(0, np.int64)),
+                          "class_objectives": get("class_objectives", np.zeros(0)),
+                          "timings": get("timings", np.array("{}")),
+                          "n_total": get("n_total", np.array(0))}  # 0: not known
+                timings = json.loads(str(extras["timings"]))
+            except (ValueError, TypeError):  # object arrays (which allow_pickle=False refuses), bad JSON in timings
+                problem = "they hold Python objects, or timings is not JSON"
+            else:
+                problem = _bad_extras(extras, timings, indices)
+            if problem:
+                raise UsageError(f"{not_one}: its optional arrays (strategy, classes, class_counts, class_objectives, "
+                                 f"timings, n_total) are not what Selection.save writes: {problem}")
+            return cls(indices=indices.astype(np.int64), weights=weights.astype(np.float32),
+                       strategy=str(extras["strategy"]), classes=extras["classes"].astype(np.int64),
+                       class_counts=extras["class_counts"].astype(np.int64),
+                       class_objectives=extras["class_objectives"].astype(np.float64),
+                       timings=timings, n_total=int(extras["n_total"]))
 
 
 def check_selection(selection, n, what):
@@ -140,6 +146,27 @@ def check_selection(selection, n, what):
             and weights is selection.weights:
         return selection
     return dataclasses.replace(selection, indices=indices.astype(np.int64), weights=weights.astype(np.float32))
+
+
+def _bad_extras(extras, timings, indices):
+    """What is wrong with the optional arrays of a selection file (as `Selection.save` writes them), or None."""
+    strategy, classes, counts, objectives, n_total = (extras[key] for key in (
+        "strategy", "classes", "class_counts", "class_objectives", "n_total"))
+    if strategy.ndim != 0 or strategy.dtype.kind != "U":
+        return f"strategy must be one string, got {strategy.dtype} of shape {strategy.shape}"
+    for name, array in (("classes", classes), ("class_counts", counts)):
+        if array.ndim != 1 or array.dtype.kind not in "iu" or (array.size and array.min() < 0):
+            return f"{name} must be 1-D integers >= 0, got {array.dtype} of shape {array.shape}"
+    if counts.shape != classes.shape or objectives.ndim != 1 or objectives.dtype.kind not in "iuf" \
+            or objectives.size not in (0, classes.size):
+        return (f"classes, class_counts and class_objectives must be 1-D numbers, one per class, got shapes "
+                f"{classes.shape}, {counts.shape} and {objectives.shape}")
+    if not isinstance(timings, dict) or not all(is_number(v) for v in timings.values()):
+        return f"timings must be a JSON object of seconds, got {str(extras['timings'])[:60]!r}"
+    if n_total.ndim != 0 or n_total.dtype.kind not in "iu" or n_total < 0 or (n_total and n_total <= indices.max(
+            initial=-1)):
+        return f"n_total must be 0 (not known) or an integer above every index, got {n_total.tolist()!r}"
+    return None
 
 
 def _bad_selection(indices, weights):
