@@ -1,11 +1,13 @@
 """The Policy interface every augmentation policy implements, and Compose to chain them."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
 from coreaug.errors import UsageError
+
+from .sampling import Randomness
 
 
 class Policy:
@@ -13,18 +15,23 @@ class Policy:
 
     Takes a (B, C, H, W) uint8 or float [0, 1] batch on any device and returns an augmented batch
     of the same shape, dtype and device, drawing every random choice per example from
-    ``generator`` (a CPU generator may drive a CUDA batch, and a `RandomSource` with a key per
-    image needs one key per image of the batch). Policies that compute on the pixel values
-    (RandAugment, TrivialAugment, AutoAugment, resized-crop) clamp float values outside [0, 1]
-    into it and make NaN 0; the weak and cutout policies move or blank pixels and leave values as they are.
+    ``generator``: a torch.Generator (a CPU generator may drive a CUDA batch), None (torch's
+    global one) or a `RandomSource`, which the trainer always passes (with a key per image: one
+    key per image of the batch). A policy of one's own therefore draws with
+    ``coreaug.augment.uniform``, ``integers``, ``signs`` and ``permutation`` (``n`` values, the
+    generator, the batch's device), which take all three, not with ``torch.rand(generator=...)``;
+    drawing ``k * B`` values, value ``j`` of image ``r`` is at ``j * B + r`` (view them ``(k, B)``).
+    In training its first output is checked (a one-line UsageError names the policy).
+    Policies that compute on the pixel values (RandAugment, TrivialAugment, AutoAugment,
+    resized-crop) clamp float values outside [0, 1] into it and make NaN 0; the weak and cutout
+    policies move or blank pixels and leave values as they are.
     Ordinary policies ignore ``context``; policies with ``needs_model`` (max-loss) read
     ``model``, ``labels`` and ``preprocess`` from it.
     """
 
     needs_model: bool = False
 
-    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
-                 **context) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: Randomness = None, **context) -> torch.Tensor:
         raise NotImplementedError
 
     def __repr__(self) -> str:

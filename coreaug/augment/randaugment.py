@@ -21,6 +21,11 @@ from .sampling import check_randomness, integers, signs
 from .validation import check_fill_channels, check_fill_levels, check_images, check_whole
 from .working_float import to_working
 
+# Bounds that catch a typo before it costs: each op's magnitude table has num_magnitude_bins entries
+# (10 ** 9 filled the memory), and the ops run one layer after another (torchvision's defaults: 31 bins, 2 ops).
+MAX_MAGNITUDE_BINS = 10_000
+MAX_OPS = 100
+
 
 def randaugment_ranges(shear=0.3, translate=150 / 331, degrees=30.0, enhance=0.9, bits_dropped=4):
     """The 14 ops of the RandAugment paper with their magnitude ranges (torchvision's)."""
@@ -83,16 +88,17 @@ class _OneOpPerLayer(Policy):
 
 @register_policy("randaugment")
 class RandAugment(_OneOpPerLayer):
-    """RandAugment: ``num_ops`` ops per example, each drawn uniformly from the 14, at one
-    shared ``magnitude`` bin in [0, num_magnitude_bins - 1] (default 9 of 31, as torchvision).
+    """RandAugment: ``num_ops`` ops per example (at most MAX_OPS), each drawn uniformly from the 14,
+    at one shared ``magnitude`` bin in [0, num_magnitude_bins - 1] (default 9 of 31, as torchvision;
+    at most MAX_MAGNITUDE_BINS bins).
     Needs 1 or 3 channels; ``fill`` is the 0-255 level for pixels that geometric ops uncover (or a
     list of one per channel, as torchvision's).
     Float images are taken as [0, 1]: values outside it are clamped into it."""
 
     def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
                  interpolation: str = "nearest", fill: float = 0):
-        self.num_ops = check_whole("num_ops", num_ops, 0)
-        self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2)
+        self.num_ops = check_whole("num_ops", num_ops, 0, MAX_OPS)
+        self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2, MAX_MAGNITUDE_BINS)
         self.magnitude = check_whole("magnitude", magnitude, 0, self.num_magnitude_bins - 1)
         super().__init__(OpSet(randaugment_ranges(), num_magnitude_bins), interpolation, fill)
 
@@ -113,7 +119,7 @@ class TrivialAugmentWide(_OneOpPerLayer):
 
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",
                  fill: float = 0):
-        self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2)
+        self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2, MAX_MAGNITUDE_BINS)
         super().__init__(OpSet(trivialaugment_ranges(), num_magnitude_bins), interpolation, fill)
 
     def _bins(self, n, generator, device):

@@ -18,12 +18,23 @@ def _key(name: str) -> str:
 
 def register_policy(name: str) -> Callable:
     """Decorator registering a Policy class (or a factory returning one) under ``name``, stored
-    lower-case and stripped as ``create_policy`` and TrainConfig look names up ("MyAug" -> "myaug")."""
+    lower-case and stripped as ``create_policy`` and TrainConfig look names up ("MyAug" -> "myaug").
+
+    Its keywords are the settings ``create_policy(name, **settings)`` passes on. The policy is
+    called as ``policy(images, generator, **context)`` (see `Policy`): the trainer passes a
+    `RandomSource` as ``generator``, so draw through `uniform`, `integers`, `signs` and
+    `permutation` (``coreaug.augment``), which take either. A name lasts for the process that
+    registered it: register at import (a module's top level, not under ``if __name__ ==
+    "__main__":``) for `run_grid` with ``jobs`` >= 2, whose workers import the script again.
+    """
     if not isinstance(name, str) or not name.strip() or "+" in name:
         raise UsageError(f"policy names must be non-empty strings and contain no '+', got {name!r}")
     key = _key(name)
 
     def register(factory):
+        if not callable(factory):
+            raise UsageError(f"register_policy({name!r}) takes a Policy class or a function that returns a policy, "
+                             f"got {factory!r}")
         _POLICIES[key] = factory
         return factory
     return register
@@ -50,10 +61,30 @@ def _create_one(name: str, kwargs: dict) -> Policy:
         raise UsageError(f"unknown policy {name!r}; available: {', '.join(available_policies())}")
     factory = _POLICIES[name]
     try:
-        return factory(**kwargs)
-    except TypeError as error:  # an unexpected keyword: say which the policy takes
-        taken = ", ".join(inspect.signature(factory).parameters)
-        raise UsageError(f"policy {name!r} takes ({taken}); {error}") from None
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a callable without a signature to read: calling it will tell
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**kwargs)
+        except TypeError as error:  # a keyword it does not take, or one it needs: say which it takes
+            taken = ", ".join(signature.parameters)
+            raise UsageError(f"policy {name!r} takes ({taken}); {error}") from None
+    policy = factory(**kwargs)  # an error of the policy's own keeps its traceback
+    if not callable(policy):
+        raise UsageError(f"policy {name!r} was made as a {type(policy).__name__}, not a policy: register a Policy "
+                         "class or a function that returns one (called as policy(images, generator))")
+    return policy
+
+
+def _create_member(part: str, name: str, kwargs: dict) -> Policy:
+    """`_create_one` for the member ``part`` of the chain ``name``, its errors naming both."""
+    try:
+        return _create_one(part, kwargs)
+    except UsageError as error:
+        text, own = str(error), f"policy {part!r} "
+        rest = text[len(own) - 1:] if text.startswith(own) else f": {text}"  # " takes (...)" or ": fill must ..."
+        raise UsageError(f"policy {part!r} in {name!r}{rest}") from None
 
 
 def create_policy(name: str, **kwargs) -> Policy:
@@ -83,6 +114,6 @@ def create_policy(name: str, **kwargs) -> Policy:
         if not any(_accepts(_POLICIES[part], keyword) for part in names):
             raise UsageError(f"no policy in {name!r} takes the keyword {keyword!r}")
     return Compose([
-        _create_one(part, {k: v for k, v in kwargs.items() if _accepts(_POLICIES[part], k)})
+        _create_member(part, name, {k: v for k, v in kwargs.items() if _accepts(_POLICIES[part], k)})
         for part in names
     ])

@@ -16,6 +16,8 @@ import torch
 
 from coreaug.errors import UsageError
 
+from .validation import check_whole
+
 MASK32 = 0xFFFFFFFF
 # Odd multipliers below 2 ** 31: a 32-bit value times one stays below 2 ** 63, so int64 tensor
 # arithmetic never overflows (on any device, eager or compiled).
@@ -56,7 +58,9 @@ class RandomSource:
 
     ``key`` is an int64 tensor of 32-bit values on the batch's device, made of a few elementwise
     integer ops there (eager and compiled code draw the same, and no draw waits on the host); it
-    may change from call to call without a recompile. Either:
+    may change from call to call without a recompile. Only a key's low 32 bits count (keys 2 ** 32
+    apart draw the same; a key is not checked, which would wait on the device): fold a seed into
+    keys with `image_keys` (indices, seed), not ``(seed << 32) | index``. Either:
 
     - one key per image, (n,) (e.g. `RandomSource.image_keys`, or `DevicePlan.image_keys` in a
       training loop): image r has its own stream of numbers, number c being
@@ -79,10 +83,16 @@ class RandomSource:
     BLOCK = 32  # per-image numbers hashed at once: a step's draws (max-loss's candidates too) fit in one
 
     def __init__(self, key: torch.Tensor, numbers: Optional[torch.Tensor] = None):
-        if not isinstance(key, torch.Tensor) or key.dim() > 1 or key.is_floating_point():
+        if not isinstance(key, torch.Tensor) or key.dim() > 1 or key.dtype != torch.int64:
             shown = f"shape {tuple(key.shape)} {key.dtype}" if isinstance(key, torch.Tensor) else type(key).__name__
             raise UsageError(f"RandomSource key must be an int64 tensor, 0-dim (one key for the call) or (n,) "
                              f"(one per image), got {shown}")
+        if numbers is not None and (not isinstance(numbers, torch.Tensor) or key.dim() != 1 or numbers.dim() != 2
+                                    or numbers.shape[0] != key.shape[0] or numbers.dtype != torch.int64):
+            shown = (f"shape {tuple(numbers.shape)} {numbers.dtype}" if isinstance(numbers, torch.Tensor)
+                     else type(numbers).__name__)
+            raise UsageError(f"RandomSource numbers must be RandomSource.ahead(key): int64 (n, count) for a key "
+                             f"of shape (n,), got {shown} for a key of shape {tuple(key.shape)}")
         self.key = key
         # Images of a policy's batch per key: max-loss draws an image's K candidates from its stream.
         self.copies = 1
@@ -103,6 +113,8 @@ class RandomSource:
         """int64 (steps,) on ``device``: key s is `source_key(*numbers, s)`, e.g. with numbers
         (seed, epoch) one key per step of an epoch, reproducible by seed. Built on the host and
         moved at once: make them once an epoch, and index them per step (``keys[step]``)."""
+        numbers = _whole_numbers(numbers, "RandomSource.keys")
+        steps = check_whole("steps", steps, 0)
         keys = [source_key(*numbers, step) for step in range(steps)]  # a loop over steps, not examples
         return torch.tensor(keys, dtype=torch.int64).to(device or "cpu", non_blocking=True)
 
@@ -119,7 +131,10 @@ class RandomSource:
         the images (positions in the training set); ``slots`` int64 (n,) tell apart several
         appearances of one image (0 for the image itself, j for its j-th augmented copy), or
         None for all 0."""
-        base = source_key(*numbers)
+        _check_indices("indices", indices)
+        if slots is not None:
+            _check_indices("slots", slots)
+        base = source_key(*_whole_numbers(numbers, "RandomSource.image_keys"))
         image = (indices.long() & MASK32) * _GOLDEN
         if slots is not None:
             image = image + slots.long()
@@ -183,6 +198,21 @@ class RandomSource:
         return drawn if drawn.shape[0] == n else drawn[:n]
 
 
+def _whole_numbers(numbers, where: str) -> list:
+    """``numbers`` (seed, epoch, ...) as Python ints, else a UsageError (a float would be truncated)."""
+    return [check_whole(f"{where}'s numbers (seed, epoch, ...)", number, -(2 ** 63)) for number in numbers]
+
+
+def _check_indices(name: str, tensor) -> None:
+    """UsageError unless ``tensor`` (image_keys' indices or slots) is a 1-dim integer tensor."""
+    if not (isinstance(tensor, torch.Tensor) and tensor.dim() == 1 and tensor.dtype in _INTEGER_DTYPES):
+        shown = f"shape {tuple(tensor.shape)} {tensor.dtype}" if isinstance(tensor, torch.Tensor) else repr(tensor)
+        raise UsageError(f"RandomSource.image_keys: {name} must be a 1-dim integer tensor, got {shown}")
+
+
+_INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
 def _same_device(held: torch.device, wanted: torch.device) -> bool:
     """Whether a tensor on ``held`` is on ``wanted`` ("cuda" without an index: any CUDA device)."""
     return held.type == wanted.type and (wanted.index is None or held.index == wanted.index)
@@ -212,7 +242,12 @@ def _uniform_from(source: RandomSource, n: int, device: torch.device) -> torch.T
 
 def uniform(n: int, generator: Randomness, device: torch.device) -> torch.Tensor:
     """Return n float32 draws from U[0, 1) on ``device`` (from a torch.Generator, None for the
-    global one, or a `RandomSource`)."""
+    global one, or a `RandomSource`).
+
+    For a policy of one's own: with the trainer's `RandomSource` (a key per image of a batch of
+    B), draw n = k * B values for k per image; value j of image r is at j * B + r, so
+    ``uniform(k * B, generator, images.device).view(k, B)`` gives image r column r, the same
+    whether it is augmented alone or in any batch. `integers` and `signs` alike."""
     if isinstance(generator, RandomSource):
         return _uniform_from(generator, n, device)
     draws = torch.rand(n, generator=generator, device=_draw_device(generator, device))

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from coreaug import progress
 from coreaug.augment import create_policy
+from coreaug.augment.contract import checked_policy
 from coreaug.augment.registry import takes_keyword
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
@@ -66,10 +67,12 @@ class TrainResult:
 
 
 def _strong_policy(config):
-    kwargs = {"candidates": config.candidates} if "maxloss" in config.augment else {}
+    """The strong policy; policies of one's own are checked at their first call (`checked_policy`)."""
+    maxloss = "maxloss" in [part.strip().lower() for part in config.augment.split("+")]  # not "maxloss-lite"
+    kwargs = {"candidates": config.candidates} if maxloss else {}
     if takes_keyword(config.augment, "flip"):  # a chained weak / resized-crop mirrors only as config.flip says
         kwargs["flip"] = config.flip
-    return create_policy(config.augment, **kwargs)
+    return checked_policy(create_policy(config.augment, **kwargs), config.augment)
 
 
 def weak_policy_name(config):
@@ -287,6 +290,9 @@ def _open_run(config, distributed, model=None, on_start=None):
         with first:
             data = load_run_data(config, distributed.device, distributed)
         check_world_size(config, len(data.train_labels), distributed.world_size)
+        if not len(data.test_labels):  # only a registered loader's can be empty; it would divide by 0 after an epoch
+            raise UsageError(f"dataset {config.dataset!r} has no test images; a run is scored on its test split, "
+                             "so give the loader's ImageDataset some")
         torch.manual_seed(config.seed)  # the model's initialisation
         what = "the model passed to train" if model is not None else f"model {config.model!r}"
         if model is None:  # built here, so that a factory's failure leaves nothing written
