@@ -1,4 +1,5 @@
 """The object every loader returns: a dataset as uint8 image tensors plus its metadata."""
+import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -24,6 +25,9 @@ class ImageDataset:
         source: the folder the files were read from, or ``"generated"``.
         fingerprint: for a folder of images, a hash of its files (path, label, size,
             modification time), which changes when the folder does; else None.
+
+    A registered loader's dataset is checked against this when ``load_dataset`` loads it
+    (`check_dataset`): float images, for one, are refused rather than trained on as near-black.
     """
 
     name: str
@@ -52,6 +56,93 @@ class ImageDataset:
         return (f"ImageDataset(name={self.name!r}, train={len(self.train_labels)}, "
                 f"test={len(self.test_labels)}, image_shape={self.image_shape}, "
                 f"num_classes={self.num_classes}, source={self.source!r})")
+
+
+def check_dataset(data, name: str) -> None:
+    """UsageError, naming dataset ``name`` and the fix, unless ``data`` is an :class:`ImageDataset`
+    as its docstring describes: uint8 (N, C, H, W) images of 1 or 3 channels, one shape in both
+    splits, a whole-number label in [0, num_classes) per image, num_classes >= 2, one class name
+    and one mean and std per class and channel. Checked once where a user's dataset comes in
+    (a registered loader's result, an ImageDataset given to evaluate): the trainer divides
+    every image by 255, so float images in [0, 1] would train as near-black, silently."""
+    from .images import Images
+
+    if not isinstance(data, ImageDataset):
+        raise UsageError(f"dataset {name!r}: its loader returned {type(data).__name__}, not a coreaug.ImageDataset")
+    classes = data.num_classes
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 2:
+        raise UsageError(f"dataset {name!r}: num_classes is {classes!r}; a classifier needs two or more")
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        for what, value, kinds in (("images", images, (torch.Tensor, Images)), ("labels", labels, torch.Tensor)):
+            if not isinstance(value, kinds):
+                kind = "a numpy array" if isinstance(value, np.ndarray) else f"of type {type(value).__name__}"
+                raise UsageError(f"dataset {name!r}: {split} {what} are {kind}; ImageDataset holds torch tensors "
+                                 "(torch.from_numpy(array))")
+        _check_images(images, f"dataset {name!r}: {split} images")
+        if labels.dim() == 1 and len(labels) != len(images):
+            raise UsageError(f"dataset {name!r}: {len(labels)} {split} labels for {len(images)} {split} images; "
+                             "give one label per image, in order")
+        check_labels(labels, classes, f"dataset {name!r}: {split} labels", f"[0, num_classes) = [0, {classes}); "
+                     "number its classes 0 to num_classes - 1, or raise num_classes")
+    if tuple(data.test_images.shape[1:]) != tuple(data.train_images.shape[1:]):
+        raise UsageError(f"dataset {name!r}: test images are (C, H, W) = {tuple(data.test_images.shape[1:])}, "
+                         f"train images {tuple(data.train_images.shape[1:])}; both splits need one shape")
+    if not len(data.train_images):
+        raise UsageError(f"dataset {name!r} has no train images")
+    channels, means, stds = data.train_images.shape[1], _count(data.mean), _count(data.std)
+    if means != channels or stds != channels:
+        raise UsageError(f"dataset {name!r}: {means} mean and {stds} std values for "
+                         f"{channels}-channel images; give one of each per channel (channel_stats(images))")
+    if data.class_names is not None and len(data.class_names) != data.num_classes:
+        raise UsageError(f"dataset {name!r}: {len(data.class_names)} class names for {data.num_classes} classes; "
+                         "give one name per class, or class_names=None")
+
+
+def _count(values) -> int:
+    """How many values a per-channel statistic holds (a number or None: none)."""
+    return len(values) if hasattr(values, "__len__") else 0
+
+
+def _check_images(images, what: str) -> None:
+    """UsageError starting with ``what`` unless ``images`` are uint8 (N, C, H, W), C 1 or 3."""
+    shape = tuple(images.shape)
+    if len(shape) != 4:
+        hint = " (grayscale: images.unsqueeze(1))" if len(shape) == 3 else ""
+        raise UsageError(f"{what} have shape {shape}; ImageDataset holds (N, C, H, W) images{hint}")
+    if shape[1] not in (1, 3):
+        hint = "; channels last? images.permute(0, 3, 1, 2)" if shape[-1] in (1, 3) else ""
+        raise UsageError(f"{what} have {shape[1]} channels in shape {shape}; ImageDataset holds (N, C, H, W) "
+                         f"images of 1 (grayscale) or 3 (RGB) channels{hint}")
+    dtype = getattr(images, "dtype", torch.uint8)
+    if dtype == torch.uint8:
+        return
+    values = images.float() if isinstance(images, torch.Tensor) and images.numel() else torch.zeros(1)
+    low, high = float(values.min()), float(values.max())
+    if dtype.is_floating_point and 0 <= low and high <= 1:
+        convert = "(images * 255).round().to(torch.uint8)"
+    elif 0 <= low and high <= 255:
+        convert = "images.round().to(torch.uint8)" if dtype.is_floating_point else "images.to(torch.uint8)"
+    else:
+        convert = "values scaled to 0-255 first"
+    raise UsageError(f"{what} are {str(dtype).replace('torch.', '')} in [{low:g}, {high:g}]; ImageDataset holds "
+                     f"uint8 images (0-255), which training divides by 255: convert them with {convert}")
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, what: str, outside: str) -> None:
+    """UsageError starting with ``what`` unless ``labels`` are whole numbers (N,) in [0, num_classes)
+    (``outside``: what the message says of labels outside, the range and the fix)."""
+    if labels.dim() != 1:
+        raise UsageError(f"{what} have shape {tuple(labels.shape)}; give one label per image, shape (N,): "
+                         "labels.reshape(-1)")
+    if labels.is_complex() or labels.is_floating_point() and not bool((labels == labels.floor()).all()
+                                                                       and labels.isfinite().all()):
+        raise UsageError(f"{what} are {str(labels.dtype).replace('torch.', '')} values that are not all whole "
+                         "numbers; give class indices (int64)")
+    if labels.numel():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            raise UsageError(f"{what} in [{low}, {high}], outside {outside}")
 
 
 def file_labels(values, path, low: int, high: int) -> np.ndarray:

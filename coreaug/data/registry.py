@@ -3,11 +3,9 @@ import inspect
 import os
 from typing import Callable, Dict, List, Optional
 
-import torch
-
 from coreaug.errors import UsageError
 
-from .dataset import ImageDataset
+from .dataset import ImageDataset, check_dataset
 from .locate import PathLike
 
 DatasetLoader = Callable[..., ImageDataset]
@@ -115,7 +113,8 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
 
     Raises:
         UsageError: unknown name or option; a corrupted file (the message names it); a registered
-            loader's labels outside ``[0, num_classes)``.
+            loader's result unlike what :class:`ImageDataset` describes (float images, labels outside
+            ``[0, num_classes)`` or not one per image, ...: see ``coreaug.data.dataset.check_dataset``).
         FileNotFoundError: ``name`` is written as a path (see :func:`is_folder_dataset`) but
             names no folder.
         DatasetNotFoundError: the files are nowhere (the message lists every folder searched);
@@ -135,18 +134,6 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         allowed = ", ".join(dataset_options(key)) or "none"
         raise UsageError(f"dataset {key!r} has no option {', '.join(unknown)}; "
                          f"its options: {allowed}")
-    return _checked_labels(_LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs), key)
-
-
-def _checked_labels(data, key):
-    """`data`, a registered loader's, once its labels are in [0, num_classes) (ImageDataset's promise);
-    else UsageError naming the dataset: torch would fail later with "Target 3 is out of bounds"."""
-    for split in ("train", "test"):
-        labels = getattr(data, f"{split}_labels", None)
-        if isinstance(labels, torch.Tensor) and labels.numel() and not labels.is_floating_point():
-            low, high = int(labels.min()), int(labels.max())
-            if low < 0 or high >= data.num_classes:
-                raise UsageError(f"dataset {key!r}'s loader gave {split} labels in [{low}, {high}], outside "
-                                 f"[0, num_classes) = [0, {data.num_classes}); number its classes 0 to "
-                                 f"num_classes - 1, or raise num_classes")
+    data = _LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs)
+    check_dataset(data, key)  # a user's loader may give float images or mismatched labels: refused here, once
     return data
