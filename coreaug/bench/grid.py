@@ -24,7 +24,7 @@ from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
 from coreaug.training.config import WEAK, weak_is_resized_crop
 from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
-from coreaug.training.run_files import DEFAULT_IDENTITY, differences, folder_in_use
+from coreaug.training.run_files import DEFAULT_IDENTITY, differences, folder_in_use, relative_note
 
 from .archive import PER_RUN
 
@@ -363,13 +363,14 @@ def _match_folder(run):
     stored, _ = _stored_config(run)
     if stored is None:
         return run
-    changed = differences(stored, run.config.identity()) + _compiled_otherwise(run)
+    changed = differences(stored, run.config.identity(), run.folder) + _compiled_otherwise(run)
     same = {key: stored.get(key, DEFAULT_IDENTITY.get(key)) for key, was, now in changed
             if _same_here(key, stored.get(key, DEFAULT_IDENTITY.get(key)), now, run.config)}
     changed = [change for change in changed if change[0] not in same]
     if changed:
         diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
-        raise UsageError(f"{run.folder} holds a run with other settings than this grid's ({diff}); use the same "
+        note = relative_note(stored) if any(key == "dataset" for key, _, _ in changed) else ""
+        raise UsageError(f"{run.folder} holds a run with other settings than this grid's ({diff}{note}); use the same "
                          "flags as before, another --out, or remove that folder")
     # the run goes on as stored, so that its own resume check (train) finds the same settings
     return dataclasses.replace(run, config=dataclasses.replace(run.config, **same)) if same else run

@@ -192,8 +192,8 @@ def _read_sources(sources, wanted):
     the first source's runs share. UsageError for a wanted subset that no source has."""
     runs, problems, described, settings, have = [], [], [], "", set()
     for source, label in sources:
-        records = load_runs(source)
-        not_started = sorted(set(planned_runs(source)) - {record.name for record in records})
+        records, planned = load_runs(source), planned_runs(source)
+        not_started = sorted(set(planned) - {record.name for record in records})
         problems += [f"`{name}`" + (f" ({label})" if label else "") + ": not started" for name in not_started]
         total = len(records) + len(not_started)
         kept, read = [], []
@@ -212,7 +212,9 @@ def _read_sources(sources, wanted):
         described.append(f"`{source}`" + (f" as \"{label}\"" if label else "") + f": {len(shown)} finished runs"
                          + (f" of {total}" if len(shown) == len(kept) else
                             f" at the subsets asked for and the references (of {len(kept)} finished, "
-                            f"{total} in all)"))
+                            f"{total} in all)")
+                         + ("" if planned or all(record.finished for record in records) else
+                            f" ({_NO_PLAN}: runs that never started cannot be listed)"))
     if wanted:
         _check_subsets(wanted, have)
     return runs, problems, described, settings
@@ -297,13 +299,26 @@ def _pairs(keys):
                      for strategy, subset in sorted(keys, key=lambda k: (k[1] is not None, k[1] or 0, k[0])))
 
 
+_NO_PLAN = "it has no grid.json, as coreaug 0.2 and older wrote none"
+
+
 def _settings(records):
     """The config.json fields that every finished run of a grid shares, as `key=value` text."""
     if not records:
         return ""
-    first = records[0].config
-    shared = [k for k in first if k not in PER_RUN and all(r.config.get(k) == first[k] for r in records)]
+    configs = [_as_read(record.config) for record in records]
+    first = configs[0]
+    shared = [k for k in first if k not in PER_RUN and all(c.get(k) == first[k] for c in configs)]
     return ", ".join(f"{k}={first[k]}" for k in shared)
+
+
+def _as_read(config):
+    """A run's config.json with a built-in dataset's image_size its images' own (coreaug 0.2 recorded the
+    folder default, 64, for every dataset)."""
+    from coreaug.training.config import IMAGE_SIZES
+
+    size = IMAGE_SIZES.get(str(config.get("dataset")).lower().replace("_", "-"))
+    return {**config, "image_size": size} if size is not None and "image_size" in config else config
 
 
 # --- figures ---------------------------------------------------------------------------------

@@ -173,17 +173,23 @@ def _root(cache_dir: Optional[str]) -> str:
 
 def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> List[ImageCache]:
     """The decoded caches in ``cache_dir`` (default: default_cache_dir()), or only those of the
-    folder ``source``. Builds in progress are not caches yet and are left out, and so are folders
-    without a readable meta.json (damaged_in)."""
+    folder ``source`` (those whose meta.json names it by any path: coreaug 0.2 recorded a folder
+    reached through a link by the link's). Builds in progress are not caches yet and are left out,
+    and so are folders without a readable meta.json (damaged_in)."""
     root = _root(cache_dir)
     if not os.path.isdir(root):
         return []
     found, wanted = [], source and os.path.realpath(os.path.expanduser(str(source)))
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         meta = read_meta(entry.path) if ".building-" not in entry.name else None  # None: no cache (damaged_in)
-        if meta is not None and (source is None or meta.get("source") == wanted):
+        if meta is not None and (source is None or _real(meta.get("source")) == wanted):
             found.append(ImageCache(entry.path, meta))
     return found
+
+
+def _real(path):
+    """The real path of a meta.json's ``source`` (None for one that is not a path)."""
+    return os.path.realpath(path) if isinstance(path, str) else None
 
 
 def damaged_in(cache_dir: Optional[str] = None) -> List[str]:

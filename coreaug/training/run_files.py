@@ -86,10 +86,11 @@ class RunFolder:
                              "--out") from None
         if not kept:
             return None  # a run stopped before its first epoch ended: nothing to keep or resume
-        changed = [] if overwrite else differences(previous, identity)
+        changed = [] if overwrite else differences(previous, identity, self.path)
         if changed:
             diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
-            raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}); "
+            note = relative_note(previous) if any(key == "dataset" for key, _, _ in changed) else ""
+            raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}{note}); "
                              "choose another --out, or pass --overwrite to replace that run")
         if not resume and not overwrite:
             raise UsageError(f"--out {self.path} already holds a run ({', '.join(kept)}); pass --resume to continue "
@@ -332,16 +333,100 @@ def check_same_data(checkpoint, config):
     into a cache of its own. Checkpoints of built-in datasets, and ones written before coreaug
     recorded this, carry no fingerprint and pass."""
     from coreaug.data import is_folder_dataset
-    from coreaug.data.image_folder import folder_fingerprint
 
     stored = (checkpoint or {}).get("data_fingerprint")
     if stored is None or not is_folder_dataset(config.dataset):
         return
-    if stored != folder_fingerprint(config.dataset, config.val_fraction):
-        source = os.path.abspath(os.path.expanduser(str(config.dataset)))
+    typed = [config.dataset, ((checkpoint or {}).get("config") or {}).get("dataset")]
+    if not same_files(stored, config.dataset, config.val_fraction, typed):
+        source = os.path.realpath(os.path.expanduser(str(config.dataset)))
+        other = read_otherwise(source, config.val_fraction) if "rng" not in checkpoint else ""  # by 0.2 or older
+        if other:
+            raise UsageError(f"the run's checkpoint was written by an older coreaug, which read {source} "
+                             f"otherwise: this version also reads {other}, so --resume would continue on other "
+                             "data; move those out of the folder while the run trains to resume it, or start the "
+                             "run again with --overwrite")
         raise UsageError(f"the images in {source} changed (files added, removed or modified) since the run's "
                          "checkpoint was written, so --resume would continue on other data; restore them, or "
                          "start the run again with --overwrite")
+
+
+def same_files(stored, root, val_fraction, typed=()):
+    """Whether `stored` (a run's data fingerprint) is the fingerprint of the folder `root`'s files
+    now: hashed under its real path, as this version does, or under a path in `typed` (the
+    folder as given, made absolute), as coreaug 0.2 hashed a folder reached through a link."""
+    from coreaug.data.cache_key import files_digest
+    from coreaug.data.image_folder import _find_files, folder_fingerprint
+
+    if stored == folder_fingerprint(root, val_fraction):
+        return True
+    real = os.path.realpath(os.path.expanduser(str(root)))
+    given = {os.path.abspath(os.path.expanduser(str(path))) for path in typed if isinstance(path, str)}
+    for path in sorted(given):
+        if path != real and os.path.realpath(path) == real:
+            train, test = _find_files(path, val_fraction, 0)[1:3]
+            if stored == files_digest([("train", train), ("test", test)]):
+                return True
+    return False
+
+
+def read_otherwise(root, val_fraction):
+    """What this coreaug reads in the folder `root` that coreaug 0.2 left out ("N images in linked
+    subfolders and M .jfif/.jpe/.apng files"), or "" when nothing: a run of 0.2 on such a folder
+    has another fingerprint, and another split, though no file changed."""
+    from coreaug.data.image_folder import _find_files
+
+    root = os.path.realpath(root)
+    train, test = _find_files(root, val_fraction, 0)[1:3]
+    linked, new, folders = 0, 0, {}
+    for path, _ in train + test:
+        parent = os.path.dirname(path)
+        if parent not in folders:  # a file under a link inside the folder: its folder's real path is elsewhere
+            folders[parent] = os.path.realpath(parent) != parent
+        linked += folders[parent]
+        new += path.lower().endswith(NEW_EXTENSIONS)
+    found = ([f"{linked} images in linked subfolders"] if linked else []) + \
+        ([f"{new} {'/'.join(NEW_EXTENSIONS)} files"] if new else [])
+    return " and ".join(found)
+
+
+def relative_note(stored):
+    """For a run config `stored` whose folder dataset is a relative path (coreaug 0.2 recorded it as
+    typed), a note saying so, to add to a message about its dataset; else ""."""
+    if not relative_folder(stored.get("dataset")):
+        return ""
+    dataset = stored["dataset"]
+    return (f"; the run recorded its folder as the relative path {dataset} (coreaug 0.2 kept paths as typed), "
+            "which names it from the working folder the run was started in: run the command from there")
+
+
+def relative_folder(dataset):
+    """Whether a run config's `dataset` is a folder recorded as a relative path (not a registered name)."""
+    from coreaug.data.registry import names_registered_dataset
+
+    return isinstance(dataset, str) and not os.path.isabs(os.path.expanduser(dataset)) \
+        and not names_registered_dataset(dataset)
+
+
+NEW_EXTENSIONS = (".jfif", ".jpe", ".apng")  # image files coreaug 0.2 left out
+
+
+def recorded_folder(value, run, like=None):
+    """The folder a run's config recorded as `value`: itself unless it is a relative path, as coreaug
+    0.2 recorded the folder as typed in the working folder of the time; then the folder it names from
+    here, else from the run folder `run`'s parents (up to four levels up): the first found, or the
+    one that is `like` (a folder given now). None where none is."""
+    if not isinstance(value, str) or os.path.isabs(os.path.expanduser(value)):
+        return value
+    folder, found = os.path.abspath(run), []
+    for _ in range(4):
+        folder = os.path.dirname(folder)
+        found.append(os.path.join(folder, value))
+    found = [path for path in [os.path.abspath(value)] + found if os.path.isdir(path)]
+    if like is not None:
+        match = [path for path in found if os.path.realpath(path) == os.path.realpath(os.path.expanduser(str(like)))]
+        return match[0] if match else None
+    return found[0] if found else None
 
 
 def _as_stored(identity):
@@ -385,12 +470,17 @@ def folder_in_use(folder):
     return False
 
 
-def differences(stored, identity):
+def differences(stored, identity, where=None):
     """[(setting, stored value, value now)] where `stored` (a config.json) and `identity` differ
-    (see `same_settings`)."""
+    (see `same_settings`); `where`, the run folder of `stored`, places a folder dataset that an
+    older coreaug recorded relative (`recorded_folder`)."""
     from .config import unused_settings
 
     current = _as_stored(identity)
+    dataset = stored.get("dataset")
+    if where is not None and relative_folder(dataset) and isinstance(current.get("dataset"), str):
+        found = recorded_folder(dataset, where, like=current["dataset"])
+        stored = {**stored, "dataset": found} if found else stored
     unused = unused_settings(current)  # settings the run never reads (knn for random, ...): not part of which run
     return [(key, stored.get(key), value) for key, value in current.items() if key not in unused
             and _meaning(key, stored.get(key, DEFAULT_IDENTITY.get(key)), stored) != _meaning(key, value, current)]

@@ -15,6 +15,8 @@ from typing import Dict, List, Tuple
 import torch
 
 from coreaug.data import is_folder_dataset
+from coreaug.data.image_cache import builds_shown
+from coreaug.data.registry import names_registered_dataset
 from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason
 from coreaug.models import available_models, create_model
 
@@ -22,7 +24,8 @@ from .config import INSTANCE
 from .distributed import pick_device
 from .inputs import Normalize
 from .precision import autocast_for, resolve_precision
-from .run_files import CHECKPOINT, MODEL, folder_in_use, metrics_rows
+from .run_files import (CHECKPOINT, MODEL, folder_in_use, metrics_rows, read_otherwise, recorded_folder,
+                        relative_folder, same_files)
 
 FORMAT = "coreaug-model"
 
@@ -84,13 +87,15 @@ class TrainedModel:
     """
 
     def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None,
-                 data_fingerprint=None, *, channels_last=True):
+                 data_fingerprint=None, *, channels_last=True, run=None, older=False):
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.class_names, self.image_size, self.in_channels = list(class_names), image_size, in_channels
         self.store_size = store_size or image_size
         self.mean, self.std, self.config = tuple(mean), tuple(std), config
         self.data_fingerprint = data_fingerprint  # the files of the run's folder, as it trained on them
+        self.run = run  # the run folder (None: unknown), which places a dataset an older coreaug recorded relative
+        self.older = older  # written by coreaug 0.2 or older (model.pt without data_fingerprint)
         self.normalize = Normalize(self.mean, self.std, self.device, crop=image_size,
                                    memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         self.autocast = autocast_for(_precision(config.get("precision"), self.device), self.device)
@@ -210,54 +215,155 @@ class TrainedModel:
         out every image). A folder other than the run's own is read as image files, never
         decoded into a cache: every image of its val/ or test/ split (its train/ split, if any,
         is not read), or, without a split, of its class folders. A registered dataset's images
-        must be of the run's channels and size."""
+        must be of the run's channels and size. In memory, `dataset` is an ImageDataset (as
+        `coreaug.load_dataset` returns: its test split, scored as a registered dataset's) or a pair
+        (images, labels): images as `predict` takes them, labels a tensor of the run's class indices."""
         from coreaug.data import is_folder_dataset, load_dataset
         from coreaug.data.cache_decode import default_workers
         from coreaug.data.registry import names_registered_dataset
 
         batch_size = self._batch_size(batch_size)
-        own = self.config["dataset"]
-        if not dataset or dataset == own or is_folder_dataset(dataset) and is_folder_dataset(own) \
-                and os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
+        if dataset is not None and not isinstance(dataset, (str, os.PathLike)):  # before `not dataset`: a tensor's
+            return self._evaluate_in_memory(dataset, batch_size)                 # truth is ambiguous
+        own = self._own_dataset(dataset)
+        if not dataset or dataset in (own, self.config["dataset"]) or is_folder_dataset(dataset) and \
+                is_folder_dataset(own) and os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
             dataset, data_dir = own, data_dir or self.config.get("data_dir")  # where the run found it
+            if relative_folder(own):  # not found from here nor from the run folder's parents
+                raise UsageError(f"the run's dataset folder was recorded as the relative path {own} (coreaug 0.2 "
+                                 "kept paths as typed), which names no folder from here or from the run folder's "
+                                 "parents: run evaluate from the folder the run was trained in, or give the folder's "
+                                 "path as --dataset (dataset= in Python; the folder the run trained on is scored on "
+                                 "its test split)")
             if not names_registered_dataset(own) and not os.path.isdir(os.path.expanduser(str(own))):
                 raise UsageError(f"the run's dataset folder {own} does not exist here (moved or deleted); give "
                                  "its new path as --dataset (dataset= in Python; without val/ or test/ it is then "
                                  "scored whole, training images included), or a folder of new labelled images")
         if skip_bad_images is None:
             skip_bad_images = self.config.get("skip_bad_images", False)
+        if not isinstance(skip_bad_images, bool):  # "no" would mean yes
+            raise UsageError(f"skip_bad_images must be True, False or None, got {skip_bad_images!r}")
         folder = is_folder_dataset(dataset)
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
         if folder:  # decoded where and as the run decoded it
-            self._check_split_unchanged(dataset)
+            files = self._check_split_unchanged(dataset)
             workers = self.config.get("workers")
-            data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
-                                val_fraction=self.config.get("val_fraction", 0.1), on_disk=True,
-                                cache_dir=cache_dir or _usable_cache_dir(self.config.get("cache_dir")),
-                                skip_bad_images=skip_bad_images,
-                                workers=default_workers() if workers is None else workers)
+            cache_dir = cache_dir or _usable_cache_dir(self._recorded_cache_dir())
+            self._say_decoding(dataset, files, cache_dir)
+            with builds_shown(True):  # a new cache's decoding shows its bar, as train's does
+                data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
+                                    val_fraction=self.config.get("val_fraction", 0.1), on_disk=True,
+                                    cache_dir=cache_dir, skip_bad_images=skip_bad_images,
+                                    workers=default_workers() if workers is None else workers)
         else:
             data = load_dataset(dataset, data_dir, download=download, progress=False)
+        return self._scored_test_split(data, folder, batch_size)
+
+    def _scored_test_split(self, data, folder, batch_size):
+        """The `Evaluation` of the ImageDataset `data`'s test split (`folder`: a folder's, decoded in RGB)."""
         run_index = torch.tensor([self._class_index(data, label) for label in range(data.num_classes)])
         predicted = [self.probabilities(batch, batch_size).argmax(1)
                      for batch in self._test_batches(data, folder, batch_size)]
-        return self._scored(run_index[data.test_labels], predicted)
+        return self._scored(run_index[data.test_labels.long()], predicted)
 
     def _check_split_unchanged(self, root):
         """UsageError when the run's own folder, whose test split is drawn from its files (no val/
         or test/ folder), has other files than the run trained on: the split drawn again would hold
-        images the run trained on. (Runs written before coreaug recorded the files pass.)"""
+        images the run trained on (a run of coreaug 0.2 on the folder as given, through a link, is
+        the same files: `same_files`). Returns the folder's fingerprint now, None where not checked
+        (a folder with train/, or a run written before coreaug recorded the files)."""
         from coreaug.data.image_folder import folder_fingerprint
 
-        root = os.path.realpath(os.path.expanduser(str(root)))
+        given, root = root, os.path.realpath(os.path.expanduser(str(root)))
         if self.data_fingerprint is None or os.path.isdir(os.path.join(root, "train")):
-            return
-        if folder_fingerprint(root, self.config.get("val_fraction", 0.1)) != self.data_fingerprint:
+            return None
+        val_fraction = self.config.get("val_fraction", 0.1)
+        now = folder_fingerprint(root, val_fraction)
+        if now != self.data_fingerprint and not same_files(self.data_fingerprint, root, val_fraction, [given]):
+            other = read_otherwise(root, val_fraction) if self.older else ""
+            if other:
+                raise UsageError(f"the run was trained by an older coreaug, which read {root} otherwise: this "
+                                 f"version also reads {other}, so its test split drawn again would hold images "
+                                 "the run trained on. Move those out of the folder to evaluate the run on its own "
+                                 "test split, or evaluate on a folder of new labelled images (scored whole)")
             raise UsageError(f"the images in {root} changed (files added, removed or modified) since the run "
                              "trained; its test split is drawn from the folder's files, so drawn again it would "
                              "hold images the run trained on. Evaluate on a folder of new labelled images "
                              "instead (scored whole), or restore the folder")
+        return now
+
+    def _own_dataset(self, given):
+        """The run's dataset as its config records it, but for a folder an older coreaug recorded as a
+        relative path (`relative_note`): `given` where that is the same folder (found from the run folder's
+        parents, or holding the files the run trained on), else the folder it names from the run
+        folder's parents or here (`recorded_folder`), else the path as recorded."""
+        own = self.config["dataset"]
+        if not relative_folder(own):
+            return own
+        run = self.run or os.path.join(".", "run")  # a model without its folder: its dataset from here only
+        if given and is_folder_dataset(given) and os.path.isdir(os.path.expanduser(str(given))):
+            given = os.path.abspath(os.path.expanduser(str(given)))
+            if recorded_folder(own, run, like=given) or self.data_fingerprint and \
+                    same_files(self.data_fingerprint, given, self.config.get("val_fraction", 0.1), [given]):
+                return given
+        return recorded_folder(own, run) or own
+
+    def _recorded_cache_dir(self):
+        """The run's cache folder, placed as `_own_dataset` places a relative one (coreaug 0.2 kept it as typed);
+        None for one that names no folder from the run folder's parents or here."""
+        cache_dir = self.config.get("cache_dir")
+        if not isinstance(cache_dir, str) or os.path.isabs(os.path.expanduser(cache_dir)):
+            return cache_dir
+        return recorded_folder(cache_dir, self.run or os.path.join(".", "run"))
+
+    def _say_decoding(self, root, files, cache_dir):
+        """Say on stderr that `evaluate` decodes the folder `root` into a new cache, when no cache in `cache_dir`
+        (None: COREAUG_CACHE_DIR's or the default) holds its files now (fingerprint `files`; None: not listed, and
+        then only when it has no cache of the run's size at all): for a large folder a long wait, and a second
+        copy on disk where the run's own cache is elsewhere."""
+        import sys
+
+        from coreaug.data.cache_key import FORMAT_VERSION
+        from coreaug.data.image_cache import _root, caches_in
+
+        root = os.path.realpath(os.path.expanduser(str(root)))
+        if any(files in (None, cache.meta.get("files")) and cache.meta.get("version") == FORMAT_VERSION
+               and list(cache.meta.get("image_shape", []))[-1:] == [self.store_size]
+               for cache in caches_in(cache_dir, root)):
+            return
+        where = _root(cache_dir)
+        unrecorded = "" if self.config.get("cache_dir") else (
+            "; the run recorded no cache folder (coreaug 0.2 did not, where COREAUG_CACHE_DIR chose it): pass "
+            "--cache-dir (cache_dir= in Python) the folder of the run's cache to use that one")
+        print(f"decoding the images of {root} into a new cache in {where} (no cache there holds them at "
+              f"{self.store_size} px){unrecorded}", file=sys.stderr, flush=True)
+
+    def _evaluate_in_memory(self, dataset, batch_size):
+        """The `Evaluation` of an ImageDataset's test split (checked as a registered loader's; its classes
+        matched as a registered dataset's) or of (images, labels): images as `probabilities` takes them,
+        labels an integer tensor (N,) of the run's class indices. UsageError for anything else."""
+        from coreaug.data import ImageDataset
+        from coreaug.data.dataset import check_dataset, check_labels
+
+        if isinstance(dataset, ImageDataset):
+            check_dataset(dataset, dataset.name)
+            return self._scored_test_split(dataset, dataset.fingerprint is not None, batch_size)  # a folder's: RGB
+        if not isinstance(dataset, tuple) or len(dataset) != 2:
+            raise UsageError(f"dataset must be a registered name, a folder path, an ImageDataset or (images, labels), "
+                             f"got {type(dataset).__name__}; images without labels: predict(images)")
+        images, labels = dataset
+        if not isinstance(labels, torch.Tensor):
+            raise UsageError(f"evaluate((images, labels)): labels must be a tensor of the run's class indices, got "
+                             f"{type(labels).__name__} (torch.as_tensor(labels))")
+        classes = len(self.class_names)
+        check_labels(labels, classes, "evaluate((images, labels)): labels",
+                     f"the run's classes [0, {classes}); give the index of each image's class in class_names")
+        probabilities = self.probabilities(images, batch_size)
+        if len(probabilities) != len(labels):
+            raise UsageError(f"evaluate((images, labels)): {len(probabilities)} images but {len(labels)} labels; "
+                             "give one label per image, in order")
+        return self._scored(labels.long().cpu(), [probabilities.argmax(1)], "labelled images")
 
     def _evaluate_files(self, files, batch_size, skip_bad_images):
         """An `Evaluation` of [(path, class name, where)] image files, read as `read` reads them,
@@ -455,9 +561,27 @@ def load_run(run, model=None, device="cpu"):
     except RuntimeError as exc:
         raise UsageError(f"the model does not fit the weights of {run} "
                          f"({mismatch_reason(exc)}); pass a model built as the run's was") from None
-    return TrainedModel(model, state["class_names"], state["image_size"], state["in_channels"],
+    older = "data_fingerprint" not in state  # coreaug 0.2 kept it in checkpoint.pt alone
+    fingerprint = state.get("data_fingerprint")
+    if older and not names_registered_dataset(state["config"].get("dataset")):
+        fingerprint = _checkpoint_fingerprint(run)
+    image_size = state["image_size"]
+    if state.get("store_size") and names_registered_dataset(state["config"].get("dataset")):
+        image_size = state["store_size"]  # its images keep their own size (0.2 recorded the folder default, 64)
+    return TrainedModel(model, state["class_names"], image_size, state["in_channels"],
                         state["mean"], state["std"], state["config"], device, state.get("store_size"),
-                        state.get("data_fingerprint"), channels_last=state.get("channels_last", True))
+                        fingerprint, channels_last=state.get("channels_last", True), run=os.fspath(run), older=older)
+
+
+def _checkpoint_fingerprint(run):
+    """The data fingerprint in the checkpoint.pt of the run folder `run` (None: none, or unreadable): a
+    model.pt of coreaug 0.2 lacks it, and without it evaluate could not tell a folder changed since."""
+    try:
+        checkpoint = torch.load(os.path.join(os.path.expanduser(os.fspath(run)), CHECKPOINT), map_location="cpu",
+                                weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - missing, damaged, or pickled by a coreaug before weights_only
+        return None
+    return checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
 
 
 def _training_now(run):
