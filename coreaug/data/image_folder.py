@@ -14,9 +14,11 @@ converted to RGB, its shorter side resized to ``store_size`` (by default ``image
 for random-resized crops, see default_store_size) and centre-cropped to a square, and stored in
 a cache on disk (coreaug.data.image_cache) that later runs read instead.
 """
+import collections
 import functools
 import numbers
 import os
+import unicodedata
 import warnings
 from typing import List, Optional, Tuple
 
@@ -34,6 +36,14 @@ from .image_cache import open_or_build
 # .jfif/.jpe: JPEGs as some browsers save them; .apng: an animated PNG, read (as a GIF is) by its first frame
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TEST_SPLITS = ("val", "test")
+# Spellings of the splits of a train/val layout other than train/ and val/ or test/ (compared in lower case):
+# folders so named are refused as classes (Kaggle's Train/ and Val/ would be a two-class dataset of "which split").
+TRAIN_NAMES = ("train", "training")
+TEST_NAMES = ("val", "valid", "validation", "test", "testing")
+# Image formats not read, counted when a listing leaves them out (a phone's .HEIC among JPEGs trains on a part)
+UNREAD_IMAGE_EXTENSIONS = (".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+                           ".orf", ".rw2", ".raf", ".psd", ".svg", ".ico", ".pbm", ".pgm", ".ppm", ".pnm", ".exr",
+                           ".hdr", ".dcm", ".tga")
 MACOS_METADATA = "__MACOSX"  # the folder of `._name` files that macOS's Archive Utility zips alongside
 
 
@@ -52,6 +62,7 @@ def is_image_folder(path) -> bool:
 DEFAULT_IMAGE_SIZE = 64  # for a folder whose images' sizes differ (or are below MIN_IMAGE_SIZE)
 MIN_IMAGE_SIZE = 4  # the smallest image_size; a folder of smaller images is trained at DEFAULT_IMAGE_SIZE
 LARGE_IMAGES = 128  # `--weak auto` trains folders of this size and more with random-resized crops
+LARGE_OWN_SIZE = 512  # an own size above this (camera photos) gets a note suggesting --image-size
 STORE_RATIO = 256 / 224  # ImageNet's evaluation resize over its crop
 
 
@@ -98,8 +109,10 @@ def image_size_note(root, image_size: int) -> str:
     """Why ``image_size`` fits ``root``'s images, for the first line of a run."""
     sizes = _sampled_sizes(root)
     shorter = _shared_size(sizes)
-    if shorter == image_size:
-        return "the images' own size"
+    if shorter == image_size:  # camera photos would train (and be cached) at 2000 px and more
+        large = f"; over {LARGE_OWN_SIZE} px: --image-size 224, say, trains and stores them smaller" \
+            if image_size > LARGE_OWN_SIZE else ""
+        return f"the images' own size{large}"
     if shorter is not None and shorter < MIN_IMAGE_SIZE and image_size == DEFAULT_IMAGE_SIZE:
         return f"their own {shorter} px is below the {MIN_IMAGE_SIZE} px minimum"
     if shorter is not None:
@@ -154,8 +167,11 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
     with ``on_disk``, ``DiskImages`` that read rows from the cache as they are needed.
 
     Raises UsageError, naming the file or folder, for a folder without images, an empty class
-    folder, a test class the training split lacks, or an unreadable, truncated or empty image
-    (unless ``skip_bad_images``, which leaves such files out and says how many).
+    folder, a test class the training split lacks, splits spelt otherwise than train/ and val/ or
+    test/ (Train/, validation/ ...), a folder reached (through a link) from two class folders, or
+    an unreadable, truncated or empty image (unless ``skip_bad_images``, which leaves such files
+    out and says how many); with ``progress``, files of image formats not read (.heic ...) are
+    counted in a line after the first.
     """
     root = os.path.realpath(os.path.expanduser(str(root)))  # one folder, one cache, however it is reached
     if image_size is None:
@@ -169,12 +185,20 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         raise UsageError(f"store_size must be an integer >= image_size ({image_size}), got {store_size!r}")
     if not 0 < val_fraction < 1:
         raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise UsageError(f"seed must be an integer >= 0, got {seed!r}")
+    if not isinstance(skip_bad_images, (bool, np.bool_)):  # "no" would mean yes
+        raise UsageError(f"skip_bad_images must be True or False, got {skip_bad_images!r}")
     _check_cache_outside(root, cache_dir)
-    classes, train_files, test_files = _find_files(root, val_fraction, seed)
+    classes, train_files, test_files, listing = _find_files(root, val_fraction, seed)
     if progress:
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
+        if listing.unread:
+            tqdm.write(f"left out {sum(listing.unread.values())} files of image formats not read "
+                       f"({', '.join(ext for ext, _ in listing.unread.most_common())}); convert them to JPEG or PNG "
+                       "to train on them")
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size=store_size,
                           decode=functools.partial(decode_square, size=store_size), cache_dir=cache_dir,
                           workers=workers, skip_bad=skip_bad_images, progress=progress, source=root)
@@ -203,17 +227,18 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
 def folder_fingerprint(root, val_fraction: float = 0.1, seed: int = 0) -> str:
     """The hash of ``root``'s files that ``load_image_folder`` with these arguments records
     (ImageDataset.fingerprint), from a listing of the files alone: nothing is decoded."""
-    _, train_files, test_files = _find_files(os.path.realpath(os.path.expanduser(str(root))), val_fraction, seed)
+    _, train_files, test_files, _ = _find_files(os.path.realpath(os.path.expanduser(str(root))), val_fraction, seed)
     return files_digest([("train", train_files), ("test", test_files)])
 
 
 def _find_files(root, val_fraction, seed):
-    """(classes, [(path, label)] train, [(path, label)] test) of the layout under ``root``; a
-    UsageError for a folder that is not one, with a hint where it holds a built-in dataset's files."""
+    """(classes, [(path, label)] train, [(path, label)] test, _Listing) of the layout under ``root``;
+    a UsageError for a folder that is not one, with a hint where it holds a built-in dataset's files."""
     if not os.path.isdir(root):
         raise UsageError(f"{root} is not a folder of images")
     try:
-        return _layout_files(root, val_fraction, seed)
+        listing = _Listing()
+        return (*_layout_files(root, val_fraction, seed, listing), listing)
     except UsageError as error:
         builtin = _builtin_datasets_in(root)
         if not builtin:
@@ -222,6 +247,24 @@ def _find_files(root, val_fraction, seed):
         name = builtin[0] if len(builtin) == 1 else "NAME"
         raise UsageError(f"{error}. {shown(root)} holds the files of the built-in {datasets}: use "
                          f"--dataset {name} --data-dir {shown(root)}") from None
+
+
+def images_not_files_of(data_dir, dataset) -> bool:
+    """Whether the folder ``data_dir``, given as the built-in ``dataset``'s data folder, holds class
+    folders of images (in itself or its train/; an image file among the first entries of one of its
+    first 8 folders) and not the files of ``dataset``: "my data" read as `--data-dir`, which would
+    advise downloading CIFAR-10 into it."""
+    root = os.path.expanduser(str(data_dir))
+    builtin = ("cifar10", "cifar100", "svhn", "mnist", "fashion-mnist")
+    if dataset not in builtin or not os.path.isdir(root) or dataset in _builtin_datasets_in(root):
+        return False
+    for base in (root, os.path.join(root, "train")):
+        for name in listed_folders(base)[:8] if os.path.isdir(base) else []:
+            with os.scandir(os.path.join(base, name)) as entries:
+                first = [entry.name for _, entry in zip(range(64), entries)]
+            if any(_is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS) for n in first):
+                return True
+    return False
 
 
 def _builtin_datasets_in(root) -> List[str]:
@@ -239,14 +282,31 @@ def _builtin_datasets_in(root) -> List[str]:
                                                             for folder in candidate_folders([Path(root)], layout))]
 
 
-def _layout_files(root, val_fraction, seed):
+class _Listing:
+    """What listing a dataset's class folders met besides its images: each real folder walked, with
+    the path and class folder it was reached by (a folder reached from two class folders is an
+    error: its images would train under two labels), and the files of image formats not read, by
+    extension."""
+
+    def __init__(self):
+        self.folders = {}
+        self.unread = collections.Counter()
+
+
+def _layout_files(root, val_fraction, seed, listing):
     train_dir = os.path.join(root, "train")
     if os.path.isdir(train_dir):
+        if not listed_folders(train_dir) and images_under(train_dir):  # Pascal VOC has a class named train
+            raise UsageError(f"{shown(train_dir)} holds images but no class folders: a train/ folder makes "
+                             f"{shown(root)} a train/ + val/ layout, its classes in train/<class>/<image>; a class "
+                             "named train among class folders needs another folder name (train_class/, say)")
         classes = _class_folders(train_dir)
-        train = _labelled_files(train_dir, classes)
+        train = _labelled_files(train_dir, classes, listing=listing)
         test_dir = test_split_folder(root)
         if test_dir is None:
-            raise UsageError(f"{root} has train/ but no val/ or test/ folder; add one, or put the class "
+            other = [f"{name}/" for name in listed_folders(root) if name.lower() in TEST_NAMES]
+            named = f" ({', '.join(other)} is not read: name it val/)" if other else ""
+            raise UsageError(f"{root} has train/ but no val/ or test/ folder{named}; add one, or put the class "
                              "folders directly in the root to split off --val-fraction")
         if is_tiny_imagenet_val(test_dir):
             test = _tiny_imagenet_val(test_dir, classes)
@@ -254,11 +314,49 @@ def _layout_files(root, val_fraction, seed):
                 raise UsageError(f"{shown(os.path.join(test_dir, 'val_annotations.txt'))} lists no images; the test "
                                  "split needs some (a line per image: file name, tab, class)")
         else:
-            test = _test_files(test_dir, classes)
+            test = _test_files(test_dir, classes, listing)
         return classes, train, test
+    _check_no_splits_as_classes(root)
     classes = _class_folders(root)
     class_folders = [os.path.join(root, c) for c in classes]
-    return (classes, *_split(_labelled_files(root, classes), class_folders, val_fraction, seed))
+    return (classes, *_split(_labelled_files(root, classes, listing=listing), class_folders, val_fraction, seed))
+
+
+def _split_like(folder, whole=False) -> List[str]:
+    """The subfolders of ``folder`` named like a train/val layout's splits in another spelling
+    (TRAIN_NAMES, TEST_NAMES, any case: Train/ and Val/, training/ and validation/): a training one
+    and a test one, the training one holding folders (or, with ``whole``, no other folders beside
+    them); else []. A class's own cats/train/*.jpg and cats/test/*.jpg are not."""
+    names = listed_folders(folder)
+    train = [n for n in names if n.lower() in TRAIN_NAMES]
+    test = [n for n in names if n.lower() in TEST_NAMES]
+    if train and test and (listed_folders(os.path.join(folder, train[0]))
+                           or whole and len(train) + len(test) == len(names)):
+        return train + test
+    return []
+
+
+def _folder_list(names) -> str:
+    """Folder names as a message lists them: "Train/ and Val/", "a/, b/ and c/"."""
+    names = [f"{shown(name)}/" for name in names]
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _check_no_splits_as_classes(root):
+    """UsageError for class folders that are a train/val layout's splits, which would train as
+    classes ("which split"): ``root``'s own (Train/ and Val/), or a class folder's (a folder that
+    wraps a whole dataset, as unzipping often leaves one)."""
+    splits = _split_like(root, whole=True)
+    if splits:
+        raise UsageError(f"{shown(root)} holds {_folder_list(splits)}, named like the splits of a "
+                         "train/val layout, which would be read as classes: name them train/ and val/ (or test/), "
+                         "with the classes in train/<class>/<image>")
+    for name in listed_folders(root):
+        folder = os.path.join(root, name)
+        splits = _split_like(folder)
+        if splits:
+            raise UsageError(f"{shown(folder)} holds {_folder_list(splits)}: a dataset of its own, "
+                             f"which would be read as one class; pass it as the dataset (--dataset {shown(folder)})")
 
 
 def test_split_folder(root) -> Optional[str]:
@@ -288,31 +386,60 @@ def images_under(folder) -> List[str]:
     (``.name``, macOS's ``._name`` included) and ``__MACOSX/`` folders are left out. Linked
     folders are followed (a folder assembled from several disks), each real folder once: a link
     back up the tree is not walked again."""
-    return [os.path.join(parent, n) for parent, names in _walk_listed(folder) for n in sorted(names)
-            if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS)]
+    return _images_under(folder, _Listing())
 
 
-def _walk_listed(folder):
+def _images_under(folder, listing) -> List[str]:
+    """images_under's files, counting those of image formats not read in ``listing`` (see _Listing)."""
+    images = []
+    for parent, names in _walk_listed(folder, listing.folders):
+        for name in sorted(names):
+            lower = name.lower()
+            if not _is_listed(name):
+                continue
+            if lower.endswith(IMAGE_EXTENSIONS):
+                images.append(os.path.join(parent, name))
+            elif lower.endswith(UNREAD_IMAGE_EXTENSIONS):
+                listing.unread[os.path.splitext(lower)[1]] += 1
+    return images
+
+
+def _walk_listed(folder, seen=None):
     """(folder, file names) of ``folder`` and its listed subfolders, in images_under's order,
-    following links to folders, each real folder once."""
-    seen = {os.path.realpath(folder)}
+    following links to folders, each real folder once. ``seen`` (real path -> the path and the
+    walked folder that first reached it), shared by the walks of several class folders, makes a
+    folder that two of them reach (through a link) a UsageError naming both paths."""
+    seen = {} if seen is None else seen
+    _first_visit(seen, folder, folder)
     for parent, dirs, names in os.walk(folder, followlinks=True):
-        kept = []
-        for d in sorted(dirs):
-            path = os.path.realpath(os.path.join(parent, d))
-            if _is_listed(d) and path not in seen:
-                kept.append(d)
-                seen.add(path)
-        dirs[:] = kept
+        dirs[:] = [d for d in sorted(dirs) if _is_listed(d) and _first_visit(seen, os.path.join(parent, d), folder)]
         yield parent, names
 
 
-def _labelled_files(folder, classes, labels=None) -> List[Tuple[str, int]]:
+def _first_visit(seen, path, walked):
+    """Whether the folder ``path`` (reached by the walk of ``walked``) is a real folder not walked
+    before; a UsageError when another class folder's walk reached it."""
+    real = os.path.realpath(path)
+    if real not in seen:
+        seen[real] = (path, walked)
+        return True
+    first, first_walked = seen[real]
+    if first_walked != walked:
+        by = "" if (path, first) == (walked, first_walked) else f", reached from class folders {shown(walked)} " \
+            f"and {shown(first_walked)}"
+        raise UsageError(f"{shown(path)} and {shown(first)} are one folder (through a link){by}: its images would "
+                         "train under two labels (or be tested on while trained on); remove the link, or copy them")
+    return False
+
+
+def _labelled_files(folder, classes, labels=None, listing=None) -> List[Tuple[str, int]]:
     """[(path, label)] of the images of each class folder (labels: ``labels``, else 0, 1, ...); a
-    UsageError for a class folder without images."""
+    UsageError for a class folder without images, or for a folder that two class folders reach
+    (``listing``, shared by a dataset's splits)."""
+    listing = _Listing() if listing is None else listing
     files = []
     for label, name in zip(labels or range(len(classes)), classes):
-        images = images_under(os.path.join(folder, name))
+        images = _images_under(os.path.join(folder, name), listing)
         if not images:
             raise UsageError(f"class folder {shown(os.path.join(folder, name))} holds no images "
                              f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
@@ -320,13 +447,24 @@ def _labelled_files(folder, classes, labels=None) -> List[Tuple[str, int]]:
     return files
 
 
-def _test_files(folder, classes):
-    extra = sorted(set(_class_folders(folder)) - set(classes))
+def _test_files(folder, classes, listing):
+    """The test split's [(path, label)]: its class folders, any subset of the training split's (one
+    class alone included), matched by name, or by the name's Unicode NFC form (macOS's zip writes
+    été as e + accent where another tool wrote one character)."""
+    names = listed_folders(folder)
+    if not names:
+        raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
+    by_form = {unicodedata.normalize("NFC", name): name for name in names}
+    exact = set(names)
+    present = [(label, c if c in exact else by_form.get(unicodedata.normalize("NFC", c)))
+               for label, c in enumerate(classes)]
+    present = [(label, name) for label, name in present if name is not None]
+    extra = sorted(set(names) - {name for _, name in present})
     if extra:
         raise UsageError(f"{folder} has classes the training split lacks: {shown(', '.join(extra[:5]))}"
                          f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
-    present = [c for c in classes if os.path.isdir(os.path.join(folder, c))]
-    return _labelled_files(folder, present, labels=[classes.index(c) for c in present])
+    return _labelled_files(folder, [name for _, name in present], labels=[label for label, _ in present],
+                           listing=listing)
 
 
 def is_tiny_imagenet_val(folder):
@@ -348,9 +486,12 @@ def tiny_imagenet_annotations(folder) -> List[Tuple[str, str, int]]:
 
 
 def _tiny_imagenet_val(folder, classes):
-    index = {name: label for label, name in enumerate(classes)}
+    # by name, or by the name's NFC form, as the test split's folders are matched
+    index = {**{unicodedata.normalize("NFC", name): label for label, name in enumerate(classes)},
+             **{name: label for label, name in enumerate(classes)}}
     files = []
     for path, name, line_number in tiny_imagenet_annotations(folder):
+        name = name if name in index else unicodedata.normalize("NFC", name)
         if name not in index:
             raise UsageError(f"{folder}/val_annotations.txt line {line_number} labels {os.path.basename(path)} with "
                              f"class {name!r}, which the training split lacks")

@@ -304,9 +304,24 @@ class TrainConfig:
     def _check_folder_settings(self):
         """image_size and store_size size a folder's images; a registered dataset's keep their own
         size, the one value let through (resolved() fills it in; None for a dataset the user registered).
-        val_fraction and skip_bad_images apply to a folder only."""
+        val_fraction and skip_bad_images apply to a folder only; data_dir and download to a built-in dataset."""
         if _folder(self.dataset):
+            given = [name for name in ("data_dir", "download") if getattr(self, name)]
+            if given:  # ignored before, and the data_dir recorded where nothing was read
+                several = len(given) > 1
+                raise UsageError(f"{' and '.join(given)} appl{'y' if several else 'ies'} to a built-in dataset; "
+                                 f"{self.dataset} is a folder of images, read where it is: leave "
+                                 f"{'them' if several else 'it'} out")
             return
+        if self.data_dir is not None:
+            from coreaug.data.image_folder import images_not_files_of
+
+            if images_not_files_of(self.data_dir, self.dataset):
+                default = " (the dataset when none is named)" \
+                    if self.dataset == TrainConfig.__dataclass_fields__["dataset"].default else ""
+                raise UsageError(f"data_dir {self.data_dir} holds class folders of images, not the files of "
+                                 f"{self.dataset}{default}: to train on those images, pass the folder as the dataset "
+                                 f"(--dataset {self.data_dir}) and leave data_dir out")
         own = _own_size(self.dataset)
         for name in ("image_size", "store_size"):
             value = getattr(self, name)
@@ -392,7 +407,7 @@ class TrainConfig:
         elif is_import_path(self.model):
             import_factory(self.model)
         else:
-            check_choice(self.model, "model", available_models(), unknown=True)
+            _check_registered(self.model, "model", available_models())
         check_choice(self.optimizer, "optimizer", OPTIMIZERS, unknown=True)
         if (not isinstance(self.betas, tuple) or len(self.betas) != 2
                 or not all(is_number(b) and 0 <= b < 1 for b in self.betas)):
@@ -436,7 +451,10 @@ class TrainConfig:
             raise UsageError(f"compile_mode {self.compile_mode!r} applies to a compiled step; add compile (--compile) "
                              "or leave compile_mode out")
         for part in self.augment.split("+"):
-            check_choice(part.strip(), "augment", available_policies(), unknown=True)
+            if not part.strip():
+                raise UsageError(f"augment {self.augment!r} has an empty part; chain policies with '+' between "
+                                 "names, as randaugment+cutout")
+            _check_registered(part.strip(), "augment", available_policies())
         if not is_number(self.subset) or not 0 < self.subset <= 1:
             raise UsageError(f"subset must be a fraction in (0, 1], got {self.subset!r}")
         for name in ("select_every", "eval_every", "epochs", "batch_size", "copies", "candidates", "knn", "gradient_dim"):
@@ -551,6 +569,21 @@ def _check_tensorboard(out):
     except ImportError:
         raise UsageError("tensorboard needs the tensorboard package: pip install 'coreaug[tensorboard]' "
                          "(or pip install tensorboard)") from None
+
+
+def _check_registered(value, name, choices):
+    """`check_choice(value, name, choices, unknown=True)` for a registered model or policy name; in a worker
+    process of run_grid (jobs >= 2), which re-imports the calling script, its message says where a name
+    registered in the calling process, but not here, must be registered."""
+    try:
+        check_choice(value, name, choices, unknown=True)
+    except UsageError as error:
+        import multiprocessing
+        if not multiprocessing.current_process().name.startswith("coreaug-bench-worker"):  # workers.py names them
+            raise
+        raise UsageError(f"{error}. This worker process (run_grid with jobs >= 2) knows only the names registered "
+                         "when it imports the calling script and its modules: call register_model/register_policy at "
+                         "a module's top level, not under `if __name__ == \"__main__\":`") from None
 
 
 def weak_is_resized_crop(dataset, weak, image_size):
