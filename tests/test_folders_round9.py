@@ -148,5 +148,11 @@ def test_train_refuses_data_dir_and_download_with_a_folder_and_a_data_dir_of_ima
             coreaug.TrainConfig(dataset=folder, **options).resolved()
     with pytest.raises(UsageError) as error:  # "my data" as --data-dir, with the default cifar10
         coreaug.TrainConfig(data_dir=folder).resolved()
-    assert "holds class folders of images, not the files of cifar10 (the dataset when none is named)" \
+    assert "holds class folders of images, not the files of cifar10 (the default dataset)" \
         in str(error.value) and f"--dataset {folder}" in str(error.value)
+    coreaug.TrainConfig(data_dir=folder, download=True).resolved()  # the files are asked for there
+    shared = tmp_path / "data"  # a data folder shared with one folder of images, cifar10 not there yet
+    (shared / "my-photos").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(shared / "my-photos" / "a.png")
+    (shared / "notes").mkdir()
+    coreaug.TrainConfig(data_dir=str(shared)).resolved()

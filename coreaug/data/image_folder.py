@@ -251,20 +251,26 @@ def _find_files(root, val_fraction, seed):
 
 def images_not_files_of(data_dir, dataset) -> bool:
     """Whether the folder ``data_dir``, given as the built-in ``dataset``'s data folder, holds class
-    folders of images (in itself or its train/; an image file among the first entries of one of its
-    first 8 folders) and not the files of ``dataset``: "my data" read as `--data-dir`, which would
-    advise downloading CIFAR-10 into it."""
+    folders of images (in itself or its train/: two or more folders, each of its first 8 with an
+    image file among its first entries) and not the files of ``dataset``: "my data" read as
+    `--data-dir`, which would advise downloading CIFAR-10 into it. A data folder shared with a
+    folder of images or two (``~/data/my-photos/``) is not one."""
     root = os.path.expanduser(str(data_dir))
     builtin = ("cifar10", "cifar100", "svhn", "mnist", "fashion-mnist")
     if dataset not in builtin or not os.path.isdir(root) or dataset in _builtin_datasets_in(root):
         return False
     for base in (root, os.path.join(root, "train")):
-        for name in listed_folders(base)[:8] if os.path.isdir(base) else []:
-            with os.scandir(os.path.join(base, name)) as entries:
-                first = [entry.name for _, entry in zip(range(64), entries)]
-            if any(_is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS) for n in first):
-                return True
+        folders = listed_folders(base)[:8] if os.path.isdir(base) else []
+        if len(folders) >= 2 and all(_holds_images(os.path.join(base, name)) for name in folders):
+            return True
     return False
+
+
+def _holds_images(folder) -> bool:
+    """Whether an image file is among the first 64 entries of ``folder``."""
+    with os.scandir(folder) as entries:
+        first = [entry.name for _, entry in zip(range(64), entries)]
+    return any(_is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS) for n in first)
 
 
 def _builtin_datasets_in(root) -> List[str]:

@@ -313,11 +313,11 @@ class TrainConfig:
                                  f"{self.dataset} is a folder of images, read where it is: leave "
                                  f"{'them' if several else 'it'} out")
             return
-        if self.data_dir is not None:
+        if self.data_dir is not None and not self.download:  # download: the files are asked for there
             from coreaug.data.image_folder import images_not_files_of
 
             if images_not_files_of(self.data_dir, self.dataset):
-                default = " (the dataset when none is named)" \
+                default = " (the default dataset)" \
                     if self.dataset == TrainConfig.__dataclass_fields__["dataset"].default else ""
                 raise UsageError(f"data_dir {self.data_dir} holds class folders of images, not the files of "
                                  f"{self.dataset}{default}: to train on those images, pass the folder as the dataset "
