@@ -123,3 +123,14 @@ def test_synthetic_images_are_made_in_chunks_with_the_values_of_the_whole_split_
     assert sizes == [16, 16, 16, 2]
     assert torch.equal(made_labels, labels) and images.dtype == torch.uint8
     assert np.array_equal(images.numpy(), expected.numpy())
+
+
+def test_one_number_as_mean_and_std_stands_for_every_channel(monkeypatch):
+    """A grayscale loader's MNIST-style mean=0.5, std=0.25 trained before the checks: still taken, per channel."""
+    gray = _tiny(train_images=_tiny().train_images[:, :1], test_images=_tiny().test_images[:, :1], mean=0.5, std=0.25)
+    _register(monkeypatch, gray)
+    data = load_dataset("mine")
+    assert data.mean == (0.5,) and data.std == (0.25,)
+    rgb = _tiny(mean=0.5, std=1)
+    _register(monkeypatch, rgb)
+    assert load_dataset("mine").std == (1.0, 1.0, 1.0)

@@ -62,7 +62,7 @@ def check_dataset(data, name: str) -> None:
     """UsageError, naming dataset ``name`` and the fix, unless ``data`` is an :class:`ImageDataset`
     as its docstring describes: uint8 (N, C, H, W) images of 1 or 3 channels, one shape in both
     splits, a whole-number label in [0, num_classes) per image, num_classes >= 2, one class name
-    and one mean and std per class and channel. Checked once where a user's dataset comes in
+    and one mean and std per class and channel (a number is taken for every channel). Checked once where a user's dataset comes in
     (a registered loader's result, an ImageDataset given to evaluate): the trainer divides
     every image by 255, so float images in [0, 1] would train as near-black, silently."""
     from .images import Images
@@ -90,7 +90,12 @@ def check_dataset(data, name: str) -> None:
                          f"train images {tuple(data.train_images.shape[1:])}; both splits need one shape")
     if not len(data.train_images):
         raise UsageError(f"dataset {name!r} has no train images")
-    channels, means, stds = data.train_images.shape[1], _count(data.mean), _count(data.std)
+    channels = data.train_images.shape[1]
+    for stat in ("mean", "std"):  # one number (MNIST-style, as torch broadcasts it): the same for every channel
+        value = getattr(data, stat)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            setattr(data, stat, (float(value),) * channels)
+    means, stds = _count(data.mean), _count(data.std)
     if means != channels or stds != channels:
         raise UsageError(f"dataset {name!r}: {means} mean and {stds} std values for "
                          f"{channels}-channel images; give one of each per channel (channel_stats(images))")
