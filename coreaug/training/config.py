@@ -99,7 +99,8 @@ class TrainConfig:
     estimates: "clean" computes gradient estimates (or max-loss losses) with an extra eval-mode
         pass over the clean training set, as in the paper; "training" reuses the logits of the
         previous epoch's training passes over the (weakly augmented) originals, which costs
-        nothing (append mode, logit gradients; the first selection is a clean pass).
+        nothing (append mode, logit gradients; the first selection is a clean pass, or, after a
+        selection warm-up, reads the warm-up's last epoch).
     loss_filter: the loss-filtered coresets' share of each class's highest losses cut before
         facility location (None: estimated per class; coreset-lowloss: the examples the model
         rates below chance, coreset-history and coreset-heldout: the high group of a two-group split
@@ -359,14 +360,7 @@ class TrainConfig:
         """UsageError for a selection_warmup that leaves a model-based rule no selection of its own (every
         selection random: a 'coreset' run that is a random one), as warmup_epochs >= epochs is refused.
         The default (None) never does: default_selection_warmup stops at the last selection."""
-        rule = RULES.get(self.strategy)
-        if self.selection_warmup is None or rule is None or not rule.needs:
-            return
-        last = last_selection(self.epochs, self.select_every)
-        if self.selection_warmup > last:
-            raise UsageError(f"selection_warmup ({self.selection_warmup}) must be at most {last}, the epoch of the "
-                             f"run's last selection (epochs {self.epochs}, select_every {self.select_every}): after it "
-                             f"{self.strategy!r} would never select by the model, every selection random")
+        check_selection_warmup(self.strategy, self.selection_warmup, self.epochs, self.select_every)
 
     def _check_types(self):
         """UsageError for a field of the wrong kind: a yes/no field that is not True or False
@@ -510,6 +504,19 @@ class TrainConfig:
 def last_selection(epochs, select_every):
     """The epoch of a run's last selection: selections are at epochs 0, R, 2R, ... below `epochs`."""
     return (epochs - 1) // select_every * select_every
+
+
+def check_selection_warmup(strategy, selection_warmup, epochs, select_every):
+    """UsageError for a `selection_warmup` past the last selection of `epochs` (every `select_every`) of a rule
+    that reads the model: it would never select by the model. None (the default) passes."""
+    rule = RULES.get(strategy)
+    if selection_warmup is None or rule is None or not rule.needs:
+        return
+    last = last_selection(epochs, select_every)
+    if selection_warmup > last:
+        raise UsageError(f"selection_warmup ({selection_warmup}) must be at most {last}, the epoch of the "
+                         f"run's last selection (epochs {epochs}, select_every {select_every}): after it "
+                         f"{strategy!r} would never select by the model, every selection random")
 
 
 def default_selection_warmup(strategy, epochs, select_every=1):

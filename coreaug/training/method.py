@@ -32,7 +32,7 @@ from coreaug.selection.coreset import DEFAULT_KNN
 from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 from coreaug.selection.selection import check_selection
 
-from .config import DEFAULT_STRATEGY, MODES, default_selection_warmup, strategies
+from .config import DEFAULT_STRATEGY, MODES, check_selection_warmup, default_selection_warmup, strategies
 from .diagnostics import selection_diagnostics
 from .plan import epoch_plan, plan_length
 
@@ -80,7 +80,8 @@ class CoresetAugmentation:
         seed: seeds the plans' order and the random strategy.
         selection_warmup: epochs before the first model-based selection (random selections of
             the same budget until then); None takes the rule's share (crust: 20%) of `epochs`, at
-            most the epoch of the last selection (`default_selection_warmup`).
+            most the epoch of the last selection (`default_selection_warmup`); given with `epochs`,
+            one past the last selection of a rule that reads the model is refused, as `train` refuses it.
         epochs: the run's length, for the rule's default warm-up.
         loss_filter: the loss-filtered coresets' share of each class's highest losses cut (None:
             estimated; coreset-lowloss: the examples the model rates below chance, coreset-history and
@@ -119,6 +120,8 @@ class CoresetAugmentation:
             selection_warmup = 0 if epochs is None else default_selection_warmup(strategy, epochs, self.select_every)
         else:
             check_int(selection_warmup, "selection_warmup", 0, unit="epochs")
+            if epochs is not None:  # as the trainer refuses it: a model-based rule that never selects by the model
+                check_selection_warmup(strategy, int(selection_warmup), int(epochs), self.select_every)
         self.selection_warmup = int(selection_warmup)
         self.loss_filter = check_loss_filter(strategy, loss_filter)  # now, not after an epoch
         self.noisy = None if noisy is None else _bool_mask(noisy, "noisy").clone()
