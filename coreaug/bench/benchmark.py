@@ -16,7 +16,7 @@ from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, c
                    parse_shard, plan_grid, run_grid_runs, shard_runs)
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
-from .workers import exit_if_bootstrapping, plan_workers, run_in_workers, sigterm_raises
+from .workers import check_spawnable, exit_if_bootstrapping, plan_workers, run_in_workers, sigterm_raises
 
 
 @dataclass
@@ -108,6 +108,8 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     out = os.path.abspath(out)
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
     mine = shard_runs(runs, shard) if shard else runs
+    if len(workers) > 1:
+        check_spawnable(run.config for run in mine)
     check_out(out, runs[0].config)
     check_writable(out)
     todo = [run for run in mine if run.state() != "finished"]

@@ -105,6 +105,46 @@ def plan_workers(device, *, jobs=None, devices=None):
     return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
 
 
+def check_spawnable(configs):
+    """UsageError, before anything is written, where spawned workers cannot train the runs of
+    `configs` (TrainConfigs): the calling script was read from stdin (`python - < script.py`: the
+    workers cannot import it again), or a model, policy or strategy of the runs is registered in a
+    `__main__` of no file (a notebook, `python -c`), which the workers do not import."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is not None and not os.path.isfile(path):
+        raise UsageError(f"run_grid with jobs >= 2 trains in worker processes that import the calling script again, "
+                         f"and this one has no file ({path}, read from stdin?): save it as a .py file and run that, "
+                         "or use jobs=1")
+    if path is not None or main is None:
+        return  # a script: the workers import it again, and registrations at its top level with it
+    for kind, name in sorted({pair for config in configs for pair in _registered_names(config)}):
+        if getattr(_registered(kind, name), "__module__", None) == "__main__":
+            raise UsageError(f"{kind} {name!r} is registered in this notebook (or python -c), which run_grid's worker "
+                             "processes (jobs >= 2) do not import: register it in a .py module that the notebook "
+                             "imports, or use jobs=1")
+
+
+def _registered_names(config):
+    """(kind, name) of the registered names a TrainConfig uses: its model, strategy and policies."""
+    yield "model", config.model
+    yield "strategy", config.strategy
+    for part in str(config.augment or "").split("+"):
+        if part.strip():
+            yield "policy", part.strip().lower()
+
+
+def _registered(kind, name):
+    """What `name` is registered as (a factory or a rule's choose function), or None."""
+    from coreaug.augment.registry import _POLICIES
+    from coreaug.models.registry import _MODELS
+    from coreaug.selection.rules import RULES
+
+    if kind == "strategy":
+        return getattr(RULES.get(name), "choose", None)
+    return (_MODELS if kind == "model" else _POLICIES).get(name)
+
+
 def exit_if_bootstrapping():
     """In a worker process still importing the calling script (a script that calls run_grid
     without the `__main__` guard: spawn runs the script's top level again), exit at once with

@@ -410,7 +410,7 @@ class TrainConfig:
             raise UsageError("out is empty; give the run's folder, or leave it out (--out) for runs/<name>")
         if self.tensorboard:
             _check_tensorboard(self.out)
-        check_choice(self.strategy, "strategy", strategies(), unknown=True)
+        _check_registered(self.strategy, "strategy", strategies())
         check_choice(self.mode, "mode", MODES, unknown=True)
         check_choice(self.schedule, "schedule", SCHEDULES, unknown=True)
         check_choice(self.gradients, "gradients", GRADIENT_KINDS, unknown=True)
@@ -589,8 +589,8 @@ def _check_registered(value, name, choices):
         if not multiprocessing.current_process().name.startswith("coreaug-bench-worker"):  # workers.py names them
             raise
         raise UsageError(f"{error}. This worker process (run_grid with jobs >= 2) knows only the names registered "
-                         "when it imports the calling script and its modules: call register_model/register_policy at "
-                         "a module's top level, not under `if __name__ == \"__main__\":`") from None
+                         "when it imports the calling script and its modules: call register_model/register_policy/"
+                         "register_rule at a module's top level, not under `if __name__ == \"__main__\":`") from None
 
 
 def weak_is_resized_crop(dataset, weak, image_size):
