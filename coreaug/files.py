@@ -32,7 +32,8 @@ def _umask():
 def atomic_write(path, write, mode="w"):
     """Call `write(f)` on a temporary file beside `path`, then rename it over `path`.
 
-    The file gets the usual permissions (0666 less the umask), not mkstemp's 0600; on any
+    A new file gets the usual permissions (0666 less the umask), not mkstemp's 0600; a file that
+    exists keeps its own (a private 0600 one stays private); on any
     error the temporary file is removed and `path` is untouched. A full or read-only disk is an
     OSError naming `path` (its errno in DISK_ERRORS), whatever the writer raised around it; a
     folder that takes no new file (missing, read-only, full, no permission) is one naming that folder.
@@ -43,6 +44,12 @@ def atomic_write(path, write, mode="w"):
     target = os.path.realpath(path)
     if _not_a_file(target):
         return _write_in_place(path, target, write, mode)
+    if os.path.isdir(target):  # named as given, not by the temporary file a rename over the folder would name
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    try:  # the file it replaces keeps its permissions: writing through a link must not open someone's 0600 file
+        permissions = os.stat(target).st_mode & 0o777
+    except OSError:
+        permissions = 0o666 & ~_umask()
     folder = os.path.dirname(target)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
@@ -53,7 +60,7 @@ def atomic_write(path, write, mode="w"):
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, permissions)
         os.replace(tmp, target)
     except BaseException as exc:
         os.unlink(tmp)

@@ -40,6 +40,33 @@ def test_out_through_a_symlink_replaces_the_file_it_points_to_and_keeps_the_link
     assert not [name for name in os.listdir(arrays / "real") if name.startswith(".tmp-")]
 
 
+def test_a_file_written_over_or_through_a_link_keeps_its_permissions(tmp_path):
+    """Writing through a link to a private 0600 file made it 0644 (0666 less the umask): readable by all."""
+    private, shared = tmp_path / "private.npz", tmp_path / "shared.txt"
+    private.write_text("old")
+    shared.write_text("old")
+    os.chmod(private, 0o600)
+    os.chmod(shared, 0o750)  # never 0666 less a umask
+    os.symlink(private, tmp_path / "link.npz")
+    coreaug.select_random(np.arange(10) % 2, 0.5).save(tmp_path / "link.npz")
+    files.atomic_write(shared, lambda f: f.write("new"))
+    assert stat.S_IMODE(os.stat(private).st_mode) == 0o600 and len(coreaug.Selection.load(private)) == 5
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o750 and shared.read_text() == "new"
+    files.atomic_write(tmp_path / "new.txt", lambda f: f.write("new"))  # a new file: 0666 less the umask
+    assert stat.S_IMODE(os.stat(tmp_path / "new.txt").st_mode) == 0o666 & ~files._umask()
+
+
+def test_a_link_to_a_folder_is_refused_by_the_name_given(tmp_path):
+    """The error named the temporary file (".tmp-c09shfz2") that the user never sees."""
+    (tmp_path / "d").mkdir()
+    os.symlink(tmp_path / "d", tmp_path / "link")
+    for given in (tmp_path / "link", tmp_path / "d"):
+        with pytest.raises(IsADirectoryError) as err:
+            files.atomic_write(given, lambda f: f.write("new"))
+        assert err.value.filename == str(given) and ".tmp-" not in str(err.value)
+    assert os.listdir(tmp_path / "d") == [] and os.path.islink(tmp_path / "link")
+
+
 def test_a_fifo_is_written_into_not_replaced(tmp_path):
     """The FIFO was replaced by a regular file, and its reader got nothing."""
     fifo = tmp_path / "fifo"
@@ -142,6 +169,28 @@ def test_saved_and_minimal_selection_files_still_load(tmp_path):
     assert loaded.indices.tolist() == saved.indices.tolist() and loaded.summary() == saved.summary()
     minimal = coreaug.Selection.load(_selection_file(tmp_path / "m.npz", n_total=np.array(6)))
     assert "3 of 6 examples" in minimal.summary() and minimal.timings == {}
+
+
+def test_hand_built_selections_saved_by_save_load_again(tmp_path):
+    """Empty lists for the per-class fields were saved as float64 arrays, and a NaN timing as JSON NaN:
+    `load` refused both files that `save` had just written."""
+    base = {"indices": np.array([4, 1]), "weights": np.ones(2), "strategy": "mine"}
+    built = [coreaug.Selection(**base, classes=[], class_counts=[], class_objectives=[]),
+             coreaug.Selection(**base, classes=np.array([]), class_counts=np.array([]), class_objectives=np.array([])),
+             coreaug.Selection(**base, classes=np.zeros(0), class_counts=np.zeros(0), class_objectives=np.zeros(0),
+                               timings={"mine": float("nan"), "wait": float("inf")}),
+             coreaug.Selection(**base, classes=np.array([0.0, 3.0]), class_counts=np.array([1.0, 1.0]),
+                               class_objectives=[], n_total=9)]
+    for i, selection in enumerate(built):
+        selection.save(tmp_path / f"{i}.npz")
+        loaded = coreaug.Selection.load(tmp_path / f"{i}.npz")
+        assert loaded.indices.tolist() == [4, 1] and loaded.classes.dtype == np.int64
+        assert loaded.classes.tolist() == list(selection.classes) and loaded.summary()
+    timings = coreaug.Selection.load(tmp_path / "2.npz").timings
+    assert np.isnan(timings["mine"]) and timings["wait"] == float("inf")
+    for classes in (np.array([0.5]), np.array([np.nan]), np.array([-1.0])):  # not whole numbers >= 0: still refused
+        with pytest.raises(UsageError, match="classes must be 1-D integers"):
+            coreaug.Selection.load(_selection_file(tmp_path / "bad.npz", classes=classes, class_counts=np.array([1])))
 
 
 def test_class_names_as_labels_are_told_how_to_number_them():

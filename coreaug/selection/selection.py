@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import math
+import numbers
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import numpy as np
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 
-from .checks import is_number, to_numpy
+from .checks import to_numpy
 
 LISTED_CLASSES = 20  # more classes than this are summarised in `Selection.summary`, not listed
 
@@ -154,19 +155,25 @@ def _bad_extras(extras, timings, indices):
         "strategy", "classes", "class_counts", "class_objectives", "n_total"))
     if strategy.ndim != 0 or strategy.dtype.kind != "U":
         return f"strategy must be one string, got {strategy.dtype} of shape {strategy.shape}"
-    for name, array in (("classes", classes), ("class_counts", counts)):
-        if array.ndim != 1 or array.dtype.kind not in "iu" or (array.size and array.min() < 0):
+    for name, array in (("classes", classes), ("class_counts", counts)):  # floats: a hand-built Selection's lists
+        if array.ndim != 1 or array.dtype.kind not in "iuf" or not _whole(array) or (array.size and array.min() < 0):
             return f"{name} must be 1-D integers >= 0, got {array.dtype} of shape {array.shape}"
     if counts.shape != classes.shape or objectives.ndim != 1 or objectives.dtype.kind not in "iuf" \
             or objectives.size not in (0, classes.size):
         return (f"classes, class_counts and class_objectives must be 1-D numbers, one per class, got shapes "
                 f"{classes.shape}, {counts.shape} and {objectives.shape}")
-    if not isinstance(timings, dict) or not all(is_number(v) for v in timings.values()):
+    if not isinstance(timings, dict) or not all(  # NaN or inf: a hand-built Selection's, saved as JSON NaN
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in timings.values()):
         return f"timings must be a JSON object of seconds, got {str(extras['timings'])[:60]!r}"
     if n_total.ndim != 0 or n_total.dtype.kind not in "iu" or n_total < 0 or (n_total and n_total <= indices.max(
             initial=-1)):
         return f"n_total must be 0 (not known) or an integer above every index, got {n_total.tolist()!r}"
     return None
+
+
+def _whole(array):
+    """Whether every entry of the number array `array` is a whole number (floats such as 3.0 included)."""
+    return array.dtype.kind in "iu" or bool(np.all(np.isfinite(array)) and np.all(array == np.floor(array)))
 
 
 def _bad_selection(indices, weights):
