@@ -37,3 +37,16 @@ def test_workers_are_refused_for_a_script_from_stdin_and_for_names_registered_in
                                                  r"register it in a \.py module that the notebook imports"):
         _grid(tmp_path, augment="brighten")
     assert not (tmp_path / "grid" / "grid.json").exists()
+
+
+def test_selections_compare_by_what_they_select_not_by_their_timings(tmp_path):
+    import numpy as np
+
+    labels = np.arange(60) % 3
+    features = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    first, again = coreaug.select_coreset(features, labels, 0.2), coreaug.select_coreset(features, labels, 0.2)
+    assert first == again and first.timings is not again.timings  # the generated __eq__ raised ValueError
+    random = coreaug.select_random(labels, 0.2)  # NaN objectives equal NaN ones
+    random.save(tmp_path / "s.npz")
+    assert coreaug.Selection.load(tmp_path / "s.npz") == random
+    assert first != random and first != coreaug.select_coreset(features, labels, 0.3) and first != "coreset"

@@ -47,6 +47,21 @@ class Selection:
     def __len__(self):
         return int(self.indices.shape[0])
 
+    def __eq__(self, other):
+        """Equal when both pick the same examples, in the same order, with the same weights, by the
+        same strategy from the same set (classes, counts, objectives: NaN equals NaN); the timings
+        are not compared. (The generated comparison raised numpy's "truth value ... ambiguous".)"""
+        if not isinstance(other, Selection):
+            return NotImplemented
+        arrays = [(self.indices, other.indices), (self.weights, other.weights), (self.classes, other.classes),
+                  (self.class_counts, other.class_counts)]
+        return (self.strategy == other.strategy and self.n_total == other.n_total
+                and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in arrays)
+                and np.array_equal(np.asarray(self.class_objectives, dtype=np.float64),
+                                   np.asarray(other.class_objectives, dtype=np.float64), equal_nan=True))
+
+    __hash__ = None  # mutable arrays: unhashable, as a dataclass with eq is
+
     @property
     def objective(self):
         """Total facility-location value over classes (NaN for baselines, and where not known)."""
