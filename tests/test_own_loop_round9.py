@@ -129,10 +129,24 @@ def test_the_dataset_face_checks_the_labels_and_passes_extra_fields_on():
     method.start_epoch(0)
     with pytest.raises(coreaug.UsageError, match=r"item 0's label is 1 but labels\[0\] is 0: wrap the training set"):
         method.dataset(Pairs(order=[1] + list(range(1, N))))
-    wrapped = method.dataset(Pairs(order=list(range(N - 2)) + [N - 1, N - 2]))  # item 0 is right
+    # Item 0 right: a few items spread over the dataset, the last among them, are checked when it is wrapped.
+    with pytest.raises(coreaug.UsageError, match=rf"item {N - 1}'s label is 2 but labels\[{N - 1}\] is 3: wrap"):
+        method.dataset(Pairs(order=list(range(N - 2)) + [N - 1, N - 2]))
+    with pytest.raises(coreaug.UsageError, match=r"item 3's label is 1 but labels\[3\] is 3: wrap"):
+        method.dataset(Pairs(order=[0] + list(range(N - 1, 0, -1))))  # reversed after item 0
+
+    class Counted(Pairs):
+        reads = 0
+
+        def __getitem__(self, i):
+            Counted.reads += 1
+            return super().__getitem__(i)
+
+    # Not as each item loads (that slowed an epoch ~1.5x): items 1 and 2 swapped are not among those checked.
+    wrapped = method.dataset(Counted(order=[0, 2, 1] + list(range(3, N))))
+    assert Counted.reads == 16
     loader = torch.utils.data.DataLoader(wrapped, batch_size=N, sampler=method.sampler())
-    with pytest.raises(coreaug.UsageError, match=rf"item {N - 2}'s label is 3 but labels\[{N - 2}\] is 2"):
-        items_of(loader)
+    assert len(items_of(loader)) == len(method.plan)
     loader = torch.utils.data.DataLoader(method.dataset(Pairs(extra=True)), batch_size=8, sampler=method.sampler())
     items = items_of(loader)
     assert len(items[0]) == 5 and all(meta == "meta" and int(label) == int(LABELS[index])
@@ -167,10 +181,14 @@ def test_sampler_replicas_and_ranks_are_checked_up_front():
 def test_the_plans_numbers_and_generators_are_checked():
     method = coreaug.CoresetAugmentation(LABELS, strategy="random", fraction=0.3, seed=1)
     plan = method.start_epoch(0)
-    for generator, shown in ((0, "int"), (np.random.default_rng(0), "Generator"), (None, "NoneType")):
-        with pytest.raises(coreaug.UsageError, match=f"generator must be a CPU torch.Generator .*got {shown}$"):
+    for generator, shown in ((0, "int"), (np.random.default_rng(0), "Generator")):
+        with pytest.raises(coreaug.UsageError, match=f"must be a CPU torch.Generator .*or None, got {shown}$"):
             plan.fixed_steps(8, generator=generator)
     plan.fixed_steps(8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(5)  # None: torch's global RNG, as before round 9
+    first = plan.fixed_steps(8, generator=None)
+    torch.manual_seed(5)
+    assert torch.equal(plan.fixed_steps(8, generator=None).indices, first.indices)
     batches = plan.on_device(8, "cpu")
     for numbers in ((0.5, 0), (None, 0), ("1", 0), (0, torch.tensor(1.0))):
         with pytest.raises(coreaug.UsageError, match=r"numbers of draws\(\) and image_keys\(\).*must be integers"):

@@ -139,7 +139,7 @@ def test_magnitude_bins_and_ops_have_an_upper_bound():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: RandomSource(torch.tensor([True, False])), r"key must be an int64 tensor.*torch.bool"),
-    (lambda: RandomSource(torch.arange(4, dtype=torch.uint8)), r"key must be an int64 tensor.*torch.uint8"),
+    (lambda: RandomSource(torch.arange(4.0)), r"key must be an int64 tensor \(or another integer.*torch.float32"),
     (lambda: RandomSource(torch.arange(4), torch.zeros(2, 3, dtype=torch.int64)), r"numbers must be RandomSource\."),
     (lambda: RandomSource(torch.arange(4), torch.zeros(4, 3)), r"numbers must be .*float32"),
     (lambda: RandomSource.keys(1, 2, steps=2.5), r"steps must be a whole number"),
@@ -160,6 +160,13 @@ def test_random_source_still_takes_what_training_gives_it():
     ahead = RandomSource(keys, RandomSource.ahead(keys))
     assert torch.equal(uniform(6, ahead, torch.device("cpu")), uniform(6, RandomSource(keys), torch.device("cpu")))
     assert RandomSource.keys(2 ** 40, 3, steps=2).shape == (2,)
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    policy = create_policy("randaugment")
+    for dtype in (torch.int32, torch.uint8, torch.int16):  # other integer keys, as before round 9: made int64
+        source = RandomSource(keys.to(dtype) if dtype == torch.int32 else torch.arange(6, dtype=dtype))
+        assert source.key.dtype == torch.int64
+        assert torch.equal(policy(images, source), policy(images, RandomSource(source.key.clone())))
+    assert torch.equal(policy(images, RandomSource(keys.int())), policy(images, RandomSource(keys)))
 
 
 def test_a_policy_of_ones_own_drawing_with_the_helpers_adds_no_sync_to_a_step():

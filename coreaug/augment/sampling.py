@@ -56,11 +56,12 @@ class RandomSource:
     place of a `torch.Generator` (`policy(images, RandomSource(key))`), e.g. inside a training
     step you compile yourself (a generator breaks the graph at every draw).
 
-    ``key`` is an int64 tensor of 32-bit values on the batch's device, made of a few elementwise
-    integer ops there (eager and compiled code draw the same, and no draw waits on the host); it
-    may change from call to call without a recompile. Only a key's low 32 bits count (keys 2 ** 32
-    apart draw the same; a key is not checked, which would wait on the device): fold a seed into
-    keys with `image_keys` (indices, seed), not ``(seed << 32) | index``. Either:
+    ``key`` is an int64 tensor of 32-bit values on the batch's device (another integer dtype is
+    converted to int64), made of a few elementwise integer ops there (eager and compiled code draw
+    the same, and no draw waits on the host); it may change from call to call without a recompile.
+    Only a key's low 32 bits count (keys 2 ** 32 apart draw the same; a key is not checked, which
+    would wait on the device): fold a seed into keys with `image_keys` (indices, seed), not
+    ``(seed << 32) | index``. Either:
 
     - one key per image, (n,) (e.g. `RandomSource.image_keys`, or `DevicePlan.image_keys` in a
       training loop): image r has its own stream of numbers, number c being
@@ -83,10 +84,12 @@ class RandomSource:
     BLOCK = 32  # per-image numbers hashed at once: a step's draws (max-loss's candidates too) fit in one
 
     def __init__(self, key: torch.Tensor, numbers: Optional[torch.Tensor] = None):
-        if not isinstance(key, torch.Tensor) or key.dim() > 1 or key.dtype != torch.int64:
+        if (not isinstance(key, torch.Tensor) or key.dim() > 1 or key.dtype == torch.bool or key.is_floating_point()
+                or key.is_complex()):
             shown = f"shape {tuple(key.shape)} {key.dtype}" if isinstance(key, torch.Tensor) else type(key).__name__
-            raise UsageError(f"RandomSource key must be an int64 tensor, 0-dim (one key for the call) or (n,) "
-                             f"(one per image), got {shown}")
+            raise UsageError(f"RandomSource key must be an int64 tensor (or another integer dtype), 0-dim (one key for "
+                             f"the call) or (n,) (one per image), got {shown}")
+        key = key.long()  # int32 keys and the like: the hashes compute in int64 (on the key's device: no sync)
         if numbers is not None and (not isinstance(numbers, torch.Tensor) or key.dim() != 1 or numbers.dim() != 2
                                     or numbers.shape[0] != key.shape[0] or numbers.dtype != torch.int64):
             shown = (f"shape {tuple(numbers.shape)} {numbers.dtype}" if isinstance(numbers, torch.Tensor)

@@ -52,14 +52,14 @@ class EpochPlan:
         `batch_size` holds the same number of strong copies, in its last rows. With
         `world_size`, that number is a multiple of it, so that every process's `shard` of the
         result is laid out the same way at batch_size / world_size (a batch_size that
-        world_size divides). `generator` is a CPU torch.Generator (None would lay the batches out
-        by torch's global RNG, whatever the model drew from it: not again on a resume)."""
+        world_size divides). `generator` is a CPU torch.Generator, or None for torch's global RNG
+        (which lays the batches out by whatever the model drew from it: not again on a resume)."""
         check_int(batch_size, "batch_size")
         check_int(world_size, "world_size")
-        if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
             got = f"one on {generator.device}" if isinstance(generator, torch.Generator) else type(generator).__name__
-            raise UsageError("generator must be a CPU torch.Generator (e.g. torch.Generator().manual_seed(epoch)), "
-                             f"got {got}")
+            raise UsageError("generator must be a CPU torch.Generator (e.g. torch.Generator().manual_seed(epoch)) "
+                             f"or None, got {got}")
         if batch_size % world_size:
             raise UsageError(f"batch_size ({batch_size}) must be a positive multiple of world_size ({world_size})")
         return fixed_step_plan(self, batch_size, generator=generator, multiple=world_size)
