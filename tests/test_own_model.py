@@ -148,7 +148,7 @@ class TupleNet(TinyNet):
 
 
 @pytest.mark.parametrize("model, match", [
-    (TinyNet(num_classes=3), r"logits of shape \(batch, 10\) .* returned a floating tensor of shape \(2, 3\)"),
+    (TinyNet(num_classes=3), r"logits of shape \(batch, 10\) .* returned a torch.float32 tensor of shape \(2, 3\)"),
     (TupleNet(), "returned a tuple"),
     (TinyNet().double(), "fails on a batch of the run's inputs, shape \\(2, 3, 32, 32\\): RuntimeError"),
 ])

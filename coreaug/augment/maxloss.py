@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from coreaug.errors import UsageError
-from coreaug.selection.gradients import check_module, eval_modes, restore_modes
+from coreaug.selection.gradients import check_model_logits, check_module, eval_modes, restore_modes
 
 from .policy import Policy
 from .registry import create_policy, register_policy
@@ -41,7 +41,8 @@ class MaxLossAugment(Policy):
     ``lambda: torch.autocast("cuda", dtype=torch.bfloat16)``, scores the candidates under the
     same precision as training. The model, a torch.nn.Module, runs under ``torch.no_grad()`` in
     eval mode; each of its submodules gets its own train/eval mode back afterwards (a BatchNorm
-    frozen in eval mode stays frozen). The losses are compared in float32.
+    frozen in eval mode stays frozen). The losses are compared in float32. A model whose output
+    is not floating (rows, n_classes) logits (a tuple, a dict, integers) is a UsageError.
     """
 
     needs_model = True
@@ -105,11 +106,25 @@ class MaxLossAugment(Policy):
         modes = eval_modes(model)
         try:
             with torch.no_grad(), autocast():
-                losses = [F.cross_entropy(model(preprocess(chunk)).float(), targets, reduction="none")
-                          for chunk in chunks]
+                losses = [self._loss(model(preprocess(chunk)), len(chunk), targets) for chunk in chunks]
         finally:
             restore_modes(modes)
         return losses[0].view(self.candidates, batch) if one_pass else torch.stack(losses)
+
+    @staticmethod
+    def _loss(out, rows, targets):
+        """Cross-entropy of the model's output `out` for `rows` candidates, after a check of its
+        type, shape and dtype (shape reads only: no sync, no extra kernel). Labels past the
+        logits' width, torch's IndexError on the CPU, are a UsageError (a GPU cannot say so
+        without a sync)."""
+        logits = check_model_logits(out, rows, "the model given to max-loss augmentation").float()
+        if torch.compiler.is_compiling():  # the trainer has checked the labels
+            return F.cross_entropy(logits, targets, reduction="none")
+        try:
+            return F.cross_entropy(logits, targets, reduction="none")
+        except IndexError:
+            raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got "
+                             f"{int(targets.max())}") from None
 
 
 def _check_factories(preprocess, autocast):

@@ -24,9 +24,19 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     with it is rebuilt by ``load_run`` only after registering it again (``coreaug predict`` and
     ``evaluate`` cannot); a ``package.module:function`` path needs no registration.
     """
+    if callable(name) and not isinstance(name, str):
+        raise UsageError("register_model takes the name first: @register_model(\"mynet\"), "
+                         f"not a bare @register_model (got {getattr(name, '__name__', name)!r})")
+    if not isinstance(name, str) or not name.strip() or ":" in name:
+        raise UsageError(f"register_model needs a non-empty name without ':' (a name with ':' is read as an "
+                         f"import path, package.module:function), got {name!r}")
     key = name.lower()
 
     def decorate(factory: ModelFactory) -> ModelFactory:
+        if not callable(factory):
+            raise UsageError(f"register_model({name!r}) must decorate a function taking in_channels and "
+                             f"num_classes, got a {type(factory).__name__}")
+        _check_arguments(factory, f"model {name!r}")
         if key in _MODELS:
             raise UsageError(f"a model named {key!r} is already registered")
         _MODELS[key] = factory
@@ -72,13 +82,18 @@ def import_factory(path: str) -> ModelFactory:
     if not callable(factory):
         raise UsageError(f"model {path!r}: {attribute!r} is not callable; name a function that takes "
                          "in_channels and num_classes and returns an nn.Module")
+    _check_arguments(factory, f"model {path!r}")
+    return factory
+
+
+def _check_arguments(factory, what):
+    """UsageError unless `factory` can be called as factory(in_channels, num_classes)."""
     try:
         inspect.signature(factory).bind(3, 10)
     except TypeError:
-        raise UsageError(f"model {path!r} must take two arguments, in_channels and num_classes") from None
+        raise UsageError(f"{what} must take two arguments, in_channels and num_classes") from None
     except ValueError:  # a callable without a signature to read: calling it will tell
         pass
-    return factory
 
 
 def module_of(file_path: str) -> str:

@@ -53,7 +53,7 @@ def check_model_logits(out, batch, what="the model", classes=None):
             and (classes is None or out.shape[1] == classes):
         return out
     if isinstance(out, torch.Tensor):
-        got = f"a {'floating ' if out.is_floating_point() else ''}tensor of shape {tuple(out.shape)}"
+        got = f"a {out.dtype} tensor of shape {tuple(out.shape)}"
     else:
         got = f"a {type(out).__name__}"
     advice = ("; wrap it in a module whose forward returns the logits alone (a model returning (logits, features) "
@@ -323,7 +323,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
         layer = final_linear(model)
         hook = layer.register_forward_hook(lambda m, inp, out: captured.append((inp[0].detach(), out.shape)))
     modes = eval_modes(model)
-    out, sketch, start, top = None, None, 0, int(labels.max())
+    out, sketch, start, top, width = None, None, 0, int(labels.max()), None
     losses = torch.empty(len(labels), dtype=torch.float32)
     try:
         with torch.no_grad():
@@ -336,6 +336,11 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                                      "(one per class)")
                 if start == 0 and top >= logits.shape[1]:
                     raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got {top}")
+                if start > 0 and logits.shape[1] != width:
+                    raise UsageError(f"the model returned {logits.shape[1]} logits per example for the batch from "
+                                     f"example {start}, but {width} for the first batch; it must return the same "
+                                     "number (one per class) for every batch")
+                width = logits.shape[1]
                 y = labels[start:start + len(logits)].to(device, non_blocking=True)
                 g = _gradients(logits, y)
                 if with_losses:  # from the float32 logits (log-softmax): exact even where p_y underflows
@@ -354,4 +359,20 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
         restore_modes(modes)
         if hook is not None:
             hook.remove()
+    _check_finite(out, losses if with_losses else None)
     return (out, losses) if with_losses else out
+
+
+def _check_finite(estimates, losses):
+    """UsageError naming the first example whose estimates (or loss) are NaN or inf, blamed on
+    the model: the selection would otherwise report them as bad "features" of the user's data.
+    Both are on the CPU: no device sync."""
+    bad = ~torch.isfinite(estimates).all(dim=1)
+    if losses is not None:
+        bad |= ~torch.isfinite(losses)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise UsageError(f"the model's outputs on example {first} (of {len(bad)}) are NaN or inf: its logits, or "
+                         f"the input of its final nn.Linear, or gradient estimates beyond {estimates.dtype}'s range; "
+                         "check the model's forward and weights (a training diverged by too high a learning rate "
+                         "gives NaN)")

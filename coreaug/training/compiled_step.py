@@ -158,10 +158,14 @@ def untraceable_code(error):
     """A UsageError for `error` when it is dynamo refusing to trace code that is neither torch's nor
     coreaug's (a given model's forward: a Python branch on a tensor's value, `.item()`, numpy,
     print) into the step's one graph (`fullgraph=True`): what failed, where (that code's line, the
-    innermost of dynamo's `real_stack` outside torch) and what to do, with `error` to chain. None
-    for any other error, and for one raised in coreaug's code, a failure that keeps its traceback."""
+    innermost of dynamo's `real_stack` outside torch) and what to do, with `error` to chain; also
+    for a model the step cannot take at all (`model_compile_cannot_train`). None for any other
+    error, and for one raised in coreaug's code, a failure that keeps its traceback."""
     from torch._dynamo import exc
 
+    known = model_compile_cannot_train(error)
+    if known is not None:
+        return known
     if not isinstance(error, (exc.Unsupported, exc.UserError)):
         return None
     frames = [frame for frame in getattr(error, "real_stack", None) or () if not _inside(frame.filename, TORCH_DIR)]
@@ -173,6 +177,32 @@ def untraceable_code(error):
                       f"{frame.filename}:{frame.lineno} in {frame.name}{line}; the compiled step traces the model's "
                       "forward whole, which a Python branch on a tensor's value, .item(), numpy or print prevents: "
                       "rewrite that code (torch.where for a branch) or drop --compile")
+
+
+# What torch says (in `error` or the errors it was raised from) when the given model itself is one
+# the compiled step cannot take, and what to tell the user: the model's own code is not at fault.
+CANNOT_TRAIN = (
+    ("don't yet support saved tensor hooks", "its forward uses activation checkpointing (torch.utils.checkpoint, "
+     "saved tensor hooks), which the step's torch.func.grad cannot run: drop --compile or the checkpointing"),
+    ("can't be used with nn.DataParallel", "it is an nn.DataParallel, whose parameters the step cannot swap in: "
+     "return the module itself (one process trains on one device; launch several with torchrun)"),
+    ("has no attribute `_orig_mod`", "it is compiled already (torch.compile(module)): return the module itself; "
+     "--compile compiles it with the whole step"),
+)
+
+
+def model_compile_cannot_train(error):
+    """A UsageError when `error` (or one it was raised from) is torch refusing a kind of model
+    the compiled step cannot train (`CANNOT_TRAIN`), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error)
+        for marker, why in CANNOT_TRAIN:
+            if marker in text:
+                return UsageError(f"compile cannot train this model: {why}")
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _inside(filename, folder):
