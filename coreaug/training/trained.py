@@ -17,8 +17,9 @@ import torch
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.registry import names_registered_dataset
-from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason
+from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line
 from coreaug.models import available_models, create_model
+from coreaug.selection.gradients import check_model_logits
 
 from .config import INSTANCE
 from .distributed import pick_device
@@ -538,7 +539,8 @@ def load_run(run, model=None, device="cpu"):
     needs that module's like passed as `model`, whose weights are then replaced by the run's.
     `device` is what `coreaug train --device` takes: "auto" (CUDA when available), "cpu" or
     "cuda[:N]". Raises ValueError for a folder that holds no run, a run that is not finished, a
-    `model` that is not a module or does not fit the weights, or a device that is not one of those
+    `model` that is not a module, does not fit the weights or does not return (B, classes) logits
+    (tried on two images), or a device that is not one of those
     or not on this machine.
     """
     if model is not None and not isinstance(model, torch.nn.Module):
@@ -568,9 +570,27 @@ def load_run(run, model=None, device="cpu"):
     image_size = state["image_size"]
     if state.get("store_size") and names_registered_dataset(state["config"].get("dataset")):
         image_size = state["store_size"]  # its images keep their own size (0.2 recorded the folder default, 64)
-    return TrainedModel(model, state["class_names"], image_size, state["in_channels"],
-                        state["mean"], state["std"], state["config"], device, state.get("store_size"),
-                        fingerprint, channels_last=state.get("channels_last", True), run=os.fspath(run), older=older)
+    trained = TrainedModel(model, state["class_names"], image_size, state["in_channels"],
+                           state["mean"], state["std"], state["config"], device, state.get("store_size"),
+                           fingerprint, channels_last=state.get("channels_last", True), run=os.fspath(run), older=older)
+    check_loaded_model(trained, run)
+    return trained
+
+
+def check_loaded_model(trained, run):
+    """UsageError unless `trained`'s model maps two (zero) images of the run to floating (2, classes) logits, as
+    predict and evaluate need: a module passed to load_run, or a factory edited since the run, may return
+    (logits, features) or fail on the run's images; one small forward, as `coreaug.train` tries a model."""
+    images = torch.zeros((2, trained.in_channels, trained.image_size, trained.image_size), dtype=torch.uint8,
+                         device=trained.device)
+    what = f"the model for {run}"
+    try:
+        with torch.no_grad(), trained.autocast():
+            out = trained.model(trained.normalize(images))
+    except Exception as error:  # noqa: BLE001 - the user's module: its error, named as theirs
+        raise UsageError(f"{what} fails on a batch of the run's images, shape {tuple(images.shape)}: "
+                         f"{one_line(error)}; pass a model built as the run's was") from error
+    check_model_logits(out, 2, what, len(trained.class_names))
 
 
 def _checkpoint_fingerprint(run):

@@ -152,6 +152,10 @@ def given_model_name(config, model):
         raise UsageError("the model passed to train is torch.compile's wrapper; pass the module itself "
                          f"({type(uncompiled(model)).__name__}), and compile=True (--compile) to compile the "
                          "whole training step")
+    if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)):  # saved as "module.*"
+        raise UsageError(f"the model passed to train is torch's {type(model).__name__} wrapper; pass the module "
+                         f"itself ({type(model.module).__name__}): a run trains on one device per process, and under "
+                         "torchrun coreaug wraps each process's model in DistributedDataParallel itself")
     name = f"{INSTANCE}{type(model).__module__}.{type(model).__qualname__}"
     if config.model not in (None, name):
         raise UsageError(f"config.model is {config.model!r} but a model was passed to train too; "
@@ -162,8 +166,8 @@ def given_model_name(config, model):
 
 
 def check_given_model(model, data, gradients="logits", what="the model passed to train"):
-    """Raise UsageError unless `model` (a module passed to train, or built by the user's factory;
-    `what` in the message) maps a batch of two of the run's float32 inputs (zeros, preprocessed
+    """Raise UsageError unless `model` (any the run trains: passed to train, imported, registered or
+    built in; `what` in the message) maps a batch of two of the run's float32 inputs (zeros, preprocessed
     as the run's images) to floating (2, num_classes) logits in eval mode and in training mode (a
     model that returns (logits, aux) when training, as GoogLeNet does, would fail in the first
     step): run once in each without gradients, on the device its parameters are on, before
@@ -186,6 +190,7 @@ def check_given_model(model, data, gradients="logits", what="the model passed to
     for memory_format in (torch.channels_last, torch.contiguous_format):
         inputs, mode = inputs.contiguous(memory_format=memory_format), ""
         try:
+            in_memory_format(model, inputs, memory_format)
             evaluated = eval_output(model, inputs)
             mode = " in training mode"
             trained = training_output(model, inputs)
@@ -200,6 +205,15 @@ def check_given_model(model, data, gradients="logits", what="the model passed to
     if gradients == "last_layer":  # the estimate's own checks, on the same two inputs
         estimate_gradients(model, inputs, torch.zeros(2, dtype=torch.long), kind="last_layer", device=device)
     return memory_format
+
+
+def in_memory_format(model, inputs, memory_format):
+    """Put `model`'s 4-d weights in `memory_format`, as the run will (`_start`): with one input channel a
+    channels_last input has contiguous strides, so only channels_last convolution weights make the features
+    channels_last, where a `.view` of them fails. A lazy module gets its shapes first (from `inputs`)."""
+    if any(is_lazy(tensor) for tensor in (*model.parameters(), *model.buffers())):
+        eval_output(model, inputs)
+    model.to(memory_format=memory_format)
 
 
 def eval_output(model, inputs):
@@ -270,7 +284,7 @@ def check_out_outside_data(config):
 
 def _open_run(config, distributed, model=None, on_start=None):
     """(run folder or None, checkpoint or None, data, model), every check passed before a file is
-    written: `model`, or config.model built (a factory's tried on two inputs, as `model` is).
+    written: `model`, or config.model built (tried on two inputs, as `model` is, built in or the user's).
 
     Only rank 0 holds the folder: it reads it, and every process resumes from what it read
     (so the processes need no shared disk).
@@ -297,8 +311,11 @@ def _open_run(config, distributed, model=None, on_start=None):
         what = "the model passed to train" if model is not None else f"model {config.model!r}"
         if model is None:  # built here, so that a factory's failure leaves nothing written
             model = create_model(config.model, data.in_channels, data.num_classes)
-        if ":" in config.model:  # the user's: a module passed to train ("instance:..."), or package.module:function
-            data.preprocess.memory_format = check_given_model(model, data, config.gradients, what)
+            if not isinstance(model, torch.nn.Module):  # a registered factory's (create_model checks import paths')
+                raise UsageError(f"{what} returned a {type(model).__name__}, not an nn.Module; its registered "
+                                 "function must return the model")
+        # Every model: a module passed to train, package.module:function, a name registered by the user or built in
+        data.preprocess.memory_format = check_given_model(model, data, config.gradients, what)
         check_batch_of_one(model, data, config.batch_size, what,
                            1 if config.sync_bn else distributed.world_size)  # SyncBatchNorm: the global batch's
         report = None
