@@ -62,9 +62,10 @@ def check_dataset(data, name: str) -> None:
     """UsageError, naming dataset ``name`` and the fix, unless ``data`` is an :class:`ImageDataset`
     as its docstring describes: uint8 (N, C, H, W) images of 1 or 3 channels, one shape in both
     splits, a whole-number label in [0, num_classes) per image, num_classes >= 2, one class name
-    and one mean and std per class and channel (a number is taken for every channel). Checked once where a user's dataset comes in
-    (a registered loader's result, an ImageDataset given to evaluate): the trainer divides
-    every image by 255, so float images in [0, 1] would train as near-black, silently."""
+    and one mean and std per class and channel (a number is taken for every channel). Checked once
+    where a user's dataset comes in (a registered loader's result, an ImageDataset given to
+    evaluate): the trainer divides every image by 255, so float images in [0, 1] would train as
+    near-black, silently."""
     from .images import Images
 
     if not isinstance(data, ImageDataset):

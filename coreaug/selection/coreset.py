@@ -36,7 +36,8 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     duplicate or rounded estimates), then weights every pick by the number
     of class members nearest to it, normalised to mean 1. `knn >= class size - 1` gives
     the exact dense objective; the graph takes about 64 bytes per member and neighbour of a class
-    (20,000 members at knn 1000: about 1.2 GiB), and running out of memory is a UsageError. The budget is round(fraction * n) in total (at least 1), split over
+    (20,000 members at knn 1000: about 1.2 GiB), and running out of memory is a UsageError. The
+    budget is round(fraction * n) in total (at least 1), split over
     classes by `balance` ("equal" or "proportional", see `class_budgets`); the leftover examples
     of a budget that does not split evenly go, among classes that tie, to the lower class
     positions, or with `tie_seed` (an integer >= 0) in an order drawn from it.
