@@ -89,7 +89,8 @@ class RandomSource:
             shown = f"shape {tuple(key.shape)} {key.dtype}" if isinstance(key, torch.Tensor) else type(key).__name__
             raise UsageError(f"RandomSource key must be an int64 tensor (or another integer dtype), 0-dim (one key for "
                              f"the call) or (n,) (one per image), got {shown}")
-        key = key.long()  # int32 keys and the like: the hashes compute in int64 (on the key's device: no sync)
+        if key.dtype != torch.int64:  # int32 keys and the like: the hashes compute in int64 (no sync)
+            key = key.long()
         if numbers is not None and (not isinstance(numbers, torch.Tensor) or key.dim() != 1 or numbers.dim() != 2
                                     or numbers.shape[0] != key.shape[0] or numbers.dtype != torch.int64):
             shown = (f"shape {tuple(numbers.shape)} {numbers.dtype}" if isinstance(numbers, torch.Tensor)
