@@ -67,19 +67,37 @@ def test_every_strategy_selects_exactly_the_budget_per_class(sizes, fraction, ba
        balance=st.sampled_from(["equal", "proportional"]), seed=st.integers(0, 2 ** 32))
 @example(sizes=[6, 29, 40, 27], total=78, balance="proportional", seed=0)  # remainders 60 of 102 tie
 def test_a_seed_reorders_only_classes_that_tie(sizes, total, balance, seed):
-    """Classes tie for a leftover example when they have the same size (equal) or the same exact
-    remainder (proportional); a seed changes nothing else, so without ties the budgets stay."""
+    """Classes tie for a leftover example when they can take one (equal: every class its size does
+    not cap) or have the same exact remainder (proportional); a seed changes nothing else, so
+    without ties the budgets stay."""
     sizes = np.array(sizes)
     plain, seeded = class_budgets(sizes, total, balance), class_budgets(sizes, total, balance, seed=seed)
     assert seeded.sum() == plain.sum() and (seeded <= sizes).all()
-    if balance == "equal":  # classes of one size tie
-        key, base = sizes, 0
+    if balance == "equal":  # the uncapped classes tie, whatever their sizes; the capped take all
+        capped = plain == sizes
+        key, base = np.where(capped & (seeded == sizes), -1 - np.arange(sizes.size), 0), 0
     else:  # classes of one exact remainder tie, whatever their quotients
         key, base = np.divmod(min(total, sizes.sum()) * sizes, sizes.sum())[::-1]
     for k in np.unique(key):  # the extra examples of a tied group are the same, handed out in another order
         assert sorted((seeded - base)[key == k]) == sorted((plain - base)[key == k])
     if np.unique(key).size == key.size:
         assert seeded.tolist() == plain.tolist()
+
+
+def test_the_leftover_reaches_small_classes_too_under_other_seeds():
+    """With unequal classes the leftover went to the largest classes at every selection (the most
+    room first): classes of 1 and 2 examples were never selected, nor trained in subset mode."""
+    sizes = [380, 2, 3, 4, 5, 1]
+    assert class_budgets(sizes, 4).tolist() == [1, 1, 1, 1, 0, 0]
+    reached = set()
+    for seed in range(20):
+        budgets = class_budgets(sizes, 4, seed=seed)
+        assert budgets.sum() == 4 and budgets.max() == 1
+        reached |= set(np.flatnonzero(budgets).tolist())
+    assert reached == set(range(6))
+    labels = np.repeat(np.arange(6), sizes)
+    method = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.01, mode="subset", seed=0)
+    assert set(labels[np.concatenate([method.select(epoch).indices for epoch in range(20)])]) == set(range(6))
 
 
 def test_without_a_seed_leftovers_go_to_the_lower_class_positions():

@@ -23,10 +23,11 @@ def class_budgets(class_sizes, total, balance="equal", *, seed=None):
     gives each class a share proportional to its size (largest remainders). In both,
     a class smaller than its share takes all of its examples and the remainder goes
     to the other classes, so the budgets always sum to min(total, sum(class_sizes)).
-    Leftover single examples go to the classes with the most room (`equal`) or the largest
-    remainders (`proportional`). Ties among those go to the lower class positions, or, with a
-    `seed` (an integer >= 0), to classes in an order drawn from it: with a budget below the
-    number of classes, selections of other seeds leave out other classes.
+    Leftover single examples go to the classes that can take one (`equal`: every class not
+    capped by its size, large or small) or with the largest remainders (`proportional`). Ties
+    among those go to the lower class positions, or, with a `seed` (an integer >= 0), to classes
+    in an order drawn from it: with a budget below the number of classes, selections of other
+    seeds leave out other classes, small ones included.
     """
     sizes = np.asarray(class_sizes, dtype=np.int64)
     total = int(min(total, sizes.sum()))
@@ -51,8 +52,9 @@ def class_budgets(class_sizes, total, balance="equal", *, seed=None):
             continue
         budgets[open_] += share
         remaining -= share * int(open_.sum())
-        room = np.where(open_, sizes - budgets, -1)
-        order = np.lexsort((ties, -room))
+        # every open class has room for one more (it held more than its share): all of them tie,
+        # whatever their sizes, so that a seed hands the leftover to small classes too
+        order = np.lexsort((ties, ~open_))
         budgets[order[:remaining]] += 1
         remaining = 0
     return budgets
