@@ -103,6 +103,24 @@ def check_dataset(data, name: str) -> None:
     if data.class_names is not None and len(data.class_names) != data.num_classes:
         raise UsageError(f"dataset {name!r}: {len(data.class_names)} class names for {data.num_classes} classes; "
                          "give one name per class, or class_names=None")
+    _check_class_names(data.class_names, name)
+
+
+def _check_class_names(names, name: str) -> None:
+    """UsageError unless ``names`` (or None) are distinct strings: runs are evaluated and predicted
+    by class name, so a repeated name would score one class's images against the other's."""
+    if names is None:
+        return
+    odd = next((n for n in names if not isinstance(n, str)), None)
+    if odd is not None:
+        raise UsageError(f"dataset {name!r}: class names must be strings, got {odd!r} of type "
+                         f"{type(odd).__name__}; give class_names=[str(c) for c in names]")
+    seen = {}
+    for index, class_name in enumerate(names):
+        if class_name in seen:
+            raise UsageError(f"dataset {name!r}: class name {class_name!r} is given for classes {seen[class_name]} "
+                             f"and {index}; class names must be distinct (evaluate and predict go by name)")
+        seen[class_name] = index
 
 
 def _count(values) -> int:

@@ -468,7 +468,8 @@ def _test_files(folder, classes, listing):
     extra = sorted(set(names) - {name for _, name in present})
     if extra:
         raise UsageError(f"{folder} has classes the training split lacks: {shown(', '.join(extra[:5]))}"
-                         f"{' ...' if len(extra) > 5 else ''}; both splits need the same class folders")
+                         f"{' ...' if len(extra) > 5 else ''}; each of its classes needs a folder in the "
+                         "training split too (it may leave training classes out)")
     return _labelled_files(folder, [name for _, name in present], labels=[label for label, _ in present],
                            listing=listing)
 

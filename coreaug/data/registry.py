@@ -136,4 +136,7 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
                          f"its options: {allowed}")
     data = _LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs)
     check_dataset(data, key)  # a user's loader may give float images or mismatched labels: refused here, once
+    if len(data.train_labels) and bool((data.train_labels == data.train_labels[0]).all()):  # as a folder of one class
+        raise UsageError(f"dataset {key!r}: every training label is {int(data.train_labels[0])}; a classifier "
+                         "needs examples of two classes or more (labels shifted or filtered by the loader?)")
     return data

@@ -349,6 +349,8 @@ class TrainedModel:
 
         if isinstance(dataset, ImageDataset):
             check_dataset(dataset, dataset.name)
+            if not len(dataset.test_images):
+                raise UsageError(f"dataset {dataset.name!r} has no test images; there is nothing to score")
             return self._scored_test_split(dataset, dataset.fingerprint is not None, batch_size)  # a folder's: RGB
         if not isinstance(dataset, tuple) or len(dataset) != 2:
             raise UsageError(f"dataset must be a registered name, a folder path, an ImageDataset or (images, labels), "
@@ -364,6 +366,8 @@ class TrainedModel:
         if len(probabilities) != len(labels):
             raise UsageError(f"evaluate((images, labels)): {len(probabilities)} images but {len(labels)} labels; "
                              "give one label per image, in order")
+        if not len(labels):
+            raise UsageError("evaluate((images, labels)): no images given; there is nothing to score")
         return self._scored(labels.long().cpu(), [probabilities.argmax(1)], "labelled images")
 
     def _evaluate_files(self, files, batch_size, skip_bad_images):

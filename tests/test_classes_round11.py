@@ -1,0 +1,76 @@
+"""Datasets of unusual class structure: class names checked where data comes in, nothing to score
+refused, and the messages about classes missing from a split."""
+import pytest
+import torch
+
+from coreaug.data import ImageDataset, load_dataset, registry
+from coreaug.errors import UsageError
+from coreaug.models import create_model
+from coreaug.training.trained import TrainedModel
+
+
+def _tiny(**changes):
+    """A valid 3-class dataset of 12 + 6 uint8 RGB 8x8 images, with `changes` applied."""
+    images = torch.randint(0, 256, (18, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(18) % 3
+    fields = dict(name="mine", train_images=images[:12], train_labels=labels[:12], test_images=images[12:],
+                  test_labels=labels[12:], num_classes=3, class_names=["a", "b", "c"], mean=(0.5,) * 3,
+                  std=(0.25,) * 3, source="memory")
+    return ImageDataset(**{**fields, **changes})
+
+
+def _run():
+    torch.manual_seed(0)
+    return TrainedModel(create_model("cnn", 3, 3), ["a", "b", "c"], 8, 3, (0.5,) * 3, (0.25,) * 3,
+                        {"dataset": "mine"})
+
+
+def test_class_names_must_be_distinct_strings_where_a_dataset_comes_in(monkeypatch):
+    """Repeated names trained, then evaluate scored class 2's images against class 0 (66.7% for a
+    run of 100%); label ids as names trained, then evaluate died on int.replace."""
+    for names, message in [(["cat", "dog", "cat"], r"class name 'cat' is given for classes 0 and 2; .*distinct"),
+                           ([3, 7, 9], r"class names must be strings, got 3 of type int; .*str\(c\)")]:
+        data = _tiny(class_names=names)
+        monkeypatch.setitem(registry._LOADERS, "mine", lambda data_dir=None, *, download=False, progress=True: data)
+        with pytest.raises(UsageError, match=message) as caught:
+            load_dataset("mine")
+        assert "\n" not in str(caught.value)
+        with pytest.raises(UsageError, match=message):
+            _run().evaluate(_tiny(class_names=names))
+    valid = _tiny()
+    monkeypatch.setitem(registry._LOADERS, "mine", lambda data_dir=None, *, download=False, progress=True: valid)
+    assert load_dataset("mine").class_names == ["a", "b", "c"]
+
+
+def test_evaluating_no_images_is_refused_rather_than_an_accuracy_of_nan():
+    run = _run()
+    for given, message in [((torch.zeros(0, 3, 8, 8, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)),
+                            r"no images given; there is nothing to score"),
+                           (_tiny(test_images=torch.zeros(0, 3, 8, 8, dtype=torch.uint8),
+                                  test_labels=torch.zeros(0, dtype=torch.long)), r"has no test images")]:
+        with pytest.raises(UsageError, match=message):
+            run.evaluate(given)
+    assert run.evaluate(_tiny()).total == 6
+
+
+def test_a_val_class_missing_from_train_is_refused_without_asking_for_every_training_class(tmp_path):
+    """The message said 'both splits need the same class folders', where val/ may leave classes out."""
+    from PIL import Image
+
+    for split, classes in (("train", "xy"), ("val", "xyz")):
+        for name in classes:
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / split / name / "0.png")
+    with pytest.raises(UsageError, match=r"lacks: z; each of its classes needs a folder in the training split too "
+                                         r"\(it may leave training classes out\)") as caught:
+        load_dataset(str(tmp_path), image_size=8, progress=False)
+    assert "same class folders" not in str(caught.value)
+
+
+def test_a_registered_dataset_whose_training_labels_hold_one_class_is_refused(monkeypatch):
+    """It trained silently to chance, where a folder of one class is refused."""
+    data = _tiny(train_labels=torch.zeros(12, dtype=torch.long))
+    monkeypatch.setitem(registry._LOADERS, "mine", lambda data_dir=None, *, download=False, progress=True: data)
+    with pytest.raises(UsageError, match=r"dataset 'mine': every training label is 0; a classifier needs examples "
+                                         r"of two classes or more"):
+        load_dataset("mine")
