@@ -217,10 +217,10 @@ def in_memory_format(model, inputs, memory_format):
 
 
 def eval_output(model, inputs):
-    """`model(inputs)` in eval mode without gradients, the model left in its mode."""
+    """`model(inputs)` in eval mode without gradients, leaving the model as it was (`kept_tensors`)."""
     was_training = model.training
     try:
-        with torch.no_grad():
+        with kept_tensors(model), torch.no_grad():
             return model.eval()(inputs)
     finally:
         model.train(was_training)
@@ -228,18 +228,30 @@ def eval_output(model, inputs):
 
 def training_output(model, inputs):
     """`model(inputs)` in training mode without gradients, leaving the model as it was: its mode,
-    its buffers (BatchNorm's running statistics and batch counts) and torch's random state
-    (dropout draws from it) restored."""
-    saved = [(buffer, buffer.clone()) for buffer in model.buffers() if not is_lazy(buffer)]
+    its parameters and buffers (BatchNorm's running statistics and batch counts, `kept_tensors`)
+    and torch's random state (dropout draws from it) restored."""
     was_training = model.training
     try:
-        with keeps_global_rng(inputs.device), torch.no_grad():
+        with kept_tensors(model), keeps_global_rng(inputs.device), torch.no_grad():
             return model.train()(inputs)
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def kept_tensors(model):
+    """Give `model`'s parameters and buffers (those not lazy) their values back on leaving: a probe
+    must not be a model's first batch where its forward initialises itself from the data
+    (ActNorm-style data-dependent initialisation: from two zero images, in eval mode)."""
+    saved = [(tensor, tensor.detach().clone()) for tensor in (*model.parameters(), *model.buffers())
+             if not is_lazy(tensor)]
+    try:
+        yield
+    finally:
         with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
+            for tensor, value in saved:
+                if tensor.shape == value.shape:
+                    tensor.copy_(value)
 
 
 def keeps_global_rng(device):

@@ -1,0 +1,44 @@
+"""Regressions found by reviewing the last round's changes."""
+import torch
+from torch import nn
+
+import coreaug
+from coreaug.models import registry
+
+DIGITS = dict(dataset="digits", train_limit=32, test_limit=16, batch_size=16, epochs=1, quiet=True)
+
+
+class DataInit(nn.Module):
+    """ActNorm-style: the first batch it sees sets a per-feature scale, once (a flag buffer)."""
+
+    def __init__(self, in_channels=1, num_classes=10):
+        super().__init__()
+        self.fc = nn.Linear(in_channels * 64, num_classes)
+        self.scale = nn.Parameter(torch.ones(in_channels * 64))
+        self.register_buffer("rows_seen_first", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        x = x.flatten(1)
+        if not self.rows_seen_first:
+            with torch.no_grad():
+                self.scale.copy_(1 / (x.std(0) + 1))
+                self.rows_seen_first.fill_(len(x))
+        return self.fc(x * self.scale)
+
+
+def test_the_trainers_model_probe_is_not_a_data_dependent_models_first_batch(tmp_path, monkeypatch):
+    """Registered models were probed from 0.3 on (two zero images, eval mode first): a model that
+    initialises itself from its first batch was initialised from the probe, not from training data."""
+    monkeypatch.setitem(registry._MODELS, "r11-datainit", DataInit)  # as register_model("r11-datainit") does
+    seen = []
+    original = DataInit.forward
+
+    def watched(self, x):
+        seen.append((len(x), int(self.rows_seen_first)))
+        return original(self, x)
+
+    monkeypatch.setattr(DataInit, "forward", watched)
+    result = coreaug.train(coreaug.TrainConfig(**DIGITS, model="r11-datainit", out=str(tmp_path / "run")))
+    probes = [size for size, flag in seen if size == 2]
+    assert probes and all(flag == 0 for size, flag in seen if size == 2)  # the probes ran, each on a fresh model
+    assert int(result.model.rows_seen_first) == 16  # initialised by the first training batch
