@@ -42,3 +42,21 @@ def test_the_trainers_model_probe_is_not_a_data_dependent_models_first_batch(tmp
     probes = [size for size, flag in seen if size == 2]
     assert probes and all(flag == 0 for size, flag in seen if size == 2)  # the probes ran, each on a fresh model
     assert int(result.model.rows_seen_first) == 16  # initialised by the first training batch
+
+
+def test_the_finite_check_of_estimates_names_the_first_bad_example_past_its_first_chunk():
+    """It ran isfinite over the whole (N, D) estimates at once (2.5x their size in temporaries);
+    checked in chunks, it must still name the first bad row, loss or estimate."""
+    import pytest
+
+    from coreaug.errors import UsageError
+    from coreaug.selection.gradients import _check_finite
+
+    estimates, losses = torch.zeros(40000, 3, dtype=torch.float16), torch.zeros(40000)
+    _check_finite(estimates, losses)
+    estimates[35001, 2], losses[39000] = float("inf"), float("nan")
+    with pytest.raises(UsageError, match=r"on example 35001 \(of 40000\)"):
+        _check_finite(estimates, losses)
+    losses[20000] = float("nan")
+    with pytest.raises(UsageError, match=r"on example 20000 \(of 40000\)"):
+        _check_finite(estimates, losses)

@@ -366,13 +366,19 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
 def _check_finite(estimates, losses):
     """UsageError naming the first example whose estimates (or loss) are NaN or inf, blamed on
     the model: the selection would otherwise report them as bad "features" of the user's data.
-    Both are on the CPU: no device sync."""
-    bad = ~torch.isfinite(estimates).all(dim=1)
-    if losses is not None:
-        bad |= ~torch.isfinite(losses)
-    if bad.any():
-        first = int(bad.nonzero()[0])
-        raise UsageError(f"the model's outputs on example {first} (of {len(bad)}) are NaN or inf: its logits, or "
+    Both are on the CPU: no device sync. Checked 16,384 rows at a time: isfinite of the whole
+    (N, D) estimates at once made temporaries of 2.5 times their size (1.5 GB more at 600,000
+    float16 rows of 512)."""
+    first = None
+    for start in range(0, len(estimates), 16384):
+        bad = ~torch.isfinite(estimates[start:start + 16384]).all(dim=1)
+        if losses is not None:
+            bad |= ~torch.isfinite(losses[start:start + 16384])
+        if bad.any():
+            first = start + int(bad.nonzero()[0])
+            break
+    if first is not None:
+        raise UsageError(f"the model's outputs on example {first} (of {len(estimates)}) are NaN or inf: its logits, or "
                          f"the input of its final nn.Linear, or gradient estimates beyond {estimates.dtype}'s range; "
                          "check the model's forward and weights (a training diverged by too high a learning rate "
                          "gives NaN)")
