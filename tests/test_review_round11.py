@@ -60,3 +60,24 @@ def test_the_finite_check_of_estimates_names_the_first_bad_example_past_its_firs
     losses[20000] = float("nan")
     with pytest.raises(UsageError, match=r"on example 20000 \(of 40000\)"):
         _check_finite(estimates, losses)
+
+
+def test_workers_accept_a_main_run_by_module_name_from_a_zip_or_a_zipapp(monkeypatch):
+    """A main with no plain file but a __spec__ (python -m pkg.mod from a zip on sys.path, a
+    zipapp) was refused as 'read from stdin', though spawn imports it by name; stdin still is."""
+    import importlib.machinery
+    import sys
+    import types
+
+    import pytest
+
+    from coreaug.bench.workers import check_spawnable
+
+    zipped = types.ModuleType("__main__")
+    zipped.__file__ = "/tmp/app.zip/pkg/mod.py"
+    zipped.__spec__ = importlib.machinery.ModuleSpec("pkg.mod", None, origin=zipped.__file__)
+    monkeypatch.setitem(sys.modules, "__main__", zipped)
+    check_spawnable([])
+    zipped.__spec__ = None  # read from stdin
+    with pytest.raises(coreaug.UsageError, match=r"read from stdin\?"):
+        check_spawnable([])

@@ -112,7 +112,8 @@ def check_spawnable(configs):
     `__main__` of no file (a notebook, `python -c`), which the workers do not import."""
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if path is not None and not os.path.isfile(path):
+    # python -m (from a zip too) and zipapps have a __spec__: spawn imports them by name, not by file
+    if path is not None and not os.path.isfile(path) and getattr(main, "__spec__", None) is None:
         raise UsageError(f"run_grid with jobs >= 2 trains in worker processes that import the calling script again, "
                          f"and this one has no file ({path}, read from stdin?): save it as a .py file and run that, "
                          "or use jobs=1")

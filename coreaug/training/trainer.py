@@ -326,6 +326,7 @@ def _open_run(config, distributed, model=None, on_start=None):
             if not isinstance(model, torch.nn.Module):  # a registered factory's (create_model checks import paths')
                 raise UsageError(f"{what} returned a {type(model).__name__}, not an nn.Module; its registered "
                                  "function must return the model")
+            model = model.to(distributed.device)  # tried where it trains: a model of CUDA-only kernels fails on a CPU
         # Every model: a module passed to train, package.module:function, a name registered by the user or built in
         data.preprocess.memory_format = check_given_model(model, data, config.gradients, what)
         check_batch_of_one(model, data, config.batch_size, what,
