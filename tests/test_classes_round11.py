@@ -74,3 +74,21 @@ def test_a_registered_dataset_whose_training_labels_hold_one_class_is_refused(mo
     with pytest.raises(UsageError, match=r"dataset 'mine': every training label is 0; a classifier needs examples "
                                          r"of two classes or more"):
         load_dataset("mine")
+
+
+def test_evaluating_a_run_of_a_registered_dataset_not_registered_here_names_it_not_a_folder(tmp_path, monkeypatch):
+    """Its name was taken for a coreaug 0.2 relative folder: 'recorded as the relative path ...
+    (coreaug 0.2 ...)', or a folder of that name near the run decoded and scored as its data."""
+    import coreaug
+
+    data = _tiny(name="r11pets")
+    monkeypatch.setitem(registry._LOADERS, "r11pets", lambda data_dir=None, *, download=False, progress=True: data)
+    coreaug.train(coreaug.TrainConfig(dataset="r11pets", model="cnn", epochs=1, batch_size=6, quiet=True,
+                                      out=str(tmp_path / "r11pets")))
+    assert coreaug.load_run(tmp_path / "r11pets").evaluate().total == 6
+    monkeypatch.delitem(registry._LOADERS, "r11pets")
+    monkeypatch.chdir(tmp_path)  # a folder of the dataset's name here: the run folder itself
+    with pytest.raises(UsageError, match=r"the run's dataset 'r11pets' is not a built-in dataset nor one registered "
+                                         r"in this process: register it") as caught:
+        coreaug.load_run(tmp_path / "r11pets").evaluate()
+    assert "0.2" not in str(caught.value)

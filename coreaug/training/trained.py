@@ -230,6 +230,11 @@ class TrainedModel:
         if not dataset or dataset in (own, self.config["dataset"]) or is_folder_dataset(dataset) and \
                 is_folder_dataset(own) and os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
             dataset, data_dir = own, data_dir or self.config.get("data_dir")  # where the run found it
+            if relative_folder(own) and not self.older:  # this version records folders whole: a name
+                raise UsageError(f"the run's dataset {own!r} is not a built-in dataset nor one registered in this "
+                                 "process: register it (import the module that calls register_dataset) and evaluate "
+                                 "in Python, coreaug.load_run(RUN).evaluate(), or give a folder of labelled images "
+                                 "as --dataset")
             if relative_folder(own):  # not found from here nor from the run folder's parents
                 raise UsageError(f"the run's dataset folder was recorded as the relative path {own} (coreaug 0.2 "
                                  "kept paths as typed), which names no folder from here or from the run folder's "
@@ -300,7 +305,7 @@ class TrainedModel:
         parents, or holding the files the run trained on), else the folder it names from the run
         folder's parents or here (`recorded_folder`), else the path as recorded."""
         own = self.config["dataset"]
-        if not relative_folder(own):
+        if not self.older or not relative_folder(own):  # a relative name of this version's: a registered dataset
             return own
         run = self.run or os.path.join(".", "run")  # a model without its folder: its dataset from here only
         if given and is_folder_dataset(given) and os.path.isdir(os.path.expanduser(str(given))):
@@ -373,7 +378,7 @@ class TrainedModel:
     def _evaluate_files(self, files, batch_size, skip_bad_images):
         """An `Evaluation` of [(path, class name, where)] image files, read as `read` reads them,
         `batch_size` at a time; a missing file (a val_annotations.txt line naming none) is unreadable."""
-        indices = {(name, where): self._run_class(name, where) for _, name, where in files}
+        indices = {key: self._run_class(*key) for key in {(name, where) for _, name, where in files}}  # per class
         labels, predicted, skipped = [], [], []
         for start in range(0, len(files), batch_size):
             images = []
