@@ -92,3 +92,15 @@ def test_evaluating_a_run_of_a_registered_dataset_not_registered_here_names_it_n
                                          r"in this process: register it") as caught:
         coreaug.load_run(tmp_path / "r11pets").evaluate()
     assert "0.2" not in str(caught.value)
+
+
+def test_the_own_loop_sampler_refuses_a_plan_smaller_than_its_processes():
+    """Every rank's share was empty, silently: an epoch that trained nothing (the trainer refuses it)."""
+    import coreaug
+
+    method = coreaug.CoresetAugmentation(torch.tensor([0] * 50 + [1] * 50), strategy="random", fraction=0.01,
+                                         mode="subset")
+    method.start_epoch(0)
+    assert len(method.plan) == 2 and len(list(method.sampler(num_replicas=2, rank=1))) == 1
+    with pytest.raises(UsageError, match=r"the epoch's plan has 2 items for 4 processes, fewer than one each"):
+        list(method.sampler(num_replicas=4, rank=0))

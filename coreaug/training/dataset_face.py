@@ -128,7 +128,9 @@ class PlanSampler(torch.utils.data.Sampler):
     """The items of the method's current plan, in its order, as `PlanDataset` indices (i for an
     original, N + i for a copy). With `num_replicas` processes each takes the disjoint share
     `EpochPlan.shard(rank, num_replicas)`, like `DistributedSampler`; left None, they are the
-    initialised process group's when the sampler is iterated (1 and 0 without one)."""
+    initialised process group's when the sampler is iterated (1 and 0 without one). The plan is
+    cut to a multiple of `num_replicas` (up to num_replicas - 1 items dropped an epoch, as the
+    trainer drops them); a plan of fewer items than processes is a UsageError."""
 
     def __init__(self, method, num_replicas=None, rank=None):
         num_replicas = check_int(num_replicas, "num_replicas", optional=True)
@@ -158,6 +160,9 @@ class PlanSampler(torch.utils.data.Sampler):
         rank, world = self.rank, self.num_replicas
         if not rank < world:
             raise UsageError(f"rank must be in [0, num_replicas), got rank {rank} of {world}")
+        if len(self.method.plan) < world:  # the trainer refuses it before a run: each rank's share would be empty
+            raise UsageError(f"the epoch's plan has {len(self.method.plan)} items for {world} processes, fewer than "
+                             "one each: every rank would train nothing; raise the fraction or use fewer processes")
         share = self.method.plan.shard(rank, world)
         items = share.indices + len(self.method) * share.augmented.long()
         return _items(items, plan_item_type(self.method.version))
