@@ -71,7 +71,7 @@ train: install data-fashion-mnist
 	$(BIN)/coreaug train $(TRAIN_ARGS)
 
 test: install docs data-fashion-mnist
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # What make built: the venv, the editable install's egg-info and build/ (the manual, setuptools' files). Never
 # runs/, where make train and coreaug train without --out write every trained model.
