@@ -81,3 +81,45 @@ def test_workers_accept_a_main_run_by_module_name_from_a_zip_or_a_zipapp(monkeyp
     zipped.__spec__ = None  # read from stdin
     with pytest.raises(coreaug.UsageError, match=r"read from stdin\?"):
         check_spawnable([])
+
+
+class Jitter(nn.Module):
+    """Draws from torch's generator in eval mode too (Monte Carlo dropout style)."""
+
+    def __init__(self, in_channels=1, num_classes=10):
+        super().__init__()
+        self.fc = nn.Linear(in_channels * 64, num_classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1) + 0.01 * torch.randn_like(x.flatten(1)))
+
+
+def test_the_model_probes_and_the_dataset_check_leave_the_random_state_as_it_was(monkeypatch):
+    """The eval-mode probe drew from torch's generator (a seeded run trained otherwise than before
+    the probes); wrapping a dataset read 15 more items, whose random transforms drew too."""
+    import random
+
+    import numpy as np
+
+    from coreaug.training.trainer import eval_output, training_output
+
+    model, inputs = Jitter(), torch.zeros(2, 1, 8, 8)
+    before = torch.get_rng_state()
+    eval_output(model, inputs)
+    training_output(model, inputs)
+    assert torch.equal(torch.get_rng_state(), before)
+
+    class Noisy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, index):
+            return torch.rand(1) + random.random() + np.random.rand(), index % 2
+
+    method = coreaug.CoresetAugmentation(torch.arange(40) % 2, strategy="random", fraction=0.5)
+    torch.manual_seed(3), random.seed(3), np.random.seed(3)
+    Noisy()[0]  # the one item read before the check: its draws are the user's
+    expected = torch.rand(1), random.random(), np.random.rand()
+    torch.manual_seed(3), random.seed(3), np.random.seed(3)
+    method.dataset(Noisy())
+    assert (torch.rand(1), random.random(), np.random.rand()) == expected

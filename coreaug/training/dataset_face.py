@@ -1,5 +1,6 @@
 """The dataset face of `CoresetAugmentation`: a wrapped map-style dataset and a sampler that
 follows the epoch's plan, for training loops built on `torch.utils.data.DataLoader`."""
+import contextlib
 import functools
 import numbers
 import warnings
@@ -84,8 +85,12 @@ class PlanDataset(torch.utils.data.Dataset):
         order); other labels (one-hot, smoothed) are not checked. Once, not per item: a check as each
         item loads made a small-item epoch ~1.5x slower."""
         n = len(labels)
-        for index in sorted({round(k * (n - 1) / (cls.CHECKED_ITEMS - 1)) for k in range(cls.CHECKED_ITEMS)}):
-            label = (first if index == 0 else base[index])[1]
+        with _kept_random_states():  # a dataset's random transforms draw no number of the user's seeded loop
+            read = {index: base[index] for index in
+                    sorted({round(k * (n - 1) / (cls.CHECKED_ITEMS - 1)) for k in range(1, cls.CHECKED_ITEMS)})}
+        read[0] = first
+        for index in sorted(read):
+            label = read[index][1]
             if isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point():
                 label = label.item()
             if isinstance(label, numbers.Integral) and not isinstance(label, bool) and label != labels[index]:
@@ -98,6 +103,23 @@ class PlanDataset(torch.utils.data.Dataset):
             warnings.warn("the dataset of method.dataset() is being read by an index that is not method.sampler()'s; "
                           "a DataLoader must iterate it with sampler=method.sampler() (a sampler over the originals "
                           "alone trains no strong copy)", stacklevel=2)
+
+
+@contextlib.contextmanager
+def _kept_random_states():
+    """Give torch's CPU generator, Python's `random` and numpy's global generator back the states
+    they had on entering."""
+    import random
+
+    import numpy as np
+
+    states = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        random.setstate(states[1])
+        np.random.set_state(states[2])
 
 
 class PlanItem(int):

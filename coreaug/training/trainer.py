@@ -217,10 +217,11 @@ def in_memory_format(model, inputs, memory_format):
 
 
 def eval_output(model, inputs):
-    """`model(inputs)` in eval mode without gradients, leaving the model as it was (`kept_tensors`)."""
+    """`model(inputs)` in eval mode without gradients, leaving the model as it was (`kept_tensors`),
+    and torch's random state (a model may draw in eval mode: Monte Carlo dropout)."""
     was_training = model.training
     try:
-        with kept_tensors(model), torch.no_grad():
+        with kept_tensors(model), keeps_global_rng(inputs.device), torch.no_grad():
             return model.eval()(inputs)
     finally:
         model.train(was_training)
