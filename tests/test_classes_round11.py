@@ -104,3 +104,31 @@ def test_the_own_loop_sampler_refuses_a_plan_smaller_than_its_processes():
     assert len(method.plan) == 2 and len(list(method.sampler(num_replicas=2, rank=1))) == 1
     with pytest.raises(UsageError, match=r"the epoch's plan has 2 items for 4 processes, fewer than one each"):
         list(method.sampler(num_replicas=4, rank=0))
+
+
+def test_evaluating_a_run_on_its_changed_split_folder_reads_the_test_split_alone(tmp_path, monkeypatch, capsys):
+    """Anything changed under train/ made evaluate decode both splits into a new cache to score
+    val/, and a class folder added to train/ alone then failed it ('not one of the run's classes')."""
+    import coreaug
+    from PIL import Image
+
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "pets"
+    for split, count in (("train", 6), ("val", 3)):
+        for label, name in enumerate("xy"):
+            for k in range(count):
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (8, 8), (40 + 150 * label, 9 * k, 90)).save(root / split / name / f"{k}.png")
+    coreaug.train(coreaug.TrainConfig(dataset=str(root), model="cnn", epochs=1, batch_size=6, image_size=8,
+                                      quiet=True, out=str(tmp_path / "run")))
+    run = coreaug.load_run(tmp_path / "run")
+    first = run.evaluate()
+    caches = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_dir())
+    (root / "train" / "z").mkdir()
+    for k in range(6):
+        Image.new("RGB", (8, 8), (9, 9, 9 * k)).save(root / "train" / "z" / f"{k}.png")
+    capsys.readouterr()
+    again = run.evaluate()
+    assert (again.correct, again.total, again.per_class) == (first.correct, 6, first.per_class)
+    assert "test split is read as image files" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_dir()) == caches  # nothing decoded

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import numbers
 import os
+import sys
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
@@ -252,6 +253,10 @@ class TrainedModel:
         folder = is_folder_dataset(dataset)
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
+        if folder and self._split_folder_changed(dataset):  # its val/ read alone, as another folder's
+            print(f"the images of {dataset} changed since the run trained: its test split is read as image files, "
+                  "not decoded into a new cache with the training split", file=sys.stderr, flush=True)
+            return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
         if folder:  # decoded where and as the run decoded it
             files = self._check_split_unchanged(dataset)
             workers = self.config.get("workers")
@@ -272,6 +277,20 @@ class TrainedModel:
         predicted = [self.probabilities(batch, batch_size).argmax(1)
                      for batch in self._test_batches(data, folder, batch_size)]
         return self._scored(run_index[data.test_labels.long()], predicted)
+
+    def _split_folder_changed(self, root):
+        """Whether the run's own folder has train/ and a val/ or test/ split, and other files than the
+        run trained on: a cache of both splits would be decoded again (ImageNet's 1.28 M training
+        images) to score the test split, and a class folder added to train/ alone would fail it."""
+        from coreaug.data.image_folder import folder_fingerprint, test_split_folder
+
+        given, root = root, os.path.realpath(os.path.expanduser(str(root)))
+        if self.data_fingerprint is None or not os.path.isdir(os.path.join(root, "train")) \
+                or not test_split_folder(root):
+            return False
+        val_fraction = self.config.get("val_fraction", 0.1)
+        return folder_fingerprint(root, val_fraction) != self.data_fingerprint and \
+            not same_files(self.data_fingerprint, root, val_fraction, [given])
 
     def _check_split_unchanged(self, root):
         """UsageError when the run's own folder, whose test split is drawn from its files (no val/
@@ -328,7 +347,6 @@ class TrainedModel:
         (None: COREAUG_CACHE_DIR's or the default) holds its files now (fingerprint `files`; None: not listed, and
         then only when it has no cache of the run's size at all): for a large folder a long wait, and a second
         copy on disk where the run's own cache is elsewhere."""
-        import sys
 
         from coreaug.data.cache_key import FORMAT_VERSION
         from coreaug.data.image_cache import _root, caches_in
