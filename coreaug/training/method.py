@@ -327,7 +327,8 @@ class CoresetAugmentation:
             g, losses = estimate_gradients(bare_model(model), data, self.labels,
                                            kind=self.gradients if wants_estimates else "logits",
                                            batch_size=batch_size, device=device, transform=preprocess,
-                                           num_workers=num_workers, dim=self.gradient_dim, with_losses=True)
+                                           num_workers=num_workers, dim=self.gradient_dim, seed=self.seed,
+                                           with_losses=True)
         except RuntimeError as exc:  # torch's collate of a batch of images of different sizes
             sizes = re.search(r"stack expects each tensor to be equal size, but got \[([\d, ]*)\] at entry (\d+) "
                               r"and \[([\d, ]*)\] at entry (\d+)", str(exc))

@@ -38,7 +38,7 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
         pass  # random, or a rule's warm-up: nothing to score
     elif train_logits is not None:  # every process holds the same merged logits: no pass, no gather
         scores = scores_from_logits(train_logits, data.train_labels.to(train_logits.device), method.needs,
-                                    config.gradient_dim)
+                                    config.gradient_dim, seed=config.seed)
     else:
         kind = config.gradients if "estimates" in method.needs else "logits"
         # the estimates' width: logit gradients keep their classes up to gradient_dim; last-layer ones
@@ -48,6 +48,7 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
             estimates, losses = estimate_gradients(
                 model, data.train_images[rows], data.train_labels[rows], kind=kind,
                 batch_size=estimate_batch_size, transform=data.preprocess, dim=config.gradient_dim,
+                seed=config.seed,
                 # from the whole set's size, not this process's slice: every rank's rows share a dtype
                 dtype=estimate_dtype(len(data.train_labels), width), with_losses=True)
         # losses always (they are free, and the diagnostics read them); estimates when the rule needs them
@@ -71,15 +72,15 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
     return timings
 
 
-def scores_from_logits(logits, labels, needs, dim, chunk=65536):
+def scores_from_logits(logits, labels, needs, dim, chunk=65536, seed=0):
     """Selection scores from stored logits (n, c), a chunk of rows at a time so that no float32
     (n, c) copy is made: "losses" (n,) always, and "estimates", the logit gradients projected
-    to at most `dim` numbers (`GradientSketch`), when `needs` names them; on the CPU."""
+    to at most `dim` numbers (`GradientSketch` of the run's `seed`), when `needs` names them; on the CPU."""
     chunks = range(0, len(logits), chunk)
     scores = {"losses": torch.cat([F.cross_entropy(logits[s:s + chunk].float(), labels[s:s + chunk], reduction="none")
                                    for s in chunks]).cpu()}
     if "estimates" in needs:
-        sketch = GradientSketch(logits.shape[1], dim=dim)
+        sketch = GradientSketch(logits.shape[1], dim=dim, seed=seed)
         width = logits.shape[1] if sketch.class_side is None else sketch.class_side.shape[1]
         dtype = estimate_dtype(len(logits), width)
         scores["estimates"] = torch.cat([sketch(logit_gradients(logits[s:s + chunk], labels[s:s + chunk]))
