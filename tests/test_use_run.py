@@ -16,9 +16,28 @@ from coreaug.data.image_folder import load_image_folder
 from test_data_image_folder import COLOURS, write_image, write_split
 
 
-def cli(*args, cwd=None):
+def cli_process(*args, cwd=None):
+    """The command as users run it, `python -m coreaug` in a process of its own."""
     return subprocess.run([sys.executable, "-m", "coreaug", *map(str, args)], capture_output=True, text=True,
                           timeout=300, cwd=cwd)
+
+
+def cli(*args):
+    """The command in this process (a `python -m coreaug` start costs about 2 s): its exit code and
+    its stdout and stderr apart, as `cli_process` gives them (a few tests run that, the entry point whole)."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return SimpleNamespace(returncode=result.exit_code, exit_code=result.exit_code, stdout=result.stdout,
+                           stderr=result.stderr)
+
+
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +188,7 @@ def test_a_run_that_is_not_finished_is_one_line_exit_2(finished, tmp_path):
 def test_a_folder_that_holds_no_run_is_one_line_exit_2(tmp_path):
     for command in (["predict", tmp_path, tmp_path], ["evaluate", tmp_path]):
         proc = cli(*command)
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+        assert proc.exit_code == 2 and proc.stderr.count("\n") == 1
         assert "holds no coreaug run" in proc.stderr
 
 
@@ -227,7 +246,7 @@ def test_a_registered_datasets_run_records_the_size_it_trained_at_and_refuses_a_
 def test_evaluate_and_predict_take_the_devices_train_takes(finished):
     root, _ = finished
     for command in (["evaluate", root / "run"], ["predict", root / "run", root / "data" / "test" / "cat" / "0.jpg"]):
-        proc = cli(*command, "--device", "auto")
+        proc = cli_process(*command, "--device", "auto")  # python -m coreaug evaluate and predict, whole
         assert proc.returncode == 0, proc.stderr
     assert coreaug.load_run(root / "run", device="auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -237,7 +256,7 @@ def test_a_device_train_refuses_is_one_line_exit_2_in_evaluate_and_predict(finis
     root, _ = finished
     for command in (["evaluate", root / "run"], ["predict", root / "run", root / "data" / "test" / "cat" / "0.jpg"]):
         proc = cli(*command, "--device", device)
-        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert proc.exit_code == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
         assert f"device {device!r}" in proc.stderr or f"got {device!r}" in proc.stderr
     with pytest.raises(coreaug.UsageError, match="device"):
         coreaug.load_run(root / "run", device=device)
