@@ -12,6 +12,26 @@ def coreaug(*args, env_home=None):
     return subprocess.run([sys.executable, "-m", "coreaug", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
+def coreaug_here(*args):
+    """The console script's `main` (usage mistakes in one line, as `python -m coreaug` prints them) in
+    this process, for a command that stops before training: (exit code, stdout, stderr). A process
+    start costs about 2 s."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import main
+
+    with CliRunner().isolation() as (stdout, stderr, _):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
+    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+
 def test_python_m_coreaug_train_writes_a_run(tmp_path):
     proc = coreaug("train", "--subset", "0.3", *TINY, "--out", tmp_path / "run", "--quiet")
     assert proc.returncode == 0, proc.stderr
@@ -83,7 +103,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
 ])
 def test_user_mistakes_are_one_line_exit_2_nothing_written(tmp_path, args, message):
     args = [a.format(tmp=tmp_path) for a in args]
-    proc = coreaug("train", *TINY, *args, "--out", tmp_path / "run")
+    proc = coreaug_here("train", *TINY, *args, "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert message.format(tmp=tmp_path) in proc.stderr and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
