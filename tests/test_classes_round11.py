@@ -3,20 +3,11 @@ refused, and the messages about classes missing from a split."""
 import pytest
 import torch
 
-from coreaug.data import ImageDataset, load_dataset, registry
+from coreaug.data import load_dataset, registry
 from coreaug.errors import UsageError
 from coreaug.models import create_model
 from coreaug.training.trained import TrainedModel
-
-
-def _tiny(**changes):
-    """A valid 3-class dataset of 12 + 6 uint8 RGB 8x8 images, with `changes` applied."""
-    images = torch.randint(0, 256, (18, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    labels = torch.arange(18) % 3
-    fields = dict(name="mine", train_images=images[:12], train_labels=labels[:12], test_images=images[12:],
-                  test_labels=labels[12:], num_classes=3, class_names=["a", "b", "c"], mean=(0.5,) * 3,
-                  std=(0.25,) * 3, source="memory")
-    return ImageDataset(**{**fields, **changes})
+from test_registered_round9 import _tiny  # a valid 3-class dataset of 12 + 6 8x8 images, with changes
 
 
 def _run():
