@@ -4,6 +4,7 @@ from torch import nn
 
 import coreaug
 from coreaug.models import registry
+from test_compile_support import needs_compile
 
 DIGITS = dict(dataset="digits", train_limit=32, test_limit=16, batch_size=16, epochs=1, quiet=True)
 
@@ -148,3 +149,28 @@ def test_the_gradient_sketch_is_drawn_from_the_runs_seed(monkeypatch):
     method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.5, gradient_dim=4, seed=5)
     method.scores(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), torch.zeros(40, 1, 8, 8))
     assert seen == [5]
+
+
+@needs_compile
+def test_a_cpp_compiler_that_cannot_build_the_step_is_one_line_at_the_first_step(monkeypatch):
+    """A compiler answering --version but lacking the C++ headers ended a compiled run with inductor's
+    107-line traceback after tracing."""
+    import pytest
+    from torch._inductor.exc import CppCompileError
+
+    from coreaug.training import compiled_step
+
+    failure = CppCompileError(["g++", "-c", "step.cpp"], "In file included from common.h:4:\n"
+                              "common.h:4:10: fatal error: array: No such file or directory\ncompilation terminated.")
+
+    def fails(self, *args, **kwargs):
+        try:
+            raise failure
+        except CppCompileError as inner:
+            raise RuntimeError("backend 'inductor' raised: CppCompileError: C++ compile error") from inner
+
+    monkeypatch.setattr(compiled_step.CompiledStep, "__call__", fails)
+    with pytest.raises(coreaug.UsageError, match=r"the C\+\+ compiler cannot build the compiled step's code \(common\.h"
+                                                 r":4:10: fatal error: array: No such file or directory\); install g\+\+"):
+        coreaug.train(coreaug.TrainConfig(**DIGITS, compile=True))
+    assert compiled_step.cpp_build_failed(RuntimeError("other")) is None

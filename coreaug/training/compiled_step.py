@@ -205,6 +205,24 @@ def model_compile_cannot_train(error):
     return None
 
 
+def cpp_build_failed(error):
+    """A UsageError when `error` (or one it was raised from) is inductor's C++ compiler failing to
+    build the compiled step's code on the CPU, else None: a compiler that answers `--version`
+    (`check_cpp_compiler`) but lacks the C++ standard library's headers, say, ended the run with
+    a 100-line traceback at its first step. The message holds the compiler's first error line."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if type(error).__name__ == "CppCompileError":
+            output = getattr(error, "output", "") or str(error)
+            line = next((part.strip() for part in output.splitlines() if "error" in part.lower()), first_line(error))
+            return UsageError(f"the C++ compiler cannot build the compiled step's code ({line[:240]}); install g++ "
+                              "with its C++ standard library (e.g. apt-get install g++) or set CXX to a working "
+                              "compiler, or drop --compile")
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _inside(filename, folder):
     return os.path.abspath(filename).startswith(folder + os.sep)
 

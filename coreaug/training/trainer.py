@@ -27,8 +27,8 @@ from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_li
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import check_model_logits, estimate_dtype, estimate_gradients, final_linear, uncompiled
 
-from .compiled_step import (CompiledStep, CudaGraphSkips, check_compilable, prime_optimizer_state, untraceable_code,
-                            uses_cuda_graphs, warn_layout_growth)
+from .compiled_step import (CompiledStep, CudaGraphSkips, check_compilable, cpp_build_failed, prime_optimizer_state,
+                            untraceable_code, uses_cuda_graphs, warn_layout_growth)
 from .config import INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
@@ -852,7 +852,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
                 raise RuntimeError(
                     f"the compiled step failed inside torch's CUDA graph trees ({one_line(error)}); "
                     "--compile-mode default (compile_mode='default') compiles the step without CUDA graphs") from error
-            untraceable = untraceable_code(error)  # the model's code, traced at the first step
+            untraceable = untraceable_code(error) or cpp_build_failed(error)  # at the first step
             if untraceable is not None:
                 raise untraceable from error
             raise
