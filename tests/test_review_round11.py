@@ -174,3 +174,15 @@ def test_a_cpp_compiler_that_cannot_build_the_step_is_one_line_at_the_first_step
                                                  r":4:10: fatal error: array: No such file or directory\); install g\+\+"):
         coreaug.train(coreaug.TrainConfig(**DIGITS, compile=True))
     assert compiled_step.cpp_build_failed(RuntimeError("other")) is None
+
+
+def test_scoring_a_dataset_in_the_own_loop_leaves_torchs_generator_as_it_was():
+    """start_epoch drew one number from torch's generator when the data was a Dataset (its
+    DataLoader's base seed), not when a tensor: a user's later draws depended on the data's type."""
+    images = torch.rand(40, 1, 8, 8)
+    data = torch.utils.data.TensorDataset(images, torch.arange(40) % 10)
+    method = coreaug.CoresetAugmentation(torch.arange(40) % 10, strategy="coreset", fraction=0.5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    before = torch.get_rng_state()
+    method.start_epoch(0, model, data)
+    assert torch.equal(torch.get_rng_state(), before)

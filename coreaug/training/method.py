@@ -323,12 +323,13 @@ class CoresetAugmentation:
             device = api_device(device)
         data = self._scoring_images(data, num_workers)
         wants_estimates = "estimates" in self.needs
-        try:
-            g, losses = estimate_gradients(bare_model(model), data, self.labels,
-                                           kind=self.gradients if wants_estimates else "logits",
-                                           batch_size=batch_size, device=device, transform=preprocess,
-                                           num_workers=num_workers, dim=self.gradient_dim, seed=self.seed,
-                                           with_losses=True)
+        try:  # a dataset's DataLoader draws its base seed from torch's generator: given back, as train does
+            with torch.random.fork_rng(devices=[]):
+                g, losses = estimate_gradients(bare_model(model), data, self.labels,
+                                               kind=self.gradients if wants_estimates else "logits",
+                                               batch_size=batch_size, device=device, transform=preprocess,
+                                               num_workers=num_workers, dim=self.gradient_dim, seed=self.seed,
+                                               with_losses=True)
         except RuntimeError as exc:  # torch's collate of a batch of images of different sizes
             sizes = re.search(r"stack expects each tensor to be equal size, but got \[([\d, ]*)\] at entry (\d+) "
                               r"and \[([\d, ]*)\] at entry (\d+)", str(exc))
