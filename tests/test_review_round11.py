@@ -170,8 +170,9 @@ def test_a_cpp_compiler_that_cannot_build_the_step_is_one_line_at_the_first_step
             raise RuntimeError("backend 'inductor' raised: CppCompileError: C++ compile error") from inner
 
     monkeypatch.setattr(compiled_step.CompiledStep, "__call__", fails)
-    with pytest.raises(coreaug.UsageError, match=r"the C\+\+ compiler cannot build the compiled step's code \(common\.h"
-                                                 r":4:10: fatal error: array: No such file or directory\); install g\+\+"):
+    with pytest.raises(coreaug.UsageError, match=r"the C\+\+ compiler cannot build the compiled step's code "
+                                                 r"\(common\.h:4:10: fatal error: array: No such file or "
+                                                 r"directory\); install g\+\+"):
         coreaug.train(coreaug.TrainConfig(**DIGITS, compile=True))
     assert compiled_step.cpp_build_failed(RuntimeError("other")) is None
 

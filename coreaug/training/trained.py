@@ -158,8 +158,9 @@ class TrainedModel:
 
     def probabilities(self, images, batch_size=None):
         """Softmax probabilities (N, classes), float32 on the CPU, of images as `predict` takes them
-        (file paths, folders of image files, PIL images, or a uint8 tensor), `batch_size` at a time (None: the trainer's no-grad batch, `inference_batch_size`); files
-        are decoded a batch at a time, so a folder of any size fits in memory."""
+        (file paths, folders of image files, PIL images, or a uint8 tensor), `batch_size` at a
+        time (None: the trainer's no-grad batch, `inference_batch_size`); files are decoded a
+        batch at a time, so a folder of any size fits in memory."""
         batch_size = self._batch_size(batch_size)
         images = self._batch(images) if isinstance(images, torch.Tensor) else image_files(images)
         out = []
