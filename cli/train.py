@@ -128,7 +128,7 @@ def train_options(command):
         click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,
                      help="auto (bf16 on GPUs that have it, else fp16 with a gradient scaler; fp32 on the CPU), bf16, fp16, "
                           "fp32; the resolved value is in summary.json."),
-        click.option("--compile", is_flag=True, help="Compile the whole training step: augmentation, model and update, fixed shapes (graphs built in the first epoch and reused; graphs_compiled in metrics.jsonl), replayed as CUDA graphs on a GPU (cudagraph_skips counts graphs that are not)."),
+        click.option("--compile", is_flag=True, help="Compile the whole training step: augmentation, model and update, fixed shapes (the step's graphs built in the first epoch, the evaluation's at the first evaluation, and reused; graphs_compiled in metrics.jsonl), replayed as CUDA graphs on a GPU (cudagraph_skips counts graphs that are not)."),
         click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=_default("compile_mode"),
                      show_default=True,
                      help="torch.compile's mode with --compile: auto (reduce-overhead, CUDA graphs, on a GPU; torch's "
