@@ -121,5 +121,6 @@ def test_evaluating_a_run_on_its_changed_split_folder_reads_the_test_split_alone
     capsys.readouterr()
     again = run.evaluate()
     assert (again.correct, again.total, again.per_class) == (first.correct, 6, first.per_class)
+    assert again.scored == first.scored == "test split"  # val/ alone, as before the change
     assert "test split is read as image files" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_dir()) == caches  # nothing decoded

@@ -257,7 +257,7 @@ class TrainedModel:
         if folder and self._split_folder_changed(dataset):  # its val/ read alone, as another folder's
             print(f"the images of {dataset} changed since the run trained: its test split is read as image files, "
                   "not decoded into a new cache with the training split", file=sys.stderr, flush=True)
-            return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
+            return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images, "test split")
         if folder:  # decoded where and as the run decoded it
             files = self._check_split_unchanged(dataset)
             workers = self.config.get("workers")
@@ -394,7 +394,7 @@ class TrainedModel:
             raise UsageError("evaluate((images, labels)): no images given; there is nothing to score")
         return self._scored(labels.long().cpu(), [probabilities.argmax(1)], "labelled images")
 
-    def _evaluate_files(self, files, batch_size, skip_bad_images):
+    def _evaluate_files(self, files, batch_size, skip_bad_images, scored="labelled images"):
         """An `Evaluation` of [(path, class name, where)] image files, read as `read` reads them,
         `batch_size` at a time; a missing file (a val_annotations.txt line naming none) is unreadable."""
         indices = {key: self._run_class(*key) for key in {(name, where) for _, name, where in files}}  # per class
@@ -417,7 +417,7 @@ class TrainedModel:
         if skipped and not labels:
             raise UsageError(f"all {len(files)} labelled image{'s' if len(files) != 1 else ''} are unreadable (the "
                              f"first: {skipped[0]}); there is nothing to score")
-        result = self._scored(torch.tensor(labels, dtype=torch.long), predicted, "labelled images")
+        result = self._scored(torch.tensor(labels, dtype=torch.long), predicted, scored)
         result.skipped = skipped
         return result
 
