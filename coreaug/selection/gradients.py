@@ -369,11 +369,11 @@ def _check_finite(estimates, losses):
     Both are on the CPU: no device sync. Checked 16,384 rows at a time: isfinite of the whole
     (N, D) estimates at once made temporaries of 2.5 times their size (1.5 GB more at 600,000
     float16 rows of 512)."""
-    first = None
-    for start in range(0, len(estimates), 16384):
-        bad = ~torch.isfinite(estimates[start:start + 16384]).all(dim=1)
+    first, rows = None, 16384
+    for start in range(0, len(estimates), rows):
+        bad = ~torch.isfinite(estimates[start:start + rows]).all(dim=1)
         if losses is not None:
-            bad |= ~torch.isfinite(losses[start:start + 16384])
+            bad |= ~torch.isfinite(losses[start:start + rows])
         if bad.any():
             first = start + int(bad.nonzero()[0])
             break

@@ -194,14 +194,11 @@ CANNOT_TRAIN = (
 def model_compile_cannot_train(error):
     """A UsageError when `error` (or one it was raised from) is torch refusing a kind of model
     the compiled step cannot train (`CANNOT_TRAIN`), else None."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        text = str(error)
+    for raised in _error_chain(error):
+        text = str(raised)
         for marker, why in CANNOT_TRAIN:
             if marker in text:
                 return UsageError(f"compile cannot train this model: {why}")
-        error = error.__cause__ or error.__context__
     return None
 
 
@@ -210,17 +207,23 @@ def cpp_build_failed(error):
     build the compiled step's code on the CPU, else None: a compiler that answers `--version`
     (`check_cpp_compiler`) but lacks the C++ standard library's headers, say, ended the run with
     a 100-line traceback at its first step. The message holds the compiler's first error line."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if type(error).__name__ == "CppCompileError":
-            output = getattr(error, "output", "") or str(error)
-            line = next((part.strip() for part in output.splitlines() if "error" in part.lower()), first_line(error))
+    for raised in _error_chain(error):
+        if type(raised).__name__ == "CppCompileError":
+            output = getattr(raised, "output", "") or str(raised)
+            line = next((part.strip() for part in output.splitlines() if "error" in part.lower()), first_line(raised))
             return UsageError(f"the C++ compiler cannot build the compiled step's code ({line[:240]}); install g++ "
                               "with its C++ standard library (e.g. apt-get install g++) or set CXX to a working "
                               "compiler, or drop --compile")
-        error = error.__cause__ or error.__context__
     return None
+
+
+def _error_chain(error):
+    """`error` and the errors it was raised from (`__cause__`, else `__context__`), each once."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def _inside(filename, folder):

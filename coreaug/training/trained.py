@@ -283,15 +283,13 @@ class TrainedModel:
         """Whether the run's own folder has train/ and a val/ or test/ split, and other files than the
         run trained on: a cache of both splits would be decoded again (ImageNet's 1.28 M training
         images) to score the test split, and a class folder added to train/ alone would fail it."""
-        from coreaug.data.image_folder import folder_fingerprint, test_split_folder
+        from coreaug.data.image_folder import test_split_folder
 
-        given, root = root, os.path.realpath(os.path.expanduser(str(root)))
-        if self.data_fingerprint is None or not os.path.isdir(os.path.join(root, "train")) \
-                or not test_split_folder(root):
+        real = os.path.realpath(os.path.expanduser(str(root)))
+        if self.data_fingerprint is None or not os.path.isdir(os.path.join(real, "train")) \
+                or not test_split_folder(real):
             return False
-        val_fraction = self.config.get("val_fraction", 0.1)
-        return folder_fingerprint(root, val_fraction) != self.data_fingerprint and \
-            not same_files(self.data_fingerprint, root, val_fraction, [given])
+        return self._files_now(root)[1]
 
     def _check_split_unchanged(self, root):
         """UsageError when the run's own folder, whose test split is drawn from its files (no val/
@@ -299,15 +297,12 @@ class TrainedModel:
         images the run trained on (a run of coreaug 0.2 on the folder as given, through a link, is
         the same files: `same_files`). Returns the folder's fingerprint now, None where not checked
         (a folder with train/, or a run written before coreaug recorded the files)."""
-        from coreaug.data.image_folder import folder_fingerprint
-
         given, root = root, os.path.realpath(os.path.expanduser(str(root)))
         if self.data_fingerprint is None or os.path.isdir(os.path.join(root, "train")):
             return None
-        val_fraction = self.config.get("val_fraction", 0.1)
-        now = folder_fingerprint(root, val_fraction)
-        if now != self.data_fingerprint and not same_files(self.data_fingerprint, root, val_fraction, [given]):
-            other = read_otherwise(root, val_fraction) if self.older else ""
+        now, changed = self._files_now(given)
+        if changed:
+            other = read_otherwise(root, self.config.get("val_fraction", 0.1)) if self.older else ""
             if other:
                 raise UsageError(f"the run was trained by an older coreaug, which read {root} otherwise: this "
                                  f"version also reads {other}, so its test split drawn again would hold images "
@@ -318,6 +313,16 @@ class TrainedModel:
                              "hold images the run trained on. Evaluate on a folder of new labelled images "
                              "instead (scored whole), or restore the folder")
         return now
+
+    def _files_now(self, given):
+        """(the fingerprint of the run's own folder `given` now, whether it holds other files than the
+        run trained on): a run of coreaug 0.2 on the folder as given, through a link, is the same
+        files (`same_files`)."""
+        from coreaug.data.image_folder import folder_fingerprint
+
+        root, val_fraction = os.path.realpath(os.path.expanduser(str(given))), self.config.get("val_fraction", 0.1)
+        now = folder_fingerprint(root, val_fraction)
+        return now, now != self.data_fingerprint and not same_files(self.data_fingerprint, root, val_fraction, [given])
 
     def _own_dataset(self, given):
         """The run's dataset as its config records it, but for a folder an older coreaug recorded as a
