@@ -15,6 +15,7 @@ for random-resized crops, see default_store_size) and centre-cropped to a square
 a cache on disk (coreaug.data.image_cache) that later runs read instead.
 """
 import collections
+import contextlib
 import functools
 import numbers
 import os
@@ -231,9 +232,35 @@ def folder_fingerprint(root, val_fraction: float = 0.1, seed: int = 0) -> str:
     return files_digest([("train", train_files), ("test", test_files)])
 
 
+_listed = None  # {(root, val_fraction, seed): _find_files' answer} inside `one_listing`, else None
+
+
+@contextlib.contextmanager
+def one_listing():
+    """Within the block, each folder is listed once (`_find_files`): a check of a folder's files
+    followed by its loading walks it once, not twice (ImageNet's 1.28 M files). Not for a block
+    in which the folder may change."""
+    global _listed
+    outer, _listed = _listed, {} if _listed is None else _listed
+    try:
+        yield
+    finally:
+        _listed = outer
+
+
 def _find_files(root, val_fraction, seed):
     """(classes, [(path, label)] train, [(path, label)] test, _Listing) of the layout under ``root``;
     a UsageError for a folder that is not one, with a hint where it holds a built-in dataset's files."""
+    if _listed is None:
+        return _listed_files(root, val_fraction, seed)
+    key = (root, val_fraction, seed)
+    if key not in _listed:
+        _listed[key] = _listed_files(root, val_fraction, seed)
+    return _listed[key]
+
+
+def _listed_files(root, val_fraction, seed):
+    """`_find_files`, listed now."""
     if not os.path.isdir(root):
         raise UsageError(f"{root} is not a folder of images")
     try:

@@ -222,7 +222,7 @@ class TrainedModel:
         `coreaug.load_dataset` returns: its test split, scored as a registered dataset's) or a pair
         (images, labels): images as `predict` takes them, labels a tensor of the run's class indices."""
         from coreaug.data import is_folder_dataset, load_dataset
-        from coreaug.data.cache_decode import default_workers
+        from coreaug.data.image_folder import one_listing
         from coreaug.data.registry import names_registered_dataset
 
         batch_size = self._batch_size(batch_size)
@@ -254,23 +254,32 @@ class TrainedModel:
         folder = is_folder_dataset(dataset)
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
-        if folder and self._split_folder_changed(dataset):  # its val/ read alone, as another folder's
+        if folder:  # the change checks' listing of the folder is the loading's (one_listing)
+            with one_listing():
+                return self._evaluate_own_folder(dataset, batch_size, cache_dir, skip_bad_images)
+        data = load_dataset(dataset, data_dir, download=download, progress=False)
+        return self._scored_test_split(data, folder, batch_size)
+
+    def _evaluate_own_folder(self, dataset, batch_size, cache_dir, skip_bad_images):
+        """`evaluate` of the run's own folder `dataset`: its test split as the run decoded it, or read as
+        files where its images changed since the run and it has a val/ or test/ split."""
+        from coreaug.data import load_dataset
+        from coreaug.data.cache_decode import default_workers
+
+        if self._split_folder_changed(dataset):  # its val/ read alone, as another folder's
             print(f"the images of {dataset} changed since the run trained: its test split is read as image files, "
                   "not decoded into a new cache with the training split", file=sys.stderr, flush=True)
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images, "test split")
-        if folder:  # decoded where and as the run decoded it
-            files = self._check_split_unchanged(dataset)
-            workers = self.config.get("workers")
-            cache_dir = cache_dir or _usable_cache_dir(self._recorded_cache_dir())
-            self._say_decoding(dataset, files, cache_dir)
-            with builds_shown(True):  # a new cache's decoding shows its bar, as train's does
-                data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
-                                    val_fraction=self.config.get("val_fraction", 0.1), on_disk=True,
-                                    cache_dir=cache_dir, skip_bad_images=skip_bad_images,
-                                    workers=default_workers() if workers is None else workers)
-        else:
-            data = load_dataset(dataset, data_dir, download=download, progress=False)
-        return self._scored_test_split(data, folder, batch_size)
+        files = self._check_split_unchanged(dataset)  # decoded where and as the run decoded it
+        workers = self.config.get("workers")
+        cache_dir = cache_dir or _usable_cache_dir(self._recorded_cache_dir())
+        self._say_decoding(dataset, files, cache_dir)
+        with builds_shown(True):  # a new cache's decoding shows its bar, as train's does
+            data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
+                                val_fraction=self.config.get("val_fraction", 0.1), on_disk=True,
+                                cache_dir=cache_dir, skip_bad_images=skip_bad_images,
+                                workers=default_workers() if workers is None else workers)
+        return self._scored_test_split(data, True, batch_size)
 
     def _scored_test_split(self, data, folder, batch_size):
         """The `Evaluation` of the ImageDataset `data`'s test split (`folder`: a folder's, decoded in RGB)."""
