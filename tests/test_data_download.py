@@ -91,7 +91,8 @@ def test_mirrors_are_tried_in_turn(tmp_path, monkeypatch):
         shape = (3, 28, 28) if "images" in role else (3,)
         magic = 2051 if "images" in role else 2049
         header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape)
-        content = gzip.compress(header + np.ones(shape, np.uint8).tobytes())
+        values = np.ones(shape, np.uint8) if "images" in role else np.arange(3, dtype=np.uint8)  # 3 classes
+        content = gzip.compress(header + values.tobytes())
         (server / f"{stem}.gz").write_bytes(content)
         md5s[role] = md5_hex(content)
     monkeypatch.setattr(mnist, "MNIST_MD5", md5s)

@@ -20,14 +20,15 @@ def system_dir(tmp_path, monkeypatch):
 
 
 def write_mnist(folder: Path, n_train: int) -> None:
-    """Gzipped IDX files with ``n_train`` train and 2 test examples (all zeros)."""
+    """Gzipped IDX files with ``n_train`` train and 2 test examples (black images, labels 0 and 1 in turn)."""
     folder.mkdir(parents=True, exist_ok=True)
     for stem, shape, magic in (("train-images-idx3-ubyte", (n_train, 28, 28), 2051),
                                ("train-labels-idx1-ubyte", (n_train,), 2049),
                                ("t10k-images-idx3-ubyte", (2, 28, 28), 2051),
                                ("t10k-labels-idx1-ubyte", (2,), 2049)):
         header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape)
-        content = header + np.zeros(shape, np.uint8).tobytes()
+        values = np.arange(shape[0], dtype=np.uint8) % 2 if len(shape) == 1 else np.zeros(shape, np.uint8)
+        content = header + values.tobytes()
         (folder / f"{stem}.gz").write_bytes(gzip.compress(content))
 
 
@@ -76,12 +77,12 @@ def test_system_dataset_folder_is_searched(system_dir):
 
 
 def test_data_dir_wins_over_environment_and_cache(tmp_path, system_dir, monkeypatch):
-    write_mnist(tmp_path / "given", n_train=1)
-    write_mnist(tmp_path / "env", n_train=2)
-    write_mnist(tmp_path / "home" / ".cache" / "coreaug" / "mnist", n_train=3)
+    write_mnist(tmp_path / "given", n_train=2)
+    write_mnist(tmp_path / "env", n_train=3)
+    write_mnist(tmp_path / "home" / ".cache" / "coreaug" / "mnist", n_train=4)
     monkeypatch.setenv("COREAUG_DATA", str(tmp_path / "env"))
-    assert len(load_dataset("mnist", tmp_path / "given").train_labels) == 1
-    assert len(load_dataset("mnist").train_labels) == 2
+    assert len(load_dataset("mnist", tmp_path / "given").train_labels) == 2
+    assert len(load_dataset("mnist").train_labels) == 3
 
 
 def test_not_found_error_lists_every_place_and_how_to_get_it(tmp_path, system_dir, monkeypatch):

@@ -35,3 +35,61 @@ def test_evaluating_a_run_on_its_own_unchanged_folder_lists_the_folder_once(tmp_
         image_folder.folder_fingerprint(root)  # outside evaluate, every call lists the folder now
         image_folder.folder_fingerprint(root)
         assert len(listed) == 2
+
+
+def test_an_own_loop_seed_past_64_bits_selects_with_a_projected_sketch():
+    """The sketch's generator took the seed whole: a seed of 2**64 or more died at the first
+    selection (Overflow when unpacking long long) wherever gradients were projected."""
+    import torch
+
+    labels, images = torch.arange(60) % 6, torch.rand(60, 1, 8, 8)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 6))
+    for seed in (2 ** 64, 2 ** 70 + 5):
+        method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.5, seed=seed, gradient_dim=4)
+        method.start_epoch(0, model, images)
+        assert len(method.plan) == 60 + 30  # every example, and the 30 selected augmented
+
+
+def test_a_built_in_loaders_files_of_one_training_label_are_refused(tmp_path):
+    """MNIST-format files of one label (a filtered subset written to reuse the loader) trained to
+    chance without a word once the refusal was kept for registered loaders alone."""
+    import gzip
+
+    import numpy as np
+    import pytest
+
+    from coreaug.data import load_dataset
+    from coreaug.errors import UsageError
+
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for stem, values in (("train-images-idx3-ubyte", np.zeros((5, 28, 28), np.uint8)),
+                         ("train-labels-idx1-ubyte", np.full(5, 3, np.uint8)),
+                         ("t10k-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8)),
+                         ("t10k-labels-idx1-ubyte", np.arange(2, dtype=np.uint8))):
+        header = (2051 if values.ndim == 3 else 2049).to_bytes(4, "big")
+        header += b"".join(n.to_bytes(4, "big") for n in values.shape)
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(header + values.tobytes()))
+    with pytest.raises(UsageError, match=r"dataset 'mnist': every training label is 3; .*two classes or more"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_evaluate_names_the_first_class_the_run_lacks_in_file_order(tmp_path):
+    """The classes of another folder were looked up in a set's order: which unknown class the error
+    named changed from one process to the next (PYTHONHASHSEED)."""
+    import pytest
+    import torch
+    from PIL import Image
+
+    from coreaug.errors import UsageError
+    from coreaug.models import create_model
+    from coreaug.training.trained import TrainedModel
+
+    for name in ["a"] + [f"c{k:02d}" for k in range(20)]:
+        (tmp_path / "new" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "new" / name / "0.png")
+    torch.manual_seed(0)
+    run = TrainedModel(create_model("cnn", 3, 3), ["a", "b", "c"], 8, 3, (0.5,) * 3, (0.25,) * 3,
+                       {"dataset": "mine"})
+    with pytest.raises(UsageError, match=r"class 'c00' of .* is not one of the run's classes"):
+        run.evaluate(str(tmp_path / "new"))

@@ -136,8 +136,8 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
                          f"its options: {allowed}")
     data = _LOADERS[key](data_dir=data_dir, download=download, progress=progress, **kwargs)
     check_dataset(data, key)  # a user's loader may give float images or mismatched labels: refused here, once
-    own = not getattr(_LOADERS[key], "__module__", "").startswith("coreaug.")  # a user's loader, not a built-in one
-    if own and len(data.train_labels) and bool((data.train_labels == data.train_labels[0]).all()):  # as a folder's
+    if len(data.train_labels) and bool((data.train_labels == data.train_labels[0]).all()):  # as a folder of one class
         raise UsageError(f"dataset {key!r}: every training label is {int(data.train_labels[0])}; a classifier "
-                         "needs examples of two classes or more (labels shifted or filtered by the loader?)")
+                         "needs examples of two classes or more (labels shifted or filtered by the loader or in "
+                         "its files?)")
     return data

@@ -159,7 +159,7 @@ class GradientSketch:
     """
 
     def __init__(self, classes, embedding=None, dim=None, seed=0):
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed % 2 ** 64)  # any seed >= 0 (the own loop takes any)
         self.class_side = self.embedding_side = None
         if embedding is None:
             if dim is not None and dim < classes:

@@ -411,7 +411,8 @@ class TrainedModel:
     def _evaluate_files(self, files, batch_size, skip_bad_images, scored="labelled images"):
         """An `Evaluation` of [(path, class name, where)] image files, read as `read` reads them,
         `batch_size` at a time; a missing file (a val_annotations.txt line naming none) is unreadable."""
-        indices = {key: self._run_class(*key) for key in {(name, where) for _, name, where in files}}  # per class
+        # each class looked up once, in file order (the first class the run lacks is the one named)
+        indices = {key: self._run_class(*key) for key in dict.fromkeys((name, where) for _, name, where in files)}
         labels, predicted, skipped = [], [], []
         for start in range(0, len(files), batch_size):
             images = []
