@@ -18,6 +18,7 @@ import torch
 
 from bench_augment import best_seconds  # experiments/ is the script's folder
 from coreaug.augment import create_policy
+from script_checks import checked
 
 
 def augment_steps(images, rows, weak, strong, generator, chunk, batch):
@@ -43,7 +44,7 @@ def main():
     parser.add_argument("--strong", default="randaugment")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="experiments/results/augment_chunks.md")
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     generator = torch.Generator(device=device).manual_seed(0)

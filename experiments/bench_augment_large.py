@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_compiled_step import revision  # noqa: E402
+from script_checks import checked  # noqa: E402
 
 CASES = [("randaugment", 3, 96, 64), ("trivialaugment", 3, 96, 64), ("autoaugment-imagenet", 3, 96, 64),
          ("randaugment", 3, 224, 32), ("autoaugment-imagenet", 3, 224, 32)]
@@ -72,7 +73,7 @@ def main():
     parser.add_argument("--compiled", action="store_true", help="also this tree's calls compiled whole")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default="experiments/results/augment_large.md")
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     if args.one:
         print(json.dumps(time_cases(args.repeats, args.compiled)))
         return

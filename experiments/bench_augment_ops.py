@@ -39,6 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from coreaug.augment import create_policy
 from coreaug.models import create_model
 from coreaug.training.sync_audit import SyncAudit
+from script_checks import checked
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss", "weak", "resized-crop",
             "cutout", "weak+randaugment+cutout")
@@ -287,7 +288,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(RESULTS / "augment_ops.md"))
     parser.add_argument("--before-code", help="a folder holding the old coreaug package, timed beside")
     parser.add_argument("--cpu-seconds-only", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = checked(parser, parser.parse_args(argv))
     if args.cpu_seconds_only:  # the subprocess of --before-code
         print(json.dumps(cpu_seconds(args.repeats)))
         return

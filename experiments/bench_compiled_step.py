@@ -30,6 +30,7 @@ import time
 
 import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
+from script_checks import checked
 
 
 
@@ -55,7 +56,7 @@ def parse(argv):
                         help="a checkout of an earlier coreaug whose eager run joins each repeat")
     parser.add_argument("--out", default="experiments/results/compiled_step.md")
     parser.add_argument("--one", choices=["eager", "compiled"], help=argparse.SUPPRESS)  # a run, in its own process
-    return parser.parse_args(argv)
+    return checked(parser, parser.parse_args(argv))
 
 
 def inductor_cache_files():

@@ -31,6 +31,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
+from script_checks import checked
 
 N, CLASSES, EMBEDDING, DIM = 1_281_167, 1000, 2048, 512
 
@@ -71,7 +72,7 @@ def case_training_logits(n):
         sums[start:start + len(rows)] = torch.cat([rows, torch.ones(len(rows), 1)], 1).to(dtype)
     stored = _merge_logits(None, sums)
     del sums
-    scores = scores_from_logits(stored, y, "coreset", DIM)["estimates"]
+    scores = scores_from_logits(stored, y, ("estimates",), DIM)["estimates"]
     return {"store": f"{tuple(stored.shape)} {str(stored.dtype).replace('torch.', '')}",
             "shape": list(scores.shape), "dtype": str(scores.dtype).replace("torch.", ""),
             "gb": stored.nelement() * stored.element_size() / 1e9}
@@ -101,7 +102,7 @@ def main():
     parser.add_argument("--n", type=int, default=N)
     parser.add_argument("--out", default="experiments/results/memory_imagenet_scale.md")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     if args.case:
         return run_case(args.case, args.n)
     os.environ.setdefault("ESTIMATES_FILE", os.path.join(os.path.dirname(os.path.abspath(args.out)), ".estimates.npy"))
@@ -110,7 +111,11 @@ def main():
         for case in ("estimates-logits", "estimates-last-layer", "training-logits", "select"):
             load = os.getloadavg()[0]
             proc = subprocess.run([sys.executable, __file__, "--case", case, "--n", str(args.n)],
-                                  capture_output=True, text=True, check=True)
+                                  capture_output=True, text=True)
+            if proc.returncode:  # the case's own error, not "returned non-zero exit status 1"
+                sys.stderr.write(proc.stderr)
+                sys.exit(f"{os.path.basename(__file__)}: case {case} failed (exit status {proc.returncode}): "
+                         f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
             rows.append((case, load, json.loads(proc.stdout.strip().splitlines()[-1])))
             print(case, rows[-1][2], flush=True)
     finally:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from coreaug.selection import budget_size, class_budgets, cluster_sizes, last_layer_gradients, logit_gradients
+from script_checks import checked
 
 
 def logits_case(n, classes, seed=0):
@@ -135,7 +136,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10x smaller cases, for a smoke run")
     parser.add_argument("--out", default="experiments/results/selection.md")
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     s = 10 if args.quick else 1
     fractions = (0.1, 0.3, 0.5)
     all_methods = ("own", "apricot-sparse", "apricot-dense")

@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from coreaug.training.distributed import Distributed
+from script_checks import checked
 
 N, CLASSES = 1_281_167, 1000
 
@@ -75,7 +76,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default="experiments/results/selection_imagenet_scale.md")
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     n = N // 10 if args.quick else N
     rows, load_before = [], os.getloadavg()[0]
     timed_selection(*random_features(2000, 10, 10), 0.1)  # compiles the greedy kernel (numba) once
@@ -118,7 +119,6 @@ def main():
         f"at d = 10, {N * 1000 * 4 / 1e9:.1f} GB at d = 1000 (logit gradients of 1000 classes); "
         "every other rank holds only its 1/world_size slice.",
     ]
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -48,6 +48,7 @@ from coreaug.training.trainer import make_optimizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hand_loop import count_launches, record_compiled_kernels  # noqa: E402
+from script_checks import checked  # noqa: E402
 
 FORMS = {  # name: (one graph?, inductor options)
     "two units, Python wrapper": (False, None),
@@ -125,7 +126,7 @@ def main():
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     parser.add_argument("--out", default="experiments/results/step_forms.md")
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     torch.set_num_threads(1)
     record_compiled_kernels()
     load_before = open("/proc/loadavg").read().strip()

@@ -35,6 +35,7 @@ from coreaug.training.distributed import Distributed
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_step_forms  # noqa: E402
 from hand_loop import count_launches, record_compiled_kernels  # noqa: E402
+from script_checks import checked  # noqa: E402
 
 FORMS = {"two units": False, "one graph": True}
 
@@ -90,7 +91,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", default="experiments/results/step_forms_torchrun.md")
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     args.result = args.out + ".pt"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -31,6 +31,7 @@ from coreaug.training import compiled_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_step_forms import BATCH, COPIES, step_for  # noqa: E402
+from script_checks import checked  # noqa: E402
 
 MODELS = {"cnn": (1, 8), "resnet20": (3, 32)}  # channels, size
 FORMS = ("a tensor an input", "flat tensors")
@@ -101,7 +102,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", default="experiments/results/step_inputs.md")
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     torch.set_num_threads(1)
     load_before = open("/proc/loadavg").read().strip()
     rows = []

@@ -87,6 +87,7 @@ from coreaug.errors import UsageError, one_line
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_compiled_step import kept_sections  # noqa: E402
 from hand_loop import OpCounter, count_launches, pad_crop_flip, record_compiled_kernels, run_hand_loop  # noqa: E402
+from script_checks import checked  # noqa: E402
 
 AUDIT = dict(dataset="synthetic", train_limit=96, test_limit=32, epochs=1, quiet=True, candidates=2)
 ROWS = "hand,none,full,random:0.1,random:0.3,maxloss:0.1@maxloss"
@@ -474,7 +475,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = checked(argparse.ArgumentParser(), parse_args(argv))  # a CUDA device's check after --device auto
     record_compiled_kernels()
     started_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     notes = kept_sections(args.out)  # the reading of an earlier table, written by hand: kept below the new one

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
+from script_checks import checked
 
 PRECISIONS = ("auto", "bf16", "fp32")
 OPTIMIZERS = ("auto", "foreach", "fused", "compiled")
@@ -320,7 +321,7 @@ def main():
     parser.add_argument("--optimizer", default="auto", choices=OPTIMIZERS)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--compile-mode", default=None)
-    args = parser.parse_args()
+    args = checked(parser, parser.parse_args())
     record_compiled_kernels()
     data = coreaug.load_dataset(args.dataset, progress=False)
     images, labels = torch.as_tensor(data.train_images), torch.as_tensor(data.train_labels)

@@ -93,3 +93,34 @@ def test_evaluate_names_the_first_class_the_run_lacks_in_file_order(tmp_path):
                        {"dataset": "mine"})
     with pytest.raises(UsageError, match=r"class 'c00' of .* is not one of the run's classes"):
         run.evaluate(str(tmp_path / "new"))
+
+
+def test_benchmark_scripts_check_their_arguments_before_measuring(experiment, tmp_path, capsys):
+    """A CUDA device on a CPU-only torch was a traceback (or a CUDA generator's linker hint); a
+    mistyped --baseline timed this tree again as the baseline; a missing --out folder lost the
+    table after the whole run; bench_memory_imagenet_scale's training-logit case died (KeyError)."""
+    import argparse
+
+    import pytest
+    import torch
+
+    checks = experiment("script_checks")
+    parser = argparse.ArgumentParser(prog="bench.py")
+    for flag in ("--device", "--baseline", "--before-code", "--out"):
+        parser.add_argument(flag)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            checks.checked(parser, parser.parse_args(["--device", "cuda"]))
+        assert "--device cuda needs a CUDA build of torch and a GPU" in capsys.readouterr().err
+    (tmp_path / "old" / "coreaug").mkdir(parents=True)
+    for flag in ("--baseline", "--before-code"):
+        with pytest.raises(SystemExit):
+            checks.checked(parser, parser.parse_args([flag, str(tmp_path / "old")]))
+        assert f"{flag} {tmp_path / 'old'} holds no coreaug package" in capsys.readouterr().err
+    (tmp_path / "old" / "coreaug" / "__init__.py").write_text("")
+    out = tmp_path / "new" / "folder" / "table.md"
+    checks.checked(parser, parser.parse_args(["--baseline", str(tmp_path / "old"), "--out", str(out)]))
+    assert out.parent.is_dir()
+    memory = experiment("bench_memory_imagenet_scale")
+    result = memory.case_training_logits(64)
+    assert result["shape"] == [64, 512]
