@@ -124,3 +124,28 @@ def test_benchmark_scripts_check_their_arguments_before_measuring(experiment, tm
     memory = experiment("bench_memory_imagenet_scale")
     result = memory.case_training_logits(64)
     assert result["shape"] == [64, 512]
+
+
+def test_a_folder_named_as_a_runs_unregistered_dataset_is_evaluated_as_given(tmp_path, monkeypatch):
+    """A run on a dataset registered in Python, evaluated where it is not registered, refused the
+    folder ./mine given as --dataset when the working folder held it (taken for the run's own
+    dataset by its name), and its message asked for the folder the user had given."""
+    import pytest
+    import torch
+    from PIL import Image
+
+    from coreaug.errors import UsageError
+    from coreaug.models import create_model
+    from coreaug.training.trained import TrainedModel
+
+    for name in "abc":
+        (tmp_path / "mine" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "mine" / name / "0.png")
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    run = TrainedModel(create_model("cnn", 3, 3), ["a", "b", "c"], 8, 3, (0.5,) * 3, (0.25,) * 3,
+                       {"dataset": "mine"})
+    for given in ("./mine", str(tmp_path / "mine"), "mine/"):
+        assert run.evaluate(given).total == 3
+    with pytest.raises(UsageError, match=r"the run's dataset 'mine' is not a built-in dataset nor one registered"):
+        run.evaluate()

@@ -229,10 +229,12 @@ class TrainedModel:
         if dataset is not None and not isinstance(dataset, (str, os.PathLike)):  # before `not dataset`: a tensor's
             return self._evaluate_in_memory(dataset, batch_size)                 # truth is ambiguous
         own = self._own_dataset(dataset)
+        unregistered = relative_folder(own) and not self.older  # this version records folders whole: a name
         if not dataset or dataset in (own, self.config["dataset"]) or is_folder_dataset(dataset) and \
-                is_folder_dataset(own) and os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
+                is_folder_dataset(own) and not unregistered and \
+                os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
             dataset, data_dir = own, data_dir or self.config.get("data_dir")  # where the run found it
-            if relative_folder(own) and not self.older:  # this version records folders whole: a name
+            if unregistered:  # not a folder here of the same name, given as --dataset ./NAME: scored as files
                 raise UsageError(f"the run's dataset {own!r} is not a built-in dataset nor one registered in this "
                                  "process: register it (import the module that calls register_dataset) and evaluate "
                                  "in Python, coreaug.load_run(RUN).evaluate(), or give a folder of labelled images "
