@@ -149,3 +149,24 @@ def test_a_folder_named_as_a_runs_unregistered_dataset_is_evaluated_as_given(tmp
         assert run.evaluate(given).total == 3
     with pytest.raises(UsageError, match=r"the run's dataset 'mine' is not a built-in dataset nor one registered"):
         run.evaluate()
+
+
+def test_a_link_to_a_folder_that_is_gone_is_refused_not_left_out(tmp_path):
+    """A class folder linked to a disk not mounted was left out without a word (the run trained on
+    a class fewer); a linked subfolder that is gone dropped its images the same way."""
+    import os
+
+    import pytest
+
+    from coreaug.data import load_dataset
+    from coreaug.errors import UsageError
+
+    whole = _folder(tmp_path / "whole", [("", 4)])
+    os.symlink(tmp_path / "unmounted" / "z", whole / "z")
+    split = _folder(tmp_path / "split", [("train", 4), ("val", 2)])
+    os.symlink(tmp_path / "unmounted" / "z", split / "val" / "z")
+    inner = _folder(tmp_path / "inner", [("", 4)])
+    os.symlink(tmp_path / "unmounted" / "more", inner / "x" / "more")
+    for root, link in ((whole, whole / "z"), (split, split / "val" / "z"), (inner, inner / "x" / "more")):
+        with pytest.raises(UsageError, match=rf"{link} is a link to .*unmounted.*, which does not exist"):
+            load_dataset(str(root), image_size=8, progress=False, cache_dir=str(tmp_path / "cache"))

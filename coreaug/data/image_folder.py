@@ -402,7 +402,24 @@ def listed_folders(folder) -> List[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
 
 
+def refuse_links_to_nothing(folder, names=None):
+    """UsageError naming the first of ``folder``'s listed entries (or of ``names`` in it) that is a
+    link to nothing (a class folder on a disk not mounted): left out as not a folder, its class or
+    its images were missing from the run without a word."""
+    if names is None:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.is_symlink()]
+    gone = sorted(n for n in names if _is_listed(n) and os.path.islink(os.path.join(folder, n))
+                  and not os.path.exists(os.path.join(folder, n)))
+    if gone:
+        path = os.path.join(folder, gone[0])
+        more = f" (and {len(gone) - 1} more in that folder)" if len(gone) > 1 else ""
+        raise UsageError(f"{shown(path)} is a link to {shown(os.readlink(path))}, which does not exist (a disk not "
+                         f"mounted?){more}: its images would be left out; mount it, or remove the link")
+
+
 def _class_folders(folder) -> List[str]:
+    refuse_links_to_nothing(folder)
     classes = listed_folders(folder)
     if not classes:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
@@ -426,14 +443,18 @@ def _images_under(folder, listing) -> List[str]:
     """images_under's files, counting those of image formats not read in ``listing`` (see _Listing)."""
     images = []
     for parent, names in _walk_listed(folder, listing.folders):
+        others = []  # a link to a folder that is gone is among the files: os.walk cannot tell
         for name in sorted(names):
             lower = name.lower()
             if not _is_listed(name):
                 continue
-            if lower.endswith(IMAGE_EXTENSIONS):
+            if lower.endswith(IMAGE_EXTENSIONS):  # a link to an image that is gone: named when decoded
                 images.append(os.path.join(parent, name))
             elif lower.endswith(UNREAD_IMAGE_EXTENSIONS):
                 listing.unread[os.path.splitext(lower)[1]] += 1
+            else:
+                others.append(name)
+        refuse_links_to_nothing(parent, others)
     return images
 
 
@@ -484,6 +505,7 @@ def _test_files(folder, classes, listing):
     """The test split's [(path, label)]: its class folders, any subset of the training split's (one
     class alone included), matched by name, or by the name's Unicode NFC form (macOS's zip writes
     été as e + accent where another tool wrote one character)."""
+    refuse_links_to_nothing(folder)
     names = listed_folders(folder)
     if not names:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
