@@ -8,7 +8,8 @@
 # Data: 256_ObjectCategories/<NNN.class>/*.jpg (no split: --val-fraction 0.2 of each class is
 # held out, seeded). Weights: a ResNet-18 ImageNet state dict, e.g. torchvision's
 # resnet18-f37072fd.pth fetched beforehand (nothing is downloaded at run time), given with
-# --pretrained FILE. The decoded cache takes ~4.4 GB at 224 px (30k images).
+# --pretrained FILE. The decoded cache takes ~6 GB (30k images stored at 256 px for 224 px
+# training; ~4.4 GB with --store-size 224).
 # How long: 4 runs x 40 epochs; not run here (no data, no GPU), unmeasured.
 # Usage: experiments/caltech256_resnet18.sh --data-dir DIR/256_ObjectCategories --pretrained FILE [OUT] [flags]
 #        (OUT: a folder given before the other flags, or --out OUT anywhere; see experiments/recipe_args.sh)

@@ -3,8 +3,9 @@
 # a 50% coreset re-selected every 15 epochs, 90 epochs, against a random 50% subset and full
 # augmentation. Each run trains under torchrun on all of this machine's GPUs (coreaug bench
 # runs one process, so the three runs are launched one after another here; each resumes).
-# Streams the decoded images from disk (~190 GB cache at 224 px: put --cache-dir on a fast
-# disk with room); gradient estimates are projected to 512 numbers and kept in float16.
+# Streams the decoded images from disk (~260 GB cache: stored at 256 px for --weak resized-crop
+# at 224, ~190 GB with --store-size 224; put --cache-dir on a fast disk with room); gradient
+# estimates are projected to 512 numbers and kept in float16.
 #
 # Data: a folder with train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the usual ImageNet layout).
 # How long: 3 runs x 90 epochs of ResNet-50; days of 8-GPU time, unmeasured.

@@ -559,10 +559,12 @@ def _split(files, class_folders, val_fraction, seed):
     """A seeded split of each class: round(val_fraction * size) images (at least one, and one
     left to train on) go to the test split."""
     rng = np.random.default_rng(seed)
-    labels = np.array([label for _, label in files])
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    order = np.argsort(labels, kind="stable")  # each class's rows in file order, found once for all classes
+    bounds = np.searchsorted(labels[order], np.arange(len(class_folders) + 1))
     test_rows = []
     for label, folder in enumerate(class_folders):
-        rows = np.flatnonzero(labels == label)
+        rows = order[bounds[label]:bounds[label + 1]]
         if len(rows) < 2:
             raise UsageError(f"class folder {shown(folder)} has {len(rows)} image; with no val/ folder each class "
                              "needs at least two (one to train on, one to test)")
