@@ -170,3 +170,26 @@ def test_a_link_to_a_folder_that_is_gone_is_refused_not_left_out(tmp_path):
     for root, link in ((whole, whole / "z"), (split, split / "val" / "z"), (inner, inner / "x" / "more")):
         with pytest.raises(UsageError, match=rf"{link} is a link to .*unmounted.*, which does not exist"):
             load_dataset(str(root), image_size=8, progress=False, cache_dir=str(tmp_path / "cache"))
+
+
+def test_empty_images_and_links_to_nothing_are_all_named_before_decoding(tmp_path):
+    """An empty file or a link to nothing was found only when decoding reached it, one per try, and
+    the decoded part thrown away (at ImageNet's size, hours a round); their sizes are read anyway
+    (the cache's key), so all of them are counted, and named, before any decoding."""
+    import os
+
+    import pytest
+
+    from coreaug.data import load_dataset
+    from coreaug.errors import UsageError
+
+    root = _folder(tmp_path / "pets", [("", 4)])
+    (root / "y" / "zz-empty.png").write_bytes(b"")
+    os.symlink(tmp_path / "gone.png", root / "y" / "zz-gone.png")
+    cache = tmp_path / "cache"
+    with pytest.raises(UsageError, match=r"cannot read 2 images \(first: .*zz-empty.png \(an empty file\); "
+                                         r".*zz-gone.png \(a link to nothing\)\); fix or remove them"):
+        load_dataset(str(root), image_size=8, progress=False, cache_dir=str(cache))
+    assert not [p for p in cache.rglob("*") if p.is_dir()]  # nothing decoded, no build begun
+    data = load_dataset(str(root), image_size=8, progress=False, cache_dir=str(cache), skip_bad_images=True, workers=0)
+    assert len(data.train_labels) + len(data.test_labels) == 8

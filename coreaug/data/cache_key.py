@@ -6,7 +6,7 @@ cache; the files' hash alone is kept in its meta.json to tell which data a run r
 """
 import hashlib
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
 
@@ -18,16 +18,19 @@ def default_cache_dir() -> str:
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
 
 
-def cache_key(splits, image_size: int) -> Tuple[str, str]:
+def cache_key(splits, image_size: int, unreadable: Optional[list] = None) -> Tuple[str, str]:
     """(the cache's name, a hash of the files alone): hashes of the format version, the image
-    size and each split's (path, label, size, mtime) list, and of that list alone."""
-    files = files_digest(splits)
+    size and each split's (path, label, size, mtime) list, and of that list alone (`files_digest`,
+    which adds the files known unreadable to ``unreadable``)."""
+    files = files_digest(splits, unreadable)
     name = hashlib.sha256(f"coreaug-cache-v{FORMAT_VERSION} size={image_size} {files}".encode()).hexdigest()[:24]
     return name, files
 
 
-def files_digest(splits) -> str:
-    """A hash of each split's (path, label, size, mtime) list: which data a folder holds now."""
+def files_digest(splits, unreadable: Optional[list] = None) -> str:
+    """A hash of each split's (path, label, size, mtime) list: which data a folder holds now. The
+    paths of empty files and of links to nothing (known unreadable before any decoding) are
+    added to ``unreadable`` when one is given."""
     digest = hashlib.sha256()
     for name, files in splits:
         digest.update(f"[{name}]\n".encode())
@@ -37,5 +40,7 @@ def files_digest(splits) -> str:
                 size, mtime = stat.st_size, stat.st_mtime_ns
             except OSError:  # a dangling link, say: decoding it fails, as a bad image
                 size, mtime = -1, -1
+            if size <= 0 and unreadable is not None:
+                unreadable.append((path, "a link to nothing" if size < 0 else "an empty file"))
             digest.update(os.fsencode(path) + f"\t{label}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:24]

@@ -117,8 +117,11 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     seconds. Builds left by killed processes are removed first (coreaug.data.cache_builds).
     """
     root = _root(cache_dir)
-    key, fingerprint = cache_key(splits, image_size)
+    unreadable = []
+    key, fingerprint = cache_key(splits, image_size, unreadable)
     folder = os.path.join(root, key)
+    if unreadable and not skip_bad and read_meta(folder) is None:  # all named now, not one per decoding
+        raise _known_unreadable(unreadable)
     built, show_build = False, progress if _BUILDS_SHOWN.get() is None else _BUILDS_SHOWN.get()
     while not built and read_meta(folder) is None:
         _make_cache_folder(root, cache_dir)
@@ -147,6 +150,16 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
                    f"`coreaug datasets {shown(source)} --clear-cache` removes every cache of it, this one "
                    "included, when no run reads them")
     return ImageCache(folder)
+
+
+def _known_unreadable(files):
+    """The UsageError for the image files (path, why) known unreadable before decoding (empty files,
+    links to nothing): every one counted, the first three named."""
+    if len(files) == 1:
+        return bad_image(f"{shown(files[0][0])} ({files[0][1]})")
+    first = "; ".join(f"{shown(path)} ({why})" for path, why in files[:3])
+    return UsageError(f"cannot read {len(files)} images (first: {first}{' ...' if len(files) > 3 else ''}); fix or "
+                      "remove them, or pass --skip-bad-images to leave unreadable images out")
 
 
 def _make_cache_folder(root: str, cache_dir: Optional[str]) -> None:
