@@ -193,3 +193,24 @@ def test_empty_images_and_links_to_nothing_are_all_named_before_decoding(tmp_pat
     assert not [p for p in cache.rglob("*") if p.is_dir()]  # nothing decoded, no build begun
     data = load_dataset(str(root), image_size=8, progress=False, cache_dir=str(cache), skip_bad_images=True, workers=0)
     assert len(data.train_labels) + len(data.test_labels) == 8
+
+
+def test_loose_images_beside_class_folders_are_counted_and_the_size_is_the_training_images(tmp_path, capsys):
+    """ImageNet's val/ half sorted into class folders tested on the sorted few without a word (its
+    loose images left out uncounted); an unread test/ folder, sorting before train/, decided the
+    default image size ("sizes that differ": 64 px for a folder of 8-px images)."""
+    from PIL import Image
+
+    from coreaug.data import load_dataset
+    from coreaug.data.image_folder import own_image_size
+
+    root = _folder(tmp_path / "net", [("train", 4), ("val", 1)])
+    for k in range(3):
+        Image.new("RGB", (8, 8)).save(root / "val" / f"loose{k}.JPEG")
+    (root / "test").mkdir()
+    Image.new("RGB", (40, 30)).save(root / "test" / "unlabelled.jpg")
+    assert own_image_size(root) == 8
+    data = load_dataset(str(root), cache_dir=str(tmp_path / "cache"), workers=0)
+    assert len(data.test_labels) == 2 and data.train_images.shape[-1] == 8
+    assert f"left out 3 image files beside the class folders (first: {root / 'val' / 'loose0.JPEG'})" in \
+        capsys.readouterr().out

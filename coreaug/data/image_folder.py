@@ -89,7 +89,10 @@ def _sampled_sizes(root, sample=64):
     from PIL import Image
 
     sizes = set()
-    for parent, names in _walk_listed(os.path.expanduser(str(root))):
+    root = os.path.expanduser(str(root))
+    if os.path.isdir(os.path.join(root, "train")):  # the training images decide (a test/ not read sorts first)
+        root = os.path.join(root, "train")
+    for parent, names in _walk_listed(root):
         for name in sorted(n for n in names if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS))[:8]:
             try:
                 with Image.open(os.path.join(parent, name)) as image:
@@ -196,6 +199,9 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
+        if listing.loose:  # ImageNet's val/ half sorted into class folders tested on the sorted few
+            tqdm.write(f"left out {len(listing.loose)} image files beside the class folders (first: "
+                       f"{shown(listing.loose[0])}): only <folder>/<class>/ images are read")
         if listing.unread:
             tqdm.write(f"left out {sum(listing.unread.values())} files of image formats not read "
                        f"({', '.join(ext for ext, _ in listing.unread.most_common())}); convert them to JPEG or PNG "
@@ -324,6 +330,7 @@ class _Listing:
     def __init__(self):
         self.folders = {}
         self.unread = collections.Counter()
+        self.loose = []  # image files beside the class folders, where only class folders are read
 
 
 def _layout_files(root, val_fraction, seed, listing):
@@ -336,6 +343,7 @@ def _layout_files(root, val_fraction, seed, listing):
         classes = _class_folders(train_dir)
         train = _labelled_files(train_dir, classes, listing=listing)
         test_dir = test_split_folder(root)
+        listing.loose += _loose_images(train_dir) + (_loose_images(test_dir) if test_dir else [])
         if test_dir is None:
             other = [f"{name}/" for name in listed_folders(root) if name.lower() in TEST_NAMES]
             named = f" ({', '.join(other)} is not read: name it val/)" if other else ""
@@ -351,6 +359,7 @@ def _layout_files(root, val_fraction, seed, listing):
         return classes, train, test
     _check_no_splits_as_classes(root)
     classes = _class_folders(root)
+    listing.loose += _loose_images(root)
     class_folders = [os.path.join(root, c) for c in classes]
     return (classes, *_split(_labelled_files(root, classes, listing=listing), class_folders, val_fraction, seed))
 
@@ -484,6 +493,14 @@ def _first_visit(seen, path, walked):
         raise UsageError(f"{shown(path)} and {shown(first)} are one folder (through a link){by}: its images would "
                          "train under two labels (or be tested on while trained on); remove the link, or copy them")
     return False
+
+
+def _loose_images(folder) -> List[str]:
+    """The image files directly in ``folder``, whose images are read from its class folders only."""
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if _is_listed(e.name) and e.name.lower().endswith(IMAGE_EXTENSIONS)
+                 and not e.is_dir()]
+    return [os.path.join(folder, name) for name in sorted(names)]
 
 
 def _labelled_files(folder, classes, labels=None, listing=None) -> List[Tuple[str, int]]:
