@@ -11,6 +11,7 @@ from click.core import ParameterSource
 
 import coreaug
 from coreaug.bench.workers import Terminated, sigterm_raises
+from coreaug.data import is_folder_dataset
 from coreaug.errors import UsageError
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
                                      STRATEGIES, STREAMS, WEAK, unused_options)
@@ -281,6 +282,10 @@ def resume_command(out):
             words += [param.opts[0]] if value else param.secondary_opts[:1]
         else:
             words += [param.opts[0], str(value)]
+    given = ctx.get_parameter_source("cache_dir") is ParameterSource.COMMANDLINE
+    if os.environ.get("COREAUG_CACHE_DIR") and not given and is_folder_dataset(ctx.params["dataset"]):
+        # the variable's folder, named: a shell without it would decode the whole folder again elsewhere
+        words += ["--cache-dir", os.path.realpath(os.path.expanduser(os.environ["COREAUG_CACHE_DIR"]))]
     command = shlex.join(words + ["--out", out, "--resume"])
     if per_node and int(os.environ.get("WORLD_SIZE", per_node)) > int(per_node):
         command += " (on every node, with the launch's --nnodes and --rdzv-* options)"

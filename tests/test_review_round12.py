@@ -214,3 +214,21 @@ def test_loose_images_beside_class_folders_are_counted_and_the_size_is_the_train
     assert len(data.test_labels) == 2 and data.train_images.shape[-1] == 8
     assert f"left out 3 image files beside the class folders (first: {root / 'val' / 'loose0.JPEG'})" in \
         capsys.readouterr().out
+
+
+def test_the_resume_line_names_the_cache_folder_coreaug_cache_dir_chose(tmp_path, monkeypatch):
+    """A folder run's cache chosen by COREAUG_CACHE_DIR was not in the printed resume command: a
+    shell without the variable resumed into another cache folder, decoding the whole folder again."""
+    import shlex
+
+    from coreaug.cli.train import resume_command, train as train_command
+
+    root = _folder(tmp_path / "pets", [("", 2)])
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    for argv, expected in ((["--dataset", str(root)], str((tmp_path / "cache").resolve())),
+                           (["--dataset", str(root), "--cache-dir", str(tmp_path / "mine")], str(tmp_path / "mine")),
+                           (["--dataset", "digits"], None)):
+        with train_command.make_context("train", argv + ["--out", str(tmp_path / "run")]):
+            words = shlex.split(resume_command(str(tmp_path / "run")))
+        assert (words[words.index("--cache-dir") + 1] if "--cache-dir" in words else None) == expected
+        assert words[-3:] == ["--out", str(tmp_path / "run"), "--resume"]
