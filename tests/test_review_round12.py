@@ -232,3 +232,27 @@ def test_the_resume_line_names_the_cache_folder_coreaug_cache_dir_chose(tmp_path
             words = shlex.split(resume_command(str(tmp_path / "run")))
         assert (words[words.index("--cache-dir") + 1] if "--cache-dir" in words else None) == expected
         assert words[-3:] == ["--out", str(tmp_path / "run"), "--resume"]
+
+
+def test_a_named_pipe_with_an_image_name_is_an_unreadable_image_not_a_hang(tmp_path):
+    """A named pipe called x.jpg (a broken copy's) was opened to read its header, and waited forever."""
+    import os
+    import signal
+
+    import pytest
+
+    from coreaug.data import load_dataset
+    from coreaug.errors import UsageError
+
+    root = _folder(tmp_path / "pets", [("", 4)])
+    os.mkfifo(root / "x" / "pipe.jpg")
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the named pipe was opened and read"))
+    signal.alarm(60)
+    try:
+        with pytest.raises(UsageError, match=r"cannot read image .*pipe.jpg \(not a regular file\)"):
+            load_dataset(str(root), progress=False, cache_dir=str(tmp_path / "cache"), workers=0)
+        data = load_dataset(str(root), progress=False, cache_dir=str(tmp_path / "cache"), workers=0,
+                            skip_bad_images=True)
+    finally:
+        signal.alarm(0)
+    assert len(data.train_labels) + len(data.test_labels) == 8 and data.train_images.shape[-1] == 8

@@ -6,6 +6,7 @@ cache; the files' hash alone is kept in its meta.json to tell which data a run r
 """
 import hashlib
 import os
+from stat import S_ISREG
 from typing import Optional, Tuple
 
 FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
@@ -37,10 +38,11 @@ def files_digest(splits, unreadable: Optional[list] = None) -> str:
         for path, label in files:
             try:
                 stat = os.stat(path)
-                size, mtime = stat.st_size, stat.st_mtime_ns
+                size, mtime, regular = stat.st_size, stat.st_mtime_ns, S_ISREG(stat.st_mode)
             except OSError:  # a dangling link, say: decoding it fails, as a bad image
-                size, mtime = -1, -1
-            if size <= 0 and unreadable is not None:
-                unreadable.append((path, "a link to nothing" if size < 0 else "an empty file"))
+                size, mtime, regular = -1, -1, True
+            if (size <= 0 or not regular) and unreadable is not None:
+                unreadable.append((path, "not a regular file" if not regular else "a link to nothing" if size < 0
+                                   else "an empty file"))
             digest.update(os.fsencode(path) + f"\t{label}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:24]

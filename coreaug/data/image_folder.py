@@ -94,6 +94,8 @@ def _sampled_sizes(root, sample=64):
         root = os.path.join(root, "train")
     for parent, names in _walk_listed(root):
         for name in sorted(n for n in names if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS))[:8]:
+            if not os.path.isfile(os.path.join(parent, name)):  # a named pipe's read would wait forever
+                continue
             try:
                 with Image.open(os.path.join(parent, name)) as image:
                     sizes.add(tuple(sorted(image.size)))  # (shorter, longer): rotated photos match
@@ -613,6 +615,8 @@ def decode_square(path, size, mode="RGB"):
         if isinstance(path, Image.Image):  # refused or scaled as its file would be
             _check_depth(path)
             return _square(_in_mode(ImageOps.exif_transpose(_eight_bit_levels(path)), mode), size, Image)
+        if os.path.exists(path) and not os.path.isfile(path):  # a named pipe's read would wait forever
+            raise ValueError("not a regular file (a named pipe or a device)")
         try:
             image = Image.open(path)
         except Image.DecompressionBombError as exc:  # not an OSError: name it as a bad image
