@@ -256,3 +256,29 @@ def test_a_named_pipe_with_an_image_name_is_an_unreadable_image_not_a_hang(tmp_p
     finally:
         signal.alarm(0)
     assert len(data.train_labels) + len(data.test_labels) == 8 and data.train_images.shape[-1] == 8
+
+
+def test_a_report_on_a_folder_of_run_folders_says_what_its_cells_pool(tmp_path):
+    """`coreaug report runs/` (a folder of run folders, not checked as a grid) pooled runs of other
+    epochs into one cell and counted runs of one seed as seeds, without a word."""
+    from click.testing import CliRunner
+
+    from coreaug.bench import write_report
+    from coreaug.cli.main import app
+    from test_report import write_run
+
+    write_run(tmp_path / "A", "random", 0, [0.3, 0.4], subset=0.3)
+    write_run(tmp_path / "A", "random", 1, [0.3, 0.4, 0.5], subset=0.3)
+    first = write_run(tmp_path / "A", "coreset", 0, [0.3, 0.4], subset=0.3)
+    first.rename(first.parent / "coreset-again")
+    write_run(tmp_path / "A", "coreset", 0, [0.3, 0.45], subset=0.3)
+    result = write_report(tmp_path / "A", out=tmp_path / "report")
+    assert result.pooled == [f"`{tmp_path / 'A'}`: its runs differ in epochs (2, 3), pooled in one cell (report them "
+                             "from folders of their own to compare them); 2 runs of coreset 30% are seed 0, each "
+                             "counted as a seed"]
+    assert result.pooled[0].split(": ", 1)[1] in (tmp_path / "report" / "report.md").read_text()
+    for curve in ([0.3, 0.4], [0.3, 0.5]):  # a grid's runs, one per seed, of one setting: nothing pooled
+        write_run(tmp_path / "B", "random", len(curve) + int(10 * curve[-1]), curve, subset=0.3)
+    assert write_report(tmp_path / "B", out=tmp_path / "report-b").pooled == []
+    out = CliRunner().invoke(app, ["report", str(tmp_path / "A"), "--out", str(tmp_path / "report")]).output
+    assert "runs of other settings or of one seed pooled in a cell (listed in the report)" in out

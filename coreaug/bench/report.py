@@ -7,9 +7,12 @@ missing or unfinished. A label marks the runs of another grid given beside the f
 "40 epochs"): its cells are compared with the baseline and references of their own label
 when it has them, else with the first grid's.
 """
+import collections
 import contextlib
 import csv
+import dataclasses
 import importlib.util
+import json
 import math
 import os
 import statistics
@@ -78,6 +81,7 @@ class ReportResult:
     problems: list
     missing_runs: int = 0
     no_plot: str = ""
+    pooled: list = dataclasses.field(default_factory=list)  # per source, what its cells pool (see _pooled)
 
 
 def write_report(path, *, out, also=(), target=None, baseline=None, paper_figures=None,
@@ -121,7 +125,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
              else None)
 
     sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
-    runs, problems, described, settings = _read_sources(sources, wanted)
+    runs, problems, described, settings, pooled = _read_sources(sources, wanted)
     if not runs:
         raise UsageError((not wanted and _in_progress(os.fspath(path)))
                          or f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
@@ -160,7 +164,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     _write_csv(files["cells_csv"], rows)
     no_plot = "" if png else ("no plot: nothing to draw" if importlib.util.find_spec("matplotlib")
                               else "install matplotlib for the plot")
-    return ReportResult(files, rows, target, rule, len(runs), problems, missing_runs, no_plot)
+    return ReportResult(files, rows, target, rule, len(runs), problems, missing_runs, no_plot, pooled)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -188,9 +192,10 @@ def _in_progress(path):
 
 def _read_sources(sources, wanted):
     """The finished runs of every (path, label) as Runs (only the `wanted` subsets, when given),
-    one line per run that could not be read, one line describing each source, and the settings
-    the first source's runs share. UsageError for a wanted subset that no source has."""
-    runs, problems, described, settings, have = [], [], [], "", set()
+    one line per run that could not be read, one line describing each source, the settings
+    the first source's runs share, and a line per source whose cells pool runs of other settings
+    or one seed twice (`_pooled`). UsageError for a wanted subset that no source has."""
+    runs, problems, described, settings, have, pooled = [], [], [], "", set(), []
     for source, label in sources:
         records, planned = load_runs(source), planned_runs(source)
         not_started = sorted(set(planned) - {record.name for record in records})
@@ -215,9 +220,37 @@ def _read_sources(sources, wanted):
                             f"{total} in all)")
                          + ("" if planned or all(record.finished for record in records) else
                             f" ({_NO_PLAN}: runs that never started cannot be listed)"))
+        mixed = _pooled(kept if os.path.isdir(source) and not planned else [], read)  # a grid's: checked by bench
+        if mixed:
+            pooled.append(f"`{source}`" + (f" (\"{label}\")" if label else "") + f": {mixed}")
+            described[-1] += f"; {mixed}"
     if wanted:
         _check_subsets(wanted, have)
-    return runs, problems, described, settings
+    return runs, problems, described, settings, pooled
+
+
+def _pooled(records, runs):
+    """What one source's cells pool that a grid's do not: `records` (a folder of run folders, not
+    checked as `coreaug bench` checks a grid) that differ in settings besides strategy, subset and
+    seed (those every run records: a setting an older coreaug did not is left out), and `runs`
+    of one seed counted as two seeds; "" when nothing is."""
+    configs = [_as_read(record.config) for record in records]
+    keys = sorted(set.intersection(*(set(config) for config in configs)) - set(PER_RUN)) if configs else []
+    values = {key: sorted({json.dumps(config.get(key), sort_keys=True) for config in configs}) for key in keys}
+    differ = [f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})"
+              for key, shown in values.items() if len(shown) > 1]
+    repeated = [(key, n) for key, n in collections.Counter((run.strategy, run.subset, run.seed) for run in runs)
+                .items() if n > 1]
+    notes = []
+    if differ:
+        notes.append(f"its runs differ in {'; '.join(differ)}, pooled in one cell (report them from folders "
+                     "of their own to compare them)")
+    if repeated:
+        (strategy, subset, seed), n = repeated[0]
+        cell = strategy if subset is None else f"{strategy} {_subset(subset)}"
+        more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
+        notes.append(f"{n} runs of {cell} are seed {seed}{more}, each counted as a seed")
+    return "; ".join(notes)
 
 
 def _check_baselines(runs, baselines):
