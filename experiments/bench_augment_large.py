@@ -17,13 +17,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_compiled_step import revision  # noqa: E402
-from script_checks import checked  # noqa: E402
+from script_checks import checked, run_child  # noqa: E402
 
 CASES = [("randaugment", 3, 96, 64), ("trivialaugment", 3, 96, 64), ("autoaugment-imagenet", 3, 96, 64),
          ("randaugment", 3, 224, 32), ("autoaugment-imagenet", 3, 224, 32)]
@@ -61,7 +60,7 @@ def time_cases(repeats, compiled=False):
 def in_process(repeats, tree, compiled=False):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     argv = [sys.executable, __file__, "--one", "--repeats", str(repeats)] + (["--compiled"] if compiled else [])
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    out = run_child(argv, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -39,7 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from coreaug.augment import create_policy
 from coreaug.models import create_model
 from coreaug.training.sync_audit import SyncAudit
-from script_checks import checked
+from script_checks import checked, run_child
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss", "weak", "resized-crop",
             "cutout", "weak+randaugment+cutout")
@@ -156,8 +156,8 @@ def cpu_seconds(repeats: int) -> dict:
 def cpu_seconds_of(code_dir: str, repeats: int) -> dict:
     """``cpu_seconds`` of the coreaug package in ``code_dir``, in a subprocess."""
     env = dict(os.environ, PYTHONPATH=os.path.abspath(code_dir))
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--cpu-seconds-only", "--repeats", str(repeats)],
-                          capture_output=True, text=True, check=True, env=env)
+    done = run_child([sys.executable, os.path.abspath(__file__), "--cpu-seconds-only", "--repeats", str(repeats)],
+                     env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -30,7 +30,7 @@ import time
 
 import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
-from script_checks import checked
+from script_checks import checked, run_child
 
 
 
@@ -56,7 +56,7 @@ def parse(argv):
                         help="a checkout of an earlier coreaug whose eager run joins each repeat")
     parser.add_argument("--out", default="experiments/results/compiled_step.md")
     parser.add_argument("--one", choices=["eager", "compiled"], help=argparse.SUPPRESS)  # a run, in its own process
-    return checked(parser, parser.parse_args(argv))
+    return checked(parser, parser.parse_args(argv), min_epochs=2)
 
 
 def inductor_cache_files():
@@ -98,8 +98,8 @@ def run_in_process(argv, compile, baseline=None):
     env = dict(os.environ)
     if baseline:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(baseline), env.get("PYTHONPATH")) if p)
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--one",
-                           "compiled" if compile else "eager"], check=True, capture_output=True, text=True, env=env)
+    done = run_child([sys.executable, os.path.abspath(__file__), *argv, "--one", "compiled" if compile else "eager"],
+                     env=env)
     row = json.loads(done.stdout.strip().splitlines()[-1])
     if baseline:
         row["mode"], row["baseline"] = f"eager at {revision(baseline)}", True

@@ -28,6 +28,7 @@ from coreaug.training import compiled_step, trainer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_compiled_step import load, run_arguments  # noqa: E402
+from script_checks import checked  # noqa: E402
 
 
 def parse(argv):
@@ -35,7 +36,7 @@ def parse(argv):
     run_arguments(parser)
     parser.add_argument("--epochs", type=int, default=41, help="the first compiles; the rest make pairs")
     parser.add_argument("--out", default="experiments/results/step_guards.md")
-    return parser.parse_args(argv)
+    return checked(parser, parser.parse_args(argv), min_epochs=3)
 
 
 def paired_epochs(args):

@@ -33,29 +33,43 @@ def parse_runs(text):
     runs = []
     for item in text.split(","):
         strategy, _, fraction = item.strip().partition(":")
-        runs.append((strategy, float(fraction) if fraction else None))
+        try:
+            runs.append((strategy, float(fraction) if fraction else None))
+        except ValueError:
+            raise ValueError(f"--runs {item.strip()!r}: the fraction after ':' must be a number") from None
     return runs
 
 
 def wait_for_quiet(max_load, patience=600):
     """The 1-minute load average once it is under `max_load` (or after `patience` seconds)."""
     deadline = time.time() + patience
+    if os.getloadavg()[0] > max_load:
+        print(f"waiting up to {patience} s for the load average ({os.getloadavg()[0]:.2f}) to fall under "
+              f"--max-load {max_load:g}", flush=True)
     while os.getloadavg()[0] > max_load and time.time() < deadline:
         time.sleep(5)
     return os.getloadavg()[0]
 
 
 def parse_settings(pairs):
+    """{setting: value} of KEY=VALUE pairs: a value Python reads as a literal (3, 0.1, True, None,
+    0.5,0.75 as a tuple) is taken as that, any other as its text. ValueError names a key that is
+    no TrainConfig setting, or a pair without "="."""
+    import ast
+    import dataclasses
+
+    fields = {field.name for field in dataclasses.fields(coreaug.TrainConfig)}
     settings = {}
     for pair in pairs:
-        key, _, value = pair.partition("=")
-        for convert in (int, float):
-            try:
-                value = convert(value)
-                break
-            except ValueError:
-                pass
-        settings[key.replace("-", "_")] = value
+        key, equals, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not equals or key not in fields:
+            raise ValueError(f"{pair!r} is no KEY=VALUE of a TrainConfig setting ({', '.join(sorted(fields))})")
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass  # text: a strategy's name, a path
+        settings[key] = value
     return settings
 
 
@@ -86,8 +100,13 @@ def main():
     args = parser.parse_args()
     if args.out and args.out.endswith(".csv"):
         parser.error(f"--out {args.out}: give the Markdown file (X.md); the CSV for coreaug report goes beside it")
-    base = dict(SETTING, augment=args.augment, epochs=args.epochs, **parse_settings(args.settings))
-    runs = parse_runs(args.runs)
+    if args.epochs < 1 or args.repeats < 1:
+        parser.error("--epochs and --repeats must be 1 or more")
+    try:
+        base = dict(SETTING, augment=args.augment, epochs=args.epochs, **parse_settings(args.settings))
+        runs = parse_runs(args.runs)
+    except ValueError as error:
+        parser.error(str(error))
     if ("full", None) not in runs:
         parser.error("--runs must include full (the speed-ups are against it)")
     per_epoch = {run: [] for run in runs}

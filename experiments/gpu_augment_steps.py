@@ -22,7 +22,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps", default="1,8")
     parser.add_argument("--out", default="experiments/results/gpu_augment_steps.md")
-    args = checked(parser, parser.parse_args())
+    args = checked(parser, parser.parse_args(), min_epochs=2)
     lines = ["| strategy | strong augmentation | steps per call | epoch s | test acc |", "|---|---|---|---|---|"]
     for strategy, augment in (("full", "randaugment"), ("coreset", "randaugment"), ("full", "autoaugment")):
         for steps in (int(s) for s in args.steps.split(",")):

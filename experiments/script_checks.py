@@ -1,12 +1,20 @@
 """Checks the benchmark scripts make on their arguments before measuring anything, so that a
 run of minutes is not lost at its end, nor timed against the wrong code."""
 import os
+import subprocess
+import sys
 
 
-def checked(parser, args):
+def checked(parser, args, min_epochs=1):
     """`args` (from `parser`) once checked: a CUDA `--device` needs a CUDA build of torch and a GPU,
     a `--baseline`/`--before-code` folder must hold a coreaug package (else the installed coreaug,
-    this tree, would be timed as the baseline), and `--out`'s folder is made now."""
+    this tree, would be timed as the baseline), `--epochs` at least `min_epochs` (the epochs a
+    script's figures are taken from, after those it compiles or warms up in), and `--out`'s
+    folder is made now."""
+    epochs = getattr(args, "epochs", None)
+    if isinstance(epochs, int) and epochs < min_epochs:
+        parser.error(f"--epochs must be {min_epochs} or more (its figures come from epoch {min_epochs} on), "
+                     f"got {epochs}")
     device = getattr(args, "device", None)
     if device and str(device).startswith("cuda"):
         import torch
@@ -22,3 +30,14 @@ def checked(parser, args):
     if isinstance(out, (str, os.PathLike)) and str(out) not in ("", "-"):
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     return args
+
+
+def run_child(argv, **kwargs):
+    """subprocess.run(argv, capture_output=True, text=True, **kwargs), which ends this script in
+    one line (after the child's own error output) when the child fails."""
+    done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+        sys.exit(f"{os.path.basename(sys.argv[0])}: a measuring process failed (exit status {done.returncode}): {last}")
+    return done

@@ -282,3 +282,26 @@ def test_a_report_on_a_folder_of_run_folders_says_what_its_cells_pool(tmp_path):
     assert write_report(tmp_path / "B", out=tmp_path / "report-b").pooled == []
     out = CliRunner().invoke(app, ["report", str(tmp_path / "A"), "--out", str(tmp_path / "report")]).output
     assert "runs of other settings or of one seed pooled in a cell (listed in the report)" in out
+
+
+def test_bench_timing_reads_on_off_settings_and_scripts_refuse_too_few_epochs(experiment, capsys):
+    """bench_timing's KEY=VALUE kept True/False/None as text (a grid with an on/off flag died in a
+    traceback) and took a mistyped key to TrainConfig; --epochs 1 ended a compiled-step benchmark
+    with an empty median after its run."""
+    import argparse
+
+    import pytest
+
+    timing = experiment("bench_timing")
+    assert timing.parse_settings(["weight_augmented=False", "flip=None", "milestones=0.5,0.75", "lr=0.1",
+                                  "train-limit=100", "dataset=digits"]) == {
+        "weight_augmented": False, "flip": None, "milestones": (0.5, 0.75), "lr": 0.1, "train_limit": 100,
+        "dataset": "digits"}
+    for bad in (["datset=digits"], ["lr"]):
+        with pytest.raises(ValueError, match="is no KEY=VALUE of a TrainConfig setting"):
+            timing.parse_settings(bad)
+    parser = argparse.ArgumentParser(prog="bench.py")
+    parser.add_argument("--epochs", type=int)
+    with pytest.raises(SystemExit):
+        experiment("script_checks").checked(parser, parser.parse_args(["--epochs", "1"]), min_epochs=2)
+    assert "--epochs must be 2 or more" in capsys.readouterr().err
