@@ -47,7 +47,7 @@ COUNT_SIZES = (13, 38, 64, 128)
 TIME_SIZES = (64, 512)
 TIMED_POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss")
 LARGE = (32, 3, 224, 224)  # a timing row on ImageNet-sized images: the dense trade-off
-RESULTS = Path("experiments/results")
+RESULTS = Path(__file__).resolve().parent / "results"  # from any working folder
 AUGMENT_DIR = str(Path("coreaug") / "augment")
 
 

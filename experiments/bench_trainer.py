@@ -6,7 +6,7 @@ Usage:
         [--device cpu|cuda] [--precision auto] [--compile | --modes eager,compiled]
         [--compile-mode MODE] [--fallback-mode MODE] [--rows hand,none,full,random:0.1,...]
         [--select-every 1] [--count-steps 8] [--count-modes eager,compiled] [--quick]
-        [--out experiments/results/trainer.md] [--json PATH]
+        [--out experiments/results/trainer_side_by_side.md] [--json PATH]
 
 Each row of `--rows` is trained in each mode of `--modes` (eager; compiled: coreaug's
 ``--compile``, and the hand loop's compiled step) for `--epochs` epochs on the same data:
@@ -449,7 +449,7 @@ def parse_args(argv=None):
                         help="the modes whose rows are counted (eager,compiled): a compiled coreaug row's counts "
                              "train three more tiny runs, each compiling its step again")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 4 counted steps")
-    parser.add_argument("--out", default="experiments/results/trainer.md")
+    parser.add_argument("--out", default="experiments/results/trainer_side_by_side.md")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.quick:

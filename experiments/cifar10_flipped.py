@@ -11,9 +11,11 @@ Usage: python experiments/cifar10_flipped.py GRID OUT_PREFIX
 """
 import argparse
 import statistics
+import sys
 from collections import defaultdict
 
 from coreaug.bench import load_runs
+from coreaug.errors import UsageError
 
 
 def flipped_shares(grid):
@@ -41,7 +43,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     grid, prefix = args.grid, args.prefix
-    shares = flipped_shares(grid)
+    try:
+        shares = flipped_shares(grid)
+    except UsageError as error:  # no such grid
+        sys.exit(f"cifar10_flipped.py: error: {error}")
+    if not shares:
+        sys.exit(f"cifar10_flipped.py: error: no run of {grid} logged selection_noisy_fraction (it is logged for "
+                 "runs trained with --label-noise only)")
     lines = ["| strategy | subset | seeds | flipped share of the selections (mean over epochs) | first | last |",
              "|---|---|---|---|---|---|"]
     for (strategy, subset), by_epoch in sorted(shares.items()):
