@@ -136,8 +136,8 @@ def train_options(command):
                           "default elsewhere), default (no CUDA graphs), reduce-overhead, max-autotune, "
                           "max-autotune-no-cudagraphs."),
         click.option("--augment-steps", type=int,
-                     help="Steps' batches augmented per call: fewer, larger calls, for GPUs [default: 1; "
-                          "always 1 for maxloss and crust]."),
+                     help="Steps' batches augmented per call: fewer, larger calls, the same images [default: 8 "
+                          "eager on a GPU for images of at most 64 px, else 1; always 1 for maxloss and crust]."),
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
         click.option("--seed", type=int, default=_default("seed"), show_default=True,
                      help="Seed of everything random (CPU runs repeat exactly at the same thread count)."),

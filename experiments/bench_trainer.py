@@ -286,7 +286,8 @@ def augmentation_share(args, row, measured, images, labels, num_classes):
         return measured["steps"] * best / measured["training_seconds"]
     steps = measured["steps"]
     policy = create_policy(row.augment, **({"candidates": 4} if "maxloss" in row.augment else {}))
-    per_call = augment_call_steps(row.augment_steps, policy, getattr(RULES.get(row.strategy), "mixup", False))
+    per_call = augment_call_steps(row.augment_steps, policy, getattr(RULES.get(row.strategy), "mixup", False), device,
+                                  images.shape[-1])  # the trainer's default on this device and image size
     calls = math.ceil(steps / per_call)
     weak = seconds_per_call(create_policy("weak", flip=flip), images[:per_call * args.batch_size].to(device))
     copies = round(measured["n_augmented"] / steps) * per_call

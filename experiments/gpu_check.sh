@@ -72,7 +72,7 @@ DEVICE="${GPU_CHECK_DEVICE:-cuda}"
 TRAIN_LIMIT="${TRAIN_LIMIT:-10000}"
 # max-loss early (the recipe's epoch estimate), then --augment-steps (eager only, never measured on a GPU:
 # before the rows whose compiled twins compile cold, which a short lease's table is cut in)
-ROWS="${ROWS:-hand,none,maxloss:0.1@maxloss,full/8,random:0.3/8,full,random:0.1,random:0.3}"
+ROWS="${ROWS:-hand,none,maxloss:0.1@maxloss,full/1,random:0.3/1,full,random:0.1,random:0.3}"
 TABLE_EPOCHS="${TABLE_EPOCHS:-3}"
 MODES="${MODES:-eager,compiled}"
 COMPILE_MODE="${COMPILE_MODE:-auto}"

@@ -1,5 +1,6 @@
 """Augmenting several steps' batches per call: the same examples trained and augmented, the
 calls divided, the rule for how many steps, and wrong values refused."""
+import dataclasses
 import types
 
 import pytest
@@ -66,12 +67,20 @@ def test_maxloss_and_crust_stay_one_step_per_call(monkeypatch):
 def test_how_many_steps_per_call():
     batches = types.SimpleNamespace(partners=None, batch_size=128)
     plain, scoring = types.SimpleNamespace(needs_model=False), types.SimpleNamespace(needs_model=True)
-    given = coreaug.TrainConfig(dataset="synthetic", augment_steps=5)
-    assert trainer.steps_per_augment_call(coreaug.TrainConfig(dataset="synthetic"), plain, batches) == 1
-    assert trainer.steps_per_augment_call(given, plain, batches) == 5
-    assert trainer.steps_per_augment_call(given, scoring, batches) == 1
-    mixed = types.SimpleNamespace(partners=torch.zeros(4), batch_size=128)
-    assert trainer.steps_per_augment_call(given, plain, mixed) == 1
+    given = coreaug.TrainConfig(dataset="synthetic", augment_steps=5).resolved()
+    default = coreaug.TrainConfig(dataset="synthetic").resolved()  # 32 px
+    large = dataclasses.replace(default, store_size=96)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object: nothing runs on it
+    assert trainer.steps_per_augment_call(default, plain, batches, cpu) == 1
+    assert trainer.steps_per_augment_call(default, plain, batches, cuda) == trainer.GPU_AUGMENT_STEPS == 8
+    assert trainer.steps_per_augment_call(large, plain, batches, cuda) == 1  # K batches' copies held at once
+    for device in (cpu, cuda):
+        assert trainer.steps_per_augment_call(given, plain, batches, device) == 5
+        assert trainer.steps_per_augment_call(given, scoring, batches, device) == 1
+        assert trainer.steps_per_augment_call(default, scoring, batches, device) == 1
+        mixed = types.SimpleNamespace(partners=torch.zeros(4), batch_size=128)
+        assert trainer.steps_per_augment_call(given, plain, mixed, device) == 1
+        assert trainer.steps_per_augment_call(default, plain, mixed, device) == 1
     with pytest.raises(UsageError, match="augment_steps must be an integer >= 1"):
         coreaug.TrainConfig(dataset="synthetic", augment_steps=0).resolved()
 

@@ -178,8 +178,9 @@ class TrainConfig:
         kernels launched one by one, without CUDA graphs' memory pool).
     augment_steps: how many steps' batches one weak and one strong augmentation call take (the
         same augmented images, each example drawing from its own key, in fewer calls; on a GPU a
-        RandAugment call costs about the same for 64 images as for 2,048). None: 1. Always 1 for
-        max-loss transforms and crust.
+        RandAugment call costs about the same for 64 images as for 2,048). None: 8 in an eager run
+        on a GPU for images stored at most 64 px wide, else 1. Always 1 for max-loss transforms and
+        crust; a compiled step augments its own batch.
     sync_bn: under torchrun on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)
         instead of each process's own share.
     out, resume, overwrite: the run's folder (config.json, metrics.jsonl, summary.json,

@@ -779,7 +779,7 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
     forward.train()
     # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
-    per_call = steps_per_augment_call(config, strong, batches)
+    per_call = steps_per_augment_call(config, strong, batches, device)
     for step, images in augmented_steps(batches, data, weak, strong, draws, context, per_call):
         take = batches.batch(step)[0]
         idx = batches.indices[take]
@@ -873,18 +873,29 @@ def raised_in_cuda_graph_trees(error):
     return False
 
 
-def steps_per_augment_call(config, strong, batches):
-    """`augment_call_steps` of a run (`config`) for an epoch's `batches`."""
-    return augment_call_steps(config.augment_steps, strong, batches.partners is not None)
+GPU_AUGMENT_STEPS = 8  # augment_steps None on a GPU: experiments/results/gpu.md, RandAugment 5.9 -> 0.7 ms a step
+GPU_AUGMENT_STEPS_SIDE = 64  # ... for images stored at most this wide (the K batches' working copies stay small)
 
 
-def augment_call_steps(augment_steps, strong, mixes_partners=False):
-    """How many steps' batches one weak and one strong call augment: `augment_steps` (None: 1),
-    but always 1 for max-loss transforms (they score with the model as it is at the step) and for
-    copies mixed with partners (crust)."""
+def steps_per_augment_call(config, strong, batches, device):
+    """`augment_call_steps` of a run (`config`) on `device` for an epoch's `batches`."""
+    return augment_call_steps(config.augment_steps, strong, batches.partners is not None, device,
+                              config.store_size or config.image_size)
+
+
+def augment_call_steps(augment_steps, strong, mixes_partners=False, device=None, side=None):
+    """How many steps' batches one weak and one strong call augment: `augment_steps`, by default
+    (None) GPU_AUGMENT_STEPS on a CUDA `device` for images stored at most GPU_AUGMENT_STEPS_SIDE
+    wide (`side`), where a step's augmentation costs its kernel launches, and 1 elsewhere; always 1
+    for max-loss transforms (they score with the model as it is at the step) and for copies mixed
+    with partners (crust). The images are the same whatever the number (each entry draws from its
+    own key)."""
     if strong.needs_model or mixes_partners:
         return 1
-    return augment_steps or 1
+    if augment_steps is None:
+        small = side is not None and side <= GPU_AUGMENT_STEPS_SIDE
+        return GPU_AUGMENT_STEPS if device is not None and torch.device(device).type == "cuda" and small else 1
+    return augment_steps
 
 
 def augmented_steps(batches, data, weak, strong, draws, context, per_call=1):
