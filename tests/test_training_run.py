@@ -209,15 +209,14 @@ def test_training_estimates_match_the_logits_seen_in_training(monkeypatch):
     real_merge, real_add = trainer._merge_logits, trainer.EpochTotals.add
     monkeypatch.setattr(trainer, "_merge_logits", lambda prev, sums: merged.append(sums.clone()) or real_merge(prev, sums))
 
-    def add(self, losses, logits, labels, indices, original):
+    def add(self, losses, logits, labels, indices, augmented):
         if self.logit_sums is not None:  # the epoch before the selection of epoch 1
-            seen.append((indices.clone(), logits.detach().float().clone(), original.clone()))
-        return real_add(self, losses, logits, labels, indices, original)
+            seen.append((indices.clone(), logits.detach().float().clone(), ~augmented))
+        return real_add(self, losses, logits, labels, indices, augmented)
     monkeypatch.setattr(trainer.EpochTotals, "add", add)
     coreaug.train(coreaug.TrainConfig(**TINY, estimates="training", epochs=2))
     expected = torch.zeros_like(merged[0])
-    for indices, logits, original in seen:
-        rows = original.bool()
+    for indices, logits, rows in seen:
         expected[indices[rows], :-1] += logits[rows]
         expected[indices[rows], -1] += 1
     assert (expected[:, -1] == 1).all()  # every original trained once in append mode

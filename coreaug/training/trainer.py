@@ -730,13 +730,13 @@ class EpochTotals:
         self.sums = torch.zeros(2, dtype=torch.float64, device=device)
         self.logit_sums = logit_sums
 
-    def add(self, losses, logits, labels, indices, original):
+    def add(self, losses, logits, labels, indices, augmented):
         """Add a batch: per-example `losses`, `logits`, `labels`; with a logit store, the logits
-        of the `original` (float 0/1, not strongly augmented) examples at rows `indices`."""
+        of the entries not `augmented` (bool; the originals) at rows `indices`."""
         correct = (logits.argmax(1) == labels).sum()
         self.sums += torch.stack([losses.detach().sum().double(), correct.double()])
-        if self.logit_sums is not None:
-            keep = original.unsqueeze(1)
+        if self.logit_sums is not None:  # (the mask's two kernels a step only where it is read)
+            keep = (~augmented).float().unsqueeze(1)
             rows = torch.cat([logits.detach().float() * keep, keep], 1)
             self.logit_sums.index_add_(0, indices, rows.to(self.logit_sums.dtype))
 
@@ -798,7 +798,7 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-        totals.add(losses, logits, labels, idx, (~batches.augmented[take]).float())
+        totals.add(losses, logits, labels, idx, batches.augmented[take])
         bar.update(len(idx) * world, totals)
     bar.close()
     return totals.read()
