@@ -182,7 +182,7 @@ def _ratio(theirs, ours):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=15, help="coreaug repeats (best kept)")
     parser.add_argument("--pillow-repeats", type=int, default=3, help="Pillow repeats (best kept)")

@@ -65,7 +65,7 @@ def in_process(repeats, tree, compiled=False):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=False)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--turns", type=int, default=3, help="alternations of this tree and the baseline")

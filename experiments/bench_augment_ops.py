@@ -280,7 +280,7 @@ def render(now: dict, before: dict, command: str) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=9, help="timing repeats (best kept)")
     parser.add_argument("--save-before", action="store_true",
                         help="record this run as the before figures")

@@ -46,7 +46,7 @@ def run_arguments(parser):
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run_arguments(parser)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--select-every", type=int, default=1)

@@ -98,7 +98,7 @@ def run_case(name, n):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=N)
     parser.add_argument("--out", default="experiments/results/memory_imagenet_scale.md")
     parser.add_argument("--case", help=argparse.SUPPRESS)

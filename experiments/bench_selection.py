@@ -133,7 +133,7 @@ def table(header, rows):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x smaller cases, for a smoke run")
     parser.add_argument("--out", default="experiments/results/selection.md")
     args = checked(parser, parser.parse_args())

@@ -120,7 +120,7 @@ def build(form, optimizer_name="sgd", precision="fp32"):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))

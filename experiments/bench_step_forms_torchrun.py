@@ -86,7 +86,7 @@ def worker(rank, world, port, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30)

@@ -32,7 +32,7 @@ from script_checks import checked  # noqa: E402
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run_arguments(parser)
     parser.add_argument("--epochs", type=int, default=41, help="the first compiles; the rest make pairs")
     parser.add_argument("--out", default="experiments/results/step_guards.md")

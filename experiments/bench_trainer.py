@@ -423,7 +423,7 @@ def _replace(path, text):
 
 def parse_args(argv=None):
     """The command line, with the dataset's defaults (model, batch size) filled in."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--model", default=None, help="default: the dataset's")
     parser.add_argument("--epochs", type=int, default=2)

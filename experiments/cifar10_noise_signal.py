@@ -69,7 +69,7 @@ def one_run(data, seed, strategy, out):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data")
     parser.add_argument("out")
     parser.add_argument("--seeds", default="0")

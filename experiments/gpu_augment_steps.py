@@ -16,7 +16,7 @@ from script_checks import checked
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--train-limit", type=int, default=25000)
     parser.add_argument("--epochs", type=int, default=2)

@@ -310,7 +310,7 @@ def count_step_ops(train_step, images, labels, batch_size, count_steps, last_ste
 
 def main():
     """The CLI: load a registered dataset with coreaug.load_dataset, run the loop, print JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--model", default=None, help="default: the dataset's coreaug default")
     parser.add_argument("--epochs", type=int, default=2)
