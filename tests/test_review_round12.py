@@ -305,3 +305,31 @@ def test_bench_timing_reads_on_off_settings_and_scripts_refuse_too_few_epochs(ex
     with pytest.raises(SystemExit):
         experiment("script_checks").checked(parser, parser.parse_args(["--epochs", "1"]), min_epochs=2)
     assert "--epochs must be 2 or more" in capsys.readouterr().err
+
+
+def test_a_resume_with_tensorboard_leaves_one_event_file(tmp_path, monkeypatch):
+    """Each --resume --tensorboard added an event file that wrote every earlier epoch again, and
+    none was removed: a job resumed 10 times held 10 files, read and purged at every load."""
+    import pytest
+
+    from coreaug.training.run_files import RunFolder
+    from test_run_logs import TINY, read_scalars
+
+    run = tmp_path / "run"
+    config = dict(TINY, epochs=4, out=str(run), tensorboard=True)
+    real_save = RunFolder.save_epoch
+    for stop in (1, 1, 1):  # three starts stopped after one more epoch each
+        saved = []
+
+        def stopped(self, checkpoint, history, saved=saved):
+            real_save(self, checkpoint, history)
+            saved.append(1)
+            if len(saved) == stop:
+                raise KeyboardInterrupt
+        monkeypatch.setattr(RunFolder, "save_epoch", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            coreaug.train(coreaug.TrainConfig(**config, resume=(run / "checkpoint.pt").exists()))
+    monkeypatch.setattr(RunFolder, "save_epoch", real_save)
+    coreaug.train(coreaug.TrainConfig(**config, resume=True))
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert [step for step, _ in read_scalars(run / "tensorboard")["loss/train"]] == [1, 2, 3, 4]

@@ -9,6 +9,7 @@ A folder belongs to one live run at a time: the run holds an OS lock on it (floc
 OS drops when the process ends however it ends, so `--resume` after a crash still works.
 """
 import collections
+import contextlib
 import fcntl
 import json
 import os
@@ -208,9 +209,18 @@ class RunFolder:
         """A resumed run writes the scalars of every epoch its checkpoint holds again, over whatever
         the stopped runs wrote (TensorBoard drops their steps from the first on): a run killed
         between its checkpoint and its scalars would otherwise miss that epoch for good, and one
-        trained without `tensorboard` until this resume would show only the epochs from here on."""
+        trained without `tensorboard` until this resume would show only the epochs from here on.
+        The earlier starts' event files, whose epochs this one's now holds, are then removed (a
+        job resumed 50 times kept 50 files that TensorBoard read and purged at every load)."""
+        folder = self.file(TENSORBOARD)
+        earlier = [os.path.join(folder, name) for name in os.listdir(folder) if name.startswith(
+            "events.out.tfevents.")] if self.tensorboard and history and os.path.isdir(folder) else []
         for metrics in history:
             self._write_scalars(metrics, purge_step=history[0]["epoch"] + 1)
+        if history and history[0]["epoch"] == 0 and self._scalars is not None:  # every epoch written again
+            for path in earlier:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
     def _write_scalars(self, metrics, purge_step=None):
         """A disk that cannot take the event file is an OSError naming it, as for the other files: TensorBoard's
