@@ -135,7 +135,7 @@ def table(header, rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x smaller cases (apricot still compiles its kernels on "
-                        "every fit, ~2 s a class: 10 minutes or more on 2 cores)")
+                        "every fit, ~2 s a class: well over 5 minutes on 2 cores)")
     parser.add_argument("--out", default="experiments/results/selection.md")
     args = checked(parser, parser.parse_args())
     s = 10 if args.quick else 1
