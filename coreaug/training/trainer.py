@@ -734,7 +734,8 @@ class EpochTotals:
         """Add a batch: per-example `losses`, `logits`, `labels`; with a logit store, the logits
         of the entries not `augmented` (bool; the originals) at rows `indices`."""
         correct = (logits.argmax(1) == labels).sum()
-        self.sums += torch.stack([losses.detach().sum().double(), correct.double()])
+        self.sums[0].add_(losses.detach().sum())  # into the float64 rows as they are: no casts nor stack
+        self.sums[1].add_(correct)
         if self.logit_sums is not None:  # (the mask's two kernels a step only where it is read)
             keep = (~augmented).float().unsqueeze(1)
             rows = torch.cat([logits.detach().float() * keep, keep], 1)
