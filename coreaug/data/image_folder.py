@@ -16,6 +16,7 @@ a cache on disk (coreaug.data.image_cache) that later runs read instead.
 """
 import collections
 import contextlib
+import contextvars
 import functools
 import numbers
 import os
@@ -201,6 +202,11 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
+        if listing.gone:  # a class folder on a disk not mounted would train without that class
+            first = listing.gone[0]
+            tqdm.write(f"left out {len(listing.gone)} link{'s' * (len(listing.gone) != 1)} to files or folders that "
+                       f"are gone (first: {shown(first)} -> {shown(os.readlink(first))}): a class folder on a disk "
+                       "not mounted is not trained on")
         if listing.loose:  # ImageNet's val/ half sorted into class folders tested on the sorted few
             tqdm.write(f"left out {len(listing.loose)} image files beside the class folders (first: "
                        f"{shown(listing.loose[0])}): only <folder>/<class>/ images are read")
@@ -240,31 +246,31 @@ def folder_fingerprint(root, val_fraction: float = 0.1, seed: int = 0) -> str:
     return files_digest([("train", train_files), ("test", test_files)])
 
 
-_listed = None  # {(root, val_fraction, seed): _find_files' answer} inside `one_listing`, else None
+_LISTED = contextvars.ContextVar("coreaug_listed", default=None)  # inside `one_listing`: this thread's memo
 
 
 @contextlib.contextmanager
 def one_listing():
-    """Within the block, each folder is listed once (`_find_files`): a check of a folder's files
-    followed by its loading walks it once, not twice (ImageNet's 1.28 M files). Not for a block
-    in which the folder may change."""
-    global _listed
-    outer, _listed = _listed, {} if _listed is None else _listed
+    """Within the block, each folder is listed once (`_find_files`) by this thread (or task): a
+    check of a folder's files followed by its loading walks it once, not twice (ImageNet's 1.28 M
+    files). Not for a block in which the folder may change."""
+    token = _LISTED.set({} if _LISTED.get() is None else _LISTED.get())
     try:
         yield
     finally:
-        _listed = outer
+        _LISTED.reset(token)
 
 
 def _find_files(root, val_fraction, seed):
     """(classes, [(path, label)] train, [(path, label)] test, _Listing) of the layout under ``root``;
     a UsageError for a folder that is not one, with a hint where it holds a built-in dataset's files."""
-    if _listed is None:
+    listed = _LISTED.get()
+    if listed is None:
         return _listed_files(root, val_fraction, seed)
     key = (root, val_fraction, seed)
-    if key not in _listed:
-        _listed[key] = _listed_files(root, val_fraction, seed)
-    return _listed[key]
+    if key not in listed:
+        listed[key] = _listed_files(root, val_fraction, seed)
+    return listed[key]
 
 
 def _listed_files(root, val_fraction, seed):
@@ -333,6 +339,7 @@ class _Listing:
         self.folders = {}
         self.unread = collections.Counter()
         self.loose = []  # image files beside the class folders, where only class folders are read
+        self.gone = []  # links to nothing (links_to_nothing): a class folder on a disk not mounted, say
 
 
 def _layout_files(root, val_fraction, seed, listing):
@@ -346,6 +353,7 @@ def _layout_files(root, val_fraction, seed, listing):
         train = _labelled_files(train_dir, classes, listing=listing)
         test_dir = test_split_folder(root)
         listing.loose += _loose_images(train_dir) + (_loose_images(test_dir) if test_dir else [])
+        listing.gone += links_to_nothing(train_dir)
         if test_dir is None:
             other = [f"{name}/" for name in listed_folders(root) if name.lower() in TEST_NAMES]
             named = f" ({', '.join(other)} is not read: name it val/)" if other else ""
@@ -362,6 +370,7 @@ def _layout_files(root, val_fraction, seed, listing):
     _check_no_splits_as_classes(root)
     classes = _class_folders(root)
     listing.loose += _loose_images(root)
+    listing.gone += links_to_nothing(root)
     class_folders = [os.path.join(root, c) for c in classes]
     return (classes, *_split(_labelled_files(root, classes, listing=listing), class_folders, val_fraction, seed))
 
@@ -413,24 +422,18 @@ def listed_folders(folder) -> List[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
 
 
-def refuse_links_to_nothing(folder, names=None):
-    """UsageError naming the first of ``folder``'s listed entries (or of ``names`` in it) that is a
-    link to nothing (a class folder on a disk not mounted): left out as not a folder, its class or
-    its images were missing from the run without a word."""
+def links_to_nothing(folder, names=None) -> List[str]:
+    """The paths of ``folder``'s listed entries (or of ``names`` in it) that are links to nothing:
+    a class folder on a disk not mounted, or a file not fetched (a DataLad dataset's README),
+    which a listing leaves out (`_Listing.gone`, counted in a line)."""
     if names is None:
         with os.scandir(folder) as entries:
             names = [e.name for e in entries if e.is_symlink()]
-    gone = sorted(n for n in names if _is_listed(n) and os.path.islink(os.path.join(folder, n))
-                  and not os.path.exists(os.path.join(folder, n)))
-    if gone:
-        path = os.path.join(folder, gone[0])
-        more = f" (and {len(gone) - 1} more in that folder)" if len(gone) > 1 else ""
-        raise UsageError(f"{shown(path)} is a link to {shown(os.readlink(path))}, which does not exist (a disk not "
-                         f"mounted?){more}: its images would be left out; mount it, or remove the link")
+    return [os.path.join(folder, n) for n in sorted(names) if _is_listed(n) and os.path.islink(os.path.join(folder, n))
+            and not os.path.exists(os.path.join(folder, n))]
 
 
 def _class_folders(folder) -> List[str]:
-    refuse_links_to_nothing(folder)
     classes = listed_folders(folder)
     if not classes:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
@@ -465,7 +468,7 @@ def _images_under(folder, listing) -> List[str]:
                 listing.unread[os.path.splitext(lower)[1]] += 1
             else:
                 others.append(name)
-        refuse_links_to_nothing(parent, others)
+        listing.gone += links_to_nothing(parent, others)
     return images
 
 
@@ -524,7 +527,7 @@ def _test_files(folder, classes, listing):
     """The test split's [(path, label)]: its class folders, any subset of the training split's (one
     class alone included), matched by name, or by the name's Unicode NFC form (macOS's zip writes
     été as e + accent where another tool wrote one character)."""
-    refuse_links_to_nothing(folder)
+    listing.gone += links_to_nothing(folder)
     names = listed_folders(folder)
     if not names:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")

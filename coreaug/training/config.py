@@ -288,7 +288,9 @@ class TrainConfig:
         if filled["image_size"] is None and _folder(self.dataset):
             from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
 
-            filled["image_size"] = own_image_size(self.dataset) or DEFAULT_IMAGE_SIZE
+            # a resume keeps the size its run recorded: the default's rule may have changed since
+            recorded = _recorded_image_size(self.out) if self.resume else None
+            filled["image_size"] = recorded or own_image_size(self.dataset) or DEFAULT_IMAGE_SIZE
         elif filled["image_size"] is None:  # a registered dataset's own size (None: one registered by the user)
             filled["image_size"] = _own_size(self.dataset)
         filled["betas"] = tuple(filled["betas"]) if isinstance(filled["betas"], (list, tuple)) else filled["betas"]
@@ -600,6 +602,18 @@ def weak_is_resized_crop(dataset, weak, image_size):
     from coreaug.data.image_folder import LARGE_IMAGES
 
     return weak == "resized-crop" or (weak == "auto" and _folder(dataset) and image_size >= LARGE_IMAGES)
+
+
+def _recorded_image_size(out):
+    """The image_size the run in the folder `out` recorded (config.json), None where it has none."""
+    import json
+
+    try:
+        with open(os.path.join(os.path.expanduser(os.fspath(out)), "config.json")) as f:
+            size = json.load(f).get("image_size")
+    except (OSError, ValueError, TypeError, AttributeError):  # no folder or file yet, or not a run's
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 4 else None
 
 
 def _own_size(dataset):

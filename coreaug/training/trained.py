@@ -496,8 +496,8 @@ def labelled_images(root):
     them), or, for TinyImageNet's layout, of val/images as val/val_annotations.txt labels them (the
     class folder given as that file). UsageError for a folder without class folders of images, or
     with train/ alone."""
-    from coreaug.data.image_folder import (images_under, is_tiny_imagenet_val, listed_folders, refuse_links_to_nothing,
-                                           test_split_folder, tiny_imagenet_annotations)
+    from coreaug.data.image_folder import (images_under, is_tiny_imagenet_val, listed_folders, test_split_folder,
+                                           tiny_imagenet_annotations)
 
     root = os.path.abspath(os.path.expanduser(str(root)))
     if not os.path.isdir(root):
@@ -512,7 +512,6 @@ def labelled_images(root):
         if not files:
             raise UsageError(f"{annotations} lists no images; a line per image: file name, tab, class")
         return files
-    refuse_links_to_nothing(split)
     files = [(path, name, os.path.join(split, name)) for name in listed_folders(split)
              for path in images_under(os.path.join(split, name))]
     if not files:
