@@ -123,7 +123,9 @@ def train_options(command):
                      help="Label smoothing of the cross-entropy."),
         click.option("--label-noise", type=float, default=_default("label_noise"), show_default=True, help="Fraction of training labels flipped to another class, uniformly (symmetric noise)."),
         click.option("--flip/--no-flip", default=None, help="Horizontal flips in weak augmentation [default: per dataset]."),
-        click.option("--train-limit", type=int, help="Train on a fixed random sample of this many examples (the same for every seed; a folder is decoded whole first)."),
+        click.option("--train-limit", type=int,
+                     help="Train on a fixed random sample of this many examples (the same for every seed; a folder "
+                          "is decoded whole first)."),
         click.option("--test-limit", type=int, help="Evaluate on a fixed random sample of this many examples (the same for every seed)."),
         click.option("--device", default=_default("device"), show_default=True, help="auto, cpu, cuda, cuda:N (a single process makes N the current GPU)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=_default("precision"), show_default=True,

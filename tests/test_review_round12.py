@@ -190,7 +190,8 @@ def test_empty_images_and_links_to_nothing_are_all_named_before_decoding(tmp_pat
     os.symlink(tmp_path / "gone.png", root / "y" / "zz-gone.png")
     cache = tmp_path / "cache"
     with pytest.raises(UsageError, match=r"cannot read 2 images \(first: .*zz-empty.png \(an empty file\); "
-                                         r".*zz-gone.png \(gone: deleted, or a link to nothing\)\); fix or remove them"):
+                                         r".*zz-gone.png \(gone: deleted, or a link to nothing\)\); "
+                                         r"fix or remove them"):
         load_dataset(str(root), image_size=8, progress=False, cache_dir=str(cache))
     assert not [p for p in cache.rglob("*") if p.is_dir()]  # nothing decoded, no build begun
     data = load_dataset(str(root), image_size=8, progress=False, cache_dir=str(cache), skip_bad_images=True, workers=0)

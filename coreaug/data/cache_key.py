@@ -42,7 +42,7 @@ def files_digest(splits, unreadable: Optional[list] = None) -> str:
             except OSError:  # a dangling link, say: decoding it fails, as a bad image
                 size, mtime, regular = -1, -1, True
             if (size <= 0 or not regular) and unreadable is not None:
-                unreadable.append((path, "not a regular file" if not regular else "gone: deleted, or a link to nothing" if size < 0
-                                   else "an empty file"))
+                why = "an empty file" if size == 0 else "gone: deleted, or a link to nothing"
+                unreadable.append((path, why if regular else "not a regular file"))
             digest.update(os.fsencode(path) + f"\t{label}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:24]
