@@ -204,9 +204,10 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
                    f"({image_size_note(root, image_size)}){stored}")
         if listing.gone:  # a class folder on a disk not mounted would train without that class
             first = listing.gone[0]
+            with contextlib.suppress(OSError):  # (removed since it was listed: named alone)
+                first = f"{first} -> {os.readlink(first)}"
             tqdm.write(f"left out {len(listing.gone)} link{'s' * (len(listing.gone) != 1)} to files or folders that "
-                       f"are gone (first: {shown(first)} -> {shown(os.readlink(first))}): a class folder on a disk "
-                       "not mounted is not trained on")
+                       f"are gone (first: {shown(first)}): a class folder on a disk not mounted is not trained on")
         if listing.loose:  # ImageNet's val/ half sorted into class folders tested on the sorted few
             tqdm.write(f"left out {len(listing.loose)} image files beside the class folders (first: "
                        f"{shown(listing.loose[0])}): only <folder>/<class>/ images are read")
