@@ -1,6 +1,7 @@
 """`coreaug predict`: a finished run's classes and probabilities for image files."""
 import csv
 import json
+import os
 import sys
 import warnings
 
@@ -99,6 +100,9 @@ def _check_headers(files):
     from PIL import Image
 
     for path in files:
+        if os.path.exists(path) and not os.path.isfile(path):  # a named pipe: opening it would wait forever
+            raise UnreadableImage(path, "not a regular file (a named pipe or a device)", "give image files, or pass "
+                                  "--skip-bad-images to leave unreadable ones out")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels are not decoded here

@@ -421,8 +421,9 @@ def _replace(path, text):
     os.replace(f"{path}.part", path)
 
 
-def parse_args(argv=None):
-    """The command line, with the dataset's defaults (model, batch size) filled in."""
+def parse_args(argv=None, check=False):
+    """The command line, with the dataset's defaults (model, batch size) filled in; with `check`,
+    checked as the scripts check theirs (script_checks.checked: a CUDA device needs one)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--model", default=None, help="default: the dataset's")
@@ -472,11 +473,11 @@ def parse_args(argv=None):
         args.compile_mode = compile_mode(args.device)
     elif args.compile_mode == "default":
         args.compile_mode = None
-    return args
+    return checked(parser, args) if check else args
 
 
 def main(argv=None):
-    args = checked(argparse.ArgumentParser(), parse_args(argv))  # a CUDA device's check after --device auto
+    args = parse_args(argv, check=True)
     record_compiled_kernels()
     started_load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     notes = kept_sections(args.out)  # the reading of an earlier table, written by hand: kept below the new one

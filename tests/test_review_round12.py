@@ -276,10 +276,14 @@ def test_a_report_on_a_folder_of_run_folders_says_what_its_cells_pool(tmp_path):
     first.rename(first.parent / "coreset-again")
     write_run(tmp_path / "A", "coreset", 0, [0.3, 0.45], subset=0.3)
     result = write_report(tmp_path / "A", out=tmp_path / "report")
-    assert result.pooled == [f"`{tmp_path / 'A'}`: its runs differ in epochs (2, 3), pooled in one cell (report them "
-                             "from folders of their own to compare them); 2 runs of coreset 30% are seed 0, each "
-                             "counted as a seed"]
+    assert result.pooled == [f"`{tmp_path / 'A'}`: runs of other settings pooled in one cell (random 30%: epochs "
+                             "(2, 3); report them from folders of their own to compare them); runs of one seed counted "
+                             "as several (coreset 30%: 2 runs of seed 0)"]
     assert result.pooled[0].split(": ", 1)[1] in (tmp_path / "report" / "report.md").read_text()
+    write_run(tmp_path / "A", "random", 2, [0.3, 0.4, 0.5, 0.6], subset=0.1)  # another cell, of 4 epochs
+    write_run(tmp_path / "A", "random", 3, [0.3, 0.4, 0.5, 0.6], subset=0.1)
+    assert "random 10%" not in write_report(tmp_path / "A", out=tmp_path / "report").pooled[0]
+    assert write_report(tmp_path / "A", out=tmp_path / "report", subsets=[0.1]).pooled == []  # only the runs shown
     for curve in ([0.3, 0.4], [0.3, 0.5]):  # a grid's runs, one per seed, of one setting: nothing pooled
         write_run(tmp_path / "B", "random", len(curve) + int(10 * curve[-1]), curve, subset=0.3)
     assert write_report(tmp_path / "B", out=tmp_path / "report-b").pooled == []
@@ -381,3 +385,53 @@ def test_a_resume_keeps_the_image_size_its_run_recorded(tmp_path):
     assert config.resolved().image_size == 8  # a new run: train/'s own size
     assert coreaug.TrainConfig(dataset=str(root), out=str(tmp_path / "run"), resume=True).resolved().image_size == 64
     assert coreaug.TrainConfig(dataset=str(root), out=str(tmp_path / "none"), resume=True).resolved().image_size == 8
+
+
+def test_review_13_leftovers(tmp_path, monkeypatch):
+    """predict opened a named pipe's header (and waited forever); evaluate called it "no such file";
+    a numpy integer seed overflowed the sketch and True was taken; a val/ linked to a disk not
+    mounted read as "no val/ folder"; --dataset mine, with ./mine here, was not told ./mine."""
+    import os
+    import signal
+
+    import numpy as np
+    import pytest
+    import torch
+
+    from coreaug.cli.predict import _check_headers
+    from coreaug.data import load_dataset
+    from coreaug.errors import UnreadableImage, UsageError
+    from coreaug.selection.gradients import GradientSketch
+
+    root = _folder(tmp_path / "mine", [("", 2)])
+    os.mkfifo(root / "x" / "pipe.png")
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the named pipe was opened"))
+    signal.alarm(60)
+    try:
+        for check in (lambda: _check_headers([str(root / "x" / "pipe.png")]),
+                      lambda: _run_of().read(str(root / "x" / "pipe.png"))):
+            with pytest.raises(UnreadableImage, match=r"pipe.png \(not a regular file \(a named pipe or a device"):
+                check()
+    finally:
+        signal.alarm(0)
+    sketch = GradientSketch(10, dim=4, seed=np.int64(3)).class_side
+    assert torch.equal(sketch, GradientSketch(10, dim=4, seed=3).class_side)
+    with pytest.raises(UsageError, match="seed must be an integer, got True"):
+        GradientSketch(10, dim=4, seed=True)
+    split = _folder(tmp_path / "split", [("train", 2)])
+    os.symlink(tmp_path / "unmounted" / "val", split / "val")
+    with pytest.raises(UsageError, match=r"split/val is a link to .*unmounted/val, which does not exist"):
+        load_dataset(str(split), progress=False, cache_dir=str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=r"the folder mine here: --dataset \./mine\)"):
+        _run_of().evaluate("mine")
+
+
+def _run_of():
+    import torch
+
+    from coreaug.models import create_model
+    from coreaug.training.trained import TrainedModel
+
+    torch.manual_seed(0)
+    return TrainedModel(create_model("cnn", 3, 2), ["x", "y"], 8, 3, (0.5,) * 3, (0.25,) * 3, {"dataset": "mine"})

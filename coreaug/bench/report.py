@@ -220,7 +220,9 @@ def _read_sources(sources, wanted):
                             f"{total} in all)")
                          + ("" if planned or all(record.finished for record in records) else
                             f" ({_NO_PLAN}: runs that never started cannot be listed)"))
-        mixed = _pooled(kept if os.path.isdir(source) and not planned else [], read)  # a grid's: checked by bench
+        ids = {id(run) for run in shown}
+        shown_records = [record for record, run in zip(kept, read) if id(run) in ids]
+        mixed = _pooled(shown_records, shown, checked=not os.path.isdir(source) or bool(planned))  # a grid: by bench
         if mixed:
             pooled.append(f"`{source}`" + (f" (\"{label}\")" if label else "") + f": {mixed}")
             described[-1] += f"; {mixed}"
@@ -229,27 +231,37 @@ def _read_sources(sources, wanted):
     return runs, problems, described, settings, pooled
 
 
-def _pooled(records, runs):
-    """What one source's cells pool that a grid's do not: `records` (a folder of run folders, not
-    checked as `coreaug bench` checks a grid) that differ in settings besides strategy, subset and
-    seed (those every run records: a setting an older coreaug did not is left out), and `runs`
-    of one seed counted as two seeds; "" when nothing is."""
-    configs = [_as_read(record.config) for record in records]
-    keys = sorted(set.intersection(*(set(config) for config in configs)) - set(PER_RUN)) if configs else []
-    values = {key: sorted({json.dumps(config.get(key), sort_keys=True) for config in configs}) for key in keys}
-    differ = [f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})"
-              for key, shown in values.items() if len(shown) > 1]
-    repeated = [(key, n) for key, n in collections.Counter((run.strategy, run.subset, run.seed) for run in runs)
-                .items() if n > 1]
+NOT_RESULTS = {"eval_every"}  # settings that change no run's result (only which epochs log test figures)
+
+
+def _pooled(records, runs, checked=False):
+    """What one source's cells pool that a grid's do not: the cells whose `runs` (with their
+    `records`, in step) differ in settings besides strategy, subset and seed (those every run of
+    the cell records: a setting an older coreaug did not is left out), unless the source is a
+    grid bench `checked`, and the runs of one seed in a cell counted as two seeds; "" for none."""
+    cells = {}
+    for record, run in zip(records, runs):
+        cells.setdefault((run.strategy, run.subset), []).append((_as_read(record.config), run.seed))
+    differ, repeated = [], []
+    for (strategy, subset), members in cells.items():
+        name = strategy if subset is None else f"{strategy} {_subset(subset)}"
+        configs = [config for config, _ in members]
+        keys = sorted(set.intersection(*(set(config) for config in configs)) - set(PER_RUN) - NOT_RESULTS)
+        values = {key: sorted({json.dumps(config.get(key), sort_keys=True) for config in configs}) for key in keys}
+        keys = [f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})"
+                for key, shown in values.items() if len(shown) > 1]
+        if keys and not checked:
+            differ.append(f"{name}: {', '.join(keys)}")
+        seeds = collections.Counter(seed for _, seed in members)
+        repeated += [f"{name}: {n} runs of seed {seed}" for seed, n in seeds.items() if n > 1]
     notes = []
     if differ:
-        notes.append(f"its runs differ in {'; '.join(differ)}, pooled in one cell (report them from folders "
+        more = f" and {len(differ) - 1} more cells" if len(differ) > 1 else ""
+        notes.append(f"runs of other settings pooled in one cell ({differ[0]}{more}; report them from folders "
                      "of their own to compare them)")
     if repeated:
-        (strategy, subset, seed), n = repeated[0]
-        cell = strategy if subset is None else f"{strategy} {_subset(subset)}"
         more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
-        notes.append(f"{n} runs of {cell} are seed {seed}{more}, each counted as a seed")
+        notes.append(f"runs of one seed counted as several ({repeated[0]}{more})")
     return "; ".join(notes)
 
 

@@ -355,6 +355,10 @@ def _layout_files(root, val_fraction, seed, listing):
         test_dir = test_split_folder(root)
         listing.loose += _loose_images(train_dir) + (_loose_images(test_dir) if test_dir else [])
         listing.gone += links_to_nothing(train_dir)
+        gone = links_to_nothing(root, ["val", "test"])
+        if gone:  # a split on a disk not mounted: not "add one", nor test/ read in val/'s place
+            raise UsageError(f"{shown(gone[0])} is a link to {shown(os.readlink(gone[0]))}, which does not exist (a "
+                             "disk not mounted?); mount it, or remove the link")
         if test_dir is None:
             other = [f"{name}/" for name in listed_folders(root) if name.lower() in TEST_NAMES]
             named = f" ({', '.join(other)} is not read: name it val/)" if other else ""
@@ -458,7 +462,7 @@ def _images_under(folder, listing) -> List[str]:
     """images_under's files, counting those of image formats not read in ``listing`` (see _Listing)."""
     images = []
     for parent, names in _walk_listed(folder, listing.folders):
-        others = []  # a link to a folder that is gone is among the files: os.walk cannot tell
+        others = []  # a link to a folder that is gone is among the files (os.walk cannot tell): names
         for name in sorted(names):
             lower = name.lower()
             if not _is_listed(name):
@@ -467,7 +471,7 @@ def _images_under(folder, listing) -> List[str]:
                 images.append(os.path.join(parent, name))
             elif lower.endswith(UNREAD_IMAGE_EXTENSIONS):
                 listing.unread[os.path.splitext(lower)[1]] += 1
-            else:
+            elif "." not in name:  # of no extension only: a sidecar file per image (.json) costs no lstat
                 others.append(name)
         listing.gone += links_to_nothing(parent, others)
     return images

@@ -138,6 +138,6 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
     check_dataset(data, key)  # a user's loader may give float images or mismatched labels: refused here, once
     if len(data.train_labels) and bool((data.train_labels == data.train_labels[0]).all()):  # as a folder of one class
         raise UsageError(f"dataset {key!r}: every training label is {int(data.train_labels[0])}; a classifier "
-                         "needs examples of two classes or more (labels shifted or filtered by the loader or in "
-                         "its files?)")
+                         "needs examples of two classes or more (too few examples, or labels shifted or "
+                         "filtered by the loader or in its files?)")
     return data

@@ -6,6 +6,7 @@ input (the exact gradient of the final linear layer's weights), computed on clea
 images in eval mode.
 """
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -159,7 +160,9 @@ class GradientSketch:
     """
 
     def __init__(self, classes, embedding=None, dim=None, seed=0):
-        generator = torch.Generator().manual_seed(seed % 2 ** 64)  # any seed >= 0 (the own loop takes any)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise UsageError(f"seed must be an integer, got {seed!r}")
+        generator = torch.Generator().manual_seed(int(seed) % 2 ** 64)  # any integer (the own loop takes any)
         self.class_side = self.embedding_side = None
         if embedding is None:
             if dim is not None and dim < classes:

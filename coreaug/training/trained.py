@@ -123,6 +123,8 @@ class TrainedModel:
             raise UsageError(f"{image} is a folder; read takes one image file (predict takes folders)")
         if not hasattr(image, "convert") and os.path.islink(image) and not os.path.exists(image):
             raise UnreadableImage(image, f"a link to {os.readlink(image)}, which does not exist")
+        if not hasattr(image, "convert") and os.path.exists(image) and not os.path.isfile(image):
+            raise UnreadableImage(image, "not a regular file (a named pipe or a device)")  # its read would wait
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
         if hasattr(image, "convert") and 0 in image.size:
@@ -235,10 +237,11 @@ class TrainedModel:
                 os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
             dataset, data_dir = own, data_dir or self.config.get("data_dir")  # where the run found it
             if unregistered:  # not a folder here of the same name, given as --dataset ./NAME: scored as files
+                here = f" (the folder {own} here: --dataset ./{own})" if os.path.isdir(own) else ""
                 raise UsageError(f"the run's dataset {own!r} is not a built-in dataset nor one registered in this "
                                  "process: register it (import the module that calls register_dataset) and evaluate "
                                  "in Python, coreaug.load_run(RUN).evaluate(), or give a folder of labelled images "
-                                 "as --dataset")
+                                 f"as --dataset{here}")
             if relative_folder(own):  # not found from here nor from the run folder's parents
                 raise UsageError(f"the run's dataset folder was recorded as the relative path {own} (coreaug 0.2 "
                                  "kept paths as typed), which names no folder from here or from the run folder's "
