@@ -271,6 +271,9 @@ def ddp_worker(rank, port, out):
     finally:
         dist.destroy_process_group()
     torch.save(record, f"{out}/rank{rank}.pt")
+    # gloo's threads now and then abort the interpreter's teardown ("terminate called without an
+    # active exception", SIGABRT) after all the work: leave without it
+    os._exit(0)
 
 
 def _saved(state):
