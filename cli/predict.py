@@ -1,7 +1,6 @@
 """`coreaug predict`: a finished run's classes and probabilities for image files."""
 import csv
 import json
-import os
 import sys
 import warnings
 
@@ -99,10 +98,12 @@ def _check_headers(files):
     found when decoded."""
     from PIL import Image
 
+    from coreaug.data.image_folder import NOT_REGULAR, special_file
+
     for path in files:
-        if os.path.exists(path) and not os.path.isfile(path):  # a named pipe: opening it would wait forever
-            raise UnreadableImage(path, "not a regular file (a named pipe or a device)", "give image files, or pass "
-                                  "--skip-bad-images to leave unreadable ones out")
+        if special_file(path):
+            raise UnreadableImage(path, NOT_REGULAR, "give image files, or pass --skip-bad-images to leave "
+                                  "unreadable ones out")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels are not decoded here

@@ -20,6 +20,7 @@ import contextvars
 import functools
 import numbers
 import os
+import stat
 import unicodedata
 import warnings
 from typing import List, Optional, Tuple
@@ -95,7 +96,7 @@ def _sampled_sizes(root, sample=64):
         root = os.path.join(root, "train")
     for parent, names in _walk_listed(root):
         for name in sorted(n for n in names if _is_listed(n) and n.lower().endswith(IMAGE_EXTENSIONS))[:8]:
-            if not os.path.isfile(os.path.join(parent, name)):  # a named pipe's read would wait forever
+            if special_file(os.path.join(parent, name)):
                 continue
             try:
                 with Image.open(os.path.join(parent, name)) as image:
@@ -602,6 +603,19 @@ def _split(files, class_folders, val_fraction, seed):
     return [f for f, t in zip(files, is_test) if not t], [f for f, t in zip(files, is_test) if t]
 
 
+NOT_REGULAR = "not a regular file (a named pipe or a device)"
+
+
+def special_file(path) -> bool:
+    """Whether ``path`` names something other than a regular file (a named pipe, a device, a
+    folder), which opening to read could wait on forever (`NOT_REGULAR`); False for a path that
+    names nothing. One stat."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def decode_square(path, size, mode="RGB"):
     """The image at ``path`` (or a PIL image) in ``mode`` ("RGB", or "L" for one channel), upright (its EXIF
     orientation applied, as photo viewers do), resized and centre-cropped to (size, size, 3) or (size, size)
@@ -623,8 +637,8 @@ def decode_square(path, size, mode="RGB"):
         if isinstance(path, Image.Image):  # refused or scaled as its file would be
             _check_depth(path)
             return _square(_in_mode(ImageOps.exif_transpose(_eight_bit_levels(path)), mode), size, Image)
-        if os.path.exists(path) and not os.path.isfile(path):  # a named pipe's read would wait forever
-            raise ValueError("not a regular file (a named pipe or a device)")
+        if special_file(path):
+            raise ValueError(NOT_REGULAR)
         try:
             image = Image.open(path)
         except Image.DecompressionBombError as exc:  # not an OSError: name it as a bad image

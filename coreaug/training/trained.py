@@ -115,7 +115,7 @@ class TrainedModel:
         PIL image without pixels, or of floating-point or 32-bit integer pixels outside 0..255, as
         such a file is; a link to a file that is gone included), UsageError for a folder,
         FileNotFoundError for a missing file. `~` in a path is the home folder."""
-        from coreaug.data.image_folder import decode_square
+        from coreaug.data.image_folder import NOT_REGULAR, decode_square, special_file
 
         if not hasattr(image, "convert"):
             image = os.path.expanduser(image)
@@ -123,8 +123,8 @@ class TrainedModel:
             raise UsageError(f"{image} is a folder; read takes one image file (predict takes folders)")
         if not hasattr(image, "convert") and os.path.islink(image) and not os.path.exists(image):
             raise UnreadableImage(image, f"a link to {os.readlink(image)}, which does not exist")
-        if not hasattr(image, "convert") and os.path.exists(image) and not os.path.isfile(image):
-            raise UnreadableImage(image, "not a regular file (a named pipe or a device)")  # its read would wait
+        if not hasattr(image, "convert") and special_file(image):
+            raise UnreadableImage(image, NOT_REGULAR)
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
         if hasattr(image, "convert") and 0 in image.size:
