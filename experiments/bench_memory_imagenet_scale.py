@@ -24,14 +24,13 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
 from torch import nn
-from script_checks import checked
+from script_checks import checked, run_child
 
 N, CLASSES, EMBEDDING, DIM = 1_281_167, 1000, 2048, 512
 
@@ -110,12 +109,7 @@ def main():
     try:
         for case in ("estimates-logits", "estimates-last-layer", "training-logits", "select"):
             load = os.getloadavg()[0]
-            proc = subprocess.run([sys.executable, __file__, "--case", case, "--n", str(args.n)],
-                                  capture_output=True, text=True)
-            if proc.returncode:  # the case's own error, not "returned non-zero exit status 1"
-                sys.stderr.write(proc.stderr)
-                sys.exit(f"{os.path.basename(__file__)}: case {case} failed (exit status {proc.returncode}): "
-                         f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+            proc = run_child([sys.executable, __file__, "--case", case, "--n", str(args.n)], f"case {case}")
             rows.append((case, load, json.loads(proc.stdout.strip().splitlines()[-1])))
             print(case, rows[-1][2], flush=True)
     finally:

@@ -32,12 +32,12 @@ def checked(parser, args, min_epochs=1):
     return args
 
 
-def run_child(argv, **kwargs):
+def run_child(argv, what="a measuring process", **kwargs):
     """subprocess.run(argv, capture_output=True, text=True, **kwargs), which ends this script in
-    one line (after the child's own error output) when the child fails."""
+    one line naming `what` failed (after the child's own error output) when the child fails."""
     done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
     if done.returncode:
         sys.stderr.write(done.stderr)
         last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
-        sys.exit(f"{os.path.basename(sys.argv[0])}: a measuring process failed (exit status {done.returncode}): {last}")
+        sys.exit(f"{os.path.basename(sys.argv[0])}: {what} failed (exit status {done.returncode}): {last}")
     return done
