@@ -17,7 +17,8 @@ from .geometric import check_interpolation
 from .op_set import OpSet, linear, no_magnitude, posterize_bits, whole_pixels
 from .policy import Policy
 from .registry import register_policy
-from .sampling import check_randomness, integers, signs, uniform
+from .sampling import (check_randomness, integers, integers_from, per_image_hashes, positive_from, signs, uniform,
+                       uniform_from)
 from .validation import check_fill_channels, check_fill_levels, check_images
 from .working_float import to_working
 
@@ -148,11 +149,17 @@ class AutoAugment(Policy):
             return images
         probability, bin_table, kinds, identity = self._tables_on(device)
         x, bound = to_working(images)
-        subpolicy = integers(len(self._subpolicies), n, generator, device)
-        applied = uniform(2 * n, generator, device).view(2, n) < probability.index_select(1, subpolicy)
+        hashed = per_image_hashes(generator, 5, n, device)
+        if hashed is not None:  # a key per image: one draw holds the numbers of the three
+            subpolicy = integers_from(hashed[0], len(self._subpolicies))
+            drawn, sign = uniform_from(hashed[1:3]), positive_from(hashed[3:])
+        else:
+            subpolicy = integers(len(self._subpolicies), n, generator, device)
+            drawn = uniform(2 * n, generator, device).view(2, n)
+            sign = signs(2 * n, generator, device).view(2, n)
+        applied = drawn < probability.index_select(1, subpolicy)
         kind = torch.where(applied, kinds.index_select(1, subpolicy), identity)
         bin_index = bin_table.index_select(1, subpolicy)
-        sign = signs(2 * n, generator, device).view(2, n)
         present = [set(step) | {self._identity} for step in self._ops_of_step]
         x = self._ops.apply_layers(x, kind, bin_index, sign, self.fill, self.interpolation, bound, present)
         return x.to(images.dtype)

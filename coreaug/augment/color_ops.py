@@ -67,10 +67,13 @@ def solarize_kernel(x, thresholds, bound):
 
 def posterize_kernel(x, bits, bound):
     """Keep the top ``bits`` (0-8) bits of each 8-bit level, per example."""
+    return posterize_by_step(x, torch.pow(2.0, 8.0 - _per_example(bits)), bound)
+
+
+def posterize_by_step(x, step, bound):
+    """`posterize_kernel` with each example's ``step``, 2 ** (8 - bits), given ((n, 1, 1, 1))."""
     if bound == UINT8_BOUND:
-        step = torch.pow(2.0, 8.0 - _per_example(bits))
         return x.div(step).floor_().mul_(step)
-    step = torch.pow(2.0, 8.0 - _per_example(bits))
     return (x * (255.0 / bound)).round_().div_(step).floor_().mul_(step).mul_(bound / 255.0)
 
 

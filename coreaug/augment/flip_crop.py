@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .constants import ConstantCache, static
 from .sampling import check_randomness, uniform
 from .validation import Magnitude, check_fill_value, check_images, check_magnitude
 
@@ -57,21 +58,36 @@ def pad_crop_flip_kernel(images: torch.Tensor, padding: int, fill: float, flip_p
     come from one call: fewer ops than `shift_flip_kernel`, whose paddings differ per example."""
     draws = uniform(3 * images.shape[0], generator, images.device).view(3, -1, 1)
     top, left = (draws[1:] * (2 * padding + 1)).floor_().clamp_(max=2 * padding).long().unbind(0)  # (B, 1) each
-    return _crop_flip_gather(images, padding, fill, top, left, draws[0] < flip_probability)
+    # Without flips (digits, SVHN) the draws are still made, so the crops are those a flipping call makes
+    flip = draws[0] < flip_probability if flip_probability > 0 else None
+    return _crop_flip_gather(images, padding, fill, top, left, flip)
 
 
 def _crop_flip_gather(images: torch.Tensor, most: int, fill: float, top: torch.Tensor, left: torch.Tensor,
-                      flip: torch.Tensor) -> torch.Tensor:
+                      flip: Optional[torch.Tensor]) -> torch.Tensor:
     """``images`` padded by ``most`` pixels of ``fill`` and cropped back to (H, W) from each
-    example's ``top``, ``left`` (int64 (B, 1)), mirrored where ``flip`` (bool (B, 1)): one gather."""
+    example's ``top``, ``left`` (int64 (B, 1)), mirrored where ``flip`` (bool (B, 1); None: none
+    is): one gather."""
     batch, channels, height, width = images.shape
-    steps = torch.arange(max(height, width), device=images.device)
-    cols = torch.where(flip, (width - 1) - steps[:width], steps[:width]) + left
+    steps, mirrored = _ramps(height, width, images.device)
+    cols = (steps[:width] if flip is None else torch.where(flip, mirrored, steps[:width])) + left
     rows = (top + steps[:height]) * (width + 2 * most)
     index = (rows.unsqueeze(2) + cols.unsqueeze(1)).view(batch, 1, height * width)
     padded = F.pad(images, (most, most, most, most), value=fill) if most else images
     picked = padded.flatten(2).gather(2, index.expand(batch, channels, height * width))
     return picked.view(batch, channels, height, width)
+
+
+_RAMPS = ConstantCache()  # per image size and device
+
+
+def _ramps(height: int, width: int, device) -> tuple:
+    """(0, 1, ..., max(H, W) - 1 and W - 1, ..., 0) on ``device``, int64, cached: two launches a
+    call fewer."""
+    def make():
+        steps = torch.arange(max(height, width), device=device)
+        return static(steps), static((width - 1) - steps[:width])
+    return _RAMPS.get((height, width, str(device)), make)
 
 
 def horizontal_flip(images: torch.Tensor, p: Magnitude = 0.5,

@@ -1,7 +1,8 @@
 """Histogram ops, per example and per channel: auto-contrast and equalize (Pillow's ImageOps).
 
 Kernels take the float working copy ``x`` (n, C, H, W), unused per-example values (for a
-uniform kernel signature) and ``bound``; see working_float.
+uniform kernel signature) and ``bound``; see working_float. ``levels``, where given, is ``x`` as
+int64 (whole levels, bound 255 only): a layer that runs both kernels converts it once.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .validation import check_images
 from .working_float import UINT8_BOUND, run_kernel
 
 
-def auto_contrast_kernel(x, values, bound):
+def auto_contrast_kernel(x, values, bound, levels=None):
     """Stretch each channel linearly so its darkest value becomes 0 and its brightest ``bound``
     (before clamping: callers clamp to [0, bound], as float error may pass it by an ulp).
 
@@ -30,7 +31,7 @@ def auto_contrast_kernel(x, values, bound):
     if bound == UINT8_BOUND:
         row = high.add(low, alpha=256.0).view(-1).long()  # low * 256 + high
         tables = _pillow_tables(x.device).index_select(0, row).view(n, channels, 256).to(x.dtype)
-        return tables.gather(2, flat.long()).view_as(x)
+        return tables.gather(2, flat.long() if levels is None else levels.view(n, channels, -1)).view_as(x)
     spread = high - low
     # (x - low) is 0 in a one-level channel (spread 0), and adding low back gives x, without a
     # mask. Not in place on a tensor autograd keeps (float images that require grad).
@@ -59,11 +60,13 @@ def _make_pillow_tables() -> torch.Tensor:
     return torch.where((spread > 0).unsqueeze(2), torch.cat(tables), identity).reshape(65536, 256)
 
 
-def equalize_kernel(x, values, bound):
+def equalize_kernel(x, values, bound, levels=None):
     """Equalize the 256-level histogram of each channel, with Pillow's lookup table."""
     n, channels, height, width = x.shape
-    levels = x if bound == UINT8_BOUND else (x * (255.0 / bound)).round_()
-    levels = levels.reshape(n * channels, height * width).long()
+    if levels is None:
+        levels = x if bound == UINT8_BOUND else (x * (255.0 / bound)).round_()
+        levels = levels.long()
+    levels = levels.reshape(n * channels, height * width)
     # scatter_add_ into a fixed-size table, not bincount: bincount's output size waits on the device.
     counts = torch.zeros(n * channels, 256, dtype=torch.long, device=x.device)
     counts = counts.scatter_add_(1, levels, _ones_like(levels))

@@ -17,7 +17,7 @@ from .geometric import check_interpolation
 from .op_set import OpSet, linear, no_magnitude, posterize_bits, whole_pixels
 from .policy import Policy
 from .registry import register_policy
-from .sampling import check_randomness, integers, signs
+from .sampling import check_randomness, integers, integers_from, per_image_hashes, positive_from, signs
 from .validation import check_fill_channels, check_fill_levels, check_images, check_whole
 from .working_float import to_working
 
@@ -60,14 +60,27 @@ class _OneOpPerLayer(Policy):
     example draws its op independently, and all layers' draws are made at once: ops, then
     magnitude bins (TrivialAugment), then signs (see op_set for how a layer runs)."""
 
+    draws_bins = False  # each example draws its magnitude bin (else one bin for all: ``magnitude``)
+
     def __init__(self, ops: OpSet, interpolation: str, fill):
         check_interpolation(interpolation)
         self.interpolation = interpolation
         self.fill = check_fill_levels(fill)
         self._ops = ops
 
-    def _bins(self, n, generator, device) -> torch.Tensor:
-        raise NotImplementedError
+    def _draws(self, generator, layers, n, device) -> tuple:
+        """(op kinds (layers, n), bins (layers, n) or one int, signs (layers, n): True or +1 for +)."""
+        parts = 3 if self.draws_bins else 2
+        hashed = per_image_hashes(generator, parts * layers, n, device)
+        if hashed is not None:  # a key per image: one draw holds the numbers of the three
+            hashed = hashed.view(parts, layers, n)
+            bins = integers_from(hashed[1], self.num_magnitude_bins) if self.draws_bins else self.magnitude
+            return integers_from(hashed[0], len(self._ops.names)), bins, positive_from(hashed[-1])
+        draws = layers * n
+        kind = integers(len(self._ops.names), draws, generator, device).view(layers, n)
+        bins = (integers(self.num_magnitude_bins, draws, generator, device).view(layers, n) if self.draws_bins
+                else self.magnitude)
+        return kind, bins, signs(draws, generator, device).view(layers, n)
 
     def _augment(self, images, generator, layers):
         check_images(images, gray_or_rgb=True)
@@ -77,11 +90,7 @@ class _OneOpPerLayer(Policy):
         if images.numel() == 0 or layers == 0:  # no examples, or images of no pixels
             return images
         x, bound = to_working(images)  # every example draws its op independently
-        draws = layers * n
-        kind = integers(len(self._ops.names), draws, generator, device).view(layers, n)
-        bins = self._bins(draws, generator, device)
-        bins = bins if isinstance(bins, int) else bins.view(layers, n)
-        sign = signs(draws, generator, device).view(layers, n)
+        kind, bins, sign = self._draws(generator, layers, n, device)
         x = self._ops.apply_layers(x, kind, bins, sign, self.fill, self.interpolation, bound)
         return x.to(images.dtype)
 
@@ -102,9 +111,6 @@ class RandAugment(_OneOpPerLayer):
         self.magnitude = check_whole("magnitude", magnitude, 0, self.num_magnitude_bins - 1)
         super().__init__(OpSet(randaugment_ranges(), num_magnitude_bins), interpolation, fill)
 
-    def _bins(self, n, generator, device):
-        return self.magnitude  # one bin for every example
-
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:
         return self._augment(images, generator, self.num_ops)
@@ -117,13 +123,12 @@ class TrivialAugmentWide(_OneOpPerLayer):
     any size, as torchvision's TrivialAugmentWide). Needs 1 or 3 channels; ``fill`` as RandAugment's.
     Float images are taken as [0, 1]: values outside it are clamped into it."""
 
+    draws_bins = True
+
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str = "nearest",
                  fill: float = 0):
         self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2, MAX_MAGNITUDE_BINS)
         super().__init__(OpSet(trivialaugment_ranges(), num_magnitude_bins), interpolation, fill)
-
-    def _bins(self, n, generator, device):
-        return integers(self.num_magnitude_bins, n, generator, device)
 
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
                  **context) -> torch.Tensor:

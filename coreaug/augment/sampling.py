@@ -239,9 +239,31 @@ def _draw_device(generator: Optional[torch.Generator], device: torch.device) -> 
     return generator.device if generator is not None else device
 
 
-def _uniform_from(source: RandomSource, n: int, device: torch.device) -> torch.Tensor:
+def per_image_hashes(generator: Randomness, count: int, n: int, device: torch.device) -> Optional[torch.Tensor]:
+    """int64 hashes (count, n): the n images' next ``count`` numbers (image r's j-th at [j, r]) in
+    one draw, where ``generator`` is a `RandomSource` with a key per image: the numbers that
+    ``count`` successive draws of n give, in fewer ops (convert them with `uniform_from`,
+    `integers_from`, `positive_from`). None for a torch.Generator or a 0-dim key, whose successive
+    draws are not one draw cut up: draw from those one by one."""
+    if isinstance(generator, RandomSource) and generator.key.dim() == 1:
+        return generator.hashes(count * n, device).view(count, n)
+    return None
+
+
+def uniform_from(hashes: torch.Tensor) -> torch.Tensor:
+    """float32 in [0, 1) from hashes, as `uniform` draws from a `RandomSource`."""
     # The top 24 bits: exactly representable in float32, so the value is < 1.
-    return (source.hashes(n, device) >> 8).to(torch.float32) * (1.0 / (1 << 24))
+    return (hashes >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def integers_from(hashes: torch.Tensor, high: int) -> torch.Tensor:
+    """int64 in [0, high) from hashes, as `integers` draws from a `RandomSource`."""
+    return (hashes * high) >> 32  # below 2 ** 63: no overflow (span < 2 ** 31)
+
+
+def positive_from(hashes: torch.Tensor) -> torch.Tensor:
+    """bool: True where `signs` draws +1 from the same hashes (the top bit)."""
+    return hashes >= 1 << 31
 
 
 def uniform(n: int, generator: Randomness, device: torch.device) -> torch.Tensor:
@@ -253,7 +275,7 @@ def uniform(n: int, generator: Randomness, device: torch.device) -> torch.Tensor
     ``uniform(k * B, generator, images.device).view(k, B)`` gives image r column r, the same
     whether it is augmented alone or in any batch. `integers` and `signs` alike."""
     if isinstance(generator, RandomSource):
-        return _uniform_from(generator, n, device)
+        return uniform_from(generator.hashes(n, device))
     draws = torch.rand(n, generator=generator, device=_draw_device(generator, device))
     return draws.to(device)
 
@@ -263,7 +285,7 @@ def integers(
 ) -> torch.Tensor:
     """Return n int64 draws uniform on [low, high) on ``device``."""
     if isinstance(generator, RandomSource):  # floor(hash * span / 2 ** 32): a bias below span / 2 ** 32
-        drawn = (generator.hashes(n, device) * (high - low)) >> 32  # below 2 ** 63: no overflow (span < 2 ** 31)
+        drawn = integers_from(generator.hashes(n, device), high - low)
         return drawn + low if low else drawn
     draws = torch.randint(
         low, high, (n,), generator=generator, device=_draw_device(generator, device)

@@ -1,0 +1,105 @@
+"""Fewer launches, the same images: a call looks its examples' numbers up in a table of every
+(kind, bin, sign) draw, draws each image's numbers in one hash call, and the weak policy and the
+normalisation skip work; each gives bit for bit what the per-call arithmetic gave."""
+import pytest
+import torch
+
+import coreaug.augment as A
+from coreaug.augment import dense_layers
+from coreaug.augment.sampling import (RandomSource, integers, integers_from, per_image_hashes, positive_from, signs,
+                                      uniform, uniform_from)
+from coreaug.training.inputs import Normalize
+
+
+def batch(n, channels=3, size=32, seed=0):
+    images = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(seed))
+    images[: n // 3] = images[: n // 3] // 64 * 3 + 100  # few levels: auto-contrast's and equalize's edge cases
+    return images
+
+
+def randomness(n):
+    """The four kinds of randomness a policy takes: a generator, a key per image with its numbers
+    made ahead (the trainer's) or not, and one key for the call."""
+    keys = RandomSource.image_keys(torch.arange(n), 5, 2)
+    return [lambda: torch.Generator().manual_seed(3), lambda: RandomSource(keys, RandomSource.ahead(keys)),
+            lambda: RandomSource(keys), lambda: RandomSource(torch.tensor(11))]
+
+
+@pytest.mark.parametrize("name, settings", [("randaugment", {}), ("trivialaugment", {}), ("autoaugment", {}),
+                                            ("autoaugment-imagenet", {}), ("randaugment", dict(num_ops=3, magnitude=29)),
+                                            ("trivialaugment", dict(interpolation="bilinear", fill=[9, 99, 199]))])
+@pytest.mark.parametrize("channels, size, floats", [(3, 32, False), (1, 8, False), (3, 32, True), (3, 72, False)])
+def test_numbers_looked_up_in_the_draw_table_are_those_computed_for_the_call(monkeypatch, name, settings, channels,
+                                                                             size, floats):
+    """72 px: the CPU's kind-by-kind path takes the same numbers; floats: the [0, 1] working copy."""
+    if channels == 1 and "fill" in settings:
+        settings = dict(settings, fill=9)
+    images = batch(13, channels, size)
+    images = images.float() / 255 if floats else images
+
+    def calls():
+        policy = A.create_policy(name, **settings)
+        return [policy(images, make()) for make in randomness(13)]
+
+    looked_up = calls()
+    monkeypatch.setattr(dense_layers, "DRAW_TABLE_MAX_BINS", 0)  # every op set computes its numbers
+    computed = calls()
+    for a, b in zip(looked_up, computed):
+        assert torch.equal(a, b)
+    assert not torch.equal(looked_up[0], images)
+
+
+def test_an_op_set_of_more_bins_than_the_table_takes_computes_its_numbers_and_still_draws_each_image_alike():
+    images = batch(13)
+    policy = A.RandAugment(num_magnitude_bins=dense_layers.DRAW_TABLE_MAX_BINS + 1, magnitude=700)
+    keys = RandomSource.image_keys(torch.arange(13), 1)
+    whole = policy(images, RandomSource(keys))
+    assert all(key[0] != "draws" for key in policy._ops._dense._tables_cache._entries)
+    alone = policy(images[4:5], RandomSource(keys[4:5]))  # an image is augmented the same alone
+    assert torch.equal(alone, whole[4:5])
+
+
+@pytest.mark.parametrize("copies", [1, 3])
+@pytest.mark.parametrize("ahead", [False, True])
+def test_one_draw_of_each_images_next_numbers_holds_the_successive_draws_numbers(copies, ahead):
+    keys = RandomSource.image_keys(torch.arange(6), 8)
+    joint, apart = (RandomSource(keys, RandomSource.ahead(keys) if ahead else None) for _ in range(2))
+    joint.copies = apart.copies = copies  # max-loss's candidates: several images a key
+    n = 6 * copies
+    assert torch.equal(per_image_hashes(joint, 5, n, "cpu"), torch.stack([apart.hashes(n, "cpu") for _ in range(5)]))
+    assert torch.equal(joint.hashes(n, "cpu"), apart.hashes(n, "cpu"))  # and both go on from the same number
+
+
+def test_only_a_key_per_image_draws_jointly_and_the_conversions_match_the_draws():
+    assert per_image_hashes(torch.Generator().manual_seed(0), 2, 4, "cpu") is None
+    assert per_image_hashes(None, 2, 4, "cpu") is None
+    assert per_image_hashes(RandomSource(torch.tensor(7)), 2, 4, "cpu") is None  # a call's key: numbers by position
+    keys = RandomSource.image_keys(torch.arange(50), 4)
+    hashes = RandomSource(keys).hashes(150, "cpu").view(3, 50)
+    assert torch.equal(uniform_from(hashes[0]), uniform(50, RandomSource(keys), "cpu"))
+    drawn = RandomSource(keys)
+    drawn.hashes(50, "cpu")
+    assert torch.equal(integers_from(hashes[1], 14), integers(14, 50, drawn, "cpu"))
+    assert torch.equal(positive_from(hashes[2]), signs(50, drawn, "cpu") > 0)
+    assert 0 < int(positive_from(hashes[2]).sum()) < 50
+
+
+def test_the_weak_policy_without_flips_crops_as_the_flipping_one_does_where_it_does_not_flip():
+    images = batch(64)
+    flipping = A.create_policy("weak")(images, RandomSource(RandomSource.image_keys(torch.arange(64), 1)))
+    still = A.create_policy("weak", flip=False)(images, RandomSource(RandomSource.image_keys(torch.arange(64), 1)))
+    flipped = [i for i in range(64) if not torch.equal(still[i], flipping[i])]
+    assert 10 < len(flipped) < 54
+    assert all(torch.equal(still[i].flip(-1), flipping[i]) for i in flipped)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_normalize_gives_the_same_values_in_the_memory_format_with_exact_strides(channels, memory_format):
+    images = batch(5, channels, 9).contiguous(memory_format=torch.channels_last)
+    mean, std = (0.25, 0.5, 0.75)[:channels], (0.2, 0.3, 0.4)[:channels]
+    out = Normalize(mean, std, "cpu", memory_format=memory_format)(images)
+    expected = (images.float() / 255 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    assert torch.equal(out, expected)
+    assert out.stride() == torch.empty(out.shape, memory_format=memory_format).stride()
