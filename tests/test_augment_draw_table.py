@@ -28,7 +28,8 @@ def randomness(n):
 
 @pytest.mark.parametrize("name, settings", [
     ("randaugment", {}), ("trivialaugment", {}), ("autoaugment", {}), ("autoaugment-imagenet", {}),
-    ("randaugment", dict(num_ops=3, magnitude=29)), ("trivialaugment", dict(interpolation="bilinear", fill=[9, 99, 199]))])
+    ("randaugment", dict(num_ops=3, magnitude=29)),
+    ("trivialaugment", dict(interpolation="bilinear", fill=[9, 99, 199]))])
 @pytest.mark.parametrize("channels, size, floats", [(3, 32, False), (1, 8, False), (3, 32, True), (3, 72, False)])
 def test_numbers_looked_up_in_the_draw_table_are_those_computed_for_the_call(monkeypatch, name, settings, channels,
                                                                              size, floats):
