@@ -183,8 +183,8 @@ class DenseLayers:
         False: bool signs are True for +1) for signed kinds; ``present[l]`` holds the kinds that
         layer can draw (the others are not computed). ``fill`` is the level for uncovered pixels
         in image units (or a (C,) tensor of one per channel). ``by_kind``: each layer runs kind by
-        kind on the examples that drew it (`_layer_by_kind`; the same result per example). Returns a new working copy (whole levels
-        for bound 255; with ``by_kind`` as uint8)."""
+        kind on the examples that drew it (`_layer_by_kind`; the same result per example). Returns
+        a new working copy (whole levels for bound 255; with ``by_kind`` as uint8)."""
         layers, n = kind.shape
         height, width = x.shape[2:]
         if self.num_bins <= DRAW_TABLE_MAX_BINS:  # every example's numbers in one lookup
