@@ -12,10 +12,10 @@ from coreaug.augment.randaugment import randaugment_ranges, trivialaugment_range
 from coreaug.augment.sampling import RandomSource, integers, signs
 from coreaug.training.sync_audit import SyncAudit
 
-# Ops per call with a torch.Generator (experiments/results/augment_ops.md: 216, 120 and 218 under
+# Ops per call with a torch.Generator (experiments/results/augment_ops.md: 212, 118 and 214 under
 # torch 2.13), with a little room; the dense path dispatched 250, 146 and 250 when it was written
 # (each example's numbers computed per call), the grouped path before it 559, 280 and 525.
-MOST_OPS = {"randaugment": 222, "trivialaugment": 126, "autoaugment": 224}
+MOST_OPS = {"randaugment": 217, "trivialaugment": 122, "autoaugment": 219}
 
 
 class OpCounter(TorchDispatchMode):

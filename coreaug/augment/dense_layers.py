@@ -261,10 +261,11 @@ class DenseLayers:
             if "contrast" in kinds:  # contrast's degenerate: the mean grey, Pillow's int(mean + 0.5)
                 mean = gray.mean(dim=(1, 2, 3))
                 mean = mean.add_(0.5).floor_() if bound == UINT8_BOUND else mean
-                added = torch.addcmul(added, mean - added, p.contrast)  # x 0 or 1: exact, fused or not
+                # Contrast's and color's flat level is 0: flat + flag x level is exact, fused or not
+                added = torch.addcmul(added, p.contrast, mean)
             added = added.view(per_example)
             if "color" in kinds:
-                added = torch.addcmul(added, gray - added, p.gray.view(per_example))
+                added = torch.addcmul(added, p.gray.view(per_example), gray)
         candidates = []
         # Whole levels index both histogram ops' tables: converted once
         levels = x.long() if bound == UINT8_BOUND and {"auto_contrast", "equalized"} <= set(names) else None

@@ -91,8 +91,7 @@ _GRIDS = ConstantCache()
 
 def _grid(height: int, width: int, dtype: torch.dtype, device: torch.device) -> tuple:
     """Cached per size, dtype and device: the x and y of the pixel centres, each (H*W,), and
-    (2, 1) columns for x and y: the lowest and highest frame positions, the flat-index strides
-    of the framed image, and grid_sample's scale."""
+    (2, 1) columns for x and y: the lowest and highest frame positions and grid_sample's scale."""
     return _GRIDS.get((height, width, dtype, str(device)), lambda: _make_grid(height, width, dtype, device))
 
 
@@ -100,8 +99,7 @@ def _make_grid(height: int, width: int, dtype: torch.dtype, device: torch.device
     ys, xs = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype),
                             indexing="ij")
     centres = (xs.flatten() + 0.5, ys.flatten() + 0.5)
-    columns = torch.tensor([[-1.0, width, 1.0, 2.0 / width], [-1.0, height, width + 2.0, 2.0 / height]],
-                           dtype=dtype)
+    columns = torch.tensor([[-1.0, width, 2.0 / width], [-1.0, height, 2.0 / height]], dtype=dtype)
     return tuple(static(t.to(device)) for t in (*centres, *columns.unsqueeze(2).unbind(1)))
 
 
@@ -124,12 +122,13 @@ def _framed(x: torch.Tensor, fill) -> torch.Tensor:
 
 def _warp_nearest(x, source, fill):
     n, channels, height, width = x.shape
-    low, high, stride = _grid(height, width, source.dtype, source.device)[2:5]
+    low, high = _grid(height, width, source.dtype, source.device)[2:4]
     # Positions outside are clamped onto a one-pixel frame of fill, so one gather does both
     # sampling and filling (no masks). Pillow's nearest neighbour is the pixel containing the
     # position: floor, not round.
     cells = source.floor().clamp_(low, high)
-    index = (cells * stride).sum(dim=1).add_(width + 3).long()  # +1 row and +1 column: the frame
+    # x + y (W + 2) in the framed image, +1 row and +1 column: whole numbers, exact
+    index = torch.add(cells[:, 0], cells[:, 1], alpha=width + 2).add_(width + 3).long()
     framed = _framed(x, fill).flatten(2)
     out = framed.gather(2, index.view(n, 1, height * width).expand(n, channels, height * width))
     return out.view(n, channels, height, width)
@@ -137,7 +136,7 @@ def _warp_nearest(x, source, fill):
 
 def _warp_bilinear(x, source, fill, has_fill):
     n, channels, height, width = x.shape
-    scale = _grid(height, width, source.dtype, source.device)[5]
+    scale = _grid(height, width, source.dtype, source.device)[4]
     # grid_sample's [-1, 1] coordinates with align_corners=False are pixel positions * 2 / size - 1.
     grid = (source * scale).sub_(1.0).transpose(1, 2).reshape(n, height, width, 2).to(x.dtype)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -27,11 +27,13 @@ def auto_contrast_kernel(x, values, bound, levels=None):
     arithmetic. A one-level channel stays as it was, as in Pillow."""
     n, channels = x.shape[:2]
     flat = x.flatten(2)
-    low, high = flat.aminmax(dim=2, keepdim=True)
     if bound == UINT8_BOUND:
-        row = high.add(low, alpha=256.0).view(-1).long()  # low * 256 + high
+        flat = flat.long() if levels is None else levels.view(n, channels, -1)
+        low, high = flat.aminmax(dim=2)
+        row = high.add(low, alpha=256).view(-1)  # low * 256 + high
         tables = _pillow_tables(x.device).index_select(0, row).view(n, channels, 256).to(x.dtype)
-        return tables.gather(2, flat.long() if levels is None else levels.view(n, channels, -1)).view_as(x)
+        return tables.gather(2, flat).view_as(x)
+    low, high = flat.aminmax(dim=2, keepdim=True)
     spread = high - low
     # (x - low) is 0 in a one-level channel (spread 0), and adding low back gives x, without a
     # mask. Not in place on a tensor autograd keeps (float images that require grad).
@@ -68,13 +70,13 @@ def equalize_kernel(x, values, bound, levels=None):
         levels = levels.long()
     levels = levels.reshape(n * channels, height * width)
     # scatter_add_ into a fixed-size table, not bincount: bincount's output size waits on the device.
-    counts = torch.zeros(n * channels, 256, dtype=torch.long, device=x.device)
-    counts = counts.scatter_add_(1, levels, _ones_like(levels))
-    top_count = counts.gather(1, levels.amax(dim=1, keepdim=True))
-    # Pillow: step = (pixels - count of the highest level present) // 255; no step, no change.
-    step = (height * width - top_count) // 255
-    # Where there is no step the table is the identity: below // 1 + the level's own offset.
-    below = counts.cumsum(dim=1).sub_(counts)
+    # Counted one column on, so that the running sum is each level's number of pixels below it.
+    counts = torch.zeros(n * channels, 257, dtype=torch.long, device=x.device)
+    counts[:, 1:].scatter_add_(1, levels, _ones_like(levels))
+    below = counts.cumsum(dim=1)[:, :256]
+    # Pillow: step = (pixels - count of the highest level present) // 255, the pixels below the
+    # highest level // 255; no step, no change.
+    step = below.gather(1, levels.amax(dim=1, keepdim=True)) // 255
     no_step = step <= 0
     lut = below.add_(step // 2).floor_divide_(step.clamp(min=1)).clamp_(max=255)
     lut = torch.where(no_step, _levels(x.device), lut)
