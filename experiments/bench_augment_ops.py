@@ -6,9 +6,12 @@ dispatches. They are counted here on the CPU with a ``TorchDispatchMode`` (every
 included), at the sizes the trainer calls the strong policy with (a step's copies: 13 and 38 are
 batch 128 at 10% and 30%), on 3x32x32 uint8 images, grouped by op name and by the coreaug module
 that issued them. The syncing ops of ``coreaug.training.sync_audit.SyncAudit`` are counted too
-(they must stay 0). Max-loss transforms are counted with their candidates' forward passes
-through a registry model (``cnn``), and without the model's share (the ops issued while the
-model's forward runs). Seconds per call are the best of several repeats on one thread.
+(they must stay 0). Each call draws from a ``torch.Generator``; the "key per image" column counts
+the call as the trainer makes it, drawing from a ``RandomSource`` with a key per image and its
+first numbers made ahead (``RandomSource.ahead``, outside the call). Max-loss transforms are
+counted with their candidates' forward passes through a registry model (``cnn``), and without
+the model's share (the ops issued while the model's forward runs). Seconds per call are the
+best of several repeats on one thread.
 
     OMP_NUM_THREADS=1 python experiments/bench_augment_ops.py --save-before
     OMP_NUM_THREADS=1 python experiments/bench_augment_ops.py --before-code DIR
@@ -103,9 +106,16 @@ def sample_batch(n: int, shape=(3, 32, 32), seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g)
 
 
-def make_call(name: str, images: torch.Tensor, counter=None):
-    """A zero-argument function making one call of policy ``name`` on ``images``."""
+def make_call(name: str, images: torch.Tensor, counter=None, keyed: bool = False):
+    """A zero-argument function making one call of policy ``name`` on ``images``; ``keyed``: drawing
+    from a key per image with its numbers made ahead (a new source each call, as the trainer's steps)."""
     generator = torch.Generator().manual_seed(0)
+    if keyed:
+        from coreaug.augment.sampling import RandomSource  # (not in --before-code's older trees)
+        keys = RandomSource.image_keys(torch.arange(images.shape[0]), 0)
+        numbers = RandomSource.ahead(keys)
+        policy = create_policy(name)
+        return lambda: policy(images, RandomSource(keys, numbers))
     if name != "maxloss":
         policy = create_policy(name)
         return lambda: policy(images, generator)
@@ -125,8 +135,15 @@ def count(name: str, n: int) -> dict:
     with SyncAudit() as audit, counter:
         call()
     modules = dict(counter.by_module.most_common())
-    return {"ops": counter.total, "model_ops": modules.get("model", 0), "syncs": audit.total,
-            "by_name": dict(counter.by_name.most_common()), "by_module": modules}
+    counted = {"ops": counter.total, "model_ops": modules.get("model", 0), "syncs": audit.total,
+               "by_name": dict(counter.by_name.most_common()), "by_module": modules}
+    if name != "maxloss":  # (max-loss scores through the trainer's model: counted by bench_trainer)
+        keyed, call = OpCounter(), make_call(name, sample_batch(n), keyed=True)
+        call()
+        with SyncAudit() as audit, keyed:
+            call()
+        counted.update(keyed_ops=keyed.total, keyed_syncs=audit.total)
+    return counted
 
 
 def best_seconds(call, repeats: int, clock=time.perf_counter) -> float:
@@ -221,22 +238,24 @@ def render(now: dict, before: dict, command: str) -> str:
         "after a warm-up call, at a step's copies (13 and 38: batch 128 at 10% and 30%). "
         "maxloss: randaugment, 4 candidates, scored by the registry's `cnn` (its forward passes "
         "are the \"model\" column; \"policy\" is the rest). syncs: ops counted by "
-        "`coreaug.training.sync_audit.SyncAudit` (must be 0). "
+        "`coreaug.training.sync_audit.SyncAudit` (must be 0; \"after\": both forms of the call). "
         f"Before: commit {before.get('commit', 'n/a')}; after: commit {now['commit']} "
         "(the working tree at that commit).",
         "",
-        "| policy | images | ops before | ops after | policy ops before | policy ops after | "
-        "model ops | syncs before | syncs after |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | images | ops before | ops after | ops after, key per image | policy ops before | "
+        "policy ops after | model ops | syncs before | syncs after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in POLICIES:
         for n in COUNT_SIZES:
             key = f"{name}@{n}"
             policy_old = (old[key]["ops"] - old[key]["model_ops"]) if key in old else "n/a"
             policy_new = new[key]["ops"] - new[key]["model_ops"]
-            lines.append(f"| {name} | {n} | {_cell(old, key, 'ops')} | {new[key]['ops']} | "
+            keyed = new[key].get("keyed_ops", "—")
+            syncs = new[key]["syncs"] + new[key].get("keyed_syncs", 0)
+            lines.append(f"| {name} | {n} | {_cell(old, key, 'ops')} | {new[key]['ops']} | {keyed} | "
                          f"{policy_old} | {policy_new} | {new[key]['model_ops']} | "
-                         f"{_cell(old, key, 'syncs')} | {new[key]['syncs']} |")
+                         f"{_cell(old, key, 'syncs')} | {syncs} |")
     lines += [
         "",
         "## Where the ops go (64 images)",
