@@ -104,3 +104,15 @@ def test_normalize_gives_the_same_values_in_the_memory_format_with_exact_strides
     expected = (images.float() / 255 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
     assert torch.equal(out, expected)
     assert out.stride() == torch.empty(out.shape, memory_format=memory_format).stride()
+
+
+def test_the_nearest_warp_finds_pixels_past_two_to_the_24_in_the_framed_image():
+    """The flat index was float32 arithmetic: past 2 ** 24 (a 4,096 x 4,096 image) it rounded to
+    a neighbouring pixel (a 4,100 px image translated by 1 px had 32,635 pixels wrong)."""
+    from coreaug.augment.geometric import _framed_index
+    width = 4100
+    x = torch.tensor([4099.0, 4098.0, -1.0, 7.0])
+    y = torch.tensor([4099.0, 4099.0, 4099.0, 2.0])
+    index = _framed_index(torch.stack([x, y]).unsqueeze(0), width)
+    assert index.dtype == torch.int64
+    assert index.tolist() == [[int(a) + 1 + (int(b) + 1) * (width + 2) for a, b in zip(x, y)]]

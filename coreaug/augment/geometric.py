@@ -126,12 +126,18 @@ def _warp_nearest(x, source, fill):
     # Positions outside are clamped onto a one-pixel frame of fill, so one gather does both
     # sampling and filling (no masks). Pillow's nearest neighbour is the pixel containing the
     # position: floor, not round.
-    cells = source.floor().clamp_(low, high)
-    # x + y (W + 2) in the framed image, +1 row and +1 column: whole numbers, exact
-    index = torch.add(cells[:, 0], cells[:, 1], alpha=width + 2).add_(width + 3).long()
+    index = _framed_index(source.floor().clamp_(low, high), width)
     framed = _framed(x, fill).flatten(2)
     out = framed.gather(2, index.view(n, 1, height * width).expand(n, channels, height * width))
     return out.view(n, channels, height, width)
+
+
+def _framed_index(cells: torch.Tensor, width: int) -> torch.Tensor:
+    """int64 (n, H*W): the flat positions in the image framed by one pixel of the cells (x, y)
+    (whole numbers, (n, 2, H*W)), x + 1 + (y + 1) (W + 2). In int64: float32 holds whole numbers
+    exactly only up to 2 ** 24, which a 4,096 x 4,096 image passes."""
+    cells = cells.long()
+    return torch.add(cells[:, 0], cells[:, 1], alpha=width + 2).add_(width + 3)
 
 
 def _warp_bilinear(x, source, fill, has_fill):
