@@ -116,3 +116,13 @@ def test_the_nearest_warp_finds_pixels_past_two_to_the_24_in_the_framed_image():
     index = _framed_index(torch.stack([x, y]).unsqueeze(0), width)
     assert index.dtype == torch.int64
     assert index.tolist() == [[int(a) + 1 + (int(b) + 1) * (width + 2) for a, b in zip(x, y)]]
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment", "autoaugment"])
+def test_a_turned_batch_whose_pixels_cannot_be_viewed_flat_is_augmented_as_its_copy(name):
+    """Auto-contrast viewed the int64 levels it shares with equalize flat, which a batch turned by
+    a transpose (strides of H and W swapped, as torch.rot90 gives) cannot be."""
+    turned = batch(9, 3, 12).transpose(2, 3)
+    keys = RandomSource.image_keys(torch.arange(9), 3)
+    policy = A.create_policy(name)
+    assert torch.equal(policy(turned, RandomSource(keys)), policy(turned.contiguous(), RandomSource(keys)))

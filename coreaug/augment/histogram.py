@@ -28,12 +28,13 @@ def auto_contrast_kernel(x, values, bound, levels=None):
     n, channels = x.shape[:2]
     flat = x.flatten(2)
     if bound == UINT8_BOUND:
-        flat = flat.long() if levels is None else levels.view(n, channels, -1)
+        flat = flat.long() if levels is None else levels.reshape(n, channels, -1)  # (a turned batch: a copy)
         low, high = flat.aminmax(dim=2)
         row = high.add(low, alpha=256).view(-1)  # low * 256 + high
         tables = _pillow_tables(x.device).index_select(0, row).view(n, channels, 256).to(x.dtype)
         return tables.gather(2, flat).view_as(x)
-    low, high = flat.aminmax(dim=2, keepdim=True)
+    # Not aminmax: torch 2.5 has no derivative for it (float images that require grad)
+    low, high = flat.amin(dim=2, keepdim=True), flat.amax(dim=2, keepdim=True)
     spread = high - low
     # (x - low) is 0 in a one-level channel (spread 0), and adding low back gives x, without a
     # mask. Not in place on a tensor autograd keeps (float images that require grad).
