@@ -69,25 +69,25 @@ def _crop_flip_gather(images: torch.Tensor, most: int, fill: float, top: torch.T
     example's ``top``, ``left`` (int64 (B, 1)), mirrored where ``flip`` (bool (B, 1); None: none
     is): one gather."""
     batch, channels, height, width = images.shape
-    steps, mirrored = _ramps(height, width, images.device)
-    cols = (steps[:width] if flip is None else torch.where(flip, mirrored, steps[:width])) + left
-    rows = (top + steps[:height]) * (width + 2 * most)
+    steps, mirrored, row_starts = _ramps(height, width, most, images.device)
+    cols = (steps if flip is None else torch.where(flip, mirrored, steps)) + left
+    rows = torch.add(row_starts, top, alpha=width + 2 * most)  # (top + r) * the padded width
     index = (rows.unsqueeze(2) + cols.unsqueeze(1)).view(batch, 1, height * width)
     padded = F.pad(images, (most, most, most, most), value=fill) if most else images
     picked = padded.flatten(2).gather(2, index.expand(batch, channels, height * width))
     return picked.view(batch, channels, height, width)
 
 
-_RAMPS = ConstantCache()  # per image size and device
+_RAMPS = ConstantCache()  # per image size, padding and device
 
 
-def _ramps(height: int, width: int, device) -> tuple:
-    """(0, 1, ..., max(H, W) - 1 and W - 1, ..., 0) on ``device``, int64, cached: two launches a
-    call fewer."""
+def _ramps(height: int, width: int, most: int, device) -> tuple:
+    """int64 on ``device``, cached (three launches a call fewer): the columns 0, 1, ..., W - 1, the
+    same mirrored, and the first position of each row in the image padded by ``most``."""
     def make():
         steps = torch.arange(max(height, width), device=device)
-        return static(steps), static((width - 1) - steps[:width])
-    return _RAMPS.get((height, width, str(device)), make)
+        return static(steps[:width]), static((width - 1) - steps[:width]), static(steps[:height] * (width + 2 * most))
+    return _RAMPS.get((height, width, most, str(device)), make)
 
 
 def horizontal_flip(images: torch.Tensor, p: Magnitude = 0.5,
