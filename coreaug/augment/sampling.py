@@ -84,8 +84,8 @@ class RandomSource:
     BLOCK = 32  # per-image numbers hashed at once: a step's draws (max-loss's candidates too) fit in one
 
     def __init__(self, key: torch.Tensor, numbers: Optional[torch.Tensor] = None):
-        if (not isinstance(key, torch.Tensor) or key.dim() > 1 or key.dtype == torch.bool or key.is_floating_point()
-                or key.is_complex()):
+        if (not isinstance(key, torch.Tensor) or key.dim() > 1 or key.dtype == torch.bool or key.dtype.is_floating_point
+                or key.dtype.is_complex):
             shown = f"shape {tuple(key.shape)} {key.dtype}" if isinstance(key, torch.Tensor) else type(key).__name__
             raise UsageError(f"RandomSource key must be an int64 tensor (or another integer dtype), 0-dim (one key for "
                              f"the call) or (n,) (one per image), got {shown}")
