@@ -85,8 +85,9 @@ def _ramps(height: int, width: int, most: int, device) -> tuple:
     """int64 on ``device``, cached (three launches a call fewer): the columns 0, 1, ..., W - 1, the
     same mirrored, and the first position of each row in the image padded by ``most``."""
     def make():
-        steps = torch.arange(max(height, width), device=device)
-        return static(steps[:width]), static((width - 1) - steps[:width]), static(steps[:height] * (width + 2 * most))
+        steps = torch.arange(width, device=device)
+        row_starts = torch.arange(height, device=device) * (width + 2 * most)
+        return static(steps), static((width - 1) - steps), static(row_starts)
     return _RAMPS.get((height, width, most, str(device)), make)
 
 
