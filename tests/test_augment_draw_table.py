@@ -8,6 +8,7 @@ import coreaug.augment as A
 from coreaug.augment import dense_layers
 from coreaug.augment.sampling import (RandomSource, integers, integers_from, per_image_hashes, positive_from, signs,
                                       uniform, uniform_from)
+from coreaug.training.compiled_step import compile_supported
 from coreaug.training.inputs import Normalize
 
 
@@ -53,10 +54,10 @@ def test_numbers_looked_up_in_the_draw_table_are_those_computed_for_the_call(mon
 
 def test_an_op_set_of_more_bins_than_the_table_takes_computes_its_numbers_and_still_draws_each_image_alike():
     images = batch(13)
-    policy = A.RandAugment(num_magnitude_bins=dense_layers.DRAW_TABLE_MAX_BINS + 1, magnitude=700)
+    policy = A.RandAugment(num_magnitude_bins=dense_layers.DRAW_TABLE_MAX_BINS + 1, magnitude=100)
     keys = RandomSource.image_keys(torch.arange(13), 1)
     whole = policy(images, RandomSource(keys))
-    assert all(key[0] != "draws" for key in policy._ops._dense._tables_cache._entries)
+    assert not policy._ops._dense._draw_tables._entries
     alone = policy(images[4:5], RandomSource(keys[4:5]))  # an image is augmented the same alone
     assert torch.equal(alone, whole[4:5])
 
@@ -126,3 +127,32 @@ def test_a_turned_batch_whose_pixels_cannot_be_viewed_flat_is_augmented_as_its_c
     keys = RandomSource.image_keys(torch.arange(9), 3)
     policy = A.create_policy(name)
     assert torch.equal(policy(turned, RandomSource(keys)), policy(turned.contiguous(), RandomSource(keys)))
+
+
+def test_a_policy_pickles_as_its_settings_and_one_an_older_coreaug_pickled_still_runs():
+    import pickle
+    policy, images = A.RandAugment(), batch(5)
+    expected = policy(images, torch.Generator().manual_seed(1))
+    copy = pickle.loads(pickle.dumps(policy))
+    assert not copy._ops._dense._draw_tables._entries
+    assert torch.equal(copy(images, torch.Generator().manual_seed(1)), expected)
+    older = dict(policy._ops._dense.__dict__)  # as 0.2 pickled it: its own caches, none of today's
+    del older["_rows_cache"], older["_draw_tables"]
+    copy._ops._dense = dense_layers.DenseLayers.__new__(dense_layers.DenseLayers)
+    copy._ops._dense.__setstate__(older)
+    assert torch.equal(copy(images, torch.Generator().manual_seed(1)), expected)
+
+
+@pytest.mark.skipif(not compile_supported(), reason="compile needs torch 2.9 or later")
+def test_the_weak_policy_compiled_without_an_eager_call_first_compiles_once():
+    graphs = []
+
+    def backend(graph, inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    weak = A.create_policy("weak")
+    step = torch.compile(lambda x, keys: weak(x, RandomSource(keys)), backend=backend, fullgraph=True, dynamic=False)
+    for seed in range(3):
+        step(batch(5, 3, 12, seed), RandomSource.image_keys(torch.arange(5), seed))
+    assert len(graphs) == 1

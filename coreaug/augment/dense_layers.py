@@ -42,9 +42,10 @@ from .working_float import UINT8_BOUND
 # Images above this many pixels run kind by kind on the CPU (see the module docstring).
 DENSE_MAX_PIXELS = 64 * 64
 # Op sets of at most this many magnitude bins look a call's per-example numbers up in a table of
-# every (kind, bin, sign) draw (`DenseLayers._draw_table`: 1.7 MB at 1024 bins and 15 kinds);
-# more bins (the API takes up to 10,000) compute them each call.
-DRAW_TABLE_MAX_BINS = 1024
+# every (kind, bin, sign) draw (`DenseLayers._draw_table`, one per image size: 3,840 rows at 128
+# bins and 15 kinds, made in about the time of a call's own numbers for as many images); more
+# bins (the API takes up to 10,000) compute them each call.
+DRAW_TABLE_MAX_BINS = 128
 
 # Per op kind: (degenerate image, F when it is not the op's factor, blends with F = factor,
 # degenerate level as a fraction of the bound for "flat").
@@ -98,9 +99,16 @@ class DenseLayers:
         self.kinds, self.ranges, self.num_bins = list(kinds), list(ranges), num_bins
         self.forms = [_GEOMETRIC_FORM if k.is_geometric else _FORMS[k.name] for k in self.kinds]
         self._tables_cache = ConstantCache()  # per image size, dtype and device: the recent ones
+        self._draw_tables = ConstantCache()  # the same
         self._slots_cache = ConstantCache(64)  # per set of kinds (a few per policy) and device
         self._rows_cache = ConstantCache(64)  # per set of kinds, batch size (a few per run) and device
         self._primed = ConstantCache()
+
+    def __getstate__(self):  # the settings: the caches come back empty, whatever they were
+        return {"kinds": self.kinds, "ranges": self.ranges, "num_bins": self.num_bins}
+
+    def __setstate__(self, state):  # (a policy pickled by an older coreaug holds other caches)
+        self.__init__(state["kinds"], state["ranges"], state["num_bins"])
 
     def _tables(self, height, width, bound, dtype, device):
         return self._tables_cache.get((height, width, bound, dtype, str(device)),
@@ -155,7 +163,7 @@ class DenseLayers:
             numbers, matrices = self._numbers(draw // (2 * self.num_bins), draw // 2 % self.num_bins, sign,
                                               height, width, bound, dtype, device)
             return static(torch.cat([numbers.t(), matrices.view(count, 6)], 1))
-        return self._tables_cache.get(("draws", height, width, bound, dtype, str(device)), make)
+        return self._draw_tables.get((height, width, bound, dtype, str(device)), make)
 
     def _numbers(self, kind, bins, sign, height, width, bound, dtype, device) -> tuple:
         """(numbers (_NUMBERS, m), matrices (m, 2, 3)) of m draws: op ``kind`` (m,) at magnitude

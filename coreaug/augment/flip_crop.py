@@ -88,6 +88,8 @@ def _ramps(height: int, width: int, most: int, device) -> tuple:
         steps = torch.arange(width, device=device)
         row_starts = torch.arange(height, device=device) * (width + 2 * most)
         return static(steps), static((width - 1) - steps), static(row_starts)
+    if torch.compiler.is_compiling():  # made in the graph (fused there): no cache for dynamo to guard on,
+        return make()  # so a policy compiled without an eager call first compiles once
     return _RAMPS.get((height, width, most, str(device)), make)
 
 
