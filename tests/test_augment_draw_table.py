@@ -1,6 +1,8 @@
 """Fewer launches, the same images: a call looks its examples' numbers up in a table of every
 (kind, bin, sign) draw, draws each image's numbers in one hash call, and the weak policy and the
 normalisation skip work; each gives bit for bit what the per-call arithmetic gave."""
+import math
+
 import pytest
 import torch
 
@@ -50,6 +52,29 @@ def test_numbers_looked_up_in_the_draw_table_are_those_computed_for_the_call(mon
     for a, b in zip(looked_up, computed):
         assert torch.equal(a, b)
     assert not torch.equal(looked_up[0], images)
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment"])
+def test_the_draw_tables_op_values_are_the_magnitude_tables_signed_as_each_draw_says(name):
+    """The lookup test above compares the table with the same arithmetic run per call; this one
+    reads the op values, posterize's steps and solarize's offsets against the op set's own
+    magnitude table (what the per-image reference pipelines use)."""
+    from coreaug.augment.op_kinds import OP_KINDS
+    ops = A.create_policy(name)._ops
+    magnitudes = ops.magnitude_table(32, 32, 255.0)
+    table = ops._dense._draw_table(32, 32, 255.0, torch.float32, torch.device("cpu"))
+    value, step, offset = table[:, 4], table[:, 6], table[:, 7]
+    for k, op_name in enumerate(ops.names):
+        op = OP_KINDS[op_name]
+        for b in range(ops.num_bins):
+            for positive in (0, 1):
+                row = (k * ops.num_bins + b) * 2 + positive
+                expected = op.base + ((1.0 if positive else -1.0) if op.signed else 1.0) * magnitudes[k][b]
+                assert value[row].item() == pytest.approx(expected, rel=1e-6, abs=1e-6), (op_name, b, positive)
+                if op_name == "posterize":
+                    assert step[row].item() == 2.0 ** (8 - int(expected))
+                if op_name == "solarize":
+                    assert offset[row].item() == 1 - math.ceil(value[row].item())
 
 
 def test_an_op_set_of_more_bins_than_the_table_takes_computes_its_numbers_and_still_draws_each_image_alike():
