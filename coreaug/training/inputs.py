@@ -40,9 +40,12 @@ class Normalize:
         if self.crop is not None and (height > self.crop or width > self.crop):
             top, left = (height - self.crop) // 2, (width - self.crop) // 2
             images = images[..., top:top + self.crop, left:left + self.crop]
-        # Converted straight into the memory format, which the arithmetic keeps: no copy at the end (a
-        # launch a step). Exact strides: .contiguous() alone keeps a one-channel channels_last batch as it is.
-        x = (images.to(torch.float32, memory_format=self.memory_format) / 255 - self.mean) / self.std
+        # Several channels: converted straight into the memory format, which the arithmetic keeps (no copy
+        # at the end: a launch a step). One channel: plain contiguous strides, which both formats take as
+        # theirs; channels_last's own strides would make torch 2.5's convolutions answer in channels_last
+        # even when the trainer falls back to contiguous inputs (a model that .view()s its features)
+        layout = self.memory_format if images.shape[1] > 1 else torch.contiguous_format
+        x = (images.to(torch.float32, memory_format=layout) / 255 - self.mean) / self.std
         return x.contiguous(memory_format=self.memory_format)
 
 
