@@ -7,7 +7,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from coreaug.training.compiled_step import compile_supported
+
+needs_compile = pytest.mark.skipif(not compile_supported(), reason=f"compile needs torch 2.9 or later, "
+                                                                    f"this is {torch.__version__}")
 TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
         "--epochs", "2", "--quiet"]
 GRID = ["--subsets", "0.3", "--strategies", "coreset,random", "--references", "full", "--seeds", "1"]
@@ -157,6 +162,7 @@ def test_rerun_with_other_settings_is_refused_before_training(copied_grid, train
     assert f"(lr: {stored['lr']!r} -> 0.01)" in stderr  # the setting, stored -> now, as train --resume says it
 
 
+@needs_compile
 def test_a_grid_rerun_compiled_refuses_the_runs_it_finished_eagerly(copied_grid, train_calls, capsys):
     """compile is not part of a run's identity (a run may go on compiled), so the grid counted its eager
     runs as finished and would have timed one cell's runs two ways."""
@@ -354,6 +360,7 @@ def test_a_run_that_stored_its_folder_relative_resumes_under_an_absolute_spellin
     assert "none-seed0: resumed, final" in capsys.readouterr().out and (run / "summary.json").exists()
 
 
+@needs_compile
 def test_a_compiled_grid_run_forgets_its_graphs_after_it_ends_failed_or_not(tmp_path, monkeypatch):
     """A compiled run that failed inside torch's CUDA graph trees left them mid-warm-up, and every later
     compiled run in the process failed on them (the trainer benchmark's GPU log, 2026-12-04)."""
@@ -378,6 +385,7 @@ def test_a_compiled_grid_run_forgets_its_graphs_after_it_ends_failed_or_not(tmp_
     assert len(resets) == 2  # an eager run leaves torch's compiled state alone
 
 
+@needs_compile
 def test_a_compiled_grid_refuses_a_strategy_compile_cannot_trace_before_any_run_trains(tmp_path, train_calls,
                                                                                        capsys):
     """The refusal came from train() when crust's turn came, after the grid's other cells had trained."""
