@@ -188,7 +188,8 @@ if [ "$DEVICE" = cuda ] && [ "$TESTS_S" -gt 0 ]; then
     # The compiled steps last (they compile for tens of seconds): the others are reported even if the time runs out.
     timeout --kill-after=5 "$TESTS_S" "$PY" -m pytest -x -q -p no:cacheprovider tests/test_augment_policies.py \
         tests/test_training_sync.py tests/test_selection_rules.py tests/test_data_streaming.py \
-        tests/test_method_object.py tests/test_training_compile.py -k "(cuda or gpu or pinned) and not cuda_graph" \
+        tests/test_method_object.py tests/test_augment_draw_table.py tests/test_training_compile.py \
+        -k "(cuda or gpu or pinned) and not cuda_graph" \
         > "$WORK/tests.log" 2>&1
     rc=$?
     tail -6 "$WORK/tests.log" >> "$OUT"

@@ -185,3 +185,22 @@ def test_the_weak_policy_compiled_without_an_eager_call_first_compiles_once():
     for seed in range(3):
         step(batch(5, 3, 12, seed), RandomSource.image_keys(torch.arange(5), seed))
     assert len(graphs) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment", "autoaugment"])
+def test_on_cuda_the_draw_table_gives_the_numbers_computed_for_the_call(monkeypatch, name):
+    """The table is made by the device's own kernels; a call's numbers computed there (where
+    triton or cuBLAS may fuse differently from the CPU) must be what the lookup finds."""
+    images = batch(38).cuda()
+    keys = RandomSource.image_keys(torch.arange(38, device="cuda"), 5)
+
+    def calls():
+        policy = A.create_policy(name)
+        return [policy(images, RandomSource(keys, RandomSource.ahead(keys))),
+                policy(images, torch.Generator(device="cuda").manual_seed(3))]
+
+    looked_up = calls()
+    monkeypatch.setattr(dense_layers, "DRAW_TABLE_MAX_BINS", 0)
+    for a, b in zip(looked_up, calls()):
+        assert torch.equal(a, b)
