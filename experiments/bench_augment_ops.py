@@ -282,9 +282,11 @@ def render(now: dict, before: dict, command: str) -> str:
         f"{now['torch']}, a shared 2-core machine. \"wall\": wall-clock, before from the first run "
         f"(load `{before.get('load', 'n/a')}`), after from this one (load `{now['load']}`, "
         "`/proc/loadavg`): other processes' load inflates it. \"CPU\": this process's CPU time, "
-        "less sensitive to load, the old code (`--before-code`: commit "
-        f"{before.get('commit', 'n/a')}'s `coreaug`) and the new timed in the same run, "
-        "alternating. The "
+        "less sensitive to load, "
+        + (f"the old code (`--before-code`: commit {before.get('commit', 'n/a')}'s `coreaug`) and the new "
+           "timed in the same run, alternating. " if old_cpu else "of the new code (no `--before-code`: no "
+           "old CPU times). ")
+        + "The "
         f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}, which run kind by "
         "kind on the CPU (`coreaug.augment.dense_layers.DENSE_MAX_PIXELS`).",
         "",
@@ -308,6 +310,8 @@ def main(argv=None):
     parser.add_argument("--before-code", help="a folder holding the old coreaug package, timed beside")
     parser.add_argument("--cpu-seconds-only", action="store_true", help=argparse.SUPPRESS)
     args = checked(parser, parser.parse_args(argv))
+    if args.repeats < 1:
+        parser.error(f"--repeats must be 1 or more (the best of them is kept), got {args.repeats}")
     if args.cpu_seconds_only:  # the subprocess of --before-code
         print(json.dumps(cpu_seconds(args.repeats)))
         return

@@ -174,8 +174,11 @@ def main(argv=None):
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = checked(parser, parser.parse_args(argv))
     try:
-        names = [list(CONFIGS)[int(i)] for i in args.configs.split(",")]
-    except (ValueError, IndexError):
+        rows = [int(i) for i in args.configs.split(",")]
+        names = [list(CONFIGS)[i] for i in rows if 0 <= i < len(CONFIGS)]
+    except ValueError:
+        names = []
+    if not names or len(names) != len(args.configs.split(",")):
         parser.error(f"--configs takes numbers from 0 to {len(CONFIGS) - 1} separated by commas, got {args.configs}")
     if args.json_only:  # the child process of --before-code
         print(json.dumps(count_all(names)))

@@ -165,7 +165,7 @@ def test_a_policy_pickles_as_its_settings_and_one_an_older_coreaug_pickled_still
     copy = pickle.loads(pickle.dumps(policy))
     assert not copy._ops._dense._draw_tables._entries
     assert torch.equal(copy(images, torch.Generator().manual_seed(1)), expected)
-    older = dict(policy._ops._dense.__dict__)  # as 0.2 pickled it: its own caches, none of today's
+    older = dict(policy._ops._dense.__dict__)  # as an older coreaug pickled it: its caches, not today's
     del older["_rows_cache"], older["_draw_tables"]
     copy._ops._dense = dense_layers.DenseLayers.__new__(dense_layers.DenseLayers)
     copy._ops._dense.__setstate__(older)

@@ -28,6 +28,7 @@ def test_the_table_names_both_trees_and_marks_rows_the_older_tree_did_not_count(
 
 
 def test_unknown_rows_are_refused_before_counting(experiment, capsys):
-    with pytest.raises(SystemExit) as refused:
-        experiment("bench_step_ops").main(["--configs", "0,99"])
-    assert refused.value.code == 2 and "--configs takes numbers from 0 to" in capsys.readouterr().err
+    for rows in ("0,99", "-1", "1,x", ""):
+        with pytest.raises(SystemExit) as refused:
+            experiment("bench_step_ops").main(["--configs", rows])
+        assert refused.value.code == 2 and "--configs takes numbers from 0 to" in capsys.readouterr().err
