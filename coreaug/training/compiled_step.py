@@ -166,17 +166,22 @@ def untraceable_code(error):
     known = model_compile_cannot_train(error)
     if known is not None:
         return known
-    if not isinstance(error, (exc.Unsupported, exc.UserError)):
-        return None
-    frames = [frame for frame in getattr(error, "real_stack", None) or () if not _inside(frame.filename, TORCH_DIR)]
-    if not frames or _inside(frames[-1].filename, COREAUG_DIR):
-        return None
-    frame = frames[-1]
-    line = f" (`{frame.line.strip()}`)" if frame.line else ""
-    return UsageError(f"compile cannot trace the training step into one graph: {first_line(error)} at "
-                      f"{frame.filename}:{frame.lineno} in {frame.name}{line}; the compiled step traces the model's "
-                      "forward whole, which a Python branch on a tensor's value, .item(), numpy or print prevents: "
-                      "rewrite that code (torch.where for a branch) or drop --compile")
+    # torch 2.9 raises "Graph break under GenericContextWrappingVariable" (torch.func's context) from
+    # the model's own refusal: the first refusal in the chain whose innermost code is the user's
+    for raised in _error_chain(error):
+        if not isinstance(raised, (exc.Unsupported, exc.UserError)):
+            continue
+        frames = [frame for frame in getattr(raised, "real_stack", None) or ()
+                  if not _inside(frame.filename, TORCH_DIR)]
+        if not frames or _inside(frames[-1].filename, COREAUG_DIR):
+            continue
+        frame = frames[-1]
+        line = f" (`{frame.line.strip()}`)" if frame.line else ""
+        return UsageError(f"compile cannot trace the training step into one graph: {first_line(raised)} at "
+                          f"{frame.filename}:{frame.lineno} in {frame.name}{line}; the compiled step traces the "
+                          "model's forward whole, which a Python branch on a tensor's value, .item(), numpy or "
+                          "print prevents: rewrite that code (torch.where for a branch) or drop --compile")
+    return None
 
 
 # What torch says (in `error` or the errors it was raised from) when the given model itself is one
