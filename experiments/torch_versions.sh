@@ -49,7 +49,7 @@ done
     echo "# The test suite under torch releases"
     echo
     echo "Command: \`experiments/torch_versions.sh $(sort -t. -k1,1n -k2,2n -k3,3n "$rows" | cut -f1 | paste -sd' ' -)\`  "
-    echo "Machine: $(uname -m), $(nproc) cores, torch from PyPI (its CUDA build, run on the CPU); last run $(date -u +%Y-%m-%d)."
+    echo "Machine: $(uname -m), $(nproc --all) cores, torch from PyPI (its CUDA build, run on the CPU); last run $(date -u +%Y-%m-%d)."
     echo
     echo "| torch | Python | result | minutes | code (git describe) |"
     echo "|---|---|---|---|---|"
