@@ -135,7 +135,7 @@ def _warp_nearest(x, source, fill):
 def _framed_index(cells: torch.Tensor, width: int) -> torch.Tensor:
     """int64 (n, H*W): the flat positions in the image framed by one pixel of the cells (x, y)
     (whole numbers, (n, 2, H*W)), x + 1 + (y + 1) (W + 2). In int64: float32 holds whole numbers
-    exactly only up to 2 ** 24, which a 4,096 x 4,096 image passes."""
+    exactly only up to 2 ** 24, which a 4,095 x 4,095 image with its frame passes."""
     cells = cells.long()
     return torch.add(cells[:, 0], cells[:, 1], alpha=width + 2).add_(width + 3)
 
