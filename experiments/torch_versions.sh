@@ -40,7 +40,9 @@ for version in "${versions[@]}"; do
     [ -n "$summary" ] || summary="no summary (the process died: $(tail -n 1 "$log" | cut -c1-80))"
     failures=$(grep -E "^(FAILED|ERROR) " "$log" | sed -E 's/^(FAILED|ERROR) //; s/ - .*//' | paste -sd ';' -)
     python=$("$venv/bin/python" -c "import platform; print(platform.python_version())")
-    commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
+    commit=$(git describe --always 2>/dev/null || echo unknown)
+    # dirty: code changed, not the tables this script and others write
+    git diff --quiet HEAD -- . ':(exclude)experiments/results' 2>/dev/null || commit="$commit-dirty"
     failures=${failures:--}  # a field, not an empty one (read with IFS=tab merges empty fields)
     grep -v "^$version	" "$rows" > "$rows.$$"; mv "$rows.$$" "$rows"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$version" "$python" "$summary" "$minutes" "$failures" "$commit" >> "$rows"

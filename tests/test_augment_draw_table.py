@@ -129,7 +129,7 @@ def test_normalize_gives_the_same_values_in_the_memory_format_with_exact_strides
     out = Normalize(mean, std, "cpu", memory_format=memory_format)(images)
     expected = (images.float() / 255 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
     assert torch.equal(out, expected)
-    # One channel: plain strides, which both formats take (channels_last's own made torch 2.5's
+    # One channel: plain strides, which both formats take (channels_last's own made torch's
     # convolutions answer in channels_last to the trainer's contiguous fallback)
     layout = memory_format if channels > 1 else torch.contiguous_format
     assert out.stride() == torch.empty(out.shape, memory_format=layout).stride()

@@ -42,8 +42,8 @@ class Normalize:
             images = images[..., top:top + self.crop, left:left + self.crop]
         # Several channels: converted straight into the memory format, which the arithmetic keeps (no copy
         # at the end: a launch a step). One channel: plain contiguous strides, which both formats take as
-        # theirs; channels_last's own strides would make torch 2.5's convolutions answer in channels_last
-        # even when the trainer falls back to contiguous inputs (a model that .view()s its features)
+        # theirs; channels_last's own strides make torch's convolutions answer in channels_last even when
+        # the trainer falls back to contiguous inputs (a model that .view()s its features failed)
         layout = self.memory_format if images.shape[1] > 1 else torch.contiguous_format
         x = (images.to(torch.float32, memory_format=layout) / 255 - self.mean) / self.std
         return x.contiguous(memory_format=self.memory_format)
