@@ -75,9 +75,10 @@ class _Layer:
     level, contrast, solarize and grayscale flags, op value, posterize's ``step`` (2 ** (8 -
     bits)) and solarize's ``solar_offset`` (1 - ceil(threshold)); the (n, 2, 3) matrix; and
     ``rows`` (kinds, n), where an example at position i that drew kind k finds its degenerate in
-    the layer's stacked full-image candidates (None for a layer of one kind, which gathers none)."""
+    the layer's stacked full-image candidates (``kind`` and ``rows`` None for a layer of one kind,
+    which gathers none)."""
 
-    kind: torch.Tensor
+    kind: Optional[torch.Tensor]
     factor: torch.Tensor
     flat: torch.Tensor
     contrast: torch.Tensor
@@ -250,8 +251,7 @@ class DenseLayers:
                 start += count
                 names, kinds, _ = self._slots((k,), state.device)
                 # One kind: one degenerate, full-image or channel-constant, so nothing to gather (rows None)
-                p = _Layer(kind.index_select(0, rows), *numbers.index_select(1, rows).unbind(0),
-                           matrices.index_select(0, rows), None)
+                p = _Layer(None, *numbers.index_select(1, rows).unbind(0), matrices.index_select(0, rows), None)
                 block = state.index_select(0, rows)
                 block = block.float() if block.dtype == torch.uint8 else block  # float64 stays float64, as dense
                 block = self._layer(block, names, kinds, p, fill, interpolation, bound)

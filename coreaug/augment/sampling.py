@@ -296,7 +296,7 @@ def integers(
 def signs(n: int, generator: Randomness, device: torch.device) -> torch.Tensor:
     """Return n float32 draws of -1 or +1 with equal probability on ``device``."""
     if isinstance(generator, RandomSource):  # the hash's top bit
-        return (generator.hashes(n, device) >> 31).to(torch.float32).mul_(2.0).sub_(1.0)
+        return positive_from(generator.hashes(n, device)).to(torch.float32).mul_(2.0).sub_(1.0)
     return integers(2, n, generator, device).to(torch.float32).mul_(2.0).sub_(1.0)
 
 
