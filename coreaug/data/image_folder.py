@@ -210,10 +210,11 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
             tqdm.write(f"left out {len(listing.gone)} link{'s' * (len(listing.gone) != 1)} to files or folders that "
                        f"are gone (first: {shown(first)}): a class folder on a disk not mounted is not trained on")
         if listing.loose:  # ImageNet's val/ half sorted into class folders tested on the sorted few
-            tqdm.write(f"left out {len(listing.loose)} image files beside the class folders (first: "
-                       f"{shown(listing.loose[0])}): only <folder>/<class>/ images are read")
+            tqdm.write(f"left out {len(listing.loose)} image file{'s' * (len(listing.loose) != 1)} beside the class "
+                       f"folders (first: {shown(listing.loose[0])}): only <folder>/<class>/ images are read")
         if listing.unread:
-            tqdm.write(f"left out {sum(listing.unread.values())} files of image formats not read "
+            unread = sum(listing.unread.values())
+            tqdm.write(f"left out {unread} file{'s' * (unread != 1)} of image formats not read "
                        f"({', '.join(ext for ext, _ in listing.unread.most_common())}); convert them to JPEG or PNG "
                        "to train on them")
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size=store_size,
@@ -425,7 +426,16 @@ def test_split_folder(root) -> Optional[str]:
 
 def listed_folders(folder) -> List[str]:
     """The names of ``folder``'s subfolders a dataset reads (hidden ones left out), sorted."""
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and _is_listed(e.name))
+    return sorted(e.name for e in os.scandir(folder) if _is_folder(e) and _is_listed(e.name))
+
+
+def _is_folder(entry) -> bool:
+    """Whether the scandir ``entry`` is a folder or a link to one; False for a link that loops
+    (a link to itself: os.walk files it with the names too, and links_to_nothing names it)."""
+    try:
+        return entry.is_dir()
+    except OSError:  # ELOOP: "Too many levels of symbolic links"
+        return False
 
 
 def links_to_nothing(folder, names=None) -> List[str]:
@@ -510,7 +520,7 @@ def _loose_images(folder) -> List[str]:
     """The image files directly in ``folder``, whose images are read from its class folders only."""
     with os.scandir(folder) as entries:
         names = [e.name for e in entries if _is_listed(e.name) and e.name.lower().endswith(IMAGE_EXTENSIONS)
-                 and not e.is_dir()]
+                 and not _is_folder(e)]
     return [os.path.join(folder, name) for name in sorted(names)]
 
 
