@@ -31,3 +31,20 @@ def test_a_link_that_loops_is_counted_as_gone_not_an_oserror(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"left out 3 links to files or folders that are gone (first: {root / 'loop'} -> loop)" in out
     assert f"left out 1 image file beside the class folders (first: {root / 'self.png'})" in out
+
+
+def test_a_train_limit_that_draws_one_class_is_refused_before_training(tmp_path):
+    """A registered dataset or a folder of one class is refused, but a --train-limit drawing one
+    class trained on (100% accuracy with nothing to tell apart)."""
+    import pytest
+
+    import coreaug
+    from coreaug.errors import UsageError
+
+    root = _folder(tmp_path / "pets", 6)
+    config = dict(dataset=str(root), model="cnn", epochs=1, batch_size=4, image_size=8, quiet=True,
+                  cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(UsageError, match=r"--train-limit 1 drew training examples of one class only \([xy]\) from "
+                                         r"\d+; a classifier needs two classes or more: raise the limit"):
+        coreaug.train(coreaug.TrainConfig(train_limit=1, **config))
+    assert len(coreaug.train(coreaug.TrainConfig(train_limit=8, **config)).history) == 1

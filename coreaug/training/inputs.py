@@ -97,6 +97,11 @@ def load_run_data(config, device, distributed=None):
     else:
         data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
     train_x, train_y = _sample(as_images(data.train_images), data.train_labels, config.train_limit, 0)
+    if len(train_y) and bool((train_y == train_y[0]).all()) and len(train_y) < len(data.train_labels):
+        label = int(train_y[0])
+        name = data.class_names[label] if data.class_names else label
+        raise UsageError(f"--train-limit {config.train_limit} drew training examples of one class only ({name}) "
+                         f"from {len(data.train_labels)}; a classifier needs two classes or more: raise the limit")
     test_x, test_y = _sample(as_images(data.test_images), data.test_labels, config.test_limit, 1)
     streamed = folder and should_stream(config.stream, [train_x, test_x], device)
     if folder and distributed is not None and distributed.world_size > 1:
