@@ -183,11 +183,12 @@ def _ratio(theirs, ours):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=512, help="uint8 images per batch (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=15, help="coreaug repeats (best kept)")
     parser.add_argument("--pillow-repeats", type=int, default=3, help="Pillow repeats (best kept)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--out", default="experiments/results/augment.md")
+    parser.add_argument("--out", default="experiments/results/augment.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

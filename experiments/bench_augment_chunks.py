@@ -37,13 +37,20 @@ def augment_steps(images, rows, weak, strong, generator, chunk, batch):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=96)
-    parser.add_argument("--chunks", default="1,4,8,16")
-    parser.add_argument("--strong", default="randaugment")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="experiments/results/augment_chunks.md")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the images stay there)")
+    parser.add_argument("--batch", type=int, default=128,
+                        help="images per step; its second half are the copies the strong policy augments "
+                             "(default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=96, help="steps per timed pass (default: %(default)s)")
+    parser.add_argument("--chunks", default="1,4,8,16",
+                        help="steps per call K to compare, comma-separated; the first is the ratio's baseline "
+                             "(default: %(default)s)")
+    parser.add_argument("--strong", default="randaugment",
+                        help="the strong policy on the copies, a create_policy name (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed passes over --steps steps (best kept; default: %(default)s)")
+    parser.add_argument("--out", default="experiments/results/augment_chunks.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = checked(parser, parser.parse_args())
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -66,12 +66,17 @@ def in_process(repeats, tree, compiled=False):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", required=False)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--baseline", required=False,
+                        help="a checkout of an earlier coreaug (git worktree add DIR REV), timed beside this "
+                             "tree's in its own process")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed calls per case in each turn, after a warm-up (median and fastest kept; "
+                             "default: %(default)s)")
     parser.add_argument("--turns", type=int, default=3, help="alternations of this tree and the baseline")
     parser.add_argument("--compiled", action="store_true", help="also this tree's calls compiled whole")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="experiments/results/augment_large.md")
+    parser.add_argument("--out", default="experiments/results/augment_large.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = checked(parser, parser.parse_args())
     if args.one:
         print(json.dumps(time_cases(args.repeats, args.compiled)))

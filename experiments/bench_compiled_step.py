@@ -36,25 +36,32 @@ from script_checks import checked, run_child
 
 def run_arguments(parser):
     """The run's options, issue 26's CPU target case by default (also bench_step_guards.py's)."""
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--model", default="cnn")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--augment", default="randaugment")
-    parser.add_argument("--strategy", default="random")
-    parser.add_argument("--subset", type=float, default=0.25)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dataset", default="digits",
+                        help="the run's dataset, a registered name or a folder of images (default: %(default)s)")
+    parser.add_argument("--model", default="cnn", help="the run's model (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="the run's batch size (default: %(default)s)")
+    parser.add_argument("--augment", default="randaugment",
+                        help="the run's strong augmentation policy (default: %(default)s)")
+    parser.add_argument("--strategy", default="random",
+                        help="the run's selection rule, or full or none (default: %(default)s)")
+    parser.add_argument("--subset", type=float, default=0.25,
+                        help="the selection's fraction of the training set (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default: %(default)s)")
 
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run_arguments(parser)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--select-every", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="epochs of each run; its figures are the median of epochs 2 on (default: %(default)s)")
+    parser.add_argument("--select-every", type=int, default=1, help="re-select every R epochs (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="eager and compiled runs alternate this many times (the machine's load drifts)")
     parser.add_argument("--baseline", default=None,
                         help="a checkout of an earlier coreaug whose eager run joins each repeat")
-    parser.add_argument("--out", default="experiments/results/compiled_step.md")
+    parser.add_argument("--out", default="experiments/results/compiled_step.md",
+                        help="the markdown table's path; an earlier file's ## sections are kept below it "
+                             "(default: %(default)s)")
     parser.add_argument("--one", choices=["eager", "compiled"], help=argparse.SUPPRESS)  # a run, in its own process
     return checked(parser, parser.parse_args(argv), min_epochs=2)
 

@@ -458,14 +458,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=20000, help="training images in the large folder (4N)")
     parser.add_argument("--small-count", type=int, default=5000, help="training images in the small folder (N)")
-    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--classes", type=int, default=100,
+                        help="classes of the generated folders; must divide --count and --small-count "
+                             "(default: %(default)s)")
     parser.add_argument("--sizes", default="64,224", help="image sizes S, comma-separated")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers, both pipelines")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per size and pipeline at --count, median kept (one at --small-count; "
+                             "default: %(default)s)")
     parser.add_argument("--work-dir", default="/tmp/coreaug-bench-data", help="generated folders and caches")
-    parser.add_argument("--max-load", type=float, default=0.8)
+    parser.add_argument("--max-load", type=float, default=0.8,
+                        help="before each run, wait for the 1-minute load average to fall below this "
+                             "(default: %(default)s)")
     parser.add_argument("--load-timeout", type=float, default=60.0, help="longest wait for --max-load, seconds")
-    parser.add_argument("--out", default="experiments/results/data.md")
+    parser.add_argument("--out", default="experiments/results/data.md",
+                        help="the markdown report's path (default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write every measurement here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

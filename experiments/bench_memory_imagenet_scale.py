@@ -98,8 +98,11 @@ def run_case(name, n):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=N)
-    parser.add_argument("--out", default="experiments/results/memory_imagenet_scale.md")
+    parser.add_argument("--n", type=int, default=N,
+                        help="examples N in every case (default: %(default)s, ImageNet's training set)")
+    parser.add_argument("--out", default="experiments/results/memory_imagenet_scale.md",
+                        help="the markdown table's path; the cases' temporary .estimates.npy goes beside it "
+                             "(default: %(default)s)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = checked(parser, parser.parse_args())
     if args.case:

@@ -136,7 +136,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x smaller cases (apricot still compiles its kernels on "
                         "every fit, ~2 s a class: well over 5 minutes on 2 cores)")
-    parser.add_argument("--out", default="experiments/results/selection.md")
+    parser.add_argument("--out", default="experiments/results/selection.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = checked(parser, parser.parse_args())
     s = 10 if args.quick else 1
     fractions = (0.1, 0.3, 0.5)

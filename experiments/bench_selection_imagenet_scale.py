@@ -74,8 +74,9 @@ def timed_gather(n, dim):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="experiments/results/selection_imagenet_scale.md")
+    parser.add_argument("--quick", action="store_true", help="1/10 of the examples")
+    parser.add_argument("--out", default="experiments/results/selection_imagenet_scale.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = checked(parser, parser.parse_args())
     n = N // 10 if args.quick else N
     rows, load_before = [], os.getloadavg()[0]

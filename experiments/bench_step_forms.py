@@ -121,11 +121,17 @@ def build(form, optimizer_name="sgd", precision="fp32"):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
-    parser.add_argument("--out", default="experiments/results/step_forms.md")
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="rounds of --steps steps of each form in turn (median and fastest kept; "
+                             "default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=50,
+                        help="steps timed per form in each round (default: %(default)s)")
+    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"),
+                        help="sgd (Nesterov momentum) or coreaug's adamw (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                        help="fp32, or fp16 autocast with a GradScaler (default: %(default)s)")
+    parser.add_argument("--out", default="experiments/results/step_forms.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = checked(parser, parser.parse_args())
     torch.set_num_threads(1)
     record_compiled_kernels()

@@ -87,10 +87,16 @@ def worker(rank, world, port, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--out", default="experiments/results/step_forms_torchrun.md")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="gloo processes, one thread each, sharing each batch of 32 (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=10,
+                        help="rounds of --steps steps of each form in turn (median and fastest kept; "
+                             "default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="steps timed per form in each round (default: %(default)s)")
+    parser.add_argument("--out", default="experiments/results/step_forms_torchrun.md",
+                        help="the markdown table's path; rank 0's figures pass through OUT.pt beside it "
+                             "(default: %(default)s)")
     args = checked(parser, parser.parse_args())
     args.result = args.out + ".pt"
     with socket.socket() as s:

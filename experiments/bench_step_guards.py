@@ -35,7 +35,8 @@ def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run_arguments(parser)
     parser.add_argument("--epochs", type=int, default=41, help="the first compiles; the rest make pairs")
-    parser.add_argument("--out", default="experiments/results/step_guards.md")
+    parser.add_argument("--out", default="experiments/results/step_guards.md",
+                        help="the markdown table's path (default: %(default)s)")
     return checked(parser, parser.parse_args(argv), min_epochs=3)
 
 

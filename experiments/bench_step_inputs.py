@@ -98,10 +98,14 @@ def measure(model_name, repeats, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="cnn,resnet20")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--out", default="experiments/results/step_inputs.md")
+    parser.add_argument("--models", default="cnn,resnet20",
+                        help="models to measure, comma-separated: cnn, resnet20 (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="rounds of --steps steps of each form in turn (medians kept; default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="steps timed per form in each round (default: %(default)s)")
+    parser.add_argument("--out", default="experiments/results/step_inputs.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = checked(parser, parser.parse_args())
     torch.set_num_threads(1)
     load_before = open("/proc/loadavg").read().strip()

@@ -170,7 +170,8 @@ def main(argv=None):
     parser.add_argument("--configs", default=",".join(str(i) for i in range(len(CONFIGS))),
                         help="which rows, by number (0 to %d)" % (len(CONFIGS) - 1))
     parser.add_argument("--before-code", help="a folder holding an older coreaug package, counted beside")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "step_ops.md"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "step_ops.md"),
+                        help="the markdown table's path (default: results/step_ops.md beside this script)")
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = checked(parser, parser.parse_args(argv))
     try:

@@ -90,11 +90,17 @@ def epoch_seconds_csv(per_epoch, source):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--augment", default="randaugment")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-load", type=float, default=0.5)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--augment", default="randaugment",
+                        help="strong augmentation policy of every run (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of each run (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="round-robin passes over --runs, median kept (default: %(default)s)")
+    parser.add_argument("--max-load", type=float, default=0.5,
+                        help="before each run, wait up to 10 minutes for the 1-minute load average to fall "
+                             "under this (default: %(default)s)")
+    parser.add_argument("--out", default=None,
+                        help="also write the table to this X.md and the medians to X.csv beside it "
+                             "(default: printed only)")
     parser.add_argument("--runs", default=RUNS, help="strategies to time, STRATEGY[:FRACTION] comma-separated")
     parser.add_argument("settings", nargs="*", help="more TrainConfig settings, KEY=VALUE")
     args = parser.parse_args()

@@ -425,16 +425,24 @@ def parse_args(argv=None, check=False):
     """The command line, with the dataset's defaults (model, batch size) filled in; with `check`,
     checked as the scripts check theirs (script_checks.checked: a CUDA device needs one)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="a registered dataset or a folder of images (default: %(default)s)")
     parser.add_argument("--model", default=None, help="default: the dataset's")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs of each row; figures are means over epochs 2 on (default: %(default)s)")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="train on a fixed random sample of this many examples (default: all)")
+    parser.add_argument("--test-limit", type=int, default=None,
+                        help="evaluate on a fixed random sample of this many examples (default: all)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the dataset's")
     parser.add_argument("--image-size", type=int, default=None, help="for a folder dataset")
-    parser.add_argument("--augment", default="randaugment")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--augment", default="randaugment",
+                        help="strong policy of the coreaug rows without @AUGMENT (default: %(default)s)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N, or auto: cuda when available (default: %(default)s)")
+    parser.add_argument("--precision", default="auto",
+                        help="auto, bf16, fp16 or fp32, as coreaug's --precision (the hand loop takes no fp16; "
+                             "default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help="the compiled mode only (same as --modes compiled)")
     parser.add_argument("--modes", default=None, help="eager,compiled (default both)")
     parser.add_argument("--compile-mode", default="auto",
@@ -444,14 +452,19 @@ def parse_args(argv=None, check=False):
     parser.add_argument("--fallback-mode", default=None, choices=[m for m in COMPILE_MODES if m != "auto"],
                         help="a compiled row that fails is measured again once in this --compile-mode (e.g. "
                              "default: compiled kernels without CUDA graphs), named so in the table")
-    parser.add_argument("--rows", default=ROWS)
-    parser.add_argument("--select-every", type=int, default=1)
+    parser.add_argument("--rows", default=ROWS,
+                        help="rows, comma-separated: hand or STRATEGY[:FRACTION[:ESTIMATES]][@AUGMENT][/K] "
+                             "(default: %(default)s)")
+    parser.add_argument("--select-every", type=int, default=1,
+                        help="the coreaug rows re-select every R epochs (default: %(default)s)")
     parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")
     parser.add_argument("--count-modes", default=",".join(MODES),
                         help="the modes whose rows are counted (eager,compiled): a compiled coreaug row's counts "
                              "train three more tiny runs, each compiling its step again")
     parser.add_argument("--quick", action="store_true", help="2 epochs, 4 counted steps")
-    parser.add_argument("--out", default="experiments/results/trainer_side_by_side.md")
+    parser.add_argument("--out", default="experiments/results/trainer_side_by_side.md",
+                        help="the markdown table's path; an earlier file's ## sections are kept below it "
+                             "(default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.quick:

@@ -70,10 +70,11 @@ def one_run(data, seed, strategy, out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data")
-    parser.add_argument("out")
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--strategy", default="maxloss")
+    parser.add_argument("data", help="the CIFAR-10 image folder (grid C's dataset)")
+    parser.add_argument("out", help="the markdown report's path")
+    parser.add_argument("--seeds", default="0",
+                        help="seeds, comma-separated: a run each, the figures averaged (default: %(default)s)")
+    parser.add_argument("--strategy", default="maxloss", help="the runs' selection rule (default: %(default)s)")
     parser.add_argument("--runs", default="/tmp/coreaug-noise-signal", help="where the runs' folders go")
     args = parser.parse_args()
     torch.set_num_threads(1)

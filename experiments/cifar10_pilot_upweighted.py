@@ -32,7 +32,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\nUsage:")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", metavar="DATA", help="the CIFAR-10 class folders (grid A's dataset)")
-    parser.add_argument("seed", metavar="SEED", type=int)
+    parser.add_argument("seed", metavar="SEED", type=int, help="the run's seed")
     parser.add_argument("out", metavar="OUT", help="the run folder (overwritten)")
     return parser.parse_args(argv)
 

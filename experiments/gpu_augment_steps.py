@@ -17,11 +17,16 @@ from script_checks import checked
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--train-limit", type=int, default=25000)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps", default="1,8")
-    parser.add_argument("--out", default="experiments/results/gpu_augment_steps.md")
+    parser.add_argument("--device", default="cuda", help="cuda or cpu (default: %(default)s)")
+    parser.add_argument("--train-limit", type=int, default=25000,
+                        help="synthetic-cifar training images of each run (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs of each run; the first is left out of the mean (default: %(default)s)")
+    parser.add_argument("--steps", default="1,8",
+                        help="augment_steps to compare (steps' batches per augmentation call), comma-separated "
+                             "(default: %(default)s)")
+    parser.add_argument("--out", default="experiments/results/gpu_augment_steps.md",
+                        help="the markdown table's path (default: %(default)s)")
     args = checked(parser, parser.parse_args(), min_epochs=2)
     lines = ["| strategy | strong augmentation | steps per call | epoch s | test acc |", "|---|---|---|---|---|"]
     for strategy, augment in (("full", "randaugment"), ("coreset", "randaugment"), ("full", "autoaugment")):

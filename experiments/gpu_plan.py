@@ -43,11 +43,14 @@ def parse_args(argv):
     """The five arguments of the usage line (argparse's usage line and exit 2 when one is missing)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\nUsage:")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", metavar="SPEED_JSON")
-    parser.add_argument("left", metavar="SECONDS_LEFT", type=float)
-    parser.add_argument("images", metavar="TRAIN_IMAGES", type=int)
-    parser.add_argument("limit", metavar="TABLE_TRAIN_LIMIT", type=int)
-    parser.add_argument("most", metavar="MOST_EPOCHS", type=int)
+    parser.add_argument("path", metavar="SPEED_JSON",
+                        help="the speed table's JSON, bench_trainer.py's --json (unreadable: 0 epochs planned)")
+    parser.add_argument("left", metavar="SECONDS_LEFT", type=float, help="seconds the GPU check has left")
+    parser.add_argument("images", metavar="TRAIN_IMAGES", type=int,
+                        help="training images of the planned run (the table's epoch seconds are scaled to it)")
+    parser.add_argument("limit", metavar="TABLE_TRAIN_LIMIT", type=int,
+                        help="the speed table's --train-limit (its training images)")
+    parser.add_argument("most", metavar="MOST_EPOCHS", type=int, help="the most epochs to plan")
     return parser.parse_args(argv)
 
 

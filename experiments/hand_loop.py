@@ -311,16 +311,24 @@ def count_step_ops(train_step, images, labels, batch_size, count_steps, last_ste
 def main():
     """The CLI: load a registered dataset with coreaug.load_dataset, run the loop, print JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--dataset", default="digits",
+                        help="a registered dataset, loaded with coreaug.load_dataset (default: %(default)s)")
     parser.add_argument("--model", default=None, help="default: the dataset's coreaug default")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
-    parser.add_argument("--optimizer", default="auto", choices=OPTIMIZERS)
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--compile-mode", default=None)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs to train (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the dataset's")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="keep only this many training images, the first ones (default: all)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: bf16 autocast on CUDA, fp32 on the CPU (default: %(default)s)")
+    parser.add_argument("--optimizer", default="auto", choices=OPTIMIZERS,
+                        help="the SGD update: foreach, fused (CUDA) or compiled; auto: compiled with --compile, "
+                             "else foreach")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the forward unit (augmentation, model, loss); with --optimizer auto "
+                             "the update too")
+    parser.add_argument("--compile-mode", default=None,
+                        help="torch.compile's mode with --compile, e.g. reduce-overhead (default: torch's default)")
     args = checked(parser, parser.parse_args())
     record_compiled_kernels()
     data = coreaug.load_dataset(args.dataset, progress=False)
