@@ -50,6 +50,9 @@ COUNT_SIZES = (13, 38, 64, 128)
 TIME_SIZES = (64, 512)
 TIMED_POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss")
 LARGE = (32, 3, 224, 224)  # a timing row on ImageNet-sized images: the dense trade-off
+PATH_POLICIES = ("randaugment", "trivialaugment", "autoaugment")
+PATH_SIDES = (8, 24, 28, 32, 64)  # image side, px
+PATH_SIZES = (13, 38, 128, 512)
 RESULTS = Path(__file__).resolve().parent / "results"  # from any working folder
 AUGMENT_DIR = str(Path("coreaug") / "augment")
 
@@ -178,6 +181,34 @@ def cpu_seconds_of(code_dir: str, repeats: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def path_seconds(repeats: int) -> dict:
+    """CPU seconds per call of each timed policy with its layers forced dense, then forced kind
+    by kind (`OpSet.use_dense`), and the path the CPU takes unforced: the data behind
+    ``coreaug.augment.dense_layers.DENSE_MAX_PIXELS`` and ``DENSE_MAX_BATCH_PIXELS``."""
+    from coreaug.augment.op_set import OpSet  # (not in --before-code's older trees)
+
+    kept = OpSet.__dict__["use_dense"]  # the staticmethod itself: put back as it was
+    chooses = OpSet.use_dense
+    rows = {}
+    try:
+        for name in PATH_POLICIES:
+            for side in PATH_SIDES:
+                for n in PATH_SIZES:
+                    images = sample_batch(n, (3, side, side))
+                    row = {"default": "dense" if chooses(images) else "kind by kind"}
+                    for path, dense in (("dense", True), ("by_kind", False)):
+                        OpSet.use_dense = staticmethod(lambda images, dense=dense: dense)
+                        row[path] = best_seconds(make_call(name, images), repeats if n * side <= 38 * 32 else 3,
+                                                 time.process_time)
+                    OpSet.use_dense = kept
+                    rows[f"{name}@{side}px@{n}"] = row
+                    print(f"{name} {n} x {side}px: dense {row['dense'] * 1e3:.2f} ms, kind by kind "
+                          f"{row['by_kind'] * 1e3:.2f} ms", flush=True)
+    finally:
+        OpSet.use_dense = kept
+    return rows
+
+
 def measure(repeats: int) -> dict:
     counts = {f"{name}@{n}": count(name, n) for name in POLICIES for n in COUNT_SIZES}
     seconds = {}
@@ -191,8 +222,8 @@ def measure(repeats: int) -> dict:
         key = f"{name}@{LARGE[0]}x{LARGE[2]}px"
         seconds[key] = best_seconds(make_call(name, large), 3)
         print(f"{key}: {seconds[key] * 1e3:.1f} ms", flush=True)
-    return {"counts": counts, "seconds": seconds, "load": _load(), "commit": _commit(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {"counts": counts, "seconds": seconds, "paths": path_seconds(repeats), "load": _load(),
+            "commit": _commit(), "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def _load() -> str:
@@ -287,8 +318,9 @@ def render(now: dict, before: dict, command: str) -> str:
            "timed in the same run, alternating. " if old_cpu else "of the new code (no `--before-code`: no "
            "old CPU times). ")
         + "The "
-        f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}, which run kind by "
-        "kind on the CPU (`coreaug.augment.dense_layers.DENSE_MAX_PIXELS`).",
+        f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}. Calls above "
+        "`coreaug.augment.dense_layers.DENSE_MAX_PIXELS` pixels an image or `DENSE_MAX_BATCH_PIXELS` in all run "
+        "kind by kind on the CPU (the new code; 2026e7d had no dense path).",
         "",
         "| policy | images | wall ms before | wall ms after | CPU ms before | CPU ms after |",
         "|---|---|---:|---:|---:|---:|",
@@ -297,6 +329,24 @@ def render(now: dict, before: dict, command: str) -> str:
         name, size = key.split("@")
         lines.append(f"| {name} | {size} | {_ms(old_s, key)} | {_ms(new_s, key)} | "
                      f"{_ms(old_cpu, key)} | {_ms(new_cpu, key)} |")
+    paths = now.get("paths", {})
+    if paths:
+        lines += [
+            "",
+            "## Dense or kind by kind on the CPU",
+            "",
+            "CPU ms per call (this process's CPU time, best of several repeats, one thread, the new code) with "
+            "every layer forced dense (each op kind on the whole batch), then forced kind by kind (each kind on "
+            "the examples that drew it; the same images, bit for bit), on uint8 3-channel images; \"default\": "
+            "the path the CPU takes (`OpSet.use_dense`). On a GPU every call is dense.",
+            "",
+            "| policy | image | images | dense ms | kind by kind ms | dense / kind by kind | default |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for key, row in paths.items():
+            name, side, n = key.split("@")
+            lines.append(f"| {name} | {side} | {n} | {row['dense'] * 1e3:.2f} | {row['by_kind'] * 1e3:.2f} | "
+                         f"{row['dense'] / row['by_kind']:.2f} | {row['default']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -305,8 +355,11 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=9, help="timing repeats (best kept)")
     parser.add_argument("--save-before", action="store_true",
                         help="record this run as the before figures")
-    parser.add_argument("--before", default=str(RESULTS / "augment_ops_before.json"))
-    parser.add_argument("--out", default=str(RESULTS / "augment_ops.md"))
+    parser.add_argument("--before", default=str(RESULTS / "augment_ops_before.json"),
+                        help="the before figures' JSON file, read (written with --save-before); default: "
+                        "%(default)s")
+    parser.add_argument("--out", default=str(RESULTS / "augment_ops.md"),
+                        help="the table written (default: %(default)s)")
     parser.add_argument("--before-code", help="a folder holding the old coreaug package, timed beside")
     parser.add_argument("--cpu-seconds-only", action="store_true", help=argparse.SUPPRESS)
     args = checked(parser, parser.parse_args(argv))

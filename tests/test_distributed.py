@@ -292,7 +292,8 @@ def test_resume_reaches_the_uninterrupted_run(ranks):
 
 def test_errors_are_raised_on_every_rank_before_training(ranks):
     (zero, one), _ = ranks
-    assert zero["too_small"] == one["too_small"] and "fewer than the 2 processes" in zero["too_small"]
+    # (a limit of 1 draws one class, refused in each process as it loads the data)
+    assert zero["too_small"] == one["too_small"] and "drew training examples of one class only" in zero["too_small"]
     assert zero["other_config"] == one["other_config"] and "different config" in zero["other_config"]
 
 
@@ -304,6 +305,8 @@ def test_world_size_must_split_the_global_batch_and_the_plan():
     with pytest.raises(ValueError, match="each epoch trains 2 examples, fewer than the 4 processes"):
         check_world_size(config, 64, 4)
     check_world_size(config, 64, 2)
+    with pytest.raises(ValueError, match="the training set has 1 examples, fewer than the 2 processes"):
+        check_world_size(coreaug.TrainConfig(**RUN).resolved(), 1, 2)
 
 
 def test_a_completed_run_waits_for_every_rank_before_leaving_and_a_failed_one_does_not():

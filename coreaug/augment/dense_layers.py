@@ -16,15 +16,14 @@ the draw (kind, magnitude bin, sign) alone: a call looks them up in a table of e
 
 The trade-off: the arithmetic of every op kind is spent on every example, about as much work as
 running all the kinds on the batch, for a fixed number of ops dispatched (about 95 per layer,
-each at most one kernel launch) whatever the batch and whatever the draws. On a GPU and on
-small images (CIFAR's 32x32) the launches are the cost and the arithmetic is nearly free. On a
-CPU the arithmetic counts: at 32x32 a RandAugment call took about 3x the CPU time of the former
-grouped path (each op on a fixed-size group of examples) at 64 images and 6x at 512
-(experiments/results/augment_ops.md; in a training step on the copies, 13-38 images, a few
-milliseconds beside the model's step), and on large images it
-would cost an order of magnitude more, so above ``DENSE_MAX_PIXELS`` pixels per image the CPU
-runs each layer kind by kind (``apply(by_kind=True)``: each kind's layer on the examples that
-drew it, the same result per example), a fraction of the arithmetic for more ops.
+each at most one kernel launch) whatever the batch and whatever the draws. On a GPU, on small
+images (CIFAR's 32x32), the launches are the cost and the arithmetic is nearly free. On a CPU
+the arithmetic counts, and each layer runs kind by kind (``apply(by_kind=True)``: each kind's
+layer on the examples that drew it, the same result per example, a fraction of the arithmetic
+for more ops) unless the call is small: images of at most ``DENSE_MAX_PIXELS`` pixels (24x24:
+MNIST's 28x28 and CIFAR's 32x32 run kind by kind) and at most ``DENSE_MAX_BATCH_PIXELS`` in all
+(28 images of 24x24, 256 of 8x8). experiments/results/augment_ops.md ("Dense or kind by kind")
+times both paths.
 """
 from __future__ import annotations
 
@@ -39,8 +38,9 @@ from .geometric import affine_matrices, affine_terms, warp
 from .histogram import auto_contrast_kernel, equalize_kernel
 from .working_float import UINT8_BOUND
 
-# Images above this many pixels run kind by kind on the CPU (see the module docstring).
-DENSE_MAX_PIXELS = 64 * 64
+# On the CPU, calls on larger images, or on more pixels in all, run kind by kind (see the module docstring).
+DENSE_MAX_PIXELS = 24 * 24
+DENSE_MAX_BATCH_PIXELS = 128 * 128
 # Op sets of at most this many magnitude bins look a call's per-example numbers up in a table of
 # every (kind, bin, sign) draw (`DenseLayers._draw_table`, one per image size: 3,840 rows at 128
 # bins and 15 kinds, made in about the time of a call's own numbers for as many images); more

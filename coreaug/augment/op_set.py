@@ -6,10 +6,10 @@ per example:
 
 - dense: every kind runs on the whole batch and each example keeps its own op's result. A
   fixed, small number of kernel launches per layer and no shape that depends on the draws, so
-  a CUDA batch never waits on the host: the path for accelerators and for small images.
+  a CUDA batch never waits on the host: the path for accelerators and for small calls.
 - kind by kind: each kind runs on the examples that drew it (their number read on the host,
   which on the CPU waits for nothing): a fraction of the arithmetic for more launches, the
-  path for large images on the CPU (``use_dense``).
+  path for the CPU but on small calls (``use_dense``).
 """
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import functools
 from typing import Callable, Mapping, Optional, Sequence
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .constants import ConstantCache, static
-from .dense_layers import DENSE_MAX_PIXELS, DenseLayers
+from .dense_layers import DENSE_MAX_BATCH_PIXELS, DENSE_MAX_PIXELS, DenseLayers
 from .op_kinds import OP_KINDS
 from .working_float import UINT8_BOUND
 
@@ -82,9 +83,13 @@ class OpSet:
 
     @staticmethod
     def use_dense(images: torch.Tensor) -> bool:
-        """True when ``images`` take the dense path: on any accelerator, and on the CPU for
-        images of at most ``DENSE_MAX_PIXELS`` pixels (kind by kind does less arithmetic)."""
-        return images.device.type != "cpu" or images.shape[2] * images.shape[3] <= DENSE_MAX_PIXELS
+        """True when ``images`` take the dense path: on any accelerator; on the CPU for images of
+        at most ``DENSE_MAX_PIXELS`` pixels and ``DENSE_MAX_BATCH_PIXELS`` in all (else kind by
+        kind does less arithmetic), and under a ``TorchDispatchMode``: the op counters and the
+        sync audit stand in for a GPU, so they see the GPU's path (the result is the same)."""
+        pixels = images.shape[2] * images.shape[3]
+        return (images.device.type != "cpu" or pixels <= DENSE_MAX_PIXELS
+                and images.shape[0] * pixels <= DENSE_MAX_BATCH_PIXELS or _get_current_dispatch_mode() is not None)
 
     def apply_layers(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
                      fill_level: float, interpolation: str, bound: float,
@@ -102,7 +107,8 @@ class OpSet:
         present = [every] * layers if present is None else [tuple(sorted(set(p))) for p in present]
         fill = self._fill(fill_level, bound, x)
         # Traced (a compiled step), dense whatever the size: kind by kind reads block sizes on the host.
-        by_kind = not self.use_dense(x) and not torch.compiler.is_compiling()
+        # (Asked first: the size test on a traced batch would guard the graph on the batch's size.)
+        by_kind = not torch.compiler.is_compiling() and not self.use_dense(x)
         return self._dense.apply(x, kind, bin_index, sign, fill, interpolation, bound, present, by_kind=by_kind)
 
     def _fill(self, fill_level, bound: float, x: torch.Tensor):
