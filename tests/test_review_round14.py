@@ -48,3 +48,93 @@ def test_a_train_limit_that_draws_one_class_is_refused_before_training(tmp_path)
                                          r"\d+; a classifier needs two classes or more: raise the limit"):
         coreaug.train(coreaug.TrainConfig(train_limit=1, **config))
     assert len(coreaug.train(coreaug.TrainConfig(train_limit=8, **config)).history) == 1
+
+
+def test_a_policy_name_taken_by_another_policy_is_refused_and_the_same_one_again_replaces_it(monkeypatch):
+    """A user's "weak" silently became the trainer's weak augmentation (config.json still said
+    the built-in's name), as models and datasets refuse a taken name."""
+    import pytest
+
+    from coreaug.augment import Weak, create_policy, register_policy, registry
+    from coreaug.errors import UsageError
+
+    monkeypatch.setattr(registry, "_POLICIES", dict(registry._POLICIES))
+
+    class Mine(Weak):
+        pass
+
+    with pytest.raises(UsageError, match=r"a policy named 'weak' is already registered \(coreaug.augment.weak_cutout"
+                                         r".Weak\); register .*Mine under another name"):
+        register_policy(" WEAK ")(Mine)
+    assert type(create_policy("weak")) is Weak
+    register_policy("mine")(Mine)
+    register_policy("Mine")(Mine)  # the same class again (a notebook cell run twice)
+    assert type(create_policy("mine")) is Mine
+
+
+def test_maxloss_names_a_negative_label_and_ignores_none():
+    """Label -1 was reported as "labels must be < n_classes=10, got 2" (a valid label), and -100,
+    cross_entropy's ignore_index, kept that example's first candidate without a word."""
+    import pytest
+    import torch
+
+    from coreaug.augment import create_policy
+    from coreaug.errors import UsageError
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    policy = create_policy("maxloss")
+    for wrong in (-1, -100):
+        with pytest.raises(UsageError, match=rf"^labels must be non-negative class ids, got {wrong}$"):
+            policy(images, torch.Generator().manual_seed(0), model=model, labels=torch.tensor([0, 1, 2, wrong]))
+    with pytest.raises(UsageError, match=r"labels must be < n_classes=10 \(the model's outputs\), got 10"):
+        policy(images, torch.Generator().manual_seed(0), model=model, labels=torch.tensor([0, 1, 2, 10]))
+
+
+def test_randaugment_of_no_ops_returns_a_new_clamped_batch():
+    """num_ops=0 returned the caller's tensor itself (an in-place step after it changed the data),
+    float values unclamped and NaN kept, where every other call gives a new tensor in [0, 1]."""
+    import torch
+
+    from coreaug.augment import create_policy
+
+    policy = create_policy("randaugment", num_ops=0)
+    images = torch.tensor([-0.5, 1.7, float("nan"), 0.3]).view(1, 1, 2, 2)
+    out = policy(images, torch.Generator())
+    assert out is not images and out.flatten().tolist() == [0.0, 1.0, 0.0, torch.tensor(0.3).item()]
+    levels = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    out = policy(levels, torch.Generator())
+    assert out is not levels and torch.equal(out, levels)
+
+
+def test_a_zero_dim_keys_low_32_bits_alone_count_as_documented():
+    import torch
+
+    from coreaug.augment import RandomSource, uniform
+
+    for key in (5, 2 ** 40 + 7, -3):
+        same = [uniform(6, RandomSource(torch.tensor(k)), "cpu") for k in (key, key + 2 ** 32)]
+        assert torch.equal(*same), key
+    assert not torch.equal(uniform(6, RandomSource(torch.tensor(5)), "cpu"),
+                           uniform(6, RandomSource(torch.tensor(6)), "cpu"))
+
+
+def test_a_geometric_fill_that_is_no_number_or_nan_and_compose_of_one_policy_are_one_line_errors():
+    import pytest
+    import torch
+
+    from coreaug.augment import Compose, Weak, rotate, shear_x, translate_y
+    from coreaug.errors import UsageError
+
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    for op in (rotate, shear_x, translate_y):
+        for fill in (None, "white", [1, 2], True):
+            with pytest.raises(UsageError, match=r"fill must be a number or 3 numbers \(one per channel\) in \[0, 25"):
+                op(images, 0.3, fill=fill)
+        with pytest.raises(UsageError, match=r"in \[0, 1\], got nan"):
+            op(images.float() / 255, 0.3, fill=float("nan"))
+        assert op(images, 0.3, fill=[1, 2, 3]).shape == images.shape
+    with pytest.raises(UsageError, match=r"got one policy \(Weak\); put it in a list"):
+        Compose(Weak())
+    with pytest.raises(UsageError, match=r"got 'weak'; a chain by names is create_policy"):
+        Compose("weak")

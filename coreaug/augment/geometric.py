@@ -11,6 +11,7 @@ positions that fall outside the image take a fill value (Pillow's ``fillcolor``)
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence, Union
 
 import torch
@@ -174,11 +175,14 @@ def warp(x: torch.Tensor, matrices: torch.Tensor, fill, interpolation: str,
 def check_fill(fill: Fill, images: torch.Tensor) -> torch.Tensor:
     """Return ``fill`` (a number or one per channel, in image units) as a (C,) float tensor."""
     channels = images.shape[1]
-    values = torch.as_tensor(fill, dtype=torch.float32).flatten()
+    high = 255.0 if images.dtype == torch.uint8 else 1.0
+    numbers_given = isinstance(fill, torch.Tensor) or all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (fill if isinstance(fill, (list, tuple))
+                                                                           else [fill]))
+    values = torch.as_tensor(fill, dtype=torch.float32).flatten() if numbers_given else torch.empty(0)
     if values.numel() == 1:
         values = values.expand(channels)
-    high = 255.0 if images.dtype == torch.uint8 else 1.0
-    if values.numel() != channels or bool((values < 0).any() | (values > high).any()):
+    if values.numel() != channels or not bool(((values >= 0) & (values <= high)).all()):  # NaN too
         raise UsageError(
             f"fill must be a number or {channels} numbers (one per channel) in [0, {high:g}], "
             f"got {fill}"

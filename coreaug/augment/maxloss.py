@@ -20,6 +20,7 @@ from .validation import check_images, check_whole
 # layer for all K); larger ones (big images) one candidate set at a time, which bounds the
 # memory of the activations.
 ONE_PASS_MAX_VALUES = 2 ** 24
+NO_LABEL = -2 ** 63  # cross_entropy's ignore_index: a label no batch holds (torch's default is -100)
 
 
 def default_preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -120,9 +121,11 @@ class MaxLossAugment(Policy):
         logits = check_model_logits(out, rows, "the model given to max-loss augmentation").float()
         if torch.compiler.is_compiling():  # the trainer has checked the labels
             return F.cross_entropy(logits, targets, reduction="none")
-        try:
-            return F.cross_entropy(logits, targets, reduction="none")
+        try:  # no label is ignored: torch's default ignore_index, -100, would keep that example's first candidate
+            return F.cross_entropy(logits, targets, reduction="none", ignore_index=NO_LABEL)
         except IndexError:
+            if int(targets.min()) < 0:
+                raise UsageError(f"labels must be non-negative class ids, got {int(targets.min())}") from None
             raise UsageError(f"labels must be < n_classes={logits.shape[1]} (the model's outputs), got "
                              f"{int(targets.max())}") from None
 

@@ -1,7 +1,7 @@
 """The Policy interface every augmentation policy implements, and Compose to chain them."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -46,6 +46,12 @@ class Compose(Policy):
     """
 
     def __init__(self, policies: Sequence[Policy]):
+        if callable(policies):
+            raise UsageError(f"Compose takes a list of policies, got one policy ({type(policies).__name__}); "
+                             "put it in a list: Compose([policy, ...])")
+        if isinstance(policies, str) or not isinstance(policies, Iterable):
+            raise UsageError(f"Compose takes a list of policies, got {policies!r}; a chain by names is "
+                             "create_policy('weak+randaugment')")
         policies = list(policies)
         for policy in policies:
             if not callable(policy):

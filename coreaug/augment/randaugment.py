@@ -87,8 +87,10 @@ class _OneOpPerLayer(Policy):
         check_fill_channels(self.fill, images)
         check_randomness(generator, images.shape[0])
         n, device = images.shape[0], images.device
-        if images.numel() == 0 or layers == 0:  # no examples, or images of no pixels
+        if images.numel() == 0:  # no examples, or images of no pixels
             return images
+        if layers == 0:  # a new tensor, as every call gives, float values clamped and NaN made 0
+            return images.clone() if images.dtype == torch.uint8 else to_working(images)[0].to(images.dtype)
         x, bound = to_working(images)  # every example draws its op independently
         kind, bins, sign = self._draws(generator, layers, n, device)
         x = self._ops.apply_layers(x, kind, bins, sign, self.fill, self.interpolation, bound)

@@ -25,7 +25,10 @@ def register_policy(name: str) -> Callable:
     `RandomSource` as ``generator``, so draw through `uniform`, `integers`, `signs` and
     `permutation` (``coreaug.augment``), which take either. A name lasts for the process that
     registered it: register at import (a module's top level, not under ``if __name__ ==
-    "__main__":``) for `run_grid` with ``jobs`` >= 2, whose workers import the script again.
+    "__main__":``) for `run_grid` with ``jobs`` >= 2, whose workers import the script again. A
+    name taken by another policy (a built-in's: "weak", which the trainer uses, "randaugment")
+    is refused; registering the same class or function again (a notebook cell run twice)
+    replaces it.
     """
     if not isinstance(name, str) or not name.strip() or "+" in name:
         raise UsageError(f"policy names must be non-empty strings and contain no '+', got {name!r}")
@@ -35,9 +38,19 @@ def register_policy(name: str) -> Callable:
         if not callable(factory):
             raise UsageError(f"register_policy({name!r}) takes a Policy class or a function that returns a policy, "
                              f"got {factory!r}")
+        taken = _POLICIES.get(key)
+        if taken is not None and _qualified(taken) != _qualified(factory):  # the same one again: a cell rerun
+            raise UsageError(f"a policy named {key!r} is already registered ({_qualified(taken)}); register "
+                             f"{_qualified(factory)} under another name")
         _POLICIES[key] = factory
         return factory
     return register
+
+
+def _qualified(factory) -> str:
+    """A factory's module.qualname (a class's, a function's; an instance's class's)."""
+    named = factory if hasattr(factory, "__qualname__") else type(factory)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
 
 
 def available_policies() -> list:

@@ -183,7 +183,7 @@ class RandomSource:
         if self.key.dim() == 0:
             salt = mix32((self.draws * _GOLDEN + 1) & MASK32)  # a host integer: a constant in a graph
             self.draws += 1
-            start = mix32(self.key.to(device) ^ salt)
+            start = mix32((self.key.to(device) & MASK32) ^ salt)  # low 32 bits, as a key per image
             positions = torch.arange(n, device=device, dtype=torch.int64)
             return mix32((start + positions * _GOLDEN) & MASK32)
         images = self.key.shape[0]  # position j: image j mod images, its number j div images
