@@ -16,7 +16,8 @@ from .errors import user_errors
 @click.option("--clear-cache", is_flag=True,
               help="Remove decoded caches of folders of images: NAME's (a folder), or all of them without NAME.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Where folders' images are decoded to [default: ~/.cache/coreaug/decoded].")
+              help="Where folders' images are decoded to [default: $COREAUG_CACHE_DIR, else "
+                   "~/.cache/coreaug/decoded].")
 @click.option("--image-size", type=int,
               help="A folder: square size to decode to, as `coreaug train --image-size` "
                    "[default: the images' own size when they share one, else 64].")

@@ -1,6 +1,7 @@
 """Turn a user's mistake into one line on stderr and exit code 2, never a traceback."""
 import errno
 import functools
+import re
 import sys
 
 import click
@@ -35,7 +36,7 @@ def user_errors(command=None, *, again="run it again"):
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
             text = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
-            fail(" ".join(text.split()))
+            fail(" ".join(as_flags(text).split()) if isinstance(exc, UsageError) else " ".join(text.split()))
         except OSError as exc:
             if exc.errno not in DISK_ERRORS + (errno.ENAMETOOLONG,):
                 raise
@@ -43,6 +44,20 @@ def user_errors(command=None, *, again="run it again"):
         except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
             fail(str(exc), code=1)
     return wrapper
+
+
+def as_flags(text):
+    """`text` (an API's message) with the settings it names by their Python names, those with an
+    underscore (compile_mode, select_every), written as this command's flags (--compile-mode):
+    the command line's user typed the flags. A name inside a path or a quoted value is kept."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return text
+    flags = {param.name: param.opts[0] for param in ctx.command.params
+             if param.name and "_" in param.name and param.opts and param.opts[0].startswith("--")}
+    for name, flag in flags.items():
+        text = re.sub(rf"(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)
+    return text
 
 
 def disk_error_line(exc, again="run it again", done=""):

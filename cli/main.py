@@ -1,8 +1,11 @@
 """Entry point of the `coreaug` console script."""
+import os
 import sys
+import warnings
 
 import click
 
+import coreaug
 from coreaug import __version__
 
 from .archive import archive
@@ -37,8 +40,21 @@ app.add_command(report)
 app.add_command(archive)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None):
+    """A warning from coreaug as the commands' other notes read, "warning: ..." (not Python's
+    file:line and source line); others' as Python shows them."""
+    if os.path.abspath(filename).startswith(COREAUG_DIR):
+        return f"warning: {message}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
+_python_warning = warnings.formatwarning
+COREAUG_DIR = os.path.dirname(os.path.abspath(coreaug.__file__)) + os.sep
+
+
 def main(args=None):
     """Run the app; a usage mistake (bad flag or value) is one line on stderr and exit code 2."""
+    shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         app.main(args=args, standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -50,3 +66,5 @@ def main(args=None):
         fail(exc.format_message())
     except click.Abort:
         sys.exit(130)
+    finally:  # (main called in a process that goes on: a test, a notebook)
+        warnings.formatwarning = shown

@@ -80,7 +80,8 @@ def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, 
     notes = ([f"{result.missing_runs} run{'s' * (result.missing_runs != 1)} missing or unfinished"]
              if result.missing_runs else []) + (
         [f"{lacking} cell{'s lack' if lacking != 1 else ' lacks'} a seed"] if lacking else [])
-    notes += ["runs of other settings or of one seed pooled in a cell"] if result.pooled else []
+    notes += ["runs of other settings or of one seed pooled in a cell, or cells of other data compared"
+              ] if result.pooled else []
     note = f"; {', '.join(notes)} (listed in the report)" if notes else ""
     click.echo(f"{result.runs} runs in {len(result.cells)} cells{note}; wrote {', '.join(result.files.values())}"
                + (f" ({result.no_plot})" if result.no_plot else ""))

@@ -60,7 +60,8 @@ def train_options(command):
                           "holding the images in memory (auto: when the node's processes' copies would take over half the free "
                           "host or GPU memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
-                     help="Folder datasets: where images are decoded to [default: ~/.cache/coreaug/decoded]."),
+                     help="Folder datasets: where images are decoded to [default: $COREAUG_CACHE_DIR, else "
+                          "~/.cache/coreaug/decoded]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),
         click.option("--weak", type=click.Choice(WEAK), default=_default("weak"), show_default=True,
                      help="Weak augmentation every example gets: pad-crop (pad 4, random crop, flip), resized-crop (random-resized crop, scale 0.08-1, ratio 3/4-4/3, and flip), auto (resized-crop for folder datasets of --image-size 128 and more, else pad-crop)."),

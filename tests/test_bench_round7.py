@@ -142,3 +142,4 @@ def test_run_grid_with_workers_from_a_script_without_the_main_guard_says_so(tmp_
     assert 'if __name__ == "__main__":' in proc.stderr.splitlines()[-1]
     assert "bootstrapping phase" not in proc.stderr  # the workers exit without multiprocessing's traceback
     assert os.listdir(tmp_path / "grid" / "runs") == []
+    assert not (tmp_path / "grid" / "grid.json").exists()  # nothing trained: the corrected script is not refused

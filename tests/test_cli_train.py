@@ -91,9 +91,9 @@ def test_progress_bar_on_a_terminal(tmp_path):
     (["--strategy", "craig"], "'craig' is not one of 'coreset', 'random'"),
     (["--subset", "1.5"], "subset must be a fraction in (0, 1]"),
     (["--subset", "abc"], "'abc' is not a valid float"),
-    (["--select-every", "0"], "select_every must be an integer >= 1"),
+    (["--select-every", "0"], "--select-every must be an integer >= 1"),
     (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "dataset 'cifar10' not found"),
-    (["--compile-mode", "default"], "compile_mode 'default' applies to a compiled step; add compile (--compile)"),
+    (["--compile-mode", "default"], "--compile-mode 'default' applies to a compiled step; add compile (--compile)"),
     (["--compile", "--compile-mode", "fast"], "'fast' is not one of 'auto', 'default'"),
     (["--dataset", "{tmp}/typo"], "dataset folder {tmp}/typo does not exist"),
     (["--dataset", "{tmp}/typo", "--image-size", "32"], "dataset folder {tmp}/typo does not exist"),
@@ -144,7 +144,7 @@ def test_a_built_in_dataset_takes_its_own_image_size_and_refuses_the_folder_defa
     """--image-size 64 (the folder default) was accepted for 32 px synthetic images and recorded; 32 was refused."""
     proc = coreaug("train", *TINY, "--image-size", "64", "--out", tmp_path / "d64", "--quiet")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and not (tmp_path / "d64").exists()
-    assert "synthetic's images are 32 px, so pass 32 or leave image_size out (got 64)" in proc.stderr
+    assert "synthetic's images are 32 px, so pass 32 or leave --image-size out (got 64)" in proc.stderr
     proc = coreaug("train", *TINY, "--image-size", "32", "--out", tmp_path / "d32", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "d32" / "config.json").read_text())["image_size"] == 32

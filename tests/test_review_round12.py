@@ -288,7 +288,8 @@ def test_a_report_on_a_folder_of_run_folders_says_what_its_cells_pool(tmp_path):
         write_run(tmp_path / "B", "random", len(curve) + int(10 * curve[-1]), curve, subset=0.3)
     assert write_report(tmp_path / "B", out=tmp_path / "report-b").pooled == []
     out = CliRunner().invoke(app, ["report", str(tmp_path / "A"), "--out", str(tmp_path / "report")]).output
-    assert "runs of other settings or of one seed pooled in a cell (listed in the report)" in out
+    assert "runs of other settings or of one seed pooled in a cell, or cells of other data compared (listed in the " \
+        "report)" in out
 
 
 def test_bench_timing_reads_on_off_settings_and_scripts_refuse_too_few_epochs(experiment, capsys):

@@ -138,3 +138,63 @@ def test_a_geometric_fill_that_is_no_number_or_nan_and_compose_of_one_policy_are
         Compose(Weak())
     with pytest.raises(UsageError, match=r"got 'weak'; a chain by names is create_policy"):
         Compose("weak")
+
+
+def test_the_commands_show_coreaugs_warnings_in_one_line_and_others_as_python_does():
+    """The fp16-on-the-CPU warning showed coreaug's file:line and its source line in the command's
+    output, where every other note is one line."""
+    import os
+    import warnings
+
+    import coreaug
+    from cli import main
+
+    ours = os.path.join(os.path.dirname(coreaug.__file__), "training", "precision.py")
+    assert main._one_line_warning("precision fp16 is for GPUs", UserWarning, ours, 17) == \
+        "warning: precision fp16 is for GPUs\n"
+    theirs = main._one_line_warning("deprecated", DeprecationWarning, "/usr/lib/x.py", 3, line="x()")
+    assert theirs == warnings.formatwarning("deprecated", DeprecationWarning, "/usr/lib/x.py", 3, line="x()")
+    assert "/usr/lib/x.py:3" in theirs
+
+
+def test_a_report_of_loose_runs_says_when_its_cells_differ_in_data_or_length():
+    """A coreset run on one dataset was paired with a random run on another ("same initialisation
+    and data order") without a word; a grid's cells, checked by bench, are not flagged."""
+    from coreaug.bench import report
+
+    class Record:
+        def __init__(self, **config):
+            self.config = dict(config, strategy=config["strategy"], seed=0)
+
+    class Run:
+        def __init__(self, strategy, subset):
+            self.strategy, self.subset, self.seed = strategy, subset, 0
+
+    records = [Record(strategy="random", subset=0.3, dataset="digits", epochs=1),
+               Record(strategy="coreset", subset=0.3, dataset="synthetic", epochs=1)]
+    runs = [Run("random", 0.3), Run("coreset", 0.3)]
+    note = report._pooled(records, runs)
+    assert note.startswith('cells of other data or training length compared (dataset ("digits", "synthetic"))')
+    assert report._pooled(records, runs, checked=True) == ""
+    records[1].config["dataset"] = "digits"
+    assert report._pooled(records, runs) == ""
+
+
+def test_a_commands_errors_name_its_settings_by_their_flags_not_paths_or_values():
+    """`coreaug train` said "compile_mode 'default' applies ...", "select_every must be ...": the
+    Python names of settings the user typed as --compile-mode, --select-every."""
+    import click
+
+    from cli.errors import as_flags
+
+    @click.command()
+    @click.option("--select-every")
+    @click.option("--data-dir")
+    @click.option("--epochs")
+    def command(select_every, data_dir, epochs):
+        pass
+
+    with click.Context(command):
+        assert as_flags("select_every must be >= 1; leave data_dir out (epochs 2) of /tmp/data_dir/x, 'data_dir'") \
+            == "--select-every must be >= 1; leave --data-dir out (epochs 2) of /tmp/data_dir/x, 'data_dir'"
+    assert as_flags("select_every must be >= 1") == "select_every must be >= 1"  # outside a command: the API's

@@ -1,5 +1,6 @@
 """`run_grid`: train a benchmark grid (in this process or in worker processes, all of it or one
 shard) and write results.csv, results.md, accuracy_vs_time.png over its finished runs."""
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -11,12 +12,12 @@ from coreaug.files import atomic_write
 from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
 
-from .archive import planned_runs, read_record, record_plan
+from .archive import PLAN, planned_runs, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_writable, grid_settings,
                    parse_shard, plan_grid, run_grid_runs, shard_runs)
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
-from .workers import check_spawnable, exit_if_bootstrapping, plan_workers, run_in_workers, sigterm_raises
+from .workers import UNGUARDED, check_spawnable, exit_if_bootstrapping, plan_workers, run_in_workers, sigterm_raises
 
 
 @dataclass
@@ -115,6 +116,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     todo = [run for run in mine if run.state() != "finished"]
     if todo:  # missing data stops the grid here, before grid.json plans runs that cannot train
         _load_data(todo[0].config)
+    before = _grid_files(out)
     record_grid(out, runs, config, shard)
 
     def report_with_total(outcome, position):
@@ -127,7 +129,12 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         with sigterm_raises():  # SIGTERM unwinds the run here as with workers (`coreaug bench` exits 143)
             outcomes = run_grid_runs(mine, report_with_total)
     else:
-        outcomes = run_in_workers(mine, workers, report_with_total)
+        try:
+            outcomes = run_in_workers(mine, workers, report_with_total)
+        except UsageError as error:
+            if str(error) == UNGUARDED:  # found only once the workers import the script: no run started
+                _forget_plan(out, before)
+            raise
     trained = sum(o.status in ("trained", "resumed") for o in outcomes)
     grid = runs + _earlier_runs(out, runs)
     grid.sort(key=lambda run: run.subset is not None)  # references first, as plan_grid lists them
@@ -159,6 +166,26 @@ def record_grid(out, runs, config, shard=None):
             check_deal(plan.get("shards"), runs, shard, out)
     record_plan(out, names, settings=grid_settings(config, runs), check=check,
                 shards={"count": shard[1], "runs": sorted(names)} if shard else None)
+
+
+def _grid_files(out):
+    """grid.json's bytes in `out` before this command planned its runs (None for none)."""
+    try:
+        with open(os.path.join(out, PLAN), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _forget_plan(out, plan):
+    """Put grid.json back as `_grid_files` found it (`plan`): one that this command wrote, for
+    runs that never started (the calling script lacks the `__main__` guard), would refuse the
+    corrected script's other settings as a grid "which may be training now"."""
+    if plan is None:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(out, PLAN))
+    else:
+        atomic_write(os.path.join(out, PLAN), lambda f: f.write(plan), mode="wb")
 
 
 def _load_data(config):

@@ -232,6 +232,19 @@ def _read_sources(sources, wanted):
 
 
 NOT_RESULTS = {"eval_every"}  # settings that change no run's result (only which epochs log test figures)
+# Settings a source's cells must share to be compared row against row (a folder of loose runs is
+# not checked by bench): the data, the model and the training length.
+ACROSS_CELLS = ("dataset", "model", "epochs", "train_limit", "test_limit", "image_size", "label_noise")
+
+
+def _differing(configs, keys):
+    """["key (a, b)", ...] for each of `keys` that `configs` (dicts) record with more than one value."""
+    found = []
+    for key in keys:
+        shown = sorted({json.dumps(config.get(key), sort_keys=True) for config in configs if key in config})
+        if len(shown) > 1:
+            found.append(f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})")
+    return found
 
 
 def _pooled(records, runs, checked=False):
@@ -242,19 +255,26 @@ def _pooled(records, runs, checked=False):
     cells = {}
     for record, run in zip(records, runs):
         cells.setdefault((run.strategy, run.subset), []).append((_as_read(record.config), run.seed))
-    differ, repeated = [], []
+    differ, repeated, within = [], [], set()
     for (strategy, subset), members in cells.items():
         name = strategy if subset is None else f"{strategy} {_subset(subset)}"
         configs = [config for config, _ in members]
         keys = sorted(set.intersection(*(set(config) for config in configs)) - set(PER_RUN) - NOT_RESULTS)
         values = {key: sorted({json.dumps(config.get(key), sort_keys=True) for config in configs}) for key in keys}
+        within |= {key for key, shown in values.items() if len(shown) > 1}
         keys = [f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})"
                 for key, shown in values.items() if len(shown) > 1]
         if keys and not checked:
             differ.append(f"{name}: {', '.join(keys)}")
         seeds = collections.Counter(seed for _, seed in members)
         repeated += [f"{name}: {n} runs of seed {seed}" for seed, n in seeds.items() if n > 1]
+    across = [] if checked else _differing([_as_read(record.config) for record in records],
+                                           [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
     notes = []
+    if across and len(cells) > 1:
+        notes.append(f"cells of other data or training length compared ({', '.join(across)}): each row's "
+                     "baseline and gains subtract runs that differ in more than strategy and subset; report "
+                     "them from folders of their own")
     if differ:
         more = f" and {len(differ) - 1} more cells" if len(differ) > 1 else ""
         notes.append(f"runs of other settings pooled in one cell ({differ[0]}{more}; report them from folders "

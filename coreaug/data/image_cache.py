@@ -144,9 +144,9 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
             raise refused from exc
     others = [cache for cache in caches_in(root, source) if cache.folder != folder] if built and source else []
     if others and show_build:
-        caches = "cache" if len(others) == 1 else "caches"
+        caches, take = ("cache", "takes") if len(others) == 1 else ("caches", "take")
         tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
-                   f"before it changed) take {size_text(sum(c.bytes() for c in others))} in {root}; "
+                   f"before it changed) {take} {size_text(sum(c.bytes() for c in others))} in {root}; "
                    f"`coreaug datasets {shown(source)} --clear-cache` removes every cache of it, this one "
                    "included, when no run reads them")
     return ImageCache(folder)
