@@ -51,7 +51,7 @@ TIME_SIZES = (64, 512)
 TIMED_POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss")
 LARGE = (32, 3, 224, 224)  # a timing row on ImageNet-sized images: the dense trade-off
 PATH_POLICIES = ("randaugment", "trivialaugment", "autoaugment")
-PATH_SIDES = (8, 24, 28, 32, 64)  # image side, px
+PATH_SHAPES = ((3, 8), (3, 24), (3, 28), (3, 32), (3, 64), (1, 28))  # (channels, side)
 PATH_SIZES = (13, 38, 128, 512)
 RESULTS = Path(__file__).resolve().parent / "results"  # from any working folder
 AUGMENT_DIR = str(Path("coreaug") / "augment")
@@ -184,7 +184,7 @@ def cpu_seconds_of(code_dir: str, repeats: int) -> dict:
 def path_seconds(repeats: int) -> dict:
     """CPU seconds per call of each timed policy with its layers forced dense, then forced kind
     by kind (`OpSet.use_dense`), and the path the CPU takes unforced: the data behind
-    ``coreaug.augment.dense_layers.DENSE_MAX_PIXELS`` and ``DENSE_MAX_BATCH_PIXELS``."""
+    ``coreaug.augment.dense_layers.DENSE_MAX_VALUES`` and ``DENSE_MAX_BATCH_VALUES``."""
     from coreaug.augment.op_set import OpSet  # (not in --before-code's older trees)
 
     kept = OpSet.__dict__["use_dense"]  # the staticmethod itself: put back as it was
@@ -192,17 +192,17 @@ def path_seconds(repeats: int) -> dict:
     rows = {}
     try:
         for name in PATH_POLICIES:
-            for side in PATH_SIDES:
+            for channels, side in PATH_SHAPES:
                 for n in PATH_SIZES:
-                    images = sample_batch(n, (3, side, side))
+                    images = sample_batch(n, (channels, side, side))
                     row = {"default": "dense" if chooses(images) else "kind by kind"}
                     for path, dense in (("dense", True), ("by_kind", False)):
                         OpSet.use_dense = staticmethod(lambda images, dense=dense: dense)
                         row[path] = best_seconds(make_call(name, images), repeats if n * side <= 38 * 32 else 3,
                                                  time.process_time)
                     OpSet.use_dense = kept
-                    rows[f"{name}@{side}px@{n}"] = row
-                    print(f"{name} {n} x {side}px: dense {row['dense'] * 1e3:.2f} ms, kind by kind "
+                    rows[f"{name}@{channels}x{side}px@{n}"] = row
+                    print(f"{name} {n} x {channels}x{side}px: dense {row['dense'] * 1e3:.2f} ms, kind by kind "
                           f"{row['by_kind'] * 1e3:.2f} ms", flush=True)
     finally:
         OpSet.use_dense = kept
@@ -319,7 +319,7 @@ def render(now: dict, before: dict, command: str) -> str:
            "old CPU times). ")
         + "The "
         f"{LARGE[0]}x{LARGE[2]}px rows are {LARGE[0]} images of 3x{LARGE[2]}x{LARGE[3]}. Calls above "
-        "`coreaug.augment.dense_layers.DENSE_MAX_PIXELS` pixels an image or `DENSE_MAX_BATCH_PIXELS` in all run "
+        "`coreaug.augment.dense_layers.DENSE_MAX_VALUES` values an image or `DENSE_MAX_BATCH_VALUES` in all run "
         "kind by kind on the CPU (the new code; 2026e7d had no dense path).",
         "",
         "| policy | images | wall ms before | wall ms after | CPU ms before | CPU ms after |",
@@ -337,10 +337,10 @@ def render(now: dict, before: dict, command: str) -> str:
             "",
             "CPU ms per call (this process's CPU time, best of several repeats, one thread, the new code) with "
             "every layer forced dense (each op kind on the whole batch), then forced kind by kind (each kind on "
-            "the examples that drew it; the same images, bit for bit), on uint8 3-channel images; \"default\": "
+            "the examples that drew it; the same images, bit for bit), on uint8 images of C x side x side; \"default\": "
             "the path the CPU takes (`OpSet.use_dense`). On a GPU every call is dense.",
             "",
-            "| policy | image | images | dense ms | kind by kind ms | dense / kind by kind | default |",
+            "| policy | image (C x side) | images | dense ms | kind by kind ms | dense / kind by kind | default |",
             "|---|---|---:|---:|---:|---:|---|",
         ]
         for key, row in paths.items():

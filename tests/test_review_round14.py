@@ -198,3 +198,40 @@ def test_a_commands_errors_name_its_settings_by_their_flags_not_paths_or_values(
         assert as_flags("select_every must be >= 1; leave data_dir out (epochs 2) of /tmp/data_dir/x, 'data_dir'") \
             == "--select-every must be >= 1; leave --data-dir out (epochs 2) of /tmp/data_dir/x, 'data_dir'"
     assert as_flags("select_every must be >= 1") == "select_every must be >= 1"  # outside a command: the API's
+
+
+def test_a_policy_module_imported_under_two_names_registers_once_and_numpy_fills_and_module_lists_work(
+        tmp_path, monkeypatch):
+    """review16: a script's module imported twice (as __main__ and by its name, or under two
+    names) was refused as another policy; geometric ops refused a numpy fill (ImageNet's mean);
+    Compose refused an nn.ModuleList of policies as "one policy"."""
+    import importlib
+    import sys
+
+    import numpy as np
+    import torch
+
+    from coreaug.augment import Compose, registry, rotate
+
+    monkeypatch.setattr(registry, "_POLICIES", dict(registry._POLICIES))
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "twice_pol.py").write_text(
+        "from coreaug.augment import Policy, register_policy\n\n\n@register_policy('twice')\n"
+        "class Twice(Policy):\n    def __call__(self, images, generator=None, **context):\n        return images\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        first, second = importlib.import_module("pkg.twice_pol"), importlib.import_module("twice_pol")
+        assert first is not second and registry._POLICIES["twice"] is second.Twice
+    finally:
+        sys.modules.pop("pkg.twice_pol", None), sys.modules.pop("twice_pol", None), sys.modules.pop("pkg", None)
+    mean = np.array([0.485, 0.456, 0.406])
+    images = torch.rand(2, 3, 8, 8)
+    assert torch.equal(rotate(images, 30.0, fill=mean), rotate(images, 30.0, fill=mean.tolist()))
+
+    class Same(torch.nn.Module):
+        def forward(self, images, generator=None, **context):
+            return images
+
+    assert len(Compose(torch.nn.ModuleList([Same(), Same()])).policies) == 2

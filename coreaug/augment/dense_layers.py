@@ -20,9 +20,10 @@ each at most one kernel launch) whatever the batch and whatever the draws. On a 
 images (CIFAR's 32x32), the launches are the cost and the arithmetic is nearly free. On a CPU
 the arithmetic counts, and each layer runs kind by kind (``apply(by_kind=True)``: each kind's
 layer on the examples that drew it, the same result per example, a fraction of the arithmetic
-for more ops) unless the call is small: images of at most ``DENSE_MAX_PIXELS`` pixels (24x24:
-MNIST's 28x28 and CIFAR's 32x32 run kind by kind) and at most ``DENSE_MAX_BATCH_PIXELS`` in all
-(28 images of 24x24, 256 of 8x8). experiments/results/augment_ops.md ("Dense or kind by kind")
+for more ops) unless the call is small: images of at most ``DENSE_MAX_VALUES`` values (channels
+x height x width: 24x24 in RGB, 41x41 in grayscale; CIFAR's 32x32 runs kind by kind, MNIST's
+28x28 dense) and at most ``DENSE_MAX_BATCH_VALUES`` in all (28 RGB images of 24x24, 62 MNIST
+images, 256 RGB images of 8x8). experiments/results/augment_ops.md ("Dense or kind by kind")
 times both paths.
 """
 from __future__ import annotations
@@ -38,9 +39,9 @@ from .geometric import affine_matrices, affine_terms, warp
 from .histogram import auto_contrast_kernel, equalize_kernel
 from .working_float import UINT8_BOUND
 
-# On the CPU, calls on larger images, or on more pixels in all, run kind by kind (see the module docstring).
-DENSE_MAX_PIXELS = 24 * 24
-DENSE_MAX_BATCH_PIXELS = 128 * 128
+# On the CPU, calls on larger images, or on more values in all, run kind by kind (see the module docstring).
+DENSE_MAX_VALUES = 3 * 24 * 24
+DENSE_MAX_BATCH_VALUES = 3 * 128 * 128
 # Op sets of at most this many magnitude bins look a call's per-example numbers up in a table of
 # every (kind, bin, sign) draw (`DenseLayers._draw_table`, one per image size: 3,840 rows at 128
 # bins and 15 kinds, made in about the time of a call's own numbers for as many images); more

@@ -10,8 +10,8 @@ positions that fall outside the image take a fill value (Pillow's ``fillcolor``)
 """
 from __future__ import annotations
 
+import contextlib
 import math
-import numbers
 from typing import Sequence, Union
 
 import torch
@@ -176,16 +176,16 @@ def check_fill(fill: Fill, images: torch.Tensor) -> torch.Tensor:
     """Return ``fill`` (a number or one per channel, in image units) as a (C,) float tensor."""
     channels = images.shape[1]
     high = 255.0 if images.dtype == torch.uint8 else 1.0
-    numbers_given = isinstance(fill, torch.Tensor) or all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (fill if isinstance(fill, (list, tuple))
-                                                                           else [fill]))
-    values = torch.as_tensor(fill, dtype=torch.float32).flatten() if numbers_given else torch.empty(0)
+    values = torch.empty(0)
+    if fill is not None and not isinstance(fill, (str, bytes, bool)):  # (as_tensor takes a string of digits)
+        with contextlib.suppress(TypeError, ValueError, RuntimeError):  # numbers, a list, an array, a tensor
+            values = torch.as_tensor(fill, dtype=torch.float32).flatten()
     if values.numel() == 1:
         values = values.expand(channels)
     if values.numel() != channels or not bool(((values >= 0) & (values <= high)).all()):  # NaN too
         raise UsageError(
             f"fill must be a number or {channels} numbers (one per channel) in [0, {high:g}], "
-            f"got {fill}"
+            f"got {fill!r}"
         )
     return values.to(images.device)
 

@@ -116,8 +116,8 @@ class MaxLossAugment(Policy):
     def _loss(out, rows, targets):
         """Cross-entropy of the model's output `out` for `rows` candidates, after a check of its
         type, shape and dtype (shape reads only: no sync, no extra kernel). Labels past the
-        logits' width, torch's IndexError on the CPU, are a UsageError (a GPU cannot say so
-        without a sync)."""
+        logits' width or negative, torch's IndexError on the CPU, are a UsageError (a GPU cannot
+        say so without a sync: a device-side assert there)."""
         logits = check_model_logits(out, rows, "the model given to max-loss augmentation").float()
         if torch.compiler.is_compiling():  # the trainer has checked the labels
             return F.cross_entropy(logits, targets, reduction="none")

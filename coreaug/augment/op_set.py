@@ -20,7 +20,7 @@ import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .constants import ConstantCache, static
-from .dense_layers import DENSE_MAX_BATCH_PIXELS, DENSE_MAX_PIXELS, DenseLayers
+from .dense_layers import DENSE_MAX_BATCH_VALUES, DENSE_MAX_VALUES, DenseLayers
 from .op_kinds import OP_KINDS
 from .working_float import UINT8_BOUND
 
@@ -84,12 +84,12 @@ class OpSet:
     @staticmethod
     def use_dense(images: torch.Tensor) -> bool:
         """True when ``images`` take the dense path: on any accelerator; on the CPU for images of
-        at most ``DENSE_MAX_PIXELS`` pixels and ``DENSE_MAX_BATCH_PIXELS`` in all (else kind by
-        kind does less arithmetic), and under a ``TorchDispatchMode``: the op counters and the
-        sync audit stand in for a GPU, so they see the GPU's path (the result is the same)."""
-        pixels = images.shape[2] * images.shape[3]
-        return (images.device.type != "cpu" or pixels <= DENSE_MAX_PIXELS
-                and images.shape[0] * pixels <= DENSE_MAX_BATCH_PIXELS or _get_current_dispatch_mode() is not None)
+        at most ``DENSE_MAX_VALUES`` values (C x H x W) and ``DENSE_MAX_BATCH_VALUES`` in all (else
+        kind by kind does less arithmetic), and under a ``TorchDispatchMode``: the op counters and
+        the sync audit stand in for a GPU, so they see the GPU's path (the result is the same)."""
+        values = images.shape[1] * images.shape[2] * images.shape[3]
+        return (images.device.type != "cpu" or values <= DENSE_MAX_VALUES
+                and images.shape[0] * values <= DENSE_MAX_BATCH_VALUES or _get_current_dispatch_mode() is not None)
 
     def apply_layers(self, x: torch.Tensor, kind: torch.Tensor, bin_index, sign: torch.Tensor,
                      fill_level: float, interpolation: str, bound: float,

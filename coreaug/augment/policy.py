@@ -46,10 +46,10 @@ class Compose(Policy):
     """
 
     def __init__(self, policies: Sequence[Policy]):
-        if callable(policies):
-            raise UsageError(f"Compose takes a list of policies, got one policy ({type(policies).__name__}); "
-                             "put it in a list: Compose([policy, ...])")
-        if isinstance(policies, str) or not isinstance(policies, Iterable):
+        if isinstance(policies, str) or not isinstance(policies, Iterable):  # (an nn.ModuleList is a list)
+            if callable(policies):
+                raise UsageError(f"Compose takes a list of policies, got one policy ({type(policies).__name__}); "
+                                 "put it in a list: Compose([policy, ...])")
             raise UsageError(f"Compose takes a list of policies, got {policies!r}; a chain by names is "
                              "create_policy('weak+randaugment')")
         policies = list(policies)
