@@ -1,4 +1,5 @@
 """Entry point of the `coreaug` console script."""
+import contextlib
 import os
 import sys
 import warnings
@@ -52,9 +53,20 @@ _python_warning = warnings.formatwarning
 COREAUG_DIR = os.path.dirname(os.path.abspath(coreaug.__file__)) + os.sep
 
 
+def _raw_names_on_stdout():
+    """Let stdout write a file name that is not valid UTF-8 (Python holds its odd bytes as
+    surrogates, "caf\\udce9") as its own bytes, as `ls` does: a UTF-8 locale's strict stdout
+    raised UnicodeEncodeError at predict's CSV row or evaluate's class line of such a name."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and getattr(sys.stdout, "errors", None) == "strict":
+        with contextlib.suppress(ValueError, OSError):  # (a stream that takes no new error handler)
+            reconfigure(errors="surrogateescape")
+
+
 def main(args=None):
     """Run the app; a usage mistake (bad flag or value) is one line on stderr and exit code 2."""
     shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    _raw_names_on_stdout()
     try:
         app.main(args=args, standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -337,7 +337,8 @@ def render(now: dict, before: dict, command: str) -> str:
             "",
             "CPU ms per call (this process's CPU time, best of several repeats, one thread, the new code) with "
             "every layer forced dense (each op kind on the whole batch), then forced kind by kind (each kind on "
-            "the examples that drew it; the same images, bit for bit), on uint8 images of C x side x side; \"default\": "
+            "the examples that drew it; the same images, bit for bit), on uint8 images of C x side x side; "
+            "\"default\": "
             "the path the CPU takes (`OpSet.use_dense`). On a GPU every call is dense.",
             "",
             "| policy | image (C x side) | images | dense ms | kind by kind ms | dense / kind by kind | default |",

@@ -235,3 +235,22 @@ def test_a_policy_module_imported_under_two_names_registers_once_and_numpy_fills
             return images
 
     assert len(Compose(torch.nn.ModuleList([Same(), Same()])).policies) == 2
+
+
+def test_the_commands_print_a_file_name_that_is_not_utf8_as_its_own_bytes(monkeypatch):
+    """explore14-images: under a UTF-8 locale's strict stdout (en_US.UTF-8, PYTHONIOENCODING=utf-8)
+    predict's CSV row and evaluate's class line of a name like b"caf\\xe9" raised UnicodeEncodeError."""
+    import io
+    import sys
+
+    from cli import main
+
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8", errors="strict"))
+    try:
+        main.main(["--version"])
+    except SystemExit as done:  # (click's version option exits, or returns, by release)
+        assert done.code == 0
+    print("caf\udce9,1")
+    sys.stdout.flush()
+    assert raw.getvalue().endswith(b"caf\xe9,1\n")
