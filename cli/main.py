@@ -42,15 +42,15 @@ app.add_command(archive)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None):
-    """A warning from coreaug as the commands' other notes read, "warning: ..." (not Python's
-    file:line and source line); others' as Python shows them."""
-    if os.path.abspath(filename).startswith(COREAUG_DIR):
+    """A warning from coreaug (its package or these commands) as the commands' other notes read,
+    "warning: ..." (not Python's file:line and source line); others' as Python shows them."""
+    if os.path.abspath(filename).startswith(OUR_DIRS):
         return f"warning: {message}\n"
     return _python_warning(message, category, filename, lineno, line)
 
 
 _python_warning = warnings.formatwarning
-COREAUG_DIR = os.path.dirname(os.path.abspath(coreaug.__file__)) + os.sep
+OUR_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep for path in (coreaug.__file__, __file__))
 
 
 def _raw_names_on_stdout():

@@ -254,3 +254,20 @@ def test_the_commands_print_a_file_name_that_is_not_utf8_as_its_own_bytes(monkey
     print("caf\udce9,1")
     sys.stdout.flush()
     assert raw.getvalue().endswith(b"caf\xe9,1\n")
+
+
+def test_predict_and_evaluate_say_what_a_folder_holds_in_formats_not_read(tmp_path):
+    """A phone's .HEIC among its JPEGs was left out of `predict FOLDER` and `evaluate --dataset
+    FOLDER` without a word, where training counts them in a line."""
+    import pytest
+
+    from coreaug.training.trained import image_files, labelled_images
+
+    root = _folder(tmp_path / "pets", 2)
+    (root / "x" / "phone.HEIC").write_bytes(b"not read")
+    (root / "y" / "more.avif").write_bytes(b"not read")
+    with pytest.warns(UserWarning, match=r"left out 1 file of image formats not read \(.heic\) in .*pets/x; "
+                                         r"convert them to JPEG or PNG"):
+        assert len(image_files(str(root / "x"))) == 2
+    with pytest.warns(UserWarning, match=r"left out 2 files of image formats not read \(.(heic|avif), "):
+        assert len(labelled_images(str(root))) == 4

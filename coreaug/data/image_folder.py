@@ -459,14 +459,19 @@ def _class_folders(folder) -> List[str]:
     return classes
 
 
-def images_under(folder) -> List[str]:
+def images_under(folder, unread: Optional[collections.Counter] = None) -> List[str]:
     """The image files under ``folder``, recursively (each folder's files, sorted, then its
     subfolders, sorted): the files a dataset reads, and `coreaug predict FOLDER` too. Names
     with an image extension (IMAGE_EXTENSIONS, any case) only; hidden files and folders
     (``.name``, macOS's ``._name`` included) and ``__MACOSX/`` folders are left out. Linked
     folders are followed (a folder assembled from several disks), each real folder once: a link
-    back up the tree is not walked again."""
-    return _images_under(folder, _Listing())
+    back up the tree is not walked again. ``unread``, a Counter, counts the files of image formats
+    not read (HEIC, AVIF, ...) by extension."""
+    listing = _Listing()
+    images = _images_under(folder, listing)
+    if unread is not None:
+        unread.update(listing.unread)
+    return images
 
 
 def _images_under(folder, listing) -> List[str]:

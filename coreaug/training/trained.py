@@ -5,17 +5,20 @@ path) and arguments, the class names, the image size, the normalisation and the 
 settings. `load_run(RUN)` rebuilds the model from it and reads images as the run's evaluation
 did: decoded, shorter side resized to the image size, centre-cropped, normalised.
 """
+import collections
 import dataclasses
 import json
 import numbers
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
 import torch
 
 from coreaug.data import is_folder_dataset
+from coreaug.data.cache_decode import shown
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.registry import names_registered_dataset
 from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line
@@ -515,11 +518,23 @@ def labelled_images(root):
         if not files:
             raise UsageError(f"{annotations} lists no images; a line per image: file name, tab, class")
         return files
+    unread = collections.Counter()
     files = [(path, name, os.path.join(split, name)) for name in listed_folders(split)
-             for path in images_under(os.path.join(split, name))]
+             for path in images_under(os.path.join(split, name), unread)]
     if not files:
         raise UsageError(f"{split} holds no class folders of images; a labelled set goes in <folder>/<class>/<image>")
+    _warn_unread(unread, split)
     return files
+
+
+def _warn_unread(unread, folder):
+    """A warning for the files of image formats not read (HEIC, AVIF: counted by extension in
+    `unread`) that a listing of `folder` left out, as training counts them in a line."""
+    if unread:
+        count = sum(unread.values())
+        warnings.warn(f"left out {count} file{'s' * (count != 1)} of image formats not read "
+                      f"({', '.join(ext for ext, _ in unread.most_common())}) in {shown(folder)}; convert them to "
+                      "JPEG or PNG to read them", stacklevel=3)
 
 
 def grayscale(images, chunk=4096):
@@ -568,9 +583,11 @@ def image_files(images):
                              "a list, or the images as one uint8 tensor (N, C, S, S)")
         elif os.path.isdir(os.path.expanduser(image)):
             image = os.path.expanduser(image)
-            found = sorted(images_under(image))
+            unread = collections.Counter()
+            found = sorted(images_under(image, unread))
             if not found:
                 raise UsageError(f"folder {image} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            _warn_unread(unread, image)  # a phone's .HEIC among its JPEGs
             files += found
         elif os.path.lexists(os.path.expanduser(image)):  # a link to a file that is gone: read says so
             files.append(os.path.expanduser(image))
