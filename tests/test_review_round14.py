@@ -271,3 +271,16 @@ def test_predict_and_evaluate_say_what_a_folder_holds_in_formats_not_read(tmp_pa
         assert len(image_files(str(root / "x"))) == 2
     with pytest.warns(UserWarning, match=r"left out 2 files of image formats not read \(.(heic|avif), "):
         assert len(labelled_images(str(root))) == 4
+
+
+def test_predict_names_an_empty_file_as_training_does(tmp_path):
+    import pytest
+
+    from coreaug.errors import UnreadableImage
+    from coreaug.training.trained import TrainedModel
+
+    (tmp_path / "empty.png").write_bytes(b"")
+    reader = TrainedModel.__new__(TrainedModel)
+    reader.store_size, reader.in_channels = 8, 3
+    with pytest.raises(UnreadableImage, match=r"empty.png.*an empty file"):
+        reader.read(str(tmp_path / "empty.png"))

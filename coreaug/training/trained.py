@@ -130,6 +130,8 @@ class TrainedModel:
             raise UnreadableImage(image, NOT_REGULAR)
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
+        if not hasattr(image, "convert") and os.path.getsize(image) == 0:  # as training names it
+            raise UnreadableImage(image, "an empty file")
         if hasattr(image, "convert") and 0 in image.size:
             raise _unreadable(image, f"no pixels: {image.size[0]}x{image.size[1]}")
         try:
