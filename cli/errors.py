@@ -53,8 +53,12 @@ def as_flags(text):
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return text
+    given = set()  # the values typed: a folder named data_dir is not the setting
+    for value in ctx.params.values():
+        given |= {str(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
     flags = {param.name: param.opts[0] for param in ctx.command.params
-             if param.name and "_" in param.name and param.opts and param.opts[0].startswith("--")}
+             if param.name and "_" in param.name and param.opts and param.opts[0].startswith("--")
+             and param.name not in given}
     for name, flag in flags.items():
         text = re.sub(rf"(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)
     return text

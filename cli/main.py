@@ -1,13 +1,12 @@
 """Entry point of the `coreaug` console script."""
 import contextlib
-import os
 import sys
 import warnings
 
 import click
 
-import coreaug
 from coreaug import __version__
+from coreaug.errors import one_line_warning
 
 from .archive import archive
 from .bench import bench
@@ -41,18 +40,6 @@ app.add_command(report)
 app.add_command(archive)
 
 
-def _one_line_warning(message, category, filename, lineno, line=None):
-    """A warning from coreaug (its package or these commands) as the commands' other notes read,
-    "warning: ..." (not Python's file:line and source line); others' as Python shows them."""
-    if os.path.abspath(filename).startswith(OUR_DIRS):
-        return f"warning: {message}\n"
-    return _python_warning(message, category, filename, lineno, line)
-
-
-_python_warning = warnings.formatwarning
-OUR_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep for path in (coreaug.__file__, __file__))
-
-
 def _raw_names_on_stdout():
     """Let stdout write a file name that is not valid UTF-8 (Python holds its odd bytes as
     surrogates, "caf\\udce9") as its own bytes, as `ls` does: a UTF-8 locale's strict stdout
@@ -65,7 +52,7 @@ def _raw_names_on_stdout():
 
 def main(args=None):
     """Run the app; a usage mistake (bad flag or value) is one line on stderr and exit code 2."""
-    shown, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    shown, warnings.formatwarning = warnings.formatwarning, one_line_warning
     _raw_names_on_stdout()
     try:
         app.main(args=args, standalone_mode=False)

@@ -1,4 +1,7 @@
 """The one error type of a user's mistake, so that it can be told apart from a failure."""
+import os
+import sys
+import warnings
 
 
 class UsageError(ValueError):
@@ -44,3 +47,17 @@ def one_line(exc):
     """An exception as one line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+_PYTHON_FORMAT = warnings.formatwarning
+
+
+def one_line_warning(message, category, filename, lineno, line=None):
+    """A `warnings.formatwarning` for the commands (and their bench workers): a warning from
+    coreaug's code, its package or its commands, as their other notes read, "warning: ...", not
+    Python's file:line and source line; any other warning as Python shows it."""
+    commands = [sys.modules.get(name) for name in ("coreaug.cli.main", "cli.main")]  # (installed, or a checkout's)
+    ours = [os.path.dirname(__file__)] + [os.path.dirname(module.__file__) for module in commands if module]
+    if os.path.abspath(filename).startswith(tuple(os.path.abspath(folder) + os.sep for folder in ours)):
+        return f"warning: {message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)

@@ -142,17 +142,18 @@ def test_a_geometric_fill_that_is_no_number_or_nan_and_compose_of_one_policy_are
 
 def test_the_commands_show_coreaugs_warnings_in_one_line_and_others_as_python_does():
     """The fp16-on-the-CPU warning showed coreaug's file:line and its source line in the command's
-    output, where every other note is one line."""
+    output, where every other note is one line; a bench worker's warnings too (review17)."""
     import os
     import warnings
 
     import coreaug
     from cli import main
+    from coreaug.errors import one_line_warning
 
-    ours = os.path.join(os.path.dirname(coreaug.__file__), "training", "precision.py")
-    assert main._one_line_warning("precision fp16 is for GPUs", UserWarning, ours, 17) == \
-        "warning: precision fp16 is for GPUs\n"
-    theirs = main._one_line_warning("deprecated", DeprecationWarning, "/usr/lib/x.py", 3, line="x()")
+    for ours in (os.path.join(os.path.dirname(coreaug.__file__), "training", "precision.py"), main.__file__):
+        assert one_line_warning("precision fp16 is for GPUs", UserWarning, ours, 17) == \
+            "warning: precision fp16 is for GPUs\n"
+    theirs = one_line_warning("deprecated", DeprecationWarning, "/usr/lib/x.py", 3, line="x()")
     assert theirs == warnings.formatwarning("deprecated", DeprecationWarning, "/usr/lib/x.py", 3, line="x()")
     assert "/usr/lib/x.py:3" in theirs
 
@@ -284,3 +285,61 @@ def test_predict_names_an_empty_file_as_training_does(tmp_path):
     reader.store_size, reader.in_channels = 8, 3
     with pytest.raises(UnreadableImage, match=r"empty.png.*an empty file"):
         reader.read(str(tmp_path / "empty.png"))
+
+
+def test_review17_a_grid_plan_another_command_wrote_is_kept_and_settings_and_values_read_right(
+        tmp_path, monkeypatch):
+    """review17: the unguarded run_grid's rollback could delete a grid.json another command had
+    written since; label_noise 0 (Python) and 0.0 (the command line) were two settings; a folder
+    named like a setting (`coreaug evaluate data_dir`) was written as a flag; a bench worker's
+    warnings kept Python's long form."""
+    import warnings
+
+    import click
+    import torch
+
+    from cli.errors import as_flags
+    from coreaug.bench import benchmark, report, workers
+    from coreaug.errors import one_line_warning
+
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    (grid / "grid.json").write_bytes(b"ours")
+    benchmark._forget_plan(str(grid), None, b"ours")
+    assert not (grid / "grid.json").exists()
+    (grid / "grid.json").write_bytes(b"another command's")
+    benchmark._forget_plan(str(grid), None, b"ours")
+    assert (grid / "grid.json").read_bytes() == b"another command's"
+
+    class Record:
+        def __init__(self, **config):
+            self.config = dict(config, seed=0)
+
+    class Run:
+        def __init__(self, strategy):
+            self.strategy, self.subset, self.seed = strategy, 0.3, 0
+
+    records = [Record(strategy="random", subset=0.3, label_noise=0), Record(strategy="coreset", subset=0.3,
+                                                                            label_noise=0.0)]
+    assert report._pooled(records, [Run("random"), Run("coreset")]) == ""
+
+    @click.command()
+    @click.argument("run")
+    @click.option("--data-dir")
+    def command(run, data_dir):
+        pass
+
+    with click.Context(command) as ctx:
+        ctx.params = {"run": "data_dir", "data_dir": None}
+        assert as_flags("data_dir holds no coreaug run") == "data_dir holds no coreaug run"
+
+    class Tasks:
+        def get(self):
+            return None
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    monkeypatch.setattr(workers.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(workers, "_stop_with_parent", lambda: None)
+    workers._work(0, workers.Worker(device="cpu", threads=torch.get_num_threads()), Tasks(), None,
+                  short_warnings=True)
+    assert warnings.formatwarning is one_line_warning

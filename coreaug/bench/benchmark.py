@@ -2,6 +2,7 @@
 shard) and write results.csv, results.md, accuracy_vs_time.png over its finished runs."""
 import contextlib
 import dataclasses
+import fcntl
 import os
 from dataclasses import dataclass, field
 
@@ -118,6 +119,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         _load_data(todo[0].config)
     before = _grid_files(out)
     record_grid(out, runs, config, shard)
+    written = _grid_files(out)
 
     def report_with_total(outcome, position):
         if report:
@@ -133,7 +135,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
             outcomes = run_in_workers(mine, workers, report_with_total)
         except UsageError as error:
             if str(error) == UNGUARDED:  # found only once the workers import the script: no run started
-                _forget_plan(out, before)
+                _forget_plan(out, before, written)
             raise
     trained = sum(o.status in ("trained", "resumed") for o in outcomes)
     grid = runs + _earlier_runs(out, runs)
@@ -177,15 +179,24 @@ def _grid_files(out):
         return None
 
 
-def _forget_plan(out, plan):
-    """Put grid.json back as `_grid_files` found it (`plan`): one that this command wrote, for
-    runs that never started (the calling script lacks the `__main__` guard), would refuse the
-    corrected script's other settings as a grid "which may be training now"."""
-    if plan is None:
-        with contextlib.suppress(OSError):
-            os.remove(os.path.join(out, PLAN))
-    else:
-        atomic_write(os.path.join(out, PLAN), lambda f: f.write(plan), mode="wb")
+def _forget_plan(out, plan, written):
+    """Put grid.json back as `_grid_files` found it (`plan`) while it still holds what this
+    command `written` (under the lock record_plan takes; another command of the grid may have
+    planned since, and its plan is kept): a plan of this command, for runs that never started
+    (the calling script lacks the `__main__` guard), would refuse the corrected script's other
+    settings as a grid "which may be training now"."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _grid_files(out) != written:
+            return
+        if plan is None:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(out, PLAN))
+        else:
+            atomic_write(os.path.join(out, PLAN), lambda f: f.write(plan), mode="wb")
+    finally:
+        os.close(fd)
 
 
 def _load_data(config):

@@ -222,7 +222,7 @@ def _read_sources(sources, wanted):
                             f" ({_NO_PLAN}: runs that never started cannot be listed)"))
         ids = {id(run) for run in shown}
         shown_records = [record for record, run in zip(kept, read) if id(run) in ids]
-        mixed = _pooled(shown_records, shown, checked=not os.path.isdir(source) or bool(planned))  # a grid: by bench
+        mixed = _pooled(shown_records, shown, checked=bool(planned))  # a grid (or its archive): checked by bench
         if mixed:
             pooled.append(f"`{source}`" + (f" (\"{label}\")" if label else "") + f": {mixed}")
             described[-1] += f"; {mixed}"
@@ -237,11 +237,19 @@ NOT_RESULTS = {"eval_every"}  # settings that change no run's result (only which
 ACROSS_CELLS = ("dataset", "model", "epochs", "train_limit", "test_limit", "image_size", "label_noise")
 
 
+def _setting_text(value) -> str:
+    """A recorded setting as the notes compare and show it: JSON, a whole float as its integer
+    (label_noise 0 from Python, 0.0 from the command line, are one setting)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, sort_keys=True)
+
+
 def _differing(configs, keys):
     """["key (a, b)", ...] for each of `keys` that `configs` (dicts) record with more than one value."""
     found = []
     for key in keys:
-        shown = sorted({json.dumps(config.get(key), sort_keys=True) for config in configs if key in config})
+        shown = sorted({_setting_text(config.get(key)) for config in configs if key in config})
         if len(shown) > 1:
             found.append(f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})")
     return found
@@ -260,7 +268,7 @@ def _pooled(records, runs, checked=False):
         name = strategy if subset is None else f"{strategy} {_subset(subset)}"
         configs = [config for config, _ in members]
         keys = sorted(set.intersection(*(set(config) for config in configs)) - set(PER_RUN) - NOT_RESULTS)
-        values = {key: sorted({json.dumps(config.get(key), sort_keys=True) for config in configs}) for key in keys}
+        values = {key: sorted({_setting_text(config.get(key)) for config in configs}) for key in keys}
         within |= {key for key, shown in values.items() if len(shown) > 1}
         keys = [f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})"
                 for key, shown in values.items() if len(shown) > 1]

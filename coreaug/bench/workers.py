@@ -20,9 +20,10 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
-from coreaug.errors import UsageError, one_line
+from coreaug.errors import UsageError, one_line, one_line_warning
 from coreaug.training.distributed import pick_device
 
 from .grid import STOPPING, RunOutcome, names_run, train_grid_run
@@ -246,7 +247,8 @@ def _start(context, index, worker, tasks, results):
     """Start worker `index`: the thread count in its environment before it imports torch, and
     SIGINT ignored from its first instruction (the parent decides what Ctrl-C stops)."""
     threads = str(worker.threads)
-    process = context.Process(target=_work, args=(index, worker, tasks, results), daemon=True,
+    short = warnings.formatwarning is one_line_warning  # the commands' one-line warnings, in their workers too
+    process = context.Process(target=_work, args=(index, worker, tasks, results, short), daemon=True,
                               name=f"coreaug-bench-worker-{index}")
     with _environment(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads), _sigint_ignored():
         process.start()
@@ -271,7 +273,7 @@ def _stop(processes, *, finished):
             process.join()
 
 
-def _work(index, worker, tasks, results):
+def _work(index, worker, tasks, results, short_warnings=False):
     """A worker's loop: take a run, train it (train_grid_run), send its status; stop at None.
 
     SIGTERM (terminate(), or the parent gone) raises SystemExit, so the run unwinds as on an
@@ -281,6 +283,8 @@ def _work(index, worker, tasks, results):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _stop_with_parent()
+    if short_warnings:
+        warnings.formatwarning = one_line_warning
     torch.set_num_threads(worker.threads)
     while True:
         task = tasks.get()
