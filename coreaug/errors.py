@@ -1,4 +1,5 @@
-"""The one error type of a user's mistake, so that it can be told apart from a failure."""
+"""The one error type of a user's mistake, so that it can be told apart from a failure; and the
+commands' one-line form of coreaug's warnings."""
 import os
 import sys
 import warnings
