@@ -278,7 +278,8 @@ def test_an_error_names_a_run_by_its_folder_not_by_a_sibling_sharing_its_start(t
     (["--subsets", "0"], "subsets must be fractions in (0, 1], got 0.0"),
     (["--subsets", "0.3,0.3000001"], "--subsets 0.3 and 0.3000001 would share the run folders <strategy>-0.3-seed<k>"),
     (["--subsets", "ten"], "--subsets must be a comma-separated list"),
-    (["--seeds", "0"], "seeds must be an integer >= 1"),
+    (["--seeds", "0"], "seeds must be an integer in [1, 10000] (runs per cell), got 0"),
+    (["--seeds", "99999999999999"], "seeds must be an integer in [1, 10000]"),
     (["--target", "1.5"], "target must be an accuracy in (0, 1]"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
 ])

@@ -343,3 +343,30 @@ def test_review17_a_grid_plan_another_command_wrote_is_kept_and_settings_and_val
     workers._work(0, workers.Worker(device="cpu", threads=torch.get_num_threads()), Tasks(), None,
                   short_warnings=True)
     assert warnings.formatwarning is one_line_warning
+
+
+def test_explore14_fuzz_a_csv_of_excel_or_latin1_milestones_given_twice_and_a_seeds_typo(tmp_path):
+    """A --paper-figures CSV with Excel's byte-order mark was refused quoting a header that looked
+    right, one in Latin-1 was a UnicodeDecodeError traceback; milestones 0.5,0.5 divided the
+    learning rate twice at once; --seeds 99999999999999 planned every run in memory silently."""
+    import pytest
+
+    import coreaug
+    from coreaug.bench import report
+    from coreaug.bench.grid import plan_grid
+    from coreaug.errors import UsageError
+
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("\ufeffstrategy,subset,accuracy\nrandom,0.3,91.5\n".encode("utf-8"))
+    assert report._read_figures(str(excel), "--paper-figures", "accuracy", lambda value: "") == \
+        {("random", 0.3): 91.5}
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("strategy,subset,accuracy\nrandom,0.3,91.5 # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UsageError, match=r"--paper-figures .*latin.csv is not UTF-8 text .*save it as CSV UTF-8"):
+        report._read_figures(str(latin), "--paper-figures", "accuracy", lambda value: "")
+    for milestones in ((0.5, 0.5), (0.75, 0.5)):
+        with pytest.raises(UsageError, match=r"milestones must be increasing fractions, each once"):
+            coreaug.TrainConfig(dataset="digits", schedule="multistep", milestones=milestones).resolved()
+    with pytest.raises(UsageError, match=r"seeds must be an integer in \[1, 10000\]"):
+        plan_grid(coreaug.TrainConfig(dataset="digits"), str(tmp_path / "grid"), (0.3,), ("random",), (),
+                  99999999999999)

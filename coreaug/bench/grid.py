@@ -37,6 +37,7 @@ STATUSES = ("trained", "resumed", "skipped", "elsewhere", "failed")
 # run alone (`names_run`).
 STOPPING = (UsageError, OSError)
 IN_USE = "is in use by another coreaug run"  # RunFolder's refusal of a folder another process holds
+MAX_SEEDS = 10_000  # runs per cell: past this a typo, whose plan alone would fill the memory before a word
 
 
 @dataclass
@@ -93,8 +94,8 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     if strategies and not subsets:
         raise UsageError(f"--subsets is empty but strategies {', '.join(strategies)} need selection "
                          "fractions; give e.g. --subsets 0.1,0.3")
-    if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or seeds < 1:
-        raise UsageError(f"seeds must be an integer >= 1, got {seeds!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, numbers.Integral) or not 1 <= seeds <= MAX_SEEDS:
+        raise UsageError(f"seeds must be an integer in [1, {MAX_SEEDS}] (runs per cell), got {seeds!r}")
     cells = [(r, None) for r in references] + [(s, f) for s in strategies for f in subsets]
     if not cells:
         raise UsageError("the grid is empty: give at least one of --strategies (with --subsets) or --references")

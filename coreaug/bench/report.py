@@ -329,10 +329,13 @@ def _read_figures(path, flag, column, bad):
     """{(strategy, subset or None): float} from a CSV with columns strategy, subset, `column`;
     `bad(value)` says what is wrong with a figure ("" when nothing is): a UsageError naming the row."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # (-sig: Excel's "CSV UTF-8" starts with a BOM)
             lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
     except OSError as exc:
         raise UsageError(f"{flag} {path} cannot be read ({exc.strerror or exc}); give a CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{flag} {path} is not UTF-8 text (byte {exc.start}: "
+                         f"{exc.object[exc.start:exc.start + 1]!r}); save it as CSV UTF-8") from None
     reader = csv.DictReader(lines)
     if not {"strategy", "subset", column} <= set(reader.fieldnames or ()):
         raise UsageError(f"{flag} {path} needs a header line strategy,subset,{column} (got "

@@ -486,6 +486,8 @@ class TrainConfig:
             raise UsageError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})")
         if not all(is_number(m) and 0 < m < 1 for m in self.milestones):
             raise UsageError(f"milestones must be fractions of training in (0, 1), got {self.milestones!r}")
+        if list(self.milestones) != sorted(set(self.milestones)):  # 0.5,0.5 divided the rate twice at once
+            raise UsageError(f"milestones must be increasing fractions, each once, got {self.milestones!r}")
         if self.schedule == "multistep" and not self.milestones:
             raise UsageError("schedule 'multistep' divides the learning rate at its milestones and none were given; "
                              "pass milestones (--milestones), fractions of training in (0, 1) such as 0.5,0.75, or "
