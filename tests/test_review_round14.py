@@ -370,3 +370,25 @@ def test_explore14_fuzz_a_csv_of_excel_or_latin1_milestones_given_twice_and_a_se
     with pytest.raises(UsageError, match=r"seeds must be an integer in \[1, 10000\]"):
         plan_grid(coreaug.TrainConfig(dataset="digits"), str(tmp_path / "grid"), (0.3,), ("random",), (),
                   99999999999999)
+
+
+def test_an_empty_folder_setting_is_refused_not_the_working_folder(tmp_path, monkeypatch):
+    """explore14-fuzz: `--cache-dir ''` decoded into the working folder, `bench/report --out ''`
+    wrote there and COREAUG_CACHE_DIR=' ' made a folder named " ", where `train --out ''` is
+    refused."""
+    import pytest
+
+    import coreaug
+    from coreaug.bench import write_report
+    from coreaug.data.cache_key import default_cache_dir
+    from coreaug.errors import UsageError
+
+    for name in ("cache_dir", "data_dir"):
+        with pytest.raises(UsageError, match=rf"^{name} is empty; give a folder, or leave it out"):
+            coreaug.TrainConfig(dataset="digits", **{name: " "}).resolved()
+    with pytest.raises(UsageError, match=r"^out is empty; give the grid's folder"):
+        coreaug.run_grid(coreaug.TrainConfig(dataset="digits"), "")
+    with pytest.raises(UsageError, match=r"^out is empty; give the report's folder"):
+        write_report(tmp_path, out="")
+    monkeypatch.setenv("COREAUG_CACHE_DIR", " ")
+    assert default_cache_dir().endswith(os.path.join("coreaug", "decoded"))

@@ -106,6 +106,8 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
     if shard is not None:
         shard = parse_shard(shard)
+    if not str(os.fspath(out)).strip():  # "" would be the working folder
+        raise UsageError("out is empty; give the grid's folder (--out)")
     workers = plan_workers(config.device, jobs=jobs, devices=devices)
     out = os.path.abspath(out)
     runs = plan_grid(config, out, subsets, strategies, references, seeds)

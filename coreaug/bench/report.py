@@ -110,6 +110,8 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     """
     if not isinstance(name, str) or not name.strip() or os.sep in name or name.startswith("."):
         raise UsageError(f"name must be a file stem such as report (no folder, not starting with a dot), got {name!r}")
+    if not str(os.fspath(out)).strip():  # "" would be the working folder
+        raise UsageError("out is empty; give the report's folder (--out)")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
                                or not 0 < target <= 1):
         raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")

@@ -14,7 +14,7 @@ FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applie
 
 def default_cache_dir() -> str:
     """$COREAUG_CACHE_DIR, else $XDG_CACHE_HOME/coreaug/decoded, else ~/.cache/coreaug/decoded."""
-    if os.environ.get("COREAUG_CACHE_DIR"):
+    if os.environ.get("COREAUG_CACHE_DIR", "").strip():  # (set but blank: as unset, not a folder named " ")
         return os.environ["COREAUG_CACHE_DIR"]
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
 

@@ -283,6 +283,9 @@ class TrainConfig:
 
             filled["cache_dir"] = default_cache_dir()
         for name in ("data_dir", "pretrained", "cache_dir"):  # paths, likewise (evaluate reads them from elsewhere)
+            if filled[name] is not None and not str(os.fspath(filled[name])).strip():  # not the working folder
+                raise UsageError(f"{name} is empty; give a {'file' if name == 'pretrained' else 'folder'}, or "
+                                 "leave it out for its default")
             if filled[name] is not None:
                 filled[name] = os.path.realpath(os.path.expanduser(os.fspath(filled[name])))
         if filled["image_size"] is None and _folder(self.dataset):
