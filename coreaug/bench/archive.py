@@ -12,6 +12,7 @@ config.json) or whose names are not plain folder names are left out, and named.
 The same runs give the same bytes (sorted runs, fixed key order, xz has no timestamp), so an
 unchanged grid is an unchanged file in git.
 """
+import contextlib
 import fcntl
 import gzip
 import json
@@ -185,9 +186,7 @@ def record_plan(grid, names, *, settings=None, shards=None, check=None):
     Reading, checking and writing happen under an exclusive lock on the grid folder, so that two
     commands starting together see each other's plan.
     """
-    fd = os.open(grid, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and a write: let go when fd closes
+    with plan_lock(grid):  # held for a read and a write
         plan = read_plan(grid)
         if check is not None:
             check(plan)
@@ -197,6 +196,16 @@ def record_plan(grid, names, *, settings=None, shards=None, check=None):
         if shards is not None:
             plan["shards"] = shards
         atomic_write(os.path.join(grid, PLAN), lambda f: json.dump(plan, f, indent=1, sort_keys=True))
+
+
+@contextlib.contextmanager
+def plan_lock(grid):
+    """An exclusive lock on the grid folder `grid` while the PLAN file is read and written (let go
+    when its descriptor closes), so that two commands of one grid see each other's plan."""
+    fd = os.open(grid, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)
 

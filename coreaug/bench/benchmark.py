@@ -2,7 +2,6 @@
 shard) and write results.csv, results.md, accuracy_vs_time.png over its finished runs."""
 import contextlib
 import dataclasses
-import fcntl
 import os
 from dataclasses import dataclass, field
 
@@ -13,7 +12,7 @@ from coreaug.files import atomic_write
 from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
 
-from .archive import PLAN, planned_runs, read_record, record_plan
+from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_writable, grid_settings,
                    parse_shard, plan_grid, run_grid_runs, shard_runs)
 from .plot import plot_accuracy_vs_time
@@ -187,9 +186,7 @@ def _forget_plan(out, plan, written):
     planned since, and its plan is kept): a plan of this command, for runs that never started
     (the calling script lacks the `__main__` guard), would refuse the corrected script's other
     settings as a grid "which may be training now"."""
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with plan_lock(out):
         if _grid_files(out) != written:
             return
         if plan is None:
@@ -197,8 +194,6 @@ def _forget_plan(out, plan, written):
                 os.remove(os.path.join(out, PLAN))
         else:
             atomic_write(os.path.join(out, PLAN), lambda f: f.write(plan), mode="wb")
-    finally:
-        os.close(fd)
 
 
 def _load_data(config):

@@ -248,13 +248,20 @@ def _setting_text(value) -> str:
 
 
 def _differing(configs, keys):
-    """["key (a, b)", ...] for each of `keys` that `configs` (dicts) record with more than one value."""
-    found = []
+    """{key: its values as shown, sorted} for each of `keys` that `configs` (dicts) record with
+    more than one value."""
+    found = {}
     for key in keys:
         shown = sorted({_setting_text(config.get(key)) for config in configs if key in config})
         if len(shown) > 1:
-            found.append(f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})")
+            found[key] = shown
     return found
+
+
+def _listed(differing):
+    """`_differing`'s settings as a note lists them: "key (a, b), other (c, d, e ...)"."""
+    return ", ".join(f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})"
+                     for key, shown in differing.items())
 
 
 def _pooled(records, runs, checked=False):
@@ -270,19 +277,17 @@ def _pooled(records, runs, checked=False):
         name = strategy if subset is None else f"{strategy} {_subset(subset)}"
         configs = [config for config, _ in members]
         keys = sorted(set.intersection(*(set(config) for config in configs)) - set(PER_RUN) - NOT_RESULTS)
-        values = {key: sorted({_setting_text(config.get(key)) for config in configs}) for key in keys}
-        within |= {key for key, shown in values.items() if len(shown) > 1}
-        keys = [f"{key} ({', '.join(shown[:3])}{' ...' if len(shown) > 3 else ''})"
-                for key, shown in values.items() if len(shown) > 1]
-        if keys and not checked:
-            differ.append(f"{name}: {', '.join(keys)}")
+        found = _differing(configs, keys)
+        within |= set(found)
+        if found and not checked:
+            differ.append(f"{name}: {_listed(found)}")
         seeds = collections.Counter(seed for _, seed in members)
         repeated += [f"{name}: {n} runs of seed {seed}" for seed, n in seeds.items() if n > 1]
-    across = [] if checked else _differing([_as_read(record.config) for record in records],
+    across = {} if checked else _differing([_as_read(record.config) for record in records],
                                            [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
     notes = []
     if across and len(cells) > 1:
-        notes.append(f"cells of other data or training length compared ({', '.join(across)}): each row's "
+        notes.append(f"cells of other data or training length compared ({_listed(across)}): each row's "
                      "baseline and gains subtract runs that differ in more than strategy and subset; report "
                      "them from folders of their own")
     if differ:

@@ -10,6 +10,7 @@ from stat import S_ISREG
 from typing import Optional, Tuple
 
 FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
+EMPTY_FILE = "an empty file"  # an unreadable image's reason, as training and predict name it
 
 
 def default_cache_dir() -> str:
@@ -42,7 +43,7 @@ def files_digest(splits, unreadable: Optional[list] = None) -> str:
             except OSError:  # a dangling link, say: decoding it fails, as a bad image
                 size, mtime, regular = -1, -1, True
             if (size <= 0 or not regular) and unreadable is not None:
-                why = "an empty file" if size == 0 else "gone: deleted, or a link to nothing"
+                why = EMPTY_FILE if size == 0 else "gone: deleted, or a link to nothing"
                 unreadable.append((path, why if regular else "not a regular file"))
             digest.update(os.fsencode(path) + f"\t{label}\t{size}\t{mtime}\n".encode())
     return digest.hexdigest()[:24]

@@ -213,10 +213,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
             tqdm.write(f"left out {len(listing.loose)} image file{'s' * (len(listing.loose) != 1)} beside the class "
                        f"folders (first: {shown(listing.loose[0])}): only <folder>/<class>/ images are read")
         if listing.unread:
-            unread = sum(listing.unread.values())
-            tqdm.write(f"left out {unread} file{'s' * (unread != 1)} of image formats not read "
-                       f"({', '.join(ext for ext, _ in listing.unread.most_common())}); convert them to JPEG or PNG "
-                       "to train on them")
+            tqdm.write(f"left out {unread_files(listing.unread)}; convert them to JPEG or PNG to train on them")
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size=store_size,
                           decode=functools.partial(decode_square, size=store_size), cache_dir=cache_dir,
                           workers=workers, skip_bad=skip_bad_images, progress=progress, source=root)
@@ -457,6 +454,13 @@ def _class_folders(folder) -> List[str]:
         raise UsageError(f"{folder} holds one class folder ({classes[0]}); a classifier needs two or more, "
                          "images in <folder>/<class>/<image>")
     return classes
+
+
+def unread_files(unread: collections.Counter) -> str:
+    """"3 files of image formats not read (.heic, .avif)": `unread`, counted by extension (_Listing)."""
+    count = sum(unread.values())
+    return (f"{count} file{'s' * (count != 1)} of image formats not read "
+            f"({', '.join(ext for ext, _ in unread.most_common())})")
 
 
 def images_under(folder, unread: Optional[collections.Counter] = None) -> List[str]:

@@ -19,6 +19,7 @@ import torch
 
 from coreaug.data import is_folder_dataset
 from coreaug.data.cache_decode import shown
+from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.registry import names_registered_dataset
 from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line
@@ -131,7 +132,7 @@ class TrainedModel:
         if not hasattr(image, "convert") and not os.path.isfile(image):
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
         if not hasattr(image, "convert") and os.path.getsize(image) == 0:  # as training names it
-            raise UnreadableImage(image, "an empty file")
+            raise UnreadableImage(image, EMPTY_FILE)
         if hasattr(image, "convert") and 0 in image.size:
             raise _unreadable(image, f"no pixels: {image.size[0]}x{image.size[1]}")
         try:
@@ -532,11 +533,11 @@ def labelled_images(root):
 def _warn_unread(unread, folder):
     """A warning for the files of image formats not read (HEIC, AVIF: counted by extension in
     `unread`) that a listing of `folder` left out, as training counts them in a line."""
+    from coreaug.data.image_folder import unread_files
+
     if unread:
-        count = sum(unread.values())
-        warnings.warn(f"left out {count} file{'s' * (count != 1)} of image formats not read "
-                      f"({', '.join(ext for ext, _ in unread.most_common())}) in {shown(folder)}; convert them to "
-                      "JPEG or PNG to read them", stacklevel=3)
+        warnings.warn(f"left out {unread_files(unread)} in {shown(folder)}; convert them to JPEG or PNG to read them",
+                      stacklevel=3)
 
 
 def grayscale(images, chunk=4096):
