@@ -48,7 +48,9 @@ def _needing(score):
 @click.option("--strategy", type=click.Choice(list(RULES)), default="coreset", show_default=True,
               help="A selection rule (the manual's Training page describes each).")
 @click.option("--losses", "losses_path", type=click.Path(dir_okay=False),
-              help=f"(n,) .npy of losses ({_needing('losses')}).")
+              help=f"(n,) .npy of losses ({_needing('losses')}); for coreset-history and coreset-heldout, "
+                   "each example's mean loss over earlier selections (held-out ones for coreset-heldout), "
+                   "which this command does not compute: the two read the file alike.")
 @click.option("--balance", type=click.Choice(BALANCES), default="equal", show_default=True)
 @click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the graph.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="own", show_default=True,
@@ -61,6 +63,8 @@ def _needing(score):
 @user_errors
 def select(features_path, labels_path, fraction, out_path, strategy, losses_path, balance, knn, backend, seed):
     """Select a weighted subset and write it to OUT (.npz with keys indices, weights)."""
+    if not out_path.strip():  # the folder's name, refused by the OS as "[Errno 21]"
+        raise UsageError("--out is empty; give the .npz file to write, such as subset.npz")
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out {out_path}: folder {out_dir} does not exist; create it first")

@@ -41,14 +41,16 @@ def select_random(labels, fraction, *, balance="equal", seed=0):
 
     Takes integer `labels` (n,), `fraction` in (0, 1], `balance` and a `seed`: an integer >= 0,
     which also breaks ties between classes for the budget's leftover examples (`class_budgets`),
-    a `np.random.Generator` to draw from, or None for a different selection at every call.
+    a `np.random.Generator` to draw from, or None for a different selection at every call (both
+    also draw the order in which classes get the leftover examples).
     Returns a `Selection` (strategy "random").
     """
     if not isinstance(seed, np.random.Generator) and seed is not None \
             and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
         raise UsageError(f"seed must be an integer >= 0, a np.random.Generator or None, got {seed!r}")
     rng = np.random.default_rng(seed)
-    ties = None if seed is None or isinstance(seed, np.random.Generator) else int(seed)
+    # a Generator or None draws the classes' order for the leftovers too: None handed them to the lowest ids
+    ties = int(rng.integers(2**31)) if seed is None or isinstance(seed, np.random.Generator) else int(seed)
     return _per_class(labels, fraction, balance, "random", rng.permutation, ties)
 
 

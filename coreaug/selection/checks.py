@@ -121,10 +121,18 @@ def check_losses(losses, n):
     return x
 
 
+NARROW_FLOATS = {"float32": np.float32, "float16": np.float16}
+
+
 def check_fraction(fraction):
-    """The subset fraction as a float in (0, 1] (a 0-dim tensor or array holding one is taken)."""
+    """The subset fraction as a float in (0, 1] (a 0-dim tensor or array holding one is taken; a
+    float32 or float16 one as its shortest decimal, 0.29 for np.float32(0.29), as budgets read
+    the fraction as written)."""
     if getattr(fraction, "ndim", None) == 0 and hasattr(fraction, "item"):  # torch.tensor(0.3), np.array(0.3)
+        narrow = NARROW_FLOATS.get(str(getattr(fraction, "dtype", "")).removeprefix("torch."))
         fraction = fraction.item()
+        if narrow is not None and isinstance(fraction, float) and math.isfinite(fraction):
+            fraction = float(str(narrow(fraction)))  # 0.28999999165534973 is a float32's 0.29
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or math.isnan(fraction):
         raise UsageError(f"fraction must be a number in (0, 1], got {fraction!r}")
     if not 0 < fraction <= 1:

@@ -123,23 +123,37 @@ def _kept_members(members, kept, budget):
 
 
 def _without_singletons(greedy, graph, class_x, budget):
-    """Greedy picks with singleton clusters replaced by later picks: (order, F(order), cluster sizes).
+    """Greedy picks with singleton clusters replaced by later picks: (picks, F(picks), cluster sizes).
 
-    The greedy order is extended step by step (at most the class size); picks whose cluster
-    is themselves alone are dropped while enough candidates remain."""
+    Starting from the first `budget` greedy picks, the picks whose cluster (under the picks held,
+    cluster_sizes) is themselves alone are dropped and the next candidates of the greedy order,
+    extended as needed up to the class size, take their places, until no pick is alone or the
+    candidates run out (then the dropped picks fill the set, first dropped first). The set with
+    the fewest singletons is kept, the earliest of equals: the plain coreset when no
+    replacement helps. The picks are in greedy order."""
     n = class_x.shape[0]
-    length = budget
+    order, _ = greedy(graph, min(n, 2 * budget))
+    held, after, dropped = list(order[:budget]), budget, []
+    best = None
     while True:
-        order, gains = greedy(graph, length)
-        sizes = cluster_sizes(class_x, order)
-        useful = sizes > 1
-        if useful.sum() >= budget or length == n:
+        sizes = cluster_sizes(class_x, np.asarray(held))
+        alone = sizes == 1
+        if best is None or alone.sum() < best[0]:
+            best = (int(alone.sum()), list(held))
+        if not alone.any():
             break
-        length = min(n, length + (budget - int(useful.sum())) * 2)
-    chosen = np.flatnonzero(useful)[:budget]
-    if chosen.size < budget:  # too few non-singletons in the whole class: fill in greedy order
-        chosen = np.sort(np.concatenate([chosen, np.flatnonzero(~useful)[:budget - chosen.size]]))
-    picks = order[chosen]
+        if after + int(alone.sum()) > len(order) and len(order) < n:  # more candidates of the greedy order
+            order, _ = greedy(graph, min(n, max(2 * len(order), after + int(alone.sum()))))
+        new = list(order[after:after + int(alone.sum())])
+        if not new:  # the class's every example tried
+            break
+        after += len(new)
+        dropped += [pick for pick, single in zip(held, alone) if single]
+        held = [pick for pick, single in zip(held, alone) if not single] + new
+        if len(held) < budget:  # the last candidates: the dropped picks, first dropped first, fill the set
+            held += dropped[:budget - len(held)]
+    rank = {pick: position for position, pick in enumerate(order)}
+    picks = np.array(sorted(best[1], key=rank.__getitem__), dtype=order.dtype)
     # F of the picks kept (what each member's best pick gives it), not the sum of their gains in
     # the longer greedy order, which counts the dropped picks' cover as theirs.
     objective = float(graph[picks].max(axis=0).sum())
