@@ -47,9 +47,12 @@ def user_errors(command=None, *, again="run it again"):
 
 
 def as_flags(text):
-    """`text` (an API's message) with the settings it names by their Python names, those with an
-    underscore (compile_mode, select_every), written as this command's flags (--compile-mode):
-    the command line's user typed the flags. A name inside a path or a quoted value is kept."""
+    """`text` (an API's message) with the settings it names by their Python names written as this
+    command's flags, as the command line's user typed them: those with an underscore (compile_mode,
+    select_every: --compile-mode) wherever they stand, one-word ones (epochs) where they begin the
+    message or a list that does ("epochs must be ...", "data_dir and download apply ..."). A name
+    inside a path or a quoted value is kept. "or None", the API's way to leave a setting out, is
+    dropped: on the command line the flag is left out."""
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return text
@@ -57,11 +60,15 @@ def as_flags(text):
     for value in ctx.params.values():
         given |= {str(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
     flags = {param.name: param.opts[0] for param in ctx.command.params
-             if param.name and "_" in param.name and param.opts and param.opts[0].startswith("--")
-             and param.name not in given}
+             if param.name and param.opts and param.opts[0].startswith("--") and param.name not in given}
     for name, flag in flags.items():
-        text = re.sub(rf"(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)
-    return text
+        where = "" if "_" in name else "^"
+        text = re.sub(rf"{where}(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)
+    opening = re.match(r"(?:--[\w-]+(?:, | and ))+(\w+)\b", text)  # "--data-dir and download apply ..."
+    while opening and opening.group(1) in flags:
+        text = text[:opening.start(1)] + flags[opening.group(1)] + text[opening.end(1):]
+        opening = re.match(r"(?:--[\w-]+(?:, | and ))+(\w+)\b", text)
+    return re.sub(r" or None(?: \([^)]*\))?(?=,)| \(or None\)", "", text)
 
 
 def disk_error_line(exc, again="run it again", done=""):

@@ -1,4 +1,6 @@
 """`coreaug evaluate`: a finished run's accuracy on a dataset's test split, overall and per class."""
+import unicodedata
+
 import click
 
 import coreaug
@@ -33,6 +35,12 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
         count, seen = len(result.skipped), len(result.skipped) + result.total
         click.echo(f"skipped {count} unreadable image{'s' if count != 1 else ''} of {seen}", err=True)
     click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the {result.scored} of {dataset}")
-    width = max(map(len, result.per_class), default=0)
+    width = max(map(columns, result.per_class), default=0)
     for name, (correct, total) in result.per_class.items():
-        click.echo(f"  {name:<{width}}  {correct / total:.2%} ({correct}/{total})")
+        click.echo(f"  {name}{' ' * (width - columns(name))}  {correct / total:.2%} ({correct}/{total})")
+
+
+def columns(text):
+    """The terminal columns `text` takes: two for a wide character (CJK, most emoji), none for a
+    combining mark, one for the others."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

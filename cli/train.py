@@ -5,6 +5,7 @@ import select
 import shlex
 import sys
 import time
+import warnings
 
 import click
 from click.core import ParameterSource
@@ -12,9 +13,10 @@ from click.core import ParameterSource
 import coreaug
 from coreaug.bench.workers import Terminated, sigterm_raises
 from coreaug.data import is_folder_dataset
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, listed
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
-                                     STRATEGIES, STREAMS, WEAK, unused_options)
+                                     STRATEGIES, STREAMS, WEAK, unused_options,
+                                     unused_settings)
 from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
 from coreaug.training.run_files import CHECKPOINT, RESULTS, metrics_rows
@@ -234,13 +236,21 @@ def train(**flags):
 def refuse_unused_flags(config):
     """UsageError for a flag given on this command line that another option makes unused (--candidates
     without --augment maxloss, --betas with SGD, ...: config.unused_options), as --compile-mode without
-    --compile is refused. (Flags a strategy leaves unused are let through: a loop over strategies shares them.)"""
+    --compile is refused. Flags the strategy leaves unread (--knn with --strategy random: config.unused_settings)
+    are let through, since a loop over strategies shares them, with a warning naming them."""
     ctx = click.get_current_context()
-    for name, (needs, instead) in unused_options(config).items():
-        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
-            param = next(p for p in ctx.command.params if p.name == name)
-            raise UsageError(f"{param.opts[0]} applies to {needs}; this run has {instead}, which never reads it: "
-                             f"leave {param.opts[0]} out")
+    given = {p.name: p.opts[0] for p in ctx.command.params
+             if p.name and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE}
+    options = unused_options(config)
+    for name, (needs, instead) in options.items():
+        if name in given:
+            raise UsageError(f"{given[name]} applies to {needs}; this run has {instead}, which never reads it: "
+                             f"leave {given[name]} out")
+    unread = [flag for name, flag in given.items() if name in unused_settings(config) and name not in options]
+    if unread:
+        several = len(unread) > 1
+        warnings.warn(f"{listed(unread)} {'are' if several else 'is'} not read by --strategy {config.strategy}: "
+                      f"{'they have' if several else 'it has'} no effect on this run")
 
 
 def fresh_resume_note(out):

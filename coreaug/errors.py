@@ -53,6 +53,12 @@ def one_line(exc):
 _PYTHON_FORMAT = warnings.formatwarning
 
 
+def listed(words) -> str:
+    """Words as a message lists them: "a", "a and b", "a, b and c"."""
+    words = list(words)
+    return " and ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def one_line_warning(message, category, filename, lineno, line=None):
     """A `warnings.formatwarning` for the commands (and their bench workers): a warning from
     coreaug's code, its package or its commands, as their other notes read, "warning: ...", not

@@ -202,7 +202,7 @@ def test_data_dir_and_pretrained_are_recorded_by_their_real_paths(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     torch.save(coreaug.models.create_model("cnn", 3, 10).state_dict(), tmp_path / "w.pt")
-    config = coreaug.TrainConfig(dataset="synthetic", data_dir="data/", pretrained="./w.pt").resolved()
+    config = coreaug.TrainConfig(dataset="cifar10", data_dir="data/", pretrained="./w.pt").resolved()
     assert (config.data_dir, config.pretrained) == (str(tmp_path / "data"), str(tmp_path / "w.pt"))
     stored = json.loads(json.dumps({**config.identity(), "pretrained": "w.pt"}))  # as config.json holds it
     assert same_settings(stored, config.identity())

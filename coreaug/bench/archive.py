@@ -149,6 +149,8 @@ def load_runs(path):
     are `planned_runs`, not runs). Raises UsageError when it is none of these or holds no runs.
     """
     path = os.fspath(path)
+    if not str(path).strip():
+        raise UsageError(f"the grid's path is empty ({path!r}); give a grid folder or a grid archive ({SUFFIX})")
     if os.path.isfile(path):
         records = [record for record in read_archive(path) if record.started]
     elif os.path.isdir(path):

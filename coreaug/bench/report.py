@@ -30,6 +30,7 @@ from .timing import cell_time_to_target, default_target, speedup, time_to_target
 NAN = float("nan")
 REFERENCES = ("full", "none")
 PAPER_RULES = ("coreset", "random", "maxloss")
+MAX_NAME_BYTES = 200  # a file name may hold 255 (most file systems), with -cells.csv after it
 
 
 @dataclass
@@ -110,6 +111,9 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     """
     if not isinstance(name, str) or not name.strip() or os.sep in name or name.startswith("."):
         raise UsageError(f"name must be a file stem such as report (no folder, not starting with a dot), got {name!r}")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:  # the OS's limit, with the files' suffixes
+        raise UsageError(f"name must be at most {MAX_NAME_BYTES} bytes (a file name with its suffix such as "
+                         f"-runs.csv), got {len(name.encode('utf-8', 'surrogateescape'))}")
     if not str(os.fspath(out)).strip():  # "" would be the working folder
         raise UsageError("out is empty; give the report's folder (--out)")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
@@ -122,6 +126,8 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
         wanted = None if subsets is None else {round(float(s), 10) for s in subsets}
     except (TypeError, ValueError):
         raise UsageError(f"subsets must be fractions such as [0.1, 0.3], got {subsets!r}") from None
+    if wanted == set():  # the references alone, without a word
+        raise UsageError("subsets is empty; give the fractions to keep, such as 0.1,0.3, or leave it out for all")
     paper = _read_figures(paper_figures, "--paper-figures", "accuracy", _bad_percent) if paper_figures else {}
     rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate) if epoch_seconds
              else None)
@@ -347,7 +353,7 @@ def _read_figures(path, flag, column, bad):
     if not {"strategy", "subset", column} <= set(reader.fieldnames or ()):
         raise UsageError(f"{flag} {path} needs a header line strategy,subset,{column} (got "
                          f"{','.join(reader.fieldnames or ()) or 'none'}); give a CSV with those columns")
-    figures = {}
+    figures, rows = {}, {}
     for number, row in enumerate(reader, 2):
         try:
             subset = None if not (row.get("subset") or "").strip() else float(row["subset"])
@@ -359,7 +365,10 @@ def _read_figures(path, flag, column, bad):
         if problem:
             raise UsageError(f"{flag} {path}: row {number} ({_pairs([(strategy, subset)])}): {column} {value:g} "
                              f"{problem}")
-        figures[(strategy, subset)] = value
+        if (strategy, subset) in rows:  # which would count? (the last one did, silently)
+            raise UsageError(f"{flag} {path}: rows {rows[strategy, subset]} and {number} are both "
+                             f"{_pairs([(strategy, subset)])}; keep one")
+        figures[(strategy, subset)], rows[(strategy, subset)] = value, number
     if not figures:
         raise UsageError(f"{flag} {path} has a header but no rows; give one row strategy,subset,{column} per cell")
     return figures

@@ -15,7 +15,7 @@ from .locate import PathLike
 from .registry import register_dataset
 
 
-@register_dataset("digits")
+@register_dataset("digits", reads_files=False)
 @keyword_only
 def load_sklearn_digits(data_dir: Optional[PathLike] = None, *, download: bool = False,
                         progress: bool = True, test_fraction: float = 0.2,

@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, listed
 
 from .cache_decode import bad_image, shown
 from .dataset import ImageDataset
@@ -395,8 +395,7 @@ def _split_like(folder, whole=False) -> List[str]:
 
 def _folder_list(names) -> str:
     """Folder names as a message lists them: "Train/ and Val/", "a/, b/ and c/"."""
-    names = [f"{shown(name)}/" for name in names]
-    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return listed(f"{shown(name)}/" for name in names)
 
 
 def _check_no_splits_as_classes(root):

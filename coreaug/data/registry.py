@@ -11,23 +11,33 @@ from .locate import PathLike
 DatasetLoader = Callable[..., ImageDataset]
 
 _LOADERS: Dict[str, DatasetLoader] = {}
+_READS_NO_FILES = set()  # the names registered with reads_files=False
 
 # Parameters every loader takes; the rest of its signature are dataset-specific options.
 COMMON_PARAMETERS = ("data_dir", "download", "progress")
 
 
-def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+def register_dataset(name: str, *, reads_files: bool = True) -> Callable[[DatasetLoader], DatasetLoader]:
     """Decorator making ``loader(data_dir, *, download, progress, **options) -> ImageDataset``
-    available to :func:`load_dataset` under ``name``."""
+    available to :func:`load_dataset` under ``name``. ``reads_files=False``: the loader ignores
+    ``data_dir`` and ``download`` (its data is made in memory or ships with a package), so a
+    TrainConfig that gives them is refused rather than recording a folder nothing was read from."""
     key = name.lower()
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
         if key in _LOADERS:
             raise UsageError(f"a dataset named {key!r} is already registered")
         _LOADERS[key] = loader
+        if not reads_files:
+            _READS_NO_FILES.add(key)
         return loader
 
     return decorate
+
+
+def reads_no_files(name) -> bool:
+    """Whether the registered dataset ``name`` ignores ``data_dir`` and ``download``."""
+    return names_registered_dataset(name) and _key(os.fspath(name)) in _READS_NO_FILES
 
 
 def available_datasets() -> List[str]:

@@ -47,7 +47,7 @@ def validate_positive(name: str, value: int, minimum: int) -> None:
         raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-@register_dataset("synthetic")
+@register_dataset("synthetic", reads_files=False)
 @keyword_only
 def load_synthetic(data_dir: Optional[PathLike] = None, *, download: bool = False,
                    progress: bool = True, n_train: int = 2000, n_test: int = 500,
@@ -77,7 +77,7 @@ def load_synthetic(data_dir: Optional[PathLike] = None, *, download: bool = Fals
     return make_dataset("synthetic", train, test, num_classes, None, "generated")
 
 
-@register_dataset("synthetic-cifar")
+@register_dataset("synthetic-cifar", reads_files=False)
 @keyword_only
 def load_synthetic_cifar(data_dir: Optional[PathLike] = None, *, download: bool = False,
                          progress: bool = True, seed: int = 0) -> ImageDataset:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, listed
 from coreaug.models.registry import import_factory, is_import_path
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_int, is_number
 from coreaug.selection.coreset import DEFAULT_KNN
@@ -316,10 +316,19 @@ class TrainConfig:
             given = [name for name in ("data_dir", "download") if getattr(self, name)]
             if given:  # ignored before, and the data_dir recorded where nothing was read
                 several = len(given) > 1
-                raise UsageError(f"{' and '.join(given)} appl{'y' if several else 'ies'} to a built-in dataset; "
+                raise UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a built-in dataset; "
                                  f"{self.dataset} is a folder of images, read where it is: leave "
                                  f"{'them' if several else 'it'} out")
             return
+        from coreaug.data.registry import reads_no_files
+
+        if reads_no_files(self.dataset):
+            given = [name for name in ("data_dir", "download") if getattr(self, name)]
+            if given:  # ignored before, and the data_dir recorded where nothing was read
+                several = len(given) > 1
+                raise UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a dataset read from files; "
+                                 f"{self.dataset} reads none (its images are made in memory or ship with a "
+                                 f"package): leave {'them' if several else 'it'} out")
         if self.data_dir is not None and not self.download:  # download: the files are asked for there
             from coreaug.data.image_folder import images_not_files_of
 
@@ -342,6 +351,12 @@ class TrainConfig:
             flag = "val_fraction" if self.val_fraction != default else "skip_bad_images"
             raise UsageError(f"{flag} applies to a folder of images; {self.dataset} is a built-in dataset with its own "
                              f"test split, loaded as it is: leave {flag} out")
+        given = [name for name in ("workers", "cache_dir") if getattr(self, name) is not None]
+        if given:  # nothing is decoded: silently ignored before
+            several = len(given) > 1
+            raise UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a folder of images, decoded into a "
+                             f"cache; {self.dataset} is a built-in dataset, loaded as it is: leave "
+                             f"{'them' if several else 'it'} out")
 
     def check_pretrained_file(self) -> None:
         """FileNotFoundError when ``pretrained`` names no file."""

@@ -1,5 +1,6 @@
 """The run's data on the training device (or, streamed, on disk): limits, label noise, normalisation."""
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,11 @@ def load_run_data(config, device, distributed=None):
         raise UsageError(f"--train-limit {config.train_limit} drew training examples of one class only ({name}) "
                          f"from {len(data.train_labels)}; a classifier needs two classes or more: raise the limit")
     test_x, test_y = _sample(as_images(data.test_images), data.test_labels, config.test_limit, 1)
+    for flag, limit, split, kept in (("--train-limit", config.train_limit, data.train_labels, "training"),
+                                     ("--test-limit", config.test_limit, data.test_labels, "test")):
+        if limit is not None and limit > len(split) and not config.quiet:  # a typo's extra 0, or the whole split
+            tqdm.write(f"note: {flag} {limit} is more than the {len(split)} {kept} examples of {config.dataset}: all "
+                       "are used", file=sys.stderr)
     streamed = folder and should_stream(config.stream, [train_x, test_x], device)
     if folder and distributed is not None and distributed.world_size > 1:
         streamed = distributed.all_reduce_sum([float(streamed)])[0] > 0

@@ -34,6 +34,7 @@ from .run_files import (CHECKPOINT, MODEL, folder_in_use, metrics_rows, read_oth
                         relative_folder, same_files)
 
 FORMAT = "coreaug-model"
+SKIPPED_NAMED = 3  # unreadable images predict(skip_bad_images=True) names in its warning; the rest counted
 
 
 def model_file(config, model, data, history):
@@ -194,24 +195,45 @@ class TrainedModel:
 
         return inference_batch_size(self.config.get("batch_size") or 128, self.device)
 
-    def predict(self, images, top_k=1, batch_size=None):
+    def predict(self, images, top_k=1, batch_size=None, skip_bad_images=False):
         """A `Prediction` per image (file paths, folders of image files, PIL images, or a uint8
         tensor): its `top_k` classes and their probabilities, most probable first; a folder's
         images (recursively, sorted by path) in its place, each named by its path (a PIL image by
         the file it was opened from, else, as a tensor's images, by its position). `top_k` is 1,
         the answer a program acts on, where `coreaug predict --top-k` shows five, a ranking to read.
-        `batch_size`: as `probabilities`."""
+        `batch_size`: as `probabilities`. An unreadable image raises a UsageError naming it; with
+        `skip_bad_images` it is left out of the list instead (as `coreaug predict --skip-bad-images`),
+        the images left out named in one warning (a UsageError when every image is unreadable)."""
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}")
+        if not isinstance(skip_bad_images, bool):  # "no" would mean yes
+            raise UsageError(f"skip_bad_images must be True or False, got {skip_bad_images!r}")
         top_k, batch_size = int(top_k), self._batch_size(batch_size)
         if not isinstance(images, torch.Tensor):
             images = image_files(images)
         names = [image_name(x, str(i)) for i, x in enumerate(images)] if isinstance(images, list) else None
-        probabilities = self.probabilities(images, batch_size)
+        if skip_bad_images and names:
+            names, probabilities = self._readable_probabilities(images, names, batch_size)
+        else:
+            probabilities = self.probabilities(images, batch_size)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
         names = names or [str(i) for i in range(len(probabilities))]
         return [Prediction(name, [self.class_names[i] for i in row.tolist()], p.tolist())
                 for name, row, p in zip(names, indices, values)]
+
+    def _readable_probabilities(self, images, names, batch_size):
+        """`names` of the readable `images` and their probabilities; the others named in a warning."""
+        kept, out, skipped = [], [], []
+        for positions, batch in self._read_batches(images, batch_size, True, skipped):
+            kept += [names[i] for i in positions]
+            out.append(self.probabilities(batch, batch_size))
+        if skipped and not kept:
+            raise UsageError(f"{_all_unreadable(len(images), 'image', skipped[0])}; there is nothing to predict")
+        if skipped:
+            more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
+            warnings.warn(f"left out {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of "
+                          f"{len(images)}: {'; '.join(skipped[:SKIPPED_NAMED])}{more}", stacklevel=3)
+        return kept, torch.cat(out)
 
     def evaluate(self, dataset=None, data_dir=None, download=False, skip_bad_images=None, batch_size=None,
                  cache_dir=None):
@@ -425,27 +447,35 @@ class TrainedModel:
         # each class looked up once, in file order (the first class the run lacks is the one named)
         indices = {key: self._run_class(*key) for key in dict.fromkeys((name, where) for _, name, where in files)}
         labels, predicted, skipped = [], [], []
-        for start in range(0, len(files), batch_size):
-            images = []
-            for path, name, where in files[start:start + batch_size]:
+        for kept, images in self._read_batches([path for path, _, _ in files], batch_size, skip_bad_images, skipped):
+            labels += [indices[files[i][1:]] for i in kept]
+            predicted.append(self.probabilities(images, batch_size).argmax(1))
+        if skipped and not labels:
+            raise UsageError(f"{_all_unreadable(len(files), 'labelled image', skipped[0])}; there is nothing to "
+                             "score")
+        result = self._scored(torch.tensor(labels, dtype=torch.long), predicted, scored)
+        result.skipped = skipped
+        return result
+
+    def _read_batches(self, images, batch_size, skip_bad_images, skipped):
+        """(positions, uint8 batch) of `images` (paths or PIL images) read as `read` reads them,
+        `batch_size` at a time. An unreadable image (a missing file too) raises a UsageError, or,
+        with `skip_bad_images`, is left out and its reason appended to `skipped`."""
+        for start in range(0, len(images), batch_size):
+            kept, pixels = [], []
+            for position in range(start, min(start + batch_size, len(images))):
                 try:
-                    images.append(self.read(path))
+                    pixels.append(self.read(images[position]))
                 except (UnreadableImage, FileNotFoundError) as error:
-                    what = getattr(error, "what", f"cannot read image {path} (no such file)")
+                    what = getattr(error, "what", f"cannot read image {images[position]} (no such file)")
                     if not skip_bad_images:
                         raise UsageError(f"{what}; fix or remove it, or pass --skip-bad-images to leave "
                                          "unreadable images out") from None
                     skipped.append(what)
                     continue
-                labels.append(indices[name, where])
-            if images:
-                predicted.append(self.probabilities(torch.stack(images), batch_size).argmax(1))
-        if skipped and not labels:
-            raise UsageError(f"all {len(files)} labelled image{'s' if len(files) != 1 else ''} are unreadable (the "
-                             f"first: {skipped[0]}); there is nothing to score")
-        result = self._scored(torch.tensor(labels, dtype=torch.long), predicted, scored)
-        result.skipped = skipped
-        return result
+                kept.append(position)
+            if pixels:
+                yield kept, torch.stack(pixels)
 
     def _scored(self, labels, predicted, scored="test split"):
         """The `Evaluation` of run class indices `labels` against a list of predicted batches."""
@@ -720,6 +750,13 @@ def _precision(name, device):
     if not name or name == "fp16" and device.type == "cpu":
         return "fp32"
     return resolve_precision(name, device)
+
+
+def _all_unreadable(count, what, first):
+    """ "the only image is unreadable (first)", "all 3 images are unreadable (the first: first)" """
+    if count == 1:
+        return f"the only {what} is unreadable ({first})"
+    return f"all {count} {what}s are unreadable (the first: {first})"
 
 
 def _usable_cache_dir(cache_dir):
