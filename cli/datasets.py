@@ -4,7 +4,7 @@ import os
 import click
 
 import coreaug
-from coreaug.errors import UsageError, listed
+from coreaug.errors import UsageError
 
 from .errors import user_errors
 
@@ -40,7 +40,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     from coreaug.data.image_cache import default_workers
     from coreaug.data import is_folder_dataset
     from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, own_image_size
-    from coreaug.data.registry import reads_no_files
+    from coreaug.data.registry import reads_no_files, reads_no_files_error
 
     ctx = click.get_current_context()
 
@@ -77,10 +77,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     else:
         ignored = given("image_size", "store_size", "val_fraction", "cache_dir", "skip_bad_images", "workers")
         if reads_no_files(name) and given("data_dir", "download"):
-            ignored = given("data_dir", "download")
-            raise UsageError(f"{listed(ignored)} {'apply' if len(ignored) > 1 else 'applies'} to a dataset read "
-                             f"from files; {name} reads none (its images are made in memory or ship with a package): leave "
-                             f"{'them' if len(ignored) > 1 else 'it'} out")
+            raise reads_no_files_error(name, given("data_dir", "download"))
         if ignored:
             several = len(ignored) > 1
             raise UsageError(f"{', '.join(ignored)} {'apply' if several else 'applies'} to a folder of images; "

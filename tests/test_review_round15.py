@@ -55,7 +55,8 @@ def test_flags_the_strategy_never_reads_are_named_in_a_warning(tmp_path):
     (["--lr", "-1"], "error: --lr must be a finite number > 0, got -1.0"),
     (["--epochs", "0"], "error: --epochs must be an integer >= 1, got 0"),
     (["--augment-steps", "0"], "error: --augment-steps must be an integer >= 1 (steps), got 0"),
-    (["--strategy", "coreset-lowloss", "--loss-filter", "1"], "error: --loss-filter must be a share in [0, 1), got 1.0"),
+    (["--strategy", "coreset-lowloss", "--loss-filter", "1"],
+     "error: --loss-filter must be a share in [0, 1), got 1.0"),
 ])
 def test_the_commands_name_flags_as_typed_and_never_say_none(tmp_path, flags, message):
     """"train_limit must be an integer >= 1 or None", "subset must be ...": the API's names and its
@@ -146,7 +147,7 @@ def test_a_model_path_to_a_function_that_is_no_model_factory_says_so(tmp_path):
     about --model."""
     code, out = _cli("train", *DIGITS, "--model", "coreaug:train", "--out", tmp_path / "r")
     assert code == 2 and "error: --model 'coreaug:train', called as train(1, 10), refused: config must be" in out
-    assert "name a function that takes in_channels and num_classes and returns an nn.Module" in out
+    assert "(a model's function takes in_channels and num_classes and returns an nn.Module)" in out
 
 
 @pytest.fixture(scope="module")

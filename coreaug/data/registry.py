@@ -3,7 +3,7 @@ import inspect
 import os
 from typing import Callable, Dict, List, Optional
 
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, listed
 
 from .dataset import ImageDataset, check_dataset
 from .locate import PathLike
@@ -38,6 +38,14 @@ def register_dataset(name: str, *, reads_files: bool = True) -> Callable[[Datase
 def reads_no_files(name) -> bool:
     """Whether the registered dataset ``name`` ignores ``data_dir`` and ``download``."""
     return names_registered_dataset(name) and _key(os.fspath(name)) in _READS_NO_FILES
+
+
+def reads_no_files_error(name, given) -> UsageError:
+    """The refusal of `given` (data_dir, download or their flags) for dataset ``name``, which reads no files."""
+    several = len(given) > 1
+    return UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a dataset read from files; {name} reads "
+                      f"none (its images are made in memory or ship with a package): leave "
+                      f"{'them' if several else 'it'} out")
 
 
 def available_datasets() -> List[str]:

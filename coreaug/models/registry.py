@@ -135,8 +135,8 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
         model = factory(in_channels, num_classes)
     except UsageError as error:  # coreaug's own refusal, of a function that is no model factory (coreaug:train)
         raise UsageError(f"model {name!r}, called as {name.partition(':')[2]}({in_channels}, {num_classes}), "
-                         f"refused: {error}; name a function that takes in_channels and num_classes and returns "
-                         "an nn.Module") from None
+                         f"refused: {error} (a model's function takes in_channels and num_classes and returns "
+                         "an nn.Module)") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"model {name!r} returned a {type(model).__name__}, not an nn.Module; "
                          "the function must return the model")

@@ -320,15 +320,11 @@ class TrainConfig:
                                  f"{self.dataset} is a folder of images, read where it is: leave "
                                  f"{'them' if several else 'it'} out")
             return
-        from coreaug.data.registry import reads_no_files
+        from coreaug.data.registry import reads_no_files, reads_no_files_error
 
-        if reads_no_files(self.dataset):
-            given = [name for name in ("data_dir", "download") if getattr(self, name)]
-            if given:  # ignored before, and the data_dir recorded where nothing was read
-                several = len(given) > 1
-                raise UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a dataset read from files; "
-                                 f"{self.dataset} reads none (its images are made in memory or ship with a "
-                                 f"package): leave {'them' if several else 'it'} out")
+        given = [name for name in ("data_dir", "download") if getattr(self, name)]
+        if given and reads_no_files(self.dataset):  # ignored before, and the data_dir recorded where nothing was read
+            raise reads_no_files_error(self.dataset, given)
         if self.data_dir is not None and not self.download:  # download: the files are asked for there
             from coreaug.data.image_folder import images_not_files_of
 
