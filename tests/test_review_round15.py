@@ -47,6 +47,13 @@ def test_flags_the_strategy_never_reads_are_named_in_a_warning(tmp_path):
         assert _cli("train", *DIGITS, "--strategy", "coreset", "--knn", "5", "--out", tmp_path / "c")[0] == 0
     code, out = _cli("train", *DIGITS, "--strategy", "random", "--candidates", "4", "--out", tmp_path / "d")
     assert code == 2 and "--candidates applies to augment 'maxloss'" in out  # refused, as before
+    # --augment-steps with max-loss transforms or crust was taken and silently run at 1 (its help says so): refused
+    code, out = _cli("train", *DIGITS, "--augment", "maxloss", "--augment-steps", "4", "--out", tmp_path / "e")
+    assert code == 2 and "error: --augment-steps applies to augmentation that does not score with the model; this " \
+        "run has augment 'maxloss', which never reads it: leave --augment-steps out" in out
+    code, out = _cli("train", *DIGITS, "--strategy", "crust", "--augment-steps", "4", "--out", tmp_path / "f")
+    assert code == 2 and "--augment-steps applies to strategies whose copies are not mixed with partners" in out
+    assert not (tmp_path / "e").exists() and not (tmp_path / "f").exists()
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -551,13 +551,19 @@ def default_selection_warmup(strategy, epochs, select_every=1):
 def unused_options(settings):
     """{field: (what it applies to, what this run has instead)} for the fields of `settings` (a resolved
     TrainConfig, or its dict) that another of its options makes unused: candidates without maxloss
-    augmentation, betas with SGD, momentum and nesterov with AdamW, milestones with the cosine schedule.
+    augmentation, augment_steps with it or with crust (always 1 step a call), betas with SGD, momentum and
+    nesterov with AdamW, milestones with the cosine schedule.
     `coreaug train` refuses them when given on its command line, as compile_mode without compile; the
     API lets them be, since a sweep shares one base config across options."""
     get = settings.get if isinstance(settings, dict) else lambda name: getattr(settings, name)
     unused = {}
     if "maxloss" not in str(get("augment")).split("+"):
         unused["candidates"] = ("augment 'maxloss'", f"augment {get('augment')!r}")
+    else:  # scored with the model as it is at each step: one step's batch a call
+        unused["augment_steps"] = ("augmentation that does not score with the model", f"augment {get('augment')!r}")
+    if getattr(RULES.get(get("strategy")), "mixup", False):  # partners drawn per step
+        unused["augment_steps"] = ("strategies whose copies are not mixed with partners",
+                                   f"strategy {get('strategy')!r}")
     if get("optimizer") == "sgd":
         unused["betas"] = ("optimizer 'adamw'", "optimizer 'sgd'")
     else:
