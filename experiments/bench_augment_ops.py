@@ -37,12 +37,12 @@ from pathlib import Path
 
 import coreaug  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from coreaug.augment import create_policy
 from coreaug.models import create_model
-from coreaug.training.sync_audit import SyncAudit
-from script_checks import checked, run_child
+from script_checks import checked, run_child, these_counters
+
+COUNTERS = these_counters()  # the same counters for this tree and a --before-code one
 
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "maxloss", "weak", "resized-crop",
             "cutout", "weak+randaugment+cutout")
@@ -57,25 +57,18 @@ RESULTS = Path(__file__).resolve().parent / "results"  # from any working folder
 AUGMENT_DIR = str(Path("coreaug") / "augment")
 
 
-class OpCounter(TorchDispatchMode):
-    """Counts every aten op dispatched while active: in total, by op name, and by the coreaug
-    module (file) whose code issued it; ops issued inside a model's forward go to ``model``."""
+class OpCounter(COUNTERS.OpCounter):
+    """OpCounter's counts by op name, and by the coreaug module (file) whose code issued each op;
+    ops issued inside a model's forward go to ``model``."""
 
     def __init__(self):
         super().__init__()
-        self.by_name = collections.Counter()
         self.by_module = collections.Counter()
         self.in_model = 0  # depth of model forwards running now
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        self.by_name[name] += 1
+    def count(self, name):
+        super().count(name)
         self.by_module["model" if self.in_model else _issuing_module()] += 1
-        return func(*args, **(kwargs or {}))
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_name.values())
 
 
 def _issuing_module() -> str:
@@ -135,15 +128,15 @@ def count(name: str, n: int) -> dict:
     counter = OpCounter()
     call = make_call(name, sample_batch(n), counter)
     call()
-    with SyncAudit() as audit, counter:
+    with COUNTERS.SyncAudit() as audit, counter:
         call()
     modules = dict(counter.by_module.most_common())
     counted = {"ops": counter.total, "model_ops": modules.get("model", 0), "syncs": audit.total,
-               "by_name": dict(counter.by_name.most_common()), "by_module": modules}
+               "by_name": dict(counter.counts.most_common()), "by_module": modules}
     if name != "maxloss":  # (max-loss scores through the trainer's model: counted by bench_trainer)
         keyed, call = OpCounter(), make_call(name, sample_batch(n), keyed=True)
         call()
-        with SyncAudit() as audit, keyed:
+        with COUNTERS.SyncAudit() as audit, keyed:
             call()
         counted.update(keyed_ops=keyed.total, keyed_syncs=audit.total)
     return counted

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import coreaug  # noqa: F401 (first: it sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from script_checks import checked, run_child
+from script_checks import checked, run_child, these_counters
+
+COUNTERS = these_counters()  # the same counters for this tree and a --before-code one
 
 # name: TrainConfig settings beside the shared ones (batch 128, 1,280 examples, 2 epochs, CPU)
 CONFIGS = {
@@ -48,29 +49,21 @@ CONFIGS = {
         dataset="synthetic", model="resnet20", strategy="random", subset=0.3, augment="randaugment", augment_steps=8),
 }
 SHARED = dict(batch_size=128, train_limit=1280, test_limit=64, epochs=2, seed=0, quiet=True, device="cpu")
-LAUNCH_FREE = {"view", "_unsafe_view", "unsqueeze", "squeeze", "expand", "t", "transpose", "permute", "select",
-               "slice", "as_strided", "unbind", "split", "split_with_sizes", "alias", "detach", "_reshape_alias",
-               "reshape", "flatten", "unflatten", "view_as", "expand_as", "chunk", "narrow", "diagonal", "empty",
-               "empty_strided", "new_empty", "new_empty_strided", "_record_function_enter_new",
-               "_record_function_exit", "as_strided_", "lift_fresh"}
 WEAK_MODULES = ("coreaug.augment.flip_crop", "coreaug.augment.weak_cutout")
 
 
-class StepCounter(TorchDispatchMode):
-    """Counts the ops dispatched while active: all, those that launch a kernel, and the strong
-    policy's kernels (the innermost coreaug module on the stack is an augment one, not weak's)."""
+class StepCounter(COUNTERS.OpCounter):
+    """OpCounter's counts, and the strong policy's kernels (the innermost coreaug module on the
+    stack is an augment one, not weak's)."""
 
     def __init__(self):
         super().__init__()
-        self.ops = self.kernels = self.strong = 0
+        self.strong = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        self.ops += 1
-        if name not in LAUNCH_FREE:
-            self.kernels += 1
+    def count(self, name):
+        super().count(name)
+        if name not in COUNTERS.LAUNCH_FREE:
             self.strong += _strong_policy()
-        return func(*args, **(kwargs or {}))
 
 
 def _strong_policy() -> bool:
@@ -88,12 +81,11 @@ def _strong_policy() -> bool:
 def count(settings: dict) -> dict:
     """Per-step counts of the second epoch of a 2-epoch run with ``settings``."""
     from coreaug.training import trainer
-    from coreaug.training.sync_audit import SyncAudit
 
     epochs, original = [], trainer._train_epoch
 
     def counted_epoch(*args, **kwargs):
-        counter, audit = StepCounter(), SyncAudit()
+        counter, audit = StepCounter(), COUNTERS.SyncAudit()
         syncs = []  # the syncs counted so far, at the end of each step
         bar_update = trainer.ProgressBar.update
 
@@ -118,7 +110,7 @@ def count(settings: dict) -> dict:
     finally:
         trainer._train_epoch = original
     counter, syncs, steps = epochs[-1]
-    return {"ops": counter.ops / steps, "kernels": counter.kernels / steps, "strong": counter.strong / steps,
+    return {"ops": counter.total / steps, "kernels": counter.kernels / steps, "strong": counter.strong / steps,
             "syncs": syncs, "steps": steps}
 
 

@@ -36,7 +36,6 @@ strategies in one table.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import math
 import time
@@ -44,30 +43,13 @@ import time
 import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from coreaug.training.config import DATASET_DEFAULTS, FALLBACK_DEFAULTS
+from coreaug.training.sync_audit import OpCounter
 from script_checks import checked
 
 PRECISIONS = ("auto", "bf16", "fp32")
 OPTIMIZERS = ("auto", "foreach", "fused", "compiled")
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts every aten op dispatched while active (use as a context manager): `total`, and
-    `by_name` per op."""
-
-    def __init__(self):
-        super().__init__()
-        self.by_name = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.by_name[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_name.values())
 
 
 def record_compiled_kernels():

@@ -1,5 +1,6 @@
 """Checks the benchmark scripts make on their arguments before measuring anything, so that a
 run of minutes is not lost at its end, nor timed against the wrong code."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -41,3 +42,15 @@ def run_child(argv, what="a measuring process", **kwargs):
         last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
         sys.exit(f"{os.path.basename(sys.argv[0])}: {what} failed (exit status {done.returncode}): {last}")
     return done
+
+
+def these_counters():
+    """This checkout's coreaug/training/sync_audit.py (OpCounter, LAUNCH_FREE, SyncAudit), loaded
+    from its file: a `--before-code` child, whose `coreaug` is an older tree, counts that tree's
+    ops with the same counters as this tree's."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "coreaug", "training",
+                        "sync_audit.py")
+    spec = importlib.util.spec_from_file_location("coreaug_counters_of_this_tree", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,16 +1,13 @@
 """The dense policies dispatch few ops, none syncing, and give each example its own op's result."""
-import collections
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import coreaug.augment as A
 from coreaug.augment.op_kinds import OP_KINDS
 from coreaug.augment.op_set import OpSet
 from coreaug.augment.randaugment import randaugment_ranges, trivialaugment_ranges
 from coreaug.augment.sampling import RandomSource, integers, signs
-from coreaug.training.sync_audit import SyncAudit
+from coreaug.training.sync_audit import OpCounter, SyncAudit
 
 # Ops per call with a torch.Generator: the dense path dispatched 250, 146 and 250 when it was written,
 # the grouped path before it 559, 280 and 525 (experiments/results/augment_ops.md; 212, 118 and 214
@@ -19,28 +16,6 @@ MOST_OPS = {"randaugment": 260, "trivialaugment": 152, "autoaugment": 260}
 # Of those, the ops that launch a kernel on a GPU (all but views): 137, 76 and 141 under torch 2.13
 # since each example's numbers are looked up in a table of every draw (189, 109 and 189 before).
 MOST_KERNELS = {"randaugment": 140, "trivialaugment": 79, "autoaugment": 144}
-# Ops that launch nothing: views, empty tensors, profiler records.
-LAUNCH_FREE = {"view", "_unsafe_view", "unsqueeze", "squeeze", "expand", "t", "transpose", "permute", "select",
-               "slice", "as_strided", "unbind", "split", "alias", "detach", "_reshape_alias", "reshape", "flatten",
-               "view_as", "expand_as", "narrow", "empty", "empty_strided", "new_empty", "lift_fresh"}
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts every aten op dispatched while active, by name."""
-
-    def __init__(self):
-        super().__init__()
-        self.counts = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.counts[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
-
-    @property
-    def kernels(self) -> int:
-        return sum(count for name, count in self.counts.items() if name not in LAUNCH_FREE)
-
-
 def ops_and_syncs(policy, images, randomness=lambda seed: torch.Generator().manual_seed(seed), kernels=False):
     """(ops, syncing ops) of one call after a warm-up call (which fills the caches); ``kernels``:
     (ops that launch a kernel, syncing ops)."""
@@ -48,7 +23,7 @@ def ops_and_syncs(policy, images, randomness=lambda seed: torch.Generator().manu
     second = randomness(1)
     with SyncAudit() as audit, OpCounter() as counter:
         policy(images, second)
-    return counter.kernels if kernels else sum(counter.counts.values()), audit.total
+    return counter.kernels if kernels else counter.total, audit.total
 
 
 def cifar_batch(n, seed=0):

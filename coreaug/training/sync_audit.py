@@ -22,6 +22,41 @@ SYNCING = {
 INDEXING = {aten.index.Tensor, aten.index_put_.default, aten.index_put.default, aten._index_put_impl_.default}
 
 
+# Ops that launch no kernel on a GPU: views, empty tensors, profiler records.
+LAUNCH_FREE = frozenset({
+    "view", "_unsafe_view", "unsqueeze", "squeeze", "expand", "t", "transpose", "permute", "select", "slice",
+    "as_strided", "as_strided_", "unbind", "split", "split_with_sizes", "alias", "detach", "_reshape_alias",
+    "reshape", "flatten", "unflatten", "view_as", "expand_as", "chunk", "narrow", "diagonal", "empty",
+    "empty_strided", "new_empty", "new_empty_strided", "lift_fresh", "_record_function_enter_new",
+    "_record_function_exit"})
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every aten op dispatched while active (use as a context manager), by name in
+    `counts`: `total`, and `kernels`, those that launch a kernel on a GPU (all but LAUNCH_FREE's).
+    Each op is at least one kernel launch on CUDA, so on the CPU this measures a GPU step's
+    launch cost. A subclass sees each op's name in `count`."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+    def count(self, name):
+        self.counts[name] += 1
+
+    @property
+    def total(self):
+        return sum(self.counts.values())
+
+    @property
+    def kernels(self):
+        return sum(count for name, count in self.counts.items() if name not in LAUNCH_FREE)
+
+
 class SyncAudit(TorchDispatchMode):
     """Counts syncing ops by name in `counts` while active (use as a context manager)."""
 
