@@ -91,3 +91,39 @@ def test_select_help_says_the_history_rules_read_the_losses_as_given():
 
     text = " ".join(CliRunner().invoke(app, ["select", "--help"]).output.split())
     assert "for coreset-history and coreset-heldout, each example's mean loss over earlier selections" in text
+
+
+def _replaced_by_hand(x, budget, knn=20):
+    """crust's picks for one class the plain way: each round recomputes every cluster."""
+    from coreaug.selection.facility_location import lazy_greedy
+    from coreaug.selection.knn import knn_graph
+
+    order, _ = lazy_greedy(knn_graph(x, knn), len(x))
+    held, after, dropped, best = list(order[:budget]), budget, [], None
+    while True:
+        alone = cluster_sizes(x, np.array(held)) == 1
+        if best is None or alone.sum() < best[0]:
+            best = (alone.sum(), list(held))
+        new = list(order[after:after + alone.sum()])
+        if not alone.any() or not new:
+            break
+        after += len(new)
+        dropped += [p for p, a in zip(held, alone) if a]
+        held = [p for p, a in zip(held, alone) if not a] + new
+        held += dropped[:budget - len(held)]
+    return sorted(best[1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crust_keeps_its_clusters_up_to_date_as_a_full_recount_would(seed):
+    """Each round searches the class against the new picks only: the picks must be those of
+    recomputing every cluster each round (outliers and duplicates included)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(40, 200))
+    x = rng.normal(size=(n, 1 + seed)).astype(np.float32)
+    x[: n // 6] *= 12
+    x[n // 2:n // 2 + 4] = x[1]
+    y = np.zeros(n, dtype=np.int64)
+    for fraction in (0.2, 0.5, 0.9):
+        crust = select_by_rule("crust", y, fraction, estimates=x)
+        assert sorted(crust.indices.tolist()) == _replaced_by_hand(x, len(crust)), fraction

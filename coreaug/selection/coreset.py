@@ -11,7 +11,7 @@ from .checks import (BALANCES, check_bool, check_choice, check_features, check_f
 from .facility_location import apricot_greedy, lazy_greedy
 from .knn import knn_graph
 from .selection import Selection
-from .weights import cluster_sizes, normalise_weights
+from .weights import cluster_sizes, nearest_selected, normalise_weights
 
 BACKENDS = ("own", "apricot")
 DEFAULT_KNN = 20
@@ -125,35 +125,48 @@ def _kept_members(members, kept, budget):
 def _without_singletons(greedy, graph, class_x, budget):
     """Greedy picks with singleton clusters replaced by later picks: (picks, F(picks), cluster sizes).
 
-    Starting from the first `budget` greedy picks, the picks whose cluster (under the picks held,
-    cluster_sizes) is themselves alone are dropped and the next candidates of the greedy order,
-    extended as needed up to the class size, take their places, until no pick is alone or the
-    candidates run out (then the dropped picks fill the set, first dropped first). The set with
-    the fewest singletons is kept, the earliest of equals: the plain coreset when no
-    replacement helps. The picks are in greedy order."""
+    Starting from the first `budget` greedy picks, the picks whose cluster (each member with its
+    nearest pick, as cluster_sizes assigns them) is themselves alone are dropped and the next
+    candidates of the greedy order, extended as needed up to the class size, take their places,
+    until no pick is alone or the candidates run out (then the dropped picks fill the set, first
+    dropped first). The set with the fewest singletons is kept, the earliest of equals: the plain
+    coreset when no replacement helps. The picks are in greedy order. Each round searches the
+    class against the new picks only (a dropped pick's cluster was itself)."""
     n = class_x.shape[0]
     order, _ = greedy(graph, min(n, 2 * budget))
-    held, after, dropped = list(order[:budget]), budget, []
+    held, after, dropped = np.asarray(order[:budget]), budget, []
+    distance, owner = nearest_selected(class_x, np.arange(n), held)
+    owner[held], distance[held] = held, 0
     best = None
     while True:
-        sizes = cluster_sizes(class_x, np.asarray(held))
-        alone = sizes == 1
-        if best is None or alone.sum() < best[0]:
-            best = (int(alone.sum()), list(held))
-        if not alone.any():
+        alone = np.bincount(owner, minlength=n)[held] == 1
+        count = int(alone.sum())
+        if best is None or count < best[0]:
+            best = (count, held)
+        if not count:
             break
-        if after + int(alone.sum()) > len(order) and len(order) < n:  # more candidates of the greedy order
-            order, _ = greedy(graph, min(n, max(2 * len(order), after + int(alone.sum()))))
-        new = list(order[after:after + int(alone.sum())])
-        if not new:  # the class's every example tried
+        if after + count > len(order) and len(order) < n:  # more candidates of the greedy order
+            order, _ = greedy(graph, min(n, max(2 * len(order), after + count)))
+        new = np.asarray(order[after:after + count])
+        if not new.size:  # the class's every example tried
             break
-        after += len(new)
-        dropped += [pick for pick, single in zip(held, alone) if single]
-        held = [pick for pick, single in zip(held, alone) if not single] + new
-        if len(held) < budget:  # the last candidates: the dropped picks, first dropped first, fill the set
-            held += dropped[:budget - len(held)]
+        after += new.size
+        gone = held[alone]
+        dropped += gone.tolist()
+        held = np.concatenate([held[~alone], new])
+        if held.size < budget:  # the last candidates: the dropped picks, first dropped first, fill the set
+            refill = np.asarray(dropped[:budget - held.size], dtype=held.dtype)
+            held, new = np.concatenate([held, refill]), np.concatenate([new, refill])
+        # the new picks take the members nearer to them; the dropped ones, alone before, join their nearest pick
+        nearer, taker = nearest_selected(class_x, np.arange(n), new)
+        moved = nearer < distance
+        owner[moved], distance[moved] = taker[moved], nearer[moved]
+        gone = gone[~np.isin(gone, held)]
+        if gone.size:
+            distance[gone], owner[gone] = nearest_selected(class_x, gone, held)
+        owner[held], distance[held] = held, 0
     rank = {pick: position for position, pick in enumerate(order)}
-    picks = np.array(sorted(best[1], key=rank.__getitem__), dtype=order.dtype)
+    picks = np.array(sorted(best[1].tolist(), key=rank.__getitem__), dtype=order.dtype)
     # F of the picks kept (what each member's best pick gives it), not the sum of their gains in
     # the longer greedy order, which counts the dropped picks' cover as theirs.
     objective = float(graph[picks].max(axis=0).sum())

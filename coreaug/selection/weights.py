@@ -19,6 +19,15 @@ def cluster_sizes(features, selected):
     return np.bincount(nearest, minlength=len(selected)).astype(np.int64)
 
 
+def nearest_selected(features, points, selected):
+    """(squared L2 distance, position in `features`) of the nearest of `selected` (positions) to
+    each of `points` (positions), by exact search: cluster_sizes' assignment, for some points."""
+    index = faiss.IndexFlatL2(features.shape[1])
+    index.add(np.ascontiguousarray(features[selected]))
+    distance, nearest = index.search(np.ascontiguousarray(features[points]), 1)
+    return distance[:, 0], np.asarray(selected)[nearest[:, 0]]
+
+
 def normalise_weights(counts):
     """Cluster sizes scaled to mean 1 over the selection, as float32 (the paper's gamma)."""
     counts = np.asarray(counts, dtype=np.float64)
