@@ -4,6 +4,7 @@ import os
 import click
 
 import coreaug
+from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.errors import UsageError
 
 from .errors import user_errors
@@ -16,8 +17,7 @@ from .errors import user_errors
 @click.option("--clear-cache", is_flag=True,
               help="Remove decoded caches of folders of images: NAME's (a folder), or all of them without NAME.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Where folders' images are decoded to [default: $COREAUG_CACHE_DIR, else "
-                   "~/.cache/coreaug/decoded].")
+              help=f"Where folders' images are decoded to [default: {CACHE_DIR_TEXT}].")
 @click.option("--image-size", type=int,
               help="A folder: square size to decode to, as `coreaug train --image-size` "
                    "[default: the images' own size when they share one, else 64].")

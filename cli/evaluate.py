@@ -4,6 +4,7 @@ import unicodedata
 import click
 
 import coreaug
+from coreaug.data.cache_key import CACHE_DIR_TEXT
 
 from .errors import user_errors
 
@@ -19,7 +20,7 @@ from .errors import user_errors
               help="Folder datasets: leave unreadable images out instead of stopping [default: as the run did].")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="The run's own folder dataset: where its images are decoded to [default: the run's cache "
-                   "folder, or, where that cannot be written here, COREAUG_CACHE_DIR or ~/.cache/coreaug/decoded].")
+                   f"folder, or, where that cannot be written here, {CACHE_DIR_TEXT}].")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
 @user_errors
 def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device):

@@ -1,4 +1,5 @@
 """Entry point of the `coreaug` console script."""
+import codecs
 import contextlib
 import sys
 import warnings
@@ -43,11 +44,13 @@ app.add_command(archive)
 def _raw_names_on_stdout():
     """Let stdout write a file name that is not valid UTF-8 (Python holds its odd bytes as
     surrogates, "caf\\udce9") as its own bytes, as `ls` does: a UTF-8 locale's strict stdout
-    raised UnicodeEncodeError at predict's CSV row or evaluate's class line of such a name."""
+    raised UnicodeEncodeError at predict's CSV row or evaluate's class line of such a name. A
+    stdout of another encoding (cp1252) writes what it cannot encode as escapes (\\u732b)."""
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None and getattr(sys.stdout, "errors", None) == "strict":
+        utf8 = codecs.lookup(getattr(sys.stdout, "encoding", None) or "ascii").name == "utf-8"
         with contextlib.suppress(ValueError, OSError):  # (a stream that takes no new error handler)
-            reconfigure(errors="surrogateescape")
+            reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
 
 
 def main(args=None):

@@ -13,6 +13,7 @@ from click.core import ParameterSource
 import coreaug
 from coreaug.bench.workers import Terminated, sigterm_raises
 from coreaug.data import is_folder_dataset
+from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.errors import UsageError, listed
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
                                      STRATEGIES, STREAMS, WEAK, unused_options,
@@ -62,8 +63,7 @@ def train_options(command):
                           "holding the images in memory (auto: when the node's processes' copies would take over half the free "
                           "host or GPU memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
-                     help="Folder datasets: where images are decoded to [default: $COREAUG_CACHE_DIR, else "
-                          "~/.cache/coreaug/decoded]."),
+                     help=f"Folder datasets: where images are decoded to [default: {CACHE_DIR_TEXT}]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),
         click.option("--weak", type=click.Choice(WEAK), default=_default("weak"), show_default=True,
                      help="Weak augmentation every example gets: pad-crop (pad 4, random crop, flip), resized-crop (random-resized crop, scale 0.08-1, ratio 3/4-4/3, and flip), auto (resized-crop for folder datasets of --image-size 128 and more, else pad-crop)."),

@@ -1,12 +1,21 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a partial one."""
+"""Atomic file writes: a reader sees the old file or the new one, never a partial one; folder locks."""
 import errno
 import os
 import stat
 import tempfile
+import warnings
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock (coreaug runs on Linux and macOS; there, WSL)
+    fcntl = None
 
 # A disk that cannot take the file: the OS's reason is what the user needs, not the error of the
 # library that was writing (torch.save's says "[enforce fail at inline_container.cc] unexpected pos").
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+# A file system that takes no locks: Lustre mounted without flock (its default), NFS without a lock service.
+NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+_UNLOCKED = set()  # the folders already warned about
 
 
 def size_text(size: float) -> str:
@@ -17,10 +26,47 @@ def size_text(size: float) -> str:
     return f"{size / 2 ** 10:.0f} KiB"
 
 
+def user_cache(*parts, xdg=True):
+    """A folder of coreaug's in the user's cache: $XDG_CACHE_HOME/coreaug/`parts` (with `xdg`),
+    else ~/.cache/coreaug/`parts`, else, where no home folder can be found (HOME unset and a user
+    id without an account, as under systemd's DynamicUser), <temp folder>/coreaug-<uid>/`parts`:
+    never a folder named "~" in the working folder."""
+    if xdg and os.environ.get("XDG_CACHE_HOME"):
+        return os.path.join(os.environ["XDG_CACHE_HOME"], "coreaug", *parts)
+    home = os.path.expanduser("~")
+    if home == "~":  # (expanduser gives "~" back when it finds no home)
+        return os.path.join(tempfile.gettempdir(), f"coreaug-{getattr(os, 'getuid', lambda: 'user')()}", *parts)
+    return os.path.join(home, ".cache", "coreaug", *parts)
+
+
 def make_folder(path):
     """Create the folder `path` (and its parents) unless it exists; a link to a folder that does not exist (a
     `runs -> /scratch/...` link whose scratch was purged) creates the folder it points to, as --cache-dir does."""
     os.makedirs(os.path.realpath(os.path.expanduser(os.fspath(path))), exist_ok=True)
+
+
+def lock_folder(fd, path, wait=True):
+    """An exclusive lock (flock) on `fd`, the open folder `path`, let go when `fd` closes: True once
+    taken; BlockingIOError at once when another process holds it and not `wait`. Where the file
+    system (or the platform) takes no locks, False, with one warning a folder: two commands in
+    one folder are then not kept apart, and everything else goes on."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            raise
+        except OSError as exc:
+            if exc.errno not in NO_LOCKS:
+                raise
+            reason = exc.strerror
+    else:
+        reason = "no file locks on this platform"
+    if path not in _UNLOCKED:
+        _UNLOCKED.add(path)
+        warnings.warn(f"{path} cannot be locked ({reason}): another coreaug command writing into it at the "
+                      "same time would not be stopped", stacklevel=3)
+    return False
 
 
 def _umask():
@@ -58,7 +104,7 @@ def atomic_write(path, write, mode="w"):
             raise OSError(exc.errno, exc.strerror, folder) from None
         raise
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **_utf8(mode)) as f:
             write(f)
         os.chmod(tmp, permissions)
         os.replace(tmp, target)
@@ -68,6 +114,12 @@ def atomic_write(path, write, mode="w"):
         if cause is not None:
             raise OSError(cause.errno, cause.strerror, path) from exc
         raise
+
+
+def _utf8(mode):
+    """UTF-8 for a text mode (coreaug's tables hold ±, —, √ and read their files back as UTF-8),
+    not the locale's encoding (cp1252 on Windows, or a legacy Linux locale's)."""
+    return {} if "b" in mode else {"encoding": "utf-8"}
 
 
 def _not_a_file(path):
@@ -83,7 +135,7 @@ def _not_a_file(path):
 def _write_in_place(path, target, write, mode):
     """`write(f)` on the device or pipe `target` itself (not atomic: there is no file to swap)."""
     try:
-        with open(target, mode) as f:
+        with open(target, mode, **_utf8(mode)) as f:
             write(f)
     except BaseException as exc:
         cause = _disk_error(exc)

@@ -13,7 +13,6 @@ The same runs give the same bytes (sorted runs, fixed key order, xz has no times
 unchanged grid is an unchanged file in git.
 """
 import contextlib
-import fcntl
 import gzip
 import json
 import lzma
@@ -22,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from coreaug.errors import UsageError, first_line
-from coreaug.files import atomic_write
+from coreaug.files import atomic_write, lock_folder
 from coreaug.training.run_files import CHECKPOINT, MODEL, RunFolder, differences
 
 SUFFIX = ".runs.jsonl.xz"
@@ -206,7 +205,7 @@ def plan_lock(grid):
     when its descriptor closes), so that two commands of one grid see each other's plan."""
     fd = os.open(grid, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock_folder(fd, grid)
         yield
     finally:
         os.close(fd)

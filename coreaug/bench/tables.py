@@ -102,7 +102,7 @@ def add_timings(rows, target=None):
 
 def write_csv(rows, path):
     """One line per run with CSV_COLUMNS; NaN is written as an empty cell, subset too for references."""
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for row in rows:

@@ -9,15 +9,19 @@ import os
 from stat import S_ISREG
 from typing import Optional, Tuple
 
+from coreaug.files import user_cache
+
+CACHE_DIR_TEXT = "$COREAUG_CACHE_DIR, else $XDG_CACHE_HOME/coreaug/decoded, else ~/.cache/coreaug/decoded"
 FORMAT_VERSION = 2  # 2: 16-bit images scaled to 8 bits, EXIF orientation applied
 EMPTY_FILE = "an empty file"  # an unreadable image's reason, as training and predict name it
 
 
 def default_cache_dir() -> str:
-    """$COREAUG_CACHE_DIR, else $XDG_CACHE_HOME/coreaug/decoded, else ~/.cache/coreaug/decoded."""
+    """$COREAUG_CACHE_DIR, else $XDG_CACHE_HOME/coreaug/decoded, else ~/.cache/coreaug/decoded
+    (coreaug.files.user_cache: a temporary folder where no home can be found)."""
     if os.environ.get("COREAUG_CACHE_DIR", "").strip():  # (set but blank: as unset, not a folder named " ")
         return os.environ["COREAUG_CACHE_DIR"]
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "decoded")
+    return user_cache("decoded")
 
 
 def cache_key(splits, image_size: int, unreadable: Optional[list] = None) -> Tuple[str, str]:

@@ -85,6 +85,12 @@ class DiskImages(Images):
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
 
+    def __getstate__(self):
+        """Without the open file: a copy, or a process it is pickled into (a DataLoader worker
+        started with spawn), opens its own; the number would name another file there, and be
+        closed twice."""
+        return {**self.__dict__, "_fd": None}
+
     def load(self) -> torch.Tensor:
         """Every image of this view in memory, as one (N, C, H, W) tensor."""
         if self.rows is None:

@@ -16,6 +16,7 @@ removes caches, and keeps the names that were public here importable from it.
 """
 import contextlib
 import contextvars
+import multiprocessing
 import os
 import re
 import shutil
@@ -95,6 +96,20 @@ class ImageCache:
         return sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
 
 
+UNGUARDED = ("this process is a worker that coreaug started (decoding images or reading them for a DataLoader) "
+             "with spawn, the default on macOS and Windows, and it is importing the calling script, which "
+             "reads a folder of images again at its top level: put the script's calls under "
+             "`if __name__ == \"__main__\":`, or pass workers=0")
+
+
+def _refuse_in_a_starting_worker():
+    """RuntimeError in a process still importing the main script (spawn runs a script's top level
+    again in every worker): without the `__main__` guard a worker would wait for the cache its
+    parent is building, and the parent for the worker."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # multiprocessing's own test
+        raise RuntimeError(UNGUARDED)
+
+
 @keyword_only
 def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Optional[str] = None,
                   workers: int = 0, skip_bad: bool = False, progress: bool = True,
@@ -116,6 +131,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     it progresses, and raise UsageError once it has made no progress for ``stall_after``
     seconds. Builds left by killed processes are removed first (coreaug.data.cache_builds).
     """
+    _refuse_in_a_starting_worker()
     root = _root(cache_dir)
     unreadable = []
     key, fingerprint = cache_key(splits, image_size, unreadable)

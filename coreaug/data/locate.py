@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from coreaug.errors import UsageError
+from coreaug.files import user_cache
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -51,7 +52,7 @@ def default_download_root(data_dir: Optional[PathLike] = None) -> Path:
         return Path(data_dir).expanduser()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    return Path.home() / ".cache" / "coreaug"
+    return Path(user_cache(xdg=False))
 
 
 def search_roots(name: str, data_dir: Optional[PathLike] = None) -> List[Path]:
@@ -62,7 +63,7 @@ def search_roots(name: str, data_dir: Optional[PathLike] = None) -> List[Path]:
     roots = []
     if os.environ.get(ENV_VAR):
         roots.append(Path(os.environ[ENV_VAR]).expanduser())
-    roots.append(Path.home() / ".cache" / "coreaug")
+    roots.append(Path(user_cache(xdg=False)))  # (not $XDG_CACHE_HOME's: where downloads have always gone)
     roots.append(SYSTEM_DATA_DIR / name)
     return roots
 

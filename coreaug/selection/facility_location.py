@@ -3,17 +3,18 @@
 `lazy_greedy` is the project's own kernel (numba, compiled once and cached on disk);
 `apricot_greedy` runs apricot-select on the same sparse graph, as a reference.
 """
-import os
 import warnings
 
 import numba
 import numpy as np
 from numba.core import caching
 
+from coreaug.files import user_cache
+
 
 def numba_cache_dir() -> str:
     """Where the compiled kernel is cached: $XDG_CACHE_HOME/coreaug/numba, else ~/.cache/coreaug/numba."""
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coreaug", "numba")
+    return user_cache("numba")
 
 
 class _KernelCache(caching.FunctionCache):

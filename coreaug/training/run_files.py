@@ -10,7 +10,7 @@ OS drops when the process ends however it ends, so `--resume` after a crash stil
 """
 import collections
 import contextlib
-import fcntl
+import errno
 import json
 import os
 import pickle
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from coreaug.errors import UsageError, first_line
-from coreaug.files import DISK_ERRORS, atomic_write, make_folder, saved_by_torch
+from coreaug.files import DISK_ERRORS, atomic_write, lock_folder, make_folder, saved_by_torch
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -63,6 +63,7 @@ class RunFolder:
         kept = [name for name in RESULTS if os.path.exists(self.file(name))] if os.path.isdir(self.path) else []
         self._checked = (set(kept), overwrite)
         if not os.path.isdir(self.path):
+            _check_can_make(self.path)  # now, not after the dataset is decoded
             return None
         self._take_lock()
         config_path = self.file("config.json")
@@ -128,7 +129,7 @@ class RunFolder:
             return
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_folder(fd, self.path, wait=False)
         except BlockingIOError:
             os.close(fd)
             raise UsageError(f"--out {self.path} is in use by another coreaug run that is still going; "
@@ -514,3 +515,13 @@ def _meaning(key, value, settings):
     if key == "image_size" and isinstance(dataset, str) and names_registered_dataset(dataset):
         return None  # a registered dataset's images keep their own size (older runs recorded the folder default, 64)
     return value
+
+
+def _check_can_make(path):
+    """PermissionError naming the nearest existing folder above `path` when this process may not
+    create folders in it (the error the first write would raise, after the data was loaded)."""
+    above = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    if os.path.isdir(above) and not os.access(above, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), above)
