@@ -74,7 +74,8 @@ def _summary(result):
               help="Reference runs, comma-separated (full: augment everyone; none: no one).")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per cell: --seed, --seed + 1, ...")
 @click.option("--target", type=float,
-              help="Accuracy for time-to-target, in (0, 1] [default: 99% of full's final accuracy].")
+              help="Accuracy for time-to-target, in (0, 1] [default: 99% of full's mean final accuracy; "
+                   "without a finished full run, 99% of the best final accuracy].")
 @click.option("--jobs", metavar="N",
               help="Train N runs at a time, each in its own worker process: on the CPU each takes cores / N threads "
                    "(OMP_NUM_THREADS where set: a CPU run's figures depend on its thread count), "

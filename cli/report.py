@@ -35,7 +35,8 @@ def _command(paths, out, target, baseline, paper_figures, epoch_seconds, subsets
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Folder for NAME.md, NAME-runs.csv, NAME-cells.csv and NAME.png.")
 @click.option("--target", type=float,
-              help="Accuracy for time-to-target, in (0, 1] [default: 99% of full's final accuracy].")
+              help="Accuracy for time-to-target, in (0, 1] [default: 99% of full's mean final accuracy; "
+                   "without a finished full run, 99% of the best final accuracy].")
 @click.option("--baseline",
               help="Strategy the paired differences are taken against; comma-separated for more tables "
                    "(full and none pair with the references); one the runs lack is refused "
@@ -46,7 +47,9 @@ def _command(paths, out, target, baseline, paper_figures, epoch_seconds, subsets
                    "share of full's gain.")
 @click.option("--epoch-seconds", type=click.Path(dir_okay=False),
               help="CSV strategy,subset,seconds_per_epoch measured elsewhere (e.g. a quiet machine; positive "
-                   "seconds): times become epochs x these instead of the runs' own.")
+                   "seconds): times become epochs x these instead of the runs' own. An optional label column "
+                   "gives another grid's (PATH=LABEL) cells their own rates; without a row of their own they "
+                   "take the first grid's.")
 @click.option("--subsets", help="Only these fractions (and the references), comma-separated; a fraction no grid "
                                 "has is refused.")
 @click.option("--name", default="report", show_default=True, help="Stem of the files written (not empty).")

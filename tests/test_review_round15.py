@@ -200,3 +200,40 @@ def test_evaluate_aligns_its_per_class_table_for_wide_class_names(finished):
     assert len(rows) == 2
     starts = {columns(re.match(r"  \S+ *  ", line).group()) for line in rows}  # where the accuracy begins
     assert len(starts) == 1, rows
+
+
+def test_epoch_seconds_give_another_grid_its_own_rates_or_say_it_borrows_the_first_grids(tmp_path):
+    """`--epoch-seconds` was keyed by strategy and subset alone: a second grid (GRID2=LABEL) of
+    other settings silently took the first grid's rates, and the column's header said "training
+    without selection" over a given rate of training and selection together."""
+    import csv
+
+    from coreaug.bench import write_report
+    from test_report import write_run
+
+    for seed in range(2):
+        write_run(tmp_path / "A", "full", seed, [0.4, 0.5, 0.6, 0.7])
+        write_run(tmp_path / "A", "none", seed, [0.3, 0.4, 0.5, 0.6])
+        write_run(tmp_path / "B", "full", seed, [0.4, 0.5])
+    rates = tmp_path / "rates.csv"
+    rates.write_text("strategy,subset,seconds_per_epoch\nfull,,0.5\nnone,,0.2\n")
+    out = tmp_path / "rep"
+
+    def cells(path):
+        write_report(tmp_path / "A", also=[(tmp_path / "B", "short")], out=out, epoch_seconds=path, target=0.55)
+        text = (out / "report.md").read_text()
+        with open(out / "report-cells.csv", encoding="utf-8") as f:
+            return text, {(row["strategy"], row["label"]): row for row in csv.DictReader(f)}
+
+    text, rows = cells(rates)
+    assert float(rows["full", "short"]["seconds_per_epoch"]) == 0.5  # borrowed, as before, and said
+    assert "take the first grid's rate of their strategy and subset" in text
+    assert "| s / epoch, training + selection (given) |" in text
+    rates.write_text("strategy,subset,seconds_per_epoch,label\nfull,,0.5,\nnone,,0.2,\nfull,,0.25,short\n")
+    text, rows = cells(rates)
+    assert float(rows["full", "short"]["seconds_per_epoch"]) == 0.25
+    assert float(rows["full", ""]["seconds_per_epoch"]) == 0.5
+    assert "take the first grid's rate" not in text
+    rates.write_text("strategy,subset,seconds_per_epoch,label\nfull,,0.5,\nfull,,0.3,short\nfull,,0.25,short\n")
+    with pytest.raises(UsageError, match=r"rows 3 and 4 are both full of short; keep one"):
+        cells(rates)

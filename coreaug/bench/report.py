@@ -92,7 +92,8 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
 
     path: a grid folder (as `coreaug bench --out` makes it) or an archive from `archive_grid`.
     also: (path, label) pairs: other grids whose runs become rows "<strategy>, <label>".
-    target: the accuracy in (0, 1] for time-to-target; None: 99% of full's mean final accuracy.
+    target: the accuracy in (0, 1] for time-to-target; None: 99% of full's mean final accuracy
+        (without a finished full run, of the best final accuracy).
     baseline: the strategy (or reference, full/none) that paired differences are taken
         against; a comma-separated string or a list gives one table per baseline. None:
         random when the runs have it (else no such table).
@@ -129,8 +130,8 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     if wanted == set():  # the references alone, without a word
         raise UsageError("subsets is empty; give the fractions to keep, such as 0.1,0.3, or leave it out for all")
     paper = _read_figures(paper_figures, "--paper-figures", "accuracy", _bad_percent) if paper_figures else {}
-    rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate) if epoch_seconds
-             else None)
+    rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate, labelled=True)
+             if epoch_seconds else None)
 
     sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
     runs, problems, described, settings, pooled = _read_sources(sources, wanted)
@@ -143,10 +144,11 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     _check_baselines(runs, baselines)
 
     cells = _cells(runs, baselines[0] if baselines else None)
-    if rates is not None and not any((cell.strategy, cell.subset) in rates for cell in cells.values()):
+    if rates is not None and not any(_rate(rates, cell) == _rate(rates, cell) for cell in cells.values()):
         raise UsageError(f"--epoch-seconds {epoch_seconds}: no row names a cell of the runs reported (rows "
-                         f"{_pairs(rates)}; the runs have {_pairs({(c.strategy, c.subset) for c in cells.values()})});"
-                         " give rows strategy,subset,seconds_per_epoch for them")
+                         f"{_pairs({key[:2] for key in rates})}; the runs have "
+                         f"{_pairs({(c.strategy, c.subset) for c in cells.values()})}); give rows "
+                         "strategy,subset,seconds_per_epoch for them")
     missing_runs = len(problems)
     problems += _missing_seeds(cells)
     main_full = [r.final for r in runs if r.strategy == "full" and not r.label]
@@ -338,9 +340,11 @@ def _run(record, label):
         return None, f"config.json or summary.json lacks a usable {exc}"
 
 
-def _read_figures(path, flag, column, bad):
-    """{(strategy, subset or None): float} from a CSV with columns strategy, subset, `column`;
-    `bad(value)` says what is wrong with a figure ("" when nothing is): a UsageError naming the row."""
+def _read_figures(path, flag, column, bad, labelled=False):
+    """{(strategy, subset or None): float} from a CSV with columns strategy, subset, `column`
+    ({(strategy, subset, label): float} if `labelled`, from an optional column label: "" where
+    it is absent or empty, the first grid's); `bad(value)` says what is wrong with a figure (""
+    when nothing is): a UsageError naming the row."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # (-sig: Excel's "CSV UTF-8" starts with a BOM)
             lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
@@ -365,10 +369,12 @@ def _read_figures(path, flag, column, bad):
         if problem:
             raise UsageError(f"{flag} {path}: row {number} ({_pairs([(strategy, subset)])}): {column} {value:g} "
                              f"{problem}")
-        if (strategy, subset) in rows:  # which would count? (the last one did, silently)
-            raise UsageError(f"{flag} {path}: rows {rows[strategy, subset]} and {number} are both "
-                             f"{_pairs([(strategy, subset)])}; keep one")
-        figures[(strategy, subset)], rows[(strategy, subset)] = value, number
+        key = (strategy, subset) + (((row.get("label") or "").strip(),) if labelled else ())
+        if key in rows:  # which would count? (the last one did, silently)
+            label = f" of {key[2]}" if labelled and key[2] else ""
+            raise UsageError(f"{flag} {path}: rows {rows[key]} and {number} are both "
+                             f"{_pairs([(strategy, subset)])}{label}; keep one")
+        figures[key], rows[key] = value, number
     if not figures:
         raise UsageError(f"{flag} {path} has a header but no rows; give one row strategy,subset,{column} per cell")
     return figures
@@ -473,9 +479,17 @@ def _share(accuracy, none, full):
 
 
 def _rate(rates, cell):
+    """The seconds per epoch `rates` give `cell` (or a Run): its label's row, else the first
+    grid's row of its strategy and subset, else NaN; None without rates."""
     if rates is None:
         return None
-    return rates.get((cell.strategy, cell.subset), NAN)
+    return rates.get((cell.strategy, cell.subset, cell.label), rates.get((cell.strategy, cell.subset, ""), NAN))
+
+
+def _borrowed(rates, cells):
+    """Whether a labelled cell takes the first grid's rate (the CSV gives its label none)."""
+    return rates is not None and any(cell.label and (cell.strategy, cell.subset, cell.label) not in rates
+                                     and (cell.strategy, cell.subset, "") in rates for cell in cells.values())
 
 
 def _mean_curve(cell, rate):
@@ -633,7 +647,7 @@ def _markdown(title, command, described, settings, cells, rows, baselines, paper
     lines += _accuracy_table(cells, rows, bool(paper))
     for name in baselines:
         lines += _paired_table(cells, rows, name)
-    lines += _timing_table(cells, rows, rates_path, target, rule)
+    lines += _timing_table(cells, rows, rates_path, target, rule, _borrowed(rates, cells))
     groups = [dict(strategy=cell.title, subset=cell.subset, **{k: row[k] for k in DIAGNOSTICS})
               for cell, row in zip(cells.values(), rows)]
     diagnostics = diagnostics_table(groups, _subset)
@@ -707,11 +721,13 @@ def _paired_table(cells, rows, name):
     return lines
 
 
-def _timing_table(cells, rows, rates_path, target, rule):
+def _timing_table(cells, rows, rates_path, target, rule, borrowed=False):
     source = (f"seconds per epoch from `{rates_path}` (measured elsewhere), times = epochs × those"
               if rates_path else "the runs' own seconds of training and selection (evaluation excluded)")
+    per_epoch_column = ("s / epoch, training + selection (given)" if rates_path
+                        else "s / epoch, training without selection")
     lines = ["## Time", "", f"Target accuracy {100 * target:.2f}% ({rule}); {source}.", "",
-             "| strategy | subset | seeds | s / epoch, training without selection | s / epoch, selection "
+             f"| strategy | subset | seeds | {per_epoch_column} | s / epoch, selection "
              "| seconds, training + selection | speed-up vs full "
              "| time to target, s | seeds reaching it | time-to-target speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -733,6 +749,9 @@ def _timing_table(cells, rows, rates_path, target, rule):
     if unrated:
         per_epoch += (f"; no rate in the CSV: `{rates_path}` has no row for that strategy and subset, so the row "
                       "has no times (its seeds reaching the target are still counted)")
+    if borrowed:  # right for another length of the same training, not for other settings
+        per_epoch += ("; the rows of another grid (a label) that the CSV gives no row of their own (a `label` "
+                      "column) take the first grid's rate of their strategy and subset")
     lines += ["", f"{per_epoch}. Time to target: each seed's seconds until its test accuracy first reaches the "
               "target, mean over the seeds (none unless every seed reaches it), as bench's results.md takes it; "
               "speed-ups divide full's figure (of the row's own label where it has one, else, and for a label's "
@@ -757,7 +776,7 @@ def _plot(cells, rates, target, path, title):
 
 
 def _run_row(run, target, rates):
-    rate = None if rates is None else rates.get((run.strategy, run.subset), NAN)
+    rate = _rate(rates, run)
     history = _rated(run.history, rate)
     row = {"label": run.label, "name": run.name, "strategy": run.strategy, "subset": run.subset, "seed": run.seed,
            "epochs": run.epochs, "final_accuracy": run.final, "best_accuracy": run.best,
