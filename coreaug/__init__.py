@@ -5,9 +5,9 @@ The public API is re-exported here, each name with its docstring (help(coreaug.t
 help(coreaug.TrainConfig)); `coreaug --help` and `coreaug COMMAND --help` describe the command line.
 The manual is docs/ (and README.md) in the source distribution or a checkout.
 """
-import os
-import sys
-import warnings
+import os as _os
+import sys as _sys
+import warnings as _warnings
 
 # Between releases, the next release with .dev0 (CHANGELOG.md's [Unreleased]); setup.cfg reads it from here.
 __version__ = "0.3.0.dev0"
@@ -17,13 +17,13 @@ __version__ = "0.3.0.dev0"
 # slower under load). Passive waiting must be chosen before the runtime loads, so it is
 # set here, before torch is imported; export OMP_WAIT_POLICY=ACTIVE to override.
 # Imported after torch or faiss, the setting comes too late: say so instead of having it look set.
-_loaded = [name for name in ("torch", "faiss") if name in sys.modules]
-if _loaded and "OMP_WAIT_POLICY" not in os.environ:
-    warnings.warn(f"coreaug was imported after {' and '.join(_loaded)}, whose OpenMP threads now spin while idle "
+_loaded = [name for name in ("torch", "faiss") if name in _sys.modules]
+if _loaded and "OMP_WAIT_POLICY" not in _os.environ:
+    _warnings.warn(f"coreaug was imported after {' and '.join(_loaded)}, whose OpenMP threads now spin while idle "
                   "(a CPU epoch ran 7x slower under load): import coreaug first, or set OMP_WAIT_POLICY=PASSIVE "
                   "(ACTIVE to keep spinning) in the environment before starting Python", stacklevel=2)
 del _loaded
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .augment import RandomSource, available_policies, create_policy
 from .bench import BenchResult, run_grid

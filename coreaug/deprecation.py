@@ -1,10 +1,11 @@
 """Deprecations: a public signature that changes keeps its old calls working for one release,
-with a FutureWarning that says what to write instead (scikit-learn's way)."""
+with a FutureWarning that says what to write instead (scikit-learn's way); and keyword-only
+options, whose positional form (deprecated in 0.2) is a TypeError since 0.3 that says what to write."""
 import functools
 import inspect
 import warnings
 
-REMOVED_IN = "0.3"  # the release in which what is deprecated now stops working
+REMOVED_IN = "0.4"  # the release in which what is deprecated now stops working (nothing is, in 0.3)
 
 
 class _Deprecated:
@@ -23,9 +24,8 @@ def warn_deprecated(message):
 
 
 def keyword_only(func=None, *, positional=None):
-    """Decorator: `func`'s keyword-only options may still be passed by position until coreaug
-    0.3. Extra positional arguments go to the keyword-only parameters in order, with a
-    FutureWarning naming each one and saying to pass it by keyword.
+    """Decorator: `func`'s keyword-only options passed by position are a TypeError naming each
+    one and saying to pass it by keyword (coreaug 0.2 took them with a FutureWarning).
 
     On a class it wraps ``__init__``. With ``positional=k`` the parameters after the first k
     (``self`` not counted) are treated, and shown by ``inspect.signature``, as keyword-only: for
@@ -53,14 +53,8 @@ def keyword_only(func=None, *, positional=None):
         extra = args[n_positional:]
         if extra and len(extra) <= len(names):  # more than that: func raises its own TypeError
             moved = names[:len(extra)]
-            for name in moved:
-                if name in kwargs:
-                    raise TypeError(f"{shown}() got multiple values for argument {name!r}")
-            warnings.warn(f"{shown}(): pass {', '.join(f'{name}=...' for name in moved)} by keyword; passing "
-                          f"{'it' if len(moved) == 1 else 'them'} by position is deprecated and will be an error "
-                          f"in coreaug {REMOVED_IN}", FutureWarning, stacklevel=2)
-            kwargs.update(zip(moved, extra))
-            args = args[:n_positional]
+            raise TypeError(f"{shown}(): pass {', '.join(f'{name}=...' for name in moved)} by keyword (coreaug 0.2 "
+                            f"took {'it' if len(moved) == 1 else 'them'} by position with a warning; 0.3 does not)")
         return func(*args, **kwargs)
 
     wrapper.__signature__ = signature

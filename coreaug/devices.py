@@ -23,14 +23,18 @@ def check_cuda_present(device, name, no_cuda, other_index):
 
 def api_device(device):
     """The torch.device a Python API's `device=` names: "auto" (CUDA when available, else the
-    CPU), or anything `torch.device` takes ("cpu", "cuda:1", "mps", ...), unlike `--device`,
-    which is CPU or CUDA only. A UsageError for a name torch does not know or a device this
-    machine lacks (a CUDA index past its devices, mps or xpu where torch has none)."""
+    CPU), or anything `torch.device` takes ("cpu", "cuda:1", "mps", an index: 0 is cuda:0 on a
+    CUDA machine), unlike `--device`, which is CPU or CUDA only. A UsageError for a name torch
+    does not know or a device this machine lacks (a CUDA index past its devices, mps or xpu
+    where torch has none)."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         checked = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
+        if isinstance(device, int) and not isinstance(device, bool):  # an index: torch's accelerator's, none here
+            raise UsageError(f"device {device} (an index of an accelerator, as torch reads it) was asked for but "
+                             "torch sees none; pass device='cpu' (or 'auto')") from None
         raise UsageError("device must be 'auto' or a torch device such as 'cpu', 'cuda', 'cuda:N' or 'mps', "
                          f"got {device!r}") from None
     check_cuda_present(checked, str(device), "pass device='cpu'", "pass one of them")

@@ -1,5 +1,5 @@
-"""Deprecations: options passed by position and removed parameters keep working for one release,
-with a FutureWarning that says what to write instead."""
+"""Keyword-only options: passed by position (deprecated in 0.2, with a FutureWarning), a TypeError
+since 0.3 that says what to write instead; select_coreset's ignored seed, removed in 0.3."""
 import dataclasses
 import importlib
 import inspect
@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 import coreaug
 from coreaug.data import registry
@@ -31,20 +30,16 @@ def test_keyword_calls_work_without_a_warning():
     assert no_warnings(lambda: scaled(3)) == 6
 
 
-def test_an_option_passed_by_position_still_works_with_a_warning_naming_it():
-    with pytest.warns(FutureWarning, match=r"scaled\(\): pass factor=\.\.\. by keyword; passing it by position is "
-                                           r"deprecated and will be an error in coreaug 0\.3") as caught:
-        assert scaled(3, 10) == 30
-    assert caught[0].filename == __file__  # the warning points at the caller's line
-
-
-def test_several_options_by_position_go_to_the_keyword_only_parameters_in_order():
-    with pytest.warns(FutureWarning, match=r"pass factor=\.\.\., offset=\.\.\. by keyword; passing them"):
-        assert scaled(3, 10, 1) == 31
+def test_an_option_passed_by_position_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match=r"scaled\(\): pass factor=\.\.\. by keyword \(coreaug 0\.2 took it by "
+                                        r"position with a warning; 0\.3 does not\)"):
+        scaled(3, 10)
+    with pytest.raises(TypeError, match=r"pass factor=\.\.\., offset=\.\.\. by keyword \(coreaug 0\.2 took them"):
+        scaled(3, 10, 1)
 
 
 def test_an_option_given_by_position_and_by_keyword_is_a_type_error():
-    with pytest.raises(TypeError, match="multiple values for argument 'factor'"):
+    with pytest.raises(TypeError, match="by keyword"):
         scaled(3, 10, factor=2)
 
 
@@ -68,49 +63,36 @@ def test_a_dataclass_keeps_its_first_fields_positional():
         rate: float = 0.5
 
     assert no_warnings(lambda: Settings("b", rate=0.1)) == Settings(name="b", size=1, rate=0.1)
-    with pytest.warns(FutureWarning, match=r"Settings\(\): pass size=\.\.\., rate=\.\.\. by keyword"):
-        assert Settings("b", 2, 0.1) == Settings(name="b", size=2, rate=0.1)
+    with pytest.raises(TypeError, match=r"Settings\(\): pass size=\.\.\., rate=\.\.\. by keyword"):
+        Settings("b", 2, 0.1)
     assert [p.kind for p in inspect.signature(Settings).parameters.values()] == [
         inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.KEYWORD_ONLY]
 
 
-def test_train_config_takes_the_dataset_by_position_and_warns_for_the_rest():
+def test_train_config_takes_the_dataset_by_position_and_refuses_the_rest():
     assert no_warnings(lambda: coreaug.TrainConfig("synthetic", subset=0.2)).subset == 0.2
-    with pytest.warns(FutureWarning, match=r"TrainConfig\(\): pass data_dir=\.\.\., download=\.\.\. by keyword"):
-        config = coreaug.TrainConfig("synthetic", "/data", True)
-    assert config == coreaug.TrainConfig("synthetic", data_dir="/data", download=True)
+    with pytest.raises(TypeError, match=r"TrainConfig\(\): pass data_dir=\.\.\., download=\.\.\. by keyword"):
+        coreaug.TrainConfig("synthetic", "/data", True)
 
 
-def test_epoch_plan_by_position_warns_and_draws_the_same_plan():
-    args = dict(strategy="random", mode="append", selected=torch.arange(0, 20, 2), weights=torch.ones(10), copies=2,
-                weight_augmented=False)
-    by_keyword = epoch_plan(20, **args, generator=torch.Generator().manual_seed(0))
-    with pytest.warns(FutureWarning, match=r"epoch_plan\(\): pass strategy=\.\.\., mode=\.\.\., selected=\.\.\."):
-        by_position = epoch_plan(20, *args.values(), torch.Generator().manual_seed(0))
-    assert torch.equal(by_position.indices, by_keyword.indices)
-    assert torch.equal(by_position.augmented, by_keyword.augmented)
-
-
-def test_a_dataset_loader_by_position_warns_and_loads_the_same_data():
+def test_epoch_plan_and_a_dataset_loader_refuse_options_by_position():
     from coreaug.data.synthetic import load_synthetic
 
-    with pytest.warns(FutureWarning, match=r"load_synthetic\(\): pass download=\.\.\., progress=\.\.\., "
-                                           r"n_train=\.\.\. by keyword"):
-        by_position = load_synthetic(None, False, False, 30)
-    by_keyword = no_warnings(lambda: load_synthetic(n_train=30, progress=False))
-    assert torch.equal(by_position.train_images, by_keyword.train_images) and len(by_keyword.train_labels) == 30
+    with pytest.raises(TypeError, match=r"epoch_plan\(\): pass strategy=\.\.\., mode=\.\.\. by keyword"):
+        epoch_plan(20, "random", "append")
+    with pytest.raises(TypeError, match=r"load_synthetic\(\): pass download=\.\.\., progress=\.\.\., "
+                                        r"n_train=\.\.\. by keyword"):
+        load_synthetic(None, False, False, 30)
+    assert len(no_warnings(lambda: load_synthetic(n_train=30, progress=False)).train_labels) == 30
 
 
-def test_select_coreset_seed_is_accepted_with_a_warning_and_changes_nothing():
+def test_select_coreset_takes_no_seed_any_more():
+    """Deprecated in 0.2 (accepted, ignored, warned about: the coreset draws no random numbers)."""
     rng = np.random.default_rng(0)
     features, labels = rng.normal(size=(60, 4)).astype(np.float32), np.repeat(np.arange(3), 20)
-    plain = no_warnings(lambda: coreaug.select_coreset(features, labels, fraction=0.2))
-    with pytest.warns(FutureWarning, match=r"select_coreset\(seed=\.\.\.\) is deprecated and ignored: .*draws no "
-                                           r"random numbers.*removed in coreaug 0\.3") as caught:
-        seeded = coreaug.select_coreset(features, labels, fraction=0.2, seed=7)
-    assert caught[0].filename == __file__
-    np.testing.assert_array_equal(seeded.indices, plain.indices)
-    np.testing.assert_array_equal(seeded.weights, plain.weights)
+    with pytest.raises(TypeError, match="seed"):
+        coreaug.select_coreset(features, labels, fraction=0.2, seed=7)
+    assert "seed" not in inspect.signature(coreaug.select_coreset).parameters
 
 
 def _public_callables():

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Callable
 
 from coreaug.errors import UsageError
+from coreaug.registering import qualified_name, same_definition
 
 from .policy import Compose, Policy
 
@@ -40,34 +40,12 @@ def register_policy(name: str) -> Callable:
             raise UsageError(f"register_policy({name!r}) takes a Policy class or a function that returns a policy, "
                              f"got {factory!r}")
         taken = _POLICIES.get(key)
-        if taken is not None and not _same(taken, factory):
-            raise UsageError(f"a policy named {key!r} is already registered ({_qualified(taken)}); register "
-                             f"{_qualified(factory)} under another name")
+        if taken is not None and not same_definition(taken, factory):
+            raise UsageError(f"a policy named {key!r} is already registered ({qualified_name(taken)}); register "
+                             f"{qualified_name(factory)} under another name")
         _POLICIES[key] = factory
         return factory
     return register
-
-
-def _qualified(factory) -> str:
-    """A factory's module.qualname (a class's, a function's; an instance's class's)."""
-    named = factory if hasattr(factory, "__qualname__") else type(factory)
-    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
-
-
-def _same(taken, factory) -> bool:
-    """Whether ``factory`` is ``taken`` made again: the same module.qualname (a notebook cell run
-    twice, a module reloaded), or the same qualname defined in the same file (a script run as
-    __main__ and imported by its name too, or a module reached under two names)."""
-    if _qualified(taken) == _qualified(factory):
-        return True
-    named = [f if hasattr(f, "__qualname__") else type(f) for f in (taken, factory)]
-    if named[0].__qualname__ != named[1].__qualname__:
-        return False
-    try:
-        files = [inspect.getsourcefile(f) for f in named]
-    except TypeError:  # a built-in: no file
-        return False
-    return files[0] is not None and os.path.realpath(files[0]) == os.path.realpath(files[1] or "")
 
 
 def available_policies() -> list:

@@ -91,7 +91,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     `<name>.png` (with matplotlib, the `plot` extra) to the folder `out`.
 
     path: a grid folder (as `coreaug bench --out` makes it) or an archive from `archive_grid`.
-    also: (path, label) pairs: other grids whose runs become rows "<strategy>, <label>".
+    also: (path, label) pairs: other grids whose runs become rows `"<strategy>, <label>"`.
     target: the accuracy in (0, 1] for time-to-target; None: 99% of full's mean final accuracy
         (without a finished full run, of the best final accuracy).
     baseline: the strategy (or reference, full/none) that paired differences are taken

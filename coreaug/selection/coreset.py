@@ -3,8 +3,6 @@ import time
 
 import numpy as np
 
-from coreaug.deprecation import DEPRECATED, warn_deprecated
-
 from .budgets import class_members
 from .checks import (BALANCES, check_bool, check_choice, check_features, check_fraction, check_int, check_keep,
                      check_labels, check_positive_int)
@@ -21,7 +19,7 @@ SMALLEST_SCALE = 2.0 ** -40
 
 
 def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_KNN, backend="own",
-                   keep=None, drop_singletons=False, tie_seed=None, seed=DEPRECATED):
+                   keep=None, drop_singletons=False, tie_seed=None):
     """Select a weighted coreset whose gradients cover the whole set's (CRAIG, per class).
 
     Takes per-example gradient estimates `features` (n, d) (e.g. from `logit_gradients`)
@@ -49,13 +47,7 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
 
     The selection is deterministic (for a given `tie_seed`). Returns a `Selection` with indices,
     weights, per-class objectives and timings.
-
-    `seed` is deprecated (0.2) and ignored: the selection drew no random numbers, so a seed
-    never changed it. It will be removed in 0.3.
     """
-    if seed is not DEPRECATED:
-        warn_deprecated("select_coreset(seed=...) is deprecated and ignored: the coreset draws no random numbers, "
-                        "so the seed never changed the selection; drop the argument")
     start = time.perf_counter()
     x = check_features(features)
     y = check_labels(labels, n=x.shape[0])

@@ -18,6 +18,7 @@ import numpy as np
 
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
+from coreaug.registering import qualified_name, same_definition
 
 from .baselines import per_class_selection, select_maxloss, select_random
 from .budgets import class_members
@@ -56,13 +57,28 @@ NEEDS = ("estimates", "losses")
 
 
 @keyword_only
-def register_rule(name, needs, summary, *, warmup_share=0.0, mixup=False, loss_history=""):
+def register_rule(name, needs=None, summary=None, *, warmup_share=0.0, mixup=False, loss_history=""):
     """Decorator: register `choose` as the rule `name` (see `Rule`). `needs` is checked here, at
-    the decoration, so a misspelt need fails where it is written, not at the run's first selection."""
+    the decoration, so a misspelt need fails where it is written, not at the run's first selection.
+    A name another rule holds (a built-in's, "coreset", "random") is refused, as are the
+    references' ("full", "none"), which select nothing; registering the same function again (a
+    notebook cell run twice) replaces it."""
+    if not isinstance(name, str) or not name.strip() or callable(name):
+        raise UsageError(f"register_rule needs a non-empty name, needs and a summary, as "
+                         f"@register_rule(\"mine\", [\"losses\"], \"what it picks\"), got {name!r}")
+    if name in ("full", "none"):
+        raise UsageError(f"{name!r} is a reference strategy (everyone strongly augmented, or no one), which selects "
+                         "nothing: register the rule under another name")
     if not isinstance(needs, (list, tuple, set, frozenset)) or any(need not in NEEDS for need in needs):
         raise UsageError(f"needs must be a list of some of {NEEDS} (empty for none), got {needs!r}")
+    if not isinstance(summary, str):
+        raise UsageError(f"summary must be a line saying what the rule picks, got {summary!r}")
 
     def decorate(choose):
+        taken = RULES.get(name)
+        if taken is not None and not same_definition(taken.choose, choose):
+            raise UsageError(f"a rule named {name!r} is already registered ({qualified_name(taken.choose)}); "
+                             f"register {qualified_name(choose)} under another name")
         RULES[name] = Rule(name, tuple(needs), choose, summary, warmup_share, mixup, loss_history)
         return choose
     return decorate

@@ -79,7 +79,7 @@ class TrainConfig:
 
     dataset, data_dir, download: a registered dataset's name (coreaug.available_datasets()) or a
         folder of images; the folder holding a registered dataset's files (None: searched in
-        $COREAUG_DATA, ~/.cache/coreaug, /usr/share/datasets/<name>), and whether missing files
+        `$COREAUG_DATA`, `~/.cache/coreaug`, `/usr/share/datasets/<name>`), and whether missing files
         are downloaded (checksummed).
     strategy: which examples get strong augmentation: "random" (the default, DEFAULT_STRATEGY),
         "coreset" (the paper), "maxloss" (highest current loss), a rule beyond the paper (see
@@ -142,7 +142,8 @@ class TrainConfig:
         free host memory (one copy per process of the node under torchrun, and every process
         streams if one node lacks it) or of the free GPU memory.
     cache_dir, workers: where a folder's images are decoded to (coreaug.data.image_cache;
-        default ~/.cache/coreaug/decoded) and by how many worker processes (default: up to 8).
+        default `$COREAUG_CACHE_DIR`, else `$XDG_CACHE_HOME/coreaug/decoded`, else
+        `~/.cache/coreaug/decoded`) and by how many worker processes (default: up to 8).
     weak: the weak augmentation every example gets: "pad-crop" (4-pixel pad-and-crop, then a
         flip unless `flip` is off), "resized-crop" (random-resized crop and flip, for large
         images), or "auto": resized-crop for folder datasets of 128 px and more, else pad-crop.
@@ -288,6 +289,8 @@ class TrainConfig:
                                  "leave it out for its default")
             if filled[name] is not None:
                 filled[name] = os.path.realpath(os.path.expanduser(os.fspath(filled[name])))
+        if filled["out"] is not None:  # a pathlib.Path as given (relative stays relative), as the files record it
+            filled["out"] = os.fspath(filled["out"])
         if filled["image_size"] is None and _folder(self.dataset):
             from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, own_image_size
 

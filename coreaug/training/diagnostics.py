@@ -19,15 +19,17 @@ def selection_diagnostics(indices, weights, n, previous=None, losses=None, noisy
     out = {"selection_noisy_fraction": None, "selection_noisy_weighted": None,
            "selection_loss_selected": None, "selection_loss_rest": None,
            "selection_overlap": None, "selection_objective": None}
-    if noisy is not None and bool(np.asarray(noisy).any()):
+    if not picked.any():  # an empty selection (a rule of one's own may return one): no figure of the picks
+        indices = None
+    if noisy is not None and bool(np.asarray(noisy).any()) and indices is not None:
         flipped = np.asarray(noisy)[np.asarray(indices)]
         out["selection_noisy_fraction"] = float(flipped.mean())
-        out["selection_noisy_weighted"] = float((flipped * w).sum() / w.sum())
-    if losses is not None:
+        out["selection_noisy_weighted"] = float((flipped * w).sum() / w.sum()) if w.sum() > 0 else None
+    if losses is not None and indices is not None:
         values = np.asarray(losses, dtype=np.float64)
         out["selection_loss_selected"] = float(values[picked].mean())
         out["selection_loss_rest"] = float(values[~picked].mean()) if (~picked).any() else None
-    if previous is not None:
+    if previous is not None and indices is not None:
         out["selection_overlap"] = float(np.isin(np.asarray(indices), np.asarray(previous)).mean())
     if class_objectives is not None:
         out["selection_objective"] = [float(v) for v in class_objectives]

@@ -76,7 +76,8 @@ class CoresetAugmentation:
         gradient_dim: estimates wider than this are randomly projected to at most this many
             numbers per example (`GradientSketch`; last-layer gradients of ImageNet models are
             millions wide). None keeps them whole.
-        knn, balance: facility location's neighbours per example and per-class budgets.
+        knn: facility location's neighbours per example.
+        balance: the per-class budgets: "equal" or "proportional".
         seed: seeds the plans' order and the random strategy.
         selection_warmup: epochs before the first model-based selection (random selections of
             the same budget until then); None takes the rule's share (crust: 20%) of `epochs`, at
