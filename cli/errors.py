@@ -62,8 +62,10 @@ def as_flags(text):
     flags = {param.name: param.opts[0] for param in ctx.command.params
              if param.name and param.opts and param.opts[0].startswith("--") and param.name not in given}
     for name, flag in flags.items():
-        where = "" if "_" in name else "^"
-        text = re.sub(rf"{where}(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)
+        if "_" in name:
+            text = re.sub(rf"(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)
+        else:  # "epochs must be", "model 'x': ...", not "download of ... is truncated" or "out of memory"
+            text = re.sub(rf"^{name}(?= (?:must|is|applies|apply|and)\b| '|,)", flag, text)
     opening = re.match(r"(?:--[\w-]+(?:, | and ))+(\w+)\b", text)  # "--data-dir and download apply ..."
     while opening and opening.group(1) in flags:
         text = text[:opening.start(1)] + flags[opening.group(1)] + text[opening.end(1):]

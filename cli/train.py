@@ -142,8 +142,8 @@ def train_options(command):
                           "max-autotune-no-cudagraphs."),
         click.option("--augment-steps", type=int,
                      help="Steps' batches augmented per call: fewer, larger calls, the same images [default: 8 "
-                          "eager on a GPU for images of at most 64 px, else 1; maxloss and crust take one step's batch "
-                          "a call, and refuse it]."),
+                          "eager on a GPU for images of at most 64 px, else 1; maxloss (refused) and crust (ignored) take "
+                          "one step's batch a call]."),
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
         click.option("--seed", type=int, default=_default("seed"), show_default=True,
                      help="Seed of everything random (CPU runs repeat exactly at the same thread count)."),

@@ -42,7 +42,7 @@ def test_a_script_without_the_main_guard_fails_at_once_where_workers_are_spawned
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode != 0
-    assert 'put the script\'s calls under `if __name__ == "__main__":`, or pass workers=0' in done.stderr
+    assert 'put the script\'s calls under `if __name__ == "__main__":` (or build the cache first' in done.stderr
     assert time.monotonic() - start < 200
 
 
@@ -159,3 +159,40 @@ def test_an_out_that_cannot_be_made_is_refused_before_the_images_are_decoded(tmp
         coreaug.train(coreaug.TrainConfig(dataset=str(data), model="cnn", epochs=1, quiet=True, workers=0,
                                           cache_dir=str(tmp_path / "cache"), out=str(locked / "a" / "run")))
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_guarded_dataloader_of_a_folder_loaded_at_the_top_level_works_under_spawn(tmp_path):
+    """review18: the check for an unguarded script fired in every spawned worker that opened a
+    folder's cache, built or not, so a script loading a folder at its top level (only its
+    DataLoader under the guard) lost every worker; only a build or a wait is refused."""
+    data = _folder(tmp_path / "pets")
+    script = tmp_path / "top_level.py"
+    script.write_text(textwrap.dedent(f"""
+        import torch
+        import coreaug
+        data = coreaug.load_dataset({str(data)!r}, progress=False, cache_dir={str(tmp_path / "cache")!r}, workers=0)
+        pairs = torch.utils.data.TensorDataset(data.train_images, data.train_labels)
+        if __name__ == "__main__":
+            loader = torch.utils.data.DataLoader(pairs, batch_size=4, num_workers=1, multiprocessing_context="spawn")
+            print("batches", sum(1 for _ in loader))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == ["batches", "3"]
+
+
+def test_an_out_through_a_link_to_a_folder_gone_is_checked_where_it_will_be_made(tmp_path, monkeypatch):
+    """review18: `runs -> /scratch/...` whose scratch was purged, in a read-only folder: the check
+    asked for the link's own folder to be writable, where make_folder creates the link's target."""
+    from coreaug.training import run_files
+
+    locked, scratch = tmp_path / "ro", tmp_path / "scratch"
+    locked.mkdir()
+    scratch.mkdir()
+    os.symlink(scratch / "purged" / "runs", locked / "runs")
+    real = os.access
+    monkeypatch.setattr(run_files.os, "access", lambda path, mode: real(path, mode) and str(path) != str(locked))
+    run_files._check_can_make(str(locked / "runs" / "r2"))  # scratch is writable: no error
+    with pytest.raises(PermissionError):
+        run_files._check_can_make(str(locked / "other" / "r2"))

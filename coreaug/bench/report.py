@@ -134,6 +134,11 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
              if epoch_seconds else None)
 
     sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
+    unknown = sorted({key[2] for key in rates or ()} - {label for _, label in sources})
+    if unknown:  # a typo's rows unused, and its grid taking the first grid's rates
+        labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
+        raise UsageError(f"--epoch-seconds {epoch_seconds}: label {unknown[0]!r} names no grid reported (the "
+                         f"labels: {labels}); leave the label empty for the first grid's cells")
     runs, problems, described, settings, pooled = _read_sources(sources, wanted)
     if not runs:
         raise UsageError((not wanted and _in_progress(os.fspath(path)))

@@ -96,16 +96,17 @@ class ImageCache:
         return sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
 
 
-UNGUARDED = ("this process is a worker that coreaug started (decoding images or reading them for a DataLoader) "
-             "with spawn, the default on macOS and Windows, and it is importing the calling script, which "
-             "reads a folder of images again at its top level: put the script's calls under "
-             "`if __name__ == \"__main__\":`, or pass workers=0")
+UNGUARDED = ("this process is a worker started with spawn (the default on macOS and Windows) that is importing "
+             "the calling script, which reads a folder of images at its top level while that folder's decoded "
+             "cache is being built, by this worker's parent among others: put the script's calls under "
+             "`if __name__ == \"__main__\":` (or build the cache first: `coreaug datasets FOLDER`; or pass "
+             "workers=0 to coreaug's decoding)")
 
 
 def _refuse_in_a_starting_worker():
     """RuntimeError in a process still importing the main script (spawn runs a script's top level
-    again in every worker): without the `__main__` guard a worker would wait for the cache its
-    parent is building, and the parent for the worker."""
+    again in every worker) that would build or wait for a cache: without the `__main__` guard a
+    decoding worker would wait for the cache its parent is building, and the parent for the worker."""
     if getattr(multiprocessing.current_process(), "_inheriting", False):  # multiprocessing's own test
         raise RuntimeError(UNGUARDED)
 
@@ -131,7 +132,6 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     it progresses, and raise UsageError once it has made no progress for ``stall_after``
     seconds. Builds left by killed processes are removed first (coreaug.data.cache_builds).
     """
-    _refuse_in_a_starting_worker()
     root = _root(cache_dir)
     unreadable = []
     key, fingerprint = cache_key(splits, image_size, unreadable)
@@ -140,6 +140,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
         raise _known_unreadable(unreadable)
     built, show_build = False, progress if _BUILDS_SHOWN.get() is None else _BUILDS_SHOWN.get()
     while not built and read_meta(folder) is None:
+        _refuse_in_a_starting_worker()  # (a cache already built opens in any process)
         _make_cache_folder(root, cache_dir)
         try:
             remove_stale(root, stall_after)

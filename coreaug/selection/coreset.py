@@ -114,6 +114,23 @@ def _kept_members(members, kept, budget):
     return np.sort(np.concatenate([members[kept], members[~kept][:budget - int(kept.sum())]]))
 
 
+def _next_candidates(greedy, graph, order, after, count, held):
+    """(order, after, picks): the next `count` picks of the greedy `order` from position `after`
+    that are not `held`, the order extended as needed up to the class size (apricot's order, unlike
+    the own kernel's, may change before `after` when extended: a pick held already is passed over)."""
+    n, fresh = graph.shape[0], []
+    while len(fresh) < count:
+        if after >= len(order):
+            if len(order) >= n:
+                break
+            order, _ = greedy(graph, min(n, max(2 * len(order), after + count)))
+            continue
+        if order[after] not in held:
+            fresh.append(order[after])
+        after += 1
+    return order, after, np.asarray(fresh, dtype=order.dtype)
+
+
 def _without_singletons(greedy, graph, class_x, budget):
     """Greedy picks with singleton clusters replaced by later picks: (picks, F(picks), cluster sizes).
 
@@ -137,17 +154,15 @@ def _without_singletons(greedy, graph, class_x, budget):
             best = (count, held)
         if not count:
             break
-        if after + count > len(order) and len(order) < n:  # more candidates of the greedy order
-            order, _ = greedy(graph, min(n, max(2 * len(order), after + count)))
-        new = np.asarray(order[after:after + count])
+        order, after, new = _next_candidates(greedy, graph, order, after, count, set(held.tolist()))
         if not new.size:  # the class's every example tried
             break
-        after += new.size
         gone = held[alone]
         dropped += gone.tolist()
         held = np.concatenate([held[~alone], new])
         if held.size < budget:  # the last candidates: the dropped picks, first dropped first, fill the set
-            refill = np.asarray(dropped[:budget - held.size], dtype=held.dtype)
+            refill = np.asarray([pick for pick in dropped if pick not in set(held.tolist())][:budget - held.size],
+                                dtype=held.dtype)
             held, new = np.concatenate([held, refill]), np.concatenate([new, refill])
         # the new picks take the members nearer to them; the dropped ones, alone before, join their nearest pick
         nearer, taker = nearest_selected(class_x, np.arange(n), new)
@@ -158,7 +173,7 @@ def _without_singletons(greedy, graph, class_x, budget):
             distance[gone], owner[gone] = nearest_selected(class_x, gone, held)
         owner[held], distance[held] = held, 0
     rank = {pick: position for position, pick in enumerate(order)}
-    picks = np.array(sorted(best[1].tolist(), key=rank.__getitem__), dtype=order.dtype)
+    picks = np.array(sorted(best[1].tolist(), key=lambda pick: rank.get(pick, n)), dtype=order.dtype)
     # F of the picks kept (what each member's best pick gives it), not the sum of their gains in
     # the longer greedy order, which counts the dropped picks' cover as theirs.
     objective = float(graph[picks].max(axis=0).sum())

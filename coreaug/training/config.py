@@ -554,8 +554,8 @@ def default_selection_warmup(strategy, epochs, select_every=1):
 def unused_options(settings):
     """{field: (what it applies to, what this run has instead)} for the fields of `settings` (a resolved
     TrainConfig, or its dict) that another of its options makes unused: candidates without maxloss
-    augmentation, augment_steps with it or with crust (always 1 step a call), betas with SGD, momentum and
-    nesterov with AdamW, milestones with the cosine schedule.
+    augmentation, augment_steps with it (always 1 step a call), betas with SGD, momentum and nesterov with
+    AdamW, milestones with the cosine schedule.
     `coreaug train` refuses them when given on its command line, as compile_mode without compile; the
     API lets them be, since a sweep shares one base config across options."""
     get = settings.get if isinstance(settings, dict) else lambda name: getattr(settings, name)
@@ -564,9 +564,6 @@ def unused_options(settings):
         unused["candidates"] = ("augment 'maxloss'", f"augment {get('augment')!r}")
     else:  # scored with the model as it is at each step: one step's batch a call
         unused["augment_steps"] = ("augmentation that does not score with the model", f"augment {get('augment')!r}")
-    if getattr(RULES.get(get("strategy")), "mixup", False):  # partners drawn per step
-        unused["augment_steps"] = ("strategies whose copies are not mixed with partners",
-                                   f"strategy {get('strategy')!r}")
     if get("optimizer") == "sgd":
         unused["betas"] = ("optimizer 'adamw'", "optimizer 'sgd'")
     else:
@@ -580,7 +577,8 @@ def unused_settings(settings):
     """The fields of `settings` (a TrainConfig or its dict) that its run never reads: `unused_options`'
     and those its strategy leaves unread (gradients, knn and gradient_dim without gradient estimates;
     estimates and selection_warmup for random, full and none; select_every and weight_augmented for full
-    and none; the strong augmentation's for none). A --resume or a bench rerun need not repeat them."""
+    and none; the strong augmentation's for none; augment_steps for crust). A --resume or a bench rerun
+    need not repeat them."""
     get = settings.get if isinstance(settings, dict) else lambda name: getattr(settings, name)
     rule = RULES.get(get("strategy"))
     needs = rule.needs if rule else ()
@@ -593,6 +591,8 @@ def unused_settings(settings):
         unused.update(("select_every", "weight_augmented"))  # balance and mode stay: the method's state holds them
     if get("strategy") == "none":
         unused.update(("augment", "copies", "candidates"))
+    if rule is not None and rule.mixup:  # copies mixed with partners drawn per step: one step's batch a call
+        unused.add("augment_steps")
     return unused
 
 

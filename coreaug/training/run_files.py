@@ -520,7 +520,7 @@ def _meaning(key, value, settings):
 def _check_can_make(path):
     """PermissionError naming the nearest existing folder above `path` when this process may not
     create folders in it (the error the first write would raise, after the data was loaded)."""
-    above = os.path.dirname(os.path.abspath(path))
+    above = os.path.dirname(os.path.realpath(path))  # through a link to a folder gone, as make_folder goes
     while not os.path.exists(above) and os.path.dirname(above) != above:
         above = os.path.dirname(above)
     if os.path.isdir(above) and not os.access(above, os.W_OK | os.X_OK):
