@@ -24,6 +24,8 @@
 #             R = 10, test accuracy every 10 epochs.
 #          C: 50% symmetric label noise on a 500-image sample, 100 epochs, randaugment: all data
 #             + augmented subsets at 10/30/50%; C-subset: subset mode at 50%.
+#          C-crust: grid C's crust cells after crust's fix (163cf68: before it, crust's picks were the
+#             coreset's from about 30% on), beside random rerun by the same code.
 # Environment: JOBS (default 2) runs at a time, each in its own process with its share of the
 # cores (`coreaug bench --jobs`); SHARD=I/N trains only that share of every grid (e.g. one task
 # of a Slurm array: every task writes to the same OUT); REPORTS (default OUT/reports) is where
@@ -47,7 +49,7 @@ NOISE="--dataset $DATA --image-size 32 --model cnn --train-limit 500 --test-limi
        --batch-size 64 --select-every 5 --seeds 5 --quiet --label-noise 0.5 --augment randaugment"
 PAPER="coreset,random,maxloss"
 BEYOND="coreset-history,coreset-lowloss,crust,infobatch,ccs"
-GRIDS="A-maxloss A-randaugment A-time A-weighted B C C-subset"
+GRIDS="A-maxloss A-randaugment A-time A-weighted B C C-subset C-crust"
 
 bench() { coreaug bench "$@" --jobs "$JOBS" ${SHARD:+--shard "$SHARD"}; }
 report() { coreaug report "$OUT/$1" --out "$REPORTS" --name "$1"; }
@@ -97,6 +99,9 @@ grid() {
       bench $NOISE --mode subset --strategies random,coreset-lowloss,coreset-history,coreset-heldout --subsets 0.5 \
         --references= --seeds 10 --out "$OUT/C-subset"
       report C-subset ;;
+    C-crust)
+      bench $NOISE --strategies=random,crust --subsets=0.1,0.3,0.5 --references= --out "$OUT/C-crust"
+      report C-crust ;;
     *) echo "unknown grid $1; choose one of: $GRIDS" >&2; exit 2 ;;
   esac
 }

@@ -26,6 +26,8 @@ $COREAUG report "$(grid B)" --paper-figures $PAPER/tiny.csv --out $RESULTS --nam
 $COREAUG report "$(grid C)" "$(grid C-subset)=subset mode" --baseline random,none,full --paper-figures $PAPER/noise.csv \
   --out $RESULTS --name C \
   --title "Grid C: 50% symmetric label noise, all data + augmented subsets, CIFAR-10 at CPU scale"
+$COREAUG report "$(grid C-crust)" --out $RESULTS --name C-crust \
+  --title "Grid C, crust after its fix (163cf68) beside random run by the same code: 50% label noise"
 # accuracy against time at 10%, on the quiet machine's seconds per epoch, against 95% of full's 20-epoch accuracy
 $COREAUG report "$(grid A-maxloss)" "$(grid A-time-full8)=8 epochs" "$(grid A-time-none30)=30 epochs" \
   "$(grid A-time-none40)=40 epochs" "$(grid A-time-none60)=60 epochs" "$(grid A-time-subsets40)=40 epochs" \

@@ -24,7 +24,7 @@ def test_noise_signal_measures_rank_separation_and_the_low_loss_halves(experimen
 
 
 GRID_FOLDERS = {"A-maxloss", "A-randaugment", "A-time-full8", "A-time-none30", "A-time-none60", "A-time-subsets40",
-                "A-time-full40", "A-time-none40", "A-weighted", "B", "C", "C-subset"}
+                "A-time-full40", "A-time-none40", "A-weighted", "B", "C", "C-subset", "C-crust"}
 
 
 def _evidence(tmp_path, *grid, **environment):
