@@ -161,8 +161,8 @@ def _without_singletons(greedy, graph, class_x, budget):
         dropped += gone.tolist()
         held = np.concatenate([held[~alone], new])
         if held.size < budget:  # the last candidates: the dropped picks, first dropped first, fill the set
-            refill = np.asarray([pick for pick in dropped if pick not in set(held.tolist())][:budget - held.size],
-                                dtype=held.dtype)
+            taken = set(held.tolist())
+            refill = np.asarray([pick for pick in dropped if pick not in taken][:budget - held.size], dtype=held.dtype)
             held, new = np.concatenate([held, refill]), np.concatenate([new, refill])
         # the new picks take the members nearer to them; the dropped ones, alone before, join their nearest pick
         nearer, taker = nearest_selected(class_x, np.arange(n), new)
