@@ -46,6 +46,9 @@ def user_errors(command=None, *, again="run it again"):
     return wrapper
 
 
+LISTED_AFTER_FLAGS = re.compile(r"(?:--[\w-]+(?:, | and ))+(\w+)\b")  # a one-word name in a list of flags
+
+
 def as_flags(text):
     """`text` (an API's message) with the settings it names by their Python names written as this
     command's flags, as the command line's user typed them: those with an underscore (compile_mode,
@@ -66,10 +69,10 @@ def as_flags(text):
             text = re.sub(rf"(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)
         else:  # "epochs must be", "model 'x': ...", not "download of ... is truncated" or "out of memory"
             text = re.sub(rf"^{name}(?= (?:must|is|applies|apply|and)\b| '|,)", flag, text)
-    opening = re.match(r"(?:--[\w-]+(?:, | and ))+(\w+)\b", text)  # "--data-dir and download apply ..."
+    opening = LISTED_AFTER_FLAGS.match(text)  # "--data-dir and download apply ..."
     while opening and opening.group(1) in flags:
         text = text[:opening.start(1)] + flags[opening.group(1)] + text[opening.end(1):]
-        opening = re.match(r"(?:--[\w-]+(?:, | and ))+(\w+)\b", text)
+        opening = LISTED_AFTER_FLAGS.match(text)
     return re.sub(r" or None(?: \([^)]*\))?(?=,)| \(or None\)", "", text)
 
 

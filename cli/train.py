@@ -247,7 +247,8 @@ def refuse_unused_flags(config):
         if name in given:
             raise UsageError(f"{given[name]} applies to {needs}; this run has {instead}, which never reads it: "
                              f"leave {given[name]} out")
-    unread = [flag for name, flag in given.items() if name in unused_settings(config) and name not in options]
+    unread_by_strategy = unused_settings(config) - set(options)
+    unread = [flag for name, flag in given.items() if name in unread_by_strategy]
     if unread:
         several = len(unread) > 1
         warnings.warn(f"{listed(unread)} {'are' if several else 'is'} not read by --strategy {config.strategy}: "

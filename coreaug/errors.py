@@ -59,6 +59,14 @@ def listed(words) -> str:
     return " and ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
+def not_applicable(given, applies_to, why) -> UsageError:
+    """The refusal of the settings (or flags) `given`, which apply to `applies_to` only, `why` saying
+    what this run has instead: "a and b apply to X; Y: leave them out"."""
+    several = len(given) > 1
+    return UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to {applies_to}; {why}: leave "
+                      f"{'them' if several else 'it'} out")
+
+
 def one_line_warning(message, category, filename, lineno, line=None):
     """A `warnings.formatwarning` for the commands (and their bench workers): a warning from
     coreaug's code, its package or its commands, as their other notes read, "warning: ...", not

@@ -112,9 +112,10 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     """
     if not isinstance(name, str) or not name.strip() or os.sep in name or name.startswith("."):
         raise UsageError(f"name must be a file stem such as report (no folder, not starting with a dot), got {name!r}")
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:  # the OS's limit, with the files' suffixes
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME_BYTES:  # the OS's limit, with the files' suffixes
         raise UsageError(f"name must be at most {MAX_NAME_BYTES} bytes (a file name with its suffix such as "
-                         f"-runs.csv), got {len(name.encode('utf-8', 'surrogateescape'))}")
+                         f"-runs.csv), got {size}")
     if not str(os.fspath(out)).strip():  # "" would be the working folder
         raise UsageError("out is empty; give the report's folder (--out)")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
@@ -149,7 +150,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     _check_baselines(runs, baselines)
 
     cells = _cells(runs, baselines[0] if baselines else None)
-    if rates is not None and not any(_rate(rates, cell) == _rate(rates, cell) for cell in cells.values()):
+    if rates is not None and all(math.isnan(_rate(rates, cell)) for cell in cells.values()):
         raise UsageError(f"--epoch-seconds {epoch_seconds}: no row names a cell of the runs reported (rows "
                          f"{_pairs({key[:2] for key in rates})}; the runs have "
                          f"{_pairs({(c.strategy, c.subset) for c in cells.values()})}); give rows "

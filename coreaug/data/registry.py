@@ -3,7 +3,7 @@ import inspect
 import os
 from typing import Callable, Dict, List, Optional
 
-from coreaug.errors import UsageError, listed
+from coreaug.errors import UsageError, not_applicable
 
 from .dataset import ImageDataset, check_dataset
 from .locate import PathLike
@@ -42,10 +42,8 @@ def reads_no_files(name) -> bool:
 
 def reads_no_files_error(name, given) -> UsageError:
     """The refusal of `given` (data_dir, download or their flags) for dataset ``name``, which reads no files."""
-    several = len(given) > 1
-    return UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a dataset read from files; {name} reads "
-                      f"none (its images are made in memory or ship with a package): leave "
-                      f"{'them' if several else 'it'} out")
+    return not_applicable(given, "a dataset read from files",
+                          f"{name} reads none (its images are made in memory or ship with a package)")
 
 
 def available_datasets() -> List[str]:

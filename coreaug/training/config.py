@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError, listed
+from coreaug.errors import UsageError, not_applicable
 from coreaug.models.registry import import_factory, is_import_path
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_int, is_number
 from coreaug.selection.coreset import DEFAULT_KNN
@@ -318,10 +318,8 @@ class TrainConfig:
         if _folder(self.dataset):
             given = [name for name in ("data_dir", "download") if getattr(self, name)]
             if given:  # ignored before, and the data_dir recorded where nothing was read
-                several = len(given) > 1
-                raise UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a built-in dataset; "
-                                 f"{self.dataset} is a folder of images, read where it is: leave "
-                                 f"{'them' if several else 'it'} out")
+                raise not_applicable(given, "a built-in dataset", f"{self.dataset} is a folder of images, read where "
+                                     "it is")
             return
         from coreaug.data.registry import reads_no_files, reads_no_files_error
 
@@ -352,10 +350,8 @@ class TrainConfig:
                              f"test split, loaded as it is: leave {flag} out")
         given = [name for name in ("workers", "cache_dir") if getattr(self, name) is not None]
         if given:  # nothing is decoded: silently ignored before
-            several = len(given) > 1
-            raise UsageError(f"{listed(given)} appl{'y' if several else 'ies'} to a folder of images, decoded into a "
-                             f"cache; {self.dataset} is a built-in dataset, loaded as it is: leave "
-                             f"{'them' if several else 'it'} out")
+            raise not_applicable(given, "a folder of images, decoded into a cache",
+                                 f"{self.dataset} is a built-in dataset, loaded as it is")
 
     def check_pretrained_file(self) -> None:
         """FileNotFoundError when ``pretrained`` names no file."""
