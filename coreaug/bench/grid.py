@@ -24,7 +24,7 @@ from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
 from coreaug.training.config import WEAK, weak_is_resized_crop
 from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
-from coreaug.training.run_files import DEFAULT_IDENTITY, differences, folder_in_use, relative_note
+from coreaug.training.run_files import DEFAULT_IDENTITY, dataset_note, differences, folder_in_use
 
 from .archive import PER_RUN
 
@@ -370,7 +370,7 @@ def _match_folder(run):
     changed = [change for change in changed if change[0] not in same]
     if changed:
         diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
-        note = relative_note(stored) if any(key == "dataset" for key, _, _ in changed) else ""
+        note = dataset_note(stored, changed)
         raise UsageError(f"{run.folder} holds a run with other settings than this grid's ({diff}{note}); use the same "
                          "flags as before, another --out, or remove that folder")
     # the run goes on as stored, so that its own resume check (train) finds the same settings

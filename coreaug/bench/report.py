@@ -407,13 +407,17 @@ _NO_PLAN = "it has no grid.json, as coreaug 0.2 and older wrote none"
 
 
 def _settings(records):
-    """The config.json fields that every finished run of a grid shares, as `key=value` text."""
+    """The config.json fields that every finished run of a grid shares, as `key=value` text, then
+    the others (besides strategy, subset and seed) with the values its runs record: a grid whose runs
+    read their folder from two paths (moved and linked) says so rather than leaving `dataset` out."""
     if not records:
         return ""
     configs = [_as_read(record.config) for record in records]
     first = configs[0]
     shared = [k for k in first if k not in PER_RUN and all(c.get(k) == first[k] for c in configs)]
-    return ", ".join(f"{k}={first[k]}" for k in shared)
+    text = ", ".join(f"{k}={first[k]}" for k in shared)
+    differing = _differing(configs, [k for k in first if k not in PER_RUN and k not in shared])
+    return text + (f"; its runs differ in {_listed(differing)}" if differing else "")
 
 
 def _as_read(config):

@@ -91,7 +91,7 @@ class RunFolder:
         changed = [] if overwrite else differences(previous, identity, self.path)
         if changed:
             diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
-            note = relative_note(previous) if any(key == "dataset" for key, _, _ in changed) else ""
+            note = dataset_note(previous, changed)
             raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}{note}); "
                              "choose another --out, or pass --overwrite to replace that run")
         if not resume and not overwrite:
@@ -409,6 +409,23 @@ def relative_note(stored):
     dataset = stored["dataset"]
     return (f"; the run recorded its folder as the relative path {dataset} (coreaug 0.2 kept paths as typed), "
             "which names it from the working folder the run was started in: run the command from there")
+
+
+def dataset_note(stored, changed):
+    """A note to add to a message listing `changed` ([(setting, stored, now)]) for a run whose config is
+    `stored`, when the dataset is among them: `relative_note`'s, or, where the run's folder dataset is
+    gone and the dataset now is a folder, how to have the runs read it as theirs; else ""."""
+    now = next((value for key, _, value in changed if key == "dataset"), None)
+    if now is None:
+        return ""
+    was = stored.get("dataset")
+    if relative_folder(was):
+        return relative_note(stored)
+    if isinstance(was, str) and isinstance(now, str) and os.path.isabs(was) and not os.path.lexists(was) \
+            and os.path.isdir(now):
+        return (f"; {was} is gone: if {now} holds the same images moved there, a link at the old path "
+                f"(ln -s {now} {was}) makes them the runs' folder again")
+    return ""
 
 
 def relative_folder(dataset):
