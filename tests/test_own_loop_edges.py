@@ -268,6 +268,15 @@ def ddp_worker(rank, port, out):
         except coreaug.UsageError as exc:
             record["failed"] = str(exc)
         train_step()
+        for name, options in (("seed", dict(seed=7 + rank)), ("copies", dict(copies=1 + rank)),
+                              ("labels", dict(labels=LABELS.flip(0) if rank else LABELS))):
+            options = {"labels": LABELS, **options}
+            differing = coreaug.CoresetAugmentation(options.pop("labels"), strategy="random", fraction=0.3, **options)
+            try:  # each rank shuffled and sharded a plan of its own: shares that overlap, or of other lengths
+                differing.start_epoch(0)
+            except coreaug.UsageError as exc:
+                record[f"differing_{name}"] = str(exc)
+            train_step()
     finally:
         dist.destroy_process_group()
     torch.save(record, f"{out}/rank{rank}.pt")
@@ -299,6 +308,10 @@ def test_under_torchrun_rank_src_alone_decides_and_a_ddp_model_scores_through_it
     assert len(shares) == len(set(shares))
     assert "selection is due at epoch 0: pass the model" in zero["failed"]
     assert one["failed"].startswith("rank 0 failed to select at epoch 0: a coreset selection is due")
+    for name, shown in (("seed", "seed: 7 on rank 0, 8 on rank 1"), ("copies", "copies: 1 on rank 0, 2 on rank 1"),
+                        ("labels", "labels: other labels on rank 1")):
+        assert zero[f"differing_{name}"] == one[f"differing_{name}"]
+        assert f"settings differ between the ranks ({shown}" in zero[f"differing_{name}"]
 
 
 def test_use_refuses_a_selection_that_could_not_train():
@@ -335,3 +348,27 @@ def test_api_device_arguments_take_any_torch_device_and_auto(monkeypatch):
     method = coreaug.CoresetAugmentation(LABELS, strategy="coreset", fraction=0.3)
     plan = method.start_epoch(0, tiny_model(), FLOATS, device="auto")
     assert plan.on_device(16, "auto").indices.device == api_device("auto")
+
+
+def test_a_wrapped_dataset_that_changes_size_is_refused_at_its_next_item_not_read_as_other_examples():
+    """A copy of example i was decoded as item - len(dataset now): one example appended, and copies
+    loaded as their neighbours until an index fell outside the weights (IndexError)."""
+    class Growing(Pairs):
+        extra = 0
+
+        def __len__(self):
+            return N + self.extra
+
+        def __getitem__(self, i):
+            return super().__getitem__(i % N)
+
+    method = coreaug.CoresetAugmentation(LABELS, strategy="full")
+    base = Growing()
+    data = method.dataset(base)
+    method.start_epoch(0)
+    items = list(method.sampler())
+    assert len(data) == 2 * N and all(data[i][1] == LABELS[i % N] for i in items)
+    base.extra = 1  # the training set grew in place after it was wrapped
+    with pytest.raises(coreaug.UsageError, match=f"now has {N + 1} examples but the labels .* {N}: .*new "
+                                                 "CoresetAugmentation"):
+        data[items[-1]]

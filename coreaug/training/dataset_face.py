@@ -51,10 +51,14 @@ class PlanDataset(torch.utils.data.Dataset):
         self.method, self.base, self.weak, self.strong = method, base, weak, strong
 
     def __len__(self):
-        return 2 * len(self.base)
+        return 2 * len(self.method)
 
     def __getitem__(self, item):
-        n = len(self.base)
+        n = len(self.method)  # the sampler's numbering: a copy of example i is item n + i
+        if len(self.base) != n:
+            raise UsageError(f"the wrapped dataset now has {len(self.base)} examples but the labels given to "
+                             f"CoresetAugmentation {n}: a training set of another size needs a new "
+                             "CoresetAugmentation (and its dataset() and sampler())")
         version = getattr(item, "version", None)  # a PlanSampler's item: the selection it was drawn under
         if version is None:
             self._warn_foreign_index()

@@ -78,7 +78,7 @@ class CoresetAugmentation:
             millions wide). None keeps them whole.
         knn: facility location's neighbours per example.
         balance: the per-class budgets: "equal" or "proportional".
-        seed: seeds the plans' order and the random strategy.
+        seed: seeds the plans' order and the random strategy; under DDP the same on every rank (not seed + rank).
         selection_warmup: epochs before the first model-based selection (random selections of
             the same budget until then); None takes the rule's share (crust: 20%) of `epochs`, at
             most the epoch of the last selection (`default_selection_warmup`); given with `epochs`,
@@ -422,6 +422,7 @@ class CoresetAugmentation:
         if marks[src][0] == "failed":
             error = UsageError if marks[src][1] else RuntimeError
             raise error(f"rank {src} failed to select at epoch {epoch}: {marks[src][2]}")
+        _check_same_settings([mark[-1] for mark in marks], src)
         if any(mark != marks[src] for mark in marks):
             self.share_selection(src)
 
@@ -431,7 +432,13 @@ class CoresetAugmentation:
         chosen = None if s is None else (zlib.crc32(np.asarray(s.indices, dtype=np.int64).tobytes()),
                                          zlib.crc32(np.asarray(s.weights, dtype=np.float32).tobytes()))
         sums = None if self.loss_sums is None else zlib.crc32(self.loss_sums.numpy().tobytes())
-        return ("state", self.selected_at, chosen, self.loss_count, sums)
+        return ("state", self.selected_at, chosen, self.loss_count, sums, self._plan_settings())
+
+    def _plan_settings(self):
+        """What, besides the selection, decides each epoch's plan: every rank's must be the same, or their
+        shares of it overlap (`_check_same_settings`)."""
+        return {**self._settings(), "seed": self.seed, "copies": self.copies,
+                "weight_augmented": self.weight_augmented}
 
     def share_selection(self, src=0):
         """Every rank of the `torch.distributed` process group adopts rank `src`'s current
@@ -599,6 +606,24 @@ def _same_setting(key, saved, mine):
     if key == "fraction" and isinstance(saved, numbers.Real) and isinstance(mine, numbers.Real):
         return math.isclose(saved, mine, rel_tol=1e-6)
     return saved == mine
+
+
+def _check_same_settings(ranks, src):
+    """UsageError, raised on every rank alike, naming the plan settings (`_plan_settings`, one dict per
+    rank in `ranks`) in which a rank differs from rank `src`: each rank would draw a plan of its own and
+    shard it, so the shards would overlap (a per-rank seed) or differ in length (a DDP hang)."""
+    first = ranks[src]
+    differ = []
+    for key in first:
+        other = [rank for rank, settings in enumerate(ranks) if not _same_setting(key, first[key], settings[key])]
+        if other:
+            shown = f"other labels on rank {other[0]} (or the same in another order)" if key == "labels" else \
+                f"{first[key]!r} on rank {src}, {ranks[other[0]][key]!r} on rank {other[0]}"
+            differ.append(f"{key}: {shown}")
+    if differ:
+        raise UsageError(f"CoresetAugmentation's settings differ between the ranks ({'; '.join(differ)}): every rank "
+                         "shards one plan, so make it with the same settings, labels and seed on every rank "
+                         "(not a seed plus the rank)")
 
 
 def check_map_style(data, what, use, batching, from_image_dataset):
