@@ -48,3 +48,64 @@ def test_a_message_about_another_dataset_adds_no_note_where_the_old_folder_is_st
     assert dataset_note({"dataset": str(tmp_path / "gone")}, [("epochs", 1, 2)]) == ""
     assert dataset_note({"dataset": "digits"}, [("dataset", "digits", str(new))]) == ""
     assert "ln -s" in dataset_note({"dataset": str(tmp_path / "gone")}, [("dataset", "x", str(new))])
+
+
+def test_a_resume_on_another_thread_count_warns_and_the_summary_lists_both_counts_and_what_produced_it(
+        tmp_path, monkeypatch):
+    import json
+    import warnings
+
+    import torch
+
+    from coreaug.training.run_files import RunFolder, checkout_commit
+
+    config = dict(dataset="digits", model="cnn", epochs=2, train_limit=200, test_limit=100, quiet=True,
+                  out=str(tmp_path / "run"))
+    real_save = RunFolder.save_epoch
+
+    def interrupted(self, checkpoint, history):
+        real_save(self, checkpoint, history)
+        raise KeyboardInterrupt
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(RunFolder, "save_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config))
+    monkeypatch.setattr(RunFolder, "save_epoch", real_save)
+    try:
+        torch.set_num_threads(threads + 1)
+        with pytest.warns(UserWarning, match=f"epochs up to 1 on {threads} threads? and goes on with {threads + 1}"
+                                             f": .*OMP_NUM_THREADS={threads}"):
+            coreaug.train(coreaug.TrainConfig(**config, resume=True))
+    finally:
+        torch.set_num_threads(threads)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["threads"] == [threads, threads + 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same count: no warning, and one number
+        coreaug.train(coreaug.TrainConfig(**{**config, "out": str(tmp_path / "again")}))
+    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert summary["threads"] == threads
+    assert summary["data"] == {"source": "scikit-learn:load_digits", "fingerprint": None}
+    assert summary["versions"]["numpy"] == __import__("numpy").__version__ and "python" in summary["versions"]
+    assert summary["commit"] == checkout_commit()
+
+
+def test_the_commit_is_the_checkouts_and_none_outside_a_git_tree(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from coreaug.training import run_files
+
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    top = os.path.dirname(os.path.dirname(os.path.abspath(coreaug.__file__)))
+    run_files.checkout_commit.cache_clear()
+    try:
+        if os.path.exists(os.path.join(top, ".git")):
+            head = subprocess.run(["git", "-C", top, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+            assert run_files.checkout_commit().startswith(head[:12])
+        monkeypatch.setattr(coreaug, "__file__", str(tmp_path / "site" / "coreaug" / "__init__.py"))
+        run_files.checkout_commit.cache_clear()
+        assert run_files.checkout_commit() is None  # an installed package: no tree of its own
+    finally:
+        run_files.checkout_commit.cache_clear()

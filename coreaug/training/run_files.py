@@ -11,11 +11,15 @@ OS drops when the process ends however it ends, so `--resume` after a crash stil
 import collections
 import contextlib
 import errno
+import functools
 import json
 import os
 import pickle
+import platform
 import re
 import shutil
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -256,6 +260,38 @@ class RunFolder:
 
     def save_summary(self, summary):
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
+
+
+LIBRARIES = {"numpy": "numpy", "faiss": "faiss", "PIL": "pillow"}  # module: the name summary.json gives it
+
+
+def provenance(data):
+    """What produced a run besides its settings, for summary.json: `commit`, the coreaug checkout's
+    (`checkout_commit`); `versions`, Python's and those of the libraries the run loaded whose releases
+    can change its numbers (numpy's draws, faiss' neighbours, Pillow's decoding); `data`, the folder
+    `data` (an ImageDataset) was read from and, for a folder of images, the hash of its files."""
+    loaded = {name: getattr(sys.modules[module], "__version__", None)
+              for module, name in LIBRARIES.items() if module in sys.modules}
+    return {"commit": checkout_commit(), "versions": {"python": platform.python_version(), **loaded},
+            "data": {"source": data.source, "fingerprint": data.fingerprint}}
+
+
+@functools.lru_cache(maxsize=None)
+def checkout_commit():
+    """`git describe --always --dirty` of the git work tree coreaug is imported from (a checkout, or an
+    editable install of one): the release number stays the same over many commits. None for an
+    installed package, a tree that is not git's, or no git."""
+    import coreaug
+
+    top = os.path.dirname(os.path.dirname(os.path.abspath(coreaug.__file__)))
+    if not os.path.exists(os.path.join(top, ".git")):  # the package's own tree, not a project around a venv
+        return None
+    try:
+        done = subprocess.run(["git", "-C", top, "describe", "--always", "--dirty", "--abbrev=12"], timeout=10,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
 def _events_file(folder):

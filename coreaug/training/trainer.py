@@ -35,7 +35,7 @@ from .evaluate import evaluation_sums
 from .inputs import load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
-from .run_files import RunFolder, check_same_data
+from .run_files import RunFolder, check_same_data, provenance
 from .schedule import learning_rate
 from .selector import select_examples
 from .trained import model_file
@@ -461,6 +461,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
                                  if run.history else 0.0) + epoch_seconds,
             "elapsed_seconds": (run.history[-1]["elapsed_seconds"] if run.history else 0.0) + epoch_seconds + eval_seconds,
             "n_trained": int(n_trained), "n_augmented": int(n_augmented), "selected": selected,
+            "threads": torch.get_num_threads(),  # a resume on another count is said (`_check_threads`)
             **(run.method.diagnostics if selected else {}),
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
             **({"cudagraph_skips": graph_skips.count} if graph_skips is not None else {}),
@@ -474,7 +475,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
     result = _result(config, run.history, run.model, distributed)
     if folder and not folder.done:  # a finished run's files stay as it wrote them
         folder.save_model(model_file(config, run.model, data, run.history))
-        folder.save_summary(_summary(config, result, distributed.device, run.precision))
+        folder.save_summary(_summary(config, result, distributed.device, run.precision, data))
     return result
 
 
@@ -536,7 +537,19 @@ def _start(config, distributed, checkpoint, data, model):
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
         _restore_global_rng(checkpoint.get("rng"), device)
+        _check_threads(run.history, device)
     return run
+
+
+def _check_threads(history, device):
+    """Warn where a CPU run resumes on another thread count than its last epoch trained on: torch's
+    kernels add up in another order, so no run of one count repeats it (summary.json lists both)."""
+    before = history[-1].get("threads") if history else None
+    now = torch.get_num_threads()
+    if device.type == "cpu" and before is not None and before != now:
+        warnings.warn(f"the run trained epochs up to {len(history)} on {before} thread{'s' * (before != 1)} and "
+                      f"goes on with {now}: its numbers will be those of neither count (torch adds up in another "
+                      f"order); set OMP_NUM_THREADS={before} to resume it as it started", stacklevel=2)
 
 
 def make_optimizer(config, model, compiled_update=None, scaled=False):
@@ -1001,10 +1014,11 @@ def _result(config, history, model, distributed):
     )
 
 
-def _summary(config, result, device, precision):
+def _summary(config, result, device, precision, data):
     from coreaug import __version__  # here: the package imports this module
 
     history = result.history
+    threads = list(dict.fromkeys(m["threads"] for m in history if "threads" in m)) or [torch.get_num_threads()]
     return {
         "config": dataclasses.asdict(config), "precision": precision,
         "final_test_accuracy": result.final_test_accuracy, "best_test_accuracy": result.best_test_accuracy,
@@ -1015,7 +1029,9 @@ def _summary(config, result, device, precision):
         "epochs": len(history), "n_trained": sum(m["n_trained"] for m in history),
         "n_augmented": sum(m["n_augmented"] for m in history),
         "device": str(device), "world_size": result.world_size,
-        "coreaug": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "coreaug": __version__, "torch": torch.__version__,
+        "threads": threads[0] if len(threads) == 1 else threads,  # a list: resumed on other counts
         "machine": f"{platform.machine()} {os.cpu_count()} cpus"
                    + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
+        **provenance(data),
     }
