@@ -109,3 +109,52 @@ def test_the_commit_is_the_checkouts_and_none_outside_a_git_tree(tmp_path, monke
         assert run_files.checkout_commit() is None  # an installed package: no tree of its own
     finally:
         run_files.checkout_commit.cache_clear()
+
+
+def test_a_full_disk_stops_the_grid_at_the_first_run_instead_of_failing_each_run_after_its_first_epoch(
+        tmp_path, monkeypatch):
+    import errno
+
+    from coreaug.bench.grid import GridRun, fails_run_alone
+    from coreaug.training.run_files import RunFolder
+
+    saves = []
+
+    def full(self, checkpoint, history):
+        saves.append(self.path)
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(self.path, "checkpoint.pt"))
+    monkeypatch.setattr(RunFolder, "save_epoch", full)
+    config = coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50, quiet=True)
+    with pytest.raises(OSError, match="No space left"):
+        coreaug.run_grid(config, tmp_path / "grid", subsets=(0.3,), strategies=("random", "coreset"),
+                         references=("none",), seeds=1, jobs=1)
+    assert len(saves) == 1  # the next runs would each train an epoch and meet the same disk
+    import dataclasses
+
+    run = GridRun("r", "random", 0.3, 0, dataclasses.replace(config, out=str(tmp_path / "grid" / "runs" / "r")))
+    damaged = coreaug.UsageError(f"{run.folder}/checkpoint.pt is damaged")
+    assert fails_run_alone(damaged, run)
+    assert not fails_run_alone(OSError(errno.EDQUOT, "Disk quota exceeded", f"{run.folder}/x"), run)
+
+
+def test_a_grid_continued_after_its_folders_images_changed_is_refused_before_anything_trains(tmp_path):
+    import json
+    import shutil
+
+    data = image_folder(tmp_path / "pets")
+    grid = tmp_path / "grid"
+    config = coreaug.TrainConfig(dataset=str(data), model="cnn", epochs=1, quiet=True, batch_size=4,
+                                 cache_dir=str(tmp_path / "cache"))
+
+    def run(seeds):
+        return coreaug.run_grid(config, grid, subsets=(0.5,), strategies=("random",), references=(), seeds=seeds,
+                                jobs=1)
+
+    run(1)
+    recorded = json.loads((grid / "grid.json").read_text())["data"]
+    shutil.copy(data / "cat" / "0.png", data / "cat" / "more.png")  # more data came in
+    with pytest.raises(UsageError, match=f"the images in {data} changed .* since the grid's runs trained"):
+        run(2)
+    assert not (grid / "runs" / "random-0.5-seed1").exists()
+    (data / "cat" / "more.png").unlink()
+    assert run(2).trained == 1 and json.loads((grid / "grid.json").read_text())["data"] == recorded

@@ -176,13 +176,14 @@ def _holder(run):
     return f"the folder holding it, {parent} (a folder of run folders)"
 
 
-def record_plan(grid, names, *, settings=None, shards=None, check=None):
+def record_plan(grid, names, *, settings=None, shards=None, check=None, data=None):
     """Add `names` to the runs `grid`'s PLAN file lists (written before any run starts, so that a
     report made while the grid trains can name the runs not started yet).
 
     settings: the settings every run of the grid shares (`grid.grid_settings`), kept under
     "settings" unless the file holds some already. shards: {"count": N, "runs": [...]}, the deal
-    of a --shard command, kept under "shards". check(plan): called with the file's dict as read
+    of a --shard command, kept under "shards". data: the hash of a folder dataset's files
+    (`ImageDataset.fingerprint`), kept under "data" unless the file holds one. check(plan): called with the file's dict as read
     ({} for none), to refuse (UsageError) a command of another grid before anything is written.
     Reading, checking and writing happen under an exclusive lock on the grid folder, so that two
     commands starting together see each other's plan.
@@ -196,6 +197,8 @@ def record_plan(grid, names, *, settings=None, shards=None, check=None):
             plan["settings"] = settings
         if shards is not None:
             plan["shards"] = shards
+        if data is not None and not isinstance(plan.get("data"), str):
+            plan["data"] = data
         atomic_write(os.path.join(grid, PLAN), lambda f: json.dump(plan, f, indent=1, sort_keys=True))
 
 

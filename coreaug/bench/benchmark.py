@@ -11,6 +11,7 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
+from coreaug.training.run_files import same_files
 
 from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_writable, grid_settings,
@@ -116,10 +117,10 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     check_out(out, runs[0].config)
     check_writable(out)
     todo = [run for run in mine if run.state() != "finished"]
-    if todo:  # missing data stops the grid here, before grid.json plans runs that cannot train
-        _load_data(todo[0].config)
+    # missing data stops the grid here, before grid.json plans runs that cannot train
+    fingerprint = _load_data(todo[0].config) if todo else None
     before = _grid_files(out)
-    record_grid(out, runs, config, shard)
+    record_grid(out, runs, config, shard, fingerprint)
     written = _grid_files(out)
 
     def report_with_total(outcome, position):
@@ -155,20 +156,39 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     return result
 
 
-def record_grid(out, runs, config, shard=None):
+def record_grid(out, runs, config, shard=None, data=None):
     """List the `runs` (planned by plan_grid from the base TrainConfig `config`) in `out`'s grid.json
     with the grid's settings and, for a shard (I, N), the runs the shards deal. UsageError, with
     nothing written, when grid.json records other settings (another command of the grid, maybe
     started at the same moment: the file is read and written under a lock) or, for a shard, when
-    the unfinished shards of the grid deal other runs (`grid.check_settings`, `grid.check_deal`)."""
+    the unfinished shards of the grid deal other runs (`grid.check_settings`, `grid.check_deal`),
+    or when `data`, the hash of the folder dataset's files now, is not the one grid.json records
+    (`check_data`)."""
     names, shard = [run.name for run in runs], parse_shard(shard) if shard else None
 
     def check(plan):
         check_settings(plan.get("settings"), runs, out)
         if shard:
             check_deal(plan.get("shards"), runs, shard, out)
+        check_data(plan, data, runs[0].config)
     record_plan(out, names, settings=grid_settings(config, runs), check=check,
-                shards={"count": shard[1], "runs": sorted(names)} if shard else None)
+                shards={"count": shard[1], "runs": sorted(names)} if shard else None, data=data)
+
+
+def check_data(plan, data, config):
+    """UsageError where the folder dataset's files hash to `data` now and the grid's plan recorded
+    another hash when its runs trained (files added, removed or modified): the cells would pool
+    runs on two sets of images. The folder reached through a link at the path the grid recorded
+    (moved, `run_files.dataset_note`) is the same data."""
+    stored = plan.get("data")
+    if not isinstance(stored, str) or data is None or stored == data:
+        return
+    recorded = (plan.get("settings") or {}).get("dataset")
+    if same_files(stored, config.dataset, config.val_fraction, [recorded]):
+        return
+    raise UsageError(f"the images in {config.dataset} changed (files added, removed or modified) since the grid's "
+                     "runs trained on them, and its cells would pool runs on two sets of images; restore them, "
+                     "or give this grid another --out")
 
 
 def _grid_files(out):
@@ -200,11 +220,11 @@ def _load_data(config):
     """Load the grid's data once here (its runs share the data settings): missing data is one
     error before anything is planned. A folder dataset is decoded into its cache here, with its
     own worker processes: bench's workers may start none (they are daemons), and would each
-    decode it."""
+    decode it. Returns the hash of a folder dataset's files (None for a registered dataset)."""
     if is_folder_dataset(config.dataset):
-        load_folder(config, progress=not config.quiet)
-    else:
-        load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
+        return load_folder(config, progress=not config.quiet).fingerprint
+    load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
+    return None
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_folder import lies_among
 from coreaug.errors import UsageError, one_line
-from coreaug.files import make_folder
+from coreaug.files import DISK_ERRORS, make_folder
 from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
 from coreaug.training import TrainConfig, train
 from coreaug.training.compiled_step import check_compilable
@@ -242,6 +242,13 @@ def names_run(error, run):
     return any(re.search(pattern, text) for text in texts)
 
 
+def fails_run_alone(error, run):
+    """Whether `error` (one of STOPPING) fails `run` alone, the grid going on: it names the run's
+    own files (`names_run`) and is no full, over-quota or read-only disk, which every run after it
+    would meet too, each after training up to its first checkpoint."""
+    return names_run(error, run) and not (isinstance(error, OSError) and error.errno in DISK_ERRORS)
+
+
 def run_grid_runs(runs, report=None):
     """Train the `runs` one after another in this process (see `train_grid_run`).
 
@@ -256,7 +263,7 @@ def run_grid_runs(runs, report=None):
         try:
             outcome = RunOutcome(run, train_grid_run(run))
         except STOPPING as exc:
-            if not names_run(exc, run):
+            if not fails_run_alone(exc, run):
                 raise
             outcome = RunOutcome(run, "failed", one_line(exc))
         except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
