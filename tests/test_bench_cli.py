@@ -180,7 +180,11 @@ def test_a_damaged_checkpoint_fails_its_run_alone_and_the_others_train(copied_gr
         main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
     out, err = capsys.readouterr()
     assert exit_info.value.code == 1 and err.strip().endswith("error: 1 run(s) failed: random-0.3-seed0")
-    assert f"random-0.3-seed0: failed: UsageError: {damaged}/checkpoint.pt is truncated or corrupt" in out
+    line = next(line for line in out.splitlines() if "random-0.3-seed0: failed: " in line)
+    assert f"random-0.3-seed0: failed: {damaged}/checkpoint.pt is truncated or corrupt" in line
+    # bench's advice, not train's --overwrite (bench has none) or another --out (another grid)
+    assert "--overwrite" not in line and line.endswith("remove the run's folder (its results with it) to train it "
+                                                      "again from the start")
     assert (copied_grid / "runs" / "full-seed0" / "summary.json").exists()  # trained after the damaged run
     assert "2 runs (1 trained now)" in out
 
@@ -254,7 +258,8 @@ def test_an_unfinished_run_with_an_unreadable_config_fails_alone(copied_grid, tr
         main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
     out = capsys.readouterr().out
     assert exit_info.value.code == 1 and train_calls == []
-    assert f"random-0.3-seed0: failed: UsageError: {run} holds a config.json that cannot be read" in out
+    assert f"random-0.3-seed0: failed: {run} holds a config.json that cannot be read" in out
+    assert "--overwrite" not in out
 
 
 def test_an_error_names_a_run_by_its_folder_not_by_a_sibling_sharing_its_start(tmp_path):

@@ -249,6 +249,20 @@ def fails_run_alone(error, run):
     return names_run(error, run) and not (isinstance(error, OSError) and error.errno in DISK_ERRORS)
 
 
+def refusal_line(error):
+    """A run's own refusal (`fails_run_alone`: a damaged checkpoint, another model) as bench says it:
+    the first line of its message, without the class name of a UsageError, and in place of advice
+    on `coreaug train`'s --overwrite (which bench lacks; another --out would be another grid),
+    bench's: remove the run's folder to train it from the start."""
+    text = (str(error).strip().splitlines() or [""])[0]
+    if not isinstance(error, UsageError):
+        return one_line(error)
+    cut = text.rfind("; ", 0, text.find("--overwrite")) if "--overwrite" in text else -1
+    if cut < 0:
+        return text
+    return text[:cut] + "; remove the run's folder (its results with it) to train it again from the start"
+
+
 def run_grid_runs(runs, report=None):
     """Train the `runs` one after another in this process (see `train_grid_run`).
 
@@ -265,7 +279,7 @@ def run_grid_runs(runs, report=None):
         except STOPPING as exc:
             if not fails_run_alone(exc, run):
                 raise
-            outcome = RunOutcome(run, "failed", one_line(exc))
+            outcome = RunOutcome(run, "failed", refusal_line(exc))
         except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
             outcome = RunOutcome(run, "failed", one_line(exc))
         outcomes.append(outcome)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from coreaug.errors import UsageError, one_line, one_line_warning
 from coreaug.training.distributed import pick_device
 
-from .grid import STOPPING, RunOutcome, fails_run_alone, train_grid_run
+from .grid import STOPPING, RunOutcome, fails_run_alone, refusal_line, train_grid_run
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 STOP_SECONDS = 10  # a stopped worker's time to unwind its run (leave a GPU kernel, close files) before it is killed
@@ -299,7 +299,7 @@ def _work(index, worker, tasks, results, short_warnings=False):
             if not fails_run_alone(exc, run):  # not this run's own: the parent stops the grid with it
                 results.put(("stop", index, position, _portable(exc)))
                 return
-            status, error = "failed", one_line(exc)
+            status, error = "failed", refusal_line(exc)
         except Exception as exc:  # noqa: BLE001 - one run's error must not stop the others
             status, error = "failed", one_line(exc)
         results.put(("done", index, position, status, error))
