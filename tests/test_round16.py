@@ -158,3 +158,30 @@ def test_a_grid_continued_after_its_folders_images_changed_is_refused_before_any
     assert not (grid / "runs" / "random-0.5-seed1").exists()
     (data / "cat" / "more.png").unlink()
     assert run(2).trained == 1 and json.loads((grid / "grid.json").read_text())["data"] == recorded
+
+
+def test_a_finished_runs_damaged_summary_or_metrics_is_written_again_from_its_checkpoint(tmp_path):
+    import json
+
+    config = coreaug.TrainConfig(dataset="digits", model="cnn", epochs=2, train_limit=100, test_limit=50, quiet=True)
+    grid = tmp_path / "grid"
+
+    def run():
+        return coreaug.run_grid(config, grid, subsets=(0.5,), strategies=("random",), references=("none",),
+                                seeds=1, jobs=1)
+
+    first = run()
+    runs = grid / "runs"
+    summary, metrics = runs / "random-0.5-seed0" / "summary.json", runs / "none-seed0" / "metrics.jsonl"
+    kept = summary.read_text(), metrics.read_text()
+    summary.write_text(kept[0][:200])  # a copy cut short
+    metrics.write_text(kept[1][:-40])
+    again = run()
+    assert sorted(o.status for o in again.outcomes) == ["resumed", "resumed"] and not again.unreadable
+    assert json.loads(summary.read_text())["final_test_accuracy"] == json.loads(kept[0])["final_test_accuracy"]
+    assert [json.loads(row) for row in metrics.read_text().splitlines()] == \
+        [json.loads(row) for row in kept[1].splitlines()]
+    assert [row["final_accuracy"] for row in again.rows] == [row["final_accuracy"] for row in first.rows]
+    (runs / "none-seed0" / "checkpoint.pt").unlink()  # without a checkpoint: left out, as before
+    metrics.write_text(kept[1][:-40])
+    assert "none-seed0" in run().unreadable

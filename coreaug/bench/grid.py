@@ -24,7 +24,7 @@ from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
 from coreaug.training.config import WEAK, weak_is_resized_crop
 from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
-from coreaug.training.run_files import DEFAULT_IDENTITY, dataset_note, differences, folder_in_use
+from coreaug.training.run_files import DEFAULT_IDENTITY, damaged_results, dataset_note, differences, folder_in_use
 
 from .archive import PER_RUN
 
@@ -60,10 +60,13 @@ class GridRun:
         return self.config.out
 
     def state(self):
-        """"finished" (summary.json written), "interrupted" (a checkpoint, no summary) or "new"."""
-        if os.path.exists(os.path.join(self.folder, "summary.json")):
-            return "finished"
-        return "interrupted" if os.path.exists(os.path.join(self.folder, "checkpoint.pt")) else "new"
+        """"finished" (summary.json written), "interrupted" (a checkpoint, and no summary.json, or a
+        summary.json or metrics.jsonl that cannot be read: resuming writes them again from the
+        checkpoint, training nothing more) or "new"."""
+        checkpoint = os.path.exists(os.path.join(self.folder, "checkpoint.pt"))
+        if not os.path.exists(os.path.join(self.folder, "summary.json")):
+            return "interrupted" if checkpoint else "new"
+        return "interrupted" if checkpoint and damaged_results(self.folder) else "finished"
 
 
 def plan_grid(config, out, subsets, strategies, references, seeds):

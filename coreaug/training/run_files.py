@@ -206,8 +206,9 @@ class RunFolder:
     def sync_metrics(self, history):
         """Write metrics.jsonl from a resumed checkpoint's `history` when it holds another number of
         epochs: a run stopped between the two writes of `save_epoch` kept a checkpoint one epoch ahead,
-        and after its last epoch no later `save_epoch` would write that epoch's row."""
-        if metrics_rows(self.path) != len(history):
+        and after its last epoch no later `save_epoch` would write that epoch's row; so is one with a row
+        that is not JSON (a copy cut short, an edit)."""
+        if metrics_rows(self.path) != len(history) or damaged_results(self.path, summary=False):
             self._write_metrics(history)
 
     def resume_scalars(self, history):
@@ -332,6 +333,25 @@ def _plain(obj):
     elif type(obj) is tuple:
         return tuple(_plain(value) for value in obj)
     return obj.item() if isinstance(obj, np.generic) else obj
+
+
+def damaged_results(folder, summary=True):
+    """Whether the run folder `folder`'s metrics.jsonl (where there is one) holds a row that is not a
+    JSON object, or (with `summary`) its summary.json is not one: files a resume writes again from
+    the checkpoint."""
+    names = ["metrics.jsonl"] + (["summary.json"] if summary else [])
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                rows = [line for line in f if line.strip()] if name == "metrics.jsonl" else [f.read()]
+            if not all(isinstance(json.loads(row), dict) for row in rows):
+                return True
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return True
+    return False
 
 
 def metrics_rows(folder):
