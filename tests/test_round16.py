@@ -185,3 +185,16 @@ def test_a_finished_runs_damaged_summary_or_metrics_is_written_again_from_its_ch
     (runs / "none-seed0" / "checkpoint.pt").unlink()  # without a checkpoint: left out, as before
     metrics.write_text(kept[1][:-40])
     assert "none-seed0" in run().unreadable
+
+
+def test_resuming_a_finished_run_whose_checkpoint_was_removed_says_so_and_never_advises_deleting_its_model(tmp_path):
+    config = dict(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50, quiet=True,
+                  out=str(tmp_path / "run"))
+    coreaug.train(coreaug.TrainConfig(**config))
+    (tmp_path / "run" / "checkpoint.pt").unlink()  # to save space
+    with pytest.raises(UsageError, match="holds a finished run .* without its checkpoint.pt: there is nothing to "
+                                         r"resume; .*--overwrite would train it again, deleting model.pt\)$"):
+        coreaug.train(coreaug.TrainConfig(**config, resume=True))
+    (tmp_path / "run" / "model.pt").unlink()  # not a finished run now: the refusal as before
+    with pytest.raises(UsageError, match="but no checkpoint.pt to resume from"):
+        coreaug.train(coreaug.TrainConfig(**config, resume=True))

@@ -103,6 +103,10 @@ class RunFolder:
                              "it, --overwrite to start it again (deleting those files), or choose another --out")
         if resume and os.path.exists(self.file(CHECKPOINT)):
             return self._load_checkpoint()
+        if resume and not overwrite and self._readable_results():  # checkpoint.pt removed to save space, say
+            raise UsageError(f"--out {self.path} holds a finished run (summary.json, {MODEL}) without its {CHECKPOINT}: "
+                             f"there is nothing to resume; its results are in summary.json, and `coreaug evaluate "
+                             f"{self.path}` tests its model (--overwrite would train it again, deleting {MODEL})")
         if resume and not overwrite:
             raise UsageError(f"--out {self.path} holds a run's results ({', '.join(kept)}) but no {CHECKPOINT} to "
                              "resume from; pass --overwrite to train it again from the start (deleting them), or "
