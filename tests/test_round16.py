@@ -198,3 +198,18 @@ def test_resuming_a_finished_run_whose_checkpoint_was_removed_says_so_and_never_
     (tmp_path / "run" / "model.pt").unlink()  # not a finished run now: the refusal as before
     with pytest.raises(UsageError, match="but no checkpoint.pt to resume from"):
         coreaug.train(coreaug.TrainConfig(**config, resume=True))
+
+
+def test_report_names_loose_runs_of_one_cell_trained_on_other_files_of_the_folder(tmp_path):
+    import shutil
+
+    data = image_folder(tmp_path / "pets")
+    runs = tmp_path / "runs"
+    settings = dict(dataset=str(data), model="cnn", epochs=1, quiet=True, batch_size=4, subset=0.5,
+                    cache_dir=str(tmp_path / "cache"))
+    coreaug.train(coreaug.TrainConfig(**settings, seed=0, out=str(runs / "a")))
+    shutil.copy(data / "cat" / "0.png", data / "cat" / "more.png")
+    coreaug.train(coreaug.TrainConfig(**settings, seed=1, out=str(runs / "b")))
+    write_report(str(runs), out=str(tmp_path / "report"))
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert re.search(r"runs of other settings pooled in one cell \(random 50%: data_files \(", text)

@@ -250,7 +250,7 @@ def _read_sources(sources, wanted):
 NOT_RESULTS = {"eval_every"}  # settings that change no run's result (only which epochs log test figures)
 # Settings a source's cells must share to be compared row against row (a folder of loose runs is
 # not checked by bench): the data, the model and the training length.
-ACROSS_CELLS = ("dataset", "model", "epochs", "train_limit", "test_limit", "image_size", "label_noise")
+ACROSS_CELLS = ("dataset", "data_files", "model", "epochs", "train_limit", "test_limit", "image_size", "label_noise")
 
 
 def _setting_text(value) -> str:
@@ -285,7 +285,7 @@ def _pooled(records, runs, checked=False):
     grid bench `checked`, and the runs of one seed in a cell counted as two seeds; "" for none."""
     cells = {}
     for record, run in zip(records, runs):
-        cells.setdefault((run.strategy, run.subset), []).append((_as_read(record.config), run.seed))
+        cells.setdefault((run.strategy, run.subset), []).append((_with_data(record), run.seed))
     differ, repeated, within = [], [], set()
     for (strategy, subset), members in cells.items():
         name = strategy if subset is None else f"{strategy} {_subset(subset)}"
@@ -297,7 +297,7 @@ def _pooled(records, runs, checked=False):
             differ.append(f"{name}: {_listed(found)}")
         seeds = collections.Counter(seed for _, seed in members)
         repeated += [f"{name}: {n} runs of seed {seed}" for seed, n in seeds.items() if n > 1]
-    across = {} if checked else _differing([_as_read(record.config) for record in records],
+    across = {} if checked else _differing([_with_data(record) for record in records],
                                            [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
     notes = []
     if across and len(cells) > 1:
@@ -312,6 +312,15 @@ def _pooled(records, runs, checked=False):
         more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
         notes.append(f"runs of one seed counted as several ({repeated[0]}{more})")
     return "; ".join(notes)
+
+
+def _with_data(record):
+    """A run's settings as `_pooled` compares them: config.json's, and `data_files`, the hash of a folder
+    dataset's files its summary.json records (runs of one folder before and after images were added)."""
+    summary = getattr(record, "summary", None)
+    data = summary.get("data") if isinstance(summary, dict) else None
+    fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
+    return {**_as_read(record.config), **({"data_files": fingerprint} if fingerprint else {})}
 
 
 def _check_baselines(runs, baselines):
