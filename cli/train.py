@@ -61,7 +61,7 @@ def train_options(command):
         click.option("--stream", type=click.Choice(STREAMS), default=_default("stream"), show_default=True,
                      help="Folder datasets: always|never|auto: read batches from the decoded cache on disk instead of "
                           "holding the images in memory (auto: when the node's processes' copies would take over half the free "
-                          "host or GPU memory)."),
+                          "host (or cgroup-limited) or GPU memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      help=f"Folder datasets: where images are decoded to [default: {CACHE_DIR_TEXT}]."),
         click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),

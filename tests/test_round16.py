@@ -213,3 +213,33 @@ def test_report_names_loose_runs_of_one_cell_trained_on_other_files_of_the_folde
     write_report(str(runs), out=str(tmp_path / "report"))
     text = (tmp_path / "report" / "report.md").read_text()
     assert re.search(r"runs of other settings pooled in one cell \(random 50%: data_files \(", text)
+
+
+def test_stream_auto_counts_a_cgroup_memory_limit_not_only_the_hosts_free_memory(tmp_path, monkeypatch):
+    from coreaug.training import inputs
+
+    gib = 1 << 30
+    v2 = tmp_path / "v2"
+    (v2 / "slurm" / "job7").mkdir(parents=True)
+    (v2 / "slurm" / "memory.max").write_text(f"{16 * gib}\n")  # the job's limit, set on an ancestor
+    (v2 / "slurm" / "memory.current").write_text(f"{6 * gib}\n")
+    (v2 / "slurm" / "job7" / "memory.max").write_text("max\n")
+    (v2 / "slurm" / "job7" / "memory.current").write_text(f"{5 * gib}\n")
+    (v2 / "slurm" / "job7" / "memory.stat").write_text(f"anon 1\ninactive_file {gib}\n")
+    (tmp_path / "cgroup2").write_text("0::/slurm/job7\n")
+    assert inputs.cgroup_memory_left(str(v2), str(tmp_path / "cgroup2")) == 10 * gib
+    (v2 / "slurm" / "memory.max").write_text("max\n")
+    assert inputs.cgroup_memory_left(str(v2), str(tmp_path / "cgroup2")) is None  # no limit anywhere
+
+    v1 = tmp_path / "v1" / "memory"  # a container's view: its own cgroup at the mount's root
+    v1.mkdir(parents=True)
+    (v1 / "memory.stat").write_text(f"hierarchical_memory_limit {8 * gib}\ntotal_inactive_file {gib}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{3 * gib}\n")
+    (tmp_path / "cgroup1").write_text("4:memory:/docker/abc\n0::/\n")
+    assert inputs.cgroup_memory_left(str(tmp_path / "v1"), str(tmp_path / "cgroup1")) == 6 * gib
+    (v1 / "memory.stat").write_text("hierarchical_memory_limit 9223372036854771712\n")
+    assert inputs.cgroup_memory_left(str(tmp_path / "v1"), str(tmp_path / "cgroup1")) is None
+    assert inputs.cgroup_memory_left(str(tmp_path), str(tmp_path / "absent")) is None  # no cgroups (macOS)
+
+    monkeypatch.setattr(inputs, "cgroup_memory_left", lambda: 2 * gib)  # a 2 GiB job on a large host
+    assert inputs.available_host_memory() <= 2 * gib

@@ -165,15 +165,77 @@ def should_stream(mode, images, device, local_world_size=None):
 
 
 def available_host_memory():
-    """Bytes the host can still give (MemAvailable), or its total memory where /proc is absent."""
+    """Bytes this process can still be given: the host's (MemAvailable, or its total memory where
+    /proc is absent), or less where its cgroup's limit leaves less (a container's, a Slurm job's:
+    `cgroup_memory_left`), as the kernel kills a process past that limit however free the host is."""
+    host = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    host = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if host is None:
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    left = cgroup_memory_left()
+    return host if left is None else min(host, left)
+
+
+NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a number near 2 ** 63
+
+
+def cgroup_memory_left(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
+    """Bytes this process's memory cgroup can still take before its limit (the limit less the usage,
+    less the reclaimable page cache), the smallest along its ancestors for cgroup v2; None where no
+    limit is set or none can be read (no cgroups: macOS)."""
+    try:
+        with open(membership) as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    paths = {controller: path for _, controller, path in (line for line in lines if len(line) == 3)}
+    if "memory" in paths:  # v1: the memory controller's own tree (a container sees its own at the root)
+        for folder in (os.path.join(root, "memory", paths["memory"].lstrip("/")), os.path.join(root, "memory")):
+            stat = _cgroup_numbers(os.path.join(folder, "memory.stat"))
+            usage = _cgroup_number(os.path.join(folder, "memory.usage_in_bytes"))
+            if stat and usage is not None:
+                limit = stat.get("hierarchical_memory_limit", NO_LIMIT)  # the smallest along its ancestors
+                return None if limit >= NO_LIMIT else max(0, limit - usage + stat.get("total_inactive_file", 0))
+        return None
+    if "" not in paths:
+        return None
+    left, folder = None, os.path.join(root, paths[""].lstrip("/"))
+    while True:  # v2: each ancestor's memory.max bounds it
+        limit = _cgroup_number(os.path.join(folder, "memory.max"))
+        usage = _cgroup_number(os.path.join(folder, "memory.current"))
+        if limit is not None and usage is not None:
+            here = max(0, limit - usage + _cgroup_numbers(os.path.join(folder, "memory.stat")).get("inactive_file", 0))
+            left = here if left is None else min(left, here)
+        if os.path.normpath(folder) == os.path.normpath(root) or folder == os.path.dirname(folder):
+            return left
+        folder = os.path.dirname(folder)
+
+
+def _cgroup_number(path):
+    """The integer a cgroup file holds; None for "max" (no limit) or a file that cannot be read."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_numbers(path):
+    """A cgroup memory.stat file as {name: integer} ({} where it cannot be read)."""
+    try:
+        with open(path) as f:
+            return {name: int(value) for name, value in (line.split()[:2] for line in f if len(line.split()) >= 2)
+                    if value.isdigit()}
+    except OSError:
+        return {}
 
 
 def _bytes(images):
