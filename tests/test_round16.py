@@ -243,3 +243,16 @@ def test_stream_auto_counts_a_cgroup_memory_limit_not_only_the_hosts_free_memory
 
     monkeypatch.setattr(inputs, "cgroup_memory_left", lambda: 2 * gib)  # a 2 GiB job on a large host
     assert inputs.available_host_memory() <= 2 * gib
+
+
+def test_a_selections_scoring_pass_shows_its_progress_and_quiet_shows_none(tmp_path, monkeypatch, capsys):
+    from coreaug import progress
+
+    monkeypatch.setattr(progress, "PLAIN_PROGRESS_SECONDS", 0)  # stderr is no terminal here: a plain line a batch
+    config = dict(dataset="digits", model="cnn", epochs=1, train_limit=300, test_limit=50, strategy="coreset",
+                  subset=0.3, out=str(tmp_path / "run"))
+    coreaug.train(coreaug.TrainConfig(**config))
+    err = capsys.readouterr().err
+    assert "epoch 1/1 selection: scoring: 300/300 img (100%)" in err
+    coreaug.train(coreaug.TrainConfig(**{**config, "quiet": True, "out": str(tmp_path / "quiet")}))
+    assert "selection" not in capsys.readouterr().err

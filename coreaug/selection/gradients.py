@@ -273,7 +273,8 @@ def _captured_input(captured, layer, model, logits):
 
 
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
-                       transform=None, dim=None, seed=0, num_workers=0, dtype=None, with_losses=False):
+                       transform=None, dim=None, seed=0, num_workers=0, dtype=None, with_losses=False,
+                       progress=None):
     """Per-example gradient estimates of a model on clean images, as the paper selects on.
 
     Runs `model`, a torch.nn.Module, in eval mode under no_grad over `images` in batches of
@@ -292,7 +293,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     through its module, uncompiled (`uncompiled`). Returns a tensor on the CPU of `dtype`, a
     floating torch dtype (default `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
     float32 (n,) cross-entropy of each example, from the float32 logits before any projection:
-    `(estimates, losses)`. A model that returns more than the logits is a UsageError.
+    `(estimates, losses)`. A model that returns more than the logits is a UsageError. `progress`: a
+    callable given the number of examples of each batch once scored (a progress bar's `update`).
     """
     check_choice(kind, "kind", GRADIENT_KINDS)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -358,6 +360,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                     out = torch.empty((len(labels), rows.shape[1]), dtype=dtype or estimate_dtype(len(labels), rows.shape[1]))
                 out[start:start + len(rows)] = rows.to(out.dtype).cpu()
                 start += len(rows)
+                if progress is not None:
+                    progress(len(rows))
     finally:
         restore_modes(modes)
         if hook is not None:
