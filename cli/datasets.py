@@ -28,7 +28,7 @@ from .errors import user_errors
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="A folder without val/ or test/: share of each class held out, as in `coreaug train`.")
 @click.option("--skip-bad-images", is_flag=True, help="A folder: leave unreadable images out (counted).")
-@click.option("--workers", type=int, help="A folder: processes decoding images [default: up to 8].")
+@click.option("--workers", type=int, help="A folder: processes decoding images [default: the usable cores, up to 8].")
 @user_errors
 def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store_size, val_fraction, skip_bad_images,
              workers):

@@ -64,7 +64,7 @@ def train_options(command):
                           "host (or cgroup-limited) or GPU memory)."),
         click.option("--cache-dir", type=click.Path(file_okay=False),
                      help=f"Folder datasets: where images are decoded to [default: {CACHE_DIR_TEXT}]."),
-        click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: up to 8]."),
+        click.option("--workers", type=int, help="Folder datasets: processes decoding images [default: the usable cores, up to 8]."),
         click.option("--weak", type=click.Choice(WEAK), default=_default("weak"), show_default=True,
                      help="Weak augmentation every example gets: pad-crop (pad 4, random crop, flip), resized-crop (random-resized crop, scale 0.08-1, ratio 3/4-4/3, and flip), auto (resized-crop for folder datasets of --image-size 128 and more, else pad-crop)."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder holding the dataset (or its standard folder) [default: search $COREAUG_DATA, ~/.cache/coreaug, /usr/share/datasets/<name>]."),

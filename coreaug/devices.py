@@ -1,9 +1,19 @@
 """The check that a CUDA device asked for is one this machine has, shared by `coreaug train`'s
 --device (coreaug.training.distributed.pick_device) and the API's device= arguments
 (`api_device`: estimate_gradients, CoresetAugmentation.scores, EpochPlan.on_device)."""
+import os
+
 import torch
 
 from coreaug.errors import UsageError
+
+
+def usable_cores():
+    """The cores this process may run on (a taskset or Slurm share, a container's cpuset), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
 
 
 def check_cuda_present(device, name, no_cuda, other_index):

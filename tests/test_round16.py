@@ -256,3 +256,13 @@ def test_a_selections_scoring_pass_shows_its_progress_and_quiet_shows_none(tmp_p
     assert "epoch 1/1 selection: scoring: 300/300 img (100%)" in err
     coreaug.train(coreaug.TrainConfig(**{**config, "quiet": True, "out": str(tmp_path / "quiet")}))
     assert "selection" not in capsys.readouterr().err
+
+
+def test_decoding_workers_default_to_the_cores_this_process_may_use(monkeypatch):
+    from coreaug.data.cache_decode import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)  # a Slurm share of 3
+    assert default_workers() == 3
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS: the machine's, up to 8
+    assert default_workers() == 8

@@ -23,6 +23,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from coreaug.devices import usable_cores
 from coreaug.errors import UsageError, one_line, one_line_warning
 from coreaug.training.distributed import pick_device
 
@@ -389,7 +390,4 @@ def _threads_set():
 
 
 def _cores():
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use (a Slurm or taskset share)
-    except AttributeError:
-        return os.cpu_count() or 1
+    return usable_cores()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from coreaug.deprecation import keyword_only
+from coreaug.devices import usable_cores
 from coreaug.errors import UsageError
 from coreaug.files import DISK_ERRORS, size_text
 from coreaug.progress import progress_bar
@@ -23,8 +24,8 @@ from .dataset import channel_histograms, stats_of_histograms
 
 
 def default_workers() -> int:
-    """Processes decoding a folder's images when not told: one per core, up to 8."""
-    return min(8, os.cpu_count() or 1)
+    """Processes decoding a folder's images when not told: one per core this process may use, up to 8."""
+    return min(8, usable_cores())
 
 
 @keyword_only
