@@ -159,6 +159,17 @@ def test_a_grid_continued_after_its_folders_images_changed_is_refused_before_any
     (data / "cat" / "more.png").unlink()
     assert run(2).trained == 1 and json.loads((grid / "grid.json").read_text())["data"] == recorded
 
+    from coreaug.bench import archive_grid, restore_grid
+
+    restored = tmp_path / "restored"  # an archive keeps the runs' files, not grid.json's hash: theirs is used
+    restore_grid(archive_grid(grid).path, out=restored)
+    grid = restored
+    shutil.copy(data / "cat" / "0.png", data / "cat" / "more.png")
+    with pytest.raises(UsageError, match="changed .* since the grid's runs trained"):
+        run(3)
+    shutil.rmtree(grid / "runs")  # no finished run left (failed runs removed): nothing to keep apart
+    assert run(1).trained == 1 and json.loads((grid / "grid.json").read_text())["data"] != recorded
+
 
 def test_a_finished_runs_damaged_summary_or_metrics_is_written_again_from_its_checkpoint(tmp_path):
     import json
@@ -266,3 +277,14 @@ def test_decoding_workers_default_to_the_cores_this_process_may_use(monkeypatch)
     assert default_workers() == 3
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS: the machine's, up to 8
     assert default_workers() == 8
+
+
+def test_bench_says_a_diverged_run_needs_a_grid_of_its_own_not_trains_overwrite():
+    from coreaug.bench.grid import refusal_line
+    from coreaug.errors import TrainingDiverged
+
+    line = refusal_line(TrainingDiverged("training diverged at epoch 1: the train loss is nan, ...; lower --lr and "
+                                         "start the run again with --overwrite"))
+    assert line == ("TrainingDiverged: training diverged at epoch 1: the train loss is nan, ...; lower --lr, in a "
+                    "grid of its own (another --out)")
+    assert refusal_line(RuntimeError("boom\nmore")) == "RuntimeError: boom"

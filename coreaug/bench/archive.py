@@ -183,8 +183,9 @@ def record_plan(grid, names, *, settings=None, shards=None, check=None, data=Non
     settings: the settings every run of the grid shares (`grid.grid_settings`), kept under
     "settings" unless the file holds some already. shards: {"count": N, "runs": [...]}, the deal
     of a --shard command, kept under "shards". data: the hash of a folder dataset's files
-    (`ImageDataset.fingerprint`), kept under "data" unless the file holds one. check(plan): called with the file's dict as read
-    ({} for none), to refuse (UsageError) a command of another grid before anything is written.
+    (`ImageDataset.fingerprint`), kept under "data" unless the file holds one. check(plan):
+    called with the file's dict as read ({} for none), to refuse (UsageError) a command of
+    another grid before anything is written.
     Reading, checking and writing happen under an exclusive lock on the grid folder, so that two
     commands starting together see each other's plan.
     """

@@ -2,6 +2,7 @@
 shard) and write results.csv, results.md, accuracy_vs_time.png over its finished runs."""
 import contextlib
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -170,25 +171,49 @@ def record_grid(out, runs, config, shard=None, data=None):
         check_settings(plan.get("settings"), runs, out)
         if shard:
             check_deal(plan.get("shards"), runs, shard, out)
-        check_data(plan, data, runs[0].config)
+        if data is not None:
+            check_data(plan, data, runs[0].config, out)
     record_plan(out, names, settings=grid_settings(config, runs), check=check,
                 shards={"count": shard[1], "runs": sorted(names)} if shard else None, data=data)
 
 
-def check_data(plan, data, config):
-    """UsageError where the folder dataset's files hash to `data` now and the grid's plan recorded
-    another hash when its runs trained (files added, removed or modified): the cells would pool
-    runs on two sets of images. The folder reached through a link at the path the grid recorded
-    (moved, `run_files.dataset_note`) is the same data."""
+def check_data(plan, data, config, out):
+    """UsageError where the folder dataset's files hash to `data` now and the grid's runs trained on
+    files of another hash (files added, removed or modified): the cells would pool runs on two
+    sets of images. The hash is grid.json's, else (a grid restored from an archive, which keeps the
+    runs' files alone) a finished run's summary.json's; a grid with no finished run has nothing to
+    keep apart, and its plan records the hash of now (`plan`'s "data" is dropped for record_plan to
+    write again). The folder reached through a link at the path the grid recorded (moved,
+    `run_files.dataset_note`) is the same data."""
+    names = [name for name in plan.get("runs") or [] if isinstance(name, str)]
+    summaries = [os.path.join(out, "runs", name, "summary.json") for name in names]
+    if not any(os.path.exists(path) for path in summaries):
+        plan.pop("data", None)
+        return
     stored = plan.get("data")
-    if not isinstance(stored, str) or data is None or stored == data:
+    for path in summaries if not isinstance(stored, str) else []:
+        stored = _data_fingerprint(path)
+        if stored is not None:
+            break
+    if stored is None or stored == data:
         return
     recorded = (plan.get("settings") or {}).get("dataset")
     if same_files(stored, config.dataset, config.val_fraction, [recorded]):
         return
-    raise UsageError(f"the images in {config.dataset} changed (files added, removed or modified) since the grid's "
-                     "runs trained on them, and its cells would pool runs on two sets of images; restore them, "
-                     "or give this grid another --out")
+    raise UsageError(f"the images in {config.dataset} changed (files added, removed or modified, or copied without "
+                     "their modification times) since the grid's runs trained on them, and its cells would pool "
+                     "runs on two sets of images; restore them, or give this grid another --out")
+
+
+def _data_fingerprint(path):
+    """The hash of a folder dataset's files that the summary.json at `path` records, else None."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f).get("data")
+    except (OSError, ValueError, AttributeError):
+        return None
+    fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
+    return fingerprint if isinstance(fingerprint, str) else None
 
 
 def _grid_files(out):

@@ -15,7 +15,7 @@ import numpy as np
 
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_folder import lies_among
-from coreaug.errors import UsageError, one_line
+from coreaug.errors import TrainingDiverged, UsageError, one_line
 from coreaug.files import DISK_ERRORS, make_folder
 from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
 from coreaug.training import TrainConfig, train
@@ -258,11 +258,14 @@ def refusal_line(error):
     on `coreaug train`'s --overwrite (which bench lacks; another --out would be another grid),
     bench's: remove the run's folder to train it from the start."""
     text = (str(error).strip().splitlines() or [""])[0]
-    if not isinstance(error, UsageError):
+    if not isinstance(error, (UsageError, TrainingDiverged)):
         return one_line(error)
     cut = text.rfind("; ", 0, text.find("--overwrite")) if "--overwrite" in text else -1
+    if isinstance(error, TrainingDiverged):  # the same command would resume it, and diverge again
+        return one_line(error) if cut < 0 else \
+            f"{type(error).__name__}: {text[:cut]}; lower --lr, in a grid of its own (another --out)"
     if cut < 0:
-        return text
+        return text or type(error).__name__
     return text[:cut] + "; remove the run's folder (its results with it) to train it again from the start"
 
 
@@ -284,7 +287,7 @@ def run_grid_runs(runs, report=None):
                 raise
             outcome = RunOutcome(run, "failed", refusal_line(exc))
         except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
-            outcome = RunOutcome(run, "failed", one_line(exc))
+            outcome = RunOutcome(run, "failed", refusal_line(exc))
         outcomes.append(outcome)
         if report:
             report(outcome, position)

@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 
 from coreaug.devices import usable_cores
-from coreaug.errors import UsageError, one_line, one_line_warning
+from coreaug.errors import UsageError, one_line_warning
 from coreaug.training.distributed import pick_device
 
 from .grid import STOPPING, RunOutcome, fails_run_alone, refusal_line, train_grid_run
@@ -287,23 +287,27 @@ def _work(index, worker, tasks, results, short_warnings=False):
     if short_warnings:
         warnings.formatwarning = one_line_warning
     torch.set_num_threads(worker.threads)
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        position, run = task
-        results.put(("took", index, position))
-        config = dataclasses.replace(run.config, quiet=True, **({"device": worker.device} if worker.device else {}))
-        try:
-            status, error = train_grid_run(dataclasses.replace(run, config=config)), None
-        except STOPPING as exc:
-            if not fails_run_alone(exc, run):  # not this run's own: the parent stops the grid with it
-                results.put(("stop", index, position, _portable(exc)))
+    try:
+        while True:
+            task = tasks.get()
+            if task is None:
                 return
-            status, error = "failed", refusal_line(exc)
-        except Exception as exc:  # noqa: BLE001 - one run's error must not stop the others
-            status, error = "failed", one_line(exc)
-        results.put(("done", index, position, status, error))
+            position, run = task
+            results.put(("took", index, position))
+            config = dataclasses.replace(run.config, quiet=True,
+                                         **({"device": worker.device} if worker.device else {}))
+            try:
+                status, error = train_grid_run(dataclasses.replace(run, config=config)), None
+            except STOPPING as exc:
+                if not fails_run_alone(exc, run):  # not this run's own: the parent stops the grid with it
+                    results.put(("stop", index, position, _portable(exc)))
+                    return
+                status, error = "failed", refusal_line(exc)
+            except Exception as exc:  # noqa: BLE001 - one run's error must not stop the others
+                status, error = "failed", refusal_line(exc)
+            results.put(("done", index, position, status, error))
+    finally:  # the loop left, a SIGTERM (the parent stopping the grid) would raise inside the exit handlers
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (torch's, a traceback on stderr): the worker ends anyway
 
 
 def _portable(exc):
@@ -316,6 +320,7 @@ def _portable(exc):
 
 
 def _exit_on_signal(signum, frame):
+    signal.signal(signum, signal.SIG_IGN)  # once: a second one while the run unwinds would interrupt that
     raise SystemExit(128 + signum)
 
 

@@ -390,6 +390,10 @@ class CoresetAugmentation:
         self.plan = None  # drawn below, not also by a selection's use()
         if _world_size() > 1 and self.selects:
             self._start_on_every_rank(epoch, model, data, src, estimate_options)
+        elif _world_size() > 1:  # full and none select nothing, but shuffle their plans by the seed too
+            ranks = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(ranks, self._plan_settings())
+            _check_same_settings(ranks, src)
         elif self.due(epoch):
             self._select_now(epoch, model, data, estimate_options)
         self.epoch, self.plan = epoch, self.plan_for(epoch)

@@ -104,9 +104,10 @@ class RunFolder:
         if resume and os.path.exists(self.file(CHECKPOINT)):
             return self._load_checkpoint()
         if resume and not overwrite and self._readable_results():  # checkpoint.pt removed to save space, say
-            raise UsageError(f"--out {self.path} holds a finished run (summary.json, {MODEL}) without its {CHECKPOINT}: "
-                             f"there is nothing to resume; its results are in summary.json, and `coreaug evaluate "
-                             f"{self.path}` tests its model (--overwrite would train it again, deleting {MODEL})")
+            raise UsageError(f"--out {self.path} holds a finished run (summary.json, {MODEL}) without its "
+                             f"{CHECKPOINT}: there is nothing to resume; its results are in summary.json, and "
+                             f"`coreaug evaluate {self.path}` tests its model (--overwrite would train it again, "
+                             f"deleting {MODEL})")
         if resume and not overwrite:
             raise UsageError(f"--out {self.path} holds a run's results ({', '.join(kept)}) but no {CHECKPOINT} to "
                              "resume from; pass --overwrite to train it again from the start (deleting them), or "
@@ -292,8 +293,9 @@ def checkout_commit():
     if not os.path.exists(os.path.join(top, ".git")):  # the package's own tree, not a project around a venv
         return None
     try:
-        done = subprocess.run(["git", "-C", top, "describe", "--always", "--dirty", "--abbrev=12"], timeout=10,
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        # --no-optional-locks: --dirty refreshes the index, which would take index.lock under a commit in progress
+        done = subprocess.run(["git", "--no-optional-locks", "-C", top, "describe", "--always", "--dirty",
+                               "--abbrev=12"], timeout=10, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
     return (done.stdout.strip() or None) if done.returncode == 0 else None
