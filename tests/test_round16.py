@@ -288,3 +288,32 @@ def test_bench_says_a_diverged_run_needs_a_grid_of_its_own_not_trains_overwrite(
     assert line == ("TrainingDiverged: training diverged at epoch 1: the train loss is nan, ...; lower --lr, in a "
                     "grid of its own (another --out)")
     assert refusal_line(RuntimeError("boom\nmore")) == "RuntimeError: boom"
+
+
+@pytest.mark.parametrize("name", ["fc", "module"])
+def test_pretrained_weights_of_another_class_count_reset_the_classifier_the_model_names(tmp_path, name):
+    import torch
+    from torch import nn
+
+    from coreaug.models import load_pretrained
+
+    class Net(nn.Module):  # the classifier, then a projection head registered after it
+        def __init__(self, classes):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.fc, self.projector = nn.Linear(4, classes), nn.Linear(4, 8)
+            self.gradient_layer = "fc" if name == "fc" else self.fc
+
+        def forward(self, x):
+            return self.fc(self.features(x))
+
+    torch.save(Net(1000).state_dict(), tmp_path / "w.pt")
+    model = Net(10)
+    projector = model.projector.weight.clone()
+    report = load_pretrained(model, tmp_path / "w.pt")
+    assert "classifier freshly initialised" in str(report)
+    assert not torch.equal(model.projector.weight, projector)  # loaded from the file, not left as built
+    unnamed = Net(10)
+    del unnamed.gradient_layer
+    with pytest.raises(UsageError, match="does not fit Net"):  # the last nn.Linear taken: the projection head
+        load_pretrained(unnamed, tmp_path / "w.pt")

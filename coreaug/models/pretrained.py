@@ -88,12 +88,18 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
 
 
 def _classifier_keys(model: nn.Module) -> List[str]:
-    """State-dict keys of the model's last ``nn.Linear``, the classifier."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not names:
+    """State-dict keys of the model's classifier: the ``nn.Linear`` that ``model.gradient_layer`` names
+    (a submodule name, or the layer), as last-layer gradients take it, else its last ``nn.Linear``
+    (a projection or auxiliary head registered after the classifier needs the name)."""
+    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    named = getattr(model, "gradient_layer", None)
+    chosen = [module for name, module in linears if (name == named if isinstance(named, str) else module is named)]
+    if not linears:
         return []
-    prefix = names[-1] + "." if names[-1] else ""
-    return [prefix + name for name, _ in model.get_submodule(names[-1]).named_parameters()]
+    layer = chosen[0] if chosen else linears[-1][1]
+    own = [id(parameter) for parameter in layer.parameters()]
+    # every name of its parameters: a layer also kept as `model.gradient_layer = self.fc` is saved under both
+    return [key for key, parameter in model.named_parameters(remove_duplicate=False) if id(parameter) in own]
 
 
 # torchvision's ResNets by (blocks per stage, bottleneck blocks, layer1's first width): coreaug's names for them.
