@@ -317,3 +317,40 @@ def test_pretrained_weights_of_another_class_count_reset_the_classifier_the_mode
     del unnamed.gradient_layer
     with pytest.raises(UsageError, match="does not fit Net"):  # the last nn.Linear taken: the projection head
         load_pretrained(unnamed, tmp_path / "w.pt")
+
+
+def test_a_module_trained_by_one_run_and_passed_to_another_warns_that_it_starts_trained(tmp_path):
+    import warnings
+
+    import torch
+
+    def net():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+    config = dict(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True)
+    model = net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fresh module: no word
+        coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "a")), model=model)
+    with pytest.warns(UserWarning, match=f"trained by an earlier run \\({tmp_path / 'a'}\\), in place: .*new module"):
+        coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "b")), model=model)
+
+
+def test_model_import_errors_name_the_missing_dependency_the_shadowing_module_and_the_colon(tmp_path, monkeypatch):
+    from coreaug.models import create_model
+
+    (tmp_path / "needsdep.py").write_text("import not_installed_package_xyz\n")
+    (tmp_path / "select.py").write_text("def seq(c, k):\n    pass\n")  # named like Python's own select module
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UsageError, match="module 'needsdep' imports 'not_installed_package_xyz', which is not "
+                                         "installed here"):
+        create_model("needsdep:seq", 1, 10)
+    with pytest.raises(UsageError, match="cannot import module 'absent_module_xyz' .* PYTHONPATH"):
+        create_model("absent_module_xyz:seq", 1, 10)
+    with pytest.raises(UsageError, match=r"module 'select' is Python's own \(.*\), which has no 'seq'; a module "
+                                         "of yours needs a name that is not one of Python's"):
+        create_model("select:seq", 1, 10)
+    with pytest.raises(UsageError, match=r"package.module:function \(did you mean mynets:seq\?\)"):
+        coreaug.TrainConfig(dataset="digits", model="mynets.seq").resolved()

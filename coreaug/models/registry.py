@@ -71,12 +71,20 @@ def import_factory(path: str) -> ModelFactory:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if isinstance(exc, ModuleNotFoundError) and missing and not _names_module(module_name, missing):
+            raise UsageError(f"model {path!r}: module {module_name!r} imports {missing!r}, which is not installed "
+                             f"here ({exc}); install it in this environment") from None
         raise UsageError(f"model {path!r}: cannot import module {module_name!r} ({exc}); run from the folder "
                          "that holds it, or add its folder to PYTHONPATH") from None
     factory = module
     for part in attribute.split("."):
         factory = getattr(factory, part, None)
         if factory is None:
+            if module_name.partition(".")[0] in getattr(sys, "stdlib_module_names", ()):
+                raise UsageError(f"model {path!r}: module {module_name!r} is Python's own "
+                                 f"({getattr(module, '__file__', None) or 'built in'}), which has no {attribute!r}; "
+                                 "a module of yours needs a name that is not one of Python's")
             raise UsageError(f"model {path!r}: module {module_name!r} has no {attribute!r}; "
                              "name a function that takes in_channels and num_classes")
     if not callable(factory):
@@ -84,6 +92,11 @@ def import_factory(path: str) -> ModelFactory:
                          "in_channels and num_classes and returns an nn.Module")
     _check_arguments(factory, f"model {path!r}")
     return factory
+
+
+def _names_module(module_name, missing):
+    """Whether the module `missing` that an import could not find is `module_name` or a package above it."""
+    return module_name == missing or module_name.startswith(missing + ".")
 
 
 def _check_arguments(factory, what):

@@ -610,8 +610,12 @@ def _check_registered(value, name, choices):
         check_choice(value, name, choices, unknown=True)
     except UsageError as error:
         import multiprocessing
+        if name == "model":  # (a dot where the colon goes: mynets.seq)
+            module, _, function = str(value).rpartition(".")
+            hint = f" (did you mean {module}:{function}?)" if module and function else ""
+            error = UsageError(f"{error}, or give your own as package.module:function{hint}")
         if not multiprocessing.current_process().name.startswith("coreaug-bench-worker"):  # workers.py names them
-            raise
+            raise error from None
         raise UsageError(f"{error}. This worker process (run_grid with jobs >= 2) knows only the names registered "
                          "when it imports the calling script and its modules: call register_model/register_policy/"
                          "register_rule at a module's top level, not under `if __name__ == \"__main__\":`") from None

@@ -138,9 +138,14 @@ def train(config, model=None, *, on_start=None):
         with keeps_global_rng(distributed.device):  # seeded by the run: the caller's own draws go on as before
             result = _run(config, distributed, model, on_start)
         completed = True
+        if model is not None:  # trained in place: a run given it again starts from these weights (warned)
+            object.__setattr__(model, TRAINED_BY, config.out or "a run without --out")
         return result
     finally:
         distributed.close(completed)
+
+
+TRAINED_BY = "_coreaug_trained_by"  # set on a module passed to train once its run ends: the run folder
 
 
 def given_model_name(config, model):
@@ -322,6 +327,11 @@ def _open_run(config, distributed, model=None, on_start=None):
                              "so give the loader's ImageDataset some")
         torch.manual_seed(config.seed)  # the model's initialisation
         what = "the model passed to train" if model is not None else f"model {config.model!r}"
+        trained_by = getattr(model, TRAINED_BY, None) if model is not None and checkpoint is None else None
+        if trained_by is not None:
+            warnings.warn(f"the model passed to train was trained by an earlier run ({trained_by}), in place: this "
+                          "run starts from its trained weights, not a fresh initialisation; build a new module for "
+                          "each run to compare runs", stacklevel=4)
         if model is None:  # built here, so that a factory's failure leaves nothing written
             model = create_model(config.model, data.in_channels, data.num_classes)
             if not isinstance(model, torch.nn.Module):  # a registered factory's (create_model checks import paths')
