@@ -354,3 +354,20 @@ def test_model_import_errors_name_the_missing_dependency_the_shadowing_module_an
         create_model("select:seq", 1, 10)
     with pytest.raises(UsageError, match=r"package.module:function \(did you mean mynets:seq\?\)"):
         coreaug.TrainConfig(dataset="digits", model="mynets.seq").resolved()
+
+
+def test_a_runs_model_function_that_now_builds_another_model_is_named_with_its_file(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "nets_r16.py").write_text(
+        "import torch\n\ndef small(c, k):\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * 64, k))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    coreaug.train(coreaug.TrainConfig(dataset="digits", model="nets_r16:small", epochs=1, train_limit=100,
+                                      test_limit=50, quiet=True, out=str(tmp_path / "run")))
+    (tmp_path / "nets_r16.py").write_text(  # edited since: wider
+        "import torch\n\ndef small(c, k):\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * 64, 2 * k))\n")
+    monkeypatch.delitem(sys.modules, "nets_r16")
+    with pytest.raises(UsageError, match=f"nets_r16:small \\(imported from {tmp_path / 'nets_r16.py'}\\) now builds "
+                                         "another model than the run trained: restore that file"):
+        coreaug.load_run(tmp_path / "run")

@@ -645,6 +645,7 @@ def load_run(run, model=None, device="cpu"):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; pass a module built as the "
                          "run's was, or leave it out for a run of a registered model")
     state = read_model_file(run)
+    advice = "pass a model built as the run's was"
     if model is None:
         if str(state["model"]).startswith(INSTANCE):
             raise UsageError(f"{run} trained a model passed to coreaug.train ({state['model'][len(INSTANCE):]}), "
@@ -656,11 +657,12 @@ def load_run(run, model=None, device="cpu"):
                              "as the run's was (model=...). coreaug predict and evaluate cannot: for runs they "
                              "use, train with --model package.module:function")
         model = create_model(state["model"], state["in_channels"], state["num_classes"])
+        if ":" in str(state["model"]):
+            advice = _rebuilt_advice(state["model"])
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
-        raise UsageError(f"the model does not fit the weights of {run} "
-                         f"({mismatch_reason(exc)}); pass a model built as the run's was") from None
+        raise UsageError(f"the model does not fit the weights of {run} ({mismatch_reason(exc)}); {advice}") from None
     older = "data_fingerprint" not in state  # coreaug 0.2 kept it in checkpoint.pt alone
     fingerprint = state.get("data_fingerprint")
     if older and not names_registered_dataset(state["config"].get("dataset")):
@@ -671,11 +673,20 @@ def load_run(run, model=None, device="cpu"):
     trained = TrainedModel(model, state["class_names"], image_size, state["in_channels"],
                            state["mean"], state["std"], state["config"], device, state.get("store_size"),
                            fingerprint, channels_last=state.get("channels_last", True), run=os.fspath(run), older=older)
-    check_loaded_model(trained, run)
+    check_loaded_model(trained, run, advice)
     return trained
 
 
-def check_loaded_model(trained, run):
+def _rebuilt_advice(path):
+    """What to do when the run's `package.module:function`, imported again, builds another model than
+    the run's: the file it was imported from named (edited since, or another of the same name found)."""
+    module = sys.modules.get(path.partition(":")[0])
+    where = getattr(module, "__file__", None) or "its module"
+    return (f"{path} (imported from {where}) now builds another model than the run trained: restore that file as "
+            "it was, or make the run's own importable (its folder first on PYTHONPATH)")
+
+
+def check_loaded_model(trained, run, advice="pass a model built as the run's was"):
     """UsageError unless `trained`'s model maps two (zero) images of the run to floating (2, classes) logits, as
     predict and evaluate need: a module passed to load_run, or a factory edited since the run, may return
     (logits, features) or fail on the run's images; one small forward, as `coreaug.train` tries a model."""
@@ -687,7 +698,7 @@ def check_loaded_model(trained, run):
             out = trained.model(trained.normalize(images))
     except Exception as error:  # noqa: BLE001 - the user's module: its error, named as theirs
         raise UsageError(f"{what} fails on a batch of the run's images, shape {tuple(images.shape)}: "
-                         f"{one_line(error)}; pass a model built as the run's was") from error
+                         f"{one_line(error)}; {advice}") from error
     check_model_logits(out, 2, what, len(trained.class_names))
 
 
