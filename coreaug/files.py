@@ -75,8 +75,10 @@ def _umask():
     return mask
 
 
-def atomic_write(path, write, mode="w"):
-    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`.
+def atomic_write(path, write, mode="w", durable=False):
+    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`; `durable`: the
+    file's data reaches the disk (fsync) before the rename, so that a power loss leaves the old file
+    or the new, not an empty one in its place (a checkpoint: the whole run, not one epoch).
 
     A new file gets the usual permissions (0666 less the umask), not mkstemp's 0600; a file that
     exists keeps its own (a private 0600 one stays private); on any
@@ -106,6 +108,9 @@ def atomic_write(path, write, mode="w"):
     try:
         with os.fdopen(fd, mode, **_utf8(mode)) as f:
             write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, permissions)
         os.replace(tmp, target)
     except BaseException as exc:

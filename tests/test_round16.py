@@ -371,3 +371,20 @@ def test_a_runs_model_function_that_now_builds_another_model_is_named_with_its_f
     with pytest.raises(UsageError, match=f"nets_r16:small \\(imported from {tmp_path / 'nets_r16.py'}\\) now builds "
                                          "another model than the run trained: restore that file"):
         coreaug.load_run(tmp_path / "run")
+
+
+def test_checkpoints_and_models_reach_the_disk_before_they_replace_the_old_file(tmp_path, monkeypatch):
+    import os as os_module
+
+    from coreaug import files
+
+    synced, real = [], os_module.fsync
+
+    def fsync(fd):
+        synced.append(os_module.readlink(f"/proc/self/fd/{fd}") if os_module.path.exists("/proc/self/fd") else fd)
+        real(fd)
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=2, train_limit=100, test_limit=50,
+                                      quiet=True, out=str(tmp_path / "run")))
+    assert len(synced) == 3  # the two epochs' checkpoints and the model (metrics and summary are rewritten from them)
+    assert all(os_module.path.dirname(str(path)) == str(tmp_path / "run") for path in synced)

@@ -184,7 +184,7 @@ class RunFolder:
         if odd is not None:
             raise TypeError(f"the checkpoint would hold a {odd[1]} at {odd[0]}, which --resume does not load; "
                             "save it as a tensor, number, string, list or dict")
-        atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb")
+        atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb", durable=True)
         self._write_metrics(history)
         self._write_scalars(history[-1])
 
@@ -262,7 +262,7 @@ class RunFolder:
 
     def save_model(self, contents):
         """model.pt: the final weights with what using them needs (coreaug.training.trained)."""
-        atomic_write(self.file(MODEL), lambda f: torch.save(contents, f), mode="wb")
+        atomic_write(self.file(MODEL), lambda f: torch.save(contents, f), mode="wb", durable=True)
 
     def save_summary(self, summary):
         atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
