@@ -218,9 +218,13 @@ def test_a_resume_that_finds_results_but_no_checkpoint_is_refused_with_nothing_d
     _finished(out)
     (out / "checkpoint.pt").unlink()
     before = {name: (out / name).read_bytes() for name in ("model.pt", "summary.json", "metrics.jsonl")}
-    with pytest.raises(coreaug.UsageError, match="no checkpoint.pt to resume from; pass --overwrite"):
+    with pytest.raises(coreaug.UsageError, match="holds a finished run .* without its checkpoint.pt: there is "
+                                                 "nothing to resume"):
         _finished(out, resume=True)
     assert {name: (out / name).read_bytes() for name in before} == before
+    (out / "model.pt").unlink()  # an unfinished run's results
+    with pytest.raises(coreaug.UsageError, match="no checkpoint.pt to resume from; pass --overwrite"):
+        _finished(out, resume=True)
     assert len(_finished(out, overwrite=True).history) == 1
 
 
