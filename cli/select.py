@@ -39,6 +39,9 @@ def _needing(score):
     return ", ".join(name for name, rule in RULES.items() if score in rule.needs)
 
 
+LONG_SELECTION = 20_000  # examples from which a selection may take seconds to minutes (a class's kNN search)
+
+
 @click.command("select")
 @click.option("--features", "features_path", type=click.Path(dir_okay=False),
               help=f"(n, d) .npy of gradient estimates ({_needing('estimates')}).")
@@ -82,6 +85,9 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
                              f"it: {_needing(need)})")
     features = None if features_path is None else _load_npy(features_path, "features")
     losses = None if losses_path is None else _load_npy(losses_path, "losses")
+    if len(labels) >= LONG_SELECTION:  # no output until the summary: say what it is doing
+        click.echo(f"selecting {fraction:g} of {len(labels):,} examples in {len(np.unique(labels)):,} classes "
+                   f"({strategy}) ...", err=True)
     if strategy == "coreset":  # select_by_rule("coreset") with a backend
         result = coreaug.select_coreset(features, labels, fraction, balance=balance, knn=knn, backend=backend,
                                         tie_seed=seed)

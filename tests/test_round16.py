@@ -388,3 +388,21 @@ def test_checkpoints_and_models_reach_the_disk_before_they_replace_the_old_file(
                                       quiet=True, out=str(tmp_path / "run")))
     assert len(synced) == 3  # the two epochs' checkpoints and the model (metrics and summary are rewritten from them)
     assert all(os_module.path.dirname(str(path)) == str(tmp_path / "run") for path in synced)
+
+
+def test_select_on_a_large_input_says_what_it_is_doing_before_the_long_part(tmp_path, monkeypatch):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from coreaug.cli import select as select_module
+    from coreaug.cli.main import app
+
+    np.save(tmp_path / "l.npy", np.arange(300) % 3)
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).random((300, 4), dtype=np.float32))
+    args = ["select", "--features", str(tmp_path / "f.npy"), "--labels", str(tmp_path / "l.npy"), "--fraction",
+            "0.1", "--out", str(tmp_path / "s.npz")]
+    quiet = CliRunner().invoke(app, args)
+    assert quiet.exit_code == 0 and "selecting" not in quiet.output
+    monkeypatch.setattr(select_module, "LONG_SELECTION", 100)
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0 and "selecting 0.1 of 300 examples in 3 classes (coreset) ..." in shown.output
