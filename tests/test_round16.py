@@ -406,3 +406,22 @@ def test_select_on_a_large_input_says_what_it_is_doing_before_the_long_part(tmp_
     monkeypatch.setattr(select_module, "LONG_SELECTION", 100)
     shown = CliRunner().invoke(app, args)
     assert shown.exit_code == 0 and "selecting 0.1 of 300 examples in 3 classes (coreset) ..." in shown.output
+
+
+def test_dataset_names_are_one_name_in_any_case_with_underscores_or_hyphens(tmp_path):
+    from coreaug.data import registry
+
+    @registry.register_dataset("My_Data_R16", reads_files=False)
+    def loader(data_dir=None, *, download=False, progress=True, **options):
+        return coreaug.load_dataset("digits")
+    try:
+        assert "my-data-r16" in coreaug.available_datasets()
+        assert coreaug.load_dataset("my_data_r16").num_classes == 10  # registered as "My_Data_R16", loaded so
+        assert coreaug.TrainConfig(dataset="MY-DATA_r16").resolved().dataset == "my-data-r16"
+        assert coreaug.TrainConfig(dataset="Digits").resolved().dataset == "digits"  # recorded as registered
+        result = coreaug.train(coreaug.TrainConfig(dataset="Digits", epochs=1, train_limit=100, test_limit=50,
+                                                   quiet=True, out=str(tmp_path / "run")))
+        assert result.config.dataset == "digits"
+    finally:
+        registry._LOADERS.pop("my-data-r16", None)
+        registry._READS_NO_FILES.discard("my-data-r16")

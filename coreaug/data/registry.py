@@ -22,7 +22,7 @@ def register_dataset(name: str, *, reads_files: bool = True) -> Callable[[Datase
     available to :func:`load_dataset` under ``name``. ``reads_files=False``: the loader ignores
     ``data_dir`` and ``download`` (its data is made in memory or ships with a package), so a
     TrainConfig that gives them is refused rather than recording a folder nothing was read from."""
-    key = name.lower()
+    key = _key(name)  # as every look-up spells it: "My_Data" is "my-data"
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
         if key in _LOADERS:
@@ -96,14 +96,20 @@ def check_folder_exists(name) -> None:
                                 "images, or a registered dataset's name")
 
 
+def registered_name(name) -> str:
+    """The registered dataset ``name`` as runs record it: lower case, ``-`` for ``_`` (``Fashion_MNIST``
+    is ``fashion-mnist``)."""
+    return _key(os.fspath(name))
+
+
 def _key(name) -> str:
-    """A dataset name as registered: lower case, ``_`` for ``-``."""
+    """A dataset name as registered: lower case, ``-`` for ``_``."""
     return str(name).lower().replace("_", "-")
 
 
 def dataset_options(name: str) -> List[str]:
     """The dataset-specific keyword options of dataset ``name`` (e.g. ``n_train`` for synthetic)."""
-    parameters = inspect.signature(_LOADERS[name]).parameters
+    parameters = inspect.signature(_LOADERS[_key(name)]).parameters
     return [option for option in parameters if option not in COMMON_PARAMETERS]
 
 

@@ -277,6 +277,10 @@ class TrainConfig:
         filled["augment"] = "+".join(part.strip().lower() for part in filled["augment"].split("+"))
         if _folder(self.dataset):  # one folder, one name: from any working folder, typed any way
             filled["dataset"] = os.path.realpath(os.path.expanduser(os.fspath(self.dataset)))
+        elif _registered(self.dataset):  # one name, as registered: "Digits" is "digits"
+            from coreaug.data.registry import registered_name
+
+            filled["dataset"] = registered_name(self.dataset)
         # A folder dataset's cache folder: the one this run uses (COREAUG_CACHE_DIR's or the default when not
         # given), so that evaluate, from anywhere and without that variable, reads the same cache.
         if filled["cache_dir"] is None and _folder(self.dataset):
@@ -407,7 +411,8 @@ class TrainConfig:
         self._check_types()
         if not _folder(self.dataset):
             check_folder_exists(self.dataset)  # a path that names no folder: FileNotFoundError, not "unknown dataset"
-            check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
+            if not _registered(self.dataset):  # any case, _ or - ("Fashion_MNIST")
+                check_choice(self.dataset, "dataset", available_datasets(), unknown=True)
         self._check_folder_settings()
         check_int(self.image_size, "image_size", 4, optional=not _folder(self.dataset))
         if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
@@ -619,6 +624,12 @@ def _check_registered(value, name, choices):
         raise UsageError(f"{error}. This worker process (run_grid with jobs >= 2) knows only the names registered "
                          "when it imports the calling script and its modules: call register_model/register_policy/"
                          "register_rule at a module's top level, not under `if __name__ == \"__main__\":`") from None
+
+
+def _registered(dataset):
+    from coreaug.data.registry import names_registered_dataset
+
+    return names_registered_dataset(dataset)
 
 
 def weak_is_resized_crop(dataset, weak, image_size):
