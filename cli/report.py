@@ -12,7 +12,7 @@ from .errors import user_errors
 
 def _source(argument):
     """PATH or PATH=LABEL; a path that exists as given wins over a split at '='."""
-    if "=" not in argument or os.path.exists(argument):
+    if "=" not in argument or os.path.exists(os.path.expanduser(argument)):
         return argument, ""
     path, _, label = argument.rpartition("=")
     if not path or not label:

@@ -68,6 +68,10 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
     """Select a weighted subset and write it to OUT (.npz with keys indices, weights)."""
     if not out_path.strip():  # the folder's name, refused by the OS as "[Errno 21]"
         raise UsageError("--out is empty; give the .npz file to write, such as subset.npz")
+    # ~ as the shell would expand it: --out=~/x and --labels=~/l.npy reach us as typed
+    out_path, features_path, labels_path, losses_path = (
+        None if path is None else os.path.expanduser(path) for path in (out_path, features_path, labels_path,
+                                                                         losses_path))
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out {out_path}: folder {out_dir} does not exist; create it first")

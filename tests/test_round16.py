@@ -425,3 +425,30 @@ def test_dataset_names_are_one_name_in_any_case_with_underscores_or_hyphens(tmp_
     finally:
         registry._LOADERS.pop("my-data-r16", None)
         registry._READS_NO_FILES.discard("my-data-r16")
+
+
+def test_a_leading_tilde_is_the_home_folder_in_every_command_that_takes_a_path(tmp_path, monkeypatch):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from coreaug.bench import archive_grid, restore_grid
+    from coreaug.cli.main import app
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    config = coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True)
+    coreaug.run_grid(config, "~/grid", subsets=(0.5,), strategies=("random",), references=(), seeds=1, jobs=1)
+    assert (home / "grid" / "grid.json").exists() and not (tmp_path / "~").exists()
+    assert archive_grid("~/grid", to="~/grid.xz").path == str(home / "grid.xz")
+    restore_grid("~/grid.xz", out="~/again")
+    assert (home / "again" / "runs" / "random-0.5-seed0" / "summary.json").exists()
+    write = CliRunner().invoke(app, ["report", "~/grid", "--out=~/report"])  # --out=~ reaches us unexpanded
+    assert write.exit_code == 0 and (home / "report" / "report.md").exists(), write.output
+    np.save(home / "f.npy", np.random.default_rng(0).random((40, 4), dtype=np.float32))
+    np.save(home / "l.npy", np.arange(40) % 2)
+    chosen = CliRunner().invoke(app, ["select", "--features=~/f.npy", "--labels=~/l.npy", "--fraction", "0.2",
+                                      "--out=~/s.npz"])
+    assert chosen.exit_code == 0 and (home / "s.npz").exists(), chosen.output
+    assert not (tmp_path / "~").exists()

@@ -264,7 +264,7 @@ def archive_grid(grid, *, to=None):
     not a plain folder name: ArchiveResult.skipped names them). The bytes depend only on the
     runs' contents. Raises UsageError when `grid` holds no runs, or `to` is not writable.
     """
-    grid = os.fspath(grid)
+    grid = os.path.expanduser(os.fspath(grid))  # ~ as the shell would expand it (--out=~/x reaches us as typed)
     if not os.path.isdir(grid):
         raise UsageError(f"GRID {grid} is not a folder; give the --out folder of `coreaug bench`")
     records = load_runs(grid)
@@ -285,7 +285,7 @@ def archive_grid(grid, *, to=None):
                      key=lambda record: record.name)
     if to is None:
         to = home + SUFFIX  # the absolute path: "." is the grid's own name, not a hidden ".."
-    to = os.fspath(to)
+    to = os.path.expanduser(os.fspath(to))
     if os.path.isdir(to):
         raise UsageError(f"--to {to} is a folder; give a file name such as {os.path.basename(home)}{SUFFIX}")
     text = "".join(record.as_json() + "\n" for record in records).encode("utf-8")
@@ -317,7 +317,8 @@ def restore_grid(archive, *, out):
     is not an archive, a run name that is a path, or runs of other settings than those already in
     `out/runs/` (the grid's settings; runs differ only in strategy, subset and seed).
     """
-    if not os.path.isfile(os.fspath(archive)):
+    archive, out = os.path.expanduser(os.fspath(archive)), os.path.expanduser(os.fspath(out))
+    if not os.path.isfile(archive):
         raise UsageError(f"--restore {archive} is not a file; give an archive written by `coreaug archive`")
     records = read_archive(archive)
     if not any(record.started for record in records):

@@ -110,7 +110,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     if not str(os.fspath(out)).strip():  # "" would be the working folder
         raise UsageError("out is empty; give the grid's folder (--out)")
     workers = plan_workers(config.device, jobs=jobs, devices=devices)
-    out = os.path.abspath(out)
+    out = os.path.abspath(os.path.expanduser(os.fspath(out)))  # ~/grids as the shell would expand it
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
     mine = shard_runs(runs, shard) if shard else runs
     if len(workers) > 1:

@@ -118,6 +118,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
                          f"-runs.csv), got {size}")
     if not str(os.fspath(out)).strip():  # "" would be the working folder
         raise UsageError("out is empty; give the report's folder (--out)")
+    out = os.path.expanduser(os.fspath(out))  # ~ as the shell would expand it (--out=~/x reaches us as typed)
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
                                or not 0 < target <= 1):
         raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
@@ -134,7 +135,8 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate, labelled=True)
              if epoch_seconds else None)
 
-    sources = [(os.fspath(path), "")] + [(os.fspath(p), str(label)) for p, label in also]
+    sources = [(os.path.expanduser(os.fspath(path)), "")] + \
+        [(os.path.expanduser(os.fspath(p)), str(label)) for p, label in also]
     unknown = sorted({key[2] for key in rates or ()} - {label for _, label in sources})
     if unknown:  # a typo's rows unused, and its grid taking the first grid's rates
         labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
@@ -361,7 +363,8 @@ def _read_figures(path, flag, column, bad, labelled=False):
     it is absent or empty, the first grid's); `bad(value)` says what is wrong with a figure (""
     when nothing is): a UsageError naming the row."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # (-sig: Excel's "CSV UTF-8" starts with a BOM)
+        # (-sig: Excel's "CSV UTF-8" starts with a BOM)
+        with open(os.path.expanduser(os.fspath(path)), newline="", encoding="utf-8-sig") as f:
             lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
     except OSError as exc:
         raise UsageError(f"{flag} {path} cannot be read ({exc.strerror or exc}); give a CSV file") from None
