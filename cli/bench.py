@@ -13,7 +13,7 @@ from coreaug.files import DISK_ERRORS
 from coreaug.training.config import SELECTING
 
 from .errors import disk_error_line, fail, user_errors
-from .train import make_config, train_options
+from .train import make_config, refuse_unused_flags, train_options
 
 # After a full disk: the finished runs are skipped and interrupted ones resumed (bench has no --resume).
 BENCH_AGAIN = "run the same command again (it keeps the finished runs and resumes the others)"
@@ -103,9 +103,11 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
     be read is named on stderr and left out of the tables. A folder dataset is recorded by
     its absolute path, so the grid continues from any working directory.
     """
+    config = make_config(**flags)
+    refuse_unused_flags(config.resolved(), strategy=False)  # --milestones with cosine trained every run on cosine
     try:
         result = coreaug.bench.run_grid(
-            make_config(**flags), out, subsets=_list("--subsets", subsets, float),
+            config, out, subsets=_list("--subsets", subsets, float),
             strategies=_list("--strategies", strategies), references=_list("--references", references),
             seeds=seeds, target=target, report=_report, jobs=jobs, devices=devices, shard=shard)
     except KeyboardInterrupt as exc:

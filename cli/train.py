@@ -235,20 +235,22 @@ def train(**flags):
         sys.exit(1)
 
 
-def refuse_unused_flags(config):
+def refuse_unused_flags(config, strategy=True):
     """UsageError for a flag given on this command line that another option makes unused (--candidates
     without --augment maxloss, --betas with SGD, ...: config.unused_options), as --compile-mode without
     --compile is refused. Flags the strategy leaves unread (--knn with --strategy random: config.unused_settings)
-    are let through, since a loop over strategies shares them, with a warning naming them."""
+    are let through, since a loop over strategies shares them, with a warning naming them (not with
+    `strategy` False: bench's grid has strategies of its own)."""
     ctx = click.get_current_context()
     given = {p.name: p.opts[0] for p in ctx.command.params
              if p.name and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE}
     options = unused_options(config)
     for name, (needs, instead) in options.items():
         if name in given:
-            raise UsageError(f"{given[name]} applies to {needs}; this run has {instead}, which never reads it: "
+            has = "this run has" if strategy else "the grid's runs have"
+            raise UsageError(f"{given[name]} applies to {needs}; {has} {instead}, which never reads it: "
                              f"leave {given[name]} out")
-    unread_by_strategy = unused_settings(config) - set(options)
+    unread_by_strategy = unused_settings(config) - set(options) if strategy else set()
     unread = [flag for name, flag in given.items() if name in unread_by_strategy]
     if unread:
         several = len(unread) > 1

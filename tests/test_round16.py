@@ -452,3 +452,22 @@ def test_a_leading_tilde_is_the_home_folder_in_every_command_that_takes_a_path(t
                                       "--out=~/s.npz"])
     assert chosen.exit_code == 0 and (home / "s.npz").exists(), chosen.output
     assert not (tmp_path / "~").exists()
+
+
+def test_bench_refuses_flags_that_another_option_leaves_unread_as_train_does(tmp_path):
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    for flags, named in ((["--milestones", "0.3,0.6"], "--milestones applies to schedule 'multistep'; the grid's "
+                                                        "runs have schedule 'cosine'"),
+                         (["--betas", "0.9,0.99"], "--betas applies to optimizer 'adamw'"),
+                         (["--candidates", "8"], "--candidates applies to augment 'maxloss'")):
+        result = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--epochs", "1", "--subsets", "0.5",
+                                          "--strategies", "random", "--out", str(tmp_path / "grid"), *flags])
+        assert result.exit_code == 2 and named in result.output, result.output
+        assert not (tmp_path / "grid").exists()  # refused before anything was planned
+    knn = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--epochs", "1", "--train-limit", "100",
+                                   "--subsets", "0.5", "--strategies", "random,coreset", "--references", "",
+                                   "--knn", "5", "--out", str(tmp_path / "grid"), "--quiet"])
+    assert knn.exit_code == 0 and "not read by" not in knn.output, knn.output  # the grid's coreset reads it
