@@ -270,7 +270,8 @@ def ddp_worker(rank, port, out):
         train_step()
         for name, options in (("seed", dict(seed=7 + rank)), ("copies", dict(copies=1 + rank)),
                               ("labels", dict(labels=LABELS.flip(0) if rank else LABELS)),
-                              ("full", dict(seed=7 + rank, strategy="full"))):  # no selection, a shuffled plan
+                              ("full", dict(seed=7 + rank, strategy="full")),  # no selection, a shuffled plan
+                              ("strategy", dict(strategy="full" if rank else "random"))):
             options = {"labels": LABELS, "strategy": "random", "fraction": 0.3, **options}
             differing = coreaug.CoresetAugmentation(options.pop("labels"), **options)
             try:  # each rank shuffled and sharded a plan of its own: shares that overlap, or of other lengths
@@ -310,7 +311,8 @@ def test_under_torchrun_rank_src_alone_decides_and_a_ddp_model_scores_through_it
     assert "selection is due at epoch 0: pass the model" in zero["failed"]
     assert one["failed"].startswith("rank 0 failed to select at epoch 0: a coreset selection is due")
     for name, shown in (("seed", "seed: 7 on rank 0, 8 on rank 1"), ("copies", "copies: 1 on rank 0, 2 on rank 1"),
-                        ("labels", "labels: other labels on rank 1"), ("full", "seed: 7 on rank 0, 8 on rank 1")):
+                        ("labels", "labels: other labels on rank 1"), ("full", "seed: 7 on rank 0, 8 on rank 1"),
+                        ("strategy", "strategy: 'random' on rank 0, 'full' on rank 1")):
         assert zero[f"differing_{name}"] == one[f"differing_{name}"]
         assert f"settings differ between the ranks ({shown}" in zero[f"differing_{name}"]
 

@@ -313,6 +313,11 @@ def test_pretrained_weights_of_another_class_count_reset_the_classifier_the_mode
     report = load_pretrained(model, tmp_path / "w.pt")
     assert "classifier freshly initialised" in str(report)
     assert not torch.equal(model.projector.weight, projector)  # loaded from the file, not left as built
+    typo = Net(10)
+    if name == "fc":
+        typo.gradient_layer = "fcc"
+        with pytest.raises(UsageError, match="model.gradient_layer is 'fcc', which is no nn.Linear of Net"):
+            load_pretrained(typo, tmp_path / "w.pt")
     unnamed = Net(10)
     del unnamed.gradient_layer
     with pytest.raises(UsageError, match="does not fit Net"):  # the last nn.Linear taken: the projection head
@@ -336,6 +341,18 @@ def test_a_module_trained_by_one_run_and_passed_to_another_warns_that_it_starts_
     with pytest.warns(UserWarning, match=f"trained by an earlier run \\({tmp_path / 'a'}\\), in place: .*new module"):
         coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "b")), model=model)
 
+    from coreaug.training.run_files import RunFolder
+
+    def stopped(self, checkpoint, history):
+        raise KeyboardInterrupt
+    model = net()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunFolder, "save_epoch", stopped)
+        with pytest.raises(KeyboardInterrupt):  # a run stopped part-way trained it too
+            coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "c")), model=model)
+    with pytest.warns(UserWarning, match="trained by an earlier run"):
+        coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "d")), model=model)
+
 
 def test_model_import_errors_name_the_missing_dependency_the_shadowing_module_and_the_colon(tmp_path, monkeypatch):
     from coreaug.models import create_model
@@ -344,9 +361,18 @@ def test_model_import_errors_name_the_missing_dependency_the_shadowing_module_an
     (tmp_path / "select.py").write_text("def seq(c, k):\n    pass\n")  # named like Python's own select module
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(UsageError, match="module 'needsdep' imports 'not_installed_package_xyz', which is not "
-                                         "installed here"):
+    with pytest.raises(UsageError, match="module 'needsdep' imports 'not_installed_package_xyz', which cannot be "
+                                         "found here .*: install it in this environment"):
         create_model("needsdep:seq", 1, 10)
+    (tmp_path / "badimport.py").write_text("from os import no_such_name_xyz\n")  # found; its own import fails
+    with pytest.raises(UsageError, match="module 'badimport' was found, but importing it failed: cannot import"):
+        create_model("badimport:seq", 1, 10)
+    import types
+
+    from coreaug.models.registry import _pythons_own
+    mine = types.ModuleType("code")  # a package of the user's named like Python's own
+    mine.__file__ = str(tmp_path / "code" / "__init__.py")
+    assert not _pythons_own(mine) and _pythons_own(__import__("select"))
     with pytest.raises(UsageError, match="cannot import module 'absent_module_xyz' .* PYTHONPATH"):
         create_model("absent_module_xyz:seq", 1, 10)
     with pytest.raises(UsageError, match=r"module 'select' is Python's own \(.*\), which has no 'seq'; a module "

@@ -12,7 +12,7 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
-from coreaug.training.run_files import same_files
+from coreaug.training.run_files import CHECKPOINT, same_files
 
 from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_writable, grid_settings,
@@ -181,13 +181,14 @@ def check_data(plan, data, config, out):
     """UsageError where the folder dataset's files hash to `data` now and the grid's runs trained on
     files of another hash (files added, removed or modified): the cells would pool runs on two
     sets of images. The hash is grid.json's, else (a grid restored from an archive, which keeps the
-    runs' files alone) a finished run's summary.json's; a grid with no finished run has nothing to
-    keep apart, and its plan records the hash of now (`plan`'s "data" is dropped for record_plan to
+    runs' files alone) a finished run's summary.json's; a grid with no run finished or interrupted
+    has nothing to keep apart, and its plan records the hash of now (`plan`'s "data" is dropped for record_plan to
     write again). The folder reached through a link at the path the grid recorded (moved,
     `run_files.dataset_note`) is the same data."""
     names = [name for name in plan.get("runs") or [] if isinstance(name, str)]
     summaries = [os.path.join(out, "runs", name, "summary.json") for name in names]
-    if not any(os.path.exists(path) for path in summaries):
+    trained = summaries + [os.path.join(out, "runs", name, CHECKPOINT) for name in names]  # finished or interrupted
+    if not any(os.path.exists(path) for path in trained):
         plan.pop("data", None)
         return
     stored = plan.get("data")

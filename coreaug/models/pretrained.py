@@ -94,6 +94,10 @@ def _classifier_keys(model: nn.Module) -> List[str]:
     linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     named = getattr(model, "gradient_layer", None)
     chosen = [module for name, module in linears if (name == named if isinstance(named, str) else module is named)]
+    if named is not None and not chosen:  # a typo would fall back to another layer, said nowhere
+        raise UsageError(f"model.gradient_layer is {named if isinstance(named, str) else type(named).__name__!r}, "
+                         f"which is no nn.Linear of {type(model).__name__}; name the classifier (a submodule name, "
+                         "or the layer)")
     if not linears:
         return []
     layer = chosen[0] if chosen else linears[-1][1]
@@ -132,8 +136,8 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
             ``"state_dict"`` or ``"model"`` (as training scripts save them). Keys may carry the
             ``"module."`` prefix of a DistributedDataParallel model.
 
-    Every key and shape must match the model's, except the classifier (the last ``nn.Linear``,
-    ``fc`` in the ResNets): if its shapes differ, i.e. the file was trained on another number of
+    Every key and shape must match the model's, except the classifier (the ``nn.Linear`` that
+    ``model.gradient_layer`` names, else the last one: ``fc`` in the ResNets): if its shapes differ, i.e. the file was trained on another number of
     classes, or the file has none of its keys (a backbone's weights), the model keeps its own
     freshly initialised classifier and loads everything else.
 

@@ -73,15 +73,19 @@ def import_factory(path: str) -> ModelFactory:
     except ImportError as exc:
         missing = getattr(exc, "name", None)
         if isinstance(exc, ModuleNotFoundError) and missing and not _names_module(module_name, missing):
-            raise UsageError(f"model {path!r}: module {module_name!r} imports {missing!r}, which is not installed "
-                             f"here ({exc}); install it in this environment") from None
+            raise UsageError(f"model {path!r}: module {module_name!r} imports {missing!r}, which cannot be found "
+                             f"here ({exc}): install it in this environment, or, for a module of yours beside it, "
+                             "add its folder to PYTHONPATH") from None
+        if not isinstance(exc, ModuleNotFoundError):  # found, but its own import failed
+            raise UsageError(f"model {path!r}: module {module_name!r} was found, but importing it failed: "
+                             f"{exc}") from None
         raise UsageError(f"model {path!r}: cannot import module {module_name!r} ({exc}); run from the folder "
                          "that holds it, or add its folder to PYTHONPATH") from None
     factory = module
     for part in attribute.split("."):
         factory = getattr(factory, part, None)
         if factory is None:
-            if module_name.partition(".")[0] in getattr(sys, "stdlib_module_names", ()):
+            if _pythons_own(module):
                 raise UsageError(f"model {path!r}: module {module_name!r} is Python's own "
                                  f"({getattr(module, '__file__', None) or 'built in'}), which has no {attribute!r}; "
                                  "a module of yours needs a name that is not one of Python's")
@@ -92,6 +96,19 @@ def import_factory(path: str) -> ModelFactory:
                          "in_channels and num_classes and returns an nn.Module")
     _check_arguments(factory, f"model {path!r}")
     return factory
+
+
+def _pythons_own(module):
+    """Whether `module` is of Python's standard library (built in, or a file under its folders)."""
+    import sysconfig
+
+    file = getattr(module, "__file__", None)
+    if module.__name__.partition(".")[0] not in getattr(sys, "stdlib_module_names", ()):
+        return False
+    if file is None:
+        return True
+    folders = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
+    return any(os.path.realpath(file).startswith(folder + os.sep) for folder in folders)
 
 
 def _names_module(module_name, missing):

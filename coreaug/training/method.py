@@ -391,9 +391,9 @@ class CoresetAugmentation:
         if _world_size() > 1 and self.selects:
             self._start_on_every_rank(epoch, model, data, src, estimate_options)
         elif _world_size() > 1:  # full and none select nothing, but shuffle their plans by the seed too
-            ranks = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(ranks, self._plan_settings())
-            _check_same_settings(ranks, src)
+            marks = [None] * torch.distributed.get_world_size()  # as _start_on_every_rank gathers (one strategy
+            torch.distributed.all_gather_object(marks, self._fingerprint())  # on a rank, another elsewhere)
+            _check_same_settings([mark[-1] for mark in marks], src)
         elif self.due(epoch):
             self._select_now(epoch, model, data, estimate_options)
         self.epoch, self.plan = epoch, self.plan_for(epoch)

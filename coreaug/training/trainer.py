@@ -138,14 +138,12 @@ def train(config, model=None, *, on_start=None):
         with keeps_global_rng(distributed.device):  # seeded by the run: the caller's own draws go on as before
             result = _run(config, distributed, model, on_start)
         completed = True
-        if model is not None:  # trained in place: a run given it again starts from these weights (warned)
-            object.__setattr__(model, TRAINED_BY, config.out or "a run without --out")
         return result
     finally:
         distributed.close(completed)
 
 
-TRAINED_BY = "_coreaug_trained_by"  # set on a module passed to train once its run ends: the run folder
+TRAINED_BY = "_coreaug_trained_by"  # set on a run's module when its training starts: the run folder
 
 
 def given_model_name(config, model):
@@ -422,6 +420,8 @@ class RunState:
 def _train_run(config, distributed, folder, checkpoint, data, model=None):
     """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
     run = _start(config, distributed, checkpoint, data, model)
+    # trained in place: a run given the module again (result.model, or the user's) starts from these weights
+    object.__setattr__(run.model, TRAINED_BY, config.out or "a run with out=None")
     strong, weak = _strong_policy(config), _weak_policy(config, is_folder_dataset(config.dataset))
     record = config.estimates == "training" and run.method.needs_model
     whole_step = compiles_whole_step(config, distributed)
