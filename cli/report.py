@@ -26,7 +26,7 @@ def _command(paths, out, target, baseline, paper_figures, epoch_seconds, subsets
                         ("--paper-figures", paper_figures), ("--epoch-seconds", epoch_seconds),
                         ("--subsets", subsets), ("--name", None if name == "report" else name), ("--title", title)):
         if value is not None:
-            words += [flag, f"{value:g}" if isinstance(value, float) else value]
+            words += [flag, repr(value) if isinstance(value, float) else value]  # as given: 0.5365, not rounded
     return shlex.join(words)
 
 

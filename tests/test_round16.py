@@ -497,3 +497,11 @@ def test_bench_refuses_flags_that_another_option_leaves_unread_as_train_does(tmp
                                    "--subsets", "0.5", "--strategies", "random,coreset", "--references", "",
                                    "--knn", "5", "--out", str(tmp_path / "grid"), "--quiet"])
     assert knn.exit_code == 0 and "not read by" not in knn.output, knn.output  # the grid's coreset reads it
+
+
+def test_run_grid_with_overwrite_says_it_does_not_apply_to_a_grid(tmp_path):
+    config = coreaug.TrainConfig(dataset="digits", epochs=1, overwrite=True)
+    with pytest.raises(UsageError, match="overwrite does not apply to a grid"):
+        coreaug.run_grid(config, tmp_path / "grid", subsets=(0.5,), strategies=("random",), references=(), seeds=1,
+                         jobs=1)
+    assert not (tmp_path / "grid").exists()

@@ -103,6 +103,9 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
     if not cells:
         raise UsageError("the grid is empty: give at least one of --strategies (with --subsets) or --references")
 
+    if config.overwrite:  # each run would be refused for resume=True and overwrite together, naming resume
+        raise UsageError("overwrite does not apply to a grid: its runs are resumed, and finished ones kept; remove "
+                         "a run's folder (or give another out) to train it again")
     runs = []
     for strategy, subset in cells:
         for k in range(seeds):

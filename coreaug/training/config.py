@@ -139,8 +139,9 @@ class TrainConfig:
     stream: for a folder dataset, "never" holds the decoded images in memory (on the device),
         "always" reads each batch from the decoded cache on disk, ahead of the step, and copies
         it to the device; "auto" streams when the decoded images would take more than half the
-        free host memory (one copy per process of the node under torchrun, and every process
-        streams if one node lacks it) or of the free GPU memory.
+        free host memory (or of what the process's cgroup limit leaves, in a container or a
+        Slurm job; one copy per process of the node under torchrun, and every process streams
+        if one node lacks it) or of the free GPU memory.
     cache_dir, workers: where a folder's images are decoded to (coreaug.data.image_cache;
         default `$COREAUG_CACHE_DIR`, else `$XDG_CACHE_HOME/coreaug/decoded`, else
         `~/.cache/coreaug/decoded`) and by how many worker processes (default: up to 8).
