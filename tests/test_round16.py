@@ -505,3 +505,22 @@ def test_run_grid_with_overwrite_says_it_does_not_apply_to_a_grid(tmp_path):
         coreaug.run_grid(config, tmp_path / "grid", subsets=(0.5,), strategies=("random",), references=(), seeds=1,
                          jobs=1)
     assert not (tmp_path / "grid").exists()
+
+
+def test_run_grid_and_write_report_take_and_refuse_the_same_targets(tmp_path):
+    import numpy as np
+
+    from coreaug.bench.report import write_report
+
+    config = coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True)
+    grid = tmp_path / "grid"
+    result = coreaug.run_grid(config, grid, subsets=(0.5,), strategies=("random",), references=(), seeds=1, jobs=1,
+                              target=np.float32(0.5))
+    assert result.target == pytest.approx(0.5)
+    assert write_report(str(grid), out=str(tmp_path / "r"), target=np.float64(0.5)) is not None
+    for bad in (True, np.bool_(True), 0, 1.5, "0.5"):
+        with pytest.raises(UsageError, match="target must be an accuracy in"):
+            coreaug.run_grid(config, grid, subsets=(0.5,), strategies=("random",), references=(), seeds=1, jobs=1,
+                             target=bad)
+        with pytest.raises(UsageError, match="target must be an accuracy in"):
+            write_report(str(grid), out=str(tmp_path / "r"), target=bad)

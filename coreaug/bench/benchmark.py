@@ -15,8 +15,8 @@ from coreaug.training.inputs import load_folder
 from coreaug.training.run_files import CHECKPOINT, same_files
 
 from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
-from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_writable, grid_settings,
-                   parse_shard, plan_grid, run_grid_runs, shard_runs)
+from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_target, check_writable,
+                   grid_settings, parse_shard, plan_grid, run_grid_runs, shard_runs)
 from .plot import plot_accuracy_vs_time
 from .tables import add_timings, group_rows, markdown_table, read_runs, write_csv
 from .workers import UNGUARDED, check_spawnable, exit_if_bootstrapping, plan_workers, run_in_workers, sigterm_raises
@@ -103,8 +103,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         config = TrainConfig(**config)
     elif not isinstance(config, TrainConfig):
         raise UsageError(f"config must be a coreaug.TrainConfig or a dict of its settings, got {type(config).__name__}")
-    if target is not None and (not isinstance(target, (int, float)) or not 0 < target <= 1):
-        raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
+    target = check_target(target)
     if shard is not None:
         shard = parse_shard(shard)
     if not str(os.fspath(out)).strip():  # "" would be the working folder

@@ -248,6 +248,16 @@ def names_run(error, run):
     return any(re.search(pattern, text) for text in texts)
 
 
+def check_target(target):
+    """`target` (an accuracy in (0, 1], a numpy number too) as a float, or None; UsageError for anything else
+    (True included): run_grid's and write_report's one rule."""
+    if target is None:
+        return None
+    if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Real) or not 0 < target <= 1:
+        raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
+    return float(target)
+
+
 def fails_run_alone(error, run):
     """Whether `error` (one of STOPPING) fails `run` alone, the grid going on: it names the run's
     own files (`names_run`) and is no full, over-quota or read-only disk, which every run after it

@@ -22,7 +22,7 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write, make_folder
 
 from .archive import PER_RUN, load_runs, planned_runs, runs_folder
-from .grid import folder_in_use
+from .grid import check_target, folder_in_use
 from .plot import plot_mean_curves
 from .tables import DIAGNOSTICS, diagnostics_table
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
@@ -119,9 +119,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     if not str(os.fspath(out)).strip():  # "" would be the working folder
         raise UsageError("out is empty; give the report's folder (--out)")
     out = os.path.expanduser(os.fspath(out))  # ~ as the shell would expand it (--out=~/x reaches us as typed)
-    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
-                               or not 0 < target <= 1):
-        raise UsageError(f"target must be an accuracy in (0, 1], got {target!r}")
+    target = check_target(target)
     baselines = None if baseline is None else _names(baseline)
     if baselines == []:
         raise UsageError("baseline is empty; give a strategy such as random")
