@@ -524,3 +524,33 @@ def test_run_grid_and_write_report_take_and_refuse_the_same_targets(tmp_path):
                              target=bad)
         with pytest.raises(UsageError, match="target must be an accuracy in"):
             write_report(str(grid), out=str(tmp_path / "r"), target=bad)
+
+
+def test_a_model_that_fails_on_the_runs_inputs_is_named_with_the_line_of_its_code_that_raised(tmp_path):
+    import torch
+
+    class Narrow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(7, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))  # 64 values an image, not 7
+
+    with pytest.raises(UsageError, match=r"fails on a batch of the run's inputs, .* at .*test_round16.py:\d+ in "
+                                         r"forward$"):
+        coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, quiet=True, out=str(tmp_path / "r")),
+                      model=Narrow())
+
+
+def test_a_model_function_with_its_parameters_the_other_way_round_is_called_by_name(tmp_path, monkeypatch):
+    from coreaug.models import create_model
+
+    (tmp_path / "swapped_r16.py").write_text(
+        "import torch\n\ndef net(num_classes, in_channels):\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(num_classes))\n"
+        "\ndef plain(a, b):\n    return torch.nn.Sequential(torch.nn.Conv2d(a, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(b))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("swapped_r16:net", "swapped_r16:plain"):  # by keyword, and positionally as before
+        model = create_model(name, 1, 10)
+        assert model[0].in_channels == 1 and model(__import__("torch").zeros(2, 1, 8, 8)).shape == (2, 10)

@@ -111,6 +111,17 @@ def _pythons_own(module):
     return any(os.path.realpath(file).startswith(folder + os.sep) for folder in folders)
 
 
+def _named_arguments(factory):
+    """Whether `factory` takes parameters named in_channels and num_classes, by keyword."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return all(name in parameters and parameters[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                                   inspect.Parameter.KEYWORD_ONLY)
+               for name in ("in_channels", "num_classes"))
+
+
 def _names_module(module_name, missing):
     """Whether the module `missing` that an import could not find is `module_name` or a package above it."""
     return module_name == missing or module_name.startswith(missing + ".")
@@ -161,10 +172,13 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
     if not is_import_path(name):
         return _MODELS[key](in_channels, num_classes)
     factory = import_factory(name)
+    by_name = _named_arguments(factory)  # def net(num_classes, in_channels): by name, not the wrong way round
+    arguments = f"in_channels={in_channels}, num_classes={num_classes}" if by_name else f"{in_channels}, {num_classes}"
     try:
-        model = factory(in_channels, num_classes)
+        model = factory(in_channels=in_channels, num_classes=num_classes) if by_name else \
+            factory(in_channels, num_classes)
     except UsageError as error:  # coreaug's own refusal, of a function that is no model factory (coreaug:train)
-        raise UsageError(f"model {name!r}, called as {name.partition(':')[2]}({in_channels}, {num_classes}), "
+        raise UsageError(f"model {name!r}, called as {name.partition(':')[2]}({arguments}), "
                          f"refused: {error} (a model's function takes in_channels and num_classes and returns "
                          "an nn.Module)") from None
     if not isinstance(model, nn.Module):

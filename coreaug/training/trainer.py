@@ -143,6 +143,18 @@ def train(config, model=None, *, on_start=None):
         distributed.close(completed)
 
 
+def where_raised(error):
+    """" at FILE:LINE in FUNCTION" for the innermost frame of `error`'s traceback outside torch and coreaug (the
+    user's model code, which a one-line error would otherwise leave to guess), else ""."""
+    import traceback
+
+    from .compiled_step import COREAUG_DIR, TORCH_DIR, _inside
+
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not _inside(frame.filename, TORCH_DIR) and not _inside(frame.filename, COREAUG_DIR)]
+    return f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+
+
 TRAINED_BY = "_coreaug_trained_by"  # set on a run's module when its training starts: the run folder
 
 
@@ -202,7 +214,7 @@ def check_given_model(model, data, gradients="logits", what="the model passed to
             failure = error
     else:
         raise UsageError(f"{what} fails{mode} on a batch of the run's inputs, shape {tuple(inputs.shape)}: "
-                         f"{one_line(failure)}") from failure
+                         f"{one_line(failure)}{where_raised(failure)}") from failure
     check_model_logits(evaluated, 2, what, data.num_classes)
     check_model_logits(trained, 2, f"{what} in training mode", data.num_classes)
     if gradients == "last_layer":  # the estimate's own checks, on the same two inputs
