@@ -386,13 +386,15 @@ def test_a_runs_model_function_that_now_builds_another_model_is_named_with_its_f
     import sys
 
     (tmp_path / "nets_r16.py").write_text(
-        "import torch\n\ndef small(c, k):\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * 64, k))\n")
+        "import torch\n\ndef small(c, k):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * 64, k))\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     coreaug.train(coreaug.TrainConfig(dataset="digits", model="nets_r16:small", epochs=1, train_limit=100,
                                       test_limit=50, quiet=True, out=str(tmp_path / "run")))
     (tmp_path / "nets_r16.py").write_text(  # edited since: wider
-        "import torch\n\ndef small(c, k):\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * 64, 2 * k))\n")
+        "import torch\n\ndef small(c, k):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * 64, 2 * k))\n")
     monkeypatch.delitem(sys.modules, "nets_r16")
     with pytest.raises(UsageError, match=f"nets_r16:small \\(imported from {tmp_path / 'nets_r16.py'}\\) now builds "
                                          "another model than the run trained: restore that file"):
@@ -548,8 +550,10 @@ def test_a_model_function_with_its_parameters_the_other_way_round_is_called_by_n
 
     (tmp_path / "swapped_r16.py").write_text(
         "import torch\n\ndef net(num_classes, in_channels):\n"
-        "    return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(num_classes))\n"
-        "\ndef plain(a, b):\n    return torch.nn.Sequential(torch.nn.Conv2d(a, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(b))\n")
+        "    return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.Flatten(),\n"
+        "                               torch.nn.LazyLinear(num_classes))\n"
+        "\ndef plain(a, b):\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(a, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(b))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("swapped_r16:net", "swapped_r16:plain"):  # by keyword, and positionally as before
         model = create_model(name, 1, 10)

@@ -137,9 +137,10 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
             ``"module."`` prefix of a DistributedDataParallel model.
 
     Every key and shape must match the model's, except the classifier (the ``nn.Linear`` that
-    ``model.gradient_layer`` names, else the last one: ``fc`` in the ResNets): if its shapes differ, i.e. the file was trained on another number of
-    classes, or the file has none of its keys (a backbone's weights), the model keeps its own
-    freshly initialised classifier and loads everything else.
+    ``model.gradient_layer`` names, else the last one: ``fc`` in the ResNets): if its shapes
+    differ, i.e. the file was trained on another number of classes, or the file has none of its
+    keys (a backbone's weights), the model keeps its own freshly initialised classifier and loads
+    everything else.
 
     Returns:
         A :class:`PretrainedReport`; ``str(report)`` is one line for a log.
