@@ -558,3 +558,37 @@ def test_a_model_function_with_its_parameters_the_other_way_round_is_called_by_n
     for name in ("swapped_r16:net", "swapped_r16:plain"):  # by keyword, and positionally as before
         model = create_model(name, 1, 10)
         assert model[0].in_channels == 1 and model(__import__("torch").zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_registered_wrapped_and_keyword_only_model_functions_are_called_as_they_take_their_arguments():
+    import functools
+
+    import torch
+
+    from coreaug.models import create_model, registry
+
+    def build(in_channels, num_classes):
+        return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.Flatten(),
+                                   torch.nn.LazyLinear(num_classes))
+
+    def swapped(num_classes, in_channels):
+        return build(in_channels, num_classes)
+
+    def keyword_only(*, in_channels, num_classes):
+        return build(in_channels, num_classes)
+
+    def logged(function):
+        @functools.wraps(function)
+        def wrapper(a, b):  # positional, whatever the wrapped function's names
+            return function(a, b)
+        return wrapper
+
+    names = {"r16-swapped": swapped, "r16-keyword-only": keyword_only, "r16-wrapped": logged(build)}
+    try:
+        for name, factory in names.items():
+            registry.register_model(name)(factory)
+            model = create_model(name, 1, 10)
+            assert model[0].in_channels == 1 and model(torch.zeros(2, 1, 8, 8)).shape == (2, 10), name
+    finally:
+        for name in names:
+            registry._MODELS.pop(name, None)

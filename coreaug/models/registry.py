@@ -113,8 +113,8 @@ def _pythons_own(module):
 
 def _named_arguments(factory):
     """Whether `factory` takes parameters named in_channels and num_classes, by keyword."""
-    try:
-        parameters = inspect.signature(factory).parameters
+    try:  # a functools.wraps wrapper is called as itself, not as the function it wraps
+        parameters = inspect.signature(factory, follow_wrapped=False).parameters
     except (TypeError, ValueError):
         return False
     return all(name in parameters and parameters[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -127,10 +127,19 @@ def _names_module(module_name, missing):
     return module_name == missing or module_name.startswith(missing + ".")
 
 
+def _call(factory, in_channels, num_classes):
+    """factory(in_channels, num_classes), by keyword where its parameters have those names (`def net(num_classes,
+    in_channels)` would otherwise build the wrong model)."""
+    if _named_arguments(factory):
+        return factory(in_channels=in_channels, num_classes=num_classes)
+    return factory(in_channels, num_classes)
+
+
 def _check_arguments(factory, what):
-    """UsageError unless `factory` can be called as factory(in_channels, num_classes)."""
+    """UsageError unless `factory` can be called as `_call` calls it."""
     try:
-        inspect.signature(factory).bind(3, 10)
+        signature = inspect.signature(factory, follow_wrapped=False)
+        signature.bind(in_channels=3, num_classes=10) if _named_arguments(factory) else signature.bind(3, 10)
     except TypeError:
         raise UsageError(f"{what} must take two arguments, in_channels and num_classes") from None
     except ValueError:  # a callable without a signature to read: calling it will tell
@@ -170,13 +179,12 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
             raise UsageError(f"{arg_name} must be a positive integer, got {value!r}")
     in_channels, num_classes = int(in_channels), int(num_classes)  # a NumPy integer (labels.max() + 1) too
     if not is_import_path(name):
-        return _MODELS[key](in_channels, num_classes)
+        return _call(_MODELS[key], in_channels, num_classes)
     factory = import_factory(name)
-    by_name = _named_arguments(factory)  # def net(num_classes, in_channels): by name, not the wrong way round
+    by_name = _named_arguments(factory)
     arguments = f"in_channels={in_channels}, num_classes={num_classes}" if by_name else f"{in_channels}, {num_classes}"
     try:
-        model = factory(in_channels=in_channels, num_classes=num_classes) if by_name else \
-            factory(in_channels, num_classes)
+        model = _call(factory, in_channels, num_classes)
     except UsageError as error:  # coreaug's own refusal, of a function that is no model factory (coreaug:train)
         raise UsageError(f"model {name!r}, called as {name.partition(':')[2]}({arguments}), "
                          f"refused: {error} (a model's function takes in_channels and num_classes and returns "

@@ -144,14 +144,19 @@ def train(config, model=None, *, on_start=None):
 
 
 def where_raised(error):
-    """" at FILE:LINE in FUNCTION" for the innermost frame of `error`'s traceback outside torch and coreaug (the
-    user's model code, which a one-line error would otherwise leave to guess), else ""."""
+    """" at FILE:LINE in FUNCTION" for the innermost frame of `error`'s traceback in the user's code: outside
+    coreaug, Python's library and installed packages (torch, numpy), which a one-line error would otherwise
+    leave to guess; else ""."""
+    import sysconfig
     import traceback
 
-    from .compiled_step import COREAUG_DIR, TORCH_DIR, _inside
+    from .compiled_step import COREAUG_DIR, _inside
 
+    libraries = {os.path.realpath(sysconfig.get_paths()[key])
+                 for key in ("stdlib", "platstdlib", "purelib", "platlib")}
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not _inside(frame.filename, TORCH_DIR) and not _inside(frame.filename, COREAUG_DIR)]
+              if not _inside(frame.filename, COREAUG_DIR)
+              and not any(_inside(os.path.realpath(frame.filename), folder) for folder in libraries)]
     return f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
 
 
