@@ -592,3 +592,14 @@ def test_registered_wrapped_and_keyword_only_model_functions_are_called_as_they_
     finally:
         for name in names:
             registry._MODELS.pop(name, None)
+
+
+def test_a_float64_or_bfloat16_model_is_told_to_be_float32(tmp_path):
+    import torch
+
+    for dtype in (torch.float64, torch.bfloat16):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).to(dtype)
+        with pytest.raises(UsageError, match=f"its weights are {str(dtype)[6:]}: give a float32 model "
+                                             r"\(model.float\(\)\), as --precision sets"):
+            coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, quiet=True, out=str(tmp_path / "r")),
+                          model=model)

@@ -218,8 +218,12 @@ def check_given_model(model, data, gradients="logits", what="the model passed to
         except Exception as error:  # noqa: BLE001 - the user's module: its error, named as theirs
             failure = error
     else:
+        dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                         if p.is_floating_point() and p.dtype != torch.float32})
+        hint = (f"; its weights are {', '.join(dtypes)}: give a float32 model (model.float()), as --precision "
+                "sets the precision a run computes in") if dtypes else ""
         raise UsageError(f"{what} fails{mode} on a batch of the run's inputs, shape {tuple(inputs.shape)}: "
-                         f"{one_line(failure)}{where_raised(failure)}") from failure
+                         f"{one_line(failure)}{where_raised(failure)}{hint}") from failure
     check_model_logits(evaluated, 2, what, data.num_classes)
     check_model_logits(trained, 2, f"{what} in training mode", data.num_classes)
     if gradients == "last_layer":  # the estimate's own checks, on the same two inputs
