@@ -9,7 +9,7 @@ import coreaug
 from coreaug.errors import UsageError
 from coreaug.selection.checks import BALANCES
 from coreaug.selection.coreset import BACKENDS, DEFAULT_KNN
-from coreaug.selection.rules import RULES, select_by_rule
+from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 
 from .errors import user_errors
 
@@ -63,8 +63,12 @@ LONG_SELECTION = 20_000  # examples from which a selection may take seconds to m
               help="Seed of the random draws and of the order in which classes that tie get the budget's "
                    "leftover examples, as select_by_rule(seed=); a training run with --seed T selects "
                    "at epoch E with T * 100003 + E.")
+@click.option("--loss-filter", type=float,
+              help="coreset-lowloss, coreset-history, coreset-heldout: share of each class's highest losses cut "
+                   "[default: estimated, as coreaug train estimates it].")
 @user_errors
-def select(features_path, labels_path, fraction, out_path, strategy, losses_path, balance, knn, backend, seed):
+def select(features_path, labels_path, fraction, out_path, strategy, losses_path, balance, knn, backend, seed,
+           loss_filter):
     """Select a weighted subset and write it to OUT (.npz with keys indices, weights)."""
     if not out_path.strip():  # the folder's name, refused by the OS as "[Errno 21]"
         raise UsageError("--out is empty; give the .npz file to write, such as subset.npz")
@@ -75,6 +79,8 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
     out_dir = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out {out_path}: folder {out_dir} does not exist; create it first")
+    if loss_filter is not None:
+        check_loss_filter(strategy, loss_filter)  # before the files are read: one line naming the flag
     if backend != "own" and strategy != "coreset":
         raise UsageError(f"--backend {backend} applies to --strategy coreset only; drop it for --strategy {strategy}")
     labels = _load_npy(labels_path, "labels")
@@ -97,7 +103,7 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
                                         tie_seed=seed)
     else:
         result = select_by_rule(strategy, labels, fraction, estimates=features, losses=losses, balance=balance,
-                                seed=seed, knn=knn)
+                                seed=seed, knn=knn, loss_filter=loss_filter)
     result.save(out_path)
     click.echo(result.summary())
     click.echo(f"wrote {out_path}")

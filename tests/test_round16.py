@@ -603,3 +603,27 @@ def test_a_float64_or_bfloat16_model_is_told_to_be_float32(tmp_path):
                                              r"\(model.float\(\)\), as --precision sets"):
             coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, quiet=True, out=str(tmp_path / "r")),
                           model=model)
+
+
+def test_select_takes_a_loss_filter_as_the_api_and_train_do(tmp_path):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+    from coreaug.selection.rules import select_by_rule
+
+    rng = np.random.default_rng(0)
+    features, labels, losses = rng.random((200, 4), dtype=np.float32), np.arange(200) % 2, rng.random(200)
+    for name, values in (("f", features), ("l", labels), ("lo", losses)):
+        np.save(tmp_path / f"{name}.npy", values)
+    args = ["select", "--features", str(tmp_path / "f.npy"), "--labels", str(tmp_path / "l.npy"), "--fraction", "0.2",
+            "--out", str(tmp_path / "s.npz")]
+    done = CliRunner().invoke(app, [*args, "--losses", str(tmp_path / "lo.npy"), "--strategy", "coreset-history",
+                                    "--loss-filter", "0.3"])
+    assert done.exit_code == 0, done.output
+    api = select_by_rule("coreset-history", labels, 0.2, estimates=features, losses=losses, loss_filter=0.3)
+    assert np.array_equal(np.load(tmp_path / "s.npz")["indices"], np.asarray(api.indices))
+    unfiltered = select_by_rule("coreset-history", labels, 0.2, estimates=features, losses=losses, loss_filter=0.0)
+    assert not np.array_equal(np.asarray(unfiltered.indices), np.asarray(api.indices))  # the filter mattered
+    refused = CliRunner().invoke(app, [*args, "--loss-filter", "0.3"])  # coreset: not a loss-filtered rule
+    assert refused.exit_code == 2 and "--loss-filter applies to strategies" in refused.output
