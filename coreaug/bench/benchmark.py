@@ -12,7 +12,7 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 from coreaug.training import TrainConfig
 from coreaug.training.inputs import load_folder
-from coreaug.training.run_files import CHECKPOINT, same_files
+from coreaug.training.run_files import CHECKPOINT, recorded_fingerprint, same_files
 
 from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_target, check_writable,
@@ -209,11 +209,9 @@ def _data_fingerprint(path):
     """The hash of a folder dataset's files that the summary.json at `path` records, else None."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f).get("data")
-    except (OSError, ValueError, AttributeError):
+            return recorded_fingerprint(json.load(f))
+    except (OSError, ValueError):
         return None
-    fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
-    return fingerprint if isinstance(fingerprint, str) else None
 
 
 def _grid_files(out):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write, make_folder
+from coreaug.training.run_files import recorded_fingerprint
 
 from .archive import PER_RUN, load_runs, planned_runs, runs_folder
 from .grid import check_target, folder_in_use
@@ -317,9 +318,7 @@ def _pooled(records, runs, checked=False):
 def _with_data(record):
     """A run's settings as `_pooled` compares them: config.json's, and `data_files`, the hash of a folder
     dataset's files its summary.json records (runs of one folder before and after images were added)."""
-    summary = getattr(record, "summary", None)
-    data = summary.get("data") if isinstance(summary, dict) else None
-    fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
+    fingerprint = recorded_fingerprint(getattr(record, "summary", None))
     return {**_as_read(record.config), **({"data_files": fingerprint} if fingerprint else {})}
 
 

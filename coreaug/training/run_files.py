@@ -341,6 +341,14 @@ def _plain(obj):
     return obj.item() if isinstance(obj, np.generic) else obj
 
 
+def recorded_fingerprint(summary):
+    """The hash of a folder dataset's files that a run's summary.json (`summary`, as read) records
+    (`provenance`'s `data`), else None (a registered dataset, an older coreaug, anything unreadable)."""
+    data = summary.get("data") if isinstance(summary, dict) else None
+    fingerprint = data.get("fingerprint") if isinstance(data, dict) else None
+    return fingerprint if isinstance(fingerprint, str) else None
+
+
 def damaged_results(folder, summary=True):
     """Whether the run folder `folder`'s metrics.jsonl (where there is one) holds a row that is not a
     JSON object, or (with `summary`) its summary.json is not one: files a resume writes again from
