@@ -75,6 +75,16 @@ def _umask():
     return mask
 
 
+def in_python_library(path, installed=False):
+    """Whether the file `path` lies in Python's standard library (with `installed`, or in the installed
+    packages: torch, numpy): not a user's own code."""
+    import sysconfig
+
+    keys = ("stdlib", "platstdlib") + (("purelib", "platlib") if installed else ())
+    real = os.path.realpath(path)
+    return any(real.startswith(os.path.realpath(sysconfig.get_paths()[key]) + os.sep) for key in keys)
+
+
 def atomic_write(path, write, mode="w", durable=False):
     """Call `write(f)` on a temporary file beside `path`, then rename it over `path`; `durable`: the
     file's data reaches the disk (fsync) before the rename, so that a power loss leaves the old file

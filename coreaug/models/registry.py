@@ -10,6 +10,7 @@ from typing import Callable, Dict, List
 from torch import nn
 
 from coreaug.errors import UsageError
+from coreaug.files import in_python_library
 
 ModelFactory = Callable[[int, int], nn.Module]
 
@@ -100,15 +101,10 @@ def import_factory(path: str) -> ModelFactory:
 
 def _pythons_own(module):
     """Whether `module` is of Python's standard library (built in, or a file under its folders)."""
-    import sysconfig
-
     file = getattr(module, "__file__", None)
     if module.__name__.partition(".")[0] not in getattr(sys, "stdlib_module_names", ()):
         return False
-    if file is None:
-        return True
-    folders = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
-    return any(os.path.realpath(file).startswith(folder + os.sep) for folder in folders)
+    return file is None or in_python_library(file)
 
 
 def _named_arguments(factory):

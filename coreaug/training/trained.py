@@ -645,7 +645,7 @@ def load_run(run, model=None, device="cpu"):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; pass a module built as the "
                          "run's was, or leave it out for a run of a registered model")
     state = read_model_file(run)
-    advice = "pass a model built as the run's was"
+    advice = PASS_A_MODEL
     if model is None:
         if str(state["model"]).startswith(INSTANCE):
             raise UsageError(f"{run} trained a model passed to coreaug.train ({state['model'][len(INSTANCE):]}), "
@@ -686,7 +686,10 @@ def _rebuilt_advice(path):
             "it was, or make the run's own importable (its folder first on PYTHONPATH)")
 
 
-def check_loaded_model(trained, run, advice="pass a model built as the run's was"):
+PASS_A_MODEL = "pass a model built as the run's was"  # what a model that does not fit the run's weights is told
+
+
+def check_loaded_model(trained, run, advice=PASS_A_MODEL):
     """UsageError unless `trained`'s model maps two (zero) images of the run to floating (2, classes) logits, as
     predict and evaluate need: a module passed to load_run, or a factory edited since the run, may return
     (logits, features) or fail on the run's images; one small forward, as `coreaug.train` tries a model."""
