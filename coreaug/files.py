@@ -85,6 +85,21 @@ def in_python_library(path, installed=False):
     return any(real.startswith(os.path.realpath(sysconfig.get_paths()[key]) + os.sep) for key in keys)
 
 
+COREAUG_DIR = os.path.dirname(os.path.abspath(__file__))  # the package's folder: its frames are not the user's
+
+
+def where_raised(error):
+    """" at FILE:LINE in FUNCTION" for the innermost frame of `error`'s traceback in the user's code: outside
+    coreaug, Python's library and installed packages (torch, numpy), which a one-line error would otherwise
+    leave to guess; else ""."""
+    import traceback
+
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not os.path.abspath(frame.filename).startswith(COREAUG_DIR + os.sep)
+              and not in_python_library(frame.filename, installed=True)]
+    return f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+
+
 def atomic_write(path, write, mode="w", durable=False):
     """Call `write(f)` on a temporary file beside `path`, then rename it over `path`; `durable`: the
     file's data reaches the disk (fsync) before the rename, so that a power loss leaves the old file

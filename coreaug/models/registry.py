@@ -9,8 +9,8 @@ from typing import Callable, Dict, List
 
 from torch import nn
 
-from coreaug.errors import UsageError
-from coreaug.files import in_python_library
+from coreaug.errors import UsageError, one_line
+from coreaug.files import in_python_library, where_raised
 
 ModelFactory = Callable[[int, int], nn.Module]
 
@@ -174,17 +174,23 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise UsageError(f"{arg_name} must be a positive integer, got {value!r}")
     in_channels, num_classes = int(in_channels), int(num_classes)  # a NumPy integer (labels.max() + 1) too
-    if not is_import_path(name):
-        return _call(_MODELS[key], in_channels, num_classes)
-    factory = import_factory(name)
+    factory = _MODELS[key] if not is_import_path(name) else import_factory(name)
     by_name = _named_arguments(factory)
     arguments = f"in_channels={in_channels}, num_classes={num_classes}" if by_name else f"{in_channels}, {num_classes}"
+    function = name.partition(":")[2] if is_import_path(name) else getattr(factory, "__name__", key)
+    called = f"model {name!r}, called as {function}({arguments}),"
     try:
         model = _call(factory, in_channels, num_classes)
     except UsageError as error:  # coreaug's own refusal, of a function that is no model factory (coreaug:train)
-        raise UsageError(f"model {name!r}, called as {name.partition(':')[2]}({arguments}), "
-                         f"refused: {error} (a model's function takes in_channels and num_classes and returns "
-                         "an nn.Module)") from None
+        if not is_import_path(name):
+            raise
+        raise UsageError(f"{called} refused: {error} (a model's function takes in_channels and num_classes and "
+                         "returns an nn.Module)") from None
+    except Exception as error:  # noqa: BLE001 - the user's function failing: one line naming its line
+        where = where_raised(error)
+        if not where:  # raised in coreaug's own models (a defect: its traceback) or before the user's code ran
+            raise
+        raise UsageError(f"{called} raised {one_line(error)}{where}") from error
     if not isinstance(model, nn.Module):
         raise UsageError(f"model {name!r} returned a {type(model).__name__}, not an nn.Module; "
                          "the function must return the model")

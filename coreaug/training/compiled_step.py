@@ -86,6 +86,7 @@ from torch.optim.sgd import sgd as functional_sgd
 
 from coreaug.augment.sampling import RandomSource
 from coreaug.errors import UsageError, first_line
+from coreaug.files import COREAUG_DIR
 from coreaug.selection.rules import RULES
 from coreaug.training.plan import REPEAT_SLOTS
 
@@ -151,7 +152,6 @@ def check_cpp_compiler():
 
 
 TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
-COREAUG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def untraceable_code(error):

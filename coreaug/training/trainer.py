@@ -24,7 +24,7 @@ from coreaug.data import is_folder_dataset
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.image_folder import read_as_part
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
-from coreaug.files import in_python_library
+from coreaug.files import where_raised
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.gradients import check_model_logits, estimate_dtype, estimate_gradients, final_linear, uncompiled
 
@@ -142,19 +142,6 @@ def train(config, model=None, *, on_start=None):
         return result
     finally:
         distributed.close(completed)
-
-
-def where_raised(error):
-    """" at FILE:LINE in FUNCTION" for the innermost frame of `error`'s traceback in the user's code: outside
-    coreaug, Python's library and installed packages (torch, numpy), which a one-line error would otherwise
-    leave to guess; else ""."""
-    import traceback
-
-    from .compiled_step import COREAUG_DIR, _inside
-
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not _inside(frame.filename, COREAUG_DIR) and not in_python_library(frame.filename, installed=True)]
-    return f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
 
 
 TRAINED_BY = "_coreaug_trained_by"  # set on a run's module when its training starts: the run folder
