@@ -21,11 +21,11 @@ def test_a_model_function_that_raises_is_named_with_its_line(tmp_path, monkeypat
     assert isinstance(caught.value.__cause__, TypeError)  # the user's error stays chained for a debugger
 
     def registered(in_channels, num_classes):
-        return nn.Linear(in_channels, num_classes, bias=undefined_name)  # noqa: F821
+        return nn.Linear(in_channels, num_classes.width)
 
     monkeypatch.setitem(registry._MODELS, "r17-raises", registered)  # as register_model("r17-raises") does
     with pytest.raises(UsageError, match=r"'r17-raises', called as registered\(in_channels=3, num_classes=4\), "
-                                         r"raised NameError: .*test_round17.py:\d+ in registered$"):
+                                         r"raised AttributeError: .*test_round17.py:\d+ in registered$"):
         create_model("r17-raises", 3, 4)
 
 
