@@ -33,3 +33,39 @@ def test_an_error_raised_in_coreaug_alone_keeps_its_traceback(monkeypatch):
     monkeypatch.setitem(registry._MODELS, "r17-own", registry._names_module)  # a defect of coreaug's: no user frame
     with pytest.raises(AttributeError, match="startswith"):
         create_model("r17-own", 3, 4)
+
+
+def _digits(tmp_path, **settings):
+    import coreaug
+    return coreaug.TrainConfig(**{**dict(dataset="digits", model="cnn", train_limit=300, test_limit=200, lr=1e4,
+                                         quiet=True, out=str(tmp_path / "run")), **settings})
+
+
+def test_a_diverged_epoch_keeps_its_row_and_not_its_checkpoint_so_no_resume_finishes_on_nan(tmp_path):
+    """The diverged epoch's checkpoint was saved: each --resume trained on NaN weights, and the one that
+    reached the last epoch wrote a NaN model.pt, a summary, and exited 0."""
+    import dataclasses
+    import json
+
+    import torch
+
+    import coreaug
+    config = _digits(tmp_path, epochs=3, strategy="none")
+    with pytest.raises(coreaug.TrainingDiverged, match="training diverged at epoch 2"):
+        coreaug.train(config)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in rows] == [0, 1]  # the diverged epoch's row is kept
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["epoch"] == 1  # the epoch before
+    for _ in range(3):  # each resume trains from the finite checkpoint, and diverges again
+        with pytest.raises(coreaug.TrainingDiverged, match="at epoch 2"):
+            coreaug.train(dataclasses.replace(config, resume=True))
+    assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("strategy", ["random", "maxloss"])
+def test_an_epoch_not_evaluated_is_checked_for_nan_weights(tmp_path, strategy):
+    """With eval_every its finite (huge) train loss passed the check: random trained an epoch on NaN,
+    maxloss stopped at its next selection with a UsageError (exit 2, 'check the model's forward')."""
+    import coreaug
+    with pytest.raises(coreaug.TrainingDiverged, match="at epoch 1: .* the test loss not measured, and .* NaN"):
+        coreaug.train(_digits(tmp_path, epochs=4, eval_every=3, strategy=strategy, out=None))

@@ -188,6 +188,12 @@ class RunFolder:
         self._write_metrics(history)
         self._write_scalars(history[-1])
 
+    def save_metrics(self, history):
+        """The metrics of an epoch whose checkpoint is not saved (it diverged: the checkpoint stays at the
+        epoch before, and a `--resume` trains from there, its row replaced by `sync_metrics`)."""
+        self._write_metrics(history)
+        self._write_scalars(history[-1])
+
     def _write_metrics(self, history):
         atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
 

@@ -481,11 +481,15 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
             **({"cudagraph_skips": graph_skips.count} if graph_skips is not None else {}),
         })
-        if folder:
+        diverged = divergence(run.model, run.history[-1])
+        if folder and diverged:  # its row kept, its checkpoint not: a --resume must not go on from NaN weights
+            folder.save_metrics(run.history)
+        elif folder:
             folder.save_epoch(_checkpoint(config, run, epoch, data), run.history)
         if not config.quiet:
             _log_epoch(config, run.history[-1])
-        check_diverged(run.model, run.history[-1])
+        if diverged:
+            raise diverged
 
     result = _result(config, run.history, run.model, distributed)
     if folder and not folder.done:  # a finished run's files stay as it wrote them
@@ -494,23 +498,28 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
     return result
 
 
-def check_diverged(model, metrics):
-    """Raise TrainingDiverged when an epoch leaves the model's weights NaN or infinite, or its
-    outputs on the test set (a NaN or infinite test loss: weights too large for any output to
-    be finite). A NaN train loss alone is not enough: with fp16 a step GradScaler skipped leaves
-    the weights finite, and the run goes on. Reads the weights only after an epoch with a loss
-    that is not finite, so a finite run never waits on the device for it."""
+def divergence(model, metrics):
+    """TrainingDiverged (returned, not raised) when an epoch leaves the model's weights NaN or infinite,
+    or its outputs on the test set (a NaN or infinite test loss: weights too large for any output to
+    be finite); else None. A NaN train loss alone is not enough: with fp16 a step GradScaler skipped
+    leaves the weights finite, and the run goes on. The weights are read after an epoch with a loss
+    that is not finite or without a test evaluation (`eval_every`: its last steps may have blown them
+    up under a finite train loss), so an evaluated finite run never waits on the device for them."""
     train_loss, test_loss = metrics["train_loss"], metrics.get("test_loss")
     outputs_broken = test_loss is not None and not math.isfinite(test_loss)
-    if math.isfinite(train_loss) and not outputs_broken:
-        return
-    broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    if broken or outputs_broken:
-        what = (f"{len(broken)} weight tensors are NaN or infinite (first: {broken[0]})" if broken
-                else "the model's outputs on the test set are not finite")
-        raise TrainingDiverged(f"training diverged at epoch {metrics['epoch'] + 1}: the train loss is "
-                               f"{train_loss:.4g}, the test loss {test_loss}, and {what}; lower --lr and start "
-                               "the run again with --overwrite")
+    if math.isfinite(train_loss) and test_loss is not None and not outputs_broken:
+        return None
+    named = list(model.named_parameters())
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist() if named else []  # one read
+    broken = [name for (name, _), ok in zip(named, finite) if not ok]
+    if not broken and not outputs_broken:
+        return None
+    what = (f"{len(broken)} weight tensors are NaN or infinite (first: {broken[0]})" if broken
+            else "the model's outputs on the test set are not finite")
+    return TrainingDiverged(f"training diverged at epoch {metrics['epoch'] + 1}: the train loss is "
+                            f"{train_loss:.4g}, the test loss {'not measured' if test_loss is None else test_loss}, and "
+                            f"{what}; lower --lr and start "
+                            "the run again with --overwrite")
 
 
 NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
