@@ -41,13 +41,17 @@ def test_range_messages_do_not_call_infinity_valid():
     assert refusal(momentum=1.0).startswith("momentum must be a number in [0, 1)")
 
 
-def test_fp16_on_the_cpu_is_warned_about_once_resolved():
+def test_fp16_on_the_cpu_is_warned_about_once_resolved(monkeypatch):
+    monkeypatch.setattr("coreaug.training.precision.cpu_runs_bf16", lambda: True)  # bf16 instructions: no warning
     with pytest.warns(UserWarning, match="fp16 is for GPUs"):
         assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
         assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr("coreaug.training.precision.cpu_runs_bf16", lambda: False)  # emulated: 9-15x slower
+    with pytest.warns(UserWarning, match="bf16 on this CPU, which lacks bf16 instructions"):
+        assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
 def test_a_selection_warmup_that_leaves_a_model_based_rule_no_selection_is_refused():

@@ -29,7 +29,7 @@ from coreaug.selection.gradients import check_model_logits
 from .config import INSTANCE
 from .distributed import pick_device
 from .inputs import Normalize
-from .precision import autocast_for, resolve_precision
+from .precision import autocast_for, cpu_runs_bf16, resolve_precision
 from .run_files import (CHECKPOINT, MODEL, folder_in_use, metrics_rows, read_otherwise, recorded_folder,
                         relative_folder, same_files)
 
@@ -89,8 +89,9 @@ class TrainedModel:
     `config` is the run's settings (a dict). The model runs under the run's precision (its
     autocast, as the run's own evaluation did, so `evaluate` gives back its test accuracy), as
     that precision resolves on this device: "auto" is fp32 on the CPU; fp16 runs in fp32 on the
-    CPU, where torch's float16 autocast is 10-50x slower (probabilities may then differ from the
-    run's in the last digits).
+    CPU, where torch's float16 autocast is 10-50x slower, and so does bf16 on a CPU without bf16
+    instructions (`precision.cpu_runs_bf16`), where it is 9-15x slower (probabilities may then
+    differ from the run's in the last digits).
     """
 
     def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None,
@@ -760,8 +761,9 @@ def read_model_file(run):
 
 def _precision(name, device):
     """The precision a run of precision `name` is used at on `device` (see TrainedModel): fp32 for
-    a run from before coreaug recorded it, and for fp16 on the CPU."""
-    if not name or name == "fp16" and device.type == "cpu":
+    a run from before coreaug recorded it, for fp16 on the CPU, and for bf16 on a CPU without bf16
+    instructions (both many times slower than fp32 there)."""
+    if not name or device.type == "cpu" and (name == "fp16" or name == "bf16" and not cpu_runs_bf16()):
         return "fp32"
     return resolve_precision(name, device)
 
