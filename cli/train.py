@@ -82,7 +82,8 @@ def train_options(command):
                           "weights expect) or dataset (the training set's) [default: imagenet with --pretrained, "
                           "else dataset]."),
         click.option("--norm-decay/--no-norm-decay", default=_default("norm_decay"), show_default=True,
-                     help="Weight decay on biases and normalisation weights too (off for fine-tuning)."),
+                     help="Weight decay on biases and normalisation weights too (--no-norm-decay is common "
+                          "when fine-tuning; --pretrained leaves it as given)."),
         click.option("--mode", type=click.Choice(MODES), default=_default("mode"), show_default=True, help="append: all examples + augmented copies of the selection; subset: the weighted selection + its copies."),
         click.option("--select-every", type=int, default=_default("select_every"), show_default=True, help="Re-select every R epochs: at epochs 0, R, 2R, ..."),
         click.option("--augment", default=_default("augment"), show_default=True, help="Strong augmentation policy: randaugment, trivialaugment, autoaugment (CIFAR-10 policy), autoaugment-imagenet, cutout, maxloss (best of --candidates by loss), weak, resized-crop, or a chain like randaugment+cutout."),

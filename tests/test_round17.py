@@ -1,4 +1,5 @@
 """Round 17: a model's function that raises is one line naming the user's line."""
+import re
 import sys
 
 import pytest
@@ -69,3 +70,54 @@ def test_an_epoch_not_evaluated_is_checked_for_nan_weights(tmp_path, strategy):
     import coreaug
     with pytest.raises(coreaug.TrainingDiverged, match="at epoch 1: .* the test loss not measured, and .* NaN"):
         coreaug.train(_digits(tmp_path, epochs=4, eval_every=3, strategy=strategy, out=None))
+
+
+def _registered_digits(monkeypatch, **stats):
+    import coreaug
+    from coreaug.data import ImageDataset, channel_stats
+    from coreaug.data import registry as datasets
+    d = coreaug.load_dataset("digits")
+    mean, std = channel_stats(d.train_images[:100])
+    stats = {"mean": mean, "std": std, **stats}
+
+    def load(data_dir=None, *, download=False, progress=True):
+        return ImageDataset("r17", d.train_images[:100], d.train_labels[:100], d.test_images[:40], d.test_labels[:40],
+                            num_classes=10, class_names=None, source="memory", **stats)
+    monkeypatch.setitem(datasets._LOADERS, "r17", load)
+    return coreaug.TrainConfig(dataset="r17", model="cnn", epochs=1, quiet=True)
+
+
+@pytest.mark.parametrize("stats, refusal", [
+    ({"mean": (float("nan"),)}, r"mean \(nan,\) is not finite"),
+    ({"std": (float("inf"),)}, r"std \(inf,\) is not finite"),
+    ({"std": (-0.3,)}, r"std \(-0.3,\) is outside \[0, 1\]"),
+    ({"mean": (78.5,), "std": (95.8,)}, r"mean \(78.5,\) is outside \[0, 1\].*0-255 units\? divide by 255"),
+    ({"std": ("0.3",)}, r"std \('0.3',\) holds something other than numbers")])
+def test_a_datasets_mean_and_std_are_checked_for_sense(monkeypatch, stats, refusal):
+    """NaN trained into 'training diverged ... lower --lr', inf trained on all-zero inputs, a negative std was
+    clamped, 0-255 units trained on near-constant inputs, a string std was torch's ValueError."""
+    import coreaug
+    with pytest.raises(UsageError, match=f"dataset 'r17': {refusal}"):
+        coreaug.train(_registered_digits(monkeypatch, **stats))
+
+
+def test_a_constant_channels_zero_std_and_a_fraction_setting_train(monkeypatch):
+    """A Fraction lr passed validation, then config.json could not be written (a traceback)."""
+    import dataclasses
+    import fractions
+
+    import coreaug
+    config = dataclasses.replace(_registered_digits(monkeypatch, std=(0.0,)), lr=fractions.Fraction(1, 20))
+    assert config.lr == 0.05 and type(config.lr) is float
+    assert len(coreaug.train(config).history) == 1
+
+
+def test_float_label_advice_fits_their_type():
+    import numpy as np
+    import torch
+
+    from coreaug.selection.checks import check_labels
+    for labels, cast in ((torch.tensor([0.0, 1.0]), "labels.long()"), (np.array([0.0, 1.0]), "labels.astype('int64')"),
+                         ([0.0, 1.0], "np.asarray(labels, dtype=np.int64)")):
+        with pytest.raises(UsageError, match=re.escape(f"cast them with {cast} if")):
+            check_labels(labels)

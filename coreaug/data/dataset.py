@@ -1,4 +1,5 @@
 """The object every loader returns: a dataset as uint8 image tensors plus its metadata."""
+import math
 import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -100,6 +101,8 @@ def check_dataset(data, name: str) -> None:
     if means != channels or stds != channels:
         raise UsageError(f"dataset {name!r}: {means} mean and {stds} std values for "
                          f"{channels}-channel images; give one of each per channel (channel_stats(images))")
+    for stat in ("mean", "std"):
+        setattr(data, stat, _check_stat(getattr(data, stat), stat, name))
     if data.class_names is not None and len(data.class_names) != data.num_classes:
         raise UsageError(f"dataset {name!r}: {len(data.class_names)} class names for {data.num_classes} classes; "
                          "give one name per class, or class_names=None")
@@ -121,6 +124,26 @@ def _check_class_names(names, name: str) -> None:
             raise UsageError(f"dataset {name!r}: class name {class_name!r} is given for classes {seen[class_name]} "
                              f"and {index}; class names must be distinct (evaluate and predict go by name)")
         seen[class_name] = index
+
+
+def _check_stat(values, stat: str, name: str) -> tuple:
+    """A per-channel mean or std as floats: finite numbers in the [0, 1] units of images scaled by 1/255
+    (a mean in [0, 1], a std in [0, 1]; 0 is a constant channel's), else UsageError."""
+    try:
+        floats = tuple(float(v) for v in values if not isinstance(v, (str, bytes)))
+    except (TypeError, ValueError):
+        floats = ()
+    if len(floats) != len(values):
+        raise UsageError(f"dataset {name!r}: {stat} {tuple(values)!r} holds something other than numbers; give "
+                         "one number per channel (channel_stats(images))")
+    if not all(math.isfinite(v) for v in floats):
+        raise UsageError(f"dataset {name!r}: {stat} {floats} is not finite; give the channels' {stat} "
+                         "(channel_stats(images))")
+    if not all(0 <= v <= 1 for v in floats):
+        hint = " (given in 0-255 units? divide by 255)" if any(v > 1 for v in floats) else ""
+        raise UsageError(f"dataset {name!r}: {stat} {floats} is outside [0, 1], the units of images scaled to "
+                         f"[0, 1]{hint}; channel_stats(images) gives them")
+    return floats
 
 
 def _count(values) -> int:

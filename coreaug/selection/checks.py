@@ -92,8 +92,10 @@ def check_labels(labels, n=None):
                          "0, 1, 2, ... with np.unique(labels, return_inverse=True)[1] (np.unique(labels) "
                          "then names them back)")
     if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
+        cast = ("labels.long()" if hasattr(labels, "detach") else "labels.astype('int64')"
+                if isinstance(labels, np.ndarray) else "np.asarray(labels, dtype=np.int64)")  # as their type casts
         raise UsageError(f"labels must be integer class ids, got dtype {y.dtype}; "
-                         "cast them with labels.astype('int64') if they are whole numbers")
+                         f"cast them with {cast} if they are whole numbers")
     if y.min() < 0:
         raise UsageError(f"labels must be non-negative class ids, got {int(y.min())}")
     if int(y.max()) > np.iinfo(np.int64).max:  # uint64 ids that int64 would wrap to negative ones

@@ -259,6 +259,8 @@ class TrainConfig:
             value = getattr(self, field.name)
             if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
                 setattr(self, field.name, value.item())
+            elif isinstance(value, numbers.Real) and not isinstance(value, (int, float)):  # a Fraction: a float
+                setattr(self, field.name, float(value))  # (config.json could not hold it)
         if type(self.device).__module__ == "torch":  # a torch.device: its name, as summary.json records it
             self.device = str(self.device)
         # out is a path from here on (the run folder, TrainResult.out): "~/runs/x" means the home
