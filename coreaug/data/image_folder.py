@@ -203,25 +203,27 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
-        if listing.gone:  # a class folder on a disk not mounted would train without that class
-            first = listing.gone[0]
-            with contextlib.suppress(OSError):  # (removed since it was listed: named alone)
-                first = f"{first} -> {os.readlink(first)}"
-            tqdm.write(f"left out {len(listing.gone)} link{'s' * (len(listing.gone) != 1)} to files or folders that "
-                       f"are gone (first: {shown(first)}): a class folder on a disk not mounted is not trained on")
-        if listing.loose:  # ImageNet's val/ half sorted into class folders tested on the sorted few
-            tqdm.write(f"left out {len(listing.loose)} image file{'s' * (len(listing.loose) != 1)} beside the class "
-                       f"folders (first: {shown(listing.loose[0])}): only <folder>/<class>/ images are read")
-        if listing.unread:
-            tqdm.write(f"left out {unread_files(listing.unread)}; convert them to JPEG or PNG to train on them")
+    # What is left out is a warning (stderr in the CLI), quiet or not: a class folder on a disk not mounted
+    # would otherwise train without that class in silence.
+    if listing.gone:
+        first = listing.gone[0]
+        with contextlib.suppress(OSError):  # (removed since it was listed: named alone)
+            first = f"{first} -> {os.readlink(first)}"
+        _left_out(f"left out {len(listing.gone)} link{'s' * (len(listing.gone) != 1)} to files or folders that "
+                  f"are gone (first: {shown(first)}): a class folder on a disk not mounted is not trained on")
+    if listing.loose:  # ImageNet's val/ half sorted into class folders tested on the sorted few
+        _left_out(f"left out {len(listing.loose)} image file{'s' * (len(listing.loose) != 1)} beside the class "
+                  f"folders (first: {shown(listing.loose[0])}): only <folder>/<class>/ images are read")
+    if listing.unread:
+        _left_out(f"left out {unread_files(listing.unread)}; convert them to JPEG or PNG to train on them")
     cache = open_or_build([("train", train_files), ("test", test_files)], classes, image_size=store_size,
                           decode=functools.partial(decode_square, size=store_size), cache_dir=cache_dir,
                           workers=workers, skip_bad=skip_bad_images, progress=progress, source=root)
     skipped = cache.meta["skipped"]
     if skipped and not skip_bad_images:  # a cache built by an earlier run that skipped them
         raise bad_image(skipped[0])
-    if skipped and progress:
-        tqdm.write(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
+    if skipped:
+        _left_out(f"skipped {len(skipped)} unreadable image{'s' * (len(skipped) != 1)} (first: {skipped[0]})")
     train_labels = cache.labels("train")
     # only skipped images can leave a class empty (a class folder without images is refused when listed)
     empty = [name for name, count in zip(classes, np.bincount(train_labels.numpy(), minlength=len(classes)))
@@ -632,6 +634,11 @@ def special_file(path) -> bool:
         return not stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def _left_out(message):
+    """Say that files of the folder are not trained on: a warning, which --quiet does not hide."""
+    warnings.warn(message, stacklevel=3)
 
 
 def decode_square(path, size, mode="RGB"):
