@@ -17,20 +17,30 @@ from coreaug.errors import UsageError
 from coreaug.cli.main import main
 
 # A model that writes the run folder that built it to trained.txt (in the current folder), and
-# raises for a run named by a file fail-<run> there: a count of trainings, and a crash on demand.
+# for a run named by a file fail-<run> there raises in its first training step (its two-input probe
+# passes: a crash of the run, not a model refused): a count of trainings, and a crash on demand.
 MODEL = '''
 import os, sys, torch
+
+class Crashes(torch.nn.Sequential):
+    def forward(self, x):
+        if x.shape[0] > 2:
+            raise RuntimeError("boom in " + self.run)
+        return super().forward(x)
 
 def make(in_channels, num_classes):
     frame = sys._getframe(1)
     while not hasattr(frame.f_locals.get("config"), "out"):
         frame = frame.f_back
     run = os.path.basename(frame.f_locals["config"].out)
+    layers = (torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(4 * in_channels, num_classes))
     if os.path.exists("fail-" + run):
-        raise RuntimeError("boom in " + run)
+        model = Crashes(*layers)
+        model.run = run
+        return model
     with open("trained.txt", "a") as f:
         f.write(run + "\\n")
-    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(4 * in_channels, num_classes))
+    return torch.nn.Sequential(*layers)
 '''
 TINY = ["--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--epochs", "1",
         "--quiet", "--model", "bench_marker_model:make"]

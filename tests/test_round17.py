@@ -121,3 +121,15 @@ def test_float_label_advice_fits_their_type():
                          ([0.0, 1.0], "np.asarray(labels, dtype=np.int64)")):
         with pytest.raises(UsageError, match=re.escape(f"cast them with {cast} if")):
             check_labels(labels)
+
+
+def test_bench_names_each_run_before_its_epoch_lines(tmp_path, capsys):
+    """With one job each run's epoch lines came before any line naming the run; with workers nothing
+    appeared until a run ended."""
+    import coreaug
+    config = coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=120, test_limit=60)
+    coreaug.run_grid(config, tmp_path / "grid", subsets=(0.5,), strategies=("random",), references=("none",),
+                     seeds=1, jobs=1)
+    out = capsys.readouterr().out.splitlines()
+    named = out.index(f"[1/2] none-seed0: training in {tmp_path / 'grid' / 'runs' / 'none-seed0'}")
+    assert out[named + 1].startswith("epoch 1/1") and out[named + 2].startswith("[2/2] random-0.5-seed0: training")

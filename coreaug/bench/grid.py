@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_folder import lies_among
@@ -293,6 +294,8 @@ def run_grid_runs(runs, report=None):
     """
     outcomes = []
     for position, run in enumerate(runs, 1):
+        if not run.config.quiet and run.state() != "finished":  # its epoch lines follow: named first
+            tqdm.write(f"[{position}/{len(runs)}] {run.name}: training in {run.folder}")
         try:
             outcome = RunOutcome(run, train_grid_run(run))
         except STOPPING as exc:

@@ -23,6 +23,8 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from coreaug.devices import usable_cores
 from coreaug.errors import UsageError, one_line_warning
 from coreaug.training.distributed import pick_device
@@ -234,6 +236,9 @@ def _wait(processes, todo, results, holding, done):
             continue
         if message[0] == "took":
             holding[message[1]] = message[2]
+            run = todo[message[2]]
+            if not run.config.quiet:  # (the workers train quiet: a run's only other line is its end)
+                tqdm.write(f"{run.name}: training in worker {message[1] + 1} ({run.folder})")
         elif message[0] == "stop":  # every run would fail the same way: the grid stops, as with one job
             raise message[3]
         else:
