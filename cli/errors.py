@@ -1,6 +1,7 @@
 """Turn a user's mistake into one line on stderr and exit code 2, never a traceback."""
 import errno
 import functools
+import os
 import re
 import sys
 
@@ -19,6 +20,15 @@ def fail(message, code=2):
     """Print `error: message` on stderr and exit with `code` (2: the user's mistake)."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def one_process(command):
+    """UsageError when launched by torchrun with several processes: `command` runs whole in one (every
+    process would print its whole output)."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise UsageError(f"coreaug {command} runs in one process and cannot be launched by torchrun "
+                         f"(WORLD_SIZE={world}): each process would print it whole; run it without torchrun")
 
 
 def user_errors(command=None, *, again="run it again"):

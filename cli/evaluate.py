@@ -6,7 +6,7 @@ import click
 import coreaug
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 
-from .errors import user_errors
+from .errors import one_process, user_errors
 
 
 @click.command("evaluate")
@@ -26,6 +26,7 @@ from .errors import user_errors
 def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device):
     """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class
     (a folder other than the run's own without a train/ split: on all its labelled images)."""
+    one_process("evaluate")
     trained = coreaug.load_run(run, device=device)
     dataset = dataset or trained.config["dataset"]
     result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images,

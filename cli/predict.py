@@ -11,7 +11,7 @@ import coreaug
 from coreaug.errors import UnreadableImage, UsageError, first_line
 from coreaug.training.trained import image_files
 
-from .errors import user_errors
+from .errors import one_process, user_errors
 
 CHUNK = 256  # images read and classified at a time, so a large folder never sits in memory
 
@@ -33,6 +33,7 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
 def predict(run, images, top_k, fmt, device, skip_bad_images):
     """Classify IMAGES (files, or folders of them: their images, recursively, sorted, without hidden
     files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN."""
+    one_process("predict")
     trained = coreaug.load_run(run, device=device)
     files = image_files(images)
     if not skip_bad_images:

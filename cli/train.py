@@ -189,6 +189,8 @@ def train(**flags):
     command that continues it (--resume). A --resume of a finished run prints its result and
     writes nothing."""
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for the run
+    if not main_process:  # its warnings too (the process ends with the command)
+        warnings.simplefilter("ignore")
     named = flags["out"] is None
     if named:
         if flags["resume"]:

@@ -310,14 +310,16 @@ def test_world_size_must_split_the_global_batch_and_the_plan():
 
 
 def test_a_completed_run_waits_for_every_rank_before_leaving_and_a_failed_one_does_not():
+    """A completed run's group is kept for the process's next train (destroyed at exit); a failed one's goes."""
     calls = []
     with mock.patch.object(dist, "is_initialized", return_value=True), \
             mock.patch.object(dist, "barrier", lambda: calls.append("barrier")), \
-            mock.patch.object(dist, "destroy_process_group", lambda: calls.append("destroy")):
+            mock.patch.object(dist, "destroy_process_group", lambda: calls.append("destroy")), \
+            mock.patch("coreaug.training.distributed._destroy_group_at_exit", lambda: calls.append("at exit")):
         Distributed(1, 2, 1, owns_group=True).close(completed=True)
         Distributed(1, 2, 1, owns_group=True).close()
         Distributed(1, 2, 1, owns_group=False).close(completed=True)  # the caller's group stays
-    assert calls == ["barrier", "destroy", "destroy"]
+    assert calls == ["barrier", "at exit", "destroy"]
 
 
 def test_torchrun_launch_writes_what_a_single_process_writes_from_rank_0_alone(tmp_path):

@@ -133,3 +133,86 @@ def test_bench_names_each_run_before_its_epoch_lines(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     named = out.index(f"[1/2] none-seed0: training in {tmp_path / 'grid' / 'runs' / 'none-seed0'}")
     assert out[named + 1].startswith("epoch 1/1") and out[named + 2].startswith("[2/2] random-0.5-seed0: training")
+
+
+@pytest.mark.parametrize("first, then, raised", [("SIGINT", "SIGTERM", "KeyboardInterrupt"),
+                                                 ("SIGTERM", "SIGINT", "Terminated")])
+def test_the_first_of_sigint_and_sigterm_names_the_stop(first, then, raised):
+    """torchrun passes Ctrl-C on as SIGINT then SIGTERM: the SIGTERM, raised while the KeyboardInterrupt
+    unwound, made `coreaug train` say 'terminated (SIGTERM)' and exit 143."""
+    import os
+    import signal
+    import time
+
+    from coreaug.bench.workers import sigterm_raises
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with sigterm_raises():
+            try:
+                os.kill(os.getpid(), getattr(signal, first))
+                time.sleep(5)
+            finally:
+                os.kill(os.getpid(), getattr(signal, then))
+                time.sleep(0.2)  # the second signal's handler runs here
+    assert type(caught.value).__name__ == raised
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+SCRIPT = '''
+import sys, warnings
+import coreaug
+for strategy in ("random", "coreset"):  # two runs in one torchrun launch: the second hung in init_process_group
+    result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
+                                               epochs=1, strategy=strategy, device="cpu", quiet=True,
+                                               precision="fp16", out=sys.argv[1] + "/" + strategy))
+    print("trained", strategy, result.rank, result.world_size, flush=True)
+'''
+
+
+def test_a_torchrun_script_trains_twice_and_warns_once(tmp_path):
+    """A second coreaug.train in a torchrun-launched script waited in init_process_group (gloo's 30 minutes);
+    every process printed each warning; evaluate and predict ran whole in every process."""
+    import os
+    import subprocess
+
+    from test_distributed import ONE_THREAD, free_port
+    (tmp_path / "two.py").write_text(SCRIPT)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    launch = [torchrun, "--nproc-per-node", "2", "--master-port", str(free_port())]
+    done = subprocess.run([*launch, str(tmp_path / "two.py"), str(tmp_path)], env=ONE_THREAD, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(done.stdout.splitlines()) == ["trained coreset 0 2", "trained coreset 1 2", "trained random 0 2",
+                                                "trained random 1 2"]
+    assert 1 <= done.stderr.count("UserWarning: precision fp16 is for GPUs") <= 2  # rank 0's (once a run at most)
+    refused = subprocess.run([*launch[:-1], str(free_port()), "-m", "coreaug", "evaluate", str(tmp_path / "random")],
+                             env=ONE_THREAD, capture_output=True, text=True, timeout=240)
+    assert refused.returncode != 0 and "coreaug evaluate runs in one process and cannot be launched by torchrun" \
+        in refused.stderr and "accuracy" not in refused.stdout
+
+
+def test_a_resume_in_another_number_of_processes_warns_and_a_finished_run_does_not(tmp_path):
+    """A run stopped in 2 processes went on in 1 without a word (summary.json said world_size 1); a --resume of a
+    finished run, which trains nothing, warned that it 'goes on' with another thread count."""
+    import dataclasses
+    import json
+    import warnings
+
+    import torch
+
+    import coreaug
+    from coreaug.training.trainer import _check_resumed
+    with pytest.warns(UserWarning, match=r"epochs up to 3 in 2 processes and goes on in 1: .* --nproc-per-node 2"):
+        _check_resumed([{"world_size": 2, "threads": torch.get_num_threads()}] * 3, torch.device("cpu"), 1)
+    config = coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50, quiet=True,
+                                 out=str(tmp_path / "run"))
+    coreaug.train(config)
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["world_size"] == 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            coreaug.train(dataclasses.replace(config, resume=True))
+    finally:
+        torch.set_num_threads(threads)

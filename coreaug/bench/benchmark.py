@@ -98,7 +98,8 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("coreaug bench runs its grid in one process and cannot be launched by torchrun "
                          f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); run it without torchrun, or launch "
-                         "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder")
+                         "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder, "
+                         "every run in the same number of processes (the tables compare their seconds)")
     if not isinstance(config, TrainConfig) and hasattr(config, "keys"):  # a dict of its settings, as train takes
         config = TrainConfig(**config)
     elif not isinstance(config, TrainConfig):

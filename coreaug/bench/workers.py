@@ -344,19 +344,34 @@ def _stop_with_parent():
 def sigterm_raises():
     """Raise Terminated on SIGTERM in the block, as Ctrl-C raises KeyboardInterrupt. Only from
     the main thread, and only where SIGTERM has its default action (a handler of the caller's
-    stays): elsewhere a SIGTERM ends this process and the workers stop with it."""
+    stays): elsewhere a SIGTERM ends this process and the workers stop with it. The first of the
+    two to arrive names the stop: torchrun passes a Ctrl-C on as SIGINT and, a moment later,
+    SIGTERM, which raised inside the KeyboardInterrupt's unwinding would call it a SIGTERM."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
         yield
         return
+    first = []  # the signal that stopped the block
 
     def terminated(signum, frame):
-        raise Terminated()
+        if first != [signal.SIGINT]:
+            first[:] = [signum]
+            raise Terminated()
+
+    def interrupted(signum, frame):
+        if first != [signal.SIGTERM]:
+            first[:] = [signum]
+            raise KeyboardInterrupt()
+    own_int = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # else the caller's stays
     signal.signal(signal.SIGTERM, terminated)
+    if own_int:
+        signal.signal(signal.SIGINT, interrupted)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if own_int:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextlib.contextmanager

@@ -5,8 +5,10 @@ through RANK, WORLD_SIZE and LOCAL_RANK. `join_run` reads them, joins the proces
 (NCCL on CUDA, gloo on the CPU) and returns a `Distributed`; without them it returns the
 single-process `Distributed`, whose collectives give back their input unchanged.
 """
+import atexit
 import contextlib
 import datetime
+import functools
 import gc
 import os
 import re
@@ -202,19 +204,31 @@ class Distributed:
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     def close(self, completed=False):
-        """Leave the process group if `join_run` created it.
+        """Done with the process group if `join_run` created it.
 
         After a `completed` run every process first waits for the others: one that tore its
         connections down while rank 0 was still writing the run's files, or while a peer was
-        in the last collective, could abort that peer (gloo, SIGABRT). A failed run leaves at
-        once (a barrier would wait for a process that is gone). Objects still holding the
-        group (a DDP wrapper in a reference cycle) are collected before it is destroyed.
+        in the last collective, could abort that peer (gloo, SIGABRT). The group is then kept
+        for the process's next `train` (a script training several runs: under torchrun a group
+        initialised again, the ranks arriving at other times, waited for good) and destroyed
+        when the process exits. A failed run leaves at once (a barrier would wait for a process
+        that is gone), destroying the group. Objects still holding the group (a DDP wrapper in a
+        reference cycle) are collected first.
         """
         if self.owns_group and dist.is_initialized():
             if completed and self.world_size > 1:
                 dist.barrier()
             gc.collect()
-            dist.destroy_process_group()
+            if completed:
+                _destroy_group_at_exit()
+            else:
+                dist.destroy_process_group()
+
+
+@functools.lru_cache(maxsize=None)
+def _destroy_group_at_exit():
+    """Destroy the default process group when this process exits (registered once)."""
+    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
 def join_run(device_name):

@@ -136,7 +136,10 @@ def train(config, model=None, *, on_start=None):
     distributed = join_run(config.device)
     completed = False
     try:
-        with keeps_global_rng(distributed.device):  # seeded by the run: the caller's own draws go on as before
+        with keeps_global_rng(distributed.device), contextlib.ExitStack() as others:  # the caller's draws go on
+            if distributed.rank != 0:  # rank 0 speaks for the run: a warning once, not once per process
+                others.enter_context(warnings.catch_warnings())
+                warnings.simplefilter("ignore")
             result = _run(config, distributed, model, on_start)
         completed = True
         return result
@@ -476,7 +479,8 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
                                  if run.history else 0.0) + epoch_seconds,
             "elapsed_seconds": (run.history[-1]["elapsed_seconds"] if run.history else 0.0) + epoch_seconds + eval_seconds,
             "n_trained": int(n_trained), "n_augmented": int(n_augmented), "selected": selected,
-            "threads": torch.get_num_threads(),  # a resume on another count is said (`_check_threads`)
+            "threads": torch.get_num_threads(),  # a resume on another count is said (`_check_resumed`)
+            "world_size": distributed.world_size,  # (processes: the same)
             **(run.method.diagnostics if selected else {}),
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
             **({"cudagraph_skips": graph_skips.count} if graph_skips is not None else {}),
@@ -561,15 +565,23 @@ def _start(config, distributed, checkpoint, data, model):
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
         _restore_global_rng(checkpoint.get("rng"), device)
-        _check_threads(run.history, device)
+        if run.start_epoch < config.epochs:  # (a finished run only reports)
+            _check_resumed(run.history, device, distributed.world_size)
     return run
 
 
-def _check_threads(history, device):
-    """Warn where a CPU run resumes on another thread count than its last epoch trained on: torch's
+def _check_resumed(history, device, world_size):
+    """Warn where a run resumes on another number of processes (torchrun) than its last epoch trained
+    on, or a CPU run on another thread count: BatchNorm's statistics are per process, and torch's
     kernels add up in another order, so no run of one count repeats it (summary.json lists both)."""
-    before = history[-1].get("threads") if history else None
-    now = torch.get_num_threads()
+    last = history[-1] if history else {}
+    before, now = last.get("world_size"), world_size
+    if before is not None and before != now:
+        warnings.warn(f"the run trained epochs up to {len(history)} in {before} process{'es' * (before != 1)} and "
+                      f"goes on in {now}: its numbers will be those of neither count (BatchNorm's statistics are "
+                      f"per process); resume it with torchrun --nproc-per-node {before} (over all nodes) to go on "
+                      "as it started", stacklevel=2)
+    before, now = last.get("threads"), torch.get_num_threads()
     if device.type == "cpu" and before is not None and before != now:
         warnings.warn(f"the run trained epochs up to {len(history)} on {before} thread{'s' * (before != 1)} and "
                       f"goes on with {now}: its numbers will be those of neither count (torch adds up in another "
@@ -1043,6 +1055,7 @@ def _summary(config, result, device, precision, data):
 
     history = result.history
     threads = list(dict.fromkeys(m["threads"] for m in history if "threads" in m)) or [torch.get_num_threads()]
+    sizes = list(dict.fromkeys(m["world_size"] for m in history if "world_size" in m)) or [result.world_size]
     return {
         "config": dataclasses.asdict(config), "precision": precision,
         "final_test_accuracy": result.final_test_accuracy, "best_test_accuracy": result.best_test_accuracy,
@@ -1052,7 +1065,7 @@ def _summary(config, result, device, precision, data):
         "eval_seconds": sum(m["eval_seconds"] for m in history),
         "epochs": len(history), "n_trained": sum(m["n_trained"] for m in history),
         "n_augmented": sum(m["n_augmented"] for m in history),
-        "device": str(device), "world_size": result.world_size,
+        "device": str(device), "world_size": sizes[0] if len(sizes) == 1 else sizes,  # a list: resumed on others
         "coreaug": __version__, "torch": torch.__version__,
         "threads": threads[0] if len(threads) == 1 else threads,  # a list: resumed on other counts
         "machine": f"{platform.machine()} {os.cpu_count()} cpus"
