@@ -13,7 +13,7 @@ from coreaug.files import DISK_ERRORS
 from coreaug.training.config import SELECTING
 
 from .errors import disk_error_line, fail, user_errors
-from .train import make_config, refuse_unused_flags, train_options
+from .train import make_config, refuse_unused_flags, silence_stdout, stdout_closed, train_options
 
 # After a full disk: the finished runs are skipped and interrupted ones resumed (bench has no --resume).
 BENCH_AGAIN = "run the same command again (it keeps the finished runs and resumes the others)"
@@ -114,6 +114,13 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         click.echo(f"{how}: the runs not finished keep no summary; run the same command to resume them", err=True)
         sys.exit(143 if isinstance(exc, Terminated) else 130)
+    except BrokenPipeError:
+        if not stdout_closed():  # another pipe (a worker's): a failure, with its traceback
+            raise
+        silence_stdout()  # stdout's reader went away (`| head`, a `| tee` that died): said on stderr, as train does
+        click.echo("stdout closed: the grid stopped; the runs not finished keep no summary; run the same "
+                   "command to resume them", err=True)
+        sys.exit(1)
     except OSError as exc:
         _fail_if_only_the_plot(exc, out)
         raise

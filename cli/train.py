@@ -232,7 +232,7 @@ def train(**flags):
     except BrokenPipeError:
         if not stdout_closed():  # another pipe (a worker's): a failure, with its traceback
             raise
-        _silence_stdout()  # stdout's reader went away (`| head`, a `| tee` that died): said on stderr
+        silence_stdout()  # stdout's reader went away (`| head`, a `| tee` that died): said on stderr
         if main_process:
             click.echo(stopped_line("stdout closed", flags["out"], config.epochs), err=True)
         sys.exit(1)
@@ -323,7 +323,7 @@ def stdout_closed():
         return False
 
 
-def _silence_stdout():
+def silence_stdout():
     """Point stdout at /dev/null, so that Python's flush at exit does not fail on the closed pipe again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -216,3 +216,45 @@ def test_a_resume_in_another_number_of_processes_warns_and_a_finished_run_does_n
             coreaug.train(dataclasses.replace(config, resume=True))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_bench_whose_stdout_closes_says_so_on_stderr(tmp_path):
+    """`coreaug bench ... | head -1` stopped the grid in the middle of a run with exit 1 and no word."""
+    import subprocess
+
+    from test_distributed import ONE_THREAD
+    command = [sys.executable, "-m", "coreaug", "bench", "--dataset", "synthetic", "--model", "cnn", "--epochs", "500",
+               "--train-limit", "64", "--test-limit", "32", "--subsets", "0.3", "--strategies", "random",
+               "--seeds", "1", "--out", str(tmp_path / "grid")]
+    proc = subprocess.Popen(command, env=ONE_THREAD, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("[1/3] none-seed0: training in ")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and "Traceback" not in err, err
+    assert err.splitlines()[-1] == ("stdout closed: the grid stopped; the runs not finished keep no summary; run the "
+                                    "same command to resume them")
+
+
+def test_estimate_gradients_takes_true_for_a_bar_and_refuses_other_values():
+    """progress=True was a TypeError ('bool' object is not callable) after the first batch was scored."""
+    import torch
+
+    import coreaug
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    images, labels = torch.rand(20, 3, 2, 2), torch.arange(20) % 3
+    plain = coreaug.estimate_gradients(model, images, labels, batch_size=8)
+    assert torch.equal(coreaug.estimate_gradients(model, images, labels, batch_size=8, progress=True), plain)
+    assert torch.equal(coreaug.estimate_gradients(model, images, labels, batch_size=8, progress=False), plain)
+    with pytest.raises(UsageError, match="progress must be True .* got 'yes'"):
+        coreaug.estimate_gradients(model, images, labels, progress="yes")
+
+
+def test_a_train_results_repr_leaves_the_history_out_and_its_epoch_line_is_ascii(capsys):
+    """repr held every epoch's metrics (~950 characters an epoch: megabytes for a grid's BenchResult in a
+    notebook); an epoch not tested was shown as '—', a UnicodeEncodeError on an ASCII stdout."""
+    import coreaug
+    result = coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=2, eval_every=2, train_limit=100,
+                                               test_limit=50))
+    assert "history" not in repr(result) and "final_test_accuracy" in repr(result) and len(result.history) == 2
+    first = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/2"))
+    assert "test acc -  " in first and first.isascii()

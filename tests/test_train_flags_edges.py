@@ -49,6 +49,7 @@ def test_fp16_on_the_cpu_is_warned_about_once_resolved(monkeypatch):
         warnings.simplefilter("error")
         assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
         assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+        assert resolve_precision("fp16", torch.device("cpu"), warn=False) == "fp16"  # bench's comparison of settings
     monkeypatch.setattr("coreaug.training.precision.cpu_runs_bf16", lambda: False)  # emulated: 9-15x slower
     with pytest.warns(UserWarning, match="bf16 on this CPU, which lacks bf16 instructions"):
         assert resolve_precision("bf16", torch.device("cpu")) == "bf16"

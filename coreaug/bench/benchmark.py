@@ -38,13 +38,13 @@ class BenchResult:
     remove such a run's folder to train it again).
     """
 
-    rows: list
-    groups: list
+    rows: list = field(repr=False)  # every run's row and history: a notebook showed megabytes
+    groups: list = field(repr=False)
     target: float
     target_rule: str
     trained: int
     files: dict
-    outcomes: list = field(default_factory=list)
+    outcomes: list = field(default_factory=list, repr=False)
     missing: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
     unreadable: dict = field(default_factory=dict)

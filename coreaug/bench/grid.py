@@ -8,7 +8,6 @@ import numbers
 import os
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -435,9 +434,9 @@ def _same_here(key, stored, now, config):
             device = pick_device(config.device)
         except UsageError:
             return False
-        with warnings.catch_warnings():  # fp16 on the CPU is warned about when the run starts
-            warnings.simplefilter("ignore")
-            return resolve_precision(stored, device) == resolve_precision(now, device)
+        # fp16 on the CPU is warned about when the run starts (catch_warnings here reset Python's once-registry,
+        # and the warning came back at other runs)
+        return resolve_precision(stored, device, warn=False) == resolve_precision(now, device, warn=False)
     return False
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from coreaug.data.images import Images, as_images, device_batches
 from coreaug.devices import api_device
 from coreaug.errors import UsageError, first_line
+from coreaug.progress import progress_bar
 
 from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
 
@@ -294,8 +295,19 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     floating torch dtype (default `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
     float32 (n,) cross-entropy of each example, from the float32 logits before any projection:
     `(estimates, losses)`. A model that returns more than the logits is a UsageError. `progress`: a
-    callable given the number of examples of each batch once scored (a progress bar's `update`).
+    callable given the number of examples of each batch once scored (a progress bar's `update`),
+    True for a bar of its own on stderr, or None/False for none.
     """
+    if isinstance(progress, bool):  # as load_dataset(progress=) takes it
+        if progress:
+            with progress_bar(len(labels), "scoring", "images") as bar:
+                return estimate_gradients(model, images, labels, kind=kind, batch_size=batch_size, device=device,
+                                          transform=transform, dim=dim, seed=seed, num_workers=num_workers,
+                                          dtype=dtype, with_losses=with_losses, progress=bar.update)
+        progress = None
+    if progress is not None and not callable(progress):
+        raise UsageError(f"progress must be True (a bar), False or None, or a callable given each batch's count of "
+                         f"scored examples (a bar's update), got {progress!r}")
     check_choice(kind, "kind", GRADIENT_KINDS)
     batch_size = check_positive_int(batch_size, "batch_size")
     if dim is not None:

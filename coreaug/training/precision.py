@@ -7,16 +7,17 @@ import torch
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
-def resolve_precision(name, device):
+def resolve_precision(name, device, warn=True):
     """The precision `name` means on `device`: "auto" is bf16 on a GPU with bf16 arithmetic
     (compute capability 8.0 on: A100, H100, RTX 30 and later), fp16 (with a gradient scaler) on
     an older GPU (V100, T4), and fp32 on the CPU. Not `torch.cuda.is_bf16_supported()`, which
-    says yes on older GPUs too, where bf16 is emulated, slowly. fp16 on the CPU is warned about:
-    torch's float16 autocast there makes a step 10-50x slower than fp32 or bf16."""
-    if name == "fp16" and device.type == "cpu":
+    says yes on older GPUs too, where bf16 is emulated, slowly. fp16 on the CPU is warned about
+    (unless `warn` is False): torch's float16 autocast there makes a step 10-50x slower than fp32;
+    so is bf16 on a CPU without bf16 instructions (`cpu_runs_bf16`)."""
+    if name == "fp16" and device.type == "cpu" and warn:
         warnings.warn("precision fp16 is for GPUs: on the CPU torch's float16 autocast makes each step 10-50x "
                       "slower than fp32; pass --precision fp32")
-    if name == "bf16" and device.type == "cpu" and not cpu_runs_bf16():
+    if name == "bf16" and device.type == "cpu" and warn and not cpu_runs_bf16():
         warnings.warn("precision bf16 on this CPU, which lacks bf16 instructions (AVX512-BF16 or AMX), makes "
                       "each step several times slower than fp32 (9-15x measured on an AVX2 CPU); pass "
                       "--precision fp32")

@@ -56,7 +56,7 @@ class TrainResult:
     """
 
     config: TrainConfig
-    history: list
+    history: list = field(repr=False)  # every epoch's metrics: a notebook showed megabytes
     final_test_accuracy: float
     best_test_accuracy: float
     total_seconds: float
@@ -720,7 +720,7 @@ def _restore_global_rng(state, device):
 
 
 def _log_epoch(config, m):
-    accuracy = "—" if m["test_accuracy"] is None else f"{m['test_accuracy']:.2%}"
+    accuracy = "-" if m["test_accuracy"] is None else f"{m['test_accuracy']:.2%}"
     tqdm.write(f"epoch {m['epoch'] + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
                f"test acc {accuracy}  {m['epoch_seconds']:.1f} s "
                f"(selection {m['selection_seconds']:.2f} s)  {m['n_trained']} trained, {m['n_augmented']} augmented")
