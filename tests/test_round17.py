@@ -258,3 +258,31 @@ def test_a_train_results_repr_leaves_the_history_out_and_its_epoch_line_is_ascii
     assert "history" not in repr(result) and "final_test_accuracy" in repr(result) and len(result.history) == 2
     first = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/2"))
     assert "test acc -  " in first and first.isascii()
+
+
+FOREIGN_SAMPLER = '''
+import torch
+import coreaug
+from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
+labels = torch.arange(64) % 4
+train_set = TensorDataset(torch.rand(64, 3, 8, 8), labels)
+method = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.3)
+wrapped = method.dataset(train_set, lambda image: image, lambda image: image.flip(-1))
+if __name__ == "__main__":
+    for epoch in range(3):
+        method.start_epoch(epoch)
+        for batch in DataLoader(wrapped, batch_size=16, sampler=SubsetRandomSampler(range(64)), num_workers=2):
+            pass
+'''
+
+
+def test_a_foreign_sampler_is_warned_about_once_not_per_worker_and_epoch(tmp_path):
+    """Each DataLoader worker warned, every epoch (6 copies for 2 workers over 3 epochs)."""
+    import subprocess
+
+    from test_distributed import ONE_THREAD
+    (tmp_path / "loop.py").write_text(FOREIGN_SAMPLER)
+    done = subprocess.run([sys.executable, str(tmp_path / "loop.py")], env=ONE_THREAD, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("UserWarning: the dataset of method.dataset() is being read by an index") == 1

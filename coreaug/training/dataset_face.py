@@ -102,7 +102,10 @@ class PlanDataset(torch.utils.data.Dataset):
                                  "wrap the training set in the order of the labels given to CoresetAugmentation")
 
     def _warn_foreign_index(self):
-        if not getattr(self, "_warned", False):
+        """Once: in this process, in the method's first epoch, and in the first DataLoader worker (each worker
+        holds a copy of the dataset, made again every epoch: 1,600 warnings for 8 workers over 200 epochs)."""
+        worker = torch.utils.data.get_worker_info()
+        if self.method.epochs_started <= 1 and (worker is None or worker.id == 0) and not getattr(self, "_warned", 0):
             self._warned = True
             warnings.warn("the dataset of method.dataset() is being read by an index that is not method.sampler()'s; "
                           "a DataLoader must iterate it with sampler=method.sampler() (a sampler over the originals "

@@ -134,6 +134,7 @@ class CoresetAugmentation:
         # count per example of the selections at which it was held out
         self.loss_sums, self.loss_count, self.loss_held = None, 0, None
         self.version = 0  # bumped by every use(): a DataLoader worker holding an older one is refused
+        self.epochs_started = 0  # start_epoch calls on this object (the dataset face warns in the first alone)
         self._set_item_weights()
 
     def __len__(self):
@@ -397,6 +398,7 @@ class CoresetAugmentation:
         elif self.due(epoch):
             self._select_now(epoch, model, data, estimate_options)
         self.epoch, self.plan = epoch, self.plan_for(epoch)
+        self.epochs_started += 1
         return self.plan
 
     def _select_now(self, epoch, model, data, estimate_options):
