@@ -27,7 +27,7 @@ def test_a_grid_whose_folder_was_moved_names_the_link_that_keeps_its_runs_and_re
     os.rename(data, moved)
     with pytest.raises(UsageError, match=f"{data} is gone: .*ln -s {moved} {data}"):
         run(moved)
-    with pytest.raises(UsageError, match=f"different config .*ln -s {moved} {data}"):  # the resume check says it too
+    with pytest.raises(UsageError, match=f"other settings than these .*ln -s {moved} {data}"):  # the resume check too
         coreaug.train(coreaug.TrainConfig(dataset=str(moved), model="cnn", epochs=1, quiet=True, batch_size=4,
                                           cache_dir=cache, strategy="random", subset=0.5, resume=True,
                                           out=str(grid / "runs" / "random-0.5-seed0")))

@@ -286,3 +286,25 @@ def test_a_foreign_sampler_is_warned_about_once_not_per_worker_and_epoch(tmp_pat
                           timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("UserWarning: the dataset of method.dataset() is being read by an index") == 1
+
+
+def test_a_resume_of_other_settings_is_told_the_runs_own_flags_not_overwrite(tmp_path):
+    """A bare `--resume` was told 'pass --overwrite to replace that run': the run it asked to continue, deleted."""
+    import dataclasses
+
+    import coreaug
+    config = coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50, quiet=True,
+                                 flip=False, out=str(tmp_path / "run"))
+    coreaug.train(config)
+    again = dataclasses.replace(config, resume=True, flip=True, train_limit=None, seed=2)
+    with pytest.raises(UsageError) as caught:
+        coreaug.train(again)
+    message = str(caught.value)
+    assert "overwrite" not in message
+    given = message.split("a --resume continues it with the settings it started with: give ")[1].split()
+    assert sorted(" ".join(given).replace("--seed 0", "--seed=0").replace("--train-limit 100", "--train-limit=100")
+                  .split()) == ["--no-flip", "--seed=0", "--train-limit=100"]
+    from coreaug.training.run_files import run_flags
+    assert run_flags([("train_limit", None, 5), ("betas", [0.9, 0.99], None), ("--batch-size", 64, 128),
+                      ("dataset", "my pets", "x")]) == \
+        "give --betas 0.9,0.99 --batch-size 64 --dataset 'my pets' and leave --train-limit out"

@@ -87,7 +87,7 @@ def test_resume_and_bench_share_one_rule_for_new_and_changed_settings(tmp_path):
     stored["knn"] = 10  # a default that changed since the run was written: another run
     (out / "config.json").write_text(json.dumps(stored))
     assert not same_settings(stored, identity)
-    with pytest.raises(ValueError, match="different config.*knn: 10 -> 20"):
+    with pytest.raises(ValueError, match="other settings than these.*knn: 10 -> 20.*started with: give --knn 10$"):
         coreaug.train(coreaug.TrainConfig(**TINY, epochs=1, out=str(out), resume=True))
 
 

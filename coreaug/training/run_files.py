@@ -17,6 +17,7 @@ import os
 import pickle
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,9 @@ class RunFolder:
         if changed:
             diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
             note = dataset_note(previous, changed)
+            if resume:  # --overwrite would delete the run the user asked to continue
+                raise UsageError(f"--out {self.path} holds a run of other settings than these ({diff}{note}); "
+                                 f"a --resume continues it with the settings it started with: {run_flags(changed)}")
             raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}{note}); "
                              "choose another --out, or pass --overwrite to replace that run")
         if not resume and not overwrite:
@@ -572,6 +576,24 @@ def folder_in_use(folder):
     finally:
         probe.release()
     return False
+
+
+def run_flags(changed):
+    """What a command must give to name the stored run of `changed` ([(setting, stored, now)], from
+    `differences`): "give --dataset digits --seed 3 and leave --train-limit out" (CLI flags; in Python the
+    settings of the same names)."""
+    give, leave = [], []
+    for key, stored, _ in changed:
+        flag = "--" + key.lstrip("-").replace("_", "-")
+        if stored is None:
+            leave.append(flag)
+        elif isinstance(stored, bool):
+            give.append(flag if stored else f"--no-{flag[2:]}")
+        else:
+            value = ",".join(map(str, stored)) if isinstance(stored, (list, tuple)) else str(stored)
+            give.append(f"{flag} {shlex.quote(value)}")
+    parts = ([f"give {' '.join(give)}"] if give else []) + ([f"leave {', '.join(leave)} out"] if leave else [])
+    return " and ".join(parts)
 
 
 def differences(stored, identity, where=None):
