@@ -20,7 +20,7 @@ from .errors import one_process, user_errors
               help="Folder datasets: leave unreadable images out instead of stopping [default: as the run did].")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="The run's own folder dataset: where its images are decoded to [default: the run's cache "
-                   f"folder, or, where that cannot be written here, {CACHE_DIR_TEXT}].")
+                   f"folder, or, where it is gone or cannot be written, {CACHE_DIR_TEXT}].")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
 @user_errors
 def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device):

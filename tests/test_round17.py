@@ -308,3 +308,20 @@ def test_a_resume_of_other_settings_is_told_the_runs_own_flags_not_overwrite(tmp
     assert run_flags([("train_limit", None, 5), ("betas", [0.9, 0.99], None), ("--batch-size", 64, 128),
                       ("dataset", "my pets", "x")]) == \
         "give --betas 0.9,0.99 --batch-size 64 --dataset 'my pets' and leave --train-limit out"
+
+
+def test_evaluate_leaves_a_removed_cache_folder_gone_and_decodes_where_coreaug_cache_dir_says(tmp_path, monkeypatch):
+    """It made the run's recorded cache folder again (the user had moved the caches to another disk, pointing
+    COREAUG_CACHE_DIR there), where a --resume used the variable."""
+    import shutil
+
+    import coreaug
+    from test_bench_round7 import image_folder
+    data = image_folder(tmp_path / "pets")
+    config = coreaug.TrainConfig(dataset=str(data), model="cnn", epochs=1, quiet=True, batch_size=4,
+                                 cache_dir=str(tmp_path / "old"), out=str(tmp_path / "run"))
+    coreaug.train(config)
+    shutil.rmtree(tmp_path / "old")
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "new"))
+    result = coreaug.load_run(tmp_path / "run").evaluate()
+    assert result.total > 0 and not (tmp_path / "old").exists() and any((tmp_path / "new").iterdir())

@@ -776,16 +776,13 @@ def _all_unreadable(count, what, first):
 
 
 def _usable_cache_dir(cache_dir):
-    """`cache_dir` (a run's recorded cache folder) when it can be made and written here, else None
+    """`cache_dir` (a run's recorded cache folder) when it is there and can be written, else None
     (COREAUG_CACHE_DIR's, or the default): a run copied from another machine or user may record a
-    folder that is not there or not theirs."""
+    folder that is not there or not theirs, and a user who removed it (caches moved to another disk,
+    COREAUG_CACHE_DIR pointing there) wants it left gone, as a --resume leaves it."""
     if not cache_dir:
         return None
     root = os.path.abspath(os.path.expanduser(cache_dir))
-    try:
-        os.makedirs(root, exist_ok=True)
-    except OSError:
-        return None
     return cache_dir if os.path.isdir(root) and os.access(root, os.W_OK | os.X_OK) else None
 
 
