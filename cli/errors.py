@@ -26,7 +26,7 @@ def one_process(command):
     """UsageError when launched by torchrun with several processes: `command` runs whole in one (every
     process would print its whole output)."""
     world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
+    if world.strip().isdigit() and int(world) > 1:
         raise UsageError(f"coreaug {command} runs in one process and cannot be launched by torchrun "
                          f"(WORLD_SIZE={world}): each process would print it whole; run it without torchrun")
 

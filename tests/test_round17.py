@@ -325,3 +325,29 @@ def test_evaluate_leaves_a_removed_cache_folder_gone_and_decodes_where_coreaug_c
     monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "new"))
     result = coreaug.load_run(tmp_path / "run").evaluate()
     assert result.total > 0 and not (tmp_path / "old").exists() and any((tmp_path / "new").iterdir())
+
+
+@pytest.mark.parametrize("value, root", [(" ", None), ("", None), ("fm", "fm"), ("./fm/", "fm")])
+def test_coreaug_data_is_taken_absolute_and_blank_as_unset(tmp_path, monkeypatch, value, root):
+    """A relative COREAUG_DATA was recorded relative in summary.json; a blank one was a folder named ' '."""
+    from coreaug.data.locate import default_download_root, search_roots
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COREAUG_DATA", value)
+    roots = search_roots("mnist")
+    if root is None:
+        assert all(path.is_absolute() and path.name.strip() for path in roots)
+        assert default_download_root() == roots[0]  # the default cache, not " "
+    else:
+        assert roots[0] == tmp_path / root and default_download_root() == tmp_path / root
+
+
+@pytest.mark.parametrize("value, refusal", [("", "WORLD_SIZE='' is not a process count"),
+                                            ("2", "WORLD_SIZE=2 is set but RANK, MASTER_ADDR and MASTER_PORT are not")])
+def test_a_stray_world_size_is_one_line(monkeypatch, value, refusal):
+    """A WORLD_SIZE left in a job script ended train in a traceback (int('') or torch's env:// rendezvous)."""
+    import coreaug
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", value)
+    with pytest.raises(UsageError, match=re.escape(refusal)):
+        coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=50, quiet=True))

@@ -11,6 +11,7 @@ from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write
 from coreaug.training import TrainConfig
+from coreaug.training.distributed import launched_world_size
 from coreaug.training.inputs import load_folder
 from coreaug.training.run_files import CHECKPOINT, recorded_fingerprint, same_files
 
@@ -95,7 +96,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     Returns a BenchResult.
     """
     exit_if_bootstrapping()  # a worker importing a script without the __main__ guard: its parent says so
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_world_size() > 1:
         raise UsageError("coreaug bench runs its grid in one process and cannot be launched by torchrun "
                          f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); run it without torchrun, or launch "
                          "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder, "

@@ -50,9 +50,14 @@ def default_download_root(data_dir: Optional[PathLike] = None) -> Path:
     """Where downloads go: ``data_dir``, else ``$COREAUG_DATA``, else ``~/.cache/coreaug``."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    return Path(user_cache(xdg=False))
+    return _environment_root() or Path(user_cache(xdg=False))
+
+
+def _environment_root() -> Optional[Path]:
+    """``$COREAUG_DATA`` as an absolute path (a run records where its files were read), or None where it
+    is unset or blank (`export COREAUG_DATA= ~/data` made a folder named " ")."""
+    value = os.environ.get(ENV_VAR, "").strip()
+    return Path(os.path.abspath(os.path.expanduser(value))) if value else None
 
 
 def search_roots(name: str, data_dir: Optional[PathLike] = None) -> List[Path]:
@@ -60,9 +65,7 @@ def search_roots(name: str, data_dir: Optional[PathLike] = None) -> List[Path]:
     alone when it is given."""
     if data_dir is not None:
         return [Path(data_dir).expanduser()]
-    roots = []
-    if os.environ.get(ENV_VAR):
-        roots.append(Path(os.environ[ENV_VAR]).expanduser())
+    roots = [_environment_root()] if _environment_root() else []
     roots.append(Path(user_cache(xdg=False)))  # (not $XDG_CACHE_HOME's: where downloads have always gone)
     roots.append(SYSTEM_DATA_DIR / name)
     return roots

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from coreaug.devices import check_cuda_present
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, listed
 
 # The other processes wait in a broadcast while rank 0 selects alone, minutes at ImageNet's
 # size; NCCL's default of 10 minutes could end the run there, so both backends get gloo's 30.
@@ -231,6 +231,29 @@ def _destroy_group_at_exit():
     atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
 
 
+def _environment_int(name, default):
+    """The environment variable `name` (set by torchrun) as an integer >= 0, `default` where unset."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if not value.strip().isdigit():
+        raise UsageError(f"{name}={value!r} is not a process count or rank (torchrun sets it): unset {name}, or "
+                         "launch with torchrun")
+    return int(value)
+
+
+def launched_world_size():
+    """The number of processes torchrun launched (WORLD_SIZE; 1 where unset). UsageError for a value torchrun
+    would not set, or a WORLD_SIZE above 1 without the rest of a torchrun launch (RANK, MASTER_ADDR): a variable
+    left over in a job script, which would otherwise end in torch's traceback."""
+    world_size = _environment_int("WORLD_SIZE", 1)
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if world_size > 1 and missing and not dist.is_initialized():
+        raise UsageError(f"WORLD_SIZE={world_size} is set but {listed(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         "not: this is no torchrun launch; unset WORLD_SIZE, or launch with torchrun")
+    return world_size
+
+
 def join_run(device_name):
     """This process's `Distributed`, joining torchrun's process group when launched by it.
 
@@ -240,13 +263,13 @@ def join_run(device_name):
     trains on cuda:LOCAL_RANK or the CPU. Otherwise a single-process `Distributed` on
     `pick_device(device_name)`. Raises UsageError for a device the node cannot give.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     if world_size <= 1 and not dist.is_initialized():
         device = pick_device(device_name)
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)  # so that code using "cuda" means the chosen GPU too
         return Distributed(device=device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = _environment_int("LOCAL_RANK", 0)
     device = _rank_device(device_name, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
