@@ -351,3 +351,41 @@ def test_a_stray_world_size_is_one_line(monkeypatch, value, refusal):
     monkeypatch.setenv("WORLD_SIZE", value)
     with pytest.raises(UsageError, match=re.escape(refusal)):
         coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=50, quiet=True))
+
+
+def test_a_grid_refuses_to_go_on_from_pretrained_weights_or_a_model_module_that_changed(tmp_path, monkeypatch):
+    """Weights exported again, or the model's module edited, under the same path: the grid's later seeds trained
+    from them, and report listed one pretrained=/model= as shared by every run."""
+    import json
+
+    import torch
+
+    import coreaug
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r17grid.py").write_text(
+        "import torch\n"
+        "def net(in_channels, num_classes):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_channels * 64, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "r17grid", raising=False)
+    torch.save(coreaug.create_model("r17grid:net", 1, 10).state_dict(), tmp_path / "w.pt")
+    config = coreaug.TrainConfig(dataset="digits", model="r17grid:net", pretrained=str(tmp_path / "w.pt"), norm="dataset",
+                                 epochs=1,
+                                 train_limit=60, test_limit=30, quiet=True)
+
+    def grid(seeds):
+        return coreaug.run_grid(config, tmp_path / "grid", subsets=(), strategies=(), references=("none",),
+                                seeds=seeds, jobs=1)
+    grid(1)
+    inputs = json.loads((tmp_path / "grid" / "runs" / "none-seed0" / "summary.json").read_text())["inputs"]
+    assert sorted(inputs) == ["model", "pretrained"] and inputs["model"]["path"] == str(tmp_path / "r17grid.py")
+    weights, module = (tmp_path / "w.pt").read_bytes(), (tmp_path / "r17grid.py").read_text()
+    torch.save({k: v + 1 for k, v in torch.load(tmp_path / "w.pt").items()}, tmp_path / "w.pt")
+    with pytest.raises(UsageError, match=r"--pretrained weights .*w.pt changed since the grid's runs started"):
+        grid(2)
+    (tmp_path / "w.pt").write_bytes(weights)
+    (tmp_path / "r17grid.py").write_text(module.replace("Flatten()", "Flatten(1)"))
+    with pytest.raises(UsageError, match=r"--model's module .*r17grid.py changed since the grid's runs started"):
+        grid(2)
+    (tmp_path / "r17grid.py").write_text(module)
+    assert grid(2).trained == 1  # restored: seed 1 trains

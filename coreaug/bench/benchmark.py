@@ -13,7 +13,7 @@ from coreaug.files import atomic_write
 from coreaug.training import TrainConfig
 from coreaug.training.distributed import launched_world_size
 from coreaug.training.inputs import load_folder
-from coreaug.training.run_files import CHECKPOINT, recorded_fingerprint, same_files
+from coreaug.training.run_files import CHECKPOINT, INPUT_FILES, input_files, recorded_fingerprint, same_files
 
 from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_target, check_writable,
@@ -119,6 +119,8 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     check_out(out, runs[0].config)
     check_writable(out)
     todo = [run for run in mine if run.state() != "finished"]
+    if todo:
+        check_inputs(out, runs, todo[0].config)
     # missing data stops the grid here, before grid.json plans runs that cannot train
     fingerprint = _load_data(todo[0].config) if todo else None
     before = _grid_files(out)
@@ -205,6 +207,29 @@ def check_data(plan, data, config, out):
     raise UsageError(f"the images in {config.dataset} changed (files added, removed or modified, or copied without "
                      "their modification times) since the grid's runs trained on them, and its cells would pool "
                      "runs on two sets of images; restore them, or give this grid another --out")
+
+
+def check_inputs(out, runs, config):
+    """UsageError where a file the grid's runs started from (`--pretrained` weights, a module:function
+    model's module: `run_files.input_files`) at the path a finished run's summary.json records now
+    hashes otherwise: the cells would pool runs from two. Nothing is hashed for a grid without one."""
+    for run in runs:
+        try:
+            with open(os.path.join(out, "runs", run.name, "summary.json"), encoding="utf-8") as f:
+                recorded = json.load(f).get("inputs")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(recorded, dict) and recorded:
+            break
+    else:
+        return
+    now = input_files(config)
+    for key, was in recorded.items():
+        if isinstance(was, dict) and key in now and now[key]["path"] == was.get("path") \
+                and now[key]["sha256"] != was.get("sha256"):
+            raise UsageError(f"{INPUT_FILES.get(key, key)} {was['path']} changed since the grid's runs started "
+                             f"from it (run {run.name} records another sha256), and its cells would pool runs from "
+                             "the two; restore it, or give this grid another --out")
 
 
 def _data_fingerprint(path):

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import errno
 import functools
+import hashlib
 import json
 import os
 import pickle
@@ -281,15 +282,45 @@ class RunFolder:
 LIBRARIES = {"numpy": "numpy", "faiss": "faiss", "PIL": "pillow"}  # module: the name summary.json gives it
 
 
-def provenance(data):
+def provenance(data, config=None):
     """What produced a run besides its settings, for summary.json: `commit`, the coreaug checkout's
     (`checkout_commit`); `versions`, Python's and those of the libraries the run loaded whose releases
     can change its numbers (numpy's draws, faiss' neighbours, Pillow's decoding); `data`, the folder
-    `data` (an ImageDataset) was read from and, for a folder of images, the hash of its files."""
+    `data` (an ImageDataset) was read from and, for a folder of images, the hash of its files; `inputs`,
+    the other files the run of `config` started from (`input_files`)."""
     loaded = {name: getattr(sys.modules[module], "__version__", None)
               for module, name in LIBRARIES.items() if module in sys.modules}
     return {"commit": checkout_commit(), "versions": {"python": platform.python_version(), **loaded},
-            "data": {"source": data.source, "fingerprint": data.fingerprint}}
+            "data": {"source": data.source, "fingerprint": data.fingerprint},
+            **({"inputs": input_files(config)} if config is not None else {})}
+
+
+INPUT_FILES = {"pretrained": "--pretrained weights", "model": "--model's module"}  # input_files' keys, named
+
+
+def input_files(config):
+    """The files a run starts from besides its data, each {"path", "sha256"}: `pretrained` weights and
+    `model`, the module file of a package.module:function model (weights exported again, or a model edited,
+    under the same path would start a grid's later runs from others: `coreaug bench` compares them)."""
+    from coreaug.models.registry import import_factory, is_import_path
+
+    from .config import INSTANCE
+
+    files = {"pretrained": config.pretrained}
+    if is_import_path(config.model) and not config.model.startswith(INSTANCE):
+        with contextlib.suppress(UsageError):  # (imported by the run already; bench's parent imports it here)
+            import_factory(config.model)
+        files["model"] = getattr(sys.modules.get(config.model.partition(":")[0]), "__file__", None)
+    return {key: {"path": os.path.realpath(path), "sha256": _sha256(path)} for key, path in files.items()
+            if isinstance(path, str) and os.path.isfile(path)}
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=None)

@@ -1070,5 +1070,5 @@ def _summary(config, result, device, precision, data):
         "threads": threads[0] if len(threads) == 1 else threads,  # a list: resumed on other counts
         "machine": f"{platform.machine()} {os.cpu_count()} cpus"
                    + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
-        **provenance(data),
+        **provenance(data, config),
     }
