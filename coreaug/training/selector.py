@@ -46,15 +46,16 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
         # (classes x features) are taken at gradient_dim
         width = min(int(method.labels.max()) + 1, config.gradient_dim) if kind == "logits" else config.gradient_dim
         shown = not config.quiet and distributed.is_main  # a pass over the training set: minutes on a large one
-        with autocast(), progress_bar(len(range(len(data.train_labels))[rows]),
-                                      f"epoch {epoch + 1}/{config.epochs} selection: scoring", "img",
-                                      disable=not shown, leave=False, dynamic_ncols=True) as bar:
+        # the whole set's count, as the epoch's bar counts every process's: rank 0's slice times the processes
+        with autocast(), progress_bar(len(data.train_labels), f"epoch {epoch + 1}/{config.epochs} selection: scoring",
+                                      "img", disable=not shown, leave=False, dynamic_ncols=True) as bar:
             estimates, losses = estimate_gradients(
                 model, data.train_images[rows], data.train_labels[rows], kind=kind,
                 batch_size=estimate_batch_size, transform=data.preprocess, dim=config.gradient_dim,
                 seed=config.seed,
                 # from the whole set's size, not this process's slice: every rank's rows share a dtype
-                dtype=estimate_dtype(len(data.train_labels), width), with_losses=True, progress=bar.update)
+                dtype=estimate_dtype(len(data.train_labels), width), with_losses=True,
+                progress=lambda count: bar.update(min(count * distributed.world_size, bar.total - bar.n)))
         # losses always (they are free, and the diagnostics read them); estimates when the rule needs them
         scores = {"losses": distributed.gather_rows(losses)}
         if "estimates" in method.needs:
