@@ -43,7 +43,8 @@
 #   is left), TESTS_S (150; 0 skips the tests), RECIPE_EPOCHS (most, 200),
 #   RECIPE_LIMIT (training images of the recipe; default all), EVAL_EVERY (10), MODEL (resnet20),
 #   BATCH (128), IMAGE_SIZE (32), CIFAR_TAR (the archive), CIFAR_DIR (an extracted folder instead),
-#   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md), GPU_CHECK_LOGS (a folder
+#   GPU_CHECK_RESULTS (the file appended to; default experiments/results/gpu.md on CUDA, and for a dry run a file
+#   in $TMPDIR, named at the end: the project's GPU figures are not a CPU's), GPU_CHECK_LOGS (a folder
 #   the logs are copied to at the end).
 # coreaug not installed: the script installs this tree (`pip install --no-deps -e .`, offline); a Python that
 # cannot install (a leased machine's read-only one) runs the tree's source from PYTHONPATH, with cli/ linked
@@ -87,8 +88,9 @@ MODEL="${MODEL:-resnet20}"
 BATCH="${BATCH:-128}"
 IMAGE_SIZE="${IMAGE_SIZE:-32}"
 CIFAR_TAR="${CIFAR_TAR:-../shared/data/cifar10-jpeg.tar.gz}"
-OUT="${GPU_CHECK_RESULTS:-experiments/results/gpu.md}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")"
+if [ "$DEVICE" = cuda ]; then OUT="${GPU_CHECK_RESULTS:-experiments/results/gpu.md}"
+else OUT="${GPU_CHECK_RESULTS:-$(mktemp --suffix=.md "${TMPDIR:-/tmp}/gpu_check-dry-run.XXXXXX")}"; fi
 export COREAUG_CACHE_DIR="${COREAUG_CACHE_DIR:-$WORK/decoded}"
 # The benchmark scripts import torch before coreaug: OpenMP's wait policy set where they start.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
@@ -221,7 +223,7 @@ if [ "$TABLE_S" -gt 0 ]; then
     if [ "$rc" -ne 0 ]; then
         [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || status=1
         append "" "Exit code $rc$( { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && echo ": cut at $TABLE_S s, rows not reached are missing"). Last lines:" "" '```'
-        tail -5 "$WORK/speed.log" >> "$OUT"
+        grep -v "^USDT:" "$WORK/speed.log" | tail -5 >> "$OUT"  # (torch 2.13 prints a USDT line per profiler start)
         append '```'
     fi
     append "" "Columns: see experiments/bench_trainer.py. Targets (issue 26, for 50,000 images: scale examples/s): weak only at most 1.0 s an epoch, full RandAugment 1.6 s, 10% max-loss 1.5 s; coreaug within 1.15x of the compiled hand loop on weak only."
@@ -284,7 +286,7 @@ EOF
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]; then
         status=1
         append "" '```'
-        tail -5 "$WORK/recipe.log" >> "$OUT"
+        grep -v "^USDT:" "$WORK/recipe.log" | tail -5 >> "$OUT"
         append '```'
     fi
 else

@@ -39,6 +39,7 @@ def _run(tmp_path, python=sys.executable, **env):
                     BATCH="16", IMAGE_SIZE="8", TRAIN_LIMIT="48", ROWS="hand,none,random:0.25", MODES="eager",
                     COUNT_STEPS="0", RECIPE_EPOCHS="3", RECIPE_LIMIT="48", TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
     settings.update(env)
+    settings = {name: value for name, value in settings.items() if value is not None}  # None: unset
     return subprocess.run(["bash", str(SCRIPT), str(python)], capture_output=True, text=True, env=settings,
                           cwd=ROOT, timeout=900)
 
@@ -135,3 +136,13 @@ def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
     assert results.read_text() == before
     assert not link.exists() and not link.is_symlink()  # the link is gone with the run
     assert subprocess.run(["bash", str(ROOT / "experiments" / "gpu_lease.sh")], capture_output=True).returncode == 2
+
+
+def test_a_dry_run_leaves_the_projects_gpu_table_alone(tmp_path):
+    """The documented dry run (no GPU_CHECK_RESULTS) appended its CPU figures to experiments/results/gpu.md."""
+    committed = ROOT / "experiments" / "results" / "gpu.md"
+    before = committed.read_bytes()
+    done = _run(tmp_path, BUDGET_S="1", CIFAR_TAR=str(_image_archive(tmp_path, per_class=6)), GPU_CHECK_RESULTS=None)
+    assert committed.read_bytes() == before
+    written = re.search(r"results appended to (\S+)", done.stderr)[1]
+    assert written.startswith(str(tmp_path / "gpu_check-dry-run")) and "(dry run on cpu)" in open(written).read()
