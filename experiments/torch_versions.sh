@@ -9,7 +9,8 @@
 # for 2.3, built against numpy 1) and `pip install -e .[test]`, then `pytest -q` on tests/ with
 # the suite's own settings (tests/conftest.py). A venv that exists is reused. Writes one row per
 # version to $OUT (default experiments/results/torch_versions.md; the table is rewritten each
-# run, the rows of versions not run this time kept), the failures' names under it, and the logs
+# run, the rows of versions not run this time kept: read back from $OUT, whatever machine wrote
+# them, and the `## ` sections below the table kept as written), the failures' names under it, and the logs
 # to $VENVS/suite-$VERSION.log; each row names the code it tested (git describe --dirty). Needs PyPI;
 # runs the suites one after another (about 10-15 minutes each on 2 cores).
 set -uo pipefail
@@ -22,6 +23,24 @@ versions=("$@")
 mkdir -p "$VENVS" "$(dirname "$OUT")"
 rows="$VENVS/rows.tsv"
 touch "$rows"
+# The table's rows of versions rows.tsv lacks (run on another machine, or before /tmp was cleared), read back.
+"$PY" - "$OUT" "$rows" <<'EOF' || exit 1
+import re, sys
+table, rows = sys.argv[1:]
+try:
+    text = open(table, encoding="utf-8").read()
+except OSError:
+    sys.exit()
+have = {line.split("\t")[0] for line in open(rows, encoding="utf-8") if line.strip()}
+failures = {m[1]: ";".join(line[2:] for line in m[2].splitlines())
+            for m in re.finditer(r"^Failed or errored under torch (\S+):\n\n((?:- .*\n)+)", text, re.M)}
+with open(rows, "a", encoding="utf-8") as f:
+    for m in re.finditer(r"^\| (\d[\d.]*) \| (\S+) \| (.*?) \| (\d+) \| (\S+) \|$", text, re.M):
+        if m[1] not in have:
+            f.write("\t".join([m[1], m[2], m[3], m[4], failures.get(m[1], "-"), m[5]]) + "\n")
+EOF
+notes=$(sed -n '/^## /,$p' "$OUT" 2> /dev/null)
+ran=0
 for version in "${versions[@]}"; do
     venv="$VENVS/v$version"
     log="$VENVS/suite-$version.log"
@@ -46,7 +65,12 @@ for version in "${versions[@]}"; do
     failures=${failures:--}  # a field, not an empty one (read with IFS=tab merges empty fields)
     grep -v "^$version	" "$rows" > "$rows.$$"; mv "$rows.$$" "$rows"
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$version" "$python" "$summary" "$minutes" "$failures" "$commit" >> "$rows"
+    ran=$((ran + 1))
 done
+if [ "$ran" -eq 0 ]; then
+    echo "no version's suite ran; $OUT left as it was" >&2
+    exit 1
+fi
 {
     echo "# The test suite under torch releases"
     echo
@@ -66,5 +90,6 @@ done
         tr ';' '\n' <<< "$failures" | sed 's/^/- /'
         echo
     done
+    [ -z "$notes" ] || printf '%s\n' "$notes"
 } > "$OUT"
 echo "wrote $OUT" >&2

@@ -1,4 +1,5 @@
 """Round 17: a model's function that raises is one line naming the user's line."""
+import os
 import re
 import sys
 
@@ -389,3 +390,38 @@ def test_a_grid_refuses_to_go_on_from_pretrained_weights_or_a_model_module_that_
         grid(2)
     (tmp_path / "r17grid.py").write_text(module)
     assert grid(2).trained == 1  # restored: seed 1 trains
+
+
+def _fake_python(path, pytest_line):
+    """A python that runs the real one, but fails `-m venv` and prints `pytest_line` for `-m pytest`."""
+    path.write_text(f'#!/bin/sh\ncase "$*" in\n  "-m venv"*) exit 1 ;;\n  "-m pytest"*) echo "{pytest_line}"; exit 0 ;;\n'
+                    f'esac\nexec {sys.executable} "$@"\n')
+    path.chmod(0o755)
+
+
+def test_torch_versions_keeps_the_tables_other_rows_and_notes_and_writes_nothing_when_no_suite_ran(tmp_path):
+    """Its rows came from a scratch file under /tmp alone: on a fresh machine one version run (or one whose
+    install failed) deleted the committed table's other rows and its notes."""
+    import pathlib
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[1]
+    table = tmp_path / "torch_versions.md"
+    table.write_bytes((root / "experiments" / "results" / "torch_versions.md").read_bytes())
+    before = table.read_text()
+    _fake_python(tmp_path / "python", "unused")
+    env = dict(os.environ, VENVS=str(tmp_path / "venvs"), OUT=str(table), PYTHON=str(tmp_path / "python"))
+    failed = subprocess.run(["bash", str(root / "experiments" / "torch_versions.sh"), "0.0.1"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "no version's suite ran" in failed.stderr and table.read_text() == before
+    venv = tmp_path / "venvs" / "v9.9.9" / "bin"
+    venv.mkdir(parents=True)
+    _fake_python(venv / "python", "3 passed in 0.10s")
+    done = subprocess.run(["bash", str(root / "experiments" / "torch_versions.sh"), "9.9.9"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = table.read_text()
+    rows = lambda text: [line for line in text.splitlines() if re.match(r"\| \d", line)]  # noqa: E731
+    assert rows(after)[:-1] == rows(before) and rows(after)[-1].startswith("| 9.9.9 | ")
+    assert "| 3 passed in 0.10s | 0 |" in rows(after)[-1]
+    assert after.endswith(before[before.index("## Notes"):]) and after.count("Failed or errored under") == \
+        before.count("Failed or errored under")
