@@ -16,8 +16,31 @@ case $MODE in
   save)
     for runs in "$OUT"/*/runs; do
       grid="$(basename "$(dirname "$runs")")"
-      # the kept runs first (a finished run already in OUT stays as it is), so the archive loses none
+      # the kept runs first (a finished run already in OUT stays as it is), so the archive loses none; a run
+      # of OUT named as a kept one but of other settings or figures (trained on another copy of the data, a
+      # test on a sample) would replace the kept one: refused, nothing written
       if [ -f "$KEPT/$grid.runs.jsonl.xz" ]; then
+        python3 - "$KEPT/$grid.runs.jsonl.xz" "$OUT/$grid/runs" <<'EOF'
+import json, lzma, os, sys
+kept, runs = sys.argv[1:]
+other = []
+with lzma.open(kept, "rt", encoding="utf-8") as f:
+    for line in f:
+        record = json.loads(line)
+        path = os.path.join(runs, record["name"], "summary.json")
+        try:
+            with open(path, encoding="utf-8") as g:
+                summary = json.load(g)
+        except (OSError, ValueError):
+            continue  # not in OUT (restored below), or unfinished there
+        theirs, ours = record.get("summary") or {}, summary
+        if (theirs.get("config", {}).get("dataset"), theirs.get("final_test_accuracy")) != \
+                (ours.get("config", {}).get("dataset"), ours.get("final_test_accuracy")):
+            other.append(record["name"])
+if other:
+    sys.exit(f"{runs} holds {len(other)} run(s) named as kept ones of {kept} but trained otherwise (another dataset "
+             f"folder or other figures: {', '.join(other[:5])}); move them away, or save into a copy of the archive")
+EOF
         coreaug archive --restore "$KEPT/$grid.runs.jsonl.xz" --out "$OUT/$grid"
       fi
       coreaug archive "$OUT/$grid" --to "$KEPT/$grid.runs.jsonl.xz"

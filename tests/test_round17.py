@@ -425,3 +425,29 @@ def test_torch_versions_keeps_the_tables_other_rows_and_notes_and_writes_nothing
     assert "| 3 passed in 0.10s | 0 |" in rows(after)[-1]
     assert after.endswith(before[before.index("## Notes"):]) and after.count("Failed or errored under") == \
         before.count("Failed or errored under")
+
+
+def test_cifar10_runs_save_refuses_runs_that_would_replace_kept_ones_of_other_data(tmp_path):
+    """A test grid on another copy of the data, saved, replaced the kept evidence runs of the same names."""
+    import json
+    import lzma
+    import pathlib
+    import shutil
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[1]
+    (tmp_path / "experiments" / "results" / "cifar10" / "runs").mkdir(parents=True)
+    shutil.copy(root / "experiments" / "cifar10_runs.sh", tmp_path / "experiments")
+    kept = tmp_path / "experiments" / "results" / "cifar10" / "runs" / "A-weighted.runs.jsonl.xz"
+    shutil.copy(root / "experiments" / "results" / "cifar10" / "runs" / kept.name, kept)
+    with lzma.open(kept, "rt") as f:
+        record = json.loads(f.readline())
+    run = tmp_path / "out" / "A-weighted" / "runs" / record["name"]
+    run.mkdir(parents=True)
+    summary = {**record["summary"], "config": {**record["summary"]["config"], "dataset": "/tmp/sample"}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    before = kept.read_bytes()
+    done = subprocess.run(["bash", str(tmp_path / "experiments" / "cifar10_runs.sh"), "save", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, PATH=os.path.dirname(
+                              sys.executable) + os.pathsep + os.environ["PATH"]))
+    assert done.returncode != 0 and f"1 run(s) named as kept ones of {kept} but trained otherwise" in done.stderr
+    assert kept.read_bytes() == before and sorted(p.name for p in run.parent.iterdir()) == [record["name"]]
