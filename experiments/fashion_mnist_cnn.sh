@@ -22,6 +22,10 @@
 set -euo pipefail
 source "$(dirname "$0")/recipe_args.sh"
 OUT="${OUT:-experiments/results/fashion-mnist}"
+# The committed results are this command's: a try with other flags would write its tables over them.
+if [ ${#EXTRA[@]} -gt 0 ] && [ "$(realpath -m "$OUT")" = "$(realpath -m "$(dirname "$0")/results/fashion-mnist")" ]; then
+    recipe_error "$OUT holds the committed results of the recipe's own flags; give another OUT for a run with others (${EXTRA[*]})"
+fi
 exec coreaug bench --dataset fashion-mnist --model cnn --mode append --augment maxloss \
     --train-limit 10000 --test-limit 2000 --epochs 6 --knn 10 \
     --subsets 0.1,0.3 --strategies coreset,random,maxloss --references none,full --seeds 2 \

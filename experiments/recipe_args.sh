@@ -26,8 +26,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ "${NEEDS_DATA_DIR:-}" = 1 ]; then
-    if [ -z "$DATA_DIR" ] || [ ! -d "$DATA_DIR" ]; then
+    if [ -z "$DATA_DIR" ]; then
         recipe_error "give --data-dir, the dataset's folder (see the comment at the top of $0)"
+    elif [ ! -d "$DATA_DIR" ]; then
+        recipe_error "--data-dir $DATA_DIR is not a folder; give the dataset's folder (see the comment at the top of $0)"
     fi
 elif [ -n "$DATA_DIR" ]; then
     EXTRA=(--data-dir "$DATA_DIR" ${EXTRA[@]+"${EXTRA[@]}"})

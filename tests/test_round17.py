@@ -451,3 +451,21 @@ def test_cifar10_runs_save_refuses_runs_that_would_replace_kept_ones_of_other_da
                               sys.executable) + os.pathsep + os.environ["PATH"]))
     assert done.returncode != 0 and f"1 run(s) named as kept ones of {kept} but trained otherwise" in done.stderr
     assert kept.read_bytes() == before and sorted(p.name for p in run.parent.iterdir()) == [record["name"]]
+
+
+def test_a_recipe_try_with_other_flags_is_refused_over_the_committed_results(tmp_path):
+    """`fashion_mnist_cnn.sh --epochs 1` (later flags override the recipe's) wrote its tables over the committed
+    experiments/results/fashion-mnist; a --data-dir that is no folder was told to give --data-dir."""
+    import pathlib
+    import shutil
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "experiments", tmp_path / "experiments", ignore=shutil.ignore_patterns("cifar10"))
+    before = (tmp_path / "experiments" / "results" / "fashion-mnist" / "results.md").read_bytes()
+    done = subprocess.run(["bash", "experiments/fashion_mnist_cnn.sh", "--epochs", "1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "holds the committed results of the recipe's own flags" in done.stderr
+    assert (tmp_path / "experiments" / "results" / "fashion-mnist" / "results.md").read_bytes() == before
+    done = subprocess.run(["bash", "experiments/tinyimagenet_resnet18.sh", "--data-dir", str(tmp_path / "nothing")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"--data-dir {tmp_path / 'nothing'} is not a folder" in done.stderr
