@@ -28,6 +28,7 @@ from coreaug.augment.op_kinds import OP_KINDS
 from coreaug.augment.op_set import OpSet
 from coreaug.augment.pillow_reference import PILLOW_OPS
 from coreaug.augment.randaugment import randaugment_ranges, trivialaugment_ranges
+from script_checks import positive
 
 SHAPES = {"3x32x32": (3, 32, 32), "1x28x28": (1, 28, 28)}
 POLICIES = ("randaugment", "trivialaugment", "autoaugment", "weak", "cutout",
@@ -183,8 +184,8 @@ def _ratio(theirs, ours):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=512, help="uint8 images per batch (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=15, help="coreaug repeats (best kept)")
+    parser.add_argument("--batch", type=positive, default=512, help="uint8 images per batch (default: %(default)s)")
+    parser.add_argument("--repeats", type=positive, default=15, help="coreaug repeats (best kept)")
     parser.add_argument("--pillow-repeats", type=int, default=3, help="Pillow repeats (best kept)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="experiments/results/augment.md",

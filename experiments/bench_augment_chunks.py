@@ -18,7 +18,7 @@ import torch
 
 from bench_augment import best_seconds  # experiments/ is the script's folder
 from coreaug.augment import create_policy
-from script_checks import checked
+from script_checks import checked, positive, positive_list
 
 
 def augment_steps(images, rows, weak, strong, generator, chunk, batch):
@@ -38,16 +38,16 @@ def augment_steps(images, rows, weak, strong, generator, chunk, batch):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the images stay there)")
-    parser.add_argument("--batch", type=int, default=128,
+    parser.add_argument("--batch", type=positive, default=128,
                         help="images per step; its second half are the copies the strong policy augments "
                              "(default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=96, help="steps per timed pass (default: %(default)s)")
-    parser.add_argument("--chunks", default="1,4,8,16",
+    parser.add_argument("--steps", type=positive, default=96, help="steps per timed pass (default: %(default)s)")
+    parser.add_argument("--chunks", type=positive_list, default="1,4,8,16",
                         help="steps per call K to compare, comma-separated; the first is the ratio's baseline "
                              "(default: %(default)s)")
     parser.add_argument("--strong", default="randaugment",
                         help="the strong policy on the copies, a create_policy name (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=positive, default=3,
                         help="timed passes over --steps steps (best kept; default: %(default)s)")
     parser.add_argument("--out", default="experiments/results/augment_chunks.md",
                         help="the markdown table's path (default: %(default)s)")
@@ -61,7 +61,7 @@ def main():
     weak, strong = create_policy("weak"), create_policy(args.strong)
     lines = [f"| steps per call | ms per step | vs one step per call |", "|---|---|---|"]
     base = None
-    for chunk in (int(c) for c in args.chunks.split(",")):
+    for chunk in args.chunks:
         seconds = best_seconds(lambda: augment_steps(images, rows, weak, strong, generator, chunk, args.batch),
                                args.repeats, sync)
         per_step = 1000 * seconds / args.steps
@@ -72,7 +72,7 @@ def main():
     write_markdown(
         args.out, "Augmentation of several steps in one call",
         f"python experiments/bench_augment_chunks.py --device {args.device} --batch {args.batch} "
-        f"--steps {args.steps} --chunks {args.chunks} --strong {args.strong} --out {args.out}",
+        f"--steps {args.steps} --chunks {','.join(map(str, args.chunks))} --strong {args.strong} --out {args.out}",
         f"{where}, torch {torch.__version__}. Per step: weak on a batch of {args.batch} uint8 3x32x32 images and "
         f"{args.strong} on its {args.batch // 2} copy rows; with K steps per call, one weak call on K batches and one "
         f"strong call on their copies. Augmentation only; best of {args.repeats} passes over {args.steps} steps.",

@@ -21,24 +21,7 @@ import numpy as np
 import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
-from script_checks import checked
-
-
-def positive_list(text):
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a comma-separated list of positive integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"a comma-separated list of positive integers, got {text!r}")
-    return sizes
-
-
-def positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a positive integer, got {text!r}")
-    return value
+from script_checks import checked, positive, positive_list
 
 
 def main():

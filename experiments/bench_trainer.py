@@ -400,8 +400,9 @@ def write(args, rows, device_name, started_load, notes="", failed=()):
         "# Trainer benchmark: coreaug beside a hand-written loop",
         f"Command: `{command_line(args)}`  \nDevice: {device_name}, torch {torch.__version__}. "
         f"Load average (1, 5, 15 min) at the start: {started_load}; at the last row: "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. Mode append, R = {args.select_every}; seconds are means "
-        f"over epochs 2 to {args.epochs} (the first also compiles and loads kernels), evaluation excluded; "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. Mode append, R = {args.select_every}; seconds are "
+        + (f"means over epochs 2 to {args.epochs} (the first also compiles and loads kernels)" if args.epochs > 1 else
+           "epoch 1's, compiling and loading kernels included (--epochs 1)") + ", evaluation excluded; "
         "the columns are defined in experiments/bench_trainer.py's docstring.",
         table(rows), *host_table(rows), *([f"Failed: {'; '.join(failed)}."] if failed else [])]) + "\n"
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -467,8 +468,10 @@ def parse_args(argv=None, check=False):
                              "(default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.epochs, args.count_steps = 2, 4
+    if args.quick:  # fills what was not given (an --epochs given beside --quick is kept)
+        given = {word.partition("=")[0] for word in (argv if argv is not None else sys.argv[1:])}
+        args.epochs = args.epochs if "--epochs" in given else 2
+        args.count_steps = args.count_steps if "--count-steps" in given else 4
     defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
     args.model = args.model or defaults["model"]
     args.batch_size = args.batch_size or defaults["batch_size"]

@@ -12,7 +12,7 @@ import coreaug  # first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import torch
 
 from bench_augment_chunks import write_markdown  # experiments/ is the script's folder
-from script_checks import checked
+from script_checks import checked, positive_list
 
 
 def main():
@@ -22,7 +22,7 @@ def main():
                         help="synthetic-cifar training images of each run (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=2,
                         help="epochs of each run; the first is left out of the mean (default: %(default)s)")
-    parser.add_argument("--steps", default="1,8",
+    parser.add_argument("--steps", type=positive_list, default="1,8",
                         help="augment_steps to compare (steps' batches per augmentation call), comma-separated "
                              "(default: %(default)s)")
     parser.add_argument("--out", default="experiments/results/gpu_augment_steps.md",
@@ -30,7 +30,7 @@ def main():
     args = checked(parser, parser.parse_args(), min_epochs=2)
     lines = ["| strategy | strong augmentation | steps per call | epoch s | test acc |", "|---|---|---|---|---|"]
     for strategy, augment in (("full", "randaugment"), ("coreset", "randaugment"), ("full", "autoaugment")):
-        for steps in (int(s) for s in args.steps.split(",")):
+        for steps in args.steps:
             result = coreaug.train(coreaug.TrainConfig(
                 dataset="synthetic-cifar", model="resnet20", train_limit=args.train_limit, test_limit=2000,
                 epochs=args.epochs, strategy=strategy, subset=0.1, augment=augment, device=args.device,
@@ -42,7 +42,7 @@ def main():
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     write_markdown(args.out, "Trainer epochs with the augmentation of several steps per call",
                    f"python experiments/gpu_augment_steps.py --device {args.device} --train-limit {args.train_limit} "
-                   f"--epochs {args.epochs} --steps {args.steps} --out {args.out}",
+                   f"--epochs {args.epochs} --steps {','.join(map(str, args.steps))} --out {args.out}",
                    f"{device}, torch {torch.__version__}; resnet20, batch 128, append mode, R = 1; epoch seconds "
                    f"are the mean of epochs 2 to {args.epochs} (training and selection, evaluation excluded).", lines)
 

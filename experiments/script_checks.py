@@ -1,5 +1,6 @@
 """Checks the benchmark scripts make on their arguments before measuring anything, so that a
 run of minutes is not lost at its end, nor timed against the wrong code."""
+import argparse
 import importlib.util
 import os
 import subprocess
@@ -54,3 +55,25 @@ def these_counters():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def positive(text):
+    """argparse type: an integer >= 1 (a count of repeats, steps, images, threads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a positive integer, got {text!r}")
+    return value
+
+
+def positive_list(text):
+    """argparse type: comma-separated integers >= 1, all parsed before the first is measured."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"a comma-separated list of positive integers, got {text!r}")
+    return values
