@@ -25,8 +25,8 @@ def fail(message, code=2):
 def one_process(command):
     """UsageError when launched by torchrun with several processes: `command` runs whole in one (every
     process would print its whole output)."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world.strip().isdigit() and int(world) > 1:
+    world = os.environ.get("WORLD_SIZE", "1")  # with RANK: torchrun's (a WORLD_SIZE left in a job script alone is not)
+    if world.strip().isdigit() and int(world) > 1 and "RANK" in os.environ:
         raise UsageError(f"coreaug {command} runs in one process and cannot be launched by torchrun "
                          f"(WORLD_SIZE={world}): each process would print it whole; run it without torchrun")
 

@@ -162,6 +162,11 @@ def test_the_first_of_sigint_and_sigterm_names_the_stop(first, then, raised):
 SCRIPT = '''
 import sys, warnings
 import coreaug
+try:  # a sweep's first learning rate diverging, caught: the next call hung in init_process_group too
+    coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=2,
+                                      lr=1e8, device="cpu", quiet=True))
+except coreaug.TrainingDiverged:
+    print("diverged", flush=True)
 for strategy in ("random", "coreset"):  # two runs in one torchrun launch: the second hung in init_process_group
     result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
                                                epochs=1, strategy=strategy, device="cpu", quiet=True,
@@ -183,8 +188,8 @@ def test_a_torchrun_script_trains_twice_and_warns_once(tmp_path):
     done = subprocess.run([*launch, str(tmp_path / "two.py"), str(tmp_path)], env=ONE_THREAD, capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(done.stdout.splitlines()) == ["trained coreset 0 2", "trained coreset 1 2", "trained random 0 2",
-                                                "trained random 1 2"]
+    assert sorted(done.stdout.splitlines()) == ["diverged", "diverged", "trained coreset 0 2", "trained coreset 1 2",
+                                                "trained random 0 2", "trained random 1 2"]
     assert 1 <= done.stderr.count("UserWarning: precision fp16 is for GPUs") <= 2  # rank 0's (once a run at most)
     refused = subprocess.run([*launch[:-1], str(free_port()), "-m", "coreaug", "evaluate", str(tmp_path / "random")],
                              env=ONE_THREAD, capture_output=True, text=True, timeout=240)
@@ -469,3 +474,64 @@ def test_a_recipe_try_with_other_flags_is_refused_over_the_committed_results(tmp
     done = subprocess.run(["bash", "experiments/tinyimagenet_resnet18.sh", "--data-dir", str(tmp_path / "nothing")],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and f"--data-dir {tmp_path / 'nothing'} is not a folder" in done.stderr
+
+
+def test_the_resume_advice_names_only_flags_that_exist_and_the_run_reads():
+    """It advised --no-weight-augmented (no such flag) and --betas for an SGD run (refused as never read)."""
+    import dataclasses
+
+    import coreaug
+    from cli.train import train as command
+    from coreaug.training.run_files import ONE_WAY_FLAGS, run_flags
+    one_way = {p.name for p in command.params if getattr(p, "is_flag", False) and not p.secondary_opts}
+    fields = {field.name for field in dataclasses.fields(coreaug.TrainConfig)}
+    assert ONE_WAY_FLAGS == one_way & fields - {"compile", "quiet", "tensorboard", "resume", "overwrite"}
+    stored = coreaug.TrainConfig(dataset="digits", model="cnn").resolved().identity()
+    assert stored["optimizer"] == "sgd" and stored["schedule"] == "cosine"
+    changed = [("weight_augmented", False, True), ("betas", [0.9, 0.999], [0.8, 0.9]), ("lr", 0.05, 0.1),
+               ("milestones", [0.5, 0.75], [0.3, 0.6]), ("sync_bn", False, True)]
+    assert run_flags(changed, stored) == "give --lr 0.05 and leave --weight-augmented, --sync-bn out"
+
+
+def test_predict_lets_a_stray_world_size_through(tmp_path):
+    """A WORLD_SIZE left in a job script (no RANK: no torchrun launch) made predict refuse as under torchrun."""
+    import subprocess
+
+    import coreaug
+    from test_distributed import ONE_THREAD
+    coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=60, test_limit=30,
+                                      quiet=True, out=str(tmp_path / "run")))
+    from PIL import Image
+    Image.new("L", (8, 8)).save(tmp_path / "x.png")
+    done = subprocess.run([sys.executable, "-m", "coreaug", "predict", str(tmp_path / "run"), str(tmp_path / "x.png")],
+                          env=dict(ONE_THREAD, WORLD_SIZE="2"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "x.png" in done.stdout, done.stderr
+
+
+def test_a_resume_of_a_run_whose_first_epoch_diverged_says_so(tmp_path):
+    """It was refused as a folder with results 'but no checkpoint.pt' (exit 2), as if damaged."""
+    import dataclasses
+
+    import coreaug
+    config = coreaug.TrainConfig(dataset="digits", model="cnn", epochs=2, train_limit=300, test_limit=200, lr=1e4,
+                                 quiet=True, out=str(tmp_path / "run"))
+    with pytest.raises(coreaug.TrainingDiverged, match="at epoch 1"):
+        coreaug.train(config)
+    with pytest.raises(coreaug.TrainingDiverged, match=r"holds a run whose first epoch diverged \(metrics.jsonl: "
+                                                       r".*nan\): there is nothing to resume; lower --lr"):
+        coreaug.train(dataclasses.replace(config, resume=True))
+
+
+def test_a_folders_left_out_warning_names_the_users_line(tmp_path):
+    """It named coreaug's keyword_only wrapper (deprecation.py) as the warning's place."""
+    from PIL import Image
+
+    import coreaug
+    for name in ("a", "b"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for k in range(4):
+            Image.new("RGB", (8, 8)).save(tmp_path / "pets" / name / f"{k}.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "pets" / "loose.png")
+    with pytest.warns(UserWarning, match="left out 1 image file beside the class folders") as caught:
+        coreaug.load_dataset(str(tmp_path / "pets"), progress=False, cache_dir=str(tmp_path / "cache"))
+    assert [w.filename for w in caught if "left out" in str(w.message)] == [__file__]

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, listed
+from coreaug.files import warn_at_caller
 
 from .cache_decode import bad_image, shown
 from .dataset import ImageDataset
@@ -637,8 +638,9 @@ def special_file(path) -> bool:
 
 
 def _left_out(message):
-    """Say that files of the folder are not trained on: a warning, which --quiet does not hide."""
-    warnings.warn(message, stacklevel=3)
+    """Say that files of the folder are not trained on: a warning (at the user's call), which --quiet does
+    not hide."""
+    warn_at_caller(message)
 
 
 def decode_square(path, size, mode="RGB"):

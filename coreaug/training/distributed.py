@@ -208,21 +208,19 @@ class Distributed:
 
         After a `completed` run every process first waits for the others: one that tore its
         connections down while rank 0 was still writing the run's files, or while a peer was
-        in the last collective, could abort that peer (gloo, SIGABRT). The group is then kept
-        for the process's next `train` (a script training several runs: under torchrun a group
-        initialised again, the ranks arriving at other times, waited for good) and destroyed
-        when the process exits. A failed run leaves at once (a barrier would wait for a process
-        that is gone), destroying the group. Objects still holding the group (a DDP wrapper in a
-        reference cycle) are collected first.
+        in the last collective, could abort that peer (gloo, SIGABRT); a failed run leaves at once
+        (a barrier would wait for a process that is gone). Either way the group is then kept for
+        the process's next `train` (a script training several runs, a learning-rate sweep catching
+        TrainingDiverged: under torchrun a group initialised again, the ranks arriving at other
+        times, waited for good) and destroyed when the process exits; a script's own distributed
+        work after `train` uses it (`dist.is_initialized()`). Objects still holding the group (a
+        DDP wrapper in a reference cycle) are collected first.
         """
         if self.owns_group and dist.is_initialized():
             if completed and self.world_size > 1:
                 dist.barrier()
             gc.collect()
-            if completed:
-                _destroy_group_at_exit()
-            else:
-                dist.destroy_process_group()
+            _destroy_group_at_exit()
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,6 +14,7 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import pickle
 import platform
@@ -27,7 +28,7 @@ import threading
 import numpy as np
 import torch
 
-from coreaug.errors import UsageError, first_line
+from coreaug.errors import TrainingDiverged, UsageError, first_line
 from coreaug.files import DISK_ERRORS, atomic_write, lock_folder, make_folder, saved_by_torch
 
 CHECKPOINT = "checkpoint.pt"
@@ -100,7 +101,8 @@ class RunFolder:
             note = dataset_note(previous, changed)
             if resume:  # --overwrite would delete the run the user asked to continue
                 raise UsageError(f"--out {self.path} holds a run of other settings than these ({diff}{note}); "
-                                 f"a --resume continues it with the settings it started with: {run_flags(changed)}")
+                                 "a --resume continues it with the settings it started with: "
+                                 f"{run_flags(changed, previous)}")
             raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}{note}); "
                              "choose another --out, or pass --overwrite to replace that run")
         if not resume and not overwrite:
@@ -113,11 +115,29 @@ class RunFolder:
                              f"{CHECKPOINT}: there is nothing to resume; its results are in summary.json, and "
                              f"`coreaug evaluate {self.path}` tests its model (--overwrite would train it again, "
                              f"deleting {MODEL})")
+        diverged = self._diverged_first_epoch() if resume and not overwrite else None
+        if diverged:  # its epoch's row kept, no checkpoint (the weights were NaN): nothing to go on from
+            raise TrainingDiverged(f"--out {self.path} holds a run whose first epoch diverged (metrics.jsonl: "
+                                   f"{diverged}): there is nothing to resume; lower --lr and start the run again "
+                                   "with --overwrite")
         if resume and not overwrite:
             raise UsageError(f"--out {self.path} holds a run's results ({', '.join(kept)}) but no {CHECKPOINT} to "
                              "resume from; pass --overwrite to train it again from the start (deleting them), or "
                              "choose another --out")
         return None
+
+    def _diverged_first_epoch(self):
+        """"train loss nan, test loss nan" where metrics.jsonl holds one row, a loss of which is not finite
+        (an epoch that diverged keeps its row, not its checkpoint); else None."""
+        try:
+            with open(self.file("metrics.jsonl"), encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError):
+            return None
+        losses = {key: rows[0].get(key) for key in ("train_loss", "test_loss")} if len(rows) == 1 else {}
+        broken = [f"{key.replace('_', ' ')} {value}" for key, value in losses.items()
+                  if isinstance(value, float) and not math.isfinite(value)]
+        return ", ".join(broken) or None
 
     def _load_checkpoint(self):
         """The checkpoint, read without running code; UsageError (one line) for a damaged file or
@@ -609,19 +629,29 @@ def folder_in_use(folder):
     return False
 
 
-def run_flags(changed):
+ONE_WAY_FLAGS = {"weight_augmented", "skip_bad_images", "sync_bn"}  # stored settings whose CLI flag has no --no- form
+
+
+def run_flags(changed, stored=None):
     """What a command must give to name the stored run of `changed` ([(setting, stored, now)], from
-    `differences`): "give --dataset digits --seed 3 and leave --train-limit out" (CLI flags; in Python the
-    settings of the same names)."""
+    `differences`) whose config.json is `stored`: "give --dataset digits --seed 3 and leave --train-limit
+    out" (CLI flags; in Python the settings of the same names). Settings that run never read (--betas of
+    an SGD run) are left out: given, they would be refused."""
+    from .config import unused_settings
+
+    unread = unused_settings(stored) if stored else set()
     give, leave = [], []
-    for key, stored, _ in changed:
-        flag = "--" + key.lstrip("-").replace("_", "-")
-        if stored is None:
+    for key, stored_value, _ in changed:
+        name = key.lstrip("-").replace("-", "_")
+        flag = "--" + name.replace("_", "-")
+        if name in unread:
+            continue
+        if stored_value is None or (stored_value is False and name in ONE_WAY_FLAGS):
             leave.append(flag)
-        elif isinstance(stored, bool):
-            give.append(flag if stored else f"--no-{flag[2:]}")
+        elif isinstance(stored_value, bool):
+            give.append(flag if stored_value else f"--no-{flag[2:]}")
         else:
-            value = ",".join(map(str, stored)) if isinstance(stored, (list, tuple)) else str(stored)
+            value = ",".join(map(str, stored_value)) if isinstance(stored_value, (list, tuple)) else str(stored_value)
             give.append(f"{flag} {shlex.quote(value)}")
     parts = ([f"give {' '.join(give)}"] if give else []) + ([f"leave {', '.join(leave)} out"] if leave else [])
     return " and ".join(parts)
