@@ -375,8 +375,8 @@ def test_a_grid_refuses_to_go_on_from_pretrained_weights_or_a_model_module_that_
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "r17grid", raising=False)
     torch.save(coreaug.create_model("r17grid:net", 1, 10).state_dict(), tmp_path / "w.pt")
-    config = coreaug.TrainConfig(dataset="digits", model="r17grid:net", pretrained=str(tmp_path / "w.pt"), norm="dataset",
-                                 epochs=1,
+    config = coreaug.TrainConfig(dataset="digits", model="r17grid:net", pretrained=str(tmp_path / "w.pt"),
+                                 norm="dataset", epochs=1,
                                  train_limit=60, test_limit=30, quiet=True)
 
     def grid(seeds):
@@ -399,8 +399,8 @@ def test_a_grid_refuses_to_go_on_from_pretrained_weights_or_a_model_module_that_
 
 def _fake_python(path, pytest_line):
     """A python that runs the real one, but fails `-m venv` and prints `pytest_line` for `-m pytest`."""
-    path.write_text(f'#!/bin/sh\ncase "$*" in\n  "-m venv"*) exit 1 ;;\n  "-m pytest"*) echo "{pytest_line}"; exit 0 ;;\n'
-                    f'esac\nexec {sys.executable} "$@"\n')
+    path.write_text(f'#!/bin/sh\ncase "$*" in\n  "-m venv"*) exit 1 ;;\n'
+                    f'  "-m pytest"*) echo "{pytest_line}"; exit 0 ;;\nesac\nexec {sys.executable} "$@"\n')
     path.chmod(0o755)
 
 

@@ -520,9 +520,9 @@ def divergence(model, metrics):
         return None
     what = (f"{len(broken)} weight tensors are NaN or infinite (first: {broken[0]})" if broken
             else "the model's outputs on the test set are not finite")
+    tested = "not measured" if test_loss is None else test_loss
     return TrainingDiverged(f"training diverged at epoch {metrics['epoch'] + 1}: the train loss is "
-                            f"{train_loss:.4g}, the test loss {'not measured' if test_loss is None else test_loss}, and "
-                            f"{what}; lower --lr and start "
+                            f"{train_loss:.4g}, the test loss {tested}, and {what}; lower --lr and start "
                             "the run again with --overwrite")
 
 
