@@ -67,12 +67,18 @@ def not_applicable(given, applies_to, why) -> UsageError:
                       f"{'them' if several else 'it'} out")
 
 
+class CallerWarning(UserWarning):
+    """A coreaug warning attributed to the user's call (`files.warn_at_caller`), not to coreaug's line:
+    the commands still show it as their one line."""
+
+
 def one_line_warning(message, category, filename, lineno, line=None):
     """A `warnings.formatwarning` for the commands (and their bench workers): a warning from
     coreaug's code, its package or its commands, as their other notes read, "warning: ...", not
     Python's file:line and source line; any other warning as Python shows it."""
     commands = [sys.modules.get(name) for name in ("coreaug.cli.main", "cli.main")]  # (installed, or a checkout's)
     ours = [os.path.dirname(__file__)] + [os.path.dirname(module.__file__) for module in commands if module]
-    if os.path.abspath(filename).startswith(tuple(os.path.abspath(folder) + os.sep for folder in ours)):
+    if issubclass(category, CallerWarning) or \
+            os.path.abspath(filename).startswith(tuple(os.path.abspath(folder) + os.sep for folder in ours)):
         return f"warning: {message}\n"
     return _PYTHON_FORMAT(message, category, filename, lineno, line)

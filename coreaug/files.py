@@ -88,16 +88,19 @@ def in_python_library(path, installed=False):
 COREAUG_DIR = os.path.dirname(os.path.abspath(__file__))  # the package's folder: its frames are not the user's
 
 
-def warn_at_caller(message, category=UserWarning):
+def warn_at_caller(message):
     """warnings.warn(message) attributed to the innermost frame outside coreaug: the user's call (the
-    frames of coreaug's own wrappers in between would otherwise be named)."""
+    frames of coreaug's own wrappers in between would otherwise be named). A CallerWarning, which the
+    commands show as their one line wherever its frame is (click's, a bench worker's)."""
     import sys
     import warnings
+
+    from coreaug.errors import CallerWarning
 
     level, frame = 2, sys._getframe(1)  # stacklevel 1 is this function, 2 its caller
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(COREAUG_DIR + os.sep):
         level, frame = level + 1, frame.f_back
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(message, CallerWarning, stacklevel=level)
 
 
 def where_raised(error):

@@ -429,8 +429,8 @@ def parse_args(argv=None, check=False):
     parser.add_argument("--dataset", default="fashion-mnist",
                         help="a registered dataset or a folder of images (default: %(default)s)")
     parser.add_argument("--model", default=None, help="default: the dataset's")
-    parser.add_argument("--epochs", type=int, default=2,
-                        help="epochs of each row; figures are means over epochs 2 on (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of each row; figures are means over epochs 2 on (default: 2)")
     parser.add_argument("--train-limit", type=int, default=None,
                         help="train on a fixed random sample of this many examples (default: all)")
     parser.add_argument("--test-limit", type=int, default=None,
@@ -458,7 +458,8 @@ def parse_args(argv=None, check=False):
                              "(default: %(default)s)")
     parser.add_argument("--select-every", type=int, default=1,
                         help="the coreaug rows re-select every R epochs (default: %(default)s)")
-    parser.add_argument("--count-steps", type=int, default=8, help="batches of the counting runs (0: no counts)")
+    parser.add_argument("--count-steps", type=int, default=None,
+                        help="batches of the counting runs (0: no counts; default: 8, 4 with --quick)")
     parser.add_argument("--count-modes", default=",".join(MODES),
                         help="the modes whose rows are counted (eager,compiled): a compiled coreaug row's counts "
                              "train three more tiny runs, each compiling its step again")
@@ -468,10 +469,9 @@ def parse_args(argv=None, check=False):
                              "(default: %(default)s)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    if args.quick:  # fills what was not given (an --epochs given beside --quick is kept)
-        given = {word.partition("=")[0] for word in (argv if argv is not None else sys.argv[1:])}
-        args.epochs = args.epochs if "--epochs" in given else 2
-        args.count_steps = args.count_steps if "--count-steps" in given else 4
+    # --quick fills what was not given (an --epochs given beside it, abbreviated or not, is kept)
+    args.epochs = 2 if args.epochs is None else args.epochs
+    args.count_steps = (4 if args.quick else 8) if args.count_steps is None else args.count_steps
     defaults = DATASET_DEFAULTS.get(args.dataset, FALLBACK_DEFAULTS)
     args.model = args.model or defaults["model"]
     args.batch_size = args.batch_size or defaults["batch_size"]

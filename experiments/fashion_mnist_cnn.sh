@@ -22,9 +22,20 @@
 set -euo pipefail
 source "$(dirname "$0")/recipe_args.sh"
 OUT="${OUT:-experiments/results/fashion-mnist}"
-# The committed results are this command's: a try with other flags would write its tables over them.
-if [ ${#EXTRA[@]} -gt 0 ] && [ "$(realpath -m "$OUT")" = "$(realpath -m "$(dirname "$0")/results/fashion-mnist")" ]; then
-    recipe_error "$OUT holds the committed results of the recipe's own flags; give another OUT for a run with others (${EXTRA[*]})"
+# The committed results are this command's: a try with other flags (but where the data is read from, and how
+# many jobs train it) would write its tables over them.
+OTHER=()
+skip=0
+for word in ${EXTRA[@]+"${EXTRA[@]}"}; do
+    if [ "$skip" = 1 ]; then skip=0; continue; fi
+    case "$word" in
+        --data-dir|--jobs|--devices|--cache-dir|--workers) skip=1 ;;
+        --data-dir=*|--jobs=*|--devices=*|--cache-dir=*|--workers=*) ;;
+        *) OTHER+=("$word") ;;
+    esac
+done
+if [ ${#OTHER[@]} -gt 0 ] && [ "$(realpath -m "$OUT")" = "$(realpath -m "$(dirname "$0")/results/fashion-mnist")" ]; then
+    recipe_error "$OUT holds the committed results of the recipe's own flags; give another OUT for a run with others (${OTHER[*]})"
 fi
 exec coreaug bench --dataset fashion-mnist --model cnn --mode append --augment maxloss \
     --train-limit 10000 --test-limit 2000 --epochs 6 --knn 10 \

@@ -22,8 +22,8 @@ versions=("$@")
 [ ${#versions[@]} -eq 0 ] && versions=(2.3.1 2.5.1 2.7.1 2.8.0 2.9.1 2.11.0 2.13.0)
 mkdir -p "$VENVS" "$(dirname "$OUT")"
 rows="$VENVS/rows.tsv"
-touch "$rows"
-# The table's rows of versions rows.tsv lacks (run on another machine, or before /tmp was cleared), read back.
+: > "$rows"
+# The table's rows, read back (whatever machine ran them): the rows of versions run now replace theirs.
 "$PY" - "$OUT" "$rows" <<'EOF' || exit 1
 import re, sys
 table, rows = sys.argv[1:]
@@ -31,7 +31,7 @@ try:
     text = open(table, encoding="utf-8").read()
 except OSError:
     sys.exit()
-have = {line.split("\t")[0] for line in open(rows, encoding="utf-8") if line.strip()}
+have = set()
 failures = {m[1]: ";".join(line[2:] for line in m[2].splitlines())
             for m in re.finditer(r"^Failed or errored under torch (\S+):\n\n((?:- .*\n)+)", text, re.M)}
 with open(rows, "a", encoding="utf-8") as f:

@@ -48,7 +48,8 @@ def test_sync_bn_on_cpu_processes_is_refused():
 
 
 def test_bench_under_torchrun_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(name, value)  # as torchrun launches it (WORLD_SIZE alone is no launch: refused otherwise)
     with pytest.raises(ValueError, match="cannot be launched by torchrun"):
         coreaug.run_grid(coreaug.TrainConfig(**TINY), str(tmp_path / "grid"), subsets=(0.5,))
     assert not (tmp_path / "grid").exists()

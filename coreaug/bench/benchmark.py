@@ -211,8 +211,10 @@ def check_data(plan, data, config, out):
 
 def check_inputs(out, runs, config):
     """UsageError where a file the grid's runs started from (`--pretrained` weights, a module:function
-    model's module: `run_files.input_files`) at the path a finished run's summary.json records now
-    hashes otherwise: the cells would pool runs from two. Nothing is hashed for a grid without one."""
+    model's module: `run_files.input_files`) hashes otherwise than a finished run's summary.json records:
+    the weights at the same path, the module wherever it is imported from now (another folder's copy
+    under the same module name). The cells would pool runs from two. Nothing is hashed for a grid
+    without such a run."""
     for run in runs:
         try:
             with open(os.path.join(out, "runs", run.name, "summary.json"), encoding="utf-8") as f:
@@ -225,11 +227,13 @@ def check_inputs(out, runs, config):
         return
     now = input_files(config)
     for key, was in recorded.items():
-        if isinstance(was, dict) and key in now and now[key]["path"] == was.get("path") \
-                and now[key]["sha256"] != was.get("sha256"):
-            raise UsageError(f"{INPUT_FILES.get(key, key)} {was['path']} changed since the grid's runs started "
-                             f"from it (run {run.name} records another sha256), and its cells would pool runs from "
-                             "the two; restore it, or give this grid another --out")
+        if not isinstance(was, dict) or key not in now:
+            continue
+        same_file = key == "model" or now[key]["path"] == was.get("path")  # (a module: wherever it is imported from)
+        if same_file and now[key]["sha256"] != was.get("sha256"):
+            raise UsageError(f"{INPUT_FILES.get(key, key)} {now[key]['path']} is not the file the grid's runs "
+                             f"started from (run {run.name} records another sha256: changed since, or another copy), "
+                             "and its cells would pool runs from the two; restore it, or give this grid another --out")
 
 
 def _data_fingerprint(path):

@@ -95,6 +95,12 @@ class RunFolder:
                              "--out") from None
         if not kept:
             return None  # a run stopped before its first epoch ended: nothing to keep or resume
+        diverged = self._diverged_first_epoch() if resume and not overwrite and not os.path.exists(
+            self.file(CHECKPOINT)) else None
+        if diverged:  # its epoch's row kept, no checkpoint (the weights were NaN): nothing to go on from
+            raise TrainingDiverged(f"--out {self.path} holds a run whose first epoch diverged (metrics.jsonl: "
+                                   f"{diverged}): there is nothing to resume; lower --lr and start the run again "
+                                   "with --overwrite")
         changed = [] if overwrite else differences(previous, identity, self.path)
         if changed:
             diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
@@ -115,11 +121,6 @@ class RunFolder:
                              f"{CHECKPOINT}: there is nothing to resume; its results are in summary.json, and "
                              f"`coreaug evaluate {self.path}` tests its model (--overwrite would train it again, "
                              f"deleting {MODEL})")
-        diverged = self._diverged_first_epoch() if resume and not overwrite else None
-        if diverged:  # its epoch's row kept, no checkpoint (the weights were NaN): nothing to go on from
-            raise TrainingDiverged(f"--out {self.path} holds a run whose first epoch diverged (metrics.jsonl: "
-                                   f"{diverged}): there is nothing to resume; lower --lr and start the run again "
-                                   "with --overwrite")
         if resume and not overwrite:
             raise UsageError(f"--out {self.path} holds a run's results ({', '.join(kept)}) but no {CHECKPOINT} to "
                              "resume from; pass --overwrite to train it again from the start (deleting them), or "
@@ -127,8 +128,8 @@ class RunFolder:
         return None
 
     def _diverged_first_epoch(self):
-        """"train loss nan, test loss nan" where metrics.jsonl holds one row, a loss of which is not finite
-        (an epoch that diverged keeps its row, not its checkpoint); else None."""
+        """"train loss nan, test loss nan" (or "diverged") where metrics.jsonl holds one row, marked diverged
+        or with a loss that is not finite (an epoch that diverged keeps its row, not its checkpoint); else None."""
         try:
             with open(self.file("metrics.jsonl"), encoding="utf-8") as f:
                 rows = [json.loads(line) for line in f if line.strip()]
@@ -137,7 +138,7 @@ class RunFolder:
         losses = {key: rows[0].get(key) for key in ("train_loss", "test_loss")} if len(rows) == 1 else {}
         broken = [f"{key.replace('_', ' ')} {value}" for key, value in losses.items()
                   if isinstance(value, float) and not math.isfinite(value)]
-        return ", ".join(broken) or None
+        return ", ".join(broken) or ("diverged" if len(rows) == 1 and rows[0].get("diverged") is True else None)
 
     def _load_checkpoint(self):
         """The checkpoint, read without running code; UsageError (one line) for a damaged file or
@@ -636,7 +637,7 @@ def run_flags(changed, stored=None):
     """What a command must give to name the stored run of `changed` ([(setting, stored, now)], from
     `differences`) whose config.json is `stored`: "give --dataset digits --seed 3 and leave --train-limit
     out" (CLI flags; in Python the settings of the same names). Settings that run never read (--betas of
-    an SGD run) are left out: given, they would be refused."""
+    an SGD run) are to be left out: given, they would be refused."""
     from .config import unused_settings
 
     unread = unused_settings(stored) if stored else set()
@@ -644,9 +645,7 @@ def run_flags(changed, stored=None):
     for key, stored_value, _ in changed:
         name = key.lstrip("-").replace("-", "_")
         flag = "--" + name.replace("_", "-")
-        if name in unread:
-            continue
-        if stored_value is None or (stored_value is False and name in ONE_WAY_FLAGS):
+        if name in unread or stored_value is None or (stored_value is False and name in ONE_WAY_FLAGS):
             leave.append(flag)
         elif isinstance(stored_value, bool):
             give.append(flag if stored_value else f"--no-{flag[2:]}")

@@ -486,6 +486,8 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
             **({"cudagraph_skips": graph_skips.count} if graph_skips is not None else {}),
         })
         diverged = divergence(run.model, run.history[-1])
+        if diverged:
+            run.history[-1]["diverged"] = True
         if folder and diverged:  # its row kept, its checkpoint not: a --resume must not go on from NaN weights
             folder.save_metrics(run.history)
         elif folder:
