@@ -10,13 +10,15 @@ from coreaug.errors import UsageError
 from coreaug.models import create_model, registry
 
 
+def _model_module(folder, monkeypatch, name, returned):
+    """A module `name` in `folder`, importable, whose net(in_channels, num_classes) returns `returned`."""
+    (folder / f"{name}.py").write_text(f"import torch\ndef net(in_channels, num_classes):\n    return {returned}\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+
+
 def test_a_model_function_that_raises_is_named_with_its_line(tmp_path, monkeypatch):
-    (tmp_path / "r17nets.py").write_text(
-        "import torch.nn as nn\n"
-        "def net(in_channels, num_classes):\n"
-        "    return nn.Conv2d(in_channels, 8, kernel=3)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "r17nets", raising=False)
+    _model_module(tmp_path, monkeypatch, "r17nets", "torch.nn.Conv2d(in_channels, 8, kernel=3)")
     with pytest.raises(UsageError, match=r"called as net\(in_channels=1, num_classes=10\), raised TypeError: "
                                          r".*'kernel' at .*r17nets.py:3 in net$") as caught:
         create_model("r17nets:net", 1, 10)
@@ -368,12 +370,8 @@ def test_a_grid_refuses_to_go_on_from_pretrained_weights_or_a_model_module_that_
 
     import coreaug
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "r17grid.py").write_text(
-        "import torch\n"
-        "def net(in_channels, num_classes):\n"
-        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_channels * 64, num_classes))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "r17grid", raising=False)
+    _model_module(tmp_path, monkeypatch, "r17grid",
+                  "torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_channels * 64, num_classes))")
     torch.save(coreaug.create_model("r17grid:net", 1, 10).state_dict(), tmp_path / "w.pt")
     config = coreaug.TrainConfig(dataset="digits", model="r17grid:net", pretrained=str(tmp_path / "w.pt"),
                                  norm="dataset", epochs=1,
