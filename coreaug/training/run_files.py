@@ -321,8 +321,9 @@ INPUT_FILES = {"pretrained": "--pretrained weights", "model": "--model's module"
 
 def input_files(config):
     """The files a run starts from besides its data, each {"path", "sha256"}: `pretrained` weights and
-    `model`, the module file of a package.module:function model (weights exported again, or a model edited,
-    under the same path would start a grid's later runs from others: `coreaug bench` compares them)."""
+    `model`, the module file of a package.module:function model (weights exported again under the same
+    path, a model edited or imported from another folder's copy would start a grid's later runs from
+    others: `coreaug bench` compares them)."""
     from coreaug.models.registry import import_factory, is_import_path
 
     from .config import INSTANCE
