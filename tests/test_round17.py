@@ -148,17 +148,23 @@ def test_the_first_of_sigint_and_sigterm_names_the_stop(first, then, raised):
     import time
 
     from coreaug.bench.workers import sigterm_raises
-    with pytest.raises(KeyboardInterrupt) as caught:
-        with sigterm_raises():
-            try:
-                os.kill(os.getpid(), getattr(signal, first))
-                time.sleep(5)
-            finally:
-                os.kill(os.getpid(), getattr(signal, then))
-                time.sleep(0.2)  # the second signal's handler runs here
-    assert type(caught.value).__name__ == raised
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # Python's own handlers, as a command on a terminal has them (a job started with `&` ignores SIGINT)
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler), signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            with sigterm_raises():
+                try:
+                    os.kill(os.getpid(), getattr(signal, first))
+                    time.sleep(5)
+                finally:
+                    os.kill(os.getpid(), getattr(signal, then))
+                    time.sleep(0.2)  # the second signal's handler runs here
+        assert type(caught.value).__name__ == raised
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
 
 
 SCRIPT = '''
