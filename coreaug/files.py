@@ -88,6 +88,11 @@ def in_python_library(path, installed=False):
 COREAUG_DIR = os.path.dirname(os.path.abspath(__file__))  # the package's folder: its frames are not the user's
 
 
+def in_coreaug(path):
+    """Whether the file `path` is coreaug's own code (a frame of it is not the user's)."""
+    return os.path.abspath(path).startswith(COREAUG_DIR + os.sep)
+
+
 def warn_at_caller(message):
     """warnings.warn(message) attributed to the innermost frame outside coreaug: the user's call (the
     frames of coreaug's own wrappers in between would otherwise be named). A CallerWarning, which the
@@ -98,7 +103,7 @@ def warn_at_caller(message):
     from coreaug.errors import CallerWarning
 
     level, frame = 2, sys._getframe(1)  # stacklevel 1 is this function, 2 its caller
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(COREAUG_DIR + os.sep):
+    while frame is not None and in_coreaug(frame.f_code.co_filename):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, CallerWarning, stacklevel=level)
 
@@ -110,8 +115,7 @@ def where_raised(error):
     import traceback
 
     frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if not os.path.abspath(frame.filename).startswith(COREAUG_DIR + os.sep)
-              and not in_python_library(frame.filename, installed=True)]
+              if not in_coreaug(frame.filename) and not in_python_library(frame.filename, installed=True)]
     return f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
 
 

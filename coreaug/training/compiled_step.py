@@ -86,7 +86,7 @@ from torch.optim.sgd import sgd as functional_sgd
 
 from coreaug.augment.sampling import RandomSource
 from coreaug.errors import UsageError, first_line
-from coreaug.files import COREAUG_DIR
+from coreaug.files import in_coreaug
 from coreaug.selection.rules import RULES
 from coreaug.training.plan import REPEAT_SLOTS
 
@@ -173,7 +173,7 @@ def untraceable_code(error):
             continue
         frames = [frame for frame in getattr(raised, "real_stack", None) or ()
                   if not _inside(frame.filename, TORCH_DIR)]
-        if not frames or _inside(frames[-1].filename, COREAUG_DIR):
+        if not frames or in_coreaug(frames[-1].filename):
             continue
         frame = frames[-1]
         line = f" (`{frame.line.strip()}`)" if frame.line else ""
