@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import coreaug
+from coreaug import files
 from coreaug.training import compiled_step
 from coreaug.training.plan import epoch_plan, fixed_step_layout, fixed_step_plan
 from coreaug.training.sync_audit import syncs_per_step
@@ -619,7 +620,7 @@ def test_code_compile_cannot_trace_is_the_users_only_outside_torch_and_coreaug()
         raise AssertionError("dynamo traced a data-dependent branch")
 
     assert "at /elsewhere/model.py:2 in step;" in str(refusal("/elsewhere/model.py"))
-    assert refusal(f"{compiled_step.COREAUG_DIR}/models/model.py") is None
+    assert refusal(f"{files.COREAUG_DIR}/models/model.py") is None
     assert compiled_step.untraceable_code(ValueError("a model's own error")) is None
 
 
