@@ -20,14 +20,20 @@ from test_bench_parallel import bench, progress
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
 
 # A model whose forward pass sleeps while a file `slow` is in the current folder: runs that are
-# still training when the test signals bench, and a quick rerun once the file is gone.
+# still training when the test signals bench, and a quick rerun once the file is gone. With a file
+# `stubborn` too, a stopped worker ignores the stop (it is killed after workers.STOP_SECONDS).
 MODEL = '''
 import os, time, torch
 
 class Slow(torch.nn.Sequential):
     def forward(self, x):
         if os.path.exists("slow"):
-            time.sleep(0.2)
+            try:
+                time.sleep(0.2)
+            except SystemExit:  # the worker stopped: with a file `stubborn`, it does not unwind
+                if os.path.exists("stubborn"):
+                    time.sleep(60)
+                raise
         return super().forward(x)
 
 def make(in_channels, num_classes):
@@ -128,6 +134,20 @@ def test_sigterm_stops_the_workers_exits_143_and_the_rerun_resumes_every_run(her
     err = (here / "err.txt").read_text()
     assert err.startswith("terminated (SIGTERM): the runs not finished keep no summary")
     assert "leaked" not in err  # the workers unwound and exited cleanly: no semaphore left to the tracker
+
+
+def test_a_worker_killed_for_not_stopping_leaves_no_semaphore_to_the_tracker(here, start_bench):
+    """A worker that does not unwind within STOP_SECONDS (a slow exit under load) is killed, so its
+    exit handlers never run: it must hold no named semaphore (tqdm's lock was one), or the resource
+    tracker warns of a leak when bench ends."""
+    process, started = start_bench()
+    (here / "stubborn").write_text("")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    (here / "stubborn").unlink()
+    assert_stopped_then_rerun_finishes_every_run(here, started)
+    err = (here / "err.txt").read_text()
+    assert err.startswith("terminated (SIGTERM):") and "leaked" not in err, err
 
 
 def test_workers_stop_when_bench_is_killed_outright(here, start_bench):

@@ -289,6 +289,9 @@ def _work(index, worker, tasks, results, short_warnings=False):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _stop_with_parent()
+    # tqdm's own lock is a named semaphore (spawn), unlinked by an exit handler: a worker killed after
+    # STOP_SECONDS (a slow unwind under load) left it to the resource tracker, which warned of a leak
+    tqdm.set_lock(threading.RLock())
     if short_warnings:
         warnings.formatwarning = one_line_warning
     torch.set_num_threads(worker.threads)
