@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from coreaug.data import is_folder_dataset, load_dataset
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
-from coreaug.files import atomic_write
+from coreaug.files import atomic_write, warn_at_caller
 from coreaug.training import TrainConfig
 from coreaug.training.distributed import launched_world_size
 from coreaug.training.inputs import load_folder
-from coreaug.training.run_files import CHECKPOINT, INPUT_FILES, input_files, recorded_fingerprint, same_files
+from coreaug.training.run_files import (CHECKPOINT, INPUT_FILES, checkpoint_fingerprint, input_files, read_otherwise,
+                                        recorded_fingerprint, recorded_version, same_files)
 
 from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_target, check_writable,
@@ -126,6 +127,8 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     before = _grid_files(out)
     record_grid(out, runs, config, shard, fingerprint)
     written = _grid_files(out)
+    if todo:
+        _warn_other_versions(runs + _earlier_runs(out, runs))
 
     def report_with_total(outcome, position):
         if report:
@@ -175,20 +178,23 @@ def record_grid(out, runs, config, shard=None, data=None):
         if shard:
             check_deal(plan.get("shards"), runs, shard, out)
         if data is not None:
-            check_data(plan, data, runs[0].config, out)
+            check_data(plan, data, runs, out)
     record_plan(out, names, settings=grid_settings(config, runs), check=check,
                 shards={"count": shard[1], "runs": sorted(names)} if shard else None, data=data)
 
 
-def check_data(plan, data, config, out):
-    """UsageError where the folder dataset's files hash to `data` now and the grid's runs trained on
-    files of another hash (files added, removed or modified): the cells would pool runs on two
+def check_data(plan, data, runs, out):
+    """UsageError where the folder dataset's files hash to `data` now and the grid's runs (grid.json's, and
+    this command's `runs`) trained on files of another hash (files added, removed or modified): the cells would pool runs on two
     sets of images. The hash is grid.json's, else (a grid restored from an archive, which keeps the
-    runs' files alone) a finished run's summary.json's; a grid with no run finished or interrupted
+    runs' files alone) a finished run's summary.json's, else (a grid of coreaug 0.2, which recorded it
+    in checkpoint.pt alone) a run's checkpoint's; a grid with no run finished or interrupted
     has nothing to keep apart, and its plan records the hash of now (`plan`'s "data" is dropped for record_plan to
     write again). The folder reached through a link at the path the grid recorded (moved,
     `run_files.dataset_note`) is the same data."""
-    names = [name for name in plan.get("runs") or [] if isinstance(name, str)]
+    names = list(dict.fromkeys([name for name in plan.get("runs") or [] if isinstance(name, str)]
+                               + [run.name for run in runs]))  # (coreaug 0.2 wrote no grid.json)
+    config = runs[0].config
     summaries = [os.path.join(out, "runs", name, "summary.json") for name in names]
     trained = summaries + [os.path.join(out, "runs", name, CHECKPOINT) for name in names]  # finished or interrupted
     if not any(os.path.exists(path) for path in trained):
@@ -199,11 +205,26 @@ def check_data(plan, data, config, out):
         stored = _data_fingerprint(path)
         if stored is not None:
             break
+    older = stored is None  # coreaug 0.2's grid: its runs' checkpoints hold the hash
+    for name in names if older else []:
+        stored = checkpoint_fingerprint(os.path.join(out, "runs", name))
+        if stored is not None:
+            break
+    if stored is None:
+        warn_at_caller(f"the grid's runs in {out} record no hash of the images they trained on (coreaug 0.2 kept it "
+                       f"in checkpoint.pt, which an archive leaves out): if the files in {config.dataset} changed "
+                       "since, its cells will pool runs on two sets of images")
     if stored is None or stored == data:
         return
     recorded = (plan.get("settings") or {}).get("dataset")
     if same_files(stored, config.dataset, config.val_fraction, [recorded]):
         return
+    other = read_otherwise(os.path.realpath(os.path.expanduser(str(config.dataset))), config.val_fraction) \
+        if older else ""
+    if other:
+        raise UsageError(f"the grid's runs were trained by coreaug 0.2, which read {config.dataset} otherwise: this "
+                         f"version also reads {other}, and its cells would pool runs on two sets of images; move "
+                         "those out of the folder while the grid trains, or give this grid another --out")
     raise UsageError(f"the images in {config.dataset} changed (files added, removed or modified, or copied without "
                      "their modification times) since the grid's runs trained on them, and its cells would pool "
                      "runs on two sets of images; restore them, or give this grid another --out")
@@ -234,6 +255,27 @@ def check_inputs(out, runs, config):
             raise UsageError(f"{INPUT_FILES.get(key, key)} {now[key]['path']} is not the file the grid's runs "
                              f"started from (run {run.name} records another sha256: changed since, or another copy), "
                              "and its cells would pool runs from the two; restore it, or give this grid another --out")
+
+
+def _warn_other_versions(runs):
+    """Warn where the grid's finished `runs` include some another coreaug version trained: this
+    command's runs will be pooled with them (results.md and report say so too)."""
+    from coreaug import __version__
+
+    versions = []
+    for run in runs:
+        try:
+            with open(os.path.join(run.folder, "summary.json"), encoding="utf-8") as f:
+                versions.append(recorded_version(json.load(f)))
+        except (OSError, ValueError):
+            continue
+    others = sorted(set(versions) - {__version__})
+    if others:
+        n = sum(version != __version__ for version in versions)
+        warn_at_caller(f"{n} finished run{'s' * (n != 1)} of this grid {'were' if n != 1 else 'was'} trained by coreaug "
+                      f"{' and '.join(others)}, and this is {__version__}, which may draw augmentations and compute "
+                      "settings otherwise (see the changelog): the tables will pool the versions' runs; give this grid "
+                      "another --out to compare them")
 
 
 def _data_fingerprint(path):
@@ -336,7 +378,8 @@ def write_results(runs, out, target=None, trained=0, *, unfinished=()):
     staged = os.path.join(out, f".results.{os.getpid()}.csv")
     write_csv(rows, staged)
     os.replace(staged, files["csv"])
-    text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=why)
+    text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=why,
+                          versions=[row["coreaug"] for row in rows])
     atomic_write(files["md"], lambda f: f.write(text))
     png = os.path.join(out, "accuracy_vs_time.png")
     if plot_accuracy_vs_time(rows, target, png):  # written beside it and renamed, as the tables are

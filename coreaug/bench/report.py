@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from coreaug.errors import UsageError
 from coreaug.files import atomic_write, make_folder
-from coreaug.training.run_files import recorded_fingerprint
+from coreaug.training.run_files import recorded_fingerprint, recorded_version, several_versions
 
 from .archive import PER_RUN, load_runs, planned_runs, runs_folder
 from .grid import check_target, folder_in_use
@@ -300,7 +300,7 @@ def _pooled(records, runs, checked=False):
         repeated += [f"{name}: {n} runs of seed {seed}" for seed, n in seeds.items() if n > 1]
     across = {} if checked else _differing([_with_data(record) for record in records],
                                            [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
-    notes = []
+    notes = [several_versions([recorded_version(getattr(record, "summary", None)) for record in records])]
     if across and len(cells) > 1:
         notes.append(f"cells of other data or training length compared ({_listed(across)}): each row's "
                      "baseline and gains subtract runs that differ in more than strategy and subset; report "
@@ -312,7 +312,7 @@ def _pooled(records, runs, checked=False):
     if repeated:
         more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
         notes.append(f"runs of one seed counted as several ({repeated[0]}{more})")
-    return "; ".join(notes)
+    return "; ".join(note for note in notes if note)
 
 
 def _with_data(record):

@@ -5,6 +5,8 @@ import json
 import math
 import os
 
+from coreaug.training.run_files import recorded_version, several_versions
+
 from .archive import read_record
 from .timing import cell_time_to_target, default_target, mean, speedup, std, time_to_target
 
@@ -45,7 +47,7 @@ def read_run(run):
         "selection_seconds": summary["selection_seconds"],
         "selection_share": summary["selection_seconds"] / total if total > 0 else math.nan,
         "eval_seconds": summary["eval_seconds"], "n_trained": summary["n_trained"],
-        "n_augmented": summary["n_augmented"], "history": history,
+        "n_augmented": summary["n_augmented"], "history": history, "coreaug": recorded_version(summary),
         **{f"mean_{key}": mean(m[key] for m in history if m.get(key) is not None) for key in DIAGNOSTICS},
     }
 
@@ -149,16 +151,20 @@ def _time_to_target(rows):
     return cell_time_to_target([r["history"] for r in rows], rows[0]["target_accuracy"])
 
 
-def markdown_table(groups, target, rule, *, runs=None, missing=()):
+def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=()):
     """results.md: the per-group table and a legend saying what each column measures.
 
     runs: the number of the grid's runs; missing: those the table leaves out, counted in a line
     above the table (left out when runs is None): {name: why} with LEFT_OUT's keys, each kind
-    counted and named on its own, or a list of names (unfinished or unreadable).
+    counted and named on its own, or a list of names (unfinished or unreadable). versions: the
+    coreaug version of each run in the table (`recorded_version`), named above it when they differ.
     """
     lines = [f"Target accuracy: {target:.2%} ({rule}).", ""]
     if runs is not None:
         lines += [_coverage(runs, missing), ""]
+    pooled = several_versions(versions)
+    if pooled:
+        lines += [f"Note: {pooled}.", ""]
     lines += [
         "| strategy | subset | seeds | final acc (mean ± std) | best acc "
         "| seconds, training + selection (mean ± std) | speed-up vs full | gain over random | selection share "

@@ -404,6 +404,31 @@ def _plain(obj):
     return obj.item() if isinstance(obj, np.generic) else obj
 
 
+OLDER = "0.2.0 or older"  # the version of a run record that names none (coreaug 0.2 recorded no version)
+
+
+def recorded_version(summary):
+    """Which coreaug trained a run, as its summary.json (`summary`, as read) records it: "0.3.0", "0.2.0
+    or older then 0.3.0" for a run resumed by another version, OLDER where it names none (0.2's)."""
+    value = summary.get("coreaug") if isinstance(summary, dict) else None
+    if isinstance(value, list) and value and all(isinstance(version, str) for version in value):
+        return " then ".join(value)
+    return value if isinstance(value, str) else OLDER
+
+
+def several_versions(versions):
+    """A sentence for results.md and report where the runs pooled were trained by other coreaug versions
+    (`versions`: recorded_version of each run), else ""."""
+    counts = {}
+    for version in versions:
+        counts[version] = counts.get(version, 0) + 1
+    if len(counts) < 2:
+        return ""
+    listed = ", ".join(f"{version} ({n} run{'s' * (n != 1)})" for version, n in sorted(counts.items()))
+    return (f"runs of several coreaug versions pooled: {listed}; versions may draw augmentations and compute "
+            "settings otherwise (see the changelog), so train the grid again in a folder of its own to compare")
+
+
 def recorded_fingerprint(summary):
     """The hash of a folder dataset's files that a run's summary.json (`summary`, as read) records
     (`provenance`'s `data`), else None (a registered dataset, an older coreaug, anything unreadable)."""
@@ -493,6 +518,17 @@ def check_same_data(checkpoint, config):
         raise UsageError(f"the images in {source} changed (files added, removed or modified) since the run's "
                          "checkpoint was written, so --resume would continue on other data; restore them, or "
                          "start the run again with --overwrite")
+
+
+def checkpoint_fingerprint(run):
+    """The data fingerprint in the checkpoint.pt of the run folder `run` (None: none, or unreadable): a
+    model.pt of coreaug 0.2 lacks it, and without it evaluate and bench could not tell a folder changed since."""
+    try:
+        checkpoint = torch.load(os.path.join(os.path.expanduser(os.fspath(run)), CHECKPOINT), map_location="cpu",
+                                weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - missing, damaged, or pickled by a coreaug before weights_only
+        return None
+    return checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
 
 
 def same_files(stored, root, val_fraction, typed=()):

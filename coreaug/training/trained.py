@@ -30,8 +30,8 @@ from .config import INSTANCE
 from .distributed import pick_device
 from .inputs import Normalize
 from .precision import autocast_for, cpu_runs_bf16, resolve_precision
-from .run_files import (CHECKPOINT, MODEL, folder_in_use, metrics_rows, read_otherwise, recorded_folder,
-                        relative_folder, same_files)
+from .run_files import (CHECKPOINT, MODEL, checkpoint_fingerprint, folder_in_use, metrics_rows, read_otherwise,
+                        recorded_folder, relative_folder, same_files)
 
 FORMAT = "coreaug-model"
 SKIPPED_NAMED = 3  # unreadable images predict(skip_bad_images=True) names in its warning; the rest counted
@@ -264,7 +264,7 @@ class TrainedModel:
         if not dataset or dataset in (own, self.config["dataset"]) or is_folder_dataset(dataset) and \
                 is_folder_dataset(own) and not unregistered and \
                 os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
-            dataset, data_dir = own, data_dir or self.config.get("data_dir")  # where the run found it
+            dataset, data_dir = own, data_dir or self._recorded_folder("data_dir")  # where the run found it
             if unregistered:  # not a folder here of the same name, given as --dataset ./NAME: scored as files
                 here = f" (the folder {own} here: --dataset ./{own})" if os.path.isdir(own) else ""
                 raise UsageError(f"the run's dataset {own!r} is not a built-in dataset nor one registered in this "
@@ -306,7 +306,7 @@ class TrainedModel:
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images, "test split")
         files = self._check_split_unchanged(dataset)  # decoded where and as the run decoded it
         workers = self.config.get("workers")
-        cache_dir = cache_dir or _usable_cache_dir(self._recorded_cache_dir())
+        cache_dir = cache_dir or _usable_cache_dir(self._recorded_folder("cache_dir", must_exist=False))
         self._say_decoding(dataset, files, cache_dir)
         with builds_shown(True):  # a new cache's decoding shows its bar, as train's does
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
@@ -383,13 +383,19 @@ class TrainedModel:
                 return given
         return recorded_folder(own, run) or own
 
-    def _recorded_cache_dir(self):
-        """The run's cache folder, placed as `_own_dataset` places a relative one (coreaug 0.2 kept it as typed);
-        None for one that names no folder from the run folder's parents or here."""
-        cache_dir = self.config.get("cache_dir")
-        if not isinstance(cache_dir, str) or os.path.isabs(os.path.expanduser(cache_dir)):
-            return cache_dir
-        return recorded_folder(cache_dir, self.run or os.path.join(".", "run"))
+    def _recorded_folder(self, key, must_exist=True):
+        """The run's cache folder (`key` "cache_dir") or data folder ("data_dir"), placed as `_own_dataset`
+        places a relative one (coreaug 0.2 kept them as typed). A relative one that names no folder from the
+        run folder's parents or here: None, or (`must_exist`) a UsageError saying so."""
+        folder = self.config.get(key)
+        if not isinstance(folder, str) or os.path.isabs(os.path.expanduser(folder)):
+            return folder
+        found = recorded_folder(folder, self.run or os.path.join(".", "run"))
+        if found is None and must_exist:  # (the commands name `key` by its flag)
+            raise UsageError(f"the run's {key} was recorded as the relative path {folder} (coreaug 0.2 kept paths as "
+                             "typed), which names no folder from here or from the run folder's parents: run evaluate "
+                             f"from the folder the run was trained in, or give the folder's path as {key}")
+        return found
 
     def _say_decoding(self, root, files, cache_dir):
         """Say on stderr that `evaluate` decodes the folder `root` into a new cache, when no cache in `cache_dir`
@@ -667,7 +673,7 @@ def load_run(run, model=None, device="cpu"):
     older = "data_fingerprint" not in state  # coreaug 0.2 kept it in checkpoint.pt alone
     fingerprint = state.get("data_fingerprint")
     if older and not names_registered_dataset(state["config"].get("dataset")):
-        fingerprint = _checkpoint_fingerprint(run)
+        fingerprint = checkpoint_fingerprint(run)
     image_size = state["image_size"]
     if state.get("store_size") and names_registered_dataset(state["config"].get("dataset")):
         image_size = state["store_size"]  # its images keep their own size (0.2 recorded the folder default, 64)
@@ -704,17 +710,6 @@ def check_loaded_model(trained, run, advice=PASS_A_MODEL):
         raise UsageError(f"{what} fails on a batch of the run's images, shape {tuple(images.shape)}: "
                          f"{one_line(error)}; {advice}") from error
     check_model_logits(out, 2, what, len(trained.class_names))
-
-
-def _checkpoint_fingerprint(run):
-    """The data fingerprint in the checkpoint.pt of the run folder `run` (None: none, or unreadable): a
-    model.pt of coreaug 0.2 lacks it, and without it evaluate could not tell a folder changed since."""
-    try:
-        checkpoint = torch.load(os.path.join(os.path.expanduser(os.fspath(run)), CHECKPOINT), map_location="cpu",
-                                weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - missing, damaged, or pickled by a coreaug before weights_only
-        return None
-    return checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
 
 
 def _training_now(run):

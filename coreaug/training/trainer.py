@@ -36,7 +36,7 @@ from .evaluate import evaluation_sums
 from .inputs import load_run_data
 from .method import CoresetAugmentation, epoch_generator
 from .precision import autocast_for, gradient_scaler, resolve_precision
-from .run_files import RunFolder, check_same_data, provenance
+from .run_files import OLDER, RunFolder, check_same_data, provenance
 from .schedule import learning_rate
 from .selector import select_examples
 from .trained import model_file
@@ -481,6 +481,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
             "n_trained": int(n_trained), "n_augmented": int(n_augmented), "selected": selected,
             "threads": torch.get_num_threads(),  # a resume on another count is said (`_check_resumed`)
             "world_size": distributed.world_size,  # (processes: the same)
+            "coreaug": _version(),  # (and on another version)
             **(run.method.diagnostics if selected else {}),
             **({"graphs_compiled": compiled_graphs() - compiled_before} if config.compile else {}),
             **({"cudagraph_skips": graph_skips.count} if graph_skips is not None else {}),
@@ -567,16 +568,32 @@ def _start(config, distributed, checkpoint, data, model):
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
         _restore_global_rng(checkpoint.get("rng"), device)
+        if "rng" not in checkpoint:  # coreaug 0.2's, which recorded no version: its epochs say so from now on
+            for row in run.history:
+                row.setdefault("coreaug", OLDER)
         if run.start_epoch < config.epochs:  # (a finished run only reports)
             _check_resumed(run.history, device, distributed.world_size)
     return run
 
 
+def _version():
+    from coreaug import __version__  # here: the package imports this module
+    return __version__
+
+
 def _check_resumed(history, device, world_size):
     """Warn where a run resumes on another number of processes (torchrun) than its last epoch trained
     on, or a CPU run on another thread count: BatchNorm's statistics are per process, and torch's
-    kernels add up in another order, so no run of one count repeats it (summary.json lists both)."""
+    kernels add up in another order, so no run of one count repeats it (summary.json lists both).
+    Also where its last epoch was trained by another coreaug version, whose augmentations and
+    settings may compute otherwise (summary.json lists the versions)."""
     last = history[-1] if history else {}
+    before, now = last.get("coreaug"), _version()
+    if before is not None and before != now:
+        warnings.warn(f"the run trained epochs up to {len(history)} with coreaug {before} and goes on with {now}, "
+                      "which may draw its augmentations and compute its settings otherwise (see the changelog): "
+                      "its numbers will be those of neither version; train it again with --overwrite to have "
+                      f"{now}'s", stacklevel=2)
     before, now = last.get("world_size"), world_size
     if before is not None and before != now:
         warnings.warn(f"the run trained epochs up to {len(history)} in {before} process{'es' * (before != 1)} and "
@@ -1053,10 +1070,9 @@ def _result(config, history, model, distributed):
 
 
 def _summary(config, result, device, precision, data):
-    from coreaug import __version__  # here: the package imports this module
-
     history = result.history
     threads = list(dict.fromkeys(m["threads"] for m in history if "threads" in m)) or [torch.get_num_threads()]
+    versions = list(dict.fromkeys(m["coreaug"] for m in history if "coreaug" in m)) or [_version()]
     sizes = list(dict.fromkeys(m["world_size"] for m in history if "world_size" in m)) or [result.world_size]
     return {
         "config": dataclasses.asdict(config), "precision": precision,
@@ -1068,7 +1084,7 @@ def _summary(config, result, device, precision, data):
         "epochs": len(history), "n_trained": sum(m["n_trained"] for m in history),
         "n_augmented": sum(m["n_augmented"] for m in history),
         "device": str(device), "world_size": sizes[0] if len(sizes) == 1 else sizes,  # a list: resumed on others
-        "coreaug": __version__, "torch": torch.__version__,
+        "coreaug": versions[0] if len(versions) == 1 else versions, "torch": torch.__version__,  # (a list: resumed)
         "threads": threads[0] if len(threads) == 1 else threads,  # a list: resumed on other counts
         "machine": f"{platform.machine()} {os.cpu_count()} cpus"
                    + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
