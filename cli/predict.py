@@ -2,14 +2,13 @@
 import csv
 import json
 import sys
-import warnings
 
 import click
 import torch
 
 import coreaug
-from coreaug.errors import UnreadableImage, UsageError, first_line
-from coreaug.training.trained import image_files
+from coreaug.errors import UsageError
+from coreaug.training.trained import all_unreadable, check_headers, image_files, reading_bar
 
 from .errors import one_process, user_errors
 
@@ -18,7 +17,11 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
 
 @click.command("predict")
 @click.argument("run", type=click.Path(file_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--files-from", type=click.File("r", encoding="utf-8"), default=None,
+              help="Also classify the image files and folders listed in this file, one path a line ('-': "
+                   "stdin, e.g. find ... | coreaug predict RUN --files-from -): one header and one model for "
+                   "any number, where xargs would split the list into several commands.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Classes shown per image, most probable first (at most the run's classes); five, a "
                    "ranking to read, where Python's TrainedModel.predict gives one (top_k=1).")
@@ -26,50 +29,64 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
               help="csv: image,rank,class,probability rows; json: a list of {image, classes, probabilities}.")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
 @click.option("--skip-bad-images", is_flag=True,
-              help="Leave unreadable images out (each named on stderr, then counted) instead of stopping. "
-                   "Without it, a file that is not an image stops predict before anything is printed; "
-                   "a damaged one found only when decoded stops it after the rows of the images before it.")
+              help="Leave unreadable images out (each named on stderr, then counted) instead of stopping; "
+                   "exit code 2 still when none can be read. Without it, a file that is not an image stops "
+                   "predict before anything is printed; a damaged one found only when decoded stops it "
+                   "after the rows of the images before it.")
 @user_errors
-def predict(run, images, top_k, fmt, device, skip_bad_images):
+def predict(run, images, files_from, top_k, fmt, device, skip_bad_images):
     """Classify IMAGES (files, or folders of them: their images, recursively, sorted, without hidden
-    files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN."""
+    files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN.
+    From 512 images a bar on stderr counts those read."""
     one_process("predict")
+    listed = _listed(files_from) if files_from is not None else []
+    if not images and not listed:
+        raise UsageError("give IMAGES (files or folders), or a list of them with --files-from"
+                         + (f" ({files_from.name} lists none)" if files_from is not None else ""))
     trained = coreaug.load_run(run, device=device)
-    files = image_files(images)
+    files = image_files(list(images) + listed)
     if not skip_bad_images:
-        _check_headers(files)
+        check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "
+                             "leave unreadable ones out")
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer:
         writer.writerow(["image", "rank", "class", "probability"])
-    rows, skipped, done = [], 0, 0
-    for start in range(0, len(files), CHUNK):
-        chunk, pixels = [], []
-        for path in files[start:start + CHUNK]:
+    rows, skipped, done = [], [], 0
+    with reading_bar(len(files), "predicting") as bar:
+        for start in range(0, len(files), CHUNK):  # the whole chunk is read before any of its rows is written
+            chunk = files[start:start + CHUNK]
+            before = len(skipped)
             try:
-                pixels.append(trained.read(path))
-                chunk.append(path)
-            except UnreadableImage as exc:  # the whole chunk is read before any of its rows is written
-                what = exc.what
-                if not skip_bad_images:
-                    printed = f"the rows of the {done} images before it were printed; " if writer and done else ""
-                    raise UsageError(f"{what}; {printed}pass --skip-bad-images to leave unreadable images out") \
-                        from None
+                kept, pixels = trained.read_readable(chunk, skip_bad_images, skipped)
+            except UsageError as error:
+                printed = f"the rows of the {done} images before it were printed; " if writer and done else ""
+                raise UsageError(f"{error.what}; {printed}pass --skip-bad-images to leave unreadable images out") \
+                    from None
+            for what in skipped[before:]:
                 click.echo(f"skipped: {what}", err=True)
-                skipped += 1
-        if not pixels:
-            continue
-        for path, p in zip(chunk, trained.predict(torch.stack(pixels), top_k=top_k)):
-            if writer:
-                writer.writerows([path, rank, name, f"{prob:.6f}"]
-                                 for rank, (name, prob) in enumerate(zip(p.classes, p.probabilities), 1))
-            else:
-                rows.append({"image": path, "classes": p.classes, "probabilities": p.probabilities})
-        done += len(chunk)
+            bar.update(len(chunk))
+            if not pixels:
+                continue
+            for i, p in zip(kept, trained.predict(torch.stack(pixels), top_k=top_k)):
+                if writer:
+                    writer.writerows([chunk[i], rank, name, f"{prob:.6f}"]
+                                     for rank, (name, prob) in enumerate(zip(p.classes, p.probabilities), 1))
+                else:
+                    rows.append({"image": chunk[i], "classes": p.classes, "probabilities": p.probabilities})
+            done += len(kept)
     if not writer:
         _write_json(rows)
     _flush_or_exit()
+    if skipped and len(skipped) == len(files):  # nothing classified is no success: exit 2, as in Python
+        raise UsageError(f"{all_unreadable(len(files), 'image', skipped[0])}; there is nothing to predict")
     if skipped:
-        click.echo(f"skipped {skipped} unreadable image{'s' if skipped != 1 else ''} of {len(files)}", err=True)
+        click.echo(f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of {len(files)}",
+                   err=True)
+
+
+def _listed(lines):
+    """The paths a --files-from file lists, one a line (blank lines left out, the line's own spaces kept)."""
+    return [line.rstrip("\r\n") for line in lines if line.strip()]
 
 
 def _write_json(rows):
@@ -91,25 +108,3 @@ def _flush_or_exit():
     sys.stdout.flush()
     if stdout_closed():
         sys.exit(1)
-
-
-def _check_headers(files):
-    """UsageError naming the first file whose header is not an image's: a cheap pass (no pixel is
-    decoded) that stops predict before any row is printed. A file damaged past its header is
-    found when decoded."""
-    from PIL import Image
-
-    from coreaug.data.image_folder import NOT_REGULAR, special_file
-
-    for path in files:
-        if special_file(path):
-            raise UnreadableImage(path, NOT_REGULAR, "give image files, or pass --skip-bad-images to leave "
-                                  "unreadable ones out")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels are not decoded here
-                with Image.open(path):
-                    pass
-        except Exception as exc:  # noqa: BLE001 - Pillow's errors for a file that is not an image vary
-            raise UnreadableImage(path, first_line(exc), "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass "
-                                  "--skip-bad-images to leave unreadable ones out") from None

@@ -7,7 +7,7 @@ import numpy as np
 
 import coreaug
 from coreaug.errors import UsageError
-from coreaug.selection.checks import BALANCES
+from coreaug.selection.checks import BALANCES, check_labels
 from coreaug.selection.coreset import BACKENDS, DEFAULT_KNN
 from coreaug.selection.rules import RULES, check_loss_filter, select_by_rule
 
@@ -95,8 +95,10 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
                              f"it: {_needing(need)})")
     features = None if features_path is None else _load_npy(features_path, "features")
     losses = None if losses_path is None else _load_npy(losses_path, "losses")
+    labels = check_labels(labels)  # before the line below counts its classes (a 0-d array has no length)
     if len(labels) >= LONG_SELECTION:  # no output until the summary: say what it is doing
-        click.echo(f"selecting {fraction:g} of {len(labels):,} examples in {len(np.unique(labels)):,} classes "
+        classes = len(np.unique(labels))
+        click.echo(f"selecting {fraction:g} of {len(labels):,} examples in {classes:,} class{'es' * (classes != 1)} "
                    f"({strategy}) ...", err=True)
     if strategy == "coreset":  # select_by_rule("coreset") with a backend
         result = coreaug.select_coreset(features, labels, fraction, balance=balance, knn=knn, backend=backend,

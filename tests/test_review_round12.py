@@ -403,17 +403,17 @@ def test_review_13_leftovers(tmp_path, monkeypatch):
     import pytest
     import torch
 
-    from coreaug.cli.predict import _check_headers
     from coreaug.data import load_dataset
     from coreaug.errors import UnreadableImage, UsageError
     from coreaug.selection.gradients import GradientSketch
+    from coreaug.training.trained import check_headers
 
     root = _folder(tmp_path / "mine", [("", 2)])
     os.mkfifo(root / "x" / "pipe.png")
     signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the named pipe was opened"))
     signal.alarm(60)
     try:
-        for check in (lambda: _check_headers([str(root / "x" / "pipe.png")]),
+        for check in (lambda: check_headers([str(root / "x" / "pipe.png")], "advice"),
                       lambda: _run_of().read(str(root / "x" / "pipe.png"))):
             with pytest.raises(UnreadableImage, match=r"pipe.png \(not a regular file \(a named pipe or a device"):
                 check()

@@ -83,8 +83,13 @@ def check_keep(keep, n):
 def check_labels(labels, n=None):
     """Labels as a 1-D int64 array of non-negative class ids (length n if given)."""
     y = to_numpy(labels, "labels")
+    if y.ndim == 0 and y.dtype == object:  # a generator, dict or set, which to_numpy leaves whole
+        raise UsageError(f"labels must be 1-D (n_examples,), got a {type(labels).__name__}; give a list, array "
+                         "or tensor of class ids")
     if y.ndim != 1:
-        raise UsageError(f"labels must be 1-D (n_examples,), got shape {y.shape}")
+        advice = ("; flatten a column with labels.ravel()" if y.ndim == 2 and y.shape[1] == 1 else
+                  "; one-hot rows? class ids are labels.argmax(1)" if y.ndim == 2 else "")
+        raise UsageError(f"labels must be 1-D (n_examples,), got shape {y.shape}{advice}")
     if y.size == 0:
         raise UsageError("labels must be non-empty, got 0 labels")
     if y.dtype.kind in "USO":  # class names: a cast to int64 fails on them

@@ -45,7 +45,9 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     ones first). `drop_singletons` replaces picks that stand for no one but themselves (cluster
     size 1, CRUST's sign of a noisy label) by the next greedy picks, up to the budget.
 
-    The selection is deterministic (for a given `tie_seed`). Returns a `Selection` with indices,
+    The selection is deterministic for a given `tie_seed` on the same number of threads: faiss'
+    distances differ in their last bits on another count, which can break a near tie in the greedy
+    another way (a few picks in thousands). Returns a `Selection` with indices,
     weights, per-class objectives and timings.
     """
     start = time.perf_counter()

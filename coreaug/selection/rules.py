@@ -239,8 +239,9 @@ def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", see
     Per class: difficulty is the norm of the gradient estimate; the hardest `hard_cut` share is
     cut (kept only when the class would otherwise fall short of its budget); the remaining range
     of difficulty is split into `strata` equal-width strata, and the budget is spread over them
-    as evenly as their sizes allow (smallest strata first), uniformly at random within each.
-    Weights 1.
+    as evenly as their sizes allow (smallest strata first, strata of one size in an order drawn
+    from `seed`: a budget below the strata count goes to strata drawn at random, not to the
+    hardest), uniformly at random within each. Weights 1.
     """
     x = check_features(estimates)
     y = check_labels(labels, n=x.shape[0])
@@ -256,7 +257,8 @@ def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", see
         sizes = np.bincount(stratum, minlength=strata)
         quota = np.zeros(strata, dtype=np.int64)
         remaining = budget
-        for position, k in enumerate(np.argsort(sizes, kind="stable")):  # strata, not examples
+        drawn = rng.permutation(strata)  # ties of size in a seeded order (in index order, the hardest got the last picks)
+        for position, k in enumerate(drawn[np.argsort(sizes[drawn], kind="stable")]):  # strata, not examples
             quota[k] = min(sizes[k], remaining // (strata - position))
             remaining -= quota[k]
         chosen = [rng.choice(kept[stratum == k], size=quota[k], replace=False) for k in range(strata) if quota[k]]

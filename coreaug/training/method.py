@@ -247,11 +247,16 @@ class CoresetAugmentation:
     def use(self, selection, epoch, diagnostics=None):
         """Adopt `selection` (a `Selection`) as the current one, made at `epoch`. Raises
         UsageError for a selection of another training set (its size, or an index out of range),
-        or one that could not train (repeated indices, weights negative or not finite). A plan
+        or one that could not train (repeated indices, weights negative or not finite; in subset
+        mode, one that picks nothing: the epoch would train no example). A plan
         drawn already (`start_epoch`) is drawn again for its epoch from the new selection."""
         if selection is not None:
             self._check_fits(selection)
             selection = check_selection(selection, len(self), "use() was given")
+            if self.mode == "subset" and not len(selection.indices) and len(self):
+                raise UsageError(f"the selection ({selection.strategy or 'given to use()'}) picks no example, and in "
+                                 "subset mode an epoch trains only the examples picked: nothing would train; a rule of "
+                                 "your own must pick at least one (or use mode='append', where every example trains)")
             # a Python int: a numpy one would not load with torch.load's weights_only=True
             epoch = None if epoch is None else check_epoch(epoch)
         self.selection, self.diagnostics = selection, dict(diagnostics or {})

@@ -35,6 +35,8 @@ from .run_files import (CHECKPOINT, MODEL, checkpoint_fingerprint, folder_in_use
 
 FORMAT = "coreaug-model"
 SKIPPED_NAMED = 3  # unreadable images predict(skip_bad_images=True) names in its warning; the rest counted
+SKIP_ADVICE = "fix or remove it, or pass --skip-bad-images to leave unreadable images out"
+READING_BAR = 512  # images from which reading them shows a bar on stderr (a terminal's; elsewhere a line a minute)
 
 
 def model_file(config, model, data, history):
@@ -137,6 +139,9 @@ class TrainedModel:
             raise UnreadableImage(image, EMPTY_FILE)
         if hasattr(image, "convert") and 0 in image.size:
             raise _unreadable(image, f"no pixels: {image.size[0]}x{image.size[1]}")
+        if hasattr(image, "convert") and getattr(image, "tile", None) and getattr(image, "fp", 1) is None:
+            raise _unreadable(image, "its file was closed before its pixels were read: call image.load() inside the "
+                                     "`with Image.open(...)` block, or give the path")
         try:
             pixels = decode_square(image, self.store_size, "L" if self.in_channels == 1 else "RGB")
         except (OSError, ValueError, SyntaxError) as exc:
@@ -229,7 +234,7 @@ class TrainedModel:
             kept += [names[i] for i in positions]
             out.append(self.probabilities(batch, batch_size))
         if skipped and not kept:
-            raise UsageError(f"{_all_unreadable(len(images), 'image', skipped[0])}; there is nothing to predict")
+            raise UsageError(f"{all_unreadable(len(images), 'image', skipped[0])}; there is nothing to predict")
         if skipped:
             more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
             warnings.warn(f"left out {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of "
@@ -257,8 +262,12 @@ class TrainedModel:
         from coreaug.data.registry import names_registered_dataset
 
         batch_size = self._batch_size(batch_size)
+        if skip_bad_images is None:
+            skip_bad_images = self.config.get("skip_bad_images", False)
+        if not isinstance(skip_bad_images, bool):  # "no" would mean yes
+            raise UsageError(f"skip_bad_images must be True, False or None, got {skip_bad_images!r}")
         if dataset is not None and not isinstance(dataset, (str, os.PathLike)):  # before `not dataset`: a tensor's
-            return self._evaluate_in_memory(dataset, batch_size)                 # truth is ambiguous
+            return self._evaluate_in_memory(dataset, batch_size, skip_bad_images)  # truth is ambiguous
         own = self._own_dataset(dataset)
         unregistered = relative_folder(own) and not self.older  # this version records folders whole: a name
         if not dataset or dataset in (own, self.config["dataset"]) or is_folder_dataset(dataset) and \
@@ -281,10 +290,6 @@ class TrainedModel:
                 raise UsageError(f"the run's dataset folder {own} does not exist here (moved or deleted); give "
                                  "its new path as --dataset (dataset= in Python; without val/ or test/ it is then "
                                  "scored whole, training images included), or a folder of new labelled images")
-        if skip_bad_images is None:
-            skip_bad_images = self.config.get("skip_bad_images", False)
-        if not isinstance(skip_bad_images, bool):  # "no" would mean yes
-            raise UsageError(f"skip_bad_images must be True, False or None, got {skip_bad_images!r}")
         folder = is_folder_dataset(dataset)
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
@@ -418,10 +423,11 @@ class TrainedModel:
         print(f"decoding the images of {root} into a new cache in {where} (no cache there holds them at "
               f"{self.store_size} px){unrecorded}", file=sys.stderr, flush=True)
 
-    def _evaluate_in_memory(self, dataset, batch_size):
+    def _evaluate_in_memory(self, dataset, batch_size, skip_bad_images=False):
         """The `Evaluation` of an ImageDataset's test split (checked as a registered loader's; its classes
         matched as a registered dataset's) or of (images, labels): images as `probabilities` takes them,
-        labels an integer tensor (N,) of the run's class indices. UsageError for anything else."""
+        labels an integer tensor (N,) of the run's class indices (with `skip_bad_images`, unreadable image
+        files are left out with their labels). UsageError for anything else."""
         from coreaug.data import ImageDataset
         from coreaug.data.dataset import check_dataset, check_labels
 
@@ -440,6 +446,21 @@ class TrainedModel:
         classes = len(self.class_names)
         check_labels(labels, classes, "evaluate((images, labels)): labels",
                      f"the run's classes [0, {classes}); give the index of each image's class in class_names")
+        if skip_bad_images and not isinstance(images, torch.Tensor):
+            files = image_files(images)
+            if len(files) != len(labels):
+                raise UsageError(f"evaluate((images, labels)): {len(files)} images but {len(labels)} labels; "
+                                 "give one label per image, in order")
+            kept, predicted, skipped = [], [], []
+            for positions, batch in self._read_batches(files, self._batch_size(batch_size), True, skipped):
+                kept += positions
+                predicted.append(self.probabilities(batch, batch_size).argmax(1))
+            if skipped and not kept:
+                raise UsageError(f"{all_unreadable(len(files), 'labelled image', skipped[0])}; there is nothing to "
+                                 "score")
+            result = self._scored(labels.long().cpu()[kept], predicted, "labelled images")
+            result.skipped = skipped
+            return result
         probabilities = self.probabilities(images, batch_size)
         if len(probabilities) != len(labels):
             raise UsageError(f"evaluate((images, labels)): {len(probabilities)} images but {len(labels)} labels; "
@@ -454,35 +475,50 @@ class TrainedModel:
         # each class looked up once, in file order (the first class the run lacks is the one named)
         indices = {key: self._run_class(*key) for key in dict.fromkeys((name, where) for _, name, where in files)}
         labels, predicted, skipped = [], [], []
-        for kept, images in self._read_batches([path for path, _, _ in files], batch_size, skip_bad_images, skipped):
+        paths = [path for path, _, _ in files]
+        if not skip_bad_images:  # a file that is not an image, found before any is decoded (Pillow reads headers only)
+            check_headers(paths, SKIP_ADVICE)
+        for kept, images in self._read_batches(paths, batch_size, skip_bad_images, skipped, progress=True):
             labels += [indices[files[i][1:]] for i in kept]
             predicted.append(self.probabilities(images, batch_size).argmax(1))
         if skipped and not labels:
-            raise UsageError(f"{_all_unreadable(len(files), 'labelled image', skipped[0])}; there is nothing to "
+            raise UsageError(f"{all_unreadable(len(files), 'labelled image', skipped[0])}; there is nothing to "
                              "score")
         result = self._scored(torch.tensor(labels, dtype=torch.long), predicted, scored)
         result.skipped = skipped
         return result
 
-    def _read_batches(self, images, batch_size, skip_bad_images, skipped):
+    def _read_batches(self, images, batch_size, skip_bad_images, skipped, progress=False):
         """(positions, uint8 batch) of `images` (paths or PIL images) read as `read` reads them,
         `batch_size` at a time. An unreadable image (a missing file too) raises a UsageError, or,
-        with `skip_bad_images`, is left out and its reason appended to `skipped`."""
-        for start in range(0, len(images), batch_size):
-            kept, pixels = [], []
-            for position in range(start, min(start + batch_size, len(images))):
-                try:
-                    pixels.append(self.read(images[position]))
-                except (UnreadableImage, FileNotFoundError) as error:
-                    what = getattr(error, "what", f"cannot read image {images[position]} (no such file)")
-                    if not skip_bad_images:
-                        raise UsageError(f"{what}; fix or remove it, or pass --skip-bad-images to leave "
-                                         "unreadable images out") from None
-                    skipped.append(what)
-                    continue
-                kept.append(position)
-            if pixels:
-                yield kept, torch.stack(pixels)
+        with `skip_bad_images`, is left out and its reason appended to `skipped`. With `progress`,
+        a bar on stderr counts the images read (`reading_bar`)."""
+        with reading_bar(len(images), "evaluating", progress) as bar:
+            for start in range(0, len(images), batch_size):
+                kept, pixels = self.read_readable(images[start:start + batch_size], skip_bad_images, skipped)
+                bar.update(min(batch_size, len(images) - start))
+                if pixels:
+                    yield [start + i for i in kept], torch.stack(pixels)
+
+    def read_readable(self, images, skip_bad_images, skipped):
+        """(positions in `images`, their uint8 pixels as `read` gives them) of the images that can be read.
+        An unreadable one (a file gone since it was listed too) raises a UsageError (its `what` the reason,
+        "cannot read image PATH (why)"), or, with `skip_bad_images`, is left out and its reason appended to
+        `skipped`."""
+        kept, pixels = [], []
+        for position, image in enumerate(images):
+            try:
+                pixels.append(self.read(image))
+            except (UnreadableImage, FileNotFoundError) as error:
+                what = getattr(error, "what", f"cannot read image {image} (no such file)")
+                if not skip_bad_images:
+                    unreadable = UsageError(f"{what}; {SKIP_ADVICE}")
+                    unreadable.what = what
+                    raise unreadable from None
+                skipped.append(what)
+                continue
+            kept.append(position)
+        return kept, pixels
 
     def _scored(self, labels, predicted, scored="test split"):
         """The `Evaluation` of run class indices `labels` against a list of predicted batches."""
@@ -604,6 +640,43 @@ def image_name(image, default):
     return str(image)
 
 
+def reading_bar(total, description, shown=True):
+    """A progress bar on stderr over `total` images to read (a terminal's, cleared when done; elsewhere a
+    line a minute), shown from READING_BAR images: decoding large PNG or TIFF scans takes ~0.1 s each."""
+    from coreaug.progress import progress_bar
+
+    return progress_bar(total, description, "image", disable=not shown or total < READING_BAR, leave=False)
+
+
+def check_headers(files, advice):
+    """UsageError (UnreadableImage, then `advice`) naming the first of `files` (paths; PIL images are let
+    through) that is not an image by its header: a cheap pass (no pixel is decoded) before a long one
+    that would otherwise stop at it. Worded as `TrainedModel.read` words it (an empty file, a dead link);
+    a file damaged past its header is found when decoded."""
+    from PIL import Image
+
+    from coreaug.data.image_folder import NOT_REGULAR, special_file
+
+    for path in files:
+        if hasattr(path, "convert"):
+            continue
+        if os.path.islink(path) and not os.path.exists(path):
+            raise UnreadableImage(path, f"a link to {os.readlink(path)}, which does not exist", advice)
+        if special_file(path):
+            raise UnreadableImage(path, NOT_REGULAR, advice)
+        if not os.path.isfile(path):
+            raise UnreadableImage(path, "no such file", advice)
+        if os.path.getsize(path) == 0:
+            raise UnreadableImage(path, EMPTY_FILE, advice)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels are not decoded here
+                with Image.open(path):
+                    pass
+        except Exception as exc:  # noqa: BLE001 - Pillow's errors for a file that is not an image vary
+            raise UnreadableImage(path, first_line(exc), advice) from None
+
+
 def image_files(images):
     """`images` (an image file's path, a folder, a PIL image, or a list or tuple of them) as a list,
     a folder's image files (recursively, sorted by path) in its place: those a dataset folder's
@@ -612,12 +685,15 @@ def image_files(images):
     exist or a folder that holds no images."""
     from coreaug.data.image_folder import IMAGE_EXTENSIONS, images_under
 
-    if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
+    if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert") or hasattr(images, "read"):
         images = [images]
     files = []
     for image in images:
         if hasattr(image, "convert"):
             files.append(image)
+        elif hasattr(image, "read") and not isinstance(image, (str, os.PathLike)):  # a file object, BytesIO
+            raise UsageError(f"images holds a file object ({type(image).__name__}); give its path, or the image "
+                             "opened: PIL.Image.open(f)")
         elif not isinstance(image, (str, os.PathLike)):
             raise UsageError(f"a list of images holds a {type(image).__name__}; give paths, folders or PIL images in "
                              "a list, or the images as one uint8 tensor (N, C, S, S)")
@@ -763,7 +839,7 @@ def _precision(name, device):
     return resolve_precision(name, device)
 
 
-def _all_unreadable(count, what, first):
+def all_unreadable(count, what, first):
     """ "the only image is unreadable (first)", "all 3 images are unreadable (the first: first)" """
     if count == 1:
         return f"the only {what} is unreadable ({first})"

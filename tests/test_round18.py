@@ -1,0 +1,193 @@
+"""Round 18's reports on selection in users' code (explore18-select) and on predict/evaluate of users' images
+(explore18-predict): an empty selection in subset mode, label files and labels of the wrong shape, ccs's
+small budgets; predict when nothing can be read, a file gone mid-run, a list of files, the wording of empty
+files and dead links, closed PIL images and file objects, evaluate's pairs with skip_bad_images and its
+header pass, a progress bar on long reads."""
+import io
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import coreaug
+from coreaug.cli.main import app
+from coreaug.errors import UnreadableImage, UsageError
+from coreaug.selection import rules
+from coreaug.selection.rules import select_by_rule
+from coreaug.training import trained as trained_module
+
+import test_predict_edges
+from test_data_image_folder import COLOURS, write_image
+from test_predict_edges import invoke
+
+finished = test_predict_edges.finished  # its fixture: a finished run on three colour classes to predict with
+
+
+@pytest.fixture
+def empty_rule():
+    """A registered rule that picks no example (a filter that found nothing), unregistered afterwards."""
+    @rules.register_rule("picks_nothing", [], "a filter that found nothing")
+    def picks_nothing(labels, fraction, *, estimates=None, losses=None, balance="equal", seed=0, knn=20):
+        chosen = coreaug.select_random(labels, fraction, seed=seed)
+        return coreaug.Selection(indices=chosen.indices[:0], weights=chosen.weights[:0], strategy="picks_nothing",
+                                 classes=chosen.classes, class_counts=chosen.class_counts,
+                                 class_objectives=chosen.class_objectives)
+    yield "picks_nothing"
+    rules.RULES.pop("picks_nothing")
+
+
+def test_an_empty_selection_is_refused_in_subset_mode_and_trains_the_originals_in_append_mode(empty_rule, tmp_path):
+    """train ended with a ZeroDivisionError (nothing trained), the own loop blamed the fraction."""
+    labels = torch.arange(40) % 4
+    method = coreaug.CoresetAugmentation(labels, strategy=empty_rule, fraction=0.3, mode="subset")
+    with pytest.raises(UsageError, match=r"the selection \(picks_nothing\) picks no example.*subset mode"):
+        method.start_epoch(0)
+    appended = coreaug.CoresetAugmentation(labels, strategy=empty_rule, fraction=0.3, mode="append")
+    appended.start_epoch(0)
+    assert len(appended.sampler()) == 40
+    with pytest.raises(UsageError, match="picks no example"):
+        coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", strategy=empty_rule, mode="subset", epochs=1,
+                                          train_limit=100, test_limit=50, quiet=True, out=str(tmp_path / "run")))
+
+
+def select(tmp_path, labels):
+    np.save(tmp_path / "y.npy", labels)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(max(np.size(labels), 1), 3)).astype("f4"))
+    return CliRunner().invoke(app, ["select", "--features", str(tmp_path / "x.npy"), "--labels",
+                                    str(tmp_path / "y.npy"), "--fraction", "0.5", "--out", str(tmp_path / "s.npz")])
+
+
+@pytest.mark.parametrize("labels, said", [(np.array(5), r"got shape \(\)"),
+                                          (np.zeros((30, 1), np.int64), r"labels\.ravel\(\)"),
+                                          (np.eye(3, dtype=np.int64)[np.arange(30) % 3], r"labels\.argmax\(1\)")])
+def test_select_labels_of_another_shape_are_one_line_with_advice(tmp_path, labels, said):
+    result = select(tmp_path, labels)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.count("\n") == 1 and "labels must be 1-D" in result.stderr
+    assert re.search(said, result.stderr), result.stderr
+
+
+def test_labels_given_as_a_generator_are_named_so():
+    with pytest.raises(UsageError, match="got a generator; give a list, array or tensor"):
+        coreaug.select_random((i % 2 for i in range(10)), 0.5)
+
+
+def test_ccs_small_budgets_go_to_strata_drawn_by_the_seed_not_to_the_hardest():
+    """A budget below the strata count gave the last picks to the hardest strata, the same for every seed."""
+    norms = np.arange(1, 11, dtype=np.float32)[:, None]  # one class: difficulty 1..10, the 10 cut as hardest
+    picks = {tuple(sorted(select_by_rule("ccs", np.zeros(10, np.int64), 0.3, estimates=norms, seed=seed).indices))
+             for seed in range(6)}
+    assert len(picks) > 1
+    rng = np.random.default_rng(0)
+    ranks = []
+    for seed in range(5):
+        x, y = rng.random((1000, 1)).astype(np.float32), np.repeat(np.arange(10), 100)
+        chosen = set(select_by_rule("ccs", y, 0.1, estimates=x, seed=seed).indices.tolist())
+        for c in range(10):
+            members = np.where(y == c)[0]
+            kept = members[np.argsort(x[members, 0])][:90]  # the hardest 10% cut
+            ranks += [rank for rank, i in enumerate(kept) if i in chosen]
+    hardest_third = np.mean(np.array(ranks) >= 60)
+    assert hardest_third < 0.42, hardest_third  # an even spread: a third (it was 0.51)
+
+
+def test_predict_exits_2_when_no_image_can_be_read_even_with_skip_bad_images(finished, tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "b.png").write_text("not an image")
+    result = invoke("predict", finished / "run", tmp_path, "--skip-bad-images")
+    assert result.exit_code == 2, result.output
+    assert "all 2 images are unreadable" in result.stderr and result.stderr.count("skipped:") == 2
+
+
+def test_predict_skips_a_file_gone_since_it_was_listed(finished, tmp_path, monkeypatch):
+    from coreaug.cli import predict as predict_command
+
+    write_image(tmp_path / "cat.png", COLOURS["cat"], size=(16, 16))
+    listed = predict_command.image_files
+    monkeypatch.setattr(predict_command, "image_files", lambda images: listed(images) + [str(tmp_path / "gone.png")])
+    result = invoke("predict", finished / "run", tmp_path / "cat.png", "--skip-bad-images", "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    assert "cat.png,1," in result.stdout and "skipped: cannot read image" in result.stderr
+    assert "gone.png (no such file)" in result.stderr
+
+
+def test_predict_takes_a_list_of_files_from_a_file_or_stdin_with_one_header(finished, tmp_path):
+    names = ["a b.png", "c.png", "d  e.png"]
+    for name in names:
+        write_image(tmp_path / name, COLOURS["cat"], size=(16, 16))
+    listing = "".join(f"{tmp_path / name}\n" for name in names[1:]) + "\n"
+    result = CliRunner().invoke(app, ["predict", str(finished / "run"), str(tmp_path / names[0]), "--files-from", "-",
+                                      "--top-k", "1"], input=listing)
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()
+    assert rows[0] == "image,rank,class,probability" and rows.count(rows[0]) == 1
+    assert [row.split(",")[0] for row in rows[1:]] == [str(tmp_path / name) for name in names]
+    (tmp_path / "none.txt").write_text("\n")
+    result = invoke("predict", finished / "run", "--files-from", tmp_path / "none.txt")
+    assert result.exit_code == 2 and "lists none" in result.stderr, result.output
+
+
+def test_predict_names_an_empty_file_and_a_dead_link_as_reading_does(finished, tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    result = invoke("predict", finished / "run", tmp_path / "empty.png")
+    assert result.exit_code == 2 and "(an empty file)" in result.stderr, result.output
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "dead.png")
+    result = invoke("predict", finished / "run", tmp_path / "dead.png")
+    assert result.exit_code == 2 and "a link to" in result.stderr and "which does not exist" in result.stderr
+
+
+def test_a_closed_pil_image_and_a_file_object_are_refused_in_one_line(finished, tmp_path):
+    run = coreaug.load_run(finished / "run")
+    write_image(tmp_path / "cat.png", COLOURS["cat"], size=(16, 16))
+    with Image.open(tmp_path / "cat.png") as image:
+        pass
+    with pytest.raises(UnreadableImage, match="closed before its pixels were read: call image.load"):
+        run.predict([image])
+    with Image.open(tmp_path / "cat.png") as loaded:
+        loaded.load()
+    assert len(run.predict([loaded])) == 1  # loaded inside the block: its pixels are kept
+    with pytest.raises(UsageError, match=r"images holds a file object \(BytesIO\); give its path"):
+        run.predict(io.BytesIO((tmp_path / "cat.png").read_bytes()))
+
+
+def test_evaluate_of_pairs_leaves_unreadable_files_out_with_skip_bad_images(finished, tmp_path):
+    run = coreaug.load_run(finished / "run")
+    write_image(tmp_path / "cat.png", COLOURS["cat"], size=(16, 16))
+    (tmp_path / "bad.png").write_text("not an image")
+    paths = [str(tmp_path / "cat.png"), str(tmp_path / "bad.png")]
+    label = torch.tensor([run.class_names.index("cat")] * 2)
+    with pytest.raises(UsageError, match="bad.png"):
+        run.evaluate((paths, label))
+    result = run.evaluate((paths, label), skip_bad_images=True)
+    assert result.total == 1 and len(result.skipped) == 1 and "bad.png" in result.skipped[0]
+
+
+def test_evaluate_of_another_folder_finds_a_file_that_is_no_image_before_decoding(finished, tmp_path, monkeypatch):
+    for i in range(3):
+        write_image(tmp_path / "labelled" / "cat" / f"{i}.png", COLOURS["cat"], size=(16, 16))
+    (tmp_path / "labelled" / "cat" / "z.jpg").write_text("notes, not an image")
+    run = coreaug.load_run(finished / "run")
+    decoded = []
+    read = trained_module.TrainedModel.read
+    monkeypatch.setattr(trained_module.TrainedModel, "read",
+                        lambda self, image: decoded.append(image) or read(self, image))
+    with pytest.raises(UsageError, match="z.jpg"):
+        run.evaluate(str(tmp_path / "labelled"))
+    assert decoded == []
+
+
+def test_a_long_predict_counts_the_images_read_on_stderr(finished, tmp_path, monkeypatch):
+    from coreaug import progress
+
+    monkeypatch.setattr(trained_module, "READING_BAR", 2)
+    monkeypatch.setattr(progress, "PLAIN_PROGRESS_SECONDS", 0)  # stderr is no terminal here: its plain lines
+    for i in range(3):
+        write_image(tmp_path / f"{i}.png", COLOURS["cat"], size=(16, 16))
+    result = invoke("predict", finished / "run", tmp_path)
+    assert result.exit_code == 0 and "predicting: 3/3 image (100%)" in result.stderr, result.output
+    write_image(tmp_path / "one" / "0.png", COLOURS["cat"], size=(16, 16))
+    assert "predicting" not in invoke("predict", finished / "run", tmp_path / "one").stderr  # under READING_BAR
