@@ -180,7 +180,7 @@ def make_config(**flags):
                    "[default: runs/<dataset>-<strategy>-<subset>-<time>-seed<seed>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (the same final metrics as an uninterrupted run).")
 @click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its results (and replacing a run of other settings).")
-@user_errors(again="run it again with --resume (it goes on from its last epoch)")
+@user_errors(again="run it again with --resume (it goes on after the last epoch it saved, if any)")
 def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected subset (random by default, or the paper's
     coreset: --strategy).

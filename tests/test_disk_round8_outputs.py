@@ -50,7 +50,7 @@ def test_tensorboard_on_a_full_disk_is_one_line_naming_its_event_file(tmp_path, 
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     events = re.escape(str(run / "tensorboard" / "events.out.tfevents.")) + r"\S+"
     assert re.fullmatch(f"error: {FULL}: {events}; free some space and run it again with --resume "
-                        r"\(it goes on from its last epoch\)\n", result.output), result.output
+                        r"\(it goes on after the last epoch it saved, if any\)\n", result.output), result.output
     assert seen == []
 
 

@@ -191,3 +191,88 @@ def test_a_long_predict_counts_the_images_read_on_stderr(finished, tmp_path, mon
     assert result.exit_code == 0 and "predicting: 3/3 image (100%)" in result.stderr, result.output
     write_image(tmp_path / "one" / "0.png", COLOURS["cat"], size=(16, 16))
     assert "predicting" not in invoke("predict", finished / "run", tmp_path / "one").stderr  # under READING_BAR
+
+
+# explore18-caches: a cache folder users share, the build note's command, removals that fail, the space refusal.
+
+def _dead_build(root):
+    """A build folder left by a process of this host that is gone."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    folder = root / f"k.building-{socket.gethostname()}-{gone}-abcd"
+    folder.mkdir(parents=True)
+    (folder / "owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": gone, "started": 1,
+                                                   "claimed": 0}))
+    return folder
+
+
+def test_a_dead_build_that_cannot_be_removed_is_one_line_not_a_spin(tmp_path, monkeypatch):
+    """Another user's killed build in a shared cache folder: removal failed silently and the claim loop spun."""
+    from coreaug.data import cache_builds
+
+    dead = _dead_build(tmp_path / "shared")
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(cache_builds.shutil, "rmtree", refused)
+    for attempt in (lambda: cache_builds.remove_stale(str(tmp_path / "shared")),
+                    lambda: cache_builds.wait_for(str(dead), str(tmp_path / "shared" / "k"))):
+        with pytest.raises(UsageError, match=rf"build {re.escape(str(dead))}, left by a process that is gone \(.* pid "
+                                             r"\d+, user id \d+\), cannot be removed here \(Permission denied\).*"
+                                             r"--cache-dir"):
+            attempt()
+
+
+def test_the_build_note_names_the_cache_folder_it_counted_and_quotes_paths(tmp_path):
+    import shlex
+
+    from test_data_image_folder import write_split
+
+    folder, cache = tmp_path / "dir ñ x", tmp_path / "my cache"
+    write_split(folder, "", per_class=2)
+    for size in (8, 12):
+        result = CliRunner().invoke(app, ["datasets", str(folder), "--image-size", str(size), "--cache-dir", str(cache)])
+        assert result.exit_code == 0, result.output
+    advice = re.search(r"`(coreaug datasets .*--clear-cache.*)`", result.output).group(1)
+    assert advice == f"coreaug datasets {shlex.quote(str(folder))} --clear-cache --cache-dir {shlex.quote(str(cache))}"
+    cleared = CliRunner().invoke(app, shlex.split(advice)[1:])
+    assert cleared.exit_code == 0 and cleared.output.startswith("removed 2 decoded caches"), cleared.output
+
+
+def test_a_removal_that_fails_removes_the_others_and_says_what_it_left(tmp_path, monkeypatch):
+    from coreaug.data import image_cache
+    from coreaug.data.cache_builds import read_meta
+
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "imgs", "", per_class=2)
+    for size in (8, 12):
+        coreaug.load_dataset(str(tmp_path / "imgs"), image_size=size, cache_dir=str(tmp_path / "cache"), progress=False)
+    first, second = sorted(cache.folder for cache in image_cache.caches_in(str(tmp_path / "cache")))
+    rmtree = image_cache.shutil.rmtree
+
+    def refused(path, *args, **kwargs):
+        if path == first:
+            raise PermissionError(13, "Permission denied", path)
+        return rmtree(path, *args, **kwargs)
+    monkeypatch.setattr(image_cache.shutil, "rmtree", refused)
+    with pytest.raises(UsageError, match=r"removed 1 decoded cache \(.*\) from .*, but could not remove 1 \(the first: "
+                                         rf"{re.escape(first)}, user id \d+: Permission denied\)"):
+        image_cache.clear_caches(str(tmp_path / "cache"))
+    assert not os.path.exists(second)
+    assert read_meta(first) is None  # its meta.json went first: what is left reads as no cache, and is rebuilt
+
+
+def test_the_space_refusal_tells_the_two_sizes_apart(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from coreaug.data import cache_decode
+
+    monkeypatch.setattr(cache_decode.shutil, "disk_usage", lambda root: SimpleNamespace(free=int(2.2 * 2 ** 20)))
+    with pytest.raises(UsageError, match=r"need 2\.4 MiB \(5% to spare included\) but .* has 2\.2 MiB free"):
+        cache_decode._check_space(str(tmp_path), int(2.3 * 2 ** 20))

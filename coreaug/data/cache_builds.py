@@ -14,6 +14,7 @@ another host, when its heartbeat is older than ``stale_after``. A build of a liv
 this host is never removed. "This host" is the host name and the PID namespace: containers
 that share the host name (host networking) each count as another host.
 """
+import contextlib
 import json
 import os
 import secrets
@@ -100,11 +101,33 @@ def stale_builds(root: str, stale_after: float = STALL_SECONDS) -> List[str]:
 
 
 def remove_stale(root: str, stale_after: float = STALL_SECONDS) -> int:
-    """Remove the stale builds (of any cache) in the cache folder ``root``; returns how many."""
+    """Remove the stale builds (of any cache) in the cache folder ``root``; returns how many.
+    UsageError for one that cannot be removed (`remove_left_build`)."""
     stale = stale_builds(root, stale_after)
     for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_left_build(path)
     return len(stale)
+
+
+def remove_left_build(path: str):
+    """Remove the build at ``path`` that a process now gone left. UsageError where it cannot be (another
+    user's, in a cache folder users share, or a read-only disk): claiming the cache again would find it
+    in the way at once, and loop on it."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if not os.path.lexists(path):  # (removed meanwhile by another process)
+            return
+        owner = _owner(path) or {}
+        by = [f"{owner['host']} pid {owner['pid']}"] if "host" in owner and "pid" in owner else []
+        with contextlib.suppress(OSError):
+            by.append(f"user id {os.stat(path).st_uid}")
+        who = f" ({', '.join(by)})" if by else ""
+        raise UsageError(f"the decoded cache build {path}, left by a process that is gone{who}, cannot be removed "
+                         f"here ({exc.strerror or exc}), and it stands in the way of this cache: ask its owner to "
+                         "delete it, or use a cache folder of your own (--cache-dir, or COREAUG_CACHE_DIR)") from None
 
 
 def read_meta(folder: str) -> Optional[dict]:
@@ -212,7 +235,7 @@ def wait_for(build_path: str, folder: str, stall_after: float = STALL_SECONDS, p
             last, moved = stamp, time.monotonic()
         owner = _owner(build_path)
         if owner and _on_this_host(owner) and not _alive(int(owner["pid"]), owner.get("started")):
-            shutil.rmtree(build_path, ignore_errors=True)
+            remove_left_build(build_path)
             return False
         if time.monotonic() - moved > stall_after:
             who = f"{owner['host']} pid {owner['pid']}" if owner else "another process"

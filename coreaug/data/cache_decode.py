@@ -65,8 +65,10 @@ def bad_image(description):
 def _check_space(root, needed):
     free = shutil.disk_usage(root).free
     if needed > 0.95 * free:
-        raise UsageError(f"the decoded images need {size_text(needed)} (and 5% to spare) but {root} has "
-                         f"{size_text(free)} free; pass --cache-dir on a larger disk or a smaller --image-size")
+        def precise(size):  # (whole MiB would read "need 2 MiB but has 2 MiB free")
+            return f"{size / 2 ** 20:.1f} MiB" if 2 ** 20 <= size < 2 ** 30 else size_text(size)
+        raise UsageError(f"the decoded images need {precise(needed / 0.95)} (5% to spare included) but {root} has "
+                         f"{precise(free)} free; pass --cache-dir on a larger disk or a smaller --image-size")
 
 
 def disk_refused(exc, root):

@@ -19,6 +19,7 @@ import contextvars
 import multiprocessing
 import os
 import re
+import shlex
 import shutil
 from typing import List, Optional, Tuple
 
@@ -162,10 +163,11 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     others = [cache for cache in caches_in(root, source) if cache.folder != folder] if built and source else []
     if others and show_build:
         caches, take = ("cache", "takes") if len(others) == 1 else ("caches", "take")
+        here = "" if root == _root(None) else f" --cache-dir {shlex.quote(root)}"  # the folder counted, not the default
         tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
                    f"before it changed) {take} {size_text(sum(c.bytes() for c in others))} in {root}; "
-                   f"`coreaug datasets {shown(source)} --clear-cache` removes every cache of it, this one "
-                   "included, when no run reads them")
+                   f"`coreaug datasets {shlex.quote(shown(source))} --clear-cache{here}` removes every cache of it, "
+                   "this one included, when no run reads them")
     return ImageCache(folder)
 
 
@@ -236,12 +238,30 @@ def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) 
     """Remove the decoded caches in ``cache_dir`` (all, or only those of the folder ``source``),
     and the damaged ones (damaged_in: their folder is unknown), and, clearing all, the builds
     left by killed processes (is_stale: a live build is kept); returns (how many, bytes freed).
-    A run reading one of them must not be going on: later runs rebuild what they need."""
-    removed = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
+    A run reading one of them must not be going on: later runs rebuild what they need. Each
+    cache's meta.json goes first, so a removal cut short leaves no cache that reads as whole. One
+    that cannot be removed (another user's, a read-only disk) is left, the others removed, and
+    then a UsageError says what was removed and names the first left."""
+    found = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
     root = _root(cache_dir)
     if source is None and os.path.isdir(root):  # a killed build's folder holds what it decoded: maybe most
-        removed += stale_builds(root)
-    freed = sum(entry.stat().st_size for folder in removed for entry in os.scandir(folder) if entry.is_file())
-    for folder in removed:
-        shutil.rmtree(folder)
-    return len(removed), freed
+        found += stale_builds(root)
+    removed, freed, failed = 0, 0, []
+    for folder in found:
+        size = sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, "meta.json"))
+            shutil.rmtree(folder)
+        except OSError as exc:
+            failed.append((folder, exc))
+            continue
+        removed, freed = removed + 1, freed + size
+    if failed:
+        folder, exc = failed[0]
+        with contextlib.suppress(OSError):
+            folder += f", user id {os.stat(folder).st_uid}"
+        raise UsageError(f"removed {removed} decoded cache{'s' * (removed != 1)} ({size_text(freed)}) from {root}, "
+                         f"but could not remove {len(failed)} (the first: {folder}: {exc.strerror or exc}): another "
+                         "user's caches are theirs to remove, and a read-only disk's are kept")
+    return removed, freed
