@@ -276,3 +276,20 @@ def test_the_space_refusal_tells_the_two_sizes_apart(tmp_path, monkeypatch):
     monkeypatch.setattr(cache_decode.shutil, "disk_usage", lambda root: SimpleNamespace(free=int(2.2 * 2 ** 20)))
     with pytest.raises(UsageError, match=r"need 2\.4 MiB \(5% to spare included\) but .* has 2\.2 MiB free"):
         cache_decode._check_space(str(tmp_path), int(2.3 * 2 ** 20))
+
+
+def test_a_private_folders_decoded_cache_is_private_too(tmp_path):
+    """The cache of a 0700 folder was 0755 (the umask's): any user could read the decoded images."""
+    import stat
+
+    from coreaug.data import image_cache
+    from test_data_image_folder import write_split
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name, mode in (("private", 0o700), ("group", 0o750), ("open", 0o755)):
+        write_split(tmp_path / name, "", per_class=2)
+        os.chmod(tmp_path / name, mode)
+        coreaug.load_dataset(str(tmp_path / name), image_size=8, cache_dir=str(tmp_path / "cache"), progress=False)
+        folder = image_cache.caches_in(str(tmp_path / "cache"), str(tmp_path / name))[0].folder
+        assert stat.S_IMODE(os.stat(folder).st_mode) & 0o077 == mode & 0o077 & ~umask, name

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 
 import numpy as np
 import torch
@@ -31,8 +32,11 @@ def default_workers() -> int:
 @keyword_only
 def build_cache(build, folder, *, splits, classes, image_size, decode, workers, skip_bad, progress, source,
                 fingerprint):
-    """Decode ``splits`` into ``build`` and rename it into ``folder``; a failure removes it."""
+    """Decode ``splits`` into ``build`` and rename it into ``folder``; a failure removes it. The
+    cache's folder is no more open than the folder ``source`` (a private folder's decoded copy is
+    private too: its files are written with the umask, readable by all, but not reachable)."""
     try:
+        _keep_as_private_as(build.path, source)
         _check_space(os.path.dirname(folder), sum(len(files) for _, files in splits) * 3 * image_size * image_size)
         meta = {"version": FORMAT_VERSION, "image_shape": [3, image_size, image_size], "classes": list(classes),
                 "counts": {}, "skipped": [], "files": fingerprint, "source": source}
@@ -48,6 +52,17 @@ def build_cache(build, folder, *, splits, classes, image_size, decode, workers, 
         build.finish(folder)
     finally:
         build.remove()
+
+
+def _keep_as_private_as(path, source):
+    """Give the folder ``path`` the access the folder ``source`` grants group and others, at most (its
+    owner keeps full access); nothing for a source that is no folder here."""
+    try:
+        granted = stat.S_IMODE(os.stat(source).st_mode) if source and os.path.isdir(source) else None
+        if granted is not None:
+            os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & (granted | 0o700) | 0o700)
+    except OSError:  # a file system without modes: the cache is as open as the disk makes it
+        pass
 
 
 def shown(path) -> str:
