@@ -74,7 +74,11 @@ def copy_run(finished, tmp_path):
     return tmp_path / "imgs", tmp_path / "runs" / "run"
 
 
-def test_an_older_runs_split_is_checked_from_its_checkpoint_and_a_folder_read_otherwise_is_named(finished, tmp_path):
+def test_an_older_runs_split_is_checked_from_its_checkpoint_and_a_folder_read_otherwise_is_named(finished, tmp_path,
+                                                                                                monkeypatch):
+    from coreaug.training.trained import TrainedModel
+
+    monkeypatch.setattr(TrainedModel, "_kept_cache", lambda *args: None)  # the run's cache gone (kept: test_round18)
     root, run = copy_run(finished, tmp_path)
     checkpoint = as_older(run)
     own = coreaug.load_run(run).evaluate()

@@ -6,6 +6,7 @@ header pass, a progress bar on long reads."""
 import io
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -293,3 +294,24 @@ def test_a_private_folders_decoded_cache_is_private_too(tmp_path):
         coreaug.load_dataset(str(tmp_path / name), image_size=8, cache_dir=str(tmp_path / "cache"), progress=False)
         folder = image_cache.caches_in(str(tmp_path / "cache"), str(tmp_path / name))[0].folder
         assert stat.S_IMODE(os.stat(folder).st_mode) & 0o077 == mode & 0o077 & ~umask, name
+
+
+def test_evaluate_of_a_folder_changed_since_scores_the_runs_kept_cache(tmp_path, capsys):
+    """explore18-caches #9: a tidy-up of the folder after training made evaluate refuse, though the run's
+    decoded cache, holding its exact test split, was still there."""
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "imgs", "", per_class=6)
+    config = coreaug.TrainConfig(dataset=str(tmp_path / "imgs"), image_size=16, model="cnn", epochs=1, batch_size=12,
+                                 quiet=True, workers=0, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"))
+    result = coreaug.train(config)
+    first = sorted((tmp_path / "imgs").rglob("*.jpg"))[0]
+    first.unlink()  # the folder tidied up: its split, drawn again, would be another
+    capsys.readouterr()
+    scored = coreaug.load_run(tmp_path / "run").evaluate()
+    assert scored.accuracy == pytest.approx(result.final_test_accuracy)
+    assert "scored from the run's decoded cache" in capsys.readouterr().err
+    for cache in (tmp_path / "cache").iterdir():  # gone too: the refusal, as before
+        shutil.rmtree(cache)
+    with pytest.raises(UsageError, match="changed .* since the run trained"):
+        coreaug.load_run(tmp_path / "run").evaluate()

@@ -503,6 +503,8 @@ def test_evaluate_refuses_the_runs_own_folder_when_files_added_would_redraw_its_
     assert run.evaluate().total == 3  # one held-out image a class
     for c, colour in COLOURS.items():
         write_image(tmp_path / "data" / c / "new.png", colour, seed=99)
+    assert run.evaluate().total == 3  # from the run's decoded cache, which holds the split it drew
+    shutil.rmtree(tmp_path / "cache")
     with pytest.raises(coreaug.UsageError, match="changed .* drawn again it would hold images the run trained on"):
         run.evaluate()  # it scored a split drawn again, mostly of training images
 

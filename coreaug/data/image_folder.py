@@ -233,10 +233,18 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         more = " ..." if len(empty) > 5 else ""
         raise UsageError(f"--skip-bad-images left class {shown(', '.join(empty[:5]))}{more} with no readable "
                          "training image; fix its images or remove its folder")
+    return cache_dataset(cache, root, on_disk, train_labels)
+
+
+def cache_dataset(cache, root, on_disk=True, train_labels=None):
+    """The ImageDataset of the folder ``root`` that the opened decoded ``cache`` holds (its images read
+    from disk as needed, or loaded unless ``on_disk``)."""
     train, test = cache.images("train"), cache.images("test")
     if not on_disk:
         train, test = train.load(), test.load()
-    return ImageDataset(name=os.path.basename(root), train_images=train, train_labels=train_labels,
+    classes = list(cache.meta["classes"])
+    return ImageDataset(name=os.path.basename(root), train_images=train,
+                        train_labels=cache.labels("train") if train_labels is None else train_labels,
                         test_images=test, test_labels=cache.labels("test"), num_classes=len(classes),
                         class_names=classes, mean=tuple(cache.meta["mean"]), std=tuple(cache.meta["std"]),
                         source=root, fingerprint=cache.meta.get("files"))

@@ -21,6 +21,7 @@ from coreaug.data import is_folder_dataset
 from coreaug.data.cache_decode import shown
 from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
+from coreaug.data.image_folder import cache_dataset
 from coreaug.data.registry import names_registered_dataset
 from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line
 from coreaug.models import available_models, create_model
@@ -309,9 +310,17 @@ class TrainedModel:
             print(f"the images of {dataset} changed since the run trained: its test split is read as image files, "
                   "not decoded into a new cache with the training split", file=sys.stderr, flush=True)
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images, "test split")
-        files = self._check_split_unchanged(dataset)  # decoded where and as the run decoded it
-        workers = self.config.get("workers")
         cache_dir = cache_dir or _usable_cache_dir(self._recorded_folder("cache_dir", must_exist=False))
+        try:
+            files = self._check_split_unchanged(dataset)  # decoded where and as the run decoded it
+        except UsageError:  # the folder changed: the run's own decoded cache may still hold its test split
+            kept = self._kept_cache(dataset, cache_dir)
+            if kept is None:
+                raise
+            print(f"the images of {dataset} changed since the run trained: its test split is scored from the run's "
+                  f"decoded cache, which still holds it ({kept.folder})", file=sys.stderr, flush=True)
+            return self._scored_test_split(cache_dataset(kept, os.path.realpath(dataset)), True, batch_size)
+        workers = self.config.get("workers")
         self._say_decoding(dataset, files, cache_dir)
         with builds_shown(True):  # a new cache's decoding shows its bar, as train's does
             data = load_dataset(dataset, progress=False, image_size=self.image_size, store_size=self.store_size,
@@ -319,6 +328,20 @@ class TrainedModel:
                                 cache_dir=cache_dir, skip_bad_images=skip_bad_images,
                                 workers=default_workers() if workers is None else workers)
         return self._scored_test_split(data, True, batch_size)
+
+    def _kept_cache(self, root, cache_dir):
+        """The decoded cache (in `cache_dir`, None: COREAUG_CACHE_DIR's or the default) of the run's own
+        folder `root` as the run trained on it (its files' fingerprint, this format, the run's stored
+        size), else None."""
+        from coreaug.data.cache_key import FORMAT_VERSION
+        from coreaug.data.image_cache import caches_in
+
+        for cache in caches_in(cache_dir, os.path.realpath(os.path.expanduser(str(root)))):
+            meta, size = cache.meta, list(cache.meta.get("image_shape") or [])[-1:]
+            if self.data_fingerprint and meta.get("files") == self.data_fingerprint \
+                    and meta.get("version") == FORMAT_VERSION and size == [self.store_size]:
+                return cache
+        return None
 
     def _scored_test_split(self, data, folder, batch_size):
         """The `Evaluation` of the ImageDataset `data`'s test split (`folder`: a folder's, decoded in RGB)."""
