@@ -6,6 +6,7 @@ import click
 import coreaug
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.errors import UsageError
+from coreaug.files import size_text
 
 from .errors import user_errors
 
@@ -73,7 +74,9 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
         data = coreaug.load_dataset(name, on_disk=True, cache_dir=cache_dir, image_size=image_size,
                                     store_size=store_size, val_fraction=val_fraction, skip_bad_images=skip_bad_images,
                                     workers=default_workers() if workers is None else workers)
-        click.echo(f"decoded cache: {os.path.dirname(data.train_images.path)}")
+        folder = os.path.dirname(data.train_images.path)
+        taken = sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+        click.echo(f"decoded cache: {folder} ({size_text(taken)})")
     else:
         ignored = given("image_size", "store_size", "val_fraction", "cache_dir", "skip_bad_images", "workers")
         if reads_no_files(name) and given("data_dir", "download"):
@@ -105,7 +108,6 @@ def _check_clears_a_folder(name):
 
 def _clear(name, cache_dir):
     from coreaug.data.image_cache import clear_caches, default_cache_dir
-    from coreaug.files import size_text
 
     count, freed = clear_caches(cache_dir, name)
     if name is not None and not count and not os.path.isdir(os.path.expanduser(name)):

@@ -179,7 +179,7 @@ def test_coreaug_datasets_prebuilds_the_cache_a_run_reads(tmp_path, monkeypatch)
                           timeout=120, env=ONE_THREAD)
     assert proc.returncode == 0, proc.stderr
     [cache] = caches_in(str(cache_dir))
-    assert f"decoded cache: {cache.folder}" in proc.stdout and cache.meta["image_shape"] == [3, 12, 12]
+    assert f"decoded cache: {cache.folder} (" in proc.stdout and cache.meta["image_shape"] == [3, 12, 12]
     monkeypatch.setattr("coreaug.data.image_folder.decode_square", _refuse)
     config = coreaug.TrainConfig(dataset=str(tmp_path / "pets"), image_size=12, cache_dir=str(cache_dir),
                                  model="cnn", quiet=True)

@@ -239,6 +239,7 @@ def test_the_build_note_names_the_cache_folder_it_counted_and_quotes_paths(tmp_p
     for size in (8, 12):
         result = CliRunner().invoke(app, ["datasets", str(folder), "--image-size", str(size), "--cache-dir", str(cache)])
         assert result.exit_code == 0, result.output
+    assert re.search(rf"decoded cache: {re.escape(str(cache))}/\w+ \(\d+ KiB\)", result.output), result.output
     advice = re.search(r"`(coreaug datasets .*--clear-cache.*)`", result.output).group(1)
     assert advice == f"coreaug datasets {shlex.quote(str(folder))} --clear-cache --cache-dir {shlex.quote(str(cache))}"
     cleared = CliRunner().invoke(app, shlex.split(advice)[1:])
@@ -315,3 +316,23 @@ def test_evaluate_of_a_folder_changed_since_scores_the_runs_kept_cache(tmp_path,
         shutil.rmtree(cache)
     with pytest.raises(UsageError, match="changed .* since the run trained"):
         coreaug.load_run(tmp_path / "run").evaluate()
+
+
+def test_a_full_out_disk_is_refused_before_the_data_is_decoded(tmp_path, monkeypatch):
+    """It was found writing config.json, after the whole folder was decoded (hours for a large one)."""
+    from types import SimpleNamespace
+
+    from coreaug.data import image_cache
+    from coreaug.training import run_files
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "imgs", "", per_class=2)
+    full = str(tmp_path / "full")
+    os.mkdir(full)
+    usage = run_files.shutil.disk_usage
+    monkeypatch.setattr(run_files.shutil, "disk_usage",
+                        lambda path: SimpleNamespace(free=0) if str(path).startswith(full) else usage(path))
+    result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "imgs"), "--model", "cnn", "--epochs", "1",
+                                      "--cache-dir", str(tmp_path / "cache"), "--out", os.path.join(full, "run")])
+    assert result.exit_code == 2 and f"No space left on device: {full}" in result.stderr, result.output
+    assert image_cache.caches_in(str(tmp_path / "cache")) == []  # nothing decoded

@@ -731,9 +731,19 @@ def _meaning(key, value, settings):
 
 def _check_can_make(path):
     """PermissionError naming the nearest existing folder above `path` when this process may not
-    create folders in it (the error the first write would raise, after the data was loaded)."""
+    create folders in it, OSError(ENOSPC) when its disk is full (the errors the first write would
+    raise, after the data was loaded: decoding a large folder takes hours)."""
     above = os.path.dirname(os.path.realpath(path))  # through a link to a folder gone, as make_folder goes
     while not os.path.exists(above) and os.path.dirname(above) != above:
         above = os.path.dirname(above)
     if os.path.isdir(above) and not os.access(above, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), above)
+    try:
+        free = shutil.disk_usage(above).free
+    except OSError:  # not known: the first write tells
+        free = FULL_DISK
+    if free < FULL_DISK:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), above)
+
+
+FULL_DISK = 64 * 1024  # free bytes under which an --out's disk is taken as full before a run starts
