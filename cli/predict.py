@@ -1,10 +1,12 @@
 """`coreaug predict`: a finished run's classes and probabilities for image files."""
 import csv
 import json
+import os
 import sys
 
 import click
 import torch
+from tqdm import tqdm
 
 import coreaug
 from coreaug.errors import UsageError
@@ -18,7 +20,7 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
 @click.command("predict")
 @click.argument("run", type=click.Path(file_okay=False))
 @click.argument("images", nargs=-1, type=click.Path())
-@click.option("--files-from", type=click.File("r", encoding="utf-8"), default=None,
+@click.option("--files-from", type=click.File("rb"), default=None,
               help="Also classify the image files and folders listed in this file, one path a line ('-': "
                    "stdin, e.g. find ... | coreaug predict RUN --files-from -): one header and one model for "
                    "any number, where xargs would split the list into several commands.")
@@ -62,8 +64,8 @@ def predict(run, images, files_from, top_k, fmt, device, skip_bad_images):
                 printed = f"the rows of the {done} images before it were printed; " if writer and done else ""
                 raise UsageError(f"{error.what}; {printed}pass --skip-bad-images to leave unreadable images out") \
                     from None
-            for what in skipped[before:]:
-                click.echo(f"skipped: {what}", err=True)
+            for what in skipped[before:]:  # above a terminal's bar, not into it
+                tqdm.write(f"skipped: {what}", file=sys.stderr)
             bar.update(len(chunk))
             if not pixels:
                 continue
@@ -74,19 +76,25 @@ def predict(run, images, files_from, top_k, fmt, device, skip_bad_images):
                 else:
                     rows.append({"image": chunk[i], "classes": p.classes, "probabilities": p.probabilities})
             done += len(kept)
+    if skipped and len(skipped) == len(files):  # nothing classified is no success: exit 2, as in Python
+        _flush_or_exit()  # (the CSV header: printed; the JSON list: nothing of it, as when predict stops)
+        raise UsageError(f"{all_unreadable(len(files), 'image', skipped[0])}; there is nothing to predict")
     if not writer:
         _write_json(rows)
     _flush_or_exit()
-    if skipped and len(skipped) == len(files):  # nothing classified is no success: exit 2, as in Python
-        raise UsageError(f"{all_unreadable(len(files), 'image', skipped[0])}; there is nothing to predict")
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of {len(files)}",
                    err=True)
 
 
 def _listed(lines):
-    """The paths a --files-from file lists, one a line (blank lines left out, the line's own spaces kept)."""
-    return [line.rstrip("\r\n") for line in lines if line.strip()]
+    """The paths a --files-from file lists, one a line (blank lines left out, the line's own spaces kept),
+    as the file system names them (bytes that are not UTF-8 kept, as a folder's scan keeps them)."""
+    paths = [os.fsdecode(line.rstrip(b"\r\n")) for line in lines if line.strip()]
+    if any("\0" in path for path in paths):
+        raise UsageError("--files-from takes one path a line; this list holds NUL characters (find ... -print0?): "
+                         "list them without -print0")
+    return paths
 
 
 def _write_json(rows):

@@ -122,4 +122,4 @@ def test_the_cache_space_check_shows_small_sizes_in_mib_not_as_0_0_gib(tmp_path,
     with pytest.raises(UsageError) as error:  # 3 images of 512 px: 2.25 MiB, on a disk with 1 MiB free
         open_or_build(_splits(tmp_path, 3), ["a", "b"], image_size=512, decode=_grey, cache_dir=tmp_path / "cache",
                       workers=0, progress=False)
-    assert "need 2.4 MiB (5% to spare included)" in str(error.value) and "has 1.0 MiB free" in str(error.value)
+    assert "need 2 MiB (5% to spare included)" in str(error.value) and "has 1 MiB free" in str(error.value)

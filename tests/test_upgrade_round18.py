@@ -157,3 +157,16 @@ def test_an_older_runs_relative_data_dir_is_found_from_its_parents_or_named(tmp_
     with pytest.raises(UsageError, match="the run's data_dir was recorded as the relative path fm .*give the "
                                          "folder's path as data_dir"):
         coreaug.load_run(run).evaluate()
+
+
+def test_an_older_run_of_a_dataset_that_reads_no_files_ignores_its_recorded_data_dir(tmp_path, monkeypatch):
+    """0.2 took --data-dir beside --dataset digits and recorded it; evaluate refused the run from elsewhere (review24)."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "run"
+    coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50,
+                                      quiet=True, out=str(run)))
+    as_older(run)
+    model = torch.load(run / "model.pt", weights_only=True)
+    model["config"]["data_dir"] = "data"  # as typed, naming no folder
+    torch.save(model, run / "model.pt")
+    assert coreaug.load_run(run).evaluate().total > 0

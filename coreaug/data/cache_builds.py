@@ -100,13 +100,21 @@ def stale_builds(root: str, stale_after: float = STALL_SECONDS) -> List[str]:
             if ".building-" in entry.name and entry.is_dir(follow_symlinks=False) and is_stale(entry.path, stale_after)]
 
 
-def remove_stale(root: str, stale_after: float = STALL_SECONDS) -> int:
-    """Remove the stale builds (of any cache) in the cache folder ``root``; returns how many.
-    UsageError for one that cannot be removed (`remove_left_build`)."""
-    stale = stale_builds(root, stale_after)
-    for path in stale:
-        remove_left_build(path)
-    return len(stale)
+def remove_stale(root: str, stale_after: float = STALL_SECONDS, key: Optional[str] = None) -> int:
+    """Remove the stale builds (of any cache) in the cache folder ``root``; returns how many removed.
+    One that cannot be removed (another user's, in a folder users share) is left, but for a build of
+    the cache ``key`` about to be claimed: a UsageError (`remove_left_build`), as it would be the
+    claim's leader, waited for in a loop."""
+    removed = 0
+    for path in stale_builds(root, stale_after):
+        try:
+            remove_left_build(path)
+        except UsageError:
+            if key is not None and os.path.basename(path).startswith(f"{key}.building-"):
+                raise
+            continue  # another cache's: in no one's way here
+        removed += 1
+    return removed
 
 
 def remove_left_build(path: str):

@@ -80,10 +80,11 @@ def bad_image(description):
 def _check_space(root, needed):
     free = shutil.disk_usage(root).free
     if needed > 0.95 * free:
-        def precise(size):  # (whole MiB would read "need 2 MiB but has 2 MiB free")
-            return f"{size / 2 ** 20:.1f} MiB" if 2 ** 20 <= size < 2 ** 30 else size_text(size)
-        raise UsageError(f"the decoded images need {precise(needed / 0.95)} (5% to spare included) but {root} has "
-                         f"{precise(free)} free; pass --cache-dir on a larger disk or a smaller --image-size")
+        need, have = size_text(needed / 0.95), size_text(free)
+        if need == have:  # ("need 2 MiB but has 2 MiB free"): to the KiB
+            need, have = (f"{size / 2 ** 10:,.0f} KiB" for size in (needed / 0.95, free))
+        raise UsageError(f"the decoded images need {need} (5% to spare included) but {root} has "
+                         f"{have} free; pass --cache-dir on a larger disk or a smaller --image-size")
 
 
 def disk_refused(exc, root):

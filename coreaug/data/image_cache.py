@@ -144,7 +144,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
         _refuse_in_a_starting_worker()  # (a cache already built opens in any process)
         _make_cache_folder(root, cache_dir)
         try:
-            remove_stale(root, stall_after)
+            remove_stale(root, stall_after, key)
             build, leader = claim(root, key)
             if build is not None:
                 build_cache(build, folder, splits=splits, classes=classes, image_size=image_size, decode=decode,
@@ -248,8 +248,8 @@ def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) 
         found += stale_builds(root)
     removed, freed, failed = 0, 0, []
     for folder in found:
-        size = sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
         try:
+            size = sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, "meta.json"))
             shutil.rmtree(folder)

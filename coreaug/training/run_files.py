@@ -424,7 +424,8 @@ def several_versions(versions):
         counts[version] = counts.get(version, 0) + 1
     if len(counts) < 2:
         return ""
-    listed = ", ".join(f"{version} ({n} run{'s' * (n != 1)})" for version, n in sorted(counts.items()))
+    order = sorted(counts, key=lambda version: version != OLDER)  # the oldest first, then as the runs came
+    listed = ", ".join(f"{version} ({counts[version]} run{'s' * (counts[version] != 1)})" for version in order)
     return (f"runs of several coreaug versions pooled: {listed}; versions may draw augmentations and compute "
             "settings otherwise (see the changelog), so train the grid again in a folder of its own to compare")
 

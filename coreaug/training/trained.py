@@ -260,7 +260,7 @@ class TrainedModel:
         (images, labels): images as `predict` takes them, labels a tensor of the run's class indices."""
         from coreaug.data import is_folder_dataset, load_dataset
         from coreaug.data.image_folder import one_listing
-        from coreaug.data.registry import names_registered_dataset
+        from coreaug.data.registry import names_registered_dataset, reads_no_files
 
         batch_size = self._batch_size(batch_size)
         if skip_bad_images is None:
@@ -274,7 +274,9 @@ class TrainedModel:
         if not dataset or dataset in (own, self.config["dataset"]) or is_folder_dataset(dataset) and \
                 is_folder_dataset(own) and not unregistered and \
                 os.path.realpath(os.path.expanduser(str(dataset))) == os.path.realpath(own):
-            dataset, data_dir = own, data_dir or self._recorded_folder("data_dir")  # where the run found it
+            if not data_dir and not reads_no_files(own):  # where the run found it (0.2 recorded one for digits too)
+                data_dir = self._recorded_folder("data_dir")
+            dataset = own
             if unregistered:  # not a folder here of the same name, given as --dataset ./NAME: scored as files
                 here = f" (the folder {own} here: --dataset ./{own})" if os.path.isdir(own) else ""
                 raise UsageError(f"the run's dataset {own!r} is not a built-in dataset nor one registered in this "
@@ -471,6 +473,8 @@ class TrainedModel:
                      f"the run's classes [0, {classes}); give the index of each image's class in class_names")
         if skip_bad_images and not isinstance(images, torch.Tensor):
             files = image_files(images)
+            if not files and not len(labels):
+                raise UsageError("evaluate((images, labels)): no images given; there is nothing to score")
             if len(files) != len(labels):
                 raise UsageError(f"evaluate((images, labels)): {len(files)} images but {len(labels)} labels; "
                                  "give one label per image, in order")
