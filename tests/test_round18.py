@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -403,3 +404,81 @@ def test_versions_pooled_are_named_oldest_first_then_as_met():
 
     note = several_versions(["0.10.0", OLDER, "0.9.0", "0.10.0"])
     assert f"pooled: {OLDER} (1 run), 0.10.0 (2 runs), 0.9.0 (1 run);" in note
+
+
+# explore18-notebook
+
+def test_a_model_or_dataset_cell_run_again_replaces_its_own_registration_and_refuses_anothers():
+    from coreaug.data import registry as datasets
+    from coreaug.models import registry as models
+
+    loaders = []
+    try:
+        for run in range(2):  # a notebook cell run twice: its function made again, edited or not
+            def tiny_net(in_channels, num_classes):
+                return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(num_classes))
+
+            def tiny_data(data_dir=None, *, download=False, progress=True):
+                return None
+            models.register_model("tiny-net-18")(tiny_net)
+            datasets.register_dataset("tiny-data-18", reads_files=bool(run))(tiny_data)
+            loaders.append(tiny_data)
+        assert models._MODELS["tiny-net-18"] is tiny_net and datasets._LOADERS["tiny-data-18"] is loaders[-1]
+        assert not datasets.reads_no_files("tiny-data-18")  # the second cell's reads_files
+        with pytest.raises(UsageError, match=r"a model named 'cnn' is already registered \(coreaug\.models\..*\); "
+                                             r"register .*tiny_net under another name"):
+            models.register_model("cnn")(tiny_net)
+        with pytest.raises(UsageError, match=r"a dataset named 'mnist' is already registered"):
+            datasets.register_dataset("mnist")(tiny_data)
+    finally:
+        models._MODELS.pop("tiny-net-18", None)
+        datasets._LOADERS.pop("tiny-data-18", None)
+        datasets._READS_NO_FILES.discard("tiny-data-18")
+
+
+def test_an_own_loop_started_again_on_a_loss_history_object_warns():
+    """A cell re-running the training loop with the same object selected on the earlier run's losses, silently."""
+    labels = torch.arange(40) % 4
+    estimates, losses = torch.randn(40, 4), torch.rand(40)
+    for strategy, warned in (("coreset-history", True), ("coreset", False)):
+        method = coreaug.CoresetAugmentation(labels, strategy=strategy, fraction=0.5, select_every=1)
+        for epoch in range(3):
+            method.select(epoch, estimates=estimates, losses=losses)
+            method.start_epoch(epoch)
+        method.select(0, estimates=estimates, losses=losses)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            method.start_epoch(0)
+        said = [str(w.message) for w in caught if "make a new CoresetAugmentation" in str(w.message)]
+        assert bool(said) == warned, (strategy, said)
+
+
+def test_workers_are_refused_for_a_dataset_registered_in_a_notebook_before_anything_is_written(tmp_path, monkeypatch):
+    """It started the workers and wrote grid.json, then failed with "unknown dataset" (explore18-notebook)."""
+    import sys
+    import types
+
+    from coreaug.data import registry as datasets
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # a notebook's: no file
+
+    def blobs(data_dir=None, *, download=False, progress=True):
+        return coreaug.load_dataset("digits")
+    blobs.__module__ = "__main__"  # as a function defined in a notebook cell is
+    monkeypatch.setitem(datasets._LOADERS, "nb-blobs", None)
+    datasets._LOADERS.pop("nb-blobs")
+    datasets.register_dataset("nb-blobs", reads_files=False)(blobs)
+    try:
+        config = coreaug.TrainConfig(dataset="nb-blobs", epochs=1, train_limit=40, test_limit=20, quiet=True)
+        with pytest.raises(UsageError, match=r"dataset 'nb-blobs' is registered in this notebook \(or python -c\)"):
+            coreaug.run_grid(config, tmp_path / "grid", subsets=(0.5,), strategies=("random",), references=(),
+                             seeds=1, jobs=2)
+        assert not (tmp_path / "grid" / "grid.json").exists()
+    finally:
+        datasets._READS_NO_FILES.discard("nb-blobs")
+
+
+def test_the_trained_model_comes_back_in_eval_mode_as_a_loaded_one_does(tmp_path):
+    result = coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50,
+                                               quiet=True, out=str(tmp_path / "run")))
+    assert not result.model.training and not coreaug.load_run(tmp_path / "run").model.training

@@ -112,8 +112,8 @@ def plan_workers(device, *, jobs=None, devices=None):
 def check_spawnable(configs):
     """UsageError, before anything is written, where spawned workers cannot train the runs of
     `configs` (TrainConfigs): the calling script was read from stdin (`python - < script.py`: the
-    workers cannot import it again), or a model, policy or strategy of the runs is registered in a
-    `__main__` of no file (a notebook, `python -c`), which the workers do not import."""
+    workers cannot import it again), or a dataset, model, policy or strategy of the runs is registered
+    in a `__main__` of no file (a notebook, `python -c`), which the workers do not import."""
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     # python -m (from a zip too) and zipapps have a __spec__: spawn imports them by name, not by file
@@ -131,7 +131,9 @@ def check_spawnable(configs):
 
 
 def _registered_names(config):
-    """(kind, name) of the registered names a TrainConfig uses: its model, strategy and policies."""
+    """(kind, name) of the registered names a TrainConfig uses: its dataset, model, strategy and policies."""
+    if isinstance(config.dataset, str):
+        yield "dataset", config.dataset
     yield "model", config.model
     yield "strategy", config.strategy
     for part in str(config.augment or "").split("+"):
@@ -140,13 +142,16 @@ def _registered_names(config):
 
 
 def _registered(kind, name):
-    """What `name` is registered as (a factory or a rule's choose function), or None."""
+    """What `name` is registered as (a factory, a loader or a rule's choose function), or None."""
     from coreaug.augment.registry import _POLICIES
+    from coreaug.data.registry import _LOADERS, _key
     from coreaug.models.registry import _MODELS
     from coreaug.selection.rules import RULES
 
     if kind == "strategy":
         return getattr(RULES.get(name), "choose", None)
+    if kind == "dataset":
+        return _LOADERS.get(_key(name))
     return (_MODELS if kind == "model" else _POLICIES).get(name)
 
 

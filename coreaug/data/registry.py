@@ -4,6 +4,7 @@ import os
 from typing import Callable, Dict, List, Optional
 
 from coreaug.errors import UsageError, not_applicable
+from coreaug.registering import qualified_name, same_definition
 
 from .dataset import ImageDataset, check_dataset
 from .locate import PathLike
@@ -25,10 +26,13 @@ def register_dataset(name: str, *, reads_files: bool = True) -> Callable[[Datase
     key = _key(name)  # as every look-up spells it: "My_Data" is "my-data"
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
-        if key in _LOADERS:
-            raise UsageError(f"a dataset named {key!r} is already registered")
+        if key in _LOADERS and not same_definition(_LOADERS[key], loader):  # (a cell run again replaces its own)
+            raise UsageError(f"a dataset named {key!r} is already registered ({qualified_name(_LOADERS[key])}); "
+                             f"register {qualified_name(loader)} under another name")
         _LOADERS[key] = loader
-        if not reads_files:
+        if reads_files:
+            _READS_NO_FILES.discard(key)
+        else:
             _READS_NO_FILES.add(key)
         return loader
 

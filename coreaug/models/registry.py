@@ -11,6 +11,7 @@ from torch import nn
 
 from coreaug.errors import UsageError, one_line
 from coreaug.files import in_python_library, where_raised
+from coreaug.registering import qualified_name, same_definition
 
 ModelFactory = Callable[[int, int], nn.Module]
 
@@ -38,8 +39,9 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
             raise UsageError(f"register_model({name!r}) must decorate a function taking in_channels and "
                              f"num_classes, got a {type(factory).__name__}")
         _check_arguments(factory, f"model {name!r}")
-        if key in _MODELS:
-            raise UsageError(f"a model named {key!r} is already registered")
+        if key in _MODELS and not same_definition(_MODELS[key], factory):  # (a cell run again replaces its own)
+            raise UsageError(f"a model named {key!r} is already registered ({qualified_name(_MODELS[key])}); "
+                             f"register {qualified_name(factory)} under another name")
         _MODELS[key] = factory
         return factory
 

@@ -26,6 +26,7 @@ from coreaug.data.dataset import ImageDataset
 from coreaug.data.images import DatasetImages, Images
 from coreaug.devices import api_device
 from coreaug.errors import UsageError
+from coreaug.files import warn_at_caller
 from coreaug.selection import Selection, budget_size, estimate_gradients, logit_gradients
 from coreaug.selection.checks import BALANCES, GRADIENT_KINDS, check_choice, check_fraction, check_int, check_labels
 from coreaug.selection.coreset import DEFAULT_KNN
@@ -389,6 +390,10 @@ class CoresetAugmentation:
         call this. A DistributedDataParallel model scores through its module (`ddp.module`).
         """
         epoch = check_epoch(epoch)
+        if self.epoch is not None and epoch < self.epoch and self.loss_count:  # (a notebook cell run again)
+            warn_at_caller(f"start_epoch({epoch}) after epoch {self.epoch}: strategy {self.strategy!r} selects on the "
+                           "losses of every selection so far, and this object keeps those of the training it ran "
+                           "(a new training would select on them); make a new CoresetAugmentation for a new training")
         unknown = sorted(set(estimate_options) - set(SCORE_OPTIONS))
         if unknown:
             raise UsageError(f"start_epoch got unknown option(s) {', '.join(unknown)}; the options of scores() are "
