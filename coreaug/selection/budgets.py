@@ -27,17 +27,29 @@ def class_budgets(class_sizes, total, balance="equal", *, seed=None):
     capped by its size, large or small) or with the largest remainders (`proportional`). Ties
     among those go to the lower class positions, or, with a `seed` (an integer >= 0), to classes
     in an order drawn from it: with a budget below the number of classes, selections of other
-    seeds leave out other classes, small ones included.
+    seeds leave out other classes, small ones included. With a seed, `proportional` draws who
+    takes a leftover example, each class with the chance its remainder gives (systematic
+    sampling): a class whose share is under one example (one image of 237 at 10%) gets a pick at
+    that rate over the selections, where the largest remainders left it out of every one.
     """
     sizes = np.asarray(class_sizes, dtype=np.int64)
     total = int(min(total, sizes.sum()))
     check_int(seed, "seed", 0, optional=True)
-    ties = np.arange(sizes.size) if seed is None else np.random.default_rng(seed).permutation(sizes.size)
+    rng = None if seed is None else np.random.default_rng(seed)
+    ties = np.arange(sizes.size) if rng is None else rng.permutation(sizes.size)
     if balance == "proportional":
-        budgets, remainders = np.divmod(total * sizes, sizes.sum())  # in integers: equal remainders tie exactly
-        extra = total - budgets.sum()
-        order = np.lexsort((ties, -remainders))
-        budgets[order[:extra]] += 1
+        whole = int(sizes.sum())
+        budgets, remainders = np.divmod(total * sizes, whole)  # in integers: equal remainders tie exactly
+        extra = int(total - budgets.sum())
+        if rng is None or extra == 0:
+            order = np.lexsort((ties, -remainders))
+            budgets[order[:extra]] += 1
+            return budgets
+        # `extra` points `whole` apart over the remainders laid end to end (they sum to extra * whole,
+        # each under whole): each class is hit at most once, with chance remainder / whole
+        ends = np.cumsum(remainders[ties])
+        hit = np.searchsorted(ends, int(rng.integers(whole)) + whole * np.arange(extra), side="right")
+        budgets[ties[hit]] += 1
         return budgets
     budgets = np.zeros_like(sizes)
     open_ = np.ones(sizes.size, dtype=bool)
