@@ -40,6 +40,10 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     width = max(map(columns, result.per_class), default=0)
     for name, (correct, total) in result.per_class.items():
         click.echo(f"  {name}{' ' * (width - columns(name))}  {correct / total:.2%} ({correct}/{total})")
+    if result.unscored:  # a class missing from the table would pass unseen among hundreds
+        more = f" and {len(result.unscored) - 10} more" if len(result.unscored) > 10 else ""
+        click.echo(f"  no images of {len(result.unscored)} of the run's classes here: "
+                   f"{', '.join(result.unscored[:10])}{more}")
 
 
 def columns(text):

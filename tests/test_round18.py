@@ -482,3 +482,20 @@ def test_the_trained_model_comes_back_in_eval_mode_as_a_loaded_one_does(tmp_path
     result = coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50,
                                                quiet=True, out=str(tmp_path / "run")))
     assert not result.model.training and not coreaug.load_run(tmp_path / "run").model.training
+
+
+def test_evaluate_names_the_classes_it_has_no_images_of(tmp_path):
+    """A val/ without one of the training classes: the class vanished from the per-class table
+    (explore18-imbalance #3)."""
+    for c, colour in COLOURS.items():
+        for i in range(4):
+            write_image(tmp_path / "data" / "train" / c / f"{i}.png", colour, size=(16, 16), seed=i)
+        if c != "fox":
+            write_image(tmp_path / "data" / "val" / c / "0.png", colour, size=(16, 16))
+    coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "data"), image_size=16, model="cnn", epochs=1,
+                                      batch_size=6, quiet=True, workers=0, cache_dir=str(tmp_path / "cache"),
+                                      out=str(tmp_path / "run")))
+    result = coreaug.load_run(tmp_path / "run").evaluate()
+    assert result.unscored == ["fox"] and "fox" not in result.per_class and result.total == 2
+    shown = invoke("evaluate", tmp_path / "run")
+    assert shown.exit_code == 0 and "no images of 1 of the run's classes here: fox" in shown.stdout, shown.output

@@ -73,7 +73,9 @@ class Evaluation:
     """Accuracy of a run's model on a labelled set, overall and per class (name -> (correct, total));
     `scored` says which images: "test split", or "labelled images" (a labelled folder's, all);
     `skipped`, the unreadable images of a labelled folder that `skip_bad_images` left out, each
-    "cannot read image PATH (why)" (not counted in `total`)."""
+    "cannot read image PATH (why)" (not counted in `total`); `unscored`, the run's classes with no
+    image in the set (a val/ without them, a class whose held-out images were unreadable), which
+    `per_class` leaves out."""
 
     accuracy: float
     correct: int
@@ -81,6 +83,7 @@ class Evaluation:
     per_class: Dict[str, Tuple[int, int]]
     scored: str = "test split"
     skipped: List[str] = dataclasses.field(default_factory=list)
+    unscored: List[str] = dataclasses.field(default_factory=list)
 
 
 class TrainedModel:
@@ -550,13 +553,16 @@ class TrainedModel:
     def _scored(self, labels, predicted, scored="test split"):
         """The `Evaluation` of run class indices `labels` against a list of predicted batches."""
         hits = torch.cat(predicted) == labels if predicted else torch.zeros(0, dtype=torch.bool)
-        per_class = {}
+        per_class, unscored = {}, []
         for index, name in enumerate(self.class_names):
             rows = labels == index
             if rows.any():
                 per_class[name] = (int(hits[rows].sum()), int(rows.sum()))
+            else:
+                unscored.append(name)
         correct, total = int(hits.sum()), len(labels)
-        return Evaluation(correct / total if total else float("nan"), correct, total, per_class, scored)
+        return Evaluation(correct / total if total else float("nan"), correct, total, per_class, scored,
+                          unscored=unscored)
 
     def _test_batches(self, data, folder, batch_size):
         """`data`'s test images, `batch_size` at a time, as the model takes them: a folder's
