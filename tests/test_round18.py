@@ -499,3 +499,16 @@ def test_evaluate_names_the_classes_it_has_no_images_of(tmp_path):
     assert result.unscored == ["fox"] and "fox" not in result.per_class and result.total == 2
     shown = invoke("evaluate", tmp_path / "run")
     assert shown.exit_code == 0 and "no images of 1 of the run's classes here: fox" in shown.stdout, shown.output
+
+
+def test_class_folders_named_alike_in_two_unicode_forms_are_refused(tmp_path):
+    """Two classes that printed alike, and val/'s images scored under both (explore18-imbalance #2)."""
+    import unicodedata
+
+    for form in ("NFC", "NFD"):
+        for i in range(3):
+            write_image(tmp_path / "data" / unicodedata.normalize(form, "café") / f"{i}.png", COLOURS["cat"],
+                        size=(16, 16), seed=i)
+    with pytest.raises(UsageError, match=r"class folders named alike in two Unicode forms \('cafe\\u0301' and "
+                                         r"'caf\\xe9', shown as 'café'\).*merge them"):
+        coreaug.load_dataset(str(tmp_path / "data"), image_size=16, cache_dir=str(tmp_path / "cache"), progress=False)

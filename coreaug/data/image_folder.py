@@ -460,6 +460,15 @@ def _class_folders(folder) -> List[str]:
     classes = listed_folders(folder)
     if not classes:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
+    forms = collections.defaultdict(list)  # "café" written with é, and with e and a combining accent (macOS)
+    for name in classes:
+        forms[unicodedata.normalize("NFC", name)].append(name)
+    twins = [names for names in forms.values() if len(names) > 1]
+    if twins:  # two classes that print alike, and a val/ folder matched to both: its images scored twice
+        written = " and ".join(map(ascii, twins[0]))
+        raise UsageError(f"{folder} holds class folders named alike in two Unicode forms ({written}, shown as "
+                         f"{unicodedata.normalize('NFC', twins[0][0])!r}): they would be two classes that print "
+                         "the same; merge them into one folder")
     if len(classes) == 1:  # it trained to 100% with nothing to tell apart
         raise UsageError(f"{folder} holds one class folder ({classes[0]}); a classifier needs two or more, "
                          "images in <folder>/<class>/<image>")
