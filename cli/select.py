@@ -54,7 +54,10 @@ LONG_SELECTION = 20_000  # examples from which a selection may take seconds to m
               help=f"(n,) .npy of losses ({_needing('losses')}); for coreset-history and coreset-heldout, "
                    "each example's mean loss over earlier selections (held-out ones for coreset-heldout), "
                    "which this command does not compute: the two read the file alike.")
-@click.option("--balance", type=click.Choice(BALANCES), default="equal", show_default=True)
+@click.option("--balance", type=click.Choice(BALANCES), default="equal", show_default=True,
+              help="Per-class budgets: equal (each class the same number, the paper's; with classes of unequal "
+                   "sizes, small ones weigh more) or proportional (each class in proportion to its size; the "
+                   "smallest get a pick at some selections, at their share's rate).")
 @click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the graph.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="own", show_default=True,
               help="Facility location of --strategy coreset (other strategies refuse apricot): own kernel, "

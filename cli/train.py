@@ -100,7 +100,7 @@ def train_options(command):
                           "classes) are randomly projected to at most this size, batch by batch; float16 when they "
                           "would exceed 1 GiB."),
         click.option("--knn", type=int, default=_default("knn"), show_default=True, help="Neighbours per example in the selection graph."),
-        click.option("--balance", type=click.Choice(BALANCES), default=_default("balance"), show_default=True, help="Per-class budgets: equal|proportional."),
+        click.option("--balance", type=click.Choice(BALANCES), default=_default("balance"), show_default=True, help="Per-class budgets: equal (each class the same number, the paper's; with classes of unequal sizes, small ones weigh more) or proportional (each class in proportion to its size; the smallest get a pick at some selections, at their share's rate)."),
         click.option("--loss-filter", type=float,
                      help="coreset-lowloss, coreset-history, coreset-heldout: share of each class's highest "
                           "losses cut [default: estimated: the examples the model rates below chance "

@@ -512,3 +512,19 @@ def test_class_folders_named_alike_in_two_unicode_forms_are_refused(tmp_path):
     with pytest.raises(UsageError, match=r"class folders named alike in two Unicode forms \('cafe\\u0301' and "
                                          r"'caf\\xe9', shown as 'café'\).*merge them"):
         coreaug.load_dataset(str(tmp_path / "data"), image_size=16, cache_dir=str(tmp_path / "cache"), progress=False)
+
+
+def test_evaluate_matches_a_class_folder_written_in_the_other_unicode_form(tmp_path):
+    """A folder zipped on macOS ("café" as e + a combining accent) was refused as another class (explore18-imbalance)."""
+    import unicodedata
+
+    for name, colour in (("café", COLOURS["cat"]), ("tea", COLOURS["dog"])):
+        for i in range(4):
+            write_image(tmp_path / "data" / name / f"{i}.png", colour, size=(16, 16), seed=i)
+    coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "data"), image_size=16, model="cnn", epochs=1,
+                                      batch_size=4, quiet=True, workers=0, cache_dir=str(tmp_path / "cache"),
+                                      out=str(tmp_path / "run")))
+    for name, colour in (("café", COLOURS["cat"]), ("tea", COLOURS["dog"])):
+        write_image(tmp_path / "mac" / unicodedata.normalize("NFD", name) / "0.png", colour, size=(16, 16))
+    result = coreaug.load_run(tmp_path / "run").evaluate(str(tmp_path / "mac"))
+    assert result.total == 2 and sorted(result.per_class) == ["café", "tea"]

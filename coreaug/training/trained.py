@@ -11,6 +11,7 @@ import json
 import numbers
 import os
 import sys
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -599,6 +600,9 @@ class TrainedModel:
             return self.class_names.index(name)
         if name in as_folders:
             return as_folders.index(name)
+        composed = [unicodedata.normalize("NFC", c) for c in as_folders]  # a folder zipped on macOS: "café" as e + ´
+        if unicodedata.normalize("NFC", name) in composed:
+            return composed.index(unicodedata.normalize("NFC", name))
         raise UsageError(f"class {name!r} of {source} is not one of the run's classes "
                          f"({', '.join(as_folders[:10])}{' ...' if len(as_folders) > 10 else ''}, as folder "
                          "names); evaluate on a dataset of the run's classes")
