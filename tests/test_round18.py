@@ -349,6 +349,11 @@ def test_a_full_out_disk_is_refused_before_the_data_is_decoded(tmp_path, monkeyp
     usage = run_files.shutil.disk_usage
     monkeypatch.setattr(run_files.shutil, "disk_usage",
                         lambda path: SimpleNamespace(free=0) if str(path).startswith(full) else usage(path))
+    assert run_files._takes_a_write(full)  # a disk that reports 0 free and takes writes (review25): let through
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(run_files.tempfile, "TemporaryFile", no_space)  # a disk that is full
     result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "imgs"), "--model", "cnn", "--epochs", "1",
                                       "--cache-dir", str(tmp_path / "cache"), "--out", os.path.join(full, "run")])
     assert result.exit_code == 2 and f"No space left on device: {full}" in result.stderr, result.output
@@ -528,3 +533,50 @@ def test_evaluate_matches_a_class_folder_written_in_the_other_unicode_form(tmp_p
         write_image(tmp_path / "mac" / unicodedata.normalize("NFD", name) / "0.png", colour, size=(16, 16))
     result = coreaug.load_run(tmp_path / "run").evaluate(str(tmp_path / "mac"))
     assert result.total == 2 and sorted(result.per_class) == ["café", "tea"]
+
+
+def test_a_cache_takes_its_image_folders_group_or_none_where_it_cannot(tmp_path, monkeypatch):
+    """review25: the cache kept the builder's own group with the images' group bits, so a teammate of the
+    images' group could not read it (and one of the builder's group could, not reading the images)."""
+    import stat
+
+    from coreaug.data import cache_decode, image_cache
+    from test_data_image_folder import write_split
+
+    if os.geteuid() != 0:
+        pytest.skip("gives a folder another group (root)")
+
+    def refused(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    for name, mode, chown in (("team", 0o750, True), ("lone", 0o750, False), ("open", 0o755, False)):
+        write_split(tmp_path / name, "", per_class=2)
+        os.chown(tmp_path / name, -1, 12345)
+        os.chmod(tmp_path / name, mode)
+        if not chown:  # a builder who is no member of the images' group
+            monkeypatch.setattr(cache_decode.os, "chown", refused)
+        coreaug.load_dataset(str(tmp_path / name), image_size=8, cache_dir=str(tmp_path / "cache"), progress=False)
+        monkeypatch.undo()
+        made = os.stat(image_cache.caches_in(str(tmp_path / "cache"), str(tmp_path / name))[0].folder)
+        group = stat.S_IMODE(made.st_mode) & 0o070
+        if chown:
+            assert made.st_gid == 12345 and group == 0o050, oct(made.st_mode)
+        elif mode & 0o007:
+            assert group == 0o050, oct(made.st_mode)  # others may read it anyway
+        else:
+            assert group == 0, oct(made.st_mode)
+
+
+def test_a_cache_this_user_may_not_read_is_refused_before_decoding(tmp_path, monkeypatch):
+    """review25: it decoded the whole folder, then failed on the rename with a bare "Operation not permitted"."""
+    from coreaug.data import image_cache
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "imgs", "", per_class=2)
+    coreaug.load_dataset(str(tmp_path / "imgs"), image_size=8, cache_dir=str(tmp_path / "cache"), progress=False)
+    folder = image_cache.caches_in(str(tmp_path / "cache"))[0].folder
+    access = image_cache.os.access
+    monkeypatch.setattr(image_cache.os, "access", lambda path, mode: False if path == folder else access(path, mode))
+    monkeypatch.setattr(image_cache, "read_meta", lambda path: None)  # (as another user's 0700 folder reads)
+    with pytest.raises(UsageError, match=r"the decoded cache .* is another user's \(user id \d+\).*--cache-dir"):
+        coreaug.load_dataset(str(tmp_path / "imgs"), image_size=8, cache_dir=str(tmp_path / "cache"), progress=False)

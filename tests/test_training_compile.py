@@ -330,17 +330,26 @@ def compiled_maxloss_run():
     """Max-loss transforms compiled: the candidates scored by the model in eval mode, in the graph."""
     from torch._dynamo.utils import counters
 
+    from coreaug.training import trainer
+
     breaks_before = sum(counters["graph_break"].values())
-    result = train(compile=True, **MAXLOSS)
-    return result, sum(counters["graph_break"].values()) - breaks_before
+    modes, result_of = [], trainer._result
+
+    def recording(config, history, model, distributed):  # the mode the last step left (the result is eval'd)
+        modes.append(model.training)
+        return result_of(config, history, model, distributed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "_result", recording)
+        result = train(compile=True, **MAXLOSS)
+    return result, sum(counters["graph_break"].values()) - breaks_before, modes
 
 
 def test_compiled_maxloss_trains_without_graph_breaks_or_recompiles(compiled_maxloss_run):
-    result, breaks = compiled_maxloss_run
+    result, breaks, modes = compiled_maxloss_run
     assert breaks == 0
     assert all(m["selected"] for m in result.history)
     assert result.history[0]["graphs_compiled"] >= 1 and [m["graphs_compiled"] for m in result.history[1:]] == [0, 0]
-    assert result.final_test_accuracy > 0.1 and result.model.training
+    assert result.final_test_accuracy > 0.1 and modes == [True]  # the candidates' eval mode did not outlast the step
 
 
 def test_compiled_maxloss_matches_the_same_step_run_eagerly(compiled_maxloss_run, monkeypatch):

@@ -56,11 +56,22 @@ def build_cache(build, folder, *, splits, classes, image_size, decode, workers, 
 
 def _keep_as_private_as(path, source):
     """Give the folder ``path`` the access the folder ``source`` grants group and others, at most (its
-    owner keeps full access); nothing for a source that is no folder here."""
+    owner keeps full access), with the source's group (a team's: its members read the cache as they
+    read the images); where that group cannot be given (the builder is no member), no group access
+    unless others have it anyway. Nothing for a source that is no folder here."""
     try:
-        granted = stat.S_IMODE(os.stat(source).st_mode) if source and os.path.isdir(source) else None
-        if granted is not None:
-            os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) & (granted | 0o700) | 0o700)
+        if not (source and os.path.isdir(source)):
+            return
+        folder, made = os.stat(source), os.stat(path)
+        granted = stat.S_IMODE(folder.st_mode)
+        mode = stat.S_IMODE(made.st_mode) & (granted | 0o700) | 0o700
+        if made.st_gid != folder.st_gid:
+            try:
+                os.chown(path, -1, folder.st_gid)
+            except OSError:  # the builder's own group is another group than the images'
+                if not granted & 0o007:
+                    mode &= ~0o070
+        os.chmod(path, mode)
     except OSError:  # a file system without modes: the cache is as open as the disk makes it
         pass
 

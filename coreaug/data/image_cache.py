@@ -141,6 +141,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
         raise _known_unreadable(unreadable)
     built, show_build = False, progress if _BUILDS_SHOWN.get() is None else _BUILDS_SHOWN.get()
     while not built and read_meta(folder) is None:
+        _refuse_unreadable(folder)
         _refuse_in_a_starting_worker()  # (a cache already built opens in any process)
         _make_cache_folder(root, cache_dir)
         try:
@@ -169,6 +170,18 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
                    f"`coreaug datasets {shlex.quote(shown(source))} --clear-cache{here}` removes every cache of it, "
                    "this one included, when no run reads them")
     return ImageCache(folder)
+
+
+def _refuse_unreadable(folder):
+    """UsageError, before decoding, where the cache is there but this user may not read it (another user's,
+    in a cache folder users share): a build of ours could not take its place, and failed once decoded."""
+    if os.path.isdir(folder) and not os.access(folder, os.R_OK | os.X_OK):
+        try:
+            owner = f" (user id {os.stat(folder).st_uid})"
+        except OSError:
+            owner = ""
+        raise UsageError(f"the decoded cache {folder} is another user's{owner}, which this user may not read: use a "
+                         "cache folder of your own (--cache-dir, or COREAUG_CACHE_DIR), or ask them to share it")
 
 
 def _known_unreadable(files):

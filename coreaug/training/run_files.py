@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -743,8 +744,21 @@ def _check_can_make(path):
         free = shutil.disk_usage(above).free
     except OSError:  # not known: the first write tells
         free = FULL_DISK
-    if free < FULL_DISK:
+    if free < FULL_DISK and not _takes_a_write(above):  # (some network and FUSE disks report 0 free and write)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), above)
+
+
+def _takes_a_write(folder):
+    """Whether FULL_DISK bytes can be written in `folder` (a file written, synced and removed), for a disk that
+    reports it has less free: False only on a full disk or quota."""
+    try:
+        with tempfile.TemporaryFile(dir=folder) as f:
+            f.write(bytes(FULL_DISK))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        return exc.errno not in (errno.ENOSPC, errno.EDQUOT)
+    return True
 
 
 FULL_DISK = 64 * 1024  # free bytes under which an --out's disk is taken as full before a run starts
