@@ -1,4 +1,5 @@
 """`coreaug predict`: a finished run's classes and probabilities for image files."""
+import contextlib
 import csv
 import json
 import os
@@ -50,6 +51,9 @@ def predict(run, images, files_from, top_k, fmt, device, skip_bad_images):
     if not skip_bad_images:
         check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "
                              "leave unreadable ones out")
+    if fmt == "csv":  # a file name that is not UTF-8 (an old archive's Latin-1) written as its bytes, as ls does
+        with contextlib.suppress(AttributeError, ValueError):
+            sys.stdout.reconfigure(errors="surrogateescape")
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer:
         writer.writerow(["image", "rank", "class", "probability"])

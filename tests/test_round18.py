@@ -367,8 +367,10 @@ def test_files_from_keeps_names_that_are_not_utf8_and_refuses_nul_separated_list
     write_image(tmp_path / name, COLOURS["cat"], size=(16, 16))
     (tmp_path / "list.txt").write_bytes(os.fsencode(str(tmp_path / name)) + b"\n")
     result = invoke("predict", finished / "run", "--files-from", tmp_path / "list.txt", "--top-k", "1", "--format",
-                    "json")  # (JSON escapes the name; a CSV row prints it as the terminal's encoding allows)
+                    "json")
     assert result.exit_code == 0 and len(json.loads(result.stdout)) == 1, result.output
+    result = invoke("predict", finished / "run", "--files-from", tmp_path / "list.txt", "--top-k", "1")
+    assert result.exit_code == 0 and b"caf\xe9.png,1," in result.stdout_bytes, result.output  # its bytes, as ls
     (tmp_path / "nul.txt").write_bytes(b"a.png\0b.png\0")
     result = invoke("predict", finished / "run", "--files-from", tmp_path / "nul.txt")
     assert result.exit_code == 2 and "-print0" in result.stderr, result.output
