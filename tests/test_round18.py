@@ -251,7 +251,8 @@ def test_the_build_note_names_the_cache_folder_it_counted_and_quotes_paths(tmp_p
     folder, cache = tmp_path / "dir ñ x", tmp_path / "my cache"
     write_split(folder, "", per_class=2)
     for size in (8, 12):
-        result = CliRunner().invoke(app, ["datasets", str(folder), "--image-size", str(size), "--cache-dir", str(cache)])
+        result = CliRunner().invoke(app, ["datasets", str(folder), "--image-size", str(size),
+                                          "--cache-dir", str(cache)])
         assert result.exit_code == 0, result.output
     assert re.search(rf"decoded cache: {re.escape(str(cache))}/\w+ \(\d+ KiB\)", result.output), result.output
     advice = re.search(r"`(coreaug datasets .*--clear-cache.*)`", result.output).group(1)
@@ -522,7 +523,8 @@ def test_class_folders_named_alike_in_two_unicode_forms_are_refused(tmp_path):
 
 
 def test_evaluate_matches_a_class_folder_written_in_the_other_unicode_form(tmp_path):
-    """A folder zipped on macOS ("café" as e + a combining accent) was refused as another class (explore18-imbalance)."""
+    """A folder zipped on macOS ("café" as e + a combining accent) was refused as another class
+    (explore18-imbalance)."""
     import unicodedata
 
     for name, colour in (("café", COLOURS["cat"]), ("tea", COLOURS["dog"])):

@@ -160,7 +160,8 @@ def test_an_older_runs_relative_data_dir_is_found_from_its_parents_or_named(tmp_
 
 
 def test_an_older_run_of_a_dataset_that_reads_no_files_ignores_its_recorded_data_dir(tmp_path, monkeypatch):
-    """0.2 took --data-dir beside --dataset digits and recorded it; evaluate refused the run from elsewhere (review24)."""
+    """0.2 took --data-dir beside --dataset digits and recorded it; evaluate refused the run from elsewhere
+    (review24)."""
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "run"
     coreaug.train(coreaug.TrainConfig(dataset="digits", model="cnn", epochs=1, train_limit=100, test_limit=50,

@@ -185,10 +185,11 @@ def record_grid(out, runs, config, shard=None, data=None):
 
 def check_data(plan, data, runs, out):
     """UsageError where the folder dataset's files hash to `data` now and the grid's runs (grid.json's, and
-    this command's `runs`) trained on files of another hash (files added, removed or modified): the cells would pool runs on two
-    sets of images. The hash is grid.json's, else (a grid restored from an archive, which keeps the
-    runs' files alone) a finished run's summary.json's, else (a grid of coreaug 0.2, which recorded it
-    in checkpoint.pt alone) a run's checkpoint's; a grid with no run finished or interrupted
+    this command's `runs`) trained on files of another hash (files added, removed or modified): the cells
+    would pool runs on two sets of images. The hash is grid.json's, else (a grid restored from an
+    archive, which keeps the runs' files alone) a finished run's summary.json's, else (a grid of
+    coreaug 0.2, which recorded it in checkpoint.pt alone) a run's checkpoint's; a grid with no run
+    finished or interrupted
     has nothing to keep apart, and its plan records the hash of now (`plan`'s "data" is dropped for record_plan to
     write again). The folder reached through a link at the path the grid recorded (moved,
     `run_files.dataset_note`) is the same data."""
@@ -272,7 +273,8 @@ def _warn_other_versions(runs):
     others = sorted(set(versions) - {__version__})
     if others:
         n = sum(version != __version__ for version in versions)
-        warn_at_caller(f"{n} finished run{'s' * (n != 1)} of this grid {'were' if n != 1 else 'was'} trained by coreaug "
+        were = "were" if n != 1 else "was"
+        warn_at_caller(f"{n} finished run{'s' * (n != 1)} of this grid {were} trained by coreaug "
                       f"{' and '.join(others)}, and this is {__version__}, which may draw augmentations and compute "
                       "settings otherwise (see the changelog): the tables will pool the versions' runs; give this grid "
                       "another --out to compare them")

@@ -257,7 +257,7 @@ def select_ccs(labels, fraction, *, estimates, losses=None, balance="equal", see
         sizes = np.bincount(stratum, minlength=strata)
         quota = np.zeros(strata, dtype=np.int64)
         remaining = budget
-        drawn = rng.permutation(strata)  # ties of size in a seeded order (in index order, the hardest got the last picks)
+        drawn = rng.permutation(strata)  # ties of size in a seeded order (by index, the hardest got the last picks)
         for position, k in enumerate(drawn[np.argsort(sizes[drawn], kind="stable")]):  # strata, not examples
             quota[k] = min(sizes[k], remaining // (strata - position))
             remaining -= quota[k]
