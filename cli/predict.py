@@ -65,6 +65,8 @@ def predict(run, images, files_from, top_k, fmt, device, skip_bad_images):
             try:
                 kept, pixels = trained.read_readable(chunk, skip_bad_images, skipped)
             except UsageError as error:
+                if not hasattr(error, "what"):  # not an unreadable image's
+                    raise
                 printed = f"the rows of the {done} images before it were printed; " if writer and done else ""
                 raise UsageError(f"{error.what}; {printed}pass --skip-bad-images to leave unreadable images out") \
                     from None
