@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from dataclasses import dataclass
 
@@ -211,11 +212,18 @@ def run_in_workers(runs, workers, report=None):
                 processes.append(_start(context, index, worker, tasks, results))
             _wait(processes, todo, results, holding, done)
         finished = True
+    except BaseException as stopped:
+        # The frames the exception leaves (_wait's, Queue.get's) hold the queues: freed with them, their
+        # semaphores would be unlinked by a garbage collection that may run inside the resource tracker's
+        # lock at exit, whose unregistering then fails ("1 leaked semaphore", "[Errno 2]"). Freed below.
+        traceback.clear_frames(stopped.__traceback__)
+        raise
     finally:
         _stop(processes, finished=finished)
         tasks.cancel_join_thread()  # runs a stopped worker never took must not hold this process
         tasks.close()
         results.close()
+        del tasks, results  # their semaphores unlinked and unregistered now, in this thread
     return outcomes
 
 
