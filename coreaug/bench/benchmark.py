@@ -238,11 +238,8 @@ def check_inputs(out, runs, config):
     under the same module name). The cells would pool runs from two. Nothing is hashed for a grid
     without such a run."""
     for run in runs:
-        try:
-            with open(os.path.join(out, "runs", run.name, "summary.json"), encoding="utf-8") as f:
-                recorded = json.load(f).get("inputs")
-        except (OSError, ValueError, AttributeError):
-            continue
+        summary = _summary_at(os.path.join(out, "runs", run.name, "summary.json"))
+        recorded = summary.get("inputs") if isinstance(summary, dict) else None
         if isinstance(recorded, dict) and recorded:
             break
     else:
@@ -263,13 +260,8 @@ def _warn_other_versions(runs):
     command's runs will be pooled with them (results.md and report say so too)."""
     from coreaug import __version__
 
-    versions = []
-    for run in runs:
-        try:
-            with open(os.path.join(run.folder, "summary.json"), encoding="utf-8") as f:
-                versions.append(recorded_version(json.load(f)))
-        except (OSError, ValueError):
-            continue
+    summaries = [_summary_at(os.path.join(run.folder, "summary.json")) for run in runs]
+    versions = [recorded_version(summary) for summary in summaries if summary is not None]
     others = sorted(set(versions) - {__version__})
     if others:
         n = sum(version != __version__ for version in versions)
@@ -282,9 +274,15 @@ def _warn_other_versions(runs):
 
 def _data_fingerprint(path):
     """The hash of a folder dataset's files that the summary.json at `path` records, else None."""
+    return recorded_fingerprint(_summary_at(path))
+
+
+def _summary_at(path):
+    """The run summary.json at `path` as read (any JSON value), None where it cannot be read: check_inputs,
+    check_data and the version warning each read the grid's summaries."""
     try:
         with open(path, encoding="utf-8") as f:
-            return recorded_fingerprint(json.load(f))
+            return json.load(f)
     except (OSError, ValueError):
         return None
 
