@@ -128,20 +128,17 @@ class TrainedModel:
         PIL image without pixels, or of floating-point or 32-bit integer pixels outside 0..255, as
         such a file is; a link to a file that is gone included), UsageError for a folder,
         FileNotFoundError for a missing file. `~` in a path is the home folder."""
-        from coreaug.data.image_folder import NOT_REGULAR, decode_square, special_file
+        from coreaug.data.image_folder import decode_square
 
         if not hasattr(image, "convert"):
             image = os.path.expanduser(image)
         if not hasattr(image, "convert") and os.path.isdir(image):
             raise UsageError(f"{image} is a folder; read takes one image file (predict takes folders)")
-        if not hasattr(image, "convert") and os.path.islink(image) and not os.path.exists(image):
-            raise UnreadableImage(image, f"a link to {os.readlink(image)}, which does not exist")
-        if not hasattr(image, "convert") and special_file(image):
-            raise UnreadableImage(image, NOT_REGULAR)
-        if not hasattr(image, "convert") and not os.path.isfile(image):
+        problem = None if hasattr(image, "convert") else _file_problem(image)
+        if problem == NO_FILE:
             raise FileNotFoundError(f"image {image} does not exist; give the path of an image file")
-        if not hasattr(image, "convert") and os.path.getsize(image) == 0:  # as training names it
-            raise UnreadableImage(image, EMPTY_FILE)
+        if problem:
+            raise UnreadableImage(image, problem)
         if hasattr(image, "convert") and 0 in image.size:
             raise _unreadable(image, f"no pixels: {image.size[0]}x{image.size[1]}")
         if hasattr(image, "convert") and getattr(image, "tile", None) and getattr(image, "fp", 1) is None:
@@ -685,6 +682,25 @@ def reading_bar(total, description, shown=True):
     return progress_bar(total, description, "image", disable=not shown or total < READING_BAR, leave=False)
 
 
+NO_FILE = "no such file"
+
+
+def _file_problem(path):
+    """Why the file at `path` is no image before it is opened (a link to nothing, a pipe or device, NO_FILE, an
+    empty file, as training names them), else None: what `read` and `check_headers` check first."""
+    from coreaug.data.image_folder import NOT_REGULAR, special_file
+
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"a link to {os.readlink(path)}, which does not exist"
+    if special_file(path):
+        return NOT_REGULAR
+    if not os.path.isfile(path):
+        return NO_FILE
+    if os.path.getsize(path) == 0:
+        return EMPTY_FILE
+    return None
+
+
 def check_headers(files, advice):
     """UsageError (UnreadableImage, then `advice`) naming the first of `files` (paths; PIL images are let
     through) that is not an image by its header: a cheap pass (no pixel is decoded) before a long one
@@ -692,19 +708,12 @@ def check_headers(files, advice):
     a file damaged past its header is found when decoded."""
     from PIL import Image
 
-    from coreaug.data.image_folder import NOT_REGULAR, special_file
-
     for path in files:
         if hasattr(path, "convert"):
             continue
-        if os.path.islink(path) and not os.path.exists(path):
-            raise UnreadableImage(path, f"a link to {os.readlink(path)}, which does not exist", advice)
-        if special_file(path):
-            raise UnreadableImage(path, NOT_REGULAR, advice)
-        if not os.path.isfile(path):
-            raise UnreadableImage(path, "no such file", advice)
-        if os.path.getsize(path) == 0:
-            raise UnreadableImage(path, EMPTY_FILE, advice)
+        problem = _file_problem(path)
+        if problem:
+            raise UnreadableImage(path, problem, advice)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels are not decoded here
