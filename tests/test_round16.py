@@ -57,20 +57,11 @@ def test_a_resume_on_another_thread_count_warns_and_the_summary_lists_both_count
 
     import torch
 
-    from coreaug.training.run_files import RunFolder, checkout_commit
+    from coreaug.training.run_files import checkout_commit
+    from test_upgrade_round18 import interrupted_run
 
-    config = dict(dataset="digits", model="cnn", epochs=2, train_limit=200, test_limit=100, quiet=True,
-                  out=str(tmp_path / "run"))
-    real_save = RunFolder.save_epoch
-
-    def interrupted(self, checkpoint, history):
-        real_save(self, checkpoint, history)
-        raise KeyboardInterrupt
+    config = interrupted_run(tmp_path, monkeypatch)  # stopped after its first of two epochs
     threads = torch.get_num_threads()
-    monkeypatch.setattr(RunFolder, "save_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        coreaug.train(coreaug.TrainConfig(**config))
-    monkeypatch.setattr(RunFolder, "save_epoch", real_save)
     try:
         torch.set_num_threads(threads + 1)
         with pytest.warns(UserWarning, match=f"epochs up to 1 on {threads} threads? and goes on with {threads + 1}"
