@@ -46,7 +46,7 @@ def user_errors(command=None, *, again="run it again"):
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
             text = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
-            fail(" ".join(as_flags(text).split()) if isinstance(exc, UsageError) else " ".join(text.split()))
+            fail(joined_lines(as_flags(text) if isinstance(exc, UsageError) else text))
         except OSError as exc:
             if exc.errno not in DISK_ERRORS + (errno.ENAMETOOLONG,):
                 raise
@@ -54,6 +54,12 @@ def user_errors(command=None, *, again="run it again"):
         except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
             fail(str(exc), code=1)
     return wrapper
+
+
+def joined_lines(text):
+    """`text` on one line: each line break, with the spaces around it, becomes one space; the spaces
+    inside a line (a file name's run of spaces: "a  b.png") are kept."""
+    return re.sub(r"[ \t]*[\r\n]+[ \t]*", " ", text).strip()
 
 
 LISTED_AFTER_FLAGS = re.compile(r"(?:--[\w-]+(?:, | and ))+(\w+)\b")  # a one-word name in a list of flags

@@ -3,10 +3,10 @@ import unicodedata
 
 import click
 
-import coreaug
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 
 from .errors import one_process, user_errors
+from .predict import MODEL_HELP, load_named
 
 
 @click.command("evaluate")
@@ -22,12 +22,13 @@ from .errors import one_process, user_errors
               help="The run's own folder dataset: where its images are decoded to [default: the run's cache "
                    f"folder, or, where it is gone or cannot be written, {CACHE_DIR_TEXT}].")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
+@click.option("--model", metavar="PACKAGE.MODULE:FUNCTION", default=None, help=MODEL_HELP)
 @user_errors
-def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device):
+def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device, model):
     """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class
     (a folder other than the run's own without a train/ split: on all its labelled images)."""
     one_process("evaluate")
-    trained = coreaug.load_run(run, device=device)
+    trained = load_named(run, model, device)
     dataset = dataset or trained.config["dataset"]
     result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images,
                               cache_dir=cache_dir)

@@ -11,9 +11,26 @@ from tqdm import tqdm
 
 import coreaug
 from coreaug.errors import UsageError
-from coreaug.training.trained import all_unreadable, check_headers, image_files, reading_bar
+from coreaug.models.registry import is_import_path
+from coreaug.training.trained import UntrustedModel, all_unreadable, check_headers, image_files, reading_bar
 
 from .errors import one_process, user_errors
+
+MODEL_HELP = ("A run trained with --model package.module:function: that path, to import it again (its code runs: "
+              "name it for a run you trust). Without it such a run is refused; a run of a built-in model needs none.")
+
+
+def load_named(run, model, device):
+    """`coreaug.load_run` for a command: the import path the user named (--model), if any, and the
+    refusal of a run whose code was not named worded with the flag."""
+    if model is not None and not is_import_path(model):
+        raise UsageError(f"--model {model!r} is not an import path (package.module:function): it names the code of "
+                         "a run trained with one, to import it again")
+    try:
+        return coreaug.load_run(run, model=model, device=device)
+    except UntrustedModel as exc:
+        raise UsageError(exc.line(f"--model {exc.path}")) from None
+
 
 CHUNK = 256  # images read and classified at a time, so a large folder never sits in memory
 
@@ -31,13 +48,15 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
               help="csv: image,rank,class,probability rows; json: a list of {image, classes, probabilities}.")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
+@click.option("--model", metavar="PACKAGE.MODULE:FUNCTION", default=None,
+              help=MODEL_HELP)
 @click.option("--skip-bad-images", is_flag=True,
               help="Leave unreadable images out (each named on stderr, then counted) instead of stopping; "
                    "exit code 2 still when none can be read. Without it, a file that is not an image stops "
                    "predict before anything is printed; a damaged one found only when decoded stops it "
                    "after the rows of the images before it.")
 @user_errors
-def predict(run, images, files_from, top_k, fmt, device, skip_bad_images):
+def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images):
     """Classify IMAGES (files, or folders of them: their images, recursively, sorted, without hidden
     files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN.
     From 512 images a bar on stderr counts those read."""
@@ -46,7 +65,7 @@ def predict(run, images, files_from, top_k, fmt, device, skip_bad_images):
     if not images and not listed:
         raise UsageError("give IMAGES (files or folders), or a list of them with --files-from"
                          + (f" ({files_from.name} lists none)" if files_from is not None else ""))
-    trained = coreaug.load_run(run, device=device)
+    trained = load_named(run, model, device)
     files = image_files(list(images) + listed)
     if not skip_bad_images:
         check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "

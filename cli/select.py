@@ -99,6 +99,11 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
     features = None if features_path is None else _load_npy(features_path, "features")
     losses = None if losses_path is None else _load_npy(losses_path, "losses")
     labels = check_labels(labels)  # before the line below counts its classes (a 0-d array has no length)
+    if fraction > 1 and float(fraction).is_integer():  # a count: the API's advice says "count / n", n is known here
+        count, n = int(fraction), len(labels)
+        advice = (f"to select {count:,} of these {n:,} examples pass --fraction {count / n:.6g}" if count < n
+                  else f"there are {n:,} examples; --fraction 1 selects them all")
+        raise UsageError(f"--fraction must be in (0, 1], got {fraction:g}; {advice}")
     if len(labels) >= LONG_SELECTION:  # no output until the summary: say what it is doing
         classes = len(np.unique(labels))
         click.echo(f"selecting {fraction:g} of {len(labels):,} examples in {classes:,} class{'es' * (classes != 1)} "

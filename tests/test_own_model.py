@@ -115,7 +115,7 @@ def test_the_cli_trains_a_model_by_import_path_and_load_run_rebuilds_it(tmp_path
     proc = cli("train", *CLI_TINY, "--model", "my_nets:small", "--out", "run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     monkeypatch.syspath_prepend(str(tmp_path))
-    trained = coreaug.load_run(tmp_path / "run")
+    trained = coreaug.load_run(tmp_path / "run", model="my_nets:small")  # named: importing runs its code
     assert isinstance(trained.model, nn.Sequential) and trained.model[0].in_channels == 3
     assert trained.model[-1].out_features == 10
 

@@ -389,7 +389,7 @@ def test_a_runs_model_function_that_now_builds_another_model_is_named_with_its_f
     monkeypatch.delitem(sys.modules, "nets_r16")
     with pytest.raises(UsageError, match=f"nets_r16:small \\(imported from {tmp_path / 'nets_r16.py'}\\) now builds "
                                          "another model than the run trained: restore that file"):
-        coreaug.load_run(tmp_path / "run")
+        coreaug.load_run(tmp_path / "run", model="nets_r16:small")
 
 
 def test_checkpoints_and_models_reach_the_disk_before_they_replace_the_old_file(tmp_path, monkeypatch):

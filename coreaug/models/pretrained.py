@@ -45,7 +45,7 @@ class PretrainedReport:
         return f"loaded {self.loaded} tensors from {self.path}" + (kept if self.classifier_reset else "")
 
 
-def _why_unreadable(exc: Exception, path: str) -> str:
+def why_unreadable(exc: Exception, path: str) -> str:
     """One short line for torch.load's many ways to fail (some messages are a bare number).
     torch says "Weights only load failed" for any file that is not a zip archive too (a PNG, a
     script), so the file's first bytes tell a foreign file from one holding pickled objects."""
@@ -70,7 +70,7 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, pickle, EOF and weights_only refusals alike
-        raise UsageError(f"{path} is not a readable torch checkpoint ({_why_unreadable(exc, path)}); save "
+        raise UsageError(f"{path} is not a readable torch checkpoint ({why_unreadable(exc, path)}); save "
                          "the weights alone with torch.save(model.state_dict(), path)") from None
     if isinstance(content, Mapping):
         for key in ("state_dict", "model"):

@@ -271,7 +271,12 @@ class TrainConfig:
     def resolved(self):
         """A copy with the dataset's defaults filled in and every field validated."""
         self._check_types()  # before the defaults are looked up by dataset and milestones made a tuple
-        defaults = {**DATASET_DEFAULTS.get(self.dataset, FALLBACK_DEFAULTS), **OPTIMIZER_DEFAULTS.get(self.optimizer, {})}
+        name = self.dataset
+        if not _folder(name) and _registered(name):  # "Digits" takes digits' defaults, as it is recorded as digits
+            from coreaug.data.registry import registered_name
+
+            name = registered_name(name)
+        defaults = {**DATASET_DEFAULTS.get(name, FALLBACK_DEFAULTS), **OPTIMIZER_DEFAULTS.get(self.optimizer, {})}
         filled = {k: v if v is not None or k not in defaults else defaults[k]
                   for k, v in dataclasses.asdict(self).items()}
         filled["milestones"] = tuple(filled["milestones"])
@@ -281,9 +286,7 @@ class TrainConfig:
         if _folder(self.dataset):  # one folder, one name: from any working folder, typed any way
             filled["dataset"] = os.path.realpath(os.path.expanduser(os.fspath(self.dataset)))
         elif _registered(self.dataset):  # one name, as registered: "Digits" is "digits"
-            from coreaug.data.registry import registered_name
-
-            filled["dataset"] = registered_name(self.dataset)
+            filled["dataset"] = name
         # A folder dataset's cache folder: the one this run uses (COREAUG_CACHE_DIR's or the default when not
         # given), so that evaluate, from anywhere and without that variable, reads the same cache.
         if filled["cache_dir"] is None and _folder(self.dataset):

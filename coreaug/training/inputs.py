@@ -78,6 +78,22 @@ def _sample(images, labels, limit, seed):
     return images[keep], labels[keep]
 
 
+def _note_untrained_classes(train_y, data, config):
+    """A note on stderr naming the classes with no training example (a registered dataset without
+    one, or a --train-limit that drew none): the run trains on without them and never predicts them."""
+    counts = torch.bincount(torch.as_tensor(train_y).long().flatten(), minlength=data.num_classes)
+    missing = [label for label, count in enumerate(counts[:data.num_classes].tolist()) if count == 0]
+    if not missing:
+        return
+    names = [data.class_names[label] if data.class_names else str(label) for label in missing]
+    shown = ", ".join(names) if len(names) <= 6 else ", ".join(names[:5]) + f" and {len(names) - 5} more"
+    cause = (f" (--train-limit {config.train_limit} drew none of them)"
+             if config.train_limit is not None and config.train_limit < len(data.train_labels) else "")
+    tqdm.write(f"note: {len(missing)} of {data.num_classes} classes {'has' if len(missing) == 1 else 'have'} no "
+               f"training example{cause}: {shown}; the model never learns to predict "
+               f"{'it' if len(missing) == 1 else 'them'}", file=sys.stderr)
+
+
 def load_folder(config, progress):
     """config's folder dataset as a run reads it: decoded into its cache (built here if missing,
     in config.workers processes) and returned as images on disk."""
@@ -103,6 +119,8 @@ def load_run_data(config, device, distributed=None):
         name = data.class_names[label] if data.class_names else label
         raise UsageError(f"--train-limit {config.train_limit} drew training examples of one class only ({name}) "
                          f"from {len(data.train_labels)}; a classifier needs two classes or more: raise the limit")
+    if not config.quiet:
+        _note_untrained_classes(train_y, data, config)
     test_x, test_y = _sample(as_images(data.test_images), data.test_labels, config.test_limit, 1)
     for flag, limit, split, kept in (("--train-limit", config.train_limit, data.train_labels, "training"),
                                      ("--test-limit", config.test_limit, data.test_labels, "test")):

@@ -25,7 +25,10 @@ from coreaug.data.image_cache import builds_shown
 from coreaug.data.image_folder import cache_dataset
 from coreaug.data.registry import names_registered_dataset
 from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line
+from coreaug.files import saved_by_torch
 from coreaug.models import available_models, create_model
+from coreaug.models.pretrained import why_unreadable
+from coreaug.models.registry import is_import_path
 from coreaug.selection.gradients import check_model_logits
 
 from .config import INSTANCE
@@ -761,20 +764,30 @@ def image_files(images):
 def load_run(run, model=None, device="cpu"):
     """The model of a finished run folder (`coreaug train --out RUN`) as a `TrainedModel`.
 
-    The model is rebuilt from model.pt (a registered name, or the run's `package.module:function`
-    imported again); a run that trained a module passed to `coreaug.train(config, model=...)`
-    needs that module's like passed as `model`, whose weights are then replaced by the run's.
+    The model is rebuilt from model.pt: a registered name, or the run's `package.module:function`
+    imported again, which runs that module's code, so it is imported only when named as `model`
+    (the run's own path, as a string: `load_run(RUN, model="mynets:small")`, for a run you trust);
+    a run that trained a module passed to `coreaug.train(config, model=...)` needs that module's
+    like passed as `model`, whose weights are then replaced by the run's.
     `device` is what `coreaug train --device` takes: "auto" (CUDA when available), "cpu" or
     "cuda[:N]". Raises ValueError for a folder that holds no run, a run that is not finished, a
     `model` that is not a module, does not fit the weights or does not return (B, classes) logits
     (tried on two images), or a device that is not one of those
     or not on this machine.
     """
-    if model is not None and not isinstance(model, torch.nn.Module):
+    if model is not None and not isinstance(model, torch.nn.Module) and not is_import_path(model):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; pass a module built as the "
-                         "run's was, or leave it out for a run of a registered model")
+                         "run's was, its import path (package.module:function) for a run that trained one, or "
+                         "leave it out for a run of a registered model")
     state = read_model_file(run)
     advice = PASS_A_MODEL
+    if isinstance(model, str):  # the user names the code to import: it must be what the run trained
+        if model.strip() != str(state["model"]):
+            raise UsageError(f"model {model!r} is not the model {run} trained ({state['model']!r}); "
+                             + ("name that one" if is_import_path(state["model"]) else "leave it out"))
+        model = None
+    elif model is None and is_import_path(state["model"]) and not str(state["model"]).startswith(INSTANCE):
+        raise UntrustedModel(run, state["model"])
     if model is None:
         if str(state["model"]).startswith(INSTANCE):
             raise UsageError(f"{run} trained a model passed to coreaug.train ({state['model'][len(INSTANCE):]}), "
@@ -804,6 +817,22 @@ def load_run(run, model=None, device="cpu"):
                            fingerprint, channels_last=state.get("channels_last", True), run=os.fspath(run), older=older)
     check_loaded_model(trained, run, advice)
     return trained
+
+
+class UntrustedModel(UsageError):
+    """A run whose model is built by a `package.module:function` that loading it would import and
+    run, which was not named: a run folder may come from someone else, and reading one never runs
+    code of its own accord. `path`: the import path; `line(name_it)`: the message, `name_it` the way
+    to name it (the API's `model=...`, a command's --model)."""
+
+    def __init__(self, run, path):
+        self.run, self.path = run, path
+        super().__init__(self.line(f"coreaug.load_run(RUN, model={path!r})"))
+
+    def line(self, name_it):
+        return (f"{self.run} trained the model that {self.path} builds: loading it imports module "
+                f"{self.path.partition(':')[0]!r} and runs its code, which a run folder (it may come from someone "
+                f"else) is never left to do; for a run you trust, name it: {name_it}")
 
 
 def _rebuilt_advice(path):
@@ -870,6 +899,9 @@ def read_model_file(run):
     except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
         again = ("`coreaug train` with the run's settings and --resume writes it again from checkpoint.pt"
                  if os.path.isfile(os.path.join(os.path.dirname(path), "checkpoint.pt")) else "train the run again")
+        if "Weights only load failed" in str(exc) and saved_by_torch(path):  # a pickled object: never unpickled
+            raise UsageError(f"{path} is not a coreaug model file: {why_unreadable(exc, path)} (it may come from "
+                             f"someone else's archive); {again}") from None
         raise UsageError(f"{path} is truncated or corrupt ({first_line(exc)}); {again}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"{path} is not a coreaug model file; give the folder of a coreaug run")

@@ -1,0 +1,151 @@
+"""Round 19's reports: a run folder from someone else (explore19-security), and note52's polish left
+alone: a run whose recorded import path would be imported only when named, error lines that keep a
+name's spaces, select's advice for a count given as --fraction, a note on classes with no training
+example."""
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import coreaug
+from coreaug.cli.main import app
+from coreaug.errors import UsageError
+from coreaug.training.trained import UntrustedModel
+
+TINY = dict(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True)
+MARKED = ("import pathlib, torch\n"
+          "pathlib.Path(__file__).with_name('imported.txt').write_text('ran')\n\n"
+          "def small(c, k):\n"
+          "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * 64, k))\n")
+
+
+@pytest.fixture
+def imported_run(tmp_path, monkeypatch):
+    """A finished run of `nets_r19:small`, a module that writes imported.txt beside itself when
+    imported; the module is forgotten and the file removed afterwards, as in a fresh process."""
+    (tmp_path / "nets_r19.py").write_text(MARKED)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("nets_r19", None)
+    coreaug.train(coreaug.TrainConfig(**TINY, model="nets_r19:small", out=str(tmp_path / "run")))
+    sys.modules.pop("nets_r19")
+    (tmp_path / "imported.txt").unlink()
+    Image.new("L", (8, 8), 40).save(tmp_path / "x.png")
+    yield tmp_path
+    sys.modules.pop("nets_r19", None)  # another test's module of the same name is imported from its folder
+
+
+def test_load_run_imports_a_recorded_path_only_when_it_is_named(imported_run):
+    with pytest.raises(UntrustedModel, match=r"trained the model that nets_r19:small builds: loading it imports "
+                                             r"module 'nets_r19' and runs its code.*model='nets_r19:small'\)$"):
+        coreaug.load_run(imported_run / "run")
+    with pytest.raises(UsageError, match=r"^model 'nets_r19:large' is not the model .* \('nets_r19:small'\); "
+                                         "name that one$"):
+        coreaug.load_run(imported_run / "run", model="nets_r19:large")
+    assert not (imported_run / "imported.txt").exists()  # refused before anything was imported
+    trained = coreaug.load_run(imported_run / "run", model="nets_r19:small")
+    assert (imported_run / "imported.txt").exists() and trained.model[-1].out_features == 10
+
+
+def test_predict_and_evaluate_import_a_runs_code_only_with_model(imported_run):
+    runner = CliRunner()
+    for args in (["predict", "run", "x.png"], ["evaluate", "run"]):
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+        assert refused.output.rstrip().endswith("for a run you trust, name it: --model nets_r19:small")
+        assert not (imported_run / "imported.txt").exists()
+    wrong = runner.invoke(app, ["predict", "run", "x.png", "--model", "cnn"])
+    assert wrong.exit_code == 2 and "--model 'cnn' is not an import path" in wrong.output
+    done = runner.invoke(app, ["predict", "run", "x.png", "--model", "nets_r19:small", "--top-k", "1"])
+    assert done.exit_code == 0 and done.output.startswith("image,rank,class,probability\nx.png,1,"), done.output
+    assert (imported_run / "imported.txt").exists()
+    scored = runner.invoke(app, ["evaluate", "run", "--model", "nets_r19:small"])
+    assert scored.exit_code == 0 and scored.output.startswith("accuracy "), scored.output
+
+
+def test_a_run_of_a_built_in_model_needs_no_model_and_refuses_another(tmp_path):
+    coreaug.train(coreaug.TrainConfig(**TINY, model="cnn", out=str(tmp_path / "run")))
+    assert coreaug.load_run(tmp_path / "run").model is not None
+    with pytest.raises(UsageError, match=r"^model 'x:y' is not the model .* \('cnn'\); leave it out$"):
+        coreaug.load_run(tmp_path / "run", model="x:y")
+
+
+def test_an_error_line_keeps_the_spaces_inside_a_name(tmp_path):
+    (tmp_path / "my  data").mkdir()
+    result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "my  data"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and f"error: {tmp_path / 'my  data'} holds no class folders" in result.output
+
+
+@pytest.mark.parametrize("count, advice", [
+    (20, "to select 20 of these 1,000 examples pass --fraction 0.02"),
+    (3000, "there are 1,000 examples; --fraction 1 selects them all"),
+])
+def test_select_turns_a_count_given_as_the_fraction_into_the_fraction(tmp_path, count, advice):
+    np.save(tmp_path / "labels.npy", np.arange(1000) % 4)
+    result = CliRunner().invoke(app, ["select", "--labels", str(tmp_path / "labels.npy"), "--strategy", "random",
+                                      "--fraction", str(count), "--out", str(tmp_path / "s.npz")])
+    assert result.exit_code == 2 and result.output == f"error: --fraction must be in (0, 1], got {count}; {advice}\n"
+    if count < 1000:  # the advice selects that count
+        fraction = float(advice.rsplit(" ", 1)[1])
+        picked = coreaug.selection.rules.select_by_rule("random", np.arange(1000) % 4, fraction, seed=0)
+        assert len(picked.indices) == count
+
+
+def test_a_class_with_no_training_example_is_named_in_a_note(tmp_path, capsys):
+    coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=6, test_limit=20,
+                                      out=str(tmp_path / "run")))
+    err = capsys.readouterr().err
+    assert "classes have no training example (--train-limit 6 drew none of them): " in err
+    assert "the model never learns to predict them" in err
+    coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=200, test_limit=20,
+                                      out=str(tmp_path / "run2")))
+    assert "no training example" not in capsys.readouterr().err
+
+
+def test_a_small_gzip_idx_file_that_unpacks_past_its_header_is_refused_without_unpacking_it(tmp_path):
+    import gzip
+    import tracemalloc
+
+    from coreaug.data.idx import IMAGES_MAGIC, read_idx
+    from test_data_mnist import idx_bytes
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:  # 10 images declared, then 256 MB of zeros (~250 KB)
+        f.write(idx_bytes(np.zeros((10, 28, 28), np.uint8), IMAGES_MAGIC))
+        for _ in range(16):
+            f.write(bytes(1 << 24))
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"declares shape \(10, 28, 28\) \(7856 bytes\) but holds more: "):
+            read_idx(path, IMAGES_MAGIC)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20  # the whole file unpacked held 256 MB
+    path.write_bytes(gzip.compress(idx_bytes(np.arange(20, dtype=np.uint8).reshape(5, 2, 2), IMAGES_MAGIC)))
+    assert read_idx(path, IMAGES_MAGIC).tolist() == np.arange(20).reshape(5, 2, 2).tolist()
+
+
+class Pickled:  # an object torch.save pickles into a model.pt, which weights_only never unpickles
+    pass
+
+
+def test_a_model_file_holding_pickled_objects_is_called_so_not_corrupt(tmp_path):
+    import torch
+
+    coreaug.train(coreaug.TrainConfig(**TINY, model="cnn", out=str(tmp_path / "run")))
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    torch.save({**state, "extra": Pickled()}, tmp_path / "run" / "model.pt")
+    with pytest.raises(UsageError, match=r"model.pt is not a coreaug model file: it holds pickled Python objects "
+                                         r"\(test_round19.Pickled\), which are never unpickled here"):
+        coreaug.load_run(tmp_path / "run")
+
+
+@pytest.mark.parametrize("typed, name", [("Digits", "digits"), ("MNIST", "mnist"), ("fashion_mnist", "fashion-mnist"),
+                                         ("CIFAR10", "cifar10"), ("SVHN", "svhn")])
+def test_a_dataset_named_in_another_case_takes_its_own_defaults(typed, name):
+    fields = ("dataset", "model", "epochs", "batch_size", "lr", "flip", "milestones", "weight_decay")
+    other, own = coreaug.TrainConfig(dataset=typed).resolved(), coreaug.TrainConfig(dataset=name).resolved()
+    assert [getattr(other, f) for f in fields] == [getattr(own, f) for f in fields]
