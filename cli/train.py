@@ -15,8 +15,8 @@ from coreaug.bench.workers import Terminated, sigterm_raises
 from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.errors import UsageError, listed
-from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS, SCHEDULES,
-                                     STRATEGIES, STREAMS, WEAK, unused_options,
+from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS,
+                                     REFERENCE_STRATEGIES, SCHEDULES, STRATEGIES, STREAMS, WEAK, unused_options,
                                      unused_settings)
 from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
@@ -112,7 +112,7 @@ def train_options(command):
         click.option("--eval-every", type=int, default=_default("eval_every"), show_default=True,
                      help="Evaluate on the test set after every N-th epoch and after the last (the others log null test figures)."),
         click.option("--batch-size", type=int, help="Batch size [default: per dataset]."),
-        click.option("--lr", type=float, help="Peak learning rate [default: per dataset]."),
+        click.option("--lr", type=float, help="Peak learning rate [default: per dataset; 1e-3 with --optimizer adamw]."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_default("optimizer"), show_default=True,
                      help="sgd (momentum, Nesterov) or adamw (--betas; lr 1e-3 and weight decay 0.05 by default)."),
         click.option("--momentum", type=float, default=_default("momentum"), show_default=True, help="SGD's momentum."),
@@ -255,10 +255,16 @@ def refuse_unused_flags(config, strategy=True):
                              f"leave {given[name]} out")
     unread_by_strategy = unused_settings(config) - set(options) if strategy else set()
     unread = [flag for name, flag in given.items() if name in unread_by_strategy]
-    if unread:
-        several = len(unread) > 1
-        warnings.warn(f"{listed(unread)} {'are' if several else 'is'} not read by --strategy {config.strategy}: "
-                      f"{'they have' if several else 'it has'} no effect on this run")
+    # full and none augment everyone or no one: the subset's settings change nothing, but the method's state
+    # records them, so a --resume still compares them (said, as the others are not compared)
+    recorded = [flag for name, flag in given.items()
+                if strategy and config.strategy in REFERENCE_STRATEGIES and name in ("subset", "balance", "mode")]
+    if unread or recorded:
+        several = len(unread + recorded) > 1
+        compared = (f" ({listed(recorded)} {'are' if len(recorded) > 1 else 'is'} still recorded, and a --resume "
+                    f"compares {'them' if len(recorded) > 1 else 'it'})" if recorded else "")
+        warnings.warn(f"{listed(unread + recorded)} {'are' if several else 'is'} not read by --strategy "
+                      f"{config.strategy}: {'they have' if several else 'it has'} no effect on this run{compared}")
 
 
 def fresh_resume_note(out):

@@ -149,3 +149,69 @@ def test_a_dataset_named_in_another_case_takes_its_own_defaults(typed, name):
     fields = ("dataset", "model", "epochs", "batch_size", "lr", "flip", "milestones", "weight_decay")
     other, own = coreaug.TrainConfig(dataset=typed).resolved(), coreaug.TrainConfig(dataset=name).resolved()
     assert [getattr(other, f) for f in fields] == [getattr(own, f) for f in fields]
+
+
+def test_a_model_reading_rule_that_selects_once_is_warned_about(tmp_path):
+    with pytest.warns(UserWarning, match=r"--select-every 5 is not below --epochs 2: maxloss selects once, at epoch 0, "
+                                         "from the untrained model's outputs"):
+        coreaug.train(coreaug.TrainConfig(**{**TINY, "epochs": 2}, strategy="maxloss", select_every=5,
+                                          out=str(tmp_path / "once")))
+    import warnings
+
+    for strategy, every in (("random", 5), ("maxloss", 1)):  # random reads no model; this one re-selects
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            coreaug.train(coreaug.TrainConfig(**{**TINY, "epochs": 2}, strategy=strategy, select_every=every))
+
+
+def test_eval_every_changes_no_run_a_resume_continues(tmp_path):
+    config = dict(TINY, epochs=2, out=str(tmp_path / "run"))
+    coreaug.train(coreaug.TrainConfig(**config, eval_every=1))
+    again = coreaug.train(coreaug.TrainConfig(**config, eval_every=2, resume=True))
+    assert len(again.history) == 2
+
+
+def test_subset_with_the_full_strategy_is_warned_about_and_still_compared(tmp_path):
+    args = ["train", "--dataset", "digits", "--train-limit", "100", "--test-limit", "50", "--epochs", "1",
+            "--strategy", "full", "--quiet", "--out", str(tmp_path / "run")]
+    with pytest.warns(UserWarning, match=r"^--subset is not read by --strategy full: it has no effect on this run "
+                                         r"\(--subset is still recorded, and a --resume compares it\)$"):
+        assert CliRunner().invoke(app, args + ["--subset", "0.5"]).exit_code == 0
+    refused = CliRunner().invoke(app, args + ["--subset", "0.6", "--resume"])
+    assert refused.exit_code == 2 and "(subset: 0.5 -> 0.6)" in refused.output, refused.output
+
+
+def test_a_milestone_drops_the_rate_at_the_start_of_its_epoch():
+    from coreaug.training.schedule import learning_rate
+
+    config = coreaug.TrainConfig(dataset="digits", epochs=100, schedule="multistep", milestones=(0.55, 0.8),
+                                 lr=0.1).resolved()  # 0.55 * 100 is 55.00000000000001 in floating point
+    assert learning_rate(config, 54.99) == pytest.approx(0.1)
+    assert learning_rate(config, 55.0) == pytest.approx(0.01) and learning_rate(config, 80.0) == pytest.approx(0.001)
+
+
+def test_a_grey_or_16_bit_image_decodes_to_the_same_pixels_without_full_size_copies(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from PIL import Image as PILImage
+
+    from coreaug.data.image_folder import decode_square
+
+    levels = (np.arange(600 * 400, dtype=np.uint32).reshape(400, 600) * 7 % 65536).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "deep.png")  # 16-bit grey
+    Image.fromarray((levels >> 8).astype(np.uint8)).save(tmp_path / "grey.png")
+    Image.fromarray((levels >> 8).astype(np.uint8)).convert("RGB").save(tmp_path / "rgb.png")
+    want = decode_square(tmp_path / "rgb.png", 32)
+    copied, convert, copy = [], PILImage.Image.convert, PILImage.Image.copy
+    monkeypatch.setattr(PILImage.Image, "convert", lambda self, *a, **k: copied.append(self.size) or convert(self, *a, **k))
+    monkeypatch.setattr(PILImage.Image, "copy", lambda self: copied.append(self.size) or copy(self))
+    for name in ("deep.png", "grey.png", "rgb.png"):
+        tracemalloc.start()
+        try:
+            got = decode_square(tmp_path / name, 32)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert got.shape == (32, 32, 3) and np.array_equal(got, want), name
+        assert peak < 600 * 400 * 6, (name, peak)  # numpy's arrays are traced: int64 ones took 8 bytes a pixel
+    assert (600, 400) not in copied  # neither made RGB nor copied (EXIF) at full size: only once resized

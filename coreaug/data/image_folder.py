@@ -680,7 +680,7 @@ def decode_square(path, size, mode="RGB"):
         warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
         if isinstance(path, Image.Image):  # refused or scaled as its file would be
             _check_depth(path)
-            return _square(_in_mode(ImageOps.exif_transpose(_eight_bit_levels(path)), mode), size, Image)
+            return _square(_in_mode(_upright(_eight_bit_levels(path), ImageOps), mode), size, Image, mode)
         if special_file(path):
             raise ValueError(NOT_REGULAR)
         try:
@@ -691,7 +691,16 @@ def decode_square(path, size, mode="RGB"):
         with image:
             _check_depth(image)
             image.draft("RGB", (2 * size, 2 * size))
-            return _square(_in_mode(ImageOps.exif_transpose(image), mode), size, Image)
+            return _square(_in_mode(_upright(image, ImageOps), mode), size, Image, mode)
+
+
+def _upright(image, ImageOps):
+    """``image`` turned as its EXIF orientation says; itself when it says nothing to do (Pillow's
+    exif_transpose copies the whole decoded image even then: half a GB more for a large scan)."""
+    return ImageOps.exif_transpose(image) if image.getexif().get(ORIENTATION, 1) != 1 else image
+
+
+ORIENTATION = 0x0112  # the EXIF tag: 1 is upright
 
 
 def _check_depth(image):
@@ -721,17 +730,23 @@ def _eight_bit_levels(image):
 
 
 def _in_mode(image, mode="RGB"):
-    """``image`` in ``mode``. 16-bit grayscale (PNG, TIFF; Pillow's modes I;16 and I) keeps its top 8
-    bits: Pillow's own conversion clips every level over 255, turning the image white."""
+    """``image`` in ``mode``, or grey (mode L) for RGB: `_square` makes it RGB once resized. 16-bit
+    grayscale (PNG, TIFF; Pillow's modes I;16 and I) keeps its top 8 bits: Pillow's own conversion
+    clips every level over 255, turning the image white."""
     if image.mode.startswith("I;16") or image.mode == "I":
         from PIL import Image
 
-        levels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
-        return Image.fromarray(levels.astype(np.uint8), "L").convert(mode)
+        levels = np.array(image)  # uint16 (I;16) or int32 (I), each step below in place, in that size
+        if levels.dtype.kind != "u":
+            np.clip(levels, 0, 65535, out=levels)
+        levels >>= 8
+        image = Image.fromarray(levels.astype(np.uint8), "L")
+    if image.mode == mode or image.mode == "L" and mode == "RGB":  # grey made RGB once resized (_square): the
+        return image  # same pixels, a third of the memory; and convert copies an image already in `mode`
     return image.convert(mode)
 
 
-def _square(image, size, Image):
+def _square(image, size, Image, mode=None):
     """Shorter side resized to ``size`` (bilinear, antialiased), then a centre crop: done in one
     step, resizing only the source box that the crop keeps (Pillow's ``box``), so a long thin image
     (a 5000 x 1 banner) costs size x size pixels, not a (5000 * size) x size intermediate. The box
@@ -743,5 +758,6 @@ def _square(image, size, Image):
     left, top = (resized_width - size) // 2, (resized_height - size) // 2
     x_scale, y_scale = width / resized_width, height / resized_height
     box = (left * x_scale, top * y_scale, (left + size) * x_scale, (top + size) * y_scale)
-    return np.asarray(image.resize((size, size), Image.BILINEAR, box=box))
+    square = image.resize((size, size), Image.BILINEAR, box=box)
+    return np.asarray(square if mode is None or square.mode == mode else square.convert(mode))
 

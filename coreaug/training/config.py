@@ -372,9 +372,10 @@ class TrainConfig:
     def identity(self):
         """The fields that define what a run computes (not where, how fast or how verbosely): a
         run may go on on another device, compiled or not, with another `augment_steps` (K steps'
-        batches augmented in one call are the same images)."""
+        batches augmented in one call are the same images), evaluated every other number of epochs
+        (what is measured, not what is trained)."""
         skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile",
-                "compile_mode", "stream", "cache_dir", "workers", "augment_steps"}
+                "compile_mode", "stream", "cache_dir", "workers", "augment_steps", "eval_every"}
         # Runs from before store_size and norm existed computed what these values compute now.
         if self.store_size == self.image_size:
             skip.add("store_size")

@@ -16,5 +16,6 @@ def learning_rate(config, epoch_progress):
         span = config.epochs - config.warmup_epochs
         t = (epoch_progress - config.warmup_epochs) / span
         return config.lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-    passed = sum(epoch_progress >= m * config.epochs for m in config.milestones)
+    # rounded: 0.55 * 100 is 55.00000000000001, which would drop the rate one step into epoch 55, not at its start
+    passed = sum(epoch_progress >= round(m * config.epochs, 9) for m in config.milestones)
     return config.lr * 0.1 ** passed

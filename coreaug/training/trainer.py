@@ -307,6 +307,19 @@ def check_out_outside_data(config):
                          ".runs)")
 
 
+def _warn_one_selection(config):
+    """A warning when a rule that reads the model selects once, at epoch 0, on the model as it starts (a
+    re-selection period not below the run's epochs, such as the paper's R = 20 on a 15-epoch run): unless
+    the model starts from trained weights, that subset comes from random predictions and is kept all run."""
+    from coreaug.selection.rules import RULES
+
+    rule = RULES.get(config.strategy)
+    if rule is not None and rule.needs and config.pretrained is None and 1 < config.epochs <= config.select_every:
+        warnings.warn(f"--select-every {config.select_every} is not below --epochs {config.epochs}: "
+                      f"{config.strategy} selects once, at epoch 0, from the untrained model's outputs, and keeps "
+                      "that subset for the whole run; a smaller --select-every re-selects as the model learns")
+
+
 def _open_run(config, distributed, model=None, on_start=None):
     """(run folder or None, checkpoint or None, data, model), every check passed before a file is
     written: `model`, or config.model built (tried on two inputs, as `model` is, built in or the user's).
@@ -325,6 +338,8 @@ def _open_run(config, distributed, model=None, on_start=None):
         # while the others wait on its progress (image_cache.open_or_build), not in a barrier
         # whose fixed timeout a long build would outlast.
         distributed.on_main(lambda: check_same_data(checkpoint, config))
+        if checkpoint is None:
+            _warn_one_selection(config)
         first = contextlib.nullcontext() if is_folder_dataset(config.dataset) else distributed.node_main_first()
         with first:
             data = load_run_data(config, distributed.device, distributed)
