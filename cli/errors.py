@@ -18,8 +18,18 @@ USER_ERRORS = (UsageError, FileNotFoundError, PermissionError, IsADirectoryError
 
 def fail(message, code=2):
     """Print `error: message` on stderr and exit with `code` (2: the user's mistake)."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {without_controls(message)}", err=True)
     sys.exit(code)
+
+
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 control characters but tab and line feed
+
+
+def without_controls(text):
+    """`text` with its control characters written as escapes (ESC as \\x1b): a name from someone
+    else's folder or run (a file or class named with an escape sequence) printed on a terminal
+    would otherwise retitle or clear it."""
+    return CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def one_process(command):

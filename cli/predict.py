@@ -14,7 +14,7 @@ from coreaug.errors import UsageError
 from coreaug.models.registry import is_import_path
 from coreaug.training.trained import UntrustedModel, all_unreadable, check_headers, image_files, reading_bar
 
-from .errors import one_process, user_errors
+from .errors import one_process, user_errors, without_controls
 
 MODEL_HELP = ("A run trained with --model package.module:function: that path, to import it again (its code runs: "
               "name it for a run you trust). Without it such a run is refused; a run of a built-in model needs none.")
@@ -74,6 +74,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.reconfigure(errors="surrogateescape")
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    shown = without_controls if _is_terminal(sys.stdout) else str  # a file gets the names as they are
     if writer:
         writer.writerow(["image", "rank", "class", "probability"])
     rows, skipped, done = [], [], 0
@@ -90,13 +91,13 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
                 raise UsageError(f"{error.what}; {printed}pass --skip-bad-images to leave unreadable images out") \
                     from None
             for what in skipped[before:]:  # above a terminal's bar, not into it
-                tqdm.write(f"skipped: {what}", file=sys.stderr)
+                tqdm.write(f"skipped: {without_controls(what)}", file=sys.stderr)
             bar.update(len(chunk))
             if not pixels:
                 continue
             for i, p in zip(kept, trained.predict(torch.stack(pixels), top_k=top_k)):
                 if writer:
-                    writer.writerows([chunk[i], rank, name, f"{prob:.6f}"]
+                    writer.writerows([shown(chunk[i]), rank, shown(name), f"{prob:.6f}"]
                                      for rank, (name, prob) in enumerate(zip(p.classes, p.probabilities), 1))
                 else:
                     rows.append({"image": chunk[i], "classes": p.classes, "probabilities": p.probabilities})
@@ -110,6 +111,13 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of {len(files)}",
                    err=True)
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
 
 
 def _listed(lines):

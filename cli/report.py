@@ -86,5 +86,6 @@ def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, 
     notes += ["runs of other settings or of one seed pooled in a cell, or cells of other data compared"
               ] if result.pooled else []
     note = f"; {', '.join(notes)} (listed in the report)" if notes else ""
-    click.echo(f"{result.runs} runs in {len(result.cells)} cells{note}; wrote {', '.join(result.files.values())}"
-               + (f" ({result.no_plot})" if result.no_plot else ""))
+    cells = len(result.cells)
+    click.echo(f"{result.runs} run{'s' * (result.runs != 1)} in {cells} cell{'s' * (cells != 1)}{note}; "
+               f"wrote {', '.join(result.files.values())}" + (f" ({result.no_plot})" if result.no_plot else ""))

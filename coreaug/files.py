@@ -119,7 +119,7 @@ def where_raised(error):
     return f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
 
 
-def atomic_write(path, write, mode="w", durable=False):
+def atomic_write(path, write, mode="w", durable=False, through_links=True):
     """Call `write(f)` on a temporary file beside `path`, then rename it over `path`; `durable`: the
     file's data reaches the disk (fsync) before the rename, so that a power loss leaves the old file
     or the new, not an empty one in its place (a checkpoint: the whole run, not one epoch).
@@ -130,16 +130,23 @@ def atomic_write(path, write, mode="w", durable=False):
     OSError naming `path` (its errno in DISK_ERRORS), whatever the writer raised around it; a
     folder that takes no new file (missing, read-only, full, no permission) is one naming that folder.
     A symbolic link is written at the file it points to, so the link keeps pointing at the new data;
-    a device or pipe (/dev/null, a FIFO) is written into directly, never replaced by a file.
+    a device or pipe (/dev/null, a FIFO) is written into directly, never replaced by a file. With
+    `through_links` False (a run folder's own files: the folder may come from someone else's archive,
+    its links pointing anywhere), a link in the file's place is replaced by the file; links among
+    the folders above it are still followed (`runs -> /scratch/runs`).
     """
     path = os.fspath(path)
-    target = os.path.realpath(path)
-    if _not_a_file(target):
+    if through_links:
+        target = os.path.realpath(path)
+    else:
+        target = os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
+    replaced_link = os.path.islink(target)
+    if not replaced_link and _not_a_file(target):
         return _write_in_place(path, target, write, mode)
-    if os.path.isdir(target):  # named as given, not by the temporary file a rename over the folder would name
+    if os.path.isdir(target) and not replaced_link:  # named as given, not by the temporary file a rename would name
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     try:  # the file it replaces keeps its permissions: writing through a link must not open someone's 0600 file
-        permissions = os.stat(target).st_mode & 0o777
+        permissions = 0o666 & ~_umask() if replaced_link else os.stat(target).st_mode & 0o777
     except OSError:
         permissions = 0o666 & ~_umask()
     folder = os.path.dirname(target)

@@ -10,6 +10,14 @@ from coreaug.files import size_text
 PLAIN_PROGRESS_SECONDS = 60  # how often a plain progress line is written where stderr is no terminal
 
 
+def say(line):
+    """`line` on stdout, above any progress bar, and flushed: a log file or a pipe (`> log`, `| tee`,
+    a batch job), where stdout is block-buffered, gets each line as it happens, not ~8 KB later (and a
+    closed pipe is found at this line)."""
+    tqdm.write(line)
+    sys.stdout.flush()
+
+
 def stderr_is_terminal():
     """Whether stderr is a terminal, where a progress bar may redraw itself."""
     try:

@@ -203,7 +203,8 @@ def test_a_grey_or_16_bit_image_decodes_to_the_same_pixels_without_full_size_cop
     Image.fromarray((levels >> 8).astype(np.uint8)).convert("RGB").save(tmp_path / "rgb.png")
     want = decode_square(tmp_path / "rgb.png", 32)
     copied, convert, copy = [], PILImage.Image.convert, PILImage.Image.copy
-    monkeypatch.setattr(PILImage.Image, "convert", lambda self, *a, **k: copied.append(self.size) or convert(self, *a, **k))
+    monkeypatch.setattr(PILImage.Image, "convert",
+                        lambda self, *a, **k: copied.append(self.size) or convert(self, *a, **k))
     monkeypatch.setattr(PILImage.Image, "copy", lambda self: copied.append(self.size) or copy(self))
     for name in ("deep.png", "grey.png", "rgb.png"):
         tracemalloc.start()
@@ -215,3 +216,84 @@ def test_a_grey_or_16_bit_image_decodes_to_the_same_pixels_without_full_size_cop
         assert got.shape == (32, 32, 3) and np.array_equal(got, want), name
         assert peak < 600 * 400 * 6, (name, peak)  # numpy's arrays are traced: int64 ones took 8 bytes a pixel
     assert (600, 400) not in copied  # neither made RGB nor copied (EXIF) at full size: only once resized
+
+
+def test_epoch_lines_reach_a_pipe_as_each_epoch_ends(tmp_path):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a user's shell: stdout buffered
+    proc = subprocess.Popen([sys.executable, "-m", "coreaug", "train", "--dataset", "digits", "--epochs", "300",
+                             "--train-limit", "64", "--test-limit", "32", "--out", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**env, "OMP_NUM_THREADS": "1"})
+    try:
+        first = proc.stdout.readline()  # held in an 8 KB buffer, it came with ~85 epochs' lines
+        rows = (tmp_path / "run" / "metrics.jsonl").read_text().count("\n")
+        assert first.startswith("epoch 1/300  loss ") and rows < 30, rows
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_resume_with_tensorboard_of_a_finished_run_writes_its_epochs(tmp_path):
+    from test_run_logs import read_scalars
+
+    config = dict(TINY, epochs=2, out=str(tmp_path / "run"))
+    coreaug.train(coreaug.TrainConfig(**config))
+    assert not (tmp_path / "run" / "tensorboard").exists()
+    coreaug.train(coreaug.TrainConfig(**config, resume=True, tensorboard=True))
+    scalars = read_scalars(tmp_path / "run" / "tensorboard")
+    assert [step for step, _ in scalars["accuracy/test"]] == [1, 2]
+
+
+def test_a_resume_replaces_links_in_the_run_folder_instead_of_writing_through_them(tmp_path):
+    import os
+
+    config = dict(TINY, epochs=2, out=str(tmp_path / "runs" / "run"))
+    (tmp_path / "scratch").mkdir()
+    os.symlink(tmp_path / "scratch", tmp_path / "runs")  # a linked runs/ folder is still followed
+    coreaug.train(coreaug.TrainConfig(**{**config, "epochs": 1}))
+    run = tmp_path / "scratch" / "run"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for name in ("summary.json", "metrics.jsonl"):  # as an archive from someone else could hold them
+        (run / name).unlink()
+        os.symlink(notes, run / name)
+    with pytest.raises(UsageError):  # another epoch count: refused, nothing written
+        coreaug.train(coreaug.TrainConfig(**config, resume=True))
+    coreaug.train(coreaug.TrainConfig(**{**config, "epochs": 1}, resume=True, overwrite=False))
+    assert notes.read_text() == "my notes\n"
+    assert not (run / "summary.json").is_symlink() and (run / "summary.json").read_text().startswith("{")
+
+
+def test_names_with_terminal_escapes_are_printed_escaped_on_a_terminal(tmp_path, monkeypatch):
+    import importlib
+
+    predict_module = importlib.import_module("coreaug.cli.predict")
+    coreaug.train(coreaug.TrainConfig(**TINY, model="cnn", out=str(tmp_path / "run")))
+    name = str(tmp_path / "\x1b]0;title\x07\x1b[2Jphoto.png")
+    Image.new("L", (8, 8), 40).save(name)
+    args = ["predict", str(tmp_path / "run"), name, "--top-k", "1"]
+    assert CliRunner().invoke(app, args).output.splitlines()[1].startswith(name + ",")  # a file: as it is
+    monkeypatch.setattr(predict_module, "_is_terminal", lambda stream: True)
+    shown = CliRunner().invoke(app, args).output.splitlines()[1]
+    assert "\x1b" not in shown and shown.startswith(f"{tmp_path}/\\x1b]0;title\\x07\\x1b[2Jphoto.png,1,")
+    refused = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "\x1b[2Jgone"),
+                                       "--out", str(tmp_path / "r")])
+    assert refused.exit_code == 2 and "\x1b" not in refused.output and "\\x1b[2Jgone" in refused.output
+
+
+def test_an_archive_line_longer_than_any_record_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    import json
+    import lzma
+
+    from coreaug.bench import archive
+
+    monkeypatch.setattr(archive, "LONGEST_RECORD", 1000)
+    record = json.dumps({"name": "none-seed0", "config": {"dataset": "digits", "strategy": "none"}, "metrics": [],
+                         "summary": None})
+    path = tmp_path / "grid.runs.jsonl.xz"
+    path.write_bytes(lzma.compress((" " * 5000 + record + "\n").encode()))  # valid JSON, one line of 5 KB
+    with pytest.raises(UsageError, match=r"is not a grid archive \(line 1 is over 0 MiB, where a run's record is "):
+        archive.read_archive(path)

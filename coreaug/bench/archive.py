@@ -119,6 +119,9 @@ def read_folder(folder):
             if any(os.path.isfile(os.path.join(folder, name, file)) for file in (*FILES, CHECKPOINT))]
 
 
+LONGEST_RECORD = 16 << 20  # characters in one line of an archive (a run's record: a few KB a hundred epochs)
+
+
 def read_archive(path):
     """The RunRecords of an archive written by `archive_grid` (xz, gzip or plain JSON Lines).
 
@@ -130,7 +133,10 @@ def read_archive(path):
     records = []
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
+            for number, line in enumerate(iter(lambda: f.readline(LONGEST_RECORD + 1), ""), 1):
+                if len(line) > LONGEST_RECORD:  # a small compressed file can unpack to one line of gigabytes
+                    raise ValueError(f"line {number} is over {LONGEST_RECORD >> 20} MiB, where a run's record is "
+                                     "a few KB")  # (named as any unreadable archive is, below)
                 if line.strip():
                     records.append(_record(json.loads(line), number))
     except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:

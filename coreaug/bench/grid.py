@@ -11,12 +11,12 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_folder import lies_among
 from coreaug.errors import TrainingDiverged, UsageError, one_line
 from coreaug.files import DISK_ERRORS, make_folder
+from coreaug.progress import say
 from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
 from coreaug.training import TrainConfig, train
 from coreaug.training.compiled_step import check_compilable
@@ -294,7 +294,7 @@ def run_grid_runs(runs, report=None):
     outcomes = []
     for position, run in enumerate(runs, 1):
         if not run.config.quiet and run.state() != "finished":  # its epoch lines follow: named first
-            tqdm.write(f"[{position}/{len(runs)}] {run.name}: training in {run.folder}")
+            say(f"[{position}/{len(runs)}] {run.name}: training in {run.folder}")
         try:
             outcome = RunOutcome(run, train_grid_run(run))
         except STOPPING as exc:

@@ -25,7 +25,7 @@ from coreaug.training.run_files import recorded_fingerprint, recorded_version, s
 from .archive import PER_RUN, load_runs, planned_runs, runs_folder
 from .grid import check_target, folder_in_use
 from .plot import plot_mean_curves
-from .tables import DIAGNOSTICS, diagnostics_table
+from .tables import DIAGNOSTICS, diagnostics_table, evaluated_otherwise
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
 
 NAN = float("nan")
@@ -301,6 +301,7 @@ def _pooled(records, runs, checked=False):
     across = {} if checked else _differing([_with_data(record) for record in records],
                                            [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
     notes = [several_versions([recorded_version(getattr(record, "summary", None)) for record in records])]
+    notes.append(evaluated_otherwise([(record.config or {}).get("eval_every") for record in records]))
     if across and len(cells) > 1:
         notes.append(f"cells of other data or training length compared ({_listed(across)}): each row's "
                      "baseline and gains subtract runs that differ in more than strategy and subset; report "

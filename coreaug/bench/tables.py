@@ -48,6 +48,7 @@ def read_run(run):
         "selection_share": summary["selection_seconds"] / total if total > 0 else math.nan,
         "eval_seconds": summary["eval_seconds"], "n_trained": summary["n_trained"],
         "n_augmented": summary["n_augmented"], "history": history, "coreaug": recorded_version(summary),
+        "eval_every": (summary.get("config") or {}).get("eval_every"),
         **{f"mean_{key}": mean(m[key] for m in history if m.get(key) is not None) for key in DIAGNOSTICS},
     }
 
@@ -151,20 +152,31 @@ def _time_to_target(rows):
     return cell_time_to_target([r["history"] for r in rows], rows[0]["target_accuracy"])
 
 
-def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=()):
+def evaluated_otherwise(intervals):
+    """The note for runs evaluated at other intervals (their --eval-every; None: not recorded), or "": the
+    same training, but best accuracy and time to target are read at the evaluated epochs alone."""
+    shown = sorted({every for every in intervals if every is not None})
+    if len(shown) < 2:
+        return ""
+    return (f"runs evaluated every {', '.join(map(str, shown[:-1]))} and {shown[-1]} epochs pooled: best accuracy "
+            "and time to target are read at evaluated epochs only, so a sparser run's come later or lower")
+
+
+def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), intervals=()):
     """results.md: the per-group table and a legend saying what each column measures.
 
     runs: the number of the grid's runs; missing: those the table leaves out, counted in a line
     above the table (left out when runs is None): {name: why} with LEFT_OUT's keys, each kind
     counted and named on its own, or a list of names (unfinished or unreadable). versions: the
-    coreaug version of each run in the table (`recorded_version`), named above it when they differ.
+    coreaug version of each run in the table (`recorded_version`), named above it when they differ;
+    intervals: each run's --eval-every, noted when they differ (`evaluated_otherwise`).
     """
     lines = [f"Target accuracy: {target:.2%} ({rule}).", ""]
     if runs is not None:
         lines += [_coverage(runs, missing), ""]
-    pooled = several_versions(versions)
-    if pooled:
-        lines += [f"Note: {pooled}.", ""]
+    for pooled in (several_versions(versions), evaluated_otherwise(intervals)):
+        if pooled:
+            lines += [f"Note: {pooled}.", ""]
     lines += [
         "| strategy | subset | seeds | final acc (mean ± std) | best acc "
         "| seconds, training + selection (mean ± std) | speed-up vs full | gain over random | selection share "

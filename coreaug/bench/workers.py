@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from coreaug.progress import say
 from coreaug.devices import usable_cores
 from coreaug.errors import UsageError, one_line_warning
 from coreaug.training.distributed import pick_device
@@ -251,7 +252,7 @@ def _wait(processes, todo, results, holding, done):
             holding[message[1]] = message[2]
             run = todo[message[2]]
             if not run.config.quiet:  # (the workers train quiet: a run's only other line is its end)
-                tqdm.write(f"{run.name}: training in worker {message[1] + 1} ({run.folder})")
+                say(f"{run.name}: training in worker {message[1] + 1} ({run.folder})")
         elif message[0] == "stop":  # every run would fail the same way: the grid stops, as with one job
             raise message[3]
         else:

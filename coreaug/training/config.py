@@ -372,10 +372,10 @@ class TrainConfig:
     def identity(self):
         """The fields that define what a run computes (not where, how fast or how verbosely): a
         run may go on on another device, compiled or not, with another `augment_steps` (K steps'
-        batches augmented in one call are the same images), evaluated every other number of epochs
-        (what is measured, not what is trained)."""
+        batches augmented in one call are the same images). `eval_every` is kept (the run's record
+        says which epochs it evaluated) but not compared (run_files.MEASURED_ONLY)."""
         skip = {"out", "resume", "overwrite", "quiet", "tensorboard", "data_dir", "download", "device", "compile",
-                "compile_mode", "stream", "cache_dir", "workers", "augment_steps", "eval_every"}
+                "compile_mode", "stream", "cache_dir", "workers", "augment_steps"}
         # Runs from before store_size and norm existed computed what these values compute now.
         if self.store_size == self.image_size:
             skip.add("store_size")

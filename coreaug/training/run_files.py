@@ -55,6 +55,11 @@ class RunFolder:
     def file(self, name):
         return os.path.join(self.path, name)
 
+    def _write(self, name, write, **options):
+        """`atomic_write` of the run's file `name`: a link in its place (a folder unpacked from someone
+        else's archive) is replaced by the file, never written through to where it points."""
+        atomic_write(self.file(name), write, through_links=False, **options)
+
     def check(self, identity, resume, overwrite=False):
         """Refuse a folder holding another run; return its checkpoint when resuming it.
 
@@ -200,7 +205,7 @@ class RunFolder:
                 if os.path.exists(self.file(name)):
                     os.unlink(self.file(name))
             shutil.rmtree(self.file(TENSORBOARD), ignore_errors=True)
-        atomic_write(self.file("config.json"), lambda f: json.dump(identity, f, indent=2))
+        self._write("config.json", lambda f: json.dump(identity, f, indent=2))
 
     def save_epoch(self, checkpoint, history):
         """Checkpoint first, then the metrics it contains, so the two never disagree. numpy scalars
@@ -211,7 +216,7 @@ class RunFolder:
         if odd is not None:
             raise TypeError(f"the checkpoint would hold a {odd[1]} at {odd[0]}, which --resume does not load; "
                             "save it as a tensor, number, string, list or dict")
-        atomic_write(self.file(CHECKPOINT), lambda f: torch.save(checkpoint, f), mode="wb", durable=True)
+        self._write(CHECKPOINT, lambda f: torch.save(checkpoint, f), mode="wb", durable=True)
         self._write_metrics(history)
         self._write_scalars(history[-1])
 
@@ -222,7 +227,7 @@ class RunFolder:
         self._write_scalars(history[-1])
 
     def _write_metrics(self, history):
-        atomic_write(self.file("metrics.jsonl"), lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+        self._write("metrics.jsonl", lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
 
     def finished(self, checkpoint, epochs):
         """Whether `checkpoint` ends the run (all `epochs` done) and its model.pt and summary.json
@@ -295,10 +300,10 @@ class RunFolder:
 
     def save_model(self, contents):
         """model.pt: the final weights with what using them needs (coreaug.training.trained)."""
-        atomic_write(self.file(MODEL), lambda f: torch.save(contents, f), mode="wb", durable=True)
+        self._write(MODEL, lambda f: torch.save(contents, f), mode="wb", durable=True)
 
     def save_summary(self, summary):
-        atomic_write(self.file("summary.json"), lambda f: json.dump(summary, f, indent=2))
+        self._write("summary.json", lambda f: json.dump(summary, f, indent=2))
 
 
 LIBRARIES = {"numpy": "numpy", "faiss": "faiss", "PIL": "pillow"}  # module: the name summary.json gives it
@@ -695,6 +700,9 @@ def run_flags(changed, stored=None):
     return " and ".join(parts)
 
 
+MEASURED_ONLY = {"eval_every"}  # recorded settings that change what a run measures, not what it trains
+
+
 def differences(stored, identity, where=None):
     """[(setting, stored value, value now)] where `stored` (a config.json) and `identity` differ
     (see `same_settings`); `where`, the run folder of `stored`, places a folder dataset that an
@@ -706,7 +714,7 @@ def differences(stored, identity, where=None):
     if where is not None and relative_folder(dataset) and isinstance(current.get("dataset"), str):
         found = recorded_folder(dataset, where, like=current["dataset"])
         stored = {**stored, "dataset": found} if found else stored
-    unused = unused_settings(current)  # settings the run never reads (knn for random, ...): not part of which run
+    unused = unused_settings(current) | MEASURED_ONLY  # never read (knn for random, ...) or only measuring
     return [(key, stored.get(key), value) for key, value in current.items() if key not in unused
             and _meaning(key, stored.get(key, DEFAULT_IDENTITY.get(key)), stored) != _meaning(key, value, current)]
 

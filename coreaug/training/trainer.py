@@ -376,6 +376,8 @@ def _open_run(config, distributed, model=None, on_start=None):
                                  "it again") from None
         if folder and folder.finished(checkpoint, config.epochs):  # reported from its files, rewritten only
             folder.sync_metrics(checkpoint["history"])  # where metrics.jsonl lacks its last epoch
+            if config.tensorboard:  # asked for now: the finished run's epochs as scalars, as a resume writes them
+                folder.resume_scalars(checkpoint["history"])
         elif folder:
             if on_start is not None:
                 on_start(folder.path)
@@ -384,7 +386,7 @@ def _open_run(config, distributed, model=None, on_start=None):
                 folder.sync_metrics(checkpoint["history"])
                 folder.resume_scalars(checkpoint["history"])
         if report is not None and not config.quiet:  # after on_start's line
-            tqdm.write(str(report))
+            progress.say(str(report))
     except BaseException:
         if folder:
             folder.release()
@@ -756,9 +758,9 @@ def _restore_global_rng(state, device):
 
 def _log_epoch(config, m):
     accuracy = "-" if m["test_accuracy"] is None else f"{m['test_accuracy']:.2%}"
-    tqdm.write(f"epoch {m['epoch'] + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
-               f"test acc {accuracy}  {m['epoch_seconds']:.1f} s "
-               f"(selection {m['selection_seconds']:.2f} s)  {m['n_trained']} trained, {m['n_augmented']} augmented")
+    progress.say(f"epoch {m['epoch'] + 1}/{config.epochs}  loss {m['train_loss']:.4f}  "
+                 f"test acc {accuracy}  {m['epoch_seconds']:.1f} s "
+                 f"(selection {m['selection_seconds']:.2f} s)  {m['n_trained']} trained, {m['n_augmented']} augmented")
 
 
 def inference_batch_size(train_batch_size, device):
@@ -917,7 +919,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         if distributed.is_main:
             warn_layout_growth(plan, config.batch_size)
         if not config.quiet:  # else the bar sits at 0 while torch compiles
-            tqdm.write(COMPILING)
+            progress.say(COMPILING)
     step_fn = run.compiled_step
     step_fn.new_epoch()
     draws = batches.draws(config.seed, epoch)
