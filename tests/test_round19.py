@@ -297,3 +297,16 @@ def test_an_archive_line_longer_than_any_record_is_refused_before_it_is_parsed(t
     path.write_bytes(lzma.compress((" " * 5000 + record + "\n").encode()))  # valid JSON, one line of 5 KB
     with pytest.raises(UsageError, match=r"is not a grid archive \(line 1 is over 0 MiB, where a run's record is "):
         archive.read_archive(path)
+
+
+def test_class_folders_named_alike_but_for_case_are_warned_about(tmp_path):
+    from coreaug.data import load_dataset
+
+    for name in ("Cat", "cat", "dog"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8), (60 * i, 20, 40)).save(tmp_path / "d" / name / f"{i}.png")
+    with pytest.warns(UserWarning, match=r"holds class folders named alike but for case \(Cat and cat\): they are "
+                                         "trained as separate classes"):
+        data = load_dataset(str(tmp_path / "d"), cache_dir=str(tmp_path / "cache"), progress=False)
+    assert data.num_classes == 3

@@ -204,6 +204,14 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
+    cases = collections.defaultdict(list)  # "Cat" and "cat": two folders on Linux, one on macOS and Windows
+    for name in classes:
+        cases[name.casefold()].append(name)
+    alike = [names for names in cases.values() if len(names) > 1]
+    if alike:
+        warn_at_caller(f"{shown(root)} holds class folders named alike but for case ({' and '.join(alike[0])}"
+                       f"{f', and {len(alike) - 1} more such' if len(alike) > 1 else ''}): they are trained as "
+                       "separate classes; merge each such pair into one folder if they are one class")
     # What is left out is a warning (stderr in the CLI), quiet or not: a class folder on a disk not mounted
     # would otherwise train without that class in silence.
     if listing.gone:
