@@ -88,6 +88,26 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
         data = coreaug.load_dataset(name, data_dir, download=download)
     click.echo(f"{data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images of shape "
                f"{tuple(data.image_shape)}, {data.num_classes} classes, from {data.source}")
+    click.echo(class_sizes(data))
+
+
+SHOWN_CLASSES = 12  # classes listed one by one; more are summed up by their range and smallest ones
+
+
+def class_sizes(data):
+    """One line of the images each class has, train/test: "per class (train/test): cat 120/14, dog
+    30/3"; of many classes, the range and the smallest ones (an imbalance to see before training)."""
+    import torch
+
+    counts = [torch.bincount(torch.as_tensor(labels).long().flatten(), minlength=data.num_classes).tolist()
+              for labels in (data.train_labels, data.test_labels)]
+    names = list(data.class_names or map(str, range(data.num_classes)))
+    if data.num_classes <= SHOWN_CLASSES:
+        return "per class (train/test): " + ", ".join(f"{name} {train}/{test}"
+                                                      for name, train, test in zip(names, *counts))
+    fewest = sorted(range(data.num_classes), key=lambda label: (counts[0][label], label))[:3]
+    return (f"per class: {min(counts[0])}-{max(counts[0])} train, {min(counts[1])}-{max(counts[1])} test images "
+            f"(fewest training images: {', '.join(f'{names[label]} {counts[0][label]}' for label in fewest)})")
 
 
 def _check_clears_a_folder(name):

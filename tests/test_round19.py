@@ -310,3 +310,18 @@ def test_class_folders_named_alike_but_for_case_are_warned_about(tmp_path):
                                          "trained as separate classes"):
         data = load_dataset(str(tmp_path / "d"), cache_dir=str(tmp_path / "cache"), progress=False)
     assert data.num_classes == 3
+
+
+def test_datasets_prints_each_class_size_or_the_range_of_many():
+    import types
+
+    import torch
+
+    from coreaug.cli.datasets import class_sizes
+
+    result = CliRunner().invoke(app, ["datasets", "digits"])
+    assert result.exit_code == 0 and result.output.splitlines()[-1].startswith("per class (train/test): 0 140/38, 1 ")
+    labels = torch.arange(20).repeat_interleave(torch.arange(1, 21))  # class c has c + 1 images
+    many = types.SimpleNamespace(num_classes=20, class_names=[f"c{i}" for i in range(20)], train_labels=labels,
+                                 test_labels=torch.zeros(5, dtype=torch.long))
+    assert class_sizes(many) == "per class: 1-20 train, 0-5 test images (fewest training images: c0 1, c1 2, c2 3)"
