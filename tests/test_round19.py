@@ -14,6 +14,12 @@ from coreaug.cli.main import app
 from coreaug.errors import UsageError
 from coreaug.training.trained import UntrustedModel
 
+import test_bench_cli
+from test_bench_cli import GRID, bench_in_process
+from test_bench_cli import TINY as BENCH_TINY
+
+grid, copied_grid, train_calls = test_bench_cli.grid, test_bench_cli.copied_grid, test_bench_cli.train_calls  # fixtures
+
 TINY = dict(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True)
 MARKED = ("import pathlib, torch\n"
           "pathlib.Path(__file__).with_name('imported.txt').write_text('ran')\n\n"
@@ -325,3 +331,68 @@ def test_datasets_prints_each_class_size_or_the_range_of_many():
     many = types.SimpleNamespace(num_classes=20, class_names=[f"c{i}" for i in range(20)], train_labels=labels,
                                  test_labels=torch.zeros(5, dtype=torch.long))
     assert class_sizes(many) == "per class: 1-20 train, 0-5 test images (fewest training images: c0 1, c1 2, c2 3)"
+
+
+
+def test_a_grid_going_on_eagerly_refuses_a_run_stopped_after_compiled_epochs(copied_grid, train_calls, capsys):
+    import json
+
+    run = copied_grid / "runs" / "random-0.3-seed0"
+    (run / "summary.json").unlink()  # stopped: its epochs so far were trained compiled
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**row, "graphs_compiled": 1}) + "\n" for row in rows))
+    stderr = bench_in_process(capsys, *BENCH_TINY, *GRID, "--out", copied_grid)
+    assert "(compile: True -> False)" in stderr and stderr.count("\n") == 1 and train_calls == []
+
+
+def test_a_model_file_saves_each_tensor_in_a_storage_of_its_own_size(tmp_path):
+    import torch
+
+    from coreaug.training.trained import _own_copy
+
+    flat = torch.arange(100.0)  # a compiled step's parameters are views of one flat tensor
+    view = flat[10:20]
+    kept = _own_copy(view)
+    assert kept.untyped_storage().nbytes() == 40 and torch.equal(kept, view)
+    torch.save({"w": kept}, tmp_path / "one.pt")
+    torch.save({"w": view.detach().cpu().contiguous()}, tmp_path / "whole.pt")  # as it was saved
+    assert (tmp_path / "whole.pt").stat().st_size - (tmp_path / "one.pt").stat().st_size >= 90 * 4
+    last = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    assert _own_copy(last).is_contiguous() and torch.equal(_own_copy(last), last)
+    plain = torch.randn(3)
+    assert _own_copy(plain).data_ptr() == plain.data_ptr()  # nothing copied that needs no copy
+
+
+def test_a_compiled_grid_is_said_to_be_compiled_in_report_and_results(copied_grid):
+    import json
+
+    from coreaug.bench.tables import compiled_note
+
+    for summary in (copied_grid / "runs").glob("*/summary.json"):
+        data = json.loads(summary.read_text())
+        summary.write_text(json.dumps({**data, "config": {**data["config"], "compile": True}}))
+    result = CliRunner().invoke(app, ["report", str(copied_grid), "--out", str(copied_grid / "rep")])
+    assert result.exit_code == 0, result.output
+    runs_line = next(line for line in (copied_grid / "rep" / "report.md").read_text().splitlines()
+                     if line.startswith("Runs:"))
+    assert "; the runs were trained compiled (--compile): their seconds include compiling the step" in runs_line
+    assert compiled_note([False, True, True]).startswith("2 of the 3 runs were trained compiled")
+    assert compiled_note([False, False]) == ""
+
+
+def test_a_rule_selecting_other_sizes_says_the_compiled_step_is_compiled_again(tmp_path, monkeypatch, capsys):
+    from coreaug.selection import rules
+    from coreaug.training import compiled_step
+
+    sizes = iter([0.2, 0.5, 0.5])
+
+    def choose(labels, fraction, *, estimates=None, losses=None, balance="equal", seed=0, knn=20):
+        return rules.select_random(labels, next(sizes), balance=balance, seed=seed)
+
+    monkeypatch.setitem(rules.RULES, "sizes_r19", rules.Rule("sizes_r19", (), choose, "another size in turn"))
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, **options: fn)  # the step's code, uncompiled
+    coreaug.train(coreaug.TrainConfig(**{**TINY, "quiet": False, "epochs": 3}, strategy="sizes_r19", compile=True,
+                                      batch_size=32))
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("compile:")]
+    assert len(notes) == 2 and notes[0].startswith("compile: the first steps compile the training step")
+    assert notes[1].startswith("compile: this selection gives ") and "it is compiled again" in notes[1]

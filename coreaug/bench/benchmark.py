@@ -379,7 +379,8 @@ def write_results(runs, out, target=None, trained=0, *, unfinished=()):
     write_csv(rows, staged)
     os.replace(staged, files["csv"])
     text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=why,
-                          versions=[row["coreaug"] for row in rows], intervals=[row["eval_every"] for row in rows])
+                          versions=[row["coreaug"] for row in rows], intervals=[row["eval_every"] for row in rows],
+                          compiled=[row["compiled"] for row in rows])
     atomic_write(files["md"], lambda f: f.write(text))
     png = os.path.join(out, "accuracy_vs_time.png")
     if plot_accuracy_vs_time(rows, target, png):  # written beside it and renamed, as the tables are

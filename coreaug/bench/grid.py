@@ -448,8 +448,23 @@ def _compiled_otherwise(run):
         with open(os.path.join(run.folder, "summary.json"), encoding="utf-8") as f:
             finished = json.load(f)["config"].get("compile", False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no finished run, or one read elsewhere
-        return []
+        finished = _trained_compiled(run.folder)  # a stopped run: its epochs so far, one way or the other
+        if finished is None:
+            return []
     return [] if finished == run.config.compile else [("compile", finished, run.config.compile)]
+
+
+def _trained_compiled(folder):
+    """Whether the epochs a stopped run's metrics.jsonl holds were trained compiled (their rows count
+    `graphs_compiled`), None without a readable row: a grid going on the other way would time the rest
+    of the run otherwise, and its seconds would mix a compile into an eager run's (or the reverse)."""
+    try:
+        with open(os.path.join(folder, "metrics.jsonl"), encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return None
+    rows = [row for row in rows if isinstance(row, dict)]
+    return any("graphs_compiled" in row for row in rows) if rows else None
 
 
 def _stored_config(run):

@@ -25,7 +25,7 @@ from coreaug.training.run_files import recorded_fingerprint, recorded_version, s
 from .archive import PER_RUN, load_runs, planned_runs, runs_folder
 from .grid import check_target, folder_in_use
 from .plot import plot_mean_curves
-from .tables import DIAGNOSTICS, diagnostics_table, evaluated_otherwise
+from .tables import DIAGNOSTICS, compiled_note, diagnostics_table, evaluated_otherwise
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
 
 NAN = float("nan")
@@ -243,6 +243,10 @@ def _read_sources(sources, wanted):
         if mixed:
             pooled.append(f"`{source}`" + (f" (\"{label}\")" if label else "") + f": {mixed}")
             described[-1] += f"; {mixed}"
+        compiled = compiled_note([bool(((record.summary or {}).get("config") or {}).get("compile"))
+                                  for record in shown_records])
+        if compiled:  # not a pooling: said where the source's runs are
+            described[-1] += f"; {compiled}"
     if wanted:
         _check_subsets(wanted, have)
     return runs, problems, described, settings, pooled

@@ -49,6 +49,7 @@ def read_run(run):
         "eval_seconds": summary["eval_seconds"], "n_trained": summary["n_trained"],
         "n_augmented": summary["n_augmented"], "history": history, "coreaug": recorded_version(summary),
         "eval_every": (summary.get("config") or {}).get("eval_every"),
+        "compiled": bool((summary.get("config") or {}).get("compile")),
         **{f"mean_{key}": mean(m[key] for m in history if m.get(key) is not None) for key in DIAGNOSTICS},
     }
 
@@ -162,19 +163,31 @@ def evaluated_otherwise(intervals):
             "and time to target are read at evaluated epochs only, so a sparser run's come later or lower")
 
 
-def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), intervals=()):
+def compiled_note(compiled):
+    """The note for runs trained compiled (`compiled`: one bool a run), or "": their seconds hold the
+    compile (tens of seconds on a CPU, in their first epoch), which an eager run's do not."""
+    count = sum(map(bool, compiled))
+    if not count:
+        return ""
+    which = "the runs were" if count == len(compiled) else f"{count} of the {len(compiled)} runs were"
+    return (f"{which} trained compiled (--compile): their seconds include compiling the step, in their first "
+            "epoch")
+
+
+def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), intervals=(), compiled=()):
     """results.md: the per-group table and a legend saying what each column measures.
 
     runs: the number of the grid's runs; missing: those the table leaves out, counted in a line
     above the table (left out when runs is None): {name: why} with LEFT_OUT's keys, each kind
     counted and named on its own, or a list of names (unfinished or unreadable). versions: the
     coreaug version of each run in the table (`recorded_version`), named above it when they differ;
-    intervals: each run's --eval-every, noted when they differ (`evaluated_otherwise`).
+    intervals: each run's --eval-every, noted when they differ (`evaluated_otherwise`); compiled: whether
+    each run was trained compiled (`compiled_note`).
     """
     lines = [f"Target accuracy: {target:.2%} ({rule}).", ""]
     if runs is not None:
         lines += [_coverage(runs, missing), ""]
-    for pooled in (several_versions(versions), evaluated_otherwise(intervals)):
+    for pooled in (several_versions(versions), evaluated_otherwise(intervals), compiled_note(compiled)):
         if pooled:
             lines += [f"Note: {pooled}.", ""]
     lines += [

@@ -44,12 +44,21 @@ SKIP_ADVICE = "fix or remove it, or pass --skip-bad-images to leave unreadable i
 READING_BAR = 512  # images from which reading them shows a bar on stderr (a terminal's; elsewhere a line a minute)
 
 
+def _own_copy(tensor):
+    """`tensor` on the CPU, contiguous, in a storage of its own size: a compiled step's parameters are views
+    of one flat tensor a group, which torch.save would write whole for each (a model.pt twice the size)."""
+    tensor = tensor.detach().cpu()
+    if tensor.is_contiguous() and tensor.untyped_storage().nbytes() == tensor.nbytes:
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
+
+
 def model_file(config, model, data, history):
     """The contents of model.pt for `model` trained by `config` on `data` (RunData)."""
     return {
         "format": FORMAT, "version": 1,
         "model": config.model, "in_channels": data.in_channels, "num_classes": data.num_classes,
-        "state_dict": {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()},
+        "state_dict": {name: _own_copy(tensor) for name, tensor in model.state_dict().items()},
         # images are read at store_size (a folder's stored size) and their centre image_size square evaluated
         # (a registered dataset's images keep their own size: config.image_size is a folder's)
         "class_names": list(data.class_names),

@@ -902,6 +902,14 @@ COMPILING = ("compile: the first steps compile the training step (seconds when t
              "graphs, a minute or more when it is empty); the later steps and epochs reuse it")
 
 
+def recompiling(before, now):
+    """The note for a compiled step built again: the selection's size changed the copies a step
+    holds (a rule of the user's own that selects a size of its own each time; the built-in ones keep one)."""
+    return (f"compile: this selection gives {now} strong copies a step ({before} before), which changes the compiled "
+            "step's shapes: it is compiled again (seconds to minutes); a rule that selects the same number "
+            "each time keeps one compiled step")
+
+
 def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distributed, logit_sums=None):
     """`_train_epoch` for `compile`: `plan` is laid out by `EpochPlan.fixed_steps` (every batch
     of batch_size, its copies in its last k rows) and each step is one `CompiledStep` call, its
@@ -911,7 +919,9 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
     device, world = distributed.device, distributed.world_size
     batches = plan.on_device(config.batch_size // world, device)
     copies = batches.bounds[1] - batches.bounds[0] if batches.steps else 0
-    if run.compiled_step is None or run.compiled_step.copies != copies:  # built once: the layout never changes
+    # built once: the built-in rules' layout never changes (a rule of the user's own may select other sizes)
+    if run.compiled_step is None or run.compiled_step.copies != copies:
+        before = None if run.compiled_step is None else run.compiled_step.copies
         run.compiled_step = CompiledStep(run.model, run.optimizer, weak, strong, data.preprocess, run.autocast,
                                          run.scaler, label_smoothing=config.label_smoothing, copies_per_step=copies,
                                          device=device, compile_mode=config.compile_mode,
@@ -919,7 +929,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
         if distributed.is_main:
             warn_layout_growth(plan, config.batch_size)
         if not config.quiet:  # else the bar sits at 0 while torch compiles
-            progress.say(COMPILING)
+            progress.say(COMPILING if before is None else recompiling(before, copies))
     step_fn = run.compiled_step
     step_fn.new_epoch()
     draws = batches.draws(config.seed, epoch)
