@@ -86,7 +86,7 @@ def main():
         model.eval()
         with torch.no_grad():
             accuracy = (model(scale(test_images)).argmax(1) == test_labels).float().mean().item()
-        print(f"epoch {epoch + 1}: {len(method.plan)} trained, {method.plan.n_augmented} augmented, "
+        print(f"epoch {epoch + 1}: {len(plan)} trained, {plan.n_augmented} augmented, "  # the plan laid out
               f"test accuracy {accuracy:.2%}")
 
 
