@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from coreaug.errors import TrainingDiverged, UsageError
+from coreaug.errors import TrainingDiverged, UsageError, without_controls
 from coreaug.files import DISK_ERRORS
 
 # The API's UsageError, and the OS's word for a path the user gave that is missing or not
@@ -22,14 +22,7 @@ def fail(message, code=2):
     sys.exit(code)
 
 
-CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 control characters but tab and line feed
 
-
-def without_controls(text):
-    """`text` with its control characters written as escapes (ESC as \\x1b): a name from someone
-    else's folder or run (a file or class named with an escape sequence) printed on a terminal
-    would otherwise retitle or clear it."""
-    return CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def one_process(command):

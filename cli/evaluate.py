@@ -1,12 +1,13 @@
 """`coreaug evaluate`: a finished run's accuracy on a dataset's test split, overall and per class."""
+import sys
 import unicodedata
 
 import click
 
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 
-from .errors import one_process, user_errors
-from .predict import MODEL_HELP, load_named
+from .errors import one_process, user_errors, without_controls
+from .predict import MODEL_HELP, is_terminal, load_named
 
 
 @click.command("evaluate")
@@ -33,18 +34,20 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images,
                               cache_dir=cache_dir)
     for what in result.skipped:  # as predict names them
-        click.echo(f"skipped: {what}", err=True)
+        click.echo(f"skipped: {without_controls(what)}", err=True)
     if result.skipped:
         count, seen = len(result.skipped), len(result.skipped) + result.total
         click.echo(f"skipped {count} unreadable image{'s' if count != 1 else ''} of {seen}", err=True)
     click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the {result.scored} of {dataset}")
-    width = max(map(columns, result.per_class), default=0)
-    for name, (correct, total) in result.per_class.items():
+    shown = without_controls if is_terminal(sys.stdout) else str  # a file gets the names as they are
+    per_class = {shown(name): counts for name, counts in result.per_class.items()}
+    width = max(map(columns, per_class), default=0)
+    for name, (correct, total) in per_class.items():
         click.echo(f"  {name}{' ' * (width - columns(name))}  {correct / total:.2%} ({correct}/{total})")
     if result.unscored:  # a class missing from the table would pass unseen among hundreds
         more = f" and {len(result.unscored) - 10} more" if len(result.unscored) > 10 else ""
         click.echo(f"  no images of {len(result.unscored)} of the run's classes here: "
-                   f"{', '.join(result.unscored[:10])}{more}")
+                   f"{', '.join(map(shown, result.unscored[:10]))}{more}")
 
 
 def columns(text):

@@ -3,6 +3,7 @@ import contextlib
 import csv
 import json
 import os
+import shlex
 import sys
 
 import click
@@ -29,7 +30,7 @@ def load_named(run, model, device):
     try:
         return coreaug.load_run(run, model=model, device=device)
     except UntrustedModel as exc:
-        raise UsageError(exc.line(f"--model {exc.path}")) from None
+        raise UsageError(exc.line(f"--model {shlex.quote(exc.path)}")) from None
 
 
 CHUNK = 256  # images read and classified at a time, so a large folder never sits in memory
@@ -74,7 +75,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
         with contextlib.suppress(AttributeError, ValueError):
             sys.stdout.reconfigure(errors="surrogateescape")
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
-    shown = without_controls if _is_terminal(sys.stdout) else str  # a file gets the names as they are
+    shown = without_controls if is_terminal(sys.stdout) else str  # a file gets the names as they are
     if writer:
         writer.writerow(["image", "rank", "class", "probability"])
     rows, skipped, done = [], [], 0
@@ -113,7 +114,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
                    err=True)
 
 
-def _is_terminal(stream):
+def is_terminal(stream):
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # replaced by an object without isatty, or closed

@@ -1,6 +1,7 @@
 """The one error type of a user's mistake, so that it can be told apart from a failure; and the
 commands' one-line form of coreaug's warnings."""
 import os
+import re
 import sys
 import warnings
 
@@ -42,6 +43,16 @@ def mismatch_reason(exc):
     says "Error(s) in loading state_dict for Sequential:")."""
     lines = [line.strip() for line in str(exc).strip().splitlines()]
     return "; ".join(lines[1:3]) if len(lines) > 1 else first_line(exc)
+
+
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 control characters but tab and line feed
+
+
+def without_controls(text):
+    """`text` with its control characters written as escapes (ESC as \\x1b): a name from someone
+    else's folder or run (a file or class named with an escape sequence) printed on a terminal
+    would otherwise retitle or clear it."""
+    return CONTROLS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def one_line(exc):

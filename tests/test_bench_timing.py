@@ -118,7 +118,7 @@ def test_every_selecting_strategy_has_a_gain_over_random(grid_rows, strategy):
     rows = grid_rows + [row(strategy, 0.1, 0, [0.7, 0.95], 10.0)]
     add_timings(rows)
     groups = {(g["strategy"], g["subset"]): g for g in group_rows(rows)}
-    assert groups[strategy, 0.1]["gain_over_random"] == pytest.approx(0.95 - 0.85)
+    assert groups[strategy, 0.1]["gain_over_random"] == pytest.approx(0.95 - 0.80)  # paired: random's seed 0
     assert math.isnan(groups["full", None]["gain_over_random"])
 
 

@@ -282,7 +282,7 @@ def test_names_with_terminal_escapes_are_printed_escaped_on_a_terminal(tmp_path,
     Image.new("L", (8, 8), 40).save(name)
     args = ["predict", str(tmp_path / "run"), name, "--top-k", "1"]
     assert CliRunner().invoke(app, args).output.splitlines()[1].startswith(name + ",")  # a file: as it is
-    monkeypatch.setattr(predict_module, "_is_terminal", lambda stream: True)
+    monkeypatch.setattr(predict_module, "is_terminal", lambda stream: True)
     shown = CliRunner().invoke(app, args).output.splitlines()[1]
     assert "\x1b" not in shown and shown.startswith(f"{tmp_path}/\\x1b]0;title\\x07\\x1b[2Jphoto.png,1,")
     refused = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "\x1b[2Jgone"),
@@ -290,19 +290,22 @@ def test_names_with_terminal_escapes_are_printed_escaped_on_a_terminal(tmp_path,
     assert refused.exit_code == 2 and "\x1b" not in refused.output and "\\x1b[2Jgone" in refused.output
 
 
-def test_an_archive_line_longer_than_any_record_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+def test_an_archive_unpacking_past_any_archive_coreaug_writes_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
     import json
     import lzma
 
     from coreaug.bench import archive
 
-    monkeypatch.setattr(archive, "LONGEST_RECORD", 1000)
+    monkeypatch.setattr(archive, "MIN_UNPACKED", 1000)
     record = json.dumps({"name": "none-seed0", "config": {"dataset": "digits", "strategy": "none"}, "metrics": [],
                          "summary": None})
     path = tmp_path / "grid.runs.jsonl.xz"
-    path.write_bytes(lzma.compress((" " * 5000 + record + "\n").encode()))  # valid JSON, one line of 5 KB
-    with pytest.raises(UsageError, match=r"is not a grid archive \(line 1 is over 0 MiB, where a run's record is "):
+    path.write_bytes(lzma.compress((" " * 5_000_000 + record + "\n").encode()))  # valid JSON, one line of 5 MB
+    with pytest.raises(UsageError, match=r"is not a grid archive \(it unpacks to over 1000 times its size \(at line "
+                                         r"1\), where an archive coreaug writes unpacks to tens of times\)"):
         archive.read_archive(path)
+    path.write_bytes(lzma.compress((record + "\n").encode()))
+    assert [r.name for r in archive.read_archive(path)] == ["none-seed0"]
 
 
 def test_class_folders_named_alike_but_for_case_are_warned_about(tmp_path):
@@ -396,3 +399,91 @@ def test_a_rule_selecting_other_sizes_says_the_compiled_step_is_compiled_again(t
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("compile:")]
     assert len(notes) == 2 and notes[0].startswith("compile: the first steps compile the training step")
     assert notes[1].startswith("compile: this selection gives ") and "it is compiled again" in notes[1]
+
+
+def test_results_gain_over_random_pairs_the_seeds_both_cells_have():
+    from coreaug.bench.tables import DIAGNOSTICS, group_rows
+
+    def row(strategy, seed, accuracy):
+        return {"strategy": strategy, "subset": None if strategy == "full" else 0.3, "seed": seed,
+                "final_accuracy": accuracy, "best_accuracy": accuracy, "total_seconds": 1.0, "selection_seconds": 0.1,
+                "history": [{"epoch": 0, "test_accuracy": accuracy, "epoch_seconds": 1.0}], "target_accuracy": 0.9,
+                **{f"mean_{key}": float("nan") for key in DIAGNOSTICS}}
+
+    rows = [row("full", 0, 0.5), row("random", 0, 0.40), row("random", 1, 0.44), row("random", 2, 0.30),
+            row("coreset", 0, 0.42), row("coreset", 1, 0.46)]  # a narrower command added random's seed 2
+    gain = {g["strategy"]: g["gain_over_random"] for g in group_rows(rows)}
+    assert gain["coreset"] == pytest.approx(0.02)  # unpaired, 0.44 - 0.38 = 0.06
+
+
+def test_report_refuses_a_label_given_to_two_grids(copied_grid, tmp_path):
+    result = CliRunner().invoke(app, ["report", str(copied_grid), f"{copied_grid}=b", f"{copied_grid}=b",
+                                      "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2 and "label 'b' is given to more than one grid" in result.output
+    assert not (tmp_path / "rep").exists()
+
+
+def test_bench_refuses_a_grids_runs_folder_and_a_folder_of_other_tables(copied_grid, train_calls, capsys, tmp_path):
+    stderr = bench_in_process(capsys, *BENCH_TINY, *GRID, "--out", copied_grid / "runs")
+    assert f"is the runs/ folder of the grid {copied_grid}" in stderr and f"give --out {copied_grid}" in stderr
+    assert not (copied_grid / "runs" / "runs").exists() and train_calls == []
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "results.md").write_text("# my results, by hand\n")
+    stderr = bench_in_process(capsys, *BENCH_TINY, *GRID, "--out", tmp_path / "paper")
+    assert "holds results.md but no grid (no grid.json, no runs/)" in stderr and train_calls == []
+    assert (tmp_path / "paper" / "results.md").read_text() == "# my results, by hand\n"
+
+
+def test_report_names_a_run_its_grid_did_not_plan_and_compares_its_settings(copied_grid, tmp_path):
+    coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=64, test_limit=32, quiet=True,
+                                      strategy="random", subset=0.3, seed=9, out=str(copied_grid / "runs" / "mytry")))
+    result = CliRunner().invoke(app, ["report", str(copied_grid), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    runs_line = next(line for line in (tmp_path / "rep" / "report.md").read_text().splitlines()
+                     if line.startswith("Runs:"))
+    assert "runs its grid.json does not list, not trained by its bench: mytry" in runs_line
+    assert "runs of other settings pooled in one cell (random 30%: " in runs_line and "epochs (1, 2)" in runs_line
+
+
+def test_runs_of_other_thread_counts_are_noted_in_results_and_report(copied_grid, tmp_path):
+    import json
+
+    from coreaug.bench.tables import threads_otherwise
+
+    run = copied_grid / "runs" / "random-0.3-seed0"  # as if trained by a --jobs 2 worker, on one thread
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**row, "threads": 97}) + "\n" for row in rows))
+    result = CliRunner().invoke(app, ["report", str(copied_grid), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    assert " and 97 CPU threads pooled (a grid continued with another --jobs)" in \
+        (tmp_path / "rep" / "report.md").read_text()
+    assert threads_otherwise([[1, 1], [1]]) == "" and threads_otherwise([[1], [2, 2]]).startswith("runs trained on 1 "
+                                                                                                  "and 2 CPU threads")
+
+
+def test_report_says_how_another_grid_differs_from_the_first(copied_grid, tmp_path):
+    import json
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(copied_grid, other)
+    for path in (other / "runs").glob("*/config.json"):  # as a grid of a longer training
+        path.write_text(json.dumps({**json.loads(path.read_text()), "epochs": 30}))
+    result = CliRunner().invoke(app, ["report", str(copied_grid), f"{other}=long", "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    assert "unlike the first grid's runs: epochs 30 (first: 2)" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_the_refusal_of_an_unnamed_import_path_crosses_processes_and_quotes_the_path(tmp_path):
+    import pickle
+
+    refusal = pickle.loads(pickle.dumps(UntrustedModel("runs/x", "nets:small")))  # a process pool's worker's
+    assert isinstance(refusal, UntrustedModel) and str(refusal) == str(UntrustedModel("runs/x", "nets:small"))
+    import unittest.mock
+
+    from coreaug.cli.predict import load_named
+
+    crafted = UntrustedModel("runs/x", "nets:small $(touch x)")  # a path from someone else's model.pt
+    with unittest.mock.patch("coreaug.load_run", side_effect=crafted):
+        with pytest.raises(UsageError, match=r"name it: --model 'nets:small \$\(touch x\)'$"):  # quoted for a shell
+            load_named("runs/x", None, "cpu")

@@ -119,7 +119,9 @@ def read_folder(folder):
             if any(os.path.isfile(os.path.join(folder, name, file)) for file in (*FILES, CHECKPOINT))]
 
 
-LONGEST_RECORD = 16 << 20  # characters in one line of an archive (a run's record: a few KB a hundred epochs)
+# An archive unpacks to at most UNPACKS_TO times its size (coreaug's xz of JSON Lines: tens of times; a small
+# file of one repeated character unpacks to thousands of times), and at least MIN_UNPACKED characters may be read
+UNPACKS_TO, MIN_UNPACKED = 1000, 64 << 20
 
 
 def read_archive(path):
@@ -130,13 +132,14 @@ def read_archive(path):
     with open(path, "rb") as f:
         head = f.read(6)
     opener = lzma.open if head.startswith(_XZ_MAGIC) else gzip.open if head.startswith(_GZIP_MAGIC) else open
-    records = []
+    records, left = [], max(UNPACKS_TO * os.path.getsize(path), MIN_UNPACKED)
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(iter(lambda: f.readline(LONGEST_RECORD + 1), ""), 1):
-                if len(line) > LONGEST_RECORD:  # a small compressed file can unpack to one line of gigabytes
-                    raise ValueError(f"line {number} is over {LONGEST_RECORD >> 20} MiB, where a run's record is "
-                                     "a few KB")  # (named as any unreadable archive is, below)
+            for number, line in enumerate(iter(lambda: f.readline(left + 1), ""), 1):
+                left -= len(line)
+                if left < 0:  # a small compressed file can unpack to gigabytes (in one line): refused before that
+                    raise ValueError(f"it unpacks to over {UNPACKS_TO} times its size (at line {number}), where "
+                                     "an archive coreaug writes unpacks to tens of times")  # (named below)
                 if line.strip():
                     records.append(_record(json.loads(line), number))
     except (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
@@ -206,7 +209,8 @@ def record_plan(grid, names, *, settings=None, shards=None, check=None, data=Non
             plan["shards"] = shards
         if data is not None and not isinstance(plan.get("data"), str):
             plan["data"] = data
-        atomic_write(os.path.join(grid, PLAN), lambda f: json.dump(plan, f, indent=1, sort_keys=True))
+        atomic_write(os.path.join(grid, PLAN), lambda f: json.dump(plan, f, indent=1, sort_keys=True),
+                     through_links=False)
 
 
 @contextlib.contextmanager

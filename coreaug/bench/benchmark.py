@@ -309,7 +309,7 @@ def _forget_plan(out, plan, written):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(out, PLAN))
         else:
-            atomic_write(os.path.join(out, PLAN), lambda f: f.write(plan), mode="wb")
+            atomic_write(os.path.join(out, PLAN), lambda f: f.write(plan), mode="wb", through_links=False)
 
 
 def _load_data(config):
@@ -380,8 +380,8 @@ def write_results(runs, out, target=None, trained=0, *, unfinished=()):
     os.replace(staged, files["csv"])
     text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=why,
                           versions=[row["coreaug"] for row in rows], intervals=[row["eval_every"] for row in rows],
-                          compiled=[row["compiled"] for row in rows])
-    atomic_write(files["md"], lambda f: f.write(text))
+                          compiled=[row["compiled"] for row in rows], threads=[row["threads"] for row in rows])
+    atomic_write(files["md"], lambda f: f.write(text), through_links=False)  # a grid's own file, as a run's
     png = os.path.join(out, "accuracy_vs_time.png")
     if plot_accuracy_vs_time(rows, target, png):  # written beside it and renamed, as the tables are
         files["png"] = png

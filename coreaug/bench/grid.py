@@ -26,7 +26,7 @@ from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
 from coreaug.training.run_files import DEFAULT_IDENTITY, damaged_results, dataset_note, differences, folder_in_use
 
-from .archive import PER_RUN
+from .archive import PER_RUN, PLAN
 
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
 # finished before (skipped), held by another process (left to it), or failed with an error.
@@ -154,6 +154,14 @@ def check_out(out, config):
         if os.path.isfile(os.path.join(out, name)):
             raise UsageError(f"--out {out} is a run folder (it holds {name}), not a grid's; choose another --out "
                              "for the grid")
+    above = os.path.dirname(os.path.normpath(os.path.abspath(out)))
+    if os.path.basename(os.path.normpath(out)) == "runs" and os.path.isfile(os.path.join(above, PLAN)):
+        raise UsageError(f"--out {out} is the runs/ folder of the grid {above}, where a grid would nest in it; "
+                         f"give --out {above} to go on with that grid")
+    tables = [name for name in ("results.md", "results.csv") if os.path.isfile(os.path.join(out, name))]
+    if tables and not os.path.isfile(os.path.join(out, PLAN)) and not os.path.isdir(os.path.join(out, "runs")):
+        raise UsageError(f"--out {out} holds {' and '.join(tables)} but no grid (no {PLAN}, no runs/): the grid's "
+                         "tables would replace them; choose another --out for the grid")
     if not is_folder_dataset(config.dataset) or not os.path.isdir(config.dataset):
         return
     if lies_among(config.dataset, out):  # the whole folder: the plot's PNG in its root is sampled too

@@ -96,4 +96,4 @@ def plot_mean_curves(series, target, path, title):
 def _save(figure, path, **options):
     """Write `figure` as the PNG `path` atomically (beside it, then renamed): a disk that cannot take it leaves
     no partial file and no earlier plot damaged, and is an OSError naming `path` (Pillow's names none)."""
-    atomic_write(path, lambda f: figure.savefig(f, format="png", **options), mode="wb")
+    atomic_write(path, lambda f: figure.savefig(f, format="png", **options), mode="wb", through_links=False)

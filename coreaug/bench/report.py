@@ -22,10 +22,10 @@ from coreaug.errors import UsageError
 from coreaug.files import atomic_write, make_folder
 from coreaug.training.run_files import recorded_fingerprint, recorded_version, several_versions
 
-from .archive import PER_RUN, load_runs, planned_runs, runs_folder
+from .archive import PER_RUN, PLAN, load_runs, planned_runs, runs_folder
 from .grid import check_target, folder_in_use
 from .plot import plot_mean_curves
-from .tables import DIAGNOSTICS, compiled_note, diagnostics_table, evaluated_otherwise
+from .tables import DIAGNOSTICS, compiled_note, diagnostics_table, evaluated_otherwise, threads_otherwise
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
 
 NAN = float("nan")
@@ -136,6 +136,12 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
 
     sources = [(os.path.expanduser(os.fspath(path)), "")] + \
         [(os.path.expanduser(os.fspath(p)), str(label)) for p, label in also]
+    labels = [label for _, label in sources[1:]]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:  # its grids' runs would share cells, a seed in both counted twice
+        given = " and ".join(p for p, label in sources[1:] if label == twice[0])
+        raise UsageError(f"label {twice[0]!r} is given to more than one grid ({given}); give each grid a label of "
+                         "its own (to pool two grids' runs, put them in one grid folder)")
     unknown = sorted({key[2] for key in rates or ()} - {label for _, label in sources})
     if unknown:  # a typo's rows unused, and its grid taking the first grid's rates
         labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
@@ -212,7 +218,7 @@ def _read_sources(sources, wanted):
     one line per run that could not be read, one line describing each source, the settings
     the first source's runs share, and a line per source whose cells pool runs of other settings
     or one seed twice (`_pooled`). UsageError for a wanted subset that no source has."""
-    runs, problems, described, settings, have, pooled = [], [], [], "", set(), []
+    runs, problems, described, settings, have, pooled, first = [], [], [], "", set(), [], []
     for source, label in sources:
         records, planned = load_runs(source), planned_runs(source)
         not_started = sorted(set(planned) - {record.name for record in records})
@@ -239,7 +245,14 @@ def _read_sources(sources, wanted):
                             f" ({_NO_PLAN}: runs that never started cannot be listed)"))
         ids = {id(run) for run in shown}
         shown_records = [record for record, run in zip(kept, read) if id(run) in ids]
-        mixed = _pooled(shown_records, shown, checked=bool(planned))  # a grid (or its archive): checked by bench
+        # a grid (or its archive) was checked by bench, but not a run its grid.json does not list (trained into
+        # its runs/ by `coreaug train`, or copied there): then the source's runs are compared as loose runs
+        stray = [record.name for record in shown_records if planned and record.name not in set(planned)]
+        mixed = _pooled(shown_records, shown, checked=bool(planned) and not stray)
+        if stray:
+            mixed = "; ".join(note for note in (f"runs its {PLAN} does not list, not trained by its bench: "
+                                                f"{', '.join(stray[:3])}{' ...' if len(stray) > 3 else ''}", mixed)
+                              if note)
         if mixed:
             pooled.append(f"`{source}`" + (f" (\"{label}\")" if label else "") + f": {mixed}")
             described[-1] += f"; {mixed}"
@@ -247,6 +260,12 @@ def _read_sources(sources, wanted):
                                   for record in shown_records])
         if compiled:  # not a pooling: said where the source's runs are
             described[-1] += f"; {compiled}"
+        if not label:
+            first = shown_records
+        else:  # another grid: what sets it apart from the first, whose baseline and references it may borrow
+            unlike = _unlike(first, shown_records)
+            if unlike:
+                described[-1] += f"; unlike the first grid's runs: {unlike}"
     if wanted:
         _check_subsets(wanted, have)
     return runs, problems, described, settings, pooled
@@ -306,6 +325,8 @@ def _pooled(records, runs, checked=False):
                                            [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
     notes = [several_versions([recorded_version(getattr(record, "summary", None)) for record in records])]
     notes.append(evaluated_otherwise([(record.config or {}).get("eval_every") for record in records]))
+    notes.append(threads_otherwise([[row["threads"] for row in record.metrics or () if isinstance(row, dict)
+                                     and "threads" in row] for record in records]))
     if across and len(cells) > 1:
         notes.append(f"cells of other data or training length compared ({_listed(across)}): each row's "
                      "baseline and gains subtract runs that differ in more than strategy and subset; report "
@@ -318,6 +339,19 @@ def _pooled(records, runs, checked=False):
         more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
         notes.append(f"runs of one seed counted as several ({repeated[0]}{more})")
     return "; ".join(note for note in notes if note)
+
+
+def _unlike(first, records):
+    """The data and training settings (ACROSS_CELLS) in which `records` (another grid's runs) differ from
+    `first` (the first grid's): "dataset /data/b (first: /data/a), epochs 30 (first: 15)"; "" for none."""
+    parts = {}
+    for key in ACROSS_CELLS:
+        theirs, ours = ({_setting_text(_with_data(r).get(key)) for r in group} for group in (records, first))
+        if first and records and theirs != ours:
+            parts[key] = f"{key} {', '.join(sorted(theirs))} (first: {', '.join(sorted(ours))})"
+    if "dataset" in parts:  # another dataset's files differ too: their hashes say nothing more
+        parts.pop("data_files", None)
+    return ", ".join(parts.values())
 
 
 def _with_data(record):

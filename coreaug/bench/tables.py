@@ -50,6 +50,7 @@ def read_run(run):
         "n_augmented": summary["n_augmented"], "history": history, "coreaug": recorded_version(summary),
         "eval_every": (summary.get("config") or {}).get("eval_every"),
         "compiled": bool((summary.get("config") or {}).get("compile")),
+        "threads": [row["threads"] for row in history if "threads" in row],
         **{f"mean_{key}": mean(m[key] for m in history if m.get(key) is not None) for key in DIAGNOSTICS},
     }
 
@@ -122,15 +123,18 @@ def group_rows(rows):
     full = [r for r in rows if r["strategy"] == "full"]
     full_seconds = mean(r["total_seconds"] for r in full)
     full_to_target, _ = _time_to_target(full)
-    random_accuracy = {subset: mean(r["final_accuracy"] for r in members)
+    random_accuracy = {subset: {r["seed"]: r["final_accuracy"] for r in members}  # by seed: gains are paired
                        for (strategy, subset), members in groups.items() if strategy == "random"}
     summary = []
     for (strategy, subset), members in groups.items():
         accuracy = mean(r["final_accuracy"] for r in members)
         seconds = mean(r["total_seconds"] for r in members)
         to_target, reached = _time_to_target(members)  # NaN unless every seed got there
-        # every selecting strategy against random at its subset (references have no subset)
-        gain = accuracy - random_accuracy.get(subset, math.nan) if strategy != "random" else math.nan
+        # every selecting strategy against random at its subset (references have no subset), seed by seed over
+        # the seeds both cells have: a narrower command that added seeds to one of them leaves the others out
+        random_seeds = random_accuracy.get(subset, {}) if strategy != "random" else {}
+        paired = [r["final_accuracy"] - random_seeds[r["seed"]] for r in members if r["seed"] in random_seeds]
+        gain = mean(paired) if paired else math.nan
         summary.append({
             "strategy": strategy, "subset": subset, "seeds": len(members),
             "accuracy": accuracy, "accuracy_std": std(r["final_accuracy"] for r in members),
@@ -163,6 +167,18 @@ def evaluated_otherwise(intervals):
             "and time to target are read at evaluated epochs only, so a sparser run's come later or lower")
 
 
+def threads_otherwise(threads):
+    """The note for runs trained on other CPU thread counts (`threads`: each run's per-epoch counts, as
+    metrics.jsonl records them), or "": a grid continued with another --jobs (1 thread a worker, or the
+    cores) times its cells' runs two ways."""
+    shown = sorted({count for counts in threads for count in counts})
+    if len(shown) < 2:
+        return ""
+    return (f"runs trained on {', '.join(map(str, shown[:-1]))} and {shown[-1]} CPU threads pooled (a grid "
+            "continued with another --jobs): their seconds and speed-ups differ by the thread count; set "
+            "OMP_NUM_THREADS to keep one count")
+
+
 def compiled_note(compiled):
     """The note for runs trained compiled (`compiled`: one bool a run), or "": their seconds hold the
     compile (tens of seconds on a CPU, in their first epoch), which an eager run's do not."""
@@ -174,7 +190,8 @@ def compiled_note(compiled):
             "epoch")
 
 
-def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), intervals=(), compiled=()):
+def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), intervals=(), compiled=(),
+                   threads=()):
     """results.md: the per-group table and a legend saying what each column measures.
 
     runs: the number of the grid's runs; missing: those the table leaves out, counted in a line
@@ -182,12 +199,13 @@ def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), 
     counted and named on its own, or a list of names (unfinished or unreadable). versions: the
     coreaug version of each run in the table (`recorded_version`), named above it when they differ;
     intervals: each run's --eval-every, noted when they differ (`evaluated_otherwise`); compiled: whether
-    each run was trained compiled (`compiled_note`).
+    each run was trained compiled (`compiled_note`); threads: each run's thread counts (`threads_otherwise`).
     """
     lines = [f"Target accuracy: {target:.2%} ({rule}).", ""]
     if runs is not None:
         lines += [_coverage(runs, missing), ""]
-    for pooled in (several_versions(versions), evaluated_otherwise(intervals), compiled_note(compiled)):
+    for pooled in (several_versions(versions), evaluated_otherwise(intervals), threads_otherwise(threads),
+                   compiled_note(compiled)):
         if pooled:
             lines += [f"Note: {pooled}.", ""]
     lines += [
@@ -209,7 +227,8 @@ def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), 
         "Seconds, training + selection: the epochs' time with their selections (evaluation left out), summed",
         "over epochs, as `coreaug report`'s \"seconds, training + selection\"; ± is the sample std over seeds",
         "(— for one seed). Speed-up vs full: full's mean seconds / the group's. Gain over random: final",
-        "accuracy minus random's at the same subset, in points. Selection share: selection seconds / those",
+        "accuracy minus random's at the same subset, in points, seed by seed over the seeds both groups have.",
+        "Selection share: selection seconds / those",
         "seconds. Time to target: each seed's seconds (training + selection) until its test accuracy first",
         "reaches the target, mean over seeds (— unless every seed reached it; reached target counts those",
         "that did); its speed-up is full's time to target / the group's. `coreaug report` takes it the same way.",

@@ -10,7 +10,7 @@ from coreaug.augment.constants import static
 from coreaug.data import apply_label_noise, is_folder_dataset, load_dataset
 from coreaug.data.cache_decode import default_workers
 from coreaug.data.images import Images, as_images
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, without_controls
 from coreaug.files import size_text
 from coreaug.selection.rules import RULES
 
@@ -85,7 +85,7 @@ def _note_untrained_classes(train_y, data, config):
     missing = [label for label, count in enumerate(counts[:data.num_classes].tolist()) if count == 0]
     if not missing:
         return
-    names = [data.class_names[label] if data.class_names else str(label) for label in missing]
+    names = [without_controls(data.class_names[label]) if data.class_names else str(label) for label in missing]
     shown = ", ".join(names) if len(names) <= 6 else ", ".join(names[:5]) + f" and {len(names) - 5} more"
     cause = (f" (--train-limit {config.train_limit} drew none of them)"
              if config.train_limit is not None and config.train_limit < len(data.train_labels) else "")

@@ -780,9 +780,10 @@ def load_run(run, model=None, device="cpu"):
     like passed as `model`, whose weights are then replaced by the run's.
     `device` is what `coreaug train --device` takes: "auto" (CUDA when available), "cpu" or
     "cuda[:N]". Raises ValueError for a folder that holds no run, a run that is not finished, a
-    `model` that is not a module, does not fit the weights or does not return (B, classes) logits
+    `model` that is neither a module nor an import path (or not the run's), does not fit the
+    weights or does not return (B, classes) logits
     (tried on two images), or a device that is not one of those
-    or not on this machine.
+    or not on this machine; UntrustedModel (a UsageError) for a run of an import path not named.
     """
     if model is not None and not isinstance(model, torch.nn.Module) and not is_import_path(model):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; pass a module built as the "
@@ -792,8 +793,10 @@ def load_run(run, model=None, device="cpu"):
     advice = PASS_A_MODEL
     if isinstance(model, str):  # the user names the code to import: it must be what the run trained
         if model.strip() != str(state["model"]):
-            raise UsageError(f"model {model!r} is not the model {run} trained ({state['model']!r}); "
-                             + ("name that one" if is_import_path(state["model"]) else "leave it out"))
+            recorded = str(state["model"])
+            advice = ("pass a module built as the run's was (model=...)" if recorded.startswith(INSTANCE) else
+                      "name that one" if is_import_path(recorded) else "leave it out")
+            raise UsageError(f"model {model!r} is not the model {run} trained ({recorded!r}); {advice}")
         model = None
     elif model is None and is_import_path(state["model"]) and not str(state["model"]).startswith(INSTANCE):
         raise UntrustedModel(run, state["model"])
@@ -837,6 +840,9 @@ class UntrustedModel(UsageError):
     def __init__(self, run, path):
         self.run, self.path = run, path
         super().__init__(self.line(f"coreaug.load_run(RUN, model={path!r})"))
+
+    def __reduce__(self):  # raised in a process pool's worker, it reaches the caller whole
+        return type(self), (self.run, self.path)
 
     def line(self, name_it):
         return (f"{self.run} trained the model that {self.path} builds: loading it imports module "

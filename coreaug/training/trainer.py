@@ -108,7 +108,8 @@ def train(config, model=None, *, on_start=None):
     `model`, your own nn.Module, maps normalised (B, C, H, W) images to (B, classes) logits; its
     last nn.Linear is the layer of `gradients="last_layer"`. It is trained in place, and the run
     records its class ("instance:module.Class" as config.model), so `load_run` needs a module
-    like it passed in. (`config.model = "package.module:function"` is rebuilt by `load_run`.)
+    like it passed in. (`config.model = "package.module:function"` is rebuilt by `load_run` given that
+    path, `load_run(RUN, model="package.module:function")`: importing it runs its code.)
     It is fed channels_last inputs, or contiguous ones if it fails on those (a `.view` of its
     features); a model that returns more than the logits in training mode is refused too.
 
