@@ -115,6 +115,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
 
 
 def is_terminal(stream):
+    """Whether `stream` is a terminal (where a name's escape sequence would act rather than show)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # replaced by an object without isatty, or closed

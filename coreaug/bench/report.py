@@ -136,8 +136,8 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
 
     sources = [(os.path.expanduser(os.fspath(path)), "")] + \
         [(os.path.expanduser(os.fspath(p)), str(label)) for p, label in also]
-    labels = [label for _, label in sources[1:]]
-    twice = sorted({label for label in labels if labels.count(label) > 1})
+    named = [label for _, label in sources[1:]]
+    twice = sorted({label for label in named if named.count(label) > 1})
     if twice:  # its grids' runs would share cells, a seed in both counted twice
         given = " and ".join(p for p, label in sources[1:] if label == twice[0])
         raise UsageError(f"label {twice[0]!r} is given to more than one grid ({given}); give each grid a label of "
