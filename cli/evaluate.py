@@ -39,7 +39,7 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
         count, seen = len(result.skipped), len(result.skipped) + result.total
         click.echo(f"skipped {count} unreadable image{'s' if count != 1 else ''} of {seen}", err=True)
     click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the {result.scored} of {dataset}")
-    shown = without_controls if is_terminal(sys.stdout) else str  # a file gets the names as they are
+    shown = without_controls if is_terminal(sys.stdout) else str  # (to a file, click drops ANSI colour codes)
     per_class = {shown(name): counts for name, counts in result.per_class.items()}
     width = max(map(columns, per_class), default=0)
     for name, (correct, total) in per_class.items():

@@ -121,7 +121,7 @@ def read_folder(folder):
 
 # An archive unpacks to at most UNPACKS_TO times its size (coreaug's xz of JSON Lines: tens of times; a small
 # file of one repeated character unpacks to thousands of times), and at least MIN_UNPACKED characters may be read
-UNPACKS_TO, MIN_UNPACKED = 1000, 64 << 20
+UNPACKS_TO, MIN_UNPACKED = 200, 64 << 20
 
 
 def read_archive(path):

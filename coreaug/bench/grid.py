@@ -154,8 +154,10 @@ def check_out(out, config):
         if os.path.isfile(os.path.join(out, name)):
             raise UsageError(f"--out {out} is a run folder (it holds {name}), not a grid's; choose another --out "
                              "for the grid")
-    above = os.path.dirname(os.path.normpath(os.path.abspath(out)))
-    if os.path.basename(os.path.normpath(out)) == "runs" and os.path.isfile(os.path.join(above, PLAN)):
+    real = os.path.realpath(out)  # (a link to a grid's runs/ too)
+    above = os.path.dirname(real)
+    if os.path.basename(real) == "runs" and any(os.path.isfile(os.path.join(above, name))
+                                                for name in (PLAN, "results.md")):  # (0.2's grids have no PLAN)
         raise UsageError(f"--out {out} is the runs/ folder of the grid {above}, where a grid would nest in it; "
                          f"give --out {above} to go on with that grid")
     tables = [name for name in ("results.md", "results.csv") if os.path.isfile(os.path.join(out, name))]

@@ -25,7 +25,7 @@ from coreaug.training.run_files import recorded_fingerprint, recorded_version, s
 from .archive import PER_RUN, PLAN, load_runs, planned_runs, runs_folder
 from .grid import check_target, folder_in_use
 from .plot import plot_mean_curves
-from .tables import DIAGNOSTICS, compiled_note, diagnostics_table, evaluated_otherwise, threads_otherwise
+from .tables import DIAGNOSTICS, compiled_note, cpu_threads, diagnostics_table, evaluated_otherwise, threads_otherwise
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
 
 NAN = float("nan")
@@ -136,12 +136,6 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
 
     sources = [(os.path.expanduser(os.fspath(path)), "")] + \
         [(os.path.expanduser(os.fspath(p)), str(label)) for p, label in also]
-    named = [label for _, label in sources[1:]]
-    twice = sorted({label for label in named if named.count(label) > 1})
-    if twice:  # its grids' runs would share cells, a seed in both counted twice
-        given = " and ".join(p for p, label in sources[1:] if label == twice[0])
-        raise UsageError(f"label {twice[0]!r} is given to more than one grid ({given}); give each grid a label of "
-                         "its own (to pool two grids' runs, put them in one grid folder)")
     unknown = sorted({key[2] for key in rates or ()} - {label for _, label in sources})
     if unknown:  # a typo's rows unused, and its grid taking the first grid's rates
         labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
@@ -219,7 +213,8 @@ def _read_sources(sources, wanted):
     the first source's runs share, and a line per source whose cells pool runs of other settings
     or one seed twice (`_pooled`). UsageError for a wanted subset that no source has."""
     runs, problems, described, settings, have, pooled, first = [], [], [], "", set(), [], []
-    for source, label in sources:
+    held = {}  # (label, strategy, subset, seed): the position of the source holding that run
+    for position, (source, label) in enumerate(sources):
         records, planned = load_runs(source), planned_runs(source)
         not_started = sorted(set(planned) - {record.name for record in records})
         problems += [f"`{name}`" + (f" ({label})" if label else "") + ": not started" for name in not_started]
@@ -235,6 +230,12 @@ def _read_sources(sources, wanted):
                 read.append(run)
         have |= {round(run.subset, 10) for run in read if run.subset is not None}
         shown = [run for run in read if wanted is None or run.subset is None or round(run.subset, 10) in wanted]
+        for run in shown:  # grids given one label pool their runs: not one seed from two of them
+            other = held.setdefault((label, run.strategy, run.subset, run.seed), position)
+            if other != position:
+                cell = run.strategy if run.subset is None else f"{run.strategy} {_subset(run.subset)}"
+                raise UsageError(f"label {label!r} is given to {sources[other][0]} and {source}, which both hold "
+                                 f"{cell} seed {run.seed}: it would count twice; give each grid a label of its own")
         runs += shown
         settings = settings if described else _settings(kept)
         described.append(f"`{source}`" + (f" as \"{label}\"" if label else "") + f": {len(shown)} finished runs"
@@ -247,7 +248,8 @@ def _read_sources(sources, wanted):
         shown_records = [record for record, run in zip(kept, read) if id(run) in ids]
         # a grid (or its archive) was checked by bench, but not a run its grid.json does not list (trained into
         # its runs/ by `coreaug train`, or copied there): then the source's runs are compared as loose runs
-        stray = [record.name for record in shown_records if planned and record.name not in set(planned)]
+        stray = [record.name for record in shown_records if planned and record.name not in set(planned)
+                 and (record.summary or {}).get("coreaug")]  # (a run of coreaug 0.2, whose bench wrote no PLAN)
         mixed = _pooled(shown_records, shown, checked=bool(planned) and not stray)
         if stray:
             mixed = "; ".join(note for note in (f"runs its {PLAN} does not list, not trained by its bench: "
@@ -325,8 +327,8 @@ def _pooled(records, runs, checked=False):
                                            [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
     notes = [several_versions([recorded_version(getattr(record, "summary", None)) for record in records])]
     notes.append(evaluated_otherwise([(record.config or {}).get("eval_every") for record in records]))
-    notes.append(threads_otherwise([[row["threads"] for row in record.metrics or () if isinstance(row, dict)
-                                     and "threads" in row] for record in records]))
+    notes.append(threads_otherwise([cpu_threads(getattr(record, "summary", None), record.metrics)
+                                    for record in records]))
     if across and len(cells) > 1:
         notes.append(f"cells of other data or training length compared ({_listed(across)}): each row's "
                      "baseline and gains subtract runs that differ in more than strategy and subset; report "

@@ -50,7 +50,7 @@ def read_run(run):
         "n_augmented": summary["n_augmented"], "history": history, "coreaug": recorded_version(summary),
         "eval_every": (summary.get("config") or {}).get("eval_every"),
         "compiled": bool((summary.get("config") or {}).get("compile")),
-        "threads": [row["threads"] for row in history if "threads" in row],
+        "threads": cpu_threads(summary, history),
         **{f"mean_{key}": mean(m[key] for m in history if m.get(key) is not None) for key in DIAGNOSTICS},
     }
 
@@ -167,6 +167,14 @@ def evaluated_otherwise(intervals):
             "and time to target are read at evaluated epochs only, so a sparser run's come later or lower")
 
 
+def cpu_threads(summary, history):
+    """The thread counts a CPU run's epochs recorded (metrics.jsonl rows); none for a run on a GPU,
+    whose seconds the CPU's threads hardly touch."""
+    if not str((summary or {}).get("device", "cpu")).startswith("cpu"):
+        return []
+    return [row["threads"] for row in history or () if isinstance(row, dict) and "threads" in row]
+
+
 def threads_otherwise(threads):
     """The note for runs trained on other CPU thread counts (`threads`: each run's per-epoch counts, as
     metrics.jsonl records them), or "": a grid continued with another --jobs (1 thread a worker, or the
@@ -175,8 +183,8 @@ def threads_otherwise(threads):
     if len(shown) < 2:
         return ""
     return (f"runs trained on {', '.join(map(str, shown[:-1]))} and {shown[-1]} CPU threads pooled (a grid "
-            "continued with another --jobs): their seconds and speed-ups differ by the thread count; set "
-            "OMP_NUM_THREADS to keep one count")
+            "continued with another --jobs or OMP_NUM_THREADS): their seconds and speed-ups differ by the thread "
+            "count; set OMP_NUM_THREADS to keep one count")
 
 
 def compiled_note(compiled):
