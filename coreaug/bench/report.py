@@ -327,7 +327,7 @@ def _pooled(records, runs, checked=False):
                                            [key for key in ACROSS_CELLS if key not in within])  # (said per cell)
     notes = [several_versions([recorded_version(getattr(record, "summary", None)) for record in records])]
     notes.append(evaluated_otherwise([(record.config or {}).get("eval_every") for record in records]))
-    notes.append(threads_otherwise([cpu_threads(getattr(record, "summary", None), record.metrics)
+    notes.append(threads_otherwise([cpu_threads(getattr(record, "summary", None), getattr(record, "metrics", None))
                                     for record in records]))
     if across and len(cells) > 1:
         notes.append(f"cells of other data or training length compared ({_listed(across)}): each row's "
