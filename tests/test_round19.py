@@ -1,7 +1,9 @@
-"""Round 19's reports: a run folder from someone else (explore19-security), and note52's polish left
-alone: a run whose recorded import path would be imported only when named, error lines that keep a
-name's spaces, select's advice for a count given as --fraction, a note on classes with no training
-example."""
+"""Round 19's reports and reviews: what coreaug reads that someone else wrote (explore19-security: a
+run's import path imported only when named, links in a run folder, compressed bombs, large images,
+escape sequences), schedules (explore19-schedule), logs (explore19-logs), --compile (explore19-compile),
+bench on users' data (explore19-bench), review26/27's regressions; and note52's polish left alone
+(error lines keeping a name's spaces, select's count advice, untrained classes, case twins, per-class
+counts)."""
 import sys
 
 import numpy as np
