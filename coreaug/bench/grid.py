@@ -26,7 +26,7 @@ from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
 from coreaug.training.run_files import DEFAULT_IDENTITY, damaged_results, dataset_note, differences, folder_in_use
 
-from .archive import PER_RUN, PLAN
+from .archive import PER_RUN, PLAN, read_record
 
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
 # finished before (skipped), held by another process (left to it), or failed with an error.
@@ -453,28 +453,19 @@ def _same_here(key, stored, now, config):
 def _compiled_otherwise(run):
     """[("compile", finished, now)] when `run`'s folder holds a run finished compiled and the grid
     now trains eagerly, or the other way: a run may go on compiled (compile is not a setting of
-    its identity), but a grid that counts it finished would time one cell's runs two ways."""
-    try:
-        with open(os.path.join(run.folder, "summary.json"), encoding="utf-8") as f:
-            finished = json.load(f)["config"].get("compile", False)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no finished run, or one read elsewhere
-        finished = _trained_compiled(run.folder)  # a stopped run: its epochs so far, one way or the other
-        if finished is None:
+    its identity), but a grid that counts it finished would time one cell's runs two ways. A
+    stopped run is read from its metrics.jsonl (its rows count `graphs_compiled` when compiled):
+    going on the other way would mix a compile into an eager run's seconds (or the reverse)."""
+    record = read_record(run.folder, run.name)
+    config = record.summary.get("config") if isinstance(record.summary, dict) else None
+    if isinstance(config, dict):  # finished
+        finished = config.get("compile", False)
+    else:  # stopped: its epochs so far, one way or the other (none readable: nothing to compare)
+        rows = [row for row in record.metrics if isinstance(row, dict)]
+        if not rows:
             return []
+        finished = any("graphs_compiled" in row for row in rows)
     return [] if finished == run.config.compile else [("compile", finished, run.config.compile)]
-
-
-def _trained_compiled(folder):
-    """Whether the epochs a stopped run's metrics.jsonl holds were trained compiled (their rows count
-    `graphs_compiled`), None without a readable row: a grid going on the other way would time the rest
-    of the run otherwise, and its seconds would mix a compile into an eager run's (or the reverse)."""
-    try:
-        with open(os.path.join(folder, "metrics.jsonl"), encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError):
-        return None
-    rows = [row for row in rows if isinstance(row, dict)]
-    return any("graphs_compiled" in row for row in rows) if rows else None
 
 
 def _stored_config(run):

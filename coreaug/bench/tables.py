@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+from coreaug.errors import listed
 from coreaug.training.run_files import recorded_version, several_versions
 
 from .archive import read_record
@@ -163,7 +164,7 @@ def evaluated_otherwise(intervals):
     shown = sorted({every for every in intervals if every is not None})
     if len(shown) < 2:
         return ""
-    return (f"runs evaluated every {', '.join(map(str, shown[:-1]))} and {shown[-1]} epochs pooled: best accuracy "
+    return (f"runs evaluated every {listed(map(str, shown))} epochs pooled: best accuracy "
             "and time to target are read at evaluated epochs only, so a sparser run's come later or lower")
 
 
@@ -182,7 +183,7 @@ def threads_otherwise(threads):
     shown = sorted({count for counts in threads for count in counts})
     if len(shown) < 2:
         return ""
-    return (f"runs trained on {', '.join(map(str, shown[:-1]))} and {shown[-1]} CPU threads pooled (a grid "
+    return (f"runs trained on {listed(map(str, shown))} CPU threads pooled (a grid "
             "continued with another --jobs or OMP_NUM_THREADS): their seconds and speed-ups differ by the thread "
             "count; set OMP_NUM_THREADS to keep one count")
 
