@@ -248,7 +248,8 @@ def _read_sources(sources, wanted):
         shown_records = [record for record, run in zip(kept, read) if id(run) in ids]
         # a grid (or its archive) was checked by bench, but not a run its grid.json does not list (trained into
         # its runs/ by `coreaug train`, or copied there): then the source's runs are compared as loose runs
-        stray = [record.name for record in shown_records if planned and record.name not in set(planned)
+        listed_runs = set(planned)
+        stray = [record.name for record in shown_records if planned and record.name not in listed_runs
                  and (record.summary or {}).get("coreaug")]  # (a run of coreaug 0.2, whose bench wrote no PLAN)
         mixed = _pooled(shown_records, shown, checked=bool(planned) and not stray)
         if stray:
@@ -347,8 +348,9 @@ def _unlike(first, records):
     """The data and training settings (ACROSS_CELLS) in which `records` (another grid's runs) differ from
     `first` (the first grid's): "dataset /data/b (first: /data/a), epochs 30 (first: 15)"; "" for none."""
     parts = {}
+    settings = [[_with_data(record) for record in group] for group in (records, first)]  # each record read once
     for key in ACROSS_CELLS:
-        theirs, ours = ({_setting_text(_with_data(r).get(key)) for r in group} for group in (records, first))
+        theirs, ours = ({_setting_text(config.get(key)) for config in group} for group in settings)
         if first and records and theirs != ours:
             parts[key] = f"{key} {', '.join(sorted(theirs))} (first: {', '.join(sorted(ours))})"
     if "dataset" in parts:  # another dataset's files differ too: their hashes say nothing more
