@@ -55,6 +55,8 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
         with (gzip.open if gzipped else open)(path, "rb") as handle:
             return _read_idx(path, handle, expected_magic)
     except (OSError, EOFError, zlib.error) as error:
+        if not gzipped:  # a plain file's read error is the OS's, as it was before this reader streamed
+            raise
         raise UsageError(f"{path} is a damaged gzip file ({error}); delete it and get it again") \
             from error
 
