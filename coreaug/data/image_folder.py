@@ -204,10 +204,7 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
-    cases = collections.defaultdict(list)  # "Cat" and "cat": two folders on Linux, one on macOS and Windows
-    for name in classes:
-        cases[name.casefold()].append(name)
-    alike = [names for names in cases.values() if len(names) > 1]
+    alike = _named_alike(classes, str.casefold)  # "Cat" and "cat": two folders on Linux, one on macOS and Windows
     if alike:
         warn_at_caller(f"{shown(root)} holds class folders named alike but for case ({' and '.join(alike[0])}"
                        f"{f', and {len(alike) - 1} more such' if len(alike) > 1 else ''}): they are trained as "
@@ -464,14 +461,20 @@ def links_to_nothing(folder, names=None) -> List[str]:
             and not os.path.exists(os.path.join(folder, n))]
 
 
+def _named_alike(names, key):
+    """The groups of two or more `names` that `key` makes one (a case or a Unicode form apart)."""
+    groups = collections.defaultdict(list)
+    for name in names:
+        groups[key(name)].append(name)
+    return [group for group in groups.values() if len(group) > 1]
+
+
 def _class_folders(folder) -> List[str]:
     classes = listed_folders(folder)
     if not classes:
         raise UsageError(f"{folder} holds no class folders; images go in <folder>/<class>/<image>")
-    forms = collections.defaultdict(list)  # "café" written with é, and with e and a combining accent (macOS)
-    for name in classes:
-        forms[unicodedata.normalize("NFC", name)].append(name)
-    twins = [names for names in forms.values() if len(names) > 1]
+    # "café" written with é, and with e and a combining accent (macOS)
+    twins = _named_alike(classes, functools.partial(unicodedata.normalize, "NFC"))
     if twins:  # two classes that print alike, and a val/ folder matched to both: its images scored twice
         written = " and ".join(map(ascii, twins[0]))
         raise UsageError(f"{folder} holds class folders named alike in two Unicode forms ({written}, shown as "
