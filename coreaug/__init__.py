@@ -28,7 +28,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from .augment import RandomSource, available_policies, create_policy
 from .bench import BenchResult, run_grid
 from .data import DatasetNotFoundError, ImageDataset, apply_label_noise, available_datasets, load_dataset
-from .errors import TrainingDiverged, UsageError
+from .data.locate import DataDirLacksDataset
+from .errors import TrainingDiverged, UnreadableImage, UsageError
 from .models import available_models, create_model
 from .selection import (
     Selection,
@@ -40,6 +41,7 @@ from .selection import (
     select_random,
 )
 from .training import CoresetAugmentation, TrainConfig, TrainedModel, TrainResult, load_run, train
+from .training.trained import UntrustedModel
 
 __all__ = [
     "Selection", "select_coreset", "select_random", "select_maxloss",
@@ -47,5 +49,6 @@ __all__ = [
     "TrainConfig", "TrainResult", "train", "CoresetAugmentation", "load_run", "TrainedModel",
     "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
     "create_model", "available_models", "create_policy", "available_policies", "RandomSource",
-    "run_grid", "BenchResult", "UsageError", "TrainingDiverged",
+    "run_grid", "BenchResult", "UsageError", "TrainingDiverged", "UnreadableImage", "UntrustedModel",
+    "DataDirLacksDataset",
 ]

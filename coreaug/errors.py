@@ -19,17 +19,36 @@ class UsageError(ValueError):
 class UnreadableImage(UsageError):
     """An image file that cannot be decoded. ``what`` is the short form, "cannot read image PATH
     (why)", for callers that give their own advice after it (predict's --skip-bad-images).
-    ``name`` replaces "image PATH" for an image that is no file (a PIL image made in memory)."""
+    ``name`` replaces "image PATH" for an image that is no file (a PIL image made in memory).
 
-    def __init__(self, path, reason, advice="give image files (JPEG, PNG, WebP, BMP, GIF, TIFF)", name=None):
-        self.path = path
+    It pickles whole (raised in a process pool's worker, it reaches the caller); one message alone,
+    ``UnreadableImage(message)``, is how torch's DataLoader raises a worker's error again in the main
+    process, so that ``except UsageError`` still catches it there."""
+
+    def __init__(self, path, reason=None, advice="give image files (JPEG, PNG, WebP, BMP, GIF, TIFF)", name=None):
+        self.path, self.reason, self.advice, self.name = path, reason, advice, name
+        if reason is None:  # a message alone
+            self.what = str(path)
+            super().__init__(self.what)
+            return
         self.what = f"cannot read {name or f'image {path}'} ({reason})"
         super().__init__(f"{self.what}; {advice}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason, self.advice, self.name)
 
 
 class TrainingDiverged(RuntimeError):
     """Training made the model's weights NaN or infinite (a learning rate too high, say): the
     run cannot go on, and its later epochs would only train on NaN."""
+
+
+def path_given(value, name, what="a path"):
+    """`value` as os.fspath gives it, or the UsageError naming `name` when it is no path (5, None,
+    a tensor), in place of os.fspath's TypeError from deep inside."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"{name} must be {what} (a string or a pathlib.Path), got {type(value).__name__}")
+    return os.fspath(value)
 
 
 def first_line(exc):

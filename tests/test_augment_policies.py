@@ -206,7 +206,7 @@ def test_a_fill_per_channel_gives_each_channel_what_its_level_alone_gives(name, 
 
 def test_a_fill_per_channel_must_match_the_channels():
     assert A.create_policy("autoaugment", fill=[7]).fill == 7.0
-    with pytest.raises(ValueError, match=r"fill has 3 levels \(one per channel\) but the images have 1 channels"):
+    with pytest.raises(ValueError, match=r"fill has 3 levels \(one per channel\) but the images have 1 channel,"):
         A.create_policy("autoaugment", fill=[1, 2, 3])(sample_images(n=2, channels=1))
     with pytest.raises(ValueError, match=r"one per channel, got \[300, 1, 1\]"):
         A.create_policy("randaugment", fill=[300, 1, 1])

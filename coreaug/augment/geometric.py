@@ -38,6 +38,9 @@ _LINEAR_TERM = {"shear_x": [0.0, 1.0, 0.0, 0.0, 0.0, 0.0], "shear_y": [0.0, 0.0,
                 "translate_y": [0.0, 0.0, 0.0, 0.0, 0.0, -1.0]}
 
 
+TRIG_GRID = float(2 ** 20)  # cos and sin are rounded to multiples of its inverse (see affine_matrices)
+
+
 def affine_terms(name: str, height: int, width: int) -> tuple:
     """(terms, radians): the four rows of six matrix entries of op ``name`` (see above) as lists,
     and its radians per unit of value. An op that is not affine gets the identity matrix."""
@@ -50,9 +53,15 @@ def affine_terms(name: str, height: int, width: int) -> tuple:
 
 def affine_matrices(terms: torch.Tensor, values: torch.Tensor, radians: torch.Tensor) -> torch.Tensor:
     """(n, 2, 3) matrices from per-example ``terms`` (n, 4, 6), ``values`` (n,) and ``radians``
-    (n,): T0 + v T1 + cos(r v) T2 + sin(r v) T3."""
+    (n,): T0 + v T1 + cos(r v) T2 + sin(r v) T3.
+
+    cos and sin are rounded to a grid of 2**-20, as Pillow rounds them (to 15 decimals): float32's
+    cos of 90 degrees is -4.4e-8, not 0, and where a side's pixels sample exactly between two
+    (width and height of odd difference) its sign moved each row by its own pixel; cos and sin
+    of 45 degrees come out equal, as they are."""
     angle = values * radians
-    basis = torch.stack([torch.ones_like(values), values, angle.cos(), angle.sin()], dim=1)
+    trig = torch.stack([angle.cos(), angle.sin()], dim=1).mul_(TRIG_GRID).round_().div_(TRIG_GRID)
+    basis = torch.cat([torch.ones_like(values)[:, None], values[:, None], trig], dim=1)
     return (basis.unsqueeze(2) * terms).sum(dim=1).view(-1, 2, 3)
 
 

@@ -13,6 +13,8 @@ from typing import Optional
 
 import torch
 
+from coreaug.errors import UsageError
+
 from .geometric import check_interpolation
 from .op_set import OpSet, linear, no_magnitude, posterize_bits, whole_pixels
 from .policy import Policy
@@ -110,6 +112,9 @@ class RandAugment(_OneOpPerLayer):
                  interpolation: str = "nearest", fill: float = 0):
         self.num_ops = check_whole("num_ops", num_ops, 0, MAX_OPS)
         self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2, MAX_MAGNITUDE_BINS)
+        if magnitude == 9 and not 9 < self.num_magnitude_bins:  # the default, out of the bins given
+            raise UsageError(f"magnitude (9 by default) must be below num_magnitude_bins={self.num_magnitude_bins}: "
+                             f"pass magnitude=0..{self.num_magnitude_bins - 1} too")
         self.magnitude = check_whole("magnitude", magnitude, 0, self.num_magnitude_bins - 1)
         super().__init__(OpSet(randaugment_ranges(), num_magnitude_bins), interpolation, fill)
 

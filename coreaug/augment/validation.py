@@ -142,4 +142,4 @@ def check_fill_channels(fill, images: torch.Tensor) -> None:
     """Raise UsageError unless a per-channel ``fill`` (a tuple) has one level per channel of ``images``."""
     if isinstance(fill, tuple) and len(fill) != images.shape[1]:
         raise UsageError(f"fill has {len(fill)} levels (one per channel) but the images have {images.shape[1]} "
-                         f"channels, shape {tuple(images.shape)}")
+                         f"channel{'s' if images.shape[1] != 1 else ''}, shape {tuple(images.shape)}")

@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from coreaug.errors import UsageError, first_line
+from coreaug.errors import UsageError, first_line, path_given
 from coreaug.files import atomic_write, lock_folder
 from coreaug.training.run_files import CHECKPOINT, MODEL, RunFolder, differences
 
@@ -274,7 +274,8 @@ def archive_grid(grid, *, to=None):
     not a plain folder name: ArchiveResult.skipped names them). The bytes depend only on the
     runs' contents. Raises UsageError when `grid` holds no runs, or `to` is not writable.
     """
-    grid = os.path.expanduser(os.fspath(grid))  # ~ as the shell would expand it (--out=~/x reaches us as typed)
+    # ~ as the shell would expand it (--out=~/x reaches us as typed)
+    grid = os.path.expanduser(path_given(grid, "grid", "a grid's folder"))
     if not os.path.isdir(grid):
         raise UsageError(f"GRID {grid} is not a folder; give the --out folder of `coreaug bench`")
     records = load_runs(grid)
@@ -295,7 +296,7 @@ def archive_grid(grid, *, to=None):
                      key=lambda record: record.name)
     if to is None:
         to = home + SUFFIX  # the absolute path: "." is the grid's own name, not a hidden ".."
-    to = os.path.expanduser(os.fspath(to))
+    to = os.path.expanduser(path_given(to, "to", "the archive's path"))
     if os.path.isdir(to):
         raise UsageError(f"--to {to} is a folder; give a file name such as {os.path.basename(home)}{SUFFIX}")
     text = "".join(record.as_json() + "\n" for record in records).encode("utf-8")
@@ -327,7 +328,8 @@ def restore_grid(archive, *, out):
     is not an archive, a run name that is a path, or runs of other settings than those already in
     `out/runs/` (the grid's settings; runs differ only in strategy, subset and seed).
     """
-    archive, out = os.path.expanduser(os.fspath(archive)), os.path.expanduser(os.fspath(out))
+    archive = os.path.expanduser(path_given(archive, "archive", "an archive's path"))
+    out = os.path.expanduser(path_given(out, "out", "the grid's folder"))
     if not os.path.isfile(archive):
         raise UsageError(f"--restore {archive} is not a file; give an archive written by `coreaug archive`")
     records = read_archive(archive)

@@ -2,13 +2,14 @@
 shard) and write results.csv, results.md, accuracy_vs_time.png over its finished runs."""
 import contextlib
 import dataclasses
+import inspect
 import json
 import os
 from dataclasses import dataclass, field
 
 from coreaug.data import is_folder_dataset, load_dataset
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, path_given
 from coreaug.files import atomic_write, warn_at_caller
 from coreaug.training import TrainConfig
 from coreaug.training.distributed import launched_world_size
@@ -32,9 +33,11 @@ class BenchResult:
     The grid is every run grid.json lists: this bench's and those of earlier commands on the
     same folder (a narrower rerun does not shrink the tables). trained: runs trained (or
     resumed) by this bench. outcomes: a RunOutcome per run this bench handled (its shard), in
-    the order they ended. missing: names of the grid's runs that the tables leave out, and why:
-    {name: kind} with the kinds of tables.LEFT_OUT (failed here, unreadable, trained by another
-    process, left to other shards, planned by an earlier command, not finished). failed:
+    the order they ended. rows, groups: the tables' rows, one per finished run and one per cell
+    (strategy and subset); target_rule: how the target was chosen, in words. missing: the names
+    of the grid's runs that the tables leave out; why: {name: kind} for those, with the kinds of
+    tables.LEFT_OUT (failed here, unreadable, trained by another process, left to other shards,
+    planned by an earlier command, not finished). failed:
     {name: error in one line} for the runs that failed here. unreadable: {name: why} for
     finished runs whose files cannot be read (left out, as `coreaug report` leaves them out;
     remove such a run's folder to train it again).
@@ -53,6 +56,25 @@ class BenchResult:
     why: dict = field(default_factory=dict)
 
 
+def _check_report(report):
+    """Refuse a report callback that cannot take what run_grid passes it: found at the first run
+    that ends (or the first that fails) it would stop the grid there."""
+    if report is None:
+        return
+    if not callable(report):
+        raise UsageError(f"report must be a function called as report(run, status, position, total, error=None), "
+                         f"got {type(report).__name__}")
+    try:
+        signature = inspect.signature(report)
+    except (TypeError, ValueError):  # a builtin without a signature: taken as it is
+        return
+    try:
+        signature.bind(None, "failed", 1, 1, error="")
+    except TypeError as exc:
+        raise UsageError(f"report must take (run, status, position, total, error=None): a failed run is reported "
+                         f"with error=<the error in one line> ({exc})") from None
+
+
 @keyword_only  # subsets, strategies, ... by position: warned until 0.3
 def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "random", "maxloss"),
              references=("none", "full"), seeds=3, target=None, report=None, jobs=None, devices=None, shard=None):
@@ -65,10 +87,11 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
         axis is one value.
     target: the accuracy for time-to-target, in (0, 1]; None means 99% of full's final
         accuracy (mean over seeds), or 99% of the grid's best final accuracy without full.
-    report: called as report(run, status, position, total) as each run ends (status:
+    report: called as report(run, status, position, total, error=None) as each run ends (status:
         "trained", "resumed", "skipped", "elsewhere": another process holds its folder, or
-        "failed", then with error=<the error in one line> too); position counts the runs
-        reported so far, total the runs this bench handles.
+        "failed", then with error=<the error in one line>); position counts the runs
+        reported so far, total the runs this bench handles. A report that cannot be called so is
+        refused before the first run starts.
     jobs: worker processes (see workers.plan_workers); None means one per device in
         `devices`, else 1. With 1 the runs train here, one after another.
     devices: "cuda:0,cuda:1" (or a list): the devices the workers take round-robin; None
@@ -107,9 +130,10 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     elif not isinstance(config, TrainConfig):
         raise UsageError(f"config must be a coreaug.TrainConfig or a dict of its settings, got {type(config).__name__}")
     target = check_target(target)
+    _check_report(report)
     if shard is not None:
         shard = parse_shard(shard)
-    if not str(os.fspath(out)).strip():  # "" would be the working folder
+    if not str(path_given(out, "out", "the grid's folder")).strip():  # "" would be the working folder
         raise UsageError("out is empty; give the grid's folder (--out)")
     workers = plan_workers(config.device, jobs=jobs, devices=devices)
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))  # ~/grids as the shell would expand it

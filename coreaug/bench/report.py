@@ -76,7 +76,7 @@ class ReportResult:
     holds a line per cell lacking a seed), and why no plot was written ("" when it was)."""
 
     files: dict
-    cells: list
+    cells: list = dataclasses.field(repr=False)  # a dict of ~27 figures per cell: a notebook showed kilobytes
     target: float
     target_rule: str
     runs: int
@@ -135,7 +135,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
              if epoch_seconds else None)
 
     sources = [(os.path.expanduser(os.fspath(path)), "")] + \
-        [(os.path.expanduser(os.fspath(p)), str(label)) for p, label in also]
+        [(os.path.expanduser(os.fspath(p)), str(label)) for p, label in _pairs_given(also)]
     unknown = sorted({key[2] for key in rates or ()} - {label for _, label in sources})
     if unknown:  # a typo's rows unused, and its grid taking the first grid's rates
         labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
@@ -186,8 +186,28 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
 
 # --- reading ---------------------------------------------------------------------------------
 
+def _pairs_given(also):
+    """`also` as (path, label) pairs, each checked: a list of paths alone would unpack a two-letter
+    path as a path and a label."""
+    if isinstance(also, (str, bytes, os.PathLike)):
+        also = [also]
+    try:
+        pairs = list(also or ())
+    except TypeError:
+        raise UsageError(f"also must hold (path, label) pairs such as ('grids/other', 'other'), got {also!r}") from None
+    for pair in pairs:
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise UsageError(f"also must hold (path, label) pairs such as ('grids/other', 'other'), got {pair!r}")
+    return pairs
+
+
 def _names(value):
-    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        items = list(value)
+    else:
+        raise UsageError(f"baseline must be a strategy such as random, or a list of them, got {value!r}")
     return list(dict.fromkeys(item.strip() for item in items if item.strip()))  # each once: one table each
 
 

@@ -60,7 +60,7 @@ class ImageDataset:
 
 
 def check_dataset(data, name: str) -> None:
-    """UsageError, naming dataset ``name`` and the fix, unless ``data`` is an :class:`ImageDataset`
+    """UsageError, naming dataset ``name`` and the fix, unless ``data`` is an `ImageDataset`
     as its docstring describes: uint8 (N, C, H, W) images of 1 or 3 channels, one shape in both
     splits, a whole-number label in [0, num_classes) per image, num_classes >= 2, one class name
     and one mean and std per class and channel (a number is taken for every channel). Checked once
@@ -230,7 +230,7 @@ def channel_stats(images: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float,
 def make_dataset(name: str, train: Tuple[torch.Tensor, torch.Tensor],
                  test: Tuple[torch.Tensor, torch.Tensor], num_classes: int,
                  class_names: Optional[List[str]], source: str) -> ImageDataset:
-    """Assemble an :class:`ImageDataset` from ``(images, labels)`` pairs, computing mean/std.
+    """Assemble an `ImageDataset` from ``(images, labels)`` pairs, computing mean/std.
 
     Loaders call this last; the checks here are invariants of the loaders, not user input.
     """

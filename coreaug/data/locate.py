@@ -132,9 +132,9 @@ def find_or_download(name: str, layout: FileLayout, data_dir: Optional[PathLike]
                      download: bool, fetch: Callable[[Path], None],
                      how_to_get: str) -> Tuple[Path, Dict[str, Path]]:
     """Locate the dataset's files; if absent and ``download`` is true, ``fetch(root)`` them into
-    :func:`default_download_root` and locate them there.
+    `default_download_root` and locate them there.
 
-    Returns ``(folder, {role: path})`` as :func:`locate_files`.
+    Returns ``(folder, {role: path})`` as `locate_files`.
     """
     try:
         return locate_files(name, layout, search_roots(name, data_dir), how_to_get, data_dir)
@@ -148,7 +148,7 @@ def find_or_download(name: str, layout: FileLayout, data_dir: Optional[PathLike]
 
 def how_to_get(name: str, urls: Sequence[str], data_dir: Optional[PathLike] = None,
                extra: str = "") -> str:
-    """The closing lines of a :class:`DatasetNotFoundError`: how to obtain dataset ``name``."""
+    """The closing lines of a `DatasetNotFoundError`: how to obtain dataset ``name``."""
     lines = [
         f"To get it: pass download=True to load_dataset (CLI: --download) to fetch "
         f"{' and '.join(urls)} into {default_download_root(data_dir)};",

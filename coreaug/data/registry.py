@@ -20,7 +20,7 @@ COMMON_PARAMETERS = ("data_dir", "download", "progress")
 
 def register_dataset(name: str, *, reads_files: bool = True) -> Callable[[DatasetLoader], DatasetLoader]:
     """Decorator making ``loader(data_dir, *, download, progress, **options) -> ImageDataset``
-    available to :func:`load_dataset` under ``name``. ``reads_files=False``: the loader ignores
+    available to `load_dataset` under ``name``. ``reads_files=False``: the loader ignores
     ``data_dir`` and ``download`` (its data is made in memory or ships with a package), so a
     TrainConfig that gives them is refused rather than recording a folder nothing was read from."""
     key = _key(name)  # as every look-up spells it: "My_Data" is "my-data"
@@ -51,7 +51,7 @@ def reads_no_files_error(name, given) -> UsageError:
 
 
 def available_datasets() -> List[str]:
-    """Names accepted by :func:`load_dataset`, sorted."""
+    """Names accepted by `load_dataset`, sorted."""
     return sorted(_LOADERS)
 
 
@@ -122,8 +122,8 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
     """Load a dataset by name as uint8 tensors.
 
     Args:
-        name: one of :func:`available_datasets` (case-insensitive; ``_`` may stand for ``-``),
-            or the path of a folder of images (see :mod:`coreaug.data.image_folder`; options
+        name: one of `available_datasets` (case-insensitive; ``_`` may stand for ``-``),
+            or the path of a folder of images (see `coreaug.data.image_folder`; options
             ``image_size``, ``val_fraction``, ``seed``, ``skip_bad_images``).
         data_dir: a folder holding the dataset's standard folder (e.g. the parent of
             ``cifar-10-batches-py``) or that folder itself, the only folder searched (None:
@@ -131,30 +131,42 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
         download: fetch missing files from the official source (MD5-checked) into ``data_dir``,
             else ``$COREAUG_DATA``, else ``~/.cache/coreaug``.
         progress: show a progress bar while downloading.
-        **kwargs: dataset-specific options (see :func:`dataset_options`), e.g.
+        **kwargs: dataset-specific options (see `dataset_options`), e.g.
             ``load_dataset("synthetic", n_train=500)``.
 
     Returns:
-        An :class:`ImageDataset`.
+        An `ImageDataset`.
 
     Raises:
         UsageError: unknown name or option; a corrupted file (the message names it); a registered
-            loader's result unlike what :class:`ImageDataset` describes (float images, labels outside
-            ``[0, num_classes)`` or not one per image, ...: see ``coreaug.data.dataset.check_dataset``).
-        FileNotFoundError: ``name`` is written as a path (see :func:`is_folder_dataset`) but
+            loader's result unlike what `ImageDataset` describes (float images, labels outside
+            ``[0, num_classes)`` or not one per image, ...: see ``coreaug.data.dataset.check_dataset``);
+            ``data_dir`` or ``download`` given for a folder of images or a dataset that reads no files
+            (digits, synthetic).
+        FileNotFoundError: ``name`` is written as a path (see `is_folder_dataset`) but
             names no folder.
         DatasetNotFoundError: the files are nowhere (the message lists every folder searched);
             a ``data_dir`` without them raises its subclass DataDirLacksDataset, a UsageError too.
     """
     from .image_folder import load_image_folder
 
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise UsageError(f"data_dir must be a folder's path (a string) or None, got {data_dir!r}")
+    for flag, value in (("download", download), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise UsageError(f"{flag} must be True or False, got {value!r}")
+    given = [setting for setting, value in (("data_dir", data_dir), ("download", download)) if value]
     if is_folder_dataset(name):
+        if given:  # not read: the images are where the folder is
+            raise not_applicable(given, "a built-in dataset", f"{name} is a folder of images, read where it is")
         return load_image_folder(name, progress=progress, **kwargs)
     check_folder_exists(name)
     key = _key(name)
     if key not in _LOADERS:
         raise UsageError(f"unknown dataset {name!r}; choose one of: "
                          f"{', '.join(available_datasets())}, or give the path of a folder of images")
+    if given and reads_no_files(key):
+        raise reads_no_files_error(key, given)
     unknown = sorted(set(kwargs) - set(dataset_options(key)))
     if unknown:
         allowed = ", ".join(dataset_options(key)) or "none"

@@ -3,7 +3,7 @@ torchvision's ImageNet ResNets (resnet18_imagenet, resnet34/50/101, wide_resnet5
 
 Every model maps ``(B, C, H, W)`` float images (``H, W >= 8``) to ``(B, num_classes)`` logits,
 ends with global average pooling and an ``nn.Linear`` classifier (the layer whose input the
-selection engine hooks), and is Kaiming-initialised. :func:`load_pretrained` starts one from a
+selection engine hooks), and is Kaiming-initialised. `load_pretrained` starts one from a
 local checkpoint file (the ImageNet ResNets load torchvision's).
 """
 from .registry import available_models, create_model, register_model

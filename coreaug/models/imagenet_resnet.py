@@ -8,9 +8,9 @@ convolution and batch norm. Bottleneck blocks put the stride on their 3x3 convol
 "ResNet v1.5" that torchvision ships, not the paper's stride on the first 1x1).
 
 Module and parameter names, and so every state-dict key and shape, are torchvision's, so a
-torchvision checkpoint loads with :func:`coreaug.models.load_pretrained`.
+torchvision checkpoint loads with `coreaug.models.load_pretrained`.
 
-``resnet18`` is taken by the CIFAR-stem ResNet-18 (:mod:`coreaug.models.resnet`), so the
+``resnet18`` is taken by the CIFAR-stem ResNet-18 (`coreaug.models.resnet`), so the
 ImageNet one is registered as ``resnet18_imagenet``; the deeper ones keep torchvision's names.
 """
 from typing import List, Optional, Type, Union

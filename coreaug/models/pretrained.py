@@ -23,7 +23,7 @@ _OPTIONAL_SUFFIX = "num_batches_tracked"
 
 @dataclass(frozen=True)
 class PretrainedReport:
-    """What :func:`load_pretrained` did.
+    """What `load_pretrained` did.
 
     Attributes:
         path: the checkpoint file.
@@ -143,7 +143,7 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
     everything else.
 
     Returns:
-        A :class:`PretrainedReport`; ``str(report)`` is one line for a log.
+        A `PretrainedReport`; ``str(report)`` is one line for a log.
 
     Raises:
         FileNotFoundError: ``path`` is not a file.

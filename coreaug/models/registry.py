@@ -49,7 +49,7 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
 
 def available_models() -> List[str]:
-    """Names accepted by :func:`create_model`, sorted."""
+    """Names accepted by `create_model`, sorted."""
     return sorted(_MODELS)
 
 
@@ -155,9 +155,9 @@ def create_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.M
     """Build a freshly initialised model by name, or by the import path of a factory.
 
     Args:
-        name: one of :func:`available_models` (case-insensitive), e.g. ``"resnet20"``, or
+        name: one of `available_models` (case-insensitive), e.g. ``"resnet20"``, or
             ``"package.module:function"``, a function called as ``function(in_channels,
-            num_classes)`` that returns an ``nn.Module`` (see :func:`import_factory`).
+            num_classes)`` that returns an ``nn.Module`` (see `import_factory`).
         in_channels: image channels (1 for MNIST-like data, 3 for CIFAR/SVHN).
         num_classes: outputs of the final ``nn.Linear``.
 

@@ -18,7 +18,7 @@ from coreaug.devices import api_device
 from coreaug.errors import UsageError, first_line
 from coreaug.progress import progress_bar
 
-from .checks import GRADIENT_KINDS, check_choice, check_labels, check_positive_int
+from .checks import GRADIENT_KINDS, check_choice, check_int, check_labels, check_positive_int
 
 
 def _as_tensor(array, name):
@@ -290,8 +290,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
     either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
     batch, so memory holds only the (n, dim) result; the projection runs in float32 even
-    under an autocast. A compiled model (`torch.compile(module)`) gives last-layer gradients
-    through its module, uncompiled (`uncompiled`). Returns a tensor on the CPU of `dtype`, a
+    under an autocast, its random matrix drawn from `seed` (an integer >= 0). A compiled
+    model (`torch.compile(module)`) gives last-layer gradients through its module, uncompiled (`uncompiled`). Returns a tensor on the CPU of `dtype`, a
     floating torch dtype (default `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
     float32 (n,) cross-entropy of each example, from the float32 logits before any projection:
     `(estimates, losses)`. A model that returns more than the logits is a UsageError. `progress`: a
@@ -315,6 +315,11 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise UsageError(f"dtype must be a floating torch dtype such as torch.float32 or torch.float16 (or None), "
                          f"got {dtype!r}")
+    if transform is not None and not callable(transform):
+        raise UsageError(f"transform must be a function of a batch (uint8 -> normalised float, say) or None, "
+                         f"got {transform!r}")
+    check_int(seed, "seed", 0)
+    check_int(num_workers, "num_workers", 0)
     check_module(model)
     labels = torch.as_tensor(check_labels(labels))
     if isinstance(images, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)):

@@ -10,6 +10,7 @@ Adding a rule: write `select_x(labels, fraction, *, estimates, losses, balance, 
 and register it with what it needs.
 """
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
@@ -23,7 +24,7 @@ from coreaug.registering import qualified_name, same_definition
 from .baselines import per_class_selection, select_maxloss, select_random
 from .budgets import class_members
 from .checks import check_choice, check_features, check_fraction, check_int, check_labels, check_losses
-from .coreset import select_coreset
+from .coreset import DEFAULT_KNN, select_coreset
 from .selection import Selection, check_selection
 
 
@@ -75,6 +76,7 @@ def register_rule(name, needs=None, summary=None, *, warmup_share=0.0, mixup=Fal
         raise UsageError(f"summary must be a line saying what the rule picks, got {summary!r}")
 
     def decorate(choose):
+        _check_signature(choose)
         taken = RULES.get(name)
         if taken is not None and not same_definition(taken.choose, choose):
             raise UsageError(f"a rule named {name!r} is already registered ({qualified_name(taken.choose)}); "
@@ -82,6 +84,23 @@ def register_rule(name, needs=None, summary=None, *, warmup_share=0.0, mixup=Fal
         RULES[name] = Rule(name, tuple(needs), choose, summary, warmup_share, mixup, loss_history)
         return choose
     return decorate
+
+
+def _check_signature(choose):
+    """Refuse a rule that cannot be called as select_by_rule calls it, where it is decorated, not at
+    a run's first selection (after its folder is made)."""
+    if not callable(choose):
+        raise UsageError(f"register_rule decorates a function, got {type(choose).__name__}")
+    try:
+        signature = inspect.signature(choose)
+    except (TypeError, ValueError):  # no signature to read (a builtin): taken as it is
+        return
+    try:
+        signature.bind(None, 0.5, estimates=None, losses=None, balance="equal", seed=0, knn=DEFAULT_KNN)
+    except TypeError as exc:
+        raise UsageError(f"rule {qualified_name(choose)} must take (labels, fraction, *, estimates, losses, balance, "
+                         f"seed, knn), the arguments every selection passes ({exc}); add **_ for those it does "
+                         "not read") from None
 
 
 def _named(selection, name):

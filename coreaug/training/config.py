@@ -317,8 +317,10 @@ class TrainConfig:
                 filled["dataset"], filled["weak"], filled["image_size"]) and _folder(filled["dataset"]))
         if filled["norm"] is None:
             filled["norm"] = "imagenet" if filled["pretrained"] else "dataset"
+        if isinstance(filled["model"], str) and filled["model"].lower() in _models():
+            filled["model"] = filled["model"].lower()  # "CNN", "MyNet" as create_model takes them, recorded as listed
         config = TrainConfig(**filled)
-        config.validate()
+        config._validate()
         return config
 
     def _check_folder_settings(self):
@@ -409,7 +411,12 @@ class TrainConfig:
             raise UsageError(f"milestones must be a list of fractions of training in (0, 1), got {self.milestones!r}")
 
     def validate(self):
-        """Raise UsageError naming the first bad field and what it accepts."""
+        """Raise UsageError naming the first bad field and what it accepts: the checks `train` makes
+        before it reads any data, on this config with its dataset's defaults filled in (resolved())."""
+        self.resolved()
+
+    def _validate(self):
+        """validate() of a resolved config."""
         from coreaug.augment import available_policies
         from coreaug.data import available_datasets
         from coreaug.data.registry import check_folder_exists
@@ -612,6 +619,12 @@ def _check_tensorboard(out):
     except ImportError:
         raise UsageError("tensorboard needs the tensorboard package: pip install 'coreaug[tensorboard]' "
                          "(or pip install tensorboard)") from None
+
+
+def _models():
+    from coreaug.models import available_models
+
+    return available_models()
 
 
 def _check_registered(value, name, choices):

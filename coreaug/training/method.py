@@ -168,6 +168,7 @@ class CoresetAugmentation:
     def due(self, epoch):
         """Whether a selection is due at the start of `epoch` (every R epochs, and whenever none
         exists), unless one was made or adopted (`use`) at `epoch` already."""
+        epoch = check_epoch(epoch)
         return self.selects and (self.selection is None
                                  or (epoch % self.select_every == 0 and self.selected_at != epoch))
 
@@ -319,6 +320,9 @@ class CoresetAugmentation:
         if data is not None:
             check_map_style(data, "the data to score", "score it", "scores batches it itself: batch_size=, "
                             "num_workers=", "data.train_images (with preprocess=)")
+        if preprocess is not None and not callable(preprocess):
+            raise UsageError(f"preprocess must be a function of a batch (uint8 -> the model's input) or None, "
+                             f"got {preprocess!r}")
         if data is not None and len(data) != len(self):
             raise UsageError(f"data has {len(data)} examples but the labels given to CoresetAugmentation have "
                              f"{len(self)}; pass the training set in the same order")

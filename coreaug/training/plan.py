@@ -1,6 +1,6 @@
 """What one epoch trains: which examples, with which weights, and which get strong augmentation."""
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ class EpochPlan:
     def shard(self, rank, world_size):
         """This rank's disjoint, equally sized share (the plan is cut to a multiple of world_size)."""
         check_int(world_size, "world_size")
+        check_int(rank, "rank", 0)
         if not 0 <= rank < world_size:
             raise UsageError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
         usable = len(self) - len(self) % world_size
@@ -94,7 +95,7 @@ class DevicePlan:
     weights: torch.Tensor
     augmented: torch.Tensor
     strong_rows: torch.Tensor
-    bounds: list
+    bounds: list = field(repr=False)  # a host integer per batch: tens of KB for ImageNet
     batch_size: int
     host_indices: torch.Tensor = None
     partners: torch.Tensor = None

@@ -6,6 +6,7 @@ settings. `load_run(RUN)` rebuilds the model from it and reads images as the run
 did: decoded, shorter side resized to the image size, centre-cropped, normalised.
 """
 import collections
+import collections.abc
 import dataclasses
 import json
 import numbers
@@ -24,7 +25,7 @@ from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.image_folder import cache_dataset
 from coreaug.data.registry import names_registered_dataset
-from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line
+from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line, path_given
 from coreaug.files import saved_by_torch
 from coreaug.models import available_models, create_model
 from coreaug.models.pretrained import why_unreadable
@@ -143,7 +144,7 @@ class TrainedModel:
         from coreaug.data.image_folder import decode_square
 
         if not hasattr(image, "convert"):
-            image = os.path.expanduser(image)
+            image = os.path.expanduser(path_given(image, "image", "an image file's path or a PIL image"))
         if not hasattr(image, "convert") and os.path.isdir(image):
             raise UsageError(f"{image} is a folder; read takes one image file (predict takes folders)")
         problem = None if hasattr(image, "convert") else _file_problem(image)
@@ -260,7 +261,8 @@ class TrainedModel:
         """An `Evaluation` on the test split of `dataset` (a registered name or a folder of images,
         read as `coreaug train` reads it, with the run's workers and cache folder, or `cache_dir`,
         or, where the run's cannot be made or written here, COREAUG_CACHE_DIR's or the default;
-        default: the run's own dataset, in the run's `data_dir` unless `data_dir` is given). A folder's images
+        default: the run's own dataset, in the run's `data_dir` unless `data_dir` is given; `download`
+        fetches a built-in dataset's missing files, as `load_dataset` does). A folder's images
         are read at the run's size (in grayscale for a one-channel model, as `read` reads a file),
         `batch_size` at a time (None: as `probabilities`; never all in memory), and its classes
         matched to the run's by name; `skip_bad_images` (None: the run's setting) leaves its
@@ -745,6 +747,9 @@ def image_files(images):
 
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert") or hasattr(images, "read"):
         images = [images]
+    if not isinstance(images, collections.abc.Iterable):
+        raise UsageError(f"images must be an image file's path, a folder, a PIL image or a list of them, or the "
+                         f"images as one uint8 tensor (N, C, S, S); got {type(images).__name__}")
     files = []
     for image in images:
         if hasattr(image, "convert"):
@@ -785,6 +790,7 @@ def load_run(run, model=None, device="cpu"):
     (tried on two images), or a device that is not one of those
     or not on this machine; UntrustedModel (a UsageError) for a run of an import path not named.
     """
+    path_given(run, "run", "a run folder's path")
     if model is not None and not isinstance(model, torch.nn.Module) and not is_import_path(model):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; pass a module built as the "
                          "run's was, its import path (package.module:function) for a run that trained one, or "

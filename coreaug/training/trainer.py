@@ -129,6 +129,9 @@ def train(config, model=None, *, on_start=None):
     if not isinstance(config, TrainConfig) and not hasattr(config, "keys"):  # ** takes any mapping
         raise UsageError(f"config must be a coreaug.TrainConfig or a dict of its settings, got "
                          f"{type(config).__name__} {config!r:.80}")
+    if on_start is not None and not callable(on_start):  # found after the data is loaded, it would stop the run
+        raise UsageError(f"on_start must be a function called with the run folder's path, or None, got "
+                         f"{type(on_start).__name__}")
     config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     config = dataclasses.replace(config, model=given_model_name(config, model)) if model is not None else config
     config = config.resolved()

@@ -1,0 +1,231 @@
+"""Round 20's reports: the Python API as a user meets it in an editor or a REPL (explore20-api:
+errors that cross processes, callbacks and registrations checked where they are given, names taken
+in any case, wrong types refused in one line naming the argument, short reprs, the API page)."""
+import glob
+import os
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import coreaug
+from coreaug.bench.report import ReportResult
+from coreaug.errors import UnreadableImage, UsageError
+from coreaug.selection.rules import RULES, register_rule
+from coreaug.training.plan import DevicePlan, EpochPlan
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("r20") / "run"
+    coreaug.train(coreaug.TrainConfig(**TINY, out=str(folder)))
+    return coreaug.load_run(folder)
+
+
+@pytest.fixture
+def bad_image(tmp_path):
+    path = tmp_path / "bad.png"
+    path.write_text("not an image")
+    return str(path)
+
+
+# --- errors that cross processes ------------------------------------------------------------
+
+def test_every_error_class_of_coreaug_pickles_whole(bad_image):
+    errors = [UnreadableImage(bad_image, "cannot identify image file"),
+              UnreadableImage(None, "no pixels", "give another", name="a PIL image"),
+              coreaug.UntrustedModel("runs/a", "nets:small"), coreaug.UsageError("bad"),
+              coreaug.TrainingDiverged("nan"), coreaug.DatasetNotFoundError("nowhere"),
+              coreaug.DataDirLacksDataset("not there")]
+    for error in errors:
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
+    again = pickle.loads(pickle.dumps(errors[0]))
+    assert again.path == bad_image and again.what == errors[0].what
+
+
+class _Reads(torch.utils.data.Dataset):
+    def __init__(self, trained, path):
+        self.trained, self.path = trained, path
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return self.trained.read(self.path)
+
+
+def test_an_unreadable_image_in_a_dataloader_worker_is_still_a_usage_error(run, bad_image):
+    loader = torch.utils.data.DataLoader(_Reads(run, bad_image), num_workers=1)
+    with pytest.raises(UsageError, match="UnreadableImage") as caught:
+        next(iter(loader))
+    assert isinstance(caught.value, UnreadableImage) and bad_image in str(caught.value)
+
+
+def test_the_error_classes_the_docstrings_name_import_from_coreaug():
+    for name in ("UnreadableImage", "UntrustedModel", "DataDirLacksDataset"):
+        assert name in coreaug.__all__ and issubclass(getattr(coreaug, name), coreaug.UsageError)
+
+
+# --- callbacks and registrations checked where they are given ---------------------------------
+
+@pytest.mark.parametrize("report, words", [
+    (lambda run, status, position, total: None, "error=None"),
+    (5, "must be a function"),
+])
+def test_run_grid_refuses_a_report_it_could_not_call_before_anything_trains(tmp_path, report, words):
+    with pytest.raises(UsageError, match=words):
+        coreaug.run_grid(coreaug.TrainConfig(**TINY), tmp_path / "grid", subsets=[0.5], strategies=["random"],
+                         references=[], seeds=1, report=report)
+    assert not os.path.exists(tmp_path / "grid" / "runs")
+
+
+def test_run_grid_takes_a_report_with_error_or_keywords(tmp_path):
+    seen = []
+    coreaug.run_grid(coreaug.TrainConfig(**TINY), tmp_path / "grid", subsets=[0.5], strategies=["random"],
+                     references=[], seeds=1, report=lambda *args, **kw: seen.append(args[1]))
+    assert seen == ["trained"]
+
+
+def test_register_rule_refuses_a_function_without_the_arguments_every_selection_passes():
+    with pytest.raises(UsageError, match=r"must take \(labels, fraction.*estimates.*\*\*_"):
+        @register_rule("r20-lossy", ["losses"], "the lowest losses")
+        def lossy(labels, fraction, *, losses):
+            return None
+    assert "r20-lossy" not in RULES
+
+    @register_rule("r20-ok", ["losses"], "the lowest losses")
+    def fine(labels, fraction, *, losses, **_):
+        return coreaug.select_random(labels, fraction, seed=0)
+    try:
+        assert RULES["r20-ok"].choose is fine
+    finally:
+        RULES.pop("r20-ok")
+
+
+def test_train_refuses_an_on_start_it_could_not_call_before_the_data_is_read(tmp_path):
+    with pytest.raises(UsageError, match="on_start must be a function"):
+        coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")), on_start=5)
+    assert not os.path.exists(tmp_path / "run")
+
+
+# --- names in any case; validate ---------------------------------------------------------------
+
+def test_a_model_name_in_another_case_is_taken_as_create_model_takes_it():
+    assert coreaug.TrainConfig(dataset="digits", model="CNN").resolved().model == "cnn"
+    with pytest.raises(UsageError, match="unknown model 'NoNet'"):
+        coreaug.TrainConfig(dataset="digits", model="NoNet").resolved()
+
+
+def test_validate_checks_a_config_as_users_write_it():
+    assert coreaug.TrainConfig(dataset="digits", epochs=3).validate() is None  # model=None: the dataset's default
+    with pytest.raises(UsageError, match="epochs"):
+        coreaug.TrainConfig(dataset="digits", epochs=0).validate()
+
+
+# --- load_dataset: settings it would not read --------------------------------------------------
+
+def test_load_dataset_refuses_data_dir_and_download_where_nothing_is_read(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / "folder" / cls).mkdir(parents=True)
+        for i in range(3):
+            from PIL import Image
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "folder" / cls / f"{i}.png")
+    with pytest.raises(UsageError, match="data_dir and download apply to a built-in dataset"):
+        coreaug.load_dataset(str(tmp_path / "folder"), str(tmp_path), download=True)
+    with pytest.raises(UsageError, match="data_dir applies to a dataset read from files; digits reads none"):
+        coreaug.load_dataset("digits", str(tmp_path))
+    with pytest.raises(UsageError, match="data_dir must be a folder's path"):
+        coreaug.load_dataset("mnist", 5)
+    with pytest.raises(UsageError, match="download must be True or False"):
+        coreaug.load_dataset("digits", download="yes")
+    assert coreaug.load_dataset("digits").name == "digits"
+
+
+# --- wrong types in one line -------------------------------------------------------------------
+
+def test_paths_that_are_no_paths_are_refused_naming_the_argument(run, tmp_path):
+    cases = [(lambda: coreaug.load_run(5), "run must be a run folder's path"),
+             (lambda: coreaug.run_grid(coreaug.TrainConfig(**TINY), None), "out must be the grid's folder"),
+             (lambda: coreaug.bench.archive_grid(5), "grid must be a grid's folder"),
+             (lambda: coreaug.bench.restore_grid(tmp_path / "a.tar.gz", out=None), "out must be the grid's folder"),
+             (lambda: run.read(torch.zeros(3, 8, 8, dtype=torch.uint8)), "image must be an image file's path"),
+             (lambda: run.predict(None), "images must be an image file's path"),
+             (lambda: run.preprocess(5), "images must be an image file's path")]
+    for call, words in cases:
+        with pytest.raises(UsageError, match=re.escape(words)):
+            call()
+
+
+def test_write_report_refuses_other_grids_given_without_labels_and_a_baseline_of_no_name(tmp_path):
+    for also in ([str(tmp_path / "g2")], [("ab")], 5):
+        with pytest.raises(UsageError, match=r"also must hold \(path, label\) pairs"):
+            coreaug.bench.write_report(tmp_path, out=tmp_path / "rep", also=also)
+    with pytest.raises(UsageError, match="baseline must be a strategy"):
+        coreaug.bench.write_report(tmp_path, out=tmp_path / "rep", baseline=5)
+
+
+def test_selection_and_plan_arguments_of_the_wrong_type_are_refused():
+    model = coreaug.create_model("cnn", 1, 10)
+    images, labels = torch.rand(8, 1, 8, 8), torch.arange(8) % 2
+    for settings, words in (({"transform": 5}, "transform must be a function"), ({"seed": -1}, "seed must be"),
+                            ({"num_workers": -1}, "num_workers must be"), ({"num_workers": 1.5}, "num_workers")):
+        with pytest.raises(UsageError, match=words):
+            coreaug.estimate_gradients(model, images, labels, **settings)
+    assert model.training  # refused before the model was put in eval mode
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.5)
+    with pytest.raises(UsageError, match="preprocess must be a function"):
+        method.scores(model, images, preprocess=5)
+    with pytest.raises(UsageError, match="epoch"):
+        method.due("a")
+    plan = EpochPlan(torch.arange(4), torch.ones(4), torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(UsageError, match="rank must be an integer"):
+        plan.shard(0.0, 2)
+
+
+# --- reprs and the API page --------------------------------------------------------------------
+
+def test_report_and_device_plan_reprs_leave_their_long_lists_out():
+    cells = [{"strategy": "random", "subset": 0.3, "final": 0.5, "note": "x" * 500}] * 20
+    text = repr(ReportResult({"md": "r.md"}, cells, 0.9, "given", 3, []))
+    assert "x" * 50 not in text and "target=0.9" in text
+    plan = DevicePlan(torch.arange(3), torch.ones(3), torch.zeros(3, dtype=torch.bool), torch.zeros(0, dtype=torch.long),
+                      list(range(0, 100000, 7)), 7)
+    assert "99995" not in repr(plan)
+
+
+def test_docstrings_use_markdown_code_not_sphinx_roles():
+    roles = re.compile(r":(func|class|mod|meth):`")
+    found = [path for path in glob.glob(os.path.join(ROOT, "coreaug", "**", "*.py"), recursive=True)
+             if roles.search(open(path, encoding="utf-8").read())]
+    assert found == []
+
+
+
+# --- policies (explore20-policies) -------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [(4, 7), (17, 40), (7, 4)])
+def test_a_quarter_turn_of_an_oblong_image_moves_whole_rows_as_pillows_does(size):
+    from PIL import Image
+
+    import coreaug.augment as A
+
+    h, w = size
+    image = torch.arange(1, h * w + 1, dtype=torch.uint8).view(1, 1, h, w)
+    for degrees in (90.0, -90.0, 270.0):
+        ours = A.rotate(image, torch.tensor([degrees]))[0, 0].numpy()
+        pillow = np.asarray(Image.fromarray(image[0, 0].numpy()).rotate(degrees))
+        assert (ours == pillow).all(), degrees
+
+
+def test_the_default_magnitude_out_of_fewer_bins_is_named_as_the_default():
+    with pytest.raises(UsageError, match=r"magnitude \(9 by default\) must be below num_magnitude_bins=5"):
+        coreaug.create_policy("randaugment", num_magnitude_bins=5)
+    import coreaug.augment as A
+    with pytest.raises(UsageError, match="images have 1 channel, shape"):
+        A.RandAugment(fill=[0, 0, 0])(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.Generator().manual_seed(0))
