@@ -70,8 +70,11 @@ data-fashion-mnist:
 train: install data-fashion-mnist
 	$(BIN)/coreaug train $(TRAIN_ARGS)
 
+# make test spreads the tests over the cores (pytest-xdist: up to 4 processes; a 2-core machine ran the suite in
+# 13 min, against 25 min in one process): TEST_WORKERS=0 runs them in this one process, TEST_WORKERS=N in N.
+TEST_WORKERS ?= auto
 test: install docs data-fashion-mnist
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --durations=25
 
 # What make built: the venv, the editable install's egg-info and build/ (the manual, setuptools' files). Never
 # runs/, where make train and coreaug train without --out write every trained model.

@@ -69,6 +69,7 @@ class Selection:
 
     @property
     def fraction(self):
+        """The share of the training set selected: len(self) / n_total (NaN for an empty set)."""
         return len(self) / self.n_total if self.n_total else float("nan")
 
     def summary(self):

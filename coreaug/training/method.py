@@ -251,7 +251,8 @@ class CoresetAugmentation:
         UsageError for a selection of another training set (its size, or an index out of range),
         or one that could not train (repeated indices, weights negative or not finite; in subset
         mode, one that picks nothing: the epoch would train no example). A plan
-        drawn already (`start_epoch`) is drawn again for its epoch from the new selection."""
+        drawn already (`start_epoch`) is drawn again for its epoch from the new selection.
+        `selection=None` forgets the current one: the next `start_epoch` selects again."""
         if selection is not None:
             self._check_fits(selection)
             selection = check_selection(selection, len(self), "use() was given")
