@@ -70,8 +70,8 @@ data-fashion-mnist:
 train: install data-fashion-mnist
 	$(BIN)/coreaug train $(TRAIN_ARGS)
 
-# make test spreads the tests over the cores (pytest-xdist: up to 4 processes; a 2-core machine ran the suite in
-# 13 min, against 25 min in one process): TEST_WORKERS=0 runs them in this one process, TEST_WORKERS=N in N.
+# make test spreads the tests over the cores (pytest-xdist, up to 4 processes: on a quiet 2-core machine four of the
+# slowest modules took 128 s in two processes against 228 s in one): TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= auto
 test: install docs data-fashion-mnist
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --durations=25
