@@ -1,5 +1,6 @@
 """`coreaug bench`: a grid of training runs and its speed-up tables."""
 import os
+import shlex
 import sys
 
 import click
@@ -128,6 +129,9 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
         click.echo(f"warning: {name} finished, but {problem}; left out of the tables (remove its folder "
                    "to train it again)", err=True)
     click.echo(_summary(result))
+    if result.rows:  # results.md has no paired differences or intervals: the report has
+        grid = shlex.quote(os.path.normpath(os.fspath(out)))
+        click.echo(f"paired differences by seed, with intervals: coreaug report {grid} --out {grid}-report")
     if result.failed:
         click.echo(f"error: {len(result.failed)} run(s) failed: {', '.join(result.failed)}", err=True)
         sys.exit(1)

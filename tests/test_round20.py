@@ -229,3 +229,22 @@ def test_the_default_magnitude_out_of_fewer_bins_is_named_as_the_default():
     import coreaug.augment as A
     with pytest.raises(UsageError, match="images have 1 channel, shape"):
         A.RandAugment(fill=[0, 0, 0])(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.Generator().manual_seed(0))
+
+
+def test_bench_ends_with_the_report_command_that_gives_paired_differences(tmp_path):
+    import shlex
+
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    out = tmp_path / "my grid"
+    result = CliRunner().invoke(app, ["bench", "--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32",
+                                      "--batch-size", "32", "--epochs", "1", "--quiet", "--subsets", "0.5",
+                                      "--strategies", "random", "--references", "none", "--seeds", "1", "--out", out])
+    assert result.exit_code == 0, result.output
+    line = result.output.splitlines()[-1]
+    assert line == f"paired differences by seed, with intervals: coreaug report '{out}' --out '{out}'-report"
+    report = CliRunner().invoke(app, shlex.split(line.split(": ", 1)[1])[1:])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "my grid-report" / "report.md").exists()
