@@ -248,3 +248,18 @@ def test_bench_ends_with_the_report_command_that_gives_paired_differences(tmp_pa
     report = CliRunner().invoke(app, shlex.split(line.split(": ", 1)[1])[1:])
     assert report.exit_code == 0, report.output
     assert (tmp_path / "my grid-report" / "report.md").exists()
+
+
+def test_a_report_without_references_says_why_the_share_of_full_gain_is_blank(tmp_path):
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    out = tmp_path / "grid"
+    result = CliRunner().invoke(app, ["bench", "--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32",
+                                      "--batch-size", "32", "--epochs", "1", "--quiet", "--subsets", "0.5",
+                                      "--strategies", "random", "--references", "none", "--seeds", "1", "--out", out])
+    assert result.exit_code == 0, result.output
+    report = coreaug.bench.write_report(out, out=tmp_path / "rep")
+    text = open(report.files["md"], encoding="utf-8").read()
+    assert "Blank without a finished none or full cell" in text

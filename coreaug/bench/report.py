@@ -750,8 +750,10 @@ def _accuracy_table(cells, rows, with_paper):
     lines = ["## Accuracy per cell", "", header + (" paper | paper's share |" if with_paper else ""),
              "|---|---|---|---|---|---|" + ("---|---|" if with_paper else "")]
     no_gain = {}  # label of the references -> (none, full) whose full is not above none
+    unmeasured = False  # a cell without a none or a full to take its share against
     for cell, row in zip(cells.values(), rows):
         none, full = _references(cells, cell.label)
+        unmeasured = unmeasured or not (none and full)
         share = _percent(row["share_of_full_gain"])
         if _no_gain(none, full):
             no_gain[none.label] = (none, full)
@@ -765,6 +767,8 @@ def _accuracy_table(cells, rows, with_paper):
     lines += ["", "Final test accuracy after the last epoch, mean ± sample std over seeds; best: the best epoch's, "
               "mean over seeds. Share of full's gain: (accuracy - none) / (full - none), against the none and full "
               "cells of the row's own label where both exist, else of the first grid."
+              + (" Blank without a finished none or full cell to measure the gain against (bench "
+                 "--references none,full)." if unmeasured else "")
               + (" Paper: the published figure for the same strategy and subset, and its share of the published "
                  "full's gain." if with_paper else "")
               + "".join(f" Full ≤ none: {_grid(label)}'s full ({_points(_mean_final(full))}%) is not above its none "
