@@ -263,3 +263,17 @@ def test_a_report_without_references_says_why_the_share_of_full_gain_is_blank(tm
     report = coreaug.bench.write_report(out, out=tmp_path / "rep")
     text = open(report.files["md"], encoding="utf-8").read()
     assert "Blank without a finished none or full cell" in text
+
+
+@pytest.mark.parametrize("policy, fill", [("randaugment", 0.5), ("autoaugment", [0.5, 0.5, 0.5]), ("cutout", 0.25),
+                                          ("weak", 0.5)])
+def test_a_policy_fill_between_0_and_1_is_warned_about_as_nearly_black(policy, fill):
+    from coreaug.errors import CallerWarning
+
+    with pytest.warns(CallerWarning, match=r"is a 0-255 level .* nearly black; .* \(0\.\d+ of 1 is \d+\)"):
+        coreaug.create_policy(policy, fill=fill)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coreaug.create_policy(policy, fill=128)
+        coreaug.create_policy(policy, fill=1)

@@ -120,22 +120,36 @@ def check_whole(name: str, value, low: int, high: Optional[int] = None) -> int:
 
 
 def check_fill_level(fill) -> float:
-    """Return a policy's fill (a Pillow-style fillcolor level in [0, 255]) as a float."""
+    """Return a policy's fill (a Pillow-style fillcolor level in [0, 255]) as a float (one strictly
+    between 0 and 1 warned about: see check_fill_levels)."""
     if isinstance(fill, bool) or not isinstance(fill, numbers.Real) or not 0 <= fill <= 255:
         raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor), got {fill!r}")
+    _warn_if_units(float(fill))
     return float(fill)
 
 
 def check_fill_levels(fill):
     """Return the fill of RandAugment, TrivialAugment or AutoAugment: one 0-255 level (a float), or
-    a list or tuple of one level per channel (a tuple of floats), as torchvision's policies take."""
+    a list or tuple of one level per channel (a tuple of floats), as torchvision's policies take.
+    A level strictly between 0 and 1 is warned about: it reads as image units (0.5 for mid-grey, as
+    the single ops and torchvision take a float image's fill), and as a level it is nearly black."""
     if not isinstance(fill, (list, tuple)):
         return check_fill_level(fill)
     if not fill or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v <= 255 for v in fill):
         raise UsageError(f"fill must be a level in [0, 255] (Pillow's fillcolor) or a list of one per channel, "
                          f"got {fill!r}")
     levels = tuple(float(v) for v in fill)
+    for level in levels:
+        _warn_if_units(level)
     return levels[0] if len(levels) == 1 else levels
+
+
+def _warn_if_units(level):
+    if 0 < level < 1:
+        from coreaug.files import warn_at_caller
+
+        warn_at_caller(f"fill {level:g} is a 0-255 level (Pillow's fillcolor), whatever the images' dtype: nearly "
+                       f"black; for a fill in image units pass its level ({level:g} of 1 is {round(level * 255)})")
 
 
 def check_fill_channels(fill, images: torch.Tensor) -> None:
