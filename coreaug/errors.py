@@ -23,18 +23,24 @@ class UnreadableImage(UsageError):
 
     It pickles whole (raised in a process pool's worker, it reaches the caller); one message alone,
     ``UnreadableImage(message)``, is how torch's DataLoader raises a worker's error again in the main
-    process, so that ``except UsageError`` still catches it there."""
+    process, so that ``except UsageError`` still catches it there (``path`` is then None, and
+    ``what`` the worker's short form)."""
 
     def __init__(self, path, reason=None, advice="give image files (JPEG, PNG, WebP, BMP, GIF, TIFF)", name=None):
         self.path, self.reason, self.advice, self.name = path, reason, advice, name
-        if reason is None:  # a message alone
-            self.what = str(path)
-            super().__init__(self.what)
+        if reason is None:  # a message alone: torch's re-raise ends it with "...UnreadableImage: <what>; <advice>"
+            message = str(path)
+            self.path = None
+            last = message.strip().splitlines()[-1] if message.strip() else ""
+            self.what = last.partition("UnreadableImage: ")[2].rpartition("; ")[0] or message
+            super().__init__(message)
             return
         self.what = f"cannot read {name or f'image {path}'} ({reason})"
         super().__init__(f"{self.what}; {advice}")
 
     def __reduce__(self):
+        if self.reason is None:  # a message alone
+            return type(self), (str(self),)
         return type(self), (self.path, self.reason, self.advice, self.name)
 
 
@@ -44,11 +50,11 @@ class TrainingDiverged(RuntimeError):
 
 
 def path_given(value, name, what="a path"):
-    """`value` as os.fspath gives it, or the UsageError naming `name` when it is no path (5, None,
-    a tensor), in place of os.fspath's TypeError from deep inside."""
-    if not isinstance(value, (str, os.PathLike)):
+    """`value` as a str path (bytes decoded as os.fsdecode does), or the UsageError naming `name`
+    when it is no path (5, None, a tensor), in place of os.fspath's TypeError from deep inside."""
+    if not isinstance(value, (str, bytes, os.PathLike)):
         raise UsageError(f"{name} must be {what} (a string or a pathlib.Path), got {type(value).__name__}")
-    return os.fspath(value)
+    return os.fsdecode(value)
 
 
 def first_line(exc):

@@ -65,6 +65,9 @@ def test_an_unreadable_image_in_a_dataloader_worker_is_still_a_usage_error(run, 
     with pytest.raises(UsageError, match="UnreadableImage") as caught:
         next(iter(loader))
     assert isinstance(caught.value, UnreadableImage) and bad_image in str(caught.value)
+    assert caught.value.path is None and caught.value.what.startswith(f"cannot read image {bad_image} (")
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert str(again) == str(caught.value) and again.what == caught.value.what
 
 
 def test_the_error_classes_the_docstrings_name_import_from_coreaug():
@@ -74,8 +77,13 @@ def test_the_error_classes_the_docstrings_name_import_from_coreaug():
 
 # --- callbacks and registrations checked where they are given ---------------------------------
 
+def _report_needing_error(run, status, position, total, error):
+    pass
+
+
 @pytest.mark.parametrize("report, words", [
     (lambda run, status, position, total: None, "error=None"),
+    (_report_needing_error, "error=None"),
     (5, "must be a function"),
 ])
 def test_run_grid_refuses_a_report_it_could_not_call_before_anything_trains(tmp_path, report, words):
@@ -277,3 +285,56 @@ def test_a_policy_fill_between_0_and_1_is_warned_about_as_nearly_black(policy, f
         warnings.simplefilter("error")
         coreaug.create_policy(policy, fill=128)
         coreaug.create_policy(policy, fill=1)
+
+
+# --- review28: valid calls still taken ----------------------------------------------------------
+
+def test_calls_that_worked_before_round_20_still_work(run, tmp_path):
+    from PIL import Image
+
+    from coreaug.bench.report import _names, _pairs_given
+
+    assert coreaug.load_dataset("digits", progress=None, download=None).name == "digits"
+    assert coreaug.load_dataset("digits", progress=np.False_, download=np.False_).name == "digits"
+    model = coreaug.create_model("cnn", 1, 10)
+    images, labels = torch.rand(4, 1, 8, 8), torch.arange(4) % 2
+    assert coreaug.estimate_gradients(model, images, labels, num_workers=None).shape[0] == 4
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("L", (8, 8), i * 100).save(paths[-1])
+
+    class Files:  # a map-style sequence of paths, which `for` reads
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            if index >= 2:
+                raise IndexError(index)
+            return paths[index]
+    assert len(run.predict(Files())) == 2
+    assert run.read(os.fsencode(paths[0])).shape == run.read(paths[0]).shape
+    with open(paths[0], "rb") as f, pytest.raises(UsageError, match=r"file object .*PIL.Image.open\(f\)"):
+        run.read(f)
+    assert _names({"random", "none"}) == ["none", "random"] and _names(iter(["random"])) == ["random"]
+    assert _pairs_given({"grids/b": "b"}) == [("grids/b", "b")]
+    with pytest.raises(UsageError, match="magnitude must be a whole number"):
+        coreaug.create_policy("randaugment", magnitude=np.array([9, 9]))
+
+
+def test_evaluate_refuses_data_dir_and_download_for_a_folder_it_reads_where_it_is(run, tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from coreaug.cli.main import app
+
+    for cls in ("0", "1"):
+        (tmp_path / "folder" / cls).mkdir(parents=True)
+        Image.new("L", (8, 8), 50).save(tmp_path / "folder" / cls / "a.png")
+    folder = str(tmp_path / "folder")
+    with pytest.raises(UsageError, match="data_dir applies to a built-in dataset; .* is a folder of images"):
+        run.evaluate(folder, data_dir=str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(app, ["evaluate", run.run, "--dataset", folder, "--data-dir", str(tmp_path),
+                                      "--download"])
+    assert result.exit_code == 2 and "--data-dir and --download apply to a built-in dataset" in result.output
+    assert run.evaluate(folder).total == 2

@@ -55,7 +55,7 @@ def affine_matrices(terms: torch.Tensor, values: torch.Tensor, radians: torch.Te
     """(n, 2, 3) matrices from per-example ``terms`` (n, 4, 6), ``values`` (n,) and ``radians``
     (n,): T0 + v T1 + cos(r v) T2 + sin(r v) T3.
 
-    cos and sin are rounded to a grid of 2**-20, as Pillow rounds them (to 15 decimals): float32's
+    cos and sin are rounded to a grid of 2**-20 (Pillow rounds them to 15 decimals): float32's
     cos of 90 degrees is -4.4e-8, not 0, and where a side's pixels sample exactly between two
     (width and height of odd difference) its sign moved each row by its own pixel; cos and sin
     of 45 degrees come out equal, as they are."""

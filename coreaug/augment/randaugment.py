@@ -112,7 +112,7 @@ class RandAugment(_OneOpPerLayer):
                  interpolation: str = "nearest", fill: float = 0):
         self.num_ops = check_whole("num_ops", num_ops, 0, MAX_OPS)
         self.num_magnitude_bins = check_whole("num_magnitude_bins", num_magnitude_bins, 2, MAX_MAGNITUDE_BINS)
-        if magnitude == 9 and not 9 < self.num_magnitude_bins:  # the default, out of the bins given
+        if check_whole("magnitude", magnitude, 0) == 9 and self.num_magnitude_bins <= 9:  # the default, maybe not given
             raise UsageError(f"magnitude (9 by default) must be below num_magnitude_bins={self.num_magnitude_bins}: "
                              f"pass magnitude=0..{self.num_magnitude_bins - 1} too")
         self.magnitude = check_whole("magnitude", magnitude, 0, self.num_magnitude_bins - 1)

@@ -69,10 +69,11 @@ def _check_report(report):
     except (TypeError, ValueError):  # a builtin without a signature: taken as it is
         return
     try:
+        signature.bind(None, "trained", 1, 1)
         signature.bind(None, "failed", 1, 1, error="")
     except TypeError as exc:
-        raise UsageError(f"report must take (run, status, position, total, error=None): a failed run is reported "
-                         f"with error=<the error in one line> ({exc})") from None
+        raise UsageError(f"report must take (run, status, position, total, error=None): a run that ends is reported "
+                         f"with four arguments, a failed one with error=<the error in one line> too ({exc})") from None
 
 
 @keyword_only  # subsets, strategies, ... by position: warned until 0.3

@@ -8,6 +8,7 @@ missing or unfinished. A label marks the runs of another grid given beside the f
 when it has them, else with the first grid's.
 """
 import collections
+import collections.abc
 import contextlib
 import csv
 import dataclasses
@@ -18,7 +19,7 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, path_given
 from coreaug.files import atomic_write, make_folder
 from coreaug.training.run_files import recorded_fingerprint, recorded_version, several_versions
 
@@ -134,8 +135,9 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate, labelled=True)
              if epoch_seconds else None)
 
-    sources = [(os.path.expanduser(os.fspath(path)), "")] + \
-        [(os.path.expanduser(os.fspath(p)), str(label)) for p, label in _pairs_given(also)]
+    path = path_given(path, "path", "a grid's folder or archive")
+    sources = [(os.path.expanduser(path), "")] + \
+        [(os.path.expanduser(p), str(label)) for p, label in _pairs_given(also)]
     unknown = sorted({key[2] for key in rates or ()} - {label for _, label in sources})
     if unknown:  # a typo's rows unused, and its grid taking the first grid's rates
         labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
@@ -189,25 +191,33 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
 def _pairs_given(also):
     """`also` as (path, label) pairs, each checked: a list of paths alone would unpack a two-letter
     path as a path and a label."""
+    refusal = "also must hold (path, label) pairs such as [('grids/other', 'other')] (or be a dict {path: label})"
     if isinstance(also, (str, bytes, os.PathLike)):
-        also = [also]
+        raise UsageError(f"{refusal}, got {also!r}")
+    if isinstance(also, collections.abc.Mapping):
+        also = also.items()
     try:
         pairs = list(also or ())
     except TypeError:
-        raise UsageError(f"also must hold (path, label) pairs such as ('grids/other', 'other'), got {also!r}") from None
+        raise UsageError(f"{refusal}, got {also!r}") from None
     for pair in pairs:
         if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise UsageError(f"also must hold (path, label) pairs such as ('grids/other', 'other'), got {pair!r}")
-    return pairs
+            raise UsageError(f"{refusal}, got {pair!r} in {also!r}"[:300])
+    return [(path_given(path, "also", "pairs of a grid's path and its label"), label) for path, label in pairs]
 
 
 def _names(value):
     if isinstance(value, str):
         items = value.split(",")
-    elif isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        items = list(value)
     else:
-        raise UsageError(f"baseline must be a strategy such as random, or a list of them, got {value!r}")
+        try:
+            items = list(value)
+        except TypeError:
+            items = None
+        if items is None or not all(isinstance(item, str) for item in items):
+            raise UsageError(f"baseline must be a strategy such as random, or a list of them, got {value!r}")
+        if isinstance(value, (set, frozenset)):  # no order of its own: one table per name, in name order
+            items = sorted(items)
     return list(dict.fromkeys(item.strip() for item in items if item.strip()))  # each once: one table each
 
 

@@ -1,7 +1,10 @@
 """Datasets found by name: ``load_dataset("cifar10", "~/data", download=True)``."""
 import inspect
+import numbers
 import os
 from typing import Callable, Dict, List, Optional
+
+import numpy as np
 
 from coreaug.errors import UsageError, not_applicable
 from coreaug.registering import qualified_name, same_definition
@@ -153,8 +156,9 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise UsageError(f"data_dir must be a folder's path (a string) or None, got {data_dir!r}")
     for flag, value in (("download", download), ("progress", progress)):
-        if not isinstance(value, bool):
+        if value is not None and not isinstance(value, (bool, np.bool_, numbers.Integral)):  # numpy's, 0 and 1 too
             raise UsageError(f"{flag} must be True or False, got {value!r}")
+    download, progress = bool(download), bool(progress)
     given = [setting for setting, value in (("data_dir", data_dir), ("download", download)) if value]
     if is_folder_dataset(name):
         if given:  # not read: the images are where the folder is

@@ -319,7 +319,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
         raise UsageError(f"transform must be a function of a batch (uint8 -> normalised float, say) or None, "
                          f"got {transform!r}")
     check_int(seed, "seed", 0)
-    check_int(num_workers, "num_workers", 0)
+    num_workers = check_int(num_workers, "num_workers", 0, optional=True) or 0
     check_module(model)
     labels = torch.as_tensor(check_labels(labels))
     if isinstance(images, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)):

@@ -6,7 +6,6 @@ settings. `load_run(RUN)` rebuilds the model from it and reads images as the run
 did: decoded, shorter side resized to the image size, centre-cropped, normalised.
 """
 import collections
-import collections.abc
 import dataclasses
 import json
 import numbers
@@ -25,7 +24,8 @@ from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.image_folder import cache_dataset
 from coreaug.data.registry import names_registered_dataset
-from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line, path_given
+from coreaug.errors import (UnreadableImage, UsageError, first_line, mismatch_reason, not_applicable, one_line,
+                            path_given)
 from coreaug.files import saved_by_torch
 from coreaug.models import available_models, create_model
 from coreaug.models.pretrained import why_unreadable
@@ -143,6 +143,9 @@ class TrainedModel:
         FileNotFoundError for a missing file. `~` in a path is the home folder."""
         from coreaug.data.image_folder import decode_square
 
+        if hasattr(image, "read") and not isinstance(image, (str, bytes, os.PathLike)):  # a file object, BytesIO
+            raise UsageError(f"image is a file object ({type(image).__name__}); give its path, or the image opened: "
+                             "PIL.Image.open(f)")
         if not hasattr(image, "convert"):
             image = os.path.expanduser(path_given(image, "image", "an image file's path or a PIL image"))
         if not hasattr(image, "convert") and os.path.isdir(image):
@@ -284,6 +287,7 @@ class TrainedModel:
             raise UsageError(f"skip_bad_images must be True, False or None, got {skip_bad_images!r}")
         if dataset is not None and not isinstance(dataset, (str, os.PathLike)):  # before `not dataset`: a tensor's
             return self._evaluate_in_memory(dataset, batch_size, skip_bad_images)  # truth is ambiguous
+        given = [name for name, value in (("data_dir", data_dir), ("download", download)) if value]
         own = self._own_dataset(dataset)
         unregistered = relative_folder(own) and not self.older  # this version records folders whole: a name
         if not dataset or dataset in (own, self.config["dataset"]) or is_folder_dataset(dataset) and \
@@ -309,6 +313,8 @@ class TrainedModel:
                                  "its new path as --dataset (dataset= in Python; without val/ or test/ it is then "
                                  "scored whole, training images included), or a folder of new labelled images")
         folder = is_folder_dataset(dataset)
+        if folder and given:  # never read: the images are where the folder is
+            raise not_applicable(given, "a built-in dataset", f"{dataset} is a folder of images, read where it is")
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
         if folder:  # the change checks' listing of the folder is the loading's (one_listing)
@@ -747,9 +753,11 @@ def image_files(images):
 
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert") or hasattr(images, "read"):
         images = [images]
-    if not isinstance(images, collections.abc.Iterable):
+    try:
+        iter(images)  # a list, or what `for` reads as one (a map-style dataset of paths)
+    except TypeError:
         raise UsageError(f"images must be an image file's path, a folder, a PIL image or a list of them, or the "
-                         f"images as one uint8 tensor (N, C, S, S); got {type(images).__name__}")
+                         f"images as one uint8 tensor (N, C, S, S); got {type(images).__name__}") from None
     files = []
     for image in images:
         if hasattr(image, "convert"):
