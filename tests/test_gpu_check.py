@@ -4,6 +4,7 @@ import math
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -102,7 +103,11 @@ def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
     committed results, and its logs land in $OUT/logs; the tree's results file is left as it is.
 
     As on a leased GPU machine, coreaug is not installed and pip cannot install it: the script runs
-    this tree's source from PYTHONPATH, with cli/ linked as coreaug/cli for the run only."""
+    this tree's source from PYTHONPATH, with cli/ linked as coreaug/cli for the run only. It runs in a
+    copy of the tree: tests running beside it (pytest -n) would import coreaug.cli through the link."""
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT, tree, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", "runs", ".whl", ".gpudata"))
     hide = tmp_path / "hide"  # this environment's editable install of coreaug, hidden
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(
@@ -115,17 +120,17 @@ def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
     hidden = subprocess.run([str(python), "-c", "import coreaug"], cwd=tmp_path, capture_output=True,
                             env=dict(os.environ, PYTHONPATH=str(hide)))
     assert hidden.returncode != 0  # the stand-in Python does not find coreaug by itself
-    link = ROOT / "coreaug" / "cli"
+    link = tree / "coreaug" / "cli"
     assert not link.exists()
-    out, results = tmp_path / "out", ROOT / "experiments" / "results" / "gpu.md"
+    out, results = tmp_path / "out", tree / "experiments" / "results" / "gpu.md"
     before = results.read_text()
     settings = dict(os.environ, OUT=str(out), GPU_LEASE_PYTHON=str(python), PYTHONPATH=str(hide),
                     GPU_LEASE_WHEELS=str(tmp_path / "none"),
                     GPU_CHECK_DEVICE="cpu", MODEL="cnn", BATCH="16", IMAGE_SIZE="8", TRAIN_LIMIT="48", ROWS="none",
                     MODES="eager", COUNT_STEPS="0", RECIPE_EPOCHS="1", RECIPE_LIMIT="48", BUDGET_S="600",
                     CIFAR_TAR=str(_image_archive(tmp_path)), TMPDIR=str(tmp_path), OMP_NUM_THREADS="1")
-    done = subprocess.run(["bash", str(ROOT / "experiments" / "gpu_lease.sh"), "run"], capture_output=True,
-                          text=True, env=settings, cwd=ROOT, timeout=900)
+    done = subprocess.run(["bash", str(tree / "experiments" / "gpu_lease.sh"), "run"], capture_output=True,
+                          text=True, env=settings, cwd=tree, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     text = (out / "gpu.md").read_text()
     assert text.startswith(before) and "(dry run on cpu)" in text[len(before):] and "| coreaug |" in text
@@ -135,7 +140,8 @@ def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
     assert "| 1 | 1 |" in text  # the benchmark and `python -m coreaug train` ran
     assert results.read_text() == before
     assert not link.exists() and not link.is_symlink()  # the link is gone with the run
-    assert subprocess.run(["bash", str(ROOT / "experiments" / "gpu_lease.sh")], capture_output=True).returncode == 2
+    assert not (ROOT / "coreaug" / "cli").is_symlink()  # and the checkout was never linked
+    assert subprocess.run(["bash", str(tree / "experiments" / "gpu_lease.sh")], capture_output=True).returncode == 2
 
 
 def test_a_dry_run_leaves_the_projects_gpu_table_alone(tmp_path):
