@@ -130,7 +130,8 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
                    "to train it again)", err=True)
     click.echo(_summary(result))
     if result.rows:  # results.md has no paired differences or intervals: the report has
-        grid = shlex.quote(os.path.normpath(os.fspath(out)))
+        grid = os.path.normpath(os.fspath(out))
+        grid = shlex.quote(os.path.join(".", grid) if grid.startswith("-") else grid)  # -g: no option
         click.echo(f"paired differences by seed, with intervals: coreaug report {grid} --out {grid}-report")
     if result.failed:
         click.echo(f"error: {len(result.failed)} run(s) failed: {', '.join(result.failed)}", err=True)

@@ -1,4 +1,5 @@
 """`coreaug predict`: a finished run's classes and probabilities for image files."""
+import codecs
 import contextlib
 import csv
 import json
@@ -71,8 +72,8 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
     if not skip_bad_images:
         check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "
                              "leave unreadable ones out")
-    if fmt == "csv":  # a file name that is not UTF-8 (an old archive's Latin-1) written as its bytes, as ls does
-        with contextlib.suppress(AttributeError, ValueError):
+    if fmt == "csv" and _utf8(sys.stdout):  # a name not UTF-8 (an old archive's Latin-1) written as its bytes, as
+        with contextlib.suppress(AttributeError, ValueError):  # ls does; another encoding escapes what it cannot write
             sys.stdout.reconfigure(errors="surrogateescape")
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     shown = without_controls if is_terminal(sys.stdout) else str  # a file gets the names as they are
@@ -114,6 +115,13 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
                    err=True)
 
 
+def _utf8(stream):
+    try:
+        return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name == "utf-8"
+    except LookupError:
+        return False
+
+
 def is_terminal(stream):
     """Whether `stream` is a terminal (where a name's escape sequence would act rather than show)."""
     try:
@@ -124,7 +132,14 @@ def is_terminal(stream):
 
 def _listed(lines):
     """The paths a --files-from file lists, one a line (blank lines left out, the line's own spaces kept),
-    as the file system names them (bytes that are not UTF-8 kept, as a folder's scan keeps them)."""
+    as the file system names them (bytes that are not UTF-8 kept, as a folder's scan keeps them); a
+    UTF-8 byte-order mark before the first (Notepad's, PowerShell's) is no part of it."""
+    lines = list(lines)
+    if lines and lines[0].startswith(codecs.BOM_UTF8):
+        lines[0] = lines[0][len(codecs.BOM_UTF8):]
+    if lines and lines[0].startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UsageError("--files-from takes a list of paths in UTF-8 (or the file system's bytes); this one is "
+                         "UTF-16 (saved by PowerShell or Notepad?): save it as UTF-8")
     paths = [os.fsdecode(line.rstrip(b"\r\n")) for line in lines if line.strip()]
     if any("\0" in path for path in paths):
         raise UsageError("--files-from takes one path a line; this list holds NUL characters (find ... -print0?): "

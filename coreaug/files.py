@@ -174,8 +174,10 @@ def atomic_write(path, write, mode="w", durable=False, through_links=True):
 
 def _utf8(mode):
     """UTF-8 for a text mode (coreaug's tables hold ±, —, √ and read their files back as UTF-8),
-    not the locale's encoding (cp1252 on Windows, or a legacy Linux locale's)."""
-    return {} if "b" in mode else {"encoding": "utf-8"}
+    not the locale's encoding (cp1252 on Windows, or a legacy Linux locale's); a name that is not
+    UTF-8 (a Latin-1 folder from an old zip: Python holds its bytes as surrogates) is written as
+    its own bytes, as `ls` shows it, where strict UTF-8 stopped the write (report.md)."""
+    return {} if "b" in mode else {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 def _not_a_file(path):

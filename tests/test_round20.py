@@ -239,23 +239,26 @@ def test_the_default_magnitude_out_of_fewer_bins_is_named_as_the_default():
         A.RandAugment(fill=[0, 0, 0])(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.Generator().manual_seed(0))
 
 
-def test_bench_ends_with_the_report_command_that_gives_paired_differences(tmp_path):
+@pytest.mark.parametrize("name, shown", [("my grid", "'{tmp}/my grid'"), ("-g", "./-g")])
+def test_bench_ends_with_the_report_command_that_gives_paired_differences(tmp_path, monkeypatch, name, shown):
     import shlex
 
     from click.testing import CliRunner
 
     from coreaug.cli.main import app
 
-    out = tmp_path / "my grid"
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / name) if name != "-g" else name
     result = CliRunner().invoke(app, ["bench", "--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32",
                                       "--batch-size", "32", "--epochs", "1", "--quiet", "--subsets", "0.5",
                                       "--strategies", "random", "--references", "none", "--seeds", "1", "--out", out])
     assert result.exit_code == 0, result.output
     line = result.output.splitlines()[-1]
-    assert line == f"paired differences by seed, with intervals: coreaug report '{out}' --out '{out}'-report"
+    shown = shown.format(tmp=tmp_path)
+    assert line == f"paired differences by seed, with intervals: coreaug report {shown} --out {shown}-report"
     report = CliRunner().invoke(app, shlex.split(line.split(": ", 1)[1])[1:])
     assert report.exit_code == 0, report.output
-    assert (tmp_path / "my grid-report" / "report.md").exists()
+    assert (tmp_path / f"{name}-report" / "report.md").exists()
 
 
 def test_a_report_without_references_says_why_the_share_of_full_gain_is_blank(tmp_path):
@@ -338,3 +341,60 @@ def test_evaluate_refuses_data_dir_and_download_for_a_folder_it_reads_where_it_i
                                       "--download"])
     assert result.exit_code == 2 and "--data-dir and --download apply to a built-in dataset" in result.output
     assert run.evaluate(folder).total == 2
+
+
+# --- explore20-locale ----------------------------------------------------------------------------
+
+def test_text_files_write_a_name_that_is_not_utf8_as_its_own_bytes(tmp_path):
+    from coreaug.files import atomic_write
+
+    name = os.fsdecode(b"caf\xe9")  # a Latin-1 folder name: Python holds its byte as a surrogate
+    atomic_write(str(tmp_path / "report.md"), lambda f: f.write(f"runs of {name}: ±1\n"))
+    assert (tmp_path / "report.md").read_bytes() == b"runs of caf\xe9: \xc2\xb11\n"
+
+
+def test_a_cache_of_a_folder_this_locale_cannot_name_is_no_folder_of_this_session():
+    from coreaug.data import image_cache
+
+    def unencodable(path):
+        raise UnicodeEncodeError("latin-1", path, 0, 1, "ordinal not in range(256)")
+    original = os.path.realpath
+    try:
+        os.path.realpath = unencodable
+        assert image_cache._real("/data/写真") is None
+    finally:
+        os.path.realpath = original
+    assert image_cache._real("/") == "/" and image_cache._real(None) is None
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii", "cp1252"])
+def test_predict_writes_every_row_on_a_stdout_of_another_encoding(run, tmp_path, encoding):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = tmp_path / "日本"
+    folder.mkdir()
+    Image.new("L", (8, 8), 70).save(folder / "é.png")
+    done = subprocess.run([sys.executable, "-m", "coreaug", "predict", run.run, str(folder)], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": encoding}, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert len(done.stdout.splitlines()) == 1 + 5  # the header and the top 5 classes
+
+
+def test_files_from_takes_a_list_saved_with_a_byte_order_mark_and_names_utf16(run, tmp_path):
+    import codecs
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from coreaug.cli.main import app
+
+    Image.new("L", (8, 8), 70).save(tmp_path / "a.png")
+    (tmp_path / "list.txt").write_bytes(codecs.BOM_UTF8 + str(tmp_path / "a.png").encode() + b"\r\n")
+    result = CliRunner().invoke(app, ["predict", run.run, "--files-from", str(tmp_path / "list.txt")])
+    assert result.exit_code == 0 and result.output.count("a.png") == 5, result.output
+    (tmp_path / "list16.txt").write_bytes(str(tmp_path / "a.png").encode("utf-16"))
+    result = CliRunner().invoke(app, ["predict", run.run, "--files-from", str(tmp_path / "list16.txt")])
+    assert result.exit_code == 2 and "UTF-16" in result.output

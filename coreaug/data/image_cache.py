@@ -233,8 +233,15 @@ def caches_in(cache_dir: Optional[str] = None, source: Optional[str] = None) -> 
 
 
 def _real(path):
-    """The real path of a meta.json's ``source`` (None for one that is not a path)."""
-    return os.path.realpath(path) if isinstance(path, str) else None
+    """The real path of a meta.json's ``source`` (None for one that is not a path, or one this
+    locale cannot encode: `写真`, cached in a UTF-8 session, read under Latin-1 or C names no folder
+    of this session, and os.path.realpath raised UnicodeEncodeError for every dataset's cache)."""
+    if not isinstance(path, str):
+        return None
+    try:
+        return os.path.realpath(path)
+    except (UnicodeError, ValueError):
+        return None
 
 
 def damaged_in(cache_dir: Optional[str] = None) -> List[str]:
