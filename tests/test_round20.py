@@ -398,3 +398,15 @@ def test_files_from_takes_a_list_saved_with_a_byte_order_mark_and_names_utf16(ru
     (tmp_path / "list16.txt").write_bytes(str(tmp_path / "a.png").encode("utf-16"))
     result = CliRunner().invoke(app, ["predict", run.run, "--files-from", str(tmp_path / "list16.txt")])
     assert result.exit_code == 2 and "UTF-16" in result.output
+
+
+def test_names_are_shown_in_the_file_systems_encoding_so_an_ascii_locale_prints_them():
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom coreaug.data.cache_decode import shown\n"
+            "print(shown(os.fsdecode(b'/data/caf\\xc3\\xa9')), shown('/data/plain'))")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["/data/caf\\xc3\\xa9", "/data/plain"]

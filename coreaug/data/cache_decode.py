@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 
 import numpy as np
 import torch
@@ -77,9 +78,13 @@ def _keep_as_private_as(path, source):
 
 
 def shown(path) -> str:
-    """``path`` printable: a file name that is not valid UTF-8 (its undecodable bytes held as
-    surrogates, os.fsdecode's way) shows those bytes as ``\\xff`` escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """``path`` printable: a file name that the file system's encoding cannot decode (its bytes held
+    as surrogates, os.fsdecode's way; a Latin-1 name under UTF-8) shows those bytes as ``\\xff``
+    escapes. Decoded as the file system's encoding, not always UTF-8: a name of an EUC-JP locale
+    reads as its characters there, and under the C locale without UTF-8 mode a UTF-8 name is
+    escaped, where it came back as characters that the ASCII stdout could not write."""
+    encoding = sys.getfilesystemencoding()
+    return os.fsencode(path).decode(encoding, "backslashreplace")
 
 
 def bad_image(description):
