@@ -45,9 +45,10 @@ def _raw_names_on_stdout():
     """Let stdout write a file name that is not valid UTF-8 (Python holds its odd bytes as
     surrogates, "caf\\udce9") as its own bytes, as `ls` does: a UTF-8 locale's strict stdout
     raised UnicodeEncodeError at predict's CSV row or evaluate's class line of such a name. A
-    stdout of another encoding (cp1252) writes what it cannot encode as escapes (\\u732b)."""
+    stdout of another encoding (cp1252; ASCII under the C locale without UTF-8 mode, whose
+    surrogateescape handler writes only such bytes) writes what it cannot encode as escapes (\\u732b)."""
     reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None and getattr(sys.stdout, "errors", None) == "strict":
+    if reconfigure is not None and getattr(sys.stdout, "errors", None) in ("strict", "surrogateescape"):
         utf8 = codecs.lookup(getattr(sys.stdout, "encoding", None) or "ascii").name == "utf-8"
         with contextlib.suppress(ValueError, OSError):  # (a stream that takes no new error handler)
             reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")

@@ -106,8 +106,12 @@ def test_the_lease_script_runs_the_check_into_its_out_folder(tmp_path):
     this tree's source from PYTHONPATH, with cli/ linked as coreaug/cli for the run only. It runs in a
     copy of the tree: tests running beside it (pytest -n) would import coreaug.cli through the link."""
     tree = tmp_path / "tree"
-    shutil.copytree(ROOT, tree, symlinks=True, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "*.egg-info", "__pycache__", "runs", ".whl", ".gpudata"))
+    patterns = shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__", ".whl", ".gpudata",
+                                      ".hypothesis", ".pytest_cache")  # (.hypothesis: written by the tests beside it)
+
+    def left_out(folder, names):  # and the checkout's own data/ and runs/, not coreaug/data
+        return patterns(folder, names) | ({"data", "runs"} & set(names) if folder == str(ROOT) else set())
+    shutil.copytree(ROOT, tree, symlinks=True, ignore=left_out)
     hide = tmp_path / "hide"  # this environment's editable install of coreaug, hidden
     hide.mkdir()
     (hide / "sitecustomize.py").write_text(

@@ -410,3 +410,22 @@ def test_names_are_shown_in_the_file_systems_encoding_so_an_ascii_locale_prints_
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["/data/caf\\xc3\\xa9", "/data/plain"]
+
+
+def test_predict_escapes_class_names_on_the_ascii_stdout_of_the_c_locale_without_utf8_mode(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    for shade, name in ((40, "café"), (200, "日本")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (8, 8), shade + i).save(tmp_path / "data" / name / f"{i}.png")
+    coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "data"), model="cnn", image_size=8, epochs=1,
+                                      quiet=True, out=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache")))
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": ""}
+    done = subprocess.run([sys.executable, "-m", "coreaug", "predict", str(tmp_path / "run"),
+                           str(tmp_path / "data" / "café" / "0.png")], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert b"caf\\xe9" in done.stdout and b"\\u65e5\\u672c" in done.stdout
