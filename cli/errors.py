@@ -1,4 +1,5 @@
 """Turn a user's mistake into one line on stderr and exit code 2, never a traceback."""
+import codecs
 import errno
 import functools
 import os
@@ -14,6 +15,14 @@ from coreaug.files import DISK_ERRORS
 # usable. Any other error, a ValueError from torch or from coreaug's invariants included,
 # is a failure and keeps its traceback.
 USER_ERRORS = (UsageError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def writes_utf8(stream):
+    """Whether `stream` encodes as UTF-8 (where a name's undecodable bytes can go out as they are)."""
+    try:
+        return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name == "utf-8"
+    except LookupError:
+        return False
 
 
 def fail(message, code=2):

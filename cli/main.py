@@ -1,5 +1,4 @@
 """Entry point of the `coreaug` console script."""
-import codecs
 import contextlib
 import sys
 import warnings
@@ -11,7 +10,7 @@ from coreaug.errors import one_line_warning
 
 from .archive import archive
 from .bench import bench
-from .errors import fail
+from .errors import fail, writes_utf8
 from .datasets import datasets
 from .evaluate import evaluate
 from .predict import predict
@@ -49,7 +48,7 @@ def _raw_names_on_stdout():
     surrogateescape handler writes only such bytes) writes what it cannot encode as escapes (\\u732b)."""
     reconfigure = getattr(sys.stdout, "reconfigure", None)
     if reconfigure is not None and getattr(sys.stdout, "errors", None) in ("strict", "surrogateescape"):
-        utf8 = codecs.lookup(getattr(sys.stdout, "encoding", None) or "ascii").name == "utf-8"
+        utf8 = writes_utf8(sys.stdout)
         with contextlib.suppress(ValueError, OSError):  # (a stream that takes no new error handler)
             reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
 

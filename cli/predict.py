@@ -16,7 +16,7 @@ from coreaug.errors import UsageError
 from coreaug.models.registry import is_import_path
 from coreaug.training.trained import UntrustedModel, all_unreadable, check_headers, image_files, reading_bar
 
-from .errors import one_process, user_errors, without_controls
+from .errors import one_process, user_errors, without_controls, writes_utf8
 
 MODEL_HELP = ("A run trained with --model package.module:function: that path, to import it again (its code runs: "
               "name it for a run you trust). Without it such a run is refused; a run of a built-in model needs none.")
@@ -72,7 +72,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
     if not skip_bad_images:
         check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "
                              "leave unreadable ones out")
-    if fmt == "csv" and _utf8(sys.stdout):  # a name not UTF-8 (an old archive's Latin-1) written as its bytes, as
+    if fmt == "csv" and writes_utf8(sys.stdout):  # a name not UTF-8 (an old archive's Latin-1) written as its bytes, as
         with contextlib.suppress(AttributeError, ValueError):  # ls does; another encoding escapes what it cannot write
             sys.stdout.reconfigure(errors="surrogateescape")
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
@@ -113,13 +113,6 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
     if skipped:
         click.echo(f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of {len(files)}",
                    err=True)
-
-
-def _utf8(stream):
-    try:
-        return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name == "utf-8"
-    except LookupError:
-        return False
 
 
 def is_terminal(stream):
