@@ -429,3 +429,13 @@ def test_predict_escapes_class_names_on_the_ascii_stdout_of_the_c_locale_without
                            str(tmp_path / "data" / "café" / "0.png")], capture_output=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     assert b"caf\\xe9" in done.stdout and b"\\u65e5\\u672c" in done.stdout
+
+
+def test_the_default_out_of_a_folder_with_a_long_name_fits_the_file_system(tmp_path):
+    from coreaug.cli.train import claim_folder, default_out
+
+    for name in ("d" * 235, "写" * 80, "plain"):
+        out = default_out(str(tmp_path / name), "random", 0.3, seed=0)
+        assert len(os.fsencode(os.path.basename(out))) <= 250 and re.search(r"-random-0\.3-\d{8}-\d{6}-seed0$", out)
+        assert os.path.basename(out).startswith(name[:10])
+        assert os.path.isdir(claim_folder(str(tmp_path / out)))
