@@ -31,9 +31,6 @@ def fail(message, code=2):
     sys.exit(code)
 
 
-
-
-
 def one_process(command):
     """UsageError when launched by torchrun with several processes: `command` runs whole in one (every
     process would print its whole output)."""

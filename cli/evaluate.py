@@ -6,7 +6,7 @@ import click
 
 from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
-from coreaug.errors import not_applicable
+from coreaug.data.registry import read_in_place_error
 
 from .errors import one_process, user_errors, without_controls
 from .predict import MODEL_HELP, is_terminal, load_named
@@ -35,7 +35,7 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     dataset = dataset or trained.config["dataset"]
     given = [flag for flag, value in (("--data-dir", data_dir), ("--download", download)) if value]
     if given and is_folder_dataset(dataset):  # as the API refuses them, in the flags' names
-        raise not_applicable(given, "a built-in dataset", f"{dataset} is a folder of images, read where it is")
+        raise read_in_place_error(dataset, given)
     result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images,
                               cache_dir=cache_dir)
     for what in result.skipped:  # as predict names them

@@ -53,6 +53,12 @@ def reads_no_files_error(name, given) -> UsageError:
                           f"{name} reads none (its images are made in memory or ship with a package)")
 
 
+def read_in_place_error(folder, given) -> UsageError:
+    """The refusal of `given` (data_dir, download or their flags) for `folder`, a folder of images:
+    nothing is looked for or fetched, its images are read where they are."""
+    return not_applicable(given, "a built-in dataset", f"{folder} is a folder of images, read where it is")
+
+
 def available_datasets() -> List[str]:
     """Names accepted by `load_dataset`, sorted."""
     return sorted(_LOADERS)
@@ -162,7 +168,7 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
     given = [setting for setting, value in (("data_dir", data_dir), ("download", download)) if value]
     if is_folder_dataset(name):
         if given:  # not read: the images are where the folder is
-            raise not_applicable(given, "a built-in dataset", f"{name} is a folder of images, read where it is")
+            raise read_in_place_error(name, given)
         return load_image_folder(name, progress=progress, **kwargs)
     check_folder_exists(name)
     key = _key(name)

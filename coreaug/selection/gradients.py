@@ -291,8 +291,9 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     either is projected to at most `dim` numbers per example (`GradientSketch`), batch by
     batch, so memory holds only the (n, dim) result; the projection runs in float32 even
     under an autocast, its random matrix drawn from `seed` (an integer >= 0). A compiled
-    model (`torch.compile(module)`) gives last-layer gradients through its module, uncompiled (`uncompiled`). Returns a tensor on the CPU of `dtype`, a
-    floating torch dtype (default `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
+    model (`torch.compile(module)`) gives last-layer gradients through its module, uncompiled
+    (`uncompiled`). Returns a tensor on the CPU of `dtype`, a floating torch dtype (default
+    `estimate_dtype`: float32, or float16 past 1 GiB); with `with_losses`, also the
     float32 (n,) cross-entropy of each example, from the float32 logits before any projection:
     `(estimates, losses)`. A model that returns more than the logits is a UsageError. `progress`: a
     callable given the number of examples of each batch once scored (a progress bar's `update`),

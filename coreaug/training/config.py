@@ -330,8 +330,9 @@ class TrainConfig:
         if _folder(self.dataset):
             given = [name for name in ("data_dir", "download") if getattr(self, name)]
             if given:  # ignored before, and the data_dir recorded where nothing was read
-                raise not_applicable(given, "a built-in dataset", f"{self.dataset} is a folder of images, read where "
-                                     "it is")
+                from coreaug.data.registry import read_in_place_error
+
+                raise read_in_place_error(self.dataset, given)
             return
         from coreaug.data.registry import reads_no_files, reads_no_files_error
 

@@ -23,9 +23,8 @@ from coreaug.data.cache_decode import shown
 from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.image_folder import cache_dataset
-from coreaug.data.registry import names_registered_dataset
-from coreaug.errors import (UnreadableImage, UsageError, first_line, mismatch_reason, not_applicable, one_line,
-                            path_given)
+from coreaug.data.registry import names_registered_dataset, read_in_place_error
+from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line, path_given
 from coreaug.files import saved_by_torch
 from coreaug.models import available_models, create_model
 from coreaug.models.pretrained import why_unreadable
@@ -314,7 +313,7 @@ class TrainedModel:
                                  "scored whole, training images included), or a folder of new labelled images")
         folder = is_folder_dataset(dataset)
         if folder and given:  # never read: the images are where the folder is
-            raise not_applicable(given, "a built-in dataset", f"{dataset} is a folder of images, read where it is")
+            raise read_in_place_error(dataset, given)
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
         if folder:  # the change checks' listing of the folder is the loading's (one_listing)
