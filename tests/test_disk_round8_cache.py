@@ -12,7 +12,7 @@ import pytest
 from coreaug.errors import UsageError
 
 KERNELS = """
-from coreaug.selection.facility_location import _njit
+from coreaug.selection.greedy_kernel import _njit
 
 @_njit(inline="always")
 def _twice(x):

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 import coreaug
-from coreaug.selection import knn
 
 
 def test_a_graph_that_does_not_fit_in_memory_is_a_usage_error_naming_what_it_needs(monkeypatch):
@@ -17,7 +16,9 @@ def test_a_graph_that_does_not_fit_in_memory_is_a_usage_error_naming_what_it_nee
         def search(self, features, k):
             raise MemoryError
 
-    monkeypatch.setattr(knn.faiss, "IndexFlatL2", Hungry)
+    import faiss
+
+    monkeypatch.setattr(faiss, "IndexFlatL2", Hungry)
     features, labels = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32), np.arange(40) % 2
     with pytest.raises(coreaug.UsageError, match=r"class of 20 examples with knn=19: it needs about 0\.0 GiB "
                                                  r"\(64 bytes per example and neighbour\); give a smaller knn"):

@@ -1,7 +1,5 @@
 """Exact k-nearest-neighbour similarity graph of one class (faiss)."""
-import faiss
 import numpy as np
-import scipy.sparse as sp
 
 from coreaug.errors import UsageError
 
@@ -36,6 +34,9 @@ def knn_graph(features, k):
 
 def _graph(features, n, k):
     """knn_graph's work, for `n` examples and `k` (already capped) neighbours."""
+    import faiss  # these two load at the first selection by estimates, not with `import coreaug` (~0.3 s)
+    import scipy.sparse as sp
+
     members = np.arange(n)
     if k == 0:
         return sp.csr_matrix((np.zeros(n), (members, members)), shape=(n, n))

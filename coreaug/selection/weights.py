@@ -1,5 +1,4 @@
 """Coreset weights: how many class members each selected example stands for."""
-import faiss
 import numpy as np
 
 
@@ -11,6 +10,8 @@ def cluster_sizes(features, selected):
     similar one under s = d_max - d); selected examples always count themselves, even
     when an exact duplicate was also selected. Returns int64 counts (k,) summing to n.
     """
+    import faiss  # loaded at the first selection by estimates, not with `import coreaug`
+
     index = faiss.IndexFlatL2(features.shape[1])
     index.add(np.ascontiguousarray(features[selected]))
     _, nearest = index.search(features, 1)
@@ -22,6 +23,8 @@ def cluster_sizes(features, selected):
 def nearest_selected(features, points, selected):
     """(squared L2 distance, position in `features`) of the nearest of `selected` (positions) to
     each of `points` (positions), by exact search: cluster_sizes' assignment, for some points."""
+    import faiss
+
     index = faiss.IndexFlatL2(features.shape[1])
     index.add(np.ascontiguousarray(features[selected]))
     distance, nearest = index.search(np.ascontiguousarray(features[points]), 1)
