@@ -10,7 +10,7 @@ VENV ?= .venv
 # the wheel from its own find-links folder where one holds it (as on the project's CI machine): --retries 2 made
 # torch's install there 25 s, against 102 s with pip's default of 5 retries.
 # Read when .venv is created (make clean, then make again, to change it); for CUDA, e.g.
-#   make train TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
+#   make train TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
 TORCH_SPEC ?= torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 # The Python that .venv needs: torch 2.13 (as pinned by the default TORCH_SPEC) needs 3.10, coreaug 3.9 (another
 # TORCH_SPEC on 3.9: pip picks the newest torch that supports it). Checked before .venv is made, and of .venv's own

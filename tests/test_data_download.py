@@ -63,6 +63,33 @@ def test_cifar10_downloads_verifies_and_extracts(tmp_path, monkeypatch):
     assert len(load_dataset("cifar10", tmp_path / "data", download=True).train_labels) == 10
 
 
+def test_an_archive_downloaded_by_hand_is_extracted_without_download(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(download, "urlopen", no_network)
+    with pytest.raises(DatasetNotFoundError, match="A cifar-10-python.tar.gz downloaded by hand into"):
+        load_dataset("cifar10", tmp_path / "data", progress=False)
+    (tmp_path / "data").mkdir()
+    content = cifar10_archive(tmp_path / "data" / "cifar-10-python.tar.gz")
+    monkeypatch.setattr(cifar, "CIFAR10_ARCHIVE", Resource("cifar-10-python.tar.gz", md5_hex(content), ("http://x/",)))
+    data = load_dataset("cifar10", tmp_path / "data", progress=False)
+    assert len(data.train_labels) == 10 and data.source == str(tmp_path / "data" / "cifar-10-batches-py")
+
+
+def test_an_archive_put_by_hand_that_is_not_the_published_one_is_named_not_downloaded_again(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(download, "urlopen", no_network)
+    (tmp_path / "data").mkdir()
+    cifar10_archive(tmp_path / "data" / "cifar-10-python.tar.gz")
+    monkeypatch.setattr(cifar, "CIFAR10_ARCHIVE", Resource("cifar-10-python.tar.gz", "0" * 32, ("http://x/",)))
+    with pytest.raises(ValueError, match=r"cifar-10-python.tar.gz is not cifar-10-python.tar.gz as published \(MD5"):
+        load_dataset("cifar10", tmp_path / "data", progress=False)
+    assert leftovers(tmp_path / "data") == ["cifar-10-python.tar.gz"]
+
+
 def test_checksum_mismatch_raises_and_leaves_nothing(tmp_path, monkeypatch):
     served = tmp_path / "cifar-10-python.tar.gz"
     cifar10_archive(served)

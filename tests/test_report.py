@@ -4,6 +4,7 @@ unfinished runs, and one line with exit code 2 for a path it cannot read."""
 import csv
 import json
 import math
+import sys
 
 import pytest
 
@@ -430,5 +431,13 @@ def test_without_a_plot_to_draw_an_earlier_plot_goes_and_the_cli_says_why(tmp_pa
     (tmp_path / "out" / "report.png").write_bytes(b"an earlier call's plot")
     main(["report", str(grid), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    assert "(no plot: nothing to draw)" in out and "install matplotlib" not in out
+    assert "(no plot: nothing to draw)" in out and "for the plot" not in out
+    assert not (tmp_path / "out" / "report.png").exists()
+
+
+def test_without_matplotlib_the_report_names_the_extra_to_install(grid, tmp_path, capsys, monkeypatch):
+    from coreaug.cli.main import main
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: importing it fails
+    main(["report", str(grid), "--out", str(tmp_path / "out")])
+    assert "(pip install 'coreaug[plot]' (or matplotlib) for the plot)" in capsys.readouterr().out
     assert not (tmp_path / "out" / "report.png").exists()

@@ -1,6 +1,6 @@
 """Per-image Pillow versions of the ops: the reference the tests compare against and the
-per-image baseline the benchmark measures. Needs Pillow (the ``test`` extra); coreaug itself
-never imports this module.
+per-image baseline the benchmark measures. coreaug itself never imports this module (Pillow,
+which it needs, is one of coreaug's own requirements: image folders are decoded with it).
 
 Every function takes a PIL image (mode "L" or "RGB") and the op's value in the same units as
 the batched op (levels, factors, degrees, pixels), and returns a new PIL image.

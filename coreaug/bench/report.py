@@ -182,7 +182,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     _write_csv(files["runs_csv"], [_run_row(run, target, rates) for run in runs])
     _write_csv(files["cells_csv"], rows)
     no_plot = "" if png else ("no plot: nothing to draw" if importlib.util.find_spec("matplotlib")
-                              else "install matplotlib for the plot")
+                              else "pip install 'coreaug[plot]' (or matplotlib) for the plot")
     return ReportResult(files, rows, target, rule, len(runs), problems, missing_runs, no_plot, pooled)
 
 

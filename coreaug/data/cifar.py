@@ -14,8 +14,8 @@ from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError
 
 from .dataset import ImageDataset, file_labels, make_dataset
-from .download import Resource, extract_tar, fetch_resource
-from .locate import FileLayout, PathLike, find_or_download, how_to_get
+from .download import Resource, check_placed, extract_tar, fetch_resource
+from .locate import FileLayout, PathLike, default_download_root, find_or_download, how_to_get
 from .registry import register_dataset
 
 CIFAR10_ARCHIVE = Resource("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
@@ -99,13 +99,16 @@ def class_names_from(path: Path, key: bytes) -> List[str]:
 def load_cifar(name: str, *, layout: FileLayout, archive: Resource, train_roles: List[str],
                label_key: bytes, names_key: bytes, num_classes: int,
                data_dir: Optional[PathLike], download: bool, progress: bool) -> ImageDataset:
-    """Locate (or download and extract) and read a CIFAR dataset."""
+    """Locate (or download and extract) and read a CIFAR dataset. The archive downloaded by hand into
+    the download folder is extracted there as a download's would be, without ``download``."""
 
     def fetch(root: Path) -> None:
-        extract_tar(fetch_resource(archive, root, progress), root)
+        extract_tar(fetch_resource(archive, root, progress) if download else check_placed(archive, root), root)
 
-    folder, paths = find_or_download(name, layout, data_dir, download, fetch,
-                                     how_to_get(name, archive.urls, data_dir))
+    placed = (default_download_root(data_dir) / archive.filename).is_file()
+    hint = f"A {archive.filename} downloaded by hand into {default_download_root(data_dir)} is extracted there."
+    folder, paths = find_or_download(name, layout, data_dir, download or placed, fetch,
+                                     how_to_get(name, archive.urls, data_dir, extra=hint))
     class_names = class_names_from(paths["meta"], names_key)
     if len(class_names) != num_classes:
         raise UsageError(f"{paths['meta']} names {len(class_names)} classes, expected "

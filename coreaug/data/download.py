@@ -103,6 +103,22 @@ def fetch_resource(resource: Resource, folder: Path, progress: bool = True) -> P
     )
 
 
+def check_placed(resource: Resource, folder: Path) -> Path:
+    """``folder/resource.filename``, a file put there by hand, checked against its MD5 (never the
+    network: without download=True, a file that is not the one published is an error to mend).
+
+    Raises:
+        UsageError: its MD5 differs (a truncated or other file).
+    """
+    target = folder / resource.filename
+    found = md5_of(target) if resource.md5 is not None else None
+    if found != resource.md5:
+        raise UsageError(f"{target} is not {resource.filename} as published (MD5 {found}, expected "
+                         f"{resource.md5}: truncated, or another file): download it again, or remove it and "
+                         "pass download=True to load_dataset (CLI: --download) to fetch it")
+    return target
+
+
 def extract_safely(tar: tarfile.TarFile, folder: Path) -> None:
     """Extract regular files and folders only, refusing members that point outside ``folder``.
 
