@@ -113,7 +113,11 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
             seeds=seeds, target=target, report=_report, jobs=jobs, devices=devices, shard=shard)
     except KeyboardInterrupt as exc:
         how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        click.echo(f"{how}: the runs not finished keep no summary; run the same command to resume them", err=True)
+        if getattr(exc, "writing_tables", False):
+            click.echo(f"{how} while writing the grid's tables, after its runs ended; run the same command to "
+                       "write them", err=True)
+        else:
+            click.echo(f"{how}: the runs not finished keep no summary; run the same command to resume them", err=True)
         sys.exit(143 if isinstance(exc, Terminated) else 130)
     except BrokenPipeError:
         if not stdout_closed():  # another pipe (a worker's): a failure, with its traceback

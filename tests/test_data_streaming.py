@@ -374,6 +374,30 @@ def test_clear_cache_without_a_folder_removes_every_cache(tmp_path):
     assert image_cache.caches_in(str(tmp_path / "cache")) == []
 
 
+def test_a_cache_another_clear_removes_meanwhile_is_gone_not_a_failure(tmp_path, monkeypatch):
+    """Two --clear-cache at once: the one that lost the race exited 2 blaming "another user's caches"."""
+    _two_versions_of_a_folder(tmp_path / "data", tmp_path / "cache")
+    write_split(tmp_path / "other", "train", per_class=2)
+    write_split(tmp_path / "other", "val", per_class=1)
+    load_image_folder(tmp_path / "other", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+    first, second = sorted(c.folder for c in image_cache.caches_in(str(tmp_path / "cache")))
+    real_rmtree, calls = image_cache.shutil.rmtree, []
+
+    def raced(folder, *args, **kwargs):  # the other process: all of the first cache, one file of the second
+        calls.append(folder)
+        if folder == first and calls.count(first) == 1:
+            real_rmtree(folder)
+        elif folder == second and calls.count(second) == 1:
+            os.remove(min(os.path.join(folder, name) for name in os.listdir(folder)))
+            raise FileNotFoundError(2, "No such file or directory", folder)
+        real_rmtree(folder, *args, **kwargs)
+
+    monkeypatch.setattr(image_cache.shutil, "rmtree", raced)
+    removed, freed = image_cache.clear_caches(str(tmp_path / "cache"))
+    assert removed == 1 and freed > 0  # the second only: the first was the other's
+    assert image_cache.caches_in(str(tmp_path / "cache")) == [] and not os.path.exists(first)
+
+
 def test_clear_cache_refuses_flags_that_would_seem_to_choose_one_cache(tmp_path):
     """--image-size 32 with --clear-cache removed the caches of every size without a word."""
     from click.testing import CliRunner

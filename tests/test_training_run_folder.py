@@ -258,7 +258,10 @@ def test_results_that_arrive_between_check_and_start_are_refused_not_deleted(tmp
     """Two runs into one new --out: the second, checked before the first made the folder, deleted its results."""
     out = tmp_path / "run"
     late = RunFolder(str(out))
-    late.check(coreaug.TrainConfig(**TINY).identity(), resume=False)  # the folder does not exist yet
+    late.check(coreaug.TrainConfig(**TINY).identity(), resume=False)  # the folder does not exist yet: made, locked
+    with pytest.raises(coreaug.UsageError, match="is in use by another coreaug run that is still going"):
+        _finished(out)  # another run into it is refused at once
+    late.release()  # as where the file system takes no locks: nothing keeps the other run out
     _finished(out)  # another run takes the folder meanwhile and finishes
     try:
         with pytest.raises(coreaug.UsageError, match="received a run's results .* from another coreaug run"):

@@ -114,8 +114,9 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     the workers are spawned processes that import the calling script again: from a script,
     call run_grid under `if __name__ == "__main__":` (without it, a UsageError says so).
     KeyboardInterrupt stops the workers and propagates; so does SIGTERM while the runs
-    train, here or in workers (raised as workers.Terminated, a KeyboardInterrupt, where SIGTERM
-    has no handler of the caller's), and the workers stop by themselves if this process is
+    train, here or in workers, or while the tables are written (raised as workers.Terminated, a
+    KeyboardInterrupt, where SIGTERM has no handler of the caller's; one raised while the tables
+    are written has `writing_tables` True), and the workers stop by themselves if this process is
     killed outright. A command whose settings (or, with shard, whose runs) differ from those
     grid.json records for `out` is refused before anything trains, even one started together.
     Returns a BenchResult.
@@ -182,7 +183,12 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     unfinished = {run.name: kinds.get(run.name) or ("unfinished" if run.name in ours else
                                                     "shard" if run.name in planned else "earlier")
                   for run in grid if run.name not in done}
-    result = write_results(finished, out, target, trained, unfinished=unfinished)
+    with sigterm_raises():  # a stop while the tables are written: said as such (`coreaug bench` exits 143)
+        try:
+            result = write_results(finished, out, target, trained, unfinished=unfinished)
+        except KeyboardInterrupt as stop:
+            stop.writing_tables = True  # every run had ended: only the tables are left to write
+            raise
     result.outcomes = outcomes
     result.failed = {o.run.name: o.error for o in outcomes if o.status == "failed"}
     return result
@@ -400,9 +406,7 @@ def write_results(runs, out, target=None, trained=0, *, unfinished=()):
     target, rule = add_timings(rows, target)
     groups = group_rows(rows)
     files = {"csv": os.path.join(out, "results.csv"), "md": os.path.join(out, "results.md")}
-    staged = os.path.join(out, f".results.{os.getpid()}.csv")
-    write_csv(rows, staged)
-    os.replace(staged, files["csv"])
+    write_csv(rows, files["csv"])
     text = markdown_table(groups, target, rule, runs=len(rows) + len(missing), missing=why,
                           versions=[row["coreaug"] for row in rows], intervals=[row["eval_every"] for row in rows],
                           compiled=[row["compiled"] for row in rows], threads=[row["threads"] for row in rows])

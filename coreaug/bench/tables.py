@@ -6,6 +6,7 @@ import math
 import os
 
 from coreaug.errors import listed
+from coreaug.files import atomic_write
 from coreaug.training.run_files import recorded_version, several_versions
 
 from .archive import read_record
@@ -107,12 +108,16 @@ def add_timings(rows, target=None):
 
 
 def write_csv(rows, path):
-    """One line per run with CSV_COLUMNS; NaN is written as an empty cell, subset too for references."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    """One line per run with CSV_COLUMNS; NaN is written as an empty cell, subset too for references.
+    Written atomically (a temporary file of a random name: shards of one grid in containers often
+    share a process id), and a grid's own file: a link in its place is replaced."""
+    def write(f):
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow(["" if _missing(row[c]) else _csv_value(row[c]) for c in CSV_COLUMNS])
+
+    atomic_write(path, write, through_links=False)
 
 
 def group_rows(rows):

@@ -254,6 +254,29 @@ def damaged_in(cache_dir: Optional[str] = None) -> List[str]:
             if _KEY.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False) and read_meta(entry.path) is None]
 
 
+def _files_size(folder: str) -> int:
+    """The bytes of the files in ``folder``, those another process removes meanwhile left out
+    (FileNotFoundError where the folder itself is gone)."""
+    size = 0
+    for entry in os.scandir(folder):
+        with contextlib.suppress(FileNotFoundError):
+            size += entry.stat().st_size if entry.is_file() else 0
+    return size
+
+
+def _remove_tree(folder: str) -> None:
+    """shutil.rmtree, where another process removing files in ``folder`` meanwhile is no failure;
+    FileNotFoundError where the folder itself went (another process removed it first)."""
+    for _ in range(3):
+        try:
+            shutil.rmtree(folder)
+            return
+        except FileNotFoundError:
+            if not os.path.lexists(folder):
+                raise
+    shutil.rmtree(folder)
+
+
 def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) -> Tuple[int, int]:
     """Remove the decoded caches in ``cache_dir`` (all, or only those of the folder ``source``),
     and the damaged ones (damaged_in: their folder is unknown), and, clearing all, the builds
@@ -261,7 +284,8 @@ def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) 
     A run reading one of them must not be going on: later runs rebuild what they need. Each
     cache's meta.json goes first, so a removal cut short leaves no cache that reads as whole. One
     that cannot be removed (another user's, a read-only disk) is left, the others removed, and
-    then a UsageError says what was removed and names the first left."""
+    then a UsageError says what was removed and names the first left. One that another process
+    removes meanwhile (two clears at once) is gone: not counted, and no error."""
     found = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
     root = _root(cache_dir)
     if source is None and os.path.isdir(root):  # a killed build's folder holds what it decoded: maybe most
@@ -269,10 +293,12 @@ def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) 
     removed, freed, failed = 0, 0, []
     for folder in found:
         try:
-            size = sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+            size = _files_size(folder)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, "meta.json"))
-            shutil.rmtree(folder)
+            _remove_tree(folder)
+        except FileNotFoundError:  # another process (a second --clear-cache) removed it first: gone, not ours
+            continue
         except OSError as exc:
             failed.append((folder, exc))
             continue

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 TENSORBOARD = "tensorboard"
 RESULTS = ("metrics.jsonl", "summary.json", CHECKPOINT, MODEL)  # what a fresh start deletes
+# Seconds a run waits for its folder's lock before calling the folder in use: another command's look
+# (folder_in_use: bench, report, evaluate) holds it for microseconds, and a run starting then was refused.
+LOCK_PATIENCE = 0.25
 RUN_KEYS = {"dataset", "model", "strategy", "epochs"}  # settings every coreaug run's config.json holds
 # The allow-list of what a checkpoint holds (trainer._checkpoint: the model's, optimizer's, method's
 # and scaler's state dicts, the history, the config): exact types, no subclasses.
@@ -43,13 +47,15 @@ CHECKPOINT_TYPES = (dict, collections.OrderedDict, list, tuple, str, int, float,
 
 
 class RunFolder:
-    """The files of one run in `path`; nothing is written until `start` is called."""
+    """The files of one run in `path`; nothing is written until `start` is called (`check` creates a
+    new folder, empty, to hold its lock; `abandon` removes it again)."""
 
     def __init__(self, path, tensorboard=False):
         self.path = os.path.abspath(path)
         self._lock = None
         self.tensorboard, self._scalars = tensorboard, None
         self._checked = None  # the results `check` found (and overwrite), which a fresh `start` may delete
+        self._made = []  # the folders `check` created, deepest last
         self.done = False  # a finished run that a resume only reports (`finished`)
 
     def file(self, name):
@@ -77,6 +83,9 @@ class RunFolder:
         self._checked = (set(kept), overwrite)
         if not os.path.isdir(self.path):
             _check_can_make(self.path)  # now, not after the dataset is decoded
+            self._made = _missing_folders(self.path)
+            make_folder(self.path)  # and locked: a second run into it is refused now, not once its data has loaded
+            self._take_lock()
             return None
         self._take_lock()
         config_path = self.file("config.json")
@@ -164,17 +173,24 @@ class RunFolder:
             raise _foreign(path, f"a {odd[1]} at {odd[0]}")
         return checkpoint
 
-    def _take_lock(self):
-        """Hold the folder's lock for this process; UsageError at once if another run holds it."""
+    def _take_lock(self, patience=LOCK_PATIENCE):
+        """Hold the folder's lock for this process; UsageError if another process holds it for
+        `patience` seconds (a run holds it all along; a look, folder_in_use, for a moment)."""
         if self._lock is not None:
             return
         fd = os.open(self.path, os.O_RDONLY)
-        try:
-            lock_folder(fd, self.path, wait=False)
-        except BlockingIOError:
-            os.close(fd)
-            raise UsageError(f"--out {self.path} is in use by another coreaug run that is still going; "
-                             "wait for it to end or choose another --out") from None
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                lock_folder(fd, self.path, wait=False)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                os.close(fd)
+                raise UsageError(f"--out {self.path} is in use by another coreaug run that is still going; "
+                                 "wait for it to end or choose another --out") from None
         self._lock = fd
 
     def release(self):
@@ -185,6 +201,17 @@ class RunFolder:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def abandon(self):
+        """`release`, and remove the folders `check` created where nothing was written in them (a
+        run refused, or stopped, before its first file)."""
+        self.release()
+        for folder in reversed(self._made):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        self._made = []
 
     def start(self, identity, fresh):
         """Create the folder and write config.json; a fresh start removes an old run's files,
@@ -666,9 +693,11 @@ def folder_in_use(folder):
         return False
     probe = RunFolder(folder)
     try:
-        probe._take_lock()
+        probe._take_lock(patience=0)
     except UsageError:
         return True
+    except FileNotFoundError:  # removed since the look above
+        return False
     finally:
         probe.release()
     return False
@@ -737,6 +766,15 @@ def _meaning(key, value, settings):
     if key == "image_size" and isinstance(dataset, str) and names_registered_dataset(dataset):
         return None  # a registered dataset's images keep their own size (older runs recorded the folder default, 64)
     return value
+
+
+def _missing_folders(path):
+    """The folders that creating `path` (through links, as make_folder does) would create, outermost first."""
+    missing, folder = [], os.path.realpath(os.path.expanduser(path))
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing[::-1]
 
 
 def _check_can_make(path):

@@ -393,7 +393,7 @@ def _open_run(config, distributed, model=None, on_start=None):
             progress.say(str(report))
     except BaseException:
         if folder:
-            folder.release()
+            folder.abandon()
         raise
     return folder, checkpoint, data, model
 

@@ -1,0 +1,87 @@
+"""Review round 21: installing, two processes on the same files, a user's first half hour, the
+method in one's own distributed loop."""
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def test_sigterm_while_bench_writes_its_tables_says_so_and_leaves_no_staged_file(tmp_path):
+    """The tables were written outside the SIGTERM handler (no stop line) and results.csv through a
+    `.results.<pid>.csv` that a stop left in the grid for good; Ctrl-C there said runs were unfinished."""
+    script = textwrap.dedent(f"""
+        import os, signal, time
+        import coreaug.__main__  # finds coreaug.cli, in a checkout too
+        import coreaug.bench.tables as tables
+        from coreaug.cli.bench import bench
+
+        real = tables._csv_value
+        def slow_value(value):  # SIGTERM while results.csv is being written
+            if not os.environ.get("STOPPED"):
+                os.environ["STOPPED"] = "1"
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)
+            return real(value)
+        tables._csv_value = slow_value
+        bench.main(["--dataset", "synthetic", "--train-limit", "32", "--test-limit", "16", "--epochs", "1",
+                    "--subsets", "0.5", "--strategies", "random", "--references", "none", "--seeds", "1",
+                    "--jobs", "1", "--out", {str(tmp_path / "g")!r}])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == ("terminated (SIGTERM) while writing the grid's tables, after its "
+                                                    "runs ended; run the same command to write them")
+    assert [name for name in os.listdir(tmp_path / "g") if name.startswith(".")] == []
+    assert not (tmp_path / "g" / "results.csv").exists()
+
+
+def test_a_run_starting_while_another_command_looks_at_its_folder_waits_for_the_look(tmp_path, monkeypatch):
+    """folder_in_use (bench, report, evaluate) takes the run's lock for a moment: a run starting then
+    was refused as "in use by another coreaug run that is still going" (~5% against a polling look)."""
+    import fcntl
+    import threading
+
+    from coreaug.training import run_files
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    look = os.open(folder, os.O_RDONLY)
+    fcntl.flock(look, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the look, as another process holds it
+    threading.Timer(0.05, os.close, [look]).start()
+    run = run_files.RunFolder(str(folder))
+    try:
+        run._take_lock()
+    finally:
+        run.release()
+    monkeypatch.setattr(run_files.os.path, "isdir", lambda path: True)  # removed between the look and the lock
+    assert run_files.folder_in_use(str(tmp_path / "gone")) is False
+
+
+def test_a_second_run_into_the_same_new_out_is_refused_before_its_data_loads(tmp_path, monkeypatch):
+    """The first run locked a new --out only once its data had loaded: the second decoded (or waited on
+    the first's cache build, an hour on a large folder) before being refused. A run refused before its
+    first file leaves no folder behind, nor the folders above it that it created."""
+    import pytest
+
+    import coreaug
+    from coreaug.training import trainer
+
+    out = tmp_path / "a" / "b" / "run"
+    loads = []
+    real_load = trainer.load_run_data
+
+    def second_run_starts_while_the_first_loads(config, *args):
+        loads.append(config.out)
+        if len(loads) == 1:
+            with pytest.raises(coreaug.UsageError, match="is in use by another coreaug run that is still going"):
+                coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=32, test_limit=16, epochs=1,
+                                                  quiet=True, out=str(out)))
+            raise coreaug.UsageError("the first run's data is missing")
+        return real_load(config, *args)
+
+    monkeypatch.setattr(trainer, "load_run_data", second_run_starts_while_the_first_loads)
+    with pytest.raises(coreaug.UsageError, match="the first run's data is missing"):
+        coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=32, test_limit=16, epochs=1, quiet=True,
+                                          out=str(out)))
+    assert loads == [str(out)]  # the second was refused before loading anything
+    assert os.listdir(tmp_path) == []  # a/b/run, made to hold the lock, went with the refusal
