@@ -85,3 +85,24 @@ def test_a_second_run_into_the_same_new_out_is_refused_before_its_data_loads(tmp
                                           out=str(out)))
     assert loads == [str(out)]  # the second was refused before loading anything
     assert os.listdir(tmp_path) == []  # a/b/run, made to hold the lock, went with the refusal
+
+
+def test_seeds_whose_paired_differences_tie_give_no_interval_not_a_certain_difference(tmp_path):
+    """Two or three seeds that each gained the same number of test images gave a 95% interval of zero
+    width and "excludes zero: yes, above" (digits, 2 seeds: +2.79 ± 0.00, +2.79 to +2.79)."""
+    import math
+
+    from coreaug.bench import paired_differences, write_report
+    from test_report import write_run
+
+    tied = paired_differences({0: 95.0, 1: 93.0, 2: 94.0}, {0: 94.0, 1: 92.0, 2: 93.0})  # float rounding: std ~1e-16
+    assert tied["n"] == 3 and tied["mean"] == 1.0 and math.isnan(tied["low"]) and math.isnan(tied["high"])
+    spread = paired_differences({0: 95.0, 1: 93.5}, {0: 94.0, 1: 92.0})
+    assert spread["low"] < 1.0 < 1.5 < spread["high"]
+    grid = tmp_path / "g"
+    for seed, (random, coreset) in enumerate([(0.8997, 0.9276), (0.9220, 0.9499)]):
+        write_run(grid, "random", seed, [random], subset=0.1)
+        write_run(grid, "maxloss", seed, [coreset], subset=0.1)
+    write_report(grid, out=tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| maxloss | 10% | 2 | +2.79 ± 0.00 | — | — (no spread: add seeds) |" in text

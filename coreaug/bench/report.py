@@ -552,17 +552,23 @@ def _mean_std(values):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else NAN
 
 
+TIED = 1e-9  # a std of paired differences at most this (relative to their mean) is rounding: the seeds tie
+
+
 def paired_differences(runs, baseline_runs):
     """Differences (run - baseline) over the seeds both have, with a 95% t-interval.
 
     Takes two {seed: accuracy} dicts. Returns a dict: n, mean, std (sample), low and high
-    (mean -/+ t(0.975, n - 1) * std / sqrt(n); NaN for fewer than two seeds).
+    (mean -/+ t(0.975, n - 1) * std / sqrt(n); NaN for fewer than two seeds, and where every
+    seed's difference is the same: accuracy moves in whole test images, so a few seeds often tie,
+    and an interval of zero width would call any such difference certain).
     """
     from scipy import stats  # here: `import coreaug` (every command) would take its second or two
 
     diffs = [runs[seed] - baseline_runs[seed] for seed in sorted(runs) if seed in baseline_runs]
     mean, std = _mean_std(diffs)
-    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * std / math.sqrt(len(diffs)) if len(diffs) > 1 else NAN
+    spread = len(diffs) > 1 and std > TIED * max(1.0, abs(mean))
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * std / math.sqrt(len(diffs)) if spread else NAN
     return {"n": len(diffs), "mean": mean, "std": std, "low": mean - half, "high": mean + half}
 
 
@@ -807,13 +813,16 @@ def _paired_table(cells, rows, name):
     for cell, row in paired:
         n, low, high = row[f"vs_{name}_n"], row[f"vs_{name}_low"], row[f"vs_{name}_high"]
         interval = "—" if math.isnan(low) else f"{_points(low, True)} to {_points(high, True)}"
-        excludes = "—" if math.isnan(low) else "yes, above" if low > 0 else "yes, below" if high < 0 else "no"
+        tied = math.isnan(low) and n > 1  # every seed the same difference: no spread to make an interval of
+        excludes = ("— (no spread: add seeds)" if tied else "—" if math.isnan(low)
+                    else "yes, above" if low > 0 else "yes, below" if high < 0 else "no")
         lines.append(f"| {cell.title} | {_subset(cell.subset)} | {n} | {_points(row[f'vs_{name}_mean'], True)} ± "
                      f"{_points(row[f'vs_{name}_std'])} | {interval} | {excludes} |")
     where = "the same subset" if name not in REFERENCES else "all data"
     lines += ["", f"Each run minus the {name} run with the same seed (same initialisation and data order) at {where}, "
               f"in points, over the seeds both have; {name} of the row's own label where it exists, else of the first "
-              "grid. The interval is mean ± t(0.975, n - 1) · std / √n.", ""]
+              "grid. The interval is mean ± t(0.975, n - 1) · std / √n; where every seed gives the same difference "
+              "(accuracy moves in whole test images: a few seeds often tie), there is no spread to make one of.", ""]
     return lines
 
 
