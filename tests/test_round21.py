@@ -106,3 +106,10 @@ def test_seeds_whose_paired_differences_tie_give_no_interval_not_a_certain_diffe
     write_report(grid, out=tmp_path / "out")
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| maxloss | 10% | 2 | +2.79 ± 0.00 | — | — (no spread: add seeds) |" in text
+
+
+def test_synthetic_cifar_is_named_as_registered():
+    """`coreaug datasets synthetic-cifar` introduced itself as "synthetic"."""
+    import coreaug
+
+    assert coreaug.load_dataset("synthetic-cifar", progress=False).name == "synthetic-cifar"

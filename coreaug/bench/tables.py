@@ -238,6 +238,8 @@ def markdown_table(groups, target, rule, *, runs=None, missing=(), versions=(), 
             f"| {_seconds(g['time_to_target'])} | {_times(g['target_speedup'])} |")
     lines += [
         "",
+        "Strategy: the rule that chose the subset strongly augmented, at the subset's size; full strongly augments",
+        "every example, none no example (weak augmentation only): the two references the subsets fall between.",
         "Seconds, training + selection: the epochs' time with their selections (evaluation left out), summed",
         "over epochs, as `coreaug report`'s \"seconds, training + selection\"; ± is the sample std over seeds",
         "(— for one seed). Speed-up vs full: full's mean seconds / the group's. Gain over random: final",

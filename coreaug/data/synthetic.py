@@ -5,6 +5,7 @@ example is its class prototype with a random brightness shift and Gaussian pixel
 CNN separates the classes well above chance within two epochs, which makes it the dataset for
 end-to-end tests of training and selection.
 """
+import dataclasses
 from typing import Optional
 
 import torch
@@ -83,4 +84,5 @@ def load_synthetic_cifar(data_dir: Optional[PathLike] = None, *, download: bool 
                          progress: bool = True, seed: int = 0) -> ImageDataset:
     """The synthetic dataset at CIFAR-10's shape and size: 50,000 + 10,000 RGB 32x32 images in
     10 classes, for benchmarks of the training step where CIFAR-10 itself is not at hand."""
-    return load_synthetic(n_train=50_000, n_test=10_000, num_classes=10, channels=3, size=32, seed=seed)
+    data = load_synthetic(n_train=50_000, n_test=10_000, num_classes=10, channels=3, size=32, seed=seed)
+    return dataclasses.replace(data, name="synthetic-cifar")  # its registry name, as every loader's

@@ -1085,7 +1085,7 @@ class ProgressBar:
                 tqdm.write(f"{self.description}: {self.seen}/{self.total} img ({self.seen / self.total:.0%})  "
                            f"loss {loss}  acc {accuracy}  {rate:.0f} img/s", file=sys.stderr)
             else:
-                self.bar.set_postfix(loss=loss, acc=accuracy, ex_s=f"{rate:.0f}")
+                self.bar.set_postfix(loss=loss, acc=accuracy)  # the bar shows its own img/s
 
     def close(self):
         self.bar.close()
