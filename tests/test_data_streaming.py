@@ -324,8 +324,10 @@ def test_a_cache_removed_under_a_streamed_run_is_named_with_the_way_on(tmp_path)
     data.train_images.read([0])  # opened: still readable once removed
     shutil.rmtree(os.path.dirname(data.test_images.path))
     assert data.train_images.read([1]).shape == (1, 3, 8, 8)
+    # and so are the views of it that each epoch makes: a --clear-cache stopped the run at its next epoch
+    assert data.train_images[np.array([1, 0])].read(np.array([0])).equal(data.train_images.read([1]))
     with pytest.raises(coreaug.UsageError, match="test.u8 is gone: its decoded cache was removed .* --resume"):
-        data.test_images.read([0])
+        data.test_images[np.array([0])].read([0])
 
 
 def _two_versions_of_a_folder(root, cache_dir):

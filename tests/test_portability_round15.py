@@ -96,9 +96,9 @@ def test_disk_images_leave_their_open_file_out_of_copies_and_pickles(tmp_path):
     path.write_bytes(bytes(range(96)))
     images = DiskImages(str(path), 2, (3, 4, 4))
     first = images.read([1])
-    assert images._fd is not None
+    assert images._file.fd is not None
     for other in (copy.copy(images), pickle.loads(pickle.dumps(images))):
-        assert other._fd is None and other.read([1]).equal(first)
+        assert other._file.fd is None and other.read([1]).equal(first)
         del other
     assert images.read([1]).equal(first)  # its own file still open
 

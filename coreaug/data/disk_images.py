@@ -18,6 +18,29 @@ from coreaug.errors import UsageError
 from .images import Images, TensorImages
 
 
+class _OpenFile:
+    """A cache file opened once for every view of it (`DiskImages[rows]`), closed with the last: a run
+    keeps reading what it opened when the cache is removed under it (`coreaug datasets --clear-cache`),
+    where each epoch's new views opened the path again and stopped the run."""
+
+    def __init__(self, path: str):
+        self.path, self.fd = path, None
+
+    def get(self) -> int:
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise UsageError(f"{self.path} is gone: its decoded cache was removed before this process opened it "
+                                 "(`coreaug datasets --clear-cache` while a run read it?); run the command again to "
+                                 "rebuild it (a training run with --resume goes on from its last checkpoint)") from None
+        return self.fd
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+
+
 class DiskImages(Images):
     """uint8 images (N, C, H, W) in a cache file, read by rows; in memory only while read.
 
@@ -30,10 +53,11 @@ class DiskImages(Images):
 
     dtype = torch.uint8
 
-    def __init__(self, path: str, count: int, image_shape: Tuple[int, int, int], rows: Optional[np.ndarray] = None):
+    def __init__(self, path: str, count: int, image_shape: Tuple[int, int, int], rows: Optional[np.ndarray] = None,
+                 opened: Optional[_OpenFile] = None):
         self.path, self.count, self.image_shape = path, count, tuple(image_shape)
         self.rows = rows  # positions in the file, or None for all of them in order
-        self._fd = None
+        self._file = opened or _OpenFile(path)  # shared with the views made of this one
 
     def __len__(self) -> int:
         return self.count if self.rows is None else len(self.rows)
@@ -52,7 +76,7 @@ class DiskImages(Images):
         else:
             chosen = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows, dtype=np.int64)
         file_rows = chosen if self.rows is None else self.rows[chosen]
-        return DiskImages(self.path, self.count, self.image_shape, file_rows)
+        return DiskImages(self.path, self.count, self.image_shape, file_rows, self._file)
 
     def read(self, rows, pin: bool = False) -> torch.Tensor:
         """The images at positions ``rows`` (int64 array or CPU tensor, or a slice), in that
@@ -62,13 +86,7 @@ class DiskImages(Images):
         file_rows = rows if self.rows is None else self.rows[rows]
         if file_rows.size and (file_rows.min() < 0 or file_rows.max() >= self.count):
             raise IndexError(f"rows out of range for {len(self)} images: {rows.min()}..{rows.max()}")
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY)
-            except FileNotFoundError:
-                raise UsageError(f"{self.path} is gone: its decoded cache was removed after it was opened "
-                                 "(`coreaug datasets --clear-cache` while a run read it?); run the command again to "
-                                 "rebuild it (a training run with --resume goes on from its last checkpoint)") from None
+        fd = self._file.get()
         size = self.row_bytes
         if pin:  # page-locked, so the copy to the GPU can run while the step computes
             out = torch.empty((len(rows), size), dtype=torch.uint8, pin_memory=True)
@@ -77,19 +95,15 @@ class DiskImages(Images):
             buffer = np.empty((len(rows), size), dtype=np.uint8)
             out = torch.from_numpy(buffer)
         for i, row in enumerate(file_rows.tolist()):  # a syscall per row, which waits on the disk
-            if os.preadv(self._fd, [buffer[i]], row * size) != size:
+            if os.preadv(fd, [buffer[i]], row * size) != size:
                 raise UsageError(f"{self.path} is shorter than its {self.count} images; delete its folder to rebuild the cache")
         return out.view(len(rows), *self.image_shape)
-
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
 
     def __getstate__(self):
         """Without the open file: a copy, or a process it is pickled into (a DataLoader worker
         started with spawn), opens its own; the number would name another file there, and be
         closed twice."""
-        return {**self.__dict__, "_fd": None}
+        return {**self.__dict__, "_file": _OpenFile(self.path)}
 
     def load(self) -> torch.Tensor:
         """Every image of this view in memory, as one (N, C, H, W) tensor."""

@@ -104,7 +104,7 @@ UNGUARDED = ("this process is a worker started with spawn (the default on macOS 
              "workers=0 to coreaug's decoding)")
 
 
-def _refuse_in_a_starting_worker():
+def refuse_in_a_starting_worker():
     """RuntimeError in a process still importing the main script (spawn runs a script's top level
     again in every worker) that would build or wait for a cache: without the `__main__` guard a
     decoding worker would wait for the cache its parent is building, and the parent for the worker."""
@@ -142,7 +142,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
     built, show_build = False, progress if _BUILDS_SHOWN.get() is None else _BUILDS_SHOWN.get()
     while not built and read_meta(folder) is None:
         _refuse_unreadable(folder)
-        _refuse_in_a_starting_worker()  # (a cache already built opens in any process)
+        refuse_in_a_starting_worker()  # (a cache already built opens in any process)
         _make_cache_folder(root, cache_dir)
         try:
             remove_stale(root, stall_after, key)

@@ -21,7 +21,7 @@ from coreaug.augment.contract import checked_policy
 from coreaug.augment.registry import takes_keyword
 from coreaug.augment.sampling import uniform
 from coreaug.data import is_folder_dataset
-from coreaug.data.image_cache import builds_shown
+from coreaug.data.image_cache import builds_shown, refuse_in_a_starting_worker
 from coreaug.data.image_folder import read_as_part
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
 from coreaug.files import where_raised
@@ -333,6 +333,8 @@ def _open_run(config, distributed, model=None, on_start=None):
     """
     identity = config.identity()
     check_out_outside_data(config)
+    if is_folder_dataset(config.dataset):  # a decoding worker importing an unguarded script: said before the
+        refuse_in_a_starting_worker()     # run folder its parent locked refuses it as "in use"
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
     try:
         checkpoint = distributed.on_main(lambda: folder.check(identity, config.resume, config.overwrite)) if config.out else None
