@@ -207,7 +207,7 @@ def test_the_dataset_face_refuses_copies_outside_the_plan_and_works_like_distrib
         list(torch.utils.data.DataLoader(data, batch_size=8, shuffle=True))
     whole = list(sampler)
     assert len(whole) == len(method.plan) and all(data[i][2] == 1 for i in whole)
-    sampler.set_epoch(1)  # nothing: start_epoch orders the epoch
+    sampler.set_epoch(0)  # orders nothing (start_epoch orders the epoch): the plan's epoch, as loops call it
     monkeypatch.setattr(method_module, "_world_size", lambda: 2)
     monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
     assert list(sampler) == whole[1::2][:len(whole) // 2] and len(sampler) == len(whole) // 2

@@ -113,3 +113,60 @@ def test_synthetic_cifar_is_named_as_registered():
     import coreaug
 
     assert coreaug.load_dataset("synthetic-cifar", progress=False).name == "synthetic-cifar"
+
+
+def test_a_sampler_set_to_another_epoch_than_the_plans_is_refused():
+    """A loop ported from DistributedSampler (set_epoch each epoch, start_epoch once) trained epoch 0's
+    plan and selection every epoch without a word; under DDP, a rank that skipped start_epoch hung."""
+    import pytest
+    import torch
+
+    import coreaug
+
+    method = coreaug.CoresetAugmentation(torch.arange(50) % 5, strategy="random", fraction=0.3)
+    sampler = method.sampler()
+    method.start_epoch(0)
+    sampler.set_epoch(0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    with pytest.raises(coreaug.UsageError, match=r"set_epoch\(1\), but the plan is epoch 0's: call "
+                                                 r"method.start_epoch\(1, model, data\) on every rank"):
+        list(sampler)
+    method.start_epoch(1)  # either order: set_epoch before start_epoch or after
+    assert len(list(sampler)) == len(first) and list(sampler) != first
+
+
+def test_fixed_steps_for_several_ranks_needs_a_generator_seeded_alike():
+    """generator=None with world_size 2: ranks seeding torch apart (seed + rank) laid out other batches,
+    and their shards overlapped: 20 of 51 entries trained twice, 16 examples never (explore21-ddp #2)."""
+    import pytest
+    import torch
+
+    import coreaug
+
+    plan = coreaug.CoresetAugmentation(torch.arange(51) % 5, strategy="random", fraction=0.3).start_epoch(0)
+    with pytest.raises(coreaug.UsageError, match="with world_size > 1, pass a generator seeded alike on every rank"):
+        plan.fixed_steps(8, generator=None, world_size=2)
+    assert len(plan.fixed_steps(8, generator=None)) % 8 == 0  # one process: the global RNG is fine
+    assert len(plan.fixed_steps(8, generator=torch.Generator().manual_seed(0), world_size=2)) % 8 == 0
+
+
+def test_a_rank_of_another_strategy_gets_rank_0s_selection_error_not_a_type_error(monkeypatch):
+    """Rank 1 "full" beside a rank 0 "coreset" whose selection failed: TypeError: string indices must be
+    integers (it read rank 0's failure as settings)."""
+    import pytest
+    import torch
+
+    import coreaug
+    from coreaug.training import method as method_module
+
+    method = coreaug.CoresetAugmentation(torch.arange(50) % 5, strategy="full")  # this rank: 1 of 2
+
+    def gathered(marks, mine):
+        marks[:] = [("failed", True, "data has 10 examples but the labels ... have 50"), mine]
+
+    monkeypatch.setattr(method_module, "_world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *args: 2)
+    monkeypatch.setattr(torch.distributed, "all_gather_object", gathered)
+    with pytest.raises(coreaug.UsageError, match="rank 0 failed to select at epoch 0: data has 10 examples"):
+        method.start_epoch(0)

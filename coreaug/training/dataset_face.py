@@ -181,11 +181,19 @@ class PlanSampler(torch.utils.data.Sampler):
         return torch.distributed.get_rank() if method_module._world_size() > 1 else 0
 
     def set_epoch(self, epoch):
-        """Nothing: `start_epoch` draws each epoch's order (here for loops written for DistributedSampler)."""
+        """Orders nothing: `start_epoch` draws each epoch's order (here for loops written for
+        DistributedSampler). The sampler is then iterated for that epoch only: a UsageError says
+        so where the method's plan is another epoch's (start_epoch not called for it, on this rank)."""
+        self._epoch = method_module.check_epoch(epoch)
 
     def __iter__(self):
         if self.method.plan is None:
             raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
+        asked = getattr(self, "_epoch", None)
+        if asked is not None and asked != self.method.epoch:
+            raise UsageError(f"sampler.set_epoch({asked}), but the plan is epoch {self.method.epoch}'s: call "
+                             f"method.start_epoch({asked}, model, data) on every rank before iterating (set_epoch "
+                             "orders nothing; start_epoch draws each epoch's plan and selection)")
         rank, world = self.rank, self.num_replicas
         if not rank < world:
             raise UsageError(f"rank must be in [0, num_replicas), got rank {rank} of {world}")

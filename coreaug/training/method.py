@@ -409,6 +409,7 @@ class CoresetAugmentation:
         elif _world_size() > 1:  # full and none select nothing, but shuffle their plans by the seed too
             marks = [None] * torch.distributed.get_world_size()  # as _start_on_every_rank gathers (one strategy
             torch.distributed.all_gather_object(marks, self._fingerprint())  # on a rank, another elsewhere)
+            _raise_if_failed(marks, src, epoch)  # src selects (another strategy there) and failed
             _check_same_settings([mark[-1] for mark in marks], src)
         elif self.due(epoch):
             self._select_now(epoch, model, data, estimate_options)
@@ -440,9 +441,7 @@ class CoresetAugmentation:
         dist.all_gather_object(marks, mine)
         if failed is not None:
             raise failed
-        if marks[src][0] == "failed":
-            error = UsageError if marks[src][1] else RuntimeError
-            raise error(f"rank {src} failed to select at epoch {epoch}: {marks[src][2]}")
+        _raise_if_failed(marks, src, epoch)
         _check_same_settings([mark[-1] for mark in marks], src)
         if any(mark != marks[src] for mark in marks):
             self.share_selection(src)
@@ -627,6 +626,13 @@ def _same_setting(key, saved, mine):
     if key == "fraction" and isinstance(saved, numbers.Real) and isinstance(mine, numbers.Real):
         return math.isclose(saved, mine, rel_tol=1e-6)
     return saved == mine
+
+
+def _raise_if_failed(marks, src, epoch):
+    """On a rank other than `src`: the error `src` met selecting, from the marks gathered from every rank."""
+    if marks[src][0] == "failed":
+        error = UsageError if marks[src][1] else RuntimeError
+        raise error(f"rank {src} failed to select at epoch {epoch}: {marks[src][2]}")
 
 
 def _check_same_settings(ranks, src):

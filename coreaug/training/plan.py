@@ -53,7 +53,9 @@ class EpochPlan:
         `world_size`, that number is a multiple of it, so that every process's `shard` of the
         result is laid out the same way at batch_size / world_size (a batch_size that
         world_size divides). `generator` is a CPU torch.Generator, or None for torch's global RNG
-        (which lays the batches out by whatever the model drew from it: not again on a resume)."""
+        (which lays the batches out by whatever the model drew from it: not again on a resume); with
+        world_size > 1 a generator, seeded alike on every rank: the global RNGs of ranks seeded apart
+        lay out other batches, whose shards overlap (examples trained twice, others never)."""
         check_int(batch_size, "batch_size")
         check_int(world_size, "world_size")
         if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
@@ -62,6 +64,10 @@ class EpochPlan:
                              f"or None, got {got}")
         if batch_size % world_size:
             raise UsageError(f"batch_size ({batch_size}) must be a positive multiple of world_size ({world_size})")
+        if generator is None and world_size > 1:
+            raise UsageError("with world_size > 1, pass a generator seeded alike on every rank (e.g. "
+                             "torch.Generator().manual_seed(epoch)), not None: torch's global RNG draws otherwise on "
+                             "ranks seeded apart, and the ranks' shards would overlap")
         return fixed_step_plan(self, batch_size, generator=generator, multiple=world_size)
 
     def shard(self, rank, world_size):
