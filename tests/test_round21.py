@@ -170,3 +170,64 @@ def test_a_rank_of_another_strategy_gets_rank_0s_selection_error_not_a_type_erro
     monkeypatch.setattr(torch.distributed, "all_gather_object", gathered)
     with pytest.raises(coreaug.UsageError, match="rank 0 failed to select at epoch 0: data has 10 examples"):
         method.start_epoch(0)
+
+
+def test_a_refused_run_removes_only_the_folders_it_made_and_a_lock_is_of_the_folder_there_now(tmp_path, monkeypatch):
+    """Two runs into one new --out at once: both counted the folder as made by them, and the refused one
+    removed it while the other loaded its data; that one then trained in a new folder nobody locked, and a
+    third run (--overwrite) was let in beside it (review30 #1)."""
+    import coreaug
+    from coreaug.training import run_files
+
+    out = tmp_path / "runs" / "a"
+    real_missing = run_files._missing_folders
+
+    def raced(path):  # the other run makes the folder between this one's look and its mkdir
+        missing = real_missing(path)
+        os.makedirs(out)
+        return missing
+
+    monkeypatch.setattr(run_files, "_missing_folders", raced)
+    first = run_files.RunFolder(str(out))
+    first.check(coreaug.TrainConfig(dataset="synthetic").identity(), resume=False)
+    first.abandon()  # refused: it made runs/ only
+    assert out.is_dir() and [str(p) for p in tmp_path.iterdir()] == [str(tmp_path / "runs")]
+
+    real_lock = run_files.lock_folder
+    calls = []
+
+    def replaced(fd, path, wait=True):  # the folder is removed and made again between the open and the lock
+        calls.append(path)
+        if len(calls) == 1:
+            os.rmdir(path)
+            os.mkdir(path)
+        return real_lock(fd, path, wait)
+
+    monkeypatch.setattr(run_files, "lock_folder", replaced)
+    second = run_files.RunFolder(str(out))
+    second._take_lock()
+    try:
+        assert len(calls) == 2 and os.fstat(second._lock).st_ino == os.stat(out).st_ino
+    finally:
+        second.release()
+
+
+def test_a_run_of_the_coreset_loads_the_selection_libraries_before_its_first_selections_clock(tmp_path):
+    """With the libraries loaded at the first selection, a run's epoch-0 facility-location seconds
+    carried their load (0.19 s -> 0.70 s on digits; review30 #2): bench warmed them up, train did not."""
+    code = textwrap.dedent(f"""
+        import sys
+        import coreaug
+        from coreaug.training import trainer
+        real, seen = trainer.select_examples, []
+        def select_examples(*args, **kwargs):
+            seen.append(sorted(m for m in ("faiss", "numba", "scipy.sparse") if m in sys.modules))
+            return real(*args, **kwargs)
+        trainer.select_examples = select_examples
+        coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, epochs=1, quiet=True,
+                                          strategy="coreset", out={str(tmp_path / 'run')!r}))
+        print(seen[0])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.stdout.strip().splitlines()[-1] == "['faiss', 'numba', 'scipy.sparse']", done.stderr

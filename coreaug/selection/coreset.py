@@ -1,4 +1,5 @@
 """`select_coreset`: per-class weighted coresets by greedy facility location (CRAIG)."""
+import importlib
 import time
 
 import numpy as np
@@ -10,6 +11,14 @@ from .facility_location import apricot_greedy, lazy_greedy
 from .knn import knn_graph
 from .selection import Selection
 from .weights import cluster_sizes, nearest_selected, normalise_weights
+
+def load_selection_libraries():
+    """Import faiss, scipy.sparse and the greedy kernel (numba) now (~0.5 s the first time in a
+    process; `import coreaug` loads none of them): a run calls this before its clock starts, so that
+    its first selection's seconds do not carry them."""
+    for module in ("faiss", "scipy.sparse", "coreaug.selection.greedy_kernel"):
+        importlib.import_module(module)
+
 
 BACKENDS = ("own", "apricot")
 DEFAULT_KNN = 20

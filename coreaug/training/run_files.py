@@ -83,11 +83,13 @@ class RunFolder:
         self._checked = (set(kept), overwrite)
         if not os.path.isdir(self.path):
             _check_can_make(self.path)  # now, not after the dataset is decoded
-            self._made = _missing_folders(self.path)
-            make_folder(self.path)  # and locked: a second run into it is refused now, not once its data has loaded
-            self._take_lock()
+            self._make_and_lock()
             return None
-        self._take_lock()
+        try:
+            self._take_lock()
+        except FileNotFoundError:  # removed meanwhile, empty, by a run refused before its first file
+            self._make_and_lock()
+            return None
         config_path = self.file("config.json")
         if not os.path.exists(config_path):
             if kept and not overwrite:
@@ -173,25 +175,43 @@ class RunFolder:
             raise _foreign(path, f"a {odd[1]} at {odd[0]}")
         return checkpoint
 
+    def _make_and_lock(self):
+        """Create the folder (and the folders above it that are missing) and take its lock, so that
+        a second run into it is refused now, not once its data has loaded. Only the folders this
+        process's mkdir created are `abandon`'s to remove: one another process made first is theirs."""
+        self._made = []
+        for folder in _missing_folders(self.path):
+            try:
+                os.mkdir(folder)
+                self._made.append(folder)
+            except FileExistsError:
+                pass
+        make_folder(self.path)  # (where the folder was a link's, or raced: exists now either way)
+        self._take_lock()
+
     def _take_lock(self, patience=LOCK_PATIENCE):
         """Hold the folder's lock for this process; UsageError if another process holds it for
-        `patience` seconds (a run holds it all along; a look, folder_in_use, for a moment)."""
+        `patience` seconds (a run holds it all along; a look, folder_in_use, for a moment). The
+        lock is of the folder at the path when taken: one removed while this waited is let go and
+        the path opened again (FileNotFoundError where nothing is there any more)."""
         if self._lock is not None:
             return
-        fd = os.open(self.path, os.O_RDONLY)
         deadline = time.monotonic() + patience
         while True:
+            fd = os.open(self.path, os.O_RDONLY)
             try:
                 lock_folder(fd, self.path, wait=False)
-                break
             except BlockingIOError:
+                os.close(fd)
                 if time.monotonic() < deadline:
                     time.sleep(0.01)
                     continue
-                os.close(fd)
                 raise UsageError(f"--out {self.path} is in use by another coreaug run that is still going; "
                                  "wait for it to end or choose another --out") from None
-        self._lock = fd
+            if _is_at(fd, self.path):
+                self._lock = fd
+                return
+            os.close(fd)
 
     def release(self):
         """Let another run use the folder (the OS also does this when the process ends)."""
@@ -203,15 +223,16 @@ class RunFolder:
             self._lock = None
 
     def abandon(self):
-        """`release`, and remove the folders `check` created where nothing was written in them (a
-        run refused, or stopped, before its first file)."""
-        self.release()
+        """Remove the folders `check` created where nothing was written in them (a run refused, or
+        stopped, before its first file), then `release`: removed while still locked, so that no run
+        waiting for the lock takes it in between."""
         for folder in reversed(self._made):
             try:
                 os.rmdir(folder)
             except OSError:
                 break
         self._made = []
+        self.release()
 
     def start(self, identity, fresh):
         """Create the folder and write config.json; a fresh start removes an old run's files,
@@ -766,6 +787,16 @@ def _meaning(key, value, settings):
     if key == "image_size" and isinstance(dataset, str) and names_registered_dataset(dataset):
         return None  # a registered dataset's images keep their own size (older runs recorded the folder default, 64)
     return value
+
+
+def _is_at(fd, path):
+    """Whether the open folder `fd` is the one at `path` now (not one removed, or replaced, since)."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        return False
+    there = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _missing_folders(path):

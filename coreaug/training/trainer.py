@@ -26,6 +26,7 @@ from coreaug.data.image_folder import read_as_part
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
 from coreaug.files import where_raised
 from coreaug.models import create_model, load_pretrained
+from coreaug.selection.coreset import load_selection_libraries
 from coreaug.selection.gradients import check_model_logits, estimate_dtype, estimate_gradients, final_linear, uncompiled
 
 from .compiled_step import (CompiledStep, CudaGraphSkips, check_compilable, cpp_build_failed, prime_optimizer_state,
@@ -571,6 +572,8 @@ def _start(config, distributed, checkpoint, data, model):
         mode=config.mode, copies=config.copies, weight_augmented=config.weight_augmented, gradients=config.gradients,
         knn=config.knn, balance=config.balance, seed=config.seed, noisy=data.noisy, gradient_dim=config.gradient_dim,
         selection_warmup=config.selection_warmup, epochs=config.epochs, loss_filter=config.loss_filter)
+    if "estimates" in method.needs:  # loaded now, not in the first selection's seconds
+        load_selection_libraries()
     # Evaluation, selection and max-loss augmentation run the bare model: DDP's forward is a
     # collective, and those passes may differ in number between processes.
     forward = torch.compile(model) if config.compile else model
