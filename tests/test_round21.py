@@ -129,8 +129,8 @@ def test_a_sampler_set_to_another_epoch_than_the_plans_is_refused():
     sampler.set_epoch(0)
     first = list(sampler)
     sampler.set_epoch(1)
-    with pytest.raises(coreaug.UsageError, match=r"set_epoch\(1\), but the plan is epoch 0's: call "
-                                                 r"method.start_epoch\(1, model, data\) on every rank"):
+    with pytest.raises(coreaug.UsageError, match=r"the plan is epoch 0's, but sampler.set_epoch\(1\) named another: "
+                                                 r"call method.start_epoch\(1, model, data\) on every rank"):
         list(sampler)
     method.start_epoch(1)  # either order: set_epoch before start_epoch or after
     assert len(list(sampler)) == len(first) and list(sampler) != first
@@ -231,3 +231,39 @@ def test_a_run_of_the_coreset_loads_the_selection_libraries_before_its_first_sel
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.stdout.strip().splitlines()[-1] == "['faiss', 'numba', 'scipy.sparse']", done.stderr
+
+
+def test_the_plan_sampler_is_a_distributed_sampler_that_frameworks_leave_alone():
+    """PyTorch Lightning (use_distributed_sampler, on by default) wraps any sampler that is not a
+    DistributedSampler in one under DDP: the plan, already sharded, was sharded again, and each rank
+    trained half of its share, without a word (explore21-ecosystem #1)."""
+    import torch
+
+    import coreaug
+
+    method = coreaug.CoresetAugmentation(torch.arange(50) % 5, strategy="random", fraction=0.3, seed=3)
+    sampler = method.sampler(num_replicas=2, rank=1)
+    assert isinstance(sampler, torch.utils.data.distributed.DistributedSampler)
+    method.start_epoch(0)
+    share = method.plan.shard(1, 2)
+    assert list(sampler) == (share.indices + 50 * share.augmented.long()).tolist() and len(sampler) == len(share)
+    assert (sampler.num_replicas, sampler.rank, sampler.epoch, sampler.seed) == (2, 1, 0, 3)
+    sampler.set_epoch(0)
+    assert sampler.epoch == 0 and len(list(torch.utils.data.DataLoader(method.dataset(torch.utils.data.TensorDataset(
+        torch.zeros(50, 1), torch.arange(50) % 5)), batch_size=4, sampler=sampler))) == -(-len(share) // 4)
+
+
+def test_a_quiet_load_of_a_changed_folder_warns_of_the_caches_it_keeps(tmp_path):
+    """Quiet (a sweep), the only notice of the earlier caches of an edited folder was hidden: each edit
+    kept a whole decoded copy more (about 3 GB per edit at 20,000 images of 224 px; explore21-memory)."""
+    import pytest
+
+    from coreaug.data.image_folder import load_image_folder
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "data", "train", per_class=2)
+    write_split(tmp_path / "data", "val", per_class=1)
+    load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+    write_split(tmp_path / "data", "train", per_class=3)  # the folder changed: another cache
+    with pytest.warns(UserWarning, match=r"1 other decoded cache of .* --clear-cache"):
+        load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "cache")

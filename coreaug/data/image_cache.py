@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import shutil
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -162,13 +163,17 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
                 raise
             raise refused from exc
     others = [cache for cache in caches_in(root, source) if cache.folder != folder] if built and source else []
-    if others and show_build:
+    if others:  # quiet (a sweep), a warning: each edit of the folder keeps a whole decoded copy more
         caches, take = ("cache", "takes") if len(others) == 1 else ("caches", "take")
         here = "" if root == _root(None) else f" --cache-dir {shlex.quote(root)}"  # the folder counted, not the default
-        tqdm.write(f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
-                   f"before it changed) {take} {size_text(sum(c.bytes() for c in others))} in {root}; "
-                   f"`coreaug datasets {shlex.quote(shown(source))} --clear-cache{here}` removes every cache of it, "
-                   "this one included, when no run reads them")
+        note = (f"{len(others)} other decoded {caches} of {shown(source)} (other image sizes, or the folder "
+                f"before it changed) {take} {size_text(sum(c.bytes() for c in others))} in {root}; "
+                f"`coreaug datasets {shlex.quote(shown(source))} --clear-cache{here}` removes every cache of it, "
+                "this one included, when no run reads them")
+        if show_build:
+            tqdm.write(note)
+        else:
+            warnings.warn(note, stacklevel=2)
     return ImageCache(folder)
 
 

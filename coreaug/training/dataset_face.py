@@ -153,13 +153,20 @@ def _plan_item(version, item):
     return plan_item_type(version)(item)
 
 
-class PlanSampler(torch.utils.data.Sampler):
+class PlanSampler(torch.utils.data.distributed.DistributedSampler):
     """The items of the method's current plan, in its order, as `PlanDataset` indices (i for an
     original, N + i for a copy). With `num_replicas` processes each takes the disjoint share
     `EpochPlan.shard(rank, num_replicas)`, like `DistributedSampler`; left None, they are the
     initialised process group's when the sampler is iterated (1 and 0 without one). The plan is
     cut to a multiple of `num_replicas` (up to num_replicas - 1 items dropped an epoch, as the
-    trainer drops them); a plan of fewer items than processes is a UsageError."""
+    trainer drops them); a plan of fewer items than processes is a UsageError.
+
+    A `DistributedSampler` (by class, not by its constructor), so that frameworks which put one
+    around any other sampler under DDP (PyTorch Lightning's `use_distributed_sampler`, on by
+    default) leave it as it is: sharded twice, each rank trained half of its share."""
+
+    shuffle = True  # the plan's order, drawn by the method's seed each epoch
+    drop_last = True  # the plan is cut to a multiple of the processes
 
     def __init__(self, method, num_replicas=None, rank=None):
         num_replicas = check_int(num_replicas, "num_replicas", optional=True)
@@ -180,6 +187,16 @@ class PlanSampler(torch.utils.data.Sampler):
             return self._rank
         return torch.distributed.get_rank() if method_module._world_size() > 1 else 0
 
+    @property
+    def seed(self):
+        return self.method.seed
+
+    @property
+    def epoch(self):
+        """The epoch `set_epoch` named, else the plan's."""
+        asked = getattr(self, "_epoch", None)
+        return self.method.epoch if asked is None else asked
+
     def set_epoch(self, epoch):
         """Orders nothing: `start_epoch` draws each epoch's order (here for loops written for
         DistributedSampler). The sampler is then iterated for that epoch only: a UsageError says
@@ -191,9 +208,11 @@ class PlanSampler(torch.utils.data.Sampler):
             raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
         asked = getattr(self, "_epoch", None)
         if asked is not None and asked != self.method.epoch:
-            raise UsageError(f"sampler.set_epoch({asked}), but the plan is epoch {self.method.epoch}'s: call "
-                             f"method.start_epoch({asked}, model, data) on every rank before iterating (set_epoch "
-                             "orders nothing; start_epoch draws each epoch's plan and selection)")
+            raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named another: "
+                             f"call method.start_epoch({asked}, model, data) on every rank before iterating (set_epoch "
+                             "orders nothing; start_epoch draws each epoch's plan and selection); where a wrapper calls "
+                             "set_epoch with its own count of passes (accelerate's prepared DataLoader), call "
+                             "loader.set_epoch(epoch) after start_epoch")
         rank, world = self.rank, self.num_replicas
         if not rank < world:
             raise UsageError(f"rank must be in [0, num_replicas), got rank {rank} of {world}")
