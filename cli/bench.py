@@ -58,7 +58,8 @@ def _summary(result):
     if result.rows:
         written = ", ".join(result.files.values())
         line = (f"{len(result.rows)} runs ({result.trained} trained now), target {result.target:.2%}; wrote {written}"
-                + ("" if "png" in result.files else " (pip install 'coreaug[plot]' (or matplotlib) for accuracy_vs_time.png)"))
+                + ("" if "png" in result.files
+                   else " (pip install 'coreaug[plot]' (or matplotlib) for accuracy_vs_time.png)"))
     else:
         line = f"no run of the grid is finished (and readable) yet ({result.trained} trained now); no tables written"
     if result.missing:

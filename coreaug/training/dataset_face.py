@@ -210,8 +210,8 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
         if asked is not None and asked != self.method.epoch:
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named another: "
                              f"call method.start_epoch({asked}, model, data) on every rank before iterating (set_epoch "
-                             "orders nothing; start_epoch draws each epoch's plan and selection); where a wrapper calls "
-                             "set_epoch with its own count of passes (accelerate's prepared DataLoader), call "
+                             "orders nothing; start_epoch draws each epoch's plan and selection); where a wrapper "
+                             "calls set_epoch with its own count of passes (accelerate's prepared DataLoader), call "
                              "loader.set_epoch(epoch) after start_epoch")
         rank, world = self.rank, self.num_replicas
         if not rank < world:
