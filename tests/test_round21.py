@@ -267,3 +267,17 @@ def test_a_quiet_load_of_a_changed_folder_warns_of_the_caches_it_keeps(tmp_path)
     write_split(tmp_path / "data", "train", per_class=3)  # the folder changed: another cache
     with pytest.warns(UserWarning, match=r"1 other decoded cache of .* --clear-cache"):
         load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+
+
+def test_a_disk_whose_folder_numbers_change_still_lets_a_run_take_its_lock(tmp_path, monkeypatch):
+    """The lock is checked to be of the folder at the path; where fstat and stat never agree (some
+    network or FUSE disks), a run takes it after a few tries rather than trying for ever."""
+    from coreaug.training import run_files
+
+    monkeypatch.setattr(run_files, "_is_at", lambda fd, path: False)
+    run = run_files.RunFolder(str(tmp_path))
+    run._take_lock()
+    try:
+        assert run._lock is not None
+    finally:
+        run.release()

@@ -196,7 +196,7 @@ class RunFolder:
         the path opened again (FileNotFoundError where nothing is there any more)."""
         if self._lock is not None:
             return
-        deadline = time.monotonic() + patience
+        deadline, moved = time.monotonic() + patience, 0
         while True:
             fd = os.open(self.path, os.O_RDONLY)
             try:
@@ -208,9 +208,10 @@ class RunFolder:
                     continue
                 raise UsageError(f"--out {self.path} is in use by another coreaug run that is still going; "
                                  "wait for it to end or choose another --out") from None
-            if _is_at(fd, self.path):
+            if _is_at(fd, self.path) or moved == 3:  # (a disk whose folders' numbers change: kept, as before)
                 self._lock = fd
                 return
+            moved += 1
             os.close(fd)
 
     def release(self):
