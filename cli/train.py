@@ -14,7 +14,7 @@ import coreaug
 from coreaug.bench.workers import Terminated, sigterm_raises
 from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
-from coreaug.errors import UsageError, listed
+from coreaug.errors import CachesKept, UsageError, listed
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS,
                                      REFERENCE_STRATEGIES, SCHEDULES, STRATEGIES, STREAMS, WEAK, unused_options,
                                      unused_settings)
@@ -189,8 +189,9 @@ def train(**flags):
     command that continues it (--resume). A --resume of a finished run prints its result and
     writes nothing."""
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for the run
-    if not main_process:  # its warnings too (the process ends with the command)
-        warnings.simplefilter("ignore")
+    if not main_process:  # its warnings too (the process ends with the command), but the note of the
+        warnings.simplefilter("ignore")  # caches a changed folder keeps, from whichever rank built the new one
+        warnings.simplefilter("default", CachesKept)
     named = flags["out"] is None
     if named:
         if flags["resume"]:

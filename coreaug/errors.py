@@ -108,6 +108,11 @@ class CallerWarning(UserWarning):
     the commands still show it as their one line."""
 
 
+class CachesKept(CallerWarning):
+    """The earlier decoded caches of a changed folder, kept on disk: said by whichever process built
+    the new cache (under torchrun, not always rank 0, whose warnings alone a command shows)."""
+
+
 def one_line_warning(message, category, filename, lineno, line=None):
     """A `warnings.formatwarning` for the commands (and their bench workers): a warning from
     coreaug's code, its package or its commands, as their other notes read, "warning: ...", not

@@ -134,6 +134,12 @@ def test_a_sampler_set_to_another_epoch_than_the_plans_is_refused():
         list(sampler)
     method.start_epoch(1)  # either order: set_epoch before start_epoch or after
     assert len(list(sampler)) == len(first) and list(sampler) != first
+    method.start_epoch(2)  # set_epoch called once, not every epoch (or a wrapper's own count of passes)
+    with pytest.raises(coreaug.UsageError, match=r"the plan is epoch 2's, but sampler.set_epoch\(1\) named an earlier "
+                                                 r"one: call sampler.set_epoch\(epoch\) every epoch"):
+        list(sampler)
+    sampler.epoch = 2  # DistributedSampler's attribute, as code written for it sets it
+    assert sampler.num_samples == len(sampler) == sampler.total_size == len(list(sampler))
 
 
 def test_fixed_steps_for_several_ranks_needs_a_generator_seeded_alike():
@@ -214,14 +220,17 @@ def test_a_refused_run_removes_only_the_folders_it_made_and_a_lock_is_of_the_fol
 
 def test_a_run_of_the_coreset_loads_the_selection_libraries_before_its_first_selections_clock(tmp_path):
     """With the libraries loaded at the first selection, a run's epoch-0 facility-location seconds
-    carried their load (0.19 s -> 0.70 s on digits; review30 #2): bench warmed them up, train did not."""
+    carried their load (0.19 s -> 0.70 s on digits; review30 #2), and then numba's first call (0.33 s;
+    review31 #6): bench warmed them up, train did not."""
     code = textwrap.dedent(f"""
         import sys
         import coreaug
         from coreaug.training import trainer
         real, seen = trainer.select_examples, []
         def select_examples(*args, **kwargs):
-            seen.append(sorted(m for m in ("faiss", "numba", "scipy.sparse") if m in sys.modules))
+            from coreaug.selection import greedy_kernel  # its compiled code too (numba's first call, ~0.3 s)
+            seen.append(sorted(m for m in ("faiss", "numba", "scipy.sparse") if m in sys.modules)
+                        + [bool(greedy_kernel._lazy_greedy.signatures)])
             return real(*args, **kwargs)
         trainer.select_examples = select_examples
         coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, epochs=1, quiet=True,
@@ -230,7 +239,7 @@ def test_a_run_of_the_coreset_loads_the_selection_libraries_before_its_first_sel
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.stdout.strip().splitlines()[-1] == "['faiss', 'numba', 'scipy.sparse']", done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "['faiss', 'numba', 'scipy.sparse', True]", done.stderr
 
 
 def test_the_plan_sampler_is_a_distributed_sampler_that_frameworks_leave_alone():
@@ -265,8 +274,31 @@ def test_a_quiet_load_of_a_changed_folder_warns_of_the_caches_it_keeps(tmp_path)
     write_split(tmp_path / "data", "val", per_class=1)
     load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "cache")
     write_split(tmp_path / "data", "train", per_class=3)  # the folder changed: another cache
-    with pytest.warns(UserWarning, match=r"1 other decoded cache of .* --clear-cache"):
+    with pytest.warns(UserWarning, match=r"1 other decoded cache of .* --clear-cache") as warned:
         load_image_folder(tmp_path / "data", image_size=8, progress=False, cache_dir=tmp_path / "cache")
+    assert warned[0].filename == __file__  # the user's line, not coreaug's wrapper (review31 #3)
+
+
+def test_under_torchrun_the_kept_caches_warning_of_a_rank_other_than_0_is_shown(tmp_path):
+    """A command shows rank 0's warnings alone; whichever rank builds a changed folder's cache says
+    what it keeps, so the note was lost when rank 1 built it (review31 #2)."""
+    code = textwrap.dedent(f"""
+        import sys, warnings
+        import coreaug
+        from coreaug.cli.main import main
+        from coreaug.errors import CachesKept
+        from coreaug.files import warn_at_caller
+
+        def train(config, **kwargs):
+            warn_at_caller("2 other decoded caches of /data", CachesKept)
+            warnings.warn("rank 1's own warning")
+            raise coreaug.UsageError("stopped here")
+        coreaug.train = train
+        sys.exit(main(["train", "--dataset", "synthetic", "--out", {str(tmp_path / 'run')!r}]))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RANK": "1", "OMP_NUM_THREADS": "1"})
+    assert "2 other decoded caches of /data" in done.stderr and "rank 1's own warning" not in done.stderr, done.stderr
 
 
 def test_a_disk_whose_folder_numbers_change_still_lets_a_run_take_its_lock(tmp_path, monkeypatch):
@@ -281,3 +313,30 @@ def test_a_disk_whose_folder_numbers_change_still_lets_a_run_take_its_lock(tmp_p
         assert run._lock is not None
     finally:
         run.release()
+
+
+def test_a_run_refused_because_another_took_the_lock_first_removes_nothing(tmp_path, monkeypatch):
+    """Two runs into one new --out at once: the one whose mkdir made the folder was not always the one
+    that took its lock; refused, it removed the folder the other had locked (review31 #1)."""
+    import pytest
+
+    import coreaug
+    from coreaug.training import run_files
+
+    out = tmp_path / "runs" / "a"
+    winner = run_files.RunFolder(str(out))
+    real_make = run_files.make_folder
+
+    def the_other_locks_first(path):
+        real_make(path)
+        winner._take_lock()
+
+    monkeypatch.setattr(run_files, "make_folder", the_other_locks_first)
+    loser = run_files.RunFolder(str(out))
+    with pytest.raises(coreaug.UsageError, match="is in use by another coreaug run"):
+        loser.check(coreaug.TrainConfig(dataset="synthetic").identity(), resume=False)
+    loser.abandon()
+    try:
+        assert out.is_dir() and run_files._is_at(winner._lock, str(out))
+    finally:
+        winner.release()

@@ -233,9 +233,9 @@ def warm_selection(run):
     each process (each worker) pays it in its selection seconds, and one seed of a cell is slower."""
     if "estimates" not in getattr(RULES.get(run.strategy), "needs", ()):
         return
-    from coreaug.selection.coreset import select_coreset
+    from coreaug.selection.coreset import load_selection_libraries
 
-    select_coreset(np.arange(8, dtype=np.float32).reshape(4, 2), np.array([0, 0, 1, 1]), 0.5)
+    load_selection_libraries()
 
 
 def forget_compiled(config):

@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import shutil
-import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -29,8 +28,8 @@ import torch
 from tqdm import tqdm
 
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError, first_line
-from coreaug.files import size_text
+from coreaug.errors import CachesKept, UsageError, first_line
+from coreaug.files import size_text, warn_at_caller
 
 from .cache_builds import STALL_SECONDS, claim, read_meta, remove_stale, stale_builds, wait_for
 from .cache_decode import bad_image, build_cache, default_workers, shown  # noqa: F401 (public here too)
@@ -173,7 +172,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
         if show_build:
             tqdm.write(note)
         else:
-            warnings.warn(note, stacklevel=2)
+            warn_at_caller(note, CachesKept)
     return ImageCache(folder)
 
 

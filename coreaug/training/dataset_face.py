@@ -197,6 +197,19 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
         asked = getattr(self, "_epoch", None)
         return self.method.epoch if asked is None else asked
 
+    @epoch.setter
+    def epoch(self, epoch):  # (DistributedSampler.set_epoch sets the attribute)
+        self.set_epoch(epoch)
+
+    @property
+    def num_samples(self):
+        """This rank's items, as DistributedSampler names them (`len`)."""
+        return len(self)
+
+    @property
+    def total_size(self):
+        return len(self) * self.num_replicas
+
     def set_epoch(self, epoch):
         """Orders nothing: `start_epoch` draws each epoch's order (here for loops written for
         DistributedSampler). The sampler is then iterated for that epoch only: a UsageError says
@@ -207,12 +220,16 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
         if self.method.plan is None:
             raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
         asked = getattr(self, "_epoch", None)
+        if asked is not None and asked < self.method.epoch:  # set once, or by a wrapper counting its own passes
+            raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named an earlier "
+                             "one: call sampler.set_epoch(epoch) every epoch (before or after start_epoch), or not at all "
+                             "(set_epoch orders nothing; start_epoch draws each epoch's plan); where a wrapper calls "
+                             "it with its own count of passes (accelerate's prepared DataLoader), call "
+                             "loader.set_epoch(epoch) after start_epoch")
         if asked is not None and asked != self.method.epoch:
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named another: "
                              f"call method.start_epoch({asked}, model, data) on every rank before iterating (set_epoch "
-                             "orders nothing; start_epoch draws each epoch's plan and selection); where a wrapper "
-                             "calls set_epoch with its own count of passes (accelerate's prepared DataLoader), call "
-                             "loader.set_epoch(epoch) after start_epoch")
+                             "orders nothing; start_epoch draws each epoch's plan and selection)")
         rank, world = self.rank, self.num_replicas
         if not rank < world:
             raise UsageError(f"rank must be in [0, num_replicas), got rank {rank} of {world}")

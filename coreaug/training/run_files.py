@@ -226,12 +226,15 @@ class RunFolder:
     def abandon(self):
         """Remove the folders `check` created where nothing was written in them (a run refused, or
         stopped, before its first file), then `release`: removed while still locked, so that no run
-        waiting for the lock takes it in between."""
-        for folder in reversed(self._made):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
+        waiting for the lock takes it in between. Only while this process holds the lock of the
+        folder at the path: a run refused because another took it first (both made folders of the
+        path at once) leaves them to that one."""
+        if self._lock is not None and _is_at(self._lock, self.path):
+            for folder in reversed(self._made):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
         self._made = []
         self.release()
 
