@@ -115,7 +115,7 @@ def check_placed(resource: Resource, folder: Path) -> Path:
     if found != resource.md5:
         raise UsageError(f"{target} is not {resource.filename} as published (MD5 {found}, expected "
                          f"{resource.md5}: truncated, or another file): download it again, or remove it and "
-                         "pass download=True to load_dataset (CLI: --download) to fetch it")
+                         "pass --download (Python: download=True) to fetch it")
     return target
 
 

@@ -150,7 +150,7 @@ def how_to_get(name: str, urls: Sequence[str], data_dir: Optional[PathLike] = No
                extra: str = "") -> str:
     """The closing lines of a `DatasetNotFoundError`: how to obtain dataset ``name``."""
     lines = [
-        f"To get it: pass download=True to load_dataset (CLI: --download) to fetch "
+        f"To get it: pass --download (Python: load_dataset(..., download=True)) to fetch "
         f"{' and '.join(urls)} into {default_download_root(data_dir)};",
         f"or put the files in one of the folders above (set ${ENV_VAR} to add a folder).",
     ]
