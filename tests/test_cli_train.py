@@ -158,7 +158,8 @@ def test_a_dataset_found_nowhere_is_one_line_whose_list_of_folders_ends_before_h
     proc = subprocess.run([sys.executable, "-m", "coreaug", "train", "--dataset", "cifar10", "--epochs", "1",
                            "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
-    assert "dataset 'cifar10' not found" in proc.stderr and "cifar10. To get it: pass --download (Python: " in proc.stderr
+    assert "dataset 'cifar10' not found" in proc.stderr
+    assert "cifar10. To get it: pass --download (Python: " in proc.stderr
 
 
 def test_dataset_help_lists_every_registered_dataset():

@@ -221,10 +221,10 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
             raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
         asked = getattr(self, "_epoch", None)
         if asked is not None and asked < self.method.epoch:  # set once, or by a wrapper counting its own passes
-            raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named an earlier "
-                             "one: call sampler.set_epoch(epoch) every epoch (before or after start_epoch), or not at all "
-                             "(set_epoch orders nothing; start_epoch draws each epoch's plan); where a wrapper calls "
-                             "it with its own count of passes (accelerate's prepared DataLoader), call "
+            raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named an "
+                             "earlier one: call sampler.set_epoch(epoch) every epoch (before or after start_epoch), "
+                             "or not at all (set_epoch orders nothing; start_epoch draws each epoch's plan); where a "
+                             "wrapper calls it with its own count of passes (accelerate's prepared DataLoader), call "
                              "loader.set_epoch(epoch) after start_epoch")
         if asked is not None and asked != self.method.epoch:
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named another: "
