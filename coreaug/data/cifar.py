@@ -105,8 +105,9 @@ def load_cifar(name: str, *, layout: FileLayout, archive: Resource, train_roles:
     def fetch(root: Path) -> None:
         extract_tar(fetch_resource(archive, root, progress) if download else check_placed(archive, root), root)
 
-    placed = (default_download_root(data_dir) / archive.filename).is_file()
-    hint = f"A {archive.filename} downloaded by hand into {default_download_root(data_dir)} is extracted there."
+    download_root = default_download_root(data_dir)
+    placed = (download_root / archive.filename).is_file()
+    hint = f"A {archive.filename} downloaded by hand into {download_root} is extracted there."
     folder, paths = find_or_download(name, layout, data_dir, download or placed, fetch,
                                      how_to_get(name, archive.urls, data_dir, extra=hint))
     class_names = class_names_from(paths["meta"], names_key)

@@ -94,7 +94,7 @@ class ImageCache:
 
     def bytes(self) -> int:
         """The disk space the cache's files take."""
-        return sum(entry.stat().st_size for entry in os.scandir(self.folder) if entry.is_file())
+        return _files_size(self.folder)
 
 
 UNGUARDED = ("this process is a worker started with spawn (the default on macOS and Windows) that is importing "

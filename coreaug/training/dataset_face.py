@@ -176,6 +176,7 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
         self.method = method
         self._num_replicas = None if num_replicas is None else int(num_replicas)
         self._rank = None if rank is None else int(rank)
+        self._epoch = None  # the epoch set_epoch named
 
     @property
     def num_replicas(self):
@@ -194,8 +195,7 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
     @property
     def epoch(self):
         """The epoch `set_epoch` named, else the plan's."""
-        asked = getattr(self, "_epoch", None)
-        return self.method.epoch if asked is None else asked
+        return self.method.epoch if self._epoch is None else self._epoch
 
     @epoch.setter
     def epoch(self, epoch):  # (DistributedSampler.set_epoch sets the attribute)
@@ -219,7 +219,7 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
     def __iter__(self):
         if self.method.plan is None:
             raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
-        asked = getattr(self, "_epoch", None)
+        asked = self._epoch
         if asked is not None and asked < self.method.epoch:  # set once, or by a wrapper counting its own passes
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named an "
                              "earlier one: call sampler.set_epoch(epoch) every epoch (before or after start_epoch), "

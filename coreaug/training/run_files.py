@@ -816,9 +816,8 @@ def _check_can_make(path):
     """PermissionError naming the nearest existing folder above `path` when this process may not
     create folders in it, OSError(ENOSPC) when its disk is full (the errors the first write would
     raise, after the data was loaded: decoding a large folder takes hours)."""
-    above = os.path.dirname(os.path.realpath(path))  # through a link to a folder gone, as make_folder goes
-    while not os.path.exists(above) and os.path.dirname(above) != above:
-        above = os.path.dirname(above)
+    missing = _missing_folders(path)  # through a link to a folder gone, as make_folder goes
+    above = os.path.dirname(missing[0] if missing else os.path.realpath(path))
     if os.path.isdir(above) and not os.access(above, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), above)
     try:
