@@ -157,9 +157,10 @@ def test_fixed_steps_for_several_ranks_needs_a_generator_seeded_alike():
     assert len(plan.fixed_steps(8, generator=torch.Generator().manual_seed(0), world_size=2)) % 8 == 0
 
 
-def test_a_rank_of_another_strategy_gets_rank_0s_selection_error_not_a_type_error(monkeypatch):
+def test_a_rank_of_another_strategy_is_told_the_settings_differ_not_a_type_error(monkeypatch):
     """Rank 1 "full" beside a rank 0 "coreset" whose selection failed: TypeError: string indices must be
-    integers (it read rank 0's failure as settings)."""
+    integers (it read rank 0's failure as settings). The ranks now compare settings before any
+    selection (round 22), so both are told the strategies differ."""
     import pytest
     import torch
 
@@ -167,14 +168,16 @@ def test_a_rank_of_another_strategy_gets_rank_0s_selection_error_not_a_type_erro
     from coreaug.training import method as method_module
 
     method = coreaug.CoresetAugmentation(torch.arange(50) % 5, strategy="full")  # this rank: 1 of 2
+    other = coreaug.CoresetAugmentation(torch.arange(50) % 5, strategy="coreset")  # rank 0's
 
     def gathered(marks, mine):
-        marks[:] = [("failed", True, "data has 10 examples but the labels ... have 50"), mine]
+        marks[:] = [(other._fingerprint(), False, False), mine]
 
     monkeypatch.setattr(method_module, "_world_size", lambda: 2)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda *args: 2)
     monkeypatch.setattr(torch.distributed, "all_gather_object", gathered)
-    with pytest.raises(coreaug.UsageError, match="rank 0 failed to select at epoch 0: data has 10 examples"):
+    with pytest.raises(coreaug.UsageError, match="settings differ between the ranks .*strategy: 'coreset' on rank 0, "
+                                                 "'full' on rank 1"):
         method.start_epoch(0)
 
 

@@ -392,7 +392,9 @@ class CoresetAugmentation:
         whether a selection is due, scores and selects; every rank whose state differs from
         rank `src`'s (a selection made there, a state loaded there alone) then adopts its state,
         so that the ranks' plans are one plan and `sampler()` shards it exactly. Every rank must
-        call this. A DistributedDataParallel model scores through its module (`ddp.module`).
+        call this. A DistributedDataParallel model scores through its module (`ddp.module`); a
+        model that shards its parameters (FSDP, tensor parallel: `shards_parameters`) scores on
+        every rank, from rank `src`'s state, each passing the model and the same data.
         """
         epoch = check_epoch(epoch)
         if self.epoch is not None and epoch < self.epoch and self.loss_count:  # (a notebook cell run again)
@@ -404,13 +406,15 @@ class CoresetAugmentation:
             raise UsageError(f"start_epoch got unknown option(s) {', '.join(unknown)}; the options of scores() are "
                              f"{', '.join(SCORE_OPTIONS)}")
         self.plan = None  # drawn below, not also by a selection's use()
-        if _world_size() > 1 and self.selects:
-            self._start_on_every_rank(epoch, model, data, src, estimate_options)
-        elif _world_size() > 1:  # full and none select nothing, but shuffle their plans by the seed too
-            marks = [None] * torch.distributed.get_world_size()  # as _start_on_every_rank gathers (one strategy
-            torch.distributed.all_gather_object(marks, self._fingerprint())  # on a rank, another elsewhere)
-            _raise_if_failed(marks, src, epoch)  # src selects (another strategy there) and failed
-            _check_same_settings([mark[-1] for mark in marks], src)
+        if _world_size() > 1:  # every strategy: full and none select nothing, but shuffle their plans by the seed
+            marks = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(marks, (self._fingerprint(), shards_parameters(model),
+                                                        model is not None and data is not None))
+            _check_same_settings([mark[0][-1] for mark in marks], src)  # (the strategy among them)
+            if self.selects and any(mark[1] for mark in marks):
+                self._start_sharded(epoch, model, data, src, estimate_options, marks)
+            elif self.selects:
+                self._start_on_every_rank(epoch, model, data, src, estimate_options)
         elif self.due(epoch):
             self._select_now(epoch, model, data, estimate_options)
         self.epoch, self.plan = epoch, self.plan_for(epoch)
@@ -422,6 +426,29 @@ class CoresetAugmentation:
             raise UsageError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
                              "training data, start_epoch(epoch, model, data), or select(...) first")
         self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
+
+    def _start_sharded(self, epoch, model, data, src, estimate_options, marks):
+        """start_epoch's selection where a rank's model shards its parameters (FSDP, tensor parallel): its
+        forward gathers them from every rank, so every rank scores, from rank `src`'s state, and selects
+        alike (adopting `src`'s selection where one differs). `marks`: each rank's fingerprint, whether its
+        model is sharded, and whether it passed a model and data."""
+        if any(mark[0] != marks[src][0] for mark in marks):
+            self.share_selection(src)
+        if not (self.due(epoch) and self.needs_model_at(epoch)):
+            if self.due(epoch):  # a rule that reads no model this time (the first of an every-other rule, say)
+                self._select_now(epoch, model, data, estimate_options)
+            return
+        lacking = [rank for rank, mark in enumerate(marks) if not mark[2]]
+        if lacking:
+            raise UsageError(f"a {self.strategy} selection is due at epoch {epoch} and the model shards its "
+                             "parameters between the ranks (FSDP or tensor parallel): its forward runs on every "
+                             "rank together, so every rank scores; pass the model and the training data to "
+                             f"start_epoch on every rank (rank {lacking[0]} passed none)")
+        self._select_now(epoch, model, data, estimate_options)
+        after = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(after, self._fingerprint())
+        if any(mark != after[src] for mark in after):  # scores that differ in their last bits between ranks
+            self.share_selection(src)
 
     def _start_on_every_rank(self, epoch, model, data, src, estimate_options):
         """start_epoch's selection under a process group: rank `src` alone decides and selects; every
@@ -668,6 +695,23 @@ def check_map_style(data, what, use, batching, from_image_dataset):
             or not hasattr(data, "__getitem__"):
         raise UsageError(f"{what} must be a tensor of images or a map-style dataset (with len() and indexing) in "
                          f"the labels' order, got a {type(data).__name__}, which cannot be read by index")
+
+
+def shards_parameters(model):
+    """Whether `model` holds parameters sharded between the ranks (FSDP's `fully_shard` or
+    `FullyShardedDataParallel`, tensor parallel's DTensors): its forward is then a collective."""
+    if not isinstance(model, torch.nn.Module) or not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    inner = getattr(model, "_orig_mod", model)
+    if any(isinstance(module, FullyShardedDataParallel) for module in inner.modules()):
+        return True
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch before 2.5
+        from torch.distributed._tensor import DTensor
+    return any(isinstance(parameter, DTensor) for parameter in inner.parameters())
 
 
 def bare_model(model):
