@@ -152,7 +152,7 @@ def test_selecting_before_any_model_is_given_is_an_error():
     with pytest.raises(ValueError, match="no selection yet"):
         method.plan_for(0)
     with pytest.raises(ValueError, match="no plan yet"):
-        iter(method.sampler())
+        next(iter(method.sampler()))  # (the plan is read at the first item)
 
 
 def test_a_dataset_without_labels_is_an_error():

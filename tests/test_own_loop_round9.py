@@ -47,8 +47,10 @@ def test_the_sampler_yields_slotted_ints_lazily_that_pickle_small_and_keep_their
     method = coreaug.CoresetAugmentation(LABELS, strategy="random", fraction=0.5)
     method.start_epoch(0)
     it = iter(method.sampler())
-    assert inspect.isgenerator(it)  # made as the DataLoader asks, not a list of every item up front
-    items = list(it)
+    assert iter(it) is it and it._items is None  # nothing made before the first item
+    first = next(it)
+    assert inspect.isgenerator(it._items)  # made as the DataLoader asks
+    items = [first, *it]
     assert sorted(set(items)) == sorted(set(range(N)) | {N + int(i) for i in method.selection.indices})
     assert all(not hasattr(item, "__dict__") and item.version == method.version for item in items)
     batch = (items * 7)[:256]

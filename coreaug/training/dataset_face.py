@@ -4,6 +4,7 @@ import contextlib
 import functools
 import numbers
 import warnings
+import zlib
 
 import torch
 
@@ -217,8 +218,14 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
         self._epoch = method_module.check_epoch(epoch)
 
     def __iter__(self):
+        """This rank's items of the plan that is current at the first item (`PlanIterator`)."""
+        return PlanIterator(self)
+
+    def _share(self):
+        """This rank's items of the current plan, as an int64 tensor (the checks first)."""
         if self.method.plan is None:
-            raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader")
+            raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader (and "
+                             "before the first state_dict() of a StatefulDataLoader with workers: it starts a pass)")
         asked = self._epoch
         if asked is not None and asked < self.method.epoch:  # set once, or by a wrapper counting its own passes
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named an "
@@ -237,14 +244,73 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
             raise UsageError(f"the epoch's plan has {len(self.method.plan)} items for {world} processes, fewer than "
                              "one each: every rank would train nothing; raise the fraction or use fewer processes")
         share = self.method.plan.shard(rank, world)
-        items = share.indices + len(self.method) * share.augmented.long()
-        return _items(items, plan_item_type(self.method.version))
+        return share.indices + len(self.method) * share.augmented.long()
 
     def __len__(self):
         """This rank's items in the current plan (before the first `start_epoch`, in the plans
         that the method's fraction makes)."""
         plan = self.method.plan
         return (len(plan) if plan is not None else self.method.plan_length()) // self.num_replicas
+
+
+class PlanIterator:
+    """A `PlanSampler`'s items of one pass, read from the plan current at the first item (a
+    StatefulDataLoader's `state_dict()` makes its iterator before `start_epoch`, and its pass then
+    uses it). Stateful, as torchdata's StatefulDataLoader asks of a sampler's iterator: its state
+    names the plan (epoch, checksum and length of this rank's items) and the items handed out, so
+    that a mid-epoch resume skips those of the same plan, and refuses another plan's (a method whose
+    state was not loaded selects and shuffles anew: the count would skip other items). A state of a
+    whole pass resumes nothing of it: the next pass is a whole plan (a checkpoint at an epoch's end
+    resumes at the next epoch)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+        self.yielded = 0
+        self._items = None
+        self._plan = None  # (epoch, checksum, length) of the items handed out
+        self._resumed = None  # a loaded state, checked against the plan at the first item
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._items is None:
+            self._start()
+        item = next(self._items)
+        self.yielded += 1
+        return item
+
+    def _start(self):
+        items = self.sampler._share()
+        self._plan = (self.sampler.method.epoch, zlib.crc32(items.numpy().tobytes()), len(items))
+        skip = 0
+        resumed = self._resumed
+        if resumed is not None and 0 < resumed["yielded"] < resumed["length"]:
+            skip = resumed["yielded"]
+            if (resumed["epoch"], resumed["plan"], resumed["length"]) != self._plan:
+                saved = resumed["epoch"]
+                what = "another plan of that epoch" if saved == self._plan[0] else f"epoch {self._plan[0]}'s plan"
+                raise UsageError(f"the DataLoader's state resumes epoch {saved}'s plan after {skip} of its items, "
+                                 f"but the method's is {what} (or this rank's share of it, with another number of "
+                                 "processes): load the method's state (method.load_state_dict, saved with the "
+                                 f"loader's) before iterating, and call start_epoch({saved}, ...) on it: a method "
+                                 "that selects and shuffles anew would skip other items")
+        self.yielded = skip
+        self._items = _items(items[skip:], plan_item_type(self.sampler.method.version))
+
+    def state_dict(self):
+        """The plan's epoch, checksum and length (None before the first item), and the items handed out."""
+        if self._plan is None and self._resumed is not None:  # loaded, not yet iterated: saved again as it is
+            return dict(self._resumed)
+        epoch, checksum, length = self._plan if self._plan is not None else (None, None, None)
+        return {"epoch": epoch, "plan": checksum, "length": length, "yielded": self.yielded}
+
+    def load_state_dict(self, state):
+        """Resume after `state["yielded"]` items of the plan `state` names (checked at the first item)."""
+        if not isinstance(state, dict) or set(state) != {"epoch", "plan", "length", "yielded"}:
+            raise UsageError(f"not a state of a coreaug sampler's pass: {state!r}")
+        self._resumed = dict(state)
+        self._items, self._plan, self.yielded = None, None, 0
 
 
 def _items(items, kind, chunk=1 << 16):

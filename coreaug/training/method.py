@@ -136,6 +136,7 @@ class CoresetAugmentation:
         self.loss_sums, self.loss_count, self.loss_held = None, 0, None
         self.version = 0  # bumped by every use(): a DataLoader worker holding an older one is refused
         self.epochs_started = 0  # start_epoch calls on this object (the dataset face warns in the first alone)
+        self._scored = None  # (epoch, parameters_mark) of start_epoch's last scoring of a model; "warned"
         self._set_item_weights()
 
     def __len__(self):
@@ -425,7 +426,25 @@ class CoresetAugmentation:
         if self.needs_model_at(epoch) and (model is None or data is None):
             raise UsageError(f"a {self.strategy} selection is due at epoch {epoch}: pass the model and the "
                              "training data, start_epoch(epoch, model, data), or select(...) first")
+        if self.needs_model_at(epoch):
+            self._warn_if_untrained(epoch, model)
         self.select(epoch, **(self.scores(model, data, **estimate_options) if self.needs_model_at(epoch) else {}))
+
+    def _warn_if_untrained(self, epoch, model):
+        """Warn (once) where the model to score has the parameters start_epoch scored at an earlier
+        selection: a loop that trains a copy of them (torch.func) would select on the untrained model."""
+        if self._scored == "warned":
+            return
+        mark = parameters_mark(model)
+        earlier, self._scored = self._scored, (epoch, mark)
+        same = earlier is not None and mark is not None and earlier[1] is not None and torch.equal(mark, earlier[1])
+        if same and earlier[0] < epoch:
+            self._scored = "warned"
+            warn_at_caller(f"start_epoch({epoch}) scores a model whose parameters are those it scored at epoch "
+                           f"{earlier[0]}: a {self.strategy} selection reads the model as it is trained; where your "
+                           "loop trains a copy of its parameters (torch.func.functional_call with a dict of them), "
+                           "pass a module that holds the trained ones, or select(epoch, logits=...) from your own "
+                           "forward")
 
     def _start_sharded(self, epoch, model, data, src, estimate_options, marks):
         """start_epoch's selection where a rank's model shards its parameters (FSDP, tensor parallel): its
@@ -712,6 +731,18 @@ def shards_parameters(model):
     except ImportError:  # torch before 2.5
         from torch.distributed._tensor import DTensor
     return any(isinstance(parameter, DTensor) for parameter in inner.parameters())
+
+
+def parameters_mark(model):
+    """Each parameter's sum (a shard's, for a sharded one) as a float64 CPU tensor, None for a model
+    without parameters: what tells a trained model from the one scored before."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    parameters = [getattr(p, "_local_tensor", p) for p in bare_model(model).parameters()]
+    if not parameters:
+        return None
+    with torch.no_grad():
+        return torch.stack([p.detach().double().sum() for p in parameters]).cpu()
 
 
 def bare_model(model):
