@@ -139,5 +139,6 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
         grid = shlex.quote(os.path.join(".", grid) if grid.startswith("-") else grid)  # -g: no option
         click.echo(f"paired differences by seed, with intervals: coreaug report {grid} --out {grid}-report")
     if result.failed:
-        click.echo(f"error: {len(result.failed)} run(s) failed: {', '.join(result.failed)}", err=True)
+        reasons = "; ".join(f"{name}: {error}" for name, error in result.failed.items())  # (a log of stderr alone)
+        click.echo(f"error: {len(result.failed)} run(s) failed: {reasons}", err=True)
         sys.exit(1)

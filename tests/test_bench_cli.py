@@ -179,8 +179,10 @@ def test_a_damaged_checkpoint_fails_its_run_alone_and_the_others_train(copied_gr
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", *TINY, *GRID, "--out", str(copied_grid)])
     out, err = capsys.readouterr()
-    assert exit_info.value.code == 1 and err.strip().endswith("error: 1 run(s) failed: random-0.3-seed0")
     line = next(line for line in out.splitlines() if "random-0.3-seed0: failed: " in line)
+    assert exit_info.value.code == 1 and err.strip().endswith(f"error: 1 run(s) failed: random-0.3-seed0: "
+                                                              f"{line.split(': failed: ')[1]}")
+    assert not (damaged / "error.txt").exists()  # a refusal, not a crash: its line says it all
     assert f"random-0.3-seed0: failed: {damaged}/checkpoint.pt is truncated or corrupt" in line
     # bench's advice, not train's --overwrite (bench has none) or another --out (another grid)
     assert "--overwrite" not in line and line.endswith("remove the run's folder (its results with it) to train it "

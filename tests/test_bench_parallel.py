@@ -165,9 +165,11 @@ def test_a_failing_run_does_not_stop_the_others(here):
     (here / "fail-none-seed1").write_text("")
     code, out, err = bench(*TINY, "--strategies", "", "--references", "none", "--seeds", "3", "--out", grid)
     lines = progress(out)
-    assert code == 1 and lines["none-seed1"] == "failed: RuntimeError: boom in none-seed1"
+    traceback = grid / "runs" / "none-seed1" / "error.txt"
+    assert code == 1 and lines["none-seed1"] == f"failed: RuntimeError: boom in none-seed1 (traceback in {traceback})"
     assert "final" in lines["none-seed0"] and "final" in lines["none-seed2"]
-    assert err.strip() == "error: 1 run(s) failed: none-seed1"
+    assert err.strip() == f"error: 1 run(s) failed: none-seed1: RuntimeError: boom in none-seed1 (traceback in {traceback})"
+    assert "Traceback (most recent call last)" in traceback.read_text() and "bench_marker_model.py" in traceback.read_text()
     assert csv_names(grid) == ["none-seed0", "none-seed2"] and "1 of the grid's 3 runs are missing" in out
 
 
@@ -218,8 +220,9 @@ def two_jobs(tmp_path_factory):
 def test_two_jobs_train_each_run_once_and_a_failed_run_stops_no_other(two_jobs):
     grid, ((code, out, err), runs_trained, tabled), _ = two_jobs
     lines = progress(out)
-    assert code == 1 and err.strip() == "error: 1 run(s) failed: none-seed1"
-    assert lines["none-seed1"] == "failed: RuntimeError: boom in none-seed1"
+    traceback = grid / "runs" / "none-seed1" / "error.txt"
+    assert code == 1 and err.strip() == f"error: 1 run(s) failed: none-seed1: {lines['none-seed1'][len('failed: '):]}"
+    assert lines["none-seed1"] == f"failed: RuntimeError: boom in none-seed1 (traceback in {traceback})"
     done = ["none-seed0", "none-seed2", "random-0.3-seed0", "random-0.3-seed1", "random-0.3-seed2"]
     assert runs_trained == done and tabled == done  # each trained exactly once, by one of the workers
     assert sorted(line.split("]")[0] for line in out.splitlines() if line.startswith("[")) == [f"[{k}/6" for k in range(1, 7)]
@@ -239,6 +242,7 @@ def test_two_jobs_rerun_trains_only_what_is_missing_and_tables_every_run(two_job
     everyone = sorted(["none-seed0", "none-seed1", "none-seed2", "random-0.3-seed0", "random-0.3-seed1", "random-0.3-seed2"])
     assert runs_trained == everyone and tabled == everyone  # over both calls, each run trained once
     assert "6 runs (1 trained now)" in out and "missing" not in out
+    assert not (grid / "runs" / "none-seed1" / "error.txt").exists()  # the first try's crash, trained since
 
 
 def test_ctrl_c_stops_the_workers_and_leaves_unfinished_runs_uncounted(here):

@@ -8,6 +8,7 @@ import numbers
 import os
 import re
 import tempfile
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ STATUSES = ("trained", "resumed", "skipped", "elsewhere", "failed")
 # the run's own folder (a damaged checkpoint or config.json, a folder that is a file) fails that
 # run alone (`names_run`).
 STOPPING = (UsageError, OSError)
+ERROR_FILE = "error.txt"  # a crashed run's traceback, in its folder until it trains to its end
 IN_USE = "is in use by another coreaug run"  # RunFolder's refusal of a folder another process holds
 MAX_SEEDS = 10_000  # runs per cell: past this a typo, whose plan alone would fill the memory before a word
 
@@ -224,6 +226,10 @@ def train_grid_run(run):
         raise
     finally:
         forget_compiled(run.config)
+    try:  # an earlier try's crash, now trained
+        os.remove(os.path.join(run.folder, ERROR_FILE))
+    except FileNotFoundError:
+        pass
     return "resumed" if state == "interrupted" else "trained"
 
 
@@ -292,6 +298,19 @@ def refusal_line(error):
     return text[:cut] + "; remove the run's folder (its results with it) to train it again from the start"
 
 
+def crash_line(error, run):
+    """`refusal_line` of an unexpected `error` (a bug in the training, torch or a model's code), its
+    traceback written to the run's folder (error.txt), where a nightly grid's log keeps no more than
+    the line: named after it."""
+    path = os.path.join(run.folder, ERROR_FILE)
+    try:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    except OSError:  # (no folder: it failed before making it; a full disk)
+        return refusal_line(error)
+    return f"{refusal_line(error)} (traceback in {path})"
+
+
 def run_grid_runs(runs, report=None):
     """Train the `runs` one after another in this process (see `train_grid_run`).
 
@@ -312,7 +331,7 @@ def run_grid_runs(runs, report=None):
                 raise
             outcome = RunOutcome(run, "failed", refusal_line(exc))
         except Exception as exc:  # noqa: BLE001 - one run's crash must not stop the others
-            outcome = RunOutcome(run, "failed", refusal_line(exc))
+            outcome = RunOutcome(run, "failed", crash_line(exc, run))
         outcomes.append(outcome)
         if report:
             report(outcome, position)

@@ -31,7 +31,7 @@ from coreaug.devices import usable_cores
 from coreaug.errors import UsageError, one_line_warning
 from coreaug.training.distributed import pick_device
 
-from .grid import STOPPING, RunOutcome, fails_run_alone, refusal_line, train_grid_run
+from .grid import STOPPING, RunOutcome, crash_line, fails_run_alone, refusal_line, train_grid_run
 
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 STOP_SECONDS = 10  # a stopped worker's time to unwind its run (leave a GPU kernel, close files) before it is killed
@@ -326,7 +326,7 @@ def _work(index, worker, tasks, results, short_warnings=False):
                     return
                 status, error = "failed", refusal_line(exc)
             except Exception as exc:  # noqa: BLE001 - one run's error must not stop the others
-                status, error = "failed", refusal_line(exc)
+                status, error = "failed", crash_line(exc, run)
             results.put(("done", index, position, status, error))
     finally:  # the loop left, a SIGTERM (the parent stopping the grid) would raise inside the exit handlers
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (torch's, a traceback on stderr): the worker ends anyway
