@@ -25,6 +25,25 @@ def writes_utf8(stream):
         return False
 
 
+def open_closed_streams():
+    """A standard stream closed when coreaug started (`>&-`, `<&-`: a daemon's or a job launcher's)
+    as os.devnull (sys.stdout was None: a run stopped at its first epoch line with an AttributeError,
+    and `--files-from -` met click's RuntimeError); a command whose output is stdout refuses it
+    (`check_stdout_open`)."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")
+        sys.stdin.coreaug_closed = True
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
+        sys.stdout.coreaug_closed = True
+
+
+def check_stdout_open(what, example):
+    """UsageError where stdout was closed at the start: `what` (the command's output) would go nowhere."""
+    if getattr(sys.stdout, "coreaug_closed", False):
+        raise UsageError(f"stdout is closed, and {what} is written to it: send it to a file ({example})")
+
+
 def fail(message, code=2):
     """Print `error: message` on stderr and exit with `code` (2: the user's mistake)."""
     click.echo(f"error: {without_controls(message)}", err=True)

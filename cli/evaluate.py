@@ -8,7 +8,7 @@ from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.data.registry import read_in_place_error
 
-from .errors import one_process, user_errors, without_controls
+from .errors import check_stdout_open, one_process, user_errors, without_controls
 from .predict import MODEL_HELP, is_terminal, load_named
 
 
@@ -31,6 +31,7 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class
     (a folder other than the run's own without a train/ split: on all its labelled images)."""
     one_process("evaluate")
+    check_stdout_open("the accuracy", "coreaug evaluate RUN > accuracy.txt")
     trained = load_named(run, model, device)
     dataset = dataset or trained.config["dataset"]
     given = [flag for flag, value in (("--data-dir", data_dir), ("--download", download)) if value]

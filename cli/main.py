@@ -10,7 +10,7 @@ from coreaug.errors import one_line_warning
 
 from .archive import archive
 from .bench import bench
-from .errors import fail, writes_utf8
+from .errors import fail, open_closed_streams, writes_utf8
 from .datasets import datasets
 from .evaluate import evaluate
 from .predict import predict
@@ -56,6 +56,7 @@ def _raw_names_on_stdout():
 def main(args=None):
     """Run the app; a usage mistake (bad flag or value) is one line on stderr and exit code 2."""
     shown, warnings.formatwarning = warnings.formatwarning, one_line_warning
+    open_closed_streams()
     _raw_names_on_stdout()
     try:
         app.main(args=args, standalone_mode=False)

@@ -16,7 +16,7 @@ from coreaug.errors import UsageError
 from coreaug.models.registry import is_import_path
 from coreaug.training.trained import UntrustedModel, all_unreadable, check_headers, image_files, reading_bar
 
-from .errors import one_process, user_errors, without_controls, writes_utf8
+from .errors import check_stdout_open, one_process, user_errors, without_controls, writes_utf8
 
 MODEL_HELP = ("A run trained with --model package.module:function: that path, to import it again (its code runs: "
               "name it for a run you trust). Without it such a run is refused; a run of a built-in model needs none.")
@@ -35,6 +35,12 @@ def load_named(run, model, device):
 
 
 CHUNK = 256  # images read and classified at a time, so a large folder never sits in memory
+
+
+def _source_name(files_from):
+    """The --files-from file's name as the user gave it: a closed stdin is read as os.devnull."""
+    closed = getattr(sys.stdin, "coreaug_closed", False) and files_from.name == os.devnull
+    return "<stdin> (closed)" if closed else files_from.name
 
 
 @click.command("predict")
@@ -63,10 +69,11 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
     files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN.
     From 512 images a bar on stderr counts those read."""
     one_process("predict")
+    check_stdout_open("the predictions table", "coreaug predict RUN IMAGES > predictions.csv")
     listed = _listed(files_from) if files_from is not None else []
     if not images and not listed:
         raise UsageError("give IMAGES (files or folders), or a list of them with --files-from"
-                         + (f" ({files_from.name} lists none)" if files_from is not None else ""))
+                         + (f" ({_source_name(files_from)} lists none)" if files_from is not None else ""))
     trained = load_named(run, model, device)
     files = image_files(list(images) + listed)
     if not skip_bad_images:

@@ -172,3 +172,33 @@ def test_a_selection_that_scores_the_parameters_of_the_last_is_warned_about():
         fixed.start_epoch(0, model, FLOATS)
         fixed.start_epoch(1, model, FLOATS)
 
+
+
+def test_a_closed_stdout_or_stdin_is_read_as_nothing_and_refused_where_it_is_the_output(tmp_path):
+    """A job launcher's closed fd 1 (`>&-`): train failed after its first epoch (AttributeError:
+    'NoneType' object has no attribute 'flush'), predict with a TypeError; `--files-from -` with
+    stdin closed was click's RuntimeError (explore22-scripts #3, #4)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "image.png")
+    coreaug_cli = f"{sys.executable} -m coreaug"
+
+    def shell(line):
+        return subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    trained = shell(f"{coreaug_cli} train --dataset digits --epochs 2 --train-limit 64 --test-limit 32 --out run >&-")
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "run" / "summary.json").exists()
+    evaluated = shell(f"{coreaug_cli} evaluate run >&-")
+    assert evaluated.returncode == 2 and evaluated.stderr == (
+        "error: stdout is closed, and the accuracy is written to it: send it to a file "
+        "(coreaug evaluate RUN > accuracy.txt)\n")
+    predicted = shell(f"{coreaug_cli} predict run image.png >&-")
+    assert predicted.returncode == 2 and "stdout is closed, and the predictions table" in predicted.stderr
+    listed = shell(f"{coreaug_cli} predict run --files-from - <&-")
+    assert listed.returncode == 2 and listed.stderr == (
+        "error: give IMAGES (files or folders), or a list of them with --files-from (<stdin> (closed) lists none)\n")
+    assert shell(f"{coreaug_cli} predict run image.png <&-").stdout.startswith("image,rank,class,probability\n")
