@@ -100,7 +100,7 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
 
     Finished runs are skipped and interrupted ones resumed, so the same command continues a
     grid. Exit code 1 when a run failed (the others still train; a run whose checkpoint is
-    damaged fails alone), 130 on Ctrl-C and 143 on SIGTERM (the workers stop; the runs not
+    damaged fails alone), 130 on Ctrl-C and 143 on SIGTERM (SIGHUP 129, SIGUSR1 138; the workers stop; the runs not
     finished keep no summary and train on the next call). A finished run whose files cannot
     be read is named on stderr and left out of the tables. A folder dataset is recorded by
     its absolute path, so the grid continues from any working directory.
@@ -113,13 +113,13 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
             strategies=_list("--strategies", strategies), references=_list("--references", references),
             seeds=seeds, target=target, report=_report, jobs=jobs, devices=devices, shard=shard)
     except KeyboardInterrupt as exc:
-        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        how = f"terminated ({exc.signal_name})" if isinstance(exc, Terminated) else "interrupted"
         if getattr(exc, "writing_tables", False):
             click.echo(f"{how} while writing the grid's tables, after its runs ended; run the same command to "
                        "write them", err=True)
         else:
             click.echo(f"{how}: the runs not finished keep no summary; run the same command to resume them", err=True)
-        sys.exit(143 if isinstance(exc, Terminated) else 130)
+        sys.exit(exc.exit_code if isinstance(exc, Terminated) else 130)
     except BrokenPipeError:
         if not stdout_closed():  # another pipe (a worker's): a failure, with its traceback
             raise

@@ -185,7 +185,7 @@ def train(**flags):
     """Train a classifier, strongly augmenting only a re-selected subset (random by default, or the paper's
     coreset: --strategy).
 
-    Stopped by Ctrl-C (exit code 130) or SIGTERM (143), it says after which epoch and prints the
+    Stopped by Ctrl-C (exit code 130) or SIGTERM (143; SIGHUP 129, SIGUSR1 138), it says after which epoch and prints the
     command that continues it (--resume). A --resume of a finished run prints its result and
     writes nothing."""
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for the run
@@ -227,9 +227,9 @@ def train(**flags):
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         if main_process:
-            click.echo(stopped_line("terminated (SIGTERM)" if terminated else "interrupted", flags["out"],
+            click.echo(stopped_line(f"terminated ({exc.signal_name})" if terminated else "interrupted", flags["out"],
                                     config.epochs), err=True)
-        sys.exit(143 if terminated else 130)
+        sys.exit(exc.exit_code if terminated else 130)
     except BrokenPipeError:
         if not stdout_closed():  # another pipe (a worker's): a failure, with its traceback
             raise

@@ -136,6 +136,17 @@ def test_sigterm_stops_the_workers_exits_143_and_the_rerun_resumes_every_run(her
     assert "leaked" not in err  # the workers unwound and exited cleanly: no semaphore left to the tracker
 
 
+def test_a_hangup_of_the_whole_group_stops_bench_as_sigterm_does_and_the_rerun_resumes(here, start_bench):
+    """A dropped SSH session sends SIGHUP to every process of the group: bench and its workers died without a
+    word, and the resource tracker too (its successor printed a KeyError for each semaphore)."""
+    process, started = start_bench()
+    os.killpg(process.pid, signal.SIGHUP)
+    assert process.wait(timeout=30) == 129
+    assert_stopped_then_rerun_finishes_every_run(here, started)
+    err = (here / "err.txt").read_text()
+    assert err == "terminated (SIGHUP): the runs not finished keep no summary; run the same command to resume them\n"
+
+
 def test_a_worker_killed_for_not_stopping_leaves_no_semaphore_to_the_tracker(here, start_bench):
     """A worker that does not unwind within STOP_SECONDS (a slow exit under load) is killed, so its
     exit handlers never run: it must hold no named semaphore (tqdm's lock was one), or the resource
@@ -181,6 +192,27 @@ def test_sigterm_exits_143_with_one_line(monkeypatch):
     monkeypatch.setattr(coreaug.bench, "run_grid", terminated)
     code, _, err = bench("--dataset", "synthetic", "--out", "unused")
     assert code == 143 and err.count("\n") == 1 and err.startswith("terminated (SIGTERM):")
+
+
+def test_sighup_and_sigusr1_stop_as_sigterm_does_where_their_action_is_the_default():
+    """A dropped SSH session's SIGHUP, or Slurm's SIGUSR1 before a time limit, killed bench and train
+    without a word (explore22-scripts #5); nohup's ignored SIGHUP stays ignored."""
+    saved = {signum: signal.signal(signum, signal.SIG_DFL) for signum in (signal.SIGHUP, signal.SIGUSR1)}
+    for signum, code in ((signal.SIGHUP, 129), (signal.SIGUSR1, 138), (signal.SIGTERM, 143)):
+        with pytest.raises(workers.Terminated) as stopped, workers.sigterm_raises():
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        assert (stopped.value.signal_name, stopped.value.exit_code) == (signal.Signals(signum).name, code)
+        assert signal.getsignal(signum) is signal.SIG_DFL  # given back
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
+    try:
+        with workers.sigterm_raises():
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.2)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def test_the_queues_are_freed_as_the_workers_stop_not_left_to_the_exceptions_frames(here, monkeypatch):

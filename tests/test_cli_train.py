@@ -184,12 +184,15 @@ def start_run(out, *extra, stdout=subprocess.DEVNULL):
     args = [word for pair in LONG for word in pair]
     proc = subprocess.Popen([sys.executable, "-m", "coreaug", "train", *args, *extra, "--out", str(out)],
                             stdout=stdout, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: [signal.signal(signum, signal.SIG_DFL)  # (under nohup too)
+                                                for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)])
     return wait_until_written(proc, out / "metrics.jsonl")
 
 
 @pytest.mark.parametrize("signal_name, code, how", [("SIGINT", 130, "interrupted"),
-                                                     ("SIGTERM", 143, "terminated (SIGTERM)")])
+                                                     ("SIGTERM", 143, "terminated (SIGTERM)"),
+                                                     ("SIGHUP", 129, "terminated (SIGHUP)"),  # a dropped SSH session
+                                                     ("SIGUSR1", 138, "terminated (SIGUSR1)")])  # Slurm's warning
 def test_a_run_stopped_by_a_signal_says_after_which_epoch_and_how_to_continue(tmp_path, signal_name, code, how):
     """Ctrl-C printed an empty line and SIGTERM nothing: not that the run stopped, nor that --resume continues it."""
     import shlex

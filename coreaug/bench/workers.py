@@ -42,8 +42,27 @@ UNGUARDED = ("run_grid with jobs >= 2 trains in worker processes, which import t
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM to a process waiting on bench workers, raised where Ctrl-C raises
-    KeyboardInterrupt so that it stops the workers the same way (`coreaug bench` exits 143)."""
+    """SIGTERM (or another of STOP_SIGNALS) to a process waiting on bench workers, raised where
+    Ctrl-C raises KeyboardInterrupt so that it stops the workers the same way (`coreaug bench`
+    exits 128 + the signal's number: 143 for SIGTERM)."""
+
+    def __init__(self, signum=signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def signal_name(self):
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self):
+        return 128 + self.signum
+
+
+# Signals that stop a run as SIGTERM does, where their action is the default (which ends the process without a
+# word): a dropped SSH session's SIGHUP (not under nohup, which ignores it), and the SIGUSR1 that Slurm's
+# --signal=USR1@SECONDS sends before a job's time limit.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGUSR1") if hasattr(signal, name))
 
 
 @dataclass
@@ -166,6 +185,23 @@ def exit_if_bootstrapping():
         sys.exit(UNGUARDED_EXIT)
 
 
+def _start_resource_tracker():
+    """Start multiprocessing's resource tracker (the queues' semaphores' keeper) with SIGHUP and SIGUSR1
+    ignored, as it ignores SIGINT and SIGTERM: a hangup of the terminal's process group killed it, and
+    the one started again in its place printed a KeyError for each semaphore it never knew."""
+    from multiprocessing import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    kept = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS[1:]}
+    try:
+        resource_tracker.ensure_running()  # (ignored signals stay ignored across its exec)
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+
+
 def run_in_workers(runs, workers, report=None):
     """Train `runs` in one spawned process per Worker (at most one per run still to train).
 
@@ -198,6 +234,7 @@ def run_in_workers(runs, workers, report=None):
             todo.append(run)
     if not todo:
         return outcomes
+    _start_resource_tracker()
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     for position, run in enumerate(todo):
@@ -302,6 +339,8 @@ def _work(index, worker, tasks, results, short_warnings=False):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    for signum in STOP_SIGNALS[1:]:  # a terminal's hangup reaches the whole group: the parent stops the workers
+        signal.signal(signum, signal.SIG_IGN)
     _stop_with_parent()
     # tqdm's own lock is a named semaphore (spawn), unlinked by an exit handler: a worker killed after
     # STOP_SECONDS (a slow unwind under load) left it to the resource tracker, which warned of a leak
@@ -359,11 +398,12 @@ def _stop_with_parent():
 
 @contextlib.contextmanager
 def sigterm_raises():
-    """Raise Terminated on SIGTERM in the block, as Ctrl-C raises KeyboardInterrupt. Only from
-    the main thread, and only where SIGTERM has its default action (a handler of the caller's
-    stays): elsewhere a SIGTERM ends this process and the workers stop with it. The first of the
-    two to arrive names the stop: torchrun passes a Ctrl-C on as SIGINT and, a moment later,
-    SIGTERM, which raised inside the KeyboardInterrupt's unwinding would call it a SIGTERM."""
+    """Raise Terminated on SIGTERM (and on the other STOP_SIGNALS whose action is the default) in
+    the block, as Ctrl-C raises KeyboardInterrupt. Only from the main thread, and only where SIGTERM
+    has its default action (a handler of the caller's stays): elsewhere a SIGTERM ends this process
+    and the workers stop with it. The first signal to arrive names the stop: torchrun passes a
+    Ctrl-C on as SIGINT and, a moment later, SIGTERM, which raised inside the KeyboardInterrupt's
+    unwinding would call it a SIGTERM."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
         yield
@@ -372,21 +412,24 @@ def sigterm_raises():
 
     def terminated(signum, frame):
         if first != [signal.SIGINT]:
-            first[:] = [signum]
-            raise Terminated()
+            first[:] = first or [signum]
+            raise Terminated(first[0])
 
     def interrupted(signum, frame):
-        if first != [signal.SIGTERM]:
+        if not first or first == [signal.SIGINT]:
             first[:] = [signum]
             raise KeyboardInterrupt()
     own_int = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # else the caller's stays
-    signal.signal(signal.SIGTERM, terminated)
+    handled = [signum for signum in STOP_SIGNALS if signal.getsignal(signum) is signal.SIG_DFL]
+    for signum in handled:
+        signal.signal(signum, terminated)
     if own_int:
         signal.signal(signal.SIGINT, interrupted)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in handled:
+            signal.signal(signum, signal.SIG_DFL)
         if own_int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
