@@ -13,7 +13,7 @@ from coreaug.files import DISK_ERRORS
 
 from coreaug.training.config import SELECTING
 
-from .errors import disk_error_line, fail, user_errors
+from .errors import disk_error_line, fail, program_words, user_errors
 from .train import make_config, refuse_unused_flags, silence_stdout, stdout_closed, train_options
 
 # After a full disk: the finished runs are skipped and interrupted ones resumed (bench has no --resume).
@@ -137,7 +137,8 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
     if result.rows:  # results.md has no paired differences or intervals: the report has
         grid = os.path.normpath(os.fspath(out))
         grid = shlex.quote(os.path.join(".", grid) if grid.startswith("-") else grid)  # -g: no option
-        click.echo(f"paired differences by seed, with intervals: coreaug report {grid} --out {grid}-report")
+        click.echo(f"paired differences by seed, with intervals: {shlex.join(program_words())} report {grid} "
+                   f"--out {grid}-report")
     if result.failed:
         reasons = "; ".join(f"{name}: {error}" for name, error in result.failed.items())  # (a log of stderr alone)
         click.echo(f"error: {len(result.failed)} run(s) failed: {reasons}", err=True)

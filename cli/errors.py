@@ -25,6 +25,15 @@ def writes_utf8(stream):
         return False
 
 
+def program_words():
+    """How to run coreaug again, as this process was run: `coreaug`, or where it runs as `python -m
+    coreaug` (a cron job's or a job script's venv, not on PATH) this Python's path with `-m coreaug`."""
+    root = click.get_current_context().find_root()
+    if root.info_name and root.info_name.endswith("-m coreaug"):  # (click's name for a module run)
+        return [sys.executable, "-m", "coreaug"]
+    return ["coreaug"]
+
+
 def open_closed_streams():
     """A standard stream closed when coreaug started (`>&-`, `<&-`: a daemon's or a job launcher's)
     as os.devnull (sys.stdout was None: a run stopped at its first epoch line with an AttributeError,

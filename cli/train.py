@@ -22,7 +22,7 @@ from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
 from coreaug.training.run_files import CHECKPOINT, RESULTS, metrics_rows
 
-from .errors import user_errors
+from .errors import program_words, user_errors
 
 
 def _floats(text, flag="--milestones", example="0.5,0.75"):
@@ -299,8 +299,8 @@ def resume_command(out):
     this node's processes (LOCAL_WORLD_SIZE), and over several nodes a word on the launch's other options."""
     ctx = click.get_current_context()
     per_node = os.environ.get("LOCAL_WORLD_SIZE")  # set by torchrun
-    words = ["torchrun", "--nproc-per-node", per_node, "-m"] if per_node else []
-    words += ["coreaug", "train"]
+    words = ["torchrun", "--nproc-per-node", per_node, "-m", "coreaug"] if per_node else program_words()
+    words += ["train"]
     for param in ctx.command.params:
         if param.name in ("out", "resume", "overwrite") or \
                 ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:

@@ -1,5 +1,6 @@
 """`coreaug train` from the command line: a run, and user mistakes as one line + exit 2."""
 import json
+import shlex
 import subprocess
 import sys
 
@@ -195,7 +196,6 @@ def start_run(out, *extra, stdout=subprocess.DEVNULL):
                                                      ("SIGUSR1", 138, "terminated (SIGUSR1)")])  # Slurm's warning
 def test_a_run_stopped_by_a_signal_says_after_which_epoch_and_how_to_continue(tmp_path, signal_name, code, how):
     """Ctrl-C printed an empty line and SIGTERM nothing: not that the run stopped, nor that --resume continues it."""
-    import shlex
     import signal
 
     out = tmp_path / "run"
@@ -205,11 +205,13 @@ def test_a_run_stopped_by_a_signal_says_after_which_epoch_and_how_to_continue(tm
     assert proc.returncode == code and "Traceback" not in err, err
     done = len((out / "metrics.jsonl").read_text().splitlines())
     line = err.strip()
-    assert line.startswith(f"{how}: the run stopped after epoch {done} of 5000; continue it with: coreaug train ")
-    words = shlex.split(line.split("continue it with: ")[1])
+    # run as `python -m coreaug` (a job script's venv, not on PATH): continued the same way, not by `coreaug`
+    program = shlex.join([sys.executable, "-m", "coreaug", "train"])
+    assert line.startswith(f"{how}: the run stopped after epoch {done} of 5000; continue it with: {program} ")
+    words = shlex.split(line.split("continue it with: ")[1])[3:]
     assert words[-3:] == ["--out", str(out), "--resume"]
     words.remove("--quiet")  # the flags given, in the command's order
-    assert set(zip(words[2:-3:2], words[3:-3:2])) == set(LONG), words
+    assert set(zip(words[1:-3:2], words[2:-3:2])) == set(LONG), words
 
 
 def test_a_run_whose_stdout_closes_says_so_on_stderr(tmp_path):
@@ -222,4 +224,4 @@ def test_a_run_whose_stdout_closes_says_so_on_stderr(tmp_path):
     assert proc.wait(timeout=120) == 1 and "Traceback" not in err, err
     done = len((out / "metrics.jsonl").read_text().splitlines())
     assert err.splitlines()[-1].startswith(f"stdout closed: the run stopped after epoch {done} of 5000; "
-                                           f"continue it with: coreaug train ")
+                                           f"continue it with: {shlex.join([sys.executable, '-m', 'coreaug'])} train ")
