@@ -202,3 +202,31 @@ def test_a_closed_stdout_or_stdin_is_read_as_nothing_and_refused_where_it_is_the
     assert listed.returncode == 2 and listed.stderr == (
         "error: give IMAGES (files or folders), or a list of them with --files-from (<stdin> (closed) lists none)\n")
     assert shell(f"{coreaug_cli} predict run image.png <&-").stdout.startswith("image,rank,class,probability\n")
+
+
+def test_rules_that_read_the_losses_alone_compute_no_gradient_estimates(monkeypatch):
+    """maxloss and infobatch scored the (n, c) logit gradients and projected them to --gradient-dim,
+    then threw them away: twice the selection's time at 20,000 classes (explore22-classes #1)."""
+    import pytest
+
+    from coreaug.selection import gradients
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    _, expected = gradients.estimate_gradients(model, FLOATS, LABELS, dim=2, with_losses=True)
+
+    def projected(*args, **kwargs):
+        raise AssertionError("gradient estimates computed for a rule that reads the losses alone")
+
+    monkeypatch.setattr(gradients, "_gradients", projected)
+    estimates, losses = gradients.estimate_gradients(model, FLOATS, LABELS, dim=2, with_losses=True, losses_only=True)
+    assert estimates is None and torch.equal(losses, expected)
+    for strategy in ("maxloss", "infobatch"):
+        method = coreaug.CoresetAugmentation(LABELS, strategy=strategy, fraction=0.25)
+        assert torch.equal(method.scores(model, FLOATS)["losses"], expected)
+        method.start_epoch(0, model, FLOATS)
+        assert len(method.selection.indices) == N // 4
+    result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=16, epochs=1,
+                                               batch_size=32, strategy="maxloss", quiet=True))
+    assert len(result.history) == 1 and result.history[0]["estimate_seconds"] > 0
+    with pytest.raises(coreaug.UsageError, match="pass with_losses=True too"):
+        gradients.estimate_gradients(model, FLOATS, LABELS, losses_only=True)

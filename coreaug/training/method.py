@@ -343,7 +343,7 @@ class CoresetAugmentation:
                                                kind=self.gradients if wants_estimates else "logits",
                                                batch_size=batch_size, device=device, transform=preprocess,
                                                num_workers=num_workers, dim=self.gradient_dim, seed=self.seed,
-                                               with_losses=True)
+                                               with_losses=True, losses_only=not wants_estimates)
         except RuntimeError as exc:  # torch's collate of a batch of images of different sizes
             sizes = re.search(r"stack expects each tensor to be equal size, but got \[([\d, ]*)\] at entry (\d+) "
                               r"and \[([\d, ]*)\] at entry (\d+)", str(exc))

@@ -55,6 +55,7 @@ def select_examples(config, method, model, data, epoch, autocast, estimate_batch
                 seed=config.seed,
                 # from the whole set's size, not this process's slice: every rank's rows share a dtype
                 dtype=estimate_dtype(len(data.train_labels), width), with_losses=True,
+                losses_only="estimates" not in method.needs,
                 progress=lambda count: bar.update(min(count * distributed.world_size, bar.total - bar.n)))
         # losses always (they are free, and the diagnostics read them); estimates when the rule needs them
         scores = {"losses": distributed.gather_rows(losses)}
