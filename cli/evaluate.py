@@ -1,4 +1,5 @@
 """`coreaug evaluate`: a finished run's accuracy on a dataset's test split, overall and per class."""
+import json
 import sys
 import unicodedata
 
@@ -7,6 +8,8 @@ import click
 from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.data.registry import read_in_place_error
+
+from coreaug.selection.selection import LISTED_CLASSES
 
 from .errors import check_stdout_open, one_process, user_errors, without_controls
 from .predict import MODEL_HELP, is_terminal, load_named
@@ -26,10 +29,18 @@ from .predict import MODEL_HELP, is_terminal, load_named
                    f"folder, or, where it is gone or cannot be written, {CACHE_DIR_TEXT}].")
 @click.option("--device", default="cpu", show_default=True, help="auto (CUDA when available), cpu, cuda, cuda:N.")
 @click.option("--model", metavar="PACKAGE.MODULE:FUNCTION", default=None, help=MODEL_HELP)
+@click.option("--all-classes", is_flag=True,
+              help=f"Text: a line for every class [default: every class up to {LISTED_CLASSES}; past that, the "
+                   f"spread and the {LISTED_CLASSES} lowest].")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object, {dataset, scored, accuracy (a fraction), correct, total, per_class: {class: "
+                   "[correct, total]}, unscored: [class], skipped: [why]}, for scripts.")
 @user_errors
-def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device, model):
+def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device, model, all_classes, fmt):
     """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class
-    (a folder other than the run's own without a train/ split: on all its labelled images)."""
+    (a folder other than the run's own without a train/ split: on all its labelled images). Text:
+    "accuracy A% (correct/total) on the SPLIT of DATASET", then a line a class (past
+    20 classes, their spread and the 20 lowest); unreadable images skipped are named on stderr."""
     one_process("evaluate")
     check_stdout_open("the accuracy", "coreaug evaluate RUN > accuracy.txt")
     trained = load_named(run, model, device)
@@ -44,9 +55,21 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     if result.skipped:
         count, seen = len(result.skipped), len(result.skipped) + result.total
         click.echo(f"skipped {count} unreadable image{'s' if count != 1 else ''} of {seen}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps({"dataset": dataset, "scored": result.scored, "accuracy": result.accuracy,
+                               "correct": result.correct, "total": result.total,
+                               "per_class": {name: list(counts) for name, counts in result.per_class.items()},
+                               "unscored": result.unscored, "skipped": result.skipped}, ensure_ascii=False))
+        return
     click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the {result.scored} of {dataset}")
     shown = without_controls if is_terminal(sys.stdout) else str  # (to a file, click drops ANSI colour codes)
     per_class = {shown(name): counts for name, counts in result.per_class.items()}
+    if len(per_class) > LISTED_CLASSES and not all_classes:  # 20,000 lines would bury the few a reader wants
+        rates = sorted(correct / total for correct, total in per_class.values())
+        click.echo(f"  per class, {len(rates)} classes: lowest {rates[0]:.2%}, median {rates[len(rates) // 2]:.2%}, "
+                   f"highest {rates[-1]:.2%}; the {LISTED_CLASSES} lowest (every class: --all-classes):")
+        lowest = sorted(per_class.items(), key=lambda item: item[1][0] / item[1][1])[:LISTED_CLASSES]
+        per_class = dict(lowest)
     width = max(map(columns, per_class), default=0)
     for name, (correct, total) in per_class.items():
         click.echo(f"  {name}{' ' * (width - columns(name))}  {correct / total:.2%} ({correct}/{total})")

@@ -230,3 +230,42 @@ def test_rules_that_read_the_losses_alone_compute_no_gradient_estimates(monkeypa
     assert len(result.history) == 1 and result.history[0]["estimate_seconds"] > 0
     with pytest.raises(coreaug.UsageError, match="pass with_losses=True too"):
         gradients.estimate_gradients(model, FLOATS, LABELS, losses_only=True)
+
+
+def test_evaluate_sums_up_many_classes_gives_json_and_predict_tells_small_probabilities_apart(tmp_path, monkeypatch):
+    """5,000 classes: 4,287 lines of evaluate in name order, a 99 KB repr of Evaluation, and predict's
+    0.000084 for ranks 2-4 of 20,000 classes (explore22-classes #3, #4); evaluate had no output for
+    scripts (explore22-scripts #6)."""
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from coreaug.cli.main import app
+    from coreaug.training import trained
+
+    coreaug.train(coreaug.TrainConfig(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True,
+                                      out=str(tmp_path / "run")))
+    per_class = {f"c{k:05d}": ((k * 7) % 5, 5) for k in range(300)}
+    many = trained.Evaluation(accuracy=0.4, correct=600, total=1500, per_class=per_class, unscored=["c99999"])
+    monkeypatch.setattr(trained.TrainedModel, "evaluate", lambda self, *args, **kwargs: many)
+    assert len(repr(many)) < 300
+    runner = CliRunner()
+    text = runner.invoke(app, ["evaluate", str(tmp_path / "run")])
+    lines = text.output.splitlines()
+    assert text.exit_code == 0 and len(lines) == 1 + 1 + 20 + 1, text.output
+    assert lines[1] == ("  per class, 300 classes: lowest 0.00%, median 40.00%, highest 80.00%; the 20 lowest "
+                        "(every class: --all-classes):")
+    assert lines[2] == "  c00000  0.00% (0/5)" and lines[3] == "  c00005  0.00% (0/5)"
+    assert len(runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--all-classes"]).output.splitlines()) == 302
+    scripted = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--format", "json"])
+    record = json.loads(scripted.output)
+    assert record["accuracy"] == 0.4 and record["per_class"]["c00001"] == [2, 5] and record["unscored"] == ["c99999"]
+    assert record["dataset"] == "digits" and record["scored"] == "test split"
+
+    tiny = [trained.Prediction("x.png", ["a", "b", "c", "d"], [0.000124, 0.0000843, 0.0000838, 3e-9])]
+    monkeypatch.setattr(trained.TrainedModel, "predict", lambda self, *args, **kwargs: tiny)
+    Image.new("L", (8, 8)).save(tmp_path / "x.png")
+    monkeypatch.chdir(tmp_path)
+    rows = runner.invoke(app, ["predict", "run", "x.png", "--top-k", "4"]).output.splitlines()
+    assert [row.split(",")[3] for row in rows[1:]] == ["0.000124", "8.43e-05", "8.38e-05", "3e-09"]

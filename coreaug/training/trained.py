@@ -93,7 +93,7 @@ class Evaluation:
     accuracy: float
     correct: int
     total: int
-    per_class: Dict[str, Tuple[int, int]]
+    per_class: Dict[str, Tuple[int, int]] = dataclasses.field(repr=False)  # (20,000 classes: 100 KB in a notebook)
     scored: str = "test split"
     skipped: List[str] = dataclasses.field(default_factory=list)
     unscored: List[str] = dataclasses.field(default_factory=list)
