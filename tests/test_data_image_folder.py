@@ -158,6 +158,11 @@ def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path):
     write_image(tmp_path / "dog" / "0.png", COLOURS["dog"])
     with pytest.raises(ValueError, match=r"class folder .*dog has 1 image"):
         load_image_folder(tmp_path, image_size=8, progress=False)
+    for name in ("eel", "fox", "gnu", "hen"):  # a long tail: named all at once, not one a run (explore22-classes #5)
+        write_image(tmp_path / name / "0.png", COLOURS["dog"])
+    with pytest.raises(ValueError, match=r"^5 class folders have one image \(.*dog, .*eel, .*fox and 2 more\); with "
+                                         r"no val/ folder each class needs at least two"):
+        load_image_folder(tmp_path, image_size=8, progress=False)
 
 
 def _folder_with_a_dangling_link(root):

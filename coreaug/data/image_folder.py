@@ -639,12 +639,18 @@ def _split(files, class_folders, val_fraction, seed):
     labels = np.array([label for _, label in files], dtype=np.int64)
     order = np.argsort(labels, kind="stable")  # each class's rows in file order, found once for all classes
     bounds = np.searchsorted(labels[order], np.arange(len(class_folders) + 1))
+    single = np.flatnonzero(np.diff(bounds) < 2)
+    if len(single) == 1:
+        raise UsageError(f"class folder {shown(class_folders[single[0]])} has {np.diff(bounds)[single[0]]} image; with "
+                         "no val/ folder each class needs at least two (one to train on, one to test)")
+    if len(single):  # all of them at once: a long-tailed folder was fixed one class a run
+        named = ", ".join(shown(class_folders[k]) for k in single[:3])
+        more = f" and {len(single) - 3} more" if len(single) > 3 else ""
+        raise UsageError(f"{len(single)} class folders have one image ({named}{more}); with no val/ folder each class "
+                         "needs at least two (one to train on, one to test)")
     test_rows = []
     for label, folder in enumerate(class_folders):
         rows = order[bounds[label]:bounds[label + 1]]
-        if len(rows) < 2:
-            raise UsageError(f"class folder {shown(folder)} has {len(rows)} image; with no val/ folder each class "
-                             "needs at least two (one to train on, one to test)")
         take = min(len(rows) - 1, max(1, round(val_fraction * len(rows))))
         test_rows += rng.permutation(rows)[:take].tolist()
     is_test = np.zeros(len(files), dtype=bool)
