@@ -61,7 +61,8 @@ LONG_SELECTION = 20_000  # examples from which a selection may take seconds to m
 @click.option("--knn", type=int, default=DEFAULT_KNN, show_default=True, help="Neighbours per example in the graph.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="own", show_default=True,
               help="Facility location of --strategy coreset (other strategies refuse apricot): own kernel, "
-                   "or apricot-select, a cross-check whose greedy may score lower when similarities tie.")
+                   "or apricot-select, a cross-check whose greedy may score lower when similarities tie (it "
+                   "compiles at each class's fit: about a second and several MB a class).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random draws and of the order in which classes that tie get the budget's "
                    "leftover examples, as select_by_rule(seed=); a training run with --seed T selects "

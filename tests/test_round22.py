@@ -269,3 +269,24 @@ def test_evaluate_sums_up_many_classes_gives_json_and_predict_tells_small_probab
     monkeypatch.chdir(tmp_path)
     rows = runner.invoke(app, ["predict", "run", "x.png", "--top-k", "4"]).output.splitlines()
     assert [row.split(",")[3] for row in rows[1:]] == ["0.000124", "8.43e-05", "8.38e-05", "3e-09"]
+
+
+def test_apricot_past_twenty_classes_is_warned_about(monkeypatch):
+    """backend="apricot" compiles at every class's fit: 100 classes of 3 examples took 118 s and 620 MB
+    that stayed, 20,000 classes hours, with no word in the docs or at the call (explore22-classes #2)."""
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from coreaug.selection import coreset
+
+    monkeypatch.setattr(coreset, "apricot_greedy", coreset.lazy_greedy)  # (the warning, not apricot's minutes)
+    x = np.random.default_rng(0).standard_normal((63, 4)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"backend='apricot' compiles its kernels at every fit, one for each of 21 "
+                                         r"classes: about a second and several MB a class"):
+        coreaug.select_coreset(x, np.arange(63) % 21, 0.5, backend="apricot")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coreaug.select_coreset(x[:60], np.arange(60) % 20, 0.5, backend="apricot")
+        coreaug.select_coreset(x, np.arange(63) % 21, 0.5)

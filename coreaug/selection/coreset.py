@@ -3,6 +3,8 @@ import time
 
 import numpy as np
 
+from coreaug.files import warn_at_caller
+
 from .budgets import class_members
 from .checks import (BALANCES, check_bool, check_choice, check_features, check_fraction, check_int, check_keep,
                      check_labels, check_positive_int)
@@ -10,6 +12,8 @@ from .facility_location import apricot_greedy, lazy_greedy
 from .knn import knn_graph
 from .selection import Selection
 from .weights import cluster_sizes, nearest_selected, normalise_weights
+
+APRICOT_CLASSES = 20  # classes past which backend="apricot" (a compile per class's fit) is warned about
 
 def load_selection_libraries():
     """Load faiss, scipy.sparse and the greedy kernel (numba, its compiled code from the disk cache)
@@ -39,7 +43,9 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     greedily to the class budget (`backend="own"`: the project's lazy-greedy kernel, an exact
     greedy; `"apricot"`: apricot-select on the same graph, a cross-check whose lazy greedy may
     take a zero-gain pick while others gain, and so score lower, when similarities tie, e.g. on
-    duplicate or rounded estimates), then weights every pick by the number
+    duplicate or rounded estimates; it compiles its kernels at every fit, one a class: about a
+    second and several MB, kept until the process ends, per class, warned about past
+    `APRICOT_CLASSES`), then weights every pick by the number
     of class members nearest to it, normalised to mean 1. `knn >= class size - 1` gives
     the exact dense objective; the graph takes about 64 bytes per member and neighbour of a class
     (20,000 members at knn 1000: about 1.2 GiB), and running out of memory is a UsageError. The
@@ -71,6 +77,11 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     greedy = lazy_greedy if backend == "own" else apricot_greedy
 
     classes, budgets, members_of = class_members(y, fraction, balance, tie_seed)
+    fits = int(np.count_nonzero(budgets))
+    if backend == "apricot" and fits > APRICOT_CLASSES:
+        warn_at_caller(f"backend='apricot' compiles its kernels at every fit, one for each of {fits} classes: about a "
+                       "second and several MB a class, kept until the process ends; backend='own' is the exact "
+                       "greedy, in milliseconds")
     picked, counts, objectives = [], [], np.zeros(classes.size)
     timings = {"knn": 0.0, "greedy": 0.0, "weights": 0.0}
     for c, (members, budget) in enumerate(zip(members_of, budgets)):
