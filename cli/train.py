@@ -149,7 +149,7 @@ def train_options(command):
         click.option("--sync-bn", is_flag=True, help="Under torchrun on GPUs: BatchNorm statistics over the global batch."),
         click.option("--seed", type=int, default=_default("seed"), show_default=True,
                      help="Seed of everything random (CPU runs repeat exactly at the same thread count)."),
-        click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines."),
         click.option("--tensorboard", is_flag=True,
                      help="Also write each epoch's metrics as TensorBoard scalars to the run's tensorboard/ folder."),
     ]

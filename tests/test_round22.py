@@ -290,3 +290,14 @@ def test_apricot_past_twenty_classes_is_warned_about(monkeypatch):
         warnings.simplefilter("error")
         coreaug.select_coreset(x[:60], np.arange(60) % 20, 0.5, backend="apricot")
         coreaug.select_coreset(x, np.arange(63) % 21, 0.5)
+
+
+def test_quiet_has_a_short_flag(tmp_path):
+    """`coreaug train ... -q` was "error: No such option '-q'" (explore22-scripts #7)."""
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    done = CliRunner().invoke(app, ["train", "--dataset", "digits", "--epochs", "2", "--train-limit", "64",
+                                    "--test-limit", "32", "-q", "--out", str(tmp_path / "run")])
+    assert done.exit_code == 0 and done.stdout.startswith("final test accuracy ") and done.stdout.count("\n") == 1
