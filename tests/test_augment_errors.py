@@ -147,9 +147,11 @@ def test_op_magnitudes_and_fills_take_numpy_scalars():
 
 
 @pytest.mark.parametrize("shape, hint", [
-    ((1, 1, 3, 8, 8), r"fold the leading dimensions into the batch with images.flatten\(0, -4\)"),
-    ((3, 8, 8), r"add a batch dimension with images.unsqueeze\(0\)"),
-    ((8, 8), r"add channel and batch dimensions with images\[None, None\]"),
+    ((1, 1, 3, 8, 8), r"frames of \(B, T, C, H, W\)\? fold them into the batch with images.flatten\(0, 1\) "
+                      r"\(torch's video layout \(B, C, T, H, W\) first with images.transpose\(1, 2\)\)"),
+    ((1, 1, 1, 3, 8, 8), r"fold the leading dimensions into the batch with images.flatten\(0, -4\)"),
+    ((3, 8, 8), r"one image\? add a batch dimension with images.unsqueeze\(0\) \(a batch of 1-D signals"),
+    ((8, 8), r"one grey image\? add channel and batch dimensions with images\[None, None\] \(a batch of rows"),
 ])
 def test_wrong_rank_hint_fits_the_rank(shape, hint):
     with pytest.raises(ValueError, match=r"4-D tensor \(B, C, H, W\), got shape .*; " + hint):

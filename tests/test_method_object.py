@@ -350,7 +350,7 @@ def test_uint8_images_without_preprocess_are_one_line_naming_the_fix():
     data = coreaug.load_dataset("digits")
     model = create_model("cnn", in_channels=1, num_classes=10)
     method = coreaug.CoresetAugmentation(data.train_labels, strategy="coreset", fraction=0.3)
-    with pytest.raises(coreaug.UsageError, match="cannot take the uint8 images .* pass preprocess="):
+    with pytest.raises(coreaug.UsageError, match="cannot take the uint8 inputs .* pass preprocess="):
         method.start_epoch(0, model, data.train_images)
     with pytest.raises(coreaug.UsageError, match="estimate_gradients: transform="):
         coreaug.estimate_gradients(model, data.train_images[:8], data.train_labels[:8])

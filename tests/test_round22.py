@@ -301,3 +301,88 @@ def test_quiet_has_a_short_flag(tmp_path):
     done = CliRunner().invoke(app, ["train", "--dataset", "digits", "--epochs", "2", "--train-limit", "64",
                                     "--test-limit", "32", "-q", "--out", str(tmp_path / "run")])
     assert done.exit_code == 0 and done.stdout.startswith("final test accuracy ") and done.stdout.count("\n") == 1
+
+
+def test_data_that_is_not_images_mixes_and_scores_with_its_own_errors():
+    """mix_with_partners rounded float copies to 0 or 1 and made (2, 6) rows (2, 1, 2, 6); a token model's
+    shape bug became "cannot take the int64 images ... x.float() / 255", its own line dropped
+    (explore22-modalities #1, #2)."""
+    import traceback
+
+    import pytest
+
+    from coreaug.training.trainer import mix_with_partners
+
+    g = torch.Generator().manual_seed(0)
+    floats = torch.rand(10, 1, 8, 8)
+    mixed = mix_with_partners(floats[:3].clone(), floats, torch.tensor([4, 5, 6]), lambda x, s: x, g)
+    assert mixed.dtype == torch.float32 and mixed.unique().numel() > 2
+    lo, hi = torch.minimum(floats[:3], floats[4:7]), torch.maximum(floats[:3], floats[4:7])
+    assert bool(((mixed >= lo - 1e-6) & (mixed <= hi + 1e-6)).all())  # a blend of each copy and its partner
+    rows = torch.rand(10, 6)
+    assert mix_with_partners(rows[:2], rows, torch.tensor([4, 5]), lambda x, s: x, g).shape == (2, 6)
+    pixels = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8)
+    assert mix_with_partners(pixels[:2], pixels, torch.tensor([4, 5]), lambda x, s: x, g).dtype == torch.uint8
+
+    class Tokens(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.embed, self.mix = torch.nn.Embedding(50, 16), torch.nn.Linear(width, 8)
+            self.head = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.head(self.mix(self.embed(x)).mean(1))  # a shape bug when width != 16
+
+    ids = torch.randint(0, 50, (N, 12))
+    method = coreaug.CoresetAugmentation(LABELS, strategy="coreset", fraction=0.25)
+    with pytest.raises(RuntimeError) as shape_bug:
+        method.scores(Tokens(8), ids)
+    assert not isinstance(shape_bug.value, coreaug.UsageError)
+    assert "in forward" in "".join(traceback.format_exception(shape_bug.value))  # the user's own line
+    with pytest.raises(coreaug.UsageError, match=r"cannot take the float32 inputs .* e\.g\. lambda x: x\.long\(\) "):
+        method.scores(Tokens(16), ids.float())
+    assert method.scores(Tokens(16), ids)["estimates"].shape[0] == N
+
+
+def test_labels_of_several_classes_a_row_are_not_told_to_take_argmax():
+    """Multi-hot targets were told "one-hot rows? class ids are labels.argmax(1)": 57 of 100 rows became
+    class 0, 26 of them with no label at all (explore22-modalities #3)."""
+    import pytest
+
+    multi = (torch.rand(100, 4, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    with pytest.raises(coreaug.UsageError, match=r"rows that mark several classes \(or none\) have no class id"):
+        coreaug.CoresetAugmentation(multi, strategy="coreset")
+    for rows in (torch.eye(4)[LABELS], torch.softmax(torch.randn(N, 4), 1)):  # one-hot, soft: argmax is the class
+        with pytest.raises(coreaug.UsageError, match=r"one-hot or soft rows\? class ids are labels\.argmax\(1\)"):
+            coreaug.select_random(rows, 0.5)
+
+
+def test_a_shuffled_dataset_with_column_labels_is_refused_when_wrapped():
+    """`TensorDataset(x[perm], y[perm][:, None])`, labels of shape (1,): wrapped without a word, the weights
+    and copies trained on the wrong examples (scores refused it) (explore22-modalities #4)."""
+    import numpy as np
+    import pytest
+
+    method = coreaug.CoresetAugmentation(LABELS, strategy="random", fraction=0.25)
+    order = torch.randperm(N, generator=torch.Generator().manual_seed(1))
+    columns = LABELS[order][:, None]
+    for shuffled in (torch.utils.data.TensorDataset(FLOATS[order], columns),
+                     [(image, label) for image, label in zip(FLOATS[order], columns.numpy())]):  # (1,) arrays
+        with pytest.raises(coreaug.UsageError, match=r"item 0's label is \d but labels\[0\] is 0: wrap the training"):
+            method.dataset(shuffled)
+    ordered = [(image, np.array([label])) for image, label in zip(FLOATS, LABELS.tolist())]
+    assert len(method.dataset(ordered)) == 2 * N
+
+
+def test_sequences_of_their_own_lengths_are_told_how_to_be_scored():
+    """Variable-length token sequences were told to "give its transform a fixed size (T.Resize and
+    T.CenterCrop, say)" (explore22-modalities #7)."""
+    import pytest
+
+    lengths = torch.randint(3, 20, (N,), generator=torch.Generator().manual_seed(0))
+    items = [(torch.randint(1, 50, (int(length),)), int(label)) for length, label in zip(lengths, LABELS)]
+    model = torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Flatten(), torch.nn.LazyLinear(4))
+    method = coreaug.CoresetAugmentation(LABELS, strategy="coreset", fraction=0.25)
+    with pytest.raises(coreaug.UsageError, match=r"items of different lengths \(\d+ and \d+ in one batch\): pad them "
+                                                 r"to one length \(torch.nn.utils.rnn.pad_sequence\)"):
+        method.scores(model, items)

@@ -90,10 +90,10 @@ def test_estimate_gradients_refuses_a_dtype_device_or_items_it_cannot_use():
 
 def test_float64_images_get_the_message_uint8_images_get():
     model, images, labels = _tiny()
-    with pytest.raises(UsageError, match="cannot take the float64 images.*lambda x: x.to\\(torch.float32\\)"):
+    with pytest.raises(UsageError, match="cannot take the float64 inputs.*lambda x: x.to\\(torch.float32\\)"):
         coreaug.estimate_gradients(model, images.double(), labels)
     method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.5)
-    with pytest.raises(UsageError, match="cannot take the float64 images"):
+    with pytest.raises(UsageError, match="cannot take the float64 inputs"):
         method.start_epoch(0, model, images.double())
 
 

@@ -25,10 +25,14 @@ def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
     if not isinstance(images, torch.Tensor):
         raise UsageError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
     if images.dim() != 4:
-        hint = {2: "; add channel and batch dimensions with images[None, None]",
-                3: "; add a batch dimension with images.unsqueeze(0)"}.get(
-            images.dim(), "; fold the leading dimensions into the batch with images.flatten(0, -4)"
-            if images.dim() > 4 else "")
+        # (one image's fixes: a batch of rows or signals is no image, and coreaug's policies are image ops)
+        hint = {2: "; one grey image? add channel and batch dimensions with images[None, None] (a batch of rows "
+                   "or 1-D signals is no image: augment it with a callable of your own)",
+                3: "; one image? add a batch dimension with images.unsqueeze(0) (a batch of 1-D signals "
+                   "(B, C, T) is no image: augment it with a callable of your own)"}.get(
+            images.dim(), "; frames of (B, T, C, H, W)? fold them into the batch with images.flatten(0, 1) (torch's "
+                          "video layout (B, C, T, H, W) first with images.transpose(1, 2))" if images.dim() == 5 else
+            "; fold the leading dimensions into the batch with images.flatten(0, -4)" if images.dim() > 5 else "")
         raise UsageError(f"images must be a 4-D tensor (B, C, H, W), got shape {tuple(images.shape)}{hint}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise UsageError(

@@ -80,6 +80,19 @@ def check_keep(keep, n):
     return mask.astype(bool, copy=False)
 
 
+def _rows_advice(y):
+    """What to do with 2-D labels: one-hot or soft rows (one largest value each) have class ids;
+    multi-hot rows (several classes, or none) have none, and argmax would make them wrong ones."""
+    numeric = y.dtype.kind in "biuf"
+    rows = y.astype(np.float64) if numeric else None
+    if numeric and np.isfinite(rows).all() and ((rows == rows.max(axis=1, keepdims=True)).sum(axis=1) == 1).all() \
+            and np.allclose(rows.sum(axis=1), 1):
+        return "; one-hot or soft rows? class ids are labels.argmax(1)"
+    return ("; rows that mark several classes (or none) have no class id: coreaug selects per class of one label "
+            "each. For multi-label targets pass one stratifying id per example (all 0 for one pool) and select on "
+            "scores of your own: select(epoch, estimates=..., losses=...)")
+
+
 def check_labels(labels, n=None):
     """Labels as a 1-D int64 array of non-negative class ids (length n if given)."""
     y = to_numpy(labels, "labels")
@@ -88,7 +101,7 @@ def check_labels(labels, n=None):
                          "or tensor of class ids")
     if y.ndim != 1:
         advice = ("; flatten a column with labels.ravel()" if y.ndim == 2 and y.shape[1] == 1 else
-                  "; one-hot rows? class ids are labels.argmax(1)" if y.ndim == 2 else "")
+                  _rows_advice(y) if y.ndim == 2 else "")
         raise UsageError(f"labels must be 1-D (n_examples,), got shape {y.shape}{advice}")
     if y.size == 0:
         raise UsageError("labels must be non-empty, got 0 labels")

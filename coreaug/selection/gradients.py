@@ -7,6 +7,7 @@ images in eval mode.
 """
 import math
 import numbers
+import re
 import sys
 
 import numpy as np
@@ -65,25 +66,32 @@ def check_model_logits(out, batch, what="the model", classes=None):
                      f"it returned {got} for a batch of {batch}{advice}")
 
 
+# torch's words for an input of a dtype a layer cannot take (conv, linear, batch norm, embedding)
+DTYPE_ERROR = re.compile(r"dtype|scalar type|should be the same|not implemented for '|Tensor instead")
+
+
 def _model_on(model, inputs):
-    """``model(inputs)``; where the model cannot take the images' dtype (uint8 given without a
-    ``preprocess=``/``transform=``, or float64 ones, numpy's default, for a float32 model), a
-    UsageError saying so: torch's own error names only dtypes."""
+    """``model(inputs)``; where the model cannot take the inputs' dtype (uint8 images given without
+    a ``preprocess=``/``transform=``, float64 ones, numpy's default, for a float32 model, or token
+    ids of a dtype its embedding refuses), a UsageError saying so: torch's own error names only
+    dtypes. Any other error (a shape mistake in the model's forward) comes through as it is."""
     try:
         return model(inputs)
     except RuntimeError as exc:
-        if not isinstance(inputs, torch.Tensor):
+        if not isinstance(inputs, torch.Tensor) or not DTYPE_ERROR.search(str(exc)):
             raise
-        if not inputs.is_floating_point():
+        if "'indices'" in str(exc):  # an nn.Embedding's: token ids (x.float() / 255 would fail there again)
+            example = "lambda x: x.long() (token ids)"
+        elif not inputs.is_floating_point():
             example = "lambda x: x.float() / 255"
         elif any(p.is_floating_point() and p.dtype != inputs.dtype for p in model.parameters()):
             held = next(p.dtype for p in model.parameters() if p.is_floating_point())
             example = f"lambda x: x.to({held})"
         else:
             raise
-        raise UsageError(f"the model cannot take the {str(inputs.dtype).replace('torch.', '')} images it was given "
+        raise UsageError(f"the model cannot take the {str(inputs.dtype).replace('torch.', '')} inputs it was given "
                          f"({first_line(exc)}); pass preprocess= (estimate_gradients: transform=) to turn them into "
-                         f"its input, e.g. {example}") from None
+                         f"its input, e.g. {example}") from exc
 
 
 def _check_items(images):

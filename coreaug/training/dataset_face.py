@@ -6,6 +6,7 @@ import numbers
 import warnings
 import zlib
 
+import numpy as np
 import torch
 
 from coreaug.errors import UsageError
@@ -95,9 +96,7 @@ class PlanDataset(torch.utils.data.Dataset):
                     sorted({round(k * (n - 1) / (cls.CHECKED_ITEMS - 1)) for k in range(1, cls.CHECKED_ITEMS)})}
         read[0] = first
         for index in sorted(read):
-            label = read[index][1]
-            if isinstance(label, torch.Tensor) and label.dim() == 0 and not label.is_floating_point():
-                label = label.item()
+            label = _one_integer(read[index][1])
             if isinstance(label, numbers.Integral) and not isinstance(label, bool) and label != labels[index]:
                 raise UsageError(f"item {index}'s label is {int(label)} but labels[{index}] is {int(labels[index])}: "
                                  "wrap the training set in the order of the labels given to CoresetAugmentation")
@@ -113,13 +112,21 @@ class PlanDataset(torch.utils.data.Dataset):
                           "alone trains no strong copy)", stacklevel=2)
 
 
+def _one_integer(label):
+    """A label that holds one integer (a 0-dim or one-element tensor or array: a column's, as
+    `TensorDataset(x, y[:, None])` gives) as that integer; any other label as it is."""
+    if isinstance(label, torch.Tensor) and label.numel() == 1 and not label.is_floating_point():
+        return label.reshape(()).item()
+    if isinstance(label, np.ndarray) and label.size == 1 and np.issubdtype(label.dtype, np.integer):
+        return label.reshape(()).item()
+    return label
+
+
 @contextlib.contextmanager
 def _kept_random_states():
     """Give torch's CPU generator, Python's `random` and numpy's global generator back the states
     they had on entering."""
     import random
-
-    import numpy as np
 
     states = torch.get_rng_state(), random.getstate(), np.random.get_state()
     try:

@@ -350,6 +350,10 @@ class CoresetAugmentation:
             if sizes is None:
                 raise
             shape = lambda text: "x".join(text.replace(" ", "").split(","))  # noqa: E731
+            if sizes[1].count(",") == 0:  # 1-D items: sequences of their own lengths
+                raise UsageError(f"the data to score has items of different lengths ({sizes[1]} and {sizes[3]} in "
+                                 "one batch): pad them to one length (torch.nn.utils.rnn.pad_sequence) and score "
+                                 "that tensor, or select from your own forward: select(epoch, logits=...)") from None
             raise UsageError(f"the data to score has images of different sizes ({shape(sizes[1])} and "
                              f"{shape(sizes[3])} in one batch): give its transform a fixed size "
                              "(T.Resize and T.CenterCrop, say)") from None

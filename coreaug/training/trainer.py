@@ -1051,13 +1051,15 @@ def mix_with_partners(copies, train_images, partners, weak, source):
     (weakly augmented) by a weight drawn uniformly from [0, 1] (Beta(1, 1)); labels stay.
     `train_images` are in memory on the device (load_run_data refuses to stream for crust): an
     `Images`, or the uint8 tensor of an own loop. `source` is the copies' own (its draws
-    continue after their strong augmentation)."""
+    continue after their strong augmentation). Any layout whose first dimension is the copies' (a
+    float blend of float data; an integer one rounded)."""
     if not hasattr(train_images, "read"):
         from coreaug.data.images import as_images
         train_images = as_images(train_images)
     mates = weak(train_images.read(partners), source)
-    lam = uniform(len(copies), source, copies.device).view(-1, 1, 1, 1)
-    return (lam * copies.float() + (1 - lam) * mates.float()).round_().to(copies.dtype)
+    lam = uniform(len(copies), source, copies.device).view(-1, *[1] * (copies.dim() - 1))
+    blend = lam * copies.float() + (1 - lam) * mates.float()
+    return blend.to(copies.dtype) if copies.is_floating_point() else blend.round_().to(copies.dtype)
 
 
 class ProgressBar:
