@@ -124,8 +124,14 @@ def test_a_sampler_pass_resumes_mid_epoch_from_its_state_and_refuses_another_pla
     with pytest.raises(coreaug.UsageError, match="but the method's is epoch 2's plan"):
         next(later)
     after = iter(resumed.sampler())
-    after.load_state_dict(whole)  # resumes nothing of a whole pass: the next epoch's plan, whole
+    after.load_state_dict(whole)  # a whole pass of epoch 1, and epoch 2 begun: epoch 2's plan, whole
     assert sorted(_pass_items(resumed, after)) == sorted(int(item) for item in resumed.sampler())
+    ended = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.3, select_every=2)
+    ended.load_state_dict(method_state)
+    ended.start_epoch(1)
+    done_pass = iter(ended.sampler())
+    done_pass.load_state_dict(whole)  # saved after epoch 1's last batch, resumed in epoch 1: nothing of it again
+    assert _pass_items(ended, done_pass) == [] and done_pass.state_dict() == whole
     with pytest.raises(coreaug.UsageError, match="not a state of a coreaug sampler's pass"):
         later.load_state_dict({"samples_yielded": 3})
 

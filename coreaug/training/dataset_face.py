@@ -267,8 +267,8 @@ class PlanIterator:
     names the plan (epoch, checksum and length of this rank's items) and the items handed out, so
     that a mid-epoch resume skips those of the same plan, and refuses another plan's (a method whose
     state was not loaded selects and shuffles anew: the count would skip other items). A state of a
-    whole pass resumes nothing of it: the next pass is a whole plan (a checkpoint at an epoch's end
-    resumes at the next epoch)."""
+    whole pass resumes nothing of that plan (a checkpoint after an epoch's last batch), and the
+    whole of another (the next epoch's, once start_epoch began it)."""
 
     def __init__(self, sampler):
         self.sampler = sampler
@@ -292,9 +292,12 @@ class PlanIterator:
         self._plan = (self.sampler.method.epoch, zlib.crc32(items.numpy().tobytes()), len(items))
         skip = 0
         resumed = self._resumed
-        if resumed is not None and 0 < resumed["yielded"] < resumed["length"]:
+        if resumed is not None and resumed["yielded"]:
             skip = resumed["yielded"]
-            if (resumed["epoch"], resumed["plan"], resumed["length"]) != self._plan:
+            same = (resumed["epoch"], resumed["plan"], resumed["length"]) == self._plan
+            if skip >= resumed["length"] and not same:  # a whole pass saved, and the next epoch begun
+                skip = 0
+            elif not same:
                 saved = resumed["epoch"]
                 what = "another plan of that epoch" if saved == self._plan[0] else f"epoch {self._plan[0]}'s plan"
                 raise UsageError(f"the DataLoader's state resumes epoch {saved}'s plan after {skip} of its items, "
