@@ -392,3 +392,50 @@ def test_sequences_of_their_own_lengths_are_told_how_to_be_scored():
     with pytest.raises(coreaug.UsageError, match=r"items of different lengths \(\d+ and \d+ in one batch\): pad them "
                                                  r"to one length \(torch.nn.utils.rnn.pad_sequence\)"):
         method.scores(model, items)
+
+
+def test_batch_norm_statistics_estimated_again_are_a_changed_model():
+    """Only BatchNorm's running statistics changed (AdaBN before fine-tuning): warned as a torch.func loop's
+    untrained parameters, while 367 of 600 picks changed (explore22-finetune #8)."""
+    import warnings
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.Linear(144, 4))
+    method = coreaug.CoresetAugmentation(LABELS, strategy="coreset", fraction=0.25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        method.start_epoch(0, model, FLOATS)
+        with torch.no_grad():
+            model.train()(FLOATS + 1)  # statistics of another domain, no step
+        method.start_epoch(1, model, FLOATS)
+
+
+class _FrozenFeatures(torch.nn.Module):
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+        self.head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def frozen_features(in_channels, num_classes):
+    """The usual fine-tuning recipe: the backbone frozen, its BatchNorm in eval mode."""
+    model = _FrozenFeatures(in_channels, num_classes)
+    model.features.requires_grad_(False).eval()
+    return model
+
+
+def test_a_backbone_a_factory_froze_in_eval_mode_stays_frozen_in_training(tmp_path, monkeypatch):
+    """`coreaug train` called model.train() every epoch: a factory's frozen BatchNorm estimated its statistics
+    again on the new data (running mean moved 0.029), only a train() override kept it (explore22-finetune #2)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "frozen_r22", sys.modules[__name__])
+    result = coreaug.train(coreaug.TrainConfig(dataset="digits", model="frozen_r22:frozen_features", epochs=2,
+                                               train_limit=64, test_limit=32, batch_size=16, quiet=True,
+                                               strategy="coreset", augment="maxloss"))
+    norm = result.model.features[1]
+    assert torch.equal(norm.running_mean, torch.zeros(4)) and torch.equal(norm.running_var, torch.ones(4))
+    assert int(norm.num_batches_tracked) == 0 and result.history[-1]["train_loss"] > 0

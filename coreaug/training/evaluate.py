@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from coreaug.data.images import device_batches
-from coreaug.selection.gradients import uncompiled
+from coreaug.selection.gradients import eval_modes, restore_modes, uncompiled
 from coreaug.training.compiled_step import is_dense
 
 
@@ -13,8 +13,7 @@ def _logits(model, images, preprocess, batch_size, autocast):
     the last padded with zero images whose logits are dropped: one graph for the whole pass (a
     shorter last batch would compile another, for dynamic shapes). In eval mode an example's
     logits do not depend on the rest of its batch."""
-    was_training = model.training
-    model.eval()
+    modes = eval_modes(model)  # each submodule's own mode given back: a frozen BatchNorm stays frozen
     device = next(model.parameters()).device
     fixed = uncompiled(model) is not model  # torch.compile(module)'s wrapper
     try:
@@ -25,7 +24,7 @@ def _logits(model, images, preprocess, batch_size, autocast):
                     batch = _padded(batch, batch_size)
                 yield model(preprocess(batch))[:n].float()
     finally:
-        model.train(was_training)
+        restore_modes(modes)
 
 
 def _padded(batch, batch_size):

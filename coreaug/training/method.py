@@ -738,15 +738,17 @@ def shards_parameters(model):
 
 
 def parameters_mark(model):
-    """Each parameter's sum (a shard's, for a sharded one) as a float64 CPU tensor, None for a model
-    without parameters: what tells a trained model from the one scored before."""
+    """Each parameter's and floating buffer's sum (a shard's, for a sharded one) as a float64 CPU
+    tensor, None for a model without parameters: what tells a trained model (or one whose
+    BatchNorm statistics were estimated again) from the one scored before."""
     if not isinstance(model, torch.nn.Module):
         return None
-    parameters = [getattr(p, "_local_tensor", p) for p in bare_model(model).parameters()]
-    if not parameters:
+    bare = bare_model(model)
+    tensors = [getattr(t, "_local_tensor", t) for t in (*bare.parameters(), *bare.buffers()) if t.is_floating_point()]
+    if not tensors:
         return None
     with torch.no_grad():
-        return torch.stack([p.detach().double().sum() for p in parameters]).cpu()
+        return torch.stack([t.detach().double().sum() for t in tensors]).cpu()
 
 
 def bare_model(model):

@@ -27,7 +27,8 @@ from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_li
 from coreaug.files import where_raised
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.coreset import load_selection_libraries
-from coreaug.selection.gradients import check_model_logits, estimate_dtype, estimate_gradients, final_linear, uncompiled
+from coreaug.selection.gradients import (check_model_logits, estimate_dtype, estimate_gradients, eval_modes, final_linear,
+                                         restore_modes, uncompiled)
 
 from .compiled_step import (CompiledStep, CudaGraphSkips, check_compilable, cpp_build_failed, prime_optimizer_state,
                             untraceable_code, uses_cuda_graphs, warn_layout_growth)
@@ -234,26 +235,27 @@ def in_memory_format(model, inputs, memory_format):
 
 
 def eval_output(model, inputs):
-    """`model(inputs)` in eval mode without gradients, leaving the model as it was (`kept_tensors`),
-    and torch's random state (a model may draw in eval mode: Monte Carlo dropout)."""
-    was_training = model.training
+    """`model(inputs)` in eval mode without gradients, leaving the model as it was (`kept_tensors`;
+    each submodule's mode: a BatchNorm a factory froze in eval mode stays so), and torch's random
+    state (a model may draw in eval mode: Monte Carlo dropout)."""
+    modes = eval_modes(model)
     try:
         with kept_tensors(model), keeps_global_rng(inputs.device), torch.no_grad():
-            return model.eval()(inputs)
+            return model(inputs)
     finally:
-        model.train(was_training)
+        restore_modes(modes)
 
 
 def training_output(model, inputs):
     """`model(inputs)` in training mode without gradients, leaving the model as it was: its mode,
     its parameters and buffers (BatchNorm's running statistics and batch counts, `kept_tensors`)
     and torch's random state (dropout draws from it) restored."""
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     try:
         with kept_tensors(model), keeps_global_rng(inputs.device), torch.no_grad():
             return model.train()(inputs)
     finally:
-        model.train(was_training)
+        restore_modes(modes)
 
 
 @contextlib.contextmanager
@@ -448,6 +450,14 @@ class RunState:
     start_epoch: int = 0
     train_logits: torch.Tensor = None
     compiled_step: CompiledStep = None  # --compile in one process: built at the first epoch
+    frozen: list = field(default_factory=list)  # submodules the model came in eval mode (`frozen_modules`)
+
+    def train_mode(self, forward):
+        """`forward.train()`, the submodules the model came with in eval mode (a factory's frozen
+        BatchNorm) kept so: model.train() alone would estimate a frozen backbone's statistics again."""
+        forward.train()
+        for module in self.frozen:
+            module.eval()
 
 
 def _train_run(config, distributed, folder, checkpoint, data, model=None):
@@ -557,6 +567,13 @@ def divergence(model, metrics):
 NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
 
 
+def frozen_modules(model):
+    """The submodules of a model in training mode that are in eval mode (a factory's frozen BatchNorm,
+    `model.features.eval()`), which training keeps so; none of a model in eval mode as a whole (a loader's
+    default: trained as usual)."""
+    return [module for module in model.modules() if not module.training] if model.training else []
+
+
 def _start(config, distributed, checkpoint, data, model):
     """The model (built by `_open_run`, its pretrained or checkpoint weights loaded) on the device,
     optimizer, precision and method state of a run, restored from `checkpoint` if given."""
@@ -586,7 +603,8 @@ def _start(config, distributed, checkpoint, data, model):
         train_forward = distributed.wrap(model)
         train_forward = torch.compile(train_forward) if config.compile else train_forward
     run = RunState(model, forward, train_forward, optimizer, method, precision, autocast_for(precision, device),
-                   gradient_scaler(precision, device), inference_batch_size(config.batch_size, device), [])
+                   gradient_scaler(precision, device), inference_batch_size(config.batch_size, device), [],
+                   frozen=frozen_modules(model))
     if checkpoint is not None:  # the model's weights were loaded by `_open_run`
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
@@ -872,7 +890,7 @@ def _train_epoch(config, run, data, plan, strong, weak, epoch, distributed, logi
     draws = batches.draws(config.seed, epoch)
     totals = EpochTotals(device, logit_sums)
     context = {"model": run.forward, "preprocess": data.preprocess, "autocast": autocast} if strong.needs_model else {}
-    forward.train()
+    run.train_mode(forward)
     # The bar (rank 0's) counts every process's examples: the shares are equal.
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
     per_call = steps_per_augment_call(config, strong, batches, device)
@@ -943,7 +961,7 @@ def _train_epoch_compiled(config, run, data, plan, strong, weak, epoch, distribu
     step_fn.new_epoch()
     draws = batches.draws(config.seed, epoch)
     totals = EpochTotals(device, logit_sums)
-    run.model.train()
+    run.train_mode(run.model)
     bar = ProgressBar(len(plan) * world, f"epoch {epoch + 1}/{config.epochs}", config.quiet, world)
     for step, images in enumerate(batches.step_images(data.train_images)):
         take = batches.batch(step)[0]
