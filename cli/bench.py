@@ -140,6 +140,8 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
         click.echo(f"paired differences by seed, with intervals: {shlex.join(program_words())} report {grid} "
                    f"--out {grid}-report")
     if result.failed:
-        reasons = "; ".join(f"{name}: {error}" for name, error in result.failed.items())  # (a log of stderr alone)
-        click.echo(f"error: {len(result.failed)} run(s) failed: {reasons}", err=True)
+        failed = list(result.failed.items())  # each with its error, for a log of stderr alone; past 3, named
+        reasons = "; ".join(f"{name}: {error}" for name, error in failed[:3])
+        more = f"; and {', '.join(name for name, _ in failed[3:])} (each on its failed line)" if len(failed) > 3 else ""
+        click.echo(f"error: {len(failed)} run(s) failed: {reasons}{more}", err=True)
         sys.exit(1)

@@ -59,7 +59,7 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
         click.echo(json.dumps({"dataset": dataset, "scored": result.scored, "accuracy": result.accuracy,
                                "correct": result.correct, "total": result.total,
                                "per_class": {name: list(counts) for name, counts in result.per_class.items()},
-                               "unscored": result.unscored, "skipped": result.skipped}, ensure_ascii=False))
+                               "unscored": result.unscored, "skipped": result.skipped}))  # (ASCII: odd bytes escaped)
         return
     click.echo(f"accuracy {result.accuracy:.2%} ({result.correct}/{result.total}) on the {result.scored} of {dataset}")
     shown = without_controls if is_terminal(sys.stdout) else str  # (to a file, click drops ANSI colour codes)

@@ -39,7 +39,8 @@ CHUNK = 256  # images read and classified at a time, so a large folder never sit
 
 def _source_name(files_from):
     """The --files-from file's name as the user gave it: a closed stdin is read as os.devnull."""
-    closed = getattr(sys.stdin, "coreaug_closed", False) and files_from.name == os.devnull
+    given = getattr(files_from, "_file", files_from)  # (click's wrapper of stdin)
+    closed = getattr(sys.stdin, "coreaug_closed", False) and given is sys.stdin.buffer
     return "<stdin> (closed)" if closed else files_from.name
 
 

@@ -74,7 +74,7 @@ def test_a_model_sharded_by_fsdp_scores_on_every_rank_and_selects_as_unsharded(t
             assert len(chosen) == N // 4
             assert not set(share) & set(one[(fsdp1, gradients)][2])  # disjoint shares of one plan
         for record in (zero, one):
-            assert "pass the model and the training data to start_epoch on every rank (rank 1 passed none)" \
+            assert "pass the model and the training data to start_epoch on every rank (rank 1 did not pass both)" \
                 in record[(fsdp1, "lacking")]
 
 
@@ -264,9 +264,11 @@ def test_evaluate_sums_up_many_classes_gives_json_and_predict_tells_small_probab
                         "(every class: --all-classes):")
     assert lines[2] == "  c00000  0.00% (0/5)" and lines[3] == "  c00005  0.00% (0/5)"
     assert len(runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--all-classes"]).output.splitlines()) == 302
+    many.unscored.append("caf\udce9")  # a Latin-1 folder name's odd byte: written escaped, valid JSON (review32 #2)
     scripted = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--format", "json"])
     record = json.loads(scripted.output)
-    assert record["accuracy"] == 0.4 and record["per_class"]["c00001"] == [2, 5] and record["unscored"] == ["c99999"]
+    assert scripted.output.isascii() and record["unscored"] == ["c99999", "caf\udce9"]
+    assert record["accuracy"] == 0.4 and record["per_class"]["c00001"] == [2, 5]
     assert record["dataset"] == "digits" and record["scored"] == "test split"
 
     tiny = [trained.Prediction("x.png", ["a", "b", "c", "d"], [0.000124, 0.0000843, 0.0000838, 3e-9])]
@@ -439,3 +441,24 @@ def test_a_backbone_a_factory_froze_in_eval_mode_stays_frozen_in_training(tmp_pa
     norm = result.model.features[1]
     assert torch.equal(norm.running_mean, torch.zeros(4)) and torch.equal(norm.running_var, torch.ones(4))
     assert int(norm.num_batches_tracked) == 0 and result.history[-1]["train_loss"] > 0
+
+
+def test_a_runs_stale_traceback_goes_when_it_is_tried_again(tmp_path, monkeypatch):
+    """A crash's error.txt stayed beside a later try's other failure (a damaged checkpoint), blaming the
+    old crash (review32 #3)."""
+    import pytest
+
+    from coreaug.bench import grid
+
+    run = grid.plan_grid(coreaug.TrainConfig(dataset="synthetic", train_limit=32, test_limit=16, epochs=1, quiet=True),
+                         str(tmp_path / "grid"), [0.5], ["random"], [], 1)[0]
+    os.makedirs(run.folder)
+    (tmp_path / "grid" / "runs" / run.name / "error.txt").write_text("Traceback: an earlier try's crash\n")
+
+    def refused(config):
+        raise coreaug.UsageError(f"{run.folder}/checkpoint.pt is truncated or corrupt")
+
+    monkeypatch.setattr(grid, "train", refused)
+    with pytest.raises(coreaug.UsageError, match="truncated"):
+        grid.train_grid_run(run)
+    assert not (tmp_path / "grid" / "runs" / run.name / "error.txt").exists()

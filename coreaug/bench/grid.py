@@ -218,6 +218,7 @@ def train_grid_run(run):
         raise UsageError(f"{run.folder} holds a {problem}, so its run cannot be resumed; remove that folder "
                          "to train the run again")
     warm_selection(run)
+    _remove_error_file(run)  # an earlier try's crash: this try writes its own, if any
     try:
         train(run.config)  # resume=True: continues from checkpoint.pt when there is one
     except UsageError as exc:
@@ -226,11 +227,14 @@ def train_grid_run(run):
         raise
     finally:
         forget_compiled(run.config)
-    try:  # an earlier try's crash, now trained
+    return "resumed" if state == "interrupted" else "trained"
+
+
+def _remove_error_file(run):
+    try:
         os.remove(os.path.join(run.folder, ERROR_FILE))
     except FileNotFoundError:
         pass
-    return "resumed" if state == "interrupted" else "trained"
 
 
 def warm_selection(run):

@@ -466,7 +466,7 @@ class CoresetAugmentation:
             raise UsageError(f"a {self.strategy} selection is due at epoch {epoch} and the model shards its "
                              "parameters between the ranks (FSDP or tensor parallel): its forward runs on every "
                              "rank together, so every rank scores; pass the model and the training data to "
-                             f"start_epoch on every rank (rank {lacking[0]} passed none)")
+                             f"start_epoch on every rank (rank {lacking[0]} did not pass both)")
         self._select_now(epoch, model, data, estimate_options)
         after = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(after, self._fingerprint())
