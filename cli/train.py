@@ -79,8 +79,8 @@ def train_options(command):
                           "classifier of another class count stays freshly initialised."),
         click.option("--norm", type=click.Choice(NORMS),
                      help="Input mean/std: imagenet (0.485,0.456,0.406 / 0.229,0.224,0.225, what torchvision's "
-                          "weights expect) or dataset (the training set's) [default: imagenet with --pretrained, "
-                          "else dataset]."),
+                          "weights expect), dataset (the training set's) or pretrained (what the --pretrained file "
+                          "records: a coreaug model.pt's) [default: imagenet with --pretrained, else dataset]."),
         click.option("--norm-decay/--no-norm-decay", default=_default("norm_decay"), show_default=True,
                      help="Weight decay on biases and normalisation weights too (--no-norm-decay is common "
                           "when fine-tuning; --pretrained leaves it as given)."),

@@ -462,3 +462,26 @@ def test_a_runs_stale_traceback_goes_when_it_is_tried_again(tmp_path, monkeypatc
     with pytest.raises(coreaug.UsageError, match="truncated"):
         grid.train_grid_run(run)
     assert not (tmp_path / "grid" / "runs" / run.name / "error.txt").exists()
+
+
+def test_a_coreaug_model_file_is_normalised_as_it_records_with_norm_pretrained(tmp_path):
+    """--pretrained with coreaug's own model.pt normalised with ImageNet's mean and std, not the file's:
+    83.0% of the model's own test images right became 46.4% (a frozen BatchNorm), without a word; on
+    1-channel data it was refused with --norm dataset as the only way (explore22-finetune #1)."""
+    import pytest
+
+    tiny = dict(epochs=1, train_limit=64, test_limit=32, batch_size=32, quiet=True)
+    first = coreaug.train(coreaug.TrainConfig(dataset="digits", out=str(tmp_path / "digits"), **tiny))
+    recorded = torch.load(tmp_path / "digits" / "model.pt", weights_only=False)["mean"]
+    with pytest.raises(coreaug.UsageError, match=r"has 1 channel\(s\); pass --norm pretrained \(the file's own\) or "):
+        coreaug.train(coreaug.TrainConfig(dataset="digits", pretrained=str(tmp_path / "digits" / "model.pt"), **tiny))
+    again = coreaug.train(coreaug.TrainConfig(dataset="digits", pretrained=str(tmp_path / "digits" / "model.pt"),
+                                              norm="pretrained", out=str(tmp_path / "again"), **tiny))
+    assert torch.load(tmp_path / "again" / "model.pt", weights_only=False)["mean"] == recorded
+    assert again.config.norm == "pretrained" and first.config.norm == "dataset"
+    coreaug.train(coreaug.TrainConfig(dataset="synthetic", out=str(tmp_path / "rgb"), **tiny))
+    with pytest.warns(UserWarning, match=r"rgb/model.pt records the mean and std its model was trained on .*; pass "
+                                         r"--norm pretrained to use the file's"):
+        coreaug.train(coreaug.TrainConfig(dataset="synthetic", pretrained=str(tmp_path / "rgb" / "model.pt"), **tiny))
+    with pytest.raises(coreaug.UsageError, match="norm 'pretrained' reads the mean and std the pretrained file records"):
+        coreaug.TrainConfig(dataset="digits", norm="pretrained").resolved()

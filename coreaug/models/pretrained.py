@@ -62,6 +62,22 @@ def why_unreadable(exc: Exception, path: str) -> str:
     return f"it is truncated or corrupt: {reason}"
 
 
+def recorded_normalisation(path: str):
+    """The (mean, std) lists that the file at `path` records (a coreaug model.pt's, what its model was
+    trained on), or None (a plain state dict; an unreadable file, refused where its weights load)."""
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - load_pretrained says why
+        return None
+    if not isinstance(content, Mapping):
+        return None
+    mean, std = content.get("mean"), content.get("std")
+    if not (isinstance(mean, (list, tuple)) and isinstance(std, (list, tuple)) and mean and len(mean) == len(std)
+            and all(isinstance(v, (int, float)) for v in (*mean, *std))):
+        return None
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
 def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     """The state dict in ``path``: the file's top level, or its ``"state_dict"`` or ``"model"``
     entry, with a DDP ``"module."`` prefix removed."""

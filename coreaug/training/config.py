@@ -41,7 +41,7 @@ OPTIMIZERS = ("sgd", "adamw")
 OPTIMIZER_DEFAULTS = {"sgd": {}, "adamw": dict(lr=1e-3, weight_decay=0.05)}
 # config.model of a module passed to train(config, model=...): "instance:" and its class.
 INSTANCE = "instance:"
-NORMS = ("imagenet", "dataset")
+NORMS = ("imagenet", "dataset", "pretrained")
 # Fields checked for their kind before anything else (TrainConfig._check_types).
 BOOLEANS = ("download", "weight_augmented", "nesterov", "flip", "skip_bad_images", "norm_decay", "compile", "sync_bn",
             "resume", "overwrite", "quiet", "tensorboard")
@@ -164,7 +164,8 @@ class TrainConfig:
         a classifier of another class count is left freshly initialised.
     norm: the mean and std that normalise the model's input: "imagenet" (0.485, 0.456, 0.406 /
         0.229, 0.224, 0.225, what torchvision's weights were trained with; RGB only) or
-        "dataset" (the training set's own); None: "imagenet" with `pretrained`, else "dataset".
+        "dataset" (the training set's own) or "pretrained" (what the `pretrained` file records: a
+        coreaug model.pt's); None: "imagenet" with `pretrained`, else "dataset".
     norm_decay: apply weight decay to normalisation weights and biases too (off is the
         usual fine-tuning choice).
     precision: "auto" (bf16 on a GPU that has it, fp16 with a gradient scaler on older GPUs,
@@ -458,6 +459,9 @@ class TrainConfig:
         check_choice(self.stream, "stream", STREAMS, unknown=True)
         check_choice(self.weak, "weak", WEAK, unknown=True)
         check_choice(self.norm, "norm", NORMS, unknown=True)
+        if self.norm == "pretrained" and self.pretrained is None:
+            raise UsageError("norm 'pretrained' reads the mean and std the pretrained file records: give pretrained "
+                             "(--pretrained FILE), or norm 'imagenet' or 'dataset'")
         if self.store_size != self.image_size:
             if isinstance(self.store_size, bool) or not isinstance(self.store_size, numbers.Integral) \
                     or self.store_size < self.image_size:
