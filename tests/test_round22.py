@@ -485,3 +485,39 @@ def test_a_coreaug_model_file_is_normalised_as_it_records_with_norm_pretrained(t
         coreaug.train(coreaug.TrainConfig(dataset="synthetic", pretrained=str(tmp_path / "rgb" / "model.pt"), **tiny))
     with pytest.raises(coreaug.UsageError, match="norm 'pretrained' reads the mean and std the pretrained file records"):
         coreaug.TrainConfig(dataset="digits", norm="pretrained").resolved()
+
+
+def test_pretrained_files_of_wrapped_models_load_and_a_classifier_named_otherwise_is_named(tmp_path):
+    """A compiled model's state dict (keys "_orig_mod.") and a LightningModule's ("model.") were refused with
+    "build the model the checkpoint was saved from", as was a classifier registered before the backbone's last
+    nn.Linear, whose fix is gradient_layer (explore22-finetune #6, #7)."""
+    import pytest
+
+    from coreaug.models import create_model, load_pretrained
+
+    source = create_model("cnn", in_channels=1, num_classes=5)
+    weights = source.state_dict()
+    for name, saved in (("compiled", {f"_orig_mod.{k}": v for k, v in weights.items()}),
+                        ("lightning", {"state_dict": {f"model.{k}": v for k, v in weights.items()}})):
+        torch.save(saved, tmp_path / f"{name}.pt")
+        model = create_model("cnn", in_channels=1, num_classes=5)
+        report = load_pretrained(model, tmp_path / f"{name}.pt")
+        assert not report.classifier_reset and all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+        assert str(report).endswith(", its classifier's included") and ("'model.'" in str(report)) == (name == "lightning")
+
+    class HeadFirst(torch.nn.Module):
+        def __init__(self, classes):
+            super().__init__()
+            self.head = torch.nn.Linear(6, classes)
+            self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 6), torch.nn.ReLU())
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    torch.save(HeadFirst(5).state_dict(), tmp_path / "head_first.pt")
+    with pytest.raises(coreaug.UsageError, match=r"its classifier, of another number of classes, is 'head', not the "
+                                                 r"model's last nn.Linear: name it, model.gradient_layer = 'head'"):
+        load_pretrained(HeadFirst(4), tmp_path / "head_first.pt")
+    named = HeadFirst(4)
+    named.gradient_layer = "head"
+    assert load_pretrained(named, tmp_path / "head_first.pt").classifier_reset

@@ -38,11 +38,13 @@ class PretrainedReport:
     loaded: int
     classifier_reset: bool
     classifier_absent: bool = False
+    prefix: str = ""  # a wrapper's prefix of the file's keys, left out (a LightningModule's "model.")
 
     def __str__(self) -> str:
         why = "the file has none" if self.classifier_absent else "the file's has another number of classes"
-        kept = f"; classifier freshly initialised ({why})"
-        return f"loaded {self.loaded} tensors from {self.path}" + (kept if self.classifier_reset else "")
+        head = f"; classifier freshly initialised ({why})" if self.classifier_reset else ", its classifier's included"
+        left = f" (their prefix {self.prefix!r} left out)" if self.prefix else ""
+        return f"loaded {self.loaded} tensors from {self.path}{left}{head}"
 
 
 def why_unreadable(exc: Exception, path: str) -> str:
@@ -98,9 +100,24 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise UsageError(f"{path} does not hold a state dict (a dict of name -> tensor, at the top "
                          "level or under 'state_dict' or 'model'); save one with "
                          "torch.save(model.state_dict(), path)")
-    if all(k.startswith("module.") for k in content):
-        return {k[len("module."):]: v for k, v in content.items()}
-    return dict(content)
+    content = dict(content)
+    for wrapper in ("_orig_mod.", "module.", "_orig_mod."):  # torch.compile's, DDP's, in either order
+        if all(k.startswith(wrapper) for k in content):
+            content = {k[len(wrapper):]: v for k, v in content.items()}
+    return content
+
+
+def _without_prefix(weights, own):
+    """`weights` without the first name all their keys share (a LightningModule's "model."), and that
+    name, where the keys then are the model's (the classifier's aside); else `weights` as they are, ""."""
+    if all(k in own for k in weights):
+        return weights, ""
+    first = {k.split(".", 1)[0] for k in weights}
+    if len(first) != 1 or not all("." in k for k in weights):
+        return weights, ""
+    prefix = first.pop() + "."
+    stripped = {k[len(prefix):]: v for k, v in weights.items()}
+    return (stripped, prefix) if all(k in own for k in stripped) else (weights, "")
 
 
 def _classifier_keys(model: nn.Module) -> List[str]:
@@ -150,7 +167,8 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
         model: e.g. ``create_model("resnet50", num_classes=10)``.
         path: a file written by ``torch.save``: a state dict, or a dict holding one under
             ``"state_dict"`` or ``"model"`` (as training scripts save them). Keys may carry the
-            ``"module."`` prefix of a DistributedDataParallel model.
+            ``"module."`` prefix of a DistributedDataParallel model, torch.compile's ``"_orig_mod."``,
+            or a wrapper's name that every key shares (a LightningModule's ``"model."``).
 
     Every key and shape must match the model's, except the classifier (the ``nn.Linear`` that
     ``model.gradient_layer`` names, else the last one: ``fc`` in the ResNets): if its shapes
@@ -167,8 +185,8 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
             shapes do not fit the model (the message names the first few and the file).
     """
     path = os.fspath(path)
-    weights = _read_state_dict(path)
     own = model.state_dict()
+    weights, prefix = _without_prefix(_read_state_dict(path), own)
     classifier = _classifier_keys(model)
     absent = bool(classifier) and not any(k in weights for k in classifier)
     classifier_reset = absent or bool(classifier) and all(k in weights for k in classifier) and any(
@@ -185,8 +203,25 @@ def load_pretrained(model: nn.Module, path: Union[str, os.PathLike]) -> Pretrain
         ("shape mismatch", mismatched)) if keys]
     if problems:
         name = _torchvision_resnet(weights) if missing or unexpected else None  # another layout, not a shape
+        head = _other_classifier(model, weights, own) if not (missing or unexpected) else None
         advice = (f"it holds a torchvision ResNet's weights: build the model as {name} (--model {name})" if name
+                  else f"its classifier, of another number of classes, is {head!r}, not the model's last nn.Linear: "
+                       f"name it, model.gradient_layer = {head!r}" if head
                   else "build the model the checkpoint was saved from (same name and in_channels)")
         raise UsageError(f"{path} does not fit {type(model).__name__} ({'; '.join(problems)}); {advice}")
     model.load_state_dict(weights, strict=False)
-    return PretrainedReport(path, len(weights), classifier_reset, absent)
+    return PretrainedReport(path, len(weights), classifier_reset, absent, prefix)
+
+
+def _other_classifier(model, weights, own):
+    """The name of the one nn.Linear whose weight and bias alone differ in their first dimension (its
+    outputs: another number of classes) where the shapes mismatch, or None."""
+    differ = {k for k, v in weights.items() if k in own and v.shape != own[k].shape}
+    layers = {k.rsplit(".", 1)[0] for k in differ}
+    if len(layers) != 1:
+        return None
+    name = layers.pop()
+    layer = dict(model.named_modules()).get(name)
+    if not isinstance(layer, nn.Linear) or differ - {f"{name}.weight", f"{name}.bias"}:
+        return None
+    return name if weights[f"{name}.weight"].shape[1:] == own[f"{name}.weight"].shape[1:] else None
