@@ -522,3 +522,25 @@ def test_pretrained_files_of_wrapped_models_load_and_a_classifier_named_otherwis
     named = HeadFirst(4)
     named.gradient_layer = "head"
     assert load_pretrained(named, tmp_path / "head_first.pt").classifier_reset
+
+
+def test_one_selection_from_a_freshly_initialised_classifier_is_warned_about(tmp_path):
+    """--pretrained turned the one-selection warning off even where the file's classifier was of another
+    class count, so the one selection read a random classifier; a factory loading weights was told its model
+    was "untrained" (explore22-finetune #3)."""
+    import warnings
+
+    import pytest
+
+    from coreaug.models import create_model
+
+    torch.save(create_model("cnn", in_channels=1, num_classes=5).state_dict(), tmp_path / "five.pt")
+    torch.save(create_model("cnn", in_channels=1, num_classes=10).state_dict(), tmp_path / "ten.pt")
+    once = dict(dataset="digits", epochs=2, select_every=5, strategy="maxloss", train_limit=64, test_limit=32,
+                quiet=True, norm="dataset")
+    with pytest.warns(UserWarning, match=r"selects once, at epoch 0, from the outputs of the model as it starts, "
+                                         r"whose classifier is freshly initialised \(.*five.pt has another\)"):
+        coreaug.train(coreaug.TrainConfig(**once, pretrained=str(tmp_path / "five.pt")))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*selects once")
+        coreaug.train(coreaug.TrainConfig(**once, pretrained=str(tmp_path / "ten.pt")))  # its classifier too

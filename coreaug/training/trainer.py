@@ -314,17 +314,25 @@ def check_out_outside_data(config):
                          ".runs)")
 
 
-def _warn_one_selection(config):
+def _warn_one_selection(config, report=None):
     """A warning when a rule that reads the model selects once, at epoch 0, on the model as it starts (a
     re-selection period not below the run's epochs, such as the paper's R = 20 on a 15-epoch run): unless
-    the model starts from trained weights, that subset comes from random predictions and is kept all run."""
+    the model starts from trained weights, classifier included (`report`, load_pretrained's), that subset
+    comes from random predictions and is kept all run."""
     from coreaug.selection.rules import RULES
 
     rule = RULES.get(config.strategy)
-    if rule is not None and rule.needs and config.pretrained is None and 1 < config.epochs <= config.select_every:
-        warnings.warn(f"--select-every {config.select_every} is not below --epochs {config.epochs}: "
-                      f"{config.strategy} selects once, at epoch 0, from the untrained model's outputs, and keeps "
-                      "that subset for the whole run; a smaller --select-every re-selects as the model learns")
+    if rule is None or not rule.needs or not 1 < config.epochs <= config.select_every:
+        return
+    if config.pretrained is None:
+        start = "the model as it starts (untrained, unless your --model loads trained weights)"
+    elif report is not None and report.classifier_reset:
+        start = f"the model as it starts, whose classifier is freshly initialised ({config.pretrained} has another)"
+    else:
+        return
+    warnings.warn(f"--select-every {config.select_every} is not below --epochs {config.epochs}: "
+                  f"{config.strategy} selects once, at epoch 0, from the outputs of {start}, and keeps that subset "
+                  "for the whole run; a smaller --select-every re-selects as the model learns")
 
 
 def _open_run(config, distributed, model=None, on_start=None):
@@ -376,6 +384,7 @@ def _open_run(config, distributed, model=None, on_start=None):
         report = None
         if config.pretrained and checkpoint is None:  # a file that does not fit is refused before a file is written
             report = load_pretrained(model, config.pretrained)
+            _warn_one_selection(config, report)
         if checkpoint is not None:  # the run's weights, before anything is written
             try:
                 model.load_state_dict(checkpoint["model"])
