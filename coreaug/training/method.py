@@ -748,7 +748,7 @@ def parameters_mark(model):
     if not tensors:
         return None
     with torch.no_grad():
-        return torch.stack([t.detach().double().sum() for t in tensors]).cpu()
+        return torch.stack([t.detach().sum(dtype=torch.float64) for t in tensors]).cpu()  # (no float64 copies)
 
 
 def bare_model(model):
