@@ -67,10 +67,13 @@ def why_unreadable(exc: Exception, path: str) -> str:
 def recorded_normalisation(path: str):
     """The (mean, std) lists that the file at `path` records (a coreaug model.pt's, what its model was
     trained on), or None (a plain state dict; an unreadable file, refused where its weights load)."""
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - load_pretrained says why
-        return None
+    content = None
+    for mmap in (True, False):  # (a file saved in torch's legacy format cannot be mapped)
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            break
+        except Exception:  # noqa: BLE001 - load_pretrained says why
+            continue
     if not isinstance(content, Mapping):
         return None
     mean, std = content.get("mean"), content.get("std")
@@ -100,11 +103,15 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise UsageError(f"{path} does not hold a state dict (a dict of name -> tensor, at the top "
                          "level or under 'state_dict' or 'model'); save one with "
                          "torch.save(model.state_dict(), path)")
-    content = dict(content)
-    for wrapper in ("_orig_mod.", "module.", "_orig_mod."):  # torch.compile's, DDP's, in either order
-        if all(k.startswith(wrapper) for k in content):
-            content = {k[len(wrapper):]: v for k, v in content.items()}
-    return content
+    return _unwrapped(dict(content))
+
+
+def _unwrapped(weights):
+    """`weights` without torch.compile's "_orig_mod." and DDP's "module." before every key, in either order."""
+    for wrapper in ("_orig_mod.", "module.", "_orig_mod."):
+        if all(k.startswith(wrapper) for k in weights):
+            weights = {k[len(wrapper):]: v for k, v in weights.items()}
+    return weights
 
 
 def _without_prefix(weights, own):
@@ -116,7 +123,7 @@ def _without_prefix(weights, own):
     if len(first) != 1 or not all("." in k for k in weights):
         return weights, ""
     prefix = first.pop() + "."
-    stripped = {k[len(prefix):]: v for k, v in weights.items()}
+    stripped = _unwrapped({k[len(prefix):]: v for k, v in weights.items()})  # (a LightningModule's compiled model)
     return (stripped, prefix) if all(k in own for k in stripped) else (weights, "")
 
 

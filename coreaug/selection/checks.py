@@ -83,6 +83,8 @@ def check_keep(keep, n):
 def _rows_advice(y):
     """What to do with 2-D labels: one-hot or soft rows (one largest value each) have class ids;
     multi-hot rows (several classes, or none) have none, and argmax would make them wrong ones."""
+    if y.shape[1] == 0:
+        return "; rows of no class"
     numeric = y.dtype.kind in "biuf"
     rows = y.astype(np.float64) if numeric else None
     if numeric and np.isfinite(rows).all() and ((rows == rows.max(axis=1, keepdims=True)).sum(axis=1) == 1).all() \

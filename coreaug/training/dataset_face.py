@@ -91,6 +91,8 @@ class PlanDataset(torch.utils.data.Dataset):
         order); other labels (one-hot, smoothed) are not checked. Once, not per item: a check as each
         item loads made a small-item epoch ~1.5x slower."""
         n = len(labels)
+        if not n or bool((labels == labels[0]).all()):  # one pool (multi-label, regression: the targets are no class)
+            return
         with _kept_random_states():  # a dataset's random transforms draw no number of the user's seeded loop
             read = {index: base[index] for index in
                     sorted({round(k * (n - 1) / (cls.CHECKED_ITEMS - 1)) for k in range(1, cls.CHECKED_ITEMS)})}

@@ -103,7 +103,7 @@ def load_folder(config, progress):
                         on_disk=True, cache_dir=config.cache_dir, workers=workers, store_size=config.store_size)
 
 
-def load_run_data(config, device, distributed=None):
+def load_run_data(config, device, distributed=None, checkpoint=None):
     """Load config.dataset, apply train/test limits and label noise, move it to `device` (or,
     streaming a folder dataset, leave the images on disk). Under torchrun (`distributed`, a
     Distributed), every process streams if any process's node lacks the memory (should_stream),
@@ -147,7 +147,7 @@ def load_run_data(config, device, distributed=None):
         train_images=train_x, train_labels=train_y.long().to(device),
         test_images=test_x, test_labels=test_y.long().to(device),
         num_classes=data.num_classes, in_channels=data.in_channels,
-        preprocess=Normalize(*_norm(config, data), device, crop=config.image_size if folder else None),
+        preprocess=Normalize(*_norm(config, data, checkpoint), device, crop=config.image_size if folder else None),
         noisy=noisy, source=data.source,
         fingerprint=data.fingerprint,
         class_names=list(data.class_names or map(str, range(data.num_classes))),
@@ -155,11 +155,12 @@ def load_run_data(config, device, distributed=None):
     )
 
 
-def _norm(config, data):
+def _norm(config, data, checkpoint=None):
     """(mean, std) of `config.norm`: "imagenet" (what torchvision's weights expect), "dataset", or
-    "pretrained" (what the --pretrained file records). A file that records another than ImageNet's
-    (a coreaug model.pt) normalised by ImageNet's is warned about: 83% of a model's own test images
-    right became 46% (a frozen BatchNorm) without a word."""
+    "pretrained" (what the --pretrained file records; a resumed run's, what its `checkpoint`
+    records: the file may have moved or changed since). A new run from a file that records another
+    than ImageNet's (a coreaug model.pt) normalised by ImageNet's is warned about: 83% of a model's
+    own test images right became 46% (a frozen BatchNorm) without a word."""
     from coreaug.files import warn_at_caller
     from coreaug.models.pretrained import recorded_normalisation
 
@@ -167,8 +168,13 @@ def _norm(config, data):
 
     if config.norm == "dataset":
         return data.mean, data.std
+    if config.norm == "pretrained" and checkpoint is not None and checkpoint.get("normalisation"):
+        return checkpoint["normalisation"]
     recorded = recorded_normalisation(config.pretrained) if config.pretrained is not None else None
     if config.norm == "pretrained":
+        if not os.path.isfile(config.pretrained):
+            raise UsageError(f"--pretrained {config.pretrained} does not exist or is not a file (--norm pretrained "
+                             "reads the mean and std it records)")
         if recorded is None:
             raise UsageError(f"--norm pretrained reads the mean and std a coreaug model.pt records, but "
                              f"{config.pretrained} records none; pass --norm imagenet (torchvision's weights) or dataset")
@@ -180,12 +186,12 @@ def _norm(config, data):
         other = "--norm pretrained (the file's own) or --norm dataset" if recorded else "--norm dataset"
         raise UsageError(f"norm 'imagenet' normalises RGB images, but {data.name} has {data.in_channels} channel(s); "
                          f"pass {other}")
-    if recorded is not None and not (torch.allclose(torch.tensor(recorded[0]), torch.tensor(IMAGENET_MEAN), atol=1e-3)
-                                     and torch.allclose(torch.tensor(recorded[1]), torch.tensor(IMAGENET_STD), atol=1e-3)):
+    imagenet = recorded is not None and all(torch.allclose(torch.tensor(values), torch.tensor(expected), atol=1e-3)
+                                            for values, expected in zip(recorded, (IMAGENET_MEAN, IMAGENET_STD)))
+    if checkpoint is None and recorded is not None and not imagenet:  # (a resumed run keeps its norm: no advice)
         shown = ", ".join(f"{v:.3f}" for v in recorded[0]) + " / " + ", ".join(f"{v:.3f}" for v in recorded[1])
         warn_at_caller(f"{config.pretrained} records the mean and std its model was trained on ({shown}), but the "
-                       "run normalises with ImageNet's (--norm imagenet, the default with --pretrained); pass --norm "
-                       "pretrained to use the file's")
+                       "run normalises with ImageNet's (--norm imagenet); pass --norm pretrained to use the file's")
     return IMAGENET_MEAN, IMAGENET_STD
 
 

@@ -350,8 +350,9 @@ class CoresetAugmentation:
             if sizes is None:
                 raise
             shape = lambda text: "x".join(text.replace(" ", "").split(","))  # noqa: E731
-            if sizes[1].count(",") == 0:  # 1-D items: sequences of their own lengths
-                raise UsageError(f"the data to score has items of different lengths ({sizes[1]} and {sizes[3]} in "
+            if sizes[1].count(",") != 2:  # not (C, H, W): sequences of their own lengths
+                raise UsageError(f"the data to score has items of different lengths ({shape(sizes[1])} and "
+                                 f"{shape(sizes[3])} in "
                                  "one batch): pad them to one length (torch.nn.utils.rnn.pad_sequence) and score "
                                  "that tensor, or select from your own forward: select(epoch, logits=...)") from None
             raise UsageError(f"the data to score has images of different sizes ({shape(sizes[1])} and "
@@ -448,7 +449,7 @@ class CoresetAugmentation:
                            f"{earlier[0]}: a {self.strategy} selection reads the model as it is trained; where your "
                            "loop trains a copy of its parameters (torch.func.functional_call with a dict of them), "
                            "pass a module that holds the trained ones, or select(epoch, logits=...) from your own "
-                           "forward")
+                           "forward (where only its BatchNorm statistics were to change, all is well)")
 
     def _start_sharded(self, epoch, model, data, src, estimate_options, marks):
         """start_epoch's selection where a rank's model shards its parameters (FSDP, tensor parallel): its
@@ -738,13 +739,13 @@ def shards_parameters(model):
 
 
 def parameters_mark(model):
-    """Each parameter's and floating buffer's sum (a shard's, for a sharded one) as a float64 CPU
-    tensor, None for a model without parameters: what tells a trained model (or one whose
-    BatchNorm statistics were estimated again) from the one scored before."""
+    """Each parameter's sum (a shard's, for a sharded one) as a float64 CPU tensor, None for a model
+    without parameters: what tells a trained model from the one scored before. Not its buffers: a
+    torch.func loop's forward in training mode moves the module's BatchNorm statistics while its
+    weights stay as they were."""
     if not isinstance(model, torch.nn.Module):
         return None
-    bare = bare_model(model)
-    tensors = [getattr(t, "_local_tensor", t) for t in (*bare.parameters(), *bare.buffers()) if t.is_floating_point()]
+    tensors = [getattr(t, "_local_tensor", t) for t in bare_model(model).parameters() if t.is_floating_point()]
     if not tensors:
         return None
     with torch.no_grad():

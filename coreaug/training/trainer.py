@@ -54,7 +54,8 @@ class TrainResult:
     final_test_accuracy, best_test_accuracy: of the last and the best evaluated epoch (NaN if none).
     total_seconds, selection_seconds: summed over the epochs (selection's share included in the total).
     model: the trained module (the bare one, not its compiled or DDP wrapper), in eval mode, as
-        `load_run(...).model` is (BatchNorm's running statistics, no dropout); `.train()` to train on.
+        `load_run(...).model` is (BatchNorm's running statistics, no dropout); `.train()` to train on in
+        your own loop (a part you froze: back to `.eval()`); `train(config, model=...)` takes it as it is.
     out: the run's folder, None without one. rank, world_size: this process's under torchrun.
     """
 
@@ -327,7 +328,8 @@ def _warn_one_selection(config, report=None):
     if config.pretrained is None:
         start = "the model as it starts (untrained, unless your --model loads trained weights)"
     elif report is not None and report.classifier_reset:
-        start = f"the model as it starts, whose classifier is freshly initialised ({config.pretrained} has another)"
+        other = "none" if report.classifier_absent else "another"
+        start = f"the model as it starts, whose classifier is freshly initialised ({config.pretrained} has {other})"
     else:
         return
     warnings.warn(f"--select-every {config.select_every} is not below --epochs {config.epochs}: "
@@ -359,7 +361,7 @@ def _open_run(config, distributed, model=None, on_start=None):
             _warn_one_selection(config)
         first = contextlib.nullcontext() if is_folder_dataset(config.dataset) else distributed.node_main_first()
         with first:
-            data = load_run_data(config, distributed.device, distributed)
+            data = load_run_data(config, distributed.device, distributed, checkpoint)
         check_world_size(config, len(data.train_labels), distributed.world_size)
         if not len(data.test_labels):  # only a registered loader's can be empty; it would divide by 0 after an epoch
             raise UsageError(f"dataset {config.dataset!r} has no test images; a run is scored on its test split, "
@@ -577,10 +579,18 @@ NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
 
 
 def frozen_modules(model):
-    """The submodules of a model in training mode that are in eval mode (a factory's frozen BatchNorm,
-    `model.features.eval()`), which training keeps so; none of a model in eval mode as a whole (a loader's
-    default: trained as usual)."""
-    return [module for module in model.modules() if not module.training] if model.training else []
+    """The submodules frozen as a fine-tuning factory freezes them, which training keeps in eval mode:
+    each in eval mode whose parameters are all frozen (`requires_grad=False`; `model.features.eval()`
+    beside `model.features.requires_grad_(False)`: a frozen backbone's BatchNorm), with everything
+    under it. A submodule in eval mode whose parameters train (a backbone a loader left in eval mode,
+    as Hugging Face's from_pretrained does) trains as model.train() makes it, as does a whole model
+    in eval mode but for its frozen parts (a model a run returned: trained again, it keeps them)."""
+    kept = {}
+    for module in model.modules():
+        parameters = list(module.parameters())
+        if not module.training and parameters and not any(p.requires_grad for p in parameters):
+            kept.update((id(m), m) for m in module.modules())
+    return list(kept.values())
 
 
 def _start(config, distributed, checkpoint, data, model):
@@ -773,6 +783,8 @@ def _checkpoint(config, run, epoch, data):
             "method": run.method.state_dict(), "history": run.history, "config": config.identity(),
             "train_logits": _to(run.train_logits, "cpu"),  # None except before a selection
             "data_fingerprint": data.fingerprint,
+            # the input's mean and std: a --norm pretrained run resumes with them, not its file's again
+            "normalisation": (data.preprocess.mean.flatten().tolist(), data.preprocess.std.flatten().tolist()),
             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
             "rng": _global_rng_state(next(run.model.parameters()).device)}
 
