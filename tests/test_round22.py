@@ -447,6 +447,7 @@ def test_a_backbone_a_factory_froze_in_eval_mode_stays_frozen_in_training(tmp_pa
     again on the new data (running mean moved 0.029), only a train() override kept it (explore22-finetune #2)."""
     import dataclasses
     import sys
+    import warnings
 
     import pytest
 
@@ -467,6 +468,15 @@ def test_a_backbone_a_factory_froze_in_eval_mode_stays_frozen_in_training(tmp_pa
     loaded.features.requires_grad_(True)
     coreaug.train(given, model=loaded)
     assert int(loaded.features[1].num_batches_tracked) > 0
+    # a frozen backbone left in training mode trains its statistics, in the first run and in a run on the model
+    # it returned (in eval mode as a whole) alike (review34 #1)
+    left = frozen_features(1, 10).train()
+    for _ in range(2):
+        before = int(left.features[1].num_batches_tracked)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (trained by an earlier run)
+            left = coreaug.train(given, model=left).model
+        assert int(left.features[1].num_batches_tracked) > before
 
 
 def test_a_runs_stale_traceback_goes_when_it_is_tried_again(tmp_path, monkeypatch):

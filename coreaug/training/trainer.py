@@ -155,6 +155,7 @@ def train(config, model=None, *, on_start=None):
         distributed.close(completed)
 
 
+CAME_IN_MODES = "_coreaug_came_in_modes"  # set on a run's module: its submodules' modes when its first run took it
 TRAINED_BY = "_coreaug_trained_by"  # set on a run's module when its training starts: the run folder
 
 
@@ -578,6 +579,20 @@ def divergence(model, metrics):
 NO_SELECTION = {"estimate_seconds": 0.0, "facility_location_seconds": 0.0}
 
 
+def as_it_came(model):
+    """`model` with its submodules in the modes it came to its first run in, where it is still in eval
+    mode as a whole, as a run returned it (trained on, a frozen backbone left in training mode trains
+    its statistics again, and one frozen in eval mode stays so; modes set since are kept), those
+    modes kept on the module for a later run."""
+    modules = list(model.modules())
+    came = getattr(model, CAME_IN_MODES, None)
+    if came is not None and len(came) == len(modules) and not any(module.training for module in modules):
+        for module, training in zip(modules, came):
+            module.training = training
+    object.__setattr__(model, CAME_IN_MODES, tuple(module.training for module in modules))
+    return model
+
+
 def frozen_modules(model):
     """The submodules frozen as a fine-tuning factory freezes them, which training keeps in eval mode:
     each in eval mode whose parameters are all frozen (`requires_grad=False`; `model.features.eval()`
@@ -623,7 +638,7 @@ def _start(config, distributed, checkpoint, data, model):
         train_forward = torch.compile(train_forward) if config.compile else train_forward
     run = RunState(model, forward, train_forward, optimizer, method, precision, autocast_for(precision, device),
                    gradient_scaler(precision, device), inference_batch_size(config.batch_size, device), [],
-                   frozen=frozen_modules(model))
+                   frozen=frozen_modules(as_it_came(model)))
     if checkpoint is not None:  # the model's weights were loaded by `_open_run`
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
