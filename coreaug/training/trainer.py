@@ -462,11 +462,11 @@ class RunState:
     start_epoch: int = 0
     train_logits: torch.Tensor = None
     compiled_step: CompiledStep = None  # --compile in one process: built at the first epoch
-    frozen: list = field(default_factory=list)  # submodules the model came in eval mode (`frozen_modules`)
+    frozen: list = field(default_factory=list)  # submodules training keeps in eval mode (`frozen_modules`)
 
     def train_mode(self, forward):
-        """`forward.train()`, the submodules the model came with in eval mode (a factory's frozen
-        BatchNorm) kept so: model.train() alone would estimate a frozen backbone's statistics again."""
+        """`forward.train()`, the frozen submodules (`frozen_modules`: a factory's frozen backbone) kept in
+        eval mode: model.train() alone would estimate a frozen backbone's BatchNorm statistics again."""
         forward.train()
         for module in self.frozen:
             module.eval()
@@ -598,8 +598,7 @@ def frozen_modules(model):
     each in eval mode whose parameters are all frozen (`requires_grad=False`; `model.features.eval()`
     beside `model.features.requires_grad_(False)`: a frozen backbone's BatchNorm), with everything
     under it. A submodule in eval mode whose parameters train (a backbone a loader left in eval mode,
-    as Hugging Face's from_pretrained does) trains as model.train() makes it, as does a whole model
-    in eval mode but for its frozen parts (a model a run returned: trained again, it keeps them)."""
+    as Hugging Face's from_pretrained does) trains as model.train() makes it."""
     kept = {}
     for module in model.modules():
         parameters = list(module.parameters())
