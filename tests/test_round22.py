@@ -378,7 +378,8 @@ def test_a_shuffled_dataset_with_column_labels_is_refused_when_wrapped():
     columns = LABELS[order][:, None]
     for shuffled in (torch.utils.data.TensorDataset(FLOATS[order], columns),
                      [(image, label) for image, label in zip(FLOATS[order], columns.numpy())]):  # (1,) arrays
-        with pytest.raises(coreaug.UsageError, match=r"item 0's label is \d but labels\[0\] is 0: wrap the training"):
+        with pytest.raises(coreaug.UsageError, match=r"item 0's label is \d but labels\[0\] is 0: wrap the "
+                                                     r"training.*stratify other targets: give the items float targets"):
             method.dataset(shuffled)
     ordered = [(image, np.array([label])) for image, label in zip(FLOATS, LABELS.tolist())]
     assert len(method.dataset(ordered)) == 2 * N
@@ -404,6 +405,9 @@ def test_sequences_of_their_own_lengths_are_told_how_to_be_scored():
     frames = [(torch.rand(int(length), 6), label) for length, (_, label) in zip(lengths, items)]  # (T, D) each
     with pytest.raises(coreaug.UsageError, match=r"items of different lengths \(\d+x6 and \d+x6 in one batch\)"):
         method.scores(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(4)), frames)
+    greys = [(torch.rand(8 + k % 2, 8 + k % 2), label) for k, (_, label) in enumerate(items)]  # (H, W): images
+    with pytest.raises(coreaug.UsageError, match=r"images of different sizes \(8x8 and 9x9 in one batch\)"):
+        method.scores(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(4)), greys)  # (review34 #2)
 
 
 def test_a_torch_func_loop_of_a_batch_norm_model_is_warned_about_and_the_warning_names_statistics():
@@ -468,6 +472,15 @@ def test_a_backbone_a_factory_froze_in_eval_mode_stays_frozen_in_training(tmp_pa
     loaded.features.requires_grad_(True)
     coreaug.train(given, model=loaded)
     assert int(loaded.features[1].num_batches_tracked) > 0
+    # a BatchNorm frozen on its own under a training parent (mmdetection's norm_eval, or one without parameters)
+    # stays so (review34 #4)
+    for affine in (True, False):
+        own = frozen_features(1, 10)
+        own.features[1] = torch.nn.BatchNorm2d(4, affine=affine).eval()
+        own.features.requires_grad_(True).train()
+        own.features[1].eval()
+        coreaug.train(given, model=own)
+        assert int(own.features[1].num_batches_tracked) == 0
     # a frozen backbone left in training mode trains its statistics, in the first run and in a run on the model
     # it returned (in eval mode as a whole) alike (review34 #1)
     left = frozen_features(1, 10).train()
@@ -576,6 +589,11 @@ def test_pretrained_files_of_wrapped_models_load_and_a_classifier_named_otherwis
 
         def forward(self, x):
             return self.head(self.body(x))
+
+    only = torch.nn.Module()
+    only.module = torch.nn.Linear(3, 2)  # a model whose only child is named as DDP's wrapper is (review34 #3)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in only.state_dict().items()}}, tmp_path / "only.pt")
+    assert "prefix 'model.' left out" in str(load_pretrained(only, tmp_path / "only.pt"))
 
     torch.save(HeadFirst(5).state_dict(), tmp_path / "head_first.pt")
     with pytest.raises(coreaug.UsageError, match=r"its classifier, of another number of classes, is 'head', not the "

@@ -123,7 +123,9 @@ def _without_prefix(weights, own):
     if len(first) != 1 or not all("." in k for k in weights):
         return weights, ""
     prefix = first.pop() + "."
-    stripped = _unwrapped({k[len(prefix):]: v for k, v in weights.items()})  # (a LightningModule's compiled model)
+    stripped = {k[len(prefix):]: v for k, v in weights.items()}
+    if not all(k in own for k in stripped):  # a LightningModule's compiled model: "model._orig_mod."
+        stripped = _unwrapped(stripped)
     return (stripped, prefix) if all(k in own for k in stripped) else (weights, "")
 
 

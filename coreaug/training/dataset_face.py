@@ -101,7 +101,9 @@ class PlanDataset(torch.utils.data.Dataset):
             label = _one_integer(read[index][1])
             if isinstance(label, numbers.Integral) and not isinstance(label, bool) and label != labels[index]:
                 raise UsageError(f"item {index}'s label is {int(label)} but labels[{index}] is {int(labels[index])}: "
-                                 "wrap the training set in the order of the labels given to CoresetAugmentation")
+                                 "wrap the training set in the order of the labels given to CoresetAugmentation "
+                                 "(labels that are not the items' own, ids that stratify other targets: give the "
+                                 "items float targets)")
 
     def _warn_foreign_index(self):
         """Once: in this process, in the method's first epoch, and in the first DataLoader worker (each worker

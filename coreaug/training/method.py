@@ -350,7 +350,8 @@ class CoresetAugmentation:
             if sizes is None:
                 raise
             shape = lambda text: "x".join(text.replace(" ", "").split(","))  # noqa: E731
-            if sizes[1].count(",") != 2:  # not (C, H, W): sequences of their own lengths
+            first, other = (text.replace(" ", "").split(",") for text in (sizes[1], sizes[3]))
+            if len(first) != 3 and first[1:] == other[1:]:  # not (C, H, W), and only the first differs: sequences
                 raise UsageError(f"the data to score has items of different lengths ({shape(sizes[1])} and "
                                  f"{shape(sizes[3])} in "
                                  "one batch): pad them to one length (torch.nn.utils.rnn.pad_sequence) and score "

@@ -597,13 +597,20 @@ def frozen_modules(model):
     """The submodules frozen as a fine-tuning factory freezes them, which training keeps in eval mode:
     each in eval mode whose parameters are all frozen (`requires_grad=False`; `model.features.eval()`
     beside `model.features.requires_grad_(False)`: a frozen backbone's BatchNorm), with everything
-    under it. A submodule in eval mode whose parameters train (a backbone a loader left in eval mode,
-    as Hugging Face's from_pretrained does) trains as model.train() makes it."""
+    under it; and a normalisation layer in eval mode under a parent in training mode (a BatchNorm frozen
+    on its own: mmdetection's norm_eval, or one without parameters). A submodule in eval mode whose
+    parameters train (a backbone a loader left in eval mode, as Hugging Face's from_pretrained does)
+    trains as model.train() makes it."""
     kept = {}
-    for module in model.modules():
+    parents = {f"{name}.{child}".lstrip("."): module for name, module in model.named_modules()
+               for child, _ in module.named_children()}
+    for name, module in model.named_modules():
         parameters = list(module.parameters())
         if not module.training and parameters and not any(p.requires_grad for p in parameters):
             kept.update((id(m), m) for m in module.modules())
+        elif not module.training and isinstance(module, torch.nn.modules.batchnorm._NormBase) \
+                and name in parents and parents[name].training:
+            kept[id(module)] = module
     return list(kept.values())
 
 
