@@ -125,9 +125,14 @@ def eval_modes(model):
     flag, which `restore_modes` gives back. Each its own: `model.train(was_training)` would give
     every submodule the root's, training again a BatchNorm frozen in eval mode (fine-tuning) or
     stopping the dropout an eval model keeps on. Python only: no tensor op, no device sync."""
-    modes = [(module, module.training) for module in model.modules()]
+    modes = saved_modes(model)
     model.eval()
     return modes
+
+
+def saved_modes(model):
+    """Each of `model`'s modules with its train/eval flag, as `restore_modes` gives them back."""
+    return [(module, module.training) for module in model.modules()]
 
 
 def restore_modes(modes):

@@ -493,8 +493,7 @@ class CoresetAugmentation:
         dist.all_gather_object(marks, mine)
         if failed is not None:
             raise failed
-        _raise_if_failed(marks, src, epoch)
-        _check_same_settings([mark[-1] for mark in marks], src)
+        _raise_if_failed(marks, src, epoch)  # (the settings were compared by start_epoch's first gather)
         if any(mark != marks[src] for mark in marks):
             self.share_selection(src)
 

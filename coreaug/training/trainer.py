@@ -28,7 +28,7 @@ from coreaug.files import where_raised
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.coreset import load_selection_libraries
 from coreaug.selection.gradients import (check_model_logits, estimate_dtype, estimate_gradients, eval_modes, final_linear,
-                                         restore_modes, uncompiled)
+                                         restore_modes, saved_modes, uncompiled)
 
 from .compiled_step import (CompiledStep, CudaGraphSkips, check_compilable, cpp_build_failed, prime_optimizer_state,
                             untraceable_code, uses_cuda_graphs, warn_layout_growth)
@@ -252,7 +252,7 @@ def training_output(model, inputs):
     """`model(inputs)` in training mode without gradients, leaving the model as it was: its mode,
     its parameters and buffers (BatchNorm's running statistics and batch counts, `kept_tensors`)
     and torch's random state (dropout draws from it) restored."""
-    modes = [(module, module.training) for module in model.modules()]
+    modes = saved_modes(model)
     try:
         with kept_tensors(model), keeps_global_rng(inputs.device), torch.no_grad():
             return model.train()(inputs)
