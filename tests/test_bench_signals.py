@@ -136,6 +136,51 @@ def test_sigterm_stops_the_workers_exits_143_and_the_rerun_resumes_every_run(her
     assert "leaked" not in err  # the workers unwound and exited cleanly: no semaphore left to the tracker
 
 
+# Loaded into bench and its workers (sitecustomize): a queue's feeder thread that ends late, as under load,
+# while the process exits, and a semaphore freed slowly by a thread other than the main one (the interpreter's
+# exit stops such a thread wherever it is).
+SLOW_FEEDER = '''
+import atexit, threading, time
+from multiprocessing import queues, synchronize
+
+_feed, _cleanup = queues.Queue._feed, synchronize.SemLock._cleanup
+exiting = threading.Event()
+
+def feed(*args):
+    try:
+        return _feed(*args)
+    finally:
+        exiting.wait(1.0)  # the thread still holds the queue's lock and semaphore (args)
+
+def cleanup(name):
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(2)
+    return _cleanup(name)
+
+def exit():  # before multiprocessing's exit function (registered first, runs last)
+    exiting.set()
+    time.sleep(0.3)
+
+queues.Queue._feed, synchronize.SemLock._cleanup = staticmethod(feed), staticmethod(cleanup)
+atexit.register(exit)
+'''
+
+
+def test_a_stopped_grid_frees_its_queues_semaphores_in_the_main_thread(here, start_bench, monkeypatch):
+    """The runs' queue's feeder thread holds two of its semaphores: when it ended after the queue was freed
+    (a stopped grid under load), it freed them and the exit stopped it before it told the resource tracker,
+    which warned of "1 leaked semaphore" and "[Errno 2]" (two CI runs of the signal tests)."""
+    (here / "sitecustomize.py").write_text(SLOW_FEEDER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")])))
+    process, started = start_bench()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    wait_for(lambda: not alive(started), 15, "the workers and the resource tracker to end")
+    err = (here / "err.txt").read_text()
+    assert err.startswith("terminated (SIGTERM)")
+    assert "leaked" not in err and "Errno" not in err, err
+
+
 def test_a_hangup_of_the_whole_group_stops_bench_as_sigterm_does_and_the_rerun_resumes(here, start_bench):
     """A dropped SSH session sends SIGHUP to every process of the group: bench and its workers died without a
     word."""

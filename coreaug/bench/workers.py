@@ -240,11 +240,30 @@ def run_in_workers(runs, workers, report=None):
         raise
     finally:
         _stop(processes, finished=finished)
-        tasks.cancel_join_thread()  # runs a stopped worker never took must not hold this process
-        tasks.close()
-        results.close()
+        _close_queue(tasks)
+        _close_queue(results)
         del tasks, results  # their semaphores unlinked and unregistered now, in this thread
     return outcomes
+
+
+FEEDER_SECONDS = 2.0  # a closed queue's feeder thread's time to flush what is left into the pipe and end
+_PARKED = []  # queues whose feeder thread is blocked on a full pipe (runs never taken), kept to the exit
+
+
+def _close_queue(channel):
+    """Close `channel` so that its semaphores are freed by this thread. The queue's feeder thread
+    holds two of them while it flushes: once it ended after the queue was freed (a stopped grid
+    under load), it unlinked them and was stopped by the interpreter's exit before it unregistered
+    them, and the resource tracker warned of "1 leaked semaphore" ("[Errno 2]"). So the thread is
+    waited for; one blocked on a full pipe (runs a stopped worker never took, which must not hold
+    this process) keeps its queue to the exit, whose finalizers free it in the main thread."""
+    channel.cancel_join_thread()
+    channel.close()
+    feeder = getattr(channel, "_thread", None)  # (multiprocessing's name for it; None where nothing was put)
+    if feeder is not None:
+        feeder.join(FEEDER_SECONDS)
+        if feeder.is_alive():
+            _PARKED.append(channel)
 
 
 def _wait(processes, todo, results, holding, done):
