@@ -59,7 +59,8 @@ attribute writes; the chosen copies then go through the training forward. The ea
 What is refused (`check_compilable`, at the start of a run): torch before 2.9
 (`compile_supported`), rules that mix copies with partners (crust), which read a second image
 set in the middle of the step, `augment_steps` (the compiled step augments its own batch) and,
-on the CPU, a machine where inductor finds no C++ compiler (`check_cpp_compiler`). A model whose
+on the CPU, a machine where inductor finds no C++ compiler (`check_cpp_compiler`) or keeps its
+cache on a noexec file system (`check_cache_executable`). A model whose
 forward dynamo cannot trace whole is found at the first step, when it is traced
 (`untraceable_code` says where and why).
 
@@ -108,7 +109,8 @@ def compile_supported(version=None):
 def check_compilable(config, world_size=1, device=None):
     """Raise UsageError if `config` (compile=True) asks for what the compiled step refuses, in a
     run of `world_size` processes; given the run's `device`, also if it is the CPU and inductor
-    finds no C++ compiler there (`check_cpp_compiler`)."""
+    finds no C++ compiler there (`check_cpp_compiler`) or its cache cannot hold programs
+    (`check_cache_executable`)."""
     if not config.compile:
         return
     rule = RULES.get(config.strategy)
@@ -129,6 +131,7 @@ def check_compilable(config, world_size=1, device=None):
                          "upgrade torch or drop --compile")
     if device is not None and torch.device(device).type == "cpu":
         check_cpp_compiler()
+        check_cache_executable()
 
 
 def check_cpp_compiler():
@@ -149,6 +152,30 @@ def check_cpp_compiler():
         raise UsageError(f"compile on the CPU needs a C++ compiler, which torch's inductor runs to build the "
                          f"compiled step, and none works here ({first_line(error)}); install g++ (e.g. "
                          "apt-get install g++) or set CXX to a compiler, or drop --compile") from error
+
+
+def check_cache_executable():
+    """Raise UsageError if torch's inductor keeps its cache (the libraries it builds for the CPU
+    and loads, its probe of the CPU's vector instructions among them) on a file system mounted
+    noexec, as /tmp is on hardened hosts: the probe failed without a word, inductor wrote code for
+    no vector unit, and the run ended a minute in with a compiler error and advice to install g++."""
+    noexec = getattr(os, "ST_NOEXEC", 0)
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # another torch layout: leave the question to the compile itself
+        return
+    folder = os.path.abspath(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)  # the folder is made at the compile
+    try:
+        flags = os.statvfs(existing).f_flag
+    except OSError:
+        return
+    if noexec and flags & noexec:
+        raise UsageError(f"compile on the CPU loads the code torch's inductor builds from its cache folder "
+                         f"({folder}), which is on a file system mounted noexec; set TORCHINDUCTOR_CACHE_DIR to "
+                         "a folder on a disk that allows programs (e.g. under your home), or drop --compile")
 
 
 TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))

@@ -1,0 +1,46 @@
+"""Review round 23: coreaug on the file systems users have (noexec mounts, full disks, lock-less shares)."""
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+
+import coreaug
+from coreaug.training import compiled_step
+
+DIGITS = dict(dataset="digits", train_limit=32, test_limit=16, batch_size=16, epochs=1, quiet=True)
+
+
+def test_compile_on_the_cpu_refuses_an_inductor_cache_on_a_noexec_mount_at_the_start(tmp_path, monkeypatch):
+    """With /tmp mounted noexec (hardened hosts), inductor's probe of the CPU's vector unit failed without a
+    word and the run ended a minute in with a C++ error and advice to install g++ (explore23-filesystems #1)."""
+    cache = tmp_path / "inductor"  # not made yet: its nearest existing parent's mount is read
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    statvfs = os.statvfs
+
+    def noexec(path):
+        flags = statvfs(path).f_flag
+        return types.SimpleNamespace(f_flag=flags | os.ST_NOEXEC if str(path).startswith(str(tmp_path)) else flags)
+    compiled_step.check_cache_executable()  # the real mount allows programs
+    monkeypatch.setattr(os, "statvfs", noexec)
+    message = (rf"compile on the CPU loads the code torch's inductor builds from its cache folder \({cache}\), "
+               r"which is on a file system mounted noexec; set TORCHINDUCTOR_CACHE_DIR")
+    with pytest.raises(coreaug.UsageError, match=message):
+        coreaug.train(coreaug.TrainConfig(**DIGITS, compile=True, out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0, reason="mounts a tmpfs")
+def test_the_noexec_check_reads_a_real_noexec_mount(tmp_path):
+    mount = tmp_path / "noexec"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,noexec", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        code = ("import os; os.environ['TORCHINDUCTOR_CACHE_DIR'] = os.path.join(%r, 'cache'); "
+                "from coreaug.training.compiled_step import check_cache_executable; check_cache_executable()")
+        done = subprocess.run([sys.executable, "-c", code % str(mount)], capture_output=True, text=True)
+        assert done.returncode == 1 and "mounted noexec" in done.stderr, done.stderr
+    finally:
+        subprocess.run(["umount", str(mount)])
