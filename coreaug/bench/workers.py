@@ -185,6 +185,23 @@ def exit_if_bootstrapping():
         sys.exit(UNGUARDED_EXIT)
 
 
+def _start_resource_tracker():
+    """Start multiprocessing's resource tracker (the queues' semaphores' keeper) with SIGHUP and SIGUSR1
+    ignored, as it ignores SIGINT and SIGTERM: a hangup of the terminal's process group killed it, and
+    the one started again in its place printed a KeyError for each semaphore it never knew."""
+    from multiprocessing import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    kept = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS[1:]}
+    try:
+        resource_tracker.ensure_running()  # (ignored signals stay ignored across its exec)
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
+
+
 def run_in_workers(runs, workers, report=None):
     """Train `runs` in one spawned process per Worker (at most one per run still to train).
 
@@ -217,6 +234,7 @@ def run_in_workers(runs, workers, report=None):
             todo.append(run)
     if not todo:
         return outcomes
+    _start_resource_tracker()
     context = multiprocessing.get_context("spawn")
     tasks, results = context.Queue(), context.Queue()
     for position, run in enumerate(todo):
