@@ -44,3 +44,17 @@ def test_the_noexec_check_reads_a_real_noexec_mount(tmp_path):
         assert done.returncode == 1 and "mounted noexec" in done.stderr, done.stderr
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def test_plots_under_a_home_that_cannot_hold_matplotlibs_config_folder_print_nothing(tmp_path):
+    """A read-only home (compute nodes, `docker run --user`): matplotlib printed two lines about the
+    temporary config folder it made instead, among coreaug's one-line warnings (explore23-filesystems #4)."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / ".config").write_text("")  # a file where matplotlib's folder would go: it cannot make it
+    env = {key: value for key, value in os.environ.items() if key not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
+    code = ("from coreaug.bench.plot import plot_mean_curves; "
+            "print(plot_mean_curves([('0.3', 'random', [1.0, 2.0], [50.0, 60.0], '-')], 0.5, %r, 'grid'))")
+    done = subprocess.run([sys.executable, "-c", code % str(tmp_path / "plot.png")], capture_output=True, text=True,
+                          env={**env, "HOME": str(tmp_path)})
+    assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "plot.png"), done.stderr
+    assert done.stderr == "" and (tmp_path / "plot.png").stat().st_size > 0

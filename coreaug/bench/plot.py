@@ -1,4 +1,5 @@
 """accuracy_vs_time.png: test accuracy against training seconds, one marker per run."""
+import logging
 import math
 
 from coreaug.files import atomic_write
@@ -9,6 +10,28 @@ COLOURS = {"full": "black", "none": "grey", "coreset": "tab:red", "random": "tab
            "coreset-lowloss": "tab:orange", "crust": "tab:purple", "infobatch": "tab:brown", "ccs": "tab:cyan"}
 
 
+# What matplotlib logs, at its import, when it cannot make its config folder (a read-only home, as on compute
+# nodes and under `docker run --user`): it makes a temporary one, removed at exit, and says so in two lines.
+NO_CONFIG_FOLDER = ("mkdir -p failed for path", "%s is not a writable directory", "Matplotlib created a temporary")
+
+
+def _figure_class():
+    """matplotlib's Figure, imported without its lines about a config folder it could not make
+    (`NO_CONFIG_FOLDER`: coreaug's own warnings are one line each); None without matplotlib."""
+    log = logging.getLogger("matplotlib")
+
+    def keep(record):
+        return not str(record.msg).startswith(NO_CONFIG_FOLDER)
+    log.addFilter(keep)
+    try:
+        import matplotlib.figure  # (raises where matplotlib is None in sys.modules, its figure module loaded)
+    except ImportError:
+        return None
+    finally:
+        log.removeFilter(keep)
+    return matplotlib.figure.Figure
+
+
 def plot_accuracy_vs_time(rows, target, path):
     """Draw each run's accuracy curve (thin line) and final point (marker), coloured by strategy.
 
@@ -16,9 +39,8 @@ def plot_accuracy_vs_time(rows, target, path):
     line) and the PNG path. Returns the path, or None when matplotlib is not installed
     (it is the optional `plot` extra).
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
+    Figure = _figure_class()
+    if Figure is None:
         return None
     figure = Figure(figsize=(7, 4.5))  # not pyplot: the caller's backend and open figures stay as they are
     axes = figure.subplots()
@@ -56,11 +78,11 @@ def plot_mean_curves(series, target, path, title):
     the PNG. Returns the path, or None when matplotlib (the `plot` extra) is not installed or
     there is nothing to draw.
     """
-    try:
-        import matplotlib
-        from matplotlib.figure import Figure
-    except ImportError:
+    Figure = _figure_class()
+    if Figure is None:
         return None
+    import matplotlib
+
     if not any(seconds for _, _, seconds, _, _ in series):
         return None
     panels = list(dict.fromkeys(panel for panel, *_ in series if panel is not None)) or [None]
