@@ -1,4 +1,5 @@
 """Review round 23: coreaug on the file systems users have (noexec mounts, full disks, lock-less shares)."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,3 +59,74 @@ def test_plots_under_a_home_that_cannot_hold_matplotlibs_config_folder_print_not
                           env={**env, "HOME": str(tmp_path)})
     assert done.returncode == 0 and done.stdout.strip() == str(tmp_path / "plot.png"), done.stderr
     assert done.stderr == "" and (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_a_model_factorys_import_leaves_the_callers_import_path_in_its_order(tmp_path, monkeypatch):
+    """The current folder went first on sys.path for good: a script's later `import helpers` loaded the
+    current folder's helpers.py, not the one beside the script (explore23-citizen #1)."""
+    from coreaug.models.registry import import_factory
+
+    (tmp_path / "round23_nets.py").write_text("import torch\n\ndef small(in_channels, num_classes):\n"
+                                              "    return torch.nn.Linear(in_channels, num_classes)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "round23_nets", raising=False)
+    before = list(sys.path)
+    assert import_factory("round23_nets:small")(3, 2).out_features == 2
+    assert sys.path == before + [str(tmp_path)]  # still importable (a spawned worker), after the caller's own
+    assert import_factory("round23_nets:small") is sys.modules["round23_nets"].small
+
+
+def test_decoding_in_several_threads_leaves_the_processs_warning_filters_as_they_were(tmp_path):
+    """One warnings.catch_warnings per decode, in threads at once (predict from a thread pool), left Pillow's
+    DecompressionBombWarning ignored for the rest of the process (explore23-citizen #2)."""
+    import threading
+    import warnings
+
+    from PIL import Image
+
+    from coreaug.data.image_folder import decode_square
+
+    for number in range(4):
+        Image.new("RGB", (24, 24), (number * 60, 0, 0)).save(tmp_path / f"{number}.png")
+    before = list(warnings.filters)
+    start = threading.Barrier(6)
+
+    def decode():
+        start.wait()
+        for _ in range(60):
+            for number in range(4):
+                decode_square(str(tmp_path / f"{number}.png"), 8)
+    threads = [threading.Thread(target=decode) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert warnings.filters == before
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's guard speaks again
+        warnings.warn("big", Image.DecompressionBombWarning)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "float64"])
+def test_train_inside_a_callers_no_grad_or_float64_default_trains_as_anywhere_else(tmp_path, mode):
+    """Inside torch.no_grad() (a notebook's earlier cell) train stopped at its first backward with torch's
+    error, its folder written; under set_default_dtype(float64) it trained in float64, recorded as fp32
+    (explore23-citizen #4, #5). The caller's settings are back after."""
+    import torch
+
+    config = dict(DIGITS, epochs=2, train_limit=64)
+    plain = coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "plain")))
+    if mode == "float64":
+        context = contextlib.nullcontext()
+        torch.set_default_dtype(torch.float64)
+    else:
+        context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    try:
+        with context:
+            result = coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / mode)))
+            assert not torch.is_grad_enabled() or mode == "float64"
+        assert torch.get_default_dtype() == (torch.float64 if mode == "float64" else torch.float32)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert next(result.model.parameters()).dtype == torch.float32
+    assert [m["train_loss"] for m in result.history] == [m["train_loss"] for m in plain.history]

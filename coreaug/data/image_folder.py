@@ -21,6 +21,7 @@ import functools
 import numbers
 import os
 import stat
+import threading
 import unicodedata
 import warnings
 from typing import List, Optional, Tuple
@@ -677,6 +678,39 @@ def _left_out(message):
     warn_at_caller(message)
 
 
+_PILLOW_QUIET = threading.Lock()  # guards the two below
+_pillow_quiet = {"decoding": 0, "saved": None}  # decodes under way in this process's threads; the filters' keeper
+
+
+@contextlib.contextmanager
+def pillow_warnings_off():
+    """Pillow's warnings that a decode here makes no better, off while the block runs: its
+    DecompressionBombWarning from MAX_IMAGE_PIXELS on (a JPEG's draft bounds what it costs, and the
+    warning would land inside the progress bar) and "Palette images with Transparency" (printed
+    once per such image: the RGB is right). One warnings.catch_warnings spans the decodes under way
+    in all threads, entered by the first and left by the last: one per decode (not thread-safe
+    before Python 3.14) left these filters in the process's own after decodes in several threads
+    at once (predict from a thread pool), silencing Pillow's guard for the rest of the process."""
+    from PIL import Image
+
+    with _PILLOW_QUIET:
+        if not _pillow_quiet["decoding"]:
+            saved = warnings.catch_warnings()
+            saved.__enter__()
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+            _pillow_quiet["saved"] = saved
+        _pillow_quiet["decoding"] += 1
+    try:
+        yield
+    finally:
+        with _PILLOW_QUIET:
+            _pillow_quiet["decoding"] -= 1
+            if not _pillow_quiet["decoding"]:
+                _pillow_quiet["saved"].__exit__(None, None, None)
+                _pillow_quiet["saved"] = None
+
+
 def decode_square(path, size, mode="RGB"):
     """The image at ``path`` (or a PIL image) in ``mode`` ("RGB", or "L" for one channel), upright (its EXIF
     orientation applied, as photo viewers do), resized and centre-cropped to (size, size, 3) or (size, size)
@@ -689,12 +723,7 @@ def decode_square(path, size, mode="RGB"):
     and ValueError for one over Pillow's pixel limit (PIL.Image.MAX_IMAGE_PIXELS, twice over)."""
     from PIL import Image, ImageOps
 
-    with warnings.catch_warnings():
-        # Pillow warns from MAX_IMAGE_PIXELS on; the draft bounds what a JPEG costs, and the
-        # warning would land inside the progress bar. Its "Palette images with Transparency" warning
-        # would be printed once per such image (catch_warnings resets "once"): the RGB is right.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+    with pillow_warnings_off():
         if isinstance(path, Image.Image):  # refused or scaled as its file would be
             _check_depth(path)
             return _square(_in_mode(_upright(_eight_bit_levels(path), ImageOps), mode), size, Image, mode)

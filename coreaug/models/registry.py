@@ -58,6 +58,23 @@ def is_import_path(name) -> bool:
     return isinstance(name, str) and ":" in name
 
 
+def _import_from_here(module_name):
+    """importlib.import_module(module_name) with the current folder first on the import path, as
+    `python -m` has it; afterwards the folder is last (it stays importable, for a spawned worker
+    unpickling the module's classes), so that the caller's own imports resolve as before: first, it
+    shadowed a module beside the calling script with one of the same name in the current folder."""
+    here = os.getcwd()
+    if here in sys.path or "" in sys.path:
+        return importlib.import_module(module_name)
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if here in sys.path:
+            sys.path.remove(here)
+            sys.path.append(here)
+
+
 def import_factory(path: str) -> ModelFactory:
     """The callable that ``package.module:function`` names, imported (the current folder is on
     the import path, as for ``python -m``). Raises ValueError saying what could not be found."""
@@ -69,10 +86,8 @@ def import_factory(path: str) -> ModelFactory:
         raise UsageError(f"model {path!r}: give a module name, not a file path or a relative one: "
                          f"{module_of(module_name)}:{attribute} (run from the folder that holds it, or add that "
                          "folder to PYTHONPATH)")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_here(module_name)
     except ImportError as exc:
         missing = getattr(exc, "name", None)
         if isinstance(exc, ModuleNotFoundError) and missing and not _names_module(module_name, missing):

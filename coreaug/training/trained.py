@@ -22,7 +22,7 @@ from coreaug.data import is_folder_dataset
 from coreaug.data.cache_decode import shown
 from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
-from coreaug.data.image_folder import cache_dataset
+from coreaug.data.image_folder import cache_dataset, pillow_warnings_off
 from coreaug.data.registry import names_registered_dataset, read_in_place_error
 from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line, path_given
 from coreaug.files import saved_by_torch
@@ -734,8 +734,7 @@ def check_headers(files, advice):
         if problem:
             raise UnreadableImage(path, problem, advice)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels are not decoded here
+            with pillow_warnings_off():  # (the pixels are not decoded here)
                 with Image.open(path):
                     pass
         except Exception as exc:  # noqa: BLE001 - Pillow's errors for a file that is not an image vary

@@ -118,7 +118,11 @@ def train(config, model=None, *, on_start=None):
 
     torch's global random state (the CPU's and the device's), which the run seeds with
     `config.seed` (for the model's initialisation and dropout), is given back as it was on
-    entry, so the caller's own draws after `train` go on as they would have without it.
+    entry, so the caller's own draws after `train` go on as they would have without it. That
+    state is the process's: runs in several threads of one process at once draw from it in turn,
+    and are not reproducible by seed (train them in processes: `run_grid(jobs=N)`, a process pool).
+    The caller's `torch.no_grad()` or `inference_mode()` and default dtype do not reach the run:
+    it trains with gradients, in float32 unless `precision` says otherwise.
 
     `on_start`, if given, is called with the run folder's path once every check has passed, just
     before the run's first file is written there (the CLI's "run folder:" line).
@@ -144,7 +148,7 @@ def train(config, model=None, *, on_start=None):
     distributed = join_run(config.device)
     completed = False
     try:
-        with keeps_global_rng(distributed.device), contextlib.ExitStack() as others:  # the caller's draws go on
+        with keeps_global_rng(distributed.device), training_defaults(), contextlib.ExitStack() as others:
             if distributed.rank != 0:  # rank 0 speaks for the run: a warning once, not once per process
                 others.enter_context(warnings.catch_warnings())
                 warnings.simplefilter("ignore")
@@ -153,6 +157,21 @@ def train(config, model=None, *, on_start=None):
         return result
     finally:
         distributed.close(completed)
+
+
+@contextlib.contextmanager
+def training_defaults():
+    """torch's defaults a run needs, whatever the caller's, given back after: gradients on (a call
+    inside torch.no_grad(), set_grad_enabled(False) or inference_mode stopped at its first backward
+    with torch's error, its folder written) and float32 as the default dtype (a caller's float64
+    trained the whole run in float64, recorded as fp32). (The caller's draws go on: keeps_global_rng.)"""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            yield
+    finally:
+        torch.set_default_dtype(dtype)
 
 
 CAME_IN_MODES = "_coreaug_came_in_modes"  # set on a run's module: its submodules' modes when its first run took it
