@@ -219,13 +219,13 @@ def test_a_failed_run_and_another_shards_run_are_counted_apart_and_said_what_fin
     out = capsys.readouterr().out
     assert exit_info.value.code == 1 and [config.out for config in train_calls] == [str(failing)]
     assert "checkpoint.pt is truncated or corrupt and cannot be resumed (not a file torch.save wrote)" in out
-    assert ("2 of the grid's 3 runs are missing from the tables: 1 failed (fix its error, or remove its folder, "
-            "and run the command again): random-0.3-seed0; 1 left to the other shards (their --shard commands "
+    assert ("2 of the grid's 3 runs are missing from the tables: 1 failed (fix the error, or remove the run's "
+            "folder, and run the command again): random-0.3-seed0; 1 left to the other shards (their --shard commands "
             "train them): full-seed0") in out
     assert "the same command" not in out
     text = (copied_grid / "results.md").read_text()
-    assert ("Runs: 1 of the grid's 3; 2 missing from the table: 1 failed (fix its error, or remove its folder, and "
-            "run the command again): random-0.3-seed0; 1 left to the other shards") in text
+    assert ("Runs: 1 of the grid's 3; 2 missing from the table: 1 failed (fix the error, or remove the run's folder, "
+            "and run the command again): random-0.3-seed0; 1 left to the other shards") in text
     assert "(no finished full run)" in text
 
 

@@ -130,3 +130,41 @@ def test_train_inside_a_callers_no_grad_or_float64_default_trains_as_anywhere_el
         torch.set_default_dtype(torch.float32)
     assert next(result.model.parameters()).dtype == torch.float32
     assert [m["train_loss"] for m in result.history] == [m["train_loss"] for m in plain.history]
+
+
+@pytest.mark.parametrize("draw", ["uniform", "integers", "signs"])
+def test_a_draw_given_a_shape_is_refused_with_every_source_alike(draw):
+    """uniform(images.shape, generator, device) passed a policy's own test with a torch.Generator, and failed in
+    training, with the trainer's RandomSource, on a bare TypeError (explore23-newcomer F2)."""
+    import torch
+
+    from coreaug.augment import sampling
+
+    function = getattr(sampling, draw)
+    call = (lambda n, source: function(5, n, source, "cpu")) if draw == "integers" else \
+        (lambda n, source: function(n, source, "cpu"))
+    for source in (None, torch.Generator().manual_seed(0), coreaug.RandomSource(torch.arange(2))):
+        with pytest.raises(coreaug.UsageError, match=rf"{draw} draws n values, a number, got the shape \(2, 3\): "
+                                                     rf"for k values per image of a batch of B, {draw}\(k \* B"):
+            call(torch.Size([2, 3]), source)
+        assert call(6, source).shape == (6,)
+
+
+@pytest.mark.parametrize("norm", ["imagenet", "pretrained", "dataset"])
+def test_a_one_channel_model_file_on_an_rgb_folder_is_one_error_whatever_the_norm(tmp_path, norm):
+    """Fine-tuning a 1-channel model.pt (make train's) on a folder: each --norm led to another's error, in a
+    circle: ImageNet's to a shape mismatch naming in_channels, the file's to --norm dataset (explore23-newcomer F1)."""
+    from PIL import Image
+
+    first = coreaug.train(coreaug.TrainConfig(**DIGITS, model="cnn", out=str(tmp_path / "grey")))
+    assert first.model is not None
+    for label in ("a", "b"):
+        (tmp_path / "folder" / label).mkdir(parents=True)
+        for number in range(6):
+            Image.new("RGB", (12, 12), (40 * number, 90, 0)).save(tmp_path / "folder" / label / f"{number}.png")
+    with pytest.raises(coreaug.UsageError, match=r"model\.pt holds a model trained on 1-channel images, but "
+                                                 r".*folder has 3 \(an image folder is read as RGB\), which its first"):
+        coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "folder"), model="cnn", epochs=1, quiet=True,
+                                          pretrained=str(tmp_path / "grey" / "model.pt"), norm=norm,
+                                          out=str(tmp_path / "fine")))
+    assert not (tmp_path / "fine").exists()

@@ -266,6 +266,16 @@ def positive_from(hashes: torch.Tensor) -> torch.Tensor:
     return hashes >= 1 << 31
 
 
+def _check_count(n, name: str) -> None:
+    """UsageError where ``n`` (values to draw) is a shape: torch's own draws take one, which a
+    policy of one's own then passed its test with a torch.Generator and failed in training, with the
+    trainer's `RandomSource`, on a bare TypeError (explore23-newcomer F2)."""
+    if isinstance(n, (tuple, list, torch.Size)):
+        raise UsageError(f"{name} draws n values, a number, got the shape {tuple(n)}: for k values per image of a "
+                         f"batch of B, {name}(k * B, generator, device).view(k, B) gives image r column r (the "
+                         f"same in any batch); for another shape, {name}(math.prod(shape), ...).view(shape)")
+
+
 def uniform(n: int, generator: Randomness, device: torch.device) -> torch.Tensor:
     """Return n float32 draws from U[0, 1) on ``device`` (from a torch.Generator, None for the
     global one, or a `RandomSource`).
@@ -274,6 +284,7 @@ def uniform(n: int, generator: Randomness, device: torch.device) -> torch.Tensor
     B), draw n = k * B values for k per image; value j of image r is at j * B + r, so
     ``uniform(k * B, generator, images.device).view(k, B)`` gives image r column r, the same
     whether it is augmented alone or in any batch. `integers` and `signs` alike."""
+    _check_count(n, "uniform")
     if isinstance(generator, RandomSource):
         return uniform_from(generator.hashes(n, device))
     draws = torch.rand(n, generator=generator, device=_draw_device(generator, device))
@@ -284,6 +295,7 @@ def integers(
     high: int, n: int, generator: Randomness, device: torch.device, low: int = 0
 ) -> torch.Tensor:
     """Return n int64 draws uniform on [low, high) on ``device``."""
+    _check_count(n, "integers")
     if isinstance(generator, RandomSource):  # floor(hash * span / 2 ** 32): a bias below span / 2 ** 32
         drawn = integers_from(generator.hashes(n, device), high - low)
         return drawn + low if low else drawn
@@ -295,6 +307,7 @@ def integers(
 
 def signs(n: int, generator: Randomness, device: torch.device) -> torch.Tensor:
     """Return n float32 draws of -1 or +1 with equal probability on ``device``."""
+    _check_count(n, "signs")
     if isinstance(generator, RandomSource):  # the hash's top bit
         return positive_from(generator.hashes(n, device)).to(torch.float32).mul_(2.0).sub_(1.0)
     return integers(2, n, generator, device).to(torch.float32).mul_(2.0).sub_(1.0)

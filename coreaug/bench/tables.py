@@ -15,7 +15,7 @@ from .timing import cell_time_to_target, default_target, mean, speedup, std, tim
 # Why a run of the grid is missing from the tables (BenchResult.why), in the words of results.md
 # and of bench's closing line.
 LEFT_OUT = {
-    "failed": "failed (fix its error, or remove its folder, and run the command again)",
+    "failed": "failed (fix the error, or remove the run's folder, and run the command again)",
     "unreadable": "unreadable (remove its folder to train it again)",
     "elsewhere": "being trained by another process",
     "shard": "left to the other shards (their --shard commands train them)",
