@@ -168,3 +168,146 @@ def test_a_one_channel_model_file_on_an_rgb_folder_is_one_error_whatever_the_nor
                                           pretrained=str(tmp_path / "grey" / "model.pt"), norm=norm,
                                           out=str(tmp_path / "fine")))
     assert not (tmp_path / "fine").exists()
+
+
+@pytest.mark.parametrize("name", ["weak", "cutout", "resized-crop", "randaugment"])
+def test_a_channels_last_batch_is_refused_by_every_policy_with_the_permute(name):
+    """weak, cutout and resized-crop took (B, H, W, 3) and cropped, padded and flipped over (W, C): a red batch
+    came out 62% blue, the shape kept, nothing failing later (explore23-inputs #1)."""
+    import torch
+
+    red = torch.zeros(4, 16, 16, 3, dtype=torch.uint8)
+    red[..., 0] = 255
+    with pytest.raises(coreaug.UsageError, match=r"shape \(4, 16, 16, 3\) looks channels-last \(B, H, W, C\), as "
+                                                 r"numpy and PIL give images: images\.permute\(0, 3, 1, 2\)"):
+        coreaug.create_policy(name)(red, torch.Generator().manual_seed(0))
+    out = coreaug.create_policy(name)(red.permute(0, 3, 1, 2), torch.Generator().manual_seed(0))
+    assert out.shape == (4, 3, 16, 16)
+
+
+def test_crust_partners_are_blended_in_the_copies_units():
+    """Float [0, 1] copies blended with uint8 partners as they were: values up to 196 in a [0, 1] batch; uint8
+    copies with float [0, 1] images darkened (explore23-inputs #2)."""
+    import torch
+
+    from coreaug.training.trainer import mix_with_partners
+
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    weak, partners = coreaug.create_policy("weak"), torch.arange(8).flip(0)
+
+    def mixed(copies, data):
+        return mix_with_partners(copies, data, partners, weak, coreaug.RandomSource(torch.arange(8)))
+    whole = mixed(images[:8], images)
+    for copies, data, scale in ((images[:8].float() / 255, images, 255), (images[:8], images.float() / 255, 1),
+                                (images[:8].float() / 255, images.float() / 255, 255)):
+        assert (mixed(copies, data).float() * scale - whole.float()).abs().max() <= 1.0
+
+
+def test_evaluate_refuses_a_mask_for_labels_and_tells_class_names_how_to_map(tmp_path):
+    import torch
+
+    run = coreaug.train(coreaug.TrainConfig(**DIGITS, out=str(tmp_path / "run")))
+    trained = coreaug.load_run(run.out)
+    labels = coreaug.load_dataset("digits").test_labels[:20]
+    images = coreaug.load_dataset("digits").test_images[:20]
+    with pytest.raises(coreaug.UsageError, match=r"labels are bool \(a mask\?\) for 10 classes; give class indices"):
+        trained.evaluate((images, labels == 3))
+    with pytest.raises(coreaug.UsageError, match=r"class names\? torch\.tensor\(\[run\.class_names\.index\(name\)"):
+        trained.evaluate((images, [trained.class_names[i] for i in labels]))
+    assert trained.evaluate((images, labels)).total == 20
+    assert torch.is_tensor(labels)
+
+
+def test_numpy_and_tensor_integers_are_integers_for_label_noise_and_datasets(tmp_path):
+    """labels.max() + 1 on a numpy array was refused as "must be an integer >= 2, got np.int64(4)" (explore23-inputs
+    #4), where the rest of the API takes numpy integers."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    labels = np.arange(40) % 4
+    noisy, flipped = coreaug.apply_label_noise(labels, 0.25, labels.max() + 1)
+    assert torch.equal(noisy, coreaug.apply_label_noise(labels, 0.25, 4)[0]) and int(flipped.sum()) == 10
+    assert coreaug.apply_label_noise(torch.as_tensor(labels), 0.25, torch.tensor(4))[1].sum() == 10
+    data = coreaug.load_dataset("synthetic", n_train=np.int64(50), n_test=np.int64(20), num_classes=np.int64(5))
+    assert len(data.train_labels) == 50 and data.num_classes == 5
+    for label in ("a", "b"):
+        (tmp_path / "folder" / label).mkdir(parents=True)
+        for number in range(5):
+            Image.new("RGB", (10, 10), (number * 40, 0, 0)).save(tmp_path / "folder" / label / f"{number}.png")
+    folder = coreaug.load_dataset(str(tmp_path / "folder"), image_size=np.int64(8), cache_dir=str(tmp_path / "cache"),
+                                  progress=False)
+    assert folder.train_images.shape[-1] == 8
+    with pytest.raises(coreaug.UsageError, match="num_classes must be an integer >= 2, got 1.5"):
+        coreaug.apply_label_noise(labels, 0.25, 1.5)
+
+
+def test_predict_names_the_fix_for_numpy_channels_last_grey_and_float_batches(tmp_path):
+    import torch
+
+    run = coreaug.train(coreaug.TrainConfig(**DIGITS, out=str(tmp_path / "run")))
+    trained = coreaug.load_run(run.out)
+    images = coreaug.load_dataset("digits").test_images[:5]  # uint8 (5, 1, 8, 8)
+    assert len(trained.predict(images)) == 5
+    for given, fix in ((images.numpy(), r"numpy array \(5, 1, 8, 8\); give it as a tensor: torch\.from_numpy"),
+                       (images[:, 0], r"\(5, 8, 8\): grey images without a channel dimension\? images\.unsqueeze\(1\)"),
+                       (images.permute(0, 2, 3, 1), r"\(5, 8, 8, 1\): channels last\? images\.permute\(0, 3, 1, 2\)"),
+                       (images.float() / 255, r"\(5, 1, 8, 8\): floats in \[0, 1\]\? \(images \* 255\)")):
+        with pytest.raises(coreaug.UsageError, match=fix):
+            trained.predict(given)
+    assert torch.is_tensor(images)
+
+
+def test_a_resume_without_room_for_the_next_checkpoint_is_refused_before_the_data_loads(tmp_path, monkeypatch):
+    """A resume on a disk too full for one more checkpoint beside the old loaded the data, trained an epoch and
+    failed the same way, saying only "free some space" (explore23-filesystems #3); a finished run only reports."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from coreaug.training import run_files, trainer
+
+    out, config = tmp_path / "run", dict(DIGITS, epochs=2)
+    save = run_files.RunFolder.save_epoch
+
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config, out=str(out)))
+    monkeypatch.undo()
+    size = (out / "checkpoint.pt").stat().st_size
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * size, 9 * size, size // 2))
+    loaded = []
+    load = trainer.load_run_data
+    monkeypatch.setattr(trainer, "load_run_data", lambda *args, **kwargs: loaded.append(1) or load(*args, **kwargs))
+    with pytest.raises(OSError) as raised:
+        coreaug.train(coreaug.TrainConfig(**config, out=str(out), resume=True))
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(out)
+    assert f"the next checkpoint.pt needs {run_files.size_text(size)} beside the last; " in raised.value.strerror
+    assert not loaded
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * size, 0, 10 * size))
+    assert len(coreaug.train(coreaug.TrainConfig(**config, out=str(out), resume=True)).history) == 2
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * size, 9 * size, size // 2))
+    assert len(coreaug.train(coreaug.TrainConfig(**config, out=str(out), resume=True)).history) == 2  # reports
+
+
+def test_a_folder_two_unlocked_runs_wrote_into_is_refused_at_resume_not_reported_as_the_other(tmp_path, monkeypatch):
+    """On a file system without locks, two runs into one --out left config.json of one and the results of the
+    other; a --resume then reported the other run's accuracy as its own (explore23-filesystems #2)."""
+    import json
+
+    from coreaug.training import run_files
+
+    monkeypatch.setattr(run_files, "lock_folder", lambda fd, path, wait=True: False)  # as flock's ENOLCK
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(**DIGITS, seed=0, out=str(out)))
+    settings = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**settings, "seed": 1}))  # the second run's, written last
+    with pytest.raises(coreaug.UsageError, match=r"holds the checkpoint\.pt of another run than its config\.json "
+                                                 r"says \(seed: 1 in config\.json, 0 in checkpoint\.pt\): two runs"):
+        coreaug.train(coreaug.TrainConfig(**DIGITS, seed=1, out=str(out), resume=True))
+    (out / "config.json").write_text(json.dumps(settings))
+    assert len(coreaug.train(coreaug.TrainConfig(**DIGITS, seed=0, out=str(out), resume=True)).history) == 1

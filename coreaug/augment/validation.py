@@ -41,6 +41,9 @@ def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
     channels = images.shape[1]
     if channels < 1:
         raise UsageError(f"images must have at least 1 channel, got shape {tuple(images.shape)}")
+    if channels not in (1, 3) and images.shape[-1] in (1, 3):  # weak, cutout and crops took it: the wrong axes
+        raise UsageError(f"images must be (B, C, H, W), and shape {tuple(images.shape)} looks channels-last "
+                         "(B, H, W, C), as numpy and PIL give images: images.permute(0, 3, 1, 2)")
     if gray_or_rgb and channels not in (1, 3):
         raise UsageError(
             f"images must have 1 (grayscale) or 3 (RGB) channels, got {channels} channels "
@@ -99,7 +102,7 @@ def check_fill_value(fill, images: torch.Tensor) -> float:
     return float(fill)
 
 
-def _whole(value) -> Optional[int]:
+def whole_number(value) -> Optional[int]:
     """``value`` as an int if it is an integer (a Python or numpy integer, or a 0-dim integer
     tensor), not a bool; else None."""
     if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
@@ -113,7 +116,7 @@ def _whole(value) -> Optional[int]:
 def check_whole(name: str, value, low: int, high: Optional[int] = None) -> int:
     """Return ``value`` as an int if it is an integer (Python or numpy, or a 0-dim integer
     tensor; not a bool) in [low, high], else raise UsageError naming ``name``."""
-    whole = _whole(value)
+    whole = whole_number(value)
     if whole is None:
         raise UsageError(f"{name} must be a whole number (an int), got {value!r}")
     value = whole

@@ -7,6 +7,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from coreaug.augment.validation import whole_number
 from coreaug.errors import UsageError
 
 
@@ -176,12 +177,23 @@ def _check_images(images, what: str) -> None:
                      f"uint8 images (0-255), which training divides by 255: convert them with {convert}")
 
 
+def validate_positive(name: str, value: int, minimum: int) -> int:
+    """``value`` as an int, or a UsageError naming ``name`` unless it is an integer (Python's or
+    numpy's, or a 0-dim integer tensor: `labels.max() + 1`) >= ``minimum``."""
+    whole = whole_number(value)
+    if whole is None or whole < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return whole
+
+
 def check_labels(labels: torch.Tensor, num_classes: int, what: str, outside: str) -> None:
     """UsageError starting with ``what`` unless ``labels`` are whole numbers (N,) in [0, num_classes)
     (``outside``: what the message says of labels outside, the range and the fix)."""
     if labels.dim() != 1:
         raise UsageError(f"{what} have shape {tuple(labels.shape)}; give one label per image, shape (N,): "
                          "labels.reshape(-1)")
+    if labels.dtype == torch.bool and num_classes != 2:  # (a mask passed for the labels was scored as 0s and 1s)
+        raise UsageError(f"{what} are bool (a mask?) for {num_classes} classes; give class indices (int64)")
     if labels.is_complex() or labels.is_floating_point() and not bool((labels == labels.floor()).all()
                                                                        and labels.isfinite().all()):
         raise UsageError(f"{what} are {str(labels.dtype).replace('torch.', '')} values that are not all whole "

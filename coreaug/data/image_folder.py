@@ -29,12 +29,13 @@ from typing import List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from coreaug.augment.validation import whole_number
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, listed
 from coreaug.files import warn_at_caller
 
 from .cache_decode import bad_image, shown
-from .dataset import ImageDataset
+from .dataset import ImageDataset, validate_positive
 from .cache_key import default_cache_dir, files_digest
 from .image_cache import open_or_build
 
@@ -186,13 +187,13 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
     root = os.path.realpath(os.path.expanduser(str(root)))  # one folder, one cache, however it is reached
     if image_size is None:
         image_size = own_image_size(root) or DEFAULT_IMAGE_SIZE
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-        raise UsageError(f"image_size must be an integer >= 4, got {image_size!r}")
+    image_size = validate_positive("image_size", image_size, 4)
     store_size = image_size if store_size is None else store_size
     if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
         raise UsageError(f"workers must be an integer >= 0 (0: decode in this process), got {workers!r}")
-    if isinstance(store_size, bool) or not isinstance(store_size, int) or store_size < image_size:
+    if whole_number(store_size) is None or whole_number(store_size) < image_size:
         raise UsageError(f"store_size must be an integer >= image_size ({image_size}), got {store_size!r}")
+    store_size = whole_number(store_size)
     if not 0 < val_fraction < 1:
         raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:

@@ -8,6 +8,8 @@ import torch
 
 from coreaug.errors import UsageError
 
+from .dataset import validate_positive
+
 
 def apply_label_noise(labels, fraction: float, num_classes: int,
                       seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -36,8 +38,7 @@ def apply_label_noise(labels, fraction: float, num_classes: int,
         raise UsageError(f"fraction must be a number in [0, 1], got {fraction!r}")
     if not 0 <= fraction <= 1:
         raise UsageError(f"fraction must be in [0, 1], got {fraction}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise UsageError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    num_classes = validate_positive("num_classes", num_classes, 2)  # (numpy's, a tensor's: labels.max() + 1)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:  # as every other seed
         raise UsageError(f"seed must be an integer >= 0, got {seed!r}")
     labels = labels.long()

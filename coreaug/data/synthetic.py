@@ -12,9 +12,8 @@ import torch
 from torch.nn import functional as F
 
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError
 
-from .dataset import ImageDataset, make_dataset
+from .dataset import ImageDataset, make_dataset, validate_positive
 from .locate import PathLike
 from .registry import register_dataset
 
@@ -42,12 +41,6 @@ def sample_examples(prototypes: torch.Tensor, count: int, generator: torch.Gener
     return images, labels
 
 
-def validate_positive(name: str, value: int, minimum: int) -> None:
-    """Raise a UsageError naming ``name`` unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 @register_dataset("synthetic", reads_files=False)
 @keyword_only
 def load_synthetic(data_dir: Optional[PathLike] = None, *, download: bool = False,
@@ -64,10 +57,10 @@ def load_synthetic(data_dir: Optional[PathLike] = None, *, download: bool = Fals
         channels, size: images are ``(channels, size, size)``, ``size >= 4``.
         seed: seeds the prototypes and the examples.
     """
-    for name, value, minimum in (("n_train", n_train, 1), ("n_test", n_test, 1),
-                                 ("num_classes", num_classes, 2), ("channels", channels, 1),
-                                 ("size", size, 4)):
+    n_train, n_test, num_classes, channels, size = (
         validate_positive(name, value, minimum)
+        for name, value, minimum in (("n_train", n_train, 1), ("n_test", n_test, 1), ("num_classes", num_classes, 2),
+                                     ("channels", channels, 1), ("size", size, 4)))
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, channels, 4, 4, generator=generator)
     # Values in [0.2, 0.8] leave room for brightness and noise before clipping.

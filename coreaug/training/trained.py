@@ -175,18 +175,30 @@ class TrainedModel:
         """uint8 (N, C, H, W) from a uint8 tensor ((C, H, W) for one image: at `store_size`, as `read`
         gives it, or already its centre `image_size` square) or a list of paths / PIL images."""
         if isinstance(images, torch.Tensor):
+            given = images
             images = images.unsqueeze(0) if images.ndim == 3 else images
             sizes = sorted({self.store_size, self.image_size})
             if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != self.in_channels \
                     or images.shape[2] != images.shape[3] or images.shape[3] not in sizes:
                 size = " or ".join(f"(N, {self.in_channels}, {s}, {s})" for s in reversed(sizes))
-                raise UsageError(f"images must be uint8 {size} as the run trained on, got {images.dtype} "
-                                 f"{tuple(images.shape)}; or give image files")
+                raise UsageError(f"images must be uint8 {size} as the run trained on, got {given.dtype} "
+                                 f"{tuple(given.shape)}{self._layout_hint(given)}; or give image files")
             return images
         images = image_files(images)
         if not images:
             return torch.zeros((0, self.in_channels, self.store_size, self.store_size), dtype=torch.uint8)
         return torch.stack([self.read(image) for image in images])
+
+    def _layout_hint(self, images):
+        """The fix for a tensor of the run's images in another layout or scale, else ""."""
+        channels, shape = self.in_channels, tuple(images.shape)
+        if images.ndim == 4 and shape[-1] == channels and shape[1] != channels:
+            return ": channels last? images.permute(0, 3, 1, 2)"
+        if images.ndim == 3 and channels == 1 and shape[0] != 1:
+            return ": grey images without a channel dimension? images.unsqueeze(1)"
+        if images.is_floating_point() and images.ndim in (3, 4):
+            return ": floats in [0, 1]? (images * 255).round().to(torch.uint8)"
+        return ""
 
     def probabilities(self, images, batch_size=None):
         """Softmax probabilities (N, classes), float32 on the CPU, of images as `predict` takes them
@@ -486,8 +498,11 @@ class TrainedModel:
                              f"got {type(dataset).__name__}; images without labels: predict(images)")
         images, labels = dataset
         if not isinstance(labels, torch.Tensor):
+            names = isinstance(labels, (list, tuple)) and bool(labels) and isinstance(labels[0], str)
+            fix = ("class names? torch.tensor([run.class_names.index(name) for name in labels])" if names
+                   else "torch.as_tensor(labels)")
             raise UsageError(f"evaluate((images, labels)): labels must be a tensor of the run's class indices, got "
-                             f"{type(labels).__name__} (torch.as_tensor(labels))")
+                             f"{type(labels).__name__} ({fix})")
         classes = len(self.class_names)
         check_labels(labels, classes, "evaluate((images, labels)): labels",
                      f"the run's classes [0, {classes}); give the index of each image's class in class_names")
@@ -763,6 +778,9 @@ def image_files(images):
         elif hasattr(image, "read") and not isinstance(image, (str, os.PathLike)):  # a file object, BytesIO
             raise UsageError(f"images holds a file object ({type(image).__name__}); give its path, or the image "
                              "opened: PIL.Image.open(f)")
+        elif type(images).__module__ == "numpy":  # iterated row by row
+            raise UsageError(f"images is a numpy array {images.shape}; give it as a tensor: torch.from_numpy(images) "
+                             "(N, C, S, S) uint8, or torch.from_numpy(images).permute(0, 3, 1, 2) for (N, S, S, C)")
         elif not isinstance(image, (str, os.PathLike)):
             raise UsageError(f"a list of images holds a {type(image).__name__}; give paths, folders or PIL images in "
                              "a list, or the images as one uint8 tensor (N, C, S, S)")

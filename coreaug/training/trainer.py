@@ -377,6 +377,8 @@ def _open_run(config, distributed, model=None, on_start=None):
         # while the others wait on its progress (image_cache.open_or_build), not in a barrier
         # whose fixed timeout a long build would outlast.
         distributed.on_main(lambda: check_same_data(checkpoint, config))
+        if config.out:
+            distributed.on_main(lambda: folder.check_room(checkpoint, config.epochs))
         if checkpoint is None:
             _warn_one_selection(config)
         first = contextlib.nullcontext() if is_folder_dataset(config.dataset) else distributed.node_main_first()
@@ -1131,13 +1133,19 @@ def mix_with_partners(copies, train_images, partners, weak, source):
     `train_images` are in memory on the device (load_run_data refuses to stream for crust): an
     `Images`, or the uint8 tensor of an own loop. `source` is the copies' own (its draws
     continue after their strong augmentation). Any layout whose first dimension is the copies' (a
-    float blend of float data; an integer one rounded)."""
+    float blend of float data; an integer one rounded). uint8 images and float copies (or the other
+    way round) are brought to the copies' units as the policies read them (0-255, 0-1): blended as
+    they were, a [0, 1] batch held values up to 196, or the copies darkened."""
     if not hasattr(train_images, "read"):
         from coreaug.data.images import as_images
         train_images = as_images(train_images)
-    mates = weak(train_images.read(partners), source)
+    mates = weak(train_images.read(partners), source).float()
+    if copies.is_floating_point() and train_images.dtype == torch.uint8:
+        mates = mates / 255
+    elif copies.dtype == torch.uint8 and train_images.dtype.is_floating_point:
+        mates = mates * 255
     lam = uniform(len(copies), source, copies.device).view(-1, *[1] * (copies.dim() - 1))
-    blend = lam * copies.float() + (1 - lam) * mates.float()
+    blend = lam * copies.float() + (1 - lam) * mates
     return blend.to(copies.dtype) if copies.is_floating_point() else blend.round_().to(copies.dtype)
 
 
