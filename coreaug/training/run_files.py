@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from coreaug.errors import TrainingDiverged, UsageError, first_line
-from coreaug.files import DISK_ERRORS, atomic_write, lock_folder, make_folder, saved_by_torch
+from coreaug.files import DISK_ERRORS, atomic_write, lock_folder, make_folder, saved_by_torch, size_text
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -53,6 +53,7 @@ class RunFolder:
     def __init__(self, path, tensorboard=False):
         self.path = os.path.abspath(path)
         self._lock = None
+        self._locked = True  # False where the file system took no lock (lock_folder warned)
         self.tensorboard, self._scalars = tensorboard, None
         self._checked = None  # the results `check` found (and overwrite), which a fresh `start` may delete
         self._made = []  # the folders `check` created, deepest last
@@ -132,7 +133,16 @@ class RunFolder:
             raise UsageError(f"--out {self.path} already holds a run ({', '.join(kept)}); pass --resume to continue "
                              "it, --overwrite to start it again (deleting those files), or choose another --out")
         if resume and os.path.exists(self.file(CHECKPOINT)):
-            return self._load_checkpoint()
+            checkpoint = self._load_checkpoint()
+            mixed = [] if self._locked or not isinstance(checkpoint.get("config"), dict) else \
+                differences(previous, checkpoint["config"], self.path)
+            if mixed:  # two runs at once where nothing kept them apart: config.json of one, the results of the other
+                shown = ", ".join(f"{k}: {was!r} in config.json, {now!r} in {CHECKPOINT}" for k, was, now in mixed)
+                raise UsageError(f"--out {self.path} holds the {CHECKPOINT} of another run than its config.json "
+                                 f"says ({shown}): two runs wrote into it at once, which its file system's missing "
+                                 "locks did not prevent; pass --overwrite to start the run again, or choose another "
+                                 "--out")
+            return checkpoint
         if resume and not overwrite and self._readable_results():  # checkpoint.pt removed to save space, say
             raise UsageError(f"--out {self.path} holds a finished run (summary.json, {MODEL}) without its "
                              f"{CHECKPOINT}: there is nothing to resume; its results are in summary.json, and "
@@ -200,7 +210,7 @@ class RunFolder:
         while True:
             fd = os.open(self.path, os.O_RDONLY)
             try:
-                lock_folder(fd, self.path, wait=False)
+                self._locked = lock_folder(fd, self.path, wait=False)
             except BlockingIOError:
                 os.close(fd)
                 if time.monotonic() < deadline:
@@ -280,6 +290,30 @@ class RunFolder:
 
     def _write_metrics(self, history):
         self._write("metrics.jsonl", lambda f: f.writelines(json.dumps(m) + "\n" for m in history))
+
+    def check_room(self, checkpoint, epochs):
+        """The error the run's next write would raise, now, before the data loads (a large folder
+        decodes for hours) and an epoch trains again: PermissionError for an existing folder this
+        process may not write in, OSError(ENOSPC) for a disk without room for a checkpoint beside
+        the old one (it is written beside it, then renamed: a resume on a nearly full disk trained
+        an epoch and failed the same way, saying only "free some space"). A finished run, which only
+        reports, needs neither."""
+        if checkpoint is not None and checkpoint["epoch"] >= epochs and self._readable_results():
+            return
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
+        need = os.path.getsize(self.file(CHECKPOINT)) if checkpoint is not None else 0
+        try:
+            free = shutil.disk_usage(self.path).free
+        except OSError:  # not known: the first write tells
+            return
+        if free >= max(need, FULL_DISK):
+            return
+        if need > FULL_DISK and free > 0:  # (a disk that reports 0 free, some network ones, is tried below)
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the next {CHECKPOINT} needs {size_text(need)} "
+                                        f"beside the last; {size_text(free)} free)", self.path)
+        if not _takes_a_write(self.path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
 
     def finished(self, checkpoint, epochs):
         """Whether `checkpoint` ends the run (all `epochs` done) and its model.pt and summary.json
