@@ -311,3 +311,27 @@ def test_a_folder_two_unlocked_runs_wrote_into_is_refused_at_resume_not_reported
         coreaug.train(coreaug.TrainConfig(**DIGITS, seed=1, out=str(out), resume=True))
     (out / "config.json").write_text(json.dumps(settings))
     assert len(coreaug.train(coreaug.TrainConfig(**DIGITS, seed=0, out=str(out), resume=True)).history) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal")
+def test_a_coreset_selection_on_a_terminal_ends_without_colorama_s_reset():
+    """numba's compile (or cache load) inits colorama, whose exit handler wrote ESC[0m to a terminal after the
+    run's last line, even with NO_COLOR (explore22-scripts #10)."""
+    import pty
+
+    code = ("import torch, coreaug; g = torch.randn(200, 8); y = torch.arange(200) % 4; "
+            "print(len(coreaug.select_coreset(g, y, fraction=0.25).indices))")
+    leader, follower = pty.openpty()
+    done = subprocess.run([sys.executable, "-c", code], stdout=follower, stderr=subprocess.PIPE, timeout=300)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert done.returncode == 0 and out.strip() == b"50", (out, done.stderr)

@@ -22,10 +22,10 @@ def lazy_greedy(graph, budget):
     and each pick's marginal gain; gains sum to F(S). Exact: identical picks to the
     plain greedy (ties to the lowest index), evaluated lazily (Minoux's accelerated greedy).
     """
-    from .greedy_kernel import _lazy_greedy
+    from .greedy_kernel import lazy_greedy_kernel
 
     budget = int(min(budget, graph.shape[0]))
-    return _lazy_greedy(graph.indptr, graph.indices, graph.data.astype(np.float64, copy=False), budget)
+    return lazy_greedy_kernel(graph.indptr, graph.indices, graph.data.astype(np.float64, copy=False), budget)
 
 
 def apricot_greedy(graph, budget):
