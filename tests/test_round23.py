@@ -335,3 +335,21 @@ def test_a_coreset_selection_on_a_terminal_ends_without_colorama_s_reset():
         out += chunk
     os.close(leader)
     assert done.returncode == 0 and out.strip() == b"50", (out, done.stderr)
+
+
+def test_channels_last_images_in_the_own_loop_are_told_the_permute():
+    """NHWC uint8 images to start_epoch reached the model and ended in torch's conv error, 13 frames deep
+    (explore23-inputs #5b)."""
+    import torch
+    from torch import nn
+
+    images = torch.randint(0, 256, (48, 8, 8, 3), dtype=torch.uint8)
+    labels = torch.arange(48) % 3
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3))
+    method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.25)
+    with pytest.raises(coreaug.UsageError, match=r"inputs of shape \(48, 8, 8, 3\) .*channels last, as numpy and "
+                                                 r"PIL give images\? .*x\.permute\(0, 3, 1, 2\)\.float\(\) / 255"):
+        method.start_epoch(0, model, images, preprocess=lambda x: x.float() / 255)
+    plan = method.start_epoch(0, model, images, preprocess=lambda x: x.permute(0, 3, 1, 2).float() / 255)
+    assert len(plan.indices) > 0

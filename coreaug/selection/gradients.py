@@ -74,10 +74,17 @@ def _model_on(model, inputs):
     """``model(inputs)``; where the model cannot take the inputs' dtype (uint8 images given without
     a ``preprocess=``/``transform=``, float64 ones, numpy's default, for a float32 model, or token
     ids of a dtype its embedding refuses), a UsageError saying so: torch's own error names only
-    dtypes. Any other error (a shape mistake in the model's forward) comes through as it is."""
+    dtypes; so for a convolution's error on channels-last images (B, H, W, C). Any other error (a
+    shape mistake in the model's forward) comes through as it is."""
     try:
         return model(inputs)
     except RuntimeError as exc:
+        if isinstance(inputs, torch.Tensor) and inputs.dim() == 4 and inputs.shape[-1] in (1, 3) \
+                and inputs.shape[1] not in (1, 3) and "channels" in str(exc):  # a conv's on (B, H, W, C) images
+            raise UsageError(f"the model cannot take inputs of shape {tuple(inputs.shape)} ({first_line(exc)}): "
+                             "channels last, as numpy and PIL give images? pass preprocess= (estimate_gradients: "
+                             "transform=) to turn them into its input, e.g. lambda x: x.permute(0, 3, 1, 2).float() "
+                             "/ 255") from exc
         if not isinstance(inputs, torch.Tensor) or not DTYPE_ERROR.search(str(exc)):
             raise
         if "'indices'" in str(exc):  # an nn.Embedding's: token ids (x.float() / 255 would fail there again)
