@@ -353,3 +353,27 @@ def test_channels_last_images_in_the_own_loop_are_told_the_permute():
         method.start_epoch(0, model, images, preprocess=lambda x: x.float() / 255)
     plan = method.start_epoch(0, model, images, preprocess=lambda x: x.permute(0, 3, 1, 2).float() / 255)
     assert len(plan.indices) > 0
+
+
+def test_summary_json_holds_what_model_pt_records_of_the_model_and_pillows_version(tmp_path):
+    """Deployers outside Python had the class names, mean, std and sizes only inside a torch file; a folder
+    decoded by worker processes left Pillow out of `versions` (explore23-export #3, #5)."""
+    import json
+
+    import torch
+    from PIL import Image
+
+    for label in ("red", "blue"):
+        (tmp_path / "folder" / label).mkdir(parents=True)
+        for number in range(8):
+            Image.new("RGB", (14, 14), (200, 0, 30 * number) if label == "red" else (0, 30 * number, 200)).save(
+                tmp_path / "folder" / label / f"{number}.png")
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "folder"), model="cnn", epochs=1, image_size=8,
+                                      workers=1, quiet=True, out=str(out), cache_dir=str(tmp_path / "cache")))
+    summary = json.loads((out / "summary.json").read_text())
+    saved = torch.load(out / "model.pt", weights_only=True)
+    assert summary["model"] == {key: saved[key] for key in summary["model"]}
+    assert summary["model"]["class_names"] == ["blue", "red"] and summary["model"]["store_size"] == 8
+    assert set(summary["model"]) >= {"in_channels", "image_size", "mean", "std", "channels_last"}
+    assert summary["versions"]["pillow"] == Image.__version__

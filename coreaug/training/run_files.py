@@ -403,6 +403,9 @@ def provenance(data, config=None):
     the other files the run of `config` started from (`input_files`)."""
     loaded = {name: getattr(sys.modules[module], "__version__", None)
               for module, name in LIBRARIES.items() if module in sys.modules}
+    if data.fingerprint is not None and "pillow" not in loaded:  # a folder decoded by worker processes alone
+        import PIL
+        loaded["pillow"] = PIL.__version__
     return {"commit": checkout_commit(), "versions": {"python": platform.python_version(), **loaded},
             "data": {"source": data.source, "fingerprint": data.fingerprint},
             **({"inputs": input_files(config)} if config is not None else {})}

@@ -53,12 +53,11 @@ def _own_copy(tensor):
     return tensor.clone(memory_format=torch.contiguous_format)
 
 
-def model_file(config, model, data, history):
-    """The contents of model.pt for `model` trained by `config` on `data` (RunData)."""
+def model_inputs(config, data):
+    """What model.pt records of the model besides its weights, and summary.json too (its "model", for
+    programs that read no torch file): its name, channels and classes, and what its input is made of."""
     return {
-        "format": FORMAT, "version": 1,
         "model": config.model, "in_channels": data.in_channels, "num_classes": data.num_classes,
-        "state_dict": {name: _own_copy(tensor) for name, tensor in model.state_dict().items()},
         # images are read at store_size (a folder's stored size) and their centre image_size square evaluated
         # (a registered dataset's images keep their own size: config.image_size is a folder's)
         "class_names": list(data.class_names),
@@ -66,6 +65,15 @@ def model_file(config, model, data, history):
         "store_size": int(data.test_images.shape[-1]),
         "mean": data.preprocess.mean.flatten().tolist(), "std": data.preprocess.std.flatten().tolist(),
         "channels_last": data.preprocess.memory_format == torch.channels_last,  # False: a model that cannot take it
+    }
+
+
+def model_file(config, model, data, history):
+    """The contents of model.pt for `model` trained by `config` on `data` (RunData)."""
+    return {
+        "format": FORMAT, "version": 1,
+        **model_inputs(config, data),
+        "state_dict": {name: _own_copy(tensor) for name, tensor in model.state_dict().items()},
         "config": dataclasses.asdict(config), "epochs": len(history),
         "final_test_accuracy": history[-1]["test_accuracy"] if history else None,
         "data_fingerprint": data.fingerprint,  # a folder's files (None for a registered dataset)

@@ -41,7 +41,7 @@ from .precision import autocast_for, gradient_scaler, resolve_precision
 from .run_files import OLDER, RunFolder, check_same_data, provenance
 from .schedule import learning_rate
 from .selector import select_examples
-from .trained import model_file
+from .trained import model_file, model_inputs
 
 
 @dataclass
@@ -1216,4 +1216,5 @@ def _summary(config, result, device, precision, data):
         "machine": f"{platform.machine()} {os.cpu_count()} cpus"
                    + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
         **provenance(data, config),
+        "model": model_inputs(config, data),  # (model.pt's, readable without torch)
     }
