@@ -1,4 +1,5 @@
 """Atomic file writes: a reader sees the old file or the new one, never a partial one; folder locks."""
+import contextlib
 import errno
 import os
 import stat
@@ -166,11 +167,27 @@ def atomic_write(path, write, mode="w", durable=False, through_links=True):
         os.chmod(tmp, permissions)
         os.replace(tmp, target)
     except BaseException as exc:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):  # (renamed already: the interrupt came after the rename)
+            os.unlink(tmp)
+        stop = _interrupt(exc)
+        if stop is not None and stop is not exc:  # Ctrl-C or SIGTERM inside torch.save: its zip writer's error
+            raise stop                              # on the way out took its place (exit 1 where 143 was due)
         cause = _disk_error(exc)
         if cause is not None:
             raise OSError(cause.errno, cause.strerror, path) from exc
         raise
+
+
+def _interrupt(exc):
+    """The interrupt in `exc`'s chain of causes (a KeyboardInterrupt: Ctrl-C, or SIGTERM raised as one;
+    a SystemExit: a bench worker's SIGTERM), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _utf8(mode):

@@ -377,3 +377,60 @@ def test_summary_json_holds_what_model_pt_records_of_the_model_and_pillows_versi
     assert summary["model"]["class_names"] == ["blue", "red"] and summary["model"]["store_size"] == 8
     assert set(summary["model"]) >= {"in_channels", "image_size", "mean", "std", "channels_last"}
     assert summary["versions"]["pillow"] == Image.__version__
+
+
+def test_an_interrupt_while_a_file_is_written_stays_the_interrupt(tmp_path, monkeypatch):
+    """SIGTERM or Ctrl-C during a checkpoint's write ended in torch's zip writer's RuntimeError (exit 1) or,
+    after the rename, in "No such file or directory: RUN/.tmp-..." (exit 2), not the stop line and exit 143 or
+    130 schedulers read (explore23-sweeps #1)."""
+    from coreaug import files
+
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"old")
+
+    def interrupted_inside_the_writer(f):
+        try:
+            f.write(b"half")
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")  # as torch.save's exit
+    with pytest.raises(KeyboardInterrupt):
+        files.atomic_write(target, interrupted_inside_the_writer, mode="wb")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    replace = os.replace
+
+    def interrupted_after_the_rename(source, destination):
+        replace(source, destination)
+        raise SystemExit(143)  # a bench worker's SIGTERM
+    monkeypatch.setattr(os, "replace", interrupted_after_the_rename)
+    with pytest.raises(SystemExit):
+        files.atomic_write(target, lambda f: f.write(b"new"), mode="wb")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_on_epoch_sees_each_rows_and_its_exception_stops_a_resumable_run(tmp_path):
+    """A pruning sweep (Optuna, Ray Tune) had to tail metrics.jsonl from a thread and interrupt the main thread
+    (explore23-sweeps #2): on_epoch gets each epoch's row, and what it raises stops the run."""
+    import json
+
+    class Pruned(Exception):
+        pass
+
+    config = dict(DIGITS, epochs=3, train_limit=96)
+    whole = coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "whole")), on_epoch=lambda row: None)
+    seen = []
+
+    def prune(row):
+        seen.append(row)
+        row["test_accuracy"] = "changed"  # a copy: the run's own history keeps its figure
+        if row["epoch"] == 1:
+            raise Pruned
+    with pytest.raises(Pruned):
+        coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "pruned")), on_epoch=prune)
+    assert [row["epoch"] for row in seen] == [0, 1]
+    rows = [json.loads(line) for line in (tmp_path / "pruned" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["test_accuracy"] for row in rows] == [row["test_accuracy"] for row in whole.history[:2]]
+    resumed = coreaug.train(coreaug.TrainConfig(**config, out=str(tmp_path / "pruned"), resume=True))
+    assert [m["train_loss"] for m in resumed.history] == [m["train_loss"] for m in whole.history]
+    with pytest.raises(coreaug.UsageError, match="on_epoch must be a function called with each epoch's metrics"):
+        coreaug.train(coreaug.TrainConfig(**config), on_epoch="print")

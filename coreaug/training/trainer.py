@@ -93,7 +93,7 @@ def _weak_policy(config, folder):
     return create_policy(name, flip=config.flip, **size)
 
 
-def train(config, model=None, *, on_start=None):
+def train(config, model=None, *, on_start=None, on_epoch=None):
     """Train `config.model` (or `model`, any nn.Module) on `config.dataset`, strongly augmenting
     the chosen examples.
 
@@ -127,6 +127,12 @@ def train(config, model=None, *, on_start=None):
     `on_start`, if given, is called with the run folder's path once every check has passed, just
     before the run's first file is written there (the CLI's "run folder:" line).
 
+    `on_epoch`, if given, is called after each epoch with a copy of its metrics.jsonl row, once
+    the epoch's checkpoint is written (not after an epoch that diverged): report it to a tracker
+    or a pruner; an exception it raises (`optuna.TrialPruned`, say) stops the run and comes out of
+    `train`, the folder resumable from that epoch. Under torchrun it is called in every process
+    with the same row, so a decision made from the row stops every process alike.
+
     Launched by torchrun with several processes, each process trains its disjoint share
     of every epoch's plan (`EpochPlan.shard`) in DistributedDataParallel, with
     `batch_size` as the global batch; rank 0 selects (from gradient estimates that every
@@ -139,6 +145,9 @@ def train(config, model=None, *, on_start=None):
     if on_start is not None and not callable(on_start):  # found after the data is loaded, it would stop the run
         raise UsageError(f"on_start must be a function called with the run folder's path, or None, got "
                          f"{type(on_start).__name__}")
+    if on_epoch is not None and not callable(on_epoch):  # (found after the first epoch otherwise)
+        raise UsageError(f"on_epoch must be a function called with each epoch's metrics (a dict), or None, got "
+                         f"{type(on_epoch).__name__}")
     config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
     config = dataclasses.replace(config, model=given_model_name(config, model)) if model is not None else config
     config = config.resolved()
@@ -152,7 +161,7 @@ def train(config, model=None, *, on_start=None):
             if distributed.rank != 0:  # rank 0 speaks for the run: a warning once, not once per process
                 others.enter_context(warnings.catch_warnings())
                 warnings.simplefilter("ignore")
-            result = _run(config, distributed, model, on_start)
+            result = _run(config, distributed, model, on_start, on_epoch)
         completed = True
         return result
     finally:
@@ -436,7 +445,7 @@ def _open_run(config, distributed, model=None, on_start=None):
     return folder, checkpoint, data, model
 
 
-def _run(config, distributed, model=None, on_start=None):
+def _run(config, distributed, model=None, on_start=None, on_epoch=None):
     show_build = not config.quiet  # a decoded cache's build shows on the rank that makes it (builds_shown)
     if not distributed.is_main:
         config = dataclasses.replace(config, quiet=True)  # one progress bar and log: rank 0's
@@ -449,7 +458,7 @@ def _run(config, distributed, model=None, on_start=None):
     with builds_shown(show_build):
         folder, checkpoint, data, model = _open_run(config, distributed, model, on_start)
     try:
-        return _train_run(config, distributed, folder, checkpoint, data, model)
+        return _train_run(config, distributed, folder, checkpoint, data, model, on_epoch)
     finally:
         if folder:
             folder.release()
@@ -493,7 +502,7 @@ class RunState:
             module.eval()
 
 
-def _train_run(config, distributed, folder, checkpoint, data, model=None):
+def _train_run(config, distributed, folder, checkpoint, data, model=None, on_epoch=None):
     """The epoch loop: select if due, train the plan, evaluate, log, checkpoint."""
     run = _start(config, distributed, checkpoint, data, model)
     # trained in place: a run given the module again (result.model, or the user's) starts from these weights
@@ -565,6 +574,8 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None):
             _log_epoch(config, run.history[-1])
         if diverged:
             raise diverged
+        if on_epoch is not None:
+            on_epoch(dict(run.history[-1]))
 
     result = _result(config, run.history, run.model, distributed)
     if folder and not folder.done:  # a finished run's files stay as it wrote them
