@@ -434,3 +434,23 @@ def test_on_epoch_sees_each_rows_and_its_exception_stops_a_resumable_run(tmp_pat
     assert [m["train_loss"] for m in resumed.history] == [m["train_loss"] for m in whole.history]
     with pytest.raises(coreaug.UsageError, match="on_epoch must be a function called with each epoch's metrics"):
         coreaug.train(coreaug.TrainConfig(**config), on_epoch="print")
+
+
+def test_report_names_a_learning_rate_in_which_another_grid_differs(tmp_path):
+    """A learning-rate sweep is one grid per rate compared with `report GRID GRID2=LABEL`: the report named a
+    differing epochs, not a differing lr, which only the typed label recorded (explore23-sweeps #3)."""
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    base = ["bench", "--dataset", "digits", "--epochs", "1", "--train-limit", "64", "--test-limit", "32", "--subsets",
+            "0.3", "--strategies", "random", "--references", "none", "--seeds", "1", "--quiet"]
+    for lr in ("0.05", "0.2"):
+        result = CliRunner().invoke(app, [*base, "--lr", lr, "--out", str(tmp_path / f"g{lr}")])
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "g0.05"), f"{tmp_path / 'g0.2'}=fast",
+                                      "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    runs_line = next(line for line in (tmp_path / "rep" / "report.md").read_text().splitlines()
+                     if line.startswith("Runs:"))
+    assert "as \"fast\": 2 finished runs of 2; unlike the first grid's runs: lr 0.2 (first: 0.05)" in runs_line

@@ -375,11 +375,15 @@ def _pooled(records, runs, checked=False):
 
 
 def _unlike(first, records):
-    """The data and training settings (ACROSS_CELLS) in which `records` (another grid's runs) differ from
-    `first` (the first grid's): "dataset /data/b (first: /data/a), epochs 30 (first: 15)"; "" for none."""
+    """The settings in which `records` (another grid's runs) differ from `first` (the first grid's): the data
+    and training length (ACROSS_CELLS), then any other that every run of both records (lr, optimizer,
+    augment ...: a grid per learning rate was compared without a word of it), but strategy, subset and seed:
+    "dataset /data/b (first: /data/a), epochs 30 (first: 15), lr 0.2 (first: 0.05)"; "" for none."""
     parts = {}
     settings = [[_with_data(record) for record in group] for group in (records, first)]  # each record read once
-    for key in ACROSS_CELLS:
+    common = set.intersection(*(set(config) for group in settings for config in group)) if first and records \
+        else set()
+    for key in [*ACROSS_CELLS, *sorted(common - set(ACROSS_CELLS) - set(PER_RUN) - NOT_RESULTS)]:
         theirs, ours = ({_setting_text(config.get(key)) for config in group} for group in settings)
         if first and records and theirs != ours:
             parts[key] = f"{key} {', '.join(sorted(theirs))} (first: {', '.join(sorted(ours))})"
