@@ -178,8 +178,8 @@ def test_a_channels_last_batch_is_refused_by_every_policy_with_the_permute(name)
 
     red = torch.zeros(4, 16, 16, 3, dtype=torch.uint8)
     red[..., 0] = 255
-    with pytest.raises(coreaug.UsageError, match=r"shape \(4, 16, 16, 3\) looks channels-last \(B, H, W, C\), as "
-                                                 r"numpy and PIL give images: images\.permute\(0, 3, 1, 2\)"):
+    with pytest.raises(coreaug.UsageError, match=r"shape \(4, 16, 16, 3\)(;| looks) channels[- ]last.*as numpy and PIL "
+                                                 r"give images(: if so,|\?) images\.permute\(0, 3, 1, 2\)"):
         coreaug.create_policy(name)(red, torch.Generator().manual_seed(0))
     out = coreaug.create_policy(name)(red.permute(0, 3, 1, 2), torch.Generator().manual_seed(0))
     assert out.shape == (4, 3, 16, 16)
@@ -292,6 +292,9 @@ def test_a_resume_without_room_for_the_next_checkpoint_is_refused_before_the_dat
     assert len(coreaug.train(coreaug.TrainConfig(**config, out=str(out), resume=True)).history) == 2
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * size, 9 * size, size // 2))
     assert len(coreaug.train(coreaug.TrainConfig(**config, out=str(out), resume=True)).history) == 2  # reports
+    (out / "model.pt").unlink()  # a disk full at the last write: the resume writes model.pt alone (review35 #1)
+    assert len(coreaug.train(coreaug.TrainConfig(**config, out=str(out), resume=True)).history) == 2
+    assert (out / "model.pt").stat().st_size < size // 2
 
 
 def test_a_folder_two_unlocked_runs_wrote_into_is_refused_at_resume_not_reported_as_the_other(tmp_path, monkeypatch):
@@ -454,3 +457,77 @@ def test_report_names_a_learning_rate_in_which_another_grid_differs(tmp_path):
     runs_line = next(line for line in (tmp_path / "rep" / "report.md").read_text().splitlines()
                      if line.startswith("Runs:"))
     assert "as \"fast\": 2 finished runs of 2; unlike the first grid's runs: lr 0.2 (first: 0.05)" in runs_line
+
+
+def test_review35_paths_in_numpy_factories_after_another_and_one_channels_last_image(tmp_path, monkeypatch):
+    """review35 #2, #3, #8: a numpy array of paths (a pandas column's values) was refused as pixels; a second
+    factory module of the current folder lost to Python's own module of its name; one (H, W, C) image got no
+    hint."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from coreaug.models.registry import import_factory
+
+    run = coreaug.load_run(coreaug.train(coreaug.TrainConfig(**DIGITS, out=str(tmp_path / "run"))).out)
+    for number in range(2):
+        Image.new("L", (8, 8), number * 100).save(tmp_path / f"p{number}.png")
+    paths = [str(tmp_path / f"p{number}.png") for number in range(2)]
+    expected = run.predict(paths)
+    assert run.predict(np.array(paths)) == expected and run.predict(np.array(paths, dtype=object)) == expected
+    with pytest.raises(coreaug.UsageError, match=r"\(8, 8, 1\): one image, channels last\? images\.permute\(2, 0, 1\)"):
+        run.predict(torch.zeros(8, 8, 1, dtype=torch.uint8))
+    factory = ("import torch\n\ndef make(in_channels, num_classes):\n"
+               "    return torch.nn.Linear(in_channels, num_classes)\n")
+    (tmp_path / "round23_first.py").write_text(factory)
+    (tmp_path / "colorsys.py").write_text(factory)  # named as one of Python's own modules
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
+    for name in ("round23_first", "colorsys"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert import_factory("round23_first:make")(3, 2).out_features == 2
+    assert import_factory("colorsys:make")(3, 2).out_features == 2
+    assert sys.path[-1] == str(tmp_path) and sys.path.count(str(tmp_path)) == 1
+
+
+def test_review35_policies_take_narrow_channels_first_data_and_a_folder_run_of_an_older_record_resumes(
+        tmp_path, monkeypatch):
+    """review35 #6: (B, C, L, 1) or (B, C, H, 3) data went through cutout before the channels-last check; #5: on a
+    file system without locks a checkpoint recording a relative dataset (coreaug 0.2's) was taken for another
+    run's."""
+    import os
+
+    import torch
+    from PIL import Image
+
+    from coreaug.training import run_files
+
+    for shape in ((8, 8, 128, 1), (8, 4, 32, 3)):
+        assert coreaug.create_policy("cutout")(torch.rand(shape), torch.Generator().manual_seed(0)).shape == shape
+    with pytest.raises(coreaug.UsageError, match=r"got 4 channels in shape \(8, 4, 32, 3\); channels last, as"):
+        coreaug.create_policy("autoaugment")(torch.rand(8, 4, 32, 3), torch.Generator().manual_seed(0))
+    base = tmp_path / "proj"
+    for label in ("a", "b"):
+        (base / "imgs" / label).mkdir(parents=True)
+        for number in range(6):
+            colour = (number * 40, 80 if label == "a" else 0, 0)
+            Image.new("RGB", (10, 10), colour).save(base / "imgs" / label / f"{number}.png")
+    monkeypatch.setattr(run_files, "lock_folder", lambda fd, path, wait=True: False)
+    config = dict(dataset=str(base / "imgs"), image_size=8, model="cnn", epochs=2, batch_size=4, quiet=True,
+                  workers=0, cache_dir=str(tmp_path / "cache"), out=str(base / "runs" / "run"))
+    save = run_files.RunFolder.save_epoch
+
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config))
+    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save)
+    checkpoint = torch.load(base / "runs" / "run" / "checkpoint.pt", weights_only=True)
+    checkpoint["config"]["dataset"] = "imgs"  # as coreaug 0.2 recorded it, run from proj/
+    torch.save(checkpoint, base / "runs" / "run" / "checkpoint.pt")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert os.getcwd() == str(tmp_path / "elsewhere")
+    assert len(coreaug.train(coreaug.TrainConfig(**config, resume=True)).history) == 2

@@ -41,13 +41,15 @@ def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
     channels = images.shape[1]
     if channels < 1:
         raise UsageError(f"images must have at least 1 channel, got shape {tuple(images.shape)}")
-    if channels not in (1, 3) and images.shape[-1] in (1, 3):  # weak, cutout and crops took it: the wrong axes
+    last = channels not in (1, 3) and images.shape[-1] in (1, 3)  # as numpy and PIL give images: (B, H, W, C)
+    if last and images.shape[1] == images.shape[2] and not gray_or_rgb:  # weak, cutout, crops: the wrong axes
         raise UsageError(f"images must be (B, C, H, W), and shape {tuple(images.shape)} looks channels-last "
-                         "(B, H, W, C), as numpy and PIL give images: images.permute(0, 3, 1, 2)")
+                         "(B, H, W, C), as numpy and PIL give images: if so, images.permute(0, 3, 1, 2)")
     if gray_or_rgb and channels not in (1, 3):
+        hint = "; channels last, as numpy and PIL give images? images.permute(0, 3, 1, 2)" if last else ""
         raise UsageError(
             f"images must have 1 (grayscale) or 3 (RGB) channels, got {channels} channels "
-            f"in shape {tuple(images.shape)}"
+            f"in shape {tuple(images.shape)}{hint}"
         )
 
 

@@ -264,8 +264,8 @@ def run_in_workers(runs, workers, report=None):
     return outcomes
 
 
-FEEDER_SECONDS = 2.0  # a closed queue's feeder thread's time to flush what is left into the pipe and end
-_PARKED = []  # queues whose feeder thread is blocked on a full pipe (runs never taken), kept to the exit
+FEEDER_SECONDS = 0.25  # a closed queue's feeder thread's time to flush what is left into the pipe and end
+_PARKED = []  # closed queues whose feeder thread had not ended (a full pipe of runs never taken, or a slow one)
 
 
 def _close_queue(channel):
@@ -273,8 +273,10 @@ def _close_queue(channel):
     holds two of them while it flushes: once it ended after the queue was freed (a stopped grid
     under load), it unlinked them and was stopped by the interpreter's exit before it unregistered
     them, and the resource tracker warned of "1 leaked semaphore" ("[Errno 2]"). So the thread is
-    waited for; one blocked on a full pipe (runs a stopped worker never took, which must not hold
-    this process) keeps its queue to the exit, whose finalizers free it in the main thread."""
+    waited for, a moment; one not ended by then (blocked on a full pipe of runs a stopped grid never
+    took, which must not hold this process; or slow) keeps its queue until a later close finds it
+    ended, or to the exit, whose finalizers free it in the main thread."""
+    _PARKED[:] = [parked for parked in _PARKED if parked._thread.is_alive()]  # the others freed here, now
     channel.cancel_join_thread()
     channel.close()
     feeder = getattr(channel, "_thread", None)  # (multiprocessing's name for it; None where nothing was put)

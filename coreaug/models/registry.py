@@ -60,19 +60,23 @@ def is_import_path(name) -> bool:
 
 def _import_from_here(module_name):
     """importlib.import_module(module_name) with the current folder first on the import path, as
-    `python -m` has it; afterwards the folder is last (it stays importable, for a spawned worker
-    unpickling the module's classes), so that the caller's own imports resolve as before: first, it
-    shadowed a module beside the calling script with one of the same name in the current folder."""
+    `python -m` has it, for each factory's import; afterwards the folder is where it was, or last
+    (it stays importable, for a spawned worker unpickling the module's classes), so that the
+    caller's own imports resolve as before: first, it shadowed a module beside the calling script
+    with one of the same name in the current folder."""
     here = os.getcwd()
-    if here in sys.path or "" in sys.path:
+    if "" in sys.path or sys.path[:1] == [here]:
         return importlib.import_module(module_name)
+    was = sys.path.index(here) if here in sys.path else None  # (last, where an earlier factory's import left it)
+    if was is not None:
+        del sys.path[was]
     sys.path.insert(0, here)
     try:
         return importlib.import_module(module_name)
     finally:
         if here in sys.path:
             sys.path.remove(here)
-            sys.path.append(here)
+        sys.path.insert(len(sys.path) if was is None else was, here)
 
 
 def import_factory(path: str) -> ModelFactory:

@@ -134,9 +134,11 @@ class RunFolder:
                              "it, --overwrite to start it again (deleting those files), or choose another --out")
         if resume and os.path.exists(self.file(CHECKPOINT)):
             checkpoint = self._load_checkpoint()
-            mixed = [] if self._locked or not isinstance(checkpoint.get("config"), dict) else \
-                differences(previous, checkpoint["config"], self.path)
-            if mixed:  # two runs at once where nothing kept them apart: config.json of one, the results of the other
+            settings = checkpoint.get("config")
+            mixed = [] if self._locked or not isinstance(settings, dict) else differences(previous, settings, self.path)
+            # two runs at once where nothing kept them apart: config.json of one, the results of the other (each
+            # side read as stored too: a relative dataset an older coreaug recorded is placed from the run folder)
+            if mixed and differences(settings, previous, self.path):
                 shown = ", ".join(f"{k}: {was!r} in config.json, {now!r} in {CHECKPOINT}" for k, was, now in mixed)
                 raise UsageError(f"--out {self.path} holds the {CHECKPOINT} of another run than its config.json "
                                  f"says ({shown}): two runs wrote into it at once, which its file system's missing "
@@ -298,11 +300,15 @@ class RunFolder:
         the old one (it is written beside it, then renamed: a resume on a nearly full disk trained
         an epoch and failed the same way, saying only "free some space"). A finished run, which only
         reports, needs neither."""
-        if checkpoint is not None and checkpoint["epoch"] >= epochs and self._readable_results():
+        ended = checkpoint is not None and checkpoint["epoch"] >= epochs
+        if ended and self._readable_results():
             return
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
-        need = os.path.getsize(self.file(CHECKPOINT)) if checkpoint is not None else 0
+        if ended:  # only model.pt (and summary.json) to write again: about the weights' size
+            need, what = sum(t.nbytes for t in checkpoint["model"].values() if isinstance(t, torch.Tensor)), MODEL
+        else:
+            need, what = (os.path.getsize(self.file(CHECKPOINT)) if checkpoint is not None else 0), CHECKPOINT
         try:
             free = shutil.disk_usage(self.path).free
         except OSError:  # not known: the first write tells
@@ -310,8 +316,9 @@ class RunFolder:
         if free >= max(need, FULL_DISK):
             return
         if need > FULL_DISK and free > 0:  # (a disk that reports 0 free, some network ones, is tried below)
-            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the next {CHECKPOINT} needs {size_text(need)} "
-                                        f"beside the last; {size_text(free)} free)", self.path)
+            beside = " beside the last" if what == CHECKPOINT else ""
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the next {what} needs {size_text(need)}"
+                                        f"{beside}; {size_text(free)} free)", self.path)
         if not _takes_a_write(self.path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
 

@@ -202,6 +202,8 @@ class TrainedModel:
         channels, shape = self.in_channels, tuple(images.shape)
         if images.ndim == 4 and shape[-1] == channels and shape[1] != channels:
             return ": channels last? images.permute(0, 3, 1, 2)"
+        if images.ndim == 3 and shape[-1] == channels and shape[0] != channels:
+            return ": one image, channels last? images.permute(2, 0, 1)"
         if images.ndim == 3 and channels == 1 and shape[0] != 1:
             return ": grey images without a channel dimension? images.unsqueeze(1)"
         if images.is_floating_point() and images.ndim in (3, 4):
@@ -786,7 +788,7 @@ def image_files(images):
         elif hasattr(image, "read") and not isinstance(image, (str, os.PathLike)):  # a file object, BytesIO
             raise UsageError(f"images holds a file object ({type(image).__name__}); give its path, or the image "
                              "opened: PIL.Image.open(f)")
-        elif type(images).__module__ == "numpy":  # iterated row by row
+        elif type(images).__module__ == "numpy" and images.dtype.kind in "uifbc":  # pixels, iterated row by row
             raise UsageError(f"images is a numpy array {images.shape}; give it as a tensor: torch.from_numpy(images) "
                              "(N, C, S, S) uint8, or torch.from_numpy(images).permute(0, 3, 1, 2) for (N, S, S, C)")
         elif not isinstance(image, (str, os.PathLike)):

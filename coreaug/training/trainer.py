@@ -122,7 +122,8 @@ def train(config, model=None, *, on_start=None, on_epoch=None):
     state is the process's: runs in several threads of one process at once draw from it in turn,
     and are not reproducible by seed (train them in processes: `run_grid(jobs=N)`, a process pool).
     The caller's `torch.no_grad()` or `inference_mode()` and default dtype do not reach the run:
-    it trains with gradients, in float32 unless `precision` says otherwise.
+    it trains with gradients, in float32 unless `precision` says otherwise (a default dtype other
+    than float32 is float32 while the run lasts, in every thread: torch's default is the process's).
 
     `on_start`, if given, is called with the run folder's path once every check has passed, just
     before the run's first file is written there (the CLI's "run folder:" line).
@@ -175,12 +176,14 @@ def training_defaults():
     with torch's error, its folder written) and float32 as the default dtype (a caller's float64
     trained the whole run in float64, recorded as fp32). (The caller's draws go on: keeps_global_rng.)"""
     dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
+    if dtype != torch.float32:  # (process-wide, torch's default: left alone where it is float32 already)
+        torch.set_default_dtype(torch.float32)
     try:
         with torch.inference_mode(False), torch.enable_grad():
             yield
     finally:
-        torch.set_default_dtype(dtype)
+        if dtype != torch.float32:
+            torch.set_default_dtype(dtype)
 
 
 CAME_IN_MODES = "_coreaug_came_in_modes"  # set on a run's module: its submodules' modes when its first run took it
