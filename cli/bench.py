@@ -11,6 +11,7 @@ from coreaug.bench.workers import Terminated
 from coreaug.errors import UsageError
 from coreaug.files import DISK_ERRORS
 
+from coreaug.selection.rules import LOSS_FILTERED
 from coreaug.training.config import SELECTING
 
 from .errors import disk_error_line, fail, program_words, user_errors
@@ -105,6 +106,12 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
     be read is named on stderr and left out of the tables. A folder dataset is recorded by
     its absolute path, so the grid continues from any working directory.
     """
+    reading = [name for name in _list("--strategies", strategies) if name in LOSS_FILTERED]
+    if flags.get("loss_filter") is not None:  # the grid's settings, checked with a strategy that reads it
+        if not reading:
+            raise UsageError(f"--loss-filter applies to strategies {', '.join(LOSS_FILTERED)} only, and --strategies "
+                             f"{strategies} has none of them")
+        flags["strategy"] = reading[0]  # (each run trains its own strategy: plan_grid)
     config = make_config(**flags)
     refuse_unused_flags(config.resolved(), strategy=False)  # --milestones with cosine trained every run on cosine
     try:

@@ -3,6 +3,7 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 import tempfile
 import warnings
 
@@ -138,6 +139,7 @@ def atomic_write(path, write, mode="w", durable=False, through_links=True):
     the folders above it are still followed (`runs -> /scratch/runs`).
     """
     path = os.fspath(path)
+    handled = sys.exc_info()[1]  # an interrupt the caller is handling (a save on Ctrl-C) is not this write's
     if through_links:
         target = os.path.realpath(path)
     else:
@@ -169,7 +171,7 @@ def atomic_write(path, write, mode="w", durable=False, through_links=True):
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):  # (renamed already: the interrupt came after the rename)
             os.unlink(tmp)
-        stop = _interrupt(exc)
+        stop = _interrupt(exc, handled)
         if stop is not None and stop is not exc:  # Ctrl-C or SIGTERM inside torch.save: its zip writer's error
             raise stop                              # on the way out took its place (exit 1 where 143 was due)
         cause = _disk_error(exc)
@@ -178,15 +180,16 @@ def atomic_write(path, write, mode="w", durable=False, through_links=True):
         raise
 
 
-def _interrupt(exc):
+def _interrupt(exc, handled=None):
     """The interrupt in `exc`'s chain of causes (a KeyboardInterrupt: Ctrl-C, or SIGTERM raised as one;
-    a SystemExit: a bench worker's SIGTERM), or None."""
+    a SystemExit: a bench worker's SIGTERM) raised during the write, or None: the chain is read up to
+    `handled`, the exception the caller was handling when it wrote (its own, not the write's)."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
+    while exc is not None and exc is not handled and id(exc) not in seen:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return exc
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 

@@ -317,13 +317,14 @@ def test_a_folder_two_unlocked_runs_wrote_into_is_refused_at_resume_not_reported
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a pseudo-terminal")
-def test_a_coreset_selection_on_a_terminal_ends_without_colorama_s_reset():
+@pytest.mark.parametrize("backend", ["own", "apricot"])
+def test_a_coreset_selection_on_a_terminal_ends_without_colorama_s_reset(backend):
     """numba's compile (or cache load) inits colorama, whose exit handler wrote ESC[0m to a terminal after the
-    run's last line, even with NO_COLOR (explore22-scripts #10)."""
+    run's last line, even with NO_COLOR (explore22-scripts #10; apricot compiles with numba too: review36 #10)."""
     import pty
 
     code = ("import torch, coreaug; g = torch.randn(200, 8); y = torch.arange(200) % 4; "
-            "print(len(coreaug.select_coreset(g, y, fraction=0.25).indices))")
+            f"print(len(coreaug.select_coreset(g, y, fraction=0.25, backend={backend!r}).indices))")
     leader, follower = pty.openpty()
     done = subprocess.run([sys.executable, "-c", code], stdout=follower, stderr=subprocess.PIPE, timeout=300)
     os.close(follower)
@@ -352,8 +353,10 @@ def test_channels_last_images_in_the_own_loop_are_told_the_permute():
                           nn.Linear(4, 3))
     method = coreaug.CoresetAugmentation(labels, strategy="coreset", fraction=0.25)
     with pytest.raises(coreaug.UsageError, match=r"inputs of shape \(48, 8, 8, 3\) .*channels last, as numpy and "
-                                                 r"PIL give images\? .*x\.permute\(0, 3, 1, 2\)\.float\(\) / 255"):
+                                                 r"PIL give images\? .*: x\.permute\(0, 3, 1, 2\)$"):
         method.start_epoch(0, model, images, preprocess=lambda x: x.float() / 255)
+    with pytest.raises(coreaug.UsageError, match=r"lambda x: x\.permute\(0, 3, 1, 2\)\.float\(\) / 255$"):  # uint8
+        method.start_epoch(0, model, images)
     plan = method.start_epoch(0, model, images, preprocess=lambda x: x.permute(0, 3, 1, 2).float() / 255)
     assert len(plan.indices) > 0
 
@@ -371,9 +374,11 @@ def test_summary_json_holds_what_model_pt_records_of_the_model_and_pillows_versi
         for number in range(8):
             Image.new("RGB", (14, 14), (200, 0, 30 * number) if label == "red" else (0, 30 * number, 200)).save(
                 tmp_path / "folder" / label / f"{number}.png")
-    out = tmp_path / "run"
-    coreaug.train(coreaug.TrainConfig(dataset=str(tmp_path / "folder"), model="cnn", epochs=1, image_size=8,
-                                      workers=1, quiet=True, out=str(out), cache_dir=str(tmp_path / "cache")))
+    out = tmp_path / "run"  # trained by the command (the test's process has imported Pillow: review36 #8)
+    done = subprocess.run([sys.executable, "-m", "coreaug", "train", "--dataset", str(tmp_path / "folder"), "--model",
+                           "cnn", "--epochs", "1", "--image-size", "8", "--workers", "1", "--quiet", "--out", str(out),
+                           "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     saved = torch.load(out / "model.pt", weights_only=True)
     assert summary["model"] == {key: saved[key] for key in summary["model"]}
@@ -531,3 +536,84 @@ def test_review35_policies_take_narrow_channels_first_data_and_a_folder_run_of_a
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert os.getcwd() == str(tmp_path / "elsewhere")
     assert len(coreaug.train(coreaug.TrainConfig(**config, resume=True)).history) == 2
+
+
+def test_review36_a_write_while_the_caller_handles_ctrl_c_raises_its_own_error(tmp_path):
+    """review36 #1: an interrupt the caller was handling when it wrote (a save on Ctrl-C) was re-raised in place
+    of the write's own disk error, which the caller's `except OSError` was written for."""
+    import errno
+
+    from coreaug import files
+
+    def full(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        with pytest.raises(OSError) as raised:
+            files.atomic_write(tmp_path / "sel.npz", full, mode="wb")
+    assert raised.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+
+
+def test_review36_rows_lists_and_channels_last_photos_and_colorama(tmp_path):
+    """review36 #3: on_epoch's row was a shallow copy (a callback sorting selection_objective edited the run's
+    records); #5: an oblong channels-last batch went through weak on the wrong axes again; #4: after a coreset
+    selection a program's own colorama.init() registered no reset at exit."""
+    import json
+    import sys as system
+
+    import torch
+
+    out = tmp_path / "run"
+    colorama_set = getattr(system.modules.get("colorama.initialise"), "atexit_done", False)  # by another's init()
+
+    def trim(row):
+        del row["selection_objective"][1:]
+    config = dict(DIGITS, epochs=2, train_limit=96, strategy="coreset", subset=0.3, select_every=1)
+    coreaug.train(coreaug.TrainConfig(**config, out=str(out)), on_epoch=trim)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(len(row["selection_objective"]) > 1 for row in rows)
+    photos = torch.zeros(2, 24, 32, 3, dtype=torch.uint8)
+    with pytest.raises(coreaug.UsageError, match=r"shape \(2, 24, 32, 3\) looks channels-last"):
+        coreaug.create_policy("weak")(photos, torch.Generator().manual_seed(0))
+    colorama = system.modules.get("colorama.initialise")
+    assert colorama is None or colorama_set or not colorama.atexit_done  # numba's compile's is gone, and said so
+
+
+def test_review36_grids_of_one_setting_with_and_without_references_are_not_called_different(tmp_path):
+    """review36 #2: loss_filter is the loss-filtered strategies' alone (references train without it), so a grid
+    with references and one without were said to differ in it."""
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    config = coreaug.TrainConfig(dataset="digits", strategy="coreset-lowloss", loss_filter=0.2, epochs=1,
+                                 train_limit=64, test_limit=32, quiet=True)
+    coreaug.run_grid(config, str(tmp_path / "a"), subsets=(0.3,), strategies=("coreset-lowloss",),
+                     references=("none",), seeds=1)
+    coreaug.run_grid(config, str(tmp_path / "b"), subsets=(0.3,), strategies=("coreset-lowloss",), references=(),
+                     seeds=1)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "a"), f"{tmp_path / 'b'}=same",
+                                      "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert 'as "same": 1 finished runs of 1' in text and "unlike the first grid" not in text
+
+
+def test_bench_takes_a_loss_filter_for_the_strategies_that_read_it(tmp_path):
+    """review36 #12: `bench --loss-filter 0.2 --strategies coreset-lowloss` was refused naming 'random', the grid's
+    base settings' default strategy, though the only strategy asked for reads it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    base = ["bench", "--dataset", "digits", "--epochs", "1", "--train-limit", "64", "--test-limit", "32", "--subsets",
+            "0.3", "--references", "none", "--seeds", "1", "--quiet", "--loss-filter", "0.2"]
+    result = CliRunner().invoke(app, [*base, "--strategies", "coreset-lowloss", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "g" / "runs" / "coreset-lowloss-0.3-seed0" / "config.json"
+    assert json.loads(run.read_text())["loss_filter"] == 0.2
+    result = CliRunner().invoke(app, [*base, "--strategies", "random", "--out", str(tmp_path / "h")])
+    assert result.exit_code == 2 and "and --strategies random has none of them" in result.output

@@ -16,6 +16,9 @@ from coreaug.errors import UsageError
 Magnitude = Union[float, int, torch.Tensor]
 
 
+MANY_CHANNELS = 16  # above it, a (B, C, H, 1 or 3) batch is taken for channels-last images (B, H, W, C)
+
+
 def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
     """Raise UsageError unless ``images`` is a 4-D uint8 or floating batch (B, C, H, W).
 
@@ -42,7 +45,8 @@ def check_images(images: torch.Tensor, *, gray_or_rgb: bool = False) -> None:
     if channels < 1:
         raise UsageError(f"images must have at least 1 channel, got shape {tuple(images.shape)}")
     last = channels not in (1, 3) and images.shape[-1] in (1, 3)  # as numpy and PIL give images: (B, H, W, C)
-    if last and images.shape[1] == images.shape[2] and not gray_or_rgb:  # weak, cutout, crops: the wrong axes
+    # square, or more "channels" than data has (240 of a 320 x 240 photo): weak, cutout, crops took the wrong axes
+    if last and (images.shape[1] == images.shape[2] or channels > MANY_CHANNELS) and not gray_or_rgb:
         raise UsageError(f"images must be (B, C, H, W), and shape {tuple(images.shape)} looks channels-last "
                          "(B, H, W, C), as numpy and PIL give images: if so, images.permute(0, 3, 1, 2)")
     if gray_or_rgb and channels not in (1, 3):

@@ -376,8 +376,9 @@ def _pooled(records, runs, checked=False):
 
 def _unlike(first, records):
     """The settings in which `records` (another grid's runs) differ from `first` (the first grid's): the data
-    and training length (ACROSS_CELLS), then any other that every run of both records (lr, optimizer,
-    augment ...: a grid per learning rate was compared without a word of it), but strategy, subset and seed:
+    and training length (ACROSS_CELLS), then any other that every run of both records with one value a
+    grid (lr, optimizer, augment ...: a grid per learning rate was compared without a word of it; one that
+    its strategies set apart, loss_filter, is not the grid's), but strategy, subset and seed:
     "dataset /data/b (first: /data/a), epochs 30 (first: 15), lr 0.2 (first: 0.05)"; "" for none."""
     parts = {}
     settings = [[_with_data(record) for record in group] for group in (records, first)]  # each record read once
@@ -385,6 +386,8 @@ def _unlike(first, records):
         else set()
     for key in [*ACROSS_CELLS, *sorted(common - set(ACROSS_CELLS) - set(PER_RUN) - NOT_RESULTS)]:
         theirs, ours = ({_setting_text(config.get(key)) for config in group} for group in settings)
+        if key not in ACROSS_CELLS and (len(theirs) > 1 or len(ours) > 1):
+            continue
         if first and records and theirs != ours:
             parts[key] = f"{key} {', '.join(sorted(theirs))} (first: {', '.join(sorted(ours))})"
     if "dataset" in parts:  # another dataset's files differ too: their hashes say nothing more

@@ -58,25 +58,28 @@ def is_import_path(name) -> bool:
     return isinstance(name, str) and ":" in name
 
 
+_APPENDED = set()  # folders _import_from_here left last on sys.path (not the caller's own entries)
+
+
 def _import_from_here(module_name):
     """importlib.import_module(module_name) with the current folder first on the import path, as
-    `python -m` has it, for each factory's import; afterwards the folder is where it was, or last
-    (it stays importable, for a spawned worker unpickling the module's classes), so that the
-    caller's own imports resolve as before: first, it shadowed a module beside the calling script
-    with one of the same name in the current folder."""
+    `python -m` has it, for each factory's import, unless the caller put it on the path (its order
+    stands); afterwards the folder is last (it stays importable, for a spawned worker unpickling
+    the module's classes), so that the caller's own imports resolve as before: first, it shadowed
+    a module beside the calling script with one of the same name in the current folder."""
     here = os.getcwd()
-    if "" in sys.path or sys.path[:1] == [here]:
+    if "" in sys.path or (here in sys.path and here not in _APPENDED):
         return importlib.import_module(module_name)
-    was = sys.path.index(here) if here in sys.path else None  # (last, where an earlier factory's import left it)
-    if was is not None:
-        del sys.path[was]
+    if here in sys.path:  # last, where an earlier factory's import left it
+        sys.path.remove(here)
     sys.path.insert(0, here)
     try:
         return importlib.import_module(module_name)
     finally:
         if here in sys.path:
             sys.path.remove(here)
-        sys.path.insert(len(sys.path) if was is None else was, here)
+        sys.path.append(here)
+        _APPENDED.add(here)
 
 
 def import_factory(path: str) -> ModelFactory:

@@ -4,6 +4,10 @@
 greedy_kernel, loaded at the first call); `apricot_greedy` runs apricot-select on the same sparse
 graph, as a reference.
 """
+import atexit
+import contextlib
+import sys
+
 import numpy as np
 
 from coreaug.files import user_cache
@@ -22,10 +26,29 @@ def lazy_greedy(graph, budget):
     and each pick's marginal gain; gains sum to F(S). Exact: identical picks to the
     plain greedy (ties to the lowest index), evaluated lazily (Minoux's accelerated greedy).
     """
-    from .greedy_kernel import lazy_greedy_kernel
+    from .greedy_kernel import _lazy_greedy
 
     budget = int(min(budget, graph.shape[0]))
-    return lazy_greedy_kernel(graph.indptr, graph.indices, graph.data.astype(np.float64, copy=False), budget)
+    with colorama_exit_left_alone():
+        return _lazy_greedy(graph.indptr, graph.indices, graph.data.astype(np.float64, copy=False), budget)
+
+
+@contextlib.contextmanager
+def colorama_exit_left_alone():
+    """The block, leaving no exit handler of colorama's behind: numba's compile (or cache load)
+    formats its messages through colorama, whose `init` registers a reset at exit that wrote ESC[0m
+    to a terminal's stdout after a coreset run's last line, even with NO_COLOR. Only a handler
+    registered in the block is removed, and colorama is told so (a program's own `init()` later
+    registers it again); one a program registered before stays."""
+    colorama = sys.modules.get("colorama.initialise")
+    registered = colorama is not None and colorama.atexit_done
+    try:
+        yield
+    finally:
+        colorama = sys.modules.get("colorama.initialise")
+        if colorama is not None and colorama.atexit_done and not registered:
+            atexit.unregister(colorama.reset_all)
+            colorama.atexit_done = False
 
 
 def apricot_greedy(graph, budget):
@@ -37,12 +60,13 @@ def apricot_greedy(graph, budget):
     so F(S) may come out lower than `lazy_greedy`'s: a cross-check for untied data, not an
     exact greedy. Returns (order, gains) like `lazy_greedy`.
     """
-    from apricot import FacilityLocationSelection
-
     budget = int(min(budget, graph.shape[0]))
     graph = graph.astype(np.float64)
-    selector = FacilityLocationSelection(budget, metric="precomputed", optimizer="lazy", verbose=False)
-    selector.fit(graph)
+    with colorama_exit_left_alone():  # (apricot compiles with numba too)
+        from apricot import FacilityLocationSelection
+
+        selector = FacilityLocationSelection(budget, metric="precomputed", optimizer="lazy", verbose=False)
+        selector.fit(graph)
     ranking = np.asarray(selector.ranking, dtype=np.int64)
     _, first = np.unique(ranking, return_index=True)
     order = ranking[np.sort(first)]

@@ -79,18 +79,19 @@ def _model_on(model, inputs):
     try:
         return model(inputs)
     except RuntimeError as exc:
-        if isinstance(inputs, torch.Tensor) and inputs.dim() == 4 and inputs.shape[-1] in (1, 3) \
-                and inputs.shape[1] not in (1, 3) and "channels" in str(exc):  # a conv's on (B, H, W, C) images
+        last = isinstance(inputs, torch.Tensor) and inputs.dim() == 4 and inputs.shape[-1] in (1, 3) \
+            and inputs.shape[1] not in (1, 3)  # (B, H, W, C) images
+        if last and "channels" in str(exc):  # a convolution's error
+            scaled = "" if inputs.is_floating_point() else ".float() / 255"
             raise UsageError(f"the model cannot take inputs of shape {tuple(inputs.shape)} ({first_line(exc)}): "
-                             "channels last, as numpy and PIL give images? pass preprocess= (estimate_gradients: "
-                             "transform=) to turn them into its input, e.g. lambda x: x.permute(0, 3, 1, 2).float() "
-                             "/ 255") from exc
+                             "channels last, as numpy and PIL give images? permute them in preprocess= "
+                             f"(estimate_gradients: transform=): x.permute(0, 3, 1, 2){scaled}") from exc
         if not isinstance(inputs, torch.Tensor) or not DTYPE_ERROR.search(str(exc)):
             raise
         if "'indices'" in str(exc):  # an nn.Embedding's: token ids (x.float() / 255 would fail there again)
             example = "lambda x: x.long() (token ids)"
         elif not inputs.is_floating_point():
-            example = "lambda x: x.float() / 255"
+            example = f"lambda x: x{'.permute(0, 3, 1, 2)' if last else ''}.float() / 255"
         elif any(p.is_floating_point() and p.dtype != inputs.dtype for p in model.parameters()):
             held = next(p.dtype for p in model.parameters() if p.is_floating_point())
             example = f"lambda x: x.to({held})"

@@ -4,8 +4,6 @@ Imported by `coreaug.selection.facility_location.lazy_greedy` at its first call,
 `import coreaug`: numba takes ~0.2 s to load, which every command paid (`coreaug --version`
 included), where only the rules that select by gradient estimates run the kernel.
 """
-import atexit
-import sys
 import warnings
 
 import numba
@@ -122,18 +120,3 @@ def _lazy_greedy(indptr, indices, data, budget):
             keys[0], ids[0] = keys[size], ids[size]
         _sift_down(keys, ids, size, 0)
     return order, gains
-
-
-def lazy_greedy_kernel(indptr, indices, data, budget):
-    """`_lazy_greedy`, leaving no exit handler of colorama's behind: numba's first compile (or cache
-    load) formats its messages through colorama, whose `init` registers a reset at exit that wrote
-    ESC[0m to a terminal's stdout after the run's last line. Only a handler registered during this
-    call is removed (one a program registered itself stays)."""
-    colorama = sys.modules.get("colorama.initialise")
-    registered = colorama is not None and colorama.atexit_done
-    try:
-        return _lazy_greedy(indptr, indices, data, budget)
-    finally:
-        colorama = sys.modules.get("colorama.initialise")
-        if colorama is not None and colorama.atexit_done and not registered:
-            atexit.unregister(colorama.reset_all)

@@ -1,5 +1,6 @@
 """`train(TrainConfig) -> TrainResult`: the epoch loop of coreset-augmented training."""
 import contextlib
+import copy
 import dataclasses
 import functools
 import math
@@ -132,7 +133,8 @@ def train(config, model=None, *, on_start=None, on_epoch=None):
     the epoch's checkpoint is written (not after an epoch that diverged): report it to a tracker
     or a pruner; an exception it raises (`optuna.TrialPruned`, say) stops the run and comes out of
     `train`, the folder resumable from that epoch. Under torchrun it is called in every process
-    with the same row, so a decision made from the row stops every process alike.
+    with the same metrics (its `*_seconds` are each process's own), so a decision made from the
+    losses and accuracies stops every process alike.
 
     Launched by torchrun with several processes, each process trains its disjoint share
     of every epoch's plan (`EpochPlan.shard`) in DistributedDataParallel, with
@@ -578,7 +580,7 @@ def _train_run(config, distributed, folder, checkpoint, data, model=None, on_epo
         if diverged:
             raise diverged
         if on_epoch is not None:
-            on_epoch(dict(run.history[-1]))
+            on_epoch(copy.deepcopy(run.history[-1]))  # (its lists too: the run rewrites its rows each epoch)
 
     result = _result(config, run.history, run.model, distributed)
     if folder and not folder.done:  # a finished run's files stay as it wrote them
