@@ -258,6 +258,21 @@ def test_predict_names_the_fix_for_numpy_channels_last_grey_and_float_batches(tm
     assert torch.is_tensor(images)
 
 
+def train_one_epoch_then_stop(monkeypatch, config):
+    """Train `config` (a dict) until its first checkpoint is written, then stop it as Ctrl-C would."""
+    from coreaug.training import run_files
+
+    save = run_files.RunFolder.save_epoch
+
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(coreaug.TrainConfig(**config))
+    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save)
+
+
 def test_a_resume_without_room_for_the_next_checkpoint_is_refused_before_the_data_loads(tmp_path, monkeypatch):
     """A resume on a disk too full for one more checkpoint beside the old loaded the data, trained an epoch and
     failed the same way, saying only "free some space" (explore23-filesystems #3); a finished run only reports."""
@@ -268,15 +283,7 @@ def test_a_resume_without_room_for_the_next_checkpoint_is_refused_before_the_dat
     from coreaug.training import run_files, trainer
 
     out, config = tmp_path / "run", dict(DIGITS, epochs=2)
-    save = run_files.RunFolder.save_epoch
-
-    def save_then_stop(self, *args, **kwargs):
-        save(self, *args, **kwargs)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        coreaug.train(coreaug.TrainConfig(**config, out=str(out)))
-    monkeypatch.undo()
+    train_one_epoch_then_stop(monkeypatch, dict(config, out=str(out)))
     size = (out / "checkpoint.pt").stat().st_size
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * size, 9 * size, size // 2))
@@ -520,15 +527,7 @@ def test_review35_policies_take_narrow_channels_first_data_and_a_folder_run_of_a
     monkeypatch.setattr(run_files, "lock_folder", lambda fd, path, wait=True: False)
     config = dict(dataset=str(base / "imgs"), image_size=8, model="cnn", epochs=2, batch_size=4, quiet=True,
                   workers=0, cache_dir=str(tmp_path / "cache"), out=str(base / "runs" / "run"))
-    save = run_files.RunFolder.save_epoch
-
-    def save_then_stop(self, *args, **kwargs):
-        save(self, *args, **kwargs)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        coreaug.train(coreaug.TrainConfig(**config))
-    monkeypatch.setattr(run_files.RunFolder, "save_epoch", save)
+    train_one_epoch_then_stop(monkeypatch, config)
     checkpoint = torch.load(base / "runs" / "run" / "checkpoint.pt", weights_only=True)
     checkpoint["config"]["dataset"] = "imgs"  # as coreaug 0.2 recorded it, run from proj/
     torch.save(checkpoint, base / "runs" / "run" / "checkpoint.pt")
