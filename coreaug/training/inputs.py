@@ -171,10 +171,11 @@ def _norm(config, data, checkpoint=None):
     recorded = recorded_normalisation(config.pretrained) if config.pretrained is not None else None
     if checkpoint is None and recorded is not None and len(recorded[0]) != data.in_channels:
         # (each --norm led to another's error: ImageNet's to a shape mismatch, the file's to --norm dataset)
+        read = " (an image folder is read as RGB)" if is_folder_dataset(config.dataset) else ""
         raise UsageError(f"{config.pretrained} holds a model trained on {len(recorded[0])}-channel images, but "
-                         f"{data.name} has {data.in_channels} (an image folder is read as RGB), which its first "
-                         f"layer's weights do not fit; fine-tune from a model trained on {data.in_channels}-channel "
-                         f"images, or give the data in {len(recorded[0])} channel(s) through a registered dataset")
+                         f"{data.name} has {data.in_channels}{read}, which its first layer's weights do not fit; "
+                         f"fine-tune from a model trained on {data.in_channels}-channel images, or give the data in "
+                         f"{len(recorded[0])} channel(s) through a registered dataset")
     if config.norm == "dataset":
         return data.mean, data.std
     if config.norm == "pretrained":
