@@ -616,3 +616,22 @@ def test_bench_takes_a_loss_filter_for_the_strategies_that_read_it(tmp_path):
     assert json.loads(run.read_text())["loss_filter"] == 0.2
     result = CliRunner().invoke(app, [*base, "--strategies", "random", "--out", str(tmp_path / "h")])
     assert result.exit_code == 2 and "and --strategies random has none of them" in result.output
+
+
+def test_report_names_a_norm_that_config_json_leaves_out_at_its_default(tmp_path):
+    """review36 #4: config.json leaves `norm` out at "dataset" (and `store_size` where it is the image size), so
+    a grid normalised with ImageNet's was compared with one of its data's own without a word."""
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    base = ["bench", "--dataset", "synthetic", "--epochs", "1", "--train-limit", "64", "--test-limit", "32",
+            "--subsets", "0.3", "--strategies", "random", "--references", "none", "--seeds", "1", "--quiet"]
+    for name, extra in (("own", []), ("imagenet", ["--norm", "imagenet"])):
+        result = CliRunner().invoke(app, [*base, *extra, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "own"), f"{tmp_path / 'imagenet'}=imagenet",
+                                      "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    assert "unlike the first grid's runs: norm \"imagenet\" (first: \"dataset\")" in \
+        (tmp_path / "rep" / "report.md").read_text()

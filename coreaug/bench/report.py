@@ -381,7 +381,7 @@ def _unlike(first, records):
     its strategies set apart, loss_filter, is not the grid's), but strategy, subset and seed:
     "dataset /data/b (first: /data/a), epochs 30 (first: 15), lr 0.2 (first: 0.05)"; "" for none."""
     parts = {}
-    settings = [[_with_data(record) for record in group] for group in (records, first)]  # each record read once
+    settings = [[_with_defaults(_with_data(record)) for record in group] for group in (records, first)]  # read once
     common = set.intersection(*(set(config) for group in settings for config in group)) if first and records \
         else set()
     for key in [*ACROSS_CELLS, *sorted(common - set(ACROSS_CELLS) - set(PER_RUN) - NOT_RESULTS)]:
@@ -393,6 +393,16 @@ def _unlike(first, records):
     if "dataset" in parts:  # another dataset's files differ too: their hashes say nothing more
         parts.pop("data_files", None)
     return ", ".join(parts.values())
+
+
+def _with_defaults(config):
+    """`config` (a config.json) with the settings it leaves out at their defaults filled in: `norm` "dataset"
+    and `store_size` its image_size (a grid normalised with ImageNet's was compared with one of its data's
+    own without a word; runs from before either setting computed what the defaults compute)."""
+    filled = {"norm": "dataset", **config}
+    if "store_size" not in filled and "image_size" in filled:
+        filled["store_size"] = filled["image_size"]
+    return filled
 
 
 def _with_data(record):
