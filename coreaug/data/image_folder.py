@@ -191,9 +191,10 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
     store_size = image_size if store_size is None else store_size
     if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
         raise UsageError(f"workers must be an integer >= 0 (0: decode in this process), got {workers!r}")
-    if whole_number(store_size) is None or whole_number(store_size) < image_size:
+    store = whole_number(store_size)
+    if store is None or store < image_size:
         raise UsageError(f"store_size must be an integer >= image_size ({image_size}), got {store_size!r}")
-    store_size = whole_number(store_size)
+    store_size = store
     if not 0 < val_fraction < 1:
         raise UsageError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:

@@ -303,24 +303,11 @@ class RunFolder:
         ended = checkpoint is not None and checkpoint["epoch"] >= epochs
         if ended and self._readable_results():
             return
-        if not os.access(self.path, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
         if ended:  # only model.pt (and summary.json) to write again: about the weights' size
             need, what = sum(t.nbytes for t in checkpoint["model"].values() if isinstance(t, torch.Tensor)), MODEL
         else:
             need, what = (os.path.getsize(self.file(CHECKPOINT)) if checkpoint is not None else 0), CHECKPOINT
-        try:
-            free = shutil.disk_usage(self.path).free
-        except OSError:  # not known: the first write tells
-            return
-        if free >= max(need, FULL_DISK):
-            return
-        if need > FULL_DISK and free > 0:  # (a disk that reports 0 free, some network ones, is tried below)
-            beside = " beside the last" if what == CHECKPOINT else ""
-            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the next {what} needs {size_text(need)}"
-                                        f"{beside}; {size_text(free)} free)", self.path)
-        if not _takes_a_write(self.path):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+        _check_room_in(self.path, need, what)
 
     def finished(self, checkpoint, epochs):
         """Whether `checkpoint` ends the run (all `epochs` done) and its model.pt and summary.json
@@ -861,15 +848,26 @@ def _check_can_make(path):
     create folders in it, OSError(ENOSPC) when its disk is full (the errors the first write would
     raise, after the data was loaded: decoding a large folder takes hours)."""
     missing = _missing_folders(path)  # through a link to a folder gone, as make_folder goes
-    above = os.path.dirname(missing[0] if missing else os.path.realpath(path))
-    if os.path.isdir(above) and not os.access(above, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), above)
+    _check_room_in(os.path.dirname(missing[0] if missing else os.path.realpath(path)))
+
+
+def _check_room_in(folder, need=0, what=CHECKPOINT):
+    """PermissionError when this process may not write in the folder `folder`, OSError(ENOSPC) when
+    its disk has not FULL_DISK bytes free, nor `need` for the next `what` (the message gives both)."""
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder)
     try:
-        free = shutil.disk_usage(above).free
+        free = shutil.disk_usage(folder).free
     except OSError:  # not known: the first write tells
-        free = FULL_DISK
-    if free < FULL_DISK and not _takes_a_write(above):  # (some network and FUSE disks report 0 free and write)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), above)
+        return
+    if free >= max(need, FULL_DISK):
+        return
+    if need > FULL_DISK and free > 0:  # (a disk that reports 0 free, some network ones, is tried below)
+        beside = " beside the last" if what == CHECKPOINT else ""
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (the next {what} needs {size_text(need)}"
+                                    f"{beside}; {size_text(free)} free)", folder)
+    if not _takes_a_write(folder):  # (some network and FUSE disks report 0 free and write)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), folder)
 
 
 def _takes_a_write(folder):
