@@ -70,6 +70,17 @@ def mismatch_reason(exc):
     return "; ".join(lines[1:3]) if len(lines) > 1 else first_line(exc)
 
 
+def chain(error, handled=None, suppressed=False):
+    """`error` and the errors it was raised from (`__cause__`, else `__context__`), each once, up to
+    `handled` (the exception a caller was already handling: its own, not the one at hand). With
+    `suppressed`, a `raise ... from None` ends the chain there, as its traceback does."""
+    seen = set()
+    while error is not None and error is not handled and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or (None if suppressed and error.__suppress_context__ else error.__context__)
+
+
 CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 control characters but tab and line feed
 
 

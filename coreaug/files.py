@@ -7,6 +7,8 @@ import sys
 import tempfile
 import warnings
 
+from coreaug.errors import chain
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock (coreaug runs on Linux and macOS; there, WSL)
@@ -184,13 +186,8 @@ def _interrupt(exc, handled=None):
     """The interrupt in `exc`'s chain of causes (a KeyboardInterrupt: Ctrl-C, or SIGTERM raised as one;
     a SystemExit: a bench worker's SIGTERM) raised during the write, or None: the chain is read up to
     `handled`, the exception the caller was handling when it wrote (its own, not the write's)."""
-    seen = set()
-    while exc is not None and exc is not handled and id(exc) not in seen:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return None
+    return next((raised for raised in chain(exc, handled, suppressed=True)
+                 if isinstance(raised, (KeyboardInterrupt, SystemExit))), None)
 
 
 def _utf8(mode):
@@ -233,10 +230,4 @@ def saved_by_torch(path):
 
 def _disk_error(exc):
     """The OSError of a full or read-only disk in `exc`'s chain of causes, or None."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((raised for raised in chain(exc) if isinstance(raised, OSError) and raised.errno in DISK_ERRORS), None)

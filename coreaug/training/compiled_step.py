@@ -86,7 +86,7 @@ from torch.optim.adamw import adamw as functional_adamw
 from torch.optim.sgd import sgd as functional_sgd
 
 from coreaug.augment.sampling import RandomSource
-from coreaug.errors import UsageError, first_line
+from coreaug.errors import UsageError, chain, first_line
 from coreaug.files import in_coreaug
 from coreaug.selection.rules import RULES
 from coreaug.training.plan import REPEAT_SLOTS
@@ -195,7 +195,7 @@ def untraceable_code(error):
         return known
     # torch 2.9 raises "Graph break under GenericContextWrappingVariable" (torch.func's context) from
     # the model's own refusal: the first refusal in the chain whose innermost code is the user's
-    for raised in _error_chain(error):
+    for raised in chain(error):
         if not isinstance(raised, (exc.Unsupported, exc.UserError)):
             continue
         frames = [frame for frame in getattr(raised, "real_stack", None) or ()
@@ -226,7 +226,7 @@ CANNOT_TRAIN = (
 def model_compile_cannot_train(error):
     """A UsageError when `error` (or one it was raised from) is torch refusing a kind of model
     the compiled step cannot train (`CANNOT_TRAIN`), else None."""
-    for raised in _error_chain(error):
+    for raised in chain(error):
         text = str(raised)
         for marker, why in CANNOT_TRAIN:
             if marker in text:
@@ -239,7 +239,7 @@ def cpp_build_failed(error):
     build the compiled step's code on the CPU, else None: a compiler that answers `--version`
     (`check_cpp_compiler`) but lacks the C++ standard library's headers, say, ended the run with
     a 100-line traceback at its first step. The message holds the compiler's first error line."""
-    for raised in _error_chain(error):
+    for raised in chain(error):
         if type(raised).__name__ == "CppCompileError":
             output = getattr(raised, "output", "") or str(raised)
             line = next((part.strip() for part in output.splitlines() if "error" in part.lower()), first_line(raised))
@@ -247,15 +247,6 @@ def cpp_build_failed(error):
                               "with its C++ standard library (e.g. apt-get install g++) or set CXX to a working "
                               "compiler, or drop --compile")
     return None
-
-
-def _error_chain(error):
-    """`error` and the errors it was raised from (`__cause__`, else `__context__`), each once."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
 
 
 def _inside(filename, folder):
