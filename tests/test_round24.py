@@ -95,3 +95,28 @@ def test_each_step_trains_at_its_own_point_of_the_schedule(monkeypatch, compile)
         assert rates == [pytest.approx(learning_rate(config, epoch + step / len(rates))) for step in range(len(rates))]
     assert by_epoch[0][0] == 0 and by_epoch[0] == sorted(set(by_epoch[0]))  # the warm-up rises step by step
     assert by_epoch[1] == sorted(set(by_epoch[1]), reverse=True) and by_epoch[1][0] == pytest.approx(0.1)
+
+
+def test_digits_are_read_from_scikit_learns_file_without_importing_it(monkeypatch):
+    """explore24-hostprofile #1: importing scikit-learn (SciPy, pandas) to read its 60 KB CSV took 1.3-1.5 s
+    of every digits run's start-up; the same arrays, and load_digits where the file is not found."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    from coreaug.data import digits
+
+    code = ("import sys; from coreaug.data.digits import load_sklearn_digits; data = load_sklearn_digits(); "
+            "print(len(data.train_labels) + len(data.test_labels), 'sklearn' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["1797", "False"]
+    reference = load_digits()
+    pixels, labels = digits._digits_table()
+    assert np.array_equal(pixels, reference.data) and np.array_equal(labels, reference.target)
+    read = digits.load_sklearn_digits()
+    monkeypatch.setattr(digits.importlib.util, "find_spec", lambda name: None)
+    fallback = digits.load_sklearn_digits()
+    assert torch.equal(read.train_images, fallback.train_images) and torch.equal(read.test_labels, fallback.test_labels)
