@@ -45,22 +45,24 @@ def auto_contrast_kernel(x, values, bound, levels=None):
 def _pillow_tables(device) -> torch.Tensor:
     """uint8 (65536, 256) on ``device``: row low * 256 + high is Pillow's autocontrast table for
     a channel whose levels span [low, high] (ImageOps.autocontrast, cutoff 0), the identity
-    where high <= low. 16 MB, made once per device (in about 0.1 s on a CPU)."""
+    where high <= low. 16 MB, made once per device (in about 0.03 s on a CPU)."""
     return _CONSTANTS.get(("autocontrast", str(device)), lambda: static(_make_pillow_tables().to(device)))
 
 
 def _make_pillow_tables() -> torch.Tensor:
     levels = torch.arange(256, dtype=torch.float64)
-    spread = levels.view(1, 256) - levels.view(256, 1)  # [low, high]: high - low
-    scale = torch.full_like(spread, 255.0) / spread.clamp(min=1.0)  # a true division, as Pillow's 255.0 / (hi - lo)
-    offset = -(scale * levels.view(256, 1))
-    tables = []
-    for low in range(0, 256, 32):  # 16 MB of float64 at a time (no Python loop to trace per level)
+    tables = torch.arange(256, dtype=torch.uint8).repeat(65536, 1)  # the identity, where high <= low
+    by_pair = tables.view(256, 256, 256)
+    for low in range(0, 256, 32):  # 32 lows at a time (no Python loop to trace per level), their highs above them
+        lows = levels[low:low + 32, None]
+        spread = levels[low + 1:] - lows  # (32, 255 - low): high - low
+        scale = torch.full_like(spread, 255.0) / spread.clamp(min=1.0)  # a true division, as Pillow's 255.0 / (hi - lo)
+        offset = -(scale * lows)
         # Pillow: int(ix * scale + offset), two roundings in double, truncated, clamped to 0-255.
-        stretched = (levels * scale[low:low + 32, :, None]).add_(offset[low:low + 32, :, None])
-        tables.append(stretched.trunc_().clamp_(0.0, 255.0).to(torch.uint8))
-    identity = levels.to(torch.uint8).expand(256, 256, 256)  # where high <= low
-    return torch.where((spread > 0).unsqueeze(2), torch.cat(tables), identity).reshape(65536, 256)
+        stretched = (levels * scale[:, :, None]).add_(offset[:, :, None]).trunc_().clamp_(0.0, 255.0).to(torch.uint8)
+        block = by_pair[low:low + 32, low + 1:]
+        block.copy_(torch.where((spread > 0).unsqueeze(2), stretched, block))
+    return tables
 
 
 def equalize_kernel(x, values, bound, levels=None):
