@@ -72,9 +72,11 @@ train: install data-fashion-mnist
 
 # make test spreads the tests over the cores (pytest-xdist, up to 4 processes: on a quiet 2-core machine four of the
 # slowest modules took 128 s in two processes against 228 s in one): TEST_WORKERS=0 runs them in this one process.
+# PYTHONDONTWRITEBYTECODE emptied: where the environment sets it, each of the tests' Python processes (the commands
+# run as users run them) compiled coreaug's source again, 0.4 s a process here.
 TEST_WORKERS ?= auto
 test: install docs data-fashion-mnist
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --durations=25
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4 --durations=25
 
 # What make built: the venv, the editable install's egg-info and build/ (the manual, setuptools' files). Never
 # runs/, where make train and coreaug train without --out write every trained model.
