@@ -239,6 +239,13 @@ def train(**flags):
         sys.exit(1)
 
 
+def _as_typed(param, value):
+    """The flag of `param` as the command line gave it: --no-nesterov for a switch turned off, not --nesterov."""
+    if getattr(param, "secondary_opts", None) and value is False:
+        return param.secondary_opts[0]
+    return param.opts[0]
+
+
 def refuse_unused_flags(config, strategy=True):
     """UsageError for a flag given on this command line that another option makes unused (--candidates
     without --augment maxloss, --betas with SGD, ...: config.unused_options), as --compile-mode without
@@ -246,7 +253,7 @@ def refuse_unused_flags(config, strategy=True):
     are let through, since a loop over strategies shares them, with a warning naming them (not with
     `strategy` False: bench's grid has strategies of its own)."""
     ctx = click.get_current_context()
-    given = {p.name: p.opts[0] for p in ctx.command.params
+    given = {p.name: _as_typed(p, ctx.params.get(p.name)) for p in ctx.command.params
              if p.name and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE}
     options = unused_options(config)
     for name, (needs, instead) in options.items():

@@ -66,7 +66,7 @@ def test_a_selection_warmup_that_leaves_a_model_based_rule_no_selection_is_refus
 @pytest.mark.parametrize("flags, flag", [
     (["--candidates", "8"], "--candidates"), (["--betas", "0.5,0.9"], "--betas"),
     (["--optimizer", "adamw", "--momentum", "0"], "--momentum"),
-    (["--optimizer", "adamw", "--no-nesterov"], "--nesterov"),
+    (["--optimizer", "adamw", "--no-nesterov"], "--no-nesterov"), (["--optimizer", "adamw", "--nesterov"], "--nesterov"),
     (["--milestones", "0.3"], "--milestones"), (["--augment", "cutout", "--candidates", "2"], "--candidates")])
 def test_a_flag_another_option_makes_unused_is_refused_in_one_line(tmp_path, flags, flag):
     """They were accepted with no effect, and then tied a --resume to them ("candidates: 8 -> 4")."""
