@@ -120,3 +120,88 @@ def test_digits_are_read_from_scikit_learns_file_without_importing_it(monkeypatc
     monkeypatch.setattr(digits.importlib.util, "find_spec", lambda name: None)
     fallback = digits.load_sklearn_digits()
     assert torch.equal(read.train_images, fallback.train_images) and torch.equal(read.test_labels, fallback.test_labels)
+
+
+# explore24-mutation: the draws and magnitudes training uses, pinned where no test held them.
+
+def _keyed(n):
+    import torch
+
+    from coreaug.augment.sampling import RandomSource
+
+    return RandomSource(RandomSource.image_keys(torch.arange(n), 0, 0))
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment"])
+def test_keyed_draws_give_every_op_and_bin_its_share(name):
+    """#1b: with the trainer's per-image keys, RandAugment and TrivialAugment could never draw their last
+    op (equalize) and no test noticed (the torch.Generator branch was checked)."""
+    import torch
+
+    policy, n = coreaug.create_policy(name), 20_000
+    kind, bins, sign = policy._draws(_keyed(n), 2, n, torch.device("cpu"))
+    ops = torch.bincount(kind.flatten(), minlength=len(policy._ops.names)).double() / (2 * n)
+    assert len(ops) == 14 and (ops - 1 / 14).abs().max() < 0.01, ops
+    assert abs(sign.double().mean() - 0.5) < 0.01
+    if name == "trivialaugment":
+        shares = torch.bincount(bins.flatten(), minlength=31).double() / (2 * n)
+        assert len(shares) == 31 and (shares - 1 / 31).abs().max() < 0.006, shares
+
+
+def test_keyed_autoaugment_draws_every_sub_policy_and_signs_apart_from_the_coin(monkeypatch):
+    """#1c: the last sub-policy never drawn, or signs read from the hashes of the apply-coin, passed."""
+    import torch
+
+    from coreaug.augment import autoaugment
+
+    drawn, seen, real = [], {}, autoaugment.integers_from
+    monkeypatch.setattr(autoaugment, "integers_from", lambda *a: drawn.append(real(*a)) or drawn[-1])
+    policy, n = autoaugment.AutoAugment(), 20_000
+    monkeypatch.setattr(policy._ops, "apply_layers", lambda x, kind, bins, sign, *a, **k: seen.update(
+        kind=kind, sign=sign) or x)
+    policy(torch.zeros(n, 3, 4, 4, dtype=torch.uint8), _keyed(n))
+    shares = torch.bincount(drawn[0], minlength=25).double() / n
+    assert len(shares) == 25 and (shares - 1 / 25).abs().max() < 0.01, shares
+    applied = seen["kind"] != policy._identity
+    positive = seen["sign"] > 0
+    assert abs(positive[applied].double().mean() - 0.5) < 0.02  # 0.28 for the rotations when tied to the coin
+    assert abs(positive[~applied].double().mean() - 0.5) < 0.02
+
+
+def _table(policy, name, size=32):
+    ops = policy._ops
+    return ops.ranges[ops.names.index(name)](ops.num_bins, size, size, 255.0).tolist()
+
+
+def test_magnitude_ranges_are_torchvisions():
+    """#1d: RandAugment rotating up to 27 degrees, shearing to 0.33 or posterizing by floor passed every test.
+    The values of torchvision's `_augmentation_space` (torchvision 0.2x), written out."""
+    randaugment, trivial = coreaug.create_policy("randaugment"), coreaug.create_policy("trivialaugment")
+    auto = coreaug.create_policy("autoaugment")
+    for policy, degrees, shear, enhance in ((randaugment, 30.0, 0.3, 0.9), (trivial, 135.0, 0.99, 0.99),
+                                            (auto, 30.0, 0.3, 0.9)):
+        last = policy._ops.num_bins - 1
+        assert _table(policy, "rotate")[last] == pytest.approx(degrees) and _table(policy, "rotate")[0] == 0
+        for name in ("shear_x", "shear_y"):
+            assert _table(policy, name)[last] == pytest.approx(shear)
+        for name in ("brightness", "color", "contrast", "sharpness"):
+            assert _table(policy, name)[last] == pytest.approx(enhance)
+        assert _table(policy, "solarize")[0] == 255 and _table(policy, "solarize")[last] == 0
+    assert _table(randaugment, "translate_x", 331)[30] == 150 and _table(randaugment, "translate_y", 64)[30] == 29
+    assert _table(trivial, "translate_x", 224)[30] == 32 and _table(trivial, "translate_x", 28)[30] == 32
+    assert _table(randaugment, "posterize") == [8] * 4 + [7] * 8 + [6] * 7 + [5] * 8 + [4] * 4
+    assert _table(trivial, "posterize") == [8] * 3 + [7] * 5 + [6] * 5 + [5] * 5 + [4] * 5 + [3] * 5 + [2] * 3
+    assert _table(auto, "posterize") == [8, 8, 7, 7, 6, 6, 5, 5, 4, 4]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["generator", "keyed"])
+def test_weak_flips_half_the_images(keyed):
+    """#15: weak flipping 45% of the images passed every test."""
+    import torch
+
+    n = 20_000
+    images = torch.arange(4, dtype=torch.uint8).repeat(n, 1, 4, 1)  # columns 0, 1, 2, 3: a flip reverses them
+    source = _keyed(n) if keyed else torch.Generator().manual_seed(0)
+    out = coreaug.create_policy("weak", padding=0)(images, source)
+    flipped = (out[:, 0, 0, 0] == 3).double().mean()
+    assert ((out[:, 0, 0, 0] == 3) | (out[:, 0, 0, 0] == 0)).all() and abs(flipped - 0.5) < 0.015
