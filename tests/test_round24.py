@@ -205,3 +205,77 @@ def test_weak_flips_half_the_images(keyed):
     out = coreaug.create_policy("weak", padding=0)(images, source)
     flipped = (out[:, 0, 0, 0] == 3).double().mean()
     assert ((out[:, 0, 0, 0] == 3) | (out[:, 0, 0, 0] == 0)).all() and abs(flipped - 0.5) < 0.015
+
+
+# explore24-mutation: selection behaviour the docs promise, pinned.
+
+def test_a_random_rules_selections_are_drawn_anew_at_each_epoch_and_the_same_by_seed():
+    """#2: every selection of a run being one fixed "random" subset (the epoch left out of its seed) passed."""
+    import torch
+
+    labels = torch.arange(1000) % 10
+
+    def picks(epoch):
+        method = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.3, seed=4)
+        return set(method.select(epoch).indices.tolist())
+
+    first, second = picks(0), picks(1)
+    assert first == picks(0) and len(first) == 300
+    assert len(first & second) < 150  # about 90 by chance; 300 when both epochs draw alike
+
+
+def test_tied_losses_go_to_the_lowest_indices_of_each_class():
+    """#10: class members ordered by numpy's unstable quicksort (another order per numpy build) passed."""
+    import numpy as np
+
+    from coreaug.selection.baselines import select_maxloss
+
+    labels = np.arange(2000) % 4
+    picked = np.sort(select_maxloss(np.ones(2000), labels, 0.01).indices)
+    assert picked.tolist() == sorted(range(20))  # 5 a class, the first of each
+
+
+def test_crusts_default_warm_up_is_its_share_of_the_epochs_rounded():
+    """#11: truncated (3 epochs: none) where the docs say rounded passed."""
+    from coreaug.training.config import default_selection_warmup
+
+    assert [default_selection_warmup("crust", epochs) for epochs in (3, 8, 12, 13, 18)] == [1, 2, 2, 3, 4]
+    assert default_selection_warmup("coreset", 18) == 0
+
+
+def test_duplicate_picks_each_count_themselves():
+    """#12: with exact duplicates selected, the duplicates after the first got weight 0 unseen."""
+    import numpy as np
+
+    from coreaug.selection.weights import cluster_sizes
+
+    features = np.repeat(np.eye(5, 3, dtype=np.float32), 4, axis=0)  # 5 distinct points (two equal rows), 4 times
+    selected = np.array([0, 1, 2, 3, 4, 8, 12, 16])
+    sizes = cluster_sizes(features, selected)
+    assert sizes.sum() == 20 and (sizes >= 1).all(), sizes
+
+
+def test_the_low_loss_rules_chance_counts_the_classes_present_not_their_ids():
+    """#13: ln(max label + 1) in place of ln(classes present) passed; labels 0 and 9 are two classes."""
+    import numpy as np
+
+    from coreaug.selection.rules import low_loss_mask
+
+    losses = np.tile(np.linspace(0.2, 2.0, 10), 2)
+    labels = np.repeat([0, 9], 10)
+    keep = low_loss_mask(losses, labels, 0.1)
+    assert keep.tolist() == (losses <= np.log(2)).tolist()  # above chance (ln 2) is cut: 6 of 20 kept
+
+
+def test_selection_diagnostics_weigh_the_flipped_share_and_count_overlap_among_the_picks():
+    """#8: the weighted flipped share computed unweighted, or the overlap over all examples, passed."""
+    import numpy as np
+
+    from coreaug.training.diagnostics import selection_diagnostics
+
+    noisy = np.zeros(100, dtype=bool)
+    noisy[[0, 1]] = True
+    figures = selection_diagnostics([0, 1, 2, 3], [3, 0.5, 0.25, 0.25], 100, previous=[0, 1, 50], noisy=noisy)
+    assert figures["selection_noisy_fraction"] == 0.5
+    assert figures["selection_noisy_weighted"] == pytest.approx(3.5 / 4)
+    assert figures["selection_overlap"] == 0.5
