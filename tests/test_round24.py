@@ -279,3 +279,67 @@ def test_selection_diagnostics_weigh_the_flipped_share_and_count_overlap_among_t
     assert figures["selection_noisy_fraction"] == 0.5
     assert figures["selection_noisy_weighted"] == pytest.approx(3.5 / 4)
     assert figures["selection_overlap"] == 0.5
+
+
+def test_subset_modes_items_weigh_only_the_selected_originals():
+    """#17: unselected originals handed weight 1 (not 0) by the dataset face in subset mode passed."""
+    import torch
+
+    method = coreaug.CoresetAugmentation(torch.arange(100) % 10, strategy="random", fraction=0.3, mode="subset")
+    picked = method.select(0).indices
+    assert (method.original_weights > 0).nonzero().flatten().tolist() == sorted(picked.tolist())
+
+
+# explore24-mutation: bench's and report's tables, on runs whose best epoch is not their last.
+
+def test_benchs_table_gives_best_accuracy_sample_spreads_and_seconds_spread():
+    """#6, #7, #9: best accuracy shown as the final one, the population std (n) for the sample's (n - 1), and
+    the seconds' spread of the selection seconds all passed: every fixture's best epoch was its last."""
+    from coreaug.bench.tables import add_timings, group_rows, markdown_table
+    from test_bench_timing import row
+
+    rows = [row("full", None, 0, [0.7, 0.9, 0.8], 40.0), row("full", None, 1, [0.75, 0.85, 0.8], 50.0),
+            row("coreset", 0.1, 0, [0.8, 0.95, 0.86], 10.0, 6.0), row("coreset", 0.1, 1, [0.8, 0.92, 0.90], 12.0, 6.0)]
+    target, rule = add_timings(rows)
+    coreset = next(g for g in group_rows(rows) if g["strategy"] == "coreset")
+    assert coreset["accuracy"] == pytest.approx(0.88) and coreset["best_accuracy"] == pytest.approx(0.935)
+    assert coreset["accuracy_std"] == pytest.approx(0.02 * 2 ** 0.5)  # sample std of 0.86 and 0.90
+    assert coreset["best_accuracy_std"] == pytest.approx(0.015 * 2 ** 0.5)
+    assert coreset["seconds"] == 33 and coreset["seconds_std"] == pytest.approx(3 * 2 ** 0.5)
+    line = next(text for text in markdown_table(group_rows(rows), target, rule).splitlines()
+                if text.startswith("| coreset"))
+    assert "| 88.00% ± 2.83 | 93.50% ± 2.12 | 33.0 ± 4.2 |" in line
+
+
+def test_a_runs_selection_share_is_of_its_own_seconds(tmp_path):
+    """#9: results.csv's per-run selection_share divided by the epochs passed."""
+    import collections
+
+    from coreaug.bench.tables import read_run
+    from test_report import write_run
+
+    import json
+
+    folder = write_run(tmp_path, "coreset", 0, [0.5, 0.6, 0.55], subset=0.1, epoch_seconds=10.0, selection=6.0)
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps(dict(summary, eval_seconds=1.0, n_trained=90, n_augmented=9)))
+    run = collections.namedtuple("Run", "folder name strategy subset seed")(str(folder), "c", "coreset", 0.1, 0)
+    figures = read_run(run)
+    assert figures["selection_share"] == pytest.approx(0.2) and figures["best_accuracy"] == 0.6
+
+
+def test_reports_best_accuracy_is_each_runs_best_epoch(tmp_path):
+    """#6 (D16): `coreaug report`'s best accuracy as the final one passed."""
+    import csv
+
+    from coreaug.bench import write_report
+    from test_report import write_run
+
+    grid = tmp_path / "grid"
+    for seed, (best, final) in enumerate([(0.50, 0.44), (0.52, 0.46)]):
+        write_run(grid, "random", seed, [0.3, best, final], subset=0.1)
+    result = write_report(grid, out=tmp_path / "report")
+    with open(result.files["cells_csv"], newline="") as f:
+        (cell,) = list(csv.DictReader(f))
+    assert float(cell["best_accuracy_percent"]) == pytest.approx(51.0)
+    assert float(cell["final_accuracy_percent"]) == pytest.approx(45.0)
