@@ -343,3 +343,83 @@ def test_reports_best_accuracy_is_each_runs_best_epoch(tmp_path):
         (cell,) = list(csv.DictReader(f))
     assert float(cell["best_accuracy_percent"]) == pytest.approx(51.0)
     assert float(cell["final_accuracy_percent"]) == pytest.approx(45.0)
+
+
+def test_the_compiled_steps_loss_weighs_each_row(monkeypatch):
+    """#2: the compiled step's loss unweighted (the coreset's weights dropped under --compile) passed; the eager
+    step's twin was caught. One step with weights w moves the parameters as eager SGD on mean(w * losses)."""
+    import contextlib
+
+    import torch
+    import torch.nn.functional as F
+
+    from coreaug.training import compiled_step
+    from test_compile_support import needs_compile
+
+    if needs_compile.args[0]:
+        pytest.skip(needs_compile.kwargs["reason"])
+    monkeypatch.setattr(compiled_step, "compile_unit", lambda fn, *, device, fullgraph, mode="auto": torch.compile(
+        fn, fullgraph=fullgraph, backend="eager"))
+    torch.manual_seed(0)
+    images, labels = torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8), torch.randint(0, 3, (8,))
+    weights = torch.tensor([0.0, 0.0, 3.0, 0.5, 1.0, 2.0, 0.0, 1.5])
+    start = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    trained, reference = (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)) for _ in range(2))
+    for model in (trained, reference):
+        model.load_state_dict(start.state_dict())
+    step = compiled_step.CompiledStep(trained, torch.optim.SGD(trained.parameters(), lr=0.1, foreach=True),
+                                      lambda images, source: images, None, lambda x: x.float() / 255,
+                                      contextlib.nullcontext, None, label_smoothing=0.0, copies_per_step=0,
+                                      device="cpu")
+    step.new_epoch()
+    step(images, labels, weights, torch.tensor(7), 0.1)
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    (F.cross_entropy(reference(images.float() / 255), labels, reduction="none") * weights).mean().backward()
+    optimizer.step()
+    for got, want in zip(trained.parameters(), reference.parameters()):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_a_runs_best_accuracy_is_its_best_evaluation_not_its_last():
+    """#3: TrainResult's (and summary.json's) best accuracy as the final one passed."""
+    import torch
+
+    from coreaug.training.trainer import _result
+
+    history = [{"test_accuracy": a, "epoch_seconds": 1.0, "selection_seconds": 0.0} for a in (0.4, 0.7, None, 0.6)]
+    distributed = type("Single", (), {"rank": 0, "world_size": 1})()
+    result = _result(coreaug.TrainConfig(dataset="digits"), history, torch.nn.Linear(1, 1), distributed)
+    assert (result.final_test_accuracy, result.best_test_accuracy) == (0.6, 0.7)
+
+
+def test_the_loss_of_the_rest_leaves_the_picks_out():
+    """#10 (G8): the mean loss of the examples not picked, computed over all, passed."""
+    import numpy as np
+
+    from coreaug.training.diagnostics import selection_diagnostics
+
+    figures = selection_diagnostics([0, 1], [1.0, 1.0], 4, losses=np.array([3.0, 5.0, 1.0, 2.0]))
+    assert (figures["selection_loss_selected"], figures["selection_loss_rest"]) == (4.0, 1.5)
+
+
+def test_a_float32_fraction_is_read_as_its_decimal():
+    """#16: torch.tensor(0.29) read as 0.28999999 (a budget of 14 of 50, not 15) passed."""
+    import numpy as np
+    import torch
+
+    from coreaug.selection.baselines import select_random
+
+    assert len(select_random(np.zeros(50, dtype=np.int64), torch.tensor(0.29)).indices) == 15
+    assert len(select_random(np.zeros(50, dtype=np.int64), np.float32(0.29)).indices) == 15
+
+
+def test_shards_are_equal_whatever_the_plans_length():
+    """#22: a 12-entry plan over 5 processes sharded 3, 3, 2, 2, 2 (ranks taking different step counts) passed."""
+    import torch
+
+    from coreaug.training.plan import EpochPlan
+
+    plan = EpochPlan(torch.arange(12), torch.ones(12), torch.zeros(12, dtype=torch.bool), None, None)
+    shards = [plan.shard(rank, 5) for rank in range(5)]
+    assert [len(shard) for shard in shards] == [2] * 5
+    assert len(set(torch.cat([shard.indices for shard in shards]).tolist())) == 10
