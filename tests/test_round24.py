@@ -423,3 +423,101 @@ def test_shards_are_equal_whatever_the_plans_length():
     shards = [plan.shard(rank, 5) for rank in range(5)]
     assert [len(shard) for shard in shards] == [2] * 5
     assert len(set(torch.cat([shard.indices for shard in shards]).tolist())) == 10
+
+
+# explore24-loaders: the own loop's dataset face under DataLoaders.
+
+def _face(strategy="coreset", **options):
+    import torch
+
+    torch.manual_seed(0)
+    images, labels = torch.rand(200, 1, 8, 8), torch.randint(0, 4, (200,))
+    train = torch.utils.data.TensorDataset(images, labels)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    method = coreaug.CoresetAugmentation(labels, strategy=strategy, fraction=0.2, **options)
+    return method, train, model
+
+
+def test_a_loop_that_starts_the_epoch_once_is_told_at_its_second_pass():
+    """#1: start_epoch outside the epoch loop trained epoch 0's plan (one selection, of the untrained model) every
+    epoch without a word."""
+    import warnings
+
+    import torch
+
+    method, train, model = _face()
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=32, sampler=method.sampler())
+    method.start_epoch(0, model, train)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(loader)
+        assert not caught  # one pass a plan: as it should be
+        for _ in range(2):
+            list(loader)
+    assert [str(w.message) for w in caught] == [
+        "the DataLoader begins another pass over epoch 0's plan, which a pass has already trained: call "
+        "method.start_epoch(epoch, model, data) at the start of every epoch (it draws each epoch's plan, and every "
+        "select_every epochs a new selection)"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in (1, 2):
+            method.start_epoch(epoch, model, train)
+            list(loader)
+    assert not [w for w in caught if "another pass" in str(w.message)]  # (the model is untrained: said)
+
+
+def test_persistent_workers_are_refused_at_their_second_epoch_not_at_the_next_selection():
+    """#2: with select_every=5 a persistent worker was refused at epoch 5 (hours into a long run); full keeps its
+    weights and its workers."""
+    import torch
+
+    method, train, model = _face(select_every=5)
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=64, sampler=method.sampler(),
+                                         num_workers=1, persistent_workers=True)
+    method.start_epoch(0, model, train)
+    assert sum(len(batch[0]) for batch in loader) == 240
+    method.start_epoch(1, model, train)
+    with pytest.raises(coreaug.UsageError, match="(?s)serves a second epoch.*every 5 epochs.*leave persistent_workers off"):
+        list(loader)
+    del loader
+    method, train, _ = _face(strategy="full")
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=100, sampler=method.sampler(),
+                                         num_workers=1, persistent_workers=True)
+    for epoch in range(3):
+        method.start_epoch(epoch)
+        assert sum(len(batch[0]) for batch in loader) == 400
+
+
+def test_an_items_weight_is_its_own_not_a_view_of_the_methods():
+    """#3: with batch_size=None an in-place op on an item's weight halved the method's weights for later epochs."""
+    import torch
+
+    method, train, model = _face(mode="subset")
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=None, sampler=method.sampler())
+    method.start_epoch(0, model, train)
+    before = method.original_weights.clone(), method.copy_weights.clone()
+    for _, _, weight in loader:
+        weight.mul_(0.5)
+    assert torch.equal(method.original_weights, before[0]) and torch.equal(method.copy_weights, before[1])
+
+
+def test_scoring_the_wrapped_set_says_it_is_the_wrapped_set():
+    """#4: start_epoch(epoch, model, loader) said "pass its .dataset", and that was refused as data of another size."""
+    import torch
+
+    method, train, model = _face()
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=32, sampler=method.sampler())
+    for data in (loader, loader.dataset):
+        with pytest.raises(coreaug.UsageError, match=r"method.dataset\(\)'s wrapped set .* pass the training set "
+                                                     "itself"):
+            method.start_epoch(0, model, data)
+
+
+def test_a_wrappers_own_count_of_epochs_is_told_how_to_start_later():
+    """#5: torchdata.nodes' SamplerWrapper counts passes from 0; the message named only accelerate's remedy."""
+    method, train, model = _face(strategy="random")
+    sampler = method.sampler()
+    method.start_epoch(3)
+    sampler.set_epoch(0)
+    with pytest.raises(coreaug.UsageError, match="SamplerWrapper, initial_epoch="):
+        list(sampler)

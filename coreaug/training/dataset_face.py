@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from coreaug.errors import UsageError
+from coreaug.files import warn_at_caller
 from coreaug.selection.checks import check_int
 
 from . import method as method_module
@@ -70,6 +71,8 @@ class PlanDataset(torch.utils.data.Dataset):
         elif version < self.method.version:
             raise UsageError("the selection changed (start_epoch, use or load_state_dict) while the DataLoader was "
                              "iterating the plan drawn before it: start a new pass over the DataLoader after it")
+        else:
+            self._check_one_pass(item.started)
         copy = item >= n
         index = item - n if copy else item
         if copy and not self.method.copied[index]:
@@ -80,7 +83,23 @@ class PlanDataset(torch.utils.data.Dataset):
         if transform is not None:
             image = transform(image)
         weights = self.method.copy_weights if copy else self.method.original_weights
-        return (image, label, weights[index], *extra)
+        return (image, label, weights[index].clone(), *extra)  # not a view: an in-place op would edit the method's
+
+    def _check_one_pass(self, started):
+        """UsageError in a DataLoader worker that serves a second pass (`started`: the pass an item was drawn
+        in, `epochs_started` then): persistent_workers keeps the worker, and its copy of the method, from its
+        first epoch, whose weights a later selection changes (refused then, epochs later: said at the second
+        pass). Strategies that select nothing (full, none) keep their weights, and may keep their workers."""
+        if torch.utils.data.get_worker_info() is None or not self.method.selects:
+            return
+        served = getattr(self, "_served_pass", None)
+        if served is None:
+            self._served_pass = started
+        elif served != started:
+            raise UsageError("this DataLoader worker serves a second epoch with the method's state of its first "
+                             "(persistent_workers keeps it): it would hand out the weights of an earlier selection "
+                             f"after the next one (every {self.method.select_every} epochs): leave persistent_workers "
+                             "off")
 
     CHECKED_ITEMS = 16  # items whose labels are checked when wrapped: reading one may decode an image
 
@@ -142,27 +161,29 @@ def _kept_random_states():
 
 
 class PlanItem(int):
-    """A `PlanDataset` index that carries the method's `version` it was drawn under (a class
-    attribute of one subclass per version, `plan_item_type`: no per-item dict), so that a
-    DataLoader worker holding an older copy of the method can tell."""
+    """A `PlanDataset` index that carries the method's `version` it was drawn under and the pass
+    (`started`: the method's `epochs_started` when the pass began) it was drawn in (class attributes
+    of one subclass per pair, `plan_item_type`: no per-item dict), so that a DataLoader worker holding
+    an older copy of the method, or serving a second pass with it (persistent_workers), can tell."""
 
     __slots__ = ()
     version = None
+    started = None
 
     def __reduce__(self):
         return self._make, (int(self),)  # the same _make for every item: pickled once per batch
 
 
 @functools.lru_cache(maxsize=64)
-def plan_item_type(version):
-    """The `PlanItem` subclass of `version`."""
-    kind = type("PlanItem", (PlanItem,), {"__slots__": (), "version": version})
-    kind._make = functools.partial(_plan_item, version)
+def plan_item_type(version, started=None):
+    """The `PlanItem` subclass of `version` and the pass `started`."""
+    kind = type("PlanItem", (PlanItem,), {"__slots__": (), "version": version, "started": started})
+    kind._make = functools.partial(_plan_item, version, started)
     return kind
 
 
-def _plan_item(version, item):
-    return plan_item_type(version)(item)
+def _plan_item(version, started, item):
+    return plan_item_type(version, started)(item)
 
 
 class PlanSampler(torch.utils.data.distributed.DistributedSampler):
@@ -189,6 +210,7 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
         self._num_replicas = None if num_replicas is None else int(num_replicas)
         self._rank = None if rank is None else int(rank)
         self._epoch = None  # the epoch set_epoch named
+        self._finished, self._warned = None, False  # the method's epochs_started when a pass last ended; said so
 
     @property
     def num_replicas(self):
@@ -242,8 +264,9 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named an "
                              "earlier one: call sampler.set_epoch(epoch) every epoch (before or after start_epoch), "
                              "or not at all (set_epoch orders nothing; start_epoch draws each epoch's plan); where a "
-                             "wrapper calls it with its own count of passes (accelerate's prepared DataLoader), call "
-                             "loader.set_epoch(epoch) after start_epoch")
+                             "wrapper calls it with its own count of passes, tell it the epoch: accelerate's "
+                             "prepared DataLoader, loader.set_epoch(epoch) after start_epoch; torchdata.nodes' "
+                             "SamplerWrapper, initial_epoch=<the first epoch> (a resumed run's)")
         if asked is not None and asked != self.method.epoch:
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named another: "
                              f"call method.start_epoch({asked}, model, data) on every rank before iterating (set_epoch "
@@ -287,12 +310,22 @@ class PlanIterator:
     def __next__(self):
         if self._items is None:
             self._start()
-        item = next(self._items)
+        try:
+            item = next(self._items)
+        except StopIteration:
+            self.sampler._finished = self.sampler.method.epochs_started  # this plan's pass has ended
+            raise
         self.yielded += 1
         return item
 
     def _start(self):
         items = self.sampler._share()
+        method = self.sampler.method
+        if getattr(self.sampler, "_finished", None) == method.epochs_started and not self.sampler._warned:
+            self.sampler._warned = True
+            warn_at_caller(f"the DataLoader begins another pass over epoch {method.epoch}'s plan, which a pass has "
+                           "already trained: call method.start_epoch(epoch, model, data) at the start of every "
+                           "epoch (it draws each epoch's plan, and every select_every epochs a new selection)")
         self._plan = (self.sampler.method.epoch, zlib.crc32(items.numpy().tobytes()), len(items))
         skip = 0
         resumed = self._resumed
@@ -310,7 +343,7 @@ class PlanIterator:
                                  f"loader's) before iterating, and call start_epoch({saved}, ...) on it: a method "
                                  "that selects and shuffles anew would skip other items")
         self.yielded = skip
-        self._items = _items(items[skip:], plan_item_type(self.sampler.method.version))
+        self._items = _items(items[skip:], plan_item_type(method.version, method.epochs_started))
 
     def state_dict(self):
         """The plan's epoch, checksum and length (None before the first item), and the items handed out."""

@@ -712,6 +712,14 @@ def check_map_style(data, what, use, batching, from_image_dataset):
     if isinstance(data, ImageDataset):
         raise UsageError(f"{what} is a coreaug ImageDataset (what load_dataset returns): to {use}, pass "
                          f"{from_image_dataset}")
+    from .dataset_face import PlanDataset
+
+    wrapped = data.dataset if isinstance(data, torch.utils.data.DataLoader) else data
+    if isinstance(wrapped, PlanDataset):  # (the training DataLoader's .dataset: "pass its .dataset" led here)
+        raise UsageError(f"{what} is {'a DataLoader over ' if wrapped is not data else ''}method.dataset()'s "
+                         "wrapped set (each example and its strong copy, with the training transforms): to "
+                         f"{use}, pass the training set itself in the labels' order, with a fixed evaluation "
+                         "transform (the one you wrapped, if it draws nothing at random)")
     if isinstance(data, torch.utils.data.DataLoader):
         raise UsageError(f"{what} is a DataLoader: pass its .dataset, a map-style dataset in the labels' order "
                          f"({batching})")
