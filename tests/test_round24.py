@@ -521,3 +521,19 @@ def test_a_wrappers_own_count_of_epochs_is_told_how_to_start_later():
     sampler.set_epoch(0)
     with pytest.raises(coreaug.UsageError, match="SamplerWrapper, initial_epoch="):
         list(sampler)
+
+
+def test_the_reports_curve_puts_each_epoch_at_its_rated_seconds():
+    """explore24-mutation #20: the plot's curve shifted by an epoch under --epoch-seconds rates passed (it now
+    reads the runs through `_rated`, as the tables do)."""
+    import types
+
+    from coreaug.bench.report import _mean_curve
+
+    runs = [types.SimpleNamespace(history=[{"test_accuracy": a, "training_seconds": 7.0 * (e + 1)}
+                                           for e, a in enumerate(curve)]) for curve in ([0.2, 0.4, None], [0.4, 0.6, 0.7])]
+    cell = types.SimpleNamespace(runs=runs)
+    assert _mean_curve(cell, 2.5) == [{"test_accuracy": pytest.approx(0.3), "training_seconds": 2.5},
+                                      {"test_accuracy": pytest.approx(0.5), "training_seconds": 5.0},
+                                      {"test_accuracy": None, "training_seconds": 7.5}]
+    assert [row["training_seconds"] for row in _mean_curve(cell, None)] == [7.0, 14.0, 21.0]

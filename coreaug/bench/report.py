@@ -610,14 +610,12 @@ def _borrowed(rates, cells):
 def _mean_curve(cell, rate):
     """The cell's mean accuracy after each epoch, at the mean cumulative training seconds
     (or epoch x rate): rows for `time_to_target`. None where a run did not evaluate."""
-    length = min(len(run.history) for run in cell.runs)
+    histories = [_rated(run.history, rate) for run in cell.runs]
     rows = []
-    for epoch in range(length):
-        accuracies = [run.history[epoch].get("test_accuracy") for run in cell.runs]
-        seconds = ((epoch + 1) * rate if rate is not None
-                   else statistics.fmean(training_seconds(run.history[epoch]) for run in cell.runs))
+    for epoch in range(min(len(history) for history in histories)):
+        accuracies = [history[epoch].get("test_accuracy") for history in histories]
         rows.append({"test_accuracy": None if None in accuracies else statistics.fmean(accuracies),
-                     "training_seconds": seconds})
+                     "training_seconds": statistics.fmean(training_seconds(history[epoch]) for history in histories)})
     return rows
 
 
