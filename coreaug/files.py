@@ -97,18 +97,20 @@ def in_coreaug(path):
     return os.path.abspath(path).startswith(COREAUG_DIR + os.sep)
 
 
-def warn_at_caller(message, category=None):
+def warn_at_caller(message, category=None, past=()):
     """warnings.warn(message) attributed to the innermost frame outside coreaug: the user's call (the
-    frames of coreaug's own wrappers in between would otherwise be named). A CallerWarning (or
-    `category`, one of its kinds), which the commands show as their one line wherever its frame is
-    (click's, a bench worker's)."""
+    frames of coreaug's own wrappers in between would otherwise be named), and outside the folders
+    `past` (torch's DataLoader, which iterates coreaug's sampler for the user's loop). A CallerWarning
+    (or `category`, one of its kinds), which the commands show as their one line wherever its frame
+    is (click's, a bench worker's)."""
     import sys
     import warnings
 
     from coreaug.errors import CallerWarning
 
     level, frame = 2, sys._getframe(1)  # stacklevel 1 is this function, 2 its caller
-    while frame is not None and in_coreaug(frame.f_code.co_filename):
+    while frame is not None and (in_coreaug(frame.f_code.co_filename) or
+                                 os.path.abspath(frame.f_code.co_filename).startswith(tuple(past))):
         level, frame = level + 1, frame.f_back
     warnings.warn(message, category or CallerWarning, stacklevel=level)
 

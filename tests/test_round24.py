@@ -454,10 +454,11 @@ def test_a_loop_that_starts_the_epoch_once_is_told_at_its_second_pass():
         assert not caught  # one pass a plan: as it should be
         for _ in range(2):
             list(loader)
-    assert [str(w.message) for w in caught] == [
+    (warning,) = caught
+    assert str(warning.message).startswith(
         "the DataLoader begins another pass over epoch 0's plan, which a pass has already trained: call "
         "method.start_epoch(epoch, model, data) at the start of every epoch (it draws each epoch's plan, and every "
-        "select_every epochs a new selection)"]
+        "select_every epochs a new selection), before the DataLoader's iterator is made")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for epoch in (1, 2):
@@ -466,18 +467,35 @@ def test_a_loop_that_starts_the_epoch_once_is_told_at_its_second_pass():
     assert not [w for w in caught if "another pass" in str(w.message)]  # (the model is untrained: said)
 
 
-def test_persistent_workers_are_refused_at_their_second_epoch_not_at_the_next_selection():
-    """#2: with select_every=5 a persistent worker was refused at epoch 5 (hours into a long run); full keeps its
-    weights and its workers."""
+def test_persistent_workers_are_told_at_their_second_epoch_not_at_the_next_selection(monkeypatch):
+    """#2: with select_every=5 a persistent worker was refused at epoch 5 (hours into a long run): its first
+    worker warns at the second epoch, a run that selects no more trains on (review37 #1), and full keeps its
+    weights and its workers without a word."""
+    import warnings
+
     import torch
 
     method, train, model = _face(select_every=5)
-    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=64, sampler=method.sampler(),
-                                         num_workers=1, persistent_workers=True)
-    method.start_epoch(0, model, train)
-    assert sum(len(batch[0]) for batch in loader) == 240
-    method.start_epoch(1, model, train)
-    with pytest.raises(coreaug.UsageError, match="(?s)serves a second epoch.*every 5 epochs.*leave persistent_workers off"):
+    dataset, sampler = method.dataset(train), method.sampler()
+    with monkeypatch.context() as patched:  # what the first worker of a persistent DataLoader sees, in this process
+        patched.setattr(torch.utils.data, "get_worker_info", lambda: type("Worker", (), {"id": 0})())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for epoch in range(3):
+                method.start_epoch(epoch, model, train)
+                for item in sampler:
+                    dataset[item]
+        assert [str(w.message) for w in caught if "persistent" in str(w.message)] == [
+            "this DataLoader worker serves a second epoch with the method's state of its first (persistent_workers, "
+            "or a loader that keeps its workers): at the next selection (every 5 epochs) it would hand out the "
+            "weights of an earlier one, and is refused then: leave persistent_workers off"]
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, sampler=sampler, num_workers=1,
+                                         persistent_workers=True)
+    for epoch in range(3):
+        method.start_epoch(epoch, model, train)
+        assert sum(len(batch[0]) for batch in loader) == 240
+    method.start_epoch(5, model, train)
+    with pytest.raises(coreaug.UsageError, match="(?s)earlier selection.*leave persistent_workers off"):
         list(loader)
     del loader
     method, train, _ = _face(strategy="full")
@@ -486,6 +504,27 @@ def test_persistent_workers_are_refused_at_their_second_epoch_not_at_the_next_se
     for epoch in range(3):
         method.start_epoch(epoch)
         assert sum(len(batch[0]) for batch in loader) == 400
+
+
+def test_a_look_at_the_samplers_items_is_no_pass():
+    """review37 #3: `sum(... for i in sampler)` before training made the first real pass warn that a pass had
+    trained the plan; the warning names the user's line, not torch's sampler (review37 #2)."""
+    import warnings
+
+    import torch
+
+    method, train, model = _face()
+    sampler = method.sampler()
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=32, sampler=sampler)
+    method.start_epoch(0, model, train)
+    assert sum(int(item) >= 200 for item in sampler) == 40
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(loader)
+        assert not caught
+        list(loader)
+    (warning,) = caught
+    assert warning.filename == __file__ and "before the DataLoader's iterator is made" in str(warning.message)
 
 
 def test_an_items_weight_is_its_own_not_a_view_of_the_methods():
@@ -509,8 +548,11 @@ def test_scoring_the_wrapped_set_says_it_is_the_wrapped_set():
     loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=32, sampler=method.sampler())
     for data in (loader, loader.dataset):
         with pytest.raises(coreaug.UsageError, match=r"method.dataset\(\)'s wrapped set .* pass the training set "
-                                                     "itself"):
+                                                     "itself in the labels' order, with a fixed evaluation"):
             method.start_epoch(0, model, data)
+    with pytest.raises(coreaug.UsageError, match=r"wrapped set .*: to train on it, pass the training set itself "
+                                                 r"\(method.dataset\(train_set\), once\)$"):
+        method.dataset(loader.dataset)  # review37 #4: told to use an evaluation transform
 
 
 def test_a_wrappers_own_count_of_epochs_is_told_how_to_start_later():

@@ -2,7 +2,10 @@
 follows the epoch's plan, for training loops built on `torch.utils.data.DataLoader`."""
 import contextlib
 import functools
+import importlib.util
 import numbers
+import os
+import sys
 import warnings
 import zlib
 
@@ -27,9 +30,10 @@ class PlanDataset(torch.utils.data.Dataset):
     are callables on one image (torchvision transforms, say), None for none. The weight is the
     current plan's: 1 for originals in append mode, the coreset weight
     in subset mode; the copies' is the coreset weight with `weight_augmented`, else 1. Weights
-    are read when an item is loaded, so start each epoch (`start_epoch`) before iterating, and
-    leave the DataLoader's `persistent_workers` off: a worker that holds the weights of an
-    earlier selection is refused (UsageError) when the sampler hands it an item. So is a copy
+    are read when an item is loaded, so start each epoch (`start_epoch`) before iterating (before the
+    DataLoader's iterator is made: with workers it draws items at once), and leave the DataLoader's
+    `persistent_workers` off: a worker that serves a second epoch warns, and one that holds the
+    weights of an earlier selection is refused (UsageError) when the sampler hands it an item. So is a copy
     of an example the current plans do not copy (a DataLoader without `sampler=method.sampler()`
     would train every copy), and an index that is not the sampler's warns once (a sampler over
     the originals alone would train no copy).
@@ -66,8 +70,9 @@ class PlanDataset(torch.utils.data.Dataset):
         if version is None:
             self._warn_foreign_index()
         elif version > self.method.version:
-            raise UsageError("this DataLoader worker holds the weights of an earlier selection (persistent_workers "
-                             "keeps them from the first epoch): leave persistent_workers off")
+            raise UsageError("this DataLoader worker holds the weights of an earlier selection (persistent_workers, "
+                             "or a loader that keeps its workers, keeps them from the first epoch): leave "
+                             "persistent_workers off")
         elif version < self.method.version:
             raise UsageError("the selection changed (start_epoch, use or load_state_dict) while the DataLoader was "
                              "iterating the plan drawn before it: start a new pass over the DataLoader after it")
@@ -86,20 +91,23 @@ class PlanDataset(torch.utils.data.Dataset):
         return (image, label, weights[index].clone(), *extra)  # not a view: an in-place op would edit the method's
 
     def _check_one_pass(self, started):
-        """UsageError in a DataLoader worker that serves a second pass (`started`: the pass an item was drawn
-        in, `epochs_started` then): persistent_workers keeps the worker, and its copy of the method, from its
-        first epoch, whose weights a later selection changes (refused then, epochs later: said at the second
-        pass). Strategies that select nothing (full, none) keep their weights, and may keep their workers."""
-        if torch.utils.data.get_worker_info() is None or not self.method.selects:
+        """A warning from the first DataLoader worker as it serves a second pass (`started`: the pass an item
+        was drawn in, `epochs_started` then): persistent_workers (or a loader that keeps its workers, timm's
+        MultiEpochsDataLoader) keeps the worker and its copy of the method from its first epoch, which the next
+        selection will refuse, epochs later (said now; a run that selects no more trains on). Strategies that
+        select nothing (full, none) keep their weights, and may keep their workers."""
+        worker = torch.utils.data.get_worker_info()
+        if worker is None or not self.method.selects:
             return
         served = getattr(self, "_served_pass", None)
         if served is None:
             self._served_pass = started
-        elif served != started:
-            raise UsageError("this DataLoader worker serves a second epoch with the method's state of its first "
-                             "(persistent_workers keeps it): it would hand out the weights of an earlier selection "
-                             f"after the next one (every {self.method.select_every} epochs): leave persistent_workers "
-                             "off")
+        elif served != started and worker.id == 0 and not getattr(self, "_said_persistent", False):
+            self._said_persistent = True
+            warnings.warn("this DataLoader worker serves a second epoch with the method's state of its first "
+                          "(persistent_workers, or a loader that keeps its workers): at the next selection (every "
+                          f"{self.method.select_every} epochs) it would hand out the weights of an earlier one, and "
+                          "is refused then: leave persistent_workers off", stacklevel=2)
 
     CHECKED_ITEMS = 16  # items whose labels are checked when wrapped: reading one may decode an image
 
@@ -300,6 +308,7 @@ class PlanIterator:
     def __init__(self, sampler):
         self.sampler = sampler
         self.yielded = 0
+        self._for_a_loader = _called_from(_LOADERS)
         self._items = None
         self._plan = None  # (epoch, checksum, length) of the items handed out
         self._resumed = None  # a loaded state, checked against the plan at the first item
@@ -313,7 +322,8 @@ class PlanIterator:
         try:
             item = next(self._items)
         except StopIteration:
-            self.sampler._finished = self.sampler.method.epochs_started  # this plan's pass has ended
+            if self._for_a_loader:  # (not a look at the items: list(sampler))
+                self.sampler._finished = self.sampler.method.epochs_started  # this plan's pass has ended
             raise
         self.yielded += 1
         return item
@@ -325,7 +335,9 @@ class PlanIterator:
             self.sampler._warned = True
             warn_at_caller(f"the DataLoader begins another pass over epoch {method.epoch}'s plan, which a pass has "
                            "already trained: call method.start_epoch(epoch, model, data) at the start of every "
-                           "epoch (it draws each epoch's plan, and every select_every epochs a new selection)")
+                           "epoch (it draws each epoch's plan, and every select_every epochs a new selection), "
+                           "before the DataLoader's iterator is made (with workers, iter(loader) and a "
+                           "StatefulDataLoader's state_dict() draw items at once)", past=_LOADERS)
         self._plan = (self.sampler.method.epoch, zlib.crc32(items.numpy().tobytes()), len(items))
         skip = 0
         resumed = self._resumed
@@ -358,6 +370,33 @@ class PlanIterator:
             raise UsageError(f"not a state of a coreaug sampler's pass: {state!r}")
         self._resumed = dict(state)
         self._items, self._plan, self.yielded = None, None, 0
+
+
+def _loader_folders():
+    """The folders of the DataLoaders that iterate a sampler for a training loop: torch's, and
+    torchdata's where it is installed (found without importing it)."""
+    folders = [os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "utils", "data")]
+    try:
+        spec = importlib.util.find_spec("torchdata")
+    except (ImportError, ValueError):
+        spec = None
+    folders += list(spec.submodule_search_locations or ()) if spec is not None else []
+    return tuple(os.path.join(os.path.abspath(folder), "") for folder in folders)
+
+
+_LOADERS = _loader_folders()
+
+
+def _called_from(folders, depth=6):
+    """Whether one of the `depth` frames that called the caller's caller runs code under `folders`."""
+    frame = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if os.path.abspath(frame.f_code.co_filename).startswith(folders):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _items(items, kind, chunk=1 << 16):

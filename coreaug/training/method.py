@@ -716,10 +716,12 @@ def check_map_style(data, what, use, batching, from_image_dataset):
 
     wrapped = data.dataset if isinstance(data, torch.utils.data.DataLoader) else data
     if isinstance(wrapped, PlanDataset):  # (the training DataLoader's .dataset: "pass its .dataset" led here)
+        fix = ("pass the training set itself in the labels' order, with a fixed evaluation transform (the one you "
+               "wrapped, if it draws nothing at random)" if use == "score it" else
+               "pass the training set itself (method.dataset(train_set), once)")
         raise UsageError(f"{what} is {'a DataLoader over ' if wrapped is not data else ''}method.dataset()'s "
-                         "wrapped set (each example and its strong copy, with the training transforms): to "
-                         f"{use}, pass the training set itself in the labels' order, with a fixed evaluation "
-                         "transform (the one you wrapped, if it draws nothing at random)")
+                         f"wrapped set (each example and its strong copy, with the training transforms): to {use}, "
+                         f"{fix}")
     if isinstance(data, torch.utils.data.DataLoader):
         raise UsageError(f"{what} is a DataLoader: pass its .dataset, a map-style dataset in the labels' order "
                          f"({batching})")
