@@ -83,14 +83,62 @@ def user_errors(command=None, *, again="run it again"):
             return command(*args, **kwargs)
         except USER_ERRORS as exc:
             text = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
-            fail(joined_lines(as_flags(text) if isinstance(exc, UsageError) else text))
+            fail(joined_lines(as_flags(text) if isinstance(exc, UsageError) else text) + _from_environment(exc))
         except OSError as exc:
             if exc.errno not in DISK_ERRORS + (errno.ENAMETOOLONG,):
                 raise
-            fail(disk_error_line(exc, again))
+            fail(disk_error_line(exc, again) + _from_environment(exc))
         except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
             fail(str(exc), code=1)
+        except (MemoryError, RuntimeError) as exc:  # torch's allocators' (CPU and CUDA), Python's
+            if not isinstance(exc, MemoryError) and not OUT_OF_MEMORY.search(str(exc)):
+                raise
+            fail(out_of_memory_line(exc, again), code=1)
     return wrapper
+
+
+# Folders torch takes from the environment and makes as it imports its compiler (torch.optim's constructor
+# imports it, so an eager run too): a path the user never typed on this command line.
+TORCH_FOLDERS = {"TORCHINDUCTOR_CACHE_DIR": "torch's compile cache", "TRITON_CACHE_DIR": "triton's cache"}
+
+
+def _from_environment(exc):
+    """" (FOLDER is torch's compile cache, $TORCHINDUCTOR_CACHE_DIR: ...)" where the OSError `exc` names a
+    folder an environment variable of `TORCH_FOLDERS` gave (or a path inside it), else ""."""
+    path = getattr(exc, "filename", None)
+    if not isinstance(path, str):
+        return ""
+    for variable, what in TORCH_FOLDERS.items():
+        folder = os.path.abspath(os.environ.get(variable) or os.sep)
+        if folder != os.sep and (os.path.abspath(path) + os.sep).startswith(folder + os.sep):
+            return (f" (the folder of {what}, which ${variable} names: set it to a folder this user can write, "
+                    "or unset it)")
+    return ""
+
+
+OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
+
+
+def out_of_memory_line(exc, again):
+    """The line for a run that ran out of host or device memory (a 40-line traceback through torch's
+    allocator said no more), with the settings that use less, and the process's address-space limit
+    (ulimit -v: a cluster's h_vmem) where one is set."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    limit = ""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = f"; this process may use {soft / 2 ** 30:.1f} GiB (ulimit -v)"
+    except (ImportError, ValueError, OSError):
+        pass
+    ctx = click.get_current_context(silent=True)
+    flags = {param.name for param in ctx.command.params} if ctx is not None else set()
+    less = [option for name, option in (("batch_size", "a smaller --batch-size"), ("stream", "for an image folder "
+            "--stream always (its decoded images are otherwise held in memory)")) if name in flags]
+    how = f"use less with {' or '.join(less)}, then {again}" if less else f"free some memory and {again}"
+    return f"out of memory ({first[:200]}){limit}: {how}"
 
 
 def joined_lines(text):

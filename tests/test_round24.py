@@ -579,3 +579,83 @@ def test_the_reports_curve_puts_each_epoch_at_its_rated_seconds():
                                       {"test_accuracy": pytest.approx(0.5), "training_seconds": 5.0},
                                       {"test_accuracy": None, "training_seconds": 7.5}]
     assert [row["training_seconds"] for row in _mean_curve(cell, None)] == [7.0, 14.0, 21.0]
+
+
+# explore24-limits: coreaug under the limits of shared machines.
+
+@pytest.mark.parametrize("raised", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                 "tried to allocate 822083584 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError()])
+def test_running_out_of_memory_is_one_line_with_what_uses_less(tmp_path, monkeypatch, raised):
+    """#1: out of memory under `ulimit -v` (a cluster's h_vmem) in the training step was a 44-line traceback."""
+    from click.testing import CliRunner
+
+    from coreaug.cli.train import train as train_command
+    from coreaug.training import trainer
+
+    def step(*args, **kwargs):
+        raise raised
+    monkeypatch.setattr(trainer, "_train_epoch", step)
+    args = ["--dataset", "digits", "--epochs", "1", "--train-limit", "64", "--test-limit", "16", "-q",
+            "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(train_command, args)
+    assert result.exit_code == 1 and len(result.output.splitlines()) == 1, result.output
+    assert result.output.startswith("error: out of memory (") and "a smaller --batch-size" in result.output
+    assert "--stream always" in result.output and "--resume" in result.output
+    monkeypatch.setattr(trainer, "_train_epoch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+    result = CliRunner().invoke(train_command, args + ["--overwrite"])
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"  # a failure keeps its traceback
+
+
+def test_more_jobs_than_usable_cores_are_told_the_runs_wait(monkeypatch):
+    """#2: `bench --jobs 2` under `taskset -c 0` (a job's share of the cores) doubled each run's seconds silently."""
+    import warnings
+
+    from coreaug.bench import workers
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(workers, "_cores", lambda: 1)
+    with pytest.warns(UserWarning, match=r"2 jobs share 1 usable CPU core\(s\) .* use jobs=1 or fewer for timings"):
+        assert [w.threads for w in workers.plan_workers("cpu", jobs=2)] == [1, 1]
+    monkeypatch.setattr(workers, "_cores", lambda: 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [w.threads for w in workers.plan_workers("cpu", jobs=2)] == [2, 2]
+
+
+def test_too_few_open_files_for_the_decode_workers_is_one_line():
+    """#3: at `ulimit -n 24` the folder's decode workers ended in 5,000 lines of tracebacks."""
+    import resource
+
+    from coreaug.data.cache_decode import _shared_memory_error
+
+    torch_says = RuntimeError("Too many open files. Communication with the workers is no longer possible. Please "
+                              "increase the limit using `ulimit -n` in the shell or change the sharing strategy")
+    error = _shared_memory_error(torch_says, 2)
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert str(error) == (f"decoding with 2 worker processes failed: this process may open {soft} files at once "
+                          "(ulimit -n), too few for the batches they hand over; raise it (ulimit -n 1024) or pass "
+                          "--workers 0")
+    assert _shared_memory_error(RuntimeError("a bug"), 2) is None
+
+
+def test_a_torch_cache_folder_from_the_environment_is_named_by_its_variable(monkeypatch, capsys):
+    """#6: an unwritable TORCHINDUCTOR_CACHE_DIR stopped even an eager run (torch.optim imports the compiler)
+    with "No such file or directory: /proc/inductor", a folder the user never typed."""
+    import errno
+
+    from coreaug.cli.errors import user_errors
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/proc/inductor/")
+
+    def command(path, code):
+        raise OSError(code, "refused", path)
+    for path, code in (("/proc/inductor", errno.ENOENT), ("/proc/inductor/fxgraph", errno.EROFS)):
+        with pytest.raises(SystemExit):
+            user_errors(command)(path, code)
+        assert capsys.readouterr().err.endswith("(the folder of torch's compile cache, which $TORCHINDUCTOR_CACHE_DIR "
+                                                "names: set it to a folder this user can write, or unset it)\n")
+    with pytest.raises(SystemExit):
+        user_errors(command)("/proc/inductorx", errno.ENOENT)
+    assert capsys.readouterr().err == "error: refused: /proc/inductorx\n"

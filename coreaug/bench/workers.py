@@ -29,6 +29,7 @@ from tqdm import tqdm
 from coreaug.progress import say
 from coreaug.devices import usable_cores
 from coreaug.errors import UsageError, one_line_warning
+from coreaug.files import warn_at_caller
 from coreaug.training.distributed import pick_device
 
 from .grid import STOPPING, RunOutcome, crash_line, fails_run_alone, refusal_line, train_grid_run
@@ -126,6 +127,10 @@ def plan_workers(device, *, jobs=None, devices=None):
     if devices is None:
         pick_device(device)  # a GPU asked for where there is none: refused here, not in every worker
     jobs = check_jobs(jobs) if jobs is not None else len(devices) if devices else 1
+    if not devices and jobs > _cores():  # (on GPUs each worker's share is its device)
+        warn_at_caller(f"{jobs} jobs share {_cores()} usable CPU core(s) (this process's affinity: a job's or "
+                       "container's share): the runs wait for each other, and their seconds count the wait; use "
+                       f"jobs={_cores()} or fewer for timings")
     threads = _threads_set() or max(1, _cores() // jobs)
     return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
 

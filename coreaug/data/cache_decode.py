@@ -126,9 +126,15 @@ def _shared_memory_error(exc, workers):
     """The UsageError for DataLoader workers that could not hand a batch over in shared memory
     (/dev/shm: docker's default is 64 MB), or None for another RuntimeError."""
     text = str(exc)
-    if "shared memory" not in text and "</torch_" not in text:
+    if "shared memory" not in text and "</torch_" not in text and "Too many open files" not in text:
         return None
-    if "File too large" in text:
+    if "Too many open files" in text:  # torch's own advice comes last, under 5,000 lines of tracebacks
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        why = (f"this process may open {soft} files at once (ulimit -n), too few for the batches they hand over; "
+               "raise it (ulimit -n 1024) or pass --workers 0")
+    elif "File too large" in text:
         why = ("the file-size limit (ulimit -f) is smaller than the batches of images they hand over in shared "
                "memory (and than the cache's files); raise it")
     else:
