@@ -659,3 +659,22 @@ def test_a_torch_cache_folder_from_the_environment_is_named_by_its_variable(monk
     with pytest.raises(SystemExit):
         user_errors(command)("/proc/inductorx", errno.ENOENT)
     assert capsys.readouterr().err == "error: refused: /proc/inductorx\n"
+
+
+def test_streaming_counts_an_address_space_limit():
+    """#1: `--stream auto` weighed free memory and the cgroup's limit, not `ulimit -v`: a folder of 759 MiB decoded
+    was loaded into a process with 0.5 GiB of address space left, and training ran out of memory."""
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (12 << 30, resource.RLIM_INFINITY)); "
+            "from coreaug.training.inputs import address_space_left, available_host_memory; "
+            "left = address_space_left(); print(0 < left < 12 << 30, available_host_memory() <= left)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["True", "True"]
+    unlimited = subprocess.run([sys.executable, "-c", "from coreaug.training.inputs import address_space_left; "
+                                "print(address_space_left())"], capture_output=True, text=True, check=True).stdout
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:  # (a machine without ulimit -v)
+        assert unlimited.strip() == "None"

@@ -220,7 +220,8 @@ def should_stream(mode, images, device, local_world_size=None):
 def available_host_memory():
     """Bytes this process can still be given: the host's (MemAvailable, or its total memory where
     /proc is absent), or less where its cgroup's limit leaves less (a container's, a Slurm job's:
-    `cgroup_memory_left`), as the kernel kills a process past that limit however free the host is."""
+    `cgroup_memory_left`), as the kernel kills a process past that limit however free the host is,
+    or its address-space limit (`address_space_left`)."""
     host = None
     try:
         with open("/proc/meminfo") as f:
@@ -232,8 +233,25 @@ def available_host_memory():
         pass
     if host is None:
         host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    left = cgroup_memory_left()
-    return host if left is None else min(host, left)
+    limits = [left for left in (cgroup_memory_left(), address_space_left()) if left is not None]
+    return min([host] + limits)
+
+
+def address_space_left():
+    """Bytes of address space this process may still map under its `ulimit -v` (RLIMIT_AS: a cluster's
+    h_vmem), its soft limit less its VmSize; None where none is set or it cannot be read. An allocation
+    past it fails however free the host is."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (ImportError, OSError, ValueError, StopIteration):
+        return None
+    return max(0, soft - size)
 
 
 NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a number near 2 ** 63
