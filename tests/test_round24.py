@@ -678,3 +678,22 @@ def test_streaming_counts_an_address_space_limit():
 
     if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY:  # (a machine without ulimit -v)
         assert unlimited.strip() == "None"
+
+
+def test_a_run_whose_worker_died_as_it_took_it_says_a_worker_ended():
+    """#4: a worker that died sending "took" (no thread for the queue under `ulimit -u`) left its run "failed: no
+    worker process was left to train it" while another worker had trained the rest."""
+    import queue
+    import types
+
+    from coreaug.bench.workers import _wait
+
+    processes = [types.SimpleNamespace(exitcode=code, is_alive=lambda: False) for code in (1, 0)]
+    results = queue.Queue()
+    results.put(("took", 1, 0))
+    results.put(("done", 1, 0, "trained", None))
+    todo = [types.SimpleNamespace(name=name, config=types.SimpleNamespace(quiet=True)) for name in ("a", "b")]
+    outcomes = []
+    _wait(processes, todo, results, {}, outcomes.append)
+    (failed,) = [outcome for outcome in outcomes if outcome.status == "failed"]
+    assert failed.run.name == "b" and failed.error.startswith("a worker process ended (exit code 1; its error")

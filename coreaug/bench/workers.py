@@ -307,9 +307,13 @@ def _wait(processes, todo, results, holding, done):
                     done(RunOutcome(todo[position], "failed",
                                     f"its worker process ended with exit code {process.exitcode}"))
             if not any(p.is_alive() for p in processes) and results.empty():
+                # a worker that died as it took a run (before saying so: `ulimit -u`, no thread for the queue)
+                codes = sorted({p.exitcode for p in processes if p.exitcode not in (0, None)})
+                why = (f"a worker process ended (exit code {', '.join(map(str, codes))}; its error, if any, is "
+                       "above) and none was left to train it" if codes else "no worker process was left to train it")
                 for position in sorted(set(range(len(todo))) - reported):
                     reported.add(position)
-                    done(RunOutcome(todo[position], "failed", "no worker process was left to train it"))
+                    done(RunOutcome(todo[position], "failed", why))
             continue
         if message[0] == "took":
             holding[message[1]] = message[2]
