@@ -697,3 +697,17 @@ def test_a_run_whose_worker_died_as_it_took_it_says_a_worker_ended():
     _wait(processes, todo, results, {}, outcomes.append)
     (failed,) = [outcome for outcome in outcomes if outcome.status == "failed"]
     assert failed.run.name == "b" and failed.error.startswith("a worker process ended (exit code 1; its error")
+
+
+def test_a_runs_machine_records_the_cores_it_could_use(monkeypatch):
+    """#2 (related): summary.json's machine said "x86_64 2 cpus" for a run under `taskset -c 0`."""
+    import os
+
+    from coreaug import devices
+    from coreaug.training import trainer
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(devices, "usable_cores", lambda: 3)
+    assert trainer._cpus() == "3 of 8"
+    monkeypatch.setattr(devices, "usable_cores", lambda: 8)
+    assert trainer._cpus() == "8"

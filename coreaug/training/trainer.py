@@ -1212,6 +1212,15 @@ def _result(config, history, model, distributed):
     )
 
 
+def _cpus():
+    """"2", or "1 of 2" where this process may use fewer cores than the machine has (a taskset, Slurm or
+    container share, which a CPU run's seconds depend on)."""
+    from coreaug.devices import usable_cores
+
+    usable, machine = usable_cores(), os.cpu_count()
+    return str(machine) if usable == machine else f"{usable} of {machine}"
+
+
 def _summary(config, result, device, precision, data):
     history = result.history
     threads = list(dict.fromkeys(m["threads"] for m in history if "threads" in m)) or [torch.get_num_threads()]
@@ -1229,7 +1238,7 @@ def _summary(config, result, device, precision, data):
         "device": str(device), "world_size": sizes[0] if len(sizes) == 1 else sizes,  # a list: resumed on others
         "coreaug": versions[0] if len(versions) == 1 else versions, "torch": torch.__version__,  # (a list: resumed)
         "threads": threads[0] if len(threads) == 1 else threads,  # a list: resumed on other counts
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus"
+        "machine": f"{platform.machine()} {_cpus()} cpus"
                    + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""),
         **provenance(data, config),
         "model": model_inputs(config, data),  # (model.pt's, readable without torch)
