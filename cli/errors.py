@@ -103,14 +103,15 @@ TORCH_FOLDERS = {"TORCHINDUCTOR_CACHE_DIR": "torch's compile cache", "TRITON_CAC
 
 
 def _from_environment(exc):
-    """" (FOLDER is torch's compile cache, $TORCHINDUCTOR_CACHE_DIR: ...)" where the OSError `exc` names a
-    folder an environment variable of `TORCH_FOLDERS` gave (or a path inside it), else ""."""
+    """" (the folder of torch's compile cache, which $TORCHINDUCTOR_CACHE_DIR names: ...)" where the
+    OSError `exc` names a folder an environment variable of `TORCH_FOLDERS` gave, or one above it
+    (making it made them), else "": not a path inside it (a run's --out there is the user's own)."""
     path = getattr(exc, "filename", None)
     if not isinstance(path, str):
         return ""
     for variable, what in TORCH_FOLDERS.items():
         folder = os.path.abspath(os.environ.get(variable) or os.sep)
-        if folder != os.sep and (os.path.abspath(path) + os.sep).startswith(folder + os.sep):
+        if folder != os.sep and (folder + os.sep).startswith(os.path.abspath(path).rstrip(os.sep) + os.sep):
             return (f" (the folder of {what}, which ${variable} names: set it to a folder this user can write, "
                     "or unset it)")
     return ""
@@ -137,7 +138,11 @@ def out_of_memory_line(exc, again):
     flags = {param.name for param in ctx.command.params} if ctx is not None else set()
     less = [option for name, option in (("batch_size", "a smaller --batch-size"), ("stream", "for an image folder "
             "--stream always (its decoded images are otherwise held in memory)")) if name in flags]
-    how = f"use less with {' or '.join(less)}, then {again}" if less else f"free some memory and {again}"
+    raise_it = "raise the limit (ulimit -v)" if limit else ""
+    if less:
+        how = f"use less with {' or '.join(less)}{f', or {raise_it}' if raise_it else ''}, then {again}"
+    else:
+        how = f"{raise_it or 'free some memory'} and {again}"
     return f"out of memory ({first[:200]}){limit}: {how}"
 
 

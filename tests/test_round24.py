@@ -609,19 +609,23 @@ def test_running_out_of_memory_is_one_line_with_what_uses_less(tmp_path, monkeyp
 
 
 def test_more_jobs_than_usable_cores_are_told_the_runs_wait(monkeypatch):
-    """#2: `bench --jobs 2` under `taskset -c 0` (a job's share of the cores) doubled each run's seconds silently."""
+    """#2: `bench --jobs 2` under `taskset -c 0` (a job's share of the cores) doubled each run's seconds silently;
+    review38 #2: counted from the workers started (no more than the runs left), `--devices cpu` included."""
     import warnings
 
     from coreaug.bench import workers
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(workers, "_cores", lambda: 1)
-    with pytest.warns(UserWarning, match=r"2 jobs share 1 usable CPU core\(s\) .* use jobs=1 or fewer for timings"):
-        assert [w.threads for w in workers.plan_workers("cpu", jobs=2)] == [1, 1]
-    monkeypatch.setattr(workers, "_cores", lambda: 4)
+    planned = workers.plan_workers("cpu", jobs=2)
+    with pytest.warns(UserWarning, match=r"2 runs train at once on 1 usable CPU core\(s\) .* \(--jobs 1; jobs=1 in "):
+        workers._warn_if_oversubscribed(planned)
+    with pytest.warns(UserWarning, match="2 runs train at once"):
+        workers._warn_if_oversubscribed(workers.plan_workers("cpu", jobs=2, devices="cpu"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert [w.threads for w in workers.plan_workers("cpu", jobs=2)] == [2, 2]
+        workers._warn_if_oversubscribed(planned[:1])  # one run left: one worker starts
+        workers._warn_if_oversubscribed([workers.Worker("cuda:0", 1), workers.Worker("cuda:1", 1)])
 
 
 def test_too_few_open_files_for_the_decode_workers_is_one_line():
@@ -651,14 +655,15 @@ def test_a_torch_cache_folder_from_the_environment_is_named_by_its_variable(monk
 
     def command(path, code):
         raise OSError(code, "refused", path)
-    for path, code in (("/proc/inductor", errno.ENOENT), ("/proc/inductor/fxgraph", errno.EROFS)):
+    for path, code in (("/proc/inductor", errno.ENOENT), ("/proc", errno.EROFS)):  # the folder, or one above it
         with pytest.raises(SystemExit):
             user_errors(command)(path, code)
         assert capsys.readouterr().err.endswith("(the folder of torch's compile cache, which $TORCHINDUCTOR_CACHE_DIR "
                                                 "names: set it to a folder this user can write, or unset it)\n")
-    with pytest.raises(SystemExit):
-        user_errors(command)("/proc/inductorx", errno.ENOENT)
-    assert capsys.readouterr().err == "error: refused: /proc/inductorx\n"
+    for path in ("/proc/inductorx", "/proc/inductor/runs/a-run"):  # review38 #1: a run's --out in the folder
+        with pytest.raises(SystemExit):
+            user_errors(command)(path, errno.ENOENT)
+        assert capsys.readouterr().err == f"error: refused: {path}\n"
 
 
 def test_streaming_counts_an_address_space_limit():
@@ -668,8 +673,8 @@ def test_streaming_counts_an_address_space_limit():
     import sys
 
     code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (12 << 30, resource.RLIM_INFINITY)); "
-            "from coreaug.training.inputs import address_space_left, available_host_memory; "
-            "left = address_space_left(); print(0 < left < 12 << 30, available_host_memory() <= left)")
+            "from coreaug.training.inputs import address_space_left; "
+            "left = address_space_left(); print(0 < left < 12 << 30, left > 1 << 20)")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["True", "True"]
     unlimited = subprocess.run([sys.executable, "-c", "from coreaug.training.inputs import address_space_left; "
@@ -711,3 +716,49 @@ def test_a_runs_machine_records_the_cores_it_could_use(monkeypatch):
     assert trainer._cpus() == "3 of 8"
     monkeypatch.setattr(devices, "usable_cores", lambda: 8)
     assert trainer._cpus() == "8"
+
+
+def test_a_look_after_the_pass_is_no_pass_and_a_forgotten_start_is_still_told():
+    """review38 #3: counting the epoch's copies after the loader's pass warned "another pass" in a right loop,
+    and used up the once-only warning a forgotten start_epoch later needed."""
+    import warnings
+
+    import torch
+
+    method, train, model = _face(strategy="random", select_every=5)
+    sampler = method.sampler()
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=32, sampler=sampler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for epoch in range(4):
+            if epoch < 2:  # epochs 2 and 3 forget it
+                method.start_epoch(epoch, model, train)
+            list(loader)
+            assert sum(int(item) >= 200 for item in sampler) == 40
+    assert [str(w.message)[:60] for w in caught] == ["the DataLoader begins another pass over epoch 1's plan, whic"]
+
+
+def test_streaming_weighs_the_address_space_against_this_processs_own_copy(monkeypatch):
+    """review38 #6: `ulimit -v` is each process's own: it was multiplied by LOCAL_WORLD_SIZE with the host's."""
+    import torch
+
+    from coreaug.training import inputs
+
+    monkeypatch.setattr(inputs, "_bytes", lambda images: images)
+    monkeypatch.setattr(inputs, "available_host_memory", lambda: 1 << 40)
+    monkeypatch.setattr(inputs, "address_space_left", lambda: 1000)
+    cpu = torch.device("cpu")
+    assert not inputs.should_stream("auto", 400, cpu, local_world_size=4)
+    assert inputs.should_stream("auto", 600, cpu, local_world_size=1)
+
+
+def test_out_of_memory_under_an_address_space_limit_names_the_limit(monkeypatch):
+    """review38 #8: under `ulimit -v` the line said "free some memory", which does not lift the limit."""
+    import resource
+
+    from coreaug.cli.errors import out_of_memory_line
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (2 << 30, resource.RLIM_INFINITY))
+    line = out_of_memory_line(MemoryError(), "run it again")
+    assert line == ("out of memory (MemoryError); this process may use 2.0 GiB (ulimit -v): raise the limit "
+                    "(ulimit -v) and run it again")

@@ -127,12 +127,19 @@ def plan_workers(device, *, jobs=None, devices=None):
     if devices is None:
         pick_device(device)  # a GPU asked for where there is none: refused here, not in every worker
     jobs = check_jobs(jobs) if jobs is not None else len(devices) if devices else 1
-    if not devices and jobs > _cores():  # (on GPUs each worker's share is its device)
-        warn_at_caller(f"{jobs} jobs share {_cores()} usable CPU core(s) (this process's affinity: a job's or "
-                       "container's share): the runs wait for each other, and their seconds count the wait; use "
-                       f"jobs={_cores()} or fewer for timings")
     threads = _threads_set() or max(1, _cores() // jobs)
     return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
+
+
+def _warn_if_oversubscribed(workers):
+    """Warn where more of `workers` train on the CPU at once than this process has cores (its affinity: a
+    Slurm job's or container's share, taskset): their runs wait for each other, and their seconds count the
+    wait. Workers on GPUs have their device each."""
+    on_cpu = sum(worker.device in (None, "cpu") for worker in workers)
+    if on_cpu > _cores():
+        warn_at_caller(f"{on_cpu} runs train at once on {_cores()} usable CPU core(s) (this process's share of the "
+                       "machine): they wait for each other, and their seconds count the wait; for timings, train "
+                       f"at most {_cores()} at once (--jobs {_cores()}; jobs={_cores()} in run_grid)")
 
 
 def check_spawnable(configs):
@@ -245,6 +252,7 @@ def run_in_workers(runs, workers, report=None):
     for position, run in enumerate(todo):
         tasks.put((position, run))
     workers = workers[:len(todo)]
+    _warn_if_oversubscribed(workers)
     for _ in workers:
         tasks.put(None)  # one stop sign per worker, after every run
     processes, holding = [], {}  # holding: worker -> position of the run it trains

@@ -331,7 +331,7 @@ class PlanIterator:
     def _start(self):
         items = self.sampler._share()
         method = self.sampler.method
-        if self.sampler._finished == method.epochs_started and not self.sampler._warned:
+        if self._for_a_loader and self.sampler._finished == method.epochs_started and not self.sampler._warned:
             self.sampler._warned = True
             warn_at_caller(f"the DataLoader begins another pass over epoch {method.epoch}'s plan, which a pass has "
                            "already trained: call method.start_epoch(epoch, model, data) at the start of every "

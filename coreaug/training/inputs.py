@@ -214,14 +214,17 @@ def should_stream(mode, images, device, local_world_size=None):
     needed = _bytes(images)
     if needed * local_world_size > 0.5 * available_host_memory():
         return True
+    space = address_space_left()  # this process's own limit (ulimit -v), for its own copy
+    if space is not None and needed > 0.5 * space:
+        return True
     return device.type == "cuda" and needed > 0.5 * torch.cuda.mem_get_info(device)[0]
 
 
 def available_host_memory():
     """Bytes this process can still be given: the host's (MemAvailable, or its total memory where
     /proc is absent), or less where its cgroup's limit leaves less (a container's, a Slurm job's:
-    `cgroup_memory_left`), as the kernel kills a process past that limit however free the host is,
-    or its address-space limit (`address_space_left`)."""
+    `cgroup_memory_left`), as the kernel kills a process past that limit however free the host is.
+    (This process's own address-space limit is `address_space_left`.)"""
     host = None
     try:
         with open("/proc/meminfo") as f:
@@ -233,8 +236,8 @@ def available_host_memory():
         pass
     if host is None:
         host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    limits = [left for left in (cgroup_memory_left(), address_space_left()) if left is not None]
-    return min([host] + limits)
+    left = cgroup_memory_left()
+    return host if left is None else min(host, left)
 
 
 def address_space_left():
