@@ -762,3 +762,17 @@ def test_out_of_memory_under_an_address_space_limit_names_the_limit(monkeypatch)
     line = out_of_memory_line(MemoryError(), "run it again")
     assert line == ("out of memory (MemoryError); this process may use 2.0 GiB (ulimit -v): raise the limit "
                     "(ulimit -v) and run it again")
+
+
+def test_a_bench_run_out_of_memory_says_what_uses_less(tmp_path):
+    """review38 #9: a bench run that ran out of memory failed with torch's raw text alone."""
+    import types
+
+    from coreaug.bench.grid import crash_line
+
+    run = types.SimpleNamespace(folder=str(tmp_path))
+    line = crash_line(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8388608 "
+                                   "bytes"), run)
+    assert "; out of memory: a smaller --batch-size, --stream always for an image folder, or fewer --jobs" in line
+    assert line.endswith(f"(traceback in {tmp_path / 'error.txt'})")
+    assert "out of memory" not in crash_line(RuntimeError("a bug"), run)

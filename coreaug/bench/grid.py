@@ -307,12 +307,16 @@ def crash_line(error, run):
     traceback written to the run's folder (error.txt), where a nightly grid's log keeps no more than
     the line: named after it."""
     path = os.path.join(run.folder, ERROR_FILE)
+    advice = ""
+    if isinstance(error, MemoryError) or re.search(r"can't allocate memory|out of memory", str(error), re.IGNORECASE):
+        advice = ("; out of memory: a smaller --batch-size, --stream always for an image folder, or fewer --jobs "
+                  "(the runs of a process share its memory)")
     try:
         with open(path, "w", encoding="utf-8") as file:
             file.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
     except OSError:  # (no folder: it failed before making it; a full disk)
-        return refusal_line(error)
-    return f"{refusal_line(error)} (traceback in {path})"
+        return refusal_line(error) + advice
+    return f"{refusal_line(error)}{advice} (traceback in {path})"
 
 
 def run_grid_runs(runs, report=None):
