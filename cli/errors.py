@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from coreaug.errors import TrainingDiverged, UsageError, without_controls
+from coreaug.errors import TrainingDiverged, UsageError, out_of_memory, without_controls
 from coreaug.files import DISK_ERRORS
 
 # The API's UsageError, and the OS's word for a path the user gave that is missing or not
@@ -91,7 +91,7 @@ def user_errors(command=None, *, again="run it again"):
         except TrainingDiverged as exc:  # not the user's mistake as such, and no traceback helps: exit 1
             fail(str(exc), code=1)
         except (MemoryError, RuntimeError) as exc:  # torch's allocators' (CPU and CUDA), Python's
-            if not isinstance(exc, MemoryError) and not OUT_OF_MEMORY.search(str(exc)):
+            if not out_of_memory(exc):
                 raise
             fail(out_of_memory_line(exc, again), code=1)
     return wrapper
@@ -115,9 +115,6 @@ def _from_environment(exc):
             return (f" (the folder of {what}, which ${variable} names: set it to a folder this user can write, "
                     "or unset it)")
     return ""
-
-
-OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)
 
 
 def out_of_memory_line(exc, again):

@@ -81,6 +81,15 @@ def chain(error, handled=None, suppressed=False):
         error = error.__cause__ or (None if suppressed and error.__suppress_context__ else error.__context__)
 
 
+OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory", re.IGNORECASE)  # torch's CPU and CUDA allocators
+
+
+def out_of_memory(error):
+    """Whether `error` is the process running out of host or device memory: Python's MemoryError, or
+    torch's allocators' RuntimeError (torch.cuda.OutOfMemoryError among them)."""
+    return isinstance(error, MemoryError) or isinstance(error, RuntimeError) and bool(OUT_OF_MEMORY.search(str(error)))
+
+
 CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 control characters but tab and line feed
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from coreaug.data import is_folder_dataset
 from coreaug.data.image_folder import lies_among
-from coreaug.errors import TrainingDiverged, UsageError, one_line
+from coreaug.errors import TrainingDiverged, UsageError, one_line, out_of_memory
 from coreaug.files import DISK_ERRORS, make_folder
 from coreaug.progress import say
 from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
@@ -308,7 +308,7 @@ def crash_line(error, run):
     the line: named after it."""
     path = os.path.join(run.folder, ERROR_FILE)
     advice = ""
-    if isinstance(error, MemoryError) or re.search(r"can't allocate memory|out of memory", str(error), re.IGNORECASE):
+    if out_of_memory(error):
         advice = ("; out of memory: a smaller --batch-size, --stream always for an image folder, or fewer --jobs "
                   "(the runs of a process share its memory)")
     try:
