@@ -776,3 +776,14 @@ def test_a_bench_run_out_of_memory_says_what_uses_less(tmp_path):
     assert "; out of memory: a smaller --batch-size, --stream always for an image folder, or fewer --jobs" in line
     assert line.endswith(f"(traceback in {tmp_path / 'error.txt'})")
     assert "out of memory" not in crash_line(RuntimeError("a bug"), run)
+
+
+def test_a_worker_killed_outright_is_named_by_its_signal():
+    """explore24-limits: a bench worker the kernel's out-of-memory killer took said "exit code -9" alone."""
+    import signal
+
+    from coreaug.bench.workers import _killed_by
+
+    assert _killed_by(-signal.SIGKILL).startswith(" (killed by SIGKILL, as the kernel's out-of-memory killer does")
+    assert _killed_by(-signal.SIGSEGV) == " (killed by SIGSEGV)"
+    assert _killed_by(1) == "" and _killed_by(None) == ""

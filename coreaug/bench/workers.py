@@ -131,6 +131,19 @@ def plan_workers(device, *, jobs=None, devices=None):
     return [Worker(devices[k % len(devices)] if devices else None, threads) for k in range(jobs)]
 
 
+def _killed_by(exitcode):
+    """" (SIGKILL: ...)" for a worker killed by a signal (multiprocessing's negative exit code), else ""."""
+    if exitcode is None or exitcode >= 0:
+        return ""
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        return ""
+    why = ", as the kernel's out-of-memory killer does (dmesg says so): fewer --jobs, or a smaller --batch-size" \
+        if -exitcode == signal.SIGKILL else ""
+    return f" (killed by {name}{why})"
+
+
 def _warn_if_oversubscribed(workers):
     """Warn where more of `workers` train on the CPU at once than this process has cores (its affinity: a
     Slurm job's or container's share, taskset): their runs wait for each other, and their seconds count the
@@ -313,7 +326,8 @@ def _wait(processes, todo, results, holding, done):
                     position = holding.pop(index)
                     reported.add(position)
                     done(RunOutcome(todo[position], "failed",
-                                    f"its worker process ended with exit code {process.exitcode}"))
+                                    f"its worker process ended with exit code {process.exitcode}"
+                                    f"{_killed_by(process.exitcode)}"))
             if not any(p.is_alive() for p in processes) and results.empty():
                 # a worker that died as it took a run (before saying so: `ulimit -u`, no thread for the queue)
                 codes = sorted({p.exitcode for p in processes if p.exitcode not in (0, None)})
