@@ -121,16 +121,11 @@ def out_of_memory_line(exc, again):
     """The line for a run that ran out of host or device memory (a 40-line traceback through torch's
     allocator said no more), with the settings that use less, and the process's address-space limit
     (ulimit -v: a cluster's h_vmem) where one is set."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    limit = ""
-    try:
-        import resource
+    from coreaug.training.inputs import address_space_limit
 
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY:
-            limit = f"; this process may use {soft / 2 ** 30:.1f} GiB (ulimit -v)"
-    except (ImportError, ValueError, OSError):
-        pass
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    soft = address_space_limit()
+    limit = f"; this process may use {soft / 2 ** 30:.1f} GiB (ulimit -v)" if soft is not None else ""
     ctx = click.get_current_context(silent=True)
     flags = {param.name for param in ctx.command.params} if ctx is not None else set()
     less = [option for name, option in (("batch_size", "a smaller --batch-size"), ("stream", "for an image folder "

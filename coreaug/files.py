@@ -7,7 +7,7 @@ import sys
 import tempfile
 import warnings
 
-from coreaug.errors import chain
+from coreaug.errors import CallerWarning, chain
 
 try:
     import fcntl
@@ -103,11 +103,6 @@ def warn_at_caller(message, category=None, past=()):
     `past` (torch's DataLoader, which iterates coreaug's sampler for the user's loop). A CallerWarning
     (or `category`, one of its kinds), which the commands show as their one line wherever its frame
     is (click's, a bench worker's)."""
-    import sys
-    import warnings
-
-    from coreaug.errors import CallerWarning
-
     level, frame = 2, sys._getframe(1)  # stacklevel 1 is this function, 2 its caller
     while frame is not None and (in_coreaug(frame.f_code.co_filename) or
                                  os.path.abspath(frame.f_code.co_filename).startswith(tuple(past))):

@@ -338,7 +338,7 @@ class PlanIterator:
                            "epoch (it draws each epoch's plan, and every select_every epochs a new selection), "
                            "before the DataLoader's iterator is made (with workers, iter(loader) and a "
                            "StatefulDataLoader's state_dict() draw items at once)", past=_LOADERS)
-        self._plan = (self.sampler.method.epoch, zlib.crc32(items.numpy().tobytes()), len(items))
+        self._plan = (method.epoch, zlib.crc32(items.numpy().tobytes()), len(items))
         skip = 0
         resumed = self._resumed
         if resumed is not None and resumed["yielded"]:

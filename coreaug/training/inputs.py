@@ -244,17 +244,27 @@ def address_space_left():
     """Bytes of address space this process may still map under its `ulimit -v` (RLIMIT_AS: a cluster's
     h_vmem), its soft limit less its VmSize; None where none is set or it cannot be read. An allocation
     past it fails however free the host is."""
+    soft = address_space_limit()
+    if soft is None:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, ValueError, StopIteration):
+        return None
+    return max(0, soft - size)
+
+
+def address_space_limit():
+    """Bytes of address space this process may map (its `ulimit -v`, RLIMIT_AS's soft limit), or None
+    where none is set or it cannot be read (no `resource` module: Windows)."""
     try:
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft == resource.RLIM_INFINITY:
-            return None
-        with open("/proc/self/status") as f:
-            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-    except (ImportError, OSError, ValueError, StopIteration):
+    except (ImportError, ValueError, OSError):
         return None
-    return max(0, soft - size)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a number near 2 ** 63
