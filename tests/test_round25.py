@@ -29,3 +29,67 @@ def test_ccs_spreads_the_budget_over_the_strata_smallest_first():
         chosen = select_ccs(y, 40 / norms.size, estimates=x, hard_cut=0.0, strata=5, seed=seed).indices
         counts = np.bincount(np.minimum(norms[chosen], 4.99).astype(int), minlength=5)
         assert counts.tolist() == [2, 2, 12, 12, 12]
+
+
+def _face(strategy="coreset", **options):
+    import torch
+
+    torch.manual_seed(0)
+    images, labels = torch.rand(200, 1, 8, 8), torch.randint(0, 4, (200,))
+    train = torch.utils.data.TensorDataset(images, labels)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
+    method = coreaug.CoresetAugmentation(labels, strategy=strategy, fraction=0.2, **options)
+    return method, train, model
+
+
+def test_a_pass_begun_before_the_next_epoch_started_is_refused_not_trained_on_the_old_plan():
+    """explore25-lightning #1: Lightning resumed from an epoch's end makes the DataLoader's iterator with the
+    ended epoch's plan (current_epoch is still that epoch in train_dataloader()); its workers then trained
+    the whole next epoch on the old plan and the old selection's weights, silently."""
+    import pytest
+    import torch
+
+    method, train, model = _face(select_every=2)
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=4, sampler=method.sampler(),
+                                         num_workers=1)
+    method.start_epoch(1, model, train)
+    batches = iter(loader)  # with workers, items are drawn at once
+    next(batches)
+    method.start_epoch(1, model, train)  # the same epoch again (Lightning's second call): nothing changes
+    assert sum(len(batch[0]) for batch in batches) == len(method.plan) - 4
+    batches = iter(loader)
+    next(batches)
+    method.start_epoch(2, model, train)  # a new selection, after the pass began
+    with pytest.raises(coreaug.UsageError, match=r"the method began epoch 2 while the DataLoader was iterating "
+                                                 r"epoch 1's plan, whose iterator was made before it"):
+        list(batches)
+    del batches
+    items = iter(method.sampler())
+    next(items)
+    method.start_epoch(3, model, train)  # no selection due: another epoch's plan of the same selection
+    with pytest.raises(coreaug.UsageError, match="began epoch 3 while the DataLoader was iterating epoch 2's"):
+        next(items)
+
+
+def test_a_persistent_worker_is_told_at_a_second_epoch_not_at_a_second_pass_of_one_epoch(monkeypatch):
+    """explore25-lightning #2: Lightning iterates a reloaded DataLoader twice in an epoch; with persistent
+    workers, the worker warned every epoch of a refusal that never came (each epoch's loader is new)."""
+    import warnings
+
+    import torch
+
+    method, train, model = _face(select_every=2)
+    dataset, sampler = method.dataset(train), method.sampler()
+    with monkeypatch.context() as patched:  # what the first worker of a persistent DataLoader sees, in this process
+        patched.setattr(torch.utils.data, "get_worker_info", lambda: type("Worker", (), {"id": 0})())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                method.start_epoch(0, model, train)
+                for item in sampler:
+                    dataset[item]
+            assert not [w for w in caught if "persistent" in str(w.message)]
+            method.start_epoch(1, model, train)
+            for item in sampler:
+                dataset[item]
+        assert len([w for w in caught if "serves a second epoch" in str(w.message)]) == 1

@@ -31,7 +31,8 @@ class PlanDataset(torch.utils.data.Dataset):
     current plan's: 1 for originals in append mode, the coreset weight
     in subset mode; the copies' is the coreset weight with `weight_augmented`, else 1. Weights
     are read when an item is loaded, so start each epoch (`start_epoch`) before iterating (before the
-    DataLoader's iterator is made: with workers it draws items at once), and leave the DataLoader's
+    DataLoader's iterator is made: with workers it draws items at once; a pass begun before another
+    epoch or selection started is refused at its next item), and leave the DataLoader's
     `persistent_workers` off: a worker that serves a second epoch warns, and one that holds the
     weights of an earlier selection is refused (UsageError) when the sampler hands it an item. So is a copy
     of an example the current plans do not copy (a DataLoader without `sampler=method.sampler()`
@@ -77,7 +78,7 @@ class PlanDataset(torch.utils.data.Dataset):
             raise UsageError("the selection changed (start_epoch, use or load_state_dict) while the DataLoader was "
                              "iterating the plan drawn before it: start a new pass over the DataLoader after it")
         else:
-            self._check_one_pass(item.started)
+            self._check_one_epoch(item.epoch)
         copy = item >= n
         index = item - n if copy else item
         if copy and not self.method.copied[index]:
@@ -90,19 +91,20 @@ class PlanDataset(torch.utils.data.Dataset):
         weights = self.method.copy_weights if copy else self.method.original_weights
         return (image, label, weights[index].clone(), *extra)  # not a view: an in-place op would edit the method's
 
-    def _check_one_pass(self, started):
-        """A warning from the first DataLoader worker as it serves a second pass (`started`: the pass an item
-        was drawn in, `epochs_started` then): persistent_workers (or a loader that keeps its workers, timm's
+    def _check_one_epoch(self, epoch):
+        """A warning from the first DataLoader worker as it serves a second epoch (`epoch`: the epoch of the plan
+        an item was drawn from): persistent_workers (or a loader that keeps its workers, timm's
         MultiEpochsDataLoader) keeps the worker and its copy of the method from its first epoch, which the next
-        selection will refuse, epochs later (said now; a run that selects no more trains on). Strategies that
+        selection will refuse, epochs later (said now; a run that selects no more trains on). Two passes of one
+        epoch are not two epochs (Lightning iterates a reloaded loader twice in an epoch). Strategies that
         select nothing (full, none) keep their weights, and may keep their workers."""
         worker = torch.utils.data.get_worker_info()
         if worker is None or not self.method.selects:
             return
-        served = getattr(self, "_served_pass", None)
+        served = getattr(self, "_served_epoch", None)
         if served is None:
-            self._served_pass = started
-        elif served != started and worker.id == 0 and not getattr(self, "_said_persistent", False):
+            self._served_epoch = epoch
+        elif served != epoch and worker.id == 0 and not getattr(self, "_said_persistent", False):
             self._said_persistent = True
             warnings.warn("this DataLoader worker serves a second epoch with the method's state of its first "
                           "(persistent_workers, or a loader that keeps its workers): at the next selection (every "
@@ -169,29 +171,29 @@ def _kept_random_states():
 
 
 class PlanItem(int):
-    """A `PlanDataset` index that carries the method's `version` it was drawn under and the pass
-    (`started`: the method's `epochs_started` when the pass began) it was drawn in (class attributes
-    of one subclass per pair, `plan_item_type`: no per-item dict), so that a DataLoader worker holding
-    an older copy of the method, or serving a second pass with it (persistent_workers), can tell."""
+    """A `PlanDataset` index that carries the method's `version` it was drawn under and the `epoch`
+    of the plan it was drawn from (class attributes of one subclass per pair, `plan_item_type`: no
+    per-item dict), so that a DataLoader worker holding an older copy of the method, or serving a
+    second epoch with it (persistent_workers), can tell."""
 
     __slots__ = ()
     version = None
-    started = None
+    epoch = None
 
     def __reduce__(self):
         return self._make, (int(self),)  # the same _make for every item: pickled once per batch
 
 
 @functools.lru_cache(maxsize=64)
-def plan_item_type(version, started=None):
-    """The `PlanItem` subclass of `version` and the pass `started`."""
-    kind = type("PlanItem", (PlanItem,), {"__slots__": (), "version": version, "started": started})
-    kind._make = functools.partial(_plan_item, version, started)
+def plan_item_type(version, epoch=None):
+    """The `PlanItem` subclass of `version` and the plan of `epoch`."""
+    kind = type("PlanItem", (PlanItem,), {"__slots__": (), "version": version, "epoch": epoch})
+    kind._make = functools.partial(_plan_item, version, epoch)
     return kind
 
 
-def _plan_item(version, started, item):
-    return plan_item_type(version, started)(item)
+def _plan_item(version, epoch, item):
+    return plan_item_type(version, epoch)(item)
 
 
 class PlanSampler(torch.utils.data.distributed.DistributedSampler):
@@ -311,6 +313,7 @@ class PlanIterator:
         self._for_a_loader = _called_from(_LOADERS)
         self._items = None
         self._plan = None  # (epoch, checksum, length) of the items handed out
+        self._mark = None  # the method's (epoch, version) the items were drawn under
         self._resumed = None  # a loaded state, checked against the plan at the first item
 
     def __iter__(self):
@@ -319,6 +322,8 @@ class PlanIterator:
     def __next__(self):
         if self._items is None:
             self._start()
+        elif (self.sampler.method.epoch, self.sampler.method.version) != self._mark:
+            self._refuse_changed_plan()
         try:
             item = next(self._items)
         except StopIteration:
@@ -355,7 +360,23 @@ class PlanIterator:
                                  f"loader's) before iterating, and call start_epoch({saved}, ...) on it: a method "
                                  "that selects and shuffles anew would skip other items")
         self.yielded = skip
-        self._items = _items(items[skip:], plan_item_type(method.version, method.epochs_started))
+        self._mark = (method.epoch, method.version)
+        self._items = _items(items[skip:], plan_item_type(method.version, method.epoch))
+
+    def _refuse_changed_plan(self):
+        """A UsageError for a pass whose method began another epoch or selection (start_epoch, use,
+        load_state_dict) after the pass drew its first items: its workers, forked with the method as it
+        was, would train the rest of the old plan with the old weights, silently (with num_workers 0 the
+        dataset refuses the items instead)."""
+        epoch = self._mark[0]
+        now = self.sampler.method.epoch
+        what = f"the method began epoch {now}" if now != epoch else "the selection changed (use or load_state_dict)"
+        raise UsageError(f"{what} while the DataLoader was iterating epoch {epoch}'s plan, whose iterator "
+                         "was made before it: the rest of the pass would train the old plan and weights. Call "
+                         "start_epoch(epoch, model, data) before the DataLoader's iterator is made (with workers, "
+                         "iter(loader) draws items at once); under PyTorch Lightning, in train_dataloader() start "
+                         "the epoch Lightning is about to train, self.trainer.fit_loop.epoch_progress.current."
+                         "processed (on a resume from an epoch's end, current_epoch is still the ended epoch's there)")
 
     def state_dict(self):
         """The plan's epoch, checksum and length (None before the first item), and the items handed out."""
