@@ -40,7 +40,9 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     ahead of a run."""
     from coreaug.data.image_cache import default_workers
     from coreaug.data import is_folder_dataset
-    from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, own_image_size
+    from coreaug.data.image_folder import (DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, has_own_split,
+                                           own_image_size)
+    from coreaug.training.config import own_split_error
     from coreaug.data.registry import reads_no_files, reads_no_files_error
 
     ctx = click.get_current_context()
@@ -67,6 +69,8 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
             raise UsageError(f"{', '.join(ignored)} {'apply' if len(ignored) > 1 else 'applies'} to a built-in "
                              f"dataset; {name} is a folder of images, read where it is: leave "
                              f"{'them' if len(ignored) > 1 else 'it'} out")
+        if given("val_fraction") and has_own_split(name):
+            raise own_split_error(name, "--val-fraction")
         if image_size is None:
             image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
         if store_size is None:  # what a run with --weak auto stores

@@ -96,15 +96,17 @@ def test_settings_that_mean_the_same_for_the_run_continue_the_grid_as_stored(tmp
     stored, = plan_grid(config, out, (), (), ("none",), 1)
     os.makedirs(stored.folder)
     with open(os.path.join(stored.folder, "config.json"), "w") as f:
-        json.dump(stored.config.identity(), f)
-    # val_fraction is unread beside train/ and test/; auto is pad-crop at 16 px and fp32 on the CPU
-    same = dataclasses.replace(config, val_fraction=0.2, weak="pad-crop", precision="fp32", device="cpu")
+        json.dump({**stored.config.identity(), "val_fraction": 0.2}, f)  # unread beside train/ and test/ (an older
+    # coreaug recorded it; it is refused now); auto is pad-crop at 16 px and fp32 on the CPU
+    same = dataclasses.replace(config, weak="pad-crop", precision="fp32", device="cpu")
     run, = plan_grid(same, out, (), (), ("none",), 1)
     assert (run.config.val_fraction, run.config.weak, run.config.precision) == (0.1, "auto", "auto")
     with open(os.path.join(run.folder, "config.json")) as f:
         assert differences(json.load(f), run.config.identity()) == []  # so train's own resume check agrees
     with pytest.raises(UsageError, match="weak: 'auto' -> 'resized-crop'"):
         plan_grid(dataclasses.replace(config, weak="resized-crop"), out, (), (), ("none",), 1)
+    with pytest.raises(UsageError, match="has train/ and its own test split"):
+        plan_grid(dataclasses.replace(config, val_fraction=0.2), out, (), (), ("none",), 1)
 
 
 def test_the_coreset_kernel_is_loaded_before_a_selecting_run_starts_its_clock(tmp_path, monkeypatch):

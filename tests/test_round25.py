@@ -93,3 +93,45 @@ def test_a_persistent_worker_is_told_at_a_second_epoch_not_at_a_second_pass_of_o
             for item in sampler:
                 dataset[item]
         assert len([w for w in caught if "serves a second epoch" in str(w.message)]) == 1
+
+
+def _image_folders(root, splits=(("train", 6), ("val", 2))):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in splits:
+        for name in ("a", "b"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_val_fraction_with_a_folder_that_has_its_own_test_split_is_refused_and_binds_no_resume(tmp_path):
+    """explore25-pairwise3 #1: accepted, ignored, recorded, and then a --resume had to repeat it."""
+    import json
+
+    import pytest
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    folder = _image_folders(tmp_path / "pets")
+    with pytest.raises(coreaug.UsageError, match=r"val_fraction splits off the test images .* has train/ and its own "
+                                                 r"test split \(val/ or test/\): leave val_fraction out"):
+        coreaug.TrainConfig(dataset=str(folder), val_fraction=0.3).resolved()
+    flat = _image_folders(tmp_path / "flat", (("", 6),))  # class folders in the root: the flag splits them
+    assert coreaug.TrainConfig(dataset=str(flat), val_fraction=0.3).resolved().val_fraction == 0.3
+    result = CliRunner().invoke(app, ["datasets", str(folder), "--val-fraction", "0.3"])
+    assert result.exit_code == 2 and "leave --val-fraction out" in result.output
+    base = ["train", "--dataset", str(folder), "--model", "cnn", "--epochs", "1", "--batch-size", "4", "-q",
+            "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, base + ["--val-fraction", "0.3"])
+    assert result.exit_code == 2 and "leave --val-fraction out" in result.output
+    result = CliRunner().invoke(app, base)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["val_fraction"] = 0.3  # a run recorded before the flag was refused
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(app, base + ["--resume"])
+    assert result.exit_code == 0, result.output

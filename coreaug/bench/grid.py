@@ -458,11 +458,9 @@ def _match_folder(run):
 
 def _same_here(key, stored, now, config):
     """Whether a setting stored as `stored` and given now as `now` mean the same for the run of
-    `config` (resolved): val_fraction, unread by a folder with its own train/ split; weak and
-    precision as "auto" resolves for this run's images and device (auto is pad-crop below 128
-    px and fp32 on the CPU)."""
-    if key == "val_fraction":
-        return is_folder_dataset(config.dataset) and os.path.isdir(os.path.join(config.dataset, "train"))
+    `config` (resolved): weak and precision as "auto" resolves for this run's images and device
+    (auto is pad-crop below 128 px and fp32 on the CPU). (val_fraction, unread by a folder with its
+    own train/ split, is among the settings `differences` leaves out there.)"""
     if key == "weak":
         return stored in WEAK and weak_is_resized_crop(config.dataset, stored, config.image_size) == \
             weak_is_resized_crop(config.dataset, now, config.image_size)

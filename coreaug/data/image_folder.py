@@ -434,6 +434,12 @@ def _check_no_splits_as_classes(root):
                              f"which would be read as one class; pass it as the dataset (--dataset {shown(folder)})")
 
 
+def has_own_split(root) -> bool:
+    """Whether the folder dataset ``root`` is a train/ + val/ (or test/) layout, whose test split is
+    its own folder (no ``val_fraction`` is split off)."""
+    return os.path.isdir(os.path.join(os.path.expanduser(str(root)), "train"))
+
+
 def test_split_folder(root) -> Optional[str]:
     """``root``'s val/ (else test/) folder, or None when it has neither."""
     return next((os.path.join(root, s) for s in TEST_SPLITS if os.path.isdir(os.path.join(root, s))), None)

@@ -334,6 +334,9 @@ class TrainConfig:
                 from coreaug.data.registry import read_in_place_error
 
                 raise read_in_place_error(self.dataset, given)
+            if self.val_fraction != TrainConfig.__dataclass_fields__["val_fraction"].default and \
+                    _split_folder(self.dataset):  # ignored before, and then a setting its --resume had to repeat
+                raise own_split_error(self.dataset, "val_fraction")
             return
         from coreaug.data.registry import reads_no_files, reads_no_files_error
 
@@ -613,6 +616,8 @@ def unused_settings(settings):
         unused.update(("augment", "copies", "candidates"))
     if rule is not None and rule.mixup:  # copies mixed with partners drawn per step: one step's batch a call
         unused.add("augment_steps")
+    if _folder(get("dataset")) and _split_folder(get("dataset")):  # (runs recorded before it was refused)
+        unused.add("val_fraction")
     return unused
 
 
@@ -686,3 +691,15 @@ def _folder(dataset):
     from coreaug.data import is_folder_dataset
 
     return is_folder_dataset(dataset)
+
+
+def _split_folder(dataset):
+    from coreaug.data.image_folder import has_own_split
+
+    return has_own_split(dataset)
+
+
+def own_split_error(folder, flag):
+    """The UsageError for `flag` (val_fraction) given with a folder that has its own test split."""
+    return UsageError(f"{flag} splits off the test images of a folder of class folders; {folder} has train/ and "
+                      f"its own test split (val/ or test/): leave {flag} out")
