@@ -38,7 +38,7 @@ from .predict import MODEL_HELP, is_terminal, load_named
 @user_errors
 def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, device, model, all_classes, fmt):
     """Accuracy of the finished run RUN's model on the test split of --dataset, overall and per class
-    (a folder other than the run's own without a train/ split: on all its labelled images). Text:
+    (a folder other than the run's own: its val/ or test/, else all its labelled images). Text:
     "accuracy A% (correct/total) on the SPLIT of DATASET", then a line a class (past
     20 classes, their spread and the 20 lowest); unreadable images skipped are named on stderr."""
     one_process("evaluate")

@@ -413,7 +413,7 @@ def test_evaluate_skip_bad_images_leaves_a_folders_unreadable_image_out_as_it_ad
     refused = cli("evaluate", root / "run", "--dataset", tmp_path / "data")
     assert refused.returncode == 2 and "zz_bad.jpg" in refused.stderr and "--skip-bad-images" in refused.stderr
     proc = cli("evaluate", root / "run", "--dataset", tmp_path / "data", "--skip-bad-images")
-    assert proc.returncode == 0 and "(12/12) on the labelled images of" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "(12/12) on the test split of" in proc.stdout, proc.stderr
 
 
 def test_a_class_named_with_a_slash_is_matched_by_its_folder_name(tmp_path):
@@ -470,7 +470,9 @@ def test_evaluate_scores_every_image_of_a_labelled_folder_without_a_training_spl
     assert evaluation.total == 24 and set(evaluation.per_class) == {"cat", "dog"}
     assert evaluation.correct == sum(p == f.parent.name for p, f in zip(predicted, files))
     proc = cli("evaluate", root / "run", "--dataset", tmp_path / "new")
-    assert proc.returncode == 0 and f"({evaluation.correct}/24) on the labelled images of" in proc.stdout, proc.stderr
+    scored = "test split" if layout == "val only" else "labelled images"  # val/ alone is scored: it says so
+    assert evaluation.scored == scored
+    assert proc.returncode == 0 and f"({evaluation.correct}/24) on the {scored} of" in proc.stdout, proc.stderr
 
 
 def test_evaluate_of_the_runs_own_folder_under_another_spelling_is_its_test_split(finished, monkeypatch):
@@ -532,7 +534,7 @@ def test_evaluate_on_another_folder_with_a_training_split_reads_its_val_images_a
     write_split(tmp_path / "other", "train", per_class=5)
     write_split(tmp_path / "other", "val", per_class=2)
     result = coreaug.load_run(root / "run").evaluate(tmp_path / "other")
-    assert result.total == 6 and result.scored == "labelled images"
+    assert result.total == 6 and result.scored == "test split"  # (it said "labelled images": all of them)
     decoded = [json.loads(m.read_text())["counts"] for m in (root / "cache").glob("*/meta.json")]
     assert {"train": 15, "test": 6} not in decoded  # its training split was decoded to score its val/
     (tmp_path / "lonely" / "train" / "cat").mkdir(parents=True)

@@ -92,7 +92,8 @@ class Prediction:
 @dataclass
 class Evaluation:
     """Accuracy of a run's model on a labelled set, overall and per class (name -> (correct, total));
-    `scored` says which images: "test split", or "labelled images" (a labelled folder's, all);
+    `scored` says which images: "test split" (a folder's val/ or test/), or "labelled images" (a
+    folder's without one, all);
     `skipped`, the unreadable images of a labelled folder that `skip_bad_images` left out, each
     "cannot read image PATH (why)" (not counted in `total`); `unscored`, the run's classes with no
     image in the set (a val/ without them, a class whose held-out images were unreadable), which
@@ -337,7 +338,11 @@ class TrainedModel:
         if folder and given:  # never read: the images are where the folder is
             raise read_in_place_error(dataset, given)
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
-            return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images)
+            from coreaug.data.image_folder import test_split_folder
+
+            split = test_split_folder(os.path.expanduser(str(dataset)))  # the images labelled_images reads
+            return self._evaluate_files(labelled_images(dataset), batch_size, skip_bad_images,
+                                        "test split" if split else "labelled images")
         if folder:  # the change checks' listing of the folder is the loading's (one_listing)
             with one_listing():
                 return self._evaluate_own_folder(dataset, batch_size, cache_dir, skip_bad_images)
