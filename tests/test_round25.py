@@ -135,3 +135,24 @@ def test_val_fraction_with_a_folder_that_has_its_own_test_split_is_refused_and_b
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     result = CliRunner().invoke(app, base + ["--resume"])
     assert result.exit_code == 0, result.output
+
+
+def test_evaluate_refuses_the_decoding_settings_for_a_built_in_dataset(tmp_path):
+    """explore25-changelog #8: train refused them, evaluate took them and did nothing."""
+    import pytest
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--dataset", "digits", "--train-limit", "64", "--test-limit", "32",
+                                      "--epochs", "1", "-q", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    trained = coreaug.load_run(run)
+    with pytest.raises(coreaug.UsageError, match="cache_dir applies to a folder of images; digits is a built-in "
+                                                 "dataset, loaded as it is: leave it out"):
+        trained.evaluate(cache_dir=str(tmp_path))
+    assert trained.evaluate(skip_bad_images=False).total == 359  # (the whole test split: --test-limit is training's)
+    for flag in (["--skip-bad-images"], ["--cache-dir", str(tmp_path)]):
+        result = CliRunner().invoke(app, ["evaluate", str(run), *flag])
+        assert result.exit_code == 2 and f"{flag[0]} applies to a folder of images" in result.output

@@ -24,7 +24,8 @@ from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.image_folder import cache_dataset, pillow_warnings_off
 from coreaug.data.registry import names_registered_dataset, read_in_place_error
-from coreaug.errors import UnreadableImage, UsageError, first_line, mismatch_reason, one_line, path_given
+from coreaug.errors import (UnreadableImage, UsageError, first_line, mismatch_reason, not_applicable, one_line,
+                            path_given)
 from coreaug.files import saved_by_torch
 from coreaug.models import available_models, create_model
 from coreaug.models.pretrained import why_unreadable
@@ -303,6 +304,7 @@ class TrainedModel:
         from coreaug.data.registry import names_registered_dataset, reads_no_files
 
         batch_size = self._batch_size(batch_size)
+        asked = [name for name, value in (("cache_dir", cache_dir), ("skip_bad_images", skip_bad_images)) if value]
         if skip_bad_images is None:
             skip_bad_images = self.config.get("skip_bad_images", False)
         if not isinstance(skip_bad_images, bool):  # "no" would mean yes
@@ -337,6 +339,8 @@ class TrainedModel:
         folder = is_folder_dataset(dataset)
         if folder and given:  # never read: the images are where the folder is
             raise read_in_place_error(dataset, given)
+        if asked and not folder:  # nothing is decoded, and its files are no images to skip: ignored before
+            raise not_applicable(asked, "a folder of images", f"{dataset} is a built-in dataset, loaded as it is")
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             from coreaug.data.image_folder import test_split_folder
 
