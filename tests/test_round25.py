@@ -156,3 +156,24 @@ def test_evaluate_refuses_the_decoding_settings_for_a_built_in_dataset(tmp_path)
     for flag in (["--skip-bad-images"], ["--cache-dir", str(tmp_path)]):
         result = CliRunner().invoke(app, ["evaluate", str(run), *flag])
         assert result.exit_code == 2 and f"{flag[0]} applies to a folder of images" in result.output
+
+
+def test_a_stop_in_the_teardown_of_a_finished_command_is_no_failure(tmp_path):
+    """explore25-pairwise3 #4: a SIGTERM (a scheduler's time limit) landing in the last second of a finished
+    run's teardown (inductor's workers, the interpreter) ended it with 143 and no word."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, sys, time
+sys.argv = ["coreaug", "train", "--dataset", "digits", "--train-limit", "64", "--test-limit", "32", "--epochs", "1",
+            "-q", "--out", {str(tmp_path / "run")!r}]
+from coreaug.cli.main import main
+main()
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.2)
+print("torn down")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "torn down", (done.returncode, done.stderr)
+    assert (tmp_path / "run" / "model.pt").exists()

@@ -448,6 +448,18 @@ def _stop_with_parent():
     threading.Thread(target=watch, name="coreaug-bench-parent-watch", daemon=True).start()
 
 
+def stops_ignored_once_finished():
+    """Ignore SIGTERM (and the other STOP_SIGNALS whose action is the default) from now on, in the
+    main thread, for a command that has done its work (its files written, its result said): a stop
+    (a scheduler's time limit, `timeout`) landing in its last second of teardown (inductor's
+    workers, the interpreter) killed a finished run with 143 and no word, so that the job read as
+    killed. The process then ends as it would have, exit 0."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def sigterm_raises():
     """Raise Terminated on SIGTERM (and on the other STOP_SIGNALS whose action is the default) in

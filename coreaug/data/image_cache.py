@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -154,7 +155,7 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
                 built = True
             else:  # another process (another rank, another run) decodes it
                 if progress:
-                    tqdm.write(f"waiting for {leader} to finish the decoded cache")
+                    tqdm.write(f"waiting for {leader} to finish the decoded cache", file=sys.stderr)
                 wait_for(leader, folder, stall_after)
         except OSError as exc:  # a full disk: the OS's error names no file, or a build's
             refused = disk_refused(exc, root)
@@ -169,8 +170,8 @@ def open_or_build(splits, classes, *, image_size: int, decode, cache_dir: Option
                 f"before it changed) {take} {size_text(sum(c.bytes() for c in others))} in {root}; "
                 f"`coreaug datasets {shlex.quote(shown(source))} --clear-cache{here}` removes every cache of it, "
                 "this one included, when no run reads them")
-        if show_build:
-            tqdm.write(note)
+        if show_build:  # beside the build's bar, on stderr: evaluate's stdout is its result (--format json)
+            tqdm.write(note, file=sys.stderr)
         else:
             warn_at_caller(note, CachesKept)
     return ImageCache(folder)
