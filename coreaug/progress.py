@@ -1,4 +1,4 @@
-"""Progress on stderr: tqdm's redrawn bar on a terminal; elsewhere (a log file, `nohup`, a batch
+"""Progress on stderr: tqdm's redrawn bar on a terminal (and in a notebook); elsewhere (a log file, `nohup`, a batch
 job), where the bar's carriage-return frames would make one endless line, a plain line now and then."""
 import sys
 import time
@@ -19,7 +19,10 @@ def say(line):
 
 
 def stderr_is_terminal():
-    """Whether stderr is a terminal, where a progress bar may redraw itself."""
+    """Whether stderr is a terminal, or a Jupyter kernel's stream (a notebook shows a bar's
+    carriage-return frames as one line redrawn), where a progress bar may redraw itself."""
+    if type(sys.stderr).__module__.startswith("ipykernel."):  # (its isatty() is False: no bar, a line a minute)
+        return True
     try:
         return sys.stderr is not None and sys.stderr.isatty()
     except (AttributeError, ValueError):  # replaced by an object without isatty, or closed

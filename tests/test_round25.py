@@ -177,3 +177,43 @@ print("torn down")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "torn down", (done.returncode, done.stderr)
     assert (tmp_path / "run" / "model.pt").exists()
+
+
+def test_trainings_warnings_name_the_callers_line_and_the_python_way_to_match_threads():
+    """explore25-notebook #1, #2: they named coreaug's trainer.py and precision.py (a warm notebook kernel then
+    hid every repeat: one location), and told a running kernel to set OMP_NUM_THREADS."""
+    import warnings
+
+    import torch
+
+    from coreaug.training.trainer import _check_resumed
+
+    base = dict(dataset="digits", train_limit=64, test_limit=32, batch_size=32, quiet=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coreaug.train(coreaug.TrainConfig(**base, epochs=1, precision="fp16", device="cpu"))
+        coreaug.train(coreaug.TrainConfig(**base, epochs=2, strategy="coreset", select_every=5))
+        _check_resumed([{"threads": torch.get_num_threads() + 1}], torch.device("cpu"), 1)
+    said = {w.message.args[0].split(" ")[1]: w for w in caught
+            if str(w.message).startswith(("precision fp16", "--select-every", "the run trained"))}
+    assert set(said) == {"fp16", "5", "run"}
+    assert all(w.filename == __file__ for w in said.values()), [(w.filename, w.lineno) for w in said.values()]
+    assert f"torch.set_num_threads({torch.get_num_threads() + 1}) before train" in str(said["run"].message)
+
+
+def test_a_notebook_gets_the_progress_bar_not_a_line_a_minute(monkeypatch):
+    """explore25-notebook #3: a Jupyter kernel's stderr is no tty, so training showed a plain line every 60 s."""
+    import sys
+
+    from tqdm import tqdm
+
+    from coreaug import progress
+
+    OutStream = type("OutStream", (), {"__module__": "ipykernel.iostream", "isatty": lambda self: False,
+                                       "write": lambda self, text: len(text), "flush": lambda self: None})
+    monkeypatch.setattr(sys, "stderr", OutStream())
+    bar = progress.progress_bar(10, "decoding", "img")
+    assert isinstance(bar, tqdm)
+    bar.close()
+    monkeypatch.setattr(sys, "stderr", type("Log", (OutStream,), {"__module__": "logging_file"})())
+    assert isinstance(progress.progress_bar(10, "decoding", "img"), progress.PlainProgress)

@@ -1,8 +1,9 @@
 """Numeric precision of a run: the autocast a step runs under and the gradient scaler fp16 needs."""
 import contextlib
-import warnings
 
 import torch
+
+from coreaug.files import warn_at_caller
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -15,12 +16,12 @@ def resolve_precision(name, device, warn=True):
     (unless `warn` is False): torch's float16 autocast there makes a step 10-50x slower than fp32;
     so is bf16 on a CPU without bf16 instructions (`cpu_runs_bf16`)."""
     if name == "fp16" and device.type == "cpu" and warn:
-        warnings.warn("precision fp16 is for GPUs: on the CPU torch's float16 autocast makes each step 10-50x "
-                      "slower than fp32; pass --precision fp32")
+        warn_at_caller("precision fp16 is for GPUs: on the CPU torch's float16 autocast makes each step 10-50x "
+                       "slower than fp32; pass --precision fp32")
     if name == "bf16" and device.type == "cpu" and warn and not cpu_runs_bf16():
-        warnings.warn("precision bf16 on this CPU, which lacks bf16 instructions (AVX512-BF16 or AMX), makes "
-                      "each step several times slower than fp32 (9-15x measured on an AVX2 CPU); pass "
-                      "--precision fp32")
+        warn_at_caller("precision bf16 on this CPU, which lacks bf16 instructions (AVX512-BF16 or AMX), makes "
+                       "each step several times slower than fp32 (9-15x measured on an AVX2 CPU); pass "
+                       "--precision fp32")
     if name != "auto":
         return name
     if device.type != "cuda":

@@ -25,7 +25,7 @@ from coreaug.data import is_folder_dataset
 from coreaug.data.image_cache import builds_shown, refuse_in_a_starting_worker
 from coreaug.data.image_folder import read_as_part
 from coreaug.errors import TrainingDiverged, UsageError, mismatch_reason, one_line
-from coreaug.files import where_raised
+from coreaug.files import warn_at_caller, where_raised
 from coreaug.models import create_model, load_pretrained
 from coreaug.selection.coreset import load_selection_libraries
 from coreaug.selection.gradients import (check_model_logits, estimate_dtype, estimate_gradients, eval_modes, final_linear,
@@ -366,9 +366,9 @@ def _warn_one_selection(config, report=None):
         start = f"the model as it starts, whose classifier is freshly initialised ({config.pretrained} has {other})"
     else:
         return
-    warnings.warn(f"--select-every {config.select_every} is not below --epochs {config.epochs}: "
-                  f"{config.strategy} selects once, at epoch 0, from the outputs of {start}, and keeps that subset "
-                  "for the whole run; a smaller --select-every re-selects as the model learns")
+    warn_at_caller(f"--select-every {config.select_every} is not below --epochs {config.epochs}: "
+                   f"{config.strategy} selects once, at epoch 0, from the outputs of {start}, and keeps that subset "
+                   "for the whole run; a smaller --select-every re-selects as the model learns")
 
 
 def _open_run(config, distributed, model=None, on_start=None):
@@ -712,21 +712,22 @@ def _check_resumed(history, device, world_size):
     last = history[-1] if history else {}
     before, now = last.get("coreaug"), _version()
     if before is not None and before != now:
-        warnings.warn(f"the run trained epochs up to {len(history)} with coreaug {before} and goes on with {now}, "
-                      "which may draw its augmentations and compute its settings otherwise (see the changelog): "
-                      "its numbers will be those of neither version; train it again with --overwrite to have "
-                      f"{now}'s", stacklevel=2)
+        warn_at_caller(f"the run trained epochs up to {len(history)} with coreaug {before} and goes on with {now}, "
+                       "which may draw its augmentations and compute its settings otherwise (see the changelog): "
+                       "its numbers will be those of neither version; train it again with --overwrite to have "
+                       f"{now}'s")
     before, now = last.get("world_size"), world_size
     if before is not None and before != now:
-        warnings.warn(f"the run trained epochs up to {len(history)} in {before} process{'es' * (before != 1)} and "
-                      f"goes on in {now}: its numbers will be those of neither count (BatchNorm's statistics are "
-                      f"per process); resume it with torchrun --nproc-per-node {before} (over all nodes) to go on "
-                      "as it started", stacklevel=2)
+        warn_at_caller(f"the run trained epochs up to {len(history)} in {before} process{'es' * (before != 1)} and "
+                       f"goes on in {now}: its numbers will be those of neither count (BatchNorm's statistics are "
+                       f"per process); resume it with torchrun --nproc-per-node {before} (over all nodes) to go on "
+                       "as it started")
     before, now = last.get("threads"), torch.get_num_threads()
     if device.type == "cpu" and before is not None and before != now:
-        warnings.warn(f"the run trained epochs up to {len(history)} on {before} thread{'s' * (before != 1)} and "
-                      f"goes on with {now}: its numbers will be those of neither count (torch adds up in another "
-                      f"order); set OMP_NUM_THREADS={before} to resume it as it started", stacklevel=2)
+        warn_at_caller(f"the run trained epochs up to {len(history)} on {before} thread{'s' * (before != 1)} and "
+                       f"goes on with {now}: its numbers will be those of neither count (torch adds up in another "
+                       f"order); set OMP_NUM_THREADS={before} (in a Python process already started, "
+                       f"torch.set_num_threads({before}) before train) to resume it as it started")
 
 
 def make_optimizer(config, model, compiled_update=None, scaled=False):
