@@ -217,3 +217,25 @@ def test_a_notebook_gets_the_progress_bar_not_a_line_a_minute(monkeypatch):
     bar.close()
     monkeypatch.setattr(sys, "stderr", type("Log", (OutStream,), {"__module__": "logging_file"})())
     assert isinstance(progress.progress_bar(10, "decoding", "img"), progress.PlainProgress)
+
+
+def test_an_interrupted_train_call_notes_what_its_folder_keeps_and_how_to_go_on(tmp_path):
+    """explore25-notebook #6: a notebook's stop button ended in a bare KeyboardInterrupt through torch's frames."""
+    import dataclasses
+    import sys
+
+    import pytest
+
+    if sys.version_info < (3, 11):
+        pytest.skip("exception notes are Python 3.11's")
+
+    def stop(row):
+        raise KeyboardInterrupt
+
+    config = coreaug.TrainConfig(dataset="digits", train_limit=64, test_limit=32, batch_size=32, epochs=3, quiet=True,
+                                 out=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        coreaug.train(config, on_epoch=stop)
+    assert stopped.value.__notes__ == [f"coreaug: the run stopped with 1 of its 3 epochs kept in {tmp_path / 'run'}; "
+                                       "train it again with resume=True (and the same settings) to go on from there"]
+    assert len(coreaug.train(dataclasses.replace(config, resume=True)).history) == 3
