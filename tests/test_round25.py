@@ -239,3 +239,11 @@ def test_an_interrupted_train_call_notes_what_its_folder_keeps_and_how_to_go_on(
     assert stopped.value.__notes__ == [f"coreaug: the run stopped with 1 of its 3 epochs kept in {tmp_path / 'run'}; "
                                        "train it again with resume=True (and the same settings) to go on from there"]
     assert len(coreaug.train(dataclasses.replace(config, resume=True)).history) == 3
+
+
+def test_a_train_results_repr_leads_with_its_figures_and_is_short():
+    """explore25-notebook #7: a cell ending in the result showed all 57 settings before the accuracy."""
+    result = coreaug.train(coreaug.TrainConfig(dataset="digits", train_limit=64, test_limit=32, epochs=1, quiet=True))
+    shown = repr(result)
+    assert shown.startswith(f"TrainResult(final_test_accuracy={result.final_test_accuracy!r}, ") and len(shown) < 400
+    assert "epochs=1, out=None, config=TrainConfig(dataset='digits', model='cnn', strategy='random'" in shown

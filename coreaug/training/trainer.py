@@ -71,6 +71,19 @@ class TrainResult:
     rank: int = 0
     world_size: int = 1
 
+    def __repr__(self):
+        """The headline figures first and the run's main settings (all of them were 1,600 characters ahead of
+        the accuracy in a notebook cell's output); `config` holds the rest."""
+        shown = ", ".join(f"{name}={getattr(self.config, name)!r}" for name in RESULT_SETTINGS)
+        spread = f", rank={self.rank}, world_size={self.world_size}" if self.world_size > 1 else ""
+        return (f"TrainResult(final_test_accuracy={self.final_test_accuracy!r}, "
+                f"best_test_accuracy={self.best_test_accuracy!r}, total_seconds={self.total_seconds!r}, "
+                f"selection_seconds={self.selection_seconds!r}, epochs={len(self.history)}, out={self.out!r}"
+                f"{spread}, config=TrainConfig({shown}, ...))")
+
+
+RESULT_SETTINGS = ("dataset", "model", "strategy", "subset", "mode", "augment", "epochs", "seed")
+
 
 def _strong_policy(config):
     """The strong policy; policies of one's own are checked at their first call (`checked_policy`)."""
