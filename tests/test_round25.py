@@ -247,3 +247,24 @@ def test_a_train_results_repr_leads_with_its_figures_and_is_short():
     shown = repr(result)
     assert shown.startswith(f"TrainResult(final_test_accuracy={result.final_test_accuracy!r}, ") and len(shown) < 400
     assert "epochs=1, out=None, config=TrainConfig(dataset='digits', model='cnn', strategy='random'" in shown
+
+
+def test_a_pass_with_nothing_left_ends_after_the_next_epoch_started():
+    """review39 #1: ignite takes len(loader) batches, starts the next epoch, then asks the same iterator once more
+    for its StopIteration: refused as a pass going on (with num_workers 0), though no item of it was left."""
+    import torch
+
+    method, train, model = _face(select_every=2)
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=8, sampler=method.sampler())
+    for epoch in range(3):
+        method.start_epoch(epoch, model, train)
+        if epoch == 0:
+            batches = iter(loader)
+        taken = [next(batches) for _ in range(len(loader))]
+        assert sum(len(batch[0]) for batch in taken) == len(method.plan)
+        if epoch < 2:
+            method.start_epoch(epoch + 1, model, train)  # (as ignite's EPOCH_STARTED does, before the next())
+            try:
+                next(batches)
+            except StopIteration:
+                batches = iter(loader)

@@ -322,14 +322,14 @@ class PlanIterator:
     def __next__(self):
         if self._items is None:
             self._start()
-        elif (self.sampler.method.epoch, self.sampler.method.version) != self._mark:
-            self._refuse_changed_plan()
         try:
             item = next(self._items)
-        except StopIteration:
+        except StopIteration:  # (a pass with nothing left ends, whatever began since: ignite asks once more)
             if self._for_a_loader:  # (not a look at the items: list(sampler))
                 self.sampler._finished = self.sampler.method.epochs_started  # this plan's pass has ended
             raise
+        if (self.sampler.method.epoch, self.sampler.method.version) != self._mark:
+            self._refuse_changed_plan()
         self.yielded += 1
         return item
 
