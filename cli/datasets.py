@@ -69,7 +69,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
             raise UsageError(f"{', '.join(ignored)} {'apply' if len(ignored) > 1 else 'applies'} to a built-in "
                              f"dataset; {name} is a folder of images, read where it is: leave "
                              f"{'them' if len(ignored) > 1 else 'it'} out")
-        if given("val_fraction") and has_own_split(name):
+        if val_fraction != _default_val_fraction() and has_own_split(name):  # as TrainConfig refuses it
             raise own_split_error(name, "--val-fraction")
         if image_size is None:
             image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
@@ -141,3 +141,9 @@ def _clear(name, cache_dir):
     whose = f" of {name}" if name else ""
     where = cache_dir or default_cache_dir()
     click.echo(f"removed {count} decoded {caches}{whose} ({size_text(freed)}) from {where}")
+
+
+def _default_val_fraction():
+    from coreaug.training.config import TrainConfig
+
+    return TrainConfig.__dataclass_fields__["val_fraction"].default

@@ -1,4 +1,5 @@
 """Entry point of the `coreaug` console script."""
+import atexit
 import contextlib
 import sys
 import warnings
@@ -60,10 +61,10 @@ def main(args=None):
     _raw_names_on_stdout()
     try:
         app.main(args=args, standalone_mode=False)
-        if args is None:  # this process's own command, done: a stop in its teardown is no failure
-            from coreaug.bench.workers import stops_ignored_once_finished
+        if args is None:  # this process's own command, done: a stop in its teardown is no failure (at exit:
+            from coreaug.bench.workers import stops_ignored_once_finished  # a caller that goes on keeps its stops)
 
-            stops_ignored_once_finished()
+            atexit.register(stops_ignored_once_finished)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except NO_ARGS_IS_HELP as exc:  # a bare `coreaug` (click >= 8.2 raises it): the help, not an error

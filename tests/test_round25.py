@@ -165,17 +165,23 @@ def test_a_stop_in_the_teardown_of_a_finished_command_is_no_failure(tmp_path):
     import sys
 
     script = f"""
-import os, signal, sys, time
+import atexit, os, signal, sys, time
+
+def teardown():  # (atexit's callbacks run last first: coreaug's, registered by main, before this one)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+    print("torn down")
+
+atexit.register(teardown)
 sys.argv = ["coreaug", "train", "--dataset", "digits", "--train-limit", "64", "--test-limit", "32", "--epochs", "1",
             "-q", "--out", {str(tmp_path / "run")!r}]
 from coreaug.cli.main import main
 main()
-os.kill(os.getpid(), signal.SIGTERM)
-time.sleep(0.2)
-print("torn down")
+print("goes on", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)  # review39 #2: a caller that goes on (%run)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "torn down", (done.returncode, done.stderr)
+    assert done.returncode == 0 and done.stdout.splitlines()[-2:] == ["goes on True", "torn down"], \
+        (done.returncode, done.stdout, done.stderr)
     assert (tmp_path / "run" / "model.pt").exists()
 
 
@@ -268,3 +274,15 @@ def test_a_pass_with_nothing_left_ends_after_the_next_epoch_started():
                 next(batches)
             except StopIteration:
                 batches = iter(loader)
+
+
+def test_val_fraction_is_refused_only_beside_a_test_split_of_the_folders_own(tmp_path):
+    """review39 #4: a train/ without val/ or test/ (or a class folder named train) was told to leave the flag out,
+    hiding the error that names --val-fraction as the way out."""
+    import pytest
+
+    only = _image_folders(tmp_path / "only", (("train", 4),))
+    with pytest.raises(coreaug.UsageError, match="has train/ but no val/ or test/ folder; add one"):
+        coreaug.load_dataset(str(only), val_fraction=0.3)
+    config = coreaug.TrainConfig(dataset=str(only), val_fraction=0.3).resolved()  # the layout's error comes at load
+    assert config.val_fraction == 0.3

@@ -450,10 +450,11 @@ def _stop_with_parent():
 
 def stops_ignored_once_finished():
     """Ignore SIGTERM (and the other STOP_SIGNALS whose action is the default) from now on, in the
-    main thread, for a command that has done its work (its files written, its result said): a stop
-    (a scheduler's time limit, `timeout`) landing in its last second of teardown (inductor's
-    workers, the interpreter) killed a finished run with 143 and no word, so that the job read as
-    killed. The process then ends as it would have, exit 0."""
+    main thread: called at exit (atexit, the first of its callbacks to run) after a command has done
+    its work (its files written, its result said), where a stop (a scheduler's time limit,
+    `timeout`) landing in its last second of teardown (inductor's workers, the interpreter) killed a
+    finished run with 143 and no word, so that the job read as killed. The process then ends as it
+    would have, exit 0."""
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             if signal.getsignal(signum) is signal.SIG_DFL:

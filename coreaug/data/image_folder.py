@@ -436,8 +436,9 @@ def _check_no_splits_as_classes(root):
 
 def has_own_split(root) -> bool:
     """Whether the folder dataset ``root`` is a train/ + val/ (or test/) layout, whose test split is
-    its own folder (no ``val_fraction`` is split off)."""
-    return os.path.isdir(os.path.join(os.path.expanduser(str(root)), "train"))
+    its own folder (no ``val_fraction`` is split off); a train/ alone is an error of its own."""
+    root = os.path.expanduser(str(root))
+    return os.path.isdir(os.path.join(root, "train")) and test_split_folder(root) is not None
 
 
 def test_split_folder(root) -> Optional[str]:
