@@ -370,3 +370,44 @@ def test_input_checks_store_size_32_bit_levels_the_smallest_own_size_and_val_fra
     assert coreaug.load_dataset(str(tiny), progress=False).train_images.shape[-2:] == (4, 4)
     with pytest.raises(UsageError, match=r"val_fraction must be in \(0, 1\), got 1"):
         coreaug.load_dataset(str(root), val_fraction=1, progress=False)
+
+
+def test_a_full_disk_stops_the_grid_rather_than_failing_its_runs_one_by_one():
+    """explore25-mutation2 (final report) #11: an ENOSPC naming the run's own checkpoint.pt could fail that run
+    alone, and the grid go on to fail every other run the same way."""
+    import errno
+    import types
+
+    from coreaug.bench.grid import GridRun, fails_run_alone
+
+    run = GridRun("random-0.3-seed0", "random", 0.3, 0, types.SimpleNamespace(out="/g/runs/random-0.3-seed0"))
+    assert fails_run_alone(ValueError(f"cannot read {run.folder}/metrics.jsonl"), run)  # a damaged run: alone
+    for code in (errno.ENOSPC, errno.EROFS):
+        assert not fails_run_alone(OSError(code, os.strerror(code), os.path.join(run.folder, "checkpoint.pt")), run)
+
+
+def test_bench_refuses_an_out_folder_holding_tables_of_no_grid_and_shard_zero(tmp_path):
+    """explore25-mutation2 (final report) #17, #18: a user's own results.md could be replaced by a grid's; --shard 0/4
+    (a job array counted from 0) could be taken and train nothing."""
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "results.md").write_text("my own notes\n")
+    grid = ["bench", *DIGITS[1:], "--subsets", "0.3", "--strategies", "random", "--references", "none", "--seeds", "1"]
+    result = invoke(*grid, "--out", out)
+    assert result.exit_code == 2 and "holds results.md but no grid" in result.output
+    assert (out / "results.md").read_text() == "my own notes\n" and sorted(os.listdir(out)) == ["results.md"]
+    result = invoke(*grid, "--out", tmp_path / "grid", "--shard", "0/4")
+    assert result.exit_code == 2 and "--shard must be I/N" in result.output and not (tmp_path / "grid").exists()
+
+
+def test_an_archive_unpacking_to_over_200_times_its_size_in_many_lines_is_refused(tmp_path):
+    """explore25-mutation2 (final report) #19: the decompression-bomb budget could stop shrinking line by line: a
+    small .xz of many lines was read to its end (the guard's tests used one long line)."""
+    import lzma
+
+    from coreaug.bench.archive import read_archive
+
+    path = tmp_path / "grid.runs.jsonl.xz"
+    path.write_bytes(lzma.compress((" " * 4095 + "\n").encode() * 17000, preset=1))  # ~10 KB unpacking to 70 MB
+    with pytest.raises(UsageError, match=r"unpacks to over 200 times its size \(at line \d+\)"):
+        read_archive(str(path))
