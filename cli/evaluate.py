@@ -8,7 +8,6 @@ import click
 from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.data.registry import read_in_place_error
-from coreaug.errors import not_applicable
 
 from coreaug.selection.selection import LISTED_CLASSES
 
@@ -49,9 +48,6 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     given = [flag for flag, value in (("--data-dir", data_dir), ("--download", download)) if value]
     if given and is_folder_dataset(dataset):  # as the API refuses them, in the flags' names
         raise read_in_place_error(dataset, given)
-    decoding = [flag for flag, value in (("--cache-dir", cache_dir), ("--skip-bad-images", skip_bad_images)) if value]
-    if decoding and not is_folder_dataset(dataset):  # as train and the API refuse them, in the flags' names
-        raise not_applicable(decoding, "a folder of images", f"{dataset} is a built-in dataset, loaded as it is")
     result = trained.evaluate(dataset, data_dir=data_dir, download=download, skip_bad_images=skip_bad_images,
                               cache_dir=cache_dir)
     for what in result.skipped:  # as predict names them

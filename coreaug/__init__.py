@@ -29,7 +29,7 @@ from .augment import RandomSource, available_policies, create_policy
 from .bench import BenchResult, run_grid
 from .data import DatasetNotFoundError, ImageDataset, apply_label_noise, available_datasets, load_dataset
 from .data.locate import DataDirLacksDataset
-from .errors import TrainingDiverged, UnreadableImage, UsageError
+from .errors import CallerWarning, TrainingDiverged, UnreadableImage, UsageError
 from .models import available_models, create_model
 from .selection import (
     Selection,
@@ -50,5 +50,5 @@ __all__ = [
     "load_dataset", "available_datasets", "ImageDataset", "DatasetNotFoundError", "apply_label_noise",
     "create_model", "available_models", "create_policy", "available_policies", "RandomSource",
     "run_grid", "BenchResult", "UsageError", "TrainingDiverged", "UnreadableImage", "UntrustedModel",
-    "DataDirLacksDataset",
+    "DataDirLacksDataset", "CallerWarning",
 ]

@@ -125,7 +125,8 @@ def not_applicable(given, applies_to, why) -> UsageError:
 
 class CallerWarning(UserWarning):
     """A coreaug warning attributed to the user's call (`files.warn_at_caller`), not to coreaug's line:
-    the commands still show it as their one line."""
+    the commands still show it as their one line. Being the caller's, a filter by module does not
+    reach it; filter by this category (`warnings.filterwarnings("ignore", category=coreaug.CallerWarning)`)."""
 
 
 class CachesKept(CallerWarning):

@@ -1,5 +1,6 @@
-"""Progress on stderr: tqdm's redrawn bar on a terminal (and in a notebook); elsewhere (a log file, `nohup`, a batch
-job), where the bar's carriage-return frames would make one endless line, a plain line now and then."""
+"""Progress on stderr: tqdm's redrawn bar on a terminal (and, redrawn less often, in a notebook);
+elsewhere (a log file, `nohup`, a batch job), where the bar's carriage-return frames would make one
+endless line, a plain line now and then."""
 import sys
 import time
 
@@ -18,10 +19,24 @@ def say(line):
     sys.stdout.flush()
 
 
+KERNEL_BAR_SECONDS = 5.0  # how often a bar in a Jupyter kernel redraws: a notebook run headless (nbclient,
+# papermill) keeps each frame as an output of its own
+
+
+def in_a_kernel():
+    """Whether stderr is a Jupyter kernel's stream."""
+    return type(sys.stderr).__module__.startswith("ipykernel.")
+
+
+def bar_seconds():
+    """The least time between a bar's redraws: tqdm's 0.1 s, KERNEL_BAR_SECONDS in a Jupyter kernel."""
+    return KERNEL_BAR_SECONDS if in_a_kernel() else 0.1
+
+
 def stderr_is_terminal():
     """Whether stderr is a terminal, or a Jupyter kernel's stream (a notebook shows a bar's
     carriage-return frames as one line redrawn), where a progress bar may redraw itself."""
-    if type(sys.stderr).__module__.startswith("ipykernel."):  # (its isatty() is False: no bar, a line a minute)
+    if in_a_kernel():  # (its isatty() is False: no bar, a line a minute)
         return True
     try:
         return sys.stderr is not None and sys.stderr.isatty()
@@ -63,5 +78,6 @@ class PlainProgress:
 def progress_bar(total, description, unit, disable=False, **tqdm_options):
     """tqdm's bar on a terminal (or none when `disable`), a PlainProgress elsewhere."""
     if disable or stderr_is_terminal():
-        return tqdm(total=total, desc=description, unit=unit, disable=disable, **tqdm_options)
+        return tqdm(total=total, desc=description, unit=unit, disable=disable,
+                    **{"mininterval": bar_seconds(), **tqdm_options})
     return PlainProgress(total, description, unit)

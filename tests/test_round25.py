@@ -149,13 +149,25 @@ def test_evaluate_refuses_the_decoding_settings_for_a_built_in_dataset(tmp_path)
                                       "--epochs", "1", "-q", "--out", str(run)])
     assert result.exit_code == 0, result.output
     trained = coreaug.load_run(run)
-    with pytest.raises(coreaug.UsageError, match="cache_dir applies to a folder of images; digits is a built-in "
-                                                 "dataset, loaded as it is: leave it out"):
+    with pytest.raises(coreaug.UsageError, match="cache_dir applies to the run's own folder dataset, decoded into a "
+                                                 "cache; digits is a built-in dataset, loaded as it is: leave it out"):
         trained.evaluate(cache_dir=str(tmp_path))
     assert trained.evaluate(skip_bad_images=False).total == 359  # (the whole test split: --test-limit is training's)
-    for flag in (["--skip-bad-images"], ["--cache-dir", str(tmp_path)]):
+    for flag, applies in ((["--skip-bad-images"], "a folder of images"),
+                          (["--cache-dir", str(tmp_path)], "the run's own folder dataset")):
         result = CliRunner().invoke(app, ["evaluate", str(run), *flag])
-        assert result.exit_code == 2 and f"{flag[0]} applies to a folder of images" in result.output
+        assert result.exit_code == 2 and f"{flag[0]} applies to {applies}" in result.output, result.output
+    # review39 #5: another folder is read as image files: --cache-dir did nothing there too
+    own, other = _image_folders(tmp_path / "own"), _image_folders(tmp_path / "other")
+    result = CliRunner().invoke(app, ["train", "--dataset", str(own), "--model", "cnn", "--epochs", "1", "-q",
+                                      "--batch-size", "4", "--out", str(tmp_path / "folder-run")])
+    assert result.exit_code == 0, result.output
+    folder_run = coreaug.load_run(tmp_path / "folder-run")
+    with pytest.raises(coreaug.UsageError, match="cache_dir applies to the run's own folder dataset, decoded into a "
+                                                 "cache; .*other is another folder, read as image files"):
+        folder_run.evaluate(str(other), cache_dir=str(tmp_path / "cache"))
+    assert folder_run.evaluate(str(other), skip_bad_images=True).total == 4
+    assert folder_run.evaluate(cache_dir=str(tmp_path / "cache")).total == 4  # its own: decoded there
 
 
 def test_a_stop_in_the_teardown_of_a_finished_command_is_no_failure(tmp_path):
@@ -219,8 +231,8 @@ def test_a_notebook_gets_the_progress_bar_not_a_line_a_minute(monkeypatch):
                                        "write": lambda self, text: len(text), "flush": lambda self: None})
     monkeypatch.setattr(sys, "stderr", OutStream())
     bar = progress.progress_bar(10, "decoding", "img")
-    assert isinstance(bar, tqdm)
-    bar.close()
+    assert isinstance(bar, tqdm) and bar.mininterval == progress.KERNEL_BAR_SECONDS  # review39 #6: a notebook run
+    bar.close()  # headless keeps each frame as an output
     monkeypatch.setattr(sys, "stderr", type("Log", (OutStream,), {"__module__": "logging_file"})())
     assert isinstance(progress.progress_bar(10, "decoding", "img"), progress.PlainProgress)
 

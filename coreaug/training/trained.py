@@ -304,7 +304,7 @@ class TrainedModel:
         from coreaug.data.registry import names_registered_dataset, reads_no_files
 
         batch_size = self._batch_size(batch_size)
-        asked = [name for name, value in (("cache_dir", cache_dir), ("skip_bad_images", skip_bad_images)) if value]
+        asked_skip = bool(skip_bad_images)  # (None: the run's setting)
         if skip_bad_images is None:
             skip_bad_images = self.config.get("skip_bad_images", False)
         if not isinstance(skip_bad_images, bool):  # "no" would mean yes
@@ -339,8 +339,13 @@ class TrainedModel:
         folder = is_folder_dataset(dataset)
         if folder and given:  # never read: the images are where the folder is
             raise read_in_place_error(dataset, given)
-        if asked and not folder:  # nothing is decoded, and its files are no images to skip: ignored before
-            raise not_applicable(asked, "a folder of images", f"{dataset} is a built-in dataset, loaded as it is")
+        if cache_dir and not (folder and dataset == own):  # nothing is decoded: ignored before
+            what = "another folder, read as image files" if folder else "a built-in dataset, loaded as it is"
+            raise not_applicable(["cache_dir"], "the run's own folder dataset, decoded into a cache",
+                                 f"{dataset} is {what}")
+        if asked_skip and not folder:  # its files are no images to skip: ignored before
+            raise not_applicable(["skip_bad_images"], "a folder of images",
+                                 f"{dataset} is a built-in dataset, loaded as it is")
         if folder and dataset != own:  # read as files: its train/ split, if any, is not decoded for nothing
             from coreaug.data.image_folder import test_split_folder
 

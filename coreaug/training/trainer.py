@@ -1205,10 +1205,10 @@ class ProgressBar:
     def __init__(self, total, description, quiet, world_size=1):
         self.plain = not quiet and not progress.stderr_is_terminal()
         self.bar = tqdm(total=total, desc=description, unit="img", disable=quiet or self.plain, leave=False,
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, mininterval=progress.bar_seconds())
         self.total, self.description = total, description
         self.quiet, self.world_size, self.seen = quiet, world_size, 0
-        self.every = progress.PLAIN_PROGRESS_SECONDS if self.plain else 1.0
+        self.every = progress.PLAIN_PROGRESS_SECONDS if self.plain else max(1.0, progress.bar_seconds())
         self.start = self.shown = time.perf_counter()
 
     def update(self, count, totals):
