@@ -34,8 +34,8 @@ def test_a_kernel_runs_with_one_warning_where_numbas_cache_cannot_be_written(tmp
     import numba
     from numba.core import caching
 
-    import coreaug.selection.greedy_kernel  # noqa: F401  (first imported here, its own kernels cached in tmp_path:
-    # a later test of the user's cache folder in this process failed)
+    importlib.import_module("coreaug.selection.greedy_kernel")  # first imported under the patch below, its own
+    # kernels' cache stayed in tmp_path: a later test of the user's cache folder in this process failed
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
