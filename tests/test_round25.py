@@ -4,6 +4,8 @@ import numpy as np
 import coreaug
 from coreaug.selection.rules import select_ccs
 
+from test_round24 import _face
+
 
 def test_dropping_singletons_keeps_the_plain_coreset_when_no_replacement_is_less_alone():
     # three points far apart, two picks: every set of two leaves one pick alone, so the earliest
@@ -29,17 +31,6 @@ def test_ccs_spreads_the_budget_over_the_strata_smallest_first():
         chosen = select_ccs(y, 40 / norms.size, estimates=x, hard_cut=0.0, strata=5, seed=seed).indices
         counts = np.bincount(np.minimum(norms[chosen], 4.99).astype(int), minlength=5)
         assert counts.tolist() == [2, 2, 12, 12, 12]
-
-
-def _face(strategy="coreset", **options):
-    import torch
-
-    torch.manual_seed(0)
-    images, labels = torch.rand(200, 1, 8, 8), torch.randint(0, 4, (200,))
-    train = torch.utils.data.TensorDataset(images, labels)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
-    method = coreaug.CoresetAugmentation(labels, strategy=strategy, fraction=0.2, **options)
-    return method, train, model
 
 
 def test_a_pass_begun_before_the_next_epoch_started_is_refused_not_trained_on_the_old_plan():
