@@ -289,3 +289,36 @@ def test_val_fraction_is_refused_only_beside_a_test_split_of_the_folders_own(tmp
         coreaug.load_dataset(str(only), val_fraction=0.3)
     config = coreaug.TrainConfig(dataset=str(only), val_fraction=0.3).resolved()  # the layout's error comes at load
     assert config.val_fraction == 0.3
+
+
+def test_a_resume_on_a_registered_datasets_changed_labels_says_the_data_changed(tmp_path, monkeypatch):
+    """explore25-notebook #4: a notebook cell re-run with other labels, then resume=True: refused with the own
+    loop's advice (load it into a CoresetAugmentation ..., use()), which a coreaug.train caller never made."""
+    import dataclasses
+
+    import pytest
+    import torch
+
+    from coreaug.data import registry
+
+    labels = {"train": torch.arange(60) % 3}
+
+    def load(data_dir=None, *, download=False, progress=True):
+        x = torch.zeros(60, 3, 8, 8, dtype=torch.uint8) + torch.arange(60, dtype=torch.uint8)[:, None, None, None]
+        return coreaug.ImageDataset(name="r25-cell", train_images=x, train_labels=labels["train"], test_images=x[:12],
+                                    test_labels=labels["train"][:12], num_classes=3, class_names=["a", "b", "c"],
+                                    mean=(0.1,) * 3, std=(0.1,) * 3, source="memory")
+    monkeypatch.setitem(registry._LOADERS, "r25-cell", load)
+
+    def stop(row):
+        raise KeyboardInterrupt
+
+    config = coreaug.TrainConfig(dataset="r25-cell", model="cnn", epochs=2, batch_size=16, quiet=True,
+                                 out=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(config, on_epoch=stop)
+    labels["train"] = (torch.arange(60) + 1) % 3  # the cell run again, other labels
+    with pytest.raises(coreaug.UsageError, match=r"holds a run that trained on another training set of r25-cell than "
+                                                 r"it has now \(the state was saved under other settings: labels .*\): "
+                                                 r"restore the data it started on, or start it again with --overwrite"):
+        coreaug.train(dataclasses.replace(config, resume=True))

@@ -714,7 +714,12 @@ def _start(config, distributed, checkpoint, data, model):
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
         run.train_logits = _to(checkpoint.get("train_logits"), device)
-        method.load_state_dict(checkpoint["method"])
+        try:
+            method.load_state_dict(checkpoint["method"])
+        except UsageError as exc:  # the settings are the run's (checked): its training set changed since
+            raise UsageError(f"{config.out} holds a run that trained on another training set of {config.dataset} "
+                             f"than it has now ({str(exc).split('; ')[0]}): restore the data it started on, or start "
+                             "it again with --overwrite") from None
         if run.scaler is not None and checkpoint.get("scaler"):
             run.scaler.load_state_dict(checkpoint["scaler"])
         _restore_global_rng(checkpoint.get("rng"), device)
