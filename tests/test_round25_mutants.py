@@ -411,3 +411,37 @@ def test_an_archive_unpacking_to_over_200_times_its_size_in_many_lines_is_refuse
     path.write_bytes(lzma.compress((" " * 4095 + "\n").encode() * 17000, preset=1))  # ~10 KB unpacking to 70 MB
     with pytest.raises(UsageError, match=r"unpacks to over 200 times its size \(at line \d+\)"):
         read_archive(str(path))
+
+
+def test_a_metrics_row_that_is_json_but_no_object_counts_as_damaged():
+    """explore25-mutation2 (not run in its report) RF5: a row of valid JSON that is no object (a number, a list: a file
+    edited or merged by hand) could pass as readable, and a finished run's --resume report from it."""
+    import tempfile
+
+    from coreaug.training.run_files import damaged_results
+
+    with tempfile.TemporaryDirectory() as folder:
+        with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+            f.write('{"epoch": 1}\n')
+        assert not damaged_results(folder)
+        for row in ("42", "[1, 2]", "null"):
+            with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+                f.write('{"epoch": 1}\n' + row + "\n")
+            assert damaged_results(folder), row
+
+
+def test_a_resume_may_evaluate_at_another_interval(tmp_path):
+    """explore25-mutation2 RF9: --eval-every changes what a run measures, not what it trains: a --resume with
+    another one goes on (the CHANGELOG says so) where a compared setting would refuse it."""
+    import dataclasses
+
+    out = tmp_path / "run"
+
+    def stop(row):
+        raise KeyboardInterrupt
+    config = coreaug.TrainConfig(dataset="digits", train_limit=64, test_limit=32, epochs=2, eval_every=1, quiet=True,
+                                 out=str(out))
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(config, on_epoch=stop)
+    result = coreaug.train(dataclasses.replace(config, eval_every=2, resume=True))
+    assert len(result.history) == 2
