@@ -445,3 +445,48 @@ def test_a_resume_may_evaluate_at_another_interval(tmp_path):
         coreaug.train(config, on_epoch=stop)
     result = coreaug.train(dataclasses.replace(config, eval_every=2, resume=True))
     assert len(result.history) == 2
+
+
+def test_a_channel_constant_over_the_training_set_normalises_to_zero_not_nan():
+    """explore25-mutation2 IN2: the spread's floor could go: a channel of std 0 (a blue channel always 0) made every
+    input, and so every loss, NaN."""
+    from coreaug.training.inputs import Normalize
+
+    normalise = Normalize((0.5, 0.0, 0.5), (0.2, 0.0, 0.2), torch.device("cpu"))
+    images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    images[:, 0] = 255
+    out = normalise(images)
+    assert torch.isfinite(out).all() and torch.equal(out[:, 1], torch.zeros_like(out[:, 1]))
+
+
+def test_a_train_limit_that_draws_one_class_is_refused():
+    """explore25-mutation2 IN4: --train-limit 1 (or a tiny limit of a many-class set) trained a one-class classifier
+    to 100% without a word."""
+    with pytest.raises(UsageError, match=r"--train-limit 1 drew training examples of one class only .* a classifier "
+                                         r"needs two classes or more: raise the limit"):
+        coreaug.train(coreaug.TrainConfig(dataset="digits", train_limit=1, test_limit=32, epochs=1, quiet=True))
+
+
+def test_the_continue_line_keeps_switches_turned_off_and_counts_no_epoch_without_a_checkpoint(tmp_path, monkeypatch):
+    """explore25-mutation2 T2, T6: the printed command could drop a `--no-X` switch (the resume then refused as
+    other settings), and say epochs were kept where no checkpoint.pt is (a resume starts again from the first)."""
+    import shlex
+
+    from coreaug.cli.train import epochs_kept
+
+    out = tmp_path / "run"
+    real_train = coreaug.train
+
+    def stop(row):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(coreaug, "train", lambda config, **kwargs: real_train(config, on_epoch=stop, **kwargs))
+        result = invoke(*DIGITS[:-3], "--epochs", "2", "-q", "--no-nesterov", "--out", out)
+    assert result.exit_code == 130, result.output
+    line = [line for line in result.stderr.splitlines() if "continue it with: " in line][0]
+    words = shlex.split(line.split("continue it with: ")[1])
+    assert "--no-nesterov" in words
+    assert invoke(*words[words.index("train"):]).exit_code == 0
+    assert epochs_kept(out) == 2
+    (out / "checkpoint.pt").unlink()
+    assert epochs_kept(out) == 0
