@@ -22,6 +22,16 @@ NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, getattr(errno, "ENOTSU
 _UNLOCKED = set()  # the folders already warned about
 
 
+def markdown_of(path):
+    """The text of the Markdown file `path` (a result's tables), or None where there is none: what a
+    notebook shows for a result object that ends a cell (`_repr_markdown_`; None: its repr)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, TypeError, ValueError):  # gone, never written (None), or not text
+        return None
+
+
 def size_text(size: float) -> str:
     """A byte count as a person reads it: "740 KiB", "12 MiB", "1.3 GiB" (never "0 MiB")."""
     for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20)):

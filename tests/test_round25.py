@@ -322,3 +322,18 @@ def test_a_resume_on_a_registered_datasets_changed_labels_says_the_data_changed(
                                                  r"it has now \(the state was saved under other settings: labels .*\): "
                                                  r"restore the data it started on, or start it again with --overwrite"):
         coreaug.train(dataclasses.replace(config, resume=True))
+
+
+def test_a_notebook_shows_a_bench_or_report_result_as_its_tables(tmp_path):
+    """explore25-notebook #7: a cell ending in run_grid's or write_report's result showed its file paths."""
+    from coreaug.bench import write_report
+
+    config = coreaug.TrainConfig(dataset="digits", train_limit=64, test_limit=32, epochs=1, quiet=True)
+    bench = coreaug.run_grid(config, tmp_path / "grid", subsets=(0.3,), strategies=("random",), references=("none",),
+                             seeds=1, jobs=1)
+    assert bench._repr_markdown_() == (tmp_path / "grid" / "results.md").read_text(encoding="utf-8")
+    report = write_report(str(tmp_path / "grid"), out=str(tmp_path / "report"))
+    shown = report._repr_markdown_()
+    assert shown == open(report.files["md"], encoding="utf-8").read() and "|" in shown
+    (tmp_path / "grid" / "results.md").unlink()
+    assert bench._repr_markdown_() is None  # (gone: the notebook shows the repr)

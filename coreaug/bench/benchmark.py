@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from coreaug.data import is_folder_dataset, load_dataset
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, path_given
-from coreaug.files import atomic_write, warn_at_caller
+from coreaug.files import atomic_write, markdown_of, warn_at_caller
 from coreaug.training import TrainConfig
 from coreaug.training.distributed import launched_world_size
 from coreaug.training.inputs import load_folder
@@ -54,6 +54,10 @@ class BenchResult:
     failed: dict = field(default_factory=dict)
     unreadable: dict = field(default_factory=dict)
     why: dict = field(default_factory=dict)
+
+    def _repr_markdown_(self):
+        """The tables written (`files["md"]`), shown by a notebook for a result that ends a cell."""
+        return markdown_of(self.files.get("md"))
 
 
 def _check_report(report):

@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass
 
 from coreaug.errors import UsageError, path_given
-from coreaug.files import atomic_write, make_folder
+from coreaug.files import atomic_write, make_folder, markdown_of
 from coreaug.training.run_files import recorded_fingerprint, recorded_version, several_versions
 
 from .archive import PER_RUN, PLAN, load_runs, planned_runs, runs_folder
@@ -85,6 +85,10 @@ class ReportResult:
     missing_runs: int = 0
     no_plot: str = ""
     pooled: list = dataclasses.field(default_factory=list)  # per source, what its cells pool (see _pooled)
+
+    def _repr_markdown_(self):
+        """The tables written (`files["md"]`), shown by a notebook for a result that ends a cell."""
+        return markdown_of(self.files.get("md"))
 
 
 def write_report(path, *, out, also=(), target=None, baseline=None, paper_figures=None,
