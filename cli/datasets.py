@@ -40,9 +40,8 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     ahead of a run."""
     from coreaug.data.image_cache import default_workers
     from coreaug.data import is_folder_dataset
-    from coreaug.data.image_folder import (DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, has_own_split,
-                                           own_image_size)
-    from coreaug.training.config import own_split_error
+    from coreaug.data.image_folder import DEFAULT_IMAGE_SIZE, LARGE_IMAGES, default_store_size, own_image_size
+    from coreaug.training.config import refuse_own_split_fraction
     from coreaug.data.registry import reads_no_files, reads_no_files_error
 
     ctx = click.get_current_context()
@@ -69,8 +68,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
             raise UsageError(f"{', '.join(ignored)} {'apply' if len(ignored) > 1 else 'applies'} to a built-in "
                              f"dataset; {name} is a folder of images, read where it is: leave "
                              f"{'them' if len(ignored) > 1 else 'it'} out")
-        if val_fraction != _default_val_fraction() and has_own_split(name):  # as TrainConfig refuses it
-            raise own_split_error(name, "--val-fraction")
+        refuse_own_split_fraction(name, val_fraction, "--val-fraction")  # as TrainConfig refuses it
         if image_size is None:
             image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
         if store_size is None:  # what a run with --weak auto stores
@@ -141,9 +139,3 @@ def _clear(name, cache_dir):
     whose = f" of {name}" if name else ""
     where = cache_dir or default_cache_dir()
     click.echo(f"removed {count} decoded {caches}{whose} ({size_text(freed)}) from {where}")
-
-
-def _default_val_fraction():
-    from coreaug.training.config import TrainConfig
-
-    return TrainConfig.__dataclass_fields__["val_fraction"].default

@@ -20,7 +20,7 @@ from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES,
                                      unused_settings)
 from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
-from coreaug.training.run_files import CHECKPOINT, RESULTS, metrics_rows
+from coreaug.training.run_files import RESULTS, epochs_kept
 
 from .errors import program_words, user_errors
 
@@ -293,11 +293,6 @@ def stopped_line(how, out, epochs):
         return f"{how}: the run had finished; its result: {resume_command(out)}"
     where = f"after epoch {done} of {epochs}" if done else "before its first epoch ended"
     return f"{how}: the run stopped {where}; continue it with: {resume_command(out)}"
-
-
-def epochs_kept(out):
-    """The epochs `--resume` would not train again: metrics.jsonl's rows beside a checkpoint.pt."""
-    return (metrics_rows(out) or 0) if os.path.exists(os.path.join(out, CHECKPOINT)) else 0
 
 
 def resume_command(out):

@@ -1,4 +1,6 @@
 """Round 24: fixes from the review helpers and note57's left-alone items."""
+import contextlib
+
 import pytest
 
 import coreaug
@@ -467,24 +469,33 @@ def test_a_loop_that_starts_the_epoch_once_is_told_at_its_second_pass():
     assert not [w for w in caught if "another pass" in str(w.message)]  # (the model is untrained: said)
 
 
-def test_persistent_workers_are_told_at_their_second_epoch_not_at_the_next_selection(monkeypatch):
-    """#2: with select_every=5 a persistent worker was refused at epoch 5 (hours into a long run): its first
-    worker warns at the second epoch, a run that selects no more trains on (review37 #1), and full keeps its
-    weights and its workers without a word."""
+@contextlib.contextmanager
+def _in_the_first_worker(monkeypatch):
+    """What the first worker of a persistent DataLoader sees, in this process; yields the warnings it gives."""
     import warnings
 
     import torch
 
-    method, train, model = _face(select_every=5)
-    dataset, sampler = method.dataset(train), method.sampler()
-    with monkeypatch.context() as patched:  # what the first worker of a persistent DataLoader sees, in this process
+    with monkeypatch.context() as patched:
         patched.setattr(torch.utils.data, "get_worker_info", lambda: type("Worker", (), {"id": 0})())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            for epoch in range(3):
-                method.start_epoch(epoch, model, train)
-                for item in sampler:
-                    dataset[item]
+            yield caught
+
+
+def test_persistent_workers_are_told_at_their_second_epoch_not_at_the_next_selection(monkeypatch):
+    """#2: with select_every=5 a persistent worker was refused at epoch 5 (hours into a long run): its first
+    worker warns at the second epoch, a run that selects no more trains on (review37 #1), and full keeps its
+    weights and its workers without a word."""
+    import torch
+
+    method, train, model = _face(select_every=5)
+    dataset, sampler = method.dataset(train), method.sampler()
+    with _in_the_first_worker(monkeypatch) as caught:
+        for epoch in range(3):
+            method.start_epoch(epoch, model, train)
+            for item in sampler:
+                dataset[item]
         assert [str(w.message) for w in caught if "persistent" in str(w.message)] == [
             "this DataLoader worker serves a second epoch with the method's state of its first (persistent_workers, "
             "or a loader that keeps its workers): at the next selection (every 5 epochs) it would hand out the "

@@ -4,7 +4,7 @@ import numpy as np
 import coreaug
 from coreaug.selection.rules import select_ccs
 
-from test_round24 import _face
+from test_round24 import _face, _in_the_first_worker
 
 
 def test_dropping_singletons_keeps_the_plain_coreset_when_no_replacement_is_less_alone():
@@ -65,24 +65,17 @@ def test_a_pass_begun_before_the_next_epoch_started_is_refused_not_trained_on_th
 def test_a_persistent_worker_is_told_at_a_second_epoch_not_at_a_second_pass_of_one_epoch(monkeypatch):
     """explore25-lightning #2: Lightning iterates a reloaded DataLoader twice in an epoch; with persistent
     workers, the worker warned every epoch of a refusal that never came (each epoch's loader is new)."""
-    import warnings
-
-    import torch
-
     method, train, model = _face(select_every=2)
     dataset, sampler = method.dataset(train), method.sampler()
-    with monkeypatch.context() as patched:  # what the first worker of a persistent DataLoader sees, in this process
-        patched.setattr(torch.utils.data, "get_worker_info", lambda: type("Worker", (), {"id": 0})())
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for _ in range(2):
-                method.start_epoch(0, model, train)
-                for item in sampler:
-                    dataset[item]
-            assert not [w for w in caught if "persistent" in str(w.message)]
-            method.start_epoch(1, model, train)
+    with _in_the_first_worker(monkeypatch) as caught:
+        for _ in range(2):
+            method.start_epoch(0, model, train)
             for item in sampler:
                 dataset[item]
+        assert not [w for w in caught if "persistent" in str(w.message)]
+        method.start_epoch(1, model, train)
+        for item in sampler:
+            dataset[item]
         assert len([w for w in caught if "serves a second epoch" in str(w.message)]) == 1
 
 

@@ -472,7 +472,7 @@ def test_the_continue_line_keeps_switches_turned_off_and_counts_no_epoch_without
     other settings), and say epochs were kept where no checkpoint.pt is (a resume starts again from the first)."""
     import shlex
 
-    from coreaug.cli.train import epochs_kept
+    from coreaug.training.run_files import epochs_kept
 
     out = tmp_path / "run"
     real_train = coreaug.train

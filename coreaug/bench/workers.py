@@ -148,11 +148,11 @@ def _warn_if_oversubscribed(workers):
     """Warn where more of `workers` train on the CPU at once than this process has cores (its affinity: a
     Slurm job's or container's share, taskset): their runs wait for each other, and their seconds count the
     wait. Workers on GPUs have their device each."""
-    on_cpu = sum(worker.device in (None, "cpu") for worker in workers)
-    if on_cpu > _cores():
-        warn_at_caller(f"{on_cpu} runs train at once on {_cores()} usable CPU core(s) (this process's share of the "
+    on_cpu, cores = sum(worker.device in (None, "cpu") for worker in workers), _cores()
+    if on_cpu > cores:
+        warn_at_caller(f"{on_cpu} runs train at once on {cores} usable CPU core(s) (this process's share of the "
                        "machine): they wait for each other, and their seconds count the wait; for timings, train "
-                       f"at most {_cores()} at once (--jobs {_cores()}; jobs={_cores()} in run_grid)")
+                       f"at most {cores} at once (--jobs {cores}; jobs={cores} in run_grid)")
 
 
 def check_spawnable(configs):

@@ -334,9 +334,7 @@ class TrainConfig:
                 from coreaug.data.registry import read_in_place_error
 
                 raise read_in_place_error(self.dataset, given)
-            if self.val_fraction != TrainConfig.__dataclass_fields__["val_fraction"].default and \
-                    _split_folder(self.dataset):  # ignored before, and then a setting its --resume had to repeat
-                raise own_split_error(self.dataset, "val_fraction")
+            refuse_own_split_fraction(self.dataset, self.val_fraction)  # ignored before, and bound its --resume
             return
         from coreaug.data.registry import reads_no_files, reads_no_files_error
 
@@ -699,7 +697,9 @@ def _split_folder(dataset):
     return has_own_split(dataset)
 
 
-def own_split_error(folder, flag):
-    """The UsageError for `flag` (val_fraction) given with a folder that has its own test split."""
-    return UsageError(f"{flag} splits off the test images of a folder of class folders; {folder} has train/ and "
-                      f"its own test split (val/ or test/): leave {flag} out")
+def refuse_own_split_fraction(folder, val_fraction, flag="val_fraction"):
+    """UsageError where a `val_fraction` other than the default is given (as `flag`) with a folder that has
+    its own test split, where it splits nothing off."""
+    if val_fraction != TrainConfig.__dataclass_fields__["val_fraction"].default and _split_folder(folder):
+        raise UsageError(f"{flag} splits off the test images of a folder of class folders; {folder} has train/ "
+                         f"and its own test split (val/ or test/): leave {flag} out")

@@ -546,6 +546,12 @@ def damaged_results(folder, summary=True):
     return False
 
 
+def epochs_kept(out):
+    """The epochs a resume of the run folder `out` would not train again: metrics.jsonl's rows beside a
+    checkpoint.pt (none without one: a resume starts from the first)."""
+    return (metrics_rows(out) or 0) if os.path.exists(os.path.join(out, CHECKPOINT)) else 0
+
+
 def metrics_rows(folder):
     """The epochs the metrics.jsonl of the run folder `folder` holds (its non-blank lines), None
     without a readable one."""

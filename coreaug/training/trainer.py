@@ -190,13 +190,12 @@ def train(config, model=None, *, on_start=None, on_epoch=None):
 def _note_resumable(exc, config):
     """Add to `exc` (an interrupt of `train`) a note of the epochs its run folder keeps and how to go on,
     shown under its traceback (Python 3.11+)."""
-    from .run_files import CHECKPOINT, metrics_rows
+    from .run_files import epochs_kept
 
     if not config.out or not hasattr(exc, "add_note") or not os.path.isfile(os.path.join(config.out, "config.json")):
         return
-    kept = (metrics_rows(config.out) or 0) if os.path.exists(os.path.join(config.out, CHECKPOINT)) else 0
-    exc.add_note(f"coreaug: the run stopped with {kept} of its {config.epochs} epochs kept in {config.out}; "
-                 "train it again with resume=True (and the same settings) to go on from there")
+    exc.add_note(f"coreaug: the run stopped with {epochs_kept(config.out)} of its {config.epochs} epochs kept in "
+                 f"{config.out}; train it again with resume=True (and the same settings) to go on from there")
 
 
 @contextlib.contextmanager
