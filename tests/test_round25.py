@@ -312,7 +312,7 @@ def test_a_resume_on_a_registered_datasets_changed_labels_says_the_data_changed(
         coreaug.train(config, on_epoch=stop)
     labels["train"] = (torch.arange(60) + 1) % 3  # the cell run again, other labels
     with pytest.raises(coreaug.UsageError, match=r"holds a run that trained on another training set of r25-cell than "
-                                                 r"it has now \(the state was saved under other settings: labels .*\): "
+                                                 r"it has now \(its training images or labels changed\): "
                                                  r"restore the data it started on, or start it again with --overwrite"):
         coreaug.train(dataclasses.replace(config, resume=True))
 

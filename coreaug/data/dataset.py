@@ -1,4 +1,5 @@
 """The object every loader returns: a dataset as uint8 image tensors plus its metadata."""
+import hashlib
 import math
 import numbers
 from dataclasses import dataclass
@@ -58,6 +59,17 @@ class ImageDataset:
         return (f"ImageDataset(name={self.name!r}, train={len(self.train_labels)}, "
                 f"test={len(self.test_labels)}, image_shape={self.image_shape}, "
                 f"num_classes={self.num_classes}, source={self.source!r})")
+
+
+def content_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """A hash of in-memory training ``images`` and ``labels`` (their shapes and bytes): a resumed run of a
+    registered dataset checks it, as a folder's runs check its files (about 0.2 s for CIFAR-10's 150 MB)."""
+    digest = hashlib.sha1()
+    for tensor in (images, labels):
+        values = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{tuple(values.shape)} {values.dtype};".encode())
+        digest.update(values.view(torch.uint8).numpy().data if values.numel() else b"")
+    return digest.hexdigest()
 
 
 def check_dataset(data, name: str) -> None:

@@ -109,6 +109,12 @@ def check_folder_exists(name) -> None:
                                 "images, or a registered dataset's name")
 
 
+def registered_by_a_user(name) -> bool:
+    """Whether the dataset argument ``name`` names a dataset registered outside coreaug (a user's loader,
+    whose data may change between a run and its resume without any file saying so)."""
+    return names_registered_dataset(name) and not _LOADERS[_key(os.fspath(name))].__module__.startswith("coreaug.")
+
+
 def registered_name(name) -> str:
     """The registered dataset ``name`` as runs record it: lower case, ``-`` for ``_`` (``Fashion_MNIST``
     is ``fashion-mnist``)."""

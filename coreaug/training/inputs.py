@@ -9,7 +9,9 @@ from tqdm import tqdm
 from coreaug.augment.constants import static
 from coreaug.data import apply_label_noise, is_folder_dataset, load_dataset
 from coreaug.data.cache_decode import default_workers
+from coreaug.data.dataset import content_fingerprint
 from coreaug.data.images import Images, as_images
+from coreaug.data.registry import registered_by_a_user
 from coreaug.errors import UsageError, without_controls
 from coreaug.files import size_text
 from coreaug.selection.rules import RULES
@@ -66,6 +68,7 @@ class RunData:
     noisy: torch.Tensor  # bool (n_train,), labels flipped by label_noise
     source: str
     fingerprint: str = None  # a folder's files, hashed (ImageDataset.fingerprint)
+    content: str = None  # a user-registered dataset's training images and labels, hashed (content_fingerprint)
     class_names: list = None  # one name per class (the dataset's, or "0", "1", ...)
     streamed: bool = False  # the images are read from disk as the run goes
 
@@ -113,6 +116,9 @@ def load_run_data(config, device, distributed=None, checkpoint=None):
         data = load_folder(config, progress=not config.quiet)
     else:
         data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
+    content = (content_fingerprint(data.train_images, data.train_labels)
+               if not folder and registered_by_a_user(config.dataset) and isinstance(data.train_images, torch.Tensor)
+               else None)
     train_x, train_y = _sample(as_images(data.train_images), data.train_labels, config.train_limit, 0)
     if len(train_y) and bool((train_y == train_y[0]).all()) and len(train_y) < len(data.train_labels):
         label = int(train_y[0])
@@ -149,7 +155,7 @@ def load_run_data(config, device, distributed=None, checkpoint=None):
         num_classes=data.num_classes, in_channels=data.in_channels,
         preprocess=Normalize(*_norm(config, data, checkpoint), device, crop=config.image_size if folder else None),
         noisy=noisy, source=data.source,
-        fingerprint=data.fingerprint,
+        fingerprint=data.fingerprint, content=content,
         class_names=list(data.class_names or map(str, range(data.num_classes))),
         streamed=streamed,
     )

@@ -713,7 +713,10 @@ def _start(config, distributed, checkpoint, data, model):
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         run.history, run.start_epoch = checkpoint["history"], checkpoint["epoch"]
         run.train_logits = _to(checkpoint.get("train_logits"), device)
+        stored = checkpoint.get("data_content")
         try:
+            if stored is not None and data.content is not None and stored != data.content:
+                raise UsageError("its training images or labels changed")  # (their hash)
             method.load_state_dict(checkpoint["method"])
         except UsageError as exc:  # the settings are the run's (checked): its training set changed since
             raise UsageError(f"{config.out} holds a run that trained on another training set of {config.dataset} "
@@ -874,6 +877,7 @@ def _checkpoint(config, run, epoch, data):
             "method": run.method.state_dict(), "history": run.history, "config": config.identity(),
             "train_logits": _to(run.train_logits, "cpu"),  # None except before a selection
             "data_fingerprint": data.fingerprint,
+            "data_content": data.content,  # a user-registered dataset's training images and labels, hashed
             # the input's mean and std: a --norm pretrained run resumes with them, not its file's again
             "normalisation": (data.preprocess.mean.flatten().tolist(), data.preprocess.std.flatten().tolist()),
             "scaler": run.scaler.state_dict() if run.scaler is not None else None,

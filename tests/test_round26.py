@@ -1,0 +1,87 @@
+"""Round 26 of the review: each test fails on the code before its fix."""
+import dataclasses
+
+import pytest
+import torch
+
+import coreaug
+
+
+def _register_cell(monkeypatch, name, state):
+    """A notebook cell's dataset: its pixels and labels read from `state` when loaded."""
+    from coreaug.data import registry
+
+    def load(data_dir=None, *, download=False, progress=True):
+        x = torch.zeros(60, 3, 8, 8, dtype=torch.uint8) + state["pixels"][:, None, None, None]
+        return coreaug.ImageDataset(name=name, train_images=x, train_labels=state["labels"], test_images=x[:12],
+                                    test_labels=state["labels"][:12], num_classes=3, class_names=["a", "b", "c"],
+                                    mean=(0.1,) * 3, std=(0.1,) * 3, source="memory")
+    monkeypatch.setitem(registry._LOADERS, name, load)
+
+
+def _stopped_after_one_epoch(tmp_path, name):
+    def stop(row):
+        raise KeyboardInterrupt
+
+    config = coreaug.TrainConfig(dataset=name, model="cnn", epochs=2, batch_size=16, quiet=True,
+                                 out=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        coreaug.train(config, on_epoch=stop)
+    return dataclasses.replace(config, resume=True)
+
+
+def test_a_resume_on_a_registered_datasets_changed_pixels_is_refused(tmp_path, monkeypatch):
+    """note59 (explore25-notebook #4b): a cell run again with other pixels (same labels) resumed silently on
+    other data; a registered dataset's training images are hashed into the checkpoint now."""
+    state = {"pixels": torch.arange(60, dtype=torch.uint8), "labels": torch.arange(60) % 3}
+    _register_cell(monkeypatch, "r26-cell", state)
+    resume = _stopped_after_one_epoch(tmp_path, "r26-cell")
+    state["pixels"] = torch.arange(60, dtype=torch.uint8) * 2  # other preprocessing
+    with pytest.raises(coreaug.UsageError, match=r"holds a run that trained on another training set of r26-cell than "
+                                                 r"it has now \(its training images or labels changed\): restore the "
+                                                 r"data it started on, or start it again with --overwrite"):
+        coreaug.train(resume)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1  # nothing lost
+    state["pixels"] = torch.arange(60, dtype=torch.uint8)  # restored: resumes
+    result = coreaug.train(resume)
+    assert len(result.history) == 2
+
+
+def test_a_registered_datasets_checkpoint_without_a_hash_resumes(tmp_path, monkeypatch):
+    """A checkpoint written before the hash was recorded (no data_content) resumes as it did."""
+    state = {"pixels": torch.arange(60, dtype=torch.uint8), "labels": torch.arange(60) % 3}
+    _register_cell(monkeypatch, "r26-old", state)
+    resume = _stopped_after_one_epoch(tmp_path, "r26-old")
+    path = tmp_path / "run" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    assert isinstance(checkpoint["data_content"], str) and len(checkpoint["data_content"]) == 40
+    del checkpoint["data_content"]
+    torch.save(checkpoint, path)
+    assert len(coreaug.train(resume).history) == 2
+
+
+def test_the_content_hash_sees_pixels_labels_and_shapes():
+    from coreaug.data.dataset import content_fingerprint
+
+    x, y = torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 0, 1])
+    base = content_fingerprint(x, y)
+    assert content_fingerprint(x.clone(), y.clone()) == base
+    changed = x.clone()
+    changed[3, 0, 1, 1] = 1
+    assert content_fingerprint(changed, y) != base
+    assert content_fingerprint(x, torch.tensor([0, 1, 1, 0])) != base
+    assert content_fingerprint(x.reshape(4, 1, 1, 4), y) != base
+    ramp = torch.arange(16, dtype=torch.uint8).reshape(4, 1, 2, 2)
+    strided = ramp.transpose(2, 3).contiguous().transpose(2, 3)  # the same values in another memory layout
+    assert not strided.is_contiguous() and content_fingerprint(strided, y) == content_fingerprint(ramp, y)
+
+
+def test_a_built_in_dataset_is_not_hashed(tmp_path):
+    """Built-in datasets are read from their own files: no hash, no start-up cost."""
+    from coreaug.data.registry import registered_by_a_user
+
+    assert not registered_by_a_user("digits") and not registered_by_a_user("cifar10")
+    config = coreaug.TrainConfig(dataset="digits", train_limit=64, test_limit=32, epochs=1, quiet=True,
+                                 out=str(tmp_path / "run"))
+    coreaug.train(config)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["data_content"] is None
