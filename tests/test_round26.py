@@ -85,3 +85,45 @@ def test_a_built_in_dataset_is_not_hashed(tmp_path):
                                  out=str(tmp_path / "run"))
     coreaug.train(config)
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["data_content"] is None
+
+
+def test_a_whole_cli_run_where_stream_auto_streams_then_resumes_in_memory(tmp_path, monkeypatch):
+    """note59 (explore25-pairwise3): no whole run had `--stream auto` choose streaming. Here the host seems to have
+    a few kB free: the run streams (and says so) for its first epoch; given a second epoch with memory to spare it
+    resumes in memory, and its epochs equal an uninterrupted in-memory run's."""
+    import json
+
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+    from coreaug.training import inputs
+    from test_data_image_folder import write_split
+
+    write_split(tmp_path / "data", "train", per_class=10)
+    write_split(tmp_path / "data", "val", per_class=3)
+    common = ["train", "--dataset", str(tmp_path / "data"), "--image-size", "12", "--model", "cnn",
+              "--batch-size", "8", "--subset", "0.3", "--workers", "0", "--strategy", "coreset", "--select-every", "1",
+              "--cache-dir", str(tmp_path / "cache"), "--epochs", "2"]
+    seen = []
+    real = inputs.should_stream
+    monkeypatch.setattr(inputs, "should_stream", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    monkeypatch.setattr(inputs, "available_host_memory", lambda: 4000)
+    whole = coreaug.train
+
+    def stop(row):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(coreaug, "train", lambda config, **kw: whole(config, **kw, on_epoch=stop))
+    result = CliRunner().invoke(app, [*common, "--stream", "auto", "--out", str(tmp_path / "auto")])
+    assert result.exit_code == 130 and seen == [True] and "\nstreaming 39 images" in result.output, result.output
+    monkeypatch.setattr(coreaug, "train", whole)
+    monkeypatch.setattr(inputs, "available_host_memory", lambda: 1 << 40)
+    result = CliRunner().invoke(app, [*common, "--stream", "auto", "--resume", "--out", str(tmp_path / "auto")])
+    assert result.exit_code == 0 and seen == [True, False] and "streaming" not in result.output, result.output
+    result = CliRunner().invoke(app, [*common, "--stream", "never", "--out", str(tmp_path / "memory")])
+    assert result.exit_code == 0, result.output
+    keys = ("train_loss", "test_loss", "test_accuracy", "n_trained", "n_augmented")
+
+    def epochs(run):
+        rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        return [[row[k] for k in keys] for row in rows]
+    assert len(epochs("auto")) == 2 and epochs("auto") == epochs("memory")
