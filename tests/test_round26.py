@@ -127,3 +127,92 @@ def test_a_whole_cli_run_where_stream_auto_streams_then_resumes_in_memory(tmp_pa
         rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         return [[row[k] for k in keys] for row in rows]
     assert len(epochs("auto")) == 2 and epochs("auto") == epochs("memory")
+
+
+def test_ignite_asking_the_ended_pass_once_more_after_the_next_epoch_began_is_not_warned():
+    """explore26-frameworks3 #1: ignite takes len(loader) batches, fires EPOCH_STARTED (start_epoch of the next
+    epoch), then asks the old iterator once more and, at its StopIteration, makes a new one: with num_workers 0
+    every such run was warned that the DataLoader begins another pass over a trained plan, though every epoch
+    trained its own. A second pass over one plan is still warned."""
+    import warnings
+
+    from test_round24 import _face
+
+    method, train, model = _face(select_every=2)
+    loader = torch.utils.data.DataLoader(method.dataset(train), batch_size=8, sampler=method.sampler())
+    batches = None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "the DataLoader begins another pass")
+        for epoch in range(3):
+            method.start_epoch(epoch, model, train)  # Events.EPOCH_STARTED
+            if batches is not None:
+                with pytest.raises(StopIteration):
+                    next(batches)
+            batches = iter(loader)
+            plan = method.plan.indices.clone()
+            taken = torch.cat([next(batches)[1] for _ in range(len(loader))])
+            assert len(taken) == len(plan)
+        with pytest.raises(StopIteration):
+            next(batches)
+    with pytest.warns(coreaug.CallerWarning, match="the DataLoader begins another pass over epoch 2's plan"):
+        next(iter(loader))
+
+
+TINY = dict(dataset="digits", train_limit=64, test_limit=32, epochs=1, quiet=True)
+
+
+def test_resume_without_out_is_refused_in_python_as_on_the_command_line():
+    """explore26-python-api #1: TrainConfig(resume=True) without out trained a new run that nothing kept."""
+    with pytest.raises(coreaug.UsageError, match=r"^resume continues the run in out; give out \(--out\)"):
+        coreaug.train(coreaug.TrainConfig(**TINY, resume=True))
+
+
+def test_hooks_that_cannot_take_their_argument_are_refused_before_anything_trains(tmp_path):
+    """explore26-python-api #2: an on_epoch written without its argument failed after the first epoch had trained."""
+    config = coreaug.TrainConfig(**TINY, out=str(tmp_path / "run"))
+    with pytest.raises(coreaug.UsageError, match=r"^on_epoch must be a function called with each epoch's metrics "
+                                                 r"\(a dict\): it is called with one argument \(too many"):
+        coreaug.train(config, on_epoch=lambda: None)
+    with pytest.raises(coreaug.UsageError, match=r"^on_start must be a function called with the run folder's path: "):
+        coreaug.train(config, on_start=lambda path, other: None)
+    assert not (tmp_path / "run").exists()
+    rows = []
+    coreaug.train(config, on_epoch=lambda row, *more: rows.append(row), on_start=print)  # builtins pass as they are
+    assert len(rows) == 1
+
+
+def test_a_settings_dict_with_a_flags_spelling_says_the_settings():
+    """explore26-python-api #8: train({'train-limit': ...}) gave Python's raw TypeError."""
+    with pytest.raises(coreaug.UsageError, match=r"^config has no setting 'train-limit'; did you mean 'train_limit'\?"):
+        coreaug.train({"dataset": "digits", "train-limit": 100})
+    with pytest.raises(coreaug.UsageError, match=r"^config has no setting 'colour'; TrainConfig's fields are"):
+        coreaug.train({"dataset": "digits", "colour": 1})
+
+
+def test_the_caller_facing_warnings_are_caller_warnings(tmp_path):
+    """explore26-python-api #4: a model reused from an earlier run and predict's skipped images were plain
+    UserWarnings, which the documented category=coreaug.CallerWarning filter missed."""
+    from PIL import Image
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 10))
+    coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "a")), model=model)
+    with pytest.warns(coreaug.CallerWarning, match="trained by an earlier run") as seen:
+        coreaug.train(coreaug.TrainConfig(**TINY, seed=1), model=model)
+    assert seen[0].filename == __file__
+    Image.new("L", (8, 8), 30).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    trained = coreaug.load_run(str(tmp_path / "a"), model=model)
+    with pytest.warns(coreaug.CallerWarning, match="left out 1 unreadable image of 2") as seen:
+        trained.predict([str(tmp_path / "good.png"), str(tmp_path / "bad.png")], skip_bad_images=True)
+    assert seen[0].filename == __file__
+
+
+def test_load_run_leaves_the_callers_random_state_alone(tmp_path):
+    """explore26-python-api #7: load_run built a freshly initialised model from torch's global generator."""
+    coreaug.train(coreaug.TrainConfig(**TINY, out=str(tmp_path / "run")))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    coreaug.load_run(str(tmp_path / "run"))
+    assert torch.equal(torch.rand(3), expected)

@@ -108,7 +108,7 @@ class RandomSource:
     @staticmethod
     def ahead(keys: torch.Tensor, count: int = BLOCK, first: int = 0) -> torch.Tensor:
         """int64 (n, count) on ``keys``' device: numbers ``first`` to ``first + count - 1`` of
-        each image's stream, for ``RandomSource(keys, numbers)`` (numbers 0 on)."""
+        each image's stream, for ``RandomSource(keys, numbers)`` (numbers 0 on; ``count`` 32, BLOCK)."""
         numbers = torch.arange(first * _GOLDEN, (first + count) * _GOLDEN, _GOLDEN, device=keys.device)
         return mix32((keys.unsqueeze(1) + numbers.unsqueeze(0)) & MASK32)
 

@@ -74,7 +74,9 @@ class ReportResult:
     """A written report: the files (md, runs_csv, cells_csv and, with matplotlib, png), one dict
     per cell (the cells CSV's columns), the target accuracy and its rule, the finished runs read,
     one line per missing or unfinished run, the runs missing or unfinished (`problems` also
-    holds a line per cell lacking a seed), and why no plot was written ("" when it was)."""
+    holds a line per cell lacking a seed), why no plot was written ("" when it was), and in
+    `pooled` a line for each source whose cells pool runs of other settings (besides strategy,
+    subset and seed), one seed's runs twice, or runs its bench did not train."""
 
     files: dict
     cells: list = dataclasses.field(repr=False)  # a dict of ~27 figures per cell: a notebook showed kilobytes

@@ -94,7 +94,7 @@ class TrainConfig:
     weight_augmented: give the augmented copies the coreset weights (else weight 1).
     gradients, knn, balance: what the coreset selects on ("logits": softmax - onehot, or
         "last_layer": its product with the last nn.Linear's input), facility location's
-        neighbours per example, and the per-class budgets ("equal", as the paper, or
+        neighbours per example (20, DEFAULT_KNN), and the per-class budgets ("equal", as the paper, or
         "proportional").
     estimates: "clean" computes gradient estimates (or max-loss losses) with an extra eval-mode
         pass over the clean training set, as in the paper; "training" reuses the logits of the
@@ -538,6 +538,8 @@ class TrainConfig:
                              "fewer warmup_epochs (--warmup-epochs)")
         if self.resume and self.overwrite:
             raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
+        if self.resume and self.out is None:  # (it would train a new run that nothing keeps)
+            raise UsageError("resume continues the run in out; give out (--out), the folder of the run to continue")
         from .distributed import DEVICE_NAME  # the names pick_device takes
 
         if self.device != "auto" and not DEVICE_NAME.fullmatch(str(self.device)):

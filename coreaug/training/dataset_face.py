@@ -268,7 +268,8 @@ class PlanSampler(torch.utils.data.distributed.DistributedSampler):
         """This rank's items of the current plan, as an int64 tensor (the checks first)."""
         if self.method.plan is None:
             raise UsageError("no plan yet: call start_epoch(epoch, model, data) before iterating the DataLoader (and "
-                             "before the first state_dict() of a StatefulDataLoader with workers: it starts a pass)")
+                             "before the first state_dict() of a StatefulDataLoader with workers: it starts a pass; "
+                             "accelerate's prepare() of one calls it)")
         asked = self._epoch
         if asked is not None and asked < self.method.epoch:  # set once, or by a wrapper counting its own passes
             raise UsageError(f"the plan is epoch {self.method.epoch}'s, but sampler.set_epoch({asked}) named an "
@@ -314,6 +315,7 @@ class PlanIterator:
         self._items = None
         self._plan = None  # (epoch, checksum, length) of the items handed out
         self._mark = None  # the method's (epoch, version) the items were drawn under
+        self._began = None  # the method's epochs_started then
         self._resumed = None  # a loaded state, checked against the plan at the first item
 
     def __iter__(self):
@@ -326,7 +328,7 @@ class PlanIterator:
             item = next(self._items)
         except StopIteration:  # (a pass with nothing left ends, whatever began since: ignite asks once more)
             if self._for_a_loader:  # (not a look at the items: list(sampler))
-                self.sampler._finished = self.sampler.method.epochs_started  # this plan's pass has ended
+                self.sampler._finished = self._began  # this plan's pass has ended (ignite asks after the next began)
             raise
         if (self.sampler.method.epoch, self.sampler.method.version) != self._mark:
             self._refuse_changed_plan()
@@ -360,7 +362,7 @@ class PlanIterator:
                                  f"loader's) before iterating, and call start_epoch({saved}, ...) on it: a method "
                                  "that selects and shuffles anew would skip other items")
         self.yielded = skip
-        self._mark = (method.epoch, method.version)
+        self._mark, self._began = (method.epoch, method.version), method.epochs_started
         self._items = _items(items[skip:], plan_item_type(method.version, method.epoch))
 
     def _refuse_changed_plan(self):
@@ -376,7 +378,10 @@ class PlanIterator:
                          "start_epoch(epoch, model, data) before the DataLoader's iterator is made (with workers, "
                          "iter(loader) draws items at once); under PyTorch Lightning, in train_dataloader() start "
                          "the epoch Lightning is about to train, self.trainer.fit_loop.epoch_progress.current."
-                         "processed (on a resume from an epoch's end, current_epoch is still the ended epoch's there)")
+                         "processed (on a resume from an epoch's end, current_epoch is still the ended epoch's there). "
+                         "A loop resumed mid-epoch that trains the rest of that epoch from a fresh iterator (ignite "
+                         "with a plain DataLoader) ends it early: checkpoint at epoch ends, or save a "
+                         "StatefulDataLoader's state with the method's")
 
     def state_dict(self):
         """The plan's epoch, checksum and length (None before the first item), and the items handed out."""

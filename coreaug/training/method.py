@@ -77,7 +77,7 @@ class CoresetAugmentation:
         gradient_dim: estimates wider than this are randomly projected to at most this many
             numbers per example (`GradientSketch`; last-layer gradients of ImageNet models are
             millions wide). None keeps them whole.
-        knn: facility location's neighbours per example.
+        knn: facility location's neighbours per example (20, DEFAULT_KNN).
         balance: the per-class budgets: "equal" or "proportional".
         seed: seeds the plans' order and the random strategy; under DDP the same on every rank (not seed + rank).
         selection_warmup: epochs before the first model-based selection (random selections of

@@ -12,7 +12,6 @@ import numbers
 import os
 import sys
 import unicodedata
-import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
@@ -26,7 +25,7 @@ from coreaug.data.image_folder import cache_dataset, pillow_warnings_off
 from coreaug.data.registry import names_registered_dataset, read_in_place_error
 from coreaug.errors import (UnreadableImage, UsageError, first_line, mismatch_reason, not_applicable, one_line,
                             path_given)
-from coreaug.files import saved_by_torch
+from coreaug.files import saved_by_torch, warn_at_caller
 from coreaug.models import available_models, create_model
 from coreaug.models.pretrained import why_unreadable
 from coreaug.models.registry import is_import_path
@@ -115,12 +114,25 @@ class TrainedModel:
     `read(image)` decodes a file (or PIL image) as the run's evaluation did, `preprocess` turns
     images (files, PIL images, or uint8 tensors as `read` gives) into the model's normalised
     input, `probabilities` and `predict` run the model, `evaluate` scores a labelled dataset.
-    `config` is the run's settings (a dict). The model runs under the run's precision (its
-    autocast, as the run's own evaluation did, so `evaluate` gives back its test accuracy), as
-    that precision resolves on this device: "auto" is fp32 on the CPU; fp16 runs in fp32 on the
-    CPU, where torch's float16 autocast is 10-50x slower, and so does bf16 on a CPU without bf16
-    instructions (`precision.cpu_runs_bf16`), where it is 9-15x slower (probabilities may then
-    differ from the run's in the last digits).
+    The model runs under the run's precision (its autocast, as the run's own evaluation did, so
+    `evaluate` gives back its test accuracy: of the whole test split, where a run with `test_limit`
+    scored a sample of it), as that precision resolves on this device: "auto" is fp32 on the CPU;
+    fp16 runs in fp32 on the CPU, where torch's float16 autocast is 10-50x slower, and so does bf16
+    on a CPU without bf16 instructions (`precision.cpu_runs_bf16`), where it is 9-15x slower
+    (probabilities may then differ from the run's in the last digits).
+
+    Attributes:
+        model: the trained nn.Module, in eval mode on `device`.
+        class_names: one name per output, in the model's order.
+        image_size, store_size: the square side the model sees, and the side images are stored at
+            before its centre crop (larger for a run with resized crops; else `image_size`).
+        in_channels: 1 (grayscale) or 3 (RGB).
+        mean, std: the per-channel normalisation, in [0, 1] units (`(x / 255 - mean) / std`).
+        config: the run's settings (a dict, as config.json holds them).
+        device: the torch.device the model runs on.
+        run: the run folder it was loaded from (None where unknown).
+        data_fingerprint: a folder dataset's files as the run trained on them (None: another dataset).
+        older: written by coreaug 0.2 or older.
     """
 
     def __init__(self, model, class_names, image_size, in_channels, mean, std, config, device="cpu", store_size=None,
@@ -278,8 +290,8 @@ class TrainedModel:
             raise UsageError(f"{all_unreadable(len(images), 'image', skipped[0])}; there is nothing to predict")
         if skipped:
             more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
-            warnings.warn(f"left out {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of "
-                          f"{len(images)}: {'; '.join(skipped[:SKIPPED_NAMED])}{more}", stacklevel=3)
+            warn_at_caller(f"left out {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} of "
+                           f"{len(images)}: {'; '.join(skipped[:SKIPPED_NAMED])}{more}")
         return kept, torch.cat(out)
 
     def evaluate(self, dataset=None, data_dir=None, download=False, skip_bad_images=None, batch_size=None,
@@ -298,7 +310,8 @@ class TrainedModel:
         is not read), or, without a split, of its class folders. A registered dataset's images
         must be of the run's channels and size. In memory, `dataset` is an ImageDataset (as
         `coreaug.load_dataset` returns: its test split, scored as a registered dataset's) or a pair
-        (images, labels): images as `predict` takes them, labels a tensor of the run's class indices."""
+        (images, labels): images as `predict` takes them, labels a tensor of the run's class indices.
+        Every test image is scored: a run with `test_limit` scored a sample, so its figures differ."""
         from coreaug.data import is_folder_dataset, load_dataset
         from coreaug.data.image_folder import one_listing
         from coreaug.data.registry import names_registered_dataset, reads_no_files
@@ -701,8 +714,7 @@ def _warn_unread(unread, folder):
     from coreaug.data.image_folder import unread_files
 
     if unread:
-        warnings.warn(f"left out {unread_files(unread)} in {shown(folder)}; convert them to JPEG or PNG to read them",
-                      stacklevel=3)
+        warn_at_caller(f"left out {unread_files(unread)} in {shown(folder)}; convert them to JPEG or PNG to read them")
 
 
 def grayscale(images, chunk=4096):
@@ -864,7 +876,8 @@ def load_run(run, model=None, device="cpu"):
                              "registered it; register it again before coreaug.load_run(RUN), or pass a model built "
                              "as the run's was (model=...). coreaug predict and evaluate cannot: for runs they "
                              "use, train with --model package.module:function")
-        model = create_model(state["model"], state["in_channels"], state["num_classes"])
+        with torch.random.fork_rng(devices=[]):  # its initial weights, replaced next, draw from a copy of the caller's
+            model = create_model(state["model"], state["in_channels"], state["num_classes"])
         if ":" in str(state["model"]):
             advice = _rebuilt_advice(state["model"])
     try:

@@ -2,7 +2,9 @@
 import contextlib
 import copy
 import dataclasses
+import difflib
 import functools
+import inspect
 import math
 import os
 import platform
@@ -158,13 +160,10 @@ def train(config, model=None, *, on_start=None, on_epoch=None):
     if not isinstance(config, TrainConfig) and not hasattr(config, "keys"):  # ** takes any mapping
         raise UsageError(f"config must be a coreaug.TrainConfig or a dict of its settings, got "
                          f"{type(config).__name__} {config!r:.80}")
-    if on_start is not None and not callable(on_start):  # found after the data is loaded, it would stop the run
-        raise UsageError(f"on_start must be a function called with the run folder's path, or None, got "
-                         f"{type(on_start).__name__}")
-    if on_epoch is not None and not callable(on_epoch):  # (found after the first epoch otherwise)
-        raise UsageError(f"on_epoch must be a function called with each epoch's metrics (a dict), or None, got "
-                         f"{type(on_epoch).__name__}")
-    config = config if isinstance(config, TrainConfig) else TrainConfig(**config)
+    # (found after the data is loaded, or after the first epoch has trained, they would stop the run there)
+    _check_hook(on_start, "on_start", "a function called with the run folder's path")
+    _check_hook(on_epoch, "on_epoch", "a function called with each epoch's metrics (a dict)")
+    config = config if isinstance(config, TrainConfig) else TrainConfig(**_settings(config))
     config = dataclasses.replace(config, model=given_model_name(config, model)) if model is not None else config
     config = config.resolved()
     if model is None and config.model.startswith(INSTANCE):
@@ -185,6 +184,35 @@ def train(config, model=None, *, on_start=None, on_epoch=None):
         raise
     finally:
         distributed.close(completed)
+
+
+def _check_hook(hook, name, what):
+    """UsageError unless `hook` is None or callable with one argument, as `train` calls it."""
+    if hook is None:
+        return
+    if not callable(hook):
+        raise UsageError(f"{name} must be {what}, or None, got {type(hook).__name__}")
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):  # a builtin without a signature: taken as it is
+        return
+    try:
+        signature.bind(None)
+    except TypeError as exc:
+        raise UsageError(f"{name} must be {what}: it is called with one argument ({exc})") from None
+
+
+def _settings(mapping):
+    """`mapping`'s settings for TrainConfig(**...), or a UsageError naming a key that is no setting (a flag's
+    spelling, `train-limit`, is named with the setting's)."""
+    fields = [field.name for field in dataclasses.fields(TrainConfig)]
+    unknown = [key for key in mapping if key not in fields]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key).lstrip("-").replace("-", "_"), fields, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]!r}?" if close else "; TrainConfig's fields are the settings"
+        raise UsageError(f"config has no setting {key!r}{hint}")
+    return mapping
 
 
 def _note_resumable(exc, config):
@@ -433,9 +461,9 @@ def _open_run(config, distributed, model=None, on_start=None):
         what = "the model passed to train" if model is not None else f"model {config.model!r}"
         trained_by = getattr(model, TRAINED_BY, None) if model is not None and checkpoint is None else None
         if trained_by is not None:
-            warnings.warn(f"the model passed to train was trained by an earlier run ({trained_by}), in place: this "
-                          "run starts from its trained weights, not a fresh initialisation; build a new module for "
-                          "each run to compare runs", stacklevel=4)
+            warn_at_caller(f"the model passed to train was trained by an earlier run ({trained_by}), in place: this "
+                           "run starts from its trained weights, not a fresh initialisation; build a new module for "
+                           "each run to compare runs")
         if model is None:  # built here, so that a factory's failure leaves nothing written
             model = create_model(config.model, data.in_channels, data.num_classes)
             if not isinstance(model, torch.nn.Module):  # a registered factory's (create_model checks import paths')
