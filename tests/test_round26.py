@@ -216,3 +216,27 @@ def test_load_run_leaves_the_callers_random_state_alone(tmp_path):
     torch.manual_seed(0)
     coreaug.load_run(str(tmp_path / "run"))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_sweeps_tensor_values_are_numbers_and_arrays_are_told_tolist():
+    """explore26-python-api #8: lr=torch.tensor(0.05) (a torch.logspace sweep's) was "not a finite number", and
+    betas=np.array([0.9, 0.99]) "must be two numbers" (it is two)."""
+    import numpy as np
+
+    config = coreaug.TrainConfig(dataset="digits", lr=torch.logspace(-2, -1, 3)[0], epochs=torch.tensor(2))
+    assert config.lr == pytest.approx(0.01) and type(config.lr) is float and config.epochs == 2
+    config.validate()
+    with pytest.raises(coreaug.UsageError, match=r"^betas is a numpy array, array\(\[0\.9 , 0\.99\]\); give its values: "
+                                                 r"\.tolist\(\)$"):
+        coreaug.TrainConfig(dataset="digits", optimizer="adamw", betas=np.array([0.9, 0.99])).validate()
+    with pytest.raises(coreaug.UsageError, match=r"^milestones is a tensor, tensor\(\[0\.5000\]\); give its values"):
+        coreaug.TrainConfig(dataset="digits", schedule="multistep", milestones=torch.tensor([0.5])).validate()
+    config.lr = torch.tensor(0.1)  # set after construction
+    with pytest.raises(coreaug.UsageError, match=r"^lr is a tensor, tensor\(0\.1000\); give its number: \.item\(\)$"):
+        config.validate()
+
+
+def test_two_datasets_compare_as_objects():
+    """explore26-python-api #8: ImageDataset == ImageDataset raised (its tensors compared element-wise)."""
+    first, second = coreaug.load_dataset("digits"), coreaug.load_dataset("digits")
+    assert first == first and first != second and len({first, second}) == 2

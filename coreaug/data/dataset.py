@@ -12,7 +12,7 @@ from coreaug.augment.validation import whole_number
 from coreaug.errors import UsageError
 
 
-@dataclass
+@dataclass(eq=False)  # (tensors: == compared element-wise and raised; datasets compare as objects)
 class ImageDataset:
     """A labelled image dataset held in memory, ready to move to a device in one copy.
 

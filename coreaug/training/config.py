@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import numpy as np
+import torch
+
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, not_applicable
 from coreaug.models.registry import import_factory, is_import_path
@@ -254,11 +257,11 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self):
-        # numpy scalars (seeds from np.arange, values read from a DataFrame) as Python's own numbers:
-        # torch's generators and config.json's writer refuse them
+        # numpy scalars (seeds from np.arange, values read from a DataFrame) and 0-d tensors (a
+        # torch.logspace sweep's) as Python's own numbers: torch's generators and config.json's writer refuse them
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+            if type(value).__module__ in ("numpy", "torch") and getattr(value, "ndim", None) == 0:
                 setattr(self, field.name, value.item())
             elif isinstance(value, numbers.Real) and not isinstance(value, (int, float)):  # a Fraction: a float
                 setattr(self, field.name, float(value))  # (config.json could not hold it)
@@ -396,7 +399,14 @@ class TrainConfig:
 
     def _check_types(self):
         """UsageError for a field of the wrong kind: a yes/no field that is not True or False
-        (overwrite="False" would delete a finished run), a path or name that is not a string."""
+        (overwrite="False" would delete a finished run), a path or name that is not a string, an
+        array or tensor (a sweep's `torch.logspace` value) where numbers go."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, (torch.Tensor, np.ndarray)):  # (numpy's scalars are numbers, and taken)
+                kind = "tensor" if isinstance(value, torch.Tensor) else "numpy array"
+                give = "its values: .tolist()" if value.ndim else "its number: .item()"
+                raise UsageError(f"{field.name} is a {kind}, {value!r}; give {give}")
         for name in BOOLEANS:
             value = getattr(self, name)
             if not isinstance(value, bool) and not (value is None and name == "flip"):
