@@ -151,7 +151,8 @@ def as_flags(text):
     """`text` (an API's message) with the settings it names by their Python names written as this
     command's flags, as the command line's user typed them: those with an underscore (compile_mode,
     select_every: --compile-mode) wherever they stand, one-word ones (epochs) where they begin the
-    message or a list that does ("epochs must be ...", "data_dir and download apply ..."). A name
+    message or a list that does ("epochs must be ...", "data_dir and download apply ..."); a name
+    followed by its flag in brackets ("give out (--out)") by the flag alone. A name
     inside a path or a quoted value is kept. "or None", the API's way to leave a setting out, is
     dropped: on the command line the flag is left out."""
     ctx = click.get_current_context(silent=True)
@@ -162,6 +163,8 @@ def as_flags(text):
         given |= {str(v) for v in (value if isinstance(value, (list, tuple)) else [value])}
     flags = {param.name: param.opts[0] for param in ctx.command.params
              if param.name and param.opts and param.opts[0].startswith("--") and param.name not in given}
+    for name, flag in flags.items():  # "give pretrained (--pretrained FILE)": the flag alone, said once
+        text = re.sub(rf"(?<![\w/.'\"-]){name} \(({re.escape(flag)}(?: [^()]*)?)\)", r"\1", text)
     for name, flag in flags.items():
         if "_" in name:
             text = re.sub(rf"(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)

@@ -94,7 +94,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
     (["--subset", "abc"], "'abc' is not a valid float"),
     (["--select-every", "0"], "--select-every must be an integer >= 1"),
     (["--dataset", "cifar10", "--data-dir", "{tmp}/nowhere"], "dataset 'cifar10' not found"),
-    (["--compile-mode", "default"], "--compile-mode 'default' applies to a compiled step; add compile (--compile)"),
+    (["--compile-mode", "default"], "--compile-mode 'default' applies to a compiled step; add --compile or leave"),
     (["--compile", "--compile-mode", "fast"], "'fast' is not one of 'auto', 'default'"),
     (["--dataset", "{tmp}/typo"], "dataset folder {tmp}/typo does not exist"),
     (["--dataset", "{tmp}/typo", "--image-size", "32"], "dataset folder {tmp}/typo does not exist"),

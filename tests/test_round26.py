@@ -240,3 +240,23 @@ def test_two_datasets_compare_as_objects():
     """explore26-python-api #8: ImageDataset == ImageDataset raised (its tensors compared element-wise)."""
     first, second = coreaug.load_dataset("digits"), coreaug.load_dataset("digits")
     assert first == first and first != second and len({first, second}) == 2
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--resume", "--overwrite"], "error: --resume continues the run in --out and --overwrite starts it again: pass "
+                                  "one of them\n"),
+    (["--schedule", "multistep", "--milestones", "0.5", "--warmup-epochs", "1", "--epochs", "2"],
+     "give milestones above 0.5 (--milestones), or fewer --warmup-epochs\n"),
+    (["--compile-mode", "default"], "error: --compile-mode 'default' applies to a compiled step; add --compile or "
+                                    "leave --compile-mode out\n"),
+])
+def test_the_command_line_says_a_flag_once_in_its_own_words(tmp_path, flags, said):
+    """explore26-flags F1, F2: "resume continues the run in out and overwrite ..." kept the API's names, and "fewer
+    warmup_epochs (--warmup-epochs)" became "fewer --warmup-epochs (--warmup-epochs)"."""
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    result = CliRunner().invoke(app, ["train", "--dataset", "digits", "--out", str(tmp_path / "r"), *flags])
+    assert result.exit_code == 2 and result.output.endswith(said), result.output
+    assert not (tmp_path / "r").exists()

@@ -547,7 +547,8 @@ class TrainConfig:
                              f"it: give milestones above {self.warmup_epochs / self.epochs:g} (--milestones), or "
                              "fewer warmup_epochs (--warmup-epochs)")
         if self.resume and self.overwrite:
-            raise UsageError("resume continues the run in out and overwrite starts it again: pass one of them")
+            raise UsageError("resume (--resume) continues the run in out (--out) and overwrite (--overwrite) starts it "
+                             "again: pass one of them")
         if self.resume and self.out is None:  # (it would train a new run that nothing keeps)
             raise UsageError("resume continues the run in out; give out (--out), the folder of the run to continue")
         from .distributed import DEVICE_NAME  # the names pick_device takes
