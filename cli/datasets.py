@@ -8,7 +8,7 @@ from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.errors import UsageError
 from coreaug.files import size_text
 
-from .errors import user_errors
+from .errors import refuse_empty, user_errors
 
 
 @click.command("datasets")
@@ -44,6 +44,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     from coreaug.training.config import refuse_own_split_fraction
     from coreaug.data.registry import reads_no_files, reads_no_files_error
 
+    refuse_empty(data_dir=data_dir, cache_dir=cache_dir)
     ctx = click.get_current_context()
 
     def given(*params):
@@ -68,7 +69,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
             raise UsageError(f"{', '.join(ignored)} {'apply' if len(ignored) > 1 else 'applies'} to a built-in "
                              f"dataset; {name} is a folder of images, read where it is: leave "
                              f"{'them' if len(ignored) > 1 else 'it'} out")
-        refuse_own_split_fraction(name, val_fraction, "--val-fraction")  # as TrainConfig refuses it
+        refuse_own_split_fraction(name, val_fraction, "--val-fraction", typed=bool(given("val_fraction")))
         if image_size is None:
             image_size = own_image_size(name) or DEFAULT_IMAGE_SIZE
         if store_size is None:  # what a run with --weak auto stores

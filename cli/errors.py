@@ -68,6 +68,16 @@ def one_process(command):
                          f"(WORLD_SIZE={world}): each process would print it whole; run it without torchrun")
 
 
+def refuse_empty(**values):
+    """UsageError for an option typed empty (`--cache-dir "$UNSET"`), which the command would read as
+    left out and act on its default (clearing every cache, scoring the run's own dataset)."""
+    for name, value in values.items():
+        if isinstance(value, str) and not value.strip():
+            what = "a folder" if name.endswith("_dir") else "a registered dataset's name or a folder" \
+                if name == "dataset" else "an import path, package.module:function"
+            raise UsageError(f"--{name.replace('_', '-')} is empty; give {what}, or leave it out for its default")
+
+
 def user_errors(command=None, *, again="run it again"):
     """Decorator: the API's UsageError/FileNotFoundError become `fail(...)`, and so does a disk that
     cannot take a file (full, over quota, read-only, file too large), naming the file where the OS

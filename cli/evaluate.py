@@ -11,7 +11,7 @@ from coreaug.data.registry import read_in_place_error
 
 from coreaug.selection.selection import LISTED_CLASSES
 
-from .errors import check_stdout_open, one_process, user_errors, without_controls
+from .errors import check_stdout_open, one_process, refuse_empty, user_errors, without_controls
 from .predict import MODEL_HELP, is_terminal, load_named
 
 
@@ -42,6 +42,7 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     "accuracy A% (correct/total) on the SPLIT of DATASET", then a line a class (past
     20 classes, their spread and the 20 lowest); unreadable images skipped are named on stderr."""
     one_process("evaluate")
+    refuse_empty(dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, model=model)
     check_stdout_open("the accuracy", "coreaug evaluate RUN > accuracy.txt")
     trained = load_named(run, model, device)
     dataset = dataset or trained.config["dataset"]

@@ -16,7 +16,7 @@ from coreaug.errors import UsageError
 from coreaug.models.registry import is_import_path
 from coreaug.training.trained import UntrustedModel, all_unreadable, check_headers, image_files, reading_bar
 
-from .errors import check_stdout_open, one_process, user_errors, without_controls, writes_utf8
+from .errors import check_stdout_open, one_process, refuse_empty, user_errors, without_controls, writes_utf8
 
 MODEL_HELP = ("A run trained with --model package.module:function: that path, to import it again (its code runs: "
               "name it for a run you trust). Without it such a run is refused; a run of a built-in model needs none.")
@@ -70,6 +70,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
     files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN.
     From 512 images a bar on stderr counts those read."""
     one_process("predict")
+    refuse_empty(model=model)
     check_stdout_open("the predictions table", "coreaug predict RUN IMAGES > predictions.csv")
     listed = _listed(files_from) if files_from is not None else []
     if not images and not listed:

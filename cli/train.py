@@ -16,8 +16,8 @@ from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.errors import CachesKept, UsageError, listed
 from coreaug.training.config import (BALANCES, ESTIMATES, GRADIENT_KINDS, MODES, NORMS, OPTIMIZERS,
-                                     REFERENCE_STRATEGIES, SCHEDULES, STRATEGIES, STREAMS, WEAK, unused_options,
-                                     unused_settings)
+                                     REFERENCE_STRATEGIES, SCHEDULES, STRATEGIES, STREAMS, WEAK,
+                                     refuse_own_split_fraction, unused_options, unused_settings)
 from coreaug.training.compiled_step import COMPILE_MODES
 from coreaug.training.precision import PRECISIONS
 from coreaug.training.run_files import RESULTS, epochs_kept
@@ -255,6 +255,8 @@ def refuse_unused_flags(config, strategy=True):
     ctx = click.get_current_context()
     given = {p.name: _as_typed(p, ctx.params.get(p.name)) for p in ctx.command.params
              if p.name and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE}
+    if "val_fraction" in given:  # (the default's value typed too: the API cannot tell it was)
+        refuse_own_split_fraction(config.dataset, config.val_fraction, "--val-fraction", typed=True)
     options = unused_options(config)
     for name, (needs, instead) in options.items():
         if name in given:

@@ -260,3 +260,85 @@ def test_the_command_line_says_a_flag_once_in_its_own_words(tmp_path, flags, sai
     result = CliRunner().invoke(app, ["train", "--dataset", "digits", "--out", str(tmp_path / "r"), *flags])
     assert result.exit_code == 2 and result.output.endswith(said), result.output
     assert not (tmp_path / "r").exists()
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from coreaug.cli.main import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def _folder(root, splits=("train",), per_class=4):
+    from PIL import Image
+
+    for split in splits:
+        for c, colour in (("a", (200, 0, 0)), ("b", (0, 200, 0)), ("c", (0, 0, 200))):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.new("RGB", (16, 16), tuple(v // (i + 1) for v in colour)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def test_an_empty_value_is_refused_not_read_as_left_out(tmp_path, monkeypatch):
+    """explore26-flags #1: `coreaug datasets --clear-cache --cache-dir "$UNSET"` cleared every cache of the default
+    folder, and `evaluate RUN --dataset ""` scored the run's own test split."""
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "default"))
+    data = _folder(tmp_path / "imgs", splits=("a", "b", "c"))
+    assert _cli("datasets", data / "a").exit_code == 0
+    kept = sorted(p.name for p in (tmp_path / "default").iterdir())
+    result = _cli("datasets", "--clear-cache", "--cache-dir", "")
+    assert result.exit_code == 2 and result.output == ("error: --cache-dir is empty; give a folder, or leave it out "
+                                                      "for its default\n")
+    assert kept and sorted(p.name for p in (tmp_path / "default").iterdir()) == kept
+    assert _cli("train", "--dataset", "digits", "--train-limit", 64, "--test-limit", 32, "--epochs", 1, "-q",
+                "--out", tmp_path / "run").exit_code == 0
+    for flag, what in (("--dataset", "a registered dataset's name or a folder"), ("--data-dir", "a folder"),
+                       ("--model", "an import path, package.module:function")):
+        result = _cli("evaluate", tmp_path / "run", flag, "")
+        assert result.exit_code == 2 and result.output == f"error: {flag} is empty; give {what}, or leave it out " \
+                                                          "for its default\n"
+
+
+def test_train_refuses_a_bench_grids_folder_and_its_runs_folder(tmp_path):
+    """explore26-flags #2: `coreaug train --out GRID` trained into the grid's folder, which bench then refused as a
+    run folder."""
+    tiny = ["--dataset", "digits", "--train-limit", 64, "--test-limit", 32, "--epochs", 1, "-q"]
+    grid = tmp_path / "g"
+    assert _cli("bench", *tiny, "--strategies", "random", "--references", "none", "--seeds", 1, "--subsets", 0.3,
+                "--out", grid).exit_code == 0
+    before = sorted(str(p.relative_to(grid)) for p in grid.rglob("*"))
+    result = _cli("train", *tiny, "--out", grid)
+    assert result.exit_code == 2 and result.output.startswith(f"error: --out {grid} is a bench grid's folder; ")
+    result = _cli("train", *tiny, "--out", grid / "runs")
+    assert result.exit_code == 2 and result.output.startswith(f"error: --out {grid / 'runs'} is the runs/ folder of "
+                                                              f"the grid {grid}; ")
+    assert sorted(str(p.relative_to(grid)) for p in grid.rglob("*")) == before
+    assert _cli("train", *tiny, "--out", grid / "runs" / "random-0.3-seed0", "--resume").exit_code == 0  # its run
+
+
+def test_mistakes_known_from_the_flags_are_refused_before_a_folder_is_decoded(tmp_path, monkeypatch):
+    """explore26-flags #4: a --pretrained file that torch never wrote and --stream always with crust were refused
+    only once the whole folder was decoded into its cache."""
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    data = _folder(tmp_path / "imgs", splits=("a", "b", "c"))
+    (tmp_path / "bad.pt").write_text("garbage")
+    for flags, said in ((["--pretrained", tmp_path / "bad.pt"], "is not a readable torch checkpoint (not a file "
+                                                                "torch.save writes"),
+                        (["--norm", "pretrained", "--pretrained", tmp_path / "bad.pt"], "is not a readable torch"),
+                        (["--stream", "always", "--strategy", "crust"], "mixing copies with partners (strategy "
+                                                                        "crust) needs the images in memory")):
+        result = _cli("train", "--dataset", data, "--epochs", 1, "-q", "--out", tmp_path / "run", *flags)
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_val_fraction_typed_with_a_folders_own_split_is_refused_whatever_its_value(tmp_path):
+    """explore26-flags #5: --val-fraction 0.1 (the default's value) with a folder that has val/ was warned as "not
+    read by --strategy random"; any other value was refused."""
+    data = _folder(tmp_path / "split", splits=("train", "val"))
+    said = f"splits off the test images of a folder of class folders; {data} has train/ and its own test split"
+    for args in (["train", "--dataset", data, "--out", tmp_path / "run"], ["datasets", data]):
+        result = _cli(*args, "--val-fraction", 0.1)
+        assert result.exit_code == 2 and said in result.output, result.output

@@ -22,7 +22,7 @@ from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
 from coreaug.training import TrainConfig, train
 from coreaug.training.compiled_step import check_compilable
 from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
-from coreaug.training.config import WEAK, weak_is_resized_crop
+from coreaug.training.config import WEAK, mixes_partners, streamed_mixup_error, weak_is_resized_crop
 from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
 from coreaug.training.run_files import DEFAULT_IDENTITY, damaged_results, dataset_note, differences, folder_in_use
@@ -140,11 +140,10 @@ def _check_loss_filter(loss_filter, strategies):
 
 
 def _check_streamed_mixup(config):
-    """The refusal a run of `config` would raise once its data is read (training.inputs), raised
-    while the grid is planned: a rule mixing partners cannot stream the images from disk."""
-    if config.stream == "always" and getattr(RULES.get(config.strategy), "mixup", False):
-        raise UsageError(f"mixing copies with partners (strategy {config.strategy}) needs the images in memory; "
-                         "use --stream never, or another strategy")
+    """The refusal a run of `config` would raise, raised while the grid is planned: a rule mixing
+    partners cannot stream the images from disk."""
+    if config.stream == "always" and mixes_partners(config.strategy):
+        raise streamed_mixup_error(config.strategy)
 
 
 def check_out(out, config):

@@ -372,10 +372,20 @@ class TrainConfig:
                                  f"{self.dataset} is a built-in dataset, loaded as it is")
 
     def check_pretrained_file(self) -> None:
-        """FileNotFoundError when ``pretrained`` names no file."""
-        if self.pretrained is not None and not os.path.isfile(os.path.expanduser(str(self.pretrained))):
+        """FileNotFoundError when ``pretrained`` names no file; UsageError when its first bytes are not
+        torch.save's (an empty file, a PNG): known before a folder dataset is decoded."""
+        if self.pretrained is None:
+            return
+        path = os.path.expanduser(str(self.pretrained))
+        if not os.path.isfile(path):
             raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
                                     "state dict saved with torch.save (nothing is downloaded)")
+        from coreaug.files import saved_by_torch
+        from coreaug.models.pretrained import why_unreadable
+
+        if not os.path.getsize(path) or not saved_by_torch(path):
+            raise UsageError(f"{path} is not a readable torch checkpoint ({why_unreadable(None, path)}); save "
+                             "the weights alone with torch.save(model.state_dict(), path)")
 
     def identity(self):
         """The fields that define what a run computes (not where, how fast or how verbosely): a
@@ -487,6 +497,8 @@ class TrainConfig:
         if self.stream == "always" and not _folder(self.dataset):
             raise UsageError(f"stream 'always' reads a folder of images from disk; {self.dataset!r} is a built-in "
                              "dataset, which is held in memory")
+        if self.stream == "always" and mixes_partners(self.strategy):  # (known before the folder is decoded)
+            raise streamed_mixup_error(self.strategy)
         check_int(self.workers, "workers", 0, optional=True)
         if not self.resume:  # a resumed run's checkpoint holds every weight: its file is read only when it starts
             self.check_pretrained_file()
@@ -607,6 +619,17 @@ def unused_options(settings):
     return unused
 
 
+def mixes_partners(strategy):
+    """Whether rule `strategy` mixes copies with partners drawn from the whole training set (crust)."""
+    return bool(getattr(RULES.get(strategy), "mixup", False))
+
+
+def streamed_mixup_error(strategy):
+    """The refusal of streaming a folder's images for a rule that mixes copies with partners."""
+    return UsageError(f"mixing copies with partners (strategy {strategy}) needs the images in memory; use "
+                      "--stream never, or another strategy")
+
+
 def unused_settings(settings):
     """The fields of `settings` (a TrainConfig or its dict) that its run never reads: `unused_options`'
     and those its strategy leaves unread (gradients, knn and gradient_dim without gradient estimates;
@@ -710,9 +733,10 @@ def _split_folder(dataset):
     return has_own_split(dataset)
 
 
-def refuse_own_split_fraction(folder, val_fraction, flag="val_fraction"):
-    """UsageError where a `val_fraction` other than the default is given (as `flag`) with a folder that has
-    its own test split, where it splits nothing off."""
-    if val_fraction != TrainConfig.__dataclass_fields__["val_fraction"].default and _split_folder(folder):
+def refuse_own_split_fraction(folder, val_fraction, flag="val_fraction", typed=False):
+    """UsageError where a `val_fraction` other than the default is given (as `flag`; any value where it was
+    `typed` on a command line) with a folder that has its own test split, where it splits nothing off."""
+    given = typed or val_fraction != TrainConfig.__dataclass_fields__["val_fraction"].default
+    if given and _split_folder(folder):
         raise UsageError(f"{flag} splits off the test images of a folder of class folders; {folder} has train/ "
                          f"and its own test split (val/ or test/): leave {flag} out")

@@ -14,7 +14,8 @@ from coreaug.data.images import Images, as_images
 from coreaug.data.registry import registered_by_a_user
 from coreaug.errors import UsageError, without_controls
 from coreaug.files import size_text
-from coreaug.selection.rules import RULES
+
+from .config import mixes_partners, streamed_mixup_error
 
 
 MIN_STD = 1 / 255  # one level: the least a channel's spread is taken as
@@ -140,9 +141,8 @@ def load_run_data(config, device, distributed=None, checkpoint=None):
         decoded = size_text(_bytes([train_x, test_x]))
         tqdm.write(f"streaming {len(train_x) + len(test_x)} images ({decoded} decoded) from "
                    f"{os.path.dirname(train_x.path)}")
-    if streamed and getattr(RULES.get(config.strategy), "mixup", False):
-        raise UsageError(f"mixing copies with partners (strategy {config.strategy}) needs the images in memory; "
-                         "use --stream never, or another strategy")
+    if streamed and mixes_partners(config.strategy):  # (--stream auto chose it)
+        raise streamed_mixup_error(config.strategy)
     if not streamed:
         train_x, test_x = train_x.to(device), test_x.to(device)
     noisy = torch.zeros(len(train_y), dtype=torch.bool)

@@ -404,6 +404,28 @@ def check_out_outside_data(config):
                          ".runs)")
 
 
+def check_out_is_no_grid(config):
+    """UsageError, before anything is written, for an `out` that is a bench grid's folder or its runs/:
+    the run's files would mix with the grid's, and bench would then refuse the grid as a run folder."""
+    if not config.out:
+        return
+    real = os.path.realpath(os.path.expanduser(str(config.out)))
+    if _is_grid(real):
+        raise UsageError(f"--out {config.out} is a bench grid's folder; give a folder of its own for the run (the "
+                         "grid's runs are in its runs/, and coreaug bench continues them)")
+    if os.path.basename(real) == "runs" and _is_grid(os.path.dirname(real)):
+        raise UsageError(f"--out {config.out} is the runs/ folder of the grid {os.path.dirname(real)}; give a "
+                         "folder of its own for the run")
+
+
+def _is_grid(folder):
+    """Whether `folder` is a bench grid's: it holds grid.json, or results.md beside runs/ (a grid of 0.2's)."""
+    from coreaug.bench.archive import PLAN
+
+    return os.path.isfile(os.path.join(folder, PLAN)) or (
+        os.path.isfile(os.path.join(folder, "results.md")) and os.path.isdir(os.path.join(folder, "runs")))
+
+
 def _warn_one_selection(config, report=None):
     """A warning when a rule that reads the model selects once, at epoch 0, on the model as it starts (a
     re-selection period not below the run's epochs, such as the paper's R = 20 on a 15-epoch run): unless
@@ -435,6 +457,7 @@ def _open_run(config, distributed, model=None, on_start=None):
     """
     identity = config.identity()
     check_out_outside_data(config)
+    check_out_is_no_grid(config)
     if is_folder_dataset(config.dataset):  # a decoding worker importing an unguarded script: said before the
         refuse_in_a_starting_worker()     # run folder its parent locked refuses it as "in use"
     folder = RunFolder(config.out, config.tensorboard) if config.out and distributed.is_main else None
