@@ -48,9 +48,11 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     ctx = click.get_current_context()
 
     def given(*params):
-        """The flags of `params` the user gave (a flag left at its default is not named)."""
+        """The flags of `params` the user gave (a flag left at its default is not named, nor --no-download,
+        which asks for nothing: train takes it with a folder too)."""
         return [f"--{param.replace('_', '-')}" for param in params
-                if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT]
+                if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT
+                and not (param == "download" and not download)]
 
     if clear_cache:
         _check_clears_a_folder(name)  # before the flags: no advice to drop flags that cannot make it work

@@ -342,3 +342,13 @@ def test_val_fraction_typed_with_a_folders_own_split_is_refused_whatever_its_val
     for args in (["train", "--dataset", data, "--out", tmp_path / "run"], ["datasets", data]):
         result = _cli(*args, "--val-fraction", 0.1)
         assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_datasets_takes_no_download_with_a_folder_as_train_does(tmp_path, monkeypatch):
+    """explore26-flags #9: `coreaug datasets FOLDER --no-download` was refused as "--download applies to a built-in
+    dataset" (a flag not typed), though train takes --no-download with a folder."""
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    data = _folder(tmp_path / "imgs", splits=("a", "b", "c"))
+    assert _cli("datasets", data, "--no-download").exit_code == 0
+    result = _cli("datasets", data, "--download")
+    assert result.exit_code == 2 and "--download applies to a built-in dataset" in result.output
