@@ -89,8 +89,8 @@ def _summary(result):
                    "[default: every visible GPU when --device is cuda or auto and CUDA is available].")
 @click.option("--shard", metavar="I/N",
               help="Train only the I-th of N parts of the grid (runs sorted by name, dealt round-robin), so N "
-                   "machines share one --out: e.g. a Slurm array job passes "
-                   "--shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT. A run another process holds is "
+                   "machines share one --out (a Slurm array job: the "
+                   "manual's Benchmark page). A run another process holds is "
                    "left to it; the tables cover the grid's finished runs and say how many are missing.")
 @train_options
 @click.option("--out", type=click.Path(file_okay=False), required=True,

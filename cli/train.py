@@ -177,7 +177,7 @@ def make_config(**flags):
 @click.option("--out", type=click.Path(),
               help="Run folder for config.json, metrics.jsonl, summary.json, checkpoint.pt and model.pt; the line "
                    "'run folder: DIR' names the default one "
-                   "[default: runs/<dataset>-<strategy>-<subset>-<time>-seed<seed>].")
+                   "[default: a folder in runs/ named by dataset, strategy, subset, time and seed].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint (the same final metrics as an uninterrupted run).")
 @click.option("--overwrite", is_flag=True, help="Start the run in --out again, deleting its results (and replacing a run of other settings).")
 @user_errors(again="run it again with --resume (it goes on after the last epoch it saved, if any)")
