@@ -255,8 +255,9 @@ def refuse_unused_flags(config, strategy=True):
     ctx = click.get_current_context()
     given = {p.name: _as_typed(p, ctx.params.get(p.name)) for p in ctx.command.params
              if p.name and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE}
-    if "val_fraction" in given:  # (the default's value typed too: the API cannot tell it was)
-        refuse_own_split_fraction(config.dataset, config.val_fraction, "--val-fraction", typed=True)
+    if "val_fraction" in given:  # (the default's value typed too, which the API cannot tell; but a --resume
+        # of a run whose stop line repeated it, from before it was refused)
+        refuse_own_split_fraction(config.dataset, config.val_fraction, "--val-fraction", typed=not config.resume)
     options = unused_options(config)
     for name, (needs, instead) in options.items():
         if name in given:

@@ -352,3 +352,45 @@ def test_datasets_takes_no_download_with_a_folder_as_train_does(tmp_path, monkey
     assert _cli("datasets", data, "--no-download").exit_code == 0
     result = _cli("datasets", data, "--download")
     assert result.exit_code == 2 and "--download applies to a built-in dataset" in result.output
+
+
+def test_review40_regressions_of_this_round(tmp_path):
+    """review40: a folder of the user's holding results.md and runs/ was taken for a grid (F1); a functools.wraps
+    wrapper was judged by the wrapped function's parameters (F2); 0-d tensors inside betas/milestones were refused
+    and a float32 one recorded as 0.05000000074505806 (F6, F7); "pass it as the dataset (--dataset X)" lost its
+    noun (F5)."""
+    import functools
+
+    import click
+
+    from cli.errors import as_flags
+
+    (tmp_path / "proj" / "runs").mkdir(parents=True)
+    (tmp_path / "proj" / "results.md").write_text("# my notes\n")
+    assert _cli("train", "--dataset", "digits", "--train-limit", 64, "--test-limit", 32, "--epochs", 1, "-q",
+                "--out", tmp_path / "proj").exit_code == 0
+
+    def log(metrics, logger):
+        logger.append(metrics)
+
+    seen = []
+
+    @functools.wraps(log)
+    def wrapper(metrics):
+        log(metrics, seen)
+    coreaug.train(coreaug.TrainConfig(**TINY), on_epoch=wrapper)
+    assert len(seen) == 1
+
+    config = coreaug.TrainConfig(dataset="digits", optimizer="adamw", lr=torch.tensor(0.05),
+                                 betas=(torch.tensor(0.9), 0.999), milestones=[torch.tensor(0.5)])
+    assert (config.lr, config.betas, config.milestones) == (0.05, (0.9, 0.999), [0.5])
+    config.validate()
+
+    @click.command()
+    @click.option("--dataset")
+    def command(dataset):
+        pass
+    with click.Context(command):
+        assert as_flags("x holds train/: pass it as the dataset (--dataset x)") == \
+            "x holds train/: pass it as the dataset (--dataset x)"
+        assert as_flags("give dataset (--dataset x)") == "give --dataset x"

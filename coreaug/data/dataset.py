@@ -18,13 +18,16 @@ class ImageDataset:
 
     Attributes:
         name: registry name, e.g. ``"cifar10"``.
-        train_images, test_images: ``torch.uint8`` tensors of shape ``(N, C, H, W)``.
-        train_labels, test_labels: ``torch.int64`` tensors of shape ``(N,)``, values in
+        train_images: the training images, a ``torch.uint8`` tensor of shape ``(N, C, H, W)``.
+        train_labels: their labels, a ``torch.int64`` tensor of shape ``(N,)``, values in
             ``[0, num_classes)``.
+        test_images: the test images, as ``train_images``.
+        test_labels: their labels, as ``train_labels``.
         num_classes: number of classes.
         class_names: one name per class, or ``None`` where the format carries none.
-        mean, std: per-channel statistics of the train images in [0, 1] units, for
-            normalisation (``(x / 255 - mean) / std``).
+        mean: per-channel mean of the train images in [0, 1] units, for normalisation
+            (``(x / 255 - mean) / std``).
+        std: per-channel standard deviation of the train images, in the same units.
         source: the folder the files were read from, or ``"generated"``.
         fingerprint: for a folder of images, a hash of its files (path, label, size,
             modification time), which changes when the folder does; else None.
@@ -66,9 +69,11 @@ def content_fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
     registered dataset checks it, as a folder's runs check its files (about 0.2 s for CIFAR-10's 150 MB)."""
     digest = hashlib.sha1()
     for tensor in (images, labels):
-        values = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{tuple(values.shape)} {values.dtype};".encode())
-        digest.update(values.view(torch.uint8).numpy().data if values.numel() else b"")
+        digest.update(f"{tuple(tensor.shape)} {tensor.dtype};".encode())
+        rows = max(1, (64 << 20) // max(1, tensor[:1].numel() * tensor.element_size()))  # 64 MiB at a time
+        for start in range(0, len(tensor), rows):  # (a permuted numpy array is never copied whole)
+            values = tensor[start:start + rows].detach().to("cpu").contiguous()
+            digest.update(values.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
 

@@ -78,7 +78,8 @@ IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "svhn": 32, "fashion-mnist": 28, "
 @keyword_only(positional=1)
 @dataclass
 class TrainConfig:
-    """One training run. Fields left as None take the dataset's default (DATASET_DEFAULTS).
+    """One training run. Fields left as None take the dataset's default (DATASET_DEFAULTS). Every
+    field but `dataset` is given by keyword.
 
     dataset, data_dir, download: a registered dataset's name (coreaug.available_datasets()) or a
         folder of images; the folder holding a registered dataset's files (None: searched in
@@ -261,8 +262,10 @@ class TrainConfig:
         # torch.logspace sweep's) as Python's own numbers: torch's generators and config.json's writer refuse them
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if type(value).__module__ in ("numpy", "torch") and getattr(value, "ndim", None) == 0:
-                setattr(self, field.name, value.item())
+            if _plain(value) is not value:
+                setattr(self, field.name, _plain(value))
+            elif isinstance(value, (list, tuple)) and any(_plain(v) is not v for v in value):  # betas, milestones
+                setattr(self, field.name, type(value)(_plain(v) for v in value))
             elif isinstance(value, numbers.Real) and not isinstance(value, (int, float)):  # a Fraction: a float
                 setattr(self, field.name, float(value))  # (config.json could not hold it)
         if type(self.device).__module__ == "torch":  # a torch.device: its name, as summary.json records it
@@ -617,6 +620,17 @@ def unused_options(settings):
     if get("schedule") == "cosine":
         unused["milestones"] = ("schedule 'multistep'", "schedule 'cosine'")
     return unused
+
+
+def _plain(value):
+    """A numpy scalar or 0-d tensor as Python's number (a float32 one by its shortest digits, 0.05 rather
+    than 0.05000000074505806, as typed and as a --resume types it again); anything else as it is."""
+    if type(value).__module__.split(".")[0] not in ("numpy", "torch") or getattr(value, "ndim", None) != 0:
+        return value
+    number = value.item()
+    narrow = value.dtype.is_floating_point and value.element_size() < 8 if isinstance(value, torch.Tensor) \
+        else value.dtype.kind == "f" and value.dtype.itemsize < 8
+    return float(str(np.float32(number))) if isinstance(number, float) and narrow else number
 
 
 def mixes_partners(strategy):

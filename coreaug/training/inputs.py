@@ -117,9 +117,9 @@ def load_run_data(config, device, distributed=None, checkpoint=None):
         data = load_folder(config, progress=not config.quiet)
     else:
         data = load_dataset(config.dataset, config.data_dir, download=config.download, progress=not config.quiet)
+    hashed = config.out and not folder and registered_by_a_user(config.dataset)  # (checked by a resume alone)
     content = (content_fingerprint(data.train_images, data.train_labels)
-               if not folder and registered_by_a_user(config.dataset) and isinstance(data.train_images, torch.Tensor)
-               else None)
+               if hashed and isinstance(data.train_images, torch.Tensor) else None)
     train_x, train_y = _sample(as_images(data.train_images), data.train_labels, config.train_limit, 0)
     if len(train_y) and bool((train_y == train_y[0]).all()) and len(train_y) < len(data.train_labels):
         label = int(train_y[0])

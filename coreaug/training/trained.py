@@ -124,10 +124,12 @@ class TrainedModel:
     Attributes:
         model: the trained nn.Module, in eval mode on `device`.
         class_names: one name per output, in the model's order.
-        image_size, store_size: the square side the model sees, and the side images are stored at
-            before its centre crop (larger for a run with resized crops; else `image_size`).
+        image_size: the square side the model sees.
+        store_size: the side images are stored at before the centre crop to `image_size` (larger
+            for a run with resized crops; else `image_size`).
         in_channels: 1 (grayscale) or 3 (RGB).
-        mean, std: the per-channel normalisation, in [0, 1] units (`(x / 255 - mean) / std`).
+        mean: the per-channel mean of the normalisation, in [0, 1] units (`(x / 255 - mean) / std`).
+        std: the per-channel standard deviation of the normalisation, in [0, 1] units.
         config: the run's settings (a dict, as config.json holds them).
         device: the torch.device the model runs on.
         run: the run folder it was loaded from (None where unknown).

@@ -193,7 +193,7 @@ def _check_hook(hook, name, what):
     if not callable(hook):
         raise UsageError(f"{name} must be {what}, or None, got {type(hook).__name__}")
     try:
-        signature = inspect.signature(hook)
+        signature = inspect.signature(hook, follow_wrapped=False)  # (a functools.wraps wrapper's own)
     except (TypeError, ValueError):  # a builtin without a signature: taken as it is
         return
     try:
@@ -419,11 +419,11 @@ def check_out_is_no_grid(config):
 
 
 def _is_grid(folder):
-    """Whether `folder` is a bench grid's: it holds grid.json, or results.md beside runs/ (a grid of 0.2's)."""
+    """Whether `folder` is a bench grid's: it holds grid.json (a grid of coreaug 0.2, without one, is not
+    told from a folder of the user's that holds notes in results.md and the default runs/)."""
     from coreaug.bench.archive import PLAN
 
-    return os.path.isfile(os.path.join(folder, PLAN)) or (
-        os.path.isfile(os.path.join(folder, "results.md")) and os.path.isdir(os.path.join(folder, "runs")))
+    return os.path.isfile(os.path.join(folder, PLAN))
 
 
 def _warn_one_selection(config, report=None):
