@@ -77,7 +77,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
         raise UsageError("give IMAGES (files or folders), or a list of them with --files-from"
                          + (f" ({_source_name(files_from)} lists none)" if files_from is not None else ""))
     trained = load_named(run, model, device)
-    files = image_files(list(images) + listed)
+    files = image_files(list(images) + listed, missing_ok=skip_bad_images)  # (one gone since it was listed)
     if not skip_bad_images:
         check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "
                              "leave unreadable ones out")

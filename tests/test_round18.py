@@ -111,7 +111,8 @@ def test_predict_skips_a_file_gone_since_it_was_listed(finished, tmp_path, monke
 
     write_image(tmp_path / "cat.png", COLOURS["cat"], size=(16, 16))
     listed = predict_command.image_files
-    monkeypatch.setattr(predict_command, "image_files", lambda images: listed(images) + [str(tmp_path / "gone.png")])
+    monkeypatch.setattr(predict_command, "image_files",
+                        lambda images, **kw: listed(images, **kw) + [str(tmp_path / "gone.png")])
     result = invoke("predict", finished / "run", tmp_path / "cat.png", "--skip-bad-images", "--top-k", "1")
     assert result.exit_code == 0, result.output
     assert "cat.png,1," in result.stdout and "skipped: cannot read image" in result.stderr

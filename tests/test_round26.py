@@ -394,3 +394,21 @@ def test_review40_regressions_of_this_round(tmp_path):
         assert as_flags("x holds train/: pass it as the dataset (--dataset x)") == \
             "x holds train/: pass it as the dataset (--dataset x)"
         assert as_flags("give dataset (--dataset x)") == "give --dataset x"
+
+
+def test_skip_bad_images_skips_a_listed_file_that_is_gone(tmp_path):
+    """explore26-flags #6: with --skip-bad-images a dead link was skipped, but one missing line of a --files-from
+    list (a file removed after `find` listed it) stopped predict with no rows; without the flag it still does."""
+    data = _folder(tmp_path / "imgs", splits=("a", "b", "c"))
+    assert _cli("train", "--dataset", data, "--epochs", 1, "-q", "--out", tmp_path / "run").exit_code == 0
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{data / 'a' / 'a' / '0.png'}\n{data / 'a' / 'gone.png'}\n")
+    result = _cli("predict", tmp_path / "run", "--files-from", listed, "--skip-bad-images")
+    assert result.exit_code == 0 and f"skipped: cannot read image {data / 'a' / 'gone.png'} (no such file)" \
+        in result.output and f"{data / 'a' / 'a' / '0.png'},1," in result.output, result.output
+    refused = _cli("predict", tmp_path / "run", "--files-from", listed)
+    assert refused.exit_code == 2 and "gone.png does not exist" in refused.output
+    with pytest.warns(coreaug.CallerWarning, match="left out 1 unreadable image of 2"):
+        kept = coreaug.load_run(str(tmp_path / "run")).predict(
+            [str(data / "a" / "a" / "0.png"), str(data / "gone.png")], skip_bad_images=True)
+    assert [p.image for p in kept] == [str(data / "a" / "a" / "0.png")]

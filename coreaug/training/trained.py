@@ -271,7 +271,7 @@ class TrainedModel:
             raise UsageError(f"skip_bad_images must be True or False, got {skip_bad_images!r}")
         top_k, batch_size = int(top_k), self._batch_size(batch_size)
         if not isinstance(images, torch.Tensor):
-            images = image_files(images)
+            images = image_files(images, missing_ok=skip_bad_images)
         names = [image_name(x, str(i)) for i, x in enumerate(images)] if isinstance(images, list) else None
         if skip_bad_images and names:
             names, probabilities = self._readable_probabilities(images, names, batch_size)
@@ -794,12 +794,13 @@ def check_headers(files, advice):
             raise UnreadableImage(path, first_line(exc), advice) from None
 
 
-def image_files(images):
+def image_files(images, missing_ok=False):
     """`images` (an image file's path, a folder, a PIL image, or a list or tuple of them) as a list,
     a folder's image files (recursively, sorted by path) in its place: those a dataset folder's
     scan reads (coreaug.data.image_folder.images_under: no hidden files or folders, `._name`
     or `__MACOSX/`); `~` in a path is the home folder. Raises UsageError for a path that does not
-    exist or a folder that holds no images."""
+    exist (kept as a file, which reading then finds gone, where `missing_ok`: --skip-bad-images skips it)
+    or a folder that holds no images."""
     from coreaug.data.image_folder import IMAGE_EXTENSIONS, images_under
 
     if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert") or hasattr(images, "read"):
@@ -830,7 +831,7 @@ def image_files(images):
                 raise UsageError(f"folder {image} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             _warn_unread(unread, image)  # a phone's .HEIC among its JPEGs
             files += found
-        elif os.path.lexists(os.path.expanduser(image)):  # a link to a file that is gone: read says so
+        elif os.path.lexists(os.path.expanduser(image)) or missing_ok:  # a link to a file that is gone: read says so
             files.append(os.path.expanduser(image))
         else:
             raise UsageError(f"image {image} does not exist; give image files or folders of them")
