@@ -22,7 +22,7 @@ from coreaug.selection.rules import LOSS_FILTERED, RULES, check_loss_filter
 from coreaug.training import TrainConfig, train
 from coreaug.training.compiled_step import check_compilable
 from coreaug.training.config import REFERENCE_STRATEGIES as REFERENCES
-from coreaug.training.config import WEAK, mixes_partners, streamed_mixup_error, weak_is_resized_crop
+from coreaug.training.config import WEAK, weak_is_resized_crop
 from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
 from coreaug.training.run_files import DEFAULT_IDENTITY, damaged_results, dataset_note, differences, folder_in_use
@@ -121,7 +121,6 @@ def plan_grid(config, out, subsets, strategies, references, seeds):
                                              loss_filter=config.loss_filter if strategy in LOSS_FILTERED else None)
             run_config = run_config.resolved()
             check_compilable(run_config)  # train() checks it too, but only when that run's turn comes
-            _check_streamed_mixup(run_config)
             runs.append(GridRun(name, strategy, subset, seed, run_config))
     return [_match_folder(run) for run in runs]
 
@@ -137,13 +136,6 @@ def _check_loss_filter(loss_filter, strategies):
                          f"this grid's strategies ({', '.join(strategies) or 'none'}) do not read it; add one of "
                          "them to --strategies, or leave --loss-filter out")
     check_loss_filter(readers[0], loss_filter)
-
-
-def _check_streamed_mixup(config):
-    """The refusal a run of `config` would raise, raised while the grid is planned: a rule mixing
-    partners cannot stream the images from disk."""
-    if config.stream == "always" and mixes_partners(config.strategy):
-        raise streamed_mixup_error(config.strategy)
 
 
 def check_out(out, config):

@@ -47,14 +47,29 @@ class PretrainedReport:
         return f"loaded {self.loaded} tensors from {self.path}{left}{head}"
 
 
-def why_unreadable(exc: Exception, path: str) -> str:
-    """One short line for torch.load's many ways to fail (some messages are a bare number).
-    torch says "Weights only load failed" for any file that is not a zip archive too (a PNG, a
-    script), so the file's first bytes tell a foreign file from one holding pickled objects."""
+def not_torch_saved(path: str):
+    """Why the file at `path` is not one torch.save wrote, from its first bytes ("the file is empty", another
+    kind of file), or None."""
     if os.path.getsize(path) == 0:
         return "the file is empty"
     if not saved_by_torch(path):
         return "not a file torch.save writes: neither a zip archive nor a pickle"
+    return None
+
+
+def unreadable_checkpoint(path: str, why: str) -> UsageError:
+    """The refusal of the --pretrained file `path`, which torch cannot read (`why`)."""
+    return UsageError(f"{path} is not a readable torch checkpoint ({why}); save the weights alone with "
+                      "torch.save(model.state_dict(), path)")
+
+
+def why_unreadable(exc: Exception, path: str) -> str:
+    """One short line for torch.load's many ways to fail (some messages are a bare number).
+    torch says "Weights only load failed" for any file that is not a zip archive too (a PNG, a
+    script), so the file's first bytes tell a foreign file from one holding pickled objects."""
+    foreign = not_torch_saved(path)
+    if foreign:
+        return foreign
     if "Weights only load failed" in str(exc):
         found = re.search(r"(?:GLOBAL|Unsupported class) ([\w.]+)", str(exc))  # torch 2.5 and later; 2.3
         what = f" ({found.group(1)})" if found else ""
@@ -91,8 +106,7 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - zip, pickle, EOF and weights_only refusals alike
-        raise UsageError(f"{path} is not a readable torch checkpoint ({why_unreadable(exc, path)}); save "
-                         "the weights alone with torch.save(model.state_dict(), path)") from None
+        raise unreadable_checkpoint(path, why_unreadable(exc, path)) from None
     if isinstance(content, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(content.get(key), Mapping):

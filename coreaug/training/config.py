@@ -383,12 +383,11 @@ class TrainConfig:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"pretrained weights {self.pretrained} do not exist; give the path of a "
                                     "state dict saved with torch.save (nothing is downloaded)")
-        from coreaug.files import saved_by_torch
-        from coreaug.models.pretrained import why_unreadable
+        from coreaug.models.pretrained import not_torch_saved, unreadable_checkpoint
 
-        if not os.path.getsize(path) or not saved_by_torch(path):
-            raise UsageError(f"{path} is not a readable torch checkpoint ({why_unreadable(None, path)}); save "
-                             "the weights alone with torch.save(model.state_dict(), path)")
+        foreign = not_torch_saved(path)
+        if foreign:
+            raise unreadable_checkpoint(path, foreign)
 
     def identity(self):
         """The fields that define what a run computes (not where, how fast or how verbosely): a
