@@ -174,8 +174,9 @@ def as_flags(text):
     flags = {param.name: param.opts[0] for param in ctx.command.params
              if param.name and param.opts and param.opts[0].startswith("--") and param.name not in given}
     for name, flag in flags.items():  # "give pretrained (--pretrained FILE)": the flag alone, said once
-        text = re.sub(rf"(?<![\w/.'\"-])(?<!the )(?<!\ba )(?<!\ban ){name} \(({re.escape(flag)}(?: [^()]*)?)\)",
-                      r"\1", text)  # ("pass it as the dataset (--dataset X)": a noun, kept)
+        # ("pass it as the dataset (--dataset X)": a noun, and "leave it out (--out)": a verb's, kept)
+        text = re.sub(rf"(?<![\w/.'\"-])(?<!the )(?<!\ba )(?<!\ban )(?<!\bit ){name} "
+                      rf"\(({re.escape(flag)}(?: [^()]*)?)\)", r"\1", text)
     for name, flag in flags.items():
         if "_" in name:
             text = re.sub(rf"(?<![\w/.'\"-]){name}(?![\w/.'\"-])", flag, text)

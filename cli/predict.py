@@ -60,8 +60,9 @@ def _source_name(files_from):
 @click.option("--model", metavar="PACKAGE.MODULE:FUNCTION", default=None,
               help=MODEL_HELP)
 @click.option("--skip-bad-images", is_flag=True,
-              help="Leave unreadable images out (each named on stderr, then counted) instead of stopping; "
-                   "exit code 2 still when none can be read. Without it, a file that is not an image stops "
+              help="Leave unreadable images out (each named on stderr, then counted) instead of stopping, and "
+                   "--files-from lines whose file is gone; exit code 2 still when none can be read (and for a "
+                   "path typed here that does not exist). Without it, a file that is not an image stops "
                    "predict before anything is printed; a damaged one found only when decoded stops it "
                    "after the rows of the images before it.")
 @user_errors
@@ -77,7 +78,8 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
         raise UsageError("give IMAGES (files or folders), or a list of them with --files-from"
                          + (f" ({_source_name(files_from)} lists none)" if files_from is not None else ""))
     trained = load_named(run, model, device)
-    files = image_files(list(images) + listed, missing_ok=skip_bad_images)  # (one gone since it was listed)
+    # a listed file gone since it was listed is skipped as unreadable; a path typed here that is not there, a typo
+    files = image_files(list(images)) + image_files(listed, missing_ok=skip_bad_images)
     if not skip_bad_images:
         check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "
                              "leave unreadable ones out")

@@ -265,7 +265,9 @@ def refuse_unused_flags(config, strategy=True):
             raise UsageError(f"{given[name]} applies to {needs}; {has} {instead}, which never reads it: "
                              f"leave {given[name]} out")
     unread_by_strategy = unused_settings(config) - set(options) if strategy else set()
-    unread = [flag for name, flag in given.items() if name in unread_by_strategy]
+    if "val_fraction" in given and "val_fraction" in unread_by_strategy:  # (a --resume's, at the default)
+        warnings.warn(f"--val-fraction has no effect: {config.dataset} has its own test split (val/ or test/)")
+    unread = [flag for name, flag in given.items() if name in unread_by_strategy and name != "val_fraction"]
     # full and none augment everyone or no one: the subset's settings change nothing, but the method's state
     # records them, so a --resume still compares them (said, as the others are not compared)
     recorded = [flag for name, flag in given.items()

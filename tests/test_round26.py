@@ -218,7 +218,7 @@ def test_load_run_leaves_the_callers_random_state_alone(tmp_path):
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_a_sweeps_tensor_values_are_numbers_and_arrays_are_told_tolist():
+def test_a_sweeps_tensor_values_are_numbers():
     """explore26-python-api #8: lr=torch.tensor(0.05) (a torch.logspace sweep's) was "not a finite number", and
     betas=np.array([0.9, 0.99]) "must be two numbers" (it is two)."""
     import numpy as np
@@ -226,11 +226,9 @@ def test_a_sweeps_tensor_values_are_numbers_and_arrays_are_told_tolist():
     config = coreaug.TrainConfig(dataset="digits", lr=torch.logspace(-2, -1, 3)[0], epochs=torch.tensor(2))
     assert config.lr == pytest.approx(0.01) and type(config.lr) is float and config.epochs == 2
     config.validate()
-    with pytest.raises(coreaug.UsageError, match=r"^betas is a numpy array, array\(\[0\.9 , 0\.99\]\); give its values: "
-                                                 r"\.tolist\(\)$"):
-        coreaug.TrainConfig(dataset="digits", optimizer="adamw", betas=np.array([0.9, 0.99])).validate()
-    with pytest.raises(coreaug.UsageError, match=r"^milestones is a tensor, tensor\(\[0\.5000\]\); give its values"):
-        coreaug.TrainConfig(dataset="digits", schedule="multistep", milestones=torch.tensor([0.5])).validate()
+    assert coreaug.TrainConfig(dataset="digits", optimizer="adamw", betas=np.array([0.9, 0.99])).betas == (0.9, 0.99)
+    with pytest.raises(coreaug.UsageError, match=r"^milestones is a tensor, tensor\(\[\[0\.5000\]\]\); give one row"):
+        coreaug.TrainConfig(dataset="digits", schedule="multistep", milestones=torch.tensor([[0.5]])).validate()
     config.lr = torch.tensor(0.1)  # set after construction
     with pytest.raises(coreaug.UsageError, match=r"^lr is a tensor, tensor\(0\.1000\); give its number: \.item\(\)$"):
         config.validate()

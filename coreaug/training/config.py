@@ -266,6 +266,9 @@ class TrainConfig:
                 setattr(self, field.name, _plain(value))
             elif isinstance(value, (list, tuple)) and any(_plain(v) is not v for v in value):  # betas, milestones
                 setattr(self, field.name, type(value)(_plain(v) for v in value))
+            elif field.name in ("betas", "milestones") and isinstance(value, (torch.Tensor, np.ndarray)) \
+                    and value.ndim == 1:  # their values, a float32 one by its shortest digits (not .tolist()'s)
+                setattr(self, field.name, tuple(_plain(v) for v in value))
             elif isinstance(value, numbers.Real) and not isinstance(value, (int, float)):  # a Fraction: a float
                 setattr(self, field.name, float(value))  # (config.json could not hold it)
         if type(self.device).__module__ == "torch":  # a torch.device: its name, as summary.json records it
@@ -417,7 +420,14 @@ class TrainConfig:
             value = getattr(self, field.name)
             if isinstance(value, (torch.Tensor, np.ndarray)):  # (numpy's scalars are numbers, and taken)
                 kind = "tensor" if isinstance(value, torch.Tensor) else "numpy array"
-                give = "its values: .tolist()" if value.ndim else "its number: .item()"
+                if value.ndim == 0:
+                    give = "its number: .item()"
+                elif field.name in ("betas", "milestones"):
+                    give = "one row of numbers (a 1-d array), or a list of them"
+                else:  # lr=torch.logspace(...)[1:2]: .tolist() would give a list, refused too
+                    count = value.numel() if isinstance(value, torch.Tensor) else value.size
+                    give = "its one number: .item()" if count == 1 else "one number"
+                    kind = f"{kind} of {count} values" if count != 1 else f"{kind} of one value"
                 raise UsageError(f"{field.name} is a {kind}, {value!r}; give {give}")
         for name in BOOLEANS:
             value = getattr(self, name)
@@ -748,8 +758,9 @@ def _split_folder(dataset):
 
 def refuse_own_split_fraction(folder, val_fraction, flag="val_fraction", typed=False):
     """UsageError where a `val_fraction` other than the default is given (as `flag`; any value where it was
-    `typed` on a command line) with a folder that has its own test split, where it splits nothing off."""
+    `typed` on a command line) with a folder that has its own test split, where it splits nothing off (a
+    registered name is no folder: cifar10 where ./cifar10/ holds train/ and test/)."""
     given = typed or val_fraction != TrainConfig.__dataclass_fields__["val_fraction"].default
-    if given and _split_folder(folder):
+    if given and _folder(folder) and _split_folder(folder):
         raise UsageError(f"{flag} splits off the test images of a folder of class folders; {folder} has train/ "
                          f"and its own test split (val/ or test/): leave {flag} out")

@@ -827,7 +827,17 @@ def _meaning(key, value, settings):
     dataset = settings.get("dataset")
     if key == "image_size" and isinstance(dataset, str) and names_registered_dataset(dataset):
         return None  # a registered dataset's images keep their own size (older runs recorded the folder default, 64)
-    return value
+    if isinstance(value, (list, tuple)):
+        return [_float32_digits(item) for item in value]
+    return _float32_digits(value)
+
+
+def _float32_digits(value):
+    """A float that float32 holds exactly, by its shortest float32 digits: earlier coreaug recorded a numpy
+    float32 setting by all its digits (0.30000001192092896), which is 0.3 as typed again and as recorded now."""
+    if type(value) is not float or not abs(value) < 3e38 or float(np.float32(value)) != value:
+        return value
+    return float(str(np.float32(value)))
 
 
 def _is_at(fd, path):

@@ -206,10 +206,13 @@ def _settings(mapping):
     """`mapping`'s settings for TrainConfig(**...), or a UsageError naming a key that is no setting (a flag's
     spelling, `train-limit`, is named with the setting's)."""
     fields = [field.name for field in dataclasses.fields(TrainConfig)]
-    unknown = [key for key in mapping if key not in fields]
+    unknown = [key for key in mapping.keys() if key not in fields]  # (keys(): a pandas row iterates its values)
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(str(key).lstrip("-").replace("-", "_"), fields, n=1, cutoff=0.75)
+        name = str(key).lstrip("-").replace("-", "_")
+        if name.startswith("no_") and name[3:] in fields:  # a switch's --no-X spelling
+            raise UsageError(f"config has no setting {key!r}; did you mean {name[3:]!r}: False?")
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.75)
         hint = f"; did you mean {close[0]!r}?" if close else "; TrainConfig's fields are the settings"
         raise UsageError(f"config has no setting {key!r}{hint}")
     return mapping
