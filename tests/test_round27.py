@@ -129,3 +129,76 @@ def test_the_content_hash_reads_labels_by_their_values():
     images, labels = torch.zeros(6, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2])
     assert content_fingerprint(images, labels) == content_fingerprint(images, labels.to(torch.int32))
     assert content_fingerprint(images, labels) != content_fingerprint(images, labels.flip(0))
+
+
+def _selection(weights):
+    return coreaug.Selection(indices=np.array([0, 1]), weights=np.array(weights), strategy="mine",
+                             classes=np.array([0, 1]), class_counts=np.array([1, 1]),
+                             class_objectives=np.array([np.nan, np.nan]))
+
+
+def test_weights_past_float32s_range_are_refused_not_made_inf(tmp_path):
+    """api27 #1: weights 1e39 passed the finite check as float64, then became inf in float32 and trained."""
+    method = coreaug.CoresetAugmentation(torch.tensor([0, 1, 0, 1]), fraction=0.5, strategy="random", mode="subset")
+    with pytest.raises(coreaug.UsageError, match=r"weights must be at most 3\.403e\+38 \(float32's largest\), got "
+                                                 r"1e\+39"):
+        method.use(_selection([1e39, 1.0]), 0)
+    np.savez(tmp_path / "big.npz", indices=np.array([0, 1]), weights=np.array([1e39, 1.0]))
+    with pytest.raises(coreaug.UsageError, match="is not a usable selection: weights must be at most"):
+        coreaug.Selection.load(tmp_path / "big.npz")
+
+
+def test_a_selection_file_path_may_start_with_the_home_folder_or_be_bytes(tmp_path, monkeypatch):
+    """api27 #9: save("~/x.npz") wrote into a folder named ~ (FileNotFoundError); save(b"x.npz") raised TypeError."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    selection = coreaug.select_random(np.array([0, 1, 0, 1]), fraction=0.5, seed=0)
+    selection.save("~/sel.npz")
+    assert (tmp_path / "sel.npz").exists()
+    selection.save(str(tmp_path / "bytes.npz").encode())
+    assert coreaug.Selection.load("~/bytes.npz").indices.tolist() == selection.indices.tolist()
+
+
+def test_a_datasets_own_labels_are_checked_against_the_labels_scored():
+    """api27 #2: estimate_gradients(model, dataset, labels in another order) scored with the wrong labels."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    images, labels = torch.rand(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    data = torch.utils.data.TensorDataset(images, labels)
+    with pytest.raises(coreaug.UsageError, match=r"^item 0's label is 0 but labels\[0\] is 2: pass"):
+        coreaug.estimate_gradients(model, data, labels.flip(0))
+    assert torch.equal(coreaug.estimate_gradients(model, data, labels), coreaug.estimate_gradients(model, images,
+                                                                                                   labels))
+    with pytest.raises(coreaug.UsageError, match=r"^images must be the examples in the labels' order, got a "
+                                                 r"tuple_iterator"):
+        coreaug.estimate_gradients(model, iter(images), labels)
+
+
+def test_integers_refuses_a_span_the_random_source_cannot_draw():
+    """api27 #3: integers(2 ** 32, ...) from a RandomSource gave negative values, and low > high values below low."""
+    from coreaug.augment import RandomSource, integers
+
+    source = RandomSource(RandomSource.image_keys(torch.arange(8), 0))
+    for high, low in ((2 ** 32, 0), (10, 20), (5, 5)):
+        with pytest.raises(coreaug.UsageError, match=rf"^integers draws from \[low, high\) with high - low from 1 to "
+                                                     rf"2 \*\* 31, got low {low} and high {high}$"):
+            integers(high, 8, source, "cpu", low=low)
+    drawn = integers(2 ** 31, 8, source, "cpu")
+    assert drawn.min() >= 0 and drawn.max() < 2 ** 31
+
+
+def test_float64_features_too_small_for_float32_are_refused():
+    """api27 #4: features * 1e-50 became 0 in float32 and the greedy took the first rows (objective 40)."""
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    labels = np.zeros(40, int)
+    assert coreaug.select_coreset(x * 1e-25, labels, 0.2).indices.tolist() == \
+        coreaug.select_coreset(x, labels, 0.2).indices.tolist()
+    with pytest.raises(coreaug.UsageError, match=r"^features are float64 values too small for float32"):
+        coreaug.select_coreset(x * 1e-50, labels, 0.2)
+
+
+def test_max_loss_names_a_model_of_another_dtype_in_one_line():
+    """api27 #5: a float64 model gave torch's "mat1 and mat2 must have the same dtype" from inside F.linear."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).double()
+    images = torch.randint(0, 256, (4, 3, 2, 2), dtype=torch.uint8)
+    with pytest.raises(coreaug.UsageError, match=r"^the model cannot take the float32 inputs .*lambda x: "
+                                                 r"x\.to\(torch\.float64\)$"):
+        coreaug.create_policy("maxloss")(images, None, model=model, labels=torch.tensor([0, 1, 2, 0]))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from coreaug.errors import UsageError
-from coreaug.selection.gradients import check_model_logits, check_module, eval_modes, restore_modes
+from coreaug.selection.gradients import check_model_logits, check_module, eval_modes, model_on, restore_modes
 
 from .policy import Policy
 from .registry import create_policy, register_policy
@@ -107,7 +107,7 @@ class MaxLossAugment(Policy):
         modes = eval_modes(model)
         try:
             with torch.no_grad(), autocast():
-                losses = [self._loss(model(preprocess(chunk)), len(chunk), targets) for chunk in chunks]
+                losses = [self._loss(model_on(model, preprocess(chunk)), len(chunk), targets) for chunk in chunks]
         finally:
             restore_modes(modes)
         return losses[0].view(self.candidates, batch) if one_pass else torch.stack(losses)

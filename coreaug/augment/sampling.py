@@ -61,7 +61,8 @@ class RandomSource:
     the same, and no draw waits on the host); it may change from call to call without a recompile.
     Only a key's low 32 bits count (keys 2 ** 32 apart draw the same; a key is not checked, which
     would wait on the device): fold a seed into keys with `image_keys` (indices, seed), not
-    ``(seed << 32) | index``. Either:
+    ``(seed << 32) | index``; raw indices as keys (``torch.arange(n)``) draw poorly mixed first numbers
+    (key 0's first is always 0.0): make them with `image_keys`. Either:
 
     - one key per image, (n,) (e.g. `RandomSource.image_keys`, or `DevicePlan.image_keys` in a
       training loop): image r has its own stream of numbers, number c being
@@ -294,8 +295,11 @@ def uniform(n: int, generator: Randomness, device: torch.device) -> torch.Tensor
 def integers(
     high: int, n: int, generator: Randomness, device: torch.device, low: int = 0
 ) -> torch.Tensor:
-    """Return n int64 draws uniform on [low, high) on ``device``."""
+    """Return n int64 draws uniform on [low, high) on ``device`` (high - low from 1 to 2 ** 31)."""
     _check_count(n, "integers")
+    if not 0 < high - low <= 1 << 31:  # (a RandomSource's 32-bit hashes span no more; torch's would, and raise below 1)
+        raise UsageError(f"integers draws from [low, high) with high - low from 1 to 2 ** 31, got low {low} and "
+                         f"high {high}")
     if isinstance(generator, RandomSource):  # floor(hash * span / 2 ** 32): a bias below span / 2 ** 32
         drawn = integers_from(generator.hashes(n, device), high - low)
         return drawn + low if low else drawn

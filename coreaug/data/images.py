@@ -138,7 +138,7 @@ class DatasetImages(Images):
 def _check_labels(positions, got, labels):
     """UsageError naming the first of the items at `positions` whose label (`got`) is not `labels`' own."""
     if not isinstance(got, torch.Tensor) or got.numel() != len(positions):
-        return  # labels of another kind (estimate_gradients reads its labels from the caller)
+        return  # labels of another kind (one-hot, names): estimate_gradients reads the caller's
     got = got.reshape(-1).long()
     want = torch.as_tensor(labels)[torch.as_tensor(positions, dtype=torch.long)].long()
     differ = torch.nonzero(got != want).flatten()
@@ -148,15 +148,15 @@ def _check_labels(positions, got, labels):
                          f"{int(want[first])}: pass the training set in the order of the labels")
 
 
-def as_images(images, num_workers: int = 0) -> Images:
+def as_images(images, num_workers: int = 0, labels=None) -> Images:
     """``images`` as an `Images`: a source as it is, a tensor or array as `TensorImages`, any
     other sized, indexable collection as a map-style dataset (`DatasetImages`, read by a
-    DataLoader with ``num_workers`` workers)."""
+    DataLoader with ``num_workers`` workers, its items' labels checked against ``labels``)."""
     if isinstance(images, Images):
         return images
     if isinstance(images, (torch.Tensor, np.ndarray)):
         return TensorImages(torch.as_tensor(images))
-    return DatasetImages(images, num_workers)
+    return DatasetImages(images, num_workers, labels=labels)
 
 
 def consecutive(count: int, batch_size: int) -> List[slice]:

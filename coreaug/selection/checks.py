@@ -59,7 +59,14 @@ def check_features(features):
                          f"between them are computed in float32), got a value of magnitude {largest:.3g}; "
                          "rescale them, e.g. features / abs(features).max() (a common scale leaves the "
                          "picks and weights as they are)")
+    if x.dtype == np.float64 and 0 < largest < SMALLEST_FLOAT64:  # float32 would round them to 0 or few digits
+        raise UsageError(f"features are float64 values too small for float32, in which distances are computed "
+                         f"(largest magnitude {largest:.3g}); rescale them, e.g. features / abs(features).max() (a "
+                         "common scale leaves the picks and weights as they are)")
     return np.ascontiguousarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32)
+
+
+SMALLEST_FLOAT64 = float(np.finfo(np.float32).tiny) * 2.0 ** 24  # every digit of float32 below the largest kept
 
 
 def largest_feature(dims):

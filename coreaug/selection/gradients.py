@@ -70,7 +70,7 @@ def check_model_logits(out, batch, what="the model", classes=None):
 DTYPE_ERROR = re.compile(r"dtype|scalar type|should be the same|not implemented for '|Tensor instead")
 
 
-def _model_on(model, inputs):
+def model_on(model, inputs):
     """``model(inputs)``; where the model cannot take the inputs' dtype (uint8 images given without
     a ``preprocess=``/``transform=``, float64 ones, numpy's default, for a float32 model, or token
     ids of a dtype its embedding refuses), a UsageError saying so: torch's own error names only
@@ -351,7 +351,8 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     num_workers = check_int(num_workers, "num_workers", 0, optional=True) or 0
     check_module(model)
     labels = torch.as_tensor(check_labels(labels))
-    if isinstance(images, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)):
+    if isinstance(images, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)) or \
+            not hasattr(images, "__len__"):  # (a generator, an iterator: read once, of no known length)
         fix = ("pass its dataset (loader.dataset): estimate_gradients batches it itself, in order "
                "(batch_size=, num_workers=)") if isinstance(images, torch.utils.data.DataLoader) else \
             "pass a map-style dataset (one with __len__ and __getitem__), a tensor or an array"
@@ -366,7 +367,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                              "none to take the device from): pass device='cpu' or device='cuda'")
         device = held.device
     device = api_device(device)
-    images = as_images(images, num_workers)
+    images = as_images(images, num_workers, labels=labels)  # a dataset's own labels checked against them
     captured = []
     hook = None
     if kind == "last_layer":  # read by a hook, which a compiled model's graph may skip: score with its module
@@ -379,7 +380,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     try:
         with torch.no_grad():
             for batch in device_batches(images, batch_size, device):
-                logits = check_model_logits(_model_on(model, transform(batch) if transform is not None else batch),
+                logits = check_model_logits(model_on(model, transform(batch) if transform is not None else batch),
                                             len(batch)).float()
                 if start == 0 and logits.shape[1] < 2:  # softmax of one logit is 1: every estimate would be 0
                     raise UsageError(f"logits must be 2-D (n_examples, n_classes) with n_classes >= 2, got shape "

@@ -95,7 +95,7 @@ class Selection:
 
     def save(self, path):
         """Write the selection to `path` as .npz (keys indices, weights, ...), atomically."""
-        atomic_write(path, lambda f: np.savez(
+        atomic_write(_path(path), lambda f: np.savez(
             f, indices=self.indices, weights=self.weights, strategy=np.array(self.strategy),
             classes=self.classes, class_counts=self.class_counts, class_objectives=self.class_objectives,
             timings=np.array(json.dumps(self.timings)), n_total=np.array(self.n_total)), mode="wb")
@@ -107,7 +107,7 @@ class Selection:
         shapes than `save` writes) is a UsageError; a missing one a FileNotFoundError."""
         not_one = f"{path} is not a selection file (an .npz written by Selection.save)"
         try:
-            data = np.load(os.fspath(path), allow_pickle=False)
+            data = np.load(_path(path), allow_pickle=False)
         except (ValueError, EOFError, zipfile.BadZipFile):  # not numpy's advice to unpickle it
             raise UsageError(f"{not_one}: numpy reads no arrays from it") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -187,6 +187,12 @@ def _bad_extras(extras, timings, indices):
     return None
 
 
+def _path(path):
+    """`path` (a str, bytes or path-like) as a str, `~` as the home folder."""
+    path = os.fspath(path)
+    return os.path.expanduser(os.fsdecode(path))
+
+
 def _whole(array):
     """Whether every entry of the number array `array` is a whole number (floats such as 3.0 included)."""
     return array.dtype.kind in "iu" or bool(np.all(np.isfinite(array)) and np.all(array == np.floor(array)))
@@ -204,4 +210,6 @@ def _bad_selection(indices, weights):
         return "indices repeat an example"
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         return "weights must be finite and >= 0"
+    if weights.size and weights.max() > np.finfo(np.float32).max:  # kept as float32: it would be inf
+        return f"weights must be at most {np.finfo(np.float32).max:.4g} (float32's largest), got {weights.max():.4g}"
     return None
