@@ -35,7 +35,7 @@ from coreaug.selection.gradients import (check_model_logits, estimate_dtype, est
 
 from .compiled_step import (CompiledStep, CudaGraphSkips, check_compilable, cpp_build_failed, prime_optimizer_state,
                             untraceable_code, uses_cuda_graphs, warn_layout_growth)
-from .config import INSTANCE, TrainConfig, weak_is_resized_crop
+from .config import BOOLEANS, INSTANCE, TrainConfig, weak_is_resized_crop
 from .distributed import check_world_size, join_run
 from .evaluate import evaluation_sums
 from .inputs import load_run_data
@@ -210,7 +210,7 @@ def _settings(mapping):
     if unknown:
         key = unknown[0]
         name = str(key).lstrip("-").replace("-", "_")
-        if name.startswith("no_") and name[3:] in fields:  # a switch's --no-X spelling
+        if name.startswith("no_") and name[3:] in BOOLEANS:  # a switch's --no-X spelling
             raise UsageError(f"config has no setting {key!r}; did you mean {name[3:]!r}: False?")
         close = difflib.get_close_matches(name, fields, n=1, cutoff=0.75)
         hint = f"; did you mean {close[0]!r}?" if close else "; TrainConfig's fields are the settings"
