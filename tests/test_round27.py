@@ -202,3 +202,50 @@ def test_max_loss_names_a_model_of_another_dtype_in_one_line():
     with pytest.raises(coreaug.UsageError, match=r"^the model cannot take the float32 inputs .*lambda x: "
                                                  r"x\.to\(torch\.float64\)$"):
         coreaug.create_policy("maxloss")(images, None, model=model, labels=torch.tensor([0, 1, 2, 0]))
+
+
+def test_a_subfolder_that_cannot_be_listed_is_an_error_not_a_folder_of_no_images(tmp_path, monkeypatch):
+    """flags27 #1: a class's subfolder without permission was skipped (its images left out, exit 0)."""
+    import os
+
+    from coreaug.data import image_folder
+
+    data = _folder(tmp_path / "imgs")
+    (data / "train" / "a" / "sub").mkdir()
+    walk = os.walk
+
+    def refusing(top, *args, onerror=None, **kwargs):  # (root lists any folder: chmod 000 would not stop it)
+        for parent, dirs, names in walk(top, *args, onerror=onerror, **kwargs):
+            if os.path.basename(parent) == "sub" and onerror is not None:  # as os.walk meets an unlistable one
+                onerror(PermissionError(13, "Permission denied", parent))
+                continue
+            yield parent, dirs, names
+    monkeypatch.setattr(image_folder.os, "walk", refusing)
+    with pytest.raises(PermissionError, match="Permission denied"):
+        image_folder.load_image_folder(str(data / "train"), cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_finished_run_without_its_model_is_told_resume_which_writes_it_again(tmp_path):
+    """flags27 #3: evaluate advised --overwrite (deleting the run, training it again) where --resume rewrites
+    model.pt from checkpoint.pt."""
+    assert _cli("train", "--dataset", "digits", "--train-limit", 64, "--test-limit", 32, "--epochs", 1, "-q",
+                "--out", tmp_path / "run").exit_code == 0
+    (tmp_path / "run" / "model.pt").unlink()
+    result = _cli("evaluate", tmp_path / "run")
+    assert result.exit_code == 2 and result.output == (
+        f"error: {tmp_path / 'run'} holds a finished run without its model.pt (removed?); coreaug train with the "
+        f"run's settings and --resume --out {tmp_path / 'run'} writes it again from checkpoint.pt\n"), result.output
+
+
+def test_archive_restore_refuses_a_run_folder_as_its_grid(tmp_path):
+    """flags27 #2: --restore into a run's folder made it a grid (the run could no longer be resumed) and, into a
+    run still training, waited on its lock without a word."""
+    assert _cli("train", "--dataset", "digits", "--train-limit", 64, "--test-limit", 32, "--epochs", 1, "-q",
+                "--out", tmp_path / "grid" / "runs" / "r1").exit_code == 0
+    (tmp_path / "grid" / "grid.json").write_text("{}")
+    archived = _cli("archive", tmp_path / "grid", "--to", tmp_path / "a.tar.xz")
+    if archived.exit_code != 0:
+        pytest.skip(f"the archive of a hand-made grid: {archived.output}")
+    result = _cli("archive", "--restore", tmp_path / "a.tar.xz", "--out", tmp_path / "grid" / "runs" / "r1")
+    assert result.exit_code == 2 and "is a run folder (it holds config.json), not a grid's" in result.output
+    assert not (tmp_path / "grid" / "runs" / "r1" / "runs").exists()

@@ -332,6 +332,10 @@ def restore_grid(archive, *, out):
     out = os.path.expanduser(path_given(out, "out", "the grid's folder"))
     if not os.path.isfile(archive):
         raise UsageError(f"--restore {archive} is not a file; give an archive written by `coreaug archive`")
+    for name in ("config.json", "summary.json"):  # (a live run's lock would also hold the restore up)
+        if os.path.isfile(os.path.join(out, name)):
+            raise UsageError(f"--out {out} is a run folder (it holds {name}), not a grid's; restore into another "
+                             "--out (the run could not be resumed, nor the grid continued, with both in one folder)")
     records = read_archive(archive)
     if not any(record.started for record in records):
         raise UsageError(f"{archive} holds no runs; give a non-empty archive written by `coreaug archive`")

@@ -544,9 +544,15 @@ def _walk_listed(folder, seen=None):
     folder that two of them reach (through a link) a UsageError naming both paths."""
     seen = {} if seen is None else seen
     _first_visit(seen, folder, folder)
-    for parent, dirs, names in os.walk(folder, followlinks=True):
+    for parent, dirs, names in os.walk(folder, followlinks=True, onerror=_unlistable):
         dirs[:] = [d for d in sorted(dirs) if _is_listed(d) and _first_visit(seen, os.path.join(parent, d), folder)]
         yield parent, names
+
+
+def _unlistable(error):
+    """os.walk's onerror: a subfolder it cannot list (no permission) is an error, not a folder of no
+    images (its images left out of the dataset without a word)."""
+    raise error
 
 
 def _first_visit(seen, path, walked):

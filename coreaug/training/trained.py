@@ -963,6 +963,9 @@ def read_model_file(run):
     if not os.path.isdir(run):
         raise UsageError(f"{run} is not a folder; give the folder of a coreaug run (the --out of coreaug train)")
     if not os.path.exists(path):
+        if os.path.exists(os.path.join(run, "summary.json")) and os.path.isfile(os.path.join(run, CHECKPOINT)):
+            raise UsageError(f"{run} holds a finished run without its {MODEL} (removed?); coreaug train with the "
+                             f"run's settings and --resume --out {run} writes it again from {CHECKPOINT}")
         if os.path.exists(os.path.join(run, "summary.json")):
             raise UsageError(f"{run} holds a finished run whose weights are not kept (no {MODEL}: it was restored "
                              f"from an archive, which keeps no models, or {MODEL} was removed); only training it "
@@ -981,6 +984,8 @@ def read_model_file(run):
         raise UsageError(f"{run} holds no coreaug run (no {MODEL}); give the --out folder of a finished coreaug train")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:  # not damaged: the CLI names the file and the reason
+        raise
     except Exception as exc:  # noqa: BLE001 - zip, pickle and EOF errors all mean a damaged file
         again = ("`coreaug train` with the run's settings and --resume writes it again from checkpoint.pt"
                  if os.path.isfile(os.path.join(os.path.dirname(path), "checkpoint.pt")) else "train the run again")
