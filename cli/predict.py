@@ -44,10 +44,19 @@ def _source_name(files_from):
     return "<stdin> (closed)" if closed else files_from.name
 
 
+class _ListFile(click.File):
+    """click.File, with `~` as the home folder (--files-from=~/list.txt reaches us as typed)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.startswith("~"):
+            value = os.path.expanduser(value)
+        return super().convert(value, param, ctx)
+
+
 @click.command("predict")
 @click.argument("run", type=click.Path(file_okay=False))
 @click.argument("images", nargs=-1, type=click.Path())
-@click.option("--files-from", type=click.File("rb"), default=None,
+@click.option("--files-from", type=_ListFile("rb"), default=None,
               help="Also classify the image files and folders listed in this file, one path a line ('-': "
                    "stdin, e.g. find ... | coreaug predict RUN --files-from -): one header and one model for "
                    "any number, where xargs would split the list into several commands.")

@@ -249,3 +249,31 @@ def test_archive_restore_refuses_a_run_folder_as_its_grid(tmp_path):
     result = _cli("archive", "--restore", tmp_path / "a.tar.xz", "--out", tmp_path / "grid" / "runs" / "r1")
     assert result.exit_code == 2 and "is a run folder (it holds config.json), not a grid's" in result.output
     assert not (tmp_path / "grid" / "runs" / "r1" / "runs").exists()
+
+
+def test_a_model_file_without_permission_is_not_called_corrupt(tmp_path, monkeypatch):
+    """flags27 #5: a model.pt the user may not read was "truncated or corrupt", to be written again."""
+    from coreaug.training import trained
+
+    assert _cli("train", "--dataset", "digits", "--train-limit", 64, "--test-limit", 32, "--epochs", 1, "-q",
+                "--out", tmp_path / "run").exit_code == 0
+
+    def refused(path, *args, **kwargs):  # (root reads any file: chmod 000 would not stop it)
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(trained.torch, "load", refused)
+    with pytest.raises(PermissionError):
+        trained.read_model_file(str(tmp_path / "run"))
+
+
+def test_select_out_under_a_file_and_files_from_of_the_home_folder(tmp_path, monkeypatch):
+    """flags27 #6, #7: select --out afile/x.npz said the folder afile "does not exist; create it"; predict
+    --files-from=~/list.txt was not found (every other path option expands ~)."""
+    np.save(tmp_path / "labels.npy", np.array([0, 1, 0, 1]))
+    (tmp_path / "afile").write_text("x")
+    result = _cli("select", "--labels", tmp_path / "labels.npy", "--strategy", "random", "--fraction", 0.5,
+                  "--out", tmp_path / "afile" / "x.npz")
+    assert result.exit_code == 2 and f"{tmp_path / 'afile'} is a file, not a folder" in result.output, result.output
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'none.png'}\n")
+    result = _cli("predict", tmp_path / "norun", "--files-from=~/list.txt")
+    assert result.exit_code == 2 and "Invalid value for '--files-from'" not in result.output, result.output
