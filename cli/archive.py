@@ -25,6 +25,11 @@ def archive(grid, to, restore, out):
     file directly. `coreaug archive --restore FILE --out GRID` writes the finished runs back (and
     grid.json's plan), so that `coreaug bench --out GRID` with the same flags skips them.
     """
+    for flag, value, what in (("GRID", grid, "a grid folder"), ("--to", to, "the archive's file, or leave it out "
+                               "for GRID.runs.jsonl.xz"), ("--restore", restore, "an archive's file"),
+                              ("--out", out, "the grid folder")):
+        if value is not None and not value.strip():  # ("" is no path: the OS's "Is a directory" for --to)
+            raise UsageError(f"{flag} is empty; give {what}")
     if restore:
         if grid or to:
             raise UsageError("--restore takes no GRID or --to; give --restore FILE --out GRID")

@@ -8,7 +8,7 @@ import click
 from coreaug.data import is_folder_dataset
 from coreaug.data.cache_key import CACHE_DIR_TEXT
 from coreaug.data.registry import read_in_place_error
-
+from coreaug.errors import UsageError
 from coreaug.selection.selection import LISTED_CLASSES
 
 from .errors import check_stdout_open, one_process, refuse_empty, user_errors, without_controls
@@ -42,6 +42,8 @@ def evaluate(run, dataset, data_dir, download, skip_bad_images, cache_dir, devic
     "accuracy A% (correct/total) on the SPLIT of DATASET", then a line a class (past
     20 classes, their spread and the 20 lowest); unreadable images skipped are named on stderr."""
     one_process("evaluate")
+    if not run.strip():  # (the OS's " is not a folder")
+        raise UsageError("RUN is empty; give the folder of a finished coreaug run (the --out of coreaug train)")
     refuse_empty(dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, model=model)
     check_stdout_open("the accuracy", "coreaug evaluate RUN > accuracy.txt")
     trained = load_named(run, model, device)

@@ -80,6 +80,8 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
     files, `._name` or `__MACOSX/`, as training reads a folder) with the model of the finished run RUN.
     From 512 images a bar on stderr counts those read."""
     one_process("predict")
+    if not run.strip():  # (the OS's " is not a folder")
+        raise UsageError("RUN is empty; give the folder of a finished coreaug run (the --out of coreaug train)")
     refuse_empty(model=model)
     check_stdout_open("the predictions table", "coreaug predict RUN IMAGES > predictions.csv")
     listed = _listed(files_from) if files_from is not None else []

@@ -167,6 +167,16 @@ def test_paper_figures_give_a_column_and_their_share(grid, tmp_path):
     assert table_row(text, "| random | 10% | 3 | 43.00 ± 1.00 | 43.00 | 20% |  |  |")
 
 
+def test_paper_figures_that_name_no_cell_are_refused_as_epoch_seconds_are(grid, tmp_path):
+    """flags27 #4: a CSV whose rows named no cell (Random for random) gave an empty paper column, exit 0."""
+    paper = tmp_path / "paper.csv"
+    paper.write_text("strategy,subset,accuracy\nRandom,0.5,50\n")
+    with pytest.raises(UsageError, match=r"^--paper-figures .*: no row names a cell of the runs reported \(rows "
+                                         r"Random 0\.5; the runs have "):
+        write_report(grid, out=tmp_path / "out", paper_figures=paper)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_seed_and_a_crashed_run_are_reported_and_the_rest_written(grid, tmp_path):
     for file in ("summary.json", "metrics.jsonl", "config.json"):
         (grid / "runs" / "coreset-0.1-seed1" / file).unlink()

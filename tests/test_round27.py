@@ -277,3 +277,15 @@ def test_select_out_under_a_file_and_files_from_of_the_home_folder(tmp_path, mon
     (tmp_path / "list.txt").write_text(f"{tmp_path / 'none.png'}\n")
     result = _cli("predict", tmp_path / "norun", "--files-from=~/list.txt")
     assert result.exit_code == 2 and "Invalid value for '--files-from'" not in result.output, result.output
+
+
+def test_an_empty_run_grid_or_archive_path_is_refused_as_empty(tmp_path):
+    """flags27 #8: `archive grid --to ''` said "--to  cannot be written (Is a directory)", `evaluate ''` said
+    " is not a folder"."""
+    for args, said in ((["archive", tmp_path, "--to", ""], "--to is empty; give the archive's file"),
+                       (["archive", ""], "GRID is empty; give a grid folder"),
+                       (["archive", "--restore", "", "--out", tmp_path], "--restore is empty"),
+                       (["evaluate", ""], "RUN is empty; give the folder of a finished coreaug run"),
+                       (["predict", " ", "x.png"], "RUN is empty; give the folder of a finished coreaug run")):
+        result = _cli(*args)
+        assert result.exit_code == 2 and result.output.startswith(f"error: {said}"), (args, result.output)

@@ -164,6 +164,11 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
                          f"{_pairs({key[:2] for key in rates})}; the runs have "
                          f"{_pairs({(c.strategy, c.subset) for c in cells.values()})}); give rows "
                          "strategy,subset,seconds_per_epoch for them")
+    if paper and not any((c.strategy, c.subset) in paper for c in cells.values() if not c.label):
+        raise UsageError(f"--paper-figures {paper_figures}: no row names a cell of the runs reported (rows "
+                         f"{_pairs(set(paper))}; the runs have "
+                         f"{_pairs({(c.strategy, c.subset) for c in cells.values() if not c.label})}); give rows "
+                         "strategy,subset,accuracy for them (subset empty for full and none)")
     missing_runs = len(problems)
     problems += _missing_seeds(cells)
     main_full = [r.final for r in runs if r.strategy == "full" and not r.label]
