@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, path_given
 from coreaug.files import atomic_write
 
 from .checks import to_numpy
@@ -95,7 +95,7 @@ class Selection:
 
     def save(self, path):
         """Write the selection to `path` as .npz (keys indices, weights, ...), atomically."""
-        atomic_write(_path(path), lambda f: np.savez(
+        atomic_write(os.path.expanduser(path_given(path, "path", "the selection file's path")), lambda f: np.savez(
             f, indices=self.indices, weights=self.weights, strategy=np.array(self.strategy),
             classes=self.classes, class_counts=self.class_counts, class_objectives=self.class_objectives,
             timings=np.array(json.dumps(self.timings)), n_total=np.array(self.n_total)), mode="wb")
@@ -107,7 +107,8 @@ class Selection:
         shapes than `save` writes) is a UsageError; a missing one a FileNotFoundError."""
         not_one = f"{path} is not a selection file (an .npz written by Selection.save)"
         try:
-            data = np.load(_path(path), allow_pickle=False)
+            data = np.load(os.path.expanduser(path_given(path, "path", "the selection file's path")),
+                           allow_pickle=False)
         except (ValueError, EOFError, zipfile.BadZipFile):  # not numpy's advice to unpickle it
             raise UsageError(f"{not_one}: numpy reads no arrays from it") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -185,12 +186,6 @@ def _bad_extras(extras, timings, indices):
             initial=-1)):
         return f"n_total must be 0 (not known) or an integer above every index, got {n_total.tolist()!r}"
     return None
-
-
-def _path(path):
-    """`path` (a str, bytes or path-like) as a str, `~` as the home folder."""
-    path = os.fspath(path)
-    return os.path.expanduser(os.fsdecode(path))
 
 
 def _whole(array):
