@@ -313,6 +313,12 @@ def _listed(why):
     return ", ".join(f"{name!r} ({reason})" for name, reason in why.items())
 
 
+def run_file_in(folder):
+    """The file that makes `folder` a run's (config.json, else summary.json), or None: no grid lives there."""
+    return next((name for name in ("config.json", "summary.json") if os.path.isfile(os.path.join(folder, name))),
+                None)
+
+
 def restore_grid(archive, *, out):
     """Write the finished runs of `archive` back as run folders under `out/runs/`, and its plan
     into `out/grid.json`.
@@ -332,10 +338,10 @@ def restore_grid(archive, *, out):
     out = os.path.expanduser(path_given(out, "out", "the grid's folder"))
     if not os.path.isfile(archive):
         raise UsageError(f"--restore {archive} is not a file; give an archive written by `coreaug archive`")
-    for name in ("config.json", "summary.json"):  # (a live run's lock would also hold the restore up)
-        if os.path.isfile(os.path.join(out, name)):
-            raise UsageError(f"--out {out} is a run folder (it holds {name}), not a grid's; restore into another "
-                             "--out (the run could not be resumed, nor the grid continued, with both in one folder)")
+    held = run_file_in(out)  # (a live run's lock would also hold the restore up)
+    if held:
+        raise UsageError(f"--out {out} is a run folder (it holds {held}), not a grid's; restore into another "
+                         "--out (the run could not be resumed, nor the grid continued, with both in one folder)")
     records = read_archive(archive)
     if not any(record.started for record in records):
         raise UsageError(f"{archive} holds no runs; give a non-empty archive written by `coreaug archive`")

@@ -27,7 +27,7 @@ from coreaug.training.distributed import pick_device
 from coreaug.training.precision import resolve_precision
 from coreaug.training.run_files import DEFAULT_IDENTITY, damaged_results, dataset_note, differences, folder_in_use
 
-from .archive import PER_RUN, PLAN, read_record
+from .archive import PER_RUN, PLAN, read_record, run_file_in
 
 # The statuses a run ends a bench with: trained now, resumed from its checkpoint and finished,
 # finished before (skipped), held by another process (left to it), or failed with an error.
@@ -143,10 +143,10 @@ def check_out(out, config):
     folder (the grid's runs would nest inside another run), or a folder inside a folder dataset
     (`config.dataset`, resolved), whose files would be read as part of it: runs/ as a class, the
     plot's PNG in the sampling of the images' size (a hidden folder, `PATH/.grids`, is fine)."""
-    for name in ("config.json", "summary.json"):
-        if os.path.isfile(os.path.join(out, name)):
-            raise UsageError(f"--out {out} is a run folder (it holds {name}), not a grid's; choose another --out "
-                             "for the grid")
+    held = run_file_in(out)
+    if held:
+        raise UsageError(f"--out {out} is a run folder (it holds {held}), not a grid's; choose another --out "
+                         "for the grid")
     real = os.path.realpath(out)  # (a link to a grid's runs/ too)
     above = os.path.dirname(real)
     if os.path.basename(real) == "runs" and any(os.path.isfile(os.path.join(above, name))
