@@ -99,9 +99,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
             sys.stdout.reconfigure(errors="surrogateescape")
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     shown = without_controls if is_terminal(sys.stdout) else str  # a file gets the names as they are
-    if writer:
-        writer.writerow(["image", "rank", "class", "probability"])
-    rows, skipped, done = [], [], 0
+    rows, skipped, done = [], [], 0  # the CSV header comes with the first rows: none when no image can be read
     with reading_bar(len(files), "predicting") as bar:
         for start in range(0, len(files), CHUNK):  # the whole chunk is read before any of its rows is written
             chunk = files[start:start + CHUNK]
@@ -119,6 +117,8 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
             bar.update(len(chunk))
             if not pixels:
                 continue
+            if writer and not done:
+                writer.writerow(["image", "rank", "class", "probability"])
             for i, p in zip(kept, trained.predict(torch.stack(pixels), top_k=top_k)):
                 if writer:
                     # six significant digits: 0.000084 and 0.000084 of 20,000 classes were ranks 2-4 alike
@@ -128,7 +128,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
                     rows.append({"image": chunk[i], "classes": p.classes, "probabilities": p.probabilities})
             done += len(kept)
     if skipped and len(skipped) == len(files):  # nothing classified is no success: exit 2, as in Python
-        _flush_or_exit()  # (the CSV header: printed; the JSON list: nothing of it, as when predict stops)
+        _flush_or_exit()  # (nothing printed: no CSV header, no JSON list, as when predict stops)
         raise UsageError(f"{all_unreadable(len(files), 'image', skipped[0])}; there is nothing to predict")
     if not writer:
         _write_json(rows)

@@ -51,10 +51,14 @@ class TrainingDiverged(RuntimeError):
 
 def path_given(value, name, what="a path"):
     """`value` as a str path (bytes decoded as os.fsdecode does), or the UsageError naming `name`
-    when it is no path (5, None, a tensor), in place of os.fspath's TypeError from deep inside."""
+    when it is no path (5, None, a tensor, an empty string), in place of os.fspath's TypeError or the
+    OS's puzzling message about "" from deep inside."""
     if not isinstance(value, (str, bytes, os.PathLike)):
         raise UsageError(f"{name} must be {what} (a string or a pathlib.Path), got {type(value).__name__}")
-    return os.fsdecode(value)
+    path = os.fsdecode(value)
+    if not path.strip():  # "" is no path: the OS would read it as the working folder, or " is not a folder"
+        raise UsageError(f"{name} is empty; give {what}")
+    return path
 
 
 def first_line(exc):

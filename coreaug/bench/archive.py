@@ -25,6 +25,7 @@ from coreaug.files import atomic_write, lock_folder
 from coreaug.training.run_files import CHECKPOINT, MODEL, RunFolder, differences
 
 SUFFIX = ".runs.jsonl.xz"
+GRID_PATH = f"a grid folder or a grid archive ({SUFFIX})"  # what a report reads
 PLAN = "grid.json"  # {"runs": [name, ...]}: every run a bench of the grid planned, started or not; see record_plan
 FILES = ("config.json", "metrics.jsonl", "summary.json")
 _XZ_MAGIC, _GZIP_MAGIC = b"\xfd7zXZ\x00", b"\x1f\x8b"
@@ -156,9 +157,7 @@ def load_runs(path):
     run folders, or an archive written by `archive_grid` (its planned runs that never started
     are `planned_runs`, not runs). Raises UsageError when it is none of these or holds no runs.
     """
-    path = os.fspath(path)
-    if not str(path).strip():
-        raise UsageError(f"the grid's path is empty ({path!r}); give a grid folder or a grid archive ({SUFFIX})")
+    path = path_given(path, "the grid's path", GRID_PATH)
     if os.path.isfile(path):
         records = [record for record in read_archive(path) if record.started]
     elif os.path.isdir(path):

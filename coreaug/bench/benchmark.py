@@ -139,8 +139,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     _check_report(report)
     if shard is not None:
         shard = parse_shard(shard)
-    if not str(path_given(out, "out", "the grid's folder")).strip():  # "" would be the working folder
-        raise UsageError("out is empty; give the grid's folder (--out)")
+    path_given(out, "out", "the grid's folder (--out)")  # ("" would be the working folder)
     workers = plan_workers(config.device, jobs=jobs, devices=devices)
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))  # ~/grids as the shell would expand it
     runs = plan_grid(config, out, subsets, strategies, references, seeds)

@@ -23,7 +23,7 @@ from coreaug.errors import UsageError, path_given
 from coreaug.files import atomic_write, make_folder, markdown_of
 from coreaug.training.run_files import recorded_fingerprint, recorded_version, several_versions
 
-from .archive import PER_RUN, PLAN, load_runs, planned_runs, runs_folder
+from .archive import GRID_PATH, PER_RUN, PLAN, load_runs, planned_runs, runs_folder
 from .grid import check_target, folder_in_use
 from .plot import plot_mean_curves
 from .tables import DIAGNOSTICS, compiled_note, cpu_threads, diagnostics_table, evaluated_otherwise, threads_otherwise
@@ -141,7 +141,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate, labelled=True)
              if epoch_seconds else None)
 
-    path = path_given(path, "path", "a grid's folder or archive")
+    path = path_given(path, "path", GRID_PATH)
     sources = [(os.path.expanduser(path), "")] + \
         [(os.path.expanduser(p), str(label)) for p, label in _pairs_given(also)]
     unknown = sorted({key[2] for key in rates or ()} - {label for _, label in sources})

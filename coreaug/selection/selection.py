@@ -105,10 +105,10 @@ class Selection:
         """Read a selection written by `save` (only `indices` and `weights` are required). A file
         that is not one (another .npy/.npz, text, object arrays, optional arrays of other types or
         shapes than `save` writes) is a UsageError; a missing one a FileNotFoundError."""
+        path = os.path.expanduser(path_given(path, "path", "the selection file's path"))
         not_one = f"{path} is not a selection file (an .npz written by Selection.save)"
         try:
-            data = np.load(os.path.expanduser(path_given(path, "path", "the selection file's path")),
-                           allow_pickle=False)
+            data = np.load(path, allow_pickle=False)
         except (ValueError, EOFError, zipfile.BadZipFile):  # not numpy's advice to unpickle it
             raise UsageError(f"{not_one}: numpy reads no arrays from it") from None
         if not isinstance(data, np.lib.npyio.NpzFile):

@@ -505,7 +505,7 @@ class TrainedModel:
         copy on disk where the run's own cache is elsewhere."""
 
         from coreaug.data.cache_key import FORMAT_VERSION
-        from coreaug.data.image_cache import _root, caches_in
+        from coreaug.data.image_cache import _make_cache_folder, _root, caches_in
 
         root = os.path.realpath(os.path.expanduser(str(root)))
         if any(files in (None, cache.meta.get("files")) and cache.meta.get("version") == FORMAT_VERSION
@@ -513,6 +513,7 @@ class TrainedModel:
                for cache in caches_in(cache_dir, root)):
             return
         where = _root(cache_dir)
+        _make_cache_folder(where, cache_dir)  # a folder it cannot write is refused before "decoding ..." is said
         unrecorded = "" if self.config.get("cache_dir") else (
             "; the run recorded no cache folder (coreaug 0.2 did not, where COREAUG_CACHE_DIR chose it): pass "
             "--cache-dir (cache_dir= in Python) the folder of the run's cache to use that one")

@@ -1,0 +1,75 @@
+"""Round 28 of review: fixes found by the lead and the review helpers, each test seen failing on the old code."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import coreaug
+from coreaug.bench.archive import archive_grid
+from coreaug.cli.main import app
+from coreaug.errors import UsageError
+
+
+def write_folder(root, classes=("c0", "c1", "c2"), per_class=6):
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.random.default_rng(10 * k + i).integers(0, 40, (8, 8, 3)) + 80 * k
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png", format="PNG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """(image folder, run folder) of a one-epoch run on a 3-class folder of 8 px images."""
+    base = tmp_path_factory.mktemp("round28")
+    root = write_folder(base / "imgs")
+    coreaug.train(coreaug.TrainConfig(dataset=str(root), out=str(base / "run"), image_size=8, model="cnn", epochs=1,
+                                      batch_size=8, quiet=True, workers=0, strategy="random",
+                                      cache_dir=str(base / "cache")))
+    return root, base / "run"
+
+
+@pytest.mark.parametrize("empty", ["", " ", b""])
+def test_an_empty_path_is_refused_as_empty_by_the_python_api(empty, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "" read as the working folder would write here
+    with pytest.raises(UsageError, match="^run is empty; give a run folder's path$"):
+        coreaug.load_run(empty)
+    with pytest.raises(UsageError, match="^path is empty; give the selection file's path$"):
+        coreaug.Selection.load(empty)
+    with pytest.raises(UsageError, match="^grid is empty; give a grid's folder$"):
+        archive_grid(empty)
+    selection = coreaug.Selection(indices=np.arange(2), weights=np.ones(2, dtype=np.float32), strategy="random",
+                                  classes=[], class_counts=[], class_objectives=[])
+    with pytest.raises(UsageError, match="^path is empty"):
+        selection.save(empty)
+    assert os.listdir(tmp_path) == []
+
+
+def test_evaluate_into_a_cache_folder_it_cannot_use_says_so_before_saying_it_decodes(finished, tmp_path):
+    root, run = finished
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")  # as a read-only folder (root writes any, so a file stands in)
+    below = taken / "cache"
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--dataset", str(root), "--cache-dir", str(below)])
+    assert result.exit_code == 2, result.output
+    assert "decoding" not in result.output and f"cannot use {below} as the decoded-image cache" in result.output
+
+
+def test_predict_skipping_every_image_prints_no_csv_header(finished, tmp_path):
+    _, run = finished
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"\x89PNG\r\n\x1a\n" + b"damaged")  # a PNG's signature, then nothing of one
+    result = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "a.png"),
+                                                      str(tmp_path / "b.png"), "--skip-bad-images"])
+    assert result.exit_code == 2 and result.stdout == "", result.stdout
+    assert "there is nothing to predict" in result.stderr
+    good = tmp_path / "c.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(good)
+    result = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "a.png"), str(good),
+                                                      "--skip-bad-images", "--top-k", "1"])
+    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "image,rank,class,probability"
+    assert len(result.stdout.splitlines()) == 2 and result.stdout.splitlines()[1].startswith(f"{good},1,")
