@@ -73,3 +73,20 @@ def test_predict_skipping_every_image_prints_no_csv_header(finished, tmp_path):
                                                       "--skip-bad-images", "--top-k", "1"])
     assert result.exit_code == 0 and result.stdout.splitlines()[0] == "image,rank,class,probability"
     assert len(result.stdout.splitlines()) == 2 and result.stdout.splitlines()[1].startswith(f"{good},1,")
+
+
+def test_reading_a_dataset_leaves_the_callers_random_state_alone(tmp_path):
+    """A DataLoader draws its base seed from torch's global RNG: estimate_gradients on a dataset and
+    decoding a folder into a cache moved the draws of the user's own loop after them."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    images, labels = torch.rand(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    data = torch.utils.data.TensorDataset(images, labels)
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    coreaug.estimate_gradients(model, data, labels)
+    assert torch.equal(torch.rand(4), expected)
+    root = write_folder(tmp_path / "imgs")
+    torch.manual_seed(3)
+    coreaug.load_dataset(str(root), image_size=8, progress=False, cache_dir=str(tmp_path / "cache"), workers=0)
+    assert torch.equal(torch.rand(4), expected)

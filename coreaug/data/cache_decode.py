@@ -208,7 +208,8 @@ def _write_split(build, name, files, decode, workers, skip_bad, skipped, progres
     as batches arrive; returns (count, channel histograms)."""
     folder = build.path
     loader = torch.utils.data.DataLoader(_Decoding(files, decode), batch_size=64, num_workers=workers,
-                                         collate_fn=_stack, worker_init_fn=_fixed_mmap_threshold)
+                                         collate_fn=_stack, worker_init_fn=_fixed_mmap_threshold,
+                                         generator=torch.Generator())  # its base seed not drawn from the caller's RNG
     labels, histogram = [], torch.zeros(3, 256, dtype=torch.int64)
     with open(os.path.join(folder, f"{name}.u8"), "wb") as out, \
             progress_bar(len(files), f"decoding {name}", "img", disable=not progress, leave=False) as bar:

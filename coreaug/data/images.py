@@ -122,7 +122,7 @@ class DatasetImages(Images):
     def batches(self, row_batches, pin: bool = False) -> Iterator[torch.Tensor]:
         sampler = [self._positions(rows).tolist() for rows in row_batches]
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.num_workers,
-                                             pin_memory=pin)
+                                             pin_memory=pin, generator=torch.Generator())  # (not the caller's RNG)
         for positions, batch in zip(sampler, loader):
             if self.labels is not None and isinstance(batch, (list, tuple)) and len(batch) > 1:
                 _check_labels(positions, batch[1], self.labels)
