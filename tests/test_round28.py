@@ -90,3 +90,17 @@ def test_reading_a_dataset_leaves_the_callers_random_state_alone(tmp_path):
     torch.manual_seed(3)
     coreaug.load_dataset(str(root), image_size=8, progress=False, cache_dir=str(tmp_path / "cache"), workers=0)
     assert torch.equal(torch.rand(4), expected)
+
+
+def test_clear_caches_given_an_empty_folder_or_source_removes_nothing(tmp_path, monkeypatch):
+    """clear_caches(cache_dir="") cleared the default cache folder, and source="" every cache in it."""
+    from coreaug.data.image_cache import caches_in, clear_caches
+
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_folder(tmp_path / "imgs")
+    coreaug.load_dataset(str(root), image_size=8, progress=False, workers=0)
+    for given in ({"cache_dir": ""}, {"source": " "}, {"cache_dir": str(tmp_path / "cache"), "source": ""}):
+        with pytest.raises(UsageError, match=r"^(cache_dir|source) is empty; give a folder, or None"):
+            clear_caches(**given)
+    assert len(caches_in()) == 1
+    assert clear_caches(source=str(root))[0] == 1 and caches_in() == []

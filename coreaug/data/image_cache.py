@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from coreaug.deprecation import keyword_only
-from coreaug.errors import CachesKept, UsageError, first_line
+from coreaug.errors import CachesKept, UsageError, first_line, path_given
 from coreaug.files import size_text, warn_at_caller
 
 from .cache_builds import STALL_SECONDS, claim, read_meta, remove_stale, stale_builds, wait_for
@@ -291,6 +291,9 @@ def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) 
     that cannot be removed (another user's, a read-only disk) is left, the others removed, and
     then a UsageError says what was removed and names the first left. One that another process
     removes meanwhile (two clears at once) is gone: not counted, and no error."""
+    for name, value in (("cache_dir", cache_dir), ("source", source)):  # "" would clear every cache of the default
+        if value is not None:
+            path_given(value, name, "a folder, or None" if name == "source" else "a folder, or None for the default")
     found = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
     root = _root(cache_dir)
     if source is None and os.path.isdir(root):  # a killed build's folder holds what it decoded: maybe most
