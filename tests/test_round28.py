@@ -104,3 +104,17 @@ def test_clear_caches_given_an_empty_folder_or_source_removes_nothing(tmp_path, 
             clear_caches(**given)
     assert len(caches_in()) == 1
     assert clear_caches(source=str(root))[0] == 1 and caches_in() == []
+
+
+def test_features_small_in_float32s_normal_range_select_as_scaled_and_subnormal_ones_of_any_dtype_are_refused():
+    """review28 #6: float64 features * 1e-32 (normal in float32, the same picks) were refused, and float32
+    features * 1e-44 (subnormal: a few bits each) were taken and picked other examples."""
+    x = np.random.default_rng(0).normal(size=(60, 8))
+    labels = np.repeat(np.arange(3), 20)
+    expected = coreaug.select_coreset(x, labels, 0.2)
+    small = coreaug.select_coreset(x * 1e-32, labels, 0.2)
+    assert small.indices.tolist() == expected.indices.tolist() and np.allclose(small.weights, expected.weights)
+    for features in ((x * 1e-44).astype(np.float32), x * 1e-44):
+        with pytest.raises(UsageError, match=r"^features are too small for float32, in which distances are computed "
+                                             r"\(largest magnitude .*, below its smallest full-precision value 1.18e-38\)"):
+            coreaug.select_coreset(features, labels, 0.2)

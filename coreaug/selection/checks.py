@@ -59,14 +59,15 @@ def check_features(features):
                          f"between them are computed in float32), got a value of magnitude {largest:.3g}; "
                          "rescale them, e.g. features / abs(features).max() (a common scale leaves the "
                          "picks and weights as they are)")
-    if x.dtype == np.float64 and 0 < largest < SMALLEST_FLOAT64:  # float32 would round them to 0 or few digits
-        raise UsageError(f"features are float64 values too small for float32, in which distances are computed "
-                         f"(largest magnitude {largest:.3g}); rescale them, e.g. features / abs(features).max() (a "
-                         "common scale leaves the picks and weights as they are)")
+    if x.dtype != np.float16 and 0 < largest < SMALLEST_FLOAT32:  # float32 holds them as 0 or in a few bits
+        raise UsageError(f"features are too small for float32, in which distances are computed (largest magnitude "
+                         f"{largest:.3g}, below its smallest full-precision value {SMALLEST_FLOAT32:.3g}); rescale "
+                         "them, e.g. features / abs(features).max() (a common scale leaves the picks and weights as "
+                         "they are)")
     return np.ascontiguousarray(x, dtype=np.float16 if x.dtype == np.float16 else np.float32)
 
 
-SMALLEST_FLOAT64 = float(np.finfo(np.float32).tiny) * 2.0 ** 24  # every digit of float32 below the largest kept
+SMALLEST_FLOAT32 = float(np.finfo(np.float32).tiny)  # below it float32 is subnormal: fewer digits, then 0
 
 
 def largest_feature(dims):
