@@ -177,10 +177,14 @@ def test_integers_refuses_a_span_the_random_source_cannot_draw():
     from coreaug.augment import RandomSource, integers
 
     source = RandomSource(RandomSource.image_keys(torch.arange(8), 0))
-    for high, low in ((2 ** 32, 0), (10, 20), (5, 5)):
-        with pytest.raises(coreaug.UsageError, match=rf"^integers draws from \[low, high\) with high - low from 1 to "
-                                                     rf"2 \*\* 31, got low {low} and high {high}$"):
-            integers(high, 8, source, "cpu", low=low)
+    with pytest.raises(coreaug.UsageError, match=r"^integers draws from a RandomSource span at most 2 \*\* 31 values "
+                                                 r"\(its hashes have 32 bits\), got low 0 and high 4294967296$"):
+        integers(2 ** 32, 8, source, "cpu")
+    for high, low in ((10, 20), (5, 5)):
+        for generator in (source, torch.Generator(), None):
+            with pytest.raises(coreaug.UsageError, match=rf"^integers draws from \[low, high\) with high above low, "
+                                                         rf"got low {low} and high {high}$"):
+                integers(high, 8, generator, "cpu", low=low)
     drawn = integers(2 ** 31, 8, source, "cpu")
     assert drawn.min() >= 0 and drawn.max() < 2 ** 31
 

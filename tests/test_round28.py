@@ -118,3 +118,12 @@ def test_features_small_in_float32s_normal_range_select_as_scaled_and_subnormal_
         with pytest.raises(UsageError, match=r"^features are too small for float32, in which distances are computed "
                                              r"\(largest magnitude .*, below its smallest full-precision value 1.18e-38\)"):
             coreaug.select_coreset(features, labels, 0.2)
+
+
+def test_integers_from_torch_generators_draw_spans_past_2_to_the_31():
+    """review28 #2: the RandomSource's 2 ** 31 bound refused integers(2 ** 32, ...) from a torch.Generator too."""
+    from coreaug.augment import integers
+
+    for generator in (torch.Generator().manual_seed(0), None):
+        drawn = integers(2 ** 40, 64, generator, "cpu")
+        assert drawn.min() >= 0 and drawn.max() < 2 ** 40 and drawn.max() >= 2 ** 31

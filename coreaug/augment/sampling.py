@@ -295,11 +295,14 @@ def uniform(n: int, generator: Randomness, device: torch.device) -> torch.Tensor
 def integers(
     high: int, n: int, generator: Randomness, device: torch.device, low: int = 0
 ) -> torch.Tensor:
-    """Return n int64 draws uniform on [low, high) on ``device`` (high - low from 1 to 2 ** 31)."""
+    """Return n int64 draws uniform on [low, high) on ``device`` (high - low from 1, and at most 2 ** 31 from
+    a RandomSource, whose 32-bit hashes span no more)."""
     _check_count(n, "integers")
-    if not 0 < high - low <= 1 << 31:  # (a RandomSource's 32-bit hashes span no more; torch's would, and raise below 1)
-        raise UsageError(f"integers draws from [low, high) with high - low from 1 to 2 ** 31, got low {low} and "
-                         f"high {high}")
+    if high - low < 1:  # (torch's own error names no argument)
+        raise UsageError(f"integers draws from [low, high) with high above low, got low {low} and high {high}")
+    if isinstance(generator, RandomSource) and high - low > 1 << 31:
+        raise UsageError(f"integers draws from a RandomSource span at most 2 ** 31 values (its hashes have 32 bits), "
+                         f"got low {low} and high {high}")
     if isinstance(generator, RandomSource):  # floor(hash * span / 2 ** 32): a bias below span / 2 ** 32
         drawn = integers_from(generator.hashes(n, device), high - low)
         return drawn + low if low else drawn
