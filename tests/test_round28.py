@@ -127,3 +127,14 @@ def test_integers_from_torch_generators_draw_spans_past_2_to_the_31():
     for generator in (torch.Generator().manual_seed(0), None):
         drawn = integers(2 ** 40, 64, generator, "cpu")
         assert drawn.min() >= 0 and drawn.max() < 2 ** 40 and drawn.max() >= 2 ** 31
+
+
+def test_a_run_and_a_grid_given_as_bytes_paths_are_read_and_written(finished, tmp_path):
+    """review28 #5: load_run(b"run") and run_grid(config, b"grid") checked the bytes path, then mixed it
+    with str: "Can't mix strings and bytes in path components"."""
+    _, run = finished
+    assert coreaug.load_run(os.fsencode(run)).class_names == coreaug.load_run(run).class_names
+    tiny = dict(dataset="digits", epochs=1, train_limit=100, test_limit=50, quiet=True)
+    coreaug.run_grid(coreaug.TrainConfig(**tiny), os.fsencode(tmp_path / "grid"), subsets=[0.5], strategies=["random"],
+                     references=[], seeds=1)
+    assert len(os.listdir(tmp_path / "grid" / "runs")) == 1

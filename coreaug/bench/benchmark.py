@@ -139,9 +139,9 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     _check_report(report)
     if shard is not None:
         shard = parse_shard(shard)
-    path_given(out, "out", "the grid's folder (--out)")  # ("" would be the working folder)
+    out = path_given(out, "out", "the grid's folder (--out)")  # ("" would be the working folder)
     workers = plan_workers(config.device, jobs=jobs, devices=devices)
-    out = os.path.abspath(os.path.expanduser(os.fspath(out)))  # ~/grids as the shell would expand it
+    out = os.path.abspath(os.path.expanduser(out))  # ~/grids as the shell would expand it
     runs = plan_grid(config, out, subsets, strategies, references, seeds)
     mine = shard_runs(runs, shard) if shard else runs
     if len(workers) > 1:

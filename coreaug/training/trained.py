@@ -854,7 +854,7 @@ def load_run(run, model=None, device="cpu"):
     (tried on two images), or a device that is not one of those
     or not on this machine; UntrustedModel (a UsageError) for a run of an import path not named.
     """
-    path_given(run, "run", "a run folder's path")
+    run = path_given(run, "run", "a run folder's path")
     if model is not None and not isinstance(model, torch.nn.Module) and not is_import_path(model):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}; pass a module built as the "
                          "run's was, its import path (package.module:function) for a run that trained one, or "
