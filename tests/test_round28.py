@@ -138,3 +138,19 @@ def test_a_run_and_a_grid_given_as_bytes_paths_are_read_and_written(finished, tm
     coreaug.run_grid(coreaug.TrainConfig(**tiny), os.fsencode(tmp_path / "grid"), subsets=[0.5], strategies=["random"],
                      references=[], seeds=1)
     assert len(os.listdir(tmp_path / "grid" / "runs")) == 1
+
+
+def test_estimate_gradients_tells_a_dataset_of_other_labels_how_to_score_pseudo_labels():
+    """review28 #1: a dataset whose items carry other labels than labels= (pseudo-labels, -1 for none)
+    was told only to pass "the training set in the order of the labels"."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    images = torch.rand(6, 3, 2, 2)
+    unlabelled = torch.utils.data.TensorDataset(images, torch.full((6,), -1))
+    targets = model(images).argmax(1)
+    with pytest.raises(UsageError, match=r"^item 0's label is -1 but labels\[0\] is \d: pass the dataset in the order "
+                                         r"of the labels, or, to score other targets than its own \(pseudo-labels\), a "
+                                         r"dataset of the images alone$"):
+        coreaug.estimate_gradients(model, unlabelled, targets)
+    alone = torch.utils.data.TensorDataset(images)  # items of one tensor: the images alone
+    assert torch.equal(coreaug.estimate_gradients(model, alone, targets), coreaug.estimate_gradients(model, images,
+                                                                                                     targets))

@@ -94,16 +94,19 @@ class TensorImages(Images):
         return f"TensorImages(shape={self.shape}, dtype={self.dtype}, device={self.device})"
 
 
+IN_ORDER = "pass the training set in the order of the labels"
+
+
 class DatasetImages(Images):
     """The images of a map-style dataset of (image, label) pairs (or of images), read in the
     batches asked for by a DataLoader with ``num_workers`` worker processes. With ``labels``
     (one per item of the dataset), every batch's labels are checked against them: a UsageError
     names the first item whose label differs (a dataset in another order than the labels)."""
 
-    def __init__(self, dataset, num_workers: int = 0, rows=None, labels=None):
+    def __init__(self, dataset, num_workers: int = 0, rows=None, labels=None, advice=IN_ORDER):
         self.dataset, self.num_workers = dataset, num_workers
         self.rows = rows  # positions in the dataset, or None for all of them in order
-        self.labels = labels
+        self.labels, self.advice = labels, advice
 
     def __len__(self) -> int:
         return len(self.dataset) if self.rows is None else len(self.rows)
@@ -117,7 +120,7 @@ class DatasetImages(Images):
         return chosen if self.rows is None else self.rows[chosen]
 
     def __getitem__(self, rows) -> "DatasetImages":
-        return DatasetImages(self.dataset, self.num_workers, self._positions(rows), self.labels)
+        return DatasetImages(self.dataset, self.num_workers, self._positions(rows), self.labels, self.advice)
 
     def batches(self, row_batches, pin: bool = False) -> Iterator[torch.Tensor]:
         sampler = [self._positions(rows).tolist() for rows in row_batches]
@@ -125,7 +128,7 @@ class DatasetImages(Images):
                                              pin_memory=pin, generator=torch.Generator())  # (not the caller's RNG)
         for positions, batch in zip(sampler, loader):
             if self.labels is not None and isinstance(batch, (list, tuple)) and len(batch) > 1:
-                _check_labels(positions, batch[1], self.labels)
+                _check_labels(positions, batch[1], self.labels, self.advice)
             yield batch[0] if isinstance(batch, (list, tuple)) else batch
 
     def read(self, rows, pin: bool = False) -> torch.Tensor:
@@ -135,8 +138,9 @@ class DatasetImages(Images):
         return TensorImages(torch.cat(list(self.batches(consecutive(len(self), 256))))).to(device)
 
 
-def _check_labels(positions, got, labels):
-    """UsageError naming the first of the items at `positions` whose label (`got`) is not `labels`' own."""
+def _check_labels(positions, got, labels, advice=IN_ORDER):
+    """UsageError naming the first of the items at `positions` whose label (`got`) is not `labels`' own,
+    then `advice`."""
     if not isinstance(got, torch.Tensor) or got.numel() != len(positions):
         return  # labels of another kind (one-hot, names): estimate_gradients reads the caller's
     got = got.reshape(-1).long()
@@ -145,18 +149,19 @@ def _check_labels(positions, got, labels):
     if len(differ):
         first = int(differ[0])
         raise UsageError(f"item {positions[first]}'s label is {int(got[first])} but labels[{positions[first]}] is "
-                         f"{int(want[first])}: pass the training set in the order of the labels")
+                         f"{int(want[first])}: {advice}")
 
 
-def as_images(images, num_workers: int = 0, labels=None) -> Images:
+def as_images(images, num_workers: int = 0, labels=None, advice=IN_ORDER) -> Images:
     """``images`` as an `Images`: a source as it is, a tensor or array as `TensorImages`, any
     other sized, indexable collection as a map-style dataset (`DatasetImages`, read by a
-    DataLoader with ``num_workers`` workers, its items' labels checked against ``labels``)."""
+    DataLoader with ``num_workers`` workers, its items' labels checked against ``labels``, a
+    difference a UsageError ending in ``advice``)."""
     if isinstance(images, Images):
         return images
     if isinstance(images, (torch.Tensor, np.ndarray)):
         return TensorImages(torch.as_tensor(images))
-    return DatasetImages(images, num_workers, labels=labels)
+    return DatasetImages(images, num_workers, labels=labels, advice=advice)
 
 
 def consecutive(count: int, batch_size: int) -> List[slice]:

@@ -294,6 +294,10 @@ def _captured_input(captured, layer, model, logits):
     return h.float().flatten(1)
 
 
+OWN_LABELS = ("pass the dataset in the order of the labels, or, to score other targets than its own (pseudo-labels), "
+              "a dataset of the images alone")
+
+
 def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, device=None,
                        transform=None, dim=None, seed=0, num_workers=0, dtype=None, with_losses=False,
                        progress=None, losses_only=False):
@@ -304,8 +308,10 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
     `transform` (e.g. uint8 -> normalised float) if given, and gives each of its submodules back
     its own train/eval mode (a BatchNorm frozen in eval mode stays so). `images`
     is a tensor or array, an `Images` (coreaug.data.images; `DiskImages` are read ahead from
-    disk), or a map-style dataset of (image, label) pairs read in order by a DataLoader with
-    `num_workers` workers (pass a DataLoader's `.dataset`). The model needs two logits or more
+    disk), or a map-style dataset of images or (image, label) pairs read in order by a DataLoader
+    with `num_workers` workers (pass a DataLoader's `.dataset`); a pair's label must be `labels`'
+    (a UsageError names the first that is not: a dataset in another order), so for other targets
+    (pseudo-labels) give a dataset of the images alone. The model needs two logits or more
     (a one-logit binary model's estimates would all be 0). `kind="logits"` gives
     softmax - onehot (n, c); `"last_layer"` gives (softmax - onehot) ⊗ h (n, c * e) where
     h is the input of the model's final nn.Linear, taken with a forward hook. With `dim`,
@@ -367,7 +373,7 @@ def estimate_gradients(model, images, labels, *, kind="logits", batch_size=512, 
                              "none to take the device from): pass device='cpu' or device='cuda'")
         device = held.device
     device = api_device(device)
-    images = as_images(images, num_workers, labels=labels)  # a dataset's own labels checked against them
+    images = as_images(images, num_workers, labels=labels, advice=OWN_LABELS)  # a dataset's own labels checked
     captured = []
     hook = None
     if kind == "last_layer":  # read by a hook, which a compiled model's graph may skip: score with its module
