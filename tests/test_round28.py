@@ -154,3 +154,26 @@ def test_estimate_gradients_tells_a_dataset_of_other_labels_how_to_score_pseudo_
     alone = torch.utils.data.TensorDataset(images)  # items of one tensor: the images alone
     assert torch.equal(coreaug.estimate_gradients(model, alone, targets), coreaug.estimate_gradients(model, images,
                                                                                                      targets))
+
+
+def test_archive_restore_refuses_a_grids_runs_folder_and_the_dataset_folder_as_bench_does(finished, tmp_path):
+    """review28 #3: --restore into GRID/runs nested a grid in the grid's runs/ (bench then refused to continue it),
+    and into the folder dataset the runs trained on made runs/ one of its classes."""
+    import shutil
+
+    root, run = finished
+    shutil.copytree(run, tmp_path / "grid" / "runs" / "r1")
+    (tmp_path / "grid" / "grid.json").write_text('{"runs": ["r1"]}')
+    archived = CliRunner().invoke(app, ["archive", str(tmp_path / "grid"), "--to", str(tmp_path / "a.runs.jsonl.xz")])
+    assert archived.exit_code == 0, archived.output
+    result = CliRunner().invoke(app, ["archive", "--restore", str(tmp_path / "a.runs.jsonl.xz"), "--out",
+                                      str(tmp_path / "grid" / "runs")])
+    assert result.exit_code == 2 and "is the runs/ folder of the grid" in result.output, result.output
+    assert sorted(os.listdir(tmp_path / "grid" / "runs")) == ["r1"]
+    before = sorted(os.listdir(root))
+    result = CliRunner().invoke(app, ["archive", "--restore", str(tmp_path / "a.runs.jsonl.xz"), "--out", str(root)])
+    assert result.exit_code == 2 and "is the folder of --dataset" in result.output, result.output
+    assert sorted(os.listdir(root)) == before
+    done = CliRunner().invoke(app, ["archive", "--restore", str(tmp_path / "a.runs.jsonl.xz"), "--out",
+                                    str(tmp_path / "again")])
+    assert done.exit_code == 0 and os.listdir(tmp_path / "again" / "runs") == ["r1"], done.output

@@ -337,11 +337,11 @@ def restore_grid(archive, *, out):
     out = os.path.expanduser(path_given(out, "out", "the grid's folder"))
     if not os.path.isfile(archive):
         raise UsageError(f"--restore {archive} is not a file; give an archive written by `coreaug archive`")
-    held = run_file_in(out)  # (a live run's lock would also hold the restore up)
-    if held:
-        raise UsageError(f"--out {out} is a run folder (it holds {held}), not a grid's; restore into another "
-                         "--out (the run could not be resumed, nor the grid continued, with both in one folder)")
     records = read_archive(archive)
+    from .grid import check_out  # (grid reads archives: imported here, where both are loaded)
+
+    datasets = [record.config.get("dataset") for record in records if isinstance(record.config, dict)]
+    check_out(out, datasets[0] if datasets else None, writes="the runs")  # (a live run's lock would hold it up)
     if not any(record.started for record in records):
         raise UsageError(f"{archive} holds no runs; give a non-empty archive written by `coreaug archive`")
     for record in records:

@@ -146,7 +146,7 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     mine = shard_runs(runs, shard) if shard else runs
     if len(workers) > 1:
         check_spawnable(run.config for run in mine)
-    check_out(out, runs[0].config)
+    check_out(out, runs[0].config.dataset)
     check_writable(out)
     todo = [run for run in mine if run.state() != "finished"]
     if todo:

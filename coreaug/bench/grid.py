@@ -138,15 +138,17 @@ def _check_loss_filter(loss_filter, strategies):
     check_loss_filter(readers[0], loss_filter)
 
 
-def check_out(out, config):
+def check_out(out, dataset, writes="the grid"):
     """UsageError, before anything is written, for an --out where a grid cannot live: a run
-    folder (the grid's runs would nest inside another run), or a folder inside a folder dataset
-    (`config.dataset`, resolved), whose files would be read as part of it: runs/ as a class, the
-    plot's PNG in the sampling of the images' size (a hidden folder, `PATH/.grids`, is fine)."""
+    folder (the grid's runs would nest inside another run), the runs/ folder of a grid, or a folder
+    inside the folder dataset `dataset` (resolved), whose files would be read as part of it: runs/
+    as a class, the plot's PNG in the sampling of the images' size (a hidden folder, `PATH/.grids`,
+    is fine). `writes`: what the command writes there (bench: the grid; archive --restore: the runs)."""
     held = run_file_in(out)
     if held:
         raise UsageError(f"--out {out} is a run folder (it holds {held}), not a grid's; choose another --out "
-                         "for the grid")
+                         f"for {writes} (the run could not be resumed, nor the grid continued, with both in one "
+                         "folder)")
     real = os.path.realpath(out)  # (a link to a grid's runs/ too)
     above = os.path.dirname(real)
     if os.path.basename(real) == "runs" and any(os.path.isfile(os.path.join(above, name))
@@ -157,12 +159,12 @@ def check_out(out, config):
     if tables and not os.path.isfile(os.path.join(out, PLAN)) and not os.path.isdir(os.path.join(out, "runs")):
         raise UsageError(f"--out {out} holds {' and '.join(tables)} but no grid (no {PLAN}, no runs/): the grid's "
                          "tables would replace them; choose another --out for the grid")
-    if not is_folder_dataset(config.dataset) or not os.path.isdir(config.dataset):
+    if not isinstance(dataset, str) or not is_folder_dataset(dataset) or not os.path.isdir(dataset):
         return
-    if lies_among(config.dataset, out):  # the whole folder: the plot's PNG in its root is sampled too
-        same = os.path.realpath(out) == os.path.realpath(config.dataset)
+    if lies_among(dataset, out):  # the whole folder: the plot's PNG in its root is sampled too
+        same = os.path.realpath(out) == os.path.realpath(dataset)
         raise UsageError(f"--out {out} is {'' if same else 'inside '}the folder of --dataset, "
-                         f"{config.dataset}, where the grid's files would be read as part of the dataset (runs/ as "
+                         f"{dataset}, where the grid's files would be read as part of the dataset (runs/ as "
                          "a class); choose an --out outside it")
 
 
