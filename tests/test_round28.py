@@ -177,3 +177,18 @@ def test_archive_restore_refuses_a_grids_runs_folder_and_the_dataset_folder_as_b
     done = CliRunner().invoke(app, ["archive", "--restore", str(tmp_path / "a.runs.jsonl.xz"), "--out",
                                     str(tmp_path / "again")])
     assert done.exit_code == 0 and os.listdir(tmp_path / "again" / "runs") == ["r1"], done.output
+
+
+def test_report_refuses_empty_figure_files_rather_than_leaving_their_columns_out(tmp_path):
+    """review28 #4: --paper-figures "$UNSET" and --epoch-seconds "" wrote a report without their columns, exit 0."""
+    from test_report import write_run
+
+    for seed in range(2):
+        write_run(tmp_path / "grid", "random", seed, [0.3, 0.4], subset=0.3)
+    for flag, column in (("--paper-figures", "accuracy"), ("--epoch-seconds", "seconds_per_epoch")):
+        result = CliRunner().invoke(app, ["report", str(tmp_path / "grid"), "--out", str(tmp_path / "rep"), flag, ""])
+        assert result.exit_code == 2 and result.output == (f"error: {flag} is empty; give a CSV file of strategy,"
+                                                           f"subset,{column}, or leave it out\n"), result.output
+    assert not (tmp_path / "rep").exists()
+    with pytest.raises(UsageError, match=r"^paper_figures is empty"):
+        coreaug.bench.write_report(str(tmp_path / "grid"), out=str(tmp_path / "rep"), paper_figures=b"")

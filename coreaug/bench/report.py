@@ -137,9 +137,14 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
         raise UsageError(f"subsets must be fractions such as [0.1, 0.3], got {subsets!r}") from None
     if wanted == set():  # the references alone, without a word
         raise UsageError("subsets is empty; give the fractions to keep, such as 0.1,0.3, or leave it out for all")
-    paper = _read_figures(paper_figures, "--paper-figures", "accuracy", _bad_percent) if paper_figures else {}
+    for given, columns in ((paper_figures, "paper_figures"), (epoch_seconds, "epoch_seconds")):
+        if given is not None:  # ("$UNSET": no column of figures, without a word)
+            path_given(given, columns, "a CSV file of strategy,subset," + (
+                "accuracy" if columns == "paper_figures" else "seconds_per_epoch") + ", or leave it out")
+    paper = _read_figures(paper_figures, "--paper-figures", "accuracy", _bad_percent) \
+        if paper_figures is not None else {}
     rates = (_read_figures(epoch_seconds, "--epoch-seconds", "seconds_per_epoch", _bad_rate, labelled=True)
-             if epoch_seconds else None)
+             if epoch_seconds is not None else None)
 
     path = path_given(path, "path", GRID_PATH)
     sources = [(os.path.expanduser(path), "")] + \
