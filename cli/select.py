@@ -81,8 +81,11 @@ def select(features_path, labels_path, fraction, out_path, strategy, losses_path
         None if path is None else os.path.expanduser(path) for path in (out_path, features_path, labels_path,
                                                                          losses_path))
     out_dir = os.path.dirname(os.path.abspath(out_path))
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UsageError(f"--out {out_path}: {out_dir} is a file, not a folder; give a path in a folder")
+    above = out_dir
+    while not os.path.exists(above) and os.path.dirname(above) != above:  # the nearest part there: a file?
+        above = os.path.dirname(above)
+    if os.path.exists(above) and not os.path.isdir(above):
+        raise UsageError(f"--out {out_path}: {above} is a file, not a folder; give a path in a folder")
     if not os.path.isdir(out_dir):
         raise UsageError(f"--out {out_path}: folder {out_dir} does not exist; create it first")
     if loss_filter is not None:

@@ -192,3 +192,18 @@ def test_report_refuses_empty_figure_files_rather_than_leaving_their_columns_out
     assert not (tmp_path / "rep").exists()
     with pytest.raises(UsageError, match=r"^paper_figures is empty"):
         coreaug.bench.write_report(str(tmp_path / "grid"), out=str(tmp_path / "rep"), paper_figures=b"")
+
+
+def test_select_out_deeper_under_a_file_names_the_file(tmp_path):
+    """review28 #7: select --out afile/sub/x.npz still said "folder afile/sub does not exist; create it first"."""
+    np.save(tmp_path / "labels.npy", np.array([0, 1, 0, 1]))
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(app, ["select", "--labels", str(tmp_path / "labels.npy"), "--strategy", "random",
+                                      "--fraction", "0.5", "--out", str(tmp_path / "afile" / "sub" / "x.npz")])
+    assert result.exit_code == 2 and result.output == (f"error: --out {tmp_path / 'afile' / 'sub' / 'x.npz'}: "
+                                                       f"{tmp_path / 'afile'} is a file, not a folder; give a path in "
+                                                       "a folder\n"), result.output
+    result = CliRunner().invoke(app, ["select", "--labels", str(tmp_path / "labels.npy"), "--strategy", "random",
+                                      "--fraction", "0.5", "--out", str(tmp_path / "no" / "sub" / "x.npz")])
+    assert result.exit_code == 2 and f"folder {tmp_path / 'no' / 'sub'} does not exist; create it first" in \
+        result.output, result.output
