@@ -115,8 +115,9 @@ def test_features_small_in_float32s_normal_range_select_as_scaled_and_subnormal_
     small = coreaug.select_coreset(x * 1e-32, labels, 0.2)
     assert small.indices.tolist() == expected.indices.tolist() and np.allclose(small.weights, expected.weights)
     for features in ((x * 1e-44).astype(np.float32), x * 1e-44):
-        with pytest.raises(UsageError, match=r"^features are too small for float32, in which distances are computed "
-                                             r"\(largest magnitude .*, below its smallest full-precision value 1.18e-38\)"):
+        with pytest.raises(UsageError, match=r"^features are too small for float32, in which distances are "
+                                             r"computed \(largest magnitude .*, below its smallest full-precision "
+                                             r"value 1.18e-38\)"):
             coreaug.select_coreset(features, labels, 0.2)
 
 
