@@ -208,3 +208,41 @@ def test_select_out_deeper_under_a_file_names_the_file(tmp_path):
                                       "--fraction", "0.5", "--out", str(tmp_path / "no" / "sub" / "x.npz")])
     assert result.exit_code == 2 and f"folder {tmp_path / 'no' / 'sub'} does not exist; create it first" in \
         result.output, result.output
+
+
+def test_restore_refuses_an_archive_of_other_settings_whose_every_run_name_the_grid_has(tmp_path):
+    """users28 #1: every name finished in the grid already: the runs were kept unchecked, exit 0, and the
+    archive's plan (runs of the other grid, never started) was merged into grid.json."""
+    import json
+
+    from coreaug.bench import restore_grid
+    from test_report import write_run
+
+    for seed in range(2):
+        write_run(tmp_path / "G", "none", seed, [0.3, 0.4])
+    (tmp_path / "G" / "grid.json").write_text(json.dumps({"runs": ["none-seed0", "none-seed1", "none-seed2"]}))
+    archive = archive_grid(tmp_path / "G").path
+    for seed in range(2):
+        write_run(tmp_path / "other", "none", seed, [0.3, 0.5, 0.55])  # three epochs: other settings
+    (tmp_path / "other" / "grid.json").write_text(json.dumps({"runs": ["none-seed0", "none-seed1"]}))
+    with pytest.raises(UsageError, match=r"other settings than none-seed0 .*\(epochs: 3 -> 2: the grid's"):
+        restore_grid(archive, out=tmp_path / "other")
+    assert json.loads((tmp_path / "other" / "grid.json").read_text()) == {"runs": ["none-seed0", "none-seed1"]}
+    assert restore_grid(archive, out=tmp_path / "G").written == []  # its own grid: kept, as before
+
+
+def test_a_report_of_a_grids_runs_folder_names_the_runs_its_plan_lists_that_never_started(tmp_path):
+    """users28 #2: `report GRID/runs` read no grid.json there, so the runs never started went unlisted
+    ("it has no grid.json, as coreaug 0.2 and older wrote none")."""
+    import json
+
+    from coreaug.bench import write_report
+    from test_report import write_run
+
+    for seed in range(2):
+        write_run(tmp_path / "G", "none", seed, [0.3, 0.4])
+    (tmp_path / "G" / "grid.json").write_text(json.dumps({"runs": ["none-seed0", "none-seed1", "none-seed2"]}))
+    for given in (tmp_path / "G", tmp_path / "G" / "runs"):
+        result = write_report(str(given), out=str(tmp_path / "rep"))
+        assert result.missing_runs == 1 and any("none-seed2" in problem for problem in result.problems)
+        assert "as coreaug 0.2 and older wrote none" not in (tmp_path / "rep" / "report.md").read_text()

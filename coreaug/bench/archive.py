@@ -236,14 +236,15 @@ def read_plan(grid):
 
 
 def planned_runs(path):
-    """The run names the grid `path` planned: its PLAN file's, or an archive's planned runs ([] for
-    a grid bench wrote none for, an archive without a plan, or a file that cannot be read)."""
+    """The run names the grid `path` (or its runs/ folder) planned: its PLAN file's, or an archive's
+    planned runs ([] for a grid bench wrote none for, an archive without a plan, or a file that
+    cannot be read)."""
     if os.path.isfile(path):
         try:
             return [record.name for record in read_archive(path) if record.planned]
         except (UsageError, OSError):
             return []
-    return _run_names(read_plan(path))
+    return _run_names(read_plan(_grid_folder(path, runs_folder(path) or path)))
 
 
 def _run_names(plan):
@@ -365,7 +366,7 @@ def restore_grid(archive, *, out):
             if there is not None and os.path.exists(os.path.join(folder, record.name, "summary.json")):
                 replaced[record.name] = there.problem  # a damaged run: the archive's copy replaces it
             writes.append(record)
-    _check_settings(archive, out, writes, present)
+    _check_settings(archive, out, writes + [r for r in records if r.name in kept], present)  # kept: of the grid?
     plan = [record.name for record in records if record.planned]
     if plan:
         os.makedirs(out, exist_ok=True)
@@ -386,8 +387,9 @@ def restore_grid(archive, *, out):
 
 
 def _check_settings(archive, out, writes, present):
-    """UsageError when a run to restore has other settings than a run already in the grid `out`
-    (the settings other than strategy, subset and seed, as `coreaug bench` compares them)."""
+    """UsageError when a run to restore (or one kept, of the same name: its plan would be merged) has
+    other settings than a run already in the grid `out` (the settings other than strategy, subset
+    and seed, as `coreaug bench` compares them)."""
     grids = {}
     for there in present.values():
         if isinstance(there.config, dict):
