@@ -143,9 +143,10 @@ def bench(subsets, strategies, references, seeds, target, jobs, devices, shard, 
     click.echo(_summary(result))
     if result.rows:  # results.md has no paired differences or intervals: the report has
         grid = os.path.normpath(os.fspath(out))
-        grid = shlex.quote(os.path.join(".", grid) if grid.startswith("-") else grid)  # -g: no option
-        click.echo(f"paired differences by seed, with intervals: {shlex.join(program_words())} report {grid} "
-                   f"--out {grid}-report")
+        grid = os.path.join(".", grid) if grid.startswith("-") else grid  # -g: no option
+        beside = os.path.abspath(grid) if os.path.basename(grid) in (".", "..") else grid  # not ".-report", hidden
+        click.echo(f"paired differences by seed, with intervals: {shlex.join(program_words())} report "
+                   f"{shlex.quote(grid)} --out {shlex.quote(beside + '-report')}")
     if result.failed:
         failed = list(result.failed.items())  # each with its error, for a log of stderr alone; past 3, named
         reasons = "; ".join(f"{name}: {error}" for name, error in failed[:3])

@@ -239,8 +239,9 @@ def test_the_default_magnitude_out_of_fewer_bins_is_named_as_the_default():
         A.RandAugment(fill=[0, 0, 0])(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("name, shown", [("my grid", "'{tmp}/my grid'"), ("-g", "./-g")])
-def test_bench_ends_with_the_report_command_that_gives_paired_differences(tmp_path, monkeypatch, name, shown):
+@pytest.mark.parametrize("name, shown, report", [("my grid", "'{tmp}/my grid'", "'{tmp}/my grid-report'"),
+                                                  ("-g", "./-g", "./-g-report"), (".", ".", "{tmp}-report")])
+def test_bench_ends_with_the_report_command_that_gives_paired_differences(tmp_path, monkeypatch, name, shown, report):
     import shlex
 
     from click.testing import CliRunner
@@ -248,17 +249,17 @@ def test_bench_ends_with_the_report_command_that_gives_paired_differences(tmp_pa
     from coreaug.cli.main import app
 
     monkeypatch.chdir(tmp_path)
-    out = str(tmp_path / name) if name != "-g" else name
+    out = str(tmp_path / name) if name not in ("-g", ".") else name
     result = CliRunner().invoke(app, ["bench", "--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32",
                                       "--batch-size", "32", "--epochs", "1", "--quiet", "--subsets", "0.5",
                                       "--strategies", "random", "--references", "none", "--seeds", "1", "--out", out])
     assert result.exit_code == 0, result.output
     line = result.output.splitlines()[-1]
-    shown = shown.format(tmp=tmp_path)
-    assert line == f"paired differences by seed, with intervals: coreaug report {shown} --out {shown}-report"
-    report = CliRunner().invoke(app, shlex.split(line.split(": ", 1)[1])[1:])
-    assert report.exit_code == 0, report.output
-    assert (tmp_path / f"{name}-report" / "report.md").exists()
+    shown, report = shown.format(tmp=tmp_path), report.format(tmp=tmp_path)
+    assert line == f"paired differences by seed, with intervals: coreaug report {shown} --out {report}"
+    reported = CliRunner().invoke(app, shlex.split(line.split(": ", 1)[1])[1:])
+    assert reported.exit_code == 0, reported.output
+    assert os.path.exists(os.path.join(shlex.split(report)[0], "report.md"))  # (".": beside the grid, not ".-report")
 
 
 def test_a_report_without_references_says_why_the_share_of_full_gain_is_blank(tmp_path):
