@@ -246,3 +246,16 @@ def test_a_report_of_a_grids_runs_folder_names_the_runs_its_plan_lists_that_neve
         result = write_report(str(given), out=str(tmp_path / "rep"))
         assert result.missing_runs == 1 and any("none-seed2" in problem for problem in result.problems)
         assert "as coreaug 0.2 and older wrote none" not in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_bench_names_a_run_it_resumes_as_resuming(tmp_path):
+    """users28 #5: a run bench resumed from its checkpoint was announced "training in ..."."""
+    args = ["bench", "--dataset", "synthetic", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
+            "--epochs", "1", "--subsets", "0.5", "--strategies", "random", "--references", "", "--seeds", "1",
+            "--out", str(tmp_path / "grid")]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and f"[1/1] random-0.5-seed0: training in {tmp_path / 'grid'}" in first.output
+    (tmp_path / "grid" / "runs" / "random-0.5-seed0" / "summary.json").unlink()  # as a run stopped at its end
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert f"[1/1] random-0.5-seed0: resuming in {tmp_path / 'grid'}" in again.output, again.output

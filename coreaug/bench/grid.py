@@ -323,8 +323,10 @@ def run_grid_runs(runs, report=None):
     """
     outcomes = []
     for position, run in enumerate(runs, 1):
-        if not run.config.quiet and run.state() != "finished":  # its epoch lines follow: named first
-            say(f"[{position}/{len(runs)}] {run.name}: training in {run.folder}")
+        state = run.state()
+        if not run.config.quiet and state != "finished":  # its epoch lines follow: named first
+            doing = "resuming" if state == "interrupted" else "training"
+            say(f"[{position}/{len(runs)}] {run.name}: {doing} in {run.folder}")
         try:
             outcome = RunOutcome(run, train_grid_run(run))
         except STOPPING as exc:

@@ -341,7 +341,8 @@ def _wait(processes, todo, results, holding, done):
             holding[message[1]] = message[2]
             run = todo[message[2]]
             if not run.config.quiet:  # (the workers train quiet: a run's only other line is its end)
-                say(f"{run.name}: training in worker {message[1] + 1} ({run.folder})")
+                doing = "resuming" if run.state() == "interrupted" else "training"
+                say(f"{run.name}: {doing} in worker {message[1] + 1} ({run.folder})")
         elif message[0] == "stop":  # every run would fail the same way: the grid stops, as with one job
             raise message[3]
         else:
