@@ -13,6 +13,8 @@ host, read from there. Callers never ask which source they hold;
 
 Rows are an int64 array or tensor of positions, or a slice (a view of a tensor, no copy).
 """
+import contextlib
+import random
 from typing import Iterator, List
 
 import numpy as np
@@ -97,6 +99,28 @@ class TensorImages(Images):
 IN_ORDER = "pass the training set in the order of the labels"
 
 
+@contextlib.contextmanager
+def kept_random_states():
+    """Give torch's CPU generator, Python's `random` and numpy's global generator back the states
+    they had on entering."""
+    states = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        random.setstate(states[1])
+        np.random.set_state(states[2])
+
+
+def _workers_generator() -> torch.Generator:
+    """A DataLoader's generator: its base seed (the seed of the workers' random transforms) drawn
+    from torch's global RNG, as a DataLoader without one draws it, but without moving that RNG (a
+    fixed generator gave every run's workers the same seeds; none moved the user's own draws)."""
+    with torch.random.fork_rng(devices=[]):
+        seed = int(torch.empty((), dtype=torch.int64).random_())
+    return torch.Generator().manual_seed(seed)
+
+
 class DatasetImages(Images):
     """The images of a map-style dataset of (image, label) pairs (or of images), read in the
     batches asked for by a DataLoader with ``num_workers`` worker processes. With ``labels``
@@ -113,7 +137,10 @@ class DatasetImages(Images):
 
     @property
     def shape(self):
-        return (len(self), *self.read([0]).shape[1:]) if len(self) else (0,)
+        if not len(self):
+            return (0,)
+        with kept_random_states():  # a dataset's random transforms draw none of the caller's numbers
+            return (len(self), *self.read([0]).shape[1:])
 
     def _positions(self, rows) -> np.ndarray:
         chosen = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
@@ -125,7 +152,7 @@ class DatasetImages(Images):
     def batches(self, row_batches, pin: bool = False) -> Iterator[torch.Tensor]:
         sampler = [self._positions(rows).tolist() for rows in row_batches]
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.num_workers,
-                                             pin_memory=pin, generator=torch.Generator())  # (not the caller's RNG)
+                                             pin_memory=pin, generator=_workers_generator())
         for positions, batch in zip(sampler, loader):
             if self.labels is not None and isinstance(batch, (list, tuple)) and len(batch) > 1:
                 _check_labels(positions, batch[1], self.labels, self.advice)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from coreaug.data.images import Images, as_images, device_batches
+from coreaug.data.images import Images, as_images, device_batches, kept_random_states
 from coreaug.devices import api_device
 from coreaug.errors import UsageError, first_line
 from coreaug.progress import progress_bar
@@ -107,7 +107,8 @@ def _check_items(images):
     DataLoader cannot batch into images: dicts (Hugging Face style), PIL images (no ToTensor)."""
     if isinstance(images, (torch.Tensor, np.ndarray, Images)) or len(images) == 0:
         return
-    item = images[0]
+    with kept_random_states():  # a random transform of the dataset's draws none of the caller's numbers
+        item = images[0]
     image = item[0] if isinstance(item, (tuple, list)) and item else item
     if isinstance(image, (torch.Tensor, np.ndarray)):
         return

@@ -1,6 +1,5 @@
 """The dataset face of `CoresetAugmentation`: a wrapped map-style dataset and a sampler that
 follows the epoch's plan, for training loops built on `torch.utils.data.DataLoader`."""
-import contextlib
 import functools
 import importlib.util
 import numbers
@@ -12,6 +11,7 @@ import zlib
 import numpy as np
 import torch
 
+from coreaug.data.images import kept_random_states
 from coreaug.errors import UsageError
 from coreaug.files import warn_at_caller
 from coreaug.selection.checks import check_int
@@ -122,7 +122,7 @@ class PlanDataset(torch.utils.data.Dataset):
         n = len(labels)
         if not n or bool((labels == labels[0]).all()):  # one pool (multi-label, regression: the targets are no class)
             return
-        with _kept_random_states():  # a dataset's random transforms draw no number of the user's seeded loop
+        with kept_random_states():  # a dataset's random transforms draw no number of the user's seeded loop
             read = {index: base[index] for index in
                     sorted({round(k * (n - 1) / (cls.CHECKED_ITEMS - 1)) for k in range(1, cls.CHECKED_ITEMS)})}
         read[0] = first
@@ -153,21 +153,6 @@ def _one_integer(label):
     if isinstance(label, np.ndarray) and label.size == 1 and np.issubdtype(label.dtype, np.integer):
         return label.reshape(()).item()
     return label
-
-
-@contextlib.contextmanager
-def _kept_random_states():
-    """Give torch's CPU generator, Python's `random` and numpy's global generator back the states
-    they had on entering."""
-    import random
-
-    states = torch.get_rng_state(), random.getstate(), np.random.get_state()
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        random.setstate(states[1])
-        np.random.set_state(states[2])
 
 
 class PlanItem(int):
