@@ -173,7 +173,7 @@ def test_archive_restore_refuses_a_grids_runs_folder_and_the_dataset_folder_as_b
     assert sorted(os.listdir(tmp_path / "grid" / "runs")) == ["r1"]
     before = sorted(os.listdir(root))
     result = CliRunner().invoke(app, ["archive", "--restore", str(tmp_path / "a.runs.jsonl.xz"), "--out", str(root)])
-    assert result.exit_code == 2 and "is the folder of --dataset" in result.output, result.output
+    assert result.exit_code == 2 and "is the folder dataset the runs trained on" in result.output, result.output
     assert sorted(os.listdir(root)) == before
     done = CliRunner().invoke(app, ["archive", "--restore", str(tmp_path / "a.runs.jsonl.xz"), "--out",
                                     str(tmp_path / "again")])

@@ -1,8 +1,38 @@
 """Round 29 of review: fixes found by the lead and the review helpers, each test seen failing on the old code."""
+import os
+import shutil
+
 import numpy as np
+import pytest
 import torch
+from click.testing import CliRunner
+from PIL import Image
 
 import coreaug
+from coreaug.cli.main import app
+
+
+def write_folder(root, classes=("c0", "c1", "c2"), per_class=6):
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.random.default_rng(10 * k + i).integers(0, 40, (8, 8, 3)) + 80 * k
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png", format="PNG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def archived(tmp_path_factory):
+    """(image folder, archive of a grid of one finished one-epoch run on it)."""
+    base = tmp_path_factory.mktemp("round29")
+    root = write_folder(base / "imgs")
+    coreaug.train(coreaug.TrainConfig(dataset=str(root), out=str(base / "grid" / "runs" / "r1"), image_size=8,
+                                      model="cnn", epochs=1, batch_size=8, quiet=True, workers=0, strategy="random",
+                                      cache_dir=str(base / "cache")))
+    (base / "grid" / "grid.json").write_text('{"runs": ["r1"]}')
+    result = CliRunner().invoke(app, ["archive", str(base / "grid"), "--to", str(base / "a.runs.jsonl.xz")])
+    assert result.exit_code == 0, result.output
+    return root, base / "a.runs.jsonl.xz"
 
 
 class NoisyImages(torch.utils.data.Dataset):
@@ -39,3 +69,20 @@ def test_a_datasets_random_transforms_differ_with_the_callers_seed_in_workers():
     assert torch.equal(after, expected)  # the caller's RNG is left where it was
     np.testing.assert_array_equal(first, again)  # one seed, one set of draws
     assert not np.allclose(first, second)  # another seed, other draws
+
+
+def test_restore_writes_its_runs_beside_a_grids_tables(archived, tmp_path):
+    """archive --restore into a grid folder whose runs were archived away (its results.md and
+    results.csv left) was refused as bench refuses a folder of tables: a restore writes no tables."""
+    _, archive = archived
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "results.md").write_text("| a |\n")
+    (tmp_path / "grid" / "results.csv").write_text("a\n")
+    result = CliRunner().invoke(app, ["archive", "--restore", str(archive), "--out", str(tmp_path / "grid")])
+    assert result.exit_code == 0, result.output
+    assert os.listdir(tmp_path / "grid" / "runs") == ["r1"]
+    assert (tmp_path / "grid" / "results.md").read_text() == "| a |\n"
+    shutil.rmtree(tmp_path / "grid" / "runs")
+    os.remove(tmp_path / "grid" / "grid.json")
+    result = CliRunner().invoke(app, ["bench", "--out", str(tmp_path / "grid"), "--dataset", "synthetic"])
+    assert result.exit_code == 2 and "holds results.md and results.csv but no grid" in result.output, result.output

@@ -342,7 +342,7 @@ def restore_grid(archive, *, out):
     from .grid import check_out  # (grid reads archives: imported here, where both are loaded)
 
     datasets = [record.config.get("dataset") for record in records if isinstance(record.config, dict)]
-    check_out(out, datasets[0] if datasets else None, writes="the runs")  # (a live run's lock would hold it up)
+    check_out(out, datasets[0] if datasets else None, restoring=True)  # (a live run's lock would hold it up)
     if not any(record.started for record in records):
         raise UsageError(f"{archive} holds no runs; give a non-empty archive written by `coreaug archive`")
     for record in records:

@@ -138,12 +138,14 @@ def _check_loss_filter(loss_filter, strategies):
     check_loss_filter(readers[0], loss_filter)
 
 
-def check_out(out, dataset, writes="the grid"):
+def check_out(out, dataset, restoring=False):
     """UsageError, before anything is written, for an --out where a grid cannot live: a run
     folder (the grid's runs would nest inside another run), the runs/ folder of a grid, or a folder
     inside the folder dataset `dataset` (resolved), whose files would be read as part of it: runs/
     as a class, the plot's PNG in the sampling of the images' size (a hidden folder, `PATH/.grids`,
-    is fine). `writes`: what the command writes there (bench: the grid; archive --restore: the runs)."""
+    is fine). A bench (not `restoring`, as archive --restore does, which writes runs and no tables)
+    also refuses a folder of results tables without a grid, which its tables would replace."""
+    writes = "the runs" if restoring else "the grid"
     held = run_file_in(out)
     if held:
         raise UsageError(f"--out {out} is a run folder (it holds {held}), not a grid's; choose another --out "
@@ -156,16 +158,18 @@ def check_out(out, dataset, writes="the grid"):
         raise UsageError(f"--out {out} is the runs/ folder of the grid {above}, where a grid would nest in it; "
                          f"give --out {above} to go on with that grid")
     tables = [name for name in ("results.md", "results.csv") if os.path.isfile(os.path.join(out, name))]
-    if tables and not os.path.isfile(os.path.join(out, PLAN)) and not os.path.isdir(os.path.join(out, "runs")):
+    if tables and not restoring and not os.path.isfile(os.path.join(out, PLAN)) \
+            and not os.path.isdir(os.path.join(out, "runs")):
         raise UsageError(f"--out {out} holds {' and '.join(tables)} but no grid (no {PLAN}, no runs/): the grid's "
                          "tables would replace them; choose another --out for the grid")
     if not isinstance(dataset, str) or not is_folder_dataset(dataset) or not os.path.isdir(dataset):
         return
     if lies_among(dataset, out):  # the whole folder: the plot's PNG in its root is sampled too
-        same = os.path.realpath(out) == os.path.realpath(dataset)
-        raise UsageError(f"--out {out} is {'' if same else 'inside '}the folder of --dataset, "
-                         f"{dataset}, where the grid's files would be read as part of the dataset (runs/ as "
-                         "a class); choose an --out outside it")
+        where = "" if os.path.realpath(out) == os.path.realpath(dataset) else "inside "
+        named, files = ("the folder dataset the runs trained on", "the runs'") if restoring else \
+            ("the folder of --dataset", "the grid's")
+        raise UsageError(f"--out {out} is {where}{named}, {dataset}, where {files} files would be read as part of "
+                         "the dataset (runs/ as a class); choose an --out outside it")
 
 
 def check_writable(out):
