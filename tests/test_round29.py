@@ -86,3 +86,15 @@ def test_restore_writes_its_runs_beside_a_grids_tables(archived, tmp_path):
     os.remove(tmp_path / "grid" / "grid.json")
     result = CliRunner().invoke(app, ["bench", "--out", str(tmp_path / "grid"), "--dataset", "synthetic"])
     assert result.exit_code == 2 and "holds results.md and results.csv but no grid" in result.output, result.output
+
+
+def test_clear_caches_takes_bytes_paths(tmp_path, monkeypatch):
+    """review28b #3: clear_caches checked its bytes cache_dir and source but used them as given (a
+    bytes path mixed with str paths failed)."""
+    from coreaug.data.image_cache import caches_in, clear_caches
+
+    root = write_folder(tmp_path / "imgs")
+    coreaug.load_dataset(str(root), image_size=8, progress=False, workers=0, cache_dir=str(tmp_path / "cache"))
+    assert len(caches_in(str(tmp_path / "cache"))) == 1
+    assert clear_caches(os.fsencode(tmp_path / "cache"), os.fsencode(root))[0] == 1
+    assert caches_in(str(tmp_path / "cache")) == []

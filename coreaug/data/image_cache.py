@@ -291,9 +291,10 @@ def clear_caches(cache_dir: Optional[str] = None, source: Optional[str] = None) 
     that cannot be removed (another user's, a read-only disk) is left, the others removed, and
     then a UsageError says what was removed and names the first left. One that another process
     removes meanwhile (two clears at once) is gone: not counted, and no error."""
-    for name, value in (("cache_dir", cache_dir), ("source", source)):  # "" would clear every cache of the default
-        if value is not None:
-            path_given(value, name, "a folder, or None" if name == "source" else "a folder, or None for the default")
+    if cache_dir is not None:  # "" would clear every cache of the default folder, source="" every cache
+        cache_dir = path_given(cache_dir, "cache_dir", "a folder, or None for the default")
+    if source is not None:
+        source = path_given(source, "source", "a folder, or None")
     found = [cache.folder for cache in caches_in(cache_dir, source)] + damaged_in(cache_dir)
     root = _root(cache_dir)
     if source is None and os.path.isdir(root):  # a killed build's folder holds what it decoded: maybe most
