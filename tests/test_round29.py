@@ -98,3 +98,26 @@ def test_clear_caches_takes_bytes_paths(tmp_path, monkeypatch):
     assert len(caches_in(str(tmp_path / "cache"))) == 1
     assert clear_caches(os.fsencode(tmp_path / "cache"), os.fsencode(root))[0] == 1
     assert caches_in(str(tmp_path / "cache")) == []
+
+
+@pytest.mark.parametrize("empty", ["", " "])
+def test_an_empty_folder_or_dataset_is_refused_by_evaluate_predict_and_load_dataset(archived, empty, tmp_path,
+                                                                                   monkeypatch):
+    """review28b #4: cache_dir="" decoded into the working folder (" ": a new folder named so), evaluate("")
+    scored the run's own dataset, data_dir="" was 'not found in the data folder given,  (no such folder)'."""
+    root, archive = archived
+    model = coreaug.load_run(str(archive.parent / "grid" / "runs" / "r1"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(coreaug.UsageError, match="^cache_dir is empty; give a folder, or None for the run's own$"):
+        model.evaluate(str(root), cache_dir=empty)
+    with pytest.raises(coreaug.UsageError, match="^dataset is empty; give a dataset's name or a folder's path"):
+        model.evaluate(empty)
+    with pytest.raises(coreaug.UsageError, match="^data_dir is empty; give a folder's path, or None"):
+        model.evaluate("digits", data_dir=empty)
+    with pytest.raises(coreaug.UsageError, match="^image is empty; give an image file's or a folder's path$"):
+        model.predict([str(root / "c0" / "0.png"), empty])
+    with pytest.raises(coreaug.UsageError, match="^cache_dir is empty; give a folder, or None for the default$"):
+        coreaug.load_dataset(str(root), image_size=8, progress=False, cache_dir=empty)
+    with pytest.raises(coreaug.UsageError, match="^data_dir is empty; give a folder's path, or None"):
+        coreaug.load_dataset("fashion-mnist", data_dir=empty, progress=False)
+    assert os.listdir(tmp_path) == []

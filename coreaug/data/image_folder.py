@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from coreaug.augment.validation import whole_number
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError, listed
+from coreaug.errors import UsageError, listed, path_given
 from coreaug.files import warn_at_caller
 
 from .cache_decode import bad_image, shown
@@ -185,6 +185,8 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
     counted in a line after the first.
     """
     root = os.path.realpath(os.path.expanduser(str(root)))  # one folder, one cache, however it is reached
+    if cache_dir is not None:  # "" is no folder (it was the working folder, " " a folder named so)
+        cache_dir = path_given(cache_dir, "cache_dir", "a folder, or None for the default")
     if image_size is None:
         image_size = own_image_size(root) or DEFAULT_IMAGE_SIZE
     image_size = validate_positive("image_size", image_size, 4)

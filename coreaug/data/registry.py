@@ -6,7 +6,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from coreaug.errors import UsageError, not_applicable
+from coreaug.errors import UsageError, not_applicable, path_given
 from coreaug.registering import qualified_name, same_definition
 
 from .dataset import ImageDataset, check_dataset
@@ -165,8 +165,8 @@ def load_dataset(name: str, data_dir: Optional[PathLike] = None, *, download: bo
     """
     from .image_folder import load_image_folder
 
-    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
-        raise UsageError(f"data_dir must be a folder's path (a string) or None, got {data_dir!r}")
+    if data_dir is not None:  # "" is no folder (read as the working folder)
+        data_dir = path_given(data_dir, "data_dir", "a folder's path, or None for the default folders")
     for flag, value in (("download", download), ("progress", progress)):
         if value is not None and not isinstance(value, (bool, np.bool_, numbers.Integral)):  # numpy's, 0 and 1 too
             raise UsageError(f"{flag} must be True or False, got {value!r}")

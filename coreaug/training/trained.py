@@ -326,6 +326,12 @@ class TrainedModel:
             raise UsageError(f"skip_bad_images must be True, False or None, got {skip_bad_images!r}")
         if dataset is not None and not isinstance(dataset, (str, os.PathLike)):  # before `not dataset`: a tensor's
             return self._evaluate_in_memory(dataset, batch_size, skip_bad_images)  # truth is ambiguous
+        if dataset is not None:  # "" is no dataset (it scored the run's own, as None does)
+            dataset = path_given(dataset, "dataset", "a dataset's name or a folder's path, or None for the run's own")
+        if data_dir is not None:  # "" is no folder (the working folder), nor " " (a folder of that name)
+            data_dir = path_given(data_dir, "data_dir", "a folder's path, or None for the run's own")
+        if cache_dir is not None:
+            cache_dir = path_given(cache_dir, "cache_dir", "a folder, or None for the run's own")
         given = [name for name, value in (("data_dir", data_dir), ("download", download)) if value]
         own = self._own_dataset(dataset)
         unregistered = relative_folder(own) and not self.older  # this version records folders whole: a name
@@ -824,7 +830,7 @@ def image_files(images, missing_ok=False):
         elif not isinstance(image, (str, os.PathLike)):
             raise UsageError(f"a list of images holds a {type(image).__name__}; give paths, folders or PIL images in "
                              "a list, or the images as one uint8 tensor (N, C, S, S)")
-        elif os.path.isdir(os.path.expanduser(image)):
+        elif os.path.isdir(os.path.expanduser(path_given(image, "image", "an image file's or a folder's path"))):
             image = os.path.expanduser(image)
             unread = collections.Counter()
             found = sorted(images_under(image, unread))
