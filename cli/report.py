@@ -15,7 +15,7 @@ def _source(argument):
     if "=" not in argument or os.path.exists(os.path.expanduser(argument)):
         return argument, ""
     path, _, label = argument.rpartition("=")
-    if not path or not label:
+    if not path.strip() or not label:
         raise UsageError(f"{argument!r} must be PATH or PATH=LABEL (e.g. grids/A-40=40 epochs)")
     return path, label
 
@@ -64,7 +64,12 @@ def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, 
     own baseline and references where it has them. Runs that are missing or unfinished are
     listed in the report; the rest is still written.
     """
+    if not paths[0].strip():  # (write_report would name its parameter, path)
+        raise UsageError("PATH is empty; give a grid folder or a grid archive (.runs.jsonl.xz)")
     sources = [_source(p) for p in paths]
+    for path, label in sources[1:]:
+        if not path.strip():
+            raise UsageError("a PATH=LABEL is empty; give another grid's folder or archive, and its label")
     if sources[0][1]:
         raise UsageError(f"the first PATH is the grid the others are compared with and takes no label; "
                          f"give {sources[0][0]} first without =LABEL")

@@ -134,7 +134,7 @@ def test_report_refuses_an_empty_path_an_empty_subsets_a_long_name_and_repeated_
         write_run(tmp_path / "grid", "random", seed, [0.3, 0.4], subset=0.3)
     rep = tmp_path / "rep"
     code, out = _cli("report", "", "--out", rep)
-    assert code == 2 and "error: path is empty; give a grid folder or a grid archive (.runs.jsonl.xz)" in out
+    assert code == 2 and "error: PATH is empty; give a grid folder or a grid archive (.runs.jsonl.xz)" in out
     for subsets in ("", ","):
         code, out = _cli("report", tmp_path / "grid", "--subsets", subsets, "--out", rep)
         assert code == 2 and "error: --subsets is empty; give the fractions to keep" in out

@@ -121,3 +121,18 @@ def test_an_empty_folder_or_dataset_is_refused_by_evaluate_predict_and_load_data
     with pytest.raises(coreaug.UsageError, match="^data_dir is empty; give a folder's path, or None"):
         coreaug.load_dataset("fashion-mnist", data_dir=empty, progress=False)
     assert os.listdir(tmp_path) == []
+
+
+def test_the_cli_names_an_empty_argument_by_its_metavar(tmp_path):
+    """review28b #5: `datasets " " --clear-cache` said "source is empty; give a folder, or None" (the
+    Python parameter), `report ''` "path is empty", an empty PATH=LABEL "another grid   needs a label"."""
+    cases = [(["datasets", " ", "--clear-cache"], "NAME is empty; give the folder whose caches to clear, or leave it "
+              "out to clear every cache"),
+             (["datasets", ""], "NAME is empty; give a dataset's name or a folder of images, or leave it out to list"),
+             (["report", "", "--out", str(tmp_path / "r")], "PATH is empty; give a grid folder or a grid archive"),
+             (["report", str(tmp_path), " ", "--out", str(tmp_path / "r")], "a PATH=LABEL is empty; give another "
+              "grid's folder or archive, and its label")]
+    for args, expected in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and f"error: {expected}" in result.stderr, (args, result.output)
+    assert os.listdir(tmp_path) == []
