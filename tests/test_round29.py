@@ -136,3 +136,25 @@ def test_the_cli_names_an_empty_argument_by_its_metavar(tmp_path):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and f"error: {expected}" in result.stderr, (args, result.output)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_worker_names_its_run_resumed_by_the_runs_state_before_the_workers_began(capsys):
+    """review28b #7: bench --jobs said 'resuming' by the run's state when the worker's word arrived,
+    by which time a new run's worker may have written its first checkpoint."""
+    import queue
+    import types
+
+    from coreaug.bench import workers
+
+    def run(name):  # a run whose folder holds a checkpoint by now
+        return types.SimpleNamespace(name=name, folder=f"/g/runs/{name}", config=types.SimpleNamespace(quiet=False),
+                                     state=lambda: "interrupted")
+
+    todo, results, outcomes = [run("new-one"), run("old-one")], queue.Queue(), []
+    for message in [("took", 0, 0), ("took", 1, 1), ("done", 0, 0, "trained", None), ("done", 1, 1, "resumed", None)]:
+        results.put(message)
+    workers._wait([], todo, results, {}, outcomes.append, {1})
+    said = capsys.readouterr()
+    assert "new-one: training in worker 1 (/g/runs/new-one)" in said.out + said.err
+    assert "old-one: resuming in worker 2 (/g/runs/old-one)" in said.out + said.err
+    assert [o.status for o in outcomes] == ["trained", "resumed"]

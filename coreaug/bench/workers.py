@@ -251,11 +251,13 @@ def run_in_workers(runs, workers, report=None):
         if report:
             report(outcome, len(outcomes))
 
-    todo = []
+    todo, resuming = [], set()  # resuming: positions of the runs interrupted before (not by their worker's start)
     for run in runs:
-        if run.state() == "finished":
+        state = run.state()
+        if state == "finished":
             done(RunOutcome(run, "skipped"))
         else:
+            resuming.update([len(todo)] if state == "interrupted" else [])
             todo.append(run)
     if not todo:
         return outcomes
@@ -274,7 +276,7 @@ def run_in_workers(runs, workers, report=None):
         with sigterm_raises():
             for index, worker in enumerate(workers):
                 processes.append(_start(context, index, worker, tasks, results))
-            _wait(processes, todo, results, holding, done)
+            _wait(processes, todo, results, holding, done, resuming)
         finished = True
     except BaseException as stopped:
         # The frames the exception leaves (_wait's, Queue.get's) hold the queues: freed with them, their
@@ -312,8 +314,10 @@ def _close_queue(channel):
             _PARKED.append(channel)
 
 
-def _wait(processes, todo, results, holding, done):
-    """Report each of `todo` as its worker sends its status, or as failed when its worker died."""
+def _wait(processes, todo, results, holding, done, resuming=()):
+    """Report each of `todo` as its worker sends its status, or as failed when its worker died; a
+    run is said to be resumed when its position is in `resuming` (its state before the workers
+    began: by the time a worker's word arrives, it may have written the run's first checkpoint)."""
     reported = set()
     while len(reported) < len(todo):
         try:
@@ -341,7 +345,7 @@ def _wait(processes, todo, results, holding, done):
             holding[message[1]] = message[2]
             run = todo[message[2]]
             if not run.config.quiet:  # (the workers train quiet: a run's only other line is its end)
-                doing = "resuming" if run.state() == "interrupted" else "training"
+                doing = "resuming" if message[2] in resuming else "training"
                 say(f"{run.name}: {doing} in worker {message[1] + 1} ({run.folder})")
         elif message[0] == "stop":  # every run would fail the same way: the grid stops, as with one job
             raise message[3]
