@@ -158,3 +158,19 @@ def test_a_worker_names_its_run_resumed_by_the_runs_state_before_the_workers_beg
     assert "new-one: training in worker 1 (/g/runs/new-one)" in said.out + said.err
     assert "old-one: resuming in worker 2 (/g/runs/old-one)" in said.out + said.err
     assert [o.status for o in outcomes] == ["trained", "resumed"]
+
+
+def test_the_epochs_kept_are_the_checkpoints_when_the_run_stopped_before_its_metrics_row(tmp_path):
+    """interrupt28 #1: a run stopped between its checkpoint and its metrics.jsonl row was said to have
+    stopped an epoch earlier than the one its resume continues after (the rows were counted)."""
+    from coreaug.training.run_files import epochs_kept
+
+    out = tmp_path / "run"
+    coreaug.train(coreaug.TrainConfig(dataset="synthetic", model="cnn", epochs=2, batch_size=64, quiet=True,
+                                      strategy="random", out=str(out)))
+    (out / "summary.json").unlink()
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text(rows[0] + "\n")
+    assert epochs_kept(str(out)) == 2
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")  # unreadable: the rows beside it
+    assert epochs_kept(str(out)) == 1

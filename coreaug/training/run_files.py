@@ -547,8 +547,12 @@ def damaged_results(folder, summary=True):
 
 
 def epochs_kept(out):
-    """The epochs a resume of the run folder `out` would not train again: metrics.jsonl's rows beside a
-    checkpoint.pt (none without one: a resume starts from the first)."""
+    """The epochs a resume of the run folder `out` would not train again: its checkpoint.pt's history (a run
+    stopped between the checkpoint and its metrics.jsonl row kept one more epoch than the rows), else
+    metrics.jsonl's rows beside a checkpoint.pt (none without one: a resume starts from the first)."""
+    history = _checkpoint_entry(out, "history")
+    if isinstance(history, list):
+        return len(history)
     return (metrics_rows(out) or 0) if os.path.exists(os.path.join(out, CHECKPOINT)) else 0
 
 
@@ -619,12 +623,17 @@ def check_same_data(checkpoint, config):
 def checkpoint_fingerprint(run):
     """The data fingerprint in the checkpoint.pt of the run folder `run` (None: none, or unreadable): a
     model.pt of coreaug 0.2 lacks it, and without it evaluate and bench could not tell a folder changed since."""
+    return _checkpoint_entry(run, "data_fingerprint")
+
+
+def _checkpoint_entry(run, key):
+    """The entry `key` of the checkpoint.pt of the run folder `run` (its tensors mapped, not read), or None."""
     try:
         checkpoint = torch.load(os.path.join(os.path.expanduser(os.fspath(run)), CHECKPOINT), map_location="cpu",
                                 weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - missing, damaged, or pickled by a coreaug before weights_only
         return None
-    return checkpoint.get("data_fingerprint") if isinstance(checkpoint, dict) else None
+    return checkpoint.get(key) if isinstance(checkpoint, dict) else None
 
 
 def same_files(stored, root, val_fraction, typed=()):
