@@ -6,19 +6,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
 import coreaug
 from coreaug.cli.main import app
-
-
-def write_folder(root, classes=("c0", "c1", "c2"), per_class=6):
-    for k, name in enumerate(classes):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.random.default_rng(10 * k + i).integers(0, 40, (8, 8, 3)) + 80 * k
-            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png", format="PNG")
-    return root
+from test_round28 import write_folder
 
 
 @pytest.fixture(scope="module")
