@@ -165,3 +165,29 @@ def test_the_epochs_kept_are_the_checkpoints_when_the_run_stopped_before_its_met
     assert epochs_kept(str(out)) == 2
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")  # unreadable: the rows beside it
     assert epochs_kept(str(out)) == 1
+
+
+def test_restoring_a_grids_own_archive_takes_runs_bench_counts_as_of_one_grid(tmp_path):
+    """review29 #1: a grid whose runs recorded --weak auto and --weak pad-crop (one grid to bench:
+    auto is pad-crop below 128 px) had its own archive, restored into it, refused as 'of other
+    settings' (weak: 'pad-crop' -> 'auto'), with every run there or with one missing."""
+    import json
+
+    from coreaug.bench import restore_grid
+    from coreaug.bench.archive import archive_grid
+    from test_report import write_run
+
+    for seed, weak in enumerate(("auto", "pad-crop")):
+        folder = write_run(tmp_path / "G", "none", seed, [0.3, 0.4])
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(dict(config, weak=weak, image_size=32)))
+    archive = archive_grid(tmp_path / "G").path
+    result = restore_grid(archive, out=tmp_path / "G")
+    assert result.written == [] and result.kept == ["none-seed0", "none-seed1"]
+    shutil.rmtree(tmp_path / "G" / "runs" / "none-seed1")
+    result = restore_grid(archive, out=tmp_path / "G")
+    assert result.written == ["none-seed1"] and result.kept == ["none-seed0"]
+    config = json.loads((tmp_path / "G" / "runs" / "none-seed1" / "config.json").read_text())
+    (tmp_path / "G" / "runs" / "none-seed1" / "config.json").write_text(json.dumps(dict(config, epochs=7)))
+    with pytest.raises(coreaug.UsageError, match=r"of other settings than .*\(epochs: "):
+        restore_grid(archive, out=tmp_path / "G")

@@ -331,8 +331,10 @@ def restore_grid(archive, *, out):
     RestoreResult.why: unfinished or unreadable runs of the archive, names that are not plain
     folder names, and folders a live coreaug run holds (their lock is held while a run is
     written). Returns a RestoreResult. Raises UsageError, with nothing written, for a file that
-    is not an archive, a run name that is a path, or runs of other settings than those already in
-    `out/runs/` (the grid's settings; runs differ only in strategy, subset and seed).
+    is not an archive, a run name that is a path, runs of other settings than those already in
+    `out/runs/` (the grid's settings; runs differ only in strategy, subset and seed, and --weak and
+    --precision auto match what they resolve to, as bench takes them), or an `out` that is a run
+    folder, a grid's runs/ folder, or inside the folder dataset the runs trained on.
     """
     archive = os.path.expanduser(path_given(archive, "archive", "an archive's path"))
     out = os.path.expanduser(path_given(out, "out", "the grid's folder"))
@@ -389,7 +391,9 @@ def restore_grid(archive, *, out):
 def _check_settings(archive, out, writes, present):
     """UsageError when a run to restore (or one kept, of the same name: its plan would be merged) has
     other settings than a run already in the grid `out` (the settings other than strategy, subset
-    and seed, as `coreaug bench` compares them)."""
+    and seed, as `coreaug bench` compares them: --weak and --precision auto as what they resolve to)."""
+    from .grid import same_recorded
+
     grids = {}
     for there in present.values():
         if isinstance(there.config, dict):
@@ -400,7 +404,8 @@ def _check_settings(archive, out, writes, present):
             continue
         for there in grids.values():
             stored = {**there.config, **{k: record.config.get(k) for k in PER_RUN}}
-            changed = differences(stored, record.config)
+            changed = [(key, was, now) for key, was, now in differences(stored, record.config)
+                       if not same_recorded(key, was, now, record.config)]
             if changed:
                 diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
                 raise UsageError(f"{archive} holds run {record.name}, of other settings than {there.name} in "

@@ -2,6 +2,7 @@
 its own folder, with finished runs skipped, interrupted ones resumed, and runs that another
 process holds (another shard or bench on the same folder) left to it; a grid's shards."""
 import dataclasses
+import types
 import json
 import math
 import numbers
@@ -453,6 +454,14 @@ def _match_folder(run):
                          "flags as before, another --out, or remove that folder")
     # the run goes on as stored, so that its own resume check (train) finds the same settings
     return dataclasses.replace(run, config=dataclasses.replace(run.config, **same)) if same else run
+
+
+def same_recorded(key, stored, now, settings):
+    """`_same_here` for a run known by its recorded settings (`settings`, a dict as config.json holds
+    them): archive --restore takes into a grid the runs bench would count as of its settings."""
+    config = types.SimpleNamespace(dataset=settings.get("dataset"), image_size=settings.get("image_size") or 0,
+                                   device=settings.get("device", "auto"))
+    return _same_here(key, stored, now, config)
 
 
 def _same_here(key, stored, now, config):
