@@ -191,3 +191,21 @@ def test_restoring_a_grids_own_archive_takes_runs_bench_counts_as_of_one_grid(tm
     (tmp_path / "G" / "runs" / "none-seed1" / "config.json").write_text(json.dumps(dict(config, epochs=7)))
     with pytest.raises(coreaug.UsageError, match=r"of other settings than .*\(epochs: "):
         restore_grid(archive, out=tmp_path / "G")
+
+
+def test_a_state_saved_under_another_seed_or_copies_is_warned_about(recwarn):
+    """users29 #1: a state loaded into a CoresetAugmentation of another seed (or copies) was taken without a
+    word, and the plans from there on were not the saving run's."""
+    labels = torch.arange(40) % 4
+    images = torch.rand(40, 3, 4, 4)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    method = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.25)
+    method.start_epoch(0, model, images)
+    state = method.state_dict()
+    coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.25).load_state_dict(state)
+    assert not [w for w in recwarn if "other settings" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"other settings: seed 0 \(this method: 1\), copies 1 \(this method: 2\); "
+                                         "its selection is kept"):
+        coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.25, seed=1, copies=2).load_state_dict(state)
+    with pytest.raises(coreaug.UsageError, match=r"other settings: fraction 0.25 \(this method: 0.5\)"):
+        coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.5, seed=1).load_state_dict(state)

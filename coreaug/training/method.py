@@ -563,7 +563,7 @@ class CoresetAugmentation:
         a loss_history rule's running sums and held-out counts), with the settings it was made
         under (`load_state_dict` checks them)."""
         s = self.selection
-        return {"settings": self._settings(),
+        return {"settings": self._plan_settings(),  # (seed, copies and weight_augmented: warned about, not refused)
                 "loss_sums": self.loss_sums, "loss_count": self.loss_count, "loss_held": self.loss_held,
                 "selection": None if s is None else {
                     "indices": torch.from_numpy(np.asarray(s.indices)), "weights": torch.from_numpy(np.asarray(s.weights)),
@@ -576,7 +576,8 @@ class CoresetAugmentation:
     def load_state_dict(self, state):
         """Restore what `state_dict` returned. UsageError, changing nothing, for a state of another
         training set or one saved under another strategy, fraction, balance or mode (a selection
-        made elsewhere is adopted with `use`), and for anything else (a model's state_dict, a
+        made elsewhere is adopted with `use`; another seed, copies or weight_augmented is warned
+        about: the plans from there on differ from the saving run's), and for anything else (a model's state_dict, a
         whole checkpoint). Under a process group, call it on every rank (on rank `src` alone,
         `start_epoch` hands its state to the others)."""
         if not isinstance(state, dict) or not any(key in state for key in STATE_KEYS):
@@ -641,6 +642,14 @@ class CoresetAugmentation:
         if differ:
             raise UsageError(f"the state was saved under other settings: {', '.join(differ)}; load it into a "
                              "CoresetAugmentation made with the same ones (or adopt a selection with use())")
+        plans = self._plan_settings()  # (an older coreaug's state kept the selection's settings alone)
+        unread = ("copies", "weight_augmented") if self.strategy == "none" else ()  # no copies to make or weigh
+        differ = [f"{key} {saved[key]!r} (this method: {plans[key]!r})" for key in plans
+                  if key not in mine and key not in unread and key in saved and saved[key] != plans[key]]
+        if differ:
+            warn_at_caller(f"the state was saved under other settings: {', '.join(differ)}; its selection is "
+                           "kept, but the plans from here on are not those the run that saved it would have made "
+                           "(make the CoresetAugmentation with the same ones to continue that run)")
 
     def _from_logits(self, logits):
         """(logit gradient estimates, per-example losses) of `logits` (n, c), on the CPU."""
