@@ -209,3 +209,15 @@ def test_a_state_saved_under_another_seed_or_copies_is_warned_about(recwarn):
         coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.25, seed=1, copies=2).load_state_dict(state)
     with pytest.raises(coreaug.UsageError, match=r"other settings: fraction 0.25 \(this method: 0.5\)"):
         coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.5, seed=1).load_state_dict(state)
+
+
+def test_wrapping_a_dataset_with_random_transforms_leaves_the_callers_random_state_alone():
+    """The own loop's wrap read item 0 (to check its pair and label) with the caller's RNG: a dataset's
+    random transform moved the draws of the user's seeded loop."""
+    labels = torch.arange(8) % 2
+    method = coreaug.CoresetAugmentation(labels, strategy="random", fraction=0.5)
+    torch.manual_seed(4)
+    expected = torch.rand(3)
+    torch.manual_seed(4)
+    method.dataset(NoisyImages(torch.zeros(8, 3, 2, 2), labels))
+    assert torch.equal(torch.rand(3), expected)

@@ -52,7 +52,9 @@ def select_coreset(features, labels, fraction, *, balance="equal", knn=DEFAULT_K
     budget is round(fraction * n) in total (at least 1), split over
     classes by `balance` ("equal" or "proportional", see `class_budgets`); the leftover examples
     of a budget that does not split evenly go, among classes that tie, to the lower class
-    positions, or with `tie_seed` (an integer >= 0) in an order drawn from it.
+    positions, or with `tie_seed` (an integer >= 0) in an order drawn from it. (`coreaug select`
+    passes its --seed, 0 by default, and CoresetAugmentation `seed * 100003 + epoch`: pass the
+    same `tie_seed` to pick what they pick.)
 
     `keep` (bool (n,), optional) restricts each class's ground set: examples outside it are
     neither picked nor counted in the weights (a class keeps at least its budget, the kept

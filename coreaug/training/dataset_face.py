@@ -48,7 +48,8 @@ class PlanDataset(torch.utils.data.Dataset):
             raise UsageError(f"the dataset has {len(base)} examples but the labels given to CoresetAugmentation "
                              f"have {len(method)}; wrap the same training set")
         if len(base):
-            item = base[0]
+            with kept_random_states():  # a dataset's random transforms draw none of the user's numbers
+                item = base[0]
             if not isinstance(item, (tuple, list)) or len(item) < 2:
                 raise UsageError("the dataset must return (image, label) pairs (like torchvision's datasets); "
                                  f"its item 0 is a {type(item).__name__}")
