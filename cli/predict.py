@@ -90,7 +90,7 @@ def predict(run, images, files_from, top_k, fmt, device, model, skip_bad_images)
                          + (f" ({_source_name(files_from)} lists none)" if files_from is not None else ""))
     trained = load_named(run, model, device)
     # a listed file gone since it was listed is skipped as unreadable; a path typed here that is not there, a typo
-    files = image_files(list(images)) + image_files(listed, missing_ok=skip_bad_images)
+    files = image_files(list(images), arguments="IMAGES") + image_files(listed, missing_ok=skip_bad_images)
     if not skip_bad_images:
         check_headers(files, "give image files (JPEG, PNG, WebP, BMP, GIF, TIFF), or pass --skip-bad-images to "
                              "leave unreadable ones out")

@@ -51,12 +51,12 @@ class TrainingDiverged(RuntimeError):
 
 def path_given(value, name, what="a path"):
     """`value` as a str path (bytes decoded as os.fsdecode does), or the UsageError naming `name`
-    when it is no path (5, None, a tensor, an empty string), in place of os.fspath's TypeError or the
+    when it is no path (5, None, a tensor, an empty string or one of spaces that names nothing), in place of os.fspath's TypeError or the
     OS's puzzling message about "" from deep inside."""
     if not isinstance(value, (str, bytes, os.PathLike)):
         raise UsageError(f"{name} must be {what} (a string or a pathlib.Path), got {type(value).__name__}")
     path = os.fsdecode(value)
-    if not path.strip():  # "" is no path: the OS would read it as the working folder, or " is not a folder"
+    if not path.strip() and not (path and os.path.lexists(path)):  # "": the working folder to the OS; " ": none
         raise UsageError(f"{name} is empty; give {what}")
     return path
 

@@ -105,8 +105,10 @@ def test_an_empty_folder_or_dataset_is_refused_by_evaluate_predict_and_load_data
         model.evaluate(empty)
     with pytest.raises(coreaug.UsageError, match="^data_dir is empty; give a folder's path, or None"):
         model.evaluate("digits", data_dir=empty)
-    with pytest.raises(coreaug.UsageError, match="^image is empty; give an image file's or a folder's path$"):
+    with pytest.raises(coreaug.UsageError, match=r"^images\[1\] is empty; give an image file's or a folder's path$"):
         model.predict([str(root / "c0" / "0.png"), empty])
+    with pytest.warns(UserWarning, match="left out 1 unreadable image of 2"):  # a blank cell skipped, as before
+        assert len(model.predict([str(root / "c0" / "0.png"), empty], skip_bad_images=True)) == 1
     with pytest.raises(coreaug.UsageError, match="^cache_dir is empty; give a folder, or None for the default$"):
         coreaug.load_dataset(str(root), image_size=8, progress=False, cache_dir=empty)
     with pytest.raises(coreaug.UsageError, match="^data_dir is empty; give a folder's path, or None"):
@@ -221,3 +223,17 @@ def test_wrapping_a_dataset_with_random_transforms_leaves_the_callers_random_sta
     torch.manual_seed(4)
     method.dataset(NoisyImages(torch.zeros(8, 3, 2, 2), labels))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_an_empty_image_argument_is_named_by_position_and_a_file_named_by_spaces_is_read(archived, tmp_path,
+                                                                                           monkeypatch):
+    """review29 #2, #3: `predict RUN a.png ""` said "image is empty" (no IMAGES, no position), and a file
+    named " " (which exists) was refused as empty wherever a path is checked."""
+    root, archive = archived
+    run = str(archive.parent / "grid" / "runs" / "r1")
+    result = CliRunner().invoke(app, ["predict", run, str(root / "c0" / "0.png"), ""])
+    assert result.exit_code == 2 and "error: IMAGES argument 2 is empty; give an image file's or a folder's path" \
+        in result.stderr, result.output
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(root / "c0" / "0.png", tmp_path / " ")
+    assert [p.image for p in coreaug.load_run(run).predict(" ")] == [" "]

@@ -616,9 +616,12 @@ class TrainedModel:
         kept, pixels = [], []
         for position, image in enumerate(images):
             try:
+                if isinstance(image, str) and not image.strip() and not os.path.lexists(image):
+                    raise FileNotFoundError(image)  # a blank line or cell (read would call it a mistake)
                 pixels.append(self.read(image))
             except (UnreadableImage, FileNotFoundError) as error:
-                what = getattr(error, "what", f"cannot read image {image} (no such file)")
+                what = getattr(error, "what", f"cannot read image {image} (no such file)" if str(image).strip() else
+                               f"cannot read image {image!r} (an empty path)")
                 if not skip_bad_images:
                     unreadable = UsageError(f"{what}; {SKIP_ADVICE}")
                     unreadable.what = what
@@ -801,16 +804,18 @@ def check_headers(files, advice):
             raise UnreadableImage(path, first_line(exc), advice) from None
 
 
-def image_files(images, missing_ok=False):
+def image_files(images, missing_ok=False, arguments=None):
     """`images` (an image file's path, a folder, a PIL image, or a list or tuple of them) as a list,
     a folder's image files (recursively, sorted by path) in its place: those a dataset folder's
     scan reads (coreaug.data.image_folder.images_under: no hidden files or folders, `._name`
     or `__MACOSX/`); `~` in a path is the home folder. Raises UsageError for a path that does not
     exist (kept as a file, which reading then finds gone, where `missing_ok`: --skip-bad-images skips it)
-    or a folder that holds no images."""
+    or a folder that holds no images, and for an empty path (a blank cell of a CSV: skipped where
+    `missing_ok`), named by its position in the list, or as the command's `arguments` (IMAGES)."""
     from coreaug.data.image_folder import IMAGE_EXTENSIONS, images_under
 
-    if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert") or hasattr(images, "read"):
+    single = isinstance(images, (str, os.PathLike)) or hasattr(images, "convert") or hasattr(images, "read")
+    if single:
         images = [images]
     try:
         iter(images)  # a list, or what `for` reads as one (a map-style dataset of paths)
@@ -818,7 +823,11 @@ def image_files(images, missing_ok=False):
         raise UsageError(f"images must be an image file's path, a folder, a PIL image or a list of them, or the "
                          f"images as one uint8 tensor (N, C, S, S); got {type(images).__name__}") from None
     files = []
-    for image in images:
+    for position, image in enumerate(images):
+        if isinstance(image, str) and not image.strip() and not os.path.lexists(image) and not missing_ok:
+            where = f"{arguments} argument {position + 1}" if arguments else "images" if single else \
+                f"images[{position}]"
+            raise UsageError(f"{where} is empty; give an image file's or a folder's path")
         if hasattr(image, "convert"):
             files.append(image)
         elif hasattr(image, "read") and not isinstance(image, (str, os.PathLike)):  # a file object, BytesIO
@@ -830,7 +839,7 @@ def image_files(images, missing_ok=False):
         elif not isinstance(image, (str, os.PathLike)):
             raise UsageError(f"a list of images holds a {type(image).__name__}; give paths, folders or PIL images in "
                              "a list, or the images as one uint8 tensor (N, C, S, S)")
-        elif os.path.isdir(os.path.expanduser(path_given(image, "image", "an image file's or a folder's path"))):
+        elif os.path.isdir(os.path.expanduser(image)):
             image = os.path.expanduser(image)
             unread = collections.Counter()
             found = sorted(images_under(image, unread))
