@@ -237,3 +237,60 @@ def test_an_empty_image_argument_is_named_by_position_and_a_file_named_by_spaces
     monkeypatch.chdir(tmp_path)
     shutil.copy(root / "c0" / "0.png", tmp_path / " ")
     assert [p.image for p in coreaug.load_run(run).predict(" ")] == [" "]
+
+
+def _photo_with_a_malformed_tag():
+    """A JPEG stored sideways (left half red, right half blue; EXIF orientation 6: red on top once
+    turned) whose Make tag is relabelled SHORT: Pillow reads its pixels but cannot write its EXIF back."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, :40, 0] = 255
+    pixels[:, 40:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "cam"
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", exif=exif, quality=95)
+    return buffer.getvalue().replace(b"\x01\x0f\x00\x02", b"\x01\x19\x00\x02", 1)
+
+
+def test_a_photo_whose_exif_pillow_cannot_write_back_is_read_upright(tmp_path):
+    """data29 #1: ImageOps.exif_transpose rewrote such a photo's EXIF and raised struct.error, which
+    decoding did not catch: the cache build died with a DataLoader traceback naming no file (and
+    --skip-bad-images did not help), predict of the file alike. Its orientation alone says how to turn it."""
+    from coreaug.data.image_folder import decode_square
+
+    root = write_folder(tmp_path / "imgs")
+    (root / "c0" / "photo.jpg").write_bytes(_photo_with_a_malformed_tag())
+    image = torch.from_numpy(decode_square(str(root / "c0" / "photo.jpg"), 16)).permute(2, 0, 1).int()
+    red_minus_blue = image[0] - image[2]
+    assert (red_minus_blue[:6] > 100).all() and (red_minus_blue[-6:] < -100).all()
+    data = coreaug.load_dataset(str(root), image_size=16, progress=False, workers=0, cache_dir=str(tmp_path / "c"))
+    assert len(data.train_labels) + len(data.test_labels) == 19
+
+
+def test_any_error_pillow_raises_on_a_file_is_an_unreadable_image(tmp_path, monkeypatch):
+    """Pillow raises more than OSError/ValueError/SyntaxError on malformed files (struct.error,
+    ZeroDivisionError, TypeError: its issues 4238, 8605): the decoding let them through as a crash."""
+    import struct
+
+    from coreaug.data import image_folder
+
+    root = write_folder(tmp_path / "imgs")
+    real = image_folder._decode_square
+
+    def decode(path, size, mode):
+        if str(path).endswith("3.png"):
+            raise struct.error("required argument is not an integer")
+        return real(path, size, mode)
+
+    monkeypatch.setattr(image_folder, "_decode_square", decode)
+    with pytest.raises(coreaug.UsageError, match=r"3.png \(error: required argument is not an integer\)"):
+        coreaug.load_dataset(str(root), image_size=8, progress=False, workers=0, cache_dir=str(tmp_path / "c"))
+    with pytest.warns(UserWarning, match="3"):
+        data = coreaug.load_dataset(str(root), image_size=8, progress=False, workers=0, cache_dir=str(tmp_path / "c"),
+                                    skip_bad_images=True)
+    assert len(data.train_labels) + len(data.test_labels) == 15

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from coreaug.augment.validation import whole_number
 from coreaug.deprecation import keyword_only
-from coreaug.errors import UsageError, listed, path_given
+from coreaug.errors import UsageError, first_line, listed, path_given
 from coreaug.files import warn_at_caller
 
 from .cache_decode import bad_image, shown
@@ -736,14 +736,25 @@ def decode_square(path, size, mode="RGB"):
 
     A JPEG is decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 scale that keeps twice ``size``
     (Pillow's draft, as its thumbnail does), so a 144-megapixel photo takes a few MB, not half
-    a GB. Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file,
-    and ValueError for one over Pillow's pixel limit (PIL.Image.MAX_IMAGE_PIXELS, twice over)."""
-    from PIL import Image, ImageOps
+    a GB. Raises OSError/ValueError/SyntaxError (Pillow's) for an unreadable or truncated file
+    (Pillow's other errors on a malformed file, struct.error or ZeroDivisionError from a camera's
+    EXIF, say, as a ValueError naming them), and ValueError for one over Pillow's pixel limit
+    (PIL.Image.MAX_IMAGE_PIXELS, twice over)."""
+    try:
+        return _decode_square(path, size, mode)
+    except (OSError, ValueError, SyntaxError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow's errors for a malformed file vary (its issues 4238, 8605)
+        raise ValueError(f"{type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def _decode_square(path, size, mode):
+    from PIL import Image
 
     with pillow_warnings_off():
         if isinstance(path, Image.Image):  # refused or scaled as its file would be
             _check_depth(path)
-            return _square(_in_mode(_upright(_eight_bit_levels(path), ImageOps), mode), size, Image, mode)
+            return _square(_in_mode(_upright(_eight_bit_levels(path), Image), mode), size, Image, mode)
         if special_file(path):
             raise ValueError(NOT_REGULAR)
         try:
@@ -754,13 +765,21 @@ def decode_square(path, size, mode="RGB"):
         with image:
             _check_depth(image)
             image.draft("RGB", (2 * size, 2 * size))
-            return _square(_in_mode(_upright(image, ImageOps), mode), size, Image, mode)
+            return _square(_in_mode(_upright(image, Image), mode), size, Image, mode)
 
 
-def _upright(image, ImageOps):
+def _upright(image, Image):
     """``image`` turned as its EXIF orientation says; itself when it says nothing to do (Pillow's
-    exif_transpose copies the whole decoded image even then: half a GB more for a large scan)."""
-    return ImageOps.exif_transpose(image) if image.getexif().get(ORIENTATION, 1) != 1 else image
+    exif_transpose copies the whole decoded image even then: half a GB more for a large scan, and it
+    writes the EXIF back, which fails on a camera's malformed tag). Loaded first: a TIFF's load turns
+    it upright itself and drops the tag (read before, it would be turned twice)."""
+    image.load()
+    turn = _TURNS.get(image.getexif().get(ORIENTATION, 1))
+    return image if turn is None else image.transpose(getattr(Image.Transpose, turn))
+
+
+_TURNS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+          7: "TRANSVERSE", 8: "ROTATE_90"}  # EXIF orientation -> the transpose that shows it upright
 
 
 ORIENTATION = 0x0112  # the EXIF tag: 1 is upright
@@ -814,7 +833,7 @@ def _square(image, size, Image, mode=None):
     step, resizing only the source box that the crop keeps (Pillow's ``box``), so a long thin image
     (a 5000 x 1 banner) costs size x size pixels, not a (5000 * size) x size intermediate. The box
     is the crop's own square mapped back to the source, so the pixels are those of resizing the
-    whole image and then cropping."""
+    whole image and then cropping, within one level (the box's edges round otherwise)."""
     width, height = image.size
     scale = size / min(width, height)
     resized_width, resized_height = max(size, round(width * scale)), max(size, round(height * scale))
