@@ -294,3 +294,16 @@ def test_any_error_pillow_raises_on_a_file_is_an_unreadable_image(tmp_path, monk
         data = coreaug.load_dataset(str(root), image_size=8, progress=False, workers=0, cache_dir=str(tmp_path / "c"),
                                     skip_bad_images=True)
     assert len(data.train_labels) + len(data.test_labels) == 15
+
+
+def test_a_diverged_run_is_not_called_unfinished_nor_sent_to_resume(tmp_path):
+    """docs29 #1: load_run (so predict and evaluate) called a run whose epoch diverged 'not finished (1 of 1
+    epochs done; no model.pt yet)' and told the user to wait or --resume it; its --resume exits 1
+    ('nothing to resume'), and waiting never ends it."""
+    out = tmp_path / "run"
+    with pytest.raises(coreaug.TrainingDiverged):
+        coreaug.train(coreaug.TrainConfig(dataset="synthetic", model="cnn", epochs=1, train_limit=64, lr=1e8,
+                                          out=str(out), quiet=True))
+    with pytest.raises(coreaug.UsageError, match=r"holds a run that diverged at epoch 1 .*; lower --lr and train it "
+                                                 r"again: coreaug train \.\.\. --overwrite --out "):
+        coreaug.load_run(out)

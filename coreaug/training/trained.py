@@ -990,6 +990,10 @@ def read_model_file(run):
             if _training_now(run):  # --resume would be refused: the folder is in use
                 raise UsageError(f"{run} holds a run that is still training ({_progress(run)}; another coreaug "
                                  f"process holds its folder, and it writes {MODEL} when it ends); wait for it to end")
+            diverged = _diverged_at(run)
+            if diverged:  # a --resume goes on from the epoch before, where the same learning rate diverges again
+                raise UsageError(f"{run} holds a run that diverged at epoch {diverged} (its metrics.jsonl marks it; "
+                                 f"no {MODEL}); lower --lr and train it again: coreaug train ... --overwrite --out {run}")
             raise UsageError(f"{run} holds a run that is not finished ({_progress(run)}; no {MODEL} yet); "
                              f"wait for it to end, or continue it with coreaug train ... --resume --out {run}")
         grid = os.path.join(run, "runs")
@@ -1039,6 +1043,18 @@ def _usable_cache_dir(cache_dir):
         return None
     root = os.path.abspath(os.path.expanduser(cache_dir))
     return cache_dir if os.path.isdir(root) and os.access(root, os.W_OK | os.X_OK) else None
+
+
+def _diverged_at(run):
+    """The epoch (from 1) at which the run in the folder `run` diverged: its metrics.jsonl's last row is
+    marked so (the trainer stops there, keeping the row and not the checkpoint); else None."""
+    try:
+        with open(os.path.join(run, "metrics.jsonl")) as f:
+            rows = [line for line in f if line.strip()]
+        row = json.loads(rows[-1]) if rows else {}
+    except (OSError, ValueError):
+        return None
+    return row.get("epoch", len(rows) - 1) + 1 if isinstance(row, dict) and row.get("diverged") is True else None
 
 
 def _progress(run):
