@@ -51,8 +51,8 @@ class TrainingDiverged(RuntimeError):
 
 def path_given(value, name, what="a path"):
     """`value` as a str path (bytes decoded as os.fsdecode does), or the UsageError naming `name`
-    when it is no path (5, None, a tensor, an empty string or one of spaces that names nothing), in place of os.fspath's TypeError or the
-    OS's puzzling message about "" from deep inside."""
+    when it is no path (5, None, a tensor, an empty string or one of spaces that names nothing), in place
+    of os.fspath's TypeError or the OS's puzzling message about "" from deep inside."""
     if not isinstance(value, (str, bytes, os.PathLike)):
         raise UsageError(f"{name} must be {what} (a string or a pathlib.Path), got {type(value).__name__}")
     path = os.fsdecode(value)

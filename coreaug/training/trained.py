@@ -993,7 +993,8 @@ def read_model_file(run):
             diverged = _diverged_at(run)
             if diverged:  # a --resume goes on from the epoch before, where the same learning rate diverges again
                 raise UsageError(f"{run} holds a run that diverged at epoch {diverged} (its metrics.jsonl marks it; "
-                                 f"no {MODEL}); lower --lr and train it again: coreaug train ... --overwrite --out {run}")
+                                 f"no {MODEL}); lower --lr and train it again: coreaug train ... --overwrite "
+                                 f"--out {run}")
             raise UsageError(f"{run} holds a run that is not finished ({_progress(run)}; no {MODEL} yet); "
                              f"wait for it to end, or continue it with coreaug train ... --resume --out {run}")
         grid = os.path.join(run, "runs")
