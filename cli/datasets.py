@@ -45,7 +45,7 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     from coreaug.data.registry import reads_no_files, reads_no_files_error
 
     refuse_empty(data_dir=data_dir, cache_dir=cache_dir)
-    if name is not None and not name.strip():  # (clear_caches would name its parameter, source)
+    if name is not None and not name.strip() and not os.path.lexists(name):  # (clear_caches: 'source is empty')
         raise UsageError("NAME is empty; " + ("give the folder whose caches to clear, or leave it out to clear every "
                                               "cache" if clear_cache else "give a dataset's name or a folder of "
                                               "images, or leave it out to list the datasets"))

@@ -64,11 +64,11 @@ def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, 
     own baseline and references where it has them. Runs that are missing or unfinished are
     listed in the report; the rest is still written.
     """
-    if not paths[0].strip():  # (write_report would name its parameter, path)
+    if not paths[0].strip() and not os.path.lexists(paths[0]):  # (write_report would name its parameter, path)
         raise UsageError("PATH is empty; give a grid folder or a grid archive (.runs.jsonl.xz)")
     sources = [_source(p) for p in paths]
     for path, label in sources[1:]:
-        if not path.strip():
+        if not path.strip() and not os.path.lexists(path):
             raise UsageError("a PATH=LABEL is empty; give another grid's folder or archive, and its label")
     if sources[0][1]:
         raise UsageError(f"the first PATH is the grid the others are compared with and takes no label; "

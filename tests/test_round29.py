@@ -307,3 +307,64 @@ def test_a_diverged_run_is_not_called_unfinished_nor_sent_to_resume(tmp_path):
     with pytest.raises(coreaug.UsageError, match=r"holds a run that diverged at epoch 1 .*; lower --lr and train it "
                                                  r"again: coreaug train \.\.\. --overwrite --out "):
         coreaug.load_run(out)
+
+
+def test_restore_judges_auto_settings_as_the_runs_trained_them_not_as_this_machine_would(tmp_path):
+    """review29b #2, #3: archive --restore judged --weak auto by a folder that was no longer at its recorded
+    path (a run of the random-resized crop on 160 px photos went into a pad-crop grid), and --precision auto
+    by this machine's device (a bf16 GPU run went into an fp32 grid on a CPU)."""
+    import json
+
+    from PIL import Image
+
+    from coreaug.bench import restore_grid
+    from coreaug.bench.archive import archive_grid
+    from test_report import write_run
+
+    photos = tmp_path / "photos"
+    for name in ("a", "b"):
+        (photos / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((160, 160, 3), 40 * i, np.uint8)).save(photos / name / f"{i}.png")
+
+    def grid(name, seed, resolved="fp32", **settings):  # resolved: the precision summary.json records
+        folder = write_run(tmp_path / name, "none", seed, [0.3, 0.4])
+        config = dict(json.loads((folder / "config.json").read_text()), **settings)
+        (folder / "config.json").write_text(json.dumps(config))
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps(dict(summary, config=config, precision=resolved)))
+        return archive_grid(tmp_path / name).path
+
+    grid("G", 0, dataset=str(photos), weak="pad-crop", image_size=160)
+    archive = grid("A", 1, dataset=str(photos), weak="auto", image_size=160)
+    with pytest.raises(coreaug.UsageError, match=r"weak: 'pad-crop' -> 'auto'"):
+        restore_grid(archive, out=tmp_path / "G")
+    shutil.move(str(photos), str(tmp_path / "moved"))
+    with pytest.raises(coreaug.UsageError, match=r"weak: 'pad-crop' -> 'auto'"):
+        restore_grid(archive, out=tmp_path / "G")
+    grid("P", 0, precision="fp32")
+    with pytest.raises(coreaug.UsageError, match=r"precision: 'fp32' -> 'auto'"):
+        restore_grid(grid("GPU", 1, precision="auto", resolved="bf16"), out=tmp_path / "P")
+    assert restore_grid(grid("CPU", 2, precision="auto", resolved="fp32"), out=tmp_path / "P").written == ["none-seed2"]
+
+
+def test_evaluate_reads_a_pathlib_path_as_a_folder_even_where_a_dataset_is_registered_by_its_name(
+        archived, tmp_path, monkeypatch):
+    """review29b #1: evaluate(pathlib.Path("synthetic")) turned the Path into the str "synthetic" before
+    telling a folder from a registered name, and scored the built-in synthetic dataset, not ./synthetic."""
+    import pathlib
+
+    root, archive = archived
+    shutil.copytree(root, tmp_path / "synthetic")
+    monkeypatch.chdir(tmp_path)
+    model = coreaug.load_run(str(archive.parent / "grid" / "runs" / "r1"))
+    assert model.evaluate(pathlib.Path("synthetic")).total == model.evaluate("./synthetic").total == 18
+
+
+def test_a_folder_named_by_spaces_is_read_by_datasets(tmp_path, monkeypatch):
+    """review29b #4: `datasets ' '` refused a folder of images named ' ' as empty, where train read it."""
+    write_folder(tmp_path / " ")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["datasets", " ", "--image-size", "8"])
+    assert result.exit_code == 0 and "15 train / 3 test images" in result.output, result.output

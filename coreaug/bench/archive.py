@@ -405,7 +405,7 @@ def _check_settings(archive, out, writes, present):
         for there in grids.values():
             stored = {**there.config, **{k: record.config.get(k) for k in PER_RUN}}
             changed = [(key, was, now) for key, was, now in differences(stored, record.config)
-                       if not same_recorded(key, was, now, record.config)]
+                       if not same_recorded(key, there, record)]
             if changed:
                 diff = ", ".join(f"{k}: {was!r} -> {now!r}" for k, was, now in changed)
                 raise UsageError(f"{archive} holds run {record.name}, of other settings than {there.name} in "

@@ -2,7 +2,6 @@
 its own folder, with finished runs skipped, interrupted ones resumed, and runs that another
 process holds (another shard or bench on the same folder) left to it; a grid's shards."""
 import dataclasses
-import types
 import json
 import math
 import numbers
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coreaug.data import is_folder_dataset
+from coreaug.data.registry import names_registered_dataset
 from coreaug.data.image_folder import lies_among
 from coreaug.errors import TrainingDiverged, UsageError, one_line, out_of_memory
 from coreaug.files import DISK_ERRORS, make_folder
@@ -456,12 +456,22 @@ def _match_folder(run):
     return dataclasses.replace(run, config=dataclasses.replace(run.config, **same)) if same else run
 
 
-def same_recorded(key, stored, now, settings):
-    """`_same_here` for a run known by its recorded settings (`settings`, a dict as config.json holds
-    them): archive --restore takes into a grid the runs bench would count as of its settings."""
-    config = types.SimpleNamespace(dataset=settings.get("dataset"), image_size=settings.get("image_size") or 0,
-                                   device=settings.get("device", "auto"))
-    return _same_here(key, stored, now, config)
+def same_recorded(key, one, other):
+    """Whether two finished runs, known by their records (`coreaug.bench.archive.RunRecord`), that
+    differ in the setting `key` trained alike, as bench counts them: --weak auto as it resolves for
+    their images (where the recorded folder is here to tell: else unknown, so not alike) and
+    --precision auto as the runs' summaries say it resolved (where they ran, not here)."""
+    if key == "weak":
+        dataset, size = one.config.get("dataset"), one.config.get("image_size") or 0
+        if not isinstance(dataset, str) or not (names_registered_dataset(dataset) or os.path.isdir(dataset)):
+            return False
+        return {one.config.get(key), other.config.get(key)} <= set(WEAK) and \
+            weak_is_resized_crop(dataset, one.config.get(key), size) == \
+            weak_is_resized_crop(dataset, other.config.get(key), size)
+    if key == "precision":
+        resolved = [(record.summary or {}).get("precision") for record in (one, other)]
+        return resolved[0] is not None and resolved[0] == resolved[1]
+    return False
 
 
 def _same_here(key, stored, now, config):

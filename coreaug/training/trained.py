@@ -326,8 +326,8 @@ class TrainedModel:
             raise UsageError(f"skip_bad_images must be True, False or None, got {skip_bad_images!r}")
         if dataset is not None and not isinstance(dataset, (str, os.PathLike)):  # before `not dataset`: a tensor's
             return self._evaluate_in_memory(dataset, batch_size, skip_bad_images)  # truth is ambiguous
-        if dataset is not None:  # "" is no dataset (it scored the run's own, as None does)
-            dataset = path_given(dataset, "dataset", "a dataset's name or a folder's path, or None for the run's own")
+        if dataset is not None:  # "" is no dataset (it scored the run's own); a Path stays one (a folder, not a name)
+            path_given(dataset, "dataset", "a dataset's name or a folder's path, or None for the run's own")
         if data_dir is not None:  # "" is no folder (the working folder), nor " " (a folder of that name)
             data_dir = path_given(data_dir, "data_dir", "a folder's path, or None for the run's own")
         if cache_dir is not None:
