@@ -88,8 +88,7 @@ def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, 
     notes = ([f"{result.missing_runs} run{'s' * (result.missing_runs != 1)} missing or unfinished"]
              if result.missing_runs else []) + (
         [f"{lacking} cell{'s lack' if lacking != 1 else ' lacks'} a seed"] if lacking else [])
-    notes += ["runs of other settings or of one seed pooled in a cell, or cells of other data compared"
-              ] if result.pooled else []
+    notes += result.pooling  # ("runs trained on 1 and 2 CPU threads pooled", ...)
     note = f"; {', '.join(notes)} (listed in the report)" if notes else ""
     cells = len(result.cells)
     click.echo(f"{result.runs} run{'s' * (result.runs != 1)} in {cells} cell{'s' * (cells != 1)}{note}; "

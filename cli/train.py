@@ -350,7 +350,7 @@ def default_out(dataset, strategy, subset, seed=0):
     """runs/<dataset>-<strategy>-<subset>-<time>-seed<seed>: a folder's name for a folder dataset, cut
     so that the whole name fits a file system's 255 bytes (with claim_folder's -N): a folder named in
     over ~200 bytes (80 CJK characters) made a name that the file system refused."""
-    name = os.path.basename(os.path.normpath(dataset)) or "dataset"
+    name = os.path.basename(os.path.abspath(os.path.expanduser(dataset))) or "dataset"  # ".": the folder's own name
     suffix = f"-{strategy}-{subset:g}-{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
     while name and len(os.fsencode(name + suffix)) > 255 - len("-9999"):
         name = name[:-1]

@@ -292,7 +292,7 @@ def test_a_report_on_a_folder_of_run_folders_says_what_its_cells_pool(tmp_path):
         write_run(tmp_path / "B", "random", len(curve) + int(10 * curve[-1]), curve, subset=0.3)
     assert write_report(tmp_path / "B", out=tmp_path / "report-b").pooled == []
     out = CliRunner().invoke(app, ["report", str(tmp_path / "A"), "--out", str(tmp_path / "report")]).output
-    assert "runs of other settings or of one seed pooled in a cell, or cells of other data compared (listed in the " \
+    assert "runs of other settings pooled in one cell, runs of one seed counted as several (listed in the " \
         "report)" in out
 
 

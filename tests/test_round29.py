@@ -368,3 +368,27 @@ def test_a_folder_named_by_spaces_is_read_by_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
     result = CliRunner().invoke(app, ["datasets", " ", "--image-size", "8"])
     assert result.exit_code == 0 and "15 train / 3 test images" in result.output, result.output
+
+
+def test_the_default_run_folder_of_a_dataset_given_as_dot_is_named_after_the_folder(tmp_path, monkeypatch):
+    """users29b #1: `cd pets && coreaug train --dataset .` named the run runs/.-random-0.3-...: a hidden
+    folder, which `ls runs` does not show, `coreaug archive` leaves out ("not a plain folder name") and the
+    dataset's check took for outside a folder without a split."""
+    from coreaug.cli.train import default_out
+
+    (tmp_path / "pets" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "pets" / "sub")
+    assert os.path.basename(default_out("..", "random", 0.3)).startswith("pets-random-0.3-")
+    for dataset in (".", "./"):
+        assert os.path.basename(default_out(dataset, "random", 0.3)).startswith("sub-random-0.3-")
+
+
+def test_a_resume_of_other_settings_says_where_a_run_of_these_goes(tmp_path):
+    """users29b #8: a --resume asking a 1-epoch run for 2 was told only to give --epochs 1."""
+    config = coreaug.TrainConfig(dataset="synthetic", model="cnn", epochs=1, train_limit=64, quiet=True,
+                                 out=str(tmp_path / "run"))
+    coreaug.train(config)
+    with pytest.raises(coreaug.UsageError, match=r"\(epochs: 1 -> 2\); a run of these needs another --out; a "
+                                                 r"--resume continues it with the settings it started with: give "
+                                                 r"--epochs 1$"):
+        coreaug.train(coreaug.TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True}))

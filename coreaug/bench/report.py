@@ -16,6 +16,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import statistics
 from dataclasses import dataclass
 
@@ -76,7 +77,9 @@ class ReportResult:
     one line per missing or unfinished run, the runs missing or unfinished (`problems` also
     holds a line per cell lacking a seed), why no plot was written ("" when it was), and in
     `pooled` a line for each source whose cells pool runs of other settings (besides strategy,
-    subset and seed), one seed's runs twice, or runs its bench did not train."""
+    subset and seed), one seed's runs twice, or runs its bench did not train, and in `pooling`
+    what kinds of pooling those are, in a few words each ("runs trained on 1 and 2 CPU threads
+    pooled")."""
 
     files: dict
     cells: list = dataclasses.field(repr=False)  # a dict of ~27 figures per cell: a notebook showed kilobytes
@@ -87,6 +90,7 @@ class ReportResult:
     missing_runs: int = 0
     no_plot: str = ""
     pooled: list = dataclasses.field(default_factory=list)  # per source, what its cells pool (see _pooled)
+    pooling: list = dataclasses.field(default_factory=list)  # the kinds of `pooled`, in a few words each
 
     def _repr_markdown_(self):
         """The tables written (`files["md"]`), shown by a notebook for a result that ends a cell."""
@@ -154,7 +158,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
         labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
         raise UsageError(f"--epoch-seconds {epoch_seconds}: label {unknown[0]!r} names no grid reported (the "
                          f"labels: {labels}); leave the label empty for the first grid's cells")
-    runs, problems, described, settings, pooled = _read_sources(sources, wanted)
+    runs, problems, described, settings, pooled, pooling = _read_sources(sources, wanted)
     if not runs:
         raise UsageError((not wanted and _in_progress(os.fspath(path)))
                          or f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
@@ -199,7 +203,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
     _write_csv(files["cells_csv"], rows)
     no_plot = "" if png else ("no plot: nothing to draw" if importlib.util.find_spec("matplotlib")
                               else "pip install 'coreaug[plot]' (or matplotlib) for the plot")
-    return ReportResult(files, rows, target, rule, len(runs), problems, missing_runs, no_plot, pooled)
+    return ReportResult(files, rows, target, rule, len(runs), problems, missing_runs, no_plot, pooled, pooling)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -258,7 +262,7 @@ def _read_sources(sources, wanted):
     one line per run that could not be read, one line describing each source, the settings
     the first source's runs share, and a line per source whose cells pool runs of other settings
     or one seed twice (`_pooled`). UsageError for a wanted subset that no source has."""
-    runs, problems, described, settings, have, pooled, first = [], [], [], "", set(), [], []
+    runs, problems, described, settings, have, pooled, first, pooling = [], [], [], "", set(), [], [], []
     held = {}  # (label, strategy, subset, seed): the position of the source holding that run
     for position, (source, label) in enumerate(sources):
         records, planned = load_runs(source), planned_runs(source)
@@ -297,11 +301,12 @@ def _read_sources(sources, wanted):
         listed_runs = set(planned)
         stray = [record.name for record in shown_records if planned and record.name not in listed_runs
                  and (record.summary or {}).get("coreaug")]  # (a run of coreaug 0.2, whose bench wrote no PLAN)
-        mixed = _pooled(shown_records, shown, checked=bool(planned) and not stray)
+        notes = _pooled_notes(shown_records, shown, checked=bool(planned) and not stray)
         if stray:
-            mixed = "; ".join(note for note in (f"runs its {PLAN} does not list, not trained by its bench: "
-                                                f"{', '.join(stray[:3])}{' ...' if len(stray) > 3 else ''}", mixed)
-                              if note)
+            notes.insert(0, f"runs its {PLAN} does not list, not trained by its bench: "
+                            f"{', '.join(stray[:3])}{' ...' if len(stray) > 3 else ''}")
+        pooling += [head for head in (re.split(r": | \(", note, maxsplit=1)[0] for note in notes) if head not in pooling]
+        mixed = "; ".join(notes)
         if mixed:
             pooled.append(f"`{source}`" + (f" (\"{label}\")" if label else "") + f": {mixed}")
             described[-1] += f"; {mixed}"
@@ -317,7 +322,7 @@ def _read_sources(sources, wanted):
                 described[-1] += f"; unlike the first grid's runs: {unlike}"
     if wanted:
         _check_subsets(wanted, have)
-    return runs, problems, described, settings, pooled
+    return runs, problems, described, settings, pooled, pooling
 
 
 NOT_RESULTS = {"eval_every"}  # settings that change no run's result (only which epochs log test figures)
@@ -352,10 +357,15 @@ def _listed(differing):
 
 
 def _pooled(records, runs, checked=False):
-    """What one source's cells pool that a grid's do not: the cells whose `runs` (with their
-    `records`, in step) differ in settings besides strategy, subset and seed (those every run of
-    the cell records: a setting an older coreaug did not is left out), unless the source is a
-    grid bench `checked`, and the runs of one seed in a cell counted as two seeds; "" for none."""
+    """What one source's cells pool that a grid's do not, in one line ("" for none): `_pooled_notes`."""
+    return "; ".join(_pooled_notes(records, runs, checked))
+
+
+def _pooled_notes(records, runs, checked=False):
+    """What one source's cells pool that a grid's do not, a note each: the cells whose `runs` (with
+    their `records`, in step) differ in settings besides strategy, subset and seed (those every run of
+    the cell records: a setting an older coreaug did not is left out), unless the source is a grid
+    bench `checked`, and the runs of one seed in a cell counted as two seeds; none for none."""
     cells = {}
     for record, run in zip(records, runs):
         cells.setdefault((run.strategy, run.subset), []).append((_with_data(record), run.seed))
@@ -387,7 +397,7 @@ def _pooled(records, runs, checked=False):
     if repeated:
         more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
         notes.append(f"runs of one seed counted as several ({repeated[0]}{more})")
-    return "; ".join(note for note in notes if note)
+    return [note for note in notes if note]
 
 
 def _unlike(first, records):

@@ -125,8 +125,8 @@ class RunFolder:
             note = dataset_note(previous, changed)
             if resume:  # --overwrite would delete the run the user asked to continue
                 raise UsageError(f"--out {self.path} holds a run of other settings than these ({diff}{note}); "
-                                 "a --resume continues it with the settings it started with: "
-                                 f"{run_flags(changed, previous)}")
+                                 "a run of these needs another --out; a --resume continues it with the settings it "
+                                 f"started with: {run_flags(changed, previous)}")
             raise UsageError(f"--out {self.path} already holds a run with a different config ({diff}{note}); "
                              "choose another --out, or pass --overwrite to replace that run")
         if not resume and not overwrite:
