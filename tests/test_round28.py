@@ -245,7 +245,7 @@ def test_a_report_of_a_grids_runs_folder_names_the_runs_its_plan_lists_that_neve
     for given in (tmp_path / "G", tmp_path / "G" / "runs"):
         result = write_report(str(given), out=str(tmp_path / "rep"))
         assert result.missing_runs == 1 and any("none-seed2" in problem for problem in result.problems)
-        assert "as coreaug 0.2 and older wrote none" not in (tmp_path / "rep" / "report.md").read_text()
+        assert "it has no grid.json" not in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_bench_names_a_run_it_resumes_as_resuming(tmp_path):

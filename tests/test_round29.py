@@ -392,3 +392,20 @@ def test_a_resume_of_other_settings_says_where_a_run_of_these_goes(tmp_path):
                                                  r"--resume continues it with the settings it started with: give "
                                                  r"--epochs 1$"):
         coreaug.train(coreaug.TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True}))
+
+
+def test_a_report_of_a_folder_of_train_runs_does_not_call_it_an_old_grid(tmp_path):
+    """users29b #3: a report of `runs/` (coreaug train's runs, one unfinished) said "it has no grid.json, as
+    coreaug 0.2 and older wrote none": a newcomer read that their runs were of an old version."""
+    import json
+
+    from coreaug.bench import write_report
+    from test_report import write_run
+
+    for seed in range(2):
+        write_run(tmp_path / "G", "none", seed, [0.3, 0.4])
+    (tmp_path / "G" / "runs" / "none-seed2").mkdir()
+    (tmp_path / "G" / "runs" / "none-seed2" / "config.json").write_text(json.dumps({"dataset": "synthetic"}))
+    write_report(str(tmp_path / "G" / "runs"), out=str(tmp_path / "rep"))
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "it has no grid.json: runs of coreaug train, or a grid of coreaug 0.2 or older" in text, text

@@ -528,7 +528,7 @@ def _pairs(keys):
                      for strategy, subset in sorted(keys, key=lambda k: (k[1] is not None, k[1] or 0, k[0])))
 
 
-_NO_PLAN = "it has no grid.json, as coreaug 0.2 and older wrote none"
+_NO_PLAN = "it has no grid.json: runs of coreaug train, or a grid of coreaug 0.2 or older, which wrote none"
 
 
 def _settings(records):
