@@ -1,6 +1,7 @@
 """Round 29 of review: fixes found by the lead and the review helpers, each test seen failing on the old code."""
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -409,3 +410,16 @@ def test_a_report_of_a_folder_of_train_runs_does_not_call_it_an_old_grid(tmp_pat
     write_report(str(tmp_path / "G" / "runs"), out=str(tmp_path / "rep"))
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "it has no grid.json: runs of coreaug train, or a grid of coreaug 0.2 or older" in text, text
+
+
+def test_the_train_split_given_alone_is_warned_about(tmp_path):
+    """users29b #4: `--dataset pets/train` trained on 90% of train/ and tested on the other 10%, with pets/val/
+    never read, without a word."""
+    for split in ("train", "val"):
+        write_folder(tmp_path / "pets" / split)
+    with pytest.warns(UserWarning, match=r"pets/train is the train/ split of .*pets, whose val/ is not read"):
+        coreaug.load_dataset(str(tmp_path / "pets" / "train"), image_size=8, progress=False,
+                             cache_dir=str(tmp_path / "c"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coreaug.load_dataset(str(tmp_path / "pets"), image_size=8, progress=False, cache_dir=str(tmp_path / "c"))

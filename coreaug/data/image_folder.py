@@ -209,6 +209,12 @@ def load_image_folder(root, *, image_size: Optional[int] = None, val_fraction: f
         stored = f", stored at {store_size} px" if store_size != image_size else ""
         tqdm.write(f"{shown(root)}: {len(train_files)} train / {len(test_files)} test images at {image_size} px "
                    f"({image_size_note(root, image_size)}){stored}")
+    above = os.path.dirname(root)
+    split = test_split_folder(above) if os.path.basename(root) == "train" and not test_split_folder(root) else None
+    if split:  # the train/ of a split folder, given alone: a share of it held out, the split's own not read
+        warn_at_caller(f"{shown(root)} is the train/ split of {shown(above)}, whose {os.path.basename(split)}/ is "
+                       f"not read: a share of train/ is held out as the test set instead; give {shown(above)} to "
+                       f"test on its {os.path.basename(split)}/")
     alike = _named_alike(classes, str.casefold)  # "Cat" and "cat": two folders on Linux, one on macOS and Windows
     if alike:
         warn_at_caller(f"{shown(root)} holds class folders named alike but for case ({' and '.join(alike[0])}"
