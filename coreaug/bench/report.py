@@ -305,7 +305,8 @@ def _read_sources(sources, wanted):
         if stray:
             notes.insert(0, f"runs its {PLAN} does not list, not trained by its bench: "
                             f"{', '.join(stray[:3])}{' ...' if len(stray) > 3 else ''}")
-        pooling += [head for head in (re.split(r": | \(", note, maxsplit=1)[0] for note in notes) if head not in pooling]
+        heads = [re.split(r": | \(", note, maxsplit=1)[0] for note in notes]  # "runs ... pooled", in a few words
+        pooling += [head for head in heads if head not in pooling]
         mixed = "; ".join(notes)
         if mixed:
             pooled.append(f"`{source}`" + (f" (\"{label}\")" if label else "") + f": {mixed}")
