@@ -423,3 +423,21 @@ def test_the_train_split_given_alone_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         coreaug.load_dataset(str(tmp_path / "pets"), image_size=8, progress=False, cache_dir=str(tmp_path / "c"))
+
+
+def test_bench_refuses_a_changed_folder_before_decoding_it_again(tmp_path, monkeypatch):
+    """users29b #5: bench on a folder whose images changed since the grid's runs trained decoded a whole new
+    cache of it (minutes on a large folder), and only then refused the grid."""
+    from coreaug.data.image_cache import caches_in
+
+    monkeypatch.setenv("COREAUG_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_folder(tmp_path / "imgs")
+    args = ["bench", "--dataset", str(root), "--model", "cnn", "--epochs", "1", "--image-size", "8", "--batch-size",
+            "8", "--subsets", "0.5", "--strategies", "random", "--references", "none", "--workers", "0", "--out",
+            str(tmp_path / "grid"), "--quiet"]
+    first = CliRunner().invoke(app, [*args, "--seeds", "1"])
+    assert first.exit_code == 0, first.output
+    write_folder(tmp_path / "imgs", classes=("c0",), per_class=7)  # one image more in c0
+    again = CliRunner().invoke(app, [*args, "--seeds", "2"])
+    assert again.exit_code == 2 and "the images in" in again.output and "changed" in again.output, again.output
+    assert len(caches_in(str(tmp_path / "cache"))) == 1

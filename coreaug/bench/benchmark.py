@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from coreaug.data import is_folder_dataset, load_dataset
+from coreaug.data.image_folder import folder_fingerprint
 from coreaug.deprecation import keyword_only
 from coreaug.errors import UsageError, path_given
 from coreaug.files import atomic_write, markdown_of, warn_at_caller
@@ -17,7 +18,7 @@ from coreaug.training.inputs import load_folder
 from coreaug.training.run_files import (CHECKPOINT, INPUT_FILES, checkpoint_fingerprint, input_files, read_otherwise,
                                         recorded_fingerprint, recorded_version, same_files)
 
-from .archive import PLAN, plan_lock, planned_runs, read_record, record_plan
+from .archive import PLAN, plan_lock, planned_runs, read_plan, read_record, record_plan
 from .grid import (REFERENCES, GridRun, check_deal, check_out, check_settings, check_target, check_writable,
                    grid_settings, parse_shard, plan_grid, run_grid_runs, shard_runs)
 from .plot import plot_accuracy_vs_time
@@ -152,6 +153,10 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
     if todo:
         check_inputs(out, runs, todo[0].config)
     # missing data stops the grid here, before grid.json plans runs that cannot train
+    if todo and is_folder_dataset(todo[0].config.dataset) and not todo[0].config.skip_bad_images:
+        # files changed since the grid's runs trained: refused before a new cache is decoded (minutes), from their
+        # listing (the hash the decoding records too where no bad image is skipped)
+        check_data(read_plan(out), folder_fingerprint(todo[0].config.dataset, todo[0].config.val_fraction), runs, out)
     fingerprint = _load_data(todo[0].config) if todo else None
     before = _grid_files(out)
     record_grid(out, runs, config, shard, fingerprint)
