@@ -441,3 +441,47 @@ def test_bench_refuses_a_changed_folder_before_decoding_it_again(tmp_path, monke
     again = CliRunner().invoke(app, [*args, "--seeds", "2"])
     assert again.exit_code == 2 and "the images in" in again.output and "changed" in again.output, again.output
     assert len(caches_in(str(tmp_path / "cache"))) == 1
+
+
+def test_a_report_inside_the_folder_dataset_its_runs_trained_on_is_refused(tmp_path):
+    """benchapi29 #1: write_report(grid, out="pets/train/report") wrote report.png into the dataset: the next
+    `train --dataset pets` read a class "report" with the plot as its image, and bench refused to continue the
+    grid, its images changed. run_grid and restore_grid refused such an --out already."""
+    import json
+
+    from coreaug.bench import write_report
+    from test_report import write_run
+
+    pets = write_folder(tmp_path / "pets")
+    for strategy in ("none", "random"):
+        folder = write_run(tmp_path / "grid", strategy, 0, [0.3, 0.4], subset=None if strategy == "none" else 0.5)
+        config = dict(json.loads((folder / "config.json").read_text()), dataset=str(pets))
+        (folder / "config.json").write_text(json.dumps(config))
+    before = sorted(pets.rglob("*"))
+    for out in (pets / "c0" / "report", pets):
+        with pytest.raises(coreaug.UsageError, match="the folder dataset the runs trained on, .*where the report's "
+                                                     "files would be read as part of the dataset"):
+            write_report(tmp_path / "grid", out=out)
+    assert sorted(pets.rglob("*")) == before
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(coreaug.UsageError, match="is, or lies under, a file, not a folder"):
+        write_report(tmp_path / "grid", out=tmp_path / "afile")
+    assert write_report(tmp_path / "grid", out=tmp_path / "report").runs == 2
+
+
+def test_run_grid_names_a_misspelt_setting_of_a_dict_config_as_train_does(tmp_path):
+    """benchapi29 #2: run_grid({"dataset": "synthetic", "epoch": 1}, ...) raised TypeError: TrainConfig.__init__()
+    got an unexpected keyword argument 'epoch', where train names the setting."""
+    with pytest.raises(coreaug.UsageError, match="did you mean 'epochs'"):
+        coreaug.run_grid({"dataset": "synthetic", "epoch": 1}, tmp_path / "g", subsets=0.3, seeds=1)
+    assert not (tmp_path / "g").exists()
+
+
+def test_restore_into_a_file_is_a_usage_error(archived, tmp_path):
+    """benchapi29 #3: restore_grid(archive, out=a file) ended in FileExistsError: [Errno 17] File exists."""
+    from coreaug.bench import restore_grid
+
+    _, archive = archived
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(coreaug.UsageError, match="is a file, not a folder; choose another --out"):
+        restore_grid(archive, out=tmp_path / "afile")

@@ -340,6 +340,8 @@ def restore_grid(archive, *, out):
     out = os.path.expanduser(path_given(out, "out", "the grid's folder"))
     if not os.path.isfile(archive):
         raise UsageError(f"--restore {archive} is not a file; give an archive written by `coreaug archive`")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file, not a folder; choose another --out for the runs")
     records = read_archive(archive)
     from .grid import check_out  # (grid reads archives: imported here, where both are loaded)
 

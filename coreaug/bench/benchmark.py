@@ -133,7 +133,9 @@ def run_grid(config, out, *, subsets=(0.1, 0.3, 0.5), strategies=("coreset", "ra
                          "each run as its own `torchrun ... coreaug train --out DIR` into the grid's runs/ folder, "
                          "every run in the same number of processes (the tables compare their seconds)")
     if not isinstance(config, TrainConfig) and hasattr(config, "keys"):  # a dict of its settings, as train takes
-        config = TrainConfig(**config)
+        from coreaug.training.trainer import _settings
+
+        config = TrainConfig(**_settings(config))  # a misspelt setting named, as train names it
     elif not isinstance(config, TrainConfig):
         raise UsageError(f"config must be a coreaug.TrainConfig or a dict of its settings, got {type(config).__name__}")
     target = check_target(target)

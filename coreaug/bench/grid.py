@@ -163,14 +163,21 @@ def check_out(out, dataset, restoring=False):
             and not os.path.isdir(os.path.join(out, "runs")):
         raise UsageError(f"--out {out} holds {' and '.join(tables)} but no grid (no {PLAN}, no runs/): the grid's "
                          "tables would replace them; choose another --out for the grid")
+    named, files = ("the folder dataset the runs trained on", "the runs'") if restoring else \
+        ("the folder of --dataset", "the grid's")
+    check_outside_dataset(out, dataset, named, files)
+
+
+def check_outside_dataset(out, dataset, named, files):
+    """UsageError where `out` is the folder dataset `dataset` (`named` so) or inside it: `files`'
+    files would be read as part of it (a folder as a class, a plot's PNG in the sampling of the
+    images' size); nothing for a registered dataset or a folder that is not here."""
     if not isinstance(dataset, str) or not is_folder_dataset(dataset) or not os.path.isdir(dataset):
         return
     if lies_among(dataset, out):  # the whole folder: the plot's PNG in its root is sampled too
         where = "" if os.path.realpath(out) == os.path.realpath(dataset) else "inside "
-        named, files = ("the folder dataset the runs trained on", "the runs'") if restoring else \
-            ("the folder of --dataset", "the grid's")
         raise UsageError(f"--out {out} is {where}{named}, {dataset}, where {files} files would be read as part of "
-                         "the dataset (runs/ as a class); choose an --out outside it")
+                         "the dataset (a folder of them as a class); choose an --out outside it")
 
 
 def check_writable(out):

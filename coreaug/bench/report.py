@@ -25,7 +25,7 @@ from coreaug.files import atomic_write, make_folder, markdown_of
 from coreaug.training.run_files import recorded_fingerprint, recorded_version, several_versions
 
 from .archive import GRID_PATH, PER_RUN, PLAN, load_runs, planned_runs, runs_folder
-from .grid import check_target, folder_in_use
+from .grid import check_outside_dataset, check_target, folder_in_use
 from .plot import plot_mean_curves
 from .tables import DIAGNOSTICS, compiled_note, cpu_threads, diagnostics_table, evaluated_otherwise, threads_otherwise
 from .timing import cell_time_to_target, default_target, speedup, time_to_target, training_seconds
@@ -158,7 +158,7 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
         labels = ", ".join(repr(label) for _, label in sources[1:]) or "none: no PATH=LABEL given"
         raise UsageError(f"--epoch-seconds {epoch_seconds}: label {unknown[0]!r} names no grid reported (the "
                          f"labels: {labels}); leave the label empty for the first grid's cells")
-    runs, problems, described, settings, pooled, pooling = _read_sources(sources, wanted)
+    runs, problems, described, settings, pooled, pooling = _read_sources(sources, wanted, out)
     if not runs:
         raise UsageError((not wanted and _in_progress(os.fspath(path)))
                          or f"{path} holds no finished runs" + (" of the given subsets" if wanted else "")
@@ -187,7 +187,10 @@ def write_report(path, *, out, also=(), target=None, baseline=None, paper_figure
         rule = "given with --target"
     rows = [_cell_row(cell, cells, baselines, paper, rates, target) for cell in cells.values()]
 
-    make_folder(out)
+    try:
+        make_folder(out)
+    except (FileExistsError, NotADirectoryError):  # a file there, or above it
+        raise UsageError(f"--out {out} is, or lies under, a file, not a folder; choose another --out") from None
     files = {"md": os.path.join(out, f"{name}.md"), "runs_csv": os.path.join(out, f"{name}-runs.csv"),
              "cells_csv": os.path.join(out, f"{name}-cells.csv")}
     png = _plot(cells, rates, target, os.path.join(out, f"{name}.png"), title or name)
@@ -257,15 +260,19 @@ def _in_progress(path):
     return f"{path} holds no finished runs yet: its {total} runs are in progress ({now})"
 
 
-def _read_sources(sources, wanted):
+def _read_sources(sources, wanted, out):
     """The finished runs of every (path, label) as Runs (only the `wanted` subsets, when given),
     one line per run that could not be read, one line describing each source, the settings
     the first source's runs share, and a line per source whose cells pool runs of other settings
-    or one seed twice (`_pooled`). UsageError for a wanted subset that no source has."""
+    or one seed twice (`_pooled`). UsageError for a wanted subset that no source has, and for an
+    `out` in a folder dataset of the runs (the report's plot would be read as an image)."""
     runs, problems, described, settings, have, pooled, first, pooling = [], [], [], "", set(), [], [], []
     held = {}  # (label, strategy, subset, seed): the position of the source holding that run
     for position, (source, label) in enumerate(sources):
         records, planned = load_runs(source), planned_runs(source)
+        for dataset in dict.fromkeys((record.config or {}).get("dataset") for record in records
+                                     if isinstance(record.config, dict)):  # before anything is written
+            check_outside_dataset(out, dataset, "the folder dataset the runs trained on", "the report's")
         not_started = sorted(set(planned) - {record.name for record in records})
         problems += [f"`{name}`" + (f" ({label})" if label else "") + ": not started" for name in not_started]
         total = len(records) + len(not_started)
