@@ -174,12 +174,12 @@ try:  # a sweep's first learning rate diverging, caught: the next call hung in i
     coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32, epochs=2,
                                       lr=1e8, device="cpu", quiet=True))
 except coreaug.TrainingDiverged:
-    print("diverged", flush=True)
+    sys.stdout.write("diverged\\n"), sys.stdout.flush()  # one write: two ranks' prints interleaved their words
 for strategy in ("random", "coreset"):  # two runs in one torchrun launch: the second hung in init_process_group
     result = coreaug.train(coreaug.TrainConfig(dataset="synthetic", train_limit=64, test_limit=32, batch_size=32,
                                                epochs=1, strategy=strategy, device="cpu", quiet=True,
                                                precision="fp16", out=sys.argv[1] + "/" + strategy))
-    print("trained", strategy, result.rank, result.world_size, flush=True)
+    sys.stdout.write(f"trained {strategy} {result.rank} {result.world_size}\\n"), sys.stdout.flush()
 '''
 
 
