@@ -5,7 +5,7 @@ import click
 
 import coreaug
 from coreaug.data.cache_key import CACHE_DIR_TEXT
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, path_given
 from coreaug.files import size_text
 
 from .errors import refuse_empty, user_errors
@@ -45,10 +45,9 @@ def datasets(name, data_dir, download, clear_cache, cache_dir, image_size, store
     from coreaug.data.registry import reads_no_files, reads_no_files_error
 
     refuse_empty(data_dir=data_dir, cache_dir=cache_dir)
-    if name is not None and not name.strip() and not os.path.lexists(name):  # (clear_caches: 'source is empty')
-        raise UsageError("NAME is empty; " + ("give the folder whose caches to clear, or leave it out to clear every "
-                                              "cache" if clear_cache else "give a dataset's name or a folder of "
-                                              "images, or leave it out to list the datasets"))
+    if name is not None:  # (clear_caches would say 'source is empty')
+        path_given(name, "NAME", "the folder whose caches to clear, or leave it out to clear every cache" if clear_cache
+                   else "a dataset's name or a folder of images, or leave it out to list the datasets")
     ctx = click.get_current_context()
 
     def given(*params):

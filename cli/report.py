@@ -5,7 +5,7 @@ import shlex
 import click
 
 import coreaug.bench
-from coreaug.errors import UsageError
+from coreaug.errors import UsageError, path_given
 
 from .errors import user_errors
 
@@ -64,12 +64,10 @@ def report(paths, out, target, baseline, paper_figures, epoch_seconds, subsets, 
     own baseline and references where it has them. Runs that are missing or unfinished are
     listed in the report; the rest is still written.
     """
-    if not paths[0].strip() and not os.path.lexists(paths[0]):  # (write_report would name its parameter, path)
-        raise UsageError("PATH is empty; give a grid folder or a grid archive (.runs.jsonl.xz)")
+    path_given(paths[0], "PATH", "a grid folder or a grid archive (.runs.jsonl.xz)")  # (write_report: 'path is empty')
     sources = [_source(p) for p in paths]
     for path, label in sources[1:]:
-        if not path.strip() and not os.path.lexists(path):
-            raise UsageError("a PATH=LABEL is empty; give another grid's folder or archive, and its label")
+        path_given(path, "a PATH=LABEL", "another grid's folder or archive, and its label")
     if sources[0][1]:
         raise UsageError(f"the first PATH is the grid the others are compared with and takes no label; "
                          f"give {sources[0][0]} first without =LABEL")

@@ -56,9 +56,15 @@ def path_given(value, name, what="a path"):
     if not isinstance(value, (str, bytes, os.PathLike)):
         raise UsageError(f"{name} must be {what} (a string or a pathlib.Path), got {type(value).__name__}")
     path = os.fsdecode(value)
-    if not path.strip() and not (path and os.path.lexists(path)):  # "": the working folder to the OS; " ": none
+    if empty_path(path):
         raise UsageError(f"{name} is empty; give {what}")
     return path
+
+
+def empty_path(path):
+    """Whether the str `path` names nothing: "" (the working folder to the OS), or spaces alone that
+    name no file (a file named " " is a path)."""
+    return not path.strip() and not (path and os.path.lexists(path))
 
 
 def first_line(exc):

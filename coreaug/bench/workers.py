@@ -257,7 +257,8 @@ def run_in_workers(runs, workers, report=None):
         if state == "finished":
             done(RunOutcome(run, "skipped"))
         else:
-            resuming.update([len(todo)] if state == "interrupted" else [])
+            if state == "interrupted":
+                resuming.add(len(todo))
             todo.append(run)
     if not todo:
         return outcomes

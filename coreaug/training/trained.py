@@ -23,8 +23,8 @@ from coreaug.data.cache_key import EMPTY_FILE
 from coreaug.data.image_cache import builds_shown
 from coreaug.data.image_folder import cache_dataset, pillow_warnings_off
 from coreaug.data.registry import names_registered_dataset, read_in_place_error
-from coreaug.errors import (UnreadableImage, UsageError, first_line, mismatch_reason, not_applicable, one_line,
-                            path_given)
+from coreaug.errors import (UnreadableImage, UsageError, empty_path, first_line, mismatch_reason, not_applicable,
+                            one_line, path_given)
 from coreaug.files import saved_by_torch, warn_at_caller
 from coreaug.models import available_models, create_model
 from coreaug.models.pretrained import why_unreadable
@@ -616,7 +616,7 @@ class TrainedModel:
         kept, pixels = [], []
         for position, image in enumerate(images):
             try:
-                if isinstance(image, str) and not image.strip() and not os.path.lexists(image):
+                if isinstance(image, str) and empty_path(image):
                     raise FileNotFoundError(image)  # a blank line or cell (read would call it a mistake)
                 pixels.append(self.read(image))
             except (UnreadableImage, FileNotFoundError) as error:
@@ -824,10 +824,9 @@ def image_files(images, missing_ok=False, arguments=None):
                          f"images as one uint8 tensor (N, C, S, S); got {type(images).__name__}") from None
     files = []
     for position, image in enumerate(images):
-        if isinstance(image, str) and not image.strip() and not os.path.lexists(image) and not missing_ok:
-            where = f"{arguments} argument {position + 1}" if arguments else "images" if single else \
-                f"images[{position}]"
-            raise UsageError(f"{where} is empty; give an image file's or a folder's path")
+        if isinstance(image, str) and not missing_ok:
+            path_given(image, f"{arguments} argument {position + 1}" if arguments else "images" if single else
+                       f"images[{position}]", "an image file's or a folder's path")
         if hasattr(image, "convert"):
             files.append(image)
         elif hasattr(image, "read") and not isinstance(image, (str, os.PathLike)):  # a file object, BytesIO
