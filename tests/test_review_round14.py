@@ -177,11 +177,11 @@ def test_a_report_of_loose_runs_says_when_its_cells_differ_in_data_or_length():
     records = [Record(strategy="random", subset=0.3, dataset="digits", epochs=1),
                Record(strategy="coreset", subset=0.3, dataset="synthetic", epochs=1)]
     runs = [Run("random", 0.3), Run("coreset", 0.3)]
-    note = report._pooled(records, runs)
+    note = "; ".join(report._pooled_notes(records, runs))
     assert note.startswith('cells of other data or training length compared (dataset ("digits", "synthetic"))')
-    assert report._pooled(records, runs, checked=True) == ""
+    assert "; ".join(report._pooled_notes(records, runs, checked=True)) == ""
     records[1].config["dataset"] = "digits"
-    assert report._pooled(records, runs) == ""
+    assert "; ".join(report._pooled_notes(records, runs)) == ""
 
 
 def test_a_commands_errors_name_its_settings_by_their_flags_not_paths_or_values():
@@ -324,7 +324,7 @@ def test_review17_a_grid_plan_another_command_wrote_is_kept_and_settings_and_val
 
     records = [Record(strategy="random", subset=0.3, label_noise=0), Record(strategy="coreset", subset=0.3,
                                                                             label_noise=0.0)]
-    assert report._pooled(records, [Run("random"), Run("coreset")]) == ""
+    assert "; ".join(report._pooled_notes(records, [Run("random"), Run("coreset")])) == ""
 
     @click.command()
     @click.argument("run")

@@ -89,7 +89,7 @@ class ReportResult:
     problems: list
     missing_runs: int = 0
     no_plot: str = ""
-    pooled: list = dataclasses.field(default_factory=list)  # per source, what its cells pool (see _pooled)
+    pooled: list = dataclasses.field(default_factory=list)  # per source, what its cells pool (see _pooled_notes)
     pooling: list = dataclasses.field(default_factory=list)  # the kinds of `pooled`, in a few words each
 
     def _repr_markdown_(self):
@@ -264,7 +264,7 @@ def _read_sources(sources, wanted, out):
     """The finished runs of every (path, label) as Runs (only the `wanted` subsets, when given),
     one line per run that could not be read, one line describing each source, the settings
     the first source's runs share, and a line per source whose cells pool runs of other settings
-    or one seed twice (`_pooled`). UsageError for a wanted subset that no source has, and for an
+    or one seed twice (`_pooled_notes`). UsageError for a wanted subset that no source has, and for an
     `out` in a folder dataset of the runs (the report's plot would be read as an image)."""
     runs, problems, described, settings, have, pooled, first, pooling = [], [], [], "", set(), [], [], []
     held = {}  # (label, strategy, subset, seed): the position of the source holding that run
@@ -364,11 +364,6 @@ def _listed(differing):
                      for key, shown in differing.items())
 
 
-def _pooled(records, runs, checked=False):
-    """What one source's cells pool that a grid's do not, in one line ("" for none): `_pooled_notes`."""
-    return "; ".join(_pooled_notes(records, runs, checked))
-
-
 def _pooled_notes(records, runs, checked=False):
     """What one source's cells pool that a grid's do not, a note each: the cells whose `runs` (with
     their `records`, in step) differ in settings besides strategy, subset and seed (those every run of
@@ -440,7 +435,7 @@ def _with_defaults(config):
 
 
 def _with_data(record):
-    """A run's settings as `_pooled` compares them: config.json's, and `data_files`, the hash of a folder
+    """A run's settings as `_pooled_notes` compares them: config.json's, and `data_files`, the hash of a folder
     dataset's files its summary.json records (runs of one folder before and after images were added)."""
     fingerprint = recorded_fingerprint(getattr(record, "summary", None))
     return {**_as_read(record.config), **({"data_files": fingerprint} if fingerprint else {})}

@@ -577,8 +577,8 @@ class CoresetAugmentation:
         """Restore what `state_dict` returned. UsageError, changing nothing, for a state of another
         training set or one saved under another strategy, fraction, balance or mode (a selection
         made elsewhere is adopted with `use`; another seed, copies or weight_augmented is warned
-        about: the plans from there on differ from the saving run's), and for anything else (a model's state_dict, a
-        whole checkpoint). Under a process group, call it on every rank (on rank `src` alone,
+        about: the plans from there on differ from the saving run's), and for anything else (a
+        model's state_dict, a whole checkpoint). Under a process group, call it on every rank (on rank `src` alone,
         `start_epoch` hands its state to the others)."""
         if not isinstance(state, dict) or not any(key in state for key in STATE_KEYS):
             keys = ", ".join(map(str, list(state)[:5])) if isinstance(state, dict) else type(state).__name__
